@@ -1,0 +1,103 @@
+"""One error tree for heal; third-party errors are translated at the boundary
+(``raise ... from exc`` in storage/, the stream runtime and the git layer).
+
+    HealError                       base; ``exit_code`` says what the CLI exits with
+    ├── UsageError                  bad command-line usage (exit 2)
+    ├── ConfigError                 invalid configuration or policy (exit 2)
+    │   └── PolicyError             invalid heal.toml: names the key, the value and the rule
+    ├── EngineError                 an engine cannot be reached or started (exit 1)
+    │   ├── StreamUnavailable       Redis
+    │   └── DatabaseUnavailable     PostgreSQL
+    ├── DecodeError                 a stream payload that cannot be decoded (carries raw bytes)
+    │   └── EventValidationError    decoded, but fails the contract (carries raw bytes)
+    ├── GitError                    a git operation failed
+    ├── FixError                    a fix cannot be rendered or applied
+    │   └── ParameterError          a fix parameter is outside its declared bounds
+    └── StageControl                control flow for stage handlers (not failures of heal)
+        ├── Retry                   try again later (``delay`` seconds); the runtime backs off
+        └── PermanentError          will never succeed; dead-letter at once with the reason
+"""
+
+from __future__ import annotations
+
+
+class HealError(Exception):
+    """Base of every error heal raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(HealError):
+    exit_code = 2
+
+
+class ConfigError(HealError):
+    exit_code = 2
+
+
+class PolicyError(ConfigError):
+    """Invalid ``heal.toml``; the message names the key, the value and the rule."""
+
+    def __init__(self, key: str, value: object, rule: str) -> None:
+        super().__init__(f"heal.toml: {key} = {value!r}: {rule}")
+        self.key = key
+        self.value = value
+        self.rule = rule
+
+
+class EngineError(HealError):
+    pass
+
+
+class StreamUnavailable(EngineError):
+    pass
+
+
+class DatabaseUnavailable(EngineError):
+    pass
+
+
+class DecodeError(HealError):
+    """A payload that cannot be decoded; ``raw`` keeps the bytes for the dead-letter stream."""
+
+    def __init__(self, reason: str, raw: bytes) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.raw = raw
+
+
+class EventValidationError(DecodeError):
+    pass
+
+
+class GitError(HealError):
+    pass
+
+
+class FixError(HealError):
+    pass
+
+
+class ParameterError(FixError):
+    pass
+
+
+class StageControl(HealError):
+    """Raised by stage handlers to steer the runtime; never a bug in heal itself."""
+
+
+class Retry(StageControl):
+    """Try this event again after ``delay`` seconds (the runtime caps and backs off)."""
+
+    def __init__(self, reason: str = "retry requested", delay: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.delay = delay
+
+
+class PermanentError(StageControl):
+    """This event can never be handled; dead-letter it now with ``reason``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

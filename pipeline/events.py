@@ -1,0 +1,331 @@
+"""Frozen, versioned event types for every stream payload, encoded with orjson.
+
+Each stream entry has one field, ``event``, holding the JSON of one of these types.
+``decode_*`` raise :class:`DecodeError` (not JSON) or :class:`EventValidationError`
+(JSON that breaks the contract), both carrying the raw bytes for the dead-letter stream.
+
+Every downstream event carries ``error_id`` (the ``id`` of the ErrorEvent it descends from)
+and the originating ``error`` itself, so any stage can reach the repository, command and text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+import orjson
+
+from pipeline.config import DEFAULT_MAX_TEXT_BYTES
+from pipeline.errors import DecodeError, EventValidationError
+
+SCHEMA_VERSION = 1
+SOURCE_KINDS = ("subprocess", "log", "transcript", "hook", "api", "backfill")
+MAX_ID_LENGTH = 256
+TRUNCATION_MARKER = "\n…[heal: {n} bytes truncated]…\n"
+
+JSON = dict[str, Any]
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _fail(raw: bytes, reason: str) -> EventValidationError:
+    return EventValidationError(reason, raw)
+
+
+def _loads(raw: bytes | str) -> JSON:
+    data = raw.encode() if isinstance(raw, str) else raw
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(f"not valid JSON: {exc}", data) from exc
+    if not isinstance(obj, dict):
+        raise EventValidationError(f"expected a JSON object, got {type(obj).__name__}", data)
+    return obj
+
+
+def truncate_text(text: str, limit: int = DEFAULT_MAX_TEXT_BYTES) -> tuple[str, int]:
+    """Keep the head and the tail (the tail usually holds the error) within ``limit`` bytes.
+
+    Returns the text and how many bytes were cut (0 when nothing was).
+    """
+    encoded = text.encode("utf-8", "replace")
+    if len(encoded) <= limit:
+        return text, 0
+    head = limit // 4
+    tail = limit - head
+    cut = len(encoded) - head - tail
+    kept = (
+        encoded[:head].decode("utf-8", "ignore")
+        + TRUNCATION_MARKER.format(n=cut)
+        + encoded[-tail:].decode("utf-8", "ignore")
+    )
+    return kept, cut
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: str = "api"
+    name: str = ""
+    host: str = ""
+
+
+@dataclass(frozen=True)
+class Workflow:
+    id: str = ""
+    run_id: str = ""
+    phase: str = ""
+    step: str = ""
+
+
+@dataclass(frozen=True)
+class Repo:
+    path: str = ""
+    commit: str = ""
+    branch: str = ""
+
+
+def _str_fields(raw: bytes, name: str, value: Any, cls: type[Any]) -> Any:
+    if value is None:
+        return cls()
+    if not isinstance(value, dict):
+        raise _fail(raw, f"'{name}' must be an object, got {type(value).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    kwargs: dict[str, str] = {}
+    for key, item in value.items():
+        if key not in known:
+            continue  # unknown sub-fields are tolerated (forward compatible)
+        if item is None:
+            continue
+        if not isinstance(item, str | int):
+            raise _fail(raw, f"'{name}.{key}' must be a string, got {type(item).__name__}")
+        kwargs[key] = str(item)
+    return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class ErrorEvent:
+    """The input event of ``heal:errors``: exactly the JSON of the public contract."""
+
+    id: str
+    text: str
+    v: int = SCHEMA_VERSION
+    ts: str = field(default_factory=utc_now)
+    source: Source = field(default_factory=Source)
+    workflow: Workflow = field(default_factory=Workflow)
+    repo: Repo = field(default_factory=Repo)
+    command: tuple[str, ...] = ()
+    exit_code: int | None = None
+    tags: dict[str, Any] = field(default_factory=dict)
+
+    kind: ClassVar[str] = "error"
+
+    @property
+    def error_id(self) -> str:
+        return self.id
+
+    def to_dict(self) -> JSON:
+        return {
+            "v": self.v,
+            "id": self.id,
+            "ts": self.ts,
+            "source": dataclasses.asdict(self.source),
+            "workflow": dataclasses.asdict(self.workflow),
+            "repo": dataclasses.asdict(self.repo),
+            "command": list(self.command),
+            "exit_code": self.exit_code,
+            "text": self.text,
+            "tags": self.tags,
+        }
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    @classmethod
+    def decode(
+        cls, raw: bytes | str, max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES
+    ) -> ErrorEvent:
+        """Decode and validate; oversized text is truncated (and tagged), not rejected.
+
+        Raises:
+            DecodeError: not JSON.
+            EventValidationError: JSON that breaks the contract; the reason says what to change.
+        """
+        data = raw.encode() if isinstance(raw, str) else raw
+        return cls.from_dict(_loads(data), raw=data, max_text_bytes=max_text_bytes)
+
+    @classmethod
+    def from_dict(  # noqa: C901 - one flat check per contract field reads best
+        cls, obj: JSON, raw: bytes = b"", max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES
+    ) -> ErrorEvent:
+        raw = raw or orjson.dumps(obj, default=str)
+        v = obj.get("v")
+        if v is None:
+            raise _fail(raw, "missing required field 'v' (schema version; use 1)")
+        if v != SCHEMA_VERSION or isinstance(v, bool):
+            raise _fail(raw, f"unsupported schema version v={v!r}; this heal reads v=1")
+        ev_id = obj.get("id")
+        if not isinstance(ev_id, str) or not ev_id.strip():
+            raise _fail(raw, "missing required field 'id' (a non-empty producer-assigned string)")
+        if len(ev_id) > MAX_ID_LENGTH:
+            raise _fail(raw, f"'id' is {len(ev_id)} characters; at most {MAX_ID_LENGTH}")
+        text = obj.get("text")
+        if not isinstance(text, str):
+            what = "missing" if text is None else f"a {type(text).__name__}"
+            raise _fail(raw, f"required field 'text' must be a string, got {what}")
+        ts = obj.get("ts") or ""
+        if not isinstance(ts, str):
+            raise _fail(raw, "'ts' must be an ISO-8601 string such as 2026-11-22T10:00:00Z")
+        command = obj.get("command") or []
+        if isinstance(command, str):
+            command = [command]
+        if not isinstance(command, list) or not all(isinstance(c, str) for c in command):
+            raise _fail(raw, "'command' must be a list of strings (argv)")
+        exit_code = obj.get("exit_code")
+        if exit_code is not None and (not isinstance(exit_code, int) or isinstance(exit_code, bool)):
+            raise _fail(raw, f"'exit_code' must be an integer or null, got {exit_code!r}")
+        tags = obj.get("tags") or {}
+        if not isinstance(tags, dict):
+            raise _fail(raw, "'tags' must be an object of string keys")
+        source = _str_fields(raw, "source", obj.get("source"), Source)
+        if source.kind and source.kind not in SOURCE_KINDS:
+            raise _fail(raw, f"'source.kind' {source.kind!r} is not one of {', '.join(SOURCE_KINDS)}")
+        text, cut = truncate_text(text, max_text_bytes)
+        if cut:
+            tags = {**tags, "truncated_bytes": cut}
+        return cls(
+            id=ev_id,
+            text=text,
+            v=v,
+            ts=ts or utc_now(),
+            source=source,
+            workflow=_str_fields(raw, "workflow", obj.get("workflow"), Workflow),
+            repo=_str_fields(raw, "repo", obj.get("repo"), Repo),
+            command=tuple(command),
+            exit_code=exit_code,
+            tags=tags,
+        )
+
+
+# --- downstream events -------------------------------------------------------------------
+
+T = TypeVar("T", bound="StageEvent")
+
+
+@dataclass(frozen=True)
+class StageEvent:
+    """Base of the downstream events. ``id`` is deterministic (``f"{error_id}:{stage}"``),
+    so a redelivered input produces an output with the same id."""
+
+    id: str
+    error_id: str
+    error: ErrorEvent
+    v: int = SCHEMA_VERSION
+    ts: str = field(default_factory=utc_now)
+
+    kind: ClassVar[str] = "stage"
+
+    def to_dict(self) -> JSON:
+        out: JSON = {"kind": self.kind}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.to_dict() if isinstance(value, ErrorEvent) else value
+        return out
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.to_dict(), default=_default)
+
+    @classmethod
+    def decode(cls: type[T], raw: bytes | str) -> T:
+        data = raw.encode() if isinstance(raw, str) else raw
+        obj = _loads(data)
+        if obj.get("kind") != cls.kind:
+            raise _fail(data, f"expected a {cls.kind!r} event, got kind={obj.get('kind')!r}")
+        try:
+            error = ErrorEvent.from_dict(obj.pop("error"), raw=data)
+            obj.pop("kind")
+            names = {f.name for f in dataclasses.fields(cls)}
+            return cls(error=error, **{k: v for k, v in obj.items() if k in names})
+        except (KeyError, TypeError) as exc:
+            raise _fail(data, f"malformed {cls.kind} event: {exc}") from exc
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+@dataclass(frozen=True)
+class FingerprintEvent(StageEvent):
+    """Output of the fingerprint stage."""
+
+    fine: str = ""
+    coarse: str = ""
+    version: str = ""
+    template: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    extraction: dict[str, Any] = field(default_factory=dict)
+
+    kind: ClassVar[str] = "fingerprint"
+
+
+@dataclass(frozen=True)
+class CandidateEvent(StageEvent):
+    """Output of the lookup stage: the best known fix (or none) and how it was found."""
+
+    fine: str = ""
+    coarse: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    #: {"pattern_id": str|None, "tier": 1|2|3|None, "score": float, "reason": str, "path": [...]}
+    match: dict[str, Any] = field(default_factory=dict)
+    #: {"id", "kind", "category", "state", ...} or None when nothing matched
+    fix: dict[str, Any] | None = None
+
+    kind: ClassVar[str] = "candidate"
+
+
+@dataclass(frozen=True)
+class VerdictEvent(StageEvent):
+    """Output of the validate stage: approved or not, with every check and vote."""
+
+    fine: str = ""
+    fix: dict[str, Any] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    #: "apply" | "suggest" | "escalate" | "observe" | "reject"
+    decision: str = ""
+    reason: str = ""
+    preflight: list[dict[str, Any]] = field(default_factory=list)
+    verification: list[dict[str, Any]] = field(default_factory=list)
+    votes: list[dict[str, Any]] = field(default_factory=list)
+    #: the verified branch / commit prepared during verification, if any
+    branch: str = ""
+    commit: str = ""
+
+    kind: ClassVar[str] = "verdict"
+
+
+@dataclass(frozen=True)
+class OutcomeEvent(StageEvent):
+    """Output of the apply stage."""
+
+    fine: str = ""
+    fix_id: str = ""
+    #: "applied" | "suggested" | "rolled_back" | "escalated" | "observed" | "skipped"
+    status: str = ""
+    detail: str = ""
+    branch: str = ""
+    commit: str = ""
+    duration_s: float = 0.0
+
+    kind: ClassVar[str] = "outcome"
+
+
+EVENT_TYPES: dict[str, type[StageEvent]] = {
+    cls.kind: cls for cls in (FingerprintEvent, CandidateEvent, VerdictEvent, OutcomeEvent)
+}

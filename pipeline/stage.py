@@ -1,0 +1,46 @@
+"""The contract between the stream runtime and a stage (consumer group).
+
+A consumer module in ``consumers/`` names its input and output stream at the top and exposes
+``build(ctx: StageContext) -> StageHandler``. The runtime (``pipeline.runtime``) owns reading,
+decoding, retries, dead letters, reclaim, the atomic hand-off and acknowledgement; the handler
+only turns one decoded input event into zero or more output events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pipeline.config import Settings
+
+
+class Encodable(Protocol):
+    id: str
+
+    def encode(self) -> bytes: ...
+
+
+@dataclass
+class StageContext:
+    """What a handler may use: settings and lazily created engine clients."""
+
+    settings: Settings
+    stage: str
+    consumer: str = ""
+    #: shared objects (redis client, database facade, caches); filled by the runtime/CLI
+    resources: dict[str, Any] = field(default_factory=dict)
+
+
+class StageHandler(Protocol):
+    #: decodes the raw ``event`` field; raises DecodeError / EventValidationError
+    decode: Callable[[bytes], Any]
+
+    def handle(self, event: Any) -> Sequence[Encodable]:
+        """Handle one event; return the events to hand off (same ids on redelivery).
+
+        Raises:
+            Retry: try again later (the runtime backs off, then dead-letters after N tries).
+            PermanentError: dead-letter now with the reason.
+        """
+        ...

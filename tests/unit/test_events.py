@@ -1,0 +1,72 @@
+"""Event types: the contract's JSON, validation reasons, truncation."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from pipeline.errors import DecodeError, EventValidationError
+from pipeline.events import CandidateEvent, ErrorEvent, FingerprintEvent, truncate_text
+
+
+def test_full_contract_event_round_trips() -> None:
+    payload = {
+        "v": 1, "id": "e-1", "ts": "2026-11-22T10:00:00Z",
+        "source": {"kind": "subprocess", "name": "ci", "host": "runner-3"},
+        "workflow": {"id": "nightly", "run_id": "1234", "phase": "test", "step": "pytest"},
+        "repo": {"path": "/srv/checkout", "commit": "abc123", "branch": "main"},
+        "command": ["pytest", "-q"], "exit_code": 1, "text": "boom", "tags": {"a": "b"},
+    }
+    event = ErrorEvent.decode(orjson.dumps(payload))
+    assert event.to_dict() == payload
+    assert ErrorEvent.decode(event.encode()) == event
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"not json", "not valid JSON"),
+        (b"[1]", "JSON object"),
+        (b'{"v": 1, "text": "x"}', "'id'"),
+        (b'{"v": 1, "id": "a"}', "'text'"),
+        (b'{"id": "a", "text": "x"}', "'v'"),
+        (b'{"v": 2, "id": "a", "text": "x"}', "schema version"),
+        (b'{"v": 1, "id": "a", "text": "x", "exit_code": "1"}', "exit_code"),
+        (b'{"v": 1, "id": "a", "text": "x", "command": [1]}', "command"),
+        (b'{"v": 1, "id": "a", "text": "x", "source": {"kind": "nope"}}', "source.kind"),
+    ],
+)
+def test_bad_input_says_what_to_change(raw: bytes, reason: str) -> None:
+    with pytest.raises(DecodeError) as info:
+        ErrorEvent.decode(raw)
+    assert reason in str(info.value)
+    assert info.value.raw == raw
+
+
+def test_validation_errors_are_decode_errors_with_raw_bytes() -> None:
+    with pytest.raises(EventValidationError) as info:
+        ErrorEvent.decode(b'{"v": 1}')
+    assert info.value.raw == b'{"v": 1}'
+
+
+def test_oversized_text_is_truncated_not_rejected() -> None:
+    text = "head\n" + "x" * (10 * 1024 * 1024) + "\nTraceback tail: ValueError"
+    event = ErrorEvent.decode(orjson.dumps({"v": 1, "id": "big", "text": text}))
+    assert len(event.text.encode()) < 70 * 1024
+    assert event.text.startswith("head")
+    assert event.text.endswith("ValueError")
+    assert event.tags["truncated_bytes"] > 10_000_000
+
+
+def test_truncate_keeps_short_text() -> None:
+    assert truncate_text("short", 100) == ("short", 0)
+
+
+def test_downstream_events_carry_error_id_and_round_trip() -> None:
+    error = ErrorEvent(id="e-9", text="x")
+    fp = FingerprintEvent(id="e-9:fp", error_id="e-9", error=error, fine="f", coarse="c")
+    assert FingerprintEvent.decode(fp.encode()) == fp
+    cand = CandidateEvent(id="e-9:lookup", error_id="e-9", error=error, match={"tier": None})
+    assert CandidateEvent.decode(cand.encode()).error_id == "e-9"
+    with pytest.raises(EventValidationError):
+        CandidateEvent.decode(fp.encode())
