@@ -185,14 +185,16 @@ class ErrorEvent:
         if not isinstance(command, list) or not all(isinstance(c, str) for c in command):
             raise _fail(raw, "'command' must be a list of strings (argv)")
         exit_code = obj.get("exit_code")
-        if exit_code is not None and (not isinstance(exit_code, int) or isinstance(exit_code, bool)):
+        bad_exit = not isinstance(exit_code, int) or isinstance(exit_code, bool)
+        if exit_code is not None and bad_exit:
             raise _fail(raw, f"'exit_code' must be an integer or null, got {exit_code!r}")
         tags = obj.get("tags") or {}
         if not isinstance(tags, dict):
             raise _fail(raw, "'tags' must be an object of string keys")
         source = _str_fields(raw, "source", obj.get("source"), Source)
         if source.kind and source.kind not in SOURCE_KINDS:
-            raise _fail(raw, f"'source.kind' {source.kind!r} is not one of {', '.join(SOURCE_KINDS)}")
+            kinds = ", ".join(SOURCE_KINDS)
+            raise _fail(raw, f"'source.kind' {source.kind!r} is not one of {kinds}")
         text, cut = truncate_text(text, max_text_bytes)
         if cut:
             tags = {**tags, "truncated_bytes": cut}
