@@ -8,6 +8,7 @@
     ├── EngineError                 an engine cannot be reached or started (exit 1)
     │   ├── StreamUnavailable       Redis
     │   └── DatabaseUnavailable     PostgreSQL
+    ├── QueryError                  PostgreSQL rejected a statement (carries ``sqlstate``)
     ├── DecodeError                 a stream payload that cannot be decoded (carries raw bytes)
     │   └── EventValidationError    decoded, but fails the contract (carries raw bytes)
     ├── GitError                    a git operation failed
@@ -55,6 +56,15 @@ class StreamUnavailable(EngineError):
 
 class DatabaseUnavailable(EngineError):
     pass
+
+
+class QueryError(HealError):
+    """A statement the database rejected (syntax, constraint, missing table): a bug or a schema
+    mismatch, not an outage, so it is never retried as if the server were down."""
+
+    def __init__(self, message: str, sqlstate: str = "") -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
 
 
 class DecodeError(HealError):
