@@ -1,0 +1,65 @@
+"""``heal breaker status|reset|open``: inspect and steer the shared circuit breaker."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from pipeline.config import Settings
+from pipeline.guardrails._connect import connect_redis
+from pipeline.guardrails.audit import AuditLog
+from pipeline.guardrails.breaker import GLOBAL, CircuitBreaker, check_scope
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("breaker", help="circuit breaker: status, reset, open by hand")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    status = verbs.add_parser("status", help="state of every breaker scope")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=run_status)
+    for verb, func, helptext in (
+        ("reset", run_reset, "close a scope and clear its windows"),
+        ("open", run_open, "force a scope open until reset"),
+    ):
+        p = verbs.add_parser(verb, help=helptext)
+        p.add_argument("scope", nargs="?", default=GLOBAL,
+                       help="global (default), workflow:NAME or step:WORKFLOW/STEP")
+        p.add_argument("--reason", default=f"{verb} by hand", help="recorded in the audit log")
+        p.set_defaults(func=func)
+
+
+def _breaker() -> CircuitBreaker:
+    settings = Settings.from_env()
+    return CircuitBreaker(connect_redis(settings), settings, audit=AuditLog(settings))
+
+
+def run_status(args: argparse.Namespace) -> int:
+    status = _breaker().status()
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+        return 0
+    print(f"breaker: {status['state']}")
+    for name, scope in status["scopes"].items():
+        line = (f"  {name:<40} {scope['state']:<11} reverts {scope['reverts_in_window']}"
+                f"/{scope['threshold']} calls {scope['calls_in_window']}")
+        if "cooldown_remaining_s" in scope:
+            line += f" cooldown {scope['cooldown_remaining_s']:.0f}s"
+        if scope["reason"] and scope["state"] != "CLOSED":
+            line += f"  ({scope['reason']})"
+        print(line)
+    return 0
+
+
+def run_reset(args: argparse.Namespace) -> int:
+    check_scope(args.scope)
+    t = _breaker().reset(args.scope, args.reason)
+    print(f"breaker {t.scope}: {t.src} -> {t.dst}")
+    return 0
+
+
+def run_open(args: argparse.Namespace) -> int:
+    check_scope(args.scope)
+    t = _breaker().force_open(args.scope, args.reason)
+    print(f"breaker {t.scope}: {t.src} -> {t.dst} ({t.reason})")
+    return 0
