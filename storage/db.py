@@ -1,0 +1,231 @@
+"""A synchronous facade over an asyncpg connection pool.
+
+heal's stages are synchronous code; asyncpg is the fast PostgreSQL driver (and pgvector ships a
+codec for it). :class:`Database` runs one event loop in a daemon thread and submits every call
+to it, so any thread can use one Database at the same time (up to ``max_size`` concurrent
+statements; the rest wait for a connection).
+
+Errors: a server that cannot be reached, refuses or drops the connection, or a call that times
+out raises :class:`~pipeline.errors.DatabaseUnavailable`; a statement the server rejects
+(syntax, constraint, missing table) raises :class:`~pipeline.errors.QueryError` carrying the
+SQLSTATE. Both name the masked URL, never a password.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import contextlib
+import threading
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from pipeline.errors import DatabaseUnavailable, QueryError
+
+T = TypeVar("T")
+
+#: Seconds a single call may take before it is abandoned (DatabaseUnavailable).
+DEFAULT_TIMEOUT_S = 60.0
+CONNECT_TIMEOUT_S = 10.0
+
+# Server-side errors that mean "the server is not usable right now", not "your SQL is wrong".
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")  # connection, resources, operator intervention
+
+
+def mask_url(url: str) -> str:
+    """``url`` with the password replaced by ``***`` (safe to print)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable url>"
+    if not parts.password:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = parts.username or ""
+    masked = f"{user}:***@{netloc[-1]}"
+    return urlunsplit(parts._replace(netloc=masked))
+
+
+def _translate(exc: BaseException, url: str) -> Exception:
+    where = mask_url(url)
+    if isinstance(exc, asyncpg.PostgresError):
+        sqlstate = str(getattr(exc, "sqlstate", "") or "")
+        if sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES:
+            return DatabaseUnavailable(f"PostgreSQL at {where} is unavailable: {exc}")
+        return QueryError(f"PostgreSQL rejected a statement: {exc} (SQLSTATE {sqlstate})", sqlstate)
+    if isinstance(exc, TimeoutError | concurrent.futures.TimeoutError):
+        return DatabaseUnavailable(f"PostgreSQL at {where} did not answer in time")
+    reason = str(exc) or type(exc).__name__
+    return DatabaseUnavailable(f"cannot use PostgreSQL at {where}: {reason}")
+
+
+_TRANSLATED = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+    TimeoutError,
+    concurrent.futures.TimeoutError,
+    ConnectionError,
+)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # The codec can only be registered once the extension exists; migrations create it and
+    # then call Database.reload_types() so every pooled connection is re-initialised.
+    has_vector = await conn.fetchval("SELECT 1 FROM pg_type WHERE typname = 'vector' LIMIT 1")
+    if has_vector:
+        from pgvector.asyncpg import register_vector
+
+        await register_vector(conn)
+
+
+class Database:
+    """Connected pool; use ``execute``/``fetch``/``fetchrow``/``fetchval`` for single statements
+    and ``run(fn)`` for anything that needs one connection (transactions, COPY).
+
+    Raises DatabaseUnavailable when the first connection cannot be made.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        min_size: int = 1,
+        max_size: int = 4,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        self.url = url
+        self.timeout = timeout
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="heal-db-loop", daemon=True
+        )
+        self._thread.start()
+        self._closed = False
+
+        async def _create() -> asyncpg.Pool:
+            return await asyncpg.create_pool(
+                url,
+                min_size=min_size,
+                max_size=max_size,
+                init=_init_connection,
+                timeout=CONNECT_TIMEOUT_S,
+            )
+
+        try:
+            self._pool: asyncpg.Pool = self._submit(_create())
+        except BaseException:
+            self._stop_loop()
+            raise
+        # Close before interpreter teardown (and before an embedded server is stopped by its
+        # own exit hook, registered earlier and therefore run later).
+        ref = weakref.ref(self)
+
+        def _close_at_exit() -> None:
+            db = ref()
+            if db is not None:
+                db.close()
+
+        self._atexit = _close_at_exit
+        atexit.register(self._atexit)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _submit(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError(
+                "Database called from inside Database.run(); use the connection you were given"
+            )
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result(self.timeout if timeout is None else timeout)
+        except _TRANSLATED as exc:
+            future.cancel()
+            raise _translate(exc, self.url) from exc
+
+    def _stop_loop(self) -> None:
+        if self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        if not self._loop.is_running():
+            self._loop.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise DatabaseUnavailable(f"the connection pool to {mask_url(self.url)} is closed")
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def execute(self, sql: str, *args: Any) -> str:
+        """Run one statement; returns the status tag (e.g. ``"INSERT 0 1"``)."""
+        self._check_open()
+        return str(self._submit(self._pool.execute(sql, *args)))
+
+    def executemany(self, sql: str, args: list[tuple[Any, ...]]) -> None:
+        self._check_open()
+        self._submit(self._pool.executemany(sql, args))
+
+    def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        self._check_open()
+        return list(self._submit(self._pool.fetch(sql, *args)))
+
+    def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        self._check_open()
+        return self._submit(self._pool.fetchrow(sql, *args))
+
+    def fetchval(self, sql: str, *args: Any) -> Any:
+        self._check_open()
+        return self._submit(self._pool.fetchval(sql, *args))
+
+    def run(
+        self, fn: Callable[[asyncpg.Connection], Awaitable[T]], *, timeout: float | None = None
+    ) -> T:
+        """``await fn(conn)`` on one pooled connection and return its result, e.g.::
+
+        async def move(conn):
+            async with conn.transaction():
+                ...
+        db.run(move)
+        """
+        self._check_open()
+
+        async def _with_connection() -> T:
+            async with self._pool.acquire() as conn:
+                return await fn(conn)
+
+        return self._submit(_with_connection(), timeout)
+
+    def reload_types(self) -> None:
+        """Re-create pooled connections so each registers codecs for types created since
+        (the pgvector codec after ``CREATE EXTENSION vector``)."""
+        self._check_open()
+        self._submit(self._pool.expire_connections())
+
+    def close(self) -> None:
+        """Close the pool and its loop thread. Idempotent; never raises."""
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self._atexit)
+
+        async def _close() -> None:
+            try:
+                await asyncio.wait_for(self._pool.close(), 10)
+            except Exception:  # closing is best effort: cut what did not close in time
+                self._pool.terminate()
+
+        with contextlib.suppress(Exception):
+            self._submit(_close(), timeout=15)
+        self._stop_loop()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

