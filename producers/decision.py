@@ -1,0 +1,173 @@
+"""Wait for the pipeline's decision about one error (used by ``heal run``).
+
+The decision is the OutcomeEvent whose ``error_id`` is ours on ``<prefix>:outcomes``. We XREAD
+from the newest id taken *before* publishing, so an outcome written quickly is not missed.
+When no worker serves a stage (no consumer active within ``LIVE_IDLE_MS``, or the runtime's
+``live_stages`` says so), the missing stages are run in this process with
+``pipeline.runtime.drain_inline``. A dead letter naming our id ends the wait early.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from pipeline.config import STAGES, STREAM_DEAD, STREAM_OUTCOMES, Settings
+from pipeline.errors import DecodeError, HealError, StreamUnavailable
+from pipeline.events import OutcomeEvent
+
+#: a consumer that touched its group within this many ms counts as a running worker
+LIVE_IDLE_MS = 30_000
+POLL_MS = 250
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the pipeline decided; ``outcome`` is None when it did not answer in time or the
+    event was dead-lettered (``dead_reason``)."""
+
+    outcome: OutcomeEvent | None
+    dead_reason: str = ""
+    inline: bool = False
+
+    @property
+    def applied(self) -> bool:
+        return self.outcome is not None and self.outcome.status == "applied"
+
+
+def live_stages(client: Any, settings: Settings) -> set[str]:
+    """Stages with at least one running worker.
+
+    Uses ``pipeline.runtime.live_stages`` when the runtime provides one (heartbeats);
+    otherwise a consumer of the stage's group that was active within ``LIVE_IDLE_MS``.
+
+    Raises:
+        StreamUnavailable: Redis cannot be reached.
+    """
+    runtime = _runtime()
+    probe = getattr(runtime, "live_stages", None) if runtime else None
+    if callable(probe):
+        return set(probe(client, settings))
+    live: set[str] = set()
+    for stage, (source, _out) in STAGES.items():
+        try:
+            consumers = client.xinfo_consumers(settings.stream(source), stage)
+        except redis.ResponseError:
+            continue  # no stream or no group yet: nobody serves this stage
+        except redis.RedisError as exc:
+            raise StreamUnavailable(f"cannot inspect stage {stage}: {exc}") from exc
+        if any(int(c.get("idle", LIVE_IDLE_MS)) < LIVE_IDLE_MS for c in consumers):
+            live.add(stage)
+    return live
+
+
+def _runtime() -> Any:
+    try:
+        return importlib.import_module("pipeline.runtime")
+    except ImportError:
+        return None
+
+
+def _drain(settings: Settings, client: Any, stages: list[str]) -> int:
+    runtime = _runtime()
+    drain = getattr(runtime, "drain_inline", None) if runtime else None
+    if not callable(drain):
+        raise HealError(
+            "no workers are running and the in-process pipeline (pipeline.runtime.drain_inline) "
+            "is not built yet; start workers with `heal up`"
+        )
+    return int(drain(settings, client, stages=stages))
+
+
+class DecisionWaiter:
+    """Waits (bounded) for the outcome of one error id."""
+
+    def __init__(
+        self,
+        client: Any,
+        settings: Settings,
+        drain: Callable[[Settings, Any, list[str]], int] = _drain,
+        live: Callable[[Any, Settings], set[str]] = live_stages,
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.outcomes = settings.stream(STREAM_OUTCOMES)
+        self.dead = settings.stream(STREAM_DEAD)
+        self._drain = drain
+        self._live = live
+        self._cursor: dict[str, str] = {}
+
+    def mark(self) -> None:
+        """Remember the newest outcome/dead ids; call BEFORE publishing the error.
+
+        Raises:
+            StreamUnavailable: Redis cannot be reached.
+        """
+        for stream in (self.outcomes, self.dead):
+            try:
+                rows = self.client.xrevrange(stream, count=1)
+            except redis.RedisError as exc:
+                raise StreamUnavailable(f"cannot read {stream}: {exc}") from exc
+            self._cursor[stream] = _s(rows[0][0]) if rows else "0-0"
+
+    def wait(self, error_id: str, timeout_s: float) -> Decision:
+        """The decision about ``error_id``, or ``Decision(None)`` after ``timeout_s``.
+
+        Raises:
+            StreamUnavailable: Redis cannot be reached.
+            HealError: nobody runs the stages and the in-process pipeline is unavailable.
+        """
+        deadline = time.monotonic() + timeout_s
+        inline = False
+        while True:
+            found = self._read(error_id, block_ms=0)
+            if found is not None:
+                return Decision(*found, inline=inline)
+            missing = [s for s in STAGES if s not in self._live(self.client, self.settings)]
+            if missing:
+                inline = True
+                self._drain(self.settings, self.client, missing)
+                found = self._read(error_id, block_ms=0)
+                if found is not None:
+                    return Decision(*found, inline=inline)
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                return Decision(None, inline=inline)
+            found = self._read(error_id, block_ms=min(POLL_MS if missing else 1000, left_ms))
+            if found is not None:
+                return Decision(*found, inline=inline)
+
+    def _read(self, error_id: str, block_ms: int) -> tuple[OutcomeEvent | None, str] | None:
+        try:
+            reply = self.client.xread(self._cursor, block=block_ms or None, count=500)
+        except redis.RedisError as exc:
+            raise StreamUnavailable(f"cannot read {self.outcomes}: {exc}") from exc
+        needle = error_id.encode()
+        for stream, entries in reply or []:
+            name = _s(stream)
+            for entry_id, fields in entries:
+                self._cursor[name] = _s(entry_id)
+                payload = fields.get(b"event", b"")
+                if name == self.dead:
+                    if any(needle in v for v in fields.values() if isinstance(v, bytes)):
+                        reason = fields.get(b"reason", b"dead-lettered")
+                        return None, _s(reason)
+                    continue
+                if needle not in payload:
+                    continue
+                try:
+                    outcome = OutcomeEvent.decode(payload)
+                except DecodeError:
+                    continue  # not ours to judge; the runtime dead-letters it
+                if outcome.error_id == error_id:
+                    return outcome, ""
+        return None
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,107 @@
+"""``heal emit`` and the Python API: publish events given as JSON (lines).
+
+Each line is validated with :meth:`ErrorEvent.from_dict`; a bad line is reported with its line
+number and reason and does not stop the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from pipeline.config import Settings
+from pipeline.errors import EventValidationError
+from pipeline.events import SCHEMA_VERSION, ErrorEvent
+from producers.context import hostname, new_id
+from producers.publisher import Publisher, connect
+
+_default_publisher: Publisher | None = None
+
+
+def emit(
+    text: str,
+    id: str | None = None,  # noqa: A002 - the contract's field name
+    *,
+    publisher: Publisher | None = None,
+    **fields: Any,
+) -> str:
+    """Publish one error to ``<prefix>:errors`` and return its event id.
+
+    ``fields`` are the other contract fields (``source``, ``workflow``, ``repo``, ``command``,
+    ``exit_code``, ``tags``, ``ts``); ``id`` defaults to a fresh ``api-<uuid>``. The publisher
+    defaults to one connected from the environment (``HEAL_*`` variables), made once.
+
+    Example::
+
+        from producers import emit
+        emit("ModuleNotFoundError: No module named 'yaml'", command=["pytest"], exit_code=1,
+             workflow={"id": "nightly", "step": "pytest"})
+
+    Raises:
+        EventValidationError: the fields break the contract (the message says which and why).
+        StreamUnavailable: Redis cannot be reached.
+    """
+    obj: dict[str, Any] = {"v": SCHEMA_VERSION, "id": id or new_id("api"), "text": text}
+    obj["source"] = {"kind": "api", "host": hostname()}
+    obj.update(fields)
+    event = ErrorEvent.from_dict(obj)
+    (publisher or _publisher()).publish(event)
+    return event.id
+
+
+def _publisher() -> Publisher:
+    global _default_publisher
+    if _default_publisher is None:
+        settings = Settings.from_env()
+        _default_publisher = Publisher(connect(settings), settings)
+    return _default_publisher
+
+
+@dataclass
+class EmitReport:
+    published: int = 0
+    bad: list[tuple[int, str]] = field(default_factory=list)
+
+
+def parse_lines(lines: Iterable[bytes | str]) -> Iterator[tuple[int, ErrorEvent | str]]:
+    """(line number, event or the reason the line is bad); blank lines are skipped."""
+    for number, line in enumerate(lines, 1):
+        raw = line.encode() if isinstance(line, str) else line
+        if not raw.strip():
+            continue
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            yield number, f"not valid JSON: {exc}"
+            continue
+        if not isinstance(obj, dict):
+            yield number, f"expected a JSON object, got {type(obj).__name__}"
+            continue
+        try:
+            yield number, ErrorEvent.from_dict(obj, raw=raw)
+        except EventValidationError as exc:
+            yield number, exc.reason
+
+
+def emit_lines(lines: Iterable[bytes | str], publisher: Publisher, batch: int = 500) -> EmitReport:
+    """Publish every valid line (in batches); collect the bad ones with their reasons.
+
+    Raises:
+        StreamUnavailable: Redis cannot be reached (events of the current batch are not sent).
+    """
+    report = EmitReport()
+    pending: list[ErrorEvent] = []
+    for number, item in parse_lines(lines):
+        if isinstance(item, str):
+            report.bad.append((number, item))
+            continue
+        pending.append(item)
+        if len(pending) >= batch:
+            report.published += len(publisher.publish_many(pending))
+            pending = []
+    if pending:
+        report.published += len(publisher.publish_many(pending))
+    return report

@@ -1,0 +1,152 @@
+"""Run a subprocess with its output passed through live, keeping a bounded tail of it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+from pipeline.errors import UsageError
+
+#: bytes of combined stdout+stderr kept for the event (the tail usually holds the error)
+TAIL_BYTES = 32 * 1024
+_FORWARDED = (signal.SIGTERM, signal.SIGHUP)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """``status`` follows the shell: the exit code, or 128+N when killed by signal N."""
+
+    status: int
+    signal: str
+    tail: str
+    duration_s: float
+    stdout_bytes: int
+    stderr_bytes: int
+    truncated: bool
+
+
+class TailBuffer:
+    """The last ``limit`` bytes written by several threads, in arrival order."""
+
+    def __init__(self, limit: int = TAIL_BYTES) -> None:
+        self.limit = limit
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+        self._lock = threading.Lock()
+        self.truncated = False
+
+    def append(self, chunk: bytes) -> None:
+        with self._lock:
+            self._chunks.append(chunk)
+            self._size += len(chunk)
+            while self._size > self.limit:
+                first = self._chunks.popleft()
+                excess = self._size - self.limit
+                self.truncated = True
+                if len(first) > excess:
+                    self._chunks.appendleft(first[excess:])
+                    self._size -= excess
+                else:
+                    self._size -= len(first)
+
+    def text(self) -> str:
+        with self._lock:
+            return b"".join(self._chunks).decode("utf-8", "replace")
+
+
+def _pump(source: IO[bytes], sink: IO[bytes] | None, tail: TailBuffer, count: list[int]) -> None:
+    fd = source.fileno()
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        count[0] += len(chunk)
+        tail.append(chunk)
+        if sink is not None:
+            try:
+                sink.write(chunk)
+                sink.flush()
+            except (OSError, ValueError):
+                sink = None  # our own output went away (closed pipe); keep capturing
+    source.close()
+
+
+def run_command(
+    argv: Sequence[str],
+    cwd: str | None = None,
+    stdout: IO[bytes] | None = None,
+    stderr: IO[bytes] | None = None,
+    tail_bytes: int = TAIL_BYTES,
+) -> RunResult:
+    """Run ``argv``; its stdout/stderr go to ``stdout``/``stderr`` as they arrive.
+
+    SIGTERM/SIGHUP received meanwhile are forwarded to the child (when called from the main
+    thread), so the child decides how to stop and its status is kept. SIGINT is ignored here:
+    Ctrl-C already reaches the child (same process group), and a second one would make tools
+    such as pytest abort without their report.
+
+    Raises:
+        UsageError: the command does not exist or cannot be executed.
+    """
+    if not argv:
+        raise UsageError("no command given: use `heal run -- CMD [ARGS...]`")
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            list(argv), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+    except FileNotFoundError as exc:
+        raise UsageError(f"command not found: {argv[0]!r} (check the name and PATH)") from exc
+    except PermissionError as exc:
+        raise UsageError(f"command not executable: {argv[0]!r} ({exc.strerror})") from exc
+    tail = TailBuffer(tail_bytes)
+    counts = ([0], [0])
+    assert proc.stdout is not None and proc.stderr is not None
+    pumps = [
+        threading.Thread(target=_pump, args=(proc.stdout, stdout, tail, counts[0]), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stderr, stderr, tail, counts[1]), daemon=True),
+    ]
+    for pump in pumps:
+        pump.start()
+    previous = _forward_signals(proc)
+    try:
+        code = proc.wait()
+        for pump in pumps:
+            pump.join()
+    finally:
+        _restore(previous)
+    sig = ""
+    if code < 0:
+        sig = signal.Signals(-code).name
+        code = 128 - code
+    return RunResult(
+        code, sig, tail.text(), time.monotonic() - started, counts[0][0], counts[1][0],
+        tail.truncated,
+    )
+
+
+def _forward_signals(proc: subprocess.Popen[bytes]) -> dict[int, Any]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def forward(signum: int, _frame: Any) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signum)
+
+    previous: dict[int, Any] = {}
+    for sig in _FORWARDED:
+        previous[sig] = signal.signal(sig, forward)
+    previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return previous
+
+
+def _restore(previous: dict[int, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)

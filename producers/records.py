@@ -1,0 +1,289 @@
+"""Assemble log lines into records: one record per log line, except multi-line reports
+(Python/Java/Node tracebacks, Go panics, pytest failure sections) which become one record.
+
+Used by ``heal watch`` (live) and ``heal backfill`` (history). Feed lines with their byte
+offsets; a record is returned once the next line proves it complete, or on :meth:`flush`
+(end of file, or the follower's idle timeout). :attr:`RecordAssembler.pending_offset` is the
+offset of the first line still held, which is what a follower saves so that a restart
+re-reads an incomplete record instead of losing it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+#: a Python traceback header; its exception line is the first unindented line after it
+PY_TRACEBACK = re.compile(r"^Traceback \(most recent call last\):")
+#: lines joining chained Python exceptions
+PY_CHAIN = re.compile(
+    r"^(During handling of the above exception|The above exception was the direct cause)"
+)
+#: Java: an unindented exception header (``java.lang.IllegalStateException: boom``)
+JAVA_EXCEPTION = re.compile(
+    r"^(Exception in thread \"[^\"]*\" )?([a-zA-Z_$][\w$]*\.)+[\w$]*(Exception|Error|Throwable)\b"
+)
+#: Java/Kotlin continuation lines that are not indented
+JAVA_CONTINUATION = re.compile(r"^(Caused by: |Suppressed: |\.\.\. \d+ more)")
+#: Node's crash header: the file and line that threw (``/app/index.js:3``)
+NODE_HEADER = re.compile(r"^(\S+\.(m?js|cjs|ts|mts)|node:internal/\S+):\d+$")
+NODE_FOOTER = re.compile(r"^Node\.js v\d+")
+#: ``Error: message`` style headers whose stack follows indented (Node, Deno, browsers)
+JS_ERROR = re.compile(r"^(Uncaught )?([A-Z]\w*)?(Error|Exception)(\s*\[[^\]]*\])?: ")
+GO_PANIC = re.compile(r"^(panic: |fatal error: )")
+GO_CONTINUATION = re.compile(
+    r"^(goroutine \d+ \[|\[signal |exit status \d+$|created by |[\w.\-/*()]+\(.*\)$)"
+)
+PYTEST_BANNER = re.compile(r"^={3,} ?(FAILURES|ERRORS) ?={3,}$")
+PYTEST_SECTION = re.compile(r"^_{3,} .+ _{3,}$")
+PYTEST_SUMMARY = re.compile(r"^={3,} ?short test summary info ?={3,}$")
+PYTEST_RULE = re.compile(r"^={3,}")
+PYTEST_START = re.compile(r"^={3,} ?test session starts ?={3,}$")
+
+#: what makes a record an error worth publishing (checked on the whole record)
+ERROR_MARKERS = re.compile(
+    r"""
+      \b(ERROR|FATAL|CRITICAL|SEVERE|PANIC|EMERG|ALERT|FAILED|FAILURE)\b   # levels, runners
+    | \b(level|severity|lvl)"?\s*[=:]\s*"?(error|fatal|critical|panic)\b  # logfmt / JSON logs
+    | ^Traceback\ \(most\ recent\ call\ last\)                             # Python
+    | ^\s*[\w.$]*(Exception|Error)(\s*\[[^\]]*\])?:\s                      # Exception: message
+    | ^[\w.$]*(Exception|Error)$                                           # bare exception name
+    | ^(panic|fatal\ error):                                               # Go
+    | ^npm\ ERR!|^error(\[E\d+\])?:                                        # npm, rustc, gcc
+    | Segmentation\ fault|core\ dumped|Killed$|OOMKilled|Out\ of\ memory
+    """,
+    re.VERBOSE | re.MULTILINE | re.IGNORECASE,
+)
+#: case-sensitive words that only count in upper case (``error`` in prose is not an error)
+_LOWER_OK = re.compile(r"\b(error|fatal|critical|failed|failure|panic|alert|severe)\b")
+
+#: record kinds that are error reports by construction
+STRUCTURED_KINDS = frozenset({"python", "java", "node", "go", "pytest"})
+#: modes in which a blank line may sit inside a record (held until the next line decides)
+_BLANK_MODES = frozenset({"pytrace", "pytrace-done", "node", "go", "pytest", "pytest-summary"})
+
+MAX_RECORD_LINES = 5000
+MAX_RECORD_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class Record:
+    """One assembled record. ``offset``/``end`` are byte offsets in the source, ``line`` is the
+    1-based number of its first line, ``kind`` says which rule assembled it."""
+
+    text: str
+    offset: int
+    end: int
+    line: int
+    kind: str = "line"
+
+    @property
+    def is_error(self) -> bool:
+        """Tracebacks, panics and failing tests are errors by construction; other records when
+        their text carries an error marker."""
+        if self.kind == "pytest-noise":
+            return False
+        return self.kind in STRUCTURED_KINDS or is_error_text(self.text)
+
+
+def is_error_text(text: str) -> bool:
+    """True when the text reports an error (level markers, tracebacks, panics ...)."""
+    for match in ERROR_MARKERS.finditer(text):
+        word = match.group(0)
+        # an upper-case level or any structural marker counts; lower-case prose words do not
+        if not _LOWER_OK.fullmatch(word.strip()):
+            return True
+    return False
+
+
+def clean(line: str) -> str:
+    return ANSI.sub("", line.rstrip("\r\n"))
+
+
+class RecordAssembler:
+    """Stateful line-to-record assembler (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+        self._blanks: list[tuple[str, int]] = []  # held blank lines (text, end offset)
+        self._offset = 0
+        self._end = 0
+        self._line = 0
+        self._mode = ""  # "", pytrace, pytrace-done, java, node, js, go, pytest, pytest-summary
+        self._size = 0
+        self._pytest_sections = 0
+
+    @property
+    def pending_offset(self) -> int | None:
+        """Offset of the first line not yet returned in a record (None when nothing is held)."""
+        return self._offset if self._lines else None
+
+    def feed(self, line: str, offset: int, end: int, number: int) -> list[Record]:
+        """Add one line (without or with its newline) spanning bytes ``offset``..``end``."""
+        text = clean(line)
+        out: list[Record] = []
+        if not text.strip():
+            if self._lines and self._mode in _BLANK_MODES:
+                self._blanks.append((text, end))
+            elif self._lines:
+                out.extend(self.flush())
+            return out
+        if self._lines and self._continues(text):
+            self._append_blanks()
+            self._add(text, end)
+            if self._size > MAX_RECORD_BYTES or len(self._lines) > MAX_RECORD_LINES:
+                out.extend(self.flush())  # bounded memory: cut a runaway record here
+            return out
+        out.extend(self.flush())
+        self._start(text, offset, end, number)
+        return out
+
+    def flush(self) -> list[Record]:
+        """Close the record being assembled (end of input or idle timeout)."""
+        self._blanks = []
+        if not self._lines:
+            return []
+        kind = self._kind()
+        record = Record("\n".join(self._lines), self._offset, self._end, self._line, kind)
+        self._lines = []
+        self._mode = ""
+        self._size = 0
+        return [record]
+
+    # -- rules -----------------------------------------------------------------------------
+
+    def _start(self, text: str, offset: int, end: int, number: int) -> None:
+        self._offset, self._line = offset, number
+        self._lines = [text]
+        self._size = len(text)
+        self._end = end
+        self._mode = self._mode_for(text)
+
+    def _mode_for(self, text: str) -> str:
+        if PY_TRACEBACK.match(text):
+            return "pytrace"
+        if PYTEST_START.match(text):
+            self._pytest_sections = 0
+        if PYTEST_SECTION.match(text):
+            self._pytest_sections += 1
+            return "pytest"
+        if PYTEST_SUMMARY.match(text):
+            return "pytest-summary"
+        if NODE_HEADER.match(text):
+            return "node"
+        if GO_PANIC.match(text):
+            return "go"
+        if JAVA_EXCEPTION.match(text):
+            return "java"
+        if JS_ERROR.match(text):
+            return "js"
+        return ""
+
+    def _continues(self, text: str) -> bool:  # noqa: C901 - one rule per report format
+        mode = self._mode
+        indented = text[0] in " \t"
+        if mode == "pytrace":
+            if not indented and not PY_TRACEBACK.match(text):
+                self._mode = "pytrace-done"  # the exception line closes the frames
+            return True
+        if mode == "pytrace-done":
+            if PY_CHAIN.match(text) or PY_TRACEBACK.match(text):
+                self._mode = "pytrace" if PY_TRACEBACK.match(text) else "pytrace-done"
+                return True
+            return indented and not self._blanks
+        if mode in ("pytest", "pytest-summary"):
+            return self._pytest_continues(text)
+        if mode == "node":
+            return self._node_continues(text, indented)
+        if mode == "go":
+            return indented or bool(GO_CONTINUATION.match(text))
+        if self._blanks:
+            return False
+        if indented or JAVA_CONTINUATION.match(text) or PY_CHAIN.match(text):
+            return True
+        # an error log line followed by its exception (logging's exc_info, logback, winston)
+        if self._attaches_exception(text):
+            self._mode = self._mode_for(text) or mode
+            return True
+        return False
+
+    def _attaches_exception(self, text: str) -> bool:
+        if len(self._lines) != 1 or self._mode:
+            return False
+        header = bool(
+            PY_TRACEBACK.match(text) or JAVA_EXCEPTION.match(text) or JS_ERROR.match(text)
+        )
+        return header and (is_error_text(self._lines[0]) or self._lines[0].rstrip().endswith(":"))
+
+    def _node_continues(self, text: str, indented: bool) -> bool:
+        if NODE_FOOTER.match(text):
+            self._mode = "node-done"  # "Node.js v20.11.0" closes Node's crash report
+            return True
+        if indented or not self._blanks:
+            return True
+        # after a blank line only the thrown error itself belongs to the report
+        return bool(JS_ERROR.match(text) or text.startswith("["))
+
+    def _pytest_continues(self, text: str) -> bool:
+        if PYTEST_SECTION.match(text):
+            return False  # the next failing test starts its own record
+        if PYTEST_SUMMARY.match(text):
+            return False
+        if PYTEST_RULE.match(text):
+            if self._mode == "pytest-summary":
+                # the final "=== 1 failed, 2 passed in 0.1s ===" line closes the summary
+                self._mode = "pytest-summary-done"
+                return True
+            return False
+        return True
+
+    def _kind(self) -> str:
+        mode = self._mode
+        if mode.startswith("pytrace"):
+            return "python"
+        if mode.startswith("pytest-summary"):
+            # the per-test sections already reported these failures (pytest --tb=no has none)
+            seen, self._pytest_sections = self._pytest_sections, 0
+            return "pytest-noise" if seen else "pytest"
+        if mode.startswith("node") or mode == "js":
+            return "node"
+        return {"pytest": "pytest", "java": "java", "go": "go"}.get(mode, "line")
+
+    def _append_blanks(self) -> None:
+        for text, end in self._blanks:
+            self._add(text, end)
+        self._blanks = []
+
+    def _add(self, text: str, end: int) -> None:
+        self._lines.append(text)
+        self._size += len(text) + 1
+        self._end = end
+
+
+def iter_lines(data: bytes, base: int = 0) -> Iterator[tuple[str, int, int]]:
+    """Split complete lines of ``data``: (text, start offset, end offset) with ``base`` added."""
+    start = 0
+    while True:
+        nl = data.find(b"\n", start)
+        if nl < 0:
+            if start < len(data):
+                yield data[start:].decode("utf-8", "replace"), base + start, base + len(data)
+            return
+        yield data[start:nl].decode("utf-8", "replace"), base + start, base + nl + 1
+        start = nl + 1
+
+
+def assemble(text: str | bytes) -> list[Record]:
+    """All records of a complete text (convenience for tests, diagnose and backfill)."""
+    data = text.encode() if isinstance(text, str) else text
+    return list(assemble_lines(iter_lines(data)))
+
+
+def assemble_lines(lines: Iterable[tuple[str, int, int]], first_line: int = 1) -> Iterator[Record]:
+    assembler = RecordAssembler()
+    for number, (line, start, end) in enumerate(lines, first_line):
+        yield from assembler.feed(line, start, end, number)
+    yield from assembler.flush()

@@ -1,0 +1,188 @@
+"""``heal run -- CMD``: run a command; on failure publish the error and wait for the decision.
+
+Flow: run (output passed through live) → success: record it for the step (see
+:mod:`producers.steps`) and exit 0 → failure: publish an ErrorEvent (source ``subprocess``,
+the tail of stdout+stderr as text, exit code, signal, git commit/branch of the working
+directory), wait up to ``timeout`` seconds for the OutcomeEvent (running the stages in this
+process when no workers serve them), print the decision; when a fix was applied and verified
+(status ``applied``) run the command again and exit with its status, otherwise exit with the
+original status. Redis being unreachable never changes the command's exit status: heal says
+so on stderr and gets out of the way.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+from pipeline.config import Settings
+from pipeline.errors import EngineError
+from pipeline.events import ErrorEvent, Source
+from producers.context import hostname, new_id, repo_info, workflow_from_env
+from producers.decision import Decision, DecisionWaiter
+from producers.interceptor import RunResult, run_command
+from producers.publisher import Publisher, connect
+from producers.steps import StepRecorder, step_key
+
+DEFAULT_TIMEOUT_S = 120.0
+
+
+@dataclass
+class RunOptions:
+    argv: list[str]
+    mode: str = ""
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    step: str = ""
+    wait: bool = True
+    cwd: str | None = None
+
+
+def build_event(opts: RunOptions, result: RunResult, extra_tags: dict[str, Any] | None = None
+                ) -> ErrorEvent:
+    """The ErrorEvent describing a failed run."""
+    step = opts.step or shlex.join(opts.argv)[:200]
+    tags: dict[str, Any] = {
+        "duration_s": round(result.duration_s, 3),
+        "stdout_bytes": result.stdout_bytes,
+        "stderr_bytes": result.stderr_bytes,
+    }
+    if result.signal:
+        tags["signal"] = result.signal
+    if result.truncated:
+        tags["tail_truncated"] = True
+    if opts.mode:
+        tags["mode"] = opts.mode
+    tags.update(extra_tags or {})
+    text = result.tail or f"command exited with status {result.status} and printed nothing"
+    return ErrorEvent(
+        id=new_id("run"),
+        text=text,
+        source=Source(kind="subprocess", name="heal run", host=hostname()),
+        workflow=workflow_from_env(step=step),
+        repo=repo_info(opts.cwd),
+        command=tuple(opts.argv),
+        exit_code=result.status,
+        tags=tags,
+    )
+
+
+class RunSession:
+    """One ``heal run``: owns the command runs, publishing, step records and the wait."""
+
+    def __init__(self, opts: RunOptions, settings: Settings, client: Any = None,
+                 out: IO[str] | None = None) -> None:
+        self.opts = opts
+        self.settings = settings
+        self._client = client
+        self.out = out or sys.stderr
+
+    @property
+    def client(self) -> Any:
+        """Connected on first use: a command that succeeds quickly never waits for an engine.
+
+        Raises: StreamUnavailable.
+        """
+        if self._client is None:
+            self._client = connect(self.settings)
+        return self._client
+
+    def say(self, message: str) -> None:
+        print(f"heal: {message}", file=self.out, flush=True)
+
+    def execute(self) -> int:
+        """Raises: UsageError (no command / command not found)."""
+        result = self._run()
+        if result.status == 0:
+            self._record_success()
+            return 0
+        try:
+            return self._handle_failure(result)
+        except EngineError as exc:
+            self.say(f"could not report the failure ({exc}); exit status kept")
+            return result.status
+
+    def _run(self) -> RunResult:
+        return run_command(self.opts.argv, cwd=self.opts.cwd,
+                           stdout=sys.stdout.buffer, stderr=sys.stderr.buffer)
+
+    def _step(self) -> tuple[str, str]:
+        event_step = self.opts.step or shlex.join(self.opts.argv)[:200]
+        workflow = workflow_from_env(step=event_step)
+        repo = repo_info(self.opts.cwd)
+        return step_key(repo.path, workflow.id, event_step), event_step
+
+    def _record_success(self) -> None:
+        try:
+            key, step = self._step()
+            resolved = StepRecorder(self.client, self.settings).record_success(key, step)
+        except EngineError as exc:
+            self.say(f"could not record the success ({exc})")
+            return
+        if resolved:
+            self.say(f"step succeeded; earlier failure {resolved} marked resolved")
+
+    def _handle_failure(self, result: RunResult) -> int:
+        event = build_event(self.opts, result)
+        waiter = DecisionWaiter(self.client, self.settings)
+        waiter.mark()
+        Publisher(self.client, self.settings).publish(event)
+        key, step = self._step()
+        StepRecorder(self.client, self.settings).record_failure(key, step, event.id)
+        self.say(f"command failed with status {result.status}"
+                 f"{' (' + result.signal + ')' if result.signal else ''}; published {event.id}")
+        if not self.opts.wait:
+            return result.status
+        decision = waiter.wait(event.id, self.opts.timeout_s)
+        self._report(decision)
+        if not decision.applied:
+            return result.status
+        self.say("a verified fix was applied; running the command again")
+        return self._rerun(event.id)
+
+    def _rerun(self, error_id: str) -> int:
+        again = self._run()
+        if again.status == 0:
+            self._record_success()
+            return 0
+        event = build_event(self.opts, again, {"rerun_of": error_id})
+        try:
+            Publisher(self.client, self.settings).publish(event)
+        except EngineError as exc:
+            self.say(f"could not report the second failure ({exc})")
+            return again.status
+        self.say(f"the command still fails (status {again.status}); published {event.id}")
+        return again.status
+
+    def _report(self, decision: Decision) -> None:
+        outcome = decision.outcome
+        if decision.dead_reason:
+            self.say(f"the pipeline could not process the error: {decision.dead_reason}")
+            return
+        if outcome is None:
+            self.say(f"no decision within {self.opts.timeout_s:g}s; the error stays queued "
+                     "(see `heal status`)")
+            return
+        detail = f": {outcome.detail}" if outcome.detail else ""
+        fix = f" fix {outcome.fix_id}" if outcome.fix_id else ""
+        messages = {
+            "applied": f"applied and verified{fix}{detail}",
+            "suggested": f"suggested{fix}{detail} (apply it with `heal apply {outcome.fix_id}`)",
+            "escalated": f"escalated to a human{detail}",
+            "observed": f"observed only (mode observe){detail}",
+            "rolled_back": f"{fix.strip() or 'fix'} failed verification and was rolled back"
+                           f"{detail}",
+        }
+        self.say(messages.get(outcome.status, f"{outcome.status}{fix}{detail}"))
+
+
+def heal_run(argv: Sequence[str], settings: Settings, client: Any = None, **options: Any
+             ) -> int:
+    """Run ``argv`` under heal (see the module docstring); returns the exit status.
+
+    Raises:
+        UsageError: no command, or the command cannot be found/executed.
+    """
+    return RunSession(RunOptions(list(argv), **options), settings, client).execute()

@@ -1,0 +1,100 @@
+"""Success and failure records of workflow steps, so later stages can see a failure resolved.
+
+Choice (documented in the README): successes are NOT published to ``<prefix>:errors`` (the
+stages would have to filter them out of every read). Instead each step has a small Redis hash
+``<prefix>:step:<key>`` (30-day TTL) holding its last status, and when a step succeeds after a
+failure, an entry ``{error_id, step, ts}`` is appended to the stream ``<prefix>:resolutions``
+(the failure ``error_id`` has been resolved by a later success of the same step).
+
+The step key is a hash of (repository path, workflow id, step name), so the same step in two
+checkouts or two workflows is tracked apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from pipeline.config import Settings
+from pipeline.errors import StreamUnavailable
+from pipeline.events import utc_now
+
+STEP_TTL_S = 30 * 24 * 3600
+RESOLUTIONS = "resolutions"
+RESOLUTIONS_MAXLEN = 100_000
+
+
+def step_key(repo_path: str, workflow_id: str, step: str) -> str:
+    return hashlib.sha256(f"{repo_path}\0{workflow_id}\0{step}".encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class StepStatus:
+    status: str  # "success" | "failure" | ""
+    last_error_id: str
+    resolved_error_id: str
+
+
+class StepRecorder:
+    """Reads and writes the per-step records described in the module docstring."""
+
+    def __init__(self, client: Any, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+
+    def _key(self, key: str) -> str:
+        return self.settings.key("step", key)
+
+    def record_failure(self, key: str, step: str, error_id: str) -> None:
+        """Raises: StreamUnavailable."""
+        fields = {"step": step, "status": "failure", "last_error_id": error_id,
+                  "last_failure_ts": utc_now()}
+        self._write(key, fields, resolved=None)
+
+    def record_success(self, key: str, step: str) -> str | None:
+        """Record a success; returns the error id this success resolves, if the step had failed.
+
+        Raises: StreamUnavailable.
+        """
+        previous = self.status(key)
+        resolved = previous.last_error_id if previous.status == "failure" else None
+        fields = {"step": step, "status": "success", "last_success_ts": utc_now()}
+        if resolved:
+            fields["resolved_error_id"] = resolved
+        self._write(key, fields, resolved=(resolved, step) if resolved else None)
+        return resolved
+
+    def status(self, key: str) -> StepStatus:
+        """Raises: StreamUnavailable."""
+        try:
+            raw = self.client.hgetall(self._key(key))
+        except redis.RedisError as exc:
+            raise StreamUnavailable(f"cannot read step record: {exc}") from exc
+        data = {_s(k): _s(v) for k, v in raw.items()}
+        return StepStatus(
+            data.get("status", ""), data.get("last_error_id", ""),
+            data.get("resolved_error_id", ""),
+        )
+
+    def _write(self, key: str, fields: dict[str, str], resolved: tuple[str, str] | None) -> None:
+        try:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hset(self._key(key), mapping=fields)
+            pipe.expire(self._key(key), STEP_TTL_S)
+            if resolved:
+                pipe.xadd(
+                    self.settings.stream(RESOLUTIONS),
+                    {"error_id": resolved[0], "step": resolved[1], "step_key": key,
+                     "ts": utc_now()},
+                    maxlen=RESOLUTIONS_MAXLEN, approximate=True,
+                )
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise StreamUnavailable(f"cannot record step status: {exc}") from exc
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
