@@ -102,6 +102,18 @@ def release_engines() -> None:
     _release_all()
 
 
+def _reason(exc: BaseException) -> str:
+    return (str(exc) or type(exc).__name__).rstrip(".")
+
+
+def check_urls(settings: Settings) -> None:
+    """Raises ConfigError when HEAL_REDIS_URL or HEAL_DATABASE_URL has an unusable scheme."""
+    if settings.redis_url:
+        _check_scheme(settings.redis_url, "HEAL_REDIS_URL", _REDIS_SCHEMES)
+    if settings.database_url:
+        _check_scheme(settings.database_url, "HEAL_DATABASE_URL", _PG_SCHEMES)
+
+
 # -- Redis -----------------------------------------------------------------------------------
 
 
@@ -141,11 +153,11 @@ def connect_redis(settings: Settings, **client_kwargs: Any) -> redis.Redis:
         client.close()
         if settings.redis_url:
             raise StreamUnavailable(
-                f"cannot reach HEAL_REDIS_URL={mask_url(url)}: {exc}; start Redis there "
+                f"cannot reach HEAL_REDIS_URL={mask_url(url)}: {_reason(exc)}; start Redis there "
                 "or unset HEAL_REDIS_URL to use the embedded one"
             ) from exc
         raise StreamUnavailable(
-            f"the embedded Redis at {url} does not answer: {exc}; "
+            f"the embedded Redis at {url} does not answer: {_reason(exc)}; "
             "run `heal engines stop` and retry, or set HEAL_REDIS_URL"
         ) from exc
     return client
@@ -177,8 +189,9 @@ def open_database(settings: Settings, min_size: int = 1, max_size: int = 4) -> D
     except DatabaseUnavailable as exc:
         if settings.database_url:
             raise DatabaseUnavailable(
-                f"cannot reach HEAL_DATABASE_URL={mask_url(url)}: {exc}; start PostgreSQL "
-                "there or unset HEAL_DATABASE_URL to use the embedded one"
+                f"cannot reach HEAL_DATABASE_URL={mask_url(url)}: "
+                f"{_reason(exc.__cause__ or exc)}; start PostgreSQL there or unset "
+                "HEAL_DATABASE_URL to use the embedded one"
             ) from exc
         raise
     try:
@@ -254,11 +267,11 @@ def _postgres_info(settings: Settings, start: bool) -> dict[str, Any]:
         where = mask_url(settings.database_url or "")
         hint = (
             (
-                f"cannot reach HEAL_DATABASE_URL={where}: {exc}; start PostgreSQL there or "
-                "unset HEAL_DATABASE_URL to use the embedded one"
+                f"cannot reach HEAL_DATABASE_URL={where}: {_reason(exc)}; start PostgreSQL "
+                "there or unset HEAL_DATABASE_URL to use the embedded one"
             )
             if settings.database_url
-            else f"the embedded PostgreSQL does not answer: {exc}; run `heal engines stop`"
+            else f"the embedded PostgreSQL does not answer: {_reason(exc)}; run `heal engines stop`"
         )
         return {**info, "url": where, "reachable": False, "version": None, "error": hint}
     info.update(url=mask_url(url), running=True, reachable=True, version=version)

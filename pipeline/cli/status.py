@@ -1,0 +1,230 @@
+"""``heal status [--json]``: health of the engines, every stream and consumer group, dead
+letters, the circuit breaker and the budget.
+
+JSON shape (DESIGN.md, fields may be added)::
+
+    {"engines": {"redis": {...}, "postgres": {...}},
+     "streams": {name: {"length", "groups": {group: {"pending", "lag", "consumers", ...}}}},
+     "dead_letters": int, "breaker": {"state", ...}, "budget": {...},
+     "ok": bool, "problems": [str, ...]}
+
+``collect_status(settings)`` builds the same dict for ``heal serve``'s ``/api/status``. When an
+engine cannot be reached, everything that can still be gathered is shown and the command exits
+1 with the reason on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import sys
+from typing import Any
+
+import redis
+
+from pipeline.config import PIPELINE_STREAMS, STREAM_DEAD, Settings
+from pipeline.errors import HealError
+from storage.engines import check_urls, connect_redis, engine_info
+
+#: Beyond this many undelivered entries, lag is reported as a lower bound (``lag_exact`` false)
+#: on servers older than Redis 7, which do not report lag themselves.
+LAG_COUNT_CAP = 100_000
+_PAGE = 1_000
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "status", help="health of engines, streams, consumer groups, dead letters, breaker"
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    check_urls(settings)  # a malformed URL is a configuration error (exit 2), not an outage
+    status = collect_status(settings)
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True, default=str))
+    else:
+        print(render(status))
+    for problem in status["problems"]:
+        print(f"heal: error: {problem}", file=sys.stderr)
+    return 0 if status["ok"] else 1
+
+
+# -- gathering -------------------------------------------------------------------------------
+
+
+def collect_status(settings: Settings) -> dict[str, Any]:
+    """Everything ``heal status`` reports. Never raises HealError: unreachable parts are
+    listed in ``problems`` and ``ok`` is false."""
+    problems: list[str] = []
+    engines = engine_info(settings)
+    for name, info in engines.items():
+        if not info.get("reachable"):
+            problems.append(info.get("error") or f"{name} is not reachable")
+    status: dict[str, Any] = {
+        "engines": engines,
+        "streams": {},
+        "dead_letters": None,
+        "breaker": {"state": "unknown"},
+        "budget": {},
+    }
+    if engines["redis"].get("reachable"):
+        try:
+            client = connect_redis(settings)
+            try:
+                _collect_redis(client, settings, status, problems)
+            finally:
+                client.close()
+        except HealError as exc:
+            problems.append(str(exc))
+    status["problems"] = problems
+    status["ok"] = not problems
+    return status
+
+
+def _collect_redis(
+    client: redis.Redis, settings: Settings, status: dict[str, Any], problems: list[str]
+) -> None:
+    try:
+        for suffix in (*PIPELINE_STREAMS, STREAM_DEAD):
+            status["streams"][settings.stream(suffix)] = stream_status(
+                client, settings.stream(suffix)
+            )
+        status["dead_letters"] = status["streams"][settings.stream(STREAM_DEAD)]["length"]
+    except redis.RedisError as exc:
+        problems.append(f"cannot read the streams: {exc}")
+        return
+    status["breaker"] = _optional_section(
+        "pipeline.guardrails.breaker", "breaker_status", client, settings, problems
+    )
+    status["budget"] = _optional_section(
+        "pipeline.guardrails.budget", "budget_status", client, settings, problems
+    )
+
+
+def _optional_section(
+    module_name: str, func_name: str, client: redis.Redis, settings: Settings, problems: list[str]
+) -> dict[str, Any]:
+    """The section another component reports, or ``{"state": "not built yet"}`` when that
+    component does not exist in this installation."""
+    if importlib.util.find_spec(module_name) is None:
+        return {"state": "not built yet"}
+    func = getattr(importlib.import_module(module_name), func_name, None)
+    if func is None:
+        return {"state": "not built yet"}
+    try:
+        return dict(func(client, settings))
+    except (HealError, redis.RedisError) as exc:
+        problems.append(f"{module_name.rsplit('.', 1)[-1]}: {exc}")
+        return {"state": "unknown", "error": str(exc)}
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _fields(raw: Any) -> dict[str, Any]:
+    """XINFO replies as a dict with str keys (lists of pairs on some client versions)."""
+    if isinstance(raw, dict):
+        return {_text(k): v for k, v in raw.items()}
+    return {_text(raw[i]): raw[i + 1] for i in range(0, len(raw), 2)}
+
+
+def stream_status(client: redis.Redis, stream: str) -> dict[str, Any]:
+    """``{"length", "groups": {...}}`` of one stream (length 0 and no groups if missing)."""
+    length = int(client.xlen(stream))
+    groups: dict[str, Any] = {}
+    if not client.exists(stream):
+        return {"length": length, "groups": groups}
+    for raw in client.xinfo_groups(stream):
+        group = _fields(raw)
+        name = _text(group["name"])
+        groups[name] = _group_status(client, stream, name, group, length)
+    return {"length": length, "groups": groups}
+
+
+def _group_status(
+    client: redis.Redis, stream: str, name: str, group: dict[str, Any], length: int
+) -> dict[str, Any]:
+    lag, exact = _lag(client, stream, group, length)
+    members = [_fields(c) for c in client.xinfo_consumers(stream, name)]
+    return {
+        "pending": int(group.get("pending") or 0),
+        "lag": lag,
+        "lag_exact": exact,
+        "consumers": int(group.get("consumers") or 0),
+        "last_delivered_id": _text(group.get("last-delivered-id", "0-0")),
+        "members": [
+            {
+                "name": _text(m["name"]),
+                "pending": int(m.get("pending") or 0),
+                "idle_ms": int(m.get("idle") or 0),
+            }
+            for m in members
+        ],
+    }
+
+
+def _lag(client: redis.Redis, stream: str, group: dict[str, Any], length: int) -> tuple[int, bool]:
+    """Entries not yet delivered to the group: Redis 7 reports it; on 6.2 count the entries
+    after the group's last-delivered id (exactly, up to LAG_COUNT_CAP)."""
+    if group.get("lag") is not None:
+        return int(group["lag"]), True
+    last = _text(group.get("last-delivered-id", "0-0"))
+    if last == "0-0":
+        return length, True
+    counted = 0
+    start = f"({last}"
+    while counted < LAG_COUNT_CAP:
+        page: list[Any] = list(client.xrange(stream, min=start, max="+", count=_PAGE) or [])
+        counted += len(page)
+        if len(page) < _PAGE:
+            return counted, True
+        start = f"({_text(page[-1][0])}"
+    return counted, False
+
+
+# -- rendering -------------------------------------------------------------------------------
+
+
+def _engine_line(name: str, info: dict[str, Any]) -> str:
+    if not info.get("reachable"):
+        return f"  {name:<9} {info.get('mode', '?'):<9} UNREACHABLE  {info.get('url') or ''}"
+    version = info.get("version") or "?"
+    extra = f"  pgvector {info['vector']}" if info.get("vector") else ""
+    if name == "postgres" and not info.get("vector"):
+        extra = "  pgvector not created yet (the first migration creates it)"
+    users = f"  users {len(info['users'])}" if "users" in info else ""
+    return f"  {name:<9} {info['mode']:<9} {version:<8} {info.get('url')}{extra}{users}"
+
+
+def render(status: dict[str, Any]) -> str:
+    """The human-readable table."""
+    lines = ["engines"]
+    lines += [_engine_line(name, info) for name, info in status["engines"].items()]
+    lines.append("")
+    lines.append(f"{'stream':<28} {'length':>8}  {'group':<12} {'pending':>8} {'lag':>8} consumers")
+    for stream, info in status["streams"].items():
+        groups = info["groups"] or {"-": None}
+        for i, (group, g) in enumerate(groups.items()):
+            head = f"{stream:<28} {info['length']:>8}" if i == 0 else " " * 37
+            if g is None:
+                lines.append(f"{head}  {'-':<12}")
+                continue
+            lag = f"{g['lag']}{'' if g['lag_exact'] else '+'}"
+            lines.append(f"{head}  {group:<12} {g['pending']:>8} {lag:>8} {g['consumers']:>9}")
+    lines.append("")
+    dead = status["dead_letters"]
+    lines.append(f"dead letters: {dead if dead is not None else 'unknown'}")
+    breaker = status["breaker"]
+    lines.append(f"breaker: {breaker.get('state')}")
+    budget = status["budget"]
+    lines.append(
+        "budget: " + (", ".join(f"{k}={v}" for k, v in budget.items()) if budget else "none")
+    )
+    return "\n".join(lines)
