@@ -1,0 +1,54 @@
+"""``heal up``: every built stage in one process (one thread per stage).
+
+The all-in-one mode against the configured engines; for scale, run ``heal worker STAGE``
+processes instead (or as well: they join the same consumer groups).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from pipeline.config import STAGES, Settings
+from pipeline.runtime.cliargs import add_worker_options, configure_logging, options_from_args
+from pipeline.runtime.loader import StageNotBuilt, build_worker, built_stages
+from pipeline.runtime.runner import run_threads
+
+log = logging.getLogger("heal.runtime")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "up",
+        help="run every stage in one process",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--stages", metavar="LIST",
+                        help=f"comma-separated subset of: {','.join(STAGES)} (default: all built)")
+    add_worker_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    options, explicit = options_from_args(args)
+    names = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
+    specs = built_stages(names)
+    if not specs:
+        raise StageNotBuilt("no stage is built yet (no consumers/<stage>.py module)")
+    configure_logging(args.log_level)
+    skipped = [name for name in STAGES if name not in {s.name for s in specs}]
+    if names is None and skipped:
+        log.warning("stages not built yet (skipped): %s", ", ".join(skipped))
+
+    from storage.engines import connect_redis  # lazy: engines start only when needed
+
+    settings = Settings.from_env()
+    client = connect_redis(settings, socket_timeout=options.block_ms / 1000 + 10)
+    workers = [
+        build_worker(client, settings, spec, options=options, explicit=explicit)
+        for spec in specs
+    ]
+    log.info("heal up: %s", ", ".join(w.stage for w in workers))
+    return run_threads(workers)

@@ -1,0 +1,56 @@
+"""Which Redis failures mean "wait and reconnect", and their translation at the edge.
+
+redis-py reconnects by itself on the next command once a connection broke, so "reconnect"
+here means: back off, then simply try again. Where the failure must reach a user (a CLI
+command, ``drain_inline``) it becomes :class:`~pipeline.errors.StreamUnavailable`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+import redis
+
+from pipeline.errors import StreamUnavailable
+
+T = TypeVar("T")
+
+#: failures that go away when Redis comes back (BusyLoadingError is a ConnectionError)
+TRANSIENT = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    ConnectionError,
+    OSError,
+)
+#: everything the worker loop survives by backing off (a refused command included)
+SURVIVABLE = (*TRANSIENT, redis.exceptions.RedisError)
+
+
+def is_missing_group(exc: BaseException) -> bool:
+    """Redis restarted without its data: the stream and group must be created again."""
+    return isinstance(exc, redis.exceptions.ResponseError) and "NOGROUP" in str(exc)
+
+
+@contextmanager
+def stream_errors(what: str) -> Iterator[None]:
+    """Translate Redis failures into StreamUnavailable (with what we were doing).
+
+    Raises:
+        StreamUnavailable: Redis unreachable or refusing the command.
+    """
+    try:
+        yield
+    except TRANSIENT as exc:
+        raise StreamUnavailable(
+            f"Redis is unreachable while {what}: {exc}; check HEAL_REDIS_URL "
+            "(unset it to use the embedded Redis under HEAL_HOME)"
+        ) from exc
+    except redis.exceptions.RedisError as exc:
+        raise StreamUnavailable(f"Redis refused a command while {what}: {exc}") from exc
+
+
+def call_translated(what: str, fn: Callable[[], T]) -> T:
+    with stream_errors(what):
+        return fn()

@@ -1,0 +1,96 @@
+"""Hooks: the single extension point of the stage runtime (metrics, tracing, breaker checks).
+
+Subclass :class:`Hook` and override what you need; every method is a no-op by default.
+A hook that raises is logged and contained, so a broken metrics exporter never stops a
+stage. The one exception is our own control flow: a hook may raise
+:class:`~pipeline.errors.Retry` or :class:`~pipeline.errors.PermanentError` from
+``before_handle`` (e.g. a breaker that is open), and the runtime treats it exactly as if
+the handler had raised it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.errors import StageControl
+
+log = logging.getLogger("heal.runtime.hooks")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One stream entry as delivered to this consumer."""
+
+    stream: str
+    entry_id: str
+    #: the raw ``event`` field (None when the entry has no such field)
+    raw: bytes | None
+    #: how many times the entry has been delivered, this delivery included
+    deliveries: int = 1
+
+
+class Hook:
+    """Base hook; override any of these (all are called in the worker's thread)."""
+
+    def before_handle(self, stage: str, event: Any, delivery: Delivery) -> None:
+        """Before the handler runs. May raise Retry / PermanentError."""
+
+    def after_handle(
+        self, stage: str, event: Any, outputs: Sequence[Any], elapsed_s: float
+    ) -> None:
+        """After the handler returned (outputs not yet handed off)."""
+
+    def on_retry(self, stage: str, delivery: Delivery, reason: str, delay_s: float) -> None:
+        """The event will be tried again after ``delay_s``."""
+
+    def on_dead_letter(self, stage: str, delivery: Delivery, reason: str) -> None:
+        """The event went to the dead-letter stream."""
+
+    def after_handoff(self, stage: str, acked: int, emitted: int, duplicates: int) -> None:
+        """A batch's hand-off committed: ``acked`` inputs, ``emitted`` outputs, ``duplicates``
+        inputs skipped because their event id was already handed off."""
+
+    def on_reconnect(self, stage: str, error: BaseException, attempt: int) -> None:
+        """Redis was unreachable; the worker waits and retries (attempt counts from 1)."""
+
+
+class HookChain(Hook):
+    """Calls every hook in order and contains their failures."""
+
+    def __init__(self, hooks: Sequence[Hook] = ()) -> None:
+        self.hooks: list[Hook] = list(hooks)
+
+    def add(self, hook: Hook) -> None:
+        self.hooks.append(hook)
+
+    def _call(self, name: str, *args: Any) -> None:
+        for hook in self.hooks:
+            try:
+                getattr(hook, name)(*args)
+            except StageControl:
+                raise  # our own control flow (Retry / PermanentError) passes through
+            except Exception:
+                log.exception("hook %s.%s failed (contained)", type(hook).__name__, name)
+
+    def before_handle(self, stage: str, event: Any, delivery: Delivery) -> None:
+        self._call("before_handle", stage, event, delivery)
+
+    def after_handle(
+        self, stage: str, event: Any, outputs: Sequence[Any], elapsed_s: float
+    ) -> None:
+        self._call("after_handle", stage, event, outputs, elapsed_s)
+
+    def on_retry(self, stage: str, delivery: Delivery, reason: str, delay_s: float) -> None:
+        self._call("on_retry", stage, delivery, reason, delay_s)
+
+    def on_dead_letter(self, stage: str, delivery: Delivery, reason: str) -> None:
+        self._call("on_dead_letter", stage, delivery, reason)
+
+    def after_handoff(self, stage: str, acked: int, emitted: int, duplicates: int) -> None:
+        self._call("after_handoff", stage, acked, emitted, duplicates)
+
+    def on_reconnect(self, stage: str, error: BaseException, attempt: int) -> None:
+        self._call("on_reconnect", stage, error, attempt)

@@ -1,0 +1,109 @@
+"""Turns one delivery into one decision: hand off, retry later, or dead-letter.
+
+Nothing here talks to Redis; the worker commits the decisions of a whole batch at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.errors import DecodeError, PermanentError, Retry
+from pipeline.runtime.backoff import backoff_delay
+from pipeline.runtime.handoff import Handoff
+from pipeline.runtime.hooks import Delivery, HookChain
+from pipeline.runtime.options import WorkerOptions
+from pipeline.stage import StageHandler
+
+log = logging.getLogger("heal.runtime")
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    delivery: Delivery
+    reason: str
+
+
+@dataclass(frozen=True)
+class RetryLater:
+    delivery: Delivery
+    delay_s: float
+    reason: str
+
+
+Decision = Handoff | DeadLetter | RetryLater
+
+
+class EventProcessor:
+    """Decodes and handles one delivery with the stage's handler, under the hooks."""
+
+    def __init__(
+        self,
+        stage: str,
+        handler: StageHandler,
+        hooks: HookChain,
+        options: WorkerOptions,
+        dedupe_key: Callable[[str], str],
+    ) -> None:
+        self.stage = stage
+        self.handler = handler
+        self.hooks = hooks
+        self.options = options
+        self.dedupe_key = dedupe_key
+
+    def process(self, delivery: Delivery) -> Decision:
+        if delivery.raw is None:
+            return DeadLetter(
+                delivery,
+                "stream entry has no 'event' field (publish with: XADD <stream> * event '<json>')",
+            )
+        if delivery.deliveries > self.options.max_deliveries:
+            return DeadLetter(
+                delivery,
+                f"delivered {delivery.deliveries} times without being acknowledged "
+                "(the worker handling it crashed or timed out each time)",
+            )
+        try:
+            event = self.handler.decode(delivery.raw)
+        except DecodeError as exc:
+            return DeadLetter(delivery, f"undecodable: {exc.reason}")
+        except Exception as exc:  # a decoder bug must not stop the stage either
+            return DeadLetter(delivery, f"undecodable: {type(exc).__name__}: {exc}")
+        return self._handle(delivery, event)
+
+    def _handle(self, delivery: Delivery, event: Any) -> Decision:
+        started = time.perf_counter()
+        try:
+            self.hooks.before_handle(self.stage, event, delivery)
+            outputs = self.handler.handle(event)
+            encoded = [out.encode() for out in outputs]
+        except PermanentError as exc:
+            return DeadLetter(delivery, f"permanent error: {exc.reason}")
+        except Retry as exc:
+            return self._retry(delivery, exc.reason, exc.delay)
+        except Exception as exc:  # unexpected: retried (may be transient), then dead-lettered
+            log.warning(
+                "stage %s: handler raised on entry %s", self.stage, delivery.entry_id,
+                exc_info=True,
+            )
+            return self._retry(delivery, f"handler raised {type(exc).__name__}: {exc}", None)
+        self.hooks.after_handle(self.stage, event, outputs, time.perf_counter() - started)
+        event_id = getattr(event, "id", None)
+        key = self.dedupe_key(event_id) if isinstance(event_id, str) and event_id else None
+        return Handoff(delivery.entry_id, encoded, key)
+
+    def _retry(self, delivery: Delivery, reason: str, requested: float | None) -> Decision:
+        if delivery.deliveries >= self.options.max_deliveries:
+            return DeadLetter(
+                delivery, f"gave up after {delivery.deliveries} attempts: {reason}"
+            )
+        delay = backoff_delay(
+            delivery.deliveries,
+            self.options.backoff_base_s,
+            self.options.backoff_cap_s,
+            requested,
+        )
+        return RetryLater(delivery, delay, reason)

@@ -1,0 +1,105 @@
+"""Running workers until a signal: threads in this process, or N worker processes.
+
+Concurrency model (why): Python threads share one interpreter lock, so CPU-bound stages
+(fingerprint: regexes, hashing; decode and encode everywhere) do not go faster with more
+threads. ``heal worker STAGE --concurrency N`` therefore starts N *processes*, each one
+StageWorker with its own consumer name and Redis connection; the consumer group spreads
+entries across them and across machines alike. ``heal up`` runs one *thread* per stage in
+one process: that is the simple all-in-one mode, and the stages' slow work (subprocess
+verification, database round trips) releases the lock while it waits.
+
+SIGTERM/SIGINT: every worker stops reading, finishes the event in hand, commits, and the
+process exits 0; the parent of worker processes forwards the signal and waits for them.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from types import FrameType
+from typing import Any
+
+from pipeline.errors import HealError
+from pipeline.runtime.worker import StageWorker
+
+log = logging.getLogger("heal.runtime")
+
+
+def install_stop_signals(on_stop: Callable[[], None]) -> None:
+    """SIGTERM and SIGINT call ``on_stop`` (only possible from the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s: finishing in-flight events", signal.Signals(signum).name)
+        on_stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def run_threads(workers: Sequence[StageWorker]) -> int:
+    """Run each worker in its own thread until a signal; returns the exit status.
+
+    Raises:
+        HealError: a worker could not start (e.g. StreamUnavailable); the others are stopped.
+    """
+    failures: list[BaseException] = []
+
+    def stop_all() -> None:
+        for worker in workers:
+            worker.stop()
+
+    def target(worker: StageWorker) -> None:
+        try:
+            worker.run()
+        except BaseException as exc:  # reported by the main thread below
+            failures.append(exc)
+            stop_all()
+
+    install_stop_signals(stop_all)
+    threads = [
+        threading.Thread(target=target, args=(w,), name=f"heal-{w.stage}", daemon=True)
+        for w in workers
+    ]
+    for thread in threads:
+        thread.start()
+    while any(t.is_alive() for t in threads):
+        for thread in threads:
+            thread.join(0.2)  # short joins keep the main thread responsive to signals
+    for exc in failures:
+        if isinstance(exc, HealError):
+            raise exc
+        raise HealError(f"worker failed: {type(exc).__name__}: {exc}") from exc
+    return 0
+
+
+def run_processes(target: Callable[..., object], args_for: Callable[[int], tuple[Any, ...]],
+                  count: int) -> int:
+    """Start ``count`` processes running ``target(*args_for(i))``; forward SIGTERM/SIGINT;
+    return 0 when all exit 0, else 1."""
+    ctx = multiprocessing.get_context("spawn")  # no inherited threads, locks or sockets
+    procs = [ctx.Process(target=target, args=args_for(i), name=f"heal-worker-{i}")
+             for i in range(count)]
+    stopping = threading.Event()
+
+    def forward() -> None:
+        stopping.set()
+        for proc in procs:
+            if proc.pid is not None and proc.is_alive():
+                proc.terminate()  # SIGTERM: the child stops gracefully
+
+    install_stop_signals(forward)
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        while proc.is_alive():
+            proc.join(0.2)
+    codes = [proc.exitcode for proc in procs]
+    if any(code != 0 for code in codes):
+        log.error("worker processes exited with %s", codes)
+        return 1
+    return 0

@@ -1,0 +1,250 @@
+"""StageWorker: runs one consumer group (one stage) in one thread.
+
+Loop: handle due retries, else reclaim abandoned entries when it is time, else read this
+consumer's own pending entries (after a start or reconnect), else XREADGROUP new entries
+(blocking). Each batch is decided event by event (:mod:`processing`) and committed at once
+(:mod:`handoff`). Redis failures never end the loop: it backs off, reconnects and resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from pipeline.config import STAGES, STREAM_DEAD, Settings
+from pipeline.errors import StreamUnavailable, UsageError
+from pipeline.runtime import group as groups
+from pipeline.runtime.backoff import backoff_delay
+from pipeline.runtime.connection import SURVIVABLE, TRANSIENT, is_missing_group
+from pipeline.runtime.deadletter import dead_letter_fields
+from pipeline.runtime.handoff import Handoff, HandoffWriter
+from pipeline.runtime.hooks import Delivery, Hook, HookChain
+from pipeline.runtime.metrics import MetricsHook
+from pipeline.runtime.options import WorkerOptions
+from pipeline.runtime.processing import DeadLetter, Decision, EventProcessor, RetryLater
+from pipeline.runtime.reclaim import Reclaimer, _entry_raw, _text
+from pipeline.runtime.retries import RetrySchedule
+from pipeline.stage import StageHandler
+
+log = logging.getLogger("heal.runtime")
+
+
+class StageWorker:
+    """One consumer of one stage's group.
+
+    ``input_stream``/``output_stream`` are stream suffixes (default: the stage's entry in
+    ``pipeline.config.STAGES``); ``group`` defaults to the stage name.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        settings: Settings,
+        stage: str,
+        handler: StageHandler,
+        *,
+        group: str | None = None,
+        input_stream: str | None = None,
+        output_stream: str | None = None,
+        options: WorkerOptions | None = None,
+        hooks: Sequence[Hook] | None = None,
+        consumer: str | None = None,
+        index: int = 0,
+    ) -> None:
+        if input_stream is None:
+            if stage not in STAGES:
+                raise UsageError(f"unknown stage {stage!r}; known: {', '.join(STAGES)}")
+            input_stream, output_stream = STAGES[stage]
+        self.client = client
+        self.settings = settings
+        self.stage = stage
+        self.group = group or stage
+        self.stream = settings.stream(input_stream)
+        self.output = settings.stream(output_stream) if output_stream else None
+        self.options = (options or WorkerOptions()).validate()
+        self.consumer = consumer or groups.consumer_name(index)
+        self.hooks = HookChain([MetricsHook()] if hooks is None else hooks)
+        self.processor = EventProcessor(
+            stage, handler, self.hooks, self.options,
+            lambda event_id: groups.dedupe_key(settings, stage, event_id),
+        )
+        self.writer = HandoffWriter(
+            client, self.stream, self.group, self.output, settings.stream(STREAM_DEAD),
+            self.options.retention, self.options.dedupe_ttl_s,
+        )
+        self.reclaimer = Reclaimer(
+            client, self.stream, self.group, self.consumer, self.options.claim_idle_ms
+        )
+        self.retries = RetrySchedule()
+        self.stop_event = threading.Event()
+        self._own_cursor: str | None = "0"  # read our own pending entries first
+        self._next_reclaim = 0.0
+        self.processed = 0
+
+    # --- public ---------------------------------------------------------------------
+
+    def already_done(self, event_id: str) -> bool:
+        """True when this stage already handed off ``event_id`` (see group.already_done)."""
+        return groups.already_done(self.client, self.settings, self.stage, event_id)
+
+    def stop(self) -> None:
+        """Ask the loop to stop after the event in hand (thread- and signal-safe)."""
+        self.stop_event.set()
+
+    def start(self) -> None:
+        """Create the group (MKSTREAM), waiting up to ``startup_timeout_s`` for Redis.
+
+        Raises:
+            StreamUnavailable: Redis stayed unreachable.
+        """
+        deadline = time.monotonic() + self.options.startup_timeout_s
+        attempt = 0
+        while True:
+            try:
+                groups.ensure_group(self.client, self.stream, self.group)
+                return
+            except TRANSIENT as exc:
+                attempt += 1
+                if time.monotonic() >= deadline or self.stop_event.is_set():
+                    raise StreamUnavailable(
+                        f"stage {self.stage}: Redis unreachable for "
+                        f"{self.options.startup_timeout_s:.0f}s: {exc}; check HEAL_REDIS_URL"
+                    ) from exc
+                self.stop_event.wait(self._reconnect_delay(attempt))
+
+    def run(self) -> int:
+        """Run until :meth:`stop`; returns the number of entries processed.
+
+        Raises:
+            StreamUnavailable: Redis unreachable at start (see :meth:`start`).
+        """
+        self.start()
+        log.info("stage %s: consumer %s reading %s", self.stage, self.consumer, self.stream)
+        attempt = 0
+        while not self.stop_event.is_set():
+            try:
+                self.step(self.options.block_ms)
+                attempt = 0
+            except SURVIVABLE as exc:
+                attempt += 1
+                self._on_redis_failure(exc, attempt)
+        log.info("stage %s: consumer %s stopped", self.stage, self.consumer)
+        return self.processed
+
+    def step(self, block_ms: int | None) -> int:
+        """One read-handle-commit round; returns entries processed (0: nothing waiting).
+
+        ``block_ms=None`` never blocks (used by drain_inline).
+
+        Raises:
+            redis.exceptions.RedisError: Redis failed (run() backs off and reconnects).
+        """
+        due = self.retries.pop_due(self.options.batch_size)
+        if due:
+            return self.process(self.reclaimer.claim_own(due))
+        now = time.monotonic()
+        if now >= self._next_reclaim:
+            self._next_reclaim = now + self.options.claim_interval_s
+            claimed = self.reclaimer.claim_abandoned(self.options.batch_size)
+            if claimed:
+                return self.process(claimed)
+        if self._own_cursor is not None:
+            count = self._read_own_pending()
+            if count:
+                return count
+        return self.process(self._read_new(block_ms))
+
+    def process(self, deliveries: Sequence[Delivery]) -> int:
+        """Decide every delivery, then commit hand-offs and dead letters atomically.
+
+        When stopping mid-batch, the undecided rest stays pending (handed back: peers
+        reclaim it after the idle timeout); nothing is lost.
+        """
+        decisions: list[Decision] = []
+        touched = time.monotonic()
+        touch_after = self.options.claim_idle_ms / 2000.0
+        for i, delivery in enumerate(deliveries):
+            if self.stop_event.is_set():
+                break
+            if time.monotonic() - touched > touch_after:
+                self.reclaimer.touch([d.entry_id for d in deliveries[i:]])
+                touched = time.monotonic()
+            decisions.append(self.processor.process(delivery))
+        self._commit(decisions)
+        self.processed += len(decisions)
+        return len(decisions)
+
+    # --- internals ------------------------------------------------------------------
+
+    def _commit(self, decisions: Sequence[Decision]) -> None:
+        handoffs = [d for d in decisions if isinstance(d, Handoff)]
+        dead = [d for d in decisions if isinstance(d, DeadLetter)]
+        if handoffs:
+            result = self.writer.commit(handoffs)
+            self.hooks.after_handoff(self.stage, result.acked, result.emitted, result.duplicates)
+        if dead:
+            self.writer.dead_letter([
+                (d.delivery.entry_id, dead_letter_fields(
+                    d.delivery, self.stage, self.group, d.reason, self.options.dead_raw_limit
+                ))
+                for d in dead
+            ])
+            for d in dead:
+                log.warning("stage %s: dead letter %s: %s", self.stage, d.delivery.entry_id,
+                            d.reason[:300])
+                self.hooks.on_dead_letter(self.stage, d.delivery, d.reason)
+        for decision in decisions:
+            if isinstance(decision, RetryLater):
+                self.retries.add(decision.delivery.entry_id, decision.delay_s)
+                self.hooks.on_retry(
+                    self.stage, decision.delivery, decision.reason, decision.delay_s
+                )
+
+    def _xreadgroup(self, entry_id: str, block_ms: int | None) -> list[Any]:
+        reply = self.client.xreadgroup(
+            self.group, self.consumer, {self.stream: entry_id},
+            count=self.options.batch_size, block=block_ms,
+        )
+        return list(reply[0][1]) if reply else []
+
+    def _read_own_pending(self) -> int:
+        """Entries delivered to this consumer but not acked (after a reconnect, say)."""
+        assert self._own_cursor is not None
+        entries = self._xreadgroup(self._own_cursor, None)
+        if not entries:
+            self._own_cursor = None
+            return 0
+        self._own_cursor = _text(entries[-1][0])
+        waiting = self.retries.pending_ids()
+        fresh = [(eid, f) for eid, f in entries if _text(eid) not in waiting]
+        return self.process(self.reclaimer.to_deliveries(fresh)) or len(entries)
+
+    def _read_new(self, block_ms: int | None) -> list[Delivery]:
+        if block_ms is not None:
+            until_retry = self.retries.seconds_until_next()
+            if until_retry is not None:
+                block_ms = max(1, min(block_ms, int(until_retry * 1000)))
+        return [
+            Delivery(self.stream, _text(eid), _entry_raw(fields), 1)
+            for eid, fields in self._xreadgroup(">", block_ms)
+        ]
+
+    def _reconnect_delay(self, attempt: int) -> float:
+        return backoff_delay(attempt, self.options.reconnect_base_s, self.options.reconnect_cap_s)
+
+    def _on_redis_failure(self, exc: BaseException, attempt: int) -> None:
+        if is_missing_group(exc):
+            log.warning("stage %s: group %s vanished (Redis lost its data); recreating",
+                        self.stage, self.group)
+        else:
+            log.warning("stage %s: Redis failure (attempt %d): %s", self.stage, attempt, exc)
+            self.hooks.on_reconnect(self.stage, exc, attempt)
+            self.stop_event.wait(self._reconnect_delay(attempt))
+        try:
+            groups.ensure_group(self.client, self.stream, self.group)
+            self._own_cursor = "0"  # resume with whatever we still hold
+        except SURVIVABLE:
+            pass  # still down; the next step fails fast and we back off again
