@@ -1,0 +1,106 @@
+"""Grouping accuracy (GA) of heal's fingerprint logic on Loghub-2k, next to Drain3.
+
+GA: a message is correct when the set of messages sharing its predicted group equals the set
+sharing its ground-truth template; GA = correct / all.
+
+Usage: .venv/bin/python bench/loghub.py [DATA_DIR]   (default ../shared/data/loghub2k)
+
+heal runs the same configuration on every dataset (nothing here knows a dataset's name).
+Two heal columns: ``heal`` = template clustering over the whole batch (what a backfill or a
+long-running store converges to), ``rules`` = the stateless normalized text alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.fingerprint.cluster import mine, tokenize  # noqa: E402
+from pipeline.fingerprint.rules import DEFAULT_NORMALIZER  # noqa: E402
+
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "loghub2k"
+
+
+def grouping_accuracy(truth: Sequence[str], predicted: Sequence[Hashable]) -> float:
+    by_truth: dict[str, set[int]] = defaultdict(set)
+    by_pred: dict[Hashable, set[int]] = defaultdict(set)
+    for i, (t, p) in enumerate(zip(truth, predicted, strict=True)):
+        by_truth[t].add(i)
+        by_pred[p].add(i)
+    correct = sum(1 for i, t in enumerate(truth) if by_truth[t] == by_pred[predicted[i]])
+    return correct / len(truth)
+
+
+def heal_groups(contents: Sequence[str]) -> list[Hashable]:
+    normalize = DEFAULT_NORMALIZER.normalize
+    tokens = [tokenize(normalize(c)) for c in contents]
+    templates = mine(tokens)
+    return [templates[t] for t in tokens]
+
+
+def rules_groups(contents: Sequence[str]) -> list[Hashable]:
+    normalize = DEFAULT_NORMALIZER.normalize
+    return [tokenize(normalize(c)) for c in contents]
+
+
+def drain3_groups(contents: Sequence[str]) -> list[Hashable]:
+    from drain3 import TemplateMiner
+
+    miner = TemplateMiner()
+    ids = [miner.add_log_message(c)["cluster_id"] for c in contents]
+    return list(ids)
+
+
+def load(path: Path) -> tuple[list[str], list[str]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    return [r["Content"] for r in rows], [r["EventTemplate"] for r in rows]
+
+
+def timed(
+    fn: Callable[[Sequence[str]], list[Hashable]], contents: Sequence[str]
+) -> tuple[list[Hashable], float]:
+    start = time.perf_counter()
+    out = fn(contents)
+    return out, time.perf_counter() - start
+
+
+def main(argv: Sequence[str]) -> int:
+    data_dir = Path(argv[0]) if argv else DEFAULT_DIR
+    files = sorted(data_dir.glob("*/*_structured_corrected.csv"))
+    if not files:
+        print(f"no */*_structured_corrected.csv under {data_dir}", file=sys.stderr)
+        return 2
+    import logging
+
+    logging.disable(logging.INFO)  # drain3 logs every new cluster
+    runners = {"heal": heal_groups, "rules": rules_groups, "drain3": drain3_groups}
+    totals = {name: [0.0, 0.0, 0] for name in runners}  # ga sum, seconds, lines
+    print(f"{'dataset':<12}" + "".join(f"{name:>9}" for name in runners))
+    for path in files:
+        contents, truth = load(path)
+        row = []
+        for name, fn in runners.items():
+            groups, seconds = timed(fn, contents)
+            ga = grouping_accuracy(truth, groups)
+            totals[name][0] += ga
+            totals[name][1] += seconds
+            totals[name][2] += len(contents)
+            row.append(ga)
+        print(f"{path.parent.name:<12}" + "".join(f"{ga:>9.3f}" for ga in row))
+    n = len(files)
+    print(f"{'mean GA':<12}" + "".join(f"{t[0] / n:>9.3f}" for t in totals.values()))
+    rates = {name: t[2] / t[1] for name, t in totals.items()}
+    print(f"{'lines/s':<12}" + "".join(f"{rate:>9.0f}" for rate in rates.values()))
+    print(f"throughput heal/drain3: {rates['heal'] / rates['drain3']:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,83 @@
+"""``heal fingerprint [FILE]``: print ``fine<TAB>coarse<TAB>template`` per message.
+
+One message per input line, or with ``--multiline`` one message per record (records are
+separated by blank lines, or start at a line with no leading whitespace that is not a
+traceback continuation). Templates are mined across the messages of the run, in memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable, Iterator
+from typing import Any, TextIO
+
+from pipeline.errors import UsageError
+from pipeline.fingerprint import Fingerprinter
+from pipeline.fingerprint.store import MemoryTemplateStore
+
+_CONTINUATION = ("Traceback", "During handling", "The above exception", "Caused by:", "goroutine")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "fingerprint",
+        help="fingerprint messages: prints fine<TAB>coarse<TAB>template per message",
+        description=__doc__,
+    )
+    parser.add_argument("file", nargs="?", default="-", help="input file (default: stdin)")
+    parser.add_argument("--multiline", action="store_true",
+                        help="one message per record (blank-line separated / tracebacks)")
+    parser.add_argument("--repo", default="", help="repository root, for project-relative paths")
+    parser.set_defaults(func=run)
+
+
+def _records(lines: Iterable[str]) -> Iterator[str]:
+    record: list[str] = []
+    for line in lines:
+        line = line.rstrip("\n")
+        starts_new = (
+            bool(line) and not line[0].isspace() and not line.startswith(_CONTINUATION)
+            and bool(record) and record[-1].startswith((" ", "\t")) is False
+            and not _is_exception_tail(record)
+        )
+        if not line.strip() or starts_new:
+            if record:
+                yield "\n".join(record)
+            record = [line] if line.strip() else []
+            continue
+        record.append(line)
+    if record:
+        yield "\n".join(record)
+
+
+def _is_exception_tail(record: list[str]) -> bool:
+    # inside a traceback the exception line follows indented frames; keep it in the record
+    return any(r.startswith(_CONTINUATION) for r in record) and record[-1].startswith(" ")
+
+
+def _open(path: str) -> TextIO:
+    if path == "-":
+        return sys.stdin
+    try:
+        return open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 - closed by run
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}; give a readable file or '-'")\
+            from exc
+
+
+def run(args: argparse.Namespace) -> int:
+    fingerprinter = Fingerprinter(MemoryTemplateStore())
+    stream = _open(args.file)
+    try:
+        messages = _records(stream) if args.multiline else (
+            line.rstrip("\n") for line in stream if line.strip()
+        )
+        out = sys.stdout
+        for message in messages:
+            fp = fingerprinter.fingerprint(message, repo=args.repo)
+            out.write(f"{fp.fine}\t{fp.coarse}\t{fp.template}\n")
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+    return 0

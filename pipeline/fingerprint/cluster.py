@@ -1,0 +1,184 @@
+"""Template mining: group normalized messages whose remaining differences are variables.
+
+The rules (``rules.py``) mask what has a recognisable shape; what is left are variable
+*words* (user names, host names, file names) that only show up as variable by comparing
+messages. This module does that comparison in the spirit of Drain and Brain, with one
+configuration for every kind of input.
+
+Algorithm (``mine_group``), on the set of distinct token sequences of one *group*
+(same token count and same first token):
+
+1. Count, for every (position, token), in how many distinct sequences it occurs.
+2. For each sequence, its *root* is the set of tokens sharing the frequency that most of
+   its tokens share (ties: the higher frequency). Tokens of one template occur together, so
+   they share a frequency; variables are rarer.
+3. Sequences with the same root form a cluster; in a cluster a column is variable when it
+   holds at least ``min_distinct`` different values whose number is a large enough share
+   of the cluster (``variable_share``), otherwise its values are constants (and split).
+
+Determinism: the template of a sequence is a pure function of that sequence and the SET of
+distinct sequences seen in its group. Sets are order-free and their union is commutative,
+associative and idempotent, so the state reached after any interleaving of events across
+any number of workers (each adding to the same shared set, see ``store.py``) is the same,
+and so is every template computed from it. Counting occurrences (not only distinct
+sequences) would also be order-free, but the set keeps a duplicate-heavy stream from
+skewing the result.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+WILDCARD = "<*>"
+_PLACEHOLDER = re.compile(r"<[a-z0-9]+>")
+
+_LETTER = re.compile(r"[A-Za-z]")
+_EMPTY_VALUES = frozenset({"()", "[]", "{}", '""', "''", "<>"})
+
+Tokens = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MinerConfig:
+    """The one configuration used for every input (no per-dataset tuning)."""
+
+    #: a column needs at least this many distinct values to be called variable
+    min_distinct: int = 3
+    #: ...and its distinct values must be at least this share of the cluster's sequences
+    variable_share: float = 0.0
+    #: sequences kept per group (bounds memory; beyond it new sequences are not added)
+    max_group_size: int = 5000
+
+
+DEFAULT_CONFIG = MinerConfig()
+
+
+def tokenize(normalized: str) -> Tokens:
+    """Split a normalized message into tokens; masked tokens become ``<*>``, runs collapse."""
+    out: list[str] = []
+    for token in normalized.split():
+        if "<" in token and _PLACEHOLDER.search(token):
+            # keep constant text around a masked value (``onExtend:<*>``); a token that
+            # is nothing but masked values and punctuation is one wildcard
+            token = _PLACEHOLDER.sub(WILDCARD, token)
+            if not _LETTER.search(token.replace(WILDCARD, "")):
+                token = WILDCARD
+        elif token in _EMPTY_VALUES:
+            token = WILDCARD  # an empty value is still a value: ``()`` vs ``(host)``
+        if token == WILDCARD and out and out[-1] == WILDCARD:
+            continue  # a run of variables of any length is one variable
+        out.append(token)
+    return tuple(out)
+
+
+def group_key(tokens: Tokens) -> str:
+    """Which group a sequence is compared within: token count and first token."""
+    first = tokens[0] if tokens else ""
+    return f"{len(tokens)}:{first}"
+
+
+def _root(line: Tokens, freq: Counter[tuple[int, str]]) -> tuple[tuple[int, str], ...]:
+    freqs = [freq[(pos, tok)] for pos, tok in enumerate(line)]
+    shares = Counter(freqs)
+    root_freq = max(shares.items(), key=lambda kv: (kv[1], kv[0]))[0]
+    return tuple((pos, tok) for pos, tok in enumerate(line) if freqs[pos] == root_freq)
+
+
+def mine_group(
+    lines: Iterable[Tokens], config: MinerConfig = DEFAULT_CONFIG
+) -> dict[Tokens, Tokens]:
+    """Template of every distinct sequence of one group (see the module docstring)."""
+    distinct = sorted(set(lines))  # sorted: iteration order never depends on arrival order
+    freq: Counter[tuple[int, str]] = Counter()
+    for line in distinct:
+        freq.update(enumerate(line))
+    clusters: dict[tuple[tuple[int, str], ...], list[Tokens]] = defaultdict(list)
+    for line in distinct:
+        clusters[_root(line, freq)].append(line)
+    result: dict[Tokens, Tokens] = {}
+    for root, members in clusters.items():
+        fixed = {pos for pos, _ in root}
+        variable = _variable_columns(members, fixed, config)
+        for line in members:
+            result[line] = tuple(
+                WILDCARD if pos in variable else tok for pos, tok in enumerate(line)
+            )
+    return result
+
+
+def _variable_columns(
+    members: Sequence[Tokens], fixed: set[int], config: MinerConfig
+) -> set[int]:
+    if len(members) < 2:
+        return set()
+    width = len(members[0])
+    variable: set[int] = set()
+    for pos in range(width):
+        if pos in fixed:
+            continue
+        values = {line[pos] for line in members}
+        enough = len(values) >= config.min_distinct
+        if enough and len(values) >= config.variable_share * len(members):
+            variable.add(pos)
+    return variable
+
+
+def mine(lines: Iterable[Tokens], config: MinerConfig = DEFAULT_CONFIG) -> dict[Tokens, Tokens]:
+    """Templates for a whole batch: groups are mined independently (order-free)."""
+    groups: dict[str, set[Tokens]] = defaultdict(set)
+    for line in lines:
+        groups[group_key(line)].add(line)
+    result: dict[Tokens, Tokens] = {}
+    for members in groups.values():
+        result.update(mine_group(members, config))
+    return result
+
+
+def render(template: Tokens) -> str:
+    return " ".join(template)
+
+
+class TemplateMiner:
+    """Online mining against a persisted :class:`~pipeline.fingerprint.store.TemplateStore`.
+
+    ``template(tokens)`` adds the sequence to its group's set and returns its template
+    mined from the group's current set (a pure function of that set, see the module
+    docstring). Mined templates are cached per group by set size (the set only grows).
+
+    Raises:
+        StreamUnavailable: from a Redis-backed store.
+    """
+
+    def __init__(self, store: TemplateStoreLike, config: MinerConfig = DEFAULT_CONFIG) -> None:
+        self.store = store
+        self.config = config
+        self._cache: dict[str, tuple[int, dict[Tokens, Tokens]]] = {}
+
+    def template(self, tokens: Tokens) -> Tokens:
+        group = group_key(tokens)
+        size = self.store.add(group, tokens, self.config.max_group_size)
+        cached = self._cache.get(group)
+        if cached is None or cached[0] != size:
+            cached = (size, mine_group(self.store.members(group), self.config))
+            self._cache[group] = cached
+        found = cached[1].get(tokens)
+        if found is None:  # the group is full: mine this sequence against the kept set
+            members = [*self.store.members(group), tokens]
+            found = mine_group(members, self.config)[tokens]
+        return found
+
+
+class TemplateStoreLike(Protocol):
+    """Where the per-group sets live (implementations in ``store.py``)."""
+
+    def add(self, group: str, tokens: Tokens, limit: int) -> int:
+        """Add ``tokens`` to ``group`` unless it holds ``limit`` sequences; return its size."""
+        ...
+
+    def members(self, group: str) -> Sequence[Tokens]:
+        """Every sequence of ``group``, sorted."""
+        ...

@@ -1,0 +1,42 @@
+"""Error extraction: find the part of a raw event text that matters, and its structure.
+
+Parsers are tried from the most structured to the least; the first that recognises the text
+wins. Each parser is a pure function ``(text, repo) -> Extraction | None``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pipeline.fingerprint.model import Extraction
+from pipeline.fingerprint.parsers_lines import (
+    parse_diagnostic,
+    parse_log,
+    parse_shell,
+    parse_text,
+)
+from pipeline.fingerprint.parsers_python import parse_pytest, parse_python
+from pipeline.fingerprint.parsers_stacks import parse_go, parse_java, parse_node
+
+Parser = Callable[[str, str], Extraction | None]
+
+#: order matters: pytest output contains Python tracebacks, so pytest goes first
+PARSERS: tuple[Parser, ...] = (
+    parse_pytest,
+    parse_python,
+    parse_java,
+    parse_go,
+    parse_node,
+    parse_diagnostic,
+    parse_shell,
+    parse_log,
+)
+
+
+def extract(text: str, repo: str = "") -> Extraction:
+    """The structured error found in ``text`` (kind ``text`` when no parser recognises it)."""
+    for parser in PARSERS:
+        found = parser(text, repo)
+        if found is not None and (found.error_type or found.message):
+            return found
+    return parse_text(text, repo)

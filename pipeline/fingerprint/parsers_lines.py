@@ -1,0 +1,104 @@
+"""One-line errors: compiler/linter diagnostics, shell errors, generic ERROR/FATAL log lines."""
+
+from __future__ import annotations
+
+import re
+
+from pipeline.fingerprint.model import Extraction, Frame
+from pipeline.fingerprint.paths import is_library, normalize_path
+
+# ruff/flake8/gcc/clang/mypy/go vet: path:line[:col]: [severity:] [CODE] message [code]
+_DIAGNOSTIC = re.compile(
+    r"^(?P<file>[^\s:()]+\.[\w+]+):(?P<line>\d+)(?::(?P<col>\d+))?:\s+"
+    r"(?:(?P<sev>fatal error|error|warning|note)(?:\[(?P<code2>[\w-]+)\])?:\s+)?"
+    r"(?:(?P<code>[A-Z]{1,4}\d{2,4})\s+(?:\[\*\]\s+)?)?"
+    r"(?P<msg>.*?)(?:\s+\[(?P<code3>[a-z][\w-]*)\])?$"
+)
+# tsc / msbuild: path(line,col): error CODE: message
+_TSC = re.compile(
+    r"^(?P<file>[^\s(]+)\((?P<line>\d+),(?P<col>\d+)\): (?P<sev>error|warning) "
+    r"(?P<code>[A-Z]+\d+): (?P<msg>.*)$"
+)
+_SHELL = re.compile(
+    r"^(?:(?P<shell>[\w/.-]*(?:sh|bash|zsh|dash)):\s+)?(?:line \d+:\s+|\d+:\s+)?"
+    r"(?P<subject>[^:]+):\s+(?P<msg>command not found|not found|Permission denied"
+    r"|No such file or directory|Is a directory|Not a directory|cannot execute binary file"
+    r"|Operation not permitted|Text file busy)$"
+)
+_LEVEL = re.compile(
+    r"(?:^|[\s\[<|:])(?P<level>FATAL|CRITICAL|CRIT|ERROR|ERR|SEVERE|PANIC|EMERG|ALERT|FAILED|"
+    r"Error|Fatal|error|fatal)(?:[\]>|:]|\s)"
+)
+_LOG_HEADER_TAIL = re.compile(
+    r"""^[\s\]>|:-]*(?:
+        \d{4}-\d\d-\d\d(?:[T\s][\d:.,]+)?(?:Z|[+-]\d\d:?\d\d)?\s*   # ISO timestamp
+        |\d\d:\d\d:\d\d[.,\d]*\s*                                  # clock time
+        |\[[^\]]*\]\s*|\(\w+\)\s*|\d+\s+                          # [thread] (pid) 123
+        |[\w.$-]+(?:\[\d+\])?:\s+|-\s+                               # logger: / sshd[12]:
+    )*""",
+    re.VERBOSE,
+)
+
+
+def parse_diagnostic(text: str, repo: str = "") -> Extraction | None:
+    """The first error-severity diagnostic line (else the first diagnostic at all)."""
+    matches = []
+    for line in text.splitlines():
+        match = _DIAGNOSTIC.match(line.strip()) or _TSC.match(line.strip())
+        if match and match.group("msg"):
+            matches.append(match)
+    if not matches:
+        return None
+    errors = [m for m in matches if (m.group("sev") or "error") in ("error", "fatal error")]
+    match = (errors or matches)[0]
+    groups = match.groupdict()
+    code = groups.get("code") or groups.get("code2") or groups.get("code3") or ""
+    raw = match.group("file")
+    severity = match.group("sev") or "error"
+    frame = Frame(normalize_path(raw, repo), "", int(match.group("line")), not is_library(raw))
+    return Extraction("compiler", code or severity, match.group("msg").strip(), (frame,),
+                      tool=_guess_tool(raw, code))
+
+
+def _guess_tool(path: str, code: str) -> str:
+    if path.endswith((".ts", ".tsx")) and code.startswith("TS"):
+        return "tsc"
+    if path.endswith((".c", ".h", ".cc", ".cpp", ".hpp", ".cxx")):
+        return "cc"
+    if path.endswith(".py"):
+        return "mypy" if not code or code.islower() or "-" in code else "ruff"
+    return ""
+
+
+def parse_shell(text: str, repo: str = "") -> Extraction | None:
+    for line in text.splitlines():
+        match = _SHELL.match(line.strip())
+        if match:
+            subject = match.group("subject").strip()
+            kind = match.group("msg")
+            return Extraction("shell", kind, subject, tool=match.group("shell") or "")
+    return None
+
+
+def strip_log_header(line: str) -> str:
+    """The message of a log line without timestamp, level, pid and logger prefixes."""
+    level = _LEVEL.search(line)
+    rest = line[level.end():] if level else line
+    return rest[_LOG_HEADER_TAIL.match(rest).end():].strip()  # type: ignore[union-attr]
+
+
+def parse_log(text: str, repo: str = "") -> Extraction | None:
+    """The first ERROR/FATAL-level line, header stripped; ``error_type`` is the level."""
+    for line in text.splitlines():
+        level = _LEVEL.search(line)
+        if level and level.group("level").upper() not in ("FAILED",):
+            message = strip_log_header(line)
+            if message:
+                return Extraction("log", level.group("level").upper(), message)
+    return None
+
+
+def parse_text(text: str, repo: str = "") -> Extraction:
+    """Fallback: the last non-empty line (tools print the conclusion last)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return Extraction("text", "", lines[-1] if lines else "")

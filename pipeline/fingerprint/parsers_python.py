@@ -1,0 +1,92 @@
+"""Python tracebacks (with chained exceptions) and pytest failure blocks."""
+
+from __future__ import annotations
+
+import re
+
+from pipeline.fingerprint.model import Extraction, Frame
+from pipeline.fingerprint.paths import is_library, normalize_path
+
+_TRACEBACK = "Traceback (most recent call last):"
+_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+)(?:, in (?P<func>.+))?$')
+_EXC_LINE = re.compile(
+    r"^(?:[+|]\s*)?(?P<type>[A-Za-z_][\w.]*(?:Error|Exception|Warning|Exit|Interrupt|Failure"
+    r"|Fault|Iteration|Timeout|Refused|NotFound|Denied)\w*|[A-Z]\w*Error)(?::\s?(?P<msg>.*))?$"
+)
+_PYTEST_E = re.compile(r"^E\s{1,}(?P<text>.*)$")
+_PYTEST_LOC = re.compile(r"^(?P<file>[^\s:]+\.py):(?P<line>\d+): (?P<type>[\w.]+)$")
+_PYTEST_FAILED = re.compile(r"^FAILED (?P<test>\S+?)(?: - (?P<rest>.*))?$")
+_PYTEST_HEADER = re.compile(r"^_{3,} (?P<test>\S.*?) _{3,}$")
+
+
+def _parse_block(lines: list[str], repo: str) -> tuple[list[Frame], str, str]:
+    """Frames, exception type and message of one traceback block (lines after the header)."""
+    frames: list[Frame] = []
+    for index, line in enumerate(lines):
+        frame = _FRAME.match(line)
+        if frame:
+            raw = frame.group("file")
+            frames.append(Frame(
+                file=normalize_path(raw, repo),
+                function=(frame.group("func") or "").strip(),
+                line=int(frame.group("line")),
+                in_project=not is_library(raw),
+            ))
+            continue
+        if line.startswith((" ", "\t")) or not line.strip():
+            continue
+        exc = _EXC_LINE.match(line.strip())
+        if exc:
+            message = [exc.group("msg") or ""]
+            # a message may continue on following unindented lines (e.g. SyntaxError context)
+            message += [m for m in lines[index + 1:index + 3] if m.strip() and not _FRAME.match(m)]
+            return frames, exc.group("type"), "\n".join(message).strip()
+    return frames, "", ""
+
+
+def parse_python(text: str, repo: str = "") -> Extraction | None:
+    """The last (outermost-raised) exception, its frames, and its causes as ``chain``."""
+    if _TRACEBACK not in text:
+        return None
+    blocks = text.split(_TRACEBACK)[1:]
+    parsed = [_parse_block(block.splitlines()[1:], repo) for block in blocks]
+    parsed = [p for p in parsed if p[1]]
+    if not parsed:
+        return None
+    frames, error_type, message = parsed[-1]
+    chain = tuple((t, m) for _, t, m in parsed[:-1])
+    return Extraction("python", error_type, message, tuple(frames), chain, tool="python")
+
+
+def parse_pytest(text: str, repo: str = "") -> Extraction | None:
+    """A pytest failure: ``E`` lines, the ``file.py:N: Error`` location, the test id."""
+    lines = text.splitlines()
+    e_lines = [m.group("text") for m in map(_PYTEST_E.match, lines) if m]
+    locations = [m for m in map(_PYTEST_LOC.match, lines) if m]
+    failed = [m for m in map(_PYTEST_FAILED.match, lines) if m]
+    if not (e_lines and locations) and not failed:
+        return None
+    error_type, message = "", ""
+    for candidate in e_lines:
+        exc = _EXC_LINE.match(candidate.strip())
+        if exc:
+            error_type, message = exc.group("type"), exc.group("msg") or ""
+            break
+    if not error_type and locations:
+        error_type = locations[-1].group("type")
+        message = e_lines[0] if e_lines else ""
+    if not error_type and failed and failed[0].group("rest"):
+        head, _, rest = failed[0].group("rest").partition(": ")
+        error_type, message = head.strip(), rest
+    frames = tuple(
+        Frame(normalize_path(m.group("file"), repo), "", int(m.group("line")),
+              not is_library(m.group("file")))
+        for m in locations
+    )
+    test = failed[0].group("test") if failed else ""
+    if not test:
+        header = next((m for m in map(_PYTEST_HEADER.match, lines) if m), None)
+        test = header.group("test") if header else ""
+    if test:
+        frames = (*frames, Frame(test.split("::")[0], test.split("::")[-1], None, True))
+    return Extraction("pytest", error_type or "TestFailure", message.strip(), frames, tool="pytest")

@@ -1,0 +1,94 @@
+"""Stack traces of the JVM (Java/Kotlin, with ``Caused by``), Node.js and Go panics."""
+
+from __future__ import annotations
+
+import re
+
+from pipeline.fingerprint.model import Extraction, Frame
+from pipeline.fingerprint.paths import is_library, normalize_path
+
+_JAVA_HEAD = re.compile(
+    r"^(?:Exception in thread \"[^\"]*\" |Caused by: |\s*)"
+    r"(?P<type>(?:[a-z_$][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error|Throwable)\w*)"
+    r"(?::\s?(?P<msg>.*))?$"
+)
+_JAVA_FRAME = re.compile(
+    r"^\s+at (?P<cls>[\w$.]+)\.(?P<func>[\w$<>]+)\((?P<file>[^:)]*)(?::(?P<line>\d+))?\)"
+)
+_JVM_LIBRARY = re.compile(r"^(?:java|javax|jdk|sun|com\.sun|kotlin|kotlinx|scala|org\.junit"
+                          r"|org\.gradle|org\.apache\.maven|org\.springframework)\.")
+_NODE_HEAD = re.compile(r"^(?:Uncaught )?(?P<type>[A-Z]\w*(?:Error|Exception)|Error)"
+                        r"(?: \[(?P<code>[A-Z_]+)\])?: (?P<msg>.*)$")
+_NODE_FRAME = re.compile(r"^\s+at (?:(?P<func>.+?) \()?(?P<file>[^()\s]+?):(?P<line>\d+):\d+\)?$")
+_GO_PANIC = re.compile(r"^(?:panic|fatal error): (?P<msg>.*)$")
+_GO_FUNC = re.compile(r"^(?P<func>[\w./*()-]+)\(.*\)$")
+_GO_LOC = re.compile(r"^\s+(?P<file>\S+\.go):(?P<line>\d+)")
+
+
+def parse_java(text: str, repo: str = "") -> Extraction | None:
+    """The root cause (last ``Caused by``) with the frames printed under it."""
+    heads: list[tuple[str, str, list[Frame]]] = []
+    for line in text.splitlines():
+        frame = _JAVA_FRAME.match(line)
+        if frame and heads:
+            cls = frame.group("cls")
+            heads[-1][2].append(Frame(
+                file=frame.group("file") or cls, function=f"{cls}.{frame.group('func')}",
+                line=int(frame.group("line")) if frame.group("line") else None,
+                in_project=not _JVM_LIBRARY.match(cls),
+            ))
+            continue
+        head = _JAVA_HEAD.match(line)
+        if head and (line.startswith(("Caused by:", "Exception in")) or not heads):
+            heads.append((head.group("type"), (head.group("msg") or "").strip(), []))
+    heads = [h for h in heads if h[2] or len(heads) == 1]
+    if not heads or not any(h[2] for h in heads):
+        return None
+    error_type, message, frames = heads[-1]
+    if not frames:  # "... N more": the root cause shares the frames of its wrapper
+        frames = next(h[2] for h in reversed(heads) if h[2])
+    chain = tuple((t, m) for t, m, _ in heads[:-1])
+    return Extraction("java", error_type, message, tuple(frames), chain, tool="jvm")
+
+
+def parse_node(text: str, repo: str = "") -> Extraction | None:
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        head = _NODE_HEAD.match(line.strip())
+        if not head:
+            continue
+        frames: list[Frame] = []
+        for follow in lines[index + 1:]:
+            frame = _NODE_FRAME.match(follow)
+            if not frame:
+                if frames:
+                    break
+                continue
+            raw = frame.group("file").removeprefix("file://")
+            frames.append(Frame(normalize_path(raw, repo), (frame.group("func") or "").strip(),
+                                int(frame.group("line")), not is_library(raw)))
+        if frames:
+            error_type = head.group("type")
+            if head.group("code"):
+                error_type = f"{error_type}[{head.group('code')}]"
+            return Extraction("node", error_type, head.group("msg"), tuple(frames), tool="node")
+    return None
+
+
+def parse_go(text: str, repo: str = "") -> Extraction | None:
+    lines = text.splitlines()
+    panic = next((m for m in map(_GO_PANIC.match, lines) if m), None)
+    if panic is None or "goroutine " not in text:
+        return None
+    frames: list[Frame] = []
+    for index, line in enumerate(lines[:-1]):
+        func = _GO_FUNC.match(line)
+        loc = _GO_LOC.match(lines[index + 1])
+        if func and loc:
+            raw = loc.group("file")
+            in_project = not (is_library(raw) or func.group("func").startswith("runtime."))
+            frames.append(Frame(normalize_path(raw, repo), func.group("func"),
+                                int(loc.group("line")), in_project))
+    message = panic.group("msg")
+    error_type = "runtime error" if message.startswith("runtime error") else "panic"
+    return Extraction("go", error_type, message, tuple(frames), tool="go")

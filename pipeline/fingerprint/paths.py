@@ -1,0 +1,57 @@
+"""Path normalization for frames: collapse environment prefixes, keep the project path.
+
+The same file must read the same in every checkout, temp dir and virtualenv:
+``/home/ann/src/app/pkg/mod.py`` (repo ``/home/ann/src/app``) -> ``pkg/mod.py``;
+``/usr/lib/python3.11/site-packages/requests/api.py`` -> ``<site-packages>/requests/api.py``.
+"""
+
+from __future__ import annotations
+
+import re
+
+_LIBRARY = re.compile(
+    r"""(?:.*[/\\])?(?:
+        (?:site|dist)-packages                # Python installed packages
+        |node_modules                         # npm
+        |pkg[/\\]mod                          # Go module cache
+        |\.cargo[/\\]registry                 # Rust crates
+        |lib[/\\](?:python|pypy)\d[\d.]*      # the Python standard library
+        |jdk[^/\\]*|jre[^/\\]*                # the JDK
+    )(?=[/\\])""",
+    re.VERBOSE,
+)
+_ENVIRONMENT = re.compile(
+    r"""^(?:
+        (?:/private)?/(?:tmp|var/tmp|var/folders/[^/]+/[^/]+/T)/[^/]+   # temp dirs
+        |/(?:home|Users)/[^/]+                                          # home dirs
+        |/root|~
+        |[A-Za-z]:\\Users\\[^\\]+
+    )(?=[/\\])""",
+    re.VERBOSE,
+)
+_BUILTIN = re.compile(r"^<[^>]*>$|^\[|^internal[/\\]|^node:")
+
+
+def is_library(path: str) -> bool:
+    """True for installed packages, the standard library and runtime internals."""
+    return bool(_LIBRARY.match(path) or _BUILTIN.match(path))
+
+
+def normalize_path(path: str, repo: str = "") -> str:
+    """The stable form of ``path`` (see the module docstring); never raises."""
+    path = path.strip().strip("\"'")
+    if repo:
+        root = repo.rstrip("/\\") + "/"
+        if path.startswith(root):
+            return path[len(root):]
+    library = _LIBRARY.match(path)
+    if library:
+        kind = library.group(0).replace("\\", "/").rsplit("/", 2)
+        label = "stdlib" if "python" in kind[-1] or "pypy" in kind[-1] else kind[-1]
+        return f"<{label}>{path[library.end():]}"
+    collapsed = _ENVIRONMENT.sub("", path)
+    if collapsed != path:
+        # outside a known repo: keep the last components, which name the project file
+        parts = [p for p in re.split(r"[/\\]", collapsed) if p]
+        return "/".join(parts[-3:])
+    return path

@@ -1,0 +1,152 @@
+"""Normalization rules as a data table (in the spirit of Sentry's ``parameterization.py``).
+
+Each :class:`Rule` is a named verbose regex with a comment saying what it masks and why.
+:class:`Normalizer` compiles the table into ONE alternation (one pass over the text, which
+keeps throughput high) and replaces every match with ``<name>``, counting replacements per
+rule; :meth:`Normalizer.explain` says what was masked.
+
+Order matters: at one position the first rule in the table that matches wins, so specific
+shapes (URLs, UUIDs, timestamps, IPs) come before generic ones (hashes, paths, numbers).
+Changing this table changes fingerprints: bump ``ALGORITHM_VERSION`` in ``hashing.py``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One masking rule: ``pattern`` (verbose regex) is replaced with ``<name>``."""
+
+    name: str
+    pattern: str
+    why: str
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("url", r"""\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s"'<>)\]]+""",
+         "scheme://... : hosts, paths and query strings vary per call"),
+    Rule("email", r"""\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b""",
+         "e-mail addresses identify people, not problems"),
+    Rule("uuid", r"""\b[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\b""",
+         "UUIDs are per-object identifiers"),
+    Rule("timestamp", r"""
+        \b\d{4}[-/.]\d{1,2}[-/.]\d{1,2}     # date part 2026-11-22
+        (?:[T\s_-]\d{1,2}[:.]\d{2}[:.]\d{2}  # time part
+           (?:[.,]\d+)?                      # fraction
+           (?:Z|[+-]\d{2}:?\d{2})?)?         # zone
+        \b""",
+         "dates and date-times in ISO-like formats change on every occurrence"),
+    Rule("datetext", r"""
+        \b(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,?\s+)?         # optional weekday
+        (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.?\s+\d{1,2},?
+        \s+\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?                   # time
+        (?:\s+\d{4})?\b""",
+         "syslog/ctime dates (Fri Jun 17 07:07:00 2005) change on every occurrence"),
+    Rule("time", r"""\b\d{1,2}:\d{2}:\d{2}(?:[.,:]\d+)?\b""",
+         "clock times (HH:MM:SS[.fff])"),
+    Rule("ip", r"""
+        (?<![\w.])\d{1,3}(?:\.\d{1,3}){3}    # IPv4
+        (?::\d{1,5})?                        # optional :port
+        (?![\w.])""",
+         "IPv4 addresses with optional port: hosts differ per machine"),
+    Rule("ipv6", r"""
+        (?<![\w:])(?:[0-9a-fA-F]{1,4}:){2,7}(?:[0-9a-fA-F]{1,4}|:)   # full or ::-compressed
+        (?![\w:])""",
+         "IPv6 addresses (and MAC-like colon hex groups)"),
+    Rule("host", r"""
+        \b(?:[A-Za-z0-9-]+\.)+
+        (?:com|net|org|edu|gov|mil|int|io|dev|app|cloud|local|localdomain|internal|lan|corp)
+        (?![\w.-])
+        |\b(?:[A-Za-z0-9-]+\.){2,}[a-z]{2}(?![\w.-])     # three+ labels ending in a country
+        |\b(?=[\w.-]*\d)(?:[A-Za-z0-9-]+\.){2,}[A-Za-z]{2,}(?![\w.-])  # labels with digits
+        """,
+         "host names (ending in a top-level domain, or dotted names with digits) per machine"),
+    Rule("hex", r"""\b0[xX][0-9a-fA-F]+\b""",
+         "hex literals and memory addresses (0x7f...) differ per process"),
+    Rule("hash", r"""
+        \b(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{7,128}\b""",
+         "git SHAs and content hashes: 7+ hex digits with at least one digit and one letter"),
+    Rule("path", r"""
+        (?<![\w/<])(?:[A-Za-z]:)?(?:~|\.{1,2})?      # drive, home or relative start
+        (?:[/\\][\w.@+~-]+){2,}[/\\]?                # two or more components
+        """,
+         "file paths differ per checkout, temp dir and user; extraction keeps the project path"),
+    Rule("duration", r"""
+        \b\d+(?:\.\d+)?\s?(?:ms|us|µs|ns|sec|secs|seconds?|mins?|minutes?|hours?|[smh])\b""",
+         "durations such as 1.5s or 300 ms vary per run"),
+    Rule("kvquoted", r"""(?<==)(?:"[^"\n]*"|'[^'\n]*')""",
+         "quoted values after '=' are data, not the problem"),
+    Rule("idtoken", r"""
+        \b(?=[\w-]*\d)(?=[\w-]*[A-Za-z_])[A-Za-z_\d][\w-]*\b""",
+         "identifiers mixing letters and digits (blk_123, job_42_x, R02-M1) are per-object ids"),
+    Rule("num", r"""(?<![\w.])[-+]?\d+(?:\.\d+)?(?![\w])""",
+         "numbers: counts, sizes, ids, ports, pids, line numbers"),
+)
+
+_RULE_INDEX = {rule.name: rule for rule in RULES}
+
+
+@dataclass
+class Masked:
+    """Result of :meth:`Normalizer.mask`: the text and what each rule replaced."""
+
+    text: str
+    counts: Counter[str] = field(default_factory=Counter)
+    values: dict[str, list[str]] = field(default_factory=dict)
+
+
+class Normalizer:
+    """Apply a rule table in one pass."""
+
+    def __init__(self, rules: tuple[Rule, ...] = RULES) -> None:
+        self.rules = rules
+        alternation = "|".join(f"(?P<{r.name}>{r.pattern})" for r in rules)
+        self._regex = re.compile(alternation, re.VERBOSE)
+
+    def normalize(self, text: str) -> str:
+        """The masked text only (fast path: no bookkeeping)."""
+        return self._regex.sub(_placeholder, text)
+
+    def mask(self, text: str) -> Masked:
+        """The masked text, a count per rule and the values each rule replaced."""
+        result = Masked(text="")
+
+        def replace(match: re.Match[str]) -> str:
+            name = match.lastgroup or "var"
+            result.counts[name] += 1
+            result.values.setdefault(name, []).append(match.group(0))
+            return f"<{name}>"
+
+        result.text = self._regex.sub(replace, text)
+        return result
+
+    def explain(self, text: str) -> list[str]:
+        """One human sentence per rule that fired, e.g. ``num: 2 replaced (numbers: ...)``."""
+        masked = self.mask(text)
+        lines = []
+        for rule in self.rules:
+            count = masked.counts.get(rule.name, 0)
+            if count:
+                sample = ", ".join(repr(v) for v in masked.values[rule.name][:3])
+                lines.append(f"<{rule.name}>: {count} replaced ({rule.why}); e.g. {sample}")
+        return lines
+
+
+def _placeholder(match: re.Match[str]) -> str:
+    return f"<{match.lastgroup}>"
+
+
+def rule(name: str) -> Rule:
+    """The rule called ``name``.
+
+    Raises:
+        KeyError: no such rule.
+    """
+    return _RULE_INDEX[name]
+
+
+DEFAULT_NORMALIZER = Normalizer()
