@@ -1,0 +1,105 @@
+"""When a (fingerprint, fix) pair changes lifecycle state, and why. Pure functions over the
+one transition table of :mod:`pipeline.model`.
+
+    DRAFT ──first verified success──▶ ACTIVE ──lower 95% bound ≥ threshold, ≥ N tries──▶ AUTOMATED
+    AUTOMATED ──lower bound falls below threshold──▶ ACTIVE
+    ACTIVE/AUTOMATED ──upper bound < deprecate_below, or unused for unused_days──▶ DEPRECATED
+    DEPRECATED ──verified success──▶ ACTIVE
+    any ──reverted──▶ QUARANTINED ──heal unquarantine only──▶ DRAFT
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from pipeline.errors import HealError
+from pipeline.lifecycle.posterior import Posterior
+from pipeline.model import LifecycleState, can_transition
+
+S = LifecycleState
+
+
+class IllegalTransition(HealError):
+    """A state change the transition table does not allow (a bug in the caller)."""
+
+
+@dataclass(frozen=True)
+class LifecyclePolicy:
+    automate_threshold: float = 0.9
+    min_attempts: int = 10
+    deprecate_below: float = 0.5
+    unused_days: float = 90.0
+    confidence: float = 0.95
+
+
+@dataclass(frozen=True)
+class Decision:
+    dst: LifecycleState
+    reason: str
+
+
+def check(src: LifecycleState, dst: LifecycleState) -> None:
+    """Raises IllegalTransition unless the table allows ``src -> dst``."""
+    if not can_transition(src, dst):
+        raise IllegalTransition(f"lifecycle: {src} -> {dst} is not an allowed transition")
+
+
+def after_outcome(
+    state: LifecycleState, stats: Posterior, outcome: str, policy: LifecyclePolicy
+) -> Decision | None:
+    """The transition an outcome causes (``stats`` already include it), or None.
+
+    ``outcome`` is "success" (applied and verified), "failure" (attempted, did not hold but
+    nothing was reverted) or "revert" (applied, then rolled back).
+    """
+    if state is S.QUARANTINED:
+        return None  # only `heal unquarantine` leaves quarantine
+    if outcome == "revert":
+        return Decision(S.QUARANTINED, "reverted: never retried until `heal unquarantine`")
+    level = int(policy.confidence * 100)
+    if outcome == "success" and state in (S.DRAFT, S.DEPRECATED):
+        return Decision(S.ACTIVE, "first verified success" if state is S.DRAFT
+                        else "verified success after deprecation")
+    lower = stats.lower(policy.confidence)
+    enough = stats.attempts >= policy.min_attempts
+    if state is S.ACTIVE and enough and lower >= policy.automate_threshold:
+        return Decision(S.AUTOMATED, f"lower {level}% bound {lower:.3f} >= "
+                        f"{policy.automate_threshold} over {stats.attempts} attempts")
+    upper = stats.upper(policy.confidence)
+    if state in (S.ACTIVE, S.AUTOMATED) and enough and upper < policy.deprecate_below:
+        return Decision(S.DEPRECATED, f"upper {level}% bound {upper:.3f} < "
+                        f"{policy.deprecate_below} over {stats.attempts} attempts")
+    if state is S.AUTOMATED and lower < policy.automate_threshold:
+        return Decision(S.ACTIVE, f"lower {level}% bound {lower:.3f} fell below "
+                        f"{policy.automate_threshold}")
+    return None
+
+
+def when_unused(
+    state: LifecycleState, last_used: dt.datetime | None, now: dt.datetime,
+    policy: LifecyclePolicy,
+) -> Decision | None:
+    """DEPRECATED for an ACTIVE/AUTOMATED pair unused for ``unused_days``."""
+    if state not in (S.ACTIVE, S.AUTOMATED) or last_used is None:
+        return None
+    idle = (now - last_used).total_seconds() / 86400
+    if idle >= policy.unused_days:
+        return Decision(S.DEPRECATED, f"unused for {idle:.0f} days (policy {policy.unused_days:g})")
+    return None
+
+
+def outcome_kind(status: str) -> str | None:
+    """Map an OutcomeEvent status to a lifecycle outcome; None when it is not an attempt."""
+    return {"applied": "success", "rolled_back": "revert", "failed": "failure"}.get(status)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One lifecycle state change of a (fingerprint, fix) pair, with its reason."""
+
+    fingerprint: str
+    fix_id: str
+    src: LifecycleState
+    dst: LifecycleState
+    reason: str

@@ -1,0 +1,66 @@
+"""What the lifecycle stage does with one outcome: feed the circuit breaker, record the
+outcome and the statistics, apply the transition it causes, audit every decision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pipeline.events import OutcomeEvent
+from pipeline.guardrails.breaker import CircuitBreaker
+from pipeline.lifecycle.graduation import LifecyclePolicy
+from pipeline.lifecycle.graduation import Transition as LifecycleTransition
+
+
+class Auditor(Protocol):
+    def append(self, kind: str, subject: str, data: dict[str, Any]) -> Any: ...
+
+
+class OutcomeStore(Protocol):
+    def record_outcome(self, rec: Any, policy: LifecyclePolicy) -> Any: ...
+
+
+@dataclass
+class LifecycleService:
+    store: OutcomeStore
+    breaker: CircuitBreaker | None
+    audit: Auditor | None
+    policy: LifecyclePolicy
+
+    def handle(self, event: OutcomeEvent) -> LifecycleTransition | None:
+        """Record one outcome; returns the lifecycle transition it caused, if any.
+
+        The breaker is fed first: it is idempotent per event id, so a redelivery after a
+        crash between the two steps still counts the revert exactly once.
+
+        Raises:
+            StreamUnavailable / DatabaseUnavailable: an engine is down (the caller retries).
+        """
+        from storage.lifecycle import OutcomeRecord  # storage is optional for pure callers
+
+        wf = event.error.workflow
+        if self.breaker is not None:
+            if event.status == "rolled_back":
+                self.breaker.record_revert(wf.step, wf.id, event.id)
+            elif event.status == "applied":
+                self.breaker.record_success(wf.step, wf.id, event.id)
+        fingerprint = event.fine or event.error_id
+        rec = OutcomeRecord(
+            event_id=event.id, error_id=event.error_id, fingerprint=fingerprint,
+            fix_id=event.fix_id, status=event.status, workflow=wf.id, step=wf.step,
+            commit=event.error.repo.commit,
+        )
+        result = self.store.record_outcome(rec, self.policy)
+        if not result.new:
+            return None
+        if self.audit is not None and result.kind is not None:
+            self.audit.append("lifecycle.outcome", f"{fingerprint}/{event.fix_id}", {
+                "event_id": event.id, "status": event.status, "outcome": result.kind,
+                "successes": result.stats.successes, "failures": result.stats.failures,
+                "state": str(result.state)})
+        transition: LifecycleTransition | None = result.transition
+        if transition is not None and self.audit is not None:
+            self.audit.append("lifecycle.transition", f"{fingerprint}/{event.fix_id}", {
+                "from": transition.src.value, "to": transition.dst.value,
+                "reason": transition.reason, "event_id": event.id})
+        return transition

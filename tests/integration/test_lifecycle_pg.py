@@ -1,0 +1,121 @@
+"""The lifecycle against a real PostgreSQL and Redis: graduation, quarantine, unquarantine,
+idempotent redelivery, Thompson ranking records, and the breaker fed by outcomes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from pipeline.cli import main
+from pipeline.config import Settings
+from pipeline.events import ErrorEvent, OutcomeEvent, Repo, Workflow
+from pipeline.guardrails.audit import AuditLog, verify_file
+from pipeline.guardrails.breaker import CircuitBreaker
+from pipeline.lifecycle.graduation import LifecyclePolicy
+from pipeline.lifecycle.service import LifecycleService
+from pipeline.model import LifecycleState as S
+from storage.db import Database
+from storage.lifecycle import LifecycleStore
+from storage.migrate import migrate
+
+
+@pytest.fixture(scope="module")
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(database_url)
+    migrate(database)
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def service(db: Database, redis_url: str, tmp_path: Path, prefix: str) -> LifecycleService:
+    settings = Settings(redis_url, None, tmp_path, prefix)
+    audit = AuditLog(settings)
+    breaker = CircuitBreaker(redis.Redis.from_url(redis_url), settings, audit=audit)
+    policy = LifecyclePolicy(automate_threshold=0.8, min_attempts=5)
+    return LifecycleService(LifecycleStore(db), breaker, audit, policy)
+
+
+def outcome(fp: str, fix_id: str, status: str, n: int, commit: str = "c1") -> OutcomeEvent:
+    error = ErrorEvent(id=f"{fp}-{n}", text="boom", workflow=Workflow(id="nightly", step="lint"),
+                       repo=Repo(commit=commit))
+    return OutcomeEvent(id=f"{fp}-{n}:apply", error_id=error.id, error=error, fine=fp,
+                        fix_id=fix_id, status=status)
+
+
+def test_graduation_draft_active_automated(service: LifecycleService, db: Database) -> None:
+    fp, fix = f"fp-{uuid.uuid4().hex[:8]}", "fix-ruff-format"
+    transitions = [service.handle(outcome(fp, fix, "applied", i)) for i in range(20)]
+    seen = [(t.src, t.dst) for t in transitions if t is not None]
+    assert seen == [(S.DRAFT, S.ACTIVE), (S.ACTIVE, S.AUTOMATED)]
+    # after 13 successes Beta(14, 1) has lower 95% bound 0.05 ** (1/14) = 0.807 >= 0.8
+    # (after 12 it is 0.05 ** (1/13) = 0.794)
+    assert transitions.index(next(t for t in transitions[1:] if t is not None)) == 12
+    store = LifecycleStore(db)
+    assert store.pair(fp, fix)["state"] == "AUTOMATED"
+    assert [r["dst"] for r in store.transitions(fp)] == ["ACTIVE", "AUTOMATED"]
+
+
+def test_redelivered_outcome_changes_nothing(service: LifecycleService, db: Database) -> None:
+    fp = f"fp-{uuid.uuid4().hex[:8]}"
+    event = outcome(fp, "fix-a", "applied", 1)
+    assert service.handle(event) is not None
+    assert service.handle(event) is None
+    assert LifecycleStore(db).pair(fp, "fix-a")["successes"] == 1
+
+
+def test_revert_quarantines_trips_breaker_and_unquarantine_resets(
+    service: LifecycleService, db: Database, heal_env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fp = f"fp-{uuid.uuid4().hex[:8]}"
+    service.handle(outcome(fp, "fix-b", "applied", 1))
+    t = service.handle(outcome(fp, "fix-b", "rolled_back", 2))
+    assert t is not None and t.dst is S.QUARANTINED
+    assert service.handle(outcome(fp, "fix-b", "applied", 3)) is None  # stays quarantined
+    assert service.breaker is not None
+    assert service.breaker.allow("lint", "nightly", "SAFE")[0]  # one revert: still closed
+    service.handle(outcome(fp, "fix-c", "rolled_back", 4))
+    allowed, reason = service.breaker.allow("lint", "nightly", "SAFE")
+    assert not allowed and "OPEN" in reason
+    assert verify_file(service.audit.path).ok  # type: ignore[union-attr]
+
+    assert main(["unquarantine", fp]) == 0
+    assert "QUARANTINED -> DRAFT" in capsys.readouterr().out
+    assert LifecycleStore(db).pair(fp, "fix-b")["state"] == "DRAFT"
+    assert main(["unquarantine", fp]) == 1  # nothing left
+
+
+def test_fixes_state_is_mirrored(service: LifecycleService, db: Database) -> None:
+    fp, fix, pattern = f"fp-{uuid.uuid4().hex[:8]}", f"fix-{uuid.uuid4().hex[:8]}", "p-mirror"
+    db.execute("INSERT INTO patterns (id) VALUES ($1) ON CONFLICT DO NOTHING", pattern)
+    db.execute("INSERT INTO fixes (id, pattern_id, kind, category) VALUES ($1, $2, 'command',"
+               " 'SAFE')", fix, pattern)
+    service.handle(outcome(fp, fix, "rolled_back", 1))
+    assert db.fetchval("SELECT state FROM fixes WHERE id = $1", fix) == "QUARANTINED"
+
+
+def test_ignore_command(db: Database, heal_env: dict[str, str]) -> None:
+    fp = f"fp-{uuid.uuid4().hex[:8]}"
+    assert main(["ignore", fp, "--reason", "noise"]) == 0
+    assert LifecycleStore(db).is_ignored(fp)
+    assert main(["ignore", fp, "--undo"]) == 0
+    assert not LifecycleStore(db).is_ignored(fp)
+
+
+def test_thompson_ranking_is_recorded(db: Database) -> None:
+    import random
+
+    from pipeline.lifecycle.ranking import thompson_rank
+
+    fp = f"fp-{uuid.uuid4().hex[:8]}"
+    store = LifecycleStore(db)
+    draws = thompson_rank(store.posteriors(fp, ["a", "b"]), random.Random(7))
+    store.record_ranking(fp, draws)
+    row = db.fetchrow("SELECT chosen, draws FROM fix_rankings WHERE fingerprint = $1", fp)
+    assert row["chosen"] == draws[0].fix_id
+    assert '"draw"' in row["draws"]
