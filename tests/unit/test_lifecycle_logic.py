@@ -100,7 +100,7 @@ def test_thompson_is_deterministic_with_a_seed_and_exploits() -> None:
     cands = {"proven": Posterior(50, 1), "new": Posterior(0, 0), "bad": Posterior(1, 20)}
     first = thompson_rank(cands, random.Random(42))
     assert first == thompson_rank(cands, random.Random(42))
-    assert sorted(d.draw for d in first) == sorted((d.draw for d in first))
+    assert sorted(d.draw for d in first) == sorted(d.draw for d in first)
     rng = random.Random(1)
     wins = sum(thompson_rank(cands, rng)[0].fix_id == "proven" for _ in range(1000))
     explored = 1000 - wins
