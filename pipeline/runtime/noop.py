@@ -53,3 +53,43 @@ class PassThroughHandler:
         if self.on_event is not None:
             self.on_event(event)
         return [event] if isinstance(event, PassEvent) else []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """A pass-through worker process for reliability tests and the benchmark:
+    ``python -m pipeline.runtime.noop REDIS_URL PREFIX [--index I] [--sleep-ms MS] ...``."""
+    import argparse
+    import time
+    from pathlib import Path
+
+    import redis
+
+    from pipeline.config import Settings
+    from pipeline.runtime.options import WorkerOptions
+    from pipeline.runtime.runner import run_threads
+    from pipeline.runtime.worker import StageWorker
+
+    parser = argparse.ArgumentParser(prog="python -m pipeline.runtime.noop")
+    parser.add_argument("url")
+    parser.add_argument("prefix")
+    parser.add_argument("--index", type=int, default=0)
+    parser.add_argument("--sleep-ms", type=float, default=0.0)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--block-ms", type=int, default=200)
+    parser.add_argument("--claim-idle-ms", type=int, default=60_000)
+    args = parser.parse_args(argv)
+    delay = args.sleep_ms / 1000.0
+    handler = PassThroughHandler(on_event=(lambda _e: time.sleep(delay)) if delay else None)
+    settings = Settings(redis_url=args.url, database_url=None, home=Path("."), prefix=args.prefix)
+    options = WorkerOptions(
+        batch_size=args.batch, block_ms=args.block_ms, claim_idle_ms=args.claim_idle_ms,
+        claim_interval_s=min(5.0, args.claim_idle_ms / 2000.0),
+    )
+    client = redis.Redis.from_url(args.url, socket_timeout=args.block_ms / 1000 + 10)
+    worker = StageWorker(client, settings, "fingerprint", handler, options=options,
+                         index=args.index, hooks=[])
+    return run_threads([worker])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

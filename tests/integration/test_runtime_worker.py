@@ -1,0 +1,282 @@
+"""StageWorker against the real embedded Redis: hand-off, idempotence, retries, dead
+letters, malformed input, reclaim, retention, drain_inline."""
+
+from __future__ import annotations
+
+import sys
+import time
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis
+
+from pipeline.config import Settings
+from pipeline.errors import PermanentError, Retry
+from pipeline.events import ErrorEvent
+from pipeline.runtime import StageWorker, WorkerOptions, already_done, drain_inline, loader
+from pipeline.runtime.metrics import MetricsHook, MetricsRegistry
+from pipeline.runtime.noop import PassThroughHandler
+from pipeline.runtime.options import Retention
+from pipeline.stage import Encodable
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    c = redis.Redis.from_url(redis_url)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def settings(redis_url: str, prefix: str, tmp_path: Path) -> Settings:
+    return Settings(redis_url=redis_url, database_url=None, home=tmp_path, prefix=prefix)
+
+
+def event(i: int | str, text: str = "boom") -> bytes:
+    return orjson.dumps({"v": 1, "id": f"e{i}", "text": text})
+
+
+def publish(client: redis.Redis, settings: Settings, *raws: bytes, stream: str = "errors") -> None:
+    pipe = client.pipeline(transaction=False)
+    for raw in raws:
+        pipe.xadd(settings.stream(stream), {"event": raw})
+    pipe.execute()
+
+
+def ids_in(client: redis.Redis, stream: str) -> list[str]:
+    return [orjson.loads(f[b"event"])["id"] for _, f in client.xrange(stream)]
+
+
+def dead(client: redis.Redis, settings: Settings) -> list[dict[bytes, bytes]]:
+    return [fields for _, fields in client.xrange(settings.stream("dead"))]
+
+
+def drain(worker: StageWorker) -> int:
+    total = 0
+    while count := worker.step(None):
+        total += count
+    return total
+
+
+def pending(client: redis.Redis, settings: Settings, group: str = "fingerprint") -> int:
+    return int(client.xpending(settings.stream("errors"), group)["pending"])
+
+
+def make_worker(client: redis.Redis, settings: Settings, handler: Any = None, **opts: Any
+                ) -> StageWorker:
+    worker = StageWorker(client, settings, "fingerprint", handler or PassThroughHandler(),
+                         options=WorkerOptions(**opts))
+    worker.start()
+    return worker
+
+
+def test_events_are_handed_off_once_and_acked(client: redis.Redis, settings: Settings) -> None:
+    publish(client, settings, *(event(i) for i in range(250)))
+    worker = make_worker(client, settings)
+    assert drain(worker) == 250
+    assert ids_in(client, settings.stream("fingerprints")) == [f"e{i}" for i in range(250)]
+    assert pending(client, settings) == 0 and dead(client, settings) == []
+
+
+def test_a_second_entry_with_the_same_event_id_produces_no_second_output(
+    client: redis.Redis, settings: Settings
+) -> None:
+    publish(client, settings, event(1), event(1), event(2))
+    worker = make_worker(client, settings)
+    drain(worker)
+    assert ids_in(client, settings.stream("fingerprints")) == ["e1", "e2"]
+    assert worker.already_done("e1") and not worker.already_done("e3")
+    assert already_done(client, settings, "fingerprint", "e2")
+    assert pending(client, settings) == 0
+
+
+def test_an_entry_handled_by_two_consumers_is_handed_off_once(
+    client: redis.Redis, settings: Settings
+) -> None:
+    """A slow worker and the peer that reclaimed its entry both finish: one output."""
+    publish(client, settings, event(7))
+    slow = make_worker(client, settings, dedupe_ttl_s=0)
+    entries = slow._read_new(None)
+    peer = StageWorker(client, settings, "fingerprint", PassThroughHandler(),
+                       options=WorkerOptions(claim_idle_ms=1, dedupe_ttl_s=0), consumer="peer")
+    time.sleep(0.01)
+    assert peer.step(None) == 1  # reclaimed and handed off
+    slow.process(entries)  # the slow one finishes later: XACK returns 0, nothing emitted
+    assert ids_in(client, settings.stream("fingerprints")) == ["e7"]
+
+
+def test_retry_backs_off_then_succeeds(client: redis.Redis, settings: Settings) -> None:
+    calls: list[float] = []
+
+    def flaky(_event: object) -> None:
+        calls.append(time.monotonic())
+        if len(calls) < 3:
+            raise Retry("not yet")
+
+    registry = MetricsRegistry()
+    worker = StageWorker(client, settings, "fingerprint", PassThroughHandler(on_event=flaky),
+                         options=WorkerOptions(backoff_base_s=0.05, max_deliveries=5),
+                         hooks=[MetricsHook(registry)])
+    worker.start()
+    publish(client, settings, event(1))
+    deadline = time.monotonic() + 5
+    while len(calls) < 3 and time.monotonic() < deadline:
+        worker.step(50)
+    assert ids_in(client, settings.stream("fingerprints")) == ["e1"]
+    assert calls[1] - calls[0] >= 0.05 and calls[2] - calls[1] >= 0.1  # exponential
+    assert registry.snapshot()["fingerprint"]["retries"] == 2
+    assert pending(client, settings) == 0
+
+
+def test_retries_exhausted_dead_letter_with_attempts(
+    client: redis.Redis, settings: Settings
+) -> None:
+    def always(_event: object) -> None:
+        raise Retry("upstream down", delay=0.01)
+
+    worker = make_worker(client, settings, handler=PassThroughHandler(on_event=always),
+                         max_deliveries=3)
+    publish(client, settings, event(1))
+    deadline = time.monotonic() + 5
+    while not dead(client, settings) and time.monotonic() < deadline:
+        worker.step(20)
+    [letter] = dead(client, settings)
+    assert letter[b"attempts"] == b"3" and letter[b"stage"] == b"fingerprint"
+    assert b"gave up after 3 attempts: upstream down" in letter[b"reason"]
+    assert letter[b"event"] == event(1) and letter[b"error_id"] == b"e1"
+    assert pending(client, settings) == 0
+
+
+def test_permanent_error_dead_letters_at_once(client: redis.Redis, settings: Settings) -> None:
+    def refuse(_event: object) -> None:
+        raise PermanentError("no such repository")
+
+    worker = make_worker(client, settings, handler=PassThroughHandler(on_event=refuse))
+    publish(client, settings, event(1))
+    drain(worker)
+    [letter] = dead(client, settings)
+    assert b"no such repository" in letter[b"reason"] and letter[b"attempts"] == b"1"
+
+
+class ContractHandler:
+    """Decodes with the contract's ErrorEvent (validation, truncation) and hands it on."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.decode = lambda raw: ErrorEvent.decode(raw, settings.max_text_bytes)
+
+    def handle(self, event: ErrorEvent) -> list[Encodable]:
+        return [event]
+
+
+def test_malformed_input_is_dead_lettered_and_the_worker_keeps_going(
+    client: redis.Redis, settings: Settings
+) -> None:
+    huge = "x" * (10 * 1024 * 1024) + "\nValueError: the real error at the end"
+    publish(
+        client, settings,
+        b"this is not json",
+        orjson.dumps({"v": 1, "text": "no id"}),
+        orjson.dumps({"v": 1, "id": "bad-types", "text": 42}),
+        orjson.dumps({"v": 1, "id": "bad-exit", "text": "t", "exit_code": "one"}),
+        b"\xff\xfe binary",
+        event("ok-1"),
+        orjson.dumps({"v": 1, "id": "huge", "text": huge}),
+        event("ok-2"),
+    )
+    client.xadd(settings.stream("errors"), {"payload": "wrong field name"})
+    worker = make_worker(client, settings, handler=ContractHandler(settings))
+    assert drain(worker) == 9
+    out = [orjson.loads(f[b"event"]) for _, f in client.xrange(settings.stream("fingerprints"))]
+    assert [o["id"] for o in out] == ["eok-1", "huge", "eok-2"]
+    assert out[1]["text"].endswith("the real error at the end")  # tail kept
+    assert len(out[1]["text"]) <= settings.max_text_bytes + 100
+    assert out[1]["tags"]["truncated_bytes"] > 10_000_000 - settings.max_text_bytes
+    reasons = [d[b"reason"].decode() for d in dead(client, settings)]
+    assert len(reasons) == 6 and all(r for r in reasons)
+    assert "not valid JSON" in reasons[0]
+    assert "'id'" in reasons[1] and "'text' must be a string" in reasons[2]
+    assert "exit_code" in reasons[3] and "'event' field" in reasons[5]
+    assert pending(client, settings) == 0
+
+
+def test_entries_abandoned_by_a_dead_consumer_are_reclaimed(
+    client: redis.Redis, settings: Settings
+) -> None:
+    publish(client, settings, *(event(i) for i in range(30)))
+    crashed = make_worker(client, settings)
+    crashed._read_new(None)  # read, then "dies" without acking
+    assert pending(client, settings) == 30
+    survivor = StageWorker(client, settings, "fingerprint", PassThroughHandler(),
+                           options=WorkerOptions(claim_idle_ms=50), consumer="survivor")
+    time.sleep(0.1)
+    assert drain(survivor) == 30
+    assert sorted(ids_in(client, settings.stream("fingerprints"))) == sorted(
+        f"e{i}" for i in range(30))
+    assert pending(client, settings) == 0
+
+
+def test_an_event_that_kills_every_worker_is_eventually_dead_lettered(
+    client: redis.Redis, settings: Settings
+) -> None:
+    publish(client, settings, event("poison"))
+    make_worker(client, settings)._read_new(None)
+    for n in range(3):  # three more consumers take it over and "crash" too
+        time.sleep(0.01)
+        StageWorker(client, settings, "fingerprint", PassThroughHandler(),
+                    options=WorkerOptions(claim_idle_ms=1), consumer=f"c{n}"
+                    ).reclaimer.claim_abandoned(10)
+    time.sleep(0.01)
+    last = StageWorker(client, settings, "fingerprint", PassThroughHandler(),
+                       options=WorkerOptions(claim_idle_ms=1, max_deliveries=4), consumer="x")
+    assert last.step(None) == 1
+    [letter] = dead(client, settings)
+    assert b"delivered 5 times" in letter[b"reason"] and letter[b"attempts"] == b"5"
+
+
+def test_retention_trims_outputs_approximately(client: redis.Redis, settings: Settings) -> None:
+    publish(client, settings, *(event(i) for i in range(3000)))
+    worker = make_worker(client, settings, retention=Retention.parse("maxlen:500"))
+    drain(worker)
+    assert 500 <= client.xlen(settings.stream("fingerprints")) < 1500
+
+
+def test_stopping_mid_batch_hands_the_rest_back(client: redis.Redis, settings: Settings) -> None:
+    worker = make_worker(client, settings)
+    seen: list[object] = []
+
+    def stop_after_three(ev: object) -> None:
+        seen.append(ev)
+        if len(seen) == 3:
+            worker.stop()
+
+    worker.processor.handler = PassThroughHandler(on_event=stop_after_three)
+    publish(client, settings, *(event(i) for i in range(10)))
+    assert worker.step(None) == 3
+    assert len(ids_in(client, settings.stream("fingerprints"))) == 3
+    assert pending(client, settings) == 7  # handed back, reclaimed by peers later
+
+
+def test_drain_inline_runs_built_stages_in_order(
+    client: redis.Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def module(name: str, inp: str, out: str | None) -> types.ModuleType:
+        mod = types.ModuleType(f"consumers.{name}")
+        mod.GROUP, mod.INPUT, mod.OUTPUT = name, inp, out  # type: ignore[attr-defined]
+        mod.build = lambda ctx: PassThroughHandler()  # type: ignore[attr-defined]
+        return mod
+
+    stages = {"first": ("errors", "fingerprints"), "second": ("fingerprints", "candidates"),
+              "last": ("candidates", None)}
+    monkeypatch.setattr(loader, "STAGES", stages)
+    for name, (inp, out) in stages.items():
+        monkeypatch.setitem(sys.modules, f"consumers.{name}", module(name, inp, out))
+    publish(client, settings, *(event(i) for i in range(20)))
+    assert drain_inline(settings, client) == 60
+    assert len(ids_in(client, settings.stream("candidates"))) == 20
+    assert client.xpending(settings.stream("candidates"), "last")["pending"] == 0
+    assert client.xinfo_consumers(settings.stream("errors"), "first") == []
+    assert drain_inline(settings, client, stages=["first"]) == 0

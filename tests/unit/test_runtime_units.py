@@ -1,0 +1,210 @@
+"""Unit tests of the runtime's pure parts: options, backoff, retry schedule, decisions,
+hooks, metrics, dead-letter fields, stage loading (no Redis needed)."""
+
+from __future__ import annotations
+
+import sys
+import types
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from pipeline.errors import PermanentError, Retry, UsageError
+from pipeline.runtime import loader
+from pipeline.runtime.backoff import backoff_delay
+from pipeline.runtime.deadletter import dead_letter_fields, guess_error_id
+from pipeline.runtime.handoff import Handoff
+from pipeline.runtime.hooks import Delivery, Hook, HookChain
+from pipeline.runtime.metrics import MetricsHook, MetricsRegistry
+from pipeline.runtime.noop import PassThroughHandler
+from pipeline.runtime.options import Retention, WorkerOptions
+from pipeline.runtime.processing import DeadLetter, EventProcessor, RetryLater
+from pipeline.runtime.retries import RetrySchedule
+
+RAW = b'{"v":1,"id":"e1","text":"boom"}'
+
+
+def delivery(raw: bytes | None = RAW, deliveries: int = 1) -> Delivery:
+    return Delivery("p:errors", "1-0", raw, deliveries)
+
+
+def processor(
+    on_event: Any = None, hooks: Sequence[Hook] = (), max_deliveries: int = 3
+) -> EventProcessor:
+    options = WorkerOptions(max_deliveries=max_deliveries, backoff_base_s=1, backoff_cap_s=5)
+    return EventProcessor(
+        "fingerprint", PassThroughHandler(on_event=on_event), HookChain(hooks), options,
+        lambda eid: f"p:done:fingerprint:{eid}",
+    )
+
+
+# --- options and backoff ---------------------------------------------------------------
+
+def test_retention_specs_parse_and_bad_ones_say_what_is_accepted() -> None:
+    assert Retention.parse("none").trim_args() == ("none", "")
+    assert Retention.parse("maxlen:500").trim_args() == ("maxlen", "500")
+    mode, minid = Retention.parse("age:2h").trim_args(now=10_000.0)
+    assert (mode, minid) == ("minid", f"{(10_000 - 7200) * 1000}-0")
+    with pytest.raises(UsageError, match="maxlen:N"):
+        Retention.parse("forever")
+    with pytest.raises(UsageError):
+        Retention.parse("maxlen:0")
+
+
+def test_options_out_of_range_name_the_flag() -> None:
+    with pytest.raises(UsageError, match="--batch"):
+        WorkerOptions(batch_size=0).validate()
+
+
+def test_backoff_is_exponential_capped_and_honours_requested_delay() -> None:
+    assert [backoff_delay(a, 0.5, 3.0) for a in (1, 2, 3, 4, 50)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    assert backoff_delay(1, 0.5, 3.0, requested=2.5) == 2.5
+    assert backoff_delay(1, 0.5, 3.0, requested=99) == 3.0
+
+
+def test_retry_schedule_releases_entries_when_due_in_order() -> None:
+    schedule = RetrySchedule()
+    schedule.add("b", 2.0, now=0.0)
+    schedule.add("a", 1.0, now=0.0)
+    assert schedule.pop_due(10, now=0.5) == []
+    assert schedule.seconds_until_next(now=0.5) == 0.5
+    assert schedule.pop_due(10, now=3.0) == ["a", "b"]
+    assert len(schedule) == 0
+
+
+# --- decisions ---------------------------------------------------------------------------
+
+def test_a_handled_event_is_handed_off_with_its_dedupe_key() -> None:
+    decision = processor().process(delivery())
+    assert decision == Handoff("1-0", [RAW], "p:done:fingerprint:e1")
+
+
+def test_entry_without_event_field_is_dead_lettered_with_how_to_publish() -> None:
+    decision = processor().process(delivery(raw=None))
+    assert isinstance(decision, DeadLetter) and "XADD" in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [(b"not json", "not valid JSON"), (b'{"text":"x"}', "missing required field 'id'")],
+)
+def test_undecodable_input_is_dead_lettered_at_once(raw: bytes, reason: str) -> None:
+    decision = processor().process(delivery(raw=raw))
+    assert isinstance(decision, DeadLetter) and reason in decision.reason
+
+
+def test_permanent_error_dead_letters_with_the_reason() -> None:
+    def fail(_event: object) -> None:
+        raise PermanentError("repository is gone")
+
+    decision = processor(fail).process(delivery())
+    assert isinstance(decision, DeadLetter) and "repository is gone" in decision.reason
+
+
+def test_retry_backs_off_then_dead_letters_after_max_deliveries() -> None:
+    def busy(_event: object) -> None:
+        raise Retry("database busy")
+
+    first = processor(busy).process(delivery(deliveries=1))
+    second = processor(busy).process(delivery(deliveries=2))
+    last = processor(busy).process(delivery(deliveries=3))
+    assert isinstance(first, RetryLater) and first.delay_s == 1.0
+    assert isinstance(second, RetryLater) and second.delay_s == 2.0
+    assert isinstance(last, DeadLetter)
+    assert "gave up after 3 attempts: database busy" in last.reason
+
+
+def test_unexpected_handler_exception_is_retried_not_fatal() -> None:
+    def bug(_event: object) -> None:
+        raise KeyError("oops")
+
+    decision = processor(bug).process(delivery())
+    assert isinstance(decision, RetryLater) and "KeyError" in decision.reason
+
+
+def test_an_event_redelivered_too_often_is_dead_lettered_before_handling() -> None:
+    seen: list[object] = []
+    decision = processor(seen.append).process(delivery(deliveries=4))
+    assert isinstance(decision, DeadLetter) and "delivered 4 times" in decision.reason
+    assert seen == []
+
+
+# --- hooks and metrics -------------------------------------------------------------------
+
+class Broken(Hook):
+    def before_handle(self, stage: str, event: Any, delivery: Delivery) -> None:
+        raise RuntimeError("exporter down")
+
+    def after_handle(self, stage: str, event: Any, outputs: Sequence[Any], s: float) -> None:
+        raise RuntimeError("exporter down")
+
+
+class OpenBreaker(Hook):
+    def before_handle(self, stage: str, event: Any, delivery: Delivery) -> None:
+        raise Retry("breaker open", delay=4.0)
+
+
+def test_a_failing_hook_is_contained_and_the_event_still_handed_off() -> None:
+    registry = MetricsRegistry()
+    decision = processor(hooks=[Broken(), MetricsHook(registry)]).process(delivery())
+    assert isinstance(decision, Handoff)
+    assert registry.snapshot()["fingerprint"]["handled"] == 1
+
+
+def test_control_flow_from_a_hook_passes_through() -> None:
+    decision = processor(hooks=[OpenBreaker()]).process(delivery())
+    assert isinstance(decision, RetryLater) and decision.delay_s == 4.0
+
+
+def test_metrics_hook_counts_per_stage() -> None:
+    registry = MetricsRegistry()
+    hook = MetricsHook(registry)
+    hook.after_handle("lookup", None, [], 0.003)
+    hook.after_handle("lookup", None, [], 0.2)
+    hook.on_retry("lookup", delivery(), "x", 1.0)
+    hook.on_dead_letter("lookup", delivery(), "x")
+    hook.after_handoff("lookup", 2, 3, 1)
+    m = registry.snapshot()["lookup"]
+    assert (m["handled"], m["retries"], m["dead_letters"]) == (2, 1, 1)
+    assert (m["acked"], m["emitted"], m["duplicates"]) == (2, 3, 1)
+    assert m["latency_max_s"] == 0.2 and sum(m["latency_buckets"]) == 2
+
+
+# --- dead letters --------------------------------------------------------------------------
+
+def test_dead_letter_fields_cap_the_raw_bytes_and_keep_the_error_id() -> None:
+    raw = b'{"id":"big-1","text":"' + b"x" * 5000 + b'"}'
+    fields = dead_letter_fields(delivery(raw, 2), "fingerprint", "fingerprint", "why", 1000)
+    assert fields["event"] == raw[:1000]
+    assert fields["raw_truncated_bytes"] == str(len(raw) - 1000)
+    assert (fields["attempts"], fields["error_id"], fields["reason"]) == ("2", "big-1", "why")
+    assert guess_error_id(b"garbage") == ""
+
+
+# --- stage loading -------------------------------------------------------------------------
+
+def test_unknown_stage_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="the stages are"):
+        loader.load_stage("nope")
+
+
+def test_a_stage_without_module_is_not_built_yet(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(loader.STAGES, "ghost", ("errors", "fingerprints"))
+    with pytest.raises(loader.StageNotBuilt, match="stage ghost is not built yet"):
+        loader.load_stage("ghost")
+    assert "ghost" not in [s.name for s in loader.built_stages()]
+
+
+def test_a_consumer_module_is_loaded_with_its_hints(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = types.ModuleType("consumers.ghost")
+    module.GROUP, module.INPUT, module.OUTPUT = "ghost", "errors", "fingerprints"  # type: ignore[attr-defined]
+    module.BATCH_SIZE = 7  # type: ignore[attr-defined]
+    module.build = lambda ctx: PassThroughHandler()  # type: ignore[attr-defined]
+    monkeypatch.setitem(loader.STAGES, "ghost", ("errors", "fingerprints"))
+    monkeypatch.setitem(sys.modules, "consumers.ghost", module)
+    spec = loader.load_stage("ghost")
+    assert (spec.group, spec.input, spec.output, spec.batch_size) == (
+        "ghost", "errors", "fingerprints", 7)
+    assert loader.stage_options(spec, WorkerOptions(), set()).batch_size == 7
+    assert loader.stage_options(spec, WorkerOptions(batch_size=3), {"batch_size"}).batch_size == 3
