@@ -119,3 +119,20 @@ def test_thompson_ranking_is_recorded(db: Database) -> None:
     row = db.fetchrow("SELECT chosen, draws FROM fix_rankings WHERE fingerprint = $1", fp)
     assert row["chosen"] == draws[0].fix_id
     assert '"draw"' in row["draws"]
+
+
+def test_consumer_module_handles_outcomes(db: Database, redis_url: str, tmp_path: Path,
+                                          prefix: str) -> None:
+    import consumers.lifecycle as consumer
+    from pipeline.stage import StageContext
+
+    assert (consumer.GROUP, consumer.INPUT, consumer.OUTPUT) == ("lifecycle", "outcomes", None)
+    settings = Settings(redis_url, None, tmp_path, prefix)
+    ctx = StageContext(settings, "lifecycle",
+                       resources={"db": db, "redis": redis.Redis.from_url(redis_url)})
+    handler = consumer.build(ctx)
+    fp = f"fp-{uuid.uuid4().hex[:8]}"
+    event = handler.decode(outcome(fp, "fix-d", "applied", 1).encode())
+    assert handler.handle(event) == []
+    assert LifecycleStore(db).pair(fp, "fix-d")["state"] == "ACTIVE"
+    assert verify_file(tmp_path / "audit.jsonl").records == 2  # outcome + transition
