@@ -1,0 +1,165 @@
+"""Execution state per workflow, shared by every worker through Redis.
+
+    RUNNING ──3 consecutive failures of one kind──▶ DEGRADED ──3 successes──▶ RUNNING
+    any ──10 failures within 10 minutes──▶ QUARANTINED ──quiet for 1 hour, or reset──▶ DEGRADED
+
+DEGRADED raises the confidence a fix needs, pauses learning and makes validation strict.
+QUARANTINED applies no automatic fix and tells the orchestrator to stop executing the step.
+The small API an orchestrator calls: :meth:`ExecutionGuard.should_execute_step` before a step
+and :meth:`ExecutionGuard.on_step_result` after it. State changes run as one Lua script, so
+concurrent workers agree.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import redis
+
+from pipeline.config import Settings
+from pipeline.errors import StreamUnavailable
+
+
+class WorkflowState(StrEnum):
+    RUNNING = "RUNNING"
+    DEGRADED = "DEGRADED"
+    QUARANTINED = "QUARANTINED"
+
+
+@dataclass(frozen=True)
+class ExecutionPolicy:
+    degrade_after: int = 3  # consecutive failures of one kind
+    recover_after: int = 3  # consecutive successes that end DEGRADED
+    quarantine_failures: int = 10
+    quarantine_window_s: float = 600.0
+    quarantine_quiet_s: float = 3600.0  # no failure for this long lifts QUARANTINED
+    degraded_confidence_bonus: float = 0.1
+
+
+@dataclass(frozen=True)
+class StepDecision:
+    execute: bool  # run the step at all
+    auto_fix: bool  # may heal apply fixes automatically
+    state: WorkflowState
+    min_confidence_bonus: float  # added to every confidence threshold
+    learning: bool  # may the lifecycle learn from this workflow now
+    strict_validation: bool
+    reason: str
+
+
+_RESULT = r"""
+local h, fails = KEYS[1], KEYS[2]
+local now, ok, kind, member = tonumber(ARGV[1]), ARGV[2] == '1', ARGV[3], ARGV[4]
+local degrade_after, recover_after = tonumber(ARGV[5]), tonumber(ARGV[6])
+local q_n, q_window, quiet = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local state = redis.call('HGET', h, 'state') or 'RUNNING'
+local last = tonumber(redis.call('HGET', h, 'last_failure_at') or '0')
+local new, why = state, ''
+if state == 'QUARANTINED' and now - last >= quiet then
+  new, why = 'DEGRADED', 'quiet for ' .. quiet .. 's'
+end
+if ok then
+  redis.call('HSET', h, 'streak_kind', '', 'streak', 0)
+  local good = redis.call('HINCRBY', h, 'successes', 1)
+  if new == 'DEGRADED' and good >= recover_after then
+    new, why = 'RUNNING', good .. ' consecutive successes'
+  end
+else
+  redis.call('HSET', h, 'successes', 0, 'last_failure_at', now)
+  local streak = 1
+  if redis.call('HGET', h, 'streak_kind') == kind then
+    streak = redis.call('HINCRBY', h, 'streak', 1)
+  else
+    redis.call('HSET', h, 'streak_kind', kind, 'streak', 1)
+  end
+  redis.call('ZADD', fails, now, member)
+  redis.call('ZREMRANGEBYSCORE', fails, '-inf', now - q_window)
+  redis.call('EXPIRE', fails, math.ceil(q_window) + 60)
+  local recent = redis.call('ZCARD', fails)
+  if recent >= q_n then
+    if new ~= 'QUARANTINED' then
+      new, why = 'QUARANTINED', recent .. ' failures within ' .. q_window .. 's'
+    end
+  elseif new == 'RUNNING' and streak >= degrade_after then
+    new, why = 'DEGRADED', streak .. ' consecutive ' .. kind .. ' failures'
+  end
+end
+if new ~= state then
+  redis.call('HSET', h, 'state', new, 'reason', why, 'since', now)
+  if new == 'DEGRADED' then redis.call('HSET', h, 'successes', 0) end
+end
+return {state, new, why}
+"""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class ExecutionGuard:
+    """Raises StreamUnavailable (every method) when Redis cannot be reached."""
+
+    def __init__(self, client: redis.Redis, settings: Settings,
+                 policy: ExecutionPolicy | None = None, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.client = client
+        self.settings = settings
+        self.policy = policy or ExecutionPolicy()
+        self.clock = clock
+        self._script = client.register_script(_RESULT)
+
+    def _keys(self, workflow: str) -> list[str]:
+        base = self.settings.key("{execution}", workflow or "-")
+        return [f"{base}:state", f"{base}:failures"]
+
+    def state(self, workflow: str) -> tuple[WorkflowState, str]:
+        try:
+            raw = self.client.hmget(self._keys(workflow)[0], "state", "reason", "last_failure_at")
+        except redis.RedisError as exc:
+            raise StreamUnavailable(f"execution state: Redis unreachable: {exc}") from exc
+        state = WorkflowState(_text(raw[0])) if raw[0] else WorkflowState.RUNNING
+        last = float(_text(raw[2])) if raw[2] else 0.0
+        if (state is WorkflowState.QUARANTINED
+                and self.clock() - last >= self.policy.quarantine_quiet_s):
+            return WorkflowState.DEGRADED, "quarantine lifted after a quiet period"
+        return state, _text(raw[1]) if raw[1] else ""
+
+    def should_execute_step(self, workflow: str, step: str = "") -> StepDecision:
+        """What heal allows for the next run of ``step`` in ``workflow``."""
+        state, reason = self.state(workflow)
+        if state is WorkflowState.QUARANTINED:
+            return StepDecision(False, False, state, 1.0, False, True,
+                                f"workflow {workflow} QUARANTINED ({reason}): no automatic fixes")
+        if state is WorkflowState.DEGRADED:
+            return StepDecision(True, True, state, self.policy.degraded_confidence_bonus, False,
+                                True, f"workflow {workflow} DEGRADED ({reason})")
+        return StepDecision(True, True, state, 0.0, True, False, "running")
+
+    def on_step_result(self, workflow: str, step: str, ok: bool, kind: str = "",
+                       event_id: str = "") -> tuple[WorkflowState, WorkflowState, str]:
+        """Record one step result; returns (state before, state after, reason of a change).
+        ``kind`` is the failure's kind (a fingerprint or category): only a streak of one kind
+        degrades the workflow."""
+        p = self.policy
+        args: list[str | float] = [
+            self.clock(), "1" if ok else "0", kind or "unknown",
+            event_id or uuid.uuid4().hex, p.degrade_after, p.recover_after,
+            p.quarantine_failures, p.quarantine_window_s, p.quarantine_quiet_s,
+        ]
+        try:
+            before, after, why = self._script(keys=self._keys(workflow), args=args)
+        except redis.RedisError as exc:
+            raise StreamUnavailable(f"execution state: Redis unreachable: {exc}") from exc
+        return WorkflowState(_text(before)), WorkflowState(_text(after)), _text(why)
+
+    def reset(self, workflow: str) -> None:
+        """Back to RUNNING with no history (a person looked at it)."""
+        try:
+            self.client.delete(*self._keys(workflow))
+        except redis.RedisError as exc:
+            raise StreamUnavailable(f"execution state: Redis unreachable: {exc}") from exc

@@ -1,0 +1,69 @@
+"""Execution state per workflow on a real Redis (failure-injection scenarios of the issue)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import redis
+
+from pipeline.config import Settings
+from pipeline.guardrails.execution import ExecutionGuard, WorkflowState
+
+
+class Clock:
+    now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _guard(redis_url: str, tmp_path: Path, prefix: str, clock: Clock) -> ExecutionGuard:
+    return ExecutionGuard(redis.Redis.from_url(redis_url), Settings(redis_url, None, tmp_path,
+                                                                    prefix), clock=clock)
+
+
+def test_three_consecutive_target_not_found_degrade(redis_url, tmp_path, prefix) -> None:
+    clock = Clock()
+    guard = _guard(redis_url, tmp_path, prefix, clock)
+    for i in range(2):
+        assert guard.on_step_result("wf", "build", False, "TARGET_NOT_FOUND")[1] == "RUNNING"
+        clock.now += 120
+    guard.on_step_result("wf", "build", False, "OTHER")  # a different kind breaks the streak
+    for _ in range(2):
+        clock.now += 120
+        guard.on_step_result("wf", "build", False, "TARGET_NOT_FOUND")
+    clock.now += 120
+    before, after, why = guard.on_step_result("wf", "build", False, "TARGET_NOT_FOUND")
+    assert (before, after) == (WorkflowState.RUNNING, WorkflowState.DEGRADED)
+    assert "3 consecutive TARGET_NOT_FOUND" in why
+    decision = guard.should_execute_step("wf", "build")
+    assert decision.execute and decision.strict_validation and not decision.learning
+    assert decision.min_confidence_bonus > 0
+    for _ in range(3):
+        guard.on_step_result("wf", "build", True)
+    assert guard.state("wf")[0] is WorkflowState.RUNNING
+
+
+def test_ten_failures_in_ten_minutes_quarantine(redis_url, tmp_path, prefix) -> None:
+    clock = Clock()
+    guard = _guard(redis_url, tmp_path, prefix, clock)
+    for i in range(10):
+        clock.now += 50
+        state = guard.on_step_result("wf", "test", False, f"kind-{i}")[1]
+    assert state is WorkflowState.QUARANTINED
+    decision = guard.should_execute_step("wf", "test")
+    assert not decision.execute and not decision.auto_fix
+    assert guard.should_execute_step("other", "test").auto_fix  # per workflow
+    clock.now += 3600
+    assert guard.state("wf")[0] is WorkflowState.DEGRADED  # lifted after a quiet hour
+    guard.reset("wf")
+    assert guard.state("wf")[0] is WorkflowState.RUNNING
+
+
+def test_failures_spread_out_do_not_quarantine(redis_url, tmp_path, prefix) -> None:
+    clock = Clock()
+    guard = _guard(redis_url, tmp_path, prefix, clock)
+    for i in range(12):
+        clock.now += 120
+        guard.on_step_result("wf", "test", False, f"kind-{i}")
+    assert guard.state("wf")[0] is WorkflowState.RUNNING
