@@ -25,7 +25,7 @@ def _guard(redis_url: str, tmp_path: Path, prefix: str, clock: Clock) -> Executi
 def test_three_consecutive_target_not_found_degrade(redis_url, tmp_path, prefix) -> None:
     clock = Clock()
     guard = _guard(redis_url, tmp_path, prefix, clock)
-    for i in range(2):
+    for _ in range(2):
         assert guard.on_step_result("wf", "build", False, "TARGET_NOT_FOUND")[1] == "RUNNING"
         clock.now += 120
     guard.on_step_result("wf", "build", False, "OTHER")  # a different kind breaks the streak
