@@ -1,0 +1,76 @@
+"""Cost controls on a real Redis: daily limits, the token bucket, status."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+import redis
+
+from pipeline.config import Settings
+from pipeline.errors import UsageError
+from pipeline.guardrails.budget import Budget, BudgetConfig, budget_status, validation_depth
+
+
+class Clock:
+    now = 1_795_000_000.0  # 2026-11-18
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def settings(redis_url: str, tmp_path: Path, prefix: str) -> Settings:
+    return Settings(redis_url, None, tmp_path, prefix)
+
+
+def test_daily_limit_refuses_and_resets_next_day(redis_url, settings) -> None:
+    clock = Clock()
+    config = BudgetConfig(daily_limits={"llm_tokens": 1000})
+    budget = Budget(redis.Redis.from_url(redis_url), settings, config, clock=clock)
+    assert budget.try_spend("llm_tokens", 600).allowed
+    refused = budget.try_spend("llm_tokens", 600)
+    assert not refused.allowed and refused.used == 600
+    assert budget.record("llm_tokens", 600).used == 1200  # actual spend is never lost
+    clock.now += 86400
+    assert budget.try_spend("llm_tokens", 600).allowed
+    with pytest.raises(UsageError):
+        budget.try_spend("llm_tokens", -1)
+
+
+def test_limit_holds_under_concurrency(redis_url, settings) -> None:
+    config = BudgetConfig(daily_limits={"verification_minutes": 10})
+    granted: list[bool] = []
+
+    def worker() -> None:
+        budget = Budget(redis.Redis.from_url(redis_url), settings, config)
+        granted.extend(budget.try_spend("verification_minutes", 1).allowed for _ in range(5))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert granted.count(True) == 10
+
+
+def test_token_bucket_refills(redis_url, settings) -> None:
+    clock = Clock()
+    config = BudgetConfig(bucket_capacity=3, bucket_per_s=1 / 60)
+    budget = Budget(redis.Redis.from_url(redis_url), settings, config, clock=clock)
+    assert [budget.take_token() for _ in range(4)] == [True, True, True, False]
+    clock.now += 60
+    assert budget.take_token() and not budget.take_token()
+
+
+def test_status_and_depth(redis_url, settings) -> None:
+    client = redis.Redis.from_url(redis_url)
+    Budget(client, settings).record("verification_minutes", 12.5)
+    status = budget_status(client, settings)
+    assert status["spend"]["verification_minutes"]["used"] == 12.5
+    assert status["spend"]["verification_minutes"]["remaining"] == 227.5
+    assert validation_depth("SAFE", 1) == "quick"
+    assert validation_depth("SAFE", 2) == "standard"
+    assert validation_depth("SAFE", 1, degraded=True) == "full"
+    assert validation_depth("RISKY", 1) == "full"
