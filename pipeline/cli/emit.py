@@ -1,0 +1,39 @@
+"""``heal emit``: publish events given as JSON lines on standard input."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from pipeline.config import Settings
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "emit",
+        help="publish events given as JSON lines on standard input",
+        description=(
+            "Read one contract JSON event per line from standard input and publish each valid "
+            "one. A bad line is reported with its number and reason and does not stop the "
+            "others; the exit status is 1 when any line was bad."
+        ),
+    )
+    parser.set_defaults(func=_emit)
+
+
+def _emit(args: argparse.Namespace) -> int:
+    from producers.emit import emit_lines
+    from producers.publisher import Publisher, connect
+
+    settings = Settings.from_env()
+    publisher = Publisher(connect(settings), settings)
+    report = emit_lines(sys.stdin.buffer, publisher)
+    for number, reason in report.bad:
+        print(f"heal emit: line {number}: {reason}", file=sys.stderr)
+    print(
+        f"heal emit: published {report.published} event(s)"
+        + (f", {len(report.bad)} bad line(s) skipped" if report.bad else ""),
+        file=sys.stderr,
+    )
+    return 1 if report.bad else 0

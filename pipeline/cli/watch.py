@@ -1,0 +1,61 @@
+"""``heal watch PATH ...``: follow log files (or transcripts) and publish their errors."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from typing import Any
+
+from pipeline.config import Settings
+from pipeline.errors import UsageError
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "watch",
+        help="follow log files and publish their error records",
+        description=(
+            "Follow log files (rotation and truncation safe; resumes from the offset saved "
+            "under $HEAL_HOME/watch after a restart), assemble multi-line records (tracebacks, "
+            "pytest failures) and publish the error records. With --transcript, the files are "
+            "agent-session JSONL transcripts and failed tool calls are published."
+        ),
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH")
+    parser.add_argument("--transcript", action="store_true",
+                        help="the files are JSONL agent transcripts")
+    parser.add_argument("--from-start", action="store_true",
+                        help="read files seen for the first time from the start (default: end)")
+    parser.add_argument("--once", action="store_true",
+                        help="publish what the files hold now, save offsets, and exit")
+    parser.add_argument("--interval", type=float, default=0.5, metavar="S",
+                        help="seconds between polls (default 0.5)")
+    parser.add_argument("--idle-flush", type=float, default=2.0, metavar="S",
+                        help="a record with no new line for S seconds is complete (default 2)")
+    parser.set_defaults(func=_watch)
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from producers.publisher import Publisher, connect
+    from producers.watch import Watcher
+
+    if args.interval <= 0 or args.idle_flush < 0:
+        raise UsageError("--interval must be > 0 and --idle-flush >= 0 seconds")
+    settings = Settings.from_env()
+    publisher = Publisher(connect(settings), settings)
+    watcher = Watcher(args.paths, settings.home, publisher.publish_many,
+                      from_start=args.from_start, transcript=args.transcript,
+                      idle_flush_s=args.idle_flush)
+    if args.once:
+        count = watcher.drain()
+        print(f"heal watch: published {count} event(s)", file=sys.stderr)
+        return 0
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"heal watch: following {len(args.paths)} file(s); Ctrl-C to stop", file=sys.stderr)
+    count = watcher.run(stop, args.interval)
+    print(f"heal watch: stopped; published {count} event(s)", file=sys.stderr)
+    return 0

@@ -1,0 +1,237 @@
+"""Follow one file: rotation and truncation safe, resuming from a saved offset.
+
+- rotation (the path now names another inode): the old file is read to its end first, then
+  the new one from offset 0;
+- truncation (size below our position, or a different first line at the same inode): restart
+  at offset 0;
+- restart: the offset saved under ``$HEAL_HOME/watch/`` is used when the file still has the
+  same device, inode and first line; if the file was rotated while we were down, the rotated
+  sibling (``app.log.1``, same inode) is finished first.
+
+The saved offset is the start of the oldest record not yet published, so an incomplete
+record (a traceback still being written) is read again after a restart rather than lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO
+
+from pipeline.events import ErrorEvent
+from producers.logs import LineSink, head_identity
+from producers.records import iter_lines
+
+READ_CHUNK = 1 << 20
+MAX_READ_PER_POLL = 16 << 20
+
+
+@dataclass
+class FileState:
+    dev: int
+    inode: int
+    offset: int
+    line: int
+    head: str
+
+
+class OffsetStore:
+    """One small JSON file per followed path under ``<home>/watch/`` (written atomically)."""
+
+    def __init__(self, home: Path) -> None:
+        self.root = home / "watch"
+
+    def _file(self, path: str) -> Path:
+        return self.root / (hashlib.sha256(path.encode()).hexdigest()[:20] + ".json")
+
+    def load(self, path: str) -> FileState | None:
+        try:
+            data = json.loads(self._file(path).read_text())
+            return FileState(**{k: data[k] for k in ("dev", "inode", "offset", "line", "head")})
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # no or unreadable state: start as if new
+
+    def save(self, path: str, state: FileState) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        target = self._file(path)
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"path": path, **asdict(state)}))
+        os.replace(tmp, target)
+
+
+class FileFollower:
+    """Reads new complete lines of one path into a :class:`LineSink` on each :meth:`poll`."""
+
+    def __init__(
+        self,
+        path: str,
+        store: OffsetStore,
+        sink_factory: Callable[[Callable[[], str]], LineSink],
+        from_start: bool = False,
+        idle_flush_s: float = 2.0,
+    ) -> None:
+        self.path = os.path.abspath(path)
+        self.store = store
+        self._sink_factory = sink_factory
+        self.from_start = from_start
+        self.idle_flush_s = idle_flush_s
+        self._fh: IO[bytes] | None = None
+        self._stat: os.stat_result | None = None
+        self._head = ""
+        self._pos = 0  # offset after the last complete line fed
+        self._line = 0
+        self._pending_line = 0  # lines before the oldest record still held by the sink
+        self._partial = b""
+        self._last_data = time.monotonic()
+        self._sink: LineSink | None = None
+        self._first_open = True
+
+    # -- public ------------------------------------------------------------------------------
+
+    def poll(self) -> list[ErrorEvent]:
+        """New error events since the last poll (call :meth:`checkpoint` after publishing)."""
+        events: list[ErrorEvent] = []
+        if self._fh is None and not self._open(events):
+            return events
+        self._check_replaced(events)
+        got = self._read(events)
+        idle = time.monotonic() - self._last_data > self.idle_flush_s
+        if got:
+            self._last_data = time.monotonic()
+        elif idle and self._sink is not None:
+            events.extend(self._sink.flush())  # nothing new for a while: the record is complete
+        return events
+
+    def checkpoint(self) -> None:
+        """Save the resume offset (call once the events of :meth:`poll` are published)."""
+        if self._stat is None or self._sink is None:
+            return
+        pending = self._sink.pending_offset
+        offset = self._pos if pending is None else pending
+        line = self._line if pending is None else self._pending_line
+        state = FileState(self._stat.st_dev, self._stat.st_ino, offset, line, self._head)
+        self.store.save(self.path, state)
+
+    def close(self) -> list[ErrorEvent]:
+        """Flush the record being assembled (shutdown); returns its events."""
+        events = self._sink.flush() if self._sink is not None else []
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        return events
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _open(self, events: list[ErrorEvent], start_at_zero: bool = False) -> bool:
+        try:
+            fh = open(self.path, "rb")  # noqa: SIM115 - kept open across polls
+        except OSError:
+            self._first_open = False  # appears later: read it from the start
+            return False
+        st = os.fstat(fh.fileno())
+        head = head_identity(os.pread(fh.fileno(), 1024, 0))
+        offset, line = 0, 0
+        if not start_at_zero:
+            offset, line = self._resume_point(st, head, events)
+        self._attach(fh, st, head, offset, line)
+        return True
+
+    def _resume_point(self, st: os.stat_result, head: str, events: list[ErrorEvent]
+                      ) -> tuple[int, int]:
+        saved = self.store.load(self.path)
+        first = self._first_open
+        self._first_open = False
+        if saved is not None:
+            same = (saved.dev, saved.inode, saved.head) == (st.st_dev, st.st_ino, head)
+            if same and saved.offset <= st.st_size:
+                return saved.offset, saved.line
+            if not same:
+                self._finish_rotated(saved, events)
+            return 0, 0
+        if first and not self.from_start:
+            return st.st_size, 0  # tail -f: history is what `heal backfill` is for
+        return 0, 0
+
+    def _finish_rotated(self, saved: FileState, events: list[ErrorEvent]) -> None:
+        """The file was rotated while we were down: read the rest of the old one."""
+        folder = Path(self.path).parent
+        base = Path(self.path).name
+        for sibling in sorted(folder.glob(base + "*")):
+            try:
+                st = sibling.stat()
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == (saved.dev, saved.inode) and str(sibling) != self.path:
+                with open(sibling, "rb") as fh:
+                    self._attach(fh, st, saved.head, saved.offset, saved.line)
+                    self._read(events, limit=None)
+                    assert self._sink is not None
+                    events.extend(self._sink.flush())
+                self._fh = None
+                return
+
+    def _attach(self, fh: IO[bytes], st: os.stat_result, head: str, offset: int, line: int
+                ) -> None:
+        fh.seek(offset)
+        self._fh, self._stat, self._head = fh, st, head
+        self._pos, self._line, self._partial = offset, line, b""
+        self._pending_line = line
+        self._sink = self._sink_factory(lambda: self._head)
+
+    def _check_replaced(self, events: list[ErrorEvent]) -> None:
+        assert self._fh is not None and self._stat is not None
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return  # renamed away and not yet recreated: keep reading the old file
+        if (st.st_dev, st.st_ino) != (self._stat.st_dev, self._stat.st_ino):
+            self._read(events, limit=None)  # rotation: finish the old file first
+            assert self._sink is not None
+            events.extend(self._sink.flush())
+            self._fh.close()
+            self._fh = None
+            self._open(events, start_at_zero=True)
+            return
+        head = head_identity(os.pread(self._fh.fileno(), 1024, 0)) if st.st_size else ""
+        shrunk = st.st_size < self._pos + len(self._partial)
+        rewritten = bool(head) and self._head != head and len(self._head) > 0 and self._pos > 0
+        if shrunk or rewritten:  # copytruncate or rewritten in place
+            assert self._sink is not None
+            events.extend(self._sink.flush())
+            self._attach(self._fh, st, head, 0, 0)
+        elif not self._pos and head:
+            self._head = head
+
+    def _read(self, events: list[ErrorEvent], limit: int | None = MAX_READ_PER_POLL) -> bool:
+        assert self._fh is not None and self._sink is not None
+        got = False
+        budget = limit
+        while budget is None or budget > 0:
+            data = self._fh.read(READ_CHUNK)
+            if not data:
+                break
+            got = True
+            if budget is not None:
+                budget -= len(data)
+            self._feed(self._partial + data, events)
+        return got
+
+    def _feed(self, data: bytes, events: list[ErrorEvent]) -> None:
+        assert self._sink is not None
+        cut = data.rfind(b"\n") + 1
+        self._partial = data[cut:]
+        base = self._pos
+        for text, start, end in iter_lines(data[:cut], base):
+            self._line += 1
+            events.extend(self._sink.feed(text, start, end, self._line))
+            self._pos = end
+            pending = self._sink.pending_offset
+            if pending is None:
+                self._pending_line = self._line
+            elif pending == start:  # this line opened the record now held
+                self._pending_line = self._line - 1

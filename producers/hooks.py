@@ -1,0 +1,175 @@
+"""Workflow hooks for an orchestrator: call them at the end of each unit of work.
+
+    hooks = WorkflowHooks(workflow_id="nightly", run_id="1234", repo_path="/srv/checkout")
+    hooks.on_subprocess_complete(["pytest", "-q"], 1, stdout=out, stderr=err, phase="test")
+    hooks.on_phase_complete("test", "failure", error_text=log_tail)
+    hooks.on_learn_phase_complete([{"error": "No module named yaml", "fix": "pip install PyYAML"}])
+    hooks.on_workflow_complete("failure", summary="2 of 5 phases failed")
+
+What each hook publishes or records (``<prefix>`` = ``HEAL_STREAM_PREFIX``):
+
+- ``on_subprocess_complete(argv, exit_code, stdout=, stderr=)``: exit code != 0 publishes an
+  ErrorEvent (source ``hook``; argv, exit code, the tail of stderr+stdout as text) and records
+  the step as failed; exit code 0 records a success, which resolves an earlier failure of the
+  same step (see :mod:`producers.steps`).
+- ``on_phase_complete(phase, status, error_text=)``: the same for a whole phase (the phase is
+  the step; the text is ``error_text`` or a sentence naming the phase).
+- ``on_workflow_complete(status, summary=, error_text=)``: records the run in the hash
+  ``<prefix>:workflow:<id>:<run_id>`` (status, summary, events published, ts; 30-day TTL); it
+  publishes an event only when the run failed and ``error_text`` says why (the phases already
+  reported their own failures).
+- ``on_learn_phase_complete(lessons)``: each lesson ``{"error": text, "fix": text, ...}`` is
+  published in observe mode (``tags.mode = "observe"``, ``tags.learned`` = the lesson): it is
+  fingerprinted and reaches the issue queue with its known resolution, but never triggers a fix.
+
+Step records and resolutions are described in :mod:`producers.steps`. Every hook returns the
+id of the event it published (or None) and raises :class:`StreamUnavailable` when Redis cannot
+be reached, so the orchestrator decides whether that matters.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import redis
+
+from pipeline.config import Settings
+from pipeline.errors import StreamUnavailable, UsageError
+from pipeline.events import ErrorEvent, Repo, Source, Workflow, utc_now
+from producers.context import hostname, new_id, repo_info
+from producers.interceptor import TAIL_BYTES
+from producers.publisher import Publisher, connect
+from producers.steps import STEP_TTL_S, StepRecorder, step_key
+
+FAILED = frozenset({"failure", "failed", "error", "errored", "timeout", "cancelled"})
+SUCCEEDED = frozenset({"success", "succeeded", "ok", "passed", "done"})
+
+
+def _failed(status: str) -> bool:
+    """Raises: UsageError for a status that is neither a success nor a failure word."""
+    word = status.strip().lower()
+    if word in FAILED:
+        return True
+    if word in SUCCEEDED:
+        return False
+    raise UsageError(
+        f"status {status!r}: use one of {', '.join(sorted(SUCCEEDED | FAILED))}"
+    )
+
+
+def _tail(*texts: str, limit: int = TAIL_BYTES) -> str:
+    joined = "\n".join(t for t in texts if t)
+    data = joined.encode("utf-8", "replace")
+    return data[-limit:].decode("utf-8", "ignore") if len(data) > limit else joined
+
+
+class WorkflowHooks:
+    """Hooks bound to one workflow run (see the module docstring)."""
+
+    def __init__(self, workflow_id: str = "", run_id: str = "", repo_path: str | None = None,
+                 client: Any = None, settings: Settings | None = None,
+                 source_name: str = "") -> None:
+        self.settings = settings or Settings.from_env()
+        self._client = client
+        self.workflow_id = workflow_id
+        self.run_id = run_id
+        self.repo = repo_info(repo_path) if repo_path else Repo()
+        self.source = Source(kind="hook", name=source_name or workflow_id, host=hostname())
+        self.published = 0
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = connect(self.settings)
+        return self._client
+
+    # -- hooks -------------------------------------------------------------------------------
+
+    def on_subprocess_complete(self, argv: Sequence[str], exit_code: int, *, stdout: str = "",
+                               stderr: str = "", phase: str = "", step: str = "",
+                               tags: Mapping[str, Any] | None = None) -> str | None:
+        """Publish a failed subprocess (exit code != 0); record the step either way."""
+        name = step or shlex.join(argv)[:200]
+        if exit_code == 0:
+            self._success(name)
+            return None
+        text = _tail(stderr, stdout) or f"{shlex.join(argv)} exited with status {exit_code}"
+        return self._failure(name, phase, text, argv, exit_code, tags)
+
+    def on_phase_complete(self, phase: str, status: str, *, error_text: str = "",
+                          step: str = "", tags: Mapping[str, Any] | None = None) -> str | None:
+        """Publish a failed phase; record the phase as a step either way.
+
+        Raises: UsageError (unknown status word), StreamUnavailable.
+        """
+        name = step or phase
+        if not _failed(status):
+            self._success(name)
+            return None
+        text = error_text or f"phase {phase!r} of workflow {self.workflow_id!r} failed ({status})"
+        return self._failure(name, phase, text, (), None, tags)
+
+    def on_workflow_complete(self, status: str, *, summary: str = "",
+                             error_text: str = "") -> str | None:
+        """Record the run's end; publish only when it failed and ``error_text`` says why.
+
+        Raises: UsageError (unknown status word), StreamUnavailable.
+        """
+        failed = _failed(status)
+        event_id = None
+        if failed and error_text:
+            event_id = self._failure("workflow", "", error_text, (), None, None)
+        key = self.settings.key("workflow", self.workflow_id or "-", self.run_id or "-")
+        fields = {"status": "failure" if failed else "success", "summary": summary,
+                  "ts": utc_now(), "events": str(self.published)}
+        try:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hset(key, mapping=fields)
+            pipe.expire(key, STEP_TTL_S)
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise StreamUnavailable(f"cannot record the workflow run: {exc}") from exc
+        return event_id
+
+    def on_learn_phase_complete(self, lessons: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Publish each lesson ``{"error": text, "fix": text, ...}`` in observe mode.
+
+        Raises: UsageError (a lesson without "error" text), StreamUnavailable.
+        """
+        events = []
+        for index, lesson in enumerate(lessons):
+            text = lesson.get("error")
+            if not isinstance(text, str) or not text.strip():
+                raise UsageError(f"lesson {index}: needs an 'error' text (and usually a 'fix')")
+            learned = {k: v for k, v in lesson.items() if k != "error"}
+            events.append(self._event("learn", "learn", text, lesson.get("command") or (), None,
+                                      {"mode": "observe", "learned": learned, "hook": "learn"}))
+        Publisher(self.client, self.settings).publish_many(events)
+        self.published += len(events)
+        return [e.id for e in events]
+
+    # -- shared ------------------------------------------------------------------------------
+
+    def _event(self, step: str, phase: str, text: str, argv: Sequence[str],
+               exit_code: int | None, tags: Mapping[str, Any] | None) -> ErrorEvent:
+        return ErrorEvent(
+            id=new_id("hook"), text=text, source=self.source,
+            workflow=Workflow(id=self.workflow_id, run_id=self.run_id, phase=phase, step=step),
+            repo=self.repo, command=tuple(argv), exit_code=exit_code, tags=dict(tags or {}),
+        )
+
+    def _failure(self, step: str, phase: str, text: str, argv: Sequence[str],
+                 exit_code: int | None, tags: Mapping[str, Any] | None) -> str:
+        event = self._event(step, phase, text, argv, exit_code, tags)
+        Publisher(self.client, self.settings).publish(event)
+        StepRecorder(self.client, self.settings).record_failure(self._key(step), step, event.id)
+        self.published += 1
+        return event.id
+
+    def _success(self, step: str) -> None:
+        StepRecorder(self.client, self.settings).record_success(self._key(step), step)
+
+    def _key(self, step: str) -> str:
+        return step_key(self.repo.path, self.workflow_id, step)
