@@ -1,0 +1,209 @@
+"""The apply stage's logic: verdict -> outcome.
+
+- ``apply`` verdicts with a verified commit: bring the commit onto the working branch (fast-
+  forward or cherry-pick, never a rewrite), re-run the failing step; when it still fails,
+  ``git revert`` it, count the revert in the breaker and escalate.
+- playbooks (and command fixes that change no file): run step by step where the error
+  happened (:mod:`pipeline.apply.playbook`), then re-run the failing step.
+- ``suggest`` leaves the verified branch and says ``heal apply FIX_ID``.
+- A fix is never applied twice for one error: a Redis done marker (SET NX) plus the
+  ``apply_results`` row guard every action; a redelivered verdict returns the first outcome.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from pipeline.apply.playbook import PlaybookRunner, StepContext
+from pipeline.config import Settings
+from pipeline.errors import DecodeError, GitError, Retry, StreamUnavailable
+from pipeline.events import OutcomeEvent, VerdictEvent
+from pipeline.gitops import GitRepo
+from pipeline.validate.runner import run_argv
+from pipeline.validate.validator import repo_root
+from pipeline.validate.verify import rel_cwd
+
+DONE_TTL_S = 30 * 24 * 3600
+IN_PROGRESS_TTL_S = 900
+RERUN_TIMEOUT_S = 300.0
+
+
+class Applier:
+    def __init__(self, settings: Settings, client: redis.Redis, store: Any = None) -> None:
+        self.settings = settings
+        self.client = client
+        self.store = store
+
+    # -- idempotency ----------------------------------------------------------------------
+    def _key(self, error_id: str) -> str:
+        return self.settings.key("apply", "done", error_id)
+
+    def _claim(self, error_id: str) -> OutcomeEvent | None:
+        """Take the apply marker, or return the outcome already decided.
+
+        Raises:
+            Retry: another worker is applying this error right now.
+            StreamUnavailable: Redis unreachable.
+        """
+        key = self._key(error_id)
+        try:
+            if self.client.set(key, b"in-progress", nx=True, ex=IN_PROGRESS_TTL_S):
+                return None
+            raw = self.client.get(key)
+        except redis.RedisError as exc:
+            raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
+        if raw == b"in-progress":
+            raise Retry("this error is being applied by another worker", delay=5.0)
+        try:
+            return OutcomeEvent.decode(raw) if isinstance(raw, bytes) else None
+        except DecodeError:
+            return None
+
+    def _finish(self, outcome: OutcomeEvent, extra: dict[str, Any] | None = None,
+                replace_suggested: bool = False) -> OutcomeEvent:
+        try:
+            self.client.set(self._key(outcome.error_id), outcome.encode(), ex=DONE_TTL_S)
+        except redis.RedisError as exc:
+            raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
+        if self.store is not None:
+            self.store.record_apply(outcome.error_id, {
+                "fix_id": outcome.fix_id, "status": outcome.status, "detail": outcome.detail,
+                "branch": outcome.branch, "commit": outcome.commit, **(extra or {}),
+            }, replace_suggested=replace_suggested)
+        return outcome
+
+    # -- entry points ---------------------------------------------------------------------
+    def handle(self, verdict: VerdictEvent) -> OutcomeEvent:
+        done = self._claim(verdict.error_id)
+        if done is not None:
+            return done
+        started = time.monotonic()
+        try:
+            outcome, extra = self._outcome(verdict)
+        except BaseException:
+            self.client.delete(self._key(verdict.error_id))  # let a retry try again
+            raise
+        outcome = replace(outcome, duration_s=round(time.monotonic() - started, 3))
+        return self._finish(outcome, extra)
+
+    def apply_suggested(self, verdict: VerdictEvent) -> OutcomeEvent:
+        """``heal apply``: turn a 'suggested' outcome into an applied (or rolled back) one."""
+        started = time.monotonic()
+        outcome, extra = self._apply(verdict)
+        outcome = replace(outcome, duration_s=round(time.monotonic() - started, 3))
+        return self._finish(outcome, extra, replace_suggested=True)
+
+    def _base(self, verdict: VerdictEvent, status: str, detail: str) -> OutcomeEvent:
+        return OutcomeEvent(id=f"{verdict.error_id}:apply", error_id=verdict.error_id,
+                            error=verdict.error, fine=verdict.fine,
+                            fix_id=str((verdict.fix or {}).get("id", "")), status=status,
+                            detail=detail, branch=verdict.branch, commit=verdict.commit)
+
+    def _outcome(self, verdict: VerdictEvent) -> tuple[OutcomeEvent, dict[str, Any]]:
+        d = verdict.decision
+        if d == "observe":
+            return self._base(verdict, "observed", verdict.reason), {}
+        if d == "escalate":
+            return self._base(verdict, "escalated", verdict.reason), {}
+        if d == "suggest":
+            fix_id = (verdict.fix or {}).get("id", "")
+            where = f" (branch {verdict.branch})" if verdict.branch else ""
+            return self._base(verdict, "suggested",
+                              f"verified{where}; apply with: heal apply {fix_id}"), {}
+        if d == "reject":
+            verified = any(r.get("phase") == "after" for r in verdict.verification)
+            if verified:  # it was tried in a worktree and did not survive: branch discarded
+                return self._base(verdict, "rolled_back", verdict.reason), {}
+            status = "skipped" if "identical request" in verdict.reason else "escalated"
+            return self._base(verdict, status, verdict.reason), {}
+        if d == "apply":
+            return self._apply(verdict)
+        return self._base(verdict, "skipped", f"unknown decision {d!r}"), {}
+
+    # -- applying -------------------------------------------------------------------------
+    def _apply(self, verdict: VerdictEvent) -> tuple[OutcomeEvent, dict[str, Any]]:
+        root = repo_root_of(verdict)
+        if root is None:
+            return self._base(verdict, "escalated", "no git repository to apply to"), {}
+        fix = verdict.fix or {}
+        if fix.get("kind") == "playbook" or not verdict.commit:
+            return self._run_steps(verdict, root, fix)
+        return self._apply_commit(verdict, GitRepo(root))
+
+    def _apply_commit(self, verdict: VerdictEvent,
+                      repo: GitRepo) -> tuple[OutcomeEvent, dict[str, Any]]:
+        changed = repo.changed_files(verdict.commit)
+        if repo.is_dirty(changed):
+            return self._base(verdict, "suggested", "uncommitted changes in "
+                              f"{', '.join(changed)}; left on branch {verdict.branch}: "
+                              f"heal apply {(verdict.fix or {}).get('id', '')}"), {}
+        try:
+            head = repo.bring_onto_current(verdict.commit)
+        except GitError as exc:
+            return self._base(verdict, "escalated", f"could not apply: {exc}"), {}
+        rerun = self._rerun(verdict, repo.root)
+        if rerun is None or rerun["exit_code"] == 0:
+            what = "failing step passes again" if rerun else "no command to re-run"
+            out = replace(self._base(verdict, "applied", f"applied as {head[:10]}; {what}"),
+                          commit=head)
+            return out, {"steps": [rerun] if rerun else []}
+        revert = repo.revert(head, f"heal: the failing step still fails after the fix "
+                             f"(exit {rerun['exit_code']}); rolled back")
+        self._record_revert(verdict)
+        out = replace(self._base(verdict, "rolled_back", (
+            f"still failing after applying (exit {rerun['exit_code']}); reverted by "
+            f"{revert[:10]}; escalated to a human")), commit=head)
+        return out, {"revert_commit": revert, "steps": [rerun]}
+
+    def _run_steps(self, verdict: VerdictEvent, root: Path,
+                   fix: dict[str, Any]) -> tuple[OutcomeEvent, dict[str, Any]]:
+        rendered = fix.get("rendered") or {}
+        if fix.get("kind") == "command":
+            steps = {"primary": [{"name": "fix", "argv": rendered.get("argv") or [],
+                                  "timeout_s": rendered.get("timeout_s") or 60}]}
+        else:
+            steps = rendered.get("steps") or {}
+        ctx = StepContext(root, dict(verdict.params), tuple(verdict.error.command),
+                          root / rel_cwd(verdict.error, root))
+        result = PlaybookRunner(ctx).run(steps)
+        if not result.ok:
+            self._record_revert(verdict)
+            return self._base(verdict, "escalated", result.detail), {"steps": result.steps}
+        rerun = self._rerun(verdict, root)
+        if rerun is not None and rerun["exit_code"] != 0:
+            self._record_revert(verdict)
+            return self._base(verdict, "escalated", (
+                f"{result.detail}, but the failing step still fails (exit "
+                f"{rerun['exit_code']}); escalated")), {"steps": [*result.steps, rerun]}
+        what = "failing step passes again" if rerun else "no command to re-run"
+        return self._base(verdict, "applied", f"{result.detail}; {what}"), {
+            "steps": [*result.steps, *([rerun] if rerun else [])]}
+
+    def _rerun(self, verdict: VerdictEvent, root: Path) -> dict[str, Any] | None:
+        command = list(verdict.error.command)
+        if not command:
+            return None
+        cwd = root / rel_cwd(verdict.error, root)
+        run = run_argv(command, str(cwd), RERUN_TIMEOUT_S)
+        return {"name": "re-run failing step", "ok": run["exit_code"] == 0, **run}
+
+    def _record_revert(self, verdict: VerdictEvent) -> None:
+        try:
+            from pipeline.guardrails.breaker import CircuitBreaker
+        except ImportError:
+            return
+        wf = verdict.error.workflow
+        CircuitBreaker(self.client, self.settings).record_revert(
+            wf.step or None, wf.id or None, event_id=verdict.error_id)
+
+
+def repo_root_of(verdict: VerdictEvent) -> Path | None:
+    from pipeline.events import CandidateEvent
+
+    probe = CandidateEvent(id="", error_id=verdict.error_id, error=verdict.error)
+    return repo_root(probe)

@@ -1,0 +1,57 @@
+"""The demo's readable report."""
+
+from __future__ import annotations
+
+from pipeline.demo.runner import Row
+
+
+def _label(row: Row) -> str:
+    s = row.status
+    if s.endswith("applied"):
+        return "fixed + verified"
+    if "rolled_back" in s:
+        return "rolled back"
+    return {"escalated": "escalated", "suggested": "suggested", "skipped": "skipped",
+            "observed": "observed"}.get(s, s or "no outcome")
+
+
+def render(rows: list[Row], seconds: float) -> str:
+    lines = ["", "heal demo report", "================", ""]
+    header = f"{'breakage':<20} {'fix':<28} {'result':<17} {'passes now':<10} {'time':>6}"
+    lines += [header, "-" * len(header)]
+    for r in rows:
+        lines.append(f"{r.breakage.name:<20} {(r.fix_id or '-'):<28} {_label(r):<17} "
+                     f"{('yes' if r.passes_now else 'no'):<10} {r.seconds:>5.1f}s")
+    lines.append("")
+    for r in rows:
+        lines.append(f"* {r.breakage.name}: {r.breakage.what}")
+        lines.append(f"    command: {' '.join(r.breakage.command)} (exit {r.exit_code})")
+        if r.decision:
+            lines.append(f"    verdict: {r.decision}")
+        if r.detail:
+            lines.append(f"    outcome: {r.status}: {r.detail[:300]}")
+        for note in r.notes:
+            lines.append(f"    note: {note}")
+    detected = sum(r.failed for r in rows)
+    fixed = sum(_label(r) == "fixed + verified" for r in rows)
+    rolled = sum(_label(r) == "rolled back" for r in rows)
+    escalated = sum(_label(r) == "escalated" for r in rows)
+    as_expected = sum(_expected(r) for r in rows)
+    lines += ["", f"detected {detected}, fixed and verified {fixed}, rolled back {rolled}, "
+              f"escalated {escalated}; {as_expected}/{len(rows)} as expected; "
+              f"{seconds:.1f}s in all", ""]
+    return "\n".join(lines)
+
+
+def _expected(row: Row) -> bool:
+    label = _label(row)
+    want = row.breakage.expect
+    if want == "suggested":
+        return label == "fixed + verified" and row.status.startswith("suggested")
+    if want == "fixed":
+        return label == "fixed + verified"
+    return label == want
+
+
+def all_as_expected(rows: list[Row]) -> bool:
+    return all(_expected(r) for r in rows)

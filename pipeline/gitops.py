@@ -1,0 +1,206 @@
+"""The git layer: worktrees, heal branches, commits with trailers, revert commits.
+
+Every operation goes through the git CLI (argv, never a shell string) or GitPython; any
+failure becomes :class:`GitError` with git's own message. Nothing here rewrites history the
+user already has: fixes land as new commits (fast-forward or cherry-pick), and rollbacks are
+``git revert`` commits.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+from pipeline.errors import GitError
+
+GIT_TIMEOUT_S = 60.0
+BRANCH_PREFIX = "heal/"
+_SAFE_REF = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def branch_name(fingerprint: str, attempt: int) -> str:
+    """``heal/<fingerprint>-<attempt>`` with anything git would refuse replaced."""
+    clean = _SAFE_REF.sub("-", fingerprint).strip("-.")[:60] or "unknown"
+    return f"{BRANCH_PREFIX}{clean}-{attempt}"
+
+
+@dataclass(frozen=True)
+class Trailers:
+    healed_by: str
+    fingerprint: str
+    fix_id: str
+
+    def args(self) -> list[str]:
+        return [
+            "--trailer", f"Healed-by: {self.healed_by}",
+            "--trailer", f"Heal-Fingerprint: {self.fingerprint}",
+            "--trailer", f"Heal-Fix: {self.fix_id}",
+        ]
+
+
+def find_root(path: str | Path) -> Path:
+    """The top of the git work tree holding ``path``.
+
+    Raises:
+        GitError: not inside a git repository.
+    """
+    try:
+        repo = git.Repo(str(path), search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+        raise GitError(f"{path} is not inside a git repository") from exc
+    if repo.working_tree_dir is None:
+        raise GitError(f"{path} is a bare repository; heal needs a work tree")
+    return Path(repo.working_tree_dir).resolve()
+
+
+class GitRepo:
+    """One repository (``root`` is its work tree); every method may raise GitError."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = find_root(root)
+
+    # -- plumbing -------------------------------------------------------------------------
+    def run(self, *args: str, cwd: Path | None = None, stdin: str | None = None,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run ``git ARGS`` (argv) in ``cwd`` (default the root).
+
+        Raises:
+            GitError: git exits non-zero (when ``check``), times out or cannot start.
+        """
+        argv = ["git", *self._identity(), *args]
+        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+        try:
+            proc = subprocess.run(
+                argv, cwd=str(cwd or self.root), input=stdin, capture_output=True,
+                text=True, timeout=GIT_TIMEOUT_S, env=env, check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise GitError(f"git {' '.join(args[:2])} failed: {exc}") from exc
+        if check and proc.returncode != 0:
+            detail = (proc.stderr or proc.stdout).strip().splitlines()
+            msg = detail[-1] if detail else f"exit {proc.returncode}"
+            raise GitError(f"git {' '.join(args[:2])}: {msg}")
+        return proc
+
+    def _identity(self) -> list[str]:
+        # Commits must not fail on machines with no git identity; the user's own identity
+        # wins whenever it is configured.
+        if not hasattr(self, "_ident"):
+            probe = subprocess.run(["git", "config", "user.email"], cwd=str(self.root),
+                                   capture_output=True, text=True, check=False)
+            self._ident = [] if probe.stdout.strip() else [
+                "-c", "user.name=heal", "-c", "user.email=heal@localhost"]
+        return self._ident
+
+    # -- queries --------------------------------------------------------------------------
+    def head(self) -> str:
+        return self.run("rev-parse", "HEAD").stdout.strip()
+
+    def current_branch(self) -> str:
+        return self.run("rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
+
+    def is_dirty(self, paths: list[str] | None = None) -> bool:
+        out = self.run("status", "--porcelain", "--untracked-files=no", "--", *(paths or []))
+        return bool(out.stdout.strip())
+
+    def is_dirty_in(self, cwd: Path) -> bool:
+        """Any change (untracked files included) in the work tree at ``cwd``."""
+        return bool(self.run("status", "--porcelain", cwd=cwd).stdout.strip())
+
+    def branch_exists(self, name: str) -> bool:
+        return self.run("rev-parse", "--verify", "--quiet", f"refs/heads/{name}",
+                        check=False).returncode == 0
+
+    def changed_files(self, commit: str) -> list[str]:
+        out = self.run("show", "--name-only", "--format=", commit)
+        return [line for line in out.stdout.splitlines() if line]
+
+    def snapshot(self) -> str:
+        """A commit of the current work tree (tracked changes included) without touching it.
+
+        ``git stash create`` writes a dangling commit and leaves the tree and stash list alone.
+        """
+        made = self.run("stash", "create").stdout.strip()
+        return made or self.head()
+
+    # -- worktrees ------------------------------------------------------------------------
+    def add_worktree(self, path: Path, ref: str) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.run("worktree", "add", "--detach", str(path), ref)
+        return path
+
+    def remove_worktree(self, path: Path) -> None:
+        self.run("worktree", "remove", "--force", str(path), check=False)
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+        self.run("worktree", "prune", check=False)
+
+    # -- changes --------------------------------------------------------------------------
+    def apply_check(self, diff: str, cwd: Path | None = None) -> tuple[bool, str]:
+        """``git apply --check``: (applies cleanly?, git's message)."""
+        proc = self.run("apply", "--check", "--verbose", "-", cwd=cwd, stdin=diff, check=False)
+        return proc.returncode == 0, (proc.stderr or proc.stdout).strip()
+
+    def apply_diff(self, diff: str, cwd: Path) -> None:
+        self.run("apply", "--whitespace=nowarn", "-", cwd=cwd, stdin=diff)
+
+    def diff_numstat(self, cwd: Path) -> list[tuple[int, int, str]]:
+        """Uncommitted changes in ``cwd`` (untracked included): (added, deleted, path)."""
+        self.run("add", "-A", cwd=cwd)
+        out = self.run("diff", "--cached", "--numstat", cwd=cwd).stdout
+        rows: list[tuple[int, int, str]] = []
+        for line in out.splitlines():
+            added, deleted, path = line.split("\t", 2)
+            rows.append((int(added) if added.isdigit() else 0,
+                         int(deleted) if deleted.isdigit() else 0, path))
+        return rows
+
+    def staged_diff(self, cwd: Path) -> str:
+        return self.run("diff", "--cached", cwd=cwd).stdout
+
+    def commit_all(self, cwd: Path, subject: str, body: str, trailers: Trailers) -> str:
+        """Stage everything in ``cwd`` and commit it; returns the new commit id.
+
+        Raises:
+            GitError: nothing to commit, or git refuses.
+        """
+        self.run("add", "-A", cwd=cwd)
+        if not self.run("diff", "--cached", "--name-only", cwd=cwd).stdout.strip():
+            raise GitError("the fix changed nothing in the work tree; nothing to commit")
+        self.run("commit", "--no-verify", "-m", subject, "-m", body, *trailers.args(), cwd=cwd)
+        return self.run("rev-parse", "HEAD", cwd=cwd).stdout.strip()
+
+    def create_branch(self, name: str, commit: str) -> None:
+        self.run("branch", "--force", name, commit)
+
+    def bring_onto_current(self, commit: str) -> str:
+        """Put ``commit`` on the checked-out branch as a new commit (fast-forward when the
+        branch has not moved, else cherry-pick); returns the new HEAD.
+
+        Raises:
+            GitError: conflicts (the cherry-pick is aborted, the tree left as it was).
+        """
+        head = self.head()
+        parent = self.run("rev-parse", f"{commit}^").stdout.strip()
+        if parent == head:
+            self.run("merge", "--ff-only", "--quiet", commit)
+        else:
+            proc = self.run("cherry-pick", "--allow-empty", commit, check=False)
+            if proc.returncode != 0:
+                self.run("cherry-pick", "--abort", check=False)
+                raise GitError(f"cannot bring {commit[:10]} onto the working branch: "
+                               f"{(proc.stderr or proc.stdout).strip()[-300:]}")
+        return self.head()
+
+    def revert(self, commit: str, reason: str) -> str:
+        """A new commit undoing ``commit`` (history is never rewritten); returns its id."""
+        self.run("revert", "--no-edit", "--no-commit", commit)
+        self.run("commit", "--no-verify", "-m", f"Revert heal fix {commit[:10]}", "-m", reason,
+                 "--trailer", "Healed-by: heal (rollback)")
+        return self.head()

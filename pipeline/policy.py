@@ -1,0 +1,340 @@
+"""Per-repository policy: ``heal.toml`` at the repository root.
+
+Keys (all optional; defaults per DESIGN.md: mode ``suggest``, verification = the failing
+command itself, nothing protected beyond ``.git/``)::
+
+    mode = "suggest"                      # observe | suggest | auto-safe | auto
+
+    [verify]
+    include_failing = true                # always re-run the failing command
+    [[verify.checks]]                     # extra build/test/lint checks, run in parallel
+    name = "tests"
+    argv = ["python", "-m", "pytest", "-q"]
+    timeout_s = 120
+
+    [protect]
+    paths = ["migrations/**", "*.lock"]   # globs no fix may touch (".git/**" always)
+
+    [limits]
+    max_diff_lines = 400
+    max_files = 20
+    dedupe_minutes = 10                   # identical request decided recently -> refused
+    check_timeout_s = 120                 # default timeout of a check
+
+    [judges]
+    human_for_risky = true
+    [judges.llm]                          # optional OpenAI-compatible judge (off by default)
+    enabled = false
+    url = "http://localhost:8000/v1"
+    model = "..."
+    api_key_env = "OPENAI_API_KEY"
+
+    [[windows]]                           # change windows (UTC); none = always open
+    days = ["mon", "tue", "wed", "thu", "fri"]
+    start = "08:00"
+    end = "18:00"
+
+Invalid values raise :class:`PolicyError` naming the key, the value and the rule.
+:class:`PolicyLoader` hot-reloads on mtime and keeps the last valid policy in force when the
+file turns invalid (its ``warning`` says so).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import logging
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import PolicyError
+from pipeline.model import Mode
+
+log = logging.getLogger(__name__)
+
+POLICY_FILE = "heal.toml"
+ALWAYS_PROTECTED = (".git", ".git/**")
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+TOP_KEYS = {"mode", "verify", "protect", "limits", "judges", "windows"}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One verification command (argv, never a shell string)."""
+
+    name: str
+    argv: tuple[str, ...]
+    timeout_s: float
+
+
+@dataclass(frozen=True)
+class Window:
+    days: tuple[str, ...]
+    start: dt.time
+    end: dt.time
+
+    def contains(self, moment: dt.datetime) -> bool:
+        day = DAYS[moment.weekday()]
+        return day in self.days and self.start <= moment.time() < self.end
+
+
+@dataclass(frozen=True)
+class LLMJudgeConfig:
+    enabled: bool = False
+    url: str = ""
+    model: str = ""
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class Policy:
+    mode: Mode = Mode.SUGGEST
+    checks: tuple[Check, ...] = ()
+    include_failing: bool = True
+    protected: tuple[str, ...] = ALWAYS_PROTECTED
+    max_diff_lines: int = 400
+    max_files: int = 20
+    dedupe_minutes: float = 10.0
+    check_timeout_s: float = 120.0
+    human_for_risky: bool = True
+    llm: LLMJudgeConfig = field(default_factory=LLMJudgeConfig)
+    windows: tuple[Window, ...] = ()
+    source: str = "defaults"
+
+    def is_protected(self, rel_path: str) -> str | None:
+        """The glob protecting ``rel_path`` (posix, relative to the repo), or None."""
+        path = rel_path[2:] if rel_path.startswith("./") else rel_path
+        for glob in self.protected:
+            if fnmatch.fnmatchcase(path, glob) or fnmatch.fnmatchcase(path, glob.rstrip("/")):
+                return glob
+            if glob.endswith("/**") and (path + "/").startswith(glob[:-2]):
+                return glob
+        return None
+
+    def window_open(self, moment: dt.datetime | None = None) -> bool:
+        if not self.windows:
+            return True
+        now = moment or dt.datetime.now(dt.UTC)
+        return any(w.contains(now) for w in self.windows)
+
+    def with_mode(self, mode: Mode | str | None) -> Policy:
+        if mode is None:
+            return self
+        return _replace(self, mode=_mode("--mode", str(mode)))
+
+
+def _replace(policy: Policy, **changes: Any) -> Policy:
+    import dataclasses
+
+    return dataclasses.replace(policy, **changes)
+
+
+# --- validation helpers (each names key, value and rule) -----------------------------------
+
+
+def _mode(key: str, value: Any) -> Mode:
+    try:
+        return Mode(value)
+    except ValueError:
+        rule = "must be one of " + ", ".join(m.value for m in Mode)
+        raise PolicyError(key, value, rule) from None
+
+
+def _table(key: str, value: Any, allowed: set[str]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise PolicyError(key, value, "must be a table")
+    for sub in value:
+        if sub not in allowed:
+            rule = "unknown key; allowed: " + ", ".join(sorted(allowed))
+            raise PolicyError(f"{key}.{sub}", value[sub], rule)
+    return value
+
+
+def _positive(key: str, value: Any, *, integer: bool = False) -> Any:
+    ok_type = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, ok_type) or value <= 0:
+        kind = "a positive integer" if integer else "a positive number"
+        raise PolicyError(key, value, f"must be {kind}")
+    return value
+
+
+def _bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise PolicyError(key, value, "must be true or false")
+    return value
+
+
+def _str(key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise PolicyError(key, value, "must be a string")
+    return value
+
+
+def _argv(key: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        raise PolicyError(key, value, "must be a list of strings (argv), not a shell string")
+    if not isinstance(value, list) or not value or not all(isinstance(a, str) for a in value):
+        raise PolicyError(key, value, "must be a non-empty list of strings (argv)")
+    return tuple(value)
+
+
+def _checks(verify: dict[str, Any], default_timeout: float) -> tuple[Check, ...]:
+    raw = verify.get("checks", [])
+    if not isinstance(raw, list):
+        raise PolicyError("verify.checks", raw, "must be an array of tables ([[verify.checks]])")
+    out: list[Check] = []
+    for i, item in enumerate(raw):
+        key = f"verify.checks[{i}]"
+        item = _table(key, item, {"name", "argv", "timeout_s"})
+        argv = _argv(f"{key}.argv", item.get("argv"))
+        name = _str(f"{key}.name", item.get("name", argv[0]))
+        timeout = float(_positive(f"{key}.timeout_s", item.get("timeout_s", default_timeout)))
+        out.append(Check(name=name, argv=argv, timeout_s=timeout))
+    return tuple(out)
+
+
+def _time(key: str, value: Any) -> dt.time:
+    try:
+        return dt.time.fromisoformat(_str(key, value))
+    except ValueError:
+        raise PolicyError(key, value, "must be a time of day such as \"08:00\"") from None
+
+
+def _windows(raw: Any) -> tuple[Window, ...]:
+    if not isinstance(raw, list):
+        raise PolicyError("windows", raw, "must be an array of tables ([[windows]])")
+    out: list[Window] = []
+    for i, item in enumerate(raw):
+        key = f"windows[{i}]"
+        item = _table(key, item, {"days", "start", "end"})
+        days = item.get("days", list(DAYS))
+        if not isinstance(days, list) or not all(d in DAYS for d in days):
+            raise PolicyError(f"{key}.days", days, "must list days among " + ", ".join(DAYS))
+        start = _time(f"{key}.start", item.get("start", "00:00"))
+        end = _time(f"{key}.end", item.get("end", "23:59:59"))
+        if end <= start:
+            raise PolicyError(f"{key}.end", item.get("end"), "must be later than start")
+        out.append(Window(days=tuple(days), start=start, end=end))
+    return tuple(out)
+
+
+def _protected(protect: dict[str, Any]) -> tuple[str, ...]:
+    paths = protect.get("paths", [])
+    if not isinstance(paths, list) or not all(isinstance(p, str) and p for p in paths):
+        raise PolicyError("protect.paths", paths, "must be a list of non-empty glob strings")
+    return ALWAYS_PROTECTED + tuple(paths)
+
+
+def _llm(judges: dict[str, Any]) -> LLMJudgeConfig:
+    raw = _table("judges.llm", judges.get("llm", {}),
+                 {"enabled", "url", "model", "api_key_env", "timeout_s"})
+    cfg = LLMJudgeConfig(
+        enabled=_bool("judges.llm.enabled", raw.get("enabled", False)),
+        url=_str("judges.llm.url", raw.get("url", "")),
+        model=_str("judges.llm.model", raw.get("model", "")),
+        api_key_env=_str("judges.llm.api_key_env", raw.get("api_key_env", "OPENAI_API_KEY")),
+        timeout_s=float(_positive("judges.llm.timeout_s", raw.get("timeout_s", 30.0))),
+    )
+    if cfg.enabled and not (cfg.url.startswith("http") and cfg.model):
+        raise PolicyError("judges.llm.url", cfg.url, "an enabled LLM judge needs an http(s) url "
+                          "and a model")
+    return cfg
+
+
+def parse_policy(data: dict[str, Any], source: str = "heal.toml") -> Policy:
+    """Build a :class:`Policy` from parsed TOML.
+
+    Raises:
+        PolicyError: a key is unknown or a value breaks its rule (the message names both).
+    """
+    for key in data:
+        if key not in TOP_KEYS:
+            allowed = ", ".join(sorted(TOP_KEYS))
+            raise PolicyError(key, data[key], f"unknown key; allowed: {allowed}")
+    limits = _table("limits", data.get("limits", {}),
+                    {"max_diff_lines", "max_files", "dedupe_minutes", "check_timeout_s"})
+    check_timeout = float(_positive("limits.check_timeout_s", limits.get("check_timeout_s", 120)))
+    verify = _table("verify", data.get("verify", {}), {"include_failing", "checks"})
+    judges = _table("judges", data.get("judges", {}), {"human_for_risky", "llm"})
+    return Policy(
+        mode=_mode("mode", data.get("mode", Mode.SUGGEST.value)),
+        checks=_checks(verify, check_timeout),
+        include_failing=_bool("verify.include_failing", verify.get("include_failing", True)),
+        protected=_protected(_table("protect", data.get("protect", {}), {"paths"})),
+        max_diff_lines=_positive("limits.max_diff_lines", limits.get("max_diff_lines", 400),
+                                 integer=True),
+        max_files=_positive("limits.max_files", limits.get("max_files", 20), integer=True),
+        dedupe_minutes=float(_positive("limits.dedupe_minutes", limits.get("dedupe_minutes", 10))),
+        check_timeout_s=check_timeout,
+        human_for_risky=_bool("judges.human_for_risky", judges.get("human_for_risky", True)),
+        llm=_llm(judges),
+        windows=_windows(data.get("windows", [])),
+        source=source,
+    )
+
+
+def load_policy(path: Path) -> Policy:
+    """Read ``heal.toml`` (or return defaults when it does not exist).
+
+    Raises:
+        PolicyError: the file is not valid TOML or breaks a rule.
+    """
+    if not path.exists():
+        return Policy()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError("(file)", str(path), f"not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise PolicyError("(file)", str(path), f"cannot be read: {exc}") from exc
+    return parse_policy(data, source=str(path))
+
+
+class PolicyLoader:
+    """Hot-reloading policy of one repository.
+
+    ``current()`` re-reads the file when its mtime changed. An invalid file leaves the last
+    valid policy in force; ``warning`` then says why (and it is logged once per change).
+    """
+
+    def __init__(self, repo: Path) -> None:
+        self.path = Path(repo) / POLICY_FILE
+        self._stamp: tuple[int, int] | None = None
+        self._loaded = False
+        self._policy = Policy()
+        self.warning = ""
+
+    def _read_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def current(self) -> Policy:
+        stamp = self._read_stamp()
+        if self._loaded and stamp == self._stamp:
+            return self._policy
+        self._loaded, self._stamp = True, stamp
+        try:
+            self._policy = load_policy(self.path)
+            self.warning = ""
+        except PolicyError as exc:
+            self.warning = f"{exc}; keeping the last valid policy ({self._policy.source})"
+            log.warning("%s", self.warning)
+        return self._policy
+
+
+_LOADERS: dict[Path, PolicyLoader] = {}
+
+
+def policy_for(repo: str | Path) -> PolicyLoader:
+    """The shared hot-reloading loader of one repository (one per process)."""
+    key = Path(repo).resolve()
+    loader = _LOADERS.get(key)
+    if loader is None:
+        loader = _LOADERS[key] = PolicyLoader(key)
+    return loader

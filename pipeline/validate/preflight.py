@@ -1,0 +1,184 @@
+"""Phase 1: fast pre-flight checks, run in parallel; each returns a named result with a reason.
+
+A check is a function ``(FixRequest, Preflight) -> (ok, reason)``; adding one is adding a
+row to :data:`CHECKS`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from pipeline.config import Settings
+from pipeline.errors import HealError, StreamUnavailable
+from pipeline.gitops import GitRepo
+from pipeline.validate.paths import diff_paths, param_paths, path_problem
+from pipeline.validate.request import FixRequest
+from pipeline.validate.runner import shell_with_error_text
+from pipeline.validate.secrets import diff_size, find_secrets
+
+Result = tuple[bool, str]
+
+
+class Preflight:
+    """Runs the pre-flight checks for one request."""
+
+    def __init__(self, settings: Settings, client: redis.Redis | None) -> None:
+        self.settings = settings
+        self.client = client
+
+    def run(self, req: FixRequest) -> list[dict[str, Any]]:
+        with ThreadPoolExecutor(max_workers=len(CHECKS)) as pool:
+            futures = {name: pool.submit(_guard, fn, req, self) for name, fn in CHECKS.items()}
+            return [{"name": name, **fut.result()} for name, fut in futures.items()]
+
+    # -- the dedupe key is also released by the validator when a request errors out --------
+    def dedupe_key(self, req: FixRequest) -> str:
+        return self.settings.key("validate", "request", req.request_key)
+
+
+def _guard(fn: Callable[[FixRequest, Preflight], Result], req: FixRequest,
+           pf: Preflight) -> dict[str, Any]:
+    started = time.monotonic()
+    try:
+        ok, reason = fn(req, pf)
+    except HealError as exc:
+        ok, reason = False, str(exc)
+    return {"ok": ok, "reason": reason, "duration_s": round(time.monotonic() - started, 3)}
+
+
+def check_applies(req: FixRequest, pf: Preflight) -> Result:
+    """The diff applies cleanly, or the command/playbook argv are well formed (no shells)."""
+    if req.kind == "diff":
+        diff = req.rendered.get("diff")
+        if not isinstance(diff, str) or not diff.strip():
+            return False, "diff fix has no rendered diff"
+        ok, msg = GitRepo(req.root).apply_check(diff)
+        return ok, "git apply --check: clean" if ok else f"patch does not apply: {msg[-400:]}"
+    if req.kind in ("command", "playbook"):
+        argvs = req.step_argvs()
+        if req.kind == "command" and not (argvs and argvs[0]):
+            return False, "command fix has no rendered argv"
+        for argv in argvs:
+            if not argv or not all(isinstance(a, str) for a in argv):
+                return False, f"argv {argv!r} must be a non-empty list of strings"
+            if shell_with_error_text(argv, req.candidate.params):
+                return False, (f"argv {argv!r} passes text from the error to a shell; "
+                               "heal never does")
+        return True, f"{len(argvs)} argv well formed; parameters validated when rendered"
+    return False, f"fix kind {req.kind!r} cannot be applied"
+
+
+def _touched(req: FixRequest) -> list[str]:
+    if req.kind == "diff":
+        return diff_paths(str(req.rendered.get("diff", "")))
+    values = [a for argv in req.step_argvs() for a in argv[1:]]
+    values += [v for v in req.candidate.params.values() if isinstance(v, str)]
+    return param_paths(req.root, values) + req.action_paths()
+
+
+def check_paths(req: FixRequest, pf: Preflight) -> Result:
+    """Inside the repository (no ``..``, no symlink escape) and outside protected paths."""
+    paths = _touched(req)
+    for path in paths:
+        problem = path_problem(req.root, path, req.policy)
+        if problem and not (req.kind == "playbook" and _git_internal_ok(req, path)):
+            return False, problem
+    return True, f"{len(paths)} path(s) inside the repository, none protected"
+
+
+def _git_internal_ok(req: FixRequest, path: str) -> bool:
+    # Playbooks such as the stale-lock removal act on .git/*.lock by design; only lock files
+    # directly inside the repository's own .git are allowed, and only for playbooks.
+    if ".." in path or not path.endswith(".lock"):
+        return False
+    target = Path(path) if Path(path).is_absolute() else req.root / path
+    return target.parent == req.root / ".git"
+
+
+def check_limits(req: FixRequest, pf: Preflight) -> Result:
+    if req.kind != "diff":
+        return True, "checked on the realized change during verification"
+    lines, files = diff_size(str(req.rendered.get("diff", "")))
+    pol = req.policy
+    if lines > pol.max_diff_lines:
+        return False, f"diff changes {lines} lines; limits.max_diff_lines is {pol.max_diff_lines}"
+    if files > pol.max_files:
+        return False, f"diff touches {files} files; limits.max_files is {pol.max_files}"
+    return True, f"{lines} lines in {files} file(s), within limits"
+
+
+def check_secrets(req: FixRequest, pf: Preflight) -> Result:
+    if req.kind != "diff":
+        return True, "checked on the realized change during verification"
+    hits = find_secrets(str(req.rendered.get("diff", "")))
+    return (False, "diff adds what looks like a secret: " + ", ".join(hits)) if hits else (
+        True, "no secrets added")
+
+
+def check_breaker(req: FixRequest, pf: Preflight) -> Result:
+    if pf.client is None:
+        return True, "no Redis client: breaker not consulted"
+    try:
+        from pipeline.guardrails.breaker import CircuitBreaker
+    except ImportError:
+        return True, "breaker not built yet: treated as closed"
+    wf = req.candidate.error.workflow
+    ok, reason = CircuitBreaker(pf.client, pf.settings).allow(
+        wf.step or None, wf.id or None, req.category)
+    return ok, f"breaker: {reason}" if reason else ("breaker closed" if ok else "breaker open")
+
+
+def check_budget(req: FixRequest, pf: Preflight) -> Result:
+    try:
+        from pipeline.guardrails import budget  # type: ignore[attr-defined]
+    except ImportError:
+        return True, "budget not built yet: treated as available"
+    allow = getattr(budget, "allow", None)
+    if allow is None or pf.client is None:
+        return True, "budget has no allow(): treated as available"
+    ok, reason = allow(pf.client, pf.settings, req.category)
+    return bool(ok), str(reason)
+
+
+def check_window(req: FixRequest, pf: Preflight) -> Result:
+    if req.policy.window_open():
+        return True, "change window open" if req.policy.windows else "no change windows set"
+    return False, "outside every change window in heal.toml [[windows]]"
+
+
+def check_dedupe(req: FixRequest, pf: Preflight) -> Result:
+    """No identical request (fingerprint + fix) in flight or decided in the last N minutes."""
+    if pf.client is None:
+        return True, "no Redis client: duplicate requests not detected"
+    key = pf.dedupe_key(req)
+    ttl = max(1, int(req.policy.dedupe_minutes * 60))
+    mine = req.candidate.error_id
+    try:
+        if pf.client.set(key, mine, nx=True, ex=ttl):
+            return True, "first request for this fingerprint and fix"
+        holder = pf.client.get(key)
+    except redis.RedisError as exc:
+        raise StreamUnavailable(f"dedupe check: Redis unreachable: {exc}") from exc
+    holder_id = holder.decode() if isinstance(holder, bytes) else str(holder)
+    if holder_id == mine:
+        return True, "redelivery of the same request"
+    return False, (f"identical request (same fingerprint and fix) already in flight or decided "
+                   f"for error {holder_id} within {req.policy.dedupe_minutes:g} min")
+
+
+CHECKS: dict[str, Callable[[FixRequest, Preflight], Result]] = {
+    "applies": check_applies,
+    "paths": check_paths,
+    "limits": check_limits,
+    "secrets": check_secrets,
+    "breaker": check_breaker,
+    "budget": check_budget,
+    "window": check_window,
+    "dedupe": check_dedupe,
+}

@@ -1,0 +1,72 @@
+"""What the validate stage is asked to judge: one candidate fix for one error."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.events import CandidateEvent
+from pipeline.policy import Policy
+
+
+@dataclass(frozen=True)
+class FixRequest:
+    candidate: CandidateEvent
+    fix: dict[str, Any]
+    root: Path
+    policy: Policy
+
+    @property
+    def fix_id(self) -> str:
+        return str(self.fix.get("id", ""))
+
+    @property
+    def kind(self) -> str:
+        return str(self.fix.get("kind", ""))
+
+    @property
+    def category(self) -> str:
+        return str(self.fix.get("category", "RISKY")).upper()
+
+    @property
+    def rendered(self) -> dict[str, Any]:
+        rendered = self.fix.get("rendered")
+        return rendered if isinstance(rendered, dict) else {}
+
+    @property
+    def fingerprint(self) -> str:
+        return self.candidate.fine or self.candidate.coarse or self.candidate.error_id
+
+    @property
+    def request_key(self) -> str:
+        """Same fingerprint + same fix (+ same repository) = the same request."""
+        raw = f"{self.root}\0{self.fingerprint}\0{self.fix_id}"
+        return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+    def step_argvs(self) -> list[list[str]]:
+        """Every argv this fix would run (command and playbook steps)."""
+        r = self.rendered
+        if self.kind == "command":
+            return [list(r.get("argv") or [])]
+        out: list[list[str]] = []
+        steps = r.get("steps") or {}
+        if isinstance(steps, dict):
+            for group in steps.values():
+                for step in group or []:
+                    if isinstance(step, dict) and "argv" in step:
+                        out.append(list(step["argv"] or []))
+        return out
+
+    def action_paths(self) -> list[str]:
+        """Path arguments of built-in playbook actions."""
+        out: list[str] = []
+        steps = self.rendered.get("steps") or {}
+        if isinstance(steps, dict):
+            for group in steps.values():
+                for step in group or []:
+                    args = step.get("args") if isinstance(step, dict) else None
+                    if isinstance(args, dict) and isinstance(args.get("path"), str):
+                        out.append(args["path"])
+        return out

@@ -1,0 +1,126 @@
+"""Verification checks as RQ jobs on the pipeline's Redis.
+
+:class:`CheckQueue` enqueues :func:`pipeline.validate.runner.run_argv` jobs and waits for
+them. When no live RQ worker listens on the queue it starts worker subprocesses (real
+``rq worker`` processes, ``SimpleWorker`` class, exiting on their own after an idle period),
+so verification runs in parallel even on a single machine with nothing else started.
+A second watchdog sits on this side: a job that has not finished within its timeout plus a
+grace period is reported as timed out.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+from rq import Queue, Worker
+from rq.job import Job, JobStatus
+
+from pipeline.errors import StreamUnavailable
+
+QUEUE_GRACE_S = 20.0
+WORKER_IDLE_S = 60
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    name: str
+    phase: str  # "before" (the tree without the fix) | "after" (with the fix)
+    argv: tuple[str, ...]
+    cwd: str
+    timeout_s: float
+
+
+def redis_url_of(client: redis.Redis) -> str:
+    """A URL another process can use to reach the same Redis as ``client``."""
+    kw = client.connection_pool.connection_kwargs
+    db = kw.get("db", 0)
+    if kw.get("path"):
+        return f"unix://{kw['path']}?db={db}"
+    auth = f":{kw['password']}@" if kw.get("password") else ""
+    return f"redis://{auth}{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{db}"
+
+
+class CheckQueue:
+    """Runs :class:`CheckSpec` lists as RQ jobs; ``workers`` is the most to start itself."""
+
+    def __init__(self, client: redis.Redis, queue_name: str, workers: int = 2) -> None:
+        self.client = client
+        self.queue = Queue(queue_name, connection=client)
+        self.max_workers = workers
+        self._spawned: list[subprocess.Popen[bytes]] = []
+
+    def _live_workers(self) -> int:
+        self._spawned = [p for p in self._spawned if p.poll() is None]
+        try:
+            registered = len(Worker.all(queue=self.queue))
+        except redis.RedisError as exc:
+            raise StreamUnavailable(f"rq: Redis unreachable: {exc}") from exc
+        return max(registered, len(self._spawned))
+
+    def ensure_workers(self, wanted: int) -> None:
+        """Start worker subprocesses until ``wanted`` (capped) are alive."""
+        missing = min(wanted, self.max_workers) - self._live_workers()
+        rq_bin = shutil.which("rq", path=str(Path(sys.executable).parent)) or "rq"
+        for _ in range(max(0, missing)):
+            argv = [rq_bin, "worker", "--max-idle-time", str(WORKER_IDLE_S), "-q",
+                    "-w", "rq.worker.SimpleWorker", "-P", str(_PROJECT_ROOT),
+                    "-n", f"heal-verify-{uuid.uuid4().hex[:8]}",
+                    "-u", redis_url_of(self.client), self.queue.name]
+            self._spawned.append(subprocess.Popen(
+                argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True))
+
+    def run(self, specs: list[CheckSpec]) -> list[dict[str, Any]]:
+        """Enqueue every spec, wait for all; results in the same order as ``specs``.
+
+        Raises:
+            StreamUnavailable: Redis cannot be reached.
+        """
+        if not specs:
+            return []
+        try:
+            jobs = [self.queue.enqueue(
+                "pipeline.validate.runner.run_argv",
+                args=(list(s.argv), s.cwd, s.timeout_s),
+                job_timeout=int(s.timeout_s + QUEUE_GRACE_S), result_ttl=600,
+                failure_ttl=600, description=f"heal verify {s.phase}:{s.name}",
+            ) for s in specs]
+        except redis.RedisError as exc:
+            raise StreamUnavailable(f"rq: Redis unreachable: {exc}") from exc
+        self.ensure_workers(len(jobs))
+        return [self._wait(job, spec) for job, spec in zip(jobs, specs, strict=True)]
+
+    def _wait(self, job: Job, spec: CheckSpec) -> dict[str, Any]:
+        deadline = time.monotonic() + spec.timeout_s + QUEUE_GRACE_S
+        queued_since = time.monotonic()
+        while time.monotonic() < deadline:
+            status = job.get_status(refresh=True)
+            if status == JobStatus.FINISHED:
+                result = job.return_value()
+                if isinstance(result, dict):
+                    return {**result, "name": spec.name, "phase": spec.phase, "job": job.id}
+            if status in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
+                latest = job.latest_result()
+                why = latest.exc_string if latest is not None else str(status)
+                return self._failed(spec, job, f"rq job {status}: {why}")
+            if status == JobStatus.QUEUED and time.monotonic() - queued_since > 5:
+                # registered workers may be dead or busy elsewhere: add one of our own
+                self.ensure_workers(self._live_workers() + 1)
+                queued_since = time.monotonic()
+            time.sleep(0.05)
+        return self._failed(spec, job, "watchdog: no result within the timeout", timed_out=True)
+
+    @staticmethod
+    def _failed(spec: CheckSpec, job: Job, why: str, timed_out: bool = False) -> dict[str, Any]:
+        return {"argv": list(spec.argv), "exit_code": 124 if timed_out else 1,
+                "timed_out": timed_out, "duration_s": spec.timeout_s, "tail": why[-2000:],
+                "name": spec.name, "phase": spec.phase, "job": job.id}

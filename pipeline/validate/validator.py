@@ -1,0 +1,186 @@
+"""The validate stage's logic: candidate fix -> verdict (pre-flight, verification, judges).
+
+Decisions: ``observe`` (mode observe), ``escalate`` (nothing mechanical to do), ``reject``
+(a pre-flight check, the verification or a judge said no), ``suggest`` (verified; a human
+applies it with ``heal apply``), ``apply`` (verified and the mode allows applying it).
+Redelivery of the same candidate returns the verdict already decided (cached in Redis).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from pipeline.config import Settings
+from pipeline.errors import DecodeError, GitError, HealError, StreamUnavailable
+from pipeline.events import CandidateEvent, VerdictEvent
+from pipeline.gitops import find_root
+from pipeline.model import Category, FixKind, Mode
+from pipeline.policy import Policy, policy_for
+from pipeline.validate.judges import Evidence, Vote, collect_votes, needs_human
+from pipeline.validate.preflight import Preflight
+from pipeline.validate.request import FixRequest
+from pipeline.validate.rqjobs import CheckQueue
+from pipeline.validate.verify import Verification, Verifier
+
+log = logging.getLogger(__name__)
+VERDICT_TTL_S = 7 * 24 * 3600
+
+
+def effective_mode(policy: Policy, candidate: CandidateEvent) -> Mode:
+    """``tags.mode`` on the error (set by ``heal run --mode``) wins over heal.toml."""
+    tag = candidate.error.tags.get("mode") if isinstance(candidate.error.tags, dict) else None
+    try:
+        return Mode(tag) if tag else policy.mode
+    except ValueError:
+        return policy.mode
+
+
+def repo_root(candidate: CandidateEvent) -> Path | None:
+    where = candidate.error.tags.get("cwd") or candidate.error.repo.path
+    if not where:
+        return None
+    try:
+        return find_root(where)
+    except GitError:
+        return None
+
+
+class Validator:
+    def __init__(self, settings: Settings, client: redis.Redis, store: Any = None,
+                 checks: CheckQueue | None = None) -> None:
+        self.settings = settings
+        self.client = client
+        self.store = store
+        self.checks = checks or CheckQueue(client, settings.key("verify"))
+        self.preflight = Preflight(settings, client)
+        self.verifier = Verifier(self.checks, settings.home / "worktrees")
+
+    def validate(self, cand: CandidateEvent) -> VerdictEvent:
+        """Raises StreamUnavailable when Redis is unreachable (the runtime retries)."""
+        cached = self._cached(cand)
+        if cached is not None:
+            return cached
+        verdict = self._decide(cand)
+        self._remember(verdict)
+        return verdict
+
+    # -- redelivery ------------------------------------------------------------------------
+    def _verdict_key(self, error_id: str) -> str:
+        return self.settings.key("validate", "verdict", error_id)
+
+    def _cached(self, cand: CandidateEvent) -> VerdictEvent | None:
+        try:
+            raw = self.client.get(self._verdict_key(cand.error_id))
+        except redis.RedisError as exc:
+            raise StreamUnavailable(f"validate: Redis unreachable: {exc}") from exc
+        if not isinstance(raw, bytes):
+            return None
+        try:
+            return VerdictEvent.decode(raw)
+        except DecodeError:
+            return None
+
+    def _remember(self, verdict: VerdictEvent) -> None:
+        try:
+            self.client.set(self._verdict_key(verdict.error_id), verdict.encode(),
+                            ex=VERDICT_TTL_S)
+        except redis.RedisError as exc:
+            raise StreamUnavailable(f"validate: Redis unreachable: {exc}") from exc
+
+    def _attempt(self, fingerprint: str, error_id: str) -> int:
+        key = self.settings.key("validate", "attempt", error_id)
+        existing = self.client.get(key)
+        if existing is not None:
+            return int(existing)
+        n = int(self.client.incr(self.settings.key("validate", "attempts", fingerprint)))
+        self.client.set(key, n, nx=True, ex=VERDICT_TTL_S)
+        return int(self.client.get(key) or n)
+
+    # -- the decision ----------------------------------------------------------------------
+    def _decide(self, cand: CandidateEvent) -> VerdictEvent:
+        base = VerdictEvent(id=f"{cand.error_id}:validate", error_id=cand.error_id,
+                            error=cand.error, fine=cand.fine, fix=cand.fix, params=cand.params)
+        fix = cand.fix
+        root = repo_root(cand)
+        policy = policy_for(root).current() if root else Policy()
+        mode = effective_mode(policy, cand)
+        if mode == Mode.OBSERVE:
+            return replace(base, decision="observe", reason="mode observe: detected only")
+        if not fix:
+            return replace(base, decision="escalate",
+                           reason="no known fix for this error; queued for a human")
+        if fix.get("kind") == FixKind.ESCALATE:
+            msg = (fix.get("rendered") or {}).get("message") or fix.get("explanation") or ""
+            return replace(base, decision="escalate", reason=f"needs a human: {msg}".strip())
+        if root is None:
+            return replace(base, decision="escalate", reason="the error names no git "
+                           "repository (repo.path / tags.cwd), so no fix can be verified")
+        req = FixRequest(cand, fix, root, policy)
+        return self._validate_fix(base, req, mode)
+
+    def _validate_fix(self, base: VerdictEvent, req: FixRequest, mode: Mode) -> VerdictEvent:
+        checks = self.preflight.run(req)
+        failed = [c for c in checks if not c["ok"]]
+        if failed:
+            reason = "pre-flight refused: " + "; ".join(f"{c['name']}: {c['reason']}"
+                                                        for c in failed)
+            return self._record(replace(base, decision="reject", reason=reason,
+                                        preflight=checks), req, mode, 0)
+        attempt = self._attempt(req.fingerprint, req.candidate.error_id)
+        try:
+            ver = self.verifier.verify(req, attempt)
+        except GitError as exc:
+            ver = Verification(False, f"verification could not run: {exc}")
+        history = self._history(req.fix_id)
+        votes = collect_votes(Evidence(req, checks, ver, history))
+        decision, reason = decide(req, mode, ver, votes)
+        verdict = replace(base, decision=decision, reason=reason, preflight=checks,
+                          verification=ver.runs, votes=[v.to_dict() for v in votes],
+                          branch=ver.branch, commit=ver.commit if ver.passed else "")
+        return self._record(verdict, req, mode, attempt)
+
+    def _history(self, fix_id: str) -> dict[str, Any]:
+        if self.store is None:
+            return {}
+        try:
+            return dict(self.store.history(fix_id))
+        except HealError as exc:
+            log.warning("history unavailable: %s", exc)
+            return {}
+
+    def _record(self, verdict: VerdictEvent, req: FixRequest, mode: Mode,
+                attempt: int) -> VerdictEvent:
+        if self.store is not None:
+            self.store.record_attempt({
+                "error_id": verdict.error_id, "fingerprint": req.fingerprint,
+                "fix_id": req.fix_id, "attempt": attempt, "repo": str(req.root),
+                "command": list(verdict.error.command), "decision": verdict.decision,
+                "reason": verdict.reason, "category": req.category, "mode": mode.value,
+                "branch": verdict.branch, "commit": verdict.commit,
+                "preflight": verdict.preflight, "fix": req.fix, "votes": verdict.votes,
+                "verification": verdict.verification,
+            })
+        return verdict
+
+
+def decide(req: FixRequest, mode: Mode, ver: Verification, votes: list[Vote]) -> tuple[str, str]:
+    """(decision, reason) from the verification and the votes under ``mode``."""
+    if not ver.passed:
+        return "reject", f"verification failed: {ver.reason}"
+    rejected = [v for v in votes if not v.approve]
+    if rejected:
+        return "reject", "judges refused: " + "; ".join(f"{v.judge}: {v.reason}"
+                                                        for v in rejected)
+    approvals = f"{len(votes)} judge(s) approved; {ver.reason}"
+    if needs_human(req):
+        return "suggest", f"RISKY fix needs a human: heal apply {req.fix_id}; {approvals}"
+    state = str(req.fix.get("state", "ACTIVE")).upper()
+    safe = req.category == Category.SAFE
+    if (mode == Mode.AUTO_SAFE and safe) or (mode == Mode.AUTO and (safe or state == "AUTOMATED")):
+        return "apply", f"mode {mode.value}: {approvals}"
+    return "suggest", f"mode {mode.value}: run `heal apply {req.fix_id}` to apply; {approvals}"

@@ -1,0 +1,175 @@
+"""Phase 2: verification in an isolated git worktree with the fix applied.
+
+The fix is realized in a fresh worktree (``git apply`` for diffs, the argv for commands) at a
+snapshot of the user's tree, committed on ``heal/<fingerprint>-<attempt>`` with trailers, and
+then the failing command plus the policy checks run as RQ jobs, in parallel, both on the
+tree without the fix ("before") and with it ("after"). The fix passes only when the failing
+command fails before and passes after, and no policy check that passed before fails after.
+Playbooks act on repository state rather than on tracked files; they are verified step by
+step when applied (validation after each action), so their verification is deferred.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import GitError
+from pipeline.events import ErrorEvent
+from pipeline.gitops import GitRepo, Trailers, branch_name
+from pipeline.validate.paths import path_problem
+from pipeline.validate.request import FixRequest
+from pipeline.validate.rqjobs import CheckQueue, CheckSpec
+from pipeline.validate.runner import run_argv
+from pipeline.validate.secrets import find_secrets
+
+REALIZE_TIMEOUT_S = 120.0
+
+
+@dataclass
+class Verification:
+    passed: bool
+    reason: str
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    branch: str = ""
+    commit: str = ""
+    changed: list[str] = field(default_factory=list)
+    lines: int = 0
+    deferred: bool = False
+
+
+def rel_cwd(error: ErrorEvent, root: Path) -> str:
+    """The failing command's working directory relative to the repository root."""
+    cwd = error.tags.get("cwd") or error.repo.path or str(root)
+    try:
+        rel = Path(os.path.realpath(cwd)).relative_to(os.path.realpath(root))
+    except ValueError:
+        return "."
+    return rel.as_posix()
+
+
+def _rel_cwd(req: FixRequest) -> str:
+    return rel_cwd(req.candidate.error, req.root)
+
+
+class Verifier:
+    def __init__(self, checks: CheckQueue, work_dir: Path) -> None:
+        self.checks = checks
+        self.work_dir = work_dir
+
+    def verify(self, req: FixRequest, attempt: int) -> Verification:
+        """Raises GitError only for a broken repository; a failing fix is a result."""
+        if req.kind == "playbook":
+            return Verification(True, "playbook: verified step by step when applied "
+                                "(validation after each action)", deferred=True)
+        repo = GitRepo(req.root)
+        base = repo.snapshot()
+        tag = uuid.uuid4().hex[:8]
+        after = self.work_dir / f"{tag}-after"
+        before = self.work_dir / f"{tag}-before"
+        repo.add_worktree(after, base)
+        repo.add_worktree(before, base)
+        try:
+            return self._verify_in(req, repo, attempt, before, after)
+        finally:
+            repo.remove_worktree(after)
+            repo.remove_worktree(before)
+
+    def _verify_in(self, req: FixRequest, repo: GitRepo, attempt: int,
+                   before: Path, after: Path) -> Verification:
+        realized = self._realize(req, repo, after)
+        if realized is not None:
+            return realized
+        problem = self._check_change(req, repo, after)
+        if problem is not None:
+            return problem
+        rows = repo.diff_numstat(after)
+        changed = [p for _, _, p in rows]
+        lines = sum(a + d for a, d, _ in rows)
+        branch = branch_name(req.fingerprint, attempt)
+        ev = req.candidate.error
+        commit = repo.commit_all(
+            after, f"heal: {req.fix.get('title') or req.fix_id}",
+            f"Automated fix for error {ev.id} ({' '.join(ev.command) or 'no command'}).",
+            Trailers("heal", req.fingerprint, req.fix_id))
+        repo.create_branch(branch, commit)
+        runs = self.checks.run(self._specs(req, before, after))
+        passed, reason = judge_runs(runs)
+        if not passed:
+            repo.run("branch", "-D", branch, check=False)  # the fix did not survive: discard
+        return Verification(passed, reason, runs, branch if passed else "", commit, changed,
+                            lines)
+
+    def _realize(self, req: FixRequest, repo: GitRepo, tree: Path) -> Verification | None:
+        """Apply the fix in ``tree``; a Verification when that already fails, else None."""
+        if req.kind == "diff":
+            try:
+                repo.apply_diff(str(req.rendered.get("diff", "")), tree)
+            except GitError as exc:
+                return Verification(False, f"the diff does not apply in the worktree: {exc}")
+            return None
+        argv = [str(a) for a in req.rendered.get("argv") or []]
+        timeout = float(req.rendered.get("timeout_s") or REALIZE_TIMEOUT_S)
+        run = run_argv(argv, str(tree / _rel_cwd(req)), timeout)
+        run.update(name="fix", phase="realize")
+        if run["exit_code"] != 0 and not repo.is_dirty_in(tree):
+            return Verification(False, f"the fix command exited {run['exit_code']} and changed "
+                                "nothing", [run])
+        return None
+
+    def _check_change(self, req: FixRequest, repo: GitRepo, tree: Path) -> Verification | None:
+        """The realized change obeys the same rules as a diff: paths, limits, secrets."""
+        rows = repo.diff_numstat(tree)
+        if not rows:
+            return Verification(False, "the fix changed nothing in the worktree")
+        pol = req.policy
+        for _, _, path in rows:
+            problem = path_problem(tree, path, pol)
+            if problem:
+                return Verification(False, f"realized change refused: {problem}")
+        lines = sum(a + d for a, d, _ in rows)
+        if lines > pol.max_diff_lines or len(rows) > pol.max_files:
+            return Verification(False, f"realized change is {lines} lines in {len(rows)} files; "
+                                f"limits are {pol.max_diff_lines} lines, {pol.max_files} files")
+        hits = find_secrets(repo.staged_diff(tree))
+        if hits:
+            return Verification(False, "realized change adds a secret: " + ", ".join(hits))
+        return None
+
+    def _specs(self, req: FixRequest, before: Path, after: Path) -> list[CheckSpec]:
+        pol = req.policy
+        specs: list[CheckSpec] = []
+        rel = _rel_cwd(req)
+        command = tuple(req.candidate.error.command)
+        timeout = pol.check_timeout_s
+        for phase, tree in (("before", before), ("after", after)):
+            if command and pol.include_failing:
+                specs.append(CheckSpec("failing-command", phase, command, str(tree / rel),
+                                       timeout))
+            for check in pol.checks:
+                specs.append(CheckSpec(check.name, phase, check.argv, str(tree), check.timeout_s))
+        return specs
+
+
+def judge_runs(runs: list[dict[str, Any]]) -> tuple[bool, str]:
+    """Passed only if the failing command failed before and passes after, and no check that
+    passed before fails after."""
+    by = {(r["phase"], r["name"]): r for r in runs}
+    if not runs:
+        return False, "nothing to run: the error has no command and heal.toml has no checks"
+    fb, fa = by.get(("before", "failing-command")), by.get(("after", "failing-command"))
+    if fb is not None and fa is not None:
+        if fb["exit_code"] == 0:
+            return False, ("the failure does not reproduce in a clean worktree (exit 0 without "
+                           "the fix), so passing after proves nothing")
+        if fa["exit_code"] != 0:
+            return False, f"the failing command still fails with the fix (exit {fa['exit_code']})"
+    regressions = [name for (phase, name), r in by.items()
+                   if phase == "after" and name != "failing-command" and r["exit_code"] != 0
+                   and by.get(("before", name), {}).get("exit_code") == 0]
+    if regressions:
+        return False, "the fix breaks checks that passed before: " + ", ".join(regressions)
+    return True, "original failure gone; no check regressed"

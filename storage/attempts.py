@@ -1,0 +1,148 @@
+"""Repository of validate/apply records: attempts, votes, verification runs, apply results.
+
+Every write is idempotent on the error id (redelivery changes nothing twice).
+All methods raise DatabaseUnavailable (from :mod:`storage.db`) when PostgreSQL is unreachable.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import orjson
+
+
+class _DB(Protocol):
+    def execute(self, sql: str, *args: Any) -> str: ...
+    def fetch(self, sql: str, *args: Any) -> list[Any]: ...
+    def fetchrow(self, sql: str, *args: Any) -> Any: ...
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
+class AttemptStore:
+    def __init__(self, db: _DB) -> None:
+        self.db = db
+
+    def record_attempt(self, row: dict[str, Any]) -> None:
+        """Insert the attempt (first write wins) with its votes and verification runs."""
+        self.db.execute(
+            """INSERT INTO attempts (id, error_id, fingerprint, fix_id, attempt, repo, command,
+                   decision, reason, category, mode, branch, commit, preflight, fix)
+               VALUES ($1,$1,$2,$3,$4,$5,$6::jsonb,$7,$8,$9,$10,$11,$12,$13::jsonb,$14::jsonb)
+               ON CONFLICT (id) DO NOTHING""",
+            row["error_id"], row.get("fingerprint", ""), row.get("fix_id", ""),
+            int(row.get("attempt", 1)), row.get("repo", ""), _json(row.get("command", [])),
+            row.get("decision", ""), row.get("reason", ""), row.get("category", ""),
+            row.get("mode", ""), row.get("branch", ""), row.get("commit", ""),
+            _json(row.get("preflight", [])), _json(row.get("fix") or {}),
+        )
+        for vote in row.get("votes", []):
+            self.db.execute(
+                """INSERT INTO attempt_votes (attempt_id, judge, approve, reason, cost_usd)
+                   VALUES ($1,$2,$3,$4,$5) ON CONFLICT DO NOTHING""",
+                row["error_id"], vote["judge"], bool(vote["approve"]), vote.get("reason", ""),
+                float(vote.get("cost_usd", 0.0)),
+            )
+        for run in row.get("verification", []):
+            self.db.execute(
+                """INSERT INTO verification_runs (attempt_id, name, phase, argv, exit_code,
+                       timed_out, duration_s, tail)
+                   VALUES ($1,$2,$3,$4::jsonb,$5,$6,$7,$8) ON CONFLICT DO NOTHING""",
+                row["error_id"], run.get("name", ""), run.get("phase", ""),
+                _json(run.get("argv", [])), run.get("exit_code"), bool(run.get("timed_out")),
+                float(run.get("duration_s", 0.0)), str(run.get("tail", "")),
+            )
+
+    def votes(self, error_id: str) -> list[dict[str, Any]]:
+        rows = self.db.fetch("SELECT judge, approve, reason, cost_usd FROM attempt_votes "
+                             "WHERE attempt_id = $1 ORDER BY judge", error_id)
+        return [dict(r) for r in rows]
+
+    def runs(self, error_id: str) -> list[dict[str, Any]]:
+        rows = self.db.fetch("SELECT name, phase, exit_code, timed_out, duration_s, tail "
+                             "FROM verification_runs WHERE attempt_id = $1 ORDER BY phase, name",
+                             error_id)
+        return [dict(r) for r in rows]
+
+    def attempt(self, error_id: str) -> dict[str, Any] | None:
+        row = self.db.fetchrow("SELECT * FROM attempts WHERE id = $1", error_id)
+        return _decode(row) if row is not None else None
+
+    def latest_suggestion(self, fix_or_error_id: str) -> dict[str, Any] | None:
+        """The newest suggested attempt for a fix id, or the attempt of an error id."""
+        row = self.db.fetchrow(
+            """SELECT a.* FROM attempts a LEFT JOIN apply_results r ON r.error_id = a.id
+               WHERE (a.id = $1 OR a.fix_id = $1) AND a.decision = 'suggest'
+                 AND (r.status IS NULL OR r.status = 'suggested')
+               ORDER BY a.created_at DESC LIMIT 1""", fix_or_error_id)
+        return _decode(row) if row is not None else None
+
+    def history(self, fix_id: str) -> dict[str, int]:
+        """How often this fix was applied and rolled back (feeds the history judge)."""
+        rows = self.db.fetch("SELECT status, count(*) AS n FROM apply_results WHERE fix_id = $1 "
+                             "GROUP BY status", fix_id)
+        return {str(r["status"]): int(r["n"]) for r in rows}
+
+    def apply_result(self, error_id: str) -> dict[str, Any] | None:
+        row = self.db.fetchrow("SELECT * FROM apply_results WHERE error_id = $1", error_id)
+        return _decode(row) if row is not None else None
+
+    def record_apply(self, error_id: str, result: dict[str, Any], *,
+                     replace_suggested: bool = False) -> bool:
+        """Store the apply result; False when one already exists (the done marker).
+
+        ``replace_suggested`` lets ``heal apply`` turn a 'suggested' result into its outcome.
+        """
+        conflict = ("DO UPDATE SET status = EXCLUDED.status, detail = EXCLUDED.detail, "
+                    "branch = EXCLUDED.branch, commit = EXCLUDED.commit, "
+                    "revert_commit = EXCLUDED.revert_commit, steps = EXCLUDED.steps "
+                    "WHERE apply_results.status = 'suggested'"
+                    if replace_suggested else "DO NOTHING")
+        status = self.db.execute(
+            f"""INSERT INTO apply_results (error_id, fix_id, status, detail, branch, commit,
+                    revert_commit, steps) VALUES ($1,$2,$3,$4,$5,$6,$7,$8::jsonb)
+                ON CONFLICT (error_id) {conflict}""",
+            error_id, result.get("fix_id", ""), result["status"], result.get("detail", ""),
+            result.get("branch", ""), result.get("commit", ""), result.get("revert_commit", ""),
+            _json(result.get("steps", [])),
+        )
+        return status.endswith(" 1")
+
+
+def _decode(row: Any) -> dict[str, Any]:
+    out = dict(row)
+    for key in ("command", "preflight", "fix", "steps"):
+        if isinstance(out.get(key), str):
+            out[key] = orjson.loads(out[key])
+    return out
+
+
+_STORES: dict[str, AttemptStore] = {}
+
+
+def store_for(resources: dict[str, Any], settings: Any) -> AttemptStore | None:
+    """The AttemptStore over ``resources["db"]``, or over a database opened (and migrated)
+    once per process; None, with a warning logged, when PostgreSQL cannot be reached
+    (validation and apply still work; their records then live only in Redis and the streams).
+    """
+    import logging
+
+    from pipeline.errors import HealError
+
+    db = resources.get("db")
+    if db is not None:
+        return AttemptStore(db)
+    from storage.engines import database_url, open_database
+
+    try:
+        key = database_url(settings)
+        if key not in _STORES:
+            _STORES[key] = AttemptStore(open_database(settings))
+    except HealError as exc:
+        logging.getLogger(__name__).warning(
+            "attempt records not stored in PostgreSQL: %s", exc)
+        return None
+    resources["db"] = _STORES[key].db
+    return _STORES[key]
