@@ -25,6 +25,8 @@ from typing import Any
 
 import psutil
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from pipeline.errors import DatabaseUnavailable, StreamUnavailable
 from storage.leases import LeaseRegistry
@@ -57,13 +59,18 @@ def _process(pid: int | None, name_part: str) -> psutil.Process | None:
 
 
 def _wait_gone(proc: psutil.Process, timeout: float) -> bool:
-    try:
-        proc.wait(timeout)
-    except psutil.TimeoutExpired:
-        return False
-    except psutil.NoSuchProcess:
-        pass
-    return True
+    """Whether ``proc`` exited within ``timeout``. A zombie counts as gone: a daemon's parent
+    is init, which may reap it only seconds later (psutil's wait() would wait for that)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
 
 
 class EmbeddedRedis:
@@ -98,6 +105,10 @@ class EmbeddedRedis:
         return pid if _process(pid, "redis") else None
 
     def client(self, **kwargs: Any) -> redis.Redis:
+        """A client for probing and control: no automatic retries (redis-py retries with
+        backoff by default, which turns a probe of a stopped server, or the connection that
+        SHUTDOWN closes, into seconds of waiting)."""
+        kwargs.setdefault("retry", Retry(NoBackoff(), 0))
         return redis.Redis(unix_socket_path=str(self.socket), **kwargs)
 
     def _config(self) -> str:
