@@ -29,14 +29,16 @@ class AttemptStore:
         """Insert the attempt (first write wins) with its votes and verification runs."""
         self.db.execute(
             """INSERT INTO attempts (id, error_id, fingerprint, fix_id, attempt, repo, command,
-                   decision, reason, category, mode, branch, commit, preflight, fix)
-               VALUES ($1,$1,$2,$3,$4,$5,$6::jsonb,$7,$8,$9,$10,$11,$12,$13::jsonb,$14::jsonb)
+                   decision, reason, category, mode, branch, commit, preflight, fix, verdict)
+               VALUES ($1,$1,$2,$3,$4,$5,$6::jsonb,$7,$8,$9,$10,$11,$12,$13::jsonb,$14::jsonb,
+                       $15)
                ON CONFLICT (id) DO NOTHING""",
             row["error_id"], row.get("fingerprint", ""), row.get("fix_id", ""),
             int(row.get("attempt", 1)), row.get("repo", ""), _json(row.get("command", [])),
             row.get("decision", ""), row.get("reason", ""), row.get("category", ""),
             row.get("mode", ""), row.get("branch", ""), row.get("commit", ""),
             _json(row.get("preflight", [])), _json(row.get("fix") or {}),
+            row.get("verdict", ""),
         )
         for vote in row.get("votes", []):
             self.db.execute(

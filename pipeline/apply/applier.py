@@ -130,6 +130,10 @@ class Applier:
         root = repo_root_of(verdict)
         if root is None:
             return self._base(verdict, "escalated", "no git repository to apply to"), {}
+        refused = self._spend_budget()
+        if refused:
+            return self._base(verdict, "suggested", f"{refused}; apply later with: heal apply "
+                              f"{(verdict.fix or {}).get('id', '')}"), {}
         fix = verdict.fix or {}
         if fix.get("kind") == "playbook" or not verdict.commit:
             return self._run_steps(verdict, root, fix)
@@ -183,6 +187,17 @@ class Applier:
         what = "failing step passes again" if rerun else "no command to re-run"
         return self._base(verdict, "applied", f"{result.detail}; {what}"), {
             "steps": [*result.steps, *([rerun] if rerun else [])]}
+
+    def _spend_budget(self) -> str:
+        """Count one fix application against today's budget; the refusal reason or ''."""
+        try:
+            from pipeline.guardrails.budget import Budget
+        except ImportError:
+            return ""
+        result = Budget(self.client, self.settings).try_spend("fix_applications", 1.0)
+        if not result.allowed:
+            return f"daily budget for fix applications used up ({result.used:g})"
+        return ""
 
     def _rerun(self, verdict: VerdictEvent, root: Path) -> dict[str, Any] | None:
         command = list(verdict.error.command)

@@ -135,15 +135,19 @@ def check_breaker(req: FixRequest, pf: Preflight) -> Result:
 
 
 def check_budget(req: FixRequest, pf: Preflight) -> Result:
+    """Today's verification minutes and fix applications are not used up (reads only)."""
+    if pf.client is None:
+        return True, "no Redis client: budget not consulted"
     try:
-        from pipeline.guardrails import budget  # type: ignore[attr-defined]
+        from pipeline.guardrails.budget import Budget
     except ImportError:
         return True, "budget not built yet: treated as available"
-    allow = getattr(budget, "allow", None)
-    if allow is None or pf.client is None:
-        return True, "budget has no allow(): treated as available"
-    ok, reason = allow(pf.client, pf.settings, req.category)
-    return bool(ok), str(reason)
+    budget = Budget(pf.client, pf.settings)
+    for kind in ("verification_minutes", "fix_applications"):
+        room = budget.try_spend(kind, 0.0)  # amount 0: asks without spending
+        if not room.allowed:
+            return False, f"daily budget for {kind} used up ({room.used:g} of {room.limit:g})"
+    return True, "budget available"
 
 
 def check_window(req: FixRequest, pf: Preflight) -> Result:

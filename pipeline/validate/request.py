@@ -41,8 +41,10 @@ class FixRequest:
 
     @property
     def request_key(self) -> str:
-        """Same fingerprint + same fix (+ same repository) = the same request."""
-        raw = f"{self.root}\0{self.fingerprint}\0{self.fix_id}"
+        """Same fingerprint + same fix in the same repository at the same commit = the same
+        request (a new commit is a new situation and may be tried again)."""
+        commit = self.candidate.error.repo.commit
+        raw = f"{self.root}\0{commit}\0{self.fingerprint}\0{self.fix_id}"
         return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
     def step_argvs(self) -> list[list[str]]:

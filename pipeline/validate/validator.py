@@ -136,6 +136,7 @@ class Validator:
             ver = self.verifier.verify(req, attempt)
         except GitError as exc:
             ver = Verification(False, f"verification could not run: {exc}")
+        self._record_spend(ver)
         history = self._history(req.fix_id)
         votes = collect_votes(Evidence(req, checks, ver, history))
         decision, reason = decide(req, mode, ver, votes)
@@ -143,6 +144,15 @@ class Validator:
                           verification=ver.runs, votes=[v.to_dict() for v in votes],
                           branch=ver.branch, commit=ver.commit if ver.passed else "")
         return self._record(verdict, req, mode, attempt)
+
+    def _record_spend(self, ver: Verification) -> None:
+        minutes = sum(float(r.get("duration_s", 0.0)) for r in ver.runs) / 60
+        try:
+            from pipeline.guardrails.budget import Budget
+        except ImportError:
+            return
+        if minutes:
+            Budget(self.client, self.settings).record("verification_minutes", minutes)
 
     def _history(self, fix_id: str) -> dict[str, Any]:
         if self.store is None:
@@ -164,6 +174,7 @@ class Validator:
                 "branch": verdict.branch, "commit": verdict.commit,
                 "preflight": verdict.preflight, "fix": req.fix, "votes": verdict.votes,
                 "verification": verdict.verification,
+                "verdict": verdict.encode().decode(),
             })
         return verdict
 

@@ -1,0 +1,92 @@
+"""``heal apply FIX_ID [--force] [--dry-run]``: apply a verified suggestion.
+
+FIX_ID is a fix id (the newest verified suggestion of that fix) or an error id.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from typing import Any
+
+from pipeline.config import Settings
+from pipeline.errors import HealError, UsageError
+from pipeline.events import VerdictEvent
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "apply", help="apply a suggested (already verified) fix",
+        description="Apply the newest verified suggestion of FIX_ID (a fix id such as "
+                    "format.ruff_format, or an error id) to its repository: the verified "
+                    "commit is brought onto the working branch and the failing step re-run; "
+                    "it is reverted when the step still fails.")
+    parser.add_argument("fix_id", metavar="FIX_ID")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="show what would be applied and change nothing")
+    parser.add_argument("--force", action="store_true",
+                        help="apply even when the circuit breaker is open or the change "
+                             "window in heal.toml is closed")
+    parser.set_defaults(func=run)
+
+
+def describe(verdict: VerdictEvent) -> str:
+    fix = verdict.fix or {}
+    lines = [f"fix {fix.get('id')} ({fix.get('kind')}, {fix.get('category')}) for error "
+             f"{verdict.error_id}", f"  repository: {verdict.error.repo.path}",
+             f"  failing command: {' '.join(verdict.error.command) or '-'}",
+             f"  verdict: {verdict.decision}: {verdict.reason}"]
+    if verdict.commit:
+        lines.append(f"  verified commit {verdict.commit[:12]} on branch {verdict.branch}")
+    steps = (fix.get("rendered") or {}).get("steps") or {}
+    for phase, group in steps.items():
+        for step in group or []:
+            what = " ".join(step.get("argv") or []) or step.get("action", "")
+            lines.append(f"  {phase}: {step.get('name')}: {what}")
+    return "\n".join(lines)
+
+
+def _guard(settings: Settings, client: Any, verdict: VerdictEvent) -> None:
+    from pipeline.policy import policy_for
+    from pipeline.validate.validator import repo_root
+
+    probe_root = repo_root(_as_candidate(verdict))
+    if probe_root is not None and not policy_for(probe_root).current().window_open():
+        raise HealError("outside every change window in heal.toml; use --force to apply now")
+    from pipeline.guardrails.breaker import CircuitBreaker
+
+    wf = verdict.error.workflow
+    ok, reason = CircuitBreaker(client, settings).allow(
+        wf.step or None, wf.id or None, str((verdict.fix or {}).get("category", "SAFE")))
+    if not ok:
+        raise HealError(f"circuit breaker refuses: {reason}; use --force to apply anyway")
+
+
+def _as_candidate(verdict: VerdictEvent) -> Any:
+    from pipeline.events import CandidateEvent
+
+    return CandidateEvent(id="", error_id=verdict.error_id, error=verdict.error)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipeline.apply.applier import Applier
+    from storage.attempts import AttemptStore
+    from storage.engines import connect_redis, open_database
+
+    settings = Settings.from_env()
+    store = AttemptStore(open_database(settings))
+    row = store.latest_suggestion(args.fix_id)
+    if row is None or not row.get("verdict"):
+        raise UsageError(f"no verified suggestion waiting for {args.fix_id!r}; "
+                         "`heal explain FP` shows what was decided")
+    verdict = VerdictEvent.decode(row["verdict"])
+    print(describe(verdict))
+    if args.dry_run:
+        print("dry run: nothing changed")
+        return 0
+    client = connect_redis(settings)
+    if not args.force:
+        _guard(settings, client, verdict)
+    outcome = Applier(settings, client, store).apply_suggested(replace(verdict, decision="apply"))
+    print(f"{outcome.status}: {outcome.detail}")
+    return 0 if outcome.status == "applied" else 1
