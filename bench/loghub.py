@@ -6,8 +6,11 @@ sharing its ground-truth template; GA = correct / all.
 Usage: .venv/bin/python bench/loghub.py [DATA_DIR]   (default ../shared/data/loghub2k)
 
 heal runs the same configuration on every dataset (nothing here knows a dataset's name).
-Two heal columns: ``heal`` = template clustering over the whole batch (what a backfill or a
-long-running store converges to), ``rules`` = the stateless normalized text alone.
+Columns: ``heal`` = rules + template mining over the whole batch (what a backfill or a
+long-running template store converges to); ``heal-cli`` = the full ``heal fingerprint``
+path (extraction, params, hashes, then mining); ``rules`` = the stateless normalized text
+alone; ``drain3`` = Drain3 ``TemplateMiner()`` default config; ``drain3+m`` = Drain3 with
+the masking list of its example config.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.fingerprint.cluster import mine, tokenize  # noqa: E402
+from pipeline.fingerprint.batch import fingerprint_batch, template_messages  # noqa: E402
+from pipeline.fingerprint.cluster import tokenize  # noqa: E402
 from pipeline.fingerprint.rules import DEFAULT_NORMALIZER  # noqa: E402
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "loghub2k"
@@ -38,10 +42,12 @@ def grouping_accuracy(truth: Sequence[str], predicted: Sequence[Hashable]) -> fl
 
 
 def heal_groups(contents: Sequence[str]) -> list[Hashable]:
-    normalize = DEFAULT_NORMALIZER.normalize
-    tokens = [tokenize(normalize(c)) for c in contents]
-    templates = mine(tokens)
-    return [templates[t] for t in tokens]
+    return list(template_messages(contents))
+
+
+def heal_full_groups(contents: Sequence[str]) -> list[Hashable]:
+    """The whole ``heal fingerprint`` path (extraction, params, hashes) for comparison."""
+    return [fp.template for fp in fingerprint_batch(contents)]
 
 
 def rules_groups(contents: Sequence[str]) -> list[Hashable]:
@@ -55,6 +61,30 @@ def drain3_groups(contents: Sequence[str]) -> list[Hashable]:
     miner = TemplateMiner()
     ids = [miner.add_log_message(c)["cluster_id"] for c in contents]
     return list(ids)
+
+
+def drain3_masked_groups(contents: Sequence[str]) -> list[Hashable]:
+    """Drain3 with the masking list of its own example config (IPs, hex, numbers)."""
+    from drain3 import TemplateMiner
+    from drain3.masking import MaskingInstruction
+    from drain3.template_miner_config import TemplateMinerConfig
+
+    config = TemplateMinerConfig()
+    config.masking_instructions = [
+        MaskingInstruction(r"((?<=[^A-Za-z0-9])|^)(([0-9a-f]{2,}:){3,}([0-9a-f]{2,}))"
+                           r"((?=[^A-Za-z0-9])|$)", "ID"),
+        MaskingInstruction(r"((?<=[^A-Za-z0-9])|^)(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})"
+                           r"((?=[^A-Za-z0-9])|$)", "IP"),
+        MaskingInstruction(r"((?<=[^A-Za-z0-9])|^)([0-9a-f]{6,} ?){3,}((?=[^A-Za-z0-9])|$)",
+                           "SEQ"),
+        MaskingInstruction(r"((?<=[^A-Za-z0-9])|^)([0-9A-F]{4} ?){4,}((?=[^A-Za-z0-9])|$)",
+                           "SEQ"),
+        MaskingInstruction(r"((?<=[^A-Za-z0-9])|^)(0x[a-f0-9A-F]+)((?=[^A-Za-z0-9])|$)", "HEX"),
+        MaskingInstruction(r"((?<=[^A-Za-z0-9])|^)([\-\+]?\d+)((?=[^A-Za-z0-9])|$)", "NUM"),
+        MaskingInstruction(r"(?<=executed cmd )(\".+?\")", "CMD"),
+    ]
+    miner = TemplateMiner(config=config)
+    return [miner.add_log_message(c)["cluster_id"] for c in contents]
 
 
 def load(path: Path) -> tuple[list[str], list[str]]:
@@ -80,7 +110,13 @@ def main(argv: Sequence[str]) -> int:
     import logging
 
     logging.disable(logging.INFO)  # drain3 logs every new cluster
-    runners = {"heal": heal_groups, "rules": rules_groups, "drain3": drain3_groups}
+    runners = {
+        "heal": heal_groups,
+        "heal-cli": heal_full_groups,
+        "rules": rules_groups,
+        "drain3": drain3_groups,
+        "drain3+m": drain3_masked_groups,
+    }
     totals = {name: [0.0, 0.0, 0] for name in runners}  # ga sum, seconds, lines
     print(f"{'dataset':<12}" + "".join(f"{name:>9}" for name in runners))
     for path in files:
@@ -98,7 +134,8 @@ def main(argv: Sequence[str]) -> int:
     print(f"{'mean GA':<12}" + "".join(f"{t[0] / n:>9.3f}" for t in totals.values()))
     rates = {name: t[2] / t[1] for name, t in totals.items()}
     print(f"{'lines/s':<12}" + "".join(f"{rate:>9.0f}" for rate in rates.values()))
-    print(f"throughput heal/drain3: {rates['heal'] / rates['drain3']:.2f}x")
+    for baseline in ("drain3", "drain3+m"):
+        print(f"throughput heal/{baseline}: {rates['heal'] / rates[baseline]:.2f}x")
     return 0
 
 

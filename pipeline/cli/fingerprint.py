@@ -2,7 +2,8 @@
 
 One message per input line, or with ``--multiline`` one message per record (records are
 separated by blank lines, or start at a line with no leading whitespace that is not a
-traceback continuation). Templates are mined across the messages of the run, in memory.
+traceback continuation). Templates are mined over all messages of the input at once, so the
+output does not depend on the order of the lines.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
 from pipeline.errors import UsageError
-from pipeline.fingerprint import Fingerprinter
-from pipeline.fingerprint.store import MemoryTemplateStore
+from pipeline.fingerprint.batch import fingerprint_batch
 
 _CONTINUATION = ("Traceback", "During handling", "The above exception", "Caused by:", "goroutine")
 
@@ -67,17 +67,16 @@ def _open(path: str) -> TextIO:
 
 
 def run(args: argparse.Namespace) -> int:
-    fingerprinter = Fingerprinter(MemoryTemplateStore())
     stream = _open(args.file)
     try:
-        messages = _records(stream) if args.multiline else (
-            line.rstrip("\n") for line in stream if line.strip()
-        )
-        out = sys.stdout
-        for message in messages:
-            fp = fingerprinter.fingerprint(message, repo=args.repo)
-            out.write(f"{fp.fine}\t{fp.coarse}\t{fp.template}\n")
+        if args.multiline:
+            messages = list(_records(stream))
+        else:
+            messages = [line.rstrip("\n") for line in stream if line.strip()]
     finally:
         if stream is not sys.stdin:
             stream.close()
+    out = sys.stdout
+    for fp in fingerprint_batch(messages, repo=args.repo):
+        out.write(f"{fp.fine}\t{fp.coarse}\t{fp.template}\n")
     return 0

@@ -6,7 +6,7 @@ messages. This module does that comparison in the spirit of Drain and Brain, wit
 configuration for every kind of input.
 
 Algorithm (``mine_group``), on the set of distinct token sequences of one *group*
-(same token count and same first token):
+(same token count):
 
 1. Count, for every (position, token), in how many distinct sequences it occurs.
 2. For each sequence, its *root* is the set of tokens sharing the frequency that most of
@@ -76,14 +76,17 @@ def tokenize(normalized: str) -> Tokens:
 
 
 def group_key(tokens: Tokens) -> str:
-    """Which group a sequence is compared within: token count and first token."""
-    first = tokens[0] if tokens else ""
-    return f"{len(tokens)}:{first}"
+    """Which group a sequence is compared within: its token count. (Not the first token:
+    it is often itself a variable, e.g. a logger or job name.)"""
+    return str(len(tokens))
 
 
 def _root(line: Tokens, freq: Counter[tuple[int, str]]) -> tuple[tuple[int, str], ...]:
-    freqs = [freq[(pos, tok)] for pos, tok in enumerate(line)]
-    shares = Counter(freqs)
+    # wildcards are already variables: they must not decide which constants belong together
+    freqs = [0 if tok == WILDCARD else freq[(pos, tok)] for pos, tok in enumerate(line)]
+    shares = Counter(f for f in freqs if f)
+    if not shares:
+        return ()
     root_freq = max(shares.items(), key=lambda kv: (kv[1], kv[0]))[0]
     return tuple((pos, tok) for pos, tok in enumerate(line) if freqs[pos] == root_freq)
 

@@ -58,7 +58,7 @@ class Fingerprinter:
         coarse = stable_hash("coarse", extraction.kind, head, top)
         fine = stable_hash("fine", extraction.kind, extraction.error_type, masked.text, frame_key)
         params["cluster"] = stable_hash("cluster", extraction.kind, template, frame_key)
-        hints = tuple(self.normalizer.explain(message)) if masked.counts else ()
+        hints = tuple(self.normalizer.describe(masked)) if masked.counts else ()
         return Fingerprint(
             fine=fine,
             coarse=coarse,

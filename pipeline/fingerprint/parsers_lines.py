@@ -14,6 +14,7 @@ _DIAGNOSTIC = re.compile(
     r"(?:(?P<code>[A-Z]{1,4}\d{2,4})\s+(?:\[\*\]\s+)?)?"
     r"(?P<msg>.*?)(?:\s+\[(?P<code3>[a-z][\w-]*)\])?$"
 )
+_HAS_LOCATION = re.compile(r"\.[\w+]+(?::\d+[:\s]|\(\d+,\d+\))")
 # tsc / msbuild: path(line,col): error CODE: message
 _TSC = re.compile(
     r"^(?P<file>[^\s(]+)\((?P<line>\d+),(?P<col>\d+)\): (?P<sev>error|warning) "
@@ -42,6 +43,8 @@ _LOG_HEADER_TAIL = re.compile(
 
 def parse_diagnostic(text: str, repo: str = "") -> Extraction | None:
     """The first error-severity diagnostic line (else the first diagnostic at all)."""
+    if not _HAS_LOCATION.search(text):
+        return None
     matches = []
     for line in text.splitlines():
         match = _DIAGNOSTIC.match(line.strip()) or _TSC.match(line.strip())
@@ -71,6 +74,8 @@ def _guess_tool(path: str, code: str) -> str:
 
 
 def parse_shell(text: str, repo: str = "") -> Extraction | None:
+    if not _SHELL_HINT.search(text):
+        return None
     for line in text.splitlines():
         match = _SHELL.match(line.strip())
         if match:
@@ -78,6 +83,12 @@ def parse_shell(text: str, repo: str = "") -> Extraction | None:
             kind = match.group("msg")
             return Extraction("shell", kind, subject, tool=match.group("shell") or "")
     return None
+
+
+_SHELL_HINT = re.compile(
+    r"not found|Permission denied|No such file|Is a directory|Not a directory|cannot execute"
+    r"|not permitted|Text file busy"
+)
 
 
 def strip_log_header(line: str) -> str:

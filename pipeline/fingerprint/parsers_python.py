@@ -60,6 +60,8 @@ def parse_python(text: str, repo: str = "") -> Extraction | None:
 
 def parse_pytest(text: str, repo: str = "") -> Extraction | None:
     """A pytest failure: ``E`` lines, the ``file.py:N: Error`` location, the test id."""
+    if "FAILED" not in text and "E   " not in text:
+        return None  # cheap pre-check: most texts are not pytest output
     lines = text.splitlines()
     e_lines = [m.group("text") for m in map(_PYTEST_E.match, lines) if m]
     locations = [m for m in map(_PYTEST_LOC.match, lines) if m]

@@ -27,6 +27,8 @@ _GO_LOC = re.compile(r"^\s+(?P<file>\S+\.go):(?P<line>\d+)")
 
 def parse_java(text: str, repo: str = "") -> Extraction | None:
     """The root cause (last ``Caused by``) with the frames printed under it."""
+    if "at " not in text:
+        return None  # no frames, no JVM stack trace
     heads: list[tuple[str, str, list[Frame]]] = []
     for line in text.splitlines():
         frame = _JAVA_FRAME.match(line)
@@ -52,6 +54,8 @@ def parse_java(text: str, repo: str = "") -> Extraction | None:
 
 
 def parse_node(text: str, repo: str = "") -> Extraction | None:
+    if "    at " not in text:
+        return None
     lines = text.splitlines()
     for index, line in enumerate(lines):
         head = _NODE_HEAD.match(line.strip())
@@ -76,6 +80,8 @@ def parse_node(text: str, repo: str = "") -> Extraction | None:
 
 
 def parse_go(text: str, repo: str = "") -> Extraction | None:
+    if "goroutine " not in text:
+        return None
     lines = text.splitlines()
     panic = next((m for m in map(_GO_PANIC.match, lines) if m), None)
     if panic is None or "goroutine " not in text:
