@@ -25,6 +25,7 @@ from pipeline.lifecycle.graduation import (
     when_unused,
 )
 from pipeline.lifecycle.posterior import Posterior
+from pipeline.lifecycle.precedent import StepFailure
 from pipeline.lifecycle.ranking import Draw
 from pipeline.model import LifecycleState
 
@@ -217,3 +218,45 @@ class LifecycleStore:
     def is_ignored(self, fingerprint: str) -> bool:
         return bool(self.db.fetchval(
             "SELECT ignored FROM fingerprint_controls WHERE fingerprint = $1", fingerprint))
+
+
+class PrecedentRepository:
+    """Storage of :class:`pipeline.lifecycle.precedent.PrecedentLearner`."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+
+    def remember_failure(self, failure: StepFailure) -> None:
+        self.db.execute(
+            "INSERT INTO step_failures (workflow, step, fingerprint, repo_path, commit)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (workflow, step, fingerprint) DO UPDATE"
+            " SET repo_path = $4, commit = $5, ts = now()",
+            failure.workflow, failure.step, failure.fingerprint, failure.repo_path,
+            failure.commit)
+
+    def failures_for_step(self, workflow: str, step: str) -> list[StepFailure]:
+        rows = self.db.fetch("SELECT * FROM step_failures WHERE workflow = $1 AND step = $2"
+                             " ORDER BY fingerprint", workflow, step)
+        return [StepFailure(r["workflow"], r["step"], r["fingerprint"], r["repo_path"],
+                            r["commit"]) for r in rows]
+
+    def forget_failure(self, failure: StepFailure) -> None:
+        self.db.execute("DELETE FROM step_failures WHERE workflow = $1 AND step = $2"
+                        " AND fingerprint = $3", failure.workflow, failure.step,
+                        failure.fingerprint)
+
+    def save_draft(self, draft: dict[str, Any]) -> bool:
+        """False when this precedent was already learned."""
+        row = self.db.fetchval(
+            "INSERT INTO precedent_drafts (id, fingerprint, workflow, step, repo_path,"
+            " from_commit, to_commit, diff) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            " ON CONFLICT (id) DO NOTHING RETURNING id",
+            draft["id"], draft["fingerprint"], draft["workflow"], draft["step"],
+            draft["repo_path"], draft["from_commit"], draft["to_commit"],
+            draft["rendered"]["diff"])
+        return row is not None
+
+    def drafts(self, fingerprint: str) -> list[dict[str, Any]]:
+        rows = self.db.fetch("SELECT * FROM precedent_drafts WHERE fingerprint = $1"
+                             " ORDER BY created_at", fingerprint)
+        return [dict(r) for r in rows]
