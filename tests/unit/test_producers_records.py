@@ -1,0 +1,206 @@
+"""Record assembly on real report texts (Python, Java, Node, pytest, Go, logging)."""
+
+from __future__ import annotations
+
+from producers.records import RecordAssembler, assemble, is_error_text
+
+PYTHON_CHAINED = """\
+2024-01-01 10:00:00 INFO starting
+2024-01-01 10:00:01 ERROR request failed
+Traceback (most recent call last):
+  File "app.py", line 3, in <module>
+    main()
+  File "app.py", line 2, in main
+    raise KeyError('x')
+KeyError: 'x'
+
+During handling of the above exception, another exception occurred:
+
+Traceback (most recent call last):
+  File "app.py", line 5, in <module>
+    raise ValueError("bad")
+ValueError: bad
+2024-01-01 10:00:02 INFO next
+"""
+
+BARE_TRACEBACK = """\
+Traceback (most recent call last):
+  File "/srv/x.py", line 1, in <module>
+    import yaml
+ModuleNotFoundError: No module named 'yaml'
+"""
+
+JAVA = """\
+12:00:00.123 [main] ERROR com.acme.App - boom
+java.lang.IllegalStateException: boom
+\tat com.acme.App.run(App.java:10)
+\tat com.acme.App.main(App.java:5)
+Caused by: java.io.IOException: disk full
+\tat com.acme.Io.read(Io.java:3)
+\t... 2 more
+12:00:01.000 [main] INFO com.acme.App - ok
+"""
+
+JAVA_MAIN = """\
+Exception in thread "main" java.lang.NullPointerException: name is null
+\tat Main.main(Main.java:4)
+"""
+
+NODE = """\
+/app/index.js:3
+    throw new Error('boom');
+    ^
+
+Error: boom
+    at Object.<anonymous> (/app/index.js:3:11)
+    at node:internal/main/run_main_module:23:47
+
+Node.js v20.11.0
+server listening on 3000
+"""
+
+NODE_LOGGED = """\
+TypeError: Cannot read properties of undefined (reading 'id')
+    at handler (/app/routes.js:12:20)
+    at process.processTicksAndRejections (node:internal/process/task_queues:95:5)
+GET /health 200
+"""
+
+PYTEST = """\
+============================= test session starts ==============================
+collected 3 items
+
+tests/test_a.py F.F                                                      [100%]
+
+=================================== FAILURES ===================================
+___________________________________ test_one ___________________________________
+
+    def test_one():
+>       assert 1 == 2
+E       assert 1 == 2
+
+tests/test_a.py:2: AssertionError
+___________________________________ test_two ___________________________________
+
+    def test_two():
+>       import yaml
+E       ModuleNotFoundError: No module named 'yaml'
+
+tests/test_a.py:6: ModuleNotFoundError
+=========================== short test summary info ============================
+FAILED tests/test_a.py::test_one - assert 1 == 2
+FAILED tests/test_a.py::test_two - ModuleNotFoundError: No module named 'yaml'
+========================= 2 failed, 1 passed in 0.05s ==========================
+"""
+
+PYTEST_TB_NO = """\
+=========================== short test summary info ============================
+FAILED tests/test_a.py::test_one - assert 1 == 2
+========================= 1 failed, 1 passed in 0.05s ==========================
+"""
+
+GO = """\
+panic: runtime error: index out of range [5] with length 3
+
+goroutine 1 [running]:
+main.main()
+\t/tmp/x.go:8 +0x1d
+exit status 2
+done
+"""
+
+
+def errors(text: str) -> list[str]:
+    return [r.text for r in assemble(text) if r.is_error]
+
+
+def test_python_chained_traceback_joins_its_log_line_and_both_exceptions() -> None:
+    records = assemble(PYTHON_CHAINED)
+    assert [r.kind for r in records] == ["line", "python", "line"]
+    tb = records[1]
+    assert tb.text.startswith("2024-01-01 10:00:01 ERROR request failed\nTraceback")
+    assert tb.text.endswith("ValueError: bad")
+    assert "During handling of the above exception" in tb.text
+    assert tb.line == 2
+    assert tb.offset == len(PYTHON_CHAINED.splitlines(keepends=True)[0])
+    assert errors(PYTHON_CHAINED) == [tb.text]
+
+
+def test_bare_traceback_is_one_error_record() -> None:
+    (record,) = assemble(BARE_TRACEBACK)
+    assert record.kind == "python" and record.is_error
+    assert record.text == BARE_TRACEBACK.rstrip("\n")
+    assert record.end == len(BARE_TRACEBACK)
+
+
+def test_java_stack_with_caused_by_and_more() -> None:
+    records = assemble(JAVA)
+    assert [r.kind for r in records] == ["java", "line"]
+    assert records[0].text.splitlines()[-1] == "\t... 2 more"
+    assert "Caused by: java.io.IOException: disk full" in records[0].text
+    (main,) = assemble(JAVA_MAIN)
+    assert main.kind == "java" and main.is_error and main.text.count("\n") == 1
+
+
+def test_node_crash_report_runs_to_the_version_footer() -> None:
+    records = assemble(NODE)
+    assert [r.kind for r in records] == ["node", "line"]
+    assert records[0].text.startswith("/app/index.js:3")
+    assert records[0].text.endswith("Node.js v20.11.0")
+    assert not records[1].is_error
+    logged = assemble(NODE_LOGGED)
+    assert [r.kind for r in logged] == ["node", "line"]
+    assert logged[0].text.count("    at ") == 2
+
+
+def test_pytest_failure_sections_are_one_record_each_and_the_summary_is_not_repeated() -> None:
+    errs = [r for r in assemble(PYTEST) if r.is_error]
+    assert [e.kind for e in errs] == ["pytest", "pytest"]
+    assert errs[0].text.startswith("___") and "test_one" in errs[0].text
+    assert errs[0].text.endswith("tests/test_a.py:2: AssertionError")
+    assert "No module named 'yaml'" in errs[1].text
+    assert "short test summary" not in errs[1].text
+    # with --tb=no the summary is the only report, so it is published
+    (summary,) = [r for r in assemble(PYTEST_TB_NO) if r.is_error]
+    assert summary.text.endswith("1 failed, 1 passed in 0.05s " + "=" * 26)
+
+
+def test_go_panic_with_goroutine_dump() -> None:
+    records = assemble(GO)
+    assert [r.kind for r in records] == ["go", "line"]
+    assert records[0].text.endswith("exit status 2")
+
+
+def test_error_markers_ignore_lowercase_prose_and_info_lines() -> None:
+    assert is_error_text("2024 ERROR db down")
+    assert is_error_text('{"level":"error","msg":"x"}')
+    assert is_error_text("ts=1 level=fatal msg=boom")
+    assert is_error_text("npm ERR! code ENOENT")
+    assert is_error_text("ValueError: bad input")
+    assert not is_error_text("2024 INFO retrying after an error in the cache")
+    assert not is_error_text("0 failed, 3 passed")
+
+
+def test_pending_offset_points_at_the_incomplete_record() -> None:
+    assembler = RecordAssembler()
+    assert assembler.pending_offset is None
+    lines = BARE_TRACEBACK.splitlines(keepends=True)
+    offset = 0
+    for number, line in enumerate(lines[:2], 1):
+        assert assembler.feed(line, offset, offset + len(line), number) == []
+        offset += len(line)
+    assert assembler.pending_offset == 0
+    (record,) = assembler.flush()
+    assert record.text.startswith("Traceback") and assembler.pending_offset is None
+
+
+def test_runaway_record_is_cut_to_bound_memory() -> None:
+    text = "Traceback (most recent call last):\n" + "  frame\n" * 6000
+    records = assemble(text)
+    assert len(records) >= 2
+    assert all(r.text.count("\n") <= 5001 for r in records)
+
+
+def test_ansi_colours_are_stripped() -> None:
+    (record,) = assemble("\x1b[31mERROR\x1b[0m disk full\n")
+    assert record.text == "ERROR disk full" and record.is_error
