@@ -77,3 +77,15 @@ def test_database_chain_and_tamper_detection(db: PgShim, tmp_path: Path) -> None
     db.execute("UPDATE audit_log SET body = replace(body, '\"race\"', '\"edit\"') WHERE seq = 7")
     bad = verify_database(db)
     assert not bad.ok and bad.bad_at == 7 and "edited" in bad.reason
+
+
+def test_cli_verifies_file_and_database(heal_env: dict[str, str],
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import main
+
+    assert main(["ignore", "fp-audited", "--reason", "noise"]) == 0  # audits to both chains
+    capsys.readouterr()
+    assert main(["audit", "verify"]) == 0
+    out = capsys.readouterr().out
+    assert "audit.jsonl: ok, 1 record(s)" in out
+    assert "postgres:audit_log: ok" in out
