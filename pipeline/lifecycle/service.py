@@ -30,8 +30,9 @@ class LifecycleService:
     def handle(self, event: OutcomeEvent) -> LifecycleTransition | None:
         """Record one outcome; returns the lifecycle transition it caused, if any.
 
-        The breaker is fed first: it is idempotent per event id, so a redelivery after a
-        crash between the two steps still counts the revert exactly once.
+        The breaker is fed first: it is idempotent per error id (the same member the apply
+        stage uses when it counts its own rollback), so neither a redelivery nor the apply
+        stage having counted it already makes one revert count twice.
 
         Raises:
             StreamUnavailable / DatabaseUnavailable: an engine is down (the caller retries).
@@ -41,9 +42,9 @@ class LifecycleService:
         wf = event.error.workflow
         if self.breaker is not None:
             if event.status == "rolled_back":
-                self.breaker.record_revert(wf.step, wf.id, event.id)
+                self.breaker.record_revert(wf.step or None, wf.id or None, event.error_id)
             elif event.status == "applied":
-                self.breaker.record_success(wf.step, wf.id, event.id)
+                self.breaker.record_success(wf.step or None, wf.id or None, event.error_id)
         fingerprint = event.fine or event.error_id
         rec = OutcomeRecord(
             event_id=event.id, error_id=event.error_id, fingerprint=fingerprint,

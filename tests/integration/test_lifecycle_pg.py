@@ -136,3 +136,12 @@ def test_consumer_module_handles_outcomes(db: Database, redis_url: str, tmp_path
     assert handler.handle(event) == []
     assert LifecycleStore(db).pair(fp, "fix-d")["state"] == "ACTIVE"
     assert verify_file(tmp_path / "audit.jsonl").records == 2  # outcome + transition
+
+
+def test_revert_counted_by_apply_is_not_counted_twice(service: LifecycleService) -> None:
+    fp = f"fp-{uuid.uuid4().hex[:8]}"
+    event = outcome(fp, "fix-e", "rolled_back", 1)
+    assert service.breaker is not None
+    service.breaker.record_revert("lint", "nightly", event.error_id)  # what apply does
+    service.handle(event)
+    assert service.breaker.scope_status("step:nightly/lint")["reverts_in_window"] == 1
