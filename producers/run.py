@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -78,6 +78,8 @@ class RunSession:
         self.settings = settings
         self._client = client
         self.out = out or sys.stderr
+        #: how the decision is awaited (tests and embedders swap in their own)
+        self.waiter_factory: Callable[[Any, Settings], DecisionWaiter] = DecisionWaiter
 
     @property
     def client(self) -> Any:
@@ -126,7 +128,7 @@ class RunSession:
 
     def _handle_failure(self, result: RunResult) -> int:
         event = build_event(self.opts, result)
-        waiter = DecisionWaiter(self.client, self.settings)
+        waiter = self.waiter_factory(self.client, self.settings)
         waiter.mark()
         Publisher(self.client, self.settings).publish(event)
         key, step = self._step()

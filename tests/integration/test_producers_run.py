@@ -1,0 +1,167 @@
+"""``heal run`` against the real embedded Redis: publish on failure, wait, rerun."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis
+
+from pipeline.cli import main
+from pipeline.config import STAGES, Settings
+from pipeline.events import ErrorEvent, OutcomeEvent
+from producers.decision import DecisionWaiter
+from producers.run import RunOptions, RunSession
+
+
+@pytest.fixture
+def client(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+             ) -> Settings:
+    env = {"HEAL_HOME": str(tmp_path / "home"), "HEAL_REDIS_URL": redis_url,
+           "HEAL_STREAM_PREFIX": prefix}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return Settings.from_env()
+
+
+def errors(client: redis.Redis, settings: Settings) -> list[ErrorEvent]:
+    return [ErrorEvent.decode(f[b"event"]) for _, f in client.xrange(settings.stream("errors"))]
+
+
+def git_repo(path: Path) -> str:
+    path.mkdir()
+    for cmd in (["init", "-q", "-b", "main"], ["-c", "user.email=t@t", "-c", "user.name=t",
+                                                 "commit", "-q", "--allow-empty", "-m", "x"]):
+        subprocess.run(["git", "-C", str(path), *cmd], check=True)
+    return subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def session(settings: Settings, client: redis.Redis, argv: list[str], **opts: Any) -> RunSession:
+    return RunSession(RunOptions(argv, **opts), settings, client, out=open_log())
+
+
+def open_log() -> Any:
+    import io
+
+    return io.StringIO()
+
+
+def test_failure_is_published_with_exit_code_tail_and_repo(
+    tmp_path: Path, settings: Settings, client: redis.Redis
+) -> None:
+    commit = git_repo(tmp_path / "repo")
+    argv = ["sh", "-c", "echo compiling; echo 'ImportError: no yaml' >&2; exit 3"]
+    run = session(settings, client, argv, wait=False, cwd=str(tmp_path / "repo"), step="build",
+                  mode="suggest")
+    assert run.execute() == 3
+    (event,) = errors(client, settings)
+    assert event.exit_code == 3 and event.command == tuple(argv)
+    assert "compiling" in event.text and "ImportError: no yaml" in event.text
+    assert event.source.kind == "subprocess"
+    assert (event.repo.commit, event.repo.branch) == (commit, "main")
+    assert event.workflow.step == "build"
+    assert event.tags["mode"] == "suggest" and event.tags["stderr_bytes"] == 21
+    assert event.id in run.out.getvalue()
+
+
+def test_a_later_success_resolves_the_failure(settings: Settings, client: redis.Redis,
+                                              tmp_path: Path) -> None:
+    marker = tmp_path / "ok"
+    argv = ["sh", "-c", f"test -f {marker}"]
+    assert session(settings, client, argv, wait=False, step="check").execute() == 1
+    (event,) = errors(client, settings)
+    marker.touch()
+    assert session(settings, client, argv, wait=False, step="check").execute() == 0
+    (row,) = client.xrange(settings.stream("resolutions"))
+    assert row[1][b"error_id"].decode() == event.id
+    assert len(errors(client, settings)) == 1  # a success is never published as an error
+
+
+def fake_pipeline(client: redis.Redis, settings: Settings, status: str,
+                  done: threading.Event) -> None:
+    """Answers the first error with an outcome, like the apply stage would."""
+    reply = client.xread({settings.stream("errors"): "0-0"}, block=5000, count=1)
+    if reply:
+        event = ErrorEvent.decode(reply[0][1][0][1][b"event"])
+        outcome = OutcomeEvent(id=f"{event.id}:apply", error_id=event.id, error=event,
+                               status=status, fix_id="fix-1", detail="installed pyyaml")
+        client.xadd(settings.stream("outcomes"), {"event": outcome.encode()})
+    done.set()
+
+
+def all_live(_c: Any, _s: Settings) -> set[str]:
+    return set(STAGES)
+
+
+def test_applied_fix_reruns_the_command_and_exits_with_its_status(
+    settings: Settings, client: redis.Redis, tmp_path: Path
+) -> None:
+    marker = tmp_path / "fixed"
+    argv = ["sh", "-c", f"test -f {marker} || {{ touch {marker}; echo broken >&2; exit 1; }}"]
+    done = threading.Event()
+    threading.Thread(target=fake_pipeline, args=(client, settings, "applied", done)).start()
+    run = session(settings, client, argv, timeout_s=10)
+    run.waiter_factory = lambda c, s: DecisionWaiter(c, s, live=all_live)
+    assert run.execute() == 0
+    assert done.is_set()
+    out = run.out.getvalue()
+    assert "applied and verified fix fix-1" in out and "running the command again" in out
+    assert len(client.xrange(settings.stream("resolutions"))) == 1
+
+
+def test_without_workers_the_stages_run_inline(settings: Settings, client: redis.Redis) -> None:
+    drained: list[list[str]] = []
+
+    def drain(s: Settings, c: Any, stages: list[str]) -> int:
+        drained.append(stages)
+        done = threading.Event()
+        fake_pipeline(c, s, "suggested", done)
+        return 1
+
+    run = session(settings, client, ["sh", "-c", "exit 5"], timeout_s=10)
+    run.waiter_factory = lambda c, s: DecisionWaiter(c, s, drain=drain, live=lambda *_: set())
+    assert run.execute() == 5  # a suggestion changes nothing: the original status stays
+    assert drained == [list(STAGES)]
+    assert "suggested fix fix-1: installed pyyaml (apply it with `heal apply fix-1`)" in (
+        run.out.getvalue())
+
+
+def test_no_decision_in_time_keeps_the_status(settings: Settings, client: redis.Redis) -> None:
+    run = session(settings, client, ["sh", "-c", "exit 2"], timeout_s=0.3)
+    run.waiter_factory = lambda c, s: DecisionWaiter(c, s, live=all_live)
+    assert run.execute() == 2
+    assert "no decision within 0.3s" in run.out.getvalue()
+
+
+def test_a_dead_letter_ends_the_wait(settings: Settings, client: redis.Redis) -> None:
+    def drain(s: Settings, c: Any, stages: list[str]) -> int:
+        (entry,) = c.xrange(s.stream("errors"))
+        c.xadd(s.stream("dead"), {"reason": "handler crashed", "raw": entry[1][b"event"]})
+        return 1
+
+    run = session(settings, client, ["sh", "-c", "exit 1"], timeout_s=10)
+    run.waiter_factory = lambda c, s: DecisionWaiter(c, s, drain=drain, live=lambda *_: set())
+    assert run.execute() == 1
+    assert "could not process the error: handler crashed" in run.out.getvalue()
+
+
+def test_cli_exit_codes(settings: Settings, client: redis.Redis,
+                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--no-wait", "--", "sh", "-c", "exit 4"]) == 4
+    assert main(["run", "--", "true"]) == 0
+    assert main(["run"]) == 2
+    assert main(["run", "--", "no-such-command-heal"]) == 2
+    err = capsys.readouterr().err
+    assert "no command given" in err and "command not found: 'no-such-command-heal'" in err
+    (event,) = errors(client, settings)
+    assert event.exit_code == 4 and orjson.loads(event.encode())["command"][0] == "sh"

@@ -1,0 +1,205 @@
+"""emit, backfill and watch against the real embedded Redis."""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+
+from pipeline.cli import main
+from pipeline.config import Settings
+from pipeline.errors import EventValidationError
+from pipeline.events import ErrorEvent
+from producers import emit
+from producers.publisher import Publisher
+
+
+@pytest.fixture
+def client(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+             ) -> Settings:
+    env = {"HEAL_HOME": str(tmp_path / "home"), "HEAL_REDIS_URL": redis_url,
+           "HEAL_STREAM_PREFIX": prefix}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return Settings.from_env()
+
+
+def errors(client: redis.Redis, settings: Settings) -> list[ErrorEvent]:
+    return [ErrorEvent.decode(f[b"event"]) for _, f in client.xrange(settings.stream("errors"))]
+
+
+def stdin(monkeypatch: pytest.MonkeyPatch, data: bytes) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+
+
+LOG = (
+    "2024-01-01 boot\n"
+    "2024-01-01 ERROR cannot connect to db\n"
+    "2024-01-01 INFO retrying\n"
+    "Traceback (most recent call last):\n"
+    '  File "a.py", line 1, in <module>\n'
+    "ModuleNotFoundError: No module named 'yaml'\n"
+)
+
+
+def test_emit_publishes_good_lines_and_reports_bad_ones(
+    settings: Settings, client: redis.Redis, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    lines = [
+        b'{"v":1,"id":"e1","text":"boom","exit_code":1}',
+        b"not json",
+        b"",
+        b'{"v":1,"text":"no id"}',
+        b'{"v":1,"id":"e2","text":"fine too","command":["make"]}',
+    ]
+    stdin(monkeypatch, b"\n".join(lines) + b"\n")
+    assert main(["emit"]) == 1
+    err = capsys.readouterr().err
+    assert "line 2: not valid JSON" in err
+    assert "line 4: missing required field 'id'" in err
+    assert "published 2 event(s), 2 bad line(s) skipped" in err
+    assert [e.id for e in errors(client, settings)] == ["e1", "e2"]
+    stdin(monkeypatch, b'{"v":1,"id":"e3","text":"ok"}\n')
+    assert main(["emit"]) == 0
+
+
+def test_python_api_emit(settings: Settings, client: redis.Redis) -> None:
+    publisher = Publisher(client, settings)
+    event_id = emit("KeyError: 'x'", command=["pytest"], exit_code=1,
+                    workflow={"id": "nightly", "step": "pytest"}, publisher=publisher)
+    (event,) = errors(client, settings)
+    assert event.id == event_id and event.id.startswith("api-")
+    assert event.source.kind == "api" and event.workflow.id == "nightly"
+    with pytest.raises(EventValidationError, match="exit_code"):
+        emit("x", exit_code="one", publisher=publisher)
+    assert emit("y", id="mine", publisher=publisher) == "mine"
+
+
+def test_backfill_dry_run_prints_events_and_publishes_nothing(
+    settings: Settings, client: redis.Redis, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "app.log"
+    log.write_text(LOG)
+    assert main(["backfill", "--dry-run", "--json", str(log)]) == 0
+    out = capsys.readouterr()
+    events = [orjson.loads(line) for line in out.out.splitlines()]
+    assert [e["text"].splitlines()[0] for e in events] == [
+        "2024-01-01 ERROR cannot connect to db", "Traceback (most recent call last):"]
+    assert all(e["source"]["kind"] == "backfill" for e in events)
+    assert "would publish 2 event(s)" in out.err
+    assert errors(client, settings) == []
+
+
+def test_backfill_twice_does_not_double_publish(
+    settings: Settings, client: redis.Redis, tmp_path: Path
+) -> None:
+    log = tmp_path / "app.log"
+    log.write_text(LOG)
+    assert main(["backfill", str(log)]) == 0
+    first = errors(client, settings)
+    assert len(first) == 2
+    assert main(["backfill", str(log)]) == 0
+    assert len(errors(client, settings)) == 2
+    with log.open("a") as fh:
+        fh.write("2024-01-02 FATAL out of memory\n")
+    assert main(["backfill", str(log)]) == 0
+    now = errors(client, settings)
+    assert [e.text for e in now[2:]] == ["2024-01-02 FATAL out of memory"]
+    assert main(["backfill", "--force", str(log)]) == 0  # same ids again: the runtime dedupes
+    assert [e.id for e in errors(client, settings)[3:]] == [e.id for e in now]
+
+
+def test_replay_republishes_history_with_new_ids(
+    settings: Settings, client: redis.Redis, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stdin(monkeypatch, b'{"v":1,"id":"r1","text":"a"}\n{"v":1,"id":"r2","text":"b"}\n')
+    assert main(["emit"]) == 0
+    client.xadd(settings.stream("errors"), {"event": b"garbage"})
+    assert main(["backfill", "--replay", "--since", "1h"]) == 0
+    events = errors_lenient(client, settings)
+    assert [e.id.split("~")[0] for e in events[2:]] == ["r1", "r2"]
+    assert all(e.tags["replay_of"] in ("r1", "r2") for e in events[2:])
+    assert "1 undecodable entries skipped" in capsys.readouterr().err
+    assert main(["backfill", "--replay", "--since", "tomorrow-ish"]) == 2
+    assert main(["backfill"]) == 2
+
+
+def errors_lenient(client: redis.Redis, settings: Settings) -> list[ErrorEvent]:
+    out = []
+    for _, fields in client.xrange(settings.stream("errors")):
+        try:
+            out.append(ErrorEvent.decode(fields[b"event"]))
+        except Exception:
+            continue
+    return out
+
+
+def test_backfill_transcript(settings: Settings, client: redis.Redis, tmp_path: Path) -> None:
+    path = tmp_path / "session.jsonl"
+    path.write_text("\n".join(orjson.dumps(o).decode() for o in [
+        {"type": "tool_use", "id": "t1", "name": "Bash", "input": {"command": "npm test"}},
+        {"type": "tool_result", "tool_use_id": "t1", "is_error": True,
+         "content": "Exit code 1\nError: Cannot find module 'express'"},
+    ]) + "\n")
+    assert main(["backfill", "--transcript", str(path)]) == 0
+    (event,) = errors(client, settings)
+    assert event.command == ("npm", "test") and event.exit_code == 1
+    assert event.source.kind == "transcript"
+
+
+def test_watch_resumes_after_restart(settings: Settings, client: redis.Redis,
+                                     tmp_path: Path) -> None:
+    log = tmp_path / "svc.log"
+    log.write_text(LOG)
+    assert main(["watch", "--once", "--from-start", str(log)]) == 0
+    assert len(errors(client, settings)) == 2
+    with log.open("a") as fh:
+        fh.write("INFO ok\nERROR disk full\n")
+    # the restarted watcher starts at the saved offset: only the new record is published
+    assert main(["watch", "--once", str(log)]) == 0
+    texts = [e.text for e in errors(client, settings)]
+    assert len(texts) == 3 and texts[-1] == "ERROR disk full"
+    assert list((Path(settings.home) / "watch").glob("*.json"))
+
+
+def test_watch_follows_live_and_stops_cleanly_on_sigterm(
+    settings: Settings, client: redis.Redis, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    log = tmp_path / "live.log"
+    log.write_text("boot\n")
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "heal"), "watch", "--interval", "0.1",
+         "--idle-flush", "0.2", str(log)], env=dict(os.environ), stderr=subprocess.PIPE,
+        text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not list((Path(settings.home) / "watch").glob("*.json")):
+            assert proc.poll() is None and time.monotonic() < deadline, "watch did not start"
+            time.sleep(0.05)
+        with log.open("a") as fh:
+            fh.write("Traceback (most recent call last):\n  x\nOSError: gone\n")
+        while not errors(client, settings):
+            assert time.monotonic() < deadline, "no event published"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    (event,) = errors(client, settings)
+    assert event.text.endswith("OSError: gone") and event.source.kind == "log"
