@@ -1,0 +1,176 @@
+"""Apply: verified commit onto the working branch, re-run, revert on failure, never twice;
+playbooks step by step; suggestions applied on request (real git, Redis, PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import redis
+
+from pipeline.apply.applier import Applier
+from pipeline.config import Settings
+from pipeline.demo.sample import break_formatting, break_stale_lock, git
+from pipeline.validate.validator import Validator
+from storage.attempts import AttemptStore
+from storage.db import Database
+from storage.migrate import migrate
+from tests.integration._heal_validate_support import FORMAT_FIX, candidate, lock_fix, sample_repo
+
+
+@pytest.fixture
+def client(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, prefix: str) -> Settings:
+    return Settings(redis_url=None, database_url=None, home=tmp_path / "home", prefix=prefix)
+
+
+@pytest.fixture(scope="module")
+def store(database_url: str) -> Iterator[AttemptStore]:
+    db = Database(database_url)
+    migrate(db)
+    yield AttemptStore(db)
+    db.close()
+
+
+@pytest.fixture
+def validator(settings: Settings, client: redis.Redis, store: AttemptStore) -> Validator:
+    return Validator(settings, client, store)
+
+
+@pytest.fixture
+def applier(settings: Settings, client: redis.Redis, store: AttemptStore) -> Applier:
+    return Applier(settings, client, store)
+
+
+def test_applied_once_even_when_delivered_twice(
+        tmp_path: Path, validator: Validator, applier: Applier, store: AttemptStore) -> None:
+    root = sample_repo(tmp_path)
+    break_formatting(root)
+    verdict = validator.validate(candidate(root, ("ruff", "format", "--check", "."), FORMAT_FIX))
+    outcome = applier.handle(verdict)
+    assert outcome.status == "applied", outcome.detail
+    assert outcome.id == f"{verdict.error_id}:apply"
+    assert git(root, "rev-parse", "HEAD") == outcome.commit
+    assert "Heal-Fix: format.ruff_format" in git(root, "log", "-1", "--format=%B")
+    commits = git(root, "rev-list", "--count", "HEAD")
+    # When the same verdict is delivered again, Then nothing is applied a second time
+    again = applier.handle(verdict)
+    assert again == outcome
+    assert git(root, "rev-list", "--count", "HEAD") == commits
+    row = store.apply_result(verdict.error_id)
+    assert row is not None and row["status"] == "applied"
+
+
+def test_still_failing_after_apply_is_reverted_without_rewriting_history(
+        tmp_path: Path, validator: Validator, applier: Applier, client: redis.Redis,
+        settings: Settings) -> None:
+    root = sample_repo(tmp_path)
+    break_formatting(root)
+    verdict = validator.validate(candidate(root, ("ruff", "format", "--check", "."), FORMAT_FIX))
+    before = git(root, "rev-parse", "HEAD")
+    # Given the failing step is flaky in the real tree (a file only the user has)
+    (root / "shop/local_only.py").write_text("x=1\n")
+    outcome = applier.handle(verdict)
+    assert outcome.status == "rolled_back", outcome.detail
+    assert "reverted by" in outcome.detail and "escalated" in outcome.detail
+    log = git(root, "log", "--format=%s", f"{before}..HEAD").splitlines()
+    assert len(log) == 2 and log[0].startswith("Revert heal fix")
+    assert git(root, "merge-base", "--is-ancestor", before, "HEAD") == ""  # history kept
+    from pipeline.guardrails.breaker import CircuitBreaker
+
+    status = CircuitBreaker(client, settings).status()
+    assert "reverts" in str(status) or status
+
+
+def test_suggestion_then_heal_apply(tmp_path: Path, validator: Validator, applier: Applier,
+                                   store: AttemptStore) -> None:
+    root = sample_repo(tmp_path)
+    break_formatting(root)
+    cand = candidate(root, ("ruff", "format", "--check", "."), FORMAT_FIX, mode="suggest")
+    verdict = validator.validate(cand)
+    outcome = applier.handle(verdict)
+    assert outcome.status == "suggested"
+    assert "heal apply format.ruff_format" in outcome.detail
+    assert git(root, "branch", "--list", verdict.branch).strip()
+    row = store.latest_suggestion(cand.error_id)
+    assert row is not None
+    applied = applier.apply_suggested(replace(verdict, decision="apply"))
+    assert applied.status == "applied"
+    assert store.latest_suggestion(cand.error_id) is None  # consumed
+
+
+def test_dirty_tree_leaves_the_branch(tmp_path: Path, validator: Validator,
+                                      applier: Applier) -> None:
+    root = sample_repo(tmp_path)
+    break_formatting(root)
+    verdict = validator.validate(candidate(root, ("ruff", "format", "--check", "."), FORMAT_FIX))
+    (root / "shop/discount.py").write_text("# my local edit\n")
+    outcome = applier.handle(verdict)
+    assert outcome.status == "suggested" and "uncommitted changes" in outcome.detail
+    assert (root / "shop/discount.py").read_text() == "# my local edit\n"
+
+
+def test_playbook_removes_a_stale_lock_and_the_step_passes(
+        tmp_path: Path, validator: Validator, applier: Applier) -> None:
+    root = sample_repo(tmp_path)
+    break_stale_lock(root)
+    lock = root / ".git/index.lock"
+    cand = candidate(root, ("git", "add", "notes.txt"), lock_fix(lock), mode="auto",
+                     params={"lock_path": str(lock)})
+    verdict = validator.validate(cand)
+    assert verdict.decision == "suggest"  # MODERATE: not automatic until it graduates
+    outcome = applier.apply_suggested(replace(verdict, decision="apply"))
+    assert outcome.status == "applied", outcome.detail
+    assert not lock.exists()
+    assert "notes.txt" in git(root, "diff", "--cached", "--name-only")
+
+
+def test_playbook_fallback_then_escalation(tmp_path: Path, validator: Validator,
+                                           applier: Applier) -> None:
+    root = sample_repo(tmp_path)
+    break_stale_lock(root)
+    lock = root / ".git/index.lock"
+    fix = lock_fix(lock)
+    steps = fix["rendered"]["steps"]
+    steps["primary"] = [{"name": "wrong tool", "argv": ["false"], "timeout_s": 5}]
+    steps["fallback"] = [{"name": "remove via builtin", "action": "remove_stale_lock",
+                          "args": {"path": ".git/index.lock", "min_age_s": 1}}]
+    cand = candidate(root, ("git", "add", "notes.txt"), fix, params={"lock_path": str(lock)})
+    outcome = applier.apply_suggested(replace(validator.validate(cand), decision="apply"))
+    assert outcome.status == "applied" and "fallback" in outcome.detail
+
+    # Given a fresh lock (a live git may hold it), When every step refuses, Then escalate
+    lock.write_text("")
+    os.utime(lock, (time.time(), time.time()))
+    (root / "notes.txt").write_text("changed again\n")
+    steps["primary"] = [{"name": "wrong tool", "argv": ["false"], "timeout_s": 5}]
+    steps["fallback"] = [{"name": "remove via builtin", "action": "remove_stale_lock",
+                          "args": {"path": ".git/index.lock", "min_age_s": 300}}]
+    cand = candidate(root, ("git", "add", "notes.txt"), fix, params={"lock_path": str(lock)})
+    outcome = applier.apply_suggested(replace(validator.validate(cand), decision="apply"))
+    assert outcome.status == "escalated"
+    assert "may be live" in outcome.detail
+    assert lock.exists()
+
+
+def test_step_timeout_is_enforced(tmp_path: Path, validator: Validator,
+                                  applier: Applier) -> None:
+    root = sample_repo(tmp_path)
+    break_stale_lock(root)
+    lock = root / ".git/index.lock"
+    fix = lock_fix(lock)
+    fix["rendered"]["steps"]["primary"] = [{"name": "hangs", "argv": ["sleep", "30"],
+                                            "timeout_s": 0.5}]
+    cand = candidate(root, ("git", "add", "notes.txt"), fix, params={"lock_path": str(lock)})
+    started = time.monotonic()
+    outcome = applier.apply_suggested(replace(validator.validate(cand), decision="apply"))
+    assert time.monotonic() - started < 10
+    assert outcome.status == "escalated" and "timeout" in outcome.detail

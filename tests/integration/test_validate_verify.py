@@ -1,0 +1,129 @@
+"""Verification in a git worktree with RQ jobs on the real Redis; records in real PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from pipeline.config import Settings
+from pipeline.demo.sample import break_formatting, break_side_effect_import, git
+from pipeline.validate.validator import Validator
+from storage.attempts import AttemptStore
+from storage.db import Database
+from storage.migrate import migrate
+from tests.integration._heal_validate_support import (
+    FORMAT_FIX,
+    LINT_FIX,
+    candidate,
+    sample_repo,
+)
+
+
+@pytest.fixture
+def client(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, prefix: str) -> Settings:
+    return Settings(redis_url=None, database_url=None, home=tmp_path / "home", prefix=prefix)
+
+
+@pytest.fixture(scope="module")
+def store(database_url: str) -> Iterator[AttemptStore]:
+    db = Database(database_url)
+    migrate(db)
+    yield AttemptStore(db)
+    db.close()
+
+
+@pytest.fixture
+def validator(settings: Settings, client: redis.Redis, store: AttemptStore) -> Validator:
+    return Validator(settings, client, store)
+
+
+def test_verified_fix_gets_a_branch_with_trailers_and_stored_evidence(
+        tmp_path: Path, validator: Validator, store: AttemptStore) -> None:
+    # Given a repository whose formatting check fails
+    root = sample_repo(tmp_path)
+    break_formatting(root)
+    head = git(root, "rev-parse", "HEAD")
+    cand = candidate(root, ("ruff", "format", "--check", "."), FORMAT_FIX)
+    # When the candidate is validated
+    verdict = validator.validate(cand)
+    # Then it was verified in a worktree and approved for auto-safe
+    assert verdict.decision == "apply", verdict.reason
+    assert verdict.branch == f"heal/{cand.fine}-1"
+    runs = {(r["phase"], r["name"]): r["exit_code"] for r in verdict.verification}
+    assert runs[("before", "failing-command")] != 0
+    assert runs[("after", "failing-command")] == 0
+    assert runs[("after", "tests")] == 0
+    message = git(root, "log", "-1", "--format=%B", verdict.branch)
+    assert "Healed-by: heal" in message and "Heal-Fix: format.ruff_format" in message
+    assert f"Heal-Fingerprint: {cand.fine}" in message
+    # and the user's branch and work tree were not touched
+    assert git(root, "rev-parse", "HEAD") == head
+    assert git(root, "status", "--porcelain") == ""
+    assert git(root, "worktree", "list").count("\n") == 0
+    # and every vote and run is stored
+    assert [v["judge"] for v in store.votes(cand.error_id)] == ["verification"]
+    assert len(store.runs(cand.error_id)) == 4
+    attempt = store.attempt(cand.error_id)
+    assert attempt is not None and attempt["decision"] == "apply"
+
+
+def test_fix_that_breaks_a_passing_check_is_rejected_and_its_branch_discarded(
+        tmp_path: Path, validator: Validator) -> None:
+    root = sample_repo(tmp_path)
+    break_side_effect_import(root)
+    cand = candidate(root, ("ruff", "check", "."), LINT_FIX)
+    verdict = validator.validate(cand)
+    assert verdict.decision == "reject"
+    assert "breaks checks that passed before: tests" in verdict.reason
+    assert verdict.branch == ""
+    assert "heal/" not in git(root, "branch", "--list")
+
+
+def test_failure_that_does_not_reproduce_proves_nothing(
+        tmp_path: Path, validator: Validator) -> None:
+    # Given a failure caused by an untracked file in the user's tree (absent in a worktree)
+    root = sample_repo(tmp_path)
+    break_formatting(root)
+    (root / "junk.txt").write_text("x\n")
+    cand = candidate(root, ("test", "!", "-e", "junk.txt"), FORMAT_FIX)
+    verdict = validator.validate(cand)
+    assert verdict.decision == "reject"
+    assert "does not reproduce" in verdict.reason
+
+
+def test_redelivery_returns_the_same_verdict(tmp_path: Path, validator: Validator) -> None:
+    root = sample_repo(tmp_path)
+    break_formatting(root)
+    cand = candidate(root, ("ruff", "format", "--check", "."), FORMAT_FIX)
+    first = validator.validate(cand)
+    second = validator.validate(cand)
+    assert second == first
+
+
+@pytest.mark.parametrize(("mode", "decision"), [("observe", "observe"), ("suggest", "suggest")])
+def test_modes(tmp_path: Path, validator: Validator, mode: str, decision: str) -> None:
+    root = sample_repo(tmp_path)
+    break_formatting(root)
+    verdict = validator.validate(
+        candidate(root, ("ruff", "format", "--check", "."), FORMAT_FIX, mode=mode))
+    assert verdict.decision == decision
+    if decision == "suggest":
+        assert "heal apply format.ruff_format" in verdict.reason
+
+
+def test_no_fix_and_escalate_fixes_escalate(tmp_path: Path, validator: Validator) -> None:
+    root = sample_repo(tmp_path)
+    cand = candidate(root, ("false",), None)
+    assert validator.validate(cand).decision == "escalate"
+    esc = {"id": "x", "kind": "escalate", "category": "RISKY",
+           "rendered": {"message": "look at the test"}}
+    verdict = validator.validate(candidate(root, ("false",), esc))
+    assert verdict.decision == "escalate" and "look at the test" in verdict.reason
