@@ -1,0 +1,70 @@
+"""Stage ``lookup``: fingerprints -> candidates.
+
+Tier 1 exact (fine fingerprint, seeds' detection rules, coarse fingerprint) from the local
+SQLite cache in front of PostgreSQL, tier 2 semantic (pgvector), tier 3 causal; unmatched
+errors go to the issue queue. PostgreSQL being down degrades to the cache and the outbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pipeline.config import STREAM_CANDIDATES, STREAM_FINGERPRINTS
+from pipeline.errors import DatabaseUnavailable
+from pipeline.events import CandidateEvent, FingerprintEvent
+from pipeline.lookup.service import Lookup
+from pipeline.stage import StageContext
+
+GROUP = "lookup"
+INPUT = STREAM_FINGERPRINTS
+OUTPUT = STREAM_CANDIDATES
+
+
+class LookupHandler:
+    """Turns one FingerprintEvent into one CandidateEvent (id ``f"{error_id}:lookup"``)."""
+
+    def __init__(self, lookup: Lookup) -> None:
+        self.lookup = lookup
+
+    def decode(self, raw: bytes) -> FingerprintEvent:
+        return FingerprintEvent.decode(raw)
+
+    def handle(self, event: FingerprintEvent) -> Sequence[CandidateEvent]:
+        result = self.lookup.lookup(
+            error_id=event.error_id,
+            text=event.error.text,
+            fine=event.fine,
+            coarse=event.coarse,
+            template=event.template,
+            fp_params=event.params,
+        )
+        return [
+            CandidateEvent(
+                id=f"{event.error_id}:{GROUP}",
+                error_id=event.error_id,
+                error=event.error,
+                fine=event.fine,
+                coarse=event.coarse,
+                params=result.params,
+                match=result.match_dict(),
+                fix=result.fix,
+            )
+        ]
+
+
+def build(ctx: StageContext) -> LookupHandler:
+    lookup = ctx.resources.get("lookup")
+    if lookup is None:
+        from pipeline.lookup.setup import build_lookup
+        from storage.engines import open_database
+
+        db = ctx.resources.get("db")
+        if db is None:
+            try:
+                db = open_database(ctx.settings)
+            except DatabaseUnavailable:
+                db = None  # offline: answer from the local cache, writes wait in the outbox
+        lookup = build_lookup(ctx.settings, db)
+        lookup.start_background_sync()
+        ctx.resources["lookup"] = lookup
+    return LookupHandler(lookup)

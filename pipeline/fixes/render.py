@@ -1,0 +1,181 @@
+"""Render a declared fix into the concrete ``fix`` dict the validate/apply stages consume.
+
+Kinds (``pipeline.model.FixKind``):
+- ``command``: ``argv`` templates; every ``{name}`` fills exactly one argv element with a value
+  already validated against its bounds. Never a shell string.
+- ``diff``: a unified-diff template filled from the validated parameters.
+- ``playbook``: ``diagnosis``/``primary``/``fallback``/``validate`` steps, each with a timeout.
+- ``escalate``: no safe mechanical fix; a message telling a human what to do and why.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.errors import ConfigError, ParameterError
+from pipeline.fixes.params import ParamSpec, validate_params
+from pipeline.model import Category, FixKind, LifecycleState
+
+PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+STEP_PHASES = ("diagnosis", "primary", "fallback", "validate")
+DEFAULT_STEP_TIMEOUT_S = 120.0
+MAX_STEP_TIMEOUT_S = 3600.0
+#: actions a playbook may name instead of an argv; the apply stage implements them
+BUILTIN_ACTIONS = ("rerun", "sleep")
+
+Values = Mapping[str, str | int | float]
+
+
+@dataclass(frozen=True)
+class FixSpec:
+    """One declared fix (from the seeds or the ``fixes`` table)."""
+
+    id: str
+    pattern_id: str
+    kind: FixKind
+    category: Category
+    title: str
+    explanation: str
+    template: Mapping[str, Any]
+    params: Mapping[str, ParamSpec] = field(default_factory=dict)
+    state: LifecycleState = LifecycleState.ACTIVE
+
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "pattern_id": self.pattern_id,
+            "kind": self.kind.value,
+            "category": self.category.value,
+            "state": self.state.value,
+            "title": self.title,
+            "explanation": self.explanation,
+            "template": dict(self.template),
+        }
+
+    def check_template(self) -> None:
+        """Refuse a template naming an undeclared parameter or missing its kind's fields.
+
+        Raises:
+            ConfigError: names the fix, the field and what to change.
+        """
+        names = set(PLACEHOLDER.findall(repr(dict(self.template))))
+        unknown = names - set(self.params)
+        if unknown and self.kind is not FixKind.ESCALATE:
+            raise ConfigError(f"fix {self.id}: template uses undeclared params {sorted(unknown)}")
+        needed = {
+            FixKind.COMMAND: ("argv", "argv_by"),
+            FixKind.DIFF: ("diff",),
+            FixKind.PLAYBOOK: ("steps",),
+            FixKind.ESCALATE: ("message",),
+        }[self.kind]
+        if not any(key in self.template for key in needed):
+            raise ConfigError(f"fix {self.id}: a {self.kind.value} fix needs {' or '.join(needed)}")
+        if self.kind is FixKind.PLAYBOOK:
+            _check_steps(self.id, self.template["steps"])
+
+
+def _check_steps(fix_id: str, steps: Mapping[str, Any]) -> None:
+    if not steps.get("primary"):
+        raise ConfigError(f"fix {fix_id}: a playbook needs at least one primary step")
+    for phase, items in steps.items():
+        if phase not in STEP_PHASES:
+            raise ConfigError(f"fix {fix_id}: unknown playbook phase {phase!r}")
+        for step in items:
+            if "argv" not in step and step.get("action") not in BUILTIN_ACTIONS:
+                raise ConfigError(
+                    f"fix {fix_id}: step {step.get('name')!r} needs argv or an action "
+                    f"in {BUILTIN_ACTIONS}"
+                )
+            timeout = float(step.get("timeout_s", DEFAULT_STEP_TIMEOUT_S))
+            if not 0 < timeout <= MAX_STEP_TIMEOUT_S:
+                raise ConfigError(f"fix {fix_id}: step timeout {timeout} outside (0, 3600]")
+
+
+def _fill(text: str, values: Values, strict: bool = True) -> str:
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in values:
+            return str(values[name])
+        if strict:
+            raise ParameterError(f"template needs parameter {name!r}, which was not extracted")
+        return f"<{name}>"
+
+    return PLACEHOLDER.sub(sub, text)
+
+
+def _fill_any(value: Any, values: Values) -> Any:
+    if isinstance(value, str):
+        return _fill(value, values)
+    if isinstance(value, list):
+        return [_fill_any(v, values) for v in value]
+    if isinstance(value, dict):
+        return {k: _fill_any(v, values) for k, v in value.items()}
+    return value
+
+
+def _render_argv(template: Mapping[str, Any], values: Values) -> list[str]:
+    argv = template.get("argv")
+    by = template.get("argv_by")
+    if by is not None:
+        key = str(values.get(by["param"], ""))
+        if key not in by["choices"]:
+            raise ParameterError(f"{by['param']}: no command declared for {key!r}")
+        argv = by["choices"][key]
+    return [_fill(str(part), values) for part in argv or []]
+
+
+def _render_steps(steps: Mapping[str, Any], values: Values) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for phase in STEP_PHASES:
+        rendered = []
+        for step in steps.get(phase, []):
+            item: dict[str, Any] = {"name": step.get("name", phase)}
+            if "argv" in step:
+                item["argv"] = [_fill(str(p), values) for p in step["argv"]]
+            else:
+                item["action"] = step["action"]
+                item["args"] = _fill_any(dict(step.get("args", {})), values)
+            item["timeout_s"] = float(step.get("timeout_s", DEFAULT_STEP_TIMEOUT_S))
+            rendered.append(item)
+        out[phase] = rendered
+    return out
+
+
+def render_fix(spec: FixSpec, raw_params: Mapping[str, Any]) -> dict[str, Any]:
+    """The concrete fix dict for a CandidateEvent.
+
+    Raises:
+        ParameterError: a parameter is missing or outside its declared bounds (for every kind
+            but ``escalate``, which shows what it has and never fails on parameters).
+    """
+    if spec.kind is FixKind.ESCALATE:
+        try:
+            values: Values = validate_params(spec.params, raw_params)
+        except ParameterError:
+            values = {}
+        rendered: dict[str, Any] = {"message": _fill(spec.template["message"], values, False)}
+    else:
+        values = validate_params(spec.params, raw_params)
+        if spec.kind is FixKind.COMMAND:
+            rendered = {"argv": _render_argv(spec.template, values)}
+            if "timeout_s" in spec.template:
+                rendered["timeout_s"] = float(spec.template["timeout_s"])
+        elif spec.kind is FixKind.DIFF:
+            rendered = {"diff": _fill(spec.template["diff"], values)}
+            rendered.update({k: v for k, v in spec.template.items() if k != "diff"})
+        else:
+            rendered = {"steps": _render_steps(spec.template["steps"], values)}
+    return {
+        "id": spec.id,
+        "pattern_id": spec.pattern_id,
+        "kind": spec.kind.value,
+        "category": spec.category.value,
+        "state": spec.state.value,
+        "title": spec.title,
+        "explanation": _fill(spec.explanation, values, strict=False),
+        "params": dict(values),
+        "rendered": rendered,
+    }

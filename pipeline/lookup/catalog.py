@@ -1,0 +1,209 @@
+"""The pattern catalog: patterns with compiled detection rules and their declared fix.
+
+Loaded from the seeds' YAML (``seeds/*.yaml``) or from rows of the ``patterns``/``fixes``
+tables; the same parser serves both, so what is seeded is what is stored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.errors import ConfigError
+from pipeline.fixes.params import ParamSpec
+from pipeline.fixes.render import FixSpec
+from pipeline.model import Category, FixKind, LifecycleState
+
+SEEDS_DIR = Path(__file__).resolve().parents[2] / "seeds"
+_ID = re.compile(r"^[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+$")
+_FIX_KEYS = ("id", "kind", "title", "explanation", "category", "state")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One detection rule: a regex (MULTILINE) whose named groups become parameters."""
+
+    regex: re.Pattern[str]
+    unless: re.Pattern[str] | None = None
+    constants: Mapping[str, str] = field(default_factory=dict)
+
+    def match(self, text: str) -> dict[str, str] | None:
+        found = self.regex.search(text)
+        if found is None or (self.unless is not None and self.unless.search(text)):
+            return None
+        params = {k: v for k, v in found.groupdict().items() if v is not None}
+        # alternative spellings of one parameter are written name2, name3 in the regex
+        for key in [k for k in params if k[-1].isdigit()]:
+            params.setdefault(key.rstrip("0123456789"), params.pop(key))
+        params.update(self.constants)
+        return params
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"regex": self.regex.pattern}
+        if self.unless is not None:
+            out["unless"] = self.unless.pattern
+        if self.constants:
+            out["set"] = dict(self.constants)
+        return out
+
+
+@dataclass(frozen=True)
+class Pattern:
+    id: str
+    name: str
+    category: Category
+    description: str
+    rules: tuple[Rule, ...]
+    params: Mapping[str, ParamSpec]
+    fix: FixSpec
+    examples: tuple[str, ...] = ()
+    priority: int = 50
+
+    def detect(self, text: str) -> dict[str, str] | None:
+        for rule in self.rules:
+            params = rule.match(text)
+            if params is not None:
+                return params
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML/JSON shape of the seeds (``heal export``)."""
+        fix = {
+            "id": self.fix.id,
+            "kind": self.fix.kind.value,
+            "category": self.fix.category.value,
+            "state": self.fix.state.value,
+            "title": self.fix.title,
+            "explanation": self.fix.explanation,
+            **dict(self.fix.template),
+        }
+        return {
+            "id": self.id,
+            "name": self.name,
+            "category": self.category.value,
+            "priority": self.priority,
+            "description": self.description,
+            "detect": [r.to_dict() for r in self.rules],
+            "params": {n: p.to_dict() for n, p in self.params.items()},
+            "examples": list(self.examples),
+            "fix": fix,
+        }
+
+
+def _compile(pattern_id: str, regex: str) -> re.Pattern[str]:
+    try:
+        return re.compile(regex, re.MULTILINE)
+    except re.error as exc:
+        raise ConfigError(f"pattern {pattern_id}: bad regex {regex!r}: {exc}") from exc
+
+
+def _enum(pattern_id: str, enum: type[Any], value: Any, what: str) -> Any:
+    try:
+        return enum(value)
+    except ValueError as exc:
+        allowed = ", ".join(e.value for e in enum)
+        raise ConfigError(f"pattern {pattern_id}: {what} {value!r} is not one of {allowed}") from exc
+
+
+def parse_pattern(raw: Mapping[str, Any]) -> Pattern:
+    """Build one pattern from its YAML mapping.
+
+    Raises:
+        ConfigError: names the pattern and the field to change.
+    """
+    pid = str(raw.get("id", ""))
+    if not _ID.match(pid):
+        raise ConfigError(f"pattern id {pid!r} must look like area.name (lowercase, dots)")
+    rules = tuple(
+        Rule(
+            regex=_compile(pid, r["regex"]),
+            unless=_compile(pid, r["unless"]) if r.get("unless") else None,
+            constants={str(k): str(v) for k, v in (r.get("set") or {}).items()},
+        )
+        for r in raw.get("detect") or []
+    )
+    params = {n: ParamSpec.from_dict(n, spec or {}) for n, spec in (raw.get("params") or {}).items()}
+    category = _enum(pid, Category, raw.get("category"), "category")
+    fix_raw = dict(raw.get("fix") or {})
+    if not fix_raw:
+        raise ConfigError(f"pattern {pid}: needs a fix (use kind: escalate when none is safe)")
+    kind = _enum(pid, FixKind, fix_raw.get("kind"), "fix kind")
+    fix = FixSpec(
+        id=str(fix_raw.get("id") or f"{pid}/fix"),
+        pattern_id=pid,
+        kind=kind,
+        # an escalation never changes anything, so it is never auto-applied: RISKY
+        category=Category.RISKY if kind is FixKind.ESCALATE else _enum(
+            pid, Category, fix_raw.get("category", category), "fix category"),
+        title=str(fix_raw.get("title", "")),
+        explanation=str(fix_raw.get("explanation", "")).strip(),
+        template={k: v for k, v in fix_raw.items() if k not in _FIX_KEYS},
+        params=params,
+        state=_enum(pid, LifecycleState, fix_raw.get("state", "ACTIVE"), "fix state"),
+    )
+    fix.check_template()
+    return Pattern(
+        id=pid,
+        name=str(raw.get("name", pid)),
+        category=category,
+        description=str(raw.get("description", "")).strip(),
+        rules=rules,
+        params=params,
+        fix=fix,
+        examples=tuple(str(e) for e in raw.get("examples") or ()),
+        priority=int(raw.get("priority", 50)),
+    )
+
+
+class Catalog:
+    """Patterns by id, with detection in priority order (highest first)."""
+
+    def __init__(self, patterns: Iterable[Pattern]) -> None:
+        self.patterns: dict[str, Pattern] = {}
+        for p in patterns:
+            if p.id in self.patterns:
+                raise ConfigError(f"pattern {p.id} is defined twice")
+            self.patterns[p.id] = p
+        self._ordered: Sequence[Pattern] = sorted(
+            self.patterns.values(), key=lambda p: (-p.priority, p.id)
+        )
+
+    def __len__(self) -> int:
+        return len(self.patterns)
+
+    def get(self, pattern_id: str) -> Pattern | None:
+        return self.patterns.get(pattern_id)
+
+    def detect(self, text: str) -> tuple[Pattern, dict[str, str]] | None:
+        """The highest-priority pattern whose rules match ``text``, with its parameters."""
+        for pattern in self._ordered:
+            params = pattern.detect(text)
+            if params is not None:
+                return pattern, params
+        return None
+
+
+def load_catalog(paths: Iterable[Path] | None = None) -> Catalog:
+    """Parse the seed files (default: every ``seeds/*.yaml``).
+
+    Raises:
+        ConfigError: unreadable YAML or an invalid pattern; the message names file and field.
+    """
+    files = sorted(SEEDS_DIR.glob("*.yaml")) if paths is None else list(paths)
+    patterns: list[Pattern] = []
+    for path in files:
+        try:
+            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: cannot read seeds: {exc}") from exc
+        for raw in doc.get("patterns") or []:
+            try:
+                patterns.append(parse_pattern(raw))
+            except ConfigError as exc:
+                raise ConfigError(f"{path.name}: {exc}") from exc
+    return Catalog(patterns)

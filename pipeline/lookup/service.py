@@ -1,0 +1,377 @@
+"""The lookup: tier 1 exact -> tier 2 semantic -> tier 3 causal, with the logic-bug guard.
+
+Reads are served from memory and the local SQLite cache, falling back to PostgreSQL on a
+miss; every write (occurrences, unmatched errors, learned fingerprints) goes to the local
+outbox first and reaches PostgreSQL on :meth:`Lookup.sync`, so a PostgreSQL outage never
+blocks or loses a lookup.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import DatabaseUnavailable, EngineError, ParameterError
+from pipeline.lookup.catalog import Catalog, Pattern
+from pipeline.lookup.causal import walk_edges
+from pipeline.lookup.guard import logic_bug
+from pipeline.lookup.result import LookupResult, unmatched
+from pipeline.lookup.semantic import (
+    DEFAULT_THRESHOLD,
+    TOP_K,
+    Embedder,
+    MemoryIndex,
+    best_per_pattern,
+    query_text,
+)
+from pipeline.model import Category, FixKind, LifecycleState
+from storage.cache import LocalCache
+from storage.causal import Cause, CausalGraph
+from storage.db import Database
+from storage.embeddings import EmbeddingRepository
+from storage.outbox import apply_ops
+from storage.patterns import PatternRepository
+
+AUTO_CATEGORIES = (Category.SAFE.value, Category.MODERATE.value)
+UNUSABLE_STATES = (LifecycleState.QUARANTINED.value, LifecycleState.DEPRECATED.value)
+CAUSAL_MIN_CONFIDENCE = 0.5
+RETRY_DATABASE_S = 5.0
+NEGATIVE_TTL_S = 30.0
+FLUSH_EVERY = 256
+
+
+class Lookup:
+    """One per process (or per stage worker); not shared between processes."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        cache: LocalCache,
+        db: Database | None = None,
+        embedder: Embedder | None = None,
+        threshold: float = DEFAULT_THRESHOLD,
+    ) -> None:
+        self.catalog = catalog
+        self.cache = cache
+        self.db = db
+        self.embedder = embedder
+        self.threshold = threshold
+        self._known: dict[tuple[str, str], str] = {}
+        self._misses: dict[tuple[str, str], float] = {}
+        self._vectors: dict[str, np.ndarray] = {}
+        self._states: dict[str, str] = cache.fix_states()
+        self._edges: list[tuple[str, str, float]] = cache.edges()
+        self._memory_index: MemoryIndex | None = None
+        self._ops: list[tuple[str, str, dict[str, Any]]] = []
+        self._offline_since: float | None = None if db is not None else time.monotonic()
+        self._stop = threading.Event()
+        self._syncer: threading.Thread | None = None
+
+    # -- engines -----------------------------------------------------------------------------
+
+    @property
+    def online(self) -> bool:
+        if self.db is None:
+            return False
+        if self._offline_since is None:
+            return True
+        return time.monotonic() - self._offline_since >= RETRY_DATABASE_S
+
+    def _went_offline(self) -> None:
+        self._offline_since = time.monotonic()
+
+    def warm(self, limit: int = 100) -> int:
+        """Fill the local cache from PostgreSQL: fingerprints of the ``limit`` most used
+        patterns, fix states, causal edges, reference vectors. Returns the fingerprints cached
+        (0 when PostgreSQL is unreachable: the cache then serves what it already holds)."""
+        if self.db is None or not self.online:
+            return 0
+        try:
+            rows = PatternRepository(self.db).most_used(limit)
+            self._states = PatternRepository(self.db).fix_states()
+            self._edges = CausalGraph(self.db).edges()
+            vectors = EmbeddingRepository(self.db).all()
+        except DatabaseUnavailable:
+            self._went_offline()
+            return 0
+        self._offline_since = None
+        self.cache.put_fingerprints((r["fingerprint"], r["level"], r["pattern_id"]) for r in rows)
+        self.cache.put_fix_states(self._states)
+        self.cache.put_edges(self._edges)
+        if vectors:
+            self.cache.put_pattern_vectors(vectors)
+            self._memory_index = None
+        return len(rows)
+
+    # -- the lookup --------------------------------------------------------------------------
+
+    def lookup(
+        self,
+        *,
+        error_id: str,
+        text: str,
+        fine: str,
+        coarse: str,
+        template: str = "",
+        fp_params: Mapping[str, Any] | None = None,
+        record: bool = True,
+    ) -> LookupResult:
+        """Find the best known fix for one fingerprinted error (never raises for engines:
+        PostgreSQL or model trouble degrades to the tiers that still work, said in reason)."""
+        base = dict(fp_params or {})
+        result = self._tier1(text, fine, coarse, base)
+        if result is None:
+            result = self._tier2(text, fine, template, base)
+        if result is None or not _has_usable_fix(result):
+            result = self._tier3(result, fine, coarse, text, base) or result
+        result = result or unmatched("no known pattern matched; queued for review")
+        result = self._guard(text, result)
+        if record:
+            self._record(error_id, fine, coarse, text, result)
+        return result
+
+    def _tier1(self, text: str, fine: str, coarse: str,
+               base: dict[str, Any]) -> LookupResult | None:
+        pattern_id = self._known_pattern(fine, "fine")
+        if pattern_id is not None:
+            return self._answer(pattern_id, 1, 1.0, "exact: fine fingerprint known", text, base)
+        detected = self.catalog.detect(text)
+        if detected is not None:
+            pattern, params = detected
+            self._learn(fine, coarse, pattern.id)
+            return self._answer(pattern.id, 1, 1.0, f"exact: detection rule of {pattern.id}",
+                                text, {**base, **params})
+        pattern_id = self._known_pattern(coarse, "coarse")
+        if pattern_id is not None:
+            return self._answer(pattern_id, 1, 0.9, "exact: coarse fingerprint known", text, base)
+        return None
+
+    def _known_pattern(self, fingerprint: str, level: str) -> str | None:
+        if not fingerprint:
+            return None
+        key = (fingerprint, level)
+        hit = self._known.get(key)
+        if hit is not None:
+            return hit
+        hit = self.cache.pattern_for(fingerprint, level)
+        if hit is None and self.online and time.monotonic() - self._misses.get(key, -1e9) > NEGATIVE_TTL_S:
+            hit = self._pattern_from_database(fingerprint, level)
+            if hit is None:
+                self._misses[key] = time.monotonic()
+        if hit is not None and hit in self.catalog.patterns:
+            self._known[key] = hit
+            return hit
+        return None
+
+    def _pattern_from_database(self, fingerprint: str, level: str) -> str | None:
+        assert self.db is not None
+        fine, coarse = (fingerprint, "") if level == "fine" else ("", fingerprint)
+        try:
+            found = PatternRepository(self.db).pattern_for_fingerprint(fine, coarse)
+        except DatabaseUnavailable:
+            self._went_offline()
+            return None
+        if found is None:
+            return None
+        self.cache.put_fingerprints([(fingerprint, level, found[0])])
+        return found[0]
+
+    def _learn(self, fine: str, coarse: str, pattern_id: str) -> None:
+        rows = [(fp, level, pattern_id) for fp, level in ((fine, "fine"), (coarse, "coarse")) if fp]
+        fresh = [r for r in rows if (r[0], r[1]) not in self._known]
+        if not fresh:
+            return
+        self.cache.put_fingerprints(fresh)
+        for fp, level, pid in fresh:
+            self._known.setdefault((fp, level), pid)
+            self._ops.append((f"fp:{level}:{fp}", "fingerprint",
+                              {"fingerprint": fp, "level": level, "pattern_id": pid}))
+
+    def _answer(self, pattern_id: str, tier: int, score: float, reason: str, text: str,
+                params: dict[str, Any], path: tuple[str, ...] = ()) -> LookupResult:
+        pattern = self.catalog.patterns[pattern_id]
+        detected = pattern.detect(text) if tier != 1 or "detection rule" not in reason else None
+        merged = {**params, **(detected or {})}
+        fix, why = self._render(pattern, merged)
+        return LookupResult(pattern_id, tier, score, reason + why, path or (pattern_id,), fix,
+                            merged)
+
+    def _render(self, pattern: Pattern, params: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+        from pipeline.fixes.render import render_fix
+
+        state = self._states.get(pattern.fix.id, pattern.fix.state.value)
+        if state in UNUSABLE_STATES:
+            return None, f"; fix {pattern.fix.id} is {state}, not offered"
+        try:
+            fix = render_fix(pattern.fix, params)
+        except ParameterError as exc:
+            return None, f"; fix {pattern.fix.id} cannot be rendered: {exc}"
+        fix["state"] = state
+        return fix, ""
+
+    # -- tier 2 ------------------------------------------------------------------------------
+
+    def _tier2(self, text: str, fine: str, template: str,
+               base: dict[str, Any]) -> LookupResult | None:
+        if self.embedder is None:
+            return None
+        try:
+            vector = self._vector(fine, query_text(text, template))
+        except EngineError as exc:
+            return unmatched(f"semantic tier unavailable: {exc}")
+        hits = self._neighbours(vector)
+        ranked = best_per_pattern(hits)
+        known = [n for n in ranked if n.pattern_id in self.catalog.patterns]
+        if not known:
+            return None
+        best = known[0]
+        details = {"neighbours": [(n.pattern_id, round(n.similarity, 4)) for n in known[:3]]}
+        if best.similarity < self.threshold:
+            return replace(unmatched(
+                f"nearest pattern {best.pattern_id} at similarity {best.similarity:.3f} is below "
+                f"the threshold {self.threshold}"), details=details)
+        reason = (f"semantic: similarity {best.similarity:.3f} >= {self.threshold} to "
+                  f"{best.pattern_id} reference {best.text[:80]!r}")
+        return replace(self._answer(best.pattern_id, 2, best.similarity, reason, text, base),
+                       details=details)
+
+    def _vector(self, fine: str, query: str) -> np.ndarray:
+        key = fine or query
+        vector = self._vectors.get(key)
+        if vector is None:
+            vector = self.cache.query_vector(key)
+        if vector is None:
+            assert self.embedder is not None
+            vector = self.embedder.embed([query])[0]
+            self.cache.put_query_vector(key, vector)
+        self._vectors[key] = vector
+        return vector
+
+    def _neighbours(self, vector: np.ndarray) -> list[tuple[str, float, str]]:
+        if self.online:
+            assert self.db is not None
+            try:
+                return EmbeddingRepository(self.db).nearest(vector, TOP_K * 3)
+            except DatabaseUnavailable:
+                self._went_offline()
+        if self._memory_index is None:
+            self._memory_index = MemoryIndex(self.cache.pattern_vectors())
+        return self._memory_index.search(vector, TOP_K * 3)
+
+    # -- tier 3 ------------------------------------------------------------------------------
+
+    def _tier3(self, previous: LookupResult | None, fine: str, coarse: str, text: str,
+               base: dict[str, Any]) -> LookupResult | None:
+        nodes = [n for n in ((previous.pattern_id if previous else None), fine, coarse) if n]
+        for cause in self._causes(nodes):
+            pattern_id = cause.node if cause.node in self.catalog.patterns else (
+                self._known_pattern(cause.node, "fine") or self._known_pattern(cause.node, "coarse"))
+            if pattern_id is None or (previous is not None and pattern_id == previous.pattern_id):
+                continue
+            chain = " <- ".join(cause.path)
+            reason = (f"causal: {chain} (confidence {cause.confidence:.2f}); "
+                      f"the root cause's fix applies")
+            answer = self._answer(pattern_id, 3, cause.confidence, reason, text, base, cause.path)
+            if _has_usable_fix(answer):
+                return answer
+        return None
+
+    def _causes(self, nodes: list[str]) -> list[Cause]:
+        if not nodes:
+            return []
+        if self.online:
+            assert self.db is not None
+            try:
+                return CausalGraph(self.db).causes(nodes, CAUSAL_MIN_CONFIDENCE)
+            except DatabaseUnavailable:
+                self._went_offline()
+        return walk_edges(self._edges, nodes, CAUSAL_MIN_CONFIDENCE)
+
+    # -- guard, recording, sync --------------------------------------------------------------
+
+    @staticmethod
+    def _guard(text: str, result: LookupResult) -> LookupResult:
+        if result.fix is None or result.fix["category"] not in AUTO_CATEGORIES:
+            return result
+        bug = logic_bug(text)
+        if bug is None:
+            return result
+        return unmatched(
+            f"looks like a logic bug ({bug} in the program's own code): refusing "
+            f"{result.pattern_id}'s {result.fix['category']} fix; queued for review",
+            refused=result.pattern_id, logic_bug=bug)
+
+    def _record(self, error_id: str, fine: str, coarse: str, text: str,
+                result: LookupResult) -> None:
+        if result.pattern_id is not None:
+            self._ops.append((f"occ:{error_id}", "occurrence", {
+                "error_id": error_id, "pattern_id": result.pattern_id, "fine": fine,
+                "coarse": coarse, "tier": result.tier, "score": result.score, "ts": time.time()}))
+        elif fine:
+            self._ops.append((f"issue:{error_id}", "issue", {
+                "fine": fine, "coarse": coarse, "sample": text[-4000:], "ts": time.time()}))
+        if len(self._ops) >= FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        """Move buffered writes to the local outbox (durable on disk)."""
+        if self._ops:
+            ops, self._ops = self._ops, []
+            self.cache.enqueue(ops)
+
+    def sync(self, batch: int = 500) -> int:
+        """Flush, then apply the outbox to PostgreSQL (idempotent). Returns ops applied;
+        stops quietly, keeping the rest queued, when PostgreSQL is unreachable."""
+        self.flush()
+        return self.sync_outbox(batch)
+
+    def sync_outbox(self, batch: int = 500) -> int:
+        """Apply what the local outbox holds (safe from a background thread: it only touches
+        the cache and the database, both thread-safe)."""
+        if self.db is None:
+            return 0
+        applied = 0
+        while True:
+            pending = self.cache.pending(batch)
+            if not pending:
+                break
+            try:
+                applied += apply_ops(self.db, [(o, k, p) for _, o, k, p in pending])
+            except DatabaseUnavailable:
+                self._went_offline()
+                break
+            self._offline_since = None
+            self.cache.acknowledge(pending[-1][0])
+        return applied
+
+
+    def start_background_sync(self, interval_s: float = 2.0) -> None:
+        """Sync the outbox every ``interval_s`` seconds in a daemon thread."""
+        if self._syncer is not None:
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(interval_s):
+                try:
+                    self.sync_outbox()
+                except Exception:  # keep syncing: the outbox keeps every write meanwhile
+                    self._went_offline()
+
+        self._syncer = threading.Thread(target=loop, name="heal-lookup-sync", daemon=True)
+        self._syncer.start()
+
+    def close(self) -> None:
+        """Flush, stop the background sync, and try one last sync."""
+        self._stop.set()
+        if self._syncer is not None:
+            self._syncer.join(timeout=10)
+        self.sync()
+
+
+def _has_usable_fix(result: LookupResult) -> bool:
+    return result.fix is not None and result.fix["kind"] != FixKind.ESCALATE.value

@@ -1,0 +1,84 @@
+"""Assemble a ready :class:`Lookup`: seeds loaded (idempotently) into PostgreSQL, reference
+embeddings stored, the local cache warmed; degrades to the local cache when PostgreSQL is
+unreachable."""
+
+from __future__ import annotations
+
+from pipeline.config import Settings
+from pipeline.errors import DatabaseUnavailable, EngineError
+from pipeline.lookup.catalog import Catalog, load_catalog
+from pipeline.lookup.semantic import Embedder, vector_id
+from pipeline.lookup.service import Lookup
+from storage.cache import LocalCache
+from storage.db import Database
+from storage.embeddings import EmbeddingRepository
+from storage.patterns import PatternRepository
+
+
+def reference_texts(catalog: Catalog) -> list[tuple[str, str, str]]:
+    """(id, pattern_id, text) of every reference text: each seed example's fingerprint
+    template (the same masked form a query is embedded from)."""
+    from pipeline.fingerprint import fingerprint_text
+
+    rows = []
+    for pattern in catalog.patterns.values():
+        texts = {fingerprint_text(e).template.strip() or e for e in pattern.examples}
+        for text in sorted(texts):
+            rows.append((vector_id(pattern.id, text), pattern.id, text))
+    return rows
+
+
+def seed_database(db: Database, catalog: Catalog, embedder: Embedder | None) -> dict[str, int]:
+    """Load the catalog and its reference embeddings into PostgreSQL (idempotent).
+
+    Raises:
+        DatabaseUnavailable: PostgreSQL is unreachable.
+        EngineError: the embedding model cannot be loaded.
+    """
+    counts = PatternRepository(db).seed(catalog.patterns.values())
+    if embedder is not None:
+        refs = reference_texts(catalog)
+        repo = EmbeddingRepository(db)
+        stored = {r[0] for r in repo.all()}
+        missing = [r for r in refs if r[0] not in stored]
+        if missing:
+            vectors = embedder.embed([t for _, _, t in missing])
+            counts["embeddings"] = repo.upsert(
+                (i, p, t, v) for (i, p, t), v in zip(missing, vectors, strict=True))
+    return counts
+
+
+def seed_cache_vectors(cache: LocalCache, catalog: Catalog, embedder: Embedder) -> None:
+    """Offline start without PostgreSQL: compute the reference vectors locally once."""
+    if cache.pattern_vectors():
+        return
+    refs = reference_texts(catalog)
+    vectors = embedder.embed([t for _, _, t in refs])
+    cache.put_pattern_vectors((i, p, t, v) for (i, p, t), v in zip(refs, vectors, strict=True))
+
+
+def build_lookup(settings: Settings, db: Database | None, *, semantic: bool = True,
+                 warm: int = 100) -> Lookup:
+    """A Lookup over the seeds. With ``db`` None (or unreachable) it answers from the cache.
+
+    Raises:
+        ConfigError: invalid seeds.
+    """
+    catalog = load_catalog()
+    cache = LocalCache.at_home(settings.home)
+    embedder = Embedder() if semantic else None
+    if db is not None:
+        try:
+            seed_database(db, catalog, embedder)
+        except DatabaseUnavailable:
+            db = None
+        except EngineError:
+            embedder = None  # no model: tiers 1 and 3 still answer
+    if db is None and embedder is not None:
+        try:
+            seed_cache_vectors(cache, catalog, embedder)
+        except EngineError:
+            embedder = None
+    lookup = Lookup(catalog, cache, db, embedder)
+    lookup.warm(warm)
+    return lookup

@@ -1,0 +1,164 @@
+"""The local SQLite cache under ``$HEAL_HOME`` in front of PostgreSQL.
+
+Holds what the lookup needs to answer without PostgreSQL: fingerprint -> pattern (tier 1),
+fix states, pattern reference vectors and per-fingerprint query vectors (tier 2), causal
+edges (tier 3), and the outbox of writes waiting for PostgreSQL. Several workers may share
+one file (WAL mode, a busy timeout). Raises :class:`~pipeline.errors.EngineError` when the
+file cannot be opened.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from pipeline.errors import EngineError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS fingerprints (
+    fingerprint TEXT NOT NULL, level TEXT NOT NULL, pattern_id TEXT NOT NULL,
+    PRIMARY KEY (fingerprint, level)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS fix_states (fix_id TEXT PRIMARY KEY, state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pattern_vectors (
+    id TEXT PRIMARY KEY, pattern_id TEXT NOT NULL, text TEXT NOT NULL, vector BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS query_vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS edges (
+    cause TEXT NOT NULL, effect TEXT NOT NULL, confidence REAL NOT NULL,
+    PRIMARY KEY (cause, effect));
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, op_id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
+    payload BLOB NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class LocalCache:
+    """One SQLite connection per cache object (thread-safe through a lock)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False,
+                                         isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise EngineError(f"cannot open the local cache {path}: {exc}") from exc
+        self._lock = threading.Lock()
+
+    @classmethod
+    def at_home(cls, home: Path) -> LocalCache:
+        return cls(home / "lookup-cache.sqlite3")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def _write(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(sql, rows)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    # -- tier 1 ------------------------------------------------------------------------------
+
+    def pattern_for(self, fingerprint: str, level: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT pattern_id FROM fingerprints WHERE fingerprint = ? AND level = ?",
+                (fingerprint, level)).fetchone()
+        return None if row is None else str(row[0])
+
+    def put_fingerprints(self, rows: Iterable[tuple[str, str, str]]) -> None:
+        """(fingerprint, level, pattern_id); the first mapping of a fingerprint wins."""
+        self._write("INSERT OR IGNORE INTO fingerprints VALUES (?, ?, ?)", rows)
+
+    def fingerprint_count(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT count(*) FROM fingerprints").fetchone()[0])
+
+    def put_fix_states(self, states: dict[str, str]) -> None:
+        self._write("INSERT OR REPLACE INTO fix_states VALUES (?, ?)", states.items())
+
+    def fix_states(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._conn.execute("SELECT fix_id, state FROM fix_states").fetchall())
+
+    # -- tier 2 ------------------------------------------------------------------------------
+
+    def put_pattern_vectors(self, rows: Iterable[tuple[str, str, str, np.ndarray]]) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO pattern_vectors VALUES (?, ?, ?, ?)",
+            ((i, p, t, np.asarray(v, np.float32).tobytes()) for i, p, t, v in rows),
+        )
+
+    def pattern_vectors(self) -> list[tuple[str, str, str, np.ndarray]]:
+        with self._lock:
+            rows = self._conn.execute("SELECT id, pattern_id, text, vector FROM pattern_vectors")
+            return [(i, p, t, np.frombuffer(v, np.float32)) for i, p, t, v in rows.fetchall()]
+
+    def query_vector(self, key: str) -> np.ndarray | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT vector FROM query_vectors WHERE key = ?", (key,)).fetchone()
+        return None if row is None else np.frombuffer(row[0], np.float32)
+
+    def put_query_vector(self, key: str, vector: np.ndarray) -> None:
+        self._write("INSERT OR REPLACE INTO query_vectors VALUES (?, ?)",
+                    [(key, np.asarray(vector, np.float32).tobytes())])
+
+    # -- tier 3 ------------------------------------------------------------------------------
+
+    def put_edges(self, edges: Iterable[tuple[str, str, float]]) -> None:
+        self._write("INSERT OR REPLACE INTO edges VALUES (?, ?, ?)", edges)
+
+    def edges(self) -> list[tuple[str, str, float]]:
+        with self._lock:
+            return [(c, e, float(w)) for c, e, w in
+                    self._conn.execute("SELECT cause, effect, confidence FROM edges").fetchall()]
+
+    # -- outbox ------------------------------------------------------------------------------
+
+    def enqueue(self, ops: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
+        """Queue writes for PostgreSQL; an op id already queued is ignored (idempotent)."""
+        now = time.time()
+        self._write(
+            "INSERT OR IGNORE INTO outbox (op_id, kind, payload, created) VALUES (?, ?, ?, ?)",
+            ((op_id, kind, orjson.dumps(payload), now) for op_id, kind, payload in ops),
+        )
+
+    def pending(self, limit: int = 500) -> list[tuple[int, str, str, dict[str, Any]]]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT seq, op_id, kind, payload FROM outbox ORDER BY seq LIMIT ?", (limit,))
+            return [(s, o, k, orjson.loads(p)) for s, o, k, p in rows.fetchall()]
+
+    def pending_count(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
+
+    def acknowledge(self, up_to_seq: int) -> None:
+        self._write("DELETE FROM outbox WHERE seq <= ?", [(up_to_seq,)])
+
+    # -- meta --------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._write("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(key, value)])

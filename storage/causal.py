@@ -1,0 +1,67 @@
+"""Causal edges "cause causes effect" with a confidence, walked with a recursive CTE.
+
+Nodes are pattern ids or fingerprints. Raises DatabaseUnavailable / QueryError.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from storage.db import Database
+
+MAX_DEPTH = 6
+
+# Walk from the effect towards its causes, multiplying confidences; ``path`` lists the nodes
+# from the effect to the cause; the cycle check keeps a bad edge set from looping.
+_ROOTS = """
+WITH RECURSIVE walk(node, confidence, path, depth) AS (
+    SELECT e.cause, e.confidence, ARRAY[e.effect, e.cause], 1
+    FROM causal_edges e WHERE e.effect = ANY($1::text[])
+  UNION ALL
+    SELECT e.cause, w.confidence * e.confidence, w.path || e.cause, w.depth + 1
+    FROM causal_edges e JOIN walk w ON e.effect = w.node
+    WHERE w.depth < $2 AND NOT e.cause = ANY(w.path)
+)
+SELECT node, confidence, path FROM walk
+WHERE confidence >= $3
+ORDER BY confidence DESC, depth DESC, node
+"""
+
+
+@dataclass(frozen=True)
+class Cause:
+    node: str
+    confidence: float
+    path: tuple[str, ...]
+
+
+class CausalGraph:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add_edge(self, cause: str, effect: str, confidence: float) -> None:
+        """Record (or strengthen the evidence of) ``cause -> effect``.
+
+        Raises:
+            ValueError: a self-loop or a confidence outside (0, 1].
+        """
+        if cause == effect:
+            raise ValueError("an error cannot cause itself")
+        if not 0 < confidence <= 1:
+            raise ValueError(f"confidence {confidence} must be in (0, 1]")
+        self.db.execute(
+            """INSERT INTO causal_edges (cause, effect, confidence) VALUES ($1, $2, $3)
+               ON CONFLICT (cause, effect) DO UPDATE SET confidence = EXCLUDED.confidence,
+                   evidence = causal_edges.evidence + 1""",
+            cause, effect, confidence,
+        )
+
+    def causes(self, nodes: list[str], min_confidence: float = 0.0,
+               max_depth: int = MAX_DEPTH) -> list[Cause]:
+        """Every (transitive) cause of any of ``nodes``, most confident first."""
+        rows = self.db.fetch(_ROOTS, nodes, max_depth, min_confidence)
+        return [Cause(r["node"], float(r["confidence"]), tuple(r["path"])) for r in rows]
+
+    def edges(self) -> list[tuple[str, str, float]]:
+        return [(r["cause"], r["effect"], float(r["confidence"]))
+                for r in self.db.fetch("SELECT cause, effect, confidence FROM causal_edges")]

@@ -1,0 +1,135 @@
+"""Patterns and fixes in PostgreSQL: idempotent seeding, the fingerprint index of tier 1,
+the most used patterns (to warm the local cache) and the export.
+
+Every method raises :class:`~pipeline.errors.DatabaseUnavailable` when PostgreSQL cannot be
+reached and :class:`~pipeline.errors.QueryError` when it rejects a statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import asyncpg
+import orjson
+
+from pipeline.lookup.catalog import Pattern
+from storage.db import Database
+
+_UPSERT_PATTERN = """
+INSERT INTO patterns (id, name, category, description, detection, params, examples, source)
+VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7::jsonb, $8)
+ON CONFLICT (id) DO UPDATE SET
+    name = EXCLUDED.name, category = EXCLUDED.category, description = EXCLUDED.description,
+    detection = EXCLUDED.detection, params = EXCLUDED.params, examples = EXCLUDED.examples,
+    updated_at = now()
+WHERE (patterns.name, patterns.category, patterns.description, patterns.detection,
+       patterns.params, patterns.examples)
+   IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.category, EXCLUDED.description,
+       EXCLUDED.detection, EXCLUDED.params, EXCLUDED.examples)
+RETURNING (xmax = 0) AS inserted
+"""
+
+# the lifecycle owns ``state`` and the statistics: re-seeding never resets them
+_UPSERT_FIX = """
+INSERT INTO fixes (id, pattern_id, kind, category, title, explanation, template)
+VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)
+ON CONFLICT (id) DO UPDATE SET
+    pattern_id = EXCLUDED.pattern_id, kind = EXCLUDED.kind, category = EXCLUDED.category,
+    title = EXCLUDED.title, explanation = EXCLUDED.explanation, template = EXCLUDED.template,
+    updated_at = now()
+WHERE (fixes.pattern_id, fixes.kind, fixes.category, fixes.title, fixes.explanation,
+       fixes.template)
+   IS DISTINCT FROM (EXCLUDED.pattern_id, EXCLUDED.kind, EXCLUDED.category, EXCLUDED.title,
+       EXCLUDED.explanation, EXCLUDED.template)
+RETURNING (xmax = 0) AS inserted
+"""
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+class PatternRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def seed(self, patterns: Iterable[Pattern], source: str = "seed") -> dict[str, int]:
+        """Insert or update every pattern and its fix in one transaction; a second run with
+        the same seeds changes nothing. Returns counts of inserted / updated / unchanged."""
+        rows = list(patterns)
+
+        async def run(conn: asyncpg.Connection) -> dict[str, int]:
+            counts = {"inserted": 0, "updated": 0, "unchanged": 0}
+            async with conn.transaction():
+                for p in rows:
+                    d = p.to_dict()
+                    flag = await conn.fetchval(
+                        _UPSERT_PATTERN, p.id, p.name, p.category.value, p.description,
+                        _json(d["detect"]), _json(d["params"]), _json(d["examples"]), source,
+                    )
+                    fix = p.fix.to_row()
+                    fix_flag = await conn.fetchval(
+                        _UPSERT_FIX, fix["id"], p.id, fix["kind"], fix["category"],
+                        fix["title"], fix["explanation"], _json(fix["template"]),
+                    )
+                    if flag is True or fix_flag is True:
+                        counts["inserted"] += 1
+                    elif flag is None and fix_flag is None:
+                        counts["unchanged"] += 1
+                    else:
+                        counts["updated"] += 1
+            return counts
+
+        return self.db.run(run)
+
+    def pattern_for_fingerprint(self, fine: str, coarse: str) -> tuple[str, str] | None:
+        """(pattern id, level) known for the fine fingerprint, else for the coarse one."""
+        row = self.db.fetchrow(
+            """SELECT pattern_id, level FROM pattern_fingerprints
+               WHERE (fingerprint = $1 AND level = 'fine') OR (fingerprint = $2 AND level = 'coarse')
+               ORDER BY level DESC LIMIT 1""",
+            fine, coarse,
+        )
+        return None if row is None else (row["pattern_id"], row["level"])
+
+    def most_used(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The ``limit`` most used patterns with their known fingerprints (to warm the cache)."""
+        rows = self.db.fetch(
+            """WITH top AS (SELECT id, occurrences FROM patterns
+                            ORDER BY occurrences DESC, id LIMIT $1)
+               SELECT f.fingerprint, f.level, f.pattern_id FROM pattern_fingerprints f
+               JOIN top ON top.id = f.pattern_id
+               ORDER BY top.occurrences DESC, f.hits DESC""",
+            limit,
+        )
+        return [dict(r) for r in rows]
+
+    def fix_states(self) -> dict[str, str]:
+        """Current lifecycle state of every fix (the lifecycle stage changes them)."""
+        return {r["id"]: r["state"] for r in self.db.fetch("SELECT id, state FROM fixes")}
+
+    def export(self) -> list[dict[str, Any]]:
+        """Every pattern with its fixes and their statistics."""
+        rows = self.db.fetch(
+            """SELECT p.id, p.name, p.category, p.description, p.detection, p.params,
+                      p.examples, p.source, p.occurrences, p.first_seen, p.last_seen,
+                      COALESCE(json_agg(json_build_object(
+                          'id', f.id, 'kind', f.kind, 'category', f.category, 'state', f.state,
+                          'title', f.title, 'explanation', f.explanation, 'template', f.template,
+                          'attempts', f.attempts, 'successes', f.successes,
+                          'failures', f.failures, 'rollbacks', f.rollbacks)
+                        ORDER BY f.id) FILTER (WHERE f.id IS NOT NULL), '[]') AS fixes
+               FROM patterns p LEFT JOIN fixes f ON f.pattern_id = p.id
+               GROUP BY p.id ORDER BY p.id"""
+        )
+        out = []
+        for r in rows:
+            item = dict(r)
+            for key in ("detection", "params", "examples", "fixes"):
+                if isinstance(item[key], str):
+                    item[key] = orjson.loads(item[key])
+            for key in ("first_seen", "last_seen"):
+                item[key] = item[key].isoformat() if item[key] else None
+            out.append(item)
+        return out

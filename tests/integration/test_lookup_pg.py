@@ -1,0 +1,177 @@
+"""Lookup against the real embedded PostgreSQL (pgvector): schema, seeding, the three tiers,
+the issue queue and the offline outbox."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import Settings
+from pipeline.errors import DatabaseUnavailable
+from pipeline.lookup.catalog import load_catalog
+from pipeline.lookup.service import Lookup
+from pipeline.lookup.setup import build_lookup, seed_database
+from storage.cache import LocalCache
+from storage.causal import CausalGraph
+from storage.db import Database
+from storage.engines import open_database
+from storage.issues import IssueQueue
+from storage.patterns import PatternRepository
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "errors"
+
+
+def _fp() -> str:
+    return f"fp-test:{uuid.uuid4().hex[:16]}"
+
+
+@pytest.fixture(scope="module")
+def db(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    home = tmp_path_factory.mktemp("lookup-home")
+    settings = Settings.from_env({"HEAL_DATABASE_URL": database_url, "HEAL_HOME": str(home)})
+    database = open_database(settings)
+    yield database
+    database.close()
+
+
+@pytest.fixture(scope="module")
+def lookup_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("lookup-cache")
+
+
+@pytest.fixture(scope="module")
+def lookup(db: Database, database_url: str, lookup_home: Path) -> Iterator[Lookup]:
+    settings = Settings.from_env({"HEAL_DATABASE_URL": database_url,
+                                  "HEAL_HOME": str(lookup_home)})
+    service = build_lookup(settings, db)
+    yield service
+    service.close()
+
+
+def test_schema_has_tables_and_hnsw_index(db: Database) -> None:
+    tables = {r["tablename"] for r in db.fetch("SELECT tablename FROM pg_tables")}
+    for name in ("patterns", "fixes", "occurrences", "learnings", "causal_edges",
+                 "pattern_embeddings", "pattern_fingerprints", "issue_queue", "applied_ops"):
+        assert name in tables
+    index = db.fetchval(
+        "SELECT indexdef FROM pg_indexes WHERE indexname = 'pattern_embeddings_hnsw'")
+    assert "hnsw" in index and "vector_cosine_ops" in index
+
+
+def test_seeding_is_idempotent(db: Database, lookup: Lookup) -> None:
+    catalog = load_catalog()
+    again = PatternRepository(db).seed(catalog.patterns.values())
+    assert again == {"inserted": 0, "updated": 0, "unchanged": len(catalog)}
+    assert db.fetchval("SELECT count(*) FROM fixes WHERE pattern_id = ANY($1::text[])",
+                       list(catalog.patterns)) == len(catalog)
+    # the lifecycle's state survives a re-seed
+    db.execute("UPDATE fixes SET state = 'AUTOMATED' WHERE id = 'format.black/fix'")
+    seed_database(db, catalog, None)
+    assert db.fetchval("SELECT state FROM fixes WHERE id = 'format.black/fix'") == "AUTOMATED"
+    db.execute("UPDATE fixes SET state = 'ACTIVE' WHERE id = 'format.black/fix'")
+
+
+def test_tier1_learns_fingerprints_and_serves_them_from_postgres(
+        db: Database, lookup: Lookup, tmp_path: Path) -> None:
+    text = (FIXTURES / "git.index_lock" / "add.txt").read_text()
+    fine, coarse = _fp(), _fp()
+    first = lookup.lookup(error_id=f"e-{uuid.uuid4()}", text=text, fine=fine, coarse=coarse)
+    assert (first.pattern_id, first.tier) == ("git.index_lock", 1)
+    assert first.fix is not None and first.fix["rendered"]["steps"]["primary"][0]["argv"][0] == "rm"
+    lookup.sync()
+    assert PatternRepository(db).pattern_for_fingerprint(fine, "") == ("git.index_lock", "fine")
+    # a fresh process with an empty cache finds the fingerprint in PostgreSQL, not the rules
+    fresh = Lookup(load_catalog(), LocalCache(tmp_path / "c.sqlite3"), db)
+    again = fresh.lookup(error_id="x", text="unrelated text", fine=fine, coarse="", record=False)
+    assert again.pattern_id == "git.index_lock" and "fine fingerprint" in again.reason
+    # and from the cache once warmed
+    assert fresh.cache.pattern_for(fine, "fine") == "git.index_lock"
+
+
+def test_occurrences_count_once_per_error(db: Database, lookup: Lookup) -> None:
+    text = (FIXTURES / "format.black" / "check.txt").read_text()
+    before = db.fetchval("SELECT occurrences FROM patterns WHERE id = 'format.black'")
+    error_id = f"e-{uuid.uuid4()}"
+    for _ in range(3):  # redelivery of the same error
+        lookup.lookup(error_id=error_id, text=text, fine=_fp(), coarse=_fp())
+    lookup.sync()
+    assert db.fetchval("SELECT occurrences FROM patterns WHERE id = 'format.black'") == before + 1
+
+
+def test_unmatched_errors_accumulate_in_the_issue_queue(db: Database, lookup: Lookup) -> None:
+    fine = _fp()
+    text = "Traceback (most recent call last):\nKeyError: 'tenant_id'\n"
+    for i in range(3):
+        result = lookup.lookup(error_id=f"e-{uuid.uuid4()}-{i}", text=text, fine=fine, coarse="c")
+        assert result.pattern_id is None and result.fix is None
+    lookup.sync()
+    row = IssueQueue(db).get(fine)
+    assert row is not None and row["count"] == 3 and "tenant_id" in row["sample"]
+    assert row["first_seen"] <= row["last_seen"]
+
+
+def test_tier2_semantic_match_says_pattern_similarity_and_why(lookup: Lookup) -> None:
+    # worded differently from every detection rule, same meaning as python.module_not_found
+    text = "ModuleNotFound: no module called 'requests' could be located"
+    result = lookup.lookup(error_id="sem-1", text=text, fine=_fp(), coarse=_fp(),
+                           template="ModuleNotFound: no module called <*> could be located",
+                           record=False)
+    assert result.tier == 2, result.reason
+    assert result.pattern_id == "python.module_not_found"
+    assert result.score >= lookup.threshold and "similarity" in result.reason
+
+
+def test_tier2_below_threshold_is_unmatched(lookup: Lookup) -> None:
+    result = lookup.lookup(error_id="sem-2", text="the quarterly report looks great",
+                           fine=_fp(), coarse=_fp(), record=False)
+    assert result.pattern_id is None and "below the threshold" in result.reason
+
+
+def test_tier3_walks_causal_edges_to_the_root_cause(db: Database, lookup: Lookup) -> None:
+    effect = _fp()
+    middle = _fp()
+    graph = CausalGraph(db)
+    graph.add_edge(middle, effect, 0.9)
+    graph.add_edge("python.stale_bytecode", middle, 0.8)
+    causes = graph.causes([effect])
+    assert causes[-1].path == (effect, middle, "python.stale_bytecode")
+    result = lookup.lookup(error_id="c-1", text="weird loader failure 0x1f", fine=effect,
+                           coarse="", record=False)
+    assert result.tier == 3 and result.pattern_id == "python.stale_bytecode"
+    assert result.path == (effect, middle, "python.stale_bytecode")
+    assert result.score == pytest.approx(0.72)
+    assert result.fix is not None and result.fix["kind"] == "command"
+    with pytest.raises(ValueError):
+        graph.add_edge(effect, effect, 0.5)
+
+
+def test_offline_answers_from_cache_and_outbox_syncs_idempotently(
+        db: Database, lookup: Lookup, lookup_home: Path) -> None:
+    text = (FIXTURES / "net.dns_failure" / "curl.txt").read_text()
+    fine = _fp()
+    lookup.lookup(error_id=f"e-{uuid.uuid4()}", text=text, fine=fine, coarse="")
+    lookup.sync()
+
+    class DownDatabase:
+        def __getattr__(self, name: str) -> object:
+            def fail(*args: object, **kwargs: object) -> object:
+                raise DatabaseUnavailable("PostgreSQL is down (test)")
+            return fail
+
+    offline = Lookup(load_catalog(), LocalCache.at_home(lookup_home), DownDatabase())  # type: ignore[arg-type]
+    before = db.fetchval("SELECT occurrences FROM patterns WHERE id = 'net.dns_failure'")
+    error_id = f"e-{uuid.uuid4()}"
+    result = offline.lookup(error_id=error_id, text="no rules match this", fine=fine, coarse="")
+    assert result.pattern_id == "net.dns_failure"  # served from the SQLite cache
+    assert offline.sync() == 0 and offline.cache.pending_count() >= 1  # kept in the outbox
+    # PostgreSQL is back: the same outbox syncs, twice applying nothing twice
+    offline.db = db
+    offline._offline_since = None
+    assert offline.sync() >= 1
+    offline.cache.enqueue([(f"occ:{error_id}", "occurrence", {
+        "error_id": error_id, "pattern_id": "net.dns_failure", "fine": fine})])
+    assert offline.sync() == 0
+    assert db.fetchval("SELECT occurrences FROM patterns WHERE id = 'net.dns_failure'") == before + 1
