@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+
+import redis
 
 from pipeline.config import STREAM_OUTCOMES
 from pipeline.errors import EngineError, Retry
@@ -20,16 +22,20 @@ GROUP = "lifecycle"
 INPUT = STREAM_OUTCOMES
 OUTPUT = None
 
+SWEEP_EVERY_S = 3600
+
 
 class LifecycleHandler:
     decode = staticmethod(OutcomeEvent.decode)
 
-    def __init__(self, service: LifecycleService) -> None:
+    def __init__(self, service: LifecycleService, sweep: Callable[[], None]) -> None:
         self.service = service
+        self.sweep = sweep
 
     def handle(self, event: Any) -> Sequence[Encodable]:
         try:
             self.service.handle(event)
+            self.sweep()
         except EngineError as exc:  # engines come back; the event must not be lost
             raise Retry(str(exc), delay=5.0) from exc
         return []
@@ -40,10 +46,23 @@ def build(ctx: StageContext) -> LifecycleHandler:
     db = ctx.resources.get("db") or open_database(settings)
     client = ctx.resources.get("redis") or connect_redis(settings)
     audit = AuditLog(settings, db=db)
+    store = LifecycleStore(db)
     service = LifecycleService(
-        store=LifecycleStore(db),
+        store=store,
         breaker=CircuitBreaker(client, settings, audit=audit),
         audit=audit,
         policy=LifecyclePolicy(),
     )
-    return LifecycleHandler(service)
+
+    def sweep() -> None:
+        # at most once an hour across every worker: deprecate pairs unused for the period
+        try:
+            due = client.set(settings.key("lifecycle", "sweep"), "1", nx=True, ex=SWEEP_EVERY_S)
+        except redis.RedisError:
+            return  # the next event tries again; the outcome itself is already recorded
+        if due:
+            for t in store.deprecate_unused(service.policy):
+                audit.append("lifecycle.transition", f"{t.fingerprint}/{t.fix_id}",
+                             {"from": t.src.value, "to": t.dst.value, "reason": t.reason})
+
+    return LifecycleHandler(service, sweep)

@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.lifecycle.flakiness import determinism_score
 from pipeline.lifecycle.graduation import (
     Decision,
     LifecyclePolicy,
@@ -207,6 +208,11 @@ class LifecycleStore:
         results = [(r["commit"], bool(r["ok"])) for r in rows
                    if r["ok"] is not None and r["commit"]]
         return results, [float(r["t"]) for r in rows]
+
+    def determinism(self, fingerprint: str) -> float:
+        """0 flaky .. 1 deterministic (see pipeline.lifecycle.flakiness)."""
+        results, times = self.step_results(fingerprint)
+        return determinism_score(results, times)
 
     # --- ignore -----------------------------------------------------------------------
     def set_ignored(self, fingerprint: str, ignored: bool, reason: str = "") -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from pipeline.lifecycle.posterior import Posterior
 
@@ -25,3 +26,19 @@ def thompson_rank(candidates: Mapping[str, Posterior], rng: random.Random) -> li
     draws = [Draw(fix_id, rng.betavariate(p.alpha, p.beta), p.alpha, p.beta)
              for fix_id, p in sorted(candidates.items())]
     return sorted(draws, key=lambda d: (-d.draw, d.fix_id))
+
+
+class RankingStore(Protocol):
+    def posteriors(self, fingerprint: str, fix_ids: list[str]) -> dict[str, Posterior]: ...
+    def record_ranking(self, fingerprint: str, draws: list[Draw]) -> None: ...
+
+
+def rank_and_record(store: RankingStore, fingerprint: str, fix_ids: list[str],
+                    rng: random.Random | None = None) -> list[Draw]:
+    """Rank the candidate fixes of ``fingerprint`` and record the choice with every draw
+    (``fix_rankings``), for ``heal explain``. One candidate is returned as is, unrecorded."""
+    if len(fix_ids) < 2:
+        return [Draw(f, 1.0, 1.0, 1.0) for f in fix_ids]
+    draws = thompson_rank(store.posteriors(fingerprint, fix_ids), rng or random.Random())
+    store.record_ranking(fingerprint, draws)
+    return draws

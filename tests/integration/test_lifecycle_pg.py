@@ -145,3 +145,32 @@ def test_revert_counted_by_apply_is_not_counted_twice(service: LifecycleService)
     service.breaker.record_revert("lint", "nightly", event.error_id)  # what apply does
     service.handle(event)
     assert service.breaker.scope_status("step:nightly/lint")["reverts_in_window"] == 1
+
+
+def test_unused_pairs_are_swept_to_deprecated(service: LifecycleService, db: Database) -> None:
+    fp = f"fp-{uuid.uuid4().hex[:8]}"
+    service.handle(outcome(fp, "fix-old", "applied", 1))
+    db.execute("UPDATE fix_stats SET last_used = now() - interval '100 days'"
+               " WHERE fingerprint = $1", fp)
+    swept = LifecycleStore(db).deprecate_unused(LifecyclePolicy())
+    assert any(t.fingerprint == fp and t.dst is S.DEPRECATED for t in swept)
+    # a verified success brings it back
+    t = service.handle(outcome(fp, "fix-old", "applied", 2))
+    assert t is not None and (t.src, t.dst) == (S.DEPRECATED, S.ACTIVE)
+
+
+def test_rank_and_record_and_determinism(service: LifecycleService, db: Database) -> None:
+    import random
+
+    from pipeline.lifecycle.ranking import rank_and_record
+
+    fp = f"fp-{uuid.uuid4().hex[:8]}"
+    for i in range(6):
+        service.handle(outcome(fp, "good", "applied", i))
+    store = LifecycleStore(db)
+    draws = rank_and_record(store, fp, ["good", "untried"], random.Random(3))
+    assert {d.fix_id for d in draws} == {"good", "untried"}
+    assert db.fetchval("SELECT count(*) FROM fix_rankings WHERE fingerprint = $1", fp) == 1
+    assert store.determinism(fp) > 0.9  # six successes on one commit agree
+    service.handle(outcome(fp, "good", "rolled_back", 7))  # same commit c1 now also failed
+    assert store.determinism(fp) < 0.5
