@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 WILDCARD = "<*>"
-_PLACEHOLDER = re.compile(r"<[a-z0-9]+>")
+_PLACEHOLDER = re.compile(r"<[a-z0-9_]+>")
 
 _LETTER = re.compile(r"[A-Za-z]")
 _EMPTY_VALUES = frozenset({"()", "[]", "{}", '""', "''", "<>"})

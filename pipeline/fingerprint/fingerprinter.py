@@ -54,7 +54,8 @@ class Fingerprinter:
         frames = extraction.project_frames()[-MAX_FRAMES:]
         frame_key = "|".join(f"{f.file}:{f.function}" for f in frames)
         top = frames[-1].function if frames else ""
-        head = extraction.error_type or " ".join(t for t in mined[:3] if t != WILDCARD)
+        # unstructured text has no error class: its first two constant words stand in
+        head = extraction.error_type or " ".join([t for t in tokens if t != WILDCARD][:2])
         coarse = stable_hash("coarse", extraction.kind, head, top)
         fine = stable_hash("fine", extraction.kind, extraction.error_type, masked.text, frame_key)
         params["cluster"] = stable_hash("cluster", extraction.kind, template, frame_key)

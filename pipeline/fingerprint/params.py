@@ -21,16 +21,17 @@ PARAM_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("package", re.compile(r"(?:No matching distribution found for|requirement) (?P<v>[\w.-]+)")),
     # shell: foo: command not found
     ("command", re.compile(r"(?:^|\s)(?P<v>[\w./+-]+): (?:command )?not found", re.M)),
-    # EADDRINUSE / "Address already in use" with a port nearby
-    ("port", re.compile(r"(?:port|:)\s?(?P<v>\d{2,5})\b(?=[^\n]*(?:in use|refused|EADDRINUSE))"
-                        r"|(?:in use|EADDRINUSE)[^\n]*?:(?P<v2>\d{2,5})\b", re.I)),
+    # a port in a bind/connect error: "port 8080", "host:8080", ":::3000" (not 10:00:01)
+    ("port", re.compile(r"(?:\bport\s*[=:]?\s*|[A-Za-z\]][\w.-]*:|:::|EADDRINUSE[^\n]*?:)"
+                        r"(?P<v>\d{2,5})\b", re.I)),
     # host names in connection / resolution errors
-    ("host", re.compile(r"(?:resolve host:?|host ['\"]?|connect to |Host )(?P<v>[\w.-]+\.\w+)",
-                        re.I)),
+    ("host", re.compile(r"(?:resolve host:?\s*|host ['\"]?|connect(?:ion)? to |Host )"
+                        r"(?P<v>[A-Za-z][\w-]*(?:\.[\w-]+)+|localhost)", re.I)),
+    ("host", re.compile(r"(?P<v>[A-Za-z][\w-]*(?:\.[\w-]+)+):\d{2,5}\b")),
     # signals and the exit codes that mean one
     ("signal", re.compile(r"\b(?P<v>SIG[A-Z]{2,6})\b|signal:? (?P<v2>killed|\d+)"
                           r"|(?P<v3>Killed)\b|exit (?:code|status) (?P<v4>13[0-9]|14[0-3])")),
-    ("permission_path", re.compile(r"(?P<v>/[\w./-]+): Permission denied")),
+    ("permission_path", re.compile(r"(?P<v>\.{0,2}/[\w./-]+): Permission denied")),
 )
 
 

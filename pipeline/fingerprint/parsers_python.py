@@ -8,6 +8,7 @@ from pipeline.fingerprint.model import Extraction, Frame
 from pipeline.fingerprint.paths import is_library, normalize_path
 
 _TRACEBACK = "Traceback (most recent call last):"
+_CHAIN_MARKERS = ("The above exception", "During handling")
 _FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+)(?:, in (?P<func>.+))?$')
 _EXC_LINE = re.compile(
     r"^(?:[+|]\s*)?(?P<type>[A-Za-z_][\w.]*(?:Error|Exception|Warning|Exit|Interrupt|Failure"
@@ -38,8 +39,11 @@ def _parse_block(lines: list[str], repo: str) -> tuple[list[Frame], str, str]:
         exc = _EXC_LINE.match(line.strip())
         if exc:
             message = [exc.group("msg") or ""]
-            # a message may continue on following unindented lines (e.g. SyntaxError context)
-            message += [m for m in lines[index + 1:index + 3] if m.strip() and not _FRAME.match(m)]
+            # a message may continue on the next lines, up to a blank line or a chain marker
+            for follow in lines[index + 1:index + 3]:
+                if not follow.strip() or follow.startswith(_CHAIN_MARKERS) or _FRAME.match(follow):
+                    break
+                message.append(follow)
             return frames, exc.group("type"), "\n".join(message).strip()
     return frames, "", ""
 

@@ -96,5 +96,7 @@ def parse_go(text: str, repo: str = "") -> Extraction | None:
             frames.append(Frame(normalize_path(raw, repo), func.group("func"),
                                 int(loc.group("line")), in_project))
     message = panic.group("msg")
-    error_type = "runtime error" if message.startswith("runtime error") else "panic"
+    error_type = "panic"
+    if message.startswith("runtime error: "):
+        error_type, message = "runtime error", message.removeprefix("runtime error: ")
     return Extraction("go", error_type, message, tuple(frames), tool="go")

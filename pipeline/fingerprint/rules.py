@@ -54,7 +54,8 @@ RULES: tuple[Rule, ...] = (
         (?![\w.])""",
          "IPv4 addresses with optional port: hosts differ per machine"),
     Rule("ipv6", r"""
-        (?<![\w:])(?:[0-9a-fA-F]{1,4}:){2,7}(?:[0-9a-fA-F]{1,4}|:)   # full or ::-compressed
+        (?<![\w:])(?=[0-9a-fA-F:]*\d)         # hex groups, at least one digit
+        (?:[0-9a-fA-F]{0,4}:){2,7}[0-9a-fA-F]{0,4}  # full or ::-compressed
         (?![\w:])""",
          "IPv6 addresses (and MAC-like colon hex groups)"),
     Rule("host", r"""

@@ -1,0 +1,46 @@
+"""``heal fingerprint``: one line per message, --multiline records, clean errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+
+TRACEBACK = """Traceback (most recent call last):
+  File "/srv/co/app/main.py", line 3, in <module>
+    import yaml
+ModuleNotFoundError: No module named 'yaml'
+"""
+
+
+def test_one_message_per_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "log.txt"
+    src.write_text("".join(f"Invalid user {u} from 10.0.0.{i}\n"
+                           for i, u in enumerate(["ann", "bob", "cy"])) + "\nsession closed\n")
+    assert main(["fingerprint", str(src)]) == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 4 and all(len(r) == 3 for r in rows)
+    assert {r[2] for r in rows[:3]} == {"Invalid user <*> from <*>"}
+    assert rows[0][0].startswith("fp-v1:") and rows[0][1].startswith("fp-v1:")
+    assert rows[3][2] == "session closed"
+
+
+def test_multiline_records(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "errors.txt"
+    second = TRACEBACK.replace("yaml", "toml")
+    src.write_text(TRACEBACK + "\n" + second + "\nbash: nope: command not found\n")
+    assert main(["fingerprint", "--multiline", str(src)]) == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert [r[2] for r in rows] == [
+        "ModuleNotFoundError: No module named <*>",
+        "ModuleNotFoundError: No module named <*>",
+        "command not found: <*>",
+    ]
+    assert rows[0][0] == rows[1][0]  # the missing module is a parameter, not the problem
+
+
+def test_unreadable_file_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fingerprint", "/nonexistent/heal-input"]) == 2
+    assert "cannot read /nonexistent/heal-input" in capsys.readouterr().err

@@ -1,0 +1,61 @@
+"""The normalization table: each rule masks its shape, counts, and explains itself."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.fingerprint.paths import normalize_path
+from pipeline.fingerprint.rules import DEFAULT_NORMALIZER, RULES, rule
+
+EXAMPLES = {
+    "url": "fetch https://api.example.com/v1/items?id=3 failed",
+    "email": "mail to ann.lee@example.org bounced",
+    "uuid": "job 123e4567-e89b-12d3-a456-426614174000 lost",
+    "timestamp": "at 2026-11-22T10:00:00.123Z it broke",
+    "datetext": "connection at Fri Jun 17 07:07:00 2005 closed",
+    "time": "started 07:07:00 ok",
+    "ip": "peer 10.0.0.12:5432 gone",
+    "ipv6": "peer fe80::1ff:fe23:4567:890a gone",
+    "host": "cannot reach build-7.example.com now",
+    "hex": "segfault at 0x7ffd1234 ip",
+    "hash": "commit 3f2a9bc1d not found",
+    "path": "open /var/lib/app/data.db failed",
+    "duration": "timed out after 1.5s here",
+    "size": "stored 12.5 KB in memory",
+    "kvquoted": "user='ann lee' denied",
+    "idtoken": "block blk_38865049 missing",
+    "num": "exit 137 seen",
+}
+
+
+def test_every_rule_has_an_example_and_a_reason() -> None:
+    assert {r.name for r in RULES} == set(EXAMPLES)
+    assert all(r.why for r in RULES)
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_rule_masks_its_shape(name: str) -> None:
+    masked = DEFAULT_NORMALIZER.mask(EXAMPLES[name])
+    assert f"<{name}>" in masked.text
+    assert masked.counts[name] >= 1
+
+
+def test_counts_and_explain() -> None:
+    masked = DEFAULT_NORMALIZER.mask("retry 3 of 5 to 10.0.0.1")
+    assert masked.counts == {"num": 2, "ip": 1}
+    explained = DEFAULT_NORMALIZER.explain("retry 3 of 5 to 10.0.0.1")
+    assert any(line.startswith("<num>: 2 replaced") for line in explained)
+    assert rule("ip").name == "ip"
+
+
+def test_words_are_left_alone() -> None:
+    text = "ModuleNotFoundError: No module named yaml"
+    assert DEFAULT_NORMALIZER.normalize(text) == text
+
+
+def test_paths_collapse_environment_prefixes() -> None:
+    assert normalize_path("/srv/co/app/x.py", repo="/srv/co") == "app/x.py"
+    lib = "/usr/lib/python3.11/site-packages/requests/api.py"
+    assert normalize_path(lib) == "<site-packages>/requests/api.py"
+    assert normalize_path("/tmp/pytest-of-u/pytest-3/proj/app/x.py").endswith("proj/app/x.py")
+    assert normalize_path("/home/ann/src/app/x.py") == "src/app/x.py"
