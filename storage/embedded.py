@@ -45,13 +45,14 @@ def _log_tail(path: Path, lines: int = 8) -> str:
     return "\n".join(text[-lines:])
 
 
-def _process(pid: int | None, name_part: str) -> psutil.Process | None:
-    """The live process ``pid`` if its name contains ``name_part`` (guards against pid reuse)."""
+def _process(pid: int | None, marker: str) -> psutil.Process | None:
+    """The live process ``pid`` if its command line contains ``marker``: a pid file can outlive
+    its server, and the pid may since belong to another program or another heal home."""
     if not pid:
         return None
     try:
         proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE or name_part not in proc.name():
+        if proc.status() == psutil.STATUS_ZOMBIE or marker not in " ".join(proc.cmdline()):
             return None
         return proc
     except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -83,6 +84,8 @@ class EmbeddedRedis:
         self.pid_file = self.directory / "redis.pid"
         self.log_file = self.directory / "redis.log"
         self.socket = self._socket_path()
+        # redis-server shows its socket in its process title ("redis-server unixsocket:PATH")
+        self._marker = f"unixsocket:{self.socket}"
 
     def _socket_path(self) -> Path:
         preferred = self.directory / "redis.sock"
@@ -102,7 +105,7 @@ class EmbeddedRedis:
             pid = int(self.pid_file.read_text().strip() or 0)
         except (OSError, ValueError):
             return None
-        return pid if _process(pid, "redis") else None
+        return pid if _process(pid, self._marker) else None
 
     def client(self, **kwargs: Any) -> redis.Redis:
         """A client for probing and control: no automatic retries (redis-py retries with
@@ -200,7 +203,7 @@ class EmbeddedRedis:
         pid = self.pid()
         if pid is None:
             return False
-        proc = _process(pid, "redis")
+        proc = _process(pid, self._marker)
         client = self.client(socket_connect_timeout=2.0, socket_timeout=_STOP_TIMEOUT_S)
         with contextlib.suppress(redis.RedisError):
             client.shutdown(save=True)  # fsyncs the append-only file and writes a snapshot

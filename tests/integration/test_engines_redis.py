@@ -249,3 +249,13 @@ def test_malformed_url_is_a_configuration_error(tmp_path: Path) -> None:
     settings = Settings.from_env({"HEAL_HOME": str(tmp_path), "HEAL_REDIS_URL": "http://x:1"})
     with pytest.raises(ConfigError, match="unsupported scheme 'http'"):
         connect_redis(settings)
+
+
+def test_stale_pid_file_pointing_at_another_program_is_ignored(tmp_path: Path) -> None:
+    # Given a pid file left behind whose pid now belongs to an unrelated process (this one)
+    engine = EmbeddedRedis(tmp_path)
+    engine.directory.mkdir(parents=True)
+    engine.pid_file.write_text(str(os.getpid()))
+    # Then it is not taken for a running server (and would never be sent SHUTDOWN or SIGKILL)
+    assert engine.pid() is None
+    assert engine.stop() is False
