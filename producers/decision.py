@@ -2,9 +2,11 @@
 
 The decision is the OutcomeEvent whose ``error_id`` is ours on ``<prefix>:outcomes``. We XREAD
 from the newest id taken *before* publishing, so an outcome written quickly is not missed.
-When no worker serves a stage (no consumer active within ``LIVE_IDLE_MS``, or the runtime's
-``live_stages`` says so), the missing stages are run in this process with
-``pipeline.runtime.drain_inline``. A dead letter naming our id ends the wait early.
+When no worker serves a stage (no consumer other than an ``inline-*`` one active within
+``LIVE_IDLE_MS``, or the runtime's ``live_stages`` says so), the missing stages that are built
+are run in this process with ``pipeline.runtime.drain_inline``; the timeout bounds the wait
+for workers, while stages run inline go to completion. A dead letter naming our id ends the
+wait early.
 """
 
 from __future__ import annotations
@@ -61,9 +63,15 @@ def live_stages(client: Any, settings: Settings) -> set[str]:
             continue  # no stream or no group yet: nobody serves this stage
         except redis.RedisError as exc:
             raise StreamUnavailable(f"cannot inspect stage {stage}: {exc}") from exc
-        if any(int(c.get("idle", LIVE_IDLE_MS)) < LIVE_IDLE_MS for c in consumers):
+        if any(_is_worker(c) for c in consumers):
             live.add(stage)
     return live
+
+
+def _is_worker(consumer: dict[Any, Any]) -> bool:
+    # another `heal run`'s inline consumer is not a worker: it leaves when its drain ends
+    name = _s(consumer.get("name", b""))
+    return not name.startswith("inline-") and int(consumer.get("idle", LIVE_IDLE_MS)) < LIVE_IDLE_MS
 
 
 def _runtime() -> Any:
@@ -81,7 +89,10 @@ def _drain(settings: Settings, client: Any, stages: list[str]) -> int:
             "no workers are running and the in-process pipeline (pipeline.runtime.drain_inline) "
             "is not built yet; start workers with `heal up`"
         )
-    return int(drain(settings, client, stages=stages))
+    loader = importlib.import_module("pipeline.runtime.loader")
+    built = {spec.name for spec in loader.built_stages(None)}
+    todo = [stage for stage in stages if stage in built]  # unbuilt stages cannot run anywhere
+    return int(drain(settings, client, stages=todo)) if todo else 0
 
 
 class DecisionWaiter:
