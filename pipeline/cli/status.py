@@ -198,8 +198,8 @@ def _engine_line(name: str, info: dict[str, Any]) -> str:
     version = info.get("version") or "?"
     extra = f"  pgvector {info['vector']}" if info.get("vector") else ""
     if name == "postgres" and not info.get("vector"):
-        extra = "  pgvector not created yet (the first migration creates it)"
-    users = f"  users {len(info['users'])}" if "users" in info else ""
+        extra = "  pgvector: not yet created"
+    users = f"  ({len(info['users'])} heal processes attached)" if info.get("users") else ""
     return f"  {name:<9} {info['mode']:<9} {version:<8} {info.get('url')}{extra}{users}"
 
 
@@ -221,10 +221,37 @@ def render(status: dict[str, Any]) -> str:
     lines.append("")
     dead = status["dead_letters"]
     lines.append(f"dead letters: {dead if dead is not None else 'unknown'}")
-    breaker = status["breaker"]
-    lines.append(f"breaker: {breaker.get('state')}")
-    budget = status["budget"]
-    lines.append(
-        "budget: " + (", ".join(f"{k}={v}" for k, v in budget.items()) if budget else "none")
-    )
-    return "\n".join(lines)
+    lines += _breaker_lines(status["breaker"])
+    lines += _budget_lines(status["budget"])
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _breaker_lines(breaker: dict[str, Any]) -> list[str]:
+    lines = [f"breaker: {breaker.get('state')}"]
+    open_scopes = breaker.get("open_scopes") or []
+    if open_scopes:
+        lines.append(f"  open: {', '.join(str(s) for s in open_scopes)}")
+    return lines
+
+
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _budget_lines(budget: dict[str, Any]) -> list[str]:
+    if not budget:
+        return ["budget: none"]
+    spend = budget.get("spend")
+    if not isinstance(spend, dict):
+        return ["budget: " + ", ".join(f"{k}={v}" for k, v in budget.items())]
+    lines = [f"budget ({budget.get('day', 'today')}): used / limit"]
+    for kind, figures in spend.items():
+        used, limit = _number(figures.get("used")), _number(figures.get("limit"))
+        lines.append(f"  {kind:<24} {used:>10} / {limit}")
+    rate = budget.get("rate")
+    if isinstance(rate, dict):
+        lines.append(
+            f"  {'rate':<24} {_number(rate.get('tokens')):>10} / {_number(rate.get('capacity'))}"
+            f" tokens, refill {_number(rate.get('per_minute'))}/min"
+        )
+    return lines
