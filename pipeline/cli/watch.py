@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -43,6 +44,11 @@ def _watch(args: argparse.Namespace) -> int:
 
     if args.interval <= 0 or args.idle_flush < 0:
         raise UsageError("--interval must be > 0 and --idle-flush >= 0 seconds")
+    for path in args.paths:
+        if os.path.isdir(path):
+            raise UsageError(f"{path} is a directory; give the log files to follow")
+        if not os.path.exists(path):
+            print(f"heal watch: {path} does not exist yet; waiting for it", file=sys.stderr)
     settings = Settings.from_env()
     publisher = Publisher(connect(settings), settings)
     watcher = Watcher(args.paths, settings.home, publisher.publish_many,
