@@ -124,3 +124,25 @@ def test_mask_url_hides_only_the_password() -> None:
     assert mask_url("postgresql://postgres:@/postgres?host=/x") == (
         "postgresql://postgres:@/postgres?host=/x"
     )
+
+
+def test_session_killed_mid_call_is_unavailable_and_the_pool_recovers(db: Database) -> None:
+    # Given the server ends the session while a statement runs (restart, failover, admin)
+    async def killed(conn: asyncpg.Connection) -> None:
+        await conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+    # Then it is reported as an outage (retry later), not as a bad statement
+    with pytest.raises(DatabaseUnavailable):
+        db.run(killed)
+    # And the pool replaces closed connections on its own
+    before = db.fetchval("SELECT pg_backend_pid()")
+    with Database(db.url) as admin:
+        admin.fetchval("SELECT pg_terminate_backend($1, 5000)", before)  # waits for it
+    after = None
+    for _ in range(3):  # at most the one call that finds the socket closed may fail
+        try:
+            after = db.fetchval("SELECT pg_backend_pid()")
+            break
+        except DatabaseUnavailable:
+            continue
+    assert after is not None and after != before
