@@ -62,6 +62,7 @@ local last = tonumber(redis.call('HGET', h, 'last_failure_at') or '0')
 local new, why = state, ''
 if state == 'QUARANTINED' and now - last >= quiet then
   new, why = 'DEGRADED', 'quiet for ' .. quiet .. 's'
+  redis.call('HSET', h, 'successes', 0)  -- recovery from DEGRADED starts counting now
 end
 if ok then
   redis.call('HSET', h, 'streak_kind', '', 'streak', 0)

@@ -164,3 +164,26 @@ def test_state_survives_a_new_client(redis_url, settings, clock):
     assert status["scopes"]["step:w/t"]["state"] == "OPEN"
     assert status["scopes"]["step:w/t"]["reverts_in_window"] == 2
     assert "step:w/t" in status["open_scopes"]
+
+
+def _revert_in_process(url: str, home: str, prefix: str, n: int) -> None:
+    settings = Settings(redis_url=url, database_url=None, home=Path(home), prefix=prefix)
+    CircuitBreaker(redis.Redis.from_url(url), settings).record_revert("t", "w", f"proc-{n}")
+
+
+def test_worker_processes_racing_agree(redis_url, settings) -> None:
+    import multiprocessing
+
+    procs = [multiprocessing.Process(target=_revert_in_process,
+                                     args=(redis_url, str(settings.home), settings.prefix, n))
+             for n in range(6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    views = [CircuitBreaker(redis.Redis.from_url(redis_url), settings).status()
+             for _ in range(3)]
+    assert all(v == views[0] for v in views)
+    step = views[0]["scopes"]["step:w/t"]
+    assert step["state"] == "OPEN" and step["reverts_in_window"] == 6
+    assert views[0]["scopes"]["global"]["state"] == "OPEN"  # 6 >= 5 global threshold

@@ -67,3 +67,44 @@ def test_failures_spread_out_do_not_quarantine(redis_url, tmp_path, prefix) -> N
         clock.now += 120
         guard.on_step_result("wf", "test", False, f"kind-{i}")
     assert guard.state("wf")[0] is WorkflowState.RUNNING
+
+
+def test_only_allowed_transitions(redis_url, tmp_path, prefix) -> None:
+    import uuid
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    allowed = {("RUNNING", "DEGRADED"), ("RUNNING", "QUARANTINED"), ("DEGRADED", "RUNNING"),
+               ("DEGRADED", "QUARANTINED"), ("QUARANTINED", "DEGRADED")}
+    steps = st.lists(st.tuples(st.booleans(), st.sampled_from(["A", "B"]),
+                               st.sampled_from([1, 30, 400, 4000])), max_size=40)
+
+    @settings(max_examples=30, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(steps)
+    def run(seq: list[tuple[bool, str, int]]) -> None:
+        clock = Clock()
+        clock.now = 1_000_000.0
+        guard = _guard(redis_url, tmp_path, f"{prefix}{uuid.uuid4().hex[:6]}", clock)
+        for ok, kind, wait in seq:
+            clock.now += wait
+            before, after, _ = guard.on_step_result("wf", "s", ok, kind)
+            if before != after:
+                assert (before.value, after.value) in allowed
+
+    run()
+
+
+def test_quarantine_lifts_to_degraded_not_straight_to_running(redis_url, tmp_path,
+                                                              prefix) -> None:
+    clock = Clock()
+    clock.now = 1_000_000.0
+    guard = _guard(redis_url, tmp_path, prefix, clock)
+    for i in range(10):
+        clock.now += 10
+        guard.on_step_result("wf", "s", False, f"k{i}")
+    guard.on_step_result("wf", "s", True)
+    guard.on_step_result("wf", "s", True)
+    clock.now += 3600
+    assert guard.on_step_result("wf", "s", True)[1] is WorkflowState.DEGRADED
