@@ -44,7 +44,8 @@ async def _occurrence(conn: asyncpg.Connection, p: dict[str, Any]) -> None:
         )
         await conn.execute(
             """UPDATE pattern_fingerprints SET hits = hits + 1
-               WHERE (fingerprint = $1 AND level = 'fine') OR (fingerprint = $2 AND level = 'coarse')""",
+               WHERE (fingerprint = $1 AND level = 'fine')
+                  OR (fingerprint = $2 AND level = 'coarse')""",
             p.get("fine", ""), p.get("coarse", ""),
         )
 

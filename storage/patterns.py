@@ -87,7 +87,8 @@ class PatternRepository:
         """(pattern id, level) known for the fine fingerprint, else for the coarse one."""
         row = self.db.fetchrow(
             """SELECT pattern_id, level FROM pattern_fingerprints
-               WHERE (fingerprint = $1 AND level = 'fine') OR (fingerprint = $2 AND level = 'coarse')
+               WHERE (fingerprint = $1 AND level = 'fine')
+                  OR (fingerprint = $2 AND level = 'coarse')
                ORDER BY level DESC LIMIT 1""",
             fine, coarse,
         )

@@ -107,7 +107,9 @@ def _enum(pattern_id: str, enum: type[Any], value: Any, what: str) -> Any:
         return enum(value)
     except ValueError as exc:
         allowed = ", ".join(e.value for e in enum)
-        raise ConfigError(f"pattern {pattern_id}: {what} {value!r} is not one of {allowed}") from exc
+        raise ConfigError(
+            f"pattern {pattern_id}: {what} {value!r} is not one of {allowed}"
+        ) from exc
 
 
 def parse_pattern(raw: Mapping[str, Any]) -> Pattern:
@@ -127,7 +129,8 @@ def parse_pattern(raw: Mapping[str, Any]) -> Pattern:
         )
         for r in raw.get("detect") or []
     )
-    params = {n: ParamSpec.from_dict(n, spec or {}) for n, spec in (raw.get("params") or {}).items()}
+    declared = raw.get("params") or {}
+    params = {n: ParamSpec.from_dict(n, spec or {}) for n, spec in declared.items()}
     category = _enum(pid, Category, raw.get("category"), "category")
     fix_raw = dict(raw.get("fix") or {})
     if not fix_raw:

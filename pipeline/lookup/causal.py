@@ -18,7 +18,7 @@ def walk_edges(edges: Iterable[tuple[str, str, float]], nodes: Sequence[str],
     for cause, effect, confidence in edges:
         by_effect.setdefault(effect, []).append((cause, confidence))
     found: list[Cause] = []
-    frontier = [(n, 1.0, (n,)) for n in nodes]
+    frontier: list[tuple[str, float, tuple[str, ...]]] = [(n, 1.0, (n,)) for n in nodes]
     for _ in range(max_depth):
         step = []
         for node, confidence, path in frontier:

@@ -31,7 +31,7 @@ from pipeline.lookup.semantic import (
 )
 from pipeline.model import Category, FixKind, LifecycleState
 from storage.cache import LocalCache
-from storage.causal import Cause, CausalGraph
+from storage.causal import CausalGraph, Cause
 from storage.db import Database
 from storage.embeddings import EmbeddingRepository
 from storage.outbox import apply_ops
@@ -159,7 +159,8 @@ class Lookup:
         if hit is not None:
             return hit
         hit = self.cache.pattern_for(fingerprint, level)
-        if hit is None and self.online and time.monotonic() - self._misses.get(key, -1e9) > NEGATIVE_TTL_S:
+        recently_missed = time.monotonic() - self._misses.get(key, -1e9) < NEGATIVE_TTL_S
+        if hit is None and self.online and not recently_missed:
             hit = self._pattern_from_database(fingerprint, level)
             if hit is None:
                 self._misses[key] = time.monotonic()
@@ -201,7 +202,9 @@ class Lookup:
         return LookupResult(pattern_id, tier, score, reason + why, path or (pattern_id,), fix,
                             merged)
 
-    def _render(self, pattern: Pattern, params: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    def _render(
+        self, pattern: Pattern, params: dict[str, Any]
+    ) -> tuple[dict[str, Any] | None, str]:
         from pipeline.fixes.render import render_fix
 
         state = self._states.get(pattern.fix.id, pattern.fix.state.value)
@@ -270,7 +273,8 @@ class Lookup:
         nodes = [n for n in ((previous.pattern_id if previous else None), fine, coarse) if n]
         for cause in self._causes(nodes):
             pattern_id = cause.node if cause.node in self.catalog.patterns else (
-                self._known_pattern(cause.node, "fine") or self._known_pattern(cause.node, "coarse"))
+                self._known_pattern(cause.node, "fine")
+                or self._known_pattern(cause.node, "coarse"))
             if pattern_id is None or (previous is not None and pattern_id == previous.pattern_id):
                 continue
             chain = " <- ".join(cause.path)

@@ -174,4 +174,5 @@ def test_offline_answers_from_cache_and_outbox_syncs_idempotently(
     offline.cache.enqueue([(f"occ:{error_id}", "occurrence", {
         "error_id": error_id, "pattern_id": "net.dns_failure", "fine": fine})])
     assert offline.sync() == 0
-    assert db.fetchval("SELECT occurrences FROM patterns WHERE id = 'net.dns_failure'") == before + 1
+    after = db.fetchval("SELECT occurrences FROM patterns WHERE id = 'net.dns_failure'")
+    assert after == before + 1
