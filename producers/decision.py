@@ -165,7 +165,7 @@ class DecisionWaiter:
                 self._cursor[name] = _s(entry_id)
                 payload = fields.get(b"event", b"")
                 if name == self.dead:
-                    if any(needle in v for v in fields.values() if isinstance(v, bytes)):
+                    if _names(fields, needle):
                         reason = fields.get(b"reason", b"dead-lettered")
                         return None, _s(reason)
                     continue
@@ -178,6 +178,14 @@ class DecisionWaiter:
                 if outcome.error_id == error_id:
                     return outcome, ""
         return None
+
+
+def _names(fields: dict[bytes, Any], needle: bytes) -> bool:
+    """Does this dead letter belong to our error? Its ``error_id`` field says so; entries
+    without one are matched on the raw payload."""
+    if b"error_id" in fields:
+        return bool(fields[b"error_id"] == needle)
+    return any(needle in v for v in fields.values() if isinstance(v, bytes))
 
 
 def _s(value: Any) -> str:

@@ -60,6 +60,11 @@ ERROR_MARKERS = re.compile(
 #: case-sensitive words that only count in upper case (``error`` in prose is not an error)
 _LOWER_OK = re.compile(r"\b(error|fatal|critical|failed|failure|panic|alert|severe)\b")
 
+#: every ERROR_MARKERS alternative contains one of these (a fast pre-filter)
+_CHEAP_WORDS = ("err", "fatal", "critical", "severe", "panic", "emerg", "alert", "fail",
+                "traceback", "exception", "segmentation", "core dumped", "killed",
+                "out of memory")
+
 #: record kinds that are error reports by construction
 STRUCTURED_KINDS = frozenset({"python", "java", "node", "go", "pytest"})
 #: modes in which a blank line may sit inside a record (held until the next line decides)
@@ -91,6 +96,9 @@ class Record:
 
 def is_error_text(text: str) -> bool:
     """True when the text reports an error (level markers, tracebacks, panics ...)."""
+    lower = text.lower()
+    if not any(word in lower for word in _CHEAP_WORDS):
+        return False  # most log lines: skip the regex scan
     for match in ERROR_MARKERS.finditer(text):
         word = match.group(0)
         # an upper-case level or any structural marker counts; lower-case prose words do not
@@ -100,7 +108,8 @@ def is_error_text(text: str) -> bool:
 
 
 def clean(line: str) -> str:
-    return ANSI.sub("", line.rstrip("\r\n"))
+    line = line.rstrip("\r\n")
+    return ANSI.sub("", line) if "\x1b" in line else line
 
 
 class RecordAssembler:

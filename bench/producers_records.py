@@ -1,0 +1,81 @@
+"""Record assembly throughput (the code `heal watch` and `heal backfill` run per line).
+
+Baseline, measured in the same run: splitting the same bytes into decoded lines (the least any
+log reader does). Reported: lines/s of the baseline, of record assembly, and of assembly +
+error classification + event building (`scan_file`, what `backfill --dry-run` does), and the
+ratio of each to the baseline. Input: every Loghub-2k log under DATA_DIR concatenated, plus
+real multi-line reports (Python/Java tracebacks) interleaved so the multi-line rules run.
+
+    .venv/bin/python bench/producers_records.py [DATA_DIR] [--repeat N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from producers.backfill import scan_file
+from producers.records import assemble_lines, iter_lines
+
+TRACE = (
+    "2024-01-01 10:00:01 ERROR request failed\n"
+    "Traceback (most recent call last):\n"
+    '  File "app.py", line 3, in <module>\n'
+    "    main()\n"
+    "KeyError: 'x'\n"
+    "java.lang.IllegalStateException: boom\n"
+    "\tat com.acme.App.run(App.java:10)\n"
+    "Caused by: java.io.IOException: disk\n"
+    "\t... 2 more\n"
+)
+
+
+def corpus(data_dir: Path, repeat: int) -> bytes:
+    logs = sorted(data_dir.glob("*/*_2k.log"))
+    if not logs:
+        sys.exit(f"no Loghub *_2k.log files under {data_dir}")
+    parts = []
+    for log in logs:
+        lines = log.read_text(errors="replace").splitlines(keepends=True)
+        for i in range(0, len(lines), 50):
+            parts.append("".join(lines[i:i + 50]) + TRACE)
+    return "".join(parts).encode() * repeat
+
+
+def rate(label: str, lines: int, seconds: float, base: float | None) -> float:
+    per_s = lines / seconds
+    ratio = f"  ({per_s / base:.2f}x baseline)" if base else ""
+    print(f"{label:<44} {per_s:>12,.0f} lines/s{ratio}")
+    return per_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("data_dir", nargs="?", default="/work/shared/data/loghub2k")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    data = corpus(Path(args.data_dir), args.repeat)
+    n = data.count(b"\n")
+
+    t = time.perf_counter()
+    assert sum(1 for _ in iter_lines(data)) == n
+    base = rate("baseline: split + decode lines", n, time.perf_counter() - t, None)
+
+    t = time.perf_counter()
+    records = list(assemble_lines(iter_lines(data)))
+    rate("record assembly", n, time.perf_counter() - t, base)
+
+    with tempfile.NamedTemporaryFile(suffix=".log") as fh:
+        fh.write(data)
+        fh.flush()
+        t = time.perf_counter()
+        events = sum(1 for _ in scan_file(Path(fh.name)))
+        rate("assembly + classification + events (backfill)", n, time.perf_counter() - t, base)
+    print(f"{n:,} lines -> {len(records):,} records -> {events:,} error events")
+
+
+if __name__ == "__main__":
+    main()
