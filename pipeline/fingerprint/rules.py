@@ -46,8 +46,8 @@ RULES: tuple[Rule, ...] = (
         \s+\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?                   # time
         (?:\s+\d{4})?\b""",
          "syslog/ctime dates (Fri Jun 17 07:07:00 2005) change on every occurrence"),
-    Rule("time", r"""\b\d{1,2}:\d{2}:\d{2}(?:[.,:]\d+)?\b""",
-         "clock times (HH:MM:SS[.fff])"),
+    Rule("time", r"""\b\d{1,2}:\d{2}:\d{2}(?:[.,:]\d+)?\b(?!:[0-9a-fA-F])""",
+         "clock times (HH:MM:SS[.fff]); not the start of a MAC/IPv6 address"),
     Rule("ip", r"""
         (?<![\w.])\d{1,3}(?:\.\d{1,3}){3}    # IPv4
         (?::\d{1,5})?                        # optional :port
