@@ -124,3 +124,20 @@ def test_watcher_publishes_before_checkpointing(tmp_path: Path) -> None:
     published: list[ErrorEvent] = []
     watcher = Watcher([str(log)], tmp_path / "home", published.extend, from_start=True)
     assert watcher.drain() == 1 and texts(published) == ["ERROR x"]
+
+
+def test_transcripts_are_followed_with_call_result_pairing_across_polls(tmp_path: Path) -> None:
+    import orjson
+
+    path = tmp_path / "session.jsonl"
+    path.write_text(orjson.dumps({"type": "tool_use", "id": "c1", "name": "Bash",
+                                  "input": {"command": "make test"}}).decode() + "\n")
+    f = FileFollower(str(path), OffsetStore(tmp_path / "home"), sink_for(str(path), True),
+                     True, idle_flush_s=0.0)
+    assert poll_all(f) == []
+    with path.open("a") as fh:
+        fh.write(orjson.dumps({"type": "tool_result", "tool_use_id": "c1", "is_error": True,
+                               "content": "Exit code 2\nmake: *** [test] Error 2"}).decode()
+                 + "\n")
+    (event,) = poll_all(f)
+    assert event.command == ("make", "test") and event.exit_code == 2

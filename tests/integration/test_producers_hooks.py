@@ -1,0 +1,73 @@
+"""Workflow hooks against the real embedded Redis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis
+
+from pipeline.config import Settings
+from pipeline.errors import UsageError
+from pipeline.events import ErrorEvent
+from producers.hooks import WorkflowHooks
+
+
+@pytest.fixture
+def client(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, redis_url: str, prefix: str) -> Settings:
+    return Settings.from_env({"HEAL_HOME": str(tmp_path), "HEAL_REDIS_URL": redis_url,
+                              "HEAL_STREAM_PREFIX": prefix})
+
+
+def errors(client: redis.Redis, settings: Settings) -> list[ErrorEvent]:
+    return [ErrorEvent.decode(f[b"event"]) for _, f in client.xrange(settings.stream("errors"))]
+
+
+def test_subprocess_failure_then_success_is_published_then_resolved(
+    client: redis.Redis, settings: Settings
+) -> None:
+    hooks = WorkflowHooks("nightly", "42", client=client, settings=settings)
+    event_id = hooks.on_subprocess_complete(["pytest", "-q"], 1, stdout="collected 3",
+                                            stderr="E   ImportError: yaml", phase="test")
+    (event,) = errors(client, settings)
+    assert event.id == event_id and event.source.kind == "hook"
+    assert event.command == ("pytest", "-q") and event.exit_code == 1
+    assert "ImportError: yaml" in event.text and "collected 3" in event.text
+    assert (event.workflow.id, event.workflow.run_id, event.workflow.phase) == (
+        "nightly", "42", "test")
+    assert hooks.on_subprocess_complete(["pytest", "-q"], 0) is None
+    (row,) = client.xrange(settings.stream("resolutions"))
+    assert row[1][b"error_id"].decode() == event_id
+
+
+def test_phase_and_workflow_hooks(client: redis.Redis, settings: Settings) -> None:
+    hooks = WorkflowHooks("nightly", "43", client=client, settings=settings)
+    assert hooks.on_phase_complete("lint", "passed") is None
+    phase_id = hooks.on_phase_complete("deploy", "failure", error_text="503 from registry")
+    assert hooks.on_workflow_complete("failed", summary="1 of 2 phases failed") is None
+    record = client.hgetall(settings.key("workflow", "nightly", "43"))
+    assert record[b"status"] == b"failure" and record[b"events"] == b"1"
+    (event,) = errors(client, settings)
+    assert event.id == phase_id and event.text == "503 from registry"
+    with pytest.raises(UsageError, match="status 'meh'"):
+        hooks.on_phase_complete("x", "meh")
+
+
+def test_learn_phase_lessons_are_published_in_observe_mode(
+    client: redis.Redis, settings: Settings
+) -> None:
+    hooks = WorkflowHooks("agent", "7", client=client, settings=settings)
+    ids = hooks.on_learn_phase_complete([
+        {"error": "ModuleNotFoundError: No module named 'yaml'", "fix": "pip install PyYAML"},
+    ])
+    (event,) = errors(client, settings)
+    assert ids == [event.id]
+    assert event.tags["mode"] == "observe"
+    assert event.tags["learned"] == {"fix": "pip install PyYAML"}
+    with pytest.raises(UsageError, match="lesson 0"):
+        hooks.on_learn_phase_complete([{"fix": "x"}])
