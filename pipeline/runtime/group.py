@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from typing import Any
 
 import redis
 
 from pipeline.config import Settings
+
+#: the default dedupe window (WorkerOptions.dedupe_ttl_s)
+DEFAULT_DEDUPE_WINDOW_S = 6 * 3600
 
 
 def consumer_name(index: int = 0) -> str:
@@ -32,13 +36,23 @@ def ensure_group(client: Any, stream: str, group: str) -> None:
             raise
 
 
-def dedupe_key(settings: Settings, stage: str, event_id: str) -> str:
-    """The marker set atomically with an event's hand-off (``<prefix>:done:<stage>:<id>``)."""
-    return settings.key("done", stage, event_id)
+def dedupe_keys(
+    settings: Settings, stage: str, window_s: int, now: float | None = None
+) -> tuple[str, str]:
+    """The current and previous windows' marker sets (``<prefix>:done:<stage>:<n>``)."""
+    window = int((time.time() if now is None else now) // max(window_s, 1))
+    return (
+        settings.key("done", stage, str(window)),
+        settings.key("done", stage, str(window - 1)),
+    )
 
 
-def already_done(client: Any, settings: Settings, stage: str, event_id: str) -> bool:
-    """True when this stage already handed off an event with this id (within the dedupe TTL).
+def already_done(
+    client: Any, settings: Settings, stage: str, event_id: str,
+    window_s: int = DEFAULT_DEDUPE_WINDOW_S,
+) -> bool:
+    """True when this stage already handed off an event with this id (within the dedupe
+    window: between one and two ``window_s``).
 
     A handler with side effects (applying a fix) checks this before acting, so an event
     published twice acts once.
@@ -46,4 +60,8 @@ def already_done(client: Any, settings: Settings, stage: str, event_id: str) -> 
     Raises:
         redis.exceptions.ConnectionError: Redis unreachable.
     """
-    return bool(client.exists(dedupe_key(settings, stage, event_id)))
+    current, previous = dedupe_keys(settings, stage, window_s)
+    pipe = client.pipeline(transaction=False)
+    pipe.sismember(current, event_id)
+    pipe.sismember(previous, event_id)
+    return any(pipe.execute())

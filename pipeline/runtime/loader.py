@@ -119,13 +119,13 @@ def build_worker(
     ctx = StageContext(settings=settings, stage=spec.name, consumer=consumer)
     ctx.resources.update(resources or {})
     ctx.resources.setdefault("redis", client)
+    resolved = stage_options(spec, options or WorkerOptions(), explicit or set())
     ctx.resources["already_done"] = lambda event_id: groups.already_done(
-        client, settings, spec.name, event_id
+        client, settings, spec.name, event_id, resolved.dedupe_ttl_s
     )
     handler = spec.build(ctx)
     return StageWorker(
         client, settings, spec.name, handler,
         group=spec.group, input_stream=spec.input, output_stream=spec.output,
-        options=stage_options(spec, options or WorkerOptions(), explicit or set()),
-        hooks=hooks, consumer=consumer,
+        options=resolved, hooks=hooks, consumer=consumer,
     )

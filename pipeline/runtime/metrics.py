@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -46,11 +47,9 @@ class MetricsRegistry:
             m = self._get(stage)
             m.handled += 1
             m.latency_sum_s += elapsed_s
-            m.latency_max_s = max(m.latency_max_s, elapsed_s)
-            for i, bound in enumerate(LATENCY_BUCKETS):
-                if elapsed_s <= bound:
-                    m.latency_buckets[i] += 1
-                    break
+            if elapsed_s > m.latency_max_s:
+                m.latency_max_s = elapsed_s
+            m.latency_buckets[bisect.bisect_left(LATENCY_BUCKETS, elapsed_s)] += 1
 
     def add(self, stage: str, **counts: int) -> None:
         with self._lock:

@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     client = redis.Redis.from_url(args.url, socket_timeout=args.block_ms / 1000 + 10)
     worker = StageWorker(client, settings, "fingerprint", handler, options=options,
-                         index=args.index, hooks=[])
+                         index=args.index)
     return run_threads([worker])
 
 

@@ -73,7 +73,7 @@ class WorkerOptions:
     claim_idle_ms: int = 60_000
     #: how often to look for abandoned entries
     claim_interval_s: float = 5.0
-    #: event-id dedupe markers live this long (0 disables the marker)
+    #: event-id dedupe window: an id is remembered one to two windows (0 disables markers)
     dedupe_ttl_s: int = 6 * 3600
     retention: Retention = Retention()
     #: dead-lettered raw bytes are capped at this size (the reason says how much was cut)

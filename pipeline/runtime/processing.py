@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,13 +45,11 @@ class EventProcessor:
         handler: StageHandler,
         hooks: HookChain,
         options: WorkerOptions,
-        dedupe_key: Callable[[str], str],
     ) -> None:
         self.stage = stage
         self.handler = handler
         self.hooks = hooks
         self.options = options
-        self.dedupe_key = dedupe_key
 
     def process(self, delivery: Delivery) -> Decision:
         if delivery.raw is None:
@@ -92,8 +89,7 @@ class EventProcessor:
             return self._retry(delivery, f"handler raised {type(exc).__name__}: {exc}", None)
         self.hooks.after_handle(self.stage, event, outputs, time.perf_counter() - started)
         event_id = getattr(event, "id", None)
-        key = self.dedupe_key(event_id) if isinstance(event_id, str) and event_id else None
-        return Handoff(delivery.entry_id, encoded, key)
+        return Handoff(delivery.entry_id, encoded, event_id if isinstance(event_id, str) else None)
 
     def _retry(self, delivery: Delivery, reason: str, requested: float | None) -> Decision:
         if delivery.deliveries >= self.options.max_deliveries:

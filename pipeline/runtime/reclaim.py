@@ -23,7 +23,9 @@ log = logging.getLogger("heal.runtime.reclaim")
 def _entry_raw(fields: dict[Any, Any] | None) -> bytes | None:
     if fields is None:
         return None
-    raw = fields.get(b"event", fields.get("event"))
+    raw = fields.get(b"event")
+    if raw is None:
+        raw = fields.get("event")
     if isinstance(raw, str):
         return raw.encode()
     return raw if isinstance(raw, bytes) else None

@@ -67,13 +67,12 @@ class StageWorker:
         self.options = (options or WorkerOptions()).validate()
         self.consumer = consumer or groups.consumer_name(index)
         self.hooks = HookChain([MetricsHook()] if hooks is None else hooks)
-        self.processor = EventProcessor(
-            stage, handler, self.hooks, self.options,
-            lambda event_id: groups.dedupe_key(settings, stage, event_id),
-        )
+        self.processor = EventProcessor(stage, handler, self.hooks, self.options)
+        window = self.options.dedupe_ttl_s
         self.writer = HandoffWriter(
             client, self.stream, self.group, self.output, settings.stream(STREAM_DEAD),
-            self.options.retention, self.options.dedupe_ttl_s,
+            self.options.retention, window,
+            lambda: groups.dedupe_keys(settings, stage, window),
         )
         self.reclaimer = Reclaimer(
             client, self.stream, self.group, self.consumer, self.options.claim_idle_ms
@@ -88,7 +87,9 @@ class StageWorker:
 
     def already_done(self, event_id: str) -> bool:
         """True when this stage already handed off ``event_id`` (see group.already_done)."""
-        return groups.already_done(self.client, self.settings, self.stage, event_id)
+        return groups.already_done(
+            self.client, self.settings, self.stage, event_id, self.options.dedupe_ttl_s
+        )
 
     def stop(self) -> None:
         """Ask the loop to stop after the event in hand (thread- and signal-safe)."""

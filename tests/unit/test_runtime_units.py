@@ -34,8 +34,7 @@ def processor(
 ) -> EventProcessor:
     options = WorkerOptions(max_deliveries=max_deliveries, backoff_base_s=1, backoff_cap_s=5)
     return EventProcessor(
-        "fingerprint", PassThroughHandler(on_event=on_event), HookChain(hooks), options,
-        lambda eid: f"p:done:fingerprint:{eid}",
+        "fingerprint", PassThroughHandler(on_event=on_event), HookChain(hooks), options
     )
 
 
@@ -75,9 +74,9 @@ def test_retry_schedule_releases_entries_when_due_in_order() -> None:
 
 # --- decisions ---------------------------------------------------------------------------
 
-def test_a_handled_event_is_handed_off_with_its_dedupe_key() -> None:
+def test_a_handled_event_is_handed_off_with_its_event_id_for_dedupe() -> None:
     decision = processor().process(delivery())
-    assert decision == Handoff("1-0", [RAW], "p:done:fingerprint:e1")
+    assert decision == Handoff("1-0", [RAW], "e1")
 
 
 def test_entry_without_event_field_is_dead_lettered_with_how_to_publish() -> None:
