@@ -16,7 +16,8 @@ from typing import Any, TextIO
 from pipeline.errors import UsageError
 from pipeline.fingerprint.batch import fingerprint_batch
 
-_CONTINUATION = ("Traceback", "During handling", "The above exception", "Caused by:", "goroutine")
+_CONTINUATION = ("During handling", "The above exception", "Caused by:", "goroutine")
+_CHAIN = ("During handling", "The above exception")
 
 
 def register(subparsers: Any) -> None:
@@ -33,27 +34,30 @@ def register(subparsers: Any) -> None:
 
 
 def _records(lines: Iterable[str]) -> Iterator[str]:
+    """Split into records: a blank line, or an unindented line after a complete message,
+    starts a new one; chained-exception markers and stack frames continue the current one."""
     record: list[str] = []
-    for line in lines:
-        line = line.rstrip("\n")
-        starts_new = (
-            bool(line) and not line[0].isspace() and not line.startswith(_CONTINUATION)
-            and bool(record) and record[-1].startswith((" ", "\t")) is False
-            and not _is_exception_tail(record)
-        )
-        if not line.strip() or starts_new:
-            if record:
-                yield "\n".join(record)
-            record = [line] if line.strip() else []
+    blank = False
+    for raw in lines:
+        line = raw.rstrip("\n")
+        if not line.strip():
+            blank = True
             continue
+        chained = line.startswith("Traceback") and bool(record) and record[-1].startswith(_CHAIN)
+        continues = chained or line.startswith(_CONTINUATION) or line[0].isspace()
+        if record and not continues and (blank or not _expects_more(record)):
+            yield "\n".join(record)
+            record = []
         record.append(line)
+        blank = False
     if record:
         yield "\n".join(record)
 
 
-def _is_exception_tail(record: list[str]) -> bool:
-    # inside a traceback the exception line follows indented frames; keep it in the record
-    return any(r.startswith(_CONTINUATION) for r in record) and record[-1].startswith(" ")
+def _expects_more(record: list[str]) -> bool:
+    # a Python traceback ends with its unindented exception line, after the indented frames
+    heads = [i for i, r in enumerate(record) if r.startswith("Traceback")]
+    return bool(heads) and all(r[:1].isspace() for r in record[heads[-1] + 1:])
 
 
 def _open(path: str) -> TextIO:

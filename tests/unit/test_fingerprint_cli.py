@@ -44,3 +44,21 @@ def test_multiline_records(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 def test_unreadable_file_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["fingerprint", "/nonexistent/heal-input"]) == 2
     assert "cannot read /nonexistent/heal-input" in capsys.readouterr().err
+
+
+def test_multiline_keeps_chained_tracebacks_and_java_traces_whole(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    snapshots = Path(__file__).parent / "snapshots" / "fp-v1"
+    chained = (snapshots / "python_chained.txt").read_text()
+    java = (snapshots / "java_caused_by.txt").read_text()
+    src = tmp_path / "mixed.txt"
+    src.write_text(chained + "\n" + java + "plain line one\nplain line two\n")
+    assert main(["fingerprint", "--multiline", str(src)]) == 0
+    templates = [line.split("\t")[2] for line in capsys.readouterr().out.splitlines()]
+    assert templates == [
+        "RuntimeError: config is not valid JSON",
+        "java.lang.NumberFormatException: For input string: <*>",
+        "plain line one",
+        "plain line two",
+    ]
