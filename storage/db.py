@@ -7,8 +7,9 @@ statements; the rest wait for a connection).
 
 Errors: a server that cannot be reached, refuses or drops the connection, or a call that times
 out raises :class:`~pipeline.errors.DatabaseUnavailable`; a statement the server rejects
-(syntax, constraint, missing table) raises :class:`~pipeline.errors.QueryError` carrying the
-SQLSTATE. Both name the masked URL, never a password.
+(syntax, constraint, missing table) or the driver refuses to send (wrong argument count or
+type) raises :class:`~pipeline.errors.QueryError` carrying the SQLSTATE; a malformed URL
+raises :class:`~pipeline.errors.ConfigError`. Messages name the masked URL, never a password.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from pipeline.errors import DatabaseUnavailable, QueryError
+from pipeline.errors import ConfigError, DatabaseUnavailable, QueryError
 
 T = TypeVar("T")
 
@@ -58,10 +59,20 @@ def _translate(exc: BaseException, url: str) -> Exception:
         if sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES:
             return DatabaseUnavailable(f"PostgreSQL at {where} is unavailable: {exc}")
         return QueryError(f"PostgreSQL rejected a statement: {exc} (SQLSTATE {sqlstate})", sqlstate)
+    if isinstance(exc, asyncpg.exceptions.ClientConfigurationError | ValueError):
+        return ConfigError(f"invalid database URL {where}: {exc}")
+    if isinstance(exc, asyncpg.InterfaceError) and not _about_connection(exc):
+        # misuse caught by the driver before the server saw it (e.g. argument count)
+        return QueryError(f"PostgreSQL statement not sent: {exc}")
     if isinstance(exc, TimeoutError | concurrent.futures.TimeoutError):
         return DatabaseUnavailable(f"PostgreSQL at {where} did not answer in time")
     reason = str(exc) or type(exc).__name__
     return DatabaseUnavailable(f"cannot use PostgreSQL at {where}: {reason}")
+
+
+def _about_connection(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "connection" in text or "closed" in text
 
 
 _TRANSLATED = (
@@ -119,6 +130,9 @@ class Database:
 
         try:
             self._pool: asyncpg.Pool = self._submit(_create())
+        except ValueError as exc:  # a malformed URL (port, sslmode, ...), found by the driver
+            self._stop_loop()
+            raise _translate(exc, url) from exc
         except BaseException:
             self._stop_loop()
             raise

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import asyncpg
 import pytest
 
-from pipeline.errors import DatabaseUnavailable, QueryError
+from pipeline.errors import ConfigError, DatabaseUnavailable, QueryError
 from storage.db import Database, mask_url
 from storage.migrate import migrate
 
@@ -89,6 +89,10 @@ def test_rejected_statement_is_query_error_not_outage(db: Database, table: str) 
     assert not isinstance(info.value, DatabaseUnavailable)
     with pytest.raises(QueryError):
         db.fetch("SELECT * FROM no_such_table_here")
+    with pytest.raises(QueryError):  # refused by the driver before it reaches the server
+        db.fetchval("SELECT $1::int")
+    with pytest.raises(QueryError):
+        db.fetchval("SELECT $1::int", "not a number")
     # the pool is still usable afterwards
     assert db.fetchval("SELECT 1") == 1
 
@@ -100,6 +104,11 @@ def test_unreachable_server_is_database_unavailable_quickly() -> None:
     assert time.monotonic() - started < 15
     assert "s3cret" not in str(info.value)
     assert "127.0.0.1:1" in str(info.value)
+
+
+def test_malformed_url_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigError, match="invalid database URL"):
+        Database("postgresql://u:pw@localhost/db?sslmode=bogus")
 
 
 def test_closed_database_says_so(database_url: str) -> None:
