@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import tempfile
 import time
 import uuid
@@ -33,6 +34,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pipeline.demo.isolation import isolate
     from pipeline.demo.report import all_as_expected, render
     from pipeline.demo.runner import Demo
     from pipeline.runtime import drain_inline
@@ -43,7 +45,10 @@ def run(args: argparse.Namespace) -> int:
     # a fresh prefix: the demo's streams and keys never mix with real work
     settings = dataclasses.replace(base, prefix=f"{base.prefix}-demo-{uuid.uuid4().hex[:6]}")
     print("heal demo: starting the engines (embedded unless HEAL_REDIS_URL/HEAL_DATABASE_URL)")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # model-loading progress bars hide the story
     client = connect_redis(settings)
+    settings, cleanup, note = isolate(settings)
+    print(f"heal demo: {note}; streams under {settings.prefix}:*")
     db = open_database(settings)
     resources: dict[str, Any] = {"db": db}
 
@@ -51,10 +56,14 @@ def run(args: argparse.Namespace) -> int:
         return drain_inline(settings, client, ctx_resources=resources)
 
     demo = Demo(settings, client, resources, drain)
-    if args.dir is not None:
-        rows = demo.run(args.dir.resolve() / "shop")
-    else:
-        tmp = tempfile.mkdtemp(prefix="heal-demo-")
-        rows = demo.run(Path(tmp) / "shop")
+    where = args.dir.resolve() if args.dir is not None else Path(
+        tempfile.mkdtemp(prefix="heal-demo-"))
+    try:
+        rows = demo.run(where / "shop")
+    finally:
+        db.close()
+        cleanup()
+        for key in client.scan_iter(match=f"{settings.prefix}:*", count=500):
+            client.delete(key)  # the demo's streams and keys: nothing left behind
     print(render(rows, time.monotonic() - started))
     return 0 if all_as_expected(rows) else 1

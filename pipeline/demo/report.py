@@ -17,10 +17,10 @@ def _label(row: Row) -> str:
 
 def render(rows: list[Row], seconds: float) -> str:
     lines = ["", "heal demo report", "================", ""]
-    header = f"{'breakage':<20} {'fix':<28} {'result':<17} {'passes now':<10} {'time':>6}"
+    header = f"{'breakage':<20} {'fix':<32} {'result':<17} {'passes now':<10} {'time':>6}"
     lines += [header, "-" * len(header)]
     for r in rows:
-        lines.append(f"{r.breakage.name:<20} {(r.fix_id or '-'):<28} {_label(r):<17} "
+        lines.append(f"{r.breakage.name:<20} {(r.fix_id or '-'):<32} {_label(r):<17} "
                      f"{('yes' if r.passes_now else 'no'):<10} {r.seconds:>5.1f}s")
     lines.append("")
     for r in rows:
@@ -28,6 +28,8 @@ def render(rows: list[Row], seconds: float) -> str:
         lines.append(f"    command: {' '.join(r.breakage.command)} (exit {r.exit_code})")
         if r.decision:
             lines.append(f"    verdict: {r.decision}")
+        for line in r.evidence:
+            lines.append(f"    {line}")
         if r.detail:
             lines.append(f"    outcome: {r.status}: {r.detail[:300]}")
         for note in r.notes:

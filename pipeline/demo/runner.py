@@ -39,6 +39,21 @@ class Row:
     passes_now: bool = False
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    evidence: list[str] = field(default_factory=list)
+
+
+def evidence_lines(verdict: VerdictEvent) -> list[str]:
+    """Verification runs (before/after exit codes) and the judges' votes, one line each."""
+    by: dict[str, dict[str, Any]] = {}
+    for run in verdict.verification:
+        by.setdefault(str(run.get("name")), {})[str(run.get("phase"))] = run.get("exit_code")
+    lines = [f"verify {name}: exit {codes.get('before', '-')} before, "
+             f"{codes.get('after', '-')} with the fix" for name, codes in by.items()]
+    lines += [f"judge {v.get('judge')}: {'approve' if v.get('approve') else 'reject'} "
+              f"({str(v.get('reason', ''))[:90]})" for v in verdict.votes]
+    failed = [c for c in verdict.preflight if not c.get("ok")]
+    lines += [f"pre-flight {c.get('name')}: {c.get('reason')}" for c in failed]
+    return lines
 
 
 def find_event(client: Any, stream: str, error_id: str, kind: type[Any]) -> Any:
@@ -98,6 +113,7 @@ class Demo:
             row.fix_id = str((verdict.fix or {}).get("id", ""))
             row.pattern = str((verdict.fix or {}).get("pattern_id", ""))
             row.verified = verdict.decision in ("apply", "suggest")
+            row.evidence = evidence_lines(verdict)
         if outcome is not None:
             row.status, row.detail = outcome.status, outcome.detail
             if outcome.status == "suggested" and verdict is not None:

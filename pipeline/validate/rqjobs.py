@@ -10,6 +10,7 @@ grace period is reported as timed out.
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import subprocess
 import sys
@@ -57,6 +58,14 @@ class CheckQueue:
         self.queue = Queue(queue_name, connection=client)
         self.max_workers = workers
         self._spawned: list[subprocess.Popen[bytes]] = []
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        """Stop the workers this process started (idle ones would exit on their own)."""
+        for proc in self._spawned:
+            if proc.poll() is None:
+                proc.terminate()
+        self._spawned = []
 
     def _live_workers(self) -> int:
         self._spawned = [p for p in self._spawned if p.poll() is None]
