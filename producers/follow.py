@@ -147,7 +147,8 @@ class FileFollower:
         first = self._first_open
         self._first_open = False
         if saved is not None:
-            same = (saved.dev, saved.inode, saved.head) == (st.st_dev, st.st_ino, head)
+            same = (saved.dev, saved.inode) == (st.st_dev, st.st_ino) and (
+                saved.head in ("", head))
             if same and saved.offset <= st.st_size:
                 return saved.offset, saved.line
             if not same:
@@ -181,7 +182,13 @@ class FileFollower:
         self._fh, self._stat, self._head = fh, st, head
         self._pos, self._line, self._partial = offset, line, b""
         self._pending_line = line
-        self._sink = self._sink_factory(lambda: self._head)
+        self._sink = self._sink_factory(self._identity)
+
+    def _identity(self) -> str:
+        """The file identity for event ids, read once the first line is complete."""
+        if not self._head and self._fh is not None:
+            self._head = head_identity(os.pread(self._fh.fileno(), 1024, 0))
+        return self._head
 
     def _check_replaced(self, events: list[ErrorEvent]) -> None:
         assert self._fh is not None and self._stat is not None
@@ -197,14 +204,14 @@ class FileFollower:
             self._fh = None
             self._open(events, start_at_zero=True)
             return
-        head = head_identity(os.pread(self._fh.fileno(), 1024, 0)) if st.st_size else ""
+        head = head_identity(os.pread(self._fh.fileno(), 1024, 0))
         shrunk = st.st_size < self._pos + len(self._partial)
-        rewritten = bool(head) and self._head != head and len(self._head) > 0 and self._pos > 0
-        if shrunk or rewritten:  # copytruncate or rewritten in place
+        rewritten = bool(head and self._head) and head != self._head
+        if shrunk or rewritten:  # copytruncate, or rewritten in place between two polls
             assert self._sink is not None
             events.extend(self._sink.flush())
             self._attach(self._fh, st, head, 0, 0)
-        elif not self._pos and head:
+        elif head and not self._head:
             self._head = head
 
     def _read(self, events: list[ErrorEvent], limit: int | None = MAX_READ_PER_POLL) -> bool:

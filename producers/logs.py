@@ -33,8 +33,12 @@ class LineSink(Protocol):
 
 
 def head_identity(first_bytes: bytes) -> str:
-    """Identity of a file from its first line (or first ``HEAD_BYTES`` bytes)."""
-    line = first_bytes[:HEAD_BYTES].split(b"\n", 1)[0]
+    """Identity of a file from its first line (or first ``HEAD_BYTES`` bytes); "" while the
+    first line is still incomplete (it would change as the writer finishes it)."""
+    chunk = first_bytes[:HEAD_BYTES]
+    if b"\n" not in chunk and len(chunk) < HEAD_BYTES:
+        return ""
+    line = chunk.split(b"\n", 1)[0]
     return hashlib.sha256(line).hexdigest()[:16]
 
 

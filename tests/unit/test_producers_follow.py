@@ -141,3 +141,16 @@ def test_transcripts_are_followed_with_call_result_pairing_across_polls(tmp_path
                  + "\n")
     (event,) = poll_all(f)
     assert event.command == ("make", "test") and event.exit_code == 2
+
+
+def test_a_first_line_written_in_pieces_is_not_mistaken_for_a_rewrite(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text("ERR")
+    f = follower(log, tmp_path / "home")
+    assert poll_all(f) == []
+    with log.open("a") as fh:
+        fh.write("OR first\nERROR second\n")
+    got = poll_all(f)
+    assert texts(got) == ["ERROR first", "ERROR second"]
+    assert poll_all(f) == [] and poll_all(follower(log, tmp_path / "home")) == []
+    assert got[0].id == poll_all(follower(log, tmp_path / "other"))[0].id
