@@ -6,42 +6,66 @@ A table of named regexes like the masking rules: the first match of each name wi
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from pipeline.fingerprint.model import Extraction
 
-PARAM_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
+_NETWORK = ("in use", "refused", "eaddrinuse", "econnrefused", "bind", "listen", "connect",
+            "timed out", "timeout", "unreachable", "resolve", "host")
+
+
+@dataclass(frozen=True)
+class ParamRule:
+    """``pattern`` names its value ``v`` (or ``v2``...); it is tried only when the lowered
+    text contains one of ``hints`` (context, and a cheap pre-filter), or always without."""
+
+    name: str
+    pattern: re.Pattern[str]
+    hints: tuple[str, ...] = ()
+
+
+PARAM_RULES: tuple[ParamRule, ...] = (
     # Python: ModuleNotFoundError: No module named 'yaml' (top-level package of a dotted name)
-    ("module", re.compile(r"No module named '(?P<v>[\w.]+)'")),
+    ParamRule("module", re.compile(r"No module named '(?P<v>[\w.]+)'"), ("no module",)),
     # Python: cannot import name 'x' from 'pkg'
-    ("import_name", re.compile(r"cannot import name '(?P<v>\w+)'")),
+    ParamRule("import_name", re.compile(r"cannot import name '(?P<v>\w+)'"), ("cannot import",)),
     # Node: Cannot find module 'express' / Go: cannot find package "x"
-    ("package", re.compile(r"Cannot find (?:module|package) ['\"](?P<v>[^'\"]+)['\"]")),
+    ParamRule("package", re.compile(r"Cannot find (?:module|package) ['\"](?P<v>[^'\"]+)['\"]",
+                                    re.I), ("cannot find",)),
     # pip: No matching distribution found for foo==1.0
-    ("package", re.compile(r"(?:No matching distribution found for|requirement) (?P<v>[\w.-]+)")),
-    # shell: foo: command not found
-    ("command", re.compile(r"(?:^|\s)(?P<v>[\w./+-]+): (?:command )?not found", re.M)),
-    # a port in a bind/connect error: "port 8080", "host:8080", ":::3000" (not 10:00:01)
-    ("port", re.compile(r"(?:\bport\s*[=:]?\s*|[A-Za-z\]][\w.-]*:|:::|EADDRINUSE[^\n]*?:)"
-                        r"(?P<v>\d{2,5})\b", re.I)),
+    ParamRule("package", re.compile(r"(?:No matching distribution found for|satisfies the "
+                                    r"requirement) (?P<v>[\w.-]+)"),
+              ("distribution", "requirement")),
+    # shell: foo: command not found / sh: 1: foo: not found
+    ParamRule("command", re.compile(r"(?:^|\s)(?P<v>[\w./+-]+): (?:command )?not found", re.M),
+              ("not found",)),
+    # a port in a network error: "port 8080", "host:8080", ":::3000" (not 10:00:01)
+    ParamRule("port", re.compile(r"(?:\bport\s*[=:]?\s*|[A-Za-z\]][\w.-]*:|:::|EADDRINUSE[^\n]*?:)"
+                                 r"(?P<v>\d{2,5})\b", re.I), _NETWORK),
     # host names in connection / resolution errors
-    ("host", re.compile(r"(?:resolve host:?\s*|host ['\"]?|connect(?:ion)? to |Host )"
-                        r"(?P<v>[A-Za-z][\w-]*(?:\.[\w-]+)+|localhost)", re.I)),
-    ("host", re.compile(r"(?P<v>[A-Za-z][\w-]*(?:\.[\w-]+)+):\d{2,5}\b")),
+    ParamRule("host", re.compile(r"(?:resolve host:?\s*|host ['\"]?|connect(?:ion)? to |Host )"
+                                 r"(?P<v>[A-Za-z][\w-]*(?:\.[\w-]+)+|localhost)", re.I), _NETWORK),
+    ParamRule("host", re.compile(r"(?P<v>[A-Za-z][\w-]*(?:\.[\w-]+)+):\d{2,5}\b"), _NETWORK),
     # signals and the exit codes that mean one
-    ("signal", re.compile(r"\b(?P<v>SIG[A-Z]{2,6})\b|signal:? (?P<v2>killed|\d+)"
-                          r"|(?P<v3>Killed)\b|exit (?:code|status) (?P<v4>13[0-9]|14[0-3])")),
-    ("permission_path", re.compile(r"(?P<v>\.{0,2}/[\w./-]+): Permission denied")),
+    ParamRule("signal", re.compile(r"\b(?P<v>SIG[A-Z]{2,6})\b|signal:? (?P<v2>killed|\d+)"
+                                   r"|(?P<v3>Killed)\b"
+                                   r"|exit (?:code|status) (?P<v4>13[0-9]|14[0-3])"),
+              ("sig", "killed", "exit")),
+    ParamRule("permission_path", re.compile(r"(?P<v>\.{0,2}/[\w./-]+): Permission denied"),
+              ("permission denied",)),
 )
 
 
 def extract_params(text: str, extraction: Extraction) -> dict[str, Any]:
     """Parameters found in ``text`` plus the ones the extraction identified."""
     params: dict[str, Any] = {}
-    for name, pattern in PARAM_RULES:
-        if name in params:
+    lowered = text.lower()
+    for rule in PARAM_RULES:
+        name = rule.name
+        if name in params or (rule.hints and not any(h in lowered for h in rule.hints)):
             continue
-        match = pattern.search(text)
+        match = rule.pattern.search(text)
         if match:
             value = next((v for v in match.groups() if v), None)
             if value:
