@@ -137,7 +137,11 @@ class RunSession:
                  f"{' (' + result.signal + ')' if result.signal else ''}; published {event.id}")
         if not self.opts.wait:
             return result.status
-        decision = waiter.wait(event.id, self.opts.timeout_s)
+        try:
+            decision = waiter.wait(event.id, self.opts.timeout_s)
+        except KeyboardInterrupt:
+            self.say(f"stopped waiting; the error stays queued as {event.id}")
+            return result.status
         self._report(decision)
         if not decision.applied:
             return result.status

@@ -33,7 +33,8 @@ def register(subparsers: Any) -> None:
                         help="with --replay: ISO time, age (30m, 2h, 7d) or stream id")
     parser.add_argument("--dry-run", action="store_true", help="publish nothing")
     parser.add_argument("--json", action="store_true",
-                        help="with --dry-run: print each event as one JSON line")
+                        help="with --dry-run: print each event as one JSON line; "
+                             "otherwise a JSON summary")
     parser.add_argument("--force", action="store_true",
                         help="ignore the saved per-file marks and read files from the start")
     parser.set_defaults(func=_backfill)
@@ -86,6 +87,10 @@ def _backfill(args: argparse.Namespace) -> int:
     extra = (f", {stats.skipped_bytes} bytes already published skipped"
              if stats.skipped_bytes else "")
     bad = f", {stats.bad_entries} undecodable entries skipped" if stats.bad_entries else ""
+    if args.json and not args.dry_run:
+        summary = {"published": stats.events, "files": stats.files,
+                   "skipped_bytes": stats.skipped_bytes, "bad_entries": stats.bad_entries}
+        print(orjson.dumps(summary).decode())
     print(f"heal backfill: {verb} {stats.events} event(s) from "
           f"{'the error stream' if args.replay else f'{stats.files} file(s)'}{extra}{bad}",
           file=sys.stderr)

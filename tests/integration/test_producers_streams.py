@@ -203,3 +203,15 @@ def test_watch_follows_live_and_stops_cleanly_on_sigterm(
     assert proc.returncode == 0, err
     (event,) = errors(client, settings)
     assert event.text.endswith("OSError: gone") and event.source.kind == "log"
+
+
+def test_backfill_json_summary_and_bad_paths(
+    settings: Settings, client: redis.Redis, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "app.log"
+    log.write_text(LOG)
+    assert main(["backfill", "--json", str(log)]) == 0
+    assert orjson.loads(capsys.readouterr().out)["published"] == 2
+    assert main(["backfill", str(tmp_path / "missing.log")]) == 2
+    assert main(["backfill", str(tmp_path)]) == 2
+    assert "missing.log: does not exist" in capsys.readouterr().err
