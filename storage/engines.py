@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import contextlib
 import os
 import threading
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -31,6 +33,8 @@ from pipeline.errors import ConfigError, DatabaseUnavailable, HealError, StreamU
 from storage.db import Database, mask_url
 from storage.embedded import EmbeddedPostgres, EmbeddedRedis
 from storage.leases import LeaseRegistry
+
+T = TypeVar("T")
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 _PG_SCHEMES = ("postgresql", "postgres")
@@ -244,6 +248,17 @@ async def _pg_versions(url: str) -> tuple[str, str | None]:
         await conn.close()
 
 
+def _run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` that also works when the caller already runs an event loop (an async
+    web handler asking for the status): then the coroutine runs on a helper thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 def _postgres_info(settings: Settings, start: bool) -> dict[str, Any]:
     embedded = embedded_postgres(settings)
     info: dict[str, Any] = {"mode": "external" if settings.database_url else "embedded"}
@@ -253,7 +268,7 @@ def _postgres_info(settings: Settings, start: bool) -> dict[str, Any]:
             return {**info, "url": None, "running": False, "reachable": False, "version": None}
     try:
         url = database_url(settings)
-        version, vector = asyncio.run(_pg_versions(url))
+        version, vector = _run_coroutine(_pg_versions(url))
     except HealError as exc:
         return {
             **info,

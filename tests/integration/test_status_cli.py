@@ -150,3 +150,17 @@ def test_malformed_url_exits_2(tmp_path: Path) -> None:
     done = _run({"HEAL_HOME": str(tmp_path), "HEAL_REDIS_URL": "http://localhost:6379"})
     assert done.returncode == 2
     assert "unsupported scheme 'http'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_collect_status_works_inside_a_running_event_loop(heal_env: dict[str, str]) -> None:
+    # e.g. an async web handler serving /api/status
+    import asyncio
+
+    from pipeline.config import Settings
+
+    async def handler() -> dict[str, object]:
+        return status_cli.collect_status(Settings.from_env())
+
+    status = asyncio.run(handler())
+    assert status["ok"] is True
+    assert status["engines"]["postgres"]["version"]
