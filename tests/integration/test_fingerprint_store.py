@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import redis
 
+from consumers import fingerprint as stage
+from pipeline.config import Settings
+from pipeline.events import ErrorEvent
 from pipeline.fingerprint import Fingerprinter
 from pipeline.fingerprint.cluster import mine, tokenize
 from pipeline.fingerprint.rules import DEFAULT_NORMALIZER
 from pipeline.fingerprint.store import MemoryTemplateStore, RedisTemplateStore
+from pipeline.stage import StageContext
 
 USERS = ["alice", "bob", "carol", "dave", "erin", "frank"]
 MESSAGES = [f"Invalid user {u} from 10.0.0.{i}" for i, u in enumerate(USERS)] + [
@@ -45,3 +50,25 @@ def test_redis_store_matches_memory_store(redis_url: str, prefix: str) -> None:
             store.add("g", tokenize(message), limit=4)
     assert list(shared.members("g")) == list(local.members("g"))
     assert len(shared.members("g")) == 4  # the limit holds
+
+
+def test_stage_workers_share_templates_through_redis(
+    redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    # Given two fingerprint-stage handlers built with the runtime's redis resource
+    settings = Settings(redis_url=redis_url, database_url=None, home=tmp_path, prefix=prefix)
+    handlers = [
+        stage.build(StageContext(settings, "fingerprint", resources={"redis": client}))
+        for client in (redis.Redis.from_url(redis_url), redis.Redis.from_url(redis_url))
+    ]
+    # When each handles some of the events
+    events = [ErrorEvent(id=f"e{i}", text=m) for i, m in enumerate(MESSAGES)]
+    for index, event in enumerate(events):
+        handlers[index % 2].handle(event)
+    # Then a redelivered event gets the template mined from everything both have seen
+    out = handlers[1].handle(events[0])[0]
+    assert out.id == "e0:fingerprint"
+    assert out.template == "Invalid user <*> from <*>"
+    assert out.params["cluster"] == handlers[0].handle(events[1])[0].params["cluster"]
+    keys = redis.Redis.from_url(redis_url).keys(f"{prefix}:fp:fp-v1:tpl:*")
+    assert keys  # the templates live under the stream prefix, per algorithm version
