@@ -15,11 +15,13 @@ an hour trip a step or a workflow, 5 trip the whole installation; 30 minutes coo
 
 All state changes run as Lua scripts inside Redis, so concurrent workers never disagree, and
 Redis persistence makes the state survive restarts. Every transition is appended to the
-audit log when one is given.
+audit log (``$HEAL_HOME/audit.jsonl`` unless another auditor is given); a failing audit
+write is logged, never turned into a refused or allowed fix.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -30,10 +32,13 @@ from typing import Any, Protocol
 import redis
 
 from pipeline.config import Settings
-from pipeline.errors import StreamUnavailable, UsageError
+from pipeline.errors import HealError, StreamUnavailable, UsageError
 from pipeline.guardrails import _breaker_lua as lua
+from pipeline.guardrails.audit import AuditLog
 
 GLOBAL = "global"
+
+log = logging.getLogger("heal.breaker")
 
 
 class BreakerState(StrEnum):
@@ -116,7 +121,7 @@ class CircuitBreaker:
         self.settings = settings
         self.config = config or BreakerConfig()
         self.clock = clock
-        self.audit = audit
+        self.audit: Auditor = audit if audit is not None else AuditLog(settings)
         self._allow = client.register_script(lua.ALLOW)
         self._record_lua = client.register_script(lua.RECORD)
 
@@ -264,11 +269,13 @@ class CircuitBreaker:
         return transitions
 
     def _audit(self, transitions: list[Transition]) -> None:
-        if self.audit is None:
-            return
         for t in transitions:
-            self.audit.append("breaker.transition", t.scope,
-                              {"from": t.src.value, "to": t.dst.value, "reason": t.reason})
+            try:
+                self.audit.append("breaker.transition", t.scope,
+                                  {"from": t.src.value, "to": t.dst.value, "reason": t.reason})
+            except (HealError, OSError) as exc:  # the decision stands; say loudly it is unlogged
+                log.error("breaker transition %s %s->%s not audited: %s",
+                          t.scope, t.src, t.dst, exc)
 
 
 def check_scope(scope: str) -> None:

@@ -12,6 +12,7 @@ concurrent workers agree.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -22,7 +23,10 @@ from typing import Any
 import redis
 
 from pipeline.config import Settings
-from pipeline.errors import StreamUnavailable
+from pipeline.errors import HealError, StreamUnavailable
+from pipeline.guardrails.audit import AuditLog
+
+log = logging.getLogger("heal.execution")
 
 
 class WorkflowState(StrEnum):
@@ -107,8 +111,9 @@ class ExecutionGuard:
 
     def __init__(self, client: redis.Redis, settings: Settings,
                  policy: ExecutionPolicy | None = None, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, audit: Any = None) -> None:
         self.client = client
+        self.audit = audit if audit is not None else AuditLog(settings)
         self.settings = settings
         self.policy = policy or ExecutionPolicy()
         self.clock = clock
@@ -156,7 +161,15 @@ class ExecutionGuard:
             before, after, why = self._script(keys=self._keys(workflow), args=args)
         except redis.RedisError as exc:
             raise StreamUnavailable(f"execution state: Redis unreachable: {exc}") from exc
-        return WorkflowState(_text(before)), WorkflowState(_text(after)), _text(why)
+        result = WorkflowState(_text(before)), WorkflowState(_text(after)), _text(why)
+        if result[0] is not result[1]:
+            try:
+                self.audit.append("execution.transition", workflow, {
+                    "from": result[0].value, "to": result[1].value, "reason": result[2],
+                    "step": step})
+            except (HealError, OSError) as exc:  # the state change stands; say it is unlogged
+                log.error("workflow %s %s->%s not audited: %s", workflow, *result, exc)
+        return result
 
     def reset(self, workflow: str) -> None:
         """Back to RUNNING with no history (a person looked at it)."""

@@ -174,16 +174,28 @@ def _revert_in_process(url: str, home: str, prefix: str, n: int) -> None:
 def test_worker_processes_racing_agree(redis_url, settings) -> None:
     import multiprocessing
 
-    procs = [multiprocessing.Process(target=_revert_in_process,
-                                     args=(redis_url, str(settings.home), settings.prefix, n))
+    # spawn, not fork: forking a test process that holds other threads can deadlock a child
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_revert_in_process,
+                         args=(redis_url, str(settings.home), settings.prefix, n))
              for n in range(6)]
     for p in procs:
         p.start()
     for p in procs:
-        p.join()
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0] * 6
     views = [CircuitBreaker(redis.Redis.from_url(redis_url), settings).status()
              for _ in range(3)]
     assert all(v == views[0] for v in views)
     step = views[0]["scopes"]["step:w/t"]
     assert step["state"] == "OPEN" and step["reverts_in_window"] == 6
     assert views[0]["scopes"]["global"]["state"] == "OPEN"  # 6 >= 5 global threshold
+
+
+def test_transitions_are_audited_by_default(client, settings, clock) -> None:
+    from pipeline.guardrails.audit import verify_file
+
+    _trip(CircuitBreaker(client, settings, clock=clock))  # no auditor given
+    lines = (settings.home / "audit.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and all('"breaker.transition"' in line for line in lines)
+    assert verify_file(settings.home / "audit.jsonl").ok

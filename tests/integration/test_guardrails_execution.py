@@ -108,3 +108,12 @@ def test_quarantine_lifts_to_degraded_not_straight_to_running(redis_url, tmp_pat
     guard.on_step_result("wf", "s", True)
     clock.now += 3600
     assert guard.on_step_result("wf", "s", True)[1] is WorkflowState.DEGRADED
+
+
+def test_state_changes_are_audited(redis_url, tmp_path, prefix) -> None:
+    clock = Clock()
+    guard = _guard(redis_url, tmp_path, prefix, clock)
+    for _ in range(3):
+        guard.on_step_result("wf", "build", False, "X")
+    text = (tmp_path / "audit.jsonl").read_text()
+    assert '"execution.transition"' in text and '"to":"DEGRADED"' in text

@@ -73,11 +73,13 @@ def _worker(home: str, n: int) -> None:
 
 
 def test_concurrent_processes_keep_one_chain(tmp_path: Path) -> None:
-    procs = [multiprocessing.Process(target=_worker, args=(str(tmp_path), 25)) for _ in range(4)]
+    ctx = multiprocessing.get_context("spawn")  # fork with live threads can deadlock
+    procs = [ctx.Process(target=_worker, args=(str(tmp_path), 25)) for _ in range(4)]
     for p in procs:
         p.start()
     for p in procs:
-        p.join()
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0] * 4
     result = verify_file(tmp_path / "audit.jsonl")
     assert result.ok and result.records == 100
 
