@@ -111,3 +111,37 @@ def test_mined_templates_generalise_the_usernames() -> None:
     assert "Invalid user <*> from <*>" in templates
     # ssh2 mixes letters and digits: an identifier to the rules, merged into the port run
     assert "Accepted password for <*> from <*> port <*>" in templates
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=400))
+def test_any_text_gets_a_fingerprint_without_raising(text: str) -> None:
+    fp = fingerprint_text(text)
+    assert fp.fine.startswith("fp-v1:") and fp.coarse.startswith("fp-v1:")
+
+
+def test_the_real_fixtures_never_collide() -> None:
+    from pathlib import Path
+
+    texts = sorted((Path(__file__).parent / "snapshots" / "fp-v1").glob("*.txt"))
+    fines = {fingerprint_text(p.read_text()).fine for p in texts}
+    assert len(fines) == len(texts)
+
+
+FRAGMENTS = [
+    "Traceback (most recent call last):\n", '  File "/x/a.py", line 3, in f\n', "ValueError: x\n",
+    "The above exception was the direct cause of the following exception:\n", "\n",
+    'Exception in thread "main" java.lang.Error: boom\n', "\tat a.B.c(B.java:1)\n",
+    "Caused by: java.io.IOException\n", "\t... 1 more\n", "panic: bad\n",
+    "goroutine 1 [running]:\n",
+    "main.main()\n", "\t/x/main.go:3 +0x1\n", "TypeError: y\n", "    at f (/x/a.js:1:2)\n",
+    "a.py:1:2: E501 too long\n", "bash: q: command not found\n", "ERROR [t] x: y\n",
+    "E       assert 1 == 2\n", "a.py:3: AssertionError\n", "FAILED a.py::t - Oops\n", "FAILED\n",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(FRAGMENTS), max_size=12))
+def test_mixed_tool_output_gets_a_fingerprint_without_raising(parts: list[str]) -> None:
+    fp = fingerprint_text("".join(parts))
+    assert fp.extraction is not None and fp.fine.startswith("fp-v1:")
