@@ -318,7 +318,9 @@ class OutcomeEvent(StageEvent):
 
     fine: str = ""
     fix_id: str = ""
-    #: "applied" | "suggested" | "rolled_back" | "escalated" | "observed" | "skipped"
+    #: "applied" | "suggested" | "rolled_back" (reverted after reaching the branch) |
+    #: "failed" (did not survive verification; never reached the branch) | "escalated" |
+    #: "observed" | "skipped"
     status: str = ""
     detail: str = ""
     branch: str = ""

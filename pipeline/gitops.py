@@ -142,13 +142,17 @@ class GitRepo:
         self.run("worktree", "prune", check=False)
 
     # -- changes --------------------------------------------------------------------------
-    def apply_check(self, diff: str, cwd: Path | None = None) -> tuple[bool, str]:
+    def apply_check(self, diff: str, cwd: Path | None = None,
+                    unidiff_zero: bool = False) -> tuple[bool, str]:
         """``git apply --check``: (applies cleanly?, git's message)."""
-        proc = self.run("apply", "--check", "--verbose", "-", cwd=cwd, stdin=diff, check=False)
+        zero = ["--unidiff-zero"] if unidiff_zero else []
+        proc = self.run("apply", "--check", "--verbose", *zero, "-", cwd=cwd, stdin=diff,
+                        check=False)
         return proc.returncode == 0, (proc.stderr or proc.stdout).strip()
 
-    def apply_diff(self, diff: str, cwd: Path) -> None:
-        self.run("apply", "--whitespace=nowarn", "-", cwd=cwd, stdin=diff)
+    def apply_diff(self, diff: str, cwd: Path, unidiff_zero: bool = False) -> None:
+        zero = ["--unidiff-zero"] if unidiff_zero else []
+        self.run("apply", "--whitespace=nowarn", *zero, "-", cwd=cwd, stdin=diff)
 
     def diff_numstat(self, cwd: Path) -> list[tuple[int, int, str]]:
         """Uncommitted changes in ``cwd`` (untracked included): (added, deleted, path)."""

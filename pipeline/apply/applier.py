@@ -117,8 +117,12 @@ class Applier:
                               f"verified{where}; apply with: heal apply {fix_id}"), {}
         if d == "reject":
             verified = any(r.get("phase") == "after" for r in verdict.verification)
-            if verified:  # it was tried in a worktree and did not survive: branch discarded
-                return self._base(verdict, "rolled_back", verdict.reason), {}
+            if verified:
+                # committed on a heal branch in a worktree, did not survive verification, the
+                # branch was discarded: a failed attempt that never reached the user's branch
+                # ("rolled_back" is kept for reverts of commits that did reach it)
+                return self._base(verdict, "failed", "did not survive verification, rolled "
+                                  f"back (heal branch discarded): {verdict.reason}"), {}
             status = "skipped" if "identical request" in verdict.reason else "escalated"
             return self._base(verdict, status, verdict.reason), {}
         if d == "apply":

@@ -9,7 +9,7 @@ def _label(row: Row) -> str:
     s = row.status
     if s.endswith("applied"):
         return "fixed + verified"
-    if "rolled_back" in s:
+    if "rolled_back" in s or s == "failed":
         return "rolled back"
     return {"escalated": "escalated", "suggested": "suggested", "skipped": "skipped",
             "observed": "observed"}.get(s, s or "no outcome")

@@ -50,6 +50,9 @@ class VerificationJudge:
         v = evidence.verification
         if v.deferred:
             steps = (evidence.request.rendered.get("steps") or {}).get("validate") or []
+            if evidence.request.kind == "command" and evidence.request.candidate.error.command:
+                return Vote(self.name, True, "deferred to apply; the failing step is re-run "
+                            "after the command")
             ok = bool(steps)
             return Vote(self.name, ok, f"deferred to apply; {len(steps)} validation step(s)"
                         if ok else "playbook has no validation steps to prove it worked")

@@ -58,7 +58,8 @@ def check_applies(req: FixRequest, pf: Preflight) -> Result:
         diff = req.rendered.get("diff")
         if not isinstance(diff, str) or not diff.strip():
             return False, "diff fix has no rendered diff"
-        ok, msg = GitRepo(req.root).apply_check(diff)
+        ok, msg = GitRepo(req.root).apply_check(
+            diff, unidiff_zero=bool(req.rendered.get("unidiff_zero")))
         return ok, "git apply --check: clean" if ok else f"patch does not apply: {msg[-400:]}"
     if req.kind in ("command", "playbook"):
         argvs = req.step_argvs()

@@ -65,6 +65,11 @@ class Verifier:
         if req.kind == "playbook":
             return Verification(True, "playbook: verified step by step when applied "
                                 "(validation after each action)", deferred=True)
+        if req.kind == "command" and req.category != "SAFE":
+            # MODERATE/RISKY commands (installs, retries) act on the environment, not on
+            # tracked files: running them to verify would already be applying them
+            return Verification(True, f"{req.category} command: runs only when applied, then "
+                                "the failing step is re-run", deferred=True)
         repo = GitRepo(req.root)
         base = repo.snapshot()
         tag = uuid.uuid4().hex[:8]
@@ -107,7 +112,8 @@ class Verifier:
         """Apply the fix in ``tree``; a Verification when that already fails, else None."""
         if req.kind == "diff":
             try:
-                repo.apply_diff(str(req.rendered.get("diff", "")), tree)
+                repo.apply_diff(str(req.rendered.get("diff", "")), tree,
+                                unidiff_zero=bool(req.rendered.get("unidiff_zero")))
             except GitError as exc:
                 return Verification(False, f"the diff does not apply in the worktree: {exc}")
             return None
