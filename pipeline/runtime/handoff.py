@@ -23,37 +23,69 @@ from pipeline.runtime.options import Retention
 
 HANDOFF_LUA = """
 local group, ttl, mode, tval = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
-local i = 5
-local acked, emitted, dups, marked = 0, 0, 0, false
-while i <= #ARGV do
-  local eid, did, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  i = i + 3
-  if redis.call('XACK', KEYS[1], group, eid) == 1 then
-    acked = acked + 1
-    local emit = true
-    if did ~= '' then
-      marked = true
-      if redis.call('SADD', KEYS[3], did) == 0 or redis.call('SISMEMBER', KEYS[4], did) == 1 then
-        emit = false
-        dups = dups + 1
-      end
+
+-- variadic commands in chunks: unpack() is bounded by the Lua stack
+local function chunked(cmd, key, items)
+  local out = {}
+  for s = 1, #items, 500 do
+    local reply = redis.call(cmd, key, unpack(items, s, math.min(s + 499, #items)))
+    if type(reply) == 'table' then
+      for _, v in ipairs(reply) do out[#out + 1] = v end
     end
-    if emit then
-      for j = 0, n - 1 do
+  end
+  return out
+end
+
+-- pass 1: parse the entries; collect the event ids to dedupe on
+local entries, dids = {}, {}
+local i = 5
+while i <= #ARGV do
+  local e = {eid = ARGV[i], did = ARGV[i + 1], first = i + 3, n = tonumber(ARGV[i + 2])}
+  entries[#entries + 1] = e
+  if e.did ~= '' then dids[#dids + 1] = e.did end
+  i = e.first + e.n
+end
+
+-- one membership query per window for the whole batch (not one per event)
+local known = {}
+if #dids > 0 then
+  for _, key in ipairs({KEYS[3], KEYS[4]}) do
+    local hits = chunked('SMISMEMBER', key, dids)
+    for j, hit in ipairs(hits) do
+      if hit == 1 then known[dids[j]] = true end
+    end
+  end
+end
+
+-- pass 2: ack each entry; only a first acknowledgement hands off, once per event id
+local acked, emitted, dups, fresh = 0, 0, 0, {}
+for _, e in ipairs(entries) do
+  if redis.call('XACK', KEYS[1], group, e.eid) == 1 then
+    acked = acked + 1
+    if e.did ~= '' and known[e.did] then
+      dups = dups + 1
+    else
+      if e.did ~= '' then
+        known[e.did] = true
+        fresh[#fresh + 1] = e.did
+      end
+      for j = e.first, e.first + e.n - 1 do
         if mode == 'maxlen' then
-          redis.call('XADD', KEYS[2], 'MAXLEN', '~', tval, '*', 'event', ARGV[i + j])
+          redis.call('XADD', KEYS[2], 'MAXLEN', '~', tval, '*', 'event', ARGV[j])
         elseif mode == 'minid' then
-          redis.call('XADD', KEYS[2], 'MINID', '~', tval, '*', 'event', ARGV[i + j])
+          redis.call('XADD', KEYS[2], 'MINID', '~', tval, '*', 'event', ARGV[j])
         else
-          redis.call('XADD', KEYS[2], '*', 'event', ARGV[i + j])
+          redis.call('XADD', KEYS[2], '*', 'event', ARGV[j])
         end
         emitted = emitted + 1
       end
     end
   end
-  i = i + n
 end
-if marked then redis.call('EXPIRE', KEYS[3], ttl) end
+if #fresh > 0 then
+  chunked('SADD', KEYS[3], fresh)
+  redis.call('EXPIRE', KEYS[3], ttl)
+end
 return {acked, emitted, dups}
 """
 
