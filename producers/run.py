@@ -12,14 +12,16 @@ so on stderr and gets out of the way.
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
 from pipeline.config import Settings
-from pipeline.errors import EngineError
+from pipeline.errors import EngineError, HealError
 from pipeline.events import ErrorEvent, Source
 from producers.context import hostname, new_id, repo_info, workflow_from_env
 from producers.decision import Decision, DecisionWaiter
@@ -141,6 +143,12 @@ class RunSession:
             decision = waiter.wait(event.id, self.opts.timeout_s)
         except KeyboardInterrupt:
             self.say(f"stopped waiting; the error stays queued as {event.id}")
+            return result.status
+        except Exception as exc:  # noqa: BLE001 - a failing stage must not change CMD's status
+            if os.environ.get("HEAL_DEBUG"):
+                traceback.print_exc()
+            kind = "" if isinstance(exc, HealError) else f"{type(exc).__name__}: "
+            self.say(f"no decision: the pipeline failed while deciding ({kind}{exc})")
             return result.status
         self._report(decision)
         if not decision.applied:

@@ -181,3 +181,15 @@ def test_live_stages_sees_active_consumers_but_not_inline_ones(
     assert live_stages(client, settings) == set()  # a `heal run` drain is not a worker
     client.xreadgroup("fingerprint", "host-42-0", {stream: ">"}, count=1)
     assert live_stages(client, settings) == {"fingerprint"}
+
+
+def test_a_failing_stage_does_not_change_the_exit_status(
+    settings: Settings, client: redis.Redis
+) -> None:
+    def drain(s: Settings, c: Any, stages: list[str]) -> int:
+        raise RuntimeError("stage exploded")
+
+    run = session(settings, client, ["sh", "-c", "exit 6"], timeout_s=5)
+    run.waiter_factory = lambda c, s: DecisionWaiter(c, s, drain=drain, live=lambda *_: set())
+    assert run.execute() == 6
+    assert "pipeline failed while deciding (RuntimeError: stage exploded)" in run.out.getvalue()
