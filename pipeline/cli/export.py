@@ -1,0 +1,60 @@
+"""``heal export [--format yaml|json]``: every pattern, its fixes and their statistics.
+
+Reads PostgreSQL; with ``--offline`` (or PostgreSQL unreachable, said on stderr) it exports
+the seeded catalog without statistics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import orjson
+import yaml
+
+from pipeline.config import Settings
+from pipeline.errors import DatabaseUnavailable
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "export", help="dump patterns, fixes and their statistics", description=__doc__)
+    parser.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    parser.add_argument("--json", action="store_true", help="same as --format json")
+    parser.add_argument("--offline", action="store_true",
+                        help="export the seeded catalog without contacting PostgreSQL")
+    parser.set_defaults(func=run)
+
+
+def export_patterns(settings: Settings, offline: bool = False) -> dict[str, Any]:
+    """Patterns with fixes and statistics from PostgreSQL (seeded first, idempotently)."""
+    from pipeline.lookup.catalog import load_catalog
+
+    catalog = load_catalog()
+    if not offline:
+        from storage.engines import open_database
+        from storage.patterns import PatternRepository
+
+        try:
+            db = open_database(settings)
+        except DatabaseUnavailable as exc:
+            print(f"heal: warning: {exc}; exporting the seeds without statistics",
+                  file=sys.stderr)
+        else:
+            try:
+                repo = PatternRepository(db)
+                repo.seed(catalog.patterns.values())
+                return {"source": "postgres", "patterns": repo.export()}
+            finally:
+                db.close()
+    return {"source": "seeds", "patterns": [p.to_dict() for p in catalog.patterns.values()]}
+
+
+def run(args: argparse.Namespace) -> int:
+    data = export_patterns(Settings.from_env(), offline=args.offline)
+    if args.json or args.format == "json":
+        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        sys.stdout.write(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100))
+    return 0

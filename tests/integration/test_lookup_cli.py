@@ -1,0 +1,65 @@
+"""``heal diagnose`` and ``heal export`` end to end against the real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "errors"
+
+
+def test_diagnose_json_has_the_contract_fields(
+        heal_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    path = FIXTURES / "python.module_not_found" / "py_import.txt"
+    assert main(["diagnose", str(path), "--json", "--no-semantic", "--mode", "auto"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(data) >= {"fingerprint", "params", "match", "fix", "would_apply", "reason"}
+    assert data["fingerprint"]["fine"].startswith(data["fingerprint"]["version"])
+    assert data["match"]["pattern_id"] == "python.module_not_found"
+    assert data["match"]["tier"] == 1 and data["match"]["score"] == 1.0
+    assert data["fix"]["id"] == "python.module_not_found/fix"
+    assert data["fix"]["kind"] == "command" and data["fix"]["category"] == "MODERATE"
+    assert data["params"]["module"] == "yamlx_missing_mod"
+    assert data["would_apply"] is False  # MODERATE needs graduation in mode auto
+
+
+def test_diagnose_would_apply_follows_mode_and_category(
+        heal_env: dict[str, str], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    path = FIXTURES / "format.ruff_format" / "check.txt"
+    monkeypatch.setenv("HEAL_MODE", "auto-safe")
+    assert main(["diagnose", str(path), "--json", "--no-semantic"]) == 0
+    assert json.loads(capsys.readouterr().out)["would_apply"] is True
+    assert main(["diagnose", str(path), "--json", "--no-semantic", "--mode", "suggest"]) == 0
+    assert json.loads(capsys.readouterr().out)["would_apply"] is False
+    monkeypatch.setenv("HEAL_MODE", "yolo")
+    assert main(["diagnose", str(path), "--no-semantic"]) == 2
+    assert "HEAL_MODE='yolo'" in capsys.readouterr().err
+
+
+def test_diagnose_unmatched_and_bad_input(
+        heal_env: dict[str, str], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "bug.txt"
+    path.write_text("Traceback (most recent call last):\nKeyError: 'tenant'\n")
+    assert main(["diagnose", str(path), "--json", "--no-semantic"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["match"] == {"pattern_id": None, "tier": None, "score": 0.0,
+                             "reason": data["match"]["reason"], "path": []}
+    assert data["fix"] is None and data["would_apply"] is False
+    assert main(["diagnose", str(tmp_path / "missing.txt")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_export_json_and_yaml(heal_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["source"] == "postgres"
+    by_id = {p["id"]: p for p in data["patterns"]}
+    assert by_id["git.merge_conflict"]["fixes"][0]["kind"] == "escalate"
+    assert {"attempts", "successes", "state"} <= set(by_id["format.black"]["fixes"][0])
+    assert main(["export", "--offline"]) == 0
+    assert "id: python.module_not_found" in capsys.readouterr().out
