@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
 
-from pipeline.config import STREAM_OUTCOMES
+from pipeline.config import STREAM_OUTCOMES, Settings
 from pipeline.errors import EngineError, Retry
 from pipeline.events import OutcomeEvent
 from pipeline.guardrails._connect import connect_redis, open_database
 from pipeline.guardrails.audit import AuditLog
 from pipeline.guardrails.breaker import CircuitBreaker
+from pipeline.guardrails.escalation import LogSink, NotificationSink, Notifier, WebhookSink
+from pipeline.lifecycle.escalate import EscalationHook
 from pipeline.lifecycle.graduation import LifecyclePolicy
 from pipeline.lifecycle.service import LifecycleService
 from pipeline.stage import Encodable, StageContext
@@ -41,6 +44,14 @@ class LifecycleHandler:
         return []
 
 
+def _notifier(settings: Settings, client: redis.Redis) -> Notifier:
+    sinks: list[NotificationSink] = [LogSink(settings.home / "notifications.jsonl")]
+    webhook = os.environ.get("HEAL_WEBHOOK_URL")
+    if webhook:
+        sinks.append(WebhookSink(webhook))  # raises HealError for a URL that is not http(s)
+    return Notifier(sinks, client=client, key_prefix=settings.prefix)
+
+
 def build(ctx: StageContext) -> LifecycleHandler:
     settings = ctx.settings
     db = ctx.resources.get("db") or open_database(settings)
@@ -52,6 +63,7 @@ def build(ctx: StageContext) -> LifecycleHandler:
         breaker=CircuitBreaker(client, settings, audit=audit),
         audit=audit,
         policy=LifecyclePolicy(),
+        escalation=EscalationHook(store, _notifier(settings, client)),
     )
 
     def sweep() -> None:

@@ -209,6 +209,17 @@ class LifecycleStore:
                    if r["ok"] is not None and r["commit"]]
         return results, [float(r["t"]) for r in rows]
 
+    def attempt_summary(self, fingerprint: str) -> tuple[int, float, list[str]]:
+        """(attempts, first seen as epoch seconds, distinct fixes tried) of a fingerprint."""
+        row = self.db.fetchrow(
+            "SELECT count(*) FILTER (WHERE ok IS NOT NULL) AS attempts,"
+            " extract(epoch FROM min(ts)) AS first_seen,"
+            " coalesce(array_agg(DISTINCT fix_id) FILTER (WHERE fix_id <> ''), '{}') AS fixes"
+            " FROM lifecycle_outcomes WHERE fingerprint = $1", fingerprint)
+        if row is None or row["first_seen"] is None:
+            return 0, 0.0, []
+        return int(row["attempts"]), float(row["first_seen"]), sorted(row["fixes"])
+
     def determinism(self, fingerprint: str) -> float:
         """0 flaky .. 1 deterministic (see pipeline.lifecycle.flakiness)."""
         results, times = self.step_results(fingerprint)

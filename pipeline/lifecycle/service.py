@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from pipeline.events import OutcomeEvent
 from pipeline.guardrails.breaker import CircuitBreaker
+from pipeline.lifecycle.escalate import EscalationHook
 from pipeline.lifecycle.graduation import LifecyclePolicy
 from pipeline.lifecycle.graduation import Transition as LifecycleTransition
 
@@ -26,6 +27,7 @@ class LifecycleService:
     breaker: CircuitBreaker | None
     audit: Auditor | None
     policy: LifecyclePolicy
+    escalation: EscalationHook | None = None
 
     def handle(self, event: OutcomeEvent) -> LifecycleTransition | None:
         """Record one outcome; returns the lifecycle transition it caused, if any.
@@ -54,6 +56,8 @@ class LifecycleService:
         result = self.store.record_outcome(rec, self.policy)
         if not result.new:
             return None
+        if self.escalation is not None:
+            self.escalation.after_outcome(event, fingerprint)
         if self.audit is not None and result.kind is not None:
             self.audit.append("lifecycle.outcome", f"{fingerprint}/{event.fix_id}", {
                 "event_id": event.id, "status": event.status, "outcome": result.kind,

@@ -174,3 +174,26 @@ def test_rank_and_record_and_determinism(service: LifecycleService, db: Database
     assert store.determinism(fp) > 0.9  # six successes on one commit agree
     service.handle(outcome(fp, "good", "rolled_back", 7))  # same commit c1 now also failed
     assert store.determinism(fp) < 0.5
+
+
+def test_consumer_escalates_to_the_log_sink(db: Database, redis_url: str, tmp_path: Path,
+                                            prefix: str) -> None:
+    import json
+
+    import consumers.lifecycle as consumer
+    from pipeline.stage import StageContext
+
+    settings = Settings(redis_url, None, tmp_path, prefix)
+    handler = consumer.build(StageContext(settings, "lifecycle", resources={
+        "db": db, "redis": redis.Redis.from_url(redis_url)}))
+    fp = f"fp-{uuid.uuid4().hex[:8]}"
+    escalated = outcome(fp, "", "escalated", 1)
+    handler.handle(escalated)
+    handler.handle(escalated)  # redelivery: no second notification
+    for i in range(2, 5):
+        handler.handle(outcome(fp, f"fix-{i}", "rolled_back", i))
+    lines = (tmp_path / "notifications.jsonl").read_text().splitlines()
+    rules = [json.loads(line)["rule"] for line in lines]
+    assert rules == ["apply-escalated", "three-attempts"]
+    last = json.loads(lines[-1])
+    assert last["attempts"] == 3 and last["actions_tried"] == ["fix-2", "fix-3", "fix-4"]
