@@ -1,5 +1,6 @@
 """``heal unquarantine FP``: let a quarantined fix be tried again (it restarts as DRAFT and
-must pass validation before it is ever applied)."""
+must pass validation before it is ever applied). ``heal unquarantine --workflow NAME`` puts a
+QUARANTINED (or DEGRADED) workflow back to RUNNING."""
 
 from __future__ import annotations
 
@@ -7,33 +8,57 @@ import argparse
 from typing import Any
 
 from pipeline.config import Settings
-from pipeline.guardrails._connect import open_database
+from pipeline.errors import UsageError
+from pipeline.guardrails._connect import connect_redis, open_database
 from pipeline.guardrails.audit import AuditLog
 
 
 def register(sub: Any) -> None:
     parser = sub.add_parser(
-        "unquarantine", help="reset the quarantined fixes of a fingerprint (or one fix id)")
-    parser.add_argument("target", metavar="FP", help="fingerprint, or a fix id")
+        "unquarantine",
+        help="reset the quarantined fixes of a fingerprint (or fix id), or a workflow")
+    parser.add_argument("target", metavar="FP", nargs="?", help="fingerprint, or a fix id")
+    parser.add_argument("--workflow", metavar="NAME",
+                        help="reset this workflow's execution state to RUNNING instead")
     parser.add_argument("--reason", default="heal unquarantine", help="recorded in the audit log")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if bool(args.target) == bool(args.workflow):
+        raise UsageError("heal unquarantine: give either a fingerprint (FP) or --workflow NAME")
+    settings = Settings.from_env()
+    if args.workflow:
+        return _workflow(settings, args.workflow, args.reason)
+    return _fixes(settings, args.target, args.reason)
+
+
+def _workflow(settings: Settings, workflow: str, reason: str) -> int:
+    from pipeline.guardrails.execution import ExecutionGuard
+
+    guard = ExecutionGuard(connect_redis(settings), settings)
+    state, _ = guard.state(workflow)
+    guard.reset(workflow)
+    AuditLog(settings).append("execution.transition", workflow,
+                              {"from": state.value, "to": "RUNNING", "reason": reason})
+    print(f"workflow {workflow}: {state} -> RUNNING")
+    return 0
+
+
+def _fixes(settings: Settings, target: str, reason: str) -> int:
     from storage.lifecycle import LifecycleStore
 
-    settings = Settings.from_env()
     db = open_database(settings)
     try:
-        transitions = LifecycleStore(db).unquarantine(args.target)
+        transitions = LifecycleStore(db).unquarantine(target)
         audit = AuditLog(settings, db=db)
         for t in transitions:
             audit.append("lifecycle.transition", f"{t.fingerprint}/{t.fix_id}",
-                         {"from": t.src.value, "to": t.dst.value, "reason": args.reason})
+                         {"from": t.src.value, "to": t.dst.value, "reason": reason})
     finally:
         db.close()
     if not transitions:
-        print(f"nothing quarantined for {args.target}")
+        print(f"nothing quarantined for {target}")
         return 1
     for t in transitions:
         print(f"{t.fingerprint} {t.fix_id}: {t.src} -> {t.dst} (must pass validation again)")

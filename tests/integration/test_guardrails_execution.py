@@ -117,3 +117,17 @@ def test_state_changes_are_audited(redis_url, tmp_path, prefix) -> None:
         guard.on_step_result("wf", "build", False, "X")
     text = (tmp_path / "audit.jsonl").read_text()
     assert '"execution.transition"' in text and '"to":"DEGRADED"' in text
+
+
+def test_cli_unquarantines_a_workflow(heal_env, redis_url, capsys) -> None:
+    from pipeline.cli import main
+
+    settings = Settings.from_env()
+    guard = ExecutionGuard(redis.Redis.from_url(redis_url), settings)
+    for i in range(10):
+        guard.on_step_result("nightly", "test", False, f"k{i}")
+    assert guard.state("nightly")[0] is WorkflowState.QUARANTINED
+    assert main(["unquarantine", "--workflow", "nightly"]) == 0
+    assert "QUARANTINED -> RUNNING" in capsys.readouterr().out
+    assert guard.state("nightly")[0] is WorkflowState.RUNNING
+    assert main(["unquarantine"]) == 2
