@@ -26,6 +26,11 @@ class Rule:
     why: str
 
 
+#: Applied in a linear pre-pass before the table: a token this long is data (base64,
+#: minified code, a run of dots), and the table's look-arounds would be quadratic on it.
+_BLOB_MIN = 200
+BLOB = Rule("blob", rf"\S{{{_BLOB_MIN},}}", f"tokens of {_BLOB_MIN}+ characters are data blobs")
+
 RULES: tuple[Rule, ...] = (
     Rule("url", r"""\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s"'<>)\]]+""",
          "scheme://... : hosts, paths and query strings vary per call"),
@@ -116,12 +121,15 @@ class Normalizer:
     """Apply a rule table in one pass."""
 
     def __init__(self, rules: tuple[Rule, ...] = RULES) -> None:
-        self.rules = rules
+        self.rules = (BLOB, *rules)
         alternation = "|".join(f"(?P<{r.name}>{r.pattern})" for r in rules)
         self._regex = re.compile(_GUARD + "(?:" + alternation + ")", re.VERBOSE)
+        self._blob = re.compile(f"(?P<blob>{BLOB.pattern})")
 
     def normalize(self, text: str) -> str:
         """The masked text only (fast path: no bookkeeping)."""
+        if len(text) >= _BLOB_MIN:
+            text = self._blob.sub(_placeholder, text)
         return self._regex.sub(_placeholder, text)
 
     def mask(self, text: str) -> Masked:
@@ -134,6 +142,8 @@ class Normalizer:
             result.values.setdefault(name, []).append(match.group(0))
             return f"<{name}>"
 
+        if len(text) >= _BLOB_MIN:
+            text = self._blob.sub(replace, text)
         result.text = self._regex.sub(replace, text)
         return result
 

@@ -59,3 +59,13 @@ def test_paths_collapse_environment_prefixes() -> None:
     assert normalize_path(lib) == "<site-packages>/requests/api.py"
     assert normalize_path("/tmp/pytest-of-u/pytest-3/proj/app/x.py").endswith("proj/app/x.py")
     assert normalize_path("/home/ann/src/app/x.py") == "src/app/x.py"
+
+
+def test_pathological_tokens_stay_linear() -> None:
+    import time
+
+    start = time.perf_counter()
+    for text in ("a." * 20000, "a-" * 20000, ("a." * 90 + " ") * 100):
+        DEFAULT_NORMALIZER.normalize(text)
+    assert time.perf_counter() - start < 2.0  # was 20+ s before the blob pre-pass
+    assert DEFAULT_NORMALIZER.mask("x " + "a." * 200).counts["blob"] == 1
