@@ -2,27 +2,33 @@
 
 The rules (``rules.py``) mask what has a recognisable shape; what is left are variable
 *words* (user names, host names, file names) that only show up as variable by comparing
-messages. This module does that comparison in the spirit of Drain and Brain, with one
-configuration for every kind of input.
+messages. This module does that comparison in the spirit of Drain and Brain, with ONE
+configuration (``MinerConfig()``) for every kind of input; nothing is tuned per source.
 
 Algorithm (``mine_group``), on the set of distinct token sequences of one *group*
-(same token count):
+(same token count; runs of masked tokens are one ``<*>``, so variable-length values such
+as ``()`` vs ``(host)`` do not change the count):
 
 1. Count, for every (position, token), in how many distinct sequences it occurs.
-2. For each sequence, its *root* is the set of tokens sharing the frequency that most of
-   its tokens share (ties: the higher frequency). Tokens of one template occur together, so
-   they share a frequency; variables are rarer.
-3. Sequences with the same root form a cluster; in a cluster a column is variable when it
-   holds at least ``min_distinct`` different values whose number is a large enough share
-   of the cluster (``variable_share``), otherwise its values are constants (and split).
+2. For each sequence, its *root* is the set of its constant tokens sharing the frequency
+   that most of them share (ties: the higher frequency). Tokens of one template occur
+   together, so they share a frequency; variables are rarer. Already masked tokens take no
+   part (they would tie every template of the group together).
+3. Sequences with the same root form a cluster; in a cluster a column outside the root is
+   variable when it holds at least ``min_distinct`` (3) different values; otherwise its
+   values are constants and split the cluster.
 
 Determinism: the template of a sequence is a pure function of that sequence and the SET of
-distinct sequences seen in its group. Sets are order-free and their union is commutative,
-associative and idempotent, so the state reached after any interleaving of events across
-any number of workers (each adding to the same shared set, see ``store.py``) is the same,
-and so is every template computed from it. Counting occurrences (not only distinct
-sequences) would also be order-free, but the set keeps a duplicate-heavy stream from
-skewing the result.
+distinct sequences seen in its group (iteration is over the sorted set). Set union is
+commutative, associative and idempotent, so the state reached after any interleaving of
+events across any number of workers adding to one shared set (``store.py``) is the same,
+and so is every template computed from it: no result depends on arrival order, batch
+boundaries or worker count. Two honest limits of the online form: (1) an event is mined
+against the set as it is when the event is processed, so the first occurrences of a new
+kind of message may get a more specific template than later ones; asking again later (or
+mining a batch, as ``heal fingerprint`` and backfills do) gives the converged answer;
+(2) a group keeps at most ``max_group_size`` distinct sequences; beyond that, which ones
+were kept depends on arrival, so only such very large groups lose order-independence.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ class MinerConfig:
     #: a column needs at least this many distinct values to be called variable
     min_distinct: int = 3
     #: ...and its distinct values must be at least this share of the cluster's sequences
+    #: (0: off; kept so a future algorithm version can use it without a new field)
     variable_share: float = 0.0
     #: sequences kept per group (bounds memory; beyond it new sequences are not added)
     max_group_size: int = 5000
