@@ -78,7 +78,7 @@ RULES: tuple[Rule, ...] = (
          "git SHAs and content hashes: 7+ hex digits with at least one digit and one letter"),
     Rule("path", r"""
         (?<![\w/<])(?:[A-Za-z]:)?(?:~|\.{1,2})?      # drive, home or relative start
-        (?:[/\\][\w.@+~-]+){2,}[/\\]?                # two or more components
+        (?:[/\\]+[\w.@+~-]+){2,}[/\\]?               # two or more components (// too)
         """,
          "file paths differ per checkout, temp dir and user; extraction keeps the project path"),
     Rule("duration", r"""
