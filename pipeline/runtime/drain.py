@@ -35,16 +35,6 @@ def _round(workers: Sequence[StageWorker]) -> int:
     return handled
 
 
-def _forget_consumer(worker: StageWorker) -> None:
-    """Remove the throwaway inline consumer, but only when it holds nothing (deleting a
-    consumer drops its pending entries)."""
-    info = worker.client.xpending_range(
-        worker.stream, worker.group, min="-", max="+", count=1, consumername=worker.consumer
-    )
-    if not info:
-        worker.client.xgroup_delconsumer(worker.stream, worker.group, worker.consumer)
-
-
 def drain_inline(
     settings: Settings,
     client: Any,
@@ -84,6 +74,6 @@ def drain_inline(
             if not waits:
                 break
             time.sleep(min(w for w in waits if w is not None) + 0.001)
-        for worker in workers:
-            _forget_consumer(worker)
+        for worker in workers:  # the throwaway inline consumer, if it holds nothing
+            worker.reclaimer.forget(worker.consumer)
     return total

@@ -73,6 +73,8 @@ class WorkerOptions:
     claim_idle_ms: int = 60_000
     #: how often to look for abandoned entries
     claim_interval_s: float = 5.0
+    #: consumers idle this long with nothing pending are removed from the group
+    forget_idle_ms: int = 3_600_000
     #: event-id dedupe window: an id is remembered one to two windows (0 disables markers)
     dedupe_ttl_s: int = 6 * 3600
     retention: Retention = Retention()

@@ -20,6 +20,16 @@ from pipeline.runtime.hooks import Delivery
 log = logging.getLogger("heal.runtime.reclaim")
 
 
+#: delete a consumer only if it holds nothing, atomically (deleting one drops its pending)
+FORGET_LUA = """
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) == 0 then
+  redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
 def _entry_raw(fields: dict[Any, Any] | None) -> bytes | None:
     if fields is None:
         return None
@@ -45,6 +55,7 @@ class Reclaimer:
         self.consumer = consumer
         self.claim_idle_ms = claim_idle_ms
         self._cursor = "0-0"
+        self._forget = client.register_script(FORGET_LUA)
 
     def delivery_counts(self, entry_ids: Sequence[str]) -> dict[str, int]:
         """How often each entry has been delivered (from XPENDING), in one round trip."""
@@ -105,3 +116,22 @@ class Reclaimer:
             self.client.xclaim(
                 self.stream, self.group, self.consumer, 0, list(entry_ids), justid=True
             )
+
+    def forget(self, consumer: str) -> bool:
+        """Delete ``consumer`` from the group if (and only if) it holds no entries."""
+        return bool(self._forget(keys=[self.stream], args=[self.group, consumer]))
+
+    def forget_idle_consumers(self, max_idle_ms: int) -> list[str]:
+        """Remove consumers of departed workers (idle that long, nothing pending), so the
+        group's consumer list (``heal status``) shows the live ones. A live worker reads
+        every ``block_ms``, which refreshes its idle time, and would simply reappear."""
+        gone: list[str] = []
+        for info in self.client.xinfo_consumers(self.stream, self.group):
+            name = _text(info["name"])
+            idle = int(info.get("inactive", info.get("idle", 0)) or 0)
+            if name != self.consumer and info["pending"] == 0 and idle > max_idle_ms \
+                    and self.forget(name):
+                gone.append(name)
+        if gone:
+            log.info("%s/%s: removed %d departed consumers", self.stream, self.group, len(gone))
+        return gone

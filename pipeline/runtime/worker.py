@@ -81,6 +81,7 @@ class StageWorker:
         self.stop_event = threading.Event()
         self._own_cursor: str | None = "0"  # read our own pending entries first
         self._next_reclaim = 0.0
+        self._next_forget = 0.0
         self.processed = 0
 
     # --- public ---------------------------------------------------------------------
@@ -149,6 +150,9 @@ class StageWorker:
         now = time.monotonic()
         if now >= self._next_reclaim:
             self._next_reclaim = now + self.options.claim_interval_s
+            if now >= self._next_forget:
+                self._next_forget = now + 60.0
+                self.reclaimer.forget_idle_consumers(self.options.forget_idle_ms)
             claimed = self.reclaimer.claim_abandoned(self.options.batch_size)
             if claimed:
                 return self.process(claimed)

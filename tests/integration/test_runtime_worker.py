@@ -280,3 +280,19 @@ def test_drain_inline_runs_built_stages_in_order(
     assert client.xpending(settings.stream("candidates"), "last")["pending"] == 0
     assert client.xinfo_consumers(settings.stream("errors"), "first") == []
     assert drain_inline(settings, client, stages=["first"]) == 0
+
+
+def test_departed_consumers_holding_nothing_are_forgotten(
+    client: redis.Redis, settings: Settings
+) -> None:
+    publish(client, settings, event(1), event(2))
+    holder = make_worker(client, settings, batch_size=1)
+    holder._read_new(None)  # holds one entry: must never be forgotten
+    done = StageWorker(client, settings, "fingerprint", PassThroughHandler(), consumer="gone")
+    drain(done)
+    live = StageWorker(client, settings, "fingerprint", PassThroughHandler(), consumer="live")
+    time.sleep(0.02)
+    assert live.reclaimer.forget_idle_consumers(max_idle_ms=10) == ["gone"]
+    names = {c["name"].decode() for c in client.xinfo_consumers(settings.stream("errors"),
+                                                                  "fingerprint")}
+    assert names == {holder.consumer}
