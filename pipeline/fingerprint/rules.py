@@ -90,8 +90,12 @@ RULES: tuple[Rule, ...] = (
     Rule("kvquoted", r"""(?<==)(?:"[^"\n]*"|'[^'\n]*')""",
          "quoted values after '=' are data, not the problem"),
     Rule("idtoken", r"""
-        \b(?=[\w-]*\d)(?=[\w-]*[A-Za-z_])[A-Za-z_\d][\w-]*\b""",
-         "identifiers mixing letters and digits (blk_123, job_42_x, R02-M1) are per-object ids"),
+        \b(?=[\w-]*\d[\w-]*\d             # two digits,
+           |[\w-]*\d[\w-]*[A-Za-z_]         # or a digit before a letter,
+           |[\w-]{6})                        # or six characters: names like ssh2, en0 stay
+        (?=[\w-]*\d)(?=[\w-]*[A-Za-z_])[A-Za-z_\d][\w-]*\b""",
+         "identifiers mixing letters and digits (blk_123, job_42_x, R02-M1) are per-object ids;"
+         " short names with one trailing digit (ssh2, utf8, IPv6, eth0) are kept"),
     Rule("num", r"""(?<![\w.])[-+]?\d+(?:\.\d+)?(?![\w])""",
          "numbers: counts, sizes, ids, ports, pids, line numbers"),
 )

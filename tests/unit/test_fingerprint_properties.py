@@ -109,8 +109,7 @@ def test_mined_templates_generalise_the_usernames() -> None:
     batch = mine(tokenize(DEFAULT_NORMALIZER.normalize(m)) for m in MESSAGES)
     templates = {render(t) for t in batch.values()}
     assert "Invalid user <*> from <*>" in templates
-    # ssh2 mixes letters and digits: an identifier to the rules, merged into the port run
-    assert "Accepted password for <*> from <*> port <*>" in templates
+    assert "Accepted password for <*> from <*> port <*> ssh2" in templates
 
 
 @settings(max_examples=300, deadline=None)
