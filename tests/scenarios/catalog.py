@@ -113,7 +113,10 @@ def unsorted_imports(root: Path) -> None:
 
 
 def trailing_whitespace(root: Path) -> None:
-    write(root, {"calc/notes.py": '"""Notes."""\n\nNOTE = "keep"   \n'})
+    # the project opts in to W291 in its own ruff configuration, as real projects do
+    pyproject = BASE["pyproject.toml"] + '\n[tool.ruff.lint]\nextend-select = ["W291"]\n'
+    write(root, {"pyproject.toml": pyproject,
+                 "calc/notes.py": '"""Notes."""\n\nNOTE = "keep"   \n'})
     commit(root, "notes (trailing whitespace)")
 
 
@@ -192,8 +195,7 @@ SCENARIOS: list[Scenario] = [
              bash_script_lost_exec_bit),
     Scenario("unsorted-imports", True, ("ruff", "check", "--select", "I", "."),
              unsorted_imports),
-    Scenario("trailing-whitespace", True, ("ruff", "check", "--select", "W291", "."),
-             trailing_whitespace),
+    Scenario("trailing-whitespace", True, ("ruff", "check", "."), trailing_whitespace),
     Scenario("failing-assertion", False, UNITTEST, failing_assertion),
     Scenario("syntax-error", False, UNITTEST, syntax_error),
     Scenario("side-effect-import", False, ("ruff", "check", "."), side_effect_import),
