@@ -1,0 +1,37 @@
+"""The fingerprint stage under the real stream runtime and a real Redis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import redis
+
+from pipeline.config import Settings
+from pipeline.events import ErrorEvent, FingerprintEvent
+from pipeline.runtime.drain import drain_inline
+
+TEXTS = [f"Invalid user {u} from 10.1.0.{i}" for i, u in enumerate(["ann", "bob", "cy", "dee"])]
+
+
+def test_errors_become_fingerprints_through_the_runtime(
+    redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    # Given error events on the errors stream (raw JSON, as any producer would publish them)
+    settings = Settings(redis_url=redis_url, database_url=None, home=tmp_path, prefix=prefix)
+    client = redis.Redis.from_url(redis_url)
+    for i, text in enumerate(TEXTS):
+        event = ErrorEvent(id=f"e{i}", text=text)
+        client.xadd(settings.stream("errors"), {"event": event.encode()})
+    client.xadd(settings.stream("errors"), {"event": orjson.dumps({"v": 1, "id": "bad"})})
+    # When only the fingerprint stage drains them
+    handled = drain_inline(settings, client, stages=["fingerprint"])
+    # Then each valid one is on the fingerprints stream, the invalid one is dead-lettered
+    assert handled == len(TEXTS) + 1
+    entries = client.xrange(settings.stream("fingerprints"))
+    events = [FingerprintEvent.decode(fields[b"event"]) for _, fields in entries]
+    assert sorted(e.id for e in events) == [f"e{i}:fingerprint" for i in range(len(TEXTS))]
+    assert all(e.version == "fp-v1" and e.fine.startswith("fp-v1:") for e in events)
+    # the last events were mined against the shared set: user names are variables
+    assert events[-1].template == "Invalid user <*> from <*>"
+    assert client.xlen(settings.stream("dead")) == 1
