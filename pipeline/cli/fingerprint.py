@@ -13,6 +13,8 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
+import orjson
+
 from pipeline.errors import UsageError
 from pipeline.fingerprint.batch import fingerprint_batch
 
@@ -30,6 +32,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--multiline", action="store_true",
                         help="one message per record (blank-line separated / tracebacks)")
     parser.add_argument("--repo", default="", help="repository root, for project-relative paths")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON object per message: fingerprints, template, normalized "
+                        "text, params, extraction and what the rules masked (hints)")
     parser.set_defaults(func=run)
 
 
@@ -82,5 +87,8 @@ def run(args: argparse.Namespace) -> int:
             stream.close()
     out = sys.stdout
     for fp in fingerprint_batch(messages, repo=args.repo):
-        out.write(f"{fp.fine}\t{fp.coarse}\t{fp.template}\n")
+        if args.json:
+            out.write(orjson.dumps(fp.to_dict()).decode() + "\n")
+        else:
+            out.write(f"{fp.fine}\t{fp.coarse}\t{fp.template}\n")
     return 0

@@ -62,3 +62,15 @@ def test_multiline_keeps_chained_tracebacks_and_java_traces_whole(
         "plain line one",
         "plain line two",
     ]
+
+
+def test_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    src = tmp_path / "one.txt"
+    src.write_text("retry 3 of 5 to 10.0.0.1 failed\n")
+    assert main(["fingerprint", "--json", str(src)]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["version"] == "fp-v1"
+    assert record["normalized"] == "retry <num> of <num> to <ip> failed"
+    assert any(h.startswith("<ip>: 1 replaced") for h in record["hints"])
