@@ -135,18 +135,28 @@ def settings_for(url: str, prefix: str) -> Settings:
 
 
 def processes_rate(url: str, client: redis.Redis, events: int, count: int) -> float:
-    """Throughput of ``count`` no-op worker processes, from output entry timestamps."""
+    """Throughput of ``count`` no-op worker processes, from output entry timestamps.
+
+    A start gate keeps process start-up out of the figure: the events wait behind the
+    group's last-delivered id until every worker is reading, then SETID releases them all.
+    """
     prefix = f"bench{uuid.uuid4().hex[:8]}"
-    fill(client, f"{prefix}:errors", payloads(events, prefix))
+    errors, out = f"{prefix}:errors", f"{prefix}:fingerprints"
+    fill(client, errors, payloads(events, prefix))
+    client.xgroup_create(errors, "fingerprint", id="$")
     procs = [
         subprocess.Popen([sys.executable, "-m", "pipeline.runtime.noop", url, prefix,
                           "--index", str(i)], cwd=ROOT, stderr=subprocess.DEVNULL)
         for i in range(count)
     ]
-    out = f"{prefix}:fingerprints"
     try:
         deadline = time.monotonic() + 300
-        while client.xlen(out) < events and time.monotonic() < deadline:
+        while len(client.xinfo_consumers(errors, "fingerprint")) < count:
+            assert time.monotonic() < deadline, "worker processes did not start"
+            time.sleep(0.05)
+        client.xgroup_setid(errors, "fingerprint", id="0")
+        client.xadd(errors, {"event": orjson.dumps({"v": 1, "id": f"{prefix}-go", "text": "go"})})
+        while client.xlen(out) < events + 1 and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         for proc in procs:
