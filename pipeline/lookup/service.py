@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+import orjson
 
 from pipeline.errors import DatabaseUnavailable, EngineError, ParameterError
 from pipeline.lookup.catalog import Catalog, Pattern
@@ -42,6 +43,9 @@ UNUSABLE_STATES = (LifecycleState.QUARANTINED.value, LifecycleState.DEPRECATED.v
 CAUSAL_MIN_CONFIDENCE = 0.5
 RETRY_DATABASE_S = 5.0
 NEGATIVE_TTL_S = 30.0
+#: the causal walk of a node set is reused this long (edges change rarely, queries cost ~1 ms)
+CAUSES_TTL_S = 30.0
+MEMO_SIZE = 8192
 FLUSH_EVERY = 256
 
 
@@ -69,6 +73,8 @@ class Lookup:
         self._memory_index: MemoryIndex | None = None
         self._ops: list[tuple[str, str, dict[str, Any]]] = []
         self._offline_since: float | None = None if db is not None else time.monotonic()
+        self._cause_cache: dict[tuple[str, ...], tuple[float, list[Cause]]] = {}
+        self._rendered: dict[bytes, dict[str, Any]] = {}
         self._stop = threading.Event()
         self._syncer: threading.Thread | None = None
 
@@ -198,7 +204,10 @@ class Lookup:
     def _answer(self, pattern_id: str, tier: int, score: float, reason: str, text: str,
                 params: dict[str, Any], path: tuple[str, ...] = ()) -> LookupResult:
         pattern = self.catalog.patterns[pattern_id]
-        detected = pattern.detect(text) if tier != 1 or "detection rule" not in reason else None
+        # parameters come from the pattern's own rules (skipped when it declares none, and
+        # when a rule just matched: ``params`` already holds its groups)
+        from_rule = tier == 1 and "detection rule" in reason
+        detected = pattern.detect(text) if pattern.params and not from_rule else None
         merged = {**params, **(detected or {})}
         fix, why = self._render(pattern, merged)
         return LookupResult(pattern_id, tier, score, reason + why, path or (pattern_id,), fix,
@@ -212,12 +221,20 @@ class Lookup:
         state = self._states.get(pattern.fix.id, pattern.fix.state.value)
         if state in UNUSABLE_STATES:
             return None, f"; fix {pattern.fix.id} is {state}, not offered"
-        try:
-            fix = render_fix(pattern.fix, params)
-        except ParameterError as exc:
-            return None, f"; fix {pattern.fix.id} cannot be rendered: {exc}"
-        fix["state"] = state
-        return fix, ""
+        # the same fix with the same parameters renders the same: memoize (hot path)
+        key = orjson.dumps([pattern.fix.id, state, params], default=str,
+                           option=orjson.OPT_SORT_KEYS)
+        fix = self._rendered.get(key)
+        if fix is None:
+            try:
+                fix = render_fix(pattern.fix, params)
+            except ParameterError as exc:
+                return None, f"; fix {pattern.fix.id} cannot be rendered: {exc}"
+            fix["state"] = state
+            if len(self._rendered) >= MEMO_SIZE:
+                self._rendered.clear()
+            self._rendered[key] = fix
+        return fix, ""  # shared and read-only: events are encoded before leaving the stage
 
     # -- tier 2 ------------------------------------------------------------------------------
 
@@ -290,13 +307,23 @@ class Lookup:
     def _causes(self, nodes: list[str]) -> list[Cause]:
         if not nodes:
             return []
+        key = tuple(nodes)
+        cached = self._cause_cache.get(key)
+        if cached is not None and time.monotonic() - cached[0] < CAUSES_TTL_S:
+            return cached[1]
+        causes: list[Cause] | None = None
         if self.online:
             assert self.db is not None
             try:
-                return CausalGraph(self.db).causes(nodes, CAUSAL_MIN_CONFIDENCE)
+                causes = CausalGraph(self.db).causes(nodes, CAUSAL_MIN_CONFIDENCE)
             except DatabaseUnavailable:
                 self._went_offline()
-        return walk_edges(self._edges, nodes, CAUSAL_MIN_CONFIDENCE)
+        if causes is None:
+            causes = walk_edges(self._edges, nodes, CAUSAL_MIN_CONFIDENCE)
+        if len(self._cause_cache) >= MEMO_SIZE:
+            self._cause_cache.clear()  # bounded memory; a refill costs one query per node set
+        self._cause_cache[key] = (time.monotonic(), causes)
+        return causes
 
     # -- guard, recording, sync --------------------------------------------------------------
 

@@ -1,0 +1,168 @@
+"""Lookup latency and throughput, each against a baseline measured in the same run.
+
+    tier 1 (cache)   p50/p99 of Lookup.lookup for fingerprints known to the local SQLite
+                     cache but not yet to the process (so every call reads SQLite);
+                     baselines: a bare dict lookup and a bare SQLite primary-key SELECT
+    tier 2 (new fp)  p50/p99 of Lookup.lookup for never-seen fingerprints that no rule
+                     knows: embedding (all-MiniLM-L6-v2, CPU) + pgvector HNSW top-k;
+                     baselines: a bare SQL round trip and a bare embedding
+    stage            events/s of the lookup stage handler (decode FingerprintEvent,
+                     lookup, build and encode CandidateEvent) for known fingerprints;
+                     baseline: decode + encode of the same bytes with no lookup
+
+Runs against HEAL_DATABASE_URL when set, else the embedded PostgreSQL; the cache lives in
+a temporary HEAL_HOME. Usage: python bench/lookup.py [--n N] [--n2 N2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from consumers.lookup import LookupHandler  # noqa: E402
+from pipeline.config import Settings  # noqa: E402
+from pipeline.events import ErrorEvent, FingerprintEvent  # noqa: E402
+from pipeline.lookup.service import Lookup  # noqa: E402
+from pipeline.lookup.setup import build_lookup  # noqa: E402
+from storage.cache import LocalCache  # noqa: E402
+from storage.engines import open_database  # noqa: E402
+
+FIXTURES = ROOT / "tests" / "fixtures" / "errors"
+
+
+def timings(fn: Callable[[int], object], n: int) -> list[float]:
+    out = []
+    for i in range(n):
+        start = time.perf_counter()
+        fn(i)
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def show(name: str, values: list[float], base: list[float] | None, target_ms: float | None) -> None:
+    p50, p99 = pct(values, 0.5) * 1e3, pct(values, 0.99) * 1e3
+    line = f"{name:<34} p50 {p50:8.3f} ms  p99 {p99:8.3f} ms"
+    if base is not None:
+        line += f"  ({p99 / (pct(base, 0.99) * 1e3):7.1f}x baseline p99)"
+    if target_ms is not None:
+        line += f"  target p99 < {target_ms} ms: {'OK' if p99 < target_ms else 'MISSED'}"
+    print(line)
+
+
+def known_texts() -> list[str]:
+    return [p.read_text() for p in sorted(FIXTURES.glob("*/*.txt")) if "_logic" not in str(p)]
+
+
+def bench_tier1(lookup: Lookup, home: Path, n: int) -> None:
+    texts = known_texts()
+    fps = [f"bench:{uuid.uuid4().hex}" for _ in range(n)]
+    # learn each fingerprint once (rules), then look it up from a fresh process-like Lookup
+    for i, fp in enumerate(fps):
+        lookup.lookup(error_id=f"warm-{i}", text=texts[i % len(texts)], fine=fp, coarse="",
+                      record=False)
+    cold = Lookup(lookup.catalog, LocalCache.at_home(home), db=None, embedder=None)
+    result = timings(lambda i: cold.lookup(error_id=f"t1-{i}", text=texts[i % len(texts)],
+                                           fine=fps[i], coarse="", record=False), n)
+    mapping = {fp: "x" for fp in fps}
+    bare_dict = timings(lambda i: mapping.get(fps[i]), n)
+    conn = sqlite3.connect(str(home / "lookup-cache.sqlite3"))
+    bare_sql = timings(lambda i: conn.execute(
+        "SELECT pattern_id FROM fingerprints WHERE fingerprint = ? AND level = 'fine'",
+        (fps[i],)).fetchone(), n)
+    show("baseline: dict lookup", bare_dict, None, None)
+    show("baseline: SQLite PK select", bare_sql, None, None)
+    show("tier 1 from the SQLite cache", result, bare_sql, 1.0)
+
+
+def bench_tier2(lookup: Lookup, n: int) -> None:
+    assert lookup.embedder is not None and lookup.db is not None
+    db = lookup.db
+    lookup.embedder.embed(["warm up"])
+    words = ["disk", "cache", "socket", "worker", "queue",
+             "broker", "schema", "token", "shard", "replica"]
+    texts = [f"Unusual failure {uuid.uuid4().hex[:6]}: the {words[i % 10]} stopped answering "
+             f"after {i} attempts" for i in range(n)]
+    sql = timings(lambda i: db.fetchval("SELECT 1"), n)
+    emb = timings(lambda i: lookup.embedder.embed([texts[i] + " x"]), n)  # type: ignore[union-attr]
+    result = timings(lambda i: lookup.lookup(
+        error_id=f"t2-{i}", text=texts[i], fine=f"bench2:{uuid.uuid4().hex}", coarse="",
+        record=False), n)
+    tiers = {lookup.lookup(error_id="q", text=t, fine="", coarse="", record=False).tier
+             for t in texts[:5]}
+    show("baseline: SQL round trip", sql, None, None)
+    show("baseline: one embedding", emb, None, None)
+    show("tier 2 for a new fingerprint", result, emb, 30.0)
+    print(f"{'':<34} (tiers answered for these texts: {sorted(map(str, tiers))})")
+
+
+def bench_stage(lookup: Lookup, n: int) -> None:
+    texts = known_texts()
+    raws = []
+    for i in range(n):
+        fine = f"stage:{i % 500}"
+        error = ErrorEvent(id=f"e{i}", text=texts[i % len(texts)])
+        raws.append(FingerprintEvent(id=f"e{i}:fingerprint", error_id=f"e{i}", error=error,
+                                     fine=fine, coarse="", version="fp-v1").encode())
+    handler = LookupHandler(lookup)
+    for raw in raws[:500]:  # learn the 500 fingerprints once
+        handler.handle(handler.decode(raw))
+
+    def stage(i: int) -> None:
+        for out in handler.handle(handler.decode(raws[i])):
+            out.encode()
+
+    def baseline(i: int) -> None:
+        FingerprintEvent.decode(raws[i]).encode()
+
+    start = time.perf_counter()
+    for i in range(n):
+        baseline(i)
+    base_rate = n / (time.perf_counter() - start)
+    start = time.perf_counter()
+    for i in range(n):
+        stage(i)
+    rate = n / (time.perf_counter() - start)
+    lookup.flush()
+    print(f"{'baseline: decode + encode':<34} {base_rate:10.0f} events/s")
+    print(f"{'lookup stage, known fingerprints':<34} {rate:10.0f} events/s  "
+          f"({base_rate / rate:.2f}x baseline cost)  target >= 20000/s: "
+          f"{'OK' if rate >= 20000 else 'MISSED'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=5000, help="samples for tier 1 and the stage")
+    parser.add_argument("--n2", type=int, default=200, help="samples for tier 2")
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="heal-bench-lookup-"))
+    env = dict(os.environ)
+    env.setdefault("HEAL_HOME", str(home / "engines"))
+    settings = Settings.from_env(env)
+    db = open_database(settings)
+    try:
+        cache_settings = Settings.from_env({**env, "HEAL_HOME": str(home)})
+        lookup = build_lookup(cache_settings, db)
+        bench_tier1(lookup, home, args.n)
+        bench_tier2(lookup, args.n2)
+        bench_stage(lookup, args.n * 4)
+    finally:
+        db.close()
+
+
+if __name__ == "__main__":
+    main()
