@@ -23,6 +23,7 @@ from pipeline.fingerprint.rules import DEFAULT_NORMALIZER, Normalizer
 #: that vary with the caller, not with the problem)
 MAX_FRAMES = 5
 _SPACE = re.compile(r"\s+")
+_UNSTRUCTURED = ("log", "text")
 
 
 class Fingerprinter:
@@ -54,8 +55,12 @@ class Fingerprinter:
         frames = extraction.project_frames()[-MAX_FRAMES:]
         frame_key = "|".join(f"{f.file}:{f.function}" for f in frames)
         top = frames[-1].function if frames else ""
-        # unstructured text has no error class: its first two constant words stand in
-        head = extraction.error_type or " ".join([t for t in tokens if t != WILDCARD][:2])
+        head = extraction.error_type
+        if extraction.kind in _UNSTRUCTURED:
+            # a log level or nothing is no error class: the message's first two constant
+            # words stand in (else every ERROR line of every program would share one)
+            words = [t for t in tokenize(masked.text) if t != WILDCARD][:2]
+            head = " ".join([head, *words]).strip()
         coarse = stable_hash("coarse", extraction.kind, head, top)
         fine = stable_hash("fine", extraction.kind, extraction.error_type, masked.text, frame_key)
         params["cluster"] = stable_hash("cluster", extraction.kind, template, frame_key)
