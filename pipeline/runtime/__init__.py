@@ -10,12 +10,14 @@
     loader                 consumers/<stage>.py loaded lazily; build_worker
     drain                  drain_inline: all stages in this process until empty
     runner                 threads (heal up) or processes (heal worker --concurrency)
+    heartbeat              alive keys per worker; live_stages() for heal run / status
     connection             Redis failures: reconnect vs. StreamUnavailable at the edge
     options                WorkerOptions, Retention
 """
 
 from pipeline.runtime.drain import drain_inline
 from pipeline.runtime.group import already_done, consumer_name, ensure_group
+from pipeline.runtime.heartbeat import live_stages
 from pipeline.runtime.hooks import Delivery, Hook, HookChain
 from pipeline.runtime.loader import StageNotBuilt, StageSpec, build_worker, load_stage
 from pipeline.runtime.metrics import MetricsHook, snapshot
@@ -37,6 +39,7 @@ __all__ = [
     "consumer_name",
     "drain_inline",
     "ensure_group",
+    "live_stages",
     "load_stage",
     "snapshot",
 ]

@@ -23,6 +23,7 @@ from types import FrameType
 from typing import Any
 
 from pipeline.errors import HealError
+from pipeline.runtime.heartbeat import Heartbeat
 from pipeline.runtime.worker import StageWorker
 
 log = logging.getLogger("heal.runtime")
@@ -61,6 +62,8 @@ def run_threads(workers: Sequence[StageWorker]) -> int:
             stop_all()
 
     install_stop_signals(stop_all)
+    heartbeat = Heartbeat(workers[0].client, workers[0].settings, workers).start() \
+        if workers else None
     threads = [
         threading.Thread(target=target, args=(w,), name=f"heal-{w.stage}", daemon=True)
         for w in workers
@@ -70,6 +73,8 @@ def run_threads(workers: Sequence[StageWorker]) -> int:
     while any(t.is_alive() for t in threads):
         for thread in threads:
             thread.join(0.2)  # short joins keep the main thread responsive to signals
+    if heartbeat is not None:
+        heartbeat.stop()
     for exc in failures:
         if isinstance(exc, HealError):
             raise exc

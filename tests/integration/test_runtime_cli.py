@@ -14,7 +14,8 @@ import pytest
 import redis
 
 from pipeline.cli import main
-from pipeline.runtime import loader
+from pipeline.config import Settings
+from pipeline.runtime import live_stages, loader
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,8 +66,11 @@ def run_until_handled(argv: list[str], worker_env: dict[str, str], count: int) -
             assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
             assert time.monotonic() < deadline, "the worker did not handle the events"
             time.sleep(0.1)
+        settings = Settings.from_env(worker_env)
+        assert "fingerprint" in live_stages(client, settings)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
+        assert live_stages(client, settings) == set()
     finally:
         if proc.poll() is None:
             proc.kill()

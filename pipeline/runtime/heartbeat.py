@@ -1,0 +1,79 @@
+"""Heartbeats: which stages have a running worker right now (for ``heal run``/``heal status``).
+
+Each worker process refreshes ``<prefix>:alive:<stage>:<consumer>`` (a key with a short
+expiry) from a background thread, so a worker deep in a long handler still counts as alive
+and a worker killed with SIGKILL stops counting within ``TTL_S``. A consumer's idle time in
+the group is no substitute: it only moves when the worker reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from pipeline.config import Settings
+from pipeline.runtime.connection import SURVIVABLE, stream_errors
+from pipeline.runtime.worker import StageWorker
+
+log = logging.getLogger("heal.runtime.heartbeat")
+
+INTERVAL_S = 5.0
+TTL_S = 15
+
+
+def _key(settings: Settings, stage: str, consumer: str) -> str:
+    return settings.key("alive", stage, consumer)
+
+
+class Heartbeat:
+    """Refreshes the alive keys of ``workers`` until :meth:`stop` (then removes them)."""
+
+    def __init__(self, client: Any, settings: Settings, workers: Sequence[StageWorker]) -> None:
+        self.client = client
+        self.settings = settings
+        self.workers = list(workers)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="heal-heartbeat", daemon=True)
+
+    def start(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def beat(self) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for worker in self.workers:
+            pipe.set(_key(self.settings, worker.stage, worker.consumer), "1", ex=TTL_S)
+        pipe.execute()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.beat()
+            except SURVIVABLE as exc:  # Redis down: the workers reconnect; so do we
+                log.debug("heartbeat failed: %s", exc)
+            self._stop.wait(INTERVAL_S)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        with contextlib.suppress(*SURVIVABLE):  # else they expire on their own
+            self.client.delete(*[_key(self.settings, w.stage, w.consumer) for w in self.workers])
+
+
+def live_stages(client: Any, settings: Settings) -> set[str]:
+    """Stages with at least one running worker (``heal worker`` / ``heal up``).
+
+    Raises:
+        StreamUnavailable: Redis unreachable.
+    """
+    prefix = settings.key("alive", "")
+    with stream_errors("looking for running workers"):
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    stages = set()
+    for key in keys:
+        text = key.decode() if isinstance(key, bytes) else str(key)
+        stages.add(text[len(prefix):].split(":", 1)[0])
+    return stages
