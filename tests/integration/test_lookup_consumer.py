@@ -68,7 +68,8 @@ def test_errors_flow_through_fingerprint_and_lookup_inline(
         "e-bug": (FIXTURES / "_logic_bugs" / "py_key.txt").read_text(),
     }
     for error_id, text in texts.items():
-        client.xadd(settings.stream("errors"), {"event": ErrorEvent(id=error_id, text=text).encode()})
+        raw = ErrorEvent(id=error_id, text=text).encode()
+        client.xadd(settings.stream("errors"), {"event": raw})
     handled = drain_inline(settings, client, stages=["fingerprint", "lookup"],
                            ctx_resources={"db": db})
     assert handled == 4
