@@ -1,0 +1,58 @@
+"""`heal apply FIX_ID [--dry-run] [--force]` on a verified suggestion (real engines)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+
+from pipeline.apply.applier import Applier
+from pipeline.cli import main
+from pipeline.config import Settings
+from pipeline.demo.sample import break_formatting, git
+from pipeline.validate.runner import run_argv
+from pipeline.validate.validator import Validator
+from storage.attempts import AttemptStore
+from storage.engines import open_database
+from tests.integration._heal_validate_support import FORMAT_FIX, candidate, sample_repo
+
+
+def test_heal_apply_dry_run_then_apply_then_nothing_left(
+        tmp_path: Path, heal_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    settings = Settings.from_env()
+    client = redis.Redis.from_url(heal_env["HEAL_REDIS_URL"])
+    db = open_database(settings)
+    store = AttemptStore(db)
+    fix_id = f"format.ruff_format.t{uuid.uuid4().hex[:6]}"
+    root = sample_repo(tmp_path)
+    break_formatting(root)
+    cand = candidate(root, ("ruff", "format", "--check", "."), {**FORMAT_FIX, "id": fix_id},
+                     mode="suggest")
+    verdict = Validator(settings, client, store).validate(cand)
+    assert Applier(settings, client, store).handle(verdict).status == "suggested"
+    head = git(root, "rev-parse", "HEAD")
+
+    # --dry-run shows the verified commit and changes nothing
+    assert main(["apply", fix_id, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"verified commit {verdict.commit[:12]}" in out and "dry run" in out
+    assert git(root, "rev-parse", "HEAD") == head
+
+    # apply brings the verified commit onto main and the failing command passes
+    assert main(["apply", fix_id]) == 0
+    assert "applied" in capsys.readouterr().out
+    assert git(root, "rev-parse", "HEAD") != head
+    assert run_argv(["ruff", "format", "--check", "."], str(root), 60)["exit_code"] == 0
+
+    # a second apply finds nothing waiting: never applied twice
+    assert main(["apply", fix_id]) == 2
+    assert "no verified suggestion waiting" in capsys.readouterr().err
+    db.close()
+
+
+def test_heal_apply_unknown_id_is_a_usage_error(
+        heal_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["apply", "no.such.fix"]) == 2
+    assert "no verified suggestion waiting for 'no.such.fix'" in capsys.readouterr().err
