@@ -30,6 +30,8 @@ class Delivery:
     raw: bytes | None
     #: how many times the entry has been delivered, this delivery included
     deliveries: int = 1
+    #: still pending, but deleted from the stream (trimmed) before it was handled
+    deleted: bool = False
 
 
 class Hook:

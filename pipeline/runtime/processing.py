@@ -52,6 +52,12 @@ class EventProcessor:
         self.options = options
 
     def process(self, delivery: Delivery) -> Decision:
+        if delivery.deleted:
+            return DeadLetter(
+                delivery,
+                "the entry was deleted from the stream (trimmed by retention?) before it was "
+                "handled; its content is gone (keep input streams longer than worker lag)",
+            )
         if delivery.raw is None:
             return DeadLetter(
                 delivery,

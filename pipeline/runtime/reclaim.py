@@ -2,7 +2,7 @@
 
 Every entry a consumer reads stays in the group's pending list (PEL) until it is acked.
 When a worker dies, its entries sit there idle. :class:`Reclaimer` periodically takes over
-entries idle longer than ``claim_idle_ms`` with XAUTOCLAIM (which also counts the delivery,
+entries idle longer than ``claim_idle_ms`` (XPENDING IDLE + XCLAIM; each claim counts a delivery,
 so an event that kills every worker is eventually dead-lettered instead of looping), and
 re-claims this worker's own entries whose retry backoff has elapsed. While a slow batch is
 being handled, :meth:`touch` resets the idle time of the entries still to do, so peers do
@@ -54,7 +54,6 @@ class Reclaimer:
         self.group = group
         self.consumer = consumer
         self.claim_idle_ms = claim_idle_ms
-        self._cursor = "0-0"
         self._forget = client.register_script(FORGET_LUA)
 
     def delivery_counts(self, entry_ids: Sequence[str]) -> dict[str, int]:
@@ -70,13 +69,37 @@ class Reclaimer:
         return counts
 
     def to_deliveries(self, entries: Sequence[Any]) -> list[Delivery]:
-        """Stream entries that were delivered before → Delivery with exact delivery counts."""
+        """Stream entries that were delivered before → Delivery with exact delivery counts.
+
+        An entry read back from the pending list with no fields was deleted meanwhile.
+        """
         pairs = [(_text(eid), fields) for eid, fields in entries if eid is not None]
         counts = self.delivery_counts([eid for eid, _ in pairs])
         return [
-            Delivery(self.stream, eid, _entry_raw(fields), counts.get(eid, 1))
+            Delivery(self.stream, eid, _entry_raw(fields), counts.get(eid, 1), deleted=not fields)
             for eid, fields in pairs
         ]
+
+    def _claim(self, entry_ids: Sequence[Any]) -> list[Delivery]:
+        """XCLAIM entries already known to be pending (counts one more delivery).
+
+        Entries deleted from the stream come back as nil without their id; they are the
+        claimed ids missing from the reply, and become ``deleted`` deliveries (dead-lettered,
+        which also removes them from the pending list instead of reclaiming them forever).
+        """
+        if not entry_ids:
+            return []
+        reply = self.client.xclaim(self.stream, self.group, self.consumer, 0, list(entry_ids))
+        found = {_text(eid): fields for eid, fields in reply if eid is not None}
+        deliveries = self.to_deliveries(list(found.items()))
+        missing = [_text(eid) for eid in entry_ids if _text(eid) not in found]
+        if missing:
+            counts = self.delivery_counts(missing)
+            deliveries += [
+                Delivery(self.stream, eid, None, counts[eid], deleted=True)
+                for eid in missing if eid in counts
+            ]
+        return deliveries
 
     def claim_abandoned(self, count: int) -> list[Delivery]:
         """Take over up to ``count`` entries idle past the timeout (any consumer's).
@@ -84,17 +107,22 @@ class Reclaimer:
         Raises:
             redis.exceptions.ConnectionError: Redis unreachable.
         """
-        reply = self.client.xautoclaim(
-            self.stream, self.group, self.consumer, self.claim_idle_ms,
-            start_id=self._cursor, count=count,
+        # XPENDING IDLE finds them with their ids (XAUTOCLAIM hides the ids of deleted
+        # entries); XCLAIM with the same min idle skips any that a peer touched meanwhile
+        rows = self.client.xpending_range(
+            self.stream, self.group, min="-", max="+", count=count, idle=self.claim_idle_ms
         )
-        cursor, entries = reply[0], reply[1]
-        self._cursor = _text(cursor)
-        if entries:
+        if not rows:
+            return []
+        claimed = self.client.xclaim(
+            self.stream, self.group, self.consumer, self.claim_idle_ms,
+            [row["message_id"] for row in rows], justid=True,
+        )
+        if claimed:
             log.info(
-                "%s/%s: reclaimed %d abandoned entries", self.stream, self.group, len(entries)
+                "%s/%s: reclaimed %d abandoned entries", self.stream, self.group, len(claimed)
             )
-        return self.to_deliveries(entries)
+        return self._claim(claimed)
 
     def claim_own(self, entry_ids: Sequence[str]) -> list[Delivery]:
         """Re-claim our own entries whose retry is due (counts one more delivery).
@@ -104,10 +132,10 @@ class Reclaimer:
         """
         if not entry_ids:
             return []
-        entries = self.client.xclaim(
-            self.stream, self.group, self.consumer, 0, list(entry_ids)
+        pending = self.client.xclaim(
+            self.stream, self.group, self.consumer, 0, list(entry_ids), justid=True
         )
-        return self.to_deliveries(entries)
+        return self._claim(pending)
 
     def touch(self, entry_ids: Sequence[str]) -> None:
         """Reset the idle time of entries still queued in this worker (JUSTID: no new

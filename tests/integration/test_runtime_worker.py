@@ -296,3 +296,21 @@ def test_departed_consumers_holding_nothing_are_forgotten(
     names = {c["name"].decode() for c in client.xinfo_consumers(settings.stream("errors"),
                                                                   "fingerprint")}
     assert names == {holder.consumer}
+
+
+def test_a_pending_entry_deleted_from_the_stream_is_dead_lettered_not_reclaimed_forever(
+    client: redis.Redis, settings: Settings
+) -> None:
+    publish(client, settings, event(1), event(2), event(3))
+    crashed = make_worker(client, settings)
+    taken = crashed._read_new(None)
+    client.xdel(settings.stream("errors"), taken[1].entry_id)  # e.g. trimmed by retention
+    survivor = StageWorker(client, settings, "fingerprint", PassThroughHandler(),
+                           options=WorkerOptions(claim_idle_ms=1), consumer="survivor")
+    time.sleep(0.01)
+    assert drain(survivor) == 3
+    assert sorted(ids_in(client, settings.stream("fingerprints"))) == ["e1", "e3"]
+    [letter] = dead(client, settings)
+    assert b"deleted from the stream" in letter[b"reason"]
+    assert letter[b"entry_id"].decode() == taken[1].entry_id
+    assert pending(client, settings) == 0
