@@ -156,7 +156,9 @@ class Reclaimer:
         gone: list[str] = []
         for info in self.client.xinfo_consumers(self.stream, self.group):
             name = _text(info["name"])
-            idle = int(info.get("inactive", info.get("idle", 0)) or 0)
+            # "idle" counts from the last *attempted* read, so a worker blocked on an empty
+            # stream stays young ("inactive", Redis 7.2+, would not)
+            idle = int(info.get("idle", 0) or 0)
             if name != self.consumer and info["pending"] == 0 and idle > max_idle_ms \
                     and self.forget(name):
                 gone.append(name)
