@@ -3,7 +3,9 @@
 Each worker process refreshes ``<prefix>:alive:<stage>:<consumer>`` (a key with a short
 expiry) from a background thread, so a worker deep in a long handler still counts as alive
 and a worker killed with SIGKILL stops counting within ``TTL_S``. A consumer's idle time in
-the group is no substitute: it only moves when the worker reads.
+the group is no substitute: it only moves when the worker reads. The same beat resets the
+idle time of the entries the worker holds (batch in hand, retries waiting), so the claim
+timeout only has to outlast a dead worker, not the slowest handler.
 """
 
 from __future__ import annotations
@@ -43,9 +45,14 @@ class Heartbeat:
         return self
 
     def beat(self) -> None:
+        """Refresh the alive keys, and reset the idle time of the entries each worker holds,
+        so peers reclaim only from dead workers, however long a handler takes."""
         pipe = self.client.pipeline(transaction=False)
         for worker in self.workers:
             pipe.set(_key(self.settings, worker.stage, worker.consumer), "1", ex=TTL_S)
+            held = worker.held_ids()
+            if held:
+                pipe.xclaim(worker.stream, worker.group, worker.consumer, 0, held, justid=True)
         pipe.execute()
 
     def _loop(self) -> None:

@@ -35,7 +35,7 @@ class RetrySchedule:
         return max(self._heap[0][0] - now, 0.0)
 
     def pending_ids(self) -> set[str]:
-        return {entry_id for _, entry_id in self._heap}
+        return {entry_id for _, entry_id in list(self._heap)}  # copy: read from other threads
 
     def clear(self) -> list[str]:
         ids = [entry_id for _, entry_id in self._heap]

@@ -82,6 +82,8 @@ class StageWorker:
         self._own_cursor: str | None = "0"  # read our own pending entries first
         self._next_reclaim = 0.0
         self._next_forget = 0.0
+        #: ids of the batch in hand (read by the heartbeat thread to keep them fresh)
+        self.in_flight: tuple[str, ...] = ()
         self.processed = 0
 
     # --- public ---------------------------------------------------------------------
@@ -91,6 +93,11 @@ class StageWorker:
         return groups.already_done(
             self.client, self.settings, self.stage, event_id, self.options.dedupe_ttl_s
         )
+
+    def held_ids(self) -> list[str]:
+        """Entries this worker holds on purpose: the batch in hand and those waiting for
+        their retry backoff (the heartbeat keeps them from looking abandoned)."""
+        return [*self.in_flight, *self.retries.pending_ids()]
 
     def stop(self) -> None:
         """Ask the loop to stop after the event in hand (thread- and signal-safe)."""
@@ -169,6 +176,7 @@ class StageWorker:
         reclaim it after the idle timeout); nothing is lost.
         """
         decisions: list[Decision] = []
+        self.in_flight = tuple(d.entry_id for d in deliveries)
         touched = time.monotonic()
         touch_after = self.options.claim_idle_ms / 2000.0
         for i, delivery in enumerate(deliveries):
@@ -179,6 +187,7 @@ class StageWorker:
                 touched = time.monotonic()
             decisions.append(self.processor.process(delivery))
         self._commit(decisions)
+        self.in_flight = ()
         self.processed += len(decisions)
         return len(decisions)
 

@@ -314,3 +314,26 @@ def test_a_pending_entry_deleted_from_the_stream_is_dead_lettered_not_reclaimed_
     assert b"deleted from the stream" in letter[b"reason"]
     assert letter[b"entry_id"].decode() == taken[1].entry_id
     assert pending(client, settings) == 0
+
+
+def test_the_heartbeat_keeps_held_entries_from_looking_abandoned(
+    client: redis.Redis, settings: Settings
+) -> None:
+    """Given a worker in a long handler (or waiting out a retry), its entries stay young, so a
+    peer with a short claim timeout does not take them over; after the worker dies, it does."""
+    from pipeline.runtime.heartbeat import Heartbeat, live_stages
+
+    publish(client, settings, event(1))
+    holder = make_worker(client, settings)
+    batch = holder._read_new(None)
+    holder.in_flight = tuple(d.entry_id for d in batch)  # as during a long handler
+    peer = StageWorker(client, settings, "fingerprint", PassThroughHandler(),
+                       options=WorkerOptions(claim_idle_ms=150), consumer="peer")
+    beat = Heartbeat(client, settings, [holder])
+    for _ in range(4):
+        beat.beat()
+        time.sleep(0.06)
+        assert peer.reclaimer.claim_abandoned(10) == []
+    assert live_stages(client, settings) == {"fingerprint"}
+    time.sleep(0.2)  # no more beats: the holder "died"
+    assert [d.entry_id for d in peer.reclaimer.claim_abandoned(10)] == list(holder.in_flight)
