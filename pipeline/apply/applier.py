@@ -24,6 +24,7 @@ from pipeline.config import Settings
 from pipeline.errors import DecodeError, GitError, Retry, StreamUnavailable
 from pipeline.events import OutcomeEvent, VerdictEvent
 from pipeline.gitops import GitRepo
+from pipeline.validate.audit import audit
 from pipeline.validate.runner import run_argv
 from pipeline.validate.validator import repo_root
 from pipeline.validate.verify import rel_cwd
@@ -70,6 +71,9 @@ class Applier:
             self.client.set(self._key(outcome.error_id), outcome.encode(), ex=DONE_TTL_S)
         except redis.RedisError as exc:
             raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
+        audit(self.settings, self.store, "apply", outcome.error_id, {
+            "fix_id": outcome.fix_id, "status": outcome.status, "detail": outcome.detail[:500],
+            "commit": outcome.commit, "revert_commit": (extra or {}).get("revert_commit", "")})
         if self.store is not None:
             self.store.record_apply(outcome.error_id, {
                 "fix_id": outcome.fix_id, "status": outcome.status, "detail": outcome.detail,

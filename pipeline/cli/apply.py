@@ -69,12 +69,21 @@ def _as_candidate(verdict: VerdictEvent) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.apply.applier import Applier
     from storage.attempts import AttemptStore
-    from storage.engines import connect_redis, open_database
+    from storage.engines import open_database
 
     settings = Settings.from_env()
-    store = AttemptStore(open_database(settings))
+    db = open_database(settings)
+    try:
+        return _apply(args, settings, AttemptStore(db))
+    finally:
+        db.close()
+
+
+def _apply(args: argparse.Namespace, settings: Settings, store: Any) -> int:
+    from pipeline.apply.applier import Applier
+    from storage.engines import connect_redis
+
     row = store.latest_suggestion(args.fix_id)
     if row is None or not row.get("verdict"):
         raise UsageError(f"no verified suggestion waiting for {args.fix_id!r}; "

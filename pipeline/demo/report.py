@@ -26,6 +26,8 @@ def render(rows: list[Row], seconds: float) -> str:
     for r in rows:
         lines.append(f"* {r.breakage.name}: {r.breakage.what}")
         lines.append(f"    command: {' '.join(r.breakage.command)} (exit {r.exit_code})")
+        if r.detection:
+            lines.append(f"    detected: {r.detection}")
         if r.decision:
             lines.append(f"    verdict: {r.decision}")
         for line in r.evidence:

@@ -16,9 +16,23 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import STREAM_ERRORS, STREAM_OUTCOMES, STREAM_VERDICTS, Settings
+from pipeline.config import (
+    STREAM_CANDIDATES,
+    STREAM_ERRORS,
+    STREAM_OUTCOMES,
+    STREAM_VERDICTS,
+    Settings,
+)
 from pipeline.demo.sample import BREAKAGES, Breakage, create_repo, git
-from pipeline.events import ErrorEvent, OutcomeEvent, Repo, Source, VerdictEvent, Workflow
+from pipeline.events import (
+    CandidateEvent,
+    ErrorEvent,
+    OutcomeEvent,
+    Repo,
+    Source,
+    VerdictEvent,
+    Workflow,
+)
 from pipeline.validate.runner import run_argv
 
 COMMAND_TIMEOUT_S = 120.0
@@ -40,6 +54,17 @@ class Row:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     evidence: list[str] = field(default_factory=list)
+    detection: str = ""
+
+
+def describe_match(cand: CandidateEvent) -> str:
+    m = cand.match or {}
+    if not m.get("pattern_id"):
+        return f"fingerprint {cand.fine[:12]}: no known pattern ({m.get('reason', 'unmatched')})"
+    score = m.get("score")
+    scored = f", score {float(score):.2f}" if isinstance(score, int | float) else ""
+    return (f"fingerprint {cand.fine[:12]} -> pattern {m.get('pattern_id')} "
+            f"(tier {m.get('tier')}{scored})")
 
 
 def evidence_lines(verdict: VerdictEvent) -> list[str]:
@@ -108,6 +133,10 @@ class Demo:
                              VerdictEvent)
         outcome = find_event(self.client, self.settings.stream(STREAM_OUTCOMES), event.id,
                              OutcomeEvent)
+        cand = find_event(self.client, self.settings.stream(STREAM_CANDIDATES), event.id,
+                          CandidateEvent)
+        if cand is not None:
+            row.detection = describe_match(cand)
         if verdict is not None:
             row.decision = verdict.decision
             row.fix_id = str((verdict.fix or {}).get("id", ""))

@@ -21,6 +21,7 @@ from pipeline.events import CandidateEvent, VerdictEvent
 from pipeline.gitops import find_root
 from pipeline.model import Category, FixKind, Mode
 from pipeline.policy import Policy, policy_for
+from pipeline.validate.audit import audit
 from pipeline.validate.judges import Evidence, Vote, collect_votes, needs_human
 from pipeline.validate.preflight import Preflight
 from pipeline.validate.request import FixRequest
@@ -125,6 +126,9 @@ class Validator:
 
     def _validate_fix(self, base: VerdictEvent, req: FixRequest, mode: Mode) -> VerdictEvent:
         checks = self.preflight.run(req)
+        warning = policy_for(req.root).warning
+        if warning:  # still validated, under the last valid policy; say so with the evidence
+            checks.append({"name": "policy", "ok": True, "reason": warning, "duration_s": 0.0})
         failed = [c for c in checks if not c["ok"]]
         if failed:
             reason = "pre-flight refused: " + "; ".join(f"{c['name']}: {c['reason']}"
@@ -165,6 +169,10 @@ class Validator:
 
     def _record(self, verdict: VerdictEvent, req: FixRequest, mode: Mode,
                 attempt: int) -> VerdictEvent:
+        audit(self.settings, self.store, "verdict", verdict.error_id, {
+            "fix_id": req.fix_id, "fingerprint": req.fingerprint, "decision": verdict.decision,
+            "reason": verdict.reason[:500], "votes": verdict.votes, "mode": mode.value,
+            "commit": verdict.commit})
         if self.store is not None:
             self.store.record_attempt({
                 "error_id": verdict.error_id, "fingerprint": req.fingerprint,
@@ -187,11 +195,13 @@ def decide(req: FixRequest, mode: Mode, ver: Verification, votes: list[Vote]) ->
     if rejected:
         return "reject", "judges refused: " + "; ".join(f"{v.judge}: {v.reason}"
                                                         for v in rejected)
+    state = str(req.fix.get("state", "ACTIVE")).upper()
+    if state in ("QUARANTINED", "DEPRECATED"):
+        return "reject", f"fix is {state}: never applied until `heal unquarantine`"
     approvals = f"{len(votes)} judge(s) approved; {ver.reason}"
     if needs_human(req):
         return "suggest", f"RISKY fix needs a human: heal apply {req.fix_id}; {approvals}"
-    state = str(req.fix.get("state", "ACTIVE")).upper()
-    safe = req.category == Category.SAFE
+    safe = req.category == Category.SAFE and state != "DRAFT"
     if (mode == Mode.AUTO_SAFE and safe) or (mode == Mode.AUTO and (safe or state == "AUTOMATED")):
         return "apply", f"mode {mode.value}: {approvals}"
     return "suggest", f"mode {mode.value}: run `heal apply {req.fix_id}` to apply; {approvals}"
