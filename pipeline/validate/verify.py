@@ -12,6 +12,7 @@ step when applied (validation after each action), so their verification is defer
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,8 +74,9 @@ class Verifier:
         repo = GitRepo(req.root)
         base = repo.snapshot()
         tag = uuid.uuid4().hex[:8]
-        after = self.work_dir / f"{tag}-after"
-        before = self.work_dir / f"{tag}-before"
+        work_dir = self._work_dir_for(req.root)
+        after = work_dir / f"{tag}-after"
+        before = work_dir / f"{tag}-before"
         repo.add_worktree(after, base)
         repo.add_worktree(before, base)
         try:
@@ -82,6 +84,15 @@ class Verifier:
         finally:
             repo.remove_worktree(after)
             repo.remove_worktree(before)
+
+    def _work_dir_for(self, root: Path) -> Path:
+        # HEAL_HOME defaults to ./.heal, which may sit inside the repository being healed;
+        # worktrees there would show up in the user's own lint/format runs
+        real = Path(os.path.realpath(self.work_dir))
+        real_root = Path(os.path.realpath(root))
+        if real == real_root or real_root in real.parents:
+            return Path(tempfile.gettempdir()) / "heal-worktrees"
+        return self.work_dir
 
     def _verify_in(self, req: FixRequest, repo: GitRepo, attempt: int,
                    before: Path, after: Path) -> Verification:

@@ -149,3 +149,12 @@ def test_llm_judge_against_an_openai_compatible_endpoint() -> None:
         assert not refused.approve and "unavailable" in refused.reason
     finally:
         server.shutdown()
+
+
+def test_worktrees_never_inside_the_repository(tmp_path: Path) -> None:
+    from pipeline.validate.verify import Verifier
+
+    inside = Verifier(None, tmp_path / ".heal" / "worktrees")  # type: ignore[arg-type]
+    assert tmp_path not in inside._work_dir_for(tmp_path).parents
+    outside = Verifier(None, tmp_path / "home" / "worktrees")  # type: ignore[arg-type]
+    assert outside._work_dir_for(tmp_path / "repo") == tmp_path / "home" / "worktrees"
