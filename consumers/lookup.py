@@ -35,7 +35,7 @@ class LookupHandler:
             text=event.error.text,
             fine=event.fine,
             coarse=event.coarse,
-            template=event.template,
+            headline=str(event.extraction.get("normalized") or event.template),
             fp_params=event.params,
         )
         return [

@@ -100,10 +100,17 @@ class LocalCache:
     # -- tier 2 ------------------------------------------------------------------------------
 
     def put_pattern_vectors(self, rows: Iterable[tuple[str, str, str, np.ndarray]]) -> None:
-        self._write(
-            "INSERT OR REPLACE INTO pattern_vectors VALUES (?, ?, ?, ?)",
-            ((i, p, t, np.asarray(v, np.float32).tobytes()) for i, p, t, v in rows),
-        )
+        """Replace every reference vector (the set follows the seeds)."""
+        items = [(i, p, t, np.asarray(v, np.float32).tobytes()) for i, p, t, v in rows]
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute("DELETE FROM pattern_vectors")
+                self._conn.executemany("INSERT INTO pattern_vectors VALUES (?, ?, ?, ?)", items)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
 
     def pattern_vectors(self) -> list[tuple[str, str, str, np.ndarray]]:
         with self._lock:

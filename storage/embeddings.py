@@ -37,6 +37,12 @@ class EmbeddingRepository:
             )
         return len(new)
 
+    def prune(self, keep: set[str]) -> int:
+        """Delete reference rows not in ``keep`` (examples removed from the seeds)."""
+        status = self.db.execute(
+            "DELETE FROM pattern_embeddings WHERE NOT (id = ANY($1::text[]))", sorted(keep))
+        return int(status.split()[-1])
+
     def nearest(self, vector: np.ndarray, k: int = 5) -> list[tuple[str, float, str]]:
         """Top ``k`` (pattern_id, cosine similarity, reference text) by the HNSW index."""
         rows = self.db.fetch(

@@ -102,7 +102,7 @@ def diagnose(text: str, settings: Settings, mode: Mode, *, repo: str = "",
     lookup = build_lookup(settings, db, semantic=semantic)
     try:
         result = lookup.lookup(error_id="diagnose", text=text, fine=fp.fine, coarse=fp.coarse,
-                               template=fp.template, fp_params=fp.params, record=False)
+                               headline=fp.normalized, fp_params=fp.params, record=False)
     finally:
         if db is not None:
             db.close()

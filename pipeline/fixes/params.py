@@ -147,5 +147,11 @@ def validate_params(
             if spec.required:
                 raise ParameterError(f"{name}: required parameter missing from the error text")
             continue
-        out[name] = spec.check(value)
+        try:
+            out[name] = spec.check(value)
+        except ParameterError:
+            if spec.required:
+                raise
+            # an optional value outside its bounds is dropped; a template that needs it
+            # then fails to render, naming the parameter
     return out

@@ -1,6 +1,6 @@
 """Calibrate the tier 2 threshold on labelled real error texts (tests/fixtures/errors).
 
-For each text: embed its fingerprint template, find the nearest seed reference per pattern,
+For each text: embed its normalized fingerprint headline, find the nearest seed reference per pattern,
 and record (similarity of the best pattern, whether it is the right one). Logic-bug texts
 (folder ``_logic_bugs``) are negatives: any pattern at or above the threshold is wrong.
 The report gives, per candidate threshold, precision and recall of tier 2 on its own
@@ -35,7 +35,7 @@ def measure(catalog: Catalog, embedder: Embedder, root: Path = FIXTURES) -> list
     index = MemoryIndex([(i, p, t, v) for (i, p, t), v in zip(refs, vectors, strict=True)])
     paths = sorted(root.glob("*/*.txt"))
     texts = [p.read_text(encoding="utf-8", errors="replace") for p in paths]
-    queries = [query_text(t, fingerprint_text(t).template) for t in texts]
+    queries = [query_text(t, fingerprint_text(t).normalized) for t in texts]
     out = []
     for path, vector in zip(paths, embedder.embed(queries), strict=True):
         best = best_per_pattern(index.search(vector, 15))[0]

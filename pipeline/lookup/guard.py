@@ -42,9 +42,14 @@ _LOGIC = re.compile(
 )
 
 
+#: messages that carry a logic exception's name but report the environment
+_ENVIRONMENTAL = re.compile(r"bad marshal data|fetch failed")
+
+
 def logic_bug(text: str) -> str | None:
     """The logic exception named in ``text`` (e.g. ``"KeyError"``), or None."""
-    found = _LOGIC.search(text)
+    found = next((m for m in _LOGIC.finditer(text) if not _ENVIRONMENTAL.search(
+        text, m.start(), text.find("\n", m.start()) % (len(text) + 1))), None)
     if found is None:
         return None
     name = found.group("name") or found.group("summary") or "AssertionError"

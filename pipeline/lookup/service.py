@@ -123,16 +123,18 @@ class Lookup:
         text: str,
         fine: str,
         coarse: str,
-        template: str = "",
+        headline: str = "",
         fp_params: Mapping[str, Any] | None = None,
         record: bool = True,
     ) -> LookupResult:
         """Find the best known fix for one fingerprinted error (never raises for engines:
-        PostgreSQL or model trouble degrades to the tiers that still work, said in reason)."""
+        PostgreSQL or model trouble degrades to the tiers that still work, said in reason).
+
+        ``headline`` is the fingerprint's normalized headline, embedded by tier 2."""
         base = dict(fp_params or {})
         result = self._tier1(text, fine, coarse, base)
         if result is None:
-            result = self._tier2(text, fine, template, base)
+            result = self._tier2(text, fine, headline, base)
         if result is None or not _has_usable_fix(result):
             result = self._tier3(result, fine, coarse, text, base) or result
         result = result or unmatched("no known pattern matched; queued for review")
@@ -238,12 +240,12 @@ class Lookup:
 
     # -- tier 2 ------------------------------------------------------------------------------
 
-    def _tier2(self, text: str, fine: str, template: str,
+    def _tier2(self, text: str, fine: str, headline: str,
                base: dict[str, Any]) -> LookupResult | None:
         if self.embedder is None:
             return None
         try:
-            vector = self._vector(fine, query_text(text, template))
+            vector = self._vector(fine, query_text(text, headline))
         except EngineError as exc:
             return unmatched(f"semantic tier unavailable: {exc}")
         hits = self._neighbours(vector)

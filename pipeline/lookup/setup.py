@@ -7,7 +7,7 @@ from __future__ import annotations
 from pipeline.config import Settings
 from pipeline.errors import DatabaseUnavailable, EngineError
 from pipeline.lookup.catalog import Catalog, load_catalog
-from pipeline.lookup.semantic import Embedder, vector_id
+from pipeline.lookup.semantic import Embedder, query_text, vector_id
 from pipeline.lookup.service import Lookup
 from storage.cache import LocalCache
 from storage.db import Database
@@ -17,12 +17,12 @@ from storage.patterns import PatternRepository
 
 def reference_texts(catalog: Catalog) -> list[tuple[str, str, str]]:
     """(id, pattern_id, text) of every reference text: each seed example's fingerprint
-    template (the same masked form a query is embedded from)."""
+    normalized headline (the same masked form a query is embedded from)."""
     from pipeline.fingerprint import fingerprint_text
 
     rows = []
     for pattern in catalog.patterns.values():
-        texts = {fingerprint_text(e).template.strip() or e for e in pattern.examples}
+        texts = {query_text(e, fingerprint_text(e).normalized) for e in pattern.examples}
         for text in sorted(texts):
             rows.append((vector_id(pattern.id, text), pattern.id, text))
     return rows
@@ -39,6 +39,7 @@ def seed_database(db: Database, catalog: Catalog, embedder: Embedder | None) -> 
     if embedder is not None:
         refs = reference_texts(catalog)
         repo = EmbeddingRepository(db)
+        repo.prune({r[0] for r in refs})
         stored = {r[0] for r in repo.all()}
         missing = [r for r in refs if r[0] not in stored]
         if missing:
@@ -50,9 +51,9 @@ def seed_database(db: Database, catalog: Catalog, embedder: Embedder | None) -> 
 
 def seed_cache_vectors(cache: LocalCache, catalog: Catalog, embedder: Embedder) -> None:
     """Offline start without PostgreSQL: compute the reference vectors locally once."""
-    if cache.pattern_vectors():
-        return
     refs = reference_texts(catalog)
+    if {r[0] for r in refs} == {r[0] for r in cache.pattern_vectors()}:
+        return
     vectors = embedder.embed([t for _, _, t in refs])
     cache.put_pattern_vectors((i, p, t, v) for (i, p, t), v in zip(refs, vectors, strict=True))
 
