@@ -1,6 +1,7 @@
 """Calibrate the tier 2 threshold on labelled real error texts (tests/fixtures/errors).
 
-For each text: embed its normalized fingerprint headline, find the nearest seed reference per pattern,
+For each text: embed its normalized fingerprint headline, find the nearest seed reference
+per pattern,
 and record (similarity of the best pattern, whether it is the right one). Logic-bug texts
 (folder ``_logic_bugs``) are negatives: any pattern at or above the threshold is wrong.
 The report gives, per candidate threshold, precision and recall of tier 2 on its own
