@@ -8,6 +8,7 @@ commit, exit 0.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -16,7 +17,7 @@ from pipeline.errors import HealError, UsageError
 from pipeline.runtime.cliargs import add_worker_options, configure_logging, options_from_args
 from pipeline.runtime.loader import build_worker, load_stage
 from pipeline.runtime.options import WorkerOptions
-from pipeline.runtime.runner import run_processes, run_threads
+from pipeline.runtime.runner import run_processes, run_threads, stop_when_orphaned
 
 
 def register(subparsers: Any) -> None:
@@ -51,9 +52,10 @@ def run_one(stage: str, options: WorkerOptions, explicit: set[str], index: int) 
 
 
 def child_main(stage: str, options: WorkerOptions, explicit: set[str], index: int,
-               log_level: str) -> None:
+               log_level: str, parent_pid: int) -> None:
     """Entry point of one worker process (spawned)."""
     configure_logging(log_level)
+    stop_when_orphaned(parent_pid)
     try:
         code = run_one(stage, options, explicit, index)
     except HealError as exc:
@@ -70,8 +72,13 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     if args.concurrency == 1:
         return run_one(args.stage, options, explicit, 0)
+    from storage.engines import connect_redis
+
+    # fail fast here (a clear message, exit status) rather than N children restarting
+    connect_redis(Settings.from_env()).close()
+    parent = os.getpid()
     return run_processes(
         child_main,
-        lambda i: (args.stage, options, explicit, i, args.log_level),
+        lambda i: (args.stage, options, explicit, i, args.log_level, parent),
         args.concurrency,
     )

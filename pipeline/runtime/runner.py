@@ -18,6 +18,7 @@ import logging
 import multiprocessing
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
@@ -82,14 +83,25 @@ def run_threads(workers: Sequence[StageWorker]) -> int:
     return 0
 
 
+#: a worker process that crashes is restarted, but not more often than this
+RESTART_DELAY_S = 2.0
+
+
 def run_processes(target: Callable[..., object], args_for: Callable[[int], tuple[Any, ...]],
                   count: int) -> int:
-    """Start ``count`` processes running ``target(*args_for(i))``; forward SIGTERM/SIGINT;
-    return 0 when all exit 0, else 1."""
+    """Keep ``count`` processes running ``target(*args_for(i))`` until SIGTERM/SIGINT, which
+    is forwarded to them. A crashed process (killed, or exit 1) is restarted; a usage or
+    configuration error (exit 2) stops them all. Returns 0 after a clean stop, else the
+    worst exit status."""
     ctx = multiprocessing.get_context("spawn")  # no inherited threads, locks or sockets
-    procs = [ctx.Process(target=target, args=args_for(i), name=f"heal-worker-{i}")
-             for i in range(count)]
     stopping = threading.Event()
+
+    def spawn(i: int) -> Any:
+        proc = ctx.Process(target=target, args=args_for(i), name=f"heal-worker-{i}")
+        proc.start()
+        return proc
+
+    procs: list[Any] = []
 
     def forward() -> None:
         stopping.set()
@@ -98,13 +110,39 @@ def run_processes(target: Callable[..., object], args_for: Callable[[int], tuple
                 proc.terminate()  # SIGTERM: the child stops gracefully
 
     install_stop_signals(forward)
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        while proc.is_alive():
-            proc.join(0.2)
-    codes = [proc.exitcode for proc in procs]
-    if any(code != 0 for code in codes):
+    procs.extend(spawn(i) for i in range(count))
+    worst = 0
+    while any(proc.is_alive() for proc in procs) or not stopping.is_set():
+        for i, proc in enumerate(procs):
+            proc.join(0.2 / count)
+            if proc.is_alive() or stopping.is_set():
+                continue
+            code = proc.exitcode
+            if code == 2:  # bad usage or configuration: restarting cannot help
+                worst = 2
+                forward()
+            else:
+                log.error("worker process %d exited with %s; restarting", i, code)
+                stopping.wait(RESTART_DELAY_S)
+                if not stopping.is_set():
+                    procs[i] = spawn(i)
+    # killed by our own SIGTERM before installing its handler: it had read nothing yet
+    codes = [0 if proc.exitcode == -signal.SIGTERM else proc.exitcode for proc in procs]
+    if worst or any(code != 0 for code in codes):
         log.error("worker processes exited with %s", codes)
-        return 1
+        return worst or 1
     return 0
+
+
+def stop_when_orphaned(parent_pid: int, interval_s: float = 1.0) -> None:
+    """In a worker process: when the supervising parent dies (even by SIGKILL), stop
+    gracefully (SIGTERM to ourselves) instead of running on unsupervised."""
+    import os
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval_s)
+        log.warning("supervisor %d is gone; stopping", parent_pid)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="heal-orphan-watch", daemon=True).start()

@@ -73,7 +73,11 @@ def run_until_handled(argv: list[str], worker_env: dict[str, str], count: int) -
         assert live_stages(client, settings) == set()
     finally:
         if proc.poll() is None:
-            proc.kill()
+            proc.terminate()  # SIGTERM reaches the worker processes too
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
     ids = {orjson.loads(f[b"event"])["error_id"] for _, f in
            client.xrange(f"{prefix}:fingerprints")}
     assert ids == {f"cli-{i}" for i in range(count)}
@@ -89,3 +93,70 @@ def test_heal_worker_with_two_processes_handles_everything_and_stops_on_sigterm(
 
 def test_heal_up_runs_the_stages_and_stops_on_sigterm(worker_env: dict[str, str]) -> None:
     run_until_handled(["up", "--stages", "fingerprint", "--block-ms", "200"], worker_env, 50)
+
+
+def spawned_children(parent: int) -> set[int]:
+    out = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(parent)],
+                         capture_output=True, text=True, check=False).stdout
+    return {int(line.split()[0]) for line in out.splitlines() if "spawn_main" in line}
+
+
+def test_a_crashed_worker_process_is_restarted(worker_env: dict[str, str]) -> None:
+    pytest.importorskip("consumers.fingerprint", reason="the fingerprint stage is not built")
+    client = redis.Redis.from_url(worker_env["HEAL_REDIS_URL"])
+    prefix = worker_env["HEAL_STREAM_PREFIX"]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from pipeline.cli import main; sys.exit(main())",
+         "worker", "fingerprint", "--concurrency", "2", "--block-ms", "200"],
+        cwd=ROOT, env={**os.environ, **worker_env}, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(client.scan_iter(f"{prefix}:alive:*"))) < 2:
+            assert time.monotonic() < deadline, "the workers did not start"
+            time.sleep(0.1)
+        first = spawned_children(proc.pid)
+        assert len(first) == 2
+        os.kill(min(first), signal.SIGKILL)
+        while len(spawned_children(proc.pid) - first) < 1:
+            assert time.monotonic() < deadline, "the crashed worker was not restarted"
+            time.sleep(0.1)
+        event = {"v": 1, "id": "after-restart", "text": "OSError: disk full"}
+        client.xadd(f"{prefix}:errors", {"event": orjson.dumps(event)})
+        while client.xlen(f"{prefix}:fingerprints") < 1:
+            assert time.monotonic() < deadline, "the restarted workers did not handle it"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.terminate()  # SIGTERM reaches the worker processes too
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def test_worker_processes_stop_when_their_supervisor_is_killed(
+    worker_env: dict[str, str]
+) -> None:
+    pytest.importorskip("consumers.fingerprint", reason="the fingerprint stage is not built")
+    client = redis.Redis.from_url(worker_env["HEAL_REDIS_URL"])
+    prefix = worker_env["HEAL_STREAM_PREFIX"]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from pipeline.cli import main; sys.exit(main())",
+         "worker", "fingerprint", "--concurrency", "2", "--block-ms", "200"],
+        cwd=ROOT, env={**os.environ, **worker_env}, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while len(list(client.scan_iter(f"{prefix}:alive:*"))) < 2:
+        assert time.monotonic() < deadline, "the workers did not start"
+        time.sleep(0.1)
+    children = spawned_children(proc.pid)
+    proc.kill()
+    proc.wait(10)
+    while any(Path(f"/proc/{pid}/cmdline").exists()
+              and Path(f"/proc/{pid}/cmdline").read_bytes() for pid in children):
+        assert time.monotonic() < deadline, "orphaned worker processes kept running"
+        time.sleep(0.1)
+    assert list(client.scan_iter(f"{prefix}:alive:*")) == []  # they stopped cleanly
