@@ -148,3 +148,12 @@ def store_for(resources: dict[str, Any], settings: Any) -> AttemptStore | None:
         return None
     resources["db"] = _STORES[key].db
     return _STORES[key]
+
+
+def close_stores() -> None:
+    """Close the databases :func:`store_for` opened (end of a process or a test)."""
+    while _STORES:
+        _url, store = _STORES.popitem()
+        close = getattr(store.db, "close", None)
+        if callable(close):
+            close()
