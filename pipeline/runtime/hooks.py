@@ -32,6 +32,8 @@ class Delivery:
     deliveries: int = 1
     #: still pending, but deleted from the stream (trimmed) before it was handled
     deleted: bool = False
+    #: the entry has no ``event`` field (``raw`` then holds all its fields as JSON)
+    missing_event: bool = False
 
 
 class Hook:

@@ -58,7 +58,7 @@ class EventProcessor:
                 "the entry was deleted from the stream (trimmed by retention?) before it was "
                 "handled; its content is gone (keep input streams longer than worker lag)",
             )
-        if delivery.raw is None:
+        if delivery.missing_event or delivery.raw is None:
             return DeadLetter(
                 delivery,
                 "stream entry has no 'event' field (publish with: XADD <stream> * event '<json>')",

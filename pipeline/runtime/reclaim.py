@@ -15,6 +15,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from pipeline.runtime.hooks import Delivery
 
 log = logging.getLogger("heal.runtime.reclaim")
@@ -30,19 +32,27 @@ return 0
 """
 
 
-def _entry_raw(fields: dict[Any, Any] | None) -> bytes | None:
-    if fields is None:
-        return None
+def make_delivery(stream: str, entry_id: str, fields: dict[Any, Any] | None,
+                  deliveries: int) -> Delivery:
+    """A Delivery from a stream entry's fields.
+
+    No fields at all: the entry was deleted while pending. Fields but no ``event``: the
+    fields themselves (as JSON) become the raw bytes, so the dead letter keeps them.
+    """
+    if not fields:
+        return Delivery(stream, entry_id, None, deliveries, deleted=True)
     raw = fields.get(b"event")
     if raw is None:
         raw = fields.get("event")
-    if isinstance(raw, str):
-        return raw.encode()
-    return raw if isinstance(raw, bytes) else None
+    if raw is None:
+        shown = {_text(k): _text(v) if isinstance(v, bytes | str) else str(v)
+                 for k, v in fields.items()}
+        return Delivery(stream, entry_id, orjson.dumps(shown), deliveries, missing_event=True)
+    return Delivery(stream, entry_id, raw.encode() if isinstance(raw, str) else raw, deliveries)
 
 
 def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 class Reclaimer:
@@ -76,7 +86,7 @@ class Reclaimer:
         pairs = [(_text(eid), fields) for eid, fields in entries if eid is not None]
         counts = self.delivery_counts([eid for eid, _ in pairs])
         return [
-            Delivery(self.stream, eid, _entry_raw(fields), counts.get(eid, 1), deleted=not fields)
+            make_delivery(self.stream, eid, fields, counts.get(eid, 1))
             for eid, fields in pairs
         ]
 

@@ -25,7 +25,7 @@ from pipeline.runtime.hooks import Delivery, Hook, HookChain
 from pipeline.runtime.metrics import MetricsHook
 from pipeline.runtime.options import WorkerOptions
 from pipeline.runtime.processing import DeadLetter, Decision, EventProcessor, RetryLater
-from pipeline.runtime.reclaim import Reclaimer, _entry_raw, _text
+from pipeline.runtime.reclaim import Reclaimer, _text, make_delivery
 from pipeline.runtime.retries import RetrySchedule
 from pipeline.stage import StageHandler
 
@@ -242,7 +242,7 @@ class StageWorker:
             if until_retry is not None:
                 block_ms = max(1, min(block_ms, int(until_retry * 1000)))
         return [
-            Delivery(self.stream, _text(eid), _entry_raw(fields), 1)
+            make_delivery(self.stream, _text(eid), fields, 1)
             for eid, fields in self._xreadgroup(">", block_ms)
         ]
 

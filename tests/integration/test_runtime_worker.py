@@ -200,6 +200,7 @@ def test_malformed_input_is_dead_lettered_and_the_worker_keeps_going(
     assert "not valid JSON" in reasons[0]
     assert "'id'" in reasons[1] and "'text' must be a string" in reasons[2]
     assert "exit_code" in reasons[3] and "'event' field" in reasons[5]
+    assert orjson.loads(dead(client, settings)[5][b"event"]) == {"payload": "wrong field name"}
     assert pending(client, settings) == 0
 
 
