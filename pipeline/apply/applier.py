@@ -212,7 +212,10 @@ class Applier:
         if not command:
             return None
         cwd = root / rel_cwd(verdict.error, root)
-        run = run_argv(command, str(cwd), RERUN_TIMEOUT_S)
+        from pipeline.policy import policy_for
+
+        timeout = policy_for(root).current().check_timeout_s or RERUN_TIMEOUT_S
+        run = run_argv(command, str(cwd), timeout)
         return {"name": "re-run failing step", "ok": run["exit_code"] == 0, **run}
 
     def _record_revert(self, verdict: VerdictEvent) -> None:

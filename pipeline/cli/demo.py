@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -58,12 +59,17 @@ def run(args: argparse.Namespace) -> int:
     demo = Demo(settings, client, resources, drain)
     where = args.dir.resolve() if args.dir is not None else Path(
         tempfile.mkdtemp(prefix="heal-demo-"))
+    keep = args.keep or args.dir is not None
     try:
         rows = demo.run(where / "shop")
     finally:
+        if not keep:
+            shutil.rmtree(where, ignore_errors=True)
         db.close()
         cleanup()
         for key in client.scan_iter(match=f"{settings.prefix}:*", count=500):
             client.delete(key)  # the demo's streams and keys: nothing left behind
     print(render(rows, time.monotonic() - started))
+    if not keep:
+        print("(the sample repository was removed; --keep or --dir DIR keeps it)")
     return 0 if all_as_expected(rows) else 1
