@@ -47,6 +47,7 @@ NEGATIVE_TTL_S = 30.0
 CAUSES_TTL_S = 30.0
 MEMO_SIZE = 8192
 FLUSH_EVERY = 256
+STATES_REFRESH_S = 30.0
 
 
 class Lookup:
@@ -72,6 +73,7 @@ class Lookup:
         self._edges: list[tuple[str, str, float]] = cache.edges()
         self._memory_index: MemoryIndex | None = None
         self._ops: list[tuple[str, str, dict[str, Any]]] = []
+        self._ops_lock = threading.Lock()
         self._offline_since: float | None = None if db is not None else time.monotonic()
         self._cause_cache: dict[tuple[str, ...], tuple[float, list[Cause]]] = {}
         self._rendered: dict[bytes, dict[str, Any]] = {}
@@ -200,8 +202,9 @@ class Lookup:
         self.cache.put_fingerprints(fresh)
         for fp, level, pid in fresh:
             self._known.setdefault((fp, level), pid)
-            self._ops.append((f"fp:{level}:{fp}", "fingerprint",
-                              {"fingerprint": fp, "level": level, "pattern_id": pid}))
+            with self._ops_lock:
+                self._ops.append((f"fp:{level}:{fp}", "fingerprint",
+                                  {"fingerprint": fp, "level": level, "pattern_id": pid}))
 
     def _answer(self, pattern_id: str, tier: int, score: float, reason: str, text: str,
                 params: dict[str, Any], path: tuple[str, ...] = ()) -> LookupResult:
@@ -344,20 +347,38 @@ class Lookup:
     def _record(self, error_id: str, fine: str, coarse: str, text: str,
                 result: LookupResult) -> None:
         if result.pattern_id is not None:
-            self._ops.append((f"occ:{error_id}", "occurrence", {
+            op = (f"occ:{error_id}", "occurrence", {
                 "error_id": error_id, "pattern_id": result.pattern_id, "fine": fine,
-                "coarse": coarse, "tier": result.tier, "score": result.score, "ts": time.time()}))
+                "coarse": coarse, "tier": result.tier, "score": result.score, "ts": time.time()})
         elif fine:
-            self._ops.append((f"issue:{error_id}", "issue", {
-                "fine": fine, "coarse": coarse, "sample": text[-4000:], "ts": time.time()}))
+            op = (f"issue:{error_id}", "issue", {
+                "fine": fine, "coarse": coarse, "sample": text[-4000:], "ts": time.time()})
+        else:
+            return
+        with self._ops_lock:
+            self._ops.append(op)
         if len(self._ops) >= FLUSH_EVERY:
             self.flush()
 
     def flush(self) -> None:
-        """Move buffered writes to the local outbox (durable on disk)."""
-        if self._ops:
+        """Move buffered writes to the local outbox (durable on disk). The background sync
+        calls it too, so a quiet stage never holds writes in memory for long."""
+        with self._ops_lock:
             ops, self._ops = self._ops, []
+        if ops:
             self.cache.enqueue(ops)
+
+    def refresh_states(self) -> None:
+        """Re-read fix states (the lifecycle quarantines and graduates fixes meanwhile)."""
+        if self.db is None or not self.online:
+            return
+        try:
+            states = PatternRepository(self.db).fix_states()
+        except DatabaseUnavailable:
+            self._went_offline()
+            return
+        self._states = states
+        self.cache.put_fix_states(states)
 
     def sync(self, batch: int = 500) -> int:
         """Flush, then apply the outbox to PostgreSQL (idempotent). Returns ops applied;
@@ -391,9 +412,14 @@ class Lookup:
             return
 
         def loop() -> None:
+            last_refresh = time.monotonic()
             while not self._stop.wait(interval_s):
                 try:
+                    self.flush()
                     self.sync_outbox()
+                    if time.monotonic() - last_refresh >= STATES_REFRESH_S:
+                        last_refresh = time.monotonic()
+                        self.refresh_states()
                 except Exception:  # keep syncing: the outbox keeps every write meanwhile
                     self._went_offline()
 

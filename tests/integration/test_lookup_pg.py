@@ -117,7 +117,7 @@ def test_tier2_semantic_match_says_pattern_similarity_and_why(lookup: Lookup) ->
     # worded differently from every detection rule, same meaning as python.module_not_found
     text = "ModuleNotFound: no module called 'requests' could be located"
     result = lookup.lookup(error_id="sem-1", text=text, fine=_fp(), coarse=_fp(),
-                           template="ModuleNotFound: no module called <*> could be located",
+                           headline="ModuleNotFound: no module called <module> could be located",
                            record=False)
     assert result.tier == 2, result.reason
     assert result.pattern_id == "python.module_not_found"
@@ -176,3 +176,35 @@ def test_offline_answers_from_cache_and_outbox_syncs_idempotently(
     assert offline.sync() == 0
     after = db.fetchval("SELECT occurrences FROM patterns WHERE id = 'net.dns_failure'")
     assert after == before + 1
+
+
+def test_quarantined_fix_is_no_longer_offered(db: Database, lookup: Lookup) -> None:
+    text = (FIXTURES / "format.black" / "check.txt").read_text()
+    db.execute("UPDATE fixes SET state = 'QUARANTINED' WHERE id = 'format.black/fix'")
+    try:
+        lookup.refresh_states()
+        result = lookup.lookup(error_id="q-1", text=text, fine=_fp(), coarse="", record=False)
+        assert result.pattern_id == "format.black" and result.fix is None
+        assert "QUARANTINED" in result.reason
+    finally:
+        db.execute("UPDATE fixes SET state = 'ACTIVE' WHERE id = 'format.black/fix'")
+        lookup.refresh_states()
+    result = lookup.lookup(error_id="q-2", text=text, fine=_fp(), coarse="", record=False)
+    assert result.fix is not None and result.fix["state"] == "ACTIVE"
+
+
+def test_background_sync_delivers_quiet_writes(db: Database, tmp_path: Path) -> None:
+    import time
+
+    service = Lookup(load_catalog(), LocalCache(tmp_path / "bg.sqlite3"), db)
+    service.start_background_sync(interval_s=0.05)
+    fine = _fp()
+    try:
+        service.lookup(error_id=f"e-{uuid.uuid4()}", text="zzz unknown failure", fine=fine,
+                       coarse="")
+        deadline = time.monotonic() + 10
+        while IssueQueue(db).get(fine) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert IssueQueue(db).get(fine) is not None  # no explicit flush or sync was called
+    finally:
+        service.close()
