@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -127,3 +128,42 @@ def test_no_fix_and_escalate_fixes_escalate(tmp_path: Path, validator: Validator
            "rendered": {"message": "look at the test"}}
     verdict = validator.validate(candidate(root, ("false",), esc))
     assert verdict.decision == "escalate" and "look at the test" in verdict.reason
+
+
+def test_invalid_policy_keeps_the_last_valid_one_and_says_so(
+        tmp_path: Path, validator: Validator) -> None:
+    root = sample_repo(tmp_path)
+    break_formatting(root)
+    first = validator.validate(candidate(root, ("ruff", "format", "--check", "."), FORMAT_FIX,
+                                         mode=""))
+    assert first.decision == "apply"  # heal.toml says auto-safe
+    toml = root / "heal.toml"
+    toml.write_text('mode = "whenever"\n')
+    st = toml.stat()
+    os.utime(toml, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+    (root / "shop/more.py").write_text("x=1\n")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "more")
+    second = validator.validate(candidate(root, ("ruff", "format", "--check", "."), FORMAT_FIX,
+                                          mode=""))
+    assert second.decision == "apply"  # still auto-safe: the last valid policy
+    [note] = [c for c in second.preflight if c["name"] == "policy"]
+    assert "mode = 'whenever'" in note["reason"]
+    assert "keeping the last valid policy" in note["reason"]
+
+
+def test_moderate_command_is_deferred_to_apply(tmp_path: Path, validator: Validator,
+                                               settings: Settings, client: redis.Redis) -> None:
+    from pipeline.apply.applier import Applier
+    from pipeline.demo.sample import break_exec_bit
+
+    root = sample_repo(tmp_path)
+    break_exec_bit(root)
+    fix = {"id": "t.chmod", "kind": "command", "category": "MODERATE", "state": "AUTOMATED",
+           "rendered": {"argv": ["chmod", "+x", "scripts/build.sh"], "timeout_s": 10}}
+    verdict = validator.validate(candidate(root, ("sh", "scripts/ci.sh"), fix, mode="auto"))
+    assert verdict.decision == "apply" and verdict.verification == []  # nothing ran yet
+    assert not os.access(root / "scripts/build.sh", os.X_OK)
+    outcome = Applier(settings, client).handle(verdict)
+    assert outcome.status == "applied" and "failing step passes again" in outcome.detail
+    assert os.access(root / "scripts/build.sh", os.X_OK)
