@@ -3,7 +3,8 @@
 Each operation has a unique ``op_id`` (derived from the error id); ``applied_ops`` remembers
 the ones applied, in the same transaction as their effect, so a sync interrupted anywhere can
 simply be repeated. Kinds: ``occurrence`` (an error matched a pattern), ``issue`` (an error
-matched nothing), ``fingerprint`` (a fingerprint learned for a pattern).
+matched nothing), ``fingerprint`` (a fingerprint learned for a pattern, also recorded in
+``learnings``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
 from storage.db import Database
 
@@ -63,12 +65,18 @@ async def _issue(conn: asyncpg.Connection, p: dict[str, Any]) -> None:
 
 
 async def _fingerprint(conn: asyncpg.Connection, p: dict[str, Any]) -> None:
-    await conn.execute(
+    learned = await conn.fetchval(
         """INSERT INTO pattern_fingerprints (fingerprint, level, pattern_id)
            SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM patterns WHERE id = $3)
-           ON CONFLICT (fingerprint, level) DO NOTHING""",
+           ON CONFLICT (fingerprint, level) DO NOTHING RETURNING 1""",
         p["fingerprint"], p["level"], p["pattern_id"],
     )
+    if learned:
+        await conn.execute(
+            "INSERT INTO learnings (kind, subject, data) VALUES ('fingerprint', $1, $2::jsonb)",
+            p["fingerprint"], orjson.dumps({"level": p["level"],
+                                            "pattern_id": p["pattern_id"]}).decode(),
+        )
 
 
 _APPLY = {"occurrence": _occurrence, "issue": _issue, "fingerprint": _fingerprint}

@@ -83,6 +83,8 @@ def test_tier1_learns_fingerprints_and_serves_them_from_postgres(
     assert first.fix is not None and first.fix["rendered"]["steps"]["primary"][0]["argv"][0] == "rm"
     lookup.sync()
     assert PatternRepository(db).pattern_for_fingerprint(fine, "") == ("git.index_lock", "fine")
+    assert db.fetchval("SELECT data->>'pattern_id' FROM learnings WHERE subject = $1",
+                       fine) == "git.index_lock"
     # a fresh process with an empty cache finds the fingerprint in PostgreSQL, not the rules
     fresh = Lookup(load_catalog(), LocalCache(tmp_path / "c.sqlite3"), db)
     again = fresh.lookup(error_id="x", text="unrelated text", fine=fine, coarse="", record=False)
