@@ -135,7 +135,7 @@ class Applier:
 
     # -- applying -------------------------------------------------------------------------
     def _apply(self, verdict: VerdictEvent) -> tuple[OutcomeEvent, dict[str, Any]]:
-        root = repo_root_of(verdict)
+        root = repo_root(verdict.error)
         if root is None:
             return self._base(verdict, "escalated", "no git repository to apply to"), {}
         refused = self._spend_budget()
@@ -227,9 +227,3 @@ class Applier:
         CircuitBreaker(self.client, self.settings).record_revert(
             wf.step or None, wf.id or None, event_id=verdict.error_id)
 
-
-def repo_root_of(verdict: VerdictEvent) -> Path | None:
-    from pipeline.events import CandidateEvent
-
-    probe = CandidateEvent(id="", error_id=verdict.error_id, error=verdict.error)
-    return repo_root(probe)

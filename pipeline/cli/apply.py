@@ -50,7 +50,7 @@ def _guard(settings: Settings, client: Any, verdict: VerdictEvent) -> None:
     from pipeline.policy import policy_for
     from pipeline.validate.validator import repo_root
 
-    probe_root = repo_root(_as_candidate(verdict))
+    probe_root = repo_root(verdict.error)
     if probe_root is not None and not policy_for(probe_root).current().window_open():
         raise HealError("outside every change window in heal.toml; use --force to apply now")
     from pipeline.guardrails.breaker import CircuitBreaker
@@ -60,12 +60,6 @@ def _guard(settings: Settings, client: Any, verdict: VerdictEvent) -> None:
         wf.step or None, wf.id or None, str((verdict.fix or {}).get("category", "SAFE")))
     if not ok:
         raise HealError(f"circuit breaker refuses: {reason}; use --force to apply anyway")
-
-
-def _as_candidate(verdict: VerdictEvent) -> Any:
-    from pipeline.events import CandidateEvent
-
-    return CandidateEvent(id="", error_id=verdict.error_id, error=verdict.error)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ import redis
 
 from pipeline.config import Settings
 from pipeline.errors import DecodeError, GitError, HealError, StreamUnavailable
-from pipeline.events import CandidateEvent, VerdictEvent
+from pipeline.events import CandidateEvent, ErrorEvent, VerdictEvent
 from pipeline.gitops import find_root
 from pipeline.model import Category, FixKind, Mode
 from pipeline.policy import Policy, policy_for
@@ -41,8 +41,9 @@ def effective_mode(policy: Policy, candidate: CandidateEvent) -> Mode:
         return policy.mode
 
 
-def repo_root(candidate: CandidateEvent) -> Path | None:
-    where = candidate.error.tags.get("cwd") or candidate.error.repo.path
+def repo_root(error: ErrorEvent) -> Path | None:
+    """The git work tree the error happened in (``tags.cwd`` or ``repo.path``), or None."""
+    where = error.tags.get("cwd") or error.repo.path
     if not where:
         return None
     try:
@@ -107,7 +108,7 @@ class Validator:
         base = VerdictEvent(id=f"{cand.error_id}:validate", error_id=cand.error_id,
                             error=cand.error, fine=cand.fine, fix=cand.fix, params=cand.params)
         fix = cand.fix
-        root = repo_root(cand)
+        root = repo_root(cand.error)
         policy = policy_for(root).current() if root else Policy()
         mode = effective_mode(policy, cand)
         if mode == Mode.OBSERVE:
