@@ -27,7 +27,7 @@ from rq.job import Job, JobStatus
 from pipeline.errors import StreamUnavailable
 
 QUEUE_GRACE_S = 20.0
-WORKER_IDLE_S = 60
+WORKER_IDLE_S = 20
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -61,10 +61,20 @@ class CheckQueue:
         atexit.register(self.close)
 
     def close(self) -> None:
-        """Stop the workers this process started (idle ones would exit on their own)."""
+        """Stop the workers this process started (idle ones would exit on their own).
+
+        SIGTERM first; a worker whose Redis is already gone retries its clean-up forever,
+        so whoever has not exited a moment later is killed.
+        """
         for proc in self._spawned:
             if proc.poll() is None:
                 proc.terminate()
+        for proc in self._spawned:
+            try:
+                proc.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5.0)
         self._spawned = []
 
     def _live_workers(self) -> int:
