@@ -19,7 +19,6 @@ import atexit
 import concurrent.futures
 import contextlib
 import threading
-import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -137,15 +136,10 @@ class Database:
             self._stop_loop()
             raise
         # Close before interpreter teardown (and before an embedded server is stopped by its
-        # own exit hook, registered earlier and therefore run later).
-        ref = weakref.ref(self)
-
-        def _close_at_exit() -> None:
-            db = ref()
-            if db is not None:
-                db.close()
-
-        self._atexit = _close_at_exit
+        # own exit hook, registered earlier and therefore run later). The hook holds a strong
+        # reference on purpose: a Database dropped without close() still has a live pool on
+        # its loop thread, which would otherwise reconnect noisily while the server stops.
+        self._atexit = self.close
         atexit.register(self._atexit)
 
     # -- plumbing ---------------------------------------------------------------------------
