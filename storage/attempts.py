@@ -82,10 +82,24 @@ class AttemptStore:
         return _decode(row) if row is not None else None
 
     def history(self, fix_id: str) -> dict[str, int]:
-        """How often this fix was applied and rolled back (feeds the history judge)."""
+        """How often this fix was applied, rolled back or failed (feeds the history judge):
+        this stage's own apply results, or the lifecycle's counters in ``fixes`` when larger
+        (they also count outcomes from other installations' imports)."""
         rows = self.db.fetch("SELECT status, count(*) AS n FROM apply_results WHERE fix_id = $1 "
                              "GROUP BY status", fix_id)
-        return {str(r["status"]): int(r["n"]) for r in rows}
+        counts = {str(r["status"]): int(r["n"]) for r in rows}
+        from pipeline.errors import QueryError
+
+        try:
+            fix = self.db.fetchrow("SELECT successes, rollbacks, failures FROM fixes "
+                                   "WHERE id = $1", fix_id)
+        except QueryError:
+            return counts  # no fixes table in this database: our own records only
+        if fix is not None:
+            for key, column in (("applied", "successes"), ("rolled_back", "rollbacks"),
+                                ("failed", "failures")):
+                counts[key] = max(counts.get(key, 0), int(fix[column] or 0))
+        return counts
 
     def apply_result(self, error_id: str) -> dict[str, Any] | None:
         row = self.db.fetchrow("SELECT * FROM apply_results WHERE error_id = $1", error_id)

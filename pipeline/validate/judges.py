@@ -86,9 +86,12 @@ class HistoryJudge:
             return Vote(self.name, False, f"fix is {state}")
         applied = int(evidence.history.get("applied", 0))
         reverted = int(evidence.history.get("rolled_back", 0))
-        if reverted and reverted * 2 >= applied + reverted:
-            return Vote(self.name, False, f"reverted {reverted} of {applied + reverted} times")
-        return Vote(self.name, True, f"state {state}; applied {applied}, reverted {reverted}")
+        failed = int(evidence.history.get("failed", 0))
+        bad = reverted + failed
+        if bad and bad * 2 >= applied + bad:
+            return Vote(self.name, False, f"reverted or failed {bad} of {applied + bad} times")
+        return Vote(self.name, True, f"state {state}; applied {applied}, reverted {reverted}, "
+                    f"failed verification {failed}")
 
 
 class LLMJudge:

@@ -158,3 +158,16 @@ def test_worktrees_never_inside_the_repository(tmp_path: Path) -> None:
     assert tmp_path not in inside._work_dir_for(tmp_path).parents
     outside = Verifier(None, tmp_path / "home" / "worktrees")  # type: ignore[arg-type]
     assert outside._work_dir_for(tmp_path / "repo") == tmp_path / "home" / "worktrees"
+
+
+@pytest.mark.parametrize(("state", "history", "approve"), [
+    ("ACTIVE", {}, True),
+    ("ACTIVE", {"applied": 9, "rolled_back": 1}, True),
+    ("ACTIVE", {"applied": 1, "failed": 2}, False),
+    ("QUARANTINED", {"applied": 50}, False),
+])
+def test_history_judge(state: str, history: dict[str, int], approve: bool) -> None:
+    from pipeline.validate.judges import HistoryJudge
+
+    vote = HistoryJudge().vote(Evidence(req(state=state), [], Verification(True, "ok"), history))
+    assert vote.approve is approve
