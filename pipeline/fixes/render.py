@@ -5,6 +5,8 @@ Kinds (``pipeline.model.FixKind``):
   already validated against its bounds. Never a shell string.
 - ``diff``: a unified-diff template filled from the validated parameters.
 - ``playbook``: ``diagnosis``/``primary``/``fallback``/``validate`` steps, each with a timeout.
+  The apply stage runs the validate steps after each primary (then fallback) step and stops
+  at the first that validates, so "wait, then re-run" sequences express retry with backoff.
 - ``escalate``: no safe mechanical fix; a message telling a human what to do and why.
 """
 
@@ -24,7 +26,9 @@ STEP_PHASES = ("diagnosis", "primary", "fallback", "validate")
 DEFAULT_STEP_TIMEOUT_S = 120.0
 MAX_STEP_TIMEOUT_S = 3600.0
 #: actions a playbook may name instead of an argv; the apply stage implements them
-BUILTIN_ACTIONS = ("rerun", "sleep")
+#: (pipeline/apply/actions.py; ``rerun`` re-runs the failing command)
+BUILTIN_ACTIONS = ("rerun", "sleep", "remove_stale_lock", "chmod_exec", "file_exists",
+                   "file_absent")
 
 Values = Mapping[str, str | int | float]
 

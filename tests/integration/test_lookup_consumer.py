@@ -49,8 +49,8 @@ def test_handler_turns_a_fingerprint_into_a_candidate(settings: Settings, db: Da
     assert set(out.match) == {"pattern_id", "tier", "score", "reason", "path"}
     assert out.match["pattern_id"] == "git.index_lock" and out.match["tier"] == 1
     assert out.fix is not None and out.fix["kind"] == "playbook"
-    assert out.fix["rendered"]["steps"]["primary"][0]["argv"] == [
-        "rm", "-f", "/tmp/cap2/gg/a/.git/index.lock"]
+    assert out.fix["rendered"]["steps"]["primary"][0]["args"] == {
+        "path": "/tmp/cap2/gg/a/.git/index.lock", "min_age_s": 2}
     again = CandidateEvent.decode(out.encode())
     assert again.fix == out.fix and again.match == out.match
     # redelivery: same output id, and the occurrence is counted once

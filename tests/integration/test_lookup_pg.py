@@ -80,7 +80,8 @@ def test_tier1_learns_fingerprints_and_serves_them_from_postgres(
     fine, coarse = _fp(), _fp()
     first = lookup.lookup(error_id=f"e-{uuid.uuid4()}", text=text, fine=fine, coarse=coarse)
     assert (first.pattern_id, first.tier) == ("git.index_lock", 1)
-    assert first.fix is not None and first.fix["rendered"]["steps"]["primary"][0]["argv"][0] == "rm"
+    assert first.fix is not None
+    assert first.fix["rendered"]["steps"]["primary"][0]["action"] == "remove_stale_lock"
     lookup.sync()
     assert PatternRepository(db).pattern_for_fingerprint(fine, "") == ("git.index_lock", "fine")
     assert db.fetchval("SELECT data->>'pattern_id' FROM learnings WHERE subject = $1",
