@@ -7,6 +7,7 @@ errors go to the issue queue. PostgreSQL being down degrades to the cache and th
 
 from __future__ import annotations
 
+import atexit
 from collections.abc import Sequence
 
 from pipeline.config import STREAM_CANDIDATES, STREAM_FINGERPRINTS
@@ -66,5 +67,7 @@ def build(ctx: StageContext) -> LookupHandler:
                 db = None  # offline: answer from the local cache, writes wait in the outbox
         lookup = build_lookup(ctx.settings, db)
         lookup.start_background_sync()
+        # buffered writes reach the on-disk outbox even on a quick exit (synced next start)
+        atexit.register(lookup.flush)
         ctx.resources["lookup"] = lookup
     return LookupHandler(lookup)
