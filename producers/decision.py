@@ -2,8 +2,8 @@
 
 The decision is the OutcomeEvent whose ``error_id`` is ours on ``<prefix>:outcomes``. We XREAD
 from the newest id taken *before* publishing, so an outcome written quickly is not missed.
-When no worker serves a stage (no consumer other than an ``inline-*`` one active within
-``LIVE_IDLE_MS``, or the runtime's ``live_stages`` says so), the missing stages that are built
+When no worker serves a stage (no heartbeat from a ``heal worker`` / ``heal up`` process),
+the missing stages that are built
 are run in this process with ``pipeline.runtime.drain_inline``; the timeout bounds the wait
 for workers, while stages run inline go to completion. A dead letter naming our id ends the
 wait early.
@@ -11,7 +11,6 @@ wait early.
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,11 +19,12 @@ from typing import Any
 import redis
 
 from pipeline.config import STAGES, STREAM_DEAD, STREAM_OUTCOMES, Settings
-from pipeline.errors import DecodeError, HealError, StreamUnavailable
+from pipeline.errors import DecodeError, StreamUnavailable
 from pipeline.events import OutcomeEvent
+from pipeline.runtime import drain_inline
+from pipeline.runtime import live_stages as runtime_live_stages
+from pipeline.runtime.loader import built_stages
 
-#: a consumer that touched its group within this many ms counts as a running worker
-LIVE_IDLE_MS = 30_000
 POLL_MS = 250
 
 
@@ -43,56 +43,19 @@ class Decision:
 
 
 def live_stages(client: Any, settings: Settings) -> set[str]:
-    """Stages with at least one running worker.
-
-    Uses ``pipeline.runtime.live_stages`` when the runtime provides one (heartbeats);
-    otherwise a consumer of the stage's group that was active within ``LIVE_IDLE_MS``.
+    """Stages with at least one running worker (from the runtime's heartbeats; a ``heal run``
+    drain sends none, so it never counts as a worker).
 
     Raises:
         StreamUnavailable: Redis cannot be reached.
     """
-    runtime = _runtime()
-    probe = getattr(runtime, "live_stages", None) if runtime else None
-    if callable(probe):
-        return set(probe(client, settings))
-    live: set[str] = set()
-    for stage, (source, _out) in STAGES.items():
-        try:
-            consumers = client.xinfo_consumers(settings.stream(source), stage)
-        except redis.ResponseError:
-            continue  # no stream or no group yet: nobody serves this stage
-        except redis.RedisError as exc:
-            raise StreamUnavailable(f"cannot inspect stage {stage}: {exc}") from exc
-        if any(_is_worker(c) for c in consumers):
-            live.add(stage)
-    return live
-
-
-def _is_worker(consumer: dict[Any, Any]) -> bool:
-    # another `heal run`'s inline consumer is not a worker: it leaves when its drain ends
-    name = _s(consumer.get("name", b""))
-    return not name.startswith("inline-") and int(consumer.get("idle", LIVE_IDLE_MS)) < LIVE_IDLE_MS
-
-
-def _runtime() -> Any:
-    try:
-        return importlib.import_module("pipeline.runtime")
-    except ImportError:
-        return None
+    return set(runtime_live_stages(client, settings))
 
 
 def _drain(settings: Settings, client: Any, stages: list[str]) -> int:
-    runtime = _runtime()
-    drain = getattr(runtime, "drain_inline", None) if runtime else None
-    if not callable(drain):
-        raise HealError(
-            "no workers are running and the in-process pipeline (pipeline.runtime.drain_inline) "
-            "is not built yet; start workers with `heal up`"
-        )
-    loader = importlib.import_module("pipeline.runtime.loader")
-    built = {spec.name for spec in loader.built_stages(None)}
+    built = {spec.name for spec in built_stages(None)}
     todo = [stage for stage in stages if stage in built]  # unbuilt stages cannot run anywhere
-    return int(drain(settings, client, stages=todo)) if todo else 0
+    return int(drain_inline(settings, client, stages=todo)) if todo else 0
 
 
 class DecisionWaiter:
@@ -131,7 +94,6 @@ class DecisionWaiter:
 
         Raises:
             StreamUnavailable: Redis cannot be reached.
-            HealError: nobody runs the stages and the in-process pipeline is unavailable.
         """
         deadline = time.monotonic() + timeout_s
         inline = False

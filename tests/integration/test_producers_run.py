@@ -167,7 +167,7 @@ def test_cli_exit_codes(settings: Settings, client: redis.Redis,
     assert event.exit_code == 4 and orjson.loads(event.encode())["command"][0] == "sh"
 
 
-def test_live_stages_sees_active_consumers_but_not_inline_ones(
+def test_live_stages_counts_worker_heartbeats_not_inline_drains(
     settings: Settings, client: redis.Redis
 ) -> None:
     from producers.decision import live_stages
@@ -176,10 +176,9 @@ def test_live_stages_sees_active_consumers_but_not_inline_ones(
     assert live_stages(client, settings) == set()
     client.xgroup_create(stream, "fingerprint", id="0", mkstream=True)
     client.xadd(stream, {"event": b"{}"})
-    client.xadd(stream, {"event": b"{}"})
     client.xreadgroup("fingerprint", "inline-host-1", {stream: ">"}, count=1)
     assert live_stages(client, settings) == set()  # a `heal run` drain is not a worker
-    client.xreadgroup("fingerprint", "host-42-0", {stream: ">"}, count=1)
+    client.set(settings.key("alive", "fingerprint", "host-42-0"), "1", ex=15)
     assert live_stages(client, settings) == {"fingerprint"}
 
 
