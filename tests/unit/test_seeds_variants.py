@@ -54,6 +54,8 @@ VARIANTS = [
 ("net.rate_limited", "ERROR: Request failed with status code 429"),
 ("tls.cert_verify_failed", "Error: unable to verify the first certificate\n    at TLSSocket.onConnectSecure (node:_tls_wrap:1659:34) {\n  code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE'\n}"),
 ("auth.expired_credentials", "Error: Request failed: jwt expired"),
+("net.dns_failure", "WARNING: Retrying (Retry(total=4, connect=None, read=None, redirect=None, status=None)) after connection broken by 'NewConnectionError('<pip._vendor.urllib3.connection.HTTPSConnection object at 0x7f>: Failed to establish a new connection: [Errno -3] Temporary failure in name resolution')': /simple/requests/\nERROR: Could not find a version that satisfies the requirement requests (from versions: none)\nERROR: No matching distribution found for requests"),
+("fs.no_space", "ERROR: Could not install packages due to an OSError: [Errno 28] No space left on device"),
 (None, "Traceback (most recent call last):\n  File \"app.py\", line 3, in <module>\n    assert cfg['debug'] is False\nAssertionError"),
 (None, "FAILED tests/test_orders.py::test_total - assert 41.99 == 42.0"),
 (None, "TypeError: Cannot read properties of undefined (reading 'map')\n    at render (/app/src/List.jsx:12:20)"),
