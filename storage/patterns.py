@@ -94,15 +94,16 @@ class PatternRepository:
         )
         return None if row is None else (row["pattern_id"], row["level"])
 
-    def most_used(self, limit: int = 100) -> list[dict[str, Any]]:
-        """The ``limit`` most used patterns with their known fingerprints (to warm the cache)."""
+    def most_used(self, limit: int = 100, max_rows: int = 100_000) -> list[dict[str, Any]]:
+        """Known fingerprints of the ``limit`` most used patterns, most hit first, at most
+        ``max_rows`` of them (to warm the cache)."""
         rows = self.db.fetch(
             """WITH top AS (SELECT id, occurrences FROM patterns
                             ORDER BY occurrences DESC, id LIMIT $1)
                SELECT f.fingerprint, f.level, f.pattern_id FROM pattern_fingerprints f
                JOIN top ON top.id = f.pattern_id
-               ORDER BY top.occurrences DESC, f.hits DESC""",
-            limit,
+               ORDER BY top.occurrences DESC, f.hits DESC LIMIT $2""",
+            limit, max_rows,
         )
         return [dict(r) for r in rows]
 
