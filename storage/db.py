@@ -94,6 +94,16 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await register_vector(conn)
 
 
+#: every Database not closed yet (see close_all)
+_OPEN: set[Database] = set()
+
+
+def close_all() -> None:
+    """Close every open Database of this process: call before stopping a server they use."""
+    for db in list(_OPEN):
+        db.close()
+
+
 class Database:
     """Connected pool; use ``execute``/``fetch``/``fetchrow``/``fetchval`` for single statements
     and ``run(fn)`` for anything that needs one connection (transactions, COPY).
@@ -141,6 +151,7 @@ class Database:
         # its loop thread, which would otherwise reconnect noisily while the server stops.
         self._atexit = self.close
         atexit.register(self._atexit)
+        _OPEN.add(self)
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -221,6 +232,7 @@ class Database:
             return
         self._closed = True
         atexit.unregister(self._atexit)
+        _OPEN.discard(self)
 
         async def _close() -> None:
             try:

@@ -62,6 +62,9 @@ def database_url() -> Iterator[str]:
 
     asyncio.run(create_extension())
     yield url
+    from storage.db import close_all
+
+    close_all()  # pools a test left open would otherwise reconnect noisily while it stops
     with server.leases.locked():
         server.stop()
 
