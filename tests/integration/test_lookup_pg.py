@@ -211,3 +211,17 @@ def test_background_sync_delivers_quiet_writes(db: Database, tmp_path: Path) -> 
         assert IssueQueue(db).get(fine) is not None  # no explicit flush or sync was called
     finally:
         service.close()
+
+
+def test_warm_fills_a_fresh_cache_from_the_most_used_patterns(
+        db: Database, lookup: Lookup, tmp_path: Path) -> None:
+    text = (FIXTURES / "net.timeout" / "curl.txt").read_text()
+    fine = _fp()
+    lookup.lookup(error_id=f"e-{uuid.uuid4()}", text=text, fine=fine, coarse="")
+    lookup.sync()
+    cache = LocalCache(tmp_path / "warm.sqlite3")
+    fresh = Lookup(load_catalog(), cache, db)
+    assert fresh.warm(limit=100) >= 1
+    assert cache.pattern_for(fine, "fine") == "net.timeout"
+    assert cache.fix_states()["net.timeout/fix"] == "ACTIVE"
+    assert len(cache.pattern_vectors()) > 0
