@@ -141,6 +141,9 @@ class Lookup:
             result = self._tier3(result, fine, coarse, text, base) or result
         result = result or unmatched("no known pattern matched; queued for review")
         result = self._guard(text, result)
+        if result.details.get("rule_matched") and result.pattern_id is not None:
+            # learned only after the guard: a refused logic bug never teaches a fingerprint
+            self._learn(fine, coarse, result.pattern_id)
         if not result.params and base:
             result = replace(result, params=base)
         if record:
@@ -155,9 +158,9 @@ class Lookup:
         detected = self.catalog.detect(text)
         if detected is not None:
             pattern, params = detected
-            self._learn(fine, coarse, pattern.id)
-            return self._answer(pattern.id, 1, 1.0, f"exact: detection rule of {pattern.id}",
-                                text, {**base, **params})
+            answer = self._answer(pattern.id, 1, 1.0, f"exact: detection rule of {pattern.id}",
+                                  text, {**base, **params})
+            return replace(answer, details={"rule_matched": True})
         pattern_id = self._known_pattern(coarse, "coarse")
         if pattern_id is not None:
             return self._answer(pattern_id, 1, 0.9, "exact: coarse fingerprint known", text, base)

@@ -75,8 +75,9 @@ def test_logic_bugs_never_get_a_safe_or_moderate_fix(lookup: Lookup, path: Path)
 def test_guard_refuses_a_moderate_fix_when_the_error_is_a_logic_bug(lookup: Lookup) -> None:
     text = ("E   ConnectionRefusedError: [Errno 111] Connection refused\n"
             "FAILED tests/test_api.py::test_totals - AssertionError: assert 5 == 6\n")
-    result = lookup.lookup(error_id="g", text=text, fine="", coarse="", record=False)
+    result = lookup.lookup(error_id="g", text=text, fine="fp-guard", coarse="", record=False)
     assert result.pattern_id is None and "logic bug" in result.reason
+    assert lookup.cache.pattern_for("fp-guard", "fine") is None  # nothing learned from it
 
 
 def test_fixes_render_from_real_outputs() -> None:
