@@ -225,3 +225,38 @@ def test_warm_fills_a_fresh_cache_from_the_most_used_patterns(
     assert cache.pattern_for(fine, "fine") == "net.timeout"
     assert cache.fix_states()["net.timeout/fix"] == "ACTIVE"
     assert len(cache.pattern_vectors()) > 0
+
+
+def test_seeding_from_several_workers_at_once_on_a_fresh_database(
+        db: Database, database_url: str) -> None:
+    import concurrent.futures
+
+    from storage.migrate import migrate
+
+    name = f"lookup_{uuid.uuid4().hex[:8]}"
+    db.execute(f"CREATE DATABASE {name}")
+    base, _, query = database_url.partition("?")
+    url = base.rsplit("/", 1)[0] + f"/{name}" + (f"?{query}" if query else "")
+    catalog = load_catalog()
+
+    def start_worker(_: int) -> dict[str, int]:
+        worker_db = Database(url)
+        try:
+            migrate(worker_db)
+            worker_db.reload_types()
+            return seed_database(worker_db, catalog, None)
+        finally:
+            worker_db.close()
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            results = list(pool.map(start_worker, range(3)))
+        assert sum(r["inserted"] for r in results) == len(catalog)
+        check = Database(url)
+        try:
+            assert check.fetchval("SELECT count(*) FROM patterns") == len(catalog)
+            assert check.fetchval("SELECT count(*) FROM fixes") == len(catalog)
+        finally:
+            check.close()
+    finally:
+        db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
