@@ -111,6 +111,11 @@ class PatternRepository:
         """Current lifecycle state of every fix (the lifecycle stage changes them)."""
         return {r["id"]: r["state"] for r in self.db.fetch("SELECT id, state FROM fixes")}
 
+    def ignored_fingerprints(self) -> frozenset[str]:
+        """Fingerprints silenced with `heal ignore` (table of the lifecycle migrations)."""
+        rows = self.db.fetch("SELECT fingerprint FROM fingerprint_controls WHERE ignored")
+        return frozenset(r["fingerprint"] for r in rows)
+
     def export(self) -> list[dict[str, Any]]:
         """Every pattern with its fixes and their statistics."""
         rows = self.db.fetch(

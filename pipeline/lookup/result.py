@@ -23,14 +23,17 @@ class LookupResult:
         return self.pattern_id is not None
 
     def match_dict(self) -> dict[str, Any]:
-        """The ``match`` field of a CandidateEvent."""
-        return {
+        """The ``match`` field of a CandidateEvent (``ignored`` only when `heal ignore` said so)."""
+        match = {
             "pattern_id": self.pattern_id,
             "tier": self.tier,
             "score": round(self.score, 4),
             "reason": self.reason,
             "path": list(self.path),
         }
+        if self.details.get("ignored"):
+            match["ignored"] = True
+        return match
 
 
 def unmatched(reason: str, **details: Any) -> LookupResult:

@@ -70,6 +70,8 @@ class Lookup:
         self._misses: dict[tuple[str, str], float] = {}
         self._vectors: dict[str, np.ndarray] = {}
         self._states: dict[str, str] = cache.fix_states()
+        #: fingerprints silenced with `heal ignore` (re-read with the fix states)
+        self._ignored: frozenset[str] = frozenset()
         self._edges: list[tuple[str, str, float]] = cache.edges()
         self._memory_index: MemoryIndex | None = None
         self._ops: list[tuple[str, str, dict[str, Any]]] = []
@@ -102,6 +104,7 @@ class Lookup:
         try:
             rows = PatternRepository(self.db).most_used(limit)
             self._states = PatternRepository(self.db).fix_states()
+            self._ignored = PatternRepository(self.db).ignored_fingerprints()
             self._edges = CausalGraph(self.db).edges()
             vectors = EmbeddingRepository(self.db).all()
         except DatabaseUnavailable:
@@ -134,6 +137,9 @@ class Lookup:
 
         ``headline`` is the fingerprint's normalized headline, embedded by tier 2."""
         base = dict(fp_params or {})
+        if fine in self._ignored or coarse in self._ignored:
+            return unmatched("ignored with `heal ignore`: detected, never fixed or queued",
+                             ignored=True)
         result = self._tier1(text, fine, coarse, base)
         if result is None:
             result = self._tier2(text, fine, headline, base)
@@ -372,15 +378,18 @@ class Lookup:
             self.cache.enqueue(ops)
 
     def refresh_states(self) -> None:
-        """Re-read fix states (the lifecycle quarantines and graduates fixes meanwhile)."""
+        """Re-read fix states (the lifecycle quarantines and graduates fixes meanwhile) and the
+        fingerprints silenced with `heal ignore`."""
         if self.db is None or not self.online:
             return
         try:
             states = PatternRepository(self.db).fix_states()
+            ignored = PatternRepository(self.db).ignored_fingerprints()
         except DatabaseUnavailable:
             self._went_offline()
             return
         self._states = states
+        self._ignored = ignored
         self.cache.put_fix_states(states)
 
     def sync(self, batch: int = 500) -> int:

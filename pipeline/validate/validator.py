@@ -113,6 +113,8 @@ class Validator:
         mode = effective_mode(policy, cand)
         if mode == Mode.OBSERVE:
             return replace(base, decision="observe", reason="mode observe: detected only")
+        if cand.match.get("ignored"):
+            return replace(base, decision="observe", reason=str(cand.match.get("reason", "")))
         if not fix:
             return replace(base, decision="escalate",
                            reason="no known fix for this error; queued for a human")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -128,6 +129,15 @@ def test_no_fix_and_escalate_fixes_escalate(tmp_path: Path, validator: Validator
            "rendered": {"message": "look at the test"}}
     verdict = validator.validate(candidate(root, ("false",), esc))
     assert verdict.decision == "escalate" and "look at the test" in verdict.reason
+
+
+def test_an_ignored_fingerprint_is_only_observed(tmp_path: Path, validator: Validator) -> None:
+    root = sample_repo(tmp_path)
+    cand = replace(candidate(root, ("false",), None),
+                   match={"pattern_id": None, "ignored": True,
+                          "reason": "ignored with `heal ignore`: detected, never fixed"})
+    verdict = validator.validate(cand)
+    assert verdict.decision == "observe" and "heal ignore" in verdict.reason
 
 
 def test_invalid_policy_keeps_the_last_valid_one_and_says_so(
