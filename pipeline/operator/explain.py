@@ -1,0 +1,102 @@
+"""``heal explain FP``: every decision heal made about one fingerprint, gathered from the
+stores of every stage (read through :class:`storage.reports.ReportStore`).
+
+:func:`explain` returns a JSON-ready dict; :func:`render` turns it into one screen of text.
+Raises :class:`NotFound` (exit 1) for a fingerprint nobody recorded and
+:class:`~pipeline.errors.UsageError` (exit 2) for an ambiguous prefix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.errors import HealError, UsageError
+from pipeline.fingerprint import fingerprint_text
+from pipeline.lifecycle.posterior import Posterior
+from storage.reports import ReportStore
+
+
+class NotFound(HealError):
+    """Nothing is recorded about the fingerprint (exit 1: the lookup found nothing)."""
+
+
+def resolve(store: ReportStore, text: str) -> tuple[str, str]:
+    """The one (fingerprint, level) that ``text`` names (whole or a unique prefix)."""
+    text = text.strip()
+    if not text:
+        raise UsageError("heal explain: give a fingerprint (fp-v1:...) or a unique prefix of one")
+    found = store.resolve(text)
+    if not found:
+        raise NotFound(f"no record of fingerprint {text!r}: it was never seen by the pipeline "
+                       "(see heal fingerprint / heal issues list for known ones)")
+    if len(found) > 1:
+        names = "\n  ".join(f"{fp} ({level})" for fp, level in found)
+        raise UsageError(f"{text!r} matches {len(found)} fingerprints; give more characters:"
+                         f"\n  {names}")
+    return found[0]
+
+
+def _posterior(stat: dict[str, Any]) -> dict[str, Any]:
+    p = Posterior(int(stat["successes"]), int(stat["failures"]) + int(stat["reverts"]))
+    return {"mean": round(p.mean, 3), "lower95": round(p.lower(), 3),
+            "upper95": round(p.upper(), 3), "attempts": p.attempts}
+
+
+def _sample(issues: list[dict[str, Any]], attempts: list[dict[str, Any]]) -> str:
+    for a in attempts:
+        if a.get("error_text"):
+            return str(a["error_text"])
+    for i in issues:
+        if i.get("sample"):
+            return str(i["sample"])
+    return ""
+
+
+def _normalization(sample: str) -> dict[str, Any] | None:
+    if not sample:
+        return None
+    fp = fingerprint_text(sample)
+    return {"fine": fp.fine, "coarse": fp.coarse, "template": fp.template,
+            "normalized": fp.normalized, "params": fp.params, "hints": list(fp.hints)}
+
+
+def _why(story: dict[str, Any]) -> str:
+    """One sentence: what happened last and why (or why not) a fix was applied."""
+    if any(c["ignored"] for c in story["controls"]):
+        return "ignored by a person (heal ignore): no fix is looked up or applied"
+    latest = story["attempts"][0] if story["attempts"] else None
+    if latest and latest.get("apply"):
+        applied = latest["apply"]
+        return f"last attempt {applied['status']}: {applied['detail']}".rstrip(": ")
+    if latest:
+        return f"last attempt decided {latest['decision']}: {latest['reason']}".rstrip(": ")
+    if story["outcomes"]:
+        last = story["outcomes"][0]
+        return f"last outcome {last['status']} (no validated attempt recorded)"
+    if story["issues"]:
+        return "no known pattern matched: waiting in the issue queue (heal issues review)"
+    return "seen, but no decision recorded yet"
+
+
+def explain(store: ReportStore, text: str) -> dict[str, Any]:
+    """Everything recorded about the fingerprint ``text`` names."""
+    fp, level = resolve(store, text)
+    fines = [fp] if level == "fine" else store.fines_of_coarse(fp) or [fp]
+    lookup = store.lookup_path(fines)
+    pattern_ids = sorted({p["pattern_id"] for p in lookup["paths"] + lookup["learned"]})
+    stats = store.fix_stats(fines)
+    for s in stats:
+        s["posterior"] = _posterior(s)
+    attempts = store.attempts(fines)
+    issues = store.issues_for(fines)
+    sample = _sample(issues, attempts)
+    story: dict[str, Any] = {
+        "fingerprint": fp, "level": level, "fines": fines,
+        "sample": sample[-2000:], "normalization": _normalization(sample),
+        "lookup": lookup, "patterns": store.patterns_and_fixes(pattern_ids),
+        "fix_stats": stats, "rankings": store.rankings(fines), "attempts": attempts,
+        "outcomes": store.outcomes(fines), "transitions": store.transitions(fines),
+        "controls": store.controls([fp, *fines]), "issues": issues,
+    }
+    story["why"] = _why(story)
+    return story

@@ -1,0 +1,106 @@
+"""One screen of text for ``heal explain`` (the dict of :func:`pipeline.operator.explain`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _indent(text: str, lines: int = 8, width: int = 110) -> list[str]:
+    tail = [ln[:width] for ln in text.rstrip().splitlines()[-lines:]]
+    return [f"    {ln}" for ln in tail]
+
+
+def _score(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.3f}"
+
+
+def _head(s: dict[str, Any]) -> list[str]:
+    out = [f"fingerprint {s['fingerprint']} ({s['level']})"]
+    if s["level"] == "coarse":
+        out.append(f"  groups {len(s['fines'])} fine fingerprint(s): {', '.join(s['fines'][:5])}")
+    out.append(f"  why: {s['why']}")
+    if s["sample"]:
+        out += ["", "sample (last lines):", *_indent(s["sample"])]
+    norm = s["normalization"]
+    if norm:
+        out += ["", "normalization:", f"  template  {norm['template']}"]
+        out += [f"  hint      {h}" for h in norm["hints"]] or ["  hint      nothing masked"]
+        params = ", ".join(f"{k}={v}" for k, v in sorted(norm["params"].items()))
+        out.append(f"  params    {params or '-'}")
+    return out
+
+
+def _lookup(s: dict[str, Any]) -> list[str]:
+    out = ["", "lookup path:"]
+    for p in s["lookup"]["paths"]:
+        out.append(f"  tier {p['tier'] or '-'}  {p['pattern_id']}  x{p['n']}  score "
+                   f"{_score(p['min_score'])}..{_score(p['max_score'])}  last {p['last_seen']}")
+    for p in s["lookup"]["learned"]:
+        out.append(f"  learned   {p['level']} fingerprint -> {p['pattern_id']} ({p['hits']} hits)")
+    if len(out) == 2:
+        out.append("  no pattern matched")
+    for i in s["issues"]:
+        out.append(f"  issue queue: {i['status']}, seen {i['count']}x, first {i['first_seen']},"
+                   f" last {i['last_seen']}")
+    return out
+
+
+def _fixes(s: dict[str, Any]) -> list[str]:
+    out = ["", "candidate fixes:"]
+    stats = {st["fix_id"]: st for st in s["fix_stats"]}
+    for p in s["patterns"]:
+        if not p["fix_id"]:
+            continue
+        st = stats.pop(p["fix_id"], None)
+        post = st["posterior"] if st else None
+        line = (f"  {p['fix_id']}  {p['kind']}/{p['category']}  fix state {p['state']}")
+        if post:
+            line += (f"  pair {st['state']} s={st['successes']} f={st['failures']} "
+                     f"r={st['reverts']} posterior {post['mean']} "
+                     f"[{post['lower95']}, {post['upper95']}]")
+        out.append(line)
+    for fix_id, st in stats.items():
+        post = st["posterior"]
+        out.append(f"  {fix_id}  pair {st['state']} posterior {post['mean']} "
+                   f"[{post['lower95']}, {post['upper95']}]")
+    for r in s["rankings"][:1]:
+        out.append(f"  last ranking chose {r['chosen']} at {r['ts']}")
+    if len(out) == 2:
+        out.append("  none")
+    return out
+
+
+def _attempt(a: dict[str, Any]) -> list[str]:
+    out = [f"  {a['created_at']}  error {a['error_id']}  fix {a['fix_id'] or '-'}  "
+           f"mode {a['mode']}  decision {a['decision']}", f"    reason: {a['reason']}"]
+    for v in a["votes"]:
+        out.append(f"    judge {v['judge']}: {'approve' if v['approve'] else 'reject'}"
+                   f" ({v['reason']})")
+    for r in a["runs"]:
+        code = "timeout" if r["timed_out"] else r["exit_code"]
+        out.append(f"    run {r['phase']}/{r['name']}: exit {code} in {r['duration_s']:.2f}s")
+    ap = a["apply"]
+    if ap:
+        out.append(f"    applied: {ap['status']} {ap['detail']}".rstrip())
+    return out
+
+
+def _history(s: dict[str, Any]) -> list[str]:
+    out = ["", "attempts (newest first):"]
+    for a in s["attempts"]:
+        out += _attempt(a)
+    if not s["attempts"]:
+        out.append("  none")
+    out += ["", "outcomes:"]
+    out += [f"  {o['ts']}  {o['status']}  fix {o['fix_id'] or '-'}  error {o['error_id']}"
+            for o in s["outcomes"]] or ["  none"]
+    out += ["", "lifecycle:"]
+    out += [f"  {t['ts']}  {t['fix_id']}: {t['src']} -> {t['dst']} ({t['reason']})"
+            for t in s["transitions"]] or ["  no transitions"]
+    for c in s["controls"]:
+        out.append(f"  control: {'ignored' if c['ignored'] else 'not ignored'} ({c['reason']})")
+    return out
+
+
+def render(story: dict[str, Any]) -> str:
+    return "\n".join([*_head(story), *_lookup(story), *_fixes(story), *_history(story)])

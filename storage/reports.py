@@ -1,0 +1,275 @@
+"""Read-only reports over the pipeline's tables for ``heal explain``, ``heal metrics`` and
+``heal issues``, plus the two writes a review makes (a DRAFT pattern from an unmatched error,
+an issue's status).
+
+The tables belong to other stages (``0100_lookup.sql``, ``0200_attempts.sql``,
+``0310_lifecycle.sql``); this module only reads them, except ``issue_queue.status`` and the
+pattern a review creates. Every method raises :class:`~pipeline.errors.DatabaseUnavailable`
+when PostgreSQL cannot be reached and ``QueryError`` when it rejects a statement.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import asyncpg
+import orjson
+
+from storage.db import Database
+
+#: every column that holds a fingerprint, with its level, searched to resolve what a user typed
+_FP_SOURCES = (
+    ("occurrences", "fine", "fine"), ("occurrences", "coarse", "coarse"),
+    ("issue_queue", "fine", "fine"), ("issue_queue", "coarse", "coarse"),
+    ("attempts", "fingerprint", "fine"), ("fix_stats", "fingerprint", "fine"),
+    ("lifecycle_outcomes", "fingerprint", "fine"), ("fingerprint_controls", "fingerprint", "fine"),
+)
+
+
+def _plain(row: Any) -> dict[str, Any]:
+    """A record as a JSON-ready dict: timestamps as ISO text, jsonb text decoded."""
+    out: dict[str, Any] = {}
+    for key, value in dict(row).items():
+        if isinstance(value, dt.datetime):
+            value = value.isoformat()
+        out[key] = value
+    return out
+
+
+def _rows(rows: list[Any]) -> list[dict[str, Any]]:
+    return [_plain(r) for r in rows]
+
+
+def _decode_json(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return value
+    return value
+
+
+class ReportStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- fingerprints ------------------------------------------------------------------
+    def resolve(self, text: str, limit: int = 20) -> list[tuple[str, str]]:
+        """(fingerprint, level) pairs known anywhere that equal ``text`` or start with it
+        (``fp-v1:`` may be left out). An exact match wins over prefixes."""
+        prefixes = [text] if text.startswith("fp-") else [text, f"fp-v1:{text}"]
+        found: dict[str, str] = {}
+        for table, column, level in _FP_SOURCES:
+            for prefix in prefixes:
+                rows = self.db.fetch(
+                    f"SELECT DISTINCT {column} AS fp FROM {table}"  # noqa: S608 (fixed names)
+                    f" WHERE {column} LIKE $1 || '%' AND {column} <> '' LIMIT $2",
+                    prefix.replace("%", r"\%").replace("_", r"\_"), limit)
+                for r in rows:
+                    # a coarse hit never hides that the same hash is also a fine one
+                    if found.get(r["fp"]) != "fine":
+                        found[r["fp"]] = level
+        exact = [(fp, lvl) for fp, lvl in found.items() if fp in prefixes]
+        return exact or sorted(found.items())
+
+    def fines_of_coarse(self, coarse: str) -> list[str]:
+        rows = self.db.fetch(
+            """SELECT fine FROM occurrences WHERE coarse = $1 AND fine <> ''
+               UNION SELECT fine FROM issue_queue WHERE coarse = $1 ORDER BY 1""", coarse)
+        return [r["fine"] for r in rows]
+
+    # -- explain -----------------------------------------------------------------------
+    def lookup_path(self, fines: list[str]) -> dict[str, Any]:
+        """How lookups answered for these fingerprints: per (pattern, tier) counts and score
+        range, the latest occurrences, and the fingerprints learned for a pattern."""
+        paths = self.db.fetch(
+            """SELECT pattern_id, tier, count(*) AS n, min(score) AS min_score,
+                      max(score) AS max_score, min(seen_at) AS first_seen,
+                      max(seen_at) AS last_seen, min(coarse) AS coarse
+               FROM occurrences WHERE fine = ANY($1::text[])
+               GROUP BY pattern_id, tier ORDER BY n DESC""", fines)
+        learned = self.db.fetch(
+            """SELECT fingerprint, level, pattern_id, hits, created_at FROM pattern_fingerprints
+               WHERE fingerprint = ANY($1::text[]) ORDER BY created_at""", fines)
+        return {"paths": _rows(paths), "learned": _rows(learned)}
+
+    def patterns_and_fixes(self, pattern_ids: list[str]) -> list[dict[str, Any]]:
+        rows = self.db.fetch(
+            """SELECT p.id AS pattern_id, p.name, p.category AS pattern_category, p.source,
+                      p.state AS pattern_state, f.id AS fix_id, f.kind, f.category, f.state,
+                      f.title FROM patterns p LEFT JOIN fixes f ON f.pattern_id = p.id
+               WHERE p.id = ANY($1::text[]) ORDER BY p.id, f.id""", pattern_ids)
+        return _rows(rows)
+
+    def fix_stats(self, fines: list[str]) -> list[dict[str, Any]]:
+        return _rows(self.db.fetch(
+            """SELECT fingerprint, fix_id, state, successes, failures, reverts,
+                      first_success_at, last_used FROM fix_stats
+               WHERE fingerprint = ANY($1::text[]) ORDER BY fix_id""", fines))
+
+    def rankings(self, fines: list[str], limit: int = 3) -> list[dict[str, Any]]:
+        rows = _rows(self.db.fetch(
+            """SELECT fingerprint, chosen, draws, ts FROM fix_rankings
+               WHERE fingerprint = ANY($1::text[]) ORDER BY id DESC LIMIT $2""", fines, limit))
+        for r in rows:
+            r["draws"] = _decode_json(r["draws"])
+        return rows
+
+    def attempts(self, fines: list[str], limit: int = 5) -> list[dict[str, Any]]:
+        """The latest attempts with their votes, verification runs and apply result."""
+        rows = _rows(self.db.fetch(
+            """SELECT id, error_id, fingerprint, fix_id, attempt, decision, reason, category,
+                      mode, branch, commit, preflight, verdict, created_at FROM attempts
+               WHERE fingerprint = ANY($1::text[]) ORDER BY created_at DESC LIMIT $2""",
+            fines, limit))
+        for r in rows:
+            r["preflight"] = _decode_json(r["preflight"])
+            verdict = _decode_json(r.pop("verdict"))
+            error = verdict.get("error", {}) if isinstance(verdict, dict) else {}
+            r["error_text"] = str(error.get("text", ""))
+            r["votes"] = _rows(self.db.fetch(
+                """SELECT judge, approve, reason, cost_usd FROM attempt_votes
+                   WHERE attempt_id = $1 ORDER BY judge""", r["id"]))
+            r["runs"] = _rows(self.db.fetch(
+                """SELECT phase, name, argv, exit_code, timed_out, duration_s, tail
+                   FROM verification_runs WHERE attempt_id = $1 ORDER BY phase, name""",
+                r["id"]))
+            for run in r["runs"]:
+                run["argv"] = _decode_json(run["argv"])
+            applied = self.db.fetchrow(
+                """SELECT status, detail, branch, commit, revert_commit, created_at
+                   FROM apply_results WHERE error_id = $1""", r["error_id"])
+            r["apply"] = None if applied is None else _plain(applied)
+        return rows
+
+    def outcomes(self, fines: list[str], limit: int = 10) -> list[dict[str, Any]]:
+        return _rows(self.db.fetch(
+            """SELECT error_id, fix_id, status, workflow, step, commit, ok, ts
+               FROM lifecycle_outcomes WHERE fingerprint = ANY($1::text[])
+               ORDER BY ts DESC LIMIT $2""", fines, limit))
+
+    def transitions(self, fines: list[str]) -> list[dict[str, Any]]:
+        return _rows(self.db.fetch(
+            """SELECT fingerprint, fix_id, src, dst, reason, ts FROM lifecycle_transitions
+               WHERE fingerprint = ANY($1::text[]) ORDER BY id""", fines))
+
+    def controls(self, fps: list[str]) -> list[dict[str, Any]]:
+        return _rows(self.db.fetch(
+            """SELECT fingerprint, ignored, reason, updated_at FROM fingerprint_controls
+               WHERE fingerprint = ANY($1::text[])""", fps))
+
+    def issues_for(self, fines: list[str]) -> list[dict[str, Any]]:
+        return _rows(self.db.fetch(
+            """SELECT fine, coarse, count, first_seen, last_seen, sample, status
+               FROM issue_queue WHERE fine = ANY($1::text[]) ORDER BY count DESC""", fines))
+
+    # -- issue queue -------------------------------------------------------------------
+    def open_issues(self, limit: int = 100,
+                    older_than: dt.datetime | None = None) -> list[dict[str, Any]]:
+        """Open groups, most frequent first; ``older_than``: only groups last seen before."""
+        return _rows(self.db.fetch(
+            """SELECT fine, coarse, count, first_seen, last_seen, sample, status
+               FROM issue_queue WHERE status = 'open'
+                 AND ($2::timestamptz IS NULL OR last_seen < $2)
+               ORDER BY count DESC, last_seen DESC LIMIT $1""", limit, older_than))
+
+    def set_issue_status(self, fine: str, status: str) -> bool:
+        done = self.db.execute(
+            "UPDATE issue_queue SET status = $2 WHERE fine = $1", fine, status)
+        return done.endswith(" 1")
+
+    def create_draft_pattern(self, issue: dict[str, Any], pattern_id: str, message: str) -> None:
+        """A DRAFT pattern (source ``review``) with one DRAFT ``escalate`` fix, the issue's fine
+        fingerprint mapped to it (tier 1 finds it from now on), and the issue marked
+        ``pattern``; all in one transaction."""
+        sample = str(issue.get("sample", ""))
+        headline = next((ln.strip() for ln in reversed(sample.splitlines()) if ln.strip()), "")
+
+        async def go(conn: asyncpg.Connection) -> None:
+            async with conn.transaction():
+                await conn.execute(
+                    """INSERT INTO patterns (id, name, category, description, examples, source,
+                                             state, first_seen, last_seen)
+                       VALUES ($1, $2, 'RISKY', $3, $4::jsonb, 'review', 'DRAFT', $5, $6)
+                       ON CONFLICT (id) DO NOTHING""",
+                    pattern_id, headline[:120] or pattern_id,
+                    f"created by heal issues review from {issue['fine']}",
+                    orjson.dumps([sample[-2000:]]).decode(),
+                    _ts(issue.get("first_seen")), _ts(issue.get("last_seen")))
+                await conn.execute(
+                    """INSERT INTO fixes (id, pattern_id, kind, category, state, title,
+                                          explanation, template)
+                       VALUES ($1, $2, 'escalate', 'RISKY', 'DRAFT', $3, $4, $5::jsonb)
+                       ON CONFLICT (id) DO NOTHING""",
+                    f"{pattern_id}.escalate", pattern_id, "escalate to a human", message,
+                    orjson.dumps({"message": message}).decode())
+                await conn.execute(
+                    """INSERT INTO pattern_fingerprints (fingerprint, level, pattern_id)
+                       VALUES ($1, 'fine', $2) ON CONFLICT DO NOTHING""",
+                    issue["fine"], pattern_id)
+                await conn.execute(
+                    "UPDATE issue_queue SET status = 'pattern' WHERE fine = $1", issue["fine"])
+
+        self.db.run(go)
+
+    # -- metrics -----------------------------------------------------------------------
+    def outcome_counts(self, since: dt.datetime) -> dict[str, Any]:
+        """Per-error ledger of the window: outcomes by status, how many errors had a pattern
+        match (an ``occurrences`` row) and the repair times of applied fixes."""
+        errors = self.db.fetchval(
+            "SELECT count(DISTINCT error_id) FROM lifecycle_outcomes WHERE ts >= $1", since)
+        detected = self.db.fetchval(
+            """SELECT count(DISTINCT o.error_id) FROM lifecycle_outcomes o
+               JOIN occurrences c ON c.error_id = o.error_id WHERE o.ts >= $1""", since)
+        by_status = {r["status"]: r["n"] for r in self.db.fetch(
+            """SELECT status, count(*) AS n FROM (
+                   SELECT DISTINCT ON (error_id) error_id, status FROM lifecycle_outcomes
+                   WHERE ts >= $1 ORDER BY error_id, ts DESC) last GROUP BY status""", since)}
+        repair = [float(r["s"]) for r in self.db.fetch(
+            """SELECT extract(epoch FROM o.ts - c.seen_at) AS s FROM lifecycle_outcomes o
+               JOIN occurrences c ON c.error_id = o.error_id
+               WHERE o.ts >= $1 AND o.status = 'applied'""", since) if r["s"] is not None]
+        return {"errors": int(errors or 0), "detected": int(detected or 0),
+                "by_status": by_status, "repair_seconds": repair}
+
+    def unmatched_groups(self, since: dt.datetime) -> int:
+        return int(self.db.fetchval(
+            "SELECT count(*) FROM issue_queue WHERE last_seen >= $1", since) or 0)
+
+    def judge_cost_by_day(self, since: dt.datetime) -> dict[str, float]:
+        rows = self.db.fetch(
+            """SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day,
+                      sum(cost_usd) AS usd FROM attempt_votes WHERE created_at >= $1
+               GROUP BY 1 ORDER BY 1""", since)
+        return {r["day"]: float(r["usd"] or 0.0) for r in rows}
+
+    def pattern_growth(self, since: dt.datetime) -> dict[str, Any]:
+        by_source = {r["source"]: int(r["n"]) for r in self.db.fetch(
+            "SELECT source, count(*) AS n FROM patterns WHERE created_at >= $1 GROUP BY source",
+            since)}
+        return {
+            "patterns_total": int(self.db.fetchval("SELECT count(*) FROM patterns") or 0),
+            "patterns_new": by_source,
+            "fingerprints_learned": int(self.db.fetchval(
+                "SELECT count(*) FROM pattern_fingerprints WHERE created_at >= $1", since) or 0),
+        }
+
+    def top_errors(self, since: dt.datetime, limit: int = 10) -> list[dict[str, Any]]:
+        matched = self.db.fetch(
+            """SELECT p.id AS pattern_id, p.name, count(*) AS count, max(o.seen_at) AS last_seen
+               FROM occurrences o JOIN patterns p ON p.id = o.pattern_id
+               WHERE o.seen_at >= $1 GROUP BY p.id, p.name ORDER BY count DESC, p.id LIMIT $2""",
+            since, limit)
+        return _rows(matched)
+
+    def top_unmatched(self, since: dt.datetime, limit: int = 5) -> list[dict[str, Any]]:
+        return _rows(self.db.fetch(
+            """SELECT fine, count, last_seen, status FROM issue_queue WHERE last_seen >= $1
+               ORDER BY count DESC, fine LIMIT $2""", since, limit))
+
+
+def _ts(value: Any) -> dt.datetime | None:
+    if isinstance(value, dt.datetime) or value is None:
+        return value
+    return dt.datetime.fromisoformat(str(value))
