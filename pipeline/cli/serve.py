@@ -1,0 +1,53 @@
+"""``heal serve [--host 127.0.0.1] [--port 8377]``: HTTP API, Prometheus ``/metrics`` and
+the web dashboard (``/``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from pipeline.config import Settings
+from pipeline.errors import ConfigError, UsageError
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "serve", help="HTTP API, Prometheus /metrics and the web dashboard",
+        description="Serve the JSON API (/api/status, /api/patterns, /api/breaker, "
+                    "/api/issues, /api/approvals), Prometheus metrics (/metrics) and a "
+                    "dashboard (/). Binds to 127.0.0.1 unless --host says otherwise.")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default 127.0.0.1; 0.0.0.0 exposes the API, "
+                             "which can apply fixes, to the network)")
+    parser.add_argument("--port", type=int, default=8377, help="TCP port (default 8377)")
+    parser.add_argument("--quiet", action="store_true", help="no access log")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipeline.serve.server import make_server
+    from storage.engines import check_urls
+
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port {args.port}: use 0..65535")
+    settings = Settings.from_env()
+    check_urls(settings)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(message)s", stream=sys.stderr)
+    try:
+        server = make_server(settings, args.host, args.port)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; "
+                          "choose another --port or stop what uses it") from exc
+    host, port = str(server.server_address[0]), server.server_address[1]
+    print(f"heal serve: http://{host}:{port}/  (API /api/..., metrics /metrics; Ctrl-C stops)",
+          file=sys.stderr, flush=True)
+    try:
+        server.serve_forever(poll_interval=0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0

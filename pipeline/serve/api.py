@@ -1,0 +1,192 @@
+"""The routes of ``heal serve``: pure functions of (method, path, query, body) returning a
+:class:`Response`, so they are tested without sockets and the HTTP layer stays thin.
+
+Errors never reach the client as a traceback: :class:`HttpError` and HealError subclasses
+become JSON ``{"error": message}`` with 400 (bad input), 404 (unknown path or id), 409 (not
+pending any more), 503 (an engine is down); anything else is logged and answered 500.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.config import Settings
+from pipeline.errors import ConfigError, EngineError, HealError, UsageError
+from pipeline.serve import prometheus
+from pipeline.serve.engines import Engines
+from storage.serve_queries import ServeQueries
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+CATEGORIES = ("SAFE", "MODERATE", "RISKY")
+#: what /api/approvals lists unless ?category= says otherwise (SAFE suggestions can be applied
+#: by ``heal apply`` too, but the fixes that wait for a human are the riskier ones)
+DEFAULT_APPROVAL_CATEGORIES = ("MODERATE", "RISKY")
+_APPROVAL = re.compile(r"^/api/approvals/(?P<id>[^/]+)/(?P<action>approve|reject)$")
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes
+    content_type: str = JSON
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def json_response(status: int, payload: Any) -> Response:
+    return Response(status, json.dumps(payload, indent=1, sort_keys=True, default=str).encode())
+
+
+def error_response(status: int, message: str) -> Response:
+    return json_response(status, {"error": message, "status": status})
+
+
+def _int_arg(query: dict[str, list[str]], name: str, default: int, top: int) -> int:
+    raw = (query.get(name) or [str(default)])[-1]
+    try:
+        value = int(raw)
+    except ValueError:
+        raise HttpError(400, f"?{name}={raw!r} is not a whole number; use 1..{top}") from None
+    if not 1 <= value <= top:
+        raise HttpError(400, f"?{name}={value} is out of range; use 1..{top}")
+    return value
+
+
+def _categories(query: dict[str, list[str]]) -> tuple[str, ...]:
+    raw = ",".join(query.get("category") or [])
+    if not raw:
+        return DEFAULT_APPROVAL_CATEGORIES
+    wanted = tuple(c.strip().upper() for c in raw.split(",") if c.strip())
+    bad = [c for c in wanted if c not in CATEGORIES]
+    if bad or not wanted:
+        raise HttpError(400, f"?category={raw!r}: use a comma-separated list of "
+                        f"{', '.join(CATEGORIES)}")
+    return wanted
+
+
+class Api:
+    def __init__(self, settings: Settings, engines: Engines | None = None) -> None:
+        self.settings = settings
+        self.engines = engines or Engines(settings)
+        self._get: dict[str, Callable[[dict[str, list[str]]], Response]] = {
+            "/api/status": self.status,
+            "/api/patterns": self.patterns,
+            "/api/breaker": self.breaker,
+            "/api/issues": self.issues,
+            "/api/approvals": self.approvals,
+            "/api/overview": self.overview,
+            "/metrics": self.metrics,
+            "/": self.dashboard,
+            "/healthz": lambda _q: json_response(200, {"ok": True}),
+        }
+
+    # -- dispatch ---------------------------------------------------------------------------
+    def handle(self, method: str, path: str, query: dict[str, list[str]]) -> Response:
+        """The response for one request; never raises."""
+        try:
+            return self._dispatch(method, path, query)
+        except HttpError as exc:
+            return error_response(exc.status, str(exc))
+        except EngineError as exc:
+            return error_response(503, str(exc))
+        except (UsageError, ConfigError) as exc:
+            return error_response(400, str(exc))
+        except HealError as exc:
+            return error_response(500, str(exc))
+        except Exception as exc:  # the last line of defence: log it, answer without traceback
+            log.exception("heal serve: internal error on %s %s", method, path)
+            return error_response(500, f"internal error: {type(exc).__name__}; see the "
+                                  "server log")
+
+    def _dispatch(self, method: str, path: str, query: dict[str, list[str]]) -> Response:
+        if len(path) > 1:
+            path = path.rstrip("/")
+        route = self._get.get(path)
+        if route is not None:
+            if method not in ("GET", "HEAD"):
+                raise HttpError(405, f"{method} {path}: only GET is allowed here")
+            return route(query)
+        match = _APPROVAL.match(path)
+        if match is not None:
+            if method != "POST":
+                raise HttpError(405, f"{method} {path}: use POST")
+            return self.decide(match["id"], match["action"], query)
+        raise HttpError(404, f"no such path: {path}; see / for the dashboard, /api/status, "
+                        "/api/patterns, /api/breaker, /api/issues, /api/approvals, /metrics")
+
+    # -- read-only routes -------------------------------------------------------------------
+    def status(self, _query: dict[str, list[str]]) -> Response:
+        """Exactly ``heal status --json``; 503 when it reports a problem."""
+        from pipeline.cli.status import collect_status
+
+        status = collect_status(self.settings)
+        return json_response(200 if status["ok"] else 503, status)
+
+    def patterns(self, query: dict[str, list[str]]) -> Response:
+        limit = _int_arg(query, "limit", 500, 10_000)
+        return self._db_call(lambda q: json_response(200, {
+            "patterns": q.patterns(limit), "funnel": q.funnel()}))
+
+    def breaker(self, _query: dict[str, list[str]]) -> Response:
+        from pipeline.guardrails.breaker import breaker_status
+
+        return json_response(200, self.engines.with_redis(
+            lambda client: breaker_status(client, self.settings)))
+
+    def issues(self, query: dict[str, list[str]]) -> Response:
+        limit = _int_arg(query, "limit", 100, 10_000)
+        status = (query.get("status") or ["open"])[-1]
+        if not re.fullmatch(r"[a-z_]{1,32}", status):
+            raise HttpError(400, f"?status={status!r}: use open, ignored, all, ...")
+        return self._db_call(lambda q: json_response(200, {"issues": q.issues(status, limit)}))
+
+    def approvals(self, query: dict[str, list[str]]) -> Response:
+        categories = _categories(query)
+        return self._db_call(lambda q: json_response(200, {
+            "categories": list(categories), "approvals": q.approvals(categories)}))
+
+    def overview(self, _query: dict[str, list[str]]) -> Response:
+        """What the dashboard draws from PostgreSQL in one request."""
+        return self._db_call(lambda q: json_response(200, {
+            "funnel": q.funnel(), "top_errors": q.top_errors(10),
+            "apply": q.apply_counts(), "issues_open": q.open_issues()}))
+
+    def _db_call(self, fn: Callable[[ServeQueries], Response]) -> Response:
+        return self.engines.with_db(lambda db: fn(ServeQueries(db)))
+
+    # -- approvals --------------------------------------------------------------------------
+    def decide(self, attempt_id: str, action: str, query: dict[str, list[str]]) -> Response:
+        from pipeline.serve.approvals import approve, reject
+
+        force = (query.get("force") or ["0"])[-1] in ("1", "true", "yes")
+        if action == "approve":
+            result = approve(self.settings, self.engines, attempt_id, force=force)
+        else:
+            result = reject(self.settings, self.engines, attempt_id)
+        return json_response(200, result)
+
+    # -- /metrics and / ---------------------------------------------------------------------
+    def metrics(self, _query: dict[str, list[str]]) -> Response:
+        from pipeline.serve.collect import collect_metrics
+
+        text = collect_metrics(self.settings, self.engines)
+        return Response(200, text.encode(), prometheus.CONTENT_TYPE)
+
+    def dashboard(self, _query: dict[str, list[str]]) -> Response:
+        from pipeline.serve.dashboard import page
+
+        return Response(200, page(), "text/html; charset=utf-8",
+                        {"Cache-Control": "no-store"})
+

@@ -1,0 +1,52 @@
+"""Gathers the figures of one ``/metrics`` scrape.
+
+Redis is required (streams, lag, dead letters, breaker): without it the scrape fails with
+StreamUnavailable (503, so Prometheus marks the target down). PostgreSQL is optional here:
+when it is down the storage figures are left out and ``heal_engine_up{engine="postgres"}``
+is 0, so lag-based autoscaling keeps working during a database outage.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pipeline.config import PIPELINE_STREAMS, STREAM_DEAD, Settings
+from pipeline.errors import DatabaseUnavailable, QueryError
+from pipeline.serve import prometheus
+from pipeline.serve.engines import Engines
+
+log = logging.getLogger(__name__)
+
+
+def _redis_figures(settings: Settings, client: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    from pipeline.cli.status import stream_status
+    from pipeline.guardrails.breaker import breaker_status
+
+    streams = {settings.stream(s): stream_status(client, settings.stream(s))
+               for s in (*PIPELINE_STREAMS, STREAM_DEAD)}
+    return streams, breaker_status(client, settings)
+
+
+def collect_metrics(settings: Settings, engines: Engines) -> str:
+    """The exposition text. Raises StreamUnavailable when Redis cannot be reached."""
+    from pipeline.runtime.metrics import LATENCY_BUCKETS, snapshot
+    from storage.serve_queries import ServeQueries
+
+    streams, breaker = engines.with_redis(lambda client: _redis_figures(settings, client))
+    out = prometheus.Exposition()
+    prometheus.add_up(out, "redis", True)
+    prometheus.add_streams(out, streams, settings.stream(STREAM_DEAD))
+    prometheus.add_breaker(out, breaker)
+    try:
+        def storage(db: Any) -> None:
+            q = ServeQueries(db)
+            prometheus.add_storage(out, q.apply_counts(), q.funnel(), q.open_issues())
+
+        engines.with_db(storage)
+        prometheus.add_up(out, "postgres", True)
+    except (DatabaseUnavailable, QueryError) as exc:
+        log.warning("metrics without storage figures: %s", exc)
+        prometheus.add_up(out, "postgres", False)
+    prometheus.add_runtime(out, snapshot(), LATENCY_BUCKETS)
+    return out.render()

@@ -1,0 +1,119 @@
+"""Read-only queries behind ``heal serve`` (patterns with their fixes and statistics, the
+lifecycle funnel, top errors, pending approvals, apply counts).
+
+Every method raises :class:`~pipeline.errors.DatabaseUnavailable` when PostgreSQL cannot be
+reached and :class:`~pipeline.errors.QueryError` when a statement fails (from
+:mod:`storage.db`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+import orjson
+
+#: the lifecycle states, in funnel order (pipeline.model.LifecycleState values)
+FUNNEL = ("DRAFT", "ACTIVE", "AUTOMATED", "DEPRECATED", "QUARANTINED")
+
+
+class _DB(Protocol):
+    def fetch(self, sql: str, *args: Any) -> list[Any]: ...
+    def fetchrow(self, sql: str, *args: Any) -> Any: ...
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-friendly value: timestamps as ISO text, jsonb text decoded."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _row(record: Any, json_keys: tuple[str, ...] = ()) -> dict[str, Any]:
+    out = {k: _plain(v) for k, v in dict(record).items()}
+    for key in json_keys:
+        if isinstance(out.get(key), str) and out[key]:
+            out[key] = orjson.loads(out[key])
+    return out
+
+
+class ServeQueries:
+    def __init__(self, db: _DB) -> None:
+        self.db = db
+
+    def patterns(self, limit: int = 500) -> list[dict[str, Any]]:
+        """Patterns (most seen first), each with its fixes, their lifecycle state and counters,
+        and the number of (fingerprint, fix) pairs per lifecycle state."""
+        patterns = [
+            _row(r) for r in self.db.fetch(
+                """SELECT id, name, category, description, source, state, occurrences,
+                          first_seen, last_seen
+                   FROM patterns ORDER BY occurrences DESC, id LIMIT $1""", limit)
+        ]
+        fixes: dict[str, list[dict[str, Any]]] = {}
+        for r in self.db.fetch(
+                """SELECT f.id, f.pattern_id, f.kind, f.category, f.state, f.title,
+                          f.attempts, f.successes, f.failures, f.rollbacks, f.last_used,
+                          COALESCE(s.pairs, '{}'::jsonb) AS pair_states
+                   FROM fixes f LEFT JOIN (
+                       SELECT fix_id, jsonb_object_agg(state, n) AS pairs FROM (
+                           SELECT fix_id, state, count(*) AS n FROM fix_stats
+                           GROUP BY fix_id, state) g GROUP BY fix_id) s ON s.fix_id = f.id
+                   ORDER BY f.pattern_id, f.id"""):
+            row = _row(r, ("pair_states",))
+            fixes.setdefault(row["pattern_id"], []).append(row)
+        for pattern in patterns:
+            pattern["fixes"] = fixes.get(pattern["id"], [])
+        return patterns
+
+    def funnel(self) -> dict[str, dict[str, int]]:
+        """Counts per lifecycle state: of fixes (``fixes.state``) and of (fingerprint, fix)
+        pairs (``fix_stats.state``); every state present, zero when empty."""
+        out: dict[str, dict[str, int]] = {}
+        for name, sql in (("fixes", "SELECT state, count(*) AS n FROM fixes GROUP BY state"),
+                          ("pairs", "SELECT state, count(*) AS n FROM fix_stats GROUP BY state")):
+            counts = {state: 0 for state in FUNNEL}
+            for r in self.db.fetch(sql):
+                counts[str(r["state"])] = int(r["n"])
+            out[name] = counts
+        return out
+
+    def top_errors(self, limit: int = 10) -> list[dict[str, Any]]:
+        """Most frequent known patterns (occurrences) and unmatched errors (issue queue)."""
+        rows = self.db.fetch(
+            """(SELECT 'pattern' AS kind, id AS key, name AS label, occurrences AS count,
+                       last_seen FROM patterns WHERE occurrences > 0)
+               UNION ALL
+               (SELECT 'unmatched', fine, left(sample, 120), count, last_seen FROM issue_queue
+                WHERE status = 'open')
+               ORDER BY count DESC, key LIMIT $1""", limit)
+        return [_row(r) for r in rows]
+
+    def issues(self, status: str = "open", limit: int = 100) -> list[dict[str, Any]]:
+        rows = self.db.fetch(
+            """SELECT fine, coarse, count, first_seen, last_seen, sample, status
+               FROM issue_queue WHERE ($1 = 'all' OR status = $1)
+               ORDER BY count DESC, last_seen DESC LIMIT $2""", status, limit)
+        return [_row(r) for r in rows]
+
+    def approvals(self, categories: tuple[str, ...], limit: int = 200) -> list[dict[str, Any]]:
+        """Verified suggestions nobody applied or rejected yet, newest first."""
+        rows = self.db.fetch(
+            """SELECT a.id, a.fingerprint, a.fix_id, a.category, a.mode, a.reason, a.repo,
+                      a.command, a.branch, a.commit, a.created_at,
+                      a.fix->>'title' AS title, a.fix->>'kind' AS kind
+               FROM attempts a LEFT JOIN apply_results r ON r.error_id = a.id
+               WHERE a.decision = 'suggest' AND a.verdict <> ''
+                 AND (r.status IS NULL OR r.status = 'suggested')
+                 AND a.category = ANY($1::text[])
+               ORDER BY a.created_at DESC LIMIT $2""", list(categories), limit)
+        return [_row(r, ("command",)) for r in rows]
+
+    def apply_counts(self) -> dict[str, int]:
+        """Apply results per status (applied, rolled_back, failed, suggested, ...)."""
+        rows = self.db.fetch("SELECT status, count(*) AS n FROM apply_results GROUP BY status")
+        return {str(r["status"]): int(r["n"]) for r in rows}
+
+    def open_issues(self) -> int:
+        return int(self.db.fetchrow(
+            "SELECT count(*) AS n FROM issue_queue WHERE status = 'open'")["n"])

@@ -1,0 +1,273 @@
+"""``heal serve`` over real HTTP (urllib) against the session's real embedded engines: every
+API route, approvals (a real verified suggestion applied through the API), /metrics parsed
+line by line, and the error contract (404/405/400/409/503 as JSON, never a traceback)."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from pipeline.config import Settings
+from pipeline.serve.server import HealServer, make_server
+from storage.attempts import AttemptStore
+from storage.engines import open_database
+
+
+def _start(settings: Settings) -> tuple[HealServer, str]:
+    server = make_server(settings, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                     daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_port}"
+
+
+@pytest.fixture
+def base(heal_env: dict[str, str]) -> Iterator[str]:
+    server, url = _start(Settings.from_env())
+    yield url
+    server.shutdown()
+    server.server_close()
+
+
+def call(url: str, method: str = "GET") -> tuple[int, str, Any]:
+    """(status, content type, body: JSON decoded when JSON) without raising on 4xx/5xx."""
+    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            status, ctype, raw = resp.status, resp.headers["Content-Type"], resp.read()
+    except urllib.error.HTTPError as exc:
+        status, ctype, raw = exc.code, exc.headers["Content-Type"], exc.read()
+    body = json.loads(raw) if ctype.startswith("application/json") else raw.decode()
+    return status, ctype, body
+
+
+@pytest.fixture
+def rows(heal_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """Given one pattern with a fix (one (fingerprint, fix) pair QUARANTINED) and one open issue,
+    all with ids unique to this test (the database is shared by the session)."""
+    tag = uuid.uuid4().hex[:8]
+    ids = {"pattern": f"serve.p{tag}", "fix": f"serve.f{tag}", "fine": f"fp-v1:serve{tag}"}
+    db = open_database(Settings.from_env())
+    db.execute("INSERT INTO patterns (id, name, category, occurrences) VALUES ($1,$2,'SAFE',"
+               "1000000000)", ids["pattern"], f"serve test {tag}")
+    db.execute("INSERT INTO fixes (id, pattern_id, kind, category, state, title, successes, "
+               "rollbacks) VALUES ($1,$2,'command','SAFE','ACTIVE','t',3,1)",
+               ids["fix"], ids["pattern"])
+    db.execute("INSERT INTO fix_stats (fingerprint, fix_id, state) VALUES ($1,$2,'QUARANTINED')",
+               ids["fine"], ids["fix"])
+    db.execute("INSERT INTO issue_queue (fine, count, sample) VALUES ($1, 7, 'boom ' || $1)",
+               ids["fine"])
+    yield ids
+    db.execute("DELETE FROM fix_stats WHERE fix_id = $1", ids["fix"])
+    db.execute("DELETE FROM patterns WHERE id = $1", ids["pattern"])
+    db.execute("DELETE FROM issue_queue WHERE fine = $1", ids["fine"])
+    db.close()
+
+
+def test_status_is_heal_status_json(base: str, prefix: str,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import main
+
+    status, ctype, body = call(f"{base}/api/status")
+    assert (status, ctype) == (200, "application/json")
+    assert main(["status", "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    assert set(body) == set(cli)
+    assert body["streams"] == cli["streams"] and body["ok"] is True
+    assert set(body["streams"]) == {f"{prefix}:{s}" for s in
+                                    ("errors", "fingerprints", "candidates", "verdicts",
+                                     "outcomes", "dead")}
+
+
+def test_patterns_issues_breaker(base: str, rows: dict[str, str]) -> None:
+    status, _, body = call(f"{base}/api/patterns?limit=5")
+    assert status == 200
+    pattern = body["patterns"][0]  # the test pattern has the most occurrences
+    assert pattern["id"] == rows["pattern"]
+    [fix] = pattern["fixes"]
+    assert (fix["id"], fix["state"], fix["successes"], fix["rollbacks"]) == (
+        rows["fix"], "ACTIVE", 3, 1)
+    assert fix["pair_states"] == {"QUARANTINED": 1}
+    funnel = body["funnel"]
+    assert set(funnel["fixes"]) == {"DRAFT", "ACTIVE", "AUTOMATED", "DEPRECATED", "QUARANTINED"}
+    assert funnel["fixes"]["ACTIVE"] >= 1 and funnel["pairs"]["QUARANTINED"] >= 1
+
+    status, _, body = call(f"{base}/api/issues?limit=10000")
+    assert status == 200
+    mine = [i for i in body["issues"] if i["fine"] == rows["fine"]]
+    assert mine and mine[0]["count"] == 7 and mine[0]["status"] == "open"
+
+    status, _, body = call(f"{base}/api/breaker")
+    assert status == 200 and body["state"] == "CLOSED" and "global" in body["scopes"]
+
+    status, _, body = call(f"{base}/api/overview")
+    assert status == 200 and body["issues_open"] >= 1
+    assert any(e["key"] == rows["pattern"] for e in body["top_errors"])
+
+
+def test_error_contract(base: str) -> None:
+    status, ctype, body = call(f"{base}/no/such/thing")
+    assert (status, ctype) == (404, "application/json") and "no such path" in body["error"]
+    status, _, body = call(f"{base}/api/status", "POST")
+    assert status == 405 and "only GET" in body["error"]
+    for bad in ("limit=abc", "limit=0", "limit=99999999"):
+        status, _, body = call(f"{base}/api/issues?{bad}")
+        assert status == 400 and "limit" in body["error"], bad
+    status, _, body = call(f"{base}/api/approvals?category=HARMLESS")
+    assert status == 400 and "SAFE, MODERATE, RISKY" in body["error"]
+    status, _, body = call(f"{base}/api/approvals/nope-{uuid.uuid4().hex}/approve", "POST")
+    assert status == 404 and "no attempt" in body["error"]
+    status, _, body = call(f"{base}/api/approvals/x/approve")
+    assert status == 405
+
+
+METRIC_LINE = re.compile(
+    r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)'
+    r'(?:\{(?P<labels>[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*"'
+    r'(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*")*)\})?'
+    r' (?P<value>[-+]?(?:\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|Inf|NaN))$')
+
+
+def parse_exposition(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every line is a HELP, a TYPE or a valid sample; a family's TYPE comes before its samples
+    and each family is declared once."""
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    typed: dict[str, str] = {}
+    assert text.endswith("\n")
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            continue
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ")
+            assert name not in typed, f"family {name} declared twice"
+            assert kind in ("counter", "gauge", "histogram", "summary", "untyped")
+            typed[name] = kind
+            continue
+        match = METRIC_LINE.match(line)
+        assert match, f"not a valid sample line: {line!r}"
+        name = match["name"]
+        family = re.sub(r"_(bucket|sum|count)$", "", name) if name not in typed else name
+        assert family in typed, f"sample {name} before its TYPE"
+        labels = tuple(sorted(re.findall(r'([a-zA-Z_]\w*)="((?:[^"\\]|\\.)*)"',
+                                         match["labels"] or "")))
+        samples[(name, labels)] = float(match["value"].replace("Inf", "inf"))
+    return samples
+
+
+def test_metrics_exposition(base: str, prefix: str, redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    for i in range(5):
+        client.xadd(f"{prefix}:errors", {"event": json.dumps({"v": 1, "id": str(i), "text": "x"})})
+    client.xgroup_create(f"{prefix}:errors", "fingerprint", id="0")
+    client.xreadgroup("fingerprint", "w1", {f"{prefix}:errors": ">"}, count=2)
+    client.xadd(f"{prefix}:dead", {"reason": "test"})
+
+    status, ctype, text = call(f"{base}/metrics")
+    assert status == 200 and ctype.startswith("text/plain; version=0.0.4")
+    samples = parse_exposition(text)
+    lag = (("group", "fingerprint"), ("stream", f"{prefix}:errors"))
+    assert samples[("heal_stream_lag", lag)] == 3
+    assert samples[("heal_stream_pending", lag)] == 2
+    assert samples[("heal_dead_letters_total", ())] == 1
+    assert samples[("heal_breaker_open", ())] == 0
+    assert samples[("heal_engine_up", (("engine", "postgres"),))] == 1
+    assert ("heal_fixes_applied_total", ()) in samples
+    assert ("heal_fixes_reverted_total", ()) in samples
+
+    # a forced-open breaker is visible to the alert rule
+    from pipeline.guardrails.breaker import CircuitBreaker
+
+    CircuitBreaker(client, Settings.from_env()).force_open("global", "test")
+    samples = parse_exposition(call(f"{base}/metrics")[2])
+    assert samples[("heal_breaker_open", ())] == 1
+    assert samples[("heal_breaker_state", (("state", "FORCED_OPEN"),))] == 1
+
+
+def test_metrics_include_this_process_runtime_histogram(base: str) -> None:
+    from pipeline.runtime.metrics import REGISTRY
+
+    REGISTRY.observe_handle("servetest", 0.003)
+    REGISTRY.observe_handle("servetest", 0.2)
+    samples = parse_exposition(call(f"{base}/metrics")[2])
+    bucket = "heal_handler_latency_seconds_bucket"
+    assert samples[(bucket, (("le", "0.005"), ("stage", "servetest")))] >= 1
+    assert samples[(bucket, (("le", "+Inf"), ("stage", "servetest")))] >= 2
+    assert samples[("heal_handler_latency_seconds_count", (("stage", "servetest"),))] >= 2
+
+
+def test_engines_down_answer_503_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEAL_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HEAL_REDIS_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("HEAL_DATABASE_URL", "postgresql://heal@127.0.0.1:1/heal")
+    server, url = _start(Settings.from_env())
+    try:
+        for path in ("/api/breaker", "/api/patterns", "/api/approvals", "/metrics",
+                     "/api/status"):
+            status, ctype, body = call(url + path)
+            assert (status, ctype) == (503, "application/json"), path
+            text = json.dumps(body)
+            assert "127.0.0.1:1" in text and "Traceback" not in text, path
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_approve_applies_a_real_suggestion_and_reject_retires_one(
+        base: str, tmp_path: Path, heal_env: dict[str, str]) -> None:
+    from pipeline.apply.applier import Applier
+    from pipeline.demo.sample import break_formatting, git
+    from pipeline.validate.runner import run_argv
+    from pipeline.validate.validator import Validator
+    from tests.integration._heal_validate_support import FORMAT_FIX, candidate, sample_repo
+
+    settings = Settings.from_env()
+    client = redis.Redis.from_url(heal_env["HEAL_REDIS_URL"])
+    db = open_database(settings)
+    store = AttemptStore(db)
+    fix_id = f"format.ruff_format.s{uuid.uuid4().hex[:6]}"
+    root = sample_repo(tmp_path)
+    break_formatting(root)
+    cand = candidate(root, ("ruff", "format", "--check", "."), {**FORMAT_FIX, "id": fix_id},
+                     mode="suggest")
+    verdict = Validator(settings, client, store).validate(cand)
+    assert Applier(settings, client, store).handle(verdict).status == "suggested"
+
+    # SAFE suggestions are listed when asked for; the default lists MODERATE and RISKY only
+    _, _, body = call(f"{base}/api/approvals?category=SAFE")
+    [pending] = [a for a in body["approvals"] if a["fix_id"] == fix_id]
+    assert pending["id"] == verdict.error_id and pending["category"] == "SAFE"
+    _, _, body = call(f"{base}/api/approvals")
+    assert body["categories"] == ["MODERATE", "RISKY"]
+    assert all(a["fix_id"] != fix_id for a in body["approvals"])
+
+    head = git(root, "rev-parse", "HEAD")
+    status, _, body = call(f"{base}/api/approvals/{verdict.error_id}/approve", "POST")
+    assert status == 200 and body["status"] == "applied", body
+    assert git(root, "rev-parse", "HEAD") != head
+    assert run_argv(["ruff", "format", "--check", "."], str(root), 60)["exit_code"] == 0
+    status, _, body = call(f"{base}/api/approvals/{verdict.error_id}/approve", "POST")
+    assert status == 409 and "already decided: applied" in body["error"]
+
+    # reject: a stored suggestion is retired and no longer listed
+    other = f"it-{uuid.uuid4().hex[:10]}"
+    store.record_attempt({"error_id": other, "fix_id": fix_id, "decision": "suggest",
+                          "category": "RISKY", "verdict": verdict.encode().decode()})
+    _, _, body = call(f"{base}/api/approvals?category=RISKY")
+    assert any(a["id"] == other for a in body["approvals"])
+    status, _, body = call(f"{base}/api/approvals/{other}/reject", "POST")
+    assert status == 200 and body["status"] == "rejected"
+    assert store.apply_result(other)["status"] == "rejected"
+    _, _, body = call(f"{base}/api/approvals?category=RISKY")
+    assert all(a["id"] != other for a in body["approvals"])
+    status, _, _ = call(f"{base}/api/approvals/{other}/approve", "POST")
+    assert status == 409
+    db.close()
