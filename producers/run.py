@@ -183,7 +183,9 @@ class RunSession:
         fix = f" fix {outcome.fix_id}" if outcome.fix_id else ""
         messages = {
             "applied": f"applied and verified{fix}{detail}",
-            "suggested": f"suggested{fix}{detail} (apply it with `heal apply {outcome.fix_id}`)",
+            "suggested": f"suggested{fix}{detail}"
+                         + ("" if "heal apply" in detail
+                            else f" (apply it with `heal apply {outcome.fix_id}`)"),
             "escalated": f"escalated to a human{detail}",
             "observed": f"observed only (mode observe){detail}",
             "rolled_back": f"{fix.strip() or 'fix'} failed verification and was rolled back"

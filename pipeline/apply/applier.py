@@ -115,10 +115,15 @@ class Applier:
         if d == "escalate":
             return self._base(verdict, "escalated", verdict.reason), {}
         if d == "suggest":
+            where = f" on branch {verdict.branch}" if verdict.branch else ""
+            # only a fix realized in a worktree and re-run there is "verified"; commands and
+            # playbooks that act on the environment are verified step by step when applied
+            verified = any(r.get("phase") == "after" for r in verdict.verification)
+            detail = (f"verified{where}" if verified
+                      else "not verified yet (checked step by step when applied)")
             fix_id = (verdict.fix or {}).get("id", "")
-            where = f" (branch {verdict.branch})" if verdict.branch else ""
             return self._base(verdict, "suggested",
-                              f"verified{where}; apply with: heal apply {fix_id}"), {}
+                              f"{detail}; apply with: heal apply {fix_id}"), {}
         if d == "reject":
             verified = any(r.get("phase") == "after" for r in verdict.verification)
             if verified:
