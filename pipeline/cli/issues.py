@@ -1,0 +1,142 @@
+"""``heal issues list`` / ``heal issues review``: the unmatched errors the lookup stage
+accumulated in the issue queue.
+
+``review`` asks about one group at a time on a terminal (y = create a DRAFT pattern with an
+escalate fix, n = ignore the fingerprint, s = skip, q = quit). Batch operations select groups
+with ``--all-older-than AGE`` and/or ``--tag KEY=VALUE`` and act with ``--ignore`` or
+``--yes`` (create patterns); without a terminal on standard input only batches run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from typing import Any
+
+from pipeline.config import Settings
+from pipeline.errors import UsageError
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("issues", help="unmatched errors waiting for review")
+    verbs = parser.add_subparsers(dest="issues_verb", metavar="VERB")
+    ls = verbs.add_parser("list", help="the open groups, most frequent first")
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.add_argument("--limit", type=int, default=50, help="at most N groups (default 50)")
+    ls.set_defaults(func=run_list)
+    rv = verbs.add_parser("review", help="decide about each group (y/n/s/q) or in batches")
+    rv.add_argument("--all-older-than", metavar="AGE",
+                    help="only groups last seen longer ago than AGE (30m, 24h, 7d, 2w)")
+    rv.add_argument("--tag", metavar="KEY=VALUE",
+                    help="only groups with an error carrying this tag (still in the stream)")
+    act = rv.add_mutually_exclusive_group()
+    act.add_argument("--ignore", action="store_true", help="ignore every selected group")
+    act.add_argument("--yes", action="store_true",
+                     help="create a DRAFT pattern for every selected group")
+    rv.add_argument("--limit", type=int, default=500, help="at most N groups (default 500)")
+    rv.add_argument("--json", action="store_true", help="print the result as JSON")
+    rv.set_defaults(func=run_review)
+    parser.set_defaults(func=lambda _args: _usage())
+
+
+def _usage() -> int:
+    raise UsageError("heal issues: say what to do: heal issues list | heal issues review")
+
+
+def _limit(value: int) -> int:
+    if value < 1:
+        raise UsageError(f"--limit {value}: must be a positive number")
+    return value
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from storage.engines import open_database
+    from storage.reports import ReportStore
+
+    limit = _limit(args.limit)
+    db = open_database(Settings.from_env())
+    try:
+        issues = ReportStore(db).open_issues(limit)
+    finally:
+        db.close()
+    if args.json:
+        print(json.dumps(issues, indent=2, default=str))
+        return 0
+    if not issues:
+        print("no unmatched errors waiting for review")
+        return 0
+    print(f"{'count':>6}  {'last seen':<20}  fingerprint            headline")
+    for i in issues:
+        lines = [ln for ln in str(i["sample"]).splitlines() if ln.strip()]
+        head = lines[-1].strip()[:70] if lines else ""
+        print(f"{i['count']:>6}  {str(i['last_seen'])[:19]:<20}  {i['fine']}  {head}")
+    return 0
+
+
+def _select(args: argparse.Namespace, settings: Settings, reports: Any) -> list[dict[str, Any]]:
+    from pipeline.operator.issues import parse_age, parse_tag, tags_by_fine
+
+    older = None
+    if args.all_older_than:
+        older = dt.datetime.now(dt.UTC) - parse_age(args.all_older_than)
+    issues: list[dict[str, Any]] = reports.open_issues(_limit(args.limit), older)
+    if args.tag:
+        from storage.engines import connect_redis
+
+        key, value = parse_tag(args.tag)
+        tags = tags_by_fine(connect_redis(settings), settings, [i["fine"] for i in issues])
+        issues = [i for i in issues
+                  if any(str(t.get(key)) == value for t in tags.get(i["fine"], []))]
+    return issues
+
+
+def _check_terminal(args: argparse.Namespace) -> bool:
+    """True for an interactive review; raises UsageError when one cannot happen."""
+    batch = args.ignore or args.yes
+    if batch:
+        return False
+    if not sys.stdin.isatty():
+        raise UsageError("heal issues review: standard input is not a terminal, so nobody can "
+                         "answer; run it in a terminal, or act in a batch with --ignore or "
+                         "--yes (select with --all-older-than AGE / --tag KEY=VALUE)")
+    return True
+
+
+def _ask(prompt: str) -> str | None:
+    try:
+        return input(prompt)
+    except EOFError:
+        return None
+
+
+def run_review(args: argparse.Namespace) -> int:
+    from pipeline.guardrails.audit import AuditLog
+    from pipeline.operator.issues import Reviewer
+    from storage.engines import open_database
+    from storage.lifecycle import LifecycleStore
+    from storage.reports import ReportStore
+
+    interactive = _check_terminal(args)
+    settings = Settings.from_env()
+    db = open_database(settings)
+    try:
+        reports = ReportStore(db)
+        issues = _select(args, settings, reports)
+        reviewer = Reviewer(reports, LifecycleStore(db), AuditLog(settings, db=db))
+        if not issues:
+            print("no unmatched errors to review")
+            return 0
+        if interactive:
+            result = reviewer.interactive(issues, _ask, print)
+        else:
+            result = reviewer.batch(issues, "ignore" if args.ignore else "pattern")
+    finally:
+        db.close()
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        print(f"created {len(result.created)} pattern(s), ignored {len(result.ignored)}, "
+              f"skipped {len(result.skipped)}{' (quit)' if result.quit else ''}")
+    return 0
