@@ -21,8 +21,8 @@ class HealServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], api: Api) -> None:
+        self.api = api  # before binding: a failed bind calls server_close()
         super().__init__(address, Handler)
-        self.api = api
 
     def server_close(self) -> None:
         super().server_close()

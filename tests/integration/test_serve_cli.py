@@ -1,0 +1,56 @@
+"""``heal serve`` as a command: binds to 127.0.0.1, prints its URL, answers, stops on SIGINT
+with exit 0; a busy port or a bad --port is a clear usage/configuration error (exit 2)."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+HEAL = [sys.executable, "-c",
+        "import sys; from pipeline.cli import main; sys.exit(main(sys.argv[1:]))"]
+
+
+def test_serve_binds_loopback_answers_and_stops_on_sigint(heal_env: dict[str, str]) -> None:
+    proc = subprocess.Popen([*HEAL, "serve", "--port", "0"], stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        assert match, line
+        port = int(match[1])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/breaker", timeout=60) as r:
+            assert json.loads(r.read())["state"] == "CLOSED"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=60) as r:
+            assert b"<title>heal dashboard</title>" in r.read()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=30)
+    assert rc == 0
+    assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
+
+
+def test_busy_port_and_bad_port_exit_2(heal_env: dict[str, str]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        done = subprocess.run([*HEAL, "serve", "--port", str(port)], capture_output=True,
+                              text=True, timeout=60)
+    assert done.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr
+    done = subprocess.run([*HEAL, "serve", "--port", "70000"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and "--port 70000: use 0..65535" in done.stderr
+
+
+@pytest.mark.parametrize("flag", ["--help"])
+def test_help_names_the_routes(flag: str) -> None:
+    done = subprocess.run([*HEAL, "serve", flag], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "/metrics" in done.stdout and "127.0.0.1" in done.stdout
