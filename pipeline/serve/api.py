@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, EngineError, HealError, UsageError
@@ -28,6 +29,7 @@ CATEGORIES = ("SAFE", "MODERATE", "RISKY")
 #: what /api/approvals lists unless ?category= says otherwise (SAFE suggestions can be applied
 #: by ``heal apply`` too, but the fixes that wait for a human are the riskier ones)
 DEFAULT_APPROVAL_CATEGORIES = ("MODERATE", "RISKY")
+_EXPLAIN = re.compile(r"^/api/explain/(?P<fp>[^/]+)$")
 _APPROVAL = re.compile(r"^/api/approvals/(?P<id>[^/]+)/(?P<action>approve|reject)$")
 
 
@@ -118,13 +120,19 @@ class Api:
             if method not in ("GET", "HEAD"):
                 raise HttpError(405, f"{method} {path}: only GET is allowed here")
             return route(query)
+        match = _EXPLAIN.match(path)
+        if match is not None:
+            if method not in ("GET", "HEAD"):
+                raise HttpError(405, f"{method} {path}: only GET is allowed here")
+            return self.explain(unquote(match["fp"]))
         match = _APPROVAL.match(path)
         if match is not None:
             if method != "POST":
                 raise HttpError(405, f"{method} {path}: use POST")
-            return self.decide(match["id"], match["action"], query)
+            return self.decide(unquote(match["id"]), match["action"], query)
         raise HttpError(404, f"no such path: {path}; see / for the dashboard, /api/status, "
-                        "/api/patterns, /api/breaker, /api/issues, /api/approvals, /metrics")
+                        "/api/patterns, /api/breaker, /api/issues, /api/approvals, "
+                        "/api/explain/FP, /metrics")
 
     # -- read-only routes -------------------------------------------------------------------
     def status(self, _query: dict[str, list[str]]) -> Response:
@@ -162,6 +170,17 @@ class Api:
         return self._db_call(lambda q: json_response(200, {
             "funnel": q.funnel(), "top_errors": q.top_errors(10),
             "apply": q.apply_counts(), "issues_open": q.open_issues()}))
+
+    def explain(self, fingerprint: str) -> Response:
+        """``heal explain FP --json``; 404 for a fingerprint nobody recorded."""
+        from pipeline.operator.explain import NotFound, explain
+        from storage.reports import ReportStore
+
+        try:
+            story = self.engines.with_db(lambda db: explain(ReportStore(db), fingerprint))
+        except NotFound as exc:
+            raise HttpError(404, str(exc)) from exc
+        return json_response(200, story)
 
     def _db_call(self, fn: Callable[[ServeQueries], Response]) -> Response:
         return self.engines.with_db(lambda db: fn(ServeQueries(db)))

@@ -271,3 +271,17 @@ def test_approve_applies_a_real_suggestion_and_reject_retires_one(
     status, _, _ = call(f"{base}/api/approvals/{other}/approve", "POST")
     assert status == 409
     db.close()
+
+
+def test_explain_route(base: str) -> None:
+    status, _, body = call(f"{base}/api/explain/fp-v1:{uuid.uuid4().hex[:16]}")
+    assert status == 404 and "no record of fingerprint" in body["error"]
+    status, _, body = call(f"{base}/api/explain/%20")
+    assert status == 400 and "give a fingerprint" in body["error"]
+
+
+def test_explain_a_recorded_fingerprint(base: str, rows: dict[str, str]) -> None:
+    # the issue queue row is a record of the fingerprint: explain finds it
+    status, _, body = call(f"{base}/api/explain/{rows['fine']}")
+    assert status == 200, body
+    assert rows["fine"] in json.dumps(body)
