@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,14 @@ import redis
 from pipeline.cli import main
 from pipeline.config import Settings
 from pipeline.events import FingerprintEvent
+from storage.attempts import close_stores
 from storage.engines import open_database
+
+
+@pytest.fixture(autouse=True)
+def _close_stores() -> Iterator[None]:
+    yield
+    close_stores()  # pools heal run opened in this process, before the engines stop
 
 
 def _word() -> str:

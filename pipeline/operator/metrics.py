@@ -1,0 +1,140 @@
+"""``heal metrics``: rates over 24h / 7d / 30d windows from the stored records.
+
+Definitions (window W ending now; "errors" are the errors the pipeline finished in W, i.e.
+distinct error ids in ``lifecycle_outcomes`` recorded in W, judged by their latest outcome):
+
+- detection_rate = errors matched to a known pattern (an ``occurrences`` row, any tier) / errors
+- auto_fix_rate  = errors whose outcome is ``applied`` / errors
+- success_rate   = applied / (applied + rolled_back + failed): of the fixes that were tried on
+  code, the share that was verified and kept
+- mttr_s         = mean seconds from detection (``occurrences.seen_at``) to the ``applied``
+  outcome; ``mttr_p50_s`` its median
+- cost per UTC day: judges' ``cost_usd`` (``attempt_votes``) and the guardrails' budget spend
+  (verification minutes, LLM tokens, fix applications; Redis ``budget:spend:<day>``)
+- pattern growth: patterns in total, patterns created in W by source, fingerprints learned in W
+- top errors: patterns with the most occurrences in W; top unmatched groups (issue queue)
+
+Every rate is ``None`` when its denominator is 0.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+from collections.abc import Callable
+from typing import Any
+
+from pipeline.errors import UsageError
+from storage.reports import ReportStore
+
+WINDOWS = {"24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7),
+           "30d": dt.timedelta(days=30)}
+
+#: spend of one UTC day (``YYYY-MM-DD``) per budget kind; raises HealError when unreachable
+SpendReader = Callable[[str], dict[str, float]]
+
+
+def windows_for(name: str | None) -> list[str]:
+    if name is None:
+        return list(WINDOWS)
+    if name not in WINDOWS:
+        raise UsageError(f"--window {name!r}: choose one of {', '.join(WINDOWS)}")
+    return [name]
+
+
+def _rate(num: int, den: int) -> float | None:
+    return None if den == 0 else round(num / den, 4)
+
+
+def _rates(counts: dict[str, Any]) -> dict[str, Any]:
+    by = counts["by_status"]
+    applied = int(by.get("applied", 0))
+    tried = applied + int(by.get("rolled_back", 0)) + int(by.get("failed", 0))
+    repair = counts["repair_seconds"]
+    return {
+        "errors": counts["errors"], "detected": counts["detected"], "outcomes": by,
+        "detection_rate": _rate(counts["detected"], counts["errors"]),
+        "auto_fix_rate": _rate(applied, counts["errors"]),
+        "success_rate": _rate(applied, tried),
+        "mttr_s": round(statistics.fmean(repair), 3) if repair else None,
+        "mttr_p50_s": round(statistics.median(repair), 3) if repair else None,
+    }
+
+
+def _days(now: dt.datetime, span: dt.timedelta) -> list[str]:
+    first = (now - span).date()
+    return [(first + dt.timedelta(days=i)).isoformat()
+            for i in range((now.date() - first).days + 1)]
+
+
+def _cost(store: ReportStore, since: dt.datetime, days: list[str],
+          spend: SpendReader | None) -> dict[str, dict[str, float]]:
+    judges = store.judge_cost_by_day(since)
+    out: dict[str, dict[str, float]] = {}
+    for day in days:
+        row = {"judge_usd": round(judges.get(day, 0.0), 6)}
+        if spend is not None:
+            row.update(spend(day))
+        out[day] = row
+    return out
+
+
+def window_metrics(store: ReportStore, now: dt.datetime, name: str,
+                   spend: SpendReader | None) -> dict[str, Any]:
+    span = WINDOWS[name]
+    since = now - span
+    out = _rates(store.outcome_counts(since))
+    out["unmatched_groups"] = store.unmatched_groups(since)
+    out["cost_per_day"] = _cost(store, since, _days(now, span), spend)
+    out["pattern_growth"] = store.pattern_growth(since)
+    out["top_errors"] = store.top_errors(since)
+    out["top_unmatched"] = store.top_unmatched(since)
+    out["since"] = since.isoformat()
+    return out
+
+
+def collect(store: ReportStore, window: str | None = None, *,
+            spend: SpendReader | None = None,
+            now: dt.datetime | None = None) -> dict[str, Any]:
+    """Every metric for the chosen window (all three when None)."""
+    now = now or dt.datetime.now(dt.UTC)
+    return {"generated_at": now.isoformat(),
+            "windows": {w: window_metrics(store, now, w, spend) for w in windows_for(window)}}
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.1%}" if value <= 1 else f"{value:.1f}"
+    return str(value)
+
+
+_ROWS = (("errors finished", "errors"), ("detection rate", "detection_rate"),
+         ("auto-fix rate", "auto_fix_rate"), ("success rate", "success_rate"),
+         ("unmatched groups", "unmatched_groups"))
+
+
+def render(report: dict[str, Any]) -> str:
+    wins = report["windows"]
+    names = list(wins)
+    lines = [f"{'metric':<22}" + "".join(f"{n:>12}" for n in names)]
+    for label, key in _ROWS:
+        lines.append(f"{label:<22}" + "".join(f"{_fmt(wins[n][key]):>12}" for n in names))
+    mttr = [wins[n]["mttr_s"] for n in names]
+    lines.append(f"{'MTTR (s)':<22}" + "".join(
+        f"{'-' if m is None else f'{m:.2f}':>12}" for m in mttr))
+    growth = [wins[n]["pattern_growth"] for n in names]
+    lines.append(f"{'new patterns':<22}" + "".join(
+        f"{sum(g['patterns_new'].values()):>12}" for g in growth))
+    lines.append(f"{'fingerprints learned':<22}" + "".join(
+        f"{g['fingerprints_learned']:>12}" for g in growth))
+    widest = wins[names[-1]]
+    lines += ["", f"top errors ({names[-1]}):"]
+    lines += [f"  {t['count']:>6}  {t['pattern_id']}" for t in widest["top_errors"]] or ["  none"]
+    lines += [f"  {t['count']:>6}  unmatched {t['fine']}" for t in widest["top_unmatched"]]
+    lines += ["", f"cost per day ({names[-1]}, days with spend):"]
+    spent = [f"  {day}  " + "  ".join(f"{k}={v:g}" for k, v in sorted(row.items()))
+             for day, row in widest["cost_per_day"].items() if any(row.values())]
+    lines += spent or ["  nothing spent"]
+    return "\n".join(lines)
