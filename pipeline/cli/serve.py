@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from typing import Any
 
@@ -44,10 +45,22 @@ def run(args: argparse.Namespace) -> int:
     host, port = str(server.server_address[0]), server.server_address[1]
     print(f"heal serve: http://{host}:{port}/  (API /api/..., metrics /metrics; Ctrl-C stops)",
           file=sys.stderr, flush=True)
+    # SIGTERM (docker stop, Kubernetes) and SIGINT stop the server the same way; set
+    # explicitly because a process started in the background may inherit SIGINT ignored
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _stop)
     try:
         server.serve_forever(poll_interval=0.5)
-    except KeyboardInterrupt:
+    except _Stopped:
         pass
     finally:
-        server.server_close()
+        server.server_close()  # also closes the engine handles (embedded engines' leases)
     return 0
+
+
+class _Stopped(Exception):
+    """Raised in the main thread by the signal handler to leave serve_forever."""
+
+
+def _stop(signum: int, _frame: Any) -> None:
+    raise _Stopped(signal.Signals(signum).name)

@@ -1,5 +1,5 @@
-"""``heal serve`` as a command: binds to 127.0.0.1, prints its URL, answers, stops on SIGINT
-with exit 0; a busy port or a bad --port is a clear usage/configuration error (exit 2)."""
+"""``heal serve`` as a command: binds to 127.0.0.1, prints its URL, answers, stops on SIGINT or
+SIGTERM with exit 0; a busy port or a bad --port is a clear usage/configuration error (exit 2)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ HEAL = [sys.executable, "-c",
         "import sys; from pipeline.cli import main; sys.exit(main(sys.argv[1:]))"]
 
 
-def test_serve_binds_loopback_answers_and_stops_on_sigint(heal_env: dict[str, str]) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_serve_binds_loopback_answers_and_stops_on_a_signal(
+        heal_env: dict[str, str], signum: signal.Signals) -> None:
     proc = subprocess.Popen([*HEAL, "serve", "--port", "0"], stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None
@@ -30,7 +32,7 @@ def test_serve_binds_loopback_answers_and_stops_on_sigint(heal_env: dict[str, st
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=60) as r:
             assert b"<title>heal dashboard</title>" in r.read()
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         rc = proc.wait(timeout=30)
     assert rc == 0
     assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
