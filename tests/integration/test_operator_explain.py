@@ -88,6 +88,12 @@ def test_explain_a_matched_error_end_to_end(
     assert f"fingerprint {fine} (fine)" in out
     assert "lookup path:" in out and "tier " in out and "attempts (newest first):" in out
 
+    coarse = story["lookup"]["paths"][0]["coarse"]  # the coarse group holds this fine one
+    code, out, err = _run(["explain", coarse, "--json"], capsys)
+    assert code == 0, err
+    group = json.loads(out)
+    assert group["level"] == "coarse" and fine in group["fines"]
+
 
 def test_unknown_and_ambiguous_fingerprints(
         heal_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,97 @@
+"""Pure parts of the operator commands: argument parsing, the review loop, rendering."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from pipeline.errors import UsageError
+from pipeline.operator import issues, metrics
+from pipeline.operator.render_explain import render
+
+
+def test_ages_and_tags() -> None:
+    assert issues.parse_age("7d") == dt.timedelta(days=7)
+    assert issues.parse_age(" 24h ") == dt.timedelta(hours=24)
+    assert issues.parse_age("30m") == dt.timedelta(minutes=30)
+    assert issues.parse_age("2w") == dt.timedelta(days=14)
+    for bad in ("", "7", "d", "7y", "-1d"):
+        with pytest.raises(UsageError, match="e.g. 7d"):
+            issues.parse_age(bad)
+    assert issues.parse_tag("team = infra") == ("team", "infra")
+    assert issues.parse_tag("empty=") == ("empty", "")
+    for bad in ("team", "=x"):
+        with pytest.raises(UsageError, match="KEY=VALUE"):
+            issues.parse_tag(bad)
+
+
+class _Recorder(issues.Reviewer):
+    def __init__(self) -> None:
+        self.done: list[tuple[str, str]] = []
+
+    def create_pattern(self, issue: dict[str, Any]) -> str:
+        self.done.append(("y", issue["fine"]))
+        return issues.pattern_id_for(issue["fine"])
+
+    def ignore(self, issue: dict[str, Any]) -> None:
+        self.done.append(("n", issue["fine"]))
+
+
+def _issue(n: int) -> dict[str, Any]:
+    return {"fine": f"fp-v1:{n:016x}", "count": n, "first_seen": "t0", "last_seen": "t1",
+            "sample": f"line one\nboom {n}"}
+
+
+def test_review_loop_asks_again_on_nonsense_and_stops_on_quit_or_eof() -> None:
+    answers = iter(["", "what", "Y", "n", "s", "q"])
+    shown: list[str] = []
+    rev = _Recorder()
+    result = rev.interactive([_issue(i) for i in range(1, 6)], lambda _p: next(answers),
+                             shown.append)
+    assert rev.done == [("y", _issue(1)["fine"]), ("n", _issue(2)["fine"])]
+    assert result.skipped == [_issue(3)["fine"]] and result.quit
+    assert shown[0].startswith("[1/5] fp-v1:0000000000000001  seen 1x") and "boom 1" in shown[0]
+    assert "created DRAFT pattern review.0000000000000001" in shown[1]
+
+    rev = _Recorder()
+    result = rev.interactive([_issue(1)], lambda _p: None, shown.append)  # end of input
+    assert result.quit and rev.done == []
+
+
+def test_batch_acts_on_every_selected_group() -> None:
+    rev = _Recorder()
+    assert rev.batch([_issue(1), _issue(2)], "ignore").ignored == [_issue(1)["fine"],
+                                                                     _issue(2)["fine"]]
+    assert rev.batch([_issue(3)], "pattern").created == [_issue(3)["fine"]]
+
+
+def test_metric_windows_and_rates() -> None:
+    assert metrics.windows_for(None) == ["24h", "7d", "30d"]
+    assert metrics.windows_for("7d") == ["7d"]
+    with pytest.raises(UsageError, match="choose one of 24h, 7d, 30d"):
+        metrics.windows_for("1y")
+    rates = metrics._rates({"errors": 10, "detected": 8, "repair_seconds": [1.0, 2.0, 6.0],
+                            "by_status": {"applied": 3, "rolled_back": 1, "failed": 0,
+                                          "escalated": 6}})
+    assert rates["detection_rate"] == 0.8 and rates["auto_fix_rate"] == 0.3
+    assert rates["success_rate"] == 0.75 and rates["mttr_s"] == 3.0 and rates["mttr_p50_s"] == 2.0
+    empty = metrics._rates({"errors": 0, "detected": 0, "repair_seconds": [], "by_status": {}})
+    assert empty["detection_rate"] is None and empty["success_rate"] is None
+    assert empty["mttr_s"] is None
+    now = dt.datetime(2026, 1, 10, 5, tzinfo=dt.UTC)
+    assert metrics._days(now, dt.timedelta(days=1)) == ["2026-01-09", "2026-01-10"]
+
+
+def test_explain_render_of_an_unmatched_story() -> None:
+    story = {"fingerprint": "fp-v1:00", "level": "fine", "fines": ["fp-v1:00"],
+             "why": "no known pattern matched", "sample": "Error: boom", "normalization": {
+                 "template": "Error: boom", "hints": [], "params": {}},
+             "lookup": {"paths": [], "learned": []}, "patterns": [], "fix_stats": [],
+             "rankings": [], "attempts": [], "outcomes": [], "transitions": [],
+             "controls": [], "issues": [{"status": "open", "count": 3, "first_seen": "a",
+                                         "last_seen": "b"}]}
+    text = render(story)
+    assert "no pattern matched" in text and "issue queue: open, seen 3x" in text
+    assert "hint      nothing masked" in text and "no transitions" in text
