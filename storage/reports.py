@@ -181,8 +181,9 @@ class ReportStore:
 
     def create_draft_pattern(self, issue: dict[str, Any], pattern_id: str, message: str) -> None:
         """A DRAFT pattern (source ``review``) with one DRAFT ``escalate`` fix, the issue's fine
-        fingerprint mapped to it (tier 1 finds it from now on), and the issue marked
-        ``pattern``; all in one transaction."""
+        fingerprint mapped to it (``pattern_fingerprints``; the lookup offers it once a person
+        completes it into a catalog seed), and the issue marked ``pattern``; all in one
+        transaction."""
         sample = str(issue.get("sample", ""))
         headline = next((ln.strip() for ln in reversed(sample.splitlines()) if ln.strip()), "")
 
