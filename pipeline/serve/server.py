@@ -14,6 +14,18 @@ log = logging.getLogger(__name__)
 
 #: request bodies are not used by any route; refuse big ones instead of reading them
 MAX_BODY = 64 * 1024
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+#: header every POST must carry: a cross-site form or no-cors fetch cannot set it, so another
+#: web page open in the operator's browser cannot approve a fix
+CSRF_HEADER = "X-Requested-By"
+
+
+def _host_name(host_header: str) -> str:
+    """The host of a Host header without the port (``[::1]:80`` -> ``::1``)."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 class HealServer(ThreadingHTTPServer):
@@ -22,6 +34,7 @@ class HealServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], api: Api) -> None:
         self.api = api  # before binding: a failed bind calls server_close()
+        self.loopback = _host_name(address[0]) in LOOPBACK_NAMES
         super().__init__(address, Handler)
 
     def server_close(self) -> None:
@@ -34,11 +47,32 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "heal-serve"
     protocol_version = "HTTP/1.1"
 
-    def _serve(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
+    def _refusal(self, method: str) -> Response | None:
+        """403 for a foreign Host on a loopback server (DNS rebinding) and for a POST without
+        the CSRF header; 413 for an oversized body."""
+        if self.server.loopback and _host_name(self.headers.get("Host", "")) not in \
+                LOOPBACK_NAMES:
+            return error_response(403, f"Host {self.headers.get('Host')!r} is not this "
+                                  "server; use http://127.0.0.1:PORT (a loopback server "
+                                  "answers only loopback names)")
+        if method == "POST" and not self.headers.get(CSRF_HEADER):
+            return error_response(403, f"POST needs the header '{CSRF_HEADER}: heal' "
+                                  "(protection against cross-site requests)")
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return error_response(400, "Content-Length is not a number")
         if length > MAX_BODY:
-            self._send(error_response(413, f"request body over {MAX_BODY} bytes"), method)
+            return error_response(413, f"request body over {MAX_BODY} bytes")
+        return None
+
+    def _serve(self, method: str) -> None:
+        refused = self._refusal(method)
+        if refused is not None:
+            self.close_connection = True  # the body, if any, was not read
+            self._send(refused, method)
             return
+        length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)  # drained so a keep-alive connection stays in sync
         url = urlsplit(self.path)

@@ -38,9 +38,14 @@ def base(heal_env: dict[str, str]) -> Iterator[str]:
     server.server_close()
 
 
-def call(url: str, method: str = "GET") -> tuple[int, str, Any]:
-    """(status, content type, body: JSON decoded when JSON) without raising on 4xx/5xx."""
-    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+def call(url: str, method: str = "GET", headers: dict[str, str] | None = None,
+         ) -> tuple[int, str, Any]:
+    """(status, content type, body: JSON decoded when JSON) without raising on 4xx/5xx.
+    A POST carries the CSRF header unless ``headers`` says otherwise."""
+    if headers is None:
+        headers = {"X-Requested-By": "heal"} if method == "POST" else {}
+    request = urllib.request.Request(url, method=method, headers=headers,
+                                     data=b"" if method == "POST" else None)
     try:
         with urllib.request.urlopen(request, timeout=60) as resp:
             status, ctype, raw = resp.status, resp.headers["Content-Type"], resp.read()
@@ -128,6 +133,17 @@ def test_error_contract(base: str) -> None:
     assert status == 404 and "no attempt" in body["error"]
     status, _, body = call(f"{base}/api/approvals/x/approve")
     assert status == 405
+
+
+def test_cross_site_guards(base: str) -> None:
+    # a POST without the CSRF header (what a form on another site sends) is refused
+    status, _, body = call(f"{base}/api/approvals/x/approve", "POST", headers={})
+    assert status == 403 and "X-Requested-By" in body["error"]
+    # DNS rebinding: a loopback server answers only requests addressed to a loopback name
+    status, _, body = call(f"{base}/api/breaker", headers={"Host": "evil.example:8377"})
+    assert status == 403 and "is not this server" in body["error"]
+    for host in ("localhost:1", "127.0.0.1", "[::1]:8377"):
+        assert call(f"{base}/healthz", headers={"Host": host})[0] == 200, host
 
 
 METRIC_LINE = re.compile(
