@@ -22,10 +22,11 @@ from typing import IO, Any
 
 from pipeline.config import Settings
 from pipeline.errors import EngineError, HealError
-from pipeline.events import ErrorEvent, Source
+from pipeline.events import ErrorEvent, Repo, Source, Workflow
 from producers.context import hostname, new_id, repo_info, workflow_from_env
 from producers.decision import Decision, DecisionWaiter
 from producers.interceptor import RunResult, run_command
+from producers.learning import StepLearning
 from producers.publisher import Publisher, connect
 from producers.steps import StepRecorder, step_key
 
@@ -113,20 +114,29 @@ class RunSession:
                            stdout=sys.stdout.buffer, stderr=sys.stderr.buffer)
 
     def _step(self) -> tuple[str, str]:
+        key, step, _, _ = self._where()
+        return key, step
+
+    def _where(self) -> tuple[str, str, Workflow, Repo]:
         event_step = self.opts.step or shlex.join(self.opts.argv)[:200]
         workflow = workflow_from_env(step=event_step)
         repo = repo_info(self.opts.cwd)
-        return step_key(repo.path, workflow.id, event_step), event_step
+        return step_key(repo.path, workflow.id, event_step), event_step, workflow, repo
 
-    def _record_success(self) -> None:
+    def _learning(self) -> StepLearning:
+        return StepLearning(self.client, self.settings)
+
+    def _record_success(self, healed: bool = False) -> None:
         try:
-            key, step = self._step()
+            key, step, workflow, repo = self._where()
             resolved = StepRecorder(self.client, self.settings).record_success(key, step)
         except EngineError as exc:
             self.say(f"could not record the success ({exc})")
             return
         if resolved:
             self.say(f"step succeeded; earlier failure {resolved} marked resolved")
+        for line in self._learning().succeeded(workflow, repo, key, resolved, healed=healed):
+            self.say(line)
 
     def _handle_failure(self, result: RunResult) -> int:
         event = build_event(self.opts, result)
@@ -137,29 +147,37 @@ class RunSession:
         StepRecorder(self.client, self.settings).record_failure(key, step, event.id)
         self.say(f"command failed with status {result.status}"
                  f"{' (' + result.signal + ')' if result.signal else ''}; published {event.id}")
-        if not self.opts.wait:
+        decision, interrupted = self._await(waiter, event.id) if self.opts.wait else (None, False)
+        if interrupted:
+            return result.status  # leave at once
+        # after the decision: an inline drain has started the engines the learner needs
+        for line in self._learning().failed(event, key):
+            self.say(line)
+        if decision is None or not decision.applied:
             return result.status
+        self.say("a verified fix was applied; running the command again")
+        return self._rerun(event.id)
+
+    def _await(self, waiter: DecisionWaiter, error_id: str) -> tuple[Decision | None, bool]:
+        """(the decision, printed, or None when there is none; whether Ctrl-C interrupted)."""
         try:
-            decision = waiter.wait(event.id, self.opts.timeout_s)
+            decision = waiter.wait(error_id, self.opts.timeout_s)
         except KeyboardInterrupt:
-            self.say(f"stopped waiting; the error stays queued as {event.id}")
-            return result.status
+            self.say(f"stopped waiting; the error stays queued as {error_id}")
+            return None, True
         except Exception as exc:  # noqa: BLE001 - a failing stage must not change CMD's status
             if os.environ.get("HEAL_DEBUG"):
                 traceback.print_exc()
             kind = "" if isinstance(exc, HealError) else f"{type(exc).__name__}: "
             self.say(f"no decision: the pipeline failed while deciding ({kind}{exc})")
-            return result.status
+            return None, False
         self._report(decision)
-        if not decision.applied:
-            return result.status
-        self.say("a verified fix was applied; running the command again")
-        return self._rerun(event.id)
+        return decision, False
 
     def _rerun(self, error_id: str) -> int:
         again = self._run()
         if again.status == 0:
-            self._record_success()
+            self._record_success(healed=True)
             return 0
         event = build_event(self.opts, again, {"rerun_of": error_id})
         try:

@@ -273,6 +273,18 @@ class PrecedentRepository:
             draft["rendered"]["diff"])
         return row is not None
 
+    def newest_offered(self, fingerprint: str) -> dict[str, Any] | None:
+        """The newest learned fix for ``fingerprint`` that may still be offered: its lifecycle
+        state (``fix_stats``, DRAFT until it was applied) is neither QUARANTINED nor
+        DEPRECATED. Raises DatabaseUnavailable."""
+        row = self.db.fetchrow(
+            "SELECT d.*, COALESCE(s.state, d.state) AS lifecycle_state FROM precedent_drafts d"
+            " LEFT JOIN fix_stats s ON s.fingerprint = d.fingerprint AND s.fix_id = d.id"
+            " WHERE d.fingerprint = $1"
+            " AND COALESCE(s.state, d.state) NOT IN ('QUARANTINED', 'DEPRECATED')"
+            " ORDER BY d.created_at DESC, d.id LIMIT 1", fingerprint)
+        return None if row is None else dict(row)
+
     def drafts(self, fingerprint: str) -> list[dict[str, Any]]:
         rows = self.db.fetch("SELECT * FROM precedent_drafts WHERE fingerprint = $1"
                              " ORDER BY created_at", fingerprint)

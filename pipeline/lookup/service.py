@@ -21,6 +21,7 @@ from pipeline.errors import DatabaseUnavailable, EngineError, ParameterError
 from pipeline.lookup.catalog import Catalog, Pattern
 from pipeline.lookup.causal import walk_edges
 from pipeline.lookup.guard import logic_bug
+from pipeline.lookup.learned import CACHE_PREFIX, fix_from_row, learned_result
 from pipeline.lookup.result import LookupResult, unmatched
 from pipeline.lookup.semantic import (
     DEFAULT_THRESHOLD,
@@ -35,6 +36,7 @@ from storage.cache import LocalCache
 from storage.causal import CausalGraph, Cause
 from storage.db import Database
 from storage.embeddings import EmbeddingRepository
+from storage.lifecycle import PrecedentRepository
 from storage.outbox import apply_ops
 from storage.patterns import PatternRepository
 
@@ -48,6 +50,8 @@ CAUSES_TTL_S = 30.0
 MEMO_SIZE = 8192
 FLUSH_EVERY = 256
 STATES_REFRESH_S = 30.0
+#: learned fixes are re-read this long after a read (a new precedent shows up within it)
+LEARNED_TTL_S = 30.0
 
 
 class Lookup:
@@ -70,6 +74,8 @@ class Lookup:
         self._misses: dict[tuple[str, str], float] = {}
         self._vectors: dict[str, np.ndarray] = {}
         self._states: dict[str, str] = cache.fix_states()
+        #: fine fingerprint -> (read at, learned fix or None), re-read after LEARNED_TTL_S
+        self._learned: dict[str, tuple[float, dict[str, Any] | None]] = {}
         #: fingerprints silenced with `heal ignore` (re-read with the fix states)
         self._ignored: frozenset[str] = frozenset()
         self._edges: list[tuple[str, str, float]] = cache.edges()
@@ -170,7 +176,39 @@ class Lookup:
         pattern_id = self._known_pattern(coarse, "coarse")
         if pattern_id is not None:
             return self._answer(pattern_id, 1, 0.9, "exact: coarse fingerprint known", text, base)
-        return None
+        learned = self._learned_fix(fine)
+        return learned_result(learned, base) if learned is not None else None
+
+    def _learned_fix(self, fine: str) -> dict[str, Any] | None:
+        """The newest fix learned from precedent for ``fine`` (memory, then PostgreSQL, then
+        the local cache when PostgreSQL is down: skipped quietly, as for fix states)."""
+        if not fine:
+            return None
+        now = time.monotonic()
+        hit = self._learned.get(fine)
+        if hit is not None and now - hit[0] < LEARNED_TTL_S:
+            return hit[1]
+        key = CACHE_PREFIX + fine
+        fix: dict[str, Any] | None = None
+        fresh = False
+        if self.online:
+            assert self.db is not None
+            try:
+                row = PrecedentRepository(self.db).newest_offered(fine)
+                fresh = True
+            except DatabaseUnavailable:
+                self._went_offline()
+        if fresh:
+            fix = fix_from_row(row) if row is not None else None
+            if fix is not None or self.cache.get_meta(key):  # keep offline answers current
+                self.cache.set_meta(key, orjson.dumps(fix or {}).decode())
+        else:
+            cached = self.cache.get_meta(key)
+            fix = (orjson.loads(cached) or None) if cached else None
+        if len(self._learned) >= MEMO_SIZE:
+            self._learned.clear()
+        self._learned[fine] = (now, fix)
+        return fix
 
     def _known_pattern(self, fingerprint: str, level: str) -> str | None:
         if not fingerprint:
