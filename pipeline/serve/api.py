@@ -89,6 +89,7 @@ class Api:
             "/api/issues": self.issues,
             "/api/approvals": self.approvals,
             "/api/overview": self.overview,
+            "/api/metrics": self.report,
             "/metrics": self.metrics,
             "/": self.dashboard,
             "/healthz": lambda _q: json_response(200, {"ok": True}),
@@ -132,7 +133,7 @@ class Api:
             return self.decide(unquote(match["id"]), match["action"], query)
         raise HttpError(404, f"no such path: {path}; see / for the dashboard, /api/status, "
                         "/api/patterns, /api/breaker, /api/issues, /api/approvals, "
-                        "/api/explain/FP, /metrics")
+                        "/api/explain/FP, /api/metrics, /metrics")
 
     # -- read-only routes -------------------------------------------------------------------
     def status(self, _query: dict[str, list[str]]) -> Response:
@@ -170,6 +171,33 @@ class Api:
         return self._db_call(lambda q: json_response(200, {
             "funnel": q.funnel(), "top_errors": q.top_errors(10),
             "apply": q.apply_counts(), "issues_open": q.open_issues()}))
+
+    def report(self, query: dict[str, list[str]]) -> Response:
+        """``heal metrics --json`` (``?window=24h|7d|30d``, all three by default); budget
+        spend is left out, and named in ``problems``, when Redis is unreachable."""
+        from pipeline.operator.metrics import WINDOWS, collect
+        from storage.reports import ReportStore
+
+        window = (query.get("window") or [""])[-1] or None
+        if window is not None and window not in WINDOWS:
+            raise HttpError(400, f"?window={window!r}: choose one of {', '.join(WINDOWS)}")
+        problems: list[str] = []
+        spend = self._spend_reader(problems)
+        result = self.engines.with_db(
+            lambda db: collect(ReportStore(db), window, spend=spend))
+        result["problems"] = problems
+        return json_response(200, result)
+
+    def _spend_reader(self, problems: list[str]) -> Any:
+        from pipeline.guardrails.budget import Budget
+
+        try:
+            budget = self.engines.with_redis(lambda client: Budget(client, self.settings))
+            budget.spent()  # reachable now, or say so once instead of failing per day
+        except HealError as exc:
+            problems.append(f"budget spend not shown: {exc}")
+            return None
+        return budget.spent
 
     def explain(self, fingerprint: str) -> Response:
         """``heal explain FP --json``; 404 for a fingerprint nobody recorded."""

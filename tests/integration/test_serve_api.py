@@ -301,3 +301,15 @@ def test_explain_a_recorded_fingerprint(base: str, rows: dict[str, str]) -> None
     status, _, body = call(f"{base}/api/explain/{rows['fine']}")
     assert status == 200, body
     assert rows["fine"] in json.dumps(body)
+
+
+def test_metrics_report_is_heal_metrics_json(base: str, rows: dict[str, str]) -> None:
+    status, _, body = call(f"{base}/api/metrics?window=24h")
+    assert status == 200, body
+    assert list(body["windows"]) == ["24h"] and body["problems"] == []
+    day = body["windows"]["24h"]
+    assert {"detection_rate", "auto_fix_rate", "success_rate", "top_errors"} <= set(day)
+    status, _, body = call(f"{base}/api/metrics")
+    assert status == 200 and set(body["windows"]) == {"24h", "7d", "30d"}
+    status, _, body = call(f"{base}/api/metrics?window=1y")
+    assert status == 400 and "24h, 7d, 30d" in body["error"]

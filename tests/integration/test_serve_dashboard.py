@@ -72,7 +72,7 @@ def test_dashboard_renders_charts_in_headless_chromium(
     banner = re.search(r'<div id="error-banner"([^>]*)>(.*?)</div>', dom, re.S)
     assert banner is not None and "visible" not in banner[1] and banner[2].strip() == "", banner
     # every chart the JS draws is there
-    for chart in ("lag", "rates", "funnel"):
+    for chart in ("lag", "rates", "funnel", "windows"):
         assert f'data-chart="{chart}"' in dom, chart
     # the test pattern (the most frequent) is in the top errors
     assert 'data-chart="top"' in dom and f"<title>{rows['pattern']}</title>" in dom
@@ -86,6 +86,8 @@ def test_dashboard_renders_charts_in_headless_chromium(
     for state in ("DRAFT", "ACTIVE", "AUTOMATED", "DEPRECATED", "QUARANTINED"):
         assert f'data-state="{state}"' in dom
     assert re.search(r'data-state="ACTIVE" data-value="[1-9]', dom)
+    for window in ("24h", "7d", "30d"):
+        assert f'data-window="{window}" data-rate="success_rate"' in dom
     assert 'id="breaker-badge" class="badge CLOSED"' in dom
 
     shot = tmp_path / "dashboard.png"
