@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
+import redis
+
 from pipeline.config import Settings
+from pipeline.errors import HealError
 
 
 def register(sub: Any) -> None:
@@ -22,16 +26,48 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def _reader(settings: Settings, problems: list[str]) -> Any:
+    """The outcome-stream reader, or None (and a problem noted) when Redis is unreachable:
+    PostgreSQL still tells most of the story."""
+    from pipeline.operator.explain import outcome_reader
+    from storage.engines import connect_redis
+
+    try:
+        client = connect_redis(settings)
+        client.ping()
+    except HealError as exc:
+        problems.append(f"outcome details from the stream not shown: {exc}")
+        return None
+    except redis.RedisError as exc:
+        problems.append(f"outcome details from the stream not shown: Redis unreachable: {exc}")
+        return None
+    read = outcome_reader(client, settings)
+
+    def guarded(fines: list[str]) -> dict[str, Any] | None:
+        try:
+            return read(fines)
+        except HealError as exc:
+            problems.append(f"outcome details from the stream not shown: {exc}")
+            return None
+
+    return guarded
+
+
 def run(args: argparse.Namespace) -> int:
     from pipeline.operator.explain import explain
     from pipeline.operator.render_explain import render
     from storage.engines import open_database
     from storage.reports import ReportStore
 
-    db = open_database(Settings.from_env())
+    settings = Settings.from_env()
+    problems: list[str] = []
+    db = open_database(settings)
     try:
-        story = explain(ReportStore(db), args.fingerprint)
+        story = explain(ReportStore(db), args.fingerprint, _reader(settings, problems))
     finally:
         db.close()
+    story["problems"] = problems
     print(json.dumps(story, indent=2, default=str) if args.json else render(story))
+    for problem in problems:
+        print(f"heal: warning: {problem}", file=sys.stderr)
     return 0

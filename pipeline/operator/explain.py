@@ -8,12 +8,40 @@ Raises :class:`NotFound` (exit 1) for a fingerprint nobody recorded and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import redis
+
+from pipeline.config import Settings
 from pipeline.errors import HealError, UsageError
+from pipeline.events import OutcomeEvent
 from pipeline.fingerprint import fingerprint_text
 from pipeline.lifecycle.posterior import Posterior
+from pipeline.operator.streams import newest_first
 from storage.reports import ReportStore
+
+#: outcome events read back (newest first) for the detail PostgreSQL does not keep
+OUTCOME_SCAN_LIMIT = 20_000
+
+#: the newest outcome event of any of these fine fingerprints, or None
+OutcomeReader = Callable[[list[str]], dict[str, Any] | None]
+
+
+def outcome_reader(client: redis.Redis, settings: Settings,
+                   limit: int = OUTCOME_SCAN_LIMIT) -> OutcomeReader:
+    """Reads the outcomes stream for the newest outcome of a fingerprint: its status, detail
+    (why an escalation escalated) and the error text. Raises StreamUnavailable."""
+
+    def read(fines: list[str]) -> dict[str, Any] | None:
+        wanted = set(fines)
+        for ev in newest_first(client, settings.stream("outcomes"), OutcomeEvent.decode, limit):
+            if ev.fine in wanted:
+                return {"error_id": ev.error_id, "status": ev.status, "detail": ev.detail,
+                        "fix_id": ev.fix_id, "ts": ev.ts, "text": ev.error.text}
+        return None
+
+    return read
 
 
 class NotFound(HealError):
@@ -42,10 +70,13 @@ def _posterior(stat: dict[str, Any]) -> dict[str, Any]:
             "upper95": round(p.upper(), 3), "attempts": p.attempts}
 
 
-def _sample(issues: list[dict[str, Any]], attempts: list[dict[str, Any]]) -> str:
+def _sample(issues: list[dict[str, Any]], attempts: list[dict[str, Any]],
+            last: dict[str, Any] | None) -> str:
     for a in attempts:
         if a.get("error_text"):
             return str(a["error_text"])
+    if last and last.get("text"):
+        return str(last["text"])
     for i in issues:
         if i.get("sample"):
             return str(i["sample"])
@@ -64,6 +95,9 @@ def _why(story: dict[str, Any]) -> str:
     """One sentence: what happened last and why (or why not) a fix was applied."""
     if any(c["ignored"] for c in story["controls"]):
         return "ignored by a person (heal ignore): no fix is looked up or applied"
+    last = story.get("last_event")
+    if last:
+        return f"last outcome {last['status']}: {last['detail']}".rstrip(": ")
     latest = story["attempts"][0] if story["attempts"] else None
     if latest and latest.get("apply"):
         applied = latest["apply"]
@@ -78,8 +112,10 @@ def _why(story: dict[str, Any]) -> str:
     return "seen, but no decision recorded yet"
 
 
-def explain(store: ReportStore, text: str) -> dict[str, Any]:
-    """Everything recorded about the fingerprint ``text`` names."""
+def explain(store: ReportStore, text: str,
+            read_outcome: OutcomeReader | None = None) -> dict[str, Any]:
+    """Everything recorded about the fingerprint ``text`` names (with the newest outcome event
+    still in the outcomes stream when ``read_outcome`` is given)."""
     fp, level = resolve(store, text)
     fines = [fp] if level == "fine" else store.fines_of_coarse(fp) or [fp]
     lookup = store.lookup_path(fines)
@@ -89,7 +125,8 @@ def explain(store: ReportStore, text: str) -> dict[str, Any]:
         s["posterior"] = _posterior(s)
     attempts = store.attempts(fines)
     issues = store.issues_for(fines)
-    sample = _sample(issues, attempts)
+    last = read_outcome(fines) if read_outcome else None
+    sample = _sample(issues, attempts, last)
     story: dict[str, Any] = {
         "fingerprint": fp, "level": level, "fines": fines,
         "sample": sample[-2000:], "normalization": _normalization(sample),
@@ -97,6 +134,7 @@ def explain(store: ReportStore, text: str) -> dict[str, Any]:
         "fix_stats": stats, "rankings": store.rankings(fines), "attempts": attempts,
         "outcomes": store.outcomes(fines), "transitions": store.transitions(fines),
         "controls": store.controls([fp, *fines]), "issues": issues,
+        "last_event": None if last is None else {k: v for k, v in last.items() if k != "text"},
     }
     story["why"] = _why(story)
     return story

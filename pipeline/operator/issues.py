@@ -16,15 +16,14 @@ from typing import Any
 import redis
 
 from pipeline.config import Settings
-from pipeline.errors import HealError, StreamUnavailable, UsageError
+from pipeline.errors import UsageError
 from pipeline.events import FingerprintEvent
 from pipeline.guardrails.audit import AuditLog
+from pipeline.operator.streams import SCAN_LIMIT, newest_first
 from storage.lifecycle import LifecycleStore
 from storage.reports import ReportStore
 
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-#: at most this many fingerprint events are read to find the tags of unmatched errors
-TAG_SCAN_LIMIT = 100_000
 
 
 def parse_age(text: str) -> dt.timedelta:
@@ -43,39 +42,17 @@ def parse_tag(text: str) -> tuple[str, str]:
 
 
 def tags_by_fine(client: redis.Redis, settings: Settings, fines: Iterable[str],
-                 limit: int = TAG_SCAN_LIMIT) -> dict[str, list[dict[str, Any]]]:
+                 limit: int = SCAN_LIMIT) -> dict[str, list[dict[str, Any]]]:
     """Tags of the errors still held in the fingerprints stream, per fine fingerprint (the
     issue queue itself keeps no tags). Reads newest first, at most ``limit`` entries.
     Raises StreamUnavailable when Redis cannot be reached."""
     wanted = set(fines)
     found: dict[str, list[dict[str, Any]]] = {}
-    stream, last, seen = settings.stream("fingerprints"), b"+", 0
-    try:
-        while seen < limit:
-            page: list[Any] = client.xrevrange(stream, max=last, count=1000) or []
-            page = [e for e in page if e[0] != last]  # ``max`` is inclusive
-            if not page:
-                break
-            seen += len(page)
-            for _entry_id, fields in page:
-                _collect(fields or {}, wanted, found)
-            last = page[-1][0]
-    except redis.RedisError as exc:
-        raise StreamUnavailable(f"issues: Redis unreachable while reading tags: {exc}") from exc
+    for ev in newest_first(client, settings.stream("fingerprints"), FingerprintEvent.decode,
+                           limit):
+        if ev.fine in wanted:
+            found.setdefault(ev.fine, []).append(dict(ev.error.tags))
     return found
-
-
-def _collect(fields: dict[Any, Any], wanted: set[str],
-             found: dict[str, list[dict[str, Any]]]) -> None:
-    raw = fields.get(b"event")
-    if not raw:
-        return
-    try:
-        ev = FingerprintEvent.decode(raw)
-    except HealError:  # a malformed entry is the dead-letter stage's business, not ours
-        return
-    if ev.fine in wanted:
-        found.setdefault(ev.fine, []).append(dict(ev.error.tags))
 
 
 def pattern_id_for(fine: str) -> str:

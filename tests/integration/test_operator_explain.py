@@ -81,7 +81,9 @@ def test_explain_a_matched_error_end_to_end(
     assert story["lookup"]["paths"], story["lookup"]
     assert story["attempts"][0]["decision"]
     assert story["outcomes"][0]["status"]
-    assert story["why"]
+    assert story["why"].startswith("last outcome suggested")
+    assert story["last_event"]["status"] == story["outcomes"][0]["status"] == "suggested"
+    assert story["problems"] == []
 
     code, out, err = _run(["explain", fine[:12]], capsys)  # a unique prefix, text output
     assert code == 0, err
@@ -93,6 +95,25 @@ def test_explain_a_matched_error_end_to_end(
     assert code == 0, err
     group = json.loads(out)
     assert group["level"] == "coarse" and fine in group["fines"]
+
+
+def test_explain_an_escalation_reads_its_reason_and_text_from_the_stream(
+        heal_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # a syntax error is matched to an escalate fix: no attempt row, no issue-queue sample
+    monkeypatch.chdir(_repo(tmp_path))
+    name = _word()
+    assert main(["run", "--timeout", "60", "--", sys.executable, "-c",
+                 f"def {name}(:\n    pass"]) == 1
+    capsys.readouterr()
+    fine = _fine_of_last_error(heal_env)
+    code, out, err = _run(["explain", fine, "--json"], capsys)
+    assert code == 0, err
+    story = json.loads(out)
+    assert story["attempts"] == [] and story["issues"] == []
+    assert story["last_event"]["status"] == "escalated"
+    assert story["why"].startswith("last outcome escalated: ")
+    assert name in story["sample"] and "SyntaxError" in story["sample"]
 
 
 def test_unknown_and_ambiguous_fingerprints(
