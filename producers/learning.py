@@ -32,7 +32,7 @@ from pipeline.config import Settings
 from pipeline.errors import HealError
 from pipeline.events import ErrorEvent, Repo, Workflow
 from pipeline.guardrails.execution import ExecutionGuard
-from pipeline.lifecycle.precedent import PrecedentLearner
+from pipeline.lifecycle.precedent import PrecedentLearner, PrecedentStore
 from pipeline.lifecycle.steps import StepReport, record_step_result
 
 #: the Redis marker "this step's last failure is remembered in PostgreSQL" lives this long
@@ -57,6 +57,12 @@ def open_learning_db(settings: Settings, start: bool) -> Any:
     return open_database(settings, min_size=1, max_size=1)
 
 
+def _repository(db: Any) -> PrecedentStore:
+    from storage.lifecycle import PrecedentRepository
+
+    return PrecedentRepository(db)
+
+
 @dataclass
 class StepLearning:
     """One ``heal run``'s link to the execution guard and the precedent learner."""
@@ -65,6 +71,9 @@ class StepLearning:
     settings: Settings
     #: how PostgreSQL is reached (tests swap in their own): (settings, start) -> db or None
     open_db: Callable[[Settings, bool], Any] = open_learning_db
+    #: the precedent store over that database
+    store: Callable[[Any], PrecedentStore] = _repository
+    guard: Callable[[Any, Settings], ExecutionGuard] = ExecutionGuard
 
     def _pending_key(self, step_key: str) -> str:
         return self.settings.key("learning", "pending", step_key)
@@ -101,7 +110,7 @@ class StepLearning:
                  start: bool = False) -> list[str]:
         db = None
         try:
-            guard = ExecutionGuard(self.client, self.settings)
+            guard = self.guard(self.client, self.settings)
             learner = None
             if learn:
                 db = self.open_db(self.settings, start)
@@ -111,9 +120,7 @@ class StepLearning:
                     return _state_lines(report, common["workflow"]) + [
                         "not remembered for learning from precedent: PostgreSQL is not "
                         "running (start workers or set HEAL_DATABASE_URL)"]
-                from storage.lifecycle import PrecedentRepository
-
-                learner = PrecedentLearner(PrecedentRepository(db))
+                learner = PrecedentLearner(self.store(db))
             report = record_step_result(guard, learner, **common)
             if learner is not None and not (common["ok"] and report.learning_paused):
                 # paused: the failure stays remembered, a later success may still teach it
@@ -135,15 +142,15 @@ class StepLearning:
         try:
             db = self.open_db(self.settings, True)
             if db is not None:
-                from storage.lifecycle import PrecedentRepository
-
-                store = PrecedentRepository(db)
+                store = self.store(db)
                 for failure in store.failures_for_step(common["workflow"], common["step"]):
                     store.forget_failure(failure)
             self._mark(step_key, False)
             return []
         except HealError as exc:
             return [f"could not forget the failure heal fixed ({exc})"]
+        except Exception as exc:  # noqa: BLE001 - learning must never change CMD's status
+            return [f"forgetting the failure heal fixed failed ({type(exc).__name__}: {exc})"]
         finally:
             if db is not None:
                 db.close()

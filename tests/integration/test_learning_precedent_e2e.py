@@ -11,6 +11,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -102,7 +103,7 @@ def test_a_fix_learned_from_precedent_is_offered_and_only_suggested(
     assert "SettingsDriftError" in (repo / "app.py").read_text()
     assert git(repo, "status", "--porcelain") == ""
 
-    client = redis.Redis.from_url(heal_env["HEAL_REDIS_URL"])
+    client: Any = redis.Redis.from_url(heal_env["HEAL_REDIS_URL"])
     prefix = heal_env["HEAL_STREAM_PREFIX"]
     candidates = [CandidateEvent.decode(f[b"event"])
                   for _, f in client.xrange(f"{prefix}:candidates")]
