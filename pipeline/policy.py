@@ -29,6 +29,10 @@ command itself, nothing protected beyond ``.git/``)::
     model = "..."
     api_key_env = "OPENAI_API_KEY"
 
+    [backfill]                            # `heal backfill --discover`: where logs are
+    paths = ["logs/**", "**/*.log"]       # replaces the default globs
+    exclude = ["vendor", "fixtures/**"]   # directory names or globs, skipped
+
     [[windows]]                           # change windows (UTC); none = always open
     days = ["mon", "tue", "wed", "thu", "fri"]
     start = "08:00"
@@ -57,7 +61,7 @@ log = logging.getLogger(__name__)
 POLICY_FILE = "heal.toml"
 ALWAYS_PROTECTED = (".git", ".git/**")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-TOP_KEYS = {"mode", "verify", "protect", "limits", "judges", "windows"}
+TOP_KEYS = {"mode", "verify", "protect", "limits", "judges", "windows", "backfill"}
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,8 @@ class Policy:
     human_for_risky: bool = True
     llm: LLMJudgeConfig = field(default_factory=LLMJudgeConfig)
     windows: tuple[Window, ...] = ()
+    backfill_paths: tuple[str, ...] = ()    # empty: producers.discovery.DEFAULT_GLOBS
+    backfill_exclude: tuple[str, ...] = ()
     source: str = "defaults"
 
     def is_protected(self, rel_path: str) -> str | None:
@@ -228,6 +234,12 @@ def _protected(protect: dict[str, Any]) -> tuple[str, ...]:
     return ALWAYS_PROTECTED + tuple(paths)
 
 
+def _globs(key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(p, str) and p for p in value):
+        raise PolicyError(key, value, "must be a list of non-empty glob strings")
+    return tuple(value)
+
+
 def _llm(judges: dict[str, Any]) -> LLMJudgeConfig:
     raw = _table("judges.llm", judges.get("llm", {}),
                  {"enabled", "url", "model", "api_key_env", "timeout_s"})
@@ -259,6 +271,7 @@ def parse_policy(data: dict[str, Any], source: str = "heal.toml") -> Policy:
     check_timeout = float(_positive("limits.check_timeout_s", limits.get("check_timeout_s", 120)))
     verify = _table("verify", data.get("verify", {}), {"include_failing", "checks"})
     judges = _table("judges", data.get("judges", {}), {"human_for_risky", "llm"})
+    backfill = _table("backfill", data.get("backfill", {}), {"paths", "exclude"})
     return Policy(
         mode=_mode("mode", data.get("mode", Mode.SUGGEST.value)),
         checks=_checks(verify, check_timeout),
@@ -272,6 +285,8 @@ def parse_policy(data: dict[str, Any], source: str = "heal.toml") -> Policy:
         human_for_risky=_bool("judges.human_for_risky", judges.get("human_for_risky", True)),
         llm=_llm(judges),
         windows=_windows(data.get("windows", [])),
+        backfill_paths=_globs("backfill.paths", backfill.get("paths", [])),
+        backfill_exclude=_globs("backfill.exclude", backfill.get("exclude", [])),
         source=source,
     )
 

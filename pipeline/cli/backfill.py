@@ -1,4 +1,5 @@
-"""``heal backfill [PATH ...] | --transcript FILE ... | --replay [--since T]``."""
+"""``heal backfill [PATH ...] | --transcript FILE ... | --replay [--since T] | --discover [REPO]``,
+and ``--shadow [--mode M]`` on any of them (``pipeline.shadow``)."""
 
 from __future__ import annotations
 
@@ -37,16 +38,34 @@ def register(subparsers: Any) -> None:
                              "otherwise a JSON summary")
     parser.add_argument("--force", action="store_true",
                         help="ignore the saved per-file marks and read files from the start")
+    parser.add_argument("--discover", nargs="?", const=".", metavar="REPO",
+                        help="find the log files of a repository (default: .) with the globs "
+                             "of heal.toml [backfill] paths/exclude (or built-in defaults); "
+                             "lists them, and backfills them unless --dry-run")
+    parser.add_argument("--glob", action="append", default=[], metavar="GLOB",
+                        help="with --discover: another glob relative to REPO (repeatable)")
+    parser.add_argument("--shadow", action="store_true",
+                        help="run the errors through fingerprint/lookup/validate in isolation "
+                             "(own prefix, database and repository copies), apply nothing, and "
+                             "report what --mode would have done")
+    parser.add_argument("--mode", default="auto-safe", choices=["suggest", "auto-safe", "auto"],
+                        help="with --shadow: the mode to evaluate (default auto-safe)")
     parser.set_defaults(func=_backfill)
 
 
 def _validate(args: argparse.Namespace) -> None:
-    if args.replay and (args.paths or args.transcript):
-        raise UsageError("--replay reads the error stream; give no PATH or --transcript with it")
+    if args.replay and (args.paths or args.transcript or args.discover):
+        raise UsageError("--replay reads the error stream; give no PATH, --transcript or "
+                         "--discover with it")
     if args.since and not args.replay:
         raise UsageError("--since only applies to --replay")
-    if not (args.replay or args.paths or args.transcript):
-        raise UsageError("give log files (PATH ...), --transcript FILE, or --replay")
+    if args.glob and args.discover is None:
+        raise UsageError("--glob only applies to --discover")
+    if args.shadow and args.dry_run:
+        raise UsageError("--shadow publishes nothing already; leave out --dry-run")
+    if not (args.replay or args.paths or args.transcript or args.discover is not None):
+        raise UsageError("give log files (PATH ...), --transcript FILE, --discover [REPO], "
+                         "or --replay")
 
 
 def _backfill(args: argparse.Namespace) -> int:
@@ -59,6 +78,8 @@ def _backfill(args: argparse.Namespace) -> int:
     if args.since:
         since_to_id(args.since)  # a bad --since is a usage error before any work
     settings = Settings.from_env()
+    if args.discover is not None or args.shadow:
+        return _discover_or_shadow(args, settings, logs, transcripts)
     client = _client(settings, connect, needed=args.replay or not args.dry_run)
     publish = None if args.dry_run else Publisher(client, settings).publish_many
     emit = _printer() if args.dry_run and args.json else None
@@ -94,6 +115,68 @@ def _backfill(args: argparse.Namespace) -> int:
     print(f"heal backfill: {verb} {stats.events} event(s) from "
           f"{'the error stream' if args.replay else f'{stats.files} file(s)'}{extra}{bad}",
           file=sys.stderr)
+    return 0
+
+
+def _discover_or_shadow(args: argparse.Namespace, settings: Settings, logs: list[Any],
+                        transcripts: list[Any]) -> int:
+    if args.discover is not None:
+        found = _discover(args, settings)
+        if args.dry_run or not (found or logs or transcripts):
+            return 0
+        logs = logs + [f.path for f in found]
+    if args.shadow:
+        return _shadow(args, settings, logs, transcripts)
+    args.paths, args.discover, args.glob = [str(p) for p in logs], None, []
+    return _backfill(args)  # the discovered files, backfilled like files given by hand
+
+
+def _discover(args: argparse.Namespace, settings: Settings) -> list[Any]:
+    """Find (and list) the logs of ``--discover REPO``; a JSON document with --dry-run --json."""
+    from pathlib import Path
+
+    from producers.discovery import configured, discover, human_size
+
+    root = Path(args.discover).resolve()
+    globs, exclude = configured(root, args.glob)
+    found = discover(root, globs, exclude, home=settings.home)
+    if args.json and args.dry_run:
+        print(orjson.dumps({"repo": str(root), "globs": globs, "exclude": exclude,
+                            "files": [f.to_dict() for f in found]}).decode())
+        return found
+    out = sys.stderr if args.json else sys.stdout
+    total = human_size(sum(f.size for f in found))
+    print(f"heal backfill: {len(found)} log file(s) under {root} ({total})", file=out)
+    for f in found:
+        print(f"  {human_size(f.size):>9}  {f.path.relative_to(root)}", file=out)
+    return found
+
+
+def _shadow(args: argparse.Namespace, settings: Settings, logs: list[Any],
+            transcripts: list[Any]) -> int:
+    """Shadow mode: read the history (files or the stream; nothing is published to the real
+    streams and no per-file mark is saved), run it in isolation and print the report."""
+    from pathlib import Path
+
+    from pipeline.shadow import render, run_shadow
+    from producers.backfill import BackfillStats, replay_stream, scan_file
+    from storage.engines import connect_redis
+
+    client = connect_redis(settings)
+    events: list[Any] = []
+    if args.replay:
+        replay_stream(client, settings, args.since, events.append, BackfillStats())
+    for path in logs:
+        events += [event for event, _ in scan_file(path)]
+    for path in transcripts:
+        events += [event for event, _ in scan_file(path, transcript=True)]
+    print(f"heal shadow: {len(events)} error event(s) read; mode {args.mode}", file=sys.stderr)
+    repo = Path(args.discover).resolve() if args.discover is not None else None
+    report = run_shadow(settings, client, events, args.mode, repo=repo)
+    if args.json:
+        print(orjson.dumps(report.to_dict()).decode())
+    else:
+        print(render(report))
     return 0
 
 

@@ -1,0 +1,376 @@
+"""Shadow mode: history through the real pipeline, nothing applied, a report of what
+automation would have done.
+
+Isolation (so shadow traffic never mixes with real work and nothing the user owns changes):
+
+* streams and keys under a fresh prefix ``<prefix>-shadow-<token>`` (deleted afterwards);
+* only the stages up to ``validate`` run (fingerprint -> lookup -> validate): no apply
+  stage consumes the shadow verdicts, so even an ``apply`` decision is never carried out;
+* each repository named by an event is copied to a temp dir and the events point at the
+  copy: verification's worktrees and ``heal/...`` branches are made in the copy, never in
+  the user's repository;
+* ``$HEAL_HOME`` (audit log, worktrees) is a temp dir, and PostgreSQL is a copy of the
+  configured database (``CREATE DATABASE ... TEMPLATE``, so the learned patterns are
+  there) or, when the server refuses that (another session is connected to it), a fresh
+  seeded one like ``heal demo``'s; the report says which.
+
+Each event gets ``tags.mode`` = the mode being evaluated, so validate's own decision rule
+(``pipeline.validate.validator.decide``) says what that mode would have done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+from pipeline.config import STREAM_CANDIDATES, STREAM_ERRORS, STREAM_VERDICTS, Settings
+from pipeline.errors import DecodeError, HealError, UsageError
+from pipeline.events import CandidateEvent, ErrorEvent, VerdictEvent
+from pipeline.model import Mode
+
+SHADOW_STAGES = ("fingerprint", "lookup", "validate")
+SHADOW_MODES = (Mode.SUGGEST.value, Mode.AUTO_SAFE.value, Mode.AUTO.value)
+BATCH = 50
+
+
+@dataclass
+class Row:
+    error_id: str
+    original_id: str
+    fingerprint: str = ""
+    pattern: str = ""
+    tier: str = ""
+    fix_id: str = ""
+    category: str = ""
+    decision: str = "none"
+    reason: str = ""
+    verified: str = "not run"  # passed | failed | not reproducible | not run
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class ShadowReport:
+    mode: str
+    errors: int = 0
+    matched: int = 0
+    by_tier: dict[str, int] = field(default_factory=dict)
+    unmatched: int = 0
+    would_apply: int = 0
+    suggestions: int = 0
+    escalations: int = 0
+    rejected: int = 0
+    observed: int = 0
+    no_verdict: int = 0
+    eligible_verified: int = 0
+    eligible_passed: int = 0
+    not_reproducible: int = 0
+    notes: list[str] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+
+    @property
+    def auto_fix_rate(self) -> float | None:
+        return self.would_apply / self.errors if self.errors else None
+
+    @property
+    def precision(self) -> float | None:
+        """Verified-and-passed / verified, among fixes the mode would apply by themselves."""
+        return self.eligible_passed / self.eligible_verified if self.eligible_verified else None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k != "rows"}
+        out["auto_fix_rate"] = self.auto_fix_rate
+        out["precision"] = self.precision
+        out["rows"] = [r.to_dict() for r in self.rows]
+        return out
+
+
+def eligible(fix: dict[str, Any], mode: str) -> bool:
+    """Would ``mode`` apply this fix by itself once verified (validate's rule, before votes)."""
+    category = str(fix.get("category", "")).upper()
+    state = str(fix.get("state", "ACTIVE")).upper()
+    if fix.get("kind") == "escalate" or state in ("QUARANTINED", "DEPRECATED", "DRAFT"):
+        return False
+    safe = category == "SAFE"
+    if mode == Mode.AUTO_SAFE.value:
+        return safe
+    if mode == Mode.AUTO.value:
+        return safe or state == "AUTOMATED"
+    return False
+
+
+def _verified(verdict: VerdictEvent) -> str:
+    runs = {(r.get("phase"), r.get("name")): r for r in verdict.verification}
+    if not any(phase == "after" for phase, _ in runs):
+        return "not run"
+    before = runs.get(("before", "failing-command"))
+    if before is not None and before.get("exit_code") == 0:
+        return "not reproducible"
+    return "passed" if verdict.decision in ("apply", "suggest") else "failed"
+
+
+def _entries(client: Any, stream: str) -> Iterable[bytes]:
+    cursor = "-"
+    while True:
+        rows = client.xrange(stream, min=cursor, count=500)
+        for _entry_id, fields in rows:
+            raw = fields.get(b"event") or fields.get("event")
+            if raw is not None:
+                yield raw
+        if len(rows) < 500:
+            return
+        last = rows[-1][0]
+        cursor = "(" + (last.decode() if isinstance(last, bytes) else last)
+
+
+def build_report(mode: str, client: Any, settings: Settings, originals: dict[str, str],
+                 notes: list[str]) -> ShadowReport:
+    """Read the shadow candidates and verdicts back into the report."""
+    report = ShadowReport(mode=mode, errors=len(originals), notes=notes)
+    rows = {eid: Row(eid, orig) for eid, orig in originals.items()}
+    for raw in _entries(client, settings.stream(STREAM_CANDIDATES)):
+        try:
+            cand = CandidateEvent.decode(raw)
+        except DecodeError:
+            continue
+        row = rows.get(cand.error_id)
+        if row is None:
+            continue
+        match = cand.match or {}
+        row.fingerprint = cand.fine
+        row.pattern = str(match.get("pattern_id") or "")
+        row.tier = str(match.get("tier") or "") if row.pattern else ""
+        row.fix_id = str((cand.fix or {}).get("id", ""))
+        row.category = str((cand.fix or {}).get("category", ""))
+    verdicts: dict[str, VerdictEvent] = {}
+    for raw in _entries(client, settings.stream(STREAM_VERDICTS)):
+        try:
+            verdict = VerdictEvent.decode(raw)
+        except DecodeError:
+            continue
+        if verdict.error_id in rows:
+            verdicts[verdict.error_id] = verdict
+    for eid, row in rows.items():
+        _count(report, row, verdicts.get(eid), mode)
+    report.rows = list(rows.values())
+    return report
+
+
+def _count(report: ShadowReport, row: Row, verdict: VerdictEvent | None, mode: str) -> None:
+    if row.pattern:
+        report.matched += 1
+        report.by_tier[row.tier or "?"] = report.by_tier.get(row.tier or "?", 0) + 1
+    else:
+        report.unmatched += 1
+    if verdict is None:
+        report.no_verdict += 1
+        return
+    row.decision, row.reason = verdict.decision, verdict.reason[:300]
+    row.verified = _verified(verdict)
+    tally = {"apply": "would_apply", "suggest": "suggestions", "escalate": "escalations",
+             "reject": "rejected", "observe": "observed"}.get(verdict.decision)
+    if tally:
+        setattr(report, tally, getattr(report, tally) + 1)
+    if verdict.fix and eligible(verdict.fix, mode):
+        if row.verified in ("passed", "failed"):
+            report.eligible_verified += 1
+            report.eligible_passed += row.verified == "passed"
+        elif row.verified == "not reproducible":
+            report.not_reproducible += 1
+
+
+# -- isolation ------------------------------------------------------------------------------
+
+
+class Sandbox:
+    """Temp home, repository copies, prefix and database of one shadow run."""
+
+    def __init__(self, base: Settings) -> None:
+        self.base = base
+        self.tmp = Path(tempfile.mkdtemp(prefix="heal-shadow-"))
+        self.copies: dict[Path, Path] = {}
+        self.notes: list[str] = []
+        self._drop: Callable[[], None] = lambda: None
+        token = uuid.uuid4().hex[:8]
+        self.settings = dataclasses.replace(base, prefix=f"{base.prefix}-shadow-{token}",
+                                            home=self.tmp / "home")
+        self.settings.home.mkdir(parents=True)
+
+    def open_database(self) -> Any:
+        """Raises EngineError when no database is reachable."""
+        from pipeline.demo.isolation import with_database
+        from storage.db import Database
+        from storage.engines import database_url, open_database
+
+        url = database_url(self.base)  # before home changes: the embedded server stays the same
+        name = f"heal_shadow_{uuid.uuid4().hex[:10]}"
+        source = urlsplit(url).path.lstrip("/") or "postgres"
+        admin = Database(with_database(url, "postgres"), min_size=1, max_size=1)
+        try:
+            admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
+            self.notes.append(f"database: a copy of {source} (learned patterns included)")
+        except HealError as exc:
+            try:
+                admin.execute(f'CREATE DATABASE "{name}"')
+            except HealError as exc2:
+                admin.close()
+                raise UsageError(f"shadow mode needs its own database and the server refused "
+                                 f"to create one ({exc2}); nothing was run") from exc2
+            self.notes.append(f"database: fresh, seeded patterns only (copying {source} was "
+                              f"refused: {str(exc)[:120]})")
+
+        def drop() -> None:
+            try:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            except HealError:
+                pass  # a leftover shadow database is harmless; the next run uses a new name
+            finally:
+                admin.close()
+
+        self._drop = drop
+        self.settings = dataclasses.replace(self.settings, database_url=with_database(url, name))
+        return open_database(self.settings)
+
+    def copy_repo(self, root: Path) -> Path:
+        """A full copy (work tree + .git) of ``root``; verification happens there."""
+        root = root.resolve()
+        if root not in self.copies:
+            dest = self.tmp / "repos" / f"{len(self.copies)}-{root.name}"
+            home = self.base.home.resolve()
+
+            def ignore(directory: str, names: list[str]) -> list[str]:
+                return [n for n in names if (Path(directory) / n).resolve() == home]
+
+            shutil.copytree(root, dest, symlinks=True, ignore=ignore)
+            # the copied index's stat data (inodes, ctimes) no longer match the files: refresh
+            # it, or `git stash create` (verification's snapshot) fails on the "changed" tree
+            subprocess.run(["git", "update-index", "-q", "--refresh"], cwd=dest,
+                           capture_output=True, check=False, timeout=120)
+            self.copies[root] = dest
+        return self.copies[root]
+
+    def redirect(self, event: ErrorEvent, mode: str, repo: Path | None) -> ErrorEvent:
+        """The event as the shadow pipeline sees it: mode set, repository = the copy."""
+        from pipeline.validate.validator import repo_root
+
+        tags = {**event.tags, "mode": mode, "shadow": True}
+        root = repo_root(event)
+        if root is None and repo is not None and not event.repo.path:
+            root = repo.resolve()
+            tags.setdefault("cwd", str(root))
+        if root is None:
+            return dataclasses.replace(event, tags=tags)
+        copy = self.copy_repo(root)
+        cwd = Path(str(tags.get("cwd") or event.repo.path or root)).resolve()
+        try:
+            tags["cwd"] = str(copy / cwd.relative_to(root))
+        except ValueError:
+            tags["cwd"] = str(copy)
+        new_repo = dataclasses.replace(event.repo, path=str(copy))
+        return dataclasses.replace(event, tags=tags, repo=new_repo)
+
+    def close(self, client: Any) -> None:
+        try:
+            for key in client.scan_iter(match=f"{self.settings.prefix}:*", count=500):
+                client.delete(key)
+        finally:
+            self._drop()
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def run_shadow(base: Settings, client: Any, events: Iterable[ErrorEvent], mode: str,
+               repo: Path | None = None, out: IO[str] | None = None) -> ShadowReport:
+    """Run ``events`` through fingerprint -> lookup -> validate in isolation under ``mode``.
+
+    Raises:
+        UsageError: an unknown mode, or no database could be set aside for the run.
+        StreamUnavailable / EngineError: the engines cannot be reached.
+    """
+    from pipeline.runtime import drain_inline
+
+    if mode not in SHADOW_MODES:
+        raise UsageError(f"--mode {mode!r}: shadow mode evaluates one of "
+                         + ", ".join(SHADOW_MODES))
+    out = out or sys.stderr
+    box = Sandbox(base)
+    try:
+        db = box.open_database()
+        resources: dict[str, Any] = {"db": db}
+        try:
+            originals = _feed(box, client, events, mode, repo, resources, drain_inline, out)
+        finally:
+            db.close()
+        return build_report(mode, client, box.settings, originals, box.notes)
+    finally:
+        box.close(client)
+
+
+def _feed(box: Sandbox, client: Any, events: Iterable[ErrorEvent], mode: str,
+          repo: Path | None, resources: dict[str, Any], drain: Any,
+          out: IO[str]) -> dict[str, str]:
+    settings = box.settings
+    stream = settings.stream(STREAM_ERRORS)
+    originals: dict[str, str] = {}
+    pending = 0
+    seen: Counter[str] = Counter()
+
+    def flush() -> None:
+        drain(settings, client, stages=list(SHADOW_STAGES), ctx_resources=resources)
+        print(f"heal shadow: {len(originals)} event(s) through the pipeline", file=out,
+              flush=True)
+
+    for event in events:
+        seen[event.id] += 1
+        if seen[event.id] > 1:
+            continue  # the same record twice (e.g. a rotated copy): the runtime would dedupe
+        shadow = box.redirect(event, mode, repo)
+        originals[shadow.id] = str(event.tags.get("replay_of") or event.id)
+        client.xadd(stream, {"event": shadow.encode()})
+        pending += 1
+        if pending >= BATCH:
+            flush()
+            pending = 0
+    if pending:
+        flush()
+    return originals
+
+
+def render(report: ShadowReport) -> str:
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.0%}"
+
+    tiers = ", ".join(f"tier {t}: {n}" for t, n in sorted(report.by_tier.items())) or "none"
+    lines = [
+        f"heal shadow (mode {report.mode}; nothing was applied)",
+        f"  errors            {report.errors}",
+        f"  matched           {report.matched} ({tiers})",
+        f"  unmatched         {report.unmatched}",
+        f"  would auto-apply  {report.would_apply}",
+        f"  suggestions       {report.suggestions}",
+        f"  escalations       {report.escalations}",
+        f"  rejected          {report.rejected}",
+    ]
+    if report.observed:
+        lines.append(f"  observed only     {report.observed}")
+    if report.no_verdict:
+        lines.append(f"  no verdict        {report.no_verdict} (dead-lettered or not reached)")
+    lines += [
+        f"  auto-fix rate     {pct(report.auto_fix_rate)} (would auto-apply / errors)",
+        f"  precision         {pct(report.precision)} (verification passed / verified, among "
+        f"{report.eligible_verified} fix(es) {report.mode} would apply by itself)",
+    ]
+    if report.not_reproducible:
+        lines.append(f"  not reproducible  {report.not_reproducible} (left out of precision)")
+    lines += [f"  note: {n}" for n in report.notes]
+    return "\n".join(lines)

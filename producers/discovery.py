@@ -1,0 +1,258 @@
+"""Where a repository keeps its historical logs: ``heal backfill --discover [REPO]``.
+
+Globs (relative to the repository root, ``**`` = any number of directories) select files;
+directories that never hold the project's own logs (``.git``, virtualenvs, ``node_modules``,
+heal's own ``$HEAL_HOME``) are pruned before descending, so a large ``node_modules`` costs
+nothing. ``heal.toml`` ``[backfill] paths = [...]`` replaces the default globs and
+``exclude = [...]`` adds exclusions; ``--glob`` on the command line adds globs.
+
+Only text (or ``.gz``) files are kept: a file whose first 4 KiB hold a NUL byte is binary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import IO
+
+from pipeline.config import Settings
+from pipeline.errors import HealError, UsageError
+from pipeline.events import ErrorEvent
+from producers.backfill import BackfillStats
+
+DEFAULT_GLOBS: tuple[str, ...] = (
+    "**/*.log",
+    "**/*.log.[0-9]",
+    "**/*.log.[0-9][0-9]",
+    "**/*.log.gz",
+    "**/*.log.[0-9].gz",
+    "logs/**",
+    "log/**",
+    # CI output folders (downloaded or written by the job)
+    "ci-logs/**",
+    "ci/logs/**",
+    "build/logs/**",
+    "test-results/**/*.txt",
+    "artifacts/**/*.log",
+    # tox keeps each environment's command output under .tox/<env>/log/
+    ".tox/*/log/*.log",
+    ".tox/*/log/*.txt",
+)
+DEFAULT_EXCLUDES: tuple[str, ...] = (
+    ".git", ".hg", ".svn", ".venv", "venv", "env", "node_modules", "__pycache__",
+    ".mypy_cache", ".ruff_cache", ".cache", "site-packages", ".heal",
+)
+BINARY_PROBE = 4096
+
+
+@dataclass(frozen=True)
+class Found:
+    path: Path
+    size: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {"path": str(self.path), "size": self.size}
+
+
+@lru_cache(maxsize=256)
+def _compile(glob: str) -> re.Pattern[str]:
+    """A glob on posix relative paths: ``**`` crosses directories, ``*``/``?`` do not."""
+    out, i = [], 0
+    while i < len(glob):
+        c = glob[i]
+        if glob.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+            continue
+        if glob.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            end = glob.find("]", i + 1)
+            if end < 0:
+                raise UsageError(f"glob {glob!r}: unclosed '['")
+            out.append("[" + glob[i + 1:end].replace("\\", "\\\\") + "]")
+            i = end
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def matches(rel: str, globs: Iterable[str]) -> bool:
+    return any(_compile(g).match(rel) for g in globs)
+
+
+def _excluded_dir(rel: str, name: str, excludes: Sequence[str]) -> bool:
+    for ex in excludes:
+        if "/" not in ex.strip("/") and not any(ch in ex for ch in "*?["):
+            if name == ex.strip("/"):
+                return True
+        elif matches(rel, [ex.rstrip("/")]) or matches(rel + "/", [ex]):
+            return True
+    return False
+
+
+def _is_text(path: Path) -> bool:
+    if path.suffix == ".gz":
+        return True
+    try:
+        with open(path, "rb") as fh:
+            return b"\0" not in fh.read(BINARY_PROBE)
+    except OSError:
+        return False
+
+
+def discover(root: Path, globs: Sequence[str] = DEFAULT_GLOBS,
+             exclude: Sequence[str] = (), home: Path | None = None) -> list[Found]:
+    """Log files under ``root`` matching ``globs``, sorted by path.
+
+    ``exclude`` holds directory names (pruned anywhere) or globs on relative paths (a file
+    or directory matching one is skipped); ``DEFAULT_EXCLUDES`` and ``home`` always apply.
+
+    Raises:
+        UsageError: ``root`` is not a directory, or a glob is malformed.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise UsageError(f"{root}: not a directory; give the repository to search for logs")
+    for glob in (*globs, *exclude):
+        _compile(glob)  # a malformed glob is reported before the walk
+    excludes = (*DEFAULT_EXCLUDES, *exclude)
+    home_real = os.path.realpath(home) if home is not None else None
+    found: list[Found] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        base = Path(dirpath)
+        rel_dir = base.relative_to(root).as_posix()
+        rel_dir = "" if rel_dir == "." else rel_dir + "/"
+        dirnames[:] = sorted(
+            d for d in dirnames
+            if not _excluded_dir(rel_dir + d, d, excludes)
+            and os.path.realpath(base / d) != home_real
+            and not os.path.islink(base / d)  # a symlinked dir can loop or leave the repo
+        )
+        for name in sorted(filenames):
+            rel = rel_dir + name
+            if not matches(rel, globs) or matches(rel, exclude):
+                continue
+            path = base / name
+            if not path.is_file() or path.is_symlink() or not _is_text(path):
+                continue
+            found.append(Found(path, path.stat().st_size))
+    return found
+
+
+def configured(root: Path, extra_globs: Sequence[str] = ()) -> tuple[tuple[str, ...],
+                                                                     tuple[str, ...]]:
+    """(globs, excludes) for ``root``: heal.toml ``[backfill]`` (or the defaults) + ``--glob``.
+
+    Raises:
+        PolicyError: heal.toml is invalid.
+    """
+    from pipeline.policy import POLICY_FILE, load_policy
+
+    policy = load_policy(Path(root) / POLICY_FILE)
+    globs = policy.backfill_paths or DEFAULT_GLOBS
+    return (*globs, *extra_globs), policy.backfill_exclude
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
+# -- backfill of what was found ---------------------------------------------------------------
+
+
+def backfill_found(client: object, settings: Settings, found: Sequence[Found],
+                   force: bool = False, emit: Callable[[ErrorEvent], None] | None = None,
+                   dry_run: bool = False) -> BackfillStats:
+    """Publish the error records of the discovered files (``producers.backfill`` does the work).
+
+    Raises:
+        StreamUnavailable: Redis cannot be reached.
+    """
+    from producers.backfill import Backfiller
+    from producers.publisher import Publisher
+
+    publish = None if dry_run else Publisher(client, settings).publish_many
+    backfiller = Backfiller(client, settings, publish, force=force)
+    for item in found:
+        backfiller.run_file(item.path, emit=emit)
+    return backfiller.stats
+
+
+# -- the one-time question on the first `heal up` -------------------------------------------
+
+ASKED_FILE = "backfill.asked"
+
+
+def offer_backfill(settings: Settings, client: object, root: Path | None = None,
+                   stdin: IO[str] | None = None, out: IO[str] | None = None) -> str:
+    """Ask once (only on a terminal) whether to backfill the logs of the repository.
+
+    Returns what happened: ``"no-tty"``, ``"already-asked"``, ``"none-found"``, ``"no"`` or
+    ``"yes"``. The answer is recorded in ``$HEAL_HOME/backfill.asked``, so it is asked once;
+    without a terminal nothing is asked (CI and piped stdin never wait on a question).
+    """
+    stdin = stdin or sys.stdin
+    out = out or sys.stderr
+    try:
+        if not stdin.isatty():
+            return "no-tty"
+    except (ValueError, OSError):
+        return "no-tty"  # closed stdin
+    marker = settings.home / ASKED_FILE
+    if marker.exists():
+        return "already-asked"
+    root = Path(root) if root is not None else _repo_root()
+    try:
+        globs, exclude = configured(root)
+        found = discover(root, globs, exclude, home=settings.home)
+    except HealError as exc:
+        print(f"heal: log discovery skipped: {exc}", file=out)
+        return "none-found"
+    if not found:
+        return "none-found"
+    total = human_size(sum(f.size for f in found))
+    print(f"Found {len(found)} log files under {root} ({total}); backfill them now? [y/N] ",
+          end="", file=out, flush=True)
+    line = stdin.readline()
+    answer = "yes" if line.strip().lower() in ("y", "yes") else "no"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"answer": answer, "repo": str(root), "files": len(found),
+                                  "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+                      + "\n", encoding="utf-8")
+    if answer == "yes":
+        stats = backfill_found(client, settings, found)
+        print(f"heal: backfilled {stats.events} error event(s) from {stats.files} file(s)",
+              file=out)
+    else:
+        print(f"heal: not now (later: heal backfill --discover {root})", file=out)
+    return answer
+
+
+def _repo_root() -> Path:
+    from pipeline.errors import GitError
+    from pipeline.gitops import find_root
+
+    try:
+        return Path(find_root(os.getcwd()))
+    except GitError:
+        return Path.cwd()
