@@ -117,3 +117,22 @@ class ServeQueries:
     def open_issues(self) -> int:
         return int(self.db.fetchrow(
             "SELECT count(*) AS n FROM issue_queue WHERE status = 'open'")["n"])
+
+    def fingerprints(self, limit: int = 200) -> list[dict[str, Any]]:
+        """Fingerprints mapped to a pattern (learned or seeded), most hit first."""
+        rows = self.db.fetch(
+            """SELECT fingerprint, level, pattern_id, hits, created_at
+               FROM pattern_fingerprints ORDER BY hits DESC, created_at DESC LIMIT $1""", limit)
+        return [_row(r) for r in rows]
+
+    def learning(self, limit: int = 100) -> dict[str, list[dict[str, Any]]]:
+        """Recent lifecycle transitions (with their reasons) and learned records, newest
+        first."""
+        transitions = self.db.fetch(
+            """SELECT fingerprint, fix_id, src, dst, reason, ts FROM lifecycle_transitions
+               ORDER BY id DESC LIMIT $1""", limit)
+        learnings = self.db.fetch(
+            """SELECT kind, subject, data, created_at FROM learnings
+               ORDER BY id DESC LIMIT $1""", limit)
+        return {"transitions": [_row(r) for r in transitions],
+                "learnings": [_row(r, ("data",)) for r in learnings]}

@@ -90,6 +90,8 @@ class Api:
             "/api/approvals": self.approvals,
             "/api/overview": self.overview,
             "/api/metrics": self.report,
+            "/api/fingerprints": self.fingerprints,
+            "/api/learning": self.learning,
             "/metrics": self.metrics,
             "/": self.dashboard,
             "/healthz": lambda _q: json_response(200, {"ok": True}),
@@ -133,7 +135,7 @@ class Api:
             return self.decide(unquote(match["id"]), match["action"], query)
         raise HttpError(404, f"no such path: {path}; see / for the dashboard, /api/status, "
                         "/api/patterns, /api/breaker, /api/issues, /api/approvals, "
-                        "/api/explain/FP, /api/metrics, /metrics")
+                        "/api/explain/FP, /api/metrics, /api/fingerprints, /api/learning, /metrics")
 
     # -- read-only routes -------------------------------------------------------------------
     def status(self, _query: dict[str, list[str]]) -> Response:
@@ -160,6 +162,15 @@ class Api:
         if not re.fullmatch(r"[a-z_]{1,32}", status):
             raise HttpError(400, f"?status={status!r}: use open, ignored, all, ...")
         return self._db_call(lambda q: json_response(200, {"issues": q.issues(status, limit)}))
+
+    def fingerprints(self, query: dict[str, list[str]]) -> Response:
+        limit = _int_arg(query, "limit", 200, 10_000)
+        return self._db_call(lambda q: json_response(200, {
+            "fingerprints": q.fingerprints(limit)}))
+
+    def learning(self, query: dict[str, list[str]]) -> Response:
+        limit = _int_arg(query, "limit", 100, 10_000)
+        return self._db_call(lambda q: json_response(200, q.learning(limit)))
 
     def approvals(self, query: dict[str, list[str]]) -> Response:
         categories = _categories(query)

@@ -71,7 +71,13 @@ def rows(heal_env: dict[str, str]) -> Iterator[dict[str, str]]:
                ids["fine"], ids["fix"])
     db.execute("INSERT INTO issue_queue (fine, count, sample) VALUES ($1, 7, 'boom ' || $1)",
                ids["fine"])
+    db.execute("INSERT INTO pattern_fingerprints (fingerprint, level, pattern_id, hits) "
+               "VALUES ($1, 'fine', $2, 1000000000)", ids["fine"], ids["pattern"])
+    db.execute("INSERT INTO lifecycle_transitions (fingerprint, fix_id, src, dst, reason) "
+               "VALUES ($1, $2, 'ACTIVE', 'QUARANTINED', 'rolled back in a test')",
+               ids["fine"], ids["fix"])
     yield ids
+    db.execute("DELETE FROM lifecycle_transitions WHERE fix_id = $1", ids["fix"])
     db.execute("DELETE FROM fix_stats WHERE fix_id = $1", ids["fix"])
     db.execute("DELETE FROM patterns WHERE id = $1", ids["pattern"])
     db.execute("DELETE FROM issue_queue WHERE fine = $1", ids["fine"])
@@ -313,3 +319,16 @@ def test_metrics_report_is_heal_metrics_json(base: str, rows: dict[str, str]) ->
     assert status == 200 and set(body["windows"]) == {"24h", "7d", "30d"}
     status, _, body = call(f"{base}/api/metrics?window=1y")
     assert status == 400 and "24h, 7d, 30d" in body["error"]
+
+
+def test_fingerprints_and_learning(base: str, rows: dict[str, str]) -> None:
+    status, _, body = call(f"{base}/api/fingerprints?limit=3")
+    assert status == 200
+    top = body["fingerprints"][0]  # the test fingerprint has the most hits
+    assert (top["fingerprint"], top["level"], top["pattern_id"]) == (
+        rows["fine"], "fine", rows["pattern"])
+    status, _, body = call(f"{base}/api/learning?limit=10000")
+    assert status == 200 and isinstance(body["learnings"], list)
+    [mine] = [t for t in body["transitions"] if t["fix_id"] == rows["fix"]]
+    assert (mine["src"], mine["dst"], mine["reason"]) == (
+        "ACTIVE", "QUARANTINED", "rolled back in a test")
