@@ -15,6 +15,9 @@ from pipeline.events import VerdictEvent
 from pipeline.serve.api import HttpError
 from pipeline.serve.engines import Engines
 
+#: longest an approval may hold its lock (applying runs the failing step again)
+APPLY_LOCK_S = 3600
+
 
 def _pending(store: Any, attempt_id: str) -> dict[str, Any]:
     """The attempt row when it still waits for a decision.
@@ -56,8 +59,17 @@ def approve(settings: Settings, engines: Engines, attempt_id: str, *,
             raise
         except HealError as exc:
             raise HttpError(409, str(exc).replace("use --force", "POST with ?force=1")) from exc
-    outcome = Applier(settings, client, store).apply_suggested(
-        replace(verdict, decision="apply"))
+    # two clicks (or two operators) at once must not apply one fix twice: the first request
+    # holds this lock while it applies, the second is told so; afterwards _pending says 409
+    lock = settings.key("serve", "approving", attempt_id)
+    if not engines.with_redis(lambda c: c.set(lock, b"1", nx=True, ex=APPLY_LOCK_S)):
+        raise HttpError(409, f"attempt {attempt_id!r} is being applied by another request")
+    try:
+        _pending(store, attempt_id)  # re-read under the lock
+        outcome = Applier(settings, client, store).apply_suggested(
+            replace(verdict, decision="apply"))
+    finally:
+        engines.with_redis(lambda c: c.delete(lock))
     return {"id": attempt_id, "fix_id": outcome.fix_id, "status": outcome.status,
             "detail": outcome.detail, "commit": outcome.commit}
 

@@ -272,12 +272,21 @@ def test_approve_applies_a_real_suggestion_and_reject_retires_one(
     assert all(a["fix_id"] != fix_id for a in body["approvals"])
 
     head = git(root, "rev-parse", "HEAD")
+    # while another request applies it (its lock is held), a second approve is refused
+    lock = settings.key("serve", "approving", verdict.error_id)
+    client.set(lock, b"1")
+    status, _, body = call(f"{base}/api/approvals/{verdict.error_id}/approve", "POST")
+    assert status == 409 and "being applied by another request" in body["error"]
+    assert git(root, "rev-parse", "HEAD") == head
+    client.delete(lock)
+
     status, _, body = call(f"{base}/api/approvals/{verdict.error_id}/approve", "POST")
     assert status == 200 and body["status"] == "applied", body
     assert git(root, "rev-parse", "HEAD") != head
     assert run_argv(["ruff", "format", "--check", "."], str(root), 60)["exit_code"] == 0
     status, _, body = call(f"{base}/api/approvals/{verdict.error_id}/approve", "POST")
     assert status == 409 and "already decided: applied" in body["error"]
+    assert not client.exists(lock)  # released after applying
 
     # reject: a stored suggestion is retired and no longer listed
     other = f"it-{uuid.uuid4().hex[:10]}"
