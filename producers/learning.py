@@ -8,8 +8,9 @@
   the step record says the previous run failed (``resolved``) *and* that failure was
   remembered for learning (a Redis marker per step), so a plain success never opens
   PostgreSQL. A step that failed and now passes on another commit yields a DRAFT diff fix.
-- A success right after heal applied its own fix: the remembered failure is forgotten, not
-  learned (heal already knows that fix).
+- A success right after heal applied its own fix (`heal run`'s re-run, or a commit carrying
+  heal's ``Heal-Fix`` trailer, e.g. from `heal apply`): the remembered failure is forgotten,
+  not learned (heal already knows that fix).
 
 The workflow is the event's ``workflow.id``, or ``repo:<repository path>`` when none is set,
 so steps of the same name in two checkouts are never diffed against each other.
@@ -99,7 +100,7 @@ class StepLearning:
                   "ok": True, "repo_path": repo.path, "commit": repo.commit}
         if not resolved or not self._pending(step_key):
             return self._guarded(None, common)
-        if healed:
+        if healed or heal_commit(repo):
             lines = self._guarded(None, common)
             return lines + self._forget(common, step_key)
         return self._guarded(True, common, pending=step_key, start=True)
@@ -171,6 +172,21 @@ class StepLearning:
                 self.client.delete(self._pending_key(step_key))
         except redis.RedisError:
             pass  # the marker only saves a PostgreSQL round trip; losing it loses one lesson
+
+
+def heal_commit(repo: Repo) -> bool:
+    """Whether the commit the step passed on is one of heal's own fixes (``Heal-Fix``
+    trailer: applied by `heal run` or `heal apply`); learning it would duplicate that fix."""
+    if not (repo.path and repo.commit):
+        return False
+    from pipeline.gitops import GitRepo
+
+    try:
+        out = GitRepo(repo.path).run("log", "-1", "--format=%(trailers:key=Heal-Fix,valueonly)",
+                                     repo.commit).stdout
+    except HealError:
+        return False
+    return bool(out.strip())
 
 
 def _state_lines(report: StepReport, workflow: str) -> list[str]:

@@ -128,6 +128,20 @@ def test_a_fix_learned_from_precedent_is_offered_and_only_suggested(
         db.close()
     assert [(d["from_commit"], d["to_commit"]) for d in drafts] == [(broken, fixed)]
 
+    # 4. a person accepts the suggestion: the verified commit lands and the step passes
+    assert main(["apply", str(learned.fix["id"])]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert "SettingsDriftError" not in (repo / "app.py").read_text()
+    status, err = heal_run(capsys)
+    assert status == 0, err
+    assert "marked resolved" in err and "learned" not in err, err  # heal's own commit
+    db = open_database(Settings.from_env())
+    try:
+        assert len(PrecedentRepository(db).drafts(learned.fine)) == 1
+        assert PrecedentRepository(db).failures_for_step(f"wf-{token}", "import-app") == []
+    finally:
+        db.close()
+
 
 def test_a_plain_success_never_opens_postgresql(
     tmp_path: Path, heal_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,

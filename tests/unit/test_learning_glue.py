@@ -211,3 +211,22 @@ def test_a_verified_draft_is_only_ever_suggested() -> None:
         for mode in Mode:
             decision, _ = decide(req, mode, Verification(True, "passed"), votes)
             assert decision == "suggest", (human, mode)
+
+
+def test_heal_commits_are_recognised_by_their_trailer(tmp_path: Path) -> None:
+    import subprocess
+
+    from producers.learning import heal_commit
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(tmp_path), "-c", "user.email=t@t", "-c",
+                               "user.name=t", *args], check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    git("init", "-q")
+    git("commit", "-q", "--allow-empty", "-m", "a person's fix")
+    assert not heal_commit(Repo(str(tmp_path), git("rev-parse", "HEAD")))
+    git("commit", "-q", "--allow-empty", "-m", "heal: fix", "--trailer", "Healed-by: heal",
+        "--trailer", "Heal-Fix: precedent-1")
+    assert heal_commit(Repo(str(tmp_path), git("rev-parse", "HEAD")))
+    assert not heal_commit(Repo(str(tmp_path / "nowhere"), "abc"))
