@@ -151,7 +151,7 @@ def discover(root: Path, globs: Sequence[str] = DEFAULT_GLOBS,
             if not path.is_file() or path.is_symlink() or not _is_text(path):
                 continue
             found.append(Found(path, path.stat().st_size))
-    return found
+    return sorted(found, key=lambda f: f.path.relative_to(root).as_posix())
 
 
 def configured(root: Path, extra_globs: Sequence[str] = ()) -> tuple[tuple[str, ...],
@@ -240,7 +240,12 @@ def offer_backfill(settings: Settings, client: object, root: Path | None = None,
                                   "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
                       + "\n", encoding="utf-8")
     if answer == "yes":
-        stats = backfill_found(client, settings, found)
+        try:
+            stats = backfill_found(client, settings, found)
+        except HealError as exc:  # heal up goes on; the user can retry by hand
+            print(f"heal: backfill failed: {exc} (retry: heal backfill --discover {root})",
+                  file=out)
+            return answer
         print(f"heal: backfilled {stats.events} error event(s) from {stats.files} file(s)",
               file=out)
     else:

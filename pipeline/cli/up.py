@@ -46,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     client = connect_redis(settings, socket_timeout=options.block_ms / 1000 + 10)
+    from producers.discovery import offer_backfill
+
+    offer_backfill(settings, client)  # once, on a terminal only: backfill this repo's logs?
     workers = [
         build_worker(client, settings, spec, options=options, explicit=explicit)
         for spec in specs
