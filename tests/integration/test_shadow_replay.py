@@ -107,3 +107,35 @@ def test_shadow_suggest_mode_would_apply_nothing(
     assert "auto-fix rate     0%" in out
     assert "precision         n/a" in out
     assert _state(root) == before
+
+
+def test_shadow_of_discovered_logs_publishes_nothing_and_saves_no_mark(
+    heal_env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = tmp_path / "shop"
+    create_repo(root)
+    (root / "logs").mkdir()
+    (root / "logs/ci.log").write_text(
+        "2024-01-01 INFO collecting\n"
+        "Traceback (most recent call last):\n"
+        '  File "shop/cli.py", line 1, in <module>\n'
+        "ModuleNotFoundError: No module named 'yaml'\n"
+        "would reformat shop/prices.py\n"
+        "FAILED tests/test_shop.py::PriceTest::test_parse - AssertionError: 120 != 1205\n")
+    before = _state(root)
+    settings = Settings.from_env()
+    client = redis.Redis.from_url(heal_env["HEAL_REDIS_URL"])
+
+    assert main(["backfill", "--discover", str(root), "--shadow", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "1 log file(s) under" in captured.err  # with --json the listing goes to stderr
+    report = orjson.loads(captured.out)
+    assert report["errors"] >= 2
+    assert report["errors"] == (report["would_apply"] + report["suggestions"]
+                                + report["escalations"] + report["rejected"]
+                                + report["observed"] + report["no_verdict"])
+    # a log line names no command: nothing can be verified, so nothing would be auto-applied
+    assert report["would_apply"] == 0
+    assert report["precision"] is None
+    assert _state(root) == before
+    assert list(client.scan_iter(match=f"{settings.prefix}*")) == []
