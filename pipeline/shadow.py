@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -289,9 +288,14 @@ class Sandbox:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def run_shadow(base: Settings, client: Any, events: Iterable[ErrorEvent], mode: str,
+Source = Callable[[Callable[[ErrorEvent], None]], None]
+
+
+def run_shadow(base: Settings, client: Any, source: Source | Iterable[ErrorEvent], mode: str,
                repo: Path | None = None, out: IO[str] | None = None) -> ShadowReport:
-    """Run ``events`` through fingerprint -> lookup -> validate in isolation under ``mode``.
+    """Run the events of ``source`` through fingerprint -> lookup -> validate in isolation
+    under ``mode``. ``source`` is an iterable of events or a function that calls its argument
+    once per event (so a long history streams through in batches, never all in memory).
 
     Raises:
         UsageError: an unknown mode, or no database could be set aside for the run.
@@ -302,48 +306,55 @@ def run_shadow(base: Settings, client: Any, events: Iterable[ErrorEvent], mode: 
     if mode not in SHADOW_MODES:
         raise UsageError(f"--mode {mode!r}: shadow mode evaluates one of "
                          + ", ".join(SHADOW_MODES))
-    out = out or sys.stderr
     box = Sandbox(base)
     try:
         db = box.open_database()
-        resources: dict[str, Any] = {"db": db}
+        feeder = _Feeder(box, client, mode, repo, {"db": db}, drain_inline, out or sys.stderr)
         try:
-            originals = _feed(box, client, events, mode, repo, resources, drain_inline, out)
+            if callable(source):
+                source(feeder.feed)
+            else:
+                for event in source:
+                    feeder.feed(event)
+            feeder.flush()
         finally:
             db.close()
-        return build_report(mode, client, box.settings, originals, box.notes)
+        return build_report(mode, client, box.settings, feeder.originals, box.notes)
     finally:
         box.close(client)
 
 
-def _feed(box: Sandbox, client: Any, events: Iterable[ErrorEvent], mode: str,
-          repo: Path | None, resources: dict[str, Any], drain: Any,
-          out: IO[str]) -> dict[str, str]:
-    settings = box.settings
-    stream = settings.stream(STREAM_ERRORS)
-    originals: dict[str, str] = {}
-    pending = 0
-    seen: Counter[str] = Counter()
+class _Feeder:
+    """Publishes redirected events on the shadow errors stream and drains every ``BATCH``."""
 
-    def flush() -> None:
-        drain(settings, client, stages=list(SHADOW_STAGES), ctx_resources=resources)
-        print(f"heal shadow: {len(originals)} event(s) through the pipeline", file=out,
-              flush=True)
+    def __init__(self, box: Sandbox, client: Any, mode: str, repo: Path | None,
+                 resources: dict[str, Any], drain: Any, out: IO[str]) -> None:
+        self.box, self.client, self.mode, self.repo = box, client, mode, repo
+        self.resources, self.drain, self.out = resources, drain, out
+        self.stream = box.settings.stream(STREAM_ERRORS)
+        self.originals: dict[str, str] = {}
+        self.seen: set[str] = set()
+        self.pending = 0
 
-    for event in events:
-        seen[event.id] += 1
-        if seen[event.id] > 1:
-            continue  # the same record twice (e.g. a rotated copy): the runtime would dedupe
-        shadow = box.redirect(event, mode, repo)
-        originals[shadow.id] = str(event.tags.get("replay_of") or event.id)
-        client.xadd(stream, {"event": shadow.encode()})
-        pending += 1
-        if pending >= BATCH:
-            flush()
-            pending = 0
-    if pending:
-        flush()
-    return originals
+    def feed(self, event: ErrorEvent) -> None:
+        if event.id in self.seen:
+            return  # the same record twice (e.g. a rotated copy): the runtime would dedupe
+        self.seen.add(event.id)
+        shadow = self.box.redirect(event, self.mode, self.repo)
+        self.originals[shadow.id] = str(event.tags.get("replay_of") or event.id)
+        self.client.xadd(self.stream, {"event": shadow.encode()})
+        self.pending += 1
+        if self.pending >= BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        self.pending = 0
+        self.drain(self.box.settings, self.client, stages=list(SHADOW_STAGES),
+                   ctx_resources=self.resources)
+        print(f"heal shadow: {len(self.originals)} event(s) through the pipeline",
+              file=self.out, flush=True)
 
 
 def render(report: ShadowReport) -> str:

@@ -163,16 +163,20 @@ def _shadow(args: argparse.Namespace, settings: Settings, logs: list[Any],
     from storage.engines import connect_redis
 
     client = connect_redis(settings)
-    events: list[Any] = []
-    if args.replay:
-        replay_stream(client, settings, args.since, events.append, BackfillStats())
-    for path in logs:
-        events += [event for event, _ in scan_file(path)]
-    for path in transcripts:
-        events += [event for event, _ in scan_file(path, transcript=True)]
-    print(f"heal shadow: {len(events)} error event(s) read; mode {args.mode}", file=sys.stderr)
+
+    def source(emit: Any) -> None:
+        if args.replay:
+            replay_stream(client, settings, args.since, emit, BackfillStats())
+        for path in logs:
+            for event, _ in scan_file(path):
+                emit(event)
+        for path in transcripts:
+            for event, _ in scan_file(path, transcript=True):
+                emit(event)
+
+    print(f"heal shadow: mode {args.mode}; isolated, nothing is applied", file=sys.stderr)
     repo = Path(args.discover).resolve() if args.discover is not None else None
-    report = run_shadow(settings, client, events, args.mode, repo=repo)
+    report = run_shadow(settings, client, source, args.mode, repo=repo)
     if args.json:
         print(orjson.dumps(report.to_dict()).decode())
     else:

@@ -1,0 +1,68 @@
+"""Shadow report arithmetic: which fixes a mode applies by itself, verification outcomes,
+auto-fix rate and precision (n/a when nothing was verified)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.events import ErrorEvent, VerdictEvent
+from pipeline.shadow import Row, ShadowReport, _count, _verified, eligible, render
+
+
+def _verdict(decision: str, runs: list[dict[str, object]], fix: dict[str, object] | None = None
+             ) -> VerdictEvent:
+    error = ErrorEvent(id="e1", text="boom")
+    return VerdictEvent(id="e1:validate", error_id="e1", error=error, fine="fp", decision=decision,
+                        reason="r", fix=fix or {}, verification=runs)
+
+
+RUNS_OK = [{"phase": "before", "name": "failing-command", "exit_code": 1},
+           {"phase": "after", "name": "failing-command", "exit_code": 0}]
+RUNS_GONE = [{"phase": "before", "name": "failing-command", "exit_code": 0},
+             {"phase": "after", "name": "failing-command", "exit_code": 0}]
+
+
+@pytest.mark.parametrize(("fix", "mode", "expected"), [
+    ({"category": "SAFE", "state": "ACTIVE"}, "auto-safe", True),
+    ({"category": "SAFE", "state": "DRAFT"}, "auto-safe", False),
+    ({"category": "MODERATE", "state": "AUTOMATED"}, "auto-safe", False),
+    ({"category": "MODERATE", "state": "AUTOMATED"}, "auto", True),
+    ({"category": "SAFE", "state": "QUARANTINED"}, "auto", False),
+    ({"category": "SAFE", "state": "ACTIVE"}, "suggest", False),
+    ({"category": "SAFE", "kind": "escalate"}, "auto", False),
+])
+def test_eligible_follows_validates_rule(fix: dict[str, object], mode: str,
+                                         expected: bool) -> None:
+    assert eligible(fix, mode) is expected
+
+
+def test_verification_outcomes() -> None:
+    assert _verified(_verdict("apply", RUNS_OK)) == "passed"
+    assert _verified(_verdict("reject", RUNS_OK)) == "failed"
+    assert _verified(_verdict("reject", RUNS_GONE)) == "not reproducible"
+    assert _verified(_verdict("suggest", [])) == "not run"
+
+
+def test_precision_counts_only_verified_eligible_fixes() -> None:
+    report = ShadowReport(mode="auto-safe", errors=4)
+    safe: dict[str, object] = {"category": "SAFE", "state": "ACTIVE", "id": "f"}
+    moderate: dict[str, object] = {"category": "MODERATE", "state": "ACTIVE", "id": "m"}
+    cases = [(_verdict("apply", RUNS_OK, safe), "1"), (_verdict("reject", RUNS_OK, safe), "2"),
+             (_verdict("reject", RUNS_GONE, safe), "1"), (_verdict("suggest", [], moderate), "1")]
+    for verdict, tier in cases:
+        _count(report, Row("e", "e", pattern="p", tier=tier), verdict, "auto-safe")
+    assert (report.would_apply, report.rejected, report.suggestions) == (1, 2, 1)
+    assert report.by_tier == {"1": 3, "2": 1}
+    assert (report.eligible_verified, report.eligible_passed) == (2, 1)
+    assert report.not_reproducible == 1
+    assert report.precision == 0.5
+    assert report.auto_fix_rate == 0.25
+
+
+def test_render_says_na_when_nothing_could_be_measured() -> None:
+    report = ShadowReport(mode="auto", errors=0)
+    _count(report, Row("e", "e"), None, "auto")
+    text = render(report)
+    assert "auto-fix rate     n/a" in text and "precision         n/a" in text
+    assert "no verdict        1" in text
+    assert report.to_dict()["precision"] is None
