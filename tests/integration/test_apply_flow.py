@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
 import redis
 
 from pipeline.apply.applier import Applier
@@ -17,41 +15,12 @@ from pipeline.config import Settings
 from pipeline.demo.sample import break_formatting, break_stale_lock, git
 from pipeline.validate.validator import Validator
 from storage.attempts import AttemptStore
-from storage.db import Database
-from storage.migrate import migrate
 from tests.integration._heal_validate_support import FORMAT_FIX, candidate, lock_fix, sample_repo
 
 
-@pytest.fixture
-def client(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(redis_url)
-
-
-@pytest.fixture
-def settings(tmp_path: Path, prefix: str) -> Settings:
-    return Settings(redis_url=None, database_url=None, home=tmp_path / "home", prefix=prefix)
-
-
-@pytest.fixture(scope="module")
-def store(database_url: str) -> Iterator[AttemptStore]:
-    db = Database(database_url)
-    migrate(db)
-    yield AttemptStore(db)
-    db.close()
-
-
-@pytest.fixture
-def validator(settings: Settings, client: redis.Redis, store: AttemptStore) -> Validator:
-    return Validator(settings, client, store)
-
-
-@pytest.fixture
-def applier(settings: Settings, client: redis.Redis, store: AttemptStore) -> Applier:
-    return Applier(settings, client, store)
-
-
 def test_applied_once_even_when_delivered_twice(
-        tmp_path: Path, validator: Validator, applier: Applier, store: AttemptStore) -> None:
+        tmp_path: Path, validator: Validator, applier: Applier,
+        attempt_store: AttemptStore) -> None:
     root = sample_repo(tmp_path)
     break_formatting(root)
     verdict = validator.validate(candidate(root, ("ruff", "format", "--check", "."), FORMAT_FIX))
@@ -65,13 +34,13 @@ def test_applied_once_even_when_delivered_twice(
     again = applier.handle(verdict)
     assert again == outcome
     assert git(root, "rev-list", "--count", "HEAD") == commits
-    row = store.apply_result(verdict.error_id)
+    row = attempt_store.apply_result(verdict.error_id)
     assert row is not None and row["status"] == "applied"
 
 
 def test_still_failing_after_apply_is_reverted_without_rewriting_history(
         tmp_path: Path, validator: Validator, applier: Applier, client: redis.Redis,
-        settings: Settings) -> None:
+        stage_settings: Settings) -> None:
     root = sample_repo(tmp_path)
     break_formatting(root)
     verdict = validator.validate(candidate(root, ("ruff", "format", "--check", "."), FORMAT_FIX))
@@ -86,12 +55,12 @@ def test_still_failing_after_apply_is_reverted_without_rewriting_history(
     assert git(root, "merge-base", "--is-ancestor", before, "HEAD") == ""  # history kept
     from pipeline.guardrails.breaker import CircuitBreaker
 
-    status = CircuitBreaker(client, settings).status()
+    status = CircuitBreaker(client, stage_settings).status()
     assert "reverts" in str(status) or status
 
 
 def test_suggestion_then_heal_apply(tmp_path: Path, validator: Validator, applier: Applier,
-                                   store: AttemptStore) -> None:
+                                   attempt_store: AttemptStore) -> None:
     root = sample_repo(tmp_path)
     break_formatting(root)
     cand = candidate(root, ("ruff", "format", "--check", "."), FORMAT_FIX, mode="suggest")
@@ -100,11 +69,11 @@ def test_suggestion_then_heal_apply(tmp_path: Path, validator: Validator, applie
     assert outcome.status == "suggested"
     assert "heal apply format.ruff_format" in outcome.detail
     assert git(root, "branch", "--list", verdict.branch).strip()
-    row = store.latest_suggestion(cand.error_id)
+    row = attempt_store.latest_suggestion(cand.error_id)
     assert row is not None
     applied = applier.apply_suggested(replace(verdict, decision="apply"))
     assert applied.status == "applied"
-    assert store.latest_suggestion(cand.error_id) is None  # consumed
+    assert attempt_store.latest_suggestion(cand.error_id) is None  # consumed
 
 
 def test_dirty_tree_leaves_the_branch(tmp_path: Path, validator: Validator,

@@ -19,11 +19,6 @@ from tests.integration._heal_validate_support import FORMAT_FIX, candidate, samp
 
 
 @pytest.fixture
-def client(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(redis_url)
-
-
-@pytest.fixture
 def settings(tmp_path: Path, prefix: str) -> Settings:
     return Settings(redis_url=None, database_url=None, home=tmp_path / "home", prefix=prefix)
 

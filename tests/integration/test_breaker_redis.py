@@ -26,11 +26,6 @@ def settings(tmp_path: Path, redis_url: str, prefix: str) -> Settings:
 
 
 @pytest.fixture
-def client(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(redis_url)
-
-
-@pytest.fixture
 def clock() -> Clock:
     return Clock()
 

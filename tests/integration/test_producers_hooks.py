@@ -14,11 +14,6 @@ from producers.hooks import WorkflowHooks
 
 
 @pytest.fixture
-def client(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(redis_url)
-
-
-@pytest.fixture
 def settings(tmp_path: Path, redis_url: str, prefix: str) -> Settings:
     return Settings.from_env({"HEAL_HOME": str(tmp_path), "HEAL_REDIS_URL": redis_url,
                               "HEAL_STREAM_PREFIX": prefix})

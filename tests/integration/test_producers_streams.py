@@ -19,11 +19,6 @@ from producers.publisher import Publisher
 
 
 @pytest.fixture
-def client(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(redis_url)
-
-
-@pytest.fixture
 def settings(tmp_path: Path, redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
              ) -> Settings:
     env = {"HEAL_HOME": str(tmp_path / "home"), "HEAL_REDIS_URL": redis_url,

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -26,13 +26,6 @@ from pipeline.runtime.metrics import MetricsHook, MetricsRegistry
 from pipeline.runtime.noop import PassThroughHandler
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(redis_url)
-    yield c
-    c.close()
 
 
 def publish(client: redis.Redis, stream: str, ids: range, chunk: int = 2000) -> None:

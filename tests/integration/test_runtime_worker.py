@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 import time
 import types
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +21,6 @@ from pipeline.runtime.metrics import MetricsHook, MetricsRegistry
 from pipeline.runtime.noop import PassThroughHandler
 from pipeline.runtime.options import Retention
 from pipeline.stage import Encodable
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(redis_url)
-    yield c
-    c.close()
 
 
 @pytest.fixture

@@ -45,11 +45,6 @@ def repo(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def client(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(redis_url)
-
-
-@pytest.fixture
 def settings(tmp_path: Path, prefix: str) -> Settings:
     return Settings(redis_url=None, database_url=None, home=tmp_path / "home", prefix=prefix)
 

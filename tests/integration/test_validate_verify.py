@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,8 +13,6 @@ from pipeline.config import Settings
 from pipeline.demo.sample import break_formatting, break_side_effect_import, git
 from pipeline.validate.validator import Validator
 from storage.attempts import AttemptStore
-from storage.db import Database
-from storage.migrate import migrate
 from tests.integration._heal_validate_support import (
     FORMAT_FIX,
     LINT_FIX,
@@ -24,31 +21,8 @@ from tests.integration._heal_validate_support import (
 )
 
 
-@pytest.fixture
-def client(redis_url: str) -> redis.Redis:
-    return redis.Redis.from_url(redis_url)
-
-
-@pytest.fixture
-def settings(tmp_path: Path, prefix: str) -> Settings:
-    return Settings(redis_url=None, database_url=None, home=tmp_path / "home", prefix=prefix)
-
-
-@pytest.fixture(scope="module")
-def store(database_url: str) -> Iterator[AttemptStore]:
-    db = Database(database_url)
-    migrate(db)
-    yield AttemptStore(db)
-    db.close()
-
-
-@pytest.fixture
-def validator(settings: Settings, client: redis.Redis, store: AttemptStore) -> Validator:
-    return Validator(settings, client, store)
-
-
 def test_verified_fix_gets_a_branch_with_trailers_and_stored_evidence(
-        tmp_path: Path, validator: Validator, store: AttemptStore) -> None:
+        tmp_path: Path, validator: Validator, attempt_store: AttemptStore) -> None:
     # Given a repository whose formatting check fails
     root = sample_repo(tmp_path)
     break_formatting(root)
@@ -71,9 +45,9 @@ def test_verified_fix_gets_a_branch_with_trailers_and_stored_evidence(
     assert git(root, "status", "--porcelain") == ""
     assert git(root, "worktree", "list").count("\n") == 0
     # and every vote and run is stored
-    assert [v["judge"] for v in store.votes(cand.error_id)] == ["verification"]
-    assert len(store.runs(cand.error_id)) == 4
-    attempt = store.attempt(cand.error_id)
+    assert [v["judge"] for v in attempt_store.votes(cand.error_id)] == ["verification"]
+    assert len(attempt_store.runs(cand.error_id)) == 4
+    attempt = attempt_store.attempt(cand.error_id)
     assert attempt is not None and attempt["decision"] == "apply"
 
 
@@ -162,8 +136,9 @@ def test_invalid_policy_keeps_the_last_valid_one_and_says_so(
     assert "keeping the last valid policy" in note["reason"]
 
 
-def test_moderate_command_is_deferred_to_apply(tmp_path: Path, validator: Validator,
-                                               settings: Settings, client: redis.Redis) -> None:
+def test_moderate_command_is_deferred_to_apply(
+        tmp_path: Path, validator: Validator, stage_settings: Settings,
+        client: redis.Redis) -> None:
     from pipeline.apply.applier import Applier
     from pipeline.demo.sample import break_exec_bit
 
@@ -174,6 +149,6 @@ def test_moderate_command_is_deferred_to_apply(tmp_path: Path, validator: Valida
     verdict = validator.validate(candidate(root, ("sh", "scripts/ci.sh"), fix, mode="auto"))
     assert verdict.decision == "apply" and verdict.verification == []  # nothing ran yet
     assert not os.access(root / "scripts/build.sh", os.X_OK)
-    outcome = Applier(settings, client).handle(verdict)
+    outcome = Applier(stage_settings, client).handle(verdict)
     assert outcome.status == "applied" and "failing step passes again" in outcome.detail
     assert os.access(root / "scripts/build.sh", os.X_OK)

@@ -1,0 +1,50 @@
+"""Fixtures shared by the integration tests (the engines themselves are in tests/conftest.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from pipeline.apply.applier import Applier
+from pipeline.config import Settings
+from pipeline.validate.validator import Validator
+from storage.attempts import AttemptStore
+from storage.db import Database
+from storage.migrate import migrate
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    """A client of the session's real Redis (tests isolate themselves with ``prefix``)."""
+    c = redis.Redis.from_url(redis_url)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def stage_settings(tmp_path: Path, prefix: str) -> Settings:
+    """Settings for driving the validate/apply stages directly with the fixtures' clients."""
+    return Settings(redis_url=None, database_url=None, home=tmp_path / "home", prefix=prefix)
+
+
+@pytest.fixture(scope="module")
+def attempt_store(database_url: str) -> Iterator[AttemptStore]:
+    db = Database(database_url)
+    migrate(db)
+    yield AttemptStore(db)
+    db.close()
+
+
+@pytest.fixture
+def validator(stage_settings: Settings, client: redis.Redis,
+              attempt_store: AttemptStore) -> Validator:
+    return Validator(stage_settings, client, attempt_store)
+
+
+@pytest.fixture
+def applier(stage_settings: Settings, client: redis.Redis,
+            attempt_store: AttemptStore) -> Applier:
+    return Applier(stage_settings, client, attempt_store)
