@@ -142,3 +142,31 @@ def test_cli_usage_errors(env: tuple[Settings, redis.Redis, Path],
     assert "--glob only applies to --discover" in capsys.readouterr().err
     assert main(["backfill", "--discover", str(repo), "--shadow", "--dry-run"]) == 2
     assert main(["backfill", "--replay", "--discover", str(repo)]) == 2
+
+
+def test_heal_up_asks_on_a_terminal_only(
+    heal_env: dict[str, str], tmp_path: Path, tty: tuple[IO[str], int],
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    import sys
+
+    from pipeline.cli import up
+
+    repo = tmp_path / "proj"
+    (repo / "logs").mkdir(parents=True)
+    (repo / "logs/app.log").write_text(LOG)
+    monkeypatch.chdir(repo)
+    monkeypatch.setattr(up, "run_threads", lambda workers: 0)  # start, then stop at once
+    home = Path(heal_env["HEAL_HOME"])
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("y\n"))  # CI: piped stdin, no terminal
+    assert main(["up", "--stages", "fingerprint"]) == 0
+    assert "backfill them now" not in capsys.readouterr().err
+    assert not (home / ASKED_FILE).exists()
+
+    stdin, master = tty
+    os.write(master, b"n\n")
+    monkeypatch.setattr(sys, "stdin", stdin)
+    assert main(["up", "--stages", "fingerprint"]) == 0
+    assert f"Found 1 log files under {repo}" in capsys.readouterr().err
+    assert json.loads((home / ASKED_FILE).read_text())["answer"] == "no"
