@@ -40,6 +40,7 @@ from pipeline.model import Mode
 SHADOW_STAGES = ("fingerprint", "lookup", "validate")
 SHADOW_MODES = (Mode.SUGGEST.value, Mode.AUTO_SAFE.value, Mode.AUTO.value)
 BATCH = 50
+ROWS_SHOWN = 20
 
 
 @dataclass
@@ -384,4 +385,20 @@ def render(report: ShadowReport) -> str:
     if report.not_reproducible:
         lines.append(f"  not reproducible  {report.not_reproducible} (left out of precision)")
     lines += [f"  note: {n}" for n in report.notes]
-    return "\n".join(lines)
+    return "\n".join(lines + _row_lines(report.rows))
+
+
+def _row_lines(rows: list[Row], limit: int = ROWS_SHOWN) -> list[str]:
+    """The decisions that involve a fix (apply, suggest, reject), most useful first."""
+    order = {"apply": 0, "suggest": 1, "reject": 2}
+    picked = sorted((r for r in rows if r.decision in order),
+                    key=lambda r: (order[r.decision], r.fix_id, r.original_id))
+    if not picked:
+        return []
+    out = ["", "  decision  fix (category, tier, verification)  error"]
+    for r in picked[:limit]:
+        out.append(f"  {r.decision:<8}  {r.fix_id} ({r.category or '?'}, tier {r.tier or '-'}, "
+                   f"{r.verified})  {r.original_id}")
+    if len(picked) > limit:
+        out.append(f"  ... {len(picked) - limit} more (--json lists every error)")
+    return out

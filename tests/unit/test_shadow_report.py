@@ -66,3 +66,13 @@ def test_render_says_na_when_nothing_could_be_measured() -> None:
     assert "auto-fix rate     n/a" in text and "precision         n/a" in text
     assert "no verdict        1" in text
     assert report.to_dict()["precision"] is None
+
+
+def test_render_lists_the_fix_decisions() -> None:
+    report = ShadowReport(mode="auto-safe", errors=2)
+    report.rows = [Row("e1", "hist-1", fix_id="format/fix", category="SAFE", tier="1",
+                       decision="apply", verified="passed"),
+                   Row("e2", "hist-2", decision="escalate")]
+    text = render(report)
+    assert "apply     format/fix (SAFE, tier 1, passed)  hist-1" in text
+    assert "hist-2" not in text  # escalations have no fix to show
