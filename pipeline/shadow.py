@@ -72,6 +72,7 @@ class ShadowReport:
     escalations: int = 0
     rejected: int = 0
     observed: int = 0
+    duplicates: int = 0
     no_verdict: int = 0
     eligible_verified: int = 0
     eligible_passed: int = 0
@@ -81,7 +82,10 @@ class ShadowReport:
 
     @property
     def auto_fix_rate(self) -> float | None:
-        return self.would_apply / self.errors if self.errors else None
+        """would-auto-apply / errors, an error that repeats an earlier request (same
+        fingerprint, fix and commit: decided once, like the pipeline does) not counted."""
+        counted = self.errors - self.duplicates
+        return self.would_apply / counted if counted else None
 
     @property
     def precision(self) -> float | None:
@@ -178,6 +182,9 @@ def _count(report: ShadowReport, row: Row, verdict: VerdictEvent | None, mode: s
         return
     row.decision, row.reason = verdict.decision, verdict.reason[:300]
     row.verified = _verified(verdict)
+    if verdict.decision == "reject" and "identical request" in verdict.reason:
+        report.duplicates += 1  # pre-flight dedupe: the earlier error's decision stands
+        return
     tally = {"apply": "would_apply", "suggest": "suggestions", "escalate": "escalations",
              "reject": "rejected", "observe": "observed"}.get(verdict.decision)
     if tally:
@@ -375,10 +382,14 @@ def render(report: ShadowReport) -> str:
     ]
     if report.observed:
         lines.append(f"  observed only     {report.observed}")
+    if report.duplicates:
+        lines.append(f"  repeats           {report.duplicates} (same fingerprint, fix and commit "
+                     "as an earlier error: decided once)")
     if report.no_verdict:
         lines.append(f"  no verdict        {report.no_verdict} (dead-lettered or not reached)")
     lines += [
-        f"  auto-fix rate     {pct(report.auto_fix_rate)} (would auto-apply / errors)",
+        f"  auto-fix rate     {pct(report.auto_fix_rate)} (would auto-apply / errors"
+        f"{' - repeats' if report.duplicates else ''})",
         f"  precision         {pct(report.precision)} (verification passed / verified, among "
         f"{report.eligible_verified} fix(es) {report.mode} would apply by itself)",
     ]

@@ -3,6 +3,8 @@ auto-fix rate and precision (n/a when nothing was verified)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from pipeline.events import ErrorEvent, VerdictEvent
@@ -76,3 +78,17 @@ def test_render_lists_the_fix_decisions() -> None:
     text = render(report)
     assert "apply     format/fix (SAFE, tier 1, passed)  hist-1" in text
     assert "hist-2" not in text  # escalations have no fix to show
+
+
+def test_repeats_of_a_decided_request_are_counted_apart() -> None:
+    report = ShadowReport(mode="auto-safe", errors=3)
+    safe: dict[str, object] = {"category": "SAFE", "state": "ACTIVE", "id": "f"}
+    _count(report, Row("e1", "e1", pattern="p", tier="1"), _verdict("apply", RUNS_OK, safe),
+           "auto-safe")
+    repeat = replace(_verdict("reject", [], safe), reason="pre-flight refused: dedupe: "
+                     "identical request (same fingerprint and fix) already in flight")
+    for eid in ("e2", "e3"):
+        _count(report, Row(eid, eid, pattern="p", tier="1"), repeat, "auto-safe")
+    assert (report.would_apply, report.duplicates, report.rejected) == (1, 2, 0)
+    assert report.auto_fix_rate == 1.0
+    assert "repeats           2" in render(report)
