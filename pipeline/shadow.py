@@ -250,22 +250,43 @@ class Sandbox:
         return open_database(self.settings)
 
     def copy_repo(self, root: Path) -> Path:
-        """A full copy (work tree + .git) of ``root``; verification happens there."""
+        """A copy of ``root`` for verification: ``.git`` and the tracked files as they are
+        now (uncommitted edits included). Untracked and ignored files (virtualenvs,
+        ``node_modules``, ``$HEAL_HOME``) are left out: verification's snapshot
+        (``git stash create``) and its worktrees never contain them either.
+
+        Raises:
+            UsageError: the repository cannot be read.
+        """
         root = root.resolve()
-        if root not in self.copies:
-            dest = self.tmp / "repos" / f"{len(self.copies)}-{root.name}"
-            home = self.base.home.resolve()
-
-            def ignore(directory: str, names: list[str]) -> list[str]:
-                return [n for n in names if (Path(directory) / n).resolve() == home]
-
-            shutil.copytree(root, dest, symlinks=True, ignore=ignore)
-            # the copied index's stat data (inodes, ctimes) no longer match the files: refresh
-            # it, or `git stash create` (verification's snapshot) fails on the "changed" tree
-            subprocess.run(["git", "update-index", "-q", "--refresh"], cwd=dest,
-                           capture_output=True, check=False, timeout=120)
-            self.copies[root] = dest
-        return self.copies[root]
+        if root in self.copies:
+            return self.copies[root]
+        dest = self.tmp / "repos" / f"{len(self.copies)}-{root.name}"
+        try:
+            listed = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True,
+                                    check=True, timeout=120).stdout
+            git_dir, common = subprocess.run(
+                ["git", "rev-parse", "--path-format=absolute", "--git-dir", "--git-common-dir"],
+                cwd=root, capture_output=True, text=True, check=True, timeout=60,
+            ).stdout.split("\n")[:2]
+            shutil.copytree(common, dest / ".git", symlinks=True)
+            if git_dir != common:  # a linked worktree: its own HEAD and index
+                for name in ("HEAD", "index"):
+                    if (Path(git_dir) / name).exists():
+                        shutil.copy2(Path(git_dir) / name, dest / ".git" / name)
+            for rel in filter(None, listed.decode("utf-8", "surrogateescape").split("\0")):
+                src = root / rel
+                if src.is_symlink() or src.is_file():  # a deleted tracked file stays deleted
+                    (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(src, dest / rel, follow_symlinks=False)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise UsageError(f"shadow mode cannot copy the repository {root}: {exc}") from exc
+        # the copied index's stat data (inodes, ctimes) no longer match the files: refresh it,
+        # or `git stash create` (verification's snapshot) fails on the "changed" tree
+        subprocess.run(["git", "update-index", "-q", "--refresh"], cwd=dest,
+                       capture_output=True, check=False, timeout=120)
+        self.copies[root] = dest
+        return dest
 
     def redirect(self, event: ErrorEvent, mode: str, repo: Path | None) -> ErrorEvent:
         """The event as the shadow pipeline sees it: mode set, repository = the copy."""
@@ -288,11 +309,17 @@ class Sandbox:
         return dataclasses.replace(event, tags=tags, repo=new_repo)
 
     def close(self, client: Any) -> None:
+        """Delete the shadow's keys and streams, its database and its temp dir."""
         try:
             for key in client.scan_iter(match=f"{self.settings.prefix}:*", count=500):
                 client.delete(key)
         finally:
+            self.close_files()
+
+    def close_files(self) -> None:
+        try:
             self._drop()
+        finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
