@@ -101,17 +101,20 @@ class ShadowReport:
 
 
 def eligible(fix: dict[str, Any], mode: str) -> bool:
-    """Would ``mode`` apply this fix by itself once verified (validate's rule, before votes)."""
+    """Is this fix in ``mode``'s precision: one the mode would apply by itself once verified
+    (validate's rule, before votes), or under ``suggest`` any fix put to a human."""
     category = str(fix.get("category", "")).upper()
     state = str(fix.get("state", "ACTIVE")).upper()
-    if fix.get("kind") == "escalate" or state in ("QUARANTINED", "DEPRECATED", "DRAFT"):
+    if fix.get("kind") == "escalate" or state in ("QUARANTINED", "DEPRECATED"):
         return False
+    if mode == Mode.SUGGEST.value:
+        return True
     safe = category == "SAFE"
+    if state == "DRAFT":
+        return False
     if mode == Mode.AUTO_SAFE.value:
         return safe
-    if mode == Mode.AUTO.value:
-        return safe or state == "AUTOMATED"
-    return False
+    return mode == Mode.AUTO.value and (safe or state == "AUTOMATED")
 
 
 def _verified(verdict: VerdictEvent) -> str:
@@ -418,7 +421,8 @@ def render(report: ShadowReport) -> str:
         f"  auto-fix rate     {pct(report.auto_fix_rate)} (would auto-apply / errors"
         f"{' - repeats' if report.duplicates else ''})",
         f"  precision         {pct(report.precision)} (verification passed / verified, among "
-        f"{report.eligible_verified} fix(es) {report.mode} would apply by itself)",
+        f"{report.eligible_verified} fix(es) "
+        f"{'suggested' if report.mode == 'suggest' else report.mode + ' would apply by itself'})",
     ]
     if report.not_reproducible:
         lines.append(f"  not reproducible  {report.not_reproducible} (left out of precision)")

@@ -105,7 +105,10 @@ def test_shadow_suggest_mode_would_apply_nothing(
     out = capsys.readouterr().out
     assert "would auto-apply  0" in out
     assert "auto-fix rate     0%" in out
-    assert "precision         n/a" in out
+    # under suggest, precision covers every fix put to a human: the format fix verified
+    assert "precision         100% (verification passed / verified, among 1 fix(es) " \
+        "suggested)" in out
+    assert "suggest   format.ruff_format/fix (SAFE, tier 1, passed)" in out
     assert _state(root) == before
 
 
