@@ -187,6 +187,7 @@ def _count(report: ShadowReport, row: Row, verdict: VerdictEvent | None, mode: s
     row.verified = _verified(verdict)
     if verdict.decision == "reject" and "identical request" in verdict.reason:
         report.duplicates += 1  # pre-flight dedupe: the earlier error's decision stands
+        row.decision = "repeat"
         return
     tally = {"apply": "would_apply", "suggest": "suggestions", "escalate": "escalations",
              "reject": "rejected", "observe": "observed"}.get(verdict.decision)
@@ -431,16 +432,21 @@ def render(report: ShadowReport) -> str:
 
 
 def _row_lines(rows: list[Row], limit: int = ROWS_SHOWN) -> list[str]:
-    """The decisions that involve a fix (apply, suggest, reject), most useful first."""
+    """The decisions that involve a fix (apply, suggest, reject), grouped, most useful first."""
     order = {"apply": 0, "suggest": 1, "reject": 2}
-    picked = sorted((r for r in rows if r.decision in order),
-                    key=lambda r: (order[r.decision], r.fix_id, r.original_id))
-    if not picked:
+    groups: dict[tuple[str, str, str, str, str], list[Row]] = {}
+    for r in rows:
+        if r.decision in order:
+            groups.setdefault((r.decision, r.fix_id, r.category, r.tier, r.verified), []).append(r)
+    if not groups:
         return []
-    out = ["", "  decision  fix (category, tier, verification)  error"]
-    for r in picked[:limit]:
-        out.append(f"  {r.decision:<8}  {r.fix_id} ({r.category or '?'}, tier {r.tier or '-'}, "
-                   f"{r.verified})  {r.original_id}")
-    if len(picked) > limit:
-        out.append(f"  ... {len(picked) - limit} more (--json lists every error)")
+    keys = sorted(groups, key=lambda k: (order[k[0]], -len(groups[k]), k))
+    out = ["", "  decision  fix (category, tier, verification)  errors"]
+    for decision, fix_id, category, tier, verified in keys[:limit]:
+        members = groups[(decision, fix_id, category, tier, verified)]
+        more = f" (+{len(members) - 1} more)" if len(members) > 1 else ""
+        out.append(f"  {decision:<8}  {fix_id} ({category or '?'}, tier {tier or '-'}, "
+                   f"{verified})  {members[0].original_id}{more}")
+    if len(keys) > limit:
+        out.append(f"  ... {len(keys) - limit} more group(s) (--json lists every error)")
     return out

@@ -88,8 +88,19 @@ def test_repeats_of_a_decided_request_are_counted_apart() -> None:
            "auto-safe")
     repeat = replace(_verdict("reject", [], safe), reason="pre-flight refused: dedupe: "
                      "identical request (same fingerprint and fix) already in flight")
-    for eid in ("e2", "e3"):
-        _count(report, Row(eid, eid, pattern="p", tier="1"), repeat, "auto-safe")
+    repeats = [Row(eid, eid, pattern="p", tier="1") for eid in ("e2", "e3")]
+    for row in repeats:
+        _count(report, row, repeat, "auto-safe")
+    assert [r.decision for r in repeats] == ["repeat", "repeat"]
     assert (report.would_apply, report.duplicates, report.rejected) == (1, 2, 0)
     assert report.auto_fix_rate == 1.0
     assert "repeats           2" in render(report)
+
+
+def test_render_groups_errors_with_the_same_decision_and_fix() -> None:
+    report = ShadowReport(mode="auto-safe", errors=3)
+    report.rows = [Row(f"e{i}", f"hist-{i}", fix_id="net/fix", category="MODERATE", tier="1",
+                       decision="suggest") for i in range(3)]
+    text = render(report)
+    assert "suggest   net/fix (MODERATE, tier 1, not run)  hist-0 (+2 more)" in text
+    assert text.count("net/fix") == 1
