@@ -34,8 +34,9 @@ def register(subparsers: Any) -> None:
                         help="with --replay: ISO time, age (30m, 2h, 7d) or stream id")
     parser.add_argument("--dry-run", action="store_true", help="publish nothing")
     parser.add_argument("--json", action="store_true",
-                        help="with --dry-run: print each event as one JSON line; "
-                             "otherwise a JSON summary")
+                        help="with --dry-run: print each event (with --discover: the files "
+                             "found) as JSON; with --shadow: the report; otherwise a JSON "
+                             "summary")
     parser.add_argument("--force", action="store_true",
                         help="ignore the saved per-file marks and read files from the start")
     parser.add_argument("--discover", nargs="?", const=".", metavar="REPO",
@@ -48,7 +49,7 @@ def register(subparsers: Any) -> None:
                         help="run the errors through fingerprint/lookup/validate in isolation "
                              "(own prefix, database and repository copies), apply nothing, and "
                              "report what --mode would have done")
-    parser.add_argument("--mode", default="auto-safe", choices=["suggest", "auto-safe", "auto"],
+    parser.add_argument("--mode", choices=["suggest", "auto-safe", "auto"],
                         help="with --shadow: the mode to evaluate (default auto-safe)")
     parser.set_defaults(func=_backfill)
 
@@ -61,6 +62,8 @@ def _validate(args: argparse.Namespace) -> None:
         raise UsageError("--since only applies to --replay")
     if args.glob and args.discover is None:
         raise UsageError("--glob only applies to --discover")
+    if args.mode and not args.shadow:
+        raise UsageError("--mode only applies to --shadow (heal.toml sets the real mode)")
     if args.shadow and args.dry_run:
         raise UsageError("--shadow publishes nothing already; leave out --dry-run")
     if not (args.replay or args.paths or args.transcript or args.discover is not None):
@@ -174,9 +177,10 @@ def _shadow(args: argparse.Namespace, settings: Settings, logs: list[Any],
             for event, _ in scan_file(path, transcript=True):
                 emit(event)
 
-    print(f"heal shadow: mode {args.mode}; isolated, nothing is applied", file=sys.stderr)
+    mode = args.mode or "auto-safe"
+    print(f"heal shadow: mode {mode}; isolated, nothing is applied", file=sys.stderr)
     repo = Path(args.discover).resolve() if args.discover is not None else None
-    report = run_shadow(settings, client, source, args.mode, repo=repo)
+    report = run_shadow(settings, client, source, mode, repo=repo)
     if args.json:
         print(orjson.dumps(report.to_dict()).decode())
     else:

@@ -142,6 +142,8 @@ def test_cli_usage_errors(env: tuple[Settings, redis.Redis, Path],
     assert "--glob only applies to --discover" in capsys.readouterr().err
     assert main(["backfill", "--discover", str(repo), "--shadow", "--dry-run"]) == 2
     assert main(["backfill", "--replay", "--discover", str(repo)]) == 2
+    assert main(["backfill", "--discover", str(repo), "--mode", "auto"]) == 2
+    assert "--mode only applies to --shadow" in capsys.readouterr().err
 
 
 def test_heal_up_asks_on_a_terminal_only(
