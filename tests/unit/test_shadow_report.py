@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from pipeline.events import ErrorEvent, VerdictEvent
-from pipeline.shadow import Row, ShadowReport, _count, _verified, eligible, render
+from pipeline.shadow.report import Row, ShadowReport, _count, _verified, eligible, render
 
 
 def _verdict(decision: str, runs: list[dict[str, object]], fix: dict[str, object] | None = None

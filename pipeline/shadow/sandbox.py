@@ -1,0 +1,141 @@
+"""Where a shadow run lives: its own stream prefix, temp ``$HEAL_HOME``, database copy and
+repository copies; all removed by ``close``."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pipeline.config import Settings
+from pipeline.errors import HealError, UsageError
+from pipeline.events import ErrorEvent
+
+
+class Sandbox:
+    """Temp home, repository copies, prefix and database of one shadow run."""
+
+    def __init__(self, base: Settings) -> None:
+        self.base = base
+        self.tmp = Path(tempfile.mkdtemp(prefix="heal-shadow-"))
+        self.copies: dict[Path, Path] = {}
+        self.notes: list[str] = []
+        self._drop: Callable[[], None] = lambda: None
+        token = uuid.uuid4().hex[:8]
+        self.settings = dataclasses.replace(base, prefix=f"{base.prefix}-shadow-{token}",
+                                            home=self.tmp / "home")
+        self.settings.home.mkdir(parents=True)
+
+    def open_database(self) -> Any:
+        """Raises EngineError when no database is reachable."""
+        from pipeline.demo.isolation import with_database
+        from storage.db import Database
+        from storage.engines import database_url, open_database
+
+        url = database_url(self.base)  # before home changes: the embedded server stays the same
+        name = f"heal_shadow_{uuid.uuid4().hex[:10]}"
+        source = urlsplit(url).path.lstrip("/") or "postgres"
+        admin = Database(with_database(url, "postgres"), min_size=1, max_size=1)
+        try:
+            admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
+            self.notes.append(f"database: a copy of {source} (learned patterns included)")
+        except HealError as exc:
+            try:
+                admin.execute(f'CREATE DATABASE "{name}"')
+            except HealError as exc2:
+                admin.close()
+                raise UsageError(f"shadow mode needs its own database and the server refused "
+                                 f"to create one ({exc2}); nothing was run") from exc2
+            self.notes.append(f"database: fresh, seeded patterns only (copying {source} was "
+                              f"refused: {str(exc)[:120]})")
+
+        def drop() -> None:
+            try:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            except HealError:
+                pass  # a leftover shadow database is harmless; the next run uses a new name
+            finally:
+                admin.close()
+
+        self._drop = drop
+        self.settings = dataclasses.replace(self.settings, database_url=with_database(url, name))
+        return open_database(self.settings)
+
+    def copy_repo(self, root: Path) -> Path:
+        """A copy of ``root`` for verification: ``.git`` and the tracked files as they are
+        now (uncommitted edits included). Untracked and ignored files (virtualenvs,
+        ``node_modules``, ``$HEAL_HOME``) are left out: verification's snapshot
+        (``git stash create``) and its worktrees never contain them either.
+
+        Raises:
+            UsageError: the repository cannot be read.
+        """
+        root = root.resolve()
+        if root in self.copies:
+            return self.copies[root]
+        dest = self.tmp / "repos" / f"{len(self.copies)}-{root.name}"
+        try:
+            listed = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True,
+                                    check=True, timeout=120).stdout
+            git_dir, common = subprocess.run(
+                ["git", "rev-parse", "--path-format=absolute", "--git-dir", "--git-common-dir"],
+                cwd=root, capture_output=True, text=True, check=True, timeout=60,
+            ).stdout.split("\n")[:2]
+            shutil.copytree(common, dest / ".git", symlinks=True)
+            if git_dir != common:  # a linked worktree: its own HEAD and index
+                for name in ("HEAD", "index"):
+                    if (Path(git_dir) / name).exists():
+                        shutil.copy2(Path(git_dir) / name, dest / ".git" / name)
+            for rel in filter(None, listed.decode("utf-8", "surrogateescape").split("\0")):
+                src = root / rel
+                if src.is_symlink() or src.is_file():  # a deleted tracked file stays deleted
+                    (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(src, dest / rel, follow_symlinks=False)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise UsageError(f"shadow mode cannot copy the repository {root}: {exc}") from exc
+        # the copied index's stat data (inodes, ctimes) no longer match the files: refresh it,
+        # or `git stash create` (verification's snapshot) fails on the "changed" tree
+        subprocess.run(["git", "update-index", "-q", "--refresh"], cwd=dest,
+                       capture_output=True, check=False, timeout=120)
+        self.copies[root] = dest
+        return dest
+
+    def redirect(self, event: ErrorEvent, mode: str, repo: Path | None) -> ErrorEvent:
+        """The event as the shadow pipeline sees it: mode set, repository = the copy."""
+        from pipeline.validate.validator import repo_root
+
+        tags = {**event.tags, "mode": mode, "shadow": True}
+        root = repo_root(event)
+        if root is None and repo is not None and not event.repo.path:
+            root = repo.resolve()
+            tags.setdefault("cwd", str(root))
+        if root is None:
+            return dataclasses.replace(event, tags=tags)
+        copy = self.copy_repo(root)
+        cwd = Path(str(tags.get("cwd") or event.repo.path or root)).resolve()
+        try:
+            tags["cwd"] = str(copy / cwd.relative_to(root))
+        except ValueError:
+            tags["cwd"] = str(copy)
+        new_repo = dataclasses.replace(event.repo, path=str(copy))
+        return dataclasses.replace(event, tags=tags, repo=new_repo)
+
+    def close(self, client: Any) -> None:
+        """Delete the shadow's keys and streams, its database and its temp dir."""
+        try:
+            for key in client.scan_iter(match=f"{self.settings.prefix}:*", count=500):
+                client.delete(key)
+        finally:
+            self.close_files()
+
+    def close_files(self) -> None:
+        try:
+            self._drop()
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
