@@ -6,16 +6,18 @@ heal's own ``$HEAL_HOME``) are pruned before descending, so a large ``node_modul
 nothing. ``heal.toml`` ``[backfill] paths = [...]`` replaces the default globs and
 ``exclude = [...]`` adds exclusions; ``--glob`` on the command line adds globs.
 
-Only text (or ``.gz``) files are kept: a file whose first 4 KiB hold a NUL byte is binary.
+Only text files (also inside ``.gz``) are kept: a NUL byte in the first 4 KiB means binary.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
 import sys
 import time
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -106,13 +108,15 @@ def _excluded_dir(rel: str, name: str, excludes: Sequence[str]) -> bool:
 
 
 def _is_text(path: Path) -> bool:
-    if path.suffix == ".gz":
-        return True
+    """No NUL byte in the first 4 KiB (decompressed for ``.gz``: a ``.tar.gz`` is binary)."""
     try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as gz:
+                return b"\0" not in gz.read(BINARY_PROBE)
         with open(path, "rb") as fh:
             return b"\0" not in fh.read(BINARY_PROBE)
-    except OSError:
-        return False
+    except (OSError, EOFError, zlib.error):
+        return False  # unreadable or a corrupt archive: nothing backfill could read either
 
 
 def discover(root: Path, globs: Sequence[str] = DEFAULT_GLOBS,

@@ -30,6 +30,8 @@ def repo(tmp_path: Path) -> Path:
         _write(root, rel)
     _write(root, "core.log", b"\x7fELF\x00\x00binary")
     (root / "svc/api/server.log.gz").write_bytes(gzip.compress(b"ERROR zipped\n"))
+    (root / "logs/bundle.tar.gz").write_bytes(gzip.compress(b"app.log\0\0\0ustar"))
+    (root / "logs/broken.log.gz").write_bytes(b"\x1f\x8bnot really gzip")
     return root
 
 
