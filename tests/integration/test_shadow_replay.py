@@ -142,3 +142,24 @@ def test_shadow_of_discovered_logs_publishes_nothing_and_saves_no_mark(
     assert report["precision"] is None
     assert _state(root) == before
     assert list(client.scan_iter(match=f"{settings.prefix}*")) == []
+
+
+def test_shadow_of_an_agent_transcript_verifies_in_a_copy(
+    heal_env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = tmp_path / "shop"
+    create_repo(root)
+    break_formatting(root)
+    run = run_argv(["ruff", "format", "--check", "."], str(root), 60.0)
+    transcript = tmp_path / "session.jsonl"
+    transcript.write_text(orjson.dumps({
+        "tool": "Bash", "input": {"command": "ruff format --check ."}, "output": run["tail"],
+        "exit_code": run["exit_code"], "cwd": str(root), "sessionId": "s1"}).decode() + "\n")
+    before = _state(root)
+
+    assert main(["backfill", "--transcript", str(transcript), "--shadow", "--json"]) == 0
+    report = orjson.loads(capsys.readouterr().out)
+    assert (report["errors"], report["would_apply"]) == (1, 1), report["rows"]
+    assert report["rows"][0]["fix_id"] == "format.ruff_format/fix"
+    assert report["precision"] == 1.0
+    assert _state(root) == before
