@@ -9,38 +9,20 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Callable
-from urllib.parse import urlsplit, urlunsplit
 
 from pipeline.config import Settings
 from pipeline.errors import HealError
 
 
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
-
-
 def isolate(settings: Settings) -> tuple[Settings, Callable[[], None], str]:
     """(demo settings, cleanup, note). Raises EngineError when no database is reachable."""
-    from storage.db import Database
     from storage.engines import database_url
+    from storage.scratch import create_scratch_database
 
-    base_url = database_url(settings)
     name = f"heal_demo_{uuid.uuid4().hex[:10]}"
-    admin = Database(base_url, min_size=1, max_size=1)
     try:
-        admin.execute(f'CREATE DATABASE "{name}"')
+        url, cleanup = create_scratch_database(database_url(settings), name)
     except HealError as exc:
-        admin.close()
         return settings, lambda: None, f"demo shares the configured database ({exc})"
-    demo = dataclasses.replace(settings, database_url=with_database(base_url, name))
-
-    def cleanup() -> None:
-        try:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        except HealError:
-            pass  # a leftover demo database is harmless; the next run uses a new name
-        finally:
-            admin.close()
-
+    demo = dataclasses.replace(settings, database_url=url)
     return demo, cleanup, f"demo database {name} (dropped at the end)"

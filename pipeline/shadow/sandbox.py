@@ -34,37 +34,26 @@ class Sandbox:
 
     def open_database(self) -> Any:
         """Raises EngineError when no database is reachable."""
-        from pipeline.demo.isolation import with_database
-        from storage.db import Database
         from storage.engines import database_url, open_database
+        from storage.scratch import create_scratch_database, with_database
 
         url = database_url(self.base)  # before home changes: the embedded server stays the same
         name = f"heal_shadow_{uuid.uuid4().hex[:10]}"
         source = urlsplit(url).path.lstrip("/") or "postgres"
-        admin = Database(with_database(url, "postgres"), min_size=1, max_size=1)
+        # connected to the maintenance database: a template must have no other sessions
+        admin_url = with_database(url, "postgres")
         try:
-            admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
+            scratch, self._drop = create_scratch_database(admin_url, name, template=source)
             self.notes.append(f"database: a copy of {source} (learned patterns included)")
         except HealError as exc:
             try:
-                admin.execute(f'CREATE DATABASE "{name}"')
+                scratch, self._drop = create_scratch_database(admin_url, name)
             except HealError as exc2:
-                admin.close()
                 raise UsageError(f"shadow mode needs its own database and the server refused "
                                  f"to create one ({exc2}); nothing was run") from exc2
             self.notes.append(f"database: fresh, seeded patterns only (copying {source} was "
                               f"refused: {str(exc)[:120]})")
-
-        def drop() -> None:
-            try:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            except HealError:
-                pass  # a leftover shadow database is harmless; the next run uses a new name
-            finally:
-                admin.close()
-
-        self._drop = drop
-        self.settings = dataclasses.replace(self.settings, database_url=with_database(url, name))
+        self.settings = dataclasses.replace(self.settings, database_url=scratch)
         return open_database(self.settings)
 
     def copy_repo(self, root: Path) -> Path:

@@ -12,30 +12,22 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from pipeline.errors import ConfigError, QueryError
 from storage.db import Database
 from storage.migrate import MIGRATIONS_DIR, applied, discover, migrate
+from storage.scratch import create_scratch_database
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
 @pytest.fixture
 def fresh_url(database_url: str) -> Iterator[str]:
-    name = f"heal_mig_{uuid.uuid4().hex[:10]}"
-    admin = Database(database_url)
-    admin.execute(f"CREATE DATABASE {name}")
-    yield _with_database(database_url, name)
-    admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.close()
+    url, drop = create_scratch_database(database_url, f"heal_mig_{uuid.uuid4().hex[:10]}")
+    yield url
+    drop()
 
 
 @pytest.fixture
