@@ -31,11 +31,17 @@ def stage_settings(tmp_path: Path, prefix: str) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def attempt_store(database_url: str) -> Iterator[AttemptStore]:
-    db = Database(database_url)
-    migrate(db)
-    yield AttemptStore(db)
-    db.close()
+def db(database_url: str) -> Iterator[Database]:
+    """A migrated Database on the session's PostgreSQL (a module may define its own)."""
+    database = Database(database_url)
+    migrate(database)
+    yield database
+    database.close()
+
+
+@pytest.fixture(scope="module")
+def attempt_store(db: Database) -> AttemptStore:
+    return AttemptStore(db)
 
 
 @pytest.fixture

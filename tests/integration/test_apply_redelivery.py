@@ -3,7 +3,6 @@ is verified with `git apply` in a worktree (real Redis, RQ, PostgreSQL)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,21 +13,12 @@ from pipeline.demo.sample import break_formatting, git
 from pipeline.events import OutcomeEvent
 from pipeline.runtime import drain_inline
 from storage.db import Database
-from storage.migrate import migrate
 from tests.integration._heal_validate_support import FORMAT_FIX, candidate, sample_repo
 
 
 @pytest.fixture
 def settings(tmp_path: Path, prefix: str) -> Settings:
     return Settings(redis_url=None, database_url=None, home=tmp_path / "home", prefix=prefix)
-
-
-@pytest.fixture(scope="module")
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    migrate(database)
-    yield database
-    database.close()
 
 
 def outcomes(client: redis.Redis, settings: Settings) -> list[OutcomeEvent]:

@@ -4,7 +4,6 @@ idempotent redelivery, Thompson ranking records, and the breaker fed by outcomes
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,15 +19,6 @@ from pipeline.lifecycle.service import LifecycleService
 from pipeline.model import LifecycleState as S
 from storage.db import Database
 from storage.lifecycle import LifecycleStore
-from storage.migrate import migrate
-
-
-@pytest.fixture(scope="module")
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    migrate(database)
-    yield database
-    database.close()
 
 
 @pytest.fixture

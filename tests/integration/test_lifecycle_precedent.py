@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,15 +11,6 @@ import pytest
 from pipeline.lifecycle.precedent import PrecedentLearner
 from storage.db import Database
 from storage.lifecycle import PrecedentRepository
-from storage.migrate import migrate
-
-
-@pytest.fixture(scope="module")
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    migrate(database)
-    yield database
-    database.close()
 
 
 def git(repo: Path, *args: str) -> str:

@@ -4,26 +4,14 @@ and the validate stage only observes it."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from pipeline.config import Settings
 from pipeline.lookup.setup import build_lookup
 from storage.db import Database
-from storage.engines import open_database
 from storage.lifecycle import LifecycleStore
 
 TEXT = "fatal: Unable to create '/srv/repo/.git/index.lock': File exists.\n"
-
-
-@pytest.fixture
-def db(database_url: str, tmp_path: Path) -> Iterator[Database]:
-    settings = Settings.from_env({"HEAL_DATABASE_URL": database_url, "HEAL_HOME": str(tmp_path)})
-    database = open_database(settings)
-    yield database
-    database.close()
 
 
 def test_an_ignored_fingerprint_gets_no_fix_and_is_not_queued(
