@@ -1,6 +1,7 @@
-"""Assemble a ready :class:`Lookup`: seeds loaded (idempotently) into PostgreSQL, reference
-embeddings stored, the local cache warmed; degrades to the local cache when PostgreSQL is
-unreachable."""
+"""Assemble a ready :class:`Lookup`: seeds loaded (idempotently) into PostgreSQL, the taught
+patterns added to the catalog, reference embeddings stored (seed and taught examples, and the
+error texts of verified resolutions), the local cache warmed; degrades to the local cache when
+PostgreSQL is unreachable."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pipeline.errors import DatabaseUnavailable, EngineError
 from pipeline.lookup.catalog import Catalog, load_catalog
 from pipeline.lookup.semantic import Embedder, query_text, vector_id
 from pipeline.lookup.service import Lookup
+from pipeline.lookup.taught import load_taught, with_taught
 from storage.cache import LocalCache
 from storage.db import Database
 from storage.embeddings import EmbeddingRepository
@@ -28,8 +30,11 @@ def reference_texts(catalog: Catalog) -> list[tuple[str, str, str]]:
     return rows
 
 
-def seed_database(db: Database, catalog: Catalog, embedder: Embedder | None) -> dict[str, int]:
-    """Load the catalog and its reference embeddings into PostgreSQL (idempotent).
+def seed_database(db: Database, catalog: Catalog, embedder: Embedder | None,
+                  taught: Catalog | None = None) -> dict[str, int]:
+    """Load the catalog and its reference embeddings into PostgreSQL (idempotent); with
+    ``taught`` (the catalog with the taught patterns), their examples and the stored
+    resolution references are embedded too.
 
     Raises:
         DatabaseUnavailable: PostgreSQL is unreachable.
@@ -37,7 +42,12 @@ def seed_database(db: Database, catalog: Catalog, embedder: Embedder | None) -> 
     """
     counts = PatternRepository(db).seed(catalog.patterns.values())
     if embedder is not None:
-        refs = reference_texts(catalog)
+        refs = reference_texts(taught or catalog)
+        if taught is not None:
+            from storage.learned import LearnedRepository
+
+            known = set(taught.patterns)
+            refs += [r for r in LearnedRepository(db).references() if r[1] in known]
         repo = EmbeddingRepository(db)
         repo.prune({r[0] for r in refs})
         stored = {r[0] for r in repo.all()}
@@ -65,12 +75,13 @@ def build_lookup(settings: Settings, db: Database | None, *, semantic: bool = Tr
     Raises:
         ConfigError: invalid seeds.
     """
-    catalog = load_catalog()
+    seeds = load_catalog()
     cache = LocalCache.at_home(settings.home)
     embedder = Embedder() if semantic else None
+    catalog = with_taught(seeds, load_taught(db, cache, seeds))
     if db is not None:
         try:
-            seed_database(db, catalog, embedder)
+            seed_database(db, seeds, embedder, taught=catalog)
         except DatabaseUnavailable:
             db = None
         except EngineError:
@@ -80,6 +91,6 @@ def build_lookup(settings: Settings, db: Database | None, *, semantic: bool = Tr
             seed_cache_vectors(cache, catalog, embedder)
         except EngineError:
             embedder = None
-    lookup = Lookup(catalog, cache, db, embedder)
+    lookup = Lookup(catalog, cache, db, embedder, seeds=seeds)
     lookup.warm(warm)
     return lookup
