@@ -172,6 +172,8 @@ def render_fix(spec: FixSpec, raw_params: Mapping[str, Any]) -> dict[str, Any]:
             rendered = {"argv": _render_argv(spec.template, values)}
             if "timeout_s" in spec.template:
                 rendered["timeout_s"] = float(spec.template["timeout_s"])
+            if spec.template.get("verify_in_worktree"):  # taught: verified before offered
+                rendered["verify_in_worktree"] = True
         elif spec.kind is FixKind.DIFF:
             diff = str(spec.template["diff"])
             rendered = {"diff": diff if spec.template.get("literal") else _fill(diff, values)}

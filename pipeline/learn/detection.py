@@ -22,8 +22,17 @@ from typing import Any
 from pipeline.errors import UsageError
 from pipeline.fingerprint.rules import RULES
 
-#: placeholders whose masking rule is reused verbatim (inside an atomic group)
-_RULE_PATTERNS = {r.name: r.pattern for r in RULES}
+
+
+def compact(verbose: str) -> str:
+    """A masking rule's verbose pattern on one line (comments and layout whitespace dropped;
+    the rules hold no literal space or ``#`` outside an escape)."""
+    lines = [re.sub(r"(?<!\\)#.*$", "", line) for line in verbose.splitlines()]
+    return re.sub(r"(?<!\\)\s+", "", "".join(lines))
+
+
+#: placeholders whose masking rule is reused (compacted, inside an atomic group)
+_RULE_PATTERNS = {r.name: compact(r.pattern) for r in RULES}
 _PLACEHOLDER = re.compile(r"<([a-z_][a-z0-9_]*)>")
 #: a derived rule covers at most this much of the headline (longer tails are data anyway)
 MAX_HEADLINE = 300
@@ -36,7 +45,7 @@ MAX_BACKTRACKING_REPEATS = 3
 
 
 def _literal(text: str) -> str:
-    """``text`` as a verbose-mode literal with every whitespace run possessive."""
+    """``text`` as a literal with every whitespace run possessive."""
     parts = re.split(r"(\s+)", text)
     return "".join(r"[ \t]++" if p.isspace() else re.escape(p) for p in parts if p)
 
@@ -50,7 +59,7 @@ def _value(name: str, following: str) -> str:
 
 
 def derive_regex(headline: str) -> str:
-    """The detection regex of a normalized headline (verbose: it starts with ``(?x)``).
+    """The detection regex (one line) of a normalized headline.
 
     Raises:
         UsageError: the headline is empty or only placeholders (nothing would be specific).
@@ -68,11 +77,11 @@ def derive_regex(headline: str) -> str:
         else:
             following = pieces[i + 1] if i + 1 < len(pieces) else ""
             out.append(_value(piece, following))
-    return "(?x)" + "".join(out)
+    return "".join(out)
 
 
 def compile_rule(regex: str) -> re.Pattern[str]:
-    """Compile a taught rule exactly as the catalog does (derived rules start with ``(?x)``)."""
+    """Compile a taught rule exactly as the catalog does."""
     return re.compile(regex, re.MULTILINE)
 
 

@@ -73,7 +73,8 @@ def command_fix(text: str) -> FixDraft:
     check_argv(argv)
     return FixDraft("command", f"Run {shlex.join(argv)[:80]}",
                     "Taught by a person: this command resolved the error.",
-                    {"argv": argv, "literal": True, "timeout_s": 600})
+                    {"argv": argv, "literal": True, "timeout_s": 600,
+                     "verify_in_worktree": True})
 
 
 def escalate_fix(message: str) -> FixDraft:
