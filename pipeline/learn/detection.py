@@ -23,7 +23,6 @@ from pipeline.errors import UsageError
 from pipeline.fingerprint.rules import RULES
 
 
-
 def compact(verbose: str) -> str:
     """A masking rule's verbose pattern on one line (comments and layout whitespace dropped;
     the rules hold no literal space or ``#`` outside an escape)."""

@@ -34,7 +34,8 @@ if not os.path.exists("workspace.ready"):
 VARIANT = """Traceback (most recent call last):
   File "/home/ci/other/tools/bootstrap.py", line 88, in prepare
     check()
-app.StaleWorkspaceError: workspace /var/lib/runner/w2/build/cache-{token} not initialised after 17 attempts
+app.StaleWorkspaceError: workspace /var/lib/runner/w2/build/cache-{token} not initialised \
+after 17 attempts
 """
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import glob
 import re
+from pathlib import Path
 
 import pytest
 
@@ -36,7 +37,8 @@ def test_a_derived_rule_matches_variants_and_not_other_errors() -> None:
 
 
 def test_compacted_masking_rules_match_exactly_what_the_verbose_ones_match() -> None:
-    texts = [open(f, encoding="utf-8").read() for f in glob.glob("tests/fixtures/errors/*/*.txt")]
+    texts = [Path(f).read_text(encoding="utf-8")
+             for f in glob.glob("tests/fixtures/errors/*/*.txt")]
     assert len(texts) > 50
     for rule in RULES:
         verbose, flat = re.compile(rule.pattern, re.VERBOSE), re.compile(compact(rule.pattern))
