@@ -15,6 +15,7 @@ from pipeline.guardrails._connect import connect_redis, open_database
 from pipeline.guardrails.audit import AuditLog
 from pipeline.guardrails.breaker import CircuitBreaker
 from pipeline.guardrails.escalation import LogSink, NotificationSink, Notifier, WebhookSink
+from pipeline.learn.references import ResolutionReferences
 from pipeline.lifecycle.escalate import EscalationHook
 from pipeline.lifecycle.graduation import LifecyclePolicy
 from pipeline.lifecycle.service import LifecycleService
@@ -64,6 +65,7 @@ def build(ctx: StageContext) -> LifecycleHandler:
         audit=audit,
         policy=LifecyclePolicy(),
         escalation=EscalationHook(store, _notifier(settings, client)),
+        references=ResolutionReferences(db),
     )
 
     def sweep() -> None:

@@ -154,6 +154,9 @@ class LearnedRepository:
             ref_id, pattern_id, text, source, error_id)
         return row is not None
 
+    def reference_count(self) -> int:
+        return int(self.db.fetchval("SELECT count(*) FROM pattern_references") or 0)
+
     def references(self) -> list[tuple[str, str, str]]:
         """(id, pattern id, text) of every extra reference text."""
         rows = self.db.fetch("SELECT id, pattern_id, text FROM pattern_references ORDER BY id")

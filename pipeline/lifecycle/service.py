@@ -21,6 +21,10 @@ class OutcomeStore(Protocol):
     def record_outcome(self, rec: Any, policy: LifecyclePolicy) -> Any: ...
 
 
+class References(Protocol):
+    def after_outcome(self, event: OutcomeEvent, kind: str | None) -> Any: ...
+
+
 @dataclass
 class LifecycleService:
     store: OutcomeStore
@@ -28,6 +32,8 @@ class LifecycleService:
     audit: Auditor | None
     policy: LifecyclePolicy
     escalation: EscalationHook | None = None
+    #: a verified resolution adds its error text to the tier 2 references of its pattern
+    references: References | None = None
 
     def handle(self, event: OutcomeEvent) -> LifecycleTransition | None:
         """Record one outcome; returns the lifecycle transition it caused, if any.
@@ -58,6 +64,8 @@ class LifecycleService:
             return None
         if self.escalation is not None:
             self.escalation.after_outcome(event, fingerprint)
+        if self.references is not None:
+            self.references.after_outcome(event, result.kind)
         if self.audit is not None and result.kind is not None:
             self.audit.append("lifecycle.outcome", f"{fingerprint}/{event.fix_id}", {
                 "event_id": event.id, "status": event.status, "outcome": result.kind,

@@ -69,6 +69,8 @@ class Lookup:
         self.catalog = catalog
         #: the seeds alone; ``catalog`` is them plus the taught patterns (re-read on refresh)
         self.seeds = seeds or catalog
+        #: resolution references seen at the last refresh (a change re-embeds)
+        self._references = -1
         self.cache = cache
         self.db = db
         self.embedder = embedder
@@ -446,13 +448,18 @@ class Lookup:
         self.catalog = catalog
         self._known.clear()
         self._rendered.clear()
-        if self.embedder is not None and self.db is not None and set(catalog.patterns) - before:
-            from pipeline.lookup.setup import seed_database
+        if self.embedder is None or self.db is None or not self.online:
+            return
+        from pipeline.lookup.setup import seed_database
+        from storage.learned import LearnedRepository
 
-            try:
+        try:
+            references = LearnedRepository(self.db).reference_count()
+            if set(catalog.patterns) - before or references != self._references:
                 seed_database(self.db, self.seeds, self.embedder, taught=catalog)
-            except (DatabaseUnavailable, EngineError):
-                return  # the next refresh tries again; tier 1 already serves them
+                self._references = references
+        except (DatabaseUnavailable, EngineError):
+            return  # the next refresh tries again; tier 1 already serves them
 
     def sync(self, batch: int = 500) -> int:
         """Flush, then apply the outbox to PostgreSQL (idempotent). Returns ops applied;

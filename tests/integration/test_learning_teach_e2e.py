@@ -39,6 +39,11 @@ after 17 attempts
 """
 
 
+def letters() -> str:
+    """A token of letters only: never masked, so each test has a fingerprint of its own."""
+    return "".join(chr(97 + int(c, 16)) for c in uuid.uuid4().hex[:10])
+
+
 @pytest.fixture(autouse=True)
 def _close_stores() -> Iterator[None]:
     yield
@@ -71,7 +76,7 @@ def test_a_taught_command_is_offered_verified_in_a_fresh_copy_and_matches_a_vari
     tmp_path: Path, heal_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    token = uuid.uuid4().hex[:8]
+    token = letters()
     repo = make_repo(tmp_path, token)
     monkeypatch.chdir(repo)
     monkeypatch.setenv("HEAL_WORKFLOW", f"wf-{token}")
@@ -129,7 +134,7 @@ def test_bad_lessons_exit_2_with_what_to_change(
     tmp_path: Path, heal_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    token = uuid.uuid4().hex[:8]
+    token = letters()
     repo = make_repo(tmp_path, token)
     monkeypatch.chdir(repo)
     git(repo, "commit", "-q", "--allow-empty", "-m", "nothing")
