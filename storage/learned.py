@@ -38,7 +38,9 @@ VALUES ($1, $2, $3, $4, 'DRAFT', $5, $6, $7::jsonb, $8::jsonb)
 ON CONFLICT (id) DO NOTHING RETURNING id
 """
 
-# the newest fix of every pattern that is not a seed, with its pattern (the catalog's shape)
+# the newest fix of every taught pattern, with its pattern (the catalog's shape); neither the
+# seeds (loaded from their files) nor the placeholders a review's ``y`` leaves for a person to
+# complete (an escalation with no fix yet)
 _TAUGHT = """
 SELECT p.id, p.name, p.category, p.description, p.detection, p.params, p.examples, p.source,
        p.priority, p.provenance, p.created_at, f.id AS fix_id, f.kind, f.category AS fix_category,
@@ -47,7 +49,7 @@ SELECT p.id, p.name, p.category, p.description, p.detection, p.params, p.example
 FROM patterns p
 JOIN LATERAL (SELECT * FROM fixes WHERE pattern_id = p.id
               ORDER BY created_at DESC, id DESC LIMIT 1) f ON true
-WHERE p.source <> 'seed' {where}
+WHERE p.source NOT IN ('seed', 'review') {where}
 ORDER BY p.id
 """
 

@@ -60,6 +60,7 @@ def fix_of(args: argparse.Namespace, root: Path | None) -> Any:
 
 
 def _root(repo: str) -> Path | None:
+    """The git root holding ``repo``, or None outside a repository."""
     from pipeline.gitops import find_root
 
     try:
