@@ -142,6 +142,16 @@ class LearnedRepository:
             return None
         return {"kind": row["kind"], **_decoded(row["template"])}
 
+    def fix_statistics(self) -> dict[str, dict[str, Any]]:
+        """Verified outcomes per fix (summed over fingerprints) and its latest state."""
+        rows = self.db.fetch(
+            """SELECT fix_id, sum(successes) AS successes, sum(failures) AS failures,
+                      sum(reverts) AS reverts, count(*) AS fingerprints FROM fix_stats
+               GROUP BY fix_id""")
+        return {r["fix_id"]: {"successes": int(r["successes"]), "failures": int(r["failures"]),
+                              "reverts": int(r["reverts"]),
+                              "fingerprints": int(r["fingerprints"])} for r in rows}
+
     # -- tier 2 references -----------------------------------------------------------------
     def pattern_of_fix(self, fix_id: str) -> str | None:
         value = self.db.fetchval("SELECT pattern_id FROM fixes WHERE id = $1", fix_id)
@@ -174,7 +184,8 @@ class LearnedRepository:
 
 
 def _canonical(detection: Any) -> str:
-    return _json(sorted(_json(d) for d in (_decoded(detection) or [])))
+    items = _decoded(detection) or []
+    return _json(sorted(orjson.dumps(d, option=orjson.OPT_SORT_KEYS).decode() for d in items))
 
 
 def detection_key(detect: list[dict[str, Any]]) -> str:
