@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,6 +65,19 @@ def make_repo(tmp_path: Path, token: str) -> Path:
     git(repo, "add", "app.py")
     git(repo, "commit", "-q", "-m", "app")
     return repo
+
+
+def wait_for_occurrence(pattern_id: str) -> None:
+    db = open_database(Settings.from_env())
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if db.fetchval("SELECT count(*) FROM occurrences WHERE pattern_id = $1", pattern_id):
+                return
+            time.sleep(0.2)
+    finally:
+        db.close()
+    raise AssertionError(f"no occurrence of {pattern_id} reached PostgreSQL")
 
 
 def heal_run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
@@ -128,6 +142,40 @@ def test_a_taught_command_is_offered_verified_in_a_fresh_copy_and_matches_a_vari
     assert "detection rule" in report["reason"], report
     assert report["fix"]["id"] == fix_id and report["fix"]["state"] == "DRAFT"
     assert report["would_apply"] is False
+
+    # 5. a person applies the verified suggestion; `heal report` (and /report) tell the story
+    assert main(["apply", fix_id]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert (copy / "workspace.ready").exists()
+    import redis
+
+    from pipeline.runtime.drain import drain_inline
+
+    client = redis.Redis.from_url(heal_env["HEAL_REDIS_URL"])
+    drain_inline(Settings.from_env(), client, stages=["lifecycle"])
+    wait_for_occurrence(fix_id.rsplit(".", 1)[0])  # the lookup's writes sync in the background
+    assert main(["report", "--since", "1h", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    (healing,) = [h for h in data["healings"] if h["fix_id"] == fix_id]
+    assert healing["tier"] == 1 and healing["auto"] is False
+    assert healing["time_to_fix_s"] > 0 and "StaleWorkspaceError" in healing["error"]
+    assert "original failure gone" in healing["verification"]
+    assert any(e["reason"].startswith("no known fix") and "StaleWorkspaceError" in e["error"]
+               for e in data["escalations"]), data["escalations"]
+    assert any(p["id"] == pattern_id and p["provenance"]["how"] == "command"
+               for p in data["learning"]["new_patterns"])
+    assert {"fix_id": fix_id, "src": "DRAFT", "dst": "ACTIVE"}.items() <= next(
+        m for m in data["learning"]["graduations"] if m["fix_id"] == fix_id).items()
+    page = tmp_path / "report.html"
+    assert main(["report", "--since", "1h", "--format", "html", "--output", str(page)]) == 0
+    body = page.read_text()
+    assert body.startswith("<!doctype html>") and "<style>" in body and fix_id in body
+    assert "<script" not in body and "src=" not in body and "href=" not in body
+    from pipeline.serve.api import Api
+
+    served = Api(Settings.from_env()).handle("GET", "/report", {"since": ["1h"]})
+    assert served.status == 200 and served.content_type.startswith("text/html")
+    assert fix_id.encode() in served.body
 
 
 def test_bad_lessons_exit_2_with_what_to_change(
