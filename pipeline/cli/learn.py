@@ -30,6 +30,9 @@ def register(sub: Any) -> None:
     how.add_argument("--commit", metavar="SHA", help="the commit whose diff fixed it")
     how.add_argument("--playbook", metavar="FILE", help="steps in the seeds' playbook YAML")
     how.add_argument("--escalate", metavar="MSG", help="no mechanical fix: tell a human this")
+    how.add_argument("--transcript", metavar="FILE",
+                     help="learn DRAFT diff precedents from an agent transcript (fail, "
+                          "edits, the same command passing)")
     p.add_argument("--category", default="MODERATE", metavar="C",
                    help="SAFE, MODERATE (default) or RISKY; SAFE needs --yes and --reason")
     p.add_argument("--name", default="", help="a name for the pattern")
@@ -76,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     from storage.cache import LocalCache
     from storage.engines import connect_redis, open_database
 
+    if args.transcript is not None:
+        return learn_transcript(args)
     if bool(args.last) == bool(args.error):
         raise UsageError("heal learn: name one error: ERROR_ID, FINGERPRINT or --last")
     root = _root(args.repo)
@@ -119,3 +124,44 @@ def print_taught(taught: Any, text: str) -> None:
         print(f"  note       {note}")
     print("  next       verified before it is offered; starts DRAFT and graduates only through "
           "verified successes (heal explain shows its lifecycle)")
+
+
+def learn_transcript(args: argparse.Namespace) -> int:
+    """``heal learn --transcript FILE``: every fail -> edits -> pass sequence it holds."""
+    from pipeline.guardrails.audit import AuditLog
+    from pipeline.learn.teach import Teacher
+    from producers.transcript_learning import TranscriptLearner, teach_precedent
+    from storage.engines import open_database
+
+    if args.last or args.error:
+        raise UsageError("heal learn --transcript FILE learns from the transcript itself; "
+                         "name no error")
+    learner = TranscriptLearner(args.transcript)
+    try:
+        with open(args.transcript, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                learner.feed(line)
+    except OSError as exc:
+        raise UsageError(f"--transcript {args.transcript}: {exc.strerror or exc}") from exc
+    if not learner.done:
+        print(f"no failing command that passed after edits in {args.transcript}")
+        return 0
+    settings = Settings.from_env()
+    root = _root(args.repo) if args.repo != "." else None
+    db = open_database(settings)
+    results = []
+    try:
+        teacher = Teacher(db, AuditLog(settings, db=db))
+        for precedent in learner.done:
+            taught, attempt = teach_precedent(teacher, precedent, root, args.transcript)
+            results.append((precedent, taught, attempt))
+    finally:
+        db.close()
+    for precedent, taught, attempt in results:
+        if taught is None:
+            print(f"skipped `{precedent.command[:80]}`: {attempt.skipped}")
+        else:
+            print(f"learned DRAFT precedent {taught.fix_id} (diff, RISKY) for "
+                  f"`{precedent.command[:80]}`: {len(attempt.files)} file(s); verified "
+                  "before it is offered")
+    return 0
