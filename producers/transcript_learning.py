@@ -12,6 +12,7 @@ nothing and says why.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import orjson
 
 from pipeline.errors import GitError
+from pipeline.events import ErrorEvent
 from producers.transcript import TranscriptReader, content_text
 
 EDIT_TOOLS = frozenset({"Write", "Edit", "MultiEdit", "write", "edit", "str_replace_editor"})
@@ -196,3 +198,57 @@ def teach_precedent(teacher: Any, precedent: Precedent, root: Path | None,
     except UsageError as exc:
         return None, Attempt(precedent, skipped=str(exc))
     return taught, attempt
+
+
+class LearningTranscriptReader(TranscriptReader):
+    """The transcript reader of ``heal watch --transcript``, which also learns: every
+    fail -> edits -> pass sequence it reads is handed to ``learn`` as it completes."""
+
+    def __init__(self, path: str, identity: Callable[[], str],
+                 learn: Callable[[Precedent], None]) -> None:
+        super().__init__(path, identity)
+        self.learner = TranscriptLearner(path)
+        self.learn = learn
+
+    def feed(self, line: str, start: int, end: int, number: int) -> list[ErrorEvent]:
+        events = super().feed(line, start, end, number)
+        for precedent in self.learner.feed(line):
+            self.learn(precedent)
+        return events
+
+
+class WatchTeacher:
+    """Teaches what ``heal watch --transcript`` reads, opening PostgreSQL at the first lesson;
+    a lesson that cannot be stored is reported and the watch goes on."""
+
+    def __init__(self, settings: Any, report: Callable[[str], None]) -> None:
+        self.settings = settings
+        self.report = report
+        self._db: Any = None
+        self.taught = 0
+
+    def __call__(self, precedent: Precedent) -> None:
+        from pipeline.errors import HealError
+        from pipeline.guardrails.audit import AuditLog
+        from pipeline.learn.teach import Teacher
+        from storage.engines import open_database
+
+        try:
+            if self._db is None:
+                self._db = open_database(self.settings)
+            teacher = Teacher(self._db, AuditLog(self.settings, db=self._db))
+            taught, attempt = teach_precedent(teacher, precedent, None, "heal watch")
+        except HealError as exc:
+            self.report(f"could not learn from `{precedent.command[:80]}`: {exc}")
+            return
+        if taught is None:
+            self.report(f"nothing learned from `{precedent.command[:80]}`: {attempt.skipped}")
+            return
+        self.taught += 1
+        self.report(f"learned DRAFT precedent {taught.fix_id} (diff, RISKY) for "
+                    f"`{precedent.command[:80]}`")
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None

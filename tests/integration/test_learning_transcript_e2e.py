@@ -94,3 +94,24 @@ def test_a_transcript_precedent_is_offered_verified_for_the_same_failure_in_a_co
                                for o in transcript(repo, token, error)[:2]))
     assert main(["learn", "--transcript", str(quiet)]) == 0
     assert "no failing command that passed after edits" in capsys.readouterr().out
+
+
+def test_heal_watch_transcript_learns_as_it_follows(
+    tmp_path: Path, heal_env: dict[str, str], capsys: pytest.CaptureFixture[str],
+) -> None:
+    token = "".join(chr(97 + int(c, 16)) for c in uuid.uuid4().hex[:10])
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "app.py").write_text(BROKEN.format(token=token))
+    git(repo, "add", "app.py")
+    git(repo, "commit", "-q", "-m", "app")
+    error = subprocess.run([sys.executable, "-c", "import app"], cwd=repo, capture_output=True,
+                           text=True).stderr
+    log = tmp_path / "session.jsonl"
+    log.write_bytes(b"".join(orjson.dumps(o) + b"\n"
+                             for o in transcript(repo, token, error)))
+    assert main(["watch", "--transcript", "--from-start", "--once", str(log)]) == 0
+    err = capsys.readouterr().err
+    assert "heal watch: published 1 event(s)" in err, err
+    assert "heal watch: learned DRAFT precedent learned.h" in err, err
