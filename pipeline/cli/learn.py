@@ -33,6 +33,12 @@ def register(sub: Any) -> None:
     how.add_argument("--transcript", metavar="FILE",
                      help="learn DRAFT diff precedents from an agent transcript (fail, "
                           "edits, the same command passing)")
+    how.add_argument("--history", action="store_true",
+                     help="propose DRAFT fixes from commits naming the failure they fixed "
+                          "(Heal-Fingerprint: / Fixes-Step: trailers) and from recorded "
+                          "precedents; listed before anything is stored")
+    p.add_argument("--since", default=None, metavar="DATE", help="with --history: from DATE")
+    p.add_argument("--dry-run", action="store_true", help="with --history: only list them")
     p.add_argument("--category", default="MODERATE", metavar="C",
                    help="SAFE, MODERATE (default) or RISKY; SAFE needs --yes and --reason")
     p.add_argument("--name", default="", help="a name for the pattern")
@@ -81,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.transcript is not None:
         return learn_transcript(args)
+    if args.history:
+        return learn_history(args)
     if bool(args.last) == bool(args.error):
         raise UsageError("heal learn: name one error: ERROR_ID, FINGERPRINT or --last")
     root = _root(args.repo)
@@ -164,4 +172,46 @@ def learn_transcript(args: argparse.Namespace) -> int:
             print(f"learned DRAFT precedent {taught.fix_id} (diff, RISKY) for "
                   f"`{precedent.command[:80]}`: {len(attempt.files)} file(s); verified "
                   "before it is offered")
+    return 0
+
+
+def learn_history(args: argparse.Namespace) -> int:
+    """``heal learn --history [--since DATE] [--dry-run]``: list the proposals, then (unless
+    --dry-run) teach each as a DRAFT RISKY diff fix."""
+    from pipeline.guardrails.audit import AuditLog
+    from pipeline.learn.history import lesson_parts, proposals
+    from pipeline.learn.teach import Lesson, Teacher
+    from storage.engines import open_database
+
+    if args.last or args.error:
+        raise UsageError("heal learn --history walks the history itself; name no error")
+    root = _root(args.repo)
+    if root is None:
+        raise UsageError(f"heal learn --history: {args.repo} is not inside a git repository")
+    settings = Settings.from_env()
+    db = open_database(settings)
+    try:
+        found = proposals(db, root, args.since)
+        if args.json and args.dry_run:
+            print(json.dumps([p.as_dict() for p in found], indent=2))
+            return 0
+        print(f"{len(found)} proposal(s) from the history of {root}:")
+        for p in found:
+            print(f"  {p.source:<9} {p.ref[:12]}  {p.fine}  {p.why}")
+            print(f"            {p.as_dict()['headline']}")
+        if args.dry_run or not found:
+            return 0
+        teacher = Teacher(db, AuditLog(settings, db=db))
+        for p in found:
+            try:
+                error, draft = lesson_parts(p, root)
+                taught = teacher.teach(Lesson(error, draft, category="RISKY",
+                                              source="heal learn --history"))
+            except UsageError as exc:
+                print(f"skipped {p.ref[:12]}: {exc}")
+                continue
+            print(f"learned DRAFT pattern {taught.pattern_id} with fix {taught.fix_id} "
+                  f"(diff, RISKY) from {p.source} {p.ref[:12]}")
+    finally:
+        db.close()
     return 0
