@@ -25,7 +25,8 @@ def _tally(**statuses: list[str]) -> object:
 
 
 def test_timeouts_count_as_killed_and_accepted_survivors_leave_the_denominator() -> None:
-    tally = _tally(killed=["a", "b", "c"], timeout=["d"], survived=["e", "f"], no_tests=["g"])
+    tally = _tally(killed=["a", "b", "c"], timeout=["d"], survived=["e", "f"], no_tests=["g"],
+                   not_checked=["h"])
     pct, killed, counted, unaccepted = mutation.score(tally, {"e": "equivalent: same output"})
     assert (killed, counted) == (4, 6)
     assert unaccepted == ["f", "g"]
