@@ -58,8 +58,10 @@ def test_learn_phase_lessons_are_published_in_observe_mode(
     client: redis.Redis, settings: Settings
 ) -> None:
     hooks = WorkflowHooks("agent", "7", client=client, settings=settings)
+    # an error of its own: the lesson is taught, and the test database is shared
+    word = "".join(chr(97 + int(c, 16)) for c in uuid.uuid4().hex[:10])
     ids = hooks.on_learn_phase_complete([
-        {"error": "ModuleNotFoundError: No module named 'yaml'", "fix": "pip install PyYAML"},
+        {"error": f"PlinthError: plinth {word} cracked", "fix": "pip install PyYAML"},
     ])
     (event,) = errors(client, settings)
     assert ids == [event.id]
