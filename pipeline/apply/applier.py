@@ -196,8 +196,11 @@ class Applier:
                                   "timeout_s": rendered.get("timeout_s") or 60}]}
         else:
             steps = rendered.get("steps") or {}
-        ctx = StepContext(root, dict(verdict.params), tuple(verdict.error.command),
-                          root / rel_cwd(verdict.error, root))
+        cwd = root / rel_cwd(verdict.error, root)
+        problem = _step_path_problem(root, cwd, steps, verdict.params)
+        if problem:  # checked again here: a symlink may have appeared since validation
+            return self._base(verdict, "escalated", f"nothing applied: {problem}"), {}
+        ctx = StepContext(root, dict(verdict.params), tuple(verdict.error.command), cwd)
         result = PlaybookRunner(ctx).run(steps)
         if not result.ok:
             self._record_revert(verdict)
@@ -243,3 +246,15 @@ class Applier:
         CircuitBreaker(self.client, self.settings).record_revert(
             wf.step or None, wf.id or None, event_id=verdict.error_id)
 
+
+def _step_path_problem(root: Path, cwd: Path, steps: dict[str, Any],
+                       params: dict[str, Any]) -> str | None:
+    """Why a path among the steps' arguments and the parameters may not be touched."""
+    from pipeline.policy import policy_for
+    from pipeline.validate.paths import fix_path_problem
+
+    values = [str(a) for phase in steps.values() if isinstance(phase, list)
+              for step in phase if isinstance(step, dict)
+              for a in (step.get("argv") or [])[1:]]
+    values += [v for v in params.values() if isinstance(v, str)]
+    return fix_path_problem(root, cwd, values, policy_for(root).current())
