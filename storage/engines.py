@@ -18,6 +18,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
+import logging
 import os
 import threading
 from collections.abc import Coroutine
@@ -50,6 +51,8 @@ class _Embedded(Protocol):
 
     def pid(self) -> int | None: ...
 
+
+log = logging.getLogger("heal.engines")
 
 _state_lock = threading.Lock()
 #: (pid, engine folder) of the leases this process holds; pid so a forked child never drops
@@ -99,6 +102,30 @@ def _release_all() -> None:
             # heal process prunes the lease and `heal engines stop` stops the server.
             with contextlib.suppress(Exception):
                 _release(engine)
+
+
+def revive_held_engines() -> list[str]:
+    """Restart the embedded engines this process holds a lease on and that are no longer
+    running (killed, OOM): a worker that holds a lease is responsible for its engine
+    (issue 11, item 11). Returns the folders of the engines restarted; never raises."""
+    pid = os.getpid()
+    revived: list[str] = []
+    with _state_lock:
+        mine = [engine for key, engine in _held.items() if key[0] == pid]
+    for engine in mine:
+        if engine.pid() is not None:
+            continue
+        try:
+            with engine.leases.locked():
+                if engine.pid() is None:
+                    engine.ensure_running()
+                    revived.append(str(engine.directory))
+        except Exception as exc:  # noqa: BLE001 - tried again at the next failure
+            log.warning("embedded engine under %s is down and did not restart: %s",
+                        engine.directory, exc)
+    for folder in revived:
+        log.warning("embedded engine under %s was down: restarted by this worker", folder)
+    return revived
 
 
 def release_engines() -> None:
