@@ -249,12 +249,11 @@ class Applier:
 
 def _step_path_problem(root: Path, cwd: Path, steps: dict[str, Any],
                        params: dict[str, Any]) -> str | None:
-    """Why a path among the steps' arguments and the parameters may not be touched."""
-    from pipeline.policy import policy_for
-    from pipeline.validate.paths import fix_path_problem
+    """Why a path among the steps' arguments and the parameters leaves the repository."""
+    from pipeline.validate.paths import fix_escape
 
     values = [str(a) for phase in steps.values() if isinstance(phase, list)
               for step in phase if isinstance(step, dict)
               for a in (step.get("argv") or [])[1:]]
     values += [v for v in params.values() if isinstance(v, str)]
-    return fix_path_problem(root, cwd, values, policy_for(root).current())
+    return fix_escape(root, cwd, values)

@@ -98,11 +98,17 @@ def param_paths(root: Path, values: list[str], cwd: Path | None = None) -> list[
     return out
 
 
-def fix_path_problem(root: Path, cwd: Path, values: list[str], policy: Policy) -> str | None:
-    """The first path among ``values`` (arguments and parameters of a fix) that may not be
-    touched from ``cwd``, with why; None when all may."""
+def fix_escape(root: Path, cwd: Path, values: list[str]) -> str | None:
+    """The first path among ``values`` (arguments and parameters of a fix) that leaves the
+    repository from ``cwd`` (``..``, a symlink out, an absolute path elsewhere), with why;
+    None when none does. The apply stage's last check: protected globs and playbook
+    exceptions were judged by the validate stage's pre-flight."""
+    real_root = Path(os.path.realpath(root))
     for path in param_paths(root, values, cwd):
-        problem = path_problem(root, path, policy, cwd)
-        if problem:
-            return problem
+        if ".." in PurePosixPath(path).parts:
+            return f"path {path!r} contains '..' (paths must stay inside the repository)"
+        for base in (root, cwd):
+            problem = _escape(real_root, base, path)
+            if problem:
+                return problem
     return None
