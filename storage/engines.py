@@ -31,6 +31,7 @@ import redis
 
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, DatabaseUnavailable, HealError, StreamUnavailable
+from pipeline.homedir import secure_home
 from storage.db import Database, mask_url
 from storage.embedded import EmbeddedPostgres, EmbeddedRedis
 from storage.leases import LeaseRegistry
@@ -75,6 +76,8 @@ def _acquire(engine: _Embedded) -> str:
     with _state_lock, engine.leases.locked():
         url = engine.ensure_running()
         engine.leases.add()
+        # the engines are the first to create HEAL_HOME: make it private (0700, files 0600)
+        secure_home(engine.directory.parent)
         _held[(os.getpid(), engine.directory)] = engine
         if not _exit_hook_registered:
             atexit.register(_release_all)
