@@ -146,6 +146,32 @@ def event_regexes() -> dict[str, tuple[Any, Runner]]:
                 out[f"seed:{pattern.id}:{j}:unless"] = (drule.unless, drule.match)
     for name, regex in REDACTION_RULES.items():
         out[f"redact:{name}"] = (regex, redact)
+    out.update(_extraction_regexes())
+    return out
+
+
+#: extraction regexes heal runs with search/sub/finditer (the others with match, per line)
+_SEARCHED = {"_HAS_LOCATION", "_SHELL_HINT", "_LEVEL", "_ENVIRONMENT", "_LOGIC",
+             "_ENVIRONMENTAL", "_PLACEHOLDER", "_LETTER", "_SPACE"}
+_EXTRACTION_MODULES = (
+    "pipeline.fingerprint.parsers_lines", "pipeline.fingerprint.parsers_python",
+    "pipeline.fingerprint.parsers_stacks", "pipeline.fingerprint.paths",
+    "pipeline.fingerprint.cluster", "pipeline.fingerprint.fingerprinter",
+    "pipeline.lookup.guard", "pipeline.lookup.semantic",
+)
+
+
+def _extraction_regexes() -> dict[str, tuple[Any, Runner]]:
+    """Every module-level regex of the extraction, clustering and lookup-guard modules."""
+    import importlib
+
+    out: dict[str, tuple[Any, Runner]] = {}
+    for module_name in _EXTRACTION_MODULES:
+        module = importlib.import_module(module_name)
+        for name, value in vars(module).items():
+            if isinstance(value, re.Pattern):
+                run = value.search if name in _SEARCHED else value.match
+                out[f"extract:{module_name.rsplit('.', 1)[-1]}.{name}"] = (value, run)
     return out
 
 

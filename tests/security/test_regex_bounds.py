@@ -1,6 +1,6 @@
 """Attack 6: regex backtracking on 64 KB lines froze whole workers.
 
-Every normalization, parameter, seed detection and redaction regex runs on 64 KB
+Every normalization, parameter, seed detection, redaction and extraction regex runs on 64 KB
 adversarial lines built from its own atoms (``bench/regex_fuzz.py``); each must stay
 within a small multiple of a plain 64 KB line (quadratic ones took 1-100 s).
 """
@@ -43,7 +43,7 @@ def test_every_event_regex_is_linear_on_64kb_adversarial_lines() -> None:
     fuzz = _fuzz()
     regexes = fuzz.event_regexes()
     kinds = {name.split(":")[0] for name in regexes}
-    assert kinds == {"normalize", "param", "seed", "redact"}
+    assert kinds == {"normalize", "param", "seed", "redact", "extract"}
     plain = fuzz.plain_line()
     baseline = min(fuzz.timed(fuzz.DEFAULT_NORMALIZER_RUN, plain) for _ in range(3))
     slow = []
@@ -67,6 +67,7 @@ def test_every_event_regex_is_linear_on_64kb_adversarial_lines() -> None:
     "\n" * 65536 + "Killed",
     "tests/t.py::" + ":" * 65536 + " RERUN",
     "429 " * 16384,
+    "goroutine 1 [running]:\npanic: x\n" + "a()" * 21000 + ")\n\tmain.go:1",
 ])
 def test_fingerprint_and_detection_of_a_poison_line_finish_quickly(text: str) -> None:
     start = time.perf_counter()
