@@ -3,7 +3,8 @@ letters, the circuit breaker and the budget.
 
 JSON shape (DESIGN.md, fields may be added)::
 
-    {"engines": {"redis": {...}, "postgres": {...}},
+    {"state": {"home", "source": "HEAL_HOME"|"repository"|"xdg", "describe"},
+     "engines": {"redis": {...}, "postgres": {...}},
      "streams": {name: {"length", "groups": {group: {"pending", "lag", "consumers", ...}}}},
      "dead_letters": int, "breaker": {"state", ...}, "budget": {...},
      "ok": bool, "problems": [str, ...]}
@@ -67,6 +68,8 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         if not info.get("reachable"):
             problems.append(info.get("error") or f"{name} is not reachable")
     status: dict[str, Any] = {
+        "state": {"home": str(settings.home), "source": settings.home_source,
+                  "describe": settings.describe_home()},
         "engines": engines,
         "streams": {},
         "dead_letters": None,
@@ -205,7 +208,10 @@ def _engine_line(name: str, info: dict[str, Any]) -> str:
 
 def render(status: dict[str, Any]) -> str:
     """The human-readable table."""
-    lines = ["engines"]
+    lines = []
+    if status.get("state"):
+        lines += [f"state: {status['state']['describe']}", ""]
+    lines.append("engines")
     lines += [_engine_line(name, info) for name, info in status["engines"].items()]
     lines.append("")
     lines.append(f"{'stream':<28} {'length':>8}  {'group':<12} {'pending':>8} {'lag':>8} consumers")
