@@ -8,8 +8,10 @@ decision JSON: the same object ``heal run --json`` prints and ``decision.json`` 
 
 from __future__ import annotations
 
+import re
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pipeline.config import STREAM_CANDIDATES, STREAM_VERDICTS, Settings
@@ -38,6 +40,8 @@ class RunReport:
     #: why there is no outcome ("no decision within 120s", a dead-letter reason)
     note: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+    #: the error in one line, when the fingerprint's extraction found a type and a message
+    summary_line: str = ""
 
     @property
     def decision(self) -> str:
@@ -51,7 +55,9 @@ class RunReport:
     @property
     def fix(self) -> dict[str, Any] | None:
         if self.candidate is not None and self.candidate.fix:
-            return dict(self.candidate.fix)
+            fix = self.candidate.fix
+            return {k: fix[k] for k in ("id", "kind", "category", "title", "pattern_id")
+                    if k in fix}
         if self.outcome is not None and self.outcome.fix_id:
             return {"id": self.outcome.fix_id}
         return None
@@ -62,10 +68,7 @@ class RunReport:
 
     @property
     def headline(self) -> str:
-        for line in self.event.text.splitlines()[::-1]:
-            if line.strip():
-                return line.strip()[:300]
-        return f"command exited with status {self.exit_status}"
+        return self.summary_line or headline(self.event.text, self.exit_status)
 
     def location(self) -> tuple[str, int | None]:
         """(file relative to the repository, line) of the error's innermost project frame."""
@@ -111,8 +114,7 @@ def collect(client: Any, settings: Settings, event: ErrorEvent, exit_status: int
     report.verdict = _find(client, settings.stream(STREAM_VERDICTS), VerdictEvent.decode,
                            event.id)
     report.params = dict(report.candidate.params) if report.candidate is not None else {}
-    if not report.params:
-        report.params = _params(event)
+    _describe(report)
     commit = (outcome.commit if outcome is not None else "") or (
         report.verdict.commit if report.verdict is not None else "")
     if commit and event.repo.path:
@@ -130,13 +132,58 @@ def _find(client: Any, stream: str, decode: Any, error_id: str) -> Any:
     return None
 
 
-def _params(event: ErrorEvent) -> dict[str, Any]:
+def _describe(report: RunReport) -> None:
+    """Fill the one-line summary and, when the extraction named none, the file and line."""
     from pipeline.fingerprint import fingerprint_text
 
+    event = report.event
     try:
-        return dict(fingerprint_text(event.text, event.repo.path).params)
+        fp = fingerprint_text(event.text, event.repo.path)
     except Exception:  # noqa: BLE001 - a report never fails the run
-        return {}
+        fp = None
+    if fp is not None:
+        for key in ("file", "line"):
+            if key in fp.params and key not in report.params:
+                report.params[key] = fp.params[key]
+        ex = fp.extraction
+        if ex is not None and ex.error_type:
+            report.summary_line = f"{ex.error_type}: {ex.message}".strip()[:300]
+    if not report.params.get("file"):
+        found = locate(event.text, event.repo.path)
+        if found is not None:
+            report.params["file"], report.params["line"] = found
+
+
+#: ``path/to/file.ext:LINE`` (optionally ``:COL``); no nested quantifiers, so linear time
+_LOCATION = re.compile(r"(?<![\w./-])([\w.-][\w./-]{0,300}\.[A-Za-z]{1,10}):(\d{1,7})\b")
+#: lines that only point at a location (ruff's ``--> file:1:8``, rustc's ``--> src/x.rs:3:5``)
+_POINTER = re.compile(r"^\s{0,20}-->\s")
+
+
+def locate(text: str, repo: str) -> tuple[str, int] | None:
+    """The first ``file:line`` in ``text`` naming a file that exists in ``repo``."""
+    root = Path(repo) if repo else None
+    for m in _LOCATION.finditer(text[-65536:]):
+        rel = m.group(1).removeprefix("./")
+        if root is not None and (root / rel).is_file():
+            return rel, int(m.group(2))
+    return None
+
+
+def headline(text: str, status: int) -> str:
+    """The line of ``text`` that says what failed: the first one naming a location (with the
+    line before it when that line only points there), else the last non-empty line."""
+    lines = [ln.rstrip() for ln in text.splitlines()[-2000:]]
+    for i, line in enumerate(lines):
+        if _LOCATION.search(line):
+            if _POINTER.match(line):
+                before = next((p.strip() for p in reversed(lines[:i]) if p.strip()), "")
+                return f"{before} ({line.strip().removeprefix('-->').strip()})"[:300]
+            return line.strip()[:300]
+    for line in reversed(lines):
+        if line.strip():
+            return line.strip()[:300]
+    return f"command exited with status {status}"
 
 
 def git_show(repo: str, commit: str) -> str:

@@ -73,6 +73,8 @@ def test_github_action_heals_and_leaves_summary_annotations_outputs_and_patch(
     notices = [ln for ln in done.stdout.splitlines() if ln.startswith("::notice ")]
     assert len(notices) == 1 and "file=" in notices[0] and ",line=" in notices[0]
     assert "heal applied a verified fix" in notices[0]
+    assert f"file={decision['error']['file']},line={decision['error']['line']}," in notices[0]
+    assert f"a/{decision['error']['file']}" in diff  # the fix touches the file the error names
     # the job summary: appended, with the error, match and tier, fix, verification, diff
     text = summary.read_text()
     assert text.startswith("# earlier step\n")
