@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from pipeline.ci.report import RunReport
 
 #: diff characters shown in a summary or comment (GitHub caps a step summary at 1 MiB)
@@ -33,7 +35,7 @@ def _fence(text: str, lang: str = "") -> str:
 def _rows(report: RunReport) -> list[tuple[str, str]]:
     match, fix, verdict = report.match, report.fix, report.verdict
     file, line = report.location()
-    rows = [("command", f"`{_cell(' '.join(report.event.command))}` (exit "
+    rows = [("command", f"`{_cell(shlex.join(report.event.command))}` (exit "
                         f"{report.event.exit_code})"),
             ("error", _cell(report.headline))]
     if file:
@@ -82,7 +84,7 @@ def summary(report: RunReport) -> str:
 def pr_comment(report: RunReport) -> str:
     """A pull-request comment body: the same facts, and how to take or leave the fix."""
     lines = ["<!-- heal:run -->", f"**heal** looked at a failure of "
-             f"`{_cell(' '.join(report.event.command))}`.", "", "| | |", "| --- | --- |"]
+             f"`{_cell(shlex.join(report.event.command))}`.", "", "| | |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in _rows(report)]
     text = "\n".join(lines) + "\n\n" + _diff_block(report)
     if report.diff:

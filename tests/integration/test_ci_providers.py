@@ -31,6 +31,13 @@ def _action_script() -> str:
     return str(step["run"])
 
 
+def _example_inputs() -> dict[str, str]:
+    """The inputs the README's example workflow gives the action."""
+    workflow = yaml.safe_load((ROOT / "deploy" / "ci" / "github-workflow.yml").read_text())
+    (step,) = [s for s in workflow["jobs"]["test"]["steps"] if s.get("id") == "heal"]
+    return {f"HEAL_INPUT_{k.upper()}": str(v) for k, v in step["with"].items()}
+
+
 def _outputs(path: Path) -> dict[str, str]:
     return dict(line.split("=", 1) for line in path.read_text().splitlines() if line)
 
@@ -46,9 +53,8 @@ def test_github_action_heals_and_leaves_summary_annotations_outputs_and_patch(
         "GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary),
         "GITHUB_OUTPUT": str(output), "RUNNER_TEMP": str(temp), "GITHUB_WORKSPACE": str(repo),
         "GITHUB_WORKFLOW": "ci", "GITHUB_RUN_ID": "77", "GITHUB_JOB": "test",
-        # the action's inputs, as the runner passes them to its step
-        "HEAL_INPUT_RUN": "ruff check .", "HEAL_INPUT_MODE": "auto-safe",
-        "HEAL_INPUT_WORKFLOW": "ci-lint", "HEAL_INPUT_TIMEOUT": "180"})
+        # the example workflow's inputs, as the runner passes them to the action's step
+        "HEAL_INPUT_TIMEOUT": "180", **_example_inputs()})
     # When the action's own step script runs
     done = subprocess.run(["bash", "-c", _action_script()], cwd=repo, env=env,
                           capture_output=True, text=True, timeout=400)
@@ -86,6 +92,14 @@ def test_github_action_heals_and_leaves_summary_annotations_outputs_and_patch(
     assert "<!-- heal:run -->" in (temp / "heal" / "pr-comment.md").read_text()
 
 
+def _example_job_variables() -> dict[str, str]:
+    """The README's example job: extends the template and sets what to run."""
+    job = yaml.safe_load((ROOT / "deploy" / "ci" / "gitlab-job.yml").read_text())
+    assert job["include"] == [{"local": "deploy/ci/gitlab-heal.yml"}]
+    assert job["lint"]["extends"] == ".heal"
+    return {k: str(v) for k, v in job["lint"]["variables"].items()}
+
+
 def _gitlab_script() -> str:
     template = yaml.safe_load((ROOT / "deploy" / "ci" / "gitlab-heal.yml").read_text())
     return "\n".join(["set -e", *template[".heal"]["script"]])
@@ -102,8 +116,8 @@ def test_gitlab_template_reports_an_unresolved_error_as_code_quality(
     env = _env(heal_env, {
         "GITLAB_CI": "true", "CI": "true", "CI_PROJECT_DIR": str(repo),
         "CI_PROJECT_PATH": "group/calc", "CI_PIPELINE_ID": "991", "CI_JOB_STAGE": "test",
-        "CI_JOB_NAME": "lint", "HEAL_RUN": "ruff check .", "HEAL_MODE": "auto-safe",
-        "HEAL_TIMEOUT": "180", "HEAL_ARTIFACTS_DIR": str(repo / "heal-artifacts")})
+        "CI_JOB_NAME": "lint", "HEAL_TIMEOUT": "180",
+        "HEAL_ARTIFACTS_DIR": str(repo / "heal-artifacts"), **_example_job_variables()})
     # When the template's script runs
     done = subprocess.run(["sh", "-c", _gitlab_script()], cwd=repo, env=env,
                           capture_output=True, text=True, timeout=400)
