@@ -51,3 +51,19 @@ def dump_json_lines(records: Iterable[Any], stream: IO[str] | None = None) -> No
     for record in records:
         print(format_json(record, False), file=stream)
     stream.flush()
+
+
+def amount(value: Any) -> str:
+    """A figure for people: whole numbers as such, others with 2 decimals (or 2 significant
+    digits below 1), never ``0.00108333``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.2f}" if abs(value) >= 1 else f"{value:.2g}"
+
+
+def clip(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters; a cut is marked with ``…`` so it is never
+    mistaken for the whole text."""
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"

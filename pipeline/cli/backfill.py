@@ -108,7 +108,7 @@ def _backfill(args: argparse.Namespace) -> int:
         backfiller.run_file(path, transcript=True, emit=emit)
     stats = backfiller.stats
     verb = "would publish" if args.dry_run else "published"
-    extra = (f", {stats.skipped_bytes} bytes already published skipped"
+    extra = (f", skipped {stats.skipped_bytes} bytes published before"
              if stats.skipped_bytes else "")
     bad = f", {stats.bad_entries} undecodable entries skipped" if stats.bad_entries else ""
     if args.json and not args.dry_run:

@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from pipeline.config import Settings
+from pipeline.console import clip
 from pipeline.errors import UsageError
 
 
@@ -61,8 +62,10 @@ def run_list(args: argparse.Namespace) -> int:
         issues = ReportStore(db).open_issues(limit)
     finally:
         db.close()
-    if args.json:
-        print(json.dumps(issues, indent=2, default=str))
+    if args.json:  # the shape of GET /api/issues
+        from pipeline.console import dump_json
+
+        dump_json({"issues": issues})
         return 0
     if not issues:
         print("no unmatched errors waiting for review")
@@ -70,7 +73,7 @@ def run_list(args: argparse.Namespace) -> int:
     print(f"{'count':>6}  {'last seen':<20}  fingerprint            headline")
     for i in issues:
         lines = [ln for ln in str(i["sample"]).splitlines() if ln.strip()]
-        head = lines[-1].strip()[:70] if lines else ""
+        head = clip(lines[-1].strip(), 70) if lines else ""
         print(f"{i['count']:>6}  {str(i['last_seen'])[:19]:<20}  {i['fine']}  {head}")
     return 0
 

@@ -202,7 +202,8 @@ def _engine_line(name: str, info: dict[str, Any]) -> str:
     extra = f"  pgvector {info['vector']}" if info.get("vector") else ""
     if name == "postgres" and not info.get("vector"):
         extra = "  pgvector: not yet created"
-    users = f"  ({len(info['users'])} heal processes attached)" if info.get("users") else ""
+    count = len(info.get("users") or ())
+    users = (f"  ({count} heal process{'' if count == 1 else 'es'} attached)" if count else "")
     return f"  {name:<9} {info['mode']:<9} {version:<8} {info.get('url')}{extra}{users}"
 
 
@@ -241,7 +242,9 @@ def _breaker_lines(breaker: dict[str, Any]) -> list[str]:
 
 
 def _number(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    from pipeline.console import amount
+
+    return amount(value)
 
 
 def _budget_lines(budget: dict[str, Any]) -> list[str]:

@@ -1,0 +1,56 @@
+"""Messages and output conventions of the command line: quiet broken pipes, clipped headlines
+marked as such, figures people can read, plural forms, tools named right."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+from pipeline.cli.status import _engine_line
+from pipeline.console import amount, clip, dump_json, format_json
+from pipeline.fingerprint.extract import extract
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_closed_pipe_ends_heal_quietly(tmp_path: Path) -> None:
+    big = tmp_path / "big.log"
+    big.write_text("".join(f"ERROR worker {i} failed: timeout after {i}s\n"
+                           for i in range(20_000)))
+    done = subprocess.run(
+        f"'{Path(sys.executable).parent / 'heal'}' fingerprint '{big}' | head -1",
+        shell=True, cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={"PATH": "/usr/bin:/bin", "HEAL_HOME": str(tmp_path / "h"), "PYTHONPATH": str(ROOT)})
+    assert done.stdout.count("\n") == 1 and "\t" in done.stdout
+    assert done.stderr == ""  # no "internal error", no BrokenPipeError, no "Exception ignored"
+
+
+def test_clip_marks_a_cut() -> None:
+    assert clip("x" * 70, 70) == "x" * 70
+    assert clip("x" * 71, 70) == "x" * 69 + "…" and len(clip("x" * 71, 70)) == 70
+
+
+def test_amounts_are_readable() -> None:
+    assert amount(0.00108333) == "0.0011"
+    assert (amount(3.0), amount(12.3456), amount(5), amount("n/a")) == ("3", "12.35", "5", "n/a")
+
+
+def test_engine_line_says_process_or_processes() -> None:
+    info = {"reachable": True, "mode": "embedded", "version": "7", "url": "unix:///s"}
+    assert "(1 heal process attached)" in _engine_line("redis", {**info, "users": [1]})
+    assert "(2 heal processes attached)" in _engine_line("redis", {**info, "users": [1, 2]})
+
+
+def test_json_is_compact_when_piped_and_pretty_on_a_terminal() -> None:
+    piped = io.StringIO()
+    dump_json({"b": 1, "a": [1, 2]}, piped)
+    assert piped.getvalue() == '{"a":[1,2],"b":1}\n'
+    assert format_json({"a": 1}, pretty=True) == '{\n  "a": 1\n}'
+
+
+def test_a_pytest_location_line_is_not_mypy() -> None:
+    assert extract("tests/test_core.py:5: AssertionError\n").tool == "pytest"
+    assert extract("calc/x.py:3: error: Incompatible types  [assignment]\n").tool == "mypy"
+    assert extract("calc/x.py:3:1: F401 `os` imported but unused\n").tool == "ruff"
