@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any
+
+import orjson
 
 
 def is_terminal(stream: IO[str] | None = None) -> bool:
@@ -33,10 +35,15 @@ def colour_enabled(stream: IO[str] | None = None, env: Mapping[str, str] | None 
 
 
 def format_json(data: Any, pretty: bool) -> str:
+    """Sorted keys; datetimes as ISO 8601; anything else unknown as its ``str``."""
+    option = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
     if pretty:
-        return json.dumps(data, indent=2, sort_keys=True, default=str, ensure_ascii=False)
-    return json.dumps(data, separators=(",", ":"), sort_keys=True, default=str,
-                      ensure_ascii=False)
+        option |= orjson.OPT_INDENT_2
+    try:
+        return orjson.dumps(data, default=str, option=option).decode()
+    except TypeError:  # e.g. an int beyond 64 bits
+        return json.dumps(data, indent=2 if pretty else None, sort_keys=True, default=str,
+                          ensure_ascii=False, separators=None if pretty else (",", ":"))
 
 
 def dump_json(data: Any, stream: IO[str] | None = None) -> None:
@@ -67,3 +74,57 @@ def clip(text: str, width: int) -> str:
     """``text`` in at most ``width`` characters; a cut is marked with ``…`` so it is never
     mistaken for the whole text."""
     return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+def plain_table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
+                right: Sequence[int] = ()) -> str:
+    """Aligned text columns (what non-terminals, NO_COLOR and TERM=dumb get)."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = []
+    for row in cells:
+        parts = [c.rjust(w) if i in right else c.ljust(w)
+                 for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *,
+                right: Sequence[int] = (), title: str = "",
+                stream: IO[str] | None = None, markup: bool = False) -> None:
+    """A table: rich (box, colour) on a colour terminal, :func:`plain_table` otherwise.
+    Cells are text unless ``markup`` (rich markup, only ever passed on a colour terminal)."""
+    stream = stream or sys.stdout
+    if not colour_enabled(stream):
+        if title:
+            print(title, file=stream)
+        print(plain_table(headers, rows, right), file=stream, flush=True)
+        return
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=title or None, title_justify="left", box=box.SIMPLE_HEAD,
+                  header_style="bold cyan", title_style="bold")
+    for i, header in enumerate(headers):
+        table.add_column(header, justify="right" if i in right else "left")
+    for row in rows:
+        table.add_row(*(str(c) if markup else escape(str(c)) for c in row))
+    rich_console(stream).print(table)
+
+
+def rich_console(stream: IO[str] | None = None) -> Any:
+    """A rich Console on ``stream`` that follows :func:`colour_enabled`."""
+    from rich.console import Console
+
+    stream = stream or sys.stdout
+    colour = colour_enabled(stream)
+    return Console(file=stream, highlight=False, soft_wrap=True, no_color=not colour,
+                   force_terminal=colour, color_system="auto" if colour else None)
+
+
+def styled(text: str, style: str, stream: IO[str] | None = None) -> str:
+    """``text`` in rich markup ``style`` when colour is on, else as is (escaped)."""
+    from rich.markup import escape
+
+    return f"[{style}]{escape(text)}[/]" if colour_enabled(stream) else text

@@ -27,6 +27,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("fix_id", metavar="FIX_ID")
     parser.add_argument("--dry-run", action="store_true",
                         help="show what would be applied and change nothing")
+    parser.add_argument("--json", action="store_true",
+                        help="print the result as one JSON object instead of text")
     parser.add_argument("--force", action="store_true",
                         help="apply even when the circuit breaker is open or the change "
                              "window in heal.toml is closed")
@@ -117,13 +119,29 @@ def _apply(args: argparse.Namespace, settings: Settings, store: Any) -> int:
 
     row = find_suggestion(store, args.fix_id)
     verdict = VerdictEvent.decode(row["verdict"])
-    print(describe(verdict))
+    as_json = bool(getattr(args, "json", False))
+    if not as_json:
+        print(describe(verdict))
     if args.dry_run:
-        print("dry run: nothing changed")
+        _result(as_json, verdict, "dry_run", "dry run: nothing changed")
         return 0
     client = connect_redis(settings)
     if not args.force:
         _guard(settings, client, verdict)
     outcome = Applier(settings, client, store).apply_suggested(replace(verdict, decision="apply"))
-    print(f"{outcome.status}: {outcome.detail}")
+    _result(as_json, verdict, outcome.status, outcome.detail, outcome.commit)
     return 0 if outcome.status == "applied" else 1
+
+
+def _result(as_json: bool, verdict: VerdictEvent, status: str, detail: str,
+            commit: str = "") -> None:
+    if not as_json:
+        print(detail if status == "dry_run" else f"{status}: {detail}")
+        return
+    from pipeline.console import dump_json
+
+    fix = verdict.fix or {}
+    dump_json({"status": status, "detail": detail, "error_id": verdict.error_id,
+               "fix": {k: fix.get(k) for k in ("id", "kind", "category")},
+               "repository": verdict.error.repo.path, "verified_commit": verdict.commit,
+               "branch": verdict.branch, "commit": commit})

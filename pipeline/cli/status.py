@@ -19,13 +19,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import json
 import sys
 from typing import Any
 
 import redis
 
 from pipeline.config import PIPELINE_STREAMS, STREAM_DEAD, Settings
+from pipeline.console import colour_enabled, dump_json
 from pipeline.errors import HealError
 from storage.engines import check_urls, connect_redis, engine_info
 
@@ -48,7 +48,11 @@ def run(args: argparse.Namespace) -> int:
     check_urls(settings)  # a malformed URL is a configuration error (exit 2), not an outage
     status = collect_status(settings)
     if args.json:
-        print(json.dumps(status, indent=2, sort_keys=True, default=str))
+        dump_json(status)
+    elif colour_enabled(sys.stdout):
+        from pipeline.operator.render_status import print_rich
+
+        print_rich(status, _budget_lines(status["budget"]))
     else:
         print(render(status))
     for problem in status["problems"]:
