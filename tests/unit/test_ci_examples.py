@@ -16,6 +16,8 @@ def test_readme_shows_the_tested_ci_files_verbatim() -> None:
                 "deploy/ci/gitlab-heal.yml"):
         text = (ROOT / rel).read_text()
         assert f"```yaml\n{text}```" in README, f"README does not show {rel} verbatim"
+    dagster = (ROOT / "deploy" / "orchestrators" / "dagster_job.py").read_text()
+    assert f"```python\n{dagster}```" in README
 
 
 def test_the_example_workflow_fits_the_action() -> None:
