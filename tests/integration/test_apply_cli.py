@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
@@ -76,6 +77,13 @@ def test_heal_apply_takes_the_pattern_id_of_the_one_waiting_fix(
     # the pattern id (as in `heal apply --help`) names its one waiting fix
     assert main(["apply", pattern, "--dry-run"]) == 0
     assert f"fix {pattern}/fix" in capsys.readouterr().out
+    # --json: one object (compact: stdout is not a terminal here)
+    assert main(["apply", pattern, "--dry-run", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    result = json.loads(out)
+    assert result["status"] == "dry_run" and result["fix"]["id"] == f"{pattern}/fix"
+    assert result["verified_commit"] == verdict.commit
     # and the unknown-id message lists it among what is waiting
     assert main(["apply", "no.such.fix"]) == 1
     assert f"{pattern}/fix" in capsys.readouterr().err
