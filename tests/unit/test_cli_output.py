@@ -74,3 +74,35 @@ def test_engine_logs_go_to_heal_home_unless_verbose(tmp_path: Path) -> None:
     verbose = subprocess.run([sys.executable, "-c", ENGINE_LOG, "verbose"], env=env, cwd=ROOT,
                              capture_output=True, text=True, timeout=60)
     assert "running initdb" in verbose.stderr
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_a_bar_with_a_rate_on_a_terminal_and_lines_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    from pipeline.progress import ProgressReporter
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    tty = _Tty()
+    with ProgressReporter("heal shadow", "events", tty) as bar:
+        for done in (10, 20, 30):
+            bar.update(done)
+            time.sleep(0.05)
+    shown = tty.getvalue()
+    assert "\x1b[" in shown and "heal shadow" in shown and "events/s" in shown
+    piped = io.StringIO()
+    with ProgressReporter("heal backfill", "bytes", piped, every_s=0.0) as plain:
+        plain.update(5, 10, message=lambda: "a.log: 0.0/0.0 MB")
+    assert piped.getvalue() == "heal backfill: a.log: 0.0/0.0 MB\n"
+    monkeypatch.setenv("NO_COLOR", "1")
+    quiet = _Tty()
+    with ProgressReporter("heal shadow", "events", quiet, every_s=0.0) as plain:
+        plain.update(3)
+    assert quiet.getvalue() == "heal shadow: 3 events\n"
