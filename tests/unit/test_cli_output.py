@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from pipeline.cli.status import _engine_line
 from pipeline.console import amount, clip, dump_json, format_json
 from pipeline.fingerprint.extract import extract
