@@ -108,3 +108,21 @@ def test_progress_is_a_bar_with_a_rate_on_a_terminal_and_lines_elsewhere(
     with ProgressReporter("heal shadow", "events", quiet, every_s=0.0) as plain:
         plain.update(3)
     assert quiet.getvalue() == "heal shadow: 3 events\n"
+
+
+def test_demo_report_as_json() -> None:
+    from pipeline.demo.report import as_dict
+    from pipeline.demo.runner import Row
+    from pipeline.demo.sample import Breakage
+
+    fmt = Breakage("formatting", "a file is not formatted", ("ruff", "format", "--check", "."),
+                   "fixed")
+    bug = Breakage("assertion", "a real bug", ("python", "-m", "pytest"), "escalated")
+    rows = [Row(fmt, failed=True, exit_code=1, fix_id="format.ruff_format/fix",
+                status="applied", passes_now=True, seconds=1.25),
+            Row(bug, failed=True, exit_code=1, status="escalated")]
+    report = as_dict(rows, 9.5)
+    assert (report["detected"], report["fixed"], report["escalated"], report["as_expected"]) == (
+        2, 1, 1, 2)
+    assert report["rows"][0]["result"] == "fixed + verified"  # type: ignore[index]
+    assert format_json(report, pretty=False).startswith('{"as_expected":2,')
