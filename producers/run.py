@@ -104,6 +104,9 @@ class RunSession:
         result = self._run()
         if result.status == 0:
             self._record_success()
+            from pipeline.ci.github import report_passed
+
+            report_passed()
             if self.opts.json_to:
                 self._write_json({"error_id": None, "exit_status": 0, "resolved": True,
                                   "decision": "none", "command": list(self.opts.argv)})

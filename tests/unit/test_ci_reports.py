@@ -75,3 +75,12 @@ def test_headline_and_pr_comment(tmp_path: Path) -> None:
     assert headline("", 3) == "command exited with status 3"
     comment = markdown.pr_comment(_report(tmp_path))
     assert comment.startswith("<!-- heal:run -->") and "`ruff check .`" in comment
+
+
+def test_a_first_time_pass_sets_only_the_outputs(tmp_path: Path) -> None:
+    output = tmp_path / "out"
+    github.report_passed({"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(output)})
+    values = dict(ln.split("=", 1) for ln in output.read_text().splitlines())
+    assert values["decision"] == "none" and values["resolved"] == "true"
+    github.report_passed({"GITHUB_OUTPUT": str(tmp_path / "elsewhere")})  # not on GitHub
+    assert not (tmp_path / "elsewhere").exists()
