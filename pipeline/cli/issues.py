@@ -17,6 +17,7 @@ from typing import Any
 from pipeline.config import Settings
 from pipeline.console import clip, dump_json, print_table
 from pipeline.errors import UsageError
+from pipeline.headline import headline
 
 
 def register(sub: Any) -> None:
@@ -71,8 +72,8 @@ def run_list(args: argparse.Namespace) -> int:
         return 0
     rows = []
     for i in issues:
-        lines = [ln for ln in str(i["sample"]).splitlines() if ln.strip()]
-        head = clip(lines[-1].strip(), 70) if lines else ""
+        sample = str(i["sample"])
+        head = clip(headline(sample, 1), 70) if sample.strip() else ""
         rows.append([i["count"], str(i["last_seen"])[:19], i["fine"], head])
     print_table(["count", "last seen", "fingerprint", "headline"], rows, right=(0,))
     return 0

@@ -7,6 +7,8 @@ import io
 import json
 from pathlib import Path
 
+import pytest
+
 from pipeline.ci import github, gitlab, markdown, providers
 from pipeline.ci.report import RunReport, headline, locate
 from pipeline.events import ErrorEvent, OutcomeEvent, Repo
@@ -84,3 +86,33 @@ def test_a_first_time_pass_sets_only_the_outputs(tmp_path: Path) -> None:
     assert values["decision"] == "none" and values["resolved"] == "true"
     github.report_passed({"GITHUB_OUTPUT": str(tmp_path / "elsewhere")})  # not on GitHub
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_issues_list_shows_the_line_that_says_what_failed(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from pipeline.cli import issues
+
+    sample = ("F401 [*] `os` imported but unused\n --> calc/util.py:3:8\n  |\n"
+              "Found 1 error.\n[*] 1 fixable with the `--fix` option.\n")
+    rows = [{"fine": "fp-v1:aa", "count": 2, "last_seen": "2026-11-30 10:00:00",
+             "sample": sample}]
+
+    class Store:
+        def __init__(self, _db: object) -> None:
+            pass
+
+        def open_issues(self, _limit: int) -> list[dict[str, object]]:
+            return rows
+
+    class Db:
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr("storage.reports.ReportStore", Store)
+    monkeypatch.setattr("storage.engines.open_database", lambda _s: Db())
+    assert issues.run_list(argparse.Namespace(limit=10, json=False)) == 0
+    out = capsys.readouterr().out
+    assert "F401 [*] `os` imported but unused (calc/util.py:3:8)" in out
+    assert "fixable with" not in out
