@@ -31,7 +31,7 @@ import redis
 
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, DatabaseUnavailable, HealError, StreamUnavailable
-from pipeline.homedir import secure_home
+from pipeline.homedir import make_home
 from storage.db import Database, mask_url
 from storage.embedded import EmbeddedPostgres, EmbeddedRedis
 from storage.leases import LeaseRegistry
@@ -73,11 +73,12 @@ def embedded_postgres(settings: Settings) -> EmbeddedPostgres:
 def _acquire(engine: _Embedded) -> str:
     """Start or reuse ``engine`` and hold a lease on it until this process exits."""
     global _exit_hook_registered
+    # the engines are the first to create HEAL_HOME: make it private first (0700, files
+    # 0600; 0711 as root, so the embedded PostgreSQL's own user reaches its data)
+    make_home(engine.directory.parent)
     with _state_lock, engine.leases.locked():
         url = engine.ensure_running()
         engine.leases.add()
-        # the engines are the first to create HEAL_HOME: make it private (0700, files 0600)
-        secure_home(engine.directory.parent)
         _held[(os.getpid(), engine.directory)] = engine
         if not _exit_hook_registered:
             atexit.register(_release_all)

@@ -40,6 +40,7 @@ from typing import Any
 
 from pipeline.config import Settings
 from pipeline.errors import HealError
+from pipeline.homedir import dir_mode
 
 log = logging.getLogger("heal.audit")
 
@@ -67,7 +68,7 @@ def audit_key(settings: Settings) -> bytes:
         return env.encode()
     path = settings.home / KEY_FILE
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.parent.mkdir(mode=dir_mode(), parents=True, exist_ok=True)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
@@ -152,7 +153,7 @@ class AuditLog:
 
     def _append_file(self, kind: str, subject: str, data: dict[str, Any],
                      key: bytes) -> dict[str, Any]:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=dir_mode(), parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, "a+b") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file closes

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import redis
 
 from pipeline.errors import HealError
-from pipeline.homedir import open_private
+from pipeline.homedir import dir_mode, open_private
 
 log = logging.getLogger("heal.escalation")
 
@@ -149,7 +149,7 @@ class LogSink:
         # and a second, unformatted line on stderr reads as a stray message
         log.info("%s (suggested: %s)", notification.summary, notification.suggested_action)
         try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=dir_mode(), parents=True, exist_ok=True)
             # 0600: a notification names repositories, commands and what failed
             with os.fdopen(open_private(self.path), "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(notification.to_dict(), sort_keys=True) + "\n")

@@ -22,6 +22,7 @@ import redis
 from pipeline.cli import main
 from pipeline.config import Settings
 from pipeline.events import ErrorEvent
+from pipeline.homedir import dir_mode
 from pipeline.redact import REDACTION_RULES, redact
 from pipeline.runtime.drain import drain_inline
 from pipeline.validate import rqjobs
@@ -131,8 +132,10 @@ def test_heal_home_is_tightened_to_0700_and_its_files_to_0600(
     sample = tmp_path / "error.txt"
     sample.write_text("ValueError: x\n")
     assert main(["fingerprint", str(sample)]) == 0
-    # Then the home is 0700 and its files 0600
-    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    # Then the home is 0700 (0711 as root: the embedded PostgreSQL's own user must traverse
+    # it) and its files 0600: nothing in it is listable or readable by another user
+    assert stat.S_IMODE(home.stat().st_mode) == dir_mode()
+    assert stat.S_IMODE(home.stat().st_mode) & 0o066 == 0
     assert stat.S_IMODE(old.stat().st_mode) == 0o600
 
 
