@@ -79,9 +79,20 @@ def derive_regex(headline: str) -> str:
     return "".join(out)
 
 
-def compile_rule(regex: str) -> re.Pattern[str]:
-    """Compile a taught rule exactly as the catalog does."""
-    return re.compile(regex, re.MULTILINE)
+def compile_rule(regex: str) -> Any:
+    """Compile a taught rule exactly as the catalog does (the bounded ``regex`` engine).
+
+    Raises:
+        UsageError: it does not compile there.
+    """
+    import regex as engine
+
+    from pipeline.boundedre import compile_bounded
+
+    try:
+        return compile_bounded(regex, engine.MULTILINE)
+    except engine.error as exc:
+        raise UsageError(f"the rule {regex!r} does not compile: {exc}") from exc
 
 
 def check_regex(regex: str) -> str:
