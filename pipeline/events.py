@@ -322,7 +322,7 @@ class OutcomeEvent(StageEvent):
     fix_id: str = ""
     #: "applied" | "suggested" | "rolled_back" (reverted after reaching the branch) |
     #: "failed" (did not survive verification; never reached the branch) | "escalated" |
-    #: "observed" | "skipped"
+    #: "observed" | "skipped" | "flaky" (the failure did not reproduce without a fix)
     status: str = ""
     detail: str = ""
     branch: str = ""

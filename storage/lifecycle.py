@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.lifecycle.flakiness import determinism_score
+from pipeline.lifecycle.flakiness import determinism_score, evidence, is_flaky
 from pipeline.lifecycle.graduation import (
     Decision,
     LifecyclePolicy,
@@ -43,6 +43,9 @@ class OutcomeRecord:
     workflow: str = ""
     step: str = ""
     commit: str = ""
+    #: False: a success on a flaky fingerprint, recorded as evidence but never credited to
+    #: the fix (it would graduate a fix on luck)
+    credit: bool = True
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,9 @@ class LifecycleStore:
         Idempotent: an event id seen before returns ``RecordResult(new=False)``.
         """
         kind = outcome_kind(rec.status)
+        ok = None if kind is None else kind == "success"
+        if kind == "success" and not rec.credit:
+            kind = None
 
         async def go(conn: Conn) -> RecordResult:
             async with conn.transaction():
@@ -103,8 +109,7 @@ class LifecycleStore:
                     " status, workflow, step, commit, ok) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)"
                     " ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
                     rec.event_id, rec.error_id, rec.fingerprint, rec.fix_id, rec.status,
-                    rec.workflow, rec.step, rec.commit,
-                    None if kind is None else kind == "success")
+                    rec.workflow, rec.step, rec.commit, ok)
                 if inserted is None:
                     return RecordResult(new=False)
                 if kind is None or not rec.fix_id:
@@ -202,12 +207,25 @@ class LifecycleStore:
 
     def step_results(self, fingerprint: str) -> tuple[list[tuple[str, bool]], list[float]]:
         """(commit, ok) of attempts and occurrence times (epoch s), for the determinism score."""
-        rows = self.db.fetch("SELECT commit, ok, extract(epoch FROM ts) AS t FROM"
+        rows = self.db.fetch("SELECT commit, ok, status, extract(epoch FROM ts) AS t FROM"
                              " lifecycle_outcomes WHERE fingerprint = $1 ORDER BY ts",
                              fingerprint)
-        results = [(r["commit"], bool(r["ok"])) for r in rows
-                   if r["ok"] is not None and r["commit"]]
+        results: list[tuple[str, bool]] = []
+        for r in rows:
+            results += evidence(r["commit"], r["ok"], r["status"])
         return results, [float(r["t"]) for r in rows]
+
+    def flaky_fingerprints(self) -> dict[str, float]:
+        """Fingerprints with flaky evidence whose determinism score is below the flaky line,
+        with the score (the lookup gives them the retry playbook, never a code change)."""
+        rows = self.db.fetch("SELECT DISTINCT fingerprint FROM lifecycle_outcomes"
+                             " WHERE status = 'flaky'")
+        out: dict[str, float] = {}
+        for r in rows:
+            score = self.determinism(r["fingerprint"])
+            if is_flaky(score):
+                out[r["fingerprint"]] = score
+        return out
 
     def attempt_summary(self, fingerprint: str) -> tuple[int, float, list[str]]:
         """(attempts, first seen as epoch seconds, distinct fixes tried) of a fingerprint."""

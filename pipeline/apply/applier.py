@@ -6,6 +6,9 @@
 - playbooks (and command fixes that change no file): run step by step where the error
   happened (:mod:`pipeline.apply.playbook`), then re-run the failing step.
 - ``suggest`` leaves the verified branch and says ``heal apply FIX_ID``.
+- Flaky failures are never credited to a fix: a verification whose "before" run passed, or a
+  failing step that passes on a plain re-run before a playbook/command runs, gives the outcome
+  ``flaky`` (nothing changed; the lifecycle records it as evidence of non-determinism).
 - A fix is never applied twice for one error: a Redis done marker (SET NX) plus the
   ``apply_results`` row guard every action; a redelivered verdict returns the first outcome.
 """
@@ -27,7 +30,7 @@ from pipeline.gitops import GitRepo
 from pipeline.validate.audit import audit
 from pipeline.validate.runner import run_argv
 from pipeline.validate.validator import repo_root
-from pipeline.validate.verify import rel_cwd
+from pipeline.validate.verify import failure_reproduced, rel_cwd
 
 DONE_TTL_S = 30 * 24 * 3600
 IN_PROGRESS_TTL_S = 900
@@ -125,6 +128,10 @@ class Applier:
             return self._base(verdict, "suggested",
                               f"{detail}; apply with: heal apply {fix_id}"), {}
         if d == "reject":
+            if failure_reproduced(verdict.verification) is False:
+                return self._base(verdict, "flaky", "flaky: the failing command passed in a "
+                                  "clean worktree without any fix; no fix applied or credited "
+                                  "(a re-run is the remedy)"), {}
             verified = any(r.get("phase") == "after" for r in verdict.verification)
             if verified:
                 # committed on a heal branch in a worktree, did not survive verification, the
@@ -185,6 +192,12 @@ class Applier:
                                   "timeout_s": rendered.get("timeout_s") or 60}]}
         else:
             steps = rendered.get("steps") or {}
+        plain = self._rerun(verdict, root)
+        if plain is not None and plain["exit_code"] == 0:
+            # the failure does not reproduce: crediting the fix would reward luck
+            return self._base(verdict, "flaky", "flaky: the failing step passed on a plain "
+                              "re-run before any fix ran; nothing applied, no fix credited"), {
+                "steps": [{**plain, "name": "plain re-run (does the failure reproduce?)"}]}
         ctx = StepContext(root, dict(verdict.params), tuple(verdict.error.command),
                           root / rel_cwd(verdict.error, root))
         result = PlaybookRunner(ctx).run(steps)

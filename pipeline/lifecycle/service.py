@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from pipeline.events import OutcomeEvent
 from pipeline.guardrails.breaker import CircuitBreaker
 from pipeline.lifecycle.escalate import EscalationHook
+from pipeline.lifecycle.flakiness import is_flaky
 from pipeline.lifecycle.graduation import LifecyclePolicy
 from pipeline.lifecycle.graduation import Transition as LifecycleTransition
 
@@ -19,6 +20,8 @@ class Auditor(Protocol):
 
 class OutcomeStore(Protocol):
     def record_outcome(self, rec: Any, policy: LifecyclePolicy) -> Any: ...
+
+    def determinism(self, fingerprint: str) -> float: ...
 
 
 @dataclass
@@ -48,10 +51,12 @@ class LifecycleService:
             elif event.status == "applied":
                 self.breaker.record_success(wf.step or None, wf.id or None, event.error_id)
         fingerprint = event.fine or event.error_id
+        # a success on a fingerprint known to be flaky proves nothing about the fix
+        credit = event.status != "applied" or not is_flaky(self.store.determinism(fingerprint))
         rec = OutcomeRecord(
             event_id=event.id, error_id=event.error_id, fingerprint=fingerprint,
             fix_id=event.fix_id, status=event.status, workflow=wf.id, step=wf.step,
-            commit=event.error.repo.commit,
+            commit=event.error.repo.commit, credit=credit,
         )
         result = self.store.record_outcome(rec, self.policy)
         if not result.new:

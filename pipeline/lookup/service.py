@@ -36,13 +36,17 @@ from storage.cache import LocalCache
 from storage.causal import CausalGraph, Cause
 from storage.db import Database
 from storage.embeddings import EmbeddingRepository
-from storage.lifecycle import PrecedentRepository
+from storage.lifecycle import LifecycleStore, PrecedentRepository
 from storage.outbox import apply_ops
 from storage.patterns import PatternRepository
 
 AUTO_CATEGORIES = (Category.SAFE.value, Category.MODERATE.value)
 UNUSABLE_STATES = (LifecycleState.QUARANTINED.value, LifecycleState.DEPRECATED.value)
 CAUSAL_MIN_CONFIDENCE = 0.5
+#: the seeded pattern whose playbook (wait, re-run) is what a flaky failure gets
+FLAKY_PATTERN = "test.flaky"
+#: fix kinds that change code: never offered for a flaky fingerprint
+CODE_CHANGES = (FixKind.DIFF.value, FixKind.COMMAND.value)
 RETRY_DATABASE_S = 5.0
 NEGATIVE_TTL_S = 30.0
 #: the causal walk of a node set is reused this long (edges change rarely, queries cost ~1 ms)
@@ -78,6 +82,8 @@ class Lookup:
         self._learned: dict[str, tuple[float, dict[str, Any] | None]] = {}
         #: fingerprints silenced with `heal ignore` (re-read with the fix states)
         self._ignored: frozenset[str] = frozenset()
+        #: flaky fingerprints -> determinism score (re-read with the fix states)
+        self._flaky: dict[str, float] = {}
         self._edges: list[tuple[str, str, float]] = cache.edges()
         self._memory_index: MemoryIndex | None = None
         self._ops: list[tuple[str, str, dict[str, Any]]] = []
@@ -111,6 +117,7 @@ class Lookup:
             rows = PatternRepository(self.db).most_used(limit)
             self._states = PatternRepository(self.db).fix_states()
             self._ignored = PatternRepository(self.db).ignored_fingerprints()
+            self._flaky = LifecycleStore(self.db).flaky_fingerprints()
             self._edges = CausalGraph(self.db).edges()
             vectors = EmbeddingRepository(self.db).all()
         except DatabaseUnavailable:
@@ -153,6 +160,7 @@ class Lookup:
             result = self._tier3(result, fine, coarse, text, base) or result
         result = result or unmatched("no known pattern matched; queued for review")
         result = self._guard(text, result)
+        result = self._flaky_retry(fine, text, result)
         if result.details.get("rule_matched") and result.pattern_id is not None:
             # learned only after the guard: a refused logic bug never teaches a fingerprint
             self._learn(fine, coarse, result.pattern_id)
@@ -391,6 +399,22 @@ class Lookup:
             f"{result.pattern_id}'s {result.fix['category']} fix; queued for review",
             refused=result.pattern_id, logic_bug=bug)
 
+    def _flaky_retry(self, fine: str, text: str, result: LookupResult) -> LookupResult:
+        """A flaky fingerprint gets the retry playbook (``test.flaky``), never a code change."""
+        score = self._flaky.get(fine)
+        fix = result.fix
+        if score is None or fix is None or fix["kind"] not in CODE_CHANGES:
+            return result
+        retry = self.catalog.get(FLAKY_PATTERN)
+        reason = (f"{result.reason}; fingerprint is flaky (determinism {score:.2f}): "
+                  f"{fix['id']} is a code change, never applied to a flaky failure")
+        details = {**result.details, "flaky": score, "replaced_fix": fix["id"]}
+        if retry is None:
+            return replace(result, fix=None, reason=reason, details=details)
+        retry_fix, _ = self._render(retry, dict(result.params))
+        return replace(result, fix=retry_fix, reason=f"{reason}; retry playbook instead",
+                       details=details)
+
     def _record(self, error_id: str, fine: str, coarse: str, text: str,
                 result: LookupResult) -> None:
         if result.pattern_id is not None:
@@ -423,11 +447,13 @@ class Lookup:
         try:
             states = PatternRepository(self.db).fix_states()
             ignored = PatternRepository(self.db).ignored_fingerprints()
+            flaky = LifecycleStore(self.db).flaky_fingerprints()
         except DatabaseUnavailable:
             self._went_offline()
             return
         self._states = states
         self._ignored = ignored
+        self._flaky = flaky
         self.cache.put_fix_states(states)
 
     def sync(self, batch: int = 500) -> int:

@@ -17,8 +17,10 @@ from pipeline.config import Settings
 from pipeline.errors import HealError, UsageError
 from pipeline.events import OutcomeEvent
 from pipeline.fingerprint import fingerprint_text
+from pipeline.lifecycle.flakiness import is_flaky
 from pipeline.lifecycle.posterior import Posterior
 from pipeline.operator.streams import newest_first
+from storage.lifecycle import LifecycleStore
 from storage.reports import ReportStore
 
 #: outcome events read back (newest first) for the detail PostgreSQL does not keep
@@ -136,5 +138,13 @@ def explain(store: ReportStore, text: str,
         "controls": store.controls([fp, *fines]), "issues": issues,
         "last_event": None if last is None else {k: v for k, v in last.items() if k != "text"},
     }
+    story["determinism"] = _determinism(store, fines)
     story["why"] = _why(story)
     return story
+
+
+def _determinism(store: ReportStore, fines: list[str]) -> dict[str, Any]:
+    """The lowest determinism score among the fine fingerprints (0 flaky .. 1 deterministic)."""
+    scores = {fine: LifecycleStore(store.db).determinism(fine) for fine in fines[:50]}
+    score = min(scores.values(), default=1.0)
+    return {"score": score, "flaky": is_flaky(score), "by_fingerprint": scores}

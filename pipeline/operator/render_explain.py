@@ -19,6 +19,11 @@ def _head(s: dict[str, Any]) -> list[str]:
     if s["level"] == "coarse":
         out.append(f"  groups {len(s['fines'])} fine fingerprint(s): {', '.join(s['fines'][:5])}")
     out.append(f"  why: {s['why']}")
+    det = s.get("determinism")
+    if det:
+        verdict = ("flaky: it gets the retry playbook, never a code change, and its successes "
+                   "never count toward graduation") if det["flaky"] else "deterministic"
+        out.append(f"  determinism: {det['score']:.2f} ({verdict})")
     if s["sample"]:
         out += ["", "sample (last lines):", *_indent(s["sample"])]
     norm = s["normalization"]

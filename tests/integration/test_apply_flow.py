@@ -55,8 +55,12 @@ def test_still_failing_after_apply_is_reverted_without_rewriting_history(
     assert git(root, "merge-base", "--is-ancestor", before, "HEAD") == ""  # history kept
     from pipeline.guardrails.breaker import CircuitBreaker
 
+    # Then the revert is counted by the breaker of the step and of its workflow
     status = CircuitBreaker(client, stage_settings).status()
-    assert "reverts" in str(status) or status
+    wf = verdict.error.workflow
+    step_scope = f"step:{wf.id}/{wf.step}" if wf.id else f"step:{wf.step}"
+    assert status["scopes"][step_scope]["reverts_in_window"] == 1, status
+    assert status["scopes"]["global"]["reverts_in_window"] == 1, status
 
 
 def test_suggestion_then_heal_apply(tmp_path: Path, validator: Validator, applier: Applier,
