@@ -126,12 +126,12 @@ class ServeQueries:
             """SELECT fingerprint, level, pattern_id, hits, created_at
                FROM pattern_fingerprints ORDER BY hits DESC, created_at DESC LIMIT $1""", limit)
         out = [_row(r) for r in rows]
-        scores = self._determinism([r["fingerprint"] for r in out if r["level"] == "fine"])
+        scores = self.determinism([r["fingerprint"] for r in out if r["level"] == "fine"])
         for r in out:
             r["determinism"] = scores.get(r["fingerprint"]) if r["level"] == "fine" else None
         return out
 
-    def _determinism(self, fines: list[str]) -> dict[str, float]:
+    def determinism(self, fines: list[str]) -> dict[str, float]:
         """Determinism score per fine fingerprint (1.0 without evidence), in one query."""
         rows = self.db.fetch(
             """SELECT fingerprint, commit, ok, status, extract(epoch FROM ts) AS t
