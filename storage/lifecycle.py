@@ -86,6 +86,12 @@ async def _apply(conn: Conn, fp: str, fix_id: str, src: LifecycleState,
 
 
 _COUNTER = {"success": "successes", "failure": "failures", "revert": "reverts"}
+#: an outcome where a fix was tried (SQL over lifecycle_outcomes)
+_TRIED = ("(ok IS NOT NULL OR status IN ('rolled_back', 'failed')"
+          " OR (status = 'escalated' AND fix_id <> '' AND EXISTS (SELECT 1 FROM attempts t"
+          " WHERE t.id = lifecycle_outcomes.error_id AND t.decision IN ('apply', 'suggest'))))")
+#: newest outcomes that leave an error unfixed (pipeline.lifecycle.escalate.UNRESOLVED)
+UNRESOLVED_STATUSES = frozenset({"rolled_back", "escalated", "failed", "skipped"})
 
 
 class LifecycleStore:
@@ -228,15 +234,50 @@ class LifecycleStore:
         return out
 
     def attempt_summary(self, fingerprint: str) -> tuple[int, float, list[str]]:
-        """(attempts, first seen as epoch seconds, distinct fixes tried) of a fingerprint."""
+        """(attempts, first seen as epoch seconds, distinct fixes tried) of a fingerprint.
+
+        An attempt is an outcome where a fix was tried: applied, reverted, failed, or
+        escalated after its fix ran (an escalation naming a fix)."""
         row = self.db.fetchrow(
-            "SELECT count(*) FILTER (WHERE ok IS NOT NULL) AS attempts,"
+            f"SELECT count(*) FILTER (WHERE {_TRIED}) AS attempts,"
             " extract(epoch FROM min(ts)) AS first_seen,"
             " coalesce(array_agg(DISTINCT fix_id) FILTER (WHERE fix_id <> ''), '{}') AS fixes"
             " FROM lifecycle_outcomes WHERE fingerprint = $1", fingerprint)
         if row is None or row["first_seen"] is None:
             return 0, 0.0, []
         return int(row["attempts"]), float(row["first_seen"]), sorted(row["fixes"])
+
+    def attempt_facts(self, error_id: str) -> dict[str, str]:
+        """Category and pattern of the fix validated for ``error_id`` ({} when none was)."""
+        row = self.db.fetchrow(
+            "SELECT a.category, coalesce(a.fix->>'pattern_id', '') AS pattern_id,"
+            " a.repo FROM attempts a WHERE a.id = $1", error_id)
+        if row is None:
+            return {}
+        return {"category": str(row["category"] or ""), "pattern_id": str(row["pattern_id"]),
+                "repo": str(row["repo"] or "")}
+
+    def unresolved(self, limit: int = 1000, within_days: float = 30.0) -> list[dict[str, Any]]:
+        """Fingerprints whose newest outcome (within ``within_days``) is still unresolved, with
+        attempts, first seen (epoch s), fixes tried, and the newest attempt's repository,
+        category and pattern: what the time-based escalation rules need."""
+        rows = self.db.fetch(
+            "WITH latest AS (SELECT DISTINCT ON (fingerprint) fingerprint, error_id, status,"
+            " workflow, step FROM lifecycle_outcomes WHERE ts > now() - make_interval(days => $2)"
+            " ORDER BY fingerprint, ts DESC),"
+            " hist AS (SELECT fingerprint, extract(epoch FROM min(ts)) AS first_seen,"
+            f" count(*) FILTER (WHERE {_TRIED}) AS attempts,"
+            " coalesce(array_agg(DISTINCT fix_id) FILTER (WHERE fix_id <> ''), '{}') AS fixes"
+            " FROM lifecycle_outcomes WHERE fingerprint IN (SELECT fingerprint FROM latest)"
+            " GROUP BY fingerprint)"
+            " SELECT l.fingerprint, l.status, l.workflow, l.step, h.first_seen, h.attempts,"
+            " h.fixes, coalesce(a.category, '') AS category,"
+            " coalesce(a.fix->>'pattern_id', '') AS pattern_id, coalesce(a.repo, '') AS repo"
+            " FROM latest l JOIN hist h USING (fingerprint)"
+            " LEFT JOIN attempts a ON a.id = l.error_id"
+            " WHERE l.status = ANY($3::text[]) ORDER BY h.first_seen LIMIT $1",
+            limit, float(within_days), sorted(UNRESOLVED_STATUSES))
+        return [dict(r) for r in rows]
 
     def determinism(self, fingerprint: str) -> float:
         """0 flaky .. 1 deterministic (see pipeline.lifecycle.flakiness)."""

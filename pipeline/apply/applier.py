@@ -237,11 +237,9 @@ class Applier:
         return {"name": "re-run failing step", "ok": run["exit_code"] == 0, **run}
 
     def _record_revert(self, verdict: VerdictEvent) -> None:
-        try:
-            from pipeline.guardrails.breaker import CircuitBreaker
-        except ImportError:
-            return
+        from pipeline.guardrails.alerts import alerting_breaker
+
         wf = verdict.error.workflow
-        CircuitBreaker(self.client, self.settings).record_revert(
+        alerting_breaker(self.client, self.settings).record_revert(  # a trip notifies
             wf.step or None, wf.id or None, event_id=verdict.error_id)
 

@@ -9,7 +9,6 @@ import json
 import random
 import string
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
