@@ -24,7 +24,9 @@ def register(subparsers: Any) -> None:
             "a missing exec bit, a stale index.lock, a fix that does not survive verification, "
             "a real failing assertion), run each failure through the pipeline on the "
             "configured engines (embedded by default) and print what was detected, fixed, "
-            "verified, rolled back and escalated. Exits 0 when every result is as expected."
+            "verified, rolled back and escalated; then show the guardrails: two reverts in "
+            "one step trip the breaker, the next fix is refused, and every state change is "
+            "notified with its reason. Exits 0 when every result is as expected."
         ),
     )
     parser.add_argument("--dir", type=Path, default=None,
@@ -35,8 +37,9 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pipeline.demo.guardrails import run_scene
     from pipeline.demo.isolation import isolate
-    from pipeline.demo.report import all_as_expected, render
+    from pipeline.demo.report import all_as_expected, render, render_scene, scene_as_expected
     from pipeline.demo.runner import Demo
     from pipeline.runtime import drain_inline
     from storage.engines import connect_redis, open_database
@@ -62,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     keep = args.keep or args.dir is not None
     try:
         rows = demo.run(where / "shop")
+        scene = run_scene(demo, where / "shop-guardrails")
     finally:
         if not keep:
             shutil.rmtree(where, ignore_errors=True)
@@ -70,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         for key in client.scan_iter(match=f"{settings.prefix}:*", count=500):
             client.delete(key)  # the demo's streams and keys: nothing left behind
     print(render(rows, time.monotonic() - started))
+    print(render_scene(scene))
     if not keep:
-        print("(the sample repository was removed; --keep or --dir DIR keeps it)")
-    return 0 if all_as_expected(rows) else 1
+        print("(the sample repositories were removed; --keep or --dir DIR keeps them)")
+    return 0 if all_as_expected(rows) and scene_as_expected(scene) else 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pipeline.demo.guardrails import Scene
 from pipeline.demo.runner import Row
 
 
@@ -59,3 +60,25 @@ def _expected(row: Row) -> bool:
 
 def all_as_expected(rows: list[Row]) -> bool:
     return all(_expected(r) for r in rows)
+
+
+def render_scene(scene: Scene) -> str:
+    """The guardrail scene: each round's result, then every notified state change."""
+    lines = ["guardrails: fixes that do not hold, in one workflow step", "-" * 56]
+    for r in scene.rows:
+        lines.append(f"{r.breakage.name:<16} {(r.fix_id or '-'):<22} {_label(r):<12} "
+                     f"{r.detail[:110]}")
+    lines += ["", "state changes (each notified, with its reason):"]
+    lines += [f"  [{c.get('severity', '?')}] {c.get('summary', '')}" for c in scene.changes]
+    if not scene.changes:
+        lines.append("  none")
+    ok = "as expected" if scene_as_expected(scene) else "NOT as expected"
+    lines += ["", f"breaker tripped: {'yes' if scene.tripped() else 'no'}; quarantine or "
+              f"degradation: {'yes' if scene.quarantined_or_degraded() else 'no'}; {ok}", ""]
+    return "\n".join(lines)
+
+
+def scene_as_expected(scene: Scene) -> bool:
+    return (all(_expected(r) for r in scene.rows) and scene.tripped()
+            and scene.quarantined_or_degraded())
+

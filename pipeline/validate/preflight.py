@@ -131,7 +131,9 @@ def check_breaker(req: FixRequest, pf: Preflight) -> Result:
     # a half-open probe that timed out re-opens the breaker here: that trip notifies too
     ok, reason = alerting_breaker(pf.client, pf.settings).allow(
         wf.step or None, wf.id or None, req.category)
-    return ok, f"breaker: {reason}" if reason else ("breaker closed" if ok else "breaker open")
+    if not reason:
+        return ok, "breaker closed" if ok else "breaker open"
+    return ok, reason if reason.startswith("breaker") else f"breaker: {reason}"
 
 
 def check_budget(req: FixRequest, pf: Preflight) -> Result:
