@@ -1,5 +1,6 @@
 """The ``lifecycle`` consumer group: outcomes -> statistics, lifecycle transitions, breaker,
-escalation; a timer (one worker at a time, by Redis lease) sweeps the time-based rules."""
+escalation, causal edges learned from applied fixes; a timer (one worker at a time, by Redis
+lease) sweeps the time-based rules."""
 
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ from pipeline.guardrails._connect import connect_redis, open_database
 from pipeline.guardrails.alerts import AlertingAudit, build_notifier
 from pipeline.guardrails.audit import AuditLog
 from pipeline.guardrails.breaker import CircuitBreaker
+from pipeline.lifecycle.causes import CauseLearner
 from pipeline.lifecycle.escalate import EscalationHook
 from pipeline.lifecycle.graduation import LifecyclePolicy
 from pipeline.lifecycle.service import LifecycleService
 from pipeline.lifecycle.sweeper import DEFAULT_INTERVAL_S, Sweeper
+from pipeline.lookup.catalog import load_catalog
 from pipeline.stage import Encodable, StageContext
+from storage.causal import CausalGraph
 from storage.lifecycle import LifecycleStore
 
 GROUP = "lifecycle"
@@ -64,6 +68,7 @@ def build(ctx: StageContext) -> LifecycleHandler:
         audit=audit,
         policy=LifecyclePolicy(),
         escalation=escalation,
+        causes=CauseLearner(load_catalog(), CausalGraph(db)),
     )
 
     def deprecate_unused() -> None:

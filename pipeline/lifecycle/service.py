@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from pipeline.events import OutcomeEvent
 from pipeline.guardrails.breaker import CircuitBreaker
+from pipeline.lifecycle.causes import CauseLearner
 from pipeline.lifecycle.escalate import EscalationHook
 from pipeline.lifecycle.flakiness import is_flaky
 from pipeline.lifecycle.graduation import LifecyclePolicy
@@ -31,6 +32,8 @@ class LifecycleService:
     audit: Auditor | None
     policy: LifecyclePolicy
     escalation: EscalationHook | None = None
+    #: learns "fixing A cleared B" causal edges from applied outcomes (tier 3)
+    causes: CauseLearner | None = None
 
     def handle(self, event: OutcomeEvent) -> LifecycleTransition | None:
         """Record one outcome; returns the lifecycle transition it caused, if any.
@@ -63,6 +66,8 @@ class LifecycleService:
             return None
         if self.escalation is not None:
             self.escalation.after_outcome(event, fingerprint)
+        if self.causes is not None and credit:
+            self.causes.after_outcome(event)
         if self.audit is not None and result.kind is not None:
             self.audit.append("lifecycle.outcome", f"{fingerprint}/{event.fix_id}", {
                 "event_id": event.id, "status": event.status, "outcome": result.kind,
