@@ -44,6 +44,8 @@ def _lookup(s: dict[str, Any]) -> list[str]:
         out.append(f"  learned   {p['level']} fingerprint -> {p['pattern_id']} ({p['hits']} hits)")
     if len(out) == 2:
         out.append("  no pattern matched")
+    for c in s.get("causal") or []:
+        out.append(f"  tier 3 chain: {' <- '.join(c['path'])} (confidence {c['confidence']:.2f})")
     for i in s["issues"]:
         out.append(f"  issue queue: {i['status']}, seen {i['count']}x, first {i['first_seen']},"
                    f" last {i['last_seen']}")
