@@ -328,6 +328,9 @@ class OutcomeEvent(StageEvent):
     branch: str = ""
     commit: str = ""
     duration_s: float = 0.0
+    #: ranked alternatives tried before ``fix_id`` (or after it, when every one failed) in
+    #: this same attempt, each one failed: the lifecycle counts a failure for each
+    failed_fixes: list[str] = field(default_factory=list)
 
     kind: ClassVar[str] = "outcome"
 

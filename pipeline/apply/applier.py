@@ -186,33 +186,56 @@ class Applier:
 
     def _run_steps(self, verdict: VerdictEvent, root: Path,
                    fix: dict[str, Any]) -> tuple[OutcomeEvent, dict[str, Any]]:
-        rendered = fix.get("rendered") or {}
-        if fix.get("kind") == "command":
-            steps = {"primary": [{"name": "fix", "argv": rendered.get("argv") or [],
-                                  "timeout_s": rendered.get("timeout_s") or 60}]}
-        else:
-            steps = rendered.get("steps") or {}
         plain = self._rerun(verdict, root)
         if plain is not None and plain["exit_code"] == 0:
             # the failure does not reproduce: crediting the fix would reward luck
             return self._base(verdict, "flaky", "flaky: the failing step passed on a plain "
                               "re-run before any fix ran; nothing applied, no fix credited"), {
                 "steps": [{**plain, "name": "plain re-run (does the failure reproduce?)"}]}
+        failed: list[str] = []
+        log: list[dict[str, Any]] = []
+        details: list[str] = []
+        for n, candidate in enumerate(fallbacks(fix)):
+            fix_id = str(candidate.get("id", ""))
+            if n:  # the fallback is one more application: it must fit in the budget too
+                refused = self._spend_budget()
+                if refused:
+                    details.append(f"fallback {fix_id} not tried: {refused}")
+                    break
+            ok, detail, steps = self._try_steps(verdict, root, candidate)
+            log += steps
+            if ok:
+                if failed:
+                    detail = (f"{'; '.join(details)}; fallback {fix_id} (ranked next): "
+                              f"{detail}")
+                return replace(self._base(verdict, "applied", detail), fix_id=fix_id,
+                               failed_fixes=failed), {"steps": log}
+            failed.append(fix_id)
+            details.append(f"{fix_id} failed: {detail}")
+        self._record_revert(verdict)
+        return replace(self._base(verdict, "escalated", "; ".join(details)),
+                       failed_fixes=failed[1:]), {"steps": log}
+
+    def _try_steps(self, verdict: VerdictEvent, root: Path,
+                   fix: dict[str, Any]) -> tuple[bool, str, list[dict[str, Any]]]:
+        """Run one command/playbook fix and re-run the failing step: (held?, detail, steps)."""
+        rendered = fix.get("rendered") or {}
+        if fix.get("kind") == "command":
+            steps = {"primary": [{"name": "fix", "argv": rendered.get("argv") or [],
+                                  "timeout_s": rendered.get("timeout_s") or 60}]}
+        else:
+            steps = rendered.get("steps") or {}
         ctx = StepContext(root, dict(verdict.params), tuple(verdict.error.command),
                           root / rel_cwd(verdict.error, root))
         result = PlaybookRunner(ctx).run(steps)
         if not result.ok:
-            self._record_revert(verdict)
-            return self._base(verdict, "escalated", result.detail), {"steps": result.steps}
+            return False, result.detail, result.steps
         rerun = self._rerun(verdict, root)
         if rerun is not None and rerun["exit_code"] != 0:
-            self._record_revert(verdict)
-            return self._base(verdict, "escalated", (
-                f"{result.detail}, but the failing step still fails (exit "
-                f"{rerun['exit_code']}); escalated")), {"steps": [*result.steps, rerun]}
+            return False, (f"{result.detail}, but the failing step still fails (exit "
+                           f"{rerun['exit_code']}); escalated"), [*result.steps, rerun]
         what = "failing step passes again" if rerun else "no command to re-run"
-        return self._base(verdict, "applied", f"{result.detail}; {what}"), {
-            "steps": [*result.steps, *([rerun] if rerun else [])]}
+        return True, f"{result.detail}; {what}", [*result.steps, *([rerun] if rerun else [])]
 
     def _spend_budget(self) -> str:
         """Count one fix application against today's budget; the refusal reason or ''."""
@@ -243,3 +266,11 @@ class Applier:
         alerting_breaker(self.client, self.settings).record_revert(  # a trip notifies
             wf.step or None, wf.id or None, event_id=verdict.error_id)
 
+
+def fallbacks(fix: dict[str, Any]) -> list[dict[str, Any]]:
+    """The chosen fix, then its ranked alternatives that may run without a person (playbooks
+    and commands, never RISKY: those wait for `heal apply`)."""
+    alternatives = [a for a in fix.get("alternatives") or []
+                    if isinstance(a, dict) and a.get("kind") in ("playbook", "command")
+                    and a.get("category") != "RISKY"]
+    return [fix, *alternatives]

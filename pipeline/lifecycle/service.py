@@ -3,7 +3,7 @@ outcome and the statistics, apply the transition it causes, audit every decision
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from pipeline.events import OutcomeEvent
@@ -64,6 +64,9 @@ class LifecycleService:
         result = self.store.record_outcome(rec, self.policy)
         if not result.new:
             return None
+        for failed in event.failed_fixes:  # ranked alternatives that failed in this attempt
+            self.store.record_outcome(replace(rec, event_id=f"{event.id}:{failed}",
+                                              fix_id=failed, status="failed"), self.policy)
         if self.escalation is not None:
             self.escalation.after_outcome(event, fingerprint)
         if self.causes is not None and credit:

@@ -8,6 +8,7 @@ blocks or loses a lookup.
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Mapping
@@ -18,6 +19,8 @@ import numpy as np
 import orjson
 
 from pipeline.errors import DatabaseUnavailable, EngineError, ParameterError
+from pipeline.fixes.render import FixSpec
+from pipeline.lifecycle.ranking import rank_and_record, thompson_rank
 from pipeline.lookup.catalog import Catalog, Pattern
 from pipeline.lookup.causal import walk_edges
 from pipeline.lookup.guard import logic_bug
@@ -161,6 +164,7 @@ class Lookup:
         result = result or unmatched("no known pattern matched; queued for review")
         result = self._guard(text, result)
         result = self._flaky_retry(fine, text, result)
+        result = self._rank(fine, result, record)
         if result.details.get("rule_matched") and result.pattern_id is not None:
             # learned only after the guard: a refused logic bug never teaches a fingerprint
             self._learn(fine, coarse, result.pattern_id)
@@ -274,22 +278,23 @@ class Lookup:
                             merged)
 
     def _render(
-        self, pattern: Pattern, params: dict[str, Any]
+        self, pattern: Pattern, params: dict[str, Any], spec: FixSpec | None = None
     ) -> tuple[dict[str, Any] | None, str]:
         from pipeline.fixes.render import render_fix
 
-        state = self._states.get(pattern.fix.id, pattern.fix.state.value)
+        spec = spec or pattern.fix
+        state = self._states.get(spec.id, spec.state.value)
         if state in UNUSABLE_STATES:
-            return None, f"; fix {pattern.fix.id} is {state}, not offered"
+            return None, f"; fix {spec.id} is {state}, not offered"
         # the same fix with the same parameters renders the same: memoize (hot path)
-        key = orjson.dumps([pattern.fix.id, state, params], default=str,
+        key = orjson.dumps([spec.id, state, params], default=str,
                            option=orjson.OPT_SORT_KEYS)
         fix = self._rendered.get(key)
         if fix is None:
             try:
-                fix = render_fix(pattern.fix, params)
+                fix = render_fix(spec, params)
             except ParameterError as exc:
-                return None, f"; fix {pattern.fix.id} cannot be rendered: {exc}"
+                return None, f"; fix {spec.id} cannot be rendered: {exc}"
             fix["state"] = state
             if len(self._rendered) >= MEMO_SIZE:
                 self._rendered.clear()
@@ -414,6 +419,42 @@ class Lookup:
         retry_fix, _ = self._render(retry, dict(result.params))
         return replace(result, fix=retry_fix, reason=f"{reason}; retry playbook instead",
                        details=details)
+
+    def _rank(self, fine: str, result: LookupResult, record: bool) -> LookupResult:
+        """A pattern with alternatives: rank its usable fixes by Thompson sampling on their
+        posteriors for this fingerprint (recorded in ``fix_rankings`` unless ``record`` is
+        False); the winner is the fix, the others follow in ``fix["alternatives"]``, tried in
+        order by the apply stage when the one before fails. Offline: the catalog's order."""
+        pattern = self.catalog.get(result.pattern_id or "")
+        fix = result.fix
+        if pattern is None or not pattern.alternatives or fix is None or (
+                fix["id"] != pattern.fix.id):
+            return result  # no alternatives, or the fix was replaced (tier 3, flaky)
+        options = {fix["id"]: fix}
+        for alt in pattern.alternatives:
+            rendered, _ = self._render(pattern, dict(result.params), alt)
+            if rendered is not None:
+                options[alt.id] = rendered
+        if len(options) < 2:
+            return result
+        order, draws = list(options), []
+        if self.online:
+            assert self.db is not None
+            store = LifecycleStore(self.db)
+            try:
+                ranked = (rank_and_record(store, fine or pattern.id, order) if record
+                          else thompson_rank(store.posteriors(fine or pattern.id, order),
+                                             random.Random()))
+                order = [d.fix_id for d in ranked]
+                draws = [{"fix_id": d.fix_id, "draw": round(d.draw, 4), "alpha": d.alpha,
+                          "beta": d.beta} for d in ranked]
+            except DatabaseUnavailable:
+                self._went_offline()
+        chosen = {**options[order[0]], "alternatives": [options[i] for i in order[1:]],
+                  "ranking": draws}
+        how = "Thompson-ranked" if draws else "offline, in the catalog's order"
+        return replace(result, fix=chosen, reason=(
+            f"{result.reason}; {len(order)} fixes {how}: {', '.join(order)}"))
 
     def _record(self, error_id: str, fine: str, coarse: str, text: str,
                 result: LookupResult) -> None:

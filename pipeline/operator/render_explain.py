@@ -71,7 +71,9 @@ def _fixes(s: dict[str, Any]) -> list[str]:
         out.append(f"  {fix_id}  pair {st['state']} posterior {post['mean']} "
                    f"[{post['lower95']}, {post['upper95']}]")
     for r in s["rankings"][:1]:
-        out.append(f"  last ranking chose {r['chosen']} at {r['ts']}")
+        draws = ", ".join(f"{d['fix_id']} {float(d['draw']):.2f} (Beta({d['alpha']:g}, "
+                          f"{d['beta']:g}))" for d in r.get("draws") or [])
+        out.append(f"  last ranking chose {r['chosen']} at {r['ts']}: {draws}".rstrip(": "))
     if len(out) == 2:
         out.append("  none")
     return out
