@@ -91,8 +91,12 @@ class EscalationHook:
         """Check the time-based rules of every unresolved fingerprint; returns how many
         notifications were delivered (deduplicated ones do not count)."""
         sent = 0
+        policies: dict[str, EscalationPolicy] = {}  # one policy read per repository
         for row in self.store.unresolved():
-            policy = self.policy_of(str(row.get("repo", "")))
+            repo = str(row.get("repo", ""))
+            if repo not in policies:
+                policies[repo] = self.policy_of(repo)
+            policy = policies[repo]
             timed = [r for r in _rules(policy) if r.trigger is Trigger.AFTER_DURATION]
             if not timed:
                 continue
