@@ -33,13 +33,22 @@ def register(subparsers: Any) -> None:
                         help="where to create the sample repository (default: a temp dir)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the sample repository (always kept with --dir)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the report as one JSON object (progress goes to stderr)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from pipeline.demo.guardrails import run_scene
     from pipeline.demo.isolation import isolate
-    from pipeline.demo.report import all_as_expected, render, render_scene, scene_as_expected
+    from pipeline.demo.report import (
+        all_as_expected,
+        as_dict,
+        render,
+        render_scene,
+        scene_as_expected,
+        scene_dict,
+    )
     from pipeline.demo.runner import Demo
     from pipeline.runtime import drain_inline
     from storage.engines import connect_redis, open_database
@@ -48,11 +57,12 @@ def run(args: argparse.Namespace) -> int:
     base = Settings.from_env()
     # a fresh prefix: the demo's streams and keys never mix with real work
     settings = dataclasses.replace(base, prefix=f"{base.prefix}-demo-{uuid.uuid4().hex[:6]}")
-    print("heal demo: starting the engines (embedded unless HEAL_REDIS_URL/HEAL_DATABASE_URL)")
+    say = _say(args.json)
+    say("heal demo: starting the engines (embedded unless HEAL_REDIS_URL/HEAL_DATABASE_URL)")
     os.environ.setdefault("TQDM_DISABLE", "1")  # model-loading progress bars hide the story
     client = connect_redis(settings)
     settings, cleanup, note = isolate(settings)
-    print(f"heal demo: {note}; streams under {settings.prefix}:*")
+    say(f"heal demo: {note}; streams under {settings.prefix}:*")
     db = open_database(settings)
     resources: dict[str, Any] = {"db": db}
 
@@ -73,8 +83,25 @@ def run(args: argparse.Namespace) -> int:
         cleanup()
         for key in client.scan_iter(match=f"{settings.prefix}:*", count=500):
             client.delete(key)  # the demo's streams and keys: nothing left behind
+    if args.json:
+        from pipeline.console import dump_json
+
+        report = as_dict(rows, time.monotonic() - started)
+        report["guardrails"] = scene_dict(scene)
+        dump_json(report)
+        return 0 if all_as_expected(rows) and scene_as_expected(scene) else 1
     print(render(rows, time.monotonic() - started))
     print(render_scene(scene))
     if not keep:
         print("(the sample repositories were removed; --keep or --dir DIR keeps them)")
     return 0 if all_as_expected(rows) and scene_as_expected(scene) else 1
+
+
+def _say(to_stderr: bool) -> Any:
+    """Progress lines: stdout normally, stderr when stdout carries the JSON report."""
+    import sys
+
+    def say(message: str) -> None:
+        print(message, file=sys.stderr if to_stderr else sys.stdout, flush=True)
+
+    return say

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pipeline.demo.guardrails import Scene
 from pipeline.demo.runner import Row
 
@@ -48,6 +50,25 @@ def render(rows: list[Row], seconds: float) -> str:
     return "\n".join(lines)
 
 
+def as_dict(rows: list[Row], seconds: float) -> dict[str, object]:
+    """The report as one JSON object (``heal demo --json``)."""
+    labels = [_label(r) for r in rows]
+    return {
+        "rows": [{"breakage": r.breakage.name, "what": r.breakage.what,
+                  "command": list(r.breakage.command), "exit_code": r.exit_code,
+                  "error_id": r.error_id, "pattern": r.pattern, "fix_id": r.fix_id,
+                  "result": label, "status": r.status, "detail": r.detail,
+                  "passes_now": r.passes_now, "expected": _expected(r),
+                  "seconds": round(r.seconds, 3)} for r, label in zip(rows, labels, strict=True)],
+        "detected": sum(r.failed for r in rows),
+        "fixed": labels.count("fixed + verified"),
+        "rolled_back": labels.count("rolled back"),
+        "escalated": labels.count("escalated"),
+        "as_expected": sum(_expected(r) for r in rows),
+        "seconds": round(seconds, 3),
+    }
+
+
 def _expected(row: Row) -> bool:
     label = _label(row)
     want = row.breakage.expect
@@ -81,4 +102,13 @@ def render_scene(scene: Scene) -> str:
 def scene_as_expected(scene: Scene) -> bool:
     return (all(_expected(r) for r in scene.rows) and scene.tripped()
             and scene.quarantined_or_degraded())
+
+
+def scene_dict(scene: Scene) -> dict[str, Any]:
+    """The guardrail scene for ``heal demo --json``."""
+    return {"rounds": [{"name": r.breakage.name, "fix_id": r.fix_id, "status": r.status,
+                        "detail": r.detail} for r in scene.rows],
+            "state_changes": scene.changes, "breaker_tripped": scene.tripped(),
+            "quarantined_or_degraded": scene.quarantined_or_degraded(),
+            "as_expected": scene_as_expected(scene)}
 
