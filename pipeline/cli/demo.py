@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     def drain() -> int:
         return drain_inline(settings, client, ctx_resources=resources)
 
-    demo = Demo(settings, client, resources, drain)
+    demo = Demo(settings, client, resources, drain, log=say)  # stderr under --json
     where = args.dir.resolve() if args.dir is not None else Path(
         tempfile.mkdtemp(prefix="heal-demo-"))
     keep = args.keep or args.dir is not None

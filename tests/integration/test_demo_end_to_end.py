@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from pipeline.cli import main
@@ -24,6 +26,9 @@ def test_heal_demo_end_to_end(heal_env: dict[str, str], capsys: pytest.CaptureFi
     assert "-> QUARANTINED (reverted" in out
     assert "heal execution demo-guardrails: RUNNING -> DEGRADED (3 consecutive SAFE" in out
     assert "breaker tripped: yes; quarantine or degradation: yes; as expected" in out
-    # and it runs again with the same result (its database and streams are its own)
-    assert main(["demo"]) == 0
-    assert "6/6 as expected" in capsys.readouterr().out
+    # and it runs again with the same result (its database and streams are its own); with
+    # --json, stdout is one JSON object (progress on stderr) that carries the guardrails too
+    assert main(["demo", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["as_expected"] and report["guardrails"]["as_expected"]
+    assert report["guardrails"]["breaker_tripped"]
