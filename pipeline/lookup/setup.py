@@ -8,10 +8,12 @@ from __future__ import annotations
 from pipeline.config import Settings
 from pipeline.errors import DatabaseUnavailable, EngineError
 from pipeline.lookup.catalog import Catalog, load_catalog
+from pipeline.lookup.causal import load_seed_edges
 from pipeline.lookup.semantic import Embedder, query_text, vector_id
 from pipeline.lookup.service import Lookup
 from pipeline.lookup.taught import load_taught, with_taught
 from storage.cache import LocalCache
+from storage.causal import CausalGraph
 from storage.db import Database
 from storage.embeddings import EmbeddingRepository
 from storage.patterns import PatternRepository
@@ -41,6 +43,7 @@ def seed_database(db: Database, catalog: Catalog, embedder: Embedder | None,
         EngineError: the embedding model cannot be loaded.
     """
     counts = PatternRepository(db).seed(catalog.patterns.values())
+    counts["causal_edges"] = CausalGraph(db).seed(load_seed_edges(catalog))
     if embedder is not None:
         refs = reference_texts(taught or catalog)
         if taught is not None:
