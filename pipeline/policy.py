@@ -19,6 +19,7 @@ command itself, nothing protected beyond ``.git/``)::
     max_diff_lines = 400
     max_files = 20
     dedupe_minutes = 10                   # identical request decided recently -> refused
+                                          # (0 turns dedupe off)
     check_timeout_s = 120                 # default timeout of a check
 
     [judges]
@@ -38,6 +39,8 @@ command itself, nothing protected beyond ``.git/``)::
     start = "08:00"
     end = "18:00"
 
+    [execution] [budget] [breaker] [lifecycle]   # guardrail thresholds: pipeline/policy_limits.py
+
 Invalid values raise :class:`PolicyError` naming the key, the value and the rule.
 :class:`PolicyLoader` hot-reloads on mtime and keeps the last valid policy in force when the
 file turns invalid (its ``warning`` says so).
@@ -55,13 +58,14 @@ from typing import Any
 
 from pipeline.errors import PolicyError
 from pipeline.model import Mode
+from pipeline.policy_limits import SECTIONS, Limits, parse_limits
 
 log = logging.getLogger(__name__)
 
 POLICY_FILE = "heal.toml"
 ALWAYS_PROTECTED = (".git", ".git/**")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-TOP_KEYS = {"mode", "verify", "protect", "limits", "judges", "windows", "backfill"}
+TOP_KEYS = {"mode", "verify", "protect", "limits", "judges", "windows", "backfill", *SECTIONS}
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,7 @@ class Policy:
     windows: tuple[Window, ...] = ()
     backfill_paths: tuple[str, ...] = ()    # empty: producers.discovery.DEFAULT_GLOBS
     backfill_exclude: tuple[str, ...] = ()
+    limits: Limits = field(default_factory=Limits)
     source: str = "defaults"
 
     def is_protected(self, rel_path: str) -> str | None:
@@ -165,6 +170,12 @@ def _positive(key: str, value: Any, *, integer: bool = False) -> Any:
         kind = "a positive integer" if integer else "a positive number"
         raise PolicyError(key, value, f"must be {kind}")
     return value
+
+
+def _non_negative(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise PolicyError(key, value, "must be a number >= 0 (0 turns it off)")
+    return float(value)
 
 
 def _bool(key: str, value: Any) -> bool:
@@ -280,13 +291,14 @@ def parse_policy(data: dict[str, Any], source: str = "heal.toml") -> Policy:
         max_diff_lines=_positive("limits.max_diff_lines", limits.get("max_diff_lines", 400),
                                  integer=True),
         max_files=_positive("limits.max_files", limits.get("max_files", 20), integer=True),
-        dedupe_minutes=float(_positive("limits.dedupe_minutes", limits.get("dedupe_minutes", 10))),
+        dedupe_minutes=_non_negative("limits.dedupe_minutes", limits.get("dedupe_minutes", 10)),
         check_timeout_s=check_timeout,
         human_for_risky=_bool("judges.human_for_risky", judges.get("human_for_risky", True)),
         llm=_llm(judges),
         windows=_windows(data.get("windows", [])),
         backfill_paths=_globs("backfill.paths", backfill.get("paths", [])),
         backfill_exclude=_globs("backfill.exclude", backfill.get("exclude", [])),
+        limits=parse_limits(data),
         source=source,
     )
 

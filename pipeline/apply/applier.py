@@ -8,11 +8,17 @@
 - ``suggest`` leaves the verified branch and says ``heal apply FIX_ID``.
 - A fix is never applied twice for one error: a Redis done marker (SET NX) plus the
   ``apply_results`` row guard every action; a redelivered verdict returns the first outcome.
+- Before an automatic application (decision ``apply``): the workflow's execution state
+  (QUARANTINED: suggested instead, saying why) and the token bucket (``[budget]
+  automatic_fixes`` per ``automatic_fixes_minutes``). A verdict the bucket refuses is
+  *deferred*: kept in a Redis sorted set and put back on the verdicts stream by
+  :meth:`Applier.release_deferred` (the apply worker's tick) once due; never dropped.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,10 +26,13 @@ from typing import Any
 import redis
 
 from pipeline.apply.playbook import PlaybookRunner, StepContext
-from pipeline.config import Settings
+from pipeline.config import STREAM_VERDICTS, Settings
 from pipeline.errors import DecodeError, GitError, Retry, StreamUnavailable
 from pipeline.events import OutcomeEvent, VerdictEvent
 from pipeline.gitops import GitRepo
+from pipeline.guardrails.budget import Budget
+from pipeline.guardrails.gate import gate_for
+from pipeline.policy import Policy, policy_for
 from pipeline.validate.audit import audit
 from pipeline.validate.runner import run_argv
 from pipeline.validate.validator import repo_root
@@ -88,12 +97,83 @@ class Applier:
             return done
         started = time.monotonic()
         try:
-            outcome, extra = self._outcome(verdict)
+            held = self._automatic_hold(verdict) if verdict.decision == "apply" else None
+            if held is not None and held.status == "deferred":
+                self.client.delete(self._key(verdict.error_id))  # the retry claims it again
+                audit(self.settings, self.store, "apply", verdict.error_id, {
+                    "fix_id": held.fix_id, "status": held.status, "detail": held.detail[:500]})
+                return held
+            outcome, extra = (held, {}) if held is not None else self._outcome(verdict)
         except BaseException:
             self.client.delete(self._key(verdict.error_id))  # let a retry try again
             raise
         outcome = replace(outcome, duration_s=round(time.monotonic() - started, 3))
         return self._finish(outcome, extra)
+
+    # -- automatic applications: execution state and rate ------------------------------------
+    def _deferred_key(self) -> str:
+        return self.settings.key("apply", "deferred")
+
+    def _automatic_hold(self, verdict: VerdictEvent) -> OutcomeEvent | None:
+        """The outcome that replaces an automatic application heal may not make now, or None.
+
+        Raises: StreamUnavailable.
+        """
+        root = repo_root(verdict.error)
+        policy = policy_for(root).current() if root else Policy()
+        fix_id = str((verdict.fix or {}).get("id", ""))
+        gate = gate_for(self.client, self.settings, verdict.error, policy)
+        if not gate.auto_allowed:
+            return self._base(verdict, "suggested", f"{gate.note()}; apply with: heal apply "
+                              f"{fix_id}")
+        budget = Budget(self.client, self.settings, policy.limits.budget())
+        if budget.take_token("apply"):
+            return None
+        limits = policy.limits
+        delay = limits.get("budget.deferred_retry_seconds")
+        try:
+            n = self.client.zadd(self._deferred_key(), {verdict.encode(): time.time() + delay})
+        except redis.RedisError as exc:
+            raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
+        detail = (f"rate limit: at most {limits.count('budget.automatic_fixes')} automatic "
+                  f"fixes per {limits.get('budget.automatic_fixes_minutes'):g} minutes "
+                  f"(heal.toml [budget] automatic_fixes); deferred, retried automatically in "
+                  f"{delay:g}s (or now with: heal apply {fix_id})")
+        return replace(self._base(verdict, "deferred", detail),
+                       id=f"{verdict.error_id}:apply:deferred-{uuid.uuid4().hex[:8]}"
+                       if n else f"{verdict.error_id}:apply:deferred")
+
+    def release_deferred(self, now: float | None = None, limit: int = 100) -> int:
+        """Put due deferred verdicts back on the verdicts stream (each under a new event id,
+        so the runtime's dedupe lets it through); returns how many. Several workers may call
+        it: ZREM decides which one releases an entry.
+
+        Raises: StreamUnavailable.
+        """
+        key = self._deferred_key()
+        moment = time.time() if now is None else now
+        released = 0
+        try:
+            for raw in self.client.zrangebyscore(key, "-inf", moment, start=0, num=limit):
+                if not isinstance(raw, bytes | str) or not self.client.zrem(key, raw):
+                    continue  # another worker released it
+                try:
+                    verdict = VerdictEvent.decode(raw)
+                except DecodeError:
+                    continue
+                retry = replace(verdict, id=f"{verdict.error_id}:validate:retry-"
+                                f"{uuid.uuid4().hex[:8]}")
+                self.client.xadd(self.settings.stream(STREAM_VERDICTS), {"event": retry.encode()})
+                released += 1
+        except redis.RedisError as exc:
+            raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
+        return released
+
+    def deferred_count(self) -> int:
+        try:
+            return int(self.client.zcard(self._deferred_key()))
+        except redis.RedisError as exc:
+            raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
 
     def apply_suggested(self, verdict: VerdictEvent) -> OutcomeEvent:
         """``heal apply``: turn a 'suggested' outcome into an applied (or rolled back) one."""
@@ -217,8 +297,6 @@ class Applier:
         if not command:
             return None
         cwd = root / rel_cwd(verdict.error, root)
-        from pipeline.policy import policy_for
-
         timeout = policy_for(root).current().check_timeout_s or RERUN_TIMEOUT_S
         run = run_argv(command, str(cwd), timeout)
         return {"name": "re-run failing step", "ok": run["exit_code"] == 0, **run}

@@ -68,6 +68,8 @@ class StageWorker:
         self.consumer = consumer or groups.consumer_name(index)
         self.hooks = HookChain([MetricsHook()] if hooks is None else hooks)
         self.processor = EventProcessor(stage, handler, self.hooks, self.options)
+        #: optional periodic work of the stage (e.g. apply releasing deferred fixes)
+        self._tick = getattr(handler, "tick", None)
         window = self.options.dedupe_ttl_s
         self.writer = HandoffWriter(
             client, self.stream, self.group, self.output, settings.stream(STREAM_DEAD),
@@ -157,6 +159,11 @@ class StageWorker:
         now = time.monotonic()
         if now >= self._next_reclaim:
             self._next_reclaim = now + self.options.claim_interval_s
+            if self._tick is not None:
+                try:
+                    self._tick()
+                except Exception as exc:  # noqa: BLE001 - periodic work never stops the stage
+                    log.warning("stage %s: periodic work failed: %s", self.stage, exc)
             if now >= self._next_forget:
                 self._next_forget = now + 60.0
                 self.reclaimer.forget_idle_consumers(self.options.forget_idle_ms)

@@ -133,12 +133,15 @@ class LLMJudge:
 BUILTIN: tuple[Judge, ...] = (VerificationJudge(), BlastRadiusJudge(), HistoryJudge())
 
 
-def panel(req: FixRequest) -> list[Judge]:
-    """The judges this category needs, plus the LLM judge when policy enables it."""
+def panel(req: FixRequest, strict: bool = False) -> list[Judge]:
+    """The judges this category needs (every built-in one when ``strict``: a DEGRADED
+    workflow), plus the LLM judge when policy enables it."""
     try:
         needed = Category(req.category).judges_required
     except ValueError:
         needed = Category.RISKY.judges_required
+    if strict:
+        needed = len(BUILTIN)
     judges: list[Judge] = list(BUILTIN[:needed])
     if req.policy.llm.enabled:
         judges.append(LLMJudge(req.policy.llm))
@@ -149,5 +152,5 @@ def needs_human(req: FixRequest) -> bool:
     return req.category == Category.RISKY and req.policy.human_for_risky
 
 
-def collect_votes(evidence: Evidence) -> list[Vote]:
-    return [judge.vote(evidence) for judge in panel(evidence.request)]
+def collect_votes(evidence: Evidence, strict: bool = False) -> list[Vote]:
+    return [judge.vote(evidence) for judge in panel(evidence.request, strict)]

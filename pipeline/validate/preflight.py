@@ -130,7 +130,7 @@ def check_breaker(req: FixRequest, pf: Preflight) -> Result:
     except ImportError:
         return True, "breaker not built yet: treated as closed"
     wf = req.candidate.error.workflow
-    ok, reason = CircuitBreaker(pf.client, pf.settings).allow(
+    ok, reason = CircuitBreaker(pf.client, pf.settings, req.policy.limits.breaker()).allow(
         wf.step or None, wf.id or None, req.category)
     return ok, f"breaker: {reason}" if reason else ("breaker closed" if ok else "breaker open")
 
@@ -143,7 +143,7 @@ def check_budget(req: FixRequest, pf: Preflight) -> Result:
         from pipeline.guardrails.budget import Budget
     except ImportError:
         return True, "budget not built yet: treated as available"
-    budget = Budget(pf.client, pf.settings)
+    budget = Budget(pf.client, pf.settings, req.policy.limits.budget())
     for kind in ("verification_minutes", "fix_applications"):
         room = budget.try_spend(kind, 0.0)  # amount 0: asks without spending
         if not room.allowed:
@@ -161,6 +161,8 @@ def check_dedupe(req: FixRequest, pf: Preflight) -> Result:
     """No identical request (fingerprint + fix) in flight or decided in the last N minutes."""
     if pf.client is None:
         return True, "no Redis client: duplicate requests not detected"
+    if req.policy.dedupe_minutes == 0:
+        return True, "dedupe off (limits.dedupe_minutes = 0)"
     key = pf.dedupe_key(req)
     ttl = max(1, int(req.policy.dedupe_minutes * 60))
     mine = req.candidate.error_id
