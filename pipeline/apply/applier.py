@@ -35,7 +35,7 @@ from pipeline.guardrails.gate import gate_for
 from pipeline.policy import Policy, policy_for
 from pipeline.validate.audit import audit
 from pipeline.validate.runner import run_argv
-from pipeline.validate.validator import repo_root
+from pipeline.validate.validator import HELD, repo_root
 from pipeline.validate.verify import rel_cwd
 
 DONE_TTL_S = 30 * 24 * 3600
@@ -202,6 +202,8 @@ class Applier:
             detail = (f"verified{where}" if verified
                       else "not verified yet (checked step by step when applied)")
             fix_id = (verdict.fix or {}).get("id", "")
+            if verdict.reason.startswith(HELD):  # the mode would apply it: say what held it
+                detail = f"{verdict.reason.split('; run `heal apply')[0]}; {detail}"
             return self._base(verdict, "suggested",
                               f"{detail}; apply with: heal apply {fix_id}"), {}
         if d == "reject":

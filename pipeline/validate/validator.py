@@ -31,6 +31,8 @@ from pipeline.validate.verify import Verification, Verifier
 
 log = logging.getLogger(__name__)
 VERDICT_TTL_S = 7 * 24 * 3600
+#: how a verdict the mode would have applied, but a guardrail held back, begins
+HELD = "not applied automatically: "
 
 
 def effective_mode(policy: Policy, candidate: CandidateEvent) -> Mode:
@@ -217,8 +219,8 @@ def decide(req: FixRequest, mode: Mode, ver: Verification, votes: list[Vote],
     if (mode == Mode.AUTO_SAFE and safe) or (mode == Mode.AUTO and (safe or state == "AUTOMATED")):
         held = automatic_refusal(req, gate)
         if held:
-            return "suggest", f"not applied automatically: {held}; run `heal apply " \
-                f"{req.fix_id}` to apply; {approvals}"
+            return "suggest", f"{HELD}{held}; run `heal apply {req.fix_id}` to apply; " \
+                f"{approvals}"
         return "apply", f"mode {mode.value}: {approvals}"
     return "suggest", f"mode {mode.value}: run `heal apply {req.fix_id}` to apply; {approvals}"
 
