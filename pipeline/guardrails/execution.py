@@ -207,3 +207,18 @@ class ExecutionGuard:
             self.client.delete(*self._keys(workflow))
         except redis.RedisError as exc:
             raise StreamUnavailable(f"execution state: Redis unreachable: {exc}") from exc
+
+
+def execution_status(client: redis.Redis, settings: Settings) -> dict[str, Any]:
+    """The ``execution`` section of ``heal status --json`` (and ``/api/status``):
+    ``{"counts": {state: n}, "workflows": [{"workflow", "state", "reason", "since"}]}``.
+    Only workflows with a recorded state are listed; any other workflow is RUNNING.
+
+    Raises:
+        StreamUnavailable: Redis cannot be reached.
+    """
+    workflows = ExecutionGuard(client, settings).workflows()
+    counts = {s.value: 0 for s in WorkflowState}
+    for w in workflows:
+        counts[w["state"]] += 1
+    return {"counts": counts, "workflows": workflows}
