@@ -225,7 +225,7 @@ class Applier:
         root = repo_root(verdict.error)
         if root is None:
             return self._base(verdict, "escalated", "no git repository to apply to"), {}
-        refused = self._spend_budget()
+        refused = self._spend_budget(root)
         if refused:
             return self._base(verdict, "suggested", f"{refused}; apply later with: heal apply "
                               f"{(verdict.fix or {}).get('id', '')}"), {}
@@ -283,13 +283,10 @@ class Applier:
         return self._base(verdict, "applied", f"{result.detail}; {what}"), {
             "steps": [*result.steps, *([rerun] if rerun else [])]}
 
-    def _spend_budget(self) -> str:
+    def _spend_budget(self, root: Path) -> str:
         """Count one fix application against today's budget; the refusal reason or ''."""
-        try:
-            from pipeline.guardrails.budget import Budget
-        except ImportError:
-            return ""
-        result = Budget(self.client, self.settings).try_spend("fix_applications", 1.0)
+        budget = Budget(self.client, self.settings, policy_for(root).current().limits.budget())
+        result = budget.try_spend("fix_applications", 1.0)
         if not result.allowed:
             return f"daily budget for fix applications used up ({result.used:g})"
         return ""

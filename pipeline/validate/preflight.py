@@ -144,7 +144,9 @@ def check_budget(req: FixRequest, pf: Preflight) -> Result:
     except ImportError:
         return True, "budget not built yet: treated as available"
     budget = Budget(pf.client, pf.settings, req.policy.limits.budget())
-    for kind in ("verification_minutes", "fix_applications"):
+    kinds = ("verification_minutes", "fix_applications",
+             *(("llm_tokens",) if req.policy.llm.enabled else ()))
+    for kind in kinds:
         room = budget.try_spend(kind, 0.0)  # amount 0: asks without spending
         if not room.allowed:
             return False, f"daily budget for {kind} used up ({room.used:g} of {room.limit:g})"

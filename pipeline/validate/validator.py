@@ -19,6 +19,7 @@ from pipeline.config import Settings
 from pipeline.errors import DecodeError, GitError, HealError, StreamUnavailable
 from pipeline.events import CandidateEvent, ErrorEvent, VerdictEvent
 from pipeline.gitops import find_root
+from pipeline.guardrails.budget import Budget
 from pipeline.guardrails.gate import WorkflowGate, gate_for
 from pipeline.model import Category, FixKind, Mode
 from pipeline.policy import Policy, policy_for
@@ -152,23 +153,23 @@ class Validator:
             ver = self.verifier.verify(req, attempt)
         except GitError as exc:
             ver = Verification(False, f"verification could not run: {exc}")
-        self._record_spend(ver)
+        budget = Budget(self.client, self.settings, req.policy.limits.budget())
+        self._record_spend(budget, ver)
         history = self._history(req.fix_id)
         votes = collect_votes(Evidence(req, checks, ver, history), strict=gate.strict)
+        tokens = sum(v.tokens for v in votes)
+        if tokens:
+            budget.record("llm_tokens", float(tokens))
         decision, reason = decide(req, mode, ver, votes, gate)
         verdict = replace(base, decision=decision, reason=reason, preflight=checks,
                           verification=ver.runs, votes=[v.to_dict() for v in votes],
                           branch=ver.branch, commit=ver.commit if ver.passed else "")
         return self._record(with_note(verdict, gate), req, mode, attempt)
 
-    def _record_spend(self, ver: Verification) -> None:
+    def _record_spend(self, budget: Budget, ver: Verification) -> None:
         minutes = sum(float(r.get("duration_s", 0.0)) for r in ver.runs) / 60
-        try:
-            from pipeline.guardrails.budget import Budget
-        except ImportError:
-            return
         if minutes:
-            Budget(self.client, self.settings).record("verification_minutes", minutes)
+            budget.record("verification_minutes", minutes)
 
     def _history(self, fix_id: str) -> dict[str, Any]:
         if self.store is None:
