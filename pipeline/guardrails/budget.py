@@ -1,7 +1,7 @@
 """Cost controls shared by every worker through Redis: daily limits per kind of spend
 (verification minutes, LLM tokens, fix applications) and a token-bucket rate limit on automatic
-fixes (taken by the apply stage before each automatic application). Spend is recorded per UTC day (kept 35
-days), so ``heal status`` and ``heal metrics`` can show it.
+fixes (taken by the apply stage before each automatic application). Spend is recorded per
+UTC day (kept 35 days), so ``heal status`` and ``heal metrics`` can show it.
 """
 
 from __future__ import annotations
