@@ -9,12 +9,13 @@ from typing import Any
 import redis
 
 from pipeline.config import STREAM_OUTCOMES, Settings
-from pipeline.errors import EngineError, Retry
+from pipeline.errors import EngineError, Retry, StreamUnavailable
 from pipeline.events import OutcomeEvent
 from pipeline.guardrails._connect import connect_redis, open_database
 from pipeline.guardrails.audit import AuditLog
 from pipeline.guardrails.breaker import CircuitBreaker
 from pipeline.guardrails.escalation import LogSink, NotificationSink, Notifier, WebhookSink
+from pipeline.guardrails.gate import policy_at
 from pipeline.lifecycle.escalate import EscalationHook
 from pipeline.lifecycle.graduation import LifecyclePolicy
 from pipeline.lifecycle.service import LifecycleService
@@ -37,6 +38,8 @@ class LifecycleHandler:
 
     def handle(self, event: Any) -> Sequence[Encodable]:
         try:
+            # graduation and quarantine thresholds: the repository's heal.toml [lifecycle]
+            self.service.policy = policy_at(event.error.repo.path).limits.lifecycle()
             self.service.handle(event)
             self.sweep()
         except EngineError as exc:  # engines come back; the event must not be lost
@@ -52,6 +55,21 @@ def _notifier(settings: Settings, client: redis.Redis) -> Notifier:
     return Notifier(sinks, client=client, key_prefix=settings.prefix)
 
 
+def _count(client: redis.Redis, settings: Settings, fingerprint: str, fix_id: str) -> int:
+    """One more "could not run" for the pair (kept 30 days).
+
+    Raises: StreamUnavailable (the event is retried)."""
+    key = settings.key("lifecycle", "unrunnable", fingerprint, fix_id)
+    try:
+        pipe = client.pipeline(transaction=True)
+        pipe.incr(key)
+        pipe.expire(key, 30 * 86400)
+        n, _ = pipe.execute()
+    except redis.RedisError as exc:
+        raise StreamUnavailable(f"lifecycle: Redis unreachable: {exc}") from exc
+    return int(n)
+
+
 def build(ctx: StageContext) -> LifecycleHandler:
     settings = ctx.settings
     db = ctx.resources.get("db") or open_database(settings)
@@ -64,6 +82,7 @@ def build(ctx: StageContext) -> LifecycleHandler:
         audit=audit,
         policy=LifecyclePolicy(),
         escalation=EscalationHook(store, _notifier(settings, client)),
+        count_unrunnable=lambda fp, fix_id: _count(client, settings, fp, fix_id),
     )
 
     def sweep() -> None:

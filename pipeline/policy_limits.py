@@ -165,7 +165,8 @@ class Limits:
             min_attempts=self.count("lifecycle.min_attempts"),
             deprecate_below=self.get("lifecycle.deprecate_below"),
             unused_days=self.get("lifecycle.unused_days"),
-            confidence=self.get("lifecycle.confidence"))
+            confidence=self.get("lifecycle.confidence"),
+            unrunnable_after=self.count("lifecycle.unrunnable_quarantine_after"))
 
 
 def parse_limits(data: dict[str, Any]) -> Limits:

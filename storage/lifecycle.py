@@ -151,6 +151,24 @@ class LifecycleStore:
         result: list[Transition] = self.db.run(go)
         return result
 
+    def quarantine(self, fingerprint: str, fix_id: str, reason: str) -> Transition | None:
+        """Any state -> QUARANTINED for one pair (None when it already is)."""
+        async def go(conn: Conn) -> Transition | None:
+            async with conn.transaction():
+                await conn.execute(
+                    "INSERT INTO fix_stats (fingerprint, fix_id, state) VALUES ($1, $2, $3)"
+                    " ON CONFLICT DO NOTHING", fingerprint, fix_id,
+                    (await _initial_state(conn, fix_id)).value)
+                state = LifecycleState(await conn.fetchval(
+                    "SELECT state FROM fix_stats WHERE fingerprint = $1 AND fix_id = $2"
+                    " FOR UPDATE", fingerprint, fix_id))
+                if state is LifecycleState.QUARANTINED:
+                    return None
+                return await _apply(conn, fingerprint, fix_id, state,
+                                    Decision(LifecycleState.QUARANTINED, reason))
+        result: Transition | None = self.db.run(go)
+        return result
+
     def deprecate_unused(self, policy: LifecyclePolicy,
                          now: dt.datetime | None = None) -> list[Transition]:
         """Sweep: ACTIVE/AUTOMATED pairs unused for ``policy.unused_days`` -> DEPRECATED."""

@@ -32,6 +32,7 @@ from pipeline.events import OutcomeEvent, VerdictEvent
 from pipeline.gitops import GitRepo
 from pipeline.guardrails.budget import Budget
 from pipeline.guardrails.gate import gate_for
+from pipeline.lifecycle.graduation import UNRUNNABLE, cannot_run
 from pipeline.policy import Policy, policy_for
 from pipeline.validate.audit import audit
 from pipeline.validate.runner import run_argv
@@ -214,6 +215,11 @@ class Applier:
                 # ("rolled_back" is kept for reverts of commits that did reach it)
                 return self._base(verdict, "failed", "did not survive verification, rolled "
                                   f"back (heal branch discarded): {verdict.reason}"), {}
+            broken = cannot_run(verdict.verification)
+            if broken is not None:  # the fix's own command is missing: a failed attempt
+                return self._base(verdict, "failed", f"{UNRUNNABLE} (exit 127: "
+                                  f"{str(broken.get('tail', ''))[-200:].strip()}): "
+                                  f"{verdict.reason}"), {}
             status = "skipped" if "identical request" in verdict.reason else "escalated"
             return self._base(verdict, status, verdict.reason), {}
         if d == "apply":
@@ -272,6 +278,11 @@ class Applier:
         result = PlaybookRunner(ctx).run(steps)
         if not result.ok:
             self._record_revert(verdict)
+            broken = cannot_run(result.steps)
+            if broken is not None:  # the fix's own command is missing: a failed attempt
+                return self._base(verdict, "failed", f"{UNRUNNABLE} (step {broken.get('name')}"
+                                  f" exit 127: {str(broken.get('tail', ''))[-200:].strip()}): "
+                                  f"{result.detail}"), {"steps": result.steps}
             return self._base(verdict, "escalated", result.detail), {"steps": result.steps}
         rerun = self._rerun(verdict, root)
         if rerun is not None and rerun["exit_code"] != 0:
