@@ -83,6 +83,7 @@ async def _apply(conn: Conn, fp: str, fix_id: str, src: LifecycleState,
 
 
 _COUNTER = {"success": "successes", "failure": "failures", "revert": "reverts"}
+_FIX_COUNTER = {"success": "successes", "failure": "failures", "revert": "rollbacks"}
 
 
 class LifecycleStore:
@@ -127,6 +128,11 @@ class LifecycleStore:
             " ELSE first_success_at END"
             " WHERE fingerprint = $1 AND fix_id = $2 RETURNING state, successes, failures, reverts",
             fp, fix_id, kind == "success")
+        if await _fixes_table(conn):  # the fix's own totals (export, /api/patterns)
+            total = _FIX_COUNTER[kind]
+            await conn.execute(
+                f"UPDATE fixes SET attempts = attempts + 1, {total} = {total} + 1,"
+                " last_used = now(), updated_at = now() WHERE id = $1", fix_id)
         state = LifecycleState(row["state"])
         stats = Posterior(row["successes"], row["failures"] + row["reverts"])
         decision = after_outcome(state, stats, kind, policy)

@@ -26,7 +26,7 @@ from typing import Any
 import redis
 
 from pipeline.apply.playbook import PlaybookRunner, StepContext
-from pipeline.config import STREAM_VERDICTS, Settings
+from pipeline.config import STREAM_OUTCOMES, STREAM_VERDICTS, Settings
 from pipeline.errors import DecodeError, GitError, Retry, StreamUnavailable
 from pipeline.events import OutcomeEvent, VerdictEvent
 from pipeline.gitops import GitRepo
@@ -177,11 +177,22 @@ class Applier:
             raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
 
     def apply_suggested(self, verdict: VerdictEvent) -> OutcomeEvent:
-        """``heal apply``: turn a 'suggested' outcome into an applied (or rolled back) one."""
+        """``heal apply`` and API approvals: turn a 'suggested' outcome into an applied (or
+        rolled back) one, and publish it on the outcomes stream like the apply stage does
+        (its own event id, so the lifecycle stage counts it: statistics, explain, metrics,
+        export). :func:`settle_outcomes` then records it when no lifecycle worker runs.
+
+        Raises: StreamUnavailable."""
         started = time.monotonic()
         outcome, extra = self._apply(verdict)
         outcome = replace(outcome, duration_s=round(time.monotonic() - started, 3))
-        return self._finish(outcome, extra, replace_suggested=True)
+        outcome = self._finish(outcome, extra, replace_suggested=True)
+        published = replace(outcome, id=f"{verdict.error_id}:apply:manual-{uuid.uuid4().hex[:8]}")
+        try:
+            self.client.xadd(self.settings.stream(STREAM_OUTCOMES), {"event": published.encode()})
+        except redis.RedisError as exc:
+            raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
+        return published
 
     def _base(self, verdict: VerdictEvent, status: str, detail: str) -> OutcomeEvent:
         return OutcomeEvent(id=f"{verdict.error_id}:apply", error_id=verdict.error_id,
@@ -320,3 +331,15 @@ class Applier:
         CircuitBreaker(self.client, self.settings).record_revert(
             wf.step or None, wf.id or None, event_id=verdict.error_id)
 
+
+
+def settle_outcomes(settings: Settings, client: redis.Redis) -> None:
+    """Record published outcomes now when no lifecycle worker runs (``heal apply`` has no
+    workers of its own, like ``heal run`` it runs the stage in this process).
+
+    Raises: StreamUnavailable.
+    """
+    from pipeline.runtime import drain_inline, live_stages
+
+    if "lifecycle" not in set(live_stages(client, settings)):
+        drain_inline(settings, client, stages=["lifecycle"])

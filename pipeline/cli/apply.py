@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _apply(args: argparse.Namespace, settings: Settings, store: Any) -> int:
-    from pipeline.apply.applier import Applier
+    from pipeline.apply.applier import Applier, settle_outcomes
     from storage.engines import connect_redis
 
     row = store.latest_suggestion(args.fix_id)
@@ -92,4 +92,5 @@ def _apply(args: argparse.Namespace, settings: Settings, store: Any) -> int:
         _guard(settings, client, verdict)
     outcome = Applier(settings, client, store).apply_suggested(replace(verdict, decision="apply"))
     print(f"{outcome.status}: {outcome.detail}")
+    settle_outcomes(settings, client)  # statistics, explain, metrics and export see it now
     return 0 if outcome.status == "applied" else 1
