@@ -153,7 +153,7 @@ class Lookup:
             result = self._tier3(result, fine, coarse, text, base) or result
         result = result or unmatched("no known pattern matched; queued for review")
         result = self._guard(text, result)
-        if result.details.get("rule_matched") and result.pattern_id is not None:
+        if record and result.details.get("rule_matched") and result.pattern_id is not None:
             # learned only after the guard: a refused logic bug never teaches a fingerprint
             self._learn(fine, coarse, result.pattern_id)
         if not result.params and base:
@@ -164,18 +164,23 @@ class Lookup:
 
     def _tier1(self, text: str, fine: str, coarse: str,
                base: dict[str, Any]) -> LookupResult | None:
-        pattern_id = self._known_pattern(fine, "fine")
-        if pattern_id is not None:
-            return self._answer(pattern_id, 1, 1.0, "exact: fine fingerprint known", text, base)
+        # a detection rule that matches the text always wins: a learned fingerprint mapping
+        # (masked parameters make two different errors share one) never overrides it
         detected = self.catalog.detect(text)
         if detected is not None:
             pattern, params = detected
             answer = self._answer(pattern.id, 1, 1.0, f"exact: detection rule of {pattern.id}",
                                   text, {**base, **params})
             return replace(answer, details={"rule_matched": True})
+        pattern_id = self._known_pattern(fine, "fine")
+        if pattern_id is not None:
+            return self._answer(pattern_id, 1, 1.0, "exact: fine fingerprint known", text, base)
         pattern_id = self._known_pattern(coarse, "coarse")
         if pattern_id is not None:
-            return self._answer(pattern_id, 1, 0.9, "exact: coarse fingerprint known", text, base)
+            # a coarse mapping alone is never enough for an automatic fix (validate: "via")
+            answer = self._answer(pattern_id, 1, 0.9, "exact: coarse fingerprint known", text,
+                                  base)
+            return replace(answer, details={**answer.details, "via": "coarse"})
         learned = self._learned_fix(fine)
         return learned_result(learned, base) if learned is not None else None
 
