@@ -39,7 +39,10 @@ class LifecycleHandler:
     def handle(self, event: Any) -> Sequence[Encodable]:
         try:
             # graduation and quarantine thresholds: the repository's heal.toml [lifecycle]
-            self.service.policy = policy_at(event.error.repo.path).limits.lifecycle()
+            limits = policy_at(event.error.repo.path).limits
+            self.service.policy = limits.lifecycle()
+            if self.service.breaker is not None:  # heal.toml [breaker] thresholds
+                self.service.breaker.config = limits.breaker()
             self.service.handle(event)
             self.sweep()
         except EngineError as exc:  # engines come back; the event must not be lost

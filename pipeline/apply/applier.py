@@ -323,12 +323,12 @@ class Applier:
         return {"name": "re-run failing step", "ok": run["exit_code"] == 0, **run}
 
     def _record_revert(self, verdict: VerdictEvent) -> None:
-        try:
-            from pipeline.guardrails.breaker import CircuitBreaker
-        except ImportError:
-            return
+        from pipeline.guardrails.breaker import CircuitBreaker
+        from pipeline.guardrails.gate import policy_at
+
         wf = verdict.error.workflow
-        CircuitBreaker(self.client, self.settings).record_revert(
+        config = policy_at(verdict.error.repo.path).limits.breaker()  # heal.toml [breaker]
+        CircuitBreaker(self.client, self.settings, config).record_revert(
             wf.step or None, wf.id or None, event_id=verdict.error_id)
 
 
