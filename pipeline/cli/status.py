@@ -247,8 +247,8 @@ def _execution_lines(execution: dict[str, Any]) -> list[str]:
     if not isinstance(workflows, list):
         return []
     held = [w for w in workflows if w.get("state") != "RUNNING"]
-    lines = [f"workflows: {len(workflows) - len(held)} RUNNING with a recorded state"
-             + (", every other workflow RUNNING" if not held else "")]
+    lines = [f"workflows: {len(held)} DEGRADED or QUARANTINED" if held
+             else "workflows: all RUNNING"]
     for w in held:
         since = dt.datetime.fromtimestamp(float(w.get("since") or 0), dt.UTC)
         lines.append(f"  {w['workflow']}: {w['state']} since {since:%Y-%m-%d %H:%M}Z "
