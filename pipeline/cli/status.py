@@ -277,4 +277,7 @@ def _budget_lines(budget: dict[str, Any]) -> list[str]:
             f"  {'rate':<24} {_number(rate.get('tokens')):>10} / {_number(rate.get('capacity'))}"
             f" tokens, refill {_number(rate.get('per_minute'))}/min"
         )
+    if budget.get("deferred"):
+        lines.append(f"  {'deferred':<24} {budget['deferred']:>10} automatic fix(es) waiting "
+                     "for the rate limit (retried automatically)")
     return lines
