@@ -32,6 +32,11 @@ def register(subparsers: Any) -> None:
                              "(default: $HEAL_WORKFLOW, else the repository)")
     parser.add_argument("--no-wait", action="store_true",
                         help="publish the failure and exit at once")
+    parser.add_argument("--json", action="store_true",
+                        help="write the decision as one JSON object to stderr (stdout stays "
+                             "the command's own)")
+    parser.add_argument("--json-file", default="", metavar="PATH",
+                        help="write the decision JSON to PATH")
     parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...")
     parser.set_defaults(func=_run)
 
@@ -49,4 +54,5 @@ def _run(args: argparse.Namespace) -> int:
     return heal_run(
         argv, Settings.from_env(), mode=args.mode or "", timeout_s=args.timeout,
         step=args.step, wait=not args.no_wait, workflow=args.workflow,
+        json_to=args.json_file or ("-" if args.json else ""),
     )
