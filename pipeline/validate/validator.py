@@ -20,6 +20,8 @@ from pipeline.config import Settings
 from pipeline.errors import DecodeError, GitError, HealError, StreamUnavailable
 from pipeline.events import CandidateEvent, ErrorEvent, VerdictEvent
 from pipeline.gitops import find_root
+from pipeline.guardrails.budget import Budget
+from pipeline.guardrails.gate import WorkflowGate, gate_for
 from pipeline.model import Category, FixKind, Mode
 from pipeline.policy import Policy, policy_for
 from pipeline.validate.audit import audit
@@ -31,6 +33,8 @@ from pipeline.validate.verify import Verification, Verifier
 
 log = logging.getLogger(__name__)
 VERDICT_TTL_S = 7 * 24 * 3600
+#: how a verdict the mode would have applied, but a guardrail held back, begins
+HELD = "not applied automatically: "
 
 
 def effective_mode(policy: Policy, candidate: CandidateEvent) -> Mode:
@@ -126,12 +130,17 @@ class Validator:
     def _decide(self, cand: CandidateEvent) -> VerdictEvent:
         base = VerdictEvent(id=f"{cand.error_id}:validate", error_id=cand.error_id,
                             error=cand.error, fine=cand.fine, fix=cand.fix, params=cand.params)
-        fix = cand.fix
         root = repo_root(cand.error)
         policy = policy_for(root).current() if root else Policy()
         mode = effective_mode(policy, cand)
         if mode == Mode.OBSERVE:
             return replace(base, decision="observe", reason="mode observe: detected only")
+        gate = gate_for(self.client, self.settings, cand.error, policy)
+        return with_note(self._decide_under(base, cand, root, policy, mode, gate), gate)
+
+    def _decide_under(self, base: VerdictEvent, cand: CandidateEvent, root: Path | None,
+                      policy: Policy, mode: Mode, gate: WorkflowGate) -> VerdictEvent:
+        fix = cand.fix
         if cand.match.get("ignored"):
             return replace(base, decision="observe", reason=str(cand.match.get("reason", "")))
         if not fix:
@@ -144,9 +153,10 @@ class Validator:
             return replace(base, decision="escalate", reason="the error names no git "
                            "repository (repo.path / tags.cwd), so no fix can be verified")
         req = FixRequest(cand, fix, root, policy)
-        return self._validate_fix(base, req, mode)
+        return self._validate_fix(base, req, mode, gate)
 
-    def _validate_fix(self, base: VerdictEvent, req: FixRequest, mode: Mode) -> VerdictEvent:
+    def _validate_fix(self, base: VerdictEvent, req: FixRequest, mode: Mode,
+                      gate: WorkflowGate) -> VerdictEvent:
         checks = self.preflight.run(req)
         warning = policy_for(req.root).warning
         if warning:  # still validated, under the last valid policy; say so with the evidence
@@ -155,30 +165,30 @@ class Validator:
         if failed:
             reason = "pre-flight refused: " + "; ".join(f"{c['name']}: {c['reason']}"
                                                         for c in failed)
-            return self._record(replace(base, decision="reject", reason=reason,
-                                        preflight=checks), req, mode, 0)
+            return self._record(with_note(replace(base, decision="reject", reason=reason,
+                                                  preflight=checks), gate), req, mode, 0)
         attempt = self._attempt(req.fingerprint, req.candidate.error_id)
         try:
             ver = self.verifier.verify(req, attempt)
         except GitError as exc:
             ver = Verification(False, f"verification could not run: {exc}")
-        self._record_spend(ver)
+        budget = Budget(self.client, self.settings, req.policy.limits.budget())
+        self._record_spend(budget, ver)
         history = self._history(req.fix_id)
-        votes = collect_votes(Evidence(req, checks, ver, history))
-        decision, reason = decide(req, mode, ver, votes)
+        votes = collect_votes(Evidence(req, checks, ver, history), strict=gate.strict)
+        tokens = sum(v.tokens for v in votes)
+        if tokens:
+            budget.record("llm_tokens", float(tokens))
+        decision, reason = decide(req, mode, ver, votes, gate)
         verdict = replace(base, decision=decision, reason=reason, preflight=checks,
                           verification=ver.runs, votes=[v.to_dict() for v in votes],
                           branch=ver.branch, commit=ver.commit if ver.passed else "")
-        return self._record(verdict, req, mode, attempt)
+        return self._record(with_note(verdict, gate), req, mode, attempt)
 
-    def _record_spend(self, ver: Verification) -> None:
+    def _record_spend(self, budget: Budget, ver: Verification) -> None:
         minutes = sum(float(r.get("duration_s", 0.0)) for r in ver.runs) / 60
-        try:
-            from pipeline.guardrails.budget import Budget
-        except ImportError:
-            return
         if minutes:
-            Budget(self.client, self.settings).record("verification_minutes", minutes)
+            budget.record("verification_minutes", minutes)
 
     def _history(self, fix_id: str) -> dict[str, Any]:
         if self.store is None:
@@ -216,8 +226,10 @@ class Validator:
         return verdict
 
 
-def decide(req: FixRequest, mode: Mode, ver: Verification, votes: list[Vote]) -> tuple[str, str]:
-    """(decision, reason) from the verification and the votes under ``mode``."""
+def decide(req: FixRequest, mode: Mode, ver: Verification, votes: list[Vote],
+           gate: WorkflowGate | None = None) -> tuple[str, str]:
+    """(decision, reason) from the verification and the votes under ``mode``; ``gate`` (the
+    workflow's execution state) may turn an automatic "apply" into a "suggest"."""
     if not ver.passed:
         return "reject", f"verification failed: {ver.reason}"
     rejected = [v for v in votes if not v.approve]
@@ -232,5 +244,28 @@ def decide(req: FixRequest, mode: Mode, ver: Verification, votes: list[Vote]) ->
         return "suggest", f"RISKY fix needs a human: heal apply {req.fix_id}; {approvals}"
     safe = req.category == Category.SAFE and state != "DRAFT"
     if (mode == Mode.AUTO_SAFE and safe) or (mode == Mode.AUTO and (safe or state == "AUTOMATED")):
+        held = automatic_refusal(req, gate)
+        if held:
+            return "suggest", f"{HELD}{held}; run `heal apply {req.fix_id}` to apply; " \
+                f"{approvals}"
         return "apply", f"mode {mode.value}: {approvals}"
     return "suggest", f"mode {mode.value}: run `heal apply {req.fix_id}` to apply; {approvals}"
+
+
+def with_note(verdict: VerdictEvent, gate: WorkflowGate) -> VerdictEvent:
+    """Every decision under a DEGRADED or QUARANTINED workflow says so (once)."""
+    note = gate.note()
+    if not note or note in verdict.reason:
+        return verdict
+    return replace(verdict, reason=f"{verdict.reason}; {note}")
+
+
+def automatic_refusal(req: FixRequest, gate: WorkflowGate | None) -> str:
+    """Why a fix the mode would apply must wait for a person, or ''."""
+    match = req.candidate.match
+    if match.get("via") == "coarse":
+        return ("matched by its coarse fingerprint alone (a learned mapping, not a detection "
+                "rule or the exact error): never enough for an automatic fix")
+    if gate is None:
+        return ""
+    return gate.refusal(float(match.get("score", 1.0) if match else 1.0))

@@ -101,3 +101,23 @@ def test_a_lessons_fix_is_taught_like_heal_learn_and_then_offered(
         close_stores()
     assert report["match"]["pattern_id"] == command.pattern_id
     assert report["fix"]["id"] == command.fix_id and report["fix"]["state"] == "DRAFT"
+
+
+def test_hooks_feed_the_execution_state_and_tell_the_orchestrator(
+    client: redis.Redis, settings: Settings
+) -> None:
+    from pipeline.guardrails.execution import ExecutionGuard, WorkflowState
+
+    hooks = WorkflowHooks("nightly-hooks", "44", client=client, settings=settings)
+    for _ in range(3):  # three failures of one kind
+        hooks.on_phase_complete("deploy", "failure", error_text="ConnectionError: registry down")
+    assert hooks.state is WorkflowState.DEGRADED
+    guard = ExecutionGuard(client, settings)
+    assert guard.state("nightly-hooks")[0] is WorkflowState.DEGRADED
+    decision = hooks.execution_decision("deploy")
+    assert decision.execute and decision.strict_validation
+    for i in range(7):  # ten failures within ten minutes
+        hooks.on_subprocess_complete(["make", f"t{i}"], 2, stderr=f"error {i}: target t{i}")
+    assert guard.state("nightly-hooks")[0] is WorkflowState.QUARANTINED
+    decision = hooks.execution_decision("deploy")
+    assert not decision.execute and not decision.auto_fix
