@@ -11,10 +11,8 @@ import argparse
 from dataclasses import replace
 from typing import Any
 
-import redis
-
 from pipeline.config import Settings
-from pipeline.errors import HealError, StreamUnavailable, UsageError
+from pipeline.errors import HealError, UsageError
 from pipeline.events import VerdictEvent
 
 
@@ -133,14 +131,6 @@ def _apply(args: argparse.Namespace, settings: Settings, store: Any) -> int:
     if not args.force:
         _guard(settings, client, verdict)
     outcome = Applier(settings, client, store).apply_suggested(replace(verdict, decision="apply"))
-    # the lifecycle counts what a person applied too (a DRAFT fix graduates on its first
-    # verified success); a new event id, since the suggestion's own outcome was recorded
-    try:
-        client.xadd(settings.stream("outcomes"),
-                    {"event": replace(outcome, id=f"{outcome.id}:manual").encode()})
-    except redis.RedisError as exc:
-        raise StreamUnavailable(f"{outcome.status}, but the outcome was not handed to the "
-                                f"lifecycle: Redis unreachable: {exc}") from exc
     _result(as_json, verdict, outcome.status, outcome.detail, outcome.commit)
     settle_outcomes(settings, client)  # statistics, explain, metrics and export see it now
     return 0 if outcome.status == "applied" else 1
