@@ -167,8 +167,41 @@ class TemplateMiner:
         self.store = store
         self.config = config
         self._cache: dict[str, tuple[int, dict[Tokens, Tokens]]] = {}
+        #: templates decided by the last ``prepare`` (valid for that batch)
+        self._batch: dict[Tokens, Tokens] = {}
+
+    def prepare(self, sequences: Iterable[Tokens]) -> None:
+        """Add a whole batch's sequences (one pipelined round trip), re-mine each group whose
+        set changed once (not once per event), and keep the batch's templates, so
+        ``template`` of any of them then costs no round trip. Each template is a pure function
+        of its group's set after the batch was added, so order-independence holds.
+
+        Raises:
+            StreamUnavailable: from a Redis-backed store.
+        """
+        distinct = sorted(set(sequences))
+        self._batch = {}
+        if not distinct:
+            return
+        groups = [group_key(t) for t in distinct]
+        sizes = self.store.add_many(list(zip(groups, distinct, strict=True)),
+                                    self.config.max_group_size)
+        size_of = dict(zip(groups, sizes, strict=True))  # the last add saw the newest size
+        stale = sorted(g for g, n in size_of.items()
+                       if g not in self._cache or self._cache[g][0] != n)
+        for group, members in self.store.members_many(stale).items():
+            self._cache[group] = (size_of[group], mine_group(members, self.config))
+        for tokens, group in zip(distinct, groups, strict=True):
+            found = self._cache[group][1].get(tokens)
+            if found is None:  # the group is full: mine this sequence against the kept set
+                members = [*self.store.members_many([group])[group], tokens]
+                found = mine_group(members, self.config)[tokens]
+            self._batch[tokens] = found
 
     def template(self, tokens: Tokens) -> Tokens:
+        found = self._batch.get(tokens)
+        if found is not None:
+            return found
         group = group_key(tokens)
         size = self.store.add(group, tokens, self.config.max_group_size)
         cached = self._cache.get(group)
@@ -191,4 +224,12 @@ class TemplateStoreLike(Protocol):
 
     def members(self, group: str) -> Sequence[Tokens]:
         """Every sequence of ``group``, sorted."""
+        ...
+
+    def add_many(self, items: Sequence[tuple[str, Tokens]], limit: int) -> list[int]:
+        """``add`` for each (group, tokens), in one round trip; the sizes in item order."""
+        ...
+
+    def members_many(self, groups: Sequence[str]) -> dict[str, Sequence[Tokens]]:
+        """``members`` of each group, in one round trip."""
         ...

@@ -6,7 +6,10 @@ state whatever the order of their events. Because the set only grows, its size i
 it, which lets a worker cache its mined templates and recompute only when the size changed.
 
 ``MemoryTemplateStore`` is for one process and tests; ``RedisTemplateStore`` shares the set
-between workers (one Redis SET per group, members are tokens joined by U+001F).
+between workers (one Redis SET per group, members are tokens joined by U+001F, plus an
+append-only LIST of the same members in the order they were first added, so a worker reads
+only what it has not seen yet). ``add_many`` / ``members_many`` do a whole batch in one
+pipelined round trip each (the fingerprint stage calls them once per batch, not per event).
 """
 
 from __future__ import annotations
@@ -37,13 +40,22 @@ class MemoryTemplateStore:
     def members(self, group: str) -> Sequence[Tokens]:
         return sorted(self._groups.get(group, ()))
 
+    def add_many(self, items: Sequence[tuple[str, Tokens]], limit: int) -> list[int]:
+        return [self.add(group, tokens, limit) for group, tokens in items]
 
-# add when below the limit, return the size (atomic, so the limit holds across workers)
+    def members_many(self, groups: Sequence[str]) -> dict[str, Sequence[Tokens]]:
+        return {group: self.members(group) for group in groups}
+
+
+# add when below the limit, return the size (atomic, so the limit holds across workers);
+# a member new to the set is also appended to the group's log (KEYS[2], same hash slot)
 _ADD_SCRIPT = """
 local size = redis.call('SCARD', KEYS[1])
 if size < tonumber(ARGV[2]) then
-  redis.call('SADD', KEYS[1], ARGV[1])
-  size = redis.call('SCARD', KEYS[1])
+  if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then
+    redis.call('RPUSH', KEYS[2], ARGV[1])
+    size = size + 1
+  end
 end
 return size
 """
@@ -60,21 +72,65 @@ class RedisTemplateStore:
         self._client = client
         self._namespace = namespace
         self._add = client.register_script(_ADD_SCRIPT)
+        #: group -> (members read so far, how many of the group's log that is)
+        self._seen: dict[str, tuple[set[Tokens], int]] = {}
 
     def _key(self, group: str) -> str:
         digest = hashlib.blake2b(group.encode("utf-8", "replace"), digest_size=10).hexdigest()
-        return f"{self._namespace}:tpl:{digest}"
+        # the group's set and log share the hash tag: one slot on a Redis Cluster
+        return f"{self._namespace}:tpl:{{{digest}}}"
+
+    def _keys(self, group: str) -> list[str]:
+        key = self._key(group)
+        return [key, f"{key}:log"]
 
     def add(self, group: str, tokens: Tokens, limit: int) -> int:
         try:
-            return int(self._add(keys=[self._key(group)], args=[_SEP.join(tokens), limit]))
+            return int(self._add(keys=self._keys(group), args=[_SEP.join(tokens), limit]))
         except Exception as exc:  # redis errors become ours at the edge
             raise StreamUnavailable(f"template store: {exc}") from exc
+
+    def add_many(self, items: Sequence[tuple[str, Tokens]], limit: int) -> list[int]:
+        """``add`` for each item, in one pipelined round trip; the sizes in item order."""
+        if not items:
+            return []
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for group, tokens in items:
+                self._add(keys=self._keys(group), args=[_SEP.join(tokens), limit], client=pipe)
+            return [int(size) for size in pipe.execute()]
+        except Exception as exc:
+            raise StreamUnavailable(f"template store: {exc}") from exc
+
+    def members_many(self, groups: Sequence[str]) -> dict[str, Sequence[Tokens]]:
+        """Every member of each group, reading only the log entries not read before (the
+        set only grows, so what was read stays true); one pipelined round trip."""
+        if not groups:
+            return {}
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for group in groups:
+                offset = self._seen.get(group, (set(), 0))[1]
+                pipe.lrange(self._keys(group)[1], offset, -1)
+            replies = pipe.execute()
+        except Exception as exc:
+            raise StreamUnavailable(f"template store: {exc}") from exc
+        out: dict[str, Sequence[Tokens]] = {}
+        for group, raw in zip(groups, replies, strict=True):
+            members, offset = self._seen.get(group, (set(), 0))
+            members.update(_tokens(m) for m in raw)
+            self._seen[group] = (members, offset + len(raw))
+            out[group] = sorted(members)
+        return out
 
     def members(self, group: str) -> Sequence[Tokens]:
         try:
             raw = self._client.smembers(self._key(group))
         except Exception as exc:
             raise StreamUnavailable(f"template store: {exc}") from exc
-        decoded = (m.decode("utf-8") if isinstance(m, bytes) else str(m) for m in raw)
-        return sorted(tuple(m.split(_SEP)) if m else () for m in decoded)
+        return sorted(_tokens(m) for m in raw)
+
+
+def _tokens(member: Any) -> Tokens:
+    text = member.decode("utf-8") if isinstance(member, bytes) else str(member)
+    return tuple(text.split(_SEP)) if text else ()

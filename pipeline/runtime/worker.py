@@ -179,13 +179,16 @@ class StageWorker:
         self.in_flight = tuple(d.entry_id for d in deliveries)
         touched = time.monotonic()
         touch_after = self.options.claim_idle_ms / 2000.0
-        for i, delivery in enumerate(deliveries):
+        decoded = [self.processor.decode(d) for d in deliveries]
+        self.processor.prepare([e for e in decoded if not isinstance(e, DeadLetter)])
+        for i, (delivery, event) in enumerate(zip(deliveries, decoded, strict=True)):
             if self.stop_event.is_set():
                 break
             if time.monotonic() - touched > touch_after:
                 self.reclaimer.touch([d.entry_id for d in deliveries[i:]])
                 touched = time.monotonic()
-            decisions.append(self.processor.process(delivery))
+            decisions.append(event if isinstance(event, DeadLetter)
+                             else self.processor.handle(delivery, event))
         self._commit(decisions)
         self.in_flight = ()
         self.processed += len(decisions)
