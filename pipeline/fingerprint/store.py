@@ -8,8 +8,8 @@ it, which lets a worker cache its mined templates and recompute only when the si
 ``MemoryTemplateStore`` is for one process and tests; ``RedisTemplateStore`` shares the set
 between workers (one Redis SET per group, members are tokens joined by U+001F, plus an
 append-only LIST of the same members in the order they were first added, so a worker reads
-only what it has not seen yet). ``add_many`` / ``members_many`` do a whole batch in one
-pipelined round trip each (the fingerprint stage calls them once per batch, not per event).
+only what it has not seen yet). ``sync`` adds a whole batch and reads what is new in one
+pipelined round trip (the fingerprint stage calls it once per batch, not per event).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ _SEP = "\x1f"
 class MemoryTemplateStore:
     def __init__(self) -> None:
         self._groups: dict[str, set[Tokens]] = {}
+        self._sizes: dict[str, int] = {}
 
     def add(self, group: str, tokens: Tokens, limit: int) -> int:
         members = self._groups.setdefault(group, set())
@@ -40,11 +41,17 @@ class MemoryTemplateStore:
     def members(self, group: str) -> Sequence[Tokens]:
         return sorted(self._groups.get(group, ()))
 
-    def add_many(self, items: Sequence[tuple[str, Tokens]], limit: int) -> list[int]:
-        return [self.add(group, tokens, limit) for group, tokens in items]
-
-    def members_many(self, groups: Sequence[str]) -> dict[str, Sequence[Tokens]]:
-        return {group: self.members(group) for group in groups}
+    def sync(self, items: Sequence[tuple[str, Tokens]], groups: Sequence[str], limit: int
+             ) -> dict[str, tuple[Sequence[Tokens], bool]]:
+        for group, tokens in items:
+            self.add(group, tokens, limit)
+        out: dict[str, tuple[Sequence[Tokens], bool]] = {}
+        for group in groups:
+            members = self.members(group)
+            changed = self._sizes.get(group) != len(members)
+            out[group] = (members if changed else (), changed)
+            self._sizes[group] = len(members)
+        return out
 
 
 # add when below the limit, return the size (atomic, so the limit holds across workers);
@@ -90,37 +97,28 @@ class RedisTemplateStore:
         except Exception as exc:  # redis errors become ours at the edge
             raise StreamUnavailable(f"template store: {exc}") from exc
 
-    def add_many(self, items: Sequence[tuple[str, Tokens]], limit: int) -> list[int]:
-        """``add`` for each item, in one pipelined round trip; the sizes in item order."""
-        if not items:
-            return []
+    def sync(self, items: Sequence[tuple[str, Tokens]], groups: Sequence[str], limit: int
+             ) -> dict[str, tuple[Sequence[Tokens], bool]]:
+        """Add ``items`` (group, tokens) and read every member of ``groups`` in ONE pipelined
+        round trip; per group: (its members, sorted, when any were new to this store object,
+        else ``()``; whether any were new). Only the log entries not read before are
+        transferred (the set only grows, so what was read stays true)."""
         try:
             pipe = self._client.pipeline(transaction=False)
             for group, tokens in items:
                 self._add(keys=self._keys(group), args=[_SEP.join(tokens), limit], client=pipe)
-            return [int(size) for size in pipe.execute()]
-        except Exception as exc:
-            raise StreamUnavailable(f"template store: {exc}") from exc
-
-    def members_many(self, groups: Sequence[str]) -> dict[str, Sequence[Tokens]]:
-        """Every member of each group, reading only the log entries not read before (the
-        set only grows, so what was read stays true); one pipelined round trip."""
-        if not groups:
-            return {}
-        try:
-            pipe = self._client.pipeline(transaction=False)
             for group in groups:
-                offset = self._seen.get(group, (set(), 0))[1]
-                pipe.lrange(self._keys(group)[1], offset, -1)
-            replies = pipe.execute()
-        except Exception as exc:
+                pipe.lrange(self._keys(group)[1], self._seen.get(group, (set(), 0))[1], -1)
+            replies = pipe.execute()[len(items):]
+        except Exception as exc:  # redis errors become ours at the edge
             raise StreamUnavailable(f"template store: {exc}") from exc
-        out: dict[str, Sequence[Tokens]] = {}
+        out: dict[str, tuple[Sequence[Tokens], bool]] = {}
         for group, raw in zip(groups, replies, strict=True):
             members, offset = self._seen.get(group, (set(), 0))
             members.update(_tokens(m) for m in raw)
             self._seen[group] = (members, offset + len(raw))
-            out[group] = sorted(members)
+            changed = bool(raw) or offset == 0
+            out[group] = (sorted(members) if changed else (), changed)
         return out
 
     def members(self, group: str) -> Sequence[Tokens]:
