@@ -20,7 +20,7 @@ STAGE_PHASES = {
     "fingerprint": "fingerprinting the error…",
     "lookup": "looking up…",
     "validate": "verifying fix in a worktree…",
-    "apply": "applying the verified fix…",
+    "apply": "acting on the verdict…",
     "lifecycle": "recording the outcome…",
 }
 
