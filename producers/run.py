@@ -28,7 +28,7 @@ from producers.decision import Decision, DecisionWaiter
 from producers.interceptor import RunResult, run_command
 from producers.learning import StepLearning
 from producers.progress import Progress
-from producers.publisher import Publisher, connect
+from producers.publisher import Publisher, connect, partition_of
 from producers.steps import StepRecorder, step_key
 
 DEFAULT_TIMEOUT_S = 120.0
@@ -146,7 +146,8 @@ class RunSession:
         event = build_event(self.opts, result)
         if self._client is None and self.settings.redis_url is None:
             self.progress.phase("starting engines…")
-        waiter = self.waiter_factory(self.client, self.settings)
+        # the decision comes back on the outcomes stream of the event's partition
+        waiter = self.waiter_factory(self.client, partition_of(self.settings, event))
         waiter.mark()
         Publisher(self.client, self.settings).publish(event)
         key, step = self._step()

@@ -36,7 +36,7 @@ from storage.leases import LeaseRegistry
 
 T = TypeVar("T")
 
-_REDIS_SCHEMES = ("redis", "rediss", "unix")
+_REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
 _PG_SCHEMES = ("postgresql", "postgres")
 
 
@@ -145,10 +145,17 @@ def connect_redis(settings: Settings, **client_kwargs: Any) -> redis.Redis:
     ``client_kwargs`` go to ``redis.Redis`` (e.g. ``socket_timeout``). Raises ConfigError (bad
     URL), StreamUnavailable (cannot reach or start it; the message says what to change).
     """
+    from pipeline.runtime.connection import redis_client
+
     url = redis_url(settings)
     client_kwargs.setdefault("socket_connect_timeout", 5.0)
     try:
-        client = redis.Redis.from_url(url, **client_kwargs)
+        # the cluster client is no redis.Redis, but it speaks every command heal uses
+        client: redis.Redis = redis_client(url, **client_kwargs)
+    except redis.RedisError as exc:
+        raise StreamUnavailable(
+            f"cannot reach the Redis Cluster at HEAL_REDIS_URL={mask_url(url)}: "
+            f"{_reason(exc)}; check the address of any of its nodes") from exc
     except ValueError as exc:
         raise ConfigError(f"HEAL_REDIS_URL={mask_url(url)}: {exc}") from exc
     try:

@@ -18,7 +18,7 @@ from pipeline.errors import HealError, UsageError
 from pipeline.events import OutcomeEvent
 from pipeline.fingerprint import fingerprint_text
 from pipeline.lifecycle.posterior import Posterior
-from pipeline.operator.streams import newest_first
+from pipeline.operator.streams import newest_first_everywhere
 from storage.reports import ReportStore
 
 #: outcome events read back (newest first) for the detail PostgreSQL does not keep
@@ -35,7 +35,8 @@ def outcome_reader(client: redis.Redis, settings: Settings,
 
     def read(fines: list[str]) -> dict[str, Any] | None:
         wanted = set(fines)
-        for ev in newest_first(client, settings.stream("outcomes"), OutcomeEvent.decode, limit):
+        for ev in newest_first_everywhere(client, settings, "outcomes", OutcomeEvent.decode,
+                                         limit):
             if ev.fine in wanted:
                 return {"error_id": ev.error_id, "status": ev.status, "detail": ev.detail,
                         "fix_id": ev.fix_id, "ts": ev.ts, "text": ev.error.text}

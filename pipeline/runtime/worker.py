@@ -252,6 +252,10 @@ class StageWorker:
     def _reconnect_delay(self, attempt: int) -> float:
         return backoff_delay(attempt, self.options.reconnect_base_s, self.options.reconnect_cap_s)
 
+    def on_redis_failure(self, exc: BaseException, attempt: int) -> None:
+        """Back off and reconnect after a Redis failure (the loop's own recovery)."""
+        self._on_redis_failure(exc, attempt)
+
     def _on_redis_failure(self, exc: BaseException, attempt: int) -> None:
         if is_missing_group(exc):
             log.warning("stage %s: group %s vanished (Redis lost its data); recreating",
