@@ -79,6 +79,9 @@ class RedisTemplateStore:
         self._client = client
         self._namespace = namespace
         self._add = client.register_script(_ADD_SCRIPT)
+        #: a Redis Cluster client (new sequences are then added one call each; steady state,
+        #: with every sequence known, stays one round trip per batch)
+        self._cluster = hasattr(client, "get_nodes")
         #: group -> (members read so far, how many of the group's log that is)
         self._seen: dict[str, tuple[set[Tokens], int]] = {}
 
@@ -106,10 +109,14 @@ class RedisTemplateStore:
         try:
             pipe = self._client.pipeline(transaction=False)
             for group, tokens in items:
-                self._add(keys=self._keys(group), args=[_SEP.join(tokens), limit], client=pipe)
+                args = [_SEP.join(tokens), limit]
+                if self._cluster:  # redis-py's cluster pipeline refuses scripts: one call each
+                    self._add(keys=self._keys(group), args=args)
+                else:
+                    self._add(keys=self._keys(group), args=args, client=pipe)
             for group in groups:
                 pipe.lrange(self._keys(group)[1], self._seen.get(group, (set(), 0))[1], -1)
-            replies = pipe.execute()[len(items):]
+            replies = pipe.execute()[0 if self._cluster else len(items):]
         except Exception as exc:  # redis errors become ours at the edge
             raise StreamUnavailable(f"template store: {exc}") from exc
         out: dict[str, tuple[Sequence[Tokens], bool]] = {}
