@@ -150,3 +150,26 @@ def test_sigkill_drill_on_a_cluster_with_three_partitions_loses_and_duplicates_n
     assert len(counts) == total and set(counts.values()) == {1}
     assert pending() == 0
     assert sum(int(cclient.xlen(v.stream("dead"))) for v in views) == 0
+
+
+def test_heal_status_on_a_cluster_sums_partitions_and_refuses_a_cross_slot_layout(
+    cluster: LocalCluster, cclient: Any, heal_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.cli import main
+
+    prefix = heal_env["HEAL_STREAM_PREFIX"]
+    monkeypatch.setenv("HEAL_REDIS_URL", cluster.url)
+    # Given one partition and a prefix without a hash tag: the hand-off would be cross-slot
+    assert main(["status", "--json"]) != 0  # status reports what it could read, then fails
+    assert "give HEAL_STREAM_PREFIX a hash tag" in capsys.readouterr().err
+    # Given 3 partitions holding 30 events
+    monkeypatch.setenv("HEAL_PARTITIONS", "3")
+    settings = Settings.from_env()
+    Publisher(cclient, settings).publish_many(
+        ErrorEvent(id=f"s{i}", text="boom", repo=Repo(path=f"/srv/r{i}")) for i in range(30))
+    # Then status reports the error stream's total under its plain name
+    main(["status", "--json"])
+    status = orjson.loads(capsys.readouterr().out)
+    assert status["streams"][f"{prefix}:errors"]["length"] == 30
+    assert len(status["streams"][f"{prefix}:errors"]["partitions"]) == 3
