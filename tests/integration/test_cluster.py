@@ -100,7 +100,7 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 def worker(url: str, prefix: str, index: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "pipeline.runtime.noop", url, prefix, "--index", str(index),
-         "--partitions", str(PARTITIONS), "--sleep-ms", "0.1", "--claim-idle-ms", "1000"],
+         "--partitions", str(PARTITIONS), "--sleep-ms", "0.2", "--claim-idle-ms", "1000"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -125,17 +125,20 @@ def test_sigkill_drill_on_a_cluster_with_three_partitions_loses_and_duplicates_n
                    for v in views)
 
     victim, survivor = worker(cluster.url, prefix, 0), worker(cluster.url, prefix, 1)
+    name = f"{socket.gethostname()}-{victim.pid}-0".encode()
+
+    def held() -> int:
+        return sum(c["pending"] for v in views
+                   for c in cclient.xinfo_consumers(v.stream("errors"), "fingerprint")
+                   if c["name"] == name)
+
     try:
-        # When one worker is SIGKILLed mid-run, holding entries
-        wait_for(lambda: done() >= 1500, 90, "the workers to get going")
+        # When one worker is SIGKILLed mid-run, while it holds entries
+        wait_for(lambda: done() >= 1500 and held() > 0, 90, "both workers to get going")
         victim.send_signal(signal.SIGKILL)
         victim.wait(10)
         assert done() < total, "the run ended before the kill; nothing was tested"
-        name = f"{socket.gethostname()}-{victim.pid}-0".encode()
-        held = sum(c["pending"] for v in views
-                   for c in cclient.xinfo_consumers(v.stream("errors"), "fingerprint")
-                   if c["name"] == name)
-        assert held > 0, "the victim held nothing; reclaim not exercised"
+        assert held() > 0, "the victim held nothing; reclaim not exercised"
         # Then the survivor reclaims and finishes every partition
         wait_for(lambda: done() >= total and pending() == 0, 120,
                  "the survivor to finish, reclaiming the victim's entries")
