@@ -105,3 +105,40 @@ def test_heal_run_gets_its_decision_from_its_partition(
     prefix = heal_env["HEAL_STREAM_PREFIX"]
     assert sum(client.xlen(f"{prefix}:outcomes:{{{k}}}") for k in range(3)) == 1
     assert client.xlen(f"{prefix}:outcomes") == 0
+
+
+def test_heal_worker_serves_every_partition_and_stops_on_sigterm(
+    tmp_path: Path, heal_env: dict[str, str], client: redis.Redis
+) -> None:
+    import signal
+    import time
+
+    # Given events over 3 partitions and one `heal worker fingerprint` process
+    env = {**os.environ, **heal_env, "HEAL_PARTITIONS": "3"}
+    prefix = heal_env["HEAL_STREAM_PREFIX"]
+    settings = Settings.from_env(env)
+    Publisher(client, settings).publish_many(events(45))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from pipeline.cli import main; sys.exit(main())",
+         "worker", "fingerprint", "--block-ms", "200"],
+        cwd=tmp_path, env=env, stderr=subprocess.PIPE)
+    try:
+        # Then it drains every partition into that partition's fingerprints
+        deadline = time.monotonic() + 120
+        def lengths() -> list[int]:
+            return [int(client.xlen(f"{prefix}:fingerprints:{{{k}}}")) for k in range(3)]
+        while sum(lengths()) < 45 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sum(lengths()) == 45 and all(lengths())
+        # And an event published later to any partition is picked up too (blocking reads
+        # rotate over the partitions)
+        late = [ErrorEvent(id=f"late-{i}", text="ERROR late", repo=Repo(path=REPOS[i]))
+                for i in range(len(REPOS))]
+        Publisher(client, settings).publish_many(late)
+        while sum(lengths()) < 45 + len(late) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sum(lengths()) == 45 + len(late)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+    assert code == 0
