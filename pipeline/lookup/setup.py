@@ -6,7 +6,7 @@ PostgreSQL is unreachable."""
 from __future__ import annotations
 
 from pipeline.config import Settings
-from pipeline.errors import DatabaseUnavailable, EngineError
+from pipeline.errors import DatabaseUnavailable
 from pipeline.lookup.catalog import Catalog, load_catalog
 from pipeline.lookup.causal import load_seed_edges
 from pipeline.lookup.semantic import Embedder, query_text, vector_id
@@ -75,6 +75,9 @@ def build_lookup(settings: Settings, db: Database | None, *, semantic: bool = Tr
                  warm: int = 100) -> Lookup:
     """A Lookup over the seeds. With ``db`` None (or unreachable) it answers from the cache.
 
+    The reference vectors are prepared on the first tier-2 question, not here: a known error
+    (tier 1) never loads the embedding model, even on a fresh ``HEAL_HOME``.
+
     Raises:
         ConfigError: invalid seeds.
     """
@@ -84,16 +87,30 @@ def build_lookup(settings: Settings, db: Database | None, *, semantic: bool = Tr
     catalog = with_taught(seeds, load_taught(db, cache, seeds))
     if db is not None:
         try:
-            seed_database(db, seeds, embedder, taught=catalog)
+            seed_database(db, seeds, None)
         except DatabaseUnavailable:
             db = None
-        except EngineError:
-            embedder = None  # no model: tiers 1 and 3 still answer
-    if db is None and embedder is not None:
-        try:
-            seed_cache_vectors(cache, catalog, embedder)
-        except EngineError:
-            embedder = None
     lookup = Lookup(catalog, cache, db, embedder, seeds=seeds)
+    if embedder is not None:
+        lookup.prepare_vectors = lambda: _prepare_vectors(lookup, seeds, embedder)
     lookup.warm(warm)
     return lookup
+
+
+def _prepare_vectors(lookup: Lookup, seeds: Catalog, embedder: Embedder) -> None:
+    """Store the reference vectors that are missing (in PostgreSQL when online, else in the
+    local cache), the taught patterns' and resolutions' included; once per Lookup, before its
+    first tier-2 search.
+
+    Raises:
+        EngineError: the embedding model cannot be loaded (tier 2 then says it is
+            unavailable; tiers 1 and 3 still answer).
+    """
+    if lookup.db is not None and lookup.online:
+        try:
+            seed_database(lookup.db, seeds, embedder, taught=lookup.catalog)
+            lookup.warm(0)
+            return
+        except DatabaseUnavailable:
+            lookup.went_offline()
+    seed_cache_vectors(lookup.cache, lookup.catalog, embedder)
