@@ -104,12 +104,12 @@ def test_a_reworded_recurrence_finds_a_taught_pattern_by_its_embedded_references
     lookup = build_lookup(Settings.from_env(), db, semantic=True, warm=0)
     if lookup.embedder is None:
         pytest.skip("the embedding model is not installed here")
-    stored = db.fetchval("SELECT count(*) FROM pattern_embeddings WHERE pattern_id = $1",
-                         taught.pattern_id)
-    assert stored == 1  # its example, embedded like a seed's
     from pipeline.fingerprint import fingerprint_text
 
     fp = fingerprint_text(reworded)
     result = lookup.lookup(error_id="x", text=reworded, fine=fp.fine, coarse=fp.coarse,
                            headline=fp.normalized, record=False)
     assert result.pattern_id == taught.pattern_id and result.tier == 2, result.reason
+    stored = db.fetchval("SELECT count(*) FROM pattern_embeddings WHERE pattern_id = $1",
+                         taught.pattern_id)
+    assert stored == 1  # its example, embedded like a seed's (before the first tier 2 search)
