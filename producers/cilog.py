@@ -37,7 +37,7 @@ FOLD = re.compile(
     r"^(?:travis_(?:fold|time):|section_(?:start|end):\d+:|##\[(?:end)?group\]|::(?:end)?group::)"
 )
 #: a command the runner echoes before running it
-ECHO = re.compile(r"^(?:\$ \S|##\[group\]Run |##\[command\]\S|Run \S|Executing \"step_script\")")
+ECHO = re.compile(r"^(?:\$ \S|##\[group\]Run |##\[command\]\S)")
 #: the runner's report that a step ended, with its exit status
 STEP_EXIT = re.compile(
     r"""(?:
@@ -73,6 +73,18 @@ BENIGN = re.compile(
     r"\berrors?:\s*0\b|\bwithout errors\b|\bignored\b|\bwarn(?:ing)?\b",
     re.IGNORECASE,
 )
+#: a failure marker that is a tool's own verdict, not a word in prose
+STRONG = re.compile(
+    r"""
+      \b(?:ERROR|ERRORS|FAIL|FAILED|FAILURE|FAILURES|FATAL|PANIC|ABORTED)\b
+    | \b[A-Z]\w*(?:Error|Exception|Failure)\b
+    | ^\W{0,4}(?:error|fatal|panic)(?:\[\w+\])?:
+    | \bnot\ ok\b | ^\s*(?:E\ |!!|✗|✖|×|❌)
+    """,
+    re.VERBOSE,
+)
+#: what makes two lines "the same shape": runs of letters / digits collapsed
+_SHAPE = re.compile(r"[^\W\d_]+|\d+")
 MAX_STEP_LINES = 20_000
 MAX_LINE_CHARS = 2_000
 
@@ -87,6 +99,7 @@ class CiOptions:
     block_lines: int = 25
     max_lines: int = 200
     max_blocks: int = 8
+    run_keep: int = 3
 
 
 _OPTIONS = [CiOptions()]
@@ -244,35 +257,73 @@ def _indent(view: str) -> int:
     return len(view) - len(view.lstrip(" \t"))
 
 
-def select(lines: list[_Line], opts: CiOptions) -> list[int]:
-    """Indices of the lines that explain a failed step (see the module docstring)."""
+def shape(view: str) -> str:
+    """A line's shape: indentation, and its first and last tokens with letters and digits
+    collapsed (``    at a.b.C.d(C.java:12)`` and ``    at x.Y.z(Y.java:3)`` are one shape)."""
+    words = view.split()
+    if not words:
+        return ""
+    first = _SHAPE.sub(lambda m: "0" if m.group(0).isdigit() else "a", words[0].lower())
+    last = _SHAPE.sub(lambda m: "0" if m.group(0).isdigit() else "a", words[-1].lower())
+    return f"{min(_indent(view), 8)}|{first}|{last}|{min(len(words), 6)}"
+
+
+def condense(lines: list[_Line], keep: int) -> list[int]:
+    """Indices left after cutting long runs of same-shape lines (stack frames, per-test
+    progress lines) down to their first ``keep`` lines and their last one."""
+    out: list[int] = []
     n = len(lines)
-    tail = set(range(max(0, n - opts.tail_lines), n))
-    blocks: list[list[int]] = []
     i = 0
     while i < n:
-        if not is_marker(lines[i].view):
+        j = i + 1
+        s = shape(lines[i].view)
+        while j < n and shape(lines[j].view) == s:
+            j += 1
+        if j - i > keep + 2:
+            out.extend(range(i, i + keep))
+            out.append(j - 1)
+        else:
+            out.extend(range(i, j))
+        i = j
+    return out
+
+
+def select(lines: list[_Line], opts: CiOptions) -> list[int]:
+    """Indices of the lines that explain a failed step (see the module docstring)."""
+    kept = condense(lines, opts.run_keep)
+    n = len(kept)
+    tail = set(range(max(0, n - opts.tail_lines), n))
+    blocks: list[tuple[int, list[int]]] = []
+    i = 0
+    while i < n:
+        view = lines[kept[i]].view
+        if not is_marker(view):
             i += 1
             continue
+        strong = bool(STRONG.search(view[:MAX_LINE_CHARS]))
         start = max(0, i - opts.context)
         stop = i + 1
-        base = _indent(lines[i].view)
+        base = _indent(view)
         limit = min(n, i + opts.block_lines)
         while stop < limit:
-            view = lines[stop].view
-            if _indent(view) > base or is_marker(view) or stop < i + 1 + opts.context:
+            nxt = lines[kept[stop]].view
+            if _indent(nxt) > base or is_marker(nxt) or stop < i + 1 + opts.context:
                 stop += 1
                 continue
             break
-        blocks.append(list(range(start, stop)))
+        blocks.append((1 if strong else 0, list(range(start, stop))))
         i = stop
     keep = set(tail)
-    order = _block_order(len(blocks), opts.max_blocks)
-    for b in order:
-        if len(keep | set(blocks[b])) > opts.max_lines:
+    strong_blocks = [b for level, b in blocks if level]
+    weak_blocks = [b for level, b in blocks if not level]
+    chosen = [strong_blocks[k] for k in _block_order(len(strong_blocks), opts.max_blocks)]
+    room = opts.max_blocks - len(chosen)
+    chosen += [weak_blocks[k] for k in _block_order(len(weak_blocks), room)]
+    for block in chosen:
+        if len(keep | set(block)) > opts.max_lines:
             continue
-        keep.update(blocks[b])
-    return sorted(keep)
+        keep.update(block)
+    return [kept[k] for k in sorted(keep)]
 
 
 def _block_order(count: int, most: int) -> list[int]:
