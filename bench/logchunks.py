@@ -26,13 +26,13 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from producers import cilog  # noqa: E402
+from producers import cilog, logs  # noqa: E402
 from producers.backfill import scan_file  # noqa: E402
 
 DEFAULT_DIRS = [Path(__file__).resolve().parents[2] / "shared" / "data" / "logchunks-dev",
@@ -99,9 +99,12 @@ def heal_emitted(path: Path) -> str:
 class _Capture(cilog.CiLogDetector):
     """The detector, keeping each failed step's lines so other options can re-select."""
 
+    made: list[_Capture] = []
+
     def __init__(self) -> None:
         super().__init__()
         self.steps: list[list[cilog._Line]] = []
+        _Capture.made.append(self)
 
     def _close(self, status: int | None, offset: int, end: int) -> cilog.CiFailure | None:
         lines = list(self._step)
@@ -111,27 +114,26 @@ class _Capture(cilog.CiLogDetector):
         return failure
 
 
-def failed_steps(example: Example) -> tuple[bool, list[list[cilog._Line]]]:
-    """(is a CI log, the lines of each failed step) as ``LogRecords`` sees them."""
-    detector = _Capture()
-    with gzip.open(example.log, "rb") as fh:
-        data = fh.read()
-    from producers.records import iter_lines
-    for number, (text, start, end) in enumerate(iter_lines(data), 1):
-        detector.feed(text, start, end, number)
-    detector.finish()
-    return detector.active, detector.steps
+def scan(example: Example) -> tuple[str, bool, list[list[cilog._Line]]]:
+    """What ``heal backfill --dry-run`` emits for the log (normalized), whether it is a CI
+    log, and the lines of each failed step (so other options can re-select, as in
+    ``LogRecords``, without scanning again)."""
+    _Capture.made.clear()
+    original = cilog.CiLogDetector
+    setattr(logs, "CiLogDetector", _Capture)  # noqa: B010 - swap the class for one scan
+    try:
+        text = heal_emitted(example.log)
+    finally:
+        setattr(logs, "CiLogDetector", original)  # noqa: B010
+    detector = _Capture.made[0]
+    return text, detector.active, detector.steps
 
 
-def reselect(example: Example, default_text: str, steps: list[list[cilog._Line]],
-             opts: cilog.CiOptions) -> str:
+def reselect(steps: list[tuple[list[cilog._Line], list[int]]], opts: cilog.CiOptions) -> str:
     """What ``scan_file`` emits for a CI log under other options: only the failed steps'
     selections change (record events are suppressed in CI logs)."""
-    return "\n".join(norm_text(cilog._join(lines, cilog.select(lines, opts)))
-                     for lines in steps)
-
-
-Detector = Callable[[Example], str]
+    return "\n".join(norm_text(cilog._join(lines, cilog.select(lines, opts, kept)))
+                     for lines, kept in steps)
 
 
 def score(examples: Sequence[Example], emitted: dict[int, str]) -> tuple[float, float]:
@@ -146,13 +148,15 @@ GRID = [cilog.CiOptions(tail_lines=t, context=c)
         for t, c in itertools.product((10, 20, 30, 50), (1, 2, 3))]
 
 
-def run_grid(examples: Sequence[Example], default: dict[int, str]) -> dict[cilog.CiOptions,
-                                                                          dict[int, str]]:
+def run_grid(examples: Sequence[Example], default: dict[int, str],
+             scans: dict[int, tuple[bool, list[list[cilog._Line]]]],
+             ) -> dict[cilog.CiOptions, dict[int, str]]:
     grid: dict[cilog.CiOptions, dict[int, str]] = {o: {} for o in GRID}
     for e in examples:
-        active, steps = failed_steps(e)
+        active, lines = scans[id(e)]
+        steps = [(step, cilog.condense(step, cilog.CiOptions().run_keep)) for step in lines]
         for opts in GRID:
-            grid[opts][id(e)] = (reselect(e, default[id(e)], steps, opts) if active
+            grid[opts][id(e)] = (reselect(steps, opts) if active
                                  else default[id(e)])
     return grid
 
@@ -170,44 +174,48 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     base = {id(e): baseline(log_text(e)) for e in examples}
     base_s = time.perf_counter() - started
-    if True:
-        started = time.perf_counter()
-        ours = {id(e): heal_emitted(e.log) for e in examples}
-        heal_s = time.perf_counter() - started
-        by_lang: dict[str, list[Example]] = defaultdict(list)
+    started = time.perf_counter()
+    ours: dict[int, str] = {}
+    scans: dict[int, tuple[bool, list[list[cilog._Line]]]] = {}
+    for e in examples:
+        text, active, steps = scan(e)
+        ours[id(e)] = text
+        scans[id(e)] = (active, steps)
+    heal_s = time.perf_counter() - started
+    by_lang: dict[str, list[Example]] = defaultdict(list)
+    for e in examples:
+        by_lang[e.language].append(e)
+    print(f"{len(examples)} logs, {len(by_lang)} languages ({data})")
+    print(f"{'language':<14} {'n':>3}  {'base rec':>8} {'base vol':>8}  "
+          f"{'heal rec':>8} {'heal vol':>8}")
+    for lang, group in sorted(by_lang.items()):
+        br, bv = score(group, base)
+        hr, hv = score(group, ours)
+        print(f"{lang:<14} {len(group):>3}  {br:8.3f} {bv:8.3f}  {hr:8.3f} {hv:8.3f}")
+    br, bv = score(examples, base)
+    hr, hv = score(examples, ours)
+    print(f"{'in-sample':<14} {len(examples):>3}  {br:8.3f} {bv:8.3f}  {hr:8.3f} {hv:8.3f}")
+    if args.misses:
         for e in examples:
-            by_lang[e.language].append(e)
-        print(f"{len(examples)} logs, {len(by_lang)} languages ({data})")
-        print(f"{'language':<14} {'n':>3}  {'base rec':>8} {'base vol':>8}  "
-              f"{'heal rec':>8} {'heal vol':>8}")
-        for lang, group in sorted(by_lang.items()):
-            br, bv = score(group, base)
-            hr, hv = score(group, ours)
-            print(f"{lang:<14} {len(group):>3}  {br:8.3f} {bv:8.3f}  {hr:8.3f} {hv:8.3f}")
-        br, bv = score(examples, base)
-        hr, hv = score(examples, ours)
-        print(f"{'in-sample':<14} {len(examples):>3}  {br:8.3f} {bv:8.3f}  {hr:8.3f} {hv:8.3f}")
-        if args.misses:
-            for e in examples:
-                if not detected(e, ours[id(e)]):
-                    print("miss", e.language, e.log)
-        if not args.no_loo:
-            grid = run_grid(examples, ours)
-            loo: dict[int, str] = {}
-            for lang, group in by_lang.items():
-                rest = [e for e in examples if e.language != lang]
-                _, rest_bv = score(rest, base)
-                scored = [(score(rest, grid[o]), o) for o in GRID]
-                fits = [(r, -v, o.tail_lines, o.context) for (r, v), o in scored if v <= rest_bv]
-                best = max(fits or [(r, -v, o.tail_lines, o.context) for (r, v), o in scored])
-                chosen = cilog.CiOptions(tail_lines=best[2], context=best[3])
-                for e in group:
-                    loo[id(e)] = grid[chosen][id(e)]
-            lr, lv = score(examples, loo)
-            print(f"{'leave-1-lang':<14} {len(examples):>3}  {br:8.3f} {bv:8.3f}  "
-                  f"{lr:8.3f} {lv:8.3f}")
-        print(f"time: baseline {base_s:.1f}s, heal {heal_s:.1f}s "
-              f"({heal_s / max(base_s, 1e-9):.1f}x the baseline)")
+            if not detected(e, ours[id(e)]):
+                print("miss", e.language, e.log)
+    if not args.no_loo:
+        grid = run_grid(examples, ours, scans)
+        loo: dict[int, str] = {}
+        for lang, group in by_lang.items():
+            rest = [e for e in examples if e.language != lang]
+            _, rest_bv = score(rest, base)
+            scored = [(score(rest, grid[o]), o) for o in GRID]
+            fits = [(r, -v, o.tail_lines, o.context) for (r, v), o in scored if v <= rest_bv]
+            best = max(fits or [(r, -v, o.tail_lines, o.context) for (r, v), o in scored])
+            chosen = cilog.CiOptions(tail_lines=best[2], context=best[3])
+            for e in group:
+                loo[id(e)] = grid[chosen][id(e)]
+        lr, lv = score(examples, loo)
+        print(f"{'leave-1-lang':<14} {len(examples):>3}  {br:8.3f} {bv:8.3f}  "
+              f"{lr:8.3f} {lv:8.3f}")
+    print(f"time: baseline {base_s:.1f}s, heal {heal_s:.1f}s "
+          f"({heal_s / max(base_s, 1e-9):.1f}x the baseline)")
     return 0
 
 

@@ -24,10 +24,8 @@ Every regex here is linear: no nested quantifiers over overlapping atoms.
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]{0,512}(?:\x07|\x1b\\)")
@@ -63,7 +61,8 @@ MARKER = re.compile(
           unable\ to|undefined|unresolved|missing|no\ such|not\ found|timed\ out|timeout|
           killed|segmentation|traceback|assert\w*|expected|mismatch|unexpected|invalid|
           conflict|violation|broken|\d+\ problems?)\b
-    | ^\s*(?:E\ |!!|>\ |FAIL\b|ERR!|✗|✖|×|❌|‼|\[(?:ERROR|FAIL\w*|FATAL)\])
+    | \bERR!
+    | ^\s*(?:E\ |!!|>\ |FAIL\b|✗|✖|×|❌|‼|\[(?:ERROR|FAIL\w*|FATAL)\])
     """,
     re.VERBOSE | re.IGNORECASE,
 )
@@ -79,7 +78,7 @@ STRONG = re.compile(
       \b(?:ERROR|ERRORS|FAIL|FAILED|FAILURE|FAILURES|FATAL|PANIC|ABORTED)\b
     | \b[A-Z]\w*(?:Error|Exception|Failure)\b
     | ^\W{0,4}(?:error|fatal|panic)(?:\[\w+\])?:
-    | \bnot\ ok\b | ^\s*(?:E\ |!!|✗|✖|×|❌)
+    | \bnot\ ok\b | \bERR! | ^\s*(?:E\ |!!|✗|✖|×|❌)
     """,
     re.VERBOSE,
 )
@@ -100,23 +99,6 @@ class CiOptions:
     max_lines: int = 200
     max_blocks: int = 8
     run_keep: int = 3
-
-
-_OPTIONS = [CiOptions()]
-
-
-def options() -> CiOptions:
-    return _OPTIONS[-1]
-
-
-@contextlib.contextmanager
-def using(opts: CiOptions) -> Iterator[None]:
-    """Run with other options (the benchmark's leave-one-out search)."""
-    _OPTIONS.append(opts)
-    try:
-        yield
-    finally:
-        _OPTIONS.pop()
 
 
 @dataclass(frozen=True)
@@ -177,7 +159,8 @@ class CiLogDetector:
     """Streaming detector (see the module docstring). Feed every line of a file; it returns a
     :class:`CiFailure` when a failing step is complete."""
 
-    def __init__(self) -> None:
+    def __init__(self, opts: CiOptions | None = None) -> None:
+        self.options = opts or CiOptions()
         self.active = False  # CI structure seen: this file is a CI log
         self.emitted = 0
         self._step: deque[_Line] = deque(maxlen=MAX_STEP_LINES)
@@ -227,7 +210,7 @@ class CiLogDetector:
         self._command = ""
         if status == 0 or not lines:
             return None
-        picked = select(lines, options())
+        picked = select(lines, self.options)
         if not picked:
             return None
         self.emitted += 1
@@ -288,9 +271,10 @@ def condense(lines: list[_Line], keep: int) -> list[int]:
     return out
 
 
-def select(lines: list[_Line], opts: CiOptions) -> list[int]:
-    """Indices of the lines that explain a failed step (see the module docstring)."""
-    kept = condense(lines, opts.run_keep)
+def select(lines: list[_Line], opts: CiOptions, kept: list[int] | None = None) -> list[int]:
+    """Indices of the lines that explain a failed step (see the module docstring);
+    ``kept``: the result of :func:`condense` when the caller already has it."""
+    kept = condense(lines, opts.run_keep) if kept is None else kept
     n = len(kept)
     tail = set(range(max(0, n - opts.tail_lines), n))
     blocks: list[tuple[int, list[int]]] = []
