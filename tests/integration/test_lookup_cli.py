@@ -63,3 +63,18 @@ def test_export_json_and_yaml(heal_env: dict[str, str], capsys: pytest.CaptureFi
     assert {"attempts", "successes", "state"} <= set(by_id["format.black"]["fixes"][0])
     assert main(["export", "--offline"]) == 0
     assert "id: python.module_not_found" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("text", [
+    "command exited with status 1 and printed nothing",  # heal run of `false`, `grep -q`
+    "##[error]Process completed with exit code 1.",
+])
+def test_silent_failures_abstain_in_tier_2(
+        heal_env: dict[str, str], capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        text: str) -> None:
+    path = tmp_path / "silent.txt"
+    path.write_text(text + "\n")
+    assert main(["diagnose", str(path), "--json"]) == 0  # semantic tier on
+    data = json.loads(capsys.readouterr().out)
+    assert data["match"]["pattern_id"] is None and data["fix"] is None
+    assert "no evidence" in data["match"]["reason"]
