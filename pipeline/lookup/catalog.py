@@ -17,6 +17,7 @@ import yaml
 from pipeline.errors import ConfigError
 from pipeline.fixes.params import ParamSpec
 from pipeline.fixes.render import FixSpec
+from pipeline.lookup.prefixes import strip_prefixes
 from pipeline.model import Category, FixKind, LifecycleState
 
 SEEDS_DIR = Path(__file__).resolve().parents[2] / "seeds"
@@ -64,9 +65,18 @@ class Pattern:
     examples: tuple[str, ...] = ()
     priority: int = 50
 
-    def detect(self, text: str) -> dict[str, str] | None:
+    def detect(self, text: str, bare: str | None = None) -> dict[str, str] | None:
+        """Parameters of the first rule matching ``text``, else the first matching its view
+        without CI/log line prefixes (``bare``, computed when not given)."""
         for rule in self.rules:
             params = rule.match(text)
+            if params is not None:
+                return params
+        bare = strip_prefixes(text) if bare is None else bare
+        if bare == text:
+            return None
+        for rule in self.rules:
+            params = rule.match(bare)
             if params is not None:
                 return params
         return None
@@ -183,12 +193,33 @@ class Catalog:
         return self.patterns.get(pattern_id)
 
     def detect(self, text: str) -> tuple[Pattern, dict[str, str]] | None:
-        """The highest-priority pattern whose rules match ``text``, with its parameters."""
+        """The highest-priority pattern whose rules match ``text``, with its parameters. The
+        text is also read without its lines' CI/log prefixes (:mod:`.prefixes`); the stronger
+        of the two matches wins (higher priority, then more parameters); the view without
+        prefixes on a tie or when both name the same pattern, so a prefix never leaks into a
+        parameter."""
+        found = self._first(text)
+        bare = strip_prefixes(text)
+        if bare == text:
+            return found
+        other = self._first(bare)
+        if other is None:
+            return found
+        if found is None or found[0] is other[0] or _strength(other) >= _strength(found):
+            return other  # the rule written for the tool's own output, found under a prefix
+        return found
+
+    def _first(self, text: str) -> tuple[Pattern, dict[str, str]] | None:
         for pattern in self._ordered:
-            params = pattern.detect(text)
+            params = pattern.detect(text, text)
             if params is not None:
                 return pattern, params
         return None
+
+
+def _strength(found: tuple[Pattern, dict[str, str]]) -> tuple[int, int]:
+    """A match is stronger when its pattern ranks higher, then when it found more parameters."""
+    return found[0].priority, len(found[1])
 
 
 def load_catalog(paths: Iterable[Path] | None = None) -> Catalog:
