@@ -33,7 +33,9 @@ def _close_stores() -> Iterator[None]:
 
 
 @pytest.mark.parametrize(("name", "healed"), [("unused-import", True),
-                                               ("side-effect-import", False)])
+                                               ("side-effect-import", False),
+                                               ("stale-sourceless-pyc", True),
+                                               ("rust-type-error", False)])
 def test_heal_run_on_a_scenario(tmp_path: Path, heal_env: dict[str, str], name: str,
                                 healed: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     scenario, root = build(name, tmp_path)
