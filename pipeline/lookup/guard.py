@@ -57,7 +57,10 @@ _OTHER_LOGIC = re.compile(
        |^(?P<compile>error\[E\d{4}\]:
           |[^\s:]{1,300}\.java:\d{1,9}:\ error:
           |[^\s:]{1,300}\.(?:c|cc|cpp|cxx|h|hh|hpp|m|mm):\d{1,9}:\d{1,9}:\ error:
-          |[^\s(]{1,300}\.tsx?[(:]\d{1,9}[,:]\d{1,9}\)?:?\ (?:-\ )?error\ TS(?!2307\b)\d{4}:)""",
+          |[^\s(]{1,300}\.tsx?[(:]\d{1,9}[,:]\d{1,9}\)?:?\ (?:-\ )?error\ TS(?!2307\b)\d{4}:
+          |(?:\./)?[^\s:]{1,300}\.go:\d{1,9}:\d{1,9}:\ (?:undefined:|cannot\ use|invalid\ operation
+             |mismatched\ types|too\ many|not\ enough|missing\ return|\S+\ declared\ (?:and|but)
+             \ not\ used))""",
     re.MULTILINE | re.VERBOSE,
 )
 _OTHER_NAMES = {"jvm": None, "jvm2": None, "rust": "assertion", "gotest": "test failure",

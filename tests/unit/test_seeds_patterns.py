@@ -26,7 +26,7 @@ REQUIRED = sorted(
     'python.import_name_error', 'net.connection_refused', 'git.merge_conflict',
     'imports.unsorted', 'deps.pip_no_matching_distribution', 'format.black',
     'build.compile_error', 'cargo.unknown_feature', 'node.engine_mismatch',
-    'deps.maven_unresolved']
+    'deps.maven_unresolved', 'deps.go_sum_missing']
 )
 ESCALATE = ("git.merge_conflict", "python.syntax_error", "tls.cert_verify_failed",
             "build.compile_error")
