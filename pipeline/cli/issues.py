@@ -25,6 +25,8 @@ def register(sub: Any) -> None:
     ls = verbs.add_parser("list", help="the open groups, most frequent first")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     ls.add_argument("--limit", type=int, default=50, help="at most N groups (default 50)")
+    ls.add_argument("--by-fingerprint", action="store_true",
+                    help="one row per fine fingerprint instead of one per mined template")
     ls.set_defaults(func=run_list)
     rv = verbs.add_parser("review", help="decide about each group (y/n/s/q) or in batches")
     rv.add_argument("--all-older-than", metavar="AGE",
@@ -61,6 +63,8 @@ def run_list(args: argparse.Namespace) -> int:
         issues = ReportStore(db).open_issues(limit)
     finally:
         db.close()
+    if not args.by_fingerprint:
+        return _print_groups(issues, args.json)
     if args.json:
         print(json.dumps(issues, indent=2, default=str))
         return 0
@@ -72,6 +76,24 @@ def run_list(args: argparse.Namespace) -> int:
         lines = [ln for ln in str(i["sample"]).splitlines() if ln.strip()]
         head = lines[-1].strip()[:70] if lines else ""
         print(f"{i['count']:>6}  {str(i['last_seen'])[:19]:<20}  {i['fine']}  {head}")
+    return 0
+
+
+def _print_groups(issues: list[dict[str, Any]], as_json: bool) -> int:
+    """The open issues merged by mined template (``pipeline.operator.groups``)."""
+    from pipeline.operator.groups import by_template
+
+    groups = by_template(issues)
+    if as_json:
+        print(json.dumps(groups, indent=2, default=str))
+        return 0
+    if not groups:
+        print("no unmatched errors waiting for review")
+        return 0
+    print(f"{'count':>6}  {'fps':>4}  {'last seen':<20}  template")
+    for g in groups:
+        print(f"{g['count']:>6}  {len(g['fines']):>4}  {str(g['last_seen'])[:19]:<20}  "
+              f"{g['template'][:90]}")
     return 0
 
 
