@@ -21,7 +21,8 @@ VERSIONS: dict[str, str] = {
     "fp-v2": "rules table v2: the 'code' rule keeps HTTP statuses, exit codes, signal and "
     "errno numbers (1-3 digits after their keyword) instead of masking them as <num>; a log "
     "line's header no longer takes a bare number before ':' for a logger name, and a message "
-    "that starts with a number keeps its level word ('Error 429: ...')",
+    "that starts with a number keeps its level word ('Error 429: ...'); unittest's 'FAILED "
+    "(errors=1)' tally is not read as a pytest test id (the traceback decides)",
 }
 
 
