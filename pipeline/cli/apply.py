@@ -1,6 +1,8 @@
 """``heal apply FIX_ID [--force] [--dry-run]``: apply a verified suggestion.
 
-FIX_ID is a fix id (the newest verified suggestion of that fix) or an error id.
+FIX_ID is a fix id (the newest verified suggestion of that fix), a pattern id when exactly
+one of its fixes has a suggestion waiting, or an error id. Nothing waiting is exit 1 (the work
+found nothing to do), with the list of what is waiting.
 """
 
 from __future__ import annotations
@@ -18,16 +20,53 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "apply", help="apply a suggested (already verified) fix",
         description="Apply the newest verified suggestion of FIX_ID (a fix id such as "
-                    "format.ruff_format, or an error id) to its repository: the verified "
+                    "format.ruff_format/fix, its pattern id format.ruff_format when one of "
+                    "its fixes is waiting, or an error id) to its repository: the verified "
                     "commit is brought onto the working branch and the failing step re-run; "
                     "it is reverted when the step still fails.")
     parser.add_argument("fix_id", metavar="FIX_ID")
     parser.add_argument("--dry-run", action="store_true",
                         help="show what would be applied and change nothing")
+    parser.add_argument("--json", action="store_true",
+                        help="print the result as one JSON object instead of text")
     parser.add_argument("--force", action="store_true",
                         help="apply even when the circuit breaker is open or the change "
                              "window in heal.toml is closed")
     parser.set_defaults(func=run)
+
+
+class NothingWaiting(HealError):
+    """No verified suggestion waits under that name (exit 1: nothing to do, not bad usage)."""
+
+
+def _waiting_list(store: Any) -> str:
+    rows = store.waiting_suggestions()
+    if not rows:
+        return "nothing is waiting to be applied (`heal issues list` shows unmatched errors)"
+    lines = [f"  {r['fix_id']}  (error {r['error_id']})" for r in rows[:10]]
+    more = f"\n  ... and {len(rows) - 10} more" if len(rows) > 10 else ""
+    return "waiting to be applied:\n" + "\n".join(lines) + more
+
+
+def find_suggestion(store: Any, name: str) -> dict[str, Any]:
+    """The suggestion ``name`` means: a fix id, an error id, or a pattern id with exactly one
+    fix waiting.
+
+    Raises: UsageError (a pattern id with several fixes waiting), NothingWaiting.
+    """
+    row = store.latest_suggestion(name)
+    if row is None and "/" not in name:
+        fixes = sorted({str(r["fix_id"]) for r in store.waiting_suggestions(500)
+                        if str(r["fix_id"]).startswith(name + "/")})
+        if len(fixes) > 1:
+            raise UsageError(f"pattern {name!r} has {len(fixes)} fixes waiting; name one: "
+                             + ", ".join(fixes))
+        if fixes:
+            row = store.latest_suggestion(fixes[0])
+    if row is None or not row.get("verdict"):
+        raise NothingWaiting(f"no verified suggestion waiting for {name!r}; "
+                             + _waiting_list(store))
+    return dict(row)
 
 
 def describe(verdict: VerdictEvent) -> str:
@@ -78,18 +117,31 @@ def _apply(args: argparse.Namespace, settings: Settings, store: Any) -> int:
     from pipeline.apply.applier import Applier
     from storage.engines import connect_redis
 
-    row = store.latest_suggestion(args.fix_id)
-    if row is None or not row.get("verdict"):
-        raise UsageError(f"no verified suggestion waiting for {args.fix_id!r}; "
-                         "`heal explain FP` shows what was decided")
+    row = find_suggestion(store, args.fix_id)
     verdict = VerdictEvent.decode(row["verdict"])
-    print(describe(verdict))
+    as_json = bool(getattr(args, "json", False))
+    if not as_json:
+        print(describe(verdict))
     if args.dry_run:
-        print("dry run: nothing changed")
+        _result(as_json, verdict, "dry_run", "dry run: nothing changed")
         return 0
     client = connect_redis(settings)
     if not args.force:
         _guard(settings, client, verdict)
     outcome = Applier(settings, client, store).apply_suggested(replace(verdict, decision="apply"))
-    print(f"{outcome.status}: {outcome.detail}")
+    _result(as_json, verdict, outcome.status, outcome.detail, outcome.commit)
     return 0 if outcome.status == "applied" else 1
+
+
+def _result(as_json: bool, verdict: VerdictEvent, status: str, detail: str,
+            commit: str = "") -> None:
+    if not as_json:
+        print(detail if status == "dry_run" else f"{status}: {detail}")
+        return
+    from pipeline.console import dump_json
+
+    fix = verdict.fix or {}
+    dump_json({"status": status, "detail": detail, "error_id": verdict.error_id,
+               "fix": {k: fix.get(k) for k in ("id", "kind", "category")},
+               "repository": verdict.error.repo.path, "verified_commit": verdict.commit,
+               "branch": verdict.branch, "commit": commit})

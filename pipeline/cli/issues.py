@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
 from typing import Any
 
 from pipeline.config import Settings
+from pipeline.console import clip, dump_json, print_table
 from pipeline.errors import UsageError
+from pipeline.headline import headline
 
 
 def register(sub: Any) -> None:
@@ -63,37 +64,34 @@ def run_list(args: argparse.Namespace) -> int:
         issues = ReportStore(db).open_issues(limit)
     finally:
         db.close()
-    if not args.by_fingerprint:
-        return _print_groups(issues, args.json)
-    if args.json:
-        print(json.dumps(issues, indent=2, default=str))
+    if args.json:  # the shape of GET /api/issues, plus the groups by mined template
+        from pipeline.console import dump_json
+        from pipeline.operator.groups import by_template
+
+        groups = [] if args.by_fingerprint else by_template(issues)
+        dump_json({"issues": issues, "groups": groups})
         return 0
     if not issues:
         print("no unmatched errors waiting for review")
         return 0
-    print(f"{'count':>6}  {'last seen':<20}  fingerprint            headline")
+    if not args.by_fingerprint:
+        return _print_groups(issues)
+    rows = []
     for i in issues:
-        lines = [ln for ln in str(i["sample"]).splitlines() if ln.strip()]
-        head = lines[-1].strip()[:70] if lines else ""
-        print(f"{i['count']:>6}  {str(i['last_seen'])[:19]:<20}  {i['fine']}  {head}")
+        sample = str(i["sample"])
+        head = clip(headline(sample, 1), 70) if sample.strip() else ""
+        rows.append([i["count"], str(i["last_seen"])[:19], i["fine"], head])
+    print_table(["count", "last seen", "fingerprint", "headline"], rows, right=(0,))
     return 0
 
 
-def _print_groups(issues: list[dict[str, Any]], as_json: bool) -> int:
+def _print_groups(issues: list[dict[str, Any]]) -> int:
     """The open issues merged by mined template (``pipeline.operator.groups``)."""
     from pipeline.operator.groups import by_template
 
-    groups = by_template(issues)
-    if as_json:
-        print(json.dumps(groups, indent=2, default=str))
-        return 0
-    if not groups:
-        print("no unmatched errors waiting for review")
-        return 0
-    print(f"{'count':>6}  {'fps':>4}  {'last seen':<20}  template")
-    for g in groups:
-        print(f"{g['count']:>6}  {len(g['fines']):>4}  {str(g['last_seen'])[:19]:<20}  "
-              f"{g['template'][:90]}")
+    rows = [[g["count"], len(g["fines"]), str(g["last_seen"])[:19], clip(g["template"], 90)]
+            for g in by_template(issues)]
+    print_table(["count", "fps", "last seen", "template"], rows, right=(0, 1))
     return 0
 
 
@@ -157,7 +155,7 @@ def run_review(args: argparse.Namespace) -> int:
     finally:
         db.close()
     if args.json:
-        print(json.dumps(result.as_dict(), indent=2))
+        dump_json(result.as_dict())
     else:
         print(f"created {len(result.created)} pattern(s), ignored {len(result.ignored)}, "
               f"skipped {len(result.skipped)}{' (quit)' if result.quit else ''}")

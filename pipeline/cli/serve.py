@@ -24,6 +24,9 @@ def register(subparsers: Any) -> None:
                              "which can apply fixes, to the network)")
     parser.add_argument("--port", type=int, default=8377, help="TCP port (default 8377)")
     parser.add_argument("--quiet", action="store_true", help="no access log")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show the embedded engines' own log lines (default: they go to "
+                             "$HEAL_HOME/logs/engines.log)")
     parser.set_defaults(func=run)
 
 
@@ -37,6 +40,9 @@ def run(args: argparse.Namespace) -> int:
     check_urls(settings)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(message)s", stream=sys.stderr)
+    from pipeline.enginelogs import route_engine_logs
+
+    route_engine_logs(settings.home, args.verbose)
     try:
         server = make_server(settings, args.host, args.port)
     except OSError as exc:

@@ -85,8 +85,8 @@ def test_list_and_interactive_review(heal_env: dict[str, str],
     run = _word()
     fines = _unmatched(heal_env, run, 3)
 
-    assert main(["issues", "list", "--json", "--limit", "500", "--by-fingerprint"]) == 0
-    listed = {i["fine"]: i for i in json.loads(capsys.readouterr().out)}
+    assert main(["issues", "list", "--json", "--limit", "500"]) == 0
+    listed = {i["fine"]: i for i in json.loads(capsys.readouterr().out)["issues"]}
     assert set(fines) <= set(listed) and all(listed[f]["count"] == 1 for f in fines)
     assert main(["issues", "list"]) == 0
     assert "reticulation of <*> splines did not converge" in capsys.readouterr().out
@@ -125,7 +125,7 @@ def test_issues_are_grouped_by_mined_template_and_keep_their_fingerprints(
         heal_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
     fines = _unmatched(heal_env, _word(), 3)
     assert main(["issues", "list", "--json", "--limit", "500"]) == 0
-    groups = json.loads(capsys.readouterr().out)
+    groups = json.loads(capsys.readouterr().out)["groups"]
     mine = [g for g in groups if set(g["fines"]) & set(fines)]
     assert len(mine) == 1  # three distinct fingerprints, one mined template
     assert set(fines) <= set(mine[0]["fines"]) and mine[0]["count"] >= 3
