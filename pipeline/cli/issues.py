@@ -68,13 +68,13 @@ def run_list(args: argparse.Namespace) -> int:
         from pipeline.console import dump_json
         from pipeline.operator.groups import by_template
 
-        groups = [] if args.by_fingerprint else by_template(issues)
+        groups = [] if getattr(args, "by_fingerprint", False) else by_template(issues)
         dump_json({"issues": issues, "groups": groups})
         return 0
     if not issues:
         print("no unmatched errors waiting for review")
         return 0
-    if not args.by_fingerprint:
+    if not getattr(args, "by_fingerprint", False):
         return _print_groups(issues)
     rows = []
     for i in issues:
@@ -89,9 +89,13 @@ def _print_groups(issues: list[dict[str, Any]]) -> int:
     """The open issues merged by mined template (``pipeline.operator.groups``)."""
     from pipeline.operator.groups import by_template
 
-    rows = [[g["count"], len(g["fines"]), str(g["last_seen"])[:19], clip(g["template"], 90)]
-            for g in by_template(issues)]
-    print_table(["count", "fps", "last seen", "template"], rows, right=(0, 1))
+    rows = []
+    for g in by_template(issues):
+        # one fingerprint: its headline says most; several: the template they share
+        sample = str(g["sample"])
+        text = g["template"] if len(g["fines"]) > 1 or not sample.strip() else headline(sample, 1)
+        rows.append([g["count"], len(g["fines"]), str(g["last_seen"])[:19], clip(text, 90)])
+    print_table(["count", "fps", "last seen", "template or headline"], rows, right=(0, 1))
     return 0
 
 

@@ -23,14 +23,15 @@ def by_template(issues: list[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[str, dict[str, Any]] = {}
     for issue, fp in zip(issues, fingerprints, strict=True):
         key = fp.template or fp.normalized
+        first = issue.get("first_seen", issue["last_seen"])
         group = groups.get(key)
         if group is None:
             group = groups[key] = {"template": key, "cluster": stable_hash("issues", key),
-                                   "count": 0, "fines": [], "first_seen": issue["first_seen"],
+                                   "count": 0, "fines": [], "first_seen": first,
                                    "last_seen": issue["last_seen"], "sample": issue["sample"]}
         group["count"] += int(issue["count"])
         group["fines"].append(issue["fine"])
-        group["first_seen"] = min(group["first_seen"], issue["first_seen"])
+        group["first_seen"] = min(group["first_seen"], first)
         if issue["last_seen"] >= group["last_seen"]:
             group["last_seen"], group["sample"] = issue["last_seen"], issue["sample"]
     return sorted(groups.values(), key=lambda g: (-g["count"], g["template"]))
