@@ -24,7 +24,7 @@ from pipeline.config import Settings
 from pipeline.errors import DecodeError, GitError, Retry, StreamUnavailable
 from pipeline.events import OutcomeEvent, VerdictEvent
 from pipeline.gitops import GitRepo
-from pipeline.validate.audit import audit
+from pipeline.validate.audit import audit, audit_before_acting
 from pipeline.validate.runner import run_argv
 from pipeline.validate.validator import repo_root
 from pipeline.validate.verify import rel_cwd
@@ -98,6 +98,9 @@ class Applier:
     def apply_suggested(self, verdict: VerdictEvent) -> OutcomeEvent:
         """``heal apply``: turn a 'suggested' outcome into an applied (or rolled back) one."""
         started = time.monotonic()
+        refusal = self._audit_intent(verdict)
+        if refusal:
+            return self._base(verdict, "escalated", refusal)
         outcome, extra = self._apply(verdict)
         outcome = replace(outcome, duration_s=round(time.monotonic() - started, 3))
         return self._finish(outcome, extra, replace_suggested=True)
@@ -135,8 +138,16 @@ class Applier:
             status = "skipped" if "identical request" in verdict.reason else "escalated"
             return self._base(verdict, status, verdict.reason), {}
         if d == "apply":
+            refusal = self._audit_intent(verdict)
+            if refusal:
+                return self._base(verdict, "escalated", refusal), {}
             return self._apply(verdict)
         return self._base(verdict, "skipped", f"unknown decision {d!r}"), {}
+
+    def _audit_intent(self, verdict: VerdictEvent) -> str:
+        """Fail closed: the intent is audited before anything changes ("" when it was)."""
+        return audit_before_acting(self.settings, self.store, "apply.intent", verdict.error_id, {
+            "fix_id": str((verdict.fix or {}).get("id", "")), "decision": verdict.decision})
 
     # -- applying -------------------------------------------------------------------------
     def _apply(self, verdict: VerdictEvent) -> tuple[OutcomeEvent, dict[str, Any]]:
@@ -185,8 +196,11 @@ class Applier:
                                   "timeout_s": rendered.get("timeout_s") or 60}]}
         else:
             steps = rendered.get("steps") or {}
-        ctx = StepContext(root, dict(verdict.params), tuple(verdict.error.command),
-                          root / rel_cwd(verdict.error, root))
+        cwd = root / rel_cwd(verdict.error, root)
+        problem = _step_path_problem(root, cwd, steps, verdict.params)
+        if problem:  # checked again here: a symlink may have appeared since validation
+            return self._base(verdict, "escalated", f"nothing applied: {problem}"), {}
+        ctx = StepContext(root, dict(verdict.params), tuple(verdict.error.command), cwd)
         result = PlaybookRunner(ctx).run(steps)
         if not result.ok:
             self._record_revert(verdict)
@@ -232,3 +246,14 @@ class Applier:
         CircuitBreaker(self.client, self.settings).record_revert(
             wf.step or None, wf.id or None, event_id=verdict.error_id)
 
+
+def _step_path_problem(root: Path, cwd: Path, steps: dict[str, Any],
+                       params: dict[str, Any]) -> str | None:
+    """Why a path among the steps' arguments and the parameters leaves the repository."""
+    from pipeline.validate.paths import fix_escape
+
+    values = [str(a) for phase in steps.values() if isinstance(phase, list)
+              for step in phase if isinstance(step, dict)
+              for a in (step.get("argv") or [])[1:]]
+    values += [v for v in params.values() if isinstance(v, str)]
+    return fix_escape(root, cwd, values)

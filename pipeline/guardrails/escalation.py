@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from typing import Any, Protocol
 import redis
 
 from pipeline.errors import HealError
+from pipeline.homedir import dir_mode, open_private
 
 log = logging.getLogger("heal.escalation")
 
@@ -147,8 +149,9 @@ class LogSink:
         # and a second, unformatted line on stderr reads as a stray message
         log.info("%s (suggested: %s)", notification.summary, notification.suggested_action)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a", encoding="utf-8") as fh:
+            self.path.parent.mkdir(mode=dir_mode(), parents=True, exist_ok=True)
+            # 0600: a notification names repositories, commands and what failed
+            with os.fdopen(open_private(self.path), "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(notification.to_dict(), sort_keys=True) + "\n")
         except OSError as exc:
             raise NotificationFailed(f"log sink {self.path}: {exc}") from exc

@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import regex
 import yaml
 
+from pipeline.boundedre import BoundedPattern, Budget, compile_bounded
 from pipeline.errors import ConfigError
 from pipeline.fixes.params import ParamSpec
 from pipeline.fixes.render import FixSpec
@@ -27,15 +29,21 @@ _FIX_KEYS = ("id", "kind", "title", "explanation", "category", "state")
 
 @dataclass(frozen=True)
 class Rule:
-    """One detection rule: a regex (MULTILINE) whose named groups become parameters."""
+    """One detection rule: a regex (MULTILINE) whose named groups become parameters.
 
-    regex: re.Pattern[str]
-    unless: re.Pattern[str] | None = None
+    Compiled with the ``regex`` engine and searched within a :class:`Budget` (event text
+    is hostile: see ``pipeline/boundedre.py``)."""
+
+    regex: BoundedPattern
+    unless: BoundedPattern | None = None
     constants: Mapping[str, str] = field(default_factory=dict)
+    name: str = ""
 
-    def match(self, text: str) -> dict[str, str] | None:
-        found = self.regex.search(text)
-        if found is None or (self.unless is not None and self.unless.search(text)):
+    def match(self, text: str, budget: Budget | None = None) -> dict[str, str] | None:
+        budget = budget or Budget()
+        found = budget.search(self.regex, text, self.name)
+        if found is None or (self.unless is not None
+                             and budget.search(self.unless, text, self.name + ":unless")):
             return None
         params = {k: v for k, v in found.groupdict().items() if v is not None}
         # alternative spellings of one parameter are written name2, name3 in the regex
@@ -65,18 +73,21 @@ class Pattern:
     examples: tuple[str, ...] = ()
     priority: int = 50
 
-    def detect(self, text: str, bare: str | None = None) -> dict[str, str] | None:
+    def detect(self, text: str, budget: Budget | None = None,
+               bare: str | None = None) -> dict[str, str] | None:
         """Parameters of the first rule matching ``text``, else the first matching its view
-        without CI/log line prefixes (``bare``, computed when not given)."""
+        without CI/log line prefixes (``bare``, computed when not given); every rule shares
+        ``budget``."""
+        budget = budget or Budget()
         for rule in self.rules:
-            params = rule.match(text)
+            params = rule.match(text, budget)
             if params is not None:
                 return params
         bare = strip_prefixes(text) if bare is None else bare
         if bare == text:
             return None
         for rule in self.rules:
-            params = rule.match(bare)
+            params = rule.match(bare, budget)
             if params is not None:
                 return params
         return None
@@ -105,11 +116,11 @@ class Pattern:
         }
 
 
-def _compile(pattern_id: str, regex: str) -> re.Pattern[str]:
+def _compile(pattern_id: str, source: str) -> BoundedPattern:
     try:
-        return re.compile(regex, re.MULTILINE)
-    except re.error as exc:
-        raise ConfigError(f"pattern {pattern_id}: bad regex {regex!r}: {exc}") from exc
+        return compile_bounded(source, regex.MULTILINE)
+    except regex.error as exc:
+        raise ConfigError(f"pattern {pattern_id}: bad regex {source!r}: {exc}") from exc
 
 
 def _enum(pattern_id: str, enum: type[Any], value: Any, what: str) -> Any:
@@ -136,8 +147,9 @@ def parse_pattern(raw: Mapping[str, Any]) -> Pattern:
             regex=_compile(pid, r["regex"]),
             unless=_compile(pid, r["unless"]) if r.get("unless") else None,
             constants={str(k): str(v) for k, v in (r.get("set") or {}).items()},
+            name=f"{pid}:{i}",
         )
-        for r in raw.get("detect") or []
+        for i, r in enumerate(raw.get("detect") or [])
     )
     declared = raw.get("params") or {}
     params = {n: ParamSpec.from_dict(n, spec or {}) for n, spec in declared.items()}
@@ -197,21 +209,23 @@ class Catalog:
         text is also read without its lines' CI/log prefixes (:mod:`.prefixes`); the stronger
         of the two matches wins (higher priority, then more parameters); the view without
         prefixes on a tie or when both name the same pattern, so a prefix never leaks into a
-        parameter."""
-        found = self._first(text)
+        parameter. Every rule of both passes shares one time budget
+        (``boundedre.PASS_BUDGET_S``)."""
+        budget = Budget()
+        found = self._first(text, budget)
         bare = strip_prefixes(text)
         if bare == text:
             return found
-        other = self._first(bare)
+        other = self._first(bare, budget)
         if other is None:
             return found
         if found is None or found[0] is other[0] or _strength(other) >= _strength(found):
             return other  # the rule written for the tool's own output, found under a prefix
         return found
 
-    def _first(self, text: str) -> tuple[Pattern, dict[str, str]] | None:
+    def _first(self, text: str, budget: Budget) -> tuple[Pattern, dict[str, str]] | None:
         for pattern in self._ordered:
-            params = pattern.detect(text, text)
+            params = pattern.detect(text, budget, text)
             if params is not None:
                 return pattern, params
         return None

@@ -8,6 +8,7 @@ blocks or loses a lookup.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from pipeline.errors import DatabaseUnavailable, EngineError, ParameterError
+from pipeline.errors import DatabaseUnavailable, EngineError, ParameterError, QueryError
 from pipeline.lookup.catalog import Catalog, Pattern
 from pipeline.lookup.causal import walk_edges
 from pipeline.lookup.guard import logic_bug
@@ -53,6 +54,8 @@ FLUSH_EVERY = 256
 STATES_REFRESH_S = 30.0
 #: learned fixes are re-read this long after a read (a new precedent shows up within it)
 LEARNED_TTL_S = 30.0
+
+log = logging.getLogger("heal.lookup")
 
 
 class Lookup:
@@ -457,8 +460,32 @@ class Lookup:
             except DatabaseUnavailable:
                 self._went_offline()
                 break
+            except (QueryError, ValueError):
+                # one op PostgreSQL rejects (a NUL in an id, a bad kind) must not block the
+                # rest for good: apply one by one and park the ones that fail, with why
+                try:
+                    applied += self._apply_one_by_one(pending)
+                except DatabaseUnavailable:
+                    self._went_offline()
+                    break
+                continue
             self._offline_since = None
             self.cache.acknowledge(pending[-1][0])
+        return applied
+
+    def _apply_one_by_one(self, pending: list[tuple[int, str, str, dict[str, Any]]]) -> int:
+        """Raises: DatabaseUnavailable (the rest stays queued)."""
+        assert self.db is not None
+        applied = 0
+        for seq, op_id, kind, payload in pending:
+            try:
+                applied += apply_ops(self.db, [(op_id, kind, payload)])
+            except (QueryError, ValueError) as exc:
+                log.warning("outbox op %r (%s) parked: PostgreSQL rejects it: %s",
+                            op_id, kind, exc)
+                self.cache.park(seq, op_id, kind, payload, str(exc))
+                continue
+            self.cache.acknowledge(seq)
         return applied
 
 

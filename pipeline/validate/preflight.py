@@ -80,14 +80,20 @@ def _touched(req: FixRequest) -> list[str]:
         return diff_paths(str(req.rendered.get("diff", "")))
     values = [a for argv in req.step_argvs() for a in argv[1:]]
     values += [v for v in req.candidate.params.values() if isinstance(v, str)]
-    return param_paths(req.root, values) + req.action_paths()
+    from pipeline.validate.verify import rel_cwd
+
+    cwd = req.root / rel_cwd(req.candidate.error, req.root)
+    return param_paths(req.root, values, cwd) + req.action_paths()
 
 
 def check_paths(req: FixRequest, pf: Preflight) -> Result:
     """Inside the repository (no ``..``, no symlink escape) and outside protected paths."""
     paths = _touched(req)
+    from pipeline.validate.verify import rel_cwd  # (verify imports the preflight's peers)
+
+    cwd = req.root / rel_cwd(req.candidate.error, req.root)
     for path in paths:
-        problem = path_problem(req.root, path, req.policy)
+        problem = path_problem(req.root, path, req.policy, cwd)
         if problem and not (req.kind == "playbook" and _git_internal_ok(req, path)):
             return False, problem
     return True, f"{len(paths)} path(s) inside the repository, none protected"
