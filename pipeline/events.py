@@ -378,12 +378,15 @@ class OutcomeEvent(StageEvent):
     fix_id: str = ""
     #: "applied" | "suggested" | "rolled_back" (reverted after reaching the branch) |
     #: "failed" (did not survive verification; never reached the branch) | "escalated" |
-    #: "observed" | "skipped"
+    #: "observed" | "skipped" | "flaky" (the failure did not reproduce without a fix)
     status: str = ""
     detail: str = ""
     branch: str = ""
     commit: str = ""
     duration_s: float = 0.0
+    #: ranked alternatives tried before ``fix_id`` (or after it, when every one failed) in
+    #: this same attempt, each one failed: the lifecycle counts a failure for each
+    failed_fixes: list[str] = field(default_factory=list)
 
     kind: ClassVar[str] = "outcome"
 

@@ -6,6 +6,9 @@
 - playbooks (and command fixes that change no file): run step by step where the error
   happened (:mod:`pipeline.apply.playbook`), then re-run the failing step.
 - ``suggest`` leaves the verified branch and says ``heal apply FIX_ID``.
+- Flaky failures are never credited to a fix: a verification whose "before" run passed, or a
+  failing step that passes on a plain re-run before a playbook/command runs, gives the outcome
+  ``flaky`` (nothing changed; the lifecycle records it as evidence of non-determinism).
 - A fix is never applied twice for one error: a Redis done marker (SET NX) plus the
   ``apply_results`` row guard every action; a redelivered verdict returns the first outcome.
 """
@@ -27,7 +30,7 @@ from pipeline.gitops import GitRepo
 from pipeline.validate.audit import audit, audit_before_acting
 from pipeline.validate.runner import run_argv
 from pipeline.validate.validator import repo_root
-from pipeline.validate.verify import rel_cwd
+from pipeline.validate.verify import failure_reproduced, rel_cwd
 
 DONE_TTL_S = 30 * 24 * 3600
 IN_PROGRESS_TTL_S = 900
@@ -128,6 +131,10 @@ class Applier:
             return self._base(verdict, "suggested",
                               f"{detail}; apply with: heal apply {fix_id}"), {}
         if d == "reject":
+            if failure_reproduced(verdict.verification) is False:
+                return self._base(verdict, "flaky", "flaky: the failing command passed in a "
+                                  "clean worktree without any fix; no fix applied or credited "
+                                  "(a re-run is the remedy)"), {}
             verified = any(r.get("phase") == "after" for r in verdict.verification)
             if verified:
                 # committed on a heal branch in a worktree, did not survive verification, the
@@ -190,6 +197,45 @@ class Applier:
 
     def _run_steps(self, verdict: VerdictEvent, root: Path,
                    fix: dict[str, Any]) -> tuple[OutcomeEvent, dict[str, Any]]:
+        plain = self._rerun(verdict, root)
+        if plain is not None and plain["exit_code"] == 0:
+            # the failure does not reproduce: crediting the fix would reward luck
+            return self._base(verdict, "flaky", "flaky: the failing step passed on a plain "
+                              "re-run before any fix ran; nothing applied, no fix credited"), {
+                "steps": [{**plain, "name": "plain re-run (does the failure reproduce?)"}]}
+        failed: list[str] = []
+        log: list[dict[str, Any]] = []
+        details: list[str] = []
+        for n, candidate in enumerate(fallbacks(fix)):
+            fix_id = str(candidate.get("id", ""))
+            if n:  # the fallback is one more application: it must fit in the budget too
+                refused = self._spend_budget()
+                if refused:
+                    details.append(f"fallback {fix_id} not tried: {refused}")
+                    break
+            try:
+                ok, detail, steps = self._try_steps(verdict, root, candidate)
+            except _Refused as exc:  # a hostile path: nothing ran, nothing to count
+                if not n:
+                    return self._base(verdict, "escalated", str(exc)), {}
+                details.append(f"{fix_id} not tried: {exc}")
+                break
+            log += steps
+            if ok:
+                if failed:
+                    detail = (f"{'; '.join(details)}; fallback {fix_id} (ranked next): "
+                              f"{detail}")
+                return replace(self._base(verdict, "applied", detail), fix_id=fix_id,
+                               failed_fixes=failed), {"steps": log}
+            failed.append(fix_id)
+            details.append(f"{fix_id} failed: {detail}")
+        self._record_revert(verdict)
+        return replace(self._base(verdict, "escalated", "; ".join(details)),
+                       failed_fixes=failed[1:]), {"steps": log}
+
+    def _try_steps(self, verdict: VerdictEvent, root: Path,
+                   fix: dict[str, Any]) -> tuple[bool, str, list[dict[str, Any]]]:
+        """Run one command/playbook fix and re-run the failing step: (held?, detail, steps)."""
         rendered = fix.get("rendered") or {}
         if fix.get("kind") == "command":
             steps = {"primary": [{"name": "fix", "argv": rendered.get("argv") or [],
@@ -199,21 +245,17 @@ class Applier:
         cwd = root / rel_cwd(verdict.error, root)
         problem = _step_path_problem(root, cwd, steps, verdict.params)
         if problem:  # checked again here: a symlink may have appeared since validation
-            return self._base(verdict, "escalated", f"nothing applied: {problem}"), {}
+            raise _Refused(f"nothing applied: {problem}")
         ctx = StepContext(root, dict(verdict.params), tuple(verdict.error.command), cwd)
         result = PlaybookRunner(ctx).run(steps)
         if not result.ok:
-            self._record_revert(verdict)
-            return self._base(verdict, "escalated", result.detail), {"steps": result.steps}
+            return False, result.detail, result.steps
         rerun = self._rerun(verdict, root)
         if rerun is not None and rerun["exit_code"] != 0:
-            self._record_revert(verdict)
-            return self._base(verdict, "escalated", (
-                f"{result.detail}, but the failing step still fails (exit "
-                f"{rerun['exit_code']}); escalated")), {"steps": [*result.steps, rerun]}
+            return False, (f"{result.detail}, but the failing step still fails (exit "
+                           f"{rerun['exit_code']}); escalated"), [*result.steps, rerun]
         what = "failing step passes again" if rerun else "no command to re-run"
-        return self._base(verdict, "applied", f"{result.detail}; {what}"), {
-            "steps": [*result.steps, *([rerun] if rerun else [])]}
+        return True, f"{result.detail}; {what}", [*result.steps, *([rerun] if rerun else [])]
 
     def _spend_budget(self) -> str:
         """Count one fix application against today's budget; the refusal reason or ''."""
@@ -238,13 +280,24 @@ class Applier:
         return {"name": "re-run failing step", "ok": run["exit_code"] == 0, **run}
 
     def _record_revert(self, verdict: VerdictEvent) -> None:
-        try:
-            from pipeline.guardrails.breaker import CircuitBreaker
-        except ImportError:
-            return
+        from pipeline.guardrails.alerts import alerting_breaker
+
         wf = verdict.error.workflow
-        CircuitBreaker(self.client, self.settings).record_revert(
+        alerting_breaker(self.client, self.settings).record_revert(  # a trip notifies
             wf.step or None, wf.id or None, event_id=verdict.error_id)
+
+
+class _Refused(Exception):
+    """A fix's steps name a path outside the repository: it is not run at all."""
+
+
+def fallbacks(fix: dict[str, Any]) -> list[dict[str, Any]]:
+    """The chosen fix, then its ranked alternatives that may run without a person (playbooks
+    and commands, never RISKY: those wait for `heal apply`)."""
+    alternatives = [a for a in fix.get("alternatives") or []
+                    if isinstance(a, dict) and a.get("kind") in ("playbook", "command")
+                    and a.get("category") != "RISKY"]
+    return [fix, *alternatives]
 
 
 def _step_path_problem(root: Path, cwd: Path, steps: dict[str, Any],

@@ -72,6 +72,13 @@ class Pattern:
     fix: FixSpec
     examples: tuple[str, ...] = ()
     priority: int = 50
+    #: other fixes for the same error (ranked against ``fix`` by Thompson sampling; the next
+    #: one is tried in the same attempt when the chosen one fails). Playbooks and commands.
+    alternatives: tuple[FixSpec, ...] = ()
+
+    @property
+    def fixes(self) -> tuple[FixSpec, ...]:
+        return (self.fix, *self.alternatives)
 
     def detect(self, text: str, budget: Budget | None = None,
                bare: str | None = None) -> dict[str, str] | None:
@@ -94,16 +101,7 @@ class Pattern:
 
     def to_dict(self) -> dict[str, Any]:
         """The YAML/JSON shape of the seeds (``heal export``)."""
-        fix = {
-            "id": self.fix.id,
-            "kind": self.fix.kind.value,
-            "category": self.fix.category.value,
-            "state": self.fix.state.value,
-            "title": self.fix.title,
-            "explanation": self.fix.explanation,
-            **dict(self.fix.template),
-        }
-        return {
+        out = {
             "id": self.id,
             "name": self.name,
             "category": self.category.value,
@@ -112,8 +110,17 @@ class Pattern:
             "detect": [r.to_dict() for r in self.rules],
             "params": {n: p.to_dict() for n, p in self.params.items()},
             "examples": list(self.examples),
-            "fix": fix,
+            "fix": _fix_dict(self.fix),
         }
+        if self.alternatives:
+            out["alternatives"] = [_fix_dict(a) for a in self.alternatives]
+        return out
+
+
+def _fix_dict(fix: FixSpec) -> dict[str, Any]:
+    return {"id": fix.id, "kind": fix.kind.value, "category": fix.category.value,
+            "state": fix.state.value, "title": fix.title, "explanation": fix.explanation,
+            **dict(fix.template)}
 
 
 def _compile(pattern_id: str, source: str) -> BoundedPattern:
@@ -157,9 +164,38 @@ def parse_pattern(raw: Mapping[str, Any]) -> Pattern:
     fix_raw = dict(raw.get("fix") or {})
     if not fix_raw:
         raise ConfigError(f"pattern {pid}: needs a fix (use kind: escalate when none is safe)")
+    fix = _parse_fix(pid, fix_raw, category, params, f"{pid}/fix")
+    alternatives = []
+    for i, alt in enumerate(raw.get("alternatives") or []):
+        if not isinstance(alt, Mapping) or not alt.get("id"):
+            raise ConfigError(f"pattern {pid}: alternatives[{i}] needs an id")
+        spec = _parse_fix(pid, dict(alt), category, params, "")
+        if spec.kind not in (FixKind.PLAYBOOK, FixKind.COMMAND):
+            raise ConfigError(f"pattern {pid}: alternatives[{i}] must be a playbook or a "
+                              "command (they are verified when applied)")
+        alternatives.append(spec)
+    ids = [f.id for f in (fix, *alternatives)]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"pattern {pid}: fix ids must be unique, got {ids}")
+    return Pattern(
+        id=pid,
+        name=str(raw.get("name", pid)),
+        category=category,
+        description=str(raw.get("description", "")).strip(),
+        rules=rules,
+        params=params,
+        fix=fix,
+        examples=tuple(str(e) for e in raw.get("examples") or ()),
+        priority=int(raw.get("priority", 50)),
+        alternatives=tuple(alternatives),
+    )
+
+
+def _parse_fix(pid: str, fix_raw: dict[str, Any], category: Category,
+               params: Mapping[str, ParamSpec], default_id: str) -> FixSpec:
     kind = _enum(pid, FixKind, fix_raw.get("kind"), "fix kind")
     fix = FixSpec(
-        id=str(fix_raw.get("id") or f"{pid}/fix"),
+        id=str(fix_raw.get("id") or default_id),
         pattern_id=pid,
         kind=kind,
         # an escalation never changes anything, so it is never auto-applied: RISKY
@@ -172,17 +208,7 @@ def parse_pattern(raw: Mapping[str, Any]) -> Pattern:
         state=_enum(pid, LifecycleState, fix_raw.get("state", "ACTIVE"), "fix state"),
     )
     fix.check_template()
-    return Pattern(
-        id=pid,
-        name=str(raw.get("name", pid)),
-        category=category,
-        description=str(raw.get("description", "")).strip(),
-        rules=rules,
-        params=params,
-        fix=fix,
-        examples=tuple(str(e) for e in raw.get("examples") or ()),
-        priority=int(raw.get("priority", 50)),
-    )
+    return fix
 
 
 class Catalog:

@@ -131,14 +131,15 @@ def check_secrets(req: FixRequest, pf: Preflight) -> Result:
 def check_breaker(req: FixRequest, pf: Preflight) -> Result:
     if pf.client is None:
         return True, "no Redis client: breaker not consulted"
-    try:
-        from pipeline.guardrails.breaker import CircuitBreaker
-    except ImportError:
-        return True, "breaker not built yet: treated as closed"
+    from pipeline.guardrails.alerts import alerting_breaker
+
     wf = req.candidate.error.workflow
-    ok, reason = CircuitBreaker(pf.client, pf.settings).allow(
+    # a half-open probe that timed out re-opens the breaker here: that trip notifies too
+    ok, reason = alerting_breaker(pf.client, pf.settings).allow(
         wf.step or None, wf.id or None, req.category)
-    return ok, f"breaker: {reason}" if reason else ("breaker closed" if ok else "breaker open")
+    if not reason:
+        return ok, "breaker closed" if ok else "breaker open"
+    return ok, reason if reason.startswith("breaker") else f"breaker: {reason}"
 
 
 def check_budget(req: FixRequest, pf: Preflight) -> Result:
