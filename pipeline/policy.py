@@ -109,6 +109,8 @@ class Policy:
     backfill_paths: tuple[str, ...] = ()    # empty: producers.discovery.DEFAULT_GLOBS
     backfill_exclude: tuple[str, ...] = ()
     source: str = "defaults"
+    #: the repository turned the operator's LLM judge off (``judges.llm.enabled = false``)
+    llm_opt_out: bool = False
 
     def is_protected(self, rel_path: str) -> str | None:
         """The glob protecting ``rel_path`` (posix, relative to the repo), or None."""
@@ -256,8 +258,38 @@ def _llm(judges: dict[str, Any]) -> LLMJudgeConfig:
     return cfg
 
 
+#: keys only operator configuration ($HEAL_HOME/heal.toml or HEAL_CONFIG) may set: they
+#: reach the network or name secrets (pipeline.trust.operator)
+OPERATOR_ONLY = ("judges.llm.url", "judges.llm.model", "judges.llm.api_key_env",
+                 "judges.llm.timeout_s", "judges.llm.enabled")
+
+
+def _repository_llm(judges: dict[str, Any]) -> bool:
+    """A repository may only turn the operator's LLM judge off; True when it does.
+
+    Raises:
+        PolicyError: any other ``judges.llm`` key, naming it.
+    """
+    raw = judges.get("llm", {})
+    if not isinstance(raw, dict):
+        raise PolicyError("judges.llm", raw, "must be a table")
+    for sub, value in raw.items():
+        key = f"judges.llm.{sub}"
+        if sub == "enabled" and value is False:
+            continue
+        rule = ("reaches the network or names a secret: only operator configuration "
+                "($HEAL_HOME/heal.toml or HEAL_CONFIG) may set it; a repository may only "
+                "narrow it (judges.llm.enabled = false)")
+        raise PolicyError(key, value, rule if key in OPERATOR_ONLY else "unknown key")
+    return raw.get("enabled") is False
+
+
 def parse_policy(data: dict[str, Any], source: str = "heal.toml") -> Policy:
-    """Build a :class:`Policy` from parsed TOML.
+    """Build a repository's :class:`Policy` from parsed TOML.
+
+    Settings that reach the network (the LLM judge) are refused here; programs the
+    repository asks to run (``[[verify.checks]]``) are parsed but run only when operator
+    configuration allows them (``pipeline.trust.operator.restrict``).
 
     Raises:
         PolicyError: a key is unknown or a value breaks its rule (the message names both).
@@ -283,7 +315,7 @@ def parse_policy(data: dict[str, Any], source: str = "heal.toml") -> Policy:
         dedupe_minutes=float(_positive("limits.dedupe_minutes", limits.get("dedupe_minutes", 10))),
         check_timeout_s=check_timeout,
         human_for_risky=_bool("judges.human_for_risky", judges.get("human_for_risky", True)),
-        llm=_llm(judges),
+        llm_opt_out=_repository_llm(judges),
         windows=_windows(data.get("windows", [])),
         backfill_paths=_globs("backfill.paths", backfill.get("paths", [])),
         backfill_exclude=_globs("backfill.exclude", backfill.get("exclude", [])),

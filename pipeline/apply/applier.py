@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -26,9 +27,10 @@ from pipeline.events import OutcomeEvent, VerdictEvent
 from pipeline.gitops import GitRepo
 from pipeline.validate.audit import audit
 from pipeline.validate.runner import run_argv
-from pipeline.validate.validator import repo_root
+from pipeline.trust.boundary import Trust, assess
 from pipeline.validate.verify import rel_cwd
 
+log = logging.getLogger(__name__)
 DONE_TTL_S = 30 * 24 * 3600
 IN_PROGRESS_TTL_S = 900
 RERUN_TIMEOUT_S = 300.0
@@ -140,20 +142,27 @@ class Applier:
 
     # -- applying -------------------------------------------------------------------------
     def _apply(self, verdict: VerdictEvent) -> tuple[OutcomeEvent, dict[str, Any]]:
-        root = repo_root(verdict.error)
+        # checked again here, not only in validate: `heal apply` and the approvals API read
+        # verdicts back from storage
+        trust = assess(verdict.error, self.settings)
+        root = trust.root
         if root is None:
             return self._base(verdict, "escalated", "no git repository to apply to"), {}
+        if not trust.repo_trusted:
+            log.warning("trust: refused to apply for error %s: %s", verdict.error_id[:80],
+                        trust.reason)
+            return self._base(verdict, "escalated", f"not applied: {trust.reason}"), {}
         refused = self._spend_budget()
         if refused:
             return self._base(verdict, "suggested", f"{refused}; apply later with: heal apply "
                               f"{(verdict.fix or {}).get('id', '')}"), {}
         fix = verdict.fix or {}
         if fix.get("kind") == "playbook" or not verdict.commit:
-            return self._run_steps(verdict, root, fix)
-        return self._apply_commit(verdict, GitRepo(root))
+            return self._run_steps(verdict, root, fix, trust)
+        return self._apply_commit(verdict, GitRepo(root), trust)
 
-    def _apply_commit(self, verdict: VerdictEvent,
-                      repo: GitRepo) -> tuple[OutcomeEvent, dict[str, Any]]:
+    def _apply_commit(self, verdict: VerdictEvent, repo: GitRepo,
+                      trust: Trust) -> tuple[OutcomeEvent, dict[str, Any]]:
         changed = repo.changed_files(verdict.commit)
         if repo.is_dirty(changed):
             return self._base(verdict, "suggested", "uncommitted changes in "
@@ -163,9 +172,9 @@ class Applier:
             head = repo.bring_onto_current(verdict.commit)
         except GitError as exc:
             return self._base(verdict, "escalated", f"could not apply: {exc}"), {}
-        rerun = self._rerun(verdict, repo.root)
+        rerun = self._rerun(verdict, repo.root, trust)
         if rerun is None or rerun["exit_code"] == 0:
-            what = "failing step passes again" if rerun else "no command to re-run"
+            what = "failing step passes again" if rerun else _no_rerun(verdict)
             out = replace(self._base(verdict, "applied", f"applied as {head[:10]}; {what}"),
                           commit=head)
             return out, {"steps": [rerun] if rerun else []}
@@ -177,27 +186,27 @@ class Applier:
             f"{revert[:10]}; escalated to a human")), commit=head)
         return out, {"revert_commit": revert, "steps": [rerun]}
 
-    def _run_steps(self, verdict: VerdictEvent, root: Path,
-                   fix: dict[str, Any]) -> tuple[OutcomeEvent, dict[str, Any]]:
+    def _run_steps(self, verdict: VerdictEvent, root: Path, fix: dict[str, Any],
+                   trust: Trust) -> tuple[OutcomeEvent, dict[str, Any]]:
         rendered = fix.get("rendered") or {}
         if fix.get("kind") == "command":
             steps = {"primary": [{"name": "fix", "argv": rendered.get("argv") or [],
                                   "timeout_s": rendered.get("timeout_s") or 60}]}
         else:
             steps = rendered.get("steps") or {}
-        ctx = StepContext(root, dict(verdict.params), tuple(verdict.error.command),
+        ctx = StepContext(root, dict(verdict.params), trust.command,
                           root / rel_cwd(verdict.error, root))
         result = PlaybookRunner(ctx).run(steps)
         if not result.ok:
             self._record_revert(verdict)
             return self._base(verdict, "escalated", result.detail), {"steps": result.steps}
-        rerun = self._rerun(verdict, root)
+        rerun = self._rerun(verdict, root, trust)
         if rerun is not None and rerun["exit_code"] != 0:
             self._record_revert(verdict)
             return self._base(verdict, "escalated", (
                 f"{result.detail}, but the failing step still fails (exit "
                 f"{rerun['exit_code']}); escalated")), {"steps": [*result.steps, rerun]}
-        what = "failing step passes again" if rerun else "no command to re-run"
+        what = "failing step passes again" if rerun else _no_rerun(verdict)
         return self._base(verdict, "applied", f"{result.detail}; {what}"), {
             "steps": [*result.steps, *([rerun] if rerun else [])]}
 
@@ -212,8 +221,9 @@ class Applier:
             return f"daily budget for fix applications used up ({result.used:g})"
         return ""
 
-    def _rerun(self, verdict: VerdictEvent, root: Path) -> dict[str, Any] | None:
-        command = list(verdict.error.command)
+    def _rerun(self, verdict: VerdictEvent, root: Path, trust: Trust) -> dict[str, Any] | None:
+        """Re-run the failing command, only when the operator's side vouches for it."""
+        command = list(trust.command)
         if not command:
             return None
         cwd = root / rel_cwd(verdict.error, root)
@@ -232,3 +242,9 @@ class Applier:
         CircuitBreaker(self.client, self.settings).record_revert(
             wf.step or None, wf.id or None, event_id=verdict.error_id)
 
+
+
+def _no_rerun(verdict: VerdictEvent) -> str:
+    if verdict.error.command:
+        return "the event's command is not trusted, so it was not re-run"
+    return "no command to re-run"

@@ -17,6 +17,10 @@ class FixRequest:
     fix: dict[str, Any]
     root: Path
     policy: Policy
+    #: the failing command heal may re-run (pipeline.trust.boundary); empty: none or untrusted
+    trusted_command: tuple[str, ...] = ()
+    #: why the event's command is not trusted ('' when it is, or when there is none)
+    trust_note: str = ""
 
     @property
     def fix_id(self) -> str:
