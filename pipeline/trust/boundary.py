@@ -38,9 +38,11 @@ class Trust:
     reason: str
     operator: OperatorConfig
 
-    def mode(self, policy_mode: Mode, tag: object) -> Mode:
+    def mode(self, policy_mode: Mode, tag: object, ceiling: Mode | None = None) -> Mode:
         """The mode for this event: ``tags.mode`` lowers the policy's; only an attested event
-        (the operator's ``heal run --mode``) may raise it, up to ``trust.max_mode``."""
+        (the operator's ``heal run --mode``) may raise it, up to ``ceiling`` (default the
+        operator's ``trust.max_mode``)."""
+        ceiling = ceiling or self.operator.max_mode
         try:
             wanted = Mode(tag) if isinstance(tag, str) and tag else None
         except ValueError:
@@ -48,7 +50,7 @@ class Trust:
         if wanted is None:
             return policy_mode
         if self.attested:
-            return lower_mode(wanted, self.operator.max_mode)
+            return lower_mode(wanted, ceiling)
         return lower_mode(wanted, policy_mode)
 
 

@@ -241,8 +241,9 @@ def operator_overlay(settings: Settings, *, repos: Sequence[str] = (),
         forget_overlays(settings)
 
 
-def restrict(policy: Policy, operator: OperatorConfig) -> tuple[Policy, list[str]]:
-    """The repository's policy narrowed by the operator's: (effective policy, warnings).
+def restrict(policy: Policy, operator: OperatorConfig) -> tuple[Policy, list[str], Mode]:
+    """The repository's policy narrowed by the operator's: (effective policy, warnings, the
+    highest mode any event may reach under it).
 
     - mode: at most ``trust.max_mode``;
     - checks: the operator's, plus the repository's whose argv the operator allowed in
@@ -251,7 +252,8 @@ def restrict(policy: Policy, operator: OperatorConfig) -> tuple[Policy, list[str
     - LLM judge: only the operator's (repository files cannot configure one; see policy.py).
     """
     warnings: list[str] = []
-    mode = lower_mode(policy.mode, operator.max_mode)
+    ceiling = operator.max_mode
+    mode = lower_mode(policy.mode, ceiling)
     if mode != policy.mode:
         warnings.append(f"heal.toml: mode = {policy.mode.value!r}: above the operator's "
                         f"trust.max_mode; using {mode.value!r}")
@@ -264,6 +266,7 @@ def restrict(policy: Policy, operator: OperatorConfig) -> tuple[Policy, list[str
                         "program, which only operator configuration may allow (add it to "
                         "[trust] commands or [[verify.checks]] in $HEAL_HOME/heal.toml or "
                         f"{ENV_CONFIG}); not run, and mode capped at suggest")
-        mode = lower_mode(mode, Mode.SUGGEST)
+        ceiling = lower_mode(ceiling, Mode.SUGGEST)
+    mode = lower_mode(mode, ceiling)
     llm = LLMJudgeConfig() if policy.llm_opt_out else operator.llm
-    return replace(policy, mode=mode, checks=tuple(kept), llm=llm), warnings
+    return replace(policy, mode=mode, checks=tuple(kept), llm=llm), warnings, ceiling

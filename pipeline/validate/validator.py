@@ -21,7 +21,7 @@ from pipeline.events import CandidateEvent, ErrorEvent, VerdictEvent
 from pipeline.model import Category, FixKind, Mode
 from pipeline.policy import Policy, policy_for
 from pipeline.trust.boundary import Trust, assess, event_root
-from pipeline.trust.operator import restrict
+from pipeline.trust.operator import lower_mode, restrict
 from pipeline.trust.seal import seal, unseal
 from pipeline.validate.audit import audit
 from pipeline.validate.judges import Evidence, Vote, collect_votes, needs_human
@@ -35,11 +35,13 @@ VERDICT_TTL_S = 7 * 24 * 3600
 VERDICT_CACHE_ROLE = "verdict-cache"
 
 
-def effective_mode(policy: Policy, candidate: CandidateEvent, trust: Trust) -> Mode:
+def effective_mode(policy: Policy, candidate: CandidateEvent, trust: Trust,
+                   ceiling: Mode | None = None) -> Mode:
     """``tags.mode`` may lower the policy's mode; only an attested ``heal run --mode`` (the
-    operator's own choice) may raise it, up to the operator's ``trust.max_mode``."""
+    operator's own choice) may raise it, up to ``ceiling`` (the operator's
+    ``trust.max_mode``, or ``suggest`` when the repository's checks could not be honoured)."""
     tag = candidate.error.tags.get("mode") if isinstance(candidate.error.tags, dict) else None
-    return trust.mode(policy.mode, tag)
+    return lower_mode(trust.mode(policy.mode, tag, ceiling), ceiling or Mode.AUTO)
 
 
 def repo_root(error: ErrorEvent) -> Path | None:
@@ -110,9 +112,9 @@ class Validator:
         fix = cand.fix
         trust = assess(cand.error, self.settings)
         root = trust.root
-        policy, warnings = restrict(policy_for(root).current() if root else Policy(),
-                                    trust.operator)
-        mode = effective_mode(policy, cand, trust)
+        policy, warnings, ceiling = restrict(
+            policy_for(root).current() if root else Policy(), trust.operator)
+        mode = effective_mode(policy, cand, trust, ceiling)
         if mode == Mode.OBSERVE:
             return replace(base, decision="observe", reason="mode observe: detected only")
         if cand.match.get("ignored"):
