@@ -25,9 +25,9 @@ from pipeline.config import Settings
 from pipeline.errors import DecodeError, GitError, Retry, StreamUnavailable
 from pipeline.events import OutcomeEvent, VerdictEvent
 from pipeline.gitops import GitRepo
+from pipeline.trust.boundary import Trust, assess
 from pipeline.validate.audit import audit
 from pipeline.validate.runner import run_argv
-from pipeline.trust.boundary import Trust, assess
 from pipeline.validate.verify import rel_cwd
 
 log = logging.getLogger(__name__)

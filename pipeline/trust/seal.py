@@ -13,7 +13,7 @@ are untrusted data (see :mod:`pipeline.trust.boundary`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pipeline.config import STREAM_ERRORS, Settings
@@ -66,8 +66,9 @@ class SealedHandler:
         self.settings = settings
         self.input_role = input_role
         self.output_role = output_role
+        self.decode: Callable[[bytes], Any] = self._decode
 
-    def decode(self, raw: bytes) -> Any:
+    def _decode(self, raw: bytes) -> Any:
         """Raises EventValidationError (dead-lettered by the runtime) for a bad seal."""
         if self.input_role != STREAM_ERRORS:
             body = unseal(self.settings, self.input_role, raw)
