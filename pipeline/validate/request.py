@@ -21,6 +21,8 @@ class FixRequest:
     trusted_command: tuple[str, ...] = ()
     #: why the event's command is not trusted ('' when it is, or when there is none)
     trust_note: str = ""
+    #: why this fix waits for a person whatever the mode (e.g. an undeclared package)
+    hold: str = ""
 
     @property
     def fix_id(self) -> str:

@@ -22,13 +22,14 @@ from pipeline.model import Category, FixKind, Mode
 from pipeline.policy import Policy, policy_for
 from pipeline.trust.boundary import Trust, assess, event_root
 from pipeline.trust.operator import lower_mode, restrict
+from pipeline.trust.packages import review_install
 from pipeline.trust.seal import seal, unseal
 from pipeline.validate.audit import audit
 from pipeline.validate.judges import Evidence, Vote, collect_votes, needs_human
 from pipeline.validate.preflight import Preflight
 from pipeline.validate.request import FixRequest
 from pipeline.validate.rqjobs import CheckQueue
-from pipeline.validate.verify import Verification, Verifier
+from pipeline.validate.verify import Verification, Verifier, rel_cwd
 
 log = logging.getLogger(__name__)
 VERDICT_TTL_S = 7 * 24 * 3600
@@ -135,8 +136,15 @@ class Validator:
                 f"diagnosed only, not acted on: {trust.reason}; to let heal act here, add "
                 "the repository root to [trust] repos in the operator configuration "
                 "($HEAL_HOME/heal.toml or HEAL_CONFIG), or run the command with heal run"))
+        hold = ""
+        review = review_install(fix, root, trust.command, root / rel_cwd(cand.error, root),
+                                trust.operator.packages)
+        if review is not None:  # pip install NAME: bounded (pipeline.trust.packages)
+            fix, base = review.fix, replace(base, fix=review.fix)
+            warnings = [*warnings, f"package install: {review.reason}"]
+            hold = "" if review.unattended else review.reason
         req = FixRequest(cand, fix, root, policy, trusted_command=trust.command,
-                         trust_note=trust.reason)
+                         trust_note=trust.reason, hold=hold)
         return self._validate_fix(base, req, mode, warnings)
 
     def _validate_fix(self, base: VerdictEvent, req: FixRequest, mode: Mode,
@@ -219,6 +227,10 @@ def decide(req: FixRequest, mode: Mode, ver: Verification, votes: list[Vote]) ->
     approvals = f"{len(votes)} judge(s) approved; {ver.reason}"
     if needs_human(req):
         return "suggest", f"RISKY fix needs a human: heal apply {req.fix_id}; {approvals}"
+    if req.hold:
+        argv = " ".join(str(a) for a in req.rendered.get("argv") or [])
+        return "suggest", (f"{req.hold}; a person approves it by name: heal apply "
+                           f"{req.candidate.error_id} (runs: {argv}); {approvals}")
     if ver.deferred and not req.trusted_command:
         # verified only when applied, by re-running the failing command: without a command
         # heal may trust, nothing would prove the fix, so a person decides
