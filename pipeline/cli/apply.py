@@ -1,6 +1,8 @@
-"""``heal apply FIX_ID [--force] [--dry-run]``: apply a verified suggestion.
+"""``heal apply ID [--force] [--dry-run]``: apply a verified suggestion.
 
-FIX_ID is a fix id (the newest verified suggestion of that fix) or an error id.
+ID is an error id (that error's suggestion), or a fix id when exactly one suggestion of that
+fix waits: with several, heal refuses and lists them, because they may run different argv
+(another error's package name, say). What will run is always shown first.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from pipeline.events import VerdictEvent
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "apply", help="apply a suggested (already verified) fix",
-        description="Apply the newest verified suggestion of FIX_ID (a fix id such as "
-                    "format.ruff_format, or an error id) to its repository: the verified "
+        description="Apply the verified suggestion of ID (an error id, or a fix id such as "
+                    "format.ruff_format when only one suggestion of it waits) to its "
+                    "repository; what will run is shown first: the verified "
                     "commit is brought onto the working branch and the failing step re-run; "
                     "it is reverted when the step still fails.")
-    parser.add_argument("fix_id", metavar="FIX_ID")
+    parser.add_argument("fix_id", metavar="ID",
+                        help="an error id, or a fix id when only one suggestion of it waits")
     parser.add_argument("--dry-run", action="store_true",
                         help="show what would be applied and change nothing")
     parser.add_argument("--force", action="store_true",
@@ -31,18 +35,17 @@ def register(subparsers: Any) -> None:
 
 
 def describe(verdict: VerdictEvent) -> str:
+    from pipeline.apply.preview import describe_run
+
     fix = verdict.fix or {}
     lines = [f"fix {fix.get('id')} ({fix.get('kind')}, {fix.get('category')}) for error "
              f"{verdict.error_id}", f"  repository: {verdict.error.repo.path}",
              f"  failing command: {' '.join(verdict.error.command) or '-'}",
              f"  verdict: {verdict.decision}: {verdict.reason}"]
     if verdict.commit:
-        lines.append(f"  verified commit {verdict.commit[:12]} on branch {verdict.branch}")
-    steps = (fix.get("rendered") or {}).get("steps") or {}
-    for phase, group in steps.items():
-        for step in group or []:
-            what = " ".join(step.get("argv") or []) or step.get("action", "")
-            lines.append(f"  {phase}: {step.get('name')}: {what}")
+        lines.append(f"  verified commit {verdict.commit[:12]} on branch {verdict.branch} "
+                     "(brought onto the working branch)")
+    lines += describe_run(fix)
     return "\n".join(lines)
 
 
@@ -62,6 +65,39 @@ def _guard(settings: Settings, client: Any, verdict: VerdictEvent) -> None:
         raise HealError(f"circuit breaker refuses: {reason}; use --force to apply anyway")
 
 
+def _pick(store: Any, wanted: str) -> dict[str, Any]:
+    """The one suggestion ``wanted`` names (an error id, or a fix id with one suggestion).
+
+    Raises:
+        UsageError: nothing waits, or a fix id names several suggestions (listed).
+    """
+    from pipeline.apply.preview import will_run
+
+    pending = [r for r in store.pending_suggestions(wanted) if r.get("verdict")]
+    exact = [r for r in pending if r.get("id") == wanted]
+    if exact:
+        return dict(exact[0])
+    if not pending:
+        raise UsageError(f"no verified suggestion waiting for {wanted!r}; "
+                         "`heal explain FP` shows what was decided")
+    if len(pending) > 1:
+        listed = "\n".join(f"  heal apply {r['id']}    # {_summary(will_run(r.get('fix')))}"
+                           for r in pending[:20])
+        raise UsageError(f"{len(pending)} suggestions of fix {wanted!r} are waiting and may "
+                         f"run different commands; name one by its error id:\n{listed}")
+    return dict(pending[0])
+
+
+def _summary(plan: dict[str, Any]) -> str:
+    import shlex
+
+    if "argv" in plan:
+        return shlex.join(plan["argv"])[:160]
+    if "diff" in plan:
+        return f"a diff of {len(plan['diff'].splitlines())} lines"
+    return f"{len(plan.get('steps', []))} playbook step(s)"
+
+
 def run(args: argparse.Namespace) -> int:
     from storage.attempts import AttemptStore
     from storage.engines import open_database
@@ -78,10 +114,7 @@ def _apply(args: argparse.Namespace, settings: Settings, store: Any) -> int:
     from pipeline.apply.applier import Applier
     from storage.engines import connect_redis
 
-    row = store.latest_suggestion(args.fix_id)
-    if row is None or not row.get("verdict"):
-        raise UsageError(f"no verified suggestion waiting for {args.fix_id!r}; "
-                         "`heal explain FP` shows what was decided")
+    row = _pick(store, args.fix_id)
     verdict = VerdictEvent.decode(row["verdict"])
     print(describe(verdict))
     if args.dry_run:
