@@ -152,7 +152,7 @@ def test_hostile_writer_with_heal_up_running(
     root = victim_repo(tmp_path)
     before = heal_state(root)
     pwned = tmp_path / "PWNED"
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "up"], cwd=tmp_path,
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "heal"), "up"], cwd=tmp_path,
                             env={**os.environ, **heal_env}, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
