@@ -30,7 +30,6 @@ from tests.security._support import (
     hostile_event,
     victim_repo,
     wait_outcome,
-    write_operator,
     xadd_raw,
 )
 
