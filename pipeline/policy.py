@@ -6,9 +6,9 @@ command itself, nothing protected beyond ``.git/``)::
     mode = "suggest"                      # observe | suggest | auto-safe | auto
 
     [verify]
-    include_failing = true                # always re-run the failing command
-    [[verify.checks]]                     # extra build/test/lint checks, run in parallel
-    name = "tests"
+    include_failing = true                # always re-run the (trusted) failing command
+    [[verify.checks]]                     # extra checks; run only when operator configuration
+    name = "tests"                        # allows the argv (pipeline.trust.operator)
     argv = ["python", "-m", "pytest", "-q"]
     timeout_s = 120
 
@@ -23,11 +23,8 @@ command itself, nothing protected beyond ``.git/``)::
 
     [judges]
     human_for_risky = true
-    [judges.llm]                          # optional OpenAI-compatible judge (off by default)
-    enabled = false
-    url = "http://localhost:8000/v1"
-    model = "..."
-    api_key_env = "OPENAI_API_KEY"
+    [judges.llm]                          # the LLM judge is operator configuration; a
+    enabled = false                       # repository may only turn it off
 
     [backfill]                            # `heal backfill --discover`: where logs are
     paths = ["logs/**", "**/*.log"]       # replaces the default globs
