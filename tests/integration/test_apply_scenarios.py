@@ -32,8 +32,9 @@ def _close_stores() -> Iterator[None]:
     close_stores()  # pools heal run opened in this process, before the engines stop
 
 
-@pytest.mark.parametrize(("name", "healed"), [("unused-import", True),
-                                               ("side-effect-import", False)])
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "healed"), [(s.name, s.healable) for s in SCENARIOS],
+                         ids=[s.name for s in SCENARIOS])
 def test_heal_run_on_a_scenario(tmp_path: Path, heal_env: dict[str, str], name: str,
                                 healed: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     scenario, root = build(name, tmp_path)

@@ -181,6 +181,11 @@ def test_worker_processes_racing_agree(redis_url, settings) -> None:
     assert [p.exitcode for p in procs] == [0] * 6
     views = [CircuitBreaker(redis.Redis.from_url(redis_url), settings).status()
              for _ in range(3)]
+    # the remaining cooldown is a countdown: it differs by the time between two reads
+    for view in views:
+        for scope in view["scopes"].values():
+            remaining = scope.pop("cooldown_remaining_s", None)
+            assert remaining is None or 0 < remaining <= view["config"]["cooldown_s"]
     assert all(v == views[0] for v in views)
     step = views[0]["scopes"]["step:w/t"]
     assert step["state"] == "OPEN" and step["reverts_in_window"] == 6

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from pipeline.cli import main
@@ -11,7 +9,6 @@ from pipeline.cli import main
 
 def test_heal_demo_end_to_end(heal_env: dict[str, str], capsys: pytest.CaptureFixture[str]
                               ) -> None:
-    started = time.monotonic()
     status = main(["demo"])
     out = capsys.readouterr().out
     assert status == 0, out
@@ -20,7 +17,6 @@ def test_heal_demo_end_to_end(heal_env: dict[str, str], capsys: pytest.CaptureFi
     # the rollback is explained by the verification evidence
     assert "the fix breaks checks that passed before: tests" in out
     assert "verify failing-command: exit 1 before, 0 with the fix" in out
-    assert time.monotonic() - started < 60
     # and it runs again with the same result (its database and streams are its own)
     assert main(["demo"]) == 0
     assert "6/6 as expected" in capsys.readouterr().out

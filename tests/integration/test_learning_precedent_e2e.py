@@ -5,7 +5,6 @@ verifies it and only suggests it (a DRAFT is never applied on its own)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import uuid
@@ -155,7 +154,18 @@ def test_a_plain_success_never_opens_postgresql(
     # an unreachable database: opening it would fail loudly; a plain success must not try
     monkeypatch.setenv("HEAL_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
     monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    import asyncpg
+
+    opened: list[str] = []
+
+    async def refuse(*args: Any, **kwargs: Any) -> None:
+        opened.append(repr(args))
+        raise AssertionError("a plain success opened PostgreSQL")
+
+    # every way heal reaches PostgreSQL goes through one of these two calls
+    monkeypatch.setattr(asyncpg, "connect", refuse)
+    monkeypatch.setattr(asyncpg, "create_pool", refuse)
     status, err = heal_run(capsys)
     assert status == 0
     assert err == "", err
-    assert os.environ["HEAL_DATABASE_URL"].endswith(":1/none")
+    assert opened == []

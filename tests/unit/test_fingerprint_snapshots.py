@@ -47,7 +47,14 @@ def test_the_current_version_has_snapshots_and_a_changelog_entry() -> None:
 def test_snapshot(case: Path) -> None:
     observed = _observed(case.read_text(encoding="utf-8"))
     expected_file = case.with_suffix(".json")
-    if os.environ.get("HEAL_UPDATE_SNAPSHOTS") or not expected_file.exists():
+    if os.environ.get("HEAL_UPDATE_SNAPSHOTS"):
         expected_file.write_text(json.dumps(observed, indent=2, sort_keys=True) + "\n")
+    # a missing expectation is a failure, never silently written: the test would otherwise
+    # pass on whatever the code happens to produce
+    assert expected_file.exists(), (
+        f"no expected fingerprint for {case.name}: review the output of the current algorithm "
+        f"and write it deliberately with "
+        f"HEAL_UPDATE_SNAPSHOTS=1 pytest tests/unit/test_fingerprint_snapshots.py -k {case.stem}"
+    )
     assert observed == json.loads(expected_file.read_text(encoding="utf-8"))
     assert observed["fine"].startswith(f"{ALGORITHM_VERSION}:")

@@ -100,7 +100,12 @@ def test_thompson_is_deterministic_with_a_seed_and_exploits() -> None:
     cands = {"proven": Posterior(50, 1), "new": Posterior(0, 0), "bad": Posterior(1, 20)}
     first = thompson_rank(cands, random.Random(42))
     assert first == thompson_rank(cands, random.Random(42))
-    assert sorted(d.draw for d in first) == sorted(d.draw for d in first)
+    # best first: the draws are in descending order and each lies in (0, 1)
+    assert [d.draw for d in first] == sorted((d.draw for d in first), reverse=True)
+    assert all(0.0 < d.draw < 1.0 for d in first)
+    assert {d.fix_id for d in first} == set(cands)
+    # another seed draws other values (a sampler that ignored its rng would not)
+    assert [d.draw for d in thompson_rank(cands, random.Random(7))] != [d.draw for d in first]
     rng = random.Random(1)
     wins = sum(thompson_rank(cands, rng)[0].fix_id == "proven" for _ in range(1000))
     explored = 1000 - wins

@@ -1,0 +1,61 @@
+"""A fingerprint hash may change only together with ``ALGORITHM_VERSION``.
+
+``FROZEN`` keeps, per algorithm version, a few inputs and the fine and coarse hashes that
+version gave them. The table is written by hand, never by the test: when a change to rules,
+extraction or hashing alters one of these hashes, this test fails until the change also
+introduces a new version (``pipeline/fingerprint/hashing.py``) with its own frozen rows.
+Rows of older versions stay as the record of what those versions produced.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.fingerprint import ALGORITHM_VERSION, VERSIONS, fingerprint_text
+
+INPUTS: dict[str, str] = {
+    "python": (
+        "Traceback (most recent call last):\n"
+        '  File "/srv/app/main.py", line 3, in <module>\n'
+        "    import yaml\n"
+        "ModuleNotFoundError: No module named 'yaml'\n"
+    ),
+    "log_line": "2026-11-22 10:00:01 ERROR worker-3 connection to 10.0.0.7:5432 refused",
+    "gcc": "main.c:5:3: error: unknown type name 'strng'",
+    "git_lock": (
+        "fatal: Unable to create '/srv/repo/.git/index.lock': File exists.\n"
+        "Another git process seems to be running in this repository"
+    ),
+    "shell": "bash: line 1: black: command not found",
+}
+
+#: version -> case -> (fine, coarse); hand-maintained, see the module docstring
+FROZEN: dict[str, dict[str, tuple[str, str]]] = {
+    "fp-v1": {
+        "gcc": ("fp-v1:4aa4171ea8db7b90", "fp-v1:5579d40197e84011"),
+        "git_lock": ("fp-v1:dc8aa37d7c99e091", "fp-v1:382cc97b12493db1"),
+        "log_line": ("fp-v1:832ef10717b4d8e3", "fp-v1:0fe20b4feb689ddf"),
+        "python": ("fp-v1:7388b4ba50a6208e", "fp-v1:a107196c992c1bad"),
+        "shell": ("fp-v1:48315ec0e8be7944", "fp-v1:b626412f808b6353"),
+    },
+}
+
+
+def test_the_current_version_has_a_frozen_table() -> None:
+    assert ALGORITHM_VERSION in VERSIONS
+    assert ALGORITHM_VERSION in FROZEN, (
+        f"no frozen hashes for {ALGORITHM_VERSION}: add FROZEN[{ALGORITHM_VERSION!r}] with the "
+        "hashes this version gives INPUTS (print them with fingerprint_text) in this file"
+    )
+    assert set(FROZEN[ALGORITHM_VERSION]) == set(INPUTS)
+
+
+@pytest.mark.parametrize("case", sorted(INPUTS))
+def test_hashes_change_only_with_the_version(case: str) -> None:
+    fp = fingerprint_text(INPUTS[case])
+    frozen = FROZEN.get(ALGORITHM_VERSION, {})
+    assert case in frozen, f"no frozen row for {case!r} under {ALGORITHM_VERSION}"
+    assert (fp.fine, fp.coarse) == frozen[case], (
+        f"the {ALGORITHM_VERSION} hashes of {case!r} changed while ALGORITHM_VERSION did not: "
+        "bump the version (new VERSIONS entry, new snapshots, new FROZEN rows) instead"
+    )
