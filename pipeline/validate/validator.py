@@ -170,6 +170,9 @@ class Validator:
         history = self._history(req.fix_id)
         votes = collect_votes(Evidence(req, checks, ver, history))
         decision, reason = decide(req, mode, ver, votes)
+        capped = [w for w in trust_warnings or [] if "capped at suggest" in w]
+        if decision == "suggest" and capped:  # say why it was not applied by itself
+            reason = f"{reason}; {capped[0]}"
         verdict = replace(base, decision=decision, reason=reason, preflight=checks,
                           verification=ver.runs, votes=[v.to_dict() for v in votes],
                           branch=ver.branch, commit=ver.commit if ver.passed else "")
