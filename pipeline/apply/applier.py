@@ -207,8 +207,23 @@ class Applier:
                 f"{result.detail}, but the failing step still fails (exit "
                 f"{rerun['exit_code']}); escalated")), {"steps": [*result.steps, rerun]}
         what = "failing step passes again" if rerun else _no_rerun(verdict)
-        return self._base(verdict, "applied", f"{result.detail}; {what}"), {
+        durable = self._declare_dependency(root, rendered)
+        return self._base(verdict, "applied", f"{result.detail}; {what}{durable}"), {
             "steps": [*result.steps, *([rerun] if rerun else [])]}
+
+    def _declare_dependency(self, root: Path, rendered: dict[str, Any]) -> str:
+        """The durable half of a package install a person approved: the manifest diff
+        (pipeline.trust.packages.manifest_diff) applied to the working tree, left uncommitted
+        for review. '' when there is none."""
+        diff = rendered.get("manifest_diff")
+        if not isinstance(diff, str) or not diff:
+            return ""
+        try:
+            GitRepo(root).apply_diff(diff, root)
+        except GitError as exc:
+            return f"; the manifest diff did not apply ({exc}): add the dependency by hand"
+        name = diff.split("\n", 1)[0].removeprefix("--- a/")
+        return f"; {name} now declares it (uncommitted: review and commit it)"
 
     def _spend_budget(self) -> str:
         """Count one fix application against today's budget; the refusal reason or ''."""

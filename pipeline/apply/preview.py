@@ -17,7 +17,10 @@ def will_run(fix: dict[str, Any] | None) -> dict[str, Any]:
     rendered: dict[str, Any] = raw if isinstance(raw, dict) else {}
     kind = fix.get("kind")
     if kind == "command":
-        return {"argv": [str(a) for a in rendered.get("argv") or []]}
+        plan: dict[str, Any] = {"argv": [str(a) for a in rendered.get("argv") or []]}
+        if rendered.get("manifest_diff"):  # the durable half of a package install
+            plan["manifest_diff"] = str(rendered["manifest_diff"])[:MAX_DIFF_CHARS]
+        return plan
     if kind == "diff":
         return {"diff": str(rendered.get("diff", ""))[:MAX_DIFF_CHARS]}
     if kind == "playbook":
@@ -41,7 +44,11 @@ def describe_run(fix: dict[str, Any] | None) -> list[str]:
     """The same as text lines (argv shell-quoted, so what is shown is what runs)."""
     plan = will_run(fix)
     if "argv" in plan:
-        return [f"  runs: {shlex.join(plan['argv'])}"]
+        lines = [f"  runs: {shlex.join(plan['argv'])}"]
+        if "manifest_diff" in plan:
+            lines += ["  then declares the dependency (left uncommitted for review):",
+                      *("    " + line for line in plan["manifest_diff"].splitlines())]
+        return lines
     if "diff" in plan:
         return ["  applies this diff:", *("    " + line for line in plan["diff"].splitlines())]
     lines = []

@@ -111,6 +111,34 @@ def declared_packages(root: Path) -> set[str]:
     return names
 
 
+def manifest_diff(root: Path, package: str) -> str:
+    """The durable fix, as a unified diff: ``package`` appended to ``requirements.txt`` (or
+    ``requirements.in``). '' when the repository has neither (a pyproject.toml is not edited
+    by heal: a person adds the dependency there)."""
+    for name in ("requirements.txt", "requirements.in"):
+        path = root / name
+        if not path.is_file() or path.is_symlink():
+            continue
+        text = _read(path)
+        lines = text.splitlines()
+        if not lines:
+            return f"--- a/{name}\n+++ b/{name}\n@@ -0,0 +1 @@\n+{package}\n"
+        context = lines[-3:]
+        start = len(lines) - len(context) + 1
+        old = "".join(f" {line}\n" for line in context)
+        new = old
+        if not text.endswith("\n"):  # the last line gains its newline
+            old = "".join(f" {line}\n" for line in context[:-1]) + \
+                f"-{context[-1]}\n\\ No newline at end of file\n"
+            new = "".join(f" {line}\n" for line in context[:-1]) + f"+{context[-1]}\n"
+        lines_old, lines_new = len(context), len(context) + 1
+        body = old if text.endswith("\n") else old + new[len("".join(
+            f" {line}\n" for line in context[:-1])):]
+        return (f"--- a/{name}\n+++ b/{name}\n@@ -{start},{lines_old} +{start},{lines_new} @@\n"
+                f"{body}+{package}\n")
+    return ""
+
+
 def _shebang_python(path: str) -> str | None:
     try:
         with open(path, "rb") as fh:
@@ -181,6 +209,10 @@ def review_install(fix: dict[str, Any], root: Path, command: tuple[str, ...], cw
                         "(requirements*.txt, pyproject.toml, lock files) nor allowed in "
                         "[trust] packages of the operator configuration")
     rendered["argv"] = argv
+    if not declared:
+        manifest = manifest_diff(root, package)
+        if manifest:
+            rendered["manifest_diff"] = manifest
     fixed = {**fix, "rendered": rendered}
     if problems:
         return InstallReview(fixed, package, False, "; ".join(problems))

@@ -69,6 +69,7 @@ def test_a_declared_package_may_run_unattended_in_the_failing_interpreter(
 def test_heal_apply_shows_the_argv_and_refuses_an_ambiguous_fix_id(
         tmp_path: Path, heal_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
     root = sample_repo(tmp_path)
+    (root / "requirements.txt").write_text("requests\n")
     env = {**os.environ, **heal_env}
     ids = []
     for name in ("evil_typosquat_a", "evil_typosquat_b"):
@@ -89,3 +90,5 @@ def test_heal_apply_shows_the_argv_and_refuses_an_ambiguous_fix_id(
     assert main(["apply", ids[0], "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert f"runs: {os.path.abspath(sys.executable)} -m pip install evil_typosquat_a" in out
+    # the durable fix, shown before anything runs: the dependency added to the manifest
+    assert "then declares the dependency" in out and "+evil_typosquat_a" in out

@@ -16,7 +16,12 @@ from pipeline.policy import Check, Policy
 from pipeline.trust.attest import attest, is_attested
 from pipeline.trust.keys import load_keys, retire_previous, rotate
 from pipeline.trust.operator import OperatorConfig, parse_operator, restrict
-from pipeline.trust.packages import declared_packages, install_target, interpreter_for
+from pipeline.trust.packages import (
+    declared_packages,
+    install_target,
+    interpreter_for,
+    manifest_diff,
+)
 from pipeline.trust.seal import seal, unseal
 
 
@@ -102,3 +107,15 @@ def test_install_target_and_interpreter(tmp_path: Path) -> None:
     script.chmod(0o755)
     assert interpreter_for(("./tool", "-q"), tmp_path) == sys.executable
     assert interpreter_for(("ls",), tmp_path) is None
+
+
+@pytest.mark.parametrize("content", ["requests\nattrs\n", "", "one\ntwo", "solo"])
+def test_manifest_diff_applies_with_git(tmp_path: Path, content: str) -> None:
+    import subprocess
+
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "requirements.txt").write_text(content)
+    diff = manifest_diff(tmp_path, "newdep")
+    subprocess.run(["git", "apply", "-"], cwd=tmp_path, input=diff, text=True, check=True)
+    lines = (tmp_path / "requirements.txt").read_text().splitlines()
+    assert lines == [*content.splitlines(), "newdep"]
