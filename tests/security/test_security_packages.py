@@ -92,3 +92,39 @@ def test_heal_apply_shows_the_argv_and_refuses_an_ambiguous_fix_id(
     assert f"runs: {os.path.abspath(sys.executable)} -m pip install evil_typosquat_a" in out
     # the durable fix, shown before anything runs: the dependency added to the manifest
     assert "then declares the dependency" in out and "+evil_typosquat_a" in out
+
+
+def test_an_approved_install_declares_the_dependency_for_review(
+        tmp_path: Path, heal_env: dict[str, str], redis_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `heal apply ERROR_ID` does once a person approved an undeclared package: the
+    install runs (here a stand-in argv that succeeds offline), then the manifest diff the
+    approval surfaces showed is applied to the working tree, left uncommitted."""
+    from dataclasses import replace
+
+    from pipeline.apply.applier import Applier
+    from pipeline.trust.packages import manifest_diff
+
+    root = sample_repo(tmp_path)
+    (root / "requirements.txt").write_text("requests\n")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "deps")
+    settings = Settings.from_env()
+    client = redis.Redis.from_url(redis_url)
+    cand = candidate(root, (sys.executable, "-c", "import evil_typosquat_heal"),
+                     install_fix("evil_typosquat_heal", state="ACTIVE"), mode="suggest")
+    verdict = Validator(settings, client).validate(cand)
+    assert verdict.decision == "suggest", verdict.reason
+    rendered = (verdict.fix or {})["rendered"]
+    assert rendered["manifest_diff"] == manifest_diff(root, "evil_typosquat_heal")
+    # the person approves; an offline stand-in for pip "installs" the module on PYTHONPATH
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    install = f"open({str(site / 'evil_typosquat_heal.py')!r}, 'w').close()"
+    approved = replace(verdict, decision="apply", fix={**(verdict.fix or {}), "rendered": {
+        **rendered, "argv": [sys.executable, "-c", install]}})
+    outcome = Applier(settings, client).apply_suggested(approved)
+    assert "requirements.txt now declares it" in outcome.detail, outcome.detail
+    assert (root / "requirements.txt").read_text() == "requests\nevil_typosquat_heal\n"
+    assert git(root, "status", "--porcelain") == "M requirements.txt"
