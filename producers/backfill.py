@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import re
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -50,17 +49,20 @@ class BackfillStats:
 
 
 class Progress:
-    """A line on stderr at most every ``PROGRESS_EVERY_S`` seconds (long work only)."""
+    """Progress of one file or replay on stderr: a rich bar with the rate on a terminal, a
+    line at most every ``PROGRESS_EVERY_S`` seconds elsewhere (see :mod:`pipeline.progress`)."""
 
-    def __init__(self, out: IO[str] | None = None) -> None:
-        self.out = out or sys.stderr
-        self._last = time.monotonic()
+    def __init__(self, out: IO[str] | None = None, unit: str = "bytes") -> None:
+        from pipeline.progress import ProgressReporter
 
-    def tick(self, message: Callable[..., str]) -> None:
-        now = time.monotonic()
-        if now - self._last >= PROGRESS_EVERY_S:
-            self._last = now
-            print(f"heal backfill: {message()}", file=self.out, flush=True)
+        self.reporter = ProgressReporter("heal backfill", unit, out, PROGRESS_EVERY_S)
+
+    def tick(self, message: Callable[..., str], done: float = 0,
+             total: float | None = None) -> None:
+        self.reporter.update(done, total, message)
+
+    def close(self) -> None:
+        self.reporter.close()
 
 
 def _open(path: Path) -> IO[bytes]:
@@ -111,7 +113,8 @@ def scan_file(path: Path, transcript: bool = False, start: int = 0,
             if final:
                 break
             if progress:
-                progress.tick(lambda done=pos: f"{path}: {done / 1e6:.1f}/{total / 1e6:.1f} MB")
+                progress.tick(lambda done=pos: f"{path}: {done / 1e6:.1f}/{total / 1e6:.1f} MB",
+                              pos, total)
         for event in sink.flush():
             yield event, pos
 
@@ -158,15 +161,18 @@ class Backfiller:
         batch: list[ErrorEvent] = []
         count = 0
         done = start
-        for event, offset in scan_file(path, transcript, start, progress):
-            count += 1
-            if emit:
-                emit(event)
-            batch.append(event)
-            if len(batch) >= self.batch:
-                self._flush(batch, identity, offset)
-                batch = []
-            done = offset
+        try:
+            for event, offset in scan_file(path, transcript, start, progress):
+                count += 1
+                if emit:
+                    emit(event)
+                batch.append(event)
+                if len(batch) >= self.batch:
+                    self._flush(batch, identity, offset)
+                    batch = []
+                done = offset
+        finally:
+            progress.close()
         self._flush(batch, identity, max(done, size))
         self.stats.files += 1
         self.stats.events += count
@@ -253,21 +259,32 @@ def replay_stream(client: Any, settings: Settings, since: str | None,
             return
         end = newest[0][0]
         cursor = since_to_id(since) if since else "-"
-        progress = Progress()
-        while True:
-            rows = client.xrange(stream, min=cursor, max=end, count=page)
-            for _entry_id, fields in rows:
-                try:
-                    event = ErrorEvent.decode(fields.get(b"event", b""), settings.max_text_bytes)
-                except DecodeError:
-                    stats.bad_entries += 1  # the runtime dead-lettered it the first time
-                    continue
-                stats.events += 1
-                emit(replay_copy(event, token, settings))
-            if len(rows) < page:
-                return
-            last = rows[-1][0].decode() if isinstance(rows[-1][0], bytes) else rows[-1][0]
-            cursor = "(" + last
-            progress.tick(lambda: f"replayed {stats.events} events")
+        progress = Progress(unit="events")
+        try:
+            _replay_pages(client, stream, cursor, end, page, settings, stats, emit, token,
+                          progress)
+        finally:
+            progress.close()
     except redis.RedisError as exc:
         raise StreamUnavailable(f"cannot replay {stream}: {exc}") from exc
+
+
+def _replay_pages(client: Any, stream: str, cursor: str, end: Any, page: int,
+                  settings: Settings, stats: Any, emit: Callable[[ErrorEvent], None],
+                  token: str, progress: Progress) -> None:
+    """Raises: redis.RedisError."""
+    while True:
+        rows = client.xrange(stream, min=cursor, max=end, count=page)
+        for _entry_id, fields in rows:
+            try:
+                event = ErrorEvent.decode(fields.get(b"event", b""), settings.max_text_bytes)
+            except DecodeError:
+                stats.bad_entries += 1  # the runtime dead-lettered it the first time
+                continue
+            stats.events += 1
+            emit(replay_copy(event, token, settings))
+        if len(rows) < page:
+            return
+        last = rows[-1][0].decode() if isinstance(rows[-1][0], bytes) else rows[-1][0]
+        cursor = "(" + last
+        progress.tick(lambda: f"replayed {stats.events} events", stats.events)

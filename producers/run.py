@@ -41,6 +41,8 @@ class RunOptions:
     step: str = ""
     wait: bool = True
     cwd: str | None = None
+    #: write the decision JSON to stderr ("-") or to this file; "" = not asked for
+    json_to: str = ""
 
 
 def build_event(opts: RunOptions, result: RunResult, extra_tags: dict[str, Any] | None = None
@@ -102,6 +104,12 @@ class RunSession:
         result = self._run()
         if result.status == 0:
             self._record_success()
+            from pipeline.ci.github import report_passed
+
+            report_passed()
+            if self.opts.json_to:
+                self._write_json({"error_id": None, "exit_status": 0, "resolved": True,
+                                  "decision": "none", "command": list(self.opts.argv)})
             return 0
         try:
             return self._handle_failure(result)
@@ -165,10 +173,40 @@ class RunSession:
         # after the decision: an inline drain has started the engines the learner needs
         for line in self._learning().failed(event, key):
             self.say(line)
-        if decision is None or not decision.applied:
-            return result.status
-        self.say("a verified fix was applied; running the command again")
-        return self._rerun(event.id)
+        status = result.status
+        if decision is not None and decision.applied:
+            self.say("a verified fix was applied; running the command again")
+            status = self._rerun(event.id)
+        self._report_decision(event, decision, status)
+        return status
+
+    def _report_decision(self, event: ErrorEvent, decision: Decision | None,
+                         status: int) -> None:
+        """CI providers' files and annotations, and ``--json``; never changes the status."""
+        from pipeline import ci
+
+        if not (self.opts.json_to or ci.providers()):
+            return
+        try:
+            outcome = decision.outcome if decision is not None else None
+            note = "" if decision is None else decision.dead_reason or (
+                "" if outcome else f"no decision within {self.opts.timeout_s:g}s")
+            report = ci.collect(self.client, self.settings, event, status, outcome, note)
+            ci.report_ci(report)
+            self._write_json(report.to_json())
+        except Exception as exc:  # noqa: BLE001 - reporting must not change CMD's status
+            if os.environ.get("HEAL_DEBUG"):
+                traceback.print_exc()
+            self.say(f"could not write the decision report ({type(exc).__name__}: {exc})")
+
+    def _write_json(self, data: dict[str, Any]) -> None:
+        from pipeline.console import dump_json
+
+        if self.opts.json_to == "-":
+            dump_json(data, sys.stderr)
+        elif self.opts.json_to:
+            with open(self.opts.json_to, "w", encoding="utf-8") as fh:
+                dump_json(data, fh)
 
     def _await(self, waiter: DecisionWaiter, error_id: str) -> tuple[Decision | None, bool]:
         """(the decision, printed, or None when there is none; whether Ctrl-C interrupted)."""

@@ -92,6 +92,16 @@ class AttemptStore:
                ORDER BY a.created_at DESC LIMIT $2""", fix_or_error_id, limit)
         return [_decode(r) for r in rows]
 
+    def waiting_suggestions(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Verified suggestions nobody applied yet, newest first: ``error_id``, ``fix_id``,
+        ``created_at``."""
+        rows = self.db.fetch(
+            """SELECT a.id AS error_id, a.fix_id, a.created_at FROM attempts a
+               LEFT JOIN apply_results r ON r.error_id = a.id
+               WHERE a.decision = 'suggest' AND (r.status IS NULL OR r.status = 'suggested')
+               ORDER BY a.created_at DESC LIMIT $1""", limit)
+        return [dict(r) for r in rows]
+
     def history(self, fix_id: str) -> dict[str, int]:
         """How often this fix was applied, rolled back or failed (feeds the history judge):
         this stage's own apply results, or the lifecycle's counters in ``fixes`` when larger

@@ -104,3 +104,21 @@ def heal_env(
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _state_outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """With HEAL_HOME unset heal keeps its state at the git root, which for a test run from the
+    project checkout is the checkout itself; tests that do not name a home get a temporary one
+    (tests of the default itself run heal in temporary repositories with explicit env)."""
+    saved = {k: os.environ.get(k) for k in ("HEAL_HOME", "XDG_STATE_HOME")}
+    if not saved["HEAL_HOME"]:
+        os.environ["HEAL_HOME"] = str(tmp_path_factory.mktemp("heal-home-default"))
+    if not saved["XDG_STATE_HOME"]:
+        os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("xdg-state"))
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

@@ -1,8 +1,10 @@
 """``heal apply ID [--force] [--dry-run]``: apply a verified suggestion.
 
-ID is an error id (that error's suggestion), or a fix id when exactly one suggestion of that
-fix waits: with several, heal refuses and lists them, because they may run different argv
-(another error's package name, say). What will run is always shown first.
+ID is an error id (that error's suggestion), or a fix id (a pattern id) when exactly one
+suggestion of that fix (of one fix of that pattern) waits: with several, heal refuses and
+lists them by error id, because they may run different argv (another error's package name,
+say). What will run (argv, diff or steps) is always shown first. Nothing waiting is exit 1
+(the work found nothing to do), with the list of what is waiting.
 """
 
 from __future__ import annotations
@@ -19,19 +21,76 @@ from pipeline.events import VerdictEvent
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "apply", help="apply a suggested (already verified) fix",
-        description="Apply the verified suggestion of ID (an error id, or a fix id such as "
-                    "format.ruff_format when only one suggestion of it waits) to its "
-                    "repository; what will run is shown first: the verified "
+        description="Apply the verified suggestion of ID (an error id; or a fix id such as "
+                    "format.ruff_format/fix, or its pattern id format.ruff_format, when only "
+                    "one suggestion of it waits) to its repository; what will run is shown "
+                    "first. The verified "
                     "commit is brought onto the working branch and the failing step re-run; "
                     "it is reverted when the step still fails.")
     parser.add_argument("fix_id", metavar="ID",
-                        help="an error id, or a fix id when only one suggestion of it waits")
+                        help="an error id, or a fix/pattern id when only one suggestion waits")
     parser.add_argument("--dry-run", action="store_true",
                         help="show what would be applied and change nothing")
+    parser.add_argument("--json", action="store_true",
+                        help="print the result as one JSON object instead of text")
     parser.add_argument("--force", action="store_true",
                         help="apply even when the circuit breaker is open or the change "
                              "window in heal.toml is closed")
     parser.set_defaults(func=run)
+
+
+class NothingWaiting(HealError):
+    """No verified suggestion waits under that name (exit 1: nothing to do, not bad usage)."""
+
+
+def _waiting_list(store: Any) -> str:
+    rows = store.waiting_suggestions()
+    if not rows:
+        return "nothing is waiting to be applied (`heal issues list` shows unmatched errors)"
+    lines = [f"  {r['fix_id']}  (error {r['error_id']})" for r in rows[:10]]
+    more = f"\n  ... and {len(rows) - 10} more" if len(rows) > 10 else ""
+    return "waiting to be applied:\n" + "\n".join(lines) + more
+
+
+def find_suggestion(store: Any, name: str) -> dict[str, Any]:
+    """The one suggestion ``name`` means: an error id; a fix id with one suggestion waiting;
+    a pattern id with one fix waiting (and one suggestion of it).
+
+    Raises: UsageError (several suggestions or fixes: they are listed), NothingWaiting.
+    """
+    pending = [r for r in store.pending_suggestions(name) if r.get("verdict")]
+    exact = [r for r in pending if r.get("id") == name]
+    if exact:
+        return dict(exact[0])
+    if not pending and "/" not in name:
+        fixes = sorted({str(r["fix_id"]) for r in store.waiting_suggestions(500)
+                        if str(r["fix_id"]).startswith(name + "/")})
+        if len(fixes) > 1:
+            raise UsageError(f"pattern {name!r} has {len(fixes)} fixes waiting; name one: "
+                             + ", ".join(fixes))
+        if fixes:
+            pending = [r for r in store.pending_suggestions(fixes[0]) if r.get("verdict")]
+    if not pending:
+        raise NothingWaiting(f"no verified suggestion waiting for {name!r}; "
+                             + _waiting_list(store))
+    if len(pending) > 1:
+        from pipeline.apply.preview import will_run
+
+        listed = "\n".join(f"  heal apply {r['id']}    # {_summary(will_run(r.get('fix')))}"
+                           for r in pending[:20])
+        raise UsageError(f"{len(pending)} suggestions of fix {name!r} are waiting and may "
+                         f"run different commands; name one by its error id:\n{listed}")
+    return dict(pending[0])
+
+
+def _summary(plan: dict[str, Any]) -> str:
+    import shlex
+
+    if "argv" in plan:
+        return shlex.join(plan["argv"])[:160]
+    if "diff" in plan:
+        return f"a diff of {len(plan['diff'].splitlines())} lines"
+    return f"{len(plan.get('steps', []))} playbook step(s)"
 
 
 def describe(verdict: VerdictEvent) -> str:
@@ -65,39 +124,6 @@ def _guard(settings: Settings, client: Any, verdict: VerdictEvent) -> None:
         raise HealError(f"circuit breaker refuses: {reason}; use --force to apply anyway")
 
 
-def _pick(store: Any, wanted: str) -> dict[str, Any]:
-    """The one suggestion ``wanted`` names (an error id, or a fix id with one suggestion).
-
-    Raises:
-        UsageError: nothing waits, or a fix id names several suggestions (listed).
-    """
-    from pipeline.apply.preview import will_run
-
-    pending = [r for r in store.pending_suggestions(wanted) if r.get("verdict")]
-    exact = [r for r in pending if r.get("id") == wanted]
-    if exact:
-        return dict(exact[0])
-    if not pending:
-        raise UsageError(f"no verified suggestion waiting for {wanted!r}; "
-                         "`heal explain FP` shows what was decided")
-    if len(pending) > 1:
-        listed = "\n".join(f"  heal apply {r['id']}    # {_summary(will_run(r.get('fix')))}"
-                           for r in pending[:20])
-        raise UsageError(f"{len(pending)} suggestions of fix {wanted!r} are waiting and may "
-                         f"run different commands; name one by its error id:\n{listed}")
-    return dict(pending[0])
-
-
-def _summary(plan: dict[str, Any]) -> str:
-    import shlex
-
-    if "argv" in plan:
-        return shlex.join(plan["argv"])[:160]
-    if "diff" in plan:
-        return f"a diff of {len(plan['diff'].splitlines())} lines"
-    return f"{len(plan.get('steps', []))} playbook step(s)"
-
-
 def run(args: argparse.Namespace) -> int:
     from storage.attempts import AttemptStore
     from storage.engines import open_database
@@ -114,15 +140,34 @@ def _apply(args: argparse.Namespace, settings: Settings, store: Any) -> int:
     from pipeline.apply.applier import Applier
     from storage.engines import connect_redis
 
-    row = _pick(store, args.fix_id)
+    row = find_suggestion(store, args.fix_id)
     verdict = VerdictEvent.decode(row["verdict"])
-    print(describe(verdict))
+    as_json = bool(getattr(args, "json", False))
+    if not as_json:
+        print(describe(verdict))
     if args.dry_run:
-        print("dry run: nothing changed")
+        _result(as_json, verdict, "dry_run", "dry run: nothing changed")
         return 0
     client = connect_redis(settings)
     if not args.force:
         _guard(settings, client, verdict)
     outcome = Applier(settings, client, store).apply_suggested(replace(verdict, decision="apply"))
-    print(f"{outcome.status}: {outcome.detail}")
+    _result(as_json, verdict, outcome.status, outcome.detail, outcome.commit)
     return 0 if outcome.status == "applied" else 1
+
+
+def _result(as_json: bool, verdict: VerdictEvent, status: str, detail: str,
+            commit: str = "") -> None:
+    if not as_json:
+        print(detail if status == "dry_run" else f"{status}: {detail}")
+        return
+    from pipeline.console import dump_json
+
+    fix = verdict.fix or {}
+    from pipeline.apply.preview import will_run
+
+    dump_json({"status": status, "detail": detail, "error_id": verdict.error_id,
+               "fix": {k: fix.get(k) for k in ("id", "kind", "category")},
+               "will_run": will_run(fix),
+               "repository": verdict.error.repo.path, "verified_commit": verdict.commit,
+               "branch": verdict.branch, "commit": commit})

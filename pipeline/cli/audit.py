@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from pipeline.config import Settings
+from pipeline.console import dump_json
 from pipeline.errors import EngineError
 from pipeline.guardrails._connect import open_database
 from pipeline.guardrails.audit import FILE_NAME, Verification, verify_database, verify_file
@@ -48,9 +48,9 @@ def run_verify(args: argparse.Namespace) -> int:
                 db.close()
     ok = all(r.ok for r in results.values())
     if args.json:
-        print(json.dumps({"ok": ok, "skipped": skipped, "logs": {
+        dump_json({"ok": ok, "skipped": skipped, "logs": {
             name: {"ok": r.ok, "records": r.records, "bad_at": r.bad_at, "reason": r.reason,
-                   "bad_record": r.bad_record} for name, r in results.items()}}, indent=2))
+                   "bad_record": r.bad_record} for name, r in results.items()}})
     else:
         for name, result in results.items():
             print(_describe(name, result))

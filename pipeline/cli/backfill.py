@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from pipeline.config import Settings
+from pipeline.console import dump_json
 from pipeline.errors import EngineError, UsageError
 
 
@@ -108,13 +109,13 @@ def _backfill(args: argparse.Namespace) -> int:
         backfiller.run_file(path, transcript=True, emit=emit)
     stats = backfiller.stats
     verb = "would publish" if args.dry_run else "published"
-    extra = (f", {stats.skipped_bytes} bytes already published skipped"
+    extra = (f", skipped {stats.skipped_bytes} bytes published before"
              if stats.skipped_bytes else "")
     bad = f", {stats.bad_entries} undecodable entries skipped" if stats.bad_entries else ""
     if args.json and not args.dry_run:
         summary = {"published": stats.events, "files": stats.files,
                    "skipped_bytes": stats.skipped_bytes, "bad_entries": stats.bad_entries}
-        print(orjson.dumps(summary).decode())
+        dump_json(summary)
     print(f"heal backfill: {verb} {stats.events} event(s) from "
           f"{'the error stream' if args.replay else f'{stats.files} file(s)'}{extra}{bad}",
           file=sys.stderr)
@@ -144,8 +145,8 @@ def _discover(args: argparse.Namespace, settings: Settings) -> list[Any]:
     globs, exclude = configured(root, args.glob)
     found = discover(root, globs, exclude, home=settings.home)
     if args.json and args.dry_run:
-        print(orjson.dumps({"repo": str(root), "globs": globs, "exclude": exclude,
-                            "files": [f.to_dict() for f in found]}).decode())
+        dump_json({"repo": str(root), "globs": globs, "exclude": exclude,
+                   "files": [f.to_dict() for f in found]})
         return found
     out = sys.stderr if args.json else sys.stdout
     total = human_size(sum(f.size for f in found))
@@ -182,7 +183,7 @@ def _shadow(args: argparse.Namespace, settings: Settings, logs: list[Any],
     repo = Path(args.discover).resolve() if args.discover is not None else None
     report = run_shadow(settings, client, source, mode, repo=repo)
     if args.json:
-        print(orjson.dumps(report.to_dict()).decode())
+        dump_json(report.to_dict())
     else:
         print(render(report))
     return 0

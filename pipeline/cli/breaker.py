@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from pipeline.config import Settings
+from pipeline.console import dump_json
 from pipeline.guardrails._connect import connect_redis
 from pipeline.guardrails.audit import AuditLog
 from pipeline.guardrails.breaker import GLOBAL, CircuitBreaker, check_scope
@@ -37,7 +37,7 @@ def _breaker() -> CircuitBreaker:
 def run_status(args: argparse.Namespace) -> int:
     status = _breaker().status()
     if args.json:
-        print(json.dumps(status, indent=2, sort_keys=True))
+        dump_json(status)
         return 0
     print(f"breaker: {status['state']}")
     for name, scope in status["scopes"].items():

@@ -31,12 +31,14 @@ def register(subparsers: Any) -> None:
                         help="where to create the sample repository (default: a temp dir)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the sample repository (always kept with --dir)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the report as one JSON object (progress goes to stderr)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from pipeline.demo.isolation import isolate
-    from pipeline.demo.report import all_as_expected, render
+    from pipeline.demo.report import all_as_expected, as_dict, render
     from pipeline.demo.runner import Demo
     from pipeline.runtime import drain_inline
     from storage.engines import connect_redis, open_database
@@ -45,11 +47,12 @@ def run(args: argparse.Namespace) -> int:
     base = Settings.from_env()
     # a fresh prefix: the demo's streams and keys never mix with real work
     settings = dataclasses.replace(base, prefix=f"{base.prefix}-demo-{uuid.uuid4().hex[:6]}")
-    print("heal demo: starting the engines (embedded unless HEAL_REDIS_URL/HEAL_DATABASE_URL)")
+    say = _say(args.json)
+    say("heal demo: starting the engines (embedded unless HEAL_REDIS_URL/HEAL_DATABASE_URL)")
     os.environ.setdefault("TQDM_DISABLE", "1")  # model-loading progress bars hide the story
     client = connect_redis(settings)
     settings, cleanup, note = isolate(settings)
-    print(f"heal demo: {note}; streams under {settings.prefix}:*")
+    say(f"heal demo: {note}; streams under {settings.prefix}:*")
     db = open_database(settings)
     resources: dict[str, Any] = {"db": db}
 
@@ -69,7 +72,22 @@ def run(args: argparse.Namespace) -> int:
         cleanup()
         for key in client.scan_iter(match=f"{settings.prefix}:*", count=500):
             client.delete(key)  # the demo's streams and keys: nothing left behind
+    if args.json:
+        from pipeline.console import dump_json
+
+        dump_json(as_dict(rows, time.monotonic() - started))
+        return 0 if all_as_expected(rows) else 1
     print(render(rows, time.monotonic() - started))
     if not keep:
         print("(the sample repository was removed; --keep or --dir DIR keeps it)")
     return 0 if all_as_expected(rows) else 1
+
+
+def _say(to_stderr: bool) -> Any:
+    """Progress lines: stdout normally, stderr when stdout carries the JSON report."""
+    import sys
+
+    def say(message: str) -> None:
+        print(message, file=sys.stderr if to_stderr else sys.stdout, flush=True)
+
+    return say

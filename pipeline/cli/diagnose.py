@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from pipeline.config import Settings
+from pipeline.console import dump_json
 from pipeline.errors import DatabaseUnavailable, UsageError
 from pipeline.lookup.result import LookupResult
 from pipeline.model import Category, FixKind, LifecycleState, Mode
@@ -155,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     data = diagnose(text, Settings.from_env(), mode, repo=args.repo, offline=args.offline,
                     semantic=not args.no_semantic)
     if args.json:
-        sys.stdout.write(orjson.dumps(data, default=str).decode() + "\n")
+        dump_json(data)
     else:
         _print_human(data)
     return 0

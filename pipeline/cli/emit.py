@@ -19,6 +19,8 @@ def register(subparsers: Any) -> None:
             "others; the exit status is 1 when any line was bad."
         ),
     )
+    parser.add_argument("--json", action="store_true",
+                        help="print the counts as one JSON object on stdout")
     parser.set_defaults(func=_emit)
 
 
@@ -31,6 +33,11 @@ def _emit(args: argparse.Namespace) -> int:
     report = emit_lines(sys.stdin.buffer, publisher)
     for number, reason in report.bad:
         print(f"heal emit: line {number}: {reason}", file=sys.stderr)
+    if args.json:
+        from pipeline.console import dump_json
+
+        dump_json({"published": report.published,
+                   "bad": [{"line": n, "reason": r} for n, r in report.bad]})
     print(
         f"heal emit: published {report.published} event(s)"
         + (f", {len(report.bad)} bad line(s) skipped" if report.bad else ""),

@@ -9,10 +9,10 @@ processes use them). Engines configured by URL are never started or stopped by h
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from pipeline.config import Settings
+from pipeline.console import dump_json
 from storage.engines import check_urls, engine_info, start_engines, stop_engines
 
 
@@ -59,7 +59,7 @@ def run_stop(args: argparse.Namespace) -> int:
 def run_info(args: argparse.Namespace) -> int:
     info = engine_info(_settings(), start=False)
     if args.json:
-        print(json.dumps(info, indent=2, sort_keys=True, default=str))
+        dump_json(info)
         return 0
     for name, engine in info.items():
         state = "running" if engine.get("reachable") else "not running"

@@ -8,13 +8,13 @@ Exit 1 when nothing is recorded about it; 2 when a prefix names several fingerpr
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
 import redis
 
 from pipeline.config import Settings
+from pipeline.console import dump_json
 from pipeline.errors import HealError
 
 
@@ -67,7 +67,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         db.close()
     story["problems"] = problems
-    print(json.dumps(story, indent=2, default=str) if args.json else render(story))
+    if args.json:
+        dump_json(story)
+    else:
+        print(render(story))
     for problem in problems:
         print(f"heal: warning: {problem}", file=sys.stderr)
     return 0

@@ -10,10 +10,10 @@ import argparse
 import sys
 from typing import Any
 
-import orjson
 import yaml
 
 from pipeline.config import Settings
+from pipeline.console import dump_json
 from pipeline.errors import DatabaseUnavailable
 
 
@@ -54,7 +54,7 @@ def export_patterns(settings: Settings, offline: bool = False) -> dict[str, Any]
 def run(args: argparse.Namespace) -> int:
     data = export_patterns(Settings.from_env(), offline=args.offline)
     if args.json or args.format == "json":
-        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+        dump_json(data)
     else:
         sys.stdout.write(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100))
     return 0

@@ -16,6 +16,7 @@ def register(sub: Any) -> None:
     parser.add_argument("fingerprint", metavar="FP")
     parser.add_argument("--undo", action="store_true", help="stop ignoring it")
     parser.add_argument("--reason", default="", help="recorded with it and in the audit log")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(func=run)
 
 
@@ -33,5 +34,10 @@ def run(args: argparse.Namespace) -> int:
             "fingerprint.ignore", args.fingerprint, {"ignored": not args.undo, "reason": reason})
     finally:
         db.close()
-    print(f"{args.fingerprint}: {'no longer ignored' if args.undo else 'ignored'}")
+    if args.json:
+        from pipeline.console import dump_json
+
+        dump_json({"fingerprint": args.fingerprint, "ignored": not args.undo, "reason": reason})
+    else:
+        print(f"{args.fingerprint}: {'no longer ignored' if args.undo else 'ignored'}")
     return 0

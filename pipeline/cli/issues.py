@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
 from typing import Any
 
 from pipeline.config import Settings
+from pipeline.console import clip, dump_json, print_table
 from pipeline.errors import UsageError
+from pipeline.headline import headline
 
 
 def register(sub: Any) -> None:
@@ -61,17 +62,20 @@ def run_list(args: argparse.Namespace) -> int:
         issues = ReportStore(db).open_issues(limit)
     finally:
         db.close()
-    if args.json:
-        print(json.dumps(issues, indent=2, default=str))
+    if args.json:  # the shape of GET /api/issues
+        from pipeline.console import dump_json
+
+        dump_json({"issues": issues})
         return 0
     if not issues:
         print("no unmatched errors waiting for review")
         return 0
-    print(f"{'count':>6}  {'last seen':<20}  fingerprint            headline")
+    rows = []
     for i in issues:
-        lines = [ln for ln in str(i["sample"]).splitlines() if ln.strip()]
-        head = lines[-1].strip()[:70] if lines else ""
-        print(f"{i['count']:>6}  {str(i['last_seen'])[:19]:<20}  {i['fine']}  {head}")
+        sample = str(i["sample"])
+        head = clip(headline(sample, 1), 70) if sample.strip() else ""
+        rows.append([i["count"], str(i["last_seen"])[:19], i["fine"], head])
+    print_table(["count", "last seen", "fingerprint", "headline"], rows, right=(0,))
     return 0
 
 
@@ -135,7 +139,7 @@ def run_review(args: argparse.Namespace) -> int:
     finally:
         db.close()
     if args.json:
-        print(json.dumps(result.as_dict(), indent=2))
+        dump_json(result.as_dict())
     else:
         print(f"created {len(result.created)} pattern(s), ignored {len(result.ignored)}, "
               f"skipped {len(result.skipped)}{' (quit)' if result.quit else ''}")

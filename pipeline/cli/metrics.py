@@ -6,11 +6,11 @@ is still printed and the command exits 1 saying so."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
 from pipeline.config import Settings
+from pipeline.console import dump_json
 from pipeline.errors import HealError
 
 
@@ -50,7 +50,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         db.close()
     report["problems"] = problems
-    print(json.dumps(report, indent=2, default=str) if args.json else render(report))
+    if args.json:
+        dump_json(report)
+    else:
+        print(render(report))
     for problem in problems:
         print(f"heal: error: {problem}", file=sys.stderr)
     return 1 if problems else 0

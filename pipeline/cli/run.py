@@ -28,6 +28,11 @@ def register(subparsers: Any) -> None:
                         help="step name for the event and its success record (default: CMD)")
     parser.add_argument("--no-wait", action="store_true",
                         help="publish the failure and exit at once")
+    parser.add_argument("--json", action="store_true",
+                        help="write the decision as one JSON object to stderr (stdout stays "
+                             "the command's own)")
+    parser.add_argument("--json-file", default="", metavar="PATH",
+                        help="write the decision JSON to PATH")
     parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...")
     parser.set_defaults(func=_run)
 
@@ -45,4 +50,5 @@ def _run(args: argparse.Namespace) -> int:
     return heal_run(
         argv, Settings.from_env(), mode=args.mode or "", timeout_s=args.timeout,
         step=args.step, wait=not args.no_wait,
+        json_to=args.json_file or ("-" if args.json else ""),
     )

@@ -27,6 +27,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                         help="a host name clients use to reach a server bound off loopback "
                              "(repeatable; the Host header is always checked)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show the embedded engines' own log lines (default: they go to "
+                             "$HEAL_HOME/logs/engines.log)")
     parser.set_defaults(func=run)
 
 
@@ -40,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
     check_urls(settings)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(message)s", stream=sys.stderr)
+    from pipeline.enginelogs import route_engine_logs
+
+    route_engine_logs(settings.home, args.verbose)
     try:
         server = make_server(settings, args.host, args.port, tuple(args.allow_host))
     except OSError as exc:

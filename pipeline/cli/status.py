@@ -3,7 +3,8 @@ letters, the circuit breaker and the budget.
 
 JSON shape (DESIGN.md, fields may be added)::
 
-    {"engines": {"redis": {...}, "postgres": {...}},
+    {"state": {"home", "source": "HEAL_HOME"|"repository"|"xdg", "describe"},
+     "engines": {"redis": {...}, "postgres": {...}},
      "streams": {name: {"length", "groups": {group: {"pending", "lag", "consumers", ...}}}},
      "dead_letters": int, "breaker": {"state", ...}, "budget": {...},
      "ok": bool, "problems": [str, ...]}
@@ -18,13 +19,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import json
 import sys
 from typing import Any
 
 import redis
 
 from pipeline.config import PIPELINE_STREAMS, STREAM_DEAD, Settings
+from pipeline.console import colour_enabled, dump_json
 from pipeline.errors import HealError
 from storage.engines import check_urls, connect_redis, engine_info
 
@@ -47,7 +48,11 @@ def run(args: argparse.Namespace) -> int:
     check_urls(settings)  # a malformed URL is a configuration error (exit 2), not an outage
     status = collect_status(settings)
     if args.json:
-        print(json.dumps(status, indent=2, sort_keys=True, default=str))
+        dump_json(status)
+    elif colour_enabled(sys.stdout):
+        from pipeline.operator.render_status import print_rich
+
+        print_rich(status, _budget_lines(status["budget"]))
     else:
         print(render(status))
     for problem in status["problems"]:
@@ -67,6 +72,8 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         if not info.get("reachable"):
             problems.append(info.get("error") or f"{name} is not reachable")
     status: dict[str, Any] = {
+        "state": {"home": str(settings.home), "source": settings.home_source,
+                  "describe": settings.describe_home()},
         "engines": engines,
         "streams": {},
         "dead_letters": None,
@@ -199,13 +206,17 @@ def _engine_line(name: str, info: dict[str, Any]) -> str:
     extra = f"  pgvector {info['vector']}" if info.get("vector") else ""
     if name == "postgres" and not info.get("vector"):
         extra = "  pgvector: not yet created"
-    users = f"  ({len(info['users'])} heal processes attached)" if info.get("users") else ""
+    count = len(info.get("users") or ())
+    users = (f"  ({count} heal process{'' if count == 1 else 'es'} attached)" if count else "")
     return f"  {name:<9} {info['mode']:<9} {version:<8} {info.get('url')}{extra}{users}"
 
 
 def render(status: dict[str, Any]) -> str:
     """The human-readable table."""
-    lines = ["engines"]
+    lines = []
+    if status.get("state"):
+        lines += [f"state: {status['state']['describe']}", ""]
+    lines.append("engines")
     lines += [_engine_line(name, info) for name, info in status["engines"].items()]
     lines.append("")
     lines.append(f"{'stream':<28} {'length':>8}  {'group':<12} {'pending':>8} {'lag':>8} consumers")
@@ -235,7 +246,9 @@ def _breaker_lines(breaker: dict[str, Any]) -> list[str]:
 
 
 def _number(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    from pipeline.console import amount
+
+    return amount(value)
 
 
 def _budget_lines(budget: dict[str, Any]) -> list[str]:

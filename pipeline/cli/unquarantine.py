@@ -21,6 +21,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--workflow", metavar="NAME",
                         help="reset this workflow's execution state to RUNNING instead")
     parser.add_argument("--reason", default="heal unquarantine", help="recorded in the audit log")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(func=run)
 
 
@@ -29,11 +30,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("heal unquarantine: give either a fingerprint (FP) or --workflow NAME")
     settings = Settings.from_env()
     if args.workflow:
-        return _workflow(settings, args.workflow, args.reason)
-    return _fixes(settings, args.target, args.reason)
+        return _workflow(settings, args.workflow, args.reason, args.json)
+    return _fixes(settings, args.target, args.reason, args.json)
 
 
-def _workflow(settings: Settings, workflow: str, reason: str) -> int:
+def _workflow(settings: Settings, workflow: str, reason: str, as_json: bool = False) -> int:
     from pipeline.guardrails.execution import ExecutionGuard
 
     guard = ExecutionGuard(connect_redis(settings), settings)
@@ -41,11 +42,16 @@ def _workflow(settings: Settings, workflow: str, reason: str) -> int:
     guard.reset(workflow)
     AuditLog(settings).append("execution.transition", workflow,
                               {"from": state.value, "to": "RUNNING", "reason": reason})
-    print(f"workflow {workflow}: {state} -> RUNNING")
+    if as_json:
+        from pipeline.console import dump_json
+
+        dump_json({"workflow": workflow, "from": str(state), "to": "RUNNING"})
+    else:
+        print(f"workflow {workflow}: {state} -> RUNNING")
     return 0
 
 
-def _fixes(settings: Settings, target: str, reason: str) -> int:
+def _fixes(settings: Settings, target: str, reason: str, as_json: bool = False) -> int:
     from storage.lifecycle import LifecycleStore
 
     db = open_database(settings)
@@ -57,6 +63,13 @@ def _fixes(settings: Settings, target: str, reason: str) -> int:
                          {"from": t.src.value, "to": t.dst.value, "reason": reason})
     finally:
         db.close()
+    if as_json:
+        from pipeline.console import dump_json
+
+        dump_json({"target": target, "transitions": [
+            {"fingerprint": t.fingerprint, "fix_id": t.fix_id, "from": str(t.src),
+             "to": str(t.dst)} for t in transitions]})
+        return 0 if transitions else 1
     if not transitions:
         print(f"nothing quarantined for {target}")
         return 1

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     specs = built_stages(names)
     if not specs:
         raise StageNotBuilt("no stage is built yet (no consumers/<stage>.py module)")
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.verbose)
     skipped = [name for name in STAGES if name not in {s.name for s in specs}]
     if names is None and skipped:
         log.warning("stages not built yet (skipped): %s", ", ".join(skipped))

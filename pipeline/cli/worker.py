@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         raise UsageError("--concurrency must be 1 or more")
     load_stage(args.stage)  # fail fast: unknown or not-built stage
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.verbose)
     if args.concurrency == 1:
         return run_one(args.stage, options, explicit, 0)
     from storage.engines import connect_redis

@@ -47,6 +47,25 @@ def render(rows: list[Row], seconds: float) -> str:
     return "\n".join(lines)
 
 
+def as_dict(rows: list[Row], seconds: float) -> dict[str, object]:
+    """The report as one JSON object (``heal demo --json``)."""
+    labels = [_label(r) for r in rows]
+    return {
+        "rows": [{"breakage": r.breakage.name, "what": r.breakage.what,
+                  "command": list(r.breakage.command), "exit_code": r.exit_code,
+                  "error_id": r.error_id, "pattern": r.pattern, "fix_id": r.fix_id,
+                  "result": label, "status": r.status, "detail": r.detail,
+                  "passes_now": r.passes_now, "expected": _expected(r),
+                  "seconds": round(r.seconds, 3)} for r, label in zip(rows, labels, strict=True)],
+        "detected": sum(r.failed for r in rows),
+        "fixed": labels.count("fixed + verified"),
+        "rolled_back": labels.count("rolled back"),
+        "escalated": labels.count("escalated"),
+        "as_expected": sum(_expected(r) for r in rows),
+        "seconds": round(seconds, 3),
+    }
+
+
 def _expected(row: Row) -> bool:
     label = _label(row)
     want = row.breakage.expect

@@ -59,17 +59,26 @@ def parse_diagnostic(text: str, repo: str = "") -> Extraction | None:
     raw = match.group("file")
     severity = match.group("sev") or "error"
     frame = Frame(normalize_path(raw, repo), "", int(match.group("line")), not is_library(raw))
-    return Extraction("compiler", code or severity, match.group("msg").strip(), (frame,),
-                      tool=_guess_tool(raw, code))
+    msg = match.group("msg").strip()
+    return Extraction("compiler", code or severity, msg, (frame,),
+                      tool=_guess_tool(raw, code, match.group("sev") or "", msg))
 
 
-def _guess_tool(path: str, code: str) -> str:
+#: ``tests/test_x.py:5: AssertionError``: pytest's location line, not a type checker's
+_EXCEPTION_NAME = re.compile(r"^[A-Za-z_][\w.]{0,200}(?:Error|Exception|Failure|Failed|Exit)$")
+
+
+def _guess_tool(path: str, code: str, severity: str = "", msg: str = "") -> str:
     if path.endswith((".ts", ".tsx")) and code.startswith("TS"):
         return "tsc"
     if path.endswith((".c", ".h", ".cc", ".cpp", ".hpp", ".cxx")):
         return "cc"
     if path.endswith(".py"):
-        return "mypy" if not code or code.islower() or "-" in code else "ruff"
+        if code and not code.islower() and "-" not in code:
+            return "ruff"
+        if severity:  # mypy always names one: error, note, warning
+            return "mypy"
+        return "pytest" if _EXCEPTION_NAME.match(msg) else ""
     return ""
 
 

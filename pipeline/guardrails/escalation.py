@@ -112,7 +112,8 @@ def evaluate(ctx: EscalationContext,
     """The notification of the first rule that matches, or None."""
     for rule in rules:
         if rule.matches(ctx):
-            where = f"{ctx.workflow}/{ctx.step}" if ctx.workflow else "unknown workflow"
+            where = (f"{ctx.workflow}/{ctx.step}" if ctx.workflow and ctx.step
+                     else ctx.workflow or (f"step {ctx.step}" if ctx.step else "no named step"))
             ident = hashlib.sha256(f"{ctx.fingerprint}|{rule.name}".encode()).hexdigest()[:16]
             return Notification(
                 id=ident, rule=rule.name, fingerprint=ctx.fingerprint,
@@ -142,7 +143,9 @@ class LogSink:
         self.path = path
 
     def send(self, notification: Notification) -> None:
-        log.warning("%s (suggested: %s)", notification.summary, notification.suggested_action)
+        # INFO, not WARNING: the command that escalated (heal run, heal demo) already says so,
+        # and a second, unformatted line on stderr reads as a stray message
+        log.info("%s (suggested: %s)", notification.summary, notification.suggested_action)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as fh:

@@ -24,6 +24,7 @@ import statistics
 from collections.abc import Callable
 from typing import Any
 
+from pipeline.console import amount
 from pipeline.errors import UsageError
 from storage.reports import ReportStore
 
@@ -134,7 +135,7 @@ def render(report: dict[str, Any]) -> str:
     lines += [f"  {t['count']:>6}  {t['pattern_id']}" for t in widest["top_errors"]] or ["  none"]
     lines += [f"  {t['count']:>6}  unmatched {t['fine']}" for t in widest["top_unmatched"]]
     lines += ["", f"cost per day ({names[-1]}, days with spend):"]
-    spent = [f"  {day}  " + "  ".join(f"{k}={v:g}" for k, v in sorted(row.items()))
+    spent = [f"  {day}  " + "  ".join(f"{k}={amount(v)}" for k, v in sorted(row.items()))
              for day, row in widest["cost_per_day"].items() if any(row.values())]
     lines += spent or ["  nothing spent"]
     return "\n".join(lines)

@@ -42,6 +42,9 @@ def add_worker_options(parser: argparse.ArgumentParser) -> None:
                         help="trim outputs on write: none | maxlen:N | age:7d (default age:7d)")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--verbose", action="store_true",
+                        help="show the embedded engines' own log lines (default: they go to "
+                             "$HEAL_HOME/logs/engines.log)")
 
 
 def options_from_args(args: argparse.Namespace) -> tuple[WorkerOptions, set[str]]:
@@ -60,7 +63,13 @@ def options_from_args(args: argparse.Namespace) -> tuple[WorkerOptions, set[str]
     return WorkerOptions(**changes).validate(), set(changes)
 
 
-def configure_logging(level: str = "INFO") -> None:
+def configure_logging(level: str = "INFO", verbose: bool = False) -> None:
+    """Our log lines on stderr; the embedded engines' in ``$HEAL_HOME/logs/`` unless
+    ``verbose``."""
+    from pipeline.config import Settings
+    from pipeline.enginelogs import route_engine_logs
+
+    route_engine_logs(Settings.from_env().home, verbose)
     root = logging.getLogger()
     if not root.handlers:
         handler = logging.StreamHandler(sys.stderr)

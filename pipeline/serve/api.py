@@ -47,6 +47,10 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+#: ``issue_queue.status`` values (``all`` = every one of them)
+ISSUE_STATUSES = ("open", "ignored", "pattern", "all")
+
+
 def json_response(status: int, payload: Any) -> Response:
     return Response(status, json.dumps(payload, indent=1, sort_keys=True, default=str).encode())
 
@@ -159,8 +163,8 @@ class Api:
     def issues(self, query: dict[str, list[str]]) -> Response:
         limit = _int_arg(query, "limit", 100, 10_000)
         status = (query.get("status") or ["open"])[-1]
-        if not re.fullmatch(r"[a-z_]{1,32}", status):
-            raise HttpError(400, f"?status={status!r}: use open, ignored, all, ...")
+        if status not in ISSUE_STATUSES:
+            raise HttpError(400, f"?status={status!r}: choose one of {', '.join(ISSUE_STATUSES)}")
         return self._db_call(lambda q: json_response(200, {"issues": q.issues(status, limit)}))
 
     def fingerprints(self, query: dict[str, list[str]]) -> Response:
@@ -239,7 +243,10 @@ class Api:
     def decide(self, attempt_id: str, action: str, query: dict[str, list[str]]) -> Response:
         from pipeline.serve.approvals import approve, reject
 
-        force = (query.get("force") or ["0"])[-1] in ("1", "true", "yes")
+        raw_force = (query.get("force") or ["0"])[-1]
+        if raw_force not in ("0", "1", "true", "false", "yes", "no"):
+            raise HttpError(400, f"?force={raw_force!r}: choose one of 0, 1, true, false, yes, no")
+        force = raw_force in ("1", "true", "yes")
         if action == "approve":
             result = approve(self.settings, self.engines, attempt_id, force=force)
         else:

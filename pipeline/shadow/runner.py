@@ -11,6 +11,7 @@ from pipeline.config import STREAM_ERRORS, Settings
 from pipeline.errors import UsageError
 from pipeline.events import ErrorEvent
 from pipeline.model import Mode
+from pipeline.progress import ProgressReporter
 from pipeline.shadow.report import ShadowReport, build_report
 from pipeline.shadow.sandbox import Sandbox
 
@@ -49,6 +50,7 @@ def run_shadow(base: Settings, client: Any, source: Source | Iterable[ErrorEvent
                     feeder.feed(event)
             feeder.flush()
         finally:
+            feeder.progress.close()
             db.close()
         return build_report(mode, client, box.settings, feeder.originals, box.notes)
     finally:
@@ -66,6 +68,8 @@ class _Feeder:
         self.originals: dict[str, str] = {}
         self.seen: set[str] = set()
         self.pending = 0
+        #: a bar with the rate on a terminal, a line per batch elsewhere
+        self.progress = ProgressReporter("heal shadow", "events", out, every_s=0.0)
 
     def feed(self, event: ErrorEvent) -> None:
         if event.id in self.seen:
@@ -84,5 +88,6 @@ class _Feeder:
         self.pending = 0
         self.drain(self.box.settings, self.client, stages=list(SHADOW_STAGES),
                    ctx_resources=self.resources)
-        print(f"heal shadow: {len(self.originals)} event(s) through the pipeline",
-              file=self.out, flush=True)
+        self.progress.update(len(self.originals),
+                             message=lambda: f"{len(self.originals)} event(s) through the "
+                                             "pipeline")

@@ -86,7 +86,7 @@ class Verifier:
             repo.remove_worktree(before)
 
     def _work_dir_for(self, root: Path) -> Path:
-        # HEAL_HOME defaults to ./.heal, which may sit inside the repository being healed;
+        # HEAL_HOME defaults to <git root>/.heal, inside the repository being healed;
         # worktrees there would show up in the user's own lint/format runs
         real = Path(os.path.realpath(self.work_dir))
         real_root = Path(os.path.realpath(root))

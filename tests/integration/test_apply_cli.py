@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
@@ -46,13 +47,44 @@ def test_heal_apply_dry_run_then_apply_then_nothing_left(
     assert git(root, "rev-parse", "HEAD") != head
     assert run_argv(["ruff", "format", "--check", "."], str(root), 60)["exit_code"] == 0
 
-    # a second apply finds nothing waiting: never applied twice
-    assert main(["apply", fix_id]) == 2
+    # a second apply finds nothing waiting (exit 1, not bad usage): never applied twice
+    assert main(["apply", fix_id]) == 1
     assert "no verified suggestion waiting" in capsys.readouterr().err
     db.close()
 
 
-def test_heal_apply_unknown_id_is_a_usage_error(
+def test_heal_apply_unknown_id_exits_1_and_says_what_is_waiting(
         heal_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["apply", "no.such.fix"]) == 2
-    assert "no verified suggestion waiting for 'no.such.fix'" in capsys.readouterr().err
+    assert main(["apply", "no.such.fix"]) == 1
+    err = capsys.readouterr().err
+    assert "no verified suggestion waiting for 'no.such.fix'" in err
+    assert "waiting to be applied" in err or "nothing is waiting to be applied" in err
+
+
+def test_heal_apply_takes_the_pattern_id_of_the_one_waiting_fix(
+        tmp_path: Path, heal_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    settings = Settings.from_env()
+    client = redis.Redis.from_url(heal_env["HEAL_REDIS_URL"])
+    db = open_database(settings)
+    store = AttemptStore(db)
+    pattern = f"format.ruff_format_t{uuid.uuid4().hex[:6]}"
+    root = sample_repo(tmp_path)
+    break_formatting(root)
+    cand = candidate(root, ("ruff", "format", "--check", "."),
+                     {**FORMAT_FIX, "id": f"{pattern}/fix"}, mode="suggest")
+    verdict = Validator(settings, client, store).validate(cand)
+    assert Applier(settings, client, store).handle(verdict).status == "suggested"
+    # the pattern id (as in `heal apply --help`) names its one waiting fix
+    assert main(["apply", pattern, "--dry-run"]) == 0
+    assert f"fix {pattern}/fix" in capsys.readouterr().out
+    # --json: one object (compact: stdout is not a terminal here)
+    assert main(["apply", pattern, "--dry-run", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    result = json.loads(out)
+    assert result["status"] == "dry_run" and result["fix"]["id"] == f"{pattern}/fix"
+    assert result["verified_commit"] == verdict.commit
+    # and the unknown-id message lists it among what is waiting
+    assert main(["apply", "no.such.fix"]) == 1
+    assert f"{pattern}/fix" in capsys.readouterr().err
+    db.close()

@@ -86,7 +86,7 @@ def test_list_and_interactive_review(heal_env: dict[str, str],
     fines = _unmatched(heal_env, run, 3)
 
     assert main(["issues", "list", "--json", "--limit", "500"]) == 0
-    listed = {i["fine"]: i for i in json.loads(capsys.readouterr().out)}
+    listed = {i["fine"]: i for i in json.loads(capsys.readouterr().out)["issues"]}
     assert set(fines) <= set(listed) and all(listed[f]["count"] == 1 for f in fines)
     assert main(["issues", "list"]) == 0
     assert "reticulation of" in capsys.readouterr().out

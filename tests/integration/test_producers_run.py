@@ -114,6 +114,25 @@ def test_applied_fix_reruns_the_command_and_exits_with_its_status(
     assert len(client.xrange(settings.stream("resolutions"))) == 1
 
 
+def test_json_file_holds_the_decision(settings: Settings, client: redis.Redis,
+                                      tmp_path: Path) -> None:
+    import json
+
+    marker = tmp_path / "fixed"
+    argv = ["sh", "-c", f"test -f {marker} || {{ touch {marker}; echo broken >&2; exit 1; }}"]
+    done = threading.Event()
+    threading.Thread(target=fake_pipeline, args=(client, settings, "applied", done)).start()
+    out = tmp_path / "decision.json"
+    run = session(settings, client, argv, timeout_s=10, json_to=str(out))
+    run.waiter_factory = lambda c, s: DecisionWaiter(c, s, live=all_live)
+    assert run.execute() == 0
+    decision = json.loads(out.read_text())
+    assert decision["decision"] == "applied" and decision["resolved"] is True
+    assert decision["exit_code"] == 1 and decision["exit_status"] == 0
+    assert decision["fix"] == {"id": "fix-1"} and decision["detail"] == "installed pyyaml"
+    assert decision["error_id"] == errors(client, settings)[0].id
+
+
 def test_without_workers_the_stages_run_inline(settings: Settings, client: redis.Redis) -> None:
     drained: list[list[str]] = []
 

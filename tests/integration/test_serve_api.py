@@ -140,6 +140,10 @@ def test_error_contract(base: str) -> None:
         assert status == 400 and "limit" in body["error"], bad
     status, _, body = call(f"{base}/api/approvals?category=HARMLESS")
     assert status == 400 and "SAFE, MODERATE, RISKY" in body["error"]
+    status, _, body = call(f"{base}/api/issues?status=bogus")
+    assert status == 400 and "open, ignored, pattern, all" in body["error"]
+    status, _, body = call(f"{base}/api/metrics?window=1y")
+    assert status == 400 and "24h, 7d, 30d" in body["error"]
     status, _, body = call(f"{base}/api/approvals/nope-{uuid.uuid4().hex}/approve", "POST")
     assert status == 404 and "no attempt" in body["error"]
     status, _, body = call(f"{base}/api/approvals/x/approve")

@@ -1,0 +1,29 @@
+"""The files a CI job uploads: ``decision.json``, ``fix.patch`` (when there is a verified diff)
+and ``pr-comment.md``, in one directory (see README "CI providers")."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pipeline.ci import markdown
+from pipeline.ci.report import RunReport
+
+
+def write_artifacts(report: RunReport, directory: Path) -> dict[str, Path]:
+    """Write the files; returns {"decision", "comment", "patch" (only with a diff)}.
+
+    Raises: OSError when the directory cannot be written.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {"decision": directory / "decision.json", "comment": directory / "pr-comment.md"}
+    files["decision"].write_text(json.dumps(report.to_json(), indent=2, sort_keys=True) + "\n",
+                                 encoding="utf-8")
+    files["comment"].write_text(markdown.pr_comment(report), encoding="utf-8")
+    patch = directory / "fix.patch"
+    if report.diff:
+        patch.write_text(report.diff, encoding="utf-8")
+        files["patch"] = patch
+    elif patch.exists():
+        patch.unlink()  # a stale patch from an earlier step must not be uploaded as this one's
+    return files

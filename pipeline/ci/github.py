@@ -1,0 +1,131 @@
+"""GitHub Actions: what ``heal run`` leaves for the workflow when ``GITHUB_ACTIONS=true``.
+
+* a Markdown job summary appended to ``$GITHUB_STEP_SUMMARY``: the error, the match and its
+  tier, the fix, the verification result, and the diff in a collapsed ``<details>`` block;
+* workflow-command annotations on stdout: ``::error file=F,line=N,title=heal::...`` for the
+  failure, ``::notice ...::`` when a verified fix was applied;
+* files under the artifacts directory (``$HEAL_ARTIFACTS_DIR``, default
+  ``$RUNNER_TEMP/heal``) for ``actions/upload-artifact``: ``decision.json``, ``fix.patch``
+  (when there is a verified diff) and ``pr-comment.md`` (a pull-request comment body);
+* step outputs appended to ``$GITHUB_OUTPUT``: ``decision``, ``fix-id``, ``patch-path``,
+  ``error-id``, ``artifacts-dir``, ``resolved``.
+
+Formats follow GitHub's documentation of workflow commands (values escaped: ``%`` ``\\r``
+``\\n``, and ``:`` ``,`` in properties) and of the ``GITHUB_OUTPUT`` / ``GITHUB_STEP_SUMMARY``
+files. A file that cannot be written is reported on stderr and never changes the exit status.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO
+
+from pipeline.ci import markdown
+from pipeline.ci.artifacts import write_artifacts
+from pipeline.ci.report import RunReport
+
+
+def active(env: Mapping[str, str]) -> bool:
+    return env.get("GITHUB_ACTIONS", "").lower() == "true"
+
+
+def artifacts_dir(env: Mapping[str, str]) -> Path:
+    explicit = env.get("HEAL_ARTIFACTS_DIR")
+    if explicit:
+        return Path(explicit)
+    base = env.get("RUNNER_TEMP") or env.get("GITHUB_WORKSPACE") or "."
+    return Path(base) / "heal"
+
+
+def escape_data(value: str) -> str:
+    return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(value: str) -> str:
+    return escape_data(value).replace(":", "%3A").replace(",", "%2C")
+
+
+def workflow_commands(report: RunReport) -> list[str]:
+    """The workflow commands for this report (one line each)."""
+    file, line = report.location()
+    props = [("title", "heal")]
+    if file:
+        props.insert(0, ("file", file))
+        if line is not None:
+            props.insert(1, ("line", str(line)))
+    head = ",".join(f"{k}={escape_property(v)}" for k, v in props)
+    level = "notice" if report.resolved else "error"
+    what = {
+        "applied": "heal applied a verified fix",
+        "suggested": "heal has a verified fix to apply",
+        "escalated": "heal escalated this error to a human",
+    }.get(report.decision, f"heal: {report.decision}")
+    fix = report.fix or {}
+    message = f"{report.headline} ({what}{' ' + str(fix['id']) if fix.get('id') else ''})"
+    out = [f"::{level} {head}::{escape_data(message)}"]
+    if report.decision == "applied" and not report.resolved:
+        out.append(f"::warning title=heal::{escape_data('the command still fails after the fix')}")
+    return out
+
+
+def write_outputs(path: str, values: Mapping[str, str]) -> None:
+    """Append ``name=value`` lines (single-line values) to the ``GITHUB_OUTPUT`` file."""
+    with open(path, "a", encoding="utf-8") as fh:
+        for name, value in values.items():
+            fh.write(f"{name}={' '.join(str(value).splitlines())}\n")
+
+
+def report_github(report: RunReport, env: Mapping[str, str] | None = None,
+                  stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> Path:
+    """Write everything (see the module docstring); returns the artifacts directory."""
+    env = os.environ if env is None else env
+    out, err = stdout or sys.stdout, stderr or sys.stderr
+    directory = artifacts_dir(env)
+    files = _safely(err, "artifacts", lambda: write_artifacts(report, directory)) or {}
+    summary = env.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        _safely(err, "job summary", lambda: _append(summary, markdown.summary(report)))
+    for line in workflow_commands(report):
+        print(line, file=out, flush=True)
+    output = env.get("GITHUB_OUTPUT")
+    if output:
+        values = {
+            "decision": report.decision,
+            "fix-id": str((report.fix or {}).get("id") or ""),
+            "patch-path": str(files.get("patch", "")),
+            "error-id": report.event.id,
+            "artifacts-dir": str(directory),
+            "resolved": "true" if report.resolved else "false",
+        }
+        _safely(err, "step outputs", lambda: write_outputs(output, values))
+    return directory
+
+
+def report_passed(env: Mapping[str, str] | None = None) -> None:
+    """The command passed the first time: outputs ``decision=none``, ``resolved=true`` (no
+    summary, annotation or artifact: there is nothing to say)."""
+    env = os.environ if env is None else env
+    output = env.get("GITHUB_OUTPUT")
+    if active(env) and output:
+        try:
+            write_outputs(output, {"decision": "none", "fix-id": "", "patch-path": "",
+                                   "error-id": "", "resolved": "true"})
+        except OSError as exc:
+            print(f"heal: could not write the GitHub step outputs: {exc}", file=sys.stderr)
+
+
+def _append(path: str, text: str) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def _safely(err: IO[str], what: str, action: Callable[[], object]) -> dict[str, Path] | None:
+    try:
+        result = action()
+    except OSError as exc:
+        print(f"heal: could not write the GitHub {what}: {exc}", file=err, flush=True)
+        return None
+    return result if isinstance(result, dict) else None

@@ -1,0 +1,93 @@
+"""Markdown for CI: the job summary and the pull-request comment body of one ``heal run``."""
+
+from __future__ import annotations
+
+import shlex
+
+from pipeline.ci.report import RunReport
+
+#: diff characters shown in a summary or comment (GitHub caps a step summary at 1 MiB)
+SHOWN_DIFF = 60_000
+
+_VERDICT = {
+    "applied": "applied and verified",
+    "suggested": "verified; waiting to be applied",
+    "rolled_back": "rolled back after failing verification",
+    "failed": "did not survive verification",
+    "escalated": "escalated to a human",
+    "observed": "observed only (mode observe)",
+    "skipped": "skipped",
+    "none": "no decision",
+}
+
+
+def _cell(value: object) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _fence(text: str, lang: str = "") -> str:
+    ticks = "```"
+    while ticks in text:
+        ticks += "`"
+    return f"{ticks}{lang}\n{text.rstrip()}\n{ticks}\n"
+
+
+def _rows(report: RunReport) -> list[tuple[str, str]]:
+    match, fix, verdict = report.match, report.fix, report.verdict
+    file, line = report.location()
+    rows = [("command", f"`{_cell(shlex.join(report.event.command))}` (exit "
+                        f"{report.event.exit_code})"),
+            ("error", _cell(report.headline))]
+    if file:
+        rows.append(("where", f"`{_cell(file)}{':' + str(line) if line is not None else ''}`"))
+    if match.get("pattern_id"):
+        score = match.get("score")
+        rows.append(("match", f"`{_cell(match['pattern_id'])}`, tier {match.get('tier')}"
+                              + (f", score {float(score):.2f}" if score is not None else "")))
+    else:
+        rows.append(("match", "no known pattern (queued for review: `heal issues list`)"))
+    if fix:
+        rows.append(("fix", f"`{_cell(fix.get('id'))}`"
+                            + (f" ({_cell(fix['category'])})" if fix.get("category") else "")))
+    if verdict is not None:
+        rows.append(("verification", _cell(verdict.reason or verdict.decision)))
+    detail = report.outcome.detail if report.outcome is not None else report.note
+    rows.append(("decision", f"**{_VERDICT.get(report.decision, report.decision)}**"
+                             + (f": {_cell(detail)}" if detail else "")))
+    rows.append(("result", "the command passes now" if report.resolved
+                 else f"the command still fails (exit {report.exit_status})"))
+    return rows
+
+
+def _diff_block(report: RunReport) -> str:
+    if not report.diff:
+        return ""
+    shown = report.diff[:SHOWN_DIFF]
+    cut = "" if len(shown) == len(report.diff) else "\n(diff cut; the whole patch is fix.patch)\n"
+    return (f"<details><summary>the fix's diff</summary>\n\n{_fence(shown, 'diff')}{cut}"
+            "\n</details>\n")
+
+
+def summary(report: RunReport) -> str:
+    """The job summary section (appended to ``$GITHUB_STEP_SUMMARY``)."""
+    icon = "white_check_mark" if report.resolved else "x"
+    lines = [f"### :{icon}: heal: {_cell(report.event.workflow.step or 'run')}", "",
+             "| | |", "| --- | --- |"]
+    lines += [f"| {k} | {v} |" for k, v in _rows(report)]
+    body = "\n".join(lines) + "\n\n" + _diff_block(report)
+    if report.decision == "suggested":
+        fix_id = (report.fix or {}).get("id", "")
+        body += f"\nApply it with `heal apply {fix_id}` or `git apply fix.patch`.\n"
+    return body + "\n"
+
+
+def pr_comment(report: RunReport) -> str:
+    """A pull-request comment body: the same facts, and how to take or leave the fix."""
+    lines = ["<!-- heal:run -->", f"**heal** looked at a failure of "
+             f"`{_cell(shlex.join(report.event.command))}`.", "", "| | |", "| --- | --- |"]
+    lines += [f"| {k} | {v} |" for k, v in _rows(report)]
+    text = "\n".join(lines) + "\n\n" + _diff_block(report)
+    if report.diff:
+        text += ("\nTo take this fix: download the `heal` artifact and run `git apply fix.patch`"
+                 "; to leave it, do nothing.\n")
+    return text

@@ -1,0 +1,163 @@
+"""What one ``heal run`` decided, gathered for CI providers and ``heal run --json``.
+
+:func:`collect` reads back the lookup's candidate and the validator's verdict for one error id
+(from the streams, bounded) and the diff of the fix (``git show`` of the commit verification or
+application produced), and returns a :class:`RunReport`. :meth:`RunReport.to_json` is the
+decision JSON: the same object ``heal run --json`` prints and ``decision.json`` holds.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.config import STREAM_CANDIDATES, STREAM_VERDICTS, Settings
+from pipeline.errors import HealError
+from pipeline.events import CandidateEvent, ErrorEvent, OutcomeEvent, VerdictEvent
+from pipeline.headline import headline, locate
+from pipeline.operator.streams import newest_first
+
+#: stream entries read back (newest first) to find this error's candidate and verdict
+SCAN_LIMIT = 5_000
+#: the diff is cut beyond this many characters (the patch file keeps it whole)
+DIFF_LIMIT = 200_000
+GIT_TIMEOUT_S = 20.0
+
+
+@dataclass
+class RunReport:
+    """One failed ``heal run`` and what the pipeline did about it."""
+
+    event: ErrorEvent
+    #: the command's final exit status (after a re-run, when there was one)
+    exit_status: int
+    outcome: OutcomeEvent | None = None
+    candidate: CandidateEvent | None = None
+    verdict: VerdictEvent | None = None
+    diff: str = ""
+    #: why there is no outcome ("no decision within 120s", a dead-letter reason)
+    note: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    #: the error in one line, when the fingerprint's extraction found a type and a message
+    summary_line: str = ""
+
+    @property
+    def decision(self) -> str:
+        """applied | suggested | rolled_back | failed | escalated | observed | skipped | none"""
+        return self.outcome.status if self.outcome is not None else "none"
+
+    @property
+    def resolved(self) -> bool:
+        return self.exit_status == 0
+
+    @property
+    def fix(self) -> dict[str, Any] | None:
+        if self.candidate is not None and self.candidate.fix:
+            fix = self.candidate.fix
+            return {k: fix[k] for k in ("id", "kind", "category", "title", "pattern_id")
+                    if k in fix}
+        if self.outcome is not None and self.outcome.fix_id:
+            return {"id": self.outcome.fix_id}
+        return None
+
+    @property
+    def match(self) -> dict[str, Any]:
+        return dict(self.candidate.match) if self.candidate is not None else {}
+
+    @property
+    def headline(self) -> str:
+        return self.summary_line or headline(self.event.text, self.exit_status)
+
+    def location(self) -> tuple[str, int | None]:
+        """(file relative to the repository, line) of the error's innermost project frame."""
+        file = str(self.params.get("file") or "")
+        line = self.params.get("line")
+        return file, int(line) if isinstance(line, int) else None
+
+    def to_json(self) -> dict[str, Any]:
+        verdict = self.verdict
+        file, line = self.location()
+        return {
+            "error_id": self.event.id,
+            "command": list(self.event.command),
+            "exit_code": self.event.exit_code,
+            "exit_status": self.exit_status,
+            "resolved": self.resolved,
+            "decision": self.decision,
+            "detail": self.outcome.detail if self.outcome is not None else self.note,
+            "fingerprint": self.outcome.fine if self.outcome is not None else "",
+            "error": {"headline": self.headline, "file": file or None, "line": line},
+            "match": {"pattern_id": self.match.get("pattern_id"), "tier": self.match.get("tier"),
+                      "score": self.match.get("score")},
+            "fix": self.fix,
+            "verification": None if verdict is None else {
+                "decision": verdict.decision, "reason": verdict.reason,
+                "runs": [{k: r.get(k) for k in ("phase", "name", "exit_code", "duration_s")}
+                         for r in verdict.verification],
+            },
+            "branch": (self.outcome.branch if self.outcome is not None else "")
+            or (verdict.branch if verdict is not None else ""),
+            "commit": (self.outcome.commit if self.outcome is not None else "")
+            or (verdict.commit if verdict is not None else ""),
+            "has_diff": bool(self.diff),
+        }
+
+
+def collect(client: Any, settings: Settings, event: ErrorEvent, exit_status: int,
+            outcome: OutcomeEvent | None, note: str = "") -> RunReport:
+    """The report for ``event``. Never raises: what cannot be read back is left empty."""
+    report = RunReport(event, exit_status, outcome, note=note)
+    report.candidate = _find(client, settings.stream(STREAM_CANDIDATES), CandidateEvent.decode,
+                             event.id)
+    report.verdict = _find(client, settings.stream(STREAM_VERDICTS), VerdictEvent.decode,
+                           event.id)
+    report.params = dict(report.candidate.params) if report.candidate is not None else {}
+    _describe(report)
+    commit = (outcome.commit if outcome is not None else "") or (
+        report.verdict.commit if report.verdict is not None else "")
+    if commit and event.repo.path:
+        report.diff = git_show(event.repo.path, commit)
+    return report
+
+
+def _find(client: Any, stream: str, decode: Any, error_id: str) -> Any:
+    try:
+        for ev in newest_first(client, stream, decode, SCAN_LIMIT):
+            if ev.error_id == error_id:
+                return ev
+    except HealError:
+        return None
+    return None
+
+
+def _describe(report: RunReport) -> None:
+    """Fill the one-line summary and, when the extraction named none, the file and line."""
+    from pipeline.fingerprint import fingerprint_text
+
+    event = report.event
+    try:
+        fp = fingerprint_text(event.text, event.repo.path)
+    except Exception:  # noqa: BLE001 - a report never fails the run
+        fp = None
+    if fp is not None:
+        for key in ("file", "line"):
+            if key in fp.params and key not in report.params:
+                report.params[key] = fp.params[key]
+        ex = fp.extraction
+        if ex is not None and ex.error_type:
+            report.summary_line = f"{ex.error_type}: {ex.message}".strip()[:300]
+    if not report.params.get("file"):
+        found = locate(event.text, event.repo.path)
+        if found is not None:
+            report.params["file"], report.params["line"] = found
+
+
+def git_show(repo: str, commit: str) -> str:
+    """The patch of ``commit`` (``git format-patch`` style body), or "" when git cannot say."""
+    try:
+        done = subprocess.run(["git", "-C", repo, "show", "--format=", "--patch", commit],
+                              capture_output=True, text=True, timeout=GIT_TIMEOUT_S, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout[:DIFF_LIMIT] if done.returncode == 0 else ""

@@ -1,0 +1,130 @@
+"""How heal writes for people and for programs (one convention, see README "Output").
+
+* JSON: a command prints ONE JSON object; pretty-printed (2-space indent, sorted keys) when
+  the stream is a terminal, compact on one line otherwise. Streams of records (``heal watch``
+  style, ``--json`` listings meant for pipes) are JSON lines: one compact object per line.
+* Colour: only on a terminal, never with ``NO_COLOR`` set (any value) or ``TERM=dumb``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from typing import IO, Any
+
+import orjson
+
+
+def is_terminal(stream: IO[str] | None = None) -> bool:
+    stream = stream or sys.stdout
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def colour_enabled(stream: IO[str] | None = None, env: Mapping[str, str] | None = None) -> bool:
+    """Colour only for a terminal, and never with NO_COLOR (https://no-color.org) or
+    TERM=dumb."""
+    env = os.environ if env is None else env
+    if "NO_COLOR" in env or env.get("TERM", "") == "dumb":
+        return False
+    return is_terminal(stream)
+
+
+def format_json(data: Any, pretty: bool) -> str:
+    """Sorted keys; datetimes as ISO 8601; anything else unknown as its ``str``."""
+    option = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+    if pretty:
+        option |= orjson.OPT_INDENT_2
+    try:
+        return orjson.dumps(data, default=str, option=option).decode()
+    except TypeError:  # e.g. an int beyond 64 bits
+        return json.dumps(data, indent=2 if pretty else None, sort_keys=True, default=str,
+                          ensure_ascii=False, separators=None if pretty else (",", ":"))
+
+
+def dump_json(data: Any, stream: IO[str] | None = None) -> None:
+    """One JSON value: pretty on a terminal, compact otherwise."""
+    stream = stream or sys.stdout
+    print(format_json(data, is_terminal(stream)), file=stream, flush=True)
+
+
+def dump_json_lines(records: Iterable[Any], stream: IO[str] | None = None) -> None:
+    """A stream of records: one compact JSON object per line."""
+    stream = stream or sys.stdout
+    for record in records:
+        print(format_json(record, False), file=stream)
+    stream.flush()
+
+
+def amount(value: Any) -> str:
+    """A figure for people: whole numbers as such, others with 2 decimals (or 2 significant
+    digits below 1), never ``0.00108333``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.2f}" if abs(value) >= 1 else f"{value:.2g}"
+
+
+def clip(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters; a cut is marked with ``…`` so it is never
+    mistaken for the whole text."""
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+def plain_table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
+                right: Sequence[int] = ()) -> str:
+    """Aligned text columns (what non-terminals, NO_COLOR and TERM=dumb get)."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = []
+    for row in cells:
+        parts = [c.rjust(w) if i in right else c.ljust(w)
+                 for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *,
+                right: Sequence[int] = (), title: str = "",
+                stream: IO[str] | None = None, markup: bool = False) -> None:
+    """A table: rich (box, colour) on a colour terminal, :func:`plain_table` otherwise.
+    Cells are text unless ``markup`` (rich markup, only ever passed on a colour terminal)."""
+    stream = stream or sys.stdout
+    if not colour_enabled(stream):
+        if title:
+            print(title, file=stream)
+        print(plain_table(headers, rows, right), file=stream, flush=True)
+        return
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=title or None, title_justify="left", box=box.SIMPLE_HEAD,
+                  header_style="bold cyan", title_style="bold")
+    for i, header in enumerate(headers):
+        table.add_column(header, justify="right" if i in right else "left")
+    for row in rows:
+        table.add_row(*(str(c) if markup else escape(str(c)) for c in row))
+    rich_console(stream).print(table)
+
+
+def rich_console(stream: IO[str] | None = None) -> Any:
+    """A rich Console on ``stream`` that follows :func:`colour_enabled`."""
+    from rich.console import Console
+
+    stream = stream or sys.stdout
+    colour = colour_enabled(stream)
+    return Console(file=stream, highlight=False, soft_wrap=True, no_color=not colour,
+                   force_terminal=colour, color_system="auto" if colour else None)
+
+
+def styled(text: str, style: str, stream: IO[str] | None = None) -> str:
+    """``text`` in rich markup ``style`` when colour is on, else as is (escaped)."""
+    from rich.markup import escape
+
+    return f"[{style}]{escape(text)}[/]" if colour_enabled(stream) else text

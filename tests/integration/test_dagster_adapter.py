@@ -1,0 +1,92 @@
+"""The Dagster adapter with the real library: a job runs in-process; its op fails with a known,
+fixable error (ruff's unused import), the failure is published through the emit API with the
+job/run/op as workflow, heal applies a verified fix, and Dagster's retry of the op passes."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+dagster = pytest.importorskip("dagster")  # the `heal[dagster]` extra (in `heal[test]` too)
+
+from pipeline.config import Settings  # noqa: E402
+from pipeline.events import ErrorEvent  # noqa: E402
+from producers.dagster import heal_failure_hook  # noqa: E402
+from storage.attempts import close_stores  # noqa: E402
+from tests.scenarios.catalog import build  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _close_stores() -> Iterator[None]:
+    yield
+    close_stores()
+
+
+def _errors(heal_env: dict[str, str]) -> list[ErrorEvent]:
+    client = redis.Redis.from_url(heal_env["HEAL_REDIS_URL"])
+    stream = f"{heal_env['HEAL_STREAM_PREFIX']}:errors"
+    return [ErrorEvent.decode(f[b"event"]) for _, f in client.xrange(stream)]
+
+
+def _example(repo: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """deploy/orchestrators/dagster_job.py, the job the README shows, pointed at ``repo``."""
+    monkeypatch.setenv("CHECKOUT", str(repo))
+    spec = importlib.util.spec_from_file_location(
+        "heal_dagster_example", ROOT / "deploy" / "orchestrators" / "dagster_job.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_failing_op_is_healed_and_its_retry_passes(
+    tmp_path: Path, heal_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, repo = build("unused-import", tmp_path)
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    example = _example(repo, monkeypatch)
+
+    result = example.nightly.execute_in_process(raise_on_error=False)
+    # the op failed once, heal applied a verified fix, and Dagster's retry passed
+    assert result.success
+    kinds = [e.event_type_value for e in result.all_events if e.step_key == "lint"]
+    assert kinds.count("STEP_UP_FOR_RETRY") == 1 and kinds.count("STEP_SUCCESS") == 1
+    (event,) = _errors(heal_env)  # published once: the hook saw no final failure
+    assert event.source.kind == "hook" and event.source.name == "dagster"
+    assert (event.workflow.id, event.workflow.run_id, event.workflow.step) == (
+        "nightly", result.run_id, "lint")
+    assert event.command == ("ruff", "check", ".") and event.tags["mode"] == "auto-safe"
+    assert "imported but unused" in event.text
+    assert subprocess.run(["ruff", "check", "."], cwd=repo).returncode == 0
+
+
+def test_an_unfixable_failure_is_published_by_the_hook_and_the_job_fails(
+    tmp_path: Path, heal_env: dict[str, str]
+) -> None:
+    from dagster import job, op
+
+    @op
+    def explode() -> None:
+        raise RuntimeError("the warehouse is on fire")
+
+    @job(hooks={heal_failure_hook})
+    def etl() -> None:
+        explode()
+
+    result = etl.execute_in_process(raise_on_error=False)
+    assert not result.success
+    (event,) = _errors(heal_env)
+    assert (event.workflow.id, event.workflow.run_id, event.workflow.step) == (
+        "etl", result.run_id, "explode")
+    assert "RuntimeError: the warehouse is on fire" in event.text
+    assert Settings.from_env().prefix == heal_env["HEAL_STREAM_PREFIX"]
