@@ -1,80 +1,85 @@
-"""The ``lifecycle`` consumer group: outcomes -> statistics, lifecycle transitions, breaker."""
+"""The ``lifecycle`` consumer group: outcomes -> statistics, lifecycle transitions, breaker,
+escalation, causal edges learned from applied fixes; a timer (one worker at a time, by Redis
+lease) sweeps the time-based rules."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import redis
-
-from pipeline.config import STREAM_OUTCOMES, Settings
+from pipeline.config import STREAM_OUTCOMES
 from pipeline.errors import EngineError, Retry
 from pipeline.events import OutcomeEvent
 from pipeline.guardrails._connect import connect_redis, open_database
+from pipeline.guardrails.alerts import AlertingAudit, build_notifier
 from pipeline.guardrails.audit import AuditLog
 from pipeline.guardrails.breaker import CircuitBreaker
-from pipeline.guardrails.escalation import LogSink, NotificationSink, Notifier, WebhookSink
+from pipeline.lifecycle.causes import CauseLearner
 from pipeline.lifecycle.escalate import EscalationHook
 from pipeline.lifecycle.graduation import LifecyclePolicy
 from pipeline.lifecycle.service import LifecycleService
+from pipeline.lifecycle.sweeper import DEFAULT_INTERVAL_S, Sweeper
+from pipeline.lookup.catalog import load_catalog
 from pipeline.stage import Encodable, StageContext
+from storage.causal import CausalGraph
 from storage.lifecycle import LifecycleStore
 
 GROUP = "lifecycle"
 INPUT = STREAM_OUTCOMES
 OUTPUT = None
 
-SWEEP_EVERY_S = 3600
-
 
 class LifecycleHandler:
     decode = staticmethod(OutcomeEvent.decode)
 
-    def __init__(self, service: LifecycleService, sweep: Callable[[], None]) -> None:
+    def __init__(self, service: LifecycleService, sweeper: Sweeper | None = None) -> None:
         self.service = service
-        self.sweep = sweep
+        self.sweeper = sweeper
 
     def handle(self, event: Any) -> Sequence[Encodable]:
         try:
             self.service.handle(event)
-            self.sweep()
         except EngineError as exc:  # engines come back; the event must not be lost
             raise Retry(str(exc), delay=5.0) from exc
         return []
 
 
-def _notifier(settings: Settings, client: redis.Redis) -> Notifier:
-    sinks: list[NotificationSink] = [LogSink(settings.home / "notifications.jsonl")]
-    webhook = os.environ.get("HEAL_WEBHOOK_URL")
-    if webhook:
-        sinks.append(WebhookSink(webhook))  # raises HealError for a URL that is not http(s)
-    return Notifier(sinks, client=client, key_prefix=settings.prefix)
+def _interval() -> float:
+    # HEAL_SWEEP_INTERVAL_S: tests and small installations sweep more often
+    try:
+        return max(1.0, float(os.environ.get("HEAL_SWEEP_INTERVAL_S", DEFAULT_INTERVAL_S)))
+    except ValueError:
+        return DEFAULT_INTERVAL_S
 
 
 def build(ctx: StageContext) -> LifecycleHandler:
     settings = ctx.settings
     db = ctx.resources.get("db") or open_database(settings)
     client = ctx.resources.get("redis") or connect_redis(settings)
-    audit = AuditLog(settings, db=db)
+    notifier = build_notifier(settings, client)  # raises HealError for a bad webhook URL
+    # the audit log notifies breaker trips, quarantines and workflow state changes
+    audit = AlertingAudit(AuditLog(settings, db=db), notifier)
     store = LifecycleStore(db)
+    escalation = EscalationHook(store, notifier)
     service = LifecycleService(
         store=store,
         breaker=CircuitBreaker(client, settings, audit=audit),
         audit=audit,
         policy=LifecyclePolicy(),
-        escalation=EscalationHook(store, _notifier(settings, client)),
+        escalation=escalation,
+        causes=CauseLearner(load_catalog(), CausalGraph(db)),
     )
 
-    def sweep() -> None:
-        # at most once an hour across every worker: deprecate pairs unused for the period
-        try:
-            due = client.set(settings.key("lifecycle", "sweep"), "1", nx=True, ex=SWEEP_EVERY_S)
-        except redis.RedisError:
-            return  # the next event tries again; the outcome itself is already recorded
-        if due:
-            for t in store.deprecate_unused(service.policy):
-                audit.append("lifecycle.transition", f"{t.fingerprint}/{t.fix_id}",
-                             {"from": t.src.value, "to": t.dst.value, "reason": t.reason})
+    def deprecate_unused() -> None:
+        for t in store.deprecate_unused(service.policy):
+            audit.append("lifecycle.transition", f"{t.fingerprint}/{t.fix_id}",
+                         {"from": t.src.value, "to": t.dst.value, "reason": t.reason})
 
-    return LifecycleHandler(service, sweep)
+    sweeper = ctx.resources.get("lifecycle_sweeper")
+    if sweeper is None:
+        sweeper = Sweeper(client, settings.key("lifecycle", "sweep"),
+                          [deprecate_unused, escalation.sweep], interval_s=_interval())
+        sweeper.start()
+        ctx.resources["lifecycle_sweeper"] = sweeper
+    return LifecycleHandler(service, sweeper)

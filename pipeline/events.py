@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -19,10 +20,20 @@ import orjson
 
 from pipeline.config import DEFAULT_MAX_TEXT_BYTES
 from pipeline.errors import DecodeError, EventValidationError
+from pipeline.redact import redact_counted, redact_value
 
 SCHEMA_VERSION = 1
 SOURCE_KINDS = ("subprocess", "log", "transcript", "hook", "api", "backfill")
 MAX_ID_LENGTH = 256
+#: hostile-input caps (issue 11): a whole raw event, once its text is truncated, fits in
+#: MAX_EVENT_BYTES because every other field is capped (a 20 MB ``tags`` was once copied
+#: into every stream)
+MAX_EVENT_BYTES = 256 * 1024
+MAX_TAGS_BYTES = 16 * 1024
+MAX_COMMAND_ARGS = 256
+MAX_COMMAND_BYTES = 16 * 1024
+MAX_FIELD_CHARS = 1024
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 TRUNCATION_MARKER = "\n…[heal: {n} bytes truncated]…\n"
 
 JSON = dict[str, Any]
@@ -102,7 +113,12 @@ def _str_fields(raw: bytes, name: str, value: Any, cls: type[Any]) -> Any:
             continue
         if not isinstance(item, str | int):
             raise _fail(raw, f"'{name}.{key}' must be a string, got {type(item).__name__}")
-        kwargs[key] = str(item)
+        text = str(item)
+        if len(text) > MAX_FIELD_CHARS:
+            raise _fail(raw, f"'{name}.{key}' is {len(text)} characters; at most {MAX_FIELD_CHARS}")
+        if "\x00" in text:
+            raise _fail(raw, f"'{name}.{key}' contains a NUL character; send plain text")
+        kwargs[key] = text
     return cls(**kwargs)
 
 
@@ -122,6 +138,17 @@ class ErrorEvent:
     tags: dict[str, Any] = field(default_factory=dict)
 
     kind: ClassVar[str] = "error"
+
+    def __post_init__(self) -> None:
+        # secrets never travel further than the constructor (issue 11, item 9): every
+        # producer and every decode builds the event through here, before any write
+        text, found = redact_counted(self.text)
+        command = tuple(redact_value(list(self.command)))
+        tags = redact_value(self.tags)
+        if found or command != self.command or tags != self.tags:
+            object.__setattr__(self, "text", text)
+            object.__setattr__(self, "command", command)
+            object.__setattr__(self, "tags", tags)
 
     @property
     def error_id(self) -> str:
@@ -174,6 +201,10 @@ class ErrorEvent:
             raise _fail(raw, "missing required field 'id' (a non-empty producer-assigned string)")
         if len(ev_id) > MAX_ID_LENGTH:
             raise _fail(raw, f"'id' is {len(ev_id)} characters; at most {MAX_ID_LENGTH}")
+        bad = _CONTROL.search(ev_id)
+        if bad:
+            raise _fail(raw, f"'id' contains the control character {bad.group(0)!r} at "
+                             f"{bad.start()}; use printable characters only")
         text = obj.get("text")
         if not isinstance(text, str):
             what = "missing" if text is None else f"a {type(text).__name__}"
@@ -186,6 +217,7 @@ class ErrorEvent:
             command = [command]
         if not isinstance(command, list) or not all(isinstance(c, str) for c in command):
             raise _fail(raw, "'command' must be a list of strings (argv)")
+        _check_command(raw, command)
         exit_code = obj.get("exit_code")
         bad_exit = not isinstance(exit_code, int) or isinstance(exit_code, bool)
         if exit_code is not None and bad_exit:
@@ -193,6 +225,7 @@ class ErrorEvent:
         tags = obj.get("tags") or {}
         if not isinstance(tags, dict):
             raise _fail(raw, "'tags' must be an object of string keys")
+        _check_size(raw, tags, text)
         source = _str_fields(raw, "source", obj.get("source"), Source)
         if source.kind and source.kind not in SOURCE_KINDS:
             kinds = ", ".join(SOURCE_KINDS)
@@ -212,6 +245,29 @@ class ErrorEvent:
             exit_code=exit_code,
             tags=tags,
         )
+
+
+def _check_command(raw: bytes, command: list[str]) -> None:
+    size = sum(len(c.encode("utf-8", "replace")) for c in command)
+    if len(command) > MAX_COMMAND_ARGS or size > MAX_COMMAND_BYTES:
+        raise _fail(raw, f"'command' has {len(command)} arguments and {size} bytes; at most "
+                         f"{MAX_COMMAND_ARGS} arguments and {MAX_COMMAND_BYTES} bytes")
+    if any("\x00" in c for c in command):
+        raise _fail(raw, "'command' contains a NUL character; an argv cannot hold one")
+
+
+def _check_size(raw: bytes, tags: JSON, text: str) -> None:
+    """Tags within MAX_TAGS_BYTES, and the raw event (less its text, which is truncated
+    rather than refused) within MAX_EVENT_BYTES."""
+    tag_bytes = len(orjson.dumps(tags, default=str))
+    if tag_bytes > MAX_TAGS_BYTES:
+        raise _fail(raw, f"'tags' is {tag_bytes} bytes of JSON; at most {MAX_TAGS_BYTES}"
+                         " (put bulky data in 'text', which is truncated, not refused)")
+    if len(raw) > MAX_EVENT_BYTES:
+        rest = len(raw) - len(orjson.dumps(text))
+        if rest > MAX_EVENT_BYTES - DEFAULT_MAX_TEXT_BYTES:
+            raise _fail(raw, f"the event is {len(raw)} bytes, {rest} of them outside 'text';"
+                             f" at most {MAX_EVENT_BYTES - DEFAULT_MAX_TEXT_BYTES} outside it")
 
 
 # --- downstream events -------------------------------------------------------------------
@@ -322,12 +378,15 @@ class OutcomeEvent(StageEvent):
     fix_id: str = ""
     #: "applied" | "suggested" | "rolled_back" (reverted after reaching the branch) |
     #: "failed" (did not survive verification; never reached the branch) | "escalated" |
-    #: "observed" | "skipped"
+    #: "observed" | "skipped" | "flaky" (the failure did not reproduce without a fix)
     status: str = ""
     detail: str = ""
     branch: str = ""
     commit: str = ""
     duration_s: float = 0.0
+    #: ranked alternatives tried before ``fix_id`` (or after it, when every one failed) in
+    #: this same attempt, each one failed: the lifecycle counts a failure for each
+    failed_fixes: list[str] = field(default_factory=list)
 
     kind: ClassVar[str] = "outcome"
 

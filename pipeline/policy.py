@@ -30,6 +30,11 @@ command itself, nothing protected beyond ``.git/``)::
     paths = ["logs/**", "**/*.log"]       # replaces the default globs
     exclude = ["vendor", "fixtures/**"]   # directory names or globs, skipped
 
+    [escalation]                          # who is notified when: see
+    [[escalation.rules]]                  # pipeline.guardrails.escalation_policy
+    name = "db-now"
+    when = "immediate"                    # immediate | attempts | unresolved
+
     [[windows]]                           # change windows (UTC); none = always open
     days = ["mon", "tue", "wed", "thu", "fri"]
     start = "08:00"
@@ -51,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PolicyError
+from pipeline.guardrails.escalation_policy import EscalationPolicy, parse_escalation
 from pipeline.model import Mode
 
 log = logging.getLogger(__name__)
@@ -58,7 +64,8 @@ log = logging.getLogger(__name__)
 POLICY_FILE = "heal.toml"
 ALWAYS_PROTECTED = (".git", ".git/**")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-TOP_KEYS = {"mode", "verify", "protect", "limits", "judges", "windows", "backfill"}
+TOP_KEYS = {"mode", "verify", "protect", "limits", "judges", "windows", "backfill",
+            "escalation"}
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,8 @@ class Policy:
     windows: tuple[Window, ...] = ()
     backfill_paths: tuple[str, ...] = ()    # empty: producers.discovery.DEFAULT_GLOBS
     backfill_exclude: tuple[str, ...] = ()
+    #: ``[escalation]``: see :mod:`pipeline.guardrails.escalation_policy`
+    escalation: EscalationPolicy = field(default_factory=EscalationPolicy)
     source: str = "defaults"
     #: the repository turned the operator's LLM judge off (``judges.llm.enabled = false``)
     llm_opt_out: bool = False
@@ -316,6 +325,7 @@ def parse_policy(data: dict[str, Any], source: str = "heal.toml") -> Policy:
         windows=_windows(data.get("windows", [])),
         backfill_paths=_globs("backfill.paths", backfill.get("paths", [])),
         backfill_exclude=_globs("backfill.exclude", backfill.get("exclude", [])),
+        escalation=parse_escalation(data.get("escalation", {})),
         source=source,
     )
 

@@ -41,6 +41,11 @@ class Decision:
     def applied(self) -> bool:
         return self.outcome is not None and self.outcome.status == "applied"
 
+    @property
+    def flaky(self) -> bool:
+        """The failure did not reproduce on heal's plain re-run (no fix was applied)."""
+        return self.outcome is not None and self.outcome.status == "flaky"
+
 
 def live_stages(client: Any, settings: Settings) -> set[str]:
     """Stages with at least one running worker (from the runtime's heartbeats; a ``heal run``

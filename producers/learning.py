@@ -64,6 +64,16 @@ def _repository(db: Any) -> PrecedentStore:
     return PrecedentRepository(db)
 
 
+def _alerting_guard(client: Any, settings: Settings) -> ExecutionGuard:
+    """The execution guard whose state changes notify a person (pipeline.guardrails.alerts)."""
+    from pipeline.guardrails.alerts import alerting_audit
+
+    try:
+        return ExecutionGuard(client, settings, audit=alerting_audit(settings, client))
+    except HealError:  # a bad HEAL_WEBHOOK_URL: the state is still kept and audited
+        return ExecutionGuard(client, settings)
+
+
 @dataclass
 class StepLearning:
     """One ``heal run``'s link to the execution guard and the precedent learner."""
@@ -74,7 +84,7 @@ class StepLearning:
     open_db: Callable[[Settings, bool], Any] = open_learning_db
     #: the precedent store over that database
     store: Callable[[Any], PrecedentStore] = _repository
-    guard: Callable[[Any, Settings], ExecutionGuard] = ExecutionGuard
+    guard: Callable[[Any, Settings], ExecutionGuard] = _alerting_guard
 
     def _pending_key(self, step_key: str) -> str:
         return self.settings.key("learning", "pending", step_key)

@@ -174,7 +174,12 @@ class RunSession:
         for line in self._learning().failed(event, key):
             self.say(line)
         status = result.status
-        if decision is not None and decision.applied:
+        if decision is not None and decision.flaky:
+            # the step passed on heal's plain re-run: run it once more (the retry), but credit
+            # no fix and learn no precedent from a success that was luck
+            self.say("the failure did not reproduce (flaky); running the command again")
+            status = self._rerun(event.id, healed=False)
+        elif decision is not None and decision.applied:
             self.say("a verified fix was applied; running the command again")
             status = self._rerun(event.id)
         self._report_decision(event, decision, status)
@@ -224,10 +229,10 @@ class RunSession:
         self._report(decision)
         return decision, False
 
-    def _rerun(self, error_id: str) -> int:
+    def _rerun(self, error_id: str, healed: bool = True) -> int:
         again = self._run()
         if again.status == 0:
-            self._record_success(healed=True)
+            self._record_success(healed=healed)
             return 0
         event = self._attested(build_event(self.opts, again, {"rerun_of": error_id}))
         try:
@@ -256,6 +261,7 @@ class RunSession:
                             else f" (apply it with `heal apply {outcome.fix_id}`)"),
             "escalated": f"escalated to a human{detail}",
             "observed": f"observed only (mode observe){detail}",
+            "flaky": f"not reproducible, recorded as flaky{detail}",
             "rolled_back": f"{fix.strip() or 'fix'} failed verification and was rolled back"
                            f"{detail}",
         }

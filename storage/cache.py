@@ -36,6 +36,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, op_id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
     payload BLOB NOT NULL, created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS parked_ops (
+    op_id TEXT PRIMARY KEY, kind TEXT NOT NULL, payload BLOB NOT NULL, reason TEXT NOT NULL,
+    parked REAL NOT NULL);
 """
 
 
@@ -159,6 +162,20 @@ class LocalCache:
 
     def acknowledge(self, up_to_seq: int) -> None:
         self._write("DELETE FROM outbox WHERE seq <= ?", [(up_to_seq,)])
+
+    def park(self, seq: int, op_id: str, kind: str, payload: dict[str, Any], reason: str) -> None:
+        """Move one outbox op that PostgreSQL rejects (not an outage) aside with its reason,
+        so it never blocks the ops queued after it (``parked()`` lists them)."""
+        self._write("INSERT OR REPLACE INTO parked_ops VALUES (?, ?, ?, ?, ?)",
+                    [(op_id, kind, orjson.dumps(payload), reason[:2000], time.time())])
+        self._write("DELETE FROM outbox WHERE seq = ?", [(seq,)])
+
+    def parked(self) -> list[tuple[str, str, str]]:
+        """``(op_id, kind, reason)`` of every parked op, oldest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT op_id, kind, reason FROM parked_ops ORDER BY parked").fetchall()
+        return [(str(o), str(k), str(r)) for o, k, r in rows]
 
     # -- meta --------------------------------------------------------------------------------
 

@@ -56,6 +56,33 @@ class CausalGraph:
             cause, effect, confidence,
         )
 
+    def seed(self, edges: list[tuple[str, str, float]]) -> int:
+        """Insert seeded edges that are not there yet (never lowers learned evidence)."""
+        added = 0
+        for cause, effect, confidence in edges:
+            row = self.db.fetchval(
+                "INSERT INTO causal_edges (cause, effect, confidence) VALUES ($1, $2, $3)"
+                " ON CONFLICT (cause, effect) DO NOTHING RETURNING cause",
+                cause, effect, confidence)
+            added += row is not None
+        return added
+
+    def observe(self, cause: str, effect: str, prior: int = 2) -> float:
+        """One more observation that fixing ``cause`` cleared ``effect``, in one statement:
+        after n observations the confidence is n / (n + prior), unless it was already higher
+        (a seeded edge). Returns the confidence now stored. Raises ValueError for a self-loop.
+        """
+        if cause == effect:
+            raise ValueError("an error cannot cause itself")
+        value = self.db.fetchval(
+            """INSERT INTO causal_edges (cause, effect, confidence)
+               VALUES ($1, $2, 1.0 / (1 + $3::int))
+               ON CONFLICT (cause, effect) DO UPDATE SET evidence = causal_edges.evidence + 1,
+                   confidence = GREATEST(causal_edges.confidence,
+                       (causal_edges.evidence + 1)::float8 / (causal_edges.evidence + 1 + $3))
+               RETURNING confidence""", cause, effect, prior)
+        return float(value)
+
     def causes(self, nodes: list[str], min_confidence: float = 0.0,
                max_depth: int = MAX_DEPTH) -> list[Cause]:
         """Every (transitive) cause of any of ``nodes``, most confident first."""

@@ -18,6 +18,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
+import logging
 import os
 import threading
 from collections.abc import Coroutine
@@ -30,6 +31,7 @@ import redis
 
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, DatabaseUnavailable, HealError, StreamUnavailable
+from pipeline.homedir import make_home
 from storage.db import Database, mask_url
 from storage.embedded import EmbeddedPostgres, EmbeddedRedis
 from storage.leases import LeaseRegistry
@@ -51,6 +53,8 @@ class _Embedded(Protocol):
     def pid(self) -> int | None: ...
 
 
+log = logging.getLogger("heal.engines")
+
 _state_lock = threading.Lock()
 #: (pid, engine folder) of the leases this process holds; pid so a forked child never drops
 #: its parent's lease.
@@ -69,6 +73,9 @@ def embedded_postgres(settings: Settings) -> EmbeddedPostgres:
 def _acquire(engine: _Embedded) -> str:
     """Start or reuse ``engine`` and hold a lease on it until this process exits."""
     global _exit_hook_registered
+    # the engines are the first to create HEAL_HOME: make it private first (0700, files
+    # 0600; 0711 as root, so the embedded PostgreSQL's own user reaches its data)
+    make_home(engine.directory.parent)
     with _state_lock, engine.leases.locked():
         url = engine.ensure_running()
         engine.leases.add()
@@ -99,6 +106,30 @@ def _release_all() -> None:
             # heal process prunes the lease and `heal engines stop` stops the server.
             with contextlib.suppress(Exception):
                 _release(engine)
+
+
+def revive_held_engines() -> list[str]:
+    """Restart the embedded engines this process holds a lease on and that are no longer
+    running (killed, OOM): a worker that holds a lease is responsible for its engine
+    (issue 11, item 11). Returns the folders of the engines restarted; never raises."""
+    pid = os.getpid()
+    revived: list[str] = []
+    with _state_lock:
+        mine = [engine for key, engine in _held.items() if key[0] == pid]
+    for engine in mine:
+        if engine.pid() is not None:
+            continue
+        try:
+            with engine.leases.locked():
+                if engine.pid() is None:
+                    engine.ensure_running()
+                    revived.append(str(engine.directory))
+        except Exception as exc:  # noqa: BLE001 - tried again at the next failure
+            log.warning("embedded engine under %s is down and did not restart: %s",
+                        engine.directory, exc)
+    for folder in revived:
+        log.warning("embedded engine under %s was down: restarted by this worker", folder)
+    return revived
 
 
 def release_engines() -> None:

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.lifecycle.flakiness import determinism_score
+from pipeline.lifecycle.flakiness import determinism_score, evidence, is_flaky
 from pipeline.lifecycle.graduation import (
     Decision,
     LifecyclePolicy,
@@ -43,6 +43,9 @@ class OutcomeRecord:
     workflow: str = ""
     step: str = ""
     commit: str = ""
+    #: False: a success on a flaky fingerprint, recorded as evidence but never credited to
+    #: the fix (it would graduate a fix on luck)
+    credit: bool = True
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,12 @@ async def _apply(conn: Conn, fp: str, fix_id: str, src: LifecycleState,
 
 
 _COUNTER = {"success": "successes", "failure": "failures", "revert": "reverts"}
+#: an outcome where a fix was tried (SQL over lifecycle_outcomes)
+_TRIED = ("(ok IS NOT NULL OR status IN ('rolled_back', 'failed')"
+          " OR (status = 'escalated' AND fix_id <> '' AND EXISTS (SELECT 1 FROM attempts t"
+          " WHERE t.id = lifecycle_outcomes.error_id AND t.decision IN ('apply', 'suggest'))))")
+#: newest outcomes that leave an error unfixed (pipeline.lifecycle.escalate.UNRESOLVED)
+UNRESOLVED_STATUSES = frozenset({"rolled_back", "escalated", "failed", "skipped"})
 
 
 class LifecycleStore:
@@ -95,6 +104,9 @@ class LifecycleStore:
         Idempotent: an event id seen before returns ``RecordResult(new=False)``.
         """
         kind = outcome_kind(rec.status)
+        ok = None if kind is None else kind == "success"
+        if kind == "success" and not rec.credit:
+            kind = None
 
         async def go(conn: Conn) -> RecordResult:
             async with conn.transaction():
@@ -103,8 +115,7 @@ class LifecycleStore:
                     " status, workflow, step, commit, ok) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)"
                     " ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
                     rec.event_id, rec.error_id, rec.fingerprint, rec.fix_id, rec.status,
-                    rec.workflow, rec.step, rec.commit,
-                    None if kind is None else kind == "success")
+                    rec.workflow, rec.step, rec.commit, ok)
                 if inserted is None:
                     return RecordResult(new=False)
                 if kind is None or not rec.fix_id:
@@ -202,23 +213,71 @@ class LifecycleStore:
 
     def step_results(self, fingerprint: str) -> tuple[list[tuple[str, bool]], list[float]]:
         """(commit, ok) of attempts and occurrence times (epoch s), for the determinism score."""
-        rows = self.db.fetch("SELECT commit, ok, extract(epoch FROM ts) AS t FROM"
+        rows = self.db.fetch("SELECT commit, ok, status, extract(epoch FROM ts) AS t FROM"
                              " lifecycle_outcomes WHERE fingerprint = $1 ORDER BY ts",
                              fingerprint)
-        results = [(r["commit"], bool(r["ok"])) for r in rows
-                   if r["ok"] is not None and r["commit"]]
+        results: list[tuple[str, bool]] = []
+        for r in rows:
+            results += evidence(r["commit"], r["ok"], r["status"])
         return results, [float(r["t"]) for r in rows]
 
+    def flaky_fingerprints(self) -> dict[str, float]:
+        """Fingerprints with flaky evidence whose determinism score is below the flaky line,
+        with the score (the lookup gives them the retry playbook, never a code change)."""
+        rows = self.db.fetch("SELECT DISTINCT fingerprint FROM lifecycle_outcomes"
+                             " WHERE status = 'flaky'")
+        out: dict[str, float] = {}
+        for r in rows:
+            score = self.determinism(r["fingerprint"])
+            if is_flaky(score):
+                out[r["fingerprint"]] = score
+        return out
+
     def attempt_summary(self, fingerprint: str) -> tuple[int, float, list[str]]:
-        """(attempts, first seen as epoch seconds, distinct fixes tried) of a fingerprint."""
+        """(attempts, first seen as epoch seconds, distinct fixes tried) of a fingerprint.
+
+        An attempt is an outcome where a fix was tried: applied, reverted, failed, or
+        escalated after its fix ran (an escalation naming a fix)."""
         row = self.db.fetchrow(
-            "SELECT count(*) FILTER (WHERE ok IS NOT NULL) AS attempts,"
+            f"SELECT count(*) FILTER (WHERE {_TRIED}) AS attempts,"
             " extract(epoch FROM min(ts)) AS first_seen,"
             " coalesce(array_agg(DISTINCT fix_id) FILTER (WHERE fix_id <> ''), '{}') AS fixes"
             " FROM lifecycle_outcomes WHERE fingerprint = $1", fingerprint)
         if row is None or row["first_seen"] is None:
             return 0, 0.0, []
         return int(row["attempts"]), float(row["first_seen"]), sorted(row["fixes"])
+
+    def attempt_facts(self, error_id: str) -> dict[str, str]:
+        """Category and pattern of the fix validated for ``error_id`` ({} when none was)."""
+        row = self.db.fetchrow(
+            "SELECT a.category, coalesce(a.fix->>'pattern_id', '') AS pattern_id,"
+            " a.repo FROM attempts a WHERE a.id = $1", error_id)
+        if row is None:
+            return {}
+        return {"category": str(row["category"] or ""), "pattern_id": str(row["pattern_id"]),
+                "repo": str(row["repo"] or "")}
+
+    def unresolved(self, limit: int = 1000, within_days: float = 30.0) -> list[dict[str, Any]]:
+        """Fingerprints whose newest outcome (within ``within_days``) is still unresolved, with
+        attempts, first seen (epoch s), fixes tried, and the newest attempt's repository,
+        category and pattern: what the time-based escalation rules need."""
+        rows = self.db.fetch(
+            "WITH latest AS (SELECT DISTINCT ON (fingerprint) fingerprint, error_id, status,"
+            " workflow, step FROM lifecycle_outcomes WHERE ts > now() - make_interval(days => $2)"
+            " ORDER BY fingerprint, ts DESC),"
+            " hist AS (SELECT fingerprint, extract(epoch FROM min(ts)) AS first_seen,"
+            f" count(*) FILTER (WHERE {_TRIED}) AS attempts,"
+            " coalesce(array_agg(DISTINCT fix_id) FILTER (WHERE fix_id <> ''), '{}') AS fixes"
+            " FROM lifecycle_outcomes WHERE fingerprint IN (SELECT fingerprint FROM latest)"
+            " GROUP BY fingerprint)"
+            " SELECT l.fingerprint, l.status, l.workflow, l.step, h.first_seen, h.attempts,"
+            " h.fixes, coalesce(a.category, '') AS category,"
+            " coalesce(a.fix->>'pattern_id', '') AS pattern_id, coalesce(a.repo, '') AS repo"
+            " FROM latest l JOIN hist h USING (fingerprint)"
+            " LEFT JOIN attempts a ON a.id = l.error_id"
+            " WHERE l.status = ANY($3::text[]) ORDER BY h.first_seen LIMIT $1",
+            limit, float(within_days), sorted(UNRESOLVED_STATUSES))
+        return [dict(r) for r in rows]
 
     def determinism(self, fingerprint: str) -> float:
         """0 flaky .. 1 deterministic (see pipeline.lifecycle.flakiness)."""

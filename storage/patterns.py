@@ -68,11 +68,15 @@ class PatternRepository:
                         _UPSERT_PATTERN, p.id, p.name, p.category.value, p.description,
                         _json(d["detect"]), _json(d["params"]), _json(d["examples"]), source,
                     )
-                    fix = p.fix.to_row()
-                    fix_flag = await conn.fetchval(
-                        _UPSERT_FIX, fix["id"], p.id, fix["kind"], fix["category"],
-                        fix["title"], fix["explanation"], _json(fix["template"]),
-                    )
+                    flags = []
+                    for spec in p.fixes:  # the fix and its alternatives
+                        fix = spec.to_row()
+                        flags.append(await conn.fetchval(
+                            _UPSERT_FIX, fix["id"], p.id, fix["kind"], fix["category"],
+                            fix["title"], fix["explanation"], _json(fix["template"]),
+                        ))
+                    # True: something inserted; False: updated; None: nothing changed
+                    fix_flag = True if True in flags else (False if False in flags else None)
                     if flag is True or fix_flag is True:
                         counts["inserted"] += 1
                     elif flag is None and fix_flag is None:

@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from pipeline.lifecycle.flakiness import determinism_score, evidence
+
 #: the lifecycle states, in funnel order (pipeline.model.LifecycleState values)
 FUNNEL = ("DRAFT", "ACTIVE", "AUTOMATED", "DEPRECATED", "QUARANTINED")
 
@@ -123,7 +125,25 @@ class ServeQueries:
         rows = self.db.fetch(
             """SELECT fingerprint, level, pattern_id, hits, created_at
                FROM pattern_fingerprints ORDER BY hits DESC, created_at DESC LIMIT $1""", limit)
-        return [_row(r) for r in rows]
+        out = [_row(r) for r in rows]
+        scores = self.determinism([r["fingerprint"] for r in out if r["level"] == "fine"])
+        for r in out:
+            r["determinism"] = scores.get(r["fingerprint"]) if r["level"] == "fine" else None
+        return out
+
+    def determinism(self, fines: list[str]) -> dict[str, float]:
+        """Determinism score per fine fingerprint (1.0 without evidence), in one query."""
+        rows = self.db.fetch(
+            """SELECT fingerprint, commit, ok, status, extract(epoch FROM ts) AS t
+               FROM lifecycle_outcomes WHERE fingerprint = ANY($1::text[]) ORDER BY ts""",
+            fines)
+        results: dict[str, list[tuple[str, bool]]] = {f: [] for f in fines}
+        times: dict[str, list[float]] = {f: [] for f in fines}
+        for r in rows:
+            fp = r["fingerprint"]
+            times[fp].append(float(r["t"]))
+            results[fp] += evidence(r["commit"], r["ok"], r["status"])
+        return {fp: determinism_score(results[fp], times[fp]) for fp in fines}
 
     def learning(self, limit: int = 100) -> dict[str, list[dict[str, Any]]]:
         """Recent lifecycle transitions (with their reasons) and learned records, newest

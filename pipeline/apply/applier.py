@@ -6,6 +6,9 @@
 - playbooks (and command fixes that change no file): run step by step where the error
   happened (:mod:`pipeline.apply.playbook`), then re-run the failing step.
 - ``suggest`` leaves the verified branch and says ``heal apply FIX_ID``.
+- Flaky failures are never credited to a fix: a verification whose "before" run passed, or a
+  failing step that passes on a plain re-run before a playbook/command runs, gives the outcome
+  ``flaky`` (nothing changed; the lifecycle records it as evidence of non-determinism).
 - A fix is never applied twice for one error: a Redis done marker (SET NX) plus the
   ``apply_results`` row guard every action; a redelivered verdict returns the first outcome.
 """
@@ -26,11 +29,13 @@ from pipeline.errors import DecodeError, GitError, Retry, StreamUnavailable
 from pipeline.events import OutcomeEvent, VerdictEvent
 from pipeline.gitops import GitRepo
 from pipeline.trust.boundary import Trust, assess
-from pipeline.validate.audit import audit
+from pipeline.trust.packages import install_target
+from pipeline.validate.audit import audit, audit_before_acting
 from pipeline.validate.runner import run_argv
-from pipeline.validate.verify import rel_cwd
+from pipeline.validate.verify import failure_reproduced, rel_cwd
 
 log = logging.getLogger(__name__)
+
 DONE_TTL_S = 30 * 24 * 3600
 IN_PROGRESS_TTL_S = 900
 RERUN_TIMEOUT_S = 300.0
@@ -100,6 +105,9 @@ class Applier:
     def apply_suggested(self, verdict: VerdictEvent) -> OutcomeEvent:
         """``heal apply``: turn a 'suggested' outcome into an applied (or rolled back) one."""
         started = time.monotonic()
+        refusal = self._audit_intent(verdict)
+        if refusal:
+            return self._base(verdict, "escalated", refusal)
         outcome, extra = self._apply(verdict)
         outcome = replace(outcome, duration_s=round(time.monotonic() - started, 3))
         return self._finish(outcome, extra, replace_suggested=True)
@@ -127,6 +135,10 @@ class Applier:
             return self._base(verdict, "suggested",
                               f"{detail}; apply with: heal apply {fix_id}"), {}
         if d == "reject":
+            if failure_reproduced(verdict.verification) is False:
+                return self._base(verdict, "flaky", "flaky: the failing command passed in a "
+                                  "clean worktree without any fix; no fix applied or credited "
+                                  "(a re-run is the remedy)"), {}
             verified = any(r.get("phase") == "after" for r in verdict.verification)
             if verified:
                 # committed on a heal branch in a worktree, did not survive verification, the
@@ -137,8 +149,16 @@ class Applier:
             status = "skipped" if "identical request" in verdict.reason else "escalated"
             return self._base(verdict, status, verdict.reason), {}
         if d == "apply":
+            refusal = self._audit_intent(verdict)
+            if refusal:
+                return self._base(verdict, "escalated", refusal), {}
             return self._apply(verdict)
         return self._base(verdict, "skipped", f"unknown decision {d!r}"), {}
+
+    def _audit_intent(self, verdict: VerdictEvent) -> str:
+        """Fail closed: the intent is audited before anything changes ("" when it was)."""
+        return audit_before_acting(self.settings, self.store, "apply.intent", verdict.error_id, {
+            "fix_id": str((verdict.fix or {}).get("id", "")), "decision": verdict.decision})
 
     # -- applying -------------------------------------------------------------------------
     def _apply(self, verdict: VerdictEvent) -> tuple[OutcomeEvent, dict[str, Any]]:
@@ -188,28 +208,68 @@ class Applier:
 
     def _run_steps(self, verdict: VerdictEvent, root: Path, fix: dict[str, Any],
                    trust: Trust) -> tuple[OutcomeEvent, dict[str, Any]]:
+        plain = self._rerun(verdict, root, trust)
+        if plain is not None and plain["exit_code"] == 0:
+            # the failure does not reproduce: crediting the fix would reward luck
+            return self._base(verdict, "flaky", "flaky: the failing step passed on a plain "
+                              "re-run before any fix ran; nothing applied, no fix credited"), {
+                "steps": [{**plain, "name": "plain re-run (does the failure reproduce?)"}]}
+        failed: list[str] = []
+        log: list[dict[str, Any]] = []
+        details: list[str] = []
+        for n, candidate in enumerate(fallbacks(fix)):
+            fix_id = str(candidate.get("id", ""))
+            if n:  # the fallback is one more application: it must fit in the budget too
+                refused = self._spend_budget()
+                if refused:
+                    details.append(f"fallback {fix_id} not tried: {refused}")
+                    break
+            try:
+                ok, detail, steps = self._try_steps(verdict, root, candidate, trust)
+            except _Refused as exc:  # a hostile path: nothing ran, nothing to count
+                if not n:
+                    return self._base(verdict, "escalated", str(exc)), {}
+                details.append(f"{fix_id} not tried: {exc}")
+                break
+            log += steps
+            if ok:
+                if failed:
+                    detail = (f"{'; '.join(details)}; fallback {fix_id} (ranked next): "
+                              f"{detail}")
+                return replace(self._base(verdict, "applied", detail), fix_id=fix_id,
+                               failed_fixes=failed), {"steps": log}
+            failed.append(fix_id)
+            details.append(f"{fix_id} failed: {detail}")
+        self._record_revert(verdict)
+        return replace(self._base(verdict, "escalated", "; ".join(details)),
+                       failed_fixes=failed[1:]), {"steps": log}
+
+    def _try_steps(self, verdict: VerdictEvent, root: Path, fix: dict[str, Any],
+                   trust: Trust) -> tuple[bool, str, list[dict[str, Any]]]:
+        """Run one command/playbook fix and re-run the failing step: (held?, detail, steps)."""
         rendered = fix.get("rendered") or {}
         if fix.get("kind") == "command":
             steps = {"primary": [{"name": "fix", "argv": rendered.get("argv") or [],
                                   "timeout_s": rendered.get("timeout_s") or 60}]}
         else:
             steps = rendered.get("steps") or {}
-        ctx = StepContext(root, dict(verdict.params), trust.command,
-                          root / rel_cwd(verdict.error, root))
+        cwd = root / rel_cwd(verdict.error, root)
+        problem = _step_path_problem(root, cwd, steps, verdict.params)
+        if problem:  # checked again here: a symlink may have appeared since validation
+            raise _Refused(f"nothing applied: {problem}")
+        # only a command the operator's side vouches for is re-run (pipeline.trust)
+        ctx = StepContext(root, dict(verdict.params), trust.command, cwd)
         result = PlaybookRunner(ctx).run(steps)
         if not result.ok:
-            self._record_revert(verdict)
-            return self._base(verdict, "escalated", result.detail), {"steps": result.steps}
+            return False, result.detail, result.steps
         rerun = self._rerun(verdict, root, trust)
         if rerun is not None and rerun["exit_code"] != 0:
-            self._record_revert(verdict)
-            return self._base(verdict, "escalated", (
-                f"{result.detail}, but the failing step still fails (exit "
-                f"{rerun['exit_code']}); escalated")), {"steps": [*result.steps, rerun]}
+            return False, (f"{result.detail}, but the failing step still fails (exit "
+                           f"{rerun['exit_code']}); escalated"), [*result.steps, rerun]
         what = "failing step passes again" if rerun else _no_rerun(verdict)
         durable = self._declare_dependency(root, rendered)
-        return self._base(verdict, "applied", f"{result.detail}; {what}{durable}"), {
-            "steps": [*result.steps, *([rerun] if rerun else [])]}
+        return True, f"{result.detail}; {what}{durable}", [*result.steps,
+                                                            *([rerun] if rerun else [])]
 
     def _declare_dependency(self, root: Path, rendered: dict[str, Any]) -> str:
         """The durable half of a package install a person approved: the manifest diff
@@ -249,14 +309,38 @@ class Applier:
         return {"name": "re-run failing step", "ok": run["exit_code"] == 0, **run}
 
     def _record_revert(self, verdict: VerdictEvent) -> None:
-        try:
-            from pipeline.guardrails.breaker import CircuitBreaker
-        except ImportError:
-            return
+        from pipeline.guardrails.alerts import alerting_breaker
+
         wf = verdict.error.workflow
-        CircuitBreaker(self.client, self.settings).record_revert(
+        alerting_breaker(self.client, self.settings).record_revert(  # a trip notifies
             wf.step or None, wf.id or None, event_id=verdict.error_id)
 
+
+class _Refused(Exception):
+    """A fix's steps name a path outside the repository: it is not run at all."""
+
+
+def fallbacks(fix: dict[str, Any]) -> list[dict[str, Any]]:
+    """The chosen fix, then its ranked alternatives that may run without a person (playbooks
+    and commands, never RISKY: those wait for `heal apply`)."""
+    # a package install among the alternatives was never bounded by validate (declared
+    # names only, pipeline.trust.packages): it waits for a person like RISKY ones
+    alternatives = [a for a in fix.get("alternatives") or []
+                    if isinstance(a, dict) and a.get("kind") in ("playbook", "command")
+                    and a.get("category") != "RISKY" and install_target(a) is None]
+    return [fix, *alternatives]
+
+
+def _step_path_problem(root: Path, cwd: Path, steps: dict[str, Any],
+                       params: dict[str, Any]) -> str | None:
+    """Why a path among the steps' arguments and the parameters leaves the repository."""
+    from pipeline.validate.paths import fix_escape
+
+    values = [str(a) for phase in steps.values() if isinstance(phase, list)
+              for step in phase if isinstance(step, dict)
+              for a in (step.get("argv") or [])[1:]]
+    values += [v for v in params.values() if isinstance(v, str)]
+    return fix_escape(root, cwd, values)
 
 
 def _no_rerun(verdict: VerdictEvent) -> str:

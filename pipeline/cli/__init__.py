@@ -22,7 +22,9 @@ import traceback
 from collections.abc import Sequence
 
 from pipeline import __version__
+from pipeline.config import Settings
 from pipeline.errors import HealError
+from pipeline.homedir import secure_home
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
+        secure_home(Settings.from_env().home)  # an existing home is tightened at every start
         return int(func(args) or 0)
     except HealError as exc:
         print(f"heal: error: {exc}", file=sys.stderr)

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from pipeline.config import Settings
 from pipeline.console import dump_json
 from pipeline.errors import EngineError
 from pipeline.guardrails._connect import open_database
-from pipeline.guardrails.audit import FILE_NAME, Verification, verify_database, verify_file
+from pipeline.guardrails.audit import (
+    FILE_NAME,
+    Verification,
+    audit_key,
+    cross_check,
+    file_log_id,
+    verify_database,
+    verify_file,
+)
 
 
 def register(sub: Any) -> None:
@@ -29,11 +38,37 @@ def _describe(name: str, result: Verification) -> str:
             f"{result.reason}\n  {result.bad_record[:300]}")
 
 
+def _anchors(settings: Settings, db: Any, log_id: str) -> list[tuple[int, str]]:
+    """The file's anchored heads: PostgreSQL's ``audit_anchor`` row and Redis' key."""
+    heads: list[tuple[int, str]] = []
+    if db is not None:
+        try:
+            row = db.fetch("SELECT seq, hash FROM audit_anchor WHERE log = $1", log_id)
+        except Exception:  # noqa: BLE001 - a database migrated before the anchors existed
+            row = []
+        heads += [(int(r["seq"]), str(r["hash"])) for r in row]
+    if settings.redis_url:
+        import redis
+
+        try:
+            raw = redis.Redis.from_url(settings.redis_url).get(
+                settings.key("audit", "head", log_id))
+        except redis.RedisError:
+            raw = None
+        if raw:
+            head = json.loads(raw)
+            heads.append((int(head["seq"]), str(head["hash"])))
+    return heads
+
+
 def run_verify(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    results: dict[str, Verification] = {
-        str(settings.home / FILE_NAME): verify_file(settings.home / FILE_NAME)}
+    path = settings.home / FILE_NAME
+    key = audit_key(settings)
+    log_id = file_log_id(path)
+    results: dict[str, Verification] = {}
     skipped = ""
+    db = None
     if not args.file_only:
         try:
             db = open_database(settings)
@@ -41,11 +76,18 @@ def run_verify(args: argparse.Namespace) -> int:
             skipped = f"postgres: skipped ({exc})"
         except Exception as exc:  # noqa: BLE001 - storage layer missing or misconfigured
             skipped = f"postgres: skipped ({exc})"
-        else:
-            try:
-                results["postgres:audit_log"] = verify_database(db)
-            finally:
-                db.close()
+    try:
+        heads = _anchors(settings, db, log_id)
+        # the newest anchored head: a truncation below any witness is caught
+        anchor = max(heads) if heads else None
+        results[str(path)] = verify_file(path, key, anchor)
+        if db is not None:
+            table = verify_database(db)
+            results["postgres:audit_log"] = table
+            results["file vs table"] = cross_check(results[str(path)], table, log_id)
+    finally:
+        if db is not None:
+            db.close()
     ok = all(r.ok for r in results.values())
     if args.json:
         dump_json({"ok": ok, "skipped": skipped, "logs": {

@@ -24,7 +24,9 @@ def register(subparsers: Any) -> None:
             "a missing exec bit, a stale index.lock, a fix that does not survive verification, "
             "a real failing assertion), run each failure through the pipeline on the "
             "configured engines (embedded by default) and print what was detected, fixed, "
-            "verified, rolled back and escalated. Exits 0 when every result is as expected."
+            "verified, rolled back and escalated; then show the guardrails: two reverts in "
+            "one step trip the breaker, the next fix is refused, and every state change is "
+            "notified with its reason. Exits 0 when every result is as expected."
         ),
     )
     parser.add_argument("--dir", type=Path, default=None,
@@ -37,8 +39,16 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pipeline.demo.guardrails import run_scene
     from pipeline.demo.isolation import isolate
-    from pipeline.demo.report import all_as_expected, as_dict, render
+    from pipeline.demo.report import (
+        all_as_expected,
+        as_dict,
+        render,
+        render_scene,
+        scene_as_expected,
+        scene_dict,
+    )
     from pipeline.demo.runner import Demo
     from pipeline.runtime import drain_inline
     from storage.engines import connect_redis, open_database
@@ -59,12 +69,13 @@ def run(args: argparse.Namespace) -> int:
     def drain() -> int:
         return drain_inline(settings, client, ctx_resources=resources)
 
-    demo = Demo(settings, client, resources, drain)
+    demo = Demo(settings, client, resources, drain, log=say)  # stderr under --json
     where = args.dir.resolve() if args.dir is not None else Path(
         tempfile.mkdtemp(prefix="heal-demo-"))
     keep = args.keep or args.dir is not None
     try:
         rows = demo.run(where / "shop")
+        scene = run_scene(demo, where / "shop-guardrails")
     finally:
         if not keep:
             shutil.rmtree(where, ignore_errors=True)
@@ -75,12 +86,15 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         from pipeline.console import dump_json
 
-        dump_json(as_dict(rows, time.monotonic() - started))
-        return 0 if all_as_expected(rows) else 1
+        report = as_dict(rows, time.monotonic() - started)
+        report["guardrails"] = scene_dict(scene)
+        dump_json(report)
+        return 0 if all_as_expected(rows) and scene_as_expected(scene) else 1
     print(render(rows, time.monotonic() - started))
+    print(render_scene(scene))
     if not keep:
-        print("(the sample repository was removed; --keep or --dir DIR keeps it)")
-    return 0 if all_as_expected(rows) else 1
+        print("(the sample repositories were removed; --keep or --dir DIR keeps them)")
+    return 0 if all_as_expected(rows) and scene_as_expected(scene) else 1
 
 
 def _say(to_stderr: bool) -> Any:

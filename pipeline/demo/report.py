@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from pipeline.demo.guardrails import Scene
 from pipeline.demo.runner import Row
 
 
@@ -78,3 +81,34 @@ def _expected(row: Row) -> bool:
 
 def all_as_expected(rows: list[Row]) -> bool:
     return all(_expected(r) for r in rows)
+
+
+def render_scene(scene: Scene) -> str:
+    """The guardrail scene: each round's result, then every notified state change."""
+    lines = ["guardrails: fixes that do not hold, in one workflow step", "-" * 56]
+    for r in scene.rows:
+        lines.append(f"{r.breakage.name:<16} {(r.fix_id or '-'):<22} {_label(r):<12} "
+                     f"{r.detail[:110]}")
+    lines += ["", "state changes (each notified, with its reason):"]
+    lines += [f"  [{c.get('severity', '?')}] {c.get('summary', '')}" for c in scene.changes]
+    if not scene.changes:
+        lines.append("  none")
+    ok = "as expected" if scene_as_expected(scene) else "NOT as expected"
+    lines += ["", f"breaker tripped: {'yes' if scene.tripped() else 'no'}; quarantine or "
+              f"degradation: {'yes' if scene.quarantined_or_degraded() else 'no'}; {ok}", ""]
+    return "\n".join(lines)
+
+
+def scene_as_expected(scene: Scene) -> bool:
+    return (all(_expected(r) for r in scene.rows) and scene.tripped()
+            and scene.quarantined_or_degraded())
+
+
+def scene_dict(scene: Scene) -> dict[str, Any]:
+    """The guardrail scene for ``heal demo --json``."""
+    return {"rounds": [{"name": r.breakage.name, "fix_id": r.fix_id, "status": r.status,
+                        "detail": r.detail} for r in scene.rows],
+            "state_changes": scene.changes, "breaker_tripped": scene.tripped(),
+            "quarantined_or_degraded": scene.quarantined_or_degraded(),
+            "as_expected": scene_as_expected(scene)}
+

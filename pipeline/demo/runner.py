@@ -57,6 +57,7 @@ class Row:
     notes: list[str] = field(default_factory=list)
     evidence: list[str] = field(default_factory=list)
     detection: str = ""
+    category: str = ""
 
 
 def describe_match(cand: CandidateEvent) -> str:
@@ -107,22 +108,24 @@ class Demo:
         self.drain = drain
         self.log = log
 
-    def event_for(self, root: Path, b: Breakage, run: dict[str, Any]) -> ErrorEvent:
+    def event_for(self, root: Path, b: Breakage, run: dict[str, Any],
+                  workflow: Workflow | None = None) -> ErrorEvent:
         # the demo ran the command itself, like heal run: it signs what it saw (pipeline.trust)
-        return attest(self._event(root, b, run), self.settings)
+        return attest(self._event(root, b, run, workflow), self.settings)
 
-    def _event(self, root: Path, b: Breakage, run: dict[str, Any]) -> ErrorEvent:
+    def _event(self, root: Path, b: Breakage, run: dict[str, Any],
+               workflow: Workflow | None = None) -> ErrorEvent:
         return ErrorEvent(
             id=f"demo-{uuid.uuid4().hex[:12]}",
             text=run["tail"] or f"exit {run['exit_code']}",
             source=Source(kind="subprocess", name="heal demo", host="demo"),
-            workflow=Workflow(id="demo", run_id="1", phase="ci", step=b.name),
+            workflow=workflow or Workflow(id="demo", run_id="1", phase="ci", step=b.name),
             repo=Repo(path=str(root), commit=git(root, "rev-parse", "HEAD"), branch="main"),
             command=b.command, exit_code=run["exit_code"],
             tags={"mode": "auto-safe", "cwd": str(root), "demo": True},
         )
 
-    def run_one(self, root: Path, b: Breakage) -> Row:
+    def run_one(self, root: Path, b: Breakage, workflow: Workflow | None = None) -> Row:
         row = Row(b)
         started = time.monotonic()
         run = run_argv(list(b.command), str(root), COMMAND_TIMEOUT_S)
@@ -131,7 +134,7 @@ class Demo:
         if not row.failed:
             row.notes.append("the command did not fail: nothing to heal")
             return row
-        event = self.event_for(root, b, run)
+        event = self.event_for(root, b, run, workflow)
         row.error_id = event.id
         self.client.xadd(self.settings.stream(STREAM_ERRORS), {"event": event.encode()})
         self.drain()
@@ -147,6 +150,7 @@ class Demo:
             row.decision = verdict.decision
             row.fix_id = str((verdict.fix or {}).get("id", ""))
             row.pattern = str((verdict.fix or {}).get("pattern_id", ""))
+            row.category = str((verdict.fix or {}).get("category", ""))
             row.verified = verdict.decision in ("apply", "suggest")
             row.evidence = evidence_lines(verdict)
         if outcome is not None:

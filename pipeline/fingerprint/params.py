@@ -1,6 +1,9 @@
 """Parameters fix templates need (module, package, file, command, port, host, signal...).
 
 A table of named regexes like the masking rules: the first match of each name wins.
+Event text is hostile: the rules run on the ``regex`` engine within one time budget per
+text, over a window of each line (``boundedre.MAX_LINE_CHARS``), and none backtracks
+super-linearly (``tests/security/test_regex_bounds.py``).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.boundedre import BoundedPattern, Budget, clip_lines, compile_bounded
 from pipeline.fingerprint.model import Extraction
 
 _NETWORK = ("in use", "refused", "eaddrinuse", "econnrefused", "bind", "listen", "connect",
@@ -21,38 +25,48 @@ class ParamRule:
     text contains one of ``hints`` (context, and a cheap pre-filter), or always without."""
 
     name: str
-    pattern: re.Pattern[str]
+    pattern: BoundedPattern
     hints: tuple[str, ...] = ()
+
+
+def _rx(source: str, flags: int = 0) -> BoundedPattern:
+    return compile_bounded(source, flags)
 
 
 PARAM_RULES: tuple[ParamRule, ...] = (
     # Python: ModuleNotFoundError: No module named 'yaml' (top-level package of a dotted name)
-    ParamRule("module", re.compile(r"No module named '(?P<v>[\w.]+)'"), ("no module",)),
+    ParamRule("module", _rx(r"No module named '(?P<v>[\w.]+)'"), ("no module",)),
     # Python: cannot import name 'x' from 'pkg'
-    ParamRule("import_name", re.compile(r"cannot import name '(?P<v>\w+)'"), ("cannot import",)),
+    ParamRule("import_name", _rx(r"cannot import name '(?P<v>\w+)'"), ("cannot import",)),
     # Node: Cannot find module 'express' / Go: cannot find package "x"
-    ParamRule("package", re.compile(r"Cannot find (?:module|package) ['\"](?P<v>[^'\"]+)['\"]",
+    ParamRule("package", _rx(r"Cannot find (?:module|package) ['\"](?P<v>[^'\"]+)['\"]",
                                     re.I), ("cannot find",)),
     # pip: No matching distribution found for foo==1.0
-    ParamRule("package", re.compile(r"(?:No matching distribution found for|satisfies the "
+    ParamRule("package", _rx(r"(?:No matching distribution found for|satisfies the "
                                     r"requirement) (?P<v>[\w.-]+)"),
               ("distribution", "requirement")),
     # shell: foo: command not found / sh: 1: foo: not found
-    ParamRule("command", re.compile(r"(?:^|\s)(?P<v>[\w./+-]+): (?:command )?not found", re.M),
+    ParamRule("command", _rx(r"(?:^|\s)(?P<v>[\w./+-]+): (?:command )?not found", re.M),
               ("not found",)),
     # a port in a network error: "port 8080", "host:8080", ":::3000" (not 10:00:01)
-    ParamRule("port", re.compile(r"(?:\bport\s*[=:]?\s*|[A-Za-z\]][\w.-]*:|:::|EADDRINUSE[^\n]*?:)"
-                                 r"(?P<v>\d{2,5})\b", re.I), _NETWORK),
+    # (the EADDRINUSE tail is bounded: unbounded, "EADDRINUSE" repeated was quadratic)
+    ParamRule("port", _rx(r"(?:\bport\s*[=:]?\s*|[A-Za-z\]][\w.-]*+:|:::"
+                          r"|EADDRINUSE[^\n]{0,200}?:)(?P<v>\d{2,5})\b", re.I), _NETWORK),
     # host names in connection / resolution errors
-    ParamRule("host", re.compile(r"(?:resolve host:?\s*|host ['\"]?|connect(?:ion)? to |Host )"
+    ParamRule("host", _rx(r"(?:resolve host:?\s*|host ['\"]?|connect(?:ion)? to |Host )"
                                  r"(?P<v>[A-Za-z][\w-]*(?:\.[\w-]+)+|localhost)", re.I), _NETWORK),
-    ParamRule("host", re.compile(r"(?P<v>[A-Za-z][\w-]*(?:\.[\w-]+)+):\d{2,5}\b"), _NETWORK),
+    # (possessive: giving back a label never lets ":port" match, and backtracking into
+    # "a.aa.aa..." was quadratic)
+    ParamRule("host", _rx(r"(?P<v>[A-Za-z][\w-]*+(?:\.[\w-]++)++):\d{2,5}\b"), _NETWORK),
     # signals and the exit codes that mean one
-    ParamRule("signal", re.compile(r"\b(?P<v>SIG[A-Z]{2,6})\b|signal:? (?P<v2>killed|\d+)"
+    ParamRule("signal", _rx(r"\b(?P<v>SIG[A-Z]{2,6})\b|signal:? (?P<v2>killed|\d+)"
                                    r"|(?P<v3>Killed)\b"
                                    r"|exit (?:code|status) (?P<v4>13[0-9]|14[0-3])"),
               ("sig", "killed", "exit")),
-    ParamRule("permission_path", re.compile(r"(?P<v>\.{0,2}/[\w./-]+): Permission denied"),
+    # (tried only where a path token starts, then from its first "/": the same leftmost
+    # match as the plain pattern, but "./////..." no longer restarts at every slash)
+    ParamRule("permission_path", _rx(r"(?<![\w./-])[\w.-]*?(?P<v>\.{0,2}/[\w./-]*+): "
+                                     r"Permission denied"),
               ("permission denied",)),
 )
 
@@ -60,12 +74,14 @@ PARAM_RULES: tuple[ParamRule, ...] = (
 def extract_params(text: str, extraction: Extraction) -> dict[str, Any]:
     """Parameters found in ``text`` plus the ones the extraction identified."""
     params: dict[str, Any] = {}
-    lowered = text.lower()
+    window = clip_lines(text)
+    lowered = window.lower()
+    budget = Budget()
     for rule in PARAM_RULES:
         name = rule.name
         if name in params or (rule.hints and not any(h in lowered for h in rule.hints)):
             continue
-        match = rule.pattern.search(text)
+        match = budget.search(rule.pattern, window, f"param:{name}")
         if match:
             value = next((v for v in match.groups() if v), None)
             if value:

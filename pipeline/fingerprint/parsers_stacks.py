@@ -21,7 +21,19 @@ _NODE_HEAD = re.compile(r"^(?:Uncaught )?(?P<type>[A-Z]\w*(?:Error|Exception)|Er
                         r"(?: \[(?P<code>[A-Z_]+)\])?: (?P<msg>.*)$")
 _NODE_FRAME = re.compile(r"^\s+at (?:(?P<func>.+?) \()?(?P<file>[^()\s]+?):(?P<line>\d+):\d+\)?$")
 _GO_PANIC = re.compile(r"^(?:panic|fatal error): (?P<msg>.*)$")
-_GO_FUNC = re.compile(r"^(?P<func>[\w./*()-]+)\(.*\)$")
+#: a Go frame's function line, ``pkg.(*T).Method(0x1, 0x2)``: the leading run of name
+#: characters, cut at its last "(" (as ``^(?P<func>[\w./*()-]+)\(.*\)$`` would, but linear:
+#: that regex was quadratic on "a()()()..." lines)
+_GO_NAME_RUN = re.compile(r"[\w./*()-]+")
+
+
+def _go_func(line: str) -> str | None:
+    """The function of a Go frame line (ending in ``)``), or None."""
+    if not line.endswith(")"):
+        return None
+    run = _GO_NAME_RUN.match(line)
+    cut = run.group(0).rfind("(") if run else -1
+    return run.group(0)[:cut] if run and cut >= 1 else None
 _GO_LOC = re.compile(r"^\s+(?P<file>\S+\.go):(?P<line>\d+)")
 
 
@@ -88,13 +100,13 @@ def parse_go(text: str, repo: str = "") -> Extraction | None:
         return None
     frames: list[Frame] = []
     for index, line in enumerate(lines[:-1]):
-        func = _GO_FUNC.match(line)
-        loc = _GO_LOC.match(lines[index + 1])
+        func = _go_func(line)
+        loc = _GO_LOC.match(lines[index + 1]) if func else None
         if func and loc:
             raw = loc.group("file")
-            in_project = not (is_library(raw) or func.group("func").startswith("runtime."))
-            frames.append(Frame(normalize_path(raw, repo), func.group("func"),
-                                int(loc.group("line")), in_project))
+            in_project = not (is_library(raw) or func.startswith("runtime."))
+            frames.append(Frame(normalize_path(raw, repo), func, int(loc.group("line")),
+                                in_project))
     message = panic.group("msg")
     error_type = "panic"
     if message.startswith("runtime error: "):

@@ -2,12 +2,24 @@
 appended as one JSON line under ``$HEAL_HOME/audit.jsonl`` and, when a database is given, as
 a row of ``audit_log`` in PostgreSQL.
 
-Each record carries the hash of the record before it (``prev``) and its own ``hash`` (SHA-256
-of its canonical JSON without ``hash``), so editing, deleting or reordering any record breaks
-the chain from that point on; :func:`verify_file` / :func:`verify_database` find the first
-break. The file and the table are two independent chains (each appended under its own lock:
-an exclusive ``flock`` for the file, a PostgreSQL advisory lock for the table), so several
-workers, on one host or many, can append concurrently.
+Each record carries the hash of the record before it (``prev``) and its own ``hash``, so
+editing, deleting or reordering any record breaks the chain from that point on;
+:func:`verify_file` / :func:`verify_database` find the first break. The file and the table
+are two chains (each appended under its own lock: an exclusive ``flock`` for the file, a
+PostgreSQL advisory lock for the table), so several workers, on one host or many, can
+append concurrently.
+
+Tamper evidence (issue 11, item 8):
+
+* the hash is keyed: HMAC-SHA256 with ``HEAL_AUDIT_KEY`` or ``$HEAL_HOME/audit.key`` (0600,
+  made at first use), so whoever can write the file cannot re-seal an edited chain
+  (records written before the key existed carry no ``alg`` and keep their plain SHA-256);
+* the file's head (seq, hash) is anchored outside it, in PostgreSQL (``audit_anchor``) and
+  Redis, at every append; and every table record written with a file record names that
+  file record's (seq, hash): a truncated, deleted or re-sealed file no longer matches;
+* an append that fails raises :class:`AuditError`; the apply stage then applies nothing and
+  says why (it audits its intent first). A torn last line (a crash mid-write) is moved to
+  ``audit.jsonl.torn`` with a warning, and the chain goes on from the last whole record.
 """
 
 from __future__ import annotations
@@ -15,19 +27,62 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import hashlib
+import hmac
 import json
+import logging
 import os
+import secrets
+import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pipeline.config import Settings
 from pipeline.errors import HealError
+from pipeline.homedir import dir_mode
+
+log = logging.getLogger("heal.audit")
 
 GENESIS = "0" * 64
 FILE_NAME = "audit.jsonl"
+KEY_FILE = "audit.key"
+KEY_ENV = "HEAL_AUDIT_KEY"
+ALG = "hmac-sha256"
 _TAIL_BLOCK = 8192
+
+
+class AuditError(HealError):
+    """The audit log cannot take a record (disk full, unwritable, PostgreSQL rejected it):
+    heal refuses to act unaudited."""
+
+
+def audit_key(settings: Settings) -> bytes:
+    """The chain's HMAC key: ``HEAL_AUDIT_KEY``, else ``$HEAL_HOME/audit.key`` (made 0600).
+
+    Raises:
+        AuditError: the key file cannot be read or made.
+    """
+    env = os.environ.get(KEY_ENV)
+    if env:
+        return env.encode()
+    path = settings.home / KEY_FILE
+    try:
+        path.parent.mkdir(mode=dir_mode(), parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_bytes().strip()
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+        return path.read_bytes().strip()
+    except OSError as exc:
+        raise AuditError(f"audit key {path}: {exc}; set {KEY_ENV} or fix the file") from exc
+
+
+def file_log_id(path: Path) -> str:
+    """The name of a file's anchor: host and absolute path."""
+    return f"{socket.gethostname()}:{path.resolve()}"
 
 
 def canonical(record: dict[str, Any]) -> str:
@@ -36,13 +91,17 @@ def canonical(record: dict[str, Any]) -> str:
                       default=str)
 
 
-def record_hash(record: dict[str, Any]) -> str:
-    body = {k: v for k, v in record.items() if k != "hash"}
-    return hashlib.sha256(canonical(body).encode()).hexdigest()
+def record_hash(record: dict[str, Any], key: bytes | None = None) -> str:
+    """HMAC-SHA256 for keyed records (``alg``), plain SHA-256 for records made before keys."""
+    body = canonical({k: v for k, v in record.items() if k != "hash"}).encode()
+    if record.get("alg") == ALG:
+        return hmac.new(key or b"", body, hashlib.sha256).hexdigest()
+    return hashlib.sha256(body).hexdigest()
 
 
 def _seal(prev: dict[str, Any] | None, kind: str, subject: str,
-          data: dict[str, Any]) -> dict[str, Any]:
+          data: dict[str, Any], key: bytes | None, anchor: dict[str, Any] | None = None
+          ) -> dict[str, Any]:
     record: dict[str, Any] = {
         "seq": (prev["seq"] + 1) if prev else 1,
         "ts": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
@@ -51,37 +110,56 @@ def _seal(prev: dict[str, Any] | None, kind: str, subject: str,
         "data": data,
         "prev": prev["hash"] if prev else GENESIS,
     }
-    record["hash"] = record_hash(record)
+    if key is not None:
+        record["alg"] = ALG
+    if anchor is not None:
+        record["file"] = anchor
+    record["hash"] = record_hash(record, key)
     return record
 
 
 class AuditLog:
-    """Append-only, hash-chained decision log.
+    """Append-only, keyed hash-chained decision log, anchored outside its file.
 
     Raises (from ``append``):
-        HealError: the file's last line is not a record (a torn write); run ``heal audit
-            verify``.
+        AuditError: the record could not be written (the caller must not act unaudited).
         DatabaseUnavailable: PostgreSQL was given and cannot be reached.
     """
 
-    def __init__(self, settings: Settings, db: Any = None, path: Path | None = None) -> None:
+    def __init__(self, settings: Settings, db: Any = None, path: Path | None = None,
+                 redis_client: Any = None) -> None:
+        self.settings = settings
         self.path = path or settings.home / FILE_NAME
         self.db = db
+        self._redis = redis_client
 
     def append(self, kind: str, subject: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
         """Append one decision; returns the file record (with its ``seq`` and ``hash``)."""
         data = json.loads(canonical(data or {}))  # fail early on what cannot be hashed
-        record = self._append_file(kind, subject, data)
+        key = audit_key(self.settings)
+        try:
+            record = self._append_file(kind, subject, data, key)
+        except OSError as exc:  # disk full, read-only, permissions
+            raise AuditError(f"audit log {self.path}: cannot append ({exc}); nothing is "
+                             "applied until it can (free space or fix the file)") from exc
+        anchor = {"log": file_log_id(self.path), "seq": record["seq"], "hash": record["hash"]}
         if self.db is not None:
-            self._append_db(kind, subject, data)
+            # the table is shared by every host: keyed only with a shared HEAL_AUDIT_KEY
+            # (a per-home key would make other hosts' records unverifiable)
+            shared = os.environ.get(KEY_ENV)
+            self._append_db(kind, subject, data, shared.encode() if shared else None, anchor)
+        self._anchor_redis(anchor)
         return record
 
-    def _append_file(self, kind: str, subject: str, data: dict[str, Any]) -> dict[str, Any]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a+b") as fh:
+    def _append_file(self, kind: str, subject: str, data: dict[str, Any],
+                     key: bytes) -> dict[str, Any]:
+        self.path.parent.mkdir(mode=dir_mode(), parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a+b") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file closes
             try:
-                record = _seal(_last_record(fh, self.path), kind, subject, data)
+                prev = _last_record_or_repair(fh, self.path)
+                record = _seal(prev, kind, subject, data, key)
                 fh.seek(0, os.SEEK_END)
                 fh.write(canonical(record).encode() + b"\n")
                 fh.flush()
@@ -90,21 +168,63 @@ class AuditLog:
                 fcntl.flock(fh, fcntl.LOCK_UN)
         return record
 
-    def _append_db(self, kind: str, subject: str, data: dict[str, Any]) -> None:
+    def _append_db(self, kind: str, subject: str, data: dict[str, Any], key: bytes | None,
+                   anchor: dict[str, Any]) -> None:
         async def insert(conn: Any) -> None:
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtext('heal:audit_log'))")
                 row = await conn.fetchrow("SELECT body FROM audit_log ORDER BY seq DESC LIMIT 1")
                 prev = json.loads(row["body"]) if row else None
-                record = _seal(prev, kind, subject, data)
+                record = _seal(prev, kind, subject, data, key, anchor)
                 await conn.execute(
                     "INSERT INTO audit_log (seq, kind, subject, prev_hash, hash, body)"
                     " VALUES ($1, $2, $3, $4, $5, $6)",
                     record["seq"], kind, subject, record["prev"], record["hash"],
                     canonical(record),
                 )
+                await conn.execute(
+                    "INSERT INTO audit_anchor (log, seq, hash) VALUES ($1, $2, $3)"
+                    " ON CONFLICT (log) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash,"
+                    " updated_at = now() WHERE audit_anchor.seq < EXCLUDED.seq",
+                    anchor["log"], anchor["seq"], anchor["hash"])
 
         self.db.run(insert)
+
+    def _anchor_redis(self, anchor: dict[str, Any]) -> None:
+        """The head in Redis too (a second witness; a failure here is only logged)."""
+        client = self._redis
+        if client is None and self.settings.redis_url:
+            import redis
+
+            client = self._redis = redis.Redis.from_url(self.settings.redis_url)
+        if client is None:
+            return
+        try:
+            client.set(self.settings.key("audit", "head", anchor["log"]),
+                       json.dumps({"seq": anchor["seq"], "hash": anchor["hash"]}))
+        except Exception as exc:  # noqa: BLE001 - the file and the table hold the record
+            log.warning("audit head not anchored in Redis: %s", exc)
+
+
+def _last_record_or_repair(fh: Any, path: Path) -> dict[str, Any] | None:
+    """The last whole record; a torn last line is moved to ``<file>.torn`` first."""
+    try:
+        return _last_record(fh, path)
+    except HealError as exc:
+        end = fh.seek(0, os.SEEK_END)
+        fh.seek(0)
+        content = fh.read()
+        cut = content.rstrip(b"\n").rfind(b"\n") + 1
+        torn = content[cut:]
+        quarantine = path.with_name(path.name + ".torn")
+        fd = os.open(quarantine, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "ab") as out:
+            out.write(torn + (b"" if torn.endswith(b"\n") else b"\n"))
+        os.truncate(fh.fileno(), cut)
+        log.warning("audit log %s: the last line was torn (%s); its %d bytes were moved to %s"
+                    " and the chain goes on from record %s", path, exc, end - cut, quarantine,
+                    "the last whole one")
+        return _last_record(fh, path)
 
 
 def _last_record(fh: Any, path: Path) -> dict[str, Any] | None:
@@ -139,11 +259,18 @@ class Verification:
     bad_at: int | None = None
     reason: str = ""
     bad_record: str = ""
+    #: records that witness a file record (table records with ``file``), by seq
+    kept: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: every record's hash, oldest first (for the anchor and cross checks)
+    hashes: list[str] = field(default_factory=list)
 
 
-def verify_lines(lines: Iterator[str]) -> Verification:
-    """Check a chain given as canonical JSON texts, oldest first."""
+def verify_lines(lines: Iterator[str], key: bytes | None = None) -> Verification:
+    """Check a chain given as canonical JSON texts, oldest first. The result keeps every
+    record's hash (``hashes``) and the records that witness a file record (``kept``)."""
     prev_hash, count = GENESIS, 0
+    kept: dict[int, dict[str, Any]] = {}
+    hashes: list[str] = []
     for position, line in enumerate(lines, start=1):
         if not line.strip():
             return Verification(False, count, position, "empty line inside the log", line)
@@ -151,34 +278,92 @@ def verify_lines(lines: Iterator[str]) -> Verification:
             record = json.loads(line)
         except ValueError:
             return Verification(False, count, position, "not JSON", line)
-        reason = _check(record, prev_hash, count + 1)
+        reason = _check(record, prev_hash, count + 1, key)
         if reason:
             return Verification(False, count, position, reason, line)
         prev_hash, count = record["hash"], count + 1
-    return Verification(True, count)
+        hashes.append(prev_hash)
+        if isinstance(record.get("file"), dict):
+            kept[count] = record
+    return Verification(True, count, kept=kept, hashes=hashes)
 
 
-def _check(record: Any, prev_hash: str, seq: int) -> str:
+def _check(record: Any, prev_hash: str, seq: int, key: bytes | None) -> str:
     if not isinstance(record, dict) or "hash" not in record:
         return "not an audit record"
     if record.get("seq") != seq:
         return f"sequence {record.get('seq')!r} where {seq} was expected (record removed?)"
     if record.get("prev") != prev_hash:
         return "prev does not match the previous record's hash (chain broken)"
-    if record_hash(record) != record["hash"]:
-        return "hash does not match the record's content (record edited)"
+    if record.get("alg") == ALG and key is None:
+        return "keyed record but no audit key to check it (set HEAL_AUDIT_KEY)"
+    if record_hash(record, key) != record["hash"]:
+        return "hash does not match the record's content (record edited or re-sealed)"
     return ""
 
 
-def verify_file(path: Path) -> Verification:
-    """Verify the JSONL chain; a missing file is an empty, valid log."""
+def verify_file(path: Path, key: bytes | None = None,
+                anchor: tuple[int, str] | None = None) -> Verification:
+    """Verify the JSONL chain, and against its anchored head ``(seq, hash)`` when known.
+
+    A missing file is an empty, valid log only when no head was ever anchored. Without
+    ``key``, ``HEAL_AUDIT_KEY`` or the ``audit.key`` beside the file is used."""
+    if key is None:
+        key = _key_beside(path)
     if not path.exists():
+        if anchor is not None and anchor[0] > 0:
+            return Verification(False, 0, 1, f"the file is missing, but its head was anchored "
+                                             f"at record {anchor[0]} (deleted?)")
         return Verification(True, 0)
     with open(path, encoding="utf-8", errors="replace") as fh:
-        return verify_lines(line.rstrip("\n") for line in fh)
+        result = verify_lines((line.rstrip("\n") for line in fh), key)
+    if not result.ok or anchor is None:
+        return result
+    seq, head = anchor
+    if result.records < seq:
+        return Verification(False, result.records, result.records + 1,
+                            f"the file ends at record {result.records}, but its head was "
+                            f"anchored at record {seq} (truncated?)")
+    if result.hashes[seq - 1] != head:
+        return Verification(False, seq - 1, seq, f"record {seq} differs from the anchored head "
+                                                  "(the chain was re-sealed)")
+    return result
 
 
-def verify_database(db: Any) -> Verification:
-    """Verify the ``audit_log`` table's chain, in ``seq`` order."""
+def _key_beside(path: Path) -> bytes | None:
+    env = os.environ.get(KEY_ENV)
+    if env:
+        return env.encode()
+    beside = path.parent / KEY_FILE
+    return beside.read_bytes().strip() if beside.exists() else None
+
+
+def verify_database(db: Any, key: bytes | None = None) -> Verification:
+    """Verify the ``audit_log`` table's chain, in ``seq`` order (keyed records with
+    ``key``, else ``HEAL_AUDIT_KEY``)."""
+    if key is None and os.environ.get(KEY_ENV):
+        key = os.environ[KEY_ENV].encode()
     rows = db.fetch("SELECT body FROM audit_log ORDER BY seq")
-    return verify_lines(str(row["body"]) for row in rows)
+    return verify_lines((str(row["body"]) for row in rows), key)
+
+
+def cross_check(file_result: Verification, table_result: Verification,
+                log_id: str) -> Verification:
+    """Every table record that names a record of this file (``file``: log, seq, hash) must
+    find it there, unchanged: the file and the table witness each other."""
+    if not (file_result.ok and table_result.ok):
+        return Verification(True, 0)  # each failure is already reported on its own
+    checked = 0
+    for record in table_result.kept.values():
+        ref = record.get("file")
+        if not isinstance(ref, dict) or ref.get("log") != log_id:
+            continue
+        checked += 1
+        seq = int(ref.get("seq", 0))
+        if seq > file_result.records:
+            return Verification(False, checked - 1, seq, f"the table names file record {seq},"
+                                " which the file no longer has (truncated or deleted)")
+        if seq < 1 or file_result.hashes[seq - 1] != ref.get("hash"):
+            return Verification(False, checked - 1, seq, f"file record {seq} differs from the"
+                                " one the table witnessed (edited or re-sealed)")
+    return Verification(True, checked)

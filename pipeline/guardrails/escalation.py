@@ -12,9 +12,11 @@ most once per ``dedupe_s``.
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import hashlib
 import json
 import logging
+import os
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -26,6 +28,7 @@ from typing import Any, Protocol
 import redis
 
 from pipeline.errors import HealError
+from pipeline.homedir import dir_mode, open_private
 
 log = logging.getLogger("heal.escalation")
 
@@ -40,19 +43,30 @@ class Trigger(StrEnum):
     AFTER_DURATION = "after_duration"
 
 
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
 @dataclass(frozen=True)
 class EscalationRule:
     name: str
     trigger: Trigger
     attempts: int = 0
     duration_s: float = 0.0
-    #: only for these categories / fix kinds (empty: any)
+    #: only for these categories / fix kinds / pattern ids (globs) (empty: any)
     categories: frozenset[str] = frozenset()
     fix_kinds: frozenset[str] = frozenset()
     suggested_action: str = "look at the error and the actions tried, then fix it by hand"
+    patterns: frozenset[str] = frozenset()
+    severity: Severity = Severity.WARNING
 
     def matches(self, ctx: EscalationContext) -> bool:
         if self.categories and ctx.category not in self.categories:
+            return False
+        if self.patterns and not any(fnmatch.fnmatchcase(ctx.pattern_id, glob)
+                                     for glob in self.patterns):
             return False
         if self.fix_kinds and ctx.fix_kind not in self.fix_kinds:
             return False
@@ -85,6 +99,7 @@ class EscalationContext:
     step: str = ""
     actions_tried: tuple[str, ...] = ()
     last_error: str = ""
+    pattern_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -100,6 +115,10 @@ class Notification:
     workflow: str = ""
     step: str = ""
     created_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
+    severity: str = Severity.WARNING.value
+    #: "escalation" (a rule fired) or the state change that notifies: "breaker", "lifecycle",
+    #: "execution"
+    kind: str = "escalation"
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -121,7 +140,7 @@ def evaluate(ctx: EscalationContext,
                          f" {ctx.attempts} attempt(s)"),
                 attempts=ctx.attempts, actions_tried=ctx.actions_tried,
                 last_error=ctx.last_error[-4000:], suggested_action=rule.suggested_action,
-                workflow=ctx.workflow, step=ctx.step)
+                workflow=ctx.workflow, step=ctx.step, severity=rule.severity.value)
     return None
 
 
@@ -147,8 +166,9 @@ class LogSink:
         # and a second, unformatted line on stderr reads as a stray message
         log.info("%s (suggested: %s)", notification.summary, notification.suggested_action)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a", encoding="utf-8") as fh:
+            self.path.parent.mkdir(mode=dir_mode(), parents=True, exist_ok=True)
+            # 0600: a notification names repositories, commands and what failed
+            with os.fdopen(open_private(self.path), "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(notification.to_dict(), sort_keys=True) + "\n")
         except OSError as exc:
             raise NotificationFailed(f"log sink {self.path}: {exc}") from exc
@@ -187,7 +207,7 @@ class Notifier:
 
     def notify(self, notification: Notification) -> dict[str, str]:
         """Deliver to every sink; returns sink name -> "ok" | "deduplicated" | the error."""
-        if self.client is not None:
+        if self.client is not None and self.dedupe_s > 0:
             key = f"{self.key_prefix}:escalation:{notification.id}"
             try:
                 first = self.client.set(key, "1", nx=True, ex=self.dedupe_s)

@@ -16,6 +16,20 @@ from collections.abc import Iterable
 FLAKY_BELOW = 0.5
 
 
+def evidence(commit: str, ok: bool | None, status: str) -> list[tuple[str, bool]]:
+    """The (commit, passed) results one recorded outcome contributes: a ``flaky`` outcome is
+    a failure and a pass of the same commit (it passed on a plain re-run, nothing changed);
+    an ``escalated`` one is a failure that held (so a fingerprint once marked flaky becomes
+    deterministic again when its failures keep reproducing)."""
+    if not commit:
+        return []
+    if status == "flaky":
+        return [(commit, False), (commit, True)]
+    if status == "escalated":
+        return [(commit, False)]
+    return [] if ok is None else [(commit, bool(ok))]
+
+
 def commit_consistency(results: Iterable[tuple[str, bool]]) -> float | None:
     """Share of commits (seen at least twice) whose runs all agreed; None without evidence."""
     by_commit: dict[str, set[bool]] = defaultdict(set)

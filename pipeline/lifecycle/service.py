@@ -3,12 +3,14 @@ outcome and the statistics, apply the transition it causes, audit every decision
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from pipeline.events import OutcomeEvent
 from pipeline.guardrails.breaker import CircuitBreaker
+from pipeline.lifecycle.causes import CauseLearner
 from pipeline.lifecycle.escalate import EscalationHook
+from pipeline.lifecycle.flakiness import is_flaky
 from pipeline.lifecycle.graduation import LifecyclePolicy
 from pipeline.lifecycle.graduation import Transition as LifecycleTransition
 
@@ -20,6 +22,8 @@ class Auditor(Protocol):
 class OutcomeStore(Protocol):
     def record_outcome(self, rec: Any, policy: LifecyclePolicy) -> Any: ...
 
+    def determinism(self, fingerprint: str) -> float: ...
+
 
 @dataclass
 class LifecycleService:
@@ -28,6 +32,8 @@ class LifecycleService:
     audit: Auditor | None
     policy: LifecyclePolicy
     escalation: EscalationHook | None = None
+    #: learns "fixing A cleared B" causal edges from applied outcomes (tier 3)
+    causes: CauseLearner | None = None
 
     def handle(self, event: OutcomeEvent) -> LifecycleTransition | None:
         """Record one outcome; returns the lifecycle transition it caused, if any.
@@ -48,16 +54,23 @@ class LifecycleService:
             elif event.status == "applied":
                 self.breaker.record_success(wf.step or None, wf.id or None, event.error_id)
         fingerprint = event.fine or event.error_id
+        # a success on a fingerprint known to be flaky proves nothing about the fix
+        credit = event.status != "applied" or not is_flaky(self.store.determinism(fingerprint))
         rec = OutcomeRecord(
             event_id=event.id, error_id=event.error_id, fingerprint=fingerprint,
             fix_id=event.fix_id, status=event.status, workflow=wf.id, step=wf.step,
-            commit=event.error.repo.commit,
+            commit=event.error.repo.commit, credit=credit,
         )
         result = self.store.record_outcome(rec, self.policy)
         if not result.new:
             return None
+        for failed in event.failed_fixes:  # ranked alternatives that failed in this attempt
+            self.store.record_outcome(replace(rec, event_id=f"{event.id}:{failed}",
+                                              fix_id=failed, status="failed"), self.policy)
         if self.escalation is not None:
             self.escalation.after_outcome(event, fingerprint)
+        if self.causes is not None and credit:
+            self.causes.after_outcome(event)
         if self.audit is not None and result.kind is not None:
             self.audit.append("lifecycle.outcome", f"{fingerprint}/{event.fix_id}", {
                 "event_id": event.id, "status": event.status, "outcome": result.kind,

@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import regex
 import yaml
 
+from pipeline.boundedre import BoundedPattern, Budget, compile_bounded
 from pipeline.errors import ConfigError
 from pipeline.fixes.params import ParamSpec
 from pipeline.fixes.render import FixSpec
@@ -26,15 +28,21 @@ _FIX_KEYS = ("id", "kind", "title", "explanation", "category", "state")
 
 @dataclass(frozen=True)
 class Rule:
-    """One detection rule: a regex (MULTILINE) whose named groups become parameters."""
+    """One detection rule: a regex (MULTILINE) whose named groups become parameters.
 
-    regex: re.Pattern[str]
-    unless: re.Pattern[str] | None = None
+    Compiled with the ``regex`` engine and searched within a :class:`Budget` (event text
+    is hostile: see ``pipeline/boundedre.py``)."""
+
+    regex: BoundedPattern
+    unless: BoundedPattern | None = None
     constants: Mapping[str, str] = field(default_factory=dict)
+    name: str = ""
 
-    def match(self, text: str) -> dict[str, str] | None:
-        found = self.regex.search(text)
-        if found is None or (self.unless is not None and self.unless.search(text)):
+    def match(self, text: str, budget: Budget | None = None) -> dict[str, str] | None:
+        budget = budget or Budget()
+        found = budget.search(self.regex, text, self.name)
+        if found is None or (self.unless is not None
+                             and budget.search(self.unless, text, self.name + ":unless")):
             return None
         params = {k: v for k, v in found.groupdict().items() if v is not None}
         # alternative spellings of one parameter are written name2, name3 in the regex
@@ -63,26 +71,25 @@ class Pattern:
     fix: FixSpec
     examples: tuple[str, ...] = ()
     priority: int = 50
+    #: other fixes for the same error (ranked against ``fix`` by Thompson sampling; the next
+    #: one is tried in the same attempt when the chosen one fails). Playbooks and commands.
+    alternatives: tuple[FixSpec, ...] = ()
 
-    def detect(self, text: str) -> dict[str, str] | None:
+    @property
+    def fixes(self) -> tuple[FixSpec, ...]:
+        return (self.fix, *self.alternatives)
+
+    def detect(self, text: str, budget: Budget | None = None) -> dict[str, str] | None:
+        budget = budget or Budget()
         for rule in self.rules:
-            params = rule.match(text)
+            params = rule.match(text, budget)
             if params is not None:
                 return params
         return None
 
     def to_dict(self) -> dict[str, Any]:
         """The YAML/JSON shape of the seeds (``heal export``)."""
-        fix = {
-            "id": self.fix.id,
-            "kind": self.fix.kind.value,
-            "category": self.fix.category.value,
-            "state": self.fix.state.value,
-            "title": self.fix.title,
-            "explanation": self.fix.explanation,
-            **dict(self.fix.template),
-        }
-        return {
+        out = {
             "id": self.id,
             "name": self.name,
             "category": self.category.value,
@@ -91,15 +98,24 @@ class Pattern:
             "detect": [r.to_dict() for r in self.rules],
             "params": {n: p.to_dict() for n, p in self.params.items()},
             "examples": list(self.examples),
-            "fix": fix,
+            "fix": _fix_dict(self.fix),
         }
+        if self.alternatives:
+            out["alternatives"] = [_fix_dict(a) for a in self.alternatives]
+        return out
 
 
-def _compile(pattern_id: str, regex: str) -> re.Pattern[str]:
+def _fix_dict(fix: FixSpec) -> dict[str, Any]:
+    return {"id": fix.id, "kind": fix.kind.value, "category": fix.category.value,
+            "state": fix.state.value, "title": fix.title, "explanation": fix.explanation,
+            **dict(fix.template)}
+
+
+def _compile(pattern_id: str, source: str) -> BoundedPattern:
     try:
-        return re.compile(regex, re.MULTILINE)
-    except re.error as exc:
-        raise ConfigError(f"pattern {pattern_id}: bad regex {regex!r}: {exc}") from exc
+        return compile_bounded(source, regex.MULTILINE)
+    except regex.error as exc:
+        raise ConfigError(f"pattern {pattern_id}: bad regex {source!r}: {exc}") from exc
 
 
 def _enum(pattern_id: str, enum: type[Any], value: Any, what: str) -> Any:
@@ -126,8 +142,9 @@ def parse_pattern(raw: Mapping[str, Any]) -> Pattern:
             regex=_compile(pid, r["regex"]),
             unless=_compile(pid, r["unless"]) if r.get("unless") else None,
             constants={str(k): str(v) for k, v in (r.get("set") or {}).items()},
+            name=f"{pid}:{i}",
         )
-        for r in raw.get("detect") or []
+        for i, r in enumerate(raw.get("detect") or [])
     )
     declared = raw.get("params") or {}
     params = {n: ParamSpec.from_dict(n, spec or {}) for n, spec in declared.items()}
@@ -135,9 +152,38 @@ def parse_pattern(raw: Mapping[str, Any]) -> Pattern:
     fix_raw = dict(raw.get("fix") or {})
     if not fix_raw:
         raise ConfigError(f"pattern {pid}: needs a fix (use kind: escalate when none is safe)")
+    fix = _parse_fix(pid, fix_raw, category, params, f"{pid}/fix")
+    alternatives = []
+    for i, alt in enumerate(raw.get("alternatives") or []):
+        if not isinstance(alt, Mapping) or not alt.get("id"):
+            raise ConfigError(f"pattern {pid}: alternatives[{i}] needs an id")
+        spec = _parse_fix(pid, dict(alt), category, params, "")
+        if spec.kind not in (FixKind.PLAYBOOK, FixKind.COMMAND):
+            raise ConfigError(f"pattern {pid}: alternatives[{i}] must be a playbook or a "
+                              "command (they are verified when applied)")
+        alternatives.append(spec)
+    ids = [f.id for f in (fix, *alternatives)]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"pattern {pid}: fix ids must be unique, got {ids}")
+    return Pattern(
+        id=pid,
+        name=str(raw.get("name", pid)),
+        category=category,
+        description=str(raw.get("description", "")).strip(),
+        rules=rules,
+        params=params,
+        fix=fix,
+        examples=tuple(str(e) for e in raw.get("examples") or ()),
+        priority=int(raw.get("priority", 50)),
+        alternatives=tuple(alternatives),
+    )
+
+
+def _parse_fix(pid: str, fix_raw: dict[str, Any], category: Category,
+               params: Mapping[str, ParamSpec], default_id: str) -> FixSpec:
     kind = _enum(pid, FixKind, fix_raw.get("kind"), "fix kind")
     fix = FixSpec(
-        id=str(fix_raw.get("id") or f"{pid}/fix"),
+        id=str(fix_raw.get("id") or default_id),
         pattern_id=pid,
         kind=kind,
         # an escalation never changes anything, so it is never auto-applied: RISKY
@@ -150,17 +196,7 @@ def parse_pattern(raw: Mapping[str, Any]) -> Pattern:
         state=_enum(pid, LifecycleState, fix_raw.get("state", "ACTIVE"), "fix state"),
     )
     fix.check_template()
-    return Pattern(
-        id=pid,
-        name=str(raw.get("name", pid)),
-        category=category,
-        description=str(raw.get("description", "")).strip(),
-        rules=rules,
-        params=params,
-        fix=fix,
-        examples=tuple(str(e) for e in raw.get("examples") or ()),
-        priority=int(raw.get("priority", 50)),
-    )
+    return fix
 
 
 class Catalog:
@@ -183,9 +219,12 @@ class Catalog:
         return self.patterns.get(pattern_id)
 
     def detect(self, text: str) -> tuple[Pattern, dict[str, str]] | None:
-        """The highest-priority pattern whose rules match ``text``, with its parameters."""
+        """The highest-priority pattern whose rules match ``text``, with its parameters.
+
+        Every rule of the pass shares one time budget (``boundedre.PASS_BUDGET_S``)."""
+        budget = Budget()
         for pattern in self._ordered:
-            params = pattern.detect(text)
+            params = pattern.detect(text, budget)
             if params is not None:
                 return pattern, params
         return None

@@ -7,8 +7,44 @@ runs here over the edges mirrored in the local cache.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
+import yaml
+
+from pipeline.errors import ConfigError
+from pipeline.lookup.catalog import SEEDS_DIR, Catalog
 from storage.causal import MAX_DEPTH, Cause
+
+SEED_EDGES = SEEDS_DIR / "causal" / "edges.yaml"
+#: a learned edge's confidence after n observations: n / (n + 2) (two make it usable: 0.5)
+LEARN_PRIOR = 2
+
+
+def load_seed_edges(catalog: Catalog, path: Path = SEED_EDGES) -> list[tuple[str, str, float]]:
+    """The seeded (cause, effect, confidence) edges between known patterns.
+
+    Raises:
+        ConfigError: unreadable file, an unknown pattern id or a confidence outside (0, 1].
+    """
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read causal edges: {exc}") from exc
+    edges = []
+    for i, raw in enumerate(doc.get("edges") or []):
+        cause, effect = str(raw.get("cause", "")), str(raw.get("effect", ""))
+        confidence = raw.get("confidence")
+        for name, node in (("cause", cause), ("effect", effect)):
+            if node not in catalog.patterns:
+                raise ConfigError(f"{path.name}: edges[{i}].{name} {node!r} is not a pattern id")
+        if cause == effect:
+            raise ConfigError(f"{path.name}: edges[{i}]: an error cannot cause itself")
+        if isinstance(confidence, bool) or not isinstance(confidence, int | float) or not (
+                0 < confidence <= 1):
+            raise ConfigError(f"{path.name}: edges[{i}].confidence {confidence!r} must be in "
+                              "(0, 1]")
+        edges.append((cause, effect, float(confidence)))
+    return edges
 
 
 def walk_edges(edges: Iterable[tuple[str, str, float]], nodes: Sequence[str],

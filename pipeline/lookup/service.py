@@ -8,6 +8,8 @@ blocks or loses a lookup.
 
 from __future__ import annotations
 
+import logging
+import random
 import threading
 import time
 from collections.abc import Mapping
@@ -17,7 +19,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from pipeline.errors import DatabaseUnavailable, EngineError, ParameterError
+from pipeline.errors import DatabaseUnavailable, EngineError, ParameterError, QueryError
+from pipeline.fixes.render import FixSpec
+from pipeline.lifecycle.ranking import rank_and_record, thompson_rank
 from pipeline.lookup.catalog import Catalog, Pattern
 from pipeline.lookup.causal import walk_edges
 from pipeline.lookup.guard import logic_bug
@@ -36,13 +40,17 @@ from storage.cache import LocalCache
 from storage.causal import CausalGraph, Cause
 from storage.db import Database
 from storage.embeddings import EmbeddingRepository
-from storage.lifecycle import PrecedentRepository
+from storage.lifecycle import LifecycleStore, PrecedentRepository
 from storage.outbox import apply_ops
 from storage.patterns import PatternRepository
 
 AUTO_CATEGORIES = (Category.SAFE.value, Category.MODERATE.value)
 UNUSABLE_STATES = (LifecycleState.QUARANTINED.value, LifecycleState.DEPRECATED.value)
 CAUSAL_MIN_CONFIDENCE = 0.5
+#: the seeded pattern whose playbook (wait, re-run) is what a flaky failure gets
+FLAKY_PATTERN = "test.flaky"
+#: fix kinds that change code: never offered for a flaky fingerprint
+CODE_CHANGES = (FixKind.DIFF.value, FixKind.COMMAND.value)
 RETRY_DATABASE_S = 5.0
 NEGATIVE_TTL_S = 30.0
 #: the causal walk of a node set is reused this long (edges change rarely, queries cost ~1 ms)
@@ -52,6 +60,8 @@ FLUSH_EVERY = 256
 STATES_REFRESH_S = 30.0
 #: learned fixes are re-read this long after a read (a new precedent shows up within it)
 LEARNED_TTL_S = 30.0
+
+log = logging.getLogger("heal.lookup")
 
 
 class Lookup:
@@ -78,6 +88,8 @@ class Lookup:
         self._learned: dict[str, tuple[float, dict[str, Any] | None]] = {}
         #: fingerprints silenced with `heal ignore` (re-read with the fix states)
         self._ignored: frozenset[str] = frozenset()
+        #: flaky fingerprints -> determinism score (re-read with the fix states)
+        self._flaky: dict[str, float] = {}
         self._edges: list[tuple[str, str, float]] = cache.edges()
         self._memory_index: MemoryIndex | None = None
         self._ops: list[tuple[str, str, dict[str, Any]]] = []
@@ -111,6 +123,7 @@ class Lookup:
             rows = PatternRepository(self.db).most_used(limit)
             self._states = PatternRepository(self.db).fix_states()
             self._ignored = PatternRepository(self.db).ignored_fingerprints()
+            self._flaky = LifecycleStore(self.db).flaky_fingerprints()
             self._edges = CausalGraph(self.db).edges()
             vectors = EmbeddingRepository(self.db).all()
         except DatabaseUnavailable:
@@ -153,6 +166,8 @@ class Lookup:
             result = self._tier3(result, fine, coarse, text, base) or result
         result = result or unmatched("no known pattern matched; queued for review")
         result = self._guard(text, result)
+        result = self._flaky_retry(fine, text, result)
+        result = self._rank(fine, result, record)
         if result.details.get("rule_matched") and result.pattern_id is not None:
             # learned only after the guard: a refused logic bug never teaches a fingerprint
             self._learn(fine, coarse, result.pattern_id)
@@ -266,22 +281,23 @@ class Lookup:
                             merged)
 
     def _render(
-        self, pattern: Pattern, params: dict[str, Any]
+        self, pattern: Pattern, params: dict[str, Any], spec: FixSpec | None = None
     ) -> tuple[dict[str, Any] | None, str]:
         from pipeline.fixes.render import render_fix
 
-        state = self._states.get(pattern.fix.id, pattern.fix.state.value)
+        spec = spec or pattern.fix
+        state = self._states.get(spec.id, spec.state.value)
         if state in UNUSABLE_STATES:
-            return None, f"; fix {pattern.fix.id} is {state}, not offered"
+            return None, f"; fix {spec.id} is {state}, not offered"
         # the same fix with the same parameters renders the same: memoize (hot path)
-        key = orjson.dumps([pattern.fix.id, state, params], default=str,
+        key = orjson.dumps([spec.id, state, params], default=str,
                            option=orjson.OPT_SORT_KEYS)
         fix = self._rendered.get(key)
         if fix is None:
             try:
-                fix = render_fix(pattern.fix, params)
+                fix = render_fix(spec, params)
             except ParameterError as exc:
-                return None, f"; fix {pattern.fix.id} cannot be rendered: {exc}"
+                return None, f"; fix {spec.id} cannot be rendered: {exc}"
             fix["state"] = state
             if len(self._rendered) >= MEMO_SIZE:
                 self._rendered.clear()
@@ -391,6 +407,60 @@ class Lookup:
             f"{result.pattern_id}'s {result.fix['category']} fix; queued for review",
             refused=result.pattern_id, logic_bug=bug)
 
+    def _flaky_retry(self, fine: str, text: str, result: LookupResult) -> LookupResult:
+        """A flaky fingerprint gets the retry playbook (``test.flaky``), never a code change."""
+        score = self._flaky.get(fine)
+        fix = result.fix
+        if score is None or fix is None or fix["kind"] not in CODE_CHANGES:
+            return result
+        retry = self.catalog.get(FLAKY_PATTERN)
+        reason = (f"{result.reason}; fingerprint is flaky (determinism {score:.2f}): "
+                  f"{fix['id']} is a code change, never applied to a flaky failure")
+        details = {**result.details, "flaky": score, "replaced_fix": fix["id"]}
+        if retry is None:
+            return replace(result, fix=None, reason=reason, details=details)
+        retry_fix, _ = self._render(retry, dict(result.params))
+        return replace(result, fix=retry_fix, reason=f"{reason}; retry playbook instead",
+                       details=details)
+
+    def _rank(self, fine: str, result: LookupResult, record: bool) -> LookupResult:
+        """A pattern with alternatives: rank its usable fixes by Thompson sampling on their
+        posteriors for this fingerprint (recorded in ``fix_rankings`` unless ``record`` is
+        False); the winner is the fix, the others follow in ``fix["alternatives"]``, tried in
+        order by the apply stage when the one before fails. Offline: the catalog's order."""
+        pattern = self.catalog.get(result.pattern_id or "")
+        fix = result.fix
+        if pattern is None or not pattern.alternatives or fix is None or (
+                fix["id"] != pattern.fix.id):
+            return result  # no alternatives, or the fix was replaced (tier 3, flaky)
+        options = {fix["id"]: fix}
+        for alt in pattern.alternatives:
+            rendered, _ = self._render(pattern, dict(result.params), alt)
+            if rendered is not None:
+                options[alt.id] = rendered
+        if len(options) < 2:
+            return result
+        order, draws = list(options), []
+        if self.online:
+            assert self.db is not None
+            store = LifecycleStore(self.db)
+            try:
+                ranked = (rank_and_record(store, fine or pattern.id, order) if record
+                          else thompson_rank(store.posteriors(fine or pattern.id, order),
+                                             random.Random()))
+                order = [d.fix_id for d in ranked]
+                draws = [{"fix_id": d.fix_id, "draw": round(d.draw, 4), "alpha": d.alpha,
+                          "beta": d.beta} for d in ranked]
+            except DatabaseUnavailable:
+                self._went_offline()
+            except QueryError as exc:  # a ranking that cannot be read never blocks the answer
+                log.warning("ranking of %s skipped: %s", pattern.id, exc)
+        chosen = {**options[order[0]], "alternatives": [options[i] for i in order[1:]],
+                  "ranking": draws}
+        how = "Thompson-ranked" if draws else "offline, in the catalog's order"
+        return replace(result, fix=chosen, reason=(
+            f"{result.reason}; {len(order)} fixes {how}: {', '.join(order)}"))
+
     def _record(self, error_id: str, fine: str, coarse: str, text: str,
                 result: LookupResult) -> None:
         if result.pattern_id is not None:
@@ -423,11 +493,13 @@ class Lookup:
         try:
             states = PatternRepository(self.db).fix_states()
             ignored = PatternRepository(self.db).ignored_fingerprints()
+            flaky = LifecycleStore(self.db).flaky_fingerprints()
         except DatabaseUnavailable:
             self._went_offline()
             return
         self._states = states
         self._ignored = ignored
+        self._flaky = flaky
         self.cache.put_fix_states(states)
 
     def sync(self, batch: int = 500) -> int:
@@ -451,8 +523,32 @@ class Lookup:
             except DatabaseUnavailable:
                 self._went_offline()
                 break
+            except (QueryError, ValueError):
+                # one op PostgreSQL rejects (a NUL in an id, a bad kind) must not block the
+                # rest for good: apply one by one and park the ones that fail, with why
+                try:
+                    applied += self._apply_one_by_one(pending)
+                except DatabaseUnavailable:
+                    self._went_offline()
+                    break
+                continue
             self._offline_since = None
             self.cache.acknowledge(pending[-1][0])
+        return applied
+
+    def _apply_one_by_one(self, pending: list[tuple[int, str, str, dict[str, Any]]]) -> int:
+        """Raises: DatabaseUnavailable (the rest stays queued)."""
+        assert self.db is not None
+        applied = 0
+        for seq, op_id, kind, payload in pending:
+            try:
+                applied += apply_ops(self.db, [(op_id, kind, payload)])
+            except (QueryError, ValueError) as exc:
+                log.warning("outbox op %r (%s) parked: PostgreSQL rejects it: %s",
+                            op_id, kind, exc)
+                self.cache.park(seq, op_id, kind, payload, str(exc))
+                continue
+            self.cache.acknowledge(seq)
         return applied
 
 

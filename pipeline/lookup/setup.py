@@ -7,9 +7,11 @@ from __future__ import annotations
 from pipeline.config import Settings
 from pipeline.errors import DatabaseUnavailable, EngineError
 from pipeline.lookup.catalog import Catalog, load_catalog
+from pipeline.lookup.causal import load_seed_edges
 from pipeline.lookup.semantic import Embedder, query_text, vector_id
 from pipeline.lookup.service import Lookup
 from storage.cache import LocalCache
+from storage.causal import CausalGraph
 from storage.db import Database
 from storage.embeddings import EmbeddingRepository
 from storage.patterns import PatternRepository
@@ -36,6 +38,7 @@ def seed_database(db: Database, catalog: Catalog, embedder: Embedder | None) -> 
         EngineError: the embedding model cannot be loaded.
     """
     counts = PatternRepository(db).seed(catalog.patterns.values())
+    counts["causal_edges"] = CausalGraph(db).seed(load_seed_edges(catalog))
     if embedder is not None:
         refs = reference_texts(catalog)
         repo = EmbeddingRepository(db)

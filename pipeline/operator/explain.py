@@ -17,8 +17,12 @@ from pipeline.config import Settings
 from pipeline.errors import HealError, UsageError
 from pipeline.events import OutcomeEvent
 from pipeline.fingerprint import fingerprint_text
+from pipeline.lifecycle.flakiness import is_flaky
 from pipeline.lifecycle.posterior import Posterior
+from pipeline.lookup.service import CAUSAL_MIN_CONFIDENCE
 from pipeline.operator.streams import newest_first
+from storage.causal import CausalGraph
+from storage.lifecycle import LifecycleStore
 from storage.reports import ReportStore
 
 #: outcome events read back (newest first) for the detail PostgreSQL does not keep
@@ -136,5 +140,21 @@ def explain(store: ReportStore, text: str,
         "controls": store.controls([fp, *fines]), "issues": issues,
         "last_event": None if last is None else {k: v for k, v in last.items() if k != "text"},
     }
+    story["determinism"] = _determinism(store, fines)
+    story["causal"] = _causal(store, [*fines, *pattern_ids])
     story["why"] = _why(story)
     return story
+
+
+def _causal(store: ReportStore, nodes: list[str]) -> list[dict[str, Any]]:
+    """The tier-3 walk from these nodes: each known root cause with the chain to it."""
+    causes = CausalGraph(store.db).causes(nodes, CAUSAL_MIN_CONFIDENCE)
+    return [{"cause": c.node, "confidence": round(c.confidence, 3), "path": list(c.path)}
+            for c in causes[:5]]
+
+
+def _determinism(store: ReportStore, fines: list[str]) -> dict[str, Any]:
+    """The lowest determinism score among the fine fingerprints (0 flaky .. 1 deterministic)."""
+    scores = {fine: LifecycleStore(store.db).determinism(fine) for fine in fines[:50]}
+    score = min(scores.values(), default=1.0)
+    return {"score": score, "flaky": is_flaky(score), "by_fingerprint": scores}

@@ -19,6 +19,11 @@ def _head(s: dict[str, Any]) -> list[str]:
     if s["level"] == "coarse":
         out.append(f"  groups {len(s['fines'])} fine fingerprint(s): {', '.join(s['fines'][:5])}")
     out.append(f"  why: {s['why']}")
+    det = s.get("determinism")
+    if det:
+        verdict = ("flaky: it gets the retry playbook, never a code change, and its successes "
+                   "never count toward graduation") if det["flaky"] else "deterministic"
+        out.append(f"  determinism: {det['score']:.2f} ({verdict})")
     if s["sample"]:
         out += ["", "sample (last lines):", *_indent(s["sample"])]
     norm = s["normalization"]
@@ -39,6 +44,8 @@ def _lookup(s: dict[str, Any]) -> list[str]:
         out.append(f"  learned   {p['level']} fingerprint -> {p['pattern_id']} ({p['hits']} hits)")
     if len(out) == 2:
         out.append("  no pattern matched")
+    for c in s.get("causal") or []:
+        out.append(f"  tier 3 chain: {' <- '.join(c['path'])} (confidence {c['confidence']:.2f})")
     for i in s["issues"]:
         out.append(f"  issue queue: {i['status']}, seen {i['count']}x, first {i['first_seen']},"
                    f" last {i['last_seen']}")
@@ -64,7 +71,9 @@ def _fixes(s: dict[str, Any]) -> list[str]:
         out.append(f"  {fix_id}  pair {st['state']} posterior {post['mean']} "
                    f"[{post['lower95']}, {post['upper95']}]")
     for r in s["rankings"][:1]:
-        out.append(f"  last ranking chose {r['chosen']} at {r['ts']}")
+        draws = ", ".join(f"{d['fix_id']} {float(d['draw']):.2f} (Beta({d['alpha']:g}, "
+                          f"{d['beta']:g}))" for d in r.get("draws") or [])
+        out.append(f"  last ranking chose {r['chosen']} at {r['ts']}: {draws}".rstrip(": "))
     if len(out) == 2:
         out.append("  none")
     return out

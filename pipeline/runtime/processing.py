@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.errors import DecodeError, PermanentError, Retry
+from pipeline.errors import DecodeError, EngineError, PermanentError, Retry
 from pipeline.runtime.backoff import backoff_delay
 from pipeline.runtime.handoff import Handoff
 from pipeline.runtime.hooks import Delivery, HookChain
@@ -31,6 +31,9 @@ class RetryLater:
     delivery: Delivery
     delay_s: float
     reason: str
+    #: an engine outage (PostgreSQL or Redis down): the event is parked, not failing, so
+    #: this delivery does not count towards ``max_deliveries`` (issue 11, item 11)
+    outage: bool = False
 
 
 Decision = Handoff | DeadLetter | RetryLater
@@ -94,7 +97,11 @@ class EventProcessor:
         except PermanentError as exc:
             return DeadLetter(delivery, f"permanent error: {exc.reason}")
         except Retry as exc:
+            if isinstance(exc.__cause__, EngineError):
+                return self._park(delivery, exc.reason)
             return self._retry(delivery, exc.reason, exc.delay)
+        except EngineError as exc:  # an outage is not the event's fault: park it
+            return self._park(delivery, str(exc))
         except Exception as exc:  # unexpected: retried (may be transient), then dead-lettered
             log.warning(
                 "stage %s: handler raised on entry %s", self.stage, delivery.entry_id,
@@ -104,6 +111,15 @@ class EventProcessor:
         self.hooks.after_handle(self.stage, event, outputs, time.perf_counter() - started)
         event_id = getattr(event, "id", None)
         return Handoff(delivery.entry_id, encoded, event_id if isinstance(event_id, str) else None)
+
+    def _park(self, delivery: Delivery, reason: str) -> Decision:
+        """Keep the event pending until the engine is back, however long the outage: the
+        backoff grows to its cap and the delivery is not counted (the worker resets it)."""
+        delay = backoff_delay(delivery.deliveries, self.options.backoff_base_s,
+                              self.options.backoff_cap_s, None)
+        log.warning("stage %s: entry %s parked during an outage (retried in %.1fs, not "
+                    "counted): %s", self.stage, delivery.entry_id, delay, reason[:200])
+        return RetryLater(delivery, delay, f"parked during an outage: {reason}", outage=True)
 
     def _retry(self, delivery: Delivery, reason: str, requested: float | None) -> Decision:
         if delivery.deliveries >= self.options.max_deliveries:

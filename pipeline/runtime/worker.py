@@ -139,6 +139,7 @@ class StageWorker:
                 attempt = 0
             except SURVIVABLE as exc:
                 attempt += 1
+                _revive_engines()
                 self._on_redis_failure(exc, attempt)
         log.info("stage %s: consumer %s stopped", self.stage, self.consumer)
         return self.processed
@@ -210,6 +211,14 @@ class StageWorker:
                 log.warning("stage %s: dead letter %s: %s", self.stage, d.delivery.entry_id,
                             d.reason[:300])
                 self.hooks.on_dead_letter(self.stage, d.delivery, d.reason)
+        parked = [d.delivery for d in decisions if isinstance(d, RetryLater) and d.outage]
+        if parked:
+            _revive_engines()  # an embedded engine this process leases may have been killed
+        for delivery in parked:
+            # not counted: the next claim adds one back, so the count stays where it was
+            # before the outage and max_deliveries is never reached by waiting
+            self.client.xclaim(self.stream, self.group, self.consumer, 0, [delivery.entry_id],
+                               retrycount=max(delivery.deliveries - 1, 0), justid=True)
         for decision in decisions:
             if isinstance(decision, RetryLater):
                 self.retries.add(decision.delivery.entry_id, decision.delay_s)
@@ -262,3 +271,12 @@ class StageWorker:
             self._own_cursor = "0"  # resume with whatever we still hold
         except SURVIVABLE:
             pass  # still down; the next step fails fast and we back off again
+
+
+def _revive_engines() -> list[str]:
+    """Restart the embedded engines this process leases, if they died (storage/engines)."""
+    try:
+        from storage.engines import revive_held_engines
+    except ImportError:  # pragma: no cover - storage ships with heal
+        return []
+    return revive_held_engines()

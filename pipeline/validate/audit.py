@@ -1,7 +1,8 @@
 """Append validate/apply decisions (votes, applies, rollbacks) to the hash-chained audit log.
 
-An audit failure is logged and does not stop healing; ``heal audit verify`` reports a torn
-or tampered log.
+:func:`audit` records what already happened: a failure is logged. :func:`audit_before_acting`
+records an intent and fails closed: the apply stage calls it before it changes anything, and
+applies nothing when the audit log cannot take the record (issue 11, item 8).
 """
 
 from __future__ import annotations
@@ -24,3 +25,16 @@ def audit(settings: Settings, store: Any, kind: str, subject: str, data: dict[st
         AuditLog(settings, getattr(store, "db", None)).append(kind, subject, data)
     except HealError as exc:
         log.warning("audit log append failed (%s %s): %s", kind, subject, exc)
+
+
+def audit_before_acting(settings: Settings, store: Any, kind: str, subject: str,
+                        data: dict[str, Any]) -> str:
+    """Append an intent; returns "" when recorded, else why nothing may be done."""
+    from pipeline.guardrails.audit import AuditLog
+
+    try:
+        AuditLog(settings, getattr(store, "db", None)).append(kind, subject, data)
+    except HealError as exc:
+        log.error("refusing to act unaudited (%s %s): %s", kind, subject, exc)
+        return f"nothing applied: the audit log cannot record it ({exc})"
+    return ""

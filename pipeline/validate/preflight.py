@@ -80,14 +80,20 @@ def _touched(req: FixRequest) -> list[str]:
         return diff_paths(str(req.rendered.get("diff", "")))
     values = [a for argv in req.step_argvs() for a in argv[1:]]
     values += [v for v in req.candidate.params.values() if isinstance(v, str)]
-    return param_paths(req.root, values) + req.action_paths()
+    from pipeline.validate.verify import rel_cwd
+
+    cwd = req.root / rel_cwd(req.candidate.error, req.root)
+    return param_paths(req.root, values, cwd) + req.action_paths()
 
 
 def check_paths(req: FixRequest, pf: Preflight) -> Result:
     """Inside the repository (no ``..``, no symlink escape) and outside protected paths."""
     paths = _touched(req)
+    from pipeline.validate.verify import rel_cwd  # (verify imports the preflight's peers)
+
+    cwd = req.root / rel_cwd(req.candidate.error, req.root)
     for path in paths:
-        problem = path_problem(req.root, path, req.policy)
+        problem = path_problem(req.root, path, req.policy, cwd)
         if problem and not (req.kind == "playbook" and _git_internal_ok(req, path)):
             return False, problem
     return True, f"{len(paths)} path(s) inside the repository, none protected"
@@ -125,14 +131,15 @@ def check_secrets(req: FixRequest, pf: Preflight) -> Result:
 def check_breaker(req: FixRequest, pf: Preflight) -> Result:
     if pf.client is None:
         return True, "no Redis client: breaker not consulted"
-    try:
-        from pipeline.guardrails.breaker import CircuitBreaker
-    except ImportError:
-        return True, "breaker not built yet: treated as closed"
+    from pipeline.guardrails.alerts import alerting_breaker
+
     wf = req.candidate.error.workflow
-    ok, reason = CircuitBreaker(pf.client, pf.settings).allow(
+    # a half-open probe that timed out re-opens the breaker here: that trip notifies too
+    ok, reason = alerting_breaker(pf.client, pf.settings).allow(
         wf.step or None, wf.id or None, req.category)
-    return ok, f"breaker: {reason}" if reason else ("breaker closed" if ok else "breaker open")
+    if not reason:
+        return ok, "breaker closed" if ok else "breaker open"
+    return ok, reason if reason.startswith("breaker") else f"breaker: {reason}"
 
 
 def check_budget(req: FixRequest, pf: Preflight) -> Result:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from pipeline.events import CandidateEvent
 from pipeline.policy import Policy
 
@@ -47,10 +49,14 @@ class FixRequest:
 
     @property
     def request_key(self) -> str:
-        """Same fingerprint + same fix in the same repository at the same commit = the same
-        request (a new commit is a new situation and may be tried again)."""
+        """Same fingerprint + same rendered fix in the same repository at the same commit =
+        the same request (a new commit is a new situation and may be tried again). The
+        rendered fix (argv, steps or diff, hashed) is part of it: six permission errors on six
+        files are six fixes, not one request and five duplicates (issue 11, item 12)."""
         commit = self.candidate.error.repo.commit
-        raw = f"{self.root}\0{commit}\0{self.fingerprint}\0{self.fix_id}"
+        rendered = hashlib.sha256(orjson.dumps(self.rendered, option=orjson.OPT_SORT_KEYS,
+                                               default=str)).hexdigest()
+        raw = f"{self.root}\0{commit}\0{self.fingerprint}\0{self.fix_id}\0{rendered}"
         return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
     def step_argvs(self) -> list[list[str]]:

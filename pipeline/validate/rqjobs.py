@@ -11,6 +11,7 @@ grace period is reported as timed out.
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
 import subprocess
 import sys
@@ -90,13 +91,13 @@ class CheckQueue:
         missing = min(wanted, self.max_workers) - self._live_workers()
         rq_bin = shutil.which("rq", path=str(Path(sys.executable).parent)) or "rq"
         for _ in range(max(0, missing)):
-            argv = [rq_bin, "worker", "--max-idle-time", str(WORKER_IDLE_S), "-q",
-                    "-w", "rq.worker.SimpleWorker", "-P", str(_PROJECT_ROOT),
-                    "-n", f"heal-verify-{uuid.uuid4().hex[:8]}",
-                    "-u", redis_url_of(self.client), self.queue.name]
+            argv = worker_argv(rq_bin, self.queue.name)
+            # the Redis URL (its password) goes through the environment: an argv is
+            # readable by every user on the machine through ps (issue 11, item 9)
+            env = {**os.environ, "RQ_REDIS_URL": redis_url_of(self.client)}
             self._spawned.append(subprocess.Popen(
                 argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                start_new_session=True))
+                start_new_session=True, env=env))
 
     def run(self, specs: list[CheckSpec]) -> list[dict[str, Any]]:
         """Enqueue every spec, wait for all; results in the same order as ``specs``.
@@ -143,3 +144,10 @@ class CheckQueue:
         return {"argv": list(spec.argv), "exit_code": 124 if timed_out else 1,
                 "timed_out": timed_out, "duration_s": spec.timeout_s, "tail": why[-2000:],
                 "name": spec.name, "phase": spec.phase, "job": job.id}
+
+
+def worker_argv(rq_bin: str, queue: str) -> list[str]:
+    """The argv of one ``rq worker``: no credential in it (the URL is in ``RQ_REDIS_URL``)."""
+    return [rq_bin, "worker", "--max-idle-time", str(WORKER_IDLE_S), "-q",
+            "-w", "rq.worker.SimpleWorker", "-P", str(_PROJECT_ROOT),
+            "-n", f"heal-verify-{uuid.uuid4().hex[:8]}", queue]

@@ -15,12 +15,16 @@ import sys
 import time
 from typing import Any
 
+from pipeline.redact import redact
+
 TAIL_CHARS = 2000
 SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "fish", "cmd", "powershell", "pwsh"})
 
 
 def tail(text: str, limit: int = TAIL_CHARS) -> str:
-    return text if len(text) <= limit else "…" + text[-limit:]
+    """The last ``limit`` characters, secrets redacted: a re-run prints the same tokens the
+    error did, and tails are stored in verdicts, attempts and apply results."""
+    return redact(text if len(text) <= limit else "…" + text[-limit:])
 
 
 def is_shell_string(argv: list[str] | tuple[str, ...]) -> bool:

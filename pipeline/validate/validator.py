@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import orjson
 import redis
 
 from pipeline.config import Settings
@@ -64,10 +65,28 @@ class Validator:
         """Raises StreamUnavailable when Redis is unreachable (the runtime retries)."""
         cached = self._cached(cand)
         if cached is not None:
+            # a retry (PostgreSQL was down when it was recorded, say) never re-runs a
+            # finished verification: it only writes what is still unwritten
+            self._flush_pending_record(cand.error_id)
             return cached
         verdict = self._decide(cand)
         self._remember(verdict)
         return verdict
+
+    def _pending_key(self, error_id: str) -> str:
+        return self.settings.key("validate", "unrecorded", error_id)
+
+    def _flush_pending_record(self, error_id: str) -> None:
+        """Raises: DatabaseUnavailable (the runtime parks the event until it is back)."""
+        if self.store is None:
+            return
+        try:
+            raw = self.client.get(self._pending_key(error_id))
+        except redis.RedisError as exc:
+            raise StreamUnavailable(f"validate: Redis unreachable: {exc}") from exc
+        if isinstance(raw, bytes):
+            self.store.record_attempt(orjson.loads(raw))
+            self.client.delete(self._pending_key(error_id))
 
     # -- redelivery ------------------------------------------------------------------------
     def _verdict_key(self, error_id: str) -> str:
@@ -203,7 +222,7 @@ class Validator:
             "reason": verdict.reason[:500], "votes": verdict.votes, "mode": mode.value,
             "commit": verdict.commit})
         if self.store is not None:
-            self.store.record_attempt({
+            row = {
                 "error_id": verdict.error_id, "fingerprint": req.fingerprint,
                 "fix_id": req.fix_id, "attempt": attempt, "repo": str(req.root),
                 "command": list(verdict.error.command), "decision": verdict.decision,
@@ -212,7 +231,14 @@ class Validator:
                 "preflight": verdict.preflight, "fix": req.fix, "votes": verdict.votes,
                 "verification": verdict.verification,
                 "verdict": verdict.encode().decode(),
-            })
+            }
+            # the verdict and its row are kept in Redis first: if PostgreSQL is down, the
+            # retry writes the row and does not verify (or audit) a second time
+            self._remember(verdict)
+            self.client.set(self._pending_key(verdict.error_id), orjson.dumps(row, default=str),
+                            ex=VERDICT_TTL_S)
+            self.store.record_attempt(row)
+            self.client.delete(self._pending_key(verdict.error_id))
         return verdict
 
 

@@ -177,6 +177,15 @@ class Verifier:
         return specs
 
 
+def failure_reproduced(runs: list[dict[str, Any]]) -> bool | None:
+    """Did the failing command fail again without any fix (the "before" run)? None when no
+    such run was made (playbooks and environment commands: checked when applied)."""
+    for r in runs:
+        if r.get("phase") == "before" and r.get("name") == "failing-command":
+            return int(r.get("exit_code", 1)) != 0
+    return None
+
+
 def judge_runs(runs: list[dict[str, Any]]) -> tuple[bool, str]:
     """Passed only if the failing command failed before and passes after, and no check that
     passed before fails after."""

@@ -55,8 +55,12 @@ def test_still_failing_after_apply_is_reverted_without_rewriting_history(
     assert git(root, "merge-base", "--is-ancestor", before, "HEAD") == ""  # history kept
     from pipeline.guardrails.breaker import CircuitBreaker
 
+    # Then the revert is counted by the breaker of the step and of its workflow
     status = CircuitBreaker(client, stage_settings).status()
-    assert "reverts" in str(status) or status
+    wf = verdict.error.workflow
+    step_scope = f"step:{wf.id}/{wf.step}" if wf.id else f"step:{wf.step}"
+    assert status["scopes"][step_scope]["reverts_in_window"] == 1, status
+    assert status["scopes"]["global"]["reverts_in_window"] == 1, status
 
 
 def test_suggestion_then_heal_apply(tmp_path: Path, validator: Validator, applier: Applier,
@@ -143,3 +147,20 @@ def test_step_timeout_is_enforced(tmp_path: Path, validator: Validator,
     outcome = applier.apply_suggested(replace(validator.validate(cand), decision="apply"))
     assert time.monotonic() - started < 10
     assert outcome.status == "escalated" and "timeout" in outcome.detail
+
+
+def test_a_step_that_passes_on_a_plain_rerun_is_flaky_and_nothing_runs(
+        tmp_path: Path, validator: Validator, applier: Applier) -> None:
+    root = sample_repo(tmp_path)
+    break_stale_lock(root)
+    lock = root / ".git/index.lock"
+    marker = tmp_path / "failed-once"
+    # Given a step that failed once and passes on any re-run
+    command = ("sh", "-c", f"test -f {marker} && exit 0; touch {marker}; exit 1")
+    cand = candidate(root, command, lock_fix(lock), params={"lock_path": str(lock)})
+    # When the playbook is applied
+    outcome = applier.apply_suggested(replace(validator.validate(cand), decision="apply"))
+    # Then it is recorded as flaky and the playbook never ran (the lock is still there)
+    assert outcome.status == "flaky", outcome.detail
+    assert "plain re-run" in outcome.detail
+    assert lock.exists()

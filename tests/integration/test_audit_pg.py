@@ -51,6 +51,7 @@ def db(database_url: str) -> Iterator[PgShim]:
     shim = PgShim(database_url, schema)
     shim.run(lambda conn: conn.execute(f"CREATE SCHEMA {schema}"))
     shim.execute((MIGRATIONS / "0300_audit_log.sql").read_text())
+    shim.execute((MIGRATIONS / "0330_audit_anchor.sql").read_text())
     yield shim
     shim.run(lambda conn: conn.execute(f"DROP SCHEMA {schema} CASCADE"))
 

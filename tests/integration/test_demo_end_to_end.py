@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from pipeline.cli import main
@@ -17,6 +19,16 @@ def test_heal_demo_end_to_end(heal_env: dict[str, str], capsys: pytest.CaptureFi
     # the rollback is explained by the verification evidence
     assert "the fix breaks checks that passed before: tests" in out
     assert "verify failing-command: exit 1 before, 0 with the fix" in out
-    # and it runs again with the same result (its database and streams are its own)
-    assert main(["demo"]) == 0
-    assert "6/6 as expected" in capsys.readouterr().out
+    # the guardrails: two reverts in one step trip the breaker, the next fix is refused, and
+    # the trip, the quarantines and the workflow's degradation are notified with reasons
+    assert "heal breaker step:demo-guardrails/checks: CLOSED -> OPEN (2 revert(s)" in out
+    assert "pre-flight refused: breaker: breaker OPEN at step:demo-guardrails/checks" in out
+    assert "-> QUARANTINED (reverted" in out
+    assert "heal execution demo-guardrails: RUNNING -> DEGRADED (3 consecutive SAFE" in out
+    assert "breaker tripped: yes; quarantine or degradation: yes; as expected" in out
+    # and it runs again with the same result (its database and streams are its own); with
+    # --json, stdout is one JSON object (progress on stderr) that carries the guardrails too
+    assert main(["demo", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["as_expected"] and report["guardrails"]["as_expected"]
+    assert report["guardrails"]["breaker_tripped"]

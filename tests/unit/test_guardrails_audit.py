@@ -84,10 +84,12 @@ def test_concurrent_processes_keep_one_chain(tmp_path: Path) -> None:
     assert result.ok and result.records == 100
 
 
-def test_torn_last_line_is_reported_not_overwritten(tmp_path: Path) -> None:
+def test_torn_last_line_is_quarantined_and_the_chain_goes_on(tmp_path: Path) -> None:
     log = _log(tmp_path)
     _fill(log, 2)
     with open(log.path, "a") as fh:
         fh.write('{"seq": 3, "ha')
-    with pytest.raises(Exception, match="heal audit verify"):
-        log.append("x", "y", {})
+    record = log.append("x", "y", {})
+    assert record["seq"] == 3
+    assert verify_file(log.path).ok and verify_file(log.path).records == 3
+    assert (tmp_path / "audit.jsonl.torn").read_text() == '{"seq": 3, "ha\n'

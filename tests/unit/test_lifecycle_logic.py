@@ -120,3 +120,18 @@ def test_determinism_score() -> None:
     assert steady == 1.0 and not is_flaky(steady)
     assert interval_regularity([0, 1, 100, 101, 500]) < 0.6
     assert determinism_score([], []) == 1.0
+
+
+def test_flaky_evidence_and_recovery() -> None:
+    from pipeline.lifecycle.flakiness import determinism_score, evidence, is_flaky
+
+    # Given one failure that passed on a plain re-run of the same commit: flaky
+    results = evidence("c1", None, "flaky")
+    assert results == [("c1", False), ("c1", True)]
+    assert is_flaky(determinism_score(results, []))
+    # When the failure then reproduces (escalated) on two later commits, twice each
+    for commit in ("c2", "c2", "c3", "c3"):
+        results += evidence(commit, None, "escalated")
+    # Then the fingerprint is deterministic again (2 of 3 commits agree)
+    assert not is_flaky(determinism_score(results, []))
+    assert evidence("", True, "applied") == [] and evidence("c", None, "suggested") == []

@@ -1,0 +1,129 @@
+"""Attack 8: the audit log could be truncated, deleted or re-chained undetected, and a torn
+line or a full disk turned auditing off while fixes kept being applied.
+
+The chain is keyed (HMAC), its head anchored in PostgreSQL and Redis, and the table's records
+witness the file's: ``heal audit verify`` (exit 1) catches each tampering on the real
+engines; an apply that cannot be audited applies nothing and says why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from pipeline.apply.applier import Applier
+from pipeline.cli import main
+from pipeline.config import Settings
+from pipeline.demo.sample import break_formatting, git
+from pipeline.guardrails.audit import canonical
+from pipeline.validate.validator import Validator
+from storage.attempts import AttemptStore
+from storage.db import Database
+from storage.migrate import migrate
+from tests.integration._heal_validate_support import FORMAT_FIX, candidate, sample_repo
+
+
+@pytest.fixture(scope="module")
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(database_url)
+    migrate(database)
+    yield database
+    database.close()
+
+
+def _audited(heal_env: dict[str, str], db: Database, n: int = 3) -> Path:
+    migrate(db)
+    for i in range(n):  # `heal ignore` audits to the file and the table
+        assert main(["ignore", f"fp-tamper-{i}", "--reason", "noise"]) == 0
+    return Path(heal_env["HEAL_HOME"]) / "audit.jsonl"
+
+
+def _verify(capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    capsys.readouterr()
+    code = main(["audit", "verify"])
+    return code, capsys.readouterr().out
+
+
+def test_an_intact_log_verifies(heal_env: dict[str, str], db: Database,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    _audited(heal_env, db)
+    code, out = _verify(capsys)
+    assert code == 0, out
+    assert "file vs table: ok" in out
+
+
+def test_a_deleted_log_is_detected(heal_env: dict[str, str], db: Database,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    _audited(heal_env, db).unlink()
+    code, out = _verify(capsys)
+    assert code == 1 and "missing" in out and "anchored" in out
+
+
+def test_a_truncated_log_is_detected(heal_env: dict[str, str], db: Database,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    path = _audited(heal_env, db)
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:-1]) + "\n")
+    code, out = _verify(capsys)
+    assert code == 1 and "truncated" in out
+
+
+def test_an_edited_log_resealed_without_the_key_is_detected(
+    heal_env: dict[str, str], db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _audited(heal_env, db)
+    # Given an attacker who rewrites the chain with a key of their own (the real one is
+    # 0600; even replacing audit.key does not match the anchors and the table's witnesses)
+    key = secrets.token_hex(32).encode()
+    (path.parent / "audit.key").write_bytes(key)
+    prev = "0" * 64
+    out_lines = []
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        record["data"]["reason"] = "nothing to see"
+        record["prev"] = prev
+        body = {k: v for k, v in record.items() if k != "hash"}
+        record["hash"] = hmac.new(key, canonical(body).encode(), hashlib.sha256).hexdigest()
+        prev = record["hash"]
+        out_lines.append(canonical(record))
+    path.write_text("\n".join(out_lines) + "\n")
+    code, out = _verify(capsys)
+    assert code == 1 and "re-sealed" in out
+
+
+def test_the_key_file_and_the_log_are_private(heal_env: dict[str, str], db: Database) -> None:
+    path = _audited(heal_env, db, 1)
+    assert path.stat().st_mode & 0o077 == 0
+    assert (path.parent / "audit.key").stat().st_mode & 0o077 == 0
+
+
+def test_an_apply_that_cannot_be_audited_applies_nothing_and_says_why(
+    tmp_path: Path, redis_url: str, prefix: str, db: Database,
+) -> None:
+    settings = Settings(redis_url=None, database_url=None, home=tmp_path / "home", prefix=prefix)
+    client = redis.Redis.from_url(redis_url)
+    store = AttemptStore(db)
+    root = sample_repo(tmp_path)
+    break_formatting(root)
+    verdict = Validator(settings, client, store).validate(
+        candidate(root, ("ruff", "format", "--check", "."), FORMAT_FIX))
+    assert verdict.decision == "apply", verdict.reason
+    # Given the audit log cannot take a record (here: something else sits at its path)
+    audit_file = settings.home / "audit.jsonl"
+    if audit_file.exists():
+        audit_file.rename(settings.home / "audit.moved")
+    audit_file.mkdir()
+    head = git(root, "rev-parse", "HEAD")
+    # When the apply stage handles the approved verdict
+    outcome = Applier(settings, client, store).handle(verdict)
+    # Then nothing is applied, and the outcome says why
+    assert outcome.status == "escalated"
+    assert "nothing applied" in outcome.detail and "audit log" in outcome.detail
+    assert git(root, "rev-parse", "HEAD") == head

@@ -1,0 +1,136 @@
+"""Attack 11: a PostgreSQL outage lost work: validate and lifecycle dead-lettered after 5
+deliveries, each retry re-verifying and re-auditing; killed embedded engines were never
+restarted by the workers holding leases on them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis
+
+from pipeline.config import Settings
+from pipeline.demo.sample import break_formatting
+from pipeline.errors import DatabaseUnavailable
+from pipeline.runtime.noop import PassThroughHandler
+from pipeline.runtime.options import WorkerOptions
+from pipeline.runtime.worker import StageWorker
+from pipeline.validate.validator import Validator
+from storage.attempts import AttemptStore
+from storage.db import Database
+from storage.engines import _acquire, _release, embedded_redis, revive_held_engines
+from storage.migrate import migrate
+from tests.integration._heal_validate_support import FORMAT_FIX, candidate, sample_repo
+
+
+@pytest.fixture(scope="module")
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(database_url)
+    migrate(database)
+    yield database
+    database.close()
+
+
+class DownThenUp(PassThroughHandler):
+    """A handler whose database is down for the first ``down`` calls."""
+
+    def __init__(self, down: int) -> None:
+        super().__init__(on_event=self._maybe_down)
+        self.down, self.calls = down, 0
+
+    def _maybe_down(self, event: object) -> None:
+        self.calls += 1
+        if self.calls <= self.down:
+            raise DatabaseUnavailable("PostgreSQL at /tmp/x is unavailable: connection refused")
+
+
+def test_an_outage_longer_than_max_deliveries_parks_the_event_instead_of_dead_lettering(
+    redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    settings = Settings(redis_url=redis_url, database_url=None, home=tmp_path, prefix=prefix)
+    client = redis.Redis.from_url(redis_url)
+    handler = DownThenUp(down=8)
+    worker = StageWorker(client, settings, "fingerprint", handler, options=WorkerOptions(
+        max_deliveries=3, backoff_base_s=0.01, backoff_cap_s=0.02))
+    worker.start()
+    client.xadd(settings.stream("errors"),
+                {"event": orjson.dumps({"v": 1, "id": "during-outage", "text": "boom"})})
+    # When the database stays down for 8 deliveries (more than max_deliveries = 3)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not client.xlen(settings.stream("fingerprints")):
+        worker.step(None)
+        time.sleep(0.01)
+    # Then nothing was dead-lettered, and the event went through once it came back
+    assert client.xlen(settings.stream("dead")) == 0
+    assert handler.calls == 9
+    assert client.xlen(settings.stream("fingerprints")) == 1
+
+
+class FlakyStore(AttemptStore):
+    """The real store, with PostgreSQL 'down' for the first record_attempt."""
+
+    failures = 1
+
+    def record_attempt(self, row: dict[str, Any]) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise DatabaseUnavailable("PostgreSQL at /tmp/x is unavailable: connection reset")
+        return super().record_attempt(row)
+
+
+def test_a_retry_after_an_outage_does_not_verify_again(
+    tmp_path: Path, redis_url: str, prefix: str, db: Database,
+) -> None:
+    settings = Settings(redis_url=None, database_url=None, home=tmp_path / "home", prefix=prefix)
+    store = FlakyStore(db)
+    validator = Validator(settings, redis.Redis.from_url(redis_url), store)
+    verifications = []
+    original = validator.verifier.verify
+
+    def counted(*args: Any) -> Any:
+        verifications.append(args)
+        return original(*args)
+
+    validator.verifier.verify = counted  # type: ignore[method-assign]
+    root = sample_repo(tmp_path)
+    break_formatting(root)
+    cand = candidate(root, ("ruff", "format", "--check", "."), FORMAT_FIX)
+    # Given PostgreSQL goes down just as the verdict is recorded
+    with pytest.raises(DatabaseUnavailable):
+        validator.validate(cand)
+    # When the runtime retries once it is back
+    verdict = validator.validate(cand)
+    # Then the verification ran once, and the attempt row was written by the retry
+    assert len(verifications) == 1
+    assert verdict.decision == "apply", verdict.reason
+    assert db.fetchval("SELECT count(*) FROM attempts WHERE error_id = $1", cand.error_id) == 1
+
+
+def test_a_worker_restarts_a_killed_embedded_engine_it_holds_a_lease_on(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(redis_url=None, database_url=None, home=tmp_path / "home", prefix="p")
+    engine = embedded_redis(settings)
+    url = _acquire(engine)
+    try:
+        pid = engine.pid()
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)  # Given the engine is killed under the worker
+        deadline = time.monotonic() + 10
+        while engine.pid() is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # When the worker notices (its next failure)
+        revived = revive_held_engines()
+        # Then it is running again at the same URL
+        assert revived == [str(engine.directory)]
+        assert engine.pid() not in (None, pid)
+        assert redis.Redis.from_url(url).ping()
+    finally:
+        _release(engine)
