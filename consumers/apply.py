@@ -26,6 +26,11 @@ class ApplyHandler:
     def handle(self, event: VerdictEvent) -> Sequence[OutcomeEvent]:
         return [self.applier.handle(event)]
 
+    def tick(self) -> None:
+        """Called by the worker every claim interval: deferred automatic fixes that are due
+        go back on the verdicts stream."""
+        self.applier.release_deferred()
+
 
 def build(ctx: StageContext) -> ApplyHandler:
     store = store_for(ctx.resources, ctx.settings)

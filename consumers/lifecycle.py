@@ -8,13 +8,16 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.config import STREAM_OUTCOMES
-from pipeline.errors import EngineError, Retry
+import redis
+
+from pipeline.config import STREAM_OUTCOMES, Settings
+from pipeline.errors import EngineError, Retry, StreamUnavailable
 from pipeline.events import OutcomeEvent
 from pipeline.guardrails._connect import connect_redis, open_database
 from pipeline.guardrails.alerts import AlertingAudit, build_notifier
 from pipeline.guardrails.audit import AuditLog
 from pipeline.guardrails.breaker import CircuitBreaker
+from pipeline.guardrails.gate import policy_at
 from pipeline.lifecycle.causes import CauseLearner
 from pipeline.lifecycle.escalate import EscalationHook
 from pipeline.lifecycle.graduation import LifecyclePolicy
@@ -39,6 +42,11 @@ class LifecycleHandler:
 
     def handle(self, event: Any) -> Sequence[Encodable]:
         try:
+            # graduation and quarantine thresholds: the repository's heal.toml [lifecycle]
+            limits = policy_at(event.error.repo.path).limits
+            self.service.policy = limits.lifecycle()
+            if self.service.breaker is not None:  # heal.toml [breaker] thresholds
+                self.service.breaker.config = limits.breaker()
             self.service.handle(event)
         except EngineError as exc:  # engines come back; the event must not be lost
             raise Retry(str(exc), delay=5.0) from exc
@@ -51,6 +59,21 @@ def _interval() -> float:
         return max(1.0, float(os.environ.get("HEAL_SWEEP_INTERVAL_S", DEFAULT_INTERVAL_S)))
     except ValueError:
         return DEFAULT_INTERVAL_S
+
+
+def _count(client: redis.Redis, settings: Settings, fingerprint: str, fix_id: str) -> int:
+    """One more "could not run" for the pair (kept 30 days).
+
+    Raises: StreamUnavailable (the event is retried)."""
+    key = settings.key("lifecycle", "unrunnable", fingerprint, fix_id)
+    try:
+        pipe = client.pipeline(transaction=True)
+        pipe.incr(key)
+        pipe.expire(key, 30 * 86400)
+        n, _ = pipe.execute()
+    except redis.RedisError as exc:
+        raise StreamUnavailable(f"lifecycle: Redis unreachable: {exc}") from exc
+    return int(n)
 
 
 def build(ctx: StageContext) -> LifecycleHandler:
@@ -69,6 +92,7 @@ def build(ctx: StageContext) -> LifecycleHandler:
         policy=LifecyclePolicy(),
         escalation=escalation,
         causes=CauseLearner(load_catalog(), CausalGraph(db)),
+        count_unrunnable=lambda fp, fix_id: _count(client, settings, fp, fix_id),
     )
 
     def deprecate_unused() -> None:

@@ -30,6 +30,12 @@ class LookupHandler:
     def decode(self, raw: bytes) -> FingerprintEvent:
         return FingerprintEvent.decode(raw)
 
+    def finish(self) -> None:
+        """End of an inline drain (`heal run`): push buffered writes (occurrences, unmatched
+        errors) to PostgreSQL now, so `heal issues list` and `heal explain` see this run's
+        error before the process exits (kept in the on-disk outbox when PostgreSQL is down)."""
+        self.lookup.sync()
+
     def handle(self, event: FingerprintEvent) -> Sequence[CandidateEvent]:
         result = self.lookup.lookup(
             error_id=event.error_id,

@@ -19,6 +19,7 @@ command itself, nothing protected beyond ``.git/``)::
     max_diff_lines = 400
     max_files = 20
     dedupe_minutes = 10                   # identical request decided recently -> refused
+                                          # (0 turns dedupe off)
     check_timeout_s = 120                 # default timeout of a check
 
     [judges]
@@ -40,6 +41,8 @@ command itself, nothing protected beyond ``.git/``)::
     start = "08:00"
     end = "18:00"
 
+    [execution] [budget] [breaker] [lifecycle]   # guardrail thresholds: pipeline/policy_limits.py
+
 Invalid values raise :class:`PolicyError` naming the key, the value and the rule.
 :class:`PolicyLoader` hot-reloads on mtime and keeps the last valid policy in force when the
 file turns invalid (its ``warning`` says so).
@@ -58,6 +61,7 @@ from typing import Any
 from pipeline.errors import PolicyError
 from pipeline.guardrails.escalation_policy import EscalationPolicy, parse_escalation
 from pipeline.model import Mode
+from pipeline.policy_limits import SECTIONS, Limits, parse_limits
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +69,7 @@ POLICY_FILE = "heal.toml"
 ALWAYS_PROTECTED = (".git", ".git/**")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 TOP_KEYS = {"mode", "verify", "protect", "limits", "judges", "windows", "backfill",
-            "escalation"}
+            "escalation", *SECTIONS}
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,9 @@ class Policy:
     backfill_exclude: tuple[str, ...] = ()
     #: ``[escalation]``: see :mod:`pipeline.guardrails.escalation_policy`
     escalation: EscalationPolicy = field(default_factory=EscalationPolicy)
+    #: ``[execution]``, ``[budget]``, ``[breaker]``, ``[lifecycle]``: see
+    #: :mod:`pipeline.policy_limits`
+    limits: Limits = field(default_factory=Limits)
     source: str = "defaults"
     #: the repository turned the operator's LLM judge off (``judges.llm.enabled = false``)
     llm_opt_out: bool = False
@@ -173,6 +180,12 @@ def _positive(key: str, value: Any, *, integer: bool = False) -> Any:
         kind = "a positive integer" if integer else "a positive number"
         raise PolicyError(key, value, f"must be {kind}")
     return value
+
+
+def _non_negative(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise PolicyError(key, value, "must be a number >= 0 (0 turns it off)")
+    return float(value)
 
 
 def _bool(key: str, value: Any) -> bool:
@@ -318,7 +331,7 @@ def parse_policy(data: dict[str, Any], source: str = "heal.toml") -> Policy:
         max_diff_lines=_positive("limits.max_diff_lines", limits.get("max_diff_lines", 400),
                                  integer=True),
         max_files=_positive("limits.max_files", limits.get("max_files", 20), integer=True),
-        dedupe_minutes=float(_positive("limits.dedupe_minutes", limits.get("dedupe_minutes", 10))),
+        dedupe_minutes=_non_negative("limits.dedupe_minutes", limits.get("dedupe_minutes", 10)),
         check_timeout_s=check_timeout,
         human_for_risky=_bool("judges.human_for_risky", judges.get("human_for_risky", True)),
         llm_opt_out=_repository_llm(judges),
@@ -326,6 +339,7 @@ def parse_policy(data: dict[str, Any], source: str = "heal.toml") -> Policy:
         backfill_paths=_globs("backfill.paths", backfill.get("paths", [])),
         backfill_exclude=_globs("backfill.exclude", backfill.get("exclude", [])),
         escalation=parse_escalation(data.get("escalation", {})),
+        limits=parse_limits(data),
         source=source,
     )
 

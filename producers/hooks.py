@@ -22,6 +22,13 @@ What each hook publishes or records (``<prefix>`` = ``HEAL_STREAM_PREFIX``):
   published in observe mode (``tags.mode = "observe"``, ``tags.learned`` = the lesson): it is
   fingerprinted and reaches the issue queue with its known resolution, but never triggers a fix.
 
+Every step result (success or failure) also updates the workflow's execution state
+(:mod:`pipeline.guardrails.execution`, thresholds from the repository's ``heal.toml``
+``[execution]``): the failure's kind is its coarse fingerprint, so 3 failures of one kind
+make the workflow DEGRADED and 10 within 10 minutes QUARANTINED (no automatic fix is then
+applied for it). ``execution_decision(step)`` tells the orchestrator what heal allows now
+(``execute`` False: QUARANTINED, stop running the step until `heal unquarantine --workflow`).
+
 Step records and resolutions are described in :mod:`producers.steps`. Every hook returns the
 id of the event it published (or None) and raises :class:`StreamUnavailable` when Redis cannot
 be reached, so the orchestrator decides whether that matters.
@@ -38,6 +45,9 @@ import redis
 from pipeline.config import Settings
 from pipeline.errors import StreamUnavailable, UsageError
 from pipeline.events import ErrorEvent, Repo, Source, Workflow, utc_now
+from pipeline.guardrails.execution import StepDecision, WorkflowState, workflow_name
+from pipeline.guardrails.gate import guard_at
+from pipeline.lifecycle.steps import record_step_result
 from producers.context import hostname, new_id, repo_info
 from producers.interceptor import TAIL_BYTES
 from producers.publisher import Publisher, connect
@@ -78,6 +88,8 @@ class WorkflowHooks:
         self.repo = repo_info(repo_path) if repo_path else Repo()
         self.source = Source(kind="hook", name=source_name or workflow_id, host=hostname())
         self.published = 0
+        #: the workflow's execution state after the last recorded step
+        self.state = WorkflowState.RUNNING
 
     @property
     def client(self) -> Any:
@@ -166,10 +178,36 @@ class WorkflowHooks:
         Publisher(self.client, self.settings).publish(event)
         StepRecorder(self.client, self.settings).record_failure(self._key(step), step, event.id)
         self.published += 1
+        self._record_state(step, False, text, event.id)
         return event.id
 
     def _success(self, step: str) -> None:
         StepRecorder(self.client, self.settings).record_success(self._key(step), step)
+        self._record_state(step, True)
+
+    # -- execution state ---------------------------------------------------------------------
+
+    @property
+    def workflow(self) -> str:
+        """The workflow name the execution state is kept under."""
+        return workflow_name(self.workflow_id, self.repo.path)
+
+    def _record_state(self, step: str, ok: bool, text: str = "", event_id: str = "") -> None:
+        from pipeline.fingerprint import fingerprint_text
+
+        kind = fingerprint_text(text, repo=self.repo.path).coarse if text else ""
+        report = record_step_result(guard_at(self.client, self.settings, self.repo.path), None,
+                                    workflow=self.workflow, step=step, ok=ok, kind=kind,
+                                    event_id=event_id)
+        self.state = report.after
+
+    def execution_decision(self, step: str = "") -> StepDecision:
+        """What heal allows for the next run of ``step`` (see the module docstring).
+
+        Raises: StreamUnavailable.
+        """
+        guard = guard_at(self.client, self.settings, self.repo.path)
+        return guard.should_execute_step(self.workflow, step)
 
     def _key(self, step: str) -> str:
         return step_key(self.repo.path, self.workflow_id, step)

@@ -32,7 +32,8 @@ import redis
 from pipeline.config import Settings
 from pipeline.errors import HealError
 from pipeline.events import ErrorEvent, Repo, Workflow
-from pipeline.guardrails.execution import ExecutionGuard
+from pipeline.guardrails.execution import ExecutionGuard, workflow_name
+from pipeline.guardrails.gate import policy_at
 from pipeline.lifecycle.precedent import PrecedentLearner, PrecedentStore
 from pipeline.lifecycle.steps import StepReport, record_step_result
 
@@ -42,7 +43,7 @@ PENDING_TTL_S = 30 * 24 * 3600
 
 def learning_workflow(workflow: Workflow, repo: Repo) -> str:
     """The workflow name the guard and the learner use (see the module docstring)."""
-    return workflow.id or f"repo:{repo.path}"
+    return workflow_name(workflow.id, repo.path)
 
 
 def open_learning_db(settings: Settings, start: bool) -> Any:
@@ -122,6 +123,9 @@ class StepLearning:
         db = None
         try:
             guard = self.guard(self.client, self.settings)
+            if isinstance(guard, ExecutionGuard) and common.get("repo_path"):
+                # the repository's heal.toml [execution] thresholds (hot reloaded)
+                guard.policy = policy_at(common["repo_path"]).limits.execution()
             learner = None
             if learn:
                 db = self.open_db(self.settings, start)

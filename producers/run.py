@@ -17,7 +17,7 @@ import shlex
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO, Any
 
 from pipeline.config import Settings
@@ -41,8 +41,15 @@ class RunOptions:
     step: str = ""
     wait: bool = True
     cwd: str | None = None
+    workflow: str = ""  # --workflow; else HEAL_WORKFLOW (or the CI's id); else the repository
     #: write the decision JSON to stderr ("-") or to this file; "" = not asked for
     json_to: str = ""
+
+
+def run_workflow(opts: RunOptions, step: str) -> Workflow:
+    """The event's workflow: ``--workflow`` wins over the environment."""
+    found = workflow_from_env(step=step)
+    return replace(found, id=opts.workflow) if opts.workflow else found
 
 
 def build_event(opts: RunOptions, result: RunResult, extra_tags: dict[str, Any] | None = None
@@ -66,7 +73,7 @@ def build_event(opts: RunOptions, result: RunResult, extra_tags: dict[str, Any] 
         id=new_id("run"),
         text=text,
         source=Source(kind="subprocess", name="heal run", host=hostname()),
-        workflow=workflow_from_env(step=step),
+        workflow=run_workflow(opts, step),
         repo=repo_info(opts.cwd),
         command=tuple(opts.argv),
         exit_code=result.status,
@@ -127,7 +134,7 @@ class RunSession:
 
     def _where(self) -> tuple[str, str, Workflow, Repo]:
         event_step = self.opts.step or shlex.join(self.opts.argv)[:200]
-        workflow = workflow_from_env(step=event_step)
+        workflow = run_workflow(self.opts, event_step)
         repo = repo_info(self.opts.cwd)
         return step_key(repo.path, workflow.id, event_step), event_step, workflow, repo
 
@@ -260,6 +267,7 @@ class RunSession:
                          + ("" if "heal apply" in detail
                             else f" (apply it with `heal apply {outcome.fix_id}`)"),
             "escalated": f"escalated to a human{detail}",
+            "deferred": f"deferred{fix}{detail}",
             "observed": f"observed only (mode observe){detail}",
             "flaky": f"not reproducible, recorded as flaky{detail}",
             "rolled_back": f"{fix.strip() or 'fix'} failed verification and was rolled back"

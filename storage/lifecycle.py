@@ -92,6 +92,7 @@ _TRIED = ("(ok IS NOT NULL OR status IN ('rolled_back', 'failed')"
           " WHERE t.id = lifecycle_outcomes.error_id AND t.decision IN ('apply', 'suggest'))))")
 #: newest outcomes that leave an error unfixed (pipeline.lifecycle.escalate.UNRESOLVED)
 UNRESOLVED_STATUSES = frozenset({"rolled_back", "escalated", "failed", "skipped"})
+_FIX_COUNTER = {"success": "successes", "failure": "failures", "revert": "rollbacks"}
 
 
 class LifecycleStore:
@@ -138,6 +139,11 @@ class LifecycleStore:
             " ELSE first_success_at END"
             " WHERE fingerprint = $1 AND fix_id = $2 RETURNING state, successes, failures, reverts",
             fp, fix_id, kind == "success")
+        if await _fixes_table(conn):  # the fix's own totals (export, /api/patterns)
+            total = _FIX_COUNTER[kind]
+            await conn.execute(
+                f"UPDATE fixes SET attempts = attempts + 1, {total} = {total} + 1,"
+                " last_used = now(), updated_at = now() WHERE id = $1", fix_id)
         state = LifecycleState(row["state"])
         stats = Posterior(row["successes"], row["failures"] + row["reverts"])
         decision = after_outcome(state, stats, kind, policy)
@@ -160,6 +166,24 @@ class LifecycleStore:
                 return [await _apply(conn, r["fingerprint"], r["fix_id"],
                                      LifecycleState.QUARANTINED, decision) for r in rows]
         result: list[Transition] = self.db.run(go)
+        return result
+
+    def quarantine(self, fingerprint: str, fix_id: str, reason: str) -> Transition | None:
+        """Any state -> QUARANTINED for one pair (None when it already is)."""
+        async def go(conn: Conn) -> Transition | None:
+            async with conn.transaction():
+                await conn.execute(
+                    "INSERT INTO fix_stats (fingerprint, fix_id, state) VALUES ($1, $2, $3)"
+                    " ON CONFLICT DO NOTHING", fingerprint, fix_id,
+                    (await _initial_state(conn, fix_id)).value)
+                state = LifecycleState(await conn.fetchval(
+                    "SELECT state FROM fix_stats WHERE fingerprint = $1 AND fix_id = $2"
+                    " FOR UPDATE", fingerprint, fix_id))
+                if state is LifecycleState.QUARANTINED:
+                    return None
+                return await _apply(conn, fingerprint, fix_id, state,
+                                    Decision(LifecycleState.QUARANTINED, reason))
+        result: Transition | None = self.db.run(go)
         return result
 
     def deprecate_unused(self, policy: LifecyclePolicy,

@@ -11,12 +11,18 @@
   ``flaky`` (nothing changed; the lifecycle records it as evidence of non-determinism).
 - A fix is never applied twice for one error: a Redis done marker (SET NX) plus the
   ``apply_results`` row guard every action; a redelivered verdict returns the first outcome.
+- Before an automatic application (decision ``apply``): the workflow's execution state
+  (QUARANTINED: suggested instead, saying why) and the token bucket (``[budget]
+  automatic_fixes`` per ``automatic_fixes_minutes``). A verdict the bucket refuses is
+  *deferred*: kept in a Redis sorted set and put back on the verdicts stream by
+  :meth:`Applier.release_deferred` (the apply worker's tick) once due; never dropped.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,17 +30,24 @@ from typing import Any
 import redis
 
 from pipeline.apply.playbook import PlaybookRunner, StepContext
-from pipeline.config import Settings
+from pipeline.config import STREAM_OUTCOMES, STREAM_VERDICTS, Settings
 from pipeline.errors import DecodeError, GitError, Retry, StreamUnavailable
 from pipeline.events import OutcomeEvent, VerdictEvent
 from pipeline.gitops import GitRepo
+from pipeline.guardrails.budget import Budget
+from pipeline.guardrails.gate import gate_for
+from pipeline.lifecycle.graduation import UNRUNNABLE, cannot_run
+from pipeline.policy import Policy, policy_for
 from pipeline.trust.boundary import Trust, assess
 from pipeline.trust.packages import install_target
+from pipeline.trust.seal import seal, unseal
 from pipeline.validate.audit import audit, audit_before_acting
 from pipeline.validate.runner import run_argv
+from pipeline.validate.validator import HELD, repo_root
 from pipeline.validate.verify import failure_reproduced, rel_cwd
 
 log = logging.getLogger(__name__)
+DEFERRED_ROLE = "apply-deferred"
 
 DONE_TTL_S = 30 * 24 * 3600
 IN_PROGRESS_TTL_S = 900
@@ -95,22 +108,115 @@ class Applier:
             return done
         started = time.monotonic()
         try:
-            outcome, extra = self._outcome(verdict)
+            held = self._automatic_hold(verdict) if verdict.decision == "apply" else None
+            if held is not None and held.status == "deferred":
+                self.client.delete(self._key(verdict.error_id))  # the retry claims it again
+                audit(self.settings, self.store, "apply", verdict.error_id, {
+                    "fix_id": held.fix_id, "status": held.status, "detail": held.detail[:500]})
+                return held
+            outcome, extra = (held, {}) if held is not None else self._outcome(verdict)
         except BaseException:
             self.client.delete(self._key(verdict.error_id))  # let a retry try again
             raise
         outcome = replace(outcome, duration_s=round(time.monotonic() - started, 3))
         return self._finish(outcome, extra)
 
+    # -- automatic applications: execution state and rate ------------------------------------
+    def _deferred_key(self) -> str:
+        return self.settings.key("apply", "deferred")
+
+    def _automatic_hold(self, verdict: VerdictEvent) -> OutcomeEvent | None:
+        """The outcome that replaces an automatic application heal may not make now, or None.
+
+        Raises: StreamUnavailable.
+        """
+        root = repo_root(verdict.error)
+        policy = policy_for(root).current() if root else Policy()
+        fix_id = str((verdict.fix or {}).get("id", ""))
+        gate = gate_for(self.client, self.settings, verdict.error, policy)
+        if not gate.auto_allowed:
+            return self._base(verdict, "suggested", f"{gate.note()}; apply with: heal apply "
+                              f"{fix_id}")
+        budget = Budget(self.client, self.settings, policy.limits.budget())
+        if budget.take_token("apply"):
+            return None
+        limits = policy.limits
+        delay = limits.get("budget.deferred_retry_seconds")
+        try:
+            # sealed: whoever can write Redis must not be able to queue a verdict that this
+            # stage would re-publish (and so seal) on its own (pipeline.trust)
+            n = self.client.zadd(self._deferred_key(), {
+                seal(self.settings, DEFERRED_ROLE, verdict.encode()): time.time() + delay})
+        except redis.RedisError as exc:
+            raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
+        detail = (f"rate limit: at most {limits.count('budget.automatic_fixes')} automatic "
+                  f"fixes per {limits.get('budget.automatic_fixes_minutes'):g} minutes "
+                  f"(heal.toml [budget] automatic_fixes); deferred, retried automatically in "
+                  f"{delay:g}s (or now with: heal apply {fix_id})")
+        return replace(self._base(verdict, "deferred", detail),
+                       id=f"{verdict.error_id}:apply:deferred-{uuid.uuid4().hex[:8]}"
+                       if n else f"{verdict.error_id}:apply:deferred")
+
+    def release_deferred(self, now: float | None = None, limit: int = 100) -> int:
+        """Put due deferred verdicts back on the verdicts stream (each under a new event id,
+        so the runtime's dedupe lets it through); returns how many. Several workers may call
+        it: ZREM decides which one releases an entry.
+
+        Raises: StreamUnavailable.
+        """
+        key = self._deferred_key()
+        moment = time.time() if now is None else now
+        released = 0
+        try:
+            for raw in self.client.zrangebyscore(key, "-inf", moment, start=0, num=limit):
+                if not isinstance(raw, bytes | str) or not self.client.zrem(key, raw):
+                    continue  # another worker released it
+                body = unseal(self.settings, DEFERRED_ROLE,
+                              raw.encode() if isinstance(raw, str) else raw)
+                if body is None:
+                    log.warning("trust: dropped an unsealed deferred verdict (not queued by "
+                                "an apply stage holding the signing key)")
+                    continue
+                try:
+                    verdict = VerdictEvent.decode(body)
+                except DecodeError:
+                    continue
+                retry = replace(verdict, id=f"{verdict.error_id}:validate:retry-"
+                                f"{uuid.uuid4().hex[:8]}")
+                self.client.xadd(self.settings.stream(STREAM_VERDICTS), {
+                    "event": seal(self.settings, STREAM_VERDICTS, retry.encode())})
+                released += 1
+        except redis.RedisError as exc:
+            raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
+        return released
+
+    def deferred_count(self) -> int:
+        try:
+            return int(self.client.zcard(self._deferred_key()))
+        except redis.RedisError as exc:
+            raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
+
     def apply_suggested(self, verdict: VerdictEvent) -> OutcomeEvent:
-        """``heal apply``: turn a 'suggested' outcome into an applied (or rolled back) one."""
+        """``heal apply`` and API approvals: turn a 'suggested' outcome into an applied (or
+        rolled back) one, and publish it on the outcomes stream like the apply stage does
+        (its own event id, so the lifecycle stage counts it: statistics, explain, metrics,
+        export). :func:`settle_outcomes` then records it when no lifecycle worker runs.
+
+        Raises: StreamUnavailable."""
         started = time.monotonic()
         refusal = self._audit_intent(verdict)
         if refusal:
             return self._base(verdict, "escalated", refusal)
         outcome, extra = self._apply(verdict)
         outcome = replace(outcome, duration_s=round(time.monotonic() - started, 3))
-        return self._finish(outcome, extra, replace_suggested=True)
+        outcome = self._finish(outcome, extra, replace_suggested=True)
+        published = replace(outcome, id=f"{verdict.error_id}:apply:manual-{uuid.uuid4().hex[:8]}")
+        try:
+            self.client.xadd(self.settings.stream(STREAM_OUTCOMES), {
+                "event": seal(self.settings, STREAM_OUTCOMES, published.encode())})
+        except redis.RedisError as exc:
+            raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
+        return published
 
     def _base(self, verdict: VerdictEvent, status: str, detail: str) -> OutcomeEvent:
         return OutcomeEvent(id=f"{verdict.error_id}:apply", error_id=verdict.error_id,
@@ -132,6 +238,8 @@ class Applier:
             detail = (f"verified{where}" if verified
                       else "not verified yet (checked step by step when applied)")
             fix_id = (verdict.fix or {}).get("id", "")
+            if verdict.reason.startswith(HELD):  # the mode would apply it: say what held it
+                detail = f"{verdict.reason.split('; run `heal apply')[0]}; {detail}"
             return self._base(verdict, "suggested",
                               f"{detail}; apply with: heal apply {fix_id}"), {}
         if d == "reject":
@@ -146,6 +254,11 @@ class Applier:
                 # ("rolled_back" is kept for reverts of commits that did reach it)
                 return self._base(verdict, "failed", "did not survive verification, rolled "
                                   f"back (heal branch discarded): {verdict.reason}"), {}
+            broken = cannot_run(verdict.verification)
+            if broken is not None:  # the fix's own command is missing: a failed attempt
+                return self._base(verdict, "failed", f"{UNRUNNABLE} (exit 127: "
+                                  f"{str(broken.get('tail', ''))[-200:].strip()}): "
+                                  f"{verdict.reason}"), {}
             status = "skipped" if "identical request" in verdict.reason else "escalated"
             return self._base(verdict, status, verdict.reason), {}
         if d == "apply":
@@ -172,7 +285,7 @@ class Applier:
             log.warning("trust: refused to apply for error %s: %s", verdict.error_id[:80],
                         trust.reason)
             return self._base(verdict, "escalated", f"not applied: {trust.reason}"), {}
-        refused = self._spend_budget()
+        refused = self._spend_budget(root)
         if refused:
             return self._base(verdict, "suggested", f"{refused}; apply later with: heal apply "
                               f"{(verdict.fix or {}).get('id', '')}"), {}
@@ -217,10 +330,11 @@ class Applier:
         failed: list[str] = []
         log: list[dict[str, Any]] = []
         details: list[str] = []
+        unrunnable = ""
         for n, candidate in enumerate(fallbacks(fix)):
             fix_id = str(candidate.get("id", ""))
             if n:  # the fallback is one more application: it must fit in the budget too
-                refused = self._spend_budget()
+                refused = self._spend_budget(root)
                 if refused:
                     details.append(f"fallback {fix_id} not tried: {refused}")
                     break
@@ -240,7 +354,14 @@ class Applier:
                                failed_fixes=failed), {"steps": log}
             failed.append(fix_id)
             details.append(f"{fix_id} failed: {detail}")
+            if not n and detail.startswith(UNRUNNABLE):
+                unrunnable = detail
         self._record_revert(verdict)
+        if unrunnable:  # the chosen fix's own command is missing: a failed attempt, counted
+            rest = "; ".join(details[1:])
+            return replace(self._base(verdict, "failed", unrunnable + (f"; {rest}" if rest
+                                                                       else "")),
+                           failed_fixes=failed[1:]), {"steps": log}
         return replace(self._base(verdict, "escalated", "; ".join(details)),
                        failed_fixes=failed[1:]), {"steps": log}
 
@@ -261,6 +382,11 @@ class Applier:
         ctx = StepContext(root, dict(verdict.params), trust.command, cwd)
         result = PlaybookRunner(ctx).run(steps)
         if not result.ok:
+            broken = cannot_run(result.steps)
+            if broken is not None:  # the fix's own command is missing: a failed attempt
+                return False, (f"{UNRUNNABLE} (step {broken.get('name')} exit 127: "
+                               f"{str(broken.get('tail', ''))[-200:].strip()}): "
+                               f"{result.detail}"), result.steps
             return False, result.detail, result.steps
         rerun = self._rerun(verdict, root, trust)
         if rerun is not None and rerun["exit_code"] != 0:
@@ -285,13 +411,10 @@ class Applier:
         name = diff.split("\n", 1)[0].removeprefix("--- a/")
         return f"; {name} now declares it (uncommitted: review and commit it)"
 
-    def _spend_budget(self) -> str:
+    def _spend_budget(self, root: Path) -> str:
         """Count one fix application against today's budget; the refusal reason or ''."""
-        try:
-            from pipeline.guardrails.budget import Budget
-        except ImportError:
-            return ""
-        result = Budget(self.client, self.settings).try_spend("fix_applications", 1.0)
+        budget = Budget(self.client, self.settings, policy_for(root).current().limits.budget())
+        result = budget.try_spend("fix_applications", 1.0)
         if not result.allowed:
             return f"daily budget for fix applications used up ({result.used:g})"
         return ""
@@ -302,17 +425,17 @@ class Applier:
         if not command:
             return None
         cwd = root / rel_cwd(verdict.error, root)
-        from pipeline.policy import policy_for
-
         timeout = policy_for(root).current().check_timeout_s or RERUN_TIMEOUT_S
         run = run_argv(command, str(cwd), timeout)
         return {"name": "re-run failing step", "ok": run["exit_code"] == 0, **run}
 
     def _record_revert(self, verdict: VerdictEvent) -> None:
         from pipeline.guardrails.alerts import alerting_breaker
+        from pipeline.guardrails.gate import policy_at
 
         wf = verdict.error.workflow
-        alerting_breaker(self.client, self.settings).record_revert(  # a trip notifies
+        config = policy_at(verdict.error.repo.path).limits.breaker()  # heal.toml [breaker]
+        alerting_breaker(self.client, self.settings, config).record_revert(  # a trip notifies
             wf.step or None, wf.id or None, event_id=verdict.error_id)
 
 
@@ -347,3 +470,15 @@ def _no_rerun(verdict: VerdictEvent) -> str:
     if verdict.error.command:
         return "the event's command is not trusted, so it was not re-run"
     return "no command to re-run"
+
+
+def settle_outcomes(settings: Settings, client: redis.Redis) -> None:
+    """Record published outcomes now when no lifecycle worker runs (``heal apply`` has no
+    workers of its own, like ``heal run`` it runs the stage in this process).
+
+    Raises: StreamUnavailable.
+    """
+    from pipeline.runtime import drain_inline, live_stages
+
+    if "lifecycle" not in set(live_stages(client, settings)):
+        drain_inline(settings, client, stages=["lifecycle"])

@@ -58,7 +58,7 @@ def run_step(ctx: StepContext, step: dict[str, Any]) -> dict[str, Any]:
             raise FixError(f"step {name!r} has no argv or passes error text to a shell: "
                            f"{argv!r}")
         run = run_argv(argv, str(root), float(step.get("timeout_s") or DEFAULT_STEP_TIMEOUT_S))
-        return {"name": name, "ok": run["exit_code"] == 0,
+        return {"name": name, "ok": run["exit_code"] == 0, "exit_code": run["exit_code"],
                 "detail": f"exit {run['exit_code']}" + (" (timeout)" if run["timed_out"] else ""),
                 "tail": run["tail"][-500:]}
     except FixError as exc:

@@ -17,6 +17,7 @@ _VERDICT = {
     "escalated": "escalated to a human",
     "observed": "observed only (mode observe)",
     "skipped": "skipped",
+    "deferred": "deferred by the rate limit; retried automatically",
     "none": "no decision",
 }
 

@@ -113,12 +113,14 @@ def _guard(settings: Settings, client: Any, verdict: VerdictEvent) -> None:
     from pipeline.validate.validator import repo_root
 
     probe_root = repo_root(verdict.error)
-    if probe_root is not None and not policy_for(probe_root).current().window_open():
+    policy = policy_for(probe_root).current() if probe_root is not None else None
+    if policy is not None and not policy.window_open():
         raise HealError("outside every change window in heal.toml; use --force to apply now")
     from pipeline.guardrails.breaker import CircuitBreaker
 
     wf = verdict.error.workflow
-    ok, reason = CircuitBreaker(client, settings).allow(
+    config = policy.limits.breaker() if policy is not None else None
+    ok, reason = CircuitBreaker(client, settings, config).allow(
         wf.step or None, wf.id or None, str((verdict.fix or {}).get("category", "SAFE")))
     if not ok:
         raise HealError(f"circuit breaker refuses: {reason}; use --force to apply anyway")
@@ -137,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _apply(args: argparse.Namespace, settings: Settings, store: Any) -> int:
-    from pipeline.apply.applier import Applier
+    from pipeline.apply.applier import Applier, settle_outcomes
     from storage.engines import connect_redis
 
     row = find_suggestion(store, args.fix_id)
@@ -153,6 +155,7 @@ def _apply(args: argparse.Namespace, settings: Settings, store: Any) -> int:
         _guard(settings, client, verdict)
     outcome = Applier(settings, client, store).apply_suggested(replace(verdict, decision="apply"))
     _result(as_json, verdict, outcome.status, outcome.detail, outcome.commit)
+    settle_outcomes(settings, client)  # statistics, explain, metrics and export see it now
     return 0 if outcome.status == "applied" else 1
 
 

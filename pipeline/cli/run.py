@@ -1,4 +1,5 @@
-"""``heal run [--mode M] [--timeout S] [--step NAME] -- CMD ...`` (see producers/run.py)."""
+"""``heal run [--mode M] [--timeout S] [--step NAME] [--workflow ID] -- CMD ...``
+(see producers/run.py)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ def register(subparsers: Any) -> None:
                         help="seconds to wait for the decision (default 120)")
     parser.add_argument("--step", default="", metavar="NAME",
                         help="step name for the event and its success record (default: CMD)")
+    parser.add_argument("--workflow", default="", metavar="ID",
+                        help="the workflow whose execution state gates automatic fixes "
+                             "(default: $HEAL_WORKFLOW, else the repository)")
     parser.add_argument("--no-wait", action="store_true",
                         help="publish the failure and exit at once")
     parser.add_argument("--json", action="store_true",
@@ -49,6 +53,6 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"--timeout {args.timeout:g}: must be 0 or more seconds")
     return heal_run(
         argv, Settings.from_env(), mode=args.mode or "", timeout_s=args.timeout,
-        step=args.step, wait=not args.no_wait,
+        step=args.step, wait=not args.no_wait, workflow=args.workflow,
         json_to=args.json_file or ("-" if args.json else ""),
     )

@@ -7,6 +7,8 @@ JSON shape (DESIGN.md, fields may be added)::
      "engines": {"redis": {...}, "postgres": {...}},
      "streams": {name: {"length", "groups": {group: {"pending", "lag", "consumers", ...}}}},
      "dead_letters": int, "breaker": {"state", ...}, "budget": {...},
+     "execution": {"counts": {state: n}, "workflows": [{"workflow", "state", "reason",
+     "since"}]},
      "ok": bool, "problems": [str, ...]}
 
 ``collect_status(settings)`` builds the same dict for ``heal serve``'s ``/api/status``. When an
@@ -17,6 +19,7 @@ engine cannot be reached, everything that can still be gathered is shown and the
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import importlib
 import importlib.util
 import sys
@@ -79,6 +82,7 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         "dead_letters": None,
         "breaker": {"state": "unknown"},
         "budget": {},
+        "execution": {},
     }
     if engines["redis"].get("reachable"):
         try:
@@ -111,6 +115,9 @@ def _collect_redis(
     )
     status["budget"] = _optional_section(
         "pipeline.guardrails.budget", "budget_status", client, settings, problems
+    )
+    status["execution"] = _optional_section(
+        "pipeline.guardrails.execution", "execution_status", client, settings, problems
     )
 
 
@@ -234,6 +241,7 @@ def render(status: dict[str, Any]) -> str:
     lines.append(f"dead letters: {dead if dead is not None else 'unknown'}")
     lines += _breaker_lines(status["breaker"])
     lines += _budget_lines(status["budget"])
+    lines += _execution_lines(status.get("execution") or {})
     return "\n".join(line.rstrip() for line in lines)
 
 
@@ -242,6 +250,21 @@ def _breaker_lines(breaker: dict[str, Any]) -> list[str]:
     open_scopes = breaker.get("open_scopes") or []
     if open_scopes:
         lines.append(f"  open: {', '.join(str(s) for s in open_scopes)}")
+    return lines
+
+
+def _execution_lines(execution: dict[str, Any]) -> list[str]:
+    workflows = execution.get("workflows")
+    if not isinstance(workflows, list):
+        return []
+    held = [w for w in workflows if w.get("state") != "RUNNING"]
+    lines = [f"workflows: {len(held)} DEGRADED or QUARANTINED" if held
+             else "workflows: all RUNNING"]
+    for w in held:
+        since = dt.datetime.fromtimestamp(float(w.get("since") or 0), dt.UTC)
+        lines.append(f"  {w['workflow']}: {w['state']} since {since:%Y-%m-%d %H:%M}Z "
+                     f"({w.get('reason') or 'no reason recorded'}); lift with "
+                     f"`heal unquarantine --workflow {w['workflow']}`")
     return lines
 
 
@@ -267,4 +290,7 @@ def _budget_lines(budget: dict[str, Any]) -> list[str]:
             f"  {'rate':<24} {_number(rate.get('tokens')):>10} / {_number(rate.get('capacity'))}"
             f" tokens, refill {_number(rate.get('per_minute'))}/min"
         )
+    if budget.get("deferred"):
+        lines.append(f"  {'deferred':<24} {budget['deferred']:>10} automatic fix(es) waiting "
+                     "for the rate limit (retried automatically)")
     return lines

@@ -115,9 +115,10 @@ def alerting_audit(settings: Settings, client: redis.Redis | None, db: Any = Non
     return AlertingAudit(AuditLog(settings, db=db), build_notifier(settings, client))
 
 
-def alerting_breaker(client: redis.Redis, settings: Settings) -> Any:
-    """The circuit breaker whose trips notify (a bad HEAL_WEBHOOK_URL only disables the
-    notifications: the breaker itself keeps working)."""
+def alerting_breaker(client: redis.Redis, settings: Settings, config: Any = None) -> Any:
+    """The circuit breaker (with ``config``, a BreakerConfig, or the defaults) whose trips
+    notify (a bad HEAL_WEBHOOK_URL only disables the notifications: the breaker itself keeps
+    working)."""
     from pipeline.guardrails.breaker import CircuitBreaker
 
     try:
@@ -125,4 +126,4 @@ def alerting_breaker(client: redis.Redis, settings: Settings) -> Any:
     except HealError as exc:
         log.error("breaker notifications off: %s", exc)
         audit = None
-    return CircuitBreaker(client, settings, audit=audit)
+    return CircuitBreaker(client, settings, config, audit=audit)

@@ -1,7 +1,7 @@
 """Cost controls shared by every worker through Redis: daily limits per kind of spend
-(verification minutes, LLM tokens, fix applications), a token-bucket rate limit on automatic
-fixes, and the validation depth each tier deserves. Spend is recorded per UTC day (kept 35
-days), so ``heal status`` and ``heal metrics`` can show it.
+(verification minutes, LLM tokens, fix applications) and a token-bucket rate limit on automatic
+fixes (taken by the apply stage before each automatic application). Spend is recorded per
+UTC day (kept 35 days), so ``heal status`` and ``heal metrics`` can show it.
 """
 
 from __future__ import annotations
@@ -64,17 +64,6 @@ class SpendResult:
     allowed: bool
     used: float
     limit: float | None
-
-
-def validation_depth(category: str, tier: int | None, degraded: bool = False) -> str:
-    """"quick" (pre-flight + the failing command), "standard" (+ the configured checks) or
-    "full" (+ every judge, the whole test suite): exact-match SAFE fixes are cheap to trust,
-    anything RISKY, found by similarity, or on a degraded workflow gets the full treatment."""
-    if degraded or category == "RISKY":
-        return "full"
-    if tier == 1:
-        return "quick" if category == "SAFE" else "standard"
-    return "standard" if category == "SAFE" else "full"
 
 
 def _text(value: Any) -> str:
@@ -154,7 +143,11 @@ class Budget:
         except redis.RedisError as exc:
             raise StreamUnavailable(f"budget: Redis unreachable: {exc}") from exc
         c = self.config
-        return {"day": self.day(), "spend": spend,
+        try:  # automatic fixes the bucket deferred, waiting to be retried (pipeline/apply)
+            deferred = int(self.client.zcard(self.settings.key("apply", "deferred")))
+        except redis.RedisError as exc:
+            raise StreamUnavailable(f"budget: Redis unreachable: {exc}") from exc
+        return {"day": self.day(), "spend": spend, "deferred": deferred,
                 "rate": {"tokens": round(float(_text(tokens)), 2) if tokens
                          else c.bucket_capacity, "capacity": c.bucket_capacity,
                          "per_minute": round(c.bucket_per_s * 60, 3)}}

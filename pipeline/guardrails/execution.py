@@ -102,6 +102,12 @@ return {state, new, why}
 """
 
 
+def workflow_name(workflow_id: str, repo_path: str) -> str:
+    """The workflow whose state gates a failure: its ``workflow.id`` (``heal run --workflow``,
+    ``HEAL_WORKFLOW``, the hooks' workflow id), else ``repo:<repository path>``."""
+    return workflow_id or f"repo:{repo_path}"
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -134,6 +140,30 @@ class ExecutionGuard:
                 and self.clock() - last >= self.policy.quarantine_quiet_s):
             return WorkflowState.DEGRADED, "quarantine lifted after a quiet period"
         return state, _text(raw[1]) if raw[1] else ""
+
+    def since(self, workflow: str) -> float:
+        """When the current state began (epoch seconds; 0.0 for a workflow never changed)."""
+        try:
+            raw = self.client.hget(self._keys(workflow)[0], "since")
+        except redis.RedisError as exc:
+            raise StreamUnavailable(f"execution state: Redis unreachable: {exc}") from exc
+        return float(_text(raw)) if raw else 0.0
+
+    def workflows(self) -> list[dict[str, Any]]:
+        """Every workflow with a recorded state: ``[{"workflow", "state", "reason", "since"}]``
+        (the state as :meth:`state` reports it, so a quiet quarantine shows as lifted)."""
+        head, tail = self.settings.key("{execution}", ""), ":state"
+        try:
+            keys = [_text(k) for k in self.client.scan_iter(match=f"{head}*{tail}", count=500)]
+        except redis.RedisError as exc:
+            raise StreamUnavailable(f"execution state: Redis unreachable: {exc}") from exc
+        out = []
+        for key in sorted(keys):
+            workflow = key[len(head):-len(tail)]
+            state, reason = self.state(workflow)
+            out.append({"workflow": workflow, "state": state.value, "reason": reason,
+                        "since": self.since(workflow)})
+        return out
 
     def should_execute_step(self, workflow: str, step: str = "") -> StepDecision:
         """What heal allows for the next run of ``step`` in ``workflow``."""
@@ -177,3 +207,18 @@ class ExecutionGuard:
             self.client.delete(*self._keys(workflow))
         except redis.RedisError as exc:
             raise StreamUnavailable(f"execution state: Redis unreachable: {exc}") from exc
+
+
+def execution_status(client: redis.Redis, settings: Settings) -> dict[str, Any]:
+    """The ``execution`` section of ``heal status --json`` (and ``/api/status``):
+    ``{"counts": {state: n}, "workflows": [{"workflow", "state", "reason", "since"}]}``.
+    Only workflows with a recorded state are listed; any other workflow is RUNNING.
+
+    Raises:
+        StreamUnavailable: Redis cannot be reached.
+    """
+    workflows = ExecutionGuard(client, settings).workflows()
+    counts = {s.value: 0 for s in WorkflowState}
+    for w in workflows:
+        counts[w["state"]] += 1
+    return {"counts": counts, "workflows": workflows}

@@ -31,6 +31,20 @@ class LifecyclePolicy:
     deprecate_below: float = 0.5
     unused_days: float = 90.0
     confidence: float = 0.95
+    unrunnable_after: int = 3  # a fix whose command cannot run this often is quarantined
+
+
+#: how the detail of a "failed" outcome begins when the fix's command could not run at all
+#: (exit 127: not installed, not found): a failed attempt that counts toward quarantine
+UNRUNNABLE = "the fix cannot run"
+
+
+def cannot_run(runs: list[dict[str, object]]) -> dict[str, object] | None:
+    """The first run record that could not start its command (exit code 127), or None."""
+    for run in runs:
+        if run.get("exit_code") == 127:
+            return run
+    return None
 
 
 @dataclass(frozen=True)

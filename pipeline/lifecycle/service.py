@@ -1,17 +1,24 @@
 """What the lifecycle stage does with one outcome: feed the circuit breaker, record the
-outcome and the statistics, apply the transition it causes, audit every decision."""
+outcome and the statistics, apply the transition it causes, audit every decision.
+
+A "failed" outcome whose fix could not run at all (exit 127, see
+:data:`pipeline.lifecycle.graduation.UNRUNNABLE`) is counted per (fingerprint, fix); at
+``policy.unrunnable_after`` (heal.toml ``[lifecycle] unrunnable_quarantine_after``) the pair is
+QUARANTINED and a person is notified through the escalation sinks."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from pipeline.events import OutcomeEvent
 from pipeline.guardrails.breaker import CircuitBreaker
+from pipeline.guardrails.escalation import Notification
 from pipeline.lifecycle.causes import CauseLearner
 from pipeline.lifecycle.escalate import EscalationHook
 from pipeline.lifecycle.flakiness import is_flaky
-from pipeline.lifecycle.graduation import LifecyclePolicy
+from pipeline.lifecycle.graduation import UNRUNNABLE, LifecyclePolicy
 from pipeline.lifecycle.graduation import Transition as LifecycleTransition
 
 
@@ -34,6 +41,8 @@ class LifecycleService:
     escalation: EscalationHook | None = None
     #: learns "fixing A cleared B" causal edges from applied outcomes (tier 3)
     causes: CauseLearner | None = None
+    #: (fingerprint, fix id) -> how many times that fix could not run (shared counter)
+    count_unrunnable: Callable[[str, str], int] | None = None
 
     def handle(self, event: OutcomeEvent) -> LifecycleTransition | None:
         """Record one outcome; returns the lifecycle transition it caused, if any.
@@ -77,8 +86,38 @@ class LifecycleService:
                 "successes": result.stats.successes, "failures": result.stats.failures,
                 "state": str(result.state)})
         transition: LifecycleTransition | None = result.transition
+        if transition is None and event.status == "failed" and event.detail.startswith(
+                UNRUNNABLE):
+            transition = self._unrunnable(event, fingerprint)
         if transition is not None and self.audit is not None:
             self.audit.append("lifecycle.transition", f"{fingerprint}/{event.fix_id}", {
                 "from": transition.src.value, "to": transition.dst.value,
                 "reason": transition.reason, "event_id": event.id})
+        return transition
+
+    def _unrunnable(self, event: OutcomeEvent, fingerprint: str) -> LifecycleTransition | None:
+        """Count a fix that could not run; quarantine it (and notify) at the threshold."""
+        if self.count_unrunnable is None or not event.fix_id:
+            return None
+        n = self.count_unrunnable(fingerprint, event.fix_id)
+        if n < self.policy.unrunnable_after:
+            return None
+        quarantine = getattr(self.store, "quarantine", None)
+        if quarantine is None:
+            return None
+        reason = (f"could not run {n} times (threshold {self.policy.unrunnable_after}, "
+                  "[lifecycle] unrunnable_quarantine_after): never offered until "
+                  "`heal unquarantine`")
+        transition: LifecycleTransition | None = quarantine(fingerprint, event.fix_id, reason)
+        if transition is not None and self.escalation is not None:
+            wf = event.error.workflow
+            self.escalation.notifier.notify(Notification(
+                id=f"unrunnable-{fingerprint[:24]}-{event.fix_id}", rule="fix-cannot-run",
+                fingerprint=fingerprint,
+                summary=f"heal quarantined fix {event.fix_id}: its command could not run "
+                        f"{n} times",
+                attempts=n, actions_tried=(event.fix_id,), last_error=event.detail[-4000:],
+                suggested_action="install the tool the fix needs (or correct the fix), then "
+                                 f"`heal unquarantine {fingerprint}`",
+                workflow=wf.id, step=wf.step))
         return transition

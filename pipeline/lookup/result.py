@@ -33,6 +33,8 @@ class LookupResult:
         }
         if self.details.get("ignored"):
             match["ignored"] = True
+        if self.details.get("via"):
+            match["via"] = self.details["via"]  # "coarse": a learned coarse mapping only
         return match
 
 

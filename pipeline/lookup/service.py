@@ -8,6 +8,7 @@ blocks or loses a lookup.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import threading
@@ -86,6 +87,8 @@ class Lookup:
         self._states: dict[str, str] = cache.fix_states()
         #: fine fingerprint -> (read at, learned fix or None), re-read after LEARNED_TTL_S
         self._learned: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        #: digest of an error text -> (pattern id, rule parameters) or None (see _detect)
+        self._detected: dict[bytes, tuple[str, dict[str, str]] | None] = {}
         #: fingerprints silenced with `heal ignore` (re-read with the fix states)
         self._ignored: frozenset[str] = frozenset()
         #: flaky fingerprints -> determinism score (re-read with the fix states)
@@ -160,6 +163,9 @@ class Lookup:
             return unmatched("ignored with `heal ignore`: detected, never fixed or queued",
                              ignored=True)
         result = self._tier1(text, fine, coarse, base)
+        # the pattern a detection rule names, kept even when tier 3 answers with its cause
+        detected = (result.pattern_id if result is not None and result.details.get(
+            "rule_matched") else None)
         if result is None:
             result = self._tier2(text, fine, headline, base)
         if result is None or not _has_usable_fix(result):
@@ -168,9 +174,10 @@ class Lookup:
         result = self._guard(text, result)
         result = self._flaky_retry(fine, text, result)
         result = self._rank(fine, result, record)
-        if result.details.get("rule_matched") and result.pattern_id is not None:
-            # learned only after the guard: a refused logic bug never teaches a fingerprint
-            self._learn(fine, coarse, result.pattern_id)
+        # diagnose (record=False) writes nothing, not even a learned mapping; learned only
+        # after the guard: a refused logic bug never teaches a fingerprint
+        if record and detected is not None and "refused" not in result.details:
+            self._learn(fine, coarse, detected)
         if not result.params and base:
             result = replace(result, params=base)
         if record:
@@ -179,20 +186,41 @@ class Lookup:
 
     def _tier1(self, text: str, fine: str, coarse: str,
                base: dict[str, Any]) -> LookupResult | None:
+        # a detection rule that matches the text always wins: a learned fingerprint mapping
+        # (masked parameters make two different errors share one) never overrides it
+        detected = self._detect(text)
+        if detected is not None:
+            return self._rule_answer(detected[0], detected[1], text, base)
         pattern_id = self._known_pattern(fine, "fine")
         if pattern_id is not None:
             return self._answer(pattern_id, 1, 1.0, "exact: fine fingerprint known", text, base)
-        detected = self.catalog.detect(text)
-        if detected is not None:
-            pattern, params = detected
-            answer = self._answer(pattern.id, 1, 1.0, f"exact: detection rule of {pattern.id}",
-                                  text, {**base, **params})
-            return replace(answer, details={"rule_matched": True})
         pattern_id = self._known_pattern(coarse, "coarse")
         if pattern_id is not None:
-            return self._answer(pattern_id, 1, 0.9, "exact: coarse fingerprint known", text, base)
+            # a coarse mapping alone is never enough for an automatic fix (validate: "via")
+            answer = self._answer(pattern_id, 1, 0.9, "exact: coarse fingerprint known", text,
+                                  base)
+            return replace(answer, details={**answer.details, "via": "coarse"})
         learned = self._learned_fix(fine)
         return learned_result(learned, base) if learned is not None else None
+
+    def _detect(self, text: str) -> tuple[Pattern, dict[str, str]] | None:
+        """The catalog's rules over ``text``, memoized by a digest of the text (a recurring
+        error is matched once, not once per regex per occurrence)."""
+        key = hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=16).digest()
+        if key in self._detected:
+            hit = self._detected[key]
+            return None if hit is None else (self.catalog.patterns[hit[0]], dict(hit[1]))
+        found = self.catalog.detect(text)
+        if len(self._detected) >= MEMO_SIZE:
+            self._detected.clear()
+        self._detected[key] = None if found is None else (found[0].id, dict(found[1]))
+        return found
+
+    def _rule_answer(self, pattern: Pattern, params: dict[str, str], text: str,
+                     base: dict[str, Any]) -> LookupResult:
+        answer = self._answer(pattern.id, 1, 1.0, f"exact: detection rule of {pattern.id}",
+                              text, {**base, **params})
+        return replace(answer, details={"rule_matched": True})
 
     def _learned_fix(self, fine: str) -> dict[str, Any] | None:
         """The newest fix learned from precedent for ``fine`` (memory, then PostgreSQL, then

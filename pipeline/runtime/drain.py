@@ -75,5 +75,6 @@ def drain_inline(
                 break
             time.sleep(min(w for w in waits if w is not None) + 0.001)
         for worker in workers:  # the throwaway inline consumer, if it holds nothing
+            worker.finish()  # e.g. the lookup's outbox reaches PostgreSQL before we return
             worker.reclaimer.forget(worker.consumer)
     return total

@@ -68,6 +68,10 @@ class StageWorker:
         self.consumer = consumer or groups.consumer_name(index)
         self.hooks = HookChain([MetricsHook()] if hooks is None else hooks)
         self.processor = EventProcessor(stage, handler, self.hooks, self.options)
+        #: optional periodic work of the stage (e.g. apply releasing deferred fixes)
+        self._tick = getattr(handler, "tick", None)
+        #: optional end of an inline drain (e.g. lookup pushing its outbox to PostgreSQL)
+        self._finish = getattr(handler, "finish", None)
         window = self.options.dedupe_ttl_s
         self.writer = HandoffWriter(
             client, self.stream, self.group, self.output, settings.stream(STREAM_DEAD),
@@ -98,6 +102,15 @@ class StageWorker:
         """Entries this worker holds on purpose: the batch in hand and those waiting for
         their retry backoff (the heartbeat keeps them from looking abandoned)."""
         return [*self.in_flight, *self.retries.pending_ids()]
+
+    def finish(self) -> None:
+        """The stage's own end-of-drain work (contained: it never fails the drain)."""
+        if self._finish is None:
+            return
+        try:
+            self._finish()
+        except Exception as exc:  # noqa: BLE001 - the events were handled; this is cleanup
+            log.warning("stage %s: finishing failed: %s", self.stage, exc)
 
     def stop(self) -> None:
         """Ask the loop to stop after the event in hand (thread- and signal-safe)."""
@@ -158,6 +171,11 @@ class StageWorker:
         now = time.monotonic()
         if now >= self._next_reclaim:
             self._next_reclaim = now + self.options.claim_interval_s
+            if self._tick is not None:
+                try:
+                    self._tick()
+                except Exception as exc:  # noqa: BLE001 - periodic work never stops the stage
+                    log.warning("stage %s: periodic work failed: %s", self.stage, exc)
             if now >= self._next_forget:
                 self._next_forget = now + 60.0
                 self.reclaimer.forget_idle_consumers(self.options.forget_idle_ms)

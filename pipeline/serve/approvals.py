@@ -43,7 +43,7 @@ def approve(settings: Settings, engines: Engines, attempt_id: str, *,
             force: bool = False) -> dict[str, Any]:
     """Apply the verified suggestion. Raises HttpError (404/409), HealError from the guard
     (breaker open, change window closed: 409 unless ``force``), EngineError."""
-    from pipeline.apply.applier import Applier
+    from pipeline.apply.applier import Applier, settle_outcomes
     from pipeline.cli.apply import _guard
     from pipeline.errors import EngineError, HealError
     from storage.attempts import AttemptStore
@@ -70,6 +70,7 @@ def approve(settings: Settings, engines: Engines, attempt_id: str, *,
             replace(verdict, decision="apply"))
     finally:
         engines.with_redis(lambda c: c.delete(lock))
+    settle_outcomes(settings, client)  # recorded like the apply stage's outcomes
     return {"id": attempt_id, "fix_id": outcome.fix_id, "status": outcome.status,
             "detail": outcome.detail, "commit": outcome.commit}
 

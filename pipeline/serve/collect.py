@@ -19,13 +19,15 @@ from pipeline.serve.engines import Engines
 log = logging.getLogger(__name__)
 
 
-def _redis_figures(settings: Settings, client: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def _redis_figures(settings: Settings, client: Any
+                   ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     from pipeline.cli.status import stream_status
     from pipeline.guardrails.breaker import breaker_status
+    from pipeline.guardrails.execution import execution_status
 
     streams = {settings.stream(s): stream_status(client, settings.stream(s))
                for s in (*PIPELINE_STREAMS, STREAM_DEAD)}
-    return streams, breaker_status(client, settings)
+    return streams, breaker_status(client, settings), execution_status(client, settings)
 
 
 def collect_metrics(settings: Settings, engines: Engines) -> str:
@@ -33,11 +35,13 @@ def collect_metrics(settings: Settings, engines: Engines) -> str:
     from pipeline.runtime.metrics import LATENCY_BUCKETS, snapshot
     from storage.serve_queries import ServeQueries
 
-    streams, breaker = engines.with_redis(lambda client: _redis_figures(settings, client))
+    streams, breaker, execution = engines.with_redis(
+        lambda client: _redis_figures(settings, client))
     out = prometheus.Exposition()
     prometheus.add_up(out, "redis", True)
     prometheus.add_streams(out, streams, settings.stream(STREAM_DEAD))
     prometheus.add_breaker(out, breaker)
+    prometheus.add_execution(out, execution)
     try:
         def storage(db: Any) -> None:
             q = ServeQueries(db)

@@ -81,6 +81,19 @@ def add_breaker(out: Exposition, breaker: Mapping[str, Any]) -> None:
                 1 if state == name else 0, {"state": name})
 
 
+def add_execution(out: Exposition, execution: Mapping[str, Any]) -> None:
+    """``heal_workflows{state}`` (how many workflows are in each state) and
+    ``heal_workflow_state{workflow,state}`` 1 for each workflow not RUNNING."""
+    for state, n in (execution.get("counts") or {}).items():
+        out.add("heal_workflows", "gauge", "Workflows with a recorded execution state, by "
+                "state (RUNNING / DEGRADED / QUARANTINED).", float(n), {"state": str(state)})
+    for w in execution.get("workflows") or []:
+        if w.get("state") != "RUNNING":
+            out.add("heal_workflow_state", "gauge", "1 for each workflow that is DEGRADED or "
+                    "QUARANTINED (automatic fixes restricted or stopped).", 1.0,
+                    {"workflow": str(w.get("workflow")), "state": str(w.get("state"))})
+
+
 def add_runtime(out: Exposition, snapshot: Mapping[str, Mapping[str, Any]],
                 buckets: Iterable[float]) -> None:
     """Counters and the handler latency histogram of the stage workers in this process."""

@@ -1,6 +1,7 @@
 """Phase 3: approval by judges. SAFE needs 1 approval, MODERATE 2, RISKY 3 (and a human
 unless policy says otherwise). Built-in judges are deterministic; an optional LLM judge talks
-to an OpenAI-compatible endpoint (off by default; its cost is recorded with its vote).
+to an OpenAI-compatible endpoint (off by default; its cost and tokens are recorded with its
+vote, and the tokens against the daily ``llm_tokens`` budget).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class Vote:
     approve: bool
     reason: str
     cost_usd: float = 0.0
+    tokens: int = 0  # LLM tokens the endpoint reported (usage.total_tokens)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -127,18 +129,21 @@ class LLMJudge:
         except (urllib.error.URLError, OSError, ValueError, KeyError, IndexError) as exc:
             return Vote(self.name, False, f"LLM judge unavailable: {exc}")
         cost = round(tokens / 1000 * self.usd_per_1k_tokens, 6)
-        return Vote(self.name, text.upper().startswith("APPROVE"), text[:300], cost)
+        return Vote(self.name, text.upper().startswith("APPROVE"), text[:300], cost, tokens)
 
 
 BUILTIN: tuple[Judge, ...] = (VerificationJudge(), BlastRadiusJudge(), HistoryJudge())
 
 
-def panel(req: FixRequest) -> list[Judge]:
-    """The judges this category needs, plus the LLM judge when policy enables it."""
+def panel(req: FixRequest, strict: bool = False) -> list[Judge]:
+    """The judges this category needs (every built-in one when ``strict``: a DEGRADED
+    workflow), plus the LLM judge when policy enables it."""
     try:
         needed = Category(req.category).judges_required
     except ValueError:
         needed = Category.RISKY.judges_required
+    if strict:
+        needed = len(BUILTIN)
     judges: list[Judge] = list(BUILTIN[:needed])
     if req.policy.llm.enabled:
         judges.append(LLMJudge(req.policy.llm))
@@ -149,5 +154,5 @@ def needs_human(req: FixRequest) -> bool:
     return req.category == Category.RISKY and req.policy.human_for_risky
 
 
-def collect_votes(evidence: Evidence) -> list[Vote]:
-    return [judge.vote(evidence) for judge in panel(evidence.request)]
+def collect_votes(evidence: Evidence, strict: bool = False) -> list[Vote]:
+    return [judge.vote(evidence) for judge in panel(evidence.request, strict)]

@@ -134,8 +134,9 @@ def check_breaker(req: FixRequest, pf: Preflight) -> Result:
     from pipeline.guardrails.alerts import alerting_breaker
 
     wf = req.candidate.error.workflow
-    # a half-open probe that timed out re-opens the breaker here: that trip notifies too
-    ok, reason = alerting_breaker(pf.client, pf.settings).allow(
+    # a half-open probe that timed out re-opens the breaker here: that trip notifies too;
+    # the thresholds are the repository's heal.toml [breaker] keys
+    ok, reason = alerting_breaker(pf.client, pf.settings, req.policy.limits.breaker()).allow(
         wf.step or None, wf.id or None, req.category)
     if not reason:
         return ok, "breaker closed" if ok else "breaker open"
@@ -150,8 +151,10 @@ def check_budget(req: FixRequest, pf: Preflight) -> Result:
         from pipeline.guardrails.budget import Budget
     except ImportError:
         return True, "budget not built yet: treated as available"
-    budget = Budget(pf.client, pf.settings)
-    for kind in ("verification_minutes", "fix_applications"):
+    budget = Budget(pf.client, pf.settings, req.policy.limits.budget())
+    kinds = ("verification_minutes", "fix_applications",
+             *(("llm_tokens",) if req.policy.llm.enabled else ()))
+    for kind in kinds:
         room = budget.try_spend(kind, 0.0)  # amount 0: asks without spending
         if not room.allowed:
             return False, f"daily budget for {kind} used up ({room.used:g} of {room.limit:g})"
@@ -168,6 +171,8 @@ def check_dedupe(req: FixRequest, pf: Preflight) -> Result:
     """No identical request (fingerprint + fix) in flight or decided in the last N minutes."""
     if pf.client is None:
         return True, "no Redis client: duplicate requests not detected"
+    if req.policy.dedupe_minutes == 0:
+        return True, "dedupe off (limits.dedupe_minutes = 0)"
     key = pf.dedupe_key(req)
     ttl = max(1, int(req.policy.dedupe_minutes * 60))
     mine = req.candidate.error_id

@@ -19,6 +19,8 @@ import redis
 from pipeline.config import Settings
 from pipeline.errors import DecodeError, GitError, HealError, StreamUnavailable
 from pipeline.events import CandidateEvent, ErrorEvent, VerdictEvent
+from pipeline.guardrails.budget import Budget
+from pipeline.guardrails.gate import WorkflowGate, gate_for
 from pipeline.model import Category, FixKind, Mode
 from pipeline.policy import Policy, policy_for
 from pipeline.trust.boundary import Trust, assess, event_root
@@ -35,6 +37,8 @@ from pipeline.validate.verify import Verification, Verifier, rel_cwd
 log = logging.getLogger(__name__)
 VERDICT_TTL_S = 7 * 24 * 3600
 VERDICT_CACHE_ROLE = "verdict-cache"
+#: how a verdict the mode would have applied, but a guardrail held back, begins
+HELD = "not applied automatically: "
 
 
 def effective_mode(policy: Policy, candidate: CandidateEvent, trust: Trust,
@@ -129,7 +133,6 @@ class Validator:
     def _decide(self, cand: CandidateEvent) -> VerdictEvent:
         base = VerdictEvent(id=f"{cand.error_id}:validate", error_id=cand.error_id,
                             error=cand.error, fine=cand.fine, fix=cand.fix, params=cand.params)
-        fix = cand.fix
         trust = assess(cand.error, self.settings)
         root = trust.root
         policy, warnings, ceiling = restrict(
@@ -137,6 +140,14 @@ class Validator:
         mode = effective_mode(policy, cand, trust, ceiling)
         if mode == Mode.OBSERVE:
             return replace(base, decision="observe", reason="mode observe: detected only")
+        gate = gate_for(self.client, self.settings, cand.error, policy)
+        return with_note(self._decide_under(base, cand, root, policy, mode, gate, trust,
+                                            warnings), gate)
+
+    def _decide_under(self, base: VerdictEvent, cand: CandidateEvent, root: Path | None,
+                      policy: Policy, mode: Mode, gate: WorkflowGate, trust: Trust,
+                      warnings: list[str]) -> VerdictEvent:
+        fix = cand.fix
         if cand.match.get("ignored"):
             return replace(base, decision="observe", reason=str(cand.match.get("reason", "")))
         if not fix:
@@ -164,9 +175,10 @@ class Validator:
             hold = "" if review.unattended else review.reason
         req = FixRequest(cand, fix, root, policy, trusted_command=trust.command,
                          trust_note=trust.reason, hold=hold)
-        return self._validate_fix(base, req, mode, warnings)
+        return self._validate_fix(base, req, mode, gate, warnings)
 
     def _validate_fix(self, base: VerdictEvent, req: FixRequest, mode: Mode,
+                      gate: WorkflowGate,
                       trust_warnings: list[str] | None = None) -> VerdictEvent:
         checks = self.preflight.run(req)
         warning = policy_for(req.root).warning
@@ -178,33 +190,33 @@ class Validator:
         if failed:
             reason = "pre-flight refused: " + "; ".join(f"{c['name']}: {c['reason']}"
                                                         for c in failed)
-            return self._record(replace(base, decision="reject", reason=reason,
-                                        preflight=checks), req, mode, 0)
+            return self._record(with_note(replace(base, decision="reject", reason=reason,
+                                                  preflight=checks), gate), req, mode, 0)
         attempt = self._attempt(req.fingerprint, req.candidate.error_id)
         try:
             ver = self.verifier.verify(req, attempt)
         except GitError as exc:
             ver = Verification(False, f"verification could not run: {exc}")
-        self._record_spend(ver)
+        budget = Budget(self.client, self.settings, req.policy.limits.budget())
+        self._record_spend(budget, ver)
         history = self._history(req.fix_id)
-        votes = collect_votes(Evidence(req, checks, ver, history))
-        decision, reason = decide(req, mode, ver, votes)
+        votes = collect_votes(Evidence(req, checks, ver, history), strict=gate.strict)
+        tokens = sum(v.tokens for v in votes)
+        if tokens:
+            budget.record("llm_tokens", float(tokens))
+        decision, reason = decide(req, mode, ver, votes, gate)
         capped = [w for w in trust_warnings or [] if "capped at suggest" in w]
         if decision == "suggest" and capped:  # say why it was not applied by itself
             reason = f"{reason}; {capped[0]}"
         verdict = replace(base, decision=decision, reason=reason, preflight=checks,
                           verification=ver.runs, votes=[v.to_dict() for v in votes],
                           branch=ver.branch, commit=ver.commit if ver.passed else "")
-        return self._record(verdict, req, mode, attempt)
+        return self._record(with_note(verdict, gate), req, mode, attempt)
 
-    def _record_spend(self, ver: Verification) -> None:
+    def _record_spend(self, budget: Budget, ver: Verification) -> None:
         minutes = sum(float(r.get("duration_s", 0.0)) for r in ver.runs) / 60
-        try:
-            from pipeline.guardrails.budget import Budget
-        except ImportError:
-            return
         if minutes:
-            Budget(self.client, self.settings).record("verification_minutes", minutes)
+            budget.record("verification_minutes", minutes)
 
     def _history(self, fix_id: str) -> dict[str, Any]:
         if self.store is None:
@@ -242,8 +254,10 @@ class Validator:
         return verdict
 
 
-def decide(req: FixRequest, mode: Mode, ver: Verification, votes: list[Vote]) -> tuple[str, str]:
-    """(decision, reason) from the verification and the votes under ``mode``."""
+def decide(req: FixRequest, mode: Mode, ver: Verification, votes: list[Vote],
+           gate: WorkflowGate | None = None) -> tuple[str, str]:
+    """(decision, reason) from the verification and the votes under ``mode``; ``gate`` (the
+    workflow's execution state) may turn an automatic "apply" into a "suggest"."""
     if not ver.passed:
         return "reject", f"verification failed: {ver.reason}"
     rejected = [v for v in votes if not v.approve]
@@ -268,5 +282,28 @@ def decide(req: FixRequest, mode: Mode, ver: Verification, votes: list[Vote]) ->
                            f"heal apply {req.candidate.error_id}; {approvals}")
     safe = req.category == Category.SAFE and state != "DRAFT"
     if (mode == Mode.AUTO_SAFE and safe) or (mode == Mode.AUTO and (safe or state == "AUTOMATED")):
+        held = automatic_refusal(req, gate)
+        if held:
+            return "suggest", f"{HELD}{held}; run `heal apply {req.fix_id}` to apply; " \
+                f"{approvals}"
         return "apply", f"mode {mode.value}: {approvals}"
     return "suggest", f"mode {mode.value}: run `heal apply {req.fix_id}` to apply; {approvals}"
+
+
+def with_note(verdict: VerdictEvent, gate: WorkflowGate) -> VerdictEvent:
+    """Every decision under a DEGRADED or QUARANTINED workflow says so (once)."""
+    note = gate.note()
+    if not note or note in verdict.reason:
+        return verdict
+    return replace(verdict, reason=f"{verdict.reason}; {note}")
+
+
+def automatic_refusal(req: FixRequest, gate: WorkflowGate | None) -> str:
+    """Why a fix the mode would apply must wait for a person, or ''."""
+    match = req.candidate.match
+    if match.get("via") == "coarse":
+        return ("matched by its coarse fingerprint alone (a learned mapping, not a detection "
+                "rule or the exact error): never enough for an automatic fix")
+    if gate is None:
+        return ""
+    return gate.refusal(float(match.get("score", 1.0) if match else 1.0))

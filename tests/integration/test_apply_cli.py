@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -87,4 +88,51 @@ def test_heal_apply_takes_the_pattern_id_of_the_one_waiting_fix(
     # and the unknown-id message lists it among what is waiting
     assert main(["apply", "no.such.fix"]) == 1
     assert f"{pattern}/fix" in capsys.readouterr().err
+    db.close()
+
+
+def _json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
+    assert main(list(argv)) == 0, capsys.readouterr().err
+    return json.loads(capsys.readouterr().out)
+
+
+def _seed_fix(capsys: pytest.CaptureFixture[str], fix_id: str) -> dict[str, Any]:
+    export = _json(capsys, "export", "--format", "json")
+    (fix,) = [f for p in export["patterns"] for f in p["fixes"] if f["id"] == fix_id]
+    return dict(fix)
+
+
+def test_heal_apply_is_visible_in_explain_metrics_and_export(
+        tmp_path: Path, heal_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    settings = Settings.from_env()
+    client = redis.Redis.from_url(heal_env["HEAL_REDIS_URL"])
+    db = open_database(settings)
+    store = AttemptStore(db)
+    fix_id = "format.ruff_format/fix"  # a seeded fix: export lists its statistics
+    before_fix = _seed_fix(capsys, fix_id)
+    before = _json(capsys, "metrics", "--json")["windows"]["24h"]["outcomes"].get("applied", 0)
+    root = sample_repo(tmp_path)
+    break_formatting(root)
+    fine = f"fp-v1:applycli{uuid.uuid4().hex[:8]}"
+    cand = candidate(root, ("ruff", "format", "--check", "."), {**FORMAT_FIX, "id": fix_id},
+                     mode="suggest", fine=fine)
+    verdict = Validator(settings, client, store).validate(cand)
+    assert Applier(settings, client, store).handle(verdict).status == "suggested"
+
+    # When a person applies the suggestion (by its error id)
+    assert main(["apply", verdict.error_id]) == 0
+    capsys.readouterr()
+
+    # Then explain tells the outcome, not "apply with", and the pair's statistics count it
+    story = _json(capsys, "explain", fine, "--json")
+    assert story["why"].startswith("last outcome applied") and "apply with" not in story["why"]
+    assert [o["status"] for o in story["outcomes"]] == ["applied"]
+    (stat,) = [s for s in story["fix_stats"] if s["fix_id"] == fix_id]
+    assert stat["successes"] == 1
+    # metrics and export count it too
+    after = _json(capsys, "metrics", "--json")["windows"]["24h"]["outcomes"].get("applied", 0)
+    assert after == before + 1
+    fix = _seed_fix(capsys, fix_id)
+    assert fix["successes"] == before_fix["successes"] + 1
+    assert fix["attempts"] == before_fix["attempts"] + 1
     db.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,3 +64,46 @@ def test_export_json_and_yaml(heal_env: dict[str, str], capsys: pytest.CaptureFi
     assert {"attempts", "successes", "state"} <= set(by_id["format.black"]["fixes"][0])
     assert main(["export", "--offline"]) == 0
     assert "id: python.module_not_found" in capsys.readouterr().out
+
+
+RATE_LIMITED = "curl: (22) The requested URL returned error: 429"
+TOKEN_EXPIRED = 'curl: (22) The requested URL returned error: 401 {"error": "token expired"}'
+
+
+def _diagnose(tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    path = tmp_path / f"error-{abs(hash(text))}.txt"
+    path.write_text(text + "\n")
+    assert main(["diagnose", str(path), "--json", "--no-semantic"]) == 0
+    data: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return data
+
+
+def test_diagnosing_twice_leaves_no_trace(
+        tmp_path: Path, heal_env: dict[str, str], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.config import Settings
+    from storage.cache import LocalCache
+    from storage.engines import open_database
+
+    # Given one HEAL_HOME that diagnosed X (the rate limit), then Y (an expired token)
+    first = _diagnose(tmp_path, RATE_LIMITED, capsys)
+    assert first["match"]["pattern_id"] is not None
+    after_x = _diagnose(tmp_path, TOKEN_EXPIRED, capsys)
+    # and a fresh HEAL_HOME that diagnosed only Y
+    monkeypatch.setenv("HEAL_HOME", str(tmp_path / "fresh-home"))
+    fresh = _diagnose(tmp_path, TOKEN_EXPIRED, capsys)
+
+    # Then Y gets the same answer in both: diagnosing X changed nothing
+    assert after_x == fresh
+    # and nothing was remembered: no fingerprint mapping, in the cache or in PostgreSQL
+    monkeypatch.setenv("HEAL_HOME", heal_env["HEAL_HOME"])
+    settings = Settings.from_env()
+    fine, coarse = first["fingerprint"]["fine"], first["fingerprint"]["coarse"]
+    cache = LocalCache.at_home(settings.home)
+    assert cache.pattern_for(fine, "fine") is None and cache.pattern_for(coarse, "coarse") is None
+    db = open_database(settings)
+    try:
+        assert db.fetchval("SELECT count(*) FROM pattern_fingerprints WHERE fingerprint = ANY"
+                           "($1::text[])", [fine, coarse]) == 0
+    finally:
+        db.close()

@@ -66,3 +66,23 @@ def test_learn_phase_lessons_are_published_in_observe_mode(
     assert event.tags["learned"] == {"fix": "pip install PyYAML"}
     with pytest.raises(UsageError, match="lesson 0"):
         hooks.on_learn_phase_complete([{"fix": "x"}])
+
+
+def test_hooks_feed_the_execution_state_and_tell_the_orchestrator(
+    client: redis.Redis, settings: Settings
+) -> None:
+    from pipeline.guardrails.execution import ExecutionGuard, WorkflowState
+
+    hooks = WorkflowHooks("nightly-hooks", "44", client=client, settings=settings)
+    for _ in range(3):  # three failures of one kind
+        hooks.on_phase_complete("deploy", "failure", error_text="ConnectionError: registry down")
+    assert hooks.state is WorkflowState.DEGRADED
+    guard = ExecutionGuard(client, settings)
+    assert guard.state("nightly-hooks")[0] is WorkflowState.DEGRADED
+    decision = hooks.execution_decision("deploy")
+    assert decision.execute and decision.strict_validation
+    for i in range(7):  # ten failures within ten minutes
+        hooks.on_subprocess_complete(["make", f"t{i}"], 2, stderr=f"error {i}: target t{i}")
+    assert guard.state("nightly-hooks")[0] is WorkflowState.QUARANTINED
+    decision = hooks.execution_decision("deploy")
+    assert not decision.execute and not decision.auto_fix

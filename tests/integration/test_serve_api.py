@@ -352,3 +352,24 @@ def test_fingerprints_and_learning(base: str, rows: dict[str, str]) -> None:
     [mine] = [t for t in body["transitions"] if t["fix_id"] == rows["fix"]]
     assert (mine["src"], mine["dst"], mine["reason"]) == (
         "ACTIVE", "QUARANTINED", "rolled back in a test")
+
+
+def test_workflow_states_in_status_and_metrics(base: str, redis_url: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import main
+    from pipeline.guardrails.execution import ExecutionGuard
+
+    # Given workflow "nightly" quarantined by ten failing steps
+    guard = ExecutionGuard(redis.Redis.from_url(redis_url), Settings.from_env())
+    for i in range(10):
+        guard.on_step_result("nightly", "test", False, f"kind-{i}")
+    status, _, body = call(f"{base}/api/status")
+    (row,) = [w for w in body["execution"]["workflows"] if w["workflow"] == "nightly"]
+    assert row["state"] == "QUARANTINED" and "10 failures" in row["reason"]
+    assert body["execution"]["counts"]["QUARANTINED"] == 1
+    assert main(["status"]) in (0, 1)
+    assert "nightly: QUARANTINED since" in capsys.readouterr().out
+    samples = parse_exposition(call(f"{base}/metrics")[2])
+    assert samples[("heal_workflow_state", (("state", "QUARANTINED"),
+                                            ("workflow", "nightly")))] == 1
+    assert samples[("heal_workflows", (("state", "QUARANTINED"),))] == 1

@@ -63,7 +63,13 @@ def _chromium(args: list[str], url: str, tmp_path: Path) -> subprocess.Completed
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install "
                     "chromium); the dashboard's browser test needs it")
 def test_dashboard_renders_charts_in_headless_chromium(
-        base: str, tmp_path: Path, rows: dict[str, str]) -> None:  # noqa: F811 - fixture
+        base: str, tmp_path: Path, rows: dict[str, str],  # noqa: F811 - fixture
+        redis_url: str) -> None:
+    from pipeline.guardrails.execution import ExecutionGuard
+
+    guard = ExecutionGuard(redis.Redis.from_url(redis_url), Settings.from_env())
+    for i in range(10):  # a quarantined workflow, shown with its state
+        guard.on_step_result("nightly", "test", False, f"kind-{i}")
     done = _chromium(["--dump-dom"], base + "/", tmp_path)
     dom = done.stdout
     assert done.returncode == 0, done.stderr[-2000:]
@@ -89,6 +95,7 @@ def test_dashboard_renders_charts_in_headless_chromium(
     for window in ("24h", "7d", "30d"):
         assert f'data-window="{window}" data-rate="success_rate"' in dom
     assert 'id="breaker-badge" class="badge CLOSED"' in dom
+    assert 'data-workflow="nightly" data-state="QUARANTINED"' in dom
 
     shot = tmp_path / "dashboard.png"
     done = _chromium([f"--screenshot={shot}", "--window-size=1280,1000"], base + "/", tmp_path)

@@ -1,0 +1,31 @@
+"""`heal run` pushes the lookup's buffered writes to PostgreSQL before it exits: the error of
+the run that just ended is in `heal issues list` at once (real engines)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+from storage.attempts import close_stores
+
+
+@pytest.fixture(autouse=True)
+def _close_stores() -> Iterator[None]:
+    yield
+    close_stores()
+
+
+def test_the_last_error_of_heal_run_is_in_the_issue_queue_at_once(
+        tmp_path: Path, heal_env: dict[str, str], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    word = f"zorglub{uuid.uuid4().hex[:8]}"
+    argv = ["sh", "-c", f"echo '{word} frobnicated the widget unexpectedly' >&2; exit 3"]
+    assert main(["run", "--mode", "suggest", "--timeout", "60", "--", *argv]) == 3
+    capsys.readouterr()
+    assert main(["issues", "list"]) == 0
+    assert word in capsys.readouterr().out

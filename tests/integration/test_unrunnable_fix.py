@@ -1,0 +1,63 @@
+"""A fix whose command cannot run (exit 127) is a failed attempt, counted by the lifecycle
+stage, and quarantined (with a notification) after N of them: validate, apply and lifecycle
+stages on the real engines."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import redis
+
+from pipeline.apply.applier import Applier
+from pipeline.config import Settings
+from pipeline.demo.sample import break_formatting, create_repo, git
+from pipeline.stage import StageContext
+from pipeline.validate.validator import Validator
+from storage.db import Database
+from storage.lifecycle import LifecycleStore
+from tests.integration._heal_validate_support import candidate
+
+MISSING = {"id": "", "pattern_id": "format.missing_tool", "kind": "command",
+           "category": "SAFE", "state": "ACTIVE", "title": "Run a formatter nobody installed",
+           "rendered": {"argv": ["heal-test-no-such-formatter", "."], "timeout_s": 30}}
+
+
+def test_a_fix_exiting_127_is_counted_then_quarantined(
+        tmp_path: Path, validator: Validator, applier: Applier, client: redis.Redis,
+        stage_settings: Settings, db: Database) -> None:
+    from consumers.lifecycle import build
+
+    root = create_repo(tmp_path / "shop")
+    (root / "heal.toml").write_text("[limits]\ndedupe_minutes = 0\n"
+                                    "[lifecycle]\nunrunnable_quarantine_after = 2\n")
+    git(root, "add", "heal.toml")
+    git(root, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "policy")
+    break_formatting(root)
+    fix = {**MISSING, "id": f"format.missing-{uuid.uuid4().hex[:8]}"}
+    fine = f"fp-v1:missing{uuid.uuid4().hex[:8]}"
+    stage = build(StageContext(stage_settings, "lifecycle",
+                               resources={"db": db, "redis": client}))
+    store = LifecycleStore(db)
+
+    outcomes = []
+    for attempt in range(2):
+        verdict = validator.validate(candidate(root, ("ruff", "format", "--check", "."), fix,
+                                               fine=fine))
+        outcome = applier.handle(verdict)
+        outcomes.append(outcome)
+        stage.handle(outcome)
+        pair = store.pair(fine, fix["id"])
+        assert pair is not None and pair["failures"] == attempt + 1  # a failed attempt
+
+    # Then each attempt was a failure (never "escalated"), with the reason
+    assert [o.status for o in outcomes] == ["failed", "failed"]
+    assert outcomes[0].detail.startswith("the fix cannot run (exit 127")
+    # and the second one quarantined the pair, audited and notified through the sinks
+    assert store.pair(fine, fix["id"])["state"] == "QUARANTINED"  # type: ignore[index]
+    (t,) = [t for t in store.transitions(fine) if t["dst"] == "QUARANTINED"]
+    assert "could not run 2 times" in t["reason"]
+    lines = (stage_settings.home / "notifications.jsonl").read_text().splitlines()
+    notes = [json.loads(line) for line in lines]
+    assert any(n["rule"] == "fix-cannot-run" and n["fingerprint"] == fine for n in notes)

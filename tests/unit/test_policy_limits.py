@@ -1,0 +1,83 @@
+"""Guardrail thresholds as heal.toml keys: validated with the key and the allowed range, hot
+reloaded, and shown by `heal policy` with where each value came from."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.errors import PolicyError
+from pipeline.policy import PolicyLoader, parse_policy
+
+
+def _repo(tmp_path: Path, text: str) -> Path:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "heal.toml").write_text(text)
+    return tmp_path
+
+
+@pytest.mark.parametrize(("table", "message"), [
+    ({"execution": {"degrade_after": 0}},
+     "execution.degrade_after = 0: must be an integer >= 1 and <= 1000"),
+    ({"execution": {"degraded_confidence_bonus": 2.0}},
+     "execution.degraded_confidence_bonus = 2.0: must be a number >= 0 and <= 1"),
+    ({"budget": {"automatic_fixes_minutes": 0}},
+     "budget.automatic_fixes_minutes = 0: must be a number > 0 and <= 10080"),
+    ({"breaker": {"cooldown_minutes": "soon"}}, "breaker.cooldown_minutes = 'soon'"),
+    ({"lifecycle": {"unrunnable_quarantine_after": 1.5}},
+     "lifecycle.unrunnable_quarantine_after = 1.5: must be an integer"),
+    ({"breaker": {"cooldown": 5}}, "breaker.cooldown = 5: unknown key; allowed: window_minutes"),
+    ({"limits": {"dedupe_minutes": -1}}, "limits.dedupe_minutes = -1: must be a number >= 0"),
+])
+def test_invalid_thresholds_name_the_key_and_the_allowed_range(table: dict[str, object],
+                                                               message: str) -> None:
+    with pytest.raises(PolicyError, match=None) as info:
+        parse_policy(table)
+    assert message in str(info.value)
+
+
+def test_thresholds_reach_the_guardrails_config_objects() -> None:
+    policy = parse_policy({"execution": {"quarantine_window_minutes": 5, "degrade_after": 4},
+                           "budget": {"automatic_fixes": 6, "automatic_fixes_minutes": 3},
+                           "breaker": {"cooldown_minutes": 2, "step_threshold": 3},
+                           "lifecycle": {"min_attempts": 4},
+                           "limits": {"dedupe_minutes": 0}})
+    limits = policy.limits
+    assert limits.execution().quarantine_window_s == 300 and limits.execution().degrade_after == 4
+    assert limits.budget().bucket_capacity == 6 and limits.budget().bucket_per_s == 6 / 180
+    assert limits.breaker().cooldown_s == 120 and limits.breaker().step_threshold == 3
+    assert limits.lifecycle().min_attempts == 4
+    assert policy.dedupe_minutes == 0  # 0 turns dedupe off
+
+
+def test_thresholds_are_hot_reloaded(tmp_path: Path) -> None:
+    root = _repo(tmp_path, "[budget]\nautomatic_fixes = 5\n")
+    loader = PolicyLoader(root)
+    assert loader.current().limits.get("budget.automatic_fixes") == 5
+    (root / "heal.toml").write_text("[budget]\nautomatic_fixes = 50\n")
+    assert loader.current().limits.get("budget.automatic_fixes") == 50
+    (root / "heal.toml").write_text("[budget]\nautomatic_fixes = -50\n")  # invalid: kept
+    assert loader.current().limits.get("budget.automatic_fixes") == 50
+    assert "budget.automatic_fixes" in loader.warning
+
+
+def test_heal_policy_shows_values_and_sources(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    root = _repo(tmp_path, "mode = \"auto-safe\"\n[execution]\ndegrade_after = 5\n")
+    assert main(["policy", "--repo", str(root), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    rows = {r["key"]: r for r in report["keys"]}
+    assert rows["mode"] == {"key": "mode", "value": "auto-safe", "source": "file"}
+    assert rows["execution.degrade_after"]["value"] == 5
+    assert rows["execution.degrade_after"]["source"] == "file"
+    assert rows["execution.recover_after"]["source"] == "default"
+    assert rows["breaker.cooldown_minutes"]["value"] == 30
+    assert main(["policy", "--repo", str(root)]) == 0
+    assert "execution.degrade_after" in capsys.readouterr().out
+    (root / "heal.toml").write_text("[execution]\ndegrade_after = 0\n")
+    assert main(["policy", "--repo", str(root)]) == 2
+    assert "execution.degrade_after = 0: must be an integer >= 1" in capsys.readouterr().err
