@@ -31,6 +31,10 @@ class FingerprintHandler:
     def decode(self, raw: bytes) -> ErrorEvent:
         return ErrorEvent.decode(raw, self.max_text_bytes)
 
+    def prepare(self, events: Sequence[ErrorEvent]) -> None:
+        """Mine the batch's templates in one round trip to the shared store."""
+        self.fingerprinter.prepare([(e.text, e.repo.path) for e in events])
+
     def handle(self, event: ErrorEvent) -> Sequence[FingerprintEvent]:
         """Raises: StreamUnavailable when the shared template store is unreachable (the
         runtime retries)."""

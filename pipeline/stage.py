@@ -32,6 +32,15 @@ class StageContext:
     resources: dict[str, Any] = field(default_factory=dict)
 
 
+class BatchPreparer(Protocol):
+    """Optional on a handler: ``prepare(events)`` is called with the decoded events of a
+    batch before they are handled one by one, so a stage can do its storage work once per
+    batch (the fingerprint stage mines the whole batch's templates in one round trip). It
+    may raise like ``handle``; the runtime then handles the events one by one as usual."""
+
+    def prepare(self, events: Sequence[Any]) -> None: ...
+
+
 class StageHandler(Protocol):
     #: decodes the raw ``event`` field; raises DecodeError / EventValidationError
     decode: Callable[[bytes], Any]

@@ -246,13 +246,21 @@ def replay_stream(client: Any, settings: Settings, since: str | None,
                   emit: Callable[[ErrorEvent], None], stats: BackfillStats,
                   page: int = 1000) -> None:
     """Feed ``emit`` the replay copies of ``<prefix>:errors`` entries from ``since`` up to the
-    newest entry at the start (so the replay never reads its own output).
+    newest entry at the start (so the replay never reads its own output); partitioned, every
+    partition's stream in turn.
 
     Raises:
         StreamUnavailable: Redis cannot be reached.
     """
-    stream = settings.stream(STREAM_ERRORS)
     token = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
+    for view in settings.partition_views():
+        _replay_one(client, view, view.stream(STREAM_ERRORS), since, emit, stats, page, token)
+
+
+def _replay_one(client: Any, settings: Settings, stream: str, since: str | None,
+                emit: Callable[[ErrorEvent], None], stats: BackfillStats, page: int,
+                token: str) -> None:
+    """Raises: StreamUnavailable."""
     try:
         newest = client.xrevrange(stream, count=1)
         if not newest:

@@ -24,6 +24,8 @@ from pipeline.events import OutcomeEvent
 from pipeline.runtime import drain_inline
 from pipeline.runtime import live_stages as runtime_live_stages
 from pipeline.runtime.loader import built_stages
+from pipeline.runtime.metrics import MetricsHook
+from producers.progress import Progress, phase_hooks
 
 POLL_MS = 250
 
@@ -57,10 +59,17 @@ def live_stages(client: Any, settings: Settings) -> set[str]:
     return set(runtime_live_stages(client, settings))
 
 
-def _drain(settings: Settings, client: Any, stages: list[str]) -> int:
+def _drain(settings: Settings, client: Any, stages: list[str],
+           progress: Progress | None = None) -> int:
     built = {spec.name for spec in built_stages(None)}
     todo = [stage for stage in stages if stage in built]  # unbuilt stages cannot run anywhere
-    return int(drain_inline(settings, client, stages=todo)) if todo else 0
+    if not todo:
+        return 0
+    if progress is not None and settings.database_url is None and any(
+            s in todo for s in ("lookup", "apply", "lifecycle")):
+        progress.phase("opening the pattern database…")
+    hooks = [MetricsHook(), *phase_hooks(progress)]
+    return int(drain_inline(settings, client, stages=todo, hooks=hooks))
 
 
 class DecisionWaiter:
@@ -70,14 +79,16 @@ class DecisionWaiter:
         self,
         client: Any,
         settings: Settings,
-        drain: Callable[[Settings, Any, list[str]], int] = _drain,
+        drain: Callable[[Settings, Any, list[str]], int] | None = None,
         live: Callable[[Any, Settings], set[str]] = live_stages,
+        progress: Progress | None = None,
     ) -> None:
         self.client = client
         self.settings = settings
+        self.progress = progress
         self.outcomes = settings.stream(STREAM_OUTCOMES)
         self.dead = settings.stream(STREAM_DEAD)
-        self._drain = drain
+        self._drain = drain or (lambda s, c, stages: _drain(s, c, stages, progress))
         self._live = live
         self._cursor: dict[str, str] = {}
 
@@ -107,6 +118,8 @@ class DecisionWaiter:
             if found is not None:
                 return Decision(*found, inline=inline)
             missing = [s for s in STAGES if s not in self._live(self.client, self.settings)]
+            if self.progress is not None and len(missing) < len(STAGES):
+                self.progress.phase("waiting for the workers…")
             if missing:
                 inline = True
                 self._drain(self.settings, self.client, missing)

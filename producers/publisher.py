@@ -1,5 +1,9 @@
 """Publish ErrorEvents to ``<prefix>:errors`` (XADD field ``event`` = the orjson bytes).
 
+With ``HEAL_PARTITIONS=N`` > 1 each event goes to ``<prefix>:errors:{k}``, ``k`` = CRC-32 of
+its routing key modulo N (:func:`routing_key`: the repository path, so one repository's
+events stay in one partition, in order; else the workflow, else the source).
+
 Retention is an approximate MAXLEN (``~``), cheap for Redis and long enough to keep the
 history ``heal backfill --replay`` needs. Redis errors become :class:`StreamUnavailable`.
 """
@@ -31,8 +35,25 @@ def connect(settings: Settings) -> Any:
     return connect_redis(settings)
 
 
+def routing_key(event: ErrorEvent) -> str:
+    """What decides an event's partition: a stable key that does not depend on the error
+    itself (its fingerprint is not known yet): the repository, else the workflow, else the
+    source, else the event id."""
+    return (event.repo.path or event.workflow.id
+            or f"{event.source.kind}:{event.source.name}:{event.source.host}".strip(":")
+            or event.id)
+
+
+def partition_of(settings: Settings, event: ErrorEvent) -> Settings:
+    """The settings view of the partition ``event`` is routed to (itself when
+    unpartitioned)."""
+    if settings.partitions <= 1:
+        return settings
+    return settings.in_partition(settings.partition_for(routing_key(event)))
+
+
 class Publisher:
-    """Appends events to the error stream of one prefix."""
+    """Appends events to the error stream of one prefix (of their partition)."""
 
     def __init__(
         self, client: Any, settings: Settings, maxlen: int = DEFAULT_MAXLEN
@@ -41,6 +62,12 @@ class Publisher:
         self.settings = settings
         self.stream = settings.stream(STREAM_ERRORS)
         self.maxlen = maxlen
+
+    def stream_for(self, event: ErrorEvent) -> str:
+        """The error stream this event is published to."""
+        if self.settings.partitions <= 1 or self.settings.partition is not None:
+            return self.stream
+        return partition_of(self.settings, event).stream(STREAM_ERRORS)
 
     def publish(self, event: ErrorEvent) -> str:
         """Append one event; returns the stream entry id.
@@ -71,9 +98,8 @@ class Publisher:
         try:
             pipe = self.client.pipeline(transaction=False)
             for event in batch:
-                pipe.xadd(
-                    self.stream, {"event": event.encode()}, maxlen=self.maxlen, approximate=True
-                )
+                pipe.xadd(self.stream_for(event), {"event": event.encode()},
+                          maxlen=self.maxlen, approximate=True)
             return [_text(i) for i in pipe.execute()]
         except redis.RedisError as exc:
             raise StreamUnavailable(f"cannot publish to {self.stream}: {exc}") from exc

@@ -27,7 +27,8 @@ from producers.context import hostname, new_id, repo_info, workflow_from_env
 from producers.decision import Decision, DecisionWaiter
 from producers.interceptor import RunResult, run_command
 from producers.learning import StepLearning
-from producers.publisher import Publisher, connect
+from producers.progress import Progress
+from producers.publisher import Publisher, connect, partition_of
 from producers.steps import StepRecorder, step_key
 
 DEFAULT_TIMEOUT_S = 120.0
@@ -90,8 +91,11 @@ class RunSession:
         self.settings = settings
         self._client = client
         self.out = out or sys.stderr
+        #: one stderr line per phase while the operator waits (terminal or CI only)
+        self.progress = Progress()
         #: how the decision is awaited (tests and embedders swap in their own)
-        self.waiter_factory: Callable[[Any, Settings], DecisionWaiter] = DecisionWaiter
+        self.waiter_factory: Callable[[Any, Settings], DecisionWaiter] = (
+            lambda client, settings: DecisionWaiter(client, settings, progress=self.progress))
 
     @property
     def client(self) -> Any:
@@ -167,13 +171,18 @@ class RunSession:
 
     def _handle_failure(self, result: RunResult) -> int:
         event = self._attested(build_event(self.opts, result))
-        waiter = self.waiter_factory(self.client, self.settings)
+        if self._client is None and self.settings.redis_url is None:
+            self.progress.phase("starting engines…")
+        # the decision comes back on the outcomes stream of the event's partition
+        waiter = self.waiter_factory(self.client, partition_of(self.settings, event))
         waiter.mark()
         Publisher(self.client, self.settings).publish(event)
         key, step = self._step()
         StepRecorder(self.client, self.settings).record_failure(key, step, event.id)
         self.say(f"command failed with status {result.status}"
                  f"{' (' + result.signal + ')' if result.signal else ''}; published {event.id}")
+        if self.opts.wait:
+            self.progress.phase("waiting for the pipeline's decision…")
         decision, interrupted = self._await(waiter, event.id) if self.opts.wait else (None, False)
         if interrupted:
             return result.status  # leave at once

@@ -38,7 +38,7 @@ from storage.leases import LeaseRegistry
 
 T = TypeVar("T")
 
-_REDIS_SCHEMES = ("redis", "rediss", "unix")
+_REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
 _PG_SCHEMES = ("postgresql", "postgres")
 
 
@@ -170,16 +170,41 @@ def redis_url(settings: Settings) -> str:
     return _acquire(embedded_redis(settings))
 
 
+def _check_cluster_keys(settings: Settings) -> None:
+    """The stage runtime's hand-off touches a stage's input, output and dedupe keys in one
+    script, so on a Redis Cluster they must share a slot. Raises: ConfigError."""
+    tagged = "{" in settings.prefix and "}" in settings.prefix.split("{", 1)[1]
+    if settings.partitions <= 1 and not tagged:
+        raise ConfigError(
+            f"HEAL_REDIS_URL is a Redis Cluster: give HEAL_STREAM_PREFIX a hash tag "
+            f"(HEAL_STREAM_PREFIX={{{settings.prefix}}}) so the hand-off's keys share a slot, "
+            "or set HEAL_PARTITIONS to spread the streams over the nodes")
+    if settings.partitions > 1 and tagged:
+        raise ConfigError(
+            f"HEAL_STREAM_PREFIX={settings.prefix} has a hash tag: with HEAL_PARTITIONS="
+            f"{settings.partitions} every partition would land in that one slot; drop the "
+            "braces (each partition's keys carry their own {k} tag)")
+
+
 def connect_redis(settings: Settings, **client_kwargs: Any) -> redis.Redis:
     """A connected client (bytes in, bytes out) for the configured or embedded Redis.
 
     ``client_kwargs`` go to ``redis.Redis`` (e.g. ``socket_timeout``). Raises ConfigError (bad
     URL), StreamUnavailable (cannot reach or start it; the message says what to change).
     """
+    from pipeline.runtime.connection import is_cluster_url, redis_client
+
     url = redis_url(settings)
+    if is_cluster_url(url):
+        _check_cluster_keys(settings)
     client_kwargs.setdefault("socket_connect_timeout", 5.0)
     try:
-        client = redis.Redis.from_url(url, **client_kwargs)
+        # the cluster client is no redis.Redis, but it speaks every command heal uses
+        client: redis.Redis = redis_client(url, **client_kwargs)
+    except redis.RedisError as exc:
+        raise StreamUnavailable(
+            f"cannot reach the Redis Cluster at HEAL_REDIS_URL={mask_url(url)}: "
+            f"{_reason(exc)}; check the address of any of its nodes") from exc
     except ValueError as exc:
         raise ConfigError(f"HEAL_REDIS_URL={mask_url(url)}: {exc}") from exc
     try:

@@ -103,9 +103,8 @@ def _collect_redis(
 ) -> None:
     try:
         for suffix in (*PIPELINE_STREAMS, STREAM_DEAD):
-            status["streams"][settings.stream(suffix)] = stream_status(
-                client, settings.stream(suffix)
-            )
+            status["streams"][settings.stream(suffix)] = partitioned_status(
+                client, settings, suffix)
         status["dead_letters"] = status["streams"][settings.stream(STREAM_DEAD)]["length"]
     except redis.RedisError as exc:
         problems.append(f"cannot read the streams: {exc}")
@@ -147,6 +146,35 @@ def _fields(raw: Any) -> dict[str, Any]:
     if isinstance(raw, dict):
         return {_text(k): v for k, v in raw.items()}
     return {_text(raw[i]): raw[i + 1] for i in range(0, len(raw), 2)}
+
+
+def partitioned_status(client: redis.Redis, settings: Settings, suffix: str) -> dict[str, Any]:
+    """``stream_status`` of one pipeline stream, summed over its partitions when
+    ``HEAL_PARTITIONS`` > 1 (length, pending, lag; consumers: the most any partition has;
+    members merged by name); each partition's own figures under ``"partitions"``."""
+    if settings.partitions <= 1:
+        return stream_status(client, settings.stream(suffix))
+    parts = {view.stream(suffix): stream_status(client, view.stream(suffix))
+             for view in settings.partition_views()}
+    groups: dict[str, Any] = {}
+    for part in parts.values():
+        for name, group in part["groups"].items():
+            total = groups.setdefault(name, {"pending": 0, "lag": 0, "lag_exact": True,
+                                             "consumers": 0, "members": {}})
+            total["pending"] += group["pending"]
+            total["lag"] += group["lag"] or 0
+            total["lag_exact"] = total["lag_exact"] and group["lag_exact"]
+            total["consumers"] = max(total["consumers"], group["consumers"])
+            for member in group["members"]:
+                seen = total["members"].setdefault(
+                    member["name"], {"name": member["name"], "pending": 0, "idle_ms": None})
+                seen["pending"] += member["pending"]
+                idle = member["idle_ms"]
+                seen["idle_ms"] = idle if seen["idle_ms"] is None else min(seen["idle_ms"], idle)
+    for total in groups.values():
+        total["members"] = list(total["members"].values())
+    return {"length": sum(p["length"] for p in parts.values()), "groups": groups,
+            "partitions": parts}
 
 
 def stream_status(client: redis.Redis, stream: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from pipeline.config import STAGES, Settings
 from pipeline.runtime.cliargs import add_worker_options, configure_logging, options_from_args
-from pipeline.runtime.loader import StageNotBuilt, build_worker, built_stages
+from pipeline.runtime.loader import StageNotBuilt, build_stage_worker, built_stages
 from pipeline.runtime.runner import run_threads
 
 log = logging.getLogger("heal.runtime")
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     offer_backfill(settings, client)  # once, on a terminal only: backfill this repo's logs?
     workers = [
-        build_worker(client, settings, spec, options=options, explicit=explicit)
+        build_stage_worker(client, settings, spec, options=options, explicit=explicit)
         for spec in specs
     ]
     log.info("heal up: %s", ", ".join(w.stage for w in workers))

@@ -15,7 +15,7 @@ from typing import Any
 from pipeline.config import STAGES, Settings
 from pipeline.errors import HealError, UsageError
 from pipeline.runtime.cliargs import add_worker_options, configure_logging, options_from_args
-from pipeline.runtime.loader import build_worker, load_stage
+from pipeline.runtime.loader import build_stage_worker, load_stage
 from pipeline.runtime.options import WorkerOptions
 from pipeline.runtime.runner import run_processes, run_threads, stop_when_orphaned
 
@@ -45,7 +45,7 @@ def run_one(stage: str, options: WorkerOptions, explicit: set[str], index: int) 
     settings = Settings.from_env()
     # a socket timeout longer than one blocking read: a vanished server is noticed
     client = connect_redis(settings, socket_timeout=options.block_ms / 1000 + 10)
-    worker = build_worker(
+    worker = build_stage_worker(
         client, settings, load_stage(stage), options=options, explicit=explicit, index=index
     )
     return run_threads([worker])

@@ -91,7 +91,10 @@ def group_key(tokens: Tokens) -> str:
 def _root(line: Tokens, freq: Counter[tuple[int, str]]) -> tuple[tuple[int, str], ...]:
     # wildcards are already variables: they must not decide which constants belong together
     freqs = [0 if tok == WILDCARD else freq[(pos, tok)] for pos, tok in enumerate(line)]
-    shares = Counter(f for f in freqs if f)
+    shares: dict[int, int] = {}  # a plain dict: Counter() costs a third of mining here
+    for f in freqs:
+        if f:
+            shares[f] = shares.get(f, 0) + 1
     if not shares:
         return ()
     root_freq = max(shares.items(), key=lambda kv: (kv[1], kv[0]))[0]
@@ -167,8 +170,46 @@ class TemplateMiner:
         self.store = store
         self.config = config
         self._cache: dict[str, tuple[int, dict[Tokens, Tokens]]] = {}
+        #: templates decided by the last ``prepare`` (valid for that batch)
+        self._batch: dict[Tokens, Tokens] = {}
+
+    def prepare(self, sequences: Iterable[Tokens]) -> None:
+        """Add a whole batch's new sequences and read the groups' new members (one round
+        trip), re-mine each group whose set changed once (not once per event), and keep the
+        batch's templates, so ``template`` of any of them then costs no round trip. Each
+        template is a pure function of its group's set as read after the batch was added, so
+        order-independence holds.
+
+        Raises:
+            StreamUnavailable: from a Redis-backed store.
+        """
+        by_group: dict[str, list[Tokens]] = defaultdict(list)
+        for tokens in set(sequences):
+            by_group[group_key(tokens)].append(tokens)
+        self._batch = {}
+        if not by_group:
+            return
+        groups = sorted(by_group)
+        new = [(g, t) for g in groups for t in sorted(by_group[g])
+               if t not in self._cache.get(g, (0, {}))[1]]
+        synced = self.store.sync(new, groups, self.config.max_group_size)
+        for group in groups:
+            members, changed = synced[group]
+            if changed or group not in self._cache:
+                members = members or self.store.members(group)
+                self._cache[group] = (len(members), mine_group(members, self.config))
+            mined = self._cache[group][1]
+            for tokens in by_group[group]:
+                found = mined.get(tokens)
+                if found is None:  # the group is full: mine it against the kept set
+                    kept = self.store.members(group)
+                    found = mine_group([*kept, tokens], self.config)[tokens]
+                self._batch[tokens] = found
 
     def template(self, tokens: Tokens) -> Tokens:
+        found = self._batch.get(tokens)
+        if found is not None:
+            return found
         group = group_key(tokens)
         size = self.store.add(group, tokens, self.config.max_group_size)
         cached = self._cache.get(group)
@@ -191,4 +232,11 @@ class TemplateStoreLike(Protocol):
 
     def members(self, group: str) -> Sequence[Tokens]:
         """Every sequence of ``group``, sorted."""
+        ...
+
+    def sync(self, items: Sequence[tuple[str, Tokens]], groups: Sequence[str], limit: int
+             ) -> dict[str, tuple[Sequence[Tokens], bool]]:
+        """Add ``items`` (group, tokens) below ``limit``, then read ``groups``: per group its
+        members (sorted; ``()`` when unchanged) and whether they changed since this store
+        object last read them; one round trip."""
         ...

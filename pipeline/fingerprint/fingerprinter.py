@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections import OrderedDict
+from collections.abc import Sequence
+from contextlib import suppress
+from dataclasses import replace
 
 from pipeline.fingerprint.cluster import (
     DEFAULT_CONFIG,
@@ -10,6 +15,7 @@ from pipeline.fingerprint.cluster import (
     MinerConfig,
     TemplateMiner,
     TemplateStoreLike,
+    Tokens,
     render,
     tokenize,
 )
@@ -41,8 +47,44 @@ class Fingerprinter:
     ) -> None:
         self.normalizer = normalizer
         self.miner = TemplateMiner(store, config) if store is not None else None
+        self._analyses: OrderedDict[tuple[bytes, str], _Analysis] = OrderedDict()
 
     def fingerprint(self, text: str, repo: str = "") -> Fingerprint:
+        base, tokens, frame_key = self._analyze(text, repo)
+        mined = self.miner.template(tokens) if self.miner is not None else tokens
+        template = render(mined)
+        params = dict(base.params)
+        assert base.extraction is not None
+        params["cluster"] = stable_hash("cluster", base.extraction.kind, template, frame_key)
+        return replace(base, template=template, params=params)
+
+    def prepare(self, items: Sequence[tuple[str, str]]) -> None:
+        """Before fingerprinting a batch of (text, repo): mine all their templates against
+        the store at once (one round trip, see ``TemplateMiner.prepare``).
+
+        Raises:
+            StreamUnavailable: a Redis-backed template store cannot be reached.
+        """
+        if self.miner is not None:
+            self.miner.prepare([self._analyze(text, repo)[1] for text, repo in items])
+
+    def _analyze(self, text: str, repo: str) -> _Analysis:
+        """Everything but the mined template, a pure function of (text, repo): cached, since
+        a stage sees the same texts again and again (retries, flapping jobs, log storms)."""
+        key = (_digest(text), repo)
+        found = self._analyses.get(key)
+        if found is not None:
+            with suppress(KeyError):  # dropped by another thread meanwhile
+                self._analyses.move_to_end(key)
+            return found
+        found = self._compute(text, repo)
+        self._analyses[key] = found
+        if len(self._analyses) > ANALYSIS_CACHE:
+            with suppress(KeyError):
+                self._analyses.popitem(last=False)
+        return found
+
+    def _compute(self, text: str, repo: str) -> _Analysis:
         extraction = extract(text, repo)
         params = extract_params(text, extraction)
         message = _mask_params(_SPACE.sub(" ", extraction.message).strip(), params)
@@ -50,8 +92,6 @@ class Fingerprinter:
         # the error class is structure, not data: it is never masked
         prefix = f"{extraction.error_type}: " if extraction.error_type else ""
         tokens = tokenize(prefix + masked.text)
-        mined = self.miner.template(tokens) if self.miner is not None else tokens
-        template = render(mined)
         frames = extraction.project_frames()[-MAX_FRAMES:]
         frame_key = "|".join(f"{f.file}:{f.function}" for f in frames)
         top = frames[-1].function if frames else ""
@@ -63,18 +103,28 @@ class Fingerprinter:
             head = " ".join([head, *words]).strip()
         coarse = stable_hash("coarse", extraction.kind, head, top)
         fine = stable_hash("fine", extraction.kind, extraction.error_type, masked.text, frame_key)
-        params["cluster"] = stable_hash("cluster", extraction.kind, template, frame_key)
         hints = tuple(self.normalizer.describe(masked)) if masked.counts else ()
-        return Fingerprint(
+        base = Fingerprint(
             fine=fine,
             coarse=coarse,
             version=ALGORITHM_VERSION,
-            template=template,
+            template="",
             normalized=prefix + masked.text,
             params=params,
             extraction=extraction,
             hints=hints,
         )
+        return base, tokens, frame_key
+
+
+#: (fingerprint without template, tokens to mine, frame key)
+_Analysis = tuple[Fingerprint, Tokens, str]
+#: analyses kept per Fingerprinter (least recently used dropped first)
+ANALYSIS_CACHE = 8192
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 #: extracted values that are masked in the message by name (they live on in ``params``)

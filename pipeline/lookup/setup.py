@@ -5,7 +5,7 @@ unreachable."""
 from __future__ import annotations
 
 from pipeline.config import Settings
-from pipeline.errors import DatabaseUnavailable, EngineError
+from pipeline.errors import DatabaseUnavailable
 from pipeline.lookup.catalog import Catalog, load_catalog
 from pipeline.lookup.causal import load_seed_edges
 from pipeline.lookup.semantic import Embedder, query_text, vector_id
@@ -65,6 +65,9 @@ def build_lookup(settings: Settings, db: Database | None, *, semantic: bool = Tr
                  warm: int = 100) -> Lookup:
     """A Lookup over the seeds. With ``db`` None (or unreachable) it answers from the cache.
 
+    The reference vectors are prepared on the first tier-2 question, not here: a known error
+    (tier 1) never loads the embedding model, even on a fresh ``HEAL_HOME``.
+
     Raises:
         ConfigError: invalid seeds.
     """
@@ -73,16 +76,29 @@ def build_lookup(settings: Settings, db: Database | None, *, semantic: bool = Tr
     embedder = Embedder() if semantic else None
     if db is not None:
         try:
-            seed_database(db, catalog, embedder)
+            seed_database(db, catalog, None)
         except DatabaseUnavailable:
             db = None
-        except EngineError:
-            embedder = None  # no model: tiers 1 and 3 still answer
-    if db is None and embedder is not None:
-        try:
-            seed_cache_vectors(cache, catalog, embedder)
-        except EngineError:
-            embedder = None
     lookup = Lookup(catalog, cache, db, embedder)
+    if embedder is not None:
+        lookup.prepare_vectors = lambda: _prepare_vectors(lookup, catalog, embedder)
     lookup.warm(warm)
     return lookup
+
+
+def _prepare_vectors(lookup: Lookup, catalog: Catalog, embedder: Embedder) -> None:
+    """Store the reference vectors that are missing (in PostgreSQL when online, else in the
+    local cache); once per Lookup, before its first tier-2 search.
+
+    Raises:
+        EngineError: the embedding model cannot be loaded (tier 2 then says it is
+            unavailable; tiers 1 and 3 still answer).
+    """
+    if lookup.db is not None and lookup.online:
+        try:
+            seed_database(lookup.db, catalog, embedder)
+            lookup.warm(0)
+            return
+        except DatabaseUnavailable:
+            lookup.went_offline()
+    seed_cache_vectors(lookup.cache, catalog, embedder)

@@ -20,7 +20,7 @@ from pipeline.fingerprint import fingerprint_text
 from pipeline.lifecycle.flakiness import is_flaky
 from pipeline.lifecycle.posterior import Posterior
 from pipeline.lookup.service import CAUSAL_MIN_CONFIDENCE
-from pipeline.operator.streams import newest_first
+from pipeline.operator.streams import newest_first_everywhere
 from storage.causal import CausalGraph
 from storage.lifecycle import LifecycleStore
 from storage.reports import ReportStore
@@ -39,7 +39,8 @@ def outcome_reader(client: redis.Redis, settings: Settings,
 
     def read(fines: list[str]) -> dict[str, Any] | None:
         wanted = set(fines)
-        for ev in newest_first(client, settings.stream("outcomes"), OutcomeEvent.decode, limit):
+        for ev in newest_first_everywhere(client, settings, "outcomes", OutcomeEvent.decode,
+                                         limit):
             if ev.fine in wanted:
                 return {"error_id": ev.error_id, "status": ev.status, "detail": ev.detail,
                         "fix_id": ev.fix_id, "ts": ev.ts, "text": ev.error.text}

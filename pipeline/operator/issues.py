@@ -19,7 +19,7 @@ from pipeline.config import Settings
 from pipeline.errors import UsageError
 from pipeline.events import FingerprintEvent
 from pipeline.guardrails.audit import AuditLog
-from pipeline.operator.streams import SCAN_LIMIT, newest_first
+from pipeline.operator.streams import SCAN_LIMIT, newest_first_everywhere
 from storage.lifecycle import LifecycleStore
 from storage.reports import ReportStore
 
@@ -48,8 +48,8 @@ def tags_by_fine(client: redis.Redis, settings: Settings, fines: Iterable[str],
     Raises StreamUnavailable when Redis cannot be reached."""
     wanted = set(fines)
     found: dict[str, list[dict[str, Any]]] = {}
-    for ev in newest_first(client, settings.stream("fingerprints"), FingerprintEvent.decode,
-                           limit):
+    for ev in newest_first_everywhere(client, settings, "fingerprints",
+                                      FingerprintEvent.decode, limit):
         if ev.fine in wanted:
             found.setdefault(ev.fine, []).append(dict(ev.error.tags))
     return found

@@ -46,3 +46,13 @@ def _decode(raw: bytes | None, decode: Callable[[bytes], T]) -> T | None:
         return decode(raw)
     except HealError:
         return None
+
+
+def newest_first_everywhere(client: redis.Redis, settings: Any, suffix: str,
+                            decode: Callable[[bytes], T], limit: int = SCAN_LIMIT
+                            ) -> Iterator[T]:
+    """``newest_first`` over every partition of a pipeline stream (``HEAL_PARTITIONS``):
+    each partition newest first, in turn, at most ``limit`` entries from each. Raises
+    StreamUnavailable."""
+    for view in settings.partition_views():
+        yield from newest_first(client, view.stream(suffix), decode, limit)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
 
@@ -54,3 +54,27 @@ def stream_errors(what: str) -> Iterator[None]:
 def call_translated(what: str, fn: Callable[[], T]) -> T:
     with stream_errors(what):
         return fn()
+
+
+#: schemes of a Redis Cluster URL (any node's address; the client discovers the others)
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.split("://", 1)[0] in CLUSTER_SCHEMES
+
+
+def redis_client(url: str, **kwargs: Any) -> Any:
+    """A client for ``url``: ``redis://``, ``rediss://``, ``unix://`` give ``redis.Redis``;
+    ``redis+cluster://host:port`` (or ``rediss+cluster://``) gives redis-py's cluster client,
+    which routes each key to its node (streams, scripts and pipelines alike).
+
+    Raises:
+        ValueError: a malformed URL.
+    """
+    if is_cluster_url(url):
+        from redis.cluster import RedisCluster
+
+        plain = url.replace("+cluster://", "://", 1)
+        return RedisCluster.from_url(plain, **kwargs)
+    return redis.Redis.from_url(url, **kwargs)

@@ -19,7 +19,7 @@ from pipeline.config import Settings
 from pipeline.runtime import group as groups
 from pipeline.runtime.connection import stream_errors
 from pipeline.runtime.hooks import Hook
-from pipeline.runtime.loader import build_worker, built_stages
+from pipeline.runtime.loader import build_partition_workers, built_stages
 from pipeline.runtime.options import WorkerOptions
 from pipeline.runtime.worker import StageWorker
 
@@ -57,10 +57,12 @@ def drain_inline(
     specs = built_stages(stages)
     consumer = f"inline-{socket.gethostname()}-{os.getpid()}"
     with stream_errors("draining the pipeline inline"):
-        workers = [
-            build_worker(client, settings, spec, options=options, hooks=hooks,
-                         consumer=consumer, resources=ctx_resources)
+        workers = [  # stage by stage, each over the partitions the settings address
+            worker
             for spec in specs
+            for worker in build_partition_workers(
+                client, settings, spec, options=options, hooks=hooks, consumer=consumer,
+                resources=ctx_resources)
         ]
         for worker in workers:
             groups.ensure_group(client, worker.stream, worker.group)

@@ -39,11 +39,12 @@ def ensure_group(client: Any, stream: str, group: str) -> None:
 def dedupe_keys(
     settings: Settings, stage: str, window_s: int, now: float | None = None
 ) -> tuple[str, str]:
-    """The current and previous windows' marker sets (``<prefix>:done:<stage>:<n>``)."""
+    """The current and previous windows' marker sets (``<prefix>:done:<stage>:<n>``, with
+    the partition's hash tag in a partition's view: one slot with its streams)."""
     window = int((time.time() if now is None else now) // max(window_s, 1))
     return (
-        settings.key("done", stage, str(window)),
-        settings.key("done", stage, str(window - 1)),
+        settings.partition_key("done", stage, str(window)),
+        settings.partition_key("done", stage, str(window - 1)),
     )
 
 
@@ -60,8 +61,10 @@ def already_done(
     Raises:
         redis.exceptions.ConnectionError: Redis unreachable.
     """
-    current, previous = dedupe_keys(settings, stage, window_s)
     pipe = client.pipeline(transaction=False)
-    pipe.sismember(current, event_id)
-    pipe.sismember(previous, event_id)
+    # partitioned: the event's partition is not known from its id, so every one is asked
+    views = [settings] if settings.partition is not None else settings.partition_views()
+    for view in views:
+        for key in dedupe_keys(view, stage, window_s):
+            pipe.sismember(key, event_id)
     return any(pipe.execute())

@@ -132,3 +132,32 @@ def build_worker(
         group=spec.group, input_stream=spec.input, output_stream=spec.output,
         options=resolved, hooks=hooks, consumer=consumer,
     )
+
+
+def build_partition_workers(
+    client: Any,
+    settings: Settings,
+    spec: StageSpec,
+    **kwargs: Any,
+) -> list[StageWorker]:
+    """One StageWorker per partition the settings address (one when unpartitioned or bound
+    to one partition), all sharing ONE handler: handlers use global keys only, and a process
+    builds its model, database pool and caches once. Keyword arguments: see build_worker."""
+    views = [settings] if settings.partition is not None else settings.partition_views()
+    first = build_worker(client, views[0], spec, **kwargs)
+    workers = [first]
+    for view in views[1:]:
+        workers.append(StageWorker(
+            client, view, spec.name, first.processor.handler,
+            group=spec.group, input_stream=spec.input, output_stream=spec.output,
+            options=first.options, hooks=kwargs.get("hooks"), consumer=first.consumer,
+        ))
+    return workers
+
+
+def build_stage_worker(client: Any, settings: Settings, spec: StageSpec, **kwargs: Any) -> Any:
+    """A StageWorker, or a PartitionedWorker over every partition (HEAL_PARTITIONS > 1)."""
+    from pipeline.runtime.partitions import PartitionedWorker
+
+    workers = build_partition_workers(client, settings, spec, **kwargs)
+    return workers[0] if len(workers) == 1 else PartitionedWorker(workers)

@@ -62,10 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     import time
     from pathlib import Path
 
-    import redis
-
     from pipeline.config import Settings
+    from pipeline.runtime.connection import redis_client
     from pipeline.runtime.options import WorkerOptions
+    from pipeline.runtime.partitions import PartitionedWorker
     from pipeline.runtime.runner import run_threads
     from pipeline.runtime.worker import StageWorker
 
@@ -77,18 +77,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--block-ms", type=int, default=200)
     parser.add_argument("--claim-idle-ms", type=int, default=60_000)
+    parser.add_argument("--partitions", type=int, default=1)
     args = parser.parse_args(argv)
     delay = args.sleep_ms / 1000.0
     handler = PassThroughHandler(on_event=(lambda _e: time.sleep(delay)) if delay else None)
-    settings = Settings(redis_url=args.url, database_url=None, home=Path("."), prefix=args.prefix)
+    settings = Settings(redis_url=args.url, database_url=None, home=Path("."), prefix=args.prefix,
+                        partitions=args.partitions)
     options = WorkerOptions(
         batch_size=args.batch, block_ms=args.block_ms, claim_idle_ms=args.claim_idle_ms,
         claim_interval_s=min(5.0, args.claim_idle_ms / 2000.0),
     )
-    client = redis.Redis.from_url(args.url, socket_timeout=args.block_ms / 1000 + 10)
-    worker = StageWorker(client, settings, "fingerprint", handler, options=options,
-                         index=args.index)
-    return run_threads([worker])
+    client = redis_client(args.url, socket_timeout=args.block_ms / 1000 + 10)
+    parts = [StageWorker(client, view, "fingerprint", handler, options=options,
+                         index=args.index) for view in settings.partition_views()]
+    return run_threads([parts[0] if len(parts) == 1 else PartitionedWorker(parts)])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -63,6 +63,23 @@ class EventProcessor:
         self._encode = getattr(handler, "encode_output", None) or _encode
 
     def process(self, delivery: Delivery) -> Decision:
+        decoded = self.decode(delivery)
+        return decoded if isinstance(decoded, DeadLetter) else self._handle(delivery, decoded)
+
+    def prepare(self, events: list[Any]) -> None:
+        """Give a batch-aware handler the batch's decoded events first (see
+        ``pipeline.stage.BatchPreparer``); a failure there is logged and contained: each event
+        is then handled (and retried) on its own."""
+        prepare = getattr(self.handler, "prepare", None)
+        if prepare is None or not events:
+            return
+        try:
+            prepare(events)
+        except Exception:  # noqa: BLE001 - handle() meets the same failure and retries
+            log.warning("stage %s: batch preparation failed", self.stage, exc_info=True)
+
+    def decode(self, delivery: Delivery) -> Any:
+        """The decoded event, or the DeadLetter deciding an entry that cannot be handled."""
         if delivery.deleted:
             return DeadLetter(
                 delivery,
@@ -86,6 +103,9 @@ class EventProcessor:
             return DeadLetter(delivery, f"undecodable: {exc.reason}")
         except Exception as exc:  # a decoder bug must not stop the stage either
             return DeadLetter(delivery, f"undecodable: {type(exc).__name__}: {exc}")
+        return event
+
+    def handle(self, delivery: Delivery, event: Any) -> Decision:
         return self._handle(delivery, event)
 
     def _handle(self, delivery: Delivery, event: Any) -> Decision:

@@ -25,6 +25,7 @@ from typing import Any
 
 from pipeline.errors import HealError
 from pipeline.runtime.heartbeat import Heartbeat
+from pipeline.runtime.partitions import PartitionedWorker, flatten
 from pipeline.runtime.worker import StageWorker
 
 log = logging.getLogger("heal.runtime")
@@ -43,7 +44,7 @@ def install_stop_signals(on_stop: Callable[[], None]) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def run_threads(workers: Sequence[StageWorker]) -> int:
+def run_threads(workers: Sequence[StageWorker | PartitionedWorker]) -> int:
     """Run each worker in its own thread until a signal; returns the exit status.
 
     Raises:
@@ -55,7 +56,7 @@ def run_threads(workers: Sequence[StageWorker]) -> int:
         for worker in workers:
             worker.stop()
 
-    def target(worker: StageWorker) -> None:
+    def target(worker: StageWorker | PartitionedWorker) -> None:
         try:
             worker.run()
         except BaseException as exc:  # reported by the main thread below
@@ -63,7 +64,7 @@ def run_threads(workers: Sequence[StageWorker]) -> int:
             stop_all()
 
     install_stop_signals(stop_all)
-    heartbeat = Heartbeat(workers[0].client, workers[0].settings, workers).start() \
+    heartbeat = Heartbeat(workers[0].client, workers[0].settings, flatten(workers)).start() \
         if workers else None
     threads = [
         threading.Thread(target=target, args=(w,), name=f"heal-{w.stage}", daemon=True)

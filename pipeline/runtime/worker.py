@@ -198,13 +198,16 @@ class StageWorker:
         self.in_flight = tuple(d.entry_id for d in deliveries)
         touched = time.monotonic()
         touch_after = self.options.claim_idle_ms / 2000.0
-        for i, delivery in enumerate(deliveries):
+        decoded = [self.processor.decode(d) for d in deliveries]
+        self.processor.prepare([e for e in decoded if not isinstance(e, DeadLetter)])
+        for i, (delivery, event) in enumerate(zip(deliveries, decoded, strict=True)):
             if self.stop_event.is_set():
                 break
             if time.monotonic() - touched > touch_after:
                 self.reclaimer.touch([d.entry_id for d in deliveries[i:]])
                 touched = time.monotonic()
-            decisions.append(self.processor.process(delivery))
+            decisions.append(event if isinstance(event, DeadLetter)
+                             else self.processor.handle(delivery, event))
         self._commit(decisions)
         self.in_flight = ()
         self.processed += len(decisions)
@@ -275,6 +278,10 @@ class StageWorker:
 
     def _reconnect_delay(self, attempt: int) -> float:
         return backoff_delay(attempt, self.options.reconnect_base_s, self.options.reconnect_cap_s)
+
+    def on_redis_failure(self, exc: BaseException, attempt: int) -> None:
+        """Back off and reconnect after a Redis failure (the loop's own recovery)."""
+        self._on_redis_failure(exc, attempt)
 
     def _on_redis_failure(self, exc: BaseException, attempt: int) -> None:
         if is_missing_group(exc):

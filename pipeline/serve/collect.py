@@ -21,11 +21,11 @@ log = logging.getLogger(__name__)
 
 def _redis_figures(settings: Settings, client: Any
                    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    from pipeline.cli.status import stream_status
+    from pipeline.cli.status import partitioned_status
     from pipeline.guardrails.breaker import breaker_status
     from pipeline.guardrails.execution import execution_status
 
-    streams = {settings.stream(s): stream_status(client, settings.stream(s))
+    streams = {settings.stream(s): partitioned_status(client, settings, s)
                for s in (*PIPELINE_STREAMS, STREAM_DEAD)}
     return streams, breaker_status(client, settings), execution_status(client, settings)
 

@@ -72,3 +72,53 @@ def test_stage_workers_share_templates_through_redis(
     assert out.params["cluster"] == handlers[0].handle(events[1])[0].params["cluster"]
     keys = redis.Redis.from_url(redis_url).keys(f"{prefix}:fp:fp-v1:tpl:*")
     assert keys  # the templates live under the stream prefix, per algorithm version
+
+
+class CountingClient:
+    """A real redis client that counts pipelined round trips."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self.round_trips = 0
+
+    def register_script(self, script: str) -> object:
+        return self.client.register_script(script)
+
+    def pipeline(self, transaction: bool = True) -> object:
+        pipe = self.client.pipeline(transaction=transaction)
+        execute = pipe.execute
+
+        def counted() -> list[object]:
+            self.round_trips += 1
+            return execute()
+
+        pipe.execute = counted  # type: ignore[method-assign]
+        return pipe
+
+
+def test_batched_workers_agree_with_a_single_batch_in_one_round_trip_per_batch(
+    redis_url: str, prefix: str
+) -> None:
+    # Given two workers sharing the Redis store, each preparing its batches in one go
+    clients = [CountingClient(redis.Redis.from_url(redis_url)) for _ in range(2)]
+    workers = [Fingerprinter(RedisTemplateStore(c, f"{prefix}:fp")) for c in clients]
+    messages = MESSAGES * 3
+    random.Random(11).shuffle(messages)
+    # When the shuffled messages arrive in batches of 5, alternating between the workers
+    for index, start in enumerate(range(0, len(messages), 5)):
+        batch = messages[start:start + 5]
+        worker = workers[index % 2]
+        worker.prepare([(m, "") for m in batch])
+        for message in batch:
+            worker.fingerprint(message)
+    # Then the store was reached once per batch (adds and new members together), never
+    # per event
+    batches = -(-len(messages) // 5)
+    assert sum(c.round_trips for c in clients) == batches
+    # And a last batch on each worker gives every message the single-batch template
+    expected = mine(tokenize(DEFAULT_NORMALIZER.normalize(m)) for m in MESSAGES)
+    for worker in workers:
+        worker.prepare([(m, "") for m in MESSAGES])
+        for message in MESSAGES:
+            want = " ".join(expected[tokenize(DEFAULT_NORMALIZER.normalize(message))])
+            assert worker.fingerprint(message).template == want

@@ -207,3 +207,21 @@ def test_a_consumer_module_is_loaded_with_its_hints(monkeypatch: pytest.MonkeyPa
         "ghost", "errors", "fingerprints", 7)
     assert loader.stage_options(spec, WorkerOptions(), set()).batch_size == 7
     assert loader.stage_options(spec, WorkerOptions(batch_size=3), {"batch_size"}).batch_size == 3
+
+
+def test_heal_partitions_is_validated_and_names_partition_keys() -> None:
+    from pipeline.config import Settings
+    from pipeline.errors import ConfigError
+
+    assert Settings.from_env({}).partitions == 1
+    assert Settings.from_env({}).stream("errors") == "heal:errors"
+    three = Settings.from_env({"HEAL_PARTITIONS": "3"})
+    assert three.stream("errors") == "heal:errors"  # not bound to a partition
+    assert [v.stream("errors") for v in three.partition_views()] == [
+        "heal:errors:{0}", "heal:errors:{1}", "heal:errors:{2}"]
+    assert three.in_partition(1).partition_key("done", "lookup", "7") == "heal:done:lookup:7:{1}"
+    assert three.in_partition(1).key("fp") == "heal:fp"  # global keys stay global
+    assert three.partition_for("/srv/a") == three.partition_for("/srv/a")
+    for bad in ("0", "-2", "three", "2000"):
+        with pytest.raises(ConfigError, match="HEAL_PARTITIONS"):
+            Settings.from_env({"HEAL_PARTITIONS": bad})

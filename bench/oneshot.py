@@ -1,0 +1,126 @@
+"""Where people wait: one-shot command latency against `heal --help`, and the memory of each
+stage's worker process, all measured in the same run.
+
+    --help            `heal --help` (the baseline: interpreter start + the CLI's imports)
+    run, passing      `heal run -- true`
+    diagnose, new     `heal diagnose` of a never-seen error text on a warm HEAL_HOME (no rule
+                      knows it, so tier 2 embeds it; the engines are started by the command)
+    run, new error    `heal run` of a failing step on a FRESH HEAL_HOME (what every fresh CI
+                      runner pays: engines, migrations, seeds, the whole pipeline inline),
+                      time over the command itself
+    run, known error  the same failing step again on that HEAL_HOME
+    worker RSS        peak resident memory of one process that builds each stage's handler
+                      (lookup: and answers one tier-2 question), and whether model code
+                      (torch, transformers, the lean MiniLM) was imported
+
+Targets (issue 14): diagnose of a new error <= 4x --help; run of a new failing step <= 5 s
+over the command; known error <= 2 s over it; passing run <= 1.5x --help; fingerprint,
+validate and apply workers never load the model.
+Usage: python bench/oneshot.py [--repeats N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAL = [sys.executable, "-c", "import sys; from pipeline.cli import main; sys.exit(main())"]
+FAIL = ["sh", "-c", "echo 'error: linker `cc` not found: No such file or directory' >&2; exit 1"]
+
+RSS_PROBE = """
+import json, resource, sys
+from pipeline.config import Settings
+from pipeline.runtime.loader import build_worker, load_stage
+from producers.publisher import connect
+stage = sys.argv[1]
+settings = Settings.from_env()
+client = connect(settings)
+worker = build_worker(client, settings, load_stage(stage))
+if stage == "lookup":
+    worker.processor.handler.lookup.lookup(
+        error_id="probe", text="the frobnicator reticulated 7 splines unexpectedly",
+        fine="probe-fine", coarse="probe-coarse",
+        headline="the frobnicator reticulated <n> splines unexpectedly", fp_params={},
+        record=False)
+heavy = sorted({m.split(".")[0] for m in sys.modules
+                if m.split(".")[0] in ("torch", "transformers", "sentence_transformers")}
+               | ({"lean MiniLM"} if "pipeline.lookup.minilm" in sys.modules else set()))
+print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "model": heavy}))
+"""
+
+
+def timed(argv: list[str], env: dict[str, str], cwd: Path, stdin: str | None = None) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, env=env, cwd=cwd, input=stdin, capture_output=True, text=True,
+                   timeout=600, check=False)
+    return time.perf_counter() - started
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="heal-oneshot-"))
+    base_env = {k: v for k, v in os.environ.items()
+                if not k.startswith("HEAL_") and k not in ("CI",)}
+    warm = {**base_env, "HEAL_HOME": str(work / "warm")}
+    subprocess.run(["git", "init", "-q", str(work)], check=True)
+    # warm the HEAL_HOME once (engines initialised, reference vectors stored): not counted
+    subprocess.run([*HEAL, "diagnose", "--json", "-"], env=warm, cwd=work, check=False,
+                   input="something never seen before 0\n", capture_output=True, text=True)
+    help_s, passing_s, diagnose_s, fresh_s, known_s, command_s = [], [], [], [], [], []
+    for i in range(args.repeats):
+        help_s.append(timed([*HEAL, "--help"], warm, work))
+        passing_s.append(timed([*HEAL, "run", "--", "true"], warm, work))
+        text = f"the frobnicator {uuid.uuid4().hex} reticulated splines unexpectedly\n"
+        diagnose_s.append(timed([*HEAL, "diagnose", "--json", "-"], warm, work, text))
+        fresh = {**base_env, "HEAL_HOME": str(work / f"fresh-{i}")}
+        command_s.append(timed(FAIL, fresh, work))
+        fresh_s.append(timed([*HEAL, "run", "--", *FAIL], fresh, work))
+        known_s.append(timed([*HEAL, "run", "--", *FAIL], fresh, work))
+    base, command = median(help_s), median(command_s)
+    print(f"one-shot latency (median of {args.repeats}; {os.cpu_count()} cores; "
+          f"load average {os.getloadavg()[0]:.1f})")
+    print(f"  heal --help (baseline)         {base:6.2f} s")
+    print(f"  heal run -- true               {median(passing_s):6.2f} s   "
+          f"{median(passing_s) / base:5.2f}x --help   (target <= 1.5x)")
+    print(f"  heal diagnose, new error       {median(diagnose_s):6.2f} s   "
+          f"{median(diagnose_s) / base:5.2f}x --help   (target <= 4x)")
+    print(f"  heal run, new error, fresh     {median(fresh_s) - command:6.2f} s over the command"
+          "   (target <= 5 s)")
+    print(f"  heal run, known error          {median(known_s) - command:6.2f} s over the command"
+          "   (target <= 2 s)")
+    rss(warm, work)
+    return 0
+
+
+def rss(env: dict[str, str], cwd: Path) -> None:
+    print("  worker RSS (one process per stage, handler built; lookup answered a tier-2 query)")
+    for stage in ("fingerprint", "lookup", "validate", "apply", "lifecycle"):
+        out = subprocess.run([sys.executable, "-c", RSS_PROBE, stage], env=env, cwd=ROOT,
+                             capture_output=True, text=True, timeout=600, check=False)
+        try:
+            data = json.loads(out.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            print(f"    {stage:<12} failed: {out.stderr.strip()[-300:]}")
+            continue
+        model = ", ".join(data["model"]) or "no model code"
+        print(f"    {stage:<12} {data['rss_mb']:7.0f} MiB   {model}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

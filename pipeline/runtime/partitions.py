@@ -1,0 +1,87 @@
+"""A worker that serves one stage on several partitions (``HEAL_PARTITIONS`` > 1).
+
+One StageWorker per partition (each with that partition's view of the settings, so its
+input, output and dead-letter streams and its dedupe markers carry the partition's hash
+tag), sharing one handler, stepped in turn by ONE thread: handlers need not be thread-safe,
+and the process does the same CPU work as one unpartitioned worker. When every partition is
+idle it blocks on each in turn for a slice of ``block_ms``, so an event waits at most about
+``block_ms`` whatever partition it lands in. Redis failures are handled by each partition's
+worker exactly as unpartitioned (back off, reconnect, resume).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from pipeline.runtime.connection import SURVIVABLE
+from pipeline.runtime.worker import StageWorker
+
+log = logging.getLogger("heal.runtime")
+
+
+class PartitionedWorker:
+    """Duck-types the part of :class:`StageWorker` the runners use (run, stop, stage,
+    client, settings); ``parts`` are the per-partition workers."""
+
+    def __init__(self, parts: Sequence[StageWorker]) -> None:
+        if not parts:
+            raise ValueError("a partitioned worker needs at least one partition")
+        self.parts = list(parts)
+        first = self.parts[0]
+        self.stage, self.client, self.settings = first.stage, first.client, first.settings
+        self.stop_event = threading.Event()
+
+    @property
+    def processed(self) -> int:
+        return sum(p.processed for p in self.parts)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for part in self.parts:
+            part.stop()
+
+    def start(self) -> None:
+        """Raises: StreamUnavailable (Redis unreachable at start)."""
+        for part in self.parts:
+            part.start()
+
+    def run(self) -> int:
+        """Run until :meth:`stop`; returns the number of entries processed.
+
+        Raises:
+            StreamUnavailable: Redis unreachable at start.
+        """
+        self.start()
+        log.info("stage %s: consumer %s reading %d partitions", self.stage,
+                 self.parts[0].consumer, len(self.parts))
+        attempts = [0] * len(self.parts)
+        slice_ms = max(self.parts[0].options.block_ms // len(self.parts), 10)
+        turn = 0
+        while not self.stop_event.is_set():
+            handled = sum(self._step(i, None, attempts) for i in range(len(self.parts)))
+            if not handled and not self.stop_event.is_set():
+                self._step(turn, slice_ms, attempts)
+                turn = (turn + 1) % len(self.parts)
+        return self.processed
+
+    def _step(self, index: int, block_ms: int | None, attempts: list[int]) -> int:
+        part = self.parts[index]
+        try:
+            count = part.step(block_ms)
+            attempts[index] = 0
+            return count
+        except SURVIVABLE as exc:
+            attempts[index] += 1
+            part.on_redis_failure(exc, attempts[index])
+            return 0
+
+
+def flatten(workers: Sequence[Any]) -> list[StageWorker]:
+    """Every StageWorker, partitions unfolded (for heartbeats)."""
+    out: list[StageWorker] = []
+    for worker in workers:
+        out.extend(worker.parts if isinstance(worker, PartitionedWorker) else [worker])
+    return out

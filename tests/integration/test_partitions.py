@@ -1,0 +1,144 @@
+"""Partitioned streams (HEAL_PARTITIONS=N) on the real embedded Redis: routing stability,
+hand-off within a partition, heal run's decision on its partition, status aggregation."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import redis
+
+from pipeline.cli.status import partitioned_status
+from pipeline.config import Settings
+from pipeline.events import ErrorEvent, Repo
+from pipeline.runtime import drain_inline
+from producers.publisher import Publisher
+
+REPOS = [f"/srv/repo-{i}" for i in range(12)]
+
+
+def partitioned(redis_url: str, prefix: str, tmp_path: Path, n: int = 3) -> Settings:
+    return Settings(redis_url=redis_url, database_url=None, home=tmp_path, prefix=prefix,
+                    partitions=n)
+
+
+def events(count: int) -> list[ErrorEvent]:
+    return [ErrorEvent(id=f"ev-{i}", text=f"ERROR job {i} failed: disk quota exceeded",
+                       repo=Repo(path=REPOS[i % len(REPOS)])) for i in range(count)]
+
+
+def ids_in(client: redis.Redis, stream: str) -> list[str]:
+    return [orjson.loads(f[b"event"])["id"] for _, f in client.xrange(stream)]
+
+
+def test_one_repository_stays_in_one_partition_in_publish_order(
+    client: redis.Redis, redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    # Given 3 partitions and events of 12 repositories, interleaved
+    settings = partitioned(redis_url, prefix, tmp_path)
+    sent = events(120)
+    # When they are published, twice (a second producer process computes the same routes)
+    Publisher(client, settings).publish_many(sent)
+    Publisher(client, Settings.from_env({"HEAL_REDIS_URL": redis_url,
+                                         "HEAL_STREAM_PREFIX": prefix,
+                                         "HEAL_PARTITIONS": "3"})).publish_many(sent)
+    streams = {k: ids_in(client, f"{prefix}:errors:{{{k}}}") for k in range(3)}
+    # Then every partition got events, nothing went to the unpartitioned stream
+    assert all(streams.values()) and client.xlen(f"{prefix}:errors") == 0
+    assert sum(len(v) for v in streams.values()) == 240
+    # And all events of one repository are in one partition, in publish order
+    for repo in REPOS:
+        mine = [e.id for e in sent if e.repo.path == repo]
+        holders = [k for k, ids in streams.items() if mine[0] in ids]
+        assert len(holders) == 1
+        assert [i for i in streams[holders[0]] if i in set(mine)] == mine + mine
+
+
+def test_one_partition_is_todays_contract(
+    client: redis.Redis, redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    Publisher(client, partitioned(redis_url, prefix, tmp_path, n=1)).publish_many(events(5))
+    assert client.xlen(f"{prefix}:errors") == 5
+    assert not client.keys(f"{prefix}:errors:*")
+
+
+def test_stages_hand_off_within_each_partition_and_status_sums_them(
+    client: redis.Redis, redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    # Given events published over 3 partitions
+    settings = partitioned(redis_url, prefix, tmp_path)
+    Publisher(client, settings).publish_many(events(60))
+    # When the fingerprint stage drains every partition
+    assert drain_inline(settings, client, stages=["fingerprint"]) == 60
+    # Then each partition's fingerprints hold exactly its own errors, once
+    for k in range(3):
+        errors = ids_in(client, f"{prefix}:errors:{{{k}}}")
+        outputs = ids_in(client, f"{prefix}:fingerprints:{{{k}}}")
+        assert sorted(f"{e}:fingerprint" for e in errors) == sorted(outputs)
+    # And the dedupe markers carry their partition's hash tag (one cluster slot each)
+    markers = [k.decode() for k in client.keys(f"{prefix}:done:fingerprint:*")]
+    assert markers and all(m.endswith(("{0}", "{1}", "{2}")) for m in markers)
+    # And status aggregates the partitions under the stream's plain name
+    status = partitioned_status(client, settings, "fingerprints")
+    assert status["length"] == 60 and len(status["partitions"]) == 3
+    assert partitioned_status(client, settings, "errors")["groups"]["fingerprint"]["pending"] == 0
+
+
+def test_heal_run_gets_its_decision_from_its_partition(
+    tmp_path: Path, heal_env: dict[str, str]
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "HEAL_PROGRESS")}
+    env.update(heal_env, HEAL_PARTITIONS="3")
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from pipeline.cli import main; sys.exit(main())",
+         "run", "--mode", "suggest", "--", "sh", "-c",
+         "echo \"ModuleNotFoundError: No module named 'yaml'\" >&2; exit 3"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 3
+    assert "no decision" not in done.stderr
+    assert any(word in done.stderr for word in ("suggested", "escalated", "observed")), \
+        done.stderr
+    client = redis.Redis.from_url(heal_env["HEAL_REDIS_URL"])
+    prefix = heal_env["HEAL_STREAM_PREFIX"]
+    assert sum(client.xlen(f"{prefix}:outcomes:{{{k}}}") for k in range(3)) == 1
+    assert client.xlen(f"{prefix}:outcomes") == 0
+
+
+def test_heal_worker_serves_every_partition_and_stops_on_sigterm(
+    tmp_path: Path, heal_env: dict[str, str], client: redis.Redis
+) -> None:
+    import signal
+    import time
+
+    # Given events over 3 partitions and one `heal worker fingerprint` process
+    env = {**os.environ, **heal_env, "HEAL_PARTITIONS": "3"}
+    prefix = heal_env["HEAL_STREAM_PREFIX"]
+    settings = Settings.from_env(env)
+    Publisher(client, settings).publish_many(events(45))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from pipeline.cli import main; sys.exit(main())",
+         "worker", "fingerprint", "--block-ms", "200"],
+        cwd=tmp_path, env=env, stderr=subprocess.PIPE)
+    try:
+        # Then it drains every partition into that partition's fingerprints
+        deadline = time.monotonic() + 120
+        def lengths() -> list[int]:
+            return [int(client.xlen(f"{prefix}:fingerprints:{{{k}}}")) for k in range(3)]
+        while sum(lengths()) < 45 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sum(lengths()) == 45 and all(lengths())
+        # And an event published later to any partition is picked up too (blocking reads
+        # rotate over the partitions)
+        late = [ErrorEvent(id=f"late-{i}", text="ERROR late", repo=Repo(path=REPOS[i]))
+                for i in range(len(REPOS))]
+        Publisher(client, settings).publish_many(late)
+        while sum(lengths()) < 45 + len(late) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sum(lengths()) == 45 + len(late)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+    assert code == 0
