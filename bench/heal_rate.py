@@ -13,6 +13,7 @@ the breakages are deterministic), so the resolution ratio is heal's alone.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -27,7 +28,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.events import ErrorEvent, OutcomeEvent  # noqa: E402
-from tests.scenarios.catalog import SCENARIOS, Scenario, build, tree_state  # noqa: E402
+from tests.scenarios.catalog import (  # noqa: E402
+    SCENARIOS,
+    UNITTEST,
+    Scenario,
+    build,
+    tree_state,
+)
 
 HEAL = str(Path(sys.executable).parent / "heal")
 
@@ -104,6 +111,11 @@ def main() -> int:
     chosen = [s for s in SCENARIOS if not args.only or s.name in args.only]
     work = args.keep or Path(tempfile.mkdtemp(prefix="heal-scenarios-"))
     home = work / ".heal-home"
+    home.mkdir(parents=True, exist_ok=True)
+    # the operator allows the check the scenarios' heal.toml declares (pipeline.trust)
+    operator = home / "heal.toml"
+    operator.write_text("[trust]\ncommands = [" + json.dumps(list(UNITTEST)) + "]\n")
+    operator.chmod(0o600)
     _run([HEAL, "engines", "start"], work, {"HEAL_HOME": str(home)})
     results: list[Result] = []
     try:

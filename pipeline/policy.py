@@ -6,9 +6,9 @@ command itself, nothing protected beyond ``.git/``)::
     mode = "suggest"                      # observe | suggest | auto-safe | auto
 
     [verify]
-    include_failing = true                # always re-run the failing command
-    [[verify.checks]]                     # extra build/test/lint checks, run in parallel
-    name = "tests"
+    include_failing = true                # always re-run the (trusted) failing command
+    [[verify.checks]]                     # extra checks; run only when operator configuration
+    name = "tests"                        # allows the argv (pipeline.trust.operator)
     argv = ["python", "-m", "pytest", "-q"]
     timeout_s = 120
 
@@ -24,11 +24,8 @@ command itself, nothing protected beyond ``.git/``)::
 
     [judges]
     human_for_risky = true
-    [judges.llm]                          # optional OpenAI-compatible judge (off by default)
-    enabled = false
-    url = "http://localhost:8000/v1"
-    model = "..."
-    api_key_env = "OPENAI_API_KEY"
+    [judges.llm]                          # the LLM judge is operator configuration; a
+    enabled = false                       # repository may only turn it off
 
     [backfill]                            # `heal backfill --discover`: where logs are
     paths = ["logs/**", "**/*.log"]       # replaces the default globs
@@ -125,6 +122,8 @@ class Policy:
     #: :mod:`pipeline.policy_limits`
     limits: Limits = field(default_factory=Limits)
     source: str = "defaults"
+    #: the repository turned the operator's LLM judge off (``judges.llm.enabled = false``)
+    llm_opt_out: bool = False
 
     def is_protected(self, rel_path: str) -> str | None:
         """The glob protecting ``rel_path`` (posix, relative to the repo), or None."""
@@ -278,8 +277,38 @@ def _llm(judges: dict[str, Any]) -> LLMJudgeConfig:
     return cfg
 
 
+#: keys only operator configuration ($HEAL_HOME/heal.toml or HEAL_CONFIG) may set: they
+#: reach the network or name secrets (pipeline.trust.operator)
+OPERATOR_ONLY = ("judges.llm.url", "judges.llm.model", "judges.llm.api_key_env",
+                 "judges.llm.timeout_s", "judges.llm.enabled")
+
+
+def _repository_llm(judges: dict[str, Any]) -> bool:
+    """A repository may only turn the operator's LLM judge off; True when it does.
+
+    Raises:
+        PolicyError: any other ``judges.llm`` key, naming it.
+    """
+    raw = judges.get("llm", {})
+    if not isinstance(raw, dict):
+        raise PolicyError("judges.llm", raw, "must be a table")
+    for sub, value in raw.items():
+        key = f"judges.llm.{sub}"
+        if sub == "enabled" and value is False:
+            continue
+        rule = ("reaches the network or names a secret: only operator configuration "
+                "($HEAL_HOME/heal.toml or HEAL_CONFIG) may set it; a repository may only "
+                "narrow it (judges.llm.enabled = false)")
+        raise PolicyError(key, value, rule if key in OPERATOR_ONLY else "unknown key")
+    return raw.get("enabled") is False
+
+
 def parse_policy(data: dict[str, Any], source: str = "heal.toml") -> Policy:
-    """Build a :class:`Policy` from parsed TOML.
+    """Build a repository's :class:`Policy` from parsed TOML.
+
+    Settings that reach the network (the LLM judge) are refused here; programs the
+    repository asks to run (``[[verify.checks]]``) are parsed but run only when operator
+    configuration allows them (``pipeline.trust.operator.restrict``).
 
     Raises:
         PolicyError: a key is unknown or a value breaks its rule (the message names both).
@@ -305,7 +334,7 @@ def parse_policy(data: dict[str, Any], source: str = "heal.toml") -> Policy:
         dedupe_minutes=_non_negative("limits.dedupe_minutes", limits.get("dedupe_minutes", 10)),
         check_timeout_s=check_timeout,
         human_for_risky=_bool("judges.human_for_risky", judges.get("human_for_risky", True)),
-        llm=_llm(judges),
+        llm_opt_out=_repository_llm(judges),
         windows=_windows(data.get("windows", [])),
         backfill_paths=_globs("backfill.paths", backfill.get("paths", [])),
         backfill_exclude=_globs("backfill.exclude", backfill.get("exclude", [])),

@@ -224,14 +224,22 @@ def since_to_id(since: str, now: float | None = None) -> str:
     return f"{int(when.timestamp() * 1000)}-0"
 
 
-def replay_copy(event: ErrorEvent, token: str) -> ErrorEvent:
-    """The event re-published by a replay: a new id, tagged with the original."""
+def replay_copy(event: ErrorEvent, token: str, settings: Settings | None = None) -> ErrorEvent:
+    """The event re-published by a replay: a new id, tagged with the original. An event
+    heal run had attested is attested again under its new id (``settings`` given): the
+    replay is the operator's own command."""
     original = str(event.tags.get("replay_of") or event.id)
     new_id = f"{original}~replay-{token}"
     if len(new_id) > MAX_ID_LENGTH:
         new_id = stable_id("replay", original, token)
     tags = {**event.tags, "replay_of": original, "replay": token}
-    return replace(event, id=new_id, tags=tags)
+    copy = replace(event, id=new_id, tags=tags)
+    if settings is not None:
+        from pipeline.trust.attest import attest, is_attested
+
+        if is_attested(event, settings):
+            return attest(copy, settings)
+    return copy
 
 
 def replay_stream(client: Any, settings: Settings, since: str | None,
@@ -282,7 +290,7 @@ def _replay_pages(client: Any, stream: str, cursor: str, end: Any, page: int,
                 stats.bad_entries += 1  # the runtime dead-lettered it the first time
                 continue
             stats.events += 1
-            emit(replay_copy(event, token))
+            emit(replay_copy(event, token, settings))
         if len(rows) < page:
             return
         last = rows[-1][0].decode() if isinstance(rows[-1][0], bytes) else rows[-1][0]

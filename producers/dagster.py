@@ -71,8 +71,10 @@ def _text(value: Any) -> str:
 
 def publish_failure(job: str, run_id: str, step: str, exc: BaseException, *,
                     command: Sequence[str] = (), cwd: str | None = None, mode: str = "",
-                    publisher: Publisher | None = None) -> str:
-    """Publish one failed op through the emit API; returns the event id.
+                    publisher: Publisher | None = None, attest: bool = False) -> str:
+    """Publish one failed op through the emit API; returns the event id. ``attest``: the
+    command and checkout come from the operator's own job code (:func:`healing`), so the
+    event is signed like heal run's (pipeline.trust).
 
     Raises: StreamUnavailable when Redis cannot be reached.
     """
@@ -86,7 +88,7 @@ def publish_failure(job: str, run_id: str, step: str, exc: BaseException, *,
         source={"kind": "hook", "name": "dagster", "host": hostname()},
         workflow={"id": job, "run_id": run_id, "phase": "", "step": step},
         repo={"path": repo.path, "commit": repo.commit, "branch": repo.branch},
-        command=list(command), exit_code=exit_code, tags=tags,
+        command=list(command), exit_code=exit_code, tags=tags, attest=attest,
     )
 
 
@@ -130,7 +132,7 @@ def _decide(context: Any, exc: BaseException, command: Sequence[str], cwd: str |
         waiter.mark()
         error_id = publish_failure(context.job_name, context.run_id, context.op.name, exc,
                                    command=command, cwd=cwd, mode=mode,
-                                   publisher=Publisher(client, settings))
+                                   publisher=Publisher(client, settings), attest=True)
     except Exception as err:  # noqa: BLE001 - heal being down must not change the op's failure
         context.log.warning("heal: could not publish the failure: %s", err)
         return None

@@ -26,6 +26,7 @@ def emit(
     id: str | None = None,  # noqa: A002 - the contract's field name
     *,
     publisher: Publisher | None = None,
+    attest: bool = False,
     **fields: Any,
 ) -> str:
     """Publish one error to ``<prefix>:errors`` and return its event id.
@@ -40,15 +41,26 @@ def emit(
         emit("ModuleNotFoundError: No module named 'yaml'", command=["pytest"], exit_code=1,
              workflow={"id": "nightly", "step": "pytest"})
 
+    ``attest=True`` signs the event with the operator's key (pipeline.trust.attest), as
+    ``heal run`` does: only for operator-side code that ran ``command`` itself in the
+    repository it names (an orchestrator adapter such as :mod:`producers.dagster`); without
+    it the event is data, diagnosed but acted on only where operator configuration allows.
+
     Raises:
         EventValidationError: the fields break the contract (the message says which and why).
         StreamUnavailable: Redis cannot be reached.
+        ConfigError: ``attest`` and the signing key cannot be read or created.
     """
     obj: dict[str, Any] = {"v": SCHEMA_VERSION, "id": id or new_id("api"), "text": text}
     obj["source"] = {"kind": "api", "host": hostname()}
     obj.update(fields)
     event = ErrorEvent.from_dict(obj)
-    (publisher or _publisher()).publish(event)
+    out = publisher or _publisher()
+    if attest:
+        from pipeline.trust.attest import attest as sign
+
+        event = sign(event, out.settings)
+    out.publish(event)
     return event.id
 
 

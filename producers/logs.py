@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from pipeline.events import ErrorEvent, Source, utc_now
+from producers.cilog import CiFailure, CiLogDetector
 from producers.context import hostname, stable_id
 from producers.records import Record, RecordAssembler
 
@@ -51,15 +52,25 @@ def read_head(path: str) -> bytes:
 
 
 class LogRecords:
-    """A :class:`LineSink` publishing only the error records of one log file."""
+    """A :class:`LineSink` publishing only the error records of one log file.
+
+    A CI build log (folds, echoed commands, "exited with N" lines: :mod:`producers.cilog`)
+    is published differently: once its structure is recognised, the per-record events stop
+    and each failed step gives one event holding the part of its output that explains the
+    failure. ``final_flush``: :meth:`flush` means the end of the file (``backfill``), so a
+    step cut off by the end of the log is explained too; ``watch`` flushes when a file is
+    idle, which says nothing about the build being over.
+    """
 
     def __init__(self, path: str, identity: Callable[[], str], kind: str = "log",
-                 name: str = "") -> None:
+                 name: str = "", final_flush: bool | None = None) -> None:
         self.path = os.path.abspath(path)
         self._identity = identity
         self.kind = kind
         self.name = name or self.path
         self._assembler = RecordAssembler()
+        self._ci = CiLogDetector()
+        self._final_flush = kind == "backfill" if final_flush is None else final_flush
         self.records = 0
         self.errors = 0
 
@@ -68,15 +79,26 @@ class LogRecords:
         return self._assembler.pending_offset
 
     def feed(self, line: str, start: int, end: int, number: int) -> list[ErrorEvent]:
-        return self._events(self._assembler.feed(line, start, end, number))
+        failure = self._ci.feed(line, start, end, number)
+        events = self._events(self._assembler.feed(line, start, end, number))
+        if failure is not None:
+            events.append(self.ci_event(failure))
+        return events
 
     def flush(self) -> list[ErrorEvent]:
-        return self._events(self._assembler.flush())
+        events = self._events(self._assembler.flush())
+        if self._final_flush:
+            failure = self._ci.finish()
+            if failure is not None:
+                events.append(self.ci_event(failure))
+        return events
 
     def _events(self, records: list[Record]) -> list[ErrorEvent]:
         out = []
         for record in records:
             self.records += 1
+            if self._ci.active:
+                continue  # a CI log: its failed steps are published instead
             if record.is_error:
                 self.errors += 1
                 out.append(self.event(record))
@@ -91,4 +113,21 @@ class LogRecords:
             source=Source(kind=self.kind, name=self.name, host=hostname()),
             tags={"path": self.path, "line": record.line, "offset": record.offset,
                   "record_kind": record.kind},
+        )
+
+    def ci_event(self, failure: CiFailure) -> ErrorEvent:
+        """The event of a failed CI step (its id: file identity, offset and text, as records)."""
+        self.errors += 1
+        text_hash = hashlib.sha256(failure.text.encode("utf-8", "replace")).hexdigest()
+        tags: dict[str, object] = {"path": self.path, "line": failure.line,
+                                   "offset": failure.offset, "record_kind": "ci-step"}
+        if failure.command:
+            tags["ci_command"] = failure.command
+        return ErrorEvent(
+            id=stable_id("log", self._identity(), str(failure.offset), text_hash),
+            text=failure.text,
+            ts=utc_now(),
+            source=Source(kind=self.kind, name=self.name, host=hostname()),
+            exit_code=failure.exit_code,
+            tags=tags,
         )

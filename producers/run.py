@@ -157,8 +157,20 @@ class RunSession:
         for line in self._learning().succeeded(workflow, repo, key, resolved, healed=healed):
             self.say(line)
 
+    def _attested(self, event: ErrorEvent) -> ErrorEvent:
+        """heal run ran the command itself: sign what it saw, so the pipeline may re-run the
+        command and act on this repository (pipeline.trust)."""
+        from pipeline.errors import ConfigError
+        from pipeline.trust.attest import attest
+
+        try:
+            return attest(event, self.settings)
+        except ConfigError as exc:
+            self.say(f"cannot sign the event ({exc}); heal will only diagnose it")
+            return event
+
     def _handle_failure(self, result: RunResult) -> int:
-        event = build_event(self.opts, result)
+        event = self._attested(build_event(self.opts, result))
         if self._client is None and self.settings.redis_url is None:
             self.progress.phase("starting engines…")
         # the decision comes back on the outcomes stream of the event's partition
@@ -238,7 +250,7 @@ class RunSession:
         if again.status == 0:
             self._record_success(healed=healed)
             return 0
-        event = build_event(self.opts, again, {"rerun_of": error_id})
+        event = self._attested(build_event(self.opts, again, {"rerun_of": error_id}))
         try:
             Publisher(self.client, self.settings).publish(event)
         except EngineError as exc:

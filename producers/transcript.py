@@ -36,13 +36,15 @@ JSON = dict[str, Any]
 
 
 def command_argv(command: str) -> list[str]:
-    """argv for a shell command string: split when plain, ``sh -c`` when it uses shell syntax."""
+    """argv for a plain command string; ``[]`` when it uses shell syntax (pipes, ``&&``, ``$``,
+    globs...). heal never builds ``sh -c <string>`` from a transcript: such a command stays
+    data (``tags.shell_command``), shown to people and never run (see pipeline.trust)."""
     if not SHELL_SYNTAX.search(command):
         try:
             return shlex.split(command)
         except ValueError:
             pass
-    return ["sh", "-c", command]
+    return []
 
 
 def content_text(content: Any) -> str:
@@ -145,7 +147,9 @@ class TranscriptReader:
             text = f"tool {name or 'call'} failed without output"
         session = str(obj.get("sessionId") or obj.get("session_id") or "")
         tags: JSON = {"tool": name, "tool_call_id": call_id, "line": number}
-        if not argv and tool_input:
+        if not argv and isinstance(command, str) and command.strip():
+            tags["shell_command"] = command[:2000]
+        elif not argv and tool_input:
             tags["tool_input"] = orjson.dumps(tool_input).decode()[:2000]
         return ErrorEvent(
             id=stable_id("transcript", self._identity(), call_id),

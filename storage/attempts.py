@@ -81,6 +81,17 @@ class AttemptStore:
                ORDER BY a.created_at DESC LIMIT 1""", fix_or_error_id)
         return _decode(row) if row is not None else None
 
+    def pending_suggestions(self, fix_or_error_id: str, limit: int = 50
+                            ) -> list[dict[str, Any]]:
+        """Suggested attempts nobody applied or rejected yet, for an error id or a fix id,
+        newest first."""
+        rows = self.db.fetch(
+            """SELECT a.* FROM attempts a LEFT JOIN apply_results r ON r.error_id = a.id
+               WHERE (a.id = $1 OR a.fix_id = $1) AND a.decision = 'suggest'
+                 AND (r.status IS NULL OR r.status = 'suggested')
+               ORDER BY a.created_at DESC LIMIT $2""", fix_or_error_id, limit)
+        return [_decode(r) for r in rows]
+
     def waiting_suggestions(self, limit: int = 50) -> list[dict[str, Any]]:
         """Verified suggestions nobody applied yet, newest first: ``error_id``, ``fix_id``,
         ``created_at``."""

@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from pipeline.fingerprint.hashing import ALGORITHM_VERSION
 from storage.db import Database
 
 #: every column that holds a fingerprint, with its level, searched to resolve what a user typed
@@ -57,8 +58,8 @@ class ReportStore:
     # -- fingerprints ------------------------------------------------------------------
     def resolve(self, text: str, limit: int = 20) -> list[tuple[str, str]]:
         """(fingerprint, level) pairs known anywhere that equal ``text`` or start with it
-        (``fp-v1:`` may be left out). An exact match wins over prefixes."""
-        prefixes = [text] if text.startswith("fp-") else [text, f"fp-v1:{text}"]
+        (``fp-v2:`` may be left out). An exact match wins over prefixes."""
+        prefixes = [text] if text.startswith("fp-") else [text, f"{ALGORITHM_VERSION}:{text}"]
         found: dict[str, str] = {}
         for table, column, level in _FP_SOURCES:
             for prefix in prefixes:

@@ -103,13 +103,13 @@ class ServeQueries:
         rows = self.db.fetch(
             """SELECT a.id, a.fingerprint, a.fix_id, a.category, a.mode, a.reason, a.repo,
                       a.command, a.branch, a.commit, a.created_at,
-                      a.fix->>'title' AS title, a.fix->>'kind' AS kind
+                      a.fix->>'title' AS title, a.fix->>'kind' AS kind, a.fix AS fix
                FROM attempts a LEFT JOIN apply_results r ON r.error_id = a.id
                WHERE a.decision = 'suggest' AND a.verdict <> ''
                  AND (r.status IS NULL OR r.status = 'suggested')
                  AND a.category = ANY($1::text[])
                ORDER BY a.created_at DESC LIMIT $2""", list(categories), limit)
-        return [_row(r, ("command",)) for r in rows]
+        return [_row(r, ("command", "fix")) for r in rows]
 
     def apply_counts(self) -> dict[str, int]:
         """Apply results per status (applied, rolled_back, failed, suggested, ...)."""

@@ -18,6 +18,21 @@ import pytest
 
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="heal-tests-"))
 
+# One operator signing key for the whole session (pipeline.trust.keys), inherited by the heal
+# subprocesses tests start, so events a test signs as the operator verify in every stage
+# whatever HEAL_HOME it uses. Tests of the key files themselves unset it.
+os.environ.setdefault("HEAL_SIGNING_KEY", uuid.uuid4().hex + uuid.uuid4().hex)
+
+# The operator configuration of the session (pipeline.trust.operator): the test-suite, as the
+# operator, allows the check the sample repositories' heal.toml declares. Tests of the trust
+# boundary point HEAL_CONFIG elsewhere.
+_OPERATOR_CONFIG = _SESSION_DIR / "operator.toml"
+_OPERATOR_CONFIG.write_text(
+    '[trust]\ncommands = [["python", "-m", "unittest", "discover", "-s", "tests", "-t", ".",'
+    ' "-q"]]\n')
+_OPERATOR_CONFIG.chmod(0o600)
+os.environ.setdefault("HEAL_CONFIG", str(_OPERATOR_CONFIG))
+
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:

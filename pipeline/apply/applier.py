@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from dataclasses import replace
@@ -37,10 +38,16 @@ from pipeline.guardrails.budget import Budget
 from pipeline.guardrails.gate import gate_for
 from pipeline.lifecycle.graduation import UNRUNNABLE, cannot_run
 from pipeline.policy import Policy, policy_for
+from pipeline.trust.boundary import Trust, assess
+from pipeline.trust.packages import install_target
+from pipeline.trust.seal import seal, unseal
 from pipeline.validate.audit import audit, audit_before_acting
 from pipeline.validate.runner import run_argv
 from pipeline.validate.validator import HELD, repo_root
 from pipeline.validate.verify import failure_reproduced, rel_cwd
+
+log = logging.getLogger(__name__)
+DEFERRED_ROLE = "apply-deferred"
 
 DONE_TTL_S = 30 * 24 * 3600
 IN_PROGRESS_TTL_S = 900
@@ -136,7 +143,10 @@ class Applier:
         limits = policy.limits
         delay = limits.get("budget.deferred_retry_seconds")
         try:
-            n = self.client.zadd(self._deferred_key(), {verdict.encode(): time.time() + delay})
+            # sealed: whoever can write Redis must not be able to queue a verdict that this
+            # stage would re-publish (and so seal) on its own (pipeline.trust)
+            n = self.client.zadd(self._deferred_key(), {
+                seal(self.settings, DEFERRED_ROLE, verdict.encode()): time.time() + delay})
         except redis.RedisError as exc:
             raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
         detail = (f"rate limit: at most {limits.count('budget.automatic_fixes')} automatic "
@@ -161,13 +171,20 @@ class Applier:
             for raw in self.client.zrangebyscore(key, "-inf", moment, start=0, num=limit):
                 if not isinstance(raw, bytes | str) or not self.client.zrem(key, raw):
                     continue  # another worker released it
+                body = unseal(self.settings, DEFERRED_ROLE,
+                              raw.encode() if isinstance(raw, str) else raw)
+                if body is None:
+                    log.warning("trust: dropped an unsealed deferred verdict (not queued by "
+                                "an apply stage holding the signing key)")
+                    continue
                 try:
-                    verdict = VerdictEvent.decode(raw)
+                    verdict = VerdictEvent.decode(body)
                 except DecodeError:
                     continue
                 retry = replace(verdict, id=f"{verdict.error_id}:validate:retry-"
                                 f"{uuid.uuid4().hex[:8]}")
-                self.client.xadd(self.settings.stream(STREAM_VERDICTS), {"event": retry.encode()})
+                self.client.xadd(self.settings.stream(STREAM_VERDICTS), {
+                    "event": seal(self.settings, STREAM_VERDICTS, retry.encode())})
                 released += 1
         except redis.RedisError as exc:
             raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
@@ -195,7 +212,8 @@ class Applier:
         outcome = self._finish(outcome, extra, replace_suggested=True)
         published = replace(outcome, id=f"{verdict.error_id}:apply:manual-{uuid.uuid4().hex[:8]}")
         try:
-            self.client.xadd(self.settings.stream(STREAM_OUTCOMES), {"event": published.encode()})
+            self.client.xadd(self.settings.stream(STREAM_OUTCOMES), {
+                "event": seal(self.settings, STREAM_OUTCOMES, published.encode())})
         except redis.RedisError as exc:
             raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
         return published
@@ -257,20 +275,27 @@ class Applier:
 
     # -- applying -------------------------------------------------------------------------
     def _apply(self, verdict: VerdictEvent) -> tuple[OutcomeEvent, dict[str, Any]]:
-        root = repo_root(verdict.error)
+        # checked again here, not only in validate: `heal apply` and the approvals API read
+        # verdicts back from storage
+        trust = assess(verdict.error, self.settings)
+        root = trust.root
         if root is None:
             return self._base(verdict, "escalated", "no git repository to apply to"), {}
+        if not trust.repo_trusted:
+            log.warning("trust: refused to apply for error %s: %s", verdict.error_id[:80],
+                        trust.reason)
+            return self._base(verdict, "escalated", f"not applied: {trust.reason}"), {}
         refused = self._spend_budget(root)
         if refused:
             return self._base(verdict, "suggested", f"{refused}; apply later with: heal apply "
                               f"{(verdict.fix or {}).get('id', '')}"), {}
         fix = verdict.fix or {}
         if fix.get("kind") == "playbook" or not verdict.commit:
-            return self._run_steps(verdict, root, fix)
-        return self._apply_commit(verdict, GitRepo(root))
+            return self._run_steps(verdict, root, fix, trust)
+        return self._apply_commit(verdict, GitRepo(root), trust)
 
-    def _apply_commit(self, verdict: VerdictEvent,
-                      repo: GitRepo) -> tuple[OutcomeEvent, dict[str, Any]]:
+    def _apply_commit(self, verdict: VerdictEvent, repo: GitRepo,
+                      trust: Trust) -> tuple[OutcomeEvent, dict[str, Any]]:
         changed = repo.changed_files(verdict.commit)
         if repo.is_dirty(changed):
             return self._base(verdict, "suggested", "uncommitted changes in "
@@ -280,9 +305,9 @@ class Applier:
             head = repo.bring_onto_current(verdict.commit)
         except GitError as exc:
             return self._base(verdict, "escalated", f"could not apply: {exc}"), {}
-        rerun = self._rerun(verdict, repo.root)
+        rerun = self._rerun(verdict, repo.root, trust)
         if rerun is None or rerun["exit_code"] == 0:
-            what = "failing step passes again" if rerun else "no command to re-run"
+            what = "failing step passes again" if rerun else _no_rerun(verdict)
             out = replace(self._base(verdict, "applied", f"applied as {head[:10]}; {what}"),
                           commit=head)
             return out, {"steps": [rerun] if rerun else []}
@@ -294,9 +319,9 @@ class Applier:
             f"{revert[:10]}; escalated to a human")), commit=head)
         return out, {"revert_commit": revert, "steps": [rerun]}
 
-    def _run_steps(self, verdict: VerdictEvent, root: Path,
-                   fix: dict[str, Any]) -> tuple[OutcomeEvent, dict[str, Any]]:
-        plain = self._rerun(verdict, root)
+    def _run_steps(self, verdict: VerdictEvent, root: Path, fix: dict[str, Any],
+                   trust: Trust) -> tuple[OutcomeEvent, dict[str, Any]]:
+        plain = self._rerun(verdict, root, trust)
         if plain is not None and plain["exit_code"] == 0:
             # the failure does not reproduce: crediting the fix would reward luck
             return self._base(verdict, "flaky", "flaky: the failing step passed on a plain "
@@ -314,7 +339,7 @@ class Applier:
                     details.append(f"fallback {fix_id} not tried: {refused}")
                     break
             try:
-                ok, detail, steps = self._try_steps(verdict, root, candidate)
+                ok, detail, steps = self._try_steps(verdict, root, candidate, trust)
             except _Refused as exc:  # a hostile path: nothing ran, nothing to count
                 if not n:
                     return self._base(verdict, "escalated", str(exc)), {}
@@ -340,8 +365,8 @@ class Applier:
         return replace(self._base(verdict, "escalated", "; ".join(details)),
                        failed_fixes=failed[1:]), {"steps": log}
 
-    def _try_steps(self, verdict: VerdictEvent, root: Path,
-                   fix: dict[str, Any]) -> tuple[bool, str, list[dict[str, Any]]]:
+    def _try_steps(self, verdict: VerdictEvent, root: Path, fix: dict[str, Any],
+                   trust: Trust) -> tuple[bool, str, list[dict[str, Any]]]:
         """Run one command/playbook fix and re-run the failing step: (held?, detail, steps)."""
         rendered = fix.get("rendered") or {}
         if fix.get("kind") == "command":
@@ -353,7 +378,8 @@ class Applier:
         problem = _step_path_problem(root, cwd, steps, verdict.params)
         if problem:  # checked again here: a symlink may have appeared since validation
             raise _Refused(f"nothing applied: {problem}")
-        ctx = StepContext(root, dict(verdict.params), tuple(verdict.error.command), cwd)
+        # only a command the operator's side vouches for is re-run (pipeline.trust)
+        ctx = StepContext(root, dict(verdict.params), trust.command, cwd)
         result = PlaybookRunner(ctx).run(steps)
         if not result.ok:
             broken = cannot_run(result.steps)
@@ -362,12 +388,28 @@ class Applier:
                                f"{str(broken.get('tail', ''))[-200:].strip()}): "
                                f"{result.detail}"), result.steps
             return False, result.detail, result.steps
-        rerun = self._rerun(verdict, root)
+        rerun = self._rerun(verdict, root, trust)
         if rerun is not None and rerun["exit_code"] != 0:
             return False, (f"{result.detail}, but the failing step still fails (exit "
                            f"{rerun['exit_code']}); escalated"), [*result.steps, rerun]
-        what = "failing step passes again" if rerun else "no command to re-run"
-        return True, f"{result.detail}; {what}", [*result.steps, *([rerun] if rerun else [])]
+        what = "failing step passes again" if rerun else _no_rerun(verdict)
+        durable = self._declare_dependency(root, rendered)
+        return True, f"{result.detail}; {what}{durable}", [*result.steps,
+                                                            *([rerun] if rerun else [])]
+
+    def _declare_dependency(self, root: Path, rendered: dict[str, Any]) -> str:
+        """The durable half of a package install a person approved: the manifest diff
+        (pipeline.trust.packages.manifest_diff) applied to the working tree, left uncommitted
+        for review. '' when there is none."""
+        diff = rendered.get("manifest_diff")
+        if not isinstance(diff, str) or not diff:
+            return ""
+        try:
+            GitRepo(root).apply_diff(diff, root)
+        except GitError as exc:
+            return f"; the manifest diff did not apply ({exc}): add the dependency by hand"
+        name = diff.split("\n", 1)[0].removeprefix("--- a/")
+        return f"; {name} now declares it (uncommitted: review and commit it)"
 
     def _spend_budget(self, root: Path) -> str:
         """Count one fix application against today's budget; the refusal reason or ''."""
@@ -377,8 +419,9 @@ class Applier:
             return f"daily budget for fix applications used up ({result.used:g})"
         return ""
 
-    def _rerun(self, verdict: VerdictEvent, root: Path) -> dict[str, Any] | None:
-        command = list(verdict.error.command)
+    def _rerun(self, verdict: VerdictEvent, root: Path, trust: Trust) -> dict[str, Any] | None:
+        """Re-run the failing command, only when the operator's side vouches for it."""
+        command = list(trust.command)
         if not command:
             return None
         cwd = root / rel_cwd(verdict.error, root)
@@ -403,9 +446,11 @@ class _Refused(Exception):
 def fallbacks(fix: dict[str, Any]) -> list[dict[str, Any]]:
     """The chosen fix, then its ranked alternatives that may run without a person (playbooks
     and commands, never RISKY: those wait for `heal apply`)."""
+    # a package install among the alternatives was never bounded by validate (declared
+    # names only, pipeline.trust.packages): it waits for a person like RISKY ones
     alternatives = [a for a in fix.get("alternatives") or []
                     if isinstance(a, dict) and a.get("kind") in ("playbook", "command")
-                    and a.get("category") != "RISKY"]
+                    and a.get("category") != "RISKY" and install_target(a) is None]
     return [fix, *alternatives]
 
 
@@ -419,6 +464,12 @@ def _step_path_problem(root: Path, cwd: Path, steps: dict[str, Any],
               for a in (step.get("argv") or [])[1:]]
     values += [v for v in params.values() if isinstance(v, str)]
     return fix_escape(root, cwd, values)
+
+
+def _no_rerun(verdict: VerdictEvent) -> str:
+    if verdict.error.command:
+        return "the event's command is not trusted, so it was not re-run"
+    return "no command to re-run"
 
 
 def settle_outcomes(settings: Settings, client: redis.Redis) -> None:

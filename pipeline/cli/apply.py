@@ -1,8 +1,10 @@
-"""``heal apply FIX_ID [--force] [--dry-run]``: apply a verified suggestion.
+"""``heal apply ID [--force] [--dry-run]``: apply a verified suggestion.
 
-FIX_ID is a fix id (the newest verified suggestion of that fix), a pattern id when exactly
-one of its fixes has a suggestion waiting, or an error id. Nothing waiting is exit 1 (the work
-found nothing to do), with the list of what is waiting.
+ID is an error id (that error's suggestion), or a fix id (a pattern id) when exactly one
+suggestion of that fix (of one fix of that pattern) waits: with several, heal refuses and
+lists them by error id, because they may run different argv (another error's package name,
+say). What will run (argv, diff or steps) is always shown first. Nothing waiting is exit 1
+(the work found nothing to do), with the list of what is waiting.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from pipeline.events import VerdictEvent
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "apply", help="apply a suggested (already verified) fix",
-        description="Apply the newest verified suggestion of FIX_ID (a fix id such as "
-                    "format.ruff_format/fix, its pattern id format.ruff_format when one of "
-                    "its fixes is waiting, or an error id) to its repository: the verified "
+        description="Apply the verified suggestion of ID (an error id; or a fix id such as "
+                    "format.ruff_format/fix, or its pattern id format.ruff_format, when only "
+                    "one suggestion of it waits) to its repository; what will run is shown "
+                    "first. The verified "
                     "commit is brought onto the working branch and the failing step re-run; "
                     "it is reverted when the step still fails.")
-    parser.add_argument("fix_id", metavar="FIX_ID")
+    parser.add_argument("fix_id", metavar="ID",
+                        help="an error id, or a fix/pattern id when only one suggestion waits")
     parser.add_argument("--dry-run", action="store_true",
                         help="show what would be applied and change nothing")
     parser.add_argument("--json", action="store_true",
@@ -49,39 +53,58 @@ def _waiting_list(store: Any) -> str:
 
 
 def find_suggestion(store: Any, name: str) -> dict[str, Any]:
-    """The suggestion ``name`` means: a fix id, an error id, or a pattern id with exactly one
-    fix waiting.
+    """The one suggestion ``name`` means: an error id; a fix id with one suggestion waiting;
+    a pattern id with one fix waiting (and one suggestion of it).
 
-    Raises: UsageError (a pattern id with several fixes waiting), NothingWaiting.
+    Raises: UsageError (several suggestions or fixes: they are listed), NothingWaiting.
     """
-    row = store.latest_suggestion(name)
-    if row is None and "/" not in name:
+    pending = [r for r in store.pending_suggestions(name) if r.get("verdict")]
+    exact = [r for r in pending if r.get("id") == name]
+    if exact:
+        return dict(exact[0])
+    if not pending and "/" not in name:
         fixes = sorted({str(r["fix_id"]) for r in store.waiting_suggestions(500)
                         if str(r["fix_id"]).startswith(name + "/")})
         if len(fixes) > 1:
             raise UsageError(f"pattern {name!r} has {len(fixes)} fixes waiting; name one: "
                              + ", ".join(fixes))
         if fixes:
-            row = store.latest_suggestion(fixes[0])
-    if row is None or not row.get("verdict"):
+            pending = [r for r in store.pending_suggestions(fixes[0]) if r.get("verdict")]
+    if not pending:
         raise NothingWaiting(f"no verified suggestion waiting for {name!r}; "
                              + _waiting_list(store))
-    return dict(row)
+    if len(pending) > 1:
+        from pipeline.apply.preview import will_run
+
+        listed = "\n".join(f"  heal apply {r['id']}    # {_summary(will_run(r.get('fix')))}"
+                           for r in pending[:20])
+        raise UsageError(f"{len(pending)} suggestions of fix {name!r} are waiting and may "
+                         f"run different commands; name one by its error id:\n{listed}")
+    return dict(pending[0])
+
+
+def _summary(plan: dict[str, Any]) -> str:
+    import shlex
+
+    if "argv" in plan:
+        return shlex.join(plan["argv"])[:160]
+    if "diff" in plan:
+        return f"a diff of {len(plan['diff'].splitlines())} lines"
+    return f"{len(plan.get('steps', []))} playbook step(s)"
 
 
 def describe(verdict: VerdictEvent) -> str:
+    from pipeline.apply.preview import describe_run
+
     fix = verdict.fix or {}
     lines = [f"fix {fix.get('id')} ({fix.get('kind')}, {fix.get('category')}) for error "
              f"{verdict.error_id}", f"  repository: {verdict.error.repo.path}",
              f"  failing command: {' '.join(verdict.error.command) or '-'}",
              f"  verdict: {verdict.decision}: {verdict.reason}"]
     if verdict.commit:
-        lines.append(f"  verified commit {verdict.commit[:12]} on branch {verdict.branch}")
-    steps = (fix.get("rendered") or {}).get("steps") or {}
-    for phase, group in steps.items():
-        for step in group or []:
-            what = " ".join(step.get("argv") or []) or step.get("action", "")
-            lines.append(f"  {phase}: {step.get('name')}: {what}")
+        lines.append(f"  verified commit {verdict.commit[:12]} on branch {verdict.branch} "
+                     "(brought onto the working branch)")
+    lines += describe_run(fix)
     return "\n".join(lines)
 
 
@@ -144,7 +167,10 @@ def _result(as_json: bool, verdict: VerdictEvent, status: str, detail: str,
     from pipeline.console import dump_json
 
     fix = verdict.fix or {}
+    from pipeline.apply.preview import will_run
+
     dump_json({"status": status, "detail": detail, "error_id": verdict.error_id,
                "fix": {k: fix.get(k) for k in ("id", "kind", "category")},
+               "will_run": will_run(fix),
                "repository": verdict.error.repo.path, "verified_commit": verdict.commit,
                "branch": verdict.branch, "commit": commit})

@@ -28,6 +28,8 @@ def register(sub: Any) -> None:
     ls = verbs.add_parser("list", help="the open groups, most frequent first")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     ls.add_argument("--limit", type=int, default=50, help="at most N groups (default 50)")
+    ls.add_argument("--by-fingerprint", action="store_true",
+                    help="one row per fine fingerprint instead of one per mined template")
     ls.set_defaults(func=run_list)
     rv = verbs.add_parser("review", help="decide about each group (y/n/s/q) or in batches")
     rv.add_argument("--all-older-than", metavar="AGE",
@@ -65,20 +67,38 @@ def run_list(args: argparse.Namespace) -> int:
         issues = ReportStore(db).open_issues(limit)
     finally:
         db.close()
-    if args.json:  # the shape of GET /api/issues
+    if args.json:  # the shape of GET /api/issues, plus the groups by mined template
         from pipeline.console import dump_json
+        from pipeline.operator.groups import by_template
 
-        dump_json({"issues": issues})
+        groups = [] if getattr(args, "by_fingerprint", False) else by_template(issues)
+        dump_json({"issues": issues, "groups": groups})
         return 0
     if not issues:
         print("no unmatched errors waiting for review")
         return 0
+    if not getattr(args, "by_fingerprint", False):
+        return _print_groups(issues)
     rows = []
     for i in issues:
         sample = str(i["sample"])
         head = clip(headline(sample, 1), 70) if sample.strip() else ""
         rows.append([i["count"], str(i["last_seen"])[:19], i["fine"], head])
     print_table(["count", "last seen", "fingerprint", "headline"], rows, right=(0,))
+    return 0
+
+
+def _print_groups(issues: list[dict[str, Any]]) -> int:
+    """The open issues merged by mined template (``pipeline.operator.groups``)."""
+    from pipeline.operator.groups import by_template
+
+    rows = []
+    for g in by_template(issues):
+        # one fingerprint: its headline says most; several: the template they share
+        sample = str(g["sample"])
+        text = g["template"] if len(g["fines"]) > 1 or not sample.strip() else headline(sample, 1)
+        rows.append([g["count"], len(g["fines"]), str(g["last_seen"])[:19], clip(text, 90)])
+    print_table(["count", "fps", "last seen", "template or headline"], rows, right=(0, 1))
     return 0
 
 

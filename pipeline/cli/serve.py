@@ -24,6 +24,9 @@ def register(subparsers: Any) -> None:
                              "which can apply fixes, to the network)")
     parser.add_argument("--port", type=int, default=8377, help="TCP port (default 8377)")
     parser.add_argument("--quiet", action="store_true", help="no access log")
+    parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                        help="a host name clients use to reach a server bound off loopback "
+                             "(repeatable; the Host header is always checked)")
     parser.add_argument("--verbose", action="store_true",
                         help="show the embedded engines' own log lines (default: they go to "
                              "$HEAL_HOME/logs/engines.log)")
@@ -44,12 +47,18 @@ def run(args: argparse.Namespace) -> int:
 
     route_engine_logs(settings.home, args.verbose)
     try:
-        server = make_server(settings, args.host, args.port)
+        server = make_server(settings, args.host, args.port, tuple(args.allow_host))
     except OSError as exc:
         raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; "
                           "choose another --port or stop what uses it") from exc
     host, port = str(server.server_address[0]), server.server_address[1]
     print(f"heal serve: http://{host}:{port}/  (API /api/..., metrics /metrics; Ctrl-C stops)",
+          file=sys.stderr, flush=True)
+    tokens = server.tokens
+    print(f"heal serve: approving needs the approver token ({tokens.approver_source}); "
+          f"open http://{host}:{port}/#token=<approver token> to approve from the dashboard"
+          + ("" if server.loopback else
+             f"; off loopback every request needs a token (viewers: {tokens.viewer_source})"),
           file=sys.stderr, flush=True)
     # SIGTERM (docker stop, Kubernetes) and SIGINT stop the server the same way; set
     # explicitly because a process started in the background may inherit SIGINT ignored

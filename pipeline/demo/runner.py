@@ -23,7 +23,7 @@ from pipeline.config import (
     STREAM_VERDICTS,
     Settings,
 )
-from pipeline.demo.sample import BREAKAGES, Breakage, create_repo, git
+from pipeline.demo.sample import BREAKAGES, TESTS_ARGV, Breakage, create_repo, git
 from pipeline.events import (
     CandidateEvent,
     ErrorEvent,
@@ -33,6 +33,8 @@ from pipeline.events import (
     VerdictEvent,
     Workflow,
 )
+from pipeline.trust.attest import attest
+from pipeline.trust.operator import operator_overlay
 from pipeline.validate.runner import run_argv
 
 COMMAND_TIMEOUT_S = 120.0
@@ -108,6 +110,11 @@ class Demo:
 
     def event_for(self, root: Path, b: Breakage, run: dict[str, Any],
                   workflow: Workflow | None = None) -> ErrorEvent:
+        # the demo ran the command itself, like heal run: it signs what it saw (pipeline.trust)
+        return attest(self._event(root, b, run, workflow), self.settings)
+
+    def _event(self, root: Path, b: Breakage, run: dict[str, Any],
+               workflow: Workflow | None = None) -> ErrorEvent:
         return ErrorEvent(
             id=f"demo-{uuid.uuid4().hex[:12]}",
             text=run["tail"] or f"exit {run['exit_code']}",
@@ -170,6 +177,13 @@ class Demo:
     def run(self, root: Path) -> list[Row]:
         create_repo(root)
         self.log(f"sample repository: {root}")
+        # the demo is the operator: it registers its sample repository and allows the check
+        # its heal.toml declares, for this process only
+        with operator_overlay(self.settings, repos=[str(root.resolve())],
+                              commands=[TESTS_ARGV]):
+            return self._run_all(root)
+
+    def _run_all(self, root: Path) -> list[Row]:
         rows: list[Row] = []
         for breakage, introduce in BREAKAGES:
             lock = root / ".git/index.lock"

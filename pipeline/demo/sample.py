@@ -10,6 +10,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+#: the check the sample's heal.toml declares; the demo, being the operator, allows it
+TESTS_ARGV = ("python", "-m", "unittest", "discover", "-s", "tests", "-t", ".", "-q")
+
 HEAL_TOML = """\
 # heal policy of the demo repository
 mode = "auto-safe"

@@ -1,6 +1,6 @@
 """Stable, versioned hashes (in the spirit of Sentry's named grouping configurations).
 
-Every hash carries the algorithm version as a prefix (``fp-v1:3f2a...``), so a fingerprint
+Every hash carries the algorithm version as a prefix (``fp-v2:3f2a...``), so a fingerprint
 computed by another algorithm can never be mistaken for this one. Changing anything that
 alters a hash (the rule table, extraction, what goes into the coarse or fine key) means a
 new entry in ``VERSIONS`` and a new ``ALGORITHM_VERSION``, never silently different hashes;
@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import hashlib
 
-ALGORITHM_VERSION = "fp-v1"
+ALGORITHM_VERSION = "fp-v2"
 
 #: changelog of the fingerprint algorithm versions
 VERSIONS: dict[str, str] = {
     "fp-v1": "rules table v1 (url..num), extraction of python/pytest/java/node/go/compiler/"
     "shell/log errors; coarse = kind + error class + top project frame function; fine = "
     "coarse parts + normalized message + project frames; templates by frequency mining",
+    "fp-v2": "rules table v2: the 'code' rule keeps HTTP statuses, exit codes, signal and "
+    "errno numbers (1-3 digits after their keyword) instead of masking them as <num>; a log "
+    "line's header no longer takes a bare number before ':' for a logger name, and a message "
+    "that starts with a number keeps its level word ('Error 429: ...'); unittest's 'FAILED "
+    "(errors=1)' tally is not read as a pytest test id (the traceback decides)",
 }
 
 

@@ -35,7 +35,8 @@ _LOG_HEADER_TAIL = re.compile(
         \d{4}-\d\d-\d\d(?:[T\s][\d:.,]+)?(?:Z|[+-]\d\d:?\d\d)?\s*   # ISO timestamp
         |\d\d:\d\d:\d\d[.,\d]*\s*                                  # clock time
         |\[[^\]]*\]\s*|\(\w+\)\s*|\d+\s+                          # [thread] (pid) 123
-        |[\w.$-]+(?:\[\d+\])?:\s+|-\s+                               # logger: / sshd[12]:
+        |(?=[\w.$-]*[A-Za-z_$])[\w.$-]+(?:\[\d+\])?:\s+|-\s+     # logger: / sshd[12]:
+                                          # (a bare number is a status code, not a logger)
     )*""",
     re.VERBOSE,
 )
@@ -113,6 +114,10 @@ def parse_log(text: str, repo: str = "") -> Extraction | None:
         level = _LEVEL.search(line)
         if level and level.group("level").upper() not in ("FAILED",):
             message = strip_log_header(line)
+            if message[:1].isdigit():
+                # "HTTP Error 429: ...", "returned error: 401": the number after the level
+                # word is a status, and the word is the context that keeps it (rules "code")
+                message = line[level.start("level"):].strip()
             if message:
                 return Extraction("log", level.group("level").upper(), message)
     return None

@@ -16,7 +16,9 @@ _EXC_LINE = re.compile(
 )
 _PYTEST_E = re.compile(r"^E\s{1,}(?P<text>.*)$")
 _PYTEST_LOC = re.compile(r"^(?P<file>[^\s:]+\.py):(?P<line>\d+): (?P<type>[\w.]+)$")
-_PYTEST_FAILED = re.compile(r"^FAILED (?P<test>\S+?)(?: - (?P<rest>.*))?$")
+#: pytest's "FAILED tests/x.py::test_y - Error: msg"; unittest's "FAILED (errors=1)" is a
+#: tally, not a test id (the traceback above it says what failed)
+_PYTEST_FAILED = re.compile(r"^FAILED (?P<test>[^\s(]\S*?)(?: - (?P<rest>.*))?$")
 _PYTEST_HEADER = re.compile(r"^_{3,} (?P<test>\S.*?) _{3,}$")
 
 

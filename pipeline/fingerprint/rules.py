@@ -24,6 +24,8 @@ class Rule:
     name: str
     pattern: str
     why: str
+    #: a rule that *keeps* what it matches (so a later rule does not mask it)
+    keep: bool = False
 
 
 #: Applied in a linear pre-pass before the table: a token this long is data (base64,
@@ -81,6 +83,19 @@ RULES: tuple[Rule, ...] = (
         (?:[/\\]+[\w.@+~-]+){2,}[/\\]?               # two or more components (// too)
         """,
          "file paths differ per checkout, temp dir and user; extraction keeps the project path"),
+    Rule("code", r"""
+        (?:
+          (?<=HTTP\ )|(?<=HTTP/1\.1\ )|(?<=HTTP/1\.0\ )|(?<=HTTP/2\ )|(?<=status\ )|
+          (?<=Status\ )|(?<=STATUS\ )|(?<=status:\ )|(?<=Status:\ )|(?<=status=)|
+          (?<=status\ code\ )|(?<=Status\ code\ )|(?<=Error\ )|(?<=error:\ )|(?<=Error:\ )|
+          (?<=code\ )|(?<=code:\ )|(?<=code=)|(?<=Code\ )|(?<=exit\ )|(?<=Exit\ )|
+          (?<=exited\ with\ )|(?<=returned\ )|(?<=signal\ )|(?<=Signal\ )|(?<=signal:\ )|
+          (?<=errno\ )|(?<=Errno\ )|(?<=errno=)|(?<=ERRNO\ )|(?<=curl:\ \())
+        [-+]?\d{1,3}(?![\w.])""",
+         "kept, not masked: an HTTP status, exit code, signal or errno number (1-3 digits after"
+         " 'HTTP', 'status', 'code', 'exit', 'exited with', 'signal', 'errno', 'Error') is part"
+         " of the error's identity (401 is not 429); ports and request ids are longer",
+         keep=True),
     Rule("duration", r"""
         \b\d+(?:\.\d+)?\s?(?:ms|us|µs|ns|sec|secs|seconds?|mins?|minutes?|hours?|[smh])\b""",
          "durations such as 1.5s or 300 ms vary per run"),
@@ -110,6 +125,7 @@ _GUARD = r"""(?=[\w/~.\\'"+-])(?<![A-Za-z0-9_])
        |(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun|Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec))"""
 
 _RULE_INDEX = {rule.name: rule for rule in RULES}
+_KEPT = frozenset(rule.name for rule in RULES if rule.keep)
 
 
 @dataclass
@@ -142,6 +158,8 @@ class Normalizer:
 
         def replace(match: re.Match[str]) -> str:
             name = match.lastgroup or "var"
+            if name in _KEPT:
+                return match.group(0)
             result.counts[name] += 1
             result.values.setdefault(name, []).append(match.group(0))
             return f"<{name}>"
@@ -167,6 +185,8 @@ class Normalizer:
 
 
 def _placeholder(match: re.Match[str]) -> str:
+    if match.lastgroup in _KEPT:
+        return match.group(0)
     return f"<{match.lastgroup}>"
 
 

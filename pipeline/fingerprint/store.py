@@ -69,7 +69,7 @@ return size
 
 
 class RedisTemplateStore:
-    """Shared store; ``namespace`` is a key prefix such as ``heal:fp:fp-v1``.
+    """Shared store; ``namespace`` is a key prefix such as ``heal:fp:fp-v2``.
 
     Raises:
         StreamUnavailable: Redis cannot be reached (from ``add`` / ``members``).

@@ -19,6 +19,7 @@ from pipeline.boundedre import BoundedPattern, Budget, compile_bounded
 from pipeline.errors import ConfigError
 from pipeline.fixes.params import ParamSpec
 from pipeline.fixes.render import FixSpec
+from pipeline.lookup.prefixes import strip_prefixes
 from pipeline.model import Category, FixKind, LifecycleState
 
 SEEDS_DIR = Path(__file__).resolve().parents[2] / "seeds"
@@ -79,10 +80,21 @@ class Pattern:
     def fixes(self) -> tuple[FixSpec, ...]:
         return (self.fix, *self.alternatives)
 
-    def detect(self, text: str, budget: Budget | None = None) -> dict[str, str] | None:
+    def detect(self, text: str, budget: Budget | None = None,
+               bare: str | None = None) -> dict[str, str] | None:
+        """Parameters of the first rule matching ``text``, else the first matching its view
+        without CI/log line prefixes (``bare``, computed when not given); every rule shares
+        ``budget``."""
         budget = budget or Budget()
         for rule in self.rules:
             params = rule.match(text, budget)
+            if params is not None:
+                return params
+        bare = strip_prefixes(text) if bare is None else bare
+        if bare == text:
+            return None
+        for rule in self.rules:
+            params = rule.match(bare, budget)
             if params is not None:
                 return params
         return None
@@ -219,15 +231,35 @@ class Catalog:
         return self.patterns.get(pattern_id)
 
     def detect(self, text: str) -> tuple[Pattern, dict[str, str]] | None:
-        """The highest-priority pattern whose rules match ``text``, with its parameters.
-
-        Every rule of the pass shares one time budget (``boundedre.PASS_BUDGET_S``)."""
+        """The highest-priority pattern whose rules match ``text``, with its parameters. The
+        text is also read without its lines' CI/log prefixes (:mod:`.prefixes`); the stronger
+        of the two matches wins (higher priority, then more parameters); the view without
+        prefixes on a tie or when both name the same pattern, so a prefix never leaks into a
+        parameter. Every rule of both passes shares one time budget
+        (``boundedre.PASS_BUDGET_S``)."""
         budget = Budget()
+        found = self._first(text, budget)
+        bare = strip_prefixes(text)
+        if bare == text:
+            return found
+        other = self._first(bare, budget)
+        if other is None:
+            return found
+        if found is None or found[0] is other[0] or _strength(other) >= _strength(found):
+            return other  # the rule written for the tool's own output, found under a prefix
+        return found
+
+    def _first(self, text: str, budget: Budget) -> tuple[Pattern, dict[str, str]] | None:
         for pattern in self._ordered:
-            params = pattern.detect(text, budget)
+            params = pattern.detect(text, budget, text)
             if params is not None:
                 return pattern, params
         return None
+
+
+def _strength(found: tuple[Pattern, dict[str, str]]) -> tuple[int, int]:
+    """A match is stronger when its pattern ranks higher, then when it found more parameters."""
+    return found[0].priority, len(found[1])
 
 
 def load_catalog(paths: Iterable[Path] | None = None) -> Catalog:

@@ -42,6 +42,30 @@ _LOGIC = re.compile(
 )
 
 
+#: the same verdict from other languages' tools: a JVM assertion or null dereference, a Rust
+#: assertion panic, a failed Go test, and compile errors in the project's own code (a type
+#: error, an undeclared name); a missing header or module is the environment, not logic
+_OTHER_LOGIC = re.compile(
+    r"""^Exception\ in\ thread\ "[^"\n]{0,200}"\ (?:[\w$]{1,80}\.){0,12}
+          (?P<jvm>AssertionError|AssertionFailedError|ComparisonFailure|NullPointerException|
+             ClassCastException|ArrayIndexOutOfBoundsException|IndexOutOfBoundsException)\b
+       |^\s{0,12}(?:[\w$]{1,80}\.){1,12}
+          (?P<jvm2>AssertionError|AssertionFailedError|ComparisonFailure)\b
+       |^thread\ '[^'\n]{0,200}'(?:\ \(\d{1,10}\))?\ panicked\ at\ [^\n]{0,300}\n
+          (?P<rust>assertion)
+       |^(?P<gotest>---\ FAIL:)\ \w
+       |^(?P<compile>error\[E\d{4}\]:
+          |[^\s:]{1,300}\.java:\d{1,9}:\ error:
+          |[^\s:]{1,300}\.(?:c|cc|cpp|cxx|h|hh|hpp|m|mm):\d{1,9}:\d{1,9}:\ error:
+          |[^\s(]{1,300}\.tsx?[(:]\d{1,9}[,:]\d{1,9}\)?:?\ (?:-\ )?error\ TS(?!2307\b)\d{4}:
+          |(?:\./)?[^\s:]{1,300}\.go:\d{1,9}:\d{1,9}:\ (?:undefined:|cannot\ use|invalid\ operation
+             |mismatched\ types|too\ many|not\ enough|missing\ return|\S+\ declared\ (?:and|but)
+             \ not\ used))""",
+    re.MULTILINE | re.VERBOSE,
+)
+_OTHER_NAMES = {"jvm": None, "jvm2": None, "rust": "assertion", "gotest": "test failure",
+                "compile": "compile error"}
+
 #: messages that carry a logic exception's name but report the environment
 _ENVIRONMENTAL = re.compile(r"bad marshal data|fetch failed")
 
@@ -51,6 +75,15 @@ def logic_bug(text: str) -> str | None:
     found = next((m for m in _LOGIC.finditer(text) if not _ENVIRONMENTAL.search(
         text, m.start(), text.find("\n", m.start()) % (len(text) + 1))), None)
     if found is None:
-        return None
+        return _other_logic(text)
     name = found.group("name") or found.group("summary") or "AssertionError"
     return "AssertionError" if name == "assert" else name
+
+
+def _other_logic(text: str) -> str | None:
+    found = _OTHER_LOGIC.search(text)
+    if found is None:
+        return None
+    group = found.lastgroup or "compile"
+    label = _OTHER_NAMES.get(group)
+    return label if label is not None else found.group(group)

@@ -33,6 +33,24 @@ log = logging.getLogger("heal.lookup")
 
 _NOISE = re.compile(r"^\s*(?:File \"|at |Traceback|\^|~|\||\d+ \|)")
 
+#: words that say *that* a process failed, not *why* (``command exited with status 1 and
+#: printed nothing``); with masked values (``<num>``) they are no evidence for tier 2
+_GENERIC = frozenset([
+    "command", "commands", "process", "exited", "exit", "exits", "status", "code", "codes",
+    "with", "and", "the", "was", "has", "returned", "return", "non", "zero", "nonzero",
+    "printed", "nothing", "output", "error", "errors", "failed", "failure", "fail", "job",
+    "step", "script", "run", "running", "finished", "completed", "complete", "ended",
+    "unexpectedly", "unsuccessfully", "non-zero", "build", "task", "stage",
+])
+_WORD = re.compile(r"<\w{1,20}>|[A-Za-z][A-Za-z_'-]{2,40}")
+
+
+def evidence(query: str) -> list[str]:
+    """The words of a query that could tell one error from another (masked values and
+    words that only say that something failed left out). Tier 2 abstains without any."""
+    return [w for w in (m.lower() for m in _WORD.findall(query[:MAX_QUERY_CHARS * 4]))
+            if not w.startswith("<") and w not in _GENERIC]
+
 
 def query_text(text: str, headline: str = "") -> str:
     """What is embedded for an error: its normalized fingerprint headline (variables masked;

@@ -34,6 +34,7 @@ from pipeline.lookup.semantic import (
     Embedder,
     MemoryIndex,
     best_per_pattern,
+    evidence,
     query_text,
 )
 from pipeline.model import Category, FixKind, LifecycleState
@@ -358,9 +359,14 @@ class Lookup:
                base: dict[str, Any]) -> LookupResult | None:
         if self.embedder is None:
             return None
+        query = query_text(text, headline)
+        if not evidence(query):
+            # a silent failure (exit 1, no output) or a bare "failed": nothing to compare
+            return unmatched("semantic tier abstains: the text carries no evidence of a cause "
+                             f"({query[:80]!r})", abstained=True)
         try:
             self._ensure_vectors()
-            vector = self._vector(fine, query_text(text, headline))
+            vector = self._vector(fine, query)
         except EngineError as exc:
             return unmatched(f"semantic tier unavailable: {exc}")
         hits = self._neighbours(vector)

@@ -123,7 +123,10 @@ def build_worker(
     ctx.resources["already_done"] = lambda event_id: groups.already_done(
         client, settings, spec.name, event_id, resolved.dedupe_ttl_s
     )
-    handler = spec.build(ctx)
+    # every stage event is sealed on the way out and checked on the way in (pipeline.trust)
+    from pipeline.trust.seal import SealedHandler
+
+    handler = SealedHandler(spec.build(ctx), settings, spec.input, spec.output)
     return StageWorker(
         client, settings, spec.name, handler,
         group=spec.group, input_stream=spec.input, output_stream=spec.output,

@@ -178,9 +178,20 @@ class Api:
         return self._db_call(lambda q: json_response(200, q.learning(limit)))
 
     def approvals(self, query: dict[str, list[str]]) -> Response:
+        """Each with ``will_run``: the exact argv, diff or playbook steps approving runs."""
+        from pipeline.apply.preview import will_run
+
         categories = _categories(query)
-        return self._db_call(lambda q: json_response(200, {
-            "categories": list(categories), "approvals": q.approvals(categories)}))
+
+        def rows(q: ServeQueries) -> Response:
+            out = []
+            for row in q.approvals(categories):
+                fix = row.pop("fix", None)
+                row["will_run"] = will_run(fix if isinstance(fix, dict) else None)
+                out.append(row)
+            return json_response(200, {"categories": list(categories), "approvals": out})
+
+        return self._db_call(rows)
 
     def overview(self, _query: dict[str, list[str]]) -> Response:
         """What the dashboard draws from PostgreSQL in one request."""

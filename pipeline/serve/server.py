@@ -9,32 +9,32 @@ from urllib.parse import parse_qs, urlsplit
 
 from pipeline.config import Settings
 from pipeline.serve.api import Api, Response, error_response
+from pipeline.serve.auth import (
+    LOOPBACK_NAMES,
+    Role,
+    Tokens,
+    allowed_hosts,
+    how_to_get_a_token,
+    load_tokens,
+)
+from pipeline.serve.auth import host_name as _host_name
 
 log = logging.getLogger(__name__)
 
 #: request bodies are not used by any route; refuse big ones instead of reading them
 MAX_BODY = 64 * 1024
-LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
-#: header every POST must carry: a cross-site form or no-cors fetch cannot set it, so another
-#: web page open in the operator's browser cannot approve a fix
-CSRF_HEADER = "X-Requested-By"
-
-
-def _host_name(host_header: str) -> str:
-    """The host of a Host header without the port (``[::1]:80`` -> ``::1``)."""
-    host = host_header.strip().lower()
-    if host.startswith("["):
-        return host[1:].split("]", 1)[0]
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 class HealServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], api: Api) -> None:
+    def __init__(self, address: tuple[str, int], api: Api, tokens: Tokens,
+                 allow_hosts: tuple[str, ...] = ()) -> None:
         self.api = api  # before binding: a failed bind calls server_close()
+        self.tokens = tokens
         self.loopback = _host_name(address[0]) in LOOPBACK_NAMES
+        self.hosts = allowed_hosts(address[0], allow_hosts)
         super().__init__(address, Handler)
 
     def server_close(self) -> None:
@@ -48,16 +48,32 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def _refusal(self, method: str) -> Response | None:
-        """403 for a foreign Host on a loopback server (DNS rebinding) and for a POST without
-        the CSRF header; 413 for an oversized body."""
-        if self.server.loopback and _host_name(self.headers.get("Host", "")) not in \
-                LOOPBACK_NAMES:
+        """403 for a Host this server is not (DNS rebinding), 401/403 without the token the
+        request's role needs (pipeline.serve.auth), 413 for an oversized body."""
+        host = _host_name(self.headers.get("Host", ""))
+        if host not in self.server.hosts:
+            where = ("use http://127.0.0.1:PORT (a loopback server answers only loopback "
+                     "names)" if self.server.loopback else
+                     "start heal serve with --allow-host NAME (or HEAL_SERVE_HOSTS) for the "
+                     "name clients use")
             return error_response(403, f"Host {self.headers.get('Host')!r} is not this "
-                                  "server; use http://127.0.0.1:PORT (a loopback server "
-                                  "answers only loopback names)")
-        if method == "POST" and not self.headers.get(CSRF_HEADER):
-            return error_response(403, f"POST needs the header '{CSRF_HEADER}: heal' "
-                                  "(protection against cross-site requests)")
+                                  f"server; {where}")
+        needed = Role.VIEWER if method in ("GET", "HEAD") else Role.APPROVER
+        if needed is Role.VIEWER and self.server.loopback:
+            needed = Role.NONE  # the operator's own browser on this machine
+        role = self.server.tokens.role(self.headers.get("Authorization"))
+        if role < needed:
+            status = 401 if role is Role.NONE else 403
+            what = ("approving or rejecting needs the approver role" if needed is
+                    Role.APPROVER else "this server is reachable from the network, so "
+                    "every request needs a token")
+            log.warning("heal serve: refused %s %s from %s (%s)", method, self.path[:200],
+                        self.client_address[0], "no valid token" if status == 401
+                        else "viewer token")
+            response = error_response(status, f"{what}: "
+                                      f"{how_to_get_a_token(self.server.tokens, needed)}")
+            response.headers["WWW-Authenticate"] = 'Bearer realm="heal"'
+            return response
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
@@ -113,9 +129,11 @@ class Handler(BaseHTTPRequestHandler):
         log.info("%s %s", self.address_string(), format % args)
 
 
-def make_server(settings: Settings, host: str = "127.0.0.1", port: int = 8377) -> HealServer:
+def make_server(settings: Settings, host: str = "127.0.0.1", port: int = 8377,
+                allow_hosts: tuple[str, ...] = ()) -> HealServer:
     """A bound (not yet serving) server; port 0 picks a free port (``server.server_port``).
 
-    Raises OSError when the address cannot be bound.
+    Raises OSError when the address cannot be bound, ConfigError when the tokens cannot be
+    read or created.
     """
-    return HealServer((host, port), Api(settings))
+    return HealServer((host, port), Api(settings), load_tokens(settings), allow_hosts)

@@ -31,6 +31,17 @@ class Sandbox:
         self.settings = dataclasses.replace(base, prefix=f"{base.prefix}-shadow-{token}",
                                             home=self.tmp / "home")
         self.settings.home.mkdir(parents=True)
+        self._copy_operator_config()
+
+    def _copy_operator_config(self) -> None:
+        """The shadow decides under the operator's real configuration (pipeline.trust)."""
+        from pipeline.trust.operator import config_path
+
+        source = config_path(self.base)
+        target = config_path(self.settings)
+        if source != target and source.is_file():
+            target.write_bytes(source.read_bytes())
+            target.chmod(0o600)
 
     def open_database(self) -> Any:
         """Raises EngineError when no database is reachable."""
@@ -96,24 +107,39 @@ class Sandbox:
         return dest
 
     def redirect(self, event: ErrorEvent, mode: str, repo: Path | None) -> ErrorEvent:
-        """The event as the shadow pipeline sees it: mode set, repository = the copy."""
-        from pipeline.validate.validator import repo_root
+        """The event as the shadow pipeline sees it: mode set, repository = the copy.
+
+        The trust boundary holds in the shadow too (pipeline.trust): only a repository the
+        real pipeline would act on (attested by heal run, in ``[trust] repos``, or the REPO
+        the operator named) is copied with the evaluated mode signed for the shadow; its
+        command is kept only when the real pipeline would re-run it.
+        """
+        from pipeline.trust.attest import attest
+        from pipeline.trust.boundary import assess
 
         tags = {**event.tags, "mode": mode, "shadow": True}
-        root = repo_root(event)
+        trust = assess(event, self.base)
+        root = trust.root
+        chosen = False
         if root is None and repo is not None and not event.repo.path:
             root = repo.resolve()
+            chosen = True
             tags.setdefault("cwd", str(root))
         if root is None:
             return dataclasses.replace(event, tags=tags)
+        if not (trust.repo_trusted or chosen):
+            return dataclasses.replace(event, tags=tags)  # diagnosed only, as in real life
         copy = self.copy_repo(root)
         cwd = Path(str(tags.get("cwd") or event.repo.path or root)).resolve()
         try:
             tags["cwd"] = str(copy / cwd.relative_to(root))
         except ValueError:
             tags["cwd"] = str(copy)
+        if event.command and not trust.command:
+            tags["untrusted_command"] = list(event.command)[:64]
         new_repo = dataclasses.replace(event.repo, path=str(copy))
-        return dataclasses.replace(event, tags=tags, repo=new_repo)
+        shadow = dataclasses.replace(event, tags=tags, repo=new_repo, command=trust.command)
+        return attest(shadow, self.settings)
 
     def close(self, client: Any) -> None:
         """Delete the shadow's keys and streams, its database and its temp dir."""

@@ -19,6 +19,12 @@ class FixRequest:
     fix: dict[str, Any]
     root: Path
     policy: Policy
+    #: the failing command heal may re-run (pipeline.trust.boundary); empty: none or untrusted
+    trusted_command: tuple[str, ...] = ()
+    #: why the event's command is not trusted ('' when it is, or when there is none)
+    trust_note: str = ""
+    #: why this fix waits for a person whatever the mode (e.g. an undeclared package)
+    hold: str = ""
 
     @property
     def fix_id(self) -> str:

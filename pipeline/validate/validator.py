@@ -19,42 +19,40 @@ import redis
 from pipeline.config import Settings
 from pipeline.errors import DecodeError, GitError, HealError, StreamUnavailable
 from pipeline.events import CandidateEvent, ErrorEvent, VerdictEvent
-from pipeline.gitops import find_root
 from pipeline.guardrails.budget import Budget
 from pipeline.guardrails.gate import WorkflowGate, gate_for
 from pipeline.model import Category, FixKind, Mode
 from pipeline.policy import Policy, policy_for
+from pipeline.trust.boundary import Trust, assess, event_root
+from pipeline.trust.operator import lower_mode, restrict
+from pipeline.trust.packages import review_install
+from pipeline.trust.seal import seal, unseal
 from pipeline.validate.audit import audit
 from pipeline.validate.judges import Evidence, Vote, collect_votes, needs_human
 from pipeline.validate.preflight import Preflight
 from pipeline.validate.request import FixRequest
 from pipeline.validate.rqjobs import CheckQueue
-from pipeline.validate.verify import Verification, Verifier
+from pipeline.validate.verify import Verification, Verifier, rel_cwd
 
 log = logging.getLogger(__name__)
 VERDICT_TTL_S = 7 * 24 * 3600
+VERDICT_CACHE_ROLE = "verdict-cache"
 #: how a verdict the mode would have applied, but a guardrail held back, begins
 HELD = "not applied automatically: "
 
 
-def effective_mode(policy: Policy, candidate: CandidateEvent) -> Mode:
-    """``tags.mode`` on the error (set by ``heal run --mode``) wins over heal.toml."""
+def effective_mode(policy: Policy, candidate: CandidateEvent, trust: Trust,
+                   ceiling: Mode | None = None) -> Mode:
+    """``tags.mode`` may lower the policy's mode; only an attested ``heal run --mode`` (the
+    operator's own choice) may raise it, up to ``ceiling`` (the operator's
+    ``trust.max_mode``, or ``suggest`` when the repository's checks could not be honoured)."""
     tag = candidate.error.tags.get("mode") if isinstance(candidate.error.tags, dict) else None
-    try:
-        return Mode(tag) if tag else policy.mode
-    except ValueError:
-        return policy.mode
+    return lower_mode(trust.mode(policy.mode, tag, ceiling), ceiling or Mode.AUTO)
 
 
 def repo_root(error: ErrorEvent) -> Path | None:
     """The git work tree the error happened in (``tags.cwd`` or ``repo.path``), or None."""
-    where = error.tags.get("cwd") or error.repo.path
-    if not where:
-        return None
-    try:
-        return find_root(where)
-    except GitError:
-        return None
+    return event_root(error)
 
 
 class Validator:
@@ -105,14 +103,19 @@ class Validator:
             raise StreamUnavailable(f"validate: Redis unreachable: {exc}") from exc
         if not isinstance(raw, bytes):
             return None
+        body = unseal(self.settings, VERDICT_CACHE_ROLE, raw)
+        if body is None:  # not written by a validate stage holding the key: decide afresh
+            log.warning("trust: ignoring an unsealed cached verdict for %s", cand.error_id[:80])
+            return None
         try:
-            return VerdictEvent.decode(raw)
+            return VerdictEvent.decode(body)
         except DecodeError:
             return None
 
     def _remember(self, verdict: VerdictEvent) -> None:
         try:
-            self.client.set(self._verdict_key(verdict.error_id), verdict.encode(),
+            self.client.set(self._verdict_key(verdict.error_id),
+                            seal(self.settings, VERDICT_CACHE_ROLE, verdict.encode()),
                             ex=VERDICT_TTL_S)
         except redis.RedisError as exc:
             raise StreamUnavailable(f"validate: Redis unreachable: {exc}") from exc
@@ -130,16 +133,20 @@ class Validator:
     def _decide(self, cand: CandidateEvent) -> VerdictEvent:
         base = VerdictEvent(id=f"{cand.error_id}:validate", error_id=cand.error_id,
                             error=cand.error, fine=cand.fine, fix=cand.fix, params=cand.params)
-        root = repo_root(cand.error)
-        policy = policy_for(root).current() if root else Policy()
-        mode = effective_mode(policy, cand)
+        trust = assess(cand.error, self.settings)
+        root = trust.root
+        policy, warnings, ceiling = restrict(
+            policy_for(root).current() if root else Policy(), trust.operator)
+        mode = effective_mode(policy, cand, trust, ceiling)
         if mode == Mode.OBSERVE:
             return replace(base, decision="observe", reason="mode observe: detected only")
         gate = gate_for(self.client, self.settings, cand.error, policy)
-        return with_note(self._decide_under(base, cand, root, policy, mode, gate), gate)
+        return with_note(self._decide_under(base, cand, root, policy, mode, gate, trust,
+                                            warnings), gate)
 
     def _decide_under(self, base: VerdictEvent, cand: CandidateEvent, root: Path | None,
-                      policy: Policy, mode: Mode, gate: WorkflowGate) -> VerdictEvent:
+                      policy: Policy, mode: Mode, gate: WorkflowGate, trust: Trust,
+                      warnings: list[str]) -> VerdictEvent:
         fix = cand.fix
         if cand.match.get("ignored"):
             return replace(base, decision="observe", reason=str(cand.match.get("reason", "")))
@@ -152,15 +159,33 @@ class Validator:
         if root is None:
             return replace(base, decision="escalate", reason="the error names no git "
                            "repository (repo.path / tags.cwd), so no fix can be verified")
-        req = FixRequest(cand, fix, root, policy)
-        return self._validate_fix(base, req, mode, gate)
+        if not trust.repo_trusted:
+            log.warning("trust: refused to act on error %s: %s", cand.error_id[:80],
+                        trust.reason)
+            return replace(base, decision="observe", reason=(
+                f"diagnosed only, not acted on: {trust.reason}; to let heal act here, add "
+                "the repository root to [trust] repos in the operator configuration "
+                "($HEAL_HOME/heal.toml or HEAL_CONFIG), or run the command with heal run"))
+        hold = ""
+        review = review_install(fix, root, trust.command, root / rel_cwd(cand.error, root),
+                                trust.operator.packages)
+        if review is not None:  # pip install NAME: bounded (pipeline.trust.packages)
+            fix, base = review.fix, replace(base, fix=review.fix)
+            warnings = [*warnings, f"package install: {review.reason}"]
+            hold = "" if review.unattended else review.reason
+        req = FixRequest(cand, fix, root, policy, trusted_command=trust.command,
+                         trust_note=trust.reason, hold=hold)
+        return self._validate_fix(base, req, mode, gate, warnings)
 
     def _validate_fix(self, base: VerdictEvent, req: FixRequest, mode: Mode,
-                      gate: WorkflowGate) -> VerdictEvent:
+                      gate: WorkflowGate,
+                      trust_warnings: list[str] | None = None) -> VerdictEvent:
         checks = self.preflight.run(req)
         warning = policy_for(req.root).warning
         if warning:  # still validated, under the last valid policy; say so with the evidence
             checks.append({"name": "policy", "ok": True, "reason": warning, "duration_s": 0.0})
+        for note in [*(trust_warnings or []), *([req.trust_note] if req.trust_note else [])]:
+            checks.append({"name": "trust", "ok": True, "reason": note, "duration_s": 0.0})
         failed = [c for c in checks if not c["ok"]]
         if failed:
             reason = "pre-flight refused: " + "; ".join(f"{c['name']}: {c['reason']}"
@@ -180,6 +205,9 @@ class Validator:
         if tokens:
             budget.record("llm_tokens", float(tokens))
         decision, reason = decide(req, mode, ver, votes, gate)
+        capped = [w for w in trust_warnings or [] if "capped at suggest" in w]
+        if decision == "suggest" and capped:  # say why it was not applied by itself
+            reason = f"{reason}; {capped[0]}"
         verdict = replace(base, decision=decision, reason=reason, preflight=checks,
                           verification=ver.runs, votes=[v.to_dict() for v in votes],
                           branch=ver.branch, commit=ver.commit if ver.passed else "")
@@ -242,6 +270,16 @@ def decide(req: FixRequest, mode: Mode, ver: Verification, votes: list[Vote],
     approvals = f"{len(votes)} judge(s) approved; {ver.reason}"
     if needs_human(req):
         return "suggest", f"RISKY fix needs a human: heal apply {req.fix_id}; {approvals}"
+    if req.hold:
+        argv = " ".join(str(a) for a in req.rendered.get("argv") or [])
+        return "suggest", (f"{req.hold}; a person approves it by name: heal apply "
+                           f"{req.candidate.error_id} (runs: {argv}); {approvals}")
+    if ver.deferred and not req.trusted_command:
+        # verified only when applied, by re-running the failing command: without a command
+        # heal may trust, nothing would prove the fix, so a person decides
+        return "suggest", (f"mode {mode.value}: the failing command is not trusted, so "
+                           f"nothing would verify this fix when applied; a person decides: "
+                           f"heal apply {req.candidate.error_id}; {approvals}")
     safe = req.category == Category.SAFE and state != "DRAFT"
     if (mode == Mode.AUTO_SAFE and safe) or (mode == Mode.AUTO and (safe or state == "AUTOMATED")):
         held = automatic_refusal(req, gate)

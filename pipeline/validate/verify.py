@@ -121,6 +121,10 @@ class Verifier:
         repo.create_branch(branch, commit)
         runs = self.checks.run(self._specs(req, before, after))
         passed, reason = judge_runs(runs)
+        if not runs and req.candidate.error.command and not req.trusted_command:
+            reason = ("nothing to run: the event's command is not trusted (not from heal run "
+                      "here, not in [trust] commands) and operator configuration declares no "
+                      "[[verify.checks]]")
         if not passed:
             repo.run("branch", "-D", branch, check=False)  # the fix did not survive: discard
         return Verification(passed, reason, runs, branch if passed else "", commit, changed,
@@ -167,7 +171,9 @@ class Verifier:
         pol = req.policy
         specs: list[CheckSpec] = []
         rel = _rel_cwd(req)
-        command = tuple(req.candidate.error.command)
+        # only a command the operator's side vouches for is re-run (pipeline.trust.boundary);
+        # the event's own `command` field is data
+        command = tuple(req.trusted_command)
         timeout = pol.check_timeout_s
         for phase, tree in (("before", before), ("after", after)):
             if command and pol.include_failing:

@@ -6,8 +6,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from pipeline.config import Settings
 from pipeline.demo.sample import create_repo, git
 from pipeline.events import CandidateEvent, ErrorEvent, Repo, Workflow
+from pipeline.trust.attest import attest
 from pipeline.validate.runner import run_argv
 
 FORMAT_FIX = {"id": "format.ruff_format", "pattern_id": "format.ruff_format", "kind": "command",
@@ -44,9 +46,11 @@ def candidate(root: Path, command: tuple[str, ...], fix: dict[str, Any] | None,
     tags: dict[str, Any] = {"cwd": str(root)}
     if mode:
         tags["mode"] = mode
-    err = ErrorEvent(id=eid, text=run["tail"], command=command, exit_code=run["exit_code"],
+    # the test ran the command itself, as heal run does: it signs the event as the operator
+    err = attest(ErrorEvent(id=eid, text=run["tail"], command=command, exit_code=run["exit_code"],
                      repo=Repo(path=str(root), commit=git(root, "rev-parse", "HEAD"),
                                branch="main"),
-                     workflow=Workflow(id=f"wf-{eid}", step="s"), tags=tags)
+                     workflow=Workflow(id=f"wf-{eid}", step="s"), tags=tags),
+                 Settings.from_env())
     return CandidateEvent(id=f"{eid}:lookup", error_id=eid, error=err,
                           fine=fine or f"fp-{eid}", params=params or {}, fix=fix)

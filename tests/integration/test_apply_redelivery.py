@@ -10,8 +10,9 @@ import redis
 
 from pipeline.config import STREAM_CANDIDATES, STREAM_OUTCOMES, Settings
 from pipeline.demo.sample import break_formatting, git
-from pipeline.events import OutcomeEvent
+from pipeline.events import CandidateEvent, OutcomeEvent
 from pipeline.runtime import drain_inline
+from pipeline.trust.seal import seal
 from storage.db import Database
 from tests.integration._heal_validate_support import FORMAT_FIX, candidate, sample_repo
 
@@ -19,6 +20,12 @@ from tests.integration._heal_validate_support import FORMAT_FIX, candidate, samp
 @pytest.fixture
 def settings(tmp_path: Path, prefix: str) -> Settings:
     return Settings(redis_url=None, database_url=None, home=tmp_path / "home", prefix=prefix)
+
+
+def publish(client: redis.Redis, settings: Settings, cand: CandidateEvent) -> None:
+    """As the lookup stage would: sealed with the operator's key (pipeline.trust.seal)."""
+    client.xadd(settings.stream(STREAM_CANDIDATES),
+                {"event": seal(settings, STREAM_CANDIDATES, cand.encode())})
 
 
 def outcomes(client: redis.Redis, settings: Settings) -> list[OutcomeEvent]:
@@ -32,10 +39,10 @@ def test_delivered_twice_applied_once(tmp_path: Path, client: redis.Redis, setti
     break_formatting(root)
     cand = candidate(root, ("ruff", "format", "--check", "."), FORMAT_FIX)
     for _ in range(2):  # the same event published twice (a producer retry)
-        client.xadd(settings.stream(STREAM_CANDIDATES), {"event": cand.encode()})
+        publish(client, settings, cand)
     drain_inline(settings, client, stages=["validate", "apply"], ctx_resources={"db": db})
     # and once more, as if a crashed worker's entry were redelivered later
-    client.xadd(settings.stream(STREAM_CANDIDATES), {"event": cand.encode()})
+    publish(client, settings, cand)
     drain_inline(settings, client, stages=["validate", "apply"], ctx_resources={"db": db})
     applied = [o for o in outcomes(client, settings) if o.status == "applied"]
     assert {o.id for o in applied} == {f"{cand.error_id}:apply"}
@@ -57,7 +64,7 @@ def test_diff_fix_verified_with_git_apply(tmp_path: Path, client: redis.Redis,
     fix = {"id": "whitespace.trailing", "kind": "diff", "category": "SAFE", "state": "ACTIVE",
            "rendered": {"diff": diff, "unidiff_zero": True}}
     cand = candidate(root, ("ruff", "check", "."), fix)
-    client.xadd(settings.stream(STREAM_CANDIDATES), {"event": cand.encode()})
+    publish(client, settings, cand)
     drain_inline(settings, client, stages=["validate", "apply"], ctx_resources={"db": db})
     [outcome] = outcomes(client, settings)
     assert outcome.status == "applied", outcome.detail

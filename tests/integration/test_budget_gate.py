@@ -105,9 +105,14 @@ def llm_url() -> Iterator[str]:
 
 def test_llm_judge_tokens_are_recorded_against_the_daily_budget(
         tmp_path: Path, validator: Validator, client: redis.Redis, stage_settings: Settings,
-        llm_url: str) -> None:
-    root = _repo(tmp_path, "shop", f'[judges.llm]\nenabled = true\nurl = "{llm_url}"\n'
-                 'model = "m"\n')
+        llm_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the LLM judge is operator configuration (pipeline.trust.operator), never a repository's
+    operator = tmp_path / "operator.toml"
+    operator.write_text('[trust]\ncommands = [["python", "-m", "unittest", "*"]]\n'
+                        f'[judges.llm]\nenabled = true\nurl = "{llm_url}"\nmodel = "m"\n')
+    operator.chmod(0o600)
+    monkeypatch.setenv("HEAL_CONFIG", str(operator))
+    root = _repo(tmp_path, "shop", "")
     verdict = validator.validate(candidate(root, FORMAT, FORMAT_FIX))
     (llm,) = [v for v in verdict.votes if v["judge"] == "llm"]
     assert llm["approve"] and llm["tokens"] == 1234

@@ -22,7 +22,10 @@ def _env(heal_env: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items()
             if not k.startswith(("HEAL_", "GITHUB_", "GITLAB_", "CI_", "RUNNER_"))}
     path = f"{Path(sys.executable).parent}{os.pathsep}{base['PATH']}"
-    return {**base, **heal_env, **extra, "PATH": path, "PYTHONPATH": str(ROOT)}
+    # the operator's configuration (tests/conftest.py) allows the check the scenario's
+    # heal.toml declares (pipeline.trust): a repository's checks run only when it does
+    operator = {"HEAL_CONFIG": os.environ["HEAL_CONFIG"]}
+    return {**base, **heal_env, **operator, **extra, "PATH": path, "PYTHONPATH": str(ROOT)}
 
 
 def _action_script() -> str:

@@ -9,6 +9,7 @@ import redis
 
 from pipeline.config import Settings
 from pipeline.events import ErrorEvent, FingerprintEvent
+from pipeline.fingerprint.hashing import ALGORITHM_VERSION
 from pipeline.runtime.drain import drain_inline
 
 TEXTS = [f"Invalid user {u} from 10.1.0.{i}" for i, u in enumerate(["ann", "bob", "cy", "dee"])]
@@ -31,7 +32,8 @@ def test_errors_become_fingerprints_through_the_runtime(
     entries = client.xrange(settings.stream("fingerprints"))
     events = [FingerprintEvent.decode(fields[b"event"]) for _, fields in entries]
     assert sorted(e.id for e in events) == [f"e{i}:fingerprint" for i in range(len(TEXTS))]
-    assert all(e.version == "fp-v1" and e.fine.startswith("fp-v1:") for e in events)
+    assert all(e.version == ALGORITHM_VERSION for e in events)
+    assert all(e.fine.startswith(ALGORITHM_VERSION + ":") for e in events)
     # the last events were mined against the shared set: user names are variables
     assert events[-1].template == "Invalid user <*> from <*>"
     assert client.xlen(settings.stream("dead")) == 1

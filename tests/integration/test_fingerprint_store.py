@@ -12,6 +12,7 @@ from pipeline.config import Settings
 from pipeline.events import ErrorEvent
 from pipeline.fingerprint import Fingerprinter
 from pipeline.fingerprint.cluster import mine, tokenize
+from pipeline.fingerprint.hashing import ALGORITHM_VERSION
 from pipeline.fingerprint.rules import DEFAULT_NORMALIZER
 from pipeline.fingerprint.store import MemoryTemplateStore, RedisTemplateStore
 from pipeline.stage import StageContext
@@ -70,7 +71,7 @@ def test_stage_workers_share_templates_through_redis(
     assert out.id == "e0:fingerprint"
     assert out.template == "Invalid user <*> from <*>"
     assert out.params["cluster"] == handlers[0].handle(events[1])[0].params["cluster"]
-    keys = redis.Redis.from_url(redis_url).keys(f"{prefix}:fp:fp-v1:tpl:*")
+    keys = redis.Redis.from_url(redis_url).keys(f"{prefix}:fp:{ALGORITHM_VERSION}:tpl:*")
     assert keys  # the templates live under the stream prefix, per algorithm version
 
 

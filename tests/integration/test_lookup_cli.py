@@ -107,3 +107,18 @@ def test_diagnosing_twice_leaves_no_trace(
                            "($1::text[])", [fine, coarse]) == 0
     finally:
         db.close()
+
+
+@pytest.mark.parametrize("text", [
+    "command exited with status 1 and printed nothing",  # heal run of `false`, `grep -q`
+    "##[error]Process completed with exit code 1.",
+])
+def test_silent_failures_abstain_in_tier_2(
+        heal_env: dict[str, str], capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        text: str) -> None:
+    path = tmp_path / "silent.txt"
+    path.write_text(text + "\n")
+    assert main(["diagnose", str(path), "--json"]) == 0  # semantic tier on
+    data = json.loads(capsys.readouterr().out)
+    assert data["match"]["pattern_id"] is None and data["fix"] is None
+    assert "no evidence" in data["match"]["reason"]

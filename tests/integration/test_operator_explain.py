@@ -16,6 +16,7 @@ import redis
 from pipeline.cli import main
 from pipeline.config import Settings
 from pipeline.events import FingerprintEvent
+from pipeline.fingerprint.hashing import ALGORITHM_VERSION
 from storage.attempts import close_stores
 from storage.engines import open_database
 
@@ -71,7 +72,7 @@ def test_explain_a_matched_error_end_to_end(
     assert main(["run", "--timeout", "60", "--", sys.executable, "-c", f"import {module}"]) == 1
     capsys.readouterr()
     fine = _fine_of_last_error(heal_env)
-    assert fine.startswith("fp-v1:")
+    assert fine.startswith(ALGORITHM_VERSION + ":")
 
     code, out, err = _run(["explain", fine, "--json"], capsys)
     assert code == 0, err
@@ -118,7 +119,8 @@ def test_explain_an_escalation_reads_its_reason_and_text_from_the_stream(
 
 def test_unknown_and_ambiguous_fingerprints(
         heal_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = _run(["explain", "fp-v1:zzzz-not-a-fingerprint"], capsys)
+    code, out, err = _run(["explain", f"{ALGORITHM_VERSION}:zzzz-not-a-fingerprint"], capsys)
     assert code == 1 and "no record of fingerprint" in err and "Traceback" not in err
-    code, out, err = _run(["explain", "fp-v1:"], capsys)  # every fingerprint shares it
+    # every fingerprint shares the bare version prefix
+    code, out, err = _run(["explain", f"{ALGORITHM_VERSION}:"], capsys)
     assert code == 2 and "give more characters" in err

@@ -89,7 +89,7 @@ def test_list_and_interactive_review(heal_env: dict[str, str],
     listed = {i["fine"]: i for i in json.loads(capsys.readouterr().out)["issues"]}
     assert set(fines) <= set(listed) and all(listed[f]["count"] == 1 for f in fines)
     assert main(["issues", "list"]) == 0
-    assert "reticulation of" in capsys.readouterr().out
+    assert "reticulation of <*> splines did not converge" in capsys.readouterr().out
 
     # an invalid answer is asked again; y creates a pattern, n ignores, q stops
     code, out = _pty_review(["--tag", f"run={run}"], ["maybe", "y", "n", "q"], heal_env)
@@ -119,6 +119,17 @@ def test_list_and_interactive_review(heal_env: dict[str, str],
     assert main(["explain", ignored, "--json"]) == 0
     story = json.loads(capsys.readouterr().out)
     assert story["issues"][0]["status"] == "ignored" and "ignored" in story["why"]
+
+
+def test_issues_are_grouped_by_mined_template_and_keep_their_fingerprints(
+        heal_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    fines = _unmatched(heal_env, _word(), 3)
+    assert main(["issues", "list", "--json", "--limit", "500"]) == 0
+    groups = json.loads(capsys.readouterr().out)["groups"]
+    mine = [g for g in groups if set(g["fines"]) & set(fines)]
+    assert len(mine) == 1  # three distinct fingerprints, one mined template
+    assert set(fines) <= set(mine[0]["fines"]) and mine[0]["count"] >= 3
+    assert mine[0]["template"] == "reticulation of <*> splines did not converge"
 
 
 def test_review_without_a_terminal_needs_a_batch_option(

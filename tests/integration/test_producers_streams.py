@@ -210,3 +210,42 @@ def test_backfill_json_summary_and_bad_paths(
     assert main(["backfill", str(tmp_path / "missing.log")]) == 2
     assert main(["backfill", str(tmp_path)]) == 2
     assert "missing.log: does not exist" in capsys.readouterr().err
+
+
+CI_LOG = "\n".join([
+    "travis_fold:start:install",
+    "$ npm ci",
+    "npm WARN deprecated request@2.88.2: request has been deprecated",
+    "npm ERR! this line is noise of a step that succeeded",
+    "travis_fold:end:install",
+    'The command "npm ci" exited with 0.',
+    "$ npm test",
+    *[f"  ok {i} adds {i}" for i in range(80)],
+    "  1) sums two numbers:",
+    "     AssertionError [ERR_ASSERTION]: 3 == 4",
+    "      at Context.<anonymous> (test/sum.js:5:12)",
+    "  80 passing (40ms)",
+    "  1 failing",
+    'The command "npm test" exited with 1.',
+    "Done. Your build exited with 1.",
+    "",
+])
+
+
+def test_backfill_of_a_ci_log_publishes_the_failed_steps_explanation_and_little_else(
+    settings: Settings, client: redis.Redis, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "build.log"
+    log.write_text(CI_LOG)
+    assert main(["backfill", "--dry-run", "--json", str(log)]) == 0
+    events = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(events) == 1
+    text = events[0]["text"]
+    assert "AssertionError [ERR_ASSERTION]: 3 == 4" in text and "1 failing" in text
+    assert "noise of a step that succeeded" not in text
+    assert events[0]["exit_code"] == 1 and events[0]["tags"]["record_kind"] == "ci-step"
+    assert len(text) < len(CI_LOG) / 2
+    # heal watch publishes the same event once the runner reports the exit
+    assert main(["watch", "--once", "--from-start", str(log)]) == 0
+    published = errors(client, settings)
+    assert [e.text for e in published] == [text]

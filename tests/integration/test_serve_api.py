@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from pipeline.config import Settings
+from pipeline.serve.auth import load_tokens
 from pipeline.serve.server import HealServer, make_server
 from storage.attempts import AttemptStore
 from storage.engines import open_database
@@ -38,12 +39,16 @@ def base(heal_env: dict[str, str]) -> Iterator[str]:
     server.server_close()
 
 
+def approver_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {load_tokens(Settings.from_env()).approver}"}
+
+
 def call(url: str, method: str = "GET", headers: dict[str, str] | None = None,
          ) -> tuple[int, str, Any]:
     """(status, content type, body: JSON decoded when JSON) without raising on 4xx/5xx.
-    A POST carries the CSRF header unless ``headers`` says otherwise."""
+    A POST carries the approver's bearer token unless ``headers`` says otherwise."""
     if headers is None:
-        headers = {"X-Requested-By": "heal"} if method == "POST" else {}
+        headers = approver_headers() if method == "POST" else {}
     request = urllib.request.Request(url, method=method, headers=headers,
                                      data=b"" if method == "POST" else None)
     try:
@@ -146,9 +151,11 @@ def test_error_contract(base: str) -> None:
 
 
 def test_cross_site_guards(base: str) -> None:
-    # a POST without the CSRF header (what a form on another site sends) is refused
+    # a POST without the approver's token (what a form on another site sends) is refused,
+    # and the answer says where the token is
     status, _, body = call(f"{base}/api/approvals/x/approve", "POST", headers={})
-    assert status == 403 and "X-Requested-By" in body["error"]
+    assert status == 401 and "approver token" in body["error"] and "HEAL_SERVE_TOKEN" in \
+        body["error"]
     # DNS rebinding: a loopback server answers only requests addressed to a loopback name
     status, _, body = call(f"{base}/api/breaker", headers={"Host": "evil.example:8377"})
     assert status == 403 and "is not this server" in body["error"]

@@ -15,6 +15,7 @@ from pipeline.cli import main
 from pipeline.config import Settings
 from pipeline.demo.sample import break_assertion, break_formatting, create_repo
 from pipeline.events import ErrorEvent, Repo, Source, Workflow
+from pipeline.trust.attest import attest
 from pipeline.validate.runner import run_argv
 
 UNITTEST = ("python", "-m", "unittest", "discover", "-s", "tests", "-t", ".", "-q")
@@ -37,12 +38,14 @@ def _state(root: Path) -> tuple[str, str, str, str]:
 def _event(root: Path, name: str, command: tuple[str, ...]) -> ErrorEvent:
     run = run_argv(list(command), str(root), 60.0)
     assert run["exit_code"] != 0, f"{name} should fail: {run}"
-    return ErrorEvent(
+    # history heal run published (signed as the operator): the shadow may re-run its commands
+    return attest(ErrorEvent(
         id=f"hist-{name}", text=run["tail"], source=Source(kind="subprocess", name="ci"),
         workflow=Workflow(id="ci", run_id="7", step=name),
         repo=Repo(path=str(root), commit=_git(root, "rev-parse", "HEAD").strip(),
                   branch="main"),
-        command=command, exit_code=run["exit_code"], tags={"cwd": str(root)})
+        command=command, exit_code=run["exit_code"], tags={"cwd": str(root)}),
+        Settings.from_env())
 
 
 @pytest.fixture
@@ -146,10 +149,18 @@ def test_shadow_of_discovered_logs_publishes_nothing_and_saves_no_mark(
 
 def test_shadow_of_an_agent_transcript_verifies_in_a_copy(
     heal_env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     root = tmp_path / "shop"
     create_repo(root)
     break_formatting(root)
+    # a transcript is untrusted: heal acts on it only where the operator registered the
+    # repository and allowed the command (pipeline.trust)
+    operator = tmp_path / "operator.toml"
+    operator.write_text(f'[trust]\nrepos = ["{root.resolve()}"]\ncommands = [["ruff", "format",'
+                        ' "--check", "."], ["python", "-m", "unittest", "*"]]\n')
+    operator.chmod(0o600)
+    monkeypatch.setenv("HEAL_CONFIG", str(operator))
     run = run_argv(["ruff", "format", "--check", "."], str(root), 60.0)
     transcript = tmp_path / "session.jsonl"
     transcript.write_text(orjson.dumps({

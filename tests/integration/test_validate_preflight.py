@@ -12,6 +12,7 @@ import redis
 from pipeline.config import Settings
 from pipeline.events import CandidateEvent, ErrorEvent, Repo
 from pipeline.policy import load_policy
+from pipeline.trust.attest import attest
 from pipeline.validate.preflight import Preflight
 from pipeline.validate.request import FixRequest
 from pipeline.validate.validator import Validator
@@ -51,8 +52,9 @@ def settings(tmp_path: Path, prefix: str) -> Settings:
 
 def request(repo: Path, fix: dict[str, Any], params: dict[str, Any] | None = None,
             error_id: str = "e1") -> FixRequest:
-    err = ErrorEvent(id=error_id, text="boom", repo=Repo(path=str(repo), commit="c1"),
-                     command=("true",))
+    # signed as heal run would (the operator ran it here), so the repository is trusted
+    err = attest(ErrorEvent(id=error_id, text="boom", repo=Repo(path=str(repo), commit="c1"),
+                            command=("true",)), Settings.from_env())
     cand = CandidateEvent(id=f"{error_id}:lookup", error_id=error_id, error=err, fine="fp1",
                           params=params or {}, fix=fix)
     return FixRequest(cand, fix, repo, load_policy(repo / "heal.toml"))

@@ -177,6 +177,33 @@ def type_error(root: Path) -> None:
     commit(root, "core: stringify")
 
 
+def stale_sourceless_pyc(root: Path) -> None:
+    """``report.py`` moved to ``tools/``; a committed sourceless ``report.pyc`` from an old
+    Python (magic number of 2.7) stays at the root and shadows it on ``sys.path``."""
+    write(root, {
+        "tools/report.py": '"""Reports."""\n\n\ndef title() -> str:\n    return "calc"\n',
+        "tests/test_report.py": (
+            "import os\nimport sys\nimport unittest\n\n"
+            "sys.path.append(os.path.join(os.path.dirname(__file__), '..', 'tools'))\n"
+            "import report  # noqa: E402\n\n\n"
+            "class ReportTest(unittest.TestCase):\n"
+            "    def test_title(self) -> None:\n"
+            "        self.assertEqual(report.title(), 'calc')\n"),
+    })
+    (root / "report.pyc").write_bytes(b"\x03\xf3\r\n" + b"\x00" * 4 + b"c\x00\x00\x00\x00")
+    commit(root, "move report.py to tools/")
+
+
+def rust_type_error(root: Path) -> None:
+    """A Rust crate whose own code does not compile: a compile error, never a mechanical fix."""
+    write(root, {
+        "rs/Cargo.toml": '[package]\nname = "rs"\nversion = "0.1.0"\nedition = "2021"\n',
+        "rs/.gitignore": "target/\nCargo.lock\n",
+        "rs/src/main.rs": 'fn main() {\n    let x: i32 = "five";\n    println!("{}", x);\n}\n',
+    })
+    commit(root, "rs: a number")
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -204,6 +231,10 @@ SCENARIOS: list[Scenario] = [
     Scenario("missing-module", False, UNITTEST, missing_module),
     Scenario("unknown-failure", False, ("sh", "check.sh"), unknown_failure),
     Scenario("type-error", False, UNITTEST, type_error),
+    Scenario("stale-sourceless-pyc", True, UNITTEST, stale_sourceless_pyc),
+    Scenario("rust-type-error", False,
+             ("cargo", "build", "--offline", "-q", "--manifest-path", "rs/Cargo.toml"),
+             rust_type_error),
 ]
 
 BY_NAME = {s.name: s for s in SCENARIOS}

@@ -17,6 +17,7 @@ import redis
 from pipeline.config import Settings
 from pipeline.demo.sample import git
 from pipeline.events import CandidateEvent, ErrorEvent, Repo, Workflow
+from pipeline.trust.attest import attest
 from pipeline.validate.validator import Validator
 from storage.attempts import AttemptStore
 from storage.db import Database
@@ -37,11 +38,13 @@ def _candidate(root: Path, script: str, fine: str) -> CandidateEvent:
     fix = {"id": "fs.permission_denied_exec/fix", "pattern_id": "fs.permission_denied_exec",
            "kind": "command", "category": "SAFE", "state": "ACTIVE", "title": "chmod +x",
            "rendered": {"argv": ["chmod", "+x", f"./{script}"], "timeout_s": 10}}
-    err = ErrorEvent(id=eid, text=f"bash: ./{script}: Permission denied",
+    # as heal run would publish it (the operator ran the command here): signed (pipeline.trust)
+    err = attest(ErrorEvent(id=eid, text=f"bash: ./{script}: Permission denied",
                      command=(f"./{script}",), exit_code=126,
                      tags={"cwd": str(root), "mode": "auto-safe"},
                      repo=Repo(path=str(root), commit=git(root, "rev-parse", "HEAD"),
-                               branch="main"), workflow=Workflow(id=f"wf-{eid}", step="s"))
+                               branch="main"), workflow=Workflow(id=f"wf-{eid}", step="s")),
+                 Settings.from_env())
     return CandidateEvent(id=f"{eid}:lookup", error_id=eid, error=err, fine=fine,
                           params={"file": f"./{script}"}, fix=fix)
 

@@ -21,6 +21,7 @@ from pipeline.config import Settings
 from pipeline.demo.sample import git
 from pipeline.events import CandidateEvent, ErrorEvent, Repo, VerdictEvent, Workflow
 from pipeline.policy import Policy
+from pipeline.trust.attest import attest
 from pipeline.validate.paths import path_problem
 from pipeline.validate.validator import Validator
 from storage.attempts import AttemptStore
@@ -57,10 +58,12 @@ def _attack(tmp_path: Path) -> tuple[Path, Path, Path]:
 
 def _candidate(root: Path, work: Path) -> CandidateEvent:
     eid = f"sym-{uuid.uuid4().hex[:10]}"
-    err = ErrorEvent(id=eid, text="bash: ./run.sh: Permission denied", command=("./run.sh",),
+    # as heal run would publish it (the operator ran the command here): signed (pipeline.trust)
+    err = attest(ErrorEvent(id=eid, text="bash: ./run.sh: Permission denied", command=("./run.sh",),
                      exit_code=126, tags={"cwd": str(work), "mode": "auto-safe"},
                      repo=Repo(path=str(root), commit=git(root, "rev-parse", "HEAD"),
-                               branch="main"), workflow=Workflow(id=f"wf-{eid}", step="s"))
+                               branch="main"), workflow=Workflow(id=f"wf-{eid}", step="s")),
+                 Settings.from_env())
     return CandidateEvent(id=f"{eid}:lookup", error_id=eid, error=err, fine=f"fp-{eid}",
                           params={"file": "./run.sh"}, fix=CHMOD_FIX)
 

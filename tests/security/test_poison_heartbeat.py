@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -32,6 +33,13 @@ NORMAL = "ModuleNotFoundError: No module named 'yaml'"
 #: a beat every 50 ms; the largest gap allowed while poison is being fingerprinted
 BEAT_S = 0.05
 MAX_GAP_S = 1.0
+
+
+def _wait_for(condition: Callable[[], bool], deadline_s: float = 30.0) -> None:
+    """Wait on a condition with a generous deadline (never a fixed sleep)."""
+    end = time.monotonic() + deadline_s
+    while not condition() and time.monotonic() < end:
+        time.sleep(0.01)
 
 
 @pytest.fixture
@@ -63,6 +71,7 @@ def test_poison_events_never_stop_the_heartbeat(
     monkeypatch.setattr(Heartbeat, "beat", recorded)
     monkeypatch.setattr(heartbeat_module, "INTERVAL_S", BEAT_S)
     beat = Heartbeat(client, settings, [worker]).start()
+    _wait_for(lambda: len(beats) >= 1)  # the beating has begun before the work does
     start = time.monotonic()
     done = threading.Event()
 
@@ -74,6 +83,9 @@ def test_poison_events_never_stop_the_heartbeat(
     threading.Thread(target=work, daemon=True).start()
     assert done.wait(120), "the fingerprint stage did not get through the poison events"
     elapsed = time.monotonic() - start
+    # one beat after the work closes the last gap, so every gap spans work or idle time only
+    seen = len(beats)
+    _wait_for(lambda: len(beats) > seen)
     beat.stop()
     # Then the heartbeat never paused for long, and the normal event came out
     gaps = [b - a for a, b in zip(beats, beats[1:], strict=False)]

@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main
+from pipeline.fingerprint.hashing import ALGORITHM_VERSION
+
+V = ALGORITHM_VERSION + ":"
 
 TRACEBACK = """Traceback (most recent call last):
   File "/srv/co/app/main.py", line 3, in <module>
@@ -23,7 +26,7 @@ def test_one_message_per_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
     assert len(rows) == 4 and all(len(r) == 3 for r in rows)
     assert {r[2] for r in rows[:3]} == {"Invalid user <*> from <*>"}
-    assert rows[0][0].startswith("fp-v1:") and rows[0][1].startswith("fp-v1:")
+    assert rows[0][0].startswith(V) and rows[0][1].startswith(V)
     assert rows[3][2] == "session closed"
 
 
@@ -49,7 +52,7 @@ def test_unreadable_file_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
 def test_multiline_keeps_chained_tracebacks_and_java_traces_whole(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    snapshots = Path(__file__).parent / "snapshots" / "fp-v1"
+    snapshots = Path(__file__).parent / "snapshots" / ALGORITHM_VERSION
     chained = (snapshots / "python_chained.txt").read_text()
     java = (snapshots / "java_caused_by.txt").read_text()
     src = tmp_path / "mixed.txt"
@@ -71,6 +74,6 @@ def test_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     src.write_text("retry 3 of 5 to 10.0.0.1 failed\n")
     assert main(["fingerprint", "--json", str(src)]) == 0
     record = json.loads(capsys.readouterr().out)
-    assert record["version"] == "fp-v1"
+    assert record["version"] == ALGORITHM_VERSION
     assert record["normalized"] == "retry <num> of <num> to <ip> failed"
     assert any(h.startswith("<ip>: 1 replaced") for h in record["hints"])

@@ -7,6 +7,7 @@ from pathlib import Path
 from consumers import fingerprint as stage
 from pipeline.config import Settings
 from pipeline.events import ErrorEvent, FingerprintEvent, Repo
+from pipeline.fingerprint.hashing import ALGORITHM_VERSION
 from pipeline.stage import StageContext
 
 TRACEBACK = """Traceback (most recent call last):
@@ -38,7 +39,7 @@ def test_handle_produces_a_fingerprint_event_with_a_deterministic_id(tmp_path: P
     assert isinstance(out, FingerprintEvent)
     assert out.id == "e1:fingerprint" and out.error_id == "e1"
     assert (out.fine, out.coarse) == (second[0].fine, second[0].coarse)
-    assert out.version == "fp-v1" and out.fine.startswith("fp-v1:")
+    assert out.version == ALGORITHM_VERSION and out.fine.startswith(ALGORITHM_VERSION + ":")
     assert out.params["module"] == "yaml" and out.params["file"] == "app/main.py"
     assert out.extraction["kind"] == "python"
     decoded = FingerprintEvent.decode(out.encode())

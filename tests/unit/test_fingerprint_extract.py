@@ -11,8 +11,9 @@ import pytest
 
 from pipeline.fingerprint import fingerprint_text
 from pipeline.fingerprint.extract import extract
+from pipeline.fingerprint.hashing import ALGORITHM_VERSION
 
-FIXTURES = Path(__file__).parent / "snapshots" / "fp-v1"
+FIXTURES = Path(__file__).parent / "snapshots" / ALGORITHM_VERSION
 
 
 def _fixture(name: str) -> str:

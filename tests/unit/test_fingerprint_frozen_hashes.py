@@ -38,6 +38,15 @@ FROZEN: dict[str, dict[str, tuple[str, str]]] = {
         "python": ("fp-v1:7388b4ba50a6208e", "fp-v1:a107196c992c1bad"),
         "shell": ("fp-v1:48315ec0e8be7944", "fp-v1:b626412f808b6353"),
     },
+    # fp-v2: status/exit/signal/errno numbers kept (rules "code"); every hash carries the
+    # new version, so all rows are new even where the normalized text is the same
+    "fp-v2": {
+        "gcc": ("fp-v2:fd9ea8bdd0ace3f8", "fp-v2:f01695af9e46a005"),
+        "git_lock": ("fp-v2:cf15299718a5aaaa", "fp-v2:fece4f32b8c6330d"),
+        "log_line": ("fp-v2:4f5a988450cd14fb", "fp-v2:620ba1bcaf01c2ee"),
+        "python": ("fp-v2:c322b05062185d8f", "fp-v2:e89ec18b0cae08d4"),
+        "shell": ("fp-v2:6b21dd313410ad37", "fp-v2:3755a933925ffcb3"),
+    },
 }
 
 

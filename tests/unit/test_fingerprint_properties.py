@@ -10,8 +10,11 @@ from hypothesis import strategies as st
 
 from pipeline.fingerprint import Fingerprinter, fingerprint_text
 from pipeline.fingerprint.cluster import mine, render, tokenize
+from pipeline.fingerprint.hashing import ALGORITHM_VERSION
 from pipeline.fingerprint.rules import DEFAULT_NORMALIZER
 from pipeline.fingerprint.store import MemoryTemplateStore
+
+V = ALGORITHM_VERSION + ":"
 
 octet = st.integers(0, 255)
 ipv4 = st.tuples(octet, octet, octet, octet).map(lambda t: ".".join(map(str, t)))
@@ -116,13 +119,13 @@ def test_mined_templates_generalise_the_usernames() -> None:
 @given(st.text(max_size=400))
 def test_any_text_gets_a_fingerprint_without_raising(text: str) -> None:
     fp = fingerprint_text(text)
-    assert fp.fine.startswith("fp-v1:") and fp.coarse.startswith("fp-v1:")
+    assert fp.fine.startswith(V) and fp.coarse.startswith(V)
 
 
 def test_the_real_fixtures_never_collide() -> None:
     from pathlib import Path
 
-    texts = sorted((Path(__file__).parent / "snapshots" / "fp-v1").glob("*.txt"))
+    texts = sorted((Path(__file__).parent / "snapshots" / ALGORITHM_VERSION).glob("*.txt"))
     fines = {fingerprint_text(p.read_text()).fine for p in texts}
     assert len(fines) == len(texts)
 
@@ -143,4 +146,4 @@ FRAGMENTS = [
 @given(st.lists(st.sampled_from(FRAGMENTS), max_size=12))
 def test_mixed_tool_output_gets_a_fingerprint_without_raising(parts: list[str]) -> None:
     fp = fingerprint_text("".join(parts))
-    assert fp.extraction is not None and fp.fine.startswith("fp-v1:")
+    assert fp.extraction is not None and fp.fine.startswith(V)

@@ -24,13 +24,22 @@ EXAMPLES = {
     "size": "stored 12.5 KB in memory",
     "kvquoted": "user='ann lee' denied",
     "idtoken": "block blk_38865049 missing",
-    "num": "exit 137 seen",
+    "num": "seen 137 times",
 }
+#: rules that keep what they match (a later rule must not mask it)
+KEPT = {"code": "exit 137 seen"}
 
 
 def test_every_rule_has_an_example_and_a_reason() -> None:
-    assert {r.name for r in RULES} == set(EXAMPLES)
+    assert {r.name for r in RULES} == set(EXAMPLES) | set(KEPT)
     assert all(r.why for r in RULES)
+    assert {r.name for r in RULES if r.keep} == set(KEPT)
+
+
+@pytest.mark.parametrize("name", sorted(KEPT))
+def test_kept_rules_keep_their_value(name: str) -> None:
+    masked = DEFAULT_NORMALIZER.mask(KEPT[name])
+    assert masked.text == KEPT[name] and not masked.counts
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
@@ -69,3 +78,24 @@ def test_pathological_tokens_stay_linear() -> None:
         DEFAULT_NORMALIZER.normalize(text)
     assert time.perf_counter() - start < 2.0  # was 20+ s before the blob pre-pass
     assert DEFAULT_NORMALIZER.mask("x " + "a." * 200).counts["blob"] == 1
+
+
+def test_meaningful_numbers_are_identity_and_ids_are_not() -> None:
+    from pipeline.fingerprint import fingerprint_text
+
+    def fine(text: str) -> str:
+        return fingerprint_text(text).fine
+
+    http = "urllib.error.HTTPError: HTTP Error {}: Too Many Requests"
+    assert fine(http.format(401)) != fine(http.format(429))
+    curl = "curl: (22) The requested URL returned error: {}"
+    assert fine(curl.format(401)) != fine(curl.format(429))
+    assert fine("PermissionError: [Errno 13] denied") != fine("PermissionError: [Errno 2] denied")
+    assert fine("ERROR job exited with code 137") != fine("ERROR job exited with code 1")
+    assert fine("ERROR killed by signal 9") != fine("ERROR killed by signal 15")
+    # a request id, a port, a line number: data, not identity
+    assert fine("ERROR request 8812731 failed") == fine("ERROR request 1122334 failed")
+    assert fine("ERROR cannot bind port 8080") == fine("ERROR cannot bind port 9090")
+    assert fine("ERROR status 500 at line 12") == fine("ERROR status 500 at line 99")
+    normalized = DEFAULT_NORMALIZER.normalize("GET /x HTTP/1.1 503 took 12ms")
+    assert normalized.endswith("503 took <duration>")

@@ -5,7 +5,7 @@ ruff, mypy, gcc, node, java and bash runs; the Go panic and the two log lines ar
 the tools' exact formats); the expectation is ``<case>.json`` next to it. A change in
 grouping shows up as a diff of these files. Regenerate deliberately with
 ``HEAL_UPDATE_SNAPSHOTS=1 pytest tests/unit/test_fingerprint_snapshots.py`` -- and when the
-hashes change, bump the algorithm version instead of overwriting ``fp-v1``.
+hashes change, bump the algorithm version instead of overwriting the current version's snapshots.
 """
 
 from __future__ import annotations

@@ -72,7 +72,12 @@ def test_full_file_parses() -> None:
         ({"windows": [{"days": ["funday"]}]}, "windows[0].days", "must list days"),
         ({"colour": "blue"}, "colour", "unknown key"),
         ({"limits": {"max_lines": 3}}, "limits.max_lines", "unknown key"),
-        ({"judges": {"llm": {"enabled": True}}}, "judges.llm.url", "needs an http"),
+        ({"judges": {"llm": {"enabled": True}}}, "judges.llm.enabled",
+         "only operator configuration"),
+        ({"judges": {"llm": {"url": "http://evil.example/v1"}}}, "judges.llm.url",
+         "only operator configuration"),
+        ({"judges": {"llm": {"api_key_env": "AWS_SECRET_ACCESS_KEY"}}},
+         "judges.llm.api_key_env", "only operator configuration"),
     ],
 )
 def test_invalid_values_name_key_value_and_rule(data: dict, key: str, rule: str) -> None:

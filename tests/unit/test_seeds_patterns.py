@@ -24,9 +24,12 @@ REQUIRED = sorted(
     'python.syntax_error', 'fs.permission_denied_exec', 'precommit.files_modified',
     'net.dns_failure', 'deps.lockfile_outdated', 'python.indentation_error',
     'python.import_name_error', 'net.connection_refused', 'git.merge_conflict',
-    'imports.unsorted', 'deps.pip_no_matching_distribution', 'format.black']
+    'imports.unsorted', 'deps.pip_no_matching_distribution', 'format.black',
+    'build.compile_error', 'cargo.unknown_feature', 'node.engine_mismatch',
+    'deps.maven_unresolved', 'deps.go_sum_missing']
 )
-ESCALATE = ("git.merge_conflict", "python.syntax_error", "tls.cert_verify_failed")
+ESCALATE = ("git.merge_conflict", "python.syntax_error", "tls.cert_verify_failed",
+            "build.compile_error")
 
 CASES = sorted(p for p in FIXTURES.glob("*/*.txt") if not p.parent.name.startswith("_"))
 LOGIC = sorted(FIXTURES.glob("_logic_bugs/*.txt"))

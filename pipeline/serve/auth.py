@@ -1,0 +1,149 @@
+"""Who may do what through ``heal serve``: bearer tokens with two roles.
+
+- **approver** (every POST: approve or reject a fix): ``HEAL_SERVE_TOKEN``, else
+  ``$HEAL_HOME/serve/approver.token`` (generated at the first start, 0600);
+- **viewer** (GET): ``HEAL_SERVE_VIEWER_TOKEN``, else ``$HEAL_HOME/serve/viewer.token``.
+  The approver token is accepted wherever a viewer token is.
+
+On a loopback address a GET needs no token (the operator's own browser); off loopback every
+request needs one. The Host header is always checked (DNS rebinding): a loopback server
+answers only loopback names, any other server only the names it was given (``--allow-host``,
+``HEAL_SERVE_HOSTS``), its bound address, and this machine's host names.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+
+from pipeline.config import Settings
+from pipeline.errors import ConfigError
+
+ENV_APPROVER = "HEAL_SERVE_TOKEN"
+ENV_VIEWER = "HEAL_SERVE_VIEWER_TOKEN"
+ENV_HOSTS = "HEAL_SERVE_HOSTS"
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+MIN_TOKEN_CHARS = 16
+
+
+class Role(IntEnum):
+    NONE = 0
+    VIEWER = 1
+    APPROVER = 2
+
+
+def token_dir(settings: Settings) -> Path:
+    return settings.home / "serve"
+
+
+def _file_token(path: Path) -> str:
+    """The token stored at ``path``, created (0600, folder 0700) when missing."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path.parent, 0o700)
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, secrets.token_urlsafe(32).encode() + b"\n")
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    os.chmod(path, 0o600)
+    return path.read_text(encoding="utf-8").strip()
+
+
+def _env_token(name: str) -> str | None:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return None
+    if len(value) < MIN_TOKEN_CHARS:
+        raise ConfigError(f"{name} is {len(value)} characters; use at least "
+                          f"{MIN_TOKEN_CHARS} (e.g. python -c 'import secrets; "
+                          "print(secrets.token_urlsafe(32))')")
+    return value
+
+
+@dataclass(frozen=True)
+class Tokens:
+    approver: str
+    viewer: str
+    approver_source: str
+    viewer_source: str
+
+    def role(self, authorization: str | None) -> Role:
+        if not authorization:
+            return Role.NONE
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return Role.NONE
+        token = token.strip()
+        if hmac.compare_digest(token.encode(), self.approver.encode()):
+            return Role.APPROVER
+        if hmac.compare_digest(token.encode(), self.viewer.encode()):
+            return Role.VIEWER
+        return Role.NONE
+
+
+def load_tokens(settings: Settings) -> Tokens:
+    """The serve tokens (files generated at first use).
+
+    Raises:
+        ConfigError: a token from the environment is too short, or a file cannot be written.
+    """
+    folder = token_dir(settings)
+    try:
+        approver = _env_token(ENV_APPROVER)
+        a_src = ENV_APPROVER
+        if approver is None:
+            approver, a_src = _file_token(folder / "approver.token"), str(folder /
+                                                                         "approver.token")
+        viewer = _env_token(ENV_VIEWER)
+        v_src = ENV_VIEWER
+        if viewer is None:
+            viewer, v_src = _file_token(folder / "viewer.token"), str(folder / "viewer.token")
+    except OSError as exc:
+        raise ConfigError(f"cannot create the heal serve tokens in {folder}: {exc}; make "
+                          f"HEAL_HOME writable or set {ENV_APPROVER}") from exc
+    return Tokens(approver, viewer, a_src, v_src)
+
+
+def host_name(host_header: str) -> str:
+    """The host of a Host header without the port (``[::1]:80`` -> ``::1``)."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def allowed_hosts(bound: str, extra: tuple[str, ...] = ()) -> frozenset[str]:
+    """Host names a server bound to ``bound`` answers to."""
+    bound = host_name(bound)
+    if bound in LOOPBACK_NAMES:
+        return LOOPBACK_NAMES
+    names = set(LOOPBACK_NAMES) | {h.lower() for h in extra}
+    names |= {h.strip().lower() for h in os.environ.get(ENV_HOSTS, "").split(",") if h.strip()}
+    if bound not in ("0.0.0.0", "::", ""):
+        names.add(bound)
+    for name in (socket.gethostname(), socket.getfqdn()):
+        names.add(name.lower())
+    return frozenset(names)
+
+
+def how_to_get_a_token(tokens: Tokens, needed: Role) -> str:
+    if needed is Role.APPROVER:
+        return (f"send 'Authorization: Bearer <approver token>'; the approver token is in "
+                f"{tokens.approver_source} on the server (created at the first start of heal "
+                f"serve) or is the value of {ENV_APPROVER}")
+    return (f"send 'Authorization: Bearer <token>'; the viewer token is in "
+            f"{tokens.viewer_source} on the server (or {ENV_VIEWER}); the approver token "
+            "works too")

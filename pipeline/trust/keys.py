@@ -1,0 +1,207 @@
+"""The operator's signing keys: HMAC-SHA256 over stage events and ``heal run`` attestations.
+
+Where the keys come from (first found wins):
+
+- ``HEAL_SIGNING_KEY`` (hex or any string of >= 32 characters) and, during a rotation,
+  ``HEAL_SIGNING_KEY_PREVIOUS``: for workers on several machines, from a secret store;
+- ``$HEAL_HOME/keys/signing.key`` (created at first use, 0600, in a 0700 folder) and
+  ``$HEAL_HOME/keys/signing.key.previous`` (left by :func:`rotate`).
+
+Rotation without downtime: :func:`rotate` moves the current key to ``.previous`` and writes
+a new one; every process re-reads the files at most once a second, signs with the current
+key and accepts both, so events signed just before the rotation are still accepted while
+they are in flight. Remove the previous key (``heal keys retire``) once the streams have
+drained. A signature is ``<kid>.<hex mac>``; ``kid`` (8 hex) names the key that made it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.config import Settings
+from pipeline.errors import ConfigError
+
+ENV_KEY = "HEAL_SIGNING_KEY"
+ENV_PREVIOUS = "HEAL_SIGNING_KEY_PREVIOUS"
+KEY_FILE = "signing.key"
+PREVIOUS_SUFFIX = ".previous"
+MIN_KEY_CHARS = 32
+RELOAD_EVERY_S = 1.0
+
+
+def _kid(key: bytes) -> str:
+    return hashlib.sha256(b"heal-kid\0" + key).hexdigest()[:8]
+
+
+def _parse(value: str, where: str) -> bytes:
+    value = value.strip()
+    if len(value) < MIN_KEY_CHARS:
+        raise ConfigError(f"{where}: a signing key needs at least {MIN_KEY_CHARS} characters "
+                          "(generate one with: python -c 'import secrets; "
+                          "print(secrets.token_hex(32))')")
+    return value.encode()
+
+
+@dataclass(frozen=True)
+class KeySet:
+    """The current key (signs) and the previous one (still verifies during a rotation)."""
+
+    current: bytes
+    previous: bytes | None = None
+    source: str = ""
+
+    def sign(self, domain: str, data: bytes) -> str:
+        mac = hmac.new(self.current, domain.encode() + b"\0" + data, hashlib.sha256)
+        return f"{_kid(self.current)}.{mac.hexdigest()}"
+
+    def verify(self, domain: str, data: bytes, signature: str) -> bool:
+        kid, _, mac = signature.partition(".")
+        for key in (self.current, self.previous):
+            if key is None or _kid(key) != kid:
+                continue
+            want = hmac.new(key, domain.encode() + b"\0" + data, hashlib.sha256).hexdigest()
+            return hmac.compare_digest(want, mac)
+        return False
+
+
+def key_dir(settings: Settings) -> Path:
+    return settings.home / "keys"
+
+
+def _private_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+
+
+def _write_new(path: Path) -> None:
+    """Create ``path`` with a fresh key unless it exists (atomic; 0600 from the start)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, secrets.token_hex(32).encode() + b"\n")
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)  # fails when another process created it first: theirs wins
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+
+
+def _read(path: Path) -> bytes:
+    try:
+        st = path.stat()
+        if st.st_mode & 0o077:
+            os.chmod(path, 0o600)  # a key readable by others is tightened, not trusted less
+        return _parse(path.read_text(encoding="utf-8"), str(path))
+    except OSError as exc:
+        raise ConfigError(f"cannot read the signing key {path}: {exc}; check the "
+                          "permissions of HEAL_HOME or set HEAL_SIGNING_KEY") from exc
+
+
+def load_keys(settings: Settings) -> KeySet:
+    """The key set of this installation (creating the key file at first use).
+
+    Raises:
+        ConfigError: a key is too short or cannot be read/created.
+    """
+    env_key = os.environ.get(ENV_KEY)
+    if env_key:
+        prev = os.environ.get(ENV_PREVIOUS)
+        return KeySet(_parse(env_key, ENV_KEY), _parse(prev, ENV_PREVIOUS) if prev else None,
+                      source=ENV_KEY)
+    folder = key_dir(settings)
+    path = folder / KEY_FILE
+    if not path.exists():
+        try:
+            _private_dir(folder)
+            _write_new(path)
+        except OSError as exc:
+            raise ConfigError(f"cannot create the signing key {path}: {exc}; make HEAL_HOME "
+                              "writable or set HEAL_SIGNING_KEY") from exc
+    previous = path.with_name(KEY_FILE + PREVIOUS_SUFFIX)
+    return KeySet(_read(path), _read(previous) if previous.exists() else None,
+                  source=str(path))
+
+
+def rotate(settings: Settings) -> KeySet:
+    """Make a new current key; the old one stays accepted as the previous key.
+
+    Raises:
+        ConfigError: keys come from the environment (rotate them there) or cannot be written.
+    """
+    if os.environ.get(ENV_KEY):
+        raise ConfigError(f"the keys come from {ENV_KEY}: rotate by setting "
+                          f"{ENV_PREVIOUS} to the old value and {ENV_KEY} to a new one")
+    folder = key_dir(settings)
+    path = folder / KEY_FILE
+    load_keys(settings)  # make sure a current key exists
+    try:
+        os.replace(path, path.with_name(KEY_FILE + PREVIOUS_SUFFIX))
+        _write_new(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot rotate the signing key in {folder}: {exc}") from exc
+    _CACHE.clear()
+    return load_keys(settings)
+
+
+def retire_previous(settings: Settings) -> bool:
+    """Forget the previous key (after a rotation, once the streams drained)."""
+    previous = key_dir(settings) / (KEY_FILE + PREVIOUS_SUFFIX)
+    _CACHE.clear()
+    try:
+        previous.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+_CACHE: dict[Path, tuple[float, tuple[int, int, bool], KeySet]] = {}
+_LOCK = threading.Lock()
+
+
+def _stamp(settings: Settings) -> tuple[int, int, bool]:
+    folder = key_dir(settings)
+    try:
+        st = (folder / KEY_FILE).stat()
+    except FileNotFoundError:
+        return (0, 0, False)
+    return (st.st_mtime_ns, st.st_ino, (folder / (KEY_FILE + PREVIOUS_SUFFIX)).exists())
+
+
+def keys_for(settings: Settings) -> KeySet:
+    """:func:`load_keys`, cached per HEAL_HOME and re-checked at most once a second, so a
+    rotation reaches long-running workers without a restart.
+
+    Raises:
+        ConfigError: see :func:`load_keys`.
+    """
+    if os.environ.get(ENV_KEY):
+        env = (os.environ.get(ENV_KEY, ""), os.environ.get(ENV_PREVIOUS, ""))
+        cached = _ENV_CACHE.get(env)
+        if cached is None:
+            cached = _ENV_CACHE[env] = load_keys(settings)
+        return cached
+    now = time.monotonic()
+    with _LOCK:
+        entry = _CACHE.get(settings.home)
+        if entry is not None and now - entry[0] < RELOAD_EVERY_S:
+            return entry[2]
+        stamp = _stamp(settings)
+        if entry is not None and entry[1] == stamp and stamp[0]:
+            _CACHE[settings.home] = (now, stamp, entry[2])
+            return entry[2]
+        keys = load_keys(settings)
+        _CACHE[settings.home] = (now, _stamp(settings), keys)
+        return keys
+
+
+_ENV_CACHE: dict[tuple[str, str], KeySet] = {}

@@ -1,0 +1,272 @@
+"""Operator configuration: what heal may run, where, and what may reach the network.
+
+Read from ``HEAL_CONFIG`` (a path) or ``$HEAL_HOME/heal.toml``, never from a repository.
+A repository's ``heal.toml`` may only narrow it (see :func:`restrict`)::
+
+    [trust]
+    repos = ["/srv/checkout", "/home/ci/work/*"]    # repository roots heal may act on (globs)
+    commands = [["make", "test"], ["python", "-m", "pytest", "*"]]  # re-runnable argv;
+                                                    # a last "*" matches any further arguments
+    packages = ["requests"]                         # installable even when no manifest names it
+    max_mode = "auto"                               # no event or repository goes above this
+
+    [[verify.checks]]                               # checks run for every repository
+    name = "tests"
+    argv = ["python", "-m", "pytest", "-q"]
+
+    [judges.llm]                                    # the only place an LLM judge is configured
+    enabled = true
+    url = "https://llm.internal/v1"
+    model = "judge"
+    api_key_env = "HEAL_LLM_KEY"
+
+The file is refused (ConfigError, naming the file and the reason) when other users may write
+it or when git tracks it (``HEAL_HOME`` defaults to ``<repo>/.heal``, and a repository must
+not be able to ship its own operator configuration).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+import subprocess
+import threading
+import tomllib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Settings
+from pipeline.errors import ConfigError, PolicyError
+from pipeline.model import Mode
+from pipeline.policy import Check, LLMJudgeConfig, Policy, _checks, _llm, _mode, _table
+
+log = logging.getLogger("heal.trust")
+
+ENV_CONFIG = "HEAL_CONFIG"
+OPERATOR_FILE = "heal.toml"
+TOP_KEYS = {"trust", "verify", "judges"}
+MODE_ORDER = (Mode.OBSERVE, Mode.SUGGEST, Mode.AUTO_SAFE, Mode.AUTO)
+
+
+def lower_mode(a: Mode, b: Mode) -> Mode:
+    """The more restrictive of two modes."""
+    return a if MODE_ORDER.index(a) <= MODE_ORDER.index(b) else b
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    repos: tuple[str, ...] = ()
+    commands: tuple[tuple[str, ...], ...] = ()
+    packages: tuple[str, ...] = ()
+    max_mode: Mode = Mode.AUTO
+    checks: tuple[Check, ...] = ()
+    llm: LLMJudgeConfig = field(default_factory=LLMJudgeConfig)
+    source: str = "defaults"
+
+    def repo_allowed(self, root: Path | str) -> bool:
+        real = os.path.realpath(root)
+        return any(fnmatch.fnmatchcase(real, os.path.realpath(g)) or
+                   fnmatch.fnmatchcase(real, g) for g in self.repos)
+
+    def command_allowed(self, argv: Sequence[str]) -> bool:
+        argv = tuple(argv)
+        for allowed in self.commands:
+            if allowed and allowed[-1] == "*":
+                head = allowed[:-1]
+                if argv[:len(head)] == head:
+                    return True
+            elif argv == allowed:
+                return True
+        return False
+
+    def package_allowed(self, name: str) -> bool:
+        norm = _norm(name)
+        return any(_norm(p) == norm for p in self.packages)
+
+
+def _norm(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def _strings(key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise PolicyError(key, value, "must be a list of non-empty strings")
+    return tuple(value)
+
+
+def _argvs(key: str, value: Any) -> tuple[tuple[str, ...], ...]:
+    if not isinstance(value, list):
+        raise PolicyError(key, value, "must be a list of argv lists, e.g. [[\"make\", \"test\"]]")
+    out = []
+    for i, item in enumerate(value):
+        if isinstance(item, str) or not isinstance(item, list) or not item or \
+                not all(isinstance(a, str) for a in item):
+            raise PolicyError(f"{key}[{i}]", item, "must be a non-empty list of strings "
+                              "(argv), never a shell string")
+        out.append(tuple(item))
+    return tuple(out)
+
+
+def parse_operator(data: dict[str, Any], source: str) -> OperatorConfig:
+    """Raises PolicyError naming the key, the value and the rule."""
+    for key in data:
+        if key not in TOP_KEYS:
+            raise PolicyError(key, data[key], "unknown key in operator configuration; allowed: "
+                              + ", ".join(sorted(TOP_KEYS)))
+    trust = _table("trust", data.get("trust", {}), {"repos", "commands", "packages", "max_mode"})
+    verify = _table("verify", data.get("verify", {}), {"checks"})
+    judges = _table("judges", data.get("judges", {}), {"llm"})
+    return OperatorConfig(
+        repos=_strings("trust.repos", trust.get("repos", [])),
+        commands=_argvs("trust.commands", trust.get("commands", [])),
+        packages=_strings("trust.packages", trust.get("packages", [])),
+        max_mode=_mode("trust.max_mode", trust.get("max_mode", Mode.AUTO.value)),
+        checks=_checks(verify, 120.0),
+        llm=_llm(judges),
+        source=source,
+    )
+
+
+def config_path(settings: Settings) -> Path:
+    env = os.environ.get(ENV_CONFIG)
+    return Path(env).expanduser() if env else settings.home / OPERATOR_FILE
+
+
+def _check_file(path: Path) -> None:
+    st = path.stat()
+    if st.st_mode & 0o022:
+        raise ConfigError(f"operator configuration {path} is writable by other users "
+                          f"(mode {oct(st.st_mode & 0o777)}); chmod 600 it")
+    if st.st_uid not in (os.geteuid(), 0):
+        raise ConfigError(f"operator configuration {path} belongs to uid {st.st_uid}, not to "
+                          "the user heal runs as; chown it")
+    try:
+        done = subprocess.run(["git", "-C", str(path.parent), "ls-files", "--error-unmatch",
+                               path.name], capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return
+    if done.returncode == 0:
+        raise ConfigError(f"operator configuration {path} is tracked by git: a repository "
+                          "cannot configure the operator; keep it out of the repository "
+                          f"(set {ENV_CONFIG} to a file outside it)")
+
+
+def load_operator(settings: Settings) -> OperatorConfig:
+    """The operator configuration (defaults when the file does not exist).
+
+    Raises:
+        ConfigError: the file is unsafe, not TOML or breaks a rule (the message names it).
+    """
+    path = config_path(settings)
+    if not path.exists():
+        if os.environ.get(ENV_CONFIG):
+            raise ConfigError(f"{ENV_CONFIG}={path}: no such file")
+        return OperatorConfig()
+    _check_file(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, OSError) as exc:
+        raise ConfigError(f"operator configuration {path}: {exc}") from exc
+    try:
+        return parse_operator(data, str(path))
+    except PolicyError as exc:
+        raise ConfigError(f"operator configuration {path}: {exc.key} = {exc.value!r}: "
+                          f"{exc.rule}") from exc
+
+
+_CACHE: dict[Path, tuple[tuple[int, int] | None, OperatorConfig]] = {}
+_OVERLAYS: dict[Path, list[OperatorConfig]] = {}
+_LOCK = threading.Lock()
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
+def operator_config(settings: Settings) -> OperatorConfig:
+    """:func:`load_operator`, re-read when the file changes; an invalid file keeps the last
+    valid configuration (or the defaults, which trust nothing) and logs why."""
+    path = config_path(settings)
+    stamp = _stamp(path)
+    with _LOCK:
+        cached = _CACHE.get(path)
+        if cached is None or cached[0] != stamp:
+            try:
+                config = load_operator(settings)
+            except ConfigError as exc:
+                config = cached[1] if cached else OperatorConfig()
+                log.warning("trust: %s; keeping %s", exc, config.source)
+            cached = _CACHE[path] = (stamp, config)
+        overlays = list(_OVERLAYS.get(settings.home, ()))
+    config = cached[1]
+    for extra in overlays:
+        config = replace(config, repos=config.repos + extra.repos,
+                         commands=config.commands + extra.commands,
+                         packages=config.packages + extra.packages)
+    return config
+
+
+def trust_more(settings: Settings, *, repos: Sequence[str] = (),
+               commands: Sequence[Sequence[str]] = ()) -> None:
+    """Trust more, in this process only, for one HEAL_HOME: for programs that are the
+    operator themselves (``heal demo`` registers its sample repository and its checks; shadow
+    mode registers its copies of repositories the operator trusts)."""
+    extra = OperatorConfig(repos=tuple(str(r) for r in repos),
+                           commands=tuple(tuple(c) for c in commands))
+    with _LOCK:
+        _OVERLAYS.setdefault(settings.home, []).append(extra)
+
+
+def forget_overlays(settings: Settings) -> None:
+    with _LOCK:
+        _OVERLAYS.pop(settings.home, None)
+
+
+@contextmanager
+def operator_overlay(settings: Settings, *, repos: Sequence[str] = (),
+                     commands: Sequence[Sequence[str]] = ()) -> Iterator[None]:
+    """:func:`trust_more` for the duration of a block."""
+    trust_more(settings, repos=repos, commands=commands)
+    try:
+        yield
+    finally:
+        forget_overlays(settings)
+
+
+def restrict(policy: Policy, operator: OperatorConfig) -> tuple[Policy, list[str], Mode]:
+    """The repository's policy narrowed by the operator's: (effective policy, warnings, the
+    highest mode any event may reach under it).
+
+    - mode: at most ``trust.max_mode``;
+    - checks: the operator's, plus the repository's whose argv the operator allowed in
+      ``trust.commands``; any other repository check is not run, named in a warning, and the
+      mode is capped at ``suggest`` (the repository's own verification cannot be honoured);
+    - LLM judge: only the operator's (repository files cannot configure one; see policy.py).
+    """
+    warnings: list[str] = []
+    ceiling = operator.max_mode
+    mode = lower_mode(policy.mode, ceiling)
+    if mode != policy.mode:
+        warnings.append(f"heal.toml: mode = {policy.mode.value!r}: above the operator's "
+                        f"trust.max_mode; using {mode.value!r}")
+    kept: list[Check] = list(operator.checks)
+    for i, check in enumerate(policy.checks):
+        if operator.command_allowed(check.argv):
+            kept.append(check)
+            continue
+        warnings.append(f"heal.toml: verify.checks[{i}].argv = {list(check.argv)!r}: runs a "
+                        "program, which only operator configuration may allow (add it to "
+                        "[trust] commands or [[verify.checks]] in $HEAL_HOME/heal.toml or "
+                        f"{ENV_CONFIG}); not run, and mode capped at suggest")
+        ceiling = lower_mode(ceiling, Mode.SUGGEST)
+    mode = lower_mode(mode, ceiling)
+    llm = LLMJudgeConfig() if policy.llm_opt_out else operator.llm
+    return replace(policy, mode=mode, checks=tuple(kept), llm=llm), warnings, ceiling

@@ -1,0 +1,323 @@
+"""Find the part of a CI build log that explains the failure.
+
+A CI log is a sequence of *steps*: the runner echoes a command (``$ make test``, ``+ cmd``,
+``##[group]Run cmd``), folds a section (``travis_fold:start:``, ``section_start:``,
+``::group::``), the command writes its output, and the runner reports how it ended
+(``The command "make test" exited with 2.``, ``##[error]Process completed with exit code 2.``,
+``ERROR: Job failed: exit code 1``, ``script returned exit code 1``). That structure is
+shared by the CI systems; nothing here knows a project, a language or a tool.
+
+:class:`CiLogDetector` recognises the structure while lines stream in. When a step ends
+with a non-zero exit (or the build ends failed, or the file ends inside a step of a log whose
+build did not succeed), it selects from that step's output:
+
+- the *tail*: the last ``tail_lines`` lines before the exit line (the last command's output);
+- *failure blocks*: each line carrying a failure marker (``error``, ``FAILED``, ``not ok``,
+  ``Exception``, ``✗`` ..., found by the same word shapes in any tool's output) with
+  ``context`` lines before it, continued while the following lines are indented (stack
+  frames, assertion details, a compiler's caret block), at most ``block_lines`` lines;
+- within ``max_lines`` in all: the blocks nearest the start of the step (the first error is
+  usually the cause) and the ones nearest the end are kept first.
+
+Every regex here is linear: no nested quantifiers over overlapping atoms.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]{0,512}(?:\x07|\x1b\\)")
+
+#: a section fold or a runner's own bookkeeping line (never part of an explanation)
+FOLD = re.compile(
+    r"^(?:travis_(?:fold|time):|section_(?:start|end):\d+:|##\[(?:end)?group\]|::(?:end)?group::)"
+)
+#: a command the runner echoes before running it
+ECHO = re.compile(r"^(?:\$ \S|##\[group\]Run |##\[command\]\S)")
+#: the runner's report that a step ended, with its exit status
+STEP_EXIT = re.compile(
+    r"""(?:
+        \bexited\ with\ (?:code\ |status\ )?(?P<a>-?\d{1,4})\b        # Travis, CircleCI
+      | \bProcess\ completed\ with\ exit\ code\ (?P<b>-?\d{1,4})\b      # GitHub Actions
+      | \bscript\ returned\ exit\ code\ (?P<c>-?\d{1,4})\b              # Jenkins
+      | \bJob\ failed:\ exit\ (?:code|status)\ (?P<d>-?\d{1,4})\b       # GitLab
+      | \bfailed\ (?P<e>\d{1,2})\ times\b                               # a retried command
+    )""",
+    re.VERBOSE | re.IGNORECASE,
+)
+#: the build (not a step) is over
+BUILD_END = re.compile(
+    r"\b(?:Your build exited with|Job failed|Job succeeded|Build (?:failed|succeeded|errored)|"
+    r"Finishing: (?:FAILURE|SUCCESS))\b",
+    re.IGNORECASE,
+)
+#: words and shapes that mark a line reporting a failure, in any tool's output
+MARKER = re.compile(
+    r"""
+      \b(?:error|errors|errored|fail|failed|failure|failures|failing|fatal|panic|
+          exception|abort|aborted|denied|refused|not\ ok|cannot|can't|couldn't|could\ not|
+          unable\ to|undefined|unresolved|missing|no\ such|not\ found|timed\ out|timeout|
+          killed|segmentation|traceback|assert\w*|expected|mismatch|unexpected|invalid|
+          conflict|violation|broken|\d+\ problems?)\b
+    | \bERR!
+    | ^\s*(?:E\ |!!|>\ |FAIL\b|✗|✖|×|❌|‼|\[(?:ERROR|FAIL\w*|FATAL)\])
+    """,
+    re.VERBOSE | re.IGNORECASE,
+)
+#: words that look like markers but report success (``0 failures``, ``no errors``)
+BENIGN = re.compile(
+    r"\b(?:0|no|zero)\s+(?:errors?|failures?|failed|problems?)\b|\bfailures?:\s*0\b|"
+    r"\berrors?:\s*0\b|\bwithout errors\b|\bignored\b|\bwarn(?:ing)?\b",
+    re.IGNORECASE,
+)
+#: a failure marker that is a tool's own verdict, not a word in prose
+STRONG = re.compile(
+    r"""
+      \b(?:ERROR|ERRORS|FAIL|FAILED|FAILURE|FAILURES|FATAL|PANIC|ABORTED)\b
+    | \b[A-Z]\w*(?:Error|Exception|Failure)\b
+    | ^\W{0,4}(?:error|fatal|panic)(?:\[\w+\])?:
+    | \bnot\ ok\b | \bERR! | ^\s*(?:E\ |!!|✗|✖|×|❌)
+    """,
+    re.VERBOSE,
+)
+#: what makes two lines "the same shape": runs of letters / digits collapsed
+_SHAPE = re.compile(r"[^\W\d_]+|\d+")
+MAX_STEP_LINES = 20_000
+MAX_LINE_CHARS = 2_000
+
+
+@dataclass(frozen=True)
+class CiOptions:
+    """The detector's knobs (the shipped defaults; ``bench/logchunks.py`` re-chooses them
+    leave-one-language-out to check that they are not fitted to the data)."""
+
+    tail_lines: int = 30
+    context: int = 2
+    block_lines: int = 25
+    max_lines: int = 200
+    max_blocks: int = 8
+    run_keep: int = 3
+
+
+@dataclass(frozen=True)
+class CiFailure:
+    """One explained failure: the selected text, where it ends, and what the runner said."""
+
+    text: str
+    offset: int
+    end: int
+    line: int
+    exit_code: int | None
+    command: str
+
+
+def plain(line: str) -> str:
+    """The line as a terminal shows it: ANSI codes removed, the text after the last carriage
+    return kept when earlier segments were overwritten."""
+    if "\x1b" in line:
+        line = ANSI.sub("", line)
+    line = line.rstrip("\r\n")
+    if "\r" in line:
+        parts = [p for p in line.split("\r") if p.strip()]
+        line = parts[-1] if parts else ""
+    return line
+
+
+def is_marker(line: str) -> bool:
+    text = line[:MAX_LINE_CHARS]
+    return bool(MARKER.search(text)) and not _only_benign(text)
+
+
+def _only_benign(text: str) -> bool:
+    if not BENIGN.search(text):
+        return False
+    return not MARKER.search(BENIGN.sub(" ", text))
+
+
+def _exit_status(line: str) -> int | None:
+    match = STEP_EXIT.search(line[:MAX_LINE_CHARS])
+    if not match:
+        return None
+    if match.group("e") is not None:
+        return 1  # "failed 3 times": the runner gave up
+    value = next(g for g in match.group("a", "b", "c", "d") if g is not None)
+    return int(value)
+
+
+@dataclass
+class _Line:
+    text: str  # ANSI-free, as published
+    view: str  # as a terminal shows it (for classification)
+    offset: int
+    end: int
+    number: int
+
+
+class CiLogDetector:
+    """Streaming detector (see the module docstring). Feed every line of a file; it returns a
+    :class:`CiFailure` when a failing step is complete."""
+
+    def __init__(self, opts: CiOptions | None = None) -> None:
+        self.options = opts or CiOptions()
+        self.active = False  # CI structure seen: this file is a CI log
+        self.emitted = 0
+        self._step: deque[_Line] = deque(maxlen=MAX_STEP_LINES)
+        self._command = ""
+        self._build_over = False
+
+    def feed(self, raw: str, offset: int, end: int, number: int) -> CiFailure | None:
+        text = ANSI.sub("", raw).rstrip("\r\n") if "\x1b" in raw else raw.rstrip("\r\n")
+        view = plain(raw)
+        segments = [plain(s) for s in text.split("\r")] if "\r" in text else [view]
+        if any(FOLD.match(s) for s in segments):
+            self.active = True
+        status = next((s for s in map(_exit_status, segments) if s is not None), None)
+        build_end = any(BUILD_END.search(s) for s in segments)
+        if status is not None:
+            self.active = True
+            if build_end and self.emitted:
+                self._step.clear()  # "Done. Your build exited with 1": already explained
+                failure = None
+            else:
+                failure = self._close(status, offset, end)
+            self._build_over = self._build_over or build_end
+            return failure
+        if build_end:
+            self._build_over = True
+        echo = next((s for s in segments if ECHO.match(s)), None)
+        if echo is not None:
+            self._step.clear()
+            self._command = echo[:500]
+            return None
+        if view.strip() and not FOLD.match(view):
+            self._step.append(_Line(text[:MAX_LINE_CHARS * 4], view, offset, end, number))
+        return None
+
+    def finish(self) -> CiFailure | None:
+        """End of the file: a step cut off by the end of the log (a timeout, a killed job) is
+        explained too, unless the build is known to have ended."""
+        if not self.active or self._build_over or not self._step:
+            return None
+        last = self._step[-1]
+        return self._close(None, last.end, last.end)
+
+    def _close(self, status: int | None, offset: int, end: int) -> CiFailure | None:
+        lines = list(self._step)
+        command = self._command
+        self._step.clear()
+        self._command = ""
+        if status == 0 or not lines:
+            return None
+        picked = select(lines, self.options)
+        if not picked:
+            return None
+        self.emitted += 1
+        chosen = [lines[i] for i in picked]
+        return CiFailure(
+            text=_join(lines, picked),
+            offset=chosen[0].offset,
+            end=end,
+            line=chosen[0].number,
+            exit_code=status,
+            command=command,
+        )
+
+
+def _join(lines: list[_Line], picked: list[int]) -> str:
+    out: list[str] = []
+    previous = -1
+    for i in picked:
+        if previous >= 0 and i != previous + 1:
+            out.append("[...]")
+        out.append(lines[i].text)
+        previous = i
+    return "\n".join(out)
+
+
+def _indent(view: str) -> int:
+    return len(view) - len(view.lstrip(" \t"))
+
+
+def shape(view: str) -> str:
+    """A line's shape: indentation, and its first and last tokens with letters and digits
+    collapsed (``    at a.b.C.d(C.java:12)`` and ``    at x.Y.z(Y.java:3)`` are one shape)."""
+    words = view.split()
+    if not words:
+        return ""
+    first = _SHAPE.sub(lambda m: "0" if m.group(0).isdigit() else "a", words[0].lower())
+    last = _SHAPE.sub(lambda m: "0" if m.group(0).isdigit() else "a", words[-1].lower())
+    return f"{min(_indent(view), 8)}|{first}|{last}|{min(len(words), 6)}"
+
+
+def condense(lines: list[_Line], keep: int) -> list[int]:
+    """Indices left after cutting long runs of same-shape lines (stack frames, per-test
+    progress lines) down to their first ``keep`` lines and their last one."""
+    out: list[int] = []
+    n = len(lines)
+    i = 0
+    while i < n:
+        j = i + 1
+        s = shape(lines[i].view)
+        while j < n and shape(lines[j].view) == s:
+            j += 1
+        if j - i > keep + 2:
+            out.extend(range(i, i + keep))
+            out.append(j - 1)
+        else:
+            out.extend(range(i, j))
+        i = j
+    return out
+
+
+def select(lines: list[_Line], opts: CiOptions, kept: list[int] | None = None) -> list[int]:
+    """Indices of the lines that explain a failed step (see the module docstring);
+    ``kept``: the result of :func:`condense` when the caller already has it."""
+    kept = condense(lines, opts.run_keep) if kept is None else kept
+    n = len(kept)
+    tail = set(range(max(0, n - opts.tail_lines), n))
+    blocks: list[tuple[int, list[int]]] = []
+    i = 0
+    while i < n:
+        view = lines[kept[i]].view
+        if not is_marker(view):
+            i += 1
+            continue
+        strong = bool(STRONG.search(view[:MAX_LINE_CHARS]))
+        start = max(0, i - opts.context)
+        stop = i + 1
+        base = _indent(view)
+        limit = min(n, i + opts.block_lines)
+        while stop < limit:
+            nxt = lines[kept[stop]].view
+            if _indent(nxt) > base or is_marker(nxt) or stop < i + 1 + opts.context:
+                stop += 1
+                continue
+            break
+        blocks.append((1 if strong else 0, list(range(start, stop))))
+        i = stop
+    keep = set(tail)
+    strong_blocks = [b for level, b in blocks if level]
+    weak_blocks = [b for level, b in blocks if not level]
+    chosen = [strong_blocks[k] for k in _block_order(len(strong_blocks), opts.max_blocks)]
+    room = opts.max_blocks - len(chosen)
+    chosen += [weak_blocks[k] for k in _block_order(len(weak_blocks), room)]
+    for block in chosen:
+        if len(keep | set(block)) > opts.max_lines:
+            continue
+        keep.update(block)
+    return [kept[k] for k in sorted(keep)]
+
+
+def _block_order(count: int, most: int) -> list[int]:
+    """First and last blocks alternately (the cause is usually first, the summary last)."""
+    order: list[int] = []
+    lo, hi = 0, count - 1
+    while lo <= hi and len(order) < most:
+        order.append(lo)
+        lo += 1
+        if lo <= hi and len(order) < most:
+            order.append(hi)
+            hi -= 1
+    return order
