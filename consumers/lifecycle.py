@@ -18,6 +18,7 @@ from pipeline.guardrails.alerts import AlertingAudit, build_notifier
 from pipeline.guardrails.audit import AuditLog
 from pipeline.guardrails.breaker import CircuitBreaker
 from pipeline.guardrails.gate import policy_at
+from pipeline.learn.references import ResolutionReferences
 from pipeline.lifecycle.causes import CauseLearner
 from pipeline.lifecycle.escalate import EscalationHook
 from pipeline.lifecycle.graduation import LifecyclePolicy
@@ -90,6 +91,7 @@ def build(ctx: StageContext) -> LifecycleHandler:
         breaker=CircuitBreaker(client, settings, audit=audit),
         audit=audit,
         policy=LifecyclePolicy(),
+        references=ResolutionReferences(db),
         escalation=escalation,
         causes=CauseLearner(load_catalog(), CausalGraph(db)),
         count_unrunnable=lambda fp, fix_id: _count(client, settings, fp, fix_id),

@@ -21,6 +21,8 @@ What each hook publishes or records (``<prefix>`` = ``HEAL_STREAM_PREFIX``):
 - ``on_learn_phase_complete(lessons)``: each lesson ``{"error": text, "fix": text, ...}`` is
   published in observe mode (``tags.mode = "observe"``, ``tags.learned`` = the lesson): it is
   fingerprinted and reaches the issue queue with its known resolution, but never triggers a fix.
+  Its fix is also taught like ``heal learn`` (see :mod:`pipeline.learn.lessons`): a DRAFT
+  pattern and fix in PostgreSQL, verified before it is ever offered.
 
 Every step result (success or failure) also updates the workflow's execution state
 (:mod:`pipeline.guardrails.execution`, thresholds from the repository's ``heal.toml``
@@ -88,6 +90,8 @@ class WorkflowHooks:
         self.repo = repo_info(repo_path) if repo_path else Repo()
         self.source = Source(kind="hook", name=source_name or workflow_id, host=hostname())
         self.published = 0
+        #: what ``on_learn_phase_complete`` taught (pipeline.learn.teach.Taught)
+        self.taught: list[Any] = []
         #: the workflow's execution state after the last recorded step
         self.state = WorkflowState.RUNNING
 
@@ -150,17 +154,47 @@ class WorkflowHooks:
 
         Raises: UsageError (a lesson without "error" text), StreamUnavailable.
         """
-        events = []
+        from pipeline.learn.lessons import lesson_fix
+
+        events, drafts = [], []
         for index, lesson in enumerate(lessons):
             text = lesson.get("error")
             if not isinstance(text, str) or not text.strip():
                 raise UsageError(f"lesson {index}: needs an 'error' text (and usually a 'fix')")
+            try:  # checked before anything is published
+                drafts.append(lesson_fix(lesson, self.repo.path))
+            except UsageError as exc:
+                raise UsageError(f"lesson {index}: {exc}") from exc
             learned = {k: v for k, v in lesson.items() if k != "error"}
             events.append(self._event("learn", "learn", text, lesson.get("command") or (), None,
                                       {"mode": "observe", "learned": learned, "hook": "learn"}))
         Publisher(self.client, self.settings).publish_many(events)
         self.published += len(events)
+        self._teach(events, drafts)
         return [e.id for e in events]
+
+    def _teach(self, events: list[ErrorEvent], drafts: list[Any]) -> None:
+        """Store each lesson's fix through the path of ``heal learn`` (``self.taught``).
+        Raises DatabaseUnavailable when PostgreSQL cannot be reached (the lessons are
+        published already; teach them again later with ``heal learn``)."""
+        pairs = [(e, d) for e, d in zip(events, drafts, strict=True) if d is not None]
+        if not pairs:
+            return
+        from pipeline.guardrails.audit import AuditLog
+        from pipeline.learn.source import TaughtError
+        from pipeline.learn.teach import Lesson, Teacher
+        from storage.engines import open_database
+
+        db = open_database(self.settings)
+        try:
+            teacher = Teacher(db, AuditLog(self.settings, db=db))
+            for event, draft in pairs:
+                error = TaughtError(event.id, event.text, "", repo=event.repo.path,
+                                    command=event.command, why="lesson")
+                self.taught.append(teacher.teach(Lesson(
+                    error, draft, source="hook on_learn_phase_complete")))
+        finally:
+            db.close()
 
     # -- shared ------------------------------------------------------------------------------
 

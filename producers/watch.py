@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from pipeline.events import ErrorEvent
 from producers.follow import FileFollower, OffsetStore
@@ -25,8 +26,13 @@ Publish = Callable[[list[ErrorEvent]], object]
 SinkFactory = Callable[[Callable[[], str]], LineSink]
 
 
-def sink_for(path: str, transcript: bool, kind: str = "log") -> SinkFactory:
+def sink_for(path: str, transcript: bool, kind: str = "log",
+             learn: Callable[[Any], None] | None = None) -> SinkFactory:
     def make(identity: Callable[[], str]) -> LineSink:
+        if transcript and learn is not None:
+            from producers.transcript_learning import LearningTranscriptReader
+
+            return LearningTranscriptReader(path, identity, learn)
         if transcript:
             return TranscriptReader(path, identity)
         return LogRecords(path, identity, kind=kind)
@@ -45,10 +51,12 @@ class Watcher:
         from_start: bool = False,
         transcript: bool = False,
         idle_flush_s: float = 2.0,
+        learn: Callable[[Any], None] | None = None,
     ) -> None:
         store = OffsetStore(home)
         self.followers = [
-            FileFollower(p, store, sink_for(p, transcript), from_start, idle_flush_s)
+            FileFollower(p, store, sink_for(p, transcript, learn=learn), from_start,
+                         idle_flush_s)
             for p in paths
         ]
         self.publish = publish

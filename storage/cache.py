@@ -89,6 +89,10 @@ class LocalCache:
         """(fingerprint, level, pattern_id); the first mapping of a fingerprint wins."""
         self._write("INSERT OR IGNORE INTO fingerprints VALUES (?, ?, ?)", rows)
 
+    def replace_fingerprints(self, rows: Iterable[tuple[str, str, str]]) -> None:
+        """(fingerprint, level, pattern_id) that replace what was known (a taught pattern)."""
+        self._write("INSERT OR REPLACE INTO fingerprints VALUES (?, ?, ?)", rows)
+
     def fingerprint_count(self) -> int:
         with self._lock:
             return int(self._conn.execute("SELECT count(*) FROM fingerprints").fetchone()[0])

@@ -1,4 +1,6 @@
 """``heal export [--format yaml|json]``: every pattern, its fixes and their statistics.
+``heal export --pack FILE``: what this installation learned, as a versioned YAML pack that
+``heal import`` loads elsewhere (see :mod:`pipeline.learn.packs`).
 
 Reads PostgreSQL; with ``--offline`` (or PostgreSQL unreachable, said on stderr) it exports
 the seeded catalog without statistics.
@@ -24,6 +26,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--json", action="store_true", help="same as --format json")
     parser.add_argument("--offline", action="store_true",
                         help="export the seeded catalog without contacting PostgreSQL")
+    parser.add_argument("--pack", metavar="FILE",
+                        help="write the learned patterns and fixes as a pack for heal import")
     parser.set_defaults(func=run)
 
 
@@ -51,7 +55,28 @@ def export_patterns(settings: Settings, offline: bool = False) -> dict[str, Any]
     return {"source": "seeds", "patterns": [p.to_dict() for p in catalog.patterns.values()]}
 
 
+def export_pack(settings: Settings, path: str) -> int:
+    from pathlib import Path
+
+    from pipeline.learn.packs import build_pack, write_pack
+    from pipeline.learn.teach import who_am_i
+    from storage.engines import open_database
+    from storage.learned import LearnedRepository
+
+    db = open_database(settings)
+    try:
+        repo = LearnedRepository(db)
+        pack = build_pack(repo.taught(), repo.fix_statistics(), who_am_i())
+    finally:
+        db.close()
+    write_pack(Path(path), pack)
+    print(f"wrote {len(pack['patterns'])} learned pattern(s) to {path}", file=sys.stderr)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.pack:
+        return export_pack(Settings.from_env(), args.pack)
     data = export_patterns(Settings.from_env(), offline=args.offline)
     if args.json or args.format == "json":
         dump_json(data)

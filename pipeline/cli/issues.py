@@ -1,8 +1,10 @@
 """``heal issues list`` / ``heal issues review``: the unmatched errors the lookup stage
 accumulated in the issue queue.
 
-``review`` asks about one group at a time on a terminal (y = create a DRAFT pattern with an
-escalate fix, n = ignore the fingerprint, s = skip, q = quit). Batch operations select groups
+``review`` asks about one group at a time on a terminal how it was resolved (c = a command,
+m = a commit, p = a playbook, e = escalate with a message: each taught like ``heal learn``;
+y = a DRAFT placeholder pattern with an escalate fix, n = ignore the fingerprint, s = skip,
+q = quit). Batch operations select groups
 with ``--all-older-than AGE`` and/or ``--tag KEY=VALUE`` and act with ``--ignore`` or
 ``--yes`` (create patterns); without a terminal on standard input only batches run.
 """
@@ -39,6 +41,7 @@ def register(sub: Any) -> None:
     act.add_argument("--yes", action="store_true",
                      help="create a DRAFT pattern for every selected group")
     rv.add_argument("--limit", type=int, default=500, help="at most N groups (default 500)")
+    rv.add_argument("--repo", default=".", help="the repository a commit answer names")
     rv.add_argument("--json", action="store_true", help="print the result as JSON")
     rv.set_defaults(func=run_review)
     parser.set_defaults(func=lambda _args: _usage())
@@ -135,6 +138,15 @@ def _ask(prompt: str) -> str | None:
         return None
 
 
+def _teacher(settings: Settings, db: Any, audit: Any, repo: str) -> Any:
+    from pipeline.cli.learn import _root
+    from pipeline.learn.review import review_teacher
+    from pipeline.learn.teach import Teacher
+    from storage.cache import LocalCache
+
+    return review_teacher(Teacher(db, audit, LocalCache.at_home(settings.home)), _root(repo))
+
+
 def run_review(args: argparse.Namespace) -> int:
     from pipeline.guardrails.audit import AuditLog
     from pipeline.operator.issues import Reviewer
@@ -148,7 +160,9 @@ def run_review(args: argparse.Namespace) -> int:
     try:
         reports = ReportStore(db)
         issues = _select(args, settings, reports)
-        reviewer = Reviewer(reports, LifecycleStore(db), AuditLog(settings, db=db))
+        audit = AuditLog(settings, db=db)
+        reviewer = Reviewer(reports, LifecycleStore(db), audit,
+                            _teacher(settings, db, audit, args.repo) if interactive else None)
         if not issues:
             print("no unmatched errors to review")
             return 0
@@ -161,6 +175,8 @@ def run_review(args: argparse.Namespace) -> int:
     if args.json:
         dump_json(result.as_dict())
     else:
-        print(f"created {len(result.created)} pattern(s), ignored {len(result.ignored)}, "
-              f"skipped {len(result.skipped)}{' (quit)' if result.quit else ''}")
+        taught = f", taught {len(result.taught)} fix(es)" if result.taught else ""
+        print(f"created {len(result.created)} pattern(s){taught}, ignored "
+              f"{len(result.ignored)}, skipped {len(result.skipped)}"
+              f"{' (quit)' if result.quit else ''}")
     return 0

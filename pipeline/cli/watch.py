@@ -35,6 +35,8 @@ def register(subparsers: Any) -> None:
                         help="seconds between polls (default 0.5)")
     parser.add_argument("--idle-flush", type=float, default=2.0, metavar="S",
                         help="a record with no new line for S seconds is complete (default 2)")
+    parser.add_argument("--no-learn", action="store_true",
+                        help="with --transcript: publish failures only, learn no precedents")
     parser.set_defaults(func=_watch)
 
 
@@ -51,9 +53,22 @@ def _watch(args: argparse.Namespace) -> int:
             print(f"heal watch: {path} does not exist yet; waiting for it", file=sys.stderr)
     settings = Settings.from_env()
     publisher = Publisher(connect(settings), settings)
+    teacher = None
+    if args.transcript and not args.no_learn:
+        from producers.transcript_learning import WatchTeacher
+
+        teacher = WatchTeacher(settings, lambda m: print(f"heal watch: {m}", file=sys.stderr))
     watcher = Watcher(args.paths, settings.home, publisher.publish_many,
                       from_start=args.from_start, transcript=args.transcript,
-                      idle_flush_s=args.idle_flush)
+                      idle_flush_s=args.idle_flush, learn=teacher)
+    try:
+        return _follow(args, watcher)
+    finally:
+        if teacher is not None:
+            teacher.close()
+
+
+def _follow(args: argparse.Namespace, watcher: Any) -> int:
     if args.once:
         count = watcher.drain()
         print(f"heal watch: published {count} event(s)", file=sys.stderr)

@@ -65,7 +65,10 @@ class FixSpec:
         Raises:
             ConfigError: names the fix, the field and what to change.
         """
-        names = set(PLACEHOLDER.findall(repr(dict(self.template))))
+        # a taught fix (``literal: true``) is used as written: braces in a command or a diff
+        # are the program's own text, never placeholders
+        names = set() if self.template.get("literal") else set(
+            PLACEHOLDER.findall(repr(dict(self.template))))
         unknown = names - set(self.params)
         if unknown and self.kind is not FixKind.ESCALATE:
             raise ConfigError(f"fix {self.id}: template uses undeclared params {sorted(unknown)}")
@@ -121,6 +124,8 @@ def _fill_any(value: Any, values: Values) -> Any:
 
 
 def _render_argv(template: Mapping[str, Any], values: Values) -> list[str]:
+    if template.get("literal"):
+        return [str(part) for part in template.get("argv") or []]
     argv = template.get("argv")
     by = template.get("argv_by")
     if by is not None:
@@ -167,9 +172,13 @@ def render_fix(spec: FixSpec, raw_params: Mapping[str, Any]) -> dict[str, Any]:
             rendered = {"argv": _render_argv(spec.template, values)}
             if "timeout_s" in spec.template:
                 rendered["timeout_s"] = float(spec.template["timeout_s"])
+            if spec.template.get("verify_in_worktree"):  # taught: verified before offered
+                rendered["verify_in_worktree"] = True
         elif spec.kind is FixKind.DIFF:
-            rendered = {"diff": _fill(spec.template["diff"], values)}
-            rendered.update({k: v for k, v in spec.template.items() if k != "diff"})
+            diff = str(spec.template["diff"])
+            rendered = {"diff": diff if spec.template.get("literal") else _fill(diff, values)}
+            rendered.update({k: v for k, v in spec.template.items()
+                             if k not in ("diff", "literal")})
         else:
             rendered = {"steps": _render_steps(spec.template["steps"], values)}
     return {

@@ -32,6 +32,10 @@ class OutcomeStore(Protocol):
     def determinism(self, fingerprint: str) -> float: ...
 
 
+class References(Protocol):
+    def after_outcome(self, event: OutcomeEvent, kind: str | None) -> Any: ...
+
+
 @dataclass
 class LifecycleService:
     store: OutcomeStore
@@ -39,6 +43,8 @@ class LifecycleService:
     audit: Auditor | None
     policy: LifecyclePolicy
     escalation: EscalationHook | None = None
+    #: a verified resolution adds its error text to the tier 2 references of its pattern
+    references: References | None = None
     #: learns "fixing A cleared B" causal edges from applied outcomes (tier 3)
     causes: CauseLearner | None = None
     #: (fingerprint, fix id) -> how many times that fix could not run (shared counter)
@@ -78,6 +84,8 @@ class LifecycleService:
                                               fix_id=failed, status="failed"), self.policy)
         if self.escalation is not None:
             self.escalation.after_outcome(event, fingerprint)
+        if self.references is not None:
+            self.references.after_outcome(event, result.kind if credit else None)
         if self.causes is not None and credit:
             self.causes.after_outcome(event)
         if self.audit is not None and result.kind is not None:

@@ -76,8 +76,13 @@ class Lookup:
         db: Database | None = None,
         embedder: Embedder | None = None,
         threshold: float = DEFAULT_THRESHOLD,
+        seeds: Catalog | None = None,
     ) -> None:
         self.catalog = catalog
+        #: the seeds alone; ``catalog`` is them plus the taught patterns (re-read on refresh)
+        self.seeds = seeds or catalog
+        #: resolution references seen at the last refresh (a change re-embeds)
+        self._references = -1
         self.cache = cache
         self.db = db
         self.embedder = embedder
@@ -551,6 +556,32 @@ class Lookup:
         self._ignored = ignored
         self._flaky = flaky
         self.cache.put_fix_states(states)
+        self.refresh_taught()
+
+    def refresh_taught(self) -> None:
+        """Re-read the taught patterns (``heal learn``, reviews, packs, agents) into the
+        catalog, and embed the references of the new ones, so a running stage offers what was
+        taught meanwhile."""
+        from pipeline.lookup.taught import load_taught, with_taught
+
+        before = set(self.catalog.patterns)
+        catalog = with_taught(self.seeds, load_taught(self.db if self.online else None,
+                                                      self.cache, self.seeds))
+        self.catalog = catalog
+        self._known.clear()
+        self._rendered.clear()
+        if self.embedder is None or self.db is None or not self.online:
+            return
+        from pipeline.lookup.setup import seed_database
+        from storage.learned import LearnedRepository
+
+        try:
+            references = LearnedRepository(self.db).reference_count()
+            if set(catalog.patterns) - before or references != self._references:
+                seed_database(self.db, self.seeds, self.embedder, taught=catalog)
+                self._references = references
+        except (DatabaseUnavailable, EngineError):
+            return  # the next refresh tries again; tier 1 already serves them
 
     def sync(self, batch: int = 500) -> int:
         """Flush, then apply the outbox to PostgreSQL (idempotent). Returns ops applied;

@@ -1,6 +1,7 @@
-"""Assemble a ready :class:`Lookup`: seeds loaded (idempotently) into PostgreSQL, reference
-embeddings stored, the local cache warmed; degrades to the local cache when PostgreSQL is
-unreachable."""
+"""Assemble a ready :class:`Lookup`: seeds loaded (idempotently) into PostgreSQL, the taught
+patterns added to the catalog, reference embeddings stored (seed and taught examples, and the
+error texts of verified resolutions), the local cache warmed; degrades to the local cache when
+PostgreSQL is unreachable."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pipeline.lookup.catalog import Catalog, load_catalog
 from pipeline.lookup.causal import load_seed_edges
 from pipeline.lookup.semantic import Embedder, query_text, vector_id
 from pipeline.lookup.service import Lookup
+from pipeline.lookup.taught import load_taught, with_taught
 from storage.cache import LocalCache
 from storage.causal import CausalGraph
 from storage.db import Database
@@ -30,8 +32,11 @@ def reference_texts(catalog: Catalog) -> list[tuple[str, str, str]]:
     return rows
 
 
-def seed_database(db: Database, catalog: Catalog, embedder: Embedder | None) -> dict[str, int]:
-    """Load the catalog and its reference embeddings into PostgreSQL (idempotent).
+def seed_database(db: Database, catalog: Catalog, embedder: Embedder | None,
+                  taught: Catalog | None = None) -> dict[str, int]:
+    """Load the catalog and its reference embeddings into PostgreSQL (idempotent); with
+    ``taught`` (the catalog with the taught patterns), their examples and the stored
+    resolution references are embedded too.
 
     Raises:
         DatabaseUnavailable: PostgreSQL is unreachable.
@@ -40,7 +45,12 @@ def seed_database(db: Database, catalog: Catalog, embedder: Embedder | None) -> 
     counts = PatternRepository(db).seed(catalog.patterns.values())
     counts["causal_edges"] = CausalGraph(db).seed(load_seed_edges(catalog))
     if embedder is not None:
-        refs = reference_texts(catalog)
+        refs = reference_texts(taught or catalog)
+        if taught is not None:
+            from storage.learned import LearnedRepository
+
+            known = set(taught.patterns)
+            refs += [r for r in LearnedRepository(db).references() if r[1] in known]
         repo = EmbeddingRepository(db)
         repo.prune({r[0] for r in refs})
         stored = {r[0] for r in repo.all()}
@@ -71,24 +81,26 @@ def build_lookup(settings: Settings, db: Database | None, *, semantic: bool = Tr
     Raises:
         ConfigError: invalid seeds.
     """
-    catalog = load_catalog()
+    seeds = load_catalog()
     cache = LocalCache.at_home(settings.home)
     embedder = Embedder() if semantic else None
+    catalog = with_taught(seeds, load_taught(db, cache, seeds))
     if db is not None:
         try:
-            seed_database(db, catalog, None)
+            seed_database(db, seeds, None)
         except DatabaseUnavailable:
             db = None
-    lookup = Lookup(catalog, cache, db, embedder)
+    lookup = Lookup(catalog, cache, db, embedder, seeds=seeds)
     if embedder is not None:
-        lookup.prepare_vectors = lambda: _prepare_vectors(lookup, catalog, embedder)
+        lookup.prepare_vectors = lambda: _prepare_vectors(lookup, seeds, embedder)
     lookup.warm(warm)
     return lookup
 
 
-def _prepare_vectors(lookup: Lookup, catalog: Catalog, embedder: Embedder) -> None:
+def _prepare_vectors(lookup: Lookup, seeds: Catalog, embedder: Embedder) -> None:
     """Store the reference vectors that are missing (in PostgreSQL when online, else in the
-    local cache); once per Lookup, before its first tier-2 search.
+    local cache), the taught patterns' and resolutions' included; once per Lookup, before its
+    first tier-2 search.
 
     Raises:
         EngineError: the embedding model cannot be loaded (tier 2 then says it is
@@ -96,9 +108,9 @@ def _prepare_vectors(lookup: Lookup, catalog: Catalog, embedder: Embedder) -> No
     """
     if lookup.db is not None and lookup.online:
         try:
-            seed_database(lookup.db, catalog, embedder)
+            seed_database(lookup.db, seeds, embedder, taught=lookup.catalog)
             lookup.warm(0)
             return
         except DatabaseUnavailable:
             lookup.went_offline()
-    seed_cache_vectors(lookup.cache, catalog, embedder)
+    seed_cache_vectors(lookup.cache, lookup.catalog, embedder)

@@ -1,5 +1,7 @@
-"""The issue-queue review: unmatched error groups one at a time (y = make a DRAFT pattern with
-an escalate fix, n = ignore the fingerprint, s = skip, q = quit), or in batches.
+"""The issue-queue review: unmatched error groups one at a time, asking how each was resolved
+(c = a command, m = a commit, p = a playbook, e = escalate with a message: each taught through
+the same path as ``heal learn``; y = a DRAFT placeholder pattern with an escalate fix,
+n = ignore the fingerprint, s = skip, q = quit), or in batches.
 
 The logic is independent of the terminal: :class:`Reviewer` takes an ``ask`` callable, so the
 CLI reads answers from a TTY and tests can drive it with a pseudo-terminal.
@@ -64,20 +66,37 @@ class ReviewResult:
     created: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    taught: list[dict[str, str]] = field(default_factory=list)
     quit: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {"created": self.created, "ignored": self.ignored, "skipped": self.skipped,
-                "quit": self.quit}
+                "taught": self.taught, "quit": self.quit}
+
+
+#: answers that teach a fix: (letter, what the follow-up question asks for)
+TEACH = {"c": "the command that fixed it (an argv, no shell)",
+         "m": "the commit that fixed it (SHA)",
+         "p": "the playbook file (the seeds' playbook YAML)",
+         "e": "the message for the human who has to act"}
+PROMPT = ("resolved by a command [c], commit [m], playbook [p], escalate [e]; "
+          "draft pattern [y], ignore [n], skip [s], quit [q]? ")
 
 
 class Reviewer:
-    """Applies review decisions through the repositories and records them in the audit log."""
+    """Applies review decisions through the repositories and records them in the audit log.
 
-    def __init__(self, reports: ReportStore, lifecycle: LifecycleStore, audit: AuditLog) -> None:
+    ``teach(issue, answer, value)`` (when given) stores a taught fix the way ``heal learn``
+    does and returns (pattern id, fix id); it raises UsageError for a bad value, which is
+    shown and asked again."""
+
+    def __init__(self, reports: ReportStore, lifecycle: LifecycleStore, audit: AuditLog,
+                 teach: Callable[[dict[str, Any], str, str], tuple[str, str]] | None = None,
+                 ) -> None:
         self.reports = reports
         self.lifecycle = lifecycle
         self.audit = audit
+        self.teach = teach
 
     def create_pattern(self, issue: dict[str, Any]) -> str:
         pid = pattern_id_for(issue["fine"])
@@ -110,7 +129,14 @@ class Reviewer:
         result = ReviewResult()
         for n, issue in enumerate(issues, 1):
             show(describe(issue, n, len(issues)))
-            answer = _answer(ask)
+            answer = _answer(ask, teaching=self.teach is not None)
+            if answer in TEACH:
+                taught = self._teach(issue, answer, ask, show)
+                if taught is None:
+                    result.quit = True
+                    break
+                result.taught.append(taught)
+                continue
             if answer == "q":
                 result.quit = True
                 break
@@ -126,14 +152,41 @@ class Reviewer:
         return result
 
 
-def _answer(ask: Callable[[str], str | None]) -> str:
+    def _teach(self, issue: dict[str, Any], answer: str, ask: Callable[[str], str | None],
+               show: Callable[[str], None]) -> dict[str, str] | None:
+        """Ask for the value until it teaches (None at end of input)."""
+        assert self.teach is not None
+        while True:
+            value = ask(f"  {TEACH[answer]}: ")
+            if value is None:
+                return None
+            try:
+                pattern_id, fix_id = self.teach(issue, answer, value.strip())
+            except UsageError as exc:
+                show(f"  {exc}")
+                continue
+            show(f"  taught DRAFT pattern {pattern_id} with fix {fix_id} (verified before it "
+                 "is offered)")
+            return {"fine": issue["fine"], "pattern_id": pattern_id, "fix_id": fix_id}
+
+
+#: a teaching answer is the letter or the word, never a word that merely starts with it
+_WORDS = {"c": "command", "m": "commit", "p": "playbook", "e": "escalate"}
+
+
+def _answer(ask: Callable[[str], str | None], teaching: bool = False) -> str:
+    prompt = PROMPT if teaching else "create pattern [y], ignore [n], skip [s], quit [q]? "
     while True:
-        raw = ask("create pattern [y], ignore [n], skip [s], quit [q]? ")
+        raw = ask(prompt)
         if raw is None:
             return "q"
-        choice = raw.strip().lower()[:1]
-        if choice in ("y", "n", "s", "q"):
-            return choice
+        word = raw.strip().lower()
+        if teaching:
+            taught = next((k for k, w in _WORDS.items() if word in (k, w)), None)
+            if taught is not None:
+                return taught
+        if word[:1] in ("y", "n", "s", "q"):
+            return word[:1]
 
 
 def describe(issue: dict[str, Any], n: int, total: int) -> str:

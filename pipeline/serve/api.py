@@ -96,6 +96,7 @@ class Api:
             "/api/metrics": self.report,
             "/api/fingerprints": self.fingerprints,
             "/api/learning": self.learning,
+            "/report": self.healing_report,
             "/metrics": self.metrics,
             "/": self.dashboard,
             "/healthz": lambda _q: json_response(200, {"ok": True}),
@@ -213,6 +214,24 @@ class Api:
             lambda db: collect(ReportStore(db), window, spend=spend))
         result["problems"] = problems
         return json_response(200, result)
+
+    def healing_report(self, query: dict[str, list[str]]) -> Response:
+        """``heal report`` (``?since=7d``, ``?format=html|md|text|json``, default html)."""
+        from pipeline.cli.report import FORMATS, collect, render
+        from pipeline.errors import UsageError
+
+        since = (query.get("since") or ["7d"])[-1]
+        fmt = (query.get("format") or ["html"])[-1]
+        if fmt not in FORMATS:
+            raise HttpError(400, f"?format={fmt!r}: choose one of {', '.join(FORMATS)}")
+        try:
+            data = self.engines.with_db(lambda db: collect(self.settings, db, since))
+        except UsageError as exc:
+            raise HttpError(400, f"?since={since!r}: {exc}") from exc
+        kinds = {"html": "text/html; charset=utf-8", "json": JSON,
+                 "md": "text/markdown; charset=utf-8", "text": "text/plain; charset=utf-8"}
+        return Response(200, render(data, fmt).encode(), kinds[fmt],
+                        {"Cache-Control": "no-store"})
 
     def _spend_reader(self, problems: list[str]) -> Any:
         from pipeline.guardrails.budget import Budget

@@ -66,7 +66,8 @@ class Verifier:
         if req.kind == "playbook":
             return Verification(True, "playbook: verified step by step when applied "
                                 "(validation after each action)", deferred=True)
-        if req.kind == "command" and req.category != "SAFE":
+        if (req.kind == "command" and req.category != "SAFE"
+                and not req.rendered.get("verify_in_worktree")):
             # MODERATE/RISKY commands (installs, retries) act on the environment, not on
             # tracked files: running them to verify would already be applying them
             return Verification(True, f"{req.category} command: runs only when applied, then "
@@ -99,6 +100,12 @@ class Verifier:
         realized = self._realize(req, repo, after)
         if realized is not None:
             return realized
+        if req.rendered.get("verify_in_worktree") and not repo.diff_numstat(after):
+            # a taught command that changed no file acts on the environment: like any such
+            # command it runs only when applied, then the failing step is re-run
+            return Verification(True, "taught command changed no file in the worktree: runs "
+                                "only when applied, then the failing step is re-run",
+                                deferred=True)
         problem = self._check_change(req, repo, after)
         if problem is not None:
             return problem

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,9 @@ from producers.hooks import WorkflowHooks
 
 
 @pytest.fixture
-def settings(tmp_path: Path, redis_url: str, prefix: str) -> Settings:
+def settings(tmp_path: Path, redis_url: str, database_url: str, prefix: str) -> Settings:
     return Settings.from_env({"HEAL_HOME": str(tmp_path), "HEAL_REDIS_URL": redis_url,
-                              "HEAL_STREAM_PREFIX": prefix})
+                              "HEAL_DATABASE_URL": database_url, "HEAL_STREAM_PREFIX": prefix})
 
 
 def errors(client: redis.Redis, settings: Settings) -> list[ErrorEvent]:
@@ -57,8 +58,10 @@ def test_learn_phase_lessons_are_published_in_observe_mode(
     client: redis.Redis, settings: Settings
 ) -> None:
     hooks = WorkflowHooks("agent", "7", client=client, settings=settings)
+    # an error of its own: the lesson is taught, and the test database is shared
+    word = "".join(chr(97 + int(c, 16)) for c in uuid.uuid4().hex[:10])
     ids = hooks.on_learn_phase_complete([
-        {"error": "ModuleNotFoundError: No module named 'yaml'", "fix": "pip install PyYAML"},
+        {"error": f"PlinthError: plinth {word} cracked", "fix": "pip install PyYAML"},
     ])
     (event,) = errors(client, settings)
     assert ids == [event.id]
@@ -66,6 +69,38 @@ def test_learn_phase_lessons_are_published_in_observe_mode(
     assert event.tags["learned"] == {"fix": "pip install PyYAML"}
     with pytest.raises(UsageError, match="lesson 0"):
         hooks.on_learn_phase_complete([{"fix": "x"}])
+    with pytest.raises(UsageError, match="lesson 0: .*shell syntax"):
+        hooks.on_learn_phase_complete([{"error": "boom", "fix": "make | tee log",
+                                        "fix_kind": "command"}])
+    assert len(errors(client, settings)) == 1  # a refused lesson publishes nothing
+
+
+def test_a_lessons_fix_is_taught_like_heal_learn_and_then_offered(
+    client: redis.Redis, settings: Settings
+) -> None:
+    from pipeline.cli.diagnose import diagnose
+    from pipeline.model import Mode
+    from storage.attempts import close_stores
+
+    word = "".join(chr(97 + int(c, 16)) for c in uuid.uuid4().hex[:10])
+    text = f"GraniteError: the {word} quarry returned 7 cracked slabs from /srv/q/3"
+    prose = f"GraniteError: the {word} kiln is cold; ask facilities for gas"
+    hooks = WorkflowHooks("agent", "8", client=client, settings=settings)
+    hooks.on_learn_phase_complete([
+        {"error": text, "fix": "python3 -m compileall -q ."},
+        {"error": prose, "fix": "ask facilities to relight the kiln"},
+    ])
+    command, escalate = hooks.taught
+    assert (command.kind, command.category) == ("command", "MODERATE")
+    assert (escalate.kind, escalate.category) == ("escalate", "RISKY")
+    assert command.provenance["source"] == "hook on_learn_phase_complete"
+    try:
+        report = diagnose(text.replace("7 cracked", "12 cracked"), settings, Mode.SUGGEST,
+                          semantic=False)
+    finally:
+        close_stores()
+    assert report["match"]["pattern_id"] == command.pattern_id
+    assert report["fix"]["id"] == command.fix_id and report["fix"]["state"] == "DRAFT"
 
 
 def test_hooks_feed_the_execution_state_and_tell_the_orchestrator(

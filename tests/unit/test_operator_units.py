@@ -30,6 +30,7 @@ def test_ages_and_tags() -> None:
 class _Recorder(issues.Reviewer):
     def __init__(self) -> None:
         self.done: list[tuple[str, str]] = []
+        self.teach = None
 
     def create_pattern(self, issue: dict[str, Any]) -> str:
         self.done.append(("y", issue["fine"]))

@@ -1,0 +1,92 @@
+"""``heal report [--since 7d] [--format text|md|html|json] [--output FILE]``: each healing
+(error, fix, tier, time to fix, verification), each escalation with its reason, the
+auto-resolved rate (target 80%), MTTR (target under 5 minutes), the false-positive rate
+(reverted / applied) and what was learned (new patterns, graduations, quarantines, top
+unmatched groups). The HTML is one self-contained file; ``heal serve`` shows it at /report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from pipeline.config import Settings
+from pipeline.errors import UsageError
+
+FORMATS = ("text", "md", "html", "json")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("report", help="what was healed and learned (text, md, html, json)",
+                       description=__doc__)
+    p.add_argument("--since", default="7d", help="the window: 30m, 24h, 7d, 2w (default 7d)")
+    p.add_argument("--format", choices=FORMATS, default="text")
+    p.add_argument("--output", metavar="FILE", help="write it to FILE instead of stdout")
+    p.set_defaults(func=run)
+
+
+def collect(settings: Settings, db: Any, since_text: str) -> dict[str, Any]:
+    """The report's data; outcome details for escalations come from Redis when reachable."""
+    import datetime as dt
+
+    from pipeline.errors import StreamUnavailable
+    from pipeline.events import OutcomeEvent
+    from pipeline.operator.issues import parse_age
+    from pipeline.operator.report import build_report
+    from pipeline.operator.streams import newest_first
+    from storage.healing import HealingReports
+    from storage.learned import LearnedRepository
+    from storage.reports import ReportStore
+
+    since = dt.datetime.now(dt.UTC) - parse_age(since_text)
+
+    def details() -> dict[str, str]:
+        from storage.engines import connect_redis
+
+        try:
+            client = connect_redis(settings)
+            return {o.error_id: o.detail for o in newest_first(
+                client, settings.stream("outcomes"), OutcomeEvent.decode, 20_000)
+                if o.status == "escalated"}
+        except StreamUnavailable:
+            return {}
+
+    return build_report(HealingReports(db), ReportStore(db), LearnedRepository(db), since,
+                        since_text.strip(), details)
+
+
+def render(data: dict[str, Any], fmt: str) -> str:
+    from pipeline.operator import render_report
+
+    if fmt == "json":
+        return orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str).decode() + "\n"
+    if fmt == "md":
+        return render_report.render_markdown(data)
+    if fmt == "html":
+        return render_report.render_html(data)
+    return render_report.render_text(data)
+
+
+def run(args: argparse.Namespace) -> int:
+    from storage.engines import open_database
+
+    settings = Settings.from_env()
+    db = open_database(settings)
+    try:
+        data = collect(settings, db, args.since)
+    finally:
+        db.close()
+    text = render(data, args.format)
+    if args.output:
+        try:
+            Path(args.output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"--output {args.output}: {exc.strerror or exc}") from exc
+        print(f"wrote the report to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0

@@ -1,0 +1,119 @@
+"""Which error a lesson is about: ``ERROR_ID``, ``FINGERPRINT`` or ``--last`` (the most recent
+unmatched or escalated error of the current repository).
+
+The candidates stream holds every looked-up error with its match (a ``None`` fix is
+unmatched, an ``escalate`` fix is escalated); the outcomes stream says which fixes ended
+escalated; the issue queue in PostgreSQL keeps a sample of every unmatched group after the
+streams were trimmed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from pipeline.config import Settings
+from pipeline.errors import UsageError
+from pipeline.events import CandidateEvent, OutcomeEvent
+from pipeline.operator.streams import newest_first
+
+#: how far back the streams are searched
+SCAN = 20_000
+
+
+@dataclass(frozen=True)
+class TaughtError:
+    """The error a lesson is about (what the provenance records)."""
+
+    error_id: str
+    text: str
+    fine: str
+    coarse: str = ""
+    repo: str = ""
+    command: tuple[str, ...] = ()
+    why: str = "unmatched"  # unmatched | escalated | fix failed | queued
+
+    @classmethod
+    def of_candidate(cls, ev: CandidateEvent, why: str) -> TaughtError:
+        return cls(ev.error_id, ev.error.text, ev.fine, ev.coarse, ev.error.repo.path,
+                   tuple(ev.error.command), why)
+
+
+def _why(ev: CandidateEvent) -> str | None:
+    if ev.fix is None:
+        return "unmatched"
+    if ev.fix.get("kind") == "escalate":
+        return "escalated"
+    return None
+
+
+def _in_repo(path: str, root: Path) -> bool:
+    if not path:
+        return False
+    try:
+        return Path(path).resolve().is_relative_to(root)
+    except (OSError, ValueError):
+        return False
+
+
+def find_last(client: redis.Redis, settings: Settings, root: Path) -> TaughtError:
+    """The newest error of repository ``root`` that nothing fixed: unmatched, escalated, or
+    whose fix ended escalated/rolled back/failed.
+
+    Raises:
+        UsageError: none in the streams. StreamUnavailable: Redis unreachable.
+    """
+    failed: dict[str, str] = {}
+    for out in newest_first(client, settings.stream("outcomes"), OutcomeEvent.decode, SCAN):
+        if out.status in ("escalated", "rolled_back", "failed", "rejected"):
+            failed.setdefault(out.error_id, out.status)
+    for ev in newest_first(client, settings.stream("candidates"), CandidateEvent.decode, SCAN):
+        if not _in_repo(ev.error.repo.path, root):
+            continue
+        why = _why(ev) or (f"fix {failed[ev.error_id]}" if ev.error_id in failed else None)
+        if why is not None:
+            return TaughtError.of_candidate(ev, why)
+    raise UsageError(f"heal learn --last: no unmatched or escalated error of {root} in the "
+                     "pipeline's streams; name the error by id or fingerprint "
+                     "(heal issues list shows them)")
+
+
+def find(client: redis.Redis, settings: Settings, db: Any, ident: str) -> TaughtError:
+    """An error by its id, or by a fingerprint (or a prefix of one) of its group.
+
+    Raises:
+        UsageError: unknown or ambiguous. StreamUnavailable / DatabaseUnavailable.
+    """
+    ident = ident.strip()
+    if not ident:
+        raise UsageError("heal learn: name the error (ERROR_ID or FINGERPRINT) or use --last")
+    fp = ident if ident.startswith("fp-") else f"fp-v1:{ident}"
+    by_fp: list[CandidateEvent] = []
+    for ev in newest_first(client, settings.stream("candidates"), CandidateEvent.decode, SCAN):
+        if ev.error_id == ident:
+            return TaughtError.of_candidate(ev, _why(ev) or "matched")
+        if ev.fine.startswith(fp) or ev.coarse == fp:
+            by_fp.append(ev)
+    fines = {ev.fine for ev in by_fp}
+    if len(fines) > 1 and not any(ev.fine == fp for ev in by_fp):
+        raise UsageError(f"heal learn: {ident!r} names {len(fines)} error groups "
+                         f"({', '.join(sorted(fines)[:3])}...); give more of the fingerprint")
+    if by_fp:
+        ev = next((e for e in by_fp if e.fine == fp), by_fp[0])
+        return TaughtError.of_candidate(ev, _why(ev) or "matched")
+    if db is not None:
+        from storage.reports import ReportStore
+
+        store = ReportStore(db)
+        fines_known = [f for f, level in store.resolve(ident) if level == "fine"]
+        for fine in fines_known[:1]:
+            issue = store.issues_for([fine])
+            if issue:
+                return TaughtError(f"issue:{fine}", str(issue[0]["sample"]), fine,
+                                   str(issue[0]["coarse"]), why="queued")
+    raise UsageError(f"heal learn: no error {ident!r} is known (neither an error id in the "
+                     "streams nor a fingerprint of a queued group); heal issues list shows "
+                     "the unmatched groups")

@@ -1,0 +1,168 @@
+"""The one path every lesson takes (``heal learn``, ``heal issues review``, the hooks'
+``on_learn_phase_complete``, agent transcripts, packs): a DRAFT pattern and fix in PostgreSQL
+with provenance, detected by the error's fine fingerprint and by a rule derived from its
+normalized headline (or the person's ``--regex``).
+
+Nothing taught is applied on its own: the fix starts DRAFT, the validate stage verifies it
+before it is offered, and only the lifecycle (verified successes) graduates it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import hashlib
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from pipeline.errors import ConfigError, UsageError
+from pipeline.learn.detection import check_regex, compile_rule, derive_regex
+from pipeline.learn.fixes import FixDraft
+from pipeline.learn.source import TaughtError
+from pipeline.lookup.catalog import parse_pattern
+from pipeline.lookup.taught import TAUGHT_PRIORITY
+from pipeline.model import Category
+
+CATEGORIES = tuple(c.value for c in Category)
+
+
+@dataclass(frozen=True)
+class Lesson:
+    error: TaughtError
+    fix: FixDraft
+    category: str = Category.MODERATE.value
+    name: str = ""
+    regex: str | None = None
+    reason: str = ""
+    confirmed: bool = False  # --yes: needed (with a reason) for SAFE
+    source: str = "heal learn"  # what taught it: heal learn, review, hook, transcript, pack
+    who: str = ""
+
+
+@dataclass(frozen=True)
+class Taught:
+    pattern_id: str
+    fix_id: str
+    kind: str
+    category: str
+    regex: str | None  # None: detected by fingerprint only (see ``notes``)
+    fingerprints: tuple[str, ...]
+    new_fix: bool
+    provenance: dict[str, Any]
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"pattern_id": self.pattern_id, "fix_id": self.fix_id, "kind": self.kind,
+                "category": self.category, "state": "DRAFT", "regex": self.regex,
+                "fingerprints": list(self.fingerprints), "new_fix": self.new_fix,
+                "provenance": self.provenance, "notes": list(self.notes)}
+
+
+def who_am_i() -> str:
+    try:
+        return os.environ.get("HEAL_USER") or getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _hash(value: Any, n: int) -> str:
+    data = orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.sha256(data).hexdigest()[:n]
+
+
+def _category(lesson: Lesson) -> str:
+    category = lesson.category.upper()
+    if category not in CATEGORIES:
+        raise UsageError(f"--category {lesson.category!r}: one of {', '.join(CATEGORIES)}")
+    if category == Category.SAFE.value and not (lesson.confirmed and lesson.reason.strip()):
+        raise UsageError("--category SAFE lets the fix run without a human once it graduates; "
+                         "confirm with --yes and say why with --reason 'TEXT'")
+    return Category.RISKY.value if lesson.fix.kind == "escalate" else category
+
+
+def _rule(lesson: Lesson, headline: str, notes: list[str]) -> str | None:
+    text = lesson.error.text
+    if lesson.regex is not None:
+        regex = check_regex(lesson.regex)
+        if compile_rule(regex).search(text) is None:
+            raise UsageError(f"--regex {regex!r} does not match the error it is taught from; "
+                             "a rule must at least recognize its own example")
+        return regex
+    try:
+        regex = derive_regex(headline)
+    except UsageError as exc:
+        notes.append(f"no rule derived ({exc}); detected by fingerprint only")
+        return None
+    if compile_rule(regex).search(text) is None:
+        notes.append("the derived rule does not match the raw text (its headline was "
+                     "reassembled); detected by fingerprint only: give one with --regex")
+        return None
+    return regex
+
+
+def draft_pattern(lesson: Lesson, now: dt.datetime | None = None) -> tuple[dict[str, Any],
+                                                                         Taught]:
+    """The pattern in the seeds' shape (validated by the seeds' own parser) and what will be
+    reported about it. Raises UsageError (bad input) or ConfigError (an invalid fix)."""
+    from pipeline.fingerprint import fingerprint_text
+
+    error = lesson.error
+    fp = fingerprint_text(error.text, repo=error.repo)
+    fine = error.fine or fp.fine
+    notes: list[str] = []
+    category = _category(lesson)
+    regex = _rule(lesson, fp.normalized, notes)
+    pid = f"learned.h{fine.split(':', 1)[-1].lower()[:12]}"
+    fix_id = f"{pid}.{lesson.fix.kind}_{_hash(lesson.fix.template, 8)}"
+    when = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
+    provenance = {"who": lesson.who or who_am_i(), "when": when, "source": lesson.source,
+                  "error_id": error.error_id, "fine": fine, "coarse": error.coarse or fp.coarse,
+                  "repo": error.repo, "error_was": error.why, "how": lesson.fix.kind,
+                  **({"reason": lesson.reason} if lesson.reason else {}), **lesson.fix.origin}
+    headline = fp.normalized.strip()
+    raw = {
+        "id": pid, "name": (lesson.name or headline or pid)[:120], "category": category,
+        "priority": TAUGHT_PRIORITY,
+        "description": f"taught by {provenance['who']} ({lesson.source}) from error "
+                       f"{error.error_id}: {headline[:200]}",
+        "detect": [{"regex": regex}] if regex else [], "params": {},
+        "examples": [error.text[-2000:]],
+        "fix": lesson.fix.as_fix(fix_id, category),
+    }
+    try:
+        parse_pattern(raw)
+    except ConfigError as exc:
+        raise UsageError(f"the taught fix is not valid: {exc}") from exc
+    taught = Taught(pid, fix_id, lesson.fix.kind, category, regex, (fine,), True, provenance,
+                    tuple(notes))
+    return raw, taught
+
+
+class Teacher:
+    """Stores lessons: PostgreSQL (``storage.learned``), the audit log, the local cache."""
+
+    def __init__(self, db: Any, audit: Any = None, cache: Any = None) -> None:
+        self.db = db
+        self.audit = audit
+        self.cache = cache
+
+    def teach(self, lesson: Lesson) -> Taught:
+        """Raises UsageError (bad input), DatabaseUnavailable / QueryError."""
+        from storage.learned import LearnedRepository
+
+        raw, taught = draft_pattern(lesson)
+        fine = taught.fingerprints[0]
+        saved = LearnedRepository(self.db).save(
+            raw, source="learned", provenance=taught.provenance,
+            fingerprints=[(fine, "fine")], issue=fine)
+        if self.cache is not None:
+            # this machine's tier 1 must not keep answering with what it knew before
+            self.cache.replace_fingerprints([(fine, "fine", taught.pattern_id)])
+        if self.audit is not None:
+            self.audit.append("pattern.learn", taught.pattern_id, {
+                "fix_id": taught.fix_id, "kind": taught.kind, "category": taught.category,
+                "regex": taught.regex, **taught.provenance})
+        return Taught(**{**taught.__dict__, "new_fix": saved.new_fix})

@@ -1,0 +1,62 @@
+"""Read-only queries of ``heal report``: the healings and escalations of a window with their
+error, fix, tier, time to fix and verification, and the lifecycle moves (graduations,
+quarantines). The tables belong to other stages; this module only reads them.
+
+Every method raises DatabaseUnavailable / QueryError like every repository.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from storage.db import Database
+
+_HEALINGS = """
+SELECT DISTINCT ON (o.error_id) o.error_id, o.fix_id, o.fingerprint, o.status, o.ts,
+       o.workflow, o.step, c.tier, c.pattern_id, c.score,
+       extract(epoch FROM o.ts - c.seen_at) AS seconds,
+       a.decision, a.reason, a.category, a.mode, a.branch, a.commit,
+       CASE WHEN a.verdict LIKE '{%' THEN a.verdict::jsonb #>> '{error,text}' END AS text,
+       (SELECT sample FROM issue_queue q WHERE q.fine = o.fingerprint) AS sample
+FROM lifecycle_outcomes o
+LEFT JOIN occurrences c ON c.error_id = o.error_id
+LEFT JOIN attempts a ON a.id = o.error_id
+WHERE o.ts >= $1 AND o.status = ANY($2::text[])
+ORDER BY o.error_id, o.ts DESC
+"""
+
+
+def _plain(row: Any) -> dict[str, Any]:
+    out = dict(row)
+    for key, value in out.items():
+        if isinstance(value, dt.datetime):
+            out[key] = value.isoformat()
+    return out
+
+
+class HealingReports:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def outcomes(self, since: dt.datetime, statuses: tuple[str, ...],
+                 limit: int = 500) -> list[dict[str, Any]]:
+        """The latest outcome per error of the window with one of ``statuses``, newest
+        first, with its lookup (tier, pattern), attempt (verification) and error text."""
+        rows = self.db.fetch(_HEALINGS, since, list(statuses))
+        out = sorted((_plain(r) for r in rows), key=lambda r: r["ts"], reverse=True)
+        return out[:limit]
+
+    def transitions(self, since: dt.datetime) -> list[dict[str, Any]]:
+        rows = self.db.fetch(
+            """SELECT fingerprint, fix_id, src, dst, reason, ts FROM lifecycle_transitions
+               WHERE ts >= $1 ORDER BY id""", since)
+        return [_plain(r) for r in rows]
+
+    def top_unmatched(self, since: dt.datetime, limit: int = 10) -> list[dict[str, Any]]:
+        """Open groups of the issue queue seen in the window, most frequent first."""
+        rows = self.db.fetch(
+            """SELECT fine, count, last_seen, sample FROM issue_queue
+               WHERE status = 'open' AND last_seen >= $1
+               ORDER BY count DESC, fine LIMIT $2""", since, limit)
+        return [_plain(r) for r in rows]

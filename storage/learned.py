@@ -1,0 +1,193 @@
+"""Taught patterns and fixes in PostgreSQL: what ``heal learn``, a review, an agent transcript
+or an imported pack adds next to the seeds, with its provenance; the extra tier 2 reference
+texts of verified resolutions; and the rows a pack exports.
+
+Every method raises :class:`~pipeline.errors.DatabaseUnavailable` when PostgreSQL cannot be
+reached and :class:`~pipeline.errors.QueryError` when it rejects a statement.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import orjson
+
+from storage.db import Database
+
+_PATTERN = """
+INSERT INTO patterns (id, name, category, description, detection, params, examples, source,
+                      state, priority, provenance, first_seen, last_seen)
+VALUES ($1, $2, $3, $4, $5::jsonb, '{}'::jsonb, $6::jsonb, $7, 'DRAFT', $8, $9::jsonb, now(),
+        now())
+ON CONFLICT (id) DO UPDATE SET
+    name = EXCLUDED.name, category = EXCLUDED.category, description = EXCLUDED.description,
+    detection = EXCLUDED.detection, examples = EXCLUDED.examples, priority = EXCLUDED.priority,
+    updated_at = now()
+"""
+
+# a fix already known keeps its lifecycle state and statistics (teaching it again changes
+# nothing); a new fix always starts DRAFT
+_FIX = """
+INSERT INTO fixes (id, pattern_id, kind, category, state, title, explanation, template,
+                   provenance)
+VALUES ($1, $2, $3, $4, 'DRAFT', $5, $6, $7::jsonb, $8::jsonb)
+ON CONFLICT (id) DO NOTHING RETURNING id
+"""
+
+# the newest fix of every taught pattern, with its pattern (the catalog's shape); neither the
+# seeds (loaded from their files) nor the placeholders a review's ``y`` leaves for a person to
+# complete (an escalation with no fix yet)
+_TAUGHT = """
+SELECT p.id, p.name, p.category, p.description, p.detection, p.params, p.examples, p.source,
+       p.priority, p.provenance, p.created_at, f.id AS fix_id, f.kind, f.category AS fix_category,
+       f.state AS fix_state, f.title, f.explanation, f.template, f.provenance AS fix_provenance,
+       f.attempts, f.successes, f.failures, f.rollbacks
+FROM patterns p
+JOIN LATERAL (SELECT * FROM fixes WHERE pattern_id = p.id
+              ORDER BY created_at DESC, id DESC LIMIT 1) f ON true
+WHERE p.source NOT IN ('seed', 'review') {where}
+ORDER BY p.id
+"""
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
+def _decoded(value: Any) -> Any:
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+@dataclass(frozen=True)
+class SavedLesson:
+    pattern_id: str
+    fix_id: str
+    new_fix: bool  # False: the same fix was taught before (its state and statistics kept)
+
+
+class LearnedRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def save(self, raw: dict[str, Any], *, source: str, provenance: dict[str, Any],
+             fingerprints: Iterable[tuple[str, str]] = (), issue: str = "") -> SavedLesson:
+        """Store one taught pattern (``raw``: the seeds' YAML shape, already validated) and
+        its fix as DRAFT, map ``fingerprints`` (fingerprint, level) to it (a fingerprint known
+        for another pattern moves to this one: the person said what fixes it), record the
+        lesson in ``learnings`` and mark the issue ``learned``; one transaction."""
+        fix = dict(raw["fix"])
+        template = {k: v for k, v in fix.items()
+                    if k not in ("id", "kind", "category", "state", "title", "explanation")}
+        fps = list(fingerprints)
+
+        async def go(conn: asyncpg.Connection) -> SavedLesson:
+            async with conn.transaction():
+                await conn.execute(
+                    _PATTERN, raw["id"], raw["name"], raw["category"], raw["description"],
+                    _json(raw["detect"]), _json(raw["examples"]), source,
+                    int(raw.get("priority", 50)), _json(provenance))
+                new = await conn.fetchval(
+                    _FIX, fix["id"], raw["id"], fix["kind"], fix["category"], fix["title"],
+                    fix["explanation"], _json(template), _json(provenance))
+                for fp, level in fps:
+                    await conn.execute(
+                        """INSERT INTO pattern_fingerprints (fingerprint, level, pattern_id)
+                           VALUES ($1, $2, $3) ON CONFLICT (fingerprint, level)
+                           DO UPDATE SET pattern_id = EXCLUDED.pattern_id""", fp, level, raw["id"])
+                await conn.execute(
+                    "INSERT INTO learnings (kind, subject, data) VALUES ('taught', $1, $2::jsonb)",
+                    raw["id"], _json({**provenance, "fix_id": fix["id"], "source": source}))
+                if issue:
+                    await conn.execute(
+                        "UPDATE issue_queue SET status = 'learned' WHERE fine = $1", issue)
+                return SavedLesson(raw["id"], fix["id"], new is not None)
+
+        result: SavedLesson = self.db.run(go)
+        return result
+
+    def taught(self, pattern_ids: list[str] | None = None) -> list[dict[str, Any]]:
+        """Every pattern that is not a seed with its newest fix, statistics and provenance
+        (JSON decoded, timestamps as ISO text)."""
+        if pattern_ids is None:
+            rows = self.db.fetch(_TAUGHT.format(where=""))
+        else:
+            rows = self.db.fetch(_TAUGHT.format(where="AND p.id = ANY($1::text[])"),
+                                 pattern_ids)
+        out = []
+        for r in rows:
+            item = dict(r)
+            for key in ("detection", "params", "examples", "provenance", "template",
+                        "fix_provenance"):
+                item[key] = _decoded(item[key])
+            item["created_at"] = item["created_at"].isoformat()
+            out.append(item)
+        return out
+
+    def detections(self) -> dict[str, tuple[str, str]]:
+        """Detection key (the rules' JSON) -> (pattern id, newest fix id) of every pattern,
+        seeds included: how an import recognizes a pattern it already holds."""
+        rows = self.db.fetch(
+            """SELECT p.id, p.detection::text AS detection, f.id AS fix_id FROM patterns p
+               LEFT JOIN LATERAL (SELECT id FROM fixes WHERE pattern_id = p.id
+                                  ORDER BY created_at DESC, id DESC LIMIT 1) f ON true""")
+        return {_canonical(r["detection"]): (r["id"], r["fix_id"] or "") for r in rows}
+
+    def fix_template(self, fix_id: str) -> dict[str, Any] | None:
+        row = self.db.fetchrow("SELECT kind, template FROM fixes WHERE id = $1", fix_id)
+        if row is None:
+            return None
+        return {"kind": row["kind"], **_decoded(row["template"])}
+
+    def fix_statistics(self) -> dict[str, dict[str, Any]]:
+        """Verified outcomes per fix (summed over fingerprints) and its latest state."""
+        rows = self.db.fetch(
+            """SELECT fix_id, sum(successes) AS successes, sum(failures) AS failures,
+                      sum(reverts) AS reverts, count(*) AS fingerprints FROM fix_stats
+               GROUP BY fix_id""")
+        return {r["fix_id"]: {"successes": int(r["successes"]), "failures": int(r["failures"]),
+                              "reverts": int(r["reverts"]),
+                              "fingerprints": int(r["fingerprints"])} for r in rows}
+
+    # -- tier 2 references -----------------------------------------------------------------
+    def pattern_of_fix(self, fix_id: str) -> str | None:
+        value = self.db.fetchval("SELECT pattern_id FROM fixes WHERE id = $1", fix_id)
+        return None if value is None else str(value)
+
+    def add_reference(self, ref_id: str, pattern_id: str, text: str, error_id: str = "",
+                      source: str = "resolution") -> bool:
+        """One more reference text of ``pattern_id``; False when it was known already."""
+        row = self.db.fetchval(
+            """INSERT INTO pattern_references (id, pattern_id, text, source, error_id)
+               VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING RETURNING id""",
+            ref_id, pattern_id, text, source, error_id)
+        return row is not None
+
+    def reference_count(self) -> int:
+        return int(self.db.fetchval("SELECT count(*) FROM pattern_references") or 0)
+
+    def references(self) -> list[tuple[str, str, str]]:
+        """(id, pattern id, text) of every extra reference text."""
+        rows = self.db.fetch("SELECT id, pattern_id, text FROM pattern_references ORDER BY id")
+        return [(r["id"], r["pattern_id"], r["text"]) for r in rows]
+
+    # -- report ----------------------------------------------------------------------------
+    def new_since(self, since: dt.datetime) -> list[dict[str, Any]]:
+        rows = self.db.fetch(
+            """SELECT p.id, p.name, p.source, p.provenance, p.created_at FROM patterns p
+               WHERE p.source <> 'seed' AND p.created_at >= $1 ORDER BY p.created_at""", since)
+        return [{**dict(r), "provenance": _decoded(r["provenance"]),
+                 "created_at": r["created_at"].isoformat()} for r in rows]
+
+
+def _canonical(detection: Any) -> str:
+    items = _decoded(detection) or []
+    return _json(sorted(orjson.dumps(d, option=orjson.OPT_SORT_KEYS).decode() for d in items))
+
+
+def detection_key(detect: list[dict[str, Any]]) -> str:
+    """The key :meth:`LearnedRepository.detections` uses for a pattern's rules."""
+    return _canonical(detect)

@@ -1,0 +1,111 @@
+"""Packs end to end (real PostgreSQL): a fix learned and verified in one installation is
+exported with its statistics and provenance, imported into a fresh HEAL_HOME with its own
+database, and offered there as DRAFT; a different fix for the same detection is a conflict,
+reported and not merged; a seed file imports through the same code."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.cli import main
+from pipeline.config import Settings
+from pipeline.events import ErrorEvent, OutcomeEvent, Repo
+from pipeline.learn.fixes import command_fix
+from pipeline.learn.source import TaughtError
+from pipeline.learn.teach import Lesson, Teacher
+from pipeline.lifecycle.graduation import LifecyclePolicy
+from pipeline.lifecycle.service import LifecycleService
+from storage.attempts import close_stores
+from storage.engines import open_database
+from storage.lifecycle import LifecycleStore
+from storage.scratch import create_scratch_database
+
+TEXT = "ObsidianLatchError: latch {token} jammed after 14 turns at /opt/vault/door-2\n"
+
+
+def letters() -> str:
+    return "".join(chr(97 + int(c, 16)) for c in uuid.uuid4().hex[:10])
+
+
+@pytest.fixture(autouse=True)
+def _close_stores() -> Iterator[None]:
+    yield
+    close_stores()
+
+
+def test_an_exported_pack_is_offered_as_draft_in_a_fresh_installation(
+    tmp_path: Path, heal_env: dict[str, str], database_url: str,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    token = letters()
+    text = TEXT.format(token=token)
+    db = open_database(Settings.from_env())
+    try:
+        taught = Teacher(db).teach(Lesson(TaughtError(f"e-{token}", text, ""),
+                                          command_fix("touch latch.oiled"), name="latch"))
+        error = ErrorEvent(id=f"e2-{token}", text=text, repo=Repo(path="/srv"))
+        LifecycleService(LifecycleStore(db), None, None, LifecyclePolicy()).handle(
+            OutcomeEvent(id=f"{error.id}:apply", error_id=error.id, error=error,
+                         fine=taught.fingerprints[0], fix_id=taught.fix_id, status="applied"))
+        assert db.fetchval("SELECT state FROM fixes WHERE id = $1", taught.fix_id) == "ACTIVE"
+    finally:
+        db.close()
+
+    pack = tmp_path / "learned.yaml"
+    assert main(["export", "--pack", str(pack)]) == 0
+    doc = yaml.safe_load(pack.read_text())
+    assert doc["heal_pack"] == 1 and doc["created_by"]
+    (mine,) = [p for p in doc["patterns"] if p["id"] == taught.pattern_id]
+    assert mine["fix"]["state"] == "ACTIVE" and mine["stats"]["successes"] == 1
+    assert mine["provenance"]["error_id"] == f"e-{token}" and mine["name"] == "latch"
+
+    # a fresh installation: its own HEAL_HOME and its own database
+    url, drop = create_scratch_database(database_url, f"heal_pack_{uuid.uuid4().hex[:10]}")
+    try:
+        monkeypatch.setenv("HEAL_DATABASE_URL", url)
+        monkeypatch.setenv("HEAL_HOME", str(tmp_path / "elsewhere"))
+        assert main(["import", str(pack)]) == 0
+        out = capsys.readouterr().out
+        assert f"imported {taught.pattern_id} with fix {taught.fix_id} (DRAFT)" in out, out
+
+        variant = tmp_path / "variant.txt"
+        variant.write_text(text.replace("14 turns", "3 turns").replace("/opt/vault", "/mnt/v"))
+        assert main(["diagnose", "--json", "--no-semantic", str(variant)]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["match"]["pattern_id"] == taught.pattern_id
+        assert report["fix"]["id"] == taught.fix_id and report["fix"]["state"] == "DRAFT"
+
+        # the same pack again: already known; the same detection with another fix: a conflict
+        assert main(["import", str(pack)]) == 0
+        assert "0 imported (DRAFT), " in capsys.readouterr().out
+        mine["fix"]["argv"] = ["touch", "latch.greased"]
+        mine["fix"]["id"] = f"{taught.pattern_id}.command_other"
+        other = tmp_path / "other.yaml"
+        other.write_text(yaml.safe_dump({**doc, "patterns": [mine]}))
+        assert main(["import", "--json", str(other)]) == 1
+        result = json.loads(capsys.readouterr().out)
+        assert result["imported"] == [] and result["conflicts"][0]["held"] == taught.pattern_id
+        db = open_database(Settings.from_env())
+        try:
+            fixes = db.fetch("SELECT id FROM fixes WHERE pattern_id = $1", taught.pattern_id)
+        finally:
+            db.close()
+        assert [r["id"] for r in fixes] == [taught.fix_id]  # never merged
+
+        # the seeds are a pack: a seed file imports through the same code (known here)
+        seeds = Path(__file__).resolve().parents[2] / "seeds" / "net.yaml"
+        assert main(["import", str(seeds)]) == 0
+        assert "0 imported (DRAFT)" in capsys.readouterr().out
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("patterns: [{id: Not An Id}]\n")
+        assert main(["import", str(bad)]) == 2
+        assert "must look like area.name" in capsys.readouterr().err
+    finally:
+        close_stores()
+        drop()

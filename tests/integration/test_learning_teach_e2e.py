@@ -1,0 +1,203 @@
+"""Teaching heal end to end on the real embedded engines: an unknown error, `heal learn --last
+--command ...`, then the same broken repository in a fresh copy gets the taught fix offered,
+verified, under --mode suggest; a reworded variant (other path, other numbers, another frame)
+matches the taught pattern's rule in `heal diagnose`; bad input exits 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.config import Settings
+from storage.attempts import close_stores
+from storage.engines import open_database
+
+APP = """import os
+
+
+class StaleWorkspaceError(Exception):
+    pass
+
+
+if not os.path.exists("workspace.ready"):
+    raise StaleWorkspaceError(
+        f"workspace {{os.getcwd()}}/build/cache-{token} not initialised after 3 attempts")
+"""
+
+VARIANT = """Traceback (most recent call last):
+  File "/home/ci/other/tools/bootstrap.py", line 88, in prepare
+    check()
+app.StaleWorkspaceError: workspace /var/lib/runner/w2/build/cache-{token} not initialised \
+after 17 attempts
+"""
+
+
+def letters() -> str:
+    """A token of letters only: never masked, so each test has a fingerprint of its own."""
+    return "".join(chr(97 + int(c, 16)) for c in uuid.uuid4().hex[:10])
+
+
+@pytest.fixture(autouse=True)
+def _close_stores() -> Iterator[None]:
+    yield
+    close_stores()
+
+
+def git(repo: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t",
+                           *args], check=True, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+def make_repo(tmp_path: Path, token: str) -> Path:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "app.py").write_text(APP.format(token=token))
+    git(repo, "add", "app.py")
+    git(repo, "commit", "-q", "-m", "app")
+    return repo
+
+
+def wait_for_occurrence(pattern_id: str) -> None:
+    db = open_database(Settings.from_env())
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if db.fetchval("SELECT count(*) FROM occurrences WHERE pattern_id = $1", pattern_id):
+                return
+            time.sleep(0.2)
+    finally:
+        db.close()
+    raise AssertionError(f"no occurrence of {pattern_id} reached PostgreSQL")
+
+
+def heal_run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    status = main(["run", "--timeout", "120", "--step", "import-app", *args, "--",
+                   sys.executable, "-c", "import app"])
+    return status, capsys.readouterr().err
+
+
+def test_a_taught_command_is_offered_verified_in_a_fresh_copy_and_matches_a_variant(
+    tmp_path: Path, heal_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    token = letters()
+    repo = make_repo(tmp_path, token)
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("HEAL_WORKFLOW", f"wf-{token}")
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+
+    # 1. an error nothing knows
+    status, err = heal_run(capsys, "--mode", "suggest")
+    assert status == 1 and "StaleWorkspaceError" in err, err
+    assert "suggested fix" not in err, err
+
+    # 2. a person teaches the command that fixed it
+    assert main(["learn", "--last", "--command", "touch workspace.ready"]) == 0
+    out = capsys.readouterr().out
+    assert "learned DRAFT pattern learned.h" in out, out
+    assert "(command, MODERATE, DRAFT)" in out and "rule app\\.StaleWorkspaceError:" in out, out
+    pattern_id = out.split("learned DRAFT pattern ", 1)[1].split()[0]
+    fix_id = out.split("fix        ", 1)[1].split()[0]
+
+    db = open_database(Settings.from_env())
+    try:
+        row = db.fetchrow("SELECT p.source, p.state, p.provenance, f.state AS fix_state,"
+                          " f.category FROM patterns p JOIN fixes f ON f.pattern_id = p.id"
+                          " WHERE f.id = $1", fix_id)
+    finally:
+        db.close()
+    assert row is not None
+    assert (row["source"], row["state"], row["fix_state"], row["category"]) == (
+        "learned", "DRAFT", "DRAFT", "MODERATE")
+    provenance = json.loads(row["provenance"])
+    assert provenance["how"] == "command" and provenance["error_was"] == "unmatched"
+    assert provenance["error_id"].startswith("run-") and provenance["who"]
+
+    # 3. the same broken repository in a fresh copy: the taught fix is offered, verified,
+    #    and only suggested (it is DRAFT), never applied
+    copy = tmp_path / "copy"
+    subprocess.run(["git", "clone", "-q", str(repo), str(copy)], check=True)
+    monkeypatch.chdir(copy)
+    status, err = heal_run(capsys, "--mode", "suggest")
+    assert status == 1, err
+    assert f"suggested fix {fix_id}" in err and "verified on branch heal/" in err, err
+    assert not (copy / "workspace.ready").exists()
+
+    # 4. a reworded variant (another path, other numbers, another frame) matches the rule
+    variant = tmp_path / "variant.txt"
+    variant.write_text(VARIANT.format(token=token))
+    assert main(["diagnose", "--json", "--no-semantic", str(variant)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["match"]["pattern_id"] == pattern_id, report
+    assert "detection rule" in report["reason"], report
+    assert report["fix"]["id"] == fix_id and report["fix"]["state"] == "DRAFT"
+    assert report["would_apply"] is False
+
+    # 5. a person applies the verified suggestion; `heal report` (and /report) tell the story
+    assert main(["apply", fix_id]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert (copy / "workspace.ready").exists()
+    import redis
+
+    from pipeline.runtime.drain import drain_inline
+
+    client = redis.Redis.from_url(heal_env["HEAL_REDIS_URL"])
+    drain_inline(Settings.from_env(), client, stages=["lifecycle"])
+    wait_for_occurrence(fix_id.rsplit(".", 1)[0])  # the lookup's writes sync in the background
+    assert main(["report", "--since", "1h", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    (healing,) = [h for h in data["healings"] if h["fix_id"] == fix_id]
+    assert healing["tier"] == 1 and healing["auto"] is False
+    assert healing["time_to_fix_s"] > 0 and "StaleWorkspaceError" in healing["error"]
+    assert "original failure gone" in healing["verification"]
+    assert any(e["reason"].startswith("no known fix") and "StaleWorkspaceError" in e["error"]
+               for e in data["escalations"]), data["escalations"]
+    assert any(p["id"] == pattern_id and p["provenance"]["how"] == "command"
+               for p in data["learning"]["new_patterns"])
+    assert {"fix_id": fix_id, "src": "DRAFT", "dst": "ACTIVE"}.items() <= next(
+        m for m in data["learning"]["graduations"] if m["fix_id"] == fix_id).items()
+    page = tmp_path / "report.html"
+    assert main(["report", "--since", "1h", "--format", "html", "--output", str(page)]) == 0
+    body = page.read_text()
+    assert body.startswith("<!doctype html>") and "<style>" in body and fix_id in body
+    assert "<script" not in body and "src=" not in body and "href=" not in body
+    from pipeline.serve.api import Api
+
+    served = Api(Settings.from_env()).handle("GET", "/report", {"since": ["1h"]})
+    assert served.status == 200 and served.content_type.startswith("text/html")
+    assert fix_id.encode() in served.body
+
+
+def test_bad_lessons_exit_2_with_what_to_change(
+    tmp_path: Path, heal_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    token = letters()
+    repo = make_repo(tmp_path, token)
+    monkeypatch.chdir(repo)
+    git(repo, "commit", "-q", "--allow-empty", "-m", "nothing")
+
+    assert main(["learn", "--last", "--command", "make clean; rm -rf /"]) == 2
+    assert "shell syntax" in capsys.readouterr().err
+    assert main(["learn", "--last", "--command", "sh -c 'make'"]) == 2
+    assert "runs a shell string" in capsys.readouterr().err
+    assert main(["learn", "--last", "--commit", "HEAD"]) == 2
+    assert "touches nothing" in capsys.readouterr().err
+    assert main(["learn", "--last", "--commit=--output=/tmp/x"]) == 2
+    assert "commit id or a ref" in capsys.readouterr().err
+    assert main(["learn", f"run-nope-{token}", "--command", "true"]) == 2
+    assert "no error" in capsys.readouterr().err
+    assert main(["learn", "--last", "--command", "true"]) == 2
+    assert "no unmatched or escalated error" in capsys.readouterr().err
+    assert main(["learn", "--last"]) == 2
+    assert "say how it was fixed" in capsys.readouterr().err

@@ -1,0 +1,132 @@
+"""Pure parts of teaching: the fixes a person can teach, the pattern a lesson becomes, the
+lessons of hooks, packs on disk, and the report's renderings."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import UsageError
+from pipeline.learn.fixes import command_fix, escalate_fix, playbook_fix
+from pipeline.learn.lessons import lesson_fix
+from pipeline.learn.packs import read_pack
+from pipeline.learn.source import TaughtError
+from pipeline.learn.teach import Lesson, draft_pattern
+from pipeline.lookup.catalog import parse_pattern
+from pipeline.operator import render_report
+
+TEXT = "Traceback (most recent call last):\nKilnColdError: kiln 4 is 120 degrees too cold\n"
+
+
+@pytest.mark.parametrize("argv", ["make; rm -rf /", "cat x | grep y", "echo $HOME", "rm *.pyc",
+                                  "ls ~/x", "a && b", "bash -c 'make'", "sh -ec make", ""])
+def test_shell_syntax_and_shell_strings_are_refused(argv: str) -> None:
+    with pytest.raises(UsageError, match="--command"):
+        command_fix(argv)
+
+
+def test_a_command_is_a_literal_argv_verified_in_a_worktree() -> None:
+    fix = command_fix("npm ci --prefix 'web app'")
+    assert fix.template["argv"] == ["npm", "ci", "--prefix", "web app"]
+    assert fix.template["literal"] is True and fix.template["verify_in_worktree"] is True
+
+
+def test_playbooks_are_checked_like_the_seeds(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("steps:\n  primary:\n    - {name: rebuild, argv: [make, cache]}\n"
+                    "  validate:\n    - {name: rerun, action: rerun}\n")
+    assert playbook_fix(str(good)).template["steps"]["primary"][0]["argv"] == ["make", "cache"]
+    for body, match in (("- a\n", "a mapping"), ("steps: {validate: []}\n", "primary"),
+                        ("steps:\n  primary:\n    - {name: x, argv: [make, '>', log]}\n",
+                         "shell syntax"), ("steps: {primary: [1]}\n", "each primary step")):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(body)
+        with pytest.raises(UsageError, match=match):
+            playbook_fix(str(bad))
+    with pytest.raises(UsageError, match="cannot read"):
+        playbook_fix(str(tmp_path / "missing.yaml"))
+
+
+def test_a_lesson_becomes_a_valid_draft_pattern_with_provenance() -> None:
+    now = dt.datetime(2026, 11, 30, 12, tzinfo=dt.UTC)
+    raw, taught = draft_pattern(Lesson(TaughtError("e-1", TEXT, ""), command_fix("relight"),
+                                       name="kiln", who="ada"), now)
+    pattern = parse_pattern(raw)
+    assert pattern.fix.state.value == "DRAFT" and pattern.category.value == "MODERATE"
+    assert pattern.detect(TEXT.replace("4", "9").replace("120", "7")) is not None
+    assert pattern.detect("KilnColdError: oven 4 is fine") is None
+    assert taught.provenance == {"who": "ada", "when": "2026-11-30T12:00:00+00:00",
+                                 "source": "heal learn", "error_id": "e-1",
+                                 "fine": taught.fingerprints[0], "coarse": raw_coarse(raw),
+                                 "repo": "", "error_was": "unmatched", "how": "command"}
+    assert raw["name"] == "kiln" and taught.pattern_id.startswith("learned.h")
+
+
+def raw_coarse(raw: dict[str, object]) -> object:
+    from pipeline.fingerprint import fingerprint_text
+
+    return fingerprint_text(TEXT).coarse
+
+
+def test_safe_needs_yes_and_a_reason_and_an_escalation_is_risky() -> None:
+    error = TaughtError("e-1", TEXT, "")
+    with pytest.raises(UsageError, match="--yes"):
+        draft_pattern(Lesson(error, command_fix("relight"), category="SAFE"))
+    with pytest.raises(UsageError, match="--yes"):
+        draft_pattern(Lesson(error, command_fix("relight"), category="SAFE", confirmed=True))
+    _, taught = draft_pattern(Lesson(error, command_fix("relight"), category="safe",
+                                     confirmed=True, reason="only warms the kiln"))
+    assert taught.category == "SAFE"
+    _, taught = draft_pattern(Lesson(error, escalate_fix("call facilities")))
+    assert taught.category == "RISKY"
+    with pytest.raises(UsageError, match="category 'HUGE'"):
+        draft_pattern(Lesson(error, command_fix("relight"), category="HUGE"))
+    with pytest.raises(UsageError, match="does not match the error"):
+        draft_pattern(Lesson(error, command_fix("relight"), regex=r"OvenError \d{1,3}"))
+    _, taught = draft_pattern(Lesson(error, command_fix("relight"), regex=r"KilnColdError"))
+    assert taught.regex == "KilnColdError"
+
+
+def test_hook_lessons_are_commands_when_they_name_a_program() -> None:
+    assert lesson_fix({"fix": "python3 -m pip --version"}).kind == "command"  # type: ignore[union-attr]
+    assert lesson_fix({"fix": "ask infra to rotate the key"}).kind == "escalate"  # type: ignore[union-attr]
+    assert lesson_fix({"error": "x"}) is None
+    with pytest.raises(UsageError, match="fix_kind"):
+        lesson_fix({"fix": "x", "fix_kind": "magic"})
+
+
+def test_packs_are_validated_before_anything_is_stored(tmp_path: Path) -> None:
+    seeds = Path(__file__).resolve().parents[2] / "seeds" / "git.yaml"
+    assert read_pack(seeds)["patterns"]
+    for body, match in (("patterns: 3\n", "a 'patterns:' list"), ("heal_pack: 9\npatterns: []\n",
+                        "version 9"), ("patterns: [{id: a.b, category: MEH, fix: {kind: escalate,"
+                                       " message: m}}]\n", "category 'MEH'"), (":\n", "YAML")):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(body)
+        with pytest.raises(UsageError, match=match):
+            read_pack(bad)
+
+
+def _report() -> dict[str, object]:
+    return {"window": "7d", "since": "2026-11-23T00:00:00+00:00", "errors": 4,
+            "outcomes": {"applied": 2}, "auto_resolved": 1, "applied_on_request": 1,
+            "auto_resolved_rate": 0.25, "auto_resolved_target": 0.8, "mttr_s": 42.0,
+            "mttr_target_s": 300.0, "false_positive_rate": 0.0,
+            "healings": [{"error": "KilnColdError: <b>hot</b> | pipe", "fix_id": "f1", "tier": 1,
+                          "time_to_fix_s": 42.0, "auto": True, "verification": "ok"}],
+            "escalations": [{"error": "X", "fix_id": None, "reason": "no known fix"}],
+            "learning": {"new_patterns": [], "graduations": [], "quarantines": [],
+                         "top_unmatched": []}}
+
+
+def test_report_renderings_escape_and_stay_self_contained() -> None:
+    data = _report()
+    page = render_report.render_html(data)
+    assert "&lt;b&gt;hot&lt;/b&gt;" in page and "<b>hot" not in page
+    assert "<script" not in page and "href=" not in page and "25.0%" in page
+    md = render_report.render_markdown(data)
+    assert "\\| pipe" in md and "## Healings (1)" in md and "None." in md
+    text = render_report.render_text(data)
+    assert "auto-resolved        1 (25.0%; target 80.0%)" in text and "MTTR" in text
