@@ -25,6 +25,8 @@ default), validated with a message naming the key and the allowed range.
     global_threshold = 5
     min_volume = 2
     cooldown_minutes = 30
+    half_open_probes = 1            # fixes let through after the cooldown to test recovery
+    probe_timeout_minutes = 15      # a probe with no outcome by then re-opens the breaker
 
     [lifecycle]                     # graduation (pipeline/lifecycle/graduation.py)
     automate_threshold = 0.9
@@ -95,6 +97,8 @@ KEYS: tuple[Key, ...] = (
     Key("breaker", "global_threshold", True, 1, 10_000, 5),
     Key("breaker", "min_volume", True, 1, 10_000, 2),
     Key("breaker", "cooldown_minutes", False, 0, 10_080, 30, low_open=True),
+    Key("breaker", "half_open_probes", True, 1, 100, 1),
+    Key("breaker", "probe_timeout_minutes", False, 0, 10_080, 15, low_open=True),
     Key("lifecycle", "automate_threshold", False, 0, 1, 0.9),
     Key("lifecycle", "min_attempts", True, 1, 100_000, 10),
     Key("lifecycle", "deprecate_below", False, 0, 1, 0.5),
@@ -155,7 +159,9 @@ class Limits:
             workflow_threshold=self.count("breaker.workflow_threshold"),
             global_threshold=self.count("breaker.global_threshold"),
             min_volume=self.count("breaker.min_volume"),
-            cooldown_s=self.get("breaker.cooldown_minutes") * 60)
+            cooldown_s=self.get("breaker.cooldown_minutes") * 60,
+            half_open_probes=self.count("breaker.half_open_probes"),
+            probe_timeout_s=self.get("breaker.probe_timeout_minutes") * 60)
 
     def lifecycle(self) -> Any:
         from pipeline.lifecycle.graduation import LifecyclePolicy

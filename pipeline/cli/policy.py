@@ -43,6 +43,24 @@ def _has(data: dict[str, Any], dotted: str) -> bool:
     return True
 
 
+def _rule(rule: Any) -> dict[str, Any]:
+    """One escalation rule as the ``[[escalation.rules]]`` table that would declare it."""
+    from pipeline.guardrails.escalation_policy import WHEN
+
+    when = {trigger: word for word, trigger in WHEN.items()}[rule.trigger]
+    out: dict[str, Any] = {"name": rule.name, "when": when,
+                           "severity": str(rule.severity), "action": rule.suggested_action}
+    if rule.attempts:
+        out["attempts"] = rule.attempts
+    if rule.duration_s:
+        out["after_hours"] = round(rule.duration_s / 3600, 3)
+    for key, values in (("patterns", rule.patterns), ("categories", rule.categories),
+                        ("fix_kinds", rule.fix_kinds)):
+        if values:
+            out[key] = sorted(values)
+    return out
+
+
 def _rows(policy: Policy, data: dict[str, Any]) -> list[dict[str, Any]]:
     """(key, value, source) for every key, core keys first, then the guardrail thresholds."""
     core: list[tuple[str, Any]] = [
@@ -61,6 +79,8 @@ def _rows(policy: Policy, data: dict[str, Any]) -> list[dict[str, Any]]:
                       "end": w.end.isoformat()} for w in policy.windows]),
         ("backfill.paths", list(policy.backfill_paths)),
         ("backfill.exclude", list(policy.backfill_exclude)),
+        ("escalation.dedupe_hours", policy.escalation.dedupe_hours),
+        ("escalation.rules", [_rule(r) for r in policy.escalation.rules]),
     ]
     rows = [{"key": k, "value": v, "source": "file" if _has(data, k) else "default"}
             for k, v in core]

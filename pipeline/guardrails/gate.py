@@ -78,8 +78,17 @@ def policy_at(path: str) -> Policy:
 
 
 def guard_at(client: Any, settings: Settings, path: str) -> ExecutionGuard:
-    """An ExecutionGuard with the thresholds of the repository at ``path``."""
-    return ExecutionGuard(client, settings, policy_at(path).limits.execution())
+    """An ExecutionGuard with the thresholds of the repository at ``path``, whose state
+    changes notify a person like those of `heal run` (a bad HEAL_WEBHOOK_URL only turns the
+    notifications off: the state is still kept and audited)."""
+    from pipeline.errors import HealError
+    from pipeline.guardrails.alerts import alerting_audit
+
+    limits = policy_at(path).limits.execution()
+    try:
+        return ExecutionGuard(client, settings, limits, audit=alerting_audit(settings, client))
+    except HealError:
+        return ExecutionGuard(client, settings, limits)
 
 
 def gate_for(client: Any, settings: Settings, error: ErrorEvent, policy: Policy) -> WorkflowGate:

@@ -121,3 +121,11 @@ def test_hooks_feed_the_execution_state_and_tell_the_orchestrator(
     assert guard.state("nightly-hooks")[0] is WorkflowState.QUARANTINED
     decision = hooks.execution_decision("deploy")
     assert not decision.execute and not decision.auto_fix
+    # and each state change the hooks caused reached a person, with its severity
+    import json
+
+    told = [json.loads(line) for line in
+            (settings.home / "notifications.jsonl").read_text().splitlines()]
+    changes = [n["summary"] for n in told if "nightly-hooks" in n["summary"]]
+    assert any("RUNNING -> DEGRADED" in c for c in changes), told
+    assert any("-> QUARANTINED" in c for c in changes), told

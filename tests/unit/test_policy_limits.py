@@ -43,13 +43,15 @@ def test_invalid_thresholds_name_the_key_and_the_allowed_range(table: dict[str, 
 def test_thresholds_reach_the_guardrails_config_objects() -> None:
     policy = parse_policy({"execution": {"quarantine_window_minutes": 5, "degrade_after": 4},
                            "budget": {"automatic_fixes": 6, "automatic_fixes_minutes": 3},
-                           "breaker": {"cooldown_minutes": 2, "step_threshold": 3},
+                           "breaker": {"cooldown_minutes": 2, "step_threshold": 3,
+                                       "half_open_probes": 2, "probe_timeout_minutes": 4},
                            "lifecycle": {"min_attempts": 4},
                            "limits": {"dedupe_minutes": 0}})
     limits = policy.limits
     assert limits.execution().quarantine_window_s == 300 and limits.execution().degrade_after == 4
     assert limits.budget().bucket_capacity == 6 and limits.budget().bucket_per_s == 6 / 180
     assert limits.breaker().cooldown_s == 120 and limits.breaker().step_threshold == 3
+    assert limits.breaker().half_open_probes == 2 and limits.breaker().probe_timeout_s == 240
     assert limits.lifecycle().min_attempts == 4
     assert policy.dedupe_minutes == 0  # 0 turns dedupe off
 
@@ -76,6 +78,10 @@ def test_heal_policy_shows_values_and_sources(tmp_path: Path,
     assert rows["execution.degrade_after"]["source"] == "file"
     assert rows["execution.recover_after"]["source"] == "default"
     assert rows["breaker.cooldown_minutes"]["value"] == 30
+    assert rows["breaker.half_open_probes"]["value"] == 1
+    # the escalation rules in force (the built-in ones here) are part of the policy shown
+    assert rows["escalation.rules"]["source"] == "default"
+    assert {r["when"] for r in rows["escalation.rules"]["value"]} >= {"immediate", "attempts"}
     assert main(["policy", "--repo", str(root)]) == 0
     assert "execution.degrade_after" in capsys.readouterr().out
     (root / "heal.toml").write_text("[execution]\ndegrade_after = 0\n")
