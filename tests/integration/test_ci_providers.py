@@ -22,10 +22,13 @@ def _env(heal_env: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items()
             if not k.startswith(("HEAL_", "GITHUB_", "GITLAB_", "CI_", "RUNNER_"))}
     path = f"{Path(sys.executable).parent}{os.pathsep}{base['PATH']}"
-    # the operator's configuration (tests/conftest.py) allows the check the scenario's
-    # heal.toml declares (pipeline.trust): a repository's checks run only when it does
-    operator = {"HEAL_CONFIG": os.environ["HEAL_CONFIG"]}
-    return {**base, **heal_env, **operator, **extra, "PATH": path, "PYTHONPATH": str(ROOT)}
+    return {**base, **heal_env, **extra, "PATH": path, "PYTHONPATH": str(ROOT)}
+
+
+#: the operator's configuration (tests/conftest.py) allows the check the scenario's heal.toml
+#: declares (pipeline.trust): a repository's checks run only when it does
+def _operator() -> dict[str, str]:
+    return {"HEAL_CONFIG": os.environ["HEAL_CONFIG"]}
 
 
 def _action_script() -> str:
@@ -56,8 +59,10 @@ def test_github_action_heals_and_leaves_summary_annotations_outputs_and_patch(
         "GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary),
         "GITHUB_OUTPUT": str(output), "RUNNER_TEMP": str(temp), "GITHUB_WORKSPACE": str(repo),
         "GITHUB_WORKFLOW": "ci", "GITHUB_RUN_ID": "77", "GITHUB_JOB": "test",
-        # the example workflow's inputs, as the runner passes them to the action's step
-        "HEAL_INPUT_TIMEOUT": "180", **_example_inputs()})
+        # the example workflow's inputs, as the runner passes them to the action's step, and
+        # the operator configuration through the action's `config` input (not the env)
+        "HEAL_INPUT_TIMEOUT": "180", "HEAL_INPUT_CONFIG": _operator()["HEAL_CONFIG"],
+        **_example_inputs()})
     # When the action's own step script runs
     done = subprocess.run(["bash", "-c", _action_script()], cwd=repo, env=env,
                           capture_output=True, text=True, timeout=400)
@@ -120,7 +125,8 @@ def test_gitlab_template_reports_an_unresolved_error_as_code_quality(
         "GITLAB_CI": "true", "CI": "true", "CI_PROJECT_DIR": str(repo),
         "CI_PROJECT_PATH": "group/calc", "CI_PIPELINE_ID": "991", "CI_JOB_STAGE": "test",
         "CI_JOB_NAME": "lint", "HEAL_TIMEOUT": "180",
-        "HEAL_ARTIFACTS_DIR": str(repo / "heal-artifacts"), **_example_job_variables()})
+        "HEAL_ARTIFACTS_DIR": str(repo / "heal-artifacts"), **_example_job_variables(),
+        **_operator()})  # HEAL_CONFIG as a CI/CD variable of the project
     # When the template's script runs
     done = subprocess.run(["sh", "-c", _gitlab_script()], cwd=repo, env=env,
                           capture_output=True, text=True, timeout=400)
