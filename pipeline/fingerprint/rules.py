@@ -89,7 +89,7 @@ RULES: tuple[Rule, ...] = (
           (?<=Status\ )|(?<=STATUS\ )|(?<=status:\ )|(?<=Status:\ )|(?<=status=)|
           (?<=status\ code\ )|(?<=Status\ code\ )|(?<=Error\ )|(?<=error:\ )|(?<=Error:\ )|
           (?<=code\ )|(?<=code:\ )|(?<=code=)|(?<=Code\ )|(?<=exit\ )|(?<=Exit\ )|
-          (?<=exited\ with\ )|(?<=returned\ )|(?<=signal\ )|(?<=Signal\ )|(?<=signal:\ )|
+          (?<=exited\ with\ )|(?<=signal\ )|(?<=Signal\ )|(?<=signal:\ )|
           (?<=errno\ )|(?<=Errno\ )|(?<=errno=)|(?<=ERRNO\ )|(?<=curl:\ \())
         [-+]?\d{1,3}(?![\w.])""",
          "kept, not masked: an HTTP status, exit code, signal or errno number (1-3 digits after"

@@ -99,7 +99,7 @@ def test_a_lessons_fix_is_taught_like_heal_learn_and_then_offered(
                           semantic=False)
     finally:
         close_stores()
-    assert report["match"]["pattern_id"] == command.pattern_id
+    assert report["match"]["pattern_id"] == command.pattern_id, report["match"]
     assert report["fix"]["id"] == command.fix_id and report["fix"]["state"] == "DRAFT"
 
 
