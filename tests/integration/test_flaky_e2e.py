@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import random
 import string
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from storage.attempts import close_stores
 from storage.db import Database
 from storage.lifecycle import LifecycleStore
 from storage.serve_queries import ServeQueries
+from tests.integration._repos import git
 
 UNFORMATTED = "x  =  1\n"
 
@@ -31,12 +31,6 @@ UNFORMATTED = "x  =  1\n"
 def _close_stores() -> Iterator[None]:
     yield
     close_stores()
-
-
-def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t",
-                           *args], check=True, capture_output=True, text=True)
-    return done.stdout.strip()
 
 
 def outcomes(client: redis.Redis, settings: Settings) -> list[OutcomeEvent]:

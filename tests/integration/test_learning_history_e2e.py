@@ -6,7 +6,6 @@ precedent); `heal learn --history --dry-run` lists both proposals and stores not
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 import uuid
@@ -19,6 +18,7 @@ from pipeline.cli import main
 from pipeline.config import Settings
 from storage.attempts import close_stores
 from storage.engines import open_database
+from tests.integration._repos import git
 
 BROKEN = ('class TideTableError(Exception):\n    pass\n\n\n'
           'raise TideTableError("tide table {token} is 3 hours stale")\n')
@@ -29,12 +29,6 @@ FIXED = 'TIDES = "{token}"\n'
 def _close_stores() -> Iterator[None]:
     yield
     close_stores()
-
-
-def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t",
-                           *args], check=True, capture_output=True, text=True)
-    return done.stdout.strip()
 
 
 def queued(token: str) -> tuple[str, str]:

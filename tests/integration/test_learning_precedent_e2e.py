@@ -5,7 +5,6 @@ verifies it and only suggests it (a DRAFT is never applied on its own)."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from pipeline.events import CandidateEvent, OutcomeEvent
 from storage.attempts import close_stores
 from storage.engines import open_database
 from storage.lifecycle import PrecedentRepository
+from tests.integration._repos import git
 
 BROKEN = """class SettingsDriftError(Exception):
     pass
@@ -44,12 +44,6 @@ load()
 def _close_stores() -> Iterator[None]:
     yield
     close_stores()  # pools heal run opened in this process, before the engines stop
-
-
-def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t",
-                           *args], check=True, capture_output=True, text=True)
-    return done.stdout.strip()
 
 
 def commit(repo: Path, text: str, message: str) -> str:

@@ -19,6 +19,7 @@ from pipeline.cli import main
 from pipeline.config import Settings
 from storage.attempts import close_stores
 from storage.engines import open_database
+from tests.integration._repos import git
 
 APP = """import os
 
@@ -49,12 +50,6 @@ def letters() -> str:
 def _close_stores() -> Iterator[None]:
     yield
     close_stores()
-
-
-def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t",
-                           *args], check=True, capture_output=True, text=True)
-    return done.stdout.strip()
 
 
 def make_repo(tmp_path: Path, token: str) -> Path:

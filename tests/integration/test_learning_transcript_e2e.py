@@ -16,6 +16,7 @@ import pytest
 
 from pipeline.cli import main
 from storage.attempts import close_stores
+from tests.integration._repos import git
 
 BROKEN = ('class LedgerSkewError(Exception):\n    pass\n\n\n'
           'raise LedgerSkewError("ledger {token} skewed by 4 entries")\n')
@@ -26,12 +27,6 @@ FIXED_LINE = 'LEDGER = "{token}"\n'
 def _close_stores() -> Iterator[None]:
     yield
     close_stores()
-
-
-def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t",
-                           *args], check=True, capture_output=True, text=True)
-    return done.stdout.strip()
 
 
 def transcript(repo: Path, token: str, error: str) -> list[dict[str, object]]:

@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,14 +27,6 @@ from storage.attempts import AttemptStore
 from storage.db import Database
 from storage.migrate import migrate
 from tests.integration._heal_validate_support import FORMAT_FIX, candidate, sample_repo
-
-
-@pytest.fixture(scope="module")
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    migrate(database)
-    yield database
-    database.close()
 
 
 def _audited(heal_env: dict[str, str], db: Database, n: int = 3) -> Path:

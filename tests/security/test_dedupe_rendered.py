@@ -8,10 +8,8 @@ stage judges six chmod fixes for six files as six requests, and still refuses a 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import redis
 
 from pipeline.config import Settings
@@ -21,16 +19,7 @@ from pipeline.trust.attest import attest
 from pipeline.validate.validator import Validator
 from storage.attempts import AttemptStore
 from storage.db import Database
-from storage.migrate import migrate
 from tests.integration._heal_validate_support import sample_repo
-
-
-@pytest.fixture(scope="module")
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    migrate(database)
-    yield database
-    database.close()
 
 
 def _candidate(root: Path, script: str, fine: str) -> CandidateEvent:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +25,7 @@ from pipeline.validate.validator import Validator
 from storage.attempts import AttemptStore
 from storage.db import Database
 from storage.engines import _acquire, _release, embedded_redis, revive_held_engines
-from storage.migrate import migrate
 from tests.integration._heal_validate_support import FORMAT_FIX, candidate, sample_repo
-
-
-@pytest.fixture(scope="module")
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    migrate(database)
-    yield database
-    database.close()
 
 
 class DownThenUp(PassThroughHandler):

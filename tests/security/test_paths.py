@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import stat
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import redis
 
 from pipeline.apply.applier import Applier
@@ -26,21 +24,12 @@ from pipeline.validate.paths import path_problem
 from pipeline.validate.validator import Validator
 from storage.attempts import AttemptStore
 from storage.db import Database
-from storage.migrate import migrate
 from tests.integration._heal_validate_support import sample_repo
 
 CHMOD_FIX = {"id": "fs.permission_denied_exec/fix", "pattern_id": "fs.permission_denied_exec",
              "kind": "command", "category": "SAFE", "state": "ACTIVE",
              "title": "Set the executable bit",
              "rendered": {"argv": ["chmod", "+x", "./run.sh"], "timeout_s": 10}}
-
-
-@pytest.fixture(scope="module")
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    migrate(database)
-    yield database
-    database.close()
 
 
 def _attack(tmp_path: Path) -> tuple[Path, Path, Path]:
