@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
 import orjson
@@ -51,13 +51,6 @@ def dump_json(data: Any, stream: IO[str] | None = None) -> None:
     stream = stream or sys.stdout
     print(format_json(data, is_terminal(stream)), file=stream, flush=True)
 
-
-def dump_json_lines(records: Iterable[Any], stream: IO[str] | None = None) -> None:
-    """A stream of records: one compact JSON object per line."""
-    stream = stream or sys.stdout
-    for record in records:
-        print(format_json(record, False), file=stream)
-    stream.flush()
 
 
 def amount(value: Any) -> str:
@@ -122,9 +115,3 @@ def rich_console(stream: IO[str] | None = None) -> Any:
     return Console(file=stream, highlight=False, soft_wrap=True, no_color=not colour,
                    force_terminal=colour, color_system="auto" if colour else None)
 
-
-def styled(text: str, style: str, stream: IO[str] | None = None) -> str:
-    """``text`` in rich markup ``style`` when colour is on, else as is (escaped)."""
-    from rich.markup import escape
-
-    return f"[{style}]{escape(text)}[/]" if colour_enabled(stream) else text

@@ -34,7 +34,7 @@ from pipeline.config import STREAM_OUTCOMES, STREAM_VERDICTS, Settings
 from pipeline.errors import DecodeError, GitError, Retry, StreamUnavailable
 from pipeline.events import OutcomeEvent, VerdictEvent
 from pipeline.gitops import GitRepo
-from pipeline.guardrails.budget import Budget
+from pipeline.guardrails.budget import Budget, deferred_key
 from pipeline.guardrails.gate import gate_for
 from pipeline.lifecycle.graduation import UNRUNNABLE, cannot_run
 from pipeline.policy import Policy, policy_for
@@ -122,9 +122,6 @@ class Applier:
         return self._finish(outcome, extra)
 
     # -- automatic applications: execution state and rate ------------------------------------
-    def _deferred_key(self) -> str:
-        return self.settings.key("apply", "deferred")
-
     def _automatic_hold(self, verdict: VerdictEvent) -> OutcomeEvent | None:
         """The outcome that replaces an automatic application heal may not make now, or None.
 
@@ -145,7 +142,7 @@ class Applier:
         try:
             # sealed: whoever can write Redis must not be able to queue a verdict that this
             # stage would re-publish (and so seal) on its own (pipeline.trust)
-            n = self.client.zadd(self._deferred_key(), {
+            n = self.client.zadd(deferred_key(self.settings), {
                 seal(self.settings, DEFERRED_ROLE, verdict.encode()): time.time() + delay})
         except redis.RedisError as exc:
             raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
@@ -164,7 +161,7 @@ class Applier:
 
         Raises: StreamUnavailable.
         """
-        key = self._deferred_key()
+        key = deferred_key(self.settings)
         moment = time.time() if now is None else now
         released = 0
         try:
@@ -189,12 +186,6 @@ class Applier:
         except redis.RedisError as exc:
             raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
         return released
-
-    def deferred_count(self) -> int:
-        try:
-            return int(self.client.zcard(self._deferred_key()))
-        except redis.RedisError as exc:
-            raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
 
     def apply_suggested(self, verdict: VerdictEvent) -> OutcomeEvent:
         """``heal apply`` and API approvals: turn a 'suggested' outcome into an applied (or

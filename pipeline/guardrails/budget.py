@@ -66,6 +66,12 @@ class SpendResult:
     limit: float | None
 
 
+def deferred_key(settings: Settings) -> str:
+    """The Redis sorted set of automatic fixes the token bucket deferred (pipeline/apply puts
+    them there and releases them; the budget's status counts them)."""
+    return settings.key("apply", "deferred")
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -144,7 +150,7 @@ class Budget:
             raise StreamUnavailable(f"budget: Redis unreachable: {exc}") from exc
         c = self.config
         try:  # automatic fixes the bucket deferred, waiting to be retried (pipeline/apply)
-            deferred = int(self.client.zcard(self.settings.key("apply", "deferred")))
+            deferred = int(self.client.zcard(deferred_key(self.settings)))
         except redis.RedisError as exc:
             raise StreamUnavailable(f"budget: Redis unreachable: {exc}") from exc
         return {"day": self.day(), "spend": spend, "deferred": deferred,

@@ -83,14 +83,6 @@ class OperatorConfig:
                 return True
         return False
 
-    def package_allowed(self, name: str) -> bool:
-        norm = _norm(name)
-        return any(_norm(p) == norm for p in self.packages)
-
-
-def _norm(name: str) -> str:
-    return name.lower().replace("_", "-").replace(".", "-")
-
 
 def _strings(key: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
