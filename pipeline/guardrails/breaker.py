@@ -121,7 +121,8 @@ class CircuitBreaker:
         self.settings = settings
         self.config = config or BreakerConfig()
         self.clock = clock
-        self.audit: Auditor = audit if audit is not None else AuditLog(settings)
+        self.audit: Auditor = audit if audit is not None else AuditLog(
+            settings, redis_client=client)
         self._allow = client.register_script(lua.ALLOW)
         self._record_lua = client.register_script(lua.RECORD)
 

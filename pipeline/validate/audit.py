@@ -16,24 +16,29 @@ from pipeline.errors import HealError
 log = logging.getLogger(__name__)
 
 
-def audit(settings: Settings, store: Any, kind: str, subject: str, data: dict[str, Any]) -> None:
+def audit(settings: Settings, store: Any, kind: str, subject: str, data: dict[str, Any],
+          client: Any = None) -> None:
+    """Record what already happened (the head anchored in ``store``'s database and in
+    ``client``'s Redis, else the configured or embedded one); a failure is logged."""
     try:
         from pipeline.guardrails.audit import AuditLog
     except ImportError:  # pragma: no cover - the audit log ships with heal
         return
     try:
-        AuditLog(settings, getattr(store, "db", None)).append(kind, subject, data)
+        AuditLog(settings, getattr(store, "db", None), redis_client=client).append(
+            kind, subject, data)
     except HealError as exc:
         log.warning("audit log append failed (%s %s): %s", kind, subject, exc)
 
 
 def audit_before_acting(settings: Settings, store: Any, kind: str, subject: str,
-                        data: dict[str, Any]) -> str:
+                        data: dict[str, Any], client: Any = None) -> str:
     """Append an intent; returns "" when recorded, else why nothing may be done."""
     from pipeline.guardrails.audit import AuditLog
 
     try:
-        AuditLog(settings, getattr(store, "db", None)).append(kind, subject, data)
+        AuditLog(settings, getattr(store, "db", None), redis_client=client).append(
+            kind, subject, data)
     except HealError as exc:
         log.error("refusing to act unaudited (%s %s): %s", kind, subject, exc)
         return f"nothing applied: the audit log cannot record it ({exc})"

@@ -232,7 +232,7 @@ class Validator:
         audit(self.settings, self.store, "verdict", verdict.error_id, {
             "fix_id": req.fix_id, "fingerprint": req.fingerprint, "decision": verdict.decision,
             "reason": verdict.reason[:500], "votes": verdict.votes, "mode": mode.value,
-            "commit": verdict.commit})
+            "commit": verdict.commit}, self.client)
         if self.store is not None:
             row = {
                 "error_id": verdict.error_id, "fingerprint": req.fingerprint,

@@ -14,7 +14,7 @@ from pipeline.guardrails.audit import GENESIS, AuditLog, verify_file
 
 
 def _log(tmp_path: Path) -> AuditLog:
-    return AuditLog(Settings(None, None, tmp_path, "heal"))
+    return AuditLog(Settings(None, None, tmp_path, "heal"), anchored=False)
 
 
 def _fill(log: AuditLog, n: int = 5) -> None:
@@ -67,7 +67,7 @@ def test_cli_verify_exits_1_with_the_first_bad_record(
 
 
 def _worker(home: str, n: int) -> None:
-    log = AuditLog(Settings(None, None, Path(home), "heal"))
+    log = AuditLog(Settings(None, None, Path(home), "heal"), anchored=False)
     for i in range(n):
         log.append("race", "subject", {"i": i})
 
