@@ -160,6 +160,24 @@ class AuditLog:
         self._anchor_redis(anchor, table_head)
         return record
 
+    def witness(self, kind: str, subject: str, data: dict[str, Any],
+                file_record: dict[str, Any]) -> None:
+        """The table record of a file record appended earlier (by ``append`` on an
+        AuditLog without a database, while PostgreSQL was down): it names that file record,
+        so a retry completes the audit without a second file record.
+
+        Raises:
+            DatabaseUnavailable: PostgreSQL still cannot be reached.
+        """
+        if self.db is None:
+            return
+        anchor = {"log": file_log_id(self.path), "seq": int(file_record["seq"]),
+                  "hash": str(file_record["hash"])}
+        shared = os.environ.get(KEY_ENV)
+        data = json.loads(canonical(data))
+        head = self._append_db(kind, subject, data, shared.encode() if shared else None, anchor)
+        self._anchor_redis(anchor, head)
+
     def _append_file(self, kind: str, subject: str, data: dict[str, Any],
                      key: bytes) -> dict[str, Any]:
         self.path.parent.mkdir(mode=dir_mode(), parents=True, exist_ok=True)
