@@ -97,9 +97,10 @@ class AlertingAudit:
         self.inner = inner
         self.notifier = notifier
 
-    def append(self, kind: str, subject: str, data: dict[str, Any] | None = None) -> Any:
+    def append(self, kind: str, subject: str, data: dict[str, Any] | None = None, *,
+               once: str = "") -> Any:
         """Raises what the inner auditor raises (the change is recorded first)."""
-        entry = self.inner.append(kind, subject, data or {})
+        entry = self.inner.append(kind, subject, data or {}, once=once)
         try:
             notification = change_notification(kind, subject, data or {})
             if notification is not None:

@@ -140,9 +140,42 @@ class AuditLog:
         #: otherwise every append anchors the head in Redis, the configured or embedded one
         self.anchored = anchored
 
-    def append(self, kind: str, subject: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Append one decision; returns the file record (with its ``seq`` and ``hash``)."""
+    def append(self, kind: str, subject: str, data: dict[str, Any] | None = None, *,
+               once: str = "") -> dict[str, Any]:
+        """Append one decision; returns the file record (with its ``seq`` and ``hash``).
+
+        ``once``: a stable name of this decision (e.g. ``lifecycle.outcome:<event id>``). A
+        retry of an append that wrote the file record but not the table's (PostgreSQL went
+        down in between) then writes only the table record, naming the first file record,
+        and never a second file record. Remembered in Redis for a week."""
         data = json.loads(canonical(data or {}))  # fail early on what cannot be hashed
+        if once:
+            return self._append_once(kind, subject, data, once)
+        return self._append(kind, subject, data)
+
+    def _append_once(self, kind: str, subject: str, data: dict[str, Any],
+                     once: str) -> dict[str, Any]:
+        try:
+            client = self._redis if self._redis is not None else anchor_client(self.settings)
+            name = self.settings.key("audit", "once",
+                                     hashlib.sha256(once.encode()).hexdigest()[:32])
+            raw = client.get(name)
+        except Exception as exc:  # noqa: BLE001 - without Redis: a plain append
+            log.warning("audit %s: no Redis to remember it by (%s): appended as is", once, exc)
+            return self._append(kind, subject, data)
+        if raw:
+            mark = json.loads(raw)
+            if not mark.get("table") and self.db is not None:
+                self.witness(kind, subject, data, mark["record"])
+                client.set(name, json.dumps({**mark, "table": True}), ex=_ONCE_TTL_S)
+            return dict(mark["record"])
+        record = self._append(kind, subject, data, remember=(client, name))
+        client.set(name, json.dumps({"record": {"seq": record["seq"], "hash": record["hash"]},
+                                     "table": True}), ex=_ONCE_TTL_S)
+        return record
+
+    def _append(self, kind: str, subject: str, data: dict[str, Any],
+                remember: tuple[Any, str] | None = None) -> dict[str, Any]:
         key = audit_key(self.settings)
         try:
             record = self._append_file(kind, subject, data, key)
@@ -150,6 +183,11 @@ class AuditLog:
             raise AuditError(f"audit log {self.path}: cannot append ({exc}); nothing is "
                              "applied until it can (free space or fix the file)") from exc
         anchor = {"log": file_log_id(self.path), "seq": record["seq"], "hash": record["hash"]}
+        if remember is not None:  # the file record exists: a retry must not write another
+            client, name = remember
+            client.set(name, json.dumps({"record": {"seq": record["seq"],
+                                                    "hash": record["hash"]},
+                                         "table": self.db is None}), ex=_ONCE_TTL_S)
         table_head: dict[str, Any] | None = None
         if self.db is not None:
             # the table is shared by every host: keyed only with a shared HEAL_AUDIT_KEY
@@ -238,6 +276,8 @@ class AuditLog:
         except Exception as exc:  # noqa: BLE001 - the file and the table hold the record
             log.warning("audit head not anchored in Redis: %s", exc)
 
+
+_ONCE_TTL_S = 7 * 24 * 3600
 
 #: the anchor of the ``audit_log`` table in Redis (one table per installation and prefix)
 TABLE_LOG = "postgres:audit_log"

@@ -75,7 +75,8 @@ class BreakerConfig:
 
 
 class Auditor(Protocol):
-    def append(self, kind: str, subject: str, data: dict[str, Any]) -> Any: ...
+    def append(self, kind: str, subject: str, data: dict[str, Any], *,
+               once: str = "") -> Any: ...
 
 
 @dataclass(frozen=True)

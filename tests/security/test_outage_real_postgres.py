@@ -1,8 +1,9 @@
 """Attack 11 with a real outage: the PostgreSQL heal writes to is stopped (``pg_ctl stop``)
-just as a verification finishes, while the stages are draining. The work is parked (the entry
+just as a verification finishes, and again just after the lifecycle stage recorded an
+outcome, while the stages are draining. The work is parked (the entry
 stays pending and is retried), not dead-lettered, even past ``max_deliveries``; once
 PostgreSQL is back it completes, without verifying again and without a second audit record
-of the verdict, and the lifecycle stage records the outcome once.
+of the verdict; the lifecycle stage resumes its steps, counts and audits the outcome once.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pipeline.validate.runner import run_argv
 from pipeline.validate.verify import Verifier
 from storage.db import Database
 from storage.embedded import EmbeddedPostgres
+from storage.lifecycle import LifecycleStore
 from storage.migrate import migrate
 from tests.security._support import dead_letters, victim_repo, wait_outcome, write_operator
 
@@ -51,7 +53,48 @@ def own_postgres() -> Iterator[EmbeddedPostgres]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def test_a_real_postgres_outage_mid_validation_parks_the_work_and_it_completes_once(
+class Outage:
+    """Stops ``server`` the first time ``owner.name`` returns (for this test's event)."""
+
+    def __init__(self, server: EmbeddedPostgres, owner: Any, name: str, error_id: str,
+                 monkeypatch: pytest.MonkeyPatch) -> None:
+        self.server, self.stopped, self.calls = server, threading.Event(), 0
+        original = getattr(owner, name)
+
+        def wrapper(this: Any, *args: Any, **kwargs: Any) -> Any:
+            result = original(this, *args, **kwargs)
+            if error_id in repr(args[0])[:100_000]:
+                self.calls += 1
+                if not self.stopped.is_set():
+                    with server.leases.locked():
+                        assert server.stop()
+                    self.stopped.set()
+            return result
+
+        monkeypatch.setattr(owner, name, wrapper)
+
+    def wait_parked(self, client: redis.Redis, stream: str, group: str, settings: Settings,
+                    options: WorkerOptions, drainer: threading.Thread) -> None:
+        """Wait until the entry was redelivered past max_deliveries during the outage, check
+        it is still pending and nothing was dead-lettered, then start PostgreSQL again."""
+        assert self.stopped.wait(180), f"the outage before {group} never began"
+        deadline = time.monotonic() + 60
+        pending = 0
+        while time.monotonic() < deadline:
+            pending = int(client.xpending(settings.stream(stream), group)["pending"])
+            deliveries = [int(p["times_delivered"]) for p in client.xpending_range(
+                settings.stream(stream), group, "-", "+", 10)]
+            if pending and max(deliveries) > options.max_deliveries + 1:
+                break
+            time.sleep(0.1)
+        assert pending == 1, f"the {group} entry is not parked (pending) during the outage"
+        assert not dead_letters(client, settings), "work was dead-lettered during the outage"
+        assert drainer.is_alive(), "the stages gave up during the outage"
+        with self.server.leases.locked():
+            self.server.ensure_running()
+
+
+def test_a_real_postgres_outage_mid_validation_and_mid_lifecycle_parks_the_work(
     own_postgres: EmbeddedPostgres, redis_url: str, prefix: str, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -60,7 +103,7 @@ def test_a_real_postgres_outage_mid_validation_parks_the_work_and_it_completes_o
     db = Database(url)
     migrate(db)
     db.close()
-    root = victim_repo(tmp_path)  # heal.toml: mode = "suggest"
+    root = victim_repo(tmp_path, 'mode = "auto-safe"\n')
     monkeypatch.setenv("HEAL_CONFIG", str(write_operator(
         tmp_path, f'[trust]\nrepos = ["{root.resolve()}"]\n'
                   'commands = [["ruff", "format", "--check", "."]]\n')))
@@ -75,22 +118,11 @@ def test_a_real_postgres_outage_mid_validation_parks_the_work_and_it_completes_o
         "repo": {"path": str(root), "commit": git(root, "rev-parse", "HEAD")},
         "command": ["ruff", "format", "--check", "."], "tags": {"cwd": str(root)}})})
 
-    # Given PostgreSQL stops just as the (real) verification finishes
-    verifications: list[str] = []
-    stopped = threading.Event()
-    original = Verifier.verify
-
-    def verify_then_stop(self: Verifier, req: Any, attempt: int) -> Any:
-        result = original(self, req, attempt)
-        verifications.append(req.candidate.error_id)
-        if not stopped.is_set():
-            with own_postgres.leases.locked():
-                assert own_postgres.stop()
-            stopped.set()
-        return result
-
-    monkeypatch.setattr(Verifier, "verify", verify_then_stop)
-    # When the stages drain with a small max_deliveries, and PostgreSQL comes back later
+    # Given PostgreSQL stops just as the (real) verification finishes, and again just after
+    # the lifecycle stage recorded the outcome (before its other steps and its audit)
+    verify = Outage(own_postgres, Verifier, "verify", error_id, monkeypatch)
+    record = Outage(own_postgres, LifecycleStore, "record_outcome", error_id, monkeypatch)
+    # When the stages drain with a small max_deliveries, and PostgreSQL comes back each time
     options = WorkerOptions(max_deliveries=2, backoff_base_s=0.05, backoff_cap_s=0.2)
     failures: list[BaseException] = []
 
@@ -100,46 +132,42 @@ def test_a_real_postgres_outage_mid_validation_parks_the_work_and_it_completes_o
         except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
             failures.append(exc)
 
-    worker = threading.Thread(target=drain, daemon=True)
-    worker.start()
-    assert stopped.wait(180), "the verification never ran"
-    # the entry is retried several times (more than max_deliveries) while PostgreSQL is down
-    deadline = time.monotonic() + 60
-    pending = 0
-    while time.monotonic() < deadline:
-        info = client.xpending(settings.stream("candidates"), "validate")
-        pending = int(info["pending"])
-        deliveries = [int(p["times_delivered"]) for p in client.xpending_range(
-            settings.stream("candidates"), "validate", "-", "+", 10)]
-        if pending and max(deliveries) > options.max_deliveries + 1:
-            break
-        time.sleep(0.1)
-    assert pending == 1, "the entry is not parked (pending) during the outage"
-    assert not dead_letters(client, settings), "work was dead-lettered during the outage"
-    assert worker.is_alive(), "the stages gave up during the outage"
-    with own_postgres.leases.locked():
-        assert own_postgres.ensure_running() == url
-    worker.join(180)
-    assert not worker.is_alive() and not failures, failures
+    drainer = threading.Thread(target=drain, daemon=True)
+    drainer.start()
+    verify.wait_parked(client, "candidates", "validate", settings, options, drainer)
+    record.wait_parked(client, "outcomes", "lifecycle", settings, options, drainer)
+    drainer.join(180)
+    assert not drainer.is_alive() and not failures, failures
 
-    # Then the work completed once PostgreSQL was back, with nothing dead-lettered
+    # Then the work completed once PostgreSQL was back, with nothing dead-lettered...
     outcome = wait_outcome(client, settings, error_id, timeout_s=5)
     assert outcome is not None, "the event was lost"
-    assert outcome.status == "suggested", outcome
+    assert outcome.status == "applied", outcome
     assert not dead_letters(client, settings)
-    # the finished verification did not run again, and its verdict is audited once
-    assert verifications == [error_id]
+    # ...the finished verification did not run again...
+    assert verify.calls == 1
     db = Database(url)
     try:
         assert db.fetchval("SELECT count(*) FROM attempts WHERE error_id = $1", error_id) == 1
         assert db.fetchval("SELECT count(*) FROM apply_results WHERE error_id = $1",
                            error_id) == 1
+        # ...the lifecycle retry resumed (counted once, finished)...
+        row = db.fetchrow("SELECT finished FROM lifecycle_outcomes WHERE error_id = $1",
+                          error_id)
+        assert row is not None and row["finished"]
+        assert record.calls >= 2  # the redelivery reached it again
+        stats = db.fetchrow("SELECT successes FROM fix_stats WHERE fix_id = $1",
+                            outcome.fix_id)
+        assert stats is not None and stats["successes"] == 1
         table = [json.loads(r["body"]) for r in db.fetch("SELECT body FROM audit_log")]
     finally:
         db.close()
+    # ...and every decision is audited exactly once, in the file and in the table
     records = [json.loads(line) for line in
                (settings.home / "audit.jsonl").read_text().splitlines()]
     for where, chain in (("audit.jsonl", records), ("audit_log", table)):
-        kinds = [r["kind"] for r in chain if r["subject"] == error_id]
-        assert kinds.count("verdict") == 1, (where, kinds)
-        assert kinds.count("apply") == 1, (where, kinds)
+        mine = [r["kind"] for r in chain if r["subject"] == error_id
+                or r.get("data", {}).get("event_id", "").startswith(error_id)]
+        assert mine.count("verdict") == 1, (where, mine)
+        assert mine.count("apply") == 1, (where, mine)
+        assert mine.count("lifecycle.outcome") == 1, (where, mine)
