@@ -22,10 +22,10 @@ import redis
 from pipeline.cli import main
 from pipeline.config import Settings
 from pipeline.events import ErrorEvent
-from pipeline.homedir import dir_mode
 from pipeline.redact import REDACTION_RULES, redact
 from pipeline.runtime.drain import drain_inline
 from pipeline.validate import rqjobs
+from storage.embedded import EmbeddedPostgres
 from storage.engines import open_database
 
 SECRETS = {
@@ -132,11 +132,54 @@ def test_heal_home_is_tightened_to_0700_and_its_files_to_0600(
     sample = tmp_path / "error.txt"
     sample.write_text("ValueError: x\n")
     assert main(["fingerprint", str(sample)]) == 0
-    # Then the home is 0700 (0711 as root: the embedded PostgreSQL's own user must traverse
-    # it) and its files 0600: nothing in it is listable or readable by another user
-    assert stat.S_IMODE(home.stat().st_mode) == dir_mode()
-    assert stat.S_IMODE(home.stat().st_mode) & 0o066 == 0
+    # Then the home is 0700 and its files 0600: nothing in it is listable or readable by
+    # another user
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
     assert stat.S_IMODE(old.stat().st_mode) == 0o600
+
+
+@pytest.mark.slow
+def test_heal_home_stays_0700_with_the_embedded_engines_running_even_as_root() -> None:
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    # not under pytest's basetemp, which a concurrent pytest session may reset to 0700
+    base = Path(tempfile.mkdtemp(prefix="heal-home-mode-"))
+    home = base / "home"
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"HEAL_REDIS_URL", "HEAL_DATABASE_URL", "HEAL_STREAM_PREFIX"}}
+    env["HEAL_HOME"] = str(home)
+    heal = str(Path(sys.executable).parent / "heal")
+    try:
+        # When heal starts its own Redis and PostgreSQL there (as root: PostgreSQL runs as
+        # the pgserver user) and records a decision
+        for argv in (["engines", "start"], ["ignore", "fp-mode", "--reason", "noise"]):
+            done = subprocess.run([heal, *argv], env=env, capture_output=True, text=True,
+                                  timeout=300, check=False)
+            assert done.returncode == 0, done.stdout + done.stderr
+        # Then HEAL_HOME is 0700 and every file heal keeps directly in it 0600...
+        assert stat.S_IMODE(home.stat().st_mode) == 0o700
+        files = [p for p in home.iterdir() if p.is_file() and not p.is_symlink()]
+        assert files and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in files), [
+            (p.name, oct(p.stat().st_mode)) for p in files]
+        # ...while the database answers (as root its data is beside HEAL_HOME, in a folder
+        # only the server's user may enter)
+        assert EmbeddedPostgres(home).pid() is not None
+        if os.geteuid() == 0:
+            outside = base / "home.pg"
+            info = outside.stat()
+            assert stat.S_IMODE(info.st_mode) == 0o700
+            import pwd
+
+            assert info.st_uid == pwd.getpwnam("pgserver").pw_uid
+            assert (home / "pg" / "data" / "PG_VERSION").is_file()  # through the symlink
+    finally:
+        subprocess.run([heal, "engines", "stop", "--force"], env=env, capture_output=True,
+                       timeout=120, check=False)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_the_redis_url_reaches_rq_workers_through_the_environment_not_argv(
@@ -219,6 +262,10 @@ def test_secrets_reach_no_result_audit_notification_or_api_through_the_whole_pip
         client.xadd(settings.stream("errors"), {"event": orjson.dumps(event)})
         drain_inline(settings, client)
     assert wait_outcome(client, settings, fixable["id"], timeout_s=30) is not None
+    from pipeline.events import FingerprintEvent
+    from tests.security._support import find
+
+    fine = find(client, settings, "fingerprints", unmatched["id"], FingerprintEvent).fine
     # Then no stream, ...
     for stream in ("fingerprints", "candidates", "verdicts", "outcomes", "dead"):
         for _, fields in client.xrange(settings.stream(stream)):
@@ -232,7 +279,7 @@ def test_secrets_reach_no_result_audit_notification_or_api_through_the_whole_pip
         queued: list[Any] = []
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not queued:
-            queued = db.fetch("SELECT * FROM issue_queue WHERE sample LIKE $1", f"%{marker}%")
+            queued = db.fetch("SELECT * FROM issue_queue WHERE fine = $1", fine)
             time.sleep(0.2)
         assert queued, "the unmatched event never reached the issue queue"
         for table, rows in (("apply_results", results), ("issue_queue", queued),
@@ -260,4 +307,4 @@ def test_secrets_reach_no_result_audit_notification_or_api_through_the_whole_pip
     finally:
         server.shutdown()
         server.server_close()
-    assert marker in body and not _leaks(body)
+    assert fine in body and not _leaks(body)
