@@ -188,14 +188,16 @@ class AuditLog:
             client.set(name, json.dumps({"record": {"seq": record["seq"],
                                                     "hash": record["hash"]},
                                          "table": self.db is None}), ex=_ONCE_TTL_S)
-        table_head: dict[str, Any] | None = None
+        # anchored before the table is written: a PostgreSQL outage below (the caller
+        # retries the table record) leaves the file record anchored all the same
+        self._anchor_redis(anchor, None)
         if self.db is not None:
             # the table is shared by every host: keyed only with a shared HEAL_AUDIT_KEY
             # (a per-home key would make other hosts' records unverifiable)
             shared = os.environ.get(KEY_ENV)
             table_head = self._append_db(kind, subject, data,
                                          shared.encode() if shared else None, anchor)
-        self._anchor_redis(anchor, table_head)
+            self._anchor_redis(None, table_head)
         return record
 
     def witness(self, kind: str, subject: str, data: dict[str, Any],
@@ -214,7 +216,7 @@ class AuditLog:
         shared = os.environ.get(KEY_ENV)
         data = json.loads(canonical(data))
         head = self._append_db(kind, subject, data, shared.encode() if shared else None, anchor)
-        self._anchor_redis(anchor, head)
+        self._anchor_redis(None, head)
 
     def _append_file(self, kind: str, subject: str, data: dict[str, Any],
                      key: bytes) -> dict[str, Any]:
@@ -258,7 +260,8 @@ class AuditLog:
         head: dict[str, Any] = self.db.run(insert)
         return head
 
-    def _anchor_redis(self, anchor: dict[str, Any], table_head: dict[str, Any] | None) -> None:
+    def _anchor_redis(self, anchor: dict[str, Any] | None,
+                      table_head: dict[str, Any] | None) -> None:
         """The file's head (and the table's, when a table record was written) in Redis: the
         given client, else the configured or embedded Redis. A second witness beside
         PostgreSQL: a failure here is only logged (the file and the table hold the record)."""
@@ -266,7 +269,7 @@ class AuditLog:
             return
         try:
             client = self._redis if self._redis is not None else anchor_client(self.settings)
-            heads = [(head_key(self.settings, anchor["log"]), anchor)]
+            heads = [] if anchor is None else [(head_key(self.settings, anchor["log"]), anchor)]
             if table_head is not None:
                 heads.append((head_key(self.settings, TABLE_LOG), table_head))
             for name, head in heads:
