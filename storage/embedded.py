@@ -341,4 +341,5 @@ class EmbeddedPostgres:
                 proc.terminate()
                 if not _wait_gone(proc, _STOP_TIMEOUT_S):
                     proc.kill()
+        self._seal_outside()  # get_server opened its parents again
         return True

@@ -176,6 +176,12 @@ def test_heal_home_stays_0700_with_the_embedded_engines_running_even_as_root() -
 
             assert info.st_uid == pwd.getpwnam("pgserver").pw_uid
             assert (home / "pg" / "data" / "PG_VERSION").is_file()  # through the symlink
+        # and it stays so once the engines stopped
+        subprocess.run([heal, "engines", "stop", "--force"], env=env, capture_output=True,
+                       timeout=120, check=True)
+        assert stat.S_IMODE(home.stat().st_mode) == 0o700
+        if os.geteuid() == 0:
+            assert stat.S_IMODE((base / "home.pg").stat().st_mode) == 0o700
     finally:
         subprocess.run([heal, "engines", "stop", "--force"], env=env, capture_output=True,
                        timeout=120, check=False)
