@@ -98,9 +98,11 @@ def drain3_masked_groups(contents: Sequence[str]) -> list[Hashable]:
     return [miner.add_log_message(c)["cluster_id"] for c in contents]
 
 
-#: the miner's knobs searched by the leave-one-dataset-out check (the shipped one included)
-LOO_GRID = [MinerConfig(min_distinct=d, variable_share=v)
-            for d in (2, 3, 4, 5) for v in (0.0, 0.02, 0.05)]
+#: the miner's knobs searched by the leave-one-dataset-out check (the shipped one included):
+#: the distinct values that make a column of words / data-shaped values / program
+#: identifiers a variable (``pipeline/fingerprint/columns.py``)
+LOO_GRID = [MinerConfig(min_words=w, min_data=d, min_code=c)
+            for w in (3, 4, 5, 6) for d in (2, 3, 4) for c in (3, 4, 5, 6, 8)]
 
 
 def leave_one_dataset_out(data: dict[str, tuple[list[str], list[str]]]
@@ -113,7 +115,8 @@ def leave_one_dataset_out(data: dict[str, tuple[list[str], list[str]]]
     chosen: dict[str, MinerConfig] = {}
     for held in data:
         rest = [n for n in data if n != held]
-        best = max(LOO_GRID, key=lambda c: (sum(ga[(n, c)] for n in rest),
+        # rounded: float sums in another order must not break a tie against the default
+        best = max(LOO_GRID, key=lambda c: (round(sum(ga[(n, c)] for n in rest), 9),
                                            c == DEFAULT_CONFIG))
         chosen[held] = best
         out[held] = ga[(held, best)]
@@ -170,9 +173,12 @@ def main(argv: Sequence[str]) -> int:
     n = len(files)
     print(f"{'mean GA':<12}" + "".join(f"{t[0] / n:>9.3f}" for t in totals.values())
           + f"{sum(loo.values()) / n:>9.3f}")
-    picks = {(c.min_distinct, c.variable_share) for c in chosen.values()}
-    print(f"heal-loo: miner configuration chosen on the other 7 datasets each time: {picks} "
-          f"(shipped: {(DEFAULT_CONFIG.min_distinct, DEFAULT_CONFIG.variable_share)})")
+    def knobs(c: MinerConfig) -> tuple[int, int, int]:
+        return c.min_words, c.min_data, c.min_code
+
+    picks = sorted({knobs(c) for c in chosen.values()})
+    print(f"heal-loo: (min_words, min_data, min_code) chosen on the other {n - 1} datasets "
+          f"each time: {picks} (shipped: {knobs(DEFAULT_CONFIG)})")
     rates = {name: t[2] / t[1] for name, t in totals.items()}
     print(f"{'lines/s':<12}" + "".join(f"{rate:>9.0f}" for rate in rates.values()))
     for name in ("heal", "heal-nc"):
