@@ -15,12 +15,14 @@ variable (``<*>``) or wording that splits the cluster into several templates. Ev
      a path separator, or every value is mostly masked (more ``<*>`` than words:
      ``[<*>,<*>]-<*>.txt``);
    - ``code``: identifiers of a program (``Foo::start``, ``camelCase``, ``SNAKE_CASE``,
-     ``a:b``): names from the source, so more of them are needed to call the slot variable;
+     ``kebab-case``, ``a:b``): names from the source (states, operations, methods), so more
+     of them are needed to call the slot variable;
    - ``word``: anything else (plain words).
 
    A column is a variable when it holds at least the kind's threshold of distinct values
-   (``MinerConfig``: data 3, words 4, code 5; one configuration for every input, chosen by the
-   leave-one-dataset-out loop in ``bench/loghub.py``).
+   (``MinerConfig``: words 3, data 3, code 5; one configuration for every input; words 3 is
+   a requirement (three ``user X not found`` lines are one problem), data and code are
+   chosen by the leave-one-dataset-out loop in ``bench/loghub.py``).
 2. **Columns that vary together are one phrase.** Two word/code columns whose values pair
    one-to-one (``RTC (Alarm)``, ``ARPT (Network)``; ``Bad file descriptor``, ``No child
    processes``), or a word/code column paired one-to-one with the constant text of a data
@@ -52,8 +54,8 @@ _DATA_CHARS = re.compile(r"[\d/\\@]")
 #: a dot between word characters: dotted names, file extensions, versions
 _DOTTED = re.compile(r"\w\.\w")
 _LETTERS = re.compile(r"[A-Za-z]+")
-#: identifiers of a program: ``A::b``, ``a:b``, ``camelCase``, ``snake_case``
-_CODE = re.compile(r"::|\w:\w|[a-z][A-Z]|[A-Za-z]_[A-Za-z]")
+#: identifiers of a program: ``A::b``, ``a:b``, ``camelCase``, ``snake_case``, ``kebab-case``
+_CODE = re.compile(r"::|\w:\w|[a-z][A-Z]|[A-Za-z][_-][A-Za-z]")
 _DIGITS = re.compile(r"\d+")
 #: columns with this many values skip the glob test (quadratic; such columns are variables)
 _GLOB_LIMIT = 64
@@ -63,11 +65,12 @@ _GLOB_LIMIT = 64
 class MinerConfig:
     """The one configuration used for every input (no per-dataset tuning)."""
 
-    #: distinct values that make a column of plain words a variable
-    min_words: int = 4
+    #: distinct values that make a column of plain words a variable (3: a requirement,
+    #: three ``user X not found`` lines are one problem; not searched by the LOO loop)
+    min_words: int = 3
     #: ... a column of data-shaped values (digits, paths, key=value, dotted names)
     min_data: int = 3
-    #: ... a column of program identifiers (``Foo::bar``, ``camelCase``, ``SNAKE_CASE``)
+    #: ... a column of program identifiers (``Foo::bar``, ``camelCase``, ``SNAKE_CASE``...)
     min_code: int = 5
     #: sequences kept per group (bounds memory; beyond it new sequences are not added)
     max_group_size: int = 5000
