@@ -107,6 +107,12 @@ LOO_GRID = [dataclasses.replace(DEFAULT_CONFIG, min_data=d, min_code=c)
             for d in (2, 3, 4) for c in (3, 4, 5, 6, 8)]
 #: the same with ``min_words`` free too (reported beside, to show what the requirement costs)
 FREE_GRID = [dataclasses.replace(c, min_words=w) for w in (2, 3, 4, 5, 6) for c in LOO_GRID]
+#: the mechanisms switched off one at a time (in-sample and chosen by the LOO loop too)
+ABLATIONS = {"no shapes": dataclasses.replace(DEFAULT_CONFIG, shapes=False),
+             "no pairs": dataclasses.replace(DEFAULT_CONFIG, pairs=False),
+             "neither": dataclasses.replace(DEFAULT_CONFIG, shapes=False, pairs=False)}
+MECHANISM_GRID = [dataclasses.replace(c, shapes=s, pairs=p) for c in LOO_GRID
+                  for s in (True, False) for p in (True, False)]
 
 
 def leave_one_dataset_out(data: dict[str, tuple[list[str], list[str]]],
@@ -163,6 +169,7 @@ def main(argv: Sequence[str]) -> int:
     data = {path.parent.name: load(path) for path in files}
     loo, chosen = leave_one_dataset_out(data)
     free, free_chosen = leave_one_dataset_out(data, FREE_GRID)
+    mech, mech_chosen = leave_one_dataset_out(data, MECHANISM_GRID)
     print(f"{'dataset':<12}" + "".join(f"{name:>9}" for name in runners) + f"{'heal-loo':>9}")
     for path in files:
         contents, truth = data[path.parent.name]
@@ -189,6 +196,13 @@ def main(argv: Sequence[str]) -> int:
     print(f"heal-loo with min_words free too: mean GA {sum(free.values()) / n:.3f} "
           f"(chosen: {free_picks}; per set: "
           + ", ".join(f"{k} {v:.3f}" for k, v in free.items()) + ")")
+    switched = sorted({(c.shapes, c.pairs) for c in mech_chosen.values()})
+    print(f"heal-loo with the mechanisms chosen too: mean GA {sum(mech.values()) / n:.3f} "
+          f"((shapes, pairs) chosen: {switched})")
+    for label, cfg in ABLATIONS.items():
+        scores = [grouping_accuracy(t, list(template_messages(c, cfg))) for c, t in data.values()]
+        print(f"ablation {label:<10} in-sample mean GA {sum(scores) / n:.3f}: "
+              + " ".join(f"{k} {v:.3f}" for k, v in zip(data, scores, strict=True)))
     rates = {name: t[2] / t[1] for name, t in totals.items()}
     print(f"{'lines/s':<12}" + "".join(f"{rate:>9.0f}" for rate in rates.values()))
     for name in ("heal", "heal-nc"):

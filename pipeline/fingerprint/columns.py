@@ -72,6 +72,11 @@ class MinerConfig:
     min_data: int = 3
     #: ... a column of program identifiers (``Foo::bar``, ``camelCase``, ``SNAKE_CASE``...)
     min_code: int = 5
+    #: mechanisms, switchable so the benchmark can show what each one contributes
+    #: (``bench/loghub.py``): value shapes (off: every column counts as words) and
+    #: one-to-one paired columns kept as wording (off: columns are judged one by one)
+    shapes: bool = True
+    pairs: bool = True
     #: sequences kept per group (bounds memory; beyond it new sequences are not added)
     max_group_size: int = 5000
 
@@ -139,8 +144,9 @@ def templates(
 def _judge(members: Sequence[Tokens], fixed: frozenset[int], forced: frozenset[int],
            config: MinerConfig, out: dict[Tokens, Tokens]) -> None:
     columns = _columns(members, fixed)
-    kinds = {pos: column_kind(values) for pos, values in columns.items()}
-    coupled, paired_data = _coupled(members, columns, kinds)
+    kinds = {pos: column_kind(values) if config.shapes else "word"
+             for pos, values in columns.items()}
+    coupled, paired_data = _coupled(members, columns, kinds) if config.pairs else (set(), set())
     threshold = {"word": config.min_words, "code": config.min_code}
     variable = set(forced)
     for pos, values in columns.items():
