@@ -9,6 +9,7 @@ of the verdict; the lifecycle stage resumes its steps, counts and audits the out
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 import threading
@@ -42,7 +43,7 @@ def own_postgres() -> Iterator[EmbeddedPostgres]:
     """An embedded PostgreSQL of this test's own, which it may stop and start. Not under
     pytest's basetemp: as root its own user must traverse every parent of its data."""
     base = Path(tempfile.mkdtemp(prefix="heal-outage-"))
-    server = EmbeddedPostgres(base)
+    server = EmbeddedPostgres(base / "home")  # as root its data goes to base/home.pg
     with server.leases.locked():
         server.ensure_running()
     try:
@@ -73,25 +74,40 @@ class Outage:
 
         monkeypatch.setattr(owner, name, wrapper)
 
-    def wait_parked(self, client: redis.Redis, stream: str, group: str, settings: Settings,
-                    options: WorkerOptions, drainer: threading.Thread) -> None:
-        """Wait until the entry was redelivered past max_deliveries during the outage, check
-        it is still pending and nothing was dead-lettered, then start PostgreSQL again."""
+    def wait_parked(self, parks: ParkCounter, group: str, client: redis.Redis, stream: str,
+                    settings: Settings, options: WorkerOptions,
+                    drainer: threading.Thread) -> None:
+        """Wait until the stage parked the entry more times than max_deliveries during the
+        outage, check it is still pending and nothing was dead-lettered, then start
+        PostgreSQL again."""
         assert self.stopped.wait(180), f"the outage before {group} never began"
-        deadline = time.monotonic() + 60
-        pending = 0
-        while time.monotonic() < deadline:
-            pending = int(client.xpending(settings.stream(stream), group)["pending"])
-            deliveries = [int(p["times_delivered"]) for p in client.xpending_range(
-                settings.stream(stream), group, "-", "+", 10)]
-            if pending and max(deliveries) > options.max_deliveries + 1:
-                break
-            time.sleep(0.1)
-        assert pending == 1, f"the {group} entry is not parked (pending) during the outage"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and parks.count(group) <= options.max_deliveries + 2:
+            time.sleep(0.05)
+        assert parks.count(group) > options.max_deliveries + 2, parks.counts
+        assert int(client.xpending(settings.stream(stream), group)["pending"]) == 1, \
+            f"the {group} entry is not pending during the outage"
         assert not dead_letters(client, settings), "work was dead-lettered during the outage"
         assert drainer.is_alive(), "the stages gave up during the outage"
         with self.server.leases.locked():
             self.server.ensure_running()
+
+
+class ParkCounter(logging.Handler):
+    """Counts the runtime's "parked during an outage" lines per stage."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.counts: dict[str, int] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "parked during an outage" in message and message.startswith("stage "):
+            stage = message.split()[1].rstrip(":")
+            self.counts[stage] = self.counts.get(stage, 0) + 1
+
+    def count(self, stage: str) -> int:
+        return self.counts.get(stage, 0)
 
 
 def test_a_real_postgres_outage_mid_validation_and_mid_lifecycle_parks_the_work(
@@ -132,11 +148,17 @@ def test_a_real_postgres_outage_mid_validation_and_mid_lifecycle_parks_the_work(
         except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
             failures.append(exc)
 
+    parks = ParkCounter()
+    runtime_log = logging.getLogger("heal.runtime")
+    runtime_log.addHandler(parks)
     drainer = threading.Thread(target=drain, daemon=True)
-    drainer.start()
-    verify.wait_parked(client, "candidates", "validate", settings, options, drainer)
-    record.wait_parked(client, "outcomes", "lifecycle", settings, options, drainer)
-    drainer.join(180)
+    try:
+        drainer.start()
+        verify.wait_parked(parks, "validate", client, "candidates", settings, options, drainer)
+        record.wait_parked(parks, "lifecycle", client, "outcomes", settings, options, drainer)
+        drainer.join(180)
+    finally:
+        runtime_log.removeHandler(parks)
     assert not drainer.is_alive() and not failures, failures
 
     # Then the work completed once PostgreSQL was back, with nothing dead-lettered...
