@@ -13,7 +13,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -24,6 +23,7 @@ from pipeline.config import Settings
 from pipeline.runtime import StageWorker, WorkerOptions
 from pipeline.runtime.metrics import MetricsHook, MetricsRegistry
 from pipeline.runtime.noop import PassThroughHandler
+from tests.integration._drills import kill_while_holding, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,14 +38,6 @@ def publish(client: redis.Redis, stream: str, ids: range, chunk: int = 2000) -> 
 
 def output_ids(client: redis.Redis, stream: str) -> Counter[str]:
     return Counter(orjson.loads(f[b"event"])["id"] for _, f in client.xrange(stream))
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def start_worker(url: str, prefix: str, index: int, *extra: str) -> subprocess.Popen[bytes]:
@@ -68,30 +60,6 @@ def pending_of(client: redis.Redis, stream: str, group: str, consumer: bytes) ->
                if c["name"] == consumer)
 
 
-def kill_while_holding(client: redis.Redis, victim: subprocess.Popen[bytes], stream: str,
-                       group: str, consumer: bytes, out: str, total: int) -> int:
-    """SIGKILL ``victim`` at a moment XPENDING shows it holding entries, and return how many.
-
-    Waits (generous deadline) until the victim holds some, then freezes it (SIGSTOP) and
-    looks again: a stopped process acknowledges nothing more, so what it holds then is what
-    it dies with. If an acknowledgement landed in between, it is resumed and the wait goes on.
-    Fails if the run ends before the victim was caught holding anything."""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert client.xlen(out) < total, "the run ended before the kill; nothing was tested"
-        if pending_of(client, stream, group, consumer) > 0:
-            victim.send_signal(signal.SIGSTOP)
-            time.sleep(0.2)  # an acknowledgement already on its socket lands meanwhile
-            held = pending_of(client, stream, group, consumer)
-            if held > 0:
-                victim.send_signal(signal.SIGKILL)
-                victim.wait(60)
-                return held
-            victim.send_signal(signal.SIGCONT)
-        time.sleep(0.005)
-    raise AssertionError(f"the victim {consumer!r} never held an entry in 120 s")
-
-
 @pytest.mark.slow
 def test_sigkill_of_one_of_two_workers_loses_and_duplicates_nothing(
     client: redis.Redis, redis_url: str, prefix: str
@@ -106,8 +74,9 @@ def test_sigkill_of_one_of_two_workers_loses_and_duplicates_nothing(
     try:
         wait_for(lambda: client.xlen(out) >= 3000, 120, "the workers to get going")
         victim_name = f"{socket.gethostname()}-{victim.pid}-0".encode()
-        held = kill_while_holding(client, victim, errors, "fingerprint", victim_name, out, total)
-        assert held > 0
+        assert kill_while_holding(
+            victim, lambda: pending_of(client, errors, "fingerprint", victim_name),
+            lambda: client.xlen(out) >= total) > 0
         wait_for(lambda: client.xlen(out) >= total
                  and client.xpending(errors, "fingerprint")["pending"] == 0,
                  300, "the survivor to finish, reclaiming the victim's entries")
