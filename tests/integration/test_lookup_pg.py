@@ -206,7 +206,7 @@ def test_background_sync_delivers_quiet_writes(db: Database, tmp_path: Path) -> 
     try:
         service.lookup(error_id=f"e-{uuid.uuid4()}", text="zzz unknown failure", fine=fine,
                        coarse="")
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 120
         while IssueQueue(db).get(fine) is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert IssueQueue(db).get(fine) is not None  # no explicit flush or sync was called
