@@ -58,9 +58,13 @@ class LocalCache:
             raise EngineError(f"cannot open the local cache {path}: {exc}") from exc
         self._lock = threading.Lock()
 
+    @staticmethod
+    def file_at(home: Path) -> Path:
+        return home / "lookup-cache.sqlite3"
+
     @classmethod
     def at_home(cls, home: Path) -> LocalCache:
-        return cls(home / "lookup-cache.sqlite3")
+        return cls(cls.file_at(home))
 
     def close(self) -> None:
         with self._lock:
