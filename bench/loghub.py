@@ -22,12 +22,19 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
+from functools import lru_cache
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.fingerprint.batch import fingerprint_batch, template_messages  # noqa: E402
-from pipeline.fingerprint.cluster import DEFAULT_CONFIG, MinerConfig, mine, tokenize  # noqa: E402
+from pipeline.fingerprint.batch import fingerprint_batch  # noqa: E402
+from pipeline.fingerprint.cluster import (  # noqa: E402
+    DEFAULT_CONFIG,
+    MinerConfig,
+    Tokens,
+    mine,
+    tokenize,
+)
 from pipeline.fingerprint.rules import DEFAULT_NORMALIZER  # noqa: E402
 
 _NEAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "loghub2k"
@@ -42,6 +49,20 @@ def grouping_accuracy(truth: Sequence[str], predicted: Sequence[Hashable]) -> fl
         by_pred[p].add(i)
     correct = sum(1 for i, t in enumerate(truth) if by_truth[t] == by_pred[predicted[i]])
     return correct / len(truth)
+
+
+@lru_cache(maxsize=1 << 16)
+def message_tokens(message: str) -> Tokens:
+    """Normalized tokens of one log message (cached: logs repeat themselves a lot)."""
+    return tokenize(DEFAULT_NORMALIZER.normalize(message))
+
+
+def template_messages(messages: Sequence[str], config: MinerConfig = DEFAULT_CONFIG
+                      ) -> list[Tokens]:
+    """The mined template of each plain log line (normalizer + miner, no extraction)."""
+    tokens = [message_tokens(m) for m in messages]
+    templates = mine(tokens, config)
+    return [templates[t] for t in tokens]
 
 
 def heal_groups(contents: Sequence[str]) -> list[Hashable]:

@@ -97,10 +97,6 @@ class LocalCache:
         """(fingerprint, level, pattern_id) that replace what was known (a taught pattern)."""
         self._write("INSERT OR REPLACE INTO fingerprints VALUES (?, ?, ?)", rows)
 
-    def fingerprint_count(self) -> int:
-        with self._lock:
-            return int(self._conn.execute("SELECT count(*) FROM fingerprints").fetchone()[0])
-
     def put_fix_states(self, states: dict[str, str]) -> None:
         self._write("INSERT OR REPLACE INTO fix_states VALUES (?, ?)", states.items())
 

@@ -315,10 +315,6 @@ class LifecycleStore:
             " ON CONFLICT (fingerprint) DO UPDATE SET ignored = $2, reason = $3,"
             " updated_at = now()", fingerprint, ignored, reason)
 
-    def is_ignored(self, fingerprint: str) -> bool:
-        return bool(self.db.fetchval(
-            "SELECT ignored FROM fingerprint_controls WHERE fingerprint = $1", fingerprint))
-
 
 class PrecedentRepository:
     """Storage of :class:`pipeline.lifecycle.precedent.PrecedentLearner`."""

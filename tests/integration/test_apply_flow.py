@@ -73,11 +73,11 @@ def test_suggestion_then_heal_apply(tmp_path: Path, validator: Validator, applie
     assert outcome.status == "suggested"
     assert "heal apply format.ruff_format" in outcome.detail
     assert git(root, "branch", "--list", verdict.branch).strip()
-    row = attempt_store.latest_suggestion(cand.error_id)
-    assert row is not None
+    [row] = attempt_store.pending_suggestions(cand.error_id)
+    assert row["id"] == cand.error_id
     applied = applier.apply_suggested(replace(verdict, decision="apply"))
     assert applied.status == "applied"
-    assert attempt_store.latest_suggestion(cand.error_id) is None  # consumed
+    assert attempt_store.pending_suggestions(cand.error_id) == []  # consumed
 
 
 def test_dirty_tree_leaves_the_branch(tmp_path: Path, validator: Validator,
