@@ -210,11 +210,6 @@ class LifecycleStore:
         return result
 
     # --- reads ------------------------------------------------------------------------
-    def pair(self, fingerprint: str, fix_id: str) -> dict[str, Any] | None:
-        row = self.db.fetchrow("SELECT * FROM fix_stats WHERE fingerprint = $1 AND fix_id = $2",
-                               fingerprint, fix_id)
-        return dict(row) if row else None
-
     def posteriors(self, fingerprint: str, fix_ids: list[str]) -> dict[str, Posterior]:
         """Posterior per candidate (the uniform prior for a fix never tried here)."""
         rows = self.db.fetch(
