@@ -23,7 +23,7 @@ from pipeline.config import Settings
 from pipeline.runtime import StageWorker, WorkerOptions
 from pipeline.runtime.metrics import MetricsHook, MetricsRegistry
 from pipeline.runtime.noop import PassThroughHandler
-from tests.integration._drills import kill_while_holding, wait_for
+from tests.integration._drills import kill_while_holding, signal_while_holding, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -97,9 +97,14 @@ def test_sigterm_during_a_batch_loses_nothing_and_exits_zero(
     errors, out = f"{prefix}:errors", f"{prefix}:fingerprints"
     publish(client, errors, range(300))
     worker = start_worker(redis_url, prefix, 0, "--sleep-ms", "10")  # 1 s per batch of 100
+    name = f"{socket.gethostname()}-{worker.pid}-0".encode()
     try:
-        wait_for(lambda: client.xlen(out) >= 120, 120, "the worker to be mid-batch")
-        worker.send_signal(signal.SIGTERM)
+        wait_for(lambda: client.xlen(out) >= 120, 120, "the first batches to be handed off")
+        # SIGTERM while a batch is read and not handed off (checked with the worker frozen,
+        # so a loaded machine cannot let the batch finish between the look and the signal)
+        assert signal_while_holding(
+            worker, lambda: pending_of(client, errors, "fingerprint", name),
+            lambda: client.xlen(out) >= 300, signal.SIGTERM) > 0
         assert worker.wait(120) == 0
     finally:
         stop(worker)
