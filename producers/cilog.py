@@ -99,6 +99,9 @@ class CiOptions:
     max_lines: int = 200
     max_blocks: int = 8
     run_keep: int = 3
+    head_lines: int = 2
+    section_lines: int = 150
+    routine_min: int = 5
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,10 @@ class CiLogDetector:
         self.active = False  # CI structure seen: this file is a CI log
         self.emitted = 0
         self._step: deque[_Line] = deque(maxlen=MAX_STEP_LINES)
+        # the output of the steps since the last exit line that ended without one (setup
+        # commands the runner does not report): what explains a build that stops without
+        # naming a failed step may be there
+        self._unreported: deque[_Line] = deque(maxlen=MAX_STEP_LINES)
         self._command = ""
         self._build_over = False
 
@@ -177,6 +184,7 @@ class CiLogDetector:
         build_end = any(BUILD_END.search(s) for s in segments)
         if status is not None:
             self.active = True
+            self._unreported.clear()
             if build_end and self.emitted:
                 self._step.clear()  # "Done. Your build exited with 1": already explained
                 failure = None
@@ -188,6 +196,7 @@ class CiLogDetector:
             self._build_over = True
         echo = next((s for s in segments if ECHO.match(s)), None)
         if echo is not None:
+            self._unreported.extend(self._step)
             self._step.clear()
             self._command = echo[:500]
             return None
@@ -197,9 +206,12 @@ class CiLogDetector:
 
     def finish(self) -> CiFailure | None:
         """End of the file: a step cut off by the end of the log (a timeout, a killed job) is
-        explained too, unless the build is known to have ended."""
+        explained too, unless the build is known to have ended. No exit line names the failed
+        step, so the output of every step since the last exit line is searched."""
         if not self.active or self._build_over or not self._step:
             return None
+        self._step = deque([*self._unreported, *self._step], maxlen=MAX_STEP_LINES)
+        self._unreported.clear()
         last = self._step[-1]
         return self._close(None, last.end, last.end)
 
@@ -251,16 +263,29 @@ def shape(view: str) -> str:
     return f"{min(_indent(view), 8)}|{first}|{last}|{min(len(words), 6)}"
 
 
-def condense(lines: list[_Line], keep: int) -> list[int]:
+#: runs that draw a horizontal rule (``=====``, ``-----``, ``_____ test_x _____``, ``══ x ══``)
+_RULES = ("====", "----", "____", "****", "####", "~~~~", "════", "────", "━━━━", "▬▬▬▬")
+
+
+def is_rule(view: str) -> bool:
+    """A line that draws a horizontal rule: a test runner's section header or separator
+    (pytest's ``____ test_x ____``, run-tests' ``====DIFF====``, Rust's ``---- t stdout
+    ----``, testthat's ``── 1. Failure ──``). Plain substring tests: no regex, no backtracking."""
+    text = view[:MAX_LINE_CHARS]
+    return any(rule in text for rule in _RULES)
+
+
+def condense(lines: list[_Line], keep: int, shapes: list[str] | None = None) -> list[int]:
     """Indices left after cutting long runs of same-shape lines (stack frames, per-test
     progress lines) down to their first ``keep`` lines and their last one."""
+    shapes = [shape(line.view) for line in lines] if shapes is None else shapes
     out: list[int] = []
     n = len(lines)
     i = 0
     while i < n:
         j = i + 1
-        s = shape(lines[i].view)
-        while j < n and shape(lines[j].view) == s:
+        s = shapes[i]
+        while j < n and shapes[j] == s:
             j += 1
         if j - i > keep + 2:
             out.extend(range(i, i + keep))
@@ -271,35 +296,124 @@ def condense(lines: list[_Line], keep: int) -> list[int]:
     return out
 
 
+@dataclass
+class Analysis:
+    """What :func:`choose` needs about one failed step, computed once per step (one pass
+    over its lines): which lines are kept after condensing, each kept line's failure marker
+    (0 none, 1 a word, 2 a tool's verdict), and the sections that horizontal rules cut the
+    step into."""
+
+    lines: list[_Line]
+    kept: list[int]
+    marks: list[int]
+    routine: list[bool]  # a weak marker on a line whose shape recurs: routine output
+    section: list[int]  # per line: index of the rule that opens its section (-1: none)
+    section_end: list[int]  # per line: index one past the last line of its section
+    marked: set[int]  # first lines of the sections that hold a (non-routine) marker
+
+
+def analyze(lines: list[_Line], run_keep: int = 3, routine_min: int = 5) -> Analysis:
+    """One linear pass over a failed step's lines (see :class:`Analysis`)."""
+    shapes = [shape(line.view) for line in lines]
+    kept = condense(lines, run_keep, shapes)
+    counts: dict[str, int] = {}
+    for s in shapes:
+        counts[s] = counts.get(s, 0) + 1
+    marks: list[int] = []
+    routine: list[bool] = []
+    for k in kept:
+        view = lines[k].view
+        if not is_marker(view):
+            marks.append(0)
+            routine.append(False)
+            continue
+        strong = bool(STRONG.search(view[:MAX_LINE_CHARS]))
+        marks.append(2 if strong else 1)
+        routine.append(not strong and counts[shapes[k]] >= routine_min)
+    n = len(lines)
+    section = [0] * n
+    start = -1  # before the first rule: no section
+    for i, line in enumerate(lines):
+        if is_rule(line.view):
+            start = i
+        section[i] = start
+    section_end = [n] * n
+    stop = n
+    for i in range(n - 1, -1, -1):
+        section_end[i] = stop
+        if section[i] == i or section[i] < 0:
+            stop = i
+    marked = {section[k] for k, m, r in zip(kept, marks, routine, strict=True) if m and not r}
+    return Analysis(lines, kept, marks, routine, section, section_end, marked)
+
+
 def select(lines: list[_Line], opts: CiOptions, kept: list[int] | None = None) -> list[int]:
     """Indices of the lines that explain a failed step (see the module docstring);
     ``kept``: the result of :func:`condense` when the caller already has it."""
-    kept = condense(lines, opts.run_keep) if kept is None else kept
+    found = analyze(lines, opts.run_keep, opts.routine_min)
+    if kept is not None:
+        found.kept = kept
+    return choose(found, opts)
+
+
+def _section_of(found: Analysis, raw: int, opts: CiOptions) -> list[int] | None:
+    """The rule-delimited section holding line ``raw`` when it is short enough to publish
+    whole (a test's report between two headers), with the section before it when ``raw``
+    follows the rule that opens its section (a runner that prints its verdict after the
+    details: the details are the section just closed, if it reported a failure too)."""
+    if opts.section_lines <= 0:
+        return None
+    start, stop = found.section[raw], found.section_end[raw]
+    if start < 0:
+        return None
+    out: list[int] | None = None
+    if stop - start <= opts.section_lines and stop - start > 1:
+        out = list(range(start, stop))
+    if (0 < raw - start <= opts.context and start > 0
+            and 0 <= found.section[start - 1] and found.section[start - 1] in found.marked):
+        before = found.section[start - 1]
+        if start - before <= opts.section_lines:
+            out = list(range(before, start)) + (out or list(range(start, raw + 1)))
+    return out
+
+
+def choose(found: Analysis, opts: CiOptions) -> list[int]:
+    """The lines to publish for an analysed step under ``opts``: the head and the tail of
+    the step's output, then failure blocks (a tool's verdicts first; routine markers never
+    start one) while they fit in ``max_lines``."""
+    lines, kept, marks = found.lines, found.kept, found.marks
     n = len(kept)
-    tail = set(range(max(0, n - opts.tail_lines), n))
+    keep = {kept[k] for k in range(max(0, n - opts.tail_lines), n)}
+    keep.update(kept[k] for k in range(min(n, opts.head_lines)))
     blocks: list[tuple[int, list[int]]] = []
     i = 0
     while i < n:
-        view = lines[kept[i]].view
-        if not is_marker(view):
+        if not marks[i] or found.routine[i]:
             i += 1
             continue
-        strong = bool(STRONG.search(view[:MAX_LINE_CHARS]))
+        raw = kept[i]
+        whole = _section_of(found, raw, opts)
+        if whole is not None:
+            blocks.append((marks[i], whole))
+            last = whole[-1]
+            while i < n and kept[i] <= last:
+                i += 1
+            continue
         start = max(0, i - opts.context)
         stop = i + 1
-        base = _indent(view)
+        base = _indent(lines[raw].view)
         limit = min(n, i + opts.block_lines)
         while stop < limit:
             nxt = lines[kept[stop]].view
-            if _indent(nxt) > base or is_marker(nxt) or stop < i + 1 + opts.context:
+            if (_indent(nxt) > base or (marks[stop] and not is_rule(nxt))
+                    or stop < i + 1 + opts.context):
                 stop += 1
                 continue
             break
-        blocks.append((1 if strong else 0, list(range(start, stop))))
+        blocks.append((marks[i], [kept[k] for k in range(start, stop)]))
         i = stop
-    keep = set(tail)
-    strong_blocks = [b for level, b in blocks if level]
-    weak_blocks = [b for level, b in blocks if not level]
+    strong_blocks = [b for level, b in blocks if level == 2]
+    weak_blocks = [b for level, b in blocks if level == 1]
     chosen = [strong_blocks[k] for k in _block_order(len(strong_blocks), opts.max_blocks)]
     room = opts.max_blocks - len(chosen)
     chosen += [weak_blocks[k] for k in _block_order(len(weak_blocks), room)]
@@ -307,7 +421,7 @@ def select(lines: list[_Line], opts: CiOptions, kept: list[int] | None = None) -
         if len(keep | set(block)) > opts.max_lines:
             continue
         keep.update(block)
-    return [kept[k] for k in sorted(keep)]
+    return sorted(keep)
 
 
 def _block_order(count: int, most: int) -> list[int]:
