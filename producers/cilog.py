@@ -306,7 +306,7 @@ class Analysis:
     lines: list[_Line]
     kept: list[int]
     marks: list[int]
-    routine: list[bool]  # a weak marker on a line whose shape recurs: routine output
+    routine: list[bool]  # a marker on a line of a recurring shape: routine output, weight 0
     section: list[int]  # per line: index of the rule that opens its section (-1: none)
     section_end: list[int]  # per line: index one past the last line of its section
     marked: set[int]  # first lines of the sections that hold a (non-routine) marker
@@ -320,16 +320,21 @@ def analyze(lines: list[_Line], run_keep: int = 3, routine_min: int = 5) -> Anal
     for s in shapes:
         counts[s] = counts.get(s, 0) + 1
     marks: list[int] = []
-    routine: list[bool] = []
     for k in kept:
         view = lines[k].view
-        if not is_marker(view):
-            marks.append(0)
-            routine.append(False)
-            continue
-        strong = bool(STRONG.search(view[:MAX_LINE_CHARS]))
-        marks.append(2 if strong else 1)
-        routine.append(not strong and counts[shapes[k]] >= routine_min)
+        marks.append(0 if not is_marker(view) else 2 if STRONG.search(view[:MAX_LINE_CHARS])
+                     else 1)
+    seen: dict[str, int] = {}
+    marked: dict[str, int] = {}
+    for k, m in zip(kept, marks, strict=True):
+        seen[shapes[k]] = seen.get(shapes[k], 0) + 1
+        if m:
+            marked[shapes[k]] = marked.get(shapes[k], 0) + 1
+    # routine: a line whose shape recurs — a word marker ("OK (3 tests, 9 assertions)"), or
+    # a verdict on a shape that mostly carries none (one "FAILED" among "PASSED" lines)
+    routine = [m > 0 and counts[shapes[k]] >= routine_min
+               and (m == 1 or 2 * marked.get(shapes[k], 0) < seen[shapes[k]])
+               for k, m in zip(kept, marks, strict=True)]
     n = len(lines)
     section = [0] * n
     start = -1  # before the first rule: no section
@@ -360,7 +365,7 @@ def _section_of(found: Analysis, raw: int, opts: CiOptions) -> list[int] | None:
     """The rule-delimited section holding line ``raw`` when it is short enough to publish
     whole (a test's report between two headers), with the section before it when ``raw``
     follows the rule that opens its section (a runner that prints its verdict after the
-    details: the details are the section just closed, if it reported a failure too)."""
+    details: the details are the section just closed)."""
     if opts.section_lines <= 0:
         return None
     start, stop = found.section[raw], found.section_end[raw]
@@ -369,8 +374,7 @@ def _section_of(found: Analysis, raw: int, opts: CiOptions) -> list[int] | None:
     out: list[int] | None = None
     if stop - start <= opts.section_lines and stop - start > 1:
         out = list(range(start, stop))
-    if (0 < raw - start <= opts.context and start > 0
-            and 0 <= found.section[start - 1] and found.section[start - 1] in found.marked):
+    if 0 < raw - start <= opts.context and start > 0 and found.section[start - 1] >= 0:
         before = found.section[start - 1]
         if start - before <= opts.section_lines:
             out = list(range(before, start)) + (out or list(range(start, raw + 1)))
@@ -388,7 +392,7 @@ def choose(found: Analysis, opts: CiOptions) -> list[int]:
     blocks: list[tuple[int, list[int]]] = []
     i = 0
     while i < n:
-        if not marks[i] or found.routine[i]:
+        if not marks[i] or (found.routine[i] and marks[i] == 1):
             i += 1
             continue
         raw = kept[i]
@@ -414,14 +418,28 @@ def choose(found: Analysis, opts: CiOptions) -> list[int]:
         i = stop
     strong_blocks = [b for level, b in blocks if level == 2]
     weak_blocks = [b for level, b in blocks if level == 1]
-    chosen = [strong_blocks[k] for k in _block_order(len(strong_blocks), opts.max_blocks)]
-    room = opts.max_blocks - len(chosen)
-    chosen += [weak_blocks[k] for k in _block_order(len(weak_blocks), room)]
+    chosen = _by_score(found, strong_blocks, opts.max_blocks)
+    chosen += _by_score(found, weak_blocks, opts.max_blocks - len(chosen))
     for block in chosen:
         if len(keep | set(block)) > opts.max_lines:
             continue
         keep.update(block)
     return sorted(keep)
+
+
+def _by_score(found: Analysis, blocks: list[list[int]], most: int) -> list[list[int]]:
+    """The ``most`` blocks that report the most: by the failure markers they hold (a tool's
+    verdict counts 2, a word 1, a routine line nothing), ties broken first and last block
+    first (the cause is usually first, the summary last)."""
+    if most <= 0 or not blocks:
+        return []
+    weight = {k: m for k, m, r in zip(found.kept, found.marks, found.routine, strict=True)
+              if m and not r}
+    order = _block_order(len(blocks), len(blocks))
+    rank = {k: position for position, k in enumerate(order)}
+    scores = [sum(weight.get(i, 0) for i in block) for block in blocks]
+    best = sorted(range(len(blocks)), key=lambda k: (-scores[k], rank[k]))[:most]
+    return [blocks[k] for k in best]
 
 
 def _block_order(count: int, most: int) -> list[int]:
