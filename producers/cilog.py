@@ -270,9 +270,13 @@ _RULES = ("====", "----", "____", "****", "####", "~~~~", "════", "─�
 def is_rule(view: str) -> bool:
     """A line that draws a horizontal rule: a test runner's section header or separator
     (pytest's ``____ test_x ____``, run-tests' ``====DIFF====``, Rust's ``---- t stdout
-    ----``, testthat's ``── 1. Failure ──``). Plain substring tests: no regex, no backtracking."""
-    text = view[:MAX_LINE_CHARS]
-    return any(rule in text for rule in _RULES)
+    ----``, testthat's ``── 1. Failure ──``): it opens with a run of 4 rule characters, or
+    holds a run of 16 (``node2 stderr ======...``); a diff's ``?   ------`` is not one.
+    Substring tests only: no regex, no backtracking."""
+    text = view[:MAX_LINE_CHARS].lstrip()
+    if text[:4] in _RULES:
+        return True
+    return any(rule * 4 in text for rule in _RULES)
 
 
 def condense(lines: list[_Line], keep: int, shapes: list[str] | None = None) -> list[int]:
@@ -389,7 +393,7 @@ def choose(found: Analysis, opts: CiOptions) -> list[int]:
     n = len(kept)
     keep = {kept[k] for k in range(max(0, n - opts.tail_lines), n)}
     keep.update(kept[k] for k in range(min(n, opts.head_lines)))
-    blocks: list[tuple[int, list[int]]] = []
+    blocks: list[tuple[int, bool, list[int]]] = []
     i = 0
     while i < n:
         if not marks[i] or (found.routine[i] and marks[i] == 1):
@@ -398,10 +402,12 @@ def choose(found: Analysis, opts: CiOptions) -> list[int]:
         raw = kept[i]
         whole = _section_of(found, raw, opts)
         if whole is not None:
-            blocks.append((marks[i], whole))
             last = whole[-1]
+            level = marks[i]
             while i < n and kept[i] <= last:
+                level = max(level, marks[i])
                 i += 1
+            blocks.append((level, True, whole))
             continue
         start = max(0, i - opts.context)
         stop = i + 1
@@ -414,10 +420,11 @@ def choose(found: Analysis, opts: CiOptions) -> list[int]:
                 stop += 1
                 continue
             break
-        blocks.append((marks[i], [kept[k] for k in range(start, stop)]))
+        level = max(marks[k] for k in range(i, stop))
+        blocks.append((level, False, [kept[k] for k in range(start, stop)]))
         i = stop
-    strong_blocks = [b for level, b in blocks if level == 2]
-    weak_blocks = [b for level, b in blocks if level == 1]
+    strong_blocks = [(whole, b) for level, whole, b in blocks if level == 2]
+    weak_blocks = [(whole, b) for level, whole, b in blocks if level == 1]
     chosen = _by_score(found, strong_blocks, opts.max_blocks)
     chosen += _by_score(found, weak_blocks, opts.max_blocks - len(chosen))
     for block in chosen:
@@ -427,19 +434,22 @@ def choose(found: Analysis, opts: CiOptions) -> list[int]:
     return sorted(keep)
 
 
-def _by_score(found: Analysis, blocks: list[list[int]], most: int) -> list[list[int]]:
-    """The ``most`` blocks that report the most: by the failure markers they hold (a tool's
-    verdict counts 2, a word 1, a routine line nothing), ties broken first and last block
-    first (the cause is usually first, the summary last)."""
+def _by_score(found: Analysis, blocks: list[tuple[bool, list[int]]],
+              most: int) -> list[list[int]]:
+    """The ``most`` blocks that report the most: whole sections (a runner's report of one
+    failure) first, then by the failure markers they hold (a tool's verdict counts 2, a word
+    1, a routine line nothing), ties broken first and last block first (the cause is usually
+    first, the summary last)."""
     if most <= 0 or not blocks:
         return []
     weight = {k: m for k, m, r in zip(found.kept, found.marks, found.routine, strict=True)
               if m and not r}
     order = _block_order(len(blocks), len(blocks))
     rank = {k: position for position, k in enumerate(order)}
-    scores = [sum(weight.get(i, 0) for i in block) for block in blocks]
-    best = sorted(range(len(blocks)), key=lambda k: (-scores[k], rank[k]))[:most]
-    return [blocks[k] for k in best]
+    scores = [sum(weight.get(i, 0) for i in block) for _, block in blocks]
+    best = sorted(range(len(blocks)),
+                  key=lambda k: (not blocks[k][0], -scores[k], rank[k]))[:most]
+    return [blocks[k][1] for k in best]
 
 
 def _block_order(count: int, most: int) -> list[int]:
