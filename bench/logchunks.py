@@ -129,11 +129,11 @@ def scan(example: Example) -> tuple[str, bool, list[list[cilog._Line]]]:
     return text, detector.active, detector.steps
 
 
-def reselect(steps: list[tuple[list[cilog._Line], list[int]]], opts: cilog.CiOptions) -> str:
+def reselect(steps: list[cilog.Analysis], opts: cilog.CiOptions) -> str:
     """What ``scan_file`` emits for a CI log under other options: only the failed steps'
     selections change (record events are suppressed in CI logs)."""
-    return "\n".join(norm_text(cilog._join(lines, cilog.select(lines, opts, kept)))
-                     for lines, kept in steps)
+    return "\n".join(norm_text(cilog._join(found.lines, cilog.choose(found, opts)))
+                      for found in steps)
 
 
 def score(examples: Sequence[Example], emitted: dict[int, str]) -> tuple[float, float]:
@@ -144,17 +144,25 @@ def score(examples: Sequence[Example], emitted: dict[int, str]) -> tuple[float, 
     return hits / len(examples), volume
 
 
-GRID = [cilog.CiOptions(tail_lines=t, context=c)
-        for t, c in itertools.product((10, 20, 30, 50), (1, 2, 3))]
+#: the knobs re-chosen leave-one-language-out; the others keep their shipped values
+GRID = [cilog.CiOptions(tail_lines=t, context=c, block_lines=b, section_lines=s, head_lines=h)
+        for t, c, b, s, h in itertools.product((20, 30, 50), (1, 2, 3), (25, 50), (0, 150),
+                                               (0, 2))]
+
+
+def describe(opts: cilog.CiOptions) -> str:
+    return (f"tail={opts.tail_lines} context={opts.context} block={opts.block_lines} "
+            f"section={opts.section_lines} head={opts.head_lines}")
 
 
 def run_grid(examples: Sequence[Example], default: dict[int, str],
              scans: dict[int, tuple[bool, list[list[cilog._Line]]]],
              ) -> dict[cilog.CiOptions, dict[int, str]]:
     grid: dict[cilog.CiOptions, dict[int, str]] = {o: {} for o in GRID}
+    shipped = cilog.CiOptions()
     for e in examples:
         active, lines = scans[id(e)]
-        steps = [(step, cilog.condense(step, cilog.CiOptions().run_keep)) for step in lines]
+        steps = [cilog.analyze(step, shipped.run_keep, shipped.routine_min) for step in lines]
         for opts in GRID:
             grid[opts][id(e)] = (reselect(steps, opts) if active
                                  else default[id(e)])
@@ -202,18 +210,22 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_loo:
         grid = run_grid(examples, ours, scans)
         loo: dict[int, str] = {}
+        picks: dict[str, int] = {}
         for lang, group in by_lang.items():
             rest = [e for e in examples if e.language != lang]
             _, rest_bv = score(rest, base)
-            scored = [(score(rest, grid[o]), o) for o in GRID]
-            fits = [(r, -v, o.tail_lines, o.context) for (r, v), o in scored if v <= rest_bv]
-            best = max(fits or [(r, -v, o.tail_lines, o.context) for (r, v), o in scored])
-            chosen = cilog.CiOptions(tail_lines=best[2], context=best[3])
+            scored = [(score(rest, grid[o]), k) for k, o in enumerate(GRID)]
+            fits = [(r, -v, -k) for (r, v), k in scored if v <= rest_bv]
+            best = max(fits or [(r, -v, -k) for (r, v), k in scored])
+            chosen = GRID[-best[2]]
+            picks[describe(chosen)] = picks.get(describe(chosen), 0) + 1
             for e in group:
                 loo[id(e)] = grid[chosen][id(e)]
         lr, lv = score(examples, loo)
         print(f"{'leave-1-lang':<14} {len(examples):>3}  {br:8.3f} {bv:8.3f}  "
               f"{lr:8.3f} {lv:8.3f}")
+        for text, count in sorted(picks.items(), key=lambda p: -p[1]):
+            print(f"  chosen for {count} of {len(by_lang)} languages: {text}")
     print(f"time: baseline {base_s:.1f}s, heal {heal_s:.1f}s "
           f"({heal_s / max(base_s, 1e-9):.1f}x the baseline)")
     return 0
