@@ -313,7 +313,6 @@ class Analysis:
     routine: list[bool]  # a marker on a line of a recurring shape: routine output, weight 0
     section: list[int]  # per line: index of the rule that opens its section (-1: none)
     section_end: list[int]  # per line: index one past the last line of its section
-    marked: set[int]  # first lines of the sections that hold a (non-routine) marker
 
 
 def analyze(lines: list[_Line], run_keep: int = 3, routine_min: int = 5) -> Analysis:
@@ -352,8 +351,7 @@ def analyze(lines: list[_Line], run_keep: int = 3, routine_min: int = 5) -> Anal
         section_end[i] = stop
         if section[i] == i or section[i] < 0:
             stop = i
-    marked = {section[k] for k, m, r in zip(kept, marks, routine, strict=True) if m and not r}
-    return Analysis(lines, kept, marks, routine, section, section_end, marked)
+    return Analysis(lines, kept, marks, routine, section, section_end)
 
 
 def select(lines: list[_Line], opts: CiOptions, kept: list[int] | None = None) -> list[int]:
