@@ -9,15 +9,27 @@ shared by the CI systems; nothing here knows a project, a language or a tool.
 
 :class:`CiLogDetector` recognises the structure while lines stream in. When a step ends
 with a non-zero exit (or the build ends failed, or the file ends inside a step of a log whose
-build did not succeed), it selects from that step's output:
+build did not succeed: then the output of every step since the last exit line, as no exit
+line names the failed one), it selects from that step's output:
 
-- the *tail*: the last ``tail_lines`` lines before the exit line (the last command's output);
+- the *head* and the *tail*: the first ``head_lines`` lines (a command that stops at once
+  says why first: ``Illegal switch 'j'``, then its usage) and the last ``tail_lines`` lines
+  before the exit line (the last command's output);
 - *failure blocks*: each line carrying a failure marker (``error``, ``FAILED``, ``not ok``,
   ``Exception``, ``✗`` ..., found by the same word shapes in any tool's output) with
   ``context`` lines before it, continued while the following lines are indented (stack
   frames, assertion details, a compiler's caret block), at most ``block_lines`` lines;
-- within ``max_lines`` in all: the blocks nearest the start of the step (the first error is
-  usually the cause) and the ones nearest the end are kept first.
+- *sections*: test runners draw horizontal rules around the report of each failure
+  (``____ test_x ____``, ``---- t stdout ----``, ``====DIFF====``); a marker inside a
+  section of at most ``section_lines`` lines brings the whole section, uncut, and a verdict
+  right after a rule brings the section that rule closed (runners that print the details
+  before the verdict);
+- *routine* lines do not count: a marker word on a line whose shape recurs all over the
+  step (``OK (3 tests, 9 assertions)``) starts no block, and a verdict on a shape that
+  mostly carries none (one ``FAILED`` among ``PASSED`` progress lines) ranks last;
+- within ``max_lines`` in all: whole sections first, then the blocks holding the most
+  markers (a verdict counts 2, a word 1); ties go to the blocks nearest the start of the
+  step (the first error is usually the cause) and the end (the summary).
 
 Every regex here is linear: no nested quantifiers over overlapping atoms.
 """
@@ -413,8 +425,10 @@ def choose(found: Analysis, opts: CiOptions) -> list[int]:
         limit = min(n, i + opts.block_lines)
         while stop < limit:
             nxt = lines[kept[stop]].view
-            if (_indent(nxt) > base or (marks[stop] and not is_rule(nxt))
-                    or stop < i + 1 + opts.context):
+            deeper = _indent(nxt) > base
+            if not deeper and found.section[kept[stop]] == kept[stop] >= 0:
+                break  # a rule opens the next section: the block ends with this one
+            if deeper or marks[stop] or stop < i + 1 + opts.context:
                 stop += 1
                 continue
             break
