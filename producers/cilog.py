@@ -109,7 +109,7 @@ class CiOptions:
     context: int = 2
     block_lines: int = 25
     max_lines: int = 200
-    max_blocks: int = 8
+    max_blocks: int = 12
     run_keep: int = 3
     head_lines: int = 2
     section_lines: int = 150
@@ -325,6 +325,8 @@ class Analysis:
     routine: list[bool]  # a marker on a line of a recurring shape: routine output, weight 0
     section: list[int]  # per line: index of the rule that opens its section (-1: none)
     section_end: list[int]  # per line: index one past the last line of its section
+    seeds: list[int]  # positions in ``kept`` of the markers that may start a block
+    weight: dict[int, int]  # line index -> what its marker counts for ranking (not routine)
 
 
 def analyze(lines: list[_Line], run_keep: int = 3, routine_min: int = 5) -> Analysis:
@@ -363,7 +365,10 @@ def analyze(lines: list[_Line], run_keep: int = 3, routine_min: int = 5) -> Anal
         section_end[i] = stop
         if section[i] == i or section[i] < 0:
             stop = i
-    return Analysis(lines, kept, marks, routine, section, section_end)
+    seeds = [k for k, (m, r) in enumerate(zip(marks, routine, strict=True))
+             if m == 2 or (m == 1 and not r)]
+    weight = {k: m for k, m, r in zip(kept, marks, routine, strict=True) if m and not r}
+    return Analysis(lines, kept, marks, routine, section, section_end, seeds, weight)
 
 
 def select(lines: list[_Line], opts: CiOptions, kept: list[int] | None = None) -> list[int]:
@@ -405,10 +410,10 @@ def choose(found: Analysis, opts: CiOptions) -> list[int]:
     keep.update(kept[k] for k in range(min(n, opts.head_lines)))
     blocks: list[tuple[int, bool, list[int]]] = []
     i = 0
-    while i < n:
-        if not marks[i] or (found.routine[i] and marks[i] == 1):
-            i += 1
-            continue
+    for seed in found.seeds:
+        if seed < i:
+            continue  # inside the block before
+        i = seed
         raw = kept[i]
         whole = _section_of(found, raw, opts)
         if whole is not None:
@@ -454,8 +459,7 @@ def _by_score(found: Analysis, blocks: list[tuple[bool, list[int]]],
     first, the summary last)."""
     if most <= 0 or not blocks:
         return []
-    weight = {k: m for k, m, r in zip(found.kept, found.marks, found.routine, strict=True)
-              if m and not r}
+    weight = found.weight
     order = _block_order(len(blocks), len(blocks))
     rank = {k: position for position, k in enumerate(order)}
     scores = [sum(weight.get(i, 0) for i in block) for _, block in blocks]
