@@ -26,19 +26,31 @@ import numpy as np
 BATCH = 32
 
 
-def _erf(x: np.ndarray) -> np.ndarray:
-    """erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7; numpy has no erf and scipy is a
-    heavy import for one function)."""
-    sign = np.sign(x)
-    a = np.abs(x)
-    t = 1.0 / (1.0 + 0.3275911 * a)
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741
-                + t * (-1.453152027 + t * 1.061405429))))
-    return np.asarray(sign * (1.0 - poly * np.exp(-a * a)), dtype=x.dtype)
-
-
 def _gelu(x: np.ndarray) -> np.ndarray:
-    return np.asarray(0.5 * x * (1.0 + _erf(x * np.float32(1 / math.sqrt(2.0)))), x.dtype)
+    """GELU with the exact erf, as BERT uses it: 0.5 x (1 + erf(x / sqrt 2)), erf by
+    Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7; numpy has no erf and scipy is a heavy
+    import for one function). In float32 and in place (one temporary per step made it 4x
+    slower than the matrix product before it)."""
+    a = x * np.float32(1 / math.sqrt(2.0))
+    sign = np.sign(a)
+    np.abs(a, out=a)
+    t = a * np.float32(0.3275911)
+    t += np.float32(1.0)
+    np.reciprocal(t, out=t)
+    poly = t * np.float32(1.061405429)
+    for c in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):
+        poly += np.float32(c)
+        poly *= t
+    np.square(a, out=a)
+    np.negative(a, out=a)
+    np.exp(a, out=a)
+    poly *= a  # 1 - erf(|z|)
+    np.subtract(np.float32(1.0), poly, out=poly)
+    poly *= sign  # erf(z)
+    poly += np.float32(1.0)
+    poly *= x
+    poly *= np.float32(0.5)
+    return poly
 
 
 def _layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) -> np.ndarray:

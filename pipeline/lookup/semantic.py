@@ -81,6 +81,14 @@ class Embedder:
         self._lock = threading.Lock()
         self.runtime = runtime or os.environ.get("HEAL_EMBEDDER", "") or "lean"
 
+    def load(self) -> None:
+        """Load the model now (it loads on the first ``embed`` otherwise).
+
+        Raises:
+            EngineError: the model cannot be loaded.
+        """
+        self._load()
+
     def _load(self) -> Any:
         with self._lock:
             if self._model is None:
