@@ -173,6 +173,11 @@ class RunSession:
         event = self._attested(build_event(self.opts, result))
         if self._client is None and self.settings.redis_url is None:
             self.progress.phase("starting engines…")
+        if self.opts.wait:
+            # the lookup needs PostgreSQL: start it while Redis starts and the stages load
+            from storage.engines import start_database_soon
+
+            start_database_soon(self.settings)
         # the decision comes back on the outcomes stream of the event's partition
         waiter = self.waiter_factory(self.client, partition_of(self.settings, event))
         waiter.mark()

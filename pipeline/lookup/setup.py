@@ -13,6 +13,7 @@ from pipeline.lookup.catalog import Catalog, load_catalog
 from pipeline.lookup.causal import load_seed_edges
 from pipeline.lookup.semantic import Embedder, evidence, query_text, vector_id
 from pipeline.lookup.service import Lookup
+from pipeline.lookup.shipped import vectors_for
 from pipeline.lookup.taught import load_taught, with_taught
 from storage.cache import LocalCache
 from storage.causal import CausalGraph
@@ -58,9 +59,7 @@ def seed_database(db: Database, catalog: Catalog, embedder: Embedder | None,
         stored = {r[0] for r in repo.all()}
         missing = [r for r in refs if r[0] not in stored]
         if missing:
-            vectors = embedder.embed([t for _, _, t in missing])
-            counts["embeddings"] = repo.upsert(
-                (i, p, t, v) for (i, p, t), v in zip(missing, vectors, strict=True))
+            counts["embeddings"] = repo.upsert(vectors_for(missing, embedder))
     return counts
 
 
@@ -69,8 +68,7 @@ def seed_cache_vectors(cache: LocalCache, catalog: Catalog, embedder: Embedder) 
     refs = reference_texts(catalog)
     if {r[0] for r in refs} == {r[0] for r in cache.pattern_vectors()}:
         return
-    vectors = embedder.embed([t for _, _, t in refs])
-    cache.put_pattern_vectors((i, p, t, v) for (i, p, t), v in zip(refs, vectors, strict=True))
+    cache.put_pattern_vectors(vectors_for(refs, embedder))
 
 
 def model_while_waiting(settings: Settings, text: str, fine: str, coarse: str,
