@@ -224,6 +224,26 @@ class EmbeddedRedis:
             client.close()
 
 
+def _drop_stale_lock(path: Path) -> None:
+    """Remove a PostgreSQL lock file whose process is gone or a zombie. PostgreSQL removes a
+    stale one itself, but takes a zombie for a live server: a postmaster stopped a moment ago
+    stays a zombie until init reaps it, and a restart then fails with "lock file ... already
+    exists". Call under the lease lock."""
+    try:
+        pid = int(path.read_text().split("\n", 1)[0].strip() or 0)
+    except (OSError, ValueError):
+        return
+    try:
+        alive = pid > 0 and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        alive = False
+    except psutil.AccessDenied:
+        alive = True
+    if not alive:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
 def _import_pgserver() -> Any:
     # platformdirs warns about a missing XDG_RUNTIME_DIR at import time; that is noise for a
     # CLI user, pgserver falls back to the temp folder on its own.
@@ -325,6 +345,8 @@ class EmbeddedPostgres:
             if socket_dir != self.pgdata:
                 ensure_prefix_permissions(socket_dir)
                 socket_dir.chmod(0o777)
+        for lock in (self.pgdata / "postmaster.pid", socket_dir / ".s.PGSQL.5432.lock"):
+            _drop_stale_lock(lock)
         pgexec("pg_ctl", ("-w", "-o", f'-h "" -k {socket_dir}', "-l", str(self.log_file),
                           "-D", str(self.pgdata), "start"),
                bin_path=POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION], user=user,
