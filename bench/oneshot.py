@@ -109,10 +109,13 @@ def main() -> int:
           f"{median(passing_s) / base:5.2f}x --help   (target <= 1.5x)")
     print(f"  heal diagnose, new error       {median(diagnose_s):6.2f} s   "
           f"{median(diagnose_s) / base:5.2f}x --help   (target <= 4x)")
-    print(f"  heal run, new error, fresh     {median(fresh_s) - command:6.2f} s over the command"
-          "   (target <= 5 s)")
-    print(f"  heal run, known error          {median(known_s) - command:6.2f} s over the command"
-          "   (target <= 2 s)")
+    # the seconds targets assume a quiet machine: the same figure in units of --help (both
+    # slow down alike under load from other jobs) tells a slow box from a slow heal
+    fresh, known = median(fresh_s) - command, median(known_s) - command
+    print(f"  heal run, new error, fresh     {fresh:6.2f} s over the command = {fresh / base:5.2f}x"
+          " --help   (target <= 5 s)")
+    print(f"  heal run, known error          {known:6.2f} s over the command = {known / base:5.2f}x"
+          " --help   (target <= 2 s)")
     rss(warm, work)
     return 0
 
