@@ -17,7 +17,7 @@ stage's worker process, all measured in the same run.
 Targets (issue 14): diagnose of a new error <= 4x --help; run of a new failing step <= 5 s
 over the command; known error <= 2 s over it; passing run <= 1.5x --help; fingerprint,
 validate and apply workers never load the model.
-Usage: python bench/oneshot.py [--repeats N]
+Usage: python bench/oneshot.py [--repeats N] [--before DIR]
 """
 
 from __future__ import annotations
@@ -79,44 +79,77 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+class Tree:
+    """One source tree under measurement (this one, or ``--before DIR``: another checkout of
+    heal, e.g. ``git archive main | tar -x -C DIR``, run with the same interpreter)."""
+
+    def __init__(self, name: str, folder: str, work: Path, base_env: dict[str, str],
+                 path: str | None) -> None:
+        self.name = name
+        self.env = dict(base_env)
+        if path:
+            self.env["PYTHONPATH"] = path
+        self.work = work / folder
+        self.work.mkdir()
+        self.warm = {**self.env, "HEAL_HOME": str(self.work / "warm")}
+        self.runs: dict[str, list[float]] = {k: [] for k in (
+            "help", "passing", "diagnose", "command", "fresh", "known")}
+        # warm the HEAL_HOME once (engines initialised, reference vectors stored): not counted
+        subprocess.run([*HEAL, "diagnose", "--json", "-"], env=self.warm, cwd=work,
+                       check=False, input="something never seen before 0\n",
+                       capture_output=True, text=True)
+
+    def measure(self, i: int, cwd: Path) -> None:
+        runs = self.runs
+        runs["help"].append(timed([*HEAL, "--help"], self.warm, cwd))
+        runs["passing"].append(timed([*HEAL, "run", "--", "true"], self.warm, cwd))
+        text = f"the frobnicator {novel_words()} reticulated splines unexpectedly\n"
+        runs["diagnose"].append(timed([*HEAL, "diagnose", "--json", "-"], self.warm, cwd, text))
+        fresh = {**self.env, "HEAL_HOME": str(self.work / f"fresh-{i}")}
+        runs["command"].append(timed(FAIL, fresh, cwd))
+        runs["fresh"].append(timed([*HEAL, "run", "--", *FAIL], fresh, cwd))
+        runs["known"].append(timed([*HEAL, "run", "--", *FAIL], fresh, cwd))
+
+    def report(self) -> None:
+        m = {k: median(v) for k, v in self.runs.items()}
+        base = m["help"]
+        print(f"  [{self.name}]")
+        print(f"  heal --help (baseline)         {base:6.2f} s")
+        print(f"  heal run -- true               {m['passing']:6.2f} s   "
+              f"{m['passing'] / base:5.2f}x --help   (target <= 1.5x)")
+        print(f"  heal diagnose, new error       {m['diagnose']:6.2f} s   "
+              f"{m['diagnose'] / base:5.2f}x --help   (target <= 4x)")
+        # the seconds targets assume a quiet machine: the same figure in units of --help
+        # (both slow down alike under load from other jobs) tells a slow box from a slow heal
+        fresh, known = m["fresh"] - m["command"], m["known"] - m["command"]
+        print(f"  heal run, new error, fresh     {fresh:6.2f} s over the command = "
+              f"{fresh / base:5.2f}x --help   (target <= 5 s)")
+        print(f"  heal run, known error          {known:6.2f} s over the command = "
+              f"{known / base:5.2f}x --help   (target <= 2 s)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--before", metavar="DIR",
+                        help="also measure the heal checkout in DIR, interleaved with this one")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="heal-oneshot-"))
     base_env = {k: v for k, v in os.environ.items()
-                if not k.startswith("HEAL_") and k not in ("CI",)}
-    warm = {**base_env, "HEAL_HOME": str(work / "warm")}
+                if not k.startswith("HEAL_") and k not in ("CI", "PYTHONPATH")}
     subprocess.run(["git", "init", "-q", str(work)], check=True)
-    # warm the HEAL_HOME once (engines initialised, reference vectors stored): not counted
-    subprocess.run([*HEAL, "diagnose", "--json", "-"], env=warm, cwd=work, check=False,
-                   input="something never seen before 0\n", capture_output=True, text=True)
-    help_s, passing_s, diagnose_s, fresh_s, known_s, command_s = [], [], [], [], [], []
+    trees = [Tree("this tree", "this", work, base_env, str(ROOT))]
+    if args.before:
+        trees.append(Tree(f"before: {args.before}", "before", work, base_env,
+                          args.before))
     for i in range(args.repeats):
-        help_s.append(timed([*HEAL, "--help"], warm, work))
-        passing_s.append(timed([*HEAL, "run", "--", "true"], warm, work))
-        text = f"the frobnicator {novel_words()} reticulated splines unexpectedly\n"
-        diagnose_s.append(timed([*HEAL, "diagnose", "--json", "-"], warm, work, text))
-        fresh = {**base_env, "HEAL_HOME": str(work / f"fresh-{i}")}
-        command_s.append(timed(FAIL, fresh, work))
-        fresh_s.append(timed([*HEAL, "run", "--", *FAIL], fresh, work))
-        known_s.append(timed([*HEAL, "run", "--", *FAIL], fresh, work))
-    base, command = median(help_s), median(command_s)
+        for tree in trees if i % 2 == 0 else trees[::-1]:  # alternate who goes first
+            tree.measure(i, work)
     print(f"one-shot latency (median of {args.repeats}; {os.cpu_count()} cores; "
           f"load average {os.getloadavg()[0]:.1f})")
-    print(f"  heal --help (baseline)         {base:6.2f} s")
-    print(f"  heal run -- true               {median(passing_s):6.2f} s   "
-          f"{median(passing_s) / base:5.2f}x --help   (target <= 1.5x)")
-    print(f"  heal diagnose, new error       {median(diagnose_s):6.2f} s   "
-          f"{median(diagnose_s) / base:5.2f}x --help   (target <= 4x)")
-    # the seconds targets assume a quiet machine: the same figure in units of --help (both
-    # slow down alike under load from other jobs) tells a slow box from a slow heal
-    fresh, known = median(fresh_s) - command, median(known_s) - command
-    print(f"  heal run, new error, fresh     {fresh:6.2f} s over the command = {fresh / base:5.2f}x"
-          " --help   (target <= 5 s)")
-    print(f"  heal run, known error          {known:6.2f} s over the command = {known / base:5.2f}x"
-          " --help   (target <= 2 s)")
-    rss(warm, work)
+    for tree in trees:
+        tree.report()
+    rss(trees[0].warm, work)
     return 0
 
 
