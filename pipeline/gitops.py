@@ -48,9 +48,13 @@ def find_root(path: str | Path) -> Path:
     Raises:
         GitError: not inside a git repository.
     """
-    try:  # the git command answers in milliseconds; importing GitPython takes 0.2 s
+    # the git command answers in milliseconds; importing GitPython takes 0.2 s. Without the
+    # GIT_* variables (a hook sets GIT_DIR, and git would then call any folder the top): the
+    # root is discovered from ``path`` alone, as GitPython does when given a path
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    try:
         out = subprocess.run(["git", "-C", str(path), "rev-parse", "--show-toplevel"],
-                             capture_output=True, text=True, timeout=30, check=False)
+                             capture_output=True, text=True, timeout=30, check=False, env=env)
         if out.returncode == 0 and out.stdout.strip():
             return Path(out.stdout.strip()).resolve()
     except (OSError, subprocess.SubprocessError):
