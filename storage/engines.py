@@ -96,7 +96,7 @@ class DatabaseStart:
     of the two, not their sum. A no-op when HEAL_DATABASE_URL is set."""
 
     def __init__(self, settings: Settings) -> None:
-        self.error: HealError | None = None
+        self.error: Exception | None = None
         self._thread: threading.Thread | None = None
         if settings.database_url:
             return
@@ -109,8 +109,8 @@ class DatabaseStart:
     def _start(self, settings: Settings) -> None:
         try:
             database_url(settings)
-        except HealError as exc:  # reported by whoever opens the database next
-            self.error = exc
+        except Exception as exc:  # noqa: BLE001 - never a traceback from this thread: the
+            self.error = exc      # next open_database meets the same trouble and reports it
 
     def wait(self) -> None:
         """Until the start finished (successful or not: open_database then says why)."""

@@ -88,6 +88,8 @@ def _open_db(settings: Settings, offline: bool, starting: Any = None) -> Any:
 
     if starting is not None:
         starting.wait()
+        if isinstance(starting.error, DatabaseUnavailable):
+            return None  # it just failed to start: answer from the cache, do not wait again
     try:
         return open_database(settings)
     except DatabaseUnavailable:
