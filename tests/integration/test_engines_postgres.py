@@ -171,5 +171,6 @@ def test_database_started_on_a_helper_thread_is_the_one_the_caller_opens(home: P
         assert server.leases.live() == [str(os.getpid())]
     finally:
         db.close()
-        engines.release_engines()
+    # And no other process uses it: stopping without --force stops it
+    assert stop_engines(settings)["postgres"] == "stopped"
     assert EmbeddedPostgres(home).pid() is None
