@@ -185,3 +185,15 @@ def test_every_logic_bug_fixture_is_recognised_by_the_guard(path: Path) -> None:
     from pipeline.lookup.guard import logic_bug
 
     assert logic_bug(path.read_text()) is not None
+
+
+def test_guard_stays_fast_on_hostile_lines() -> None:
+    import time
+
+    from pipeline.lookup.guard import logic_bug
+
+    start = time.perf_counter()
+    for text in (("a" * 299 + ":1:in `" + "x" * 499 + "\n") * 200, ":" + "a:" * 50000,
+                 ("  1) " * 20000), "PHP Fatal error:" + " " * 100000):
+        logic_bug(text)
+    assert time.perf_counter() - start < 2.0
