@@ -143,6 +143,8 @@ PARAMS = {
     "deps.maven_unresolved/gradle_offline.txt": {"artifact": "com.example:nonexistent-lib:1.0"},
     "net.dns_failure/gradle.txt": {"host": "repo.maven.apache.org"},
     "net.dns_failure/bundler.txt": {"host": "index.rubygems.org"},
+    "net.dns_failure/pnpm_registry.txt": {"host": "registry.nonexistent.invalid"},
+    "net.dns_failure/composer_packagist.txt": {"host": "repo.packagist.org"},
     "apt.lock_held/apt_get.txt": {"lock_path": "/var/lib/dpkg/lock-frontend", "pid": "2093",
                                   "holder": "apt-get"},
     "apt.package_not_found/version_not_found.txt": {"package": "bash", "version": "0.0.1-zz"},
