@@ -29,6 +29,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from pipeline.errors import DatabaseUnavailable, StreamUnavailable
+from pipeline.homedir import outside_pg_dir, pg_data_inside
 from storage.leases import LeaseRegistry
 
 #: sun_path is 108 bytes on Linux; leave room for the terminating NUL and some slack.
@@ -235,13 +236,41 @@ def _import_pgserver() -> Any:
 
 
 class EmbeddedPostgres:
-    """A PostgreSQL (with pgvector) server with PGDATA ``home/pg/data``, on a unix socket."""
+    """A PostgreSQL (with pgvector) server with PGDATA ``home/pg/data``, on a unix socket.
+
+    As root (the server then runs as the ``pgserver`` user) PGDATA is
+    ``<home>.pg/data`` instead, in a folder owned by ``pgserver`` and 0700, with a symlink
+    ``home/pg/data`` to it: the server's user never needs to enter HEAL_HOME, which stays
+    0700 (pipeline/homedir.py). The leases stay in ``home/pg``.
+    """
 
     def __init__(self, home: Path) -> None:
         self.directory = home / "pg"
-        self.pgdata = self.directory / "data"
+        self.outside = None if pg_data_inside(home) else outside_pg_dir(home)
+        self.pgdata = self.directory / "data" if self.outside is None else self.outside / "data"
         self.leases = LeaseRegistry(self.directory)
         self.log_file = self.pgdata / "log"
+
+    def _prepare_outside(self) -> None:
+        if self.outside is not None:
+            self.outside.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def _seal_outside(self) -> None:
+        """``<home>.pg`` owned by the server's user and 0700 (pgserver opens the parents of
+        its data to everyone at each start); ``home/pg/data`` points at the data."""
+        if self.outside is None:
+            return
+        import pwd
+
+        with contextlib.suppress(KeyError, OSError):
+            user = pwd.getpwnam("pgserver")
+            os.chown(self.outside, user.pw_uid, user.pw_gid)
+        with contextlib.suppress(OSError):
+            os.chmod(self.outside, 0o700)
+        link = self.directory / "data"
+        if not link.is_symlink() and not link.exists():
+            with contextlib.suppress(OSError):
+                link.symlink_to(self.pgdata)
 
     def _postmaster(self) -> Any:
         utils = _import_pgserver().utils
@@ -268,6 +297,7 @@ class EmbeddedPostgres:
         pgserver = _import_pgserver()
         # get_server requires the parent of PGDATA to exist.
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._prepare_outside()
         try:
             # cleanup_mode=None: pgserver must not stop the server when *this* process exits;
             # storage/engines.py stops it when the last lease goes.
@@ -277,6 +307,7 @@ class EmbeddedPostgres:
                 # `heal engines stop`): start that handle's server again.
                 with server._lock:
                     server.ensure_postgres_running()
+            self._seal_outside()
             return str(server.get_uri())
         except (OSError, subprocess.SubprocessError, RuntimeError, AssertionError) as exc:
             tail = _log_tail(self.log_file)
@@ -310,4 +341,5 @@ class EmbeddedPostgres:
                 proc.terminate()
                 if not _wait_gone(proc, _STOP_TIMEOUT_S):
                     proc.kill()
+        self._seal_outside()  # get_server opened its parents again
         return True
