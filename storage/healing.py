@@ -54,9 +54,10 @@ class HealingReports:
         return [_plain(r) for r in rows]
 
     def top_unmatched(self, since: dt.datetime, limit: int = 10) -> list[dict[str, Any]]:
-        """Open groups of the issue queue seen in the window, most frequent first."""
+        """Open issue-queue rows (fine fingerprints) seen in the window, most frequent first
+        (grouped by mined template by the caller)."""
         rows = self.db.fetch(
-            """SELECT fine, count, last_seen, sample FROM issue_queue
+            """SELECT fine, count, first_seen, last_seen, sample FROM issue_queue
                WHERE status = 'open' AND last_seen >= $1
                ORDER BY count DESC, fine LIMIT $2""", since, limit)
         return [_plain(r) for r in rows]

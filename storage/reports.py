@@ -235,9 +235,17 @@ class ReportStore:
         return {"errors": int(errors or 0), "detected": int(detected or 0),
                 "by_status": by_status, "repair_seconds": repair}
 
-    def unmatched_groups(self, since: dt.datetime) -> int:
+    def unmatched_fingerprints(self, since: dt.datetime) -> int:
+        """Fine fingerprints of the issue queue last seen in the window."""
         return int(self.db.fetchval(
             "SELECT count(*) FROM issue_queue WHERE last_seen >= $1", since) or 0)
+
+    def unmatched_in_window(self, since: dt.datetime, limit: int) -> list[dict[str, Any]]:
+        """Issue-queue rows last seen in the window (any status), most frequent first, with
+        their samples (grouped by mined template in ``pipeline.operator.groups``)."""
+        return _rows(self.db.fetch(
+            """SELECT fine, count, first_seen, last_seen, sample, status FROM issue_queue
+               WHERE last_seen >= $1 ORDER BY count DESC, fine LIMIT $2""", since, limit))
 
     def judge_cost_by_day(self, since: dt.datetime) -> dict[str, float]:
         rows = self.db.fetch(
@@ -265,10 +273,6 @@ class ReportStore:
             since, limit)
         return _rows(matched)
 
-    def top_unmatched(self, since: dt.datetime, limit: int = 5) -> list[dict[str, Any]]:
-        return _rows(self.db.fetch(
-            """SELECT fine, count, last_seen, status FROM issue_queue WHERE last_seen >= $1
-               ORDER BY count DESC, fine LIMIT $2""", since, limit))
 
 
 def _ts(value: Any) -> dt.datetime | None:

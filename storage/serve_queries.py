@@ -80,15 +80,20 @@ class ServeQueries:
             out[name] = counts
         return out
 
-    def top_errors(self, limit: int = 10) -> list[dict[str, Any]]:
-        """Most frequent known patterns (occurrences) and unmatched errors (issue queue)."""
+    def top_patterns(self, limit: int = 10) -> list[dict[str, Any]]:
+        """Most frequent known patterns (occurrences)."""
         rows = self.db.fetch(
-            """(SELECT 'pattern' AS kind, id AS key, name AS label, occurrences AS count,
-                       last_seen FROM patterns WHERE occurrences > 0)
-               UNION ALL
-               (SELECT 'unmatched', fine, left(sample, 120), count, last_seen FROM issue_queue
-                WHERE status = 'open')
+            """SELECT 'pattern' AS kind, id AS key, name AS label, occurrences AS count,
+                      last_seen FROM patterns WHERE occurrences > 0
                ORDER BY count DESC, key LIMIT $1""", limit)
+        return [_row(r) for r in rows]
+
+    def open_issue_rows(self, limit: int) -> list[dict[str, Any]]:
+        """Open issue-queue rows with their samples, most frequent first (grouped by mined
+        template in ``pipeline.operator.groups``)."""
+        rows = self.db.fetch(
+            """SELECT fine, count, first_seen, last_seen, sample FROM issue_queue
+               WHERE status = 'open' ORDER BY count DESC, fine LIMIT $1""", limit)
         return [_row(r) for r in rows]
 
     def issues(self, status: str = "open", limit: int = 100) -> list[dict[str, Any]]:

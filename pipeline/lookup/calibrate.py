@@ -133,7 +133,7 @@ def main() -> None:  # pragma: no cover - run by hand: python -m pipeline.lookup
     samples, held_out = measure_both(load_catalog(), Embedder())
     logic = max((s.similarity for s in samples if s.label is None), default=0.0)
     print(f"{len(samples)} texts; best logic-bug similarity {logic:.3f}")
-    for row in table(samples, [0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8]):
+    for row in table(samples, [0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.725, 0.75, 0.8]):
         unknown = [s for s in held_out if s.predicted]
         wrong = sum(1 for s in unknown if s.similarity >= row["threshold"])
         print("  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"

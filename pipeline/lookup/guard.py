@@ -43,8 +43,10 @@ _LOGIC = re.compile(
 
 
 #: the same verdict from other languages' tools: a JVM assertion or null dereference, a Rust
-#: assertion panic, a failed Go test, and compile errors in the project's own code (a type
-#: error, an undeclared name); a missing header or module is the environment, not logic
+#: assertion panic, a failed Go test, a Ruby NoMethodError/TypeError/... or Minitest/RSpec
+#: failure, a PHP uncaught TypeError/... or PHPUnit failure, and compile errors in the
+#: project's own code (a type error, an undeclared name; Gradle glues its task name to
+#: javac's line); a missing header or module is the environment, not logic
 _OTHER_LOGIC = re.compile(
     r"""^Exception\ in\ thread\ "[^"\n]{0,200}"\ (?:[\w$]{1,80}\.){0,12}
           (?P<jvm>AssertionError|AssertionFailedError|ComparisonFailure|NullPointerException|
@@ -54,8 +56,17 @@ _OTHER_LOGIC = re.compile(
        |^thread\ '[^'\n]{0,200}'(?:\ \(\d{1,10}\))?\ panicked\ at\ [^\n]{0,300}\n
           (?P<rust>assertion)
        |^(?P<gotest>---\ FAIL:)\ \w
+       |^[^\n]{1,300}?:\d{1,9}:in\ [`'][^\n]{0,500}\((?P<ruby>NoMethodError|NameError|TypeError
+          |ArgumentError|ZeroDivisionError|KeyError|IndexError|FrozenError|NoMatchingPatternError
+          |NoMatchingPatternKeyError)\)$
+       |^\ {0,8}\d{1,6}\)\ (?P<minitest>Failure):\n
+       |^\ {0,8}(?P<rspec>Failure/Error):
+       |^(?:PHP\ )?Fatal\ error:\ {1,4}Uncaught\ (?P<php>TypeError|ArgumentCountError
+          |DivisionByZeroError|ValueError|AssertionError|UnhandledMatchError)\b
+       |^(?P<phpunit>FAILURES!)$
        |^(?P<compile>error\[E\d{4}\]:
           |[^\s:]{1,300}\.java:\d{1,9}:\ error:
+          |:[\w:-]{1,100}?/[^\s:]{1,300}\.java:\d{1,9}:\ error:
           |[^\s:]{1,300}\.(?:c|cc|cpp|cxx|h|hh|hpp|m|mm):\d{1,9}:\d{1,9}:\ error:
           |[^\s(]{1,300}\.tsx?[(:]\d{1,9}[,:]\d{1,9}\)?:?\ (?:-\ )?error\ TS(?!2307\b)\d{4}:
           |(?:\./)?[^\s:]{1,300}\.go:\d{1,9}:\d{1,9}:\ (?:undefined:|cannot\ use|invalid\ operation
@@ -64,7 +75,8 @@ _OTHER_LOGIC = re.compile(
     re.MULTILINE | re.VERBOSE,
 )
 _OTHER_NAMES = {"jvm": None, "jvm2": None, "rust": "assertion", "gotest": "test failure",
-                "compile": "compile error"}
+                "compile": "compile error", "ruby": None, "minitest": "test failure",
+                "rspec": "test failure", "php": None, "phpunit": "test failure"}
 
 #: messages that carry a logic exception's name but report the environment
 _ENVIRONMENTAL = re.compile(r"bad marshal data|fetch failed")

@@ -35,3 +35,25 @@ def by_template(issues: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if issue["last_seen"] >= group["last_seen"]:
             group["last_seen"], group["sample"] = issue["last_seen"], issue["sample"]
     return sorted(groups.values(), key=lambda g: (-g["count"], g["template"]))
+
+
+#: issue-queue rows mined per figure (the most frequent first): bounds the work of one
+#: ``heal metrics`` window, ``heal report`` or ``/metrics`` scrape
+MAX_MINED = 2000
+
+
+def summary(issues: list[dict[str, Any]], limit: int) -> tuple[int, list[dict[str, Any]]]:
+    """How many mined templates the issues fall into, and the ``limit`` largest groups,
+    compact: ``cluster``, ``template``, ``count``, ``fingerprints`` (how many fine ones),
+    ``fines`` (up to 10, most frequent first: the fine fingerprint stays the identity for
+    ``heal explain`` and exact recall), ``fine`` (the most frequent one), ``last_seen`` and
+    ``sample``."""
+    groups = by_template(issues)
+    counts = {str(i["fine"]): int(i["count"]) for i in issues}
+    top = []
+    for g in groups[:limit]:
+        fines = sorted(g["fines"], key=lambda f: (-counts.get(f, 0), f))
+        top.append({"cluster": g["cluster"], "template": g["template"], "count": g["count"],
+                    "fingerprints": len(fines), "fines": fines[:10], "fine": fines[0],
+                    "last_seen": g["last_seen"], "sample": g["sample"]})
+    return len(groups), top

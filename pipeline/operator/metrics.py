@@ -12,7 +12,10 @@ distinct error ids in ``lifecycle_outcomes`` recorded in W, judged by their late
 - cost per UTC day: judges' ``cost_usd`` (``attempt_votes``) and the guardrails' budget spend
   (verification minutes, LLM tokens, fix applications; Redis ``budget:spend:<day>``)
 - pattern growth: patterns in total, patterns created in W by source, fingerprints learned in W
-- top errors: patterns with the most occurrences in W; top unmatched groups (issue queue)
+- top errors: patterns with the most occurrences in W; top unmatched groups (issue queue),
+  grouped by mined template (cluster): three ``user X not found`` fingerprints are one group;
+  each group keeps its fine fingerprints, the identity for ``heal explain`` and exact recall
+- unmatched groups: templates of the issue-queue rows seen in W; unmatched fingerprints: rows
 
 Every rate is ``None`` when its denominator is 0.
 """
@@ -24,12 +27,16 @@ import statistics
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.console import amount
+from pipeline.console import amount, clip
 from pipeline.errors import UsageError
+from pipeline.operator.groups import MAX_MINED, summary
 from storage.reports import ReportStore
 
 WINDOWS = {"24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7),
            "30d": dt.timedelta(days=30)}
+
+#: what a top unmatched group shows (its sample stays in ``heal issues list`` / explain)
+_GROUP_KEYS = ("cluster", "template", "count", "fingerprints", "fines", "fine", "last_seen")
 
 #: spend of one UTC day (``YYYY-MM-DD``) per budget kind; raises HealError when unreachable
 SpendReader = Callable[[str], dict[str, float]]
@@ -85,11 +92,13 @@ def window_metrics(store: ReportStore, now: dt.datetime, name: str,
     span = WINDOWS[name]
     since = now - span
     out = _rates(store.outcome_counts(since))
-    out["unmatched_groups"] = store.unmatched_groups(since)
+    groups, top = summary(store.unmatched_in_window(since, MAX_MINED), 5)
+    out["unmatched_groups"] = groups
+    out["unmatched_fingerprints"] = store.unmatched_fingerprints(since)
+    out["top_unmatched"] = [{k: g[k] for k in _GROUP_KEYS} for g in top]
     out["cost_per_day"] = _cost(store, since, _days(now, span), spend)
     out["pattern_growth"] = store.pattern_growth(since)
     out["top_errors"] = store.top_errors(since)
-    out["top_unmatched"] = store.top_unmatched(since)
     out["since"] = since.isoformat()
     return out
 
@@ -113,7 +122,8 @@ def _fmt(value: Any) -> str:
 
 _ROWS = (("errors finished", "errors"), ("detection rate", "detection_rate"),
          ("auto-fix rate", "auto_fix_rate"), ("success rate", "success_rate"),
-         ("unmatched groups", "unmatched_groups"))
+         ("unmatched groups", "unmatched_groups"),
+         ("unmatched fingerprints", "unmatched_fingerprints"))
 
 
 def render(report: dict[str, Any]) -> str:
@@ -133,7 +143,8 @@ def render(report: dict[str, Any]) -> str:
     widest = wins[names[-1]]
     lines += ["", f"top errors ({names[-1]}):"]
     lines += [f"  {t['count']:>6}  {t['pattern_id']}" for t in widest["top_errors"]] or ["  none"]
-    lines += [f"  {t['count']:>6}  unmatched {t['fine']}" for t in widest["top_unmatched"]]
+    lines += [f"  {t['count']:>6}  unmatched {clip(t['template'], 60)} ({t['fingerprints']} fp, "
+              f"e.g. {t['fine'][:24]})" for t in widest["top_unmatched"]]
     lines += ["", f"cost per day ({names[-1]}, days with spend):"]
     spent = [f"  {day}  " + "  ".join(f"{k}={amount(v)}" for k, v in sorted(row.items()))
              for day, row in widest["cost_per_day"].items() if any(row.values())]

@@ -48,8 +48,9 @@ def _tables(r: dict[str, Any]) -> list[tuple[str, Table]]:
             [m["fix_id"], m["src"], m["dst"], m["reason"]] for m in learning["graduations"]])),
         ("Quarantines", (["fix", "from", "why"], [
             [m["fix_id"], m["src"], m["reason"]] for m in learning["quarantines"]])),
-        ("Top unmatched groups", (["count", "fingerprint", "headline"], [
-            [str(g["count"]), g["fine"], g["headline"]] for g in learning["top_unmatched"]])),
+        ("Top unmatched groups", (["count", "fps", "fingerprint", "headline"], [
+            [str(g["count"]), str(g.get("fingerprints", 1)), g["fine"], g["headline"]]
+            for g in learning["top_unmatched"]])),
     ]
 
 

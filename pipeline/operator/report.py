@@ -24,6 +24,8 @@ import statistics
 from collections.abc import Callable
 from typing import Any
 
+from pipeline.operator.groups import MAX_MINED, summary
+
 TARGET_AUTO_RESOLVED = 0.8
 TARGET_MTTR_S = 300.0
 NO_FIX = "no known fix: queued for a human (teach one with heal learn)"
@@ -90,8 +92,11 @@ def build_report(healing: Any, reports: Any, learned: Any, since: dt.datetime,
             "new_patterns": learned.new_since(since),
             "graduations": [m for m in moves if m["dst"] in ("ACTIVE", "AUTOMATED")],
             "quarantines": [m for m in moves if m["dst"] == "QUARANTINED"],
-            "top_unmatched": [{"fine": g["fine"], "count": g["count"],
+            # grouped by mined template; each group's fine fingerprints stay its identity
+            "top_unmatched": [{"cluster": g["cluster"], "template": g["template"],
+                               "fine": g["fine"], "fines": g["fines"],
+                               "fingerprints": g["fingerprints"], "count": g["count"],
                                "last_seen": g["last_seen"], "headline": headline(g["sample"])}
-                              for g in healing.top_unmatched(since, 10)],
+                              for g in summary(healing.top_unmatched(since, MAX_MINED), 10)[1]],
         },
     }

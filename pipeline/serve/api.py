@@ -19,6 +19,7 @@ from urllib.parse import unquote
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, EngineError, HealError, UsageError
 from pipeline.serve import prometheus
+from pipeline.serve.collect import top_errors
 from pipeline.serve.engines import Engines
 from storage.serve_queries import ServeQueries
 
@@ -166,7 +167,14 @@ class Api:
         status = (query.get("status") or ["open"])[-1]
         if status not in ISSUE_STATUSES:
             raise HttpError(400, f"?status={status!r}: choose one of {', '.join(ISSUE_STATUSES)}")
-        return self._db_call(lambda q: json_response(200, {"issues": q.issues(status, limit)}))
+
+        def rows(q: ServeQueries) -> Response:
+            from pipeline.operator.groups import by_template
+
+            issues = q.issues(status, limit)  # one per fine fingerprint, the identity
+            return json_response(200, {"issues": issues, "groups": by_template(issues)})
+
+        return self._db_call(rows)
 
     def fingerprints(self, query: dict[str, list[str]]) -> Response:
         limit = _int_arg(query, "limit", 200, 10_000)
@@ -195,9 +203,13 @@ class Api:
 
     def overview(self, _query: dict[str, list[str]]) -> Response:
         """What the dashboard draws from PostgreSQL in one request."""
-        return self._db_call(lambda q: json_response(200, {
-            "funnel": q.funnel(), "top_errors": q.top_errors(10),
-            "apply": q.apply_counts(), "issues_open": q.open_issues()}))
+        def rows(q: ServeQueries) -> Response:
+            groups, top = top_errors(q, 10)
+            return json_response(200, {
+                "funnel": q.funnel(), "top_errors": top, "apply": q.apply_counts(),
+                "issues_open": groups, "issue_fingerprints_open": q.open_issues()})
+
+        return self._db_call(rows)
 
     def report(self, query: dict[str, list[str]]) -> Response:
         """``heal metrics --json`` (``?window=24h|7d|30d``, all three by default); budget

@@ -15,6 +15,7 @@ from pipeline.config import PIPELINE_STREAMS, STREAM_DEAD, Settings
 from pipeline.errors import DatabaseUnavailable, QueryError
 from pipeline.serve import prometheus
 from pipeline.serve.engines import Engines
+from storage.serve_queries import ServeQueries
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +31,24 @@ def _redis_figures(settings: Settings, client: Any
     return streams, breaker_status(client, settings), execution_status(client, settings)
 
 
+def top_errors(q: ServeQueries, limit: int) -> tuple[int, list[dict[str, Any]]]:
+    """(open issue groups, the most frequent known patterns and unmatched groups). Unmatched
+    errors count per mined template (``key`` = the cluster, ``label`` = the template, with
+    its ``fines``), not per fine fingerprint: three ``user X not found`` are one entry."""
+    from pipeline.console import clip
+    from pipeline.operator.groups import MAX_MINED, summary
+
+    groups, top = summary(q.open_issue_rows(MAX_MINED), limit)
+    unmatched = [{"kind": "unmatched", "key": g["cluster"], "label": clip(g["template"], 120),
+                  "count": g["count"], "last_seen": g["last_seen"], "fines": g["fines"],
+                  "fingerprints": g["fingerprints"]} for g in top]
+    rows = sorted(q.top_patterns(limit) + unmatched, key=lambda e: (-e["count"], e["key"]))
+    return groups, rows[:limit]
+
+
 def collect_metrics(settings: Settings, engines: Engines) -> str:
     """The exposition text. Raises StreamUnavailable when Redis cannot be reached."""
     from pipeline.runtime.metrics import LATENCY_BUCKETS, snapshot
-    from storage.serve_queries import ServeQueries
 
     streams, breaker, execution = engines.with_redis(
         lambda client: _redis_figures(settings, client))
@@ -44,8 +59,11 @@ def collect_metrics(settings: Settings, engines: Engines) -> str:
     prometheus.add_execution(out, execution)
     try:
         def storage(db: Any) -> None:
+            from pipeline.operator.groups import MAX_MINED, summary
+
             q = ServeQueries(db)
-            prometheus.add_storage(out, q.apply_counts(), q.funnel(), q.open_issues())
+            groups = summary(q.open_issue_rows(MAX_MINED), 0)[0]
+            prometheus.add_storage(out, q.apply_counts(), q.funnel(), groups, q.open_issues())
 
         engines.with_db(storage)
         prometheus.add_up(out, "postgres", True)

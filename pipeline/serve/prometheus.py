@@ -121,7 +121,10 @@ def add_runtime(out: Exposition, snapshot: Mapping[str, Mapping[str, Any]],
 
 
 def add_storage(out: Exposition, apply_counts: Mapping[str, int],
-                funnel: Mapping[str, Mapping[str, int]], open_issues: int) -> None:
+                funnel: Mapping[str, Mapping[str, int]], open_issues: int,
+                open_fingerprints: int | None = None) -> None:
+    """``open_issues``: open issue groups by mined template (cluster); ``open_fingerprints``:
+    the fine fingerprints in them."""
     out.add("heal_fixes_applied_total", "counter", "Fixes applied and verified.",
             apply_counts.get("applied", 0))
     out.add("heal_fixes_reverted_total", "counter", "Applied fixes reverted (rolled back).",
@@ -132,8 +135,11 @@ def add_storage(out: Exposition, apply_counts: Mapping[str, int],
     for state, n in funnel.get("fixes", {}).items():
         out.add("heal_fixes_by_state", "gauge", "Fixes per lifecycle state.", n,
                 {"state": state})
-    out.add("heal_issues_open", "gauge", "Unmatched error groups waiting for review.",
-            open_issues)
+    out.add("heal_issues_open", "gauge", "Unmatched error groups (by mined template) waiting "
+            "for review.", open_issues)
+    if open_fingerprints is not None:
+        out.add("heal_issue_fingerprints_open", "gauge", "Fine fingerprints in the unmatched "
+                "error groups waiting for review.", open_fingerprints)
 
 
 def add_up(out: Exposition, engine: str, up: bool) -> None:

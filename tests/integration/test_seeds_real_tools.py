@@ -1,4 +1,5 @@
-"""Run the real tools (python, ruff, git, bash, node) and check the seeded detection rules
+"""Run the real tools (python, ruff, git, bash, node; apt, bundler, composer, yarn and pnpm
+when installed) and check the seeded detection rules
 recognise what they print today, not only the captured fixtures."""
 
 from __future__ import annotations
@@ -94,3 +95,44 @@ def test_shell_outputs(catalog: Catalog, tmp_path: Path) -> None:
 def test_node_outputs(catalog: Catalog, tmp_path: Path) -> None:
     (tmp_path / "t.js").write_text('require("left-pad-zz")\n')
     assert detected(catalog, run(["node", "t.js"], tmp_path)) == "node.modules_missing"
+
+
+@pytest.mark.skipif(shutil.which("apt-get") is None, reason="apt-get not installed")
+def test_apt_outputs(catalog: Catalog, tmp_path: Path) -> None:
+    out = run(["apt-get", "-s", "install", "nonexistent-pkg-zz"], tmp_path)  # no lock taken
+    found = catalog.detect(out)
+    assert found is not None and found[0].id == "apt.package_not_found"
+    assert found[1]["package"] == "nonexistent-pkg-zz"
+
+
+@pytest.mark.skipif(shutil.which("bundle") is None, reason="bundler not installed")
+def test_bundler_outputs(catalog: Catalog, tmp_path: Path) -> None:
+    assert detected(catalog, run(["bundle", "nope"], tmp_path)) == "build.unknown_task"
+    (tmp_path / "Gemfile").write_text('source "https://rubygems.org"\ngem "nonexistent-gem-zz9"\n')
+    out = run(["bundle", "install", "--local"], tmp_path)
+    found = catalog.detect(out)
+    assert found is not None and found[0].id == "deps.package_not_found"
+    assert found[1]["package"] == "nonexistent-gem-zz9"
+
+
+@pytest.mark.skipif(shutil.which("composer") is None, reason="composer not installed")
+def test_composer_outputs(catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                          ) -> None:
+    monkeypatch.setenv("COMPOSER_ALLOW_SUPERUSER", "1")
+    monkeypatch.setenv("COMPOSER_NO_INTERACTION", "1")
+    monkeypatch.setenv("COMPOSER_HOME", str(tmp_path / ".composer"))
+    assert detected(catalog, run(["composer", "nope"], tmp_path)) == "build.unknown_task"
+    (tmp_path / "composer.json").write_text(
+        '{"name": "acme/app", "repositories": [{"packagist.org": false}], '
+        '"require": {"nonexistent/pkg-zz9": "^1.0"}}')
+    found = catalog.detect(run(["composer", "update", "--no-plugins"], tmp_path))
+    assert found is not None and found[0].id == "deps.package_not_found"
+    assert found[1]["package"] == "nonexistent/pkg-zz9"
+
+
+@pytest.mark.skipif(shutil.which("yarn") is None or shutil.which("pnpm") is None,
+                    reason="yarn or pnpm not installed")
+def test_yarn_and_pnpm_outputs(catalog: Catalog, tmp_path: Path) -> None:
+    (tmp_path / "package.json").write_text('{"name": "app", "version": "1.0.0", "license": "MIT"}')
+    assert detected(catalog, run(["yarn", "run", "nope"], tmp_path)) == "node.missing_script"
+    assert detected(catalog, run(["pnpm", "run", "nope"], tmp_path)) == "node.missing_script"

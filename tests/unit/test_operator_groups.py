@@ -42,3 +42,16 @@ def test_grouping_does_not_depend_on_order() -> None:
                 for g in groups]
     assert key(by_template(shuffled)) == key(by_template(ISSUES))
     assert by_template([]) == []
+
+
+def test_summary_counts_groups_and_keeps_the_fine_fingerprints() -> None:
+    from pipeline.operator.groups import summary
+
+    groups, top = summary(ISSUES, 1)
+    assert groups == 2 and len(top) == 1
+    users = top[0]
+    assert users["template"] == "ERROR: user <*> not found" and users["count"] == 6
+    assert users["fingerprints"] == 3
+    assert users["fines"] == ["fp-a", "fp-b", "fp-c"]  # most frequent first: 3, 2, 1
+    assert users["fine"] == "fp-a"
+    assert summary([], 5) == (0, [])
