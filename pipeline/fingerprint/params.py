@@ -76,11 +76,19 @@ def extract_params(text: str, extraction: Extraction) -> dict[str, Any]:
     params: dict[str, Any] = {}
     window = clip_lines(text)
     lowered = window.lower()
-    budget = Budget()
+    budget: Budget | None = None
+    hinted: dict[tuple[str, ...], bool] = {}  # several rules share one hint list (_NETWORK)
     for rule in PARAM_RULES:
         name = rule.name
-        if name in params or (rule.hints and not any(h in lowered for h in rule.hints)):
+        if name in params:
             continue
+        if rule.hints:
+            found = hinted.get(rule.hints)
+            if found is None:
+                found = hinted[rule.hints] = any(h in lowered for h in rule.hints)
+            if not found:
+                continue
+        budget = budget or Budget()
         match = budget.search(rule.pattern, window, f"param:{name}")
         if match:
             value = next((v for v in match.groups() if v), None)

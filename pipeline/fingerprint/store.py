@@ -18,6 +18,8 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
+from redis.exceptions import NoScriptError
+
 from pipeline.errors import StreamUnavailable
 from pipeline.fingerprint.cluster import TemplateStoreLike as TemplateStore
 from pipeline.fingerprint.cluster import Tokens
@@ -79,6 +81,8 @@ class RedisTemplateStore:
         self._client = client
         self._namespace = namespace
         self._add = client.register_script(_ADD_SCRIPT)
+        #: SHA of the add script once loaded (see ``_sync``)
+        self._sha: str | None = None
         #: a Redis Cluster client (new sequences are then added one call each; steady state,
         #: with every sequence known, stays one round trip per batch)
         self._cluster = hasattr(client, "get_nodes")
@@ -107,16 +111,11 @@ class RedisTemplateStore:
         else ``()``; whether any were new). Only the log entries not read before are
         transferred (the set only grows, so what was read stays true)."""
         try:
-            pipe = self._client.pipeline(transaction=False)
-            for group, tokens in items:
-                args = [_SEP.join(tokens), limit]
-                if self._cluster:  # redis-py's cluster pipeline refuses scripts: one call each
-                    self._add(keys=self._keys(group), args=args)
-                else:
-                    self._add(keys=self._keys(group), args=args, client=pipe)
-            for group in groups:
-                pipe.lrange(self._keys(group)[1], self._seen.get(group, (set(), 0))[1], -1)
-            replies = pipe.execute()[0 if self._cluster else len(items):]
+            try:
+                replies = self._sync(items, groups, limit)
+            except NoScriptError:  # Redis restarted (or flushed its scripts): load it again
+                self._sha = None
+                replies = self._sync(items, groups, limit)  # adds are idempotent
         except Exception as exc:  # redis errors become ours at the edge
             raise StreamUnavailable(f"template store: {exc}") from exc
         out: dict[str, tuple[Sequence[Tokens], bool]] = {}
@@ -127,6 +126,28 @@ class RedisTemplateStore:
             changed = bool(raw) or offset == 0
             out[group] = (sorted(members) if changed else (), changed)
         return out
+
+    def _sync(self, items: Sequence[tuple[str, Tokens]], groups: Sequence[str], limit: int
+              ) -> list[Any]:
+        """The round trip of ``sync``: the replies of the LRANGEs of ``groups``.
+
+        The adds go by EVALSHA of the script loaded once per store object, not through a
+        redis-py Script in the pipeline: that costs a SCRIPT EXISTS round trip per batch.
+
+        Raises: redis errors; NoScriptError when Redis lost the script."""
+        pipe = self._client.pipeline(transaction=False)
+        for group, tokens in items:
+            args = [_SEP.join(tokens), limit]
+            if self._cluster:  # redis-py's cluster pipeline refuses scripts: one call each
+                self._add(keys=self._keys(group), args=args)
+            else:
+                if self._sha is None:  # (through the client the script was registered on)
+                    self._sha = self._add.registered_client.script_load(_ADD_SCRIPT)
+                pipe.evalsha(self._sha, 2, *self._keys(group), *args)
+        for group in groups:
+            pipe.lrange(self._keys(group)[1], self._seen.get(group, (set(), 0))[1], -1)
+        replies: list[Any] = pipe.execute()
+        return replies[0 if self._cluster else len(items):]
 
     def members(self, group: str) -> Sequence[Tokens]:
         try:
