@@ -67,8 +67,10 @@ class FingerprintHandler:
         text: outputs are encoded, never mutated)."""
         cached = self._published.get(id(fp))
         if cached is not None and cached[0] is fp:
-            with suppress(KeyError):  # dropped by another thread meanwhile
+            try:  # noqa: SIM105 - a suppress() context per event is measurable here
                 self._published.move_to_end(id(fp))
+            except KeyError:  # dropped by another thread meanwhile
+                pass
             return cached[1]
         extraction: dict[str, Any] = fp.extraction.to_dict() if fp.extraction else {}
         extraction["normalized"] = fp.normalized

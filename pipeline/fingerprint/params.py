@@ -71,8 +71,8 @@ PARAM_RULES: tuple[ParamRule, ...] = (
 )
 
 
-def extract_params(text: str, extraction: Extraction) -> dict[str, Any]:
-    """Parameters found in ``text`` plus the ones the extraction identified."""
+def _searched(text: str) -> dict[str, Any]:
+    """The first match of each parameter rule whose hints the text holds (bounded)."""
     params: dict[str, Any] = {}
     window = clip_lines(text)
     lowered = window.lower()
@@ -94,6 +94,12 @@ def extract_params(text: str, extraction: Extraction) -> dict[str, Any]:
             value = next((v for v in match.groups() if v), None)
             if value:
                 params[name] = value
+    return params
+
+
+def extract_params(text: str, extraction: Extraction) -> dict[str, Any]:
+    """Parameters found in ``text`` plus the ones the extraction identified."""
+    params = _searched(text)
     if "module" in params:
         params.setdefault("package", params["module"].split(".")[0])
     project = extraction.project_frames()

@@ -70,6 +70,30 @@ return size
 """
 
 
+# a whole batch in one command (one server round trip, one reply to parse): KEYS are each
+# group's set and log; ARGV: the limit, how many groups, per group the log offset to read
+# from (-1: not read), then (group index, member) per sequence to add; returns, per group
+# read, its log entries from that offset
+_SYNC_SCRIPT = """
+local limit, groups = tonumber(ARGV[1]), tonumber(ARGV[2])
+local i = 3 + groups
+while i <= #ARGV do
+  local g = tonumber(ARGV[i])
+  local set, log = KEYS[2 * g - 1], KEYS[2 * g]
+  if redis.call('SCARD', set) < limit and redis.call('SADD', set, ARGV[i + 1]) == 1 then
+    redis.call('RPUSH', log, ARGV[i + 1])
+  end
+  i = i + 2
+end
+local out = {}
+for g = 1, groups do
+  local offset = tonumber(ARGV[2 + g])
+  if offset >= 0 then out[#out + 1] = redis.call('LRANGE', KEYS[2 * g], offset, -1) end
+end
+return out
+"""
+
+
 class RedisTemplateStore:
     """Shared store; ``namespace`` is a key prefix such as ``heal:fp:fp-v2``.
 
@@ -83,6 +107,7 @@ class RedisTemplateStore:
         self._add = client.register_script(_ADD_SCRIPT)
         #: SHA of the add script once loaded (see ``_sync``)
         self._sha: str | None = None
+        self._sync_sha: str | None = None
         #: a Redis Cluster client (new sequences are then added one call each; steady state,
         #: with every sequence known, stays one round trip per batch)
         self._cluster = hasattr(client, "get_nodes")
@@ -114,7 +139,7 @@ class RedisTemplateStore:
             try:
                 replies = self._sync(items, groups, limit)
             except NoScriptError:  # Redis restarted (or flushed its scripts): load it again
-                self._sha = None
+                self._sha = self._sync_sha = None
                 replies = self._sync(items, groups, limit)  # adds are idempotent
         except Exception as exc:  # redis errors become ours at the edge
             raise StreamUnavailable(f"template store: {exc}") from exc
@@ -135,6 +160,8 @@ class RedisTemplateStore:
         redis-py Script in the pipeline: that costs a SCRIPT EXISTS round trip per batch.
 
         Raises: redis errors; NoScriptError when Redis lost the script."""
+        if not self._cluster:
+            return self._sync_script(items, groups, limit)
         pipe = self._client.pipeline(transaction=False)
         for group, tokens in items:
             args = [_SEP.join(tokens), limit]
@@ -148,6 +175,27 @@ class RedisTemplateStore:
             pipe.lrange(self._keys(group)[1], self._seen.get(group, (set(), 0))[1], -1)
         replies: list[Any] = pipe.execute()
         return replies[0 if self._cluster else len(items):]
+
+    def _sync_script(self, items: Sequence[tuple[str, Tokens]], groups: Sequence[str],
+                     limit: int) -> list[Any]:
+        """``_sync`` as ONE script call (one node: every key may be touched at once).
+
+        Raises: redis errors; NoScriptError when Redis lost the script."""
+        index: dict[str, int] = {}
+        keys: list[str] = []
+        for group in [*groups, *(g for g, _ in items)]:
+            if group not in index:
+                index[group] = len(index) + 1
+                keys += self._keys(group)
+        read = set(groups)
+        args: list[Any] = [limit, len(index)]
+        args += [self._seen.get(g, (set(), 0))[1] if g in read else -1 for g in index]
+        for group, tokens in items:
+            args += [index[group], _SEP.join(tokens)]
+        if self._sync_sha is None:  # (through the client the scripts were registered on)
+            self._sync_sha = self._add.registered_client.script_load(_SYNC_SCRIPT)
+        replies: list[Any] = self._client.evalsha(self._sync_sha, len(keys), *keys, *args)
+        return replies
 
     def members(self, group: str) -> Sequence[Tokens]:
         try:

@@ -76,7 +76,7 @@ def test_stage_workers_share_templates_through_redis(
 
 
 class CountingClient:
-    """A real redis client that counts pipelined round trips."""
+    """A real redis client that counts round trips (pipelines and script calls)."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
@@ -95,6 +95,10 @@ class CountingClient:
 
         pipe.execute = counted  # type: ignore[method-assign]
         return pipe
+
+    def evalsha(self, *args: object) -> object:
+        self.round_trips += 1
+        return self.client.evalsha(*args)  # type: ignore[arg-type]
 
 
 def test_batched_workers_agree_with_a_single_batch_in_one_round_trip_per_batch(
