@@ -7,7 +7,10 @@
     fingerprint     the real consumers/fingerprint.py stage on real texts: the Loghub-2k
                     ``Content`` lines of --data (16,000 lines, 43% exact repeats) and the
                     tool-error fixtures (tests/fixtures/errors), interleaved; per batch size
-                    (--fp-batches), and on the synthetic texts at the default batch
+                    (--fp-batches; the stage's own default is 500): at first sight (every
+                    text new to the worker and its template store) and seen before (the
+                    same texts again, as new events: the steady state of a log stream);
+                    and on the synthetic texts at batch 100
     processes       2 no-op worker processes vs 1 (throughput from the output stream's own
                     entry timestamps, so process start-up is not counted)
 
@@ -226,7 +229,8 @@ def fingerprint_worker(client: redis.Redis, batch: int = 100
     except StageNotBuilt as exc:
         return str(exc)
     options = WorkerOptions(batch_size=batch)
-    return lambda settings: build_worker(client, settings, spec, options=options)
+    return lambda settings: build_worker(client, settings, spec, options=options,
+                                         explicit={"batch_size"})
 
 
 def main() -> int:
@@ -271,10 +275,11 @@ def main() -> int:
                 runs[f"fp-real-{size}"] = (
                     lambda w=worker: once(args.fp_events, stage_runner(url, client, w), client,
                                           lambda c, t: real_payloads(texts, c, t)))
-            warm = fingerprint_worker(client, 100)
-            if texts and not isinstance(warm, str):
-                runs["fp-warm"] = lambda: warm_once(
-                    client, url, warm, lambda c, t: real_payloads(texts, c, t), args.fp_events)
+            for size in fp_batches if texts else []:
+                warm = fingerprint_worker(client, size)
+                assert not isinstance(warm, str)
+                runs[f"fp-warm-{size}"] = lambda w=warm: warm_once(
+                    client, url, w, lambda c, t: real_payloads(texts, c, t), args.fp_events)
         best = best_interleaved(args.repeats, runs)
         procs = best_interleaved(args.repeats, {
             "one": lambda: processes_rate(url, client, n * 2, 1),
@@ -302,11 +307,11 @@ def main() -> int:
         for name in (k for k in best if k.startswith("fp-real-")):
             rate = best[name]
             print(f"  fingerprint, real, batch {name[8:]:>4}{rate:9,.0f} ev/s   "
-                  f"{rate / relay:6.1%} of relay   (target >= 50%)")
-        if "fp-warm" in best:
-            rate = best["fp-warm"]
-            print(f"  fingerprint, real, seen before{rate:8,.0f} ev/s   "
-                  f"{rate / relay:6.1%} of relay   (the same texts again, batch 100)")
+                  f"{rate / relay:6.1%} of relay   (target >= 50%; first sight of the texts)")
+        for name in (k for k in best if k.startswith("fp-warm-")):
+            rate = best[name]
+            print(f"  fingerprint, seen, batch {name[8:]:>4}{rate:9,.0f} ev/s   "
+                  f"{rate / relay:6.1%} of relay   (the same texts again)")
     print(f"  no-op, 1 process            {one:10,.0f} ev/s")
     print(f"  no-op, 2 processes          {two:10,.0f} ev/s   {two / one:6.2f}x one"
           "   (target >= 1.4x)")

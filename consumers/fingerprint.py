@@ -22,6 +22,10 @@ from pipeline.stage import StageContext
 GROUP = "fingerprint"
 INPUT = STREAM_ERRORS
 OUTPUT = STREAM_FINGERPRINTS
+#: cheap per event, so larger batches than the runtime's default: the template store's round
+#: trip and the hand-off are paid per batch (``bench/stage_throughput.py`` per batch size);
+#: XREADGROUP returns what is there, so a quiet stream does not wait for a full batch
+BATCH_SIZE = 500
 
 
 class FingerprintHandler:
