@@ -116,7 +116,8 @@ class Fingerprinter:
         if extraction.kind in _UNSTRUCTURED:
             # a log level or nothing is no error class: the message's first two constant
             # words stand in (else every ERROR line of every program would share one)
-            words = [t for t in tokenize(masked.text) if t != WILDCARD][:2]
+            own = tokenize(masked.text) if prefix else tokens  # (no prefix: the same)
+            words = [t for t in own if t != WILDCARD][:2]
             head = " ".join([head, *words]).strip()
         coarse = stable_hash("coarse", extraction.kind, head, top)
         fine = stable_hash("fine", extraction.kind, extraction.error_type, masked.text, frame_key)

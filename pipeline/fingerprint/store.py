@@ -14,6 +14,7 @@ pipelined round trip (the fingerprint stage calls it once per batch, not per eve
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from collections.abc import Sequence
 from typing import Any
@@ -112,7 +113,7 @@ class RedisTemplateStore:
         #: with every sequence known, stays one round trip per batch)
         self._cluster = hasattr(client, "get_nodes")
         #: group -> (members read so far, how many of the group's log that is)
-        self._seen: dict[str, tuple[set[Tokens], int]] = {}
+        self._seen: dict[str, _Seen] = {}
 
     def _key(self, group: str) -> str:
         digest = hashlib.blake2b(group.encode("utf-8", "replace"), digest_size=10).hexdigest()
@@ -145,11 +146,11 @@ class RedisTemplateStore:
             raise StreamUnavailable(f"template store: {exc}") from exc
         out: dict[str, tuple[Sequence[Tokens], bool]] = {}
         for group, raw in zip(groups, replies, strict=True):
-            members, offset = self._seen.get(group, (set(), 0))
-            members.update(_tokens(m) for m in raw)
-            self._seen[group] = (members, offset + len(raw))
-            changed = bool(raw) or offset == 0
-            out[group] = (sorted(members) if changed else (), changed)
+            seen = self._seen.get(group)
+            if seen is None:
+                seen = self._seen[group] = _Seen()
+            changed = seen.read(raw)
+            out[group] = (tuple(seen.ordered) if changed else (), changed)
         return out
 
     def _sync(self, items: Sequence[tuple[str, Tokens]], groups: Sequence[str], limit: int
@@ -172,7 +173,7 @@ class RedisTemplateStore:
                     self._sha = self._add.registered_client.script_load(_ADD_SCRIPT)
                 pipe.evalsha(self._sha, 2, *self._keys(group), *args)
         for group in groups:
-            pipe.lrange(self._keys(group)[1], self._seen.get(group, (set(), 0))[1], -1)
+            pipe.lrange(self._keys(group)[1], self._offset(group), -1)
         replies: list[Any] = pipe.execute()
         return replies[0 if self._cluster else len(items):]
 
@@ -189,7 +190,7 @@ class RedisTemplateStore:
                 keys += self._keys(group)
         read = set(groups)
         args: list[Any] = [limit, len(index)]
-        args += [self._seen.get(g, (set(), 0))[1] if g in read else -1 for g in index]
+        args += [self._offset(g) if g in read else -1 for g in index]
         for group, tokens in items:
             args += [index[group], _SEP.join(tokens)]
         if self._sync_sha is None:  # (through the client the scripts were registered on)
@@ -197,12 +198,44 @@ class RedisTemplateStore:
         replies: list[Any] = self._client.evalsha(self._sync_sha, len(keys), *keys, *args)
         return replies
 
+    def _offset(self, group: str) -> int:
+        seen = self._seen.get(group)
+        return 0 if seen is None else seen.offset
+
     def members(self, group: str) -> Sequence[Tokens]:
         try:
             raw = self._client.smembers(self._key(group))
         except Exception as exc:
             raise StreamUnavailable(f"template store: {exc}") from exc
         return sorted(_tokens(m) for m in raw)
+
+
+class _Seen:
+    """What one store object has read of one group's log: its members, kept sorted as they
+    arrive (a few new members are inserted, not the whole group sorted again each batch),
+    and how many log entries that is."""
+
+    __slots__ = ("members", "ordered", "offset")
+
+    def __init__(self) -> None:
+        self.members: set[Tokens] = set()
+        self.ordered: list[Tokens] = []
+        self.offset = 0
+
+    def read(self, raw: Sequence[Any]) -> bool:
+        """Take log entries read from ``offset``; whether the caller should (re)mine: new
+        members, or the first read of the group."""
+        first = self.offset == 0
+        self.offset += len(raw)
+        fresh = {_tokens(m) for m in raw} - self.members
+        if fresh:
+            self.members |= fresh
+            if len(fresh) * 8 < len(self.ordered):
+                for tokens in fresh:
+                    bisect.insort(self.ordered, tokens)
+            else:
+                self.ordered = sorted(self.members)
+        return bool(raw) or first
 
 
 def _tokens(member: Any) -> Tokens:
