@@ -119,11 +119,34 @@ _SUB_FIELDS: dict[type[Any], frozenset[str]] = {
 _SUB_EMPTY: dict[type[Any], Any] = {cls: cls() for cls in _SUB_FIELDS}
 
 
+#: sub-objects already validated and built, by their JSON items (producers send the same
+#: source, workflow and repository again and again; only all-string items are kept, so a
+#: number never finds the entry of a string); cleared when full
+_SUB_SEEN: dict[tuple[Any, ...], Any] = {}
+_SUB_SEEN_MAX = 4096
+
+
 def _str_fields(raw: bytes, name: str, value: Any, cls: type[Any]) -> Any:
     if value is None:
         return _SUB_EMPTY[cls]
     if not isinstance(value, dict):
         raise _fail(raw, f"'{name}' must be an object, got {type(value).__name__}")
+    seen_key: tuple[Any, ...] = (cls, *value.items())
+    try:
+        found = _SUB_SEEN.get(seen_key)
+    except TypeError:  # an unhashable value (a list, an object): checked below, not kept
+        return _build_str_fields(raw, name, value, cls)
+    if found is not None:
+        return found
+    built = _build_str_fields(raw, name, value, cls)
+    if all(isinstance(v, str) for v in value.values()):
+        if len(_SUB_SEEN) >= _SUB_SEEN_MAX:
+            _SUB_SEEN.clear()
+        _SUB_SEEN[seen_key] = built
+    return built
+
+
+def _build_str_fields(raw: bytes, name: str, value: dict[str, Any], cls: type[Any]) -> Any:
     known = _SUB_FIELDS[cls]
     kwargs: dict[str, str] = {}
     for key, item in value.items():
