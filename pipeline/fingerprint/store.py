@@ -9,7 +9,9 @@ it, which lets a worker cache its mined templates and recompute only when the si
 between workers (one Redis SET per group, members are tokens joined by U+001F, plus an
 append-only LIST of the same members in the order they were first added, so a worker reads
 only what it has not seen yet). ``sync`` adds a whole batch and reads what is new in one
-pipelined round trip (the fingerprint stage calls it once per batch, not per event).
+round trip, one script call (the fingerprint stage calls it once per batch, not per event;
+on a Redis Cluster, where a batch's groups live in different slots, new sequences cost one
+call each and the reads one pipeline).
 """
 
 from __future__ import annotations
@@ -106,13 +108,12 @@ class RedisTemplateStore:
         self._client = client
         self._namespace = namespace
         self._add = client.register_script(_ADD_SCRIPT)
-        #: SHA of the add script once loaded (see ``_sync``)
-        self._sha: str | None = None
+        #: SHA of the batch script once loaded (see ``_sync_script``)
         self._sync_sha: str | None = None
         #: a Redis Cluster client (new sequences are then added one call each; steady state,
         #: with every sequence known, stays one round trip per batch)
         self._cluster = hasattr(client, "get_nodes")
-        #: group -> (members read so far, how many of the group's log that is)
+        #: group -> what this store object has read of the group's log
         self._seen: dict[str, _Seen] = {}
 
     def _key(self, group: str) -> str:
@@ -132,7 +133,7 @@ class RedisTemplateStore:
 
     def sync(self, items: Sequence[tuple[str, Tokens]], groups: Sequence[str], limit: int
              ) -> dict[str, tuple[Sequence[Tokens], bool]]:
-        """Add ``items`` (group, tokens) and read every member of ``groups`` in ONE pipelined
+        """Add ``items`` (group, tokens) and read every member of ``groups`` in ONE
         round trip; per group: (its members, sorted, when any were new to this store object,
         else ``()``; whether any were new). Only the log entries not read before are
         transferred (the set only grows, so what was read stays true)."""
@@ -140,7 +141,7 @@ class RedisTemplateStore:
             try:
                 replies = self._sync(items, groups, limit)
             except NoScriptError:  # Redis restarted (or flushed its scripts): load it again
-                self._sha = self._sync_sha = None
+                self._sync_sha = None
                 replies = self._sync(items, groups, limit)  # adds are idempotent
         except Exception as exc:  # redis errors become ours at the edge
             raise StreamUnavailable(f"template store: {exc}") from exc
@@ -155,31 +156,26 @@ class RedisTemplateStore:
 
     def _sync(self, items: Sequence[tuple[str, Tokens]], groups: Sequence[str], limit: int
               ) -> list[Any]:
-        """The round trip of ``sync``: the replies of the LRANGEs of ``groups``.
-
-        The adds go by EVALSHA of the script loaded once per store object, not through a
-        redis-py Script in the pipeline: that costs a SCRIPT EXISTS round trip per batch.
+        """The round trip of ``sync``: per group of ``groups``, its log entries not read yet.
 
         Raises: redis errors; NoScriptError when Redis lost the script."""
         if not self._cluster:
             return self._sync_script(items, groups, limit)
-        pipe = self._client.pipeline(transaction=False)
+        # a cluster: the groups live in different slots, and redis-py's cluster pipeline
+        # refuses scripts, so new sequences are added one call each, then one pipeline reads
         for group, tokens in items:
-            args = [_SEP.join(tokens), limit]
-            if self._cluster:  # redis-py's cluster pipeline refuses scripts: one call each
-                self._add(keys=self._keys(group), args=args)
-            else:
-                if self._sha is None:  # (through the client the script was registered on)
-                    self._sha = self._add.registered_client.script_load(_ADD_SCRIPT)
-                pipe.evalsha(self._sha, 2, *self._keys(group), *args)
+            self._add(keys=self._keys(group), args=[_SEP.join(tokens), limit])
+        pipe = self._client.pipeline(transaction=False)
         for group in groups:
             pipe.lrange(self._keys(group)[1], self._offset(group), -1)
         replies: list[Any] = pipe.execute()
-        return replies[0 if self._cluster else len(items):]
+        return replies
 
     def _sync_script(self, items: Sequence[tuple[str, Tokens]], groups: Sequence[str],
                      limit: int) -> list[Any]:
-        """``_sync`` as ONE script call (one node: every key may be touched at once).
+        """``_sync`` as ONE script call (one node: every key may be touched at once), by
+        EVALSHA of a script loaded once per store object (a redis-py Script in a pipeline
+        costs a SCRIPT EXISTS round trip per call).
 
         Raises: redis errors; NoScriptError when Redis lost the script."""
         index: dict[str, int] = {}
