@@ -144,3 +144,24 @@ def test_a_deferred_fix_is_released_to_its_own_partition(
     assert lengths == {k: int(k == own) for k in range(3)}
     assert client.xlen(stage_settings.stream("verdicts")) == 0
     assert _released(client, partitioned.in_partition(own)).error_id == verdicts[1].error_id
+
+
+def test_heal_apply_publishes_its_outcome_on_the_errors_partition(
+        tmp_path: Path, validator: Validator, client: redis.Redis, stage_settings: Settings,
+        attempt_store: AttemptStore) -> None:
+    # Given HEAL_PARTITIONS=3 and a verified fix applied by hand (heal apply, the API)
+    from producers.publisher import partition_of
+
+    partitioned = replace(stage_settings, partitions=3)
+    root = _repo(tmp_path, "shop", "")
+    verdict = validator.validate(candidate(root, FORMAT, FORMAT_FIX))
+    own = partition_of(partitioned, verdict.error).partition
+    assert own is not None
+    # When a process not bound to any partition (the CLI) applies it
+    outcome = Applier(partitioned, client, attempt_store).apply_suggested(verdict)
+    # Then its outcome is published on the outcomes stream of the error's own partition,
+    # where that partition's lifecycle workers (and heal apply's inline drain) read it
+    assert outcome.status == "applied", outcome.detail
+    lengths = {k: client.xlen(partitioned.in_partition(k).stream("outcomes")) for k in range(3)}
+    assert lengths == {k: int(k == own) for k in range(3)}
+    assert client.xlen(stage_settings.stream("outcomes")) == 0
