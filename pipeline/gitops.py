@@ -102,9 +102,6 @@ class GitRepo:
     def head(self) -> str:
         return self.run("rev-parse", "HEAD").stdout.strip()
 
-    def current_branch(self) -> str:
-        return self.run("rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
-
     def is_dirty(self, paths: list[str] | None = None) -> bool:
         out = self.run("status", "--porcelain", "--untracked-files=no", "--", *(paths or []))
         return bool(out.stdout.strip())
@@ -112,10 +109,6 @@ class GitRepo:
     def is_dirty_in(self, cwd: Path) -> bool:
         """Any change (untracked files included) in the work tree at ``cwd``."""
         return bool(self.run("status", "--porcelain", cwd=cwd).stdout.strip())
-
-    def branch_exists(self, name: str) -> bool:
-        return self.run("rev-parse", "--verify", "--quiet", f"refs/heads/{name}",
-                        check=False).returncode == 0
 
     def changed_files(self, commit: str) -> list[str]:
         out = self.run("show", "--name-only", "--format=", commit)

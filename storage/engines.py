@@ -132,11 +132,6 @@ def revive_held_engines() -> list[str]:
     return revived
 
 
-def release_engines() -> None:
-    """Drop this process's leases now (the last one stops the server); normally done at exit."""
-    _release_all()
-
-
 def _reason(exc: BaseException) -> str:
     return (str(exc) or type(exc).__name__).rstrip(".")
 

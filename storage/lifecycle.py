@@ -210,11 +210,6 @@ class LifecycleStore:
         return result
 
     # --- reads ------------------------------------------------------------------------
-    def pair(self, fingerprint: str, fix_id: str) -> dict[str, Any] | None:
-        row = self.db.fetchrow("SELECT * FROM fix_stats WHERE fingerprint = $1 AND fix_id = $2",
-                               fingerprint, fix_id)
-        return dict(row) if row else None
-
     def posteriors(self, fingerprint: str, fix_ids: list[str]) -> dict[str, Posterior]:
         """Posterior per candidate (the uniform prior for a fix never tried here)."""
         rows = self.db.fetch(
@@ -314,10 +309,6 @@ class LifecycleStore:
             "INSERT INTO fingerprint_controls (fingerprint, ignored, reason) VALUES ($1, $2, $3)"
             " ON CONFLICT (fingerprint) DO UPDATE SET ignored = $2, reason = $3,"
             " updated_at = now()", fingerprint, ignored, reason)
-
-    def is_ignored(self, fingerprint: str) -> bool:
-        return bool(self.db.fetchval(
-            "SELECT ignored FROM fingerprint_controls WHERE fingerprint = $1", fingerprint))
 
 
 class PrecedentRepository:

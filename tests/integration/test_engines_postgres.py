@@ -85,7 +85,7 @@ def test_shared_by_two_processes_stopped_by_the_last_and_persisted(home: Path) -
     assert server.pid() == server_pid
     # When the last one exits the server stops
     _release(second)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 120
     while server.pid() is not None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert server.pid() is None
