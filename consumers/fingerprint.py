@@ -7,18 +7,25 @@ mines the template against the shared Redis template store (when the runtime pro
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
+from contextlib import suppress
 from typing import Any
 
 from pipeline.config import STREAM_ERRORS, STREAM_FINGERPRINTS
 from pipeline.events import ErrorEvent, FingerprintEvent
-from pipeline.fingerprint import ALGORITHM_VERSION, Fingerprinter
+from pipeline.fingerprint import ALGORITHM_VERSION, Fingerprint, Fingerprinter
+from pipeline.fingerprint.fingerprinter import ANALYSIS_CACHE
 from pipeline.fingerprint.store import MemoryTemplateStore, RedisTemplateStore, TemplateStore
 from pipeline.stage import StageContext
 
 GROUP = "fingerprint"
 INPUT = STREAM_ERRORS
 OUTPUT = STREAM_FINGERPRINTS
+#: cheap per event, so larger batches than the runtime's default: the template store's round
+#: trip and the hand-off are paid per batch (``bench/stage_throughput.py`` per batch size);
+#: XREADGROUP returns what is there, so a quiet stream does not wait for a full batch
+BATCH_SIZE = 500
 
 
 class FingerprintHandler:
@@ -27,6 +34,10 @@ class FingerprintHandler:
     def __init__(self, fingerprinter: Fingerprinter, max_text_bytes: int) -> None:
         self.fingerprinter = fingerprinter
         self.max_text_bytes = max_text_bytes
+        #: id(fingerprint) -> (that fingerprint, its published extraction): a repeated text
+        #: gets the same Fingerprint object back, so its dict is built once (the entry holds
+        #: the fingerprint, so its id is not reused while cached)
+        self._published: OrderedDict[int, tuple[Fingerprint, dict[str, Any]]] = OrderedDict()
 
     def decode(self, raw: bytes) -> ErrorEvent:
         return ErrorEvent.decode(raw, self.max_text_bytes)
@@ -39,9 +50,7 @@ class FingerprintHandler:
         """Raises: StreamUnavailable when the shared template store is unreachable (the
         runtime retries)."""
         fp = self.fingerprinter.fingerprint(event.text, repo=event.repo.path)
-        extraction: dict[str, Any] = fp.extraction.to_dict() if fp.extraction else {}
-        extraction["normalized"] = fp.normalized
-        extraction["hints"] = list(fp.hints)
+        extraction = self._extraction(fp)
         return [
             FingerprintEvent(
                 id=f"{event.id}:{GROUP}",
@@ -55,6 +64,30 @@ class FingerprintHandler:
                 extraction=extraction,
             )
         ]
+
+
+    def _extraction(self, fp: Fingerprint) -> dict[str, Any]:
+        """The ``extraction`` object published for ``fp`` (shared by every event of one
+        text: outputs are encoded, never mutated)."""
+        cached = self._published.get(id(fp))
+        if cached is not None and cached[0] is fp:
+            try:  # noqa: SIM105 - a suppress() context per event is measurable here
+                self._published.move_to_end(id(fp))
+            except KeyError:  # dropped by another thread meanwhile
+                pass
+            return cached[1]
+        extraction: dict[str, Any] = fp.extraction.to_dict() if fp.extraction else {}
+        extraction["normalized"] = fp.normalized
+        extraction["hints"] = list(fp.hints)
+        self._published[id(fp)] = (fp, extraction)
+        if len(self._published) > PUBLISHED_CACHE:
+            with suppress(KeyError):
+                self._published.popitem(last=False)
+        return extraction
+
+
+#: published extractions kept (least recently used dropped first)
+PUBLISHED_CACHE = ANALYSIS_CACHE
 
 
 def template_store(ctx: StageContext) -> TemplateStore:

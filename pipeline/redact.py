@@ -60,6 +60,8 @@ _TRIGGERS = ("private key", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_
              "akia", "asia", "aws_secret", "aiza", "xox", "sk-", "k_live_", "eyj",
              "authorization", "://", "password", "passwd", "pwd", "secret", "api_key",
              "api-key", "apikey", "token")
+#: the same pre-filter as one scan of the lowered text (literals only: linear)
+_TRIGGER = re.compile("|".join(re.escape(t) for t in _TRIGGERS))
 
 
 def redact(text: str) -> str:
@@ -69,8 +71,7 @@ def redact(text: str) -> str:
 
 def redact_counted(text: str) -> tuple[str, int]:
     """``(redacted text, how many secrets were replaced)``."""
-    lowered = text.lower()
-    if not any(t in lowered for t in _TRIGGERS):
+    if _TRIGGER.search(text.lower()) is None:
         return text, 0
     total = 0
     for name, pattern in REDACTION_RULES.items():

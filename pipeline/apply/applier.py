@@ -182,7 +182,9 @@ class Applier:
                     continue
                 retry = replace(verdict, id=f"{verdict.error_id}:validate:retry-"
                                 f"{uuid.uuid4().hex[:8]}")
-                self.client.xadd(self.settings.stream(STREAM_VERDICTS), {
+                # back to the verdict's own partition (HEAL_PARTITIONS > 1): not this
+                # worker's, which serves every partition through one handler
+                self.client.xadd(self._stream(retry, STREAM_VERDICTS), {
                     "event": seal(self.settings, STREAM_VERDICTS, retry.encode())})
                 released += 1
         except redis.RedisError as exc:
@@ -205,11 +207,18 @@ class Applier:
         outcome = self._finish(outcome, extra, replace_suggested=True)
         published = replace(outcome, id=f"{verdict.error_id}:apply:manual-{uuid.uuid4().hex[:8]}")
         try:
-            self.client.xadd(self.settings.stream(STREAM_OUTCOMES), {
+            self.client.xadd(self._stream(published, STREAM_OUTCOMES), {
                 "event": seal(self.settings, STREAM_OUTCOMES, published.encode())})
         except redis.RedisError as exc:
             raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
         return published
+
+    def _stream(self, event: VerdictEvent | OutcomeEvent, name: str) -> str:
+        """Stream ``name`` of the partition ``event``'s error is routed to (the one it
+        came from: an event stays in its partition from errors to outcomes)."""
+        from producers.publisher import partition_of
+
+        return partition_of(self.settings, event.error).stream(name)
 
     def _base(self, verdict: VerdictEvent, status: str, detail: str) -> OutcomeEvent:
         return OutcomeEvent(id=f"{verdict.error_id}:apply", error_id=verdict.error_id,

@@ -154,8 +154,10 @@ class TemplateMiner:
         if not by_group:
             return
         groups = sorted(by_group)
-        new = [(g, t) for g in groups for t in sorted(by_group[g])
-               if t not in self._cache.get(g, (0, {}))[1]]
+        new: list[tuple[str, Tokens]] = []
+        for g in groups:  # (sorted: only the sequences this miner has not mined yet)
+            mined = self._cache.get(g, (0, {}))[1]
+            new += [(g, t) for t in sorted(t for t in by_group[g] if t not in mined)]
         synced = self.store.sync(new, groups, self.config.max_group_size)
         for group in groups:
             members, changed = synced[group]

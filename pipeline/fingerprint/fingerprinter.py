@@ -6,7 +6,6 @@ import hashlib
 import re
 from collections import OrderedDict
 from collections.abc import Sequence
-from contextlib import suppress
 from dataclasses import replace
 
 from pipeline.fingerprint.cluster import (
@@ -48,15 +47,22 @@ class Fingerprinter:
         self.normalizer = normalizer
         self.miner = TemplateMiner(store, config) if store is not None else None
         self._analyses: OrderedDict[tuple[bytes, str], _Analysis] = OrderedDict()
+        #: characters of the texts behind the cached analyses (the cache's memory bound)
+        self._cached_chars = 0
+        #: the last prepared batch's analyses by (text, repo): ``fingerprint`` of the same
+        #: event then skips hashing its text again (a str caches its own hash)
+        self._batch: dict[tuple[str, str], _Analysis] = {}
 
     def fingerprint(self, text: str, repo: str = "") -> Fingerprint:
-        base, tokens, frame_key = self._analyze(text, repo)
-        mined = self.miner.template(tokens) if self.miner is not None else tokens
-        template = render(mined)
-        params = dict(base.params)
-        assert base.extraction is not None
-        params["cluster"] = stable_hash("cluster", base.extraction.kind, template, frame_key)
-        return replace(base, template=template, params=params)
+        """The fingerprint of ``text``. A repeated text with the same mined template gets the
+        same (frozen) object back: treat its ``params`` as read-only."""
+        analysis = self._analyze(text, repo)
+        tokens = analysis.tokens
+        template = render(self.miner.template(tokens) if self.miner is not None else tokens)
+        found = analysis.finished.get(template)
+        if found is None:
+            found = analysis.finish(template)
+        return found
 
     def prepare(self, items: Sequence[tuple[str, str]]) -> None:
         """Before fingerprinting a batch of (text, repo): mine all their templates against
@@ -65,23 +71,34 @@ class Fingerprinter:
         Raises:
             StreamUnavailable: a Redis-backed template store cannot be reached.
         """
+        self._batch = {item: self._analyze(*item) for item in items}
         if self.miner is not None:
-            self.miner.prepare([self._analyze(text, repo)[1] for text, repo in items])
+            self.miner.prepare([analysis.tokens for analysis in self._batch.values()])
 
     def _analyze(self, text: str, repo: str) -> _Analysis:
         """Everything but the mined template, a pure function of (text, repo): cached, since
         a stage sees the same texts again and again (retries, flapping jobs, log storms)."""
+        found = self._batch.get((text, repo))
+        if found is not None:
+            return found
         key = (_digest(text), repo)
         found = self._analyses.get(key)
         if found is not None:
-            with suppress(KeyError):  # dropped by another thread meanwhile
+            try:  # noqa: SIM105 - a suppress() context per event is measurable here
                 self._analyses.move_to_end(key)
+            except KeyError:  # dropped by another thread meanwhile
+                pass
             return found
         found = self._compute(text, repo)
         self._analyses[key] = found
-        if len(self._analyses) > ANALYSIS_CACHE:
-            with suppress(KeyError):
-                self._analyses.popitem(last=False)
+        self._cached_chars += len(text)
+        while (len(self._analyses) > ANALYSIS_CACHE
+               or self._cached_chars > ANALYSIS_CACHE_CHARS) and len(self._analyses) > 1:
+            try:  # noqa: SIM105 - a suppress() context per event is measurable here
+                _, dropped = self._analyses.popitem(last=False)
+            except KeyError:  # emptied by another thread meanwhile
+                break
+            self._cached_chars -= dropped.chars
         return found
 
     def _compute(self, text: str, repo: str) -> _Analysis:
@@ -99,7 +116,8 @@ class Fingerprinter:
         if extraction.kind in _UNSTRUCTURED:
             # a log level or nothing is no error class: the message's first two constant
             # words stand in (else every ERROR line of every program would share one)
-            words = [t for t in tokenize(masked.text) if t != WILDCARD][:2]
+            own = tokenize(masked.text) if prefix else tokens  # (no prefix: the same)
+            words = [t for t in own if t != WILDCARD][:2]
             head = " ".join([head, *words]).strip()
         coarse = stable_hash("coarse", extraction.kind, head, top)
         fine = stable_hash("fine", extraction.kind, extraction.error_type, masked.text, frame_key)
@@ -114,13 +132,44 @@ class Fingerprinter:
             extraction=extraction,
             hints=hints,
         )
-        return base, tokens, frame_key
+        return _Analysis(base, tokens, frame_key, len(text))
 
 
-#: (fingerprint without template, tokens to mine, frame key)
-_Analysis = tuple[Fingerprint, Tokens, str]
-#: analyses kept per Fingerprinter (least recently used dropped first)
-ANALYSIS_CACHE = 8192
+class _Analysis:
+    """What a text's fingerprint is made of before its template is mined (the fingerprint
+    without template, the tokens to mine, the frame key), and the finished fingerprints by
+    template (a repeated text usually gets the template it got last time)."""
+
+    __slots__ = ("base", "tokens", "frame_key", "chars", "finished")
+
+    def __init__(self, base: Fingerprint, tokens: Tokens, frame_key: str, chars: int) -> None:
+        self.base = base
+        self.tokens = tokens
+        self.frame_key = frame_key
+        #: length of the analysed text (what this entry costs the cache)
+        self.chars = chars
+        self.finished: dict[str, Fingerprint] = {}
+
+    def finish(self, template: str) -> Fingerprint:
+        base = self.base
+        assert base.extraction is not None
+        params = dict(base.params)
+        params["cluster"] = stable_hash("cluster", base.extraction.kind, template,
+                                        self.frame_key)
+        found = replace(base, template=template, params=params)
+        if len(self.finished) >= _FINISHED_PER_TEXT:  # a text whose template keeps moving
+            self.finished.clear()
+        self.finished[template] = found
+        return found
+
+
+#: finished fingerprints kept per analysed text (one per template it was given)
+_FINISHED_PER_TEXT = 4
+#: analyses kept per Fingerprinter (least recently used dropped first): at most this many,
+#: of texts of at most this many characters in all (about 3 KB of memory per short log
+#: line; long texts count by their length, so a storm of 64 KB tracebacks stays bounded)
+ANALYSIS_CACHE = 32768
+ANALYSIS_CACHE_CHARS = 16 * 1024 * 1024
 
 
 def _digest(text: str) -> bytes:

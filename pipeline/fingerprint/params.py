@@ -71,21 +71,35 @@ PARAM_RULES: tuple[ParamRule, ...] = (
 )
 
 
-def extract_params(text: str, extraction: Extraction) -> dict[str, Any]:
-    """Parameters found in ``text`` plus the ones the extraction identified."""
+def _searched(text: str) -> dict[str, Any]:
+    """The first match of each parameter rule whose hints the text holds (bounded)."""
     params: dict[str, Any] = {}
     window = clip_lines(text)
     lowered = window.lower()
-    budget = Budget()
+    budget: Budget | None = None
+    hinted: dict[tuple[str, ...], bool] = {}  # several rules share one hint list (_NETWORK)
     for rule in PARAM_RULES:
         name = rule.name
-        if name in params or (rule.hints and not any(h in lowered for h in rule.hints)):
+        if name in params:
             continue
+        if rule.hints:
+            found = hinted.get(rule.hints)
+            if found is None:
+                found = hinted[rule.hints] = any(h in lowered for h in rule.hints)
+            if not found:
+                continue
+        budget = budget or Budget()
         match = budget.search(rule.pattern, window, f"param:{name}")
         if match:
             value = next((v for v in match.groups() if v), None)
             if value:
                 params[name] = value
+    return params
+
+
+def extract_params(text: str, extraction: Extraction) -> dict[str, Any]:
+    """Parameters found in ``text`` plus the ones the extraction identified."""
+    params = _searched(text)
     if "module" in params:
         params.setdefault("package", params["module"].split(".")[0])
     project = extraction.project_frames()

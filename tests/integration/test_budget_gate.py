@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from pipeline.demo.sample import break_formatting, create_repo, git
 from pipeline.events import VerdictEvent
 from pipeline.guardrails.budget import Budget
 from pipeline.validate.validator import Validator
+from storage.attempts import AttemptStore
 from tests.integration._heal_validate_support import FORMAT_FIX, candidate
 
 FORMAT = ("ruff", "format", "--check", ".")
@@ -120,3 +122,50 @@ def test_llm_judge_tokens_are_recorded_against_the_daily_budget(
     (llm,) = [v for v in verdict.votes if v["judge"] == "llm"]
     assert llm["approve"] and llm["tokens"] == 1234
     assert Budget(client, stage_settings).spent()["llm_tokens"] == 1234
+
+
+def test_a_deferred_fix_is_released_to_its_own_partition(
+        tmp_path: Path, validator: Validator, client: redis.Redis, stage_settings: Settings,
+        attempt_store: AttemptStore) -> None:
+    # Given HEAL_PARTITIONS=3 and an apply worker whose handler was built on another
+    # partition's view (one handler serves every partition of a process)
+    from producers.publisher import partition_of
+
+    partitioned = replace(stage_settings, partitions=3)
+    policy = "[budget]\nautomatic_fixes = 1\nautomatic_fixes_minutes = 5\n"
+    roots = [_repo(tmp_path, f"shop{i}", policy) for i in range(2)]
+    verdicts = [validator.validate(candidate(root, FORMAT, FORMAT_FIX)) for root in roots]
+    own = partition_of(partitioned, verdicts[1].error).partition
+    assert own is not None
+    applier = Applier(partitioned.in_partition(own + 1), client, attempt_store)
+
+    # When the second automatic fix is past the rate, deferred, then due
+    assert [applier.handle(v).status for v in verdicts] == ["applied", "deferred"]
+    assert applier.release_deferred(now=time.time() + 3600) == 1
+
+    # Then it is back on the verdicts stream of its own partition, and only there
+    lengths = {k: client.xlen(partitioned.in_partition(k).stream("verdicts")) for k in range(3)}
+    assert lengths == {k: int(k == own) for k in range(3)}
+    assert client.xlen(stage_settings.stream("verdicts")) == 0
+    assert _released(client, partitioned.in_partition(own)).error_id == verdicts[1].error_id
+
+
+def test_heal_apply_publishes_its_outcome_on_the_errors_partition(
+        tmp_path: Path, validator: Validator, client: redis.Redis, stage_settings: Settings,
+        attempt_store: AttemptStore) -> None:
+    # Given HEAL_PARTITIONS=3 and a verified fix applied by hand (heal apply, the API)
+    from producers.publisher import partition_of
+
+    partitioned = replace(stage_settings, partitions=3)
+    root = _repo(tmp_path, "shop", "")
+    verdict = validator.validate(candidate(root, FORMAT, FORMAT_FIX))
+    own = partition_of(partitioned, verdict.error).partition
+    assert own is not None
+    # When a process not bound to any partition (the CLI) applies it
+    outcome = Applier(partitioned, client, attempt_store).apply_suggested(verdict)
+    # Then its outcome is published on the outcomes stream of the error's own partition,
+    # where that partition's lifecycle workers (and heal apply's inline drain) read it
+    assert outcome.status == "applied", outcome.detail
+    lengths = {k: client.xlen(partitioned.in_partition(k).stream("outcomes")) for k in range(3)}
+    assert lengths == {k: int(k == own) for k in range(3)}
+    assert client.xlen(stage_settings.stream("outcomes")) == 0

@@ -76,7 +76,7 @@ def test_stage_workers_share_templates_through_redis(
 
 
 class CountingClient:
-    """A real redis client that counts pipelined round trips."""
+    """A real redis client that counts round trips (pipelines and script calls)."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
@@ -95,6 +95,10 @@ class CountingClient:
 
         pipe.execute = counted  # type: ignore[method-assign]
         return pipe
+
+    def evalsha(self, *args: object) -> object:
+        self.round_trips += 1
+        return self.client.evalsha(*args)  # type: ignore[arg-type]
 
 
 def test_batched_workers_agree_with_a_single_batch_in_one_round_trip_per_batch(
@@ -123,3 +127,17 @@ def test_batched_workers_agree_with_a_single_batch_in_one_round_trip_per_batch(
         for message in MESSAGES:
             want = " ".join(expected[tokenize(DEFAULT_NORMALIZER.normalize(message))])
             assert worker.fingerprint(message).template == want
+
+
+def test_the_store_survives_redis_losing_its_scripts(redis_url: str, prefix: str) -> None:
+    # Given a worker that added templates (its add script is loaded once, then run by SHA)
+    client = redis.Redis.from_url(redis_url)
+    worker = Fingerprinter(RedisTemplateStore(client, f"{prefix}:fp"))
+    worker.prepare([(m, "") for m in MESSAGES[:3]])
+    # When Redis forgets its scripts (a restart, SCRIPT FLUSH) and new messages arrive
+    client.script_flush()
+    worker.prepare([(m, "") for m in MESSAGES])
+    # Then nothing is lost: every message is in the shared store and mined from all of them
+    assert worker.fingerprint(MESSAGES[0]).template == "Invalid user <*> from <*>"
+    fresh = RedisTemplateStore(redis.Redis.from_url(redis_url), f"{prefix}:fp")
+    assert sum(len(fresh.members(str(n))) for n in range(1, 12)) == len(set(MESSAGES))

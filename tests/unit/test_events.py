@@ -70,3 +70,31 @@ def test_downstream_events_carry_error_id_and_round_trip() -> None:
     assert CandidateEvent.decode(cand.encode()).error_id == "e-9"
     with pytest.raises(EventValidationError):
         CandidateEvent.decode(fp.encode())
+
+
+def test_a_stage_event_encodes_to_its_dict() -> None:
+    # the hand-off encodes the dataclasses natively: the same JSON object as to_dict()
+    error = ErrorEvent(id="e1", text="boom", command=("make", "test"), tags={"k": [1, 2]})
+    event = FingerprintEvent(id="e1:fingerprint", error_id="e1", error=error, fine="f",
+                             params={"ports": (80, 443), "names": {"a"}},
+                             extraction={"frames": [{"file": "a.py", "line": 3}]})
+    decoded = orjson.loads(event.encode())
+    assert decoded == orjson.loads(orjson.dumps(event.to_dict(), default=list))
+    assert decoded["kind"] == "fingerprint" and decoded["error"]["command"] == ["make", "test"]
+    assert FingerprintEvent.decode(event.encode()).params == {"ports": [80, 443], "names": ["a"]}
+
+
+def test_a_repeated_source_is_validated_like_a_new_one() -> None:
+    # sub-objects are reused by their JSON items: never across types, never past a check
+    base = {"v": 1, "id": "e1", "text": "boom"}
+    first = ErrorEvent.from_dict({**base, "source": {"kind": "log", "name": "n", "host": "1"}})
+    again = ErrorEvent.from_dict({**base, "source": {"kind": "log", "name": "n", "host": "1"}})
+    assert again.source is first.source
+    number = ErrorEvent.from_dict({**base, "source": {"kind": "log", "name": "n", "host": 1}})
+    assert number.source == first.source  # an int is accepted and read as its text
+    flag = ErrorEvent.from_dict({**base, "repo": {"path": True}})  # bool is an int in Python
+    assert flag.repo.path == "True"
+    with pytest.raises(EventValidationError, match="must be a string"):
+        ErrorEvent.from_dict({**base, "repo": {"path": ["a"]}})
+    with pytest.raises(EventValidationError, match="NUL"):
+        ErrorEvent.from_dict({**base, "repo": {"path": "a\x00"}})
