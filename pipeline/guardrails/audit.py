@@ -72,13 +72,22 @@ def audit_key(settings: Settings) -> bytes:
         return env.encode()
     path = settings.home / KEY_FILE
     try:
-        path.parent.mkdir(mode=dir_mode(), parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
+        if path.exists():
             return path.read_bytes().strip()
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
+        path.parent.mkdir(mode=dir_mode(), parents=True, exist_ok=True)
+        # Written whole under a private name, then linked into place: a process racing this
+        # one either links first or reads a complete key, never an empty file being written.
+        tmp = path.with_name(f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+        finally:
+            tmp.unlink(missing_ok=True)
         return path.read_bytes().strip()
     except OSError as exc:
         raise AuditError(f"audit key {path}: {exc}; set {KEY_ENV} or fix the file") from exc
