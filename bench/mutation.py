@@ -118,11 +118,11 @@ def copy_tree(dest: Path) -> None:
 def write_config(work: Path, modules: list[str], tests: list[str]) -> None:
     existing = [t for t in tests if (work / t).exists()]
     # mutmut runs the tests in work/mutants/: copy what the tests read besides the sources
-    # (README.md, bench/, deploy/, ...)
-    sources = {"pipeline", "consumers", "producers", "storage", "seeds", "tests",
-               "pyproject.toml", "mutants"}
+    # (README.md, bench/, deploy/, .ci/, ...)
+    skip = {"pipeline", "consumers", "producers", "storage", "seeds", "tests",
+            "pyproject.toml", "mutants", ".git", ".venv"}
     also_copy = sorted(p.name + ("/" if p.is_dir() else "") for p in work.iterdir()
-                       if p.name not in sources and not p.name.startswith("."))
+                       if p.name not in skip and not p.name.startswith("mutmut-"))
     lines = [
         "", "[tool.mutmut]",
         'source_paths = ["pipeline/", "consumers/", "producers/", "storage/", "seeds/"]',
