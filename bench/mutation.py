@@ -134,6 +134,26 @@ def write_config(work: Path, modules: list[str], tests: list[str]) -> None:
     ]
     with (work / "pyproject.toml").open("a", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
+    with (work / "tests" / "conftest.py").open("a", encoding="utf-8") as f:
+        f.write(STATS_GUARD)
+
+
+#: appended to the copy's tests/conftest.py. While mutmut measures which tests reach which
+#: function ("stats"), a heal the tests start as a subprocess (heal run, the CI action) would
+#: run the same bookkeeping in a folder without mutmut's configuration and fail; the marker
+#: stays in this process only, so subprocesses run the plain code. (While a mutant is tested,
+#: subprocesses do inherit it: a mutant the CLI tests notice counts as killed.)
+STATS_GUARD = """
+
+def pytest_sessionstart(session):  # added by bench/mutation.py
+    import os
+
+    if os.environ.get("MUTANT_UNDER_TEST") == "stats":
+        from mutmut.mutation import trampoline
+
+        trampoline._mutant_under_test = "stats"
+        del os.environ["MUTANT_UNDER_TEST"]
+"""
 
 
 def sampled(name: str, fraction: float, seed: int) -> bool:
