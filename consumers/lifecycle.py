@@ -83,7 +83,7 @@ def build(ctx: StageContext) -> LifecycleHandler:
     client = ctx.resources.get("redis") or connect_redis(settings)
     notifier = build_notifier(settings, client)  # raises HealError for a bad webhook URL
     # the audit log notifies breaker trips, quarantines and workflow state changes
-    audit = AlertingAudit(AuditLog(settings, db=db), notifier)
+    audit = AlertingAudit(AuditLog(settings, db=db, redis_client=client), notifier)
     store = LifecycleStore(db)
     escalation = EscalationHook(store, notifier)
     service = LifecycleService(

@@ -15,8 +15,6 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import git
-
 from pipeline.errors import GitError
 
 GIT_TIMEOUT_S = 60.0
@@ -50,6 +48,20 @@ def find_root(path: str | Path) -> Path:
     Raises:
         GitError: not inside a git repository.
     """
+    # the git command answers in milliseconds; importing GitPython takes 0.2 s. Without the
+    # GIT_* variables (a hook sets GIT_DIR, and git would then call any folder the top): the
+    # root is discovered from ``path`` alone, as GitPython does when given a path
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    try:
+        out = subprocess.run(["git", "-C", str(path), "rev-parse", "--show-toplevel"],
+                             capture_output=True, text=True, timeout=30, check=False, env=env)
+        if out.returncode == 0 and out.stdout.strip():
+            return Path(out.stdout.strip()).resolve()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    # not a work tree, or git refused (e.g. another owner): GitPython decides and says why
+    import git
+
     try:
         repo = git.Repo(str(path), search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
@@ -102,9 +114,6 @@ class GitRepo:
     def head(self) -> str:
         return self.run("rev-parse", "HEAD").stdout.strip()
 
-    def current_branch(self) -> str:
-        return self.run("rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
-
     def is_dirty(self, paths: list[str] | None = None) -> bool:
         out = self.run("status", "--porcelain", "--untracked-files=no", "--", *(paths or []))
         return bool(out.stdout.strip())
@@ -112,10 +121,6 @@ class GitRepo:
     def is_dirty_in(self, cwd: Path) -> bool:
         """Any change (untracked files included) in the work tree at ``cwd``."""
         return bool(self.run("status", "--porcelain", cwd=cwd).stdout.strip())
-
-    def branch_exists(self, name: str) -> bool:
-        return self.run("rev-parse", "--verify", "--quiet", f"refs/heads/{name}",
-                        check=False).returncode == 0
 
     def changed_files(self, commit: str) -> list[str]:
         out = self.run("show", "--name-only", "--format=", commit)

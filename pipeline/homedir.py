@@ -1,5 +1,11 @@
-"""HEAL_HOME is private: the directory 0700 (0711 as root, see ``dir_mode``), the files heal
-keeps in it 0600 (issue 11, item 9).
+"""HEAL_HOME is private: the directory 0700, the files heal keeps in it 0600 (issue 11,
+item 9).
+
+As root the embedded PostgreSQL drops to its own ``pgserver`` user, which must traverse every
+folder above its data. Its data therefore lives beside HEAL_HOME, not in it
+(:func:`outside_pg_dir`: ``<HEAL_HOME>.pg``, owned by ``pgserver`` and 0700), so HEAL_HOME
+stays 0700 as root too. Only a home whose data an older heal already made inside it
+(``pg/data``, a real folder) keeps 0711: moving a database is left to the operator.
 
 It holds the audit log and its key, notifications, the lookup cache and the embedded
 engines' data; error texts in them are redacted (``pipeline/redact.py``), but the files
@@ -15,15 +21,30 @@ import stat
 from pathlib import Path
 
 DIR_MODE = 0o700
-#: as root: the embedded PostgreSQL drops to the unprivileged ``pgserver`` user and must
-#: traverse HEAL_HOME to its data directory; others may traverse, never list or read
-ROOT_DIR_MODE = 0o711
+#: a root installation whose PostgreSQL data an older heal made inside HEAL_HOME: the
+#: ``pgserver`` user must traverse HEAL_HOME to it; others may traverse, never list or read
+LEGACY_ROOT_DIR_MODE = 0o711
 FILE_MODE = 0o600
 
 
-def dir_mode() -> int:
-    """The mode of HEAL_HOME and the directories heal keeps in it (0700; 0711 as root)."""
-    return ROOT_DIR_MODE if os.geteuid() == 0 else DIR_MODE
+def outside_pg_dir(home: Path) -> Path:
+    """Where the embedded PostgreSQL keeps its data when heal runs as root: beside HEAL_HOME."""
+    return home.parent / f"{home.name}.pg"
+
+
+def pg_data_inside(home: Path) -> bool:
+    """Whether the embedded PostgreSQL's data is (or goes) in ``home/pg/data``: always when
+    not root; as root only for a home an older heal made that way."""
+    inside = home / "pg" / "data"
+    return os.geteuid() != 0 or (inside.is_dir() and not inside.is_symlink())
+
+
+def dir_mode(home: Path | None = None) -> int:
+    """The mode of HEAL_HOME (``home``) and the directories heal keeps in it: 0700; 0711
+    only as root for a home with PostgreSQL data inside it (see the module's note)."""
+    if home is not None and os.geteuid() == 0 and pg_data_inside(home):
+        return LEGACY_ROOT_DIR_MODE
+    return DIR_MODE
 
 
 def secure_home(home: Path) -> None:
@@ -34,7 +55,7 @@ def secure_home(home: Path) -> None:
     """
     if not home.is_dir():
         return
-    mode = dir_mode()
+    mode = dir_mode(home)
     with contextlib.suppress(OSError):
         os.chmod(home, mode)
     for entry in home.iterdir():
@@ -49,7 +70,7 @@ def secure_home(home: Path) -> None:
 
 def make_home(home: Path) -> Path:
     """Create ``home`` (0700) if missing and return it."""
-    home.mkdir(mode=dir_mode(), parents=True, exist_ok=True)
+    home.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     secure_home(home)
     return home
 

@@ -141,17 +141,6 @@ class Policy:
         now = moment or dt.datetime.now(dt.UTC)
         return any(w.contains(now) for w in self.windows)
 
-    def with_mode(self, mode: Mode | str | None) -> Policy:
-        if mode is None:
-            return self
-        return _replace(self, mode=_mode("--mode", str(mode)))
-
-
-def _replace(policy: Policy, **changes: Any) -> Policy:
-    import dataclasses
-
-    return dataclasses.replace(policy, **changes)
-
 
 # --- validation helpers (each names key, value and rule) -----------------------------------
 

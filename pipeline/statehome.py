@@ -23,6 +23,8 @@ from pathlib import Path
 
 STATE_DIR = ".heal"
 EXCLUDE_LINE = "/.heal/"
+#: as root, the embedded PostgreSQL's data lives beside the state (pipeline/homedir.py)
+EXCLUDE_PG_LINE = "/.heal.pg/"
 GIT_TIMEOUT_S = 10.0
 
 
@@ -63,7 +65,8 @@ def repository_root(cwd: str) -> Path | None:
 
 
 def exclude_from_git(home: StateHome) -> bool:
-    """Add ``/.heal/`` to the repository's ``info/exclude`` once; True when it was added.
+    """Add ``/.heal/`` (and ``/.heal.pg/``, where the embedded PostgreSQL keeps its data when
+    heal runs as root) to the repository's ``info/exclude`` once; True when one was added.
 
     Failing to write (read-only checkout, odd layout) is not an error worth stopping for:
     the state still works, it merely shows in ``git status``.
@@ -77,12 +80,16 @@ def exclude_from_git(home: StateHome) -> bool:
     try:
         existing = path.read_text(encoding="utf-8") if path.exists() else ""
         entries = {line.strip() for line in existing.splitlines()}
-        if entries & {EXCLUDE_LINE, ".heal/", ".heal", "/.heal"}:
+        missing = [line for line, spellings in (
+            (EXCLUDE_LINE, {EXCLUDE_LINE, ".heal/", ".heal", "/.heal"}),
+            (EXCLUDE_PG_LINE, {EXCLUDE_PG_LINE, ".heal.pg/", ".heal.pg", "/.heal.pg"}),
+        ) if not entries & spellings]
+        if not missing:
             return False
         path.parent.mkdir(parents=True, exist_ok=True)
         sep = "" if not existing or existing.endswith("\n") else "\n"
         with path.open("a", encoding="utf-8") as fh:
-            fh.write(f"{sep}# heal's local state (added by heal)\n{EXCLUDE_LINE}\n")
+            fh.write(f"{sep}# heal's local state (added by heal)\n" + "\n".join(missing) + "\n")
     except OSError:
         return False
     return True

@@ -9,15 +9,27 @@ shared by the CI systems; nothing here knows a project, a language or a tool.
 
 :class:`CiLogDetector` recognises the structure while lines stream in. When a step ends
 with a non-zero exit (or the build ends failed, or the file ends inside a step of a log whose
-build did not succeed), it selects from that step's output:
+build did not succeed: then the output of every step since the last exit line, as no exit
+line names the failed one), it selects from that step's output:
 
-- the *tail*: the last ``tail_lines`` lines before the exit line (the last command's output);
+- the *head* and the *tail*: the first ``head_lines`` lines (a command that stops at once
+  says why first: ``Illegal switch 'j'``, then its usage) and the last ``tail_lines`` lines
+  before the exit line (the last command's output);
 - *failure blocks*: each line carrying a failure marker (``error``, ``FAILED``, ``not ok``,
   ``Exception``, ``✗`` ..., found by the same word shapes in any tool's output) with
   ``context`` lines before it, continued while the following lines are indented (stack
   frames, assertion details, a compiler's caret block), at most ``block_lines`` lines;
-- within ``max_lines`` in all: the blocks nearest the start of the step (the first error is
-  usually the cause) and the ones nearest the end are kept first.
+- *sections*: test runners draw horizontal rules around the report of each failure
+  (``____ test_x ____``, ``---- t stdout ----``, ``====DIFF====``); a marker inside a
+  section of at most ``section_lines`` lines brings the whole section, uncut, and a verdict
+  right after a rule brings the section that rule closed (runners that print the details
+  before the verdict);
+- *routine* lines do not count: a marker word on a line whose shape recurs all over the
+  step (``OK (3 tests, 9 assertions)``) starts no block, and a verdict on a shape that
+  mostly carries none (one ``FAILED`` among ``PASSED`` progress lines) ranks last;
+- within ``max_lines`` in all: whole sections first, then the blocks holding the most
+  markers (a verdict counts 2, a word 1); ties go to the blocks nearest the start of the
+  step (the first error is usually the cause) and the end (the summary).
 
 Every regex here is linear: no nested quantifiers over overlapping atoms.
 """
@@ -97,8 +109,11 @@ class CiOptions:
     context: int = 2
     block_lines: int = 25
     max_lines: int = 200
-    max_blocks: int = 8
+    max_blocks: int = 12
     run_keep: int = 3
+    head_lines: int = 2
+    section_lines: int = 150
+    routine_min: int = 5
 
 
 @dataclass(frozen=True)
@@ -164,6 +179,10 @@ class CiLogDetector:
         self.active = False  # CI structure seen: this file is a CI log
         self.emitted = 0
         self._step: deque[_Line] = deque(maxlen=MAX_STEP_LINES)
+        # the output of the steps since the last exit line that ended without one (setup
+        # commands the runner does not report): what explains a build that stops without
+        # naming a failed step may be there
+        self._unreported: deque[_Line] = deque(maxlen=MAX_STEP_LINES)
         self._command = ""
         self._build_over = False
 
@@ -177,6 +196,7 @@ class CiLogDetector:
         build_end = any(BUILD_END.search(s) for s in segments)
         if status is not None:
             self.active = True
+            self._unreported.clear()
             if build_end and self.emitted:
                 self._step.clear()  # "Done. Your build exited with 1": already explained
                 failure = None
@@ -188,6 +208,7 @@ class CiLogDetector:
             self._build_over = True
         echo = next((s for s in segments if ECHO.match(s)), None)
         if echo is not None:
+            self._unreported.extend(self._step)
             self._step.clear()
             self._command = echo[:500]
             return None
@@ -197,9 +218,12 @@ class CiLogDetector:
 
     def finish(self) -> CiFailure | None:
         """End of the file: a step cut off by the end of the log (a timeout, a killed job) is
-        explained too, unless the build is known to have ended."""
+        explained too, unless the build is known to have ended. No exit line names the failed
+        step, so the output of every step since the last exit line is searched."""
         if not self.active or self._build_over or not self._step:
             return None
+        self._step = deque([*self._unreported, *self._step], maxlen=MAX_STEP_LINES)
+        self._unreported.clear()
         last = self._step[-1]
         return self._close(None, last.end, last.end)
 
@@ -251,16 +275,33 @@ def shape(view: str) -> str:
     return f"{min(_indent(view), 8)}|{first}|{last}|{min(len(words), 6)}"
 
 
-def condense(lines: list[_Line], keep: int) -> list[int]:
+#: runs that draw a horizontal rule (``=====``, ``-----``, ``_____ test_x _____``, ``══ x ══``)
+_RULES = ("====", "----", "____", "****", "####", "~~~~", "════", "────", "━━━━", "▬▬▬▬")
+
+
+def is_rule(view: str) -> bool:
+    """A line that draws a horizontal rule: a test runner's section header or separator
+    (pytest's ``____ test_x ____``, run-tests' ``====DIFF====``, Rust's ``---- t stdout
+    ----``, testthat's ``── 1. Failure ──``): it opens with a run of 4 rule characters, or
+    holds a run of 16 (``node2 stderr ======...``); a diff's ``?   ------`` is not one.
+    Substring tests only: no regex, no backtracking."""
+    text = view[:MAX_LINE_CHARS].lstrip()
+    if text[:4] in _RULES:
+        return True
+    return any(rule * 4 in text for rule in _RULES)
+
+
+def condense(lines: list[_Line], keep: int, shapes: list[str] | None = None) -> list[int]:
     """Indices left after cutting long runs of same-shape lines (stack frames, per-test
     progress lines) down to their first ``keep`` lines and their last one."""
+    shapes = [shape(line.view) for line in lines] if shapes is None else shapes
     out: list[int] = []
     n = len(lines)
     i = 0
     while i < n:
         j = i + 1
-        s = shape(lines[i].view)
-        while j < n and shape(lines[j].view) == s:
+        s = shapes[i]
+        while j < n and shapes[j] == s:
             j += 1
         if j - i > keep + 2:
             out.extend(range(i, i + keep))
@@ -271,43 +312,160 @@ def condense(lines: list[_Line], keep: int) -> list[int]:
     return out
 
 
+@dataclass
+class Analysis:
+    """What :func:`choose` needs about one failed step, computed once per step (one pass
+    over its lines): which lines are kept after condensing, each kept line's failure marker
+    (0 none, 1 a word, 2 a tool's verdict), and the sections that horizontal rules cut the
+    step into."""
+
+    lines: list[_Line]
+    kept: list[int]
+    marks: list[int]
+    routine: list[bool]  # a marker on a line of a recurring shape: routine output, weight 0
+    section: list[int]  # per line: index of the rule that opens its section (-1: none)
+    section_end: list[int]  # per line: index one past the last line of its section
+    seeds: list[int]  # positions in ``kept`` of the markers that may start a block
+    weight: dict[int, int]  # line index -> what its marker counts for ranking (not routine)
+
+
+def analyze(lines: list[_Line], run_keep: int = 3, routine_min: int = 5) -> Analysis:
+    """One linear pass over a failed step's lines (see :class:`Analysis`)."""
+    shapes = [shape(line.view) for line in lines]
+    kept = condense(lines, run_keep, shapes)
+    counts: dict[str, int] = {}
+    for s in shapes:
+        counts[s] = counts.get(s, 0) + 1
+    marks: list[int] = []
+    for k in kept:
+        view = lines[k].view
+        marks.append(0 if not is_marker(view) else 2 if STRONG.search(view[:MAX_LINE_CHARS])
+                     else 1)
+    seen: dict[str, int] = {}
+    marked: dict[str, int] = {}
+    for k, m in zip(kept, marks, strict=True):
+        seen[shapes[k]] = seen.get(shapes[k], 0) + 1
+        if m:
+            marked[shapes[k]] = marked.get(shapes[k], 0) + 1
+    # routine: a line whose shape recurs — a word marker ("OK (3 tests, 9 assertions)"), or
+    # a verdict on a shape that mostly carries none (one "FAILED" among "PASSED" lines)
+    routine = [m > 0 and counts[shapes[k]] >= routine_min
+               and (m == 1 or 2 * marked.get(shapes[k], 0) < seen[shapes[k]])
+               for k, m in zip(kept, marks, strict=True)]
+    n = len(lines)
+    section = [0] * n
+    start = -1  # before the first rule: no section
+    for i, line in enumerate(lines):
+        if is_rule(line.view):
+            start = i
+        section[i] = start
+    section_end = [n] * n
+    stop = n
+    for i in range(n - 1, -1, -1):
+        section_end[i] = stop
+        if section[i] == i or section[i] < 0:
+            stop = i
+    seeds = [k for k, (m, r) in enumerate(zip(marks, routine, strict=True))
+             if m == 2 or (m == 1 and not r)]
+    weight = {k: m for k, m, r in zip(kept, marks, routine, strict=True) if m and not r}
+    return Analysis(lines, kept, marks, routine, section, section_end, seeds, weight)
+
+
 def select(lines: list[_Line], opts: CiOptions, kept: list[int] | None = None) -> list[int]:
     """Indices of the lines that explain a failed step (see the module docstring);
     ``kept``: the result of :func:`condense` when the caller already has it."""
-    kept = condense(lines, opts.run_keep) if kept is None else kept
+    found = analyze(lines, opts.run_keep, opts.routine_min)
+    if kept is not None:
+        found.kept = kept
+    return choose(found, opts)
+
+
+def _section_of(found: Analysis, raw: int, opts: CiOptions) -> list[int] | None:
+    """The rule-delimited section holding line ``raw`` when it is short enough to publish
+    whole (a test's report between two headers), with the section before it when ``raw``
+    follows the rule that opens its section (a runner that prints its verdict after the
+    details: the details are the section just closed)."""
+    if opts.section_lines <= 0:
+        return None
+    start, stop = found.section[raw], found.section_end[raw]
+    if start < 0:
+        return None
+    out: list[int] | None = None
+    if stop - start <= opts.section_lines and stop - start > 1:
+        out = list(range(start, stop))
+    if 0 < raw - start <= opts.context and start > 0 and found.section[start - 1] >= 0:
+        before = found.section[start - 1]
+        if start - before <= opts.section_lines:
+            out = list(range(before, start)) + (out or list(range(start, raw + 1)))
+    return out
+
+
+def choose(found: Analysis, opts: CiOptions) -> list[int]:
+    """The lines to publish for an analysed step under ``opts``: the head and the tail of
+    the step's output, then failure blocks (a tool's verdicts first; routine markers never
+    start one) while they fit in ``max_lines``."""
+    lines, kept, marks = found.lines, found.kept, found.marks
     n = len(kept)
-    tail = set(range(max(0, n - opts.tail_lines), n))
-    blocks: list[tuple[int, list[int]]] = []
+    keep = {kept[k] for k in range(max(0, n - opts.tail_lines), n)}
+    keep.update(kept[k] for k in range(min(n, opts.head_lines)))
+    blocks: list[tuple[int, bool, list[int]]] = []
     i = 0
-    while i < n:
-        view = lines[kept[i]].view
-        if not is_marker(view):
-            i += 1
+    for seed in found.seeds:
+        if seed < i:
+            continue  # inside the block before
+        i = seed
+        raw = kept[i]
+        whole = _section_of(found, raw, opts)
+        if whole is not None:
+            last = whole[-1]
+            level = marks[i]
+            while i < n and kept[i] <= last:
+                level = max(level, marks[i])
+                i += 1
+            blocks.append((level, True, whole))
             continue
-        strong = bool(STRONG.search(view[:MAX_LINE_CHARS]))
         start = max(0, i - opts.context)
         stop = i + 1
-        base = _indent(view)
+        base = _indent(lines[raw].view)
         limit = min(n, i + opts.block_lines)
         while stop < limit:
             nxt = lines[kept[stop]].view
-            if _indent(nxt) > base or is_marker(nxt) or stop < i + 1 + opts.context:
+            deeper = _indent(nxt) > base
+            if not deeper and found.section[kept[stop]] == kept[stop] >= 0:
+                break  # a rule opens the next section: the block ends with this one
+            if deeper or marks[stop] or stop < i + 1 + opts.context:
                 stop += 1
                 continue
             break
-        blocks.append((1 if strong else 0, list(range(start, stop))))
+        level = max(marks[k] for k in range(i, stop))
+        blocks.append((level, False, [kept[k] for k in range(start, stop)]))
         i = stop
-    keep = set(tail)
-    strong_blocks = [b for level, b in blocks if level]
-    weak_blocks = [b for level, b in blocks if not level]
-    chosen = [strong_blocks[k] for k in _block_order(len(strong_blocks), opts.max_blocks)]
-    room = opts.max_blocks - len(chosen)
-    chosen += [weak_blocks[k] for k in _block_order(len(weak_blocks), room)]
+    strong_blocks = [(whole, b) for level, whole, b in blocks if level == 2]
+    weak_blocks = [(whole, b) for level, whole, b in blocks if level == 1]
+    chosen = _by_score(found, strong_blocks, opts.max_blocks)
+    chosen += _by_score(found, weak_blocks, opts.max_blocks - len(chosen))
     for block in chosen:
         if len(keep | set(block)) > opts.max_lines:
             continue
         keep.update(block)
-    return [kept[k] for k in sorted(keep)]
+    return sorted(keep)
+
+
+def _by_score(found: Analysis, blocks: list[tuple[bool, list[int]]],
+              most: int) -> list[list[int]]:
+    """The ``most`` blocks that report the most: whole sections (a runner's report of one
+    failure) first, then by the failure markers they hold (a tool's verdict counts 2, a word
+    1, a routine line nothing), ties broken first and last block first (the cause is usually
+    first, the summary last)."""
+    if most <= 0 or not blocks:
+        return []
+    weight = found.weight
+    order = _block_order(len(blocks), len(blocks))
+    rank = {k: position for position, k in enumerate(order)}
+    scores = [sum(weight.get(i, 0) for i in block) for _, block in blocks]
+    best = sorted(range(len(blocks)),
+                  key=lambda k: (not blocks[k][0], -scores[k], rank[k]))[:most]
+    return [blocks[k][1] for k in best]
 
 
 def _block_order(count: int, most: int) -> list[int]:

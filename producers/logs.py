@@ -43,14 +43,6 @@ def head_identity(first_bytes: bytes) -> str:
     return hashlib.sha256(line).hexdigest()[:16]
 
 
-def read_head(path: str) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(HEAD_BYTES)
-    except OSError:
-        return b""
-
-
 class LogRecords:
     """A :class:`LineSink` publishing only the error records of one log file.
 

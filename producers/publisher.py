@@ -104,18 +104,6 @@ class Publisher:
         except redis.RedisError as exc:
             raise StreamUnavailable(f"cannot publish to {self.stream}: {exc}") from exc
 
-    def last_id(self, stream: str) -> str:
-        """Id of the newest entry of ``stream`` ("0-0" when empty or missing).
-
-        Raises:
-            StreamUnavailable: Redis refused or is unreachable.
-        """
-        try:
-            rows = self.client.xrevrange(stream, count=1)
-        except redis.RedisError as exc:
-            raise StreamUnavailable(f"cannot read {stream}: {exc}") from exc
-        return _text(rows[0][0]) if rows else "0-0"
-
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)

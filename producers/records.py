@@ -285,12 +285,6 @@ def iter_lines(data: bytes, base: int = 0) -> Iterator[tuple[str, int, int]]:
         start = nl + 1
 
 
-def assemble(text: str | bytes) -> list[Record]:
-    """All records of a complete text (convenience for tests, diagnose and backfill)."""
-    data = text.encode() if isinstance(text, str) else text
-    return list(assemble_lines(iter_lines(data)))
-
-
 def assemble_lines(lines: Iterable[tuple[str, int, int]], first_line: int = 1) -> Iterator[Record]:
     assembler = RecordAssembler()
     for number, (line, start, end) in enumerate(lines, first_line):

@@ -173,9 +173,16 @@ class RunSession:
         event = self._attested(build_event(self.opts, result))
         if self._client is None and self.settings.redis_url is None:
             self.progress.phase("starting engines…")
+        if self.opts.wait:
+            # the lookup needs PostgreSQL: start it while Redis starts and the stages load
+            from storage.engines import start_database_soon
+
+            start_database_soon(self.settings)
         # the decision comes back on the outcomes stream of the event's partition
         waiter = self.waiter_factory(self.client, partition_of(self.settings, event))
         waiter.mark()
+        if self.opts.wait:
+            self._head_start(event)
         Publisher(self.client, self.settings).publish(event)
         key, step = self._step()
         StepRecorder(self.client, self.settings).record_failure(key, step, event.id)
@@ -200,6 +207,20 @@ class RunSession:
             status = self._rerun(event.id)
         self._report_decision(event, decision, status)
         return status
+
+    def _head_start(self, event: ErrorEvent) -> None:
+        """When this process will run the lookup itself (no lookup worker is live), load
+        the model meanwhile if the error will most likely need it."""
+        from producers.decision import live_stages
+
+        try:
+            if "lookup" in live_stages(self.client, self.settings):
+                return
+        except EngineError:
+            return
+        from pipeline.lookup.prefetch import model_soon
+
+        model_soon(self.settings, event.text)
 
     def _report_decision(self, event: ErrorEvent, decision: Decision | None,
                          status: int) -> None:

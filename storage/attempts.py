@@ -72,15 +72,6 @@ class AttemptStore:
         row = self.db.fetchrow("SELECT * FROM attempts WHERE id = $1", error_id)
         return _decode(row) if row is not None else None
 
-    def latest_suggestion(self, fix_or_error_id: str) -> dict[str, Any] | None:
-        """The newest suggested attempt for a fix id, or the attempt of an error id."""
-        row = self.db.fetchrow(
-            """SELECT a.* FROM attempts a LEFT JOIN apply_results r ON r.error_id = a.id
-               WHERE (a.id = $1 OR a.fix_id = $1) AND a.decision = 'suggest'
-                 AND (r.status IS NULL OR r.status = 'suggested')
-               ORDER BY a.created_at DESC LIMIT 1""", fix_or_error_id)
-        return _decode(row) if row is not None else None
-
     def pending_suggestions(self, fix_or_error_id: str, limit: int = 50
                             ) -> list[dict[str, Any]]:
         """Suggested attempts nobody applied or rejected yet, for an error id or a fix id,

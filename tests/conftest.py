@@ -8,7 +8,9 @@ temporary folder.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -17,6 +19,10 @@ from pathlib import Path
 import pytest
 
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="heal-tests-"))
+# Removed when the interpreter exits, after the session's engines stopped; as root the
+# embedded PostgreSQL keeps its data beside the folder (storage/embedded.py: "<dir>.pg").
+for _leftover in (_SESSION_DIR, Path(f"{_SESSION_DIR}.pg")):
+    atexit.register(shutil.rmtree, _leftover, ignore_errors=True)
 
 # One operator signing key for the whole session (pipeline.trust.keys), inherited by the heal
 # subprocesses tests start, so events a test signs as the operator verify in every stage

@@ -93,7 +93,8 @@ class Applier:
             raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
         audit(self.settings, self.store, "apply", outcome.error_id, {
             "fix_id": outcome.fix_id, "status": outcome.status, "detail": outcome.detail[:500],
-            "commit": outcome.commit, "revert_commit": (extra or {}).get("revert_commit", "")})
+            "commit": outcome.commit, "revert_commit": (extra or {}).get("revert_commit", "")},
+            self.client)
         if self.store is not None:
             self.store.record_apply(outcome.error_id, {
                 "fix_id": outcome.fix_id, "status": outcome.status, "detail": outcome.detail,
@@ -112,7 +113,8 @@ class Applier:
             if held is not None and held.status == "deferred":
                 self.client.delete(self._key(verdict.error_id))  # the retry claims it again
                 audit(self.settings, self.store, "apply", verdict.error_id, {
-                    "fix_id": held.fix_id, "status": held.status, "detail": held.detail[:500]})
+                    "fix_id": held.fix_id, "status": held.status, "detail": held.detail[:500]},
+                    self.client)
                 return held
             outcome, extra = (held, {}) if held is not None else self._outcome(verdict)
         except BaseException:
@@ -262,7 +264,8 @@ class Applier:
     def _audit_intent(self, verdict: VerdictEvent) -> str:
         """Fail closed: the intent is audited before anything changes ("" when it was)."""
         return audit_before_acting(self.settings, self.store, "apply.intent", verdict.error_id, {
-            "fix_id": str((verdict.fix or {}).get("id", "")), "decision": verdict.decision})
+            "fix_id": str((verdict.fix or {}).get("id", "")), "decision": verdict.decision},
+            self.client)
 
     # -- applying -------------------------------------------------------------------------
     def _apply(self, verdict: VerdictEvent) -> tuple[OutcomeEvent, dict[str, Any]]:
@@ -426,7 +429,8 @@ class Applier:
 
         wf = verdict.error.workflow
         config = policy_at(verdict.error.repo.path).limits.breaker()  # heal.toml [breaker]
-        alerting_breaker(self.client, self.settings, config).record_revert(  # a trip notifies
+        alerting_breaker(self.client, self.settings, config,
+                         getattr(self.store, "db", None)).record_revert(  # a trip notifies
             wf.step or None, wf.id or None, event_id=verdict.error_id)
 
 

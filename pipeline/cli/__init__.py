@@ -27,25 +27,46 @@ from pipeline.errors import HealError
 from pipeline.homedir import secure_home
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser. Given ``argv`` whose command has a module of the same name, only that
+    module is imported (a one-shot command does not pay for every other command's imports);
+    otherwise (``--help``, no command, an unknown one) every command is registered."""
     parser = argparse.ArgumentParser(
         prog="heal",
         description="Self-healing pipelines: detect, group, explain and fix recurring failures.",
     )
     parser.add_argument("--version", action="version", version=f"heal {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        register = getattr(module, "register", None)
-        if register is not None:
-            register(sub)
+    names = sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+    command = _command(argv)
+    if command in names and _register(sub, command) and command in sub.choices:
+        return parser
+    if command in names:  # its module names another command: start over with all of them
+        return build_parser(None)
+    for name in names:
+        _register(sub, name)
     return parser
 
 
+def _command(argv: Sequence[str] | None) -> str | None:
+    """The command word of ``argv``: its first argument, when that is not an option."""
+    if argv is None or not argv or argv[0].startswith("-"):
+        return None
+    return argv[0]
+
+
+def _register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str) -> bool:
+    module = importlib.import_module(f"{__name__}.{name}")
+    register = getattr(module, "register", None)
+    if register is None:
+        return False
+    register(sub)
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from pipeline.config import Settings
@@ -12,10 +11,14 @@ from pipeline.errors import EngineError
 from pipeline.guardrails._connect import open_database
 from pipeline.guardrails.audit import (
     FILE_NAME,
+    TABLE_LOG,
     Verification,
+    anchor_client,
     audit_key,
+    check_head,
     cross_check,
     file_log_id,
+    read_anchor,
     verify_database,
     verify_file,
 )
@@ -38,27 +41,25 @@ def _describe(name: str, result: Verification) -> str:
             f"{result.reason}\n  {result.bad_record[:300]}")
 
 
-def _anchors(settings: Settings, db: Any, log_id: str) -> list[tuple[int, str]]:
-    """The file's anchored heads: PostgreSQL's ``audit_anchor`` row and Redis' key."""
-    heads: list[tuple[int, str]] = []
-    if db is not None:
-        try:
-            row = db.fetch("SELECT seq, hash FROM audit_anchor WHERE log = $1", log_id)
-        except Exception:  # noqa: BLE001 - a database migrated before the anchors existed
-            row = []
-        heads += [(int(r["seq"]), str(r["hash"])) for r in row]
-    if settings.redis_url:
-        import redis
+def _pg_anchor(db: Any, log_id: str) -> tuple[int, str] | None:
+    """The file's head anchored in PostgreSQL's ``audit_anchor``."""
+    try:
+        rows = db.fetch("SELECT seq, hash FROM audit_anchor WHERE log = $1", log_id)
+    except Exception:  # noqa: BLE001 - a database migrated before the anchors existed
+        return None
+    return (int(rows[0]["seq"]), str(rows[0]["hash"])) if rows else None
 
-        try:
-            raw = redis.Redis.from_url(settings.redis_url).get(
-                settings.key("audit", "head", log_id))
-        except redis.RedisError:
-            raw = None
-        if raw:
-            head = json.loads(raw)
-            heads.append((int(head["seq"]), str(head["hash"])))
-    return heads
+
+def _redis_anchors(settings: Settings, log_id: str
+                   ) -> tuple[dict[str, list[tuple[int, str]]], str]:
+    """What Redis (the configured or the embedded one) anchors of the file and the table:
+    their heads and marks, by log id; and why Redis was skipped ("" when it was read)."""
+    try:
+        client = anchor_client(settings)
+        return {name: read_anchor(client, settings, name) for name in (log_id, TABLE_LOG)}, ""
+    except Exception as exc:  # noqa: BLE001 - HealError, redis-py's, a bad value: the
+        # other witnesses remain
+        return {}, f"redis anchors: skipped ({exc})"
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -67,35 +68,42 @@ def run_verify(args: argparse.Namespace) -> int:
     key = audit_key(settings)
     log_id = file_log_id(path)
     results: dict[str, Verification] = {}
-    skipped = ""
+    skipped: list[str] = []
     db = None
     if not args.file_only:
         try:
             db = open_database(settings)
         except EngineError as exc:  # the file alone still proves something
-            skipped = f"postgres: skipped ({exc})"
+            skipped.append(f"postgres: skipped ({exc})")
         except Exception as exc:  # noqa: BLE001 - storage layer missing or misconfigured
-            skipped = f"postgres: skipped ({exc})"
+            skipped.append(f"postgres: skipped ({exc})")
     try:
-        heads = _anchors(settings, db, log_id)
-        # the newest anchored head: a truncation below any witness is caught
-        anchor = max(heads) if heads else None
-        results[str(path)] = verify_file(path, key, anchor)
+        redis_heads, why = ({}, "") if args.file_only else _redis_anchors(settings, log_id)
+        if why:
+            skipped.append(why)
+        file_result = verify_file(path, key)
+        # the file against every witness of its head: PostgreSQL's and Redis' anchors
+        pg_head = _pg_anchor(db, log_id) if db is not None else None
+        for head in ([pg_head] if pg_head else []) + redis_heads.get(log_id, []):
+            file_result = check_head(file_result, head, f"the file {path}")
+        results[str(path)] = file_result
         if db is not None:
             table = verify_database(db)
+            for head in redis_heads.get(TABLE_LOG, []):
+                table = check_head(table, head, "the audit_log table")
             results["postgres:audit_log"] = table
-            results["file vs table"] = cross_check(results[str(path)], table, log_id)
+            results["file vs table"] = cross_check(file_result, table, log_id)
     finally:
         if db is not None:
             db.close()
     ok = all(r.ok for r in results.values())
     if args.json:
-        dump_json({"ok": ok, "skipped": skipped, "logs": {
+        dump_json({"ok": ok, "skipped": "; ".join(skipped), "logs": {
             name: {"ok": r.ok, "records": r.records, "bad_at": r.bad_at, "reason": r.reason,
                    "bad_record": r.bad_record} for name, r in results.items()}})
     else:
         for name, result in results.items():
             print(_describe(name, result))
-        if skipped:
-            print(skipped)
+        for line in skipped:
+            print(line)
     return 0 if ok else 1

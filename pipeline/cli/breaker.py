@@ -31,7 +31,8 @@ def register(sub: Any) -> None:
 
 def _breaker() -> CircuitBreaker:
     settings = Settings.from_env()
-    return CircuitBreaker(connect_redis(settings), settings, audit=AuditLog(settings))
+    client = connect_redis(settings)
+    return CircuitBreaker(client, settings, audit=AuditLog(settings, redis_client=client))
 
 
 def run_status(args: argparse.Namespace) -> int:

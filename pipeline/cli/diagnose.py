@@ -81,11 +81,15 @@ def would_apply(mode: Mode, fix: dict[str, Any] | None) -> tuple[bool, str]:
                   f"{fix.get('state')}"
 
 
-def _open_db(settings: Settings, offline: bool) -> Any:
+def _open_db(settings: Settings, offline: bool, starting: Any = None) -> Any:
     if offline:
         return None
     from storage.engines import open_database
 
+    if starting is not None:
+        starting.wait()
+        if isinstance(starting.error, DatabaseUnavailable):
+            return None  # it just failed to start: answer from the cache, do not wait again
     try:
         return open_database(settings)
     except DatabaseUnavailable:
@@ -94,13 +98,24 @@ def _open_db(settings: Settings, offline: bool) -> Any:
 
 def diagnose(text: str, settings: Settings, mode: Mode, *, repo: str = "",
              offline: bool = False, semantic: bool = True) -> dict[str, Any]:
-    """The report (the JSON of ``heal diagnose --json``)."""
+    """The report (the JSON of ``heal diagnose --json``).
+
+    PostgreSQL starts on a helper thread while this one fingerprints the text, reads the
+    seeds and, when the text will need tier 2, loads the model: the command waits for the
+    longer of the two, not for their sum."""
+    starting = None
+    if not offline:
+        from storage.engines import start_database_soon
+
+        starting = start_database_soon(settings)
     from pipeline.fingerprint import fingerprint_text
-    from pipeline.lookup.setup import build_lookup
+    from pipeline.lookup.setup import build_lookup, model_while_waiting
 
     fp = fingerprint_text(text, repo=repo)
-    db = _open_db(settings, offline)
-    lookup = build_lookup(settings, db, semantic=semantic)
+    embedder = (model_while_waiting(settings, text, fp.fine, fp.coarse, fp.normalized)
+                if semantic else None)
+    db = _open_db(settings, offline, starting)
+    lookup = build_lookup(settings, db, semantic=semantic, embedder=embedder)
     try:
         result = lookup.lookup(error_id="diagnose", text=text, fine=fp.fine, coarse=fp.coarse,
                                headline=fp.normalized, fp_params=fp.params, record=False)

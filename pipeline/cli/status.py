@@ -9,6 +9,7 @@ JSON shape (DESIGN.md, fields may be added)::
      "dead_letters": int, "breaker": {"state", ...}, "budget": {...},
      "execution": {"counts": {state: n}, "workflows": [{"workflow", "state", "reason",
      "since"}]},
+     "outbox": {"waiting": int, "parked": [{"op_id", "kind", "reason"}]},
      "ok": bool, "problems": [str, ...]}
 
 ``collect_status(settings)`` builds the same dict for ``heal serve``'s ``/api/status``. When an
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     elif colour_enabled(sys.stdout):
         from pipeline.operator.render_status import print_rich
 
-        print_rich(status, _budget_lines(status["budget"]))
+        print_rich(status, [*_budget_lines(status["budget"]), *outbox_lines(status["outbox"])])
     else:
         print(render(status))
     for problem in status["problems"]:
@@ -83,6 +84,7 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         "breaker": {"state": "unknown"},
         "budget": {},
         "execution": {},
+        "outbox": _outbox(settings, problems),
     }
     if engines["redis"].get("reachable"):
         try:
@@ -118,6 +120,33 @@ def _collect_redis(
     status["execution"] = _optional_section(
         "pipeline.guardrails.execution", "execution_status", client, settings, problems
     )
+
+
+def _outbox(settings: Settings, problems: list[str]) -> dict[str, Any]:
+    """The lookup's local outbox under HEAL_HOME: writes waiting for PostgreSQL (they sync
+    once it answers) and ops it rejected, parked with their reason. Read only when the cache
+    file exists: status creates no state."""
+    import sqlite3
+
+    from pipeline.errors import EngineError
+    from storage.cache import LocalCache
+
+    path = LocalCache.file_at(settings.home)
+    if not path.exists():
+        return {"waiting": 0, "parked": []}
+    try:
+        cache = LocalCache(path)
+    except EngineError as exc:
+        problems.append(str(exc))
+        return {"waiting": None, "parked": []}
+    try:
+        return {"waiting": cache.pending_count(),
+                "parked": [{"op_id": o, "kind": k, "reason": r} for o, k, r in cache.parked()]}
+    except sqlite3.Error as exc:
+        problems.append(f"cannot read the local cache {path}: {exc}")
+        return {"waiting": None, "parked": []}
+    finally:
+        cache.close()
 
 
 def _optional_section(
@@ -270,7 +299,24 @@ def render(status: dict[str, Any]) -> str:
     lines += _breaker_lines(status["breaker"])
     lines += _budget_lines(status["budget"])
     lines += _execution_lines(status.get("execution") or {})
+    lines += outbox_lines(status.get("outbox") or {})
     return "\n".join(line.rstrip() for line in lines)
+
+
+def outbox_lines(outbox: dict[str, Any]) -> list[str]:
+    """Nothing when the outbox is empty; else what waits for PostgreSQL and what it refused."""
+    waiting, parked = outbox.get("waiting"), outbox.get("parked") or []
+    lines = []
+    if waiting:
+        lines.append(f"lookup outbox: {waiting} write(s) waiting for PostgreSQL (synced "
+                     "automatically once it answers)")
+    if parked:
+        lines.append(f"lookup outbox: {len(parked)} write(s) parked, rejected by PostgreSQL "
+                     "(the rest went on):")
+        lines += [f"  {p['kind']} {p['op_id']}: {p['reason'][:160]}" for p in parked[:10]]
+        if len(parked) > 10:
+            lines.append(f"  ... {len(parked) - 10} more (heal status --json lists them all)")
+    return lines
 
 
 def _breaker_lines(breaker: dict[str, Any]) -> list[str]:

@@ -40,7 +40,7 @@ def _workflow(settings: Settings, workflow: str, reason: str, as_json: bool = Fa
     guard = ExecutionGuard(connect_redis(settings), settings)
     state, _ = guard.state(workflow)
     guard.reset(workflow)
-    AuditLog(settings).append("execution.transition", workflow,
+    guard.audit.append("execution.transition", workflow,
                               {"from": state.value, "to": "RUNNING", "reason": reason})
     if as_json:
         from pipeline.console import dump_json

@@ -14,9 +14,10 @@ as ``()`` vs ``(host)`` do not change the count):
    that most of them share (ties: the higher frequency). Tokens of one template occur
    together, so they share a frequency; variables are rarer. Already masked tokens take no
    part (they would tie every template of the group together).
-3. Sequences with the same root form a cluster; in a cluster a column outside the root is
-   variable when it holds at least ``min_distinct`` (3) different values; otherwise its
-   values are constants and split the cluster.
+3. Sequences with the same root form a cluster; which of its other columns are variables
+   is decided by ``columns.py`` from the shape of their values and from how the columns
+   vary together (no single count fitted to a data set); constant columns split the
+   cluster.
 
 Determinism: the template of a sequence is a pure function of that sequence and the SET of
 distinct sequences seen in its group (iteration is over the sorted set). Set union is
@@ -36,32 +37,17 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
-WILDCARD = "<*>"
+from pipeline.fingerprint.columns import DEFAULT_CONFIG, WILDCARD, MinerConfig, Tokens, templates
+
+__all__ = ["DEFAULT_CONFIG", "WILDCARD", "MinerConfig", "TemplateMiner", "Tokens", "mine",
+           "mine_group", "render", "tokenize"]
+
 _PLACEHOLDER = re.compile(r"<[a-z0-9_]+>")
 
 _LETTER = re.compile(r"[A-Za-z]")
 _EMPTY_VALUES = frozenset({"()", "[]", "{}", '""', "''", "<>"})
-
-Tokens = tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class MinerConfig:
-    """The one configuration used for every input (no per-dataset tuning)."""
-
-    #: a column needs at least this many distinct values to be called variable
-    min_distinct: int = 3
-    #: ...and its distinct values must be at least this share of the cluster's sequences
-    #: (0: off; kept so a future algorithm version can use it without a new field)
-    variable_share: float = 0.0
-    #: sequences kept per group (bounds memory; beyond it new sequences are not added)
-    max_group_size: int = 5000
-
-
-DEFAULT_CONFIG = MinerConfig()
 
 
 def tokenize(normalized: str) -> Tokens:
@@ -114,30 +100,8 @@ def mine_group(
         clusters[_root(line, freq)].append(line)
     result: dict[Tokens, Tokens] = {}
     for root, members in clusters.items():
-        fixed = {pos for pos, _ in root}
-        variable = _variable_columns(members, fixed, config)
-        for line in members:
-            result[line] = tuple(
-                WILDCARD if pos in variable else tok for pos, tok in enumerate(line)
-            )
+        result.update(templates(members, {pos for pos, _ in root}, config))
     return result
-
-
-def _variable_columns(
-    members: Sequence[Tokens], fixed: set[int], config: MinerConfig
-) -> set[int]:
-    if len(members) < 2:
-        return set()
-    width = len(members[0])
-    variable: set[int] = set()
-    for pos in range(width):
-        if pos in fixed:
-            continue
-        values = {line[pos] for line in members}
-        enough = len(values) >= config.min_distinct
-        if enough and len(values) >= config.variable_share * len(members):
-            variable.add(pos)
-    return variable
 
 
 def mine(lines: Iterable[Tokens], config: MinerConfig = DEFAULT_CONFIG) -> dict[Tokens, Tokens]:

@@ -97,9 +97,10 @@ class AlertingAudit:
         self.inner = inner
         self.notifier = notifier
 
-    def append(self, kind: str, subject: str, data: dict[str, Any] | None = None) -> Any:
+    def append(self, kind: str, subject: str, data: dict[str, Any] | None = None, *,
+               once: str = "") -> Any:
         """Raises what the inner auditor raises (the change is recorded first)."""
-        entry = self.inner.append(kind, subject, data or {})
+        entry = self.inner.append(kind, subject, data or {}, once=once)
         try:
             notification = change_notification(kind, subject, data or {})
             if notification is not None:
@@ -112,17 +113,19 @@ class AlertingAudit:
 def alerting_audit(settings: Settings, client: redis.Redis | None, db: Any = None
                    ) -> AlertingAudit:
     """The audit log of ``settings`` (and ``db``) that also notifies state changes."""
-    return AlertingAudit(AuditLog(settings, db=db), build_notifier(settings, client))
+    return AlertingAudit(AuditLog(settings, db=db, redis_client=client),
+                         build_notifier(settings, client))
 
 
-def alerting_breaker(client: redis.Redis, settings: Settings, config: Any = None) -> Any:
+def alerting_breaker(client: redis.Redis, settings: Settings, config: Any = None,
+                     db: Any = None) -> Any:
     """The circuit breaker (with ``config``, a BreakerConfig, or the defaults) whose trips
     notify (a bad HEAL_WEBHOOK_URL only disables the notifications: the breaker itself keeps
     working)."""
     from pipeline.guardrails.breaker import CircuitBreaker
 
     try:
-        audit: Any = alerting_audit(settings, client)
+        audit: Any = alerting_audit(settings, client, db)
     except HealError as exc:
         log.error("breaker notifications off: %s", exc)
         audit = None

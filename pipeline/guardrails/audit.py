@@ -14,9 +14,12 @@ Tamper evidence (issue 11, item 8):
 * the hash is keyed: HMAC-SHA256 with ``HEAL_AUDIT_KEY`` or ``$HEAL_HOME/audit.key`` (0600,
   made at first use), so whoever can write the file cannot re-seal an edited chain
   (records written before the key existed carry no ``alg`` and keep their plain SHA-256);
-* the file's head (seq, hash) is anchored outside it, in PostgreSQL (``audit_anchor``) and
-  Redis, at every append; and every table record written with a file record names that
-  file record's (seq, hash): a truncated, deleted or re-sealed file no longer matches;
+* the file's head (seq, hash) is anchored outside it at every append: in Redis always (the
+  configured one or the embedded one) and in PostgreSQL (``audit_anchor``) at every append
+  made with a database, which covers every record before it; the table's own head is
+  anchored in Redis too; and every table record written with a file record names that file
+  record's (seq, hash): a truncated, deleted or re-sealed file or table no longer matches
+  (:func:`verify_file`, :func:`check_head`, :func:`cross_check`);
 * an append that fails raises :class:`AuditError`; the apply stage then applies nothing and
   says why (it audits its intent first). A torn last line (a crash mid-write) is moved to
   ``audit.jsonl.torn`` with a warning, and the chain goes on from the last whole record.
@@ -33,6 +36,7 @@ import logging
 import os
 import secrets
 import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,15 +131,51 @@ class AuditLog:
     """
 
     def __init__(self, settings: Settings, db: Any = None, path: Path | None = None,
-                 redis_client: Any = None) -> None:
+                 redis_client: Any = None, *, anchored: bool = True) -> None:
         self.settings = settings
         self.path = path or settings.home / FILE_NAME
         self.db = db
         self._redis = redis_client
+        #: False only for a bare file chain (the chain's own unit tests, the overhead bench):
+        #: otherwise every append anchors the head in Redis, the configured or embedded one
+        self.anchored = anchored
 
-    def append(self, kind: str, subject: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Append one decision; returns the file record (with its ``seq`` and ``hash``)."""
+    def append(self, kind: str, subject: str, data: dict[str, Any] | None = None, *,
+               once: str = "") -> dict[str, Any]:
+        """Append one decision; returns the file record (with its ``seq`` and ``hash``).
+
+        ``once``: a stable name of this decision (e.g. ``lifecycle.outcome:<event id>``). A
+        retry of an append that wrote the file record but not the table's (PostgreSQL went
+        down in between) then writes only the table record, naming the first file record,
+        and never a second file record. Remembered in Redis for a week."""
         data = json.loads(canonical(data or {}))  # fail early on what cannot be hashed
+        if once:
+            return self._append_once(kind, subject, data, once)
+        return self._append(kind, subject, data)
+
+    def _append_once(self, kind: str, subject: str, data: dict[str, Any],
+                     once: str) -> dict[str, Any]:
+        try:
+            client = self._redis if self._redis is not None else anchor_client(self.settings)
+            name = self.settings.key("audit", "once",
+                                     hashlib.sha256(once.encode()).hexdigest()[:32])
+            raw = client.get(name)
+        except Exception as exc:  # noqa: BLE001 - without Redis: a plain append
+            log.warning("audit %s: no Redis to remember it by (%s): appended as is", once, exc)
+            return self._append(kind, subject, data)
+        if raw:
+            mark = json.loads(raw)
+            if not mark.get("table") and self.db is not None:
+                self.witness(kind, subject, data, mark["record"])
+                client.set(name, json.dumps({**mark, "table": True}), ex=_ONCE_TTL_S)
+            return dict(mark["record"])
+        record = self._append(kind, subject, data, remember=(client, name))
+        client.set(name, json.dumps({"record": {"seq": record["seq"], "hash": record["hash"]},
+                                     "table": True}), ex=_ONCE_TTL_S)
+        return record
+
+    def _append(self, kind: str, subject: str, data: dict[str, Any],
+                remember: tuple[Any, str] | None = None) -> dict[str, Any]:
         key = audit_key(self.settings)
         try:
             record = self._append_file(kind, subject, data, key)
@@ -143,13 +183,40 @@ class AuditLog:
             raise AuditError(f"audit log {self.path}: cannot append ({exc}); nothing is "
                              "applied until it can (free space or fix the file)") from exc
         anchor = {"log": file_log_id(self.path), "seq": record["seq"], "hash": record["hash"]}
+        if remember is not None:  # the file record exists: a retry must not write another
+            client, name = remember
+            client.set(name, json.dumps({"record": {"seq": record["seq"],
+                                                    "hash": record["hash"]},
+                                         "table": self.db is None}), ex=_ONCE_TTL_S)
+        # anchored before the table is written: a PostgreSQL outage below (the caller
+        # retries the table record) leaves the file record anchored all the same
+        self._anchor_redis(anchor, None)
         if self.db is not None:
             # the table is shared by every host: keyed only with a shared HEAL_AUDIT_KEY
             # (a per-home key would make other hosts' records unverifiable)
             shared = os.environ.get(KEY_ENV)
-            self._append_db(kind, subject, data, shared.encode() if shared else None, anchor)
-        self._anchor_redis(anchor)
+            table_head = self._append_db(kind, subject, data,
+                                         shared.encode() if shared else None, anchor)
+            self._anchor_redis(None, table_head)
         return record
+
+    def witness(self, kind: str, subject: str, data: dict[str, Any],
+                file_record: dict[str, Any]) -> None:
+        """The table record of a file record appended earlier (by ``append`` on an
+        AuditLog without a database, while PostgreSQL was down): it names that file record,
+        so a retry completes the audit without a second file record.
+
+        Raises:
+            DatabaseUnavailable: PostgreSQL still cannot be reached.
+        """
+        if self.db is None:
+            return
+        anchor = {"log": file_log_id(self.path), "seq": int(file_record["seq"]),
+                  "hash": str(file_record["hash"])}
+        shared = os.environ.get(KEY_ENV)
+        data = json.loads(canonical(data))
+        head = self._append_db(kind, subject, data, shared.encode() if shared else None, anchor)
+        self._anchor_redis(None, head)
 
     def _append_file(self, kind: str, subject: str, data: dict[str, Any],
                      key: bytes) -> dict[str, Any]:
@@ -169,8 +236,9 @@ class AuditLog:
         return record
 
     def _append_db(self, kind: str, subject: str, data: dict[str, Any], key: bytes | None,
-                   anchor: dict[str, Any]) -> None:
-        async def insert(conn: Any) -> None:
+                   anchor: dict[str, Any]) -> dict[str, Any]:
+        """Append the table record and anchor the file's head; returns the table's head."""
+        async def insert(conn: Any) -> dict[str, Any]:
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtext('heal:audit_log'))")
                 row = await conn.fetchrow("SELECT body FROM audit_log ORDER BY seq DESC LIMIT 1")
@@ -187,23 +255,92 @@ class AuditLog:
                     " ON CONFLICT (log) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash,"
                     " updated_at = now() WHERE audit_anchor.seq < EXCLUDED.seq",
                     anchor["log"], anchor["seq"], anchor["hash"])
+                return {"seq": record["seq"], "hash": record["hash"]}
 
-        self.db.run(insert)
+        head: dict[str, Any] = self.db.run(insert)
+        return head
 
-    def _anchor_redis(self, anchor: dict[str, Any]) -> None:
-        """The head in Redis too (a second witness; a failure here is only logged)."""
-        client = self._redis
-        if client is None and self.settings.redis_url:
-            import redis
-
-            client = self._redis = redis.Redis.from_url(self.settings.redis_url)
-        if client is None:
+    def _anchor_redis(self, anchor: dict[str, Any] | None,
+                      table_head: dict[str, Any] | None) -> None:
+        """The file's head (and the table's, when a table record was written) in Redis: the
+        given client, else the configured or embedded Redis. A second witness beside
+        PostgreSQL: a failure here is only logged (the file and the table hold the record)."""
+        if not self.anchored and self._redis is None:
             return
         try:
-            client.set(self.settings.key("audit", "head", anchor["log"]),
-                       json.dumps({"seq": anchor["seq"], "hash": anchor["hash"]}))
+            client = self._redis if self._redis is not None else anchor_client(self.settings)
+            heads = [] if anchor is None else [(head_key(self.settings, anchor["log"]), anchor)]
+            if table_head is not None:
+                heads.append((head_key(self.settings, TABLE_LOG), table_head))
+            for name, head in heads:
+                client.eval(_ANCHOR, 1, name, int(head["seq"]),
+                            json.dumps({"seq": head["seq"], "hash": head["hash"]}),
+                            MARK_EVERY, head["hash"])
         except Exception as exc:  # noqa: BLE001 - the file and the table hold the record
             log.warning("audit head not anchored in Redis: %s", exc)
+
+
+_ONCE_TTL_S = 7 * 24 * 3600
+
+#: the anchor of the ``audit_log`` table in Redis (one table per installation and prefix)
+TABLE_LOG = "postgres:audit_log"
+#: besides the head, every MARK_EVERY-th record's hash stays in the anchor: a chain re-sealed
+#: and then extended by later appends still differs at every mark before the tampering
+MARK_EVERY = 16
+
+#: One Redis hash per log: ``head`` (JSON seq and hash; it only moves forward, concurrent
+#: appenders may finish out of order) and the marks (field: seq, value: hash).
+_ANCHOR = """
+if redis.call('TYPE', KEYS[1]).ok ~= 'hash' then redis.call('DEL', KEYS[1]) end
+local seq = tonumber(ARGV[1])
+if seq % tonumber(ARGV[3]) == 0 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[4]) end
+local cur = redis.call('HGET', KEYS[1], 'head')
+if cur then
+  local ok, head = pcall(cjson.decode, cur)
+  if ok and type(head) == 'table' and tonumber(head['seq']) and
+     tonumber(head['seq']) >= seq then return 0 end
+end
+redis.call('HSET', KEYS[1], 'head', ARGV[2])
+return 1
+"""
+
+
+def read_anchor(client: Any, settings: Settings, log_id: str) -> list[tuple[int, str]]:
+    """The heads ``(seq, hash)`` anchored in Redis for ``log_id``: the marks and the head."""
+    raw = client.hgetall(head_key(settings, log_id))
+    heads: list[tuple[int, str]] = []
+    for name, value in (raw or {}).items():
+        field_name = name.decode() if isinstance(name, bytes) else str(name)
+        text = value.decode() if isinstance(value, bytes) else str(value)
+        if field_name == "head":
+            head = json.loads(text)
+            heads.append((int(head["seq"]), str(head["hash"])))
+        elif field_name.isdigit():
+            heads.append((int(field_name), text))
+    return sorted(heads)
+
+
+_clients: dict[tuple[int, str | None, str], Any] = {}
+_clients_lock = threading.Lock()
+
+
+def head_key(settings: Settings, log_id: str) -> str:
+    """The Redis key holding the anchored head of ``log_id`` (a file, or :data:`TABLE_LOG`)."""
+    return settings.key("audit", "head", log_id)
+
+
+def anchor_client(settings: Settings) -> Any:
+    """This process's client of the Redis that anchors audit heads: ``HEAL_REDIS_URL``, else
+    the embedded Redis under ``HEAL_HOME`` (started or reused, under a lease like every
+    other user of it). Raises what ``connect_redis`` raises (StreamUnavailable, ConfigError)."""
+    from storage.engines import connect_redis
+
+    ident = (os.getpid(), settings.redis_url, str(settings.home))
+    with _clients_lock:
+        client = _clients.get(ident)
+        if client is None:
+            client = _clients[ident] = connect_redis(settings)
+    return client
 
 
 def _last_record_or_repair(fh: Any, path: Path) -> dict[str, Any] | None:
@@ -327,6 +464,25 @@ def verify_file(path: Path, key: bytes | None = None,
     if result.hashes[seq - 1] != head:
         return Verification(False, seq - 1, seq, f"record {seq} differs from the anchored head "
                                                   "(the chain was re-sealed)")
+    return result
+
+
+def check_head(result: Verification, head: tuple[int, str], what: str) -> Verification:
+    """``result`` (a verified chain) against an anchored head ``(seq, hash)`` of it: the
+    chain must still hold that record, unchanged."""
+    if not result.ok:
+        return result
+    seq, digest = head
+    if seq < 1:
+        return result
+    if result.records < seq:
+        how = "is missing" if result.records == 0 else f"ends at record {result.records}"
+        return Verification(False, result.records, result.records + 1,
+                            f"{what} {how}, but its head was anchored at record {seq} "
+                            "(truncated or deleted?)")
+    if result.hashes[seq - 1] != digest:
+        return Verification(False, seq - 1, seq, f"record {seq} of {what} differs from the "
+                                                  "anchored head (the chain was re-sealed)")
     return result
 
 

@@ -75,7 +75,8 @@ class BreakerConfig:
 
 
 class Auditor(Protocol):
-    def append(self, kind: str, subject: str, data: dict[str, Any]) -> Any: ...
+    def append(self, kind: str, subject: str, data: dict[str, Any], *,
+               once: str = "") -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,8 @@ class CircuitBreaker:
         self.settings = settings
         self.config = config or BreakerConfig()
         self.clock = clock
-        self.audit: Auditor = audit if audit is not None else AuditLog(settings)
+        self.audit: Auditor = audit if audit is not None else AuditLog(
+            settings, redis_client=client)
         self._allow = client.register_script(lua.ALLOW)
         self._record_lua = client.register_script(lua.RECORD)
 

@@ -119,7 +119,8 @@ class ExecutionGuard:
                  policy: ExecutionPolicy | None = None, *,
                  clock: Callable[[], float] = time.time, audit: Any = None) -> None:
         self.client = client
-        self.audit = audit if audit is not None else AuditLog(settings)
+        self.audit = audit if audit is not None else AuditLog(
+            settings, redis_client=client)
         self.settings = settings
         self.policy = policy or ExecutionPolicy()
         self.clock = clock

@@ -23,11 +23,15 @@ from pipeline.lifecycle.graduation import Transition as LifecycleTransition
 
 
 class Auditor(Protocol):
-    def append(self, kind: str, subject: str, data: dict[str, Any]) -> Any: ...
+    def append(self, kind: str, subject: str, data: dict[str, Any], *,
+               once: str = "") -> Any: ...
 
 
 class OutcomeStore(Protocol):
-    def record_outcome(self, rec: Any, policy: LifecyclePolicy) -> Any: ...
+    def record_outcome(self, rec: Any, policy: LifecyclePolicy, *,
+                       resumable: bool = False) -> Any: ...
+
+    def finish(self, event_id: str) -> None: ...
 
     def determinism(self, fingerprint: str) -> float: ...
 
@@ -76,7 +80,9 @@ class LifecycleService:
             fix_id=event.fix_id, status=event.status, workflow=wf.id, step=wf.step,
             commit=event.error.repo.commit, credit=credit,
         )
-        result = self.store.record_outcome(rec, self.policy)
+        # resumable: when an engine fails in a step below, the redelivery resumes the steps
+        # from the stored result (counted once, audited once) instead of skipping them
+        result = self.store.record_outcome(rec, self.policy, resumable=True)
         if not result.new:
             return None
         for failed in event.failed_fixes:  # ranked alternatives that failed in this attempt
@@ -92,7 +98,7 @@ class LifecycleService:
             self.audit.append("lifecycle.outcome", f"{fingerprint}/{event.fix_id}", {
                 "event_id": event.id, "status": event.status, "outcome": result.kind,
                 "successes": result.stats.successes, "failures": result.stats.failures,
-                "state": str(result.state)})
+                "state": str(result.state)}, once=f"lifecycle.outcome:{event.id}")
         transition: LifecycleTransition | None = result.transition
         if transition is None and event.status == "failed" and event.detail.startswith(
                 UNRUNNABLE):
@@ -100,7 +106,9 @@ class LifecycleService:
         if transition is not None and self.audit is not None:
             self.audit.append("lifecycle.transition", f"{fingerprint}/{event.fix_id}", {
                 "from": transition.src.value, "to": transition.dst.value,
-                "reason": transition.reason, "event_id": event.id})
+                "reason": transition.reason, "event_id": event.id},
+                once=f"lifecycle.transition:{event.id}")
+        self.store.finish(event.id)
         return transition
 
     def _unrunnable(self, event: OutcomeEvent, fingerprint: str) -> LifecycleTransition | None:

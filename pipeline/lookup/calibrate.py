@@ -33,11 +33,6 @@ class Sample:
     similarity: float
 
 
-def measure(catalog: Catalog, embedder: Embedder, root: Path = FIXTURES) -> list[Sample]:
-    """Every fixture text against every pattern's references (in-sample)."""
-    return measure_both(catalog, embedder, root)[0]
-
-
 def measure_both(catalog: Catalog, embedder: Embedder, root: Path = FIXTURES
                  ) -> tuple[list[Sample], list[Sample]]:
     """(in-sample, held-out) samples. Held out: each text against an index *without its own

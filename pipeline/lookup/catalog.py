@@ -21,6 +21,7 @@ from pipeline.fixes.params import ParamSpec
 from pipeline.fixes.render import FixSpec
 from pipeline.lookup.prefixes import strip_prefixes
 from pipeline.model import Category, FixKind, LifecycleState
+from pipeline.yamlload import safe_load
 
 SEEDS_DIR = Path(__file__).resolve().parents[2] / "seeds"
 _ID = re.compile(r"^[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+$")
@@ -265,19 +266,39 @@ def _strength(found: tuple[Pattern, dict[str, str]]) -> tuple[int, int]:
 def load_catalog(paths: Iterable[Path] | None = None) -> Catalog:
     """Parse the seed files (default: every ``seeds/*.yaml``).
 
+    A file parsed before in this process, unchanged since (same size and modification time),
+    is not parsed again: ``heal run`` builds several stages that each read the seeds.
+
     Raises:
         ConfigError: unreadable YAML or an invalid pattern; the message names file and field.
     """
     files = sorted(SEEDS_DIR.glob("*.yaml")) if paths is None else list(paths)
     patterns: list[Pattern] = []
     for path in files:
-        try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: cannot read seeds: {exc}") from exc
-        for raw in doc.get("patterns") or []:
-            try:
-                patterns.append(parse_pattern(raw))
-            except ConfigError as exc:
-                raise ConfigError(f"{path.name}: {exc}") from exc
+        patterns.extend(_seed_file(path))
     return Catalog(patterns)
+
+
+#: path -> ((size, mtime_ns), its patterns): Pattern is frozen, so parsed ones are shared
+_PARSED: dict[Path, tuple[tuple[int, int], tuple[Pattern, ...]]] = {}
+
+
+def _seed_file(path: Path) -> tuple[Pattern, ...]:
+    """Raises: ConfigError."""
+    try:
+        stat = path.stat()
+        stamp = (stat.st_size, stat.st_mtime_ns)
+        cached = _PARSED.get(path)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        doc = safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read seeds: {exc}") from exc
+    parsed = []
+    for raw in doc.get("patterns") or []:
+        try:
+            parsed.append(parse_pattern(raw))
+        except ConfigError as exc:
+            raise ConfigError(f"{path.name}: {exc}") from exc
+    _PARSED[path] = (stamp, tuple(parsed))
+    return _PARSED[path][1]

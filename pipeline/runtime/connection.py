@@ -7,15 +7,13 @@ command, ``drain_inline``) it becomes :class:`~pipeline.errors.StreamUnavailable
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import redis
 
 from pipeline.errors import StreamUnavailable
-
-T = TypeVar("T")
 
 #: failures that go away when Redis comes back (BusyLoadingError is a ConnectionError)
 TRANSIENT = (
@@ -49,11 +47,6 @@ def stream_errors(what: str) -> Iterator[None]:
         ) from exc
     except redis.exceptions.RedisError as exc:
         raise StreamUnavailable(f"Redis refused a command while {what}: {exc}") from exc
-
-
-def call_translated(what: str, fn: Callable[[], T]) -> T:
-    with stream_errors(what):
-        return fn()
 
 
 #: schemes of a Redis Cluster URL (any node's address; the client discovers the others)

@@ -16,25 +16,66 @@ from pipeline.errors import HealError
 log = logging.getLogger(__name__)
 
 
-def audit(settings: Settings, store: Any, kind: str, subject: str, data: dict[str, Any]) -> None:
+def audit(settings: Settings, store: Any, kind: str, subject: str, data: dict[str, Any],
+          client: Any = None) -> None:
+    """Record what already happened (the head anchored in ``store``'s database and in
+    ``client``'s Redis, else the configured or embedded one); a failure is logged."""
     try:
         from pipeline.guardrails.audit import AuditLog
     except ImportError:  # pragma: no cover - the audit log ships with heal
         return
     try:
-        AuditLog(settings, getattr(store, "db", None)).append(kind, subject, data)
+        AuditLog(settings, getattr(store, "db", None), redis_client=client).append(
+            kind, subject, data)
     except HealError as exc:
         log.warning("audit log append failed (%s %s): %s", kind, subject, exc)
 
 
 def audit_before_acting(settings: Settings, store: Any, kind: str, subject: str,
-                        data: dict[str, Any]) -> str:
+                        data: dict[str, Any], client: Any = None) -> str:
     """Append an intent; returns "" when recorded, else why nothing may be done."""
     from pipeline.guardrails.audit import AuditLog
 
     try:
-        AuditLog(settings, getattr(store, "db", None)).append(kind, subject, data)
+        AuditLog(settings, getattr(store, "db", None), redis_client=client).append(
+            kind, subject, data)
     except HealError as exc:
         log.error("refusing to act unaudited (%s %s): %s", kind, subject, exc)
         return f"nothing applied: the audit log cannot record it ({exc})"
     return ""
+
+
+def audit_witnessed_later(settings: Settings, store: Any, kind: str, subject: str,
+                          data: dict[str, Any], client: Any = None) -> dict[str, Any] | None:
+    """Record what already happened in the file now, and in the table when PostgreSQL can
+    take it. Returns the table record still to write (for :func:`write_witness` on a retry,
+    which must not append a second file record), or None when nothing is left."""
+    from pipeline.errors import DatabaseUnavailable
+    from pipeline.guardrails.audit import AuditLog
+
+    db = getattr(store, "db", None)
+    try:
+        record = AuditLog(settings, redis_client=client).append(kind, subject, data)
+    except HealError as exc:
+        log.warning("audit log append failed (%s %s): %s", kind, subject, exc)
+        return None
+    witness = {"kind": kind, "subject": subject, "data": data,
+               "file": {"seq": record["seq"], "hash": record["hash"]}}
+    if db is None:
+        return None
+    try:
+        write_witness(settings, store, witness, client)
+    except DatabaseUnavailable as exc:
+        log.warning("audit table record of %s %s waits for PostgreSQL: %s", kind, subject, exc)
+        return witness
+    return None
+
+
+def write_witness(settings: Settings, store: Any, witness: dict[str, Any],
+                  client: Any = None) -> None:
+    """Write a table record :func:`audit_witnessed_later` left. Raises DatabaseUnavailable."""
+    from pipeline.guardrails.audit import AuditLog
+
+    AuditLog(settings, getattr(store, "db", None), redis_client=client).witness(
+        str(witness["kind"]), str(witness["subject"]), dict(witness["data"]),
+        dict(witness["file"]))

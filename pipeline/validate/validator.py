@@ -27,7 +27,7 @@ from pipeline.trust.boundary import Trust, assess, event_root
 from pipeline.trust.operator import lower_mode, restrict
 from pipeline.trust.packages import review_install
 from pipeline.trust.seal import seal, unseal
-from pipeline.validate.audit import audit
+from pipeline.validate.audit import audit_witnessed_later, write_witness
 from pipeline.validate.judges import Evidence, Vote, collect_votes, needs_human
 from pipeline.validate.preflight import Preflight
 from pipeline.validate.request import FixRequest
@@ -89,8 +89,22 @@ class Validator:
         except redis.RedisError as exc:
             raise StreamUnavailable(f"validate: Redis unreachable: {exc}") from exc
         if isinstance(raw, bytes):
-            self.store.record_attempt(orjson.loads(raw))
+            pending = orjson.loads(raw)
+            if "row" not in pending:  # kept by an older heal: the row alone
+                pending = {"row": pending, "audit": None}
+            self._write_pending(pending["row"], pending.get("audit"))
             self.client.delete(self._pending_key(error_id))
+
+    def _write_pending(self, row: dict[str, Any], witness: dict[str, Any] | None) -> None:
+        """The attempt row and, when PostgreSQL was down at the verdict, the audit table's
+        record of it (the file's was written then). Raises DatabaseUnavailable."""
+        if witness is not None:
+            write_witness(self.settings, self.store, witness, self.client)
+            # written: a failure of the row below must not write the record twice
+            self.client.set(self._pending_key(str(row["error_id"])),
+                            orjson.dumps({"row": row, "audit": None}, default=str),
+                            ex=VERDICT_TTL_S)
+        self.store.record_attempt(row)
 
     # -- redelivery ------------------------------------------------------------------------
     def _verdict_key(self, error_id: str) -> str:
@@ -229,10 +243,11 @@ class Validator:
 
     def _record(self, verdict: VerdictEvent, req: FixRequest, mode: Mode,
                 attempt: int) -> VerdictEvent:
-        audit(self.settings, self.store, "verdict", verdict.error_id, {
+        # the file record now; the table's too unless PostgreSQL is down, then by the retry
+        witness = audit_witnessed_later(self.settings, self.store, "verdict", verdict.error_id, {
             "fix_id": req.fix_id, "fingerprint": req.fingerprint, "decision": verdict.decision,
             "reason": verdict.reason[:500], "votes": verdict.votes, "mode": mode.value,
-            "commit": verdict.commit})
+            "commit": verdict.commit}, self.client)
         if self.store is not None:
             row = {
                 "error_id": verdict.error_id, "fingerprint": req.fingerprint,
@@ -247,9 +262,10 @@ class Validator:
             # the verdict and its row are kept in Redis first: if PostgreSQL is down, the
             # retry writes the row and does not verify (or audit) a second time
             self._remember(verdict)
-            self.client.set(self._pending_key(verdict.error_id), orjson.dumps(row, default=str),
+            self.client.set(self._pending_key(verdict.error_id),
+                            orjson.dumps({"row": row, "audit": witness}, default=str),
                             ex=VERDICT_TTL_S)
-            self.store.record_attempt(row)
+            self._write_pending(row, witness)
             self.client.delete(self._pending_key(verdict.error_id))
         return verdict
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+import redis
 
 from pipeline.config import Settings
 from pipeline.guardrails.audit import AuditLog, verify_database
@@ -56,8 +57,10 @@ def db(database_url: str) -> Iterator[PgShim]:
     shim.run(lambda conn: conn.execute(f"DROP SCHEMA {schema} CASCADE"))
 
 
-def test_database_chain_and_tamper_detection(db: PgShim, tmp_path: Path) -> None:
-    log = AuditLog(Settings(None, None, tmp_path, "heal"), db=db)
+def test_database_chain_and_tamper_detection(db: PgShim, tmp_path: Path, redis_url: str,
+                                             prefix: str) -> None:
+    log = AuditLog(Settings(None, None, tmp_path, prefix), db=db,
+                   redis_client=redis.Redis.from_url(redis_url))
     results: list[Exception] = []
 
     def writer(n: int) -> None:

@@ -8,9 +8,8 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from pipeline.events import ErrorEvent, Repo
 from pipeline.runtime import drain_inline
 from pipeline.runtime.connection import redis_client
 from producers.publisher import Publisher
+from tests.integration._drills import kill_while_holding, wait_for
 
 sys.path.insert(0, str(Path(__file__).parent))
 from cluster import LocalCluster  # noqa: E402
@@ -89,14 +89,6 @@ def test_partitions_live_on_different_nodes_and_keep_each_repository_together(
                                                                   for i in mine]
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def worker(url: str, prefix: str, index: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "pipeline.runtime.noop", url, prefix, "--index", str(index),
@@ -134,21 +126,18 @@ def test_sigkill_drill_on_a_cluster_with_three_partitions_loses_and_duplicates_n
 
     try:
         # When one worker is SIGKILLed mid-run, while it holds entries
-        wait_for(lambda: done() >= 1500 and held() > 0, 90, "both workers to get going")
-        victim.send_signal(signal.SIGKILL)
-        victim.wait(10)
-        assert done() < total, "the run ended before the kill; nothing was tested"
-        assert held() > 0, "the victim held nothing; reclaim not exercised"
+        wait_for(lambda: done() >= 1500, 120, "both workers to get going")
+        assert kill_while_holding(victim, held, lambda: done() >= total) > 0
         # Then the survivor reclaims and finishes every partition
-        wait_for(lambda: done() >= total and pending() == 0, 120,
+        wait_for(lambda: done() >= total and pending() == 0, 300,
                  "the survivor to finish, reclaiming the victim's entries")
-        time.sleep(0.3)  # anything late (a duplicate) would show now
     finally:
-        for proc in (victim, survivor):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        assert survivor.wait(15) == 0
-        victim.wait(10)
+        if victim.poll() is None:  # the drill failed before its kill (maybe while stopped)
+            victim.kill()
+        victim.wait(60)
+        survivor.send_signal(signal.SIGTERM)
+        # counted only once the survivor has exited: a late duplicate cannot arrive after
+        assert survivor.wait(120) == 0
     counts = Counter(i for s in outputs for i in ids_in(cclient, s))
     assert len(counts) == total and set(counts.values()) == {1}
     assert pending() == 0

@@ -89,10 +89,10 @@ def _release(proc: subprocess.Popen[str]) -> None:
     assert proc.stdin is not None
     proc.stdin.write("exit\n")
     proc.stdin.flush()
-    assert proc.wait(30) == 0
+    assert proc.wait(120) == 0
 
 
-def _gone(pid: int, timeout: float = 20.0) -> bool:
+def _gone(pid: int, timeout: float = 120.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:

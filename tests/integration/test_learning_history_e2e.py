@@ -34,7 +34,7 @@ def _close_stores() -> Iterator[None]:
 def queued(token: str) -> tuple[str, str]:
     db = open_database(Settings.from_env())
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             row = db.fetchrow("SELECT fine, sample FROM issue_queue WHERE sample LIKE $1",
                               f"%{token}%")

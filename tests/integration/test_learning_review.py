@@ -39,7 +39,7 @@ def _unmatched(heal_env: dict[str, str], text: str, run: str) -> str:
     drain_inline(settings, client, stages=["fingerprint", "lookup"])
     db = open_database(settings)
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             for row in db.fetch("SELECT fine, sample FROM issue_queue WHERE status = 'open'"):
                 if text.strip() in row["sample"]:
@@ -75,7 +75,7 @@ def _pty(args: list[str], answers: list[str], env: dict[str, str]) -> tuple[int,
         elif proc.poll() is not None:
             break
     os.close(master)
-    return proc.wait(timeout=30), out.decode(errors="replace")
+    return proc.wait(timeout=120), out.decode(errors="replace")
 
 
 def test_a_review_answer_teaches_a_fix_that_is_then_offered(

@@ -25,6 +25,7 @@ from pipeline.model import Mode
 from storage.db import Database
 from storage.engines import open_database
 from storage.lifecycle import LifecycleStore
+from storage.scratch import create_scratch_database
 
 TEXT = ("Traceback (most recent call last):\n  File \"app.py\", line 4, in <module>\n"
         "QuotaDriftError: quota {token} exceeded by 12 units in /srv/q/region-3/ledger.db\n")
@@ -36,10 +37,16 @@ def letters() -> str:
 
 
 @pytest.fixture
-def db(heal_env: dict[str, str]) -> Iterator[Database]:
+def db(heal_env: dict[str, str], database_url: str,
+       monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
+    """A database of its own: the seed fix's counters must start at zero, whatever other
+    tests of the session recorded against the same seed."""
+    url, drop = create_scratch_database(database_url, f"heal_taught_{uuid.uuid4().hex[:10]}")
+    monkeypatch.setenv("HEAL_DATABASE_URL", url)
     database = open_database(Settings.from_env())
     yield database
     database.close()
+    drop()
 
 
 def outcomes(service: LifecycleService, fine: str, fix_id: str, n: int,

@@ -65,7 +65,7 @@ def make_repo(tmp_path: Path, token: str) -> Path:
 def wait_for_occurrence(pattern_id: str) -> None:
     db = open_database(Settings.from_env())
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if db.fetchval("SELECT count(*) FROM occurrences WHERE pattern_id = $1", pattern_id):
                 return

@@ -18,8 +18,8 @@ from storage.cache import LocalCache
 from storage.causal import CausalGraph
 from storage.db import Database
 from storage.engines import open_database
-from storage.issues import IssueQueue
 from storage.patterns import PatternRepository
+from storage.reports import ReportStore
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "errors"
 
@@ -112,8 +112,8 @@ def test_unmatched_errors_accumulate_in_the_issue_queue(db: Database, lookup: Lo
         result = lookup.lookup(error_id=f"e-{uuid.uuid4()}-{i}", text=text, fine=fine, coarse="c")
         assert result.pattern_id is None and result.fix is None
     lookup.sync()
-    row = IssueQueue(db).get(fine)
-    assert row is not None and row["count"] == 3 and "tenant_id" in row["sample"]
+    [row] = ReportStore(db).issues_for([fine])
+    assert row["count"] == 3 and "tenant_id" in row["sample"]
     assert row["first_seen"] <= row["last_seen"]
 
 
@@ -138,8 +138,7 @@ def test_tier3_walks_causal_edges_to_the_root_cause(db: Database, lookup: Lookup
     effect = _fp()
     middle = _fp()
     graph = CausalGraph(db)
-    graph.add_edge(middle, effect, 0.9)
-    graph.add_edge("python.stale_bytecode", middle, 0.8)
+    assert graph.seed([(middle, effect, 0.9), ("python.stale_bytecode", middle, 0.8)]) == 2
     causes = graph.causes([effect])
     assert causes[-1].path == (effect, middle, "python.stale_bytecode")
     result = lookup.lookup(error_id="c-1", text="weird loader failure 0x1f", fine=effect,
@@ -148,8 +147,8 @@ def test_tier3_walks_causal_edges_to_the_root_cause(db: Database, lookup: Lookup
     assert result.path == (effect, middle, "python.stale_bytecode")
     assert result.score == pytest.approx(0.72)
     assert result.fix is not None and result.fix["kind"] == "command"
-    with pytest.raises(ValueError):
-        graph.add_edge(effect, effect, 0.5)
+    with pytest.raises(ValueError):  # a learned self-loop is refused
+        graph.observe(effect, effect)
 
 
 def test_offline_answers_from_cache_and_outbox_syncs_idempotently(
@@ -206,10 +205,10 @@ def test_background_sync_delivers_quiet_writes(db: Database, tmp_path: Path) -> 
     try:
         service.lookup(error_id=f"e-{uuid.uuid4()}", text="zzz unknown failure", fine=fine,
                        coarse="")
-        deadline = time.monotonic() + 10
-        while IssueQueue(db).get(fine) is None and time.monotonic() < deadline:
+        deadline = time.monotonic() + 120
+        while not ReportStore(db).issues_for([fine]) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert IssueQueue(db).get(fine) is not None  # no explicit flush or sync was called
+        assert ReportStore(db).issues_for([fine])  # no explicit flush or sync was called
     finally:
         service.close()
 

@@ -48,12 +48,17 @@ def test_after_the_window_the_same_notification_goes_out_again(
 ) -> None:
     log = tmp_path / "notifications.jsonl"
     notification = _notification()
-    notifier = Notifier([LogSink(log)], client=client, key_prefix=prefix, dedupe_s=1)
+    notifier = Notifier([LogSink(log)], client=client, key_prefix=prefix, dedupe_s=600)
     assert notifier.notify(notification) == {"log": "ok"}
     assert notifier.notify(notification) == {"log": "deduplicated"}
-    deadline = time.monotonic() + 30  # wait on the key's expiry, not a fixed sleep
-    while client.exists(f"{prefix}:escalation:{notification.id}") and time.monotonic() < deadline:
-        time.sleep(0.1)
+    # the window is the dedupe key's lifetime: 600 s (a long window, so a loaded machine
+    # cannot let it pass between the two calls above); end it now instead of waiting
+    key = f"{prefix}:escalation:{notification.id}"
+    assert 500 < client.ttl(key) <= 600
+    client.pexpire(key, 1)
+    deadline = time.monotonic() + 120  # wait on the key's expiry, not a fixed sleep
+    while client.exists(key) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert notifier.notify(notification) == {"log": "ok"}
     assert len(_logged(log)) == 2
 

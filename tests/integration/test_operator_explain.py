@@ -49,7 +49,7 @@ def _fine_of_last_error(heal_env: dict[str, str]) -> str:
     fine = FingerprintEvent.decode(entry[1][b"event"]).fine
     db = open_database(settings)
     try:
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not db.fetchval(
                 "SELECT count(*) FROM occurrences WHERE fine = $1", fine):
             time.sleep(0.2)

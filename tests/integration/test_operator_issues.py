@@ -41,7 +41,7 @@ def _unmatched(heal_env: dict[str, str], run: str, count: int) -> list[str]:
     drain_inline(settings, client, stages=["fingerprint", "lookup"])
     db = open_database(settings)
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             rows = db.fetch("SELECT fine, sample FROM issue_queue")
             fines = [r["fine"] for r in rows if any(w in r["sample"] for w in words)]
@@ -60,7 +60,7 @@ def _pty_review(args: list[str], answers: list[str], env: dict[str, str]) -> tup
                             stdout=slave, stderr=slave, env={**os.environ, **env})
     os.close(slave)
     out, pending = b"", list(answers)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         ready, _, _ = select.select([master], [], [], 0.5)
         if ready:
@@ -77,7 +77,7 @@ def _pty_review(args: list[str], answers: list[str], env: dict[str, str]) -> tup
         elif proc.poll() is not None:
             break
     os.close(master)
-    return proc.wait(timeout=30), out.decode(errors="replace")
+    return proc.wait(timeout=120), out.decode(errors="replace")
 
 
 def test_list_and_interactive_review(heal_env: dict[str, str],

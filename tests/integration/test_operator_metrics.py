@@ -37,7 +37,7 @@ def _wait_for_occurrences(expected: int) -> None:
     # the lookup stage syncs its buffered occurrences to PostgreSQL every 2 s
     db = open_database(Settings.from_env())
     try:
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline and (
                 db.fetchval("SELECT count(*) FROM occurrences") or 0) < expected:
             time.sleep(0.2)

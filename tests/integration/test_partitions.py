@@ -140,5 +140,5 @@ def test_heal_worker_serves_every_partition_and_stops_on_sigterm(
         assert sum(lengths()) == 45 + len(late)
     finally:
         proc.send_signal(signal.SIGTERM)
-        code = proc.wait(30)
+        code = proc.wait(120)
     assert code == 0

@@ -183,7 +183,7 @@ def test_watch_follows_live_and_stops_cleanly_on_sigterm(
          "--idle-flush", "0.2", str(log)], env=dict(os.environ), stderr=subprocess.PIPE,
         text=True)
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 120
         while not list((Path(settings.home) / "watch").glob("*.json")):
             assert proc.poll() is None and time.monotonic() < deadline, "watch did not start"
             time.sleep(0.05)
@@ -194,7 +194,7 @@ def test_watch_follows_live_and_stops_cleanly_on_sigterm(
             time.sleep(0.05)
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=10)
+        _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     (event,) = errors(client, settings)
     assert event.text.endswith("OSError: gone") and event.source.kind == "log"
@@ -249,3 +249,40 @@ def test_backfill_of_a_ci_log_publishes_the_failed_steps_explanation_and_little_
     assert main(["watch", "--once", "--from-start", str(log)]) == 0
     published = errors(client, settings)
     assert [e.text for e in published] == [text]
+
+
+# a Travis log whose pytest step fails: progress lines, then one report per failure between
+# pytest's rules (70 lines, most of them frames of one shape), then the summary
+_FRAMES = [f"    frame_{i} = call_{i}(frame_{i - 1})  # lib/chain.py:{i + 10}" for i in range(60)]
+REPORT_LOG = "\n".join([
+    "travis_fold:start:script",
+    "$ pytest -v",
+    *[f"tests/test_m{i}.py::test_case_{i} PASSED [{i:3d}%]" for i in range(90)],
+    "tests/test_chain.py::test_chain FAILED [ 91%]",
+    "=================================== FAILURES ===================================",
+    "__________________________________ test_chain __________________________________",
+    "    def test_chain():",
+    *_FRAMES,
+    ">       assert frame_59 == 60",
+    "E       assert 59 == 60",
+    "tests/test_chain.py:70: AssertionError",
+    "========================= 1 failed, 90 passed in 2.1s =========================",
+    'The command "pytest -v" exited with 1.',
+    "Done. Your build exited with 1.",
+    "",
+])
+
+
+def test_backfill_publishes_a_failed_tests_whole_report_between_the_runners_rules(
+    settings: Settings, client: redis.Redis, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "build.log"
+    log.write_text(REPORT_LOG)
+    assert main(["backfill", "--dry-run", "--json", str(log)]) == 0
+    events = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(events) == 1
+    text = events[0]["text"]
+    assert all(frame in text for frame in _FRAMES)  # the report is not cut to 25 lines
+    assert "E       assert 59 == 60" in text
+    assert "tests/test_m40.py::test_case_40 PASSED" not in text
+    assert len(text) < len(REPORT_LOG) / 2

@@ -13,7 +13,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -24,6 +23,7 @@ from pipeline.config import Settings
 from pipeline.runtime import StageWorker, WorkerOptions
 from pipeline.runtime.metrics import MetricsHook, MetricsRegistry
 from pipeline.runtime.noop import PassThroughHandler
+from tests.integration._drills import kill_while_holding, signal_while_holding, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,14 +40,6 @@ def output_ids(client: redis.Redis, stream: str) -> Counter[str]:
     return Counter(orjson.loads(f[b"event"])["id"] for _, f in client.xrange(stream))
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def start_worker(url: str, prefix: str, index: int, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "pipeline.runtime.noop", url, prefix, "--index", str(index),
@@ -62,6 +54,12 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(10)
 
 
+def pending_of(client: redis.Redis, stream: str, group: str, consumer: bytes) -> int:
+    """How many entries XPENDING shows ``consumer`` holding (delivered, not acknowledged)."""
+    return sum(int(c["pending"]) for c in client.xpending(stream, group)["consumers"]
+               if c["name"] == consumer)
+
+
 @pytest.mark.slow
 def test_sigkill_of_one_of_two_workers_loses_and_duplicates_nothing(
     client: redis.Redis, redis_url: str, prefix: str
@@ -74,21 +72,19 @@ def test_sigkill_of_one_of_two_workers_loses_and_duplicates_nothing(
     victim = start_worker(redis_url, prefix, 0, *opts)
     survivor = start_worker(redis_url, prefix, 1, *opts)
     try:
-        wait_for(lambda: client.xlen(out) >= 3000, 60, "the workers to get going")
-        victim.send_signal(signal.SIGKILL)
-        victim.wait(10)
-        assert client.xlen(out) < total, "the run ended before the kill; nothing was tested"
-        held = {c["name"]: c["pending"] for c in client.xinfo_consumers(errors, "fingerprint")}
+        wait_for(lambda: client.xlen(out) >= 3000, 120, "the workers to get going")
         victim_name = f"{socket.gethostname()}-{victim.pid}-0".encode()
-        assert held.get(victim_name, 0) > 0, "the victim held nothing; reclaim not exercised"
+        assert kill_while_holding(
+            victim, lambda: pending_of(client, errors, "fingerprint", victim_name),
+            lambda: client.xlen(out) >= total) > 0
         wait_for(lambda: client.xlen(out) >= total
                  and client.xpending(errors, "fingerprint")["pending"] == 0,
-                 90, "the survivor to finish, reclaiming the victim's entries")
-        time.sleep(0.3)  # anything late (a duplicate) would show now
+                 300, "the survivor to finish, reclaiming the victim's entries")
     finally:
         stop(victim)
         survivor.send_signal(signal.SIGTERM)
-        assert survivor.wait(15) == 0
+        # counted only once the survivor has exited: a late duplicate cannot arrive after
+        assert survivor.wait(120) == 0
     counts = output_ids(client, out)
     assert len(counts) == total and set(counts.values()) == {1}
     assert client.xpending(errors, "fingerprint")["pending"] == 0
@@ -101,10 +97,15 @@ def test_sigterm_during_a_batch_loses_nothing_and_exits_zero(
     errors, out = f"{prefix}:errors", f"{prefix}:fingerprints"
     publish(client, errors, range(300))
     worker = start_worker(redis_url, prefix, 0, "--sleep-ms", "10")  # 1 s per batch of 100
+    name = f"{socket.gethostname()}-{worker.pid}-0".encode()
     try:
-        wait_for(lambda: client.xlen(out) >= 120, 30, "the worker to be mid-batch")
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(15) == 0
+        wait_for(lambda: client.xlen(out) >= 120, 120, "the first batches to be handed off")
+        # SIGTERM while a batch is read and not handed off (checked with the worker frozen,
+        # so a loaded machine cannot let the batch finish between the look and the signal)
+        assert signal_while_holding(
+            worker, lambda: pending_of(client, errors, "fingerprint", name),
+            lambda: client.xlen(out) >= 300, signal.SIGTERM) > 0
+        assert worker.wait(120) == 0
     finally:
         stop(worker)
     done = client.xlen(out)
@@ -145,7 +146,7 @@ class OwnRedis:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         probe = redis.Redis(unix_socket_path=str(self.socket))
-        wait_for(lambda: self._answers(probe), 10, "redis-server to start")
+        wait_for(lambda: self._answers(probe), 60, "redis-server to start")
         probe.close()
 
     @staticmethod
@@ -185,17 +186,18 @@ def test_redis_restarted_under_a_running_worker(
     out = settings.stream("fingerprints")
     try:
         publish(client, settings.stream("errors"), range(100))
-        wait_for(lambda: client.xlen(out) == 100, 10, "the first events")
+        wait_for(lambda: client.xlen(out) == 100, 120, "the first events")
         server.kill()
-        time.sleep(0.5)  # the worker fails, backs off, retries while Redis is down
+        wait_for(lambda: registry.snapshot()["fingerprint"]["reconnects"] >= 1, 120,
+                 "the worker to fail and back off while Redis is down")
         server.start()
         publish(client, settings.stream("errors"), range(100, 200))
         expected = 200 if persistent else 100
-        wait_for(lambda: client.xlen(out) == expected, 15, "the worker to resume")
+        wait_for(lambda: client.xlen(out) == expected, 120, "the worker to resume")
         counts = output_ids(client, out)
     finally:
         worker.stop()
-        thread.join(5)
+        thread.join(60)
         with contextlib.suppress(redis.RedisError):
             client.shutdown(nosave=True)
         if server.proc is not None:

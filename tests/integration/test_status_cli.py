@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ import redis
 
 from pipeline.cli import main
 from pipeline.cli import status as status_cli
+from storage.db import Database
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAL = [
@@ -95,6 +98,46 @@ def test_table_is_readable(
     assert f"{prefix}:errors" in out and "fingerprint" in out
     assert "dead letters: 1" in out
     assert "breaker:" in out
+
+
+def test_the_lookup_outbox_shows_what_waits_for_postgresql_and_what_it_parked(
+    heal_env: dict[str, str], db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.config import Settings
+    from pipeline.lookup.setup import build_lookup
+
+    settings = Settings.from_env()
+    assert main(["status", "--json"]) == 0  # a fresh home: an empty outbox, no cache created
+    assert json.loads(capsys.readouterr().out)["outbox"] == {"waiting": 0, "parked": []}
+    assert not (settings.home / "lookup-cache.sqlite3").exists()
+    marker = uuid.uuid4().hex
+    # Given a write PostgreSQL rejects (a NUL it cannot store), synced by the lookup stage
+    online = build_lookup(settings, db, semantic=False)
+    try:
+        online.cache.enqueue([(f"issue:poison-{marker}", "issue", {
+            "fine": f"fp\x00{marker}", "coarse": "c", "sample": "x", "ts": time.time()})])
+        online.sync()
+    finally:
+        online.close()
+    # and an unmatched error looked up while PostgreSQL is unreachable (its write waits)
+    offline = build_lookup(settings, None, semantic=False)
+    try:
+        result = offline.lookup(error_id=f"e-{marker}", text=f"zzz nothing matches {marker}",
+                                fine=f"fp-{marker}", coarse="")
+        assert result.pattern_id is None
+        assert offline.sync() == 0
+    finally:
+        offline.close()
+    # When the operator asks heal status
+    assert main(["status", "--json"]) == 0
+    outbox = json.loads(capsys.readouterr().out)["outbox"]
+    # Then it counts the waiting write and lists the parked one with PostgreSQL's reason
+    assert outbox["waiting"] >= 1
+    [parked] = [p for p in outbox["parked"] if p["op_id"] == f"issue:poison-{marker}"]
+    assert parked["kind"] == "issue" and parked["reason"]
+    assert main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert "write(s) waiting for PostgreSQL" in out and f"issue:poison-{marker}" in out
 
 
 def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

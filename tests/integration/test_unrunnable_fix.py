@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -17,7 +18,14 @@ from pipeline.stage import StageContext
 from pipeline.validate.validator import Validator
 from storage.db import Database
 from storage.lifecycle import LifecycleStore
+from storage.reports import ReportStore
 from tests.integration._heal_validate_support import candidate
+
+
+def pair(db: Database, fingerprint: str, fix_id: str) -> dict[str, Any] | None:
+    """The pair's lifecycle row as `heal explain` reads it (ReportStore.fix_stats)."""
+    rows = [r for r in ReportStore(db).fix_stats([fingerprint]) if r["fix_id"] == fix_id]
+    return rows[0] if rows else None
 
 MISSING = {"id": "", "pattern_id": "format.missing_tool", "kind": "command",
            "category": "SAFE", "state": "ACTIVE", "title": "Run a formatter nobody installed",
@@ -48,14 +56,14 @@ def test_a_fix_exiting_127_is_counted_then_quarantined(
         outcome = applier.handle(verdict)
         outcomes.append(outcome)
         stage.handle(outcome)
-        pair = store.pair(fine, fix["id"])
-        assert pair is not None and pair["failures"] == attempt + 1  # a failed attempt
+        row = pair(store.db, fine, fix["id"])
+        assert row is not None and row["failures"] == attempt + 1  # a failed attempt
 
     # Then each attempt was a failure (never "escalated"), with the reason
     assert [o.status for o in outcomes] == ["failed", "failed"]
     assert outcomes[0].detail.startswith("the fix cannot run (exit 127")
     # and the second one quarantined the pair, audited and notified through the sinks
-    assert store.pair(fine, fix["id"])["state"] == "QUARANTINED"  # type: ignore[index]
+    assert pair(store.db, fine, fix["id"])["state"] == "QUARANTINED"  # type: ignore[index]
     (t,) = [t for t in store.transitions(fine) if t["dst"] == "QUARANTINED"]
     assert "could not run 2 times" in t["reason"]
     lines = (stage_settings.home / "notifications.jsonl").read_text().splitlines()

@@ -118,3 +118,48 @@ def test_an_apply_that_cannot_be_audited_applies_nothing_and_says_why(
     assert outcome.status == "escalated"
     assert "nothing applied" in outcome.detail and "audit log" in outcome.detail
     assert git(root, "rev-parse", "HEAD") == head
+
+
+def test_a_resealed_log_extended_by_later_appends_is_caught_by_the_redis_marks(
+    tmp_path: Path, redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pipeline.guardrails.audit import (
+        MARK_EVERY,
+        AuditLog,
+        check_head,
+        file_log_id,
+        read_anchor,
+        verify_file,
+    )
+
+    monkeypatch.delenv("HEAL_AUDIT_KEY", raising=False)
+    settings = Settings(redis_url=redis_url, database_url=None, home=tmp_path / "home",
+                        prefix=prefix)
+    client = redis.Redis.from_url(redis_url)
+    log = AuditLog(settings, redis_client=client)
+    for i in range(MARK_EVERY + 2):
+        log.append("decision", f"s{i}", {"i": i})
+    # Given an attacker who re-seals the whole file with a key of their own...
+    key = secrets.token_hex(32).encode()
+    (settings.home / "audit.key").write_bytes(key)
+    prev, lines = "0" * 64, []
+    for line in log.path.read_text().splitlines():
+        record = json.loads(line)
+        record["data"] = {"i": -1}
+        record["prev"] = prev
+        body = {k: v for k, v in record.items() if k != "hash"}
+        record["hash"] = hmac.new(key, canonical(body).encode(), hashlib.sha256).hexdigest()
+        prev = record["hash"]
+        lines.append(canonical(record))
+    log.path.write_text("\n".join(lines) + "\n")
+    # ...and heal, none the wiser, extends the forged chain (the head anchor moves with it)
+    log.append("decision", "after", {})
+    anchors = read_anchor(client, settings, file_log_id(log.path))
+    assert [seq for seq, _ in anchors] == [MARK_EVERY, MARK_EVERY + 3]  # a mark and the head
+    result = verify_file(log.path)
+    assert result.ok  # the forged chain is consistent in itself
+    # Then the mark still tells: record 16 is not the one anchored when it was written
+    for head in anchors:
+        result = check_head(result, head, "the file")
+    assert not result.ok
+    assert f"record {MARK_EVERY}" in result.reason and "re-sealed" in result.reason

@@ -35,7 +35,7 @@ BEAT_S = 0.05
 MAX_GAP_S = 1.0
 
 
-def _wait_for(condition: Callable[[], bool], deadline_s: float = 30.0) -> None:
+def _wait_for(condition: Callable[[], bool], deadline_s: float = 120.0) -> None:
     """Wait on a condition with a generous deadline (never a fixed sleep)."""
     end = time.monotonic() + deadline_s
     while not condition() and time.monotonic() < end:

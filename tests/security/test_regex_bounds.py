@@ -2,7 +2,8 @@
 
 Every normalization, parameter, seed detection, redaction and extraction regex runs on 64 KB
 adversarial lines built from its own atoms (``bench/regex_fuzz.py``); each must stay
-within a small multiple of a plain 64 KB line (quadratic ones took 1-100 s).
+within a small multiple of a plain 64 KB line (quadratic ones took 1-100 s). Times are the
+CPU time of the test's thread, so the machine's load does not change them.
 """
 
 from __future__ import annotations
@@ -22,11 +23,10 @@ from pipeline.lookup.catalog import load_catalog
 
 ROOT = Path(__file__).resolve().parents[2]
 #: a linear pattern on a 64 KB line stays within this multiple of a plain line (measured
-#: worst: 20-65x depending on load, the normalizer replacing 32 K numbers one by one); the
-#: quadratic ones were 1000x and more
+#: worst, in CPU time: 40x, a seed rule on ".c.c.c..."); the quadratic ones were 1000x
 MAX_RATIO = 200.0
-#: and within this, whatever the machine's load (the issue's bound: well under a second;
-#: measured worst 0.2-0.3 s on a loaded 2-core box, the quadratic ones took 1-100 s)
+#: and within this much CPU time (the issue's bound: well under a second; measured worst
+#: 0.17 s of CPU, at a load average of 9 on 2 cores; the quadratic ones took 1-100 s)
 MAX_SECONDS = 0.5
 
 
@@ -50,9 +50,7 @@ def test_every_event_regex_is_linear_on_64kb_adversarial_lines() -> None:
     for name, (pattern, run) in regexes.items():
         for line in fuzz.adversarial_lines(pattern):
             seconds = fuzz.timed(run, line)
-            limit = max(MAX_SECONDS, MAX_RATIO * baseline)  # the ratio only under heavy load
-            if seconds > limit:  # one retry: a shared machine may have paused us
-                seconds = min(seconds, fuzz.timed(run, line))
+            limit = max(MAX_SECONDS, MAX_RATIO * baseline)
             if seconds > limit:
                 slow.append(f"{name}: {seconds:.2f}s on {line[:30]!r}")
     assert not slow, f"super-linear regexes (plain line {baseline * 1000:.1f} ms): {slow}"
@@ -70,10 +68,11 @@ def test_every_event_regex_is_linear_on_64kb_adversarial_lines() -> None:
     "goroutine 1 [running]:\npanic: x\n" + "a()" * 21000 + ")\n\tmain.go:1",
 ])
 def test_fingerprint_and_detection_of_a_poison_line_finish_quickly(text: str) -> None:
-    start = time.perf_counter()
+    load_catalog()  # loading the catalog is not the line's work
+    start = time.thread_time()
     fingerprint_text(text)
     load_catalog().detect(text)
-    assert time.perf_counter() - start < 2 * MAX_SECONDS
+    assert time.thread_time() - start < 2 * MAX_SECONDS
 
 
 def test_a_rule_that_backtracks_gives_up_within_the_budget_and_says_so(
@@ -84,11 +83,11 @@ def test_a_rule_that_backtracks_gives_up_within_the_budget_and_says_so(
     text = "a" * 40 + "!"
     # When it is searched within a budget
     budget = Budget(seconds=0.3)
-    start = time.perf_counter()
+    start = time.thread_time()
     with caplog.at_level(logging.WARNING, logger="heal.regex"):
         found = budget.search(evil, text, "learned.evil:0")
-    # Then it counts as no match, within about the budget, and the log names the rule
+    # Then it counts as no match, within about the budget (CPU time), and the log names it
     assert found is None
-    assert time.perf_counter() - start < 3.0
+    assert time.thread_time() - start < 1.0
     assert budget.timeouts == ["learned.evil:0"]
     assert "learned.evil:0 gave up" in caplog.text

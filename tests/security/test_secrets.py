@@ -22,10 +22,10 @@ import redis
 from pipeline.cli import main
 from pipeline.config import Settings
 from pipeline.events import ErrorEvent
-from pipeline.homedir import dir_mode
 from pipeline.redact import REDACTION_RULES, redact
 from pipeline.runtime.drain import drain_inline
 from pipeline.validate import rqjobs
+from storage.embedded import EmbeddedPostgres
 from storage.engines import open_database
 
 SECRETS = {
@@ -99,7 +99,7 @@ def test_a_raw_event_with_secrets_leaves_no_secret_in_streams_tables_or_files(
     # nor the issue queue (the unmatched error is queued with its redacted sample)
     db = open_database(settings)
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 120
         rows: list[Any] = []
         while time.monotonic() < deadline and not rows:
             rows = db.fetch("SELECT sample FROM issue_queue WHERE sample LIKE $1",
@@ -132,11 +132,60 @@ def test_heal_home_is_tightened_to_0700_and_its_files_to_0600(
     sample = tmp_path / "error.txt"
     sample.write_text("ValueError: x\n")
     assert main(["fingerprint", str(sample)]) == 0
-    # Then the home is 0700 (0711 as root: the embedded PostgreSQL's own user must traverse
-    # it) and its files 0600: nothing in it is listable or readable by another user
-    assert stat.S_IMODE(home.stat().st_mode) == dir_mode()
-    assert stat.S_IMODE(home.stat().st_mode) & 0o066 == 0
+    # Then the home is 0700 and its files 0600: nothing in it is listable or readable by
+    # another user
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
     assert stat.S_IMODE(old.stat().st_mode) == 0o600
+
+
+@pytest.mark.slow
+def test_heal_home_stays_0700_with_the_embedded_engines_running_even_as_root() -> None:
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    # not under pytest's basetemp, which a concurrent pytest session may reset to 0700
+    base = Path(tempfile.mkdtemp(prefix="heal-home-mode-"))
+    home = base / "home"
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"HEAL_REDIS_URL", "HEAL_DATABASE_URL", "HEAL_STREAM_PREFIX"}}
+    env["HEAL_HOME"] = str(home)
+    heal = str(Path(sys.executable).parent / "heal")
+    try:
+        # When heal starts its own Redis and PostgreSQL there (as root: PostgreSQL runs as
+        # the pgserver user) and records a decision
+        for argv in (["engines", "start"], ["ignore", "fp-mode", "--reason", "noise"]):
+            done = subprocess.run([heal, *argv], env=env, capture_output=True, text=True,
+                                  timeout=300, check=False)
+            assert done.returncode == 0, done.stdout + done.stderr
+        # Then HEAL_HOME is 0700 and every file heal keeps directly in it 0600...
+        assert stat.S_IMODE(home.stat().st_mode) == 0o700
+        files = [p for p in home.iterdir() if p.is_file() and not p.is_symlink()]
+        assert files and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in files), [
+            (p.name, oct(p.stat().st_mode)) for p in files]
+        # ...while the database answers (as root its data is beside HEAL_HOME, in a folder
+        # only the server's user may enter)
+        assert EmbeddedPostgres(home).pid() is not None
+        if os.geteuid() == 0:
+            outside = base / "home.pg"
+            info = outside.stat()
+            assert stat.S_IMODE(info.st_mode) == 0o700
+            import pwd
+
+            assert info.st_uid == pwd.getpwnam("pgserver").pw_uid
+            assert (home / "pg" / "data" / "PG_VERSION").is_file()  # through the symlink
+        # and it stays so once the engines stopped
+        subprocess.run([heal, "engines", "stop", "--force"], env=env, capture_output=True,
+                       timeout=120, check=True)
+        assert stat.S_IMODE(home.stat().st_mode) == 0o700
+        if os.geteuid() == 0:
+            assert stat.S_IMODE((base / "home.pg").stat().st_mode) == 0o700
+    finally:
+        subprocess.run([heal, "engines", "stop", "--force"], env=env, capture_output=True,
+                       timeout=120, check=False)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_the_redis_url_reaches_rq_workers_through_the_environment_not_argv(
@@ -172,3 +221,96 @@ def test_the_redis_url_reaches_rq_workers_through_the_environment_not_argv(
     assert not any("pw-in-url-9z" in a for a in spawned[0]["argv"])
     assert "pw-in-url-9z" in spawned[0]["env"]["RQ_REDIS_URL"]
     assert "-u" not in spawned[0]["argv"] and "--url" not in spawned[0]["argv"]
+
+
+def _leaks(blob: str) -> list[str]:
+    return [name for name, secret in SECRETS.items() if secret in blob]
+
+
+def test_secrets_reach_no_result_audit_notification_or_api_through_the_whole_pipeline(
+    heal_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json
+    import threading
+    import urllib.request
+
+    from pipeline.serve.auth import load_tokens
+    from pipeline.serve.server import make_server
+    from tests.security._support import victim_repo, wait_outcome, write_operator
+
+    # Given a registered repository whose formatting check fails, whose policy notifies every
+    # SAFE outcome at once (so notifications.jsonl is written)...
+    root = victim_repo(tmp_path, 'mode = "suggest"\n[escalation]\n[[escalation.rules]]\n'
+                                 'name = "all"\nwhen = "immediate"\npatterns = ["*"]\n'
+                                 'severity = "warning"\naction = "look"\n')
+    monkeypatch.setenv("HEAL_CONFIG", str(write_operator(
+        tmp_path, f'[trust]\nrepos = ["{root.resolve()}"]\n'
+                  'commands = [["ruff", "format", "--check", "."]]\n')))
+    settings = Settings.from_env()
+    client = redis.Redis.from_url(heal_env["HEAL_REDIS_URL"])
+    marker = uuid.uuid4().hex
+    from pipeline.demo.sample import git
+    from pipeline.validate.runner import run_argv
+
+    failure = run_argv(["ruff", "format", "--check", "."], str(root), 60.0)["tail"]
+    # ...and a raw writer's events carrying secrets in text, command and tags: one the
+    # catalog fixes (through validate, apply and lifecycle), one it does not (to the queue)
+    fixable = {"v": 1, "id": f"sec-fix-{marker}", "text": failure + "\n" + _text(marker),
+               "repo": {"path": str(root), "commit": git(root, "rev-parse", "HEAD")},
+               "command": ["ruff", "format", "--check", "."],
+               "exit_code": 1, "tags": {"cwd": str(root),
+                                        "note": f"password={SECRETS['password']}"}}
+    unmatched = {"v": 1, "id": f"sec-new-{marker}", "text": _text(marker),
+                 "command": ["deploy", f"--key={SECRETS['openai_key']}"], "exit_code": 1}
+    # When the real stages handle them (the unmatched one first: it shares text with the
+    # other, which would otherwise make it a near match of the fixed one)
+    for event in (unmatched, fixable):
+        client.xadd(settings.stream("errors"), {"event": orjson.dumps(event)})
+        drain_inline(settings, client)
+    assert wait_outcome(client, settings, fixable["id"], timeout_s=30) is not None
+    from pipeline.events import FingerprintEvent
+    from tests.security._support import find
+
+    fine = find(client, settings, "fingerprints", unmatched["id"], FingerprintEvent).fine
+    # Then no stream, ...
+    for stream in ("fingerprints", "candidates", "verdicts", "outcomes", "dead"):
+        for _, fields in client.xrange(settings.stream(stream)):
+            blob = b" ".join(fields.values()).decode("utf-8", "replace")
+            assert not _leaks(blob), stream
+    db = open_database(settings)
+    try:
+        # ... nor apply_results, attempts, the issue queue or the audit table holds a secret
+        results = db.fetch("SELECT * FROM apply_results WHERE error_id = $1", fixable["id"])
+        assert results, "the fixable event left no apply result"
+        queued: list[Any] = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not queued:
+            queued = db.fetch("SELECT * FROM issue_queue WHERE fine = $1", fine)
+            time.sleep(0.2)
+        assert queued, "the unmatched event never reached the issue queue"
+        for table, rows in (("apply_results", results), ("issue_queue", queued),
+                            ("attempts", db.fetch("SELECT * FROM attempts")),
+                            ("audit_log", db.fetch("SELECT body FROM audit_log"))):
+            for row in rows:
+                assert not _leaks(json.dumps(dict(row), default=str)), table
+    finally:
+        db.close()
+    home = Path(heal_env["HEAL_HOME"])
+    audit_text = (home / "audit.jsonl").read_text()
+    assert fixable["id"] in audit_text and not _leaks(audit_text)
+    notes = (home / "notifications.jsonl").read_text()
+    assert notes.strip() and not _leaks(notes)  # the unmatched event's escalation at least
+    # ... nor GET /api/issues of heal serve
+    server = make_server(settings, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                     daemon=True).start()
+    try:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{server.server_port}/api/issues?limit=10000",
+            headers={"Authorization": f"Bearer {load_tokens(settings).viewer}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body = response.read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert fine in body and not _leaks(body)

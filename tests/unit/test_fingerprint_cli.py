@@ -77,3 +77,30 @@ def test_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert record["version"] == ALGORITHM_VERSION
     assert record["normalized"] == "retry <num> of <num> to <ip> failed"
     assert any(h.startswith("<ip>: 1 replaced") for h in record["hints"])
+
+
+def test_templates_tell_variables_from_wording_whatever_the_line_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given user names in one slot, a key's values, and reasons paired one-to-one with
+    # their descriptions (five of each, enough for any single column to look variable)
+    lines = [f"ERROR user {u} not found" for u in ("alice", "bob", "carol")]
+    lines += [f"auth failure; user={u}" for u in ("root", "guest", "test")]
+    pairs = [("RTC", "(Alarm)"), ("ARPT", "(Network)"), ("USB", "(Device)"),
+             ("LID", "(Open)"), ("PWR", "(Button)")]
+    lines += [f"Wake reason: {a} {b}" for a, b in pairs]
+
+    def templates(order: list[str]) -> dict[str, str]:
+        src = tmp_path / "log.txt"
+        src.write_text("".join(f"{line}\n" for line in order))
+        assert main(["fingerprint", str(src)]) == 0
+        rows = [r.split("\t") for r in capsys.readouterr().out.splitlines()]
+        return {line: row[2] for line, row in zip(order, rows, strict=True)}
+
+    # When `heal fingerprint` mines them, in two different orders
+    first, second = templates(lines), templates(lines[::-1])
+    # Then the names are variables, the paired columns stay wording, and order changes nothing
+    assert first == second
+    assert {first[x] for x in lines[:3]} == {"ERROR: user <*> not found"}
+    assert {first[x] for x in lines[3:6]} == {"auth failure; <*>"}
+    assert [first[x] for x in lines[6:]] == [f"Wake reason: {a} {b}" for a, b in pairs]

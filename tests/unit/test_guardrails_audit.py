@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import time
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from pipeline.guardrails.audit import GENESIS, AuditLog, verify_file
 
 
 def _log(tmp_path: Path) -> AuditLog:
-    return AuditLog(Settings(None, None, tmp_path, "heal"))
+    return AuditLog(Settings(None, None, tmp_path, "heal"), anchored=False)
 
 
 def _fill(log: AuditLog, n: int = 5) -> None:
@@ -66,19 +68,30 @@ def test_cli_verify_exits_1_with_the_first_bad_record(
     assert "TAMPERED at record 2" in out and "edited" in out
 
 
-def _worker(home: str, n: int) -> None:
-    log = AuditLog(Settings(None, None, Path(home), "heal"))
+def _worker(home: str, n: int, start: Barrier) -> None:
+    log = AuditLog(Settings(None, None, Path(home), "heal"), anchored=False)
+    start.wait(300)  # every process imported and ready: the appends race each other
     for i in range(n):
         log.append("race", "subject", {"i": i})
 
 
 def test_concurrent_processes_keep_one_chain(tmp_path: Path) -> None:
     ctx = multiprocessing.get_context("spawn")  # fork with live threads can deadlock
-    procs = [ctx.Process(target=_worker, args=(str(tmp_path), 25)) for _ in range(4)]
+    start = ctx.Barrier(4)
+    procs = [ctx.Process(target=_worker, args=(str(tmp_path), 25, start)) for _ in range(4)]
     for p in procs:
         p.start()
+    # a generous deadline: spawning four interpreters on a loaded machine is slow, and the
+    # chain is read only once every writer has exited
+    deadline = time.monotonic() + 300
     for p in procs:
-        p.join(60)
+        p.join(max(0.0, deadline - time.monotonic()))
+    alive = [p.pid for p in procs if p.is_alive()]
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+            p.join(10)
+    assert not alive, f"writers {alive} still running after 300 s"
     assert [p.exitcode for p in procs] == [0] * 4
     result = verify_file(tmp_path / "audit.jsonl")
     assert result.ok and result.records == 100

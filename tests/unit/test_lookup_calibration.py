@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pipeline.lookup.calibrate import measure, table
+from pipeline.lookup.calibrate import measure_both, table
 from pipeline.lookup.catalog import load_catalog
 from pipeline.lookup.semantic import DEFAULT_THRESHOLD, Embedder
 
 
 def test_threshold_keeps_logic_bugs_out_and_is_precise() -> None:
-    samples = measure(load_catalog(), Embedder())
+    samples, _held_out = measure_both(load_catalog(), Embedder())  # in-sample
     (row,) = table(samples, [DEFAULT_THRESHOLD])
     assert row["logic_bugs_matched"] == 0
     assert row["precision"] >= 0.85
@@ -22,7 +22,7 @@ def test_embeddings_are_normalized_384_vectors() -> None:
 
 
 def test_leave_one_pattern_out_chooses_the_shipped_threshold() -> None:
-    from pipeline.lookup.calibrate import choose, leave_one_pattern_out, measure_both
+    from pipeline.lookup.calibrate import choose, leave_one_pattern_out
 
     inside, held_out = measure_both(load_catalog(), Embedder())
     assert choose(inside, held_out) == DEFAULT_THRESHOLD

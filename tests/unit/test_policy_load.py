@@ -114,9 +114,3 @@ def test_hot_reload_and_last_valid_policy_kept(tmp_path: Path) -> None:
     _touch_later(tmp_path / "heal.toml", 'mode = "observe"\n')
     assert loader.current().mode == Mode.OBSERVE
     assert loader.warning == ""
-
-
-def test_mode_override() -> None:
-    assert Policy().with_mode("auto-safe").mode == Mode.AUTO_SAFE
-    with pytest.raises(PolicyError):
-        Policy().with_mode("fast")

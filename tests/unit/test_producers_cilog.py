@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from producers.backfill import scan_file
-from producers.cilog import CiLogDetector, CiOptions, condense, is_marker, plain, select
+from producers.cilog import (
+    CiLogDetector,
+    CiOptions,
+    condense,
+    is_marker,
+    is_rule,
+    plain,
+    select,
+)
 from producers.logs import LogRecords
 from producers.records import iter_lines
 
@@ -169,6 +177,9 @@ def test_regexes_stay_linear_on_hostile_input() -> None:
         "\x1b]" + "x" * 65536,
         ("    " * 1000 + "at a.b(c:1)\n") * 10,
         "E " + "!" * 65534,
+        "=" * 65536,
+        "_ " * 32768,
+        ("=" * 3 + " ") * 16000,
     ]
     start = time.perf_counter()
     for text in hostile:
@@ -181,3 +192,134 @@ def test_regexes_stay_linear_on_hostile_input() -> None:
     step = [_Line(t, t, 0, 1, i) for i, t in enumerate(lines)]
     select(step, CiOptions(), condense(step, 3))
     assert time.perf_counter() - start < 5.0
+
+
+def feed_all(lines: list[str], opts: CiOptions | None = None) -> list[str]:
+    """The texts a detector publishes for ``lines`` (backfill: the end of the file too)."""
+    detector = CiLogDetector(opts)
+    texts = []
+    for number, line in enumerate(lines, 1):
+        failure = detector.feed(line, number * 100, number * 100 + 99, number)
+        if failure is not None:
+            texts.append(failure.text)
+    last = detector.finish()
+    return texts + ([last.text] if last is not None else [])
+
+
+_NOISE = ("{w} unit_{n}.o", "[{i}] {w} unit_{n}.o in {t} ms", "  {w} {n} objects (cached)",
+          "{w}: lib{n}.so -> lib{n}.so.1", "{w} step {i} of the build: {t}s")
+
+
+def noise(count: int, word: str = "compiled") -> list[str]:
+    """Harmless output whose consecutive lines differ in shape (nothing to condense)."""
+    return [_NOISE[i % len(_NOISE)].format(w=word, n=i * 7919 % 1000, i=i, t=i % 17)
+            for i in range(count)]
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("=================================== FAILURES ===================================", True),
+    ("_________________________________ test_total _________________________________", True),
+    ("---- grid_reset stdout ----", True),
+    ("── 1. Failure: names are kept (@test-names.R#12) " + "─" * 30, True),
+    ("========DIFF========", True),
+    ("node2 stderr " + "=" * 40, True),
+    ("E         ?                      -------", False),  # a diff's guide line
+    ("--- Expected", False),
+    ("-- Docs: https://docs.pytest.org/en/latest/warnings.html", False),
+    ("_ _ _ _ _ _ _ _ _ _ _ _", False),  # pytest's frame separator stays inside a section
+])
+def test_horizontal_rules(line: str, expected: bool) -> None:
+    assert is_rule(line) is expected
+
+
+def test_a_report_between_two_rules_is_published_whole() -> None:
+    # 60 same-shape frames would be cut to 4 outside a section, and a block stops at 25 lines
+    frames = [f"    #{i} 0x{4096 + i:x} in worker_loop{i} src/worker.c:{i + 10}" for i in range(60)]
+    report = ["==== report of the failed check ====",
+              "==4242==ERROR: AddressSanitizer: heap-use-after-free on address 0x61b0",
+              *frames,
+              "SUMMARY: AddressSanitizer: heap-use-after-free src/worker.c:12"]
+    lines = ["$ make check", *noise(300), *report, "==== 40 checks, 1 failed ====",
+             *noise(50, "cleaned"), 'The command "make check" exited with 1.']
+    (text,) = feed_all(lines)
+    assert all(frame in text for frame in frames)
+    assert "SUMMARY: AddressSanitizer" in text
+    assert noise(300)[150] not in text
+    # with sections off, the same report is cut (the mechanism, not the budget, keeps it)
+    (cut,) = feed_all(lines, CiOptions(section_lines=0))
+    assert frames[30] not in cut
+
+
+def test_a_verdict_right_after_a_rule_takes_the_section_it_closes() -> None:
+    # a runner that prints the details first and its verdict after them
+    diff = ["========DIFF========", "004+ stat count: 8", "004- stat count: 7",
+            *[f"{i:03d}+ field_{i} => {i * 3}" for i in range(5, 25)], "========DONE========"]
+    lines = ["$ run-tests", *noise(400), *diff, "FAIL stat() counts links [tests/stat_007]",
+             *noise(200, "skipped"), 'The command "run-tests" exited with 1.']
+    (text,) = feed_all(lines)
+    assert all(line in text for line in diff)
+    assert "FAIL stat() counts links" in text
+
+
+def test_the_head_of_a_failed_step_is_published() -> None:
+    usage = [line.replace("unit_", "    -o") for line in noise(80, "sets")]
+    lines = ["$ ./run-tests -j4", "Illegal switch 'j' specified!", "Synopsis:", *usage,
+             'The command "./run-tests -j4" exited with 1.']
+    (text,) = feed_all(lines)
+    assert "Illegal switch 'j' specified!" in text
+    (without,) = feed_all(lines, CiOptions(head_lines=0))
+    assert "Illegal switch" not in without
+
+
+def test_routine_marker_lines_start_no_block() -> None:
+    # every suite prints "OK (n tests, m assertions)": 'assertions' is a marker word, but a
+    # line of a shape that recurs all over the step is routine output, not a failure
+    suites = []
+    for i in range(40):
+        suites += [f"Running suite {i}", "." * (i % 7 + 1),
+                   f"OK ({i + 2} tests, {i * 3} assertions)"]
+    failure = ["1) SolverTest::testUnsatisfiable", "Failed asserting that two strings are equal.",
+               "--- Expected", "+++ Actual", "-  a private package", "+  a missing credential"]
+    lines = ["$ run-suites", *suites[:60], *failure, *suites[60:], *noise(40, "archived"),
+             'The command "run-suites" exited with 1.']
+    (text,) = feed_all(lines)
+    assert "Failed asserting that two strings are equal." in text
+    assert "OK (2 tests, 0 assertions)" not in text
+    (noisy,) = feed_all(lines, CiOptions(routine_min=10_000))  # every marker starts a block
+    assert "OK (2 tests, 0 assertions)" in noisy
+
+
+def test_blocks_are_ranked_by_the_failures_they_report() -> None:
+    # with room for one block, the one holding three verdicts wins over a lone early word
+    lines = ["$ make test", "warning: the cache is missing, rebuilding", *noise(100),
+             "src/a.c:3:5: error: unknown type name 'sizet'",
+             "src/a.c:9:1: error: expected ';' before '}' token",
+             "src/b.c:4:2: error: implicit declaration of function 'frob'",
+             *noise(100, "linked"), 'The command "make test" exited with 2.']
+    (text,) = feed_all(lines, CiOptions(max_blocks=1, head_lines=0))
+    assert "implicit declaration of function 'frob'" in text
+    assert "the cache is missing" not in text
+
+
+def test_a_build_that_stops_without_an_exit_line_is_searched_across_its_steps(
+        tmp_path: Path) -> None:
+    # the check step ends without the runner reporting it; later steps dump logs, and the
+    # file ends: the explanation is in the first of the unreported steps
+    log = "\n".join([
+        "travis_fold:start:check",
+        "$ R CMD check pkg.tar.gz; CHECK_RET=$?",
+        "* checking tests ...",
+        "  Running 'test-all.R'",
+        " ERROR",
+        "Running the tests in 'tests/test-all.R' failed.",
+        "1. Failure: names are kept (@test-names.R#12)",
+        "travis_fold:end:check",
+        "$ for f in logs/*.out; do cat $f; done",
+        *noise(120, "printed"),
+        "R CMD check failed",
+        "",
+    ])
+    texts = events_of(tmp_path, log)
+    assert len(texts) == 1
+    assert "Running the tests in 'tests/test-all.R' failed." in texts[0]
+    assert "1. Failure: names are kept" in texts[0]

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from producers.records import RecordAssembler, assemble, is_error_text
+from producers.records import (
+    Record,
+    RecordAssembler,
+    assemble_lines,
+    is_error_text,
+    iter_lines,
+)
+
+
+def assemble(text: str) -> list[Record]:
+    """All records of a complete text, through the line splitter backfill and watch use."""
+    return list(assemble_lines(iter_lines(text.encode())))
 
 PYTHON_CHAINED = """\
 2024-01-01 10:00:00 INFO starting

@@ -45,10 +45,12 @@ def test_exclusion_goes_to_info_exclude_once_and_never_to_gitignore(tmp_path: Pa
     assert statehome.exclude_from_git(found) is True
     assert statehome.exclude_from_git(found) is False  # idempotent
     exclude = (root / ".git" / "info" / "exclude").read_text()
-    assert exclude.count("/.heal/") == 1
+    assert exclude.count("/.heal/") == 1 and exclude.count("/.heal.pg/") == 1
     assert not (root / ".gitignore").exists()
     (root / ".heal").mkdir()
     (root / ".heal" / "data").write_text("x")
+    (root / ".heal.pg").mkdir()  # the embedded PostgreSQL's data when heal runs as root
+    (root / ".heal.pg" / "PG_VERSION").write_text("18")
     porcelain = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True,
                                text=True, check=True).stdout
     assert porcelain == ""
