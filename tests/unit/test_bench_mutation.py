@@ -46,3 +46,29 @@ def test_an_accepted_survivor_needs_a_reason(tmp_path: Path) -> None:
 def test_the_shipped_survivor_list_parses() -> None:
     for name, reason in mutation.accepted_survivors().items():
         assert "__mutmut_" in name and reason
+
+
+def test_each_group_takes_the_mutants_of_its_own_files_only() -> None:
+    groups = mutation.GROUPS
+    assert mutation.group_of("pipeline.apply.applier.xǁApplierǁ_record_revert__mutmut_3",
+                             groups) == "apply"
+    assert mutation.group_of("pipeline.runtime.reclaim.xǁReclaimerǁtouch__mutmut_1",
+                             groups) == "runtime"
+    # the runtime group is three files, not the whole package
+    assert mutation.group_of("pipeline.runtime.heartbeat.x_beat__mutmut_1", groups) is None
+    assert mutation.group_of("pipeline.applyx.y.x_f__mutmut_1", groups) is None
+
+
+def test_a_sample_is_fixed_per_seed_and_about_the_asked_share() -> None:
+    names = [f"pipeline.apply.applier.x_f__mutmut_{i}" for i in range(4000)]
+    first = [n for n in names if mutation.sampled(n, 0.1, seed=1)]
+    assert first == [n for n in names if mutation.sampled(n, 0.1, seed=1)]
+    assert first != [n for n in names if mutation.sampled(n, 0.1, seed=2)]
+    assert 300 < len(first) < 500
+    assert all(mutation.sampled(n, 1.0, seed=1) for n in names)
+
+
+def test_the_interval_of_a_sampled_score_narrows_with_the_sample() -> None:
+    assert mutation.interval(85, 100) == ", 95% interval 77-91%"
+    assert mutation.interval(850, 1000) == ", 95% interval 83-87%"
+    assert mutation.interval(0, 0) == ""

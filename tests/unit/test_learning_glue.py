@@ -98,12 +98,19 @@ class Harness:
 @pytest.fixture
 def h(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Harness:
     harness = Harness(tmp_path)
-    # the learner diffs the two commits with git; a fake diff keeps this a unit test
-    monkeypatch.setattr("pipeline.lifecycle.precedent.commit_diff",
-                        lambda repo, a, b: f"--- a/app.py\n+++ b/app.py\n@@ {a}..{b}\n")
-    import pipeline.lifecycle.precedent as precedent
-    monkeypatch.setattr(precedent.PrecedentLearner.__init__, "__defaults__",
-                        (precedent.commit_diff,))
+    # the learner diffs the two commits with git; a fake diff keeps this a unit test (given
+    # to the learner heal run builds, not patched into its defaults: that also holds when
+    # mutmut wraps the constructor)
+    import producers.learning
+    from pipeline.lifecycle.precedent import PrecedentLearner, PrecedentStore
+
+    def fake_diff(repo: str, a: str, b: str) -> str:
+        return f"--- a/app.py\n+++ b/app.py\n@@ {a}..{b}\n"
+
+    def learner(store: PrecedentStore) -> PrecedentLearner:
+        return PrecedentLearner(store, fake_diff)
+
+    monkeypatch.setattr(producers.learning, "PrecedentLearner", learner)
     return harness
 
 
