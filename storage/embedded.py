@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -225,6 +226,10 @@ class EmbeddedRedis:
             client.close()
 
 
+
+#: Serializes pgserver's own first starts within this process (see ensure_running).
+_PGSERVER_CALLS = threading.Lock()
+
 def _drop_stale_lock(path: Path) -> None:
     """Remove a PostgreSQL lock file whose process is gone or a zombie. PostgreSQL removes a
     stale one itself, but takes a zombie for a live server: a postmaster stopped a moment ago
@@ -323,15 +328,22 @@ class EmbeddedPostgres:
                 return self._start_initialized()
             # cleanup_mode=None: pgserver must not stop the server when *this* process exits;
             # storage/engines.py stops it when the last lease goes.
-            server = pgserver.get_server(str(self.pgdata), cleanup_mode=None)
-            if self._postmaster() is None:
-                # get_server returned a handle it cached before the server was stopped (by
-                # `heal engines stop`): start that handle's server again.
-                with server._lock:
-                    server.ensure_postgres_running()
+            # pgserver's machine-wide lock is not thread-safe inside one process (two homes
+            # started at once by two threads failed with "Unable to release an unacquired
+            # lock" after one server was up): one first start per process at a time.
+            with _PGSERVER_CALLS:
+                server = pgserver.get_server(str(self.pgdata), cleanup_mode=None)
+                if self._postmaster() is None:
+                    # get_server returned a handle it cached before the server was stopped
+                    # (by `heal engines stop`): start that handle's server again.
+                    with server._lock:
+                        server.ensure_postgres_running()
             self._seal_outside()
             return str(server.get_uri())
         except (OSError, subprocess.SubprocessError, RuntimeError, AssertionError) as exc:
+            # a server that came up before the failure has no lease: stop it, or nothing will
+            with contextlib.suppress(Exception):
+                self.stop()
             tail = _log_tail(self.log_file)
             raise DatabaseUnavailable(
                 f"cannot start the embedded PostgreSQL under {self.pgdata}: "

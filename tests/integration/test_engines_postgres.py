@@ -174,3 +174,29 @@ def test_database_started_on_a_helper_thread_is_the_one_the_caller_opens(home: P
     # And no other process uses it: stopping without --force stops it
     assert stop_engines(settings)["postgres"] == "stopped"
     assert EmbeddedPostgres(home).pid() is None
+
+
+TWO_HOMES = """
+import sys
+from pipeline.config import Settings
+from storage.engines import start_database_soon
+starts = [start_database_soon(Settings.from_env({"HEAL_HOME": home, "HEAL_REDIS_URL": "redis://x"}))
+          for home in sys.argv[1:]]
+for start in starts:
+    start.wait()
+    print(repr(start.error), flush=True)
+"""
+
+
+def test_two_homes_started_at_once_in_one_process_both_start_and_both_stop_at_exit(
+        tmp_path: Path) -> None:
+    # Given one process starting the PostgreSQL of two fresh homes on two helper threads
+    # (pgserver's machine-wide lock is not thread-safe: the second start used to fail after
+    # its server was up, leaving a server nobody held a lease on)
+    homes = [tmp_path / "a", tmp_path / "b"]
+    proc = subprocess.run([sys.executable, "-c", TWO_HOMES, *map(str, homes)], cwd=ROOT,
+                          env=_env(homes[0]), capture_output=True, text=True, timeout=300)
+    # Then both started, and the process's exit stopped both (each held its lease)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["None", "None"], proc.stdout + proc.stderr[-2000:]
+    assert [EmbeddedPostgres(home).pid() for home in homes] == [None, None]
