@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import contextlib
 import hashlib
 import hmac
 import json
@@ -82,10 +83,8 @@ def audit_key(settings: Settings) -> bytes:
         try:
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_hex(32))
-            try:
+            with contextlib.suppress(FileExistsError):  # another process linked first
                 os.link(tmp, path)
-            except FileExistsError:
-                pass
         finally:
             tmp.unlink(missing_ok=True)
         return path.read_bytes().strip()
