@@ -27,9 +27,9 @@ Tamper evidence (issue 11, item 8):
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
-import contextlib
 import hashlib
 import hmac
 import json
