@@ -12,7 +12,9 @@ survivor counts against the score and is printed.
 
 The run happens in a copy of the tracked tree (mutmut writes ``mutants/`` there), against one
 embedded Redis and one embedded PostgreSQL started here for the whole run (through
-``HEAL_REDIS_URL`` / ``HEAL_DATABASE_URL``), so a mutant's tests do not pay an engine start.
+``HEAL_REDIS_URL`` / ``HEAL_DATABASE_URL``), so a mutant's tests do not pay an engine start;
+each pytest session makes its own database on that server (tests/conftest.py), so no session
+sees rows an earlier one left.
 
     python bench/mutation.py [--groups GROUP ...] [--modules GLOB ...] [--sample F --seed N]
                              [--tests PATH ...] [--max-children N] [--check] [--keep DIR]
@@ -59,10 +61,6 @@ DEFAULT_MODULES = [glob for globs in GROUPS.values() for glob in globs]
 #: engines) are left out: they add minutes per mutant and kill nothing the others miss
 DEFAULT_TESTS = ["tests/unit", "tests/integration", "tests/security"]
 DESELECT = ["slow"]
-#: the learning end-to-end tests look rows up by text in tables shared across prefixes (the
-#: issue queue, taught fixes), so they need a database no earlier session used: against the
-#: one engine pair every mutant reuses they fail for every mutant, killed or not
-NEEDS_FRESH_DATABASE = ["tests/integration/test_learning_*"]
 SURVIVORS_FILE = ROOT / "bench" / "mutation_survivors.txt"
 THRESHOLD = 85.0
 KILLED = {"killed", "timeout"}
@@ -137,8 +135,9 @@ def write_config(work: Path, modules: list[str], tests: list[str]) -> None:
         f"only_mutate = {modules!r}".replace("'", '"'),
         f"also_copy = {also_copy!r}".replace("'", '"'),
         f"pytest_add_cli_args_test_selection = {existing!r}".replace("'", '"'),
-        "pytest_add_cli_args = " + str(["-p", "no:cacheprovider", "-x", "-q", "-m", "not slow",
-                                         *(f"--ignore-glob={t}" for t in NEEDS_FRESH_DATABASE)]
+        # each pytest session gets a fresh database on the run's PostgreSQL (tests/conftest.py),
+        # so tests reading tables every prefix shares see no rows of an earlier mutant's run
+        "pytest_add_cli_args = " + str(["-p", "no:cacheprovider", "-x", "-q", "-m", "not slow"]
                                         ).replace("'", '"'),
         'process_isolation = "forkserver"',
     ]

