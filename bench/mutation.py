@@ -336,7 +336,9 @@ def main(argv: list[str] | None = None) -> int:
                                       args.seed)
     finally:
         stop_engines(home)
-        shutil.rmtree(home, ignore_errors=True)
+        # as root the embedded PostgreSQL keeps its data beside the folder (storage/embedded.py)
+        for leftover in (home, Path(f"{home}.pg")):
+            shutil.rmtree(leftover, ignore_errors=True)
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
     total = Tally()
