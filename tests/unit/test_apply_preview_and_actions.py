@@ -81,3 +81,40 @@ def test_remove_stale_lock_removes_only_an_old_lock(tmp_path: Path) -> None:
     os.utime(lock, (old, old))
     ok, detail = run_action(tmp_path, "remove_stale_lock", {"path": "index.lock"})
     assert ok and detail.startswith("removed index.lock") and not lock.exists()
+
+
+def test_a_playbook_step_passing_error_text_to_a_shell_is_refused_and_nothing_runs(
+        tmp_path: Path) -> None:
+    from pipeline.apply.playbook import StepContext, run_step
+
+    marker = tmp_path / "ran"
+    ctx = StepContext(tmp_path, params={"module": "evil"})
+    result = run_step(ctx, {"name": "s", "argv": ["sh", "-c", f"echo evil > {marker}"]})
+    assert not result["ok"] and "passes error text to a shell" in result["detail"]
+    assert not marker.exists()
+    # a constant script (no error text in it) runs
+    result = run_step(ctx, {"name": "s", "argv": ["sh", "-c", f"echo fine > {marker}"]})
+    assert result["ok"] and marker.read_text() == "fine\n"
+
+
+def test_the_rerun_step_is_bounded_by_its_timeout(tmp_path: Path) -> None:
+    from pipeline.apply.playbook import StepContext, run_step
+
+    ctx = StepContext(tmp_path, rerun_argv=("sleep", "5"), rerun_cwd=tmp_path)
+    started = time.monotonic()
+    result = run_step(ctx, {"action": "rerun", "timeout_s": 0.3})
+    assert not result["ok"] and time.monotonic() - started < 4
+
+
+def test_the_fallbacks_are_the_fix_then_its_unattended_alternatives_only() -> None:
+    from pipeline.apply.applier import fallbacks
+
+    fix = {"id": "a", "kind": "command", "alternatives": [
+        {"id": "b", "kind": "playbook", "category": "SAFE"},
+        {"id": "c", "kind": "playbook", "category": "RISKY"},
+        {"id": "d", "kind": "diff", "category": "SAFE"},
+        {"id": "e", "kind": "command", "category": "SAFE",
+         "rendered": {"argv": ["python", "-m", "pip", "install", "x"]}},
+        {"id": "f", "kind": "command", "category": "MODERATE", "rendered": {"argv": ["true"]}},
+        "not a fix"]}
+    assert [f["id"] for f in fallbacks(fix)] == ["a", "b", "f"]
