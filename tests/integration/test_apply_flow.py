@@ -3,6 +3,7 @@ playbooks step by step; suggestions applied on request (real git, Redis, Postgre
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import replace
@@ -26,7 +27,14 @@ def test_applied_once_even_when_delivered_twice(
     verdict = validator.validate(candidate(root, ("ruff", "format", "--check", "."), FORMAT_FIX))
     outcome = applier.handle(verdict)
     assert outcome.status == "applied", outcome.detail
+    assert outcome.detail.endswith("; failing step passes again"), outcome.detail
     assert outcome.id == f"{verdict.error_id}:apply"
+    # the intent was audited before the commit, naming the fix
+    records = [json.loads(line) for line in
+               (applier.settings.home / "audit.jsonl").read_text().splitlines()]
+    (intent,) = [r for r in records
+                 if r["kind"] == "apply.intent" and r["subject"] == verdict.error_id]
+    assert intent["data"]["fix_id"] == "format.ruff_format"
     assert git(root, "rev-parse", "HEAD") == outcome.commit
     assert "Heal-Fix: format.ruff_format" in git(root, "log", "-1", "--format=%B")
     commits = git(root, "rev-list", "--count", "HEAD")
