@@ -120,11 +120,13 @@ def test_decide(category: str, state: str, mode: Mode, decision: str) -> None:
 
 class _Chat(BaseHTTPRequestHandler):
     answer = "APPROVE: mechanical formatting change"
+    prompts: list[str] = []
 
     def do_POST(self) -> None:  # noqa: N802 - http.server API
         length = int(self.headers["Content-Length"])
         body = json.loads(self.rfile.read(length))
         assert body["messages"][0]["role"] == "user"
+        _Chat.prompts.append(body["messages"][0]["content"])
         data = json.dumps({"choices": [{"message": {"content": self.answer}}],
                            "usage": {"total_tokens": 1500}}).encode()
         self.send_response(200)
@@ -144,6 +146,10 @@ def test_llm_judge_against_an_openai_compatible_endpoint() -> None:
         judge = LLMJudge(LLMJudgeConfig(enabled=True, url=url, model="m"))
         vote = judge.vote(Evidence(req(), [], Verification(True, "ok"), {}))
         assert vote.approve and vote.cost_usd == pytest.approx(0.003)
+        # the judge is told what it reviews and how to answer, with the error and the fix
+        prompt = _Chat.prompts[-1]
+        assert prompt.startswith("You review an automated fix. Answer APPROVE or REJECT on "
+                                 "the first line, then one sentence why.\nError: boom\n")
         down = LLMJudge(LLMJudgeConfig(enabled=True, url="http://127.0.0.1:9/v1", model="m",
                                        timeout_s=1))
         refused = down.vote(Evidence(req(), [], Verification(True, "ok"), {}))
@@ -166,9 +172,22 @@ def test_worktrees_never_inside_the_repository(tmp_path: Path) -> None:
     ("ACTIVE", {"applied": 9, "rolled_back": 1}, True),
     ("ACTIVE", {"applied": 1, "failed": 2}, False),
     ("QUARANTINED", {"applied": 50}, False),
+    ("DEPRECATED", {"applied": 50}, False),
 ])
 def test_history_judge(state: str, history: dict[str, int], approve: bool) -> None:
     from pipeline.validate.judges import HistoryJudge
 
     vote = HistoryJudge().vote(Evidence(req(state=state), [], Verification(True, "ok"), history))
     assert vote.approve is approve
+
+
+def test_only_lock_files_directly_in_the_repositorys_git_are_allowed_to_playbooks(
+        tmp_path: Path) -> None:
+    from pipeline.validate.preflight import _git_internal_ok
+
+    r = req(root=tmp_path)
+    assert _git_internal_ok(r, ".git/index.lock")
+    assert _git_internal_ok(r, str(tmp_path / ".git" / "index.lock"))
+    assert not _git_internal_ok(r, ".git/HEAD")
+    assert not _git_internal_ok(r, ".git/refs/heads/main.lock")
+    assert not _git_internal_ok(r, ".git/..lock")  # a '..' anywhere is refused
