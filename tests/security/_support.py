@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import secrets
 import time
 import uuid
 from pathlib import Path
@@ -13,6 +17,7 @@ import redis
 from pipeline.config import Settings
 from pipeline.demo.sample import break_formatting, create_repo, git
 from pipeline.events import OutcomeEvent, VerdictEvent
+from pipeline.guardrails.audit import canonical
 from pipeline.validate.runner import run_argv
 
 
@@ -88,3 +93,20 @@ def heal_state(root: Path) -> tuple[str, str, str]:
     """HEAD, branches and status: what acting on a repository would change."""
     return (git(root, "rev-parse", "HEAD"), git(root, "branch", "-a"),
             git(root, "status", "--porcelain"))
+
+
+def reseal(path: Path) -> None:
+    """An attacker's re-seal: rewrite every record of an audit file with a key of their own,
+    put in place of audit.key."""
+    key = secrets.token_hex(32).encode()
+    (path.parent / "audit.key").write_bytes(key)
+    prev, out = "0" * 64, []
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        record["data"]["reason"] = "nothing to see"
+        record["prev"] = prev
+        body = {k: v for k, v in record.items() if k != "hash"}
+        record["hash"] = hmac.new(key, canonical(body).encode(), hashlib.sha256).hexdigest()
+        prev = record["hash"]
+        out.append(canonical(record))
+    path.write_text("\n".join(out) + "\n")

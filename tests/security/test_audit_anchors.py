@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import json
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -28,6 +26,7 @@ import redis
 
 from pipeline.guardrails.audit import canonical
 from storage.embedded import EmbeddedPostgres, EmbeddedRedis
+from tests.security._support import reseal
 
 HEAL = str(Path(sys.executable).parent / "heal")
 
@@ -97,22 +96,6 @@ def _heads(home: Path) -> dict[str, dict[str, object]]:
             for k in client.scan_iter(match="heal:audit:head:*")}
 
 
-def _reseal(path: Path) -> None:
-    """Rewrite every record with a key of the attacker's own, put in place of audit.key."""
-    key = secrets.token_hex(32).encode()
-    (path.parent / "audit.key").write_bytes(key)
-    prev, out = "0" * 64, []
-    for line in path.read_text().splitlines():
-        record = json.loads(line)
-        record["data"]["reason"] = "nothing to see"
-        record["prev"] = prev
-        body = {k: v for k, v in record.items() if k != "hash"}
-        record["hash"] = hmac.new(key, canonical(body).encode(), hashlib.sha256).hexdigest()
-        prev = record["hash"]
-        out.append(canonical(record))
-    path.write_text("\n".join(out) + "\n")
-
-
 def test_the_head_is_anchored_in_the_embedded_redis_and_postgres(home: Path) -> None:
     path = home / "audit.jsonl"
     last = json.loads(path.read_text().splitlines()[-1])
@@ -155,7 +138,7 @@ def test_a_deleted_file_is_caught_by_postgres_alone(home: Path) -> None:
 
 def test_a_resealed_file_is_caught_by_redis_alone(home: Path) -> None:
     _sql(home, "DELETE FROM audit_anchor")
-    _reseal(home / "audit.jsonl")
+    reseal(home / "audit.jsonl")
     code, out = _verify(home)
     assert code == 1, out
     assert "re-sealed" in out

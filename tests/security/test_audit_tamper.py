@@ -27,6 +27,7 @@ from storage.attempts import AttemptStore
 from storage.db import Database
 from storage.migrate import migrate
 from tests.integration._heal_validate_support import FORMAT_FIX, candidate, sample_repo
+from tests.security._support import reseal
 
 
 def _audited(heal_env: dict[str, str], db: Database, n: int = 3) -> Path:
@@ -72,19 +73,7 @@ def test_an_edited_log_resealed_without_the_key_is_detected(
     path = _audited(heal_env, db)
     # Given an attacker who rewrites the chain with a key of their own (the real one is
     # 0600; even replacing audit.key does not match the anchors and the table's witnesses)
-    key = secrets.token_hex(32).encode()
-    (path.parent / "audit.key").write_bytes(key)
-    prev = "0" * 64
-    out_lines = []
-    for line in path.read_text().splitlines():
-        record = json.loads(line)
-        record["data"]["reason"] = "nothing to see"
-        record["prev"] = prev
-        body = {k: v for k, v in record.items() if k != "hash"}
-        record["hash"] = hmac.new(key, canonical(body).encode(), hashlib.sha256).hexdigest()
-        prev = record["hash"]
-        out_lines.append(canonical(record))
-    path.write_text("\n".join(out_lines) + "\n")
+    reseal(path)
     code, out = _verify(capsys)
     assert code == 1 and "re-sealed" in out
 
