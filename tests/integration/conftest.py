@@ -11,7 +11,7 @@ import redis
 from pipeline.apply.applier import Applier
 from pipeline.config import Settings
 from pipeline.validate.validator import Validator
-from storage.attempts import AttemptStore
+from storage.attempts import AttemptStore, close_stores
 from storage.db import Database
 from storage.migrate import migrate
 
@@ -54,3 +54,11 @@ def validator(stage_settings: Settings, client: redis.Redis,
 def applier(stage_settings: Settings, client: redis.Redis,
             attempt_store: AttemptStore) -> Applier:
     return Applier(stage_settings, client, attempt_store)
+
+
+@pytest.fixture(autouse=True)
+def _close_stores() -> Iterator[None]:
+    """Close the store pools `heal run` (or a stage) opened in this process, before the
+    session's engines stop."""
+    yield
+    close_stores()

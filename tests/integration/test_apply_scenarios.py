@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pipeline.cli import main
 from pipeline.validate.runner import run_argv
-from storage.attempts import close_stores
 from tests.scenarios.catalog import BY_NAME, SCENARIOS, build, tree_state
 
 
@@ -25,11 +23,6 @@ def test_corpus_has_15_scenarios_that_all_fail(tmp_path: Path) -> None:
         run = run_argv(list(scenario.command), str(root), 60)
         assert run["exit_code"] != 0, (scenario.name, run["tail"])
 
-
-@pytest.fixture(autouse=True)
-def _close_stores() -> Iterator[None]:
-    yield
-    close_stores()  # pools heal run opened in this process, before the engines stop
 
 
 @pytest.mark.slow

@@ -8,7 +8,6 @@ import importlib.util
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +19,10 @@ dagster = pytest.importorskip("dagster")  # the `heal[dagster]` extra (in `heal[
 from pipeline.config import Settings  # noqa: E402
 from pipeline.events import ErrorEvent  # noqa: E402
 from producers.dagster import heal_failure_hook  # noqa: E402
-from storage.attempts import close_stores  # noqa: E402
 from tests.scenarios.catalog import build  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
-
-@pytest.fixture(autouse=True)
-def _close_stores() -> Iterator[None]:
-    yield
-    close_stores()
 
 
 def _errors(heal_env: dict[str, str]) -> list[ErrorEvent]:

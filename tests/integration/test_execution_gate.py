@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,16 +18,10 @@ from pipeline.demo.sample import git
 from pipeline.events import ErrorEvent, VerdictEvent
 from pipeline.guardrails.execution import ExecutionGuard, WorkflowState
 from pipeline.validate.runner import run_argv
-from storage.attempts import close_stores
 from tests.scenarios.catalog import BY_NAME, build, tree_state
 
 FAIL = ["sh", "-c", "echo 'ValueError: config key missing' >&2; exit 1"]
 
-
-@pytest.fixture(autouse=True)
-def _close_stores() -> Iterator[None]:
-    yield
-    close_stores()  # pools heal run opened in this process, before the engines stop
 
 
 @pytest.fixture

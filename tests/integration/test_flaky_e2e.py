@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import random
 import string
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,6 @@ from pipeline.cli import main
 from pipeline.config import Settings
 from pipeline.events import OutcomeEvent
 from pipeline.fingerprint import fingerprint_text
-from storage.attempts import close_stores
 from storage.db import Database
 from storage.lifecycle import LifecycleStore
 from storage.serve_queries import ServeQueries
@@ -26,11 +24,6 @@ from tests.integration._repos import git
 
 UNFORMATTED = "x  =  1\n"
 
-
-@pytest.fixture(autouse=True)
-def _close_stores() -> Iterator[None]:
-    yield
-    close_stores()
 
 
 def outcomes(client: redis.Redis, settings: Settings) -> list[OutcomeEvent]:

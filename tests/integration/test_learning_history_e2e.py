@@ -9,14 +9,12 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pipeline.cli import main
 from pipeline.config import Settings
-from storage.attempts import close_stores
 from storage.engines import open_database
 from tests.integration._repos import git
 
@@ -24,11 +22,6 @@ BROKEN = ('class TideTableError(Exception):\n    pass\n\n\n'
           'raise TideTableError("tide table {token} is 3 hours stale")\n')
 FIXED = 'TIDES = "{token}"\n'
 
-
-@pytest.fixture(autouse=True)
-def _close_stores() -> Iterator[None]:
-    yield
-    close_stores()
 
 
 def queued(token: str) -> tuple[str, str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,11 +31,6 @@ TEXT = "ObsidianLatchError: latch {token} jammed after 14 turns at /opt/vault/do
 def letters() -> str:
     return "".join(chr(97 + int(c, 16)) for c in uuid.uuid4().hex[:10])
 
-
-@pytest.fixture(autouse=True)
-def _close_stores() -> Iterator[None]:
-    yield
-    close_stores()
 
 
 def test_an_exported_pack_is_offered_as_draft_in_a_fresh_installation(

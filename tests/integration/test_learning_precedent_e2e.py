@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ import redis
 from pipeline.cli import main
 from pipeline.config import Settings
 from pipeline.events import CandidateEvent, OutcomeEvent
-from storage.attempts import close_stores
 from storage.engines import open_database
 from storage.lifecycle import PrecedentRepository
 from tests.integration._repos import git
@@ -39,11 +37,6 @@ FIXED = """def load():
 load()
 """
 
-
-@pytest.fixture(autouse=True)
-def _close_stores() -> Iterator[None]:
-    yield
-    close_stores()  # pools heal run opened in this process, before the engines stop
 
 
 def commit(repo: Path, text: str, message: str) -> str:

@@ -10,14 +10,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pipeline.cli import main
 from pipeline.config import Settings
-from storage.attempts import close_stores
 from storage.engines import open_database
 from tests.integration._repos import git
 
@@ -45,11 +43,6 @@ def letters() -> str:
     """A token of letters only: never masked, so each test has a fingerprint of its own."""
     return "".join(chr(97 + int(c, 16)) for c in uuid.uuid4().hex[:10])
 
-
-@pytest.fixture(autouse=True)
-def _close_stores() -> Iterator[None]:
-    yield
-    close_stores()
 
 
 def make_repo(tmp_path: Path, token: str) -> Path:

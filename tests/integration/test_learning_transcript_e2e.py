@@ -8,25 +8,18 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
 
 from pipeline.cli import main
-from storage.attempts import close_stores
 from tests.integration._repos import git
 
 BROKEN = ('class LedgerSkewError(Exception):\n    pass\n\n\n'
           'raise LedgerSkewError("ledger {token} skewed by 4 entries")\n')
 FIXED_LINE = 'LEDGER = "{token}"\n'
 
-
-@pytest.fixture(autouse=True)
-def _close_stores() -> Iterator[None]:
-    yield
-    close_stores()
 
 
 def transcript(repo: Path, token: str, error: str) -> list[dict[str, object]]:

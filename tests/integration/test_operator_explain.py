@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,7 @@ from pipeline.cli import main
 from pipeline.config import Settings
 from pipeline.events import FingerprintEvent
 from pipeline.fingerprint.hashing import ALGORITHM_VERSION
-from storage.attempts import close_stores
 from storage.engines import open_database
-
-
-@pytest.fixture(autouse=True)
-def _close_stores() -> Iterator[None]:
-    yield
-    close_stores()  # pools heal run opened in this process, before the engines stop
 
 
 def _word() -> str:

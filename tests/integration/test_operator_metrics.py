@@ -7,7 +7,6 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,15 +15,8 @@ import redis
 from pipeline.cli import main
 from pipeline.config import Settings
 from pipeline.guardrails.budget import Budget
-from storage.attempts import close_stores
 from storage.engines import open_database
 from tests.scenarios.catalog import BY_NAME, build
-
-
-@pytest.fixture(autouse=True)
-def _close_stores() -> Iterator[None]:
-    yield
-    close_stores()  # pools heal run opened in this process, before the engines stop
 
 
 def _metrics(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, object]:

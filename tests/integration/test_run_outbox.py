@@ -4,19 +4,11 @@ the run that just ended is in `heal issues list` at once (real engines)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pipeline.cli import main
-from storage.attempts import close_stores
-
-
-@pytest.fixture(autouse=True)
-def _close_stores() -> Iterator[None]:
-    yield
-    close_stores()
 
 
 def test_the_last_error_of_heal_run_is_in_the_issue_queue_at_once(
