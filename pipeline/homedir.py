@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import stat
 from pathlib import Path
 
@@ -81,3 +82,20 @@ def open_private(path: Path, flags: int = os.O_WRONLY | os.O_APPEND | os.O_CREAT
     with contextlib.suppress(OSError):
         os.fchmod(fd, FILE_MODE)
     return fd
+
+
+def create_private_file(path: Path, content: bytes) -> None:
+    """Create ``path`` holding ``content`` (0600 from the start) unless it exists. Written
+    whole under a private name, then linked into place: a process racing this one either
+    links first (theirs wins) or reads a complete file, never an empty one being written."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    try:
+        try:
+            os.write(fd, content)
+        finally:
+            os.close(fd)
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -27,7 +27,6 @@ Tamper evidence (issue 11, item 8):
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import fcntl
 import hashlib
@@ -45,7 +44,7 @@ from typing import Any
 
 from pipeline.config import Settings
 from pipeline.errors import HealError
-from pipeline.homedir import dir_mode
+from pipeline.homedir import create_private_file, dir_mode
 
 log = logging.getLogger("heal.audit")
 
@@ -76,17 +75,7 @@ def audit_key(settings: Settings) -> bytes:
         if path.exists():
             return path.read_bytes().strip()
         path.parent.mkdir(mode=dir_mode(), parents=True, exist_ok=True)
-        # Written whole under a private name, then linked into place: a process racing this
-        # one either links first or reads a complete key, never an empty file being written.
-        tmp = path.with_name(f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_hex(32))
-            with contextlib.suppress(FileExistsError):  # another process linked first
-                os.link(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        create_private_file(path, secrets.token_hex(32).encode())
         return path.read_bytes().strip()
     except OSError as exc:
         raise AuditError(f"audit key {path}: {exc}; set {KEY_ENV} or fix the file") from exc

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from pipeline.config import Settings
 from pipeline.errors import ConfigError
+from pipeline.homedir import create_private_file
 
 ENV_APPROVER = "HEAL_SERVE_TOKEN"
 ENV_VIEWER = "HEAL_SERVE_VIEWER_TOKEN"
@@ -46,18 +47,7 @@ def _file_token(path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(path.parent, 0o700)
     if not path.exists():
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, secrets.token_urlsafe(32).encode() + b"\n")
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
+        create_private_file(path, secrets.token_urlsafe(32).encode() + b"\n")
     os.chmod(path, 0o600)
     return path.read_text(encoding="utf-8").strip()
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from pipeline.config import Settings
 from pipeline.errors import ConfigError
+from pipeline.homedir import create_private_file
 
 ENV_KEY = "HEAL_SIGNING_KEY"
 ENV_PREVIOUS = "HEAL_SIGNING_KEY_PREVIOUS"
@@ -92,18 +93,7 @@ def _private_dir(path: Path) -> None:
 
 def _write_new(path: Path) -> None:
     """Create ``path`` with a fresh key unless it exists (atomic; 0600 from the start)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, secrets.token_hex(32).encode() + b"\n")
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)  # fails when another process created it first: theirs wins
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink()
+    create_private_file(path, secrets.token_hex(32).encode() + b"\n")
 
 
 def _read(path: Path) -> bytes:
