@@ -199,7 +199,7 @@ class ExecutionGuard:
                     "from": result[0].value, "to": result[1].value, "reason": result[2],
                     "step": step})
             except (HealError, OSError) as exc:  # the state change stands; say it is unlogged
-                log.error("workflow %s %s->%s not audited: %s", workflow, *result, exc)
+                log.error("workflow %s %s->%s (%s) not audited: %s", workflow, *result, exc)
         return result
 
     def reset(self, workflow: str) -> None:

@@ -22,7 +22,7 @@ from pipeline.guardrails.budget import (
 
 
 class Clock:
-    def __init__(self, now: float = 1_795_000_000.0) -> None:  # 2026-11-18 07:06 UTC
+    def __init__(self, now: float = 1_795_000_000.0) -> None:  # 2026-11-18 11:06 UTC
         self.now = now
 
     def __call__(self) -> float:
