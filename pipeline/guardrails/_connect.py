@@ -1,41 +1,24 @@
-"""How the guardrail commands reach the engines: through ``storage.engines`` (embedded engines
-when the URLs are unset), with a plain connection to a configured URL as the fallback."""
+"""How the guardrail commands reach the engines: through ``storage.engines`` (the configured
+URLs, else the embedded engines), imported when first needed so that importing a command
+costs nothing."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import redis
 
 from pipeline.config import Settings
-from pipeline.errors import ConfigError, StreamUnavailable
-
-
-def _engines() -> Any:
-    try:
-        return importlib.import_module("storage.engines")
-    except ImportError:
-        return None
 
 
 def connect_redis(settings: Settings) -> redis.Redis:
     """Raises:
     StreamUnavailable: Redis cannot be reached.
-    ConfigError: no HEAL_REDIS_URL and no embedded engine available.
+    ConfigError: HEAL_REDIS_URL is not a Redis URL.
     """
-    engines = _engines()
-    if engines is not None and hasattr(engines, "connect_redis"):
-        client: redis.Redis = engines.connect_redis(settings)
-        return client
-    if not settings.redis_url:
-        raise ConfigError("set HEAL_REDIS_URL (the embedded Redis is not available here)")
-    client = redis.Redis.from_url(settings.redis_url)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        raise StreamUnavailable(f"Redis at {settings.redis_url} unreachable: {exc}") from exc
-    return client
+    from storage.engines import connect_redis as connect
+
+    return connect(settings)
 
 
 def open_database(settings: Settings) -> Any:
@@ -43,9 +26,8 @@ def open_database(settings: Settings) -> Any:
 
     Raises:
         DatabaseUnavailable: PostgreSQL cannot be reached.
-        ConfigError: the storage layer is not installed.
+        ConfigError: HEAL_DATABASE_URL is not a PostgreSQL URL, or a migration changed.
     """
-    engines = _engines()
-    if engines is None or not hasattr(engines, "open_database"):
-        raise ConfigError("the PostgreSQL storage layer (storage.engines) is not available")
-    return engines.open_database(settings)
+    from storage.engines import open_database as open_db
+
+    return open_db(settings)

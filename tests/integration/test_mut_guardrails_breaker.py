@@ -246,3 +246,21 @@ def test_a_dead_redis_is_stream_unavailable(tmp_path: Path, settings: Settings) 
                  lambda: breaker.force_open("global"), breaker.status):
         with pytest.raises(StreamUnavailable, match="circuit breaker: Redis unreachable"):
             call()
+
+
+def test_the_commands_reach_the_configured_engines(tmp_path: Path, settings: Settings,
+                                                   database_url: str) -> None:
+    from pipeline.guardrails._connect import connect_redis, open_database
+
+    connected = connect_redis(settings)
+    assert connected.ping()
+    CircuitBreaker(connected, settings, audit=Recorder()).force_open("global", "via connect")
+    assert breaker_status(connected, settings)["state"] == "FORCED_OPEN"
+    dead = Settings(f"unix://{tmp_path}/no.sock", None, tmp_path, settings.prefix)
+    with pytest.raises(StreamUnavailable, match="cannot reach HEAL_REDIS_URL"):
+        connect_redis(dead)
+    db = open_database(Settings(settings.redis_url, database_url, tmp_path, settings.prefix))
+    try:
+        assert db.fetch("SELECT to_regclass('audit_log') IS NOT NULL AS migrated")[0]["migrated"]
+    finally:
+        db.close()

@@ -165,6 +165,15 @@ def test_verify_file_checks_the_anchored_head(tmp_path: Path) -> None:
     assert (broken.ok, broken.bad_at) == (False, 2) and "sequence" in broken.reason
 
 
+def test_verify_file_shows_the_bad_line_as_it_is_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    lines = _chain(2)
+    path.write_text(lines[0] + "\n" + "{broken  \t\n" + lines[1] + "\n", encoding="utf-8")
+    result = verify_file(path, KEY)
+    assert (result.ok, result.bad_at, result.reason) == (False, 2, "not JSON")
+    assert result.bad_record == "{broken  \t"
+
+
 def test_verify_file_finds_the_key_beside_the_file_or_in_the_environment(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "audit.jsonl"

@@ -141,6 +141,7 @@ def test_change_notifications_follow_the_alert_table() -> None:
                                                            "critical", "")
     assert n.summary == "heal breaker step:w/t: CLOSED -> OPEN (2 reverts)"
     assert n.suggested_action == ACTIONS["breaker.transition"]
+    assert (n.workflow, n.step, n.attempts, n.actions_tried, n.last_error) == ("", "", 0, (), "")
     assert n.id == hashlib.sha256(
         b"breaker.transition|step:w/t|CLOSED|OPEN|2 reverts").hexdigest()[:16]
     forced = change_notification("breaker.transition", "global", {"to": "FORCED_OPEN"})
