@@ -190,9 +190,10 @@ class WebhookSink:
         request = urllib.request.Request(self.url, data=body, method="POST",
                                          headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                if response.status >= 300:
-                    raise NotificationFailed(f"webhook {self.url}: HTTP {response.status}")
+            # urlopen follows redirects and raises HTTPError (a URLError) for any other
+            # status outside 2xx, so reaching the end of this block means delivered
+            with urllib.request.urlopen(request, timeout=self.timeout_s):
+                pass
         except (urllib.error.URLError, OSError) as exc:
             raise NotificationFailed(f"webhook {self.url}: {exc}") from exc
 

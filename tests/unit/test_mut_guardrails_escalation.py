@@ -288,3 +288,47 @@ def test_a_rule_without_action_gets_the_default_advice() -> None:
     rule = parse_escalation({"rules": [{"name": "a"}]}).rules[0]
     assert rule.suggested_action == EscalationRule("x", Trigger.IMMEDIATE).suggested_action
     assert rule.severity is Severity.WARNING
+
+
+def test_the_webhook_posts_json_and_any_non_2xx_answer_is_a_failure() -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    received: list[tuple[str, str, dict[str, Any]]] = []
+    answers = [204, 500, 302]
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            received.append((self.path, self.headers["Content-Type"], body))
+            status = answers.pop(0)
+            self.send_response(status)
+            if status == 302:
+                self.send_header("Location", "/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_GET(self) -> None:  # noqa: N802 - the redirect target answers 404
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/hook"
+        sink = WebhookSink(url, timeout_s=5)
+        n = evaluate(ctx(attempts=3))
+        assert n is not None
+        sink.send(n)
+        assert received[0] == ("/hook", "application/json",
+                               {"text": n.summary, **json.loads(json.dumps(n.to_dict()))})
+        with pytest.raises(NotificationFailed, match=f"webhook {url}: HTTP Error 500"):
+            sink.send(n)
+        with pytest.raises(NotificationFailed, match="HTTP Error 404"):
+            sink.send(n)
+    finally:
+        server.shutdown()
