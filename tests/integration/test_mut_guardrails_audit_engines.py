@@ -144,6 +144,10 @@ def test_once_writes_one_file_record_and_completes_the_table_after_an_outage(
     with pytest.raises(DatabaseUnavailable):
         log.append("lifecycle.outcome", "fp", {"ok": True}, once="outcome:e1")
     assert db.fetch("SELECT seq FROM audit_log") == []
+    # the file record is remembered (for a week) as still owing its table record
+    mark_key = settings.key("audit", "once", _once_name("outcome:e1"))
+    assert json.loads(client.get(mark_key))["table"] is False
+    assert 6 * 86400 < client.ttl(mark_key) <= 7 * 86400
     again = log.append("lifecycle.outcome", "fp", {"ok": True}, once="outcome:e1")
     assert again["seq"] == 1
     assert verify_file(log.path).records == 1

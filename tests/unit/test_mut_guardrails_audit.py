@@ -322,8 +322,11 @@ def test_an_unreadable_key_is_an_audit_error(tmp_path: Path) -> None:
 def test_an_unwritable_log_refuses_the_append(tmp_path: Path) -> None:
     log = AuditLog(_settings(tmp_path), path=tmp_path / "dir-not-file", anchored=False)
     log.path.mkdir()
-    with pytest.raises(AuditError, match="cannot append"):
+    with pytest.raises(AuditError) as info:
         log.append("k", "s")
+    assert str(info.value).startswith(f"audit log {log.path}: cannot append (")
+    assert str(info.value).endswith("); nothing is applied until it can (free space or fix "
+                                    "the file)")
 
 
 def test_data_that_cannot_be_stored_as_json_is_refused_before_writing(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import stat
 from pathlib import Path
 from typing import Any
@@ -111,7 +112,8 @@ def test_the_log_sink_appends_private_json_lines(tmp_path: Path) -> None:
         blocked.send(first)
 
 
-def test_a_failing_sink_is_reported_and_the_others_still_deliver(tmp_path: Path) -> None:
+def test_a_failing_sink_is_reported_and_the_others_still_deliver(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     class Broken:
         name = "broken"
 
@@ -121,7 +123,9 @@ def test_a_failing_sink_is_reported_and_the_others_still_deliver(tmp_path: Path)
     n = evaluate(ctx(attempts=3))
     assert n is not None
     notifier = Notifier([Broken(), LogSink(tmp_path / "n.jsonl")])  # no Redis: no dedupe
-    assert notifier.notify(n) == {"broken": "webhook down", "log": "ok"}
+    with caplog.at_level(logging.ERROR, logger="heal.escalation"):
+        assert notifier.notify(n) == {"broken": "webhook down", "log": "ok"}
+    assert caplog.messages == ["notification sink failed: webhook down"]
     assert notifier.notify(n) == {"broken": "webhook down", "log": "ok"}
     assert len((tmp_path / "n.jsonl").read_text().splitlines()) == 2
 
@@ -234,22 +238,22 @@ def test_an_absent_table_gives_the_defaults_and_defaults_can_be_dropped() -> Non
 
 
 @pytest.mark.parametrize(("raw", "message"), [
-    ([], "heal.toml: escalation = []: must be a table"),
-    ({"rule": []}, "heal.toml: escalation.rule = []: unknown key; allowed: dedupe_hours, "
-                   "defaults, rules"),
-    ({"defaults": "yes"}, "heal.toml: escalation.defaults = 'yes': must be true or false"),
-    ({"dedupe_hours": -1}, "heal.toml: escalation.dedupe_hours = -1: must be a number from 0 "
-                           "to 8760"),
+    ([], "escalation = []: must be a table"),
+    ({"rule": []}, "escalation.rule = []: unknown key; allowed: dedupe_hours, defaults, rules"),
+    ({"defaults": "yes"}, "escalation.defaults = 'yes': must be true or false"),
+    ({"dedupe_hours": -1}, "escalation.dedupe_hours = -1: must be a number from 0 to 8760"),
     ({"dedupe_hours": 8761}, "escalation.dedupe_hours = 8761: must be a number from 0 to 8760"),
-    ({"dedupe_hours": True}, "escalation.dedupe_hours = True: must be a number"),
-    ({"dedupe_hours": "1"}, "escalation.dedupe_hours = '1': must be a number"),
+    ({"dedupe_hours": True}, "escalation.dedupe_hours = True: must be a number from 0 to 8760"),
+    ({"dedupe_hours": "1"}, "escalation.dedupe_hours = '1': must be a number from 0 to 8760"),
     ({"rules": {"name": "x"}}, "escalation.rules = {'name': 'x'}: must be an array of tables "
                                "([[escalation.rules]])"),
     ({"rules": ["x"]}, "escalation.rules[0] = 'x': must be a table"),
-    ({"rules": [{"name": "a"}, {"nam": "b"}]}, "escalation.rules[1].nam = 'b': unknown key"),
-    ({"rules": [{"when": "immediate"}]}, "escalation.rules[0].name = None: every rule needs a "
-                                         "non-empty name"),
-    ({"rules": [{"name": ""}]}, "escalation.rules[0].name = '': every rule needs"),
+    ({"rules": [{"name": "a"}, {"nam": "b"}]},
+     "escalation.rules[1].nam = 'b': unknown key; allowed: action, after_hours, attempts, "
+     "categories, name, patterns, severity, when"),
+    ({"rules": [{"when": "immediate"}]},
+     "escalation.rules[0].name = None: every rule needs a non-empty name"),
+    ({"rules": [{"name": ""}]}, "escalation.rules[0].name = '': every rule needs a non-empty name"),
     ({"rules": [{"name": "a", "when": "later"}]}, "escalation.rules[0].when = 'later': must be "
                                                   "one of immediate, attempts, unresolved"),
     ({"rules": [{"name": "a", "when": "attempts"}]},
@@ -259,7 +263,7 @@ def test_an_absent_table_gives_the_defaults_and_defaults_can_be_dropped() -> Non
     ({"rules": [{"name": "a", "when": "attempts", "attempts": 1001}]},
      "escalation.rules[0].attempts = 1001: must be an integer from 1 to 1000"),
     ({"rules": [{"name": "a", "when": "attempts", "attempts": 2.0}]},
-     "escalation.rules[0].attempts = 2.0: must be an integer"),
+     "escalation.rules[0].attempts = 2.0: must be an integer from 1 to 1000"),
     ({"rules": [{"name": "a", "when": "unresolved"}]},
      "escalation.rules[0].after_hours = None: required when when = \"unresolved\""),
     ({"rules": [{"name": "a", "when": "unresolved", "after_hours": 0.001}]},
@@ -281,7 +285,7 @@ def test_an_absent_table_gives_the_defaults_and_defaults_can_be_dropped() -> Non
 def test_each_invalid_value_is_named(raw: Any, message: str) -> None:
     with pytest.raises(PolicyError) as info:
         parse_escalation(raw)
-    assert message in str(info.value)
+    assert str(info.value) == f"heal.toml: {message}"
 
 
 def test_a_rule_without_action_gets_the_default_advice() -> None:
