@@ -355,10 +355,11 @@ def _last_record_or_repair(fh: Any, path: Path) -> dict[str, Any] | None:
         with os.fdopen(fd, "ab") as out:
             out.write(torn + (b"" if torn.endswith(b"\n") else b"\n"))
         os.truncate(fh.fileno(), cut)
+        prev = _last_record(fh, path)
         log.warning("audit log %s: the last line was torn (%s); its %d bytes were moved to %s"
-                    " and the chain goes on from record %s", path, exc, end - cut, quarantine,
-                    "the last whole one")
-        return _last_record(fh, path)
+                    " and the chain goes on from record %d", path, exc, end - cut, quarantine,
+                    prev["seq"] if prev else 0)
+        return prev
 
 
 def _last_record(fh: Any, path: Path) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
 import socket
 import stat
@@ -279,25 +280,41 @@ def test_the_last_record_of_a_large_log_is_read_from_its_end(tmp_path: Path) -> 
     assert verify_file(log.path).records == 3
 
 
-def test_a_torn_line_without_newline_is_moved_aside_whole(tmp_path: Path) -> None:
+def test_a_torn_line_without_newline_is_moved_aside_whole(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     log = AuditLog(_settings(tmp_path), anchored=False)
     first = log.append("k", "s", {"n": 1})
     with log.path.open("ab") as fh:
         fh.write(b'{"seq": 2, "tor')
-    second = log.append("k", "s", {"n": 2})
+    with caplog.at_level(logging.WARNING, logger="heal.audit"):
+        second = log.append("k", "s", {"n": 2})
+    assert "the last line was torn" in caplog.text
+    assert (f"its 15 bytes were moved to {log.path}.torn and the chain goes on from record 1"
+            in caplog.text)
     assert second["seq"] == 2 and second["prev"] == first["hash"]
     torn = log.path.with_name("audit.jsonl.torn").read_bytes()
     assert torn == b'{"seq": 2, "tor\n'
     assert verify_file(log.path).ok and verify_file(log.path).records == 2
 
 
-def test_a_last_line_that_is_json_but_no_record_is_torn(tmp_path: Path) -> None:
+@pytest.mark.parametrize("line", [b'{"seq": "two", "hash": "h"}', b'{"seq": 2}', b'[2]'])
+def test_a_last_line_that_is_json_but_no_record_is_torn(tmp_path: Path, line: bytes) -> None:
     log = AuditLog(_settings(tmp_path), anchored=False)
     log.append("k", "s")
     with log.path.open("ab") as fh:
-        fh.write(b'{"seq": "two"}\n')
+        fh.write(line + b"\n")
     assert log.append("k", "s")["seq"] == 2
-    assert log.path.with_name("audit.jsonl.torn").read_bytes() == b'{"seq": "two"}\n'
+    assert log.path.with_name("audit.jsonl.torn").read_bytes() == line + b"\n"
+
+
+def test_a_log_whose_only_line_is_torn_starts_over(tmp_path: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    log = AuditLog(_settings(tmp_path), anchored=False)
+    log.path.write_bytes(b'{"seq": 1, "ha')
+    with caplog.at_level(logging.WARNING, logger="heal.audit"):
+        assert log.append("k", "s")["seq"] == 1
+    assert "the chain goes on from record 0" in caplog.text
+    assert verify_file(log.path).records == 1
 
 
 def test_the_audit_key_is_made_once_private_and_then_reused(tmp_path: Path,
