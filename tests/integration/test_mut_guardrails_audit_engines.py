@@ -21,6 +21,7 @@ from pipeline.guardrails.audit import (
     ALG,
     TABLE_LOG,
     AuditLog,
+    audit_key,
     check_head,
     cross_check,
     file_log_id,
@@ -199,3 +200,22 @@ def test_witness_appends_the_table_record_of_an_earlier_file_record(
     assert body["data"] == {"a": 1}
     assert read_anchor(client, settings, TABLE_LOG) == [(1, body["hash"])]
     assert verify_file(file_only.path).records == 1
+
+
+def test_one_anchor_client_per_process_redis_and_home(settings: Settings,
+                                                      tmp_path: Path) -> None:
+    from pipeline.guardrails.audit import anchor_client
+
+    first = anchor_client(settings)
+    assert anchor_client(settings) is first and first.ping()
+    elsewhere = Settings(settings.redis_url, None, tmp_path / "other-home", settings.prefix)
+    assert anchor_client(elsewhere) is not first
+
+
+def test_the_log_folder_is_made_private(settings: Settings, tmp_path: Path) -> None:
+    import stat
+
+    path = tmp_path / "deep" / "er" / "audit.jsonl"
+    AuditLog(settings, path=path, anchored=False).append("k", "s")
+    assert verify_file(path, audit_key(settings)).records == 1
+    assert stat.S_IMODE(path.parent.stat().st_mode) & 0o077 == 0
