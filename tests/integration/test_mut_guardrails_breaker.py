@@ -148,6 +148,8 @@ def test_half_open_probe_closes_after_enough_successes(client: redis.Redis, sett
                                   "reason": "cooldown elapsed"})
     assert breaker.allow("t", None, "SAFE") == (True, "half-open probe")
     assert breaker.scope_status("step:t")["probes_in_flight"] == 2
+    assert (breaker.status()["state"], breaker.status()["open_scopes"]) == ("HALF_OPEN",
+                                                                            ["step:t"])
     assert breaker.allow("t", None, "SAFE") == (
         False, "breaker HALF_OPEN at step:t: 2 probe(s) already in flight")
     assert breaker.allow("t", None, "RISKY") == (
