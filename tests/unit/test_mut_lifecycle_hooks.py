@@ -6,6 +6,7 @@ learner, the one-candidate ranking, and the causal edges an applied fix proves
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -184,7 +185,8 @@ def test_one_candidate_is_returned_as_is_and_not_recorded() -> None:
     assert rank_and_record(Store(), "fp", []) == []
 
 
-def test_an_applied_fix_proves_edges_to_the_other_errors_it_cleared() -> None:
+def test_an_applied_fix_proves_edges_to_the_other_errors_it_cleared(
+        caplog: pytest.LogCaptureFixture) -> None:
     catalog = load_catalog()
     cause_fix = catalog.patterns["proc.port_in_use"].fix.id
     text = next((FIXTURES / "net.connection_refused").glob("*.txt")).read_text()
@@ -199,8 +201,11 @@ def test_an_applied_fix_proves_edges_to_the_other_errors_it_cleared() -> None:
     error = ErrorEvent(id="e1", text=text)
     applied = OutcomeEvent(id="o1", error_id="e1", error=error, fix_id=cause_fix,
                            status="applied")
-    assert learner.after_outcome(applied) == [
-        ("proc.port_in_use", "net.connection_refused", 0.5)]
+    with caplog.at_level(logging.INFO, logger="heal.lifecycle.causes"):
+        assert learner.after_outcome(applied) == [
+            ("proc.port_in_use", "net.connection_refused", 0.5)]
+    assert caplog.messages == [
+        "causal edge proc.port_in_use -> net.connection_refused observed (confidence 0.50)"]
     assert observed == [("proc.port_in_use", "net.connection_refused", LEARN_PRIOR)]
     for fix_id, status in ((cause_fix, "rolled_back"), ("unknown/fix", "applied")):
         other = OutcomeEvent(id="o2", error_id="e1", error=error, fix_id=fix_id, status=status)
@@ -211,3 +216,15 @@ def test_an_applied_fix_proves_edges_to_the_other_errors_it_cleared() -> None:
 def test_every_unresolved_status_is_checked(tmp_path: Path, status: str) -> None:
     hook, _ = _hook(tmp_path, History({}, attempts=3))
     assert hook.after_outcome(_outcome(status), "fp1") == {"log": "ok"}
+
+
+def test_a_deprecated_fix_that_works_again_is_active_with_its_reason() -> None:
+    from pipeline.lifecycle.graduation import Decision, LifecyclePolicy, after_outcome
+    from pipeline.lifecycle.posterior import Posterior
+    from pipeline.model import LifecycleState as S
+
+    policy = LifecyclePolicy()
+    assert after_outcome(S.DEPRECATED, Posterior(3, 5), "success", policy) == Decision(
+        S.ACTIVE, "verified success after deprecation")
+    assert after_outcome(S.DRAFT, Posterior(1, 0), "success", policy) == Decision(
+        S.ACTIVE, "first verified success")
