@@ -100,7 +100,7 @@ def gate_for(client: Any, settings: Settings, error: ErrorEvent, policy: Policy)
     limits = policy.limits
     name = workflow_name(error.workflow.id, error.repo.path)
     guard = ExecutionGuard(client, settings, limits.execution())
-    decision = guard.should_execute_step(name, error.workflow.step)
+    decision = guard.should_execute_step(name)  # the state is per workflow, not per step
     state, reason = guard.state(name)
     base = limits.get("execution.min_auto_confidence")
     bonus = limits.get("execution.degraded_confidence_bonus") \

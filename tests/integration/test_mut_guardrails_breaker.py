@@ -266,3 +266,15 @@ def test_the_commands_reach_the_configured_engines(tmp_path: Path, settings: Set
         assert db.fetch("SELECT to_regclass('audit_log') IS NOT NULL AS migrated")[0]["migrated"]
     finally:
         db.close()
+
+
+def test_the_default_auditor_is_anchored_in_the_breakers_redis(client: redis.Redis,
+                                                              tmp_path: Path,
+                                                              prefix: str) -> None:
+    from pipeline.guardrails.audit import file_log_id, read_anchor
+
+    settings = Settings(None, None, tmp_path, prefix)  # no URL: only the given client
+    CircuitBreaker(client, settings).force_open("global", "by hand")
+    path = tmp_path / "audit.jsonl"
+    assert '"breaker.transition"' in path.read_text()
+    assert [seq for seq, _ in read_anchor(client, settings, file_log_id(path))] == [1]

@@ -113,6 +113,9 @@ def test_status_reports_every_kind_the_bucket_and_the_deferred(client: redis.Red
         "llm_tokens": {"used": 250.123, "limit": 1000, "remaining": 749.877},
         "unlimited_kind": {"used": 7.0, "limit": None, "remaining": None}}
     assert status["rate"] == {"tokens": 3.0, "capacity": 5, "per_minute": 30.0}
+    clock.now += 1.5  # 0.75 of a token refilled, then one taken
+    budget.take_token()
+    assert budget.status()["rate"]["tokens"] == 2.75
     assert status["deferred"] == 2
     assert deferred_key(settings) == f"{settings.prefix}:apply:deferred"
     assert budget_status(client, settings)["spend"]["llm_tokens"]["limit"] == 500_000.0

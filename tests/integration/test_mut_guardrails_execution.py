@@ -140,11 +140,16 @@ def test_a_failing_audit_leaves_the_change_in_force(client: redis.Redis, setting
     assert guard.state("wf")[0] is DEGRADED
 
 
-def test_the_default_auditor_writes_the_audit_file(client: redis.Redis,
-                                                   settings: Settings) -> None:
+def test_the_default_auditor_writes_the_audit_file_anchored_in_the_guards_redis(
+        client: redis.Redis, tmp_path: Path, prefix: str) -> None:
+    from pipeline.guardrails.audit import file_log_id, read_anchor
+
+    settings = Settings(None, None, tmp_path, prefix)  # no URL: only the given client
     guard = ExecutionGuard(client, settings, ExecutionPolicy(degrade_after=1))
     guard.on_step_result("wf", "s", False, "x")
-    assert '"execution.transition"' in (settings.home / "audit.jsonl").read_text()
+    path = settings.home / "audit.jsonl"
+    assert '"execution.transition"' in path.read_text()
+    assert [seq for seq, _ in read_anchor(client, settings, file_log_id(path))] == [1]
 
 
 def test_status_lists_every_workflow_with_a_state(client: redis.Redis,
