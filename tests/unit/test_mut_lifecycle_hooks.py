@@ -90,6 +90,11 @@ def test_an_unresolved_outcome_notifies_with_its_context(tmp_path: Path) -> None
                   {"category": "MODERATE", "pattern_id": "net.dns"}, {}):
         other, _ = _hook(tmp_path / "other", History(facts, attempts=3), {"/src/app": policy})
         assert other.after_outcome(_outcome("rolled_back", repo="/src/app"), "fp1") is None
+    # an attempt without a known pattern never matches a rule that names patterns
+    patterns_only = parse_escalation({"defaults": False, "rules": [
+        {"name": "db", "when": "immediate", "patterns": ["db.*"]}]})
+    unknown, _ = _hook(tmp_path / "unknown", History({}, attempts=3), {"/src/app": patterns_only})
+    assert unknown.after_outcome(_outcome("rolled_back", repo="/src/app"), "fp1") is None
 
 
 def test_the_repository_is_taken_from_the_cwd_tag_without_a_repo_path(tmp_path: Path) -> None:
