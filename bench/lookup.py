@@ -60,7 +60,8 @@ def show(name: str, values: list[float], base: list[float] | None, target_ms: fl
     p50, p99 = pct(values, 0.5) * 1e3, pct(values, 0.99) * 1e3
     line = f"{name:<34} p50 {p50:8.3f} ms  p99 {p99:8.3f} ms"
     if base is not None:
-        line += f"  ({p99 / (pct(base, 0.99) * 1e3):7.1f}x baseline p99)"
+        line += (f"  ({p99 / (pct(base, 0.99) * 1e3):7.2f}x baseline p99, "
+                 f"{p50 / (pct(base, 0.5) * 1e3):.2f}x p50)")
     if target_ms is not None:
         line += f"  target p99 < {target_ms} ms: {'OK' if p99 < target_ms else 'MISSED'}"
     print(line)
