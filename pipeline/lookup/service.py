@@ -254,8 +254,8 @@ class Lookup:
         instead of four, overlapped with the embedding.
 
         Does nothing when PostgreSQL is offline or has nothing to tell (the tiers then ask,
-        or not, as before). Never raises: a probe that fails leaves the tiers to ask on their
-        own, and report."""
+        or not, as before). Raises nothing from PostgreSQL or the model: a probe that fails
+        leaves the tiers to ask on their own, and report."""
         if not self.online or self._known_locally(fine, coarse):
             return
         now = time.monotonic()
