@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from pipeline.literals import literal_alternation
+
 #: name -> pattern; the group ``s`` (when present) is what is replaced, else the whole match
 REDACTION_RULES: dict[str, re.Pattern[str]] = {
     # PEM private keys (GCP service-account JSON carries one), up to the END line if present
@@ -77,24 +79,10 @@ RULE_TRIGGERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
-def _trie(words: list[str]) -> str:
-    """An alternation of literals as a prefix tree (``a(?:kia|sia)|...``): the regex engine
-    then tries one branch per first character instead of every literal (3x faster)."""
-    heads: dict[str, list[str]] = {}
-    for word in sorted(set(words)):
-        heads.setdefault(word[0], []).append(word[1:])
-    parts = []
-    for head, tails in heads.items():
-        if "" in tails:  # a literal that is a prefix of a longer one: the shorter suffices
-            parts.append(re.escape(head))
-        else:
-            parts.append(re.escape(head) + f"(?:{_trie(tails)})")
-    return "|".join(parts)
-
-
 #: cheap pre-filter: one scan of the folded text for any rule's literal (literals only:
 #: linear); a text without one holds no secret and costs no rule
-_ANY_TRIGGER = re.compile(_trie([t for anyof, _ in RULE_TRIGGERS.values() for t in anyof]))
+_ANY_TRIGGER = re.compile(literal_alternation(t for anyof, _ in RULE_TRIGGERS.values()
+                                               for t in anyof))
 #: the characters a case-insensitive ``re`` pattern matches with an ASCII letter that
 #: ``str.lower`` does not turn into it (``paſsword`` matches ``(?i)password``)
 _FOLD = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
