@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from pipeline.literals import literal_alternation
+
 #: name -> pattern; the group ``s`` (when present) is what is replaced, else the whole match
 REDACTION_RULES: dict[str, re.Pattern[str]] = {
     # PEM private keys (GCP service-account JSON carries one), up to the END line if present
@@ -55,13 +57,48 @@ REDACTION_RULES: dict[str, re.Pattern[str]] = {
         r"(?P<s>[^\s\"',;&<>]{1,256})"),
 }
 
-#: cheap pre-filter: a text with none of these (lowercased) substrings holds no secret
-_TRIGGERS = ("private key", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-",
-             "akia", "asia", "aws_secret", "aiza", "xox", "sk-", "k_live_", "eyj",
-             "authorization", "://", "password", "passwd", "pwd", "secret", "api_key",
-             "api-key", "apikey", "token")
-#: the same pre-filter as one scan of the lowered text (literals only: linear)
-_TRIGGER = re.compile("|".join(re.escape(t) for t in _TRIGGERS))
+#: per rule, literals (lower case) one of which every match of the rule contains, and
+#: literals every match contains as well (``url_credentials`` needs an ``@``): a rule runs
+#: only on a text holding them. Checked against the text case-folded by :func:`_folded`,
+#: so a case-insensitive rule's match always shows its literal there. A new rule needs its
+#: triggers (``tests/security/test_redact_triggers.py`` checks both agree on fuzzed texts).
+RULE_TRIGGERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "private_key": (("private key-----",), ()),
+    "github_token": (("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"), ()),
+    "gitlab_token": (("glpat-",), ()),
+    "aws_access_key": (("akia", "asia"), ()),
+    "aws_secret_key": (("aws_secret_access_key",), ()),
+    "gcp_api_key": (("aiza",), ()),
+    "slack_token": (("xox",), ()),
+    "openai_key": (("sk-", "k_live_"), ()),
+    "jwt": ((".eyj",), ()),
+    "authorization": (("authorization",), ()),
+    "url_credentials": (("://",), ("@",)),
+    "password": (("password", "passwd", "pwd", "secret", "api_key", "api-key", "apikey",
+                  "token"), ()),
+}
+
+
+#: cheap pre-filter: one scan of the folded text for any rule's literal (literals only:
+#: linear); a text without one holds no secret and costs no rule
+_ANY_TRIGGER = re.compile(literal_alternation(t for anyof, _ in RULE_TRIGGERS.values()
+                                               for t in anyof))
+#: the characters a case-insensitive ``re`` pattern matches with an ASCII letter that
+#: ``str.lower`` does not turn into it (``paſsword`` matches ``(?i)password``)
+_FOLD = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
+#: texts seen without anything to redact (a stage decodes the same texts again and again;
+#: only clean texts are kept, so no secret lingers here); cleared when full: at most
+#: _CLEAN_MAX texts of at most _CLEAN_TEXT_CHARS characters, _CLEAN_CHARS in all
+_CLEAN: dict[str, None] = {}
+_CLEAN_MAX = 8192
+_CLEAN_TEXT_CHARS = 16 * 1024
+_CLEAN_CHARS = 4 * 1024 * 1024
+_clean_chars = [0]
+
+
+def _folded(text: str) -> str:
+    """``text`` lowered so that every case-insensitive match of a rule shows its literal."""
+    return text.lower() if text.isascii() else text.translate(_FOLD).lower()
 
 
 def redact(text: str) -> str:
@@ -71,10 +108,17 @@ def redact(text: str) -> str:
 
 def redact_counted(text: str) -> tuple[str, int]:
     """``(redacted text, how many secrets were replaced)``."""
-    if _TRIGGER.search(text.lower()) is None:
+    if text in _CLEAN:
+        return text, 0
+    folded = _folded(text)
+    if _ANY_TRIGGER.search(folded) is None:
+        _remember_clean(text)
         return text, 0
     total = 0
     for name, pattern in REDACTION_RULES.items():
+        anyof, allof = RULE_TRIGGERS[name]
+        if not any(t in folded for t in anyof) or not all(t in folded for t in allof):
+            continue
         placeholder = f"<redacted:{name}>"
 
         def replace(match: re.Match[str], placeholder: str = placeholder) -> str:
@@ -85,8 +129,22 @@ def redact_counted(text: str) -> tuple[str, int]:
             base = match.start(0)
             return whole[: start - base] + placeholder + whole[end - base:]
 
-        text = pattern.sub(replace, text)
+        redacted = pattern.sub(replace, text)
+        if redacted != text:  # the next rules look at what is left
+            text, folded = redacted, _folded(redacted)
+    if not total:
+        _remember_clean(text)
     return text, total
+
+
+def _remember_clean(text: str) -> None:
+    if len(text) > _CLEAN_TEXT_CHARS:
+        return
+    if len(_CLEAN) >= _CLEAN_MAX or _clean_chars[0] + len(text) > _CLEAN_CHARS:
+        _CLEAN.clear()
+        _clean_chars[0] = 0
+    _CLEAN[text] = None
+    _clean_chars[0] += len(text)
 
 
 def redact_value(value: Any) -> Any:

@@ -11,20 +11,30 @@ from storage.db import Database
 
 MAX_DEPTH = 6
 
-# Walk from the effect towards its causes, multiplying confidences; ``path`` lists the nodes
-# from the effect to the cause; the cycle check keeps a bad edge set from looping.
-_ROOTS = """
+
+def walk_cte(nodes: str, max_depth: str) -> str:
+    """The recursive walk from the effects ``nodes`` (a text[] placeholder) towards their
+    causes, multiplying confidences, at most ``max_depth`` (a placeholder) edges deep; ``path``
+    lists the nodes from the effect to the cause; the cycle check keeps a bad edge set from
+    looping. Shared by :meth:`CausalGraph.causes` and the lookup's probe."""
+    return f"""
 WITH RECURSIVE walk(node, confidence, path, depth) AS (
     SELECT e.cause, e.confidence, ARRAY[e.effect, e.cause], 1
-    FROM causal_edges e WHERE e.effect = ANY($1::text[])
+    FROM causal_edges e WHERE e.effect = ANY({nodes}::text[])
   UNION ALL
     SELECT e.cause, w.confidence * e.confidence, w.path || e.cause, w.depth + 1
     FROM causal_edges e JOIN walk w ON e.effect = w.node
-    WHERE w.depth < $2 AND NOT e.cause = ANY(w.path)
+    WHERE w.depth < {max_depth} AND NOT e.cause = ANY(w.path)
 )
-SELECT node, confidence, path FROM walk
+"""
+
+
+#: the order of causes: most confident first, then the longer chain (the deeper root cause)
+CAUSE_ORDER = "confidence DESC, depth DESC, node"
+
+_ROOTS = walk_cte("$1", "$2") + f"""SELECT node, confidence, path FROM walk
 WHERE confidence >= $3
-ORDER BY confidence DESC, depth DESC, node
+ORDER BY {CAUSE_ORDER}
 """
 
 

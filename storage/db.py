@@ -20,7 +20,7 @@ import concurrent.futures
 import contextlib
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -28,6 +28,7 @@ import asyncpg
 from pipeline.errors import ConfigError, DatabaseUnavailable, QueryError
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 #: Seconds a single call may take before it is abandoned (DatabaseUnavailable).
 DEFAULT_TIMEOUT_S = 60.0
@@ -94,6 +95,22 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await register_vector(conn)
 
 
+class Pending(Generic[T]):
+    """A statement already sent (see :meth:`Database.start_fetchrow`); ``result()`` waits for
+    its answer (at most the Database's timeout from then on)."""
+
+    def __init__(self, wait: Callable[[], T]) -> None:
+        self._wait = wait
+
+    def result(self) -> T:
+        """Raises: DatabaseUnavailable, QueryError (as the synchronous calls)."""
+        return self._wait()
+
+    def then(self, convert: Callable[[T], U]) -> Pending[U]:
+        """The same statement, its answer passed through ``convert`` on ``result()``."""
+        return Pending(lambda: convert(self._wait()))
+
+
 #: every Database not closed yet (see close_all)
 _OPEN: set[Database] = set()
 
@@ -156,12 +173,17 @@ class Database:
     # -- plumbing ---------------------------------------------------------------------------
 
     def _submit(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        return self._wait(self._start(coro), timeout)
+
+    def _start(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         if threading.current_thread() is self._thread:
             coro.close()
             raise RuntimeError(
                 "Database called from inside Database.run(); use the connection you were given"
             )
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def _wait(self, future: concurrent.futures.Future[T], timeout: float | None = None) -> T:
         try:
             return future.result(self.timeout if timeout is None else timeout)
         except _TRANSLATED as exc:
@@ -201,6 +223,14 @@ class Database:
     def fetchval(self, sql: str, *args: Any) -> Any:
         self._check_open()
         return self._submit(self._pool.fetchval(sql, *args))
+
+    def start_fetchrow(self, sql: str, *args: Any) -> Pending[asyncpg.Record | None]:
+        """Send one statement now and return at once: the caller does other work (embeds a
+        text) while PostgreSQL answers, then takes the row with ``result()``, which raises
+        what :meth:`fetchrow` raises."""
+        self._check_open()
+        future = self._start(self._pool.fetchrow(sql, *args))
+        return Pending(lambda: self._wait(future))
 
     def run(
         self, fn: Callable[[asyncpg.Connection], Awaitable[T]], *, timeout: float | None = None

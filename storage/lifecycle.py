@@ -356,6 +356,17 @@ class LifecycleStore:
             " updated_at = now()", fingerprint, ignored, reason)
 
 
+def newest_offered_sql(fingerprint: str) -> str:
+    """The newest learned fix for the fingerprint ``fingerprint`` (a placeholder) that may
+    still be offered, with its ``lifecycle_state`` (see :meth:`PrecedentRepository.
+    newest_offered`; the lookup's probe asks the same inside its one statement)."""
+    return ("SELECT d.*, COALESCE(s.state, d.state) AS lifecycle_state FROM precedent_drafts d"
+            " LEFT JOIN fix_stats s ON s.fingerprint = d.fingerprint AND s.fix_id = d.id"
+            f" WHERE d.fingerprint = {fingerprint}"
+            " AND COALESCE(s.state, d.state) NOT IN ('QUARANTINED', 'DEPRECATED')"
+            " ORDER BY d.created_at DESC, d.id LIMIT 1")
+
+
 class PrecedentRepository:
     """Storage of :class:`pipeline.lifecycle.precedent.PrecedentLearner`."""
 
@@ -396,12 +407,7 @@ class PrecedentRepository:
         """The newest learned fix for ``fingerprint`` that may still be offered: its lifecycle
         state (``fix_stats``, DRAFT until it was applied) is neither QUARANTINED nor
         DEPRECATED. Raises DatabaseUnavailable."""
-        row = self.db.fetchrow(
-            "SELECT d.*, COALESCE(s.state, d.state) AS lifecycle_state FROM precedent_drafts d"
-            " LEFT JOIN fix_stats s ON s.fingerprint = d.fingerprint AND s.fix_id = d.id"
-            " WHERE d.fingerprint = $1"
-            " AND COALESCE(s.state, d.state) NOT IN ('QUARANTINED', 'DEPRECATED')"
-            " ORDER BY d.created_at DESC, d.id LIMIT 1", fingerprint)
+        row = self.db.fetchrow(newest_offered_sql("$1"), fingerprint)
         return None if row is None else dict(row)
 
     def drafts(self, fingerprint: str) -> list[dict[str, Any]]:

@@ -88,9 +88,15 @@ def _root(line: Tokens, freq: Counter[tuple[int, str]]) -> tuple[tuple[int, str]
 
 
 def mine_group(
-    lines: Iterable[Tokens], config: MinerConfig = DEFAULT_CONFIG
+    lines: Iterable[Tokens], config: MinerConfig = DEFAULT_CONFIG,
+    memo: ClusterMemo | None = None,
 ) -> dict[Tokens, Tokens]:
-    """Template of every distinct sequence of one group (see the module docstring)."""
+    """Template of every distinct sequence of one group (see the module docstring).
+
+    With a ``memo`` (one per configuration), a cluster whose root and members are the same
+    as at an earlier call reuses that call's templates: they are a pure function of the
+    two, and when a group grows by a few sequences most of its clusters stay as they were
+    (judging the columns is most of the cost of re-mining a group)."""
     distinct = sorted(set(lines))  # sorted: iteration order never depends on arrival order
     freq: Counter[tuple[int, str]] = Counter()
     for line in distinct:
@@ -100,8 +106,37 @@ def mine_group(
         clusters[_root(line, freq)].append(line)
     result: dict[Tokens, Tokens] = {}
     for root, members in clusters.items():
-        result.update(templates(members, {pos for pos, _ in root}, config))
+        if memo is None:
+            result.update(templates(members, {pos for pos, _ in root}, config))
+        else:
+            result.update(memo.templates(root, members, config))
     return result
+
+
+class ClusterMemo:
+    """Templates of clusters already judged, by (root, members); bounded by the number of
+    members it holds (cleared when full, like the stage's other caches)."""
+
+    def __init__(self, max_members: int = 50_000) -> None:
+        self.max_members = max_members
+        self._found: dict[tuple[object, ...], dict[Tokens, Tokens]] = {}
+        self._members = 0
+
+    def templates(self, root: tuple[tuple[int, str], ...], members: list[Tokens],
+                  config: MinerConfig) -> dict[Tokens, Tokens]:
+        if len(members) == 1:  # nothing to judge (and nothing worth keeping)
+            return {members[0]: members[0]} if not root else templates(
+                members, {pos for pos, _ in root}, config)
+        key = (root, tuple(members))
+        found = self._found.get(key)
+        if found is None:
+            found = templates(members, {pos for pos, _ in root}, config)
+            if self._members + len(members) > self.max_members:
+                self._found.clear()
+                self._members = 0
+            self._found[key] = found
+            self._members += len(members)
+        return found
 
 
 def mine(lines: Iterable[Tokens], config: MinerConfig = DEFAULT_CONFIG) -> dict[Tokens, Tokens]:
@@ -134,6 +169,9 @@ class TemplateMiner:
         self.store = store
         self.config = config
         self._cache: dict[str, tuple[int, dict[Tokens, Tokens]]] = {}
+        #: clusters judged before (a changed group is re-mined whole; most of its clusters
+        #: are as they were)
+        self._memo = ClusterMemo()
         #: templates decided by the last ``prepare`` (valid for that batch)
         self._batch: dict[Tokens, Tokens] = {}
 
@@ -163,13 +201,14 @@ class TemplateMiner:
             members, changed = synced[group]
             if changed or group not in self._cache:
                 members = members or self.store.members(group)
-                self._cache[group] = (len(members), mine_group(members, self.config))
+                self._cache[group] = (len(members), mine_group(members, self.config,
+                                                               self._memo))
             mined = self._cache[group][1]
             for tokens in by_group[group]:
                 found = mined.get(tokens)
                 if found is None:  # the group is full: mine it against the kept set
                     kept = self.store.members(group)
-                    found = mine_group([*kept, tokens], self.config)[tokens]
+                    found = mine_group([*kept, tokens], self.config, self._memo)[tokens]
                 self._batch[tokens] = found
 
     def template(self, tokens: Tokens) -> Tokens:
@@ -180,12 +219,12 @@ class TemplateMiner:
         size = self.store.add(group, tokens, self.config.max_group_size)
         cached = self._cache.get(group)
         if cached is None or cached[0] != size:
-            cached = (size, mine_group(self.store.members(group), self.config))
+            cached = (size, mine_group(self.store.members(group), self.config, self._memo))
             self._cache[group] = cached
         found = cached[1].get(tokens)
         if found is None:  # the group is full: mine this sequence against the kept set
             members = [*self.store.members(group), tokens]
-            found = mine_group(members, self.config)[tokens]
+            found = mine_group(members, self.config, self._memo)[tokens]
         return found
 
 

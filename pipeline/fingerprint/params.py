@@ -14,6 +14,7 @@ from typing import Any
 
 from pipeline.boundedre import BoundedPattern, Budget, clip_lines, compile_bounded
 from pipeline.fingerprint.model import Extraction
+from pipeline.literals import literal_alternation
 
 _NETWORK = ("in use", "refused", "eaddrinuse", "econnrefused", "bind", "listen", "connect",
             "timed out", "timeout", "unreachable", "resolve", "host")
@@ -71,11 +72,19 @@ PARAM_RULES: tuple[ParamRule, ...] = (
 )
 
 
+#: every rule's hints in one scan (literals: linear): most texts hold none, and then no rule
+#: is tried (None when a rule has no hints: it is always tried, so the scan decides nothing)
+_ANY_HINT = (re.compile(literal_alternation(h for r in PARAM_RULES for h in r.hints))
+             if all(r.hints for r in PARAM_RULES) else None)
+
+
 def _searched(text: str) -> dict[str, Any]:
     """The first match of each parameter rule whose hints the text holds (bounded)."""
     params: dict[str, Any] = {}
     window = clip_lines(text)
     lowered = window.lower()
+    if _ANY_HINT is not None and _ANY_HINT.search(lowered) is None:
+        return params
     budget: Budget | None = None
     hinted: dict[tuple[str, ...], bool] = {}  # several rules share one hint list (_NETWORK)
     for rule in PARAM_RULES:

@@ -87,6 +87,13 @@ class Embedder:
         self._model: Any = None
         self.runtime = runtime or os.environ.get("HEAL_EMBEDDER", "") or "lean"
 
+    @property
+    def loaded(self) -> bool:
+        """The model is in memory: this Embedder's, or one another Embedder of this process
+        loaded that this one would share (so embedding costs no load)."""
+        order = ("reference",) if self.runtime == "reference" else ("lean", "reference")
+        return self._model is not None or any(r in _LOADED for r in order)
+
     def load(self) -> None:
         """Load the model now (it loads on the first ``embed`` otherwise).
 

@@ -8,6 +8,7 @@ blocks or loses a lookup.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import random
@@ -43,6 +44,7 @@ from storage.causal import CausalGraph, Cause
 from storage.db import Database
 from storage.embeddings import EmbeddingRepository
 from storage.lifecycle import LifecycleStore, PrecedentRepository
+from storage.lookup_probe import FingerprintProbe, Probe
 from storage.outbox import apply_ops
 from storage.patterns import PatternRepository
 
@@ -55,7 +57,7 @@ FLAKY_PATTERN = "test.flaky"
 CODE_CHANGES = (FixKind.DIFF.value, FixKind.COMMAND.value)
 RETRY_DATABASE_S = 5.0
 NEGATIVE_TTL_S = 30.0
-#: the causal walk of a node set is reused this long (edges change rarely, queries cost ~1 ms)
+#: the causal walk from a node is reused this long (edges change rarely, queries cost ~1 ms)
 CAUSES_TTL_S = 30.0
 MEMO_SIZE = 8192
 FLUSH_EVERY = 256
@@ -104,7 +106,8 @@ class Lookup:
         self._ops: list[tuple[str, str, dict[str, Any]]] = []
         self._ops_lock = threading.Lock()
         self._offline_since: float | None = None if db is not None else time.monotonic()
-        self._cause_cache: dict[tuple[str, ...], tuple[float, list[Cause]]] = {}
+        #: start node -> (walked at, its causes), re-walked after CAUSES_TTL_S
+        self._cause_cache: dict[str, tuple[float, list[Cause]]] = {}
         self._rendered: dict[bytes, dict[str, Any]] = {}
         self._stop = threading.Event()
         self._syncer: threading.Thread | None = None
@@ -183,7 +186,10 @@ class Lookup:
         if fine in self._ignored or coarse in self._ignored:
             return unmatched("ignored with `heal ignore`: detected, never fixed or queued",
                              ignored=True)
-        result = self._tier1(text, fine, coarse, base)
+        rule = self._detect(text)
+        if rule is None:
+            self._ask_ahead(text, fine, coarse, headline)
+        result = self._tier1(text, fine, coarse, base, rule)
         # the pattern a detection rule names, kept even when tier 3 answers with its cause
         detected = (result.pattern_id if result is not None and result.details.get(
             "rule_matched") else None)
@@ -205,11 +211,10 @@ class Lookup:
             self._record(error_id, fine, coarse, text, result)
         return result
 
-    def _tier1(self, text: str, fine: str, coarse: str,
-               base: dict[str, Any]) -> LookupResult | None:
+    def _tier1(self, text: str, fine: str, coarse: str, base: dict[str, Any],
+               detected: tuple[Pattern, dict[str, str]] | None) -> LookupResult | None:
         # a detection rule that matches the text always wins: a learned fingerprint mapping
         # (masked parameters make two different errors share one) never overrides it
-        detected = self._detect(text)
         if detected is not None:
             return self._rule_answer(detected[0], detected[1], text, base)
         pattern_id = self._known_pattern(fine, "fine")
@@ -237,6 +242,93 @@ class Lookup:
         self._detected[key] = None if found is None else (found[0].id, dict(found[1]))
         return found
 
+    # -- what PostgreSQL is asked about a new fingerprint: at once, while tier 2 embeds ------
+
+    def _ask_ahead(self, text: str, fine: str, coarse: str, headline: str) -> None:
+        """A fingerprint no rule detects and nothing in memory or the local cache knows: send
+        one statement for everything tiers 1 and 3 would ask PostgreSQL about it (its fine
+        and coarse mappings, the newest learned fix, the causal walk from it), embed the text
+        for tier 2 while PostgreSQL answers, then file the answer where those tiers look
+        first (the memos they fill themselves otherwise, with the same freshness rules).
+        The tiers then run as before, answering from memory: the same answers, one round trip
+        instead of four, overlapped with the embedding.
+
+        Does nothing when PostgreSQL is offline or has nothing to tell (the tiers then ask,
+        or not, as before). Raises nothing from PostgreSQL or the model: a probe that fails
+        leaves the tiers to ask on their own, and report."""
+        if not self.online or self._known_locally(fine, coarse):
+            return
+        now = time.monotonic()
+        want_fine = bool(fine) and not self._recently_missed((fine, "fine"))
+        want_coarse = bool(coarse) and not self._recently_missed((coarse, "coarse"))
+        learned = self._learned.get(fine) if fine else None
+        want_learned = bool(fine) and (learned is None or now - learned[0] >= LEARNED_TTL_S)
+        nodes = [n for n in dict.fromkeys((fine, coarse)) if n and not self._walked(n, now)]
+        if not (want_fine or want_coarse or want_learned or nodes):
+            return
+        assert self.db is not None
+        try:
+            pending = FingerprintProbe(self.db).start(
+                fine=fine if want_fine else None, coarse=coarse if want_coarse else None,
+                learned_for=fine if want_learned else None, cause_nodes=nodes,
+                min_confidence=CAUSAL_MIN_CONFIDENCE)
+        except DatabaseUnavailable:
+            self._went_offline()
+            return
+        try:
+            self._embed_ahead(text, fine, headline)
+        finally:
+            try:
+                probe = pending.result()
+            except DatabaseUnavailable:
+                self._went_offline()
+            except QueryError as exc:  # the tiers ask one statement at a time, and report
+                log.warning("lookup probe of %s failed: %s", fine or coarse, exc)
+            else:
+                self._file_probe(probe, fine if want_fine else "",
+                                 coarse if want_coarse else "", want_learned)
+
+    def _known_locally(self, fine: str, coarse: str) -> bool:
+        """Tier 1 will answer without PostgreSQL: a mapping in memory or the local cache, or
+        a learned fix read less than LEARNED_TTL_S ago."""
+        if self._known_pattern(fine, "fine", ask_database=False) or self._known_pattern(
+                coarse, "coarse", ask_database=False):
+            return True
+        learned = self._learned.get(fine) if fine else None
+        return (learned is not None and learned[1] is not None
+                and time.monotonic() - learned[0] < LEARNED_TTL_S)
+
+    def _embed_ahead(self, text: str, fine: str, headline: str) -> None:
+        """Embed the query of tier 2 now (kept in ``_vectors``, where tier 2 finds it), when
+        tier 2 would: the model is loaded and its reference vectors ready, so a fingerprint
+        that tier 1 answers from PostgreSQL after all costs one embedding, never a model load.
+        A failure is left for tier 2 to meet again and report."""
+        embedder = self.embedder
+        if embedder is None or not embedder.loaded or not (
+                self._vectors_ready or self.prepare_vectors is None):
+            return
+        query = query_text(text, headline)
+        if evidence(query):
+            with contextlib.suppress(EngineError):
+                self._vector(fine, query)
+
+    def _file_probe(self, probe: Probe, fine: str, coarse: str, learned: bool) -> None:
+        """File what the probe found as the tiers would have (``fine``/``coarse`` empty: that
+        part was not asked)."""
+        now = time.monotonic()
+        for fingerprint, level, found in ((fine, "fine", probe.fine_pattern),
+                                          (coarse, "coarse", probe.coarse_pattern)):
+            if not fingerprint:
+                continue
+            if found is None:
+                self._misses[(fingerprint, level)] = now
+            else:
+                self.cache.put_fingerprints([(fingerprint, level, found)])
+        if learned:
+            self._file_learned(fine, probe.learned, now)
+        for node, causes in probe.causes.items():
+            self._file_causes(node, causes, now)
+
     def _rule_answer(self, pattern: Pattern, params: dict[str, str], text: str,
                      base: dict[str, Any]) -> LookupResult:
         answer = self._answer(pattern.id, 1, 1.0, f"exact: detection rule of {pattern.id}",
@@ -253,7 +345,6 @@ class Lookup:
         if hit is not None and now - hit[0] < LEARNED_TTL_S:
             return hit[1]
         key = CACHE_PREFIX + fine
-        fix: dict[str, Any] | None = None
         fresh = False
         if self.online:
             assert self.db is not None
@@ -263,18 +354,30 @@ class Lookup:
             except DatabaseUnavailable:
                 self._went_offline()
         if fresh:
-            fix = fix_from_row(row) if row is not None else None
-            if fix is not None or self.cache.get_meta(key):  # keep offline answers current
-                self.cache.set_meta(key, orjson.dumps(fix or {}).decode())
-        else:
-            cached = self.cache.get_meta(key)
-            fix = (orjson.loads(cached) or None) if cached else None
+            return self._file_learned(fine, row, now)
+        cached = self.cache.get_meta(key)
+        fix = (orjson.loads(cached) or None) if cached else None
+        self._memo_learned(fine, now, fix)
+        return fix
+
+    def _file_learned(self, fine: str, row: dict[str, Any] | None,
+                      now: float) -> dict[str, Any] | None:
+        """Keep what PostgreSQL said is the newest learned fix for ``fine`` (memory, and the
+        local cache for offline answers)."""
+        key = CACHE_PREFIX + fine
+        fix = fix_from_row(row) if row is not None else None
+        if fix is not None or self.cache.get_meta(key):  # keep offline answers current
+            self.cache.set_meta(key, orjson.dumps(fix or {}).decode())
+        self._memo_learned(fine, now, fix)
+        return fix
+
+    def _memo_learned(self, fine: str, now: float, fix: dict[str, Any] | None) -> None:
         if len(self._learned) >= MEMO_SIZE:
             self._learned.clear()
         self._learned[fine] = (now, fix)
-        return fix
 
-    def _known_pattern(self, fingerprint: str, level: str) -> str | None:
+    def _known_pattern(self, fingerprint: str, level: str, *,
+                       ask_database: bool = True) -> str | None:
         if not fingerprint:
             return None
         key = (fingerprint, level)
@@ -282,8 +385,7 @@ class Lookup:
         if hit is not None:
             return hit
         hit = self.cache.pattern_for(fingerprint, level)
-        recently_missed = time.monotonic() - self._misses.get(key, -1e9) < NEGATIVE_TTL_S
-        if hit is None and self.online and not recently_missed:
+        if hit is None and ask_database and self.online and not self._recently_missed(key):
             hit = self._pattern_from_database(fingerprint, level)
             if hit is None:
                 self._misses[key] = time.monotonic()
@@ -291,6 +393,9 @@ class Lookup:
             self._known[key] = hit
             return hit
         return None
+
+    def _recently_missed(self, key: tuple[str, str]) -> bool:
+        return time.monotonic() - self._misses.get(key, -1e9) < NEGATIVE_TTL_S
 
     def _pattern_from_database(self, fingerprint: str, level: str) -> str | None:
         assert self.db is not None
@@ -394,6 +499,8 @@ class Lookup:
             assert self.embedder is not None
             vector = self.embedder.embed([query])[0]
             self.cache.put_query_vector(key, vector)
+        if len(self._vectors) >= MEMO_SIZE:
+            self._vectors.clear()  # bounded memory: the local cache keeps every vector
         self._vectors[key] = vector
         return vector
 
@@ -428,25 +535,48 @@ class Lookup:
         return None
 
     def _causes(self, nodes: list[str]) -> list[Cause]:
-        if not nodes:
-            return []
-        key = tuple(nodes)
-        cached = self._cause_cache.get(key)
-        if cached is not None and time.monotonic() - cached[0] < CAUSES_TTL_S:
-            return cached[1]
-        causes: list[Cause] | None = None
+        """Every cause of any of ``nodes``, most confident first: the union of the walks from
+        each node (a path starts at one node), each walked in PostgreSQL (the nodes not walked
+        in the last CAUSES_TTL_S in one query), offline over the cached edges."""
+        now = time.monotonic()
+        found: dict[str, list[Cause]] = {}
+        missing: list[str] = []
+        for node in dict.fromkeys(n for n in nodes if n):
+            cached = self._cause_cache.get(node)
+            fresh = cached is not None and now - cached[0] < CAUSES_TTL_S
+            found[node] = cached[1] if cached is not None and fresh else []
+            if not fresh:
+                missing.append(node)
+        if missing:
+            found.update(self._walk(missing))
+            for node in missing:
+                self._file_causes(node, found[node], now)
+        if len(found) == 1:
+            return next(iter(found.values()))
+        causes = [c for walked in found.values() for c in walked]
+        return sorted(causes, key=lambda c: (-c.confidence, -len(c.path), c.node))
+
+    def _walk(self, nodes: list[str]) -> dict[str, list[Cause]]:
+        """The causes of each of ``nodes`` (one query), offline over the cached edges."""
         if self.online:
             assert self.db is not None
+            walked: dict[str, list[Cause]] = {n: [] for n in nodes}
             try:
-                causes = CausalGraph(self.db).causes(nodes, CAUSAL_MIN_CONFIDENCE)
+                for cause in CausalGraph(self.db).causes(nodes, CAUSAL_MIN_CONFIDENCE):
+                    walked[cause.path[0]].append(cause)
+                return walked
             except DatabaseUnavailable:
                 self._went_offline()
-        if causes is None:
-            causes = walk_edges(self._edges, nodes, CAUSAL_MIN_CONFIDENCE)
+        return {n: walk_edges(self._edges, [n], CAUSAL_MIN_CONFIDENCE) for n in nodes}
+
+    def _walked(self, node: str, now: float) -> bool:
+        cached = self._cause_cache.get(node)
+        return cached is not None and now - cached[0] < CAUSES_TTL_S
+
+    def _file_causes(self, node: str, causes: list[Cause], now: float) -> None:
         if len(self._cause_cache) >= MEMO_SIZE:
-            self._cause_cache.clear()  # bounded memory; a refill costs one query per node set
-        self._cause_cache[key] = (time.monotonic(), causes)
-        return causes
+            self._cause_cache.clear()  # bounded memory; a refill costs one query
+        self._cause_cache[node] = (now, causes)
 
     # -- guard, recording, sync --------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.fingerprint import Fingerprinter, fingerprint_text
-from pipeline.fingerprint.cluster import mine, render, tokenize
+from pipeline.fingerprint.cluster import ClusterMemo, mine, mine_group, render, tokenize
 from pipeline.fingerprint.hashing import ALGORITHM_VERSION
 from pipeline.fingerprint.rules import DEFAULT_NORMALIZER
 from pipeline.fingerprint.store import MemoryTemplateStore
@@ -154,3 +154,22 @@ FRAGMENTS = [
 def test_mixed_tool_output_gets_a_fingerprint_without_raising(parts: list[str]) -> None:
     fp = fingerprint_text("".join(parts))
     assert fp.extraction is not None and fp.fine.startswith(V)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["user", "host", "job", "disk"]),
+                          st.sampled_from(["alice", "bob", "carol", "dave", "erin", "frank",
+                                           "gw1", "gw2", "x-7", "Foo::start"]),
+                          st.sampled_from(["failed", "closed", "not found", "refused"])),
+                min_size=1, max_size=40))
+def test_a_group_mined_with_the_cluster_memo_gets_the_templates_mined_afresh(
+    growth: list[tuple[str, str, str]],
+) -> None:
+    # a stage re-mines a group as it grows, reusing the clusters judged before: after every
+    # step, each template equals the one mined from scratch from the same set
+    memo = ClusterMemo(max_members=25)  # small: it is cleared and refilled on the way
+    seen: list[tuple[str, ...]] = []
+    for key, value, what in growth:
+        seen.append(tokenize(f"{key} {value} {what} on <ip>"))
+        assert mine_group(seen, memo=memo) == mine_group(seen)
+    assert memo._members <= 25 + len(seen)
