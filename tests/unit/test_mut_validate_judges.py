@@ -162,8 +162,11 @@ def test_history_judge_on_the_fix_state() -> None:
 
 # -- the panel per category --------------------------------------------------------------------
 
+def names(judges: list[Any]) -> list[str]:
+    return [j.name for j in judges]
+
+
 def test_panel_per_category_and_strict() -> None:
-    names = lambda judges: [j.name for j in judges]  # noqa: E731
     assert names(panel(request("SAFE"))) == ["verification"]
     assert names(panel(request("MODERATE"))) == ["verification", "blast-radius"]
     assert names(panel(request("RISKY"))) == ["verification", "blast-radius", "history"]

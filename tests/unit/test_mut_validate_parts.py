@@ -99,7 +99,8 @@ def test_what_is_not_a_secret(line: str) -> None:
 
 
 def test_secret_names_once_each_in_order() -> None:
-    diff = "+a = AKIAABCDEFGHIJKLMNOP\n+-----BEGIN RSA PRIVATE KEY-----\n+b = AKIAZZZZZZZZZZZZZZZZ\n"
+    diff = ("+a = AKIAABCDEFGHIJKLMNOP\n+-----BEGIN RSA PRIVATE KEY-----\n"
+            "+b = AKIAZZZZZZZZZZZZZZZZ\n")
     assert find_secrets(diff) == ["aws_access_key", "private_key"]
     assert added_lines("+++ b/x\n+one\n-two\n three\n+\n") == ["one", ""]
 
