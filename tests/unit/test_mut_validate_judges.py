@@ -116,7 +116,7 @@ def test_blast_radius_judge_limit_never_below_one() -> None:
 
 
 def _playbook(n_steps: int, n_paths: int = 0) -> dict[str, Any]:
-    act = [{"argv": ["echo", str(i)]} for i in range(n_steps)]
+    act: list[dict[str, Any]] = [{"argv": ["echo", str(i)]} for i in range(n_steps)]
     act += [{"action": "remove", "args": {"path": f"p{i}"}} for i in range(n_paths)]
     return {"steps": {"act": act}}
 
