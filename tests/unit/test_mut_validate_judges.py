@@ -397,3 +397,26 @@ def test_with_note_says_the_workflow_state_once() -> None:
     noted = with_note(verdict, degraded)
     assert noted.reason == f"mode suggest; {degraded.note()}"
     assert with_note(noted, degraded).reason == noted.reason
+
+
+# -- the mode --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("policy_mode", "tag", "attested", "ceiling", "mode"), [
+    (Mode.AUTO, None, False, None, Mode.AUTO),
+    (Mode.AUTO, None, False, Mode.SUGGEST, Mode.SUGGEST),      # the operator's ceiling
+    (Mode.AUTO, "observe", False, None, Mode.OBSERVE),         # a tag may lower it
+    (Mode.SUGGEST, "auto", False, None, Mode.SUGGEST),         # ...not raise it
+    (Mode.SUGGEST, "auto", True, None, Mode.AUTO),             # heal run --mode may
+    (Mode.SUGGEST, "auto", True, Mode.AUTO_SAFE, Mode.AUTO_SAFE),
+])
+def test_effective_mode(policy_mode: Mode, tag: str | None, attested: bool,
+                        ceiling: Mode | None, mode: Mode) -> None:
+    from pipeline.trust.boundary import Trust
+    from pipeline.trust.operator import OperatorConfig
+    from pipeline.validate.validator import effective_mode
+
+    tags = {"mode": tag} if tag else {}
+    err = ErrorEvent(id="e1", text="x", tags=tags)
+    cand = CandidateEvent(id="e1:lookup", error_id="e1", error=err)
+    trust = Trust(Path("/tmp"), attested, True, (), "", OperatorConfig())
+    assert effective_mode(Policy(mode=policy_mode), cand, trust, ceiling) is mode
