@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
@@ -209,8 +210,10 @@ def test_vote_to_dict() -> None:
 class _Chat(BaseHTTPRequestHandler):
     reply: dict[str, Any] | bytes = {}
     seen: list[dict[str, Any]] = []
+    delay_s = 0.0
 
     def do_POST(self) -> None:  # noqa: N802 - http.server API
+        time.sleep(self.delay_s)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         _Chat.seen.append({"path": self.path, "body": body,
                            "auth": self.headers.get("Authorization"),
@@ -229,6 +232,7 @@ def chat() -> Any:
     server = HTTPServer(("127.0.0.1", 0), _Chat)
     threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     _Chat.seen = []
+    _Chat.delay_s = 0.0
     try:
         yield f"http://127.0.0.1:{server.server_port}/v1/"
     finally:
@@ -271,6 +275,21 @@ def test_llm_judge_rejection_without_key_or_usage(chat: str,
     assert vote.tokens == 0 and vote.cost_usd == 0.0
     assert _Chat.seen[-1]["auth"] is None
     assert "\nFix: fx (command, SAFE)\n" in _Chat.seen[-1]["body"]["messages"][0]["content"]
+
+
+def test_llm_judge_tokens_default_to_zero(chat: str) -> None:
+    _Chat.reply = {"choices": [{"message": {"content": "APPROVE"}}],
+                   "usage": {"prompt_tokens": 5}}
+    vote = _llm(chat).vote(evidence(request()))
+    assert vote.approve and vote.tokens == 0 and vote.cost_usd == 0.0
+
+
+def test_llm_judge_gives_up_after_its_timeout(chat: str) -> None:
+    _Chat.reply = {"choices": [{"message": {"content": "APPROVE"}}]}
+    _Chat.delay_s = 1.5
+    judge = LLMJudge(LLMJudgeConfig(enabled=True, url=chat, model="m", timeout_s=0.2))
+    vote = judge.vote(evidence(request()))
+    assert not vote.approve and vote.reason.startswith("LLM judge unavailable: ")
 
 
 @pytest.mark.parametrize("reply", [b"not json", {"choices": []}, {"nothing": 1},
