@@ -286,3 +286,23 @@ def test_redis_down_is_stream_unavailable(repo: Path, settings: Settings,
     validator = Validator(settings, down, Store())
     with pytest.raises(StreamUnavailable, match="validate: Redis unreachable"):
         validator.validate(candidate(repo))
+
+
+def test_an_undeclared_package_install_waits_for_a_person(repo: Path, settings: Settings,
+                                                          client: redis.Redis) -> None:
+    install = {"id": "pip", "kind": "command", "category": "MODERATE", "state": "AUTOMATED",
+               "rendered": {"argv": ["python3", "-m", "pip", "install", "leftpadx"]}}
+    (repo / "heal.toml").write_text('mode = "auto"\n')
+    deferred = Verification(True, "MODERATE command: runs only when applied", deferred=True)
+    validator, stub = stage(settings, client, Store(), StubVerifier(deferred))
+    verdict = validator.validate(candidate(repo, install))
+    assert verdict.decision == "suggest"
+    assert "the package 'leftpadx' is not declared by the repository" in verdict.reason
+    assert "; a person approves it by name: heal apply e1 (runs: python3 -m pip install " \
+           "leftpadx)" in verdict.reason
+    notes = [c["reason"] for c in verdict.preflight if c["name"] == "trust"]
+    assert any(n.startswith("package install: heal cannot tell which Python") for n in notes)
+    # the stage judged the reviewed fix (a manifest change proposed with it), and says so
+    [(req, _)] = stub.calls
+    assert req.hold and req.fix["rendered"]["argv"][-1] == "leftpadx"
+    assert verdict.fix == req.fix
