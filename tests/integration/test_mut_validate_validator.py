@@ -219,13 +219,16 @@ def test_verdicts_before_any_verification(repo: Path, settings: Settings,
     assert (validator.validate(ignored).decision, validator.validate(ignored).reason) == \
         ("observe", "heal ignore")
     nowhere = validator.validate(candidate(None, error_id="n6"))
-    assert nowhere.decision == "escalate" and nowhere.reason.startswith(
-        "the error names no git repository (repo.path / tags.cwd)")
+    assert (nowhere.decision, nowhere.reason) == (
+        "escalate", "the error names no git repository (repo.path / tags.cwd), so no fix can "
+        "be verified")
     untrusted = validator.validate(candidate(repo, error_id="n7", signed=False))
     assert untrusted.decision == "observe"
-    assert untrusted.reason.startswith(f"diagnosed only, not acted on: repository {repo} is "
-                                       "not registered with heal")
-    assert "add the repository root to [trust] repos" in untrusted.reason
+    assert untrusted.reason == (
+        f"diagnosed only, not acted on: repository {repo} is not registered with heal (not a "
+        "heal run on this machine, not in [trust] repos of the operator configuration); to "
+        "let heal act here, add the repository root to [trust] repos in the operator "
+        "configuration ($HEAL_HOME/heal.toml or HEAL_CONFIG), or run the command with heal run")
     assert stub.calls == []
     assert none.id == "n1:validate" and none.error_id == "n1" and none.fine == "fp1"
 
