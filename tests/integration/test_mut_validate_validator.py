@@ -95,6 +95,12 @@ def candidate(repo: Path | None, fix: dict[str, Any] | None = FIX, error_id: str
                           fix=fix, **kw)
 
 
+def audit_records(settings: Settings) -> list[dict[str, Any]]:
+    path = settings.home / "audit.jsonl"
+    return [orjson.loads(line) for line in path.read_text().splitlines()] if path.exists() \
+        else []
+
+
 def stage(settings: Settings, client: redis.Redis, store: Store | None = None,
           verifier: StubVerifier | None = None) -> tuple[Validator, StubVerifier]:
     v = Validator(settings, client, store)
@@ -124,6 +130,15 @@ def test_a_verdict_its_attempt_row_and_its_spend(repo: Path, settings: Settings,
         "category": "SAFE", "mode": "auto-safe", "branch": "heal/fp1-1", "commit": "abc123",
         "preflight": verdict.preflight, "fix": FIX, "votes": verdict.votes,
         "verification": RUNS, "verdict": verdict.encode().decode()}
+    # the verdict is in the audit log, as decided
+    [record] = [r for r in audit_records(settings) if r["kind"] == "verdict"]
+    assert record["subject"] == "e1" and record["data"] == {
+        "fix_id": "fmt", "fingerprint": "fp1", "decision": "apply", "reason": verdict.reason,
+        "votes": verdict.votes, "mode": "auto-safe", "commit": "abc123"}
+    # the verdict and the attempt number are kept a week (a redelivery finds them)
+    for key in (settings.key("validate", "verdict", "e1"),
+                settings.key("validate", "attempt", "e1")):
+        assert 7 * 24 * 3600 - 60 < int(client.ttl(key)) <= 7 * 24 * 3600
     # the verification's minutes are spent from today's budget
     assert Budget(client, settings).spent()["verification_minutes"] == pytest.approx(1.5)
     # nothing left pending; the verdict is cached for a redelivery
@@ -198,6 +213,17 @@ def test_a_refused_preflight_is_recorded_without_verifying(repo: Path, settings:
     [row] = store.rows
     assert row["attempt"] == 0 and row["decision"] == "reject"
     assert [c["name"] for c in verdict.preflight if not c["ok"]] == ["paths"]
+    # every refusal is named; the audit record keeps the first 500 characters of the reason
+    long = "../" + "a" * 600
+    shell = {**FIX, "rendered": {"argv": ["sh", "-c", f"rm {long}"]}}
+    verdict = validator.validate(candidate(repo, shell, error_id="e2", params={"f": long}))
+    assert verdict.reason.startswith("pre-flight refused: applies: argv ['sh', '-c', 'rm ../")
+    assert "passes text from the error to a shell; heal never does; paths: path '../" \
+        in verdict.reason
+    assert [c["name"] for c in verdict.preflight if not c["ok"]] == ["applies", "paths"]
+    [record] = [r for r in audit_records(settings) if r["subject"] == "e2"]
+    assert record["data"]["reason"] == verdict.reason[:500] and len(verdict.reason) > 500
+    assert record["data"]["commit"] == "" and record["data"]["votes"] == []
 
 
 def test_verdicts_before_any_verification(repo: Path, settings: Settings,
@@ -250,6 +276,7 @@ def test_a_row_postgresql_could_not_take_is_written_by_the_retry(
         validator.validate(candidate(repo))
     pending = client.get(settings.key("validate", "unrecorded", "e1"))
     assert pending is not None and orjson.loads(pending)["row"]["error_id"] == "e1"
+    assert int(client.ttl(settings.key("validate", "unrecorded", "e1"))) > 6 * 24 * 3600
     verdict = validator.validate(candidate(repo))  # the retry: verified once, row written once
     assert len(stub.calls) == 1 and [r["decision"] for r in store.rows] == [verdict.decision]
     assert client.get(settings.key("validate", "unrecorded", "e1")) is None
@@ -303,9 +330,63 @@ def test_an_undeclared_package_install_waits_for_a_person(repo: Path, settings: 
     assert "the package 'leftpadx' is not declared by the repository" in verdict.reason
     assert "; a person approves it by name: heal apply e1 (runs: python3 -m pip install " \
            "leftpadx)" in verdict.reason
-    notes = [c["reason"] for c in verdict.preflight if c["name"] == "trust"]
-    assert any(n.startswith("package install: heal cannot tell which Python") for n in notes)
+    [note] = [c for c in verdict.preflight if c["name"] == "trust"]
+    assert note["reason"].startswith("package install: heal cannot tell which Python")
+    assert (note["ok"], note["duration_s"]) == (True, 0.0)
     # the stage judged the reviewed fix (a manifest change proposed with it), and says so
     [(req, _)] = stub.calls
     assert req.hold and req.fix["rendered"]["argv"][-1] == "leftpadx"
     assert verdict.fix == req.fix
+
+
+def test_a_sealed_cache_entry_that_is_not_a_verdict_is_decided_afresh(
+        repo: Path, settings: Settings, client: redis.Redis) -> None:
+    from pipeline.trust.seal import seal
+    from pipeline.validate.validator import VERDICT_CACHE_ROLE
+
+    client.set(settings.key("validate", "verdict", "e1"),
+               seal(settings, VERDICT_CACHE_ROLE, b'{"not": "a verdict"}'))
+    validator, stub = stage(settings, client, Store())
+    assert validator.validate(candidate(repo)).decision == "apply"
+    assert len(stub.calls) == 1
+
+
+class SwitchStore(Store):
+    """A store whose PostgreSQL (for the audit table) is down until ``db`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.db: Any = DownDb()
+
+
+class DownDb:
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        raise DatabaseUnavailable("PostgreSQL at /tmp/x is unavailable: connection refused")
+
+
+def test_the_audit_table_record_waits_for_postgresql_and_is_written_once(
+        repo: Path, settings: Settings, client: redis.Redis, db: Any) -> None:
+    import uuid
+
+    eid = f"w-{uuid.uuid4().hex[:12]}"
+    store = SwitchStore()
+    validator, stub = stage(settings, client, store)
+    with pytest.raises(DatabaseUnavailable):
+        validator.validate(candidate(repo, error_id=eid))
+    pending = orjson.loads(client.get(settings.key("validate", "unrecorded", eid)))
+    assert pending["audit"]["subject"] == eid and pending["audit"]["kind"] == "verdict"
+    store.db = db  # PostgreSQL is back for the audit table, then drops the attempt row
+    store.down = 1
+    with pytest.raises(DatabaseUnavailable):
+        validator.validate(candidate(repo, error_id=eid))
+    pending = orjson.loads(client.get(settings.key("validate", "unrecorded", eid)))
+    assert pending["audit"] is None and pending["row"]["error_id"] == eid
+    assert len(db.fetch("SELECT body FROM audit_log WHERE subject = $1", eid)) == 1
+    verdict = validator.validate(candidate(repo, error_id=eid))
+    assert len(stub.calls) == 1 and [r["error_id"] for r in store.rows] == [eid]
+    rows = db.fetch("SELECT body FROM audit_log WHERE subject = $1", eid)
+    [table] = [orjson.loads(r["body"]) for r in rows]
+    [record] = [r for r in audit_records(settings) if r["subject"] == eid]
+    assert table["data"]["decision"] == verdict.decision
+    assert (table["file"]["seq"], table["file"]["hash"]) == (record["seq"], record["hash"])
+    assert client.get(settings.key("validate", "unrecorded", eid)) is None
