@@ -94,3 +94,26 @@ def test_redis_down_is_stream_unavailable(tmp_path: Path) -> None:
     with pytest.raises(StreamUnavailable, match="rq: Redis unreachable"):
         queue.ensure_workers(1)
     assert queue._spawned == []
+
+
+def test_a_job_that_fails_is_a_failed_check(queue: CheckQueue, tmp_path: Path) -> None:
+    # an argv the runner cannot even hand to the OS makes the job itself fail
+    spec = CheckSpec("lint", "after", (None,), str(tmp_path), 5.0)  # type: ignore[arg-type]
+    [run] = queue.run([spec])
+    assert run["exit_code"] == 1 and run["timed_out"] is False
+    assert "TypeError" in run["tail"] and len(run["tail"]) <= 2000
+    assert run["tail"].startswith("rq job ") or len(run["tail"]) == 2000
+    assert (run["name"], run["phase"], run["duration_s"]) == ("lint", "after", 5.0)
+
+
+def test_the_watchdog_reports_a_job_nobody_ran(queue: CheckQueue, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.validate import rqjobs
+
+    monkeypatch.setattr(rqjobs, "QUEUE_GRACE_S", 0.3)
+    monkeypatch.setattr(queue, "ensure_workers", lambda wanted: None)
+    started = time.monotonic()
+    [run] = queue.run([CheckSpec("lint", "after", ("true",), str(tmp_path), 1.0)])
+    assert 1.3 <= time.monotonic() - started < 10
+    assert run["exit_code"] == 124 and run["timed_out"] is True
+    assert run["tail"] == "watchdog: no result within the timeout"
