@@ -258,6 +258,10 @@ def test_path_problem_reasons(tree: Path) -> None:
         "does not follow it")
     assert path_problem(tree, "/etc/passwd", pol) == \
         "path '/etc/passwd' is outside the repository (/etc/passwd)"
+    through = str(tree / "out" / "f")  # absolute, through a symlink: no "(from ...)"
+    assert path_problem(tree, through, pol) == (
+        f"path {through!r}: out is a symlink to {outside}, outside the repository; heal does "
+        "not follow it")
     assert path_problem(tree, "vendor/x.py", pol) == \
         "path 'vendor/x.py' is protected by policy glob 'vendor/**'"
     # a symlink inside the tree to a protected file is judged by where it leads
