@@ -270,8 +270,10 @@ def test_run_reports_every_check_in_order_with_its_duration(
     assert [r["name"] for r in results] == list(CHECKS)
     assert list(CHECKS) == ["applies", "paths", "limits", "secrets", "breaker", "budget",
                             "window", "dedupe"]
-    assert all(r["ok"] is True and isinstance(r["duration_s"], float) and r["duration_s"] >= 0
-               for r in results)
+    for r in results:  # how long each took, in seconds to the millisecond
+        assert r["ok"] is True and isinstance(r["duration_s"], float)
+        assert 0 <= r["duration_s"] < 60 and r["duration_s"] == round(r["duration_s"], 3)
+    assert any(r["duration_s"] > 0 for r in results)  # git apply --check takes a moment
 
 
 def test_a_check_that_raises_a_heal_error_is_a_refusal(repo: Path, settings: Settings,

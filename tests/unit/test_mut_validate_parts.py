@@ -146,7 +146,8 @@ def test_run_argv_result(tmp_path: Path) -> None:
                     "print(os.environ['HEAL_T']); sys.exit(3)"], str(tmp_path), 30,
                    env={"HEAL_T": "given"})
     assert run["argv"][0] == sys.executable and run["exit_code"] == 3
-    assert run["timed_out"] is False and run["duration_s"] >= 0
+    assert run["timed_out"] is False and 0 < run["duration_s"] < 30
+    assert run["duration_s"] == round(run["duration_s"], 3)
     assert run["tail"] == f"{os.path.realpath(tmp_path)}\ngiven\n"
     ok = run_argv([sys.executable, "-c", "pass"], str(tmp_path), 30)
     assert ok["exit_code"] == 0 and ok["tail"] == ""
@@ -170,9 +171,10 @@ def test_run_argv_timeout_and_missing_program(tmp_path: Path) -> None:
                     "import time; time.sleep(60)"], str(tmp_path), 0.5)
     assert run["timed_out"] is True and run["exit_code"] == 124
     assert run["tail"] == "started\n\n[heal: killed after 0.5s timeout]"
-    assert run["duration_s"] < 30
+    assert 0.5 <= run["duration_s"] < 30
     missing = run_argv(["heal-no-such-program"], str(tmp_path), 5)
     assert missing["exit_code"] == 127 and missing["timed_out"] is False
+    assert 0 <= missing["duration_s"] < 5
     assert missing["tail"].startswith("cannot run: ") and "heal-no-such-program" in \
         missing["tail"]
     assert missing["argv"] == ["heal-no-such-program"]
