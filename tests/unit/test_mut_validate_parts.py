@@ -53,6 +53,10 @@ def test_request_key_is_one_per_situation() -> None:
     differs = [request(other_file), request(fix, commit="c2"), request(fix, fine="fine2"),
                request({**fix, "id": "g"}), request(fix, root=Path("/other"))]
     assert key not in {r.request_key for r in differs}
+    # the rendered fix is compared by content: key order does not matter, any value hashes
+    a = request({"id": "f", "rendered": {"argv": ["x"], "timeout_s": 5, "at": Path("/p")}})
+    b = request({"id": "f", "rendered": {"at": Path("/p"), "timeout_s": 5, "argv": ["x"]}})
+    assert a.request_key == b.request_key
     assert len({r.request_key for r in differs}) == len(differs)
 
 
