@@ -98,8 +98,12 @@ def test_an_intent_is_recorded_before_acting(settings: Settings, client: redis.R
 
 
 def test_an_intent_that_cannot_be_recorded_refuses(broken_settings: Settings,
-                                                   client: redis.Redis) -> None:
-    why = audit_before_acting(broken_settings, None, "apply.intent", "e1", {}, client)
+                                                   client: redis.Redis,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="pipeline.validate.audit"):
+        why = audit_before_acting(broken_settings, None, "apply.intent", "e1", {}, client)
+    [line] = [r.getMessage() for r in caplog.records if r.name == "pipeline.validate.audit"]
+    assert line.startswith("refusing to act unaudited (apply.intent e1): audit ")
     assert why.startswith("nothing applied: the audit log cannot record it (audit ")
     assert str(broken_settings.home) in why and why.endswith(")")
 
@@ -131,10 +135,15 @@ def test_witnessed_later_writes_the_table_at_once_when_it_can(
 
 
 def test_witnessed_later_while_postgresql_is_down_then_written_once(
-        settings: Settings, client: redis.Redis, db: Database) -> None:
+        settings: Settings, client: redis.Redis, db: Database,
+        caplog: pytest.LogCaptureFixture) -> None:
     subject = f"s-{uuid.uuid4().hex}"
-    witness = audit_witnessed_later(settings, Store(DownDb()), "verdict", subject,
-                                    {"decision": "reject"}, client)
+    with caplog.at_level(logging.WARNING, logger="pipeline.validate.audit"):
+        witness = audit_witnessed_later(settings, Store(DownDb()), "verdict", subject,
+                                        {"decision": "reject"}, client)
+    assert [r.getMessage() for r in caplog.records if r.name == "pipeline.validate.audit"] == [
+        f"audit table record of verdict {subject} waits for PostgreSQL: PostgreSQL at /tmp/x "
+        "is unavailable: connection refused"]
     [record] = file_records(settings)
     assert witness == {"kind": "verdict", "subject": subject, "data": {"decision": "reject"},
                        "file": {"seq": record["seq"], "hash": record["hash"]}}
