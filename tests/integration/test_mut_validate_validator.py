@@ -8,6 +8,7 @@ here a stand-in returns a given Verification, and the store records what the sta
 
 from __future__ import annotations
 
+import logging
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -183,8 +184,8 @@ def test_a_verification_that_cannot_run_is_a_rejection(repo: Path, settings: Set
     assert verdict.reason == "verification failed: verification could not run: no worktree"
 
 
-def test_history_decides_a_risky_fix(repo: Path, settings: Settings,
-                                     client: redis.Redis) -> None:
+def test_history_decides_a_risky_fix(repo: Path, settings: Settings, client: redis.Redis,
+                                     caplog: pytest.LogCaptureFixture) -> None:
     risky = {**FIX, "category": "RISKY"}
     (repo / "heal.toml").write_text('mode = "auto-safe"\n[limits]\ndedupe_minutes = 0\n')
     bad = Store(history={"applied": 1, "rolled_back": 1})
@@ -193,7 +194,11 @@ def test_history_decides_a_risky_fix(repo: Path, settings: Settings,
     assert verdict.reason == "judges refused: history: reverted or failed 1 of 2 times"
     # history that cannot be read counts as none (the other judges still vote)
     unread = Store(history=HealError("attempts table unreadable"))
-    verdict = stage(settings, client, unread)[0].validate(candidate(repo, risky, error_id="r2"))
+    with caplog.at_level(logging.WARNING, logger="pipeline.validate.validator"):
+        verdict = stage(settings, client, unread)[0].validate(candidate(repo, risky,
+                                                                        error_id="r2"))
+    assert "history unavailable: attempts table unreadable" in [
+        r.getMessage() for r in caplog.records]
     assert verdict.decision == "suggest" and verdict.reason.startswith(
         "RISKY fix needs a human: heal apply fmt; 3 judge(s) approved")
     # without a store: no history
@@ -227,7 +232,8 @@ def test_a_refused_preflight_is_recorded_without_verifying(repo: Path, settings:
 
 
 def test_verdicts_before_any_verification(repo: Path, settings: Settings,
-                                          client: redis.Redis) -> None:
+                                          client: redis.Redis,
+                                          caplog: pytest.LogCaptureFixture) -> None:
     validator, stub = stage(settings, client, Store())
     none = validator.validate(candidate(repo, None, error_id="n1"))
     assert (none.decision, none.reason) == ("escalate",
@@ -248,7 +254,10 @@ def test_verdicts_before_any_verification(repo: Path, settings: Settings,
     assert (nowhere.decision, nowhere.reason) == (
         "escalate", "the error names no git repository (repo.path / tags.cwd), so no fix can "
         "be verified")
-    untrusted = validator.validate(candidate(repo, error_id="n7", signed=False))
+    with caplog.at_level(logging.WARNING, logger="pipeline.validate.validator"):
+        untrusted = validator.validate(candidate(repo, error_id="n7", signed=False))
+    assert any(r.getMessage().startswith(f"trust: refused to act on error n7: repository {repo}")
+               for r in caplog.records if r.name == "pipeline.validate.validator")
     assert untrusted.decision == "observe"
     assert untrusted.reason == (
         f"diagnosed only, not acted on: repository {repo} is not registered with heal (not a "
@@ -298,12 +307,16 @@ def test_a_pending_row_of_an_older_heal_is_written(repo: Path, settings: Setting
 
 
 def test_a_cached_verdict_not_sealed_by_the_stage_is_ignored(
-        repo: Path, settings: Settings, client: redis.Redis) -> None:
+        repo: Path, settings: Settings, client: redis.Redis,
+        caplog: pytest.LogCaptureFixture) -> None:
     forged = VerdictEvent(id="e1:validate", error_id="e1", error=candidate(repo).error,
                           decision="apply", reason="forged")
     client.set(settings.key("validate", "verdict", "e1"), forged.encode())
     validator, stub = stage(settings, client, Store())
-    verdict = validator.validate(candidate(repo))
+    with caplog.at_level(logging.WARNING, logger="pipeline.validate.validator"):
+        verdict = validator.validate(candidate(repo))
+    assert "trust: ignoring an unsealed cached verdict for e1" in [
+        r.getMessage() for r in caplog.records]
     assert verdict.reason != "forged" and len(stub.calls) == 1
 
 
