@@ -4,6 +4,7 @@ timeout a check gets; a Redis that is down is StreamUnavailable, not a traceback
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import uuid
@@ -70,6 +71,8 @@ def test_ensure_workers_starts_up_to_the_cap(client: redis.Redis, prefix: str) -
     try:
         queue.ensure_workers(5)
         assert len(queue._spawned) == 2
+        # each in a session of its own: a Ctrl-C meant for heal's terminal does not reach it
+        assert all(os.getsid(p.pid) == p.pid != os.getsid(0) for p in queue._spawned)
         queue.ensure_workers(5)  # enough alive: none added
         assert len(queue._spawned) == 2
         deadline = time.monotonic() + 60

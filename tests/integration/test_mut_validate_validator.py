@@ -403,3 +403,23 @@ def test_the_audit_table_record_waits_for_postgresql_and_is_written_once(
     assert table["data"]["decision"] == verdict.decision
     assert (table["file"]["seq"], table["file"]["hash"]) == (record["seq"], record["hash"])
     assert client.get(settings.key("validate", "unrecorded", eid)) is None
+
+
+def test_a_suggestion_capped_by_an_unallowed_repository_check_says_why(
+        repo: Path, settings: Settings, client: redis.Redis) -> None:
+    (repo / "heal.toml").write_text('mode = "auto-safe"\n[limits]\ndedupe_minutes = 0\n'
+                                    '[[verify.checks]]\nname = "mine"\n'
+                                    'argv = ["python3", "-c", "pass"]\n')
+    validator, _ = stage(settings, client, Store())
+    verdict = validator.validate(candidate(repo))
+    assert verdict.decision == "suggest"
+    assert verdict.reason.startswith("mode suggest: run `heal apply fmt` to apply; ")
+    assert verdict.reason.endswith("; heal.toml: verify.checks[0].argv = ['python3', '-c', "
+                                   "'pass']: runs a program, which only operator configuration "
+                                   "may allow (add it to [trust] commands or [[verify.checks]] "
+                                   "in $HEAL_HOME/heal.toml or HEAL_CONFIG); not run, and mode "
+                                   "capped at suggest")
+    # a rejection is not "capped": it carries no such note
+    hostile = {**FIX, "rendered": {"argv": ["rm", "../x"]}}
+    rejected = validator.validate(candidate(repo, hostile, error_id="e2"))
+    assert rejected.decision == "reject" and "capped at suggest" not in rejected.reason
