@@ -12,19 +12,36 @@ survivor counts against the score and is printed.
 
 The run happens in a copy of the tracked tree (mutmut writes ``mutants/`` there), against one
 embedded Redis and one embedded PostgreSQL started here for the whole run (through
-``HEAL_REDIS_URL`` / ``HEAL_DATABASE_URL``), so a mutant's tests do not pay an engine start;
-each pytest session makes its own database on that server (tests/conftest.py), so no session
-sees rows an earlier one left.
+``HEAL_REDIS_URL`` / ``HEAL_DATABASE_URL``), so a mutant's tests do not pay an engine start.
+Each pytest session (one per mutant) still gets a database of its own on that server
+(tests/conftest.py), so no session sees rows an earlier one left: a copy of a template database
+migrated once per run (``CREATE DATABASE ... TEMPLATE``, HEAL_TEST_TEMPLATE_DATABASE), instead
+of an empty database each session migrates again. A mutant's tests run fastest first (by the
+coverage pass's durations), so a killed mutant stops at the cheapest test that notices it.
 
     python bench/mutation.py [--groups GROUP ...] [--modules GLOB ...] [--sample F --seed N]
                              [--tests PATH ...] [--max-children N] [--check] [--keep DIR]
 
-Mutants and the per-test coverage are made once; then one ``mutmut run`` per group (apply,
-validate, guardrails, lifecycle, runtime), each reported with its own score, then the total.
-The whole set is about 8,300 mutants, hours on two cores: run a group at a time, or
-``--sample`` a fixed pseudo-random share (per ``--seed``; the score comes with its 95%
-interval). The last line reads ``mutation score X% (killed K of N)``; ``--check`` exits 1
-below 85%. Not part of the test suite.
+Mutants are made first, the sample drawn from their names, then ONE ``mutmut run`` of the
+sampled mutants of all chosen groups (apply, validate, guardrails, lifecycle, runtime): the
+coverage pass (every selected test once, unmutated: it must pass, or the run stops with exit 1
+and no score) and mutmut's fork server are paid once. Each group is reported with its own
+score, then the total, the time spent (in all, per phase, per mutant) and, for a sample, the
+95% (Wilson) interval. The last line reads ``mutation score X% (killed K of N)``.
+
+The whole set is about 8,300 mutants, hours on two cores, so by default a fixed pseudo-random
+share is tried (``--sample``, default 0.03, about 250 mutants, under an hour on the shared
+2-core machine; the share is the same on every run with the same ``--seed``; ``--sample 1``
+for all). ``--check`` exits 1 when
+- the score is below 85%: for the whole set the score itself; for a sample the LOWER BOUND of
+  its 95% interval (then the full score is at least 85% with 97.5% confidence; the point
+  estimate of a few hundred mutants passes a true 83% about a third of the time, which is not
+  a check of ">= 85%"),
+- mutants were left unchecked, or
+- an accepted survivor is stale: listed in ``bench/mutation_survivors.txt`` but no longer made
+  (a changed function renumbers its mutants: the name may now be another mutant) or now killed.
+The accepted survivors of the chosen groups are run on every run, sampled or not, to find the
+stale ones (they never count in the score). Not part of the test suite.
 """
 
 from __future__ import annotations
