@@ -109,12 +109,11 @@ class Tally:
         return sum(len(v) for v in self.by_status.values())
 
 
-def accepted_survivors(path: Path = SURVIVORS_FILE) -> dict[str, str]:
-    """``mutant-name -> reason`` from the accepted-survivors file; a line without a reason is
-    refused (an equivalent mutant must say why it is one)."""
-    accepted: dict[str, str] = {}
+def _accepted_lines(path: Path) -> list[tuple[str, str, str]]:
+    """(name, pin, reason) per entry: ``mutant-name[@pin]  # reason``."""
+    entries: list[tuple[str, str, str]] = []
     if not path.exists():
-        return accepted
+        return entries
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
@@ -122,8 +121,39 @@ def accepted_survivors(path: Path = SURVIVORS_FILE) -> dict[str, str]:
         name, _, reason = line.partition("#")
         if not reason.strip():
             raise SystemExit(f"{path}:{number}: an accepted survivor needs '# reason'")
-        accepted[name.strip()] = reason.strip()
-    return accepted
+        name, _, pin = name.strip().partition("@")
+        entries.append((name, pin, reason.strip()))
+    return entries
+
+
+def accepted_survivors(path: Path = SURVIVORS_FILE) -> dict[str, str]:
+    """``mutant-name -> reason`` from the accepted-survivors file; a line without a reason is
+    refused (an equivalent mutant must say why it is one)."""
+    return {name: reason for name, _, reason in _accepted_lines(path)}
+
+
+def accepted_pins(path: Path = SURVIVORS_FILE) -> dict[str, str]:
+    """``mutant-name -> pin`` of the entries written ``name@pin``: the digest of the mutant's
+    code (:func:`mutant_digest`), so an entry whose name now denotes another mutant (mutmut
+    numbers a function's mutants in order: editing the function renumbers them) is stale."""
+    return {name: pin for name, pin, _ in _accepted_lines(path) if pin}
+
+
+def mutant_digest(work: Path, name: str) -> str | None:
+    """The first 10 hex digits of sha256 over the code of mutant ``name`` as mutmut wrote it
+    (``mutants/<module path>.py``, function ``<last part of the name>``), None if not found."""
+    import ast
+
+    module, _, function = name.rpartition(".")
+    path = work / "mutants" / (module.replace(".", "/") + ".py")
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError):
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == function:
+            return hashlib.sha256(ast.unparse(node).encode()).hexdigest()[:10]
+    return None
 
 
 def score(tally: Tally, accepted: dict[str, str]) -> tuple[float, int, int, list[str]]:
@@ -372,6 +402,8 @@ class Run:
     accepted_status: dict[str, str]
     seconds: dict[str, float]
     mutant_seconds: dict[str, float]
+    #: the code digest of each accepted survivor that was made (see accepted_pins)
+    digests: dict[str, str] = field(default_factory=dict)
 
 
 def run_mutmut(work: Path, env: dict[str, str], max_children: int,
@@ -417,14 +449,23 @@ def run_mutmut(work: Path, env: dict[str, str], max_children: int,
         for name in names:
             tallies[group].add(name, statuses.get(name, "not checked"))
     accepted_status = {n: statuses.get(n, "not generated") for n in in_scope}
-    return Run(tallies, accepted_status, seconds, _durations(work))
+    digests = {n: mutant_digest(work, n) or "" for n in in_scope if n in made}
+    return Run(tallies, accepted_status, seconds, _durations(work), digests)
 
 
-def stale_accepted(accepted_status: dict[str, str]) -> list[str]:
-    """Accepted survivors that no longer are: not made any more (a changed function renumbers
-    its mutants), or now killed by a test. Each one is a line of the list to remove."""
-    return sorted(f"{name} ({status})" for name, status in accepted_status.items()
-                  if status in KILLED or status == "not generated")
+def stale_accepted(accepted_status: dict[str, str], digests: dict[str, str] | None = None,
+                   pins: dict[str, str] | None = None) -> list[str]:
+    """Accepted survivors that no longer are: not made any more, now killed by a test, or
+    (when pinned) now another mutant. Each one is a line of the list to remove or review."""
+    digests, pins = digests or {}, pins or {}
+    stale = []
+    for name, status in sorted(accepted_status.items()):
+        if status in KILLED or status == "not generated":
+            stale.append(f"{name} ({status})")
+        elif name in pins and digests.get(name) != pins[name]:
+            stale.append(f"{name} (now another mutant: code digest {digests.get(name) or '?'}, "
+                         f"listed {pins[name]})")
+    return stale
 
 
 def wilson(killed: int, counted: int) -> tuple[float, float]:
@@ -515,6 +556,13 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(leftover, ignore_errors=True)
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
+    return summarize(run, accepted, args, time.monotonic() - started)
+
+
+def summarize(run: Run, accepted: dict[str, str], args: argparse.Namespace,
+              wall: float) -> int:
+    """Print each group's score, the total, stale entries, the time spent and the check;
+    returns the exit code."""
     sample = args.sample < 1
     total = Tally()
     for group, tally in run.tallies.items():
@@ -530,9 +578,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"accepted survivors (equivalent mutants, not counted): "
           f"{sum(n in accepted for n in survivors)}; score counting them as survivors: "
           f"{100.0 * killed / (killed + len(survivors)) if survivors or killed else 0.0:.1f}%")
-    stale = stale_accepted(run.accepted_status)
+    pins = accepted_pins()
+    stale = stale_accepted(run.accepted_status, run.digests, pins)
     for entry in stale:
-        print(f"stale accepted survivor (remove it from {SURVIVORS_FILE.name}): {entry}")
+        print(f"stale accepted survivor (remove or review it in {SURVIVORS_FILE.name}): {entry}")
+    for name in sorted(run.accepted_status.keys() - pins.keys()):
+        if run.digests.get(name):
+            print(f"unpinned accepted survivor (write it as {name}@{run.digests[name]} so a "
+                  "renumbered name is caught)")
     unchecked = total.count(*UNCHECKED)
     if unchecked:
         print(f"warning: {unchecked} mutants were not checked (the run ended early): "
@@ -540,7 +593,7 @@ def main(argv: list[str] | None = None) -> int:
     tried_names = {n for ns in total.by_status.values() for n in ns} | run.accepted_status.keys()
     tried = [run.mutant_seconds[n] for n in tried_names if n in run.mutant_seconds]
     phases = ", ".join(f"{phase} {took:.0f} s" for phase, took in run.seconds.items())
-    print(f"time: {time.monotonic() - started:.0f} s in all ({phases}); {len(tried)} mutants "
+    print(f"time: {wall:.0f} s in all ({phases}); {len(tried)} mutants "
           f"tried, {sum(tried) / max(len(tried), 1):.1f} s of tests each on average, "
           f"{args.max_children} at a time")
     if sample:

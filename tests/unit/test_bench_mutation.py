@@ -95,3 +95,29 @@ def test_accepted_survivors_that_are_killed_or_no_longer_made_are_stale() -> Non
 def test_the_default_sample_is_a_share_not_the_whole_set() -> None:
     # the whole set takes hours on the 2-core machine; the default must fit in an hour
     assert 0 < mutation.DEFAULT_SAMPLE < 0.1
+
+
+def test_a_pinned_entry_whose_name_now_denotes_another_mutant_is_stale(tmp_path: Path) -> None:
+    listed = tmp_path / "survivors.txt"
+    listed.write_text("m.f__mutmut_1@abc123  # same output\nm.f__mutmut_2  # unpinned\n")
+    assert mutation.accepted_survivors(listed) == {"m.f__mutmut_1": "same output",
+                                                   "m.f__mutmut_2": "unpinned"}
+    pins = mutation.accepted_pins(listed)
+    assert pins == {"m.f__mutmut_1": "abc123"}
+    statuses = {"m.f__mutmut_1": "survived", "m.f__mutmut_2": "survived"}
+    assert mutation.stale_accepted(statuses, {"m.f__mutmut_1": "abc123"}, pins) == []
+    assert mutation.stale_accepted(statuses, {"m.f__mutmut_1": "def456"}, pins) == [
+        "m.f__mutmut_1 (now another mutant: code digest def456, listed abc123)"]
+
+
+def test_a_mutant_digest_is_the_code_mutmut_wrote_for_it(tmp_path: Path) -> None:
+    module = tmp_path / "mutants" / "pkg" / "mod.py"
+    module.parent.mkdir(parents=True)
+    module.write_text("class C:\n    def xǁCǁm__mutmut_1(self):\n        return 1\n\n"
+                      "def x_f__mutmut_1():\n    return 2\n\ndef x_f__mutmut_2():\n    return 3\n")
+    first = mutation.mutant_digest(tmp_path, "pkg.mod.x_f__mutmut_1")
+    assert first and len(first) == 10
+    assert mutation.mutant_digest(tmp_path, "pkg.mod.x_f__mutmut_2") not in (None, first)
+    assert mutation.mutant_digest(tmp_path, "pkg.mod.xǁCǁm__mutmut_1")
+    assert mutation.mutant_digest(tmp_path, "pkg.mod.x_f__mutmut_9") is None
+    assert mutation.mutant_digest(tmp_path, "pkg.other.x_f__mutmut_1") is None
