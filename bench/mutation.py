@@ -232,6 +232,9 @@ def pytest_collection_modifyitems(session, config, items):  # added by bench/mut
 #: subprocesses do inherit it: a mutant the CLI tests notice counts as killed.)
 STATS_GUARD = """
 
+_HEAL_COVERAGE_PASS = []  # added by bench/mutation.py
+
+
 def pytest_sessionstart(session):  # added by bench/mutation.py
     import os
 
@@ -240,6 +243,17 @@ def pytest_sessionstart(session):  # added by bench/mutation.py
 
         trampoline._mutant_under_test = "stats"
         del os.environ["MUTANT_UNDER_TEST"]
+        _HEAL_COVERAGE_PASS.append(True)
+
+
+def pytest_runtest_logreport(report):  # added by bench/mutation.py
+    # mutmut shows nothing of a coverage pass that failed: say which test failed, and how
+    import os
+
+    path = os.environ.get("HEAL_MUTATION_FAILURES")
+    if path and report.failed and _HEAL_COVERAGE_PASS:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(f"{report.nodeid} ({report.when})\\n{report.longreprtext[-4000:]}\\n\\n")
 """
 
 
@@ -284,17 +298,17 @@ def make_template(server_url: str, migrations: Path) -> str:
     instead of migrating an empty database again. Returns its name."""
     from storage.db import Database
     from storage.migrate import migrate
-    from storage.scratch import create_scratch_database
+    from storage.scratch import with_database
 
-    url, _ = create_scratch_database(server_url, TEMPLATE_DATABASE)
-    db = Database(url, min_size=1, max_size=1)
-    try:
-        db.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        migrate(db, migrations)
-    finally:
-        db.close()
     admin = Database(server_url, min_size=1, max_size=1)
     try:
+        admin.execute(f'CREATE DATABASE "{TEMPLATE_DATABASE}"')
+        db = Database(with_database(server_url, TEMPLATE_DATABASE), min_size=1, max_size=1)
+        try:
+            db.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            migrate(db, migrations)
+        finally:
+            db.close()
         # no session may connect to it: a connected template cannot be copied
         admin.execute(f'ALTER DATABASE "{TEMPLATE_DATABASE}" WITH ALLOW_CONNECTIONS false')
     finally:
@@ -413,7 +427,7 @@ def run_mutmut(work: Path, env: dict[str, str], max_children: int,
     of the sampled mutants of every group, plus the accepted survivors of those groups
     (checked to still survive): the coverage pass, mutmut's fork server and its checks are paid
     once, not per group. Each group is then reported on its own."""
-    full_env = {**os.environ, **env}
+    full_env = {**os.environ, **env, "HEAL_MUTATION_FAILURES": str(work / "mutmut-failures.txt")}
     seconds: dict[str, float] = {}
     code, seconds["make mutants"] = _mutmut(work, full_env, work / "mutmut-generate.log",
                                             "generate", str(max_children))
@@ -442,7 +456,11 @@ def run_mutmut(work: Path, env: dict[str, str], max_children: int,
     if code != 0:
         # an unmutated test failed in the coverage pass, or mutmut itself failed: no verdict
         # of this run could be trusted
-        raise SystemExit(f"mutmut run failed (exit {code}); see {log}")
+        failures = Path(full_env["HEAL_MUTATION_FAILURES"])
+        failed = failures.read_text(encoding="utf-8") if failures.exists() else ""
+        raise SystemExit(f"mutmut run failed (exit {code}); see {log}"
+                         + (f"\nthe unmutated tests failed in the coverage pass:\n{failed}"
+                            if failed else ""))
     statuses = _results(work, full_env)
     tallies = {group: Tally() for group in groups}
     for group, names in chosen.items():
