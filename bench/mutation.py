@@ -223,6 +223,22 @@ def pytest_collection_modifyitems(session, config, items):  # added by bench/mut
     except (OSError, ValueError, KeyError):
         return
     items.sort(key=lambda item: durations.get(item.nodeid, float("inf")))
+
+
+def pytest_unconfigure(config):  # added by bench/mutation.py
+    # mutmut's fork server records no time per mutant: the seconds since this process forked
+    import os
+
+    path = os.environ.get("HEAL_MUTATION_TIMES")
+    mutant = os.environ.get("MUTANT_UNDER_TEST", "")
+    if path and "__mutmut_" in mutant:
+        import time
+
+        import psutil
+
+        took = time.time() - psutil.Process().create_time()
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(f"{mutant}\\t{took:.3f}\\n")
 """
 
 #: appended to the copy's tests/conftest.py. While mutmut measures which tests reach which
@@ -393,16 +409,17 @@ def _results(work: Path, env: dict[str, str]) -> dict[str, str]:
     return found
 
 
-def _durations(work: Path) -> dict[str, float]:
-    """``mutant-name -> seconds`` its tests ran (mutmut's ``.meta`` files)."""
-    import json
-
+def _durations(path: Path) -> dict[str, float]:
+    """``mutant-name -> seconds`` its pytest process took, fork to exit (written by the hook
+    bench/mutation.py adds to the copy's tests/conftest.py)."""
     found: dict[str, float] = {}
-    for meta in (work / "mutants").rglob("*.py.meta"):
+    if not path.exists():
+        return found
+    for line in path.read_text(encoding="utf-8").splitlines():
+        name, _, seconds = line.partition("\t")
         try:
-            found.update(json.loads(meta.read_text(encoding="utf-8")).get("durations_by_key")
-                         or {})
-        except (OSError, ValueError):
+            found[name] = float(seconds)
+        except ValueError:
             continue
     return found
 
@@ -427,7 +444,9 @@ def run_mutmut(work: Path, env: dict[str, str], max_children: int,
     of the sampled mutants of every group, plus the accepted survivors of those groups
     (checked to still survive): the coverage pass, mutmut's fork server and its checks are paid
     once, not per group. Each group is then reported on its own."""
-    full_env = {**os.environ, **env, "HEAL_MUTATION_FAILURES": str(work / "mutmut-failures.txt")}
+    full_env = {**os.environ, **env, "HEAL_MUTATION_FAILURES": str(work / "mutmut-failures.txt"),
+                "HEAL_MUTATION_TIMES": str(work / "mutmut-times.tsv")}
+    Path(full_env["HEAL_MUTATION_TIMES"]).unlink(missing_ok=True)
     seconds: dict[str, float] = {}
     code, seconds["make mutants"] = _mutmut(work, full_env, work / "mutmut-generate.log",
                                             "generate", str(max_children))
@@ -468,7 +487,8 @@ def run_mutmut(work: Path, env: dict[str, str], max_children: int,
             tallies[group].add(name, statuses.get(name, "not checked"))
     accepted_status = {n: statuses.get(n, "not generated") for n in in_scope}
     digests = {n: mutant_digest(work, n) or "" for n in in_scope if n in made}
-    return Run(tallies, accepted_status, seconds, _durations(work), digests)
+    return Run(tallies, accepted_status, seconds,
+               _durations(Path(full_env["HEAL_MUTATION_TIMES"])), digests)
 
 
 def stale_accepted(accepted_status: dict[str, str], digests: dict[str, str] | None = None,
@@ -586,7 +606,7 @@ def summarize(run: Run, accepted: dict[str, str], args: argparse.Namespace,
     for group, tally in run.tallies.items():
         names = [n for ns in tally.by_status.values() for n in ns]
         spent = sum(run.mutant_seconds.get(n, 0.0) for n in names)
-        report(f"{group} ({spent:.0f} s of tests)", tally, accepted, sample)
+        report(f"{group} ({spent:.0f} s of mutant sessions)", tally, accepted, sample)
         for status, names in tally.by_status.items():
             for name in names:
                 total.add(name, status)
@@ -612,7 +632,8 @@ def summarize(run: Run, accepted: dict[str, str], args: argparse.Namespace,
     tried = [run.mutant_seconds[n] for n in tried_names if n in run.mutant_seconds]
     phases = ", ".join(f"{phase} {took:.0f} s" for phase, took in run.seconds.items())
     print(f"time: {wall:.0f} s in all ({phases}); {len(tried)} mutants "
-          f"tried, {sum(tried) / max(len(tried), 1):.1f} s of tests each on average, "
+          f"tried, {sum(tried) / max(len(tried), 1):.1f} s each on average (pytest session, "
+          f"fork to exit), "
           f"{args.max_children} at a time")
     if sample:
         print(f"sample: {args.sample:g} of the mutants (seed {args.seed})"
