@@ -110,6 +110,16 @@ def test_event_ids_are_remembered_for_the_current_and_the_previous_window(
     assert outputs(client, streams["output"]) == [b"o", b"o"]
 
 
+def test_a_dedupe_ttl_of_one_second_still_deduplicates(
+    client: Any, streams: dict[str, str]
+) -> None:
+    w = writer(client, streams, ttl=1)
+    ids = deliver(client, streams, b"1", b"2")
+    assert w.commit([Handoff(ids[0], [b"o"], "ev"), Handoff(ids[1], [b"o"], "ev")]) == \
+        HandoffResult(acked=2, emitted=1, duplicates=1)
+    assert client.smembers(f"{streams['window']}:2") == {b"ev"}
+
+
 def test_a_dedupe_ttl_of_zero_turns_deduplication_off(
     client: Any, streams: dict[str, str]
 ) -> None:

@@ -64,6 +64,20 @@ def test_only_entries_idle_past_the_timeout_are_taken_over(client: Any, stream: 
     assert after[young] == ("busy-worker", 1)
 
 
+def test_a_young_entry_first_in_the_pending_list_does_not_use_up_the_count(
+    client: Any, stream: str
+) -> None:
+    ids = [client.xadd(stream, {"event": b"e%d" % i}).decode() for i in range(3)]
+    read(client, stream, "slow-worker", count=1)
+    read(client, stream, "dead-worker")
+    wait_idle(client, stream, 200)
+    # the slow worker's entry (the oldest id) is still being handled: touched, young again
+    Reclaimer(client, stream, "g", "slow-worker", claim_idle_ms=200).touch([ids[0]])
+    claimed = Reclaimer(client, stream, "g", "me", claim_idle_ms=200).claim_abandoned(1)
+    assert [d.entry_id for d in claimed] == [ids[1]]
+    assert owners(client, stream)[ids[0]] == ("slow-worker", 1)
+
+
 def test_an_abandoned_entry_deleted_from_the_stream_comes_back_deleted(
     client: Any, stream: str
 ) -> None:

@@ -24,6 +24,8 @@ from pipeline.runtime.hooks import Delivery
     (b'garbage "id" : "g-2" more', "g-2"),
     (b'garbage "id": "' + b"y" * 300 + b'"', ""),
     (b"not json at all", ""),
+    # bytes that are not UTF-8 in an id found in the text: replaced, never an error
+    (b'garbage "id": "ab\xff\xfecd" more', "ab\ufffd\ufffdcd"),
 ])
 def test_the_error_id_is_guessed_from_the_raw_bytes(raw: bytes | None, expected: str) -> None:
     assert guess_error_id(raw) == expected
