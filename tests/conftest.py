@@ -100,13 +100,21 @@ def _fresh_database_on(server_url: str) -> Iterator[str]:
     ``heal issues``, taught fixes), so a session reusing a server another session wrote to
     (bench/mutation.py runs one pytest session per mutant against one server) would see the
     other's rows; a fresh database makes every session start clean. ``HEAL_DATABASE_URL`` points
-    at it for the session, so heal subprocesses that inherit the environment use it too."""
+    at it for the session, so heal subprocesses that inherit the environment use it too.
+
+    ``HEAL_TEST_TEMPLATE_DATABASE`` (set by bench/mutation.py, test-only): the name of a database
+    on that server already holding the vector extension and every migration of this tree; the
+    session's database is then a copy of it (``CREATE DATABASE ... TEMPLATE``), still its own,
+    instead of an empty one each session migrates again (most of a short session's time)."""
     from storage.db import close_all
     from storage.scratch import create_scratch_database
 
-    url, drop = create_scratch_database(server_url, f"heal_s_{uuid.uuid4().hex[:12]}")
+    template = os.environ.get("HEAL_TEST_TEMPLATE_DATABASE") or None
+    url, drop = create_scratch_database(server_url, f"heal_s_{uuid.uuid4().hex[:12]}",
+                                        template=template)
     try:
-        _create_vector_extension(url)
+        if template is None:
+            _create_vector_extension(url)
         os.environ["HEAL_DATABASE_URL"] = url
         yield url
     finally:

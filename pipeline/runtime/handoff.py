@@ -143,7 +143,6 @@ class HandoffWriter:
         dedupe_ttl_s: int,
         dedupe_keys: Callable[[], tuple[str, str]],
     ) -> None:
-        self.client = client
         self.input_stream = input_stream
         self.group = group
         self.output_stream = output_stream

@@ -86,7 +86,7 @@ class Reclaimer:
         pairs = [(_text(eid), fields) for eid, fields in entries if eid is not None]
         counts = self.delivery_counts([eid for eid, _ in pairs])
         return [
-            make_delivery(self.stream, eid, fields, counts.get(eid, 1))
+            make_delivery(self.stream, eid, fields, counts[eid])
             for eid, fields in pairs
         ]
 
@@ -168,7 +168,7 @@ class Reclaimer:
             name = _text(info["name"])
             # "idle" counts from the last *attempted* read, so a worker blocked on an empty
             # stream stays young ("inactive", Redis 7.2+, would not)
-            idle = int(info.get("idle", 0) or 0)
+            idle = int(info.get("idle") or 0)
             if name != self.consumer and info["pending"] == 0 and idle > max_idle_ms \
                     and self.forget(name):
                 gone.append(name)

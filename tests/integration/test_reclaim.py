@@ -126,6 +126,8 @@ def test_claiming_abandoned_entries_is_logged_with_their_number(
     assert f"{stream}/g: reclaimed 3 abandoned entries" in caplog.messages
     assert {p["consumer"] for p in pending(client, stream).values()} == {"me"}
     caplog.clear()
+    # just claimed: young again (a minute-long timeout, so no load can make them old meanwhile)
+    patient = Reclaimer(client, stream, "g", "me", claim_idle_ms=60_000)
     with caplog.at_level(logging.INFO, logger="heal.runtime.reclaim"):
-        assert reclaimer.claim_abandoned(10) == []  # just claimed: young again
+        assert patient.claim_abandoned(10) == []
     assert caplog.messages == []
