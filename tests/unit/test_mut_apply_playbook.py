@@ -27,7 +27,7 @@ FAIL = {"name": "fails", "argv": ["false"], "timeout_s": 5}
 @pytest.fixture
 def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     slept: list[float] = []
-    monkeypatch.setattr(playbook.time, "sleep", slept.append)
+    monkeypatch.setattr("pipeline.apply.playbook.time.sleep", slept.append)
     return slept
 
 
