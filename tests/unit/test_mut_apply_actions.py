@@ -8,6 +8,7 @@ import os
 import stat
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -131,7 +132,9 @@ def test_chmod_exec_of_a_directory_or_a_missing_file_fails_and_changes_nothing(
 def test_sleep_waits_the_given_seconds_within_zero_to_sixty(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     waited: list[float] = []
-    monkeypatch.setattr("pipeline.apply.actions.time.sleep", waited.append)
+    # only this module's clock: subprocess waits elsewhere call time.sleep too
+    monkeypatch.setattr("pipeline.apply.actions.time",
+                        SimpleNamespace(time=time.time, sleep=waited.append))
     assert sleep(tmp_path, {}) == (True, "waited 1s")
     assert sleep(tmp_path, {"seconds": 0}) == (True, "waited 0s")
     assert sleep(tmp_path, {"seconds": "60"}) == (True, "waited 60s")
@@ -146,7 +149,8 @@ def test_sleep_waits_the_given_seconds_within_zero_to_sixty(
 
 def test_run_action_knows_the_aliases_and_names_the_known_ones_for_an_unknown(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("pipeline.apply.actions.time.sleep", lambda s: None)
+    monkeypatch.setattr("pipeline.apply.actions.time",
+                        SimpleNamespace(time=time.time, sleep=lambda s: None))
     lock = tmp_path / "a.lock"
     lock.write_text("")
     _age(lock, 600)

@@ -5,6 +5,7 @@ which steps run in which order, what each record says, when a playbook counts as
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -27,7 +28,8 @@ FAIL = {"name": "fails", "argv": ["false"], "timeout_s": 5}
 @pytest.fixture
 def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     slept: list[float] = []
-    monkeypatch.setattr("pipeline.apply.playbook.time.sleep", slept.append)
+    # only this module's clock: subprocess waits elsewhere call time.sleep too
+    monkeypatch.setattr("pipeline.apply.playbook.time", SimpleNamespace(sleep=slept.append))
     return slept
 
 
