@@ -1,0 +1,366 @@
+"""The apply stage's decisions, called directly on the real Redis and PostgreSQL with real git
+repositories: what each verdict becomes (status and the detail a person reads), the marker that
+keeps one error from being applied twice, refusals that leave the repository as it was, and the
+breaker's record of a fix that did not hold."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from pipeline.apply.applier import Applier
+from pipeline.config import Settings
+from pipeline.demo.sample import create_repo, git
+from pipeline.errors import Retry
+from pipeline.events import ErrorEvent, OutcomeEvent, Repo, VerdictEvent, Workflow
+from pipeline.guardrails.breaker import CircuitBreaker
+from pipeline.trust.attest import attest
+from storage.attempts import AttemptStore
+
+
+def _error(root: Path | None, command: tuple[str, ...] = ("false",), signed: bool = True,
+           cwd: Path | None = None) -> ErrorEvent:
+    eid = f"mut-{uuid.uuid4().hex[:10]}"
+    where = str(cwd or root) if root else ""
+    err = ErrorEvent(id=eid, text="boom", command=command, exit_code=1,
+                     repo=Repo(path=str(root) if root else "",
+                               commit=git(root, "rev-parse", "HEAD") if root else "",
+                               branch="main"),
+                     workflow=Workflow(id=f"wf-{eid}", step="build"),
+                     tags={"cwd": where} if where else {})
+    return attest(err, Settings.from_env()) if signed else err
+
+
+def _verdict(error: ErrorEvent, decision: str, fix: dict[str, Any] | None = None,
+             **kw: Any) -> VerdictEvent:
+    return VerdictEvent(id=f"{error.id}:validate", error_id=error.id, error=error,
+                        fine=f"fp-{error.id}", fix=fix, decision=decision, **kw)
+
+
+def _playbook(steps: dict[str, Any], fix_id: str = "pb.one", **extra: Any) -> dict[str, Any]:
+    return {"id": fix_id, "kind": "playbook", "category": "MODERATE",
+            "rendered": {"steps": steps}, **extra}
+
+
+def _touch(path: Path) -> dict[str, Any]:
+    return {"name": f"touch {path.name}", "argv": ["touch", str(path)], "timeout_s": 10}
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return create_repo(tmp_path / "shop")
+
+
+def _reverts(client: redis.Redis, settings: Settings, error: ErrorEvent) -> int:
+    scopes = CircuitBreaker(client, settings).status()["scopes"]
+    scope = scopes.get(f"step:{error.workflow.id}/{error.workflow.step}") or {}
+    return int(scope.get("reverts_in_window", 0))
+
+
+# -- decisions that change nothing ---------------------------------------------------------
+
+def test_observe_escalate_and_an_unknown_decision_pass_the_reason_through(
+        repo: Path, applier: Applier, attempt_store: AttemptStore) -> None:
+    for decision, status, detail in [("observe", "observed", "why: observe"),
+                                     ("escalate", "escalated", "why: escalate"),
+                                     ("later", "skipped", "unknown decision 'later'")]:
+        error = _error(repo)
+        out = applier.handle(_verdict(error, decision, {"id": "f.x"}, reason=f"why: {decision}",
+                                      branch="heal/b", commit="abc"))
+        assert (out.status, out.detail, out.fix_id) == (status, detail, "f.x")
+        assert (out.id, out.error_id, out.fine) == (f"{error.id}:apply", error.id,
+                                                     f"fp-{error.id}")
+        assert (out.branch, out.commit) == ("heal/b", "abc")
+        row = attempt_store.apply_result(error.id)
+        assert row is not None and row["status"] == status and row["detail"] == detail
+        assert row["fix_id"] == "f.x"
+
+
+def test_a_rejected_fix_says_why_by_what_verification_saw(repo: Path, applier: Applier) -> None:
+    def outcome(reason: str, runs: list[dict[str, Any]]) -> OutcomeEvent:
+        return applier.handle(_verdict(_error(repo), "reject", {"id": "f.r"}, reason=reason,
+                                       verification=runs))
+
+    flaky = outcome("did not reproduce", [
+        {"phase": "before", "name": "failing-command", "exit_code": 0}])
+    assert flaky.status == "flaky" and flaky.detail.startswith(
+        "flaky: the failing command passed in a ")
+    failed = outcome("tests broke", [
+        {"phase": "before", "name": "failing-command", "exit_code": 1},
+        {"phase": "after", "name": "failing-command", "exit_code": 1}])
+    assert (failed.status, failed.detail) == (
+        "failed", "did not survive verification, rolled back (heal branch discarded): "
+                  "tests broke")
+    broken = outcome("missing tool", [{"phase": "fix", "name": "fix", "exit_code": 127,
+                                       "tail": "x" * 300 + " cannot run: no such file  "}])
+    assert broken.status == "failed"
+    tail = ("x" * 300 + " cannot run: no such file  ")[-200:].strip()
+    assert broken.detail == f"the fix cannot run (exit 127: {tail}): missing tool"
+    same = outcome("an identical request failed before", [])
+    assert (same.status, same.detail) == ("skipped", "an identical request failed before")
+    other = outcome("judges said no", [{"phase": "fix", "name": "fix", "exit_code": 2}])
+    assert (other.status, other.detail) == ("escalated", "judges said no")
+
+
+def test_a_suggestion_says_whether_it_was_verified_and_how_to_apply_it(
+        repo: Path, applier: Applier) -> None:
+    error = _error(repo)
+    verified = applier.handle(_verdict(error, "suggest", {"id": "f.s"}, branch="heal/x",
+                                       verification=[{"phase": "after", "exit_code": 0}]))
+    assert (verified.status, verified.detail) == (
+        "suggested", "verified on branch heal/x; apply with: heal apply f.s")
+    plain = applier.handle(_verdict(_error(repo), "suggest", {"id": "f.s"},
+                                    verification=[{"phase": "before", "exit_code": 1}]))
+    assert plain.detail == ("not verified yet (checked step by step when applied); "
+                            "apply with: heal apply f.s")
+    held = applier.handle(_verdict(
+        _error(repo), "suggest", {"id": "f.s"}, verification=[{"phase": "after"}],
+        reason="not applied automatically: quarantined; run `heal apply f.s` to apply"))
+    assert held.detail == ("not applied automatically: quarantined; verified; "
+                           "apply with: heal apply f.s")
+
+
+# -- the marker that keeps one error from being applied twice ------------------------------
+
+def test_an_error_another_worker_is_applying_is_retried_later_and_left_claimed(
+        repo: Path, applier: Applier, client: redis.Redis, stage_settings: Settings) -> None:
+    error = _error(repo)
+    key = stage_settings.key("apply", "done", error.id)
+    client.set(key, b"in-progress")
+    with pytest.raises(Retry) as retry:
+        applier.handle(_verdict(error, "observe", reason="r"))
+    assert retry.value.delay == 5.0
+    assert client.get(key) == b"in-progress"  # the other worker still holds it
+
+
+def test_a_done_marker_returns_the_first_outcome_and_an_unreadable_one_is_decided_again(
+        repo: Path, applier: Applier, client: redis.Redis, stage_settings: Settings) -> None:
+    error = _error(repo)
+    verdict = _verdict(error, "observe", reason="first")
+    first = applier.handle(verdict)
+    assert applier.handle(_verdict(error, "escalate", reason="second")) == first
+    key = stage_settings.key("apply", "done", error.id)
+    assert OutcomeEvent.decode(client.get(key)) == first  # type: ignore[arg-type]
+    ttl = client.ttl(key)
+    assert 29 * 24 * 3600 < ttl <= 30 * 24 * 3600  # kept for 30 days
+    client.set(key, b"not an outcome")
+    again = applier.handle(_verdict(error, "escalate", reason="second"))
+    assert again.status == "escalated" and again.detail == "second"
+
+
+def test_a_claim_is_short_lived_and_released_when_the_stage_fails(
+        repo: Path, applier: Applier, client: redis.Redis, stage_settings: Settings,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    error = _error(repo)
+    key = stage_settings.key("apply", "done", error.id)
+    seen: list[int] = []
+
+    def boom(verdict: VerdictEvent) -> Any:
+        seen.append(client.ttl(key))
+        assert client.get(key) == b"in-progress"
+        raise RuntimeError("stage broke")
+
+    monkeypatch.setattr(applier, "_outcome", boom)
+    with pytest.raises(RuntimeError):
+        applier.handle(_verdict(error, "observe", reason="r"))
+    assert 0 < seen[0] <= 900
+    assert client.get(key) is None  # a retry may claim it again
+
+
+# -- refusals that leave the repository as it was -------------------------------------------
+
+def test_an_error_outside_any_repository_or_unregistered_is_not_applied(
+        tmp_path: Path, repo: Path, applier: Applier) -> None:
+    head = git(repo, "rev-parse", "HEAD")
+    marker = tmp_path / "ran"
+    fix = _playbook({"primary": [_touch(marker)]})
+    nowhere = tmp_path / "plain"
+    nowhere.mkdir()
+    err = ErrorEvent(id=f"mut-{uuid.uuid4().hex[:8]}", text="x", command=("false",),
+                     exit_code=1, repo=Repo(path=str(nowhere)), workflow=Workflow(id="w", step="s"),
+                     tags={"cwd": str(nowhere)})
+    out = applier.handle(_verdict(err, "apply", fix))
+    assert (out.status, out.detail) == ("escalated", "no git repository to apply to")
+    stranger = applier.handle(_verdict(_error(repo, signed=False), "apply", fix))
+    assert stranger.status == "escalated"
+    assert stranger.detail.startswith(f"not applied: repository {repo} is not registered")
+    assert not marker.exists() and git(repo, "rev-parse", "HEAD") == head
+
+
+def test_a_used_up_daily_budget_leaves_the_fix_suggested(
+        repo: Path, applier: Applier, stage_settings: Settings, client: redis.Redis) -> None:
+    (repo / "heal.toml").write_text("[budget]\nfix_applications = 1\n")
+    marker = repo / "ran"
+    first = applier.apply_suggested(_verdict(_error(repo, command=()), "apply", _playbook(
+        {"primary": [_touch(marker)]}, "pb.first")))
+    assert first.status == "applied", first.detail
+    marker.unlink()
+    out = applier.apply_suggested(_verdict(_error(repo, command=()), "apply", _playbook(
+        {"primary": [_touch(marker)]}, "pb.second")))
+    assert (out.status, out.detail) == (
+        "suggested", "daily budget for fix applications used up (1); apply later with: "
+                     "heal apply pb.second")
+    assert not marker.exists()
+
+
+def test_a_step_naming_a_path_outside_the_repository_runs_nothing(
+        tmp_path: Path, repo: Path, applier: Applier) -> None:
+    outside = tmp_path / "victim"
+    outside.write_text("keep")
+    fix = _playbook({"primary": [{"name": "rm", "argv": ["rm", "-f", str(outside)]}]})
+    out = applier.apply_suggested(_verdict(_error(repo), "apply", fix))
+    assert out.status == "escalated" and out.detail.startswith("nothing applied: ")
+    assert outside.read_text() == "keep"
+    hostile = applier.apply_suggested(_verdict(
+        _error(repo), "apply", _playbook({"primary": [_touch(repo / "ok")]}),
+        params={"path": "../../etc/passwd"}))
+    assert hostile.status == "escalated" and hostile.detail.startswith("nothing applied: ")
+    assert not (repo / "ok").exists()
+
+
+# -- commands and playbooks step by step ----------------------------------------------------
+
+def test_a_command_fix_runs_at_the_root_and_the_failing_step_is_rerun_where_it_failed(
+        repo: Path, applier: Applier, attempt_store: AttemptStore) -> None:
+    sub = repo / "sub"
+    sub.mkdir()
+    flag = sub / "fixed"
+    error = _error(repo, command=("test", "-f", "fixed"), cwd=sub)
+    fix = {"id": "cmd.touch", "kind": "command", "category": "SAFE",
+           "rendered": {"argv": ["touch", "sub/fixed"]}}
+    out = applier.apply_suggested(_verdict(error, "apply", fix))
+    assert flag.exists() and out.status == "applied"
+    assert out.detail == "primary steps done and validated; failing step passes again"
+    assert out.fix_id == "cmd.touch" and out.duration_s > 0
+    row = attempt_store.apply_result(error.id)
+    assert row is not None and row["status"] == "applied"
+    names = [s["name"] for s in row["steps"]]
+    assert names == ["fix", "re-run failing step"]
+
+
+def test_a_playbook_can_rerun_the_trusted_failing_command_as_a_step(
+        repo: Path, applier: Applier) -> None:
+    flag = repo / "fixed"
+    error = _error(repo, command=("test", "-f", str(flag)))
+    fix = _playbook({"primary": [_touch(flag)], "validate": [{"action": "rerun"}]})
+    out = applier.apply_suggested(_verdict(error, "apply", fix))
+    assert out.status == "applied", out.detail
+    assert out.detail == "primary steps done and validated; failing step passes again"
+
+
+def test_a_fix_that_runs_but_leaves_the_step_failing_is_escalated_and_counted(
+        repo: Path, applier: Applier, client: redis.Redis, stage_settings: Settings) -> None:
+    error = _error(repo, command=("sh", "-c", "exit 3"))
+    fix = _playbook({"primary": [_touch(repo / "a")]})
+    out = applier.apply_suggested(_verdict(error, "apply", fix))
+    assert out.status == "escalated"
+    assert out.detail == ("pb.one failed: primary steps done and validated, but the failing "
+                          "step still fails (exit 3); escalated")
+    assert out.failed_fixes == []
+    assert _reverts(client, stage_settings, error) == 1
+
+
+def test_an_untrusted_command_is_not_rerun_and_the_outcome_says_so(
+        repo: Path, applier: Applier) -> None:
+    fix = _playbook({"primary": [_touch(repo / "a")]})
+    out = applier.apply_suggested(_verdict(_error(repo, command=()), "apply", fix))
+    assert (out.status, out.detail) == ("applied",
+                                        "primary steps done and validated; no command to re-run")
+
+
+def test_the_ranked_fallback_runs_when_the_first_fails_and_is_credited(
+        repo: Path, applier: Applier, client: redis.Redis, stage_settings: Settings) -> None:
+    flag = repo / "fixed"
+    error = _error(repo, command=("test", "-f", str(flag)))
+    alt = _playbook({"primary": [_touch(flag)]}, "pb.alt", category="SAFE")
+    fix = _playbook({"primary": [{"name": "nope", "argv": ["false"]}]}, "pb.first",
+                    alternatives=[alt])
+    out = applier.apply_suggested(_verdict(error, "apply", fix))
+    assert out.status == "applied" and out.fix_id == "pb.alt"
+    assert out.failed_fixes == ["pb.first"]
+    assert out.detail == ("pb.first failed: every step failed or did not validate (nope: "
+                          "exit 1); escalated; fallback pb.alt (ranked next): primary steps "
+                          "done and validated; failing step passes again")
+    assert _reverts(client, stage_settings, error) == 0
+
+
+def test_when_every_fix_fails_the_alternatives_are_named_and_the_breaker_counts_it(
+        repo: Path, applier: Applier, client: redis.Redis, stage_settings: Settings) -> None:
+    error = _error(repo, command=("false",))
+    alt = _playbook({"primary": [{"name": "alt step", "argv": ["false"]}]}, "pb.alt")
+    fix = _playbook({"primary": [{"name": "first step", "argv": ["false"]}]}, "pb.first",
+                    alternatives=[alt])
+    out = applier.apply_suggested(_verdict(error, "apply", fix))
+    assert out.status == "escalated" and out.fix_id == "pb.first"
+    assert out.failed_fixes == ["pb.alt"]
+    assert out.detail == ("pb.first failed: every step failed or did not validate (first "
+                          "step: exit 1); escalated; pb.alt failed: every step failed or did "
+                          "not validate (alt step: exit 1); escalated")
+    assert _reverts(client, stage_settings, error) == 1
+
+
+def test_a_fix_whose_command_is_missing_is_a_failed_attempt(
+        repo: Path, applier: Applier) -> None:
+    error = _error(repo, command=("false",))
+    alt = _playbook({"primary": [{"name": "alt", "argv": ["false"]}]}, "pb.alt")
+    fix = {"id": "cmd.gone", "kind": "command", "category": "SAFE", "alternatives": [alt],
+           "rendered": {"argv": ["heal-no-such-tool-xyz"]}}
+    out = applier.apply_suggested(_verdict(error, "apply", fix))
+    assert out.status == "failed", out.detail
+    assert out.detail.startswith("the fix cannot run (step fix exit 127: cannot run: ")
+    assert out.detail.endswith("; pb.alt failed: every step failed or did not validate "
+                               "(alt: exit 1); escalated")
+    assert out.failed_fixes == ["pb.alt"]
+
+
+def test_a_fallback_past_the_daily_budget_is_not_tried(repo: Path, applier: Applier) -> None:
+    (repo / "heal.toml").write_text("[budget]\nfix_applications = 1\n")
+    flag = repo / "fixed"
+    alt = _playbook({"primary": [_touch(flag)]}, "pb.alt")
+    fix = _playbook({"primary": [{"name": "s", "argv": ["false"]}]}, "pb.first",
+                    alternatives=[alt])
+    out = applier.apply_suggested(_verdict(_error(repo), "apply", fix))
+    assert out.status == "escalated" and not flag.exists()
+    assert out.detail.endswith("; fallback pb.alt not tried: daily budget for fix "
+                               "applications used up (1)")
+
+
+def test_an_alternative_naming_a_path_outside_is_not_tried(
+        tmp_path: Path, repo: Path, applier: Applier) -> None:
+    outside = tmp_path / "victim"
+    outside.write_text("keep")
+    alt = _playbook({"primary": [{"name": "rm", "argv": ["rm", "-f", str(outside)]}]}, "pb.alt")
+    fix = _playbook({"primary": [{"name": "s", "argv": ["false"]}]}, "pb.first",
+                    alternatives=[alt])
+    out = applier.apply_suggested(_verdict(_error(repo), "apply", fix))
+    assert out.status == "escalated" and outside.read_text() == "keep"
+    assert "; pb.alt not tried: nothing applied: " in out.detail
+
+
+# -- a package install's manifest diff --------------------------------------------------------
+
+def test_an_approved_install_declares_the_dependency_uncommitted(
+        repo: Path, applier: Applier) -> None:
+    (repo / "requirements.txt").write_text("requests\n")
+    git(repo, "add", "requirements.txt")
+    git(repo, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "reqs")
+    diff = ("--- a/requirements.txt\n+++ b/requirements.txt\n@@ -1 +1,2 @@\n requests\n"
+            "+rich\n")
+    fix = {"id": "pkg.rich", "kind": "command", "category": "RISKY",
+           "rendered": {"argv": ["true"], "manifest_diff": diff}}
+    out = applier.apply_suggested(_verdict(_error(repo, command=()), "apply", fix))
+    assert out.status == "applied", out.detail
+    assert out.detail.endswith("; requirements.txt now declares it (uncommitted: review and "
+                               "commit it)")
+    assert (repo / "requirements.txt").read_text() == "requests\nrich\n"
+    assert git(repo, "status", "--porcelain").strip() == "M requirements.txt"
+    bad = {**fix, "rendered": {"argv": ["true"], "manifest_diff": diff.replace(
+        " requests", " flask")}}
+    out = applier.apply_suggested(_verdict(_error(repo, command=()), "apply", bad))
+    assert out.status == "applied"
+    assert "; the manifest diff did not apply (" in out.detail
+    assert out.detail.endswith("): add the dependency by hand")
