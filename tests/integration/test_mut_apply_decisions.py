@@ -5,6 +5,8 @@ breaker's record of a fix that did not hold."""
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -12,13 +14,15 @@ from typing import Any
 import pytest
 import redis
 
-from pipeline.apply.applier import Applier
+from pipeline.apply.applier import DEFERRED_ROLE, Applier
 from pipeline.config import Settings
 from pipeline.demo.sample import create_repo, git
 from pipeline.errors import Retry
 from pipeline.events import ErrorEvent, OutcomeEvent, Repo, VerdictEvent, Workflow
 from pipeline.guardrails.breaker import CircuitBreaker
+from pipeline.guardrails.budget import deferred_key
 from pipeline.trust.attest import attest
+from pipeline.trust.seal import unseal
 from storage.attempts import AttemptStore
 
 
@@ -87,8 +91,9 @@ def test_a_rejected_fix_says_why_by_what_verification_saw(repo: Path, applier: A
 
     flaky = outcome("did not reproduce", [
         {"phase": "before", "name": "failing-command", "exit_code": 0}])
-    assert flaky.status == "flaky" and flaky.detail.startswith(
-        "flaky: the failing command passed in a ")
+    assert (flaky.status, flaky.detail) == (
+        "flaky", "flaky: the failing command passed in a clean worktree without any fix; no "
+                 "fix applied or credited (a re-run is the remedy)")
     failed = outcome("tests broke", [
         {"phase": "before", "name": "failing-command", "exit_code": 1},
         {"phase": "after", "name": "failing-command", "exit_code": 1}])
@@ -364,3 +369,63 @@ def test_an_approved_install_declares_the_dependency_uncommitted(
     assert out.status == "applied"
     assert "; the manifest diff did not apply (" in out.detail
     assert out.detail.endswith("): add the dependency by hand")
+
+
+# -- automatic applications: execution state and rate ---------------------------------------
+
+def test_an_automatic_fix_in_a_quarantined_workflow_is_only_suggested(
+        repo: Path, applier: Applier, client: redis.Redis, stage_settings: Settings) -> None:
+    flag = repo / "fixed"
+    error = _error(repo, command=())
+    base = stage_settings.key("{execution}", error.workflow.id)
+    client.hset(f"{base}:state", mapping={"state": "QUARANTINED", "reason": "3 reverts",
+                                          "last_failure_at": time.time(), "since": 0})
+    out = applier.handle(_verdict(error, "apply", _playbook({"primary": [_touch(flag)]})))
+    assert out.status == "suggested" and not flag.exists()
+    assert out.detail == (f"workflow {error.workflow.id} is quarantined (3 reverts, since "
+                          f"unknown, how to lift: `heal unquarantine --workflow "
+                          f"{error.workflow.id}`): nothing is applied automatically; apply "
+                          "with: heal apply pb.one")
+    # a person's `heal apply` is not held by the quarantine
+    assert applier.apply_suggested(_verdict(error, "apply", _playbook(
+        {"primary": [_touch(flag)]}))).status == "applied"
+
+
+def test_an_automatic_fix_past_the_rate_is_deferred_audited_and_left_unclaimed(
+        repo: Path, applier: Applier, client: redis.Redis, stage_settings: Settings) -> None:
+    (repo / "heal.toml").write_text("[budget]\nautomatic_fixes = 1\nautomatic_fixes_minutes = 3"
+                                    "\ndeferred_retry_seconds = 40\n")
+    first = _error(repo, command=())
+    assert applier.handle(_verdict(first, "apply", _playbook(
+        {"primary": [_touch(repo / "one")]}))).status == "applied"
+    error = _error(repo, command=())
+    before = time.time()
+    out = applier.handle(_verdict(error, "apply", _playbook(
+        {"primary": [_touch(repo / "two")]}, "pb.two")))
+    assert out.status == "deferred" and not (repo / "two").exists()
+    assert out.detail == ("rate limit: at most 1 automatic fixes per 3 minutes (heal.toml "
+                          "[budget] automatic_fixes); deferred, retried automatically in 40s "
+                          "(or now with: heal apply pb.two)")
+    assert out.id.startswith(f"{error.id}:apply:deferred-") and out.fix_id == "pb.two"
+    # queued, due in 40 s, sealed
+    ((member, due),) = client.zrange(deferred_key(stage_settings), 0, -1, withscores=True)
+    assert before + 39 < due < time.time() + 41
+    assert unseal(stage_settings, DEFERRED_ROLE, member) is not None
+    # not claimed: the released verdict is decided again
+    assert client.get(stage_settings.key("apply", "done", error.id)) is None
+    records = [json.loads(line) for line in
+               (stage_settings.home / "audit.jsonl").read_text().splitlines()]
+    (audited,) = [r for r in records if r["kind"] == "apply" and r["subject"] == error.id]
+    assert audited["data"] == {"fix_id": "pb.two", "status": "deferred",
+                               "detail": out.detail}
+
+
+def test_the_rerun_of_the_failing_step_is_bounded_by_the_policy_check_timeout(
+        repo: Path, applier: Applier) -> None:
+    (repo / "heal.toml").write_text("[limits]\ncheck_timeout_s = 1\n")
+    error = _error(repo, command=("sleep", "60"))
+    started = time.monotonic()
+    out = applier.apply_suggested(_verdict(error, "apply", _playbook(
+        {"primary": [_touch(repo / "a")]})))
+    assert time.monotonic() - started < 50  # far below the 60 s step and the 300 s default
+    assert out.status == "escalated" and "the failing step still fails" in out.detail
