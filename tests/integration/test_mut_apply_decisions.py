@@ -408,7 +408,8 @@ def test_an_automatic_fix_past_the_rate_is_deferred_audited_and_left_unclaimed(
                           "(or now with: heal apply pb.two)")
     assert out.id.startswith(f"{error.id}:apply:deferred-") and out.fix_id == "pb.two"
     # queued, due in 40 s, sealed
-    ((member, due),) = client.zrange(deferred_key(stage_settings), 0, -1, withscores=True)
+    queued: Any = client.zrange(deferred_key(stage_settings), 0, -1, withscores=True)
+    ((member, due),) = queued
     assert before + 39 < due < time.time() + 41
     assert unseal(stage_settings, DEFERRED_ROLE, member) is not None
     # not claimed: the released verdict is decided again
