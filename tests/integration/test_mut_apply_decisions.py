@@ -430,3 +430,21 @@ def test_the_rerun_of_the_failing_step_is_bounded_by_the_policy_check_timeout(
         {"primary": [_touch(repo / "a")]})))
     assert time.monotonic() - started < 50  # far below the 60 s step and the 300 s default
     assert out.status == "escalated" and "the failing step still fails" in out.detail
+
+
+def test_in_a_registered_repository_an_unsigned_command_is_not_rerun(
+        tmp_path: Path, repo: Path, applier: Applier, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the operator registered the repository but not the command: the fix may run, the
+    # event's command (its text came from the event) is never executed by heal
+    operator = tmp_path / "operator.toml"
+    operator.write_text(f'[trust]\nrepos = ["{repo.resolve()}"]\n')
+    operator.chmod(0o600)
+    monkeypatch.setenv("HEAL_CONFIG", str(operator))
+    marker = tmp_path / "event-command-ran"
+    error = _error(repo, command=("touch", str(marker)), signed=False)
+    out = applier.apply_suggested(_verdict(error, "apply", _playbook(
+        {"primary": [_touch(repo / "a")]})))
+    assert (out.status, out.detail) == (
+        "applied", "primary steps done and validated; the event's command is not trusted, so "
+                   "it was not re-run")
+    assert not marker.exists()
