@@ -448,3 +448,21 @@ def test_in_a_registered_repository_an_unsigned_command_is_not_rerun(
         "applied", "primary steps done and validated; the event's command is not trusted, so "
                    "it was not re-run")
     assert not marker.exists()
+
+
+def test_the_audit_keeps_the_first_500_characters_and_the_result_row_all_of_the_detail(
+        repo: Path, applier: Applier, stage_settings: Settings,
+        attempt_store: AttemptStore) -> None:
+    error = _error(repo)
+    reason = "r" * 499 + "XY"
+    out = applier.handle(_verdict(error, "escalate", {"id": "f.a"}, reason=reason,
+                                  commit="c0ffee"))
+    records = [json.loads(line) for line in
+               (stage_settings.home / "audit.jsonl").read_text().splitlines()]
+    (audited,) = [r for r in records if r["kind"] == "apply" and r["subject"] == error.id]
+    assert audited["data"] == {"fix_id": "f.a", "status": "escalated",
+                               "detail": "r" * 499 + "X", "commit": "c0ffee",
+                               "revert_commit": ""}
+    row = attempt_store.apply_result(error.id)
+    assert row is not None and row["detail"] == reason == out.detail
+    assert row["commit"] == "c0ffee"
