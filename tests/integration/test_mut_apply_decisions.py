@@ -294,7 +294,8 @@ def test_the_ranked_fallback_runs_when_the_first_fails_and_is_credited(
 
 
 def test_when_every_fix_fails_the_alternatives_are_named_and_the_breaker_counts_it(
-        repo: Path, applier: Applier, client: redis.Redis, stage_settings: Settings) -> None:
+        repo: Path, applier: Applier, client: redis.Redis, stage_settings: Settings,
+        attempt_store: AttemptStore) -> None:
     error = _error(repo, command=("false",))
     alt = _playbook({"primary": [{"name": "alt step", "argv": ["false"]}]}, "pb.alt")
     fix = _playbook({"primary": [{"name": "first step", "argv": ["false"]}]}, "pb.first",
@@ -306,6 +307,8 @@ def test_when_every_fix_fails_the_alternatives_are_named_and_the_breaker_counts_
                           "step: exit 1); escalated; pb.alt failed: every step failed or did "
                           "not validate (alt step: exit 1); escalated")
     assert _reverts(client, stage_settings, error) == 1
+    row = attempt_store.apply_result(error.id)
+    assert row is not None and [s["name"] for s in row["steps"]] == ["first step", "alt step"]
 
 
 def test_a_fix_whose_command_is_missing_is_a_failed_attempt(
@@ -466,3 +469,22 @@ def test_the_audit_keeps_the_first_500_characters_and_the_result_row_all_of_the_
     row = attempt_store.apply_result(error.id)
     assert row is not None and row["detail"] == reason == out.detail
     assert row["commit"] == "c0ffee"
+
+
+def test_a_command_fix_keeps_its_own_timeout(repo: Path, applier: Applier) -> None:
+    fix = {"id": "cmd.hang", "kind": "command", "category": "SAFE",
+           "rendered": {"argv": ["sleep", "60"], "timeout_s": 0.5}}
+    started = time.monotonic()
+    out = applier.apply_suggested(_verdict(_error(repo, command=()), "apply", fix))
+    assert time.monotonic() - started < 50  # far below the 60 s default of a command fix
+    assert out.status == "escalated" and "(timeout)" in out.detail, out.detail
+
+
+def test_a_playbook_rerun_step_runs_in_the_directory_the_error_happened_in(
+        repo: Path, applier: Applier) -> None:
+    sub = repo / "sub"
+    sub.mkdir()
+    error = _error(repo, command=("test", "-f", "fixed"), cwd=sub)
+    fix = _playbook({"primary": [_touch(sub / "fixed")], "validate": [{"action": "rerun"}]})
+    out = applier.apply_suggested(_verdict(error, "apply", fix))
+    assert out.status == "applied", out.detail

@@ -186,3 +186,9 @@ def test_a_diagnosis_that_turns_true_lets_the_playbook_run(
     assert result.ok and done.exists()
     assert [s["phase"] for s in result.steps] == ["diagnosis", "diagnosis", "primary"]
     assert no_sleep == [0.5]
+
+
+def test_the_rerun_action_keeps_the_last_500_characters_of_the_output(tmp_path: Path) -> None:
+    ctx = StepContext(tmp_path, rerun_argv=("sh", "-c", "printf 'x%.0s' $(seq 600); printf END"))
+    out = run_step(ctx, {"action": "rerun"})
+    assert out["tail"] == "x" * 497 + "END"
