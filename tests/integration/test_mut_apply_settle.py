@@ -45,7 +45,8 @@ def test_without_a_lifecycle_worker_only_the_lifecycle_stage_is_drained_here(
     _applied(create_repo(tmp_path / "shop"), settings, client, attempt_store)
     settle_outcomes(settings, client)
     groups = _groups(client, settings.stream("outcomes"))
-    (last,) = [entry_id for entry_id, _ in client.xrange(settings.stream("outcomes"))]
+    entries: Any = client.xrange(settings.stream("outcomes"))
+    (last,) = [entry_id for entry_id, _ in entries]
     assert list(groups) == ["lifecycle"]
     assert groups["lifecycle"]["last-delivered-id"] == last  # the outcome was read
     assert groups["lifecycle"]["pending"] == 0  # handled and acknowledged
