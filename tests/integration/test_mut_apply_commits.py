@@ -168,7 +168,7 @@ def test_only_due_sealed_deferred_verdicts_are_released_each_under_a_new_id(
     _defer(client, stage_settings, verdicts[0].encode(), now - 20)
     _defer(client, stage_settings,
            seal(stage_settings, DEFERRED_ROLE, b'{"kind": "nonsense"}'), now - 30)
-    assert applier.release_deferred(now=now, limit=1) == 0  # the oldest one was tampered
+    # the two tampered ones come first, and are dropped without stopping the release
     assert applier.release_deferred(now=now) == 2
     assert client.zcard(deferred_key(stage_settings)) == 1  # the one not due yet stays
     stream = stage_settings.stream("verdicts")
@@ -182,3 +182,16 @@ def test_only_due_sealed_deferred_verdicts_are_released_each_under_a_new_id(
         assert r.id.startswith(f"{v.error_id}:validate:retry-") and r.id != v.id
         assert r.decision == v.decision and r.error == v.error
     assert applier.release_deferred(now=now) == 0
+
+
+def test_a_release_takes_at_most_limit_entries_oldest_first(
+        tmp_path: Path, applier: Applier, client: redis.Redis, stage_settings: Settings) -> None:
+    root = create_repo(tmp_path / "shop")
+    verdicts = [_verdict(root, "", ("false",)) for _ in range(3)]
+    now = time.time()
+    for n, v in enumerate(verdicts):
+        _defer(client, stage_settings, seal(stage_settings, DEFERRED_ROLE, v.encode()), now - n)
+    assert applier.release_deferred(now=now, limit=2) == 2
+    left: Any = client.zrange(deferred_key(stage_settings), 0, -1)
+    assert [VerdictEvent.decode(unseal(stage_settings, DEFERRED_ROLE, m) or b"").error_id
+            for m in left] == [verdicts[0].error_id]

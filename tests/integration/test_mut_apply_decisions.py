@@ -488,3 +488,33 @@ def test_a_playbook_rerun_step_runs_in_the_directory_the_error_happened_in(
     fix = _playbook({"primary": [_touch(sub / "fixed")], "validate": [{"action": "rerun"}]})
     out = applier.apply_suggested(_verdict(error, "apply", fix))
     assert out.status == "applied", out.detail
+
+
+def test_heal_apply_that_cannot_be_audited_applies_nothing_and_says_why(
+        repo: Path, applier: Applier, stage_settings: Settings,
+        attempt_store: AttemptStore) -> None:
+    # Given something else sits where the audit log goes
+    stage_settings.home.mkdir(parents=True, exist_ok=True)
+    audit_file = stage_settings.home / "audit.jsonl"
+    if audit_file.exists():
+        audit_file.rename(stage_settings.home / "audit.moved")
+    audit_file.mkdir()
+    flag = repo / "fixed"
+    error = _error(repo, command=())
+    out = applier.apply_suggested(_verdict(error, "apply", _playbook(
+        {"primary": [_touch(flag)]})))
+    assert out.status == "escalated" and not flag.exists()
+    assert out.detail.startswith("nothing applied: the audit log cannot record it (")
+    assert out.id == f"{error.id}:apply"  # not published as a manual application
+    assert attempt_store.apply_result(error.id) is None
+
+
+def test_a_held_fix_without_an_id_says_plainly_how_to_apply(
+        repo: Path, applier: Applier, client: redis.Redis, stage_settings: Settings) -> None:
+    error = _error(repo, command=())
+    base = stage_settings.key("{execution}", error.workflow.id)
+    client.hset(f"{base}:state", mapping={"state": "QUARANTINED", "reason": "r",
+                                          "last_failure_at": time.time()})
+    out = applier.handle(_verdict(error, "apply", None))
+    assert out.status == "suggested" and out.fix_id == ""
+    assert out.detail.endswith("nothing is applied automatically; apply with: heal apply ")
