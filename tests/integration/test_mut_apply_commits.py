@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -195,3 +196,34 @@ def test_a_release_takes_at_most_limit_entries_oldest_first(
     left: Any = client.zrange(deferred_key(stage_settings), 0, -1)
     assert [VerdictEvent.decode(unseal(stage_settings, DEFERRED_ROLE, m) or b"").error_id
             for m in left] == [verdicts[0].error_id]
+
+
+def test_a_commit_cherry_picked_onto_a_moved_branch_is_reported_as_the_new_commit(
+        tmp_path: Path, applier: Applier) -> None:
+    root = create_repo(tmp_path / "shop")
+    good = _commit_on_branch(root, "heal/good", "fixed.txt", "ok\n")
+    bad = _commit_on_branch(root, "heal/bad", "other.txt", "no\n")
+    (root / "mine.txt").write_text("the user moved on\n")
+    git(root, "add", "mine.txt")
+    git(root, *ID, "commit", "-q", "-m", "user commit")
+    out = applier.apply_suggested(_verdict(root, good, ("test", "-f", "fixed.txt")))
+    head = git(root, "rev-parse", "HEAD")
+    assert out.status == "applied" and head != good
+    assert out.commit == head and out.detail.startswith(f"applied as {head[:10]}; ")
+    # a cherry-picked fix that does not hold: the outcome names the commit that reached the
+    # branch (the one the revert undoes), not the heal branch's
+    out = applier.apply_suggested(_verdict(root, bad, ("test", "-f", "absent.txt")))
+    picked = git(root, "rev-parse", "HEAD~1")
+    assert out.status == "rolled_back" and picked != bad
+    assert out.commit == picked
+
+
+def test_uncommitted_changes_with_a_fix_without_an_id_say_plainly_how_to_apply(
+        tmp_path: Path, applier: Applier) -> None:
+    root = create_repo(tmp_path / "shop")
+    commit = _commit_on_branch(root, "heal/fix", "notes.txt", "heal\n")
+    (root / "notes.txt").write_text("mine\n")
+    verdict = _verdict(root, commit, ("false",))
+    out = applier.apply_suggested(replace(verdict, fix={"kind": "diff"}))
+    assert out.status == "suggested"
+    assert out.detail.endswith("; left on branch heal/fix: heal apply ")
