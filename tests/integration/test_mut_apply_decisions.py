@@ -518,3 +518,21 @@ def test_a_held_fix_without_an_id_says_plainly_how_to_apply(
     out = applier.handle(_verdict(error, "apply", None))
     assert out.status == "suggested" and out.fix_id == ""
     assert out.detail.endswith("nothing is applied automatically; apply with: heal apply ")
+
+
+def test_the_outcome_carries_how_long_the_stage_took(repo: Path, applier: Applier) -> None:
+    started = time.monotonic()
+    out = applier.handle(_verdict(_error(repo), "observe", reason="r"))
+    took = time.monotonic() - started
+    assert 0 <= out.duration_s <= round(took, 3) + 0.001
+
+
+def test_the_intent_of_a_fix_without_an_id_is_audited_with_an_empty_id(
+        repo: Path, applier: Applier, stage_settings: Settings) -> None:
+    error = _error(repo, command=())
+    out = applier.apply_suggested(_verdict(error, "apply", None))
+    assert out.status == "escalated"
+    records = [json.loads(line) for line in
+               (stage_settings.home / "audit.jsonl").read_text().splitlines()]
+    (intent,) = [r for r in records if r["kind"] == "apply.intent" and r["subject"] == error.id]
+    assert intent["data"] == {"fix_id": "", "decision": "apply"}
