@@ -53,6 +53,12 @@ class LifecycleHandler:
             raise Retry(str(exc), delay=5.0) from exc
         return []
 
+    def finish(self) -> None:
+        """End of an inline drain (`heal run`, `heal apply`): stop the sweep timer, letting a
+        sweep in progress complete, so no timer thread outlives the drain that started it."""
+        if self.sweeper is not None:
+            self.sweeper.stop(timeout_s=60.0)  # a sweep is a few queries; never cut short
+
 
 def _interval() -> float:
     # HEAL_SWEEP_INTERVAL_S: tests and small installations sweep more often

@@ -72,7 +72,8 @@ class Sweeper:
         self._thread = threading.Thread(target=loop, name="heal-lifecycle-sweep", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop the timer; a sweep in progress may finish within ``timeout_s``."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=timeout_s)
