@@ -2,7 +2,8 @@
 
 :class:`CheckQueue` enqueues :func:`pipeline.validate.runner.run_argv` jobs and waits for
 them. When no live RQ worker listens on the queue it starts worker subprocesses (real
-``rq worker`` processes, ``SimpleWorker`` class, exiting on their own after an idle period),
+``rq worker`` processes, a ``SimpleWorker`` that also exits when its Redis and its parent are
+gone (:mod:`pipeline.validate.rqworker`), exiting on their own after an idle period),
 so verification runs in parallel even on a single machine with nothing else started.
 A second watchdog sits on this side: a job that has not finished within its timeout plus a
 grace period is reported as timed out.
@@ -26,6 +27,7 @@ from rq import Queue, Worker
 from rq.job import Job, JobStatus
 
 from pipeline.errors import StreamUnavailable
+from pipeline.validate.rqworker import PARENT_ENV
 
 QUEUE_GRACE_S = 20.0
 WORKER_IDLE_S = 20
@@ -94,7 +96,8 @@ class CheckQueue:
             argv = worker_argv(rq_bin, self.queue.name)
             # the Redis URL (its password) goes through the environment: an argv is
             # readable by every user on the machine through ps (issue 11, item 9)
-            env = {**os.environ, "RQ_REDIS_URL": redis_url_of(self.client)}
+            env = {**os.environ, "RQ_REDIS_URL": redis_url_of(self.client),
+                   PARENT_ENV: str(os.getpid())}
             self._spawned.append(subprocess.Popen(
                 argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 start_new_session=True, env=env))
@@ -149,5 +152,5 @@ class CheckQueue:
 def worker_argv(rq_bin: str, queue: str) -> list[str]:
     """The argv of one ``rq worker``: no credential in it (the URL is in ``RQ_REDIS_URL``)."""
     return [rq_bin, "worker", "--max-idle-time", str(WORKER_IDLE_S), "-q",
-            "-w", "rq.worker.SimpleWorker", "-P", str(_PROJECT_ROOT),
+            "-w", "pipeline.validate.rqworker.VerifyWorker", "-P", str(_PROJECT_ROOT),
             "-n", f"heal-verify-{uuid.uuid4().hex[:8]}", queue]

@@ -332,7 +332,7 @@ def test_redis_url_of_keeps_the_socket_database_and_password() -> None:
 def test_worker_argv_carries_no_credential() -> None:
     argv = worker_argv("/venv/bin/rq", "heal:verify")
     assert argv[:8] == ["/venv/bin/rq", "worker", "--max-idle-time", "20", "-q", "-w",
-                        "rq.worker.SimpleWorker", "-P"]
+                        "pipeline.validate.rqworker.VerifyWorker", "-P"]
     assert Path(argv[8]) == Path(__file__).resolve().parents[2]
     assert argv[9] == "-n" and argv[10].startswith("heal-verify-") and len(argv[10]) == 20
     assert argv[11] == "heal:verify" and len(argv) == 12
