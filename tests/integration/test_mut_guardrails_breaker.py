@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
 
 from pipeline.config import Settings
 from pipeline.errors import StreamUnavailable, UsageError
-from pipeline.guardrails.audit import AuditError
 from pipeline.guardrails.breaker import (
     BreakerConfig,
     BreakerState,
@@ -24,26 +22,7 @@ from pipeline.guardrails.breaker import (
     check_scope,
     scopes_for,
 )
-
-
-class Clock:
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Recorder:
-    def __init__(self, fail: bool = False) -> None:
-        self.entries: list[tuple[str, str, dict[str, Any]]] = []
-        self.fail = fail
-
-    def append(self, kind: str, subject: str, data: dict[str, Any], *, once: str = "") -> Any:
-        if self.fail:
-            raise AuditError("disk full")
-        self.entries.append((kind, subject, data))
-        return {}
+from tests.integration._guardrails_support import Clock, Recorder
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -16,7 +15,6 @@ import redis
 from pipeline.config import Settings
 from pipeline.errors import StreamUnavailable
 from pipeline.events import ErrorEvent, Repo, Workflow
-from pipeline.guardrails.audit import AuditError
 from pipeline.guardrails.execution import (
     ExecutionGuard,
     ExecutionPolicy,
@@ -28,29 +26,10 @@ from pipeline.guardrails.execution import (
 from pipeline.guardrails.gate import WorkflowGate, gate_for, guard_at, policy_at
 from pipeline.policy import Policy
 from pipeline.policy_limits import Limits
+from tests.integration._guardrails_support import Clock, Recorder
 
 RUNNING, DEGRADED, QUARANTINED = (WorkflowState.RUNNING, WorkflowState.DEGRADED,
                                   WorkflowState.QUARANTINED)
-
-
-class Clock:
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Recorder:
-    def __init__(self, fail: bool = False) -> None:
-        self.entries: list[tuple[str, str, dict[str, Any]]] = []
-        self.fail = fail
-
-    def append(self, kind: str, subject: str, data: dict[str, Any], *, once: str = "") -> Any:
-        if self.fail:
-            raise AuditError("disk full")
-        self.entries.append((kind, subject, data))
-        return {}
 
 
 @pytest.fixture
