@@ -23,6 +23,11 @@ _SESSION_DIR = Path(tempfile.mkdtemp(prefix="heal-tests-"))
 # embedded PostgreSQL keeps its data beside the folder (storage/embedded.py: "<dir>.pg").
 for _leftover in (_SESSION_DIR, Path(f"{_SESSION_DIR}.pg")):
     atexit.register(shutil.rmtree, _leftover, ignore_errors=True)
+# tmp_path folders under the session's own folder, not the machine-wide /tmp/pytest-of-<user>:
+# every pytest session re-tightens that one to 0700, which cut the embedded PostgreSQL's own
+# system user (as root) off its data folders in another session's tmp_path whenever two
+# sessions ran at once (read lazily by pytest; an explicit --basetemp still wins)
+os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", str(_SESSION_DIR))
 
 # One operator signing key for the whole session (pipeline.trust.keys), inherited by the heal
 # subprocesses tests start, so events a test signs as the operator verify in every stage
