@@ -124,9 +124,8 @@ class ClusterMemo:
 
     def templates(self, root: tuple[tuple[int, str], ...], members: list[Tokens],
                   config: MinerConfig) -> dict[Tokens, Tokens]:
-        if len(members) == 1:  # nothing to judge (and nothing worth keeping)
-            return {members[0]: members[0]} if not root else templates(
-                members, {pos for pos, _ in root}, config)
+        if len(members) == 1:  # no column varies: nothing to judge, nothing worth keeping
+            return templates(members, {pos for pos, _ in root}, config)
         key = (root, tuple(members))
         found = self._found.get(key)
         if found is None:

@@ -107,7 +107,7 @@ class Reclaimer:
             counts = self.delivery_counts(missing)
             deliveries += [
                 Delivery(self.stream, eid, None, counts[eid], deleted=True)
-                for eid in missing if eid in counts
+                for eid in missing
             ]
         return deliveries
 

@@ -60,38 +60,39 @@ class KeySet:
     source: str = ""
 
     @cached_property
-    def _kids(self) -> tuple[tuple[bytes, str, hmac.HMAC], ...]:
-        """(key, kid, keyed HMAC) of the current and previous key, computed once, not per
+    def _kids(self) -> tuple[tuple[str, hmac.HMAC], ...]:
+        """(kid, keyed HMAC) of the current and previous key, computed once, not per
         signature (every stage event is signed): a kid is a hash, and a copy of a keyed HMAC
         skips the key schedule that ``hmac.digest`` pays on every call (about half of it)."""
         keys = (self.current, self.previous)
-        return tuple((key, _kid(key), hmac.new(key, digestmod=hashlib.sha256))
+        return tuple((_kid(key), hmac.new(key, digestmod=hashlib.sha256))
                      for key in keys if key is not None)
 
-    def _mac(self, keyed: hmac.HMAC, domain: str, data: bytes) -> str:
-        """HMAC-SHA256 of ``domain NUL data`` in hex (the same value as
-        ``hmac.digest(key, domain.encode() + b"\\0" + data, "sha256")``, without copying
-        ``data`` into a new buffer)."""
-        mac = keyed.copy()
-        mac.update(domain.encode() + b"\0")
-        mac.update(data)
-        return mac.hexdigest()
-
     def sign(self, domain: str, data: bytes) -> str:
-        _, kid, keyed = self._kids[0]
-        return f"{kid}.{self._mac(keyed, domain, data)}"
+        kid, keyed = self._kids[0]
+        return f"{kid}.{_mac(keyed, domain, data)}"
 
     def verify(self, domain: str, data: bytes, signature: str) -> bool:
         kid, _, mac = signature.partition(".")
-        for _, key_id, keyed in self._kids:
+        for key_id, keyed in self._kids:
             if key_id != kid:
                 continue
-            return hmac.compare_digest(self._mac(keyed, domain, data), mac)
+            return hmac.compare_digest(_mac(keyed, domain, data), mac)
         return False
 
 
 def key_dir(settings: Settings) -> Path:
     return settings.home / "keys"
+
+
+def _mac(keyed: hmac.HMAC, domain: str, data: bytes) -> str:
+    """HMAC-SHA256 of ``domain NUL data`` in hex (the same value as
+    ``hmac.digest(key, domain.encode() + b"\\0" + data, "sha256")``, without copying
+    ``data`` into a new buffer)."""
+    mac = keyed.copy()
+    mac.update(domain.encode() + b"\0")
+    mac.update(data)
+    return mac.hexdigest()
 
 
 def _private_dir(path: Path) -> None:
