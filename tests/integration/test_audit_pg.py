@@ -46,8 +46,8 @@ class PgShim:
         return self.run(lambda conn: conn.execute(sql, *args))
 
 
-@pytest.fixture
-def db(database_url: str) -> Iterator[PgShim]:
+def audit_schema(database_url: str) -> Iterator[PgShim]:
+    """The audit tables in a schema of their own, dropped when the generator is closed."""
     schema = f"t_{uuid.uuid4().hex[:10]}"
     shim = PgShim(database_url, schema)
     shim.run(lambda conn: conn.execute(f"CREATE SCHEMA {schema}"))
@@ -55,6 +55,11 @@ def db(database_url: str) -> Iterator[PgShim]:
     shim.execute((MIGRATIONS / "0330_audit_anchor.sql").read_text())
     yield shim
     shim.run(lambda conn: conn.execute(f"DROP SCHEMA {schema} CASCADE"))
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[PgShim]:
+    yield from audit_schema(database_url)
 
 
 def test_database_chain_and_tamper_detection(db: PgShim, tmp_path: Path, redis_url: str,

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from pipeline.config import Settings
 from pipeline.guardrails.breaker import BreakerConfig, BreakerState, CircuitBreaker
+from tests.integration._guardrails_support import Clock
 
 B = BreakerState
 ALLOWED = {(B.CLOSED, B.OPEN), (B.OPEN, B.HALF_OPEN), (B.HALF_OPEN, B.OPEN),
@@ -23,13 +24,6 @@ ACTIONS = st.lists(st.one_of(
     st.tuples(st.just("revert"), st.none()),
     st.tuples(st.just("success"), st.none()),
 ), max_size=25)
-
-
-class Clock:
-    now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @settings(max_examples=40, deadline=None,

@@ -10,14 +10,7 @@ import redis
 
 from pipeline.config import Settings
 from pipeline.guardrails.breaker import BreakerConfig, CircuitBreaker, breaker_status
-
-
-class Clock:
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.integration._guardrails_support import Clock
 
 
 @pytest.fixture

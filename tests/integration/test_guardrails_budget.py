@@ -11,13 +11,9 @@ import redis
 from pipeline.config import Settings
 from pipeline.errors import UsageError
 from pipeline.guardrails.budget import Budget, BudgetConfig, budget_status
+from tests.integration._guardrails_support import Clock
 
-
-class Clock:
-    now = 1_795_000_000.0  # 2026-11-18
-
-    def __call__(self) -> float:
-        return self.now
+NOW = 1_795_000_000.0  # 2026-11-18
 
 
 @pytest.fixture
@@ -26,7 +22,7 @@ def settings(redis_url: str, tmp_path: Path, prefix: str) -> Settings:
 
 
 def test_daily_limit_refuses_and_resets_next_day(redis_url, settings) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     config = BudgetConfig(daily_limits={"llm_tokens": 1000})
     budget = Budget(redis.Redis.from_url(redis_url), settings, config, clock=clock)
     assert budget.try_spend("llm_tokens", 600).allowed
@@ -56,7 +52,7 @@ def test_limit_holds_under_concurrency(redis_url, settings) -> None:
 
 
 def test_token_bucket_refills(redis_url, settings) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     config = BudgetConfig(bucket_capacity=3, bucket_per_s=1 / 60)
     budget = Budget(redis.Redis.from_url(redis_url), settings, config, clock=clock)
     assert [budget.take_token() for _ in range(4)] == [True, True, True, False]

@@ -8,13 +8,7 @@ import redis
 
 from pipeline.config import Settings
 from pipeline.guardrails.execution import ExecutionGuard, WorkflowState
-
-
-class Clock:
-    now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.integration._guardrails_support import Clock
 
 
 def _guard(redis_url: str, tmp_path: Path, prefix: str, clock: Clock) -> ExecutionGuard:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from pipeline.guardrails.audit import (
     verify_database,
     verify_file,
 )
-from tests.integration.test_audit_pg import MIGRATIONS, PgShim
+from tests.integration.test_audit_pg import PgShim, audit_schema
 
 
 @pytest.fixture(autouse=True)
@@ -39,13 +38,7 @@ def _no_env_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def db(database_url: str) -> Iterator[PgShim]:
-    schema = f"t_{uuid.uuid4().hex[:10]}"
-    shim = PgShim(database_url, schema)
-    shim.run(lambda conn: conn.execute(f"CREATE SCHEMA {schema}"))
-    shim.execute((MIGRATIONS / "0300_audit_log.sql").read_text())
-    shim.execute((MIGRATIONS / "0330_audit_anchor.sql").read_text())
-    yield shim
-    shim.run(lambda conn: conn.execute(f"DROP SCHEMA {schema} CASCADE"))
+    yield from audit_schema(database_url)
 
 
 class Outage:

@@ -19,14 +19,9 @@ from pipeline.guardrails.budget import (
     budget_status,
     deferred_key,
 )
+from tests.integration._guardrails_support import Clock
 
-
-class Clock:
-    def __init__(self, now: float = 1_795_000_000.0) -> None:  # 2026-11-18 11:06 UTC
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+NOW = 1_795_000_000.0  # 2026-11-18 11:06 UTC
 
 
 @pytest.fixture
@@ -36,7 +31,7 @@ def settings(redis_url: str, tmp_path: Path, prefix: str) -> Settings:
 
 def test_spend_is_booked_per_utc_day_and_kept_35_days(client: redis.Redis,
                                                       settings: Settings) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     budget = Budget(client, settings, BudgetConfig(daily_limits={"llm_tokens": 100}),
                     clock=clock)
     assert budget.day() == "2026-11-18"
@@ -54,7 +49,7 @@ def test_spend_is_booked_per_utc_day_and_kept_35_days(client: redis.Redis,
 
 def test_a_kind_without_a_limit_is_never_refused(client: redis.Redis,
                                                  settings: Settings) -> None:
-    budget = Budget(client, settings, BudgetConfig(daily_limits={}), clock=Clock())
+    budget = Budget(client, settings, BudgetConfig(daily_limits={}), clock=Clock(NOW))
     assert budget.limit("anything") is None
     assert budget.try_spend("anything", 1e9) == SpendResult(True, 1e9, None)
     assert budget.try_spend("anything", 0) == SpendResult(True, 1e9, None)
@@ -63,7 +58,7 @@ def test_a_kind_without_a_limit_is_never_refused(client: redis.Redis,
 
 
 def test_the_default_limits(client: redis.Redis, settings: Settings) -> None:
-    budget = Budget(client, settings, clock=Clock())
+    budget = Budget(client, settings, clock=Clock(NOW))
     assert [budget.limit(k) for k in ("verification_minutes", "llm_tokens",
                                       "fix_applications")] == [240.0, 500_000.0, 200.0]
     assert budget.try_spend("fix_applications", 200).allowed
@@ -72,7 +67,7 @@ def test_the_default_limits(client: redis.Redis, settings: Settings) -> None:
 
 def test_the_token_bucket_refills_to_its_capacity_only(client: redis.Redis,
                                                         settings: Settings) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     budget = Budget(client, settings, BudgetConfig(bucket_capacity=2, bucket_per_s=0.1),
                     clock=clock)
     assert budget.take_token() and budget.take_token() and not budget.take_token()
@@ -92,7 +87,7 @@ def test_the_token_bucket_refills_to_its_capacity_only(client: redis.Redis,
 
 def test_status_reports_every_kind_the_bucket_and_the_deferred(client: redis.Redis,
                                                                settings: Settings) -> None:
-    clock = Clock()
+    clock = Clock(NOW)
     config = BudgetConfig(daily_limits={"llm_tokens": 1000, "fix_applications": 2},
                           bucket_capacity=5, bucket_per_s=0.5)
     budget = Budget(client, settings, config, clock=clock)

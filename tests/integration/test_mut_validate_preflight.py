@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from pipeline.validate.preflight import (
     check_window,
 )
 from pipeline.validate.request import FixRequest
+from tests.integration._repos import committed_repo
 
 DIFF = ("diff --git a/README.md b/README.md\n--- a/README.md\n+++ b/README.md\n"
         "@@ -1 +1 @@\n-hello\n+hello world\n")
@@ -37,14 +37,7 @@ DIFF = ("diff --git a/README.md b/README.md\n--- a/README.md\n+++ b/README.md\n"
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    root = tmp_path / "repo"
-    root.mkdir()
-    (root / "README.md").write_text("hello\n")
-    (root / "heal.toml").write_text("")
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "init"]):
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=root,
-                       check=True, capture_output=True)
-    return root
+    return committed_repo(tmp_path / "repo", {"README.md": "hello\n", "heal.toml": ""})
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ here a stand-in returns a given Verification, and the store records what the sta
 from __future__ import annotations
 
 import logging
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from pipeline.trust.attest import attest
 from pipeline.validate.request import FixRequest
 from pipeline.validate.validator import Validator
 from pipeline.validate.verify import Verification
+from tests.integration._repos import committed_repo
 
 FIX = {"id": "fmt", "kind": "command", "category": "SAFE", "state": "ACTIVE",
        "title": "Format", "rendered": {"argv": ["ruff", "format", "."]}}
@@ -70,14 +70,8 @@ class StubVerifier:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    root = tmp_path / "repo"
-    root.mkdir()
-    (root / "x.py").write_text("x=1\n")
-    (root / "heal.toml").write_text('mode = "auto-safe"\n')
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "init"]):
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=root,
-                       check=True, capture_output=True)
-    return root
+    return committed_repo(tmp_path / "repo",
+                          {"x.py": "x=1\n", "heal.toml": 'mode = "auto-safe"\n'})
 
 
 @pytest.fixture
