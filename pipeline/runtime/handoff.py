@@ -113,7 +113,7 @@ return moved
 """
 
 
-@dataclass
+@dataclass(slots=True)
 class Handoff:
     """One input entry's hand-off: its outputs (encoded) and the event id to dedupe on."""
 
@@ -162,6 +162,22 @@ class HandoffWriter:
         """
         if not handoffs:
             return HandoffResult()
+        keys, args = self.commit_args(handoffs)
+        return self.result(self._handoff(keys=keys, args=args))
+
+    @property
+    def handoff_script(self) -> tuple[str, str]:
+        """The hand-off script's (source, SHA), for callers that send it themselves."""
+        return HANDOFF_LUA, str(self._handoff.sha)
+
+    @staticmethod
+    def result(reply: Any) -> HandoffResult:
+        """The hand-off script's reply as a HandoffResult."""
+        acked, emitted, dups = reply
+        return HandoffResult(int(acked), int(emitted), int(dups))
+
+    def commit_args(self, handoffs: Sequence[Handoff]) -> tuple[list[Any], list[Any]]:
+        """The hand-off script's KEYS and ARGV for ``handoffs`` (see :meth:`commit`)."""
         mode, threshold = self.retention.trim_args()
         current, previous = self.dedupe_keys()
         # a stage without output (lifecycle) never XADDs; any key name satisfies KEYS[2]
@@ -173,8 +189,7 @@ class HandoffWriter:
             outputs = item.outputs if self.output_stream else []
             did = item.dedupe_id if dedupe and item.dedupe_id else ""
             args += [item.entry_id, did, len(outputs), *outputs]
-        acked, emitted, dups = self._handoff(keys=keys, args=args)
-        return HandoffResult(int(acked), int(emitted), int(dups))
+        return keys, args
 
     def dead_letter(self, letters: Sequence[tuple[str, dict[str, Any]]]) -> int:
         """Ack each entry and add its dead-letter record; returns how many moved."""

@@ -85,6 +85,10 @@ class WorkerOptions:
     #: reconnect backoff once running (retries forever)
     reconnect_base_s: float = 0.1
     reconnect_cap_s: float = 5.0
+    #: under a backlog, read the next batch and commit the last one while handling this
+    #: one (pipelined on one connection; see pipeline.runtime.overlap). Off: one round
+    #: trip at a time, as before
+    read_ahead: bool = True
 
     def validate(self) -> WorkerOptions:
         """Raises UsageError naming the option that is out of range."""

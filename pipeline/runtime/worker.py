@@ -17,19 +17,24 @@ from typing import Any
 from pipeline.config import STAGES, STREAM_DEAD, Settings
 from pipeline.errors import StreamUnavailable, UsageError
 from pipeline.runtime import group as groups
+from pipeline.runtime import overlap
 from pipeline.runtime.backoff import backoff_delay
 from pipeline.runtime.connection import SURVIVABLE, TRANSIENT, is_missing_group
 from pipeline.runtime.deadletter import dead_letter_fields
-from pipeline.runtime.handoff import Handoff, HandoffWriter
+from pipeline.runtime.handoff import Handoff, HandoffResult, HandoffWriter
 from pipeline.runtime.hooks import Delivery, Hook, HookChain
 from pipeline.runtime.metrics import MetricsHook
 from pipeline.runtime.options import WorkerOptions
+from pipeline.runtime.overlap import Pipelined
 from pipeline.runtime.processing import DeadLetter, Decision, EventProcessor, RetryLater
 from pipeline.runtime.reclaim import Reclaimer, _text, make_delivery
 from pipeline.runtime.retries import RetrySchedule
 from pipeline.stage import StageHandler
 
 log = logging.getLogger("heal.runtime")
+
+#: the field name of an entry's event, as bytes or (decode_responses) str
+_EVENT = (b"event", "event")
 
 
 class StageWorker:
@@ -89,6 +94,8 @@ class StageWorker:
         #: ids of the batch in hand (read by the heartbeat thread to keep them fresh)
         self.in_flight: tuple[str, ...] = ()
         self.processed = 0
+        #: overlap Redis with handling in bursts of full batches (see :mod:`overlap`)
+        self._overlap = self.options.read_ahead and overlap.supported(client)
 
     # --- public ---------------------------------------------------------------------
 
@@ -186,7 +193,10 @@ class StageWorker:
             count = self._read_own_pending()
             if count:
                 return count
-        return self.process(self._read_new(block_ms))
+        batch = self._read_new(block_ms)
+        if len(batch) >= self.options.batch_size and self._overlap:
+            return self._burst(batch)
+        return self.process(batch)
 
     def process(self, deliveries: Sequence[Delivery]) -> int:
         """Decide every delivery, then commit hand-offs and dead letters atomically.
@@ -194,20 +204,7 @@ class StageWorker:
         When stopping mid-batch, the undecided rest stays pending (handed back: peers
         reclaim it after the idle timeout); nothing is lost.
         """
-        decisions: list[Decision] = []
-        self.in_flight = tuple(d.entry_id for d in deliveries)
-        touched = time.monotonic()
-        touch_after = self.options.claim_idle_ms / 2000.0
-        decoded = [self.processor.decode(d) for d in deliveries]
-        self.processor.prepare([e for e in decoded if not isinstance(e, DeadLetter)])
-        for i, (delivery, event) in enumerate(zip(deliveries, decoded, strict=True)):
-            if self.stop_event.is_set():
-                break
-            if time.monotonic() - touched > touch_after:
-                self.reclaimer.touch([d.entry_id for d in deliveries[i:]])
-                touched = time.monotonic()
-            decisions.append(event if isinstance(event, DeadLetter)
-                             else self.processor.handle(delivery, event))
+        decisions = self._decide(deliveries)
         self._commit(decisions)
         self.in_flight = ()
         self.processed += len(decisions)
@@ -215,12 +212,85 @@ class StageWorker:
 
     # --- internals ------------------------------------------------------------------
 
-    def _commit(self, decisions: Sequence[Decision]) -> None:
+    def _decide(self, deliveries: Sequence[Delivery], ahead: Pipelined | None = None
+                ) -> list[Decision]:
+        """Decode, prepare and handle ``deliveries`` (stopping early when asked to).
+
+        While a slow batch is handled, the entries still to do are touched every half
+        claim timeout so peers do not take them over; with a read-ahead outstanding
+        (``ahead``), its entries are read in and touched too.
+        """
+        decisions: list[Decision] = []
+        self.in_flight = tuple(d.entry_id for d in deliveries)
+        touched = time.monotonic()
+        touch_after = self.options.claim_idle_ms / 2000.0
+        processor, stop = self.processor, self.stop_event
+        decoded = [processor.decode(d) for d in deliveries]
+        processor.prepare([e for e in decoded if not isinstance(e, DeadLetter)])
+        for i, (delivery, event) in enumerate(zip(deliveries, decoded, strict=True)):
+            if stop.is_set():
+                break
+            if time.monotonic() - touched > touch_after:
+                held = [d.entry_id for d in deliveries[i:]]
+                if ahead is not None:
+                    ahead_ids = [_text(eid) for eid, _ in ahead.poll()]
+                    self.in_flight = (*self.in_flight, *ahead_ids)
+                    held += ahead_ids
+                self.reclaimer.touch(held)
+                touched = time.monotonic()
+            decisions.append(event if isinstance(event, DeadLetter)
+                             else processor.handle(delivery, event))
+        return decisions
+
+    def _burst(self, batch: list[Delivery]) -> int:
+        """Handle full batches back to back with Redis working alongside (see
+        :mod:`overlap`): while batch N is handled, Redis commits batch N-1 and delivers
+        batch N+1. Ends when a batch comes back short, on stop, when a retry or the
+        reclaim is due, or after ``block_ms`` (so partitions and retries get their turn);
+        on return every hand-off it made is committed.
+
+        Raises:
+            redis.exceptions.RedisError: Redis failed (run() backs off, reconnects and
+                re-reads this consumer's pending entries: the read-ahead ones included).
+        """
+        size = self.options.batch_size
+        deadline = min(time.monotonic() + self.options.block_ms / 1000.0, self._next_reclaim)
+        total = 0
+        with Pipelined(self.client) as pipe:
+            pipe.load_script(self.writer.handoff_script[0])  # idempotent; sent by SHA below
+            pipe.send_read(self.group, self.consumer, self.stream, size)
+            while True:
+                decisions = self._decide(batch, pipe)
+                self._commit(decisions, pipe)
+                self.processed += len(decisions)
+                total += len(decisions)
+                if len(decisions) < len(batch) or self.stop_event.is_set():
+                    break  # stopping: a read-ahead batch stays pending, like the rest
+                entries = pipe.take_read()
+                if not entries:
+                    break
+                batch = self._new_deliveries(entries)
+                self.in_flight = tuple(d.entry_id for d in batch)
+                if len(batch) >= size and time.monotonic() < deadline \
+                        and not self._retry_due():
+                    pipe.send_read(self.group, self.consumer, self.stream, size)
+            pipe.flush()
+        self.in_flight = ()
+        return total
+
+    def _retry_due(self) -> bool:
+        until = self.retries.seconds_until_next()
+        return until is not None and until <= 0.0
+
+    def _commit(self, decisions: Sequence[Decision], pipe: Pipelined | None = None) -> None:
         handoffs = [d for d in decisions if isinstance(d, Handoff)]
         dead = [d for d in decisions if isinstance(d, DeadLetter)]
-        if handoffs:
-            result = self.writer.commit(handoffs)
-            self.hooks.after_handoff(self.stage, result.acked, result.emitted, result.duplicates)
+        if handoffs and pipe is not None:
+            keys, args = self.writer.commit_args(handoffs)
+            pipe.send_script(self.writer.handoff_script[1], keys, args,
+                             lambda reply: self._after_handoff(self.writer.result(reply)))
+        elif handoffs:
+            self._after_handoff(self.writer.commit(handoffs))
         if dead:
             self.writer.dead_letter([
                 (d.delivery.entry_id, dead_letter_fields(
@@ -247,6 +317,9 @@ class StageWorker:
                     self.stage, decision.delivery, decision.reason, decision.delay_s
                 )
 
+    def _after_handoff(self, result: HandoffResult) -> None:
+        self.hooks.after_handoff(self.stage, result.acked, result.emitted, result.duplicates)
+
     def _xreadgroup(self, entry_id: str, block_ms: int | None) -> list[Any]:
         reply = self.client.xreadgroup(
             self.group, self.consumer, {self.stream: entry_id},
@@ -271,10 +344,21 @@ class StageWorker:
             until_retry = self.retries.seconds_until_next()
             if until_retry is not None:
                 block_ms = max(1, min(block_ms, int(until_retry * 1000)))
-        return [
-            make_delivery(self.stream, _text(eid), fields, 1)
-            for eid, fields in self._xreadgroup(">", block_ms)
-        ]
+        return self._new_deliveries(self._xreadgroup(">", block_ms))
+
+    def _new_deliveries(self, entries: Sequence[Any]) -> list[Delivery]:
+        """First deliveries of new entries (fields as a dict, or a flat RESP list)."""
+        stream = self.stream
+        out: list[Delivery] = []
+        for eid, fields in entries:
+            entry_id = eid.decode() if isinstance(eid, bytes) else str(eid)
+            if type(fields) is list:
+                if len(fields) == 2 and fields[0] in _EVENT and type(fields[1]) is bytes:
+                    out.append(Delivery(stream, entry_id, fields[1]))  # the common case
+                    continue
+                fields = dict(zip(fields[::2], fields[1::2], strict=True))
+            out.append(make_delivery(stream, entry_id, fields, 1))
+        return out
 
     def _reconnect_delay(self, attempt: int) -> float:
         return backoff_delay(attempt, self.options.reconnect_base_s, self.options.reconnect_cap_s)
