@@ -1,0 +1,271 @@
+"""Read-ahead and pipelined commits (pipeline.runtime.overlap) on the real embedded Redis:
+a backlog is handled in bursts with Redis working alongside, and a stop, a crash or a Redis
+failure with a read-ahead batch outstanding loses nothing and duplicates nothing."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis
+
+from pipeline.config import Settings
+from pipeline.runtime import StageWorker, WorkerOptions
+from pipeline.runtime.connection import SURVIVABLE
+from pipeline.runtime.metrics import MetricsHook, MetricsRegistry
+from pipeline.runtime.noop import PassEvent, PassThroughHandler
+from pipeline.runtime.overlap import Pipelined, supported
+from tests.integration._drills import kill_while_holding, wait_for
+from tests.integration.test_runtime_reliability import (
+    output_ids,
+    pending_of,
+    publish,
+    start_worker,
+    stop,
+)
+
+
+@pytest.fixture
+def settings(redis_url: str, prefix: str, tmp_path: Path) -> Settings:
+    return Settings(redis_url=redis_url, database_url=None, home=tmp_path, prefix=prefix)
+
+
+def worker(client: redis.Redis, settings: Settings, handler: Any = None, **options: Any
+           ) -> StageWorker:
+    return StageWorker(client, settings, "fingerprint", handler or PassThroughHandler(),
+                       options=WorkerOptions(**options))
+
+
+def held_by(client: redis.Redis, settings: Settings, w: StageWorker) -> int:
+    return pending_of(client, settings.stream("errors"), "fingerprint", w.consumer.encode())
+
+
+def exactly_once(client: redis.Redis, settings: Settings, total: int) -> None:
+    counts = output_ids(client, settings.stream("fingerprints"))
+    assert len(counts) == total and set(counts.values()) == {1}
+    assert client.xpending(settings.stream("errors"), "fingerprint")["pending"] == 0
+    assert client.xlen(settings.stream("dead")) == 0
+
+
+def finish_with_peer(client: redis.Redis, settings: Settings) -> None:
+    peer = worker(client, settings, claim_idle_ms=1, claim_interval_s=0.0)
+    peer.start()
+    time.sleep(0.01)  # the left entries are idle past the peer's claim timeout
+    while peer.step(None):
+        pass
+
+
+def test_a_backlog_is_handled_in_bursts_in_order_exactly_once(
+    client: redis.Redis, settings: Settings
+) -> None:
+    """Given 1,000 events and batches of 50, one step handles the backlog in a burst of
+    batches (more than one batch per step), emits every event once in stream order, counts
+    every hand-off in the metrics, and leaves nothing pending; without read-ahead a step
+    handles one batch."""
+    publish(client, settings.stream("errors"), range(1000))
+    registry = MetricsRegistry()
+    w = StageWorker(client, settings, "fingerprint", PassThroughHandler(),
+                    hooks=[MetricsHook(registry)], options=WorkerOptions(batch_size=50))
+    w.start()
+    assert supported(client)
+    first = w.step(None)
+    assert first > 50
+    rest = 0
+    while count := w.step(None):
+        rest += count
+    assert first + rest == 1000 and w.processed == 1000
+    out = [orjson.loads(f[b"event"])["id"]
+           for _, f in client.xrange(settings.stream("fingerprints"))]
+    assert out == [f"e{i}" for i in range(1000)]
+    exactly_once(client, settings, 1000)
+    assert registry.snapshot()["fingerprint"]["acked"] == 1000
+
+    publish(client, settings.stream("errors"), range(1000, 1200))
+    plain = worker(client, settings, batch_size=50, read_ahead=False)
+    assert plain.step(None) == 50
+
+
+def test_stop_with_a_read_ahead_batch_outstanding_loses_and_duplicates_nothing(
+    client: redis.Redis, settings: Settings
+) -> None:
+    """Given a burst that has already read the next batch ahead, when the worker is asked to
+    stop mid-batch, the step commits what it decided and returns; the rest of the batch and
+    the read-ahead batch stay pending in its name (the normal reclaim's to take), and a peer
+    then hands off exactly the rest."""
+    publish(client, settings.stream("errors"), range(500))
+    seen: list[str] = []
+
+    def on_event(event: object) -> None:
+        assert isinstance(event, PassEvent)
+        seen.append(event.id)
+        if len(seen) == 70:  # the second batch of 50; the third is read ahead by now
+            w.stop()
+
+    w = worker(client, settings, PassThroughHandler(on_event=on_event), batch_size=50)
+    w.start()
+    assert w.step(None) == 70
+    held = held_by(client, settings, w)
+    assert held > 30, "no read-ahead batch was outstanding: the test tests nothing"
+    assert client.xlen(settings.stream("fingerprints")) == 70
+    assert w.in_flight == ()
+    finish_with_peer(client, settings)
+    exactly_once(client, settings, 500)
+
+
+class Crash(BaseException):
+    """Not an Exception: nothing in the runtime contains it (a crash of the process)."""
+
+
+def test_a_crash_with_a_read_ahead_batch_outstanding_loses_and_duplicates_nothing(
+    client: redis.Redis, settings: Settings
+) -> None:
+    """Given a burst with commits and a read-ahead in flight, when the handler crashes the
+    worker, the pipelined connection is dropped (not returned to the pool with replies
+    unread), and a peer reclaims the batch in hand and the read-ahead batch: every event
+    handed off once."""
+    publish(client, settings.stream("errors"), range(400))
+    count = [0]
+
+    def on_event(_event: object) -> None:
+        count[0] += 1
+        if count[0] == 130:
+            raise Crash
+
+    w = worker(client, settings, PassThroughHandler(on_event=on_event), batch_size=50)
+    w.start()
+    with pytest.raises(Crash):
+        w.step(None)
+    # the batch in hand and the one read ahead (more than one batch): the scenario
+    assert held_by(client, settings, w) > 50, "no read-ahead batch was held: tests nothing"
+    assert client.ping()  # the pool's connections still answer in order
+    finish_with_peer(client, settings)
+    exactly_once(client, settings, 400)
+
+
+def test_a_redis_failure_mid_burst_is_recovered_with_the_read_ahead_batch(
+    client: redis.Redis, redis_url: str, settings: Settings
+) -> None:
+    """Given a burst with a read-ahead outstanding, when Redis drops the worker's
+    connections, the step raises the Redis error, the worker's own recovery re-reads the
+    entries it holds (read-ahead included), and every event is handed off exactly once by
+    this worker alone (no peer, no reclaim timeout)."""
+    publish(client, settings.stream("errors"), range(600))
+    killer = redis.Redis.from_url(redis_url)
+    count = [0]
+
+    def on_event(_event: object) -> None:
+        count[0] += 1
+        if count[0] == 120:  # every other client's connections, the pipelined one too
+            killer.client_kill_filter(_type="normal", skipme=True)
+
+    own = redis.Redis.from_url(redis_url)
+    w = StageWorker(own, settings, "fingerprint", PassThroughHandler(on_event=on_event),
+                    options=WorkerOptions(batch_size=50, reconnect_base_s=0.01))
+    w.start()
+    failures = 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if not w.step(None) and not held_by(client, settings, w):
+                break
+        except SURVIVABLE as exc:
+            failures += 1
+            w.on_redis_failure(exc, failures)
+    assert failures >= 1, "the connection kill did not hit the burst: tests nothing"
+    exactly_once(client, settings, 600)
+    killer.close()
+    own.close()
+
+
+def test_the_read_ahead_batch_is_touched_and_listed_while_a_slow_batch_is_handled(
+    client: redis.Redis, settings: Settings
+) -> None:
+    """Given a batch slower than half the claim timeout, the entries read ahead are listed
+    in held_ids (the heartbeat keeps them fresh) and touched with the rest of the batch, so
+    a peer does not find them idle past the timeout while this worker means to handle them."""
+    publish(client, settings.stream("errors"), range(30))
+    seen: list[str] = []
+    snapshot: dict[str, Any] = {}
+
+    def on_event(event: object) -> None:
+        assert isinstance(event, PassEvent)
+        seen.append(event.id)
+        time.sleep(0.05)
+        if event.id == "e9":  # the end of the first batch: 0.5 s, past the 0.4 s timeout
+            snapshot["held"] = set(w.held_ids())
+            rows = client.xpending_range(settings.stream("errors"), "fingerprint", "-", "+",
+                                         100, consumername=w.consumer)
+            snapshot["idle"] = {r["message_id"].decode(): r["time_since_delivered"]
+                                for r in rows}
+
+    w = worker(client, settings, PassThroughHandler(on_event=on_event), batch_size=10,
+               claim_idle_ms=400)
+    w.start()
+    while w.step(None):
+        pass
+    ahead = [eid.decode() for eid, _ in client.xrange(settings.stream("errors"))][10:20]
+    assert set(ahead) <= snapshot["held"]
+    assert all(snapshot["idle"][eid] < 400 for eid in ahead)
+    exactly_once(client, settings, 30)
+
+
+def test_pipelined_replies_come_back_in_order_and_an_unread_reply_never_reaches_the_pool(
+    client: redis.Redis, prefix: str
+) -> None:
+    """Replies are read in the order the commands were sent; closing with a reply unread
+    disconnects the connection instead of handing it back with the reply on it."""
+    stream = f"{prefix}:s"
+    client.xgroup_create(stream, "g", id="0", mkstream=True)
+    client.xadd(stream, {"event": b"x"})
+    with Pipelined(client) as pipe:
+        pipe.send_read("g", "c", stream, 10)
+        replies: list[Any] = []
+        pipe.send_script(str(client.script_load("return {1, 2, 3}")), [], [], replies.append)
+        entries = pipe.take_read()
+        assert entries is not None and [f for _, f in entries] == [[b"event", b"x"]]
+        assert pipe.take_read() is None
+        assert pipe.flush() == [] and replies == [[1, 2, 3]]
+    pipe = Pipelined(client)
+    pipe.send_read("g", "c", stream, 10)
+    conn = pipe._conn
+    pipe.close()
+    assert conn._sock is None  # dropped, not reused with a stray reply
+    assert client.ping()
+
+
+@pytest.mark.slow
+def test_sigkill_while_holding_a_read_ahead_batch_loses_and_duplicates_nothing(
+    client: redis.Redis, redis_url: str, settings: Settings
+) -> None:
+    """A worker process killed with SIGKILL while it holds more than one batch (the batch
+    in hand and the one read ahead): a peer reclaims both, every event once."""
+    errors = settings.stream("errors")
+    total = 3000
+    publish(client, errors, range(total))
+    victim = start_worker(redis_url, settings.prefix, 0, "--sleep-ms", "1",
+                          "--claim-idle-ms", "1000")
+    name = f"{socket.gethostname()}-{victim.pid}-0".encode()
+    try:
+        wait_for(lambda: client.xlen(settings.stream("fingerprints")) >= 300, 120,
+                 "the worker to get going")
+        held = kill_while_holding(
+            victim, lambda: max(pending_of(client, errors, "fingerprint", name) - 100, 0),
+            lambda: client.xlen(settings.stream("fingerprints")) >= total)
+        assert held > 0
+        assert victim.returncode == -signal.SIGKILL
+    finally:
+        stop(victim)
+    peer = worker(client, settings, claim_idle_ms=1000, claim_interval_s=0.0)
+    peer.start()
+    time.sleep(1.1)
+    while peer.step(None):
+        pass
+    counts: Counter[str] = output_ids(client, settings.stream("fingerprints"))
+    assert len(counts) == total and set(counts.values()) == {1}
+    exactly_once(client, settings, total)
