@@ -18,6 +18,7 @@ _FIELDS = {
     "dedupe_ttl": "dedupe_ttl_s",
     "backoff_base": "backoff_base_s",
     "backoff_cap": "backoff_cap_s",
+    "read_ahead": "read_ahead",
 }
 
 
@@ -38,6 +39,11 @@ def add_worker_options(parser: argparse.ArgumentParser) -> None:
                         help=f"first retry delay (default {d.backoff_base_s})")
     parser.add_argument("--backoff-cap", type=float, metavar="SECONDS",
                         help=f"longest retry delay (default {d.backoff_cap_s})")
+    parser.add_argument("--no-read-ahead", dest="read_ahead", action="store_false",
+                        default=None,
+                        help="one Redis round trip at a time: do not read the next batch and "
+                             "commit the last one while handling a batch (default: overlap "
+                             "them when a backlog is waiting)")
     parser.add_argument("--retention", metavar="SPEC", default=None,
                         help="trim outputs on write: none | maxlen:N | age:7d (default age:7d)")
     parser.add_argument("--log-level", default="INFO",

@@ -66,7 +66,8 @@ class HookChain(Hook):
 
     def __init__(self, hooks: Sequence[Hook] = ()) -> None:
         self.hooks: list[Hook] = []
-        self._bound: dict[str, list[Any]] = {}
+        #: one list per method, for the chain's life (the runtime holds on to them)
+        self._bound: dict[str, list[Any]] = {name: [] for name in _HOOK_METHODS}
         for hook in hooks:
             self.add(hook)
 
@@ -75,10 +76,15 @@ class HookChain(Hook):
         # only overridden methods are called: the per-event cost of an empty hook is zero
         for name in _HOOK_METHODS:
             if getattr(type(hook), name) is not getattr(Hook, name):
-                self._bound.setdefault(name, []).append(getattr(hook, name))
+                self._bound[name].append(getattr(hook, name))
+
+    def bound(self, name: str) -> list[Any]:
+        """The hooks' overrides of method ``name`` (the live list: empty means none, so a
+        caller may skip the call, and the work of preparing its arguments, per event)."""
+        return self._bound[name]
 
     def _call(self, name: str, *args: Any) -> None:
-        for method in self._bound.get(name, ()):
+        for method in self._bound[name]:
             try:
                 method(*args)
             except StageControl:

@@ -3,7 +3,10 @@
 Loop: handle due retries, else reclaim abandoned entries when it is time, else read this
 consumer's own pending entries (after a start or reconnect), else XREADGROUP new entries
 (blocking). Each batch is decided event by event (:mod:`processing`) and committed at once
-(:mod:`handoff`). Redis failures never end the loop: it backs off, reconnects and resumes.
+(:mod:`handoff`). When a read comes back full (a backlog), the step goes on in a burst of
+batches with Redis working alongside (:mod:`overlap`): the next batch is read and the last
+one committed while the current one is handled. Redis failures never end the loop: it backs
+off, reconnects and resumes.
 """
 
 from __future__ import annotations

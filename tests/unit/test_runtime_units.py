@@ -56,6 +56,33 @@ def test_options_out_of_range_name_the_flag() -> None:
         WorkerOptions(batch_size=0).validate()
 
 
+def test_no_read_ahead_flag_turns_the_overlap_off_and_is_on_by_default() -> None:
+    import argparse
+
+    from pipeline.runtime.cliargs import add_worker_options, options_from_args
+
+    parser = argparse.ArgumentParser()
+    add_worker_options(parser)
+    options, explicit = options_from_args(parser.parse_args([]))
+    assert options.read_ahead and "read_ahead" not in explicit
+    options, explicit = options_from_args(parser.parse_args(["--no-read-ahead"]))
+    assert not options.read_ahead and "read_ahead" in explicit
+
+
+def test_a_hook_chain_skips_timing_and_calls_of_methods_no_hook_overrides() -> None:
+    """Without an after_handle hook the handler is not timed; with one added later to the
+    same chain, it is (the processor holds the chain's live lists)."""
+    chain = HookChain([])
+    proc = EventProcessor("fingerprint", PassThroughHandler(), chain, WorkerOptions())
+    assert not chain.bound("after_handle") and not chain.bound("before_handle")
+    event = proc.decode(delivery())
+    assert isinstance(proc.handle(delivery(), event), Handoff)
+    registry = MetricsRegistry()
+    chain.add(MetricsHook(registry))
+    proc.handle(delivery(), event)
+    assert registry.snapshot()["fingerprint"]["handled"] == 1
+
+
 def test_backoff_is_exponential_capped_and_honours_requested_delay() -> None:
     assert [backoff_delay(a, 0.5, 3.0) for a in (1, 2, 3, 4, 50)] == [0.5, 1.0, 2.0, 3.0, 3.0]
     assert backoff_delay(1, 0.5, 3.0, requested=2.5) == 2.5
