@@ -104,7 +104,9 @@ def test_stop_with_a_read_ahead_batch_outstanding_loses_and_duplicates_nothing(
     def on_event(event: object) -> None:
         assert isinstance(event, PassEvent)
         seen.append(event.id)
-        if len(seen) == 70:  # the second batch of 50; the third is read ahead by now
+        if len(seen) == 70:  # the second batch of 50, with the third read ahead
+            wait_for(lambda: held_by(client, settings, w) > 50, 30,
+                     "the read-ahead batch to be delivered")
             w.stop()
 
     w = worker(client, settings, PassThroughHandler(on_event=on_event), batch_size=50)
@@ -134,7 +136,9 @@ def test_a_crash_with_a_read_ahead_batch_outstanding_loses_and_duplicates_nothin
 
     def on_event(_event: object) -> None:
         count[0] += 1
-        if count[0] == 130:
+        if count[0] == 130:  # the third batch of 50, with the fourth read ahead
+            wait_for(lambda: held_by(client, settings, w) > 50, 30,
+                     "the read-ahead batch to be delivered")
             raise Crash
 
     w = worker(client, settings, PassThroughHandler(on_event=on_event), batch_size=50)
