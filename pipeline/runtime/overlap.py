@@ -62,7 +62,9 @@ class Pipelined:
 
     def _send(self, kind: str, on_reply: Callable[[Any], None] | None, *args: Any) -> None:
         try:
-            self._conn.send_command(*args)
+            # a health check (PING, if the URL asks for one) would read a reply of ours as
+            # its PONG: only while nothing is outstanding
+            self._conn.send_command(*args, check_health=not self._pending)
         except BaseException:
             self._broken = True
             raise

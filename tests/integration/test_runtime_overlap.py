@@ -273,3 +273,27 @@ def test_sigkill_while_holding_a_read_ahead_batch_loses_and_duplicates_nothing(
     counts: Counter[str] = output_ids(client, settings.stream("fingerprints"))
     assert len(counts) == total and set(counts.values()) == {1}
     exactly_once(client, settings, total)
+
+
+def test_a_health_checked_connection_is_pipelined_without_mistaking_replies(
+    redis_url: str, settings: Settings
+) -> None:
+    """A client whose URL asks for health checks on every command still bursts correctly:
+    the check (a PING and its reply) never runs with replies of ours outstanding."""
+    sep = "&" if "?" in redis_url else "?"
+    checked = redis.Redis.from_url(f"{redis_url}{sep}health_check_interval=1")
+    publish(checked, settings.stream("errors"), range(300))
+    count = [0]
+
+    def on_event(_event: object) -> None:
+        count[0] += 1
+        if count[0] == 30:  # mid-burst, with a read-ahead outstanding: the check falls due
+            time.sleep(1.1)
+
+    w = worker(checked, settings, PassThroughHandler(on_event=on_event), batch_size=20)
+    w.start()
+    assert w.step(None) > 40
+    while w.step(None):
+        pass
+    exactly_once(checked, settings, 300)
+    checked.close()
