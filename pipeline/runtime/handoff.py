@@ -23,68 +23,73 @@ from pipeline.runtime.options import Retention
 
 HANDOFF_LUA = """
 local group, ttl, mode, tval = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local stream, out, xack, xadd, call = KEYS[1], KEYS[2], 'XACK', 'XADD', redis.call
+local nargs = #ARGV
 
 -- variadic commands in chunks: unpack() is bounded by the Lua stack
 local function chunked(cmd, key, items)
-  local out = {}
+  local res = {}
   for s = 1, #items, 500 do
-    local reply = redis.call(cmd, key, unpack(items, s, math.min(s + 499, #items)))
+    local reply = call(cmd, key, unpack(items, s, math.min(s + 499, #items)))
     if type(reply) == 'table' then
-      for _, v in ipairs(reply) do out[#out + 1] = v end
+      for _, v in ipairs(reply) do res[#res + 1] = v end
     end
   end
-  return out
+  return res
 end
 
--- pass 1: parse the entries; collect the event ids to dedupe on
-local entries, dids = {}, {}
+-- pass 1: the event ids to dedupe on (no table per entry: ARGV is walked twice, which
+-- costs Redis less per event than building one)
+local dids, nd = {}, 0
 local i = 5
-while i <= #ARGV do
-  local e = {eid = ARGV[i], did = ARGV[i + 1], first = i + 3, n = tonumber(ARGV[i + 2])}
-  entries[#entries + 1] = e
-  if e.did ~= '' then dids[#dids + 1] = e.did end
-  i = e.first + e.n
+while i <= nargs do
+  local did = ARGV[i + 1]
+  if did ~= '' then nd = nd + 1; dids[nd] = did end
+  i = i + 3 + tonumber(ARGV[i + 2])
 end
 
 -- one membership query per window for the whole batch (not one per event)
 local known = {}
-if #dids > 0 then
+if nd > 0 then
   for _, key in ipairs({KEYS[3], KEYS[4]}) do
     local hits = chunked('SMISMEMBER', key, dids)
-    for j, hit in ipairs(hits) do
-      if hit == 1 then known[dids[j]] = true end
+    for j = 1, nd do
+      if hits[j] == 1 then known[dids[j]] = true end
     end
   end
 end
 
 -- pass 2: ack each entry; only a first acknowledgement hands off, once per event id
-local acked, emitted, dups, fresh = 0, 0, 0, {}
-for _, e in ipairs(entries) do
-  if redis.call('XACK', KEYS[1], group, e.eid) == 1 then
+local acked, emitted, dups, fresh, nf = 0, 0, 0, {}, 0
+i = 5
+while i <= nargs do
+  local did, n = ARGV[i + 1], tonumber(ARGV[i + 2])
+  if call(xack, stream, group, ARGV[i]) == 1 then
     acked = acked + 1
-    if e.did ~= '' and known[e.did] then
+    if did ~= '' and known[did] then
       dups = dups + 1
     else
-      if e.did ~= '' then
-        known[e.did] = true
-        fresh[#fresh + 1] = e.did
+      if did ~= '' then
+        known[did] = true
+        nf = nf + 1; fresh[nf] = did
       end
-      for j = e.first, e.first + e.n - 1 do
-        redis.call('XADD', KEYS[2], '*', 'event', ARGV[j])
-        emitted = emitted + 1
+      for j = i + 3, i + 2 + n do
+        call(xadd, out, '*', 'event', ARGV[j])
       end
+      emitted = emitted + n
     end
   end
+  i = i + 3 + n
 end
-if #fresh > 0 then
+if nf > 0 then
   chunked('SADD', KEYS[3], fresh)
-  redis.call('EXPIRE', KEYS[3], ttl)
+  call('EXPIRE', KEYS[3], ttl)
 end
 -- retention once per batch (same effect as on every XADD, a fraction of the cost)
 if emitted > 0 and mode == 'maxlen' then
-  redis.call('XTRIM', KEYS[2], 'MAXLEN', '~', tval)
+  call('XTRIM', out, 'MAXLEN', '~', tval)
 elseif emitted > 0 and mode == 'minid' then
-  redis.call('XTRIM', KEYS[2], 'MINID', '~', tval)
+  call('XTRIM', out, 'MINID', '~', tval)
 end
 return {acked, emitted, dups}
 """
