@@ -25,6 +25,25 @@ log = logging.getLogger("heal.runtime.heartbeat")
 INTERVAL_S = 5.0
 TTL_S = 15
 
+#: reset the idle time of every entry ``consumer`` holds (a worker in a read-ahead burst: the
+#: ids of the batch Redis is delivering are not known to it until it reads the reply)
+TOUCH_HELD_LUA = """
+local rows = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', tonumber(ARGV[3]), ARGV[2])
+for s = 1, #rows, 500 do
+  -- JUSTID: no delivery is counted (unpack() is bounded by the Lua stack: chunks of 500)
+  local args = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0}
+  for j = s, math.min(s + 499, #rows) do args[#args + 1] = rows[j][1] end
+  args[#args + 1] = 'JUSTID'
+  redis.call(unpack(args))
+end
+return #rows
+"""
+
+
+#: at most this many entries touched per worker and beat (a worker holds about two batches
+#: and its retries)
+_TOUCH_LIMIT = 100_000
+
 
 def _key(settings: Settings, stage: str, consumer: str) -> str:
     return settings.key("alive", stage, consumer)
@@ -39,6 +58,7 @@ class Heartbeat:
         self.workers = list(workers)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="heal-heartbeat", daemon=True)
+        self._touch_held = client.register_script(TOUCH_HELD_LUA)
 
     def start(self) -> Heartbeat:
         self._thread.start()
@@ -46,10 +66,16 @@ class Heartbeat:
 
     def beat(self) -> None:
         """Refresh the alive keys, and reset the idle time of the entries each worker holds,
-        so peers reclaim only from dead workers, however long a handler takes."""
+        so peers reclaim only from dead workers, however long a handler takes. A worker in a
+        read-ahead burst holds entries it has not read the ids of yet: every entry pending
+        in its name is touched then (all of them are ones it means to handle)."""
         pipe = self.client.pipeline(transaction=False)
         for worker in self.workers:
             pipe.set(_key(self.settings, worker.stage, worker.consumer), "1", ex=TTL_S)
+            if worker.bursting:
+                self._touch_held(keys=[worker.stream], client=pipe, args=[
+                    worker.group, worker.consumer, _TOUCH_LIMIT])
+                continue
             held = worker.held_ids()
             if held:
                 pipe.xclaim(worker.stream, worker.group, worker.consumer, 0, held, justid=True)

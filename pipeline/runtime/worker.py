@@ -11,10 +11,11 @@ off, reconnects and resumes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pipeline.config import STAGES, STREAM_DEAD, Settings
@@ -96,6 +97,9 @@ class StageWorker:
         self._next_forget = 0.0
         #: ids of the batch in hand (read by the heartbeat thread to keep them fresh)
         self.in_flight: tuple[str, ...] = ()
+        #: in a read-ahead burst: Redis may have delivered entries whose ids this worker has
+        #: not read yet, so the heartbeat touches every entry pending in its name
+        self.bursting = False
         self.processed = 0
         #: overlap Redis with handling in bursts of full batches (see :mod:`overlap`)
         self._overlap = self.options.read_ahead and overlap.supported(client)
@@ -259,7 +263,7 @@ class StageWorker:
         size = self.options.batch_size
         deadline = min(time.monotonic() + self.options.block_ms / 1000.0, self._next_reclaim)
         total = 0
-        with Pipelined(self.client) as pipe:
+        with Pipelined(self.client) as pipe, self._bursting():
             pipe.load_script(self.writer.handoff_script[0])  # idempotent; sent by SHA below
             pipe.send_read(self.group, self.consumer, self.stream, size)
             while True:
@@ -280,6 +284,14 @@ class StageWorker:
             pipe.flush()
         self.in_flight = ()
         return total
+
+    @contextlib.contextmanager
+    def _bursting(self) -> Iterator[None]:
+        self.bursting = True
+        try:
+            yield
+        finally:
+            self.bursting = False
 
     def _retry_due(self) -> bool:
         until = self.retries.seconds_until_next()

@@ -297,3 +297,37 @@ def test_a_health_checked_connection_is_pipelined_without_mistaking_replies(
         pass
     exactly_once(checked, settings, 300)
     checked.close()
+
+
+def test_the_heartbeat_keeps_a_read_ahead_batch_from_peers_during_one_long_event(
+    client: redis.Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given one event that takes longer than the claim timeout while the next batch is read
+    ahead (its ids not yet read by the worker), the heartbeat touches every entry the worker
+    holds, so a peer looking for abandoned entries meanwhile finds none; all handed off once."""
+    from pipeline.runtime import heartbeat
+
+    monkeypatch.setattr(heartbeat, "INTERVAL_S", 0.05)
+    publish(client, settings.stream("errors"), range(30))
+    found: dict[str, Any] = {}
+    peer = worker(client, settings, claim_idle_ms=400)
+
+    def on_event(event: object) -> None:
+        assert isinstance(event, PassEvent)
+        if event.id == "e0":  # 1 s, with the second batch read ahead meanwhile
+            wait_for(lambda: held_by(client, settings, w) > 10, 30,
+                     "the read-ahead batch to be delivered")
+            time.sleep(1.0)
+            found["claimed"] = peer.reclaimer.claim_abandoned(100)
+
+    w = worker(client, settings, PassThroughHandler(on_event=on_event), batch_size=10,
+               claim_idle_ms=400)
+    w.start()
+    beat = heartbeat.Heartbeat(client, settings, [w]).start()
+    try:
+        while w.step(None):
+            pass
+    finally:
+        beat.stop()
+    assert found["claimed"] == []
+    exactly_once(client, settings, 30)
