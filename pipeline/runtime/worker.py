@@ -228,7 +228,7 @@ class StageWorker:
         (``ahead``), its entries are read in and touched too.
         """
         decisions: list[Decision] = []
-        self.in_flight = tuple(d.entry_id for d in deliveries)
+        self.in_flight = batch_ids = tuple(d.entry_id for d in deliveries)
         touched = time.monotonic()
         touch_after = self.options.claim_idle_ms / 2000.0
         processor, stop = self.processor, self.stop_event
@@ -241,7 +241,7 @@ class StageWorker:
                 held = [d.entry_id for d in deliveries[i:]]
                 if ahead is not None:
                     ahead_ids = [_text(eid) for eid, _ in ahead.poll()]
-                    self.in_flight = (*self.in_flight, *ahead_ids)
+                    self.in_flight = (*batch_ids, *ahead_ids)
                     held += ahead_ids
                 self.reclaimer.touch(held)
                 touched = time.monotonic()
