@@ -331,3 +331,41 @@ def test_the_heartbeat_keeps_a_read_ahead_batch_from_peers_during_one_long_event
         beat.stop()
     assert found["claimed"] == []
     exactly_once(client, settings, 30)
+
+
+def test_dead_letters_and_retries_inside_a_burst_are_decided_as_without_one(
+    client: redis.Redis, settings: Settings
+) -> None:
+    """A backlog with malformed entries and an event that fails once: in a burst the
+    malformed ones go to the dead-letter stream with their reason, the failing one is retried
+    after its backoff and handed off, every other event once, nothing left pending."""
+    from pipeline.errors import Retry
+
+    errors = settings.stream("errors")
+    publish(client, errors, range(120))
+    client.xadd(errors, {"event": b"not json"})
+    client.xadd(errors, {"other": b"field"})
+    publish(client, errors, range(120, 300))
+    failed: list[str] = []
+
+    def on_event(event: object) -> None:
+        assert isinstance(event, PassEvent)
+        if event.id == "e130" and not failed:
+            failed.append(event.id)
+            raise Retry("not yet", delay=0.05)
+
+    w = worker(client, settings, PassThroughHandler(on_event=on_event), batch_size=50,
+               backoff_base_s=0.05)
+    w.start()
+    assert w.step(None) > 50  # a burst
+    deadline = time.monotonic() + 30
+    while (w.step(None) or len(w.retries)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert failed == ["e130"]
+    counts = output_ids(client, settings.stream("fingerprints"))
+    assert len(counts) == 300 and set(counts.values()) == {1}
+    reasons = sorted(f[b"reason"].decode() for _, f in client.xrange(settings.stream("dead")))
+    assert len(reasons) == 2
+    assert reasons[0].startswith("stream entry has no 'event' field")
+    assert reasons[1].startswith("undecodable")
+    assert client.xpending(errors, "fingerprint")["pending"] == 0
