@@ -70,16 +70,19 @@ class Heartbeat:
         read-ahead burst holds entries it has not read the ids of yet: every entry pending
         in its name is touched then (all of them are ones it means to handle)."""
         pipe = self.client.pipeline(transaction=False)
+        bursting = []
         for worker in self.workers:
             pipe.set(_key(self.settings, worker.stage, worker.consumer), "1", ex=TTL_S)
             if worker.bursting:
-                self._touch_held(keys=[worker.stream], client=pipe, args=[
-                    worker.group, worker.consumer, _TOUCH_LIMIT])
+                bursting.append(worker)
                 continue
             held = worker.held_ids()
             if held:
                 pipe.xclaim(worker.stream, worker.group, worker.consumer, 0, held, justid=True)
         pipe.execute()
+        for worker in bursting:  # not in the pipeline: the script loads itself if need be
+            self._touch_held(keys=[worker.stream],
+                             args=[worker.group, worker.consumer, _TOUCH_LIMIT])
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -16,8 +16,9 @@ by SHA), so the reliability model is the one of :mod:`handoff` and :mod:`reclaim
 - a failure of any command surfaces as the Redis error it is, from the worker's thread,
   and the connection (whose replies can no longer be matched) is dropped, not reused.
 
-Only a plain ``redis.Redis`` client qualifies (RESP2 or RESP3; a cluster client routes
-per key, so the worker keeps its one-round-trip-at-a-time path there).
+A plain ``redis.Redis`` client is pipelined on a connection of its pool (RESP2 or RESP3);
+a cluster client through the client of the node holding the stream's slot (a stage's keys
+share one slot: the hand-off script needs it, see README "Redis Cluster").
 """
 
 from __future__ import annotations
@@ -33,9 +34,20 @@ _READ, _SCRIPT, _LOAD = "read", "script", "load"
 
 
 def supported(client: Any) -> bool:
-    """True when ``client`` can be pipelined by hand (a plain redis.Redis and its pool)."""
-    pool = getattr(client, "connection_pool", None)
-    return isinstance(client, redis.Redis) and hasattr(pool, "get_connection")
+    """True when ``client`` can be pipelined by hand: a plain redis.Redis (with its pool),
+    or a cluster client (through the client of the node holding the stream)."""
+    if isinstance(client, redis.Redis):
+        return hasattr(getattr(client, "connection_pool", None), "get_connection")
+    return hasattr(client, "get_node_from_key") and hasattr(client, "get_redis_connection")
+
+
+def node_client(client: Any, key: str) -> Any:
+    """The plain client that serves ``key``: ``client`` itself, or on a cluster the client
+    of the node that holds ``key``'s slot now (asked per burst: a failover or a resharding
+    moves it; a stale answer fails as MOVED, a Redis error like any other)."""
+    if isinstance(client, redis.Redis):
+        return client
+    return client.get_redis_connection(client.get_node_from_key(key))
 
 
 class Pipelined:

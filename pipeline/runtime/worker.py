@@ -263,7 +263,8 @@ class StageWorker:
         size = self.options.batch_size
         deadline = min(time.monotonic() + self.options.block_ms / 1000.0, self._next_reclaim)
         total = 0
-        with Pipelined(self.client) as pipe, self._bursting():
+        with Pipelined(overlap.node_client(self.client, self.stream)) as pipe, \
+                self._bursting():
             pipe.load_script(self.writer.handoff_script[0])  # idempotent; sent by SHA below
             pipe.send_read(self.group, self.consumer, self.stream, size)
             while True:

@@ -165,3 +165,34 @@ def test_heal_status_on_a_cluster_sums_partitions_and_refuses_a_cross_slot_layou
     status = orjson.loads(capsys.readouterr().out)
     assert status["streams"][f"{prefix}:errors"]["length"] == 30
     assert len(status["streams"][f"{prefix}:errors"]["partitions"]) == 3
+
+
+def test_a_backlog_on_a_cluster_partition_is_read_ahead_exactly_once(
+    cluster: LocalCluster, cclient: Any, prefix: str, tmp_path: Path
+) -> None:
+    """On the cluster client, a worker reads ahead through the client of the node holding
+    its partition: a backlog goes in bursts (more than one batch per step), each event once,
+    and the heartbeat's touch of a bursting worker runs on the cluster too."""
+    from pipeline.runtime import StageWorker, WorkerOptions
+    from pipeline.runtime.heartbeat import Heartbeat
+    from pipeline.runtime.noop import PassThroughHandler
+
+    settings = settings_for(cluster, prefix, tmp_path)
+    view = settings.partition_views()[1]
+    for start in range(0, 400, 100):
+        pipe = cclient.pipeline(transaction=False)
+        for i in range(start, start + 100):
+            pipe.xadd(view.stream("errors"), {"event": orjson.dumps({"v": 1, "id": f"e{i}"})})
+        pipe.execute()
+    worker = StageWorker(cclient, view, "fingerprint", PassThroughHandler(),
+                         options=WorkerOptions(batch_size=50))
+    worker.start()
+    worker.bursting = True  # as in a burst: the heartbeat touches all the worker holds
+    Heartbeat(cclient, view, [worker]).beat()
+    worker.bursting = False
+    assert worker.step(None) > 50
+    while worker.step(None):
+        pass
+    counts = Counter(ids_in(cclient, view.stream("fingerprints")))
+    assert len(counts) == 400 and set(counts.values()) == {1}
+    assert int(cclient.xpending(view.stream("errors"), "fingerprint")["pending"]) == 0
