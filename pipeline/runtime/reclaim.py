@@ -155,6 +155,14 @@ class Reclaimer:
                 self.stream, self.group, self.consumer, 0, list(entry_ids), justid=True
             )
 
+    def hand_back(self, entry_ids: Sequence[str]) -> None:
+        """Entries this worker will not handle after all (it is stopping): make them look
+        abandoned now (XCLAIM IDLE, JUSTID: no delivery counted), so a peer takes them over
+        at its next reclaim pass instead of after the whole claim timeout."""
+        if entry_ids:
+            self.client.xclaim(self.stream, self.group, self.consumer, 0, list(entry_ids),
+                               idle=self.claim_idle_ms, justid=True)
+
     def forget(self, consumer: str) -> bool:
         """Delete ``consumer`` from the group if (and only if) it holds no entries."""
         return bool(self._forget(keys=[self.stream], args=[self.group, consumer]))

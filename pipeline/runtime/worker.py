@@ -215,6 +215,7 @@ class StageWorker:
         self._commit(decisions)
         self.in_flight = ()
         self.processed += len(decisions)
+        self._hand_back([d.entry_id for d in deliveries[len(decisions):]])
         return len(decisions)
 
     # --- internals ------------------------------------------------------------------
@@ -273,7 +274,7 @@ class StageWorker:
                 self.processed += len(decisions)
                 total += len(decisions)
                 if len(decisions) < len(batch) or self.stop_event.is_set():
-                    break  # stopping: a read-ahead batch stays pending, like the rest
+                    break  # stopping: the rest and a read-ahead batch are handed back
                 entries = pipe.take_read()
                 if not entries:
                     break
@@ -282,9 +283,21 @@ class StageWorker:
                 if len(batch) >= size and time.monotonic() < deadline \
                         and not self._retry_due():
                     pipe.send_read(self.group, self.consumer, self.stream, size)
-            pipe.flush()
+            left = [d.entry_id for d in batch[len(decisions):]]
+            ahead = pipe.flush()  # entries only when stopping (else none is outstanding)
         self.in_flight = ()
+        if ahead and not self.stop_event.is_set():  # never stranded: handled after all
+            return total + self.process(self._new_deliveries(ahead))
+        self._hand_back(left + [_text(eid) for eid, _ in ahead])
         return total
+
+    def _hand_back(self, entry_ids: list[str]) -> None:
+        """Entries read but not decided, because the worker is stopping: peers take them
+        over at their next reclaim pass (on a Redis failure here, after the claim timeout)."""
+        if entry_ids and self.stop_event.is_set():
+            log.info("stage %s: stopping; %d entries handed back to peers", self.stage,
+                     len(entry_ids))
+            self.reclaimer.hand_back(entry_ids)
 
     @contextlib.contextmanager
     def _bursting(self) -> Iterator[None]:

@@ -96,8 +96,9 @@ def test_stop_with_a_read_ahead_batch_outstanding_loses_and_duplicates_nothing(
 ) -> None:
     """Given a burst that has already read the next batch ahead, when the worker is asked to
     stop mid-batch, the step commits what it decided and returns; the rest of the batch and
-    the read-ahead batch stay pending in its name (the normal reclaim's to take), and a peer
-    then hands off exactly the rest."""
+    the read-ahead batch stay pending, handed back (idle as if abandoned, no delivery
+    counted), so a peer with the same claim timeout takes them over at once and hands off
+    exactly the rest."""
     publish(client, settings.stream("errors"), range(500))
     seen: list[str] = []
 
@@ -116,7 +117,13 @@ def test_stop_with_a_read_ahead_batch_outstanding_loses_and_duplicates_nothing(
     assert held > 30, "no read-ahead batch was outstanding: the test tests nothing"
     assert client.xlen(settings.stream("fingerprints")) == 70
     assert w.in_flight == ()
-    finish_with_peer(client, settings)
+    # handed back: a peer with the same claim timeout takes them over at once
+    peer = worker(client, settings)
+    taken = peer.reclaimer.claim_abandoned(1000)
+    assert len(taken) == held and all(d.deliveries == 2 for d in taken)
+    assert peer.process(taken) == held
+    while peer.step(None):
+        pass
     exactly_once(client, settings, 500)
 
 
@@ -369,3 +376,27 @@ def test_dead_letters_and_retries_inside_a_burst_are_decided_as_without_one(
     assert reasons[0].startswith("stream entry has no 'event' field")
     assert reasons[1].startswith("undecodable")
     assert client.xpending(errors, "fingerprint")["pending"] == 0
+
+
+def test_a_stop_without_read_ahead_hands_the_rest_of_the_batch_back_at_once(
+    client: redis.Redis, settings: Settings
+) -> None:
+    """One round trip at a time (read-ahead off): a stop mid-batch hands the undecided rest
+    back, so a peer with the same claim timeout takes it over at its next reclaim pass."""
+    publish(client, settings.stream("errors"), range(50))
+    seen: list[object] = []
+
+    def on_event(event: object) -> None:
+        seen.append(event)
+        if len(seen) == 20:
+            w.stop()
+
+    w = worker(client, settings, PassThroughHandler(on_event=on_event), batch_size=50,
+               read_ahead=False)
+    w.start()
+    assert w.step(None) == 20
+    peer = worker(client, settings)
+    taken = peer.reclaimer.claim_abandoned(100)
+    assert len(taken) == 30
+    assert peer.process(taken) == 30
+    exactly_once(client, settings, 50)
