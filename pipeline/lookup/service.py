@@ -102,6 +102,8 @@ class Lookup:
         self._bugs: dict[bytes, str | None] = {}
         #: posteriors of the batch being handled (see prepare)
         self._posteriors = BatchPosteriors()
+        #: id of a text of the batch being handled -> (the text, its digest) (see prepare)
+        self._digests: dict[int, tuple[str, bytes]] = {}
         #: fingerprints silenced with `heal ignore` (re-read with the fix states)
         self._ignored: frozenset[str] = frozenset()
         #: flaky fingerprints -> determinism score (re-read with the fix states)
@@ -191,7 +193,8 @@ class Lookup:
         if fine in self._ignored or coarse in self._ignored:
             return unmatched("ignored with `heal ignore`: detected, never fixed or queued",
                              ignored=True)
-        digest = _digest(text)
+        known = self._digests.get(id(text))
+        digest = known[1] if known is not None and known[0] is text else _digest(text)
         rule = self._detect(text, digest)
         if rule is None:
             self._ask_ahead(text, fine, coarse, headline)
@@ -226,13 +229,15 @@ class Lookup:
         ranking that meets the failure reports it as before and the next events read their
         own."""
         self._posteriors.clear()
-        if not self.online:
+        # each text's digest, computed once for the batch (the lookup finds it by identity)
+        self._digests = {id(text): (text, _digest(text)) for text, _, _ in items}
+        if not self.online or not any(p.alternatives for p in self.catalog.patterns.values()):
             return
         wanted: dict[str, None] = {}
         for text, fine, coarse in items:
             if fine in self._ignored or coarse in self._ignored:
                 continue
-            pattern = self._tier1_pattern(text, fine, coarse)
+            pattern = self._tier1_pattern(text, self._digests[id(text)][1], fine, coarse)
             if pattern is not None and pattern.alternatives:
                 wanted[fine or pattern.id] = None
         if not wanted:
@@ -243,9 +248,9 @@ class Lookup:
         except DatabaseUnavailable:
             self._went_offline()
 
-    def _tier1_pattern(self, text: str, fine: str, coarse: str) -> Pattern | None:
+    def _tier1_pattern(self, text: str, digest: bytes, fine: str, coarse: str) -> Pattern | None:
         """The pattern tier 1 answers with from memory and the local cache, if any."""
-        rule = self._detect(text, _digest(text))
+        rule = self._detect(text, digest)
         if rule is not None:
             return rule[0]
         pattern_id = (self._known_pattern(fine, "fine", ask_database=False)
