@@ -8,6 +8,8 @@
                      causal walk) + embedding (all-MiniLM-L6-v2, CPU) + pgvector HNSW top-k;
                      baselines: a bare SQL round trip and a bare embedding, sampled before
                      and after
+    threads          (only when asked) p50/p99 of the bare embedding with 1 BLAS thread, the
+                     lean runtime's setting, against 2, interleaved in blocks of 10 queries
     stage            events/s of the lookup stage handler as the runtime drives it (decode
                      a batch of 100 FingerprintEvents, prepare it, then per event: lookup,
                      build and encode CandidateEvent) for known fingerprints, with this
@@ -120,6 +122,33 @@ def bench_tier2(lookup: Lookup, n: int) -> None:
     print(f"{'':<34} (tiers answered for these texts: {sorted(map(str, tiers))})")
 
 
+def bench_threads(lookup: Lookup, n: int) -> None:
+    """The bare embedding with 1 BLAS thread (the lean runtime's setting) against 2,
+    interleaved in blocks of 10 queries, so load from other processes hits both alike."""
+    from threadpoolctl import threadpool_limits
+
+    assert lookup.embedder is not None
+    embedder = lookup.embedder
+    embedder.embed(["warm up"])
+    words = ["disk", "cache", "socket", "worker", "queue"]
+    times: dict[int, list[float]] = {1: [], 2: []}
+    cpu: dict[int, float] = {1: 0.0, 2: 0.0}
+    for block in range(0, n, 10):
+        for threads in (1, 2) if block % 20 == 0 else (2, 1):
+            with threadpool_limits(threads, "blas"):
+                for i in range(block, block + 10):
+                    text = f"Odd failure {uuid.uuid4().hex[:6]}: the {words[i % 5]} hung ({i})"
+                    started, used = time.perf_counter(), time.process_time()
+                    embedder.embed([text])
+                    times[threads].append(time.perf_counter() - started)
+                    cpu[threads] += time.process_time() - used
+    show("one embedding, 1 BLAS thread", times[1], None, None)
+    show("one embedding, 2 BLAS threads", times[2], times[1], None)
+    print(f"{'':<34} CPU per query: 1 thread {cpu[1] / len(times[1]) * 1e3:.2f} ms, "
+          f"2 threads {cpu[2] / len(times[2]) * 1e3:.2f} ms; load average "
+          f"{os.getloadavg()[0]:.1f}")
+
+
 def bench_stage(lookup: Lookup, n: int) -> None:
     texts = known_texts()
     raws = []
@@ -134,12 +163,15 @@ def bench_stage(lookup: Lookup, n: int) -> None:
     for raw in raws[:500]:  # learn the 500 fingerprints once
         handler.handle(handler.decode(raw))
 
+    prepare = getattr(handler, "prepare", None)  # (a tree before batch preparation has none)
+
     def stage(chunk: range) -> None:
         # as the runtime drives a stage: decode a batch, prepare it, handle each event
         for start in range(chunk.start, chunk.stop, BATCH):
             events = [handler.decode(raws[i]) for i in range(start, min(start + BATCH,
                                                                          chunk.stop))]
-            handler.prepare(events)
+            if prepare is not None:
+                prepare(events)
             for event in events:
                 for out in handler.handle(event):
                     out.encode()
@@ -177,7 +209,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=5000, help="samples for tier 1 and the stage")
     parser.add_argument("--n2", type=int, default=200, help="samples for tier 2")
     parser.add_argument("--only", default="tier1,tier2,stage",
-                        help="comma-separated parts to run (tier1, tier2, stage)")
+                        help="comma-separated parts to run (tier1, tier2, stage, threads)")
     args = parser.parse_args()
     parts = set(args.only.split(","))
     home = Path(tempfile.mkdtemp(prefix="heal-bench-lookup-"))
@@ -194,6 +226,8 @@ def main() -> None:
             bench_tier2(lookup, args.n2)
         if "stage" in parts:
             bench_stage(lookup, args.n * 4)
+        if "threads" in parts:
+            bench_threads(lookup, args.n2)
     finally:
         db.close()
 

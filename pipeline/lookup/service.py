@@ -277,11 +277,18 @@ class Lookup:
 
     def _detect(self, text: str, key: bytes) -> tuple[Pattern, dict[str, str]] | None:
         """The catalog's rules over ``text`` (``key``: its digest), memoized by the digest (a
-        recurring error is matched once, not once per regex per occurrence)."""
-        if key in self._detected:
-            hit = self._detected[key]
-            return None if hit is None else (self.catalog.patterns[hit[0]], dict(hit[1]))
-        found = self.catalog.detect(text)
+        recurring error is matched once, not once per regex per occurrence). The memo is
+        emptied when the catalog changes (``refresh_taught``, from the background thread:
+        hence one ``get``, and a pattern no longer in the catalog is detected afresh)."""
+        catalog = self.catalog
+        hit = self._detected.get(key, _NOT_SEEN)
+        if hit is None:
+            return None
+        if hit is not _NOT_SEEN:
+            pattern = catalog.patterns.get(hit[0])
+            if pattern is not None:
+                return pattern, dict(hit[1])
+        found = catalog.detect(text)
         if len(self._detected) >= MEMO_SIZE:
             self._detected.clear()
         self._detected[key] = None if found is None else (found[0].id, dict(found[1]))
@@ -482,8 +489,6 @@ class Lookup:
     def _render(
         self, pattern: Pattern, params: dict[str, Any], spec: FixSpec | None = None
     ) -> tuple[dict[str, Any] | None, str]:
-        from pipeline.fixes.render import render_fix
-
         spec = spec or pattern.fix
         state = self._states.get(spec.id, spec.state.value)
         if state in UNUSABLE_STATES:
@@ -493,6 +498,8 @@ class Lookup:
                            option=orjson.OPT_SORT_KEYS)
         fix = self._rendered.get(key)
         if fix is None:
+            from pipeline.fixes.render import render_fix
+
             try:
                 fix = render_fix(spec, params)
             except ParameterError as exc:
@@ -630,9 +637,8 @@ class Lookup:
         function of the text: memoized by its digest, like the detection rules')."""
         if result.fix is None or result.fix["category"] not in AUTO_CATEGORIES:
             return result
-        if key in self._bugs:
-            bug = self._bugs[key]
-        else:
+        bug = self._bugs.get(key, _NOT_SEEN)
+        if bug is _NOT_SEEN:
             bug = logic_bug(text)
             if len(self._bugs) >= MEMO_SIZE:
                 self._bugs.clear()
@@ -761,6 +767,9 @@ class Lookup:
         self.catalog = catalog
         self._known.clear()
         self._rendered.clear()
+        # the rules' verdicts per text were the old catalog's: a rule taught meanwhile must
+        # match a text already seen (and a pattern removed meanwhile must not be answered)
+        self._detected.clear()
         if self.embedder is None or self.db is None or not self.online:
             return
         from pipeline.lookup.setup import seed_database
@@ -850,6 +859,10 @@ class Lookup:
         if self._syncer is not None:
             self._syncer.join(timeout=10)
         self.sync()
+
+
+#: "not in the memo" (None is a memoized answer)
+_NOT_SEEN: Any = object()
 
 
 def _digest(text: str) -> bytes:
