@@ -230,16 +230,18 @@ class Lookup:
         own."""
         self._posteriors.clear()
         # each text's digest, computed once for the batch (the lookup finds it by identity)
-        self._digests = {id(text): (text, _digest(text)) for text, _, _ in items}
-        if not self.online or not any(p.alternatives for p in self.catalog.patterns.values()):
+        digests = self._digests = {id(text): (text, _digest(text)) for text, _, _ in items}
+        catalog = self.catalog
+        ranked = {p.id for p in catalog.patterns.values() if p.alternatives}
+        if not ranked or not self.online:
             return
         wanted: dict[str, None] = {}
         for text, fine, coarse in items:
             if fine in self._ignored or coarse in self._ignored:
                 continue
-            pattern = self._tier1_pattern(text, self._digests[id(text)][1], fine, coarse)
-            if pattern is not None and pattern.alternatives:
-                wanted[fine or pattern.id] = None
+            pattern_id = self._tier1_pattern(text, digests[id(text)][1], fine, coarse)
+            if pattern_id in ranked:
+                wanted[fine or pattern_id] = None
         if not wanted:
             return
         assert self.db is not None
@@ -248,14 +250,17 @@ class Lookup:
         except DatabaseUnavailable:
             self._went_offline()
 
-    def _tier1_pattern(self, text: str, digest: bytes, fine: str, coarse: str) -> Pattern | None:
-        """The pattern tier 1 answers with from memory and the local cache, if any."""
-        rule = self._detect(text, digest)
-        if rule is not None:
-            return rule[0]
-        pattern_id = (self._known_pattern(fine, "fine", ask_database=False)
-                      or self._known_pattern(coarse, "coarse", ask_database=False))
-        return None if pattern_id is None else self.catalog.patterns.get(pattern_id)
+    def _tier1_pattern(self, text: str, digest: bytes, fine: str, coarse: str) -> str | None:
+        """The id of the pattern tier 1 answers with from memory and the local cache, if any
+        (a rule's verdict for ``text``, else the fine then the coarse mapping)."""
+        hit = self._detected.get(digest, _NOT_SEEN)
+        if hit is _NOT_SEEN:
+            found = self._detect(text, digest)
+            hit = None if found is None else (found[0].id,)
+        if hit is not None:
+            return str(hit[0])
+        return (self._known_pattern(fine, "fine", ask_database=False)
+                or self._known_pattern(coarse, "coarse", ask_database=False))
 
     def _tier1(self, text: str, fine: str, coarse: str, base: dict[str, Any],
                detected: tuple[Pattern, dict[str, str]] | None) -> LookupResult | None:
