@@ -467,6 +467,9 @@ class Lookup:
         return found[0]
 
     def _learn(self, fine: str, coarse: str, pattern_id: str) -> None:
+        known = self._known
+        if (not fine or (fine, "fine") in known) and (not coarse or (coarse, "coarse") in known):
+            return  # the usual case: both already learned (the stage sees them again)
         rows = [(fp, level, pattern_id) for fp, level in ((fine, "fine"), (coarse, "coarse")) if fp]
         fresh = [r for r in rows if (r[0], r[1]) not in self._known]
         if not fresh:
