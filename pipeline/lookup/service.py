@@ -601,11 +601,14 @@ class Lookup:
         now = time.monotonic()
         found: dict[str, list[Cause]] = {}
         missing: list[str] = []
-        for node in dict.fromkeys(n for n in nodes if n):
+        for node in nodes:
+            if not node or node in found:
+                continue
             cached = self._cause_cache.get(node)
-            fresh = cached is not None and now - cached[0] < CAUSES_TTL_S
-            found[node] = cached[1] if cached is not None and fresh else []
-            if not fresh:
+            if cached is not None and now - cached[0] < CAUSES_TTL_S:
+                found[node] = cached[1]
+            else:
+                found[node] = []
                 missing.append(node)
         if missing:
             found.update(self._walk(missing))
@@ -614,6 +617,8 @@ class Lookup:
         if len(found) == 1:
             return next(iter(found.values()))
         causes = [c for walked in found.values() for c in walked]
+        if len(causes) < 2:
+            return causes  # the usual case on a hot path: no cause known for any node
         return sorted(causes, key=lambda c: (-c.confidence, -len(c.path), c.node))
 
     def _walk(self, nodes: list[str]) -> dict[str, list[Cause]]:
