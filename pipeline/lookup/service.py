@@ -225,9 +225,10 @@ class Lookup:
         hands them over): read, in one query, the posteriors of every fingerprint that tier 1
         will answer with a pattern that has alternatives, so their rankings do not ask
         PostgreSQL one event at a time (see :mod:`pipeline.lookup.rankings`; the query is
-        sent, not waited for). Answers are unchanged. Raises nothing: when the read fails, the
-        ranking that meets the failure reports it as before and the next events read their
-        own."""
+        sent, not waited for). Answers are unchanged. PostgreSQL trouble raises nothing here:
+        when the read fails, the ranking that meets the failure reports it as before and the
+        next events read their own (and whatever else ``prepare`` meets, the runtime logs and
+        the events are handled one by one, as without it)."""
         self._posteriors.clear()
         # each text's digest, computed once for the batch (the lookup finds it by identity)
         digests = self._digests = {id(text): (text, _digest(text)) for text, _, _ in items}
