@@ -69,14 +69,16 @@ class BatchPosteriors:
         the next event reads its own)."""
         if fingerprint not in self._wanted or time.monotonic() - self._at >= PREFETCH_TTL_S:
             return None
-        if self._read is None:
-            assert self._pending is not None
+        read, pending = self._read, self._pending
+        if read is None:
+            if pending is None:  # cleared meanwhile (a new batch): read for the event
+                return None
             try:
-                self._read = self._pending.result()
+                read = self._read = pending.result()
             except BaseException:
                 self.clear()
                 raise
-        known = self._read.get(fingerprint, {})
+        known = read.get(fingerprint, {})
         return {fix_id: known.get(fix_id, Posterior()) for fix_id in fix_ids}
 
 
