@@ -202,7 +202,9 @@ class StageWorker:
                 return count
         batch = self._read_new(block_ms)
         if len(batch) >= self.options.batch_size and self._overlap:
-            return self._burst(batch)
+            target = self._burst_client()
+            if target is not None:
+                return self._burst(batch, target)
         return self.process(batch)
 
     def process(self, deliveries: Sequence[Delivery]) -> int:
@@ -250,7 +252,17 @@ class StageWorker:
                              else processor.handle(delivery, event))
         return decisions
 
-    def _burst(self, batch: list[Delivery]) -> int:
+    def _burst_client(self) -> Any:
+        """The plain client to pipeline on (a cluster's: the node of this stream's slot), or
+        None when it cannot be told now (a cluster mid-resharding): one batch at a time then,
+        and the cluster client's own redirections do the rest."""
+        try:
+            return overlap.node_client(self.client, self.stream)
+        except Exception as exc:  # noqa: BLE001 - e.g. SlotNotCoveredError: not a failure here
+            log.debug("stage %s: no read-ahead this time: %s", self.stage, exc)
+            return None
+
+    def _burst(self, batch: list[Delivery], target: Any) -> int:
         """Handle full batches back to back with Redis working alongside (see
         :mod:`overlap`): while batch N is handled, Redis commits batch N-1 and delivers
         batch N+1. Ends when a batch comes back short, on stop, when a retry or the
@@ -264,8 +276,7 @@ class StageWorker:
         size = self.options.batch_size
         deadline = min(time.monotonic() + self.options.block_ms / 1000.0, self._next_reclaim)
         total = 0
-        with Pipelined(overlap.node_client(self.client, self.stream)) as pipe, \
-                self._bursting():
+        with Pipelined(target) as pipe, self._bursting():
             pipe.load_script(self.writer.handoff_script[0])  # idempotent; sent by SHA below
             pipe.send_read(self.group, self.consumer, self.stream, size)
             while True:

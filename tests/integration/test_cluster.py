@@ -196,3 +196,35 @@ def test_a_backlog_on_a_cluster_partition_is_read_ahead_exactly_once(
     counts = Counter(ids_in(cclient, view.stream("fingerprints")))
     assert len(counts) == 400 and set(counts.values()) == {1}
     assert int(cclient.xpending(view.stream("errors"), "fingerprint")["pending"]) == 0
+
+
+def test_a_cluster_slot_without_a_node_for_now_means_one_batch_at_a_time(
+    cluster: LocalCluster, cclient: Any, prefix: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When the cluster client cannot tell the node of the stream's slot (mid-resharding),
+    the worker does not read ahead: it handles the batch it read on its own, then the rest."""
+    from redis.exceptions import SlotNotCoveredError
+
+    from pipeline.runtime import StageWorker, WorkerOptions
+    from pipeline.runtime.noop import PassThroughHandler
+
+    view = settings_for(cluster, prefix, tmp_path).partition_views()[0]
+    pipe = cclient.pipeline(transaction=False)
+    for i in range(120):
+        pipe.xadd(view.stream("errors"), {"event": orjson.dumps({"v": 1, "id": f"e{i}"})})
+    pipe.execute()
+
+    def no_node(*_args: Any, **_kwargs: Any) -> Any:
+        raise SlotNotCoveredError("slot not covered")
+
+    worker = StageWorker(cclient, view, "fingerprint", PassThroughHandler(),
+                         options=WorkerOptions(batch_size=50))
+    worker.start()
+    monkeypatch.setattr(cclient, "get_node_from_key", no_node)
+    assert worker.step(None) == 50
+    monkeypatch.undo()
+    while worker.step(None):
+        pass
+    counts = Counter(ids_in(cclient, view.stream("fingerprints")))
+    assert len(counts) == 120 and set(counts.values()) == {1}
