@@ -13,7 +13,7 @@ from contextlib import suppress
 from typing import Any
 
 from pipeline.config import STREAM_ERRORS, STREAM_FINGERPRINTS
-from pipeline.events import ErrorEvent, FingerprintEvent
+from pipeline.events import SCHEMA_VERSION, ErrorEvent, FingerprintEvent, utc_now
 from pipeline.fingerprint import ALGORITHM_VERSION, Fingerprint, Fingerprinter
 from pipeline.fingerprint.fingerprinter import ANALYSIS_CACHE
 from pipeline.fingerprint.store import MemoryTemplateStore, RedisTemplateStore, TemplateStore
@@ -52,10 +52,12 @@ class FingerprintHandler:
         fp = self.fingerprinter.fingerprint(event.text, repo=event.repo.path)
         extraction = self._extraction(fp)
         return [
-            FingerprintEvent(
+            FingerprintEvent.assemble(  # (every field, in order: no per-field setattr)
                 id=f"{event.id}:{GROUP}",
                 error_id=event.id,
                 error=event,
+                v=SCHEMA_VERSION,
+                ts=utc_now(),
                 fine=fp.fine,
                 coarse=fp.coarse,
                 version=fp.version,
@@ -64,7 +66,6 @@ class FingerprintHandler:
                 extraction=extraction,
             )
         ]
-
 
     def _extraction(self, fp: Fingerprint) -> dict[str, Any]:
         """The ``extraction`` object published for ``fp`` (shared by every event of one
