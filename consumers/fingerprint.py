@@ -38,13 +38,23 @@ class FingerprintHandler:
         #: gets the same Fingerprint object back, so its dict is built once (the entry holds
         #: the fingerprint, so its id is not reused while cached)
         self._published: OrderedDict[int, tuple[Fingerprint, dict[str, Any]]] = OrderedDict()
+        #: the prepared batch's time stamp, its events (held, so no other object can take
+        #: one of their ids meanwhile) and their ids
+        self._stamp = ""
+        self._stamped: Sequence[ErrorEvent] = ()
+        self._stamped_ids: frozenset[int] = frozenset()
 
     def decode(self, raw: bytes) -> ErrorEvent:
         return ErrorEvent.decode(raw, self.max_text_bytes)
 
     def prepare(self, events: Sequence[ErrorEvent]) -> None:
-        """Mine the batch's templates in one round trip to the shared store."""
+        """Mine the batch's templates in one round trip to the shared store, and read the
+        clock once for the batch: an output's ``ts`` is when the stage began its batch."""
+        self._stamped, self._stamped_ids = (), frozenset()
         self.fingerprinter.prepare([(e.text, e.repo.path) for e in events])
+        self._stamp = utc_now()
+        self._stamped = events
+        self._stamped_ids = frozenset(map(id, events))
 
     def handle(self, event: ErrorEvent) -> Sequence[FingerprintEvent]:
         """Raises: StreamUnavailable when the shared template store is unreachable (the
@@ -57,7 +67,7 @@ class FingerprintHandler:
                 error_id=event.id,
                 error=event,
                 v=SCHEMA_VERSION,
-                ts=utc_now(),
+                ts=self._stamp if id(event) in self._stamped_ids else utc_now(),
                 fine=fp.fine,
                 coarse=fp.coarse,
                 version=fp.version,

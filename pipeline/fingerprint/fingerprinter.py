@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -46,16 +45,26 @@ class Fingerprinter:
     ) -> None:
         self.normalizer = normalizer
         self.miner = TemplateMiner(store, config) if store is not None else None
-        self._analyses: OrderedDict[tuple[bytes, str], _Analysis] = OrderedDict()
+        #: by (text, repo): the text itself is the key (a str caches its hash; a digest of
+        #: it cost a hash of every event's text) and is what ANALYSIS_CACHE_CHARS counts
+        self._analyses: OrderedDict[tuple[str, str], _Analysis] = OrderedDict()
         #: characters of the texts behind the cached analyses (the cache's memory bound)
         self._cached_chars = 0
-        #: the last prepared batch's analyses by (text, repo): ``fingerprint`` of the same
-        #: event then skips hashing its text again (a str caches its own hash)
+        #: the last prepared batch's analyses by (text, repo)
         self._batch: dict[tuple[str, str], _Analysis] = {}
+        #: the last prepared batch's fingerprints by (text, repo): its templates are fixed
+        #: by ``prepare``, so ``fingerprint`` of an event of the batch is one lookup
+        self._finished: dict[tuple[str, str], Fingerprint] = {}
 
     def fingerprint(self, text: str, repo: str = "") -> Fingerprint:
         """The fingerprint of ``text``. A repeated text with the same mined template gets the
         same (frozen) object back: treat its ``params`` as read-only."""
+        done = self._finished.get((text, repo))
+        if done is not None:
+            return done
+        return self._fingerprint(text, repo)
+
+    def _fingerprint(self, text: str, repo: str) -> Fingerprint:
         analysis = self._analyze(text, repo)
         tokens = analysis.tokens
         template = render(self.miner.template(tokens) if self.miner is not None else tokens)
@@ -71,9 +80,16 @@ class Fingerprinter:
         Raises:
             StreamUnavailable: a Redis-backed template store cannot be reached.
         """
-        self._batch = {item: self._analyze(*item) for item in items}
+        self._finished = {}
+        batch: dict[tuple[str, str], _Analysis] = {}
+        for item in items:
+            if item not in batch:
+                batch[item] = self._analyze(*item)
+        self._batch = batch
         if self.miner is not None:
-            self.miner.prepare([analysis.tokens for analysis in self._batch.values()])
+            self.miner.prepare([analysis.tokens for analysis in batch.values()])
+        # (what ``fingerprint`` would answer for each, now that the templates are fixed)
+        self._finished = {item: self._fingerprint(*item) for item in batch}
 
     def _analyze(self, text: str, repo: str) -> _Analysis:
         """Everything but the mined template, a pure function of (text, repo): cached, since
@@ -81,7 +97,7 @@ class Fingerprinter:
         found = self._batch.get((text, repo))
         if found is not None:
             return found
-        key = (_digest(text), repo)
+        key = (text, repo)
         found = self._analyses.get(key)
         if found is not None:
             try:  # noqa: SIM105 - a suppress() context per event is measurable here
@@ -170,10 +186,6 @@ _FINISHED_PER_TEXT = 4
 #: line; long texts count by their length, so a storm of 64 KB tracebacks stays bounded)
 ANALYSIS_CACHE = 32768
 ANALYSIS_CACHE_CHARS = 16 * 1024 * 1024
-
-
-def _digest(text: str) -> bytes:
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 #: extracted values that are masked in the message by name (they live on in ``params``)
