@@ -35,7 +35,7 @@ were kept depends on arrival, so only such very large groups lose order-independ
 from __future__ import annotations
 
 import re
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
@@ -74,17 +74,30 @@ def group_key(tokens: Tokens) -> str:
     return str(len(tokens))
 
 
-def _root(line: Tokens, freq: Counter[tuple[int, str]]) -> tuple[tuple[int, str], ...]:
+def _root(line: Tokens, freq: list[dict[str, int]]) -> tuple[tuple[int, str], ...]:
+    """``freq[pos][tok]``: in how many distinct sequences ``tok`` is at ``pos``."""
     # wildcards are already variables: they must not decide which constants belong together
-    freqs = [0 if tok == WILDCARD else freq[(pos, tok)] for pos, tok in enumerate(line)]
+    freqs = [0 if tok == WILDCARD else counts[tok] for counts, tok
+             in zip(freq, line, strict=False)]  # (freq may be wider than line)
     shares: dict[int, int] = {}  # a plain dict: Counter() costs a third of mining here
     for f in freqs:
         if f:
             shares[f] = shares.get(f, 0) + 1
     if not shares:
         return ()
-    root_freq = max(shares.items(), key=lambda kv: (kv[1], kv[0]))[0]
+    # the frequency most constants share; ties: the higher frequency
+    root_freq = max([(n, f) for f, n in shares.items()])[1]
     return tuple((pos, tok) for pos, tok in enumerate(line) if freqs[pos] == root_freq)
+
+
+def _frequencies(distinct: Sequence[Tokens]) -> list[dict[str, int]]:
+    """Per position, in how many of ``distinct`` each token is there (one dict per
+    position: no (position, token) tuple built and hashed per token)."""
+    freq: list[dict[str, int]] = [{} for _ in range(max(map(len, distinct), default=0))]
+    for line in distinct:
+        for counts, tok in zip(freq, line, strict=False):
+            counts[tok] = counts.get(tok, 0) + 1
+    return freq
 
 
 def mine_group(
@@ -98,9 +111,7 @@ def mine_group(
     two, and when a group grows by a few sequences most of its clusters stay as they were
     (judging the columns is most of the cost of re-mining a group)."""
     distinct = sorted(set(lines))  # sorted: iteration order never depends on arrival order
-    freq: Counter[tuple[int, str]] = Counter()
-    for line in distinct:
-        freq.update(enumerate(line))
+    freq = _frequencies(distinct)
     clusters: dict[tuple[tuple[int, str], ...], list[Tokens]] = defaultdict(list)
     for line in distinct:
         clusters[_root(line, freq)].append(line)
