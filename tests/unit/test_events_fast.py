@@ -76,7 +76,8 @@ words = st.text(string.ascii_letters + string.digits + "-_./", min_size=1, max_s
 @settings(max_examples=150, deadline=None)
 @given(text=st.lists(st.one_of(texty, st.sampled_from(SECRETS)), max_size=4).map(" ".join),
        command=st.lists(st.one_of(words, st.sampled_from(SECRETS)), max_size=4),
-       tags=st.dictionaries(words, st.one_of(words, st.sampled_from(SECRETS), st.integers()),
+       tags=st.dictionaries(words, st.one_of(words, st.sampled_from(SECRETS),
+                                          st.integers(-(2**63), 2**63 - 1)),
                             max_size=3),
        ts=st.sampled_from([None, "", "2026-11-22T10:00:00Z"]),
        kind=st.sampled_from([None, "api", "log", "hook"]),
@@ -159,3 +160,108 @@ def test_utc_now_is_iso_utc_with_microseconds_and_does_not_go_back() -> None:
     stamps = [utc_now() for _ in range(2000)]
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", s) for s in stamps)
     assert stamps == sorted(stamps)
+
+
+
+#: (template, filler): raw JSON and the exact reason decoding it gives (pinned before the
+#: validation was reordered for speed: every check and message stays as it was)
+PINNED: list[tuple[str, tuple[str, int] | None, str]] = [
+    ('{"v": 1, "id": "a", "text": "x", "command": {"a": 1}}',
+     None,
+     "'command' must be a list of strings (argv)"),
+    ('{"v": 1, "id": "a", "text": "x", "command": ["a"], "exit_code": 1.5}',
+     None,
+     "'exit_code' must be an integer or null, got 1.5"),
+    ('{"v": 1.0, "id": "a", "text": "x", "tags": {"k": "%s"}}',
+     ('v', 17000),
+     "'tags' is 17008 bytes of JSON; at most 16384 (put bulky data in 'text', which is "
+     "truncated, not refused)"),
+    ('{"v": 1, "id": "a", "text": "x", "tags": {"k": 1}, "exit_code": "x", '
+     '"source": {"kind": "bad"}}',
+     None,
+     "'exit_code' must be an integer or null, got 'x'"),
+    ('{"v": 1, "id": "a", "text": null}',
+     None,
+     "required field 'text' must be a string, got missing"),
+    ('{"v": null, "id": "a", "text": "x"}',
+     None,
+     "missing required field 'v' (schema version; use 1)"),
+    ('{"v": 1, "id": 5, "text": "x"}',
+     None,
+     "missing required field 'id' (a non-empty producer-assigned string)"),
+    ('{"v": 1, "id": "a", "text": "x", "command": ["%s"]}',
+     ('a', 17000),
+     "'command' has 1 arguments and 17000 bytes; at most 256 arguments and 16384 bytes"),
+    ('{"v": 1, "id": "a", "text": "x", "repo": {"path": "%s"}}',
+     ('p', 1100),
+     "'repo.path' is 1100 characters; at most 1024"),
+    ('{"v": 1, "id": "a", "text": "x", "source": {"name": 5.5}}',
+     None,
+     "'source.name' must be a string, got float"),
+    ('{"v": 1, "id": "a", "text": "x", "extra": "%s"}',
+     ('z', 300000),
+     "the event is 300045 bytes, 300042 of them outside 'text'; at most 196608 outside it"),
+    ('{"v": 1, "text": "x"}',
+     None,
+     "missing required field 'id' (a non-empty producer-assigned string)"),
+    ('{"v": 1, "id": "a"}',
+     None,
+     "required field 'text' must be a string, got missing"),
+    ('{"id": "a", "text": "x"}',
+     None,
+     "missing required field 'v' (schema version; use 1)"),
+    ('{"v": 2, "id": "a", "text": "x"}',
+     None,
+     'unsupported schema version v=2; this heal reads v=1'),
+    ('{"v": true, "id": "a", "text": "x"}',
+     None,
+     'unsupported schema version v=True; this heal reads v=1'),
+    ('{"v": 1, "id": " ", "text": "x"}',
+     None,
+     "missing required field 'id' (a non-empty producer-assigned string)"),
+    ('{"v": 1, "id": "a\\u0001b", "text": "x"}',
+     None,
+     "'id' contains the control character '\\x01' at 1; use printable characters only"),
+    ('{"v": 1, "id": "a", "text": 3}',
+     None,
+     "required field 'text' must be a string, got a int"),
+    ('{"v": 1, "id": "a", "text": "x", "ts": 5}',
+     None,
+     "'ts' must be an ISO-8601 string such as 2026-11-22T10:00:00Z"),
+    ('{"v": 1, "id": "a", "text": "x", "exit_code": "1"}',
+     None,
+     "'exit_code' must be an integer or null, got '1'"),
+    ('{"v": 1, "id": "a", "text": "x", "exit_code": true}',
+     None,
+     "'exit_code' must be an integer or null, got True"),
+    ('{"v": 1, "id": "a", "text": "x", "command": [1]}',
+     None,
+     "'command' must be a list of strings (argv)"),
+    ('{"v": 1, "id": "a", "text": "x", "command": ["a\\u0000"]}',
+     None,
+     "'command' contains a NUL character; an argv cannot hold one"),
+    ('{"v": 1, "id": "a", "text": "x", "tags": [1]}',
+     None,
+     "'tags' must be an object of string keys"),
+    ('{"v": 1, "id": "a", "text": "x", "source": {"kind": "nope"}}',
+     None,
+     "'source.kind' 'nope' is not one of subprocess, log, transcript, hook, api, backfill"),
+    ('{"v": 1, "id": "a", "text": "x", "source": []}',
+     None,
+     "'source' must be an object, got list"),
+    ('{"v": 1, "id": "a", "text": "x", "workflow": {"id": [1]}}',
+     None,
+     "'workflow.id' must be a string, got list"),
+    ('{"v": 1, "id": "a", "text": "x", "repo": {"path": "a\\u0000"}}',
+     None,
+     "'repo.path' contains a NUL character; send plain text"),
+]
+
+
+@pytest.mark.parametrize(("template", "filler", "reason"), PINNED)
+def test_every_check_keeps_its_order_and_message(
+        template: str, filler: tuple[str, int] | None, reason: str) -> None:
+    raw = (template % (filler[0] * filler[1]) if filler else template).encode()
+    with pytest.raises(DecodeError) as info:
+        ErrorEvent.decode(raw)
+    assert info.value.reason == reason
