@@ -67,10 +67,14 @@ class Fingerprinter:
     def _fingerprint(self, text: str, repo: str) -> Fingerprint:
         analysis = self._analyze(text, repo)
         tokens = analysis.tokens
-        template = render(self.miner.template(tokens) if self.miner is not None else tokens)
+        mined = self.miner.template(tokens) if self.miner is not None else tokens
+        if mined is analysis.last_mined:  # the very template of last time: its fingerprint
+            return analysis.last
+        template = render(mined)
         found = analysis.finished.get(template)
         if found is None:
             found = analysis.finish(template)
+        analysis.last_mined, analysis.last = mined, found
         return found
 
     def prepare(self, items: Sequence[tuple[str, str]]) -> None:
@@ -156,7 +160,7 @@ class _Analysis:
     without template, the tokens to mine, the frame key), and the finished fingerprints by
     template (a repeated text usually gets the template it got last time)."""
 
-    __slots__ = ("base", "tokens", "frame_key", "chars", "finished")
+    __slots__ = ("base", "tokens", "frame_key", "chars", "finished", "last_mined", "last")
 
     def __init__(self, base: Fingerprint, tokens: Tokens, frame_key: str, chars: int) -> None:
         self.base = base
@@ -165,6 +169,10 @@ class _Analysis:
         #: length of the analysed text (what this entry costs the cache)
         self.chars = chars
         self.finished: dict[str, Fingerprint] = {}
+        #: the mined template tuple last given and its fingerprint: the miner hands out the
+        #: same tuple while a group is unchanged, so an identity check skips rendering it
+        self.last_mined: Tokens | None = None
+        self.last: Fingerprint = base
 
     def finish(self, template: str) -> Fingerprint:
         base = self.base

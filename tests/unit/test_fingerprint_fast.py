@@ -19,6 +19,7 @@ from pipeline.fingerprint import fingerprint_text
 from pipeline.fingerprint.cluster import WILDCARD, Tokens, mine_group, tokenize
 from pipeline.fingerprint.columns import templates
 from pipeline.fingerprint.hashing import ALGORITHM_VERSION, stable_hash
+from pipeline.fingerprint.rules import DEFAULT_NORMALIZER, RULES, Masked, Normalizer, Rule
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "errors"
 
@@ -96,3 +97,35 @@ def test_mining_the_fixtures_and_log_lines_equals_the_former_counting() -> None:
     assert len(by_length) > 5
     for lines in by_length.values():
         assert mine_group(lines) == reference_mine_group(lines)
+
+
+def reference_describe(normalizer: Normalizer, masked: Masked) -> list[str]:
+    lines = []
+    for rule in normalizer.rules:
+        count = masked.counts.get(rule.name, 0)
+        if count:
+            sample = ", ".join(repr(v) for v in masked.values[rule.name][:3])
+            lines.append(f"<{rule.name}>: {count} replaced ({rule.why}); e.g. {sample}")
+    return lines
+
+
+def test_describe_equals_the_rule_by_rule_loop() -> None:
+    texts = [p.read_text(encoding="utf-8", errors="replace")
+             for p in sorted(FIXTURES.rglob("*.txt"))]
+    texts += ["GET http://h.example.com/x?id=5 took 1.5s at 2026-11-22T10:00:00Z from 10.0.0.1",
+              "x" * 250 + " user=bob@example.org uuid 123e4567-e89b-12d3-a456-426614174000"]
+    fired = 0
+    for text in texts:
+        masked = DEFAULT_NORMALIZER.mask(text)
+        assert DEFAULT_NORMALIZER.describe(masked) == reference_describe(DEFAULT_NORMALIZER,
+                                                                         masked)
+        fired += len(masked.counts)
+    assert fired > 20
+    # counts of zero and names outside the table, as a caller may build them
+    odd = Masked(text="t", counts=Counter({"num": 0, "nope": 2, "ip": 1, "blob": 1}),
+                 values={"num": [], "nope": ["a", "b"], "ip": ["1.2.3.4"], "blob": ["zz"]})
+    assert DEFAULT_NORMALIZER.describe(odd) == reference_describe(DEFAULT_NORMALIZER, odd)
+    # a table repeating a name (the blob rule's) describes both, as the loop did
+    twice = Normalizer((*RULES, Rule("blob", r"zzz", "again")))
+    masked = twice.mask("a " + "q" * 210 + " zzz")
+    assert twice.describe(masked) == reference_describe(twice, masked)
