@@ -35,9 +35,11 @@ were kept depends on arrival, so only such very large groups lose order-independ
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Protocol
+from itertools import count, zip_longest
+from operator import getitem
+from typing import Protocol, cast
 
 from pipeline.fingerprint.columns import DEFAULT_CONFIG, WILDCARD, MinerConfig, Tokens, templates
 
@@ -75,28 +77,30 @@ def group_key(tokens: Tokens) -> str:
 
 
 def _root(line: Tokens, freq: list[dict[str, int]]) -> tuple[tuple[int, str], ...]:
-    """``freq[pos][tok]``: in how many distinct sequences ``tok`` is at ``pos``."""
-    # wildcards are already variables: they must not decide which constants belong together
-    freqs = [0 if tok == WILDCARD else counts[tok] for counts, tok
-             in zip(freq, line, strict=False)]  # (freq may be wider than line)
-    shares: dict[int, int] = {}  # a plain dict: Counter() costs a third of mining here
-    for f in freqs:
-        if f:
-            shares[f] = shares.get(f, 0) + 1
-    if not shares:
+    """``freq[pos][tok]``: in how many distinct sequences ``tok`` is at ``pos`` (0 for a
+    wildcard: already variables, they must not decide which constants belong together)."""
+    freqs = list(map(getitem, freq, line))  # (freq may be wider than line)
+    shared = set(freqs)
+    shared.discard(0)
+    if not shared:
         return ()
     # the frequency most constants share; ties: the higher frequency
-    root_freq = max([(n, f) for f, n in shares.items()])[1]
-    return tuple((pos, tok) for pos, tok in enumerate(line) if freqs[pos] == root_freq)
+    root_freq = max([(freqs.count(f), f) for f in shared])[1]
+    return tuple([(pos, tok) for pos, tok, f in zip(count(), line, freqs, strict=False)
+                  if f == root_freq])
 
 
 def _frequencies(distinct: Sequence[Tokens]) -> list[dict[str, int]]:
-    """Per position, in how many of ``distinct`` each token is there (one dict per
-    position: no (position, token) tuple built and hashed per token)."""
-    freq: list[dict[str, int]] = [{} for _ in range(max(map(len, distinct), default=0))]
-    for line in distinct:
-        for counts, tok in zip(freq, line, strict=False):
-            counts[tok] = counts.get(tok, 0) + 1
+    """Per position, in how many of ``distinct`` each token is there (one counter per
+    position, counted in C: no (position, token) tuple built and hashed per token); a
+    wildcard counts 0."""
+    freq: list[dict[str, int]] = []
+    for column in zip_longest(*distinct, fillvalue=None):
+        counts: Counter[str | None] = Counter(column)
+        counts.pop(None, None)  # (the filler of a shorter sequence)
+        if WILDCARD in counts:
+            counts[WILDCARD] = 0
+        freq.append(cast(dict[str, int], counts))
     return freq
 
 

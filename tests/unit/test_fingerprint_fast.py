@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from pipeline.fingerprint import fingerprint_text
 from pipeline.fingerprint.cluster import WILDCARD, Tokens, mine_group, tokenize
-from pipeline.fingerprint.columns import templates
+from pipeline.fingerprint.columns import DEFAULT_CONFIG, _judge, templates
 from pipeline.fingerprint.hashing import ALGORITHM_VERSION, stable_hash
 from pipeline.fingerprint.rules import DEFAULT_NORMALIZER, RULES, Masked, Normalizer, Rule
 
@@ -129,3 +129,11 @@ def test_describe_equals_the_rule_by_rule_loop() -> None:
     twice = Normalizer((*RULES, Rule("blob", r"zzz", "again")))
     masked = twice.mask("a " + "q" * 210 + " zzz")
     assert twice.describe(masked) == reference_describe(twice, masked)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(words, min_size=0, max_size=8).map(tuple), st.sets(st.integers(0, 8)))
+def test_a_single_member_cluster_is_judged_as_before(line: Tokens, fixed: set[int]) -> None:
+    judged: dict[Tokens, Tokens] = {}
+    _judge([line], frozenset(fixed), frozenset(), DEFAULT_CONFIG, judged)
+    assert templates([line], fixed) == judged == {line: line}
