@@ -71,7 +71,12 @@ class SealedHandler:
         self.output_role = output_role
         #: the HMAC domain of the outputs (formatted once, not per event)
         self._output_domain = f"stage:{output_role}"
-        self.decode: Callable[[bytes], Any] = self._decode
+        #: the inner handler's own encoder, looked up once (a missing attribute raised and
+        #: caught on every event otherwise)
+        self._encode: Callable[[Any], bytes] | None = getattr(inner, "encode_output", None)
+        # the public input stream is never sealed: its events go straight to the decoder
+        direct = getattr(inner, "decode", None) if input_role == STREAM_ERRORS else None
+        self.decode: Callable[[bytes], Any] = direct or self._decode
 
     def _decode(self, raw: bytes) -> Any:
         """Raises EventValidationError (dead-lettered by the runtime) for a bad seal."""
@@ -89,7 +94,7 @@ class SealedHandler:
         return result
 
     def encode_output(self, event: Any) -> bytes:
-        encode = getattr(self.inner, "encode_output", None)
+        encode = self._encode
         raw: bytes = encode(event) if encode is not None else event.encode()
         if self.output_role is None:
             return raw
