@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import replace
 
 from pipeline.fingerprint.cluster import (
     DEFAULT_CONFIG,
@@ -180,12 +179,17 @@ class _Analysis:
         params = dict(base.params)
         params["cluster"] = stable_hash("cluster", base.extraction.kind, template,
                                         self.frame_key)
-        found = replace(base, template=template, params=params)
+        # ``dataclasses.replace(base, template=..., params=...)`` without its __init__ (the
+        # frozen setattr per field): the same fields, two of them new
+        found = _new(Fingerprint)
+        found.__dict__.update(vars(base), template=template, params=params)
         if len(self.finished) >= _FINISHED_PER_TEXT:  # a text whose template keeps moving
             self.finished.clear()
         self.finished[template] = found
         return found
 
+
+_new = object.__new__
 
 #: finished fingerprints kept per analysed text (one per template it was given)
 _FINISHED_PER_TEXT = 4

@@ -8,18 +8,21 @@ move, so both are compared over generated inputs and over the fixtures' token se
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.fingerprint import fingerprint_text
+from pipeline.fingerprint import Fingerprinter, fingerprint_text
 from pipeline.fingerprint.cluster import WILDCARD, Tokens, mine_group, tokenize
 from pipeline.fingerprint.columns import DEFAULT_CONFIG, _judge, templates
 from pipeline.fingerprint.hashing import ALGORITHM_VERSION, stable_hash
 from pipeline.fingerprint.rules import DEFAULT_NORMALIZER, RULES, Masked, Normalizer, Rule
+from pipeline.fingerprint.store import MemoryTemplateStore
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "errors"
 
@@ -137,3 +140,16 @@ def test_a_single_member_cluster_is_judged_as_before(line: Tokens, fixed: set[in
     judged: dict[Tokens, Tokens] = {}
     _judge([line], frozenset(fixed), frozenset(), DEFAULT_CONFIG, judged)
     assert templates([line], fixed) == judged == {line: line}
+
+
+def test_a_finished_fingerprint_is_the_analysis_with_its_template() -> None:
+    fingerprinter = Fingerprinter(MemoryTemplateStore())
+    for path in sorted(FIXTURES.rglob("*.txt"))[:20]:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        found = fingerprinter.fingerprint(text, "/srv/r")
+        base = fingerprinter._analyze(text, "/srv/r").base
+        params = {**base.params, "cluster": found.params["cluster"]}
+        assert found == dataclasses.replace(base, template=found.template, params=params)
+        assert list(vars(found)) == [f.name for f in dataclasses.fields(found)]
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            found.template = "x"  # type: ignore[misc]
