@@ -156,20 +156,26 @@ class Normalizer:
 
     def mask(self, text: str) -> Masked:
         """The masked text, a count per rule and the values each rule replaced."""
-        result = Masked(text="")
+        counts: Counter[str] = Counter()
+        values: dict[str, list[str]] = {}
 
         def replace(match: re.Match[str]) -> str:
             name = match.lastgroup or "var"
+            whole = match.group(0)
             if name in _KEPT:
-                return match.group(0)
-            result.counts[name] += 1
-            result.values.setdefault(name, []).append(match.group(0))
+                return whole
+            # (dict.get, not Counter's += : its __missing__ is a Python call per match)
+            counts[name] = counts.get(name, 0) + 1
+            seen = values.get(name)
+            if seen is None:
+                values[name] = [whole]
+            else:
+                seen.append(whole)
             return f"<{name}>"
 
         if len(text) >= _BLOB_MIN:
             text = self._blob.sub(replace, text)
-        result.text = self._regex.sub(replace, text)
-        return result
+        return Masked(self._regex.sub(replace, text), counts, values)
 
     def explain(self, text: str) -> list[str]:
         """One human sentence per rule that fired, e.g. ``num: 2 replaced (numbers: ...)``."""

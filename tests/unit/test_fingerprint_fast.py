@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -21,7 +22,15 @@ from pipeline.fingerprint import Fingerprinter, fingerprint_text
 from pipeline.fingerprint.cluster import WILDCARD, Tokens, mine_group, tokenize
 from pipeline.fingerprint.columns import DEFAULT_CONFIG, _judge, templates
 from pipeline.fingerprint.hashing import ALGORITHM_VERSION, stable_hash
-from pipeline.fingerprint.rules import DEFAULT_NORMALIZER, RULES, Masked, Normalizer, Rule
+from pipeline.fingerprint.rules import (
+    _BLOB_MIN,
+    _KEPT,
+    DEFAULT_NORMALIZER,
+    RULES,
+    Masked,
+    Normalizer,
+    Rule,
+)
 from pipeline.fingerprint.store import MemoryTemplateStore
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "errors"
@@ -153,3 +162,36 @@ def test_a_finished_fingerprint_is_the_analysis_with_its_template() -> None:
         assert list(vars(found)) == [f.name for f in dataclasses.fields(found)]
         with pytest.raises(dataclasses.FrozenInstanceError):
             found.template = "x"  # type: ignore[misc]
+
+
+def reference_mask(normalizer: Normalizer, text: str) -> Masked:
+    result = Masked(text="")
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.lastgroup or "var"
+        if name in _KEPT:
+            return match.group(0)
+        result.counts[name] += 1
+        result.values.setdefault(name, []).append(match.group(0))
+        return f"<{name}>"
+
+    if len(text) >= _BLOB_MIN:
+        text = normalizer._blob.sub(replace, text)
+    result.text = normalizer._regex.sub(replace, text)
+    return result
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(
+    ["GET", "http://a.example.com/x?y=1", "1.5s", "HTTP 404", "user=bob", "0x7f3a", "10.0.0.1:80",
+     "/srv/app/x.py", "deadbeef12", "Mon Jan 12 10:00:00 2026", "blk_123", "exit 2", "42",
+     "q" * 210, "2026-11-22T10:00:00Z", "a@b.org", "ok"]) | st.text(max_size=12), max_size=12)
+    .map(" ".join))
+def test_mask_equals_the_former_bookkeeping(text: str) -> None:
+    assert DEFAULT_NORMALIZER.mask(text) == reference_mask(DEFAULT_NORMALIZER, text)
+
+
+def test_mask_of_the_fixtures_equals_the_former_bookkeeping() -> None:
+    for path in sorted(FIXTURES.rglob("*.txt")):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        assert DEFAULT_NORMALIZER.mask(text) == reference_mask(DEFAULT_NORMALIZER, text)
