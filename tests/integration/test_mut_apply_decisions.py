@@ -312,7 +312,7 @@ def test_when_every_fix_fails_the_alternatives_are_named_and_the_breaker_counts_
 
 
 def test_a_fix_whose_command_is_missing_is_a_failed_attempt(
-        repo: Path, applier: Applier) -> None:
+        repo: Path, applier: Applier, attempt_store: AttemptStore) -> None:
     error = _error(repo, command=("false",))
     alt = _playbook({"primary": [{"name": "alt", "argv": ["false"]}]}, "pb.alt")
     fix = {"id": "cmd.gone", "kind": "command", "category": "SAFE", "alternatives": [alt],
@@ -323,6 +323,8 @@ def test_a_fix_whose_command_is_missing_is_a_failed_attempt(
     assert out.detail.endswith("; pb.alt failed: every step failed or did not validate "
                                "(alt: exit 1); escalated")
     assert out.failed_fixes == ["pb.alt"]
+    row = attempt_store.apply_result(error.id)  # both attempts' steps are kept for explain
+    assert row is not None and [s["name"] for s in row["steps"]] == ["fix", "alt"]
 
 
 def test_a_fallback_past_the_daily_budget_is_not_tried(repo: Path, applier: Applier) -> None:
