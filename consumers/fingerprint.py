@@ -39,10 +39,8 @@ class FingerprintHandler:
         #: the fingerprint, so its id is not reused while cached)
         self._published: OrderedDict[int, tuple[Fingerprint, dict[str, Any]]] = OrderedDict()
         #: the prepared batch's time stamp, its events (held, so no other object can take
-        #: one of their ids meanwhile) and their ids
-        self._stamp = ""
-        self._stamped: Sequence[ErrorEvent] = ()
-        self._stamped_ids: frozenset[int] = frozenset()
+        #: one of their ids meanwhile) and their ids: one tuple, replaced whole
+        self._stamped: tuple[str, Sequence[ErrorEvent], frozenset[int]] = ("", (), frozenset())
 
     def decode(self, raw: bytes) -> ErrorEvent:
         return ErrorEvent.decode(raw, self.max_text_bytes)
@@ -50,24 +48,23 @@ class FingerprintHandler:
     def prepare(self, events: Sequence[ErrorEvent]) -> None:
         """Mine the batch's templates in one round trip to the shared store, and read the
         clock once for the batch: an output's ``ts`` is when the stage began its batch."""
-        self._stamped, self._stamped_ids = (), frozenset()
+        self._stamped = ("", (), frozenset())
         self.fingerprinter.prepare([(e.text, e.repo.path) for e in events])
-        self._stamp = utc_now()
-        self._stamped = events
-        self._stamped_ids = frozenset(map(id, events))
+        self._stamped = (utc_now(), events, frozenset(map(id, events)))
 
     def handle(self, event: ErrorEvent) -> Sequence[FingerprintEvent]:
         """Raises: StreamUnavailable when the shared template store is unreachable (the
         runtime retries)."""
         fp = self.fingerprinter.fingerprint(event.text, repo=event.repo.path)
         extraction = self._extraction(fp)
+        stamp, _, stamped = self._stamped
         return [
             FingerprintEvent.assemble(  # (every field, in order: no per-field setattr)
                 id=f"{event.id}:{GROUP}",
                 error_id=event.id,
                 error=event,
                 v=SCHEMA_VERSION,
-                ts=self._stamp if id(event) in self._stamped_ids else utc_now(),
+                ts=stamp if id(event) in stamped else utc_now(),
                 fine=fp.fine,
                 coarse=fp.coarse,
                 version=fp.version,
