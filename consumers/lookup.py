@@ -30,6 +30,11 @@ class LookupHandler:
     def decode(self, raw: bytes) -> FingerprintEvent:
         return FingerprintEvent.decode(raw)
 
+    def prepare(self, events: Sequence[FingerprintEvent]) -> None:
+        """Before a batch is handled: what its lookups would ask PostgreSQL one event at a
+        time is read once (see ``Lookup.prepare``)."""
+        self.lookup.prepare([(e.error.text, e.fine, e.coarse) for e in events])
+
     def finish(self) -> None:
         """End of an inline drain (`heal run`): push buffered writes (occurrences, unmatched
         errors) to PostgreSQL now, so `heal issues list` and `heal explain` see this run's

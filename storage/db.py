@@ -232,6 +232,13 @@ class Database:
         future = self._start(self._pool.fetchrow(sql, *args))
         return Pending(lambda: self._wait(future))
 
+    def start_fetch(self, sql: str, *args: Any) -> Pending[list[asyncpg.Record]]:
+        """:meth:`fetch`, sent now; the rows are taken with ``result()`` (see
+        :meth:`start_fetchrow`)."""
+        self._check_open()
+        future = self._start(self._pool.fetch(sql, *args))
+        return Pending(lambda: list(self._wait(future)))
+
     def run(
         self, fn: Callable[[asyncpg.Connection], Awaitable[T]], *, timeout: float | None = None
     ) -> T:

@@ -29,6 +29,7 @@ from pipeline.lifecycle.posterior import Posterior
 from pipeline.lifecycle.precedent import StepFailure
 from pipeline.lifecycle.ranking import Draw
 from pipeline.model import LifecycleState
+from storage.db import Pending
 
 Conn = Any  # asyncpg.Connection
 
@@ -262,6 +263,24 @@ class LifecycleStore:
             " WHERE fingerprint = $1 AND fix_id = ANY($2::text[])", fingerprint, fix_ids)
         known = {r["fix_id"]: Posterior(r["successes"], r["bad"]) for r in rows}
         return {fix_id: known.get(fix_id, Posterior()) for fix_id in fix_ids}
+
+    def start_posteriors_of(
+            self, fingerprints: list[str]) -> Pending[dict[str, dict[str, Posterior]]]:
+        """Every recorded posterior of each of ``fingerprints``, in one query sent now (a
+        batch of lookups reads them while it starts on its events); ``result()`` waits for
+        them. A fix missing from a fingerprint's dict has the uniform prior, as in
+        :meth:`posteriors`."""
+        pending: Pending[list[Any]] = self.db.start_fetch(
+            "SELECT fingerprint, fix_id, successes, failures + reverts AS bad FROM fix_stats"
+            " WHERE fingerprint = ANY($1::text[])", fingerprints)
+
+        def convert(rows: list[Any]) -> dict[str, dict[str, Posterior]]:
+            out: dict[str, dict[str, Posterior]] = {fp: {} for fp in fingerprints}
+            for r in rows:
+                out[r["fingerprint"]][r["fix_id"]] = Posterior(r["successes"], r["bad"])
+            return out
+
+        return pending.then(convert)
 
     def record_ranking(self, fingerprint: str, draws: list[Draw]) -> None:
         payload = [{"fix_id": d.fix_id, "draw": d.draw, "alpha": d.alpha, "beta": d.beta}

@@ -4,7 +4,7 @@ Each operation has a unique ``op_id`` (derived from the error id); ``applied_ops
 the ones applied, in the same transaction as their effect, so a sync interrupted anywhere can
 simply be repeated. Kinds: ``occurrence`` (an error matched a pattern), ``issue`` (an error
 matched nothing), ``fingerprint`` (a fingerprint learned for a pattern, also recorded in
-``learnings``).
+``learnings``), ``ranking`` (a Thompson ranking of a pattern's fixes, in ``fix_rankings``).
 """
 
 from __future__ import annotations
@@ -79,7 +79,14 @@ async def _fingerprint(conn: asyncpg.Connection, p: dict[str, Any]) -> None:
         )
 
 
-_APPLY = {"occurrence": _occurrence, "issue": _issue, "fingerprint": _fingerprint}
+async def _ranking(conn: asyncpg.Connection, p: dict[str, Any]) -> None:
+    await conn.execute(
+        "INSERT INTO fix_rankings (fingerprint, chosen, draws, ts) VALUES ($1, $2, $3::jsonb, $4)",
+        p["fingerprint"], p["chosen"], orjson.dumps(p["draws"]).decode(), _ts(p.get("ts")))
+
+
+_APPLY = {"occurrence": _occurrence, "issue": _issue, "fingerprint": _fingerprint,
+          "ranking": _ranking}
 
 
 def apply_ops(db: Database, ops: Iterable[Op]) -> int:

@@ -14,7 +14,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -28,6 +28,7 @@ from pipeline.lookup.catalog import Catalog, Pattern
 from pipeline.lookup.causal import walk_edges
 from pipeline.lookup.guard import logic_bug
 from pipeline.lookup.learned import CACHE_PREFIX, fix_from_row, learned_result
+from pipeline.lookup.rankings import BatchPosteriors, OutboxRankingStore
 from pipeline.lookup.result import LookupResult, unmatched
 from pipeline.lookup.semantic import (
     DEFAULT_THRESHOLD,
@@ -97,6 +98,12 @@ class Lookup:
         self._learned: dict[str, tuple[float, dict[str, Any] | None]] = {}
         #: digest of an error text -> (pattern id, rule parameters) or None (see _detect)
         self._detected: dict[bytes, tuple[str, dict[str, str]] | None] = {}
+        #: digest of an error text -> the logic bug it names, or None (see _guard)
+        self._bugs: dict[bytes, str | None] = {}
+        #: posteriors of the batch being handled (see prepare)
+        self._posteriors = BatchPosteriors()
+        #: id of a text of the batch being handled -> (the text, its digest) (see prepare)
+        self._digests: dict[int, tuple[str, bytes]] = {}
         #: fingerprints silenced with `heal ignore` (re-read with the fix states)
         self._ignored: frozenset[str] = frozenset()
         #: flaky fingerprints -> determinism score (re-read with the fix states)
@@ -186,7 +193,9 @@ class Lookup:
         if fine in self._ignored or coarse in self._ignored:
             return unmatched("ignored with `heal ignore`: detected, never fixed or queued",
                              ignored=True)
-        rule = self._detect(text)
+        known = self._digests.get(id(text))
+        digest = known[1] if known is not None and known[0] is text else _digest(text)
+        rule = self._detect(text, digest)
         if rule is None:
             self._ask_ahead(text, fine, coarse, headline)
         result = self._tier1(text, fine, coarse, base, rule)
@@ -198,9 +207,9 @@ class Lookup:
         if result is None or not _has_usable_fix(result):
             result = self._tier3(result, fine, coarse, text, base) or result
         result = result or unmatched("no known pattern matched; queued for review")
-        result = self._guard(text, result)
+        result = self._guard(text, digest, result)
         result = self._flaky_retry(fine, text, result)
-        result = self._rank(fine, result, record)
+        result = self._rank(error_id, fine, result, record)
         # diagnose (record=False) writes nothing, not even a learned mapping; learned only
         # after the guard: a refused logic bug never teaches a fingerprint
         if record and detected is not None and "refused" not in result.details:
@@ -210,6 +219,49 @@ class Lookup:
         if record:
             self._record(error_id, fine, coarse, text, result)
         return result
+
+    def prepare(self, items: Sequence[tuple[str, str, str]]) -> None:
+        """Before a batch of lookups (``(text, fine, coarse)`` each, as the stage's runtime
+        hands them over): read, in one query, the posteriors of every fingerprint that tier 1
+        will answer with a pattern that has alternatives, so their rankings do not ask
+        PostgreSQL one event at a time (see :mod:`pipeline.lookup.rankings`; the query is
+        sent, not waited for). Answers are unchanged. PostgreSQL trouble raises nothing here:
+        when the read fails, the ranking that meets the failure reports it as before and the
+        next events read their own (and whatever else ``prepare`` meets, the runtime logs and
+        the events are handled one by one, as without it)."""
+        self._posteriors.clear()
+        # each text's digest, computed once for the batch (the lookup finds it by identity)
+        digests = self._digests = {id(text): (text, _digest(text)) for text, _, _ in items}
+        catalog = self.catalog
+        ranked = {p.id for p in catalog.patterns.values() if p.alternatives}
+        if not ranked or not self.online:
+            return
+        wanted: dict[str, None] = {}
+        for text, fine, coarse in items:
+            if fine in self._ignored or coarse in self._ignored:
+                continue
+            pattern_id = self._tier1_pattern(text, digests[id(text)][1], fine, coarse)
+            if pattern_id in ranked:
+                wanted[fine or pattern_id] = None
+        if not wanted:
+            return
+        assert self.db is not None
+        try:
+            self._posteriors.prefetch(LifecycleStore(self.db), list(wanted))
+        except DatabaseUnavailable:
+            self._went_offline()
+
+    def _tier1_pattern(self, text: str, digest: bytes, fine: str, coarse: str) -> str | None:
+        """The id of the pattern tier 1 answers with from memory and the local cache, if any
+        (a rule's verdict for ``text``, else the fine then the coarse mapping)."""
+        hit = self._detected.get(digest, _NOT_SEEN)
+        if hit is _NOT_SEEN:
+            found = self._detect(text, digest)
+            hit = None if found is None else (found[0].id,)
+        if hit is not None:
+            return str(hit[0])
+        return (self._known_pattern(fine, "fine", ask_database=False)
+                or self._known_pattern(coarse, "coarse", ask_database=False))
 
     def _tier1(self, text: str, fine: str, coarse: str, base: dict[str, Any],
                detected: tuple[Pattern, dict[str, str]] | None) -> LookupResult | None:
@@ -229,14 +281,20 @@ class Lookup:
         learned = self._learned_fix(fine)
         return learned_result(learned, base) if learned is not None else None
 
-    def _detect(self, text: str) -> tuple[Pattern, dict[str, str]] | None:
-        """The catalog's rules over ``text``, memoized by a digest of the text (a recurring
-        error is matched once, not once per regex per occurrence)."""
-        key = hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=16).digest()
-        if key in self._detected:
-            hit = self._detected[key]
-            return None if hit is None else (self.catalog.patterns[hit[0]], dict(hit[1]))
-        found = self.catalog.detect(text)
+    def _detect(self, text: str, key: bytes) -> tuple[Pattern, dict[str, str]] | None:
+        """The catalog's rules over ``text`` (``key``: its digest), memoized by the digest (a
+        recurring error is matched once, not once per regex per occurrence). The memo is
+        emptied when the catalog changes (``refresh_taught``, from the background thread:
+        hence one ``get``, and a pattern no longer in the catalog is detected afresh)."""
+        catalog = self.catalog
+        hit = self._detected.get(key, _NOT_SEEN)
+        if hit is None:
+            return None
+        if hit is not _NOT_SEEN:
+            pattern = catalog.patterns.get(hit[0])
+            if pattern is not None:
+                return pattern, dict(hit[1])
+        found = catalog.detect(text)
         if len(self._detected) >= MEMO_SIZE:
             self._detected.clear()
         self._detected[key] = None if found is None else (found[0].id, dict(found[1]))
@@ -331,9 +389,8 @@ class Lookup:
 
     def _rule_answer(self, pattern: Pattern, params: dict[str, str], text: str,
                      base: dict[str, Any]) -> LookupResult:
-        answer = self._answer(pattern.id, 1, 1.0, f"exact: detection rule of {pattern.id}",
-                              text, {**base, **params})
-        return replace(answer, details={"rule_matched": True})
+        return self._answer(pattern.id, 1, 1.0, f"exact: detection rule of {pattern.id}",
+                            text, {**base, **params}, details={"rule_matched": True})
 
     def _learned_fix(self, fine: str) -> dict[str, Any] | None:
         """The newest fix learned from precedent for ``fine`` (memory, then PostgreSQL, then
@@ -411,6 +468,9 @@ class Lookup:
         return found[0]
 
     def _learn(self, fine: str, coarse: str, pattern_id: str) -> None:
+        known = self._known
+        if (not fine or (fine, "fine") in known) and (not coarse or (coarse, "coarse") in known):
+            return  # the usual case: both already learned (the stage sees them again)
         rows = [(fp, level, pattern_id) for fp, level in ((fine, "fine"), (coarse, "coarse")) if fp]
         fresh = [r for r in rows if (r[0], r[1]) not in self._known]
         if not fresh:
@@ -423,22 +483,21 @@ class Lookup:
                                   {"fingerprint": fp, "level": level, "pattern_id": pid}))
 
     def _answer(self, pattern_id: str, tier: int, score: float, reason: str, text: str,
-                params: dict[str, Any], path: tuple[str, ...] = ()) -> LookupResult:
+                params: dict[str, Any], path: tuple[str, ...] = (),
+                details: dict[str, Any] | None = None) -> LookupResult:
         pattern = self.catalog.patterns[pattern_id]
         # parameters come from the pattern's own rules (skipped when it declares none, and
         # when a rule just matched: ``params`` already holds its groups)
         from_rule = tier == 1 and "detection rule" in reason
         detected = pattern.detect(text) if pattern.params and not from_rule else None
-        merged = {**params, **(detected or {})}
+        merged = {**params, **detected} if detected else params
         fix, why = self._render(pattern, merged)
-        return LookupResult(pattern_id, tier, score, reason + why, path or (pattern_id,), fix,
-                            merged)
+        return LookupResult(pattern_id, tier, score, reason + why if why else reason,
+                            path or (pattern_id,), fix, merged, {} if details is None else details)
 
     def _render(
         self, pattern: Pattern, params: dict[str, Any], spec: FixSpec | None = None
     ) -> tuple[dict[str, Any] | None, str]:
-        from pipeline.fixes.render import render_fix
-
         spec = spec or pattern.fix
         state = self._states.get(spec.id, spec.state.value)
         if state in UNUSABLE_STATES:
@@ -448,6 +507,8 @@ class Lookup:
                            option=orjson.OPT_SORT_KEYS)
         fix = self._rendered.get(key)
         if fix is None:
+            from pipeline.fixes.render import render_fix
+
             try:
                 fix = render_fix(spec, params)
             except ParameterError as exc:
@@ -541,11 +602,14 @@ class Lookup:
         now = time.monotonic()
         found: dict[str, list[Cause]] = {}
         missing: list[str] = []
-        for node in dict.fromkeys(n for n in nodes if n):
+        for node in nodes:
+            if not node or node in found:
+                continue
             cached = self._cause_cache.get(node)
-            fresh = cached is not None and now - cached[0] < CAUSES_TTL_S
-            found[node] = cached[1] if cached is not None and fresh else []
-            if not fresh:
+            if cached is not None and now - cached[0] < CAUSES_TTL_S:
+                found[node] = cached[1]
+            else:
+                found[node] = []
                 missing.append(node)
         if missing:
             found.update(self._walk(missing))
@@ -554,6 +618,8 @@ class Lookup:
         if len(found) == 1:
             return next(iter(found.values()))
         causes = [c for walked in found.values() for c in walked]
+        if len(causes) < 2:
+            return causes  # the usual case on a hot path: no cause known for any node
         return sorted(causes, key=lambda c: (-c.confidence, -len(c.path), c.node))
 
     def _walk(self, nodes: list[str]) -> dict[str, list[Cause]]:
@@ -580,11 +646,17 @@ class Lookup:
 
     # -- guard, recording, sync --------------------------------------------------------------
 
-    @staticmethod
-    def _guard(text: str, result: LookupResult) -> LookupResult:
+    def _guard(self, text: str, key: bytes, result: LookupResult) -> LookupResult:
+        """Refuse a SAFE/MODERATE fix for a text that names a logic bug (the verdict is a
+        function of the text: memoized by its digest, like the detection rules')."""
         if result.fix is None or result.fix["category"] not in AUTO_CATEGORIES:
             return result
-        bug = logic_bug(text)
+        bug = self._bugs.get(key, _NOT_SEEN)
+        if bug is _NOT_SEEN:
+            bug = logic_bug(text)
+            if len(self._bugs) >= MEMO_SIZE:
+                self._bugs.clear()
+            self._bugs[key] = bug
         if bug is None:
             return result
         return unmatched(
@@ -608,11 +680,14 @@ class Lookup:
         return replace(result, fix=retry_fix, reason=f"{reason}; retry playbook instead",
                        details=details)
 
-    def _rank(self, fine: str, result: LookupResult, record: bool) -> LookupResult:
+    def _rank(self, error_id: str, fine: str, result: LookupResult,
+              record: bool) -> LookupResult:
         """A pattern with alternatives: rank its usable fixes by Thompson sampling on their
-        posteriors for this fingerprint (recorded in ``fix_rankings`` unless ``record`` is
-        False); the winner is the fix, the others follow in ``fix["alternatives"]``, tried in
-        order by the apply stage when the one before fails. Offline: the catalog's order."""
+        posteriors for this fingerprint (prefetched for the batch by :meth:`prepare`, else
+        read now; the ranking recorded in ``fix_rankings`` through the outbox unless
+        ``record`` is False); the winner is the fix, the others follow in
+        ``fix["alternatives"]``, tried in order by the apply stage when the one before fails.
+        Offline: the catalog's order."""
         pattern = self.catalog.get(result.pattern_id or "")
         fix = result.fix
         if pattern is None or not pattern.alternatives or fix is None or (
@@ -628,7 +703,8 @@ class Lookup:
         order, draws = list(options), []
         if self.online:
             assert self.db is not None
-            store = LifecycleStore(self.db)
+            store = OutboxRankingStore(LifecycleStore(self.db), self._posteriors, error_id,
+                                       self._queue)
             try:
                 ranked = (rank_and_record(store, fine or pattern.id, order) if record
                           else thompson_rank(store.posteriors(fine or pattern.id, order),
@@ -657,6 +733,11 @@ class Lookup:
                 "fine": fine, "coarse": coarse, "sample": text[-4000:], "ts": time.time()})
         else:
             return
+        self._queue(op)
+
+    def _queue(self, op: tuple[str, str, dict[str, Any]]) -> None:
+        """Buffer one write for the outbox (moved there every FLUSH_EVERY ops, and by the
+        background sync)."""
         with self._ops_lock:
             self._ops.append(op)
         if len(self._ops) >= FLUSH_EVERY:
@@ -700,6 +781,9 @@ class Lookup:
         self.catalog = catalog
         self._known.clear()
         self._rendered.clear()
+        # the rules' verdicts per text were the old catalog's: a rule taught meanwhile must
+        # match a text already seen (and a pattern removed meanwhile must not be answered)
+        self._detected.clear()
         if self.embedder is None or self.db is None or not self.online:
             return
         from pipeline.lookup.setup import seed_database
@@ -789,6 +873,15 @@ class Lookup:
         if self._syncer is not None:
             self._syncer.join(timeout=10)
         self.sync()
+
+
+#: "not in the memo" (None is a memoized answer)
+_NOT_SEEN: Any = object()
+
+
+def _digest(text: str) -> bytes:
+    """The key of a text in the per-text memos (detection rules, logic-bug verdict)."""
+    return hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=16).digest()
 
 
 def _has_usable_fix(result: LookupResult) -> bool:

@@ -62,6 +62,9 @@ def test_the_ranked_fallback_is_tried_when_the_chosen_fix_fails(
     assert [a["id"] for a in found.fix["alternatives"]] == ["tool.cache_broken/rebuild"]
     assert [d["fix_id"] for d in found.fix["ranking"]] == [
         "tool.cache_broken/clear", "tool.cache_broken/rebuild"]
+    # the ranking is recorded through the outbox, like occurrences (the stage syncs every 2 s)
+    assert db.fetchval("SELECT chosen FROM fix_rankings WHERE fingerprint = $1", fp) is None
+    lookup.sync()
     assert db.fetchval("SELECT chosen FROM fix_rankings WHERE fingerprint = $1", fp) == (
         "tool.cache_broken/clear")
 
