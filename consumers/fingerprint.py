@@ -13,7 +13,7 @@ from contextlib import suppress
 from typing import Any
 
 from pipeline.config import STREAM_ERRORS, STREAM_FINGERPRINTS
-from pipeline.events import ErrorEvent, FingerprintEvent
+from pipeline.events import SCHEMA_VERSION, ErrorEvent, FingerprintEvent, utc_now
 from pipeline.fingerprint import ALGORITHM_VERSION, Fingerprint, Fingerprinter
 from pipeline.fingerprint.fingerprinter import ANALYSIS_CACHE
 from pipeline.fingerprint.store import MemoryTemplateStore, RedisTemplateStore, TemplateStore
@@ -38,24 +38,33 @@ class FingerprintHandler:
         #: gets the same Fingerprint object back, so its dict is built once (the entry holds
         #: the fingerprint, so its id is not reused while cached)
         self._published: OrderedDict[int, tuple[Fingerprint, dict[str, Any]]] = OrderedDict()
+        #: the prepared batch's time stamp, its events (held, so no other object can take
+        #: one of their ids meanwhile) and their ids: one tuple, replaced whole
+        self._stamped: tuple[str, Sequence[ErrorEvent], frozenset[int]] = ("", (), frozenset())
 
     def decode(self, raw: bytes) -> ErrorEvent:
         return ErrorEvent.decode(raw, self.max_text_bytes)
 
     def prepare(self, events: Sequence[ErrorEvent]) -> None:
-        """Mine the batch's templates in one round trip to the shared store."""
+        """Mine the batch's templates in one round trip to the shared store, and read the
+        clock once for the batch: an output's ``ts`` is when the stage began its batch."""
+        self._stamped = ("", (), frozenset())
         self.fingerprinter.prepare([(e.text, e.repo.path) for e in events])
+        self._stamped = (utc_now(), events, frozenset(map(id, events)))
 
     def handle(self, event: ErrorEvent) -> Sequence[FingerprintEvent]:
         """Raises: StreamUnavailable when the shared template store is unreachable (the
         runtime retries)."""
         fp = self.fingerprinter.fingerprint(event.text, repo=event.repo.path)
         extraction = self._extraction(fp)
+        stamp, _, stamped = self._stamped
         return [
-            FingerprintEvent(
+            FingerprintEvent.assemble(  # (every field, in order: no per-field setattr)
                 id=f"{event.id}:{GROUP}",
                 error_id=event.id,
                 error=event,
+                v=SCHEMA_VERSION,
+                ts=stamp if id(event) in stamped else utc_now(),
                 fine=fp.fine,
                 coarse=fp.coarse,
                 version=fp.version,
@@ -64,7 +73,6 @@ class FingerprintHandler:
                 extraction=extraction,
             )
         ]
-
 
     def _extraction(self, fp: Fingerprint) -> dict[str, Any]:
         """The ``extraction`` object published for ``fp`` (shared by every event of one

@@ -39,19 +39,22 @@ TRUNCATION_MARKER = "\n…[heal: {n} bytes truncated]…\n"
 JSON = dict[str, Any]
 
 
+#: (the current second, its ``YYYY-mm-ddTHH:MM:SS.`` text): one tuple, replaced whole, so a
+#: thread never reads one second's number with another's text
 _SECOND: tuple[int, str] = (-1, "")
+_time_ns = time.time_ns
 
 
 def utc_now() -> str:
     """``2026-11-22T10:00:00.123456Z`` (UTC, microseconds). The seconds part is formatted
-    once per second: strftime per event was a tenth of a stage's decode."""
+    once per second (strftime per event was a tenth of a stage's decode), from integer
+    nanoseconds (no float arithmetic)."""
     global _SECOND
-    now = time.time()
-    second = int(now)
+    second, fraction = divmod(_time_ns() // 1000, 1_000_000)
     cached = _SECOND
     if cached[0] != second:
-        cached = _SECOND = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-    return f"{cached[1]}.{min(int((now - second) * 1_000_000), 999_999):06d}Z"
+        cached = _SECOND = (second, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second)))
+    return f"{cached[1]}{fraction:06d}Z"
 
 
 def _fail(raw: bytes, reason: str) -> EventValidationError:
@@ -184,15 +187,13 @@ class ErrorEvent:
 
     def __post_init__(self) -> None:
         # secrets never travel further than the constructor (issue 11, item 9): every
-        # producer and every decode builds the event through here, before any write
-        text, found = redact_counted(self.text)
-        # (empty command and tags, the common case, hold nothing to redact)
-        command = tuple(redact_value(list(self.command))) if self.command else self.command
-        tags = redact_value(self.tags) if self.tags else self.tags
-        if found or command != self.command or tags != self.tags:
-            object.__setattr__(self, "text", text)
-            object.__setattr__(self, "command", command)
-            object.__setattr__(self, "tags", tags)
+        # producer builds the event through here, and every decode through ``_redacted``
+        # too (see ``from_dict``), before any write
+        redacted = _redacted(self.text, self.command, self.tags)
+        if redacted is not None:
+            object.__setattr__(self, "text", redacted[0])
+            object.__setattr__(self, "command", redacted[1])
+            object.__setattr__(self, "tags", redacted[2])
 
     @property
     def error_id(self) -> str:
@@ -245,7 +246,8 @@ class ErrorEvent:
             raise _fail(raw, "missing required field 'id' (a non-empty producer-assigned string)")
         if len(ev_id) > MAX_ID_LENGTH:
             raise _fail(raw, f"'id' is {len(ev_id)} characters; at most {MAX_ID_LENGTH}")
-        bad = _CONTROL.search(ev_id)
+        # (printable, the common case, excludes every control character: no regex)
+        bad = None if ev_id.isprintable() else _CONTROL.search(ev_id)
         if bad:
             raise _fail(raw, f"'id' contains the control character {bad.group(0)!r} at "
                              f"{bad.start()}; use printable characters only")
@@ -256,39 +258,87 @@ class ErrorEvent:
         ts = obj.get("ts") or ""
         if not isinstance(ts, str):
             raise _fail(raw, "'ts' must be an ISO-8601 string such as 2026-11-22T10:00:00Z")
+        # (each check below is skipped only where it cannot fail: an empty command, no
+        # exit code, no tags, a text short enough; tests/unit/test_events_fast.py pins them)
         command = obj.get("command") or []
-        if isinstance(command, str):
-            command = [command]
-        if not isinstance(command, list) or not all(isinstance(c, str) for c in command):
-            raise _fail(raw, "'command' must be a list of strings (argv)")
-        _check_command(raw, command)
+        if command:
+            if isinstance(command, str):
+                command = [command]
+            if not isinstance(command, list) or not all(isinstance(c, str) for c in command):
+                raise _fail(raw, "'command' must be a list of strings (argv)")
+            _check_command(raw, command)
         exit_code = obj.get("exit_code")
-        bad_exit = not isinstance(exit_code, int) or isinstance(exit_code, bool)
-        if exit_code is not None and bad_exit:
+        if exit_code is not None and (not isinstance(exit_code, int)
+                                      or isinstance(exit_code, bool)):
             raise _fail(raw, f"'exit_code' must be an integer or null, got {exit_code!r}")
         tags = obj.get("tags") or {}
         if not isinstance(tags, dict):
             raise _fail(raw, "'tags' must be an object of string keys")
-        _check_size(raw, tags, text)
+        if tags or len(raw) > MAX_EVENT_BYTES:
+            _check_size(raw, tags, text)
         source = _str_fields(raw, "source", obj.get("source"), Source)
         if source.kind and source.kind not in SOURCE_KINDS:
             kinds = ", ".join(SOURCE_KINDS)
             raise _fail(raw, f"'source.kind' {source.kind!r} is not one of {kinds}")
-        text, cut = truncate_text(text, max_text_bytes)
-        if cut:
-            tags = {**tags, "truncated_bytes": cut}
+        if len(text) * 4 > max_text_bytes:  # (else it fits: see truncate_text)
+            text, cut = truncate_text(text, max_text_bytes)
+            if cut:
+                tags = {**tags, "truncated_bytes": cut}
+        workflow = _str_fields(raw, "workflow", obj.get("workflow"), Workflow)
+        repo = _str_fields(raw, "repo", obj.get("repo"), Repo)
+        if cls is ErrorEvent:
+            # the constructor's work without its per-field frozen setattr (a fifth of a
+            # stage's decode): the same redaction, then the fields in one step
+            args = tuple(command)
+            if args or tags:
+                redacted = _redacted(text, args, tags)
+                if redacted is not None:
+                    text, args, tags = redacted
+            else:  # (nothing but the text can hold a secret)
+                text = redact_counted(text)[0]
+            return _assemble(cls, {
+                "id": ev_id, "text": text, "v": v, "ts": ts or utc_now(), "source": source,
+                "workflow": workflow, "repo": repo, "command": args,
+                "exit_code": exit_code, "tags": tags,
+            })
         return cls(
             id=ev_id,
             text=text,
             v=v,
             ts=ts or utc_now(),
             source=source,
-            workflow=_str_fields(raw, "workflow", obj.get("workflow"), Workflow),
-            repo=_str_fields(raw, "repo", obj.get("repo"), Repo),
+            workflow=workflow,
+            repo=repo,
             command=tuple(command),
             exit_code=exit_code,
             tags=tags,
         )
+
+
+def _redacted(text: str, command: tuple[str, ...], tags: dict[str, Any]
+              ) -> tuple[str, tuple[str, ...], dict[str, Any]] | None:
+    """(text, command, tags) with every secret redacted; None when none held one."""
+    text, found = redact_counted(text)
+    # (empty command and tags, the common case, hold nothing to redact)
+    new_command = tuple(redact_value(list(command))) if command else command
+    new_tags = redact_value(tags) if tags else tags
+    if found or new_command != command or new_tags != tags:
+        return text, new_command, new_tags
+    return None
+
+
+_new = object.__new__
+E = TypeVar("E")
+
+
+def _assemble(cls: type[E], fields: JSON) -> E:
+    """An instance of the frozen dataclass ``cls`` holding ``fields`` (every field, already
+    validated and redacted), built without ``__init__``: its frozen ``__setattr__`` per field
+    was a fifth of a stage's per-event time. The instance is the same as the constructor's
+    (equal, frozen, same repr); ``tests/unit/test_events_fast.py`` checks both agree."""
+    built: E = _new(cls)
+    built.__dict__.update(fields)
+    return built
 
 
 def _check_command(raw: bytes, command: list[str]) -> None:
@@ -340,6 +390,20 @@ class StageEvent:
             value = getattr(self, name)
             out[name] = value.to_dict() if isinstance(value, ErrorEvent) else value
         return out
+
+    @classmethod
+    def assemble(cls: type[T], **fields: Any) -> T:
+        """The event of ``fields`` as the constructor builds it, without its per-field frozen
+        ``__setattr__`` (for a stage's own outputs, built for every event). Every field must
+        be given in declaration order (the order ``encode`` writes them in); otherwise this
+        is the constructor itself, with its errors.
+
+        Raises:
+            TypeError: from the constructor, for a missing or unknown field.
+        """
+        if tuple(fields) != _field_names(cls):
+            return cls(**fields)
+        return _assemble(cls, fields)
 
     def encode(self) -> bytes:
         """The JSON of ``to_dict()`` (the same object; the error's keys in field order):

@@ -37,7 +37,9 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Protocol
+from itertools import count, zip_longest
+from operator import getitem
+from typing import Protocol, cast
 
 from pipeline.fingerprint.columns import DEFAULT_CONFIG, WILDCARD, MinerConfig, Tokens, templates
 
@@ -74,17 +76,32 @@ def group_key(tokens: Tokens) -> str:
     return str(len(tokens))
 
 
-def _root(line: Tokens, freq: Counter[tuple[int, str]]) -> tuple[tuple[int, str], ...]:
-    # wildcards are already variables: they must not decide which constants belong together
-    freqs = [0 if tok == WILDCARD else freq[(pos, tok)] for pos, tok in enumerate(line)]
-    shares: dict[int, int] = {}  # a plain dict: Counter() costs a third of mining here
-    for f in freqs:
-        if f:
-            shares[f] = shares.get(f, 0) + 1
-    if not shares:
+def _root(line: Tokens, freq: list[dict[str, int]]) -> tuple[tuple[int, str], ...]:
+    """``freq[pos][tok]``: in how many distinct sequences ``tok`` is at ``pos`` (0 for a
+    wildcard: already variables, they must not decide which constants belong together)."""
+    freqs = list(map(getitem, freq, line))  # (freq may be wider than line)
+    shared = set(freqs)
+    shared.discard(0)
+    if not shared:
         return ()
-    root_freq = max(shares.items(), key=lambda kv: (kv[1], kv[0]))[0]
-    return tuple((pos, tok) for pos, tok in enumerate(line) if freqs[pos] == root_freq)
+    # the frequency most constants share; ties: the higher frequency
+    root_freq = max([(freqs.count(f), f) for f in shared])[1]
+    return tuple([(pos, tok) for pos, tok, f in zip(count(), line, freqs, strict=False)
+                  if f == root_freq])
+
+
+def _frequencies(distinct: Sequence[Tokens]) -> list[dict[str, int]]:
+    """Per position, in how many of ``distinct`` each token is there (one counter per
+    position, counted in C: no (position, token) tuple built and hashed per token); a
+    wildcard counts 0."""
+    freq: list[dict[str, int]] = []
+    for column in zip_longest(*distinct, fillvalue=None):
+        counts: Counter[str | None] = Counter(column)
+        counts.pop(None, None)  # (the filler of a shorter sequence)
+        if WILDCARD in counts:
+            counts[WILDCARD] = 0
+        freq.append(cast(dict[str, int], counts))
+    return freq
 
 
 def mine_group(
@@ -98,9 +115,7 @@ def mine_group(
     two, and when a group grows by a few sequences most of its clusters stay as they were
     (judging the columns is most of the cost of re-mining a group)."""
     distinct = sorted(set(lines))  # sorted: iteration order never depends on arrival order
-    freq: Counter[tuple[int, str]] = Counter()
-    for line in distinct:
-        freq.update(enumerate(line))
+    freq = _frequencies(distinct)
     clusters: dict[tuple[tuple[int, str], ...], list[Tokens]] = defaultdict(list)
     for line in distinct:
         clusters[_root(line, freq)].append(line)

@@ -136,6 +136,8 @@ def templates(
     members: Sequence[Tokens], fixed: set[int], config: MinerConfig = DEFAULT_CONFIG
 ) -> dict[Tokens, Tokens]:
     """The template of every member of one cluster; ``fixed`` are its root positions."""
+    if len(members) == 1:  # no column varies and none is forced: the member is its template
+        return {members[0]: tuple(members[0])}
     out: dict[Tokens, Tokens] = {}
     _judge(sorted(members), frozenset(fixed), frozenset(), config, out)
     return out

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import replace
 
 from pipeline.fingerprint.cluster import (
     DEFAULT_CONFIG,
@@ -46,22 +44,36 @@ class Fingerprinter:
     ) -> None:
         self.normalizer = normalizer
         self.miner = TemplateMiner(store, config) if store is not None else None
-        self._analyses: OrderedDict[tuple[bytes, str], _Analysis] = OrderedDict()
+        #: by (text, repo): the text itself is the key (a str caches its hash; a digest of
+        #: it cost a hash of every event's text) and is what ANALYSIS_CACHE_CHARS counts
+        self._analyses: OrderedDict[tuple[str, str], _Analysis] = OrderedDict()
         #: characters of the texts behind the cached analyses (the cache's memory bound)
         self._cached_chars = 0
-        #: the last prepared batch's analyses by (text, repo): ``fingerprint`` of the same
-        #: event then skips hashing its text again (a str caches its own hash)
+        #: the last prepared batch's analyses by (text, repo)
         self._batch: dict[tuple[str, str], _Analysis] = {}
+        #: the last prepared batch's fingerprints by (text, repo): its templates are fixed
+        #: by ``prepare``, so ``fingerprint`` of an event of the batch is one lookup
+        self._finished: dict[tuple[str, str], Fingerprint] = {}
 
     def fingerprint(self, text: str, repo: str = "") -> Fingerprint:
         """The fingerprint of ``text``. A repeated text with the same mined template gets the
         same (frozen) object back: treat its ``params`` as read-only."""
+        done = self._finished.get((text, repo))
+        if done is not None:
+            return done
+        return self._fingerprint(text, repo)
+
+    def _fingerprint(self, text: str, repo: str) -> Fingerprint:
         analysis = self._analyze(text, repo)
         tokens = analysis.tokens
-        template = render(self.miner.template(tokens) if self.miner is not None else tokens)
+        mined = self.miner.template(tokens) if self.miner is not None else tokens
+        if mined is analysis.last_mined:  # the very template of last time: its fingerprint
+            return analysis.last
+        template = render(mined)
         found = analysis.finished.get(template)
         if found is None:
             found = analysis.finish(template)
+        analysis.last_mined, analysis.last = mined, found
         return found
 
     def prepare(self, items: Sequence[tuple[str, str]]) -> None:
@@ -71,9 +83,16 @@ class Fingerprinter:
         Raises:
             StreamUnavailable: a Redis-backed template store cannot be reached.
         """
-        self._batch = {item: self._analyze(*item) for item in items}
+        self._finished = {}
+        batch: dict[tuple[str, str], _Analysis] = {}
+        for item in items:
+            if item not in batch:
+                batch[item] = self._analyze(*item)
+        self._batch = batch
         if self.miner is not None:
-            self.miner.prepare([analysis.tokens for analysis in self._batch.values()])
+            self.miner.prepare([analysis.tokens for analysis in batch.values()])
+        # (what ``fingerprint`` would answer for each, now that the templates are fixed)
+        self._finished = {item: self._fingerprint(*item) for item in batch}
 
     def _analyze(self, text: str, repo: str) -> _Analysis:
         """Everything but the mined template, a pure function of (text, repo): cached, since
@@ -81,7 +100,7 @@ class Fingerprinter:
         found = self._batch.get((text, repo))
         if found is not None:
             return found
-        key = (_digest(text), repo)
+        key = (text, repo)
         found = self._analyses.get(key)
         if found is not None:
             try:  # noqa: SIM105 - a suppress() context per event is measurable here
@@ -140,7 +159,7 @@ class _Analysis:
     without template, the tokens to mine, the frame key), and the finished fingerprints by
     template (a repeated text usually gets the template it got last time)."""
 
-    __slots__ = ("base", "tokens", "frame_key", "chars", "finished")
+    __slots__ = ("base", "tokens", "frame_key", "chars", "finished", "last_mined", "last")
 
     def __init__(self, base: Fingerprint, tokens: Tokens, frame_key: str, chars: int) -> None:
         self.base = base
@@ -149,6 +168,10 @@ class _Analysis:
         #: length of the analysed text (what this entry costs the cache)
         self.chars = chars
         self.finished: dict[str, Fingerprint] = {}
+        #: the mined template tuple last given and its fingerprint: the miner hands out the
+        #: same tuple while a group is unchanged, so an identity check skips rendering it
+        self.last_mined: Tokens | None = None
+        self.last: Fingerprint = base
 
     def finish(self, template: str) -> Fingerprint:
         base = self.base
@@ -156,12 +179,17 @@ class _Analysis:
         params = dict(base.params)
         params["cluster"] = stable_hash("cluster", base.extraction.kind, template,
                                         self.frame_key)
-        found = replace(base, template=template, params=params)
+        # ``dataclasses.replace(base, template=..., params=...)`` without its __init__ (the
+        # frozen setattr per field): the same fields, two of them new
+        found = _new(Fingerprint)
+        found.__dict__.update(vars(base), template=template, params=params)
         if len(self.finished) >= _FINISHED_PER_TEXT:  # a text whose template keeps moving
             self.finished.clear()
         self.finished[template] = found
         return found
 
+
+_new = object.__new__
 
 #: finished fingerprints kept per analysed text (one per template it was given)
 _FINISHED_PER_TEXT = 4
@@ -170,10 +198,6 @@ _FINISHED_PER_TEXT = 4
 #: line; long texts count by their length, so a storm of 64 KB tracebacks stays bounded)
 ANALYSIS_CACHE = 32768
 ANALYSIS_CACHE_CHARS = 16 * 1024 * 1024
-
-
-def _digest(text: str) -> bytes:
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 #: extracted values that are masked in the message by name (they live on in ``params``)

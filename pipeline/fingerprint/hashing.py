@@ -28,9 +28,9 @@ VERSIONS: dict[str, str] = {
 
 def stable_hash(*parts: str, version: str = ALGORITHM_VERSION) -> str:
     """``<version>:<16 hex>`` of the parts (joined with a separator no part contains)."""
-    digest = hashlib.blake2b(digest_size=8)
-    digest.update(version.encode())
-    for part in parts:
-        digest.update(b"\x1f")
-        digest.update(part.replace("\x1f", " ").encode("utf-8", "replace"))
+    # one buffer, hashed at once: the same bytes as feeding the version, then a separator
+    # and each part in turn (no part holds a separator, so no character can pair across
+    # parts when encoding), for a third of the calls
+    joined = "\x1f".join([version, *[p.replace("\x1f", " ") for p in parts]])
+    digest = hashlib.blake2b(joined.encode("utf-8", "replace"), digest_size=8)
     return f"{version}:{digest.hexdigest()}"

@@ -142,6 +142,8 @@ class Normalizer:
 
     def __init__(self, rules: tuple[Rule, ...] = RULES) -> None:
         self.rules = (BLOB, *rules)
+        #: rule name -> its place in the table
+        self._order = {r.name: i for i, r in enumerate(self.rules)}
         alternation = "|".join(f"(?P<{r.name}>{r.pattern})" for r in rules)
         self._regex = re.compile(_GUARD + "(?:" + alternation + ")", re.VERBOSE)
         self._blob = re.compile(f"(?P<blob>{BLOB.pattern})")
@@ -154,20 +156,26 @@ class Normalizer:
 
     def mask(self, text: str) -> Masked:
         """The masked text, a count per rule and the values each rule replaced."""
-        result = Masked(text="")
+        counts: Counter[str] = Counter()
+        values: dict[str, list[str]] = {}
 
         def replace(match: re.Match[str]) -> str:
             name = match.lastgroup or "var"
+            whole = match.group(0)
             if name in _KEPT:
-                return match.group(0)
-            result.counts[name] += 1
-            result.values.setdefault(name, []).append(match.group(0))
+                return whole
+            # (dict.get, not Counter's += : its __missing__ is a Python call per match)
+            counts[name] = counts.get(name, 0) + 1
+            seen = values.get(name)
+            if seen is None:
+                values[name] = [whole]
+            else:
+                seen.append(whole)
             return f"<{name}>"
 
         if len(text) >= _BLOB_MIN:
             text = self._blob.sub(replace, text)
-        result.text = self._regex.sub(replace, text)
-        return result
+        return Masked(self._regex.sub(replace, text), counts, values)
 
     def explain(self, text: str) -> list[str]:
         """One human sentence per rule that fired, e.g. ``num: 2 replaced (numbers: ...)``."""
@@ -176,8 +184,14 @@ class Normalizer:
     def describe(self, masked: Masked) -> list[str]:
         """The sentences of :meth:`explain` for an already masked text."""
         lines = []
-        for rule in self.rules:
-            count = masked.counts.get(rule.name, 0)
+        counts = masked.counts
+        order = self._order
+        # (the rules that fired, in table order: a text trips one or two of some twenty)
+        rules = ([self.rules[order[n]] for n in sorted(
+            (n for n in counts if n in order), key=order.__getitem__)]
+            if len(order) == len(self.rules) else self.rules)  # (else a name is repeated)
+        for rule in rules:
+            count = counts.get(rule.name, 0)
             if count:
                 sample = ", ".join(repr(v) for v in masked.values[rule.name][:3])
                 lines.append(f"<{rule.name}>: {count} replaced ({rule.why}); e.g. {sample}")

@@ -18,7 +18,7 @@ from typing import Any
 
 from pipeline.config import STREAM_ERRORS, Settings
 from pipeline.errors import EventValidationError
-from pipeline.trust.keys import keys_for
+from pipeline.trust.keys import KeySet, keys_for
 
 log = logging.getLogger("heal.trust")
 
@@ -31,10 +31,13 @@ def seal(settings: Settings, role: str, raw: bytes) -> bytes:
     Raises:
         ConfigError: the signing key cannot be read or created.
     """
+    return _sealed(keys_for(settings), f"stage:{role}", raw)
+
+
+def _sealed(keys: KeySet, domain: str, raw: bytes) -> bytes:
     if not raw.endswith(b"}") or raw == b"{}":
         raise ValueError("only a non-empty JSON object can be sealed")
-    signature = keys_for(settings).sign(f"stage:{role}", raw)
-    return raw[:-1] + _MARK + signature.encode() + b'"}'
+    return b"".join((raw[:-1], _MARK, keys.sign(domain, raw).encode(), b'"}'))
 
 
 def unseal(settings: Settings, role: str, raw: bytes) -> bytes | None:
@@ -66,7 +69,14 @@ class SealedHandler:
         self.settings = settings
         self.input_role = input_role
         self.output_role = output_role
-        self.decode: Callable[[bytes], Any] = self._decode
+        #: the HMAC domain of the outputs (formatted once, not per event)
+        self._output_domain = f"stage:{output_role}"
+        #: the inner handler's own encoder, looked up once (a missing attribute raised and
+        #: caught on every event otherwise)
+        self._encode: Callable[[Any], bytes] | None = getattr(inner, "encode_output", None)
+        # the public input stream is never sealed: its events go straight to the decoder
+        direct = getattr(inner, "decode", None) if input_role == STREAM_ERRORS else None
+        self.decode: Callable[[bytes], Any] = direct or self._decode
 
     def _decode(self, raw: bytes) -> Any:
         """Raises EventValidationError (dead-lettered by the runtime) for a bad seal."""
@@ -84,11 +94,11 @@ class SealedHandler:
         return result
 
     def encode_output(self, event: Any) -> bytes:
-        encode = getattr(self.inner, "encode_output", None)
+        encode = self._encode
         raw: bytes = encode(event) if encode is not None else event.encode()
         if self.output_role is None:
             return raw
-        return seal(self.settings, self.output_role, raw)
+        return _sealed(keys_for(self.settings), self._output_domain, raw)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -37,3 +37,24 @@ def test_errors_become_fingerprints_through_the_runtime(
     # the last events were mined against the shared set: user names are variables
     assert events[-1].template == "Invalid user <*> from <*>"
     assert client.xlen(settings.stream("dead")) == 1
+
+
+def test_a_batch_s_fingerprint_events_carry_the_time_it_began(
+    redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    # Given two bursts of errors, drained by the real runtime one after the other
+    settings = Settings(redis_url=redis_url, database_url=None, home=tmp_path, prefix=prefix)
+    client = redis.Redis.from_url(redis_url)
+    stamps: list[set[str]] = []
+    for burst in range(2):
+        for i, text in enumerate(TEXTS):
+            event = ErrorEvent(id=f"b{burst}e{i}", text=text)
+            client.xadd(settings.stream("errors"), {"event": event.encode()})
+        # When the fingerprint stage drains each burst (one batch each)
+        assert drain_inline(settings, client, stages=["fingerprint"]) == len(TEXTS)
+        entries = client.xrange(settings.stream("fingerprints"))
+        stamps.append({FingerprintEvent.decode(fields[b"event"]).ts
+                       for _, fields in entries[burst * len(TEXTS):]})
+    # Then one batch's outputs share its stamp, and the later batch has a later one
+    assert [len(s) for s in stamps] == [1, 1]
+    assert stamps[1].pop() > stamps[0].pop()

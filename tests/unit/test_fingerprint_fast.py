@@ -1,0 +1,197 @@
+"""The fingerprint stage's faster spellings compute exactly what the plain ones did.
+
+``stable_hash`` hashes one joined buffer instead of feeding each part, and mining counts
+token frequencies per position instead of per (position, token) tuple; the references
+below are the former code, verbatim. Hashes are frozen (``fp-v2``) and templates must not
+move, so both are compared over generated inputs and over the fixtures' token sequences.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.fingerprint import Fingerprinter, fingerprint_text
+from pipeline.fingerprint.cluster import WILDCARD, Tokens, mine_group, tokenize
+from pipeline.fingerprint.columns import DEFAULT_CONFIG, _judge, templates
+from pipeline.fingerprint.hashing import ALGORITHM_VERSION, stable_hash
+from pipeline.fingerprint.rules import (
+    _BLOB_MIN,
+    _KEPT,
+    DEFAULT_NORMALIZER,
+    RULES,
+    Masked,
+    Normalizer,
+    Rule,
+)
+from pipeline.fingerprint.store import MemoryTemplateStore
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "errors"
+
+
+def reference_hash(*parts: str, version: str = ALGORITHM_VERSION) -> str:
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(version.encode())
+    for part in parts:
+        digest.update(b"\x1f")
+        digest.update(part.replace("\x1f", " ").encode("utf-8", "replace"))
+    return f"{version}:{digest.hexdigest()}"
+
+
+# any code point, lone surrogates and the separator included
+parts = st.lists(st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF)) |
+                 st.sampled_from(["", "\x1f", "\ud800", "a\x1fb", "\udc00x"]), max_size=5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(parts, st.sampled_from([ALGORITHM_VERSION, "fp-v1", "v"]))
+def test_stable_hash_equals_the_part_by_part_hash(values: list[str], version: str) -> None:
+    assert stable_hash(*values, version=version) == reference_hash(*values, version=version)
+
+
+def reference_root(line: Tokens, freq: Counter[tuple[int, str]]) -> tuple[tuple[int, str], ...]:
+    freqs = [0 if tok == WILDCARD else freq[(pos, tok)] for pos, tok in enumerate(line)]
+    shares: dict[int, int] = {}
+    for f in freqs:
+        if f:
+            shares[f] = shares.get(f, 0) + 1
+    if not shares:
+        return ()
+    root_freq = max(shares.items(), key=lambda kv: (kv[1], kv[0]))[0]
+    return tuple((pos, tok) for pos, tok in enumerate(line) if freqs[pos] == root_freq)
+
+
+def reference_mine_group(lines: list[Tokens]) -> dict[Tokens, Tokens]:
+    distinct = sorted(set(lines))
+    freq: Counter[tuple[int, str]] = Counter()
+    for line in distinct:
+        freq.update(enumerate(line))
+    clusters: dict[tuple[tuple[int, str], ...], list[Tokens]] = defaultdict(list)
+    for line in distinct:
+        clusters[reference_root(line, freq)].append(line)
+    result: dict[Tokens, Tokens] = {}
+    for root, members in clusters.items():
+        result.update(templates(members, {pos for pos, _ in root}))
+    return result
+
+
+words = st.sampled_from(["user", "root", "admin", "failed", "for", "from", WILDCARD, "port",
+                         "42", "a=b", "x.y", "Foo::bar", "session", "closed", "()"])
+
+
+groups = st.integers(1, 6).flatmap(lambda n: st.lists(
+    st.lists(words, min_size=n, max_size=n).map(tuple), min_size=1, max_size=40))
+
+
+@settings(max_examples=200, deadline=None)
+@given(groups)
+def test_mining_equals_the_former_counting(lines: list[Tokens]) -> None:
+    # (a group: sequences of one length, as the miner groups them)
+    assert mine_group(lines) == reference_mine_group(lines)
+
+
+def test_mining_the_fixtures_and_log_lines_equals_the_former_counting() -> None:
+    texts = [p.read_text(encoding="utf-8", errors="replace")
+             for p in sorted(FIXTURES.rglob("*.txt"))]
+    texts += [f"Failed password for {u} from 10.0.{i}.{i * 7} port {2000 + i} ssh2"
+              for i, u in enumerate(["root", "admin", "invalid user guest", "test"] * 5)]
+    by_length: dict[int, list[Tokens]] = defaultdict(list)
+    for text in texts:
+        tokens = tokenize(fingerprint_text(text).normalized)
+        by_length[len(tokens)].append(tokens)
+    assert len(by_length) > 5
+    for lines in by_length.values():
+        assert mine_group(lines) == reference_mine_group(lines)
+
+
+def reference_describe(normalizer: Normalizer, masked: Masked) -> list[str]:
+    lines = []
+    for rule in normalizer.rules:
+        count = masked.counts.get(rule.name, 0)
+        if count:
+            sample = ", ".join(repr(v) for v in masked.values[rule.name][:3])
+            lines.append(f"<{rule.name}>: {count} replaced ({rule.why}); e.g. {sample}")
+    return lines
+
+
+def test_describe_equals_the_rule_by_rule_loop() -> None:
+    texts = [p.read_text(encoding="utf-8", errors="replace")
+             for p in sorted(FIXTURES.rglob("*.txt"))]
+    texts += ["GET http://h.example.com/x?id=5 took 1.5s at 2026-11-22T10:00:00Z from 10.0.0.1",
+              "x" * 250 + " user=bob@example.org uuid 123e4567-e89b-12d3-a456-426614174000"]
+    fired = 0
+    for text in texts:
+        masked = DEFAULT_NORMALIZER.mask(text)
+        assert DEFAULT_NORMALIZER.describe(masked) == reference_describe(DEFAULT_NORMALIZER,
+                                                                         masked)
+        fired += len(masked.counts)
+    assert fired > 20
+    # counts of zero and names outside the table, as a caller may build them
+    odd = Masked(text="t", counts=Counter({"num": 0, "nope": 2, "ip": 1, "blob": 1}),
+                 values={"num": [], "nope": ["a", "b"], "ip": ["1.2.3.4"], "blob": ["zz"]})
+    assert DEFAULT_NORMALIZER.describe(odd) == reference_describe(DEFAULT_NORMALIZER, odd)
+    # a table repeating a name (the blob rule's) describes both, as the loop did
+    twice = Normalizer((*RULES, Rule("blob", r"zzz", "again")))
+    masked = twice.mask("a " + "q" * 210 + " zzz")
+    assert twice.describe(masked) == reference_describe(twice, masked)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(words, min_size=0, max_size=8).map(tuple), st.sets(st.integers(0, 8)))
+def test_a_single_member_cluster_is_judged_as_before(line: Tokens, fixed: set[int]) -> None:
+    judged: dict[Tokens, Tokens] = {}
+    _judge([line], frozenset(fixed), frozenset(), DEFAULT_CONFIG, judged)
+    assert templates([line], fixed) == judged == {line: line}
+
+
+def test_a_finished_fingerprint_is_the_analysis_with_its_template() -> None:
+    fingerprinter = Fingerprinter(MemoryTemplateStore())
+    for path in sorted(FIXTURES.rglob("*.txt"))[:20]:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        found = fingerprinter.fingerprint(text, "/srv/r")
+        base = fingerprinter._analyze(text, "/srv/r").base
+        params = {**base.params, "cluster": found.params["cluster"]}
+        assert found == dataclasses.replace(base, template=found.template, params=params)
+        assert list(vars(found)) == [f.name for f in dataclasses.fields(found)]
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            found.template = "x"  # type: ignore[misc]
+
+
+def reference_mask(normalizer: Normalizer, text: str) -> Masked:
+    result = Masked(text="")
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.lastgroup or "var"
+        if name in _KEPT:
+            return match.group(0)
+        result.counts[name] += 1
+        result.values.setdefault(name, []).append(match.group(0))
+        return f"<{name}>"
+
+    if len(text) >= _BLOB_MIN:
+        text = normalizer._blob.sub(replace, text)
+    result.text = normalizer._regex.sub(replace, text)
+    return result
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(
+    ["GET", "http://a.example.com/x?y=1", "1.5s", "HTTP 404", "user=bob", "0x7f3a", "10.0.0.1:80",
+     "/srv/app/x.py", "deadbeef12", "Mon Jan 12 10:00:00 2026", "blk_123", "exit 2", "42",
+     "q" * 210, "2026-11-22T10:00:00Z", "a@b.org", "ok"]) | st.text(max_size=12), max_size=12)
+    .map(" ".join))
+def test_mask_equals_the_former_bookkeeping(text: str) -> None:
+    assert DEFAULT_NORMALIZER.mask(text) == reference_mask(DEFAULT_NORMALIZER, text)
+
+
+def test_mask_of_the_fixtures_equals_the_former_bookkeeping() -> None:
+    for path in sorted(FIXTURES.rglob("*.txt")):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        assert DEFAULT_NORMALIZER.mask(text) == reference_mask(DEFAULT_NORMALIZER, text)
