@@ -25,6 +25,7 @@ from pipeline.runtime import overlap
 from pipeline.runtime.backoff import backoff_delay
 from pipeline.runtime.connection import SURVIVABLE, TRANSIENT, is_missing_group
 from pipeline.runtime.deadletter import dead_letter_fields
+from pipeline.runtime.gctune import tune_for_worker
 from pipeline.runtime.handoff import Handoff, HandoffResult, HandoffWriter
 from pipeline.runtime.hooks import Delivery, Hook, HookChain
 from pipeline.runtime.metrics import MetricsHook
@@ -103,6 +104,7 @@ class StageWorker:
         self.processed = 0
         #: overlap Redis with handling in bursts of full batches (see :mod:`overlap`)
         self._overlap = self.options.read_ahead and overlap.supported(client)
+        tune_for_worker()  # a worker's caches made the default collector a fifth of its CPU
 
     # --- public ---------------------------------------------------------------------
 
