@@ -14,6 +14,7 @@ from pipeline.validate.validator import Validator
 from storage.attempts import AttemptStore, close_stores
 from storage.db import Database
 from storage.migrate import migrate
+from tests.integration._guardrails_support import Clock
 
 
 @pytest.fixture
@@ -22,6 +23,19 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
     c = redis.Redis.from_url(redis_url)
     yield c
     c.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, redis_url: str, prefix: str) -> Settings:
+    """Settings on the session's real Redis, no PostgreSQL, the test's own home and prefix
+    (a module that needs other settings defines its own ``settings``)."""
+    return Settings(redis_url=redis_url, database_url=None, home=tmp_path, prefix=prefix)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """A settable clock for the guardrails' time windows."""
+    return Clock()
 
 
 @pytest.fixture

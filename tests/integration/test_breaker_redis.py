@@ -5,22 +5,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import pytest
 import redis
 
 from pipeline.config import Settings
 from pipeline.guardrails.breaker import BreakerConfig, CircuitBreaker, breaker_status
-from tests.integration._guardrails_support import Clock
-
-
-@pytest.fixture
-def settings(tmp_path: Path, redis_url: str, prefix: str) -> Settings:
-    return Settings(redis_url=redis_url, database_url=None, home=tmp_path, prefix=prefix)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 def test_two_reverts_within_an_hour_trip_and_the_next_fix_is_refused(client, settings, clock):

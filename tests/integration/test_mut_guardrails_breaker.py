@@ -25,16 +25,6 @@ from pipeline.guardrails.breaker import (
 from tests.integration._guardrails_support import Clock, Recorder
 
 
-@pytest.fixture
-def settings(tmp_path: Path, redis_url: str, prefix: str) -> Settings:
-    return Settings(redis_url=redis_url, database_url=None, home=tmp_path, prefix=prefix)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
 def test_scopes_and_thresholds() -> None:
     assert scopes_for("lint", "ci") == ["step:ci/lint", "workflow:ci", "global"]
     assert scopes_for("lint", None) == ["step:lint", "global"]

@@ -24,10 +24,6 @@ from tests.integration._guardrails_support import Clock
 NOW = 1_795_000_000.0  # 2026-11-18 11:06 UTC
 
 
-@pytest.fixture
-def settings(redis_url: str, tmp_path: Path, prefix: str) -> Settings:
-    return Settings(redis_url, None, tmp_path, prefix)
-
 
 def test_spend_is_booked_per_utc_day_and_kept_35_days(client: redis.Redis,
                                                       settings: Settings) -> None:

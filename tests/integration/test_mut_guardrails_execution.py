@@ -32,10 +32,6 @@ RUNNING, DEGRADED, QUARANTINED = (WorkflowState.RUNNING, WorkflowState.DEGRADED,
                                   WorkflowState.QUARANTINED)
 
 
-@pytest.fixture
-def settings(tmp_path: Path, redis_url: str, prefix: str) -> Settings:
-    return Settings(redis_url, None, tmp_path, prefix)
-
 
 def _quarantine(guard: ExecutionGuard, clock: Clock, workflow: str = "wf") -> None:
     for i in range(10):

@@ -8,7 +8,6 @@ import signal
 import socket
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -29,11 +28,6 @@ from tests.integration.test_runtime_reliability import (
     start_worker,
     stop,
 )
-
-
-@pytest.fixture
-def settings(redis_url: str, prefix: str, tmp_path: Path) -> Settings:
-    return Settings(redis_url=redis_url, database_url=None, home=tmp_path, prefix=prefix)
 
 
 def worker(client: redis.Redis, settings: Settings, handler: Any = None, **options: Any

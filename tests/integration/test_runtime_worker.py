@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 import time
 import types
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -21,11 +20,6 @@ from pipeline.runtime.metrics import MetricsHook, MetricsRegistry
 from pipeline.runtime.noop import PassThroughHandler
 from pipeline.runtime.options import Retention
 from pipeline.stage import Encodable
-
-
-@pytest.fixture
-def settings(redis_url: str, prefix: str, tmp_path: Path) -> Settings:
-    return Settings(redis_url=redis_url, database_url=None, home=tmp_path, prefix=prefix)
 
 
 def event(i: int | str, text: str = "boom") -> bytes:
