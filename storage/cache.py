@@ -12,7 +12,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -74,15 +75,22 @@ class LocalCache:
         with self._lock:
             self._conn.close()
 
-    def _write(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """The connection, under the lock, in one IMMEDIATE transaction: committed when the
+        block ends, rolled back when it raises."""
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._conn.executemany(sql, rows)
+                yield self._conn
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
+
+    def _write(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        with self._transaction() as conn:
+            conn.executemany(sql, rows)
 
     # -- tier 1 ------------------------------------------------------------------------------
 
@@ -113,15 +121,9 @@ class LocalCache:
     def put_pattern_vectors(self, rows: Iterable[tuple[str, str, str, np.ndarray]]) -> None:
         """Replace every reference vector (the set follows the seeds)."""
         items = [(i, p, t, np.asarray(v, np.float32).tobytes()) for i, p, t, v in rows]
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.execute("DELETE FROM pattern_vectors")
-                self._conn.executemany("INSERT INTO pattern_vectors VALUES (?, ?, ?, ?)", items)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM pattern_vectors")
+            conn.executemany("INSERT INTO pattern_vectors VALUES (?, ?, ?, ?)", items)
 
     def pattern_vectors(self) -> list[tuple[str, str, str, np.ndarray]]:
         with self._lock:
@@ -159,19 +161,13 @@ class LocalCache:
         rows = [(op_id, kind, orjson.dumps(payload), now) for op_id, kind, payload in ops]
         if not rows:
             return
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                for start in range(0, len(rows), ENQUEUE_ROWS):
-                    chunk = rows[start:start + ENQUEUE_ROWS]
-                    self._conn.execute(
-                        "INSERT OR IGNORE INTO outbox (op_id, kind, payload, created) VALUES "
-                        + ", ".join(["(?, ?, ?, ?)"] * len(chunk)),
-                        [value for row in chunk for value in row])
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+        with self._transaction() as conn:
+            for start in range(0, len(rows), ENQUEUE_ROWS):
+                chunk = rows[start:start + ENQUEUE_ROWS]
+                conn.execute(
+                    "INSERT OR IGNORE INTO outbox (op_id, kind, payload, created) VALUES "
+                    + ", ".join(["(?, ?, ?, ?)"] * len(chunk)),
+                    [value for row in chunk for value in row])
 
     def pending(self, limit: int = 500) -> list[tuple[int, str, str, dict[str, Any]]]:
         with self._lock:
