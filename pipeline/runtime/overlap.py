@@ -115,6 +115,17 @@ class Pipelined:
             on_reply(reply)
         return kind, reply
 
+    def ready(self) -> bool:
+        """A reply has arrived (at least its first bytes): Redis has got to the replies
+        outstanding, so reading them now does not wait for a command written later."""
+        if self._ahead is not None:
+            return True
+        try:
+            return bool(self._conn.can_read(timeout=0))
+        except BaseException:
+            self._broken = True
+            raise
+
     def poll(self) -> list[Any]:
         """Read replies up to the outstanding read-ahead's, keep its entries for
         :meth:`take_read`, and return them (so they can be touched now)."""

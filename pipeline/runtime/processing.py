@@ -62,6 +62,8 @@ class EventProcessor:
         # a handler may encode its outputs itself (the sealing wrapper of pipeline.trust
         # signs every stage event it hands off); otherwise each output encodes itself
         self._encode = getattr(handler, "encode_output", None) or _encode
+        #: the handler is batch-aware (see ``prepare``)
+        self.prepares = callable(getattr(handler, "prepare", None))
         # the hooks' live lists: an empty one costs nothing per event (no call, no timing)
         self._before = hooks.bound("before_handle")
         self._after = hooks.bound("after_handle")

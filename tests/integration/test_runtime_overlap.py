@@ -394,3 +394,54 @@ def test_a_stop_without_read_ahead_hands_the_rest_of_the_batch_back_at_once(
     assert len(taken) == 30
     assert peer.process(taken) == 30
     exactly_once(client, settings, 50)
+
+
+class Preparing(PassThroughHandler):
+    """A batch-aware pass-through: notes each batch it prepares, and how many outputs the
+    output stream held at that moment."""
+
+    def __init__(self, client: redis.Redis, out: str, on_event: Any = None) -> None:
+        super().__init__(on_event=on_event)
+        self.client, self.out = client, out
+        self.prepared: list[tuple[list[str], int]] = []
+
+    def prepare(self, events: list[PassEvent]) -> None:
+        self.prepared.append(([e.id for e in events], self.client.xlen(self.out)))
+
+
+def test_a_batch_aware_handler_prepares_the_read_ahead_batch_before_the_hand_off(
+    client: redis.Redis, settings: Settings
+) -> None:
+    """Given a batch-aware handler in a burst whose read-ahead has arrived, each batch is
+    prepared once, in order, before the previous batch's hand-off is written (so a round
+    trip of its own in prepare does not wait behind that hand-off in Redis), and every
+    event is still handed off exactly once in stream order."""
+    out = settings.stream("fingerprints")
+    publish(client, settings.stream("errors"), range(600))
+    count = [0]
+
+    def on_event(_event: object) -> None:
+        count[0] += 1
+        done = count[0] // 50  # batches handled, this one included
+        if count[0] % 50 == 0 and count[0] < 600:  # the last event of a batch: let Redis
+            # run the previous hand-off and deliver the read-ahead batch (it then has both
+            # replies ready, as a slow handler's batch finds them)
+            wait_for(lambda: client.xlen(out) == 50 * (done - 1)
+                     and held_by(client, settings, w) == 100, 30,
+                     "the previous hand-off and the read-ahead batch")
+
+    handler = Preparing(client, out, on_event)
+    w = worker(client, settings, handler, batch_size=50, block_ms=60_000,
+               claim_interval_s=600.0)
+    w.start()
+    total = 0
+    while stepped := w.step(None):
+        total += stepped
+    assert total == 600
+    assert [ids for ids, _ in handler.prepared] == [
+        [f"e{i}" for i in range(k * 50, k * 50 + 50)] for k in range(12)]
+    # batch k (k >= 1) was prepared when batches 0..k-2 were handed off, not k-1
+    assert [held for _, held in handler.prepared[1:]] == [50 * (k - 1) for k in range(1, 12)]
+    out_ids = [orjson.loads(f[b"event"])["id"] for _, f in client.xrange(out)]
+    assert out_ids == [f"e{i}" for i in range(600)]
+    exactly_once(client, settings, 600)
