@@ -64,7 +64,9 @@ class Fingerprinter:
         return self._fingerprint(text, repo)
 
     def _fingerprint(self, text: str, repo: str) -> Fingerprint:
-        analysis = self._analyze(text, repo)
+        return self._finish(self._analyze(text, repo))
+
+    def _finish(self, analysis: _Analysis) -> Fingerprint:
         tokens = analysis.tokens
         mined = self.miner.template(tokens) if self.miner is not None else tokens
         if mined is analysis.last_mined:  # the very template of last time: its fingerprint
@@ -92,7 +94,7 @@ class Fingerprinter:
         if self.miner is not None:
             self.miner.prepare([analysis.tokens for analysis in batch.values()])
         # (what ``fingerprint`` would answer for each, now that the templates are fixed)
-        self._finished = {item: self._fingerprint(*item) for item in batch}
+        self._finished = {item: self._finish(analysis) for item, analysis in batch.items()}
 
     def _analyze(self, text: str, repo: str) -> _Analysis:
         """Everything but the mined template, a pure function of (text, repo): cached, since
