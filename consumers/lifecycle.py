@@ -54,8 +54,9 @@ class LifecycleHandler:
         return []
 
     def finish(self) -> None:
-        """End of an inline drain (`heal run`, `heal apply`): stop the sweep timer, letting a
-        sweep in progress complete, so no timer thread outlives the drain that started it."""
+        """End of an inline drain (`heal run`, `heal apply`) or of a worker's run (`heal up`,
+        `heal worker lifecycle`), failed or not: stop the sweep timer, letting a sweep in
+        progress complete, so no timer thread outlives the drain or worker that started it."""
         if self.sweeper is not None:
             self.sweeper.stop(timeout_s=60.0)  # a sweep is a few queries; never cut short
 

@@ -36,9 +36,10 @@ class LookupHandler:
         self.lookup.prepare([(e.error.text, e.fine, e.coarse) for e in events])
 
     def finish(self) -> None:
-        """End of an inline drain (`heal run`): push buffered writes (occurrences, unmatched
-        errors) to PostgreSQL now, so `heal issues list` and `heal explain` see this run's
-        error before the process exits (kept in the on-disk outbox when PostgreSQL is down)."""
+        """End of an inline drain (`heal run`) or of a worker's run: push buffered writes
+        (occurrences, unmatched errors) to PostgreSQL now, so `heal issues list` and `heal
+        explain` see this run's error before the process exits (kept in the on-disk outbox
+        when PostgreSQL is down)."""
         self.lookup.sync()
 
     def handle(self, event: FingerprintEvent) -> Sequence[CandidateEvent]:

@@ -12,6 +12,7 @@ import atexit
 import os
 import shutil
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -166,3 +167,29 @@ def _state_outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> Ite
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+#: the lifecycle stage's timer thread (pipeline.lifecycle.sweeper.Sweeper)
+_SWEEP_THREAD = "heal-lifecycle-sweep"
+
+
+def _sweep_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name == _SWEEP_THREAD and t.is_alive()}
+
+
+@pytest.fixture(autouse=True)
+def _no_sweep_timer_left_running(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test stops what it starts: a lifecycle sweep timer started during the test (by
+    ``consumers.lifecycle.build``, a drain or a worker) must be stopped by its end, or it keeps
+    ticking after the session's engines stopped ("sweep lease unavailable" after the summary).
+    A timer that is stopping gets a short join."""
+    before = _sweep_threads()
+    yield
+    left = _sweep_threads() - before
+    for thread in left:
+        thread.join(2.0)
+    alive = sorted(f"{t.name} (ident {t.ident})" for t in left if t.is_alive())
+    if alive:
+        pytest.fail(f"{request.node.nodeid} left {', '.join(alive)} running: stop the timer it "
+                    "started (LifecycleHandler.finish(), the `lifecycle_stage` fixture, or "
+                    "stop the worker/drain that built the stage)", pytrace=False)

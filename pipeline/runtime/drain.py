@@ -56,27 +56,30 @@ def drain_inline(
     """
     specs = built_stages(stages)
     consumer = f"inline-{socket.gethostname()}-{os.getpid()}"
-    with stream_errors("draining the pipeline inline"):
-        workers = [  # stage by stage, each over the partitions the settings address
-            worker
-            for spec in specs
-            for worker in build_partition_workers(
-                client, settings, spec, options=options, hooks=hooks, consumer=consumer,
-                resources=ctx_resources)
-        ]
+    workers: list[StageWorker] = []
+    try:
+        with stream_errors("draining the pipeline inline"):
+            for spec in specs:  # stage by stage, each over the partitions the settings address
+                workers.extend(build_partition_workers(
+                    client, settings, spec, options=options, hooks=hooks, consumer=consumer,
+                    resources=ctx_resources))
+            for worker in workers:
+                groups.ensure_group(client, worker.stream, worker.group)
+            total = 0
+            while True:
+                handled = _round(workers)
+                total += handled
+                if handled:
+                    continue
+                waits = [w.retries.seconds_until_next() for w in workers if len(w.retries)]
+                if not waits:
+                    break
+                time.sleep(min(w for w in waits if w is not None) + 0.001)
+            for worker in workers:  # the throwaway inline consumer, if it holds nothing
+                worker.reclaimer.forget(worker.consumer)
+    finally:
+        # also when the drain failed (Redis gone mid-drain, a stage that cannot be built):
+        # e.g. the lookup's outbox reaches PostgreSQL, the lifecycle's sweep timer stops
         for worker in workers:
-            groups.ensure_group(client, worker.stream, worker.group)
-        total = 0
-        while True:
-            handled = _round(workers)
-            total += handled
-            if handled:
-                continue
-            waits = [w.retries.seconds_until_next() for w in workers if len(w.retries)]
-            if not waits:
-                break
-            time.sleep(min(w for w in waits if w is not None) + 0.001)
-        for worker in workers:  # the throwaway inline consumer, if it holds nothing
-            worker.finish()  # e.g. the lookup's outbox reaches PostgreSQL before we return
-            worker.reclaimer.forget(worker.consumer)
+            worker.finish()
     return total

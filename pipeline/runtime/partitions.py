@@ -23,8 +23,8 @@ log = logging.getLogger("heal.runtime")
 
 
 class PartitionedWorker:
-    """Duck-types the part of :class:`StageWorker` the runners use (run, stop, stage,
-    client, settings); ``parts`` are the per-partition workers."""
+    """Duck-types the part of :class:`StageWorker` the runners use (run, stop, finish,
+    stage, client, settings); ``parts`` are the per-partition workers."""
 
     def __init__(self, parts: Sequence[StageWorker]) -> None:
         if not parts:
@@ -42,6 +42,10 @@ class PartitionedWorker:
         self.stop_event.set()
         for part in self.parts:
             part.stop()
+
+    def finish(self) -> None:
+        """The stage's own end of work, once (the partitions share one handler)."""
+        self.parts[0].finish()
 
     def start(self) -> None:
         """Raises: StreamUnavailable (Redis unreachable at start)."""

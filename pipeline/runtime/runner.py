@@ -70,13 +70,21 @@ def run_threads(workers: Sequence[StageWorker | PartitionedWorker]) -> int:
         threading.Thread(target=target, args=(w,), name=f"heal-{w.stage}", daemon=True)
         for w in workers
     ]
-    for thread in threads:
-        thread.start()
-    while any(t.is_alive() for t in threads):
+    try:
         for thread in threads:
-            thread.join(0.2)  # short joins keep the main thread responsive to signals
-    if heartbeat is not None:
-        heartbeat.stop()
+            thread.start()
+        while any(t.is_alive() for t in threads):
+            for thread in threads:
+                thread.join(0.2)  # short joins keep the main thread responsive to signals
+    finally:
+        stop_all()  # already stopped, unless this thread itself was interrupted
+        if heartbeat is not None:
+            heartbeat.stop()
+        # the stages' own end of work, once every worker stopped (or failed): e.g. the
+        # lookup's outbox reaches PostgreSQL, the lifecycle's sweep timer stops, so nothing a
+        # worker started outlives it (in-process callers, a slow interpreter exit)
+        for worker in workers:
+            worker.finish()
     for exc in failures:
         if isinstance(exc, HealError):
             raise exc

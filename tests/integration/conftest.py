@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
 
 from pipeline.apply.applier import Applier
 from pipeline.config import Settings
+from pipeline.stage import StageContext
 from pipeline.validate.validator import Validator
 from storage.attempts import AttemptStore, close_stores
 from storage.db import Database
 from storage.migrate import migrate
 from tests.integration._guardrails_support import Clock
+
+if TYPE_CHECKING:
+    from consumers.lifecycle import LifecycleHandler
 
 
 @pytest.fixture
@@ -76,3 +81,24 @@ def _close_stores() -> Iterator[None]:
     session's engines stop."""
     yield
     close_stores()
+
+
+@pytest.fixture
+def lifecycle_stage(db: Database, client: redis.Redis
+                    ) -> Iterator[Callable[[Settings], LifecycleHandler]]:
+    """Build the lifecycle stage (``consumers.lifecycle.build``) on the test's settings, the
+    module's database and the session's Redis; every stage built is finished at the end of
+    the test, which stops the sweep timer ``build`` started."""
+    import consumers.lifecycle
+
+    built: list[LifecycleHandler] = []
+
+    def build(settings: Settings) -> LifecycleHandler:
+        handler = consumers.lifecycle.build(
+            StageContext(settings, "lifecycle", resources={"db": db, "redis": client}))
+        built.append(handler)
+        return handler
+
+    yield build
+    for handler in built:
+        handler.finish()

@@ -4,12 +4,14 @@ idempotent redelivery, Thompson ranking records, and the breaker fed by outcomes
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
+from consumers.lifecycle import LifecycleHandler
 from pipeline.cli import main
 from pipeline.config import Settings
 from pipeline.events import ErrorEvent, OutcomeEvent, Repo, Workflow
@@ -121,16 +123,13 @@ def test_thompson_ranking_is_recorded(db: Database) -> None:
     assert '"draw"' in row["draws"]
 
 
-def test_consumer_module_handles_outcomes(db: Database, redis_url: str, tmp_path: Path,
-                                          prefix: str) -> None:
+def test_consumer_module_handles_outcomes(
+        db: Database, redis_url: str, tmp_path: Path, prefix: str,
+        lifecycle_stage: Callable[[Settings], LifecycleHandler]) -> None:
     import consumers.lifecycle as consumer
-    from pipeline.stage import StageContext
 
     assert (consumer.GROUP, consumer.INPUT, consumer.OUTPUT) == ("lifecycle", "outcomes", None)
-    settings = Settings(redis_url, None, tmp_path, prefix)
-    ctx = StageContext(settings, "lifecycle",
-                       resources={"db": db, "redis": redis.Redis.from_url(redis_url)})
-    handler = consumer.build(ctx)
+    handler = lifecycle_stage(Settings(redis_url, None, tmp_path, prefix))
     fp = f"fp-{uuid.uuid4().hex[:8]}"
     event = handler.decode(outcome(fp, "fix-d", "applied", 1).encode())
     assert handler.handle(event) == []
@@ -182,16 +181,12 @@ def test_rank_and_record_and_determinism(service: LifecycleService, db: Database
     assert store.determinism(fp) < 0.5
 
 
-def test_consumer_escalates_to_the_log_sink(db: Database, redis_url: str, tmp_path: Path,
-                                            prefix: str) -> None:
+def test_consumer_escalates_to_the_log_sink(
+        redis_url: str, tmp_path: Path, prefix: str,
+        lifecycle_stage: Callable[[Settings], LifecycleHandler]) -> None:
     import json
 
-    import consumers.lifecycle as consumer
-    from pipeline.stage import StageContext
-
-    settings = Settings(redis_url, None, tmp_path, prefix)
-    handler = consumer.build(StageContext(settings, "lifecycle", resources={
-        "db": db, "redis": redis.Redis.from_url(redis_url)}))
+    handler = lifecycle_stage(Settings(redis_url, None, tmp_path, prefix))
     fp = f"fp-{uuid.uuid4().hex[:8]}"
     escalated = outcome(fp, "", "escalated", 1)
     handler.handle(escalated)

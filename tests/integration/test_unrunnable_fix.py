@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import redis
-
+from consumers.lifecycle import LifecycleHandler
 from pipeline.apply.applier import Applier
 from pipeline.config import Settings
 from pipeline.demo.sample import break_formatting, create_repo, git
-from pipeline.stage import StageContext
 from pipeline.validate.validator import Validator
 from storage.db import Database
 from storage.lifecycle import LifecycleStore
@@ -33,10 +32,8 @@ MISSING = {"id": "", "pattern_id": "format.missing_tool", "kind": "command",
 
 
 def test_a_fix_exiting_127_is_counted_then_quarantined(
-        tmp_path: Path, validator: Validator, applier: Applier, client: redis.Redis,
-        stage_settings: Settings, db: Database) -> None:
-    from consumers.lifecycle import build
-
+        tmp_path: Path, validator: Validator, applier: Applier, stage_settings: Settings,
+        db: Database, lifecycle_stage: Callable[[Settings], LifecycleHandler]) -> None:
     root = create_repo(tmp_path / "shop")
     (root / "heal.toml").write_text("[limits]\ndedupe_minutes = 0\n"
                                     "[lifecycle]\nunrunnable_quarantine_after = 2\n")
@@ -45,8 +42,7 @@ def test_a_fix_exiting_127_is_counted_then_quarantined(
     break_formatting(root)
     fix = {**MISSING, "id": f"format.missing-{uuid.uuid4().hex[:8]}"}
     fine = f"fp-v1:missing{uuid.uuid4().hex[:8]}"
-    stage = build(StageContext(stage_settings, "lifecycle",
-                               resources={"db": db, "redis": client}))
+    stage = lifecycle_stage(stage_settings)
     store = LifecycleStore(db)
 
     outcomes = []
