@@ -6,9 +6,12 @@ All methods raise DatabaseUnavailable (from :mod:`storage.db`) when PostgreSQL i
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
+
+if TYPE_CHECKING:
+    from storage.db import Database
 
 
 class _DB(Protocol):
@@ -147,13 +150,16 @@ def _decode(row: Any) -> dict[str, Any]:
     return out
 
 
-_STORES: dict[str, AttemptStore] = {}
+#: the database :func:`store_for` opened per URL, kept for the life of the process (each one
+#: closes itself at exit; ``storage.db.close_all`` may close it sooner, and is then reopened)
+_DATABASES: dict[str, Database] = {}
 
 
 def store_for(resources: dict[str, Any], settings: Any) -> AttemptStore | None:
     """The AttemptStore over ``resources["db"]``, or over a database opened (and migrated)
-    once per process; None, with a warning logged, when PostgreSQL cannot be reached
-    (validation and apply still work; their records then live only in Redis and the streams).
+    once per process and opened again if it was closed since (a closed pool is never handed
+    out); None, with a warning logged, when PostgreSQL cannot be reached (validation and apply
+    still work; their records then live only in Redis and the streams).
     """
     import logging
 
@@ -166,20 +172,12 @@ def store_for(resources: dict[str, Any], settings: Any) -> AttemptStore | None:
 
     try:
         key = database_url(settings)
-        if key not in _STORES:
-            _STORES[key] = AttemptStore(open_database(settings))
+        cached = _DATABASES.get(key)
+        if cached is None or cached.closed:
+            cached = _DATABASES[key] = open_database(settings)
     except HealError as exc:
         logging.getLogger(__name__).warning(
             "attempt records not stored in PostgreSQL: %s", exc)
         return None
-    resources["db"] = _STORES[key].db
-    return _STORES[key]
-
-
-def close_stores() -> None:
-    """Close the databases :func:`store_for` opened (end of a process or a test)."""
-    while _STORES:
-        _url, store = _STORES.popitem()
-        close = getattr(store.db, "close", None)
-        if callable(close):
-            close()
+    resources["db"] = cached
+    return AttemptStore(cached)

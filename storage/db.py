@@ -197,6 +197,11 @@ class Database:
         if not self._loop.is_running():
             self._loop.close()
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran (by its owner, ``close_all`` or the exit hook)."""
+        return self._closed
+
     def _check_open(self) -> None:
         if self._closed:
             raise DatabaseUnavailable(f"the connection pool to {mask_url(self.url)} is closed")

@@ -13,10 +13,11 @@ from pipeline.apply.applier import Applier
 from pipeline.config import Settings
 from pipeline.stage import StageContext
 from pipeline.validate.validator import Validator
-from storage.attempts import AttemptStore, close_stores
+from storage.attempts import AttemptStore
 from storage.db import Database
 from storage.migrate import migrate
 from tests.integration._guardrails_support import Clock
+from tests.integration._stores import close_stores
 
 if TYPE_CHECKING:
     from consumers.lifecycle import LifecycleHandler

@@ -20,10 +20,10 @@ from pipeline.learn.source import TaughtError
 from pipeline.learn.teach import Lesson, Teacher
 from pipeline.lifecycle.graduation import LifecyclePolicy
 from pipeline.lifecycle.service import LifecycleService
-from storage.attempts import close_stores
 from storage.engines import open_database
 from storage.lifecycle import LifecycleStore
 from storage.scratch import create_scratch_database
+from tests.integration._stores import close_stores
 
 TEXT = "ObsidianLatchError: latch {token} jammed after 14 turns at /opt/vault/door-2\n"
 

@@ -80,7 +80,7 @@ def test_a_lessons_fix_is_taught_like_heal_learn_and_then_offered(
 ) -> None:
     from pipeline.cli.diagnose import diagnose
     from pipeline.model import Mode
-    from storage.attempts import close_stores
+    from tests.integration._stores import close_stores
 
     word = "".join(chr(97 + int(c, 16)) for c in uuid.uuid4().hex[:10])
     text = f"GraniteError: the {word} quarry returned 7 cracked slabs from /srv/q/3"
