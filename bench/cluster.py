@@ -24,14 +24,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
-
-from cluster import LocalCluster  # noqa: E402
 
 from pipeline.config import Settings  # noqa: E402
 from pipeline.events import ErrorEvent, Repo  # noqa: E402
 from pipeline.runtime.connection import redis_client  # noqa: E402
 from producers.publisher import Publisher  # noqa: E402
+from tests.integration.cluster import LocalCluster  # noqa: E402
 
 
 def rate(cluster: LocalCluster, client: Any, partitions: int, events: int, workers: int

@@ -66,8 +66,9 @@ def _outcome(env: dict[str, str]) -> OutcomeEvent | None:
 
     settings = Settings.from_env(env)
     client = connect_redis(settings)
-    for _id, fields in client.xrevrange(settings.stream("outcomes"), count=10):
-        return OutcomeEvent.decode(fields[b"event"])
+    for _id, fields in client.xrevrange(settings.stream("outcomes"), count=10) or []:
+        if fields:
+            return OutcomeEvent.decode(fields[b"event"])
     return None
 
 

@@ -121,6 +121,11 @@ def plain_line() -> str:
 Runner = Callable[[str], object]
 
 
+def _redactor(regex: re.Pattern[str]) -> Runner:
+    """One redaction rule run as redact() runs it (a function per rule, typed)."""
+    return lambda text: regex.sub("<redacted>", text)
+
+
 def event_regexes() -> dict[str, tuple[Any, Runner]]:
     """Every regex over event text, named, with the call heal makes with it."""
     from pipeline.fingerprint.model import Extraction
@@ -147,7 +152,7 @@ def event_regexes() -> dict[str, tuple[Any, Runner]]:
     for name, regex in REDACTION_RULES.items():
         # each rule on its own, as redact() runs it once its literal occurs (through redact()
         # a line without that literal would skip the rule and prove nothing about it)
-        out[f"redact:{name}"] = (regex, lambda text, r=regex: r.sub("<redacted>", text))
+        out[f"redact:{name}"] = (regex, _redactor(regex))
     out.update(_extraction_regexes())
     return out
 
