@@ -153,13 +153,15 @@ def test_a_crash_with_a_read_ahead_batch_outstanding_loses_and_duplicates_nothin
     exactly_once(client, settings, 400)
 
 
+@pytest.mark.parametrize("batch_aware", [False, True])
 def test_a_redis_failure_mid_burst_is_recovered_with_the_read_ahead_batch(
-    client: redis.Redis, redis_url: str, settings: Settings
+    client: redis.Redis, redis_url: str, settings: Settings, batch_aware: bool
 ) -> None:
     """Given a burst with a read-ahead outstanding, when Redis drops the worker's
     connections, the step raises the Redis error, the worker's own recovery re-reads the
     entries it holds (read-ahead included), and every event is handed off exactly once by
-    this worker alone (no peer, no reclaim timeout)."""
+    this worker alone (no peer, no reclaim timeout). The same for a batch-aware handler,
+    which reads the read-ahead and prepares the next batch before writing a hand-off."""
     publish(client, settings.stream("errors"), range(600))
     killer = redis.Redis.from_url(redis_url)
     count = [0]
@@ -170,7 +172,9 @@ def test_a_redis_failure_mid_burst_is_recovered_with_the_read_ahead_batch(
             killer.client_kill_filter(_type="normal", skipme=True)
 
     own = redis.Redis.from_url(redis_url)
-    w = StageWorker(own, settings, "fingerprint", PassThroughHandler(on_event=on_event),
+    handler = (Preparing(client, settings.stream("fingerprints"), on_event) if batch_aware
+               else PassThroughHandler(on_event=on_event))
+    w = StageWorker(own, settings, "fingerprint", handler,
                     options=WorkerOptions(batch_size=50, reconnect_base_s=0.01))
     w.start()
     failures = 0
@@ -445,3 +449,38 @@ def test_a_batch_aware_handler_prepares_the_read_ahead_batch_before_the_hand_off
     out_ids = [orjson.loads(f[b"event"])["id"] for _, f in client.xrange(out)]
     assert out_ids == [f"e{i}" for i in range(600)]
     exactly_once(client, settings, 600)
+
+
+def test_a_crash_while_preparing_the_read_ahead_batch_loses_and_duplicates_nothing(
+    client: redis.Redis, settings: Settings
+) -> None:
+    """Given a batch-aware handler that has handled a batch and is preparing the read-ahead
+    batch before writing that batch's hand-off, when the process crashes there, neither
+    batch was handed off; a peer reclaims both, and every event is handed off once."""
+    publish(client, settings.stream("errors"), range(300))
+
+    class CrashingPrepare(Preparing):
+        def prepare(self, events: list[PassEvent]) -> None:
+            super().prepare(events)
+            if len(self.prepared) == 3:  # batch 3, read ahead while batch 2 is in hand
+                raise Crash
+
+    out = settings.stream("fingerprints")
+    count = [0]
+
+    def on_event(_event: object) -> None:
+        count[0] += 1
+        if count[0] == 100:  # the end of batch 2: batch 1 handed off, batch 3 delivered
+            wait_for(lambda: client.xlen(out) == 50 and held_by(client, settings, w) == 100,
+                     30, "batch 1's hand-off and the read-ahead batch")
+
+    handler = CrashingPrepare(client, out, on_event)
+    w = worker(client, settings, handler, batch_size=50, block_ms=60_000,
+               claim_interval_s=600.0)
+    w.start()
+    with pytest.raises(Crash):
+        w.step(None)
+    assert held_by(client, settings, w) == 100  # batches 2 and 3
+    assert client.xlen(out) == 50  # batch 2's hand-off was not written
+    finish_with_peer(client, settings)
+    exactly_once(client, settings, 300)

@@ -17,10 +17,32 @@ HEAL = [sys.executable, "-c",
         "import sys; from pipeline.cli import main; sys.exit(main(sys.argv[1:]))"]
 
 
+def stop_or_show_stacks(proc: subprocess.Popen[str], signum: signal.Signals) -> str:
+    """Send ``signum`` and wait for the exit; the rest of stderr. A process that has not
+    exited after 120 s gets SIGABRT (it runs with ``-X faulthandler``, which then prints
+    every thread's stack) and the test fails with those stacks: this test once hung under
+    load, and the stacks are what tell why."""
+    proc.send_signal(signum)
+    try:
+        # communicate drains stderr while waiting (a full pipe cannot stall the exit); the
+        # deadline is generous for a loaded machine: the stop itself takes well under 1 s
+        return proc.communicate(timeout=120)[1]
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        try:
+            stacks = proc.communicate(timeout=30)[1]
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stacks = proc.communicate()[1]
+        pytest.fail(f"heal serve did not stop within 120 s of {signum.name}; its stderr "
+                    f"and thread stacks:\n{stacks[-8000:]}")
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_serve_binds_loopback_answers_and_stops_on_a_signal(
         heal_env: dict[str, str], signum: signal.Signals) -> None:
-    proc = subprocess.Popen([*HEAL, "serve", "--port", "0"], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", *HEAL[1:], "serve",
+                             "--port", "0"], stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None
         line = proc.stderr.readline()
@@ -32,10 +54,7 @@ def test_serve_binds_loopback_answers_and_stops_on_a_signal(
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=60) as r:
             assert b"<title>heal dashboard</title>" in r.read()
     finally:
-        proc.send_signal(signum)
-        # communicate drains stderr while waiting (a full pipe cannot stall the exit); the
-        # deadline is generous for a loaded machine: the stop itself takes well under 1 s
-        _, rest = proc.communicate(timeout=120)
+        rest = stop_or_show_stacks(proc, signum)
     assert proc.returncode == 0
     assert "Traceback" not in rest
 
