@@ -37,9 +37,9 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis
@@ -53,6 +53,7 @@ from pipeline.runtime import StageWorker, build_worker, load_stage  # noqa: E402
 from pipeline.runtime.loader import StageNotBuilt  # noqa: E402
 from pipeline.runtime.noop import PassThroughHandler  # noqa: E402
 from pipeline.runtime.options import WorkerOptions  # noqa: E402
+from pipeline.stage import Encodable  # noqa: E402
 
 TEXTS = [
     "Traceback (most recent call last):\n  File \"/srv/app/mod{n}.py\", line {n}, in run\n"
@@ -108,7 +109,7 @@ def bare_relay(client: redis.Redis, stream: str, out: str, group: str) -> int:
     client.xgroup_create(stream, group, id="0", mkstream=True)
     moved = 0
     while True:
-        reply = client.xreadgroup(group, "relay", {stream: ">"}, count=100)
+        reply: Any = client.xreadgroup(group, "relay", {stream: ">"}, count=100)
         if not reply or not reply[0][1]:
             return moved
         entries = reply[0][1]
@@ -129,10 +130,11 @@ def drain(worker: StageWorker) -> int:
 
 
 class ContractHandler:
-    def __init__(self) -> None:
-        self.decode = ErrorEvent.decode
+    """Decodes the contract's ErrorEvent and hands it on unchanged."""
 
-    def handle(self, event: ErrorEvent) -> list[ErrorEvent]:
+    decode: Callable[[bytes], Any] = staticmethod(ErrorEvent.decode)
+
+    def handle(self, event: Any) -> Sequence[Encodable]:
         return [event]
 
 
@@ -223,8 +225,8 @@ def processes_rate(url: str, client: redis.Redis, events: int, count: int,
         for proc in procs:
             proc.wait(30)
     shutil.rmtree(home, ignore_errors=True)
-    first = client.xrange(out, count=1)[0][0]
-    last = client.xrevrange(out, count=1)[0][0]
+    first: bytes = cast(Any, client.xrange(out, count=1))[0][0]
+    last: bytes = cast(Any, client.xrevrange(out, count=1))[0][0]
     span_ms = int(last.split(b"-")[0]) - int(first.split(b"-")[0])
     cleanup(client, prefix)
     return events / max(span_ms / 1000.0, 1e-3)
@@ -299,6 +301,33 @@ def print_scaling(procs: dict[str, float]) -> float:
     return fp_two / fp_one
 
 
+def fingerprint_runs(url: str, client: redis.Redis, texts: list[str], batches: list[int],
+                     events: int) -> dict[str, Callable[[], float]]:
+    """The fingerprint stage on the real texts: at first sight and seen before per batch
+    size, and seen before at the largest batch with read-ahead off."""
+    def real(count: int, tag: str) -> list[bytes]:
+        return real_payloads(texts, count, tag)
+
+    def first_sight(make: Callable[[Settings], StageWorker]) -> Callable[[], float]:
+        return lambda: once(events, stage_runner(url, client, make), client, real)
+
+    def seen(make: Callable[[Settings], StageWorker]) -> Callable[[], float]:
+        return lambda: warm_once(client, url, make, real, events)
+
+    runs: dict[str, Callable[[], float]] = {}
+    if not texts or not batches:
+        return runs
+    for kind, timed in (("real", first_sight), ("warm", seen)):
+        for size in batches:
+            worker = fingerprint_worker(client, size)
+            assert not isinstance(worker, str)
+            runs[f"fp-{kind}-{size}"] = timed(worker)
+    without = fingerprint_worker(client, max(batches), read_ahead=False)
+    assert not isinstance(without, str)
+    runs["fp-sync"] = seen(without)
+    return runs
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=30_000)
@@ -338,22 +367,7 @@ def main() -> int:
         if not isinstance(fp, str):
             runs["fingerprint"] = lambda: once(
                 min(n, 10_000), stage_runner(url, client, fp), client)
-            for size in fp_batches if texts else []:
-                worker = fingerprint_worker(client, size)
-                assert not isinstance(worker, str)
-                runs[f"fp-real-{size}"] = (
-                    lambda w=worker: once(args.fp_events, stage_runner(url, client, w), client,
-                                          lambda c, t: real_payloads(texts, c, t)))
-            for size in fp_batches if texts else []:
-                warm = fingerprint_worker(client, size)
-                assert not isinstance(warm, str)
-                runs[f"fp-warm-{size}"] = lambda w=warm: warm_once(
-                    client, url, w, lambda c, t: real_payloads(texts, c, t), args.fp_events)
-            if texts and fp_batches:
-                sync = fingerprint_worker(client, max(fp_batches), read_ahead=False)
-                assert not isinstance(sync, str)
-                runs["fp-sync"] = lambda w=sync: warm_once(
-                    client, url, w, lambda c, t: real_payloads(texts, c, t), args.fp_events)
+            runs.update(fingerprint_runs(url, client, texts, fp_batches, args.fp_events))
         best = best_interleaved(args.repeats, runs)
         procs = best_interleaved(args.repeats,
                                  scaling_runs(url, client, n * 2, texts, args.fp_events))
