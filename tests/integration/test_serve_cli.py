@@ -17,25 +17,29 @@ HEAL = [sys.executable, "-c",
         "import sys; from pipeline.cli import main; sys.exit(main(sys.argv[1:]))"]
 
 
+def stacks_of(proc: subprocess.Popen[str]) -> str:
+    """The rest of ``proc``'s stderr after SIGABRT: it runs with ``-X faulthandler``, which
+    then prints every thread's stack (killed if even that does not end it)."""
+    proc.send_signal(signal.SIGABRT)
+    try:
+        return proc.communicate(timeout=30)[1][-8000:]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()[1][-8000:]
+
+
 def stop_or_show_stacks(proc: subprocess.Popen[str], signum: signal.Signals) -> str:
-    """Send ``signum`` and wait for the exit; the rest of stderr. A process that has not
-    exited after 120 s gets SIGABRT (it runs with ``-X faulthandler``, which then prints
-    every thread's stack) and the test fails with those stacks: this test once hung under
-    load, and the stacks are what tell why."""
+    """Send ``signum`` and wait for the exit; the rest of stderr. A process still running
+    after 120 s fails the test with its threads' stacks (this test once hung under load;
+    the stacks are what tell why)."""
     proc.send_signal(signum)
     try:
         # communicate drains stderr while waiting (a full pipe cannot stall the exit); the
         # deadline is generous for a loaded machine: the stop itself takes well under 1 s
         return proc.communicate(timeout=120)[1]
     except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGABRT)
-        try:
-            stacks = proc.communicate(timeout=30)[1]
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            stacks = proc.communicate()[1]
         pytest.fail(f"heal serve did not stop within 120 s of {signum.name}; its stderr "
-                    f"and thread stacks:\n{stacks[-8000:]}")
+                    f"and thread stacks:\n{stacks_of(proc)}")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -49,12 +53,20 @@ def test_serve_binds_loopback_answers_and_stops_on_a_signal(
         match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
         assert match, line
         port = int(match[1])
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/breaker", timeout=60) as r:
-            assert json.loads(r.read())["state"] == "CLOSED"
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=60) as r:
-            assert b"<title>heal dashboard</title>" in r.read()
-    finally:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/breaker",
+                                        timeout=60) as r:
+                assert json.loads(r.read())["state"] == "CLOSED"
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=60) as r:
+                assert b"<title>heal dashboard</title>" in r.read()
+        except (OSError, AssertionError) as exc:  # (a timeout is an OSError)
+            pytest.fail(f"{exc!r}; heal serve's stderr and thread stacks:\n"
+                        f"{stacks_of(proc)}")
         rest = stop_or_show_stacks(proc, signum)
+    finally:
+        if proc.poll() is None:  # (a failure above, or this test's own timeout)
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 0
     assert "Traceback" not in rest
 
