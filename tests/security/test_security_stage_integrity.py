@@ -170,6 +170,9 @@ def test_hostile_writer_with_heal_up_running(
     finally:
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=60)
+        # shown by pytest when the test fails (it once waited 180 s for the outcome in a
+        # full-suite run and passed alone; what heal up said is what tells why)
+        print(f"heal up's output (last 6,000 characters):\n{output[-6000:]}")
     assert proc.returncode == 0, output[-3000:]
     assert not pwned.exists()
     assert heal_state(root) == before
