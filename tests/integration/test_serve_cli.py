@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import urllib.request
+from typing import Any
 
 import pytest
 
@@ -89,3 +90,43 @@ def test_busy_port_and_bad_port_exit_2(heal_env: dict[str, str]) -> None:
 def test_help_names_the_routes(flag: str) -> None:
     done = subprocess.run([*HEAL, "serve", flag], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "/metrics" in done.stdout and "127.0.0.1" in done.stdout
+
+
+def test_a_stop_signal_during_a_request_still_stops_the_server(
+        heal_env: dict[str, str]) -> None:
+    """The signal handler can run anywhere in the main thread, also in the middle of
+    socketserver's request handling, whose ``except Exception`` once swallowed the exception
+    a raising handler threw (a SIGINT left the server running). Given the handler called
+    right inside the handling of a request, serving still ends, once that request is
+    answered."""
+    import threading
+
+    from pipeline.cli.serve import Stopper
+    from pipeline.config import Settings
+    from pipeline.serve.server import make_server
+
+    server = make_server(Settings.from_env(), "127.0.0.1", 0)
+    stopper = Stopper(server)
+    handle = server.process_request
+
+    def signalled_meanwhile(request: Any, address: Any) -> None:
+        stopper(signal.SIGINT, None)  # as if the signal arrived right here
+        handle(request, address)
+
+    server.process_request = signalled_meanwhile  # type: ignore[method-assign]
+    done = threading.Event()
+
+    def serve() -> None:
+        server.serve_forever(poll_interval=0.1)
+        done.set()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/api/breaker",
+                                    timeout=60) as r:
+            assert json.loads(r.read())["state"] == "CLOSED"
+        assert done.wait(30), "serve_forever went on after the stop signal"
+    finally:
+        if not done.is_set():
+            server.shutdown()
+        server.server_close()
