@@ -193,3 +193,20 @@ def _no_sweep_timer_left_running(request: pytest.FixtureRequest) -> Iterator[Non
         pytest.fail(f"{request.node.nodeid} left {', '.join(alive)} running: stop the timer it "
                     "started (LifecycleHandler.finish(), the `lifecycle_stage` fixture, or "
                     "stop the worker/drain that built the stage)", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _close_databases_a_test_left_open() -> Iterator[None]:
+    """A database pool (``storage.db.Database``) a test opened and left open is closed at the
+    test's end. Commands run in-process (``main(["run", ...])``, drains, builds of the lookup
+    and lifecycle stages) open pools that a heal process closes when it exits; in the one
+    long test process they added up to the session PostgreSQL's connection limit (85 idle
+    connections by the security tests, whose ``heal up`` was then refused: "too many
+    clients already"). Pools of wider-scoped fixtures exist before this runs and are kept;
+    ``store_for`` reopens a closed one."""
+    from storage import db as databases
+
+    before = set(databases._OPEN)
+    yield
+    for left in set(databases._OPEN) - before:
+        left.close()
