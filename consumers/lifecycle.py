@@ -37,9 +37,13 @@ OUTPUT = None
 class LifecycleHandler:
     decode = staticmethod(OutcomeEvent.decode)
 
-    def __init__(self, service: LifecycleService, sweeper: Sweeper | None = None) -> None:
+    def __init__(self, service: LifecycleService, sweeper: Sweeper | None = None,
+                 owned_db: Any = None) -> None:
         self.service = service
         self.sweeper = sweeper
+        #: the database this stage's build opened (not one given in the resources):
+        #: ``finish`` closes it
+        self._owned_db = owned_db
 
     def handle(self, event: Any) -> Sequence[Encodable]:
         try:
@@ -59,6 +63,11 @@ class LifecycleHandler:
         progress complete, so no timer thread outlives the drain or worker that started it."""
         if self.sweeper is not None:
             self.sweeper.stop(timeout_s=60.0)  # a sweep is a few queries; never cut short
+        # (after the sweep, which uses it) a pool per drain would pile up in a long-lived
+        # process that drains again and again (the Dagster adapter, the Python API)
+        db, self._owned_db = self._owned_db, None
+        if db is not None:
+            db.close()
 
 
 def _interval() -> float:
@@ -86,7 +95,8 @@ def _count(client: redis.Redis, settings: Settings, fingerprint: str, fix_id: st
 
 def build(ctx: StageContext) -> LifecycleHandler:
     settings = ctx.settings
-    db = ctx.resources.get("db") or open_database(settings)
+    given = ctx.resources.get("db")
+    db = given or open_database(settings)
     client = ctx.resources.get("redis") or connect_redis(settings)
     notifier = build_notifier(settings, client)  # raises HealError for a bad webhook URL
     # the audit log notifies breaker trips, quarantines and workflow state changes
@@ -115,4 +125,4 @@ def build(ctx: StageContext) -> LifecycleHandler:
                           [deprecate_unused, escalation.sweep], interval_s=_interval())
         sweeper.start()
         ctx.resources["lifecycle_sweeper"] = sweeper
-    return LifecycleHandler(service, sweeper)
+    return LifecycleHandler(service, sweeper, owned_db=None if given else db)

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import atexit
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from pipeline.config import STREAM_CANDIDATES, STREAM_FINGERPRINTS
 from pipeline.errors import DatabaseUnavailable
 from pipeline.events import CandidateEvent, FingerprintEvent
 from pipeline.lookup.service import Lookup
 from pipeline.stage import StageContext
+
+if TYPE_CHECKING:
+    from storage.db import Database
 
 GROUP = "lookup"
 INPUT = STREAM_FINGERPRINTS
@@ -24,8 +28,13 @@ OUTPUT = STREAM_CANDIDATES
 class LookupHandler:
     """Turns one FingerprintEvent into one CandidateEvent (id ``f"{error_id}:lookup"``)."""
 
-    def __init__(self, lookup: Lookup) -> None:
+    def __init__(self, lookup: Lookup, owned: tuple[Database | None] | None = None) -> None:
         self.lookup = lookup
+        #: set when this stage's build made ``lookup`` (with the database it opened, if
+        #: any): ``finish`` then releases them; a lookup given in the resources is its
+        #: giver's to release
+        self._owned = owned
+        self._released = False
 
     def decode(self, raw: bytes) -> FingerprintEvent:
         return FingerprintEvent.decode(raw)
@@ -40,7 +49,21 @@ class LookupHandler:
         (occurrences, unmatched errors) to PostgreSQL now, so `heal issues list` and `heal
         explain` see this run's error before the process exits (kept in the on-disk outbox
         when PostgreSQL is down)."""
-        self.lookup.sync()
+        if self._released:
+            return  # (partitions share one handler: each of their workers finishes it)
+        owned = self._owned
+        if owned is None:
+            self.lookup.sync()
+            return
+        self._released = True
+        # what this build started and opened ends with it, so a long-lived process that
+        # drains again and again (the Dagster adapter, the Python API) keeps no sync thread,
+        # exit hook or pool per drain: stop the sync thread, sync one last time, close
+        self.lookup.close()
+        atexit.unregister(self.lookup.flush)
+        db = owned[0]
+        if db is not None:
+            db.close()
 
     def handle(self, event: FingerprintEvent) -> Sequence[CandidateEvent]:
         result = self.lookup.lookup(
@@ -72,9 +95,10 @@ def build(ctx: StageContext) -> LookupHandler:
         from storage.engines import open_database
 
         db = ctx.resources.get("db")
+        opened = None
         if db is None:
             try:
-                db = open_database(ctx.settings)
+                db = opened = open_database(ctx.settings)
             except DatabaseUnavailable:
                 db = None  # offline: answer from the local cache, writes wait in the outbox
         lookup = build_lookup(ctx.settings, db)
@@ -82,4 +106,5 @@ def build(ctx: StageContext) -> LookupHandler:
         # buffered writes reach the on-disk outbox even on a quick exit (synced next start)
         atexit.register(lookup.flush)
         ctx.resources["lookup"] = lookup
+        return LookupHandler(lookup, owned=(opened,))
     return LookupHandler(lookup)
