@@ -70,7 +70,7 @@ class EventProcessor:
 
     def process(self, delivery: Delivery) -> Decision:
         decoded = self.decode(delivery)
-        return decoded if isinstance(decoded, DeadLetter) else self._handle(delivery, decoded)
+        return decoded if isinstance(decoded, DeadLetter) else self.handle(delivery, decoded)
 
     def prepare(self, events: list[Any]) -> None:
         """Give a batch-aware handler the batch's decoded events first (see
@@ -112,9 +112,7 @@ class EventProcessor:
         return event
 
     def handle(self, delivery: Delivery, event: Any) -> Decision:
-        return self._handle(delivery, event)
-
-    def _handle(self, delivery: Delivery, event: Any) -> Decision:
+        """The decision for one decoded event (called once per event: no wrapper layers)."""
         timed = bool(self._after)
         started = time.perf_counter() if timed else 0.0
         try:

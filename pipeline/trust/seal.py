@@ -63,6 +63,8 @@ class SealedHandler:
     """Wraps a stage handler: checks the seal of every input (except ``errors``) before
     decoding it, and seals every output for the stage's output stream."""
 
+    handle: Callable[[Any], Sequence[Any]]
+
     def __init__(self, inner: Any, settings: Settings, input_role: str,
                  output_role: str | None) -> None:
         self.inner = inner
@@ -77,6 +79,9 @@ class SealedHandler:
         # the public input stream is never sealed: its events go straight to the decoder
         direct = getattr(inner, "decode", None) if input_role == STREAM_ERRORS else None
         self.decode: Callable[[bytes], Any] = direct or self._decode
+        handle = getattr(inner, "handle", None)
+        if handle is not None:  # the inner handler's own: no forwarding frame per event
+            self.handle = handle
 
     def _decode(self, raw: bytes) -> Any:
         """Raises EventValidationError (dead-lettered by the runtime) for a bad seal."""
@@ -88,10 +93,6 @@ class SealedHandler:
                 raise error
             raw = body
         return self.inner.decode(raw)
-
-    def handle(self, event: Any) -> Sequence[Any]:
-        result: Sequence[Any] = self.inner.handle(event)
-        return result
 
     def encode_output(self, event: Any) -> bytes:
         encode = self._encode
