@@ -14,6 +14,7 @@ well under a second).
 
 from __future__ import annotations
 
+import argparse
 import re
 import sys
 import time
@@ -210,10 +211,13 @@ def worst_cases(limit: int = 24) -> list[tuple[float, str, str]]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--top", type=int, default=8, help="slowest patterns to print")
+    args = parser.parse_args()
     plain = plain_line()
     baseline = min(timed(DEFAULT_NORMALIZER_RUN, plain) for _ in range(5))
     results = worst_cases()
-    for seconds, name, head in results[:8]:
+    for seconds, name, head in results[:args.top]:
         print(f"{seconds * 1000:9.1f} ms  {name:45s} {head!r}")
     top = results[0][0]
     print(f"regexes: {len(results)}; plain 64 KB line (normalize): {baseline * 1000:.2f} ms; "
