@@ -5,6 +5,10 @@ them. When no live RQ worker listens on the queue it starts worker subprocesses 
 ``rq worker`` processes, a ``SimpleWorker`` that also exits when its Redis and its parent are
 gone (:mod:`pipeline.validate.rqworker`), exiting on their own after an idle period),
 so verification runs in parallel even on a single machine with nothing else started.
+The workers a process started are its children, whoever's queue started them: one list per
+process reaps the ones that exited (idle) at every check any queue runs, and one exit hook
+stops the rest, so a long-lived process that builds a queue per drain (the Dagster adapter,
+the Python API) collects no zombie processes and keeps no queue alive.
 A second watchdog sits on this side: a job that has not finished within its timeout plus a
 grace period is reported as timed out.
 """
@@ -16,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -32,6 +37,40 @@ from pipeline.validate.rqworker import PARENT_ENV
 QUEUE_GRACE_S = 20.0
 WORKER_IDLE_S = 20
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+#: every worker process this process started and has not reaped yet (of any queue)
+_CHILDREN: list[subprocess.Popen[bytes]] = []
+_CHILDREN_LOCK = threading.Lock()
+
+
+def _reap() -> None:
+    """Collect the exit status of started workers that exited (an idle worker exits on its
+    own; unreaped it would stay a zombie process as long as this one runs)."""
+    with _CHILDREN_LOCK:
+        _CHILDREN[:] = [p for p in _CHILDREN if p.poll() is None]
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM first; a worker whose Redis is already gone retries its clean-up forever, so
+    whoever has not exited a moment later is killed."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5.0)
+    with _CHILDREN_LOCK:
+        _CHILDREN[:] = [p for p in _CHILDREN if p not in procs]
+
+
+@atexit.register
+def _stop_all() -> None:
+    with _CHILDREN_LOCK:
+        procs = list(_CHILDREN)
+    _stop(procs)
 
 
 @dataclass(frozen=True)
@@ -60,27 +99,17 @@ class CheckQueue:
         self.client = client
         self.queue = Queue(queue_name, connection=client)
         self.max_workers = workers
+        #: the workers this queue started that were alive when last looked at (the exit
+        #: hook stops them with the process's other children; idle ones exit on their own)
         self._spawned: list[subprocess.Popen[bytes]] = []
-        atexit.register(self.close)
 
     def close(self) -> None:
-        """Stop the workers this process started (idle ones would exit on their own).
-
-        SIGTERM first; a worker whose Redis is already gone retries its clean-up forever,
-        so whoever has not exited a moment later is killed.
-        """
-        for proc in self._spawned:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self._spawned:
-            try:
-                proc.wait(timeout=1.0)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5.0)
+        """Stop the workers this queue started (idle ones would exit on their own)."""
+        _stop(self._spawned)
         self._spawned = []
 
     def _live_workers(self) -> int:
+        _reap()
         self._spawned = [p for p in self._spawned if p.poll() is None]
         try:
             registered = len(Worker.all(queue=self.queue))
@@ -98,9 +127,11 @@ class CheckQueue:
             # readable by every user on the machine through ps (issue 11, item 9)
             env = {**os.environ, "RQ_REDIS_URL": redis_url_of(self.client),
                    PARENT_ENV: str(os.getpid())}
-            self._spawned.append(subprocess.Popen(
-                argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                start_new_session=True, env=env))
+            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    start_new_session=True, env=env)
+            self._spawned.append(proc)
+            with _CHILDREN_LOCK:
+                _CHILDREN.append(proc)
 
     def run(self, specs: list[CheckSpec]) -> list[dict[str, Any]]:
         """Enqueue every spec, wait for all; results in the same order as ``specs``.
