@@ -41,6 +41,7 @@ _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 #: every worker process this process started and has not reaped yet (of any queue)
 _CHILDREN: list[subprocess.Popen[bytes]] = []
 _CHILDREN_LOCK = threading.Lock()
+_CHILDREN_HOOKED: list[bool] = []
 
 
 def _reap() -> None:
@@ -66,11 +67,21 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
         _CHILDREN[:] = [p for p in _CHILDREN if p not in procs]
 
 
-@atexit.register
 def _stop_all() -> None:
     with _CHILDREN_LOCK:
         procs = list(_CHILDREN)
     _stop(procs)
+
+
+def _adopt(proc: subprocess.Popen[bytes]) -> None:
+    """Track a started worker; the exit hook is registered with the first one, so it runs
+    before the exit hooks of what was started earlier (an embedded Redis the workers still
+    need to deregister from: without it a stopping worker retries until it is killed)."""
+    with _CHILDREN_LOCK:
+        if not _CHILDREN_HOOKED:
+            atexit.register(_stop_all)
+            _CHILDREN_HOOKED.append(True)
+        _CHILDREN.append(proc)
 
 
 @dataclass(frozen=True)
@@ -130,8 +141,7 @@ class CheckQueue:
             proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                     start_new_session=True, env=env)
             self._spawned.append(proc)
-            with _CHILDREN_LOCK:
-                _CHILDREN.append(proc)
+            _adopt(proc)
 
     def run(self, specs: list[CheckSpec]) -> list[dict[str, Any]]:
         """Enqueue every spec, wait for all; results in the same order as ``specs``.
