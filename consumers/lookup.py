@@ -58,9 +58,11 @@ class LookupHandler:
         self._released = True
         # what this build started and opened ends with it, so a long-lived process that
         # drains again and again (the Dagster adapter, the Python API) keeps no sync thread,
-        # exit hook or pool per drain: stop the sync thread, sync one last time, close
+        # exit hook, pool or open cache file per drain: stop the sync thread, sync one last
+        # time, close (the local cache's SQLite file is the build's own, see build_lookup)
         self.lookup.close()
         atexit.unregister(self.lookup.flush)
+        self.lookup.cache.close()
         db = owned[0]
         if db is not None:
             db.close()
