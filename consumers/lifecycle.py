@@ -119,10 +119,8 @@ def build(ctx: StageContext) -> LifecycleHandler:
             audit.append("lifecycle.transition", f"{t.fingerprint}/{t.fix_id}",
                          {"from": t.src.value, "to": t.dst.value, "reason": t.reason})
 
-    sweeper = ctx.resources.get("lifecycle_sweeper")
-    if sweeper is None:
-        sweeper = Sweeper(client, settings.key("lifecycle", "sweep"),
-                          [deprecate_unused, escalation.sweep], interval_s=_interval())
-        sweeper.start()
-        ctx.resources["lifecycle_sweeper"] = sweeper
+    # this build's own timer, over this build's store and notifier; ``finish`` stops it
+    sweeper = Sweeper(client, settings.key("lifecycle", "sweep"),
+                      [deprecate_unused, escalation.sweep], interval_s=_interval())
+    sweeper.start()
     return LifecycleHandler(service, sweeper, owned_db=None if given else db)
