@@ -107,6 +107,5 @@ def build(ctx: StageContext) -> LookupHandler:
         lookup.start_background_sync()
         # buffered writes reach the on-disk outbox even on a quick exit (synced next start)
         atexit.register(lookup.flush)
-        ctx.resources["lookup"] = lookup
         return LookupHandler(lookup, owned=(opened,))
     return LookupHandler(lookup)

@@ -56,7 +56,7 @@ def test_handler_turns_a_fingerprint_into_a_candidate(settings: Settings, db: Da
     # redelivery: same output id, and the occurrence is counted once
     (twice,) = handler.handle(handler.decode(event.encode()))
     assert twice.id == out.id
-    ctx.resources["lookup"].close()
+    handler.finish()  # what a drain or worker does at its end: the last sync, then close
     assert db.fetchval("SELECT count(*) FROM occurrences WHERE error_id = 'err-1'") == 1
 
 
