@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -29,6 +29,9 @@ from pipeline.stage import Encodable, StageContext
 from storage.causal import CausalGraph
 from storage.lifecycle import LifecycleStore
 
+if TYPE_CHECKING:
+    from storage.db import Database
+
 GROUP = "lifecycle"
 INPUT = STREAM_OUTCOMES
 OUTPUT = None
@@ -38,7 +41,7 @@ class LifecycleHandler:
     decode = staticmethod(OutcomeEvent.decode)
 
     def __init__(self, service: LifecycleService, sweeper: Sweeper | None = None,
-                 owned_db: Any = None) -> None:
+                 owned_db: Database | None = None) -> None:
         self.service = service
         self.sweeper = sweeper
         #: the database this stage's build opened (not one given in the resources):

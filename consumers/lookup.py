@@ -28,12 +28,13 @@ OUTPUT = STREAM_CANDIDATES
 class LookupHandler:
     """Turns one FingerprintEvent into one CandidateEvent (id ``f"{error_id}:lookup"``)."""
 
-    def __init__(self, lookup: Lookup, owned: tuple[Database | None] | None = None) -> None:
+    def __init__(self, lookup: Lookup, *, owned: bool = False,
+                 owned_db: Database | None = None) -> None:
         self.lookup = lookup
-        #: set when this stage's build made ``lookup`` (with the database it opened, if
-        #: any): ``finish`` then releases them; a lookup given in the resources is its
-        #: giver's to release
+        #: this stage's build made ``lookup`` (and opened ``owned_db``, if any): ``finish``
+        #: then releases them; a lookup given in the resources is its giver's to release
         self._owned = owned
+        self._owned_db = owned_db
         self._released = False
 
     def decode(self, raw: bytes) -> FingerprintEvent:
@@ -51,8 +52,7 @@ class LookupHandler:
         when PostgreSQL is down)."""
         if self._released:
             return  # (partitions share one handler: each of their workers finishes it)
-        owned = self._owned
-        if owned is None:
+        if not self._owned:
             self.lookup.sync()
             return
         self._released = True
@@ -63,9 +63,8 @@ class LookupHandler:
         self.lookup.close()
         atexit.unregister(self.lookup.flush)
         self.lookup.cache.close()
-        db = owned[0]
-        if db is not None:
-            db.close()
+        if self._owned_db is not None:
+            self._owned_db.close()
 
     def handle(self, event: FingerprintEvent) -> Sequence[CandidateEvent]:
         result = self.lookup.lookup(
@@ -107,5 +106,5 @@ def build(ctx: StageContext) -> LookupHandler:
         lookup.start_background_sync()
         # buffered writes reach the on-disk outbox even on a quick exit (synced next start)
         atexit.register(lookup.flush)
-        return LookupHandler(lookup, owned=(opened,))
+        return LookupHandler(lookup, owned=True, owned_db=opened)
     return LookupHandler(lookup)

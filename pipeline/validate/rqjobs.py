@@ -41,7 +41,8 @@ _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 #: every worker process this process started and has not reaped yet (of any queue)
 _CHILDREN: list[subprocess.Popen[bytes]] = []
 _CHILDREN_LOCK = threading.Lock()
-_CHILDREN_HOOKED: list[bool] = []
+#: the exit hook that stops them is registered (see :func:`_adopt`)
+_children_hooked = False
 
 
 def _reap() -> None:
@@ -77,10 +78,11 @@ def _adopt(proc: subprocess.Popen[bytes]) -> None:
     """Track a started worker; the exit hook is registered with the first one, so it runs
     before the exit hooks of what was started earlier (an embedded Redis the workers still
     need to deregister from: without it a stopping worker retries until it is killed)."""
+    global _children_hooked
     with _CHILDREN_LOCK:
-        if not _CHILDREN_HOOKED:
+        if not _children_hooked:
             atexit.register(_stop_all)
-            _CHILDREN_HOOKED.append(True)
+            _children_hooked = True
         _CHILDREN.append(proc)
 
 
