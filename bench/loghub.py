@@ -23,20 +23,39 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
+from functools import lru_cache
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.fingerprint.batch import (  # noqa: E402
-    fingerprint_batch,
-    message_tokens,
-    template_messages,
+from pipeline.fingerprint.batch import fingerprint_batch  # noqa: E402
+from pipeline.fingerprint.cluster import (  # noqa: E402
+    DEFAULT_CONFIG,
+    MinerConfig,
+    Tokens,
+    mine,
+    tokenize,
 )
-from pipeline.fingerprint.cluster import DEFAULT_CONFIG, MinerConfig, mine, tokenize  # noqa: E402
 from pipeline.fingerprint.rules import DEFAULT_NORMALIZER  # noqa: E402
 
 _NEAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "loghub2k"
 DEFAULT_DIR = _NEAR if _NEAR.is_dir() else Path("/work/shared/data/loghub2k")
+
+
+@lru_cache(maxsize=1 << 16)
+def message_tokens(message: str) -> Tokens:
+    """Normalized tokens of one log message (cached: logs repeat themselves a lot)."""
+    return tokenize(DEFAULT_NORMALIZER.normalize(message))
+
+
+def template_messages(
+    messages: Sequence[str], config: MinerConfig = DEFAULT_CONFIG
+) -> list[Tokens]:
+    """The stage's normalizer and miner on the bare messages (no extraction), the whole
+    batch mined at once: the ``heal`` column (``heal-cli`` is the full command path)."""
+    tokens = [message_tokens(m) for m in messages]
+    templates = mine(tokens, config)
+    return [templates[t] for t in tokens]
 
 
 def grouping_accuracy(truth: Sequence[str], predicted: Sequence[Hashable]) -> float:

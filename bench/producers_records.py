@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from producers.backfill import scan_file
-from producers.records import assemble_lines, iter_lines
+from producers.records import Record, RecordAssembler, iter_lines
 
 TRACE = (
     "2024-01-01 10:00:01 ERROR request failed\n"
@@ -52,6 +52,16 @@ def rate(label: str, lines: int, seconds: float, base: float | None) -> float:
     return per_s
 
 
+def assemble_lines(data: bytes) -> list[Record]:
+    """Every record of ``data``: its lines fed to one assembler, flushed at the end (what
+    the backfill scanner does, without its CI-log detection and event building)."""
+    assembler = RecordAssembler()
+    records: list[Record] = []
+    for number, (line, start, end) in enumerate(iter_lines(data), 1):
+        records += assembler.feed(line, start, end, number)
+    return records + assembler.flush()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("data_dir", nargs="?", default="/work/shared/data/loghub2k")
@@ -65,7 +75,7 @@ def main() -> None:
     base = rate("baseline: split + decode lines", n, time.perf_counter() - t, None)
 
     t = time.perf_counter()
-    records = list(assemble_lines(iter_lines(data)))
+    records = assemble_lines(data)
     rate("record assembly", n, time.perf_counter() - t, base)
 
     with tempfile.NamedTemporaryFile(suffix=".log") as fh:

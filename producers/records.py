@@ -11,7 +11,7 @@ re-reads an incomplete record instead of losing it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
@@ -283,10 +283,3 @@ def iter_lines(data: bytes, base: int = 0) -> Iterator[tuple[str, int, int]]:
             return
         yield data[start:nl].decode("utf-8", "replace"), base + start, base + nl + 1
         start = nl + 1
-
-
-def assemble_lines(lines: Iterable[tuple[str, int, int]], first_line: int = 1) -> Iterator[Record]:
-    assembler = RecordAssembler()
-    for number, (line, start, end) in enumerate(lines, first_line):
-        yield from assembler.feed(line, start, end, number)
-    yield from assembler.flush()

@@ -5,15 +5,19 @@ from __future__ import annotations
 from producers.records import (
     Record,
     RecordAssembler,
-    assemble_lines,
     is_error_text,
     iter_lines,
 )
 
 
 def assemble(text: str) -> list[Record]:
-    """All records of a complete text, through the line splitter backfill and watch use."""
-    return list(assemble_lines(iter_lines(text.encode())))
+    """All records of a complete text, through the line splitter backfill and watch use,
+    fed to one assembler line by line and flushed at the end (as ``LogScanner`` does)."""
+    assembler = RecordAssembler()
+    records: list[Record] = []
+    for number, (line, start, end) in enumerate(iter_lines(text.encode()), 1):
+        records += assembler.feed(line, start, end, number)
+    return records + assembler.flush()
 
 PYTHON_CHAINED = """\
 2024-01-01 10:00:00 INFO starting
