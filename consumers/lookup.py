@@ -51,7 +51,7 @@ class LookupHandler:
         explain` see this run's error before the process exits (kept in the on-disk outbox
         when PostgreSQL is down)."""
         if self._released:
-            return  # (partitions share one handler: each of their workers finishes it)
+            return  # (idempotent: what was closed stays closed)
         if not self._owned:
             self.lookup.sync()
             return

@@ -79,7 +79,11 @@ def drain_inline(
                 worker.reclaimer.forget(worker.consumer)
     finally:
         # also when the drain failed (Redis gone mid-drain, a stage that cannot be built):
-        # e.g. the lookup's outbox reaches PostgreSQL, the lifecycle's sweep timer stops
+        # e.g. the lookup's outbox reaches PostgreSQL, the lifecycle's sweep timer stops;
+        # once per handler (a stage's partition workers share one, see PartitionedWorker)
+        finished: set[int] = set()
         for worker in workers:
-            worker.finish()
+            if id(worker.processor.handler) not in finished:
+                finished.add(id(worker.processor.handler))
+                worker.finish()
     return total
