@@ -54,6 +54,10 @@ class Fingerprinter:
         #: the last prepared batch's fingerprints by (text, repo): its templates are fixed
         #: by ``prepare``, so ``fingerprint`` of an event of the batch is one lookup
         self._finished: dict[tuple[str, str], Fingerprint] = {}
+        #: (kind, error class, masked message, frame key, top function) -> what
+        #: ``_shaped`` makes of it: texts that differ only in masked values (log lines with
+        #: new numbers) share it; cleared when full
+        self._shapes: dict[tuple[str, str, str, str, str], tuple[Tokens, str, str]] = {}
 
     def fingerprint(self, text: str, repo: str = "") -> Fingerprint:
         """The fingerprint of ``text``. A repeated text with the same mined template gets the
@@ -129,19 +133,18 @@ class Fingerprinter:
         masked = self.normalizer.mask(message)
         # the error class is structure, not data: it is never masked
         prefix = f"{extraction.error_type}: " if extraction.error_type else ""
-        tokens = tokenize(prefix + masked.text)
         frames = extraction.project_frames()[-MAX_FRAMES:]
         frame_key = "|".join(f"{f.file}:{f.function}" for f in frames)
         top = frames[-1].function if frames else ""
-        head = extraction.error_type
-        if extraction.kind in _UNSTRUCTURED:
-            # a log level or nothing is no error class: the message's first two constant
-            # words stand in (else every ERROR line of every program would share one)
-            own = tokenize(masked.text) if prefix else tokens  # (no prefix: the same)
-            words = [t for t in own if t != WILDCARD][:2]
-            head = " ".join([head, *words]).strip()
-        coarse = stable_hash("coarse", extraction.kind, head, top)
-        fine = stable_hash("fine", extraction.kind, extraction.error_type, masked.text, frame_key)
+        shape = (extraction.kind, extraction.error_type, masked.text, frame_key, top)
+        found = self._shapes.get(shape)
+        if found is None:
+            found = _shaped(*shape)
+            if len(masked.text) <= SHAPE_CHARS:
+                if len(self._shapes) >= SHAPE_CACHE:
+                    self._shapes.clear()
+                self._shapes[shape] = found
+        tokens, fine, coarse = found
         hints = tuple(self.normalizer.describe(masked)) if masked.counts else ()
         base = Fingerprint(
             fine=fine,
@@ -154,6 +157,24 @@ class Fingerprinter:
             hints=hints,
         )
         return _Analysis(base, tokens, frame_key, len(text))
+
+
+def _shaped(kind: str, error_type: str, masked: str, frame_key: str, top: str
+            ) -> tuple[Tokens, str, str]:
+    """The tokens to mine and the fine and coarse fingerprints of a masked message: the same
+    for every text that masks to it (with the same kind, error class and frames)."""
+    prefix = f"{error_type}: " if error_type else ""
+    tokens = tokenize(prefix + masked)
+    head = error_type
+    if kind in _UNSTRUCTURED:
+        # a log level or nothing is no error class: the message's first two constant
+        # words stand in (else every ERROR line of every program would share one)
+        own = tokenize(masked) if prefix else tokens  # (no prefix: the same)
+        words = [t for t in own if t != WILDCARD][:2]
+        head = " ".join([head, *words]).strip()
+    coarse = stable_hash("coarse", kind, head, top)
+    fine = stable_hash("fine", kind, error_type, masked, frame_key)
+    return tokens, fine, coarse
 
 
 class _Analysis:
@@ -200,6 +221,10 @@ _FINISHED_PER_TEXT = 4
 #: line; long texts count by their length, so a storm of 64 KB tracebacks stays bounded)
 ANALYSIS_CACHE = 32768
 ANALYSIS_CACHE_CHARS = 16 * 1024 * 1024
+#: masked messages whose tokens and hashes are kept, and the longest kept (so the shapes
+#: hold at most ~8 MB of text)
+SHAPE_CACHE = 8192
+SHAPE_CHARS = 1024
 
 
 #: extracted values that are masked in the message by name (they live on in ``params``)

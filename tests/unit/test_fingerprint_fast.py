@@ -11,8 +11,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+import re._parser as sre_parse
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -24,6 +26,7 @@ from pipeline.fingerprint.columns import DEFAULT_CONFIG, _judge, templates
 from pipeline.fingerprint.hashing import ALGORITHM_VERSION, stable_hash
 from pipeline.fingerprint.rules import (
     _BLOB_MIN,
+    _GUARD,
     _KEPT,
     DEFAULT_NORMALIZER,
     RULES,
@@ -195,3 +198,101 @@ def test_mask_of_the_fixtures_equals_the_former_bookkeeping() -> None:
     for path in sorted(FIXTURES.rglob("*.txt")):
         text = path.read_text(encoding="utf-8", errors="replace")
         assert DEFAULT_NORMALIZER.mask(text) == reference_mask(DEFAULT_NORMALIZER, text)
+
+
+# --- masking memoized under the zeroed text ----------------------------------------------
+
+_DIGITS = {ord(d) for d in "0123456789"}
+#: the child patterns of a parsed op, by op name
+_CHILDREN = {"SUBPATTERN": lambda av: [av[-1]], "MAX_REPEAT": lambda av: [av[2]],
+             "MIN_REPEAT": lambda av: [av[2]], "BRANCH": lambda av: av[1],
+             "ASSERT": lambda av: [av[1]], "ASSERT_NOT": lambda av: [av[1]]}
+
+
+def _class_breaks(items: Any) -> list[str]:
+    held: set[int] = set()
+    unknown = []
+    for kind, arg in ((str(k), a) for k, a in items):
+        if kind == "LITERAL":
+            held |= {arg} & _DIGITS
+        elif kind == "RANGE":
+            held |= set(range(arg[0], arg[1] + 1)) & _DIGITS
+        elif kind == "CATEGORY":
+            if str(arg) in ("CATEGORY_DIGIT", "CATEGORY_WORD", "CATEGORY_NOT_SPACE"):
+                held |= _DIGITS
+        elif kind != "NEGATE":
+            unknown.append(f"class item {kind}")
+    partial = [f"a class holding {sorted(chr(d) for d in held)}"] if held and held != _DIGITS \
+        else []
+    return unknown + partial
+
+
+def _digit_premise_breaks(node: Any) -> list[str]:
+    """What in a parsed pattern answers differently for two ASCII digits: a literal digit,
+    or a class holding some digits but not all (an op this walk does not know counts too)."""
+    found: list[str] = []
+    for op, av in node:
+        name = str(op)
+        if name == "LITERAL":
+            found += [f"literal {chr(av)!r}"] if av in _DIGITS else []
+        elif name == "IN":
+            found += _class_breaks(av)
+        elif name in _CHILDREN:
+            for child in _CHILDREN[name](av):
+                found += _digit_premise_breaks(child)
+        elif name not in ("AT", "ANY", "NOT_LITERAL"):
+            found.append(f"op {name}")
+    return found
+
+
+#: where the table's literal digits stand (each needs an ``0x`` or an ``HTTP/`` in the text,
+#: the texts that ``Normalizer.mask`` keeps off its memo)
+_LITERAL_DIGIT_SPOTS = {"hex": [r"0[xX]"], "code": [r"HTTP/1\.1", r"HTTP/1\.0", r"HTTP/2"]}
+
+
+def test_the_table_tells_ascii_digits_apart_only_after_0x_or_http() -> None:
+    """The premise of the memo: re-derived from the parse of every rule and the guard."""
+    for source, name in [(r.pattern, r.name) for r in RULES] + [(_GUARD, "guard")]:
+        spots = _LITERAL_DIGIT_SPOTS.get(name, [])
+        assert all(spot in source for spot in spots), name
+        for spot in spots:
+            source = source.replace(spot, "")
+        assert _digit_premise_breaks(sre_parse.parse(source, re.VERBOSE)) == [], (
+            f"rule {name!r} tells digits apart elsewhere: extend the checks in "
+            "Normalizer.mask (or set its memo aside for this table) and this list")
+
+
+_DIGITY = ["0x1f", "5x1f", "1X0", "HTTP/1.1 404", "HTTP/2 503", "HTTP/3 200", "exit 2", "42",
+           "10.0.0.1:80", "blk_123", "ssh2", "2026-11-22T10:00:00Z", "1.5s", "12 KB", "a1b2c3d",
+           "deadbeef12", "R02-M1", "status=500", "/srv/app1/x.py", "07:07:00", "fe80::1",
+           "x=1", "v1.2.3", "eth0", "ok", "at"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_DIGITY) | st.text("0123456789xX.:/-_ aH", max_size=8),
+                max_size=10).map(" ".join), st.randoms(use_true_random=False))
+def test_texts_that_differ_in_digits_mask_as_each_alone(text: str, rnd: Any) -> None:
+    """A text masked after another of the same zeroed form (the memo's hit) masks as the
+    unmemoized table does."""
+    other = "".join(rnd.choice("0123456789") if c in "0123456789" else c for c in text)
+    zeros, fives = (re.sub("[0-9]", d, text) for d in "05")
+    for one in (text, other, zeros, fives, text):
+        assert DEFAULT_NORMALIZER.mask(one) == reference_mask(DEFAULT_NORMALIZER, one), one
+
+
+def test_a_custom_table_is_not_memoized() -> None:
+    custom = Normalizer((*RULES, Rule("zip", r"\bZ\d\b", "one digit after Z")))
+    assert custom._places is None
+    assert custom.mask("Z1 Z7").counts["zip"] == 2
+
+
+def test_fingerprints_of_one_masked_shape_equal_those_computed_alone() -> None:
+    """Texts sharing a masked message share tokens and hashes: each still fingerprints as a
+    fresh fingerprinter makes it."""
+    shared = Fingerprinter(MemoryTemplateStore())
+    texts = [f"Failed password for root from 10.0.{i}.{i * 7} port {2000 + i} ssh2"
+             for i in range(6)] + ["ValueError: bad 12", "ValueError: bad 99", "bad 12"]
+    for text in texts:
+        alone = Fingerprinter(MemoryTemplateStore())._compute(text, "/srv/r").base
+        assert shared._compute(text, "/srv/r").base == alone
+    assert len(shared._shapes) == 3
