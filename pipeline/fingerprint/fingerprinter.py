@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -25,7 +24,6 @@ from pipeline.fingerprint.rules import DEFAULT_NORMALIZER, Normalizer
 #: innermost project frames that enter the fine fingerprint (deeper ones are call paths
 #: that vary with the caller, not with the problem)
 MAX_FRAMES = 5
-_SPACE = re.compile(r"\s+")
 _UNSTRUCTURED = ("log", "text")
 
 
@@ -129,7 +127,9 @@ class Fingerprinter:
     def _compute(self, text: str, repo: str) -> _Analysis:
         extraction = extract(text, repo)
         params = extract_params(text, extraction)
-        message = _mask_params(_SPACE.sub(" ", extraction.message).strip(), params)
+        # (whitespace runs to one space, ends stripped: ``re``'s ``\s`` is ``str.isspace``,
+        # so this is ``re.sub(r"\s+", " ", m).strip()`` at a third of its cost)
+        message = _mask_params(" ".join(extraction.message.split()), params)
         masked = self.normalizer.mask(message)
         # the error class is structure, not data: it is never masked
         prefix = f"{extraction.error_type}: " if extraction.error_type else ""
@@ -146,16 +146,11 @@ class Fingerprinter:
                 self._shapes[shape] = found
         tokens, fine, coarse = found
         hints = tuple(self.normalizer.describe(masked)) if masked.counts else ()
-        base = Fingerprint(
-            fine=fine,
-            coarse=coarse,
-            version=ALGORITHM_VERSION,
-            template="",
-            normalized=prefix + masked.text,
-            params=params,
-            extraction=extraction,
-            hints=hints,
-        )
+        # (the constructor's fields, in order, without its frozen setattr per field)
+        base = _new(Fingerprint)
+        base.__dict__.update(
+            fine=fine, coarse=coarse, version=ALGORITHM_VERSION, template="",
+            normalized=prefix + masked.text, params=params, extraction=extraction, hints=hints)
         return _Analysis(base, tokens, frame_key, len(text))
 
 
