@@ -55,11 +55,19 @@ class FingerprintHandler:
     def handle(self, event: ErrorEvent) -> Sequence[FingerprintEvent]:
         """Raises: StreamUnavailable when the shared template store is unreachable (the
         runtime retries)."""
-        fp = self.fingerprinter.fingerprint(event.text, repo=event.repo.path)
-        extraction = self._extraction(fp)
+        return self.handle_batch((event,))[0]
+
+    def handle_batch(self, events: Sequence[ErrorEvent]) -> list[Sequence[FingerprintEvent]]:
+        """``handle`` of each event (the runtime's batch path, see ``BatchHandler``; nothing
+        here but the caches changes, so a failed batch is safely handled again one by one).
+
+        Raises: StreamUnavailable, as ``handle``."""
+        fingerprint, extraction_of = self.fingerprinter.fingerprint, self._extraction
         stamp, _, stamped = self._stamped
-        return [
-            FingerprintEvent.assemble(  # (every field, in order: no per-field setattr)
+        out: list[Sequence[FingerprintEvent]] = []
+        for event in events:
+            fp = fingerprint(event.text, event.repo.path)
+            out.append([FingerprintEvent.assemble(  # (every field, in order: no setattr)
                 id=f"{event.id}:{GROUP}",
                 error_id=event.id,
                 error=event,
@@ -70,9 +78,9 @@ class FingerprintHandler:
                 version=fp.version,
                 template=fp.template,
                 params=fp.params,
-                extraction=extraction,
-            )
-        ]
+                extraction=extraction_of(fp),
+            )])
+        return out
 
     def _extraction(self, fp: Fingerprint) -> dict[str, Any]:
         """The ``extraction`` object published for ``fp`` (shared by every event of one

@@ -47,6 +47,16 @@ class Hook:
     ) -> None:
         """After the handler returned (outputs not yet handed off)."""
 
+    def after_handle_batch(
+        self, stage: str, events: Sequence[Any], outputs: Sequence[Sequence[Any]],
+        elapsed_s: float,
+    ) -> None:
+        """After a batch handler (``handle_batch``, see ``pipeline.stage.BatchHandler``)
+        returned ``outputs[i]`` for ``events[i]``; ``elapsed_s`` is the batch's mean time per
+        event. By default :meth:`after_handle` for each event."""
+        for event, produced in zip(events, outputs, strict=True):
+            self.after_handle(stage, event, produced, elapsed_s)
+
     def on_retry(self, stage: str, delivery: Delivery, reason: str, delay_s: float) -> None:
         """The event will be tried again after ``delay_s``."""
 
@@ -74,8 +84,10 @@ class HookChain(Hook):
     def add(self, hook: Hook) -> None:
         self.hooks.append(hook)
         # only overridden methods are called: the per-event cost of an empty hook is zero
+        # (a batch reaches an ``after_handle`` override through the default batch method)
         for name in _HOOK_METHODS:
-            if getattr(type(hook), name) is not getattr(Hook, name):
+            if _overrides(hook, name) or (name == "after_handle_batch"
+                                          and _overrides(hook, "after_handle")):
                 self._bound[name].append(getattr(hook, name))
 
     def bound(self, name: str) -> list[Any]:
@@ -100,6 +112,12 @@ class HookChain(Hook):
     ) -> None:
         self._call("after_handle", stage, event, outputs, elapsed_s)
 
+    def after_handle_batch(
+        self, stage: str, events: Sequence[Any], outputs: Sequence[Sequence[Any]],
+        elapsed_s: float,
+    ) -> None:
+        self._call("after_handle_batch", stage, events, outputs, elapsed_s)
+
     def on_retry(self, stage: str, delivery: Delivery, reason: str, delay_s: float) -> None:
         self._call("on_retry", stage, delivery, reason, delay_s)
 
@@ -111,6 +129,10 @@ class HookChain(Hook):
 
     def on_reconnect(self, stage: str, error: BaseException, attempt: int) -> None:
         self._call("on_reconnect", stage, error, attempt)
+
+
+def _overrides(hook: Hook, name: str) -> bool:
+    return getattr(type(hook), name) is not getattr(Hook, name)
 
 
 _HOOK_METHODS = tuple(

@@ -43,18 +43,19 @@ class MetricsRegistry:
             found = self._stages[stage] = StageMetrics()
         return found
 
-    def observe_handle(self, stage: str, elapsed_s: float) -> None:
+    def observe_handle(self, stage: str, elapsed_s: float, count: int = 1) -> None:
+        """``count`` events handled in ``elapsed_s`` each (a batch: its mean)."""
         # once per event: the bucket is found before taking the lock, and the stage's
         # counters without a helper call
         bucket = 0 if elapsed_s <= _FIRST_BOUND else bisect.bisect_left(LATENCY_BUCKETS,
                                                                          elapsed_s)
         with self._lock:
             m = self._stages.get(stage) or self._get(stage)
-            m.handled += 1
-            m.latency_sum_s += elapsed_s
+            m.handled += count
+            m.latency_sum_s += elapsed_s * count
             if elapsed_s > m.latency_max_s:
                 m.latency_max_s = elapsed_s
-            m.latency_buckets[bucket] += 1
+            m.latency_buckets[bucket] += count
 
     def add(self, stage: str, **counts: int) -> None:
         with self._lock:
@@ -85,6 +86,12 @@ class MetricsHook(Hook):
         self, stage: str, event: Any, outputs: Sequence[Any], elapsed_s: float
     ) -> None:
         self.registry.observe_handle(stage, elapsed_s)
+
+    def after_handle_batch(
+        self, stage: str, events: Sequence[Any], outputs: Sequence[Sequence[Any]],
+        elapsed_s: float,
+    ) -> None:
+        self.registry.observe_handle(stage, elapsed_s, len(events))
 
     def on_retry(self, stage: str, delivery: Delivery, reason: str, delay_s: float) -> None:
         self.registry.add(stage, retries=1)

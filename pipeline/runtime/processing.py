@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import operator
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +67,19 @@ class EventProcessor:
         # the hooks' live lists: an empty one costs nothing per event (no call, no timing)
         self._before = hooks.bound("before_handle")
         self._after = hooks.bound("after_handle")
+        self._after_batch = hooks.bound("after_handle_batch")
+        #: the handler's batch path (``pipeline.stage.BatchHandler``), and its encoder of a
+        #: batch's outputs (the sealing wrapper's looks the key up once per batch)
+        self._handle_batch: Callable[[Sequence[Any]], Sequence[Sequence[Any]]] | None = (
+            getattr(handler, "handle_batch", None))
+        self._encode_outputs: Callable[[Sequence[Sequence[Any]]], list[list[bytes]]] | None = (
+            getattr(handler, "encode_outputs", None))
+
+    @property
+    def batches(self) -> bool:
+        """Events go to the handler's ``handle_batch`` a slice at a time: it has one, and no
+        hook has to see each event before it is handled."""
+        return self._handle_batch is not None and not self._before
 
     def process(self, delivery: Delivery) -> Decision:
         decoded = self.decode(delivery)
@@ -138,6 +151,37 @@ class EventProcessor:
             self.hooks.after_handle(self.stage, event, outputs, time.perf_counter() - started)
         event_id = getattr(event, "id", None)
         return Handoff(delivery.entry_id, encoded, event_id if type(event_id) is str else None)
+
+    def handle_batch(self, deliveries: Sequence[Delivery], events: Sequence[Any]
+                     ) -> list[Decision] | None:
+        """The decisions for ``events`` (decoded, of ``deliveries``, in order) through the
+        handler's ``handle_batch``; None when there is none, or the batch raised: the caller
+        then decides each event with :meth:`handle` (its own retry, park or dead letter)."""
+        batch = self._handle_batch
+        if batch is None or not events:
+            return None
+        started = time.perf_counter()
+        try:
+            outputs = batch(events)
+            if len(outputs) != len(events):
+                raise ValueError(f"handle_batch gave {len(outputs)} results for "
+                                 f"{len(events)} events")
+            encode_outputs, encode = self._encode_outputs, self._encode
+            encoded = (encode_outputs(outputs) if encode_outputs is not None
+                       else [list(map(encode, produced)) for produced in outputs])
+        except Exception as exc:  # noqa: BLE001 - each event is then handled on its own
+            log.debug("stage %s: batch of %d handled one by one: %s: %s", self.stage,
+                      len(events), type(exc).__name__, exc)
+            return None
+        if self._after_batch:
+            self.hooks.after_handle_batch(self.stage, events, outputs,
+                                          (time.perf_counter() - started) / len(events))
+        decisions: list[Decision] = []
+        for delivery, event, produced in zip(deliveries, events, encoded, strict=True):
+            event_id = getattr(event, "id", None)
+            decisions.append(Handoff(delivery.entry_id, produced,
+                                     event_id if type(event_id) is str else None))
+        return decisions
 
     def _park(self, delivery: Delivery, reason: str) -> Decision:
         """Keep the event pending until the engine is back, however long the outage: the

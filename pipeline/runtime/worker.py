@@ -40,6 +40,9 @@ log = logging.getLogger("heal.runtime")
 
 #: the field name of an entry's event, as bytes or (decode_responses) str
 _EVENT = (b"event", "event")
+#: events per call of a batch handler's ``handle_batch`` (between two checks of the stop
+#: flag and the claim's keep-alive: a slice of fingerprints takes milliseconds)
+BATCH_SLICE = 100
 
 
 class StageWorker:
@@ -248,7 +251,11 @@ class StageWorker:
         processor, stop = self.processor, self.stop_event
         if decoded is None:
             decoded = self._prepare(deliveries)
-        for i, (delivery, event) in enumerate(zip(deliveries, decoded, strict=True)):
+        if len(decoded) != len(deliveries):
+            raise ValueError(f"{len(decoded)} decoded events for {len(deliveries)} deliveries")
+        # a batch handler takes a slice at a time (stop and touch are checked between slices)
+        step = BATCH_SLICE if processor.batches else 1
+        for i in range(0, len(deliveries), step):
             if stop.is_set():
                 break
             if time.monotonic() - touched > touch_after:
@@ -259,9 +266,26 @@ class StageWorker:
                     held += ahead_ids
                 self.reclaimer.touch(held)
                 touched = time.monotonic()
-            decisions.append(event if isinstance(event, DeadLetter)
-                             else processor.handle(delivery, event))
+            if step == 1:
+                event = decoded[i]
+                decisions.append(event if isinstance(event, DeadLetter)
+                                 else processor.handle(deliveries[i], event))
+            else:
+                decisions += self._decide_slice(deliveries[i:i + step], decoded[i:i + step])
         return decisions
+
+    def _decide_slice(self, deliveries: Sequence[Delivery], decoded: list[Any]
+                      ) -> list[Decision]:
+        """Decisions for a slice through the handler's batch path (each event on its own
+        when that fails); an undecodable entry keeps its DeadLetter."""
+        processor = self.processor
+        live = [(d, e) for d, e in zip(deliveries, decoded, strict=True)
+                if not isinstance(e, DeadLetter)]
+        handled = processor.handle_batch([d for d, _ in live], [e for _, e in live])
+        if handled is None:
+            handled = [processor.handle(d, e) for d, e in live]
+        taken = iter(handled)
+        return [e if isinstance(e, DeadLetter) else next(taken) for e in decoded]
 
     def _burst_client(self) -> Any:
         """The plain client to pipeline on (a cluster's: the node of this stream's slot), or
