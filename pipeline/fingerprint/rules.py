@@ -196,13 +196,7 @@ class Normalizer:
             whole = match.group(0)
             if name in _KEPT:
                 return whole
-            # (dict.get, not Counter's += : its __missing__ is a Python call per match)
-            counts[name] = counts.get(name, 0) + 1
-            seen = values.get(name)
-            if seen is None:
-                values[name] = [whole]
-            else:
-                seen.append(whole)
+            _record(counts, values, name, whole)
             return f"<{name}>"
 
         if len(text) >= _BLOB_MIN:
@@ -230,6 +224,18 @@ class Normalizer:
         return lines
 
 
+def _record(counts: Counter[str], values: dict[str, list[str]], name: str, whole: str
+            ) -> None:
+    """Count one replacement by rule ``name`` and keep the value it replaced."""
+    # (dict.get, not Counter's += : its __missing__ is a Python call per match)
+    counts[name] = counts.get(name, 0) + 1
+    seen = values.get(name)
+    if seen is None:
+        values[name] = [whole]
+    else:
+        seen.append(whole)
+
+
 def _masked_at(text: str, places: tuple[tuple[int, int, str], ...]) -> Masked:
     """``text`` with each of ``places`` replaced by its rule's placeholder (what the
     alternation's replacement makes of the same matches)."""
@@ -242,13 +248,7 @@ def _masked_at(text: str, places: tuple[tuple[int, int, str], ...]) -> Masked:
     for start, end, name in places:
         parts.append(text[at:start])
         parts.append(_PLACEHOLDERS.get(name) or f"<{name}>")
-        whole = text[start:end]
-        counts[name] = counts.get(name, 0) + 1
-        seen = values.get(name)
-        if seen is None:
-            values[name] = [whole]
-        else:
-            seen.append(whole)
+        _record(counts, values, name, text[start:end])
         at = end
     parts.append(text[at:])
     return Masked("".join(parts), counts, values)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
+import pytest
 import redis
 
 from consumers import fingerprint as fingerprint_stage
@@ -141,24 +142,19 @@ class Gate(Seen):
         self.before.append(event)
 
 
-def test_an_after_hook_sees_every_event_of_a_batch(client: redis.Redis, settings: Settings
-                                                   ) -> None:
-    handler, hook = Batched(), Seen()
+@pytest.mark.parametrize(("hook_class", "batches"), [(Seen, [30]), (Gate, [])],
+                         ids=["after-hook: batch path", "before-hook: per-event path"])
+def test_hooks_see_every_event_and_a_before_hook_keeps_the_per_event_path(
+        client: redis.Redis, settings: Settings, hook_class: type[Seen], batches: list[int]
+) -> None:
+    handler, hook = Batched(), hook_class()
     worker = worker_for(client, settings, handler, [hook])
-    publish(client, settings, [raw_event(i, f"ok {i}") for i in range(30)])
+    raws = [raw_event(i, f"ok {i}") for i in range(30)]
+    publish(client, settings, raws)
     assert drain(worker) == 30
-    assert handler.batches == [30]
-    assert sorted(getattr(e, "raw", b"") for e in hook.after) == sorted(
-        raw_event(i, f"ok {i}") for i in range(30))
-
-
-def test_a_before_hook_keeps_the_per_event_path(client: redis.Redis, settings: Settings
-                                                ) -> None:
-    handler, hook = Batched(), Gate()
-    worker = worker_for(client, settings, handler, [hook])
-    publish(client, settings, [raw_event(i, f"ok {i}") for i in range(30)])
-    assert drain(worker) == 30
-    assert handler.batches == [] and len(hook.before) == len(hook.after) == 30
+    assert handler.batches == batches
+    assert sorted(getattr(e, "raw", b"") for e in hook.after) == sorted(raws)
+    assert len(hook.before) == (30 if hook_class is Gate else 0)
 
 
 def test_stop_is_honoured_between_slices(client: redis.Redis, settings: Settings) -> None:
