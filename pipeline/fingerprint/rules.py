@@ -135,10 +135,10 @@ _KEPT = frozenset(rule.name for rule in RULES if rule.keep)
 #: masked at the same places by the same rules: :meth:`Normalizer.mask` keeps those places
 #: under the text with its digits zeroed. Log lines repeat with new numbers (the 9,368
 #: distinct texts of the stage benchmark have 2,241 such forms), and masking was the largest
-#: part of a first sight. ``tests/unit/test_fingerprint_rules.py`` re-derives the premise
+#: part of a first sight. ``tests/unit/test_fingerprint_fast.py`` re-derives the premise
 #: from the table's parse, so a rule with a new literal digit fails there first.
 _ZEROED = str.maketrans("123456789", "000000000")
-#: zeroed texts whose mask places are kept (texts shorter than _BLOB_MIN: < 2 MB in all)
+#: zeroed texts whose mask places are kept (each shorter than _BLOB_MIN: about 2 MB in all)
 _PLACES_MAX = 8192
 
 
