@@ -45,6 +45,12 @@ Decision = Handoff | DeadLetter | RetryLater
 _encode: Callable[[Any], bytes] = operator.methodcaller("encode")
 
 
+def _dedupe_id(event: Any) -> str | None:
+    """The id a hand-off is deduplicated on: the event's own, when it has a string one."""
+    event_id = getattr(event, "id", None)
+    return event_id if type(event_id) is str else None
+
+
 class EventProcessor:
     """Decodes and handles one delivery with the stage's handler, under the hooks."""
 
@@ -149,8 +155,7 @@ class EventProcessor:
             return self._retry(delivery, f"handler raised {type(exc).__name__}: {exc}", None)
         if timed:
             self.hooks.after_handle(self.stage, event, outputs, time.perf_counter() - started)
-        event_id = getattr(event, "id", None)
-        return Handoff(delivery.entry_id, encoded, event_id if type(event_id) is str else None)
+        return Handoff(delivery.entry_id, encoded, _dedupe_id(event))
 
     def handle_batch(self, deliveries: Sequence[Delivery], events: Sequence[Any]
                      ) -> list[Decision] | None:
@@ -176,12 +181,8 @@ class EventProcessor:
         if self._after_batch:
             self.hooks.after_handle_batch(self.stage, events, outputs,
                                           (time.perf_counter() - started) / len(events))
-        decisions: list[Decision] = []
-        for delivery, event, produced in zip(deliveries, events, encoded, strict=True):
-            event_id = getattr(event, "id", None)
-            decisions.append(Handoff(delivery.entry_id, produced,
-                                     event_id if type(event_id) is str else None))
-        return decisions
+        return [Handoff(delivery.entry_id, produced, _dedupe_id(event))
+                for delivery, event, produced in zip(deliveries, events, encoded, strict=True)]
 
     def _park(self, delivery: Delivery, reason: str) -> Decision:
         """Keep the event pending until the engine is back, however long the outage: the

@@ -76,9 +76,10 @@ class SealedHandler:
         self.output_role = output_role
         #: the HMAC domain of the outputs (formatted once, not per event)
         self._output_domain = f"stage:{output_role}"
-        #: the inner handler's own encoder, looked up once (a missing attribute raised and
-        #: caught on every event otherwise)
-        self._encode: Callable[[Any], bytes] | None = getattr(inner, "encode_output", None)
+        #: the inner handler's own encoder, else each event's ``encode``: looked up once (a
+        #: missing attribute raised and caught on every event otherwise)
+        self._encode: Callable[[Any], bytes] = (getattr(inner, "encode_output", None)
+                                                or _own_encode)
         # the public input stream is never sealed: its events go straight to the decoder
         direct = getattr(inner, "decode", None) if input_role == STREAM_ERRORS else None
         self.decode: Callable[[bytes], Any] = direct or self._decode
@@ -98,8 +99,7 @@ class SealedHandler:
         return self.inner.decode(raw)
 
     def encode_output(self, event: Any) -> bytes:
-        encode = self._encode
-        raw: bytes = encode(event) if encode is not None else event.encode()
+        raw = self._encode(event)
         if self.output_role is None:
             return raw
         return _sealed(keys_for(self.settings), self._output_domain, raw)
@@ -111,7 +111,7 @@ class SealedHandler:
         Raises:
             ConfigError: the signing key cannot be read or created.
         """
-        encode = self._encode or _own_encode
+        encode = self._encode
         if self.output_role is None:
             return [[encode(o) for o in produced] for produced in outputs]
         keys, domain = keys_for(self.settings), self._output_domain
