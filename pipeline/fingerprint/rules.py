@@ -175,19 +175,20 @@ class Normalizer:
     def mask(self, text: str) -> Masked:
         """The masked text, a count per rule and the values each rule replaced."""
         places = self._places
-        key = text.translate(_ZEROED) if places is not None and len(text) < _BLOB_MIN else ""
-        # (a literal digit of the table could match only at an ``0x``/``0X`` of the zeroed
-        # text or after ``HTTP/``: those texts, and long ones, take the full path below)
-        if places is not None and key and "0x" not in key and "0X" not in key \
-                and "HTTP/" not in key:
-            found = places.get(key)
-            if found is None:
-                found = tuple((m.start(), m.end(), m.lastgroup or "var")
-                              for m in self._regex.finditer(text) if m.lastgroup not in _KEPT)
-                if len(places) >= _PLACES_MAX:
-                    places.clear()
-                places[key] = found
-            return _masked_at(text, found)
+        if places is not None and len(text) < _BLOB_MIN:
+            key = text.translate(_ZEROED)
+            # (a literal digit of the table could match only at an ``0x``/``0X`` of the
+            # zeroed text or after ``HTTP/``: those texts, and long ones, take the full path)
+            if "0x" not in key and "0X" not in key and "HTTP/" not in key:
+                found = places.get(key)
+                if found is None:
+                    found = tuple((m.start(), m.end(), m.lastgroup or "var")
+                                  for m in self._regex.finditer(text)
+                                  if m.lastgroup not in _KEPT)
+                    if len(places) >= _PLACES_MAX:
+                        places.clear()
+                    places[key] = found
+                return _masked_at(text, found)
         counts: Counter[str] = Counter()
         values: dict[str, list[str]] = {}
 
