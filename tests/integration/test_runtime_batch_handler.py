@@ -24,6 +24,7 @@ from pipeline.runtime.processing import EventProcessor
 from pipeline.runtime.worker import BATCH_SLICE
 from pipeline.stage import Encodable, StageContext
 from pipeline.trust.seal import SealedHandler, unseal
+from tests.integration.test_runtime_worker import drain, publish
 
 TEXTS = [f"Invalid user {u} from 10.1.0.{i} port {2000 + i}" for i, u in
          enumerate(["ann", "bob", "cy", "dee", "eve"])] + [
@@ -56,20 +57,6 @@ class Batched(PassThroughHandler):
         if any(isinstance(e, PassEvent) and b"poison" in e.raw for e in events):
             raise RuntimeError("a poisoned batch")
         return [[e] for e in events]
-
-
-def publish(client: redis.Redis, settings: Settings, raws: Sequence[bytes]) -> None:
-    pipe = client.pipeline(transaction=False)
-    for raw in raws:
-        pipe.xadd(settings.stream("errors"), {"event": raw})
-    pipe.execute()
-
-
-def drain(worker: StageWorker) -> int:
-    total = 0
-    while count := worker.step(None):
-        total += count
-    return total
 
 
 def worker_for(client: redis.Redis, settings: Settings, handler: Any, hooks: Sequence[Hook]
@@ -110,7 +97,7 @@ def test_a_failing_batch_is_decided_event_by_event(
     handler = Batched()
     worker = worker_for(client, settings, handler, [MetricsHook(registry)])
     raws = [raw_event(i, "poison" if i == 150 else f"ok {i}") for i in range(250)]
-    publish(client, settings, raws)
+    publish(client, settings, *raws)
     # When the worker drains them
     assert drain(worker) == 250
     # Then the slices went to handle_batch; the poisoned one was decided per event: only the
@@ -150,7 +137,7 @@ def test_hooks_see_every_event_and_a_before_hook_keeps_the_per_event_path(
     handler, hook = Batched(), hook_class()
     worker = worker_for(client, settings, handler, [hook])
     raws = [raw_event(i, f"ok {i}") for i in range(30)]
-    publish(client, settings, raws)
+    publish(client, settings, *raws)
     assert drain(worker) == 30
     assert handler.batches == batches
     assert sorted(getattr(e, "raw", b"") for e in hook.after) == sorted(raws)
@@ -166,7 +153,7 @@ def test_stop_is_honoured_between_slices(client: redis.Redis, settings: Settings
 
     handler = Batched(on_batch=stop)
     worker = worker_for(client, settings, handler, [])
-    publish(client, settings, [raw_event(i, f"ok {i}") for i in range(250)])
+    publish(client, settings, *[raw_event(i, f"ok {i}") for i in range(250)])
     assert worker.step(None) == BATCH_SLICE
     assert handler.batches == [BATCH_SLICE]
     pending = client.xpending(settings.stream("errors"), "fingerprint")["pending"]
@@ -176,8 +163,8 @@ def test_stop_is_honoured_between_slices(client: redis.Redis, settings: Settings
 def test_the_fingerprint_stage_decides_real_texts_through_its_batch_path(
         client: redis.Redis, settings: Settings) -> None:
     from pipeline.runtime.drain import drain_inline
-    publish(client, settings, [ErrorEvent(id=f"r{i}", text=t).encode()
-                               for i, t in enumerate(TEXTS)])
+    publish(client, settings, *[ErrorEvent(id=f"r{i}", text=t).encode()
+                                for i, t in enumerate(TEXTS)])
     calls: list[int] = []
     original = fingerprint_stage.FingerprintHandler.handle_batch
 
