@@ -114,12 +114,30 @@ def adversarial_lines(pattern: Any, limit: int = 24) -> Iterator[str]:
             yield (items[0] + body)[:LINE]
 
 
+def windowed_lines(pattern: Any, limit: int = 24) -> Iterator[str]:
+    """64 KB texts of lines as long as a windowed rule reads (``MAX_LINE_CHARS``), each of
+    one atom or neighbouring pair repeated: a rule that reads each line up to the window is
+    quadratic per line there, which one 64 KB line, cut to its first window, never shows."""
+    from pipeline.boundedre import MAX_LINE_CHARS
+
+    items = atoms(pattern)
+    units = [*items, *(a + b for a, b in zip(items, items[1:], strict=False))]
+    for unit in dict.fromkeys(units[:limit]):
+        line = (unit * (MAX_LINE_CHARS // len(unit) + 1))[:MAX_LINE_CHARS - 1]
+        yield "\n".join([line] * (LINE // MAX_LINE_CHARS))
+
+
 def plain_line() -> str:
     words = "the quick brown fox jumps over the lazy dog while heal reads logs "
     return (words * (LINE // len(words) + 1))[:LINE]
 
 
 Runner = Callable[[str], object]
+
+
+def _hinted(hint: str, extract_params: Callable[[str, Any], object], empty: Any) -> Runner:
+    """The parameter pass over ``hint`` followed by the line."""
+    return lambda text: extract_params(hint + text, empty)
 
 
 def _redactor(regex: re.Pattern[str]) -> Runner:
@@ -141,8 +159,10 @@ def event_regexes() -> dict[str, tuple[Any, Runner]]:
         out[f"normalize:{rule.name}"] = (compiled, DEFAULT_NORMALIZER.normalize)
     empty = Extraction(kind="text", error_type="", message="")
     for i, prule in enumerate(PARAM_RULES):
-        out[f"param:{prule.name}:{i}"] = (prule.pattern,
-                                          lambda text: extract_params(text, empty))
+        # a rule runs only on a text holding one of its hints: the line gets the first
+        # (without it, the pre-filter skips the rule and the line proves nothing about it)
+        hint = prule.hints[0] + " " if prule.hints else ""
+        out[f"param:{prule.name}:{i}"] = (prule.pattern, _hinted(hint, extract_params, empty))
     catalog = load_catalog()
     for pattern in catalog.patterns.values():
         for j, drule in enumerate(pattern.rules):

@@ -56,6 +56,30 @@ def test_every_event_regex_is_linear_on_64kb_adversarial_lines() -> None:
     assert not slow, f"super-linear regexes (plain line {baseline * 1000:.1f} ms): {slow}"
 
 
+#: the most CPU time a parameter pass may take on 64 KB of window-long lines (measured
+#: worst: 45 ms, the network rules on ".-.-..." lines; the per-line quadratic ones took
+#: 0.21-0.25 s)
+WINDOWED_MAX_SECONDS = 0.15
+
+
+def test_every_parameter_rule_is_linear_on_many_window_long_lines() -> None:
+    # Given each parameter rule (behind its hint, so it runs) and 64 KB texts of lines as
+    # long as the window it reads, built from its own atoms
+    fuzz = _fuzz()
+    params = {name: found for name, found in fuzz.event_regexes().items()
+              if name.startswith("param:")}
+    assert len(params) >= 10
+    slow = []
+    for name, (pattern, run) in params.items():
+        for text in fuzz.windowed_lines(pattern):
+            # When the rule's pass runs over the text
+            seconds = fuzz.timed(run, text)
+            # Then it stays linear: a 1.5 ms line repeated 128 times was the attack
+            if seconds > WINDOWED_MAX_SECONDS:
+                slow.append(f"{name}: {seconds:.2f}s on lines of {text[:20]!r}")
+    assert not slow, f"super-linear per line: {slow}"
+
+
 @pytest.mark.parametrize("text", [
     # the three attacks of the issue, as sent: 64 KB lines after a matching prefix
     "connection refused " + "a." * 32768,

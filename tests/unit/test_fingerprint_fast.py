@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+import regex
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pipeline.fingerprint import Fingerprinter, fingerprint_text
@@ -296,3 +297,56 @@ def test_fingerprints_of_one_masked_shape_equal_those_computed_alone() -> None:
         alone = Fingerprinter(MemoryTemplateStore())._compute(text, "/srv/r").base
         assert shared._compute(text, "/srv/r").base == alone
     assert len(shared._shapes) == 3
+
+
+#: the port and "host:port" parameter rules before they were made linear, verbatim
+_FORMER_PORT = regex.compile(r"(?:\bport\s*[=:]?\s*|[A-Za-z\]][\w.-]*+:|:::"
+                             r"|EADDRINUSE[^\n]{0,200}?:)(?P<v>\d{2,5})\b", re.I)
+_FORMER_HOST = regex.compile(r"(?P<v>[A-Za-z][\w-]*+(?:\.[\w-]++)++):\d{2,5}\b")
+#: what those rules turn on: letters (with the two that case-fold into ASCII), digits, the
+#: run characters, separators and the other alternatives' literals
+_PARAM_ATOMS = ["a", "Z", "p", "port", "Port ", "port =", "PORT", "E", "EADDRINUSE", "1",
+                "22", "8080", "_", "-", ".", "..", ":", ":80", ":::", "]", "é", "\u212a",
+                "\u017f", " ", "\t", "\n", "=", "b.c", "x.y:99"]
+
+
+def _value(pattern: Any, text: str) -> str | None:
+    found = pattern.search(text)
+    return next((v for v in found.groups() if v), None) if found else None
+
+
+def _linear_rules() -> tuple[Any, Any]:
+    from pipeline.fingerprint.params import PARAM_RULES
+
+    port = next(r.pattern for r in PARAM_RULES if r.name == "port")
+    host = [r.pattern for r in PARAM_RULES if r.name == "host"][1]
+    return port, host
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from(_PARAM_ATOMS), max_size=16).map("".join))
+# ("port 22" inside a run, at its first letter, came first and still does)
+@example("..-port22:80")
+@example("-port8080:801")
+@example(":::.port8080-_-éx.y:99")
+@example("1b.c:80")
+@example(" .a.b:8080")
+@example("a..b.c:99")
+@example("x]a.b:80")
+def test_the_linear_port_and_host_rules_find_the_former_values(text: str) -> None:
+    port, host = _linear_rules()
+    assert _value(port, text) == _value(_FORMER_PORT, text)
+    assert _value(host, text) == _value(_FORMER_HOST, text)
+
+
+def test_the_linear_port_and_host_rules_on_the_fixtures() -> None:
+    port, host = _linear_rules()
+    texts = [p.read_text(errors="replace") for p in sorted(FIXTURES.rglob("*")) if p.is_file()]
+    assert len(texts) > 20
+    found = 0
+    for text in texts:
+        for line in text.splitlines():
+            assert _value(port, line) == _value(_FORMER_PORT, line), line
+            assert _value(host, line) == _value(_FORMER_HOST, line), line
+            found += _value(port, line) is not None
+    assert found  # (the fixtures do name ports: the comparison saw matches)
