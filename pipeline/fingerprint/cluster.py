@@ -29,7 +29,13 @@ against the set as it is when the event is processed, so the first occurrences o
 kind of message may get a more specific template than later ones; asking again later (or
 mining a batch, as ``heal fingerprint`` and backfills do) gives the converged answer;
 (2) a group keeps at most ``max_group_size`` distinct sequences; beyond that, which ones
-were kept depends on arrival, so only such very large groups lose order-independence.
+were kept depends on arrival, so only such very large groups lose order-independence;
+(3) mining a group costs time linear in its size, so online (``TemplateMiner``) a group of
+more than ``exact_group_size`` sequences is mined again only when it has grown by
+``regrowth`` since its last mining, and once more when full; in between, and for the
+sequences a full group refuses, a sequence is *placed* against the last mining
+(``GroupMining.place``: the template of its cluster it is an instance of, else its cluster
+judged again with it). Its template then depends on when that mining was made, as in (1).
 """
 
 from __future__ import annotations
@@ -79,7 +85,11 @@ def group_key(tokens: Tokens) -> str:
 def _root(line: Tokens, freq: list[dict[str, int]]) -> tuple[tuple[int, str], ...]:
     """``freq[pos][tok]``: in how many distinct sequences ``tok`` is at ``pos`` (0 for a
     wildcard: already variables, they must not decide which constants belong together)."""
-    freqs = list(map(getitem, freq, line))  # (freq may be wider than line)
+    return _root_of(line, list(map(getitem, freq, line)))  # (freq may be wider than line)
+
+
+def _root_of(line: Tokens, freqs: list[int]) -> tuple[tuple[int, str], ...]:
+    """The root of ``line`` given each of its tokens' frequency."""
     shared = set(freqs)
     shared.discard(0)
     if not shared:
@@ -114,18 +124,112 @@ def mine_group(
     as at an earlier call reuses that call's templates: they are a pure function of the
     two, and when a group grows by a few sequences most of its clusters stay as they were
     (judging the columns is most of the cost of re-mining a group)."""
-    distinct = sorted(set(lines))  # sorted: iteration order never depends on arrival order
-    freq = _frequencies(distinct)
-    clusters: dict[tuple[tuple[int, str], ...], list[Tokens]] = defaultdict(list)
-    for line in distinct:
-        clusters[_root(line, freq)].append(line)
-    result: dict[Tokens, Tokens] = {}
-    for root, members in clusters.items():
-        if memo is None:
-            result.update(templates(members, {pos for pos, _ in root}, config))
-        else:
-            result.update(memo.templates(root, members, config))
-    return result
+    return GroupMining(lines, config, memo).result
+
+
+Root = tuple[tuple[int, str], ...]
+#: templates with one number of constant tokens: per set of constant positions, the
+#: templates by their constants there
+_Constants = list[tuple[tuple[int, ...], dict[Tokens, Tokens]]]
+
+
+class GroupMining:
+    """One group mined (``mine_group``): the template of each of its sequences, and what it
+    takes to place another sequence against it (``place``)."""
+
+    __slots__ = ("size", "result", "_config", "_freq", "_clusters", "_instances", "_placed")
+
+    def __init__(self, lines: Iterable[Tokens], config: MinerConfig = DEFAULT_CONFIG,
+                 memo: ClusterMemo | None = None) -> None:
+        distinct = sorted(set(lines))  # sorted: iteration order never depends on arrival
+        freq = _frequencies(distinct)
+        clusters: dict[Root, list[Tokens]] = defaultdict(list)
+        for line in distinct:
+            clusters[_root(line, freq)].append(line)
+        result: dict[Tokens, Tokens] = {}
+        for root, members in clusters.items():
+            if memo is None:
+                result.update(templates(members, {pos for pos, _ in root}, config))
+            else:
+                result.update(memo.templates(root, members, config))
+        #: how many distinct sequences were mined, and the template of each
+        self.size = len(distinct)
+        self.result = result
+        self._config = config
+        self._freq = freq
+        self._clusters = clusters
+        #: per root, its cluster's distinct templates indexed by their constants (made on
+        #: the first placement into that cluster)
+        self._instances: dict[Root, list[_Constants]] = {}
+        #: sequences placed so far (bounded: a full group may be offered any number)
+        self._placed: dict[Tokens, Tokens] = {}
+
+    def knows(self, tokens: Tokens) -> bool:
+        """Whether ``tokens`` was mined or placed here (and so already offered to the store)."""
+        return tokens in self.result or tokens in self._placed
+
+    def template(self, tokens: Tokens) -> Tokens:
+        """The template of ``tokens``: mined, when it was one of the mined sequences; else
+        placed (``place``)."""
+        found = self.result.get(tokens)
+        if found is None:
+            found = self._placed.get(tokens)
+            if found is None:
+                found = self.place(tokens)
+                if len(self._placed) >= _PLACED_MAX:
+                    self._placed.clear()
+                self._placed[tokens] = found
+        return found
+
+    def place(self, tokens: Tokens) -> Tokens:
+        """The template of a sequence that was not mined, against this mining: its root with
+        it counted among the frequencies, then the most constant template of that root's
+        cluster of which it is an instance (the same constants where the template has
+        any), else that cluster judged again with it (as mining the group with it would,
+        but for the roots of the others, which it may shift by one count: they are kept;
+        and a cluster of more than ``_JUDGED_MAX`` members is judged by its first ones)."""
+        freq = self._freq
+        width = len(freq)
+        root = _root_of(tokens, [
+            0 if tok == WILDCARD else (freq[pos].get(tok, 0) if pos < width else 0) + 1
+            for pos, tok in enumerate(tokens)])
+        members = self._clusters.get(root)
+        if not members:
+            return templates([tokens], {pos for pos, _ in root}, self._config)[tokens]
+        for constants in self._cluster_templates(root, members):
+            # (the templates with the same constant positions, by their constants: one
+            # lookup per set of positions, however many templates the cluster has)
+            fits = [template for kept, by_constants in constants
+                    if (template := by_constants.get(tuple(tokens[i] for i in kept)))
+                    is not None]
+            if fits:
+                return min(fits)
+        # (at most _JUDGED_MAX of them, the first in order: a hostile stream of sequences
+        # fitting no template of a cluster of thousands must not buy a judgement of it each)
+        judged = templates(sorted([*members[:_JUDGED_MAX], tokens]),
+                           {pos for pos, _ in root}, self._config)
+        return judged[tokens]
+
+    def _cluster_templates(self, root: Root, members: list[Tokens]) -> list[_Constants]:
+        """The distinct templates of a cluster, indexed for ``place``: per number of
+        constant tokens (most first), per set of constant positions, the templates by their
+        constants."""
+        found = self._instances.get(root)
+        if found is None:
+            index: dict[int, dict[tuple[int, ...], dict[Tokens, Tokens]]] = defaultdict(dict)
+            for template in {self.result[m] for m in members}:
+                kept = tuple(i for i, tok in enumerate(template) if tok != WILDCARD)
+                index[len(kept)].setdefault(kept, {})[
+                    tuple(template[i] for i in kept)] = template
+            found = self._instances[root] = [
+                sorted(index[n].items()) for n in sorted(index, reverse=True)]
+        return found
+
+
+#: placed sequences remembered per mined group (cleared when full)
+_PLACED_MAX = 4096
+#: members of its cluster a placed sequence is judged with, at most
+_JUDGED_MAX = 256
 
 
 class ClusterMemo:
@@ -173,7 +277,12 @@ class TemplateMiner:
 
     ``template(tokens)`` adds the sequence to its group's set and returns its template
     mined from the group's current set (a pure function of that set, see the module
-    docstring). Mined templates are cached per group by set size (the set only grows).
+    docstring) while the group holds up to ``config.exact_group_size`` sequences. A larger
+    group is mined again when it has grown by ``config.regrowth`` since its last mining,
+    and once more when it is full; meanwhile a sequence that mining did not see is placed
+    against it (``GroupMining.place``). Mining costs time linear in the group, so this
+    keeps a growing group's cost per sequence bounded, and a full group's (whose set no
+    longer changes) to a placement.
 
     Raises:
         StreamUnavailable: from a Redis-backed store.
@@ -182,18 +291,36 @@ class TemplateMiner:
     def __init__(self, store: TemplateStoreLike, config: MinerConfig = DEFAULT_CONFIG) -> None:
         self.store = store
         self.config = config
-        self._cache: dict[str, tuple[int, dict[Tokens, Tokens]]] = {}
+        #: per group, its last mining
+        self._cache: dict[str, GroupMining] = {}
         #: clusters judged before (a changed group is re-mined whole; most of its clusters
         #: are as they were)
         self._memo = ClusterMemo()
         #: templates decided by the last ``prepare`` (valid for that batch)
         self._batch: dict[Tokens, Tokens] = {}
+        #: how many times a group was mined (what the schedule saves shows here)
+        self.minings = 0
+
+    def _due(self, mined: GroupMining | None, size: int) -> bool:
+        """Whether a group of ``size`` sequences, last mined as ``mined``, is mined again."""
+        if mined is None:
+            return True
+        config = self.config
+        return mined.size != size and (
+            size <= config.exact_group_size or size >= mined.size * config.regrowth
+            or size >= config.max_group_size)
+
+    def _mine(self, group: str, members: Sequence[Tokens]) -> GroupMining:
+        self.minings += 1
+        mined = self._cache[group] = GroupMining(members, self.config, self._memo)
+        return mined
 
     def prepare(self, sequences: Iterable[Tokens]) -> None:
         """Add a whole batch's new sequences and read the groups' new members (one round
-        trip), re-mine each group whose set changed once (not once per event), and keep the
-        batch's templates, so ``template`` of any of them then costs no round trip. Each
-        template is a pure function of its group's set as read after the batch was added, so
+        trip), re-mine each group whose set changed once (not once per event; a large group
+        only on the schedule above), and keep the batch's templates, so ``template`` of any
+        of them then costs no round trip. Within ``exact_group_size``, each template is a
+        pure function of its group's set as read after the batch was added, so
         order-independence holds.
 
         Raises:
@@ -207,23 +334,25 @@ class TemplateMiner:
             return
         groups = sorted(by_group)
         new: list[tuple[str, Tokens]] = []
-        for g in groups:  # (sorted: only the sequences this miner has not mined yet)
-            mined = self._cache.get(g, (0, {}))[1]
-            new += [(g, t) for t in sorted(t for t in by_group[g] if t not in mined)]
+        for g in groups:  # (sorted: only the sequences this miner has not offered yet)
+            cached = self._cache.get(g)
+            new += [(g, t) for t in sorted(by_group[g])
+                    if cached is None or not cached.knows(t)]
         synced = self.store.sync(new, groups, self.config.max_group_size)
         for group in groups:
             members, changed = synced[group]
-            if changed or group not in self._cache:
-                members = members or self.store.members(group)
-                self._cache[group] = (len(members), mine_group(members, self.config,
-                                                               self._memo))
-            mined = self._cache[group][1]
+            mining = self._cache.get(group)
+            if mining is None or (changed and self._due(mining, len(members))):
+                mining = self._mine(group, members or self.store.members(group))
+            elif not changed and mining.size <= self.config.exact_group_size and not all(
+                    map(mining.knows, by_group[group])):
+                # the set may have grown without this miner being told (several miners
+                # reading one store object) while it is mined exactly: read it whole
+                members = self.store.members(group)
+                if self._due(mining, len(members)):
+                    mining = self._mine(group, members)
             for tokens in by_group[group]:
-                found = mined.get(tokens)
-                if found is None:  # the group is full: mine it against the kept set
-                    kept = self.store.members(group)
-                    found = mine_group([*kept, tokens], self.config, self._memo)[tokens]
-                self._batch[tokens] = found
+                self._batch[tokens] = mining.template(tokens)
 
     def template(self, tokens: Tokens) -> Tokens:
         found = self._batch.get(tokens)
@@ -231,15 +360,11 @@ class TemplateMiner:
             return found
         group = group_key(tokens)
         size = self.store.add(group, tokens, self.config.max_group_size)
-        cached = self._cache.get(group)
-        if cached is None or cached[0] != size:
-            cached = (size, mine_group(self.store.members(group), self.config, self._memo))
-            self._cache[group] = cached
-        found = cached[1].get(tokens)
-        if found is None:  # the group is full: mine this sequence against the kept set
-            members = [*self.store.members(group), tokens]
-            found = mine_group(members, self.config, self._memo)[tokens]
-        return found
+        mining = self._cache.get(group)
+        if self._due(mining, size):
+            mining = self._mine(group, self.store.members(group))
+        assert mining is not None
+        return mining.template(tokens)
 
 
 class TemplateStoreLike(Protocol):

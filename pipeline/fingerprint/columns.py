@@ -79,6 +79,15 @@ class MinerConfig:
     pairs: bool = True
     #: sequences kept per group (bounds memory; beyond it new sequences are not added)
     max_group_size: int = 5000
+    #: online mining (``cluster.TemplateMiner``): a group of up to this many sequences is
+    #: mined again whenever it changes; a larger one when it has grown by ``regrowth`` since
+    #: its last mining (and once more when full), a new sequence meanwhile placed against
+    #: that mining. Mining a group costs time linear in its size: mined again on every
+    #: change, a growing group of thousands cost milliseconds per batch, and a full one
+    #: (which used to be mined again for every sequence it refused) tens of milliseconds
+    #: per event
+    exact_group_size: int = 64
+    regrowth: float = 1.5
 
 
 DEFAULT_CONFIG = MinerConfig()

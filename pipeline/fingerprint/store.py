@@ -35,16 +35,19 @@ _SEP = "\x1f"
 class MemoryTemplateStore:
     def __init__(self) -> None:
         self._groups: dict[str, set[Tokens]] = {}
+        #: each group's members, kept sorted as they arrive (not sorted again per read)
+        self._sorted: dict[str, list[Tokens]] = {}
         self._sizes: dict[str, int] = {}
 
     def add(self, group: str, tokens: Tokens, limit: int) -> int:
         members = self._groups.setdefault(group, set())
-        if len(members) < limit:
+        if len(members) < limit and tokens not in members:
             members.add(tokens)
+            bisect.insort(self._sorted.setdefault(group, []), tokens)
         return len(members)
 
     def members(self, group: str) -> Sequence[Tokens]:
-        return sorted(self._groups.get(group, ()))
+        return tuple(self._sorted.get(group, ()))
 
     def sync(self, items: Sequence[tuple[str, Tokens]], groups: Sequence[str], limit: int
              ) -> dict[str, tuple[Sequence[Tokens], bool]]:
@@ -52,10 +55,12 @@ class MemoryTemplateStore:
             self.add(group, tokens, limit)
         out: dict[str, tuple[Sequence[Tokens], bool]] = {}
         for group in groups:
-            members = self.members(group)
-            changed = self._sizes.get(group) != len(members)
-            out[group] = (members if changed else (), changed)
-            self._sizes[group] = len(members)
+            size = len(self._groups.get(group, ()))
+            changed = self._sizes.get(group) != size
+            # (sorted only when changed: a large group sorted for every batch was most of
+            # the work of a batch of known sequences)
+            out[group] = (self.members(group) if changed else (), changed)
+            self._sizes[group] = size
         return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from pathlib import Path
 
@@ -141,3 +142,35 @@ def test_the_store_survives_redis_losing_its_scripts(redis_url: str, prefix: str
     assert worker.fingerprint(MESSAGES[0]).template == "Invalid user <*> from <*>"
     fresh = RedisTemplateStore(redis.Redis.from_url(redis_url), f"{prefix}:fp")
     assert sum(len(fresh.members(str(n))) for n in range(1, 12)) == len(set(MESSAGES))
+
+
+def test_a_stream_of_new_names_is_mined_on_a_schedule_not_per_event(
+    redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    # Given the fingerprint stage on the real store (default miner: groups of at most 5,000
+    # sequences, mined exactly up to 64, then each time they grow by half), every batch's
+    # round trips counted
+    client = CountingClient(redis.Redis.from_url(redis_url))
+    settings = Settings(redis_url=redis_url, database_url=None, home=tmp_path, prefix=prefix)
+    handler = stage.build(StageContext(settings, "fingerprint", resources={"redis": client}))
+    miner = handler.fingerprinter.miner
+    assert miner is not None
+    # When 5,600 events each name a new user, in batches of 500 (the stage's batch size)
+    names = ["".join(letters) for letters in itertools.product("abcdefghij", repeat=4)]
+    events = [ErrorEvent(id=f"e{i}", text=f"Invalid user {names[i]} from 10.0.{i % 250}.1")
+              for i in range(5600)]
+    batches = [events[s:s + stage.BATCH_SIZE] for s in range(0, len(events), stage.BATCH_SIZE)]
+    outputs = []
+    for batch in batches:
+        handler.prepare(batch)
+        outputs += [out for produced in handler.handle_batch(batch) for out in produced]
+    # Then the group was mined at 500, 1,000, 1,500, 2,500, 4,000 and 5,000 (full) sequences:
+    # 6 times, not once per batch, and never for each of the 600 the full group refused
+    # (that was 600 minings of 5,000 sequences, tens of milliseconds each)
+    assert miner.minings == 6
+    # And the store was reached once per batch (no read of the whole group per event)
+    assert client.round_trips == len(batches)
+    # And every event, mined or placed, got the template the names share
+    assert {out.template for out in outputs} == {"Invalid user <*> from <*>"}
+    assert len(RedisTemplateStore(redis.Redis.from_url(redis_url), f"{prefix}:fp:"
+                                  f"{ALGORITHM_VERSION}").members("5")) == 5000
