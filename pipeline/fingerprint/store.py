@@ -57,8 +57,8 @@ class MemoryTemplateStore:
         for group in groups:
             size = len(self._groups.get(group, ()))
             changed = self._sizes.get(group) != size
-            # (sorted only when changed: a large group sorted for every batch was most of
-            # the work of a batch of known sequences)
+            # (read only when changed: a large group sorted for every batch was most of the
+            # work of a batch of known sequences)
             out[group] = (self.members(group) if changed else (), changed)
             self._sizes[group] = size
         return out
