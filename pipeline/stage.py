@@ -8,6 +8,7 @@ only turns one decoded input event into zero or more output events.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -19,6 +20,18 @@ class Encodable(Protocol):
     id: str
 
     def encode(self) -> bytes: ...
+
+
+#: an output's own encoder (a C-level call)
+_encode: Callable[[Any], bytes] = operator.methodcaller("encode")
+
+
+def output_encoder(handler: Any) -> Callable[[Any], bytes]:
+    """How ``handler``'s outputs are encoded: its own ``encode_output`` when it has one (the
+    sealing wrapper of ``pipeline.trust`` signs every stage event), else each output's
+    ``encode`` (looked up once, not per event)."""
+    own: Callable[[Any], bytes] | None = getattr(handler, "encode_output", None)
+    return own or _encode
 
 
 @dataclass

@@ -6,7 +6,6 @@ Nothing here talks to Redis; the worker commits the decisions of a whole batch a
 from __future__ import annotations
 
 import logging
-import operator
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from pipeline.runtime.backoff import backoff_delay
 from pipeline.runtime.handoff import Handoff
 from pipeline.runtime.hooks import Delivery, HookChain
 from pipeline.runtime.options import WorkerOptions
-from pipeline.stage import StageHandler
+from pipeline.stage import StageHandler, output_encoder
 
 log = logging.getLogger("heal.runtime")
 
@@ -42,9 +41,6 @@ Decision = Handoff | DeadLetter | RetryLater
 
 
 #: each output encodes itself (a C-level call, cheaper than a Python wrapper per output)
-_encode: Callable[[Any], bytes] = operator.methodcaller("encode")
-
-
 def _dedupe_id(event: Any) -> str | None:
     """The id a hand-off is deduplicated on: the event's own, when it has a string one."""
     event_id = getattr(event, "id", None)
@@ -65,9 +61,7 @@ class EventProcessor:
         self.handler = handler
         self.hooks = hooks
         self.options = options
-        # a handler may encode its outputs itself (the sealing wrapper of pipeline.trust
-        # signs every stage event it hands off); otherwise each output encodes itself
-        self._encode = getattr(handler, "encode_output", None) or _encode
+        self._encode = output_encoder(handler)
         #: the handler is batch-aware (see ``prepare``)
         self.prepares = callable(getattr(handler, "prepare", None))
         # the hooks' live lists: an empty one costs nothing per event (no call, no timing)

@@ -13,19 +13,17 @@ are untrusted data (see :mod:`pipeline.trust.boundary`).
 from __future__ import annotations
 
 import logging
-import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from pipeline.config import STREAM_ERRORS, Settings
 from pipeline.errors import EventValidationError
+from pipeline.stage import output_encoder
 from pipeline.trust.keys import KeySet, keys_for
 
 log = logging.getLogger("heal.trust")
 
 _MARK = b',"seal":"'
-#: an event's own encoder (a C-level call)
-_own_encode: Callable[[Any], bytes] = operator.methodcaller("encode")
 
 
 def seal(settings: Settings, role: str, raw: bytes) -> bytes:
@@ -76,10 +74,8 @@ class SealedHandler:
         self.output_role = output_role
         #: the HMAC domain of the outputs (formatted once, not per event)
         self._output_domain = f"stage:{output_role}"
-        #: the inner handler's own encoder, else each event's ``encode``: looked up once (a
-        #: missing attribute raised and caught on every event otherwise)
-        self._encode: Callable[[Any], bytes] = (getattr(inner, "encode_output", None)
-                                                or _own_encode)
+        #: the inner handler's own encoder, else each event's ``encode`` (looked up once)
+        self._encode = output_encoder(inner)
         # the public input stream is never sealed: its events go straight to the decoder
         direct = getattr(inner, "decode", None) if input_role == STREAM_ERRORS else None
         self.decode: Callable[[bytes], Any] = direct or self._decode
