@@ -100,6 +100,9 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=20_000)
     parser.add_argument("--data", type=Path, default=DEFAULT_DIR, help="Loghub-2k folder")
     args = parser.parse_args()
+    if not any(args.data.glob("*/*_structured_corrected.csv")):
+        parser.error(f"no */*_structured_corrected.csv under {args.data}: give --data the "
+                     "Loghub-2k folder (../shared/data/loghub2k)")
     texts = stream(args.data, max(args.events, args.exact_events))
     scheduled, given, minings = run(texts[:args.events], DEFAULT_CONFIG, args.window)
     exact_config = dataclasses.replace(DEFAULT_CONFIG,
