@@ -85,14 +85,18 @@ _TRANSLATED = (
 )
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
-    # The codec can only be registered once the extension exists; migrations create it and
-    # then call Database.reload_types() so every pooled connection is re-initialised.
+async def _init_connection(conn: asyncpg.Connection, untyped: Callable[[], None]) -> None:
+    # The codec can only be registered once the extension exists; ``migrate`` re-initialises
+    # the pool (Database.reload_types) when it created the extension, or when a connection
+    # was set up before the extension existed (``untyped`` is called: another process may
+    # have created it since, e.g. two ``heal run`` starting on one new HEAL_HOME).
     has_vector = await conn.fetchval("SELECT 1 FROM pg_type WHERE typname = 'vector' LIMIT 1")
     if has_vector:
         from pgvector.asyncpg import register_vector
 
         await register_vector(conn)
+    else:
+        untyped()
 
 
 class Pending(Generic[T]):
@@ -144,13 +148,16 @@ class Database:
         )
         self._thread.start()
         self._closed = False
+        #: a pooled connection was set up before the vector type existed (see
+        #: ``_init_connection``): its codec is missing until ``reload_types``
+        self.untyped = False
 
         async def _create() -> asyncpg.Pool:
             return await asyncpg.create_pool(
                 url,
                 min_size=min_size,
                 max_size=max_size,
-                init=_init_connection,
+                init=lambda conn: _init_connection(conn, self._mark_untyped),
                 timeout=CONNECT_TIMEOUT_S,
             )
 
@@ -262,10 +269,14 @@ class Database:
 
         return self._submit(_with_connection(), timeout)
 
+    def _mark_untyped(self) -> None:
+        self.untyped = True
+
     def reload_types(self) -> None:
         """Re-create pooled connections so each registers codecs for types created since
         (the pgvector codec after ``CREATE EXTENSION vector``)."""
         self._check_open()
+        self.untyped = False  # (a connection set up again without the type says so again)
         self._submit(self._pool.expire_connections())
 
     def close(self) -> None:

@@ -102,8 +102,10 @@ def migrate(db: Database, directory: Path = MIGRATIONS_DIR) -> list[str]:
         return await _apply_all(conn, migrations)
 
     done = db.run(run, timeout=600)
-    if done:
-        db.reload_types()  # e.g. the vector codec, now that the extension exists
+    if done or db.untyped:
+        # e.g. the vector codec, now that the extension exists: created here, or by another
+        # process after this pool's first connection was made (nothing left to apply here)
+        db.reload_types()
     return done
 
 

@@ -227,6 +227,40 @@ def test_warm_fills_a_fresh_cache_from_the_most_used_patterns(
     assert len(cache.pattern_vectors()) > 0
 
 
+def test_a_pool_opened_before_another_process_migrated_gets_the_vector_codec(
+        db: Database, database_url: str) -> None:
+    """Two ``heal run`` on a new HEAL_HOME: one pool connects before the other process
+    creates the vector extension; its own migrate then has nothing to apply, and must still
+    set up the codec (before: every vector write failed with 'expected str, got ndarray'
+    and the lookup stage dead-lettered the events)."""
+    import numpy as np
+
+    from storage.embeddings import EmbeddingRepository
+    from storage.migrate import migrate
+
+    name = f"lookup_{uuid.uuid4().hex[:8]}"
+    db.execute(f"CREATE DATABASE {name}")
+    base, _, query = database_url.partition("?")
+    url = base.rsplit("/", 1)[0] + f"/{name}" + (f"?{query}" if query else "")
+    early, other = Database(url), Database(url)
+    try:
+        assert early.untyped  # connected before the extension existed
+        assert migrate(other)  # the other process applies everything
+        assert migrate(early) == []  # nothing left here...
+        assert not early.untyped  # ...and the codec is set up anyway
+        vector = np.zeros(384, dtype=np.float32)
+        vector[0] = 1.0
+        catalog = load_catalog()
+        seed_database(early, catalog, None)
+        pattern = next(iter(catalog.patterns))
+        assert EmbeddingRepository(early).upsert([("v1", pattern, "text", vector)]) == 1
+        assert EmbeddingRepository(early).nearest(vector, 1)[0][0] == pattern
+    finally:
+        early.close()
+        other.close()
+        db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 def test_seeding_from_several_workers_at_once_on_a_fresh_database(
         db: Database, database_url: str) -> None:
     import concurrent.futures
@@ -242,8 +276,7 @@ def test_seeding_from_several_workers_at_once_on_a_fresh_database(
     def start_worker(_: int) -> dict[str, int]:
         worker_db = Database(url)
         try:
-            migrate(worker_db)
-            worker_db.reload_types()
+            migrate(worker_db)  # (the codec is set up by migrate, whoever applied it)
             return seed_database(worker_db, catalog, None)
         finally:
             worker_db.close()
