@@ -18,6 +18,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
+import re
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, TypeVar
@@ -85,7 +86,38 @@ _TRANSLATED = (
 )
 
 
+#: a JSON ``\u0000`` escape (not an escaped backslash followed by ``u0000``)
+_JSON_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def _text_param(value: str) -> str:
+    """A ``text`` parameter PostgreSQL accepts: it cannot store NUL (U+0000), which event
+    text may hold (a command's output); it becomes U+FFFD, the replacement character."""
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
+def _json_param(value: str) -> str:
+    """A ``json``/``jsonb`` parameter (JSON text) PostgreSQL accepts: it refuses the
+    ``\u0000`` escape, which becomes ``\ufffd`` (linear: one pass, no backtracking past the
+    run of backslashes before it)."""
+    value = _text_param(value)
+    return _JSON_NUL.sub(r"\1\\ufffd", value) if "\\u0000" in value else value
+
+
+def _same(value: str) -> str:
+    return value
+
+
 async def _init_connection(conn: asyncpg.Connection, untyped: Callable[[], None]) -> None:
+    # NUL-free text and JSON on every connection, whichever repository writes (one place,
+    # not one per statement): PostgreSQL rejects a NUL in text and a \u0000 in jsonb, and
+    # the row would be lost (an issue parked, an outcome not recorded)
+    for name in ("text", "varchar"):
+        await conn.set_type_codec(name, schema="pg_catalog", encoder=_text_param,
+                                  decoder=_same, format="text")
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(name, schema="pg_catalog", encoder=_json_param,
+                                  decoder=_same, format="text")
     # The codec can only be registered once the extension exists; ``migrate`` re-initialises
     # the pool (Database.reload_types) when it created the extension, or when a connection
     # was set up before the extension existed (``untyped`` is called: another process may
