@@ -92,7 +92,13 @@ _JSON_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 def _text_param(value: str) -> str:
     """A ``text`` parameter PostgreSQL accepts: it cannot store NUL (U+0000), which event
-    text may hold (a command's output); it becomes U+FFFD, the replacement character."""
+    text may hold (a command's output); it becomes U+FFFD, the replacement character.
+
+    Raises:
+        TypeError: not a str (asyncpg reports it as the statement's invalid argument).
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"expected str, got {type(value).__name__}")
     return value.replace("\x00", "\ufffd") if "\x00" in value else value
 
 

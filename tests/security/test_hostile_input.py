@@ -95,10 +95,11 @@ def test_an_outbox_op_postgres_rejects_is_parked_and_never_blocks_the_rest(
     lookup = build_lookup(settings, db)
     marker = uuid.uuid4().hex
     try:
-        # Given a poisoned op (a NUL PostgreSQL cannot store) queued before a normal one
+        # Given a poisoned op (a number where PostgreSQL wants text) queued before a normal
+        # one (a NUL no longer poisons: the connection's codec sends it as U+FFFD)
         lookup.cache.enqueue([
             (f"issue:poison-{marker}", "issue",
-             {"fine": f"fp\x00{marker}", "coarse": "c", "sample": "x", "ts": time.time()}),
+             {"fine": 5, "coarse": "c", "sample": "x", "ts": time.time()}),
             (f"issue:ok-{marker}", "issue",
              {"fine": f"fp-ok-{marker}", "coarse": "c", "sample": marker, "ts": time.time()}),
         ])
