@@ -7,6 +7,7 @@ The same file must read the same in every checkout, temp dir and virtualenv:
 
 from __future__ import annotations
 
+import posixpath
 import re
 
 _LIBRARY = re.compile(
@@ -40,6 +41,10 @@ def is_library(path: str) -> bool:
 def normalize_path(path: str, repo: str = "") -> str:
     """The stable form of ``path`` (see the module docstring); never raises."""
     path = path.strip().strip("\"'")
+    if "/." in path and path.startswith("/"):
+        # ``/repo/sub/../app.py`` (a script run as ``python ../app.py`` from ``sub``) is
+        # ``/repo/app.py``: one file, one frame, wherever it was run from
+        path = posixpath.normpath(path)
     if repo:
         root = repo.rstrip("/\\") + "/"
         if path.startswith(root):
