@@ -25,6 +25,9 @@ class FixRequest:
     trust_note: str = ""
     #: why this fix waits for a person whatever the mode (e.g. an undeclared package)
     hold: str = ""
+    #: the mode the fix is judged under (part of the request: asking again with a higher
+    #: mode, ``heal run --mode auto-safe`` after a suggestion, is a new request)
+    mode: str = ""
 
     @property
     def fix_id(self) -> str:
@@ -49,14 +52,17 @@ class FixRequest:
 
     @property
     def request_key(self) -> str:
-        """Same fingerprint + same rendered fix in the same repository at the same commit =
-        the same request (a new commit is a new situation and may be tried again). The
+        """Same fingerprint + same rendered fix in the same repository at the same commit,
+        under the same mode = the same request (a new commit is a new situation and may be
+        tried again; so is a higher mode, the person asking for more than a suggestion). The
         rendered fix (argv, steps or diff, hashed) is part of it: six permission errors on six
         files are six fixes, not one request and five duplicates (issue 11, item 12)."""
         commit = self.candidate.error.repo.commit
         rendered = hashlib.sha256(orjson.dumps(self.rendered, option=orjson.OPT_SORT_KEYS,
                                                default=str)).hexdigest()
         raw = f"{self.root}\0{commit}\0{self.fingerprint}\0{self.fix_id}\0{rendered}"
+        if self.mode:
+            raw += f"\0{self.mode}"
         return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
     def step_argvs(self) -> list[list[str]]:

@@ -188,7 +188,7 @@ class Validator:
             warnings = [*warnings, f"package install: {review.reason}"]
             hold = "" if review.unattended else review.reason
         req = FixRequest(cand, fix, root, policy, trusted_command=trust.command,
-                         trust_note=trust.reason, hold=hold)
+                         trust_note=trust.reason, hold=hold, mode=str(mode.value))
         return self._validate_fix(base, req, mode, gate, warnings)
 
     def _validate_fix(self, base: VerdictEvent, req: FixRequest, mode: Mode,
