@@ -58,7 +58,8 @@ def home(tmp_path: Path) -> Iterator[Path]:
     yield path
     # never leave a daemon behind, whatever the test did
     stop_engines(
-        Settings.from_env({"HEAL_HOME": str(path), "HEAL_DATABASE_URL": "postgresql://unused.invalid/db"}), force=True
+        Settings.from_env({"HEAL_HOME": str(path), "HEAL_DATABASE_URL": "postgresql://x/db"}),
+        force=True,
     )
 
 
@@ -210,7 +211,7 @@ def test_pinned_engine_outlives_processes_until_stopped(home: Path, database_url
 def test_stop_refuses_while_another_process_uses_it_unless_forced(home: Path) -> None:
     holder, pid = _holder(home)
     try:
-        settings = Settings.from_env({"HEAL_HOME": str(home), "HEAL_DATABASE_URL": "postgresql://unused.invalid/db"})
+        settings = Settings.from_env({"HEAL_HOME": str(home), "HEAL_DATABASE_URL": "postgresql://x/db"})
         assert "still used by pid" in stop_engines(settings)["redis"]
         assert psutil.pid_exists(pid)
         assert stop_engines(settings, force=True) == {"redis": "stopped"}
