@@ -26,6 +26,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from pipeline import statehome
 from pipeline.errors import ConfigError
@@ -53,6 +54,15 @@ STAGES: dict[str, tuple[str, str | None]] = {
     "validate": (STREAM_CANDIDATES, STREAM_VERDICTS),
     "apply": (STREAM_VERDICTS, STREAM_OUTCOMES),
     "lifecycle": (STREAM_OUTCOMES, None),
+}
+
+#: URL schemes each engine variable accepts
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
+PG_SCHEMES = ("postgresql", "postgres")
+_URL_FORMS = {
+    "HEAL_REDIS_URL": "redis://[:password@]host:6379/0, rediss://..., unix:///path/redis.sock "
+                      "or redis+cluster://host:port",
+    "HEAL_DATABASE_URL": "postgresql://user[:password]@host:5432/dbname",
 }
 
 #: Events whose text is longer than this are truncated (head and tail kept), never rejected.
@@ -83,15 +93,19 @@ class Settings:
         own environment) or the XDG state directory outside a repository.
 
         Raises:
-            ConfigError: HEAL_PARTITIONS is not a whole number from 1 to 1024.
+            ConfigError: HEAL_PARTITIONS is not a whole number from 1 to 1024; HEAL_REDIS_URL
+                or HEAL_DATABASE_URL is malformed (see :func:`check_url`).
         """
         env = os.environ if environ is None else environ
+        redis_url = check_url("HEAL_REDIS_URL", env.get("HEAL_REDIS_URL") or None, REDIS_SCHEMES)
+        database_url = check_url("HEAL_DATABASE_URL", env.get("HEAL_DATABASE_URL") or None,
+                                 PG_SCHEMES)
         found = statehome.resolve(env, cwd)
         if environ is None:
             statehome.exclude_from_git(found)
         return cls(
-            redis_url=env.get("HEAL_REDIS_URL") or None,
-            database_url=env.get("HEAL_DATABASE_URL") or None,
+            redis_url=redis_url,
+            database_url=database_url,
             home=found.path,
             prefix=env.get("HEAL_STREAM_PREFIX") or "heal",
             home_source=found.source,
@@ -150,3 +164,52 @@ def _partitions(value: str) -> int:
         raise ConfigError(f"HEAL_PARTITIONS={value!r}: must be a whole number from 1 to 1024 "
                           "(1 = one unpartitioned stream per stage)")
     return count
+
+
+def mask_url(url: str) -> str:
+    """``url`` with the password replaced by ``***`` (safe to print)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable url>"
+    if not parts.password:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = parts.username or ""
+    masked = f"{user}:***@{netloc[-1]}"
+    return urlunsplit(parts._replace(netloc=masked))
+
+
+def check_url(variable: str, url: str | None, schemes: tuple[str, ...]) -> str | None:
+    """``url`` when it is usable as ``variable``; a malformed one is bad configuration, found
+    before any work starts (``heal run`` refuses it before running the command).
+
+    Malformed: not parsable as a URL (``redis://:pw@[::1``), a scheme not in ``schemes``, a
+    port that is no number from 0 to 65535, a Redis database that is no number
+    (``redis://host/x``), a ``unix://`` URL without a path.
+
+    Raises:
+        ConfigError: naming the variable (password masked), the problem and the forms to use.
+    """
+    if url is None:
+        return None
+    forms = _URL_FORMS.get(variable, "")
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # the value cannot even be masked: not printed
+        raise ConfigError(f"{variable} is not a valid URL ({exc}); give it as {forms}") from exc
+    where = f"{variable}={mask_url(url)}"
+    if parts.scheme not in schemes:
+        raise ConfigError(f"{where}: unsupported scheme {parts.scheme!r}; "
+                          f"use one of {', '.join(s + '://' for s in schemes)}")
+    try:
+        parts.port  # noqa: B018 - parsing it is the check
+    except ValueError as exc:
+        raise ConfigError(f"{where}: bad port ({exc}); give it as {forms}") from exc
+    if parts.scheme == "unix" and not parts.path:
+        raise ConfigError(f"{where}: no socket path; give it as unix:///path/redis.sock")
+    if parts.scheme in ("redis", "rediss") and not parts.path.strip("/").isdigit() \
+            and parts.path.strip("/"):
+        raise ConfigError(f"{where}: the database {parts.path.strip('/')!r} is not a number; "
+                          f"give it as {forms}")
+    return url

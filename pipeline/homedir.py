@@ -69,6 +69,39 @@ def secure_home(home: Path) -> None:
                 os.chmod(entry, mode)
 
 
+def home_problem(home: Path) -> str:
+    """Why ``home`` cannot be heal's state directory, without creating anything ("" when
+    nothing is known to be wrong): it, or the nearest folder above it that exists, is not a
+    directory, or that folder is not writable."""
+    if home.exists():
+        if not home.is_dir():
+            return f"{home} is not a directory"
+        return "" if os.access(home, os.W_OK | os.X_OK) else f"{home} is not writable"
+    for parent in home.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                return f"{parent} is not a directory"
+            if not os.access(parent, os.W_OK | os.X_OK):
+                return f"{home} cannot be created: {parent} is not writable"
+            return ""
+    return ""
+
+
+def require_home(home: Path, describe: str = "") -> None:
+    """Refuse a state home heal cannot use (see :func:`home_problem`), before any work: bad
+    configuration (exit 2) naming it and what to change.
+
+    Raises:
+        ConfigError: it, or the folder above it, is not a directory or not writable.
+    """
+    from pipeline.errors import ConfigError
+
+    problem = home_problem(home)
+    if problem:
+        raise ConfigError(f"state home {describe or home}: {problem}; set HEAL_HOME to a "
+                          "directory heal may create and write")
+
+
 def make_home(home: Path) -> Path:
     """Create ``home`` (0700) if missing and return it."""
     home.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)

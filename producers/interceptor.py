@@ -1,8 +1,20 @@
-"""Run a subprocess with its output passed through live, keeping a bounded tail of it."""
+"""Run a subprocess with its output passed through live, keeping a bounded tail of it.
+
+The output is read until the command's pipes reach end of file, but a background process the
+command started (``server &``) inherits them and may hold them open for as long as it lives.
+So once the command itself has exited, its output is forwarded for at most
+:data:`OUTPUT_GRACE_S` more seconds; then what is already waiting in the pipes is passed on
+(bounded by :data:`FINAL_DRAIN_BYTES`: everything the command wrote before it exited is still
+there, a pipe holds less) and heal closes its end of them. The background process is never
+killed by heal, but its later writes to that stdout/stderr get SIGPIPE (which ends it unless
+it ignores the signal) or EPIPE: a process meant to outlive the step should write elsewhere
+(``server >server.log 2>&1 &``).
+"""
 
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import threading
@@ -17,6 +29,12 @@ from pipeline.errors import UsageError
 #: bytes of combined stdout+stderr kept for the event (the tail usually holds the error)
 TAIL_BYTES = 32 * 1024
 _FORWARDED = (signal.SIGTERM, signal.SIGHUP)
+#: seconds the output is still forwarded after the command exited, while a background child
+#: keeps its pipes open (see the module's note)
+OUTPUT_GRACE_S = 0.5
+#: bytes read per pipe, after the grace period, of what is already waiting in it; more than
+#: a pipe holds (64 KiB by default on Linux, 1 MiB at most for an unprivileged resize)
+FINAL_DRAIN_BYTES = 2 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -61,21 +79,46 @@ class TailBuffer:
             return b"".join(self._chunks).decode("utf-8", "replace")
 
 
-def _pump(source: IO[bytes], sink: IO[bytes] | None, tail: TailBuffer, count: list[int]) -> None:
+def _pump(source: IO[bytes], sink: IO[bytes] | None, tail: TailBuffer, count: list[int],
+          wake: int | None = None) -> None:
+    """Copy ``source`` to ``sink`` (and the tail) until end of file, or, once ``wake`` is
+    readable (the grace period is over), until nothing more is waiting in it (at most
+    FINAL_DRAIN_BYTES more); then close it."""
     fd = source.fileno()
-    while True:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        count[0] += len(chunk)
-        tail.append(chunk)
-        if sink is not None:
-            try:
-                sink.write(chunk)
-                sink.flush()
-            except (OSError, ValueError):
-                sink = None  # our own output went away (closed pipe); keep capturing
-    source.close()
+    poller = None
+    if wake is not None:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        poller.register(wake, select.POLLIN)
+    stopping = False
+    drained = 0
+    try:
+        while True:
+            if poller is not None:
+                if not stopping:
+                    ready = {f for f, _ in poller.poll()}
+                    if wake in ready:
+                        stopping = True
+                        poller.unregister(wake)
+                    if fd not in ready:
+                        continue
+                elif drained >= FINAL_DRAIN_BYTES or not poller.poll(0):
+                    break
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            if stopping:
+                drained += len(chunk)
+            count[0] += len(chunk)
+            tail.append(chunk)
+            if sink is not None:
+                try:
+                    sink.write(chunk)
+                    sink.flush()
+                except (OSError, ValueError):
+                    sink = None  # our own output went away (closed pipe); keep capturing
+    finally:
+        source.close()
 
 
 def run_command(
@@ -84,8 +127,10 @@ def run_command(
     stdout: IO[bytes] | None = None,
     stderr: IO[bytes] | None = None,
     tail_bytes: int = TAIL_BYTES,
+    grace_s: float = OUTPUT_GRACE_S,
 ) -> RunResult:
-    """Run ``argv``; its stdout/stderr go to ``stdout``/``stderr`` as they arrive.
+    """Run ``argv``; its stdout/stderr go to ``stdout``/``stderr`` as they arrive, until the
+    pipes close or ``grace_s`` after the command exited (see the module's note).
 
     SIGTERM/SIGHUP received meanwhile are forwarded to the child (when called from the main
     thread), so the child decides how to stop and its status is kept. SIGINT is ignored here:
@@ -108,20 +153,30 @@ def run_command(
         raise UsageError(f"command not executable: {argv[0]!r} ({exc.strerror})") from exc
     tail = TailBuffer(tail_bytes)
     counts = ([0], [0])
+    wake_r, wake_w = os.pipe()  # written once the grace period is over: the pumps let go
     assert proc.stdout is not None and proc.stderr is not None
     pumps = [
-        threading.Thread(target=_pump, args=(proc.stdout, stdout, tail, counts[0]), daemon=True),
-        threading.Thread(target=_pump, args=(proc.stderr, stderr, tail, counts[1]), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stdout, stdout, tail, counts[0], wake_r),
+                         daemon=True),
+        threading.Thread(target=_pump, args=(proc.stderr, stderr, tail, counts[1], wake_r),
+                         daemon=True),
     ]
     for pump in pumps:
         pump.start()
     previous = _forward_signals(proc)
     try:
         code = proc.wait()
+        # end of file on both pipes, unless a background child of the command holds them
+        deadline = time.monotonic() + grace_s
+        for pump in pumps:
+            pump.join(max(0.0, deadline - time.monotonic()))
+        os.write(wake_w, b"x")  # pass on what is waiting, then let go of the pipes
         for pump in pumps:
             pump.join()
     finally:
         _restore(previous)
+        os.close(wake_w)
+        os.close(wake_r)
     sig = ""
     if code < 0:
         sig = signal.Signals(-code).name

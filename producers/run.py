@@ -6,8 +6,11 @@ the tail of stdout+stderr as text, exit code, signal, git commit/branch of the w
 directory), wait up to ``timeout`` seconds for the OutcomeEvent (running the stages in this
 process when no workers serve them), print the decision; when a fix was applied and verified
 (status ``applied``) run the command again and exit with its status, otherwise exit with the
-original status. Redis being unreachable never changes the command's exit status: heal says
-so on stderr and gets out of the way.
+original status. Redis being unreachable (or an engine heal cannot start, or a state home
+it cannot create) never changes the command's exit status: heal says so on stderr and gets out
+of the way. With ``--json``/``--json-file`` a decision JSON is written whatever happened after
+the command ran (``"decision": "not reported"`` when the error could not be published); a
+file that cannot be written is a warning, never a change of the status.
 """
 
 from __future__ import annotations
@@ -18,10 +21,10 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from pipeline.config import Settings
-from pipeline.errors import EngineError, HealError
+from pipeline.errors import ConfigError, EngineError, HealError
 from pipeline.events import ErrorEvent, Repo, Source, Workflow
 from producers.context import hostname, new_id, repo_info, workflow_from_env
 from producers.decision import Decision, DecisionWaiter
@@ -31,7 +34,13 @@ from producers.progress import Progress
 from producers.publisher import Publisher, connect, partition_of
 from producers.steps import StepRecorder, step_key
 
+if TYPE_CHECKING:
+    from pipeline.ci.report import RunReport
+
 DEFAULT_TIMEOUT_S = 120.0
+#: what, after the command ran, keeps heal from reporting but never changes the exit status:
+#: an engine that cannot be reached or started, a state home or engine URL heal cannot use
+_CANNOT_REPORT = (EngineError, ConfigError)
 
 
 @dataclass
@@ -96,6 +105,9 @@ class RunSession:
         #: how the decision is awaited (tests and embedders swap in their own)
         self.waiter_factory: Callable[[Any, Settings], DecisionWaiter] = (
             lambda client, settings: DecisionWaiter(client, settings, progress=self.progress))
+        #: the failure's event once built, and whether it reached the error stream
+        self._event: ErrorEvent | None = None
+        self._published = False
 
     @property
     def client(self) -> Any:
@@ -124,13 +136,17 @@ class RunSession:
             return 0
         try:
             return self._handle_failure(result)
-        except EngineError as exc:
+        except _CANNOT_REPORT as exc:
             self.say(f"could not report the failure ({exc}); exit status kept")
+            self._report_unreported(result, str(exc))
             return result.status
 
     def _run(self) -> RunResult:
+        # a stream replaced by one without bytes (or None, when embedded in a program started
+        # with it closed) is not passed through; the tail is still kept
         return run_command(self.opts.argv, cwd=self.opts.cwd,
-                           stdout=sys.stdout.buffer, stderr=sys.stderr.buffer)
+                           stdout=getattr(sys.stdout, "buffer", None),
+                           stderr=getattr(sys.stderr, "buffer", None))
 
     def _step(self) -> tuple[str, str]:
         key, step, _, _ = self._where()
@@ -149,7 +165,7 @@ class RunSession:
         try:
             key, step, workflow, repo = self._where()
             resolved = StepRecorder(self.client, self.settings).record_success(key, step)
-        except EngineError as exc:
+        except _CANNOT_REPORT as exc:
             self.say(f"could not record the success ({exc})")
             return
         if resolved:
@@ -170,7 +186,7 @@ class RunSession:
             return event
 
     def _handle_failure(self, result: RunResult) -> int:
-        event = self._attested(build_event(self.opts, result))
+        event = self._event = self._attested(build_event(self.opts, result))
         if self._client is None and self.settings.redis_url is None:
             self.progress.phase("starting engines…")
         if self.opts.wait:
@@ -184,6 +200,7 @@ class RunSession:
         if self.opts.wait:
             self._head_start(event)
         Publisher(self.client, self.settings).publish(event)
+        self._published = True
         key, step = self._step()
         StepRecorder(self.client, self.settings).record_failure(key, step, event.id)
         self.say(f"command failed with status {result.status}"
@@ -191,8 +208,11 @@ class RunSession:
         if self.opts.wait:
             self.progress.phase("waiting for the pipeline's decision…")
         decision, interrupted = self._await(waiter, event.id) if self.opts.wait else (None, False)
-        if interrupted:
-            return result.status  # leave at once
+        if interrupted:  # leave at once, with no more than the JSON asked for
+            if self.opts.json_to:
+                self._write_json(self._plain_report(event, result.status, "none",
+                                                    "stopped waiting (interrupted)").to_json())
+            return result.status
         # after the decision: an inline drain has started the engines the learner needs
         for line in self._learning().failed(event, key):
             self.say(line)
@@ -229,26 +249,65 @@ class RunSession:
 
         if not (self.opts.json_to or ci.providers()):
             return
-        try:
-            outcome = decision.outcome if decision is not None else None
-            note = "" if decision is None else decision.dead_reason or (
+        outcome = decision.outcome if decision is not None else None
+        if not self.opts.wait:
+            note = "not waited for (--no-wait)"
+        elif decision is None:
+            note = "no decision: the pipeline failed while deciding"
+        else:
+            note = decision.dead_reason or (
                 "" if outcome else f"no decision within {self.opts.timeout_s:g}s")
+        try:
             report = ci.collect(self.client, self.settings, event, status, outcome, note)
             ci.report_ci(report)
-            self._write_json(report.to_json())
+        except Exception as exc:  # noqa: BLE001 - reporting must not change CMD's status
+            if os.environ.get("HEAL_DEBUG"):
+                traceback.print_exc()
+            self.say(f"could not write the decision report ({type(exc).__name__}: {exc})")
+            # the JSON asked for is written all the same, with what is known without engines
+            self._write_json(self._plain_report(event, status, "none", note).to_json())
+            return
+        self._write_json(report.to_json())
+
+    def _plain_report(self, event: ErrorEvent, status: int, decision: str, note: str
+                      ) -> RunReport:
+        """A decision report built without reading anything back from the engines."""
+        from pipeline.ci.report import RunReport
+
+        return RunReport(event, status, note=note, undecided=decision)
+
+    def _report_unreported(self, result: RunResult, reason: str) -> None:
+        """The decision JSON (and CI report) of a failure heal could not publish or follow:
+        ``"decision": "not reported"`` with the reason, or, when it was published before the
+        trouble, no decision. Never raises."""
+        if not self.opts.json_to:
+            return
+        try:
+            event = self._event or build_event(self.opts, result)
+            undecided = "none" if self._published else "not reported"
+            data = self._plain_report(event, result.status, undecided, reason).to_json()
+            if not self._published:
+                data["error_id"] = None  # the event exists only here: no id to look up
+            self._write_json(data)
         except Exception as exc:  # noqa: BLE001 - reporting must not change CMD's status
             if os.environ.get("HEAL_DEBUG"):
                 traceback.print_exc()
             self.say(f"could not write the decision report ({type(exc).__name__}: {exc})")
 
     def _write_json(self, data: dict[str, Any]) -> None:
+        """Write the decision JSON where asked; a file that cannot be written is a warning
+        (the command's status stays the exit status)."""
         from pipeline.console import dump_json
 
         if self.opts.json_to == "-":
             dump_json(data, sys.stderr)
         elif self.opts.json_to:
-            with open(self.opts.json_to, "w", encoding="utf-8") as fh:
-                dump_json(data, fh)
+            try:
+                with open(self.opts.json_to, "w", encoding="utf-8") as fh:
+                    dump_json(data, fh)
+            except OSError as exc:
+                self.say(f"could not write the decision to --json-file {self.opts.json_to} "
+                         f"({exc.strerror or exc}); exit status kept")
 
     def _await(self, waiter: DecisionWaiter, error_id: str) -> tuple[Decision | None, bool]:
         """(the decision, printed, or None when there is none; whether Ctrl-C interrupted)."""

@@ -22,10 +22,10 @@ import re
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from pipeline.config import mask_url as mask_url  # re-exported: storage.db.mask_url
 from pipeline.errors import ConfigError, DatabaseUnavailable, QueryError
 
 T = TypeVar("T")
@@ -37,20 +37,6 @@ CONNECT_TIMEOUT_S = 10.0
 
 # Server-side errors that mean "the server is not usable right now", not "your SQL is wrong".
 _UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")  # connection, resources, operator intervention
-
-
-def mask_url(url: str) -> str:
-    """``url`` with the password replaced by ``***`` (safe to print)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable url>"
-    if not parts.password:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = parts.username or ""
-    masked = f"{user}:***@{netloc[-1]}"
-    return urlunsplit(parts._replace(netloc=masked))
 
 
 def _translate(exc: BaseException, url: str) -> Exception:

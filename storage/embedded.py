@@ -157,6 +157,9 @@ class EmbeddedRedis:
             subprocess.run(
                 [executable, str(self.config_file)],
                 check=True,
+                # never our stdin: started with fd 0 closed, the daemon would take fd 0 for
+                # a socket and crash (redis-server 6.2 closes fd 0 when it daemonizes)
+                stdin=subprocess.DEVNULL,
                 capture_output=True,
                 timeout=_START_TIMEOUT_S,
             )
@@ -393,7 +396,7 @@ class EmbeddedPostgres:
         pgexec("pg_ctl", ("-w", "-o", f'-h "" -k {socket_dir}', "-l", str(self.log_file),
                           "-D", str(self.pgdata), "start"),
                bin_path=POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION], user=user,
-               timeout=_START_TIMEOUT_S)
+               timeout=_START_TIMEOUT_S, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + _START_TIMEOUT_S
         while True:
             info = self._postmaster()
@@ -419,6 +422,7 @@ class EmbeddedPostgres:
                 ("-w", "-m", "fast", "-D", str(self.pgdata), "stop"),
                 bin_path=handle.bin_path,
                 user=handle.system_user,
+                stdin=subprocess.DEVNULL,
             )
         except (OSError, subprocess.SubprocessError):
             proc = info.process

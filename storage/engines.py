@@ -24,12 +24,11 @@ import threading
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
-from urllib.parse import urlsplit
 
 import asyncpg
 import redis
 
-from pipeline.config import Settings
+from pipeline.config import PG_SCHEMES, REDIS_SCHEMES, Settings, check_url
 from pipeline.errors import ConfigError, DatabaseUnavailable, HealError, StreamUnavailable
 from pipeline.homedir import make_home
 from storage.db import Database, mask_url
@@ -37,9 +36,6 @@ from storage.embedded import EmbeddedPostgres, EmbeddedRedis
 from storage.leases import LeaseRegistry
 
 T = TypeVar("T")
-
-_REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
-_PG_SCHEMES = ("postgresql", "postgres")
 
 
 class _Embedded(Protocol):
@@ -75,7 +71,12 @@ def _acquire(engine: _Embedded) -> str:
     global _exit_hook_registered
     # the engines are the first to create HEAL_HOME: make it private first (0700, files
     # 0600; 0711 as root, so the embedded PostgreSQL's own user reaches its data)
-    make_home(engine.directory.parent)
+    try:
+        make_home(engine.directory.parent)
+    except OSError as exc:  # an unusable HEAL_HOME is configuration, not an internal error
+        raise ConfigError(f"cannot create the state home {engine.directory.parent}: "
+                          f"{exc.strerror or exc}; set HEAL_HOME to a directory heal may "
+                          "create and write") from exc
     # The lease lock (a fresh flock per call) also excludes this process's other threads;
     # _state_lock only guards the table, so one thread can start PostgreSQL while another
     # starts Redis (see start_database_soon).
@@ -174,30 +175,27 @@ def _reason(exc: BaseException) -> str:
 
 
 def check_urls(settings: Settings) -> None:
-    """Raises ConfigError when HEAL_REDIS_URL or HEAL_DATABASE_URL has an unusable scheme."""
+    """Raises ConfigError when HEAL_REDIS_URL or HEAL_DATABASE_URL is malformed (see
+    pipeline.config.check_url)."""
     if settings.redis_url:
-        _check_scheme(settings.redis_url, "HEAL_REDIS_URL", _REDIS_SCHEMES)
+        _check_scheme(settings.redis_url, "HEAL_REDIS_URL", REDIS_SCHEMES)
     if settings.database_url:
-        _check_scheme(settings.database_url, "HEAL_DATABASE_URL", _PG_SCHEMES)
+        _check_scheme(settings.database_url, "HEAL_DATABASE_URL", PG_SCHEMES)
 
 
 # -- Redis -----------------------------------------------------------------------------------
 
 
 def _check_scheme(url: str, variable: str, schemes: tuple[str, ...]) -> None:
-    scheme = urlsplit(url).scheme
-    if scheme not in schemes:
-        raise ConfigError(
-            f"{variable}={mask_url(url)}: unsupported scheme {scheme!r}; "
-            f"use one of {', '.join(s + '://' for s in schemes)}"
-        )
+    """Raises ConfigError (Settings built without from_env are checked here too)."""
+    check_url(variable, url, schemes)
 
 
 def redis_url(settings: Settings) -> str:
     """URL of the Redis to use; starts (or reuses) the embedded one when HEAL_REDIS_URL is
     unset. Raises ConfigError, StreamUnavailable."""
     if settings.redis_url:
-        _check_scheme(settings.redis_url, "HEAL_REDIS_URL", _REDIS_SCHEMES)
+        _check_scheme(settings.redis_url, "HEAL_REDIS_URL", REDIS_SCHEMES)
         return settings.redis_url
     return _acquire(embedded_redis(settings))
 
@@ -262,7 +260,7 @@ def database_url(settings: Settings) -> str:
     """URL of the PostgreSQL to use; starts (or reuses) the embedded one when
     HEAL_DATABASE_URL is unset. Raises ConfigError, DatabaseUnavailable."""
     if settings.database_url:
-        _check_scheme(settings.database_url, "HEAL_DATABASE_URL", _PG_SCHEMES)
+        _check_scheme(settings.database_url, "HEAL_DATABASE_URL", PG_SCHEMES)
         return settings.database_url
     return _acquire(embedded_postgres(settings))
 

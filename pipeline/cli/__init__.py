@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pipeline import __version__
 from pipeline.config import Settings
 from pipeline.errors import HealError
-from pipeline.homedir import secure_home
+from pipeline.homedir import require_home, secure_home
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -65,6 +65,7 @@ def _register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: st
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    ensure_standard_fds()
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
@@ -73,10 +74,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        secure_home(Settings.from_env().home)  # an existing home is tightened at every start
+        settings = Settings.from_env()  # malformed variables: exit 2 before any work
+        if settings.home_source == "HEAL_HOME":  # the defaults are checked where used
+            require_home(settings.home, settings.describe_home())
+        secure_home(settings.home)  # an existing home is tightened at every start
         return int(func(args) or 0)
     except HealError as exc:
         print(f"heal: error: {exc}", file=sys.stderr)
+        _on_error(args, exc)
         return exc.exit_code
     except KeyboardInterrupt:
         print("heal: interrupted", file=sys.stderr)
@@ -92,6 +97,48 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _on_error(args: argparse.Namespace, exc: HealError) -> None:
+    """The command's own ``on_error(args, exc)``, when it set one (``heal run`` writes the
+    refusal as its decision JSON); never raises."""
+    hook = getattr(args, "on_error", None)
+    if hook is None:
+        return
+    try:
+        hook(args, exc)
+    except Exception:  # noqa: BLE001 - the error message is already out; nothing to add
+        if os.environ.get("HEAL_DEBUG"):
+            traceback.print_exc()
+
+
+def ensure_standard_fds() -> None:
+    """Open ``/dev/null`` onto any of fds 0, 1 and 2 that is closed, as daemons do.
+
+    Started with one closed (``heal run -- CMD <&-``, ``>&-``, ``2>&-``), the next file or
+    socket heal or a server it starts (redis-server, postgres) opens would take that number
+    and be read as stdin or written over as stdout; and Python leaves ``sys.stdout`` None.
+    With /dev/null there, what would have gone to a closed stream is simply dropped.
+    """
+    reopened: set[int] = set()
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        null = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+        if null != fd:  # the lowest free number is this one unless a lower one was closed too
+            os.dup2(null, fd)
+            os.close(null)
+        reopened.add(fd)
+    for name, fd, mode in (("stdin", 0, "r"), ("stdout", 1, "w"), ("stderr", 2, "w")):
+        if getattr(sys, name) is None:  # Python found the fd closed at its start
+            # the fd reopened just now; else something took its number meanwhile: not ours
+            target: int | str = fd if fd in reopened else os.devnull
+            errors = "backslashreplace" if fd == 2 else None
+            setattr(sys, name, open(target, mode, encoding="utf-8", errors=errors,  # noqa: SIM115
+                                    closefd=target != fd))
 
 
 def _reader_went_away() -> int:

@@ -1,9 +1,19 @@
-"""``heal run [--mode M] [--timeout S] [--step NAME] [--workflow ID] -- CMD ...``
-(see producers/run.py)."""
+"""``heal run [--mode M] [--timeout S] [--step NAME] [--workflow ID] [--no-wait]
+[--json | --json-file PATH] -- CMD ...`` (see producers/run.py).
+
+Bad usage or configuration (no command, a command that cannot be found, ``--timeout`` that is
+not a finite number of seconds, ``--json`` with ``--json-file``, a ``--json-file`` in a folder
+that does not exist or cannot be written, a malformed engine URL or ``HEAL_PARTITIONS``) exits
+2 before the command runs; with ``--json``/``--json-file`` the refusal is written as the
+decision JSON too (``"decision": "refused"``) wherever it can be.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
+from pathlib import Path
 from typing import Any
 
 from pipeline.config import Settings
@@ -32,13 +42,14 @@ def register(subparsers: Any) -> None:
                              "(default: $HEAL_WORKFLOW, else the repository)")
     parser.add_argument("--no-wait", action="store_true",
                         help="publish the failure and exit at once")
-    parser.add_argument("--json", action="store_true",
-                        help="write the decision as one JSON object to stderr (stdout stays "
-                             "the command's own)")
-    parser.add_argument("--json-file", default="", metavar="PATH",
-                        help="write the decision JSON to PATH")
+    to = parser.add_mutually_exclusive_group()
+    to.add_argument("--json", action="store_true",
+                    help="write the decision as one JSON object to stderr (stdout stays the "
+                         "command's own)")
+    to.add_argument("--json-file", default="", metavar="PATH",
+                    help="write the decision JSON to PATH (its folder must exist)")
     parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...")
-    parser.set_defaults(func=_run)
+    parser.set_defaults(func=_run, on_error=_refused)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -49,10 +60,58 @@ def _run(args: argparse.Namespace) -> int:
         argv = argv[1:]
     if not argv:
         raise UsageError("no command given: use `heal run [OPTIONS] -- CMD [ARGS...]`")
-    if args.timeout < 0:
-        raise UsageError(f"--timeout {args.timeout:g}: must be 0 or more seconds")
+    if not math.isfinite(args.timeout) or args.timeout < 0:
+        raise UsageError(f"--timeout {args.timeout:g}: must be a number of seconds, 0 or more "
+                         "(e.g. --timeout 120)")
+    if args.json_file:
+        _check_json_file(args.json_file)
     return heal_run(
         argv, Settings.from_env(), mode=args.mode or "", timeout_s=args.timeout,
         step=args.step, wait=not args.no_wait, workflow=args.workflow,
         json_to=args.json_file or ("-" if args.json else ""),
     )
+
+
+def _check_json_file(path: str) -> None:
+    """``--json-file PATH`` must be a file heal can write once the command ran: refused before
+    it runs, rather than found out afterwards. Raises: UsageError."""
+    target = Path(path)
+    folder = target.parent
+    problem = ""
+    if target.is_dir():
+        problem = "is a directory"
+    elif not folder.is_dir():
+        problem = f"its folder {folder} does not exist (create it first)"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        problem = f"its folder {folder} is not writable"
+    elif target.exists() and not os.access(target, os.W_OK):
+        problem = "is not writable"
+    if problem:
+        raise UsageError(f"--json-file {path}: {problem}; name a file heal may write")
+
+
+def _refused(args: argparse.Namespace, exc: Exception) -> None:
+    """A refusal (bad usage or configuration, exit 2) is a decision too: written as the
+    decision JSON when one was asked for and can be written. Never raises."""
+    from pipeline.console import dump_json
+    from pipeline.errors import HealError
+
+    argv = list(getattr(args, "cmd", None) or [])
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    status = exc.exit_code if isinstance(exc, HealError) else 1
+    data = {"error_id": None, "command": argv, "exit_code": None, "exit_status": status,
+            "resolved": False, "decision": "refused", "detail": str(exc), "fingerprint": "",
+            "error": {"headline": str(exc), "file": None, "line": None},
+            "match": {"pattern_id": None, "tier": None, "score": None}, "fix": None,
+            "verification": None, "branch": "", "commit": "", "has_diff": False}
+    try:
+        if getattr(args, "json", False):
+            import sys
+
+            dump_json(data, sys.stderr)
+        elif getattr(args, "json_file", ""):
+            with open(args.json_file, "w", encoding="utf-8") as fh:
+                dump_json(data, fh)
+    except (OSError, ValueError):
+        pass  # the file was the trouble (or the stream is gone): the message says it all

@@ -58,7 +58,8 @@ def home(tmp_path: Path) -> Iterator[Path]:
     yield path
     # never leave a daemon behind, whatever the test did
     stop_engines(
-        Settings.from_env({"HEAL_HOME": str(path), "HEAL_DATABASE_URL": "x://"}), force=True
+        Settings.from_env({"HEAL_HOME": str(path), "HEAL_DATABASE_URL": "postgresql://x/db"}),
+        force=True,
     )
 
 
@@ -210,7 +211,7 @@ def test_pinned_engine_outlives_processes_until_stopped(home: Path, database_url
 def test_stop_refuses_while_another_process_uses_it_unless_forced(home: Path) -> None:
     holder, pid = _holder(home)
     try:
-        settings = Settings.from_env({"HEAL_HOME": str(home), "HEAL_DATABASE_URL": "x://"})
+        settings = Settings.from_env({"HEAL_HOME": str(home), "HEAL_DATABASE_URL": "postgresql://x/db"})
         assert "still used by pid" in stop_engines(settings)["redis"]
         assert psutil.pid_exists(pid)
         assert stop_engines(settings, force=True) == {"redis": "stopped"}
@@ -248,7 +249,10 @@ def test_unreachable_url_says_what_to_change(tmp_path: Path) -> None:
 
 
 def test_malformed_url_is_a_configuration_error(tmp_path: Path) -> None:
-    settings = Settings.from_env({"HEAL_HOME": str(tmp_path), "HEAL_REDIS_URL": "http://x:1"})
+    env = {"HEAL_HOME": str(tmp_path), "HEAL_REDIS_URL": "http://x:1"}
+    with pytest.raises(ConfigError, match="unsupported scheme 'http'"):
+        Settings.from_env(env)  # refused with the rest of the configuration, before any work
+    settings = Settings(redis_url="http://x:1", database_url=None, home=tmp_path, prefix="heal")
     with pytest.raises(ConfigError, match="unsupported scheme 'http'"):
         connect_redis(settings)
 

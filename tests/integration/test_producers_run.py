@@ -206,3 +206,14 @@ def test_a_failing_stage_does_not_change_the_exit_status(
     run.waiter_factory = lambda c, s: DecisionWaiter(c, s, drain=drain, live=lambda *_: set())
     assert run.execute() == 6
     assert "pipeline failed while deciding (RuntimeError: stage exploded)" in run.out.getvalue()
+
+
+def test_a_decision_file_that_cannot_be_written_only_warns(
+    settings: Settings, client: redis.Redis, tmp_path: Path
+) -> None:
+    # the folder went away after the CLI checked it: the status is the command's own
+    for argv, status in ((["true"], 0), (["sh", "-c", "exit 3"], 3)):
+        run = session(settings, client, argv, wait=False,
+                      json_to=str(tmp_path / "gone" / "decision.json"))
+        assert run.execute() == status
+        assert "could not write the decision to --json-file" in run.out.getvalue()

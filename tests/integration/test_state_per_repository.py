@@ -31,7 +31,7 @@ def repo(tmp_path: Path) -> Iterator[Path]:
     subprocess.run([*git, "commit", "-qm", "init"], cwd=root, check=True)
     yield root
     stop_engines(Settings.from_env({"HEAL_HOME": str(root / ".heal"),
-                                    "HEAL_DATABASE_URL": "x://"}), force=True)
+                                    "HEAL_DATABASE_URL": "postgresql://x/db"}), force=True)
 
 
 def _heal(cwd: Path, env: dict[str, str], *args: str, stdin: str = ""

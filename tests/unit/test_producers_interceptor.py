@@ -43,3 +43,26 @@ def test_tail_buffer_trims_partial_chunks() -> None:
     for chunk in (b"abc", b"defg", b"h"):
         tail.append(chunk)
     assert tail.text() == "defgh" and tail.truncated
+
+
+def test_a_background_child_holding_the_pipes_does_not_hold_the_run() -> None:
+    import time
+
+    out, err = io.BytesIO(), io.BytesIO()
+    started = time.monotonic()
+    result = run_command(["sh", "-c", "echo before; sleep 5 & echo after >&2; exit 4"],
+                         stdout=out, stderr=err, grace_s=0.2)
+    assert time.monotonic() - started < 3  # not the 5 s the child holds stdout/stderr
+    assert result.status == 4
+    assert out.getvalue() == b"before\n" and err.getvalue() == b"after\n"
+    assert "before" in result.tail and "after" in result.tail
+
+
+def test_what_the_command_wrote_before_exiting_is_all_passed_on_after_the_grace() -> None:
+    # more than a pipe holds, the child keeping the pipe open: nothing of it is cut
+    script = "import sys; sys.stdout.write('x' * 300000 + 'THE END')"
+    out = io.BytesIO()
+    result = run_command(["sh", "-c", f"{sys.executable} -c \"{script}\"; sleep 5 & exit 0"],
+                         stdout=out, grace_s=0.0)
+    assert out.getvalue().endswith(b"THE END") and len(out.getvalue()) == 300007
+    assert result.stdout_bytes == 300007
