@@ -94,9 +94,12 @@ class Settings:
 
         Raises:
             ConfigError: HEAL_PARTITIONS is not a whole number from 1 to 1024; HEAL_REDIS_URL
-                or HEAL_DATABASE_URL is malformed (see :func:`check_url`).
+                or HEAL_DATABASE_URL is malformed (see :func:`check_url`); HEAL_EMBEDDER or
+                HEAL_PROGRESS is none of its values (``_CHOICES``).
         """
         env = os.environ if environ is None else environ
+        for variable, allowed in _CHOICES.items():
+            _check_choice(variable, env.get(variable, ""), allowed)
         redis_url = check_url("HEAL_REDIS_URL", env.get("HEAL_REDIS_URL") or None, REDIS_SCHEMES)
         database_url = check_url("HEAL_DATABASE_URL", env.get("HEAL_DATABASE_URL") or None,
                                  PG_SCHEMES)
@@ -164,6 +167,21 @@ def _partitions(value: str) -> int:
         raise ConfigError(f"HEAL_PARTITIONS={value!r}: must be a whole number from 1 to 1024 "
                           "(1 = one unpartitioned stream per stage)")
     return count
+
+
+#: variables read elsewhere whose value is one of a few words ("" = unset: the default);
+#: a typo is refused with the rest of the configuration instead of meaning the default
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "HEAL_EMBEDDER": ("lean", "reference"),
+    "HEAL_PROGRESS": ("0", "1"),
+}
+
+
+def _check_choice(variable: str, value: str, allowed: tuple[str, ...]) -> None:
+    """Raises: ConfigError when ``value`` is set and none of ``allowed``."""
+    if value and value not in allowed:
+        raise ConfigError(f"{variable}={value!r}: must be one of {', '.join(allowed)} "
+                          "(or unset for the default)")
 
 
 def mask_url(url: str) -> str:

@@ -77,6 +77,19 @@ def test_a_malformed_engine_url_is_refused_before_the_command_runs(
         assert "pw@" not in done.stderr and not marker.exists()
 
 
+@pytest.mark.parametrize("variable, value", [
+    ("HEAL_EMBEDDER", "bogus"), ("HEAL_EMBEDDER", "Reference"), ("HEAL_PROGRESS", "yes"),
+])
+def test_a_misspelt_setting_is_refused_before_the_command_runs(
+        tmp_path: Path, variable: str, value: str) -> None:
+    """Before: the typo silently meant the default (the lean runtime, no progress lines)."""
+    marker = tmp_path / "ran"
+    done = _shell(f"heal run -- sh -c 'touch {marker}; exit 3'",
+                  _env(tmp_path / "home", **{variable: value}), tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert f"{variable}={value!r}: must be one of" in done.stderr and not marker.exists()
+
+
 def test_an_unusable_heal_home_is_refused_or_keeps_the_status(tmp_path: Path) -> None:
     afile = tmp_path / "afile"
     afile.touch()

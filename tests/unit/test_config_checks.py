@@ -47,3 +47,16 @@ def test_a_home_under_a_file_is_refused_without_creating_anything(tmp_path: Path
     with pytest.raises(ConfigError, match="set HEAL_HOME to a directory heal may create"):
         require_home(afile / "home", f"{afile / 'home'} (from HEAL_HOME)")
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("variable, good, bad", [
+    ("HEAL_EMBEDDER", ["", "lean", "reference"], ["bogus", "Reference", " lean"]),
+    ("HEAL_PROGRESS", ["", "0", "1"], ["yes", "true", "2"]),
+])
+def test_a_choice_setting_takes_its_words_only(variable: str, good: list[str],
+                                               bad: list[str]) -> None:
+    for value in good:
+        Settings.from_env({"HEAL_HOME": "/tmp/h", variable: value})
+    for value in bad:
+        with pytest.raises(ConfigError, match=f"{variable}=.*must be one of"):
+            Settings.from_env({"HEAL_HOME": "/tmp/h", variable: value})
