@@ -19,7 +19,7 @@ from pipeline.runtime.hooks import Delivery, Hook
 STAGE_PHASES = {
     "fingerprint": "fingerprinting the error…",
     "lookup": "looking up…",
-    "validate": "verifying fix in a worktree…",
+    "validate": "validating the fix…",
     "apply": "acting on the verdict…",
     "lifecycle": "recording the outcome…",
 }

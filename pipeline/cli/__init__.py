@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import pkgutil
 import sys
@@ -66,6 +67,7 @@ def _register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: st
 
 def main(argv: Sequence[str] | None = None) -> int:
     ensure_standard_fds()
+    one_shot_log_lines()
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
@@ -97,6 +99,38 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+class _OncePerProcess(logging.Filter):
+    """Lets each distinct message through once (a warning two layers log says one thing)."""
+
+    def __init__(self, limit: int = 256) -> None:
+        super().__init__()
+        self.limit = limit
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message in self.seen:
+            return False
+        if len(self.seen) < self.limit:
+            self.seen.add(message)
+        return True
+
+
+def one_shot_log_lines() -> None:
+    """The warnings of a command that sets up no logging of its own (``heal run``,
+    ``heal diagnose``...) read as heal's other lines, ``heal: <message>``, each once.
+
+    They go through Python's last-resort handler (warnings and worse, on stderr, only while
+    no handler is configured): a worker or ``heal serve`` that configures logging keeps its
+    own format."""
+    last = logging.lastResort
+    if last is None or getattr(last, "_heal_one_shot", False):
+        return
+    last.setFormatter(logging.Formatter("heal: %(message)s"))
+    last.addFilter(_OncePerProcess())
+    setattr(last, "_heal_one_shot", True)  # noqa: B010 - a marker on a stdlib object
 
 
 def _on_error(args: argparse.Namespace, exc: HealError) -> None:

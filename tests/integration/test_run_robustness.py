@@ -167,3 +167,17 @@ def test_the_decision_json_is_written_whatever_happened(tmp_path: Path) -> None:
     done = _shell("heal run --json -- no-such-command-heal", _env(tmp_path / "home"), tmp_path)
     assert done.returncode == 2 and done.stdout == ""
     assert json.loads(done.stderr.strip().splitlines()[-1])["decision"] == "refused"
+
+
+def test_heal_s_warnings_on_stderr_are_prefixed_and_said_once(
+        tmp_path: Path, redis_url: str, prefix: str) -> None:
+    """PostgreSQL down: the warnings of the layers below read ``heal: ...`` like heal's own
+    lines (before: bare, and 'attempt records not stored' twice); the status is kept."""
+    env = _env(tmp_path / "home", HEAL_REDIS_URL=redis_url, HEAL_STREAM_PREFIX=prefix,
+               HEAL_DATABASE_URL="postgresql://u:pw@127.0.0.1:1/db")
+    done = _shell("heal run --timeout 60 -- sh -c 'echo OWN-LINE >&2; exit 3'", env, tmp_path)
+    assert done.returncode == 3, done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[0] == "OWN-LINE"  # the command's own, as it printed it
+    assert all(line.startswith("heal: ") for line in lines[1:]), done.stderr
+    assert sum("attempt records not stored" in line for line in lines) == 1, done.stderr
