@@ -133,8 +133,10 @@ class StepLearning:
                     # state only; a failure not remembered cannot be learned from later
                     report = record_step_result(guard, None, **common)
                     return _state_lines(report, common["workflow"]) + [
-                        "not remembered for learning from precedent: PostgreSQL is not "
-                        "running (start workers or set HEAL_DATABASE_URL)"]
+                        "not remembered for learning from precedent: the embedded "
+                        "PostgreSQL is not running and a failure does not start it (keep it "
+                        "running with `heal engines start` or `heal up`, or set "
+                        "HEAL_DATABASE_URL)"]
                 learner = PrecedentLearner(self.store(db))
             report = record_step_result(guard, learner, **common)
             if learner is not None and not (common["ok"] and report.learning_paused):

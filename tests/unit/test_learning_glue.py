@@ -140,7 +140,8 @@ def test_a_failure_outside_git_touches_redis_only(h: Harness) -> None:
 def test_postgresql_not_running_is_said_in_one_line(h: Harness) -> None:
     h.db_running = False
     (line,) = h.learning.failed(event(), "step-1")
-    assert "not remembered for learning" in line and "PostgreSQL is not running" in line
+    assert "not remembered for learning" in line
+    assert "embedded PostgreSQL is not running" in line and "heal engines start" in line
     assert len(h.guard.calls) == 1 and h.client.data == {}
 
 
