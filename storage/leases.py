@@ -44,7 +44,8 @@ class LeaseRegistry:
     def locked(self) -> Iterator[None]:
         """Hold the engine's exclusive lock (blocks until free); raises OSError if the folder
         cannot be created."""
-        self.users.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.users.mkdir(mode=0o700, exist_ok=True)
         # A fresh open file description per call: flock then excludes other threads of this
         # process too, not only other processes.
         fd = os.open(self.directory / "engine.lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -58,7 +59,7 @@ class LeaseRegistry:
     def add(self, pid: int | None = None) -> None:
         """Record that process ``pid`` (default: this one) uses the engine. Call under lock."""
         pid = os.getpid() if pid is None else pid
-        (self.users / str(pid)).write_text(_start_time(pid) or "")
+        _write_private(self.users / str(pid), _start_time(pid) or "")
 
     def remove(self, pid: int | None = None) -> None:
         """Drop the lease of ``pid`` (default: this one). Call under lock."""
@@ -66,7 +67,7 @@ class LeaseRegistry:
         (self.users / str(pid)).unlink(missing_ok=True)
 
     def pin(self) -> None:
-        (self.users / PINNED).write_text("")
+        _write_private(self.users / PINNED, "")
 
     def unpin(self) -> None:
         (self.users / PINNED).unlink(missing_ok=True)
@@ -95,3 +96,10 @@ class LeaseRegistry:
             else:
                 path.unlink(missing_ok=True)
         return alive
+
+
+def _write_private(path: Path, text: str) -> None:
+    """``path`` holding ``text``, created 0600 (whatever the umask)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)

@@ -165,6 +165,15 @@ def test_heal_home_stays_0700_with_the_embedded_engines_running_even_as_root() -
         files = [p for p in home.iterdir() if p.is_file() and not p.is_symlink()]
         assert files and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in files), [
             (p.name, oct(p.stat().st_mode)) for p in files]
+        # ...and so is what the engines keep in their folders there (Redis's append-only
+        # file, snapshot, log and config hold event text; the leases): 0600 files, 0700
+        # folders (before: 0644 and 0755 inside the 0700 home)
+        kept = [p for engine in ("redis", "pg") for p in (home / engine).rglob("*")
+                if not p.is_symlink() and not p.is_socket()]
+        assert any(p.name == "redis.conf" for p in kept)
+        loose = [(str(p.relative_to(home)), oct(stat.S_IMODE(p.stat().st_mode))) for p in kept
+                 if stat.S_IMODE(p.stat().st_mode) != (0o700 if p.is_dir() else 0o600)]
+        assert not loose, loose
         # ...while the database answers (as root its data is beside HEAL_HOME, in a folder
         # only the server's user may enter)
         assert EmbeddedPostgres(home).pid() is not None
