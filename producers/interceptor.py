@@ -48,6 +48,8 @@ class RunResult:
     stdout_bytes: int
     stderr_bytes: int
     truncated: bool
+    #: Ctrl-C (SIGINT) reached heal while the command ran: a person stopped it
+    interrupted: bool = False
 
 
 class TailBuffer:
@@ -163,7 +165,8 @@ def run_command(
     ]
     for pump in pumps:
         pump.start()
-    previous = _forward_signals(proc)
+    interrupted: list[bool] = []
+    previous = _forward_signals(proc, interrupted)
     try:
         code = proc.wait()
         # end of file on both pipes, unless a background child of the command holds them
@@ -183,11 +186,14 @@ def run_command(
         code = 128 - code
     return RunResult(
         code, sig, tail.text(), time.monotonic() - started, counts[0][0], counts[1][0],
-        tail.truncated,
+        tail.truncated, bool(interrupted),
     )
 
 
-def _forward_signals(proc: subprocess.Popen[bytes]) -> dict[int, Any]:
+def _forward_signals(proc: subprocess.Popen[bytes], interrupted: list[bool]
+                     ) -> dict[int, Any]:
+    """SIGTERM/SIGHUP forwarded to ``proc``; SIGINT only noted in ``interrupted`` (Ctrl-C
+    reaches the command itself, through the terminal's process group)."""
     if threading.current_thread() is not threading.main_thread():
         return {}
 
@@ -195,10 +201,13 @@ def _forward_signals(proc: subprocess.Popen[bytes]) -> dict[int, Any]:
         if proc.poll() is None:
             proc.send_signal(signum)
 
+    def note(_signum: int, _frame: Any) -> None:
+        interrupted.append(True)
+
     previous: dict[int, Any] = {}
     for sig in _FORWARDED:
         previous[sig] = signal.signal(sig, forward)
-    previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous[signal.SIGINT] = signal.signal(signal.SIGINT, note)
     return previous
 
 

@@ -134,6 +134,15 @@ class RunSession:
                 self._write_json({"error_id": None, "exit_status": 0, "resolved": True,
                                   "decision": "none", "command": list(self.opts.argv)})
             return 0
+        if result.interrupted:
+            # a person pressed Ctrl-C (or a CI run was cancelled): a stop, not an error
+            self.say(f"interrupted (status {result.status}): not reported as an error")
+            if self.opts.json_to:
+                self._write_json({"error_id": None, "exit_status": result.status,
+                                  "resolved": False, "decision": "none",
+                                  "detail": "interrupted (Ctrl-C): not reported",
+                                  "command": list(self.opts.argv)})
+            return result.status
         try:
             return self._handle_failure(result)
         except _CANNOT_REPORT as exc:

@@ -181,3 +181,28 @@ def test_heal_s_warnings_on_stderr_are_prefixed_and_said_once(
     assert lines[0] == "OWN-LINE"  # the command's own, as it printed it
     assert all(line.startswith("heal: ") for line in lines[1:]), done.stderr
     assert sum("attempt records not stored" in line for line in lines) == 1, done.stderr
+
+
+def test_ctrl_c_stops_the_command_and_is_not_reported_as_an_error(
+        tmp_path: Path, redis_url: str, prefix: str) -> None:
+    """Ctrl-C from a terminal reaches the whole process group: the command stops (its status
+    is kept) and heal publishes nothing (before: a KeyboardInterrupt 'error' escalated to a
+    human on every interrupted run)."""
+    import signal
+
+    import redis
+
+    env = _env(tmp_path / "home", HEAL_REDIS_URL=redis_url, HEAL_STREAM_PREFIX=prefix)
+    out = tmp_path / "decision.json"
+    proc = subprocess.Popen(
+        [HEAL, "run", "--json-file", str(out), "--", sys.executable, "-c",
+         "import time; print('started', flush=True); time.sleep(30)"],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)  # its own process group, as a terminal's foreground job
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err  # Python's KeyboardInterrupt exit status, kept
+    assert "interrupted" in err and "published" not in err, err
+    assert redis.Redis.from_url(redis_url).xlen(f"{prefix}:errors") == 0
+    assert json.loads(out.read_text())["decision"] == "none"
