@@ -20,7 +20,14 @@ import orjson
 
 from pipeline.config import DEFAULT_MAX_TEXT_BYTES
 from pipeline.errors import DecodeError, EventValidationError
-from pipeline.redact import redact_counted, redact_value
+from pipeline.redact import (
+    redact,
+    redact_argv,
+    redact_counted,
+    redact_value,
+    redacted_head,
+    redacted_tail,
+)
 
 SCHEMA_VERSION = 1
 SOURCE_KINDS = ("subprocess", "log", "transcript", "hook", "api", "backfill")
@@ -75,22 +82,23 @@ def _loads(raw: bytes | str) -> JSON:
 def truncate_text(text: str, limit: int = DEFAULT_MAX_TEXT_BYTES) -> tuple[str, int]:
     """Keep the head and the tail (the tail usually holds the error) within ``limit`` bytes.
 
-    Returns the text and how many bytes were cut (0 when nothing was).
+    Each part is redacted before it is cut from the text (``pipeline.redact.redacted_head``
+    and ``redacted_tail``): a secret the cut splits is never kept in part (the head's
+    partial last line and the tail's partial first line are dropped).
+
+    Returns the text and how many bytes were cut (0 when nothing was; of the original
+    text, about: the parts' secrets are redacted).
     """
     if len(text) * 4 <= limit:  # at most 4 bytes a character: fits without encoding it
         return text, 0
     encoded = text.encode("utf-8", "replace")
     if len(encoded) <= limit:
         return text, 0
-    head = limit // 4
-    tail = limit - head
-    cut = len(encoded) - head - tail
-    kept = (
-        encoded[:head].decode("utf-8", "ignore")
-        + TRUNCATION_MARKER.format(n=cut)
-        + encoded[-tail:].decode("utf-8", "ignore")
-    )
-    return kept, cut
+    head = redacted_head(text, limit // 4)
+    tail = redacted_tail(text, limit - limit // 4)
+    cut = max(1, len(encoded) - len(head.encode("utf-8", "replace"))
+              - len(tail.encode("utf-8", "replace")))
+    return head + TRUNCATION_MARKER.format(n=cut) + tail, cut
 
 
 @dataclass(frozen=True)
@@ -164,8 +172,25 @@ def _build_str_fields(raw: bytes, name: str, value: dict[str, Any], cls: type[An
             raise _fail(raw, f"'{name}.{key}' is {len(text)} characters; at most {MAX_FIELD_CHARS}")
         if "\x00" in text:
             raise _fail(raw, f"'{name}.{key}' contains a NUL character; send plain text")
-        kwargs[key] = text
+        # free text a producer (or an attacker) fills: a step named after a command line
+        # carries its --password=... (once per distinct sub-object: _SUB_SEEN keeps it)
+        kwargs[key] = redact(text) if text else text
     return cls(**kwargs)
+
+
+Sub = TypeVar("Sub", Source, Workflow, Repo)
+
+
+def redacted_fields(sub: Sub) -> Sub:
+    """``sub`` (a Source, Workflow or Repo) with every field redacted; ``sub`` itself when
+    none held a secret (the common case: one clean-text lookup per non-empty field)."""
+    changed = {}
+    for key, value in vars(sub).items():
+        if value and isinstance(value, str):
+            clean = redact(value)
+            if clean != value:
+                changed[key] = clean
+    return dataclasses.replace(sub, **changed) if changed else sub
 
 
 @dataclass(frozen=True)
@@ -194,6 +219,11 @@ class ErrorEvent:
             object.__setattr__(self, "text", redacted[0])
             object.__setattr__(self, "command", redacted[1])
             object.__setattr__(self, "tags", redacted[2])
+        for name in ("source", "workflow", "repo"):  # (from_dict: see _build_str_fields)
+            sub = getattr(self, name)
+            clean = redacted_fields(sub)
+            if clean is not sub:
+                object.__setattr__(self, name, clean)
 
     @property
     def error_id(self) -> str:
@@ -320,7 +350,7 @@ def _redacted(text: str, command: tuple[str, ...], tags: dict[str, Any]
     """(text, command, tags) with every secret redacted; None when none held one."""
     text, found = redact_counted(text)
     # (empty command and tags, the common case, hold nothing to redact)
-    new_command = tuple(redact_value(list(command))) if command else command
+    new_command = tuple(redact_argv(command)) if command else command
     new_tags = redact_value(tags) if tags else tags
     if found or new_command != command or new_tags != tags:
         return text, new_command, new_tags

@@ -19,6 +19,28 @@ from typing import Any
 
 from pipeline.literals import literal_alternation
 
+#: the end of a key whose value is a secret, wherever the key starts (``PGPASSWORD``,
+#: ``DB_PASSWORD``, ``MYSQL_PWD``, ``STRIPE_API_KEY``, ``client_secret``, ``SECRET_KEY``):
+#: matched from the word itself, so the key's own start costs no backtracking. Two words
+#: are common in prose and count only as the end of a longer key: ``pass`` after ``_``,
+#: ``.`` or ``-`` (``DB_PASS``; never ``passed``, ``bypass``, ``compass``), ``token`` after
+#: ``_``, ``.``, ``-`` or a word naming a credential (``NPM_TOKEN``, ``x-auth-token``,
+#: ``_authToken``, ``accessToken``; never ``tokens``, nor .NET's public ``PublicKeyToken``),
+#: a bare ``token`` only directly before ``=`` or a closing quote (``?token=``,
+#: ``"token": ...``; never ``Unexpected token: punc``). ``/etc/passwd:`` is a path, not a
+#: key, and a value of one or two digits a count, not a secret (``Number of tries to enter
+#: a password: 3``, ``rabbit_password: 2 unresolved calls``).
+_SECRET_KEY = (
+    r"(?:password|passwd|passphrase|pwd|secret(?:[_-]?key)?|api[_-]?key|private[_-]?key"
+    r"|(?<=[_.-])token|(?:auth|access|refresh|api|bearer|session|oauth|csrf|xsrf|private"
+    r"|secret|personal|registry|npm)token|(?<![a-z0-9_.-])token(?=[=\"'])|(?<=[_.-])pass)"
+)
+#: the same words as a command-line option taking the next word (``--password VALUE``,
+#: ``--db-password VALUE``, ``--auth-token VALUE``); ``-pVALUE`` is not one (``-p8080``)
+_SECRET_FLAG = (
+    r"(?:password|passwd|passphrase|pass|secret|token|api-?key|private-key)"
+)
+
 #: name -> pattern; the group ``s`` (when present) is what is replaced, else the whole match
 REDACTION_RULES: dict[str, re.Pattern[str]] = {
     # PEM private keys (GCP service-account JSON carries one), up to the END line if present
@@ -50,11 +72,12 @@ REDACTION_RULES: dict[str, re.Pattern[str]] = {
     # URLs with credentials: scheme://user:password@host (the user is kept)
     "url_credentials": re.compile(
         r"\b[a-zA-Z][a-zA-Z0-9+.-]{0,20}://[^\s/@:<>]{0,256}:(?P<s>[^\s/@<>]{1,256})@"),
-    # password=..., secret: ..., api_key="..." (a value that is not already a placeholder)
+    # password=..., DB_PASSWORD=..., secret_key: '...', "api_key": "...", NPM_TOKEN=...,
+    # //registry/:_authToken=..., --password VALUE (a value that is not already a placeholder)
     "password": re.compile(
-        r"(?i)\b(?:password|passwd|pwd|secret|client_secret|api[_-]?key|access[_-]?token"
-        r"|auth[_-]?token|private[_-]?token)[\"']?\s{0,8}[=:]\s{0,8}[\"']?"
-        r"(?P<s>[^\s\"',;&<>]{1,256})"),
+        r"(?i)(?:(?<!/)" + _SECRET_KEY + r"[\"']?[ \t]{0,8}(?:=>?|:)[ \t]{0,8}[\"']?"
+        r"|(?<![\w-])--(?:[a-z0-9]{1,20}-){0,2}" + _SECRET_FLAG + r"[ \t]{1,8}[\"']?(?!-))"
+        r"(?!\d{1,2}(?:[\s\"',;&<>]|$))(?P<s>[^\s\"',;&<>]{1,256})"),
 }
 
 #: per rule, literals (lower case) one of which every match of the rule contains, and
@@ -74,8 +97,9 @@ RULE_TRIGGERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "jwt": ((".eyj",), ()),
     "authorization": (("authorization",), ()),
     "url_credentials": (("://",), ("@",)),
-    "password": (("password", "passwd", "pwd", "secret", "api_key", "api-key", "apikey",
-                  "token"), ()),
+    "password": (("password", "passwd", "passphrase", "pwd", "secret", "api_key", "api-key",
+                  "apikey", "private_key", "private-key", "privatekey", "token", "_pass",
+                  ".pass", "-pass"), ()),
 }
 
 
@@ -159,3 +183,80 @@ def redact_value(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: redact_value(v) for k, v in value.items()}
     return value
+
+
+#: an argument that is an option taking a secret as the next argument (``--password``,
+#: ``-password``, ``--db-password``, ``--auth-token``): in an argv the value is its own
+#: word, which no rule over one argument sees
+_SECRET_OPTION = re.compile(r"(?i)--?(?:[a-z0-9]{1,20}[-_]){0,2}" + _SECRET_FLAG)
+
+
+def redact_argv(argv: list[str] | tuple[str, ...]) -> list[str]:
+    """``argv`` with every argument redacted, and the argument after an option that takes a
+    secret (``["mysql", "--password", "hunter3"]``) replaced whole."""
+    out = [redact(arg) for arg in argv]
+    for i in range(len(out) - 1):
+        arg = out[i]
+        if arg[:1] == "-" and _SECRET_OPTION.fullmatch(arg):
+            value = out[i + 1]
+            if value and value[:1] != "-" and not value.startswith("<redacted:"):
+                out[i + 1] = "<redacted:password>"
+    return out
+
+
+#: how far before a cut a rule may need to look: longer than any rule's match (a PEM key
+#: and its 16 K of body). A cut text is redacted with this much more of the original, so a
+#: secret the cut splits is still whole when the rules run, and only then cut.
+CUT_MARGIN = 17 * 1024
+_PEM_END = re.compile(r"-----END [A-Z ]{0,24}PRIVATE KEY-----")
+
+
+def _utf8_tail(text: str, limit: int) -> str:
+    data = text.encode("utf-8", "replace")
+    return text if len(data) <= limit else data[-limit:].decode("utf-8", "ignore")
+
+
+def _utf8_head(text: str, limit: int) -> str:
+    data = text.encode("utf-8", "replace")
+    return text if len(data) <= limit else data[:limit].decode("utf-8", "ignore")
+
+
+def redacted_tail(text: str, limit: int, started_inside: bool = False) -> str:
+    """The end of ``text`` within ``limit`` UTF-8 bytes, secrets redacted BEFORE the cut,
+    so a secret the cut splits (``password=CutSecret`` kept as ``ord=CutSecret``) is never
+    kept in part.
+
+    ``CUT_MARGIN`` characters more than the limit are redacted, then cut away. When the
+    window of text redacted does not start where ``text`` does, or ``started_inside`` says
+    ``text`` itself is the end of something longer (a bounded buffer's tail), its start may
+    be the rest of a secret whose key was cut away, which no rule recognizes: the first line
+    of the redacted window is dropped (with a PEM key's body up to its END line, when its
+    BEGIN was cut), or with no line break within ``CUT_MARGIN``, that many characters (more
+    than any secret is long). Cutting redacted text splits no secret.
+    """
+    window = text[-(limit + CUT_MARGIN):]  # (a character is at least a byte)
+    clean = redact(window)
+    if started_inside or len(window) < len(text):
+        clean = _drop_cut_start(clean)
+    return _utf8_tail(clean, limit)
+
+
+def redacted_head(text: str, limit: int) -> str:
+    """The start of ``text`` within ``limit`` UTF-8 bytes, secrets redacted before the cut
+    (the mirror of :func:`redacted_tail`: the redacted window's partial last line, which
+    may hold the start of a secret no rule recognizes without its end, is dropped)."""
+    window = text[: limit + CUT_MARGIN]
+    clean = redact(window)
+    if len(window) < len(text):
+        newline = clean.rfind("\n", max(0, len(clean) - CUT_MARGIN))
+        clean = clean[: newline + 1] if newline >= 0 else clean[: max(0, len(clean) - CUT_MARGIN)]
+    return _utf8_head(clean, limit)
+
+
+def _drop_cut_start(clean: str) -> str:
+    newline = clean.find("\n", 0, CUT_MARGIN)
+    rest = clean[newline + 1:] if newline >= 0 else clean[CUT_MARGIN:]
+    end = _PEM_END.search(rest, 0, CUT_MARGIN)
+    if end is not None and "-----BEGIN " not in rest[: end.start()]:
+        rest = rest[end.end():]  # the body of a key whose BEGIN line was cut away
+    return rest

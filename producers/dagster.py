@@ -44,6 +44,7 @@ from typing import Any
 from dagster import HookContext, RetryRequested, failure_hook
 
 from pipeline.config import Settings
+from pipeline.redact import redacted_tail
 from producers.context import hostname, repo_info
 from producers.decision import Decision, DecisionWaiter
 from producers.emit import emit
@@ -84,7 +85,7 @@ def publish_failure(job: str, run_id: str, step: str, exc: BaseException, *,
         tags["mode"] = mode
     exit_code = exc.returncode if isinstance(exc, subprocess.CalledProcessError) else 1
     return emit(
-        error_text(exc)[-64_000:], publisher=publisher,
+        redacted_tail(error_text(exc), 64_000), publisher=publisher,
         source={"kind": "hook", "name": "dagster", "host": hostname()},
         workflow={"id": job, "run_id": run_id, "phase": "", "step": step},
         repo={"path": repo.path, "commit": repo.commit, "branch": repo.branch},

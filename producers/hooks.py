@@ -50,6 +50,7 @@ from pipeline.events import ErrorEvent, Repo, Source, Workflow, utc_now
 from pipeline.guardrails.execution import StepDecision, WorkflowState, workflow_name
 from pipeline.guardrails.gate import guard_at
 from pipeline.lifecycle.steps import record_step_result
+from pipeline.redact import redacted_tail
 from producers.context import hostname, new_id, repo_info
 from producers.interceptor import TAIL_BYTES
 from producers.publisher import Publisher, connect
@@ -72,9 +73,10 @@ def _failed(status: str) -> bool:
 
 
 def _tail(*texts: str, limit: int = TAIL_BYTES) -> str:
+    """The end of the texts within ``limit`` bytes, redacted before the cut (a cut could
+    split a secret, whose rest no rule would see)."""
     joined = "\n".join(t for t in texts if t)
-    data = joined.encode("utf-8", "replace")
-    return data[-limit:].decode("utf-8", "ignore") if len(data) > limit else joined
+    return redacted_tail(joined, limit)
 
 
 class WorkflowHooks:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from pipeline.errors import UsageError
+from pipeline.redact import CUT_MARGIN, redacted_tail
 
 #: bytes of combined stdout+stderr kept for the event (the tail usually holds the error)
 TAIL_BYTES = 32 * 1024
@@ -53,23 +54,38 @@ class RunResult:
 
 
 class TailBuffer:
-    """The last ``limit`` bytes written by several threads, in arrival order."""
+    """The last ``limit`` bytes written by several threads, in arrival order, secrets
+    redacted.
+
+    It keeps ``CUT_MARGIN`` bytes more than it returns: the text is redacted with them and
+    only then cut to ``limit`` (``pipeline.redact.redacted_tail``), so a secret the cut
+    splits (``password=CutSecret`` kept as ``ord=CutSecret``) is never kept in part; the
+    margin's own first line, which may be such a rest, is dropped.
+    """
 
     def __init__(self, limit: int = TAIL_BYTES) -> None:
         self.limit = limit
+        self._keep = limit + CUT_MARGIN
         self._chunks: deque[bytes] = deque()
         self._size = 0
+        self._total = 0
+        self._dropped = False
         self._lock = threading.Lock()
-        self.truncated = False
+
+    @property
+    def truncated(self) -> bool:
+        """Whether more than ``limit`` bytes were written (the text is a tail)."""
+        return self._total > self.limit
 
     def append(self, chunk: bytes) -> None:
         with self._lock:
             self._chunks.append(chunk)
             self._size += len(chunk)
-            while self._size > self.limit:
+            self._total += len(chunk)
+            while self._size > self._keep:
                 first = self._chunks.popleft()
-                excess = self._size - self.limit
-                self.truncated = True
+                excess = self._size - self._keep
+                self._dropped = True
                 if len(first) > excess:
                     self._chunks.appendleft(first[excess:])
                     self._size -= excess
@@ -78,7 +94,9 @@ class TailBuffer:
 
     def text(self) -> str:
         with self._lock:
-            return b"".join(self._chunks).decode("utf-8", "replace")
+            kept = b"".join(self._chunks).decode("utf-8", "replace")
+            dropped = self._dropped
+        return redacted_tail(kept, self.limit, started_inside=dropped)
 
 
 def _pump(source: IO[bytes], sink: IO[bytes] | None, tail: TailBuffer, count: list[int],

@@ -25,7 +25,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, EngineError, HealError
-from pipeline.events import ErrorEvent, Repo, Source, Workflow
+from pipeline.events import ErrorEvent, Repo, Source, Workflow, redacted_fields
+from pipeline.redact import redact, redact_argv
 from producers.context import hostname, new_id, repo_info, workflow_from_env
 from producers.decision import Decision, DecisionWaiter
 from producers.interceptor import RunResult, run_command
@@ -56,16 +57,32 @@ class RunOptions:
     json_to: str = ""
 
 
+#: the longest step name heal run derives from the command line
+STEP_CHARS = 200
+
+
+def run_step(opts: RunOptions) -> str:
+    """The step's name: ``--step``, else the command line cut to ``STEP_CHARS``, secrets
+    redacted (before the cut: a cut could split one). The same on the failure and the
+    success path, so the step key matches; and a fixed point of the event's own redaction,
+    so the event's ``workflow.step`` is this name: neither the step record, its key,
+    notifications nor a CI summary ever hold the ``--password=...`` of the command."""
+    if opts.step:
+        return redact(opts.step)
+    return redact(redact(shlex.join(redact_argv(opts.argv)))[:STEP_CHARS])
+
+
 def run_workflow(opts: RunOptions, step: str) -> Workflow:
-    """The event's workflow: ``--workflow`` wins over the environment."""
+    """The event's workflow: ``--workflow`` wins over the environment; redacted as the
+    event's constructor redacts it (the success path builds no event)."""
     found = workflow_from_env(step=step)
-    return replace(found, id=opts.workflow) if opts.workflow else found
+    return redacted_fields(replace(found, id=opts.workflow) if opts.workflow else found)
 
 
 def build_event(opts: RunOptions, result: RunResult, extra_tags: dict[str, Any] | None = None
                 ) -> ErrorEvent:
     """The ErrorEvent describing a failed run."""
-    step = opts.step or shlex.join(opts.argv)[:200]
+    step = run_step(opts)
     tags: dict[str, Any] = {
         "duration_s": round(result.duration_s, 3),
         "stdout_bytes": result.stdout_bytes,
@@ -132,7 +149,8 @@ class RunSession:
             report_passed()
             if self.opts.json_to:
                 self._write_json({"error_id": None, "exit_status": 0, "resolved": True,
-                                  "decision": "none", "command": list(self.opts.argv)})
+                                  "decision": "none",
+                                  "command": redact_argv(self.opts.argv)})
             return 0
         if result.interrupted:
             # a person pressed Ctrl-C (or a CI run was cancelled): a stop, not an error
@@ -162,7 +180,7 @@ class RunSession:
         return key, step
 
     def _where(self) -> tuple[str, str, Workflow, Repo]:
-        event_step = self.opts.step or shlex.join(self.opts.argv)[:200]
+        event_step = run_step(self.opts)
         workflow = run_workflow(self.opts, event_step)
         repo = repo_info(self.opts.cwd)
         return step_key(repo.path, workflow.id, event_step), event_step, workflow, repo

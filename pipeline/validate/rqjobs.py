@@ -32,6 +32,7 @@ from rq import Queue, Worker
 from rq.job import Job, JobStatus
 
 from pipeline.errors import StreamUnavailable
+from pipeline.redact import redacted_tail
 from pipeline.validate.rqworker import PARENT_ENV
 
 QUEUE_GRACE_S = 20.0
@@ -188,8 +189,9 @@ class CheckQueue:
     @staticmethod
     def _failed(spec: CheckSpec, job: Job, why: str, timed_out: bool = False) -> dict[str, Any]:
         return {"argv": list(spec.argv), "exit_code": 124 if timed_out else 1,
-                "timed_out": timed_out, "duration_s": spec.timeout_s, "tail": why[-2000:],
-                "name": spec.name, "phase": spec.phase, "job": job.id}
+                "timed_out": timed_out, "duration_s": spec.timeout_s,
+                "tail": redacted_tail(why, 2000), "name": spec.name, "phase": spec.phase,
+                "job": job.id}
 
 
 def worker_argv(rq_bin: str, queue: str) -> list[str]:

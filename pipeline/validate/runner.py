@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from pipeline.redact import redact
+from pipeline.redact import redact, redacted_tail
 
 TAIL_CHARS = 2000
 SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "fish", "cmd", "powershell", "pwsh"})
@@ -23,8 +23,9 @@ SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "fish", "cmd", "powershe
 
 def tail(text: str, limit: int = TAIL_CHARS) -> str:
     """The last ``limit`` characters, secrets redacted: a re-run prints the same tokens the
-    error did, and tails are stored in verdicts, attempts and apply results."""
-    return redact(text if len(text) <= limit else "…" + text[-limit:])
+    error did, and tails are stored in verdicts, attempts and apply results. Redacted
+    before the cut: a cut could split a secret, whose rest no rule would see."""
+    return redact(text) if len(text) <= limit else "…" + redacted_tail(text, limit)
 
 
 def is_shell_string(argv: list[str] | tuple[str, ...]) -> bool:

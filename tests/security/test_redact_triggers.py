@@ -52,6 +52,11 @@ _PIECES = [
     "https://bob:s3cr3t-pass-word@git.example.com/r.git", "ftp://u:p@h", "bob:", "s3cr3t@",
     "Authorization: Bearer abcdefgh12345678", "xoxb-123456789012-abcdefghij",
     "ghp_A1b2C3d4E5A1b2C3d4E5A1b2", "AKIAABCDEFGHIJKLMNOP ",
+    # the assignments and options of the generalized password rule, and their near misses
+    "DB_PASSWORD", "PGPASSWORD", "MYSQL_PWD", "_PASS", ".pass", "-pass", "pass", "bypass",
+    "NPM_TOKEN", "_authToken", "authToken", "PublicKeyToken", "token", "Token", "tokens",
+    "SECRET_KEY", "secret_key", "passphrase", "private_key", "--", "--password ", "--db-",
+    "--token ", "=>", "3", "12", "/etc/passwd", "\t",
 ]
 
 

@@ -323,3 +323,108 @@ def test_secrets_reach_no_result_audit_notification_or_api_through_the_whole_pip
         server.shutdown()
         server.server_close()
     assert fine in body and not _leaks(body)
+
+
+#: what a command line and a cut output tail carried in clear (QA, issue of the step name)
+RUN_SECRETS = ("cmdlinepw123", "urlpw456", "hunter3x", "CutSecret")
+
+
+def _run_leaks(blob: str) -> list[str]:
+    return [s for s in RUN_SECRETS if s in blob]
+
+
+def _redis_dump(client: redis.Redis, prefix: str) -> str:
+    """Every value heal keeps under ``prefix``: streams, hashes, strings, lists, sets."""
+    out = []
+    for key in client.scan_iter(f"{prefix}*"):
+        kind = client.type(key).decode()
+        if kind == "stream":
+            out += [repr(fields) for _, fields in client.xrange(key)]
+        elif kind == "hash":
+            out.append(repr(client.hgetall(key)))
+        elif kind == "string":
+            out.append(repr(client.get(key)))
+        elif kind == "list":
+            out.append(repr(client.lrange(key, 0, -1)))
+        elif kind in ("set", "zset"):
+            out.append(repr(client.smembers(key) if kind == "set"
+                            else client.zrange(key, 0, -1)))
+        out.append(key.decode("utf-8", "replace"))
+    return "\n".join(out)
+
+
+def test_heal_run_keeps_command_line_and_cut_secrets_out_of_streams_step_records_tables_files_and_summary(  # noqa: E501
+    heal_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import json
+
+    from pipeline.demo.sample import git
+    from producers.run import RunOptions, run_step
+    from producers.steps import step_key
+
+    # Given a repository whose policy notifies every outcome at once, a GitHub Actions job
+    # (its step summary), and a command whose argv holds a password, URL credentials and a
+    # --password VALUE pair, and whose output puts a secret right where the 32 KiB tail cut
+    # of heal run lands (the kept tail once began "ord=CutSecret9876")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "heal.toml").write_text(
+        'mode = "suggest"\n[escalation]\n[[escalation.rules]]\nname = "all"\n'
+        'when = "immediate"\npatterns = ["*"]\nseverity = "warning"\naction = "look"\n')
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"],
+                 ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "x"]):
+        git(repo, *args)
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "outputs"))
+    monkeypatch.chdir(repo)
+    # (33 bytes besides the filler; the cut falls 10 bytes in, after "head\npassw")
+    filler = 32 * 1024 + 10 - 33
+    (tmp_path / "fail.sh").write_text(
+        "test -f ../passes && exit 0; touch ../passes\n"
+        "printf 'head\\npassword=CutSecret9876\\n'\n"
+        f"head -c {filler} /dev/zero | tr '\\0' '.'; echo boom >&2; exit 1\n")
+    argv = ["sh", "../fail.sh", "--password=cmdlinepw123", "https://user:urlpw456@example.com",
+            "--password", "hunter3x"]
+    # When heal run runs it and the stages decide inline on the real engines
+    assert main(["run", "--timeout", "120", "--", *argv]) == 1
+    capsys.readouterr()
+    settings = Settings.from_env()
+    client = redis.Redis.from_url(heal_env["HEAL_REDIS_URL"])
+    (entry,) = client.xrange(settings.stream("errors"))
+    event = ErrorEvent.decode(entry[1][b"event"])
+    # Then the event's step is the redacted command line, and its text kept no rest of the
+    # secret the cut split
+    assert event.workflow.step.startswith("sh ../fail.sh '--password=<redacted:password>'")
+    assert event.workflow.step == run_step(RunOptions(argv))
+    assert "head" not in event.text and event.text.count(".") > 30_000
+    # and a later success of the same command resolves that failure: the step key is made
+    # from the redacted name on both paths
+    assert main(["run", "--", *argv]) == 0
+    (resolution,) = client.xrange(settings.stream("resolutions"))
+    assert resolution[1][b"error_id"].decode() == event.id
+    key = step_key(event.repo.path, event.workflow.id, event.workflow.step)
+    assert client.hgetall(settings.key("step", key))[b"step"].decode() == event.workflow.step
+    # and no stream, step record or other Redis value, ...
+    assert not _run_leaks(_redis_dump(client, settings.prefix))
+    # ... no PostgreSQL table, ...
+    db = open_database(settings)
+    try:
+        tables = [r["table_name"] for r in db.fetch(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")]
+        assert "issue_queue" in tables
+        for table in tables:
+            for row in db.fetch(f'SELECT * FROM "{table}"'):
+                assert not _run_leaks(json.dumps(dict(row), default=str)), table
+    finally:
+        db.close()
+    # ... no file under HEAL_HOME (notifications.jsonl and the audit log included) ...
+    home = Path(heal_env["HEAL_HOME"])
+    assert (home / "notifications.jsonl").read_text().strip()
+    for path in _files_under(home):
+        assert not _run_leaks(path.read_bytes().decode("utf-8", "replace")), path
+    # ... nor the GitHub job summary holds one of the secrets
+    text = summary.read_text()
+    assert "redacted" in text and not _run_leaks(text)

@@ -83,7 +83,8 @@ words = st.text(string.ascii_letters + string.digits + "-_./", min_size=1, max_s
        kind=st.sampled_from([None, "api", "log", "hook"]),
        exit_code=st.one_of(st.none(), st.integers(-255, 255)),
        workflow=st.one_of(st.none(), st.dictionaries(
-           st.sampled_from(["id", "run_id", "phase", "step", "other"]), words, max_size=3)))
+           st.sampled_from(["id", "run_id", "phase", "step", "other"]),
+           st.one_of(words, st.sampled_from(SECRETS)), max_size=3)))
 def test_generated_events_decode_alike_on_both_paths(
         text: str, command: list[str], tags: dict[str, Any], ts: str | None, kind: str | None,
         exit_code: int | None, workflow: dict[str, str] | None) -> None:
