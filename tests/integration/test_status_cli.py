@@ -111,11 +111,12 @@ def test_the_lookup_outbox_shows_what_waits_for_postgresql_and_what_it_parked(
     assert json.loads(capsys.readouterr().out)["outbox"] == {"waiting": 0, "parked": []}
     assert not (settings.home / "lookup-cache.sqlite3").exists()
     marker = uuid.uuid4().hex
-    # Given a write PostgreSQL rejects (a NUL it cannot store), synced by the lookup stage
+    # Given a write PostgreSQL rejects (a number where it wants text), synced by the lookup
+    # stage
     online = build_lookup(settings, db, semantic=False)
     try:
         online.cache.enqueue([(f"issue:poison-{marker}", "issue", {
-            "fine": f"fp\x00{marker}", "coarse": "c", "sample": "x", "ts": time.time()})])
+            "fine": 5, "coarse": "c", "sample": "x", "ts": time.time()})])
         online.sync()
     finally:
         online.close()
