@@ -53,6 +53,20 @@ def stream_errors(what: str) -> Iterator[None]:
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 
 
+def hash_tag(key: str) -> str | None:
+    """The part of ``key`` a Redis Cluster hashes to pick its slot, when it is not the whole
+    key: Redis's rule exactly: the text between the FIRST ``{`` and the first ``}`` after
+    it, only when that text is not empty (``{}`` and ``he{}al`` are no hash tag: the whole
+    key is hashed; in ``{}:errors:{0}`` the ``{0}`` is never looked at)."""
+    start = key.find("{")
+    if start < 0:
+        return None
+    end = key.find("}", start + 1)
+    if end < 0 or end == start + 1:
+        return None
+    return key[start + 1:end]
+
+
 def is_cluster_url(url: str) -> bool:
     return url.split("://", 1)[0] in CLUSTER_SCHEMES
 
