@@ -95,14 +95,24 @@ class Publisher:
         return ids
 
     def _flush(self, batch: list[ErrorEvent]) -> list[str]:
+        from pipeline.runtime.connection import redis_error_text
+
+        streams: list[str] = []
         try:
             pipe = self.client.pipeline(transaction=False)
             for event in batch:
-                pipe.xadd(self.stream_for(event), {"event": event.encode()},
+                stream = self.stream_for(event)
+                if stream not in streams:
+                    streams.append(stream)
+                pipe.xadd(stream, {"event": event.encode()},
                           maxlen=self.maxlen, approximate=True)
             return [_text(i) for i in pipe.execute()]
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"cannot publish to {self.stream}: {exc}") from exc
+            # the streams written to (a partition's, not the unpartitioned name)
+            shown = ", ".join(streams[:5]) + (f" and {len(streams) - 5} more"
+                                              if len(streams) > 5 else "")
+            raise StreamUnavailable(
+                f"cannot publish to {shown or self.stream}: {redis_error_text(exc)}") from exc
 
 
 def _text(value: Any) -> str:

@@ -240,6 +240,31 @@ def _check_cluster_keys(settings: Settings) -> None:
         "drop the braces from the prefix")
 
 
+def check_cluster_layout(settings: Settings) -> None:
+    """With a Redis Cluster URL, refuse a layout whose hand-off would be cross-slot (a
+    configuration error: exit 2, whatever the command). Raises: ConfigError."""
+    from pipeline.runtime.connection import is_cluster_url
+
+    if settings.redis_url and is_cluster_url(settings.redis_url):
+        _check_cluster_keys(settings)
+
+
+def _refuse_cluster_node(client: Any, url: str) -> None:
+    """A plain ``redis://`` URL naming a node of a Redis Cluster would answer most keys with
+    MOVED: say which URL to use instead. Raises: ConfigError."""
+    try:
+        clustered = str(client.info("cluster").get("cluster_enabled", "0")) == "1"
+    except redis.RedisError:
+        return  # INFO not allowed (ACL) or not answered: the commands will tell
+    if clustered:
+        client.close()
+        cluster_url = url.replace("://", "+cluster://", 1)
+        raise ConfigError(
+            f"HEAL_REDIS_URL={mask_url(url)} is a node of a Redis Cluster: use "
+            f"HEAL_REDIS_URL={mask_url(cluster_url)} (redis+cluster:// or rediss+cluster://, "
+            "any node), so each key goes to the node holding its slot")
+
+
 def connect_redis(settings: Settings, **client_kwargs: Any) -> redis.Redis:
     """A connected client (bytes in, bytes out) for the configured or embedded Redis.
 
@@ -274,6 +299,8 @@ def connect_redis(settings: Settings, **client_kwargs: Any) -> redis.Redis:
             f"the embedded Redis at {url} does not answer: {_reason(exc)}; "
             "run `heal engines stop` and retry, or set HEAL_REDIS_URL"
         ) from exc
+    if settings.redis_url and not is_cluster_url(url):
+        _refuse_cluster_node(client, url)
     return client
 
 
@@ -336,6 +363,8 @@ def _redis_info(settings: Settings, start: bool) -> dict[str, Any]:
             "reachable": False,
             "version": None,
             "error": str(exc),
+            # a configuration to change (exit 2), not an outage
+            **({"config_error": True} if isinstance(exc, ConfigError) else {}),
         }
     try:
         server = client.info("server")

@@ -31,7 +31,7 @@ import redis
 from pipeline.config import PIPELINE_STREAMS, STREAM_DEAD, Settings
 from pipeline.console import colour_enabled, dump_json
 from pipeline.errors import HealError
-from storage.engines import check_urls, connect_redis, engine_info
+from storage.engines import check_cluster_layout, check_urls, connect_redis, engine_info
 
 #: Beyond this many undelivered entries, lag is reported as a lower bound (``lag_exact`` false)
 #: on servers older than Redis 7, which do not report lag themselves.
@@ -50,6 +50,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     check_urls(settings)  # a malformed URL is a configuration error (exit 2), not an outage
+    check_cluster_layout(settings)  # so is a cross-slot cluster layout, as for emit and worker
     status = collect_status(settings)
     if args.json:
         dump_json(status)
@@ -61,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         print(render(status))
     for problem in status["problems"]:
         print(f"heal: error: {problem}", file=sys.stderr)
+    if any(info.get("config_error") for info in status["engines"].values()):
+        return 2  # e.g. a redis:// URL naming a Redis Cluster node: a setting to change
     return 0 if status["ok"] else 1
 
 
@@ -109,7 +112,9 @@ def _collect_redis(
                 client, settings, suffix)
         status["dead_letters"] = status["streams"][settings.stream(STREAM_DEAD)]["length"]
     except redis.RedisError as exc:
-        problems.append(f"cannot read the streams: {exc}")
+        from pipeline.runtime.connection import redis_error_text
+
+        problems.append(f"cannot read the streams: {redis_error_text(exc)}")
         return
     status["breaker"] = _optional_section(
         "pipeline.guardrails.breaker", "breaker_status", client, settings, problems

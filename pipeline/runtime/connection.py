@@ -31,6 +31,18 @@ def is_missing_group(exc: BaseException) -> bool:
     return isinstance(exc, redis.exceptions.ResponseError) and "NOGROUP" in str(exc)
 
 
+def redis_error_text(exc: BaseException) -> str:
+    """What a Redis failure means for the user: a MOVED or ASK reply (a plain ``redis://``
+    client talking to one node of a Redis Cluster) says which URL to use instead of
+    redis-py's bare ``13907 127.0.0.1:27350``."""
+    if isinstance(exc, redis.exceptions.AskError):  # MovedError is an AskError
+        return (f"HEAL_REDIS_URL names one node of a Redis Cluster, which sent the key to "
+                f"another ({'MOVED' if isinstance(exc, redis.exceptions.MovedError) else 'ASK'} "
+                f"{exc}): use HEAL_REDIS_URL=redis+cluster://host:port (rediss+cluster:// "
+                "with TLS; any node)")
+    return str(exc)
+
+
 @contextmanager
 def stream_errors(what: str) -> Iterator[None]:
     """Translate Redis failures into StreamUnavailable (with what we were doing).
@@ -46,7 +58,8 @@ def stream_errors(what: str) -> Iterator[None]:
             "(unset it to use the embedded Redis under HEAL_HOME)"
         ) from exc
     except redis.exceptions.RedisError as exc:
-        raise StreamUnavailable(f"Redis refused a command while {what}: {exc}") from exc
+        raise StreamUnavailable(
+            f"Redis refused a command while {what}: {redis_error_text(exc)}") from exc
 
 
 #: schemes of a Redis Cluster URL (any node's address; the client discovers the others)
