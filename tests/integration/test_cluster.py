@@ -298,3 +298,26 @@ def test_a_failed_publish_names_the_partition_streams_it_wrote_to(tmp_path: Path
     with pytest.raises(StreamUnavailable, match=rf"cannot publish to heal:errors:\{{{k}\}}: "
                                                 "CLUSTERDOWN"):
         Publisher(Down(), settings).publish(event)
+
+
+def test_streams_of_another_layout_are_found_on_every_master(
+    cluster: LocalCluster, cclient: Any, prefix: str, tmp_path: Path
+) -> None:
+    from pipeline.runtime.layout import stranded_streams
+
+    # Given events over 3 partitions (on 2 of the 3 masters)
+    Publisher(cclient, settings_for(cluster, prefix, tmp_path)).publish_many(
+        ErrorEvent(id=f"l{i}", text="boom", repo=Repo(path=f"/srv/r{i}")) for i in range(30))
+    lengths = {k: int(cclient.xlen(f"{prefix}:errors:{{{k}}}")) for k in range(3)}
+
+    def found(partitions: int) -> dict[str, int]:
+        settings = Settings(cluster.url, None, tmp_path, prefix, partitions=partitions)
+        report = stranded_streams(cclient, settings)
+        assert report.complete
+        return {s.stream: s.unread for s in report.stranded}
+
+    # Then read with 2 partitions, partition 2 is stranded; with 1, all three (each master
+    # is scanned: they live on different nodes)
+    assert found(2) == {f"{prefix}:errors:{{2}}": lengths[2]}
+    assert found(1) == {f"{prefix}:errors:{{{k}}}": n for k, n in lengths.items()}
+    assert found(3) == {}

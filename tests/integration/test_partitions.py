@@ -142,3 +142,98 @@ def test_heal_worker_serves_every_partition_and_stops_on_sigterm(
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(120)
     assert code == 0
+
+
+def _status(main: object, capsys: object) -> tuple[int, dict, str]:
+    code = main(["status", "--json"])  # type: ignore[operator]
+    out = capsys.readouterr()  # type: ignore[attr-defined]
+    return code, orjson.loads(out.out), out.err
+
+
+def test_streams_of_another_partition_layout_holding_work_fail_status(
+    client: redis.Redis, heal_env: dict[str, str], monkeypatch: object, capsys: object
+) -> None:
+    from pipeline.cli import main
+
+    prefix = heal_env["HEAL_STREAM_PREFIX"]
+    # Given events emitted with HEAL_PARTITIONS=3, while the workers now run with 2
+    Publisher(client, Settings.from_env({**heal_env, "HEAL_PARTITIONS": "3"})).publish_many(
+        events(30))
+    held = int(client.xlen(f"{prefix}:errors:{{2}}"))
+    assert held
+    monkeypatch.setenv("HEAL_PARTITIONS", "2")  # type: ignore[attr-defined]
+    # Then heal status says nobody reads partition 2, with its length and what to do: exit 1
+    code, status, err = _status(main, capsys)
+    assert code == 1 and status["ok"] is False
+    assert [s["stream"] for s in status["stranded"]["streams"]] == [f"{prefix}:errors:{{2}}"]
+    assert status["stranded"]["streams"][0]["unread"] == held
+    assert status["stranded"]["complete"] is True
+    (problem,) = [p for p in status["problems"] if "another partition layout" in p]
+    assert f"{prefix}:errors:{{2}} ({held} entries: {held} unread, 0 pending)" in problem
+    assert "HEAL_PARTITIONS=3 or more" in problem and "then switch" in problem
+    assert problem in err
+    # And going from 3 to 1, every partition stream is named (the plain stream is empty)
+    monkeypatch.setenv("HEAL_PARTITIONS", "1")  # type: ignore[attr-defined]
+    code, status, _ = _status(main, capsys)
+    assert code == 1
+    assert [s["stream"] for s in status["stranded"]["streams"]] == [
+        f"{prefix}:errors:{{{k}}}" for k in range(3)]
+    assert sum(s["length"] for s in status["stranded"]["streams"]) == 30
+
+
+def test_a_producer_publishing_unpartitioned_while_partitioned_is_shown_by_status(
+    client: redis.Redis, heal_env: dict[str, str], monkeypatch: object, capsys: object
+) -> None:
+    from pipeline.cli import main
+
+    prefix = heal_env["HEAL_STREAM_PREFIX"]
+    # Given HEAL_PARTITIONS=3 and a raw producer still doing XADD <prefix>:errors
+    monkeypatch.setenv("HEAL_PARTITIONS", "3")  # type: ignore[attr-defined]
+    for i in range(4):
+        client.xadd(f"{prefix}:errors", {"event": orjson.dumps(
+            {"v": 1, "id": f"raw-{i}", "text": "boom"})})
+    # And a partition stream of a larger layout that was read and acknowledged to the end
+    old = f"{prefix}:errors:{{7}}"
+    client.xadd(old, {"event": b"{}"})
+    client.xgroup_create(old, "fingerprint", id="0")
+    for entry_id, _ in client.xreadgroup("fingerprint", "c", {old: ">"})[0][1]:
+        client.xack(old, "fingerprint", entry_id)
+    # Then status shows the plain stream's length as a problem (nobody reads it), and not
+    # the drained history
+    code, status, _ = _status(main, capsys)
+    assert code == 1
+    assert [s["stream"] for s in status["stranded"]["streams"]] == [f"{prefix}:errors"]
+    (problem,) = [p for p in status["problems"] if "another partition layout" in p]
+    assert f"{prefix}:errors (4 entries: 4 unread, 0 pending): written unpartitioned" in problem
+    assert "HEAL_PARTITIONS=3" in problem
+
+
+def test_a_worker_warns_at_start_about_streams_of_another_layout(
+    tmp_path: Path, heal_env: dict[str, str], client: redis.Redis
+) -> None:
+    import signal
+    import time
+
+    prefix = heal_env["HEAL_STREAM_PREFIX"]
+    Publisher(client, Settings.from_env({**heal_env, "HEAL_PARTITIONS": "3"})).publish_many(
+        events(30))
+    # (PYTHONPATH: the heal of this checkout, whatever the venv's editable install names)
+    env = {**os.environ, **heal_env, "HEAL_PARTITIONS": "2",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from pipeline.cli import main; sys.exit(main())",
+         "worker", "fingerprint", "--block-ms", "200"],
+        cwd=tmp_path, env=env, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while (client.xlen(f"{prefix}:fingerprints:{{0}}") + client.xlen(
+                f"{prefix}:fingerprints:{{1}}") == 0 and time.monotonic() < deadline):
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(120) == 0
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    assert "WARNING" in err and f"{prefix}:errors:{{2}} (" in err, err
+    assert "HEAL_PARTITIONS=3 or more" in err
+    # the stranded partition was not read (no group was even created there)
+    assert client.xinfo_groups(f"{prefix}:errors:{{2}}") == []
