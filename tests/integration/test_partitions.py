@@ -237,3 +237,57 @@ def test_a_worker_warns_at_start_about_streams_of_another_layout(
     assert "HEAL_PARTITIONS=3 or more" in err
     # the stranded partition was not read (no group was even created there)
     assert client.xinfo_groups(f"{prefix}:errors:{{2}}") == []
+
+
+def _outcome(error_id: str, fine: str, status: str, detail: str) -> bytes:
+    from pipeline.events import OutcomeEvent
+
+    return OutcomeEvent(id=f"{error_id}:outcome", error_id=error_id,
+                        error=ErrorEvent(id=error_id, text=f"text of {detail}"),
+                        fine=fine, status=status, detail=detail).encode()
+
+
+def test_explain_shows_the_newest_outcome_across_partitions(
+    client: redis.Redis, redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    from pipeline.operator.explain import outcome_reader
+
+    settings = partitioned(redis_url, prefix, tmp_path)
+    fine = "fp-v2:" + "a" * 16
+    # Given an older outcome of the fingerprint in partition 0 and a newer one in partition 2
+    # (read partition by partition, the older one came first)
+    client.xadd(f"{prefix}:outcomes:{{0}}", {"event": _outcome("e-old", fine, "escalated",
+                                                               "old reason")})
+    client.xadd(f"{prefix}:outcomes:{{1}}", {"event": _outcome("e-other", "fp-v2:b", "applied",
+                                                               "another fingerprint")})
+    client.xadd(f"{prefix}:outcomes:{{2}}", {"event": _outcome("e-new", fine, "applied",
+                                                               "new detail")})
+    # Then explain's reader returns the newest anywhere
+    newest = outcome_reader(client, settings)([fine])
+    assert newest is not None
+    assert (newest["error_id"], newest["detail"]) == ("e-new", "new detail")
+    # And when the newer one is in the first partition, it is still the one
+    client.xadd(f"{prefix}:outcomes:{{0}}", {"event": _outcome("e-newest", fine, "rolled_back",
+                                                               "newest detail")})
+    newest = outcome_reader(client, settings)([fine])
+    assert newest is not None and newest["error_id"] == "e-newest"
+
+
+def test_report_reads_escalation_reasons_from_every_partition(
+    client: redis.Redis, redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    from pipeline.cli.report import escalation_details
+
+    settings = partitioned(redis_url, prefix, tmp_path)
+    # Given escalations in partitions 1 and 2 (none in the plain outcomes stream), one error
+    # escalated twice: first in partition 2, later in partition 0
+    client.xadd(f"{prefix}:outcomes:{{1}}", {"event": _outcome("e1", "fp-v2:a", "escalated",
+                                                               "no fix known")})
+    client.xadd(f"{prefix}:outcomes:{{2}}", {"event": _outcome("e2", "fp-v2:b", "escalated",
+                                                               "first reason")})
+    client.xadd(f"{prefix}:outcomes:{{0}}", {"event": _outcome("e2", "fp-v2:b", "escalated",
+                                                               "second reason")})
+    client.xadd(f"{prefix}:outcomes:{{0}}", {"event": _outcome("e3", "fp-v2:c", "applied",
+                                                               "not an escalation")})
+    # Then heal report's reasons come from every partition, the newest per error
+    assert escalation_details(settings) == {"e1": "no fix known", "e2": "second reason"}
