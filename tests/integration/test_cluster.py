@@ -321,3 +321,38 @@ def test_streams_of_another_layout_are_found_on_every_master(
     assert found(2) == {f"{prefix}:errors:{{2}}": lengths[2]}
     assert found(1) == {f"{prefix}:errors:{{{k}}}": n for k, n in lengths.items()}
     assert found(3) == {}
+
+
+def test_a_success_after_a_failure_is_recorded_on_a_partitioned_cluster(
+    cluster: LocalCluster, cclient: Any, prefix: str, tmp_path: Path
+) -> None:
+    """The step's hash and its resolution are written in one transaction: on a partitioned
+    cluster both live in the step's partition (one slot), so the success is recorded (it
+    was a CrossSlotTransactionError, and heal run exited 1 with an internal error)."""
+    from producers.hooks import WorkflowHooks
+    from producers.steps import StepRecorder, step_key
+
+    settings = settings_for(cluster, prefix, tmp_path)
+    # Given heal run's recorder: a failure, then a success of the same step
+    recorder = StepRecorder(cclient, settings)
+    key = step_key("/srv/app", "nightly", "pytest -q")
+    recorder.record_failure(key, "pytest -q", "err-1")
+    assert recorder.record_success(key, "pytest -q") == "err-1"
+    stream = recorder.resolutions_stream(key)
+    assert cclient.keyslot(stream) == cclient.keyslot(recorder._key(key))
+    assert stream.startswith(f"{prefix}:resolutions:{{")
+    ((_, row),) = cclient.xrange(stream)
+    assert row[b"error_id"] == b"err-1" and row[b"step_key"] == key.encode()
+    assert recorder.status(key).status == "success"
+    assert recorder.record_success(key, "pytest -q") is None  # resolved once
+    assert len(cclient.xrange(stream)) == 1
+    # And the workflow hooks' phase success after a failure goes through the same recorder
+    hooks = WorkflowHooks("nightly", "7", repo_path=str(tmp_path), client=cclient,
+                          settings=settings)
+    failed = hooks.on_phase_complete("test", "failed", error_text="E   ImportError: yaml")
+    assert failed is not None
+    assert hooks.on_phase_complete("test", "success") is None
+    phase = step_key(str(tmp_path), "nightly", "test")
+    (row,) = [f for _, f in cclient.xrange(recorder.resolutions_stream(phase))
+              if f[b"step_key"] == phase.encode()]
+    assert row[b"error_id"] == failed.encode()
