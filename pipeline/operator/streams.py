@@ -27,7 +27,7 @@ def newest_first(client: redis.Redis, stream: str, decode: Callable[[bytes], T],
 
 
 def _newest_entries(client: redis.Redis, stream: str, decode: Callable[[bytes], T],
-                    limit: int) -> Iterator[tuple[tuple[int, int], T]]:
+                    limit: int) -> Iterator[tuple[tuple[int, str, int], T]]:
     """``(entry id as (ms, seq), event)`` of ``stream``, newest first (see newest_first)."""
     last: Any = b"+"
     seen = 0
@@ -41,16 +41,19 @@ def _newest_entries(client: redis.Redis, stream: str, decode: Callable[[bytes], 
             for entry_id, fields in page:
                 event = _decode((fields or {}).get(b"event"), decode)
                 if event is not None:
-                    yield _order(entry_id), event
+                    yield _order(entry_id, event), event
             last = page[-1][0]
     except redis.RedisError as exc:
         raise StreamUnavailable(f"reading {stream}: Redis unreachable: {exc}") from exc
 
 
-def _order(entry_id: Any) -> tuple[int, int]:
+def _order(entry_id: Any, event: Any) -> tuple[int, str, int]:
+    """Newest-first order across streams: the entry id's milliseconds, then (entries of
+    different streams added in one millisecond share it: their sequence numbers count per
+    stream) the event's own ``ts`` (microseconds when heal made it)."""
     text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
     ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
+    return int(ms), str(getattr(event, "ts", "") or ""), int(seq or 0)
 
 
 def _decode(raw: bytes | None, decode: Callable[[bytes], T]) -> T | None:
