@@ -291,3 +291,58 @@ def test_report_reads_escalation_reasons_from_every_partition(
                                                                "not an escalation")})
     # Then heal report's reasons come from every partition, the newest per error
     assert escalation_details(settings) == {"e1": "no fix known", "e2": "second reason"}
+
+
+def test_an_idle_partitioned_worker_waits_on_every_partition_with_one_read(
+    redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    """Idle, a worker of 64 partitions makes one non-blocking read per partition per
+    block_ms and waits with one XREAD naming them all (it read every partition in turn for a
+    slice of block_ms / N: 64 reads every 10 ms, idle CPU growing with N); an event then
+    published to any partition is handled."""
+    import threading
+    import time
+    from collections import Counter
+    from typing import Any
+
+    from pipeline.runtime import StageWorker, WorkerOptions
+    from pipeline.runtime.noop import PassThroughHandler
+    from pipeline.runtime.partitions import PartitionedWorker
+
+    calls: Counter[str] = Counter()
+
+    class Counting(redis.Redis):
+        def execute_command(self, *args: Any, **options: Any) -> Any:
+            calls[str(args[0]).upper()] += 1
+            return super().execute_command(*args, **options)
+
+    client = Counting.from_url(redis_url)
+    settings = partitioned(redis_url, prefix, tmp_path, n=64)
+    parts = [StageWorker(client, view, "fingerprint", PassThroughHandler(),
+                         options=WorkerOptions(block_ms=500))
+             for view in settings.partition_views()]
+    worker = PartitionedWorker(parts)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while calls["XREAD"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        calls.clear()
+        time.sleep(2.0)
+        idle = dict(calls)
+        # 2 s at block_ms 500: about 4 passes of 64 reads (the rotation made ~13,000)
+        assert idle.get("XREADGROUP", 0) <= 64 * 8, idle
+        assert 1 <= idle.get("XREAD", 0) <= 8, idle
+        # And what arrives while it waits is handled, in every partition
+        Publisher(client, settings).publish_many(events(128))
+        while (sum(int(client.xlen(v.stream("fingerprints"))) for v in settings.partition_views())
+               < 128 and time.monotonic() < deadline):
+            time.sleep(0.05)
+        assert sum(int(client.xlen(v.stream("fingerprints")))
+                   for v in settings.partition_views()) == 128
+    finally:
+        worker.stop()
+        thread.join(30)
+        client.close()
+    assert not thread.is_alive()
