@@ -346,3 +346,20 @@ def test_an_idle_partitioned_worker_waits_on_every_partition_with_one_read(
         thread.join(30)
         client.close()
     assert not thread.is_alive()
+
+
+def test_heal_learn_finds_an_error_in_any_partition(
+    client: redis.Redis, redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    from pipeline.events import CandidateEvent
+    from pipeline.learn.source import find, find_last
+
+    settings = partitioned(redis_url, prefix, tmp_path)
+    error = ErrorEvent(id="unmatched-1", text="E   weird failure", repo=Repo(path=str(tmp_path)))
+    candidate = CandidateEvent(id="unmatched-1:candidate", error_id=error.id, error=error,
+                               fine="fp-v2:" + "c" * 16, fix=None)
+    # Given an unmatched error whose events went to partition 2 (none in the plain streams)
+    client.xadd(f"{prefix}:candidates:{{2}}", {"event": candidate.encode()})
+    # Then heal learn --last and heal learn ERROR_ID find it
+    assert find_last(client, settings, tmp_path).error_id == "unmatched-1"
+    assert find(client, settings, None, "unmatched-1").error_id == "unmatched-1"
