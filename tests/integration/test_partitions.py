@@ -363,3 +363,20 @@ def test_heal_learn_finds_an_error_in_any_partition(
     # Then heal learn --last and heal learn ERROR_ID find it
     assert find_last(client, settings, tmp_path).error_id == "unmatched-1"
     assert find(client, settings, None, "unmatched-1").error_id == "unmatched-1"
+
+
+def test_the_ci_report_finds_its_candidate_in_the_error_s_partition(
+    client: redis.Redis, redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    from pipeline.ci import collect
+    from pipeline.events import CandidateEvent
+
+    settings = partitioned(redis_url, prefix, tmp_path)
+    error = ErrorEvent(id="ci-1", text="E   ModuleNotFoundError: No module named 'yaml'",
+                       repo=Repo(path=str(tmp_path)))
+    candidate = CandidateEvent(id="ci-1:candidate", error_id=error.id, error=error,
+                               fine="fp-v2:" + "d" * 16, fix=None)
+    client.xadd(f"{prefix}:candidates:{{1}}", {"event": candidate.encode()})
+    # heal run's GitHub/GitLab summary is collected with the unpartitioned settings
+    report = collect(client, settings, error, 1, None)
+    assert report.candidate is not None and report.candidate.error_id == "ci-1"
