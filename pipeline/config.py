@@ -22,6 +22,7 @@ events stay ordered); :meth:`Settings.in_partition` is the view a worker of one 
 from __future__ import annotations
 
 import os
+import re
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -155,14 +156,17 @@ class Settings:
         return ":".join((self.prefix, *parts))
 
 
+#: a partition count as written: ASCII digits without a leading zero (``int()`` alone would
+#: also take ``3_0``, ``+3``, ``03`` and other scripts' digits such as ``٣``)
+_COUNT = re.compile(r"[1-9][0-9]*")
+
+
 def _partitions(value: str) -> int:
     """Raises: ConfigError."""
-    if not value.strip():
+    text = value.strip()
+    if not text:
         return 1
-    try:
-        count = int(value)
-    except ValueError:
-        count = 0
+    count = int(text) if _COUNT.fullmatch(text) and len(text) <= 4 else 0
     if not 1 <= count <= 1024:
         raise ConfigError(f"HEAL_PARTITIONS={value!r}: must be a whole number from 1 to 1024 "
                           "(1 = one unpartitioned stream per stage)")

@@ -2,7 +2,8 @@
 
 With ``HEAL_PARTITIONS=N`` > 1 each event goes to ``<prefix>:errors:{k}``, ``k`` = CRC-32 of
 its routing key modulo N (:func:`routing_key`: the repository path, so one repository's
-events stay in one partition, in order; else the workflow, else the source).
+events stay in one partition, in order; else the workflow, else the source's name and host,
+else the event id).
 
 Retention is an approximate MAXLEN (``~``), cheap for Redis and long enough to keep the
 history ``heal backfill --replay`` needs. Redis errors become :class:`StreamUnavailable`.
@@ -37,10 +38,17 @@ def connect(settings: Settings) -> Any:
 
 def routing_key(event: ErrorEvent) -> str:
     """What decides an event's partition: a stable key that does not depend on the error
-    itself (its fingerprint is not known yet): the repository, else the workflow, else the
-    source, else the event id."""
+    itself (its fingerprint is not known yet): ``repo.path`` (one repository's events stay
+    in order, the contract), else ``workflow.id``, else the producer, ``source.name:host``
+    when either is set (a producer's own events stay in order), else the event id (spread).
+
+    ``source.kind`` is left out: it has a default (``api``), so with it every event without
+    repository, workflow or source landed in one hot partition and the id never applied,
+    and a raw producer would have to know that default. The README's raw-producer recipe
+    computes exactly this (``tests/unit/test_routing_recipe.py`` runs it)."""
+    source = event.source
     return (event.repo.path or event.workflow.id
-            or f"{event.source.kind}:{event.source.name}:{event.source.host}".strip(":")
+            or (f"{source.name}:{source.host}" if source.name or source.host else "")
             or event.id)
 
 
@@ -95,14 +103,24 @@ class Publisher:
         return ids
 
     def _flush(self, batch: list[ErrorEvent]) -> list[str]:
+        from pipeline.runtime.connection import redis_error_text
+
+        streams: list[str] = []
         try:
             pipe = self.client.pipeline(transaction=False)
             for event in batch:
-                pipe.xadd(self.stream_for(event), {"event": event.encode()},
+                stream = self.stream_for(event)
+                if stream not in streams:
+                    streams.append(stream)
+                pipe.xadd(stream, {"event": event.encode()},
                           maxlen=self.maxlen, approximate=True)
             return [_text(i) for i in pipe.execute()]
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"cannot publish to {self.stream}: {exc}") from exc
+            # the streams written to (a partition's, not the unpartitioned name)
+            shown = ", ".join(streams[:5]) + (f" and {len(streams) - 5} more"
+                                              if len(streams) > 5 else "")
+            raise StreamUnavailable(
+                f"cannot publish to {shown or self.stream}: {redis_error_text(exc)}") from exc
 
 
 def _text(value: Any) -> str:

@@ -8,6 +8,16 @@ failure, an entry ``{error_id, step, ts}`` is appended to the stream ``<prefix>:
 
 The step key is a hash of (repository path, workflow id, step name), so the same step in two
 checkouts or two workflows is tracked apart.
+
+The hash and the resolution are written in ONE transaction (MULTI/EXEC): a success flips the
+step's status and records the failure it resolved together, so a crash in between can neither
+lose the resolution (status success, no entry: the next success resolves nothing) nor repeat
+it (entry added, status still failure: the next success adds it again). A transaction's keys
+must share a Redis Cluster slot, so with ``HEAL_PARTITIONS`` > 1 both belong to the step's
+partition (CRC-32 of the step key, like an event's): ``<prefix>:step:<key>:{k}`` and
+``<prefix>:resolutions:{k}``, one slot. Unpartitioned, the names stay
+``<prefix>:step:<key>`` and ``<prefix>:resolutions`` (on a cluster the prefix's own hash
+tag, ``{heal}``, puts them in one slot).
 """
 
 from __future__ import annotations
@@ -45,8 +55,16 @@ class StepRecorder:
         self.client = client
         self.settings = settings
 
+    def _view(self, key: str) -> Settings:
+        """The settings view of the step's partition (itself when unpartitioned)."""
+        return self.settings.in_partition(self.settings.partition_for(key))
+
     def _key(self, key: str) -> str:
-        return self.settings.key("step", key)
+        return self._view(key).partition_key("step", key)
+
+    def resolutions_stream(self, key: str) -> str:
+        """Where a success of step ``key`` records the failure it resolved."""
+        return self._view(key).stream(RESOLUTIONS)
 
     def record_failure(self, key: str, step: str, error_id: str) -> None:
         """Raises: StreamUnavailable."""
@@ -86,13 +104,14 @@ class StepRecorder:
             pipe.expire(self._key(key), STEP_TTL_S)
             if resolved:
                 pipe.xadd(
-                    self.settings.stream(RESOLUTIONS),
+                    self.resolutions_stream(key),  # the step hash's slot (module docstring)
                     {"error_id": resolved[0], "step": resolved[1], "step_key": key,
                      "ts": utc_now()},
                     maxlen=RESOLUTIONS_MAXLEN, approximate=True,
                 )
             pipe.execute()
-        except redis.RedisError as exc:
+        except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
+            # (a cluster client's refusals, e.g. a cross-slot transaction, are no RedisError)
             raise StreamUnavailable(f"cannot record step status: {exc}") from exc
 
 

@@ -202,18 +202,65 @@ def redis_url(settings: Settings) -> str:
 
 def _check_cluster_keys(settings: Settings) -> None:
     """The stage runtime's hand-off touches a stage's input, output and dedupe keys in one
-    script, so on a Redis Cluster they must share a slot. Raises: ConfigError."""
-    tagged = "{" in settings.prefix and "}" in settings.prefix.split("{", 1)[1]
-    if settings.partitions <= 1 and not tagged:
-        raise ConfigError(
-            f"HEAL_REDIS_URL is a Redis Cluster: give HEAL_STREAM_PREFIX a hash tag "
-            f"(HEAL_STREAM_PREFIX={{{settings.prefix}}}) so the hand-off's keys share a slot, "
-            "or set HEAL_PARTITIONS to spread the streams over the nodes")
-    if settings.partitions > 1 and tagged:
+    script, so on a Redis Cluster they must share a slot: decided on the keys themselves,
+    with Redis's own hash-tag rule (:func:`~pipeline.runtime.connection.hash_tag`; an empty
+    ``{}`` is no tag). Raises: ConfigError."""
+    from pipeline.config import PIPELINE_STREAMS, STAGES, STREAM_DEAD
+    from pipeline.runtime.connection import hash_tag
+
+    def tags(view: Settings) -> set[str | None]:
+        keys = [view.stream(s) for s in (*PIPELINE_STREAMS, STREAM_DEAD)]
+        keys += [view.partition_key("done", stage, "0") for stage in STAGES]
+        return {hash_tag(key) for key in keys}
+
+    braces = ("; Redis ignores an empty {} and hashes what lies between the first { and "
+              "the first } after it" if "{" in settings.prefix or "}" in settings.prefix
+              else "")
+    if settings.partitions <= 1:
+        if len(tags(settings)) != 1 or None in tags(settings):
+            raise ConfigError(
+                f"HEAL_REDIS_URL is a Redis Cluster: give HEAL_STREAM_PREFIX a hash tag "
+                f"(HEAL_STREAM_PREFIX={{{settings.prefix.strip('{}') or 'heal'}}}) so the "
+                "hand-off's keys share a slot, or set HEAL_PARTITIONS to spread the streams "
+                f"over the nodes (HEAL_STREAM_PREFIX={settings.prefix}{braces})")
+        return
+    views = [tags(view) for view in settings.partition_views()]
+    if all(found == {str(k)} for k, found in enumerate(views)):
+        return
+    if all(len(found) == 1 and None not in found for found in views):
         raise ConfigError(
             f"HEAL_STREAM_PREFIX={settings.prefix} has a hash tag: with HEAL_PARTITIONS="
             f"{settings.partitions} every partition would land in that one slot; drop the "
             "braces (each partition's keys carry their own {k} tag)")
+    raise ConfigError(
+        f"HEAL_STREAM_PREFIX={settings.prefix}: its braces hide the partitions' {{k}} tags, "
+        f"so one partition's keys would be in different slots of the Redis Cluster{braces}; "
+        "drop the braces from the prefix")
+
+
+def check_cluster_layout(settings: Settings) -> None:
+    """With a Redis Cluster URL, refuse a layout whose hand-off would be cross-slot (a
+    configuration error: exit 2, whatever the command). Raises: ConfigError."""
+    from pipeline.runtime.connection import is_cluster_url
+
+    if settings.redis_url and is_cluster_url(settings.redis_url):
+        _check_cluster_keys(settings)
+
+
+def _refuse_cluster_node(client: Any, url: str) -> None:
+    """A plain ``redis://`` URL naming a node of a Redis Cluster would answer most keys with
+    MOVED: say which URL to use instead. Raises: ConfigError."""
+    try:
+        clustered = str(client.info("cluster").get("cluster_enabled", "0")) == "1"
+    except redis.RedisError:
+        return  # INFO not allowed (ACL) or not answered: the commands will tell
+    if clustered:
+        client.close()
+        cluster_url = url.replace("://", "+cluster://", 1)
+        raise ConfigError(
+            f"HEAL_REDIS_URL={mask_url(url)} is a node of a Redis Cluster: use "
+            f"HEAL_REDIS_URL={mask_url(cluster_url)} (redis+cluster:// or rediss+cluster://, "
+            "any node), so each key goes to the node holding its slot")
 
 
 def connect_redis(settings: Settings, **client_kwargs: Any) -> redis.Redis:
@@ -250,6 +297,8 @@ def connect_redis(settings: Settings, **client_kwargs: Any) -> redis.Redis:
             f"the embedded Redis at {url} does not answer: {_reason(exc)}; "
             "run `heal engines stop` and retry, or set HEAL_REDIS_URL"
         ) from exc
+    if settings.redis_url and not is_cluster_url(url):
+        _refuse_cluster_node(client, url)
     return client
 
 
@@ -312,6 +361,8 @@ def _redis_info(settings: Settings, start: bool) -> dict[str, Any]:
             "reachable": False,
             "version": None,
             "error": str(exc),
+            # a configuration to change (exit 2), not an outage
+            **({"config_error": True} if isinstance(exc, ConfigError) else {}),
         }
     try:
         server = client.info("server")

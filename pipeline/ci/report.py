@@ -16,7 +16,7 @@ from pipeline.config import STREAM_CANDIDATES, STREAM_VERDICTS, Settings
 from pipeline.errors import HealError
 from pipeline.events import CandidateEvent, ErrorEvent, OutcomeEvent, VerdictEvent
 from pipeline.headline import headline, locate
-from pipeline.operator.streams import newest_first
+from pipeline.operator.streams import newest_first_everywhere
 
 #: stream entries read back (newest first) to find this error's candidate and verdict
 SCAN_LIMIT = 5_000
@@ -112,10 +112,9 @@ def collect(client: Any, settings: Settings, event: ErrorEvent, exit_status: int
             outcome: OutcomeEvent | None, note: str = "") -> RunReport:
     """The report for ``event``. Never raises: what cannot be read back is left empty."""
     report = RunReport(event, exit_status, outcome, note=note)
-    report.candidate = _find(client, settings.stream(STREAM_CANDIDATES), CandidateEvent.decode,
+    report.candidate = _find(client, settings, STREAM_CANDIDATES, CandidateEvent.decode,
                              event.id)
-    report.verdict = _find(client, settings.stream(STREAM_VERDICTS), VerdictEvent.decode,
-                           event.id)
+    report.verdict = _find(client, settings, STREAM_VERDICTS, VerdictEvent.decode, event.id)
     report.params = dict(report.candidate.params) if report.candidate is not None else {}
     _describe(report)
     commit = (outcome.commit if outcome is not None else "") or (
@@ -125,9 +124,11 @@ def collect(client: Any, settings: Settings, event: ErrorEvent, exit_status: int
     return report
 
 
-def _find(client: Any, stream: str, decode: Any, error_id: str) -> Any:
+def _find(client: Any, settings: Settings, suffix: str, decode: Any, error_id: str) -> Any:
+    """The newest event of ``error_id`` in stream ``suffix``, every partition of it
+    (HEAL_PARTITIONS: the caller's settings need not be the error's partition view)."""
     try:
-        for ev in newest_first(client, stream, decode, SCAN_LIMIT):
+        for ev in newest_first_everywhere(client, settings, suffix, decode, SCAN_LIMIT):
             if ev.error_id == error_id:
                 return ev
     except HealError:

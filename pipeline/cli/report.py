@@ -33,30 +33,42 @@ def collect(settings: Settings, db: Any, since_text: str) -> dict[str, Any]:
     """The report's data; outcome details for escalations come from Redis when reachable."""
     import datetime as dt
 
-    from pipeline.errors import StreamUnavailable
-    from pipeline.events import OutcomeEvent
     from pipeline.operator.issues import parse_age
     from pipeline.operator.report import build_report
-    from pipeline.operator.streams import newest_first
     from storage.healing import HealingReports
     from storage.learned import LearnedRepository
     from storage.reports import ReportStore
 
     since = dt.datetime.now(dt.UTC) - parse_age(since_text)
 
-    def details() -> dict[str, str]:
-        from storage.engines import connect_redis
-
-        try:
-            client = connect_redis(settings)
-            return {o.error_id: o.detail for o in newest_first(
-                client, settings.stream("outcomes"), OutcomeEvent.decode, 20_000)
-                if o.status == "escalated"}
-        except StreamUnavailable:
-            return {}
-
     return build_report(HealingReports(db), ReportStore(db), LearnedRepository(db), since,
-                        since_text.strip(), details)
+                        since_text.strip(), lambda: escalation_details(settings))
+
+
+def escalation_details(settings: Settings, limit: int = 20_000) -> dict[str, str]:
+    """error id -> why it escalated, from the outcome events still in the streams: every
+    partition's (HEAL_PARTITIONS), newest first across them, so an error escalated twice
+    shows its newest reason. Empty when Redis cannot be reached (the report goes on)."""
+    from pipeline.errors import StreamUnavailable
+    from pipeline.events import OutcomeEvent
+    from pipeline.operator.streams import newest_first_everywhere
+    from storage.engines import connect_redis
+
+    try:
+        client = connect_redis(settings)
+    except StreamUnavailable:
+        return {}
+    found: dict[str, str] = {}
+    try:
+        for o in newest_first_everywhere(client, settings, "outcomes", OutcomeEvent.decode,
+                                         limit):
+            if o.status == "escalated":
+                found.setdefault(o.error_id, o.detail)
+    except StreamUnavailable:
+        return found
+    finally:
+        client.close()
+    return found
 
 
 def render(data: dict[str, Any], fmt: str) -> str:

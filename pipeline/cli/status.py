@@ -10,6 +10,8 @@ JSON shape (DESIGN.md, fields may be added)::
      "execution": {"counts": {state: n}, "workflows": [{"workflow", "state", "reason",
      "since"}]},
      "outbox": {"waiting": int, "parked": [{"op_id", "kind", "reason"}]},
+     "stranded": {"streams": [{"stream", "partition", "length", "unread", "unread_exact",
+     "pending"}], "complete": bool},
      "ok": bool, "problems": [str, ...]}
 
 ``collect_status(settings)`` builds the same dict for ``heal serve``'s ``/api/status``. When an
@@ -31,7 +33,7 @@ import redis
 from pipeline.config import PIPELINE_STREAMS, STREAM_DEAD, Settings
 from pipeline.console import colour_enabled, dump_json
 from pipeline.errors import HealError
-from storage.engines import check_urls, connect_redis, engine_info
+from storage.engines import check_cluster_layout, check_urls, connect_redis, engine_info
 
 #: Beyond this many undelivered entries, lag is reported as a lower bound (``lag_exact`` false)
 #: on servers older than Redis 7, which do not report lag themselves.
@@ -50,6 +52,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     check_urls(settings)  # a malformed URL is a configuration error (exit 2), not an outage
+    check_cluster_layout(settings)  # so is a cross-slot cluster layout, as for emit and worker
     status = collect_status(settings)
     if args.json:
         dump_json(status)
@@ -61,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         print(render(status))
     for problem in status["problems"]:
         print(f"heal: error: {problem}", file=sys.stderr)
+    if any(info.get("config_error") for info in status["engines"].values()):
+        return 2  # e.g. a redis:// URL naming a Redis Cluster node: a setting to change
     return 0 if status["ok"] else 1
 
 
@@ -85,6 +90,8 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         "budget": {},
         "execution": {},
         "outbox": _outbox(settings, problems),
+        # streams of another partition layout holding work (see pipeline.runtime.layout)
+        "stranded": {"streams": [], "complete": True},
     }
     if engines["redis"].get("reachable"):
         try:
@@ -108,8 +115,11 @@ def _collect_redis(
             status["streams"][settings.stream(suffix)] = partitioned_status(
                 client, settings, suffix)
         status["dead_letters"] = status["streams"][settings.stream(STREAM_DEAD)]["length"]
+        _collect_stranded(client, settings, status, problems)
     except redis.RedisError as exc:
-        problems.append(f"cannot read the streams: {exc}")
+        from pipeline.runtime.connection import redis_error_text
+
+        problems.append(f"cannot read the streams: {redis_error_text(exc)}")
         return
     status["breaker"] = _optional_section(
         "pipeline.guardrails.breaker", "breaker_status", client, settings, problems
@@ -120,6 +130,22 @@ def _collect_redis(
     status["execution"] = _optional_section(
         "pipeline.guardrails.execution", "execution_status", client, settings, problems
     )
+
+
+def _collect_stranded(
+    client: redis.Redis, settings: Settings, status: dict[str, Any], problems: list[str]
+) -> None:
+    """Streams of another partition layout that hold unread or pending entries (nobody
+    reads them: HEAL_PARTITIONS changed, or a producer runs with another one): a problem.
+    Raises: redis.RedisError."""
+    from pipeline.runtime.layout import stranded_streams
+
+    report = stranded_streams(client, settings)
+    status["stranded"] = {"streams": [s.as_dict() for s in report.stranded],
+                          "complete": report.complete}
+    problem = report.problem(settings)
+    if problem:
+        problems.append(problem)
 
 
 def _outbox(settings: Settings, problems: list[str]) -> dict[str, Any]:
@@ -293,6 +319,11 @@ def render(status: dict[str, Any]) -> str:
                 continue
             lag = f"{g['lag']}{'' if g['lag_exact'] else '+'}"
             lines.append(f"{head}  {group:<12} {g['pending']:>8} {lag:>8} {g['consumers']:>9}")
+    stranded = (status.get("stranded") or {}).get("streams") or []
+    for item in stranded:
+        lag = f"{item['unread']}{'' if item['unread_exact'] else '+'}"
+        lines.append(f"{item['stream']:<28} {item['length']:>8}  {'(no reader)':<12} "
+                     f"{item['pending']:>8} {lag:>8}  another partition layout")
     lines.append("")
     dead = status["dead_letters"]
     lines.append(f"dead letters: {dead if dead is not None else 'unknown'}")

@@ -18,7 +18,7 @@ import redis
 from pipeline.config import Settings
 from pipeline.errors import UsageError
 from pipeline.events import CandidateEvent, OutcomeEvent
-from pipeline.operator.streams import newest_first
+from pipeline.operator.streams import newest_first_everywhere
 
 #: how far back the streams are searched
 SCAN = 20_000
@@ -67,10 +67,11 @@ def find_last(client: redis.Redis, settings: Settings, root: Path) -> TaughtErro
         UsageError: none in the streams. StreamUnavailable: Redis unreachable.
     """
     failed: dict[str, str] = {}
-    for out in newest_first(client, settings.stream("outcomes"), OutcomeEvent.decode, SCAN):
+    for out in newest_first_everywhere(client, settings, "outcomes", OutcomeEvent.decode, SCAN):
         if out.status in ("escalated", "rolled_back", "failed", "rejected"):
             failed.setdefault(out.error_id, out.status)
-    for ev in newest_first(client, settings.stream("candidates"), CandidateEvent.decode, SCAN):
+    for ev in newest_first_everywhere(client, settings, "candidates", CandidateEvent.decode,
+                                     SCAN):
         if not _in_repo(ev.error.repo.path, root):
             continue
         why = _why(ev) or (f"fix {failed[ev.error_id]}" if ev.error_id in failed else None)
@@ -92,7 +93,8 @@ def find(client: redis.Redis, settings: Settings, db: Any, ident: str) -> Taught
         raise UsageError("heal learn: name the error (ERROR_ID or FINGERPRINT) or use --last")
     fp = ident if ident.startswith("fp-") else f"fp-v1:{ident}"
     by_fp: list[CandidateEvent] = []
-    for ev in newest_first(client, settings.stream("candidates"), CandidateEvent.decode, SCAN):
+    for ev in newest_first_everywhere(client, settings, "candidates", CandidateEvent.decode,
+                                     SCAN):
         if ev.error_id == ident:
             return TaughtError.of_candidate(ev, _why(ev) or "matched")
         if ev.fine.startswith(fp) or ev.coarse == fp:

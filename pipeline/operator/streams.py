@@ -3,6 +3,7 @@ PostgreSQL does not keep: error texts and outcome details of escalations, error 
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -21,6 +22,13 @@ def newest_first(client: redis.Redis, stream: str, decode: Callable[[bytes], T],
     """Decoded events of ``stream``, newest first, at most ``limit`` entries read; malformed
     entries are skipped (they are the dead-letter stage's business). Raises
     StreamUnavailable when Redis cannot be reached."""
+    for _order, event in _newest_entries(client, stream, decode, limit):
+        yield event
+
+
+def _newest_entries(client: redis.Redis, stream: str, decode: Callable[[bytes], T],
+                    limit: int) -> Iterator[tuple[tuple[int, str, int], T]]:
+    """``(entry id as (ms, seq), event)`` of ``stream``, newest first (see newest_first)."""
     last: Any = b"+"
     seen = 0
     try:
@@ -30,13 +38,22 @@ def newest_first(client: redis.Redis, stream: str, decode: Callable[[bytes], T],
             if not page:
                 return
             seen += len(page)
-            for _entry_id, fields in page:
+            for entry_id, fields in page:
                 event = _decode((fields or {}).get(b"event"), decode)
                 if event is not None:
-                    yield event
+                    yield _order(entry_id, event), event
             last = page[-1][0]
     except redis.RedisError as exc:
         raise StreamUnavailable(f"reading {stream}: Redis unreachable: {exc}") from exc
+
+
+def _order(entry_id: Any, event: Any) -> tuple[int, str, int]:
+    """Newest-first order across streams: the entry id's milliseconds, then (entries of
+    different streams added in one millisecond share it: their sequence numbers count per
+    stream) the event's own ``ts`` (microseconds when heal made it)."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    ms, _, seq = text.partition("-")
+    return int(ms), str(getattr(event, "ts", "") or ""), int(seq or 0)
 
 
 def _decode(raw: bytes | None, decode: Callable[[bytes], T]) -> T | None:
@@ -51,8 +68,15 @@ def _decode(raw: bytes | None, decode: Callable[[bytes], T]) -> T | None:
 def newest_first_everywhere(client: redis.Redis, settings: Any, suffix: str,
                             decode: Callable[[bytes], T], limit: int = SCAN_LIMIT
                             ) -> Iterator[T]:
-    """``newest_first`` over every partition of a pipeline stream (``HEAL_PARTITIONS``):
-    each partition newest first, in turn, at most ``limit`` entries from each. Raises
-    StreamUnavailable."""
-    for view in settings.partition_views():
-        yield from newest_first(client, view.stream(suffix), decode, limit)
+    """``newest_first`` over every partition of a pipeline stream (``HEAL_PARTITIONS``),
+    merged: newest first ACROSS the partitions (by stream entry id, the time Redis added
+    the entry), so the first match is the newest anywhere; at most ``limit`` entries read
+    from each. Raises StreamUnavailable."""
+    views = settings.partition_views()
+    if len(views) == 1:
+        yield from newest_first(client, views[0].stream(suffix), decode, limit)
+        return
+    merged = heapq.merge(*(_newest_entries(client, view.stream(suffix), decode, limit)
+                           for view in views), key=lambda item: item[0], reverse=True)
+    for _order_key, event in merged:
+        yield event

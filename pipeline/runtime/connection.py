@@ -31,6 +31,18 @@ def is_missing_group(exc: BaseException) -> bool:
     return isinstance(exc, redis.exceptions.ResponseError) and "NOGROUP" in str(exc)
 
 
+def redis_error_text(exc: BaseException) -> str:
+    """What a Redis failure means for the user: a MOVED or ASK reply (a plain ``redis://``
+    client talking to one node of a Redis Cluster) says which URL to use instead of
+    redis-py's bare ``13907 127.0.0.1:27350``."""
+    if isinstance(exc, redis.exceptions.AskError):  # MovedError is an AskError
+        return (f"HEAL_REDIS_URL names one node of a Redis Cluster, which sent the key to "
+                f"another ({'MOVED' if isinstance(exc, redis.exceptions.MovedError) else 'ASK'} "
+                f"{exc}): use HEAL_REDIS_URL=redis+cluster://host:port (rediss+cluster:// "
+                "with TLS; any node)")
+    return str(exc)
+
+
 @contextmanager
 def stream_errors(what: str) -> Iterator[None]:
     """Translate Redis failures into StreamUnavailable (with what we were doing).
@@ -46,11 +58,26 @@ def stream_errors(what: str) -> Iterator[None]:
             "(unset it to use the embedded Redis under HEAL_HOME)"
         ) from exc
     except redis.exceptions.RedisError as exc:
-        raise StreamUnavailable(f"Redis refused a command while {what}: {exc}") from exc
+        raise StreamUnavailable(
+            f"Redis refused a command while {what}: {redis_error_text(exc)}") from exc
 
 
 #: schemes of a Redis Cluster URL (any node's address; the client discovers the others)
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+
+
+def hash_tag(key: str) -> str | None:
+    """The part of ``key`` a Redis Cluster hashes to pick its slot, when it is not the whole
+    key: Redis's rule exactly: the text between the FIRST ``{`` and the first ``}`` after
+    it, only when that text is not empty (``{}`` and ``he{}al`` are no hash tag: the whole
+    key is hashed; in ``{}:errors:{0}`` the ``{0}`` is never looked at)."""
+    start = key.find("{")
+    if start < 0:
+        return None
+    end = key.find("}", start + 1)
+    if end < 0 or end == start + 1:
+        return None
+    return key[start + 1:end]
 
 
 def is_cluster_url(url: str) -> bool:

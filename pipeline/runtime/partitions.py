@@ -3,10 +3,19 @@
 One StageWorker per partition (each with that partition's view of the settings, so its
 input, output and dead-letter streams and its dedupe markers carry the partition's hash
 tag), sharing one handler, stepped in turn by ONE thread: handlers need not be thread-safe,
-and the process does the same CPU work as one unpartitioned worker. When every partition is
-idle it blocks on each in turn for a slice of ``block_ms``, so an event waits at most about
-``block_ms`` whatever partition it lands in. Redis failures are handled by each partition's
-worker exactly as unpartitioned (back off, reconnect, resume).
+and the process does the same CPU work as one unpartitioned worker. Redis failures are
+handled by each partition's worker exactly as unpartitioned (back off, reconnect, resume).
+
+When every partition is idle, on a plain Redis the worker waits with ONE blocking ``XREAD``
+naming every partition's input stream (``$``: only what arrives from then on; it reads no
+entry for the group, consumes nothing), up to ``block_ms``, then steps every partition again:
+an idle pass costs one non-blocking read per partition per ``block_ms``, as one blocking read
+does unpartitioned. An entry added between the non-blocking reads and the wait is seen at
+the next pass, within ``block_ms``, the bound the rotation below keeps too. On a Redis
+Cluster one command cannot name keys of several slots (each partition is its own slot), so
+there the worker blocks on each partition in turn for a slice of ``block_ms``: an event waits
+at most about ``block_ms`` whatever partition it lands in, at the price of one read per
+partition per slice (idle CPU grows with the partition count: see the README's sizing notes).
 """
 
 from __future__ import annotations
@@ -15,6 +24,8 @@ import logging
 import threading
 from collections.abc import Sequence
 from typing import Any
+
+import redis
 
 from pipeline.runtime.connection import SURVIVABLE
 from pipeline.runtime.worker import StageWorker
@@ -62,14 +73,32 @@ class PartitionedWorker:
         log.info("stage %s: consumer %s reading %d partitions", self.stage,
                  self.parts[0].consumer, len(self.parts))
         attempts = [0] * len(self.parts)
-        slice_ms = max(self.parts[0].options.block_ms // len(self.parts), 10)
+        block_ms = self.parts[0].options.block_ms
+        slice_ms = max(block_ms // len(self.parts), 10)
+        one_wait = _single_node(self.client)
         turn = 0
         while not self.stop_event.is_set():
             handled = sum(self._step(i, None, attempts) for i in range(len(self.parts)))
-            if not handled and not self.stop_event.is_set():
-                self._step(turn, slice_ms, attempts)
-                turn = (turn + 1) % len(self.parts)
+            if handled or self.stop_event.is_set():
+                continue
+            if one_wait and not any(attempts) and self._wait_any(block_ms):
+                continue
+            self._step(turn, slice_ms, attempts)
+            turn = (turn + 1) % len(self.parts)
         return self.processed
+
+    def _wait_any(self, block_ms: int) -> bool:
+        """Block until an entry is added to any partition's input stream, or ``block_ms``
+        passes (see the module docstring). False when the wait failed: the caller falls
+        back to one partition's blocking read, whose failure handling applies."""
+        streams = {part.stream: "$" for part in self.parts}
+        try:
+            self.client.xread(streams, count=1, block=max(block_ms, 1))
+        except SURVIVABLE as exc:
+            log.debug("stage %s: waiting on every partition failed (%s); reading one",
+                      self.stage, exc)
+            return False
+        return True
 
     def _step(self, index: int, block_ms: int | None, attempts: list[int]) -> int:
         part = self.parts[index]
@@ -81,6 +110,12 @@ class PartitionedWorker:
             attempts[index] += 1
             part.on_redis_failure(exc, attempts[index])
             return 0
+
+
+def _single_node(client: Any) -> bool:
+    """True for a client of one Redis server (one command may name every partition's
+    stream); False for a cluster client (each partition is its own slot)."""
+    return isinstance(client, redis.Redis)
 
 
 def flatten(workers: Sequence[Any]) -> list[StageWorker]:

@@ -25,6 +25,7 @@ from typing import Any
 
 from pipeline.errors import HealError
 from pipeline.runtime.heartbeat import Heartbeat
+from pipeline.runtime.layout import warn_if_stranded
 from pipeline.runtime.partitions import PartitionedWorker, flatten
 from pipeline.runtime.worker import StageWorker
 
@@ -42,6 +43,12 @@ def install_stop_signals(on_stop: Callable[[], None]) -> None:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+
+
+def _warn_other_layouts(workers: Sequence[StageWorker | PartitionedWorker]) -> None:
+    """Work written under another HEAL_PARTITIONS is read by nobody: say so at start."""
+    if workers:
+        warn_if_stranded(workers[0].client, workers[0].settings)
 
 
 def run_threads(workers: Sequence[StageWorker | PartitionedWorker]) -> int:
@@ -64,6 +71,7 @@ def run_threads(workers: Sequence[StageWorker | PartitionedWorker]) -> int:
             stop_all()
 
     install_stop_signals(stop_all)
+    _warn_other_layouts(workers)
     heartbeat = Heartbeat(workers[0].client, workers[0].settings, flatten(workers)).start() \
         if workers else None
     threads = [

@@ -152,8 +152,9 @@ def test_heal_status_on_a_cluster_sums_partitions_and_refuses_a_cross_slot_layou
 
     prefix = heal_env["HEAL_STREAM_PREFIX"]
     monkeypatch.setenv("HEAL_REDIS_URL", cluster.url)
-    # Given one partition and a prefix without a hash tag: the hand-off would be cross-slot
-    assert main(["status", "--json"]) != 0  # status reports what it could read, then fails
+    # Given one partition and a prefix without a hash tag: the hand-off would be cross-slot,
+    # a configuration to change: exit 2, as for emit and worker
+    assert main(["status", "--json"]) == 2
     assert "give HEAL_STREAM_PREFIX a hash tag" in capsys.readouterr().err
     # Given 3 partitions holding 30 events
     monkeypatch.setenv("HEAL_PARTITIONS", "3")
@@ -228,3 +229,130 @@ def test_a_cluster_slot_without_a_node_for_now_means_one_batch_at_a_time(
         pass
     counts = Counter(ids_in(cclient, view.stream("fingerprints")))
     assert len(counts) == 120 and set(counts.values()) == {1}
+
+
+def test_a_plain_url_naming_a_cluster_node_says_to_use_the_cluster_scheme(
+    cluster: LocalCluster, heal_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    """emit, status and worker refuse a redis:// URL of a cluster node with exit 2 and the URL
+    to use, instead of failing on the first key of another node with a bare MOVED reply."""
+    import io
+
+    import redis
+
+    from pipeline.cli import main
+    from pipeline.errors import StreamUnavailable
+    from pipeline.runtime.connection import stream_errors
+
+    plain = f"redis://127.0.0.1:{cluster.ports[0]}"
+    monkeypatch.setenv("HEAL_REDIS_URL", plain)
+    monkeypatch.setenv("HEAL_PARTITIONS", "3")
+    line = orjson.dumps({"v": 1, "id": "moved-1", "text": "boom"}) + b"\n"
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(line)))
+    for argv in (["emit"], ["status", "--json"], ["worker", "fingerprint"]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert f"use HEAL_REDIS_URL=redis+cluster://127.0.0.1:{cluster.ports[0]}" in err, argv
+    # And a MOVED reply met past the connection check names the URL scheme to use
+    node = redis.Redis(port=cluster.ports[0])
+    try:
+        elsewhere = next(f"k{i}" for i in range(1000)
+                         if _answers_moved(node, f"k{i}"))
+        with pytest.raises(StreamUnavailable, match=r"one node of a Redis Cluster.*MOVED \d+ "
+                           r".*use HEAL_REDIS_URL=redis\+cluster://"), stream_errors("reading"):
+            node.xlen(elsewhere)
+    finally:
+        node.close()
+
+
+def _answers_moved(node: Any, key: str) -> bool:
+    import redis
+
+    try:
+        node.xlen(key)
+    except redis.exceptions.MovedError:
+        return True
+    return False
+
+
+def test_a_failed_publish_names_the_partition_streams_it_wrote_to(tmp_path: Path) -> None:
+    """A cluster master down: the message names the partition's stream, not the plain one."""
+    import redis
+
+    from pipeline.errors import StreamUnavailable
+
+    class Down:
+        def pipeline(self, transaction: bool = False) -> Any:
+            return self
+
+        def xadd(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def execute(self) -> None:
+            raise redis.exceptions.ClusterDownError("CLUSTERDOWN The cluster is down")
+
+    settings = Settings("redis+cluster://127.0.0.1:1", None, tmp_path, "heal", partitions=3)
+    event = ErrorEvent(id="e1", text="boom", repo=Repo(path="/srv/a"))
+    k = settings.partition_for("/srv/a")
+    with pytest.raises(StreamUnavailable, match=rf"cannot publish to heal:errors:\{{{k}\}}: "
+                                                "CLUSTERDOWN"):
+        Publisher(Down(), settings).publish(event)
+
+
+def test_streams_of_another_layout_are_found_on_every_master(
+    cluster: LocalCluster, cclient: Any, prefix: str, tmp_path: Path
+) -> None:
+    from pipeline.runtime.layout import stranded_streams
+
+    # Given events over 3 partitions (on 2 of the 3 masters)
+    Publisher(cclient, settings_for(cluster, prefix, tmp_path)).publish_many(
+        ErrorEvent(id=f"l{i}", text="boom", repo=Repo(path=f"/srv/r{i}")) for i in range(30))
+    lengths = {k: int(cclient.xlen(f"{prefix}:errors:{{{k}}}")) for k in range(3)}
+
+    def found(partitions: int) -> dict[str, int]:
+        settings = Settings(cluster.url, None, tmp_path, prefix, partitions=partitions)
+        report = stranded_streams(cclient, settings)
+        assert report.complete
+        return {s.stream: s.unread for s in report.stranded}
+
+    # Then read with 2 partitions, partition 2 is stranded; with 1, all three (each master
+    # is scanned: they live on different nodes)
+    assert found(2) == {f"{prefix}:errors:{{2}}": lengths[2]}
+    assert found(1) == {f"{prefix}:errors:{{{k}}}": n for k, n in lengths.items()}
+    assert found(3) == {}
+
+
+def test_a_success_after_a_failure_is_recorded_on_a_partitioned_cluster(
+    cluster: LocalCluster, cclient: Any, prefix: str, tmp_path: Path
+) -> None:
+    """The step's hash and its resolution are written in one transaction: on a partitioned
+    cluster both live in the step's partition (one slot), so the success is recorded (it
+    was a CrossSlotTransactionError, and heal run exited 1 with an internal error)."""
+    from producers.hooks import WorkflowHooks
+    from producers.steps import StepRecorder, step_key
+
+    settings = settings_for(cluster, prefix, tmp_path)
+    # Given heal run's recorder: a failure, then a success of the same step
+    recorder = StepRecorder(cclient, settings)
+    key = step_key("/srv/app", "nightly", "pytest -q")
+    recorder.record_failure(key, "pytest -q", "err-1")
+    assert recorder.record_success(key, "pytest -q") == "err-1"
+    stream = recorder.resolutions_stream(key)
+    assert cclient.keyslot(stream) == cclient.keyslot(recorder._key(key))
+    assert stream.startswith(f"{prefix}:resolutions:{{")
+    ((_, row),) = cclient.xrange(stream)
+    assert row[b"error_id"] == b"err-1" and row[b"step_key"] == key.encode()
+    assert recorder.status(key).status == "success"
+    assert recorder.record_success(key, "pytest -q") is None  # resolved once
+    assert len(cclient.xrange(stream)) == 1
+    # And the workflow hooks' phase success after a failure goes through the same recorder
+    hooks = WorkflowHooks("nightly", "7", repo_path=str(tmp_path), client=cclient,
+                          settings=settings)
+    failed = hooks.on_phase_complete("test", "failed", error_text="E   ImportError: yaml")
+    assert failed is not None
+    assert hooks.on_phase_complete("test", "success") is None
+    phase = step_key(str(tmp_path), "nightly", "test")
+    (row,) = [f for _, f in cclient.xrange(recorder.resolutions_stream(phase))
+              if f[b"step_key"] == phase.encode()]
+    assert row[b"error_id"] == failed.encode()

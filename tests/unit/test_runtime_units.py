@@ -252,3 +252,21 @@ def test_heal_partitions_is_validated_and_names_partition_keys() -> None:
     for bad in ("0", "-2", "three", "2000"):
         with pytest.raises(ConfigError, match="HEAL_PARTITIONS"):
             Settings.from_env({"HEAL_PARTITIONS": bad})
+
+
+@pytest.mark.parametrize("bad", ["3_0", "٣", "+3", "03", "3.0", "1e3", "0x3", "3 0", "01024"])
+def test_heal_partitions_takes_plain_ascii_digits_only(bad: str) -> None:
+    from pipeline.config import Settings
+    from pipeline.errors import ConfigError
+
+    # int() takes underscores, signs, leading zeros and other scripts' digits: heal does not
+    with pytest.raises(ConfigError, match=r"HEAL_PARTITIONS=.*whole number from 1 to 1024"):
+        Settings.from_env({"HEAL_PARTITIONS": bad})
+
+
+def test_heal_partitions_may_be_surrounded_by_whitespace() -> None:
+    from pipeline.config import Settings
+
+    assert Settings.from_env({"HEAL_PARTITIONS": " 3\n"}).partitions == 3
+    assert Settings.from_env({"HEAL_PARTITIONS": "1024"}).partitions == 1024
+    assert Settings.from_env({"HEAL_PARTITIONS": "  "}).partitions == 1
