@@ -109,6 +109,26 @@ def test_ignore_command(db: Database, heal_env: dict[str, str]) -> None:
     assert fp not in PatternRepository(db).ignored_fingerprints()
 
 
+def test_ignore_takes_a_unique_prefix_and_refuses_what_is_no_fingerprint(
+        db: Database, heal_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    """As heal explain reads it (before: any text was stored as given and reported
+    "ignored", while the pipeline went on acting on the real fingerprint)."""
+    digest = uuid.uuid4().hex[:16]
+    fine = f"fp-v2:{digest}"
+    db.execute("INSERT INTO issue_queue (fine, coarse, count, sample) VALUES ($1, '', 1, 'x')",
+               fine)
+    assert main(["ignore", digest[:10]]) == 0  # a unique prefix, fp-v2: left out
+    assert f"{fine}: ignored" in capsys.readouterr().out
+    assert fine in PatternRepository(db).ignored_fingerprints()
+    assert main(["ignore", f"not-a-fingerprint-{digest}"]) == 2
+    assert "is no fingerprint heal has seen" in capsys.readouterr().err
+    unseen = uuid.uuid4().hex[:16]  # never seen, a fingerprint's form: ignored in advance
+    assert main(["ignore", unseen]) == 0
+    assert f"fp-v2:{unseen}" in PatternRepository(db).ignored_fingerprints()
+    assert main(["ignore", fine[:12], "--undo"]) == 0
+    assert fine not in PatternRepository(db).ignored_fingerprints()
+
+
 def test_thompson_ranking_is_recorded(db: Database) -> None:
     import random
 
