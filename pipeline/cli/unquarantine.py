@@ -35,10 +35,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _workflow(settings: Settings, workflow: str, reason: str, as_json: bool = False) -> int:
-    from pipeline.guardrails.execution import ExecutionGuard
+    from pipeline.guardrails.execution import ExecutionGuard, WorkflowState
 
     guard = ExecutionGuard(connect_redis(settings), settings)
     state, _ = guard.state(workflow)
+    if state == WorkflowState.RUNNING:  # (a name never seen is RUNNING too): nothing to lift
+        if as_json:
+            from pipeline.console import dump_json
+
+            dump_json({"workflow": workflow, "from": str(state), "to": str(state)})
+        else:
+            print(f"workflow {workflow} is RUNNING: nothing to lift")
+        return 1
     guard.reset(workflow)
     guard.audit.append("execution.transition", workflow,
                               {"from": state.value, "to": "RUNNING", "reason": reason})

@@ -124,4 +124,7 @@ def test_cli_unquarantines_a_workflow(heal_env, redis_url, capsys) -> None:
     assert main(["unquarantine", "--workflow", "nightly"]) == 0
     assert "QUARANTINED -> RUNNING" in capsys.readouterr().out
     assert guard.state("nightly")[0] is WorkflowState.RUNNING
+    # nothing held back (lifted already, or a name never seen): exit 1, no transition
+    assert main(["unquarantine", "--workflow", "nightly"]) == 1
+    assert "is RUNNING: nothing to lift" in capsys.readouterr().out
     assert main(["unquarantine"]) == 2
