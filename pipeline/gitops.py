@@ -204,7 +204,8 @@ class GitRepo:
             if proc.returncode != 0:
                 self.run("cherry-pick", "--abort", check=False)
                 raise GitError(f"cannot bring {commit[:10]} onto the working branch: "
-                               f"{(proc.stderr or proc.stdout).strip()[-300:]}")
+                               f"{_pick_failure(proc.stdout + proc.stderr)}; nothing was "
+                               "changed (the cherry-pick was aborted)")
         return self.head()
 
     def revert(self, commit: str, reason: str) -> str:
@@ -213,3 +214,21 @@ class GitRepo:
         self.run("commit", "--no-verify", "-m", f"Revert heal fix {commit[:10]}", "-m", reason,
                  "--trailer", "Healed-by: heal (rollback)")
         return self.head()
+
+
+#: ``CONFLICT (content): Merge conflict in a.py`` (and the other kinds git names)
+_CONFLICT = re.compile(r"^CONFLICT \([^)\n]{1,40}\): (?:Merge conflict in )?(.{1,300})$", re.M)
+
+
+def _pick_failure(output: str) -> str:
+    """Why a cherry-pick failed, for a person: the files in conflict, else git's last line
+    that is not one of its hints (which tell how to go on with the cherry-pick heal has just
+    aborted)."""
+    files = list(dict.fromkeys(m.group(1).strip() for m in _CONFLICT.finditer(output)))
+    if files:
+        shown = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+        return (f"it conflicts with changes made since it was verified ({shown}); run the "
+                "failing step again for a fix of the current code")
+    lines = [line.strip() for line in output.splitlines()
+             if line.strip() and not line.lstrip().startswith("hint:")]
+    return lines[-1][:300] if lines else "git gave no reason"
