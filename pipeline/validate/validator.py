@@ -24,7 +24,7 @@ from pipeline.guardrails.gate import WorkflowGate, gate_for
 from pipeline.model import Category, FixKind, Mode
 from pipeline.policy import Policy, policy_for
 from pipeline.trust.boundary import Trust, assess, event_root
-from pipeline.trust.operator import lower_mode, restrict
+from pipeline.trust.operator import lower_mode, refusal_note, restrict
 from pipeline.trust.packages import review_install
 from pipeline.trust.seal import seal, unseal
 from pipeline.validate.audit import audit_witnessed_later, write_witness
@@ -153,7 +153,8 @@ class Validator:
             policy_for(root).current() if root else Policy(), trust.operator)
         mode = effective_mode(policy, cand, trust, ceiling)
         if mode == Mode.OBSERVE:
-            return replace(base, decision="observe", reason="mode observe: detected only")
+            note = f"; {refusal_note(trust.operator)}" if trust.operator.refused else ""
+            return replace(base, decision="observe", reason=f"mode observe: detected only{note}")
         gate = gate_for(self.client, self.settings, cand.error, policy)
         return with_note(self._decide_under(base, cand, root, policy, mode, gate, trust,
                                             warnings), gate)
