@@ -55,6 +55,11 @@ def repo_root(error: ErrorEvent) -> Path | None:
     return event_root(error)
 
 
+#: delete the dedupe marker only while it still names this error (another may hold it now)
+_RELEASE_IF_MINE = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
+                    "return redis.call('del', KEYS[1]) end return 0")
+
+
 class Validator:
     def __init__(self, settings: Settings, client: redis.Redis, store: Any = None,
                  checks: CheckQueue | None = None) -> None:
@@ -195,6 +200,28 @@ class Validator:
     def _validate_fix(self, base: VerdictEvent, req: FixRequest, mode: Mode,
                       gate: WorkflowGate,
                       trust_warnings: list[str] | None = None) -> VerdictEvent:
+        """Pre-flight, verification, judges. When this raises, nothing was decided: the
+        dedupe marker pre-flight set for this request is released (when it is still this
+        error's), so a retry or the next run is not refused as a duplicate of it."""
+        try:
+            return self._validate_checked(base, req, mode, gate, trust_warnings)
+        except Exception:
+            self._release_dedupe(req)
+            raise
+
+    def _release_dedupe(self, req: FixRequest) -> None:
+        if self.preflight.client is None:
+            return
+        try:
+            self.client.eval(_RELEASE_IF_MINE, 1, self.preflight.dedupe_key(req),
+                             req.candidate.error_id)
+        except redis.RedisError as exc:  # the marker then expires with its TTL
+            log.warning("validate: could not release the dedupe marker of %s: %s",
+                        req.candidate.error_id[:80], exc)
+
+    def _validate_checked(self, base: VerdictEvent, req: FixRequest, mode: Mode,
+                          gate: WorkflowGate,
+                          trust_warnings: list[str] | None = None) -> VerdictEvent:
         checks = self.preflight.run(req)
         warning = policy_for(req.root).warning
         if warning:  # still validated, under the last valid policy; say so with the evidence
