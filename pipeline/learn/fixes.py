@@ -89,7 +89,7 @@ def playbook_fix(path: str) -> FixDraft:
     try:
         text = read_config_text(file, limit=MAX_PACK_BYTES, follow_symlinks=True)
         if text is None:
-            raise UsageError(f"--playbook {path}: no such file")
+            raise UsageError(f"--playbook {path}: cannot read it: no such file")
         doc = parse_yaml(text)
     except FileRefused as exc:
         raise UsageError(f"--playbook {path}: {exc}") from exc

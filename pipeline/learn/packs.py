@@ -71,7 +71,7 @@ def read_pack(path: Path) -> dict[str, Any]:
     try:
         text = read_config_text(path, limit=MAX_PACK_BYTES, follow_symlinks=True)
         if text is None:
-            raise UsageError(f"{path}: no such file")
+            raise UsageError(f"{path}: cannot read it: no such file")
         doc = parse_yaml(text)
     except FileRefused as exc:
         raise UsageError(f"{path}: {exc}") from exc
