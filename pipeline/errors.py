@@ -36,11 +36,20 @@ class ConfigError(HealError):
     exit_code = 2
 
 
+def short_repr(value: object, limit: int = 200) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a hostile file's value may be huge."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = f"<{type(value).__name__} nested too deeply>"
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 class PolicyError(ConfigError):
     """Invalid ``heal.toml``; the message names the key, the value and the rule."""
 
     def __init__(self, key: str, value: object, rule: str) -> None:
-        super().__init__(f"heal.toml: {key} = {value!r}: {rule}")
+        super().__init__(f"heal.toml: {key} = {short_repr(value)}: {rule}")
         self.key = key
         self.value = value
         self.rule = rule

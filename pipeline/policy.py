@@ -53,7 +53,7 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import logging
-import tomllib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,10 +62,13 @@ from pipeline.errors import PolicyError
 from pipeline.guardrails.escalation_policy import EscalationPolicy, parse_escalation
 from pipeline.model import Mode
 from pipeline.policy_limits import SECTIONS, Limits, parse_limits
+from pipeline.safefile import MAX_CONFIG_BYTES, FileRefused, parse_toml, read_config_text
 
 log = logging.getLogger(__name__)
 
 POLICY_FILE = "heal.toml"
+#: the largest heal.toml read; a larger one is refused like any invalid file
+MAX_POLICY_BYTES = MAX_CONFIG_BYTES
 ALWAYS_PROTECTED = (".git", ".git/**")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 TOP_KEYS = {"mode", "verify", "protect", "limits", "judges", "windows", "backfill",
@@ -163,18 +166,33 @@ def _table(key: str, value: Any, allowed: set[str]) -> dict[str, Any]:
     return value
 
 
-def _positive(key: str, value: Any, *, integer: bool = False) -> Any:
+def _finite(value: Any, ok_type: Any) -> bool:
+    """A number of ``ok_type`` (never a bool), finite: NaN and infinity compare False with
+    everything, so they would slip through any range check."""
+    return (not isinstance(value, bool) and isinstance(value, ok_type)
+            and not (isinstance(value, float) and not math.isfinite(value)))
+
+
+def _positive(key: str, value: Any, *, high: float, integer: bool = False) -> Any:
     ok_type = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, ok_type) or value <= 0:
+    if not _finite(value, ok_type) or not 0 < value <= high:
         kind = "a positive integer" if integer else "a positive number"
-        raise PolicyError(key, value, f"must be {kind}")
+        raise PolicyError(key, value, f"must be {kind} <= {high:g}")
     return value
 
 
-def _non_negative(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise PolicyError(key, value, "must be a number >= 0 (0 turns it off)")
+def _non_negative(key: str, value: Any, *, high: float) -> float:
+    if not _finite(value, (int, float)) or not 0 <= value <= high:
+        raise PolicyError(key, value, f"must be a number >= 0 and <= {high:g} (0 turns it off)")
     return float(value)
+
+
+#: the ranges of the numbers parse_policy reads (the guardrails': pipeline.policy_limits)
+MAX_DIFF_LINES = 1_000_000
+MAX_FILES = 100_000
+MAX_DEDUPE_MINUTES = 10_080          # a week
+MAX_TIMEOUT_S = 86_400               # a day: a check or the failing-command re-run
+MAX_LLM_TIMEOUT_S = 3_600
 
 
 def _bool(key: str, value: Any) -> bool:
@@ -207,7 +225,8 @@ def _checks(verify: dict[str, Any], default_timeout: float) -> tuple[Check, ...]
         item = _table(key, item, {"name", "argv", "timeout_s"})
         argv = _argv(f"{key}.argv", item.get("argv"))
         name = _str(f"{key}.name", item.get("name", argv[0]))
-        timeout = float(_positive(f"{key}.timeout_s", item.get("timeout_s", default_timeout)))
+        timeout = float(_positive(f"{key}.timeout_s", item.get("timeout_s", default_timeout),
+                                  high=MAX_TIMEOUT_S))
         out.append(Check(name=name, argv=argv, timeout_s=timeout))
     return tuple(out)
 
@@ -258,7 +277,8 @@ def _llm(judges: dict[str, Any]) -> LLMJudgeConfig:
         url=_str("judges.llm.url", raw.get("url", "")),
         model=_str("judges.llm.model", raw.get("model", "")),
         api_key_env=_str("judges.llm.api_key_env", raw.get("api_key_env", "OPENAI_API_KEY")),
-        timeout_s=float(_positive("judges.llm.timeout_s", raw.get("timeout_s", 30.0))),
+        timeout_s=float(_positive("judges.llm.timeout_s", raw.get("timeout_s", 30.0),
+                                  high=MAX_LLM_TIMEOUT_S)),
     )
     if cfg.enabled and not (cfg.url.startswith("http") and cfg.model):
         raise PolicyError("judges.llm.url", cfg.url, "an enabled LLM judge needs an http(s) url "
@@ -308,7 +328,8 @@ def parse_policy(data: dict[str, Any], source: str = "heal.toml") -> Policy:
             raise PolicyError(key, data[key], f"unknown key; allowed: {allowed}")
     limits = _table("limits", data.get("limits", {}),
                     {"max_diff_lines", "max_files", "dedupe_minutes", "check_timeout_s"})
-    check_timeout = float(_positive("limits.check_timeout_s", limits.get("check_timeout_s", 120)))
+    check_timeout = float(_positive("limits.check_timeout_s", limits.get("check_timeout_s", 120),
+                                    high=MAX_TIMEOUT_S))
     verify = _table("verify", data.get("verify", {}), {"include_failing", "checks"})
     judges = _table("judges", data.get("judges", {}), {"human_for_risky", "llm"})
     backfill = _table("backfill", data.get("backfill", {}), {"paths", "exclude"})
@@ -318,9 +339,11 @@ def parse_policy(data: dict[str, Any], source: str = "heal.toml") -> Policy:
         include_failing=_bool("verify.include_failing", verify.get("include_failing", True)),
         protected=_protected(_table("protect", data.get("protect", {}), {"paths"})),
         max_diff_lines=_positive("limits.max_diff_lines", limits.get("max_diff_lines", 400),
-                                 integer=True),
-        max_files=_positive("limits.max_files", limits.get("max_files", 20), integer=True),
-        dedupe_minutes=_non_negative("limits.dedupe_minutes", limits.get("dedupe_minutes", 10)),
+                                 integer=True, high=MAX_DIFF_LINES),
+        max_files=_positive("limits.max_files", limits.get("max_files", 20), integer=True,
+                            high=MAX_FILES),
+        dedupe_minutes=_non_negative("limits.dedupe_minutes", limits.get("dedupe_minutes", 10),
+                                     high=MAX_DEDUPE_MINUTES),
         check_timeout_s=check_timeout,
         human_for_risky=_bool("judges.human_for_risky", judges.get("human_for_risky", True)),
         llm_opt_out=_repository_llm(judges),
@@ -333,21 +356,31 @@ def parse_policy(data: dict[str, Any], source: str = "heal.toml") -> Policy:
     )
 
 
+def read_policy(path: Path) -> tuple[Policy, dict[str, Any]]:
+    """``heal.toml`` read safely (:mod:`pipeline.safefile`: no symbolic link, no FIFO or
+    device, at most :data:`MAX_POLICY_BYTES`, strict UTF-8) and validated: (the policy, the
+    parsed table), or the defaults and ``{}`` when there is no file.
+
+    Raises:
+        PolicyError: the file cannot be read safely, is not valid TOML or breaks a rule.
+    """
+    try:
+        text = read_config_text(path, limit=MAX_POLICY_BYTES)
+        if text is None:
+            return Policy(), {}
+        data = parse_toml(text)
+    except FileRefused as exc:
+        raise PolicyError("(file)", str(path), str(exc)) from exc
+    return parse_policy(data, source=str(path)), data
+
+
 def load_policy(path: Path) -> Policy:
     """Read ``heal.toml`` (or return defaults when it does not exist).
 
     Raises:
         PolicyError: the file is not valid TOML or breaks a rule.
     """
-    if not path.exists():
-        return Policy()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise PolicyError("(file)", str(path), f"not valid TOML: {exc}") from exc
-    except OSError as exc:
-        raise PolicyError("(file)", str(path), f"cannot be read: {exc}") from exc
-    return parse_policy(data, source=str(path))
+    return read_policy(path)[0]
 
 
 class PolicyLoader:
@@ -359,30 +392,42 @@ class PolicyLoader:
 
     def __init__(self, repo: Path) -> None:
         self.path = Path(repo) / POLICY_FILE
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._loaded = False
         self._policy = Policy()
         self.warning = ""
 
-    def _read_stamp(self) -> tuple[int, int] | None:
+    def _read_stamp(self) -> tuple[int, int, int] | None:
         try:
-            st = self.path.stat()
+            st = self.path.lstat()  # the file itself: a symbolic link is refused, not followed
         except FileNotFoundError:
             return None
-        return (st.st_mtime_ns, st.st_size)
+        except OSError:
+            return (-1, -1, -1)  # unreadable: load_policy says why
+        return (st.st_mtime_ns, st.st_size, st.st_mode)
 
     def current(self) -> Policy:
+        """The policy in force; never raises for the file's sake (a stage must not fail
+        because a repository's heal.toml is hostile): an invalid file keeps the last valid
+        policy and ``warning`` says so."""
         stamp = self._read_stamp()
         if self._loaded and stamp == self._stamp:
             return self._policy
-        self._loaded, self._stamp = True, stamp
         try:
-            self._policy = load_policy(self.path)
-            self.warning = ""
+            policy = load_policy(self.path)
         except PolicyError as exc:
-            self.warning = f"{exc}; keeping the last valid policy ({self._policy.source})"
-            log.warning("%s", self.warning)
+            self._keep(str(exc))
+        except Exception as exc:  # noqa: BLE001 - a file's bytes must never break a stage
+            self._keep(f"heal.toml: {self.path} cannot be loaded ({type(exc).__name__}: "
+                       f"{str(exc)[:200]})")
+        else:
+            self._policy, self.warning = policy, ""
+        self._loaded, self._stamp = True, stamp
         return self._policy
+
+    def _keep(self, why: str) -> None:
+        self.warning = f"{why}; keeping the last valid policy ({self._policy.source})"
+        log.warning("%s", self.warning)
 
 
 _LOADERS: dict[Path, PolicyLoader] = {}

@@ -42,6 +42,7 @@ policy); :func:`limit_sources` says which came from the file and which are defau
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +71,9 @@ class Key:
     def parse(self, value: Any) -> float:
         ok_type = int if self.integer else (int, float)
         if isinstance(value, bool) or not isinstance(value, ok_type):
+            raise PolicyError(self.path, value, self.rule())
+        # NaN compares False with everything (no range check holds it), infinity is no limit
+        if isinstance(value, float) and not math.isfinite(value):
             raise PolicyError(self.path, value, self.rule())
         below = value <= self.low if self.low_open else value < self.low
         if below or value > self.high:

@@ -12,5 +12,9 @@ _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def safe_load(text: str) -> Any:
-    """Raises: yaml.YAMLError."""
-    return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader (C or Python)
+    """Raises: yaml.YAMLError (also for a document nested too deeply for the parser)."""
+    try:
+        return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader (C or Python)
+    except RecursionError as exc:
+        raise yaml.YAMLError("nested too deeply (lists or mappings inside each other "
+                             "hundreds of levels deep); flatten it") from exc

@@ -1,16 +1,26 @@
 """``heal policy [--repo PATH] [--json]``: the effective policy of a repository, every key with
-its value and where it came from (``default`` or ``file``: the repository's ``heal.toml``)."""
+its value and where it came from (``default`` or ``file``: the repository's ``heal.toml``;
+``operator`` for a mode the operator configuration capped), and the operator configuration
+runs would use (a broken one named by ``HEAL_CONFIG`` exits 2, any other is a warning)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import tomllib
+import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import GitError, UsageError
-from pipeline.policy import POLICY_FILE, Policy, load_policy
+from pipeline.errors import ConfigError, GitError, UsageError
+from pipeline.policy import (
+    MAX_DEDUPE_MINUTES,
+    MAX_DIFF_LINES,
+    MAX_FILES,
+    MAX_TIMEOUT_S,
+    POLICY_FILE,
+    Policy,
+    read_policy,
+)
 from pipeline.policy_limits import KEYS
 
 
@@ -61,6 +71,14 @@ def _rule(rule: Any) -> dict[str, Any]:
     return out
 
 
+CORE_RANGES = {
+    "limits.max_diff_lines": f"a positive integer <= {MAX_DIFF_LINES}",
+    "limits.max_files": f"a positive integer <= {MAX_FILES}",
+    "limits.dedupe_minutes": f"a number >= 0 and <= {MAX_DEDUPE_MINUTES} (0 turns it off)",
+    "limits.check_timeout_s": f"a positive number <= {MAX_TIMEOUT_S}",
+}
+
+
 def _rows(policy: Policy, data: dict[str, Any]) -> list[dict[str, Any]]:
     """(key, value, source) for every key, core keys first, then the guardrail thresholds."""
     core: list[tuple[str, Any]] = [
@@ -82,7 +100,8 @@ def _rows(policy: Policy, data: dict[str, Any]) -> list[dict[str, Any]]:
         ("escalation.dedupe_hours", policy.escalation.dedupe_hours),
         ("escalation.rules", [_rule(r) for r in policy.escalation.rules]),
     ]
-    rows = [{"key": k, "value": v, "source": "file" if _has(data, k) else "default"}
+    rows = [{"key": k, "value": v, "source": "file" if _has(data, k) else "default",
+             **({"allowed": CORE_RANGES[k]} if k in CORE_RANGES else {})}
             for k, v in core]
     limits = policy.limits
     for key in KEYS:
@@ -93,30 +112,73 @@ def _rows(policy: Policy, data: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _operator(settings: Any) -> Any:
+    """The operator configuration runs would use. A broken file named by ``HEAL_CONFIG``
+    raises (exit 2, like every configuration error); a broken ``$HEAL_HOME/heal.toml`` is
+    what runs meet too: the refused configuration (modes capped), reported as a warning."""
+    from pipeline.trust.operator import load_operator, named_by_env, refused_config
+
+    try:
+        return load_operator(settings)
+    except ConfigError as exc:
+        if named_by_env():
+            raise
+        return refused_config(str(exc))
+
+
 def effective_policy(path: str) -> dict[str, Any]:
-    """``{"file": path or None, "keys": [{"key", "value", "source"[, "allowed"]}]}``.
+    """``{"file": path or None, "keys": [{"key", "value", "source"[, "allowed"]}],
+    "operator": {"file", "source", "max_mode", "refused"}, "warnings": [...]}``.
+
+    The ``mode`` row is the mode in force: the repository's (or the default), capped by the
+    operator's ``[trust] max_mode`` (or at ``suggest`` when a repository check cannot run);
+    when capped its source is ``operator`` and ``requested`` / ``reason`` say what and why.
 
     Raises:
         PolicyError: the file is invalid (the message names the key and the allowed range).
+        ConfigError: ``HEAL_CONFIG`` names an operator configuration that cannot be used.
     """
+    import os
+
+    from pipeline.config import Settings
+    from pipeline.trust.operator import config_path, restrict
+
     root = _root(path)
     file = root / POLICY_FILE if root is not None else None
-    if file is None or not file.exists():
-        return {"file": None, "keys": _rows(Policy(), {})}
-    policy = load_policy(file)
-    data = tomllib.loads(file.read_text(encoding="utf-8"))
-    return {"file": str(file), "keys": _rows(policy, data)}
+    policy, data = read_policy(file) if file is not None else (Policy(), {})
+    settings = Settings.from_env(dict(os.environ), cwd=str(root) if root else None)
+    operator = _operator(settings)
+    effective, warnings, _ceiling = restrict(policy, operator)
+    rows = _rows(policy, data)
+    if effective.mode != policy.mode:
+        row = next(r for r in rows if r["key"] == "mode")
+        row.update(value=effective.mode.value, source="operator",
+                   requested=policy.mode.value,
+                   reason=next((w for w in warnings if "mode" in w), ""))
+    op_file = config_path(settings)
+    return {"file": str(file) if policy.source != "defaults" else None, "keys": rows,
+            "operator": {"file": str(op_file) if os.path.lexists(op_file) else None,
+                         "source": operator.source, "max_mode": operator.max_mode.value,
+                         "refused": operator.refused},
+            "warnings": warnings}
 
 
 def run(args: argparse.Namespace) -> int:
     report = effective_policy(args.repo)
+    for warning in report["warnings"]:
+        print(f"heal: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
     print(f"policy: {report['file'] or 'no heal.toml: defaults'}")
+    op = report["operator"]
+    print(f"operator configuration: {op['file'] or 'none: defaults'} "
+          f"({'refused' if op['refused'] else 'max_mode ' + op['max_mode']})")
     width = max(len(r["key"]) for r in report["keys"])
     for row in report["keys"]:
         value = json.dumps(row["value"])
         allowed = f"  ({row['allowed']})" if "allowed" in row else ""
-        print(f"  {row['key']:<{width}}  {value:<12} {row['source']:<7}{allowed}")
+        capped = (f"  (heal.toml asks {row['requested']!r}; {row['reason']})"
+                  if "requested" in row else "")
+        print(f"  {row['key']:<{width}}  {value:<12} {row['source']:<7}{allowed}{capped}")
     return 0

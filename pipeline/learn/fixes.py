@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import yaml
-
 from pipeline.errors import GitError, UsageError
 from pipeline.fixes.render import STEP_PHASES
+from pipeline.safefile import MAX_PACK_BYTES, FileRefused, parse_yaml, read_config_text
 
 #: characters a shell would interpret; heal runs argv without one, so they are refused
 SHELL_META = frozenset(";&|<>$`\\\n\r*?(){}!")
@@ -88,11 +87,12 @@ def escalate_fix(message: str) -> FixDraft:
 def playbook_fix(path: str) -> FixDraft:
     file = Path(path)
     try:
-        doc = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"--playbook {path}: cannot read it: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise UsageError(f"--playbook {path}: not valid YAML: {exc}") from exc
+        text = read_config_text(file, limit=MAX_PACK_BYTES, follow_symlinks=True)
+        if text is None:
+            raise UsageError(f"--playbook {path}: cannot read it: no such file")
+        doc = parse_yaml(text)
+    except FileRefused as exc:
+        raise UsageError(f"--playbook {path}: {exc}") from exc
     if not isinstance(doc, dict):
         raise UsageError(f"--playbook {path}: expected a mapping with 'steps:' (phases "
                          f"{', '.join(STEP_PHASES)}), as in the seeds")

@@ -23,6 +23,7 @@ import yaml
 from pipeline.errors import ConfigError, UsageError
 from pipeline.lookup.catalog import parse_pattern
 from pipeline.lookup.taught import raw_pattern
+from pipeline.safefile import MAX_PACK_BYTES, FileRefused, parse_yaml, read_config_text
 
 PACK_VERSION = 1
 _FIX_META = ("id", "kind", "category", "state", "title", "explanation")
@@ -63,15 +64,17 @@ def read_pack(path: Path) -> dict[str, Any]:
     """A pack (or a seed file) with every pattern validated by the seeds' parser.
 
     Raises:
-        UsageError: unreadable, not YAML, a version this heal does not know, or an invalid
+        UsageError: unreadable, not a regular file, over 16 MiB, not UTF-8, not YAML,
+            nested too deeply, a version this heal does not know, or an invalid
             pattern (named, with the field to change).
     """
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read it: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{path}: not valid YAML: {exc}") from exc
+        text = read_config_text(path, limit=MAX_PACK_BYTES, follow_symlinks=True)
+        if text is None:
+            raise UsageError(f"{path}: cannot read it: no such file")
+        doc = parse_yaml(text)
+    except FileRefused as exc:
+        raise UsageError(f"{path}: {exc}") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("patterns"), list):
         raise UsageError(f"{path}: a pack is a mapping with a 'patterns:' list (the seeds' "
                          "format; heal export --pack writes one)")

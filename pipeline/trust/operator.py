@@ -32,7 +32,6 @@ import logging
 import os
 import subprocess
 import threading
-import tomllib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -40,9 +39,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import Settings
-from pipeline.errors import ConfigError, PolicyError
+from pipeline.errors import ConfigError, PolicyError, short_repr
 from pipeline.model import Mode
 from pipeline.policy import Check, LLMJudgeConfig, Policy, _checks, _llm, _mode, _table
+from pipeline.safefile import FileRefused, parse_toml, read_config_text
 
 log = logging.getLogger("heal.trust")
 
@@ -66,6 +66,8 @@ class OperatorConfig:
     checks: tuple[Check, ...] = ()
     llm: LLMJudgeConfig = field(default_factory=LLMJudgeConfig)
     source: str = "defaults"
+    #: why the operator's file was refused ('' when it was read): heal then fails closed
+    refused: str = ""
 
     def repo_allowed(self, root: Path | str) -> bool:
         real = os.path.realpath(root)
@@ -129,7 +131,11 @@ def config_path(settings: Settings) -> Path:
 
 
 def _check_file(path: Path) -> None:
-    st = path.stat()
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise ConfigError(f"operator configuration {path} cannot be read: "
+                          f"{exc.strerror or exc}") from exc
     if st.st_mode & 0o022:
         raise ConfigError(f"operator configuration {path} is writable by other users "
                           f"(mode {oct(st.st_mode & 0o777)}); chmod 600 it")
@@ -147,45 +153,81 @@ def _check_file(path: Path) -> None:
                           f"(set {ENV_CONFIG} to a file outside it)")
 
 
+def named_by_env() -> bool:
+    """True when ``HEAL_CONFIG`` names the operator configuration (then it must be usable)."""
+    return bool(os.environ.get(ENV_CONFIG))
+
+
 def load_operator(settings: Settings) -> OperatorConfig:
-    """The operator configuration (defaults when the file does not exist).
+    """The operator configuration (defaults when the file does not exist and ``HEAL_CONFIG``
+    does not name one). Read like a repository's heal.toml (:mod:`pipeline.safefile`: a
+    regular file of at most 256 KiB, strict UTF-8, never blocking on a FIFO), except that a
+    symbolic link is followed (a Kubernetes ConfigMap is mounted through links).
 
     Raises:
-        ConfigError: the file is unsafe, not TOML or breaks a rule (the message names it).
+        ConfigError: the file is missing although named, unsafe, unreadable, not TOML or
+            breaks a rule (the message names it).
     """
     path = config_path(settings)
-    if not path.exists():
-        if os.environ.get(ENV_CONFIG):
-            raise ConfigError(f"{ENV_CONFIG}={path}: no such file")
+    if not os.path.lexists(path):
+        if named_by_env():
+            raise ConfigError(f"{ENV_CONFIG}={path}: no such file; point {ENV_CONFIG} at the "
+                              "operator configuration or unset it")
         return OperatorConfig()
     _check_file(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, OSError) as exc:
-        raise ConfigError(f"operator configuration {path}: {exc}") from exc
+        text = read_config_text(path, follow_symlinks=True)
+        if text is None:
+            raise FileRefused("is a symbolic link to a missing file")
+        data = parse_toml(text)
+    except FileRefused as exc:
+        why = str(exc)
+        sep = " " if why.startswith(("is ", "cannot ")) else ": "
+        raise ConfigError(f"operator configuration {path}{sep}{why}") from exc
     try:
         return parse_operator(data, str(path))
     except PolicyError as exc:
-        raise ConfigError(f"operator configuration {path}: {exc.key} = {exc.value!r}: "
-                          f"{exc.rule}") from exc
+        raise ConfigError(f"operator configuration {path}: {exc.key} = "
+                          f"{short_repr(exc.value)}: {exc.rule}") from exc
 
 
-_CACHE: dict[Path, tuple[tuple[int, int] | None, OperatorConfig]] = {}
+#: the mode heal is capped at while the operator's file exists but is refused (fail closed:
+#: the most restrictive reading of any operator configuration)
+REFUSED_MAX_MODE = Mode.OBSERVE
+
+
+def refused_config(reason: str) -> OperatorConfig:
+    """What heal trusts when the operator's file exists (or ``HEAL_CONFIG`` names one) but
+    cannot be used: nothing beyond the defaults, and every mode capped at
+    :data:`REFUSED_MAX_MODE`, so a broken file never lifts the operator's ``max_mode``."""
+    return OperatorConfig(max_mode=REFUSED_MAX_MODE, source="refused", refused=reason)
+
+
+def refusal_note(operator: OperatorConfig) -> str:
+    """The sentence a decision carries while the operator configuration is refused."""
+    return (f"operator configuration refused ({operator.refused}); mode capped at "
+            f"{REFUSED_MAX_MODE.value} until it is fixed")
+
+
+_CACHE: dict[Path, tuple[tuple[int, ...] | None, OperatorConfig]] = {}
 _OVERLAYS: dict[Path, list[OperatorConfig]] = {}
 _LOCK = threading.Lock()
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
+def _stamp(path: Path) -> tuple[int, ...] | None:
     try:
         st = path.stat()
     except FileNotFoundError:
-        return None
-    return (st.st_mtime_ns, st.st_size)
+        return None if not os.path.lexists(path) else (-1,)
+    except OSError:
+        return (-2,)
+    return (st.st_mtime_ns, st.st_size, st.st_mode, st.st_uid)
 
 
 def operator_config(settings: Settings) -> OperatorConfig:
-    """:func:`load_operator`, re-read when the file changes; an invalid file keeps the last
-    valid configuration (or the defaults, which trust nothing) and logs why."""
+    """:func:`load_operator`, re-read when the file changes. An invalid file keeps the last
+    valid configuration this process read; without one, heal fails closed
+    (:func:`refused_config`: every mode capped at observe) and logs why."""
     path = config_path(settings)
     stamp = _stamp(path)
     with _LOCK:
@@ -194,8 +236,14 @@ def operator_config(settings: Settings) -> OperatorConfig:
             try:
                 config = load_operator(settings)
             except ConfigError as exc:
-                config = cached[1] if cached else OperatorConfig()
-                log.warning("trust: %s; keeping %s", exc, config.source)
+                if cached is not None and not cached[1].refused:
+                    config = cached[1]  # a valid file this process read: still the operator's
+                    log.warning("trust: %s; keeping the last valid one (%s)", exc,
+                                config.source)
+                else:  # fail closed: a broken file must not lift the operator's max_mode
+                    config = refused_config(str(exc))
+                    log.warning("trust: %s; mode capped at %s until it is fixed", exc,
+                                REFUSED_MAX_MODE.value)
             cached = _CACHE[path] = (stamp, config)
         overlays = list(_OVERLAYS.get(settings.home, ()))
     config = cached[1]
@@ -243,10 +291,10 @@ def restrict(policy: Policy, operator: OperatorConfig) -> tuple[Policy, list[str
       mode is capped at ``suggest`` (the repository's own verification cannot be honoured);
     - LLM judge: only the operator's (repository files cannot configure one; see policy.py).
     """
-    warnings: list[str] = []
+    warnings: list[str] = [refusal_note(operator)] if operator.refused else []
     ceiling = operator.max_mode
     mode = lower_mode(policy.mode, ceiling)
-    if mode != policy.mode:
+    if mode != policy.mode and not operator.refused:
         warnings.append(f"heal.toml: mode = {policy.mode.value!r}: above the operator's "
                         f"trust.max_mode; using {mode.value!r}")
     kept: list[Check] = list(operator.checks)

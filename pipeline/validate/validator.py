@@ -24,7 +24,7 @@ from pipeline.guardrails.gate import WorkflowGate, gate_for
 from pipeline.model import Category, FixKind, Mode
 from pipeline.policy import Policy, policy_for
 from pipeline.trust.boundary import Trust, assess, event_root
-from pipeline.trust.operator import lower_mode, restrict
+from pipeline.trust.operator import lower_mode, refusal_note, restrict
 from pipeline.trust.packages import review_install
 from pipeline.trust.seal import seal, unseal
 from pipeline.validate.audit import audit_witnessed_later, write_witness
@@ -53,6 +53,11 @@ def effective_mode(policy: Policy, candidate: CandidateEvent, trust: Trust,
 def repo_root(error: ErrorEvent) -> Path | None:
     """The git work tree the error happened in (``tags.cwd`` or ``repo.path``), or None."""
     return event_root(error)
+
+
+#: delete the dedupe marker only while it still names this error (another may hold it now)
+_RELEASE_IF_MINE = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
+                    "return redis.call('del', KEYS[1]) end return 0")
 
 
 class Validator:
@@ -153,7 +158,8 @@ class Validator:
             policy_for(root).current() if root else Policy(), trust.operator)
         mode = effective_mode(policy, cand, trust, ceiling)
         if mode == Mode.OBSERVE:
-            return replace(base, decision="observe", reason="mode observe: detected only")
+            note = f"; {refusal_note(trust.operator)}" if trust.operator.refused else ""
+            return replace(base, decision="observe", reason=f"mode observe: detected only{note}")
         gate = gate_for(self.client, self.settings, cand.error, policy)
         return with_note(self._decide_under(base, cand, root, policy, mode, gate, trust,
                                             warnings), gate)
@@ -194,6 +200,28 @@ class Validator:
     def _validate_fix(self, base: VerdictEvent, req: FixRequest, mode: Mode,
                       gate: WorkflowGate,
                       trust_warnings: list[str] | None = None) -> VerdictEvent:
+        """Pre-flight, verification, judges. When this raises, nothing was decided: the
+        dedupe marker pre-flight set for this request is released (when it is still this
+        error's), so a retry or the next run is not refused as a duplicate of it."""
+        try:
+            return self._validate_checked(base, req, mode, gate, trust_warnings)
+        except Exception:
+            self._release_dedupe(req)
+            raise
+
+    def _release_dedupe(self, req: FixRequest) -> None:
+        if self.preflight.client is None:
+            return
+        try:
+            self.client.eval(_RELEASE_IF_MINE, 1, self.preflight.dedupe_key(req),
+                             req.candidate.error_id)
+        except redis.RedisError as exc:  # the marker then expires with its TTL
+            log.warning("validate: could not release the dedupe marker of %s: %s",
+                        req.candidate.error_id[:80], exc)
+
+    def _validate_checked(self, base: VerdictEvent, req: FixRequest, mode: Mode,
+                          gate: WorkflowGate,
+                          trust_warnings: list[str] | None = None) -> VerdictEvent:
         checks = self.preflight.run(req)
         warning = policy_for(req.root).warning
         if warning:  # still validated, under the last valid policy; say so with the evidence

@@ -15,7 +15,12 @@ from pipeline.model import Mode
 from pipeline.policy import Check, Policy
 from pipeline.trust.attest import attest, is_attested
 from pipeline.trust.keys import load_keys, retire_previous, rotate
-from pipeline.trust.operator import OperatorConfig, parse_operator, restrict
+from pipeline.trust.operator import (
+    OperatorConfig,
+    operator_config,
+    parse_operator,
+    restrict,
+)
 from pipeline.trust.packages import (
     declared_packages,
     install_target,
@@ -119,3 +124,27 @@ def test_manifest_diff_applies_with_git(tmp_path: Path, content: str) -> None:
     subprocess.run(["git", "apply", "-"], cwd=tmp_path, input=diff, text=True, check=True)
     lines = (tmp_path / "requirements.txt").read_text().splitlines()
     assert lines == [*content.splitlines(), "newdep"]
+
+
+def test_an_unusable_operator_configuration_fails_closed(
+        settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refused with no valid one read before: every mode capped at observe, and said; a valid
+    one this process read stays in force when the file later turns invalid."""
+    path = tmp_path / "op.toml"
+    monkeypatch.setenv("HEAL_CONFIG", str(path))
+    refused = operator_config(settings)  # named by HEAL_CONFIG, missing
+    assert refused.max_mode == Mode.OBSERVE and "no such file" in refused.refused
+    policy, warnings, ceiling = restrict(Policy(mode=Mode.AUTO), refused)
+    assert policy.mode == ceiling == Mode.OBSERVE
+    assert "capped at observe" in warnings[0] and "no such file" in warnings[0]
+    for bad in (b"[trust]\nmax_mode = nan\n", b'[trust]\nrepos = ["\xff"]\n',
+                ("a=" + "[" * 100_000 + "]" * 100_000).encode()):
+        path.write_bytes(bad)
+        path.chmod(0o600)
+        assert operator_config(settings).max_mode == Mode.OBSERVE
+    path.write_text('[trust]\nmax_mode = "auto-safe"\n')
+    path.chmod(0o600)
+    assert operator_config(settings).max_mode == Mode.AUTO_SAFE
+    path.chmod(0o666)  # now refused: the valid one read before stays
+    kept = operator_config(settings)
+    assert kept.max_mode == Mode.AUTO_SAFE and not kept.refused
