@@ -384,7 +384,8 @@ class RunSession:
                             else f" (apply it with `heal apply {outcome.fix_id}`)"),
             "escalated": f"escalated to a human{detail}",
             "deferred": f"deferred{fix}{detail}",
-            "observed": f"observed only (mode observe){detail}",
+            # (the detail says why: the mode, an ignored fingerprint, an untrusted repository)
+            "observed": f"observed only{detail}" if detail else "observed only (mode observe)",
             "flaky": f"not reproducible, recorded as flaky{detail}",
             "rolled_back": f"{fix.strip() or 'fix'} failed verification and was rolled back"
                            f"{detail}",
