@@ -102,13 +102,18 @@ def _check_steps(fix_id: str, steps: Mapping[str, Any]) -> None:
 
 
 def _fill(text: str, values: Values, strict: bool = True) -> str:
+    """``text`` with its ``{name}`` placeholders filled from ``values``; with ``strict``
+    False (a message for a person) a value not extracted reads as a noun, ``the package``
+    (``The package`` where a sentence starts), never as a raw ``<package>`` (as before)."""
     def sub(match: re.Match[str]) -> str:
         name = match.group(1)
         if name in values:
             return str(values[name])
         if strict:
             raise ParameterError(f"template needs parameter {name!r}, which was not extracted")
-        return f"<{name}>"
+        noun = "the " + name.replace("_", " ")
+        starts = match.start() == 0 or text[max(0, match.start() - 2):match.start()] == ". "
+        return noun.capitalize() if starts else noun
 
     return PLACEHOLDER.sub(sub, text)
 

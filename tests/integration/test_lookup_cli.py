@@ -122,3 +122,21 @@ def test_silent_failures_abstain_in_tier_2(
     data = json.loads(capsys.readouterr().out)
     assert data["match"]["pattern_id"] is None and data["fix"] is None
     assert "no evidence" in data["match"]["reason"]
+
+
+def test_a_reference_masked_down_to_no_evidence_names_no_pattern(
+        heal_env: dict[str, str], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """npm's `npm error code E404` normalizes to `ERROR: <idtoken>`, which says nothing of its
+    cause: such a headline is no reference of tier 2 (before, `KeyError: 'key12'` matched it
+    at 0.82 and got npm's package-not-found escalation)."""
+    from pipeline.lookup.catalog import load_catalog
+    from pipeline.lookup.semantic import evidence
+    from pipeline.lookup.setup import reference_texts
+
+    refs = reference_texts(load_catalog())
+    assert refs and all(evidence(text) for _, _, text in refs)
+    path = tmp_path / "keyerror.txt"
+    path.write_text("KeyError: 'key12'\n")
+    assert main(["diagnose", str(path), "--json"]) == 0  # semantic tier on
+    data = json.loads(capsys.readouterr().out)
+    assert data["match"]["pattern_id"] is None, data["match"]

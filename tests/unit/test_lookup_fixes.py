@@ -63,5 +63,10 @@ def test_playbook_steps_have_timeouts() -> None:
 
 
 def test_escalate_never_fails_on_missing_parameters() -> None:
+    """A value not extracted (a tier-2 match has no parameters) reads as a noun, never as a
+    raw placeholder: the message is for a person."""
     fix = render_fix(spec(FixKind.ESCALATE, {"message": "resolve {file}"}, ("file",)), {})
-    assert fix["rendered"] == {"message": "resolve <file>"}
+    assert fix["rendered"] == {"message": "resolve the file"}
+    fix = render_fix(spec(FixKind.ESCALATE, {"message": "{file} failed. {file} again"},
+                          ("file",)), {})
+    assert fix["rendered"] == {"message": "The file failed. The file again"}
