@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"heal serve: approving needs the approver token ({tokens.approver_source}); "
           f"open http://{host}:{port}/#token=<approver token> to approve from the dashboard"
           + ("" if server.loopback else
-             f"; off loopback every request needs a token (viewers: {tokens.viewer_source})"),
+             "; off loopback every request but the dashboard page needs a token (viewers: "
+             f"{tokens.viewer_source}; the page sends the one in its #token=)"),
           file=sys.stderr, flush=True)
     # SIGTERM (docker stop, Kubernetes) and SIGINT stop the server the same way; set
     # explicitly because a process started in the background may inherit SIGINT ignored
