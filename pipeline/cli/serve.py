@@ -4,8 +4,10 @@ the web dashboard (``/``)."""
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import signal
+import socket
 import socketserver
 import sys
 import threading
@@ -22,8 +24,9 @@ def register(subparsers: Any) -> None:
                     "/api/issues, /api/approvals), Prometheus metrics (/metrics) and a "
                     "dashboard (/). Binds to 127.0.0.1 unless --host says otherwise.")
     parser.add_argument("--host", default="127.0.0.1",
-                        help="address to bind (default 127.0.0.1; 0.0.0.0 exposes the API, "
-                             "which can apply fixes, to the network)")
+                        help="address to bind, IPv4 or IPv6 (default 127.0.0.1; ::1 is IPv6 "
+                             "loopback; 0.0.0.0 or :: expose the API, which can apply fixes, "
+                             "to the network)")
     parser.add_argument("--port", type=int, default=8377, help="TCP port (default 8377)")
     parser.add_argument("--quiet", action="store_true", help="no access log")
     parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
@@ -52,15 +55,18 @@ def run(args: argparse.Namespace) -> int:
         server = make_server(settings, args.host, args.port, tuple(args.allow_host))
     except OSError as exc:
         raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; "
-                          "choose another --port or stop what uses it") from exc
+                          f"{bind_hint(exc, args.host)}") from exc
     host, port = str(server.server_address[0]), server.server_address[1]
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address in a URL
     print(f"heal serve: http://{host}:{port}/  (API /api/..., metrics /metrics; Ctrl-C stops)",
           file=sys.stderr, flush=True)
     tokens = server.tokens
     print(f"heal serve: approving needs the approver token ({tokens.approver_source}); "
           f"open http://{host}:{port}/#token=<approver token> to approve from the dashboard"
           + ("" if server.loopback else
-             f"; off loopback every request needs a token (viewers: {tokens.viewer_source})"),
+             "; off loopback every request but the dashboard page needs a token (viewers: "
+             f"{tokens.viewer_source}; the page sends the one in its #token=)"),
           file=sys.stderr, flush=True)
     # SIGTERM (docker stop, Kubernetes) and SIGINT stop the server the same way; set
     # explicitly because a process started in the background may inherit SIGINT ignored
@@ -72,6 +78,18 @@ def run(args: argparse.Namespace) -> int:
     finally:
         server.server_close()  # also closes the engine handles (embedded engines' leases)
     return 0
+
+
+def bind_hint(exc: OSError, host: str) -> str:
+    """What to change when the address cannot be bound: the port only when it is in use."""
+    if exc.errno == errno.EADDRINUSE:
+        return "choose another --port or stop what uses it"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "ports below 1024 need privileges; choose a --port of 1024 or more"
+    if isinstance(exc, socket.gaierror) or exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+        return (f"--host {host} is not an address of this machine; use one of its addresses "
+                "(127.0.0.1, ::1, 0.0.0.0 for every IPv4 address, :: for every address)")
+    return "check --host and --port"
 
 
 class Stopper:

@@ -26,14 +26,24 @@ from storage.lifecycle import LifecycleStore
 from storage.reports import ReportStore
 
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+#: the longest age ``parse_age`` accepts (100 years): ages are subtracted from now, and a
+#: larger one would leave the range of a date (OverflowError) or mean nothing anyway
+MAX_AGE = dt.timedelta(days=36_500)
 
 
 def parse_age(text: str) -> dt.timedelta:
-    """``30m``, ``24h``, ``7d``, ``2w`` -> a timedelta. Raises UsageError otherwise."""
-    m = re.fullmatch(r"\s*(\d+)\s*([mhdw])\s*", text or "")
+    """``30m``, ``24h``, ``7d``, ``2w`` -> a timedelta of at most :data:`MAX_AGE` (100 years:
+    36500d, 5214w, 876000h, 52560000m). Raises UsageError otherwise."""
+    m = re.fullmatch(r"\s*([0-9]+)\s*([mhdw])\s*", text or "")
     if not m:
         raise UsageError(f"age {text!r}: write a number and a unit m/h/d/w, e.g. 7d or 24h")
-    return dt.timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
+    digits, unit = m.group(1).lstrip("0") or "0", m.group(2)
+    longest = int(MAX_AGE.total_seconds()) // _UNITS[unit]
+    # the length first: int() of thousands of digits is refused (ValueError) or slow
+    if len(digits) > len(str(longest)) or int(digits) > longest:
+        raise UsageError(f"age {text.strip()[:40]!r} is over the maximum of 100 years "
+                         "(36500d, 5214w, 876000h or 52560000m)")
+    return dt.timedelta(seconds=int(digits) * _UNITS[unit])
 
 
 def parse_tag(text: str) -> tuple[str, str]:

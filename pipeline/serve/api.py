@@ -104,6 +104,17 @@ class Api:
         }
 
     # -- dispatch ---------------------------------------------------------------------------
+    def allowed_methods(self, path: str) -> tuple[str, ...] | None:
+        """The methods ``path`` answers (None for an unknown path), so the HTTP layer can
+        answer 405 before asking for a token."""
+        if len(path) > 1:
+            path = path.rstrip("/")
+        if path in self._get or _EXPLAIN.match(path):
+            return ("GET", "HEAD")
+        if _APPROVAL.match(path):
+            return ("POST",)
+        return None
+
     def handle(self, method: str, path: str, query: dict[str, list[str]]) -> Response:
         """The response for one request; never raises."""
         try:

@@ -1,8 +1,34 @@
-"""The HTTP layer: a ThreadingHTTPServer whose handler hands every request to :class:`Api`."""
+"""The HTTP layer: a ThreadingHTTPServer whose handler hands every request to :class:`Api`.
+
+Anything that can write to the port may be hostile, so the protocol layer is strict and every
+answer, also the ones ``http.server`` itself makes (bad request line, 414, 431, 505), is the
+API's JSON ``{"error", "status"}``:
+
+- the method is checked before the token: 405 with ``Allow`` for a method the path does not
+  answer (OPTIONS, PATCH, TRACE, DELETE or any unknown verb);
+- a body is framed by one plain ``Content-Length`` only (at most :data:`MAX_BODY`): a negative,
+  non-numeric or repeated one is 400, ``Transfer-Encoding`` (chunked) is 411; every error
+  answered before the body was read closes the connection, so unread bytes are never taken
+  for the next request of a kept-alive connection;
+- a client has :data:`REQUEST_TIMEOUT` seconds to send a whole request (a deadline, not a
+  per-read timeout: a client trickling one byte at a time is cut off too), and at most
+  :data:`MAX_CONNECTIONS` connections are served at once (one thread each); the next one is
+  answered 503 and closed, so a slowloris cannot exhaust the threads.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import ipaddress
+import json
 import logging
+import re
+import socket
+import sys
+import threading
+import time
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -23,21 +49,199 @@ log = logging.getLogger(__name__)
 
 #: request bodies are not used by any route; refuse big ones instead of reading them
 MAX_BODY = 64 * 1024
+#: seconds a client has to send one whole request (request line, headers, body) from the
+#: moment the server waits for it, also the idle time allowed between two requests of a
+#: kept-alive connection; then the connection is closed
+REQUEST_TIMEOUT = 20.0
+#: connections served at once, one thread each; one more is answered 503 and closed
+MAX_CONNECTIONS = 64
+#: seconds a refused connection (503, over MAX_CONNECTIONS) is kept half-open so that its
+#: client reads the answer, and how many such connections are kept at most
+LINGER = 2.0
+LINGERING = 256
+#: every method some route answers (the others are 405 everywhere)
+METHODS = ("GET", "HEAD", "POST")
+_LENGTH = re.compile(r"[0-9]{1,18}")
+#: clearer words for the errors http.server answers by itself
+_STDLIB_ERRORS: dict[int, str] = {
+    HTTPStatus.REQUEST_URI_TOO_LONG: "request line over 65536 bytes; shorten the URL",
+    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE: "request headers too large",
+}
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The socket's read side with a deadline for the whole request: each read waits at most
+    until ``deadline``. (A socket timeout alone starts again with every byte received, so a
+    client sending a byte every few seconds would hold its connection and thread forever.)"""
+
+    def __init__(self, sock: socket.socket, timeout: float) -> None:
+        super().__init__()
+        self.sock = sock
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
+        self.received = 0  # bytes since the deadline was set
+        self.timed_out = False
+
+    def start(self) -> None:
+        """The next request: its own deadline."""
+        self.deadline = time.monotonic() + self.timeout
+        self.received = 0
+        self.timed_out = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        remaining = self.deadline - time.monotonic()
+        try:
+            if remaining <= 0:
+                raise TimeoutError(f"no whole request within {self.timeout:g} s")
+            self.sock.settimeout(remaining)
+            try:
+                got = self.sock.recv_into(buffer)
+            finally:
+                self.sock.settimeout(self.timeout)  # what writes wait for
+        except TimeoutError:
+            self.timed_out = True
+            raise
+        self.received += got
+        return got
+
+
+def _busy_answer(limit: int) -> bytes:
+    body = json.dumps({"error": f"heal serve is busy: {limit} connections are open (the "
+                       "most it serves at once); retry later", "status": 503}).encode()
+    return (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+            ).encode() + body
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped  # a dual-stack socket's view of an IPv4 client
+    return address
 
 
 class HealServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 64
 
     def __init__(self, address: tuple[str, int], api: Api, tokens: Tokens,
-                 allow_hosts: tuple[str, ...] = ()) -> None:
+                 allow_hosts: tuple[str, ...] = (), *,
+                 request_timeout: float = REQUEST_TIMEOUT,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
         self.api = api  # before binding: a failed bind calls server_close()
         self.tokens = tokens
-        self.loopback = _host_name(address[0]) in LOOPBACK_NAMES
-        self.hosts = allowed_hosts(address[0], allow_hosts)
+        self.request_timeout = request_timeout
+        self.max_connections = max_connections
+        self._lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
+        self._lingering: list[tuple[float, socket.socket]] = []  # refused, closing
+        host = address[0]
+        if ":" in host:  # an IPv6 address ("::1", "::"); names resolve to IPv4
+            self.address_family = socket.AF_INET6
+        self.loopback = _host_name(host) in LOOPBACK_NAMES
+        self.hosts = allowed_hosts(host, allow_hosts)
         super().__init__(address, Handler)
 
+    @property
+    def open_connections(self) -> int:
+        with self._lock:
+            return len(self._connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A thread for the connection, or 503 and close when :attr:`max_connections` are
+        already served."""
+        with self._lock:
+            busy = len(self._connections) >= self.max_connections
+            if not busy:
+                self._connections.add(request)
+        if busy:
+            log.warning("heal serve: refused a connection from %s: %d connections open",
+                        client_address[0], self.max_connections)
+            self._refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._forget(request)
+            raise
+
+    def _refuse(self, request: socket.socket) -> None:
+        """503 without a thread: sent at once (non-blocking), then the connection lingers
+        (closed by :meth:`service_actions`): closing it while the request is still arriving
+        would make the kernel reset it, and the client could lose the answer."""
+        try:
+            request.setblocking(False)
+            request.send(_busy_answer(self.max_connections))
+            request.shutdown(socket.SHUT_WR)
+        except OSError:
+            request.close()
+            return
+        if len(self._lingering) >= LINGERING:
+            self._close_lingering(self._lingering.pop(0)[1])
+        self._lingering.append((time.monotonic() + LINGER, request))
+
+    def service_actions(self) -> None:
+        """Between requests (and every poll interval) in the serving loop: close the refused
+        connections whose client closed, or that lingered :data:`LINGER` seconds."""
+        now = time.monotonic()
+        keep = []
+        for until, sock in self._lingering:
+            done = now >= until
+            try:
+                for _ in range(16):  # bounded: a client sending on and on cannot hold the loop
+                    if not sock.recv(MAX_BODY):
+                        done = True  # the client closed its side
+                        break
+            except BlockingIOError:
+                pass
+            except OSError:
+                done = True
+            if done:
+                self._close_lingering(sock)
+            else:
+                keep.append((until, sock))
+        self._lingering = keep
+
+    @staticmethod
+    def _close_lingering(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            sock.close()
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._forget(request)
+
+    def _forget(self, request: Any) -> None:
+        with self._lock:
+            self._connections.discard(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):  # the client went away: nothing to answer
+            log.info("heal serve: connection from %s ended: %s", client_address[0], exc)
+        else:
+            log.exception("heal serve: error on a connection from %s", client_address[0])
+
     def server_close(self) -> None:
+        # connections waiting for a request end now (a request being handled is answered
+        # first): closing waits for their threads
+        with self._lock:
+            waiting = list(self._connections)
+        for sock in waiting:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RD)
+        for _, sock in self._lingering:
+            self._close_lingering(sock)
+        self._lingering = []
         super().server_close()
         self.api.engines.close()
 
@@ -47,26 +251,125 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "heal-serve"
     protocol_version = "HTTP/1.1"
 
-    def _refusal(self, method: str) -> Response | None:
-        """403 for a Host this server is not (DNS rebinding), 401/403 without the token the
-        request's role needs (pipeline.serve.auth), 413 for an oversized body."""
+    def setup(self) -> None:
+        super().setup()
+        self._timeout = self.server.request_timeout
+        self.connection.settimeout(self._timeout)  # writes to a client that does not read
+        self.rfile.close()  # the plain reader: replaced by one with a deadline
+        self._reader = _DeadlineReader(self.connection, self._timeout)
+        self.rfile = io.BufferedReader(self._reader)
+        self._responded = False
+
+    def handle_one_request(self) -> None:
+        self._reader.start()
+        self._responded = False
+        # what an answer before the request line is parsed needs (parse_request sets them)
+        self.command, self.requestline, self.request_version = "", "", "HTTP/1.1"
+        super().handle_one_request()  # a timeout ends it (logged) and closes the connection
+        if self._reader.timed_out and self._reader.received and not self._responded:
+            # part of a request came, not all of it in time: say so (an idle kept-alive
+            # connection is closed without a word)
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self._send(error_response(408, f"the request did not arrive whole within "
+                                          f"{self._timeout:g} s"), "")
+
+    def parse_request(self) -> bool:
+        """http.server's parsing, then 405 (instead of its 501 page) for a method no route
+        answers: OPTIONS, PATCH, TRACE, DELETE, or any other word."""
+        if not super().parse_request():
+            return False
+        if self.request_version == "HTTP/0.9":  # "GET /": a status line and headers anyway
+            self.send_error(400, "HTTP/0.9 requests are not served; send HTTP/1.1 (or 1.0)")
+            return False
+        if self.command not in METHODS:
+            self._serve(self.command)
+            return False
+        return True
+
+    def send_error(self, code: int, message: str | None = None,
+                   explain: str | None = None) -> None:
+        """Every error http.server answers by itself (bad request line, 414 URL too long, 431
+        headers too large, 505) as JSON ``{error, status}``; the connection is closed."""
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = "error"
+        text = _STDLIB_ERRORS.get(code) or message or phrase
+        if message and code in _STDLIB_ERRORS:
+            text = f"{text}: {message}"
+        if explain:
+            text = f"{text} ({explain})"
+        self.log_error("code %d, message %s", code, text)
+        self.close_connection = True
+        self._send(error_response(code, text), getattr(self, "command", None) or "")
+
+    def _host_ok(self) -> bool:
+        """The Host header names this server: a name it answers to, or the very address of
+        this machine the client connected to (an address cannot be rebound by DNS)."""
         host = _host_name(self.headers.get("Host", ""))
-        if host not in self.server.hosts:
+        if host in self.server.hosts:
+            return True
+        asked = _address(host)
+        try:
+            local = _address(str(self.connection.getsockname()[0]).split("%", 1)[0])
+        except OSError:
+            return False
+        return asked is not None and asked == local
+
+    def _body_length(self) -> int | Response:
+        """The request body's length, or the error answering a framing this server does not
+        read (then the connection is closed: the body stays unread)."""
+        if self.headers.get_all("Transfer-Encoding"):
+            return error_response(411, "Transfer-Encoding (chunked) bodies are not read; send "
+                                  "the body with Content-Length (no route needs a body)")
+        values = self.headers.get_all("Content-Length") or []
+        if len(values) > 1:
+            return error_response(400, "more than one Content-Length header")
+        raw = values[0].strip() if values else "0"
+        if not _LENGTH.fullmatch(raw):
+            return error_response(400, f"Content-Length {raw[:40]!r} is not a number of "
+                                  f"bytes; use 0..{MAX_BODY}")
+        length = int(raw)
+        if length > MAX_BODY:
+            return error_response(413, f"request body over {MAX_BODY} bytes")
+        return length
+
+    def _refusal(self, method: str, path: str) -> Response | int:
+        """The error for this request, checked in this order: 403 for a Host this server is
+        not (DNS rebinding); 405 for a method the path does not answer; 400/411/413 for a
+        body framing it does not read; 401/403 without the token the request's role needs
+        (pipeline.serve.auth). Otherwise the body's length."""
+        if not self._host_ok():
             where = ("use http://127.0.0.1:PORT (a loopback server answers only loopback "
                      "names)" if self.server.loopback else
-                     "start heal serve with --allow-host NAME (or HEAL_SERVE_HOSTS) for the "
-                     "name clients use")
+                     "use the address the server listens on, or start heal serve with "
+                     "--allow-host NAME (or HEAL_SERVE_HOSTS) for the name clients use")
             return error_response(403, f"Host {self.headers.get('Host')!r} is not this "
                                   f"server; {where}")
+        allowed = self.server.api.allowed_methods(path) or METHODS
+        if method not in allowed:
+            what = ("only GET (and HEAD) is allowed here" if "GET" in allowed and
+                    "POST" not in allowed else "use POST" if allowed == ("POST",) else
+                    f"this server answers {', '.join(METHODS)} only")
+            response = error_response(405, f"{method[:40]} {path[:200]}: {what}")
+            response.headers["Allow"] = ", ".join(allowed)
+            return response
+        length = self._body_length()
+        if isinstance(length, Response):
+            return length
         needed = Role.VIEWER if method in ("GET", "HEAD") else Role.APPROVER
-        if needed is Role.VIEWER and self.server.loopback:
-            needed = Role.NONE  # the operator's own browser on this machine
+        if needed is Role.VIEWER and (self.server.loopback or path == "/"):
+            # the operator's own browser on this machine; and the dashboard page, which holds
+            # no data (a browser cannot send a token when it opens a URL: the page reads it
+            # from #token= and sends it with every request it makes)
+            needed = Role.NONE
         role = self.server.tokens.role(self.headers.get("Authorization"))
         if role < needed:
             status = 401 if role is Role.NONE else 403
-            what = ("approving or rejecting needs the approver role" if needed is
-                    Role.APPROVER else "this server is reachable from the network, so "
-                    "every request needs a token")
+            what = (f"{method} needs the approver role (approving or rejecting a fix)" if
+                    needed is Role.APPROVER else "this server is reachable from the network, "
+                    "so every request needs a token")
             log.warning("heal serve: refused %s %s from %s (%s)", method, self.path[:200],
                         self.client_address[0], "no valid token" if status == 401
                         else "viewer token")
@@ -74,24 +377,33 @@ class Handler(BaseHTTPRequestHandler):
                                       f"{how_to_get_a_token(self.server.tokens, needed)}")
             response.headers["WWW-Authenticate"] = 'Bearer realm="heal"'
             return response
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            return error_response(400, "Content-Length is not a number")
-        if length > MAX_BODY:
-            return error_response(413, f"request body over {MAX_BODY} bytes")
-        return None
+        return length
 
     def _serve(self, method: str) -> None:
-        refused = self._refusal(method)
-        if refused is not None:
+        try:
+            self._answer(method)
+        except OSError:
+            raise  # the connection broke: nothing can be answered (handle_error logs it)
+        except Exception:  # a bug here must still answer, never leave the client hanging
+            log.exception("heal serve: internal error on %s %s", method, self.path[:200])
+            self.close_connection = True
+            if not self._responded:
+                self._send(error_response(500, "internal error; see the server log"), method)
+
+    def _answer(self, method: str) -> None:
+        try:
+            url = urlsplit(self.path)
+        except ValueError as exc:  # e.g. an unbalanced "[" in an absolute URL
+            self.close_connection = True
+            self._send(error_response(400, f"bad request target: {exc}"), method)
+            return
+        refused = self._refusal(method, url.path)
+        if isinstance(refused, Response):
             self.close_connection = True  # the body, if any, was not read
             self._send(refused, method)
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)  # drained so a keep-alive connection stays in sync
-        url = urlsplit(self.path)
+        if refused:
+            self.rfile.read(refused)  # drained so a keep-alive connection stays in sync
         try:
             query = parse_qs(url.query, keep_blank_values=True, strict_parsing=False)
         except ValueError as exc:
@@ -100,12 +412,17 @@ class Handler(BaseHTTPRequestHandler):
         self._send(self.server.api.handle(method, url.path, query), method)
 
     def _send(self, response: Response, method: str) -> None:
+        self._responded = True
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"  # else http.server sends the body alone
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
         self.send_header("X-Content-Type-Options", "nosniff")
         for name, value in response.headers.items():
             self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         if method != "HEAD":
             self.wfile.write(response.body)
@@ -119,21 +436,22 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         self._serve("POST")
 
-    def do_PUT(self) -> None:  # noqa: N802
-        self._serve("PUT")
-
-    def do_DELETE(self) -> None:  # noqa: N802
-        self._serve("DELETE")
-
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
         log.info("%s %s", self.address_string(), format % args)
 
 
 def make_server(settings: Settings, host: str = "127.0.0.1", port: int = 8377,
-                allow_hosts: tuple[str, ...] = ()) -> HealServer:
+                allow_hosts: tuple[str, ...] = (), *,
+                request_timeout: float = REQUEST_TIMEOUT,
+                max_connections: int = MAX_CONNECTIONS) -> HealServer:
     """A bound (not yet serving) server; port 0 picks a free port (``server.server_port``).
+    ``host`` may be an IPv6 address, with or without brackets (``::1``, ``[::]``).
 
     Raises OSError when the address cannot be bound, ConfigError when the tokens cannot be
     read or created.
     """
-    return HealServer((host, port), Api(settings), load_tokens(settings), allow_hosts)
+    host = host.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return HealServer((host, port), Api(settings), load_tokens(settings), allow_hosts,
+                      request_timeout=request_timeout, max_connections=max_connections)

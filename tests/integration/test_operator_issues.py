@@ -150,3 +150,33 @@ def test_review_without_a_terminal_needs_a_batch_option(
     assert "no unmatched errors to review" in capsys.readouterr().out
     assert main(["issues", "review", "--all-older-than", "soon", "--yes"]) == 2
     assert "e.g. 7d or 24h" in capsys.readouterr().err
+
+
+def test_an_age_over_the_maximum_is_refused_by_the_cli_and_the_api(
+        heal_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    """``99999999999d`` once overflowed the date arithmetic: ``heal: internal error:
+    OverflowError`` (exit 1) and a 500 from /report. Now every way in names the range."""
+    import urllib.error
+    import urllib.request
+
+    from tests.integration.test_serve_api import _start
+
+    huge = "99999999999d"
+    assert main(["report", "--since", huge]) == 2
+    assert "over the maximum of 100 years" in capsys.readouterr().err
+    assert main(["issues", "review", "--all-older-than", huge, "--ignore"]) == 2
+    err = capsys.readouterr().err
+    assert "over the maximum of 100 years" in err and "internal error" not in err
+    assert main(["report", "--since", "36500d", "--format", "json"]) == 0  # the maximum works
+    capsys.readouterr()
+    server, base = _start(Settings.from_env())
+    try:
+        for since in (huge, "9" * 5000 + "d"):
+            with pytest.raises(urllib.error.HTTPError) as caught:
+                urllib.request.urlopen(f"{base}/report?since={since}", timeout=60)
+            body = json.loads(caught.value.read())
+            assert caught.value.code == 400 and body["status"] == 400
+            assert "over the maximum of 100 years" in body["error"], body
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -81,6 +81,7 @@ def test_busy_port_and_bad_port_exit_2(heal_env: dict[str, str]) -> None:
                               text=True, timeout=60)
     assert done.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr
+    assert "choose another --port" in done.stderr
     done = subprocess.run([*HEAL, "serve", "--port", "70000"], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 2 and "--port 70000: use 0..65535" in done.stderr
@@ -130,3 +131,35 @@ def test_a_stop_signal_during_a_request_still_stops_the_server(
         if not done.is_set():
             server.shutdown()
         server.server_close()
+
+
+def test_serve_listens_on_ipv6_and_names_what_to_change_when_it_cannot_bind(
+        heal_env: dict[str, str]) -> None:
+    """``--host ::1`` once failed with "Address family for hostname not supported; choose
+    another --port" (the server was IPv4 only, and the hint named the port whatever failed).
+    Now an IPv6 address is served (its URL printed in brackets), and the hint names the port
+    only when the port is in use."""
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    proc = subprocess.Popen([*HEAL, "serve", "--host", "::1", "--port", "0"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        match = re.search(r"http://\[::1\]:(\d+)/", line)
+        assert match, line
+        with urllib.request.urlopen(f"http://[::1]:{match[1]}/api/breaker", timeout=60) as r:
+            assert json.loads(r.read())["state"] == "CLOSED"
+        rest = stop_or_show_stacks(proc, signal.SIGTERM)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0 and "Traceback" not in rest
+    # an address this machine does not have (TEST-NET-3): the hint is about --host
+    done = subprocess.run([*HEAL, "serve", "--host", "203.0.113.7", "--port", "0"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "cannot listen on 203.0.113.7:0" in done.stderr
+    assert "--host 203.0.113.7 is not an address of this machine" in done.stderr
+    assert "--port" not in done.stderr.split("cannot listen on", 1)[1].split(":0", 1)[1]

@@ -121,3 +121,33 @@ def test_dashboard_shows_the_banner_when_engines_are_down(
     banner = re.search(r'<div id="error-banner"([^>]*)>(.*?)</div>', dom, re.S)
     assert banner is not None and "visible" in banner[1]
     assert "HTTP 503" in banner[2] and "127.0.0.1:1" in banner[2]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed")
+def test_off_loopback_the_dashboard_opens_with_its_token_in_the_fragment(
+        heal_env: dict[str, str], tmp_path: Path) -> None:
+    """Bound off loopback every data request needs a token, and a browser opening a URL
+    cannot send one: the page itself is served without a token, reads it from #token= and
+    sends it with each request. Without the fragment the page shows why it has no data."""
+    from pipeline.serve.auth import load_tokens
+
+    server = make_server(Settings.from_env(), "127.0.0.2", 0)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                     daemon=True).start()
+    url = f"http://127.0.0.2:{server.server_port}/"
+    try:
+        viewer = load_tokens(Settings.from_env()).viewer
+        done = _chromium(["--dump-dom"], f"{url}#token={viewer}", tmp_path)
+        dom = done.stdout
+        assert done.returncode == 0, done.stderr[-2000:]
+        banner = re.search(r'<div id="error-banner"([^>]*)>(.*?)</div>', dom, re.S)
+        assert banner is not None and "visible" not in banner[1], banner
+        assert 'data-refreshed="' in dom, "the refresh never completed"
+        assert 'data-chart="funnel"' in dom and 'data-chart="windows"' in dom
+        dom = _chromium(["--dump-dom"], url, tmp_path / "without").stdout
+        banner = re.search(r'<div id="error-banner"([^>]*)>(.*?)</div>', dom, re.S)
+        assert banner is not None and "visible" in banner[1]
+        assert "HTTP 401" in banner[2] and "viewer.token" in banner[2]
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -17,9 +17,15 @@ def test_ages_and_tags() -> None:
     assert issues.parse_age(" 24h ") == dt.timedelta(hours=24)
     assert issues.parse_age("30m") == dt.timedelta(minutes=30)
     assert issues.parse_age("2w") == dt.timedelta(days=14)
-    for bad in ("", "7", "d", "7y", "-1d"):
+    for bad in ("", "7", "d", "7y", "-1d", "\u0663d"):
         with pytest.raises(UsageError, match="e.g. 7d"):
             issues.parse_age(bad)
+    # the maximum (100 years) in every unit, and never an OverflowError or a ValueError
+    for top in ("36500d", "5214w", "876000h", "52560000m", "0036500d"):
+        assert issues.parse_age(top) <= issues.MAX_AGE
+    for over in ("36501d", "5215w", "876001h", "52560001m", "99999999999d", "9" * 5000 + "d"):
+        with pytest.raises(UsageError, match="over the maximum of 100 years"):
+            issues.parse_age(over)
     assert issues.parse_tag("team = infra") == ("team", "infra")
     assert issues.parse_tag("empty=") == ("empty", "")
     for bad in ("team", "=x"):
