@@ -20,8 +20,9 @@ from typing import Any
 
 import yaml
 
-from pipeline.errors import GitError, UsageError
-from pipeline.fixes.render import STEP_PHASES
+from pipeline.errors import ConfigError, GitError, UsageError
+from pipeline.fixes.render import STEP_PHASES, check_steps
+from pipeline.spelling import spelled
 
 #: characters a shell would interpret; heal runs argv without one, so they are refused
 SHELL_META = frozenset(";&|<>$`\\\n\r*?(){}!")
@@ -100,17 +101,18 @@ def playbook_fix(path: str) -> FixDraft:
     if not isinstance(steps, dict) or not steps.get("primary"):
         raise UsageError(f"--playbook {path}: needs steps with at least one 'primary' step "
                          f"(phases {', '.join(STEP_PHASES)}), as in the seeds")
+    try:
+        check_steps(f"--playbook {path}", steps)
+    except ConfigError as exc:
+        raise UsageError(str(exc).removeprefix("fix ")) from exc
     for phase, items in steps.items():
-        if phase not in STEP_PHASES or not isinstance(items, list):
-            raise UsageError(f"--playbook {path}: {phase!r} is not a list under one of "
-                             f"{', '.join(STEP_PHASES)}")
-        for step in items:
-            if not isinstance(step, dict):
-                raise UsageError(f"--playbook {path}: each {phase} step is a mapping with "
-                                 "name and argv (or action)")
+        for index, step in enumerate(items):
             if "argv" in step:
-                check_argv([str(a) for a in step["argv"] or []],
-                           f"--playbook {path} step {step.get('name')!r}")
+                argv = step["argv"]
+                if not isinstance(argv, list):
+                    raise UsageError(f"--playbook {path}: steps.{phase}[{index}] argv must be "
+                                     f"a list of words, got {spelled(argv)}")
+                check_argv([str(a) for a in argv], f"--playbook {path}: steps.{phase}[{index}]")
     title = str(doc.get("title") or f"Playbook {file.name}")
     explanation = str(doc.get("explanation") or "Taught by a person: these steps resolved "
                       "the error.")

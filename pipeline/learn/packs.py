@@ -23,6 +23,7 @@ import yaml
 from pipeline.errors import ConfigError, UsageError
 from pipeline.lookup.catalog import parse_pattern
 from pipeline.lookup.taught import raw_pattern
+from pipeline.spelling import spelled
 
 PACK_VERSION = 1
 _FIX_META = ("id", "kind", "category", "state", "title", "explanation")
@@ -76,9 +77,9 @@ def read_pack(path: Path) -> dict[str, Any]:
         raise UsageError(f"{path}: a pack is a mapping with a 'patterns:' list (the seeds' "
                          "format; heal export --pack writes one)")
     version = doc.get("heal_pack", PACK_VERSION)
-    if version != PACK_VERSION:
-        raise UsageError(f"{path}: pack version {version!r}; this heal reads version "
-                         f"{PACK_VERSION}")
+    if isinstance(version, bool) or version != PACK_VERSION:  # (True == 1 in Python)
+        raise UsageError(f"{path}: pack version {spelled(version)} (heal_pack); this heal "
+                         f"reads version {PACK_VERSION}")
     for index, raw in enumerate(doc["patterns"]):
         if not isinstance(raw, dict):
             raise UsageError(f"{path}: pattern {index} is not a mapping")

@@ -40,13 +40,58 @@ def test_playbooks_are_checked_like_the_seeds(tmp_path: Path) -> None:
     assert playbook_fix(str(good)).template["steps"]["primary"][0]["argv"] == ["make", "cache"]
     for body, match in (("- a\n", "a mapping"), ("steps: {validate: []}\n", "primary"),
                         ("steps:\n  primary:\n    - {name: x, argv: [make, '>', log]}\n",
-                         "shell syntax"), ("steps: {primary: [1]}\n", "each primary step")):
+                         "shell syntax"),
+                        ("steps: {primary: [1]}\n", r"steps\.primary\[0\] must be a mapping")):
         bad = tmp_path / "bad.yaml"
         bad.write_text(body)
         with pytest.raises(UsageError, match=match):
             playbook_fix(str(bad))
     with pytest.raises(UsageError, match="cannot read"):
         playbook_fix(str(tmp_path / "missing.yaml"))
+
+
+def test_a_step_with_neither_argv_nor_action_is_named_by_its_place(tmp_path: Path) -> None:
+    book = tmp_path / "book.yaml"
+    book.write_text("steps:\n  primary:\n    - {name: a, argv: [make]}\n    - {argv: [make, b]}\n"
+                    "    - {timeout_s: 5}\n")
+    with pytest.raises(UsageError) as caught:
+        playbook_fix(str(book))
+    message = str(caught.value)
+    assert "steps.primary[2] has neither argv nor action" in message, message
+    assert "add argv: [program, arguments...] or action: one of rerun, sleep" in message
+    assert "None" not in message and "(" + "'" not in message
+    book.write_text("steps:\n  primary:\n    - {name: wait, action: snooze}\n")
+    with pytest.raises(UsageError, match=r'steps\.primary\[0\] \("wait"\) names an unknown '
+                                         r'action "snooze"'):
+        playbook_fix(str(book))
+    book.write_text("steps:\n  primary:\n    - {name: w, action: sleep, timeout_s: 0}\n")
+    with pytest.raises(UsageError, match=r'steps\.primary\[0\] \("w"\) timeout_s 0 is outside'):
+        playbook_fix(str(book))
+
+
+def test_pack_values_are_spelled_as_yaml_not_as_python(tmp_path: Path) -> None:
+    """A value read from YAML is shown as YAML/JSON spells it (true, ["funday"]), never as
+    a Python repr (True, ['funday'])."""
+    base = ("patterns:\n  - id: t.kiln\n    name: kiln\n    category: MODERATE\n"
+            "    description: d\n    detect: [{regex: KilnColdError}]\n")
+    cases = [
+        ("    fix: {kind: command, state: yes, argv: [relight]}\n", "fix state true is not one of"),
+        ("    fix: {kind: command, argv: [relight, '{funday}']}\n",
+         'undeclared params "funday"'),
+        ("    fix: {kind: playbook, steps: {primary: [{name: x}]}}\n",
+         'steps.primary[0] ("x") has neither argv nor action'),
+    ]
+    for fix, expected in cases:
+        pack = tmp_path / "pack.yaml"
+        pack.write_text(base + fix)
+        with pytest.raises(UsageError) as caught:
+            read_pack(pack)
+        message = str(caught.value)
+        assert expected in message, message
+        assert "True" not in message and "['" not in message and "None" not in message
+    pack.write_text("heal_pack: true\n" + base + "    fix: {kind: escalate, message: m}\n")
+    with pytest.raises(UsageError, match=r"pack version true \(heal_pack\); this heal reads"):
+        read_pack(pack)
 
 
 def test_a_lesson_becomes_a_valid_draft_pattern_with_provenance() -> None:
@@ -102,7 +147,7 @@ def test_packs_are_validated_before_anything_is_stored(tmp_path: Path) -> None:
     assert read_pack(seeds)["patterns"]
     for body, match in (("patterns: 3\n", "a 'patterns:' list"), ("heal_pack: 9\npatterns: []\n",
                         "version 9"), ("patterns: [{id: a.b, category: MEH, fix: {kind: escalate,"
-                                       " message: m}}]\n", "category 'MEH'"), (":\n", "YAML")):
+                                       " message: m}}]\n", 'category "MEH"'), (":\n", "YAML")):
         bad = tmp_path / "bad.yaml"
         bad.write_text(body)
         with pytest.raises(UsageError, match=match):
