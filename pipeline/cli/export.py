@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.cliargs import Once
 from pipeline.config import Settings
 from pipeline.console import dump_json
 from pipeline.errors import DatabaseUnavailable
@@ -22,11 +23,11 @@ from pipeline.errors import DatabaseUnavailable
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "export", help="dump patterns, fixes and their statistics", description=__doc__)
-    parser.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    parser.add_argument("--format", choices=("yaml", "json"), default="yaml", action=Once)
     parser.add_argument("--json", action="store_true", help="same as --format json")
     parser.add_argument("--offline", action="store_true",
                         help="export the seeded catalog without contacting PostgreSQL")
-    parser.add_argument("--pack", metavar="FILE",
+    parser.add_argument("--pack", metavar="FILE", action=Once,
                         help="write the learned patterns and fixes as a pack for heal import")
     parser.set_defaults(func=run)
 

@@ -65,6 +65,47 @@ def check_argv(argv: list[str], what: str = "--command") -> list[str]:
     return argv
 
 
+def fix_words(fix: FixDraft) -> list[str]:
+    """The arguments a command or playbook fix passes to its programs (each argv but its
+    first word), the values the validate pre-flight and the apply stage check as paths."""
+    if fix.kind == "command":
+        return [str(a) for a in (fix.template.get("argv") or [])[1:]]
+    if fix.kind != "playbook":
+        return []
+    steps = fix.template.get("steps") or {}
+    return [str(a) for phase in steps.values() if isinstance(phase, list)
+            for step in phase if isinstance(step, dict)
+            for a in (step.get("argv") or [])[1:]]
+
+
+def check_stays_inside(fix: FixDraft, root: Path | None, what: str = "--command") -> None:
+    """Refuse a command or playbook whose arguments leave the repository ``root``: an
+    absolute path outside it, ``..``, a symlink out. The same check as the validate
+    pre-flight and the apply stage (:func:`pipeline.validate.paths.fix_escape`), made when
+    the lesson is taught, so such a fix is never stored, let alone run in a verification.
+    Without a repository (an error known only by its fingerprint, outside any checkout),
+    any absolute path and any ``..`` is refused.
+
+    Raises:
+        UsageError: naming the argument and why.
+    """
+    from pipeline.validate.paths import fix_escape
+
+    words = fix_words(fix)
+    if root is None:
+        problem = next((f"path {spelled(w)} is absolute or contains '..'" for w in words
+                        if not w.startswith("-") and (w.startswith("/") or ".." in
+                                                      PurePosixPath(w).parts)), None)
+        where = "the repository it fixes"
+    else:
+        problem = fix_escape(root, root, words)
+        where = str(root)
+    if problem:
+        raise UsageError(f"{what}: {problem}. A taught fix acts only inside the repository "
+                         f"({where}): heal refuses it before storing it, as it would refuse "
+                         "to verify or apply it; give paths relative to the repository root")
+
+
 def command_fix(text: str) -> FixDraft:
     try:
         argv = shlex.split(text)

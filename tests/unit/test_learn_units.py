@@ -175,3 +175,53 @@ def test_report_renderings_escape_and_stay_self_contained() -> None:
     assert "\\| pipe" in md and "## Healings (1)" in md and "None." in md
     text = render_report.render_text(data)
     assert "auto-resolved        1 (25.0%; target 80.0%)" in text and "MTTR" in text
+
+
+@pytest.mark.parametrize("argv", [
+    ["learn", "--last", "--command", "touch a", "--command", "touch b"],
+    ["learn", "--last", "--command", "touch a", "--name", "x", "--name", "y"],
+    ["export", "--pack", "a.yaml", "--pack", "b.yaml"],
+])
+def test_an_option_taking_one_value_given_twice_is_bad_usage(
+        argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(argv)  # refused while parsing: before any engine or file is touched
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "given twice" in err and "it takes one value" in err, err
+
+
+def test_a_taught_command_whose_arguments_leave_the_repository_is_refused(
+        tmp_path: Path) -> None:
+    """The pre-flight's own check (fix_escape), made at teach time: no denylist of names."""
+    from pipeline.learn.fixes import check_stays_inside
+
+    root = tmp_path / "repo"
+    (root / "src").mkdir(parents=True)
+    (root / "out").symlink_to(tmp_path)
+    for text, why in (("rm -rf /", "path '/' is outside the repository"),
+                      (f"touch {tmp_path}/x", "is outside the repository"),
+                      ("touch ../x", "contains '..'"),
+                      ("touch out/x", "out is a symlink to")):
+        with pytest.raises(UsageError, match="acts only inside the repository") as caught:
+            check_stays_inside(command_fix(text), root)
+        assert why in str(caught.value), caught.value
+    for text in ("touch marker.txt", "rm -rf build", f"touch {root}/src/x", "make -j4 all"):
+        check_stays_inside(command_fix(text), root)  # inside: taught as before
+    # without a repository, any absolute path or '..' is refused
+    with pytest.raises(UsageError, match="absolute or contains '..'"):
+        check_stays_inside(command_fix("touch /tmp/x"), None)
+    check_stays_inside(command_fix("touch x"), None)
+    # a playbook's steps are checked the same way
+    book = tmp_path / "book.yaml"
+    book.write_text("steps:\n  primary:\n    - {name: a, argv: [make]}\n"
+                    "    - {name: b, argv: [rm, -rf, /]}\n")
+    with pytest.raises(UsageError, match="path '/' is outside"):
+        check_stays_inside(playbook_fix(str(book)), root, "--playbook book.yaml")
+    # and every lesson (reviews, hooks) through the one path, with the error's repository
+    error = TaughtError("e-1", TEXT, "", repo=str(root))
+    with pytest.raises(UsageError, match="the taught command: path '/' is outside"):
+        draft_pattern(Lesson(error, command_fix("rm -rf /")))
+    draft_pattern(Lesson(error, command_fix("touch marker.txt")))
