@@ -10,6 +10,7 @@ say). What will run (argv, diff or steps) is always shown first. Nothing waiting
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 from dataclasses import replace
 from typing import Any
 
@@ -88,8 +89,8 @@ def find_suggestion(store: Any, name: str) -> dict[str, Any]:
 
 def _already_decided(name: str, decided: dict[str, Any]) -> str:
     """What ``GET /api/approvals`` answers (409 already decided), with when and which."""
-    when = decided.get("decided_at")
-    at = when.isoformat(timespec="seconds") if hasattr(when, "isoformat") else str(when)
+    when: Any = decided.get("decided_at")
+    at = when.isoformat(timespec="seconds") if isinstance(when, dt.datetime) else str(when)
     which = (f"the suggestion of error {decided['error_id']}" if decided["error_id"] != name
              else f"error {name}'s suggestion")
     return (f"{name!r} was already decided: {decided['status']} (at {at}; "

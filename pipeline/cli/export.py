@@ -59,7 +59,7 @@ def export_patterns(settings: Settings, offline: bool = False) -> dict[str, Any]
 def export_pack(settings: Settings, path: str) -> int:
     from pathlib import Path
 
-    from pipeline.learn.packs import build_pack, write_pack
+    from pipeline.learn.packs import build_pack, fix_count, write_pack
     from pipeline.learn.teach import who_am_i
     from storage.engines import open_database
     from storage.learned import LearnedRepository
@@ -67,11 +67,12 @@ def export_pack(settings: Settings, path: str) -> int:
     db = open_database(settings)
     try:
         repo = LearnedRepository(db)
-        pack = build_pack(repo.taught(), repo.fix_statistics(), who_am_i())
+        pack = build_pack(repo.taught(every_fix=True), repo.fix_statistics(), who_am_i())
     finally:
         db.close()
     write_pack(Path(path), pack)
-    print(f"wrote {len(pack['patterns'])} learned pattern(s) to {path}", file=sys.stderr)
+    print(f"wrote {len(pack['patterns'])} learned pattern(s) with {fix_count(pack)} fix(es) "
+          f"to {path}", file=sys.stderr)
     return 0
 
 
