@@ -116,6 +116,18 @@ class AttemptStore:
                 counts[key] = max(counts.get(key, 0), int(fix[column] or 0))
         return counts
 
+    def decided_suggestion(self, fix_or_error_id: str) -> dict[str, Any] | None:
+        """The newest suggestion of an error id or a fix id that was already decided
+        (applied, rejected, failed...): ``error_id``, ``fix_id``, ``status``, ``decided_at``;
+        None when there is none."""
+        row = self.db.fetchrow(
+            """SELECT a.id AS error_id, a.fix_id, r.status, r.created_at AS decided_at
+               FROM attempts a JOIN apply_results r ON r.error_id = a.id
+               WHERE (a.id = $1 OR a.fix_id = $1) AND a.decision = 'suggest'
+                 AND r.status <> 'suggested'
+               ORDER BY r.created_at DESC LIMIT 1""", fix_or_error_id)
+        return dict(row) if row is not None else None
+
     def apply_result(self, error_id: str) -> dict[str, Any] | None:
         row = self.db.fetchrow("SELECT * FROM apply_results WHERE error_id = $1", error_id)
         return _decode(row) if row is not None else None
@@ -126,7 +138,9 @@ class AttemptStore:
 
         ``replace_suggested`` lets ``heal apply`` turn a 'suggested' result into its outcome.
         """
+        # the row's time becomes the decision's (heal apply / explain say when it was decided)
         conflict = ("DO UPDATE SET status = EXCLUDED.status, detail = EXCLUDED.detail, "
+                    "created_at = now(), "
                     "branch = EXCLUDED.branch, commit = EXCLUDED.commit, "
                     "revert_commit = EXCLUDED.revert_commit, steps = EXCLUDED.steps "
                     "WHERE apply_results.status = 'suggested'"

@@ -9,7 +9,7 @@ reached and :class:`~pipeline.errors.QueryError` when it rejects a statement.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,9 +38,21 @@ VALUES ($1, $2, $3, $4, 'DRAFT', $5, $6, $7::jsonb, $8::jsonb)
 ON CONFLICT (id) DO NOTHING RETURNING id
 """
 
-# the newest fix of every taught pattern, with its pattern (the catalog's shape); neither the
-# seeds (loaded from their files) nor the placeholders a review's ``y`` leaves for a person to
-# complete (an escalation with no fix yet)
+# an alternative fix of an imported pattern: older than every fix the pattern has, so the
+# fix the pack names first stays the newest (the one the lookup serves) and the pack's order
+# is kept
+_OLDER_FIX = """
+INSERT INTO fixes (id, pattern_id, kind, category, state, title, explanation, template,
+                   provenance, created_at)
+VALUES ($1, $2, $3, $4, 'DRAFT', $5, $6, $7::jsonb, $8::jsonb,
+        (SELECT COALESCE(min(created_at), now()) FROM fixes WHERE pattern_id = $2)
+        - interval '1 millisecond')
+ON CONFLICT (id) DO NOTHING RETURNING id
+"""
+
+# the newest fix (``{limit}`` = LIMIT 1) or every fix, newest first, of every taught pattern,
+# with its pattern (the catalog's shape); neither the seeds (loaded from their files) nor the
+# placeholders a review's ``y`` leaves for a person to complete (an escalation with no fix)
 _TAUGHT = """
 SELECT p.id, p.name, p.category, p.description, p.detection, p.params, p.examples, p.source,
        p.priority, p.provenance, p.created_at, f.id AS fix_id, f.kind, f.category AS fix_category,
@@ -48,9 +60,9 @@ SELECT p.id, p.name, p.category, p.description, p.detection, p.params, p.example
        f.attempts, f.successes, f.failures, f.rollbacks
 FROM patterns p
 JOIN LATERAL (SELECT * FROM fixes WHERE pattern_id = p.id
-              ORDER BY created_at DESC, id DESC LIMIT 1) f ON true
+              ORDER BY created_at DESC, id DESC {limit}) f ON true
 WHERE p.source NOT IN ('seed', 'review') {where}
-ORDER BY p.id
+ORDER BY p.id, f.created_at DESC, f.id DESC
 """
 
 
@@ -74,15 +86,20 @@ class LearnedRepository:
         self.db = db
 
     def save(self, raw: dict[str, Any], *, source: str, provenance: dict[str, Any],
-             fingerprints: Iterable[tuple[str, str]] = (), issue: str = "") -> SavedLesson:
+             fingerprints: Iterable[tuple[str, str]] = (), issue: str = "",
+             alternatives: Sequence[tuple[dict[str, Any], dict[str, Any]]] = ()
+             ) -> SavedLesson:
         """Store one taught pattern (``raw``: the seeds' YAML shape, already validated) and
         its fix as DRAFT, map ``fingerprints`` (fingerprint, level) to it (a fingerprint known
         for another pattern moves to this one: the person said what fixes it), record the
-        lesson in ``learnings`` and mark the issue ``learned``; one transaction."""
+        lesson in ``learnings`` and mark the issue ``learned``; one transaction.
+
+        ``alternatives`` (fix mapping, its provenance), newest first: the pattern's other
+        fixes (an imported pack's), stored DRAFT as older than ``raw``'s fix."""
         fix = dict(raw["fix"])
-        template = {k: v for k, v in fix.items()
-                    if k not in ("id", "kind", "category", "state", "title", "explanation")}
+        template = _fix_template(fix)
         fps = list(fingerprints)
+        others = [(dict(f), prov) for f, prov in alternatives]
 
         async def go(conn: asyncpg.Connection) -> SavedLesson:
             async with conn.transaction():
@@ -93,6 +110,8 @@ class LearnedRepository:
                 new = await conn.fetchval(
                     _FIX, fix["id"], raw["id"], fix["kind"], fix["category"], fix["title"],
                     fix["explanation"], _json(template), _json(provenance))
+                for alt, alt_provenance in others:
+                    await _insert_older(conn, raw["id"], alt, alt_provenance)
                 for fp, level in fps:
                     await conn.execute(
                         """INSERT INTO pattern_fingerprints (fingerprint, level, pattern_id)
@@ -109,14 +128,33 @@ class LearnedRepository:
         result: SavedLesson = self.db.run(go)
         return result
 
-    def taught(self, pattern_ids: list[str] | None = None) -> list[dict[str, Any]]:
-        """Every pattern that is not a seed with its newest fix, statistics and provenance
-        (JSON decoded, timestamps as ISO text)."""
+    def add_older_fixes(self, pattern_id: str,
+                        fixes: Sequence[tuple[dict[str, Any], dict[str, Any]]]) -> list[str]:
+        """Store ``fixes`` (fix mapping, provenance), newest first, as DRAFT alternatives of a
+        pattern held already, older than each fix it has (the one served does not change);
+        the ids of those that were new."""
+        async def go(conn: asyncpg.Connection) -> list[str]:
+            added = []
+            async with conn.transaction():
+                for fix, provenance in fixes:
+                    if await _insert_older(conn, pattern_id, dict(fix), provenance):
+                        added.append(str(fix["id"]))
+            return added
+
+        result: list[str] = self.db.run(go)
+        return result
+
+    def taught(self, pattern_ids: list[str] | None = None, *,
+               every_fix: bool = False) -> list[dict[str, Any]]:
+        """Every pattern that is not a seed with its newest fix (with ``every_fix``, one row
+        per fix, newest first), statistics and provenance (JSON decoded, timestamps as ISO
+        text)."""
+        limit = "" if every_fix else "LIMIT 1"
         if pattern_ids is None:
-            rows = self.db.fetch(_TAUGHT.format(where=""))
+            rows = self.db.fetch(_TAUGHT.format(where="", limit=limit))
         else:
-            rows = self.db.fetch(_TAUGHT.format(where="AND p.id = ANY($1::text[])"),
-                                 pattern_ids)
+            rows = self.db.fetch(_TAUGHT.format(where="AND p.id = ANY($1::text[])",
+                                                limit=limit), pattern_ids)
         out = []
         for r in rows:
             item = dict(r)
@@ -181,6 +219,19 @@ class LearnedRepository:
                WHERE p.source <> 'seed' AND p.created_at >= $1 ORDER BY p.created_at""", since)
         return [{**dict(r), "provenance": _decoded(r["provenance"]),
                  "created_at": r["created_at"].isoformat()} for r in rows]
+
+
+def _fix_template(fix: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in fix.items()
+            if k not in ("id", "kind", "category", "state", "title", "explanation")}
+
+
+async def _insert_older(conn: asyncpg.Connection, pattern_id: str, fix: dict[str, Any],
+                        provenance: dict[str, Any]) -> bool:
+    new = await conn.fetchval(
+        _OLDER_FIX, fix["id"], pattern_id, fix["kind"], fix["category"], fix.get("title", ""),
+        fix.get("explanation", ""), _json(_fix_template(fix)), _json(provenance))
+    return new is not None
 
 
 def _canonical(detection: Any) -> str:

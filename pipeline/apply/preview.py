@@ -6,6 +6,8 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
+from pipeline.spelling import spelled
+
 MAX_DIFF_CHARS = 20_000
 
 
@@ -53,7 +55,8 @@ def describe_run(fix: dict[str, Any] | None) -> list[str]:
         return ["  applies this diff:", *("    " + line for line in plan["diff"].splitlines())]
     lines = []
     for step in plan.get("steps", []):
+        args = step.get("args")
         what = (shlex.join(step["argv"]) if "argv" in step
-                else f"{step.get('action')} {step.get('args')}")
+                else f"{step.get('action')}" + (f" {spelled(args)}" if args else ""))
         lines.append(f"  {step['phase']}: {step['name']}: {what}")
     return lines

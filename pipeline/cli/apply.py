@@ -10,6 +10,7 @@ say). What will run (argv, diff or steps) is always shown first. Nothing waiting
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 from dataclasses import replace
 from typing import Any
 
@@ -71,6 +72,9 @@ def find_suggestion(store: Any, name: str) -> dict[str, Any]:
         if fixes:
             pending = [r for r in store.pending_suggestions(fixes[0]) if r.get("verdict")]
     if not pending:
+        decided = store.decided_suggestion(name)
+        if decided is not None:
+            raise NothingWaiting(_already_decided(name, decided))
         raise NothingWaiting(f"no verified suggestion waiting for {name!r}; "
                              + _waiting_list(store))
     if len(pending) > 1:
@@ -81,6 +85,16 @@ def find_suggestion(store: Any, name: str) -> dict[str, Any]:
         raise UsageError(f"{len(pending)} suggestions of fix {name!r} are waiting and may "
                          f"run different commands; name one by its error id:\n{listed}")
     return dict(pending[0])
+
+
+def _already_decided(name: str, decided: dict[str, Any]) -> str:
+    """What ``GET /api/approvals`` answers (409 already decided), with when and which."""
+    when: Any = decided.get("decided_at")
+    at = when.isoformat(timespec="seconds") if isinstance(when, dt.datetime) else str(when)
+    which = (f"the suggestion of error {decided['error_id']}" if decided["error_id"] != name
+             else f"error {name}'s suggestion")
+    return (f"{name!r} was already decided: {decided['status']} (at {at}; "
+            f"{which}, fix {decided['fix_id']}); nothing is waiting to be applied for it")
 
 
 def _summary(plan: dict[str, Any]) -> str:
@@ -130,6 +144,10 @@ def run(args: argparse.Namespace) -> int:
     from storage.attempts import AttemptStore
     from storage.engines import open_database
 
+    if not args.fix_id.strip():  # bad usage, before any engine is started
+        raise UsageError("heal apply: name what to apply: an error id, or a fix id or pattern "
+                         "id when one suggestion of it waits (heal apply with an unknown id "
+                         "lists what is waiting)")
     settings = Settings.from_env()
     db = open_database(settings)
     try:

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.cliargs import Once
 from pipeline.config import Settings
 from pipeline.console import dump_json
 from pipeline.errors import DatabaseUnavailable
@@ -22,11 +23,11 @@ from pipeline.errors import DatabaseUnavailable
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "export", help="dump patterns, fixes and their statistics", description=__doc__)
-    parser.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    parser.add_argument("--format", choices=("yaml", "json"), default="yaml", action=Once)
     parser.add_argument("--json", action="store_true", help="same as --format json")
     parser.add_argument("--offline", action="store_true",
                         help="export the seeded catalog without contacting PostgreSQL")
-    parser.add_argument("--pack", metavar="FILE",
+    parser.add_argument("--pack", metavar="FILE", action=Once,
                         help="write the learned patterns and fixes as a pack for heal import")
     parser.set_defaults(func=run)
 
@@ -58,7 +59,7 @@ def export_patterns(settings: Settings, offline: bool = False) -> dict[str, Any]
 def export_pack(settings: Settings, path: str) -> int:
     from pathlib import Path
 
-    from pipeline.learn.packs import build_pack, write_pack
+    from pipeline.learn.packs import build_pack, fix_count, write_pack
     from pipeline.learn.teach import who_am_i
     from storage.engines import open_database
     from storage.learned import LearnedRepository
@@ -66,11 +67,12 @@ def export_pack(settings: Settings, path: str) -> int:
     db = open_database(settings)
     try:
         repo = LearnedRepository(db)
-        pack = build_pack(repo.taught(), repo.fix_statistics(), who_am_i())
+        pack = build_pack(repo.taught(every_fix=True), repo.fix_statistics(), who_am_i())
     finally:
         db.close()
     write_pack(Path(path), pack)
-    print(f"wrote {len(pack['patterns'])} learned pattern(s) to {path}", file=sys.stderr)
+    print(f"wrote {len(pack['patterns'])} learned pattern(s) with {fix_count(pack)} fix(es) "
+          f"to {path}", file=sys.stderr)
     return 0
 
 

@@ -4,7 +4,8 @@
 It creates a DRAFT pattern and fix in PostgreSQL with provenance and prints their ids and the
 detection rule (editable with ``--regex``). The fix is verified before it is ever offered and
 graduates only through the lifecycle. Bad input (an unknown error, a commit touching nothing
-or leaving the repository, an argv with shell syntax) exits 2 with what to change.
+or leaving the repository, an argv with shell syntax or with an argument leaving the
+repository, an option taking one value given twice) exits 2 with what to change.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from pipeline.cliargs import Once
 from pipeline.config import Settings
 from pipeline.errors import GitError, UsageError
 
@@ -26,27 +28,38 @@ def register(sub: Any) -> None:
     p.add_argument("--last", action="store_true",
                    help="the most recent unmatched or escalated error of this repository")
     how = p.add_mutually_exclusive_group()
-    how.add_argument("--command", metavar="'ARGV'", help="a command that fixes it (no shell)")
-    how.add_argument("--commit", metavar="SHA", help="the commit whose diff fixed it")
-    how.add_argument("--playbook", metavar="FILE", help="steps in the seeds' playbook YAML")
-    how.add_argument("--escalate", metavar="MSG", help="no mechanical fix: tell a human this")
-    how.add_argument("--transcript", metavar="FILE",
+    how.add_argument("--command", metavar="'ARGV'", action=Once,
+                     hint="a lesson teaches one command; for several steps, put them in a "
+                          "--playbook FILE (or a script in the repository)",
+                     help="a command that fixes it (no shell)")
+    how.add_argument("--commit", metavar="SHA", action=Once,
+                     hint="a lesson teaches one commit; teach each with its own heal learn",
+                     help="the commit whose diff fixed it")
+    how.add_argument("--playbook", metavar="FILE", action=Once,
+                     help="steps in the seeds' playbook YAML")
+    how.add_argument("--escalate", metavar="MSG", action=Once,
+                     help="no mechanical fix: tell a human this")
+    how.add_argument("--transcript", metavar="FILE", action=Once,
                      help="learn DRAFT diff precedents from an agent transcript (fail, "
                           "edits, the same command passing)")
     how.add_argument("--history", action="store_true",
                      help="propose DRAFT fixes from commits naming the failure they fixed "
                           "(Heal-Fingerprint: / Fixes-Step: trailers) and from recorded "
                           "precedents; listed before anything is stored")
-    p.add_argument("--since", default=None, metavar="DATE", help="with --history: from DATE")
+    p.add_argument("--since", default=None, metavar="DATE", action=Once,
+                   help="with --history: from DATE")
     p.add_argument("--dry-run", action="store_true", help="with --history: only list them")
-    p.add_argument("--category", default="MODERATE", metavar="C",
+    p.add_argument("--category", default="MODERATE", metavar="C", action=Once,
                    help="SAFE, MODERATE (default) or RISKY; SAFE needs --yes and --reason")
-    p.add_argument("--name", default="", help="a name for the pattern")
-    p.add_argument("--regex", default=None,
+    p.add_argument("--name", default="", action=Once, help="a name for the pattern")
+    p.add_argument("--regex", default=None, action=Once,
+                   hint="a taught pattern has one derived or given rule",
                    help="the detection rule instead of the derived one (bounded-time shape)")
-    p.add_argument("--reason", default="", help="why (recorded; required for SAFE)")
+    p.add_argument("--reason", default="", action=Once,
+                   help="why (recorded; required for SAFE)")
     p.add_argument("--yes", action="store_true", help="confirm a SAFE category")
-    p.add_argument("--repo", default=".", help="the repository (default: the current one)")
+    p.add_argument("--repo", default=".", action=Once,
+                   help="the repository (default: the current one)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 
@@ -55,13 +68,17 @@ def fix_of(args: argparse.Namespace, root: Path | None) -> Any:
     from pipeline.learn import fixes
 
     if args.command is not None:
-        return fixes.command_fix(args.command)
+        draft = fixes.command_fix(args.command)
+        fixes.check_stays_inside(draft, root, f"--command {shlex.join(draft.template['argv'])}")
+        return draft
     if args.commit is not None:
         if root is None:
             raise UsageError("--commit: run heal learn inside the repository (or --repo PATH)")
         return fixes.commit_fix(root, args.commit)
     if args.playbook is not None:
-        return fixes.playbook_fix(args.playbook)
+        draft = fixes.playbook_fix(args.playbook)
+        fixes.check_stays_inside(draft, root, f"--playbook {args.playbook}")
+        return draft
     if args.escalate is not None:
         return fixes.escalate_fix(args.escalate)
     raise UsageError("heal learn: say how it was fixed: --command 'ARGV', --commit SHA, "

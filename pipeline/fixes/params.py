@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.errors import ConfigError, ParameterError
+from pipeline.spelling import spelled, spelled_list
 
 TYPES = ("str", "int", "float", "path")
 #: a path parameter is relative, inside the repository, and free of shell metacharacters
@@ -50,16 +51,17 @@ class ParamSpec:
         """
         kind = str(raw.get("type", "str"))
         if kind not in TYPES:
-            raise ConfigError(f"param {name!r}: type {kind!r} is not one of {', '.join(TYPES)}")
+            raise ConfigError(f"param {name}: type {spelled(raw.get('type'))} is not one of "
+                              f"{', '.join(TYPES)}")
         pattern = raw.get("pattern")
         allowed = tuple(str(v) for v in raw.get("allowed", ()))
         if kind == "str" and not pattern and not allowed:
-            raise ConfigError(f"param {name!r}: a str parameter needs a pattern or allowed values")
+            raise ConfigError(f"param {name}: a str parameter needs a pattern or allowed values")
         if pattern:
             try:
                 re.compile(pattern)
             except re.error as exc:
-                raise ConfigError(f"param {name!r}: bad pattern {pattern!r}: {exc}") from exc
+                raise ConfigError(f"param {name}: bad pattern {spelled(pattern)}: {exc}") from exc
         return cls(
             name=name,
             type=kind,
@@ -111,7 +113,8 @@ class ParamSpec:
         if len(text) > self.max_length:
             raise ParameterError(f"{self.name}: {len(text)} characters, at most {self.max_length}")
         if self.allowed and text not in self.allowed:
-            raise ParameterError(f"{self.name}: {text!r} is not one of {list(self.allowed)}")
+            raise ParameterError(f"{self.name}: {spelled(text)} is not one of "
+                                 f"{spelled_list(self.allowed)}")
         if self.pattern and not re.fullmatch(self.pattern, text):
             raise ParameterError(f"{self.name}: {text!r} does not match {self.pattern!r}")
         if self.type == "path" and not _SAFE_PATH.match(text):

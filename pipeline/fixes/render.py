@@ -20,6 +20,7 @@ from typing import Any
 from pipeline.errors import ConfigError, ParameterError
 from pipeline.fixes.params import ParamSpec, validate_params
 from pipeline.model import Category, FixKind, LifecycleState
+from pipeline.spelling import spelled, spelled_list
 
 PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 STEP_PHASES = ("diagnosis", "primary", "fallback", "validate")
@@ -71,7 +72,8 @@ class FixSpec:
             PLACEHOLDER.findall(repr(dict(self.template))))
         unknown = names - set(self.params)
         if unknown and self.kind is not FixKind.ESCALATE:
-            raise ConfigError(f"fix {self.id}: template uses undeclared params {sorted(unknown)}")
+            raise ConfigError(f"fix {self.id}: template uses undeclared params "
+                              f"{spelled_list(sorted(unknown))}; declare them under params:")
         needed = {
             FixKind.COMMAND: ("argv", "argv_by"),
             FixKind.DIFF: ("diff",),
@@ -81,24 +83,48 @@ class FixSpec:
         if not any(key in self.template for key in needed):
             raise ConfigError(f"fix {self.id}: a {self.kind.value} fix needs {' or '.join(needed)}")
         if self.kind is FixKind.PLAYBOOK:
-            _check_steps(self.id, self.template["steps"])
+            check_steps(self.id, self.template["steps"])
 
 
-def _check_steps(fix_id: str, steps: Mapping[str, Any]) -> None:
+def check_steps(fix_id: str, steps: Any) -> None:
+    """Refuse a playbook's ``steps`` that cannot run (raises ConfigError naming ``fix_id``).
+
+    Each step is named by its place (``steps.primary[2]``, counted from 0 as in YAML
+    tools) and, when it has one, its name; the message says what to add."""
+    if not isinstance(steps, Mapping):
+        raise ConfigError(f"fix {fix_id}: steps must be a mapping of phases "
+                          f"({', '.join(STEP_PHASES)}) to lists of steps")
     if not steps.get("primary"):
-        raise ConfigError(f"fix {fix_id}: a playbook needs at least one primary step")
+        raise ConfigError(f"fix {fix_id}: a playbook needs at least one primary step "
+                          "(steps.primary: a list of steps)")
     for phase, items in steps.items():
         if phase not in STEP_PHASES:
-            raise ConfigError(f"fix {fix_id}: unknown playbook phase {phase!r}")
-        for step in items:
+            raise ConfigError(f"fix {fix_id}: unknown playbook phase steps.{phase}; the phases "
+                              f"are {', '.join(STEP_PHASES)}")
+        if not isinstance(items, list):
+            raise ConfigError(f"fix {fix_id}: steps.{phase} must be a list of steps, got "
+                              f"{spelled(items)}")
+        for index, step in enumerate(items):
+            where = f"steps.{phase}[{index}]"
+            if not isinstance(step, Mapping):
+                raise ConfigError(f"fix {fix_id}: {where} must be a mapping (name, argv or "
+                                  f"action, timeout_s), got {spelled(step)}")
+            if step.get("name"):
+                where += f" ({spelled(step['name'])})"
             if "argv" not in step and step.get("action") not in BUILTIN_ACTIONS:
+                what = ("has neither argv nor action" if "action" not in step else
+                        f"names an unknown action {spelled(step.get('action'))}")
                 raise ConfigError(
-                    f"fix {fix_id}: step {step.get('name')!r} needs argv or an action "
-                    f"in {BUILTIN_ACTIONS}"
-                )
-            timeout = float(step.get("timeout_s", DEFAULT_STEP_TIMEOUT_S))
+                    f"fix {fix_id}: {where} {what}; add argv: [program, arguments...] or "
+                    f"action: one of {', '.join(BUILTIN_ACTIONS)}")
+            raw_timeout = step.get("timeout_s", DEFAULT_STEP_TIMEOUT_S)
+            try:
+                timeout = float(raw_timeout)
+            except (TypeError, ValueError):
+                timeout = float("nan")
             if not 0 < timeout <= MAX_STEP_TIMEOUT_S:
-                raise ConfigError(f"fix {fix_id}: step timeout {timeout} outside (0, 3600]")
+                raise ConfigError(f"fix {fix_id}: {where} timeout_s {spelled(raw_timeout)} "
+                                  f"is outside (0, {MAX_STEP_TIMEOUT_S:g}]; give seconds")
 
 
 def _fill(text: str, values: Values, strict: bool = True) -> str:

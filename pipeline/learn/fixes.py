@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pipeline.errors import GitError, UsageError
-from pipeline.fixes.render import STEP_PHASES
+from pipeline.errors import ConfigError, GitError, UsageError
+from pipeline.fixes.render import STEP_PHASES, check_steps
 from pipeline.safefile import MAX_PACK_BYTES, FileRefused, parse_yaml, read_config_text
+from pipeline.spelling import spelled
 
 #: characters a shell would interpret; heal runs argv without one, so they are refused
 SHELL_META = frozenset(";&|<>$`\\\n\r*?(){}!")
@@ -63,6 +64,47 @@ def check_argv(argv: list[str], what: str = "--command") -> list[str]:
     return argv
 
 
+def fix_words(fix: FixDraft) -> list[str]:
+    """The arguments a command or playbook fix passes to its programs (each argv but its
+    first word), the values the validate pre-flight and the apply stage check as paths."""
+    if fix.kind == "command":
+        return [str(a) for a in (fix.template.get("argv") or [])[1:]]
+    if fix.kind != "playbook":
+        return []
+    steps = fix.template.get("steps") or {}
+    return [str(a) for phase in steps.values() if isinstance(phase, list)
+            for step in phase if isinstance(step, dict)
+            for a in (step.get("argv") or [])[1:]]
+
+
+def check_stays_inside(fix: FixDraft, root: Path | None, what: str = "--command") -> None:
+    """Refuse a command or playbook whose arguments leave the repository ``root``: an
+    absolute path outside it, ``..``, a symlink out. The same check as the validate
+    pre-flight and the apply stage (:func:`pipeline.validate.paths.fix_escape`), made when
+    the lesson is taught, so such a fix is never stored, let alone run in a verification.
+    Without a repository (an error known only by its fingerprint, outside any checkout),
+    any absolute path and any ``..`` is refused.
+
+    Raises:
+        UsageError: naming the argument and why.
+    """
+    from pipeline.validate.paths import fix_escape
+
+    words = fix_words(fix)
+    if root is None:
+        problem = next((f"path {spelled(w)} is absolute or contains '..'" for w in words
+                        if not w.startswith("-") and (w.startswith("/") or ".." in
+                                                      PurePosixPath(w).parts)), None)
+        where = "the repository it fixes"
+    else:
+        problem = fix_escape(root, root, words)
+        where = str(root)
+    if problem:
+        raise UsageError(f"{what}: {problem}. A taught fix acts only inside the repository "
+                         f"({where}): heal refuses it before storing it, as it would refuse "
+                         "to verify or apply it; give paths relative to the repository root")
+
+
 def command_fix(text: str) -> FixDraft:
     try:
         argv = shlex.split(text)
@@ -100,17 +142,18 @@ def playbook_fix(path: str) -> FixDraft:
     if not isinstance(steps, dict) or not steps.get("primary"):
         raise UsageError(f"--playbook {path}: needs steps with at least one 'primary' step "
                          f"(phases {', '.join(STEP_PHASES)}), as in the seeds")
+    try:
+        check_steps(f"--playbook {path}", steps)
+    except ConfigError as exc:
+        raise UsageError(str(exc).removeprefix("fix ")) from exc
     for phase, items in steps.items():
-        if phase not in STEP_PHASES or not isinstance(items, list):
-            raise UsageError(f"--playbook {path}: {phase!r} is not a list under one of "
-                             f"{', '.join(STEP_PHASES)}")
-        for step in items:
-            if not isinstance(step, dict):
-                raise UsageError(f"--playbook {path}: each {phase} step is a mapping with "
-                                 "name and argv (or action)")
+        for index, step in enumerate(items):
             if "argv" in step:
-                check_argv([str(a) for a in step["argv"] or []],
-                           f"--playbook {path} step {step.get('name')!r}")
+                argv = step["argv"]
+                if not isinstance(argv, list):
+                    raise UsageError(f"--playbook {path}: steps.{phase}[{index}] argv must be "
+                                     f"a list of words, got {spelled(argv)}")
+                check_argv([str(a) for a in argv], f"--playbook {path}: steps.{phase}[{index}]")
     title = str(doc.get("title") or f"Playbook {file.name}")
     explanation = str(doc.get("explanation") or "Taught by a person: these steps resolved "
                       "the error.")

@@ -16,6 +16,7 @@ from typing import Any
 
 from pipeline.errors import UsageError
 from pipeline.learn import fixes
+from pipeline.spelling import spelled
 
 KINDS = ("command", "escalate", "playbook", "commit")
 
@@ -37,7 +38,8 @@ def lesson_fix(lesson: Mapping[str, Any], repo: str = "") -> fixes.FixDraft | No
         return None
     kind = str(lesson.get("fix_kind") or "")
     if kind and kind not in KINDS:
-        raise UsageError(f"lesson fix_kind {kind!r}: one of {', '.join(KINDS)}")
+        raise UsageError(f"lesson fix_kind {spelled(lesson.get('fix_kind'))}: one of "
+                         f"{', '.join(KINDS)}")
     if not kind:
         try:
             words = shlex.split(text)

@@ -2,8 +2,10 @@
 
 A pack is the seeds' file format (``patterns:`` in the seeds' shape) plus a header
 (``heal_pack: 1``, when and by whom it was made) and, per pattern, ``stats`` (its fix's
-verified outcomes where it came from) and ``provenance``. A seed file is a pack without the
-extras, so ``heal import seeds/net.yaml`` goes through the same code.
+verified outcomes where it came from) and ``provenance``. Every fix taught for a pattern is
+carried: the newest as ``fix``, the others as ``alternatives`` (newest first), each with its
+own ``stats`` and ``provenance``. A seed file is a pack without the extras, so
+``heal import seeds/net.yaml`` goes through the same code.
 
 Importing never trusts the other installation's verdicts: every imported fix starts DRAFT
 here, whatever its state was there, and is verified before it is offered. A pattern whose
@@ -24,6 +26,7 @@ from pipeline.errors import ConfigError, UsageError
 from pipeline.lookup.catalog import parse_pattern
 from pipeline.lookup.taught import raw_pattern
 from pipeline.safefile import MAX_PACK_BYTES, FileRefused, parse_yaml, read_config_text
+from pipeline.spelling import spelled
 
 PACK_VERSION = 1
 _FIX_META = ("id", "kind", "category", "state", "title", "explanation")
@@ -38,18 +41,107 @@ def _same(a: Any, b: Any) -> bool:
         b, option=orjson.OPT_SORT_KEYS)
 
 
+def _stats(stats: dict[str, dict[str, Any]], fix_id: str) -> dict[str, Any]:
+    return stats.get(fix_id, {"successes": 0, "failures": 0, "reverts": 0})
+
+
+def _provenance(row: dict[str, Any]) -> dict[str, Any]:
+    """The fix's own provenance (who taught it, when, from which error): the pattern's is
+    the first lesson's, whichever fix came later."""
+    own = row.get("fix_provenance") or row.get("provenance") or {}
+    return {**own, "source": row["source"]}
+
+
 def build_pack(rows: list[dict[str, Any]], stats: dict[str, dict[str, Any]],
                who: str, now: dt.datetime | None = None) -> dict[str, Any]:
-    """The pack of the taught patterns ``rows`` (``LearnedRepository.taught``)."""
-    patterns = []
+    """The pack of the taught patterns ``rows`` (``LearnedRepository.taught(every_fix=True)``:
+    one row per fix, newest first). The newest fix is the pattern's ``fix`` (with ``stats``
+    and ``provenance`` beside it, as in every pack); every other fix is one of its
+    ``alternatives``, each carrying its own ``stats`` and ``provenance``."""
+    patterns: list[dict[str, Any]] = []
+    by_id: dict[str, dict[str, Any]] = {}
     for row in rows:
         raw = raw_pattern(row)
-        raw["stats"] = stats.get(row["fix_id"], {"successes": 0, "failures": 0, "reverts": 0})
-        raw["provenance"] = {**(row.get("provenance") or {}), "source": row["source"]}
-        patterns.append(raw)
+        held = by_id.get(row["id"])
+        if held is None:
+            raw["stats"] = _stats(stats, row["fix_id"])
+            raw["provenance"] = _provenance(row)
+            by_id[row["id"]] = raw
+            patterns.append(raw)
+            continue
+        held.setdefault("alternatives", []).append(
+            {**raw["fix"], "stats": _stats(stats, row["fix_id"]),
+             "provenance": _provenance(row)})
+    # the extras last, after the seeds' own keys
+    for raw in patterns:
+        for key in ("alternatives", "stats", "provenance"):
+            if key in raw:
+                raw[key] = raw.pop(key)
     return {"heal_pack": PACK_VERSION,
             "created": (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds"),
             "created_by": who, "patterns": patterns}
+
+
+def fix_count(pack: dict[str, Any]) -> int:
+    return sum(1 + len(p.get("alternatives") or []) for p in pack["patterns"])
+
+
+@dataclass(frozen=True)
+class PackFix:
+    """One fix of a pattern in a pack: the fix mapping (seeds' shape) and the extras."""
+
+    fix: dict[str, Any]
+    stats: dict[str, Any]
+    provenance: dict[str, Any]
+
+
+_EXTRAS = ("stats", "provenance")
+
+
+def pattern_fixes(raw: dict[str, Any]) -> tuple[dict[str, Any], list[PackFix]]:
+    """The pattern without its fixes' extras and alternatives, and every fix (its ``fix``
+    first, then its ``alternatives`` in order), each with its own stats and provenance."""
+    base = {k: v for k, v in raw.items() if k not in (*_EXTRAS, "alternatives")}
+    fixes = [PackFix(dict(raw.get("fix") or {}), dict(raw.get("stats") or {}),
+                     dict(raw.get("provenance") or {}))]
+    for alt in raw.get("alternatives") or []:
+        if isinstance(alt, dict):
+            fixes.append(PackFix({k: v for k, v in alt.items() if k not in _EXTRAS},
+                                 dict(alt.get("stats") or {}),
+                                 dict(alt.get("provenance") or {})))
+        else:
+            fixes.append(PackFix({"alternative": alt}, {}, {}))
+    return base, fixes
+
+
+def parse_pack_pattern(raw: dict[str, Any]) -> tuple[dict[str, Any], list[PackFix]]:
+    """The pattern (seeds' shape, validated by the seeds' parser, without alternatives) and
+    each of its fixes validated as that pattern's fix, whatever its kind: a pack carries
+    every fix taught for a pattern (a diff, an escalation too), where the seeds allow only
+    playbooks and commands as alternatives.
+
+    Raises:
+        ConfigError: naming the pattern, the alternative and the field to change.
+    """
+    base, fixes = pattern_fixes(raw)
+    clean = parse_pattern({**base, "fix": fixes[0].fix}).to_dict()
+    out = [PackFix(clean["fix"], fixes[0].stats, fixes[0].provenance)]
+    seen = {clean["fix"]["id"]}
+    for index, item in enumerate(fixes[1:]):
+        if not item.fix.get("id") or "alternative" in item.fix:
+            raise ConfigError(f"pattern {base.get('id')}: alternatives[{index}] must be a "
+                              "fix mapping with an id")
+        try:
+            fix = parse_pattern({**base, "fix": item.fix}).to_dict()["fix"]
+        except ConfigError as exc:
+            raise ConfigError(f"pattern {base.get('id')}: alternatives[{index}]: {exc}") from exc
+        if fix["id"] in seen:
+            raise ConfigError(f"pattern {base.get('id')}: alternatives[{index}]: fix id "
+                              f"{spelled(fix['id'])} is given twice")
+        seen.add(fix["id"])
+        out.append(PackFix(fix, item.stats, item.provenance))
+    clean.pop("alternatives", None)
+    return clean, out
 
 
 def write_pack(path: Path, pack: dict[str, Any]) -> None:
@@ -79,14 +171,14 @@ def read_pack(path: Path) -> dict[str, Any]:
         raise UsageError(f"{path}: a pack is a mapping with a 'patterns:' list (the seeds' "
                          "format; heal export --pack writes one)")
     version = doc.get("heal_pack", PACK_VERSION)
-    if version != PACK_VERSION:
-        raise UsageError(f"{path}: pack version {version!r}; this heal reads version "
-                         f"{PACK_VERSION}")
+    if isinstance(version, bool) or version != PACK_VERSION:  # (True == 1 in Python)
+        raise UsageError(f"{path}: pack version {spelled(version)} (heal_pack); this heal "
+                         f"reads version {PACK_VERSION}")
     for index, raw in enumerate(doc["patterns"]):
         if not isinstance(raw, dict):
             raise UsageError(f"{path}: pattern {index} is not a mapping")
         try:
-            parse_pattern({k: v for k, v in raw.items() if k not in ("stats", "provenance")})
+            parse_pack_pattern(raw)
         except ConfigError as exc:
             raise UsageError(f"{path}: {exc}") from exc
     return doc
@@ -120,46 +212,59 @@ class PackImporter:
         by_id = {pid: key for key, (pid, _fix) in held.items()}
         when = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         for raw in doc["patterns"]:
+            clean, fixes = parse_pack_pattern(raw)
             fix = dict(raw["fix"])
             rules = raw.get("detect") or []
             key = detection_key(rules) if rules else f"id:{raw['id']}"
             mine = held.get(key) or ((raw["id"], "") if raw["id"] in by_id else None)
+
+            def provenance(item: PackFix) -> dict[str, Any]:
+                return {**item.provenance, "imported_from": origin, "imported_by": who,
+                        "imported_at": when, "stats_elsewhere": item.stats,
+                        "state_elsewhere": item.fix.get("state", "ACTIVE")}
+
+            # verified here before any of them is ever offered
+            others = [({**item.fix, "state": "DRAFT"}, provenance(item)) for item in fixes[1:]]
             if mine is not None:
-                self._known_or_conflict(raw, fix, mine, key, by_id, report)
+                if self._known_or_conflict(raw, fix, mine, key, by_id, report) and others:
+                    # the same pattern and fix: the alternatives not held here join it
+                    for fix_id in self.repo.add_older_fixes(mine[0], others):
+                        report.imported.append({"pattern_id": mine[0], "fix_id": fix_id})
+                        self._audit(mine[0], fix_id, origin)
                 continue
-            provenance = {**(raw.get("provenance") or {}), "imported_from": origin,
-                          "imported_by": who, "imported_at": when,
-                          "stats_elsewhere": raw.get("stats") or {},
-                          "state_elsewhere": fix.get("state", "ACTIVE")}
-            clean = parse_pattern({k: v for k, v in raw.items()
-                                   if k not in ("stats", "provenance")}).to_dict()
-            clean["fix"]["state"] = "DRAFT"  # verified here before it is ever offered
+            clean["fix"]["state"] = "DRAFT"
             fine = str((raw.get("provenance") or {}).get("fine") or "")
-            saved = self.repo.save(clean, source="pack", provenance=provenance,
-                                   fingerprints=[(fine, "fine")] if fine else [])
-            report.imported.append({"pattern_id": saved.pattern_id, "fix_id": saved.fix_id})
+            saved = self.repo.save(clean, source="pack", provenance=provenance(fixes[0]),
+                                   fingerprints=[(fine, "fine")] if fine else [],
+                                   alternatives=others)
             held[key] = (saved.pattern_id, saved.fix_id)
-            if self.audit is not None:
-                self.audit.append("pattern.import", saved.pattern_id,
-                                  {"fix_id": saved.fix_id, "from": origin})
+            for fix_id in (saved.fix_id, *(f["id"] for f, _p in others)):
+                report.imported.append({"pattern_id": saved.pattern_id, "fix_id": fix_id})
+                self._audit(saved.pattern_id, fix_id, origin)
         return report
+
+    def _audit(self, pattern_id: str, fix_id: str, origin: str) -> None:
+        if self.audit is not None:
+            self.audit.append("pattern.import", pattern_id, {"fix_id": fix_id, "from": origin})
 
     def _known_or_conflict(self, raw: dict[str, Any], fix: dict[str, Any],
                            mine: tuple[str, str], key: str, by_id: dict[str, str],
-                           report: ImportReport) -> None:
+                           report: ImportReport) -> bool:
+        """True when the pattern is known here with the same fix; else a conflict."""
         pattern_id, fix_id = mine
         if raw["id"] in by_id and by_id[raw["id"]] != key:
             report.conflicts.append({
                 "pattern_id": raw["id"], "held": raw["id"],
                 "why": "the same pattern id is held here with a different detection"})
-            return
+            return False
         template = self.repo.fix_template(fix_id) if fix_id else None
         theirs = {"kind": fix.get("kind"), **_template(fix)}
         if template is not None and _same(template, theirs):
             report.known.append(raw["id"])
-            return
+            return True
         report.conflicts.append({
             "pattern_id": raw["id"], "held": pattern_id,
             "why": f"the same detection is held here by {pattern_id} with a different fix "
                    f"({fix_id or 'none'}); not merged: compare them and teach the better one "
                    "with heal learn"})
+        return False

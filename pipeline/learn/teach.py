@@ -14,13 +14,14 @@ import getpass
 import hashlib
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from pipeline.errors import ConfigError, UsageError
 from pipeline.learn.detection import check_regex, compile_rule, derive_regex
-from pipeline.learn.fixes import FixDraft
+from pipeline.learn.fixes import FixDraft, check_stays_inside
 from pipeline.learn.source import TaughtError
 from pipeline.lookup.catalog import parse_pattern
 from pipeline.lookup.taught import TAUGHT_PRIORITY
@@ -110,6 +111,8 @@ def draft_pattern(lesson: Lesson, now: dt.datetime | None = None) -> tuple[dict[
     from pipeline.fingerprint import fingerprint_text
 
     error = lesson.error
+    if error.repo:  # every lesson (heal learn, reviews, hooks) acts inside its repository
+        check_stays_inside(lesson.fix, Path(error.repo), f"the taught {lesson.fix.kind}")
     fp = fingerprint_text(error.text, repo=error.repo)
     fine = error.fine or fp.fine
     notes: list[str] = []

@@ -21,6 +21,7 @@ from pipeline.fixes.params import ParamSpec
 from pipeline.fixes.render import FixSpec
 from pipeline.lookup.prefixes import strip_prefixes
 from pipeline.model import Category, FixKind, LifecycleState
+from pipeline.spelling import spelled, spelled_list
 from pipeline.yamlload import safe_load
 
 SEEDS_DIR = Path(__file__).resolve().parents[2] / "seeds"
@@ -128,7 +129,7 @@ def _compile(pattern_id: str, source: str) -> BoundedPattern:
     try:
         return compile_bounded(source, regex.MULTILINE)
     except regex.error as exc:
-        raise ConfigError(f"pattern {pattern_id}: bad regex {source!r}: {exc}") from exc
+        raise ConfigError(f"pattern {pattern_id}: bad regex {spelled(source)}: {exc}") from exc
 
 
 def _enum(pattern_id: str, enum: type[Any], value: Any, what: str) -> Any:
@@ -137,7 +138,7 @@ def _enum(pattern_id: str, enum: type[Any], value: Any, what: str) -> Any:
     except ValueError as exc:
         allowed = ", ".join(e.value for e in enum)
         raise ConfigError(
-            f"pattern {pattern_id}: {what} {value!r} is not one of {allowed}"
+            f"pattern {pattern_id}: {what} {spelled(value)} is not one of {allowed}"
         ) from exc
 
 
@@ -149,7 +150,8 @@ def parse_pattern(raw: Mapping[str, Any]) -> Pattern:
     """
     pid = str(raw.get("id", ""))
     if not _ID.match(pid):
-        raise ConfigError(f"pattern id {pid!r} must look like area.name (lowercase, dots)")
+        raise ConfigError(f"pattern id {spelled(raw.get('id'))} must look like area.name "
+                          "(lowercase, dots)")
     rules = tuple(
         Rule(
             regex=_compile(pid, r["regex"]),
@@ -169,7 +171,8 @@ def parse_pattern(raw: Mapping[str, Any]) -> Pattern:
     alternatives = []
     for i, alt in enumerate(raw.get("alternatives") or []):
         if not isinstance(alt, Mapping) or not alt.get("id"):
-            raise ConfigError(f"pattern {pid}: alternatives[{i}] needs an id")
+            raise ConfigError(f"pattern {pid}: alternatives[{i}] needs an id (id: "
+                              f"{pid}/NAME)")
         spec = _parse_fix(pid, dict(alt), category, params, "")
         if spec.kind not in (FixKind.PLAYBOOK, FixKind.COMMAND):
             raise ConfigError(f"pattern {pid}: alternatives[{i}] must be a playbook or a "
@@ -177,7 +180,7 @@ def parse_pattern(raw: Mapping[str, Any]) -> Pattern:
         alternatives.append(spec)
     ids = [f.id for f in (fix, *alternatives)]
     if len(set(ids)) != len(ids):
-        raise ConfigError(f"pattern {pid}: fix ids must be unique, got {ids}")
+        raise ConfigError(f"pattern {pid}: fix ids must be unique, got {spelled_list(ids)}")
     return Pattern(
         id=pid,
         name=str(raw.get("name", pid)),

@@ -48,9 +48,45 @@ def test_heal_apply_dry_run_then_apply_then_nothing_left(
     assert git(root, "rev-parse", "HEAD") != head
     assert run_argv(["ruff", "format", "--check", "."], str(root), 60)["exit_code"] == 0
 
-    # a second apply finds nothing waiting (exit 1, not bad usage): never applied twice
+    # a second apply finds nothing waiting (exit 1, not bad usage): never applied twice, and
+    # says so as the approvals API does: already decided, with the status and when
     assert main(["apply", fix_id]) == 1
-    assert "no verified suggestion waiting" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{fix_id!r} was already decided: applied (at 20" in err, err
+    assert main(["apply", verdict.error_id]) == 1
+    assert "already decided: applied (at " in capsys.readouterr().err
+    db.close()
+
+
+def test_heal_apply_of_a_decided_or_empty_id_says_why(
+        tmp_path: Path, heal_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    """An empty id is bad usage (exit 2); a suggestion already applied or rejected is
+    'already decided: <status> (at <time>)' (exit 1), as `POST /api/approvals` says."""
+    assert main(["apply", ""]) == 2
+    assert "name what to apply" in capsys.readouterr().err
+    assert main(["apply", "  "]) == 2
+    capsys.readouterr()
+    settings = Settings.from_env()
+    client = redis.Redis.from_url(heal_env["HEAL_REDIS_URL"])
+    db = open_database(settings)
+    store = AttemptStore(db)
+    fix_id = f"format.ruff_format.r{uuid.uuid4().hex[:6]}"
+    root = sample_repo(tmp_path)
+    break_formatting(root)
+    cand = candidate(root, ("ruff", "format", "--check", "."), {**FORMAT_FIX, "id": fix_id},
+                     mode="suggest")
+    verdict = Validator(settings, client, store).validate(cand)
+    assert Applier(settings, client, store).handle(verdict).status == "suggested"
+    head = git(root, "rev-parse", "HEAD")
+    # rejected (as the dashboard's reject button does)
+    assert store.record_apply(verdict.error_id, {"fix_id": fix_id, "status": "rejected",
+                                                 "detail": "no"}, replace_suggested=True)
+    for name in (verdict.error_id, fix_id):
+        assert main(["apply", name]) == 1
+        err = capsys.readouterr().err
+        assert f"{name!r} was already decided: rejected (at 20" in err, err
+        assert "no verified suggestion waiting" not in err
+    assert git(root, "rev-parse", "HEAD") == head  # nothing applied
     db.close()
 
 

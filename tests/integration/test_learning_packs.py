@@ -103,3 +103,99 @@ def test_an_exported_pack_is_offered_as_draft_in_a_fresh_installation(
     finally:
         close_stores()
         drop()
+
+
+def test_every_taught_fix_of_a_pattern_round_trips_with_its_own_stats_and_provenance(
+    tmp_path: Path, heal_env: dict[str, str], database_url: str,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Three fixes taught for one error (a command, an escalation, another command): the pack
+    holds all three, each with its own outcomes and provenance, and importing it into a
+    fresh installation gives the same pattern with the same fixes, the newest still served."""
+    import time
+
+    from pipeline.learn.fixes import escalate_fix
+
+    token = letters()
+    text = TEXT.format(token=token)
+    error = TaughtError(f"e-{token}", text, "")
+    db = open_database(Settings.from_env())
+    try:
+        teacher = Teacher(db)
+        first = teacher.teach(Lesson(error, command_fix("touch marker.txt"), name="latch"))
+        time.sleep(1.1)  # provenance times are to the second: three lessons, three times
+        second = teacher.teach(Lesson(error, escalate_fix("ask the vault team")))
+        time.sleep(1.1)
+        newest = teacher.teach(Lesson(error, command_fix("touch z")))
+        assert first.pattern_id == second.pattern_id == newest.pattern_id
+        outcome = ErrorEvent(id=f"o-{token}", text=text, repo=Repo(path="/srv"))
+        LifecycleService(LifecycleStore(db), None, None, LifecyclePolicy()).handle(
+            OutcomeEvent(id=f"{outcome.id}:apply", error_id=outcome.id, error=outcome,
+                         fine=first.fingerprints[0], fix_id=first.fix_id, status="applied"))
+    finally:
+        db.close()
+
+    pack = tmp_path / "learned.yaml"
+    assert main(["export", "--pack", str(pack)]) == 0
+    assert "fix(es) to" in capsys.readouterr().err
+    doc = yaml.safe_load(pack.read_text())
+    (mine,) = [p for p in doc["patterns"] if p["id"] == first.pattern_id]
+    assert mine["fix"]["id"] == newest.fix_id  # the newest is the one served
+    fixes = [(mine["fix"], mine["stats"], mine["provenance"]),
+             *((a, a["stats"], a["provenance"]) for a in mine["alternatives"])]
+    assert [f["id"] for f, _s, _p in fixes] == [newest.fix_id, second.fix_id, first.fix_id]
+    by_id = {f["id"]: (s, p) for f, s, p in fixes}
+    for taught in (first, second, newest):  # each its own provenance, not the first lesson's
+        stats, provenance = by_id[taught.fix_id]
+        assert provenance["when"] == taught.provenance["when"]
+        assert provenance["how"] == taught.kind
+    assert len({by_id[t.fix_id][1]["when"] for t in (first, second, newest)}) == 3
+    assert by_id[first.fix_id][0]["successes"] == 1 and by_id[newest.fix_id][0]["successes"] == 0
+
+    # a fresh installation: its own HEAL_HOME and its own database
+    before = _fixes_of(capsys, first.pattern_id)
+    url, drop = create_scratch_database(database_url, f"heal_pack_{uuid.uuid4().hex[:10]}")
+    try:
+        monkeypatch.setenv("HEAL_DATABASE_URL", url)
+        monkeypatch.setenv("HEAL_HOME", str(tmp_path / "elsewhere"))
+        assert main(["import", str(pack)]) == 0
+        out = capsys.readouterr().out
+        for taught in (first, second, newest):
+            assert f"imported {first.pattern_id} with fix {taught.fix_id} (DRAFT)" in out, out
+        after = _fixes_of(capsys, first.pattern_id)
+        assert after == [{**f, "state": "DRAFT"} for f in before]  # same fixes, all DRAFT
+
+        # the newest is still the one offered
+        variant = tmp_path / "variant.txt"
+        variant.write_text(text.replace("14 turns", "3 turns"))
+        assert main(["diagnose", "--json", "--no-semantic", str(variant)]) == 0
+        assert json.loads(capsys.readouterr().out)["fix"]["id"] == newest.fix_id
+
+        # exported again from here: the same fixes in the same order, their provenance kept
+        again = tmp_path / "again.yaml"
+        assert main(["export", "--pack", str(again)]) == 0
+        capsys.readouterr()
+        (theirs,) = [p for p in yaml.safe_load(again.read_text())["patterns"]
+                     if p["id"] == first.pattern_id]
+        assert [theirs["fix"]["id"], *(a["id"] for a in theirs["alternatives"])] == [
+            newest.fix_id, second.fix_id, first.fix_id]
+        assert theirs["alternatives"][1]["provenance"]["when"] == first.provenance["when"]
+        assert theirs["alternatives"][1]["provenance"]["stats_elsewhere"]["successes"] == 1
+
+        # the same pack again: known, nothing added
+        assert main(["import", str(pack)]) == 0
+        assert "0 imported (DRAFT), " in capsys.readouterr().out
+        assert _fixes_of(capsys, first.pattern_id) == after
+    finally:
+        close_stores()
+        drop()
+
+
+def _fixes_of(capsys: pytest.CaptureFixture[str], pattern_id: str) -> list[dict[str, object]]:
+    """The pattern's fixes as `heal export --format json` lists them (what matters to
+    compare two installations: id, kind, category, state, title, explanation, template)."""
+    assert main(["export", "--format", "json"]) == 0
+    (pattern,) = [p for p in json.loads(capsys.readouterr().out)["patterns"]
+                  if p["id"] == pattern_id]
+    keys = ("id", "kind", "category", "state", "title", "explanation", "template")
+    return [{k: f[k] for k in keys} for f in pattern["fixes"]]

@@ -189,3 +189,79 @@ def test_bad_lessons_exit_2_with_what_to_change(
     assert "no unmatched or escalated error" in capsys.readouterr().err
     assert main(["learn", "--last"]) == 2
     assert "say how it was fixed" in capsys.readouterr().err
+    # an option that takes one value, given twice: refused, never silently the last one
+    with pytest.raises(SystemExit) as exited:
+        main(["learn", "--last", "--command", "touch a", "--command", "touch b"])
+    assert exited.value.code == 2
+    assert "--command given twice" in capsys.readouterr().err
+    # a command whose arguments leave the repository, refused before anything is looked up
+    assert main(["learn", "--last", "--command", "rm -rf /"]) == 2
+    assert "path '/' is outside the repository" in capsys.readouterr().err
+
+
+def test_a_command_leaving_the_repository_is_refused_taught_and_stored(
+    tmp_path: Path, heal_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`heal learn` refuses a command whose argument leaves the repository, and a fix like
+    that already stored (taught by an older heal, imported) is refused by the validate
+    pre-flight: never run, not even in a verification worktree. The command is harmless on
+    purpose (`touch` of a file outside the repository): the test never runs anything
+    destructive, and the file not being there proves nothing ran."""
+    from dataclasses import replace
+
+    import redis
+
+    from pipeline.learn.fixes import command_fix
+    from pipeline.learn.source import find_last
+    from pipeline.learn.teach import Lesson, draft_pattern
+    from storage.cache import LocalCache
+    from storage.learned import LearnedRepository
+
+    token = letters()
+    repo = make_repo(tmp_path, token)
+    # an error of its own: the test above taught a fix for StaleWorkspaceError (rule and
+    # tier 2 references) in the same database
+    name = f"Frob{token.capitalize()}Error"
+    (repo / "app.py").write_text(
+        f"class {name}(Exception):\n    pass\n\n\n"
+        f"raise {name}('the widget cache at /tmp/widget-4411 is stale (code 77)')\n")
+    git(repo, "commit", "-q", "-am", "own error")
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("HEAL_WORKFLOW", f"wf-{token}")
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    probe = Path("/tmp") / f"heal-escape-{uuid.uuid4().hex}"
+    assert not probe.exists()
+
+    status, err = heal_run(capsys, "--mode", "auto")
+    assert status == 1 and name in err and "no known fix" in err, err
+
+    # 1. taught: refused with what to do, nothing stored
+    assert main(["learn", "--last", "--command", f"touch {probe}"]) == 2
+    err = capsys.readouterr().err
+    assert f"path '{probe}' is outside the repository" in err, err
+    assert "give paths relative to the repository root" in err, err
+    settings = Settings.from_env()
+    error = find_last(redis.Redis.from_url(heal_env["HEAL_REDIS_URL"]), settings, repo)
+    db = open_database(settings)
+    try:
+        assert not db.fetchval("SELECT count(*) FROM pattern_fingerprints WHERE fingerprint = $1",
+                               error.fine)
+
+        # 2. such a fix already stored (written past the teaching check): the pre-flight
+        #    refuses it and nothing runs
+        raw, taught = draft_pattern(Lesson(replace(error, repo=""),
+                                           command_fix("touch workspace.placeholder")))
+        raw["fix"]["argv"] = ["touch", str(probe)]
+        raw["fix"]["id"] = f"{taught.pattern_id}.command_escape"
+        LearnedRepository(db).save(raw, source="learned", provenance=taught.provenance,
+                                   fingerprints=[(error.fine, "fine")])
+    finally:
+        db.close()
+    LocalCache.at_home(settings.home).replace_fingerprints(
+        [(error.fine, "fine", taught.pattern_id)])
+    status, err = heal_run(capsys, "--mode", "auto")
+    assert status == 1, err
+    assert "pre-flight refused" in err and f"path '{probe}' is outside the repository" in err, err
+    assert not probe.exists(), "the stored fix ran"
+    assert not (repo / "workspace.ready").exists()

@@ -40,13 +40,58 @@ def test_playbooks_are_checked_like_the_seeds(tmp_path: Path) -> None:
     assert playbook_fix(str(good)).template["steps"]["primary"][0]["argv"] == ["make", "cache"]
     for body, match in (("- a\n", "a mapping"), ("steps: {validate: []}\n", "primary"),
                         ("steps:\n  primary:\n    - {name: x, argv: [make, '>', log]}\n",
-                         "shell syntax"), ("steps: {primary: [1]}\n", "each primary step")):
+                         "shell syntax"),
+                        ("steps: {primary: [1]}\n", r"steps\.primary\[0\] must be a mapping")):
         bad = tmp_path / "bad.yaml"
         bad.write_text(body)
         with pytest.raises(UsageError, match=match):
             playbook_fix(str(bad))
     with pytest.raises(UsageError, match="cannot read"):
         playbook_fix(str(tmp_path / "missing.yaml"))
+
+
+def test_a_step_with_neither_argv_nor_action_is_named_by_its_place(tmp_path: Path) -> None:
+    book = tmp_path / "book.yaml"
+    book.write_text("steps:\n  primary:\n    - {name: a, argv: [make]}\n    - {argv: [make, b]}\n"
+                    "    - {timeout_s: 5}\n")
+    with pytest.raises(UsageError) as caught:
+        playbook_fix(str(book))
+    message = str(caught.value)
+    assert "steps.primary[2] has neither argv nor action" in message, message
+    assert "add argv: [program, arguments...] or action: one of rerun, sleep" in message
+    assert "None" not in message and "(" + "'" not in message
+    book.write_text("steps:\n  primary:\n    - {name: wait, action: snooze}\n")
+    with pytest.raises(UsageError, match=r'steps\.primary\[0\] \("wait"\) names an unknown '
+                                         r'action "snooze"'):
+        playbook_fix(str(book))
+    book.write_text("steps:\n  primary:\n    - {name: w, action: sleep, timeout_s: 0}\n")
+    with pytest.raises(UsageError, match=r'steps\.primary\[0\] \("w"\) timeout_s 0 is outside'):
+        playbook_fix(str(book))
+
+
+def test_pack_values_are_spelled_as_yaml_not_as_python(tmp_path: Path) -> None:
+    """A value read from YAML is shown as YAML/JSON spells it (true, ["funday"]), never as
+    a Python repr (True, ['funday'])."""
+    base = ("patterns:\n  - id: t.kiln\n    name: kiln\n    category: MODERATE\n"
+            "    description: d\n    detect: [{regex: KilnColdError}]\n")
+    cases = [
+        ("    fix: {kind: command, state: yes, argv: [relight]}\n", "fix state true is not one of"),
+        ("    fix: {kind: command, argv: [relight, '{funday}']}\n",
+         'undeclared params "funday"'),
+        ("    fix: {kind: playbook, steps: {primary: [{name: x}]}}\n",
+         'steps.primary[0] ("x") has neither argv nor action'),
+    ]
+    for fix, expected in cases:
+        pack = tmp_path / "pack.yaml"
+        pack.write_text(base + fix)
+        with pytest.raises(UsageError) as caught:
+            read_pack(pack)
+        message = str(caught.value)
+        assert expected in message, message
+        assert "True" not in message and "['" not in message and "None" not in message
+    pack.write_text("heal_pack: true\n" + base + "    fix: {kind: escalate, message: m}\n")
+    with pytest.raises(UsageError, match=r"pack version true \(heal_pack\); this heal reads"):
+        read_pack(pack)
 
 
 def test_a_lesson_becomes_a_valid_draft_pattern_with_provenance() -> None:
@@ -102,7 +147,7 @@ def test_packs_are_validated_before_anything_is_stored(tmp_path: Path) -> None:
     assert read_pack(seeds)["patterns"]
     for body, match in (("patterns: 3\n", "a 'patterns:' list"), ("heal_pack: 9\npatterns: []\n",
                         "version 9"), ("patterns: [{id: a.b, category: MEH, fix: {kind: escalate,"
-                                       " message: m}}]\n", "category 'MEH'"), (":\n", "YAML")):
+                                       " message: m}}]\n", 'category "MEH"'), (":\n", "YAML")):
         bad = tmp_path / "bad.yaml"
         bad.write_text(body)
         with pytest.raises(UsageError, match=match):
@@ -130,3 +175,95 @@ def test_report_renderings_escape_and_stay_self_contained() -> None:
     assert "\\| pipe" in md and "## Healings (1)" in md and "None." in md
     text = render_report.render_text(data)
     assert "auto-resolved        1 (25.0%; target 80.0%)" in text and "MTTR" in text
+
+
+@pytest.mark.parametrize("argv", [
+    ["learn", "--last", "--command", "touch a", "--command", "touch b"],
+    ["learn", "--last", "--command", "touch a", "--name", "x", "--name", "y"],
+    ["export", "--pack", "a.yaml", "--pack", "b.yaml"],
+])
+def test_an_option_taking_one_value_given_twice_is_bad_usage(
+        argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(argv)  # refused while parsing: before any engine or file is touched
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "given twice" in err and "it takes one value" in err, err
+
+
+def test_a_taught_command_whose_arguments_leave_the_repository_is_refused(
+        tmp_path: Path) -> None:
+    """The pre-flight's own check (fix_escape), made at teach time: no denylist of names."""
+    from pipeline.learn.fixes import check_stays_inside
+
+    root = tmp_path / "repo"
+    (root / "src").mkdir(parents=True)
+    (root / "out").symlink_to(tmp_path)
+    for text, why in (("rm -rf /", "path '/' is outside the repository"),
+                      (f"touch {tmp_path}/x", "is outside the repository"),
+                      ("touch ../x", "contains '..'"),
+                      ("touch out/x", "out is a symlink to")):
+        with pytest.raises(UsageError, match="acts only inside the repository") as caught:
+            check_stays_inside(command_fix(text), root)
+        assert why in str(caught.value), caught.value
+    for text in ("touch marker.txt", "rm -rf build", f"touch {root}/src/x", "make -j4 all"):
+        check_stays_inside(command_fix(text), root)  # inside: taught as before
+    # without a repository, any absolute path or '..' is refused
+    with pytest.raises(UsageError, match="absolute or contains '..'"):
+        check_stays_inside(command_fix("touch /tmp/x"), None)
+    check_stays_inside(command_fix("touch x"), None)
+    # a playbook's steps are checked the same way
+    book = tmp_path / "book.yaml"
+    book.write_text("steps:\n  primary:\n    - {name: a, argv: [make]}\n"
+                    "    - {name: b, argv: [rm, -rf, /]}\n")
+    with pytest.raises(UsageError, match="path '/' is outside"):
+        check_stays_inside(playbook_fix(str(book)), root, "--playbook book.yaml")
+    # and every lesson (reviews, hooks) through the one path, with the error's repository
+    error = TaughtError("e-1", TEXT, "", repo=str(root))
+    with pytest.raises(UsageError, match="the taught command: path '/' is outside"):
+        draft_pattern(Lesson(error, command_fix("rm -rf /")))
+    draft_pattern(Lesson(error, command_fix("touch marker.txt")))
+
+
+def test_a_pack_carries_every_fix_of_a_pattern_each_with_its_own_extras(tmp_path: Path) -> None:
+    from pipeline.learn.packs import build_pack, fix_count
+
+    def row(fix_id: str, kind: str, template: dict[str, object], when: str) -> dict[str, object]:
+        return {"id": "learned.hkiln", "name": "kiln", "category": "MODERATE",
+                "description": "d", "detection": [{"regex": "KilnColdError"}], "params": {},
+                "examples": [TEXT], "source": "learned", "priority": 90,
+                "provenance": {"when": "first lesson"}, "fix_id": fix_id, "kind": kind,
+                "fix_category": "MODERATE", "fix_state": "DRAFT", "title": "t",
+                "explanation": "e", "template": template,
+                "fix_provenance": {"when": when, "how": kind}}
+
+    rows = [row("learned.hkiln.command_b", "command", {"argv": ["touch", "z"], "literal": True},
+                "3"),
+            row("learned.hkiln.diff_a", "diff", {"diff": "--- a/x\n+++ b/x\n", "literal": True},
+                "2"),
+            row("learned.hkiln.escalate_c", "escalate", {"message": "ask"}, "1")]
+    pack = build_pack(rows, {"learned.hkiln.diff_a": {"successes": 2, "failures": 0,
+                                                      "reverts": 0}}, "ada")
+    (pattern,) = pack["patterns"]
+    assert fix_count(pack) == 3 and pattern["fix"]["id"] == "learned.hkiln.command_b"
+    assert pattern["provenance"] == {"when": "3", "how": "command", "source": "learned"}
+    assert [(a["id"], a["provenance"]["when"], a["stats"]["successes"])
+            for a in pattern["alternatives"]] == [("learned.hkiln.diff_a", "2", 2),
+                                                  ("learned.hkiln.escalate_c", "1", 0)]
+    assert list(pattern)[-3:] == ["alternatives", "stats", "provenance"]
+    # read back: a diff and an escalation are valid alternatives in a pack
+    from pipeline.learn.packs import parse_pack_pattern, write_pack
+
+    path = tmp_path / "pack.yaml"
+    write_pack(path, pack)
+    clean, fixes = parse_pack_pattern(read_pack(path)["patterns"][0])
+    assert "alternatives" not in clean and [f.fix["kind"] for f in fixes] == [
+        "command", "diff", "escalate"]
+    assert [f.provenance["when"] for f in fixes] == ["3", "2", "1"]
+    # an invalid alternative is named by its place
+    pattern["alternatives"][1] = {"id": "learned.hkiln.x", "kind": "command"}
+    write_pack(path, pack)
+    with pytest.raises(UsageError, match=r"alternatives\[1\]: .*needs argv"):
+        read_pack(path)

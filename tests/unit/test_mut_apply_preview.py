@@ -43,4 +43,4 @@ def test_a_playbook_action_without_a_name_or_args_is_shown_with_empty_ones() -> 
     assert will_run(fix) == {"steps": [
         {"phase": "primary", "name": "", "action": "", "args": {}},
         {"phase": "primary", "name": "n", "argv": []}]}
-    assert describe_run(fix) == ["  primary: :  {}", "  primary: n: "]
+    assert describe_run(fix) == ["  primary: : ", "  primary: n: "]

@@ -1,0 +1,37 @@
+"""An option that takes one value refuses to be given twice.
+
+argparse keeps the last of ``--command A --command B`` without a word, so a person who
+meant both silently gets B. :class:`Once` makes the second one bad usage (exit 2) that says
+which values were given and what to do instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+from pipeline.spelling import spelled
+
+
+class Once(argparse.Action):
+    """``store`` that refuses a second occurrence of the same option.
+
+    ``hint`` (a keyword of ``add_argument``) is added to the message, e.g. how to give
+    several steps."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, hint: str = "",
+                 **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.hint = hint
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        seen: set[str] = namespace.__dict__.setdefault("_given_once", set())
+        if self.dest in seen:
+            first = getattr(namespace, self.dest)
+            parser.error(f"{option_string} given twice ({spelled(first)}, then "
+                         f"{spelled(values)}); it takes one value"
+                         + (f": {self.hint}" if self.hint else ""))
+        seen.add(self.dest)
+        setattr(namespace, self.dest, values)
