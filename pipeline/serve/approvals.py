@@ -71,6 +71,9 @@ def approve(settings: Settings, engines: Engines, attempt_id: str, *,
     finally:
         engines.with_redis(lambda c: c.delete(lock))
     settle_outcomes(settings, client)  # recorded like the apply stage's outcomes
+    if outcome.status == "suggested":  # not applied (uncommitted changes there...): it waits
+        raise HttpError(409, f"attempt {attempt_id!r} was not applied: {outcome.detail}; the "
+                        "suggestion still waits (approve again once that is resolved)")
     return {"id": attempt_id, "fix_id": outcome.fix_id, "status": outcome.status,
             "detail": outcome.detail, "commit": outcome.commit}
 

@@ -291,6 +291,16 @@ def test_approve_applies_a_real_suggestion_and_reject_retires_one(
     assert git(root, "rev-parse", "HEAD") == head
     client.delete(lock)
 
+    # uncommitted work where the fix would land: refused (409), nothing touched, still waiting
+    tracked = root / "shop" / "discount.py"  # the file the fix reformats
+    mine = tracked.read_text()
+    tracked.write_text(mine + "# my uncommitted work\n")
+    status, _, body = call(f"{base}/api/approvals/{verdict.error_id}/approve", "POST")
+    assert status == 409 and "was not applied" in body["error"] and "still waits" in body["error"]
+    assert git(root, "rev-parse", "HEAD") == head
+    assert tracked.read_text().endswith("# my uncommitted work\n")
+    tracked.write_text(mine)
+
     status, _, body = call(f"{base}/api/approvals/{verdict.error_id}/approve", "POST")
     assert status == 200 and body["status"] == "applied", body
     assert git(root, "rev-parse", "HEAD") != head
