@@ -92,9 +92,10 @@ def check_stays_inside(fix: FixDraft, root: Path | None, what: str = "--command"
 
     words = fix_words(fix)
     if root is None:
-        problem = next((f"path {spelled(w)} is absolute or contains '..'" for w in words
-                        if not w.startswith("-") and (w.startswith("/") or ".." in
-                                                      PurePosixPath(w).parts)), None)
+        # (an option's value after its '=' too: ``--output=/etc/x``)
+        values = [w.partition("=")[2] if w.startswith("-") else w for w in words]
+        problem = next((f"path {spelled(w)} is absolute or contains '..'" for w in values
+                        if w.startswith("/") or ".." in PurePosixPath(w).parts), None)
         where = "the repository it fixes"
     else:
         problem = fix_escape(root, root, words)

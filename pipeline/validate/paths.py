@@ -86,10 +86,13 @@ def _escape(real_root: Path, base: Path, rel: str) -> str | None:
 
 def param_paths(root: Path, values: list[str], cwd: Path | None = None) -> list[str]:
     """The values among command arguments / parameters that denote paths in the repository
-    (or in ``cwd``; a dangling symlink counts)."""
+    (or in ``cwd``; a dangling symlink counts), the value of an ``--option=value`` included."""
     out: list[str] = []
     for value in values:
-        if not isinstance(value, str) or not value or value.startswith("-"):
+        if isinstance(value, str) and value.startswith("-"):
+            # an option: ``--output=/etc/x`` names the path after its ``=``; a bare flag none
+            value = value.partition("=")[2]
+        if not isinstance(value, str) or not value:
             continue
         looks_like_path = ("/" in value or ".." in value or os.path.lexists(root / value)
                            or (cwd is not None and os.path.lexists(cwd / value)))

@@ -204,7 +204,8 @@ def test_a_taught_command_whose_arguments_leave_the_repository_is_refused(
     for text, why in (("rm -rf /", "path '/' is outside the repository"),
                       (f"touch {tmp_path}/x", "is outside the repository"),
                       ("touch ../x", "contains '..'"),
-                      ("touch out/x", "out is a symlink to")):
+                      ("touch out/x", "out is a symlink to"),
+                      ("cp x --target-directory=/etc", "path '/etc' is outside")):
         with pytest.raises(UsageError, match="acts only inside the repository") as caught:
             check_stays_inside(command_fix(text), root)
         assert why in str(caught.value), caught.value
@@ -214,6 +215,8 @@ def test_a_taught_command_whose_arguments_leave_the_repository_is_refused(
     with pytest.raises(UsageError, match="absolute or contains '..'"):
         check_stays_inside(command_fix("touch /tmp/x"), None)
     check_stays_inside(command_fix("touch x"), None)
+    with pytest.raises(UsageError, match="absolute or contains '..'"):
+        check_stays_inside(command_fix("cp x --target-directory=/tmp"), None)
     # a playbook's steps are checked the same way
     book = tmp_path / "book.yaml"
     book.write_text("steps:\n  primary:\n    - {name: a, argv: [make]}\n"

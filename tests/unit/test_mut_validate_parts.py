@@ -317,6 +317,10 @@ def test_fix_escape(tree: Path) -> None:
     assert "deep is a symlink to" in str(fix_escape(tree, tree / "src", ["deep"]))
     assert fix_escape(tree, tree, ["/etc/passwd"]) == \
         "path '/etc/passwd' is outside the repository (/etc/passwd)"
+    # an option's value is a path too (before: every argument starting with '-' was skipped)
+    assert fix_escape(tree, tree, ["--output=/etc/passwd"]) == \
+        "path '/etc/passwd' is outside the repository (/etc/passwd)"
+    assert fix_escape(tree, tree, ["--out=src/a.py", "--jobs=4", "--verbose"]) is None
 
 
 # -- the RQ helpers ----------------------------------------------------------------------------
