@@ -98,3 +98,33 @@ def test_a_repeated_source_is_validated_like_a_new_one() -> None:
         ErrorEvent.from_dict({**base, "repo": {"path": ["a"]}})
     with pytest.raises(EventValidationError, match="NUL"):
         ErrorEvent.from_dict({**base, "repo": {"path": "a\x00"}})
+
+
+def test_bytes_that_are_not_utf8_are_named_by_their_offset() -> None:
+    raw = b'{"v": 1, "id": "a", "text": "caf\xe9 \xff"}'
+    with pytest.raises(DecodeError) as info:
+        ErrorEvent.decode(raw)
+    assert info.value.reason == "not valid UTF-8 at byte 32 (0xe9); send UTF-8 JSON"
+    # a str holding a lone surrogate (never encodable) gets the same answer, not a crash
+    with pytest.raises(DecodeError, match="not valid UTF-8 at byte"):
+        ErrorEvent.decode('{"v": 1, "id": "a", "text": "\udcff"}')
+
+
+@pytest.mark.parametrize("ts", ["2026-11-22T10:00:00Z", "2026-11-22T10:00:00.123456Z",
+                                "2026-11-22T10:00:00+02:00", "2026-11-22 10:00:00",
+                                "2026-11-22"])
+def test_every_iso_8601_time_is_accepted_verbatim(ts: str) -> None:
+    raw = orjson.dumps({"v": 1, "id": "a", "text": "x", "ts": ts})
+    assert ErrorEvent.decode(raw).ts == ts
+
+
+@pytest.mark.parametrize("ts", ["yesterday", "1700000000", "2026-11-22T25:00:00Z", "now"])
+def test_a_ts_that_is_not_iso_8601_is_refused(ts: str) -> None:
+    raw = orjson.dumps({"v": 1, "id": "a", "text": "x", "ts": ts})
+    with pytest.raises(EventValidationError, match="is not an ISO-8601 time"):
+        ErrorEvent.decode(raw)
+
+
+def test_the_python_api_refuses_an_integer_json_cannot_hold() -> None:
+    with pytest.raises(EventValidationError, match="cannot be written as JSON"):
+        ErrorEvent.from_dict({"v": 1, "id": "a", "text": "x", "exit_code": 10**30})
