@@ -126,7 +126,8 @@ def _loads(raw: bytes | str) -> JSON:
     return obj
 
 
-def truncate_text(text: str, limit: int = DEFAULT_MAX_TEXT_BYTES) -> tuple[str, int]:
+def truncate_text(text: str, limit: int = DEFAULT_MAX_TEXT_BYTES, dropped: int = 0
+                  ) -> tuple[str, int]:
     """Keep the head and the tail (the tail usually holds the error) within ``limit`` bytes.
 
     Each part is redacted before it is cut from the text (``pipeline.redact.redacted_head``
@@ -134,17 +135,21 @@ def truncate_text(text: str, limit: int = DEFAULT_MAX_TEXT_BYTES) -> tuple[str, 
     partial last line and the tail's partial first line are dropped).
 
     Returns the text and how many bytes were cut (0 when nothing was; of the original
-    text, about: the parts' secrets are redacted).
+    text, about: the parts' secrets are redacted). ``dropped``: bytes already cut from
+    ``text`` before (a reader that kept only the head and tail of an overlong line), counted
+    in the marker and the result. The result, marker included, fits in ``limit``: cutting it
+    again (each stage decodes the error it carries) changes nothing.
     """
     if len(text) * 4 <= limit:  # at most 4 bytes a character: fits without encoding it
-        return text, 0
+        return text, dropped
     encoded = text.encode("utf-8", "replace")
     if len(encoded) <= limit:
-        return text, 0
+        return text, dropped
+    room = len(TRUNCATION_MARKER.format(n=len(encoded) + dropped).encode())
     head = redacted_head(text, limit // 4)
-    tail = redacted_tail(text, limit - limit // 4)
+    tail = redacted_tail(text, limit - limit // 4 - room)
     cut = max(1, len(encoded) - len(head.encode("utf-8", "replace"))
-              - len(tail.encode("utf-8", "replace")))
+              - len(tail.encode("utf-8", "replace"))) + dropped
     return head + TRUNCATION_MARKER.format(n=cut) + tail, cut
 
 
@@ -258,6 +263,14 @@ class ErrorEvent:
     kind: ClassVar[str] = "error"
 
     def __post_init__(self) -> None:
+        # every producer builds the event through here (from_dict cuts on its own): the text
+        # is cut as a decode cuts it, before it is redacted (a 20 MB log line was published
+        # whole, and redacted whole first)
+        if len(self.text) * 4 > DEFAULT_MAX_TEXT_BYTES:
+            text, cut = truncate_text(self.text)
+            if cut:
+                object.__setattr__(self, "text", text)
+                object.__setattr__(self, "tags", {**self.tags, "truncated_bytes": cut})
         # secrets never travel further than the constructor (issue 11, item 9): every
         # producer builds the event through here, and every decode through ``_redacted``
         # too (see ``from_dict``), before any write

@@ -128,3 +128,37 @@ def test_a_ts_that_is_not_iso_8601_is_refused(ts: str) -> None:
 def test_the_python_api_refuses_an_integer_json_cannot_hold() -> None:
     with pytest.raises(EventValidationError, match="cannot be written as JSON"):
         ErrorEvent.from_dict({"v": 1, "id": "a", "text": "x", "exit_code": 10**30})
+
+
+def test_the_constructor_cuts_the_text_as_a_decode_does() -> None:
+    """Producers build events with the constructor: the same 64 KiB cut as from_dict."""
+    text = "head line\n" + "y" * (5 * 1024 * 1024) + "\nValueError: the tail"
+    built = ErrorEvent(id="big", text=text, tags={"path": "/x.log"})
+    decoded = ErrorEvent.decode(orjson.dumps({"v": 1, "id": "big", "text": text}))
+    assert built.text == decoded.text
+    assert len(built.text.encode()) <= 64 * 1024 + 64
+    assert built.tags == {"path": "/x.log", "truncated_bytes": decoded.tags["truncated_bytes"]}
+    assert built.tags["truncated_bytes"] > 5_000_000
+    # a second construction (dataclasses.replace) does not cut again
+    import dataclasses
+
+    assert dataclasses.replace(built, id="other").text == built.text
+
+
+def test_a_truncated_text_fits_so_the_next_stage_does_not_cut_it_again() -> None:
+    """Every stage decodes the error its input carries: a cut text plus its marker must fit
+    in the limit (it was 39 bytes over, so each stage cut again and overwrote
+    tags.truncated_bytes with 39)."""
+    text = "z" * 300_000 + "\nKeyError: 'k'"
+    first = ErrorEvent.decode(orjson.dumps({"v": 1, "id": "a", "text": text}))
+    assert len(first.text.encode()) <= 64 * 1024
+    again = ErrorEvent.decode(first.encode())
+    assert again.text == first.text and again.tags == first.tags
+    assert first.tags["truncated_bytes"] > 200_000
+
+
+def test_truncate_counts_what_a_reader_dropped_before() -> None:
+    text = "a" * 100_000 + "…[heal: 5000000 bytes truncated]…" + "b" * 100_000
+    cut_text, cut = truncate_text(text, dropped=5_000_000)
+    assert cut > 5_000_000 and f"[heal: {cut} bytes truncated]" in cut_text
+    assert truncate_text("short", dropped=7) == ("short", 7)
