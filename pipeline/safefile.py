@@ -18,7 +18,7 @@ import os
 import stat
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 #: a repository's heal.toml and the operator configuration (a full policy is ~5 KB)
 MAX_CONFIG_BYTES = 256 * 1024
@@ -95,6 +95,36 @@ def _read_regular(fd: int, limit: int) -> bytes:
     if len(data) > limit:
         raise too_big
     return data
+
+
+def kind_of(mode: int) -> str:
+    """What a file of ``st_mode`` ``mode`` is, for a message: ``a FIFO``, ``a directory``..."""
+    return "a regular file" if stat.S_ISREG(mode) else _kind(mode)
+
+
+def open_regular(path: Path | str) -> BinaryIO:
+    """``open(path, "rb")`` of a regular file (symbolic links followed), without ever
+    blocking: a FIFO nobody writes held ``heal watch --once`` forever. The descriptor is
+    opened ``O_NONBLOCK``, which a regular file ignores.
+
+    Raises:
+        FileNotFoundError: no such file.
+        FileRefused: not a regular file (``str()`` names what it is), or unreadable.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise FileRefused(f"cannot be read: {exc.strerror or exc}") from exc
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise FileRefused(f"is {_kind(mode)}, not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def read_config_text(path: Path | str, *, limit: int = MAX_CONFIG_BYTES,

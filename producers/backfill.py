@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import re
+import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -29,9 +30,10 @@ import redis
 from pipeline.config import STREAM_ERRORS, Settings
 from pipeline.errors import DecodeError, StreamUnavailable, UsageError
 from pipeline.events import MAX_ID_LENGTH, ErrorEvent
+from pipeline.safefile import FileRefused, kind_of, open_regular
 from producers.context import stable_id
 from producers.logs import LineSink, LogRecords, head_identity
-from producers.records import iter_lines
+from producers.records import LineSplitter
 from producers.transcript import TranscriptReader
 
 CHUNK = 1 << 20
@@ -66,9 +68,15 @@ class Progress:
 
 
 def _open(path: Path) -> IO[bytes]:
+    """Raises: UsageError when ``path`` is not (or is no longer) a regular file: opened
+    without blocking, so a FIFO put there after :func:`check_paths` cannot hold backfill."""
+    try:
+        fh = open_regular(path)
+    except FileRefused as exc:
+        raise UsageError(f"{path} {exc}; give log files (or .gz) to backfill") from exc
     if path.suffix == ".gz":
-        return cast(IO[bytes], gzip.open(path, "rb"))
-    return open(path, "rb")  # noqa: SIM115 - the caller closes it
+        return cast(IO[bytes], gzip.open(fh, "rb"))
+    return fh
 
 
 def file_identity(path: Path) -> str:
@@ -81,9 +89,14 @@ def check_paths(paths: list[str]) -> list[Path]:
     out = []
     for raw in paths:
         path = Path(raw)
-        if not path.is_file():
-            what = "does not exist" if not path.exists() else "is not a regular file"
-            raise UsageError(f"{raw}: {what}; give log files (or .gz) to backfill")
+        try:
+            mode = path.stat().st_mode
+        except OSError:
+            raise UsageError(f"{raw}: does not exist; give log files (or .gz) to backfill"
+                             ) from None
+        if not stat.S_ISREG(mode):
+            raise UsageError(f"{raw}: is {kind_of(mode)}, not a regular file; give log files "
+                             "(or .gz) to backfill")
         out.append(path)
     return out
 
@@ -98,25 +111,21 @@ def scan_file(path: Path, transcript: bool = False, start: int = 0,
     with _open(path) as fh:
         if start:
             fh.seek(start)
-        pos, line, partial = start, 0, b""
+        lines = LineSplitter(start, sink.max_line_bytes)  # (an overlong line: head and tail)
+        line = 0
         while True:
             data = fh.read(CHUNK)
-            final = not data
-            buf = partial + data
-            cut = len(buf) if final else buf.rfind(b"\n") + 1
-            partial = buf[cut:]
-            for text, s, e in iter_lines(buf[:cut], pos):
+            for text, s, e, cut in lines.feed(data) if data else lines.finish():
                 line += 1
-                for event in sink.feed(text, s, e, line):
+                for event in sink.feed(text, s, e, line, cut):
                     yield event, s
-            pos += cut
-            if final:
+            if not data:
                 break
             if progress:
-                progress.tick(lambda done=pos: f"{path}: {done / 1e6:.1f}/{total / 1e6:.1f} MB",
-                              pos, total)
+                progress.tick(lambda done=lines.pos: f"{path}: {done / 1e6:.1f}/"
+                              f"{total / 1e6:.1f} MB", lines.pos, total)
         for event in sink.flush():
-            yield event, pos
+            yield event, lines.pos
 
 
 class Backfiller:
@@ -189,7 +198,7 @@ class Backfiller:
 def _end(path: Path) -> int:
     if path.suffix != ".gz":
         return path.stat().st_size
-    with gzip.open(path, "rb") as fh:
+    with _open(path) as fh:
         return fh.seek(0, 2)
 
 

@@ -10,10 +10,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from pipeline.config import Settings
-from pipeline.errors import EventValidationError
+from pipeline.errors import DecodeError
 from pipeline.events import SCHEMA_VERSION, ErrorEvent
 from producers.context import hostname, new_id
 from producers.publisher import Publisher, connect
@@ -79,22 +77,15 @@ class EmitReport:
 
 
 def parse_lines(lines: Iterable[bytes | str]) -> Iterator[tuple[int, ErrorEvent | str]]:
-    """(line number, event or the reason the line is bad); blank lines are skipped."""
+    """(line number, event or the reason the line is bad); blank lines are skipped. A line is
+    decoded as a stage decodes a raw XADD (:meth:`ErrorEvent.decode`): the same reasons."""
     for number, line in enumerate(lines, 1):
-        raw = line.encode() if isinstance(line, str) else line
+        raw = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line
         if not raw.strip():
             continue
         try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            yield number, f"not valid JSON: {exc}"
-            continue
-        if not isinstance(obj, dict):
-            yield number, f"expected a JSON object, got {type(obj).__name__}"
-            continue
-        try:
-            yield number, ErrorEvent.from_dict(obj, raw=raw)
-        except EventValidationError as exc:
+            yield number, ErrorEvent.decode(raw)
+        except DecodeError as exc:  # (EventValidationError too)
             yield number, exc.reason
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -24,8 +25,12 @@ from pathlib import Path
 from typing import IO
 
 from pipeline.events import ErrorEvent
+from pipeline.homedir import DIR_MODE, open_private
+from pipeline.safefile import FileRefused, open_regular
 from producers.logs import LineSink, head_identity
-from producers.records import iter_lines
+from producers.records import LineSplitter
+
+log = logging.getLogger("heal.watch")
 
 READ_CHUNK = 1 << 20
 MAX_READ_PER_POLL = 16 << 20
@@ -57,10 +62,14 @@ class OffsetStore:
             return None  # no or unreadable state: start as if new
 
     def save(self, path: str, state: FileState) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Written 0600 in a 0700 folder (HEAL_HOME's files are private: the state names the
+        files followed; it was 0644 under umask 022)."""
+        self.root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         target = self._file(path)
         tmp = target.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"path": path, **asdict(state)}))
+        fd = open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps({"path": path, **asdict(state)}))
         os.replace(tmp, target)
 
 
@@ -86,10 +95,13 @@ class FileFollower:
         self._pos = 0  # offset after the last complete line fed
         self._line = 0
         self._pending_line = 0  # lines before the oldest record still held by the sink
-        self._partial = b""
+        #: splits what is read into lines, holding at most the sink's max_line_bytes of the
+        #: line not yet complete
+        self._lines = LineSplitter()
         self._last_data = time.monotonic()
         self._sink: LineSink | None = None
         self._first_open = True
+        self._refused = ""  # why the path was last refused (said once, not at every poll)
 
     # -- public ------------------------------------------------------------------------------
 
@@ -106,6 +118,15 @@ class FileFollower:
         elif idle and self._sink is not None:
             events.extend(self._sink.flush())  # nothing new for a while: the record is complete
         return events
+
+    def behind(self) -> bool:
+        """The open file holds bytes not read yet (more than one poll reads)."""
+        if self._fh is None:
+            return False
+        try:
+            return self._fh.tell() < os.fstat(self._fh.fileno()).st_size
+        except (OSError, ValueError):
+            return False
 
     def checkpoint(self) -> None:
         """Save the resume offset (call once the events of :meth:`poll` are published)."""
@@ -129,10 +150,18 @@ class FileFollower:
 
     def _open(self, events: list[ErrorEvent], start_at_zero: bool = False) -> bool:
         try:
-            fh = open(self.path, "rb")  # noqa: SIM115 - kept open across polls
+            fh = open_regular(self.path)  # (kept open across polls)
+        except FileRefused as exc:  # a FIFO would block the watch: wait for a regular file
+            if str(exc) != self._refused:
+                self._refused = str(exc)
+                log.warning("heal watch: %s %s; waiting for a regular file there",
+                            self.path, exc)
+            self._first_open = False
+            return False
         except OSError:
             self._first_open = False  # appears later: read it from the start
             return False
+        self._refused = ""
         st = os.fstat(fh.fileno())
         head = head_identity(os.pread(fh.fileno(), 1024, 0))
         offset, line = 0, 0
@@ -180,9 +209,10 @@ class FileFollower:
                 ) -> None:
         fh.seek(offset)
         self._fh, self._stat, self._head = fh, st, head
-        self._pos, self._line, self._partial = offset, line, b""
+        self._pos, self._line = offset, line
         self._pending_line = line
         self._sink = self._sink_factory(self._identity)
+        self._lines = LineSplitter(offset, self._sink.max_line_bytes)
 
     def _identity(self) -> str:
         """The file identity for event ids, read once the first line is complete."""
@@ -205,7 +235,7 @@ class FileFollower:
             self._open(events, start_at_zero=True)
             return
         head = head_identity(os.pread(self._fh.fileno(), 1024, 0))
-        shrunk = st.st_size < self._pos + len(self._partial)
+        shrunk = st.st_size < self._pos + self._lines.held
         rewritten = bool(head and self._head) and head != self._head
         if shrunk or rewritten:  # copytruncate, or rewritten in place between two polls
             assert self._sink is not None
@@ -225,17 +255,14 @@ class FileFollower:
             got = True
             if budget is not None:
                 budget -= len(data)
-            self._feed(self._partial + data, events)
+            self._feed(data, events)
         return got
 
     def _feed(self, data: bytes, events: list[ErrorEvent]) -> None:
         assert self._sink is not None
-        cut = data.rfind(b"\n") + 1
-        self._partial = data[cut:]
-        base = self._pos
-        for text, start, end in iter_lines(data[:cut], base):
+        for text, start, end, cut in self._lines.feed(data):
             self._line += 1
-            events.extend(self._sink.feed(text, start, end, self._line))
+            events.extend(self._sink.feed(text, start, end, self._line, cut))
             self._pos = end
             pending = self._sink.pending_offset
             if pending is None:

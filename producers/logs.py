@@ -14,21 +14,26 @@ import os
 from collections.abc import Callable
 from typing import Protocol
 
-from pipeline.events import ErrorEvent, Source, utc_now
+from pipeline.events import ErrorEvent, Source, truncate_text, utc_now
 from producers.cilog import CiFailure, CiLogDetector
 from producers.context import hostname, stable_id
-from producers.records import Record, RecordAssembler
+from producers.records import MAX_LINE_BYTES, Record, RecordAssembler
 
 HEAD_BYTES = 1024
 
 
 class LineSink(Protocol):
-    """What a file reader feeds lines to (log records, transcripts)."""
+    """What a file reader feeds lines to (log records, transcripts). A line longer than
+    ``max_line_bytes`` reaches ``feed`` cut (its head and tail, see
+    :class:`producers.records.LineSplitter`), ``cut`` saying how many bytes were dropped."""
+
+    max_line_bytes: int
 
     @property
     def pending_offset(self) -> int | None: ...
 
-    def feed(self, line: str, start: int, end: int, number: int) -> list[ErrorEvent]: ...
+    def feed(self, line: str, start: int, end: int, number: int, cut: int = 0
+             ) -> list[ErrorEvent]: ...
 
     def flush(self) -> list[ErrorEvent]: ...
 
@@ -54,6 +59,8 @@ class LogRecords:
     idle, which says nothing about the build being over.
     """
 
+    max_line_bytes = MAX_LINE_BYTES
+
     def __init__(self, path: str, identity: Callable[[], str], kind: str = "log",
                  name: str = "", final_flush: bool | None = None) -> None:
         self.path = os.path.abspath(path)
@@ -70,9 +77,10 @@ class LogRecords:
     def pending_offset(self) -> int | None:
         return self._assembler.pending_offset
 
-    def feed(self, line: str, start: int, end: int, number: int) -> list[ErrorEvent]:
+    def feed(self, line: str, start: int, end: int, number: int, cut: int = 0
+             ) -> list[ErrorEvent]:
         failure = self._ci.feed(line, start, end, number)
-        events = self._events(self._assembler.feed(line, start, end, number))
+        events = self._events(self._assembler.feed(line, start, end, number, cut))
         if failure is not None:
             events.append(self.ci_event(failure))
         return events
@@ -98,13 +106,18 @@ class LogRecords:
 
     def event(self, record: Record) -> ErrorEvent:
         text_hash = hashlib.sha256(record.text.encode("utf-8", "replace")).hexdigest()
+        # the 64 KiB cut of every event, counting what the reader dropped from overlong lines
+        text, cut = truncate_text(record.text, dropped=record.cut)
+        tags: dict[str, object] = {"path": self.path, "line": record.line,
+                                   "offset": record.offset, "record_kind": record.kind}
+        if cut:
+            tags["truncated_bytes"] = cut
         return ErrorEvent(
             id=stable_id("log", self._identity(), str(record.offset), text_hash),
-            text=record.text,
+            text=text,
             ts=utc_now(),
             source=Source(kind=self.kind, name=self.name, host=hostname()),
-            tags={"path": self.path, "line": record.line, "offset": record.offset,
-                  "record_kind": record.kind},
+            tags=tags,
         )
 
     def ci_event(self, failure: CiFailure) -> ErrorEvent:

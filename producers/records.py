@@ -14,6 +14,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from pipeline.config import DEFAULT_MAX_TEXT_BYTES
+
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 #: a Python traceback header; its exception line is the first unindented line after it
@@ -72,6 +74,12 @@ _BLANK_MODES = frozenset({"pytrace", "pytrace-done", "node", "go", "pytest", "py
 
 MAX_RECORD_LINES = 5000
 MAX_RECORD_BYTES = 1 << 20
+#: a log line longer than this keeps its first and last half (the middle is dropped as it is
+#: read, never held): 4x an event's text limit, so the 64 KiB an event keeps of a record
+#: (head and tail) never reaches into the dropped middle
+MAX_LINE_BYTES = 4 * DEFAULT_MAX_TEXT_BYTES
+#: where a line's middle was dropped (no line break: the line stays one line)
+LINE_CUT_MARKER = "…[heal: {n} bytes truncated]…"
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,8 @@ class Record:
     end: int
     line: int
     kind: str = "line"
+    #: bytes dropped from the middle of its overlong lines as they were read
+    cut: int = 0
 
     @property
     def is_error(self) -> bool:
@@ -124,14 +134,17 @@ class RecordAssembler:
         self._mode = ""  # "", pytrace, pytrace-done, java, node, js, go, pytest, pytest-summary
         self._size = 0
         self._pytest_sections = 0
+        self._cut = 0
 
     @property
     def pending_offset(self) -> int | None:
         """Offset of the first line not yet returned in a record (None when nothing is held)."""
         return self._offset if self._lines else None
 
-    def feed(self, line: str, offset: int, end: int, number: int) -> list[Record]:
-        """Add one line (without or with its newline) spanning bytes ``offset``..``end``."""
+    def feed(self, line: str, offset: int, end: int, number: int, cut: int = 0
+             ) -> list[Record]:
+        """Add one line (without or with its newline) spanning bytes ``offset``..``end``;
+        ``cut``: the bytes its reader dropped from its middle (see :class:`LineSplitter`)."""
         text = clean(line)
         out: list[Record] = []
         if not text.strip():
@@ -143,11 +156,13 @@ class RecordAssembler:
         if self._lines and self._continues(text):
             self._append_blanks()
             self._add(text, end)
+            self._cut += cut
             if self._size > MAX_RECORD_BYTES or len(self._lines) > MAX_RECORD_LINES:
                 out.extend(self.flush())  # bounded memory: cut a runaway record here
             return out
         out.extend(self.flush())
         self._start(text, offset, end, number)
+        self._cut = cut
         return out
 
     def flush(self) -> list[Record]:
@@ -156,7 +171,9 @@ class RecordAssembler:
         if not self._lines:
             return []
         kind = self._kind()
-        record = Record("\n".join(self._lines), self._offset, self._end, self._line, kind)
+        record = Record("\n".join(self._lines), self._offset, self._end, self._line, kind,
+                        self._cut)
+        self._cut = 0
         self._lines = []
         self._mode = ""
         self._size = 0
@@ -283,3 +300,98 @@ def iter_lines(data: bytes, base: int = 0) -> Iterator[tuple[str, int, int]]:
             return
         yield data[start:nl].decode("utf-8", "replace"), base + start, base + nl + 1
         start = nl + 1
+
+
+class LineSplitter:
+    """Complete lines of a byte stream read in chunks, holding at most ``max_bytes`` of the
+    line not yet complete: a longer line keeps its first and last ``max_bytes // 2`` bytes
+    and drops its middle as it is read (one attacker-written 100 MB line was held, and
+    published, whole). The cut depends only on the line, never on where chunks end, so
+    ``heal watch`` and ``heal backfill`` make the same text (and event id) of it.
+
+    :meth:`feed` yields ``(text, start, end, cut)``: the line's text (with its newline; a cut
+    line is ``head`` + :data:`LINE_CUT_MARKER` + ``tail``), its byte offsets in the stream
+    and the bytes dropped from it (0 for a line kept whole).
+    """
+
+    def __init__(self, pos: int = 0, max_bytes: int = MAX_LINE_BYTES) -> None:
+        #: offset of the first byte not yet returned in a line
+        self.pos = pos
+        self.max_bytes = max_bytes
+        self._half = max_bytes // 2
+        self._head = b""  # the partial line (its first half once it is too long)
+        self._tail = b""  # its last half, once it is too long
+        self._dropped = 0
+
+    @property
+    def held(self) -> int:
+        """Length of the partial line (the bytes dropped from it included)."""
+        return len(self._head) + self._dropped + len(self._tail)
+
+    def reset(self, pos: int) -> None:
+        """Forget the partial line; the next byte fed is at ``pos``."""
+        self.pos, self._head, self._tail, self._dropped = pos, b"", b"", 0
+
+    def feed(self, data: bytes) -> Iterator[tuple[str, int, int, int]]:
+        start = 0
+        if self.held:
+            nl = data.find(b"\n")
+            if nl < 0:
+                self._hold(data)
+                return
+            self._hold(data[:nl])  # (the line break is never held: a cut is the same
+            yield self._take(1)   # whether the line ends in this chunk or a later one)
+            start = nl + 1
+        last = data.rfind(b"\n") + 1
+        if last > start:
+            limit = self.max_bytes
+            pos = self.pos - start
+            while start < last:
+                nl = data.find(b"\n", start)
+                if nl - start > limit:  # (one comparison per line: the common case)
+                    yield self._cut_line(data[start: nl + 1], pos + start)
+                else:
+                    yield data[start:nl].decode("utf-8", "replace"), pos + start, pos + nl + 1, 0
+                start = nl + 1
+            self.pos = pos + last
+        if start < len(data):
+            self._hold(data[start:])
+
+    def finish(self) -> Iterator[tuple[str, int, int, int]]:
+        """The last line, when the stream ends without a line break."""
+        if self.held:
+            yield self._take(0)
+
+    def _hold(self, data: bytes) -> None:
+        if not self._dropped and len(self._head) + len(data) <= self.max_bytes:
+            self._head += data
+            return
+        if not self._dropped:
+            whole = self._head + data
+            self._head, self._tail = whole[: self._half], whole[-self._half:]
+            self._dropped = len(whole) - 2 * self._half
+            return
+        rest = self._tail + data
+        self._tail = rest[-self._half:]
+        self._dropped += len(rest) - len(self._tail)
+
+    def _take(self, newline: int) -> tuple[str, int, int, int]:
+        start, end = self.pos, self.pos + self.held + newline
+        if self._dropped:
+            text = self._joined(self._head, self._tail, self._dropped)
+        else:
+            text = self._head.decode("utf-8", "replace")
+        cut = self._dropped
+        self.reset(end)
+        return text, start, end, cut
+
+    def _cut_line(self, line: bytes, start: int) -> tuple[str, int, int, int]:
+        body = line[:-1]  # (without its line break)
+        head, tail = body[: self._half], body[-self._half:]
+        dropped = len(body) - len(head) - len(tail)
+        return self._joined(head, tail, dropped), start, start + len(line), dropped
+
+    @staticmethod
+    def _joined(head: bytes, tail: bytes, dropped: int) -> str:
+        return (head.decode("utf-8", "replace") + LINE_CUT_MARKER.format(n=dropped)
+                + tail.decode("utf-8", "replace"))

@@ -26,10 +26,13 @@ from typing import Any
 
 import orjson
 
-from pipeline.events import ErrorEvent, Repo, Source, Workflow, utc_now
+from pipeline.events import ErrorEvent, Repo, Source, Workflow, is_iso_time, utc_now
 from producers.context import hostname, stable_id
 
 MAX_REMEMBERED_CALLS = 10_000
+#: a transcript line is one JSON document, read whole; a longer one cannot be (its middle is
+#: dropped as it is read) and is skipped, counted in ``too_long``
+MAX_TRANSCRIPT_LINE_BYTES = 16 << 20
 EXIT_CODE = re.compile(r"^\s*Exit code:? (-?\d+)", re.IGNORECASE)
 SHELL_SYNTAX = re.compile(r"[|&;<>$`()\n*?]")
 JSON = dict[str, Any]
@@ -62,12 +65,15 @@ def content_text(content: Any) -> str:
 class TranscriptReader:
     """A :class:`producers.logs.LineSink` over one transcript file."""
 
+    max_line_bytes = MAX_TRANSCRIPT_LINE_BYTES
+
     def __init__(self, path: str, identity: Callable[[], str]) -> None:
         self.path = path
         self._identity = identity
         self._calls: OrderedDict[str, tuple[str, JSON]] = OrderedDict()
         self.lines = 0
         self.skipped = 0
+        self.too_long = 0
         self.failures = 0
 
     @property
@@ -77,7 +83,13 @@ class TranscriptReader:
     def flush(self) -> list[ErrorEvent]:
         return []
 
-    def feed(self, line: str, start: int, end: int, number: int) -> list[ErrorEvent]:
+    def feed(self, line: str, start: int, end: int, number: int, cut: int = 0
+             ) -> list[ErrorEvent]:
+        if cut:  # longer than MAX_TRANSCRIPT_LINE_BYTES: not one JSON document any more
+            self.lines += 1
+            self.skipped += 1
+            self.too_long += 1
+            return []
         if not line.strip():
             return []
         self.lines += 1
@@ -154,7 +166,7 @@ class TranscriptReader:
         return ErrorEvent(
             id=stable_id("transcript", self._identity(), call_id),
             text=text,
-            ts=str(obj.get("timestamp") or utc_now()),
+            ts=_timestamp(obj.get("timestamp")),
             source=Source(kind="transcript", name=self.path, host=hostname()),
             workflow=Workflow(id=session, run_id=session, step=name),
             repo=Repo(path=str(obj.get("cwd") or ""), branch=str(obj.get("gitBranch") or "")),
@@ -162,3 +174,11 @@ class TranscriptReader:
             exit_code=exit_code,
             tags=tags,
         )
+
+
+def _timestamp(value: Any) -> str:
+    """The transcript's ``timestamp`` when it is an ISO-8601 time (the contract's ``ts``),
+    else the time it is read: a stage refuses any other ``ts``."""
+    if isinstance(value, str) and is_iso_time(value):
+        return value
+    return utc_now()

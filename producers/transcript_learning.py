@@ -210,8 +210,11 @@ class LearningTranscriptReader(TranscriptReader):
         self.learner = TranscriptLearner(path)
         self.learn = learn
 
-    def feed(self, line: str, start: int, end: int, number: int) -> list[ErrorEvent]:
-        events = super().feed(line, start, end, number)
+    def feed(self, line: str, start: int, end: int, number: int, cut: int = 0
+             ) -> list[ErrorEvent]:
+        events = super().feed(line, start, end, number, cut)
+        if cut:
+            return events  # (a cut line is not JSON: nothing to learn)
         for precedent in self.learner.feed(line):
             self.learn(precedent)
         return events

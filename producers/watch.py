@@ -79,8 +79,11 @@ class Watcher:
         return count
 
     def drain(self) -> int:
-        """Everything currently in the files, closing the last record of each (``--once``)."""
+        """Everything currently in the files, closing the last record of each (``--once``):
+        polls until every file is read to its end (a poll reads at most 16 MiB of a file)."""
         count = self.poll_once()
+        while any(follower.behind() for follower in self.followers):
+            count += self.poll_once()
         for follower in self.followers:
             events = follower.close()
             if events:

@@ -2,7 +2,9 @@
 
 Fingerprint, extracted parameters, lookup tier and score, pattern id, fix and its category,
 and whether the rollout mode would apply it. Uses PostgreSQL when reachable, else answers
-from the local cache (said in ``reason``).
+from the local cache (said in ``reason``). The text is read as the pipeline reads a published
+one (:func:`as_published`: redacted, and cut to 64 KiB, head and tail), so both give the same
+answer.
 """
 
 from __future__ import annotations
@@ -49,6 +51,19 @@ def read_text(path: str) -> str:
     if not text.strip():
         raise UsageError("no error text given: pass a file or pipe the text on standard input")
     return text
+
+
+def as_published(text: str, settings: Settings) -> tuple[str, int]:
+    """``text`` as the fingerprint stage reads it once published (``ErrorEvent.decode`` of a
+    raw event: secrets redacted, cut to ``settings.max_text_bytes``, head and tail kept) and
+    the bytes the cut removed (0 when none). A 13.8 MB traceback was once diagnosed whole: a
+    rule gave up on it (its regex budget) and the answer was tier 2, where the pipeline's
+    64 KiB of it matched at tier 1."""
+    from pipeline.events import ErrorEvent
+
+    event = ErrorEvent.decode(orjson.dumps({"v": 1, "id": "diagnose", "text": text}),
+                              settings.max_text_bytes)
+    return event.text, int(event.tags.get("truncated_bytes") or 0)
 
 
 def resolve_mode(flag: str | None) -> Mode:
@@ -111,6 +126,7 @@ def diagnose(text: str, settings: Settings, mode: Mode, *, repo: str = "",
     from pipeline.fingerprint import fingerprint_text
     from pipeline.lookup.setup import build_lookup, model_while_waiting
 
+    text, truncated = as_published(text, settings)
     fp = fingerprint_text(text, repo=repo)
     embedder = (model_while_waiting(settings, text, fp.fine, fp.coarse, fp.normalized)
                 if semantic else None)
@@ -122,11 +138,12 @@ def diagnose(text: str, settings: Settings, mode: Mode, *, repo: str = "",
     finally:
         if db is not None:
             db.close()
-    return report(fp.fine, fp.coarse, fp.version, result, mode, online=lookup.online)
+    return report(fp.fine, fp.coarse, fp.version, result, mode, online=lookup.online,
+                  truncated=truncated)
 
 
 def report(fine: str, coarse: str, version: str, result: LookupResult, mode: Mode, *,
-           online: bool) -> dict[str, Any]:
+           online: bool, truncated: int = 0) -> dict[str, Any]:
     applies, why = would_apply(mode, result.fix)
     fix = None
     if result.fix is not None:
@@ -135,6 +152,9 @@ def report(fine: str, coarse: str, version: str, result: LookupResult, mode: Mod
     reason = f"{result.reason}; {why}"
     if not online:
         reason += "; PostgreSQL not used: answered from the local cache and the seeds"
+    if truncated:
+        reason += (f"; the text was cut as the pipeline cuts it ({truncated} bytes of its "
+                   "middle left out, head and tail kept)")
     return {
         "fingerprint": {"fine": fine, "coarse": coarse, "version": version},
         "params": result.params,
@@ -143,6 +163,7 @@ def report(fine: str, coarse: str, version: str, result: LookupResult, mode: Mod
         "would_apply": applies,
         "mode": mode.value,
         "reason": reason,
+        "truncated_bytes": truncated,
     }
 
 

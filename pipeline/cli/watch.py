@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
+import stat
 import sys
 import threading
 from typing import Any
 
 from pipeline.config import Settings
 from pipeline.errors import UsageError
+from pipeline.safefile import kind_of
+
+#: the most --interval and --idle-flush take: an hour
+MAX_SECONDS = 3600.0
 
 
 def register(subparsers: Any) -> None:
@@ -32,9 +38,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--once", action="store_true",
                         help="publish what the files hold now, save offsets, and exit")
     parser.add_argument("--interval", type=float, default=0.5, metavar="S",
-                        help="seconds between polls (default 0.5)")
+                        help=f"seconds between polls, more than 0 and at most "
+                             f"{MAX_SECONDS:g} (default 0.5)")
     parser.add_argument("--idle-flush", type=float, default=2.0, metavar="S",
-                        help="a record with no new line for S seconds is complete (default 2)")
+                        help=f"a record with no new line for S seconds is complete, 0 to "
+                             f"{MAX_SECONDS:g} (default 2)")
     parser.add_argument("--no-learn", action="store_true",
                         help="with --transcript: publish failures only, learn no precedents")
     parser.set_defaults(func=_watch)
@@ -44,13 +52,16 @@ def _watch(args: argparse.Namespace) -> int:
     from producers.publisher import Publisher, connect
     from producers.watch import Watcher
 
-    if args.interval <= 0 or args.idle_flush < 0:
-        raise UsageError("--interval must be > 0 and --idle-flush >= 0 seconds")
+    check_seconds(args.interval, args.idle_flush)
     for path in args.paths:
-        if os.path.isdir(path):
-            raise UsageError(f"{path} is a directory; give the log files to follow")
-        if not os.path.exists(path):
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
             print(f"heal watch: {path} does not exist yet; waiting for it", file=sys.stderr)
+            continue
+        if not stat.S_ISREG(mode):  # (a FIFO would block the watch on its first read)
+            raise UsageError(f"{path} is {kind_of(mode)}, not a regular file; give the log "
+                             "files to follow")
     settings = Settings.from_env()
     publisher = Publisher(connect(settings), settings)
     teacher = None
@@ -66,6 +77,17 @@ def _watch(args: argparse.Namespace) -> int:
     finally:
         if teacher is not None:
             teacher.close()
+
+
+def check_seconds(interval: float, idle_flush: float) -> None:
+    """Raises: UsageError for a --interval or --idle-flush that is not a finite number of
+    seconds in its range (``inf`` once crashed the watch, ``nan`` never flushed a record)."""
+    if not (math.isfinite(interval) and 0 < interval <= MAX_SECONDS):
+        raise UsageError(f"--interval {interval:g}: must be a number of seconds more than 0 "
+                         f"and at most {MAX_SECONDS:g} (e.g. --interval 0.5)")
+    if not (math.isfinite(idle_flush) and 0 <= idle_flush <= MAX_SECONDS):
+        raise UsageError(f"--idle-flush {idle_flush:g}: must be a number of seconds from 0 to "
+                         f"{MAX_SECONDS:g} (e.g. --idle-flush 2)")
 
 
 def _follow(args: argparse.Namespace, watcher: Any) -> int:

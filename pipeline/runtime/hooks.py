@@ -34,6 +34,9 @@ class Delivery:
     deleted: bool = False
     #: the entry has no ``event`` field (``raw`` then holds all its fields as JSON)
     missing_event: bool = False
+    #: with ``missing_event``: why the entry has no usable ``event`` field when it is not
+    #: the lack of one (two ``event`` fields)
+    problem: str = ""
 
 
 class Hook:

@@ -108,7 +108,8 @@ class EventProcessor:
         if delivery.missing_event or delivery.raw is None:
             return DeadLetter(
                 delivery,
-                "stream entry has no 'event' field (publish with: XADD <stream> * event '<json>')",
+                delivery.problem or "stream entry has no 'event' field (publish with: "
+                                    "XADD <stream> * event '<json>')",
             )
         if delivery.deliveries > self.options.max_deliveries:
             return DeadLetter(

@@ -18,6 +18,8 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import orjson
+
 from pipeline.config import STAGES, STREAM_DEAD, Settings
 from pipeline.errors import StreamUnavailable, UsageError
 from pipeline.runtime import group as groups
@@ -458,6 +460,9 @@ class StageWorker:
                 if len(fields) == 2 and fields[0] in _EVENT and type(fields[1]) is bytes:
                     out.append(Delivery(stream, entry_id, fields[1]))  # the common case
                     continue
+                if sum(1 for name in fields[::2] if name in _EVENT) > 1:
+                    out.append(_two_events(stream, entry_id, fields))
+                    continue
                 fields = dict(zip(fields[::2], fields[1::2], strict=True))
             out.append(make_delivery(stream, entry_id, fields, 1))
         return out
@@ -491,3 +496,15 @@ def _revive_engines() -> list[str]:
     except ImportError:  # pragma: no cover - storage ships with heal
         return []
     return revive_held_engines()
+
+
+def _two_events(stream: str, entry_id: str, fields: list[Any]) -> Delivery:
+    """The dead-letter delivery of an entry with several ``event`` fields
+    (``XADD s * event A event B``): which one the producer meant is unknown, and a dict of
+    the fields kept only the last one, silently (``raw``: every field, as JSON pairs)."""
+    pairs = [[_text(name), _text(value)] for name, value in zip(fields[::2], fields[1::2],
+                                                                    strict=True)]
+    count = sum(1 for name, _ in pairs if name == "event")
+    return Delivery(stream, entry_id, orjson.dumps(pairs), 1, missing_event=True,
+                    problem=f"stream entry has {count} 'event' fields; publish one event per "
+                            "entry (XADD <stream> * event '<json>')")

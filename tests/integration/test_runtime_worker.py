@@ -332,3 +332,23 @@ def test_the_heartbeat_keeps_held_entries_from_looking_abandoned(
         claimed = [d.entry_id for d in peer.reclaimer.claim_abandoned(10)]
         time.sleep(0.05)
     assert claimed == list(holder.in_flight)
+
+
+def test_an_entry_with_two_event_fields_is_dead_lettered_not_half_handled(
+    client: redis.Redis, settings: Settings
+) -> None:
+    """``XADD heal:errors * event A event B``: a dict of the fields kept B alone, silently.
+    (Through the read-ahead path, which reads RESP's flat field lists: batches of one, the
+    second read is a read-ahead. A plain ``client.xreadgroup`` reply is already a dict.)"""
+    publish(client, settings, event("first"))
+    client.execute_command("XADD", settings.stream("errors"), "*", "event", event("a"),
+                           "event", event("b"))
+    publish(client, settings, event("c"))
+    worker = make_worker(client, settings, handler=ContractHandler(settings), batch_size=1)
+    assert drain(worker) == 3
+    out = [orjson.loads(f[b"event"]) for _, f in client.xrange(settings.stream("fingerprints"))]
+    assert [o["id"] for o in out] == ["efirst", "ec"]
+    (letter,) = dead(client, settings)
+    assert letter[b"reason"].decode().startswith("stream entry has 2 'event' fields")
+    assert [name for name, _ in orjson.loads(letter[b"event"])] == ["event", "event"]
+    assert pending(client, settings) == 0

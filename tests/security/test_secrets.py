@@ -138,6 +138,45 @@ def test_heal_home_is_tightened_to_0700_and_its_files_to_0600(
     assert stat.S_IMODE(old.stat().st_mode) == 0o600
 
 
+
+def test_watch_offsets_and_the_engines_log_are_0600_under_a_permissive_umask(
+    tmp_path: Path, redis_url: str, prefix: str,
+) -> None:
+    """QA: ``$HEAL_HOME/watch/*.json`` and ``logs/engines.log`` were 0644 under umask 022."""
+    import os
+    import subprocess
+    import sys
+
+    from pipeline.enginelogs import route_engine_logs
+
+    home = tmp_path / "home"
+    log = tmp_path / "app.log"
+    log.write_text("ERROR disk full\n")
+    env = {**os.environ, "HEAL_HOME": str(home), "HEAL_REDIS_URL": redis_url,
+           "HEAL_STREAM_PREFIX": prefix}
+    old = os.umask(0o022)
+    try:
+        done = subprocess.run([str(Path(sys.executable).parent / "heal"), "watch", "--once",
+                               "--from-start", str(log)], env=env, capture_output=True,
+                              text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr
+        # (the engine log of heal up, worker and serve; one an older heal left 0644 too)
+        older = tmp_path / "older"
+        (older / "logs").mkdir(parents=True)
+        (older / "logs" / "engines.log").write_text("old line\n")
+        (older / "logs" / "engines.log").chmod(0o644)
+        for where in (home, older):
+            route_engine_logs(where)
+    finally:
+        os.umask(old)
+    mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+    (offsets,) = (home / "watch").glob("*.json")
+    assert (mode(home / "watch"), mode(offsets)) == (0o700, 0o600)
+    for where in (home, older):
+        assert (mode(where / "logs"), mode(where / "logs" / "engines.log")) == (
+            0o700 if where is home else 0o755, 0o600)
+
+
 @pytest.mark.slow
 def test_heal_home_stays_0700_with_the_embedded_engines_running_even_as_root() -> None:
     import os

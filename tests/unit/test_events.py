@@ -98,3 +98,67 @@ def test_a_repeated_source_is_validated_like_a_new_one() -> None:
         ErrorEvent.from_dict({**base, "repo": {"path": ["a"]}})
     with pytest.raises(EventValidationError, match="NUL"):
         ErrorEvent.from_dict({**base, "repo": {"path": "a\x00"}})
+
+
+def test_bytes_that_are_not_utf8_are_named_by_their_offset() -> None:
+    raw = b'{"v": 1, "id": "a", "text": "caf\xe9 \xff"}'
+    with pytest.raises(DecodeError) as info:
+        ErrorEvent.decode(raw)
+    assert info.value.reason == "not valid UTF-8 at byte 32 (0xe9); send UTF-8 JSON"
+    # a str holding a lone surrogate (never encodable) gets the same answer, not a crash
+    with pytest.raises(DecodeError, match="not valid UTF-8 at byte"):
+        ErrorEvent.decode('{"v": 1, "id": "a", "text": "\udcff"}')
+
+
+@pytest.mark.parametrize("ts", ["2026-11-22T10:00:00Z", "2026-11-22T10:00:00.123456Z",
+                                "2026-11-22T10:00:00+02:00", "2026-11-22 10:00:00",
+                                "2026-11-22"])
+def test_every_iso_8601_time_is_accepted_verbatim(ts: str) -> None:
+    raw = orjson.dumps({"v": 1, "id": "a", "text": "x", "ts": ts})
+    assert ErrorEvent.decode(raw).ts == ts
+
+
+@pytest.mark.parametrize("ts", ["yesterday", "1700000000", "2026-11-22T25:00:00Z", "now"])
+def test_a_ts_that_is_not_iso_8601_is_refused(ts: str) -> None:
+    raw = orjson.dumps({"v": 1, "id": "a", "text": "x", "ts": ts})
+    with pytest.raises(EventValidationError, match="is not an ISO-8601 time"):
+        ErrorEvent.decode(raw)
+
+
+def test_the_python_api_refuses_an_integer_json_cannot_hold() -> None:
+    with pytest.raises(EventValidationError, match="cannot be written as JSON"):
+        ErrorEvent.from_dict({"v": 1, "id": "a", "text": "x", "exit_code": 10**30})
+
+
+def test_the_constructor_cuts_the_text_as_a_decode_does() -> None:
+    """Producers build events with the constructor: the same 64 KiB cut as from_dict."""
+    text = "head line\n" + "y" * (5 * 1024 * 1024) + "\nValueError: the tail"
+    built = ErrorEvent(id="big", text=text, tags={"path": "/x.log"})
+    decoded = ErrorEvent.decode(orjson.dumps({"v": 1, "id": "big", "text": text}))
+    assert built.text == decoded.text
+    assert len(built.text.encode()) <= 64 * 1024 + 64
+    assert built.tags == {"path": "/x.log", "truncated_bytes": decoded.tags["truncated_bytes"]}
+    assert built.tags["truncated_bytes"] > 5_000_000
+    # a second construction (dataclasses.replace) does not cut again
+    import dataclasses
+
+    assert dataclasses.replace(built, id="other").text == built.text
+
+
+def test_a_truncated_text_fits_so_the_next_stage_does_not_cut_it_again() -> None:
+    """Every stage decodes the error its input carries: a cut text plus its marker must fit
+    in the limit (it was 39 bytes over, so each stage cut again and overwrote
+    tags.truncated_bytes with 39)."""
+    text = "z" * 300_000 + "\nKeyError: 'k'"
+    first = ErrorEvent.decode(orjson.dumps({"v": 1, "id": "a", "text": text}))
+    assert len(first.text.encode()) <= 64 * 1024
+    again = ErrorEvent.decode(first.encode())
+    assert again.text == first.text and again.tags == first.tags
+    assert first.tags["truncated_bytes"] > 200_000
+
+
+def test_truncate_counts_what_a_reader_dropped_before() -> None:
+    text = "a" * 100_000 + "…[heal: 5000000 bytes truncated]…" + "b" * 100_000
+    cut_text, cut = truncate_text(text, dropped=5_000_000)
+    assert cut > 5_000_000 and f"[heal: {cut} bytes truncated]" in cut_text
+    assert truncate_text("short", dropped=7) == ("short", 7)

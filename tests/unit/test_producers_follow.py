@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from pipeline.events import ErrorEvent
-from producers.follow import FileFollower, OffsetStore
+from producers.follow import FileFollower, FileState, OffsetStore
 from producers.watch import Watcher, sink_for
 
 TB = (
@@ -154,3 +154,43 @@ def test_a_first_line_written_in_pieces_is_not_mistaken_for_a_rewrite(tmp_path: 
     assert texts(got) == ["ERROR first", "ERROR second"]
     assert poll_all(f) == [] and poll_all(follower(log, tmp_path / "home")) == []
     assert got[0].id == poll_all(follower(log, tmp_path / "other"))[0].id
+
+
+def test_a_fifo_at_the_path_is_waited_out_never_read(tmp_path: Path) -> None:
+    """A FIFO nobody writes blocked open() forever; the follower waits for a regular file."""
+    path = tmp_path / "app.log"
+    os.mkfifo(path)
+    f = follower(path, tmp_path / "home")
+    assert f.poll() == [] and f.poll() == []
+    path.unlink()
+    path.write_text("ERROR now a file\n")
+    assert texts(poll_all(f)) == ["ERROR now a file"]
+
+
+def test_once_reads_a_file_larger_than_one_poll_to_its_end(tmp_path: Path) -> None:
+    from producers import follow
+
+    path = tmp_path / "app.log"
+    path.write_text("".join(f"ERROR number {i}\n" for i in range(3000)))
+    published: list[ErrorEvent] = []
+    watcher = Watcher([str(path)], tmp_path / "home", published.extend, from_start=True)
+    limit, follow.MAX_READ_PER_POLL = follow.MAX_READ_PER_POLL, 4096
+    try:
+        assert watcher.drain() == 3000
+    finally:
+        follow.MAX_READ_PER_POLL = limit
+    assert texts(published)[-1] == "ERROR number 2999"
+
+
+def test_offsets_are_private_files(tmp_path: Path) -> None:
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        OffsetStore(tmp_path / "home").save("/x.log", FileState(1, 2, 3, 4, "h"))
+    finally:
+        os.umask(old)
+    folder = tmp_path / "home" / "watch"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    (saved,) = folder.glob("*.json")
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600

@@ -219,3 +219,49 @@ def test_runaway_record_is_cut_to_bound_memory() -> None:
 def test_ansi_colours_are_stripped() -> None:
     (record,) = assemble("\x1b[31mERROR\x1b[0m disk full\n")
     assert record.text == "ERROR disk full" and record.is_error
+
+
+def test_an_overlong_line_keeps_its_head_and_tail_wherever_the_chunks_end() -> None:
+    """LineSplitter: a line over the bound keeps its first and last halves (never held
+    whole), the same text and offsets whatever the read sizes (watch and backfill read from
+    different offsets, so they must agree on every cut)."""
+    import random
+
+    from producers.records import LineSplitter, iter_lines
+
+    rnd = random.Random(3)
+    for _ in range(200):
+        parts = [bytes(rnd.choice(b"ab\xc3\xa9c") for _ in range(rnd.choice(
+            [0, 1, 99, 100, 101, 150, 3000]))) for _ in range(rnd.randint(1, 10))]
+        data = b"\n".join(parts) + (b"\n" if rnd.random() < 0.5 else b"")
+        seen = []
+        for chunk in (1, 7, 100, 4096):
+            split = LineSplitter(1000, max_bytes=100)
+            got = [x for i in range(0, len(data), chunk) for x in split.feed(data[i:i + chunk])]
+            got.extend(split.finish())
+            assert split.held == 0 and split.pos == 1000 + len(data)
+            seen.append(got)
+        assert all(s == seen[0] for s in seen)
+        reference = list(iter_lines(data, 1000))
+        assert [(s, e) for _, s, e, _ in seen[0]] == [(s, e) for _, s, e in reference]
+        for (text, s, e, cut), (whole, _, _) in zip(seen[0], reference, strict=True):
+            body = data[s - 1000:e - 1000].rstrip(b"\n")
+            if len(body) <= 100:
+                assert (text, cut) == (whole, 0)
+            else:
+                assert cut == len(body) - 100
+                assert text == (body[:50].decode("utf-8", "replace")
+                                + f"…[heal: {cut} bytes truncated]…"
+                                + body[-50:].decode("utf-8", "replace"))
+
+
+def test_a_split_line_never_holds_more_than_its_bound() -> None:
+    from producers.records import LineSplitter
+
+    split = LineSplitter(0, max_bytes=1000)
+    for _ in range(2000):
+        assert list(split.feed(b"y" * 4096)) == []
+        assert len(split._head) + len(split._tail) <= 1000
+    ((text, start, end, cut),) = list(split.feed(b"z\n"))
+    assert (start, end, cut) == (0, 2000 * 4096 + 2, 2000 * 4096 + 1 - 1000)
+    assert text.endswith("y" * 499 + "z") and len(text) < 1100

@@ -83,3 +83,22 @@ def test_generic_shape_and_successes_and_garbage() -> None:
 def test_command_argv_splits_plain_commands_only() -> None:
     assert command_argv("pytest -q 'a b'") == ["pytest", "-q", "a b"]
     assert command_argv("cd x && make") == []
+
+
+def test_a_transcript_line_cut_by_its_reader_is_skipped_and_counted() -> None:
+    from producers.transcript import TranscriptReader
+
+    reader = TranscriptReader("/t.jsonl", lambda: "id")
+    assert reader.feed('{"tool": "bash", "output": "…[heal: 9 bytes truncated]…', 0, 99, 1,
+                       cut=9) == []
+    assert (reader.lines, reader.skipped, reader.too_long) == (1, 1, 1)
+
+
+def test_a_timestamp_that_is_not_iso_8601_is_replaced_by_the_read_time() -> None:
+    from producers.transcript import TranscriptReader
+
+    reader = TranscriptReader("/t.jsonl", lambda: "id")
+    line = ('{"tool": "bash", "input": {"command": "make"}, "output": "boom", '
+            '"exit_code": 2, "timestamp": 1700000000}')
+    (event,) = reader.feed(line, 0, len(line), 1)
+    assert event.ts.endswith("Z") and event.ts[:2] == "20"
