@@ -15,6 +15,13 @@ from pipeline.errors import UsageError
 
 _AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
+#: the longest ``--claim-idle-ms`` accepted (a week). The heartbeat keeps the entries a live
+#: worker holds fresh whatever its handler's time, so the timeout only says how soon the
+#: entries of a dead worker are taken over: longer than this is a mistake (an entry stranded
+#: for weeks); and a stopping worker hands entries back idle for longer than any peer's
+#: timeout can be (``pipeline.runtime.reclaim.HAND_BACK_IDLE_MS``)
+MAX_CLAIM_IDLE_MS = 7 * 86_400_000
+
 
 @dataclass(frozen=True)
 class Retention:
@@ -96,7 +103,7 @@ class WorkerOptions:
             "--batch": self.batch_size >= 1,
             "--block-ms": self.block_ms >= 1,
             "--max-deliveries": self.max_deliveries >= 1,
-            "--claim-idle-ms": self.claim_idle_ms >= 1,
+            "--claim-idle-ms": 1 <= self.claim_idle_ms <= MAX_CLAIM_IDLE_MS,
             "--dedupe-ttl": self.dedupe_ttl_s >= 0,
         }
         for name, ok in checks.items():
