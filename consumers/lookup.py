@@ -45,6 +45,16 @@ class LookupHandler:
         time is read once (see ``Lookup.prepare``)."""
         self.lookup.prepare([(e.error.text, e.fine, e.coarse) for e in events])
 
+    def before_handoff(self) -> None:
+        """Before the runtime hands off (acknowledges) a batch: its occurrences, unmatched
+        errors, learned fingerprints and rankings go from memory to the SQLite outbox, in
+        one transaction, so a worker killed after the acknowledgement loses none of them
+        (``pipeline.stage.DurableBeforeHandoff``).
+
+        Raises:
+            sqlite3.Error: the runtime then parks the batch (nothing is acknowledged)."""
+        self.lookup.flush()
+
     def finish(self) -> None:
         """End of an inline drain (`heal run`) or of a worker's run: push buffered writes
         (occurrences, unmatched errors) to PostgreSQL now, so `heal issues list` and `heal

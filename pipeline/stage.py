@@ -66,6 +66,18 @@ class BatchHandler(Protocol):
     def handle_batch(self, events: Sequence[Any]) -> list[Sequence[Encodable]]: ...
 
 
+class DurableBeforeHandoff(Protocol):
+    """Optional on a handler: ``before_handoff()`` is called once per batch, after its events
+    are handled and before the hand-off that acknowledges them is sent, to make durable what
+    handling them wrote and keeps in memory (the lookup stage moves its buffered writes to
+    its SQLite outbox, one transaction). An acknowledged entry is never handled again, so a
+    write still in memory when the process dies (SIGKILL, OOM) would be lost for good. If it
+    raises, nothing of the batch is handed off: its events are parked as in an outage and
+    handled again, so what they write must be idempotent (the outbox's ops are, by op id)."""
+
+    def before_handoff(self) -> None: ...
+
+
 class StageHandler(Protocol):
     #: decodes the raw ``event`` field; raises DecodeError / EventValidationError
     decode: Callable[[bytes], Any]

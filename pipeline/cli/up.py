@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from pipeline.config import STAGES, Settings
+from pipeline.errors import UsageError
 from pipeline.runtime.cliargs import add_worker_options, configure_logging, options_from_args
 from pipeline.runtime.loader import StageNotBuilt, build_stage_worker, built_stages
 from pipeline.runtime.runner import run_threads
@@ -31,9 +32,31 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def stage_list(spec: str | None) -> list[str] | None:
+    """The stages ``--stages`` names, in order; None (every built stage) when it is not given.
+
+    Raises:
+        UsageError: the list is empty (``--stages ''`` or only commas: it used to run every
+            stage) or names a stage twice (two threads of one stage shared one consumer
+            name, so one pending list).
+    """
+    if spec is None:
+        return None
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    if not names:
+        raise UsageError(f"--stages names no stage; give a comma-separated list of: "
+                         f"{','.join(STAGES)} (or leave --stages out for every built stage)")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UsageError(f"--stages names {', '.join(twice)} more than once; one thread runs "
+                         "each stage (for more workers of a stage: heal worker STAGE "
+                         "--concurrency N)")
+    return names
+
+
 def run(args: argparse.Namespace) -> int:
     options, explicit = options_from_args(args)
-    names = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
+    names = stage_list(args.stages)
     specs = built_stages(names)
     if not specs:
         raise StageNotBuilt("no stage is built yet (no consumers/<stage>.py module)")

@@ -13,11 +13,16 @@ import sys
 from typing import Any
 
 from pipeline.config import STAGES, Settings
-from pipeline.errors import HealError, UsageError
+from pipeline.errors import HealError
 from pipeline.runtime.cliargs import add_worker_options, configure_logging, options_from_args
 from pipeline.runtime.loader import build_stage_worker, load_stage
 from pipeline.runtime.options import WorkerOptions
-from pipeline.runtime.runner import run_processes, run_threads, stop_when_orphaned
+from pipeline.runtime.runner import (
+    check_concurrency,
+    run_processes,
+    run_threads,
+    stop_when_orphaned,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -29,7 +34,8 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("stage", metavar="STAGE", help=f"one of: {', '.join(STAGES)}")
     parser.add_argument("--concurrency", type=int, default=1, metavar="N",
-                        help="worker processes for this stage (default 1)")
+                        help="worker processes for this stage (default 1; at most 4 per "
+                        "core, 8 to 64)")
     add_worker_options(parser)
     parser.set_defaults(func=run)
 
@@ -65,9 +71,8 @@ def child_main(stage: str, options: WorkerOptions, explicit: set[str], index: in
 
 
 def run(args: argparse.Namespace) -> int:
+    check_concurrency(args.concurrency)  # first: nothing is started for a refused count
     options, explicit = options_from_args(args)
-    if args.concurrency < 1:
-        raise UsageError("--concurrency must be 1 or more")
     load_stage(args.stage)  # fail fast: unknown or not-built stage
     configure_logging(args.log_level, args.verbose)
     if args.concurrency == 1:

@@ -112,6 +112,10 @@ class Lookup:
         self._memory_index: MemoryIndex | None = None
         self._ops: list[tuple[str, str, dict[str, Any]]] = []
         self._ops_lock = threading.Lock()
+        #: held from taking the buffer to its commit in SQLite: a flush returns only once
+        #: every write buffered before it is on disk, even one another thread (the
+        #: background sync) took out of the buffer first
+        self._flush_lock = threading.Lock()
         self._offline_since: float | None = None if db is not None else time.monotonic()
         #: start node -> (walked at, its causes), re-walked after CAUSES_TTL_S
         self._cause_cache: dict[str, tuple[float, list[Cause]]] = {}
@@ -736,20 +740,35 @@ class Lookup:
         self._queue(op)
 
     def _queue(self, op: tuple[str, str, dict[str, Any]]) -> None:
-        """Buffer one write for the outbox (moved there every FLUSH_EVERY ops, and by the
-        background sync)."""
+        """Buffer one write for the outbox (moved there every FLUSH_EVERY ops, before the
+        hand-off of every batch the lookup stage handled, and by the background sync)."""
         with self._ops_lock:
             self._ops.append(op)
         if len(self._ops) >= FLUSH_EVERY:
             self.flush()
 
     def flush(self) -> None:
-        """Move buffered writes to the local outbox (durable on disk). The background sync
-        calls it too, so a quiet stage never holds writes in memory for long."""
-        with self._ops_lock:
-            ops, self._ops = self._ops, []
-        if ops:
-            self.cache.enqueue(ops)
+        """Move buffered writes to the local outbox (durable on disk: one SQLite
+        transaction). When it returns, every write buffered before the call is committed
+        there. The lookup stage calls it before each batch's hand-off acknowledges the
+        batch (``LookupHandler.before_handoff``), so a killed process loses no write of an
+        acknowledged event; the background sync calls it too.
+
+        Raises:
+            sqlite3.Error: the outbox could not be written; the writes stay buffered (a
+                later flush retries them; their op ids make a second copy harmless).
+        """
+        with self._flush_lock:
+            with self._ops_lock:
+                ops, self._ops = self._ops, []
+            if not ops:
+                return
+            try:
+                self.cache.enqueue(ops)
+            except BaseException:
+                with self._ops_lock:
+                    self._ops[:0] = ops
+                raise
 
     def refresh_states(self) -> None:
         """Re-read fix states (the lifecycle quarantines and graduates fixes meanwhile) and the

@@ -7,6 +7,7 @@ module may suggest its own ``BATCH_SIZE`` / ``CLAIM_IDLE_MS`` (slow stages such 
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -14,6 +15,17 @@ from dataclasses import dataclass
 from pipeline.errors import UsageError
 
 _AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+#: the longest ``--claim-idle-ms`` accepted (a week). The heartbeat keeps the entries a live
+#: worker holds fresh whatever its handler's time, so the timeout only says how soon the
+#: entries of a dead worker are taken over: longer than this is a mistake (an entry stranded
+#: for weeks); and a stopping worker hands entries back idle for longer than any peer's
+#: timeout can be (``pipeline.runtime.reclaim.HAND_BACK_IDLE_MS``)
+MAX_CLAIM_IDLE_MS = 7 * 86_400_000
+#: the longest retry delay accepted (a day): a retry waits in the worker's memory, its
+#: entry pending, so a longer wait only hides a stuck event (and an outage parks events
+#: with the same delays)
+MAX_BACKOFF_S = 86_400.0
 
 
 @dataclass(frozen=True)
@@ -91,15 +103,27 @@ class WorkerOptions:
     read_ahead: bool = True
 
     def validate(self) -> WorkerOptions:
-        """Raises UsageError naming the option that is out of range."""
-        checks = {
-            "--batch": self.batch_size >= 1,
-            "--block-ms": self.block_ms >= 1,
-            "--max-deliveries": self.max_deliveries >= 1,
-            "--claim-idle-ms": self.claim_idle_ms >= 1,
-            "--dedupe-ttl": self.dedupe_ttl_s >= 0,
-        }
-        for name, ok in checks.items():
+        """Raises UsageError naming the option that is out of range and what it accepts."""
+        checks = [
+            ("--batch", self.batch_size >= 1, "must be 1 or more"),
+            ("--block-ms", self.block_ms >= 1, "must be 1 or more"),
+            ("--max-deliveries", self.max_deliveries >= 1, "must be 1 or more"),
+            ("--claim-idle-ms", 1 <= self.claim_idle_ms <= MAX_CLAIM_IDLE_MS,
+             f"must be 1 to {MAX_CLAIM_IDLE_MS} (a week)"),
+            ("--dedupe-ttl", self.dedupe_ttl_s >= 0, "must be 0 (off) or more"),
+            # NaN compares false with everything: each bound is written so that it fails
+            ("--backoff-base", math.isfinite(self.backoff_base_s)
+             and 0 < self.backoff_base_s <= MAX_BACKOFF_S,
+             f"must be a number of seconds above 0, at most {MAX_BACKOFF_S:g}"),
+            ("--backoff-cap", math.isfinite(self.backoff_cap_s)
+             and 0 < self.backoff_cap_s <= MAX_BACKOFF_S,
+             f"must be a number of seconds above 0, at most {MAX_BACKOFF_S:g}"),
+        ]
+        for name, ok, rule in checks:
             if not ok:
-                raise UsageError(f"{name} is out of range (must be positive)")
+                raise UsageError(f"{name} is out of range ({rule})")
+        if self.backoff_base_s > self.backoff_cap_s:
+            raise UsageError(
+                f"--backoff-base ({self.backoff_base_s:g} s) is more than --backoff-cap "
+                f"({self.backoff_cap_s:g} s): the first retry delay cannot exceed the longest")
         return self

@@ -138,10 +138,10 @@ class EventProcessor:
             return DeadLetter(delivery, f"permanent error: {exc.reason}")
         except Retry as exc:
             if isinstance(exc.__cause__, EngineError):
-                return self._park(delivery, exc.reason)
+                return self.park(delivery, exc.reason)
             return self._retry(delivery, exc.reason, exc.delay)
         except EngineError as exc:  # an outage is not the event's fault: park it
-            return self._park(delivery, str(exc))
+            return self.park(delivery, str(exc))
         except Exception as exc:  # unexpected: retried (may be transient), then dead-lettered
             log.warning(
                 "stage %s: handler raised on entry %s", self.stage, delivery.entry_id,
@@ -179,7 +179,7 @@ class EventProcessor:
         return [Handoff(delivery.entry_id, produced, _dedupe_id(event))
                 for delivery, event, produced in zip(deliveries, events, encoded, strict=True)]
 
-    def _park(self, delivery: Delivery, reason: str) -> Decision:
+    def park(self, delivery: Delivery, reason: str) -> Decision:
         """Keep the event pending until the engine is back, however long the outage: the
         backoff grows to its cap and the delivery is not counted (the worker resets it)."""
         delay = backoff_delay(delivery.deliveries, self.options.backoff_base_s,

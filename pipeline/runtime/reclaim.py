@@ -18,8 +18,15 @@ from typing import Any
 import orjson
 
 from pipeline.runtime.hooks import Delivery
+from pipeline.runtime.options import MAX_CLAIM_IDLE_MS
 
 log = logging.getLogger("heal.runtime.reclaim")
+
+#: the idle time a stopping worker gives the entries it hands back: longer than the longest
+#: ``--claim-idle-ms`` any peer accepts, so every peer (whatever its own timeout) sees them
+#: as abandoned at its next reclaim pass. Its own timeout would not do: a peer with a longer
+#: one left them alone until its own timeout had passed (QA: 57 s, against 5 s promised)
+HAND_BACK_IDLE_MS = 2 * MAX_CLAIM_IDLE_MS
 
 
 #: delete a consumer only if it holds nothing, atomically (deleting one drops its pending)
@@ -157,11 +164,12 @@ class Reclaimer:
 
     def hand_back(self, entry_ids: Sequence[str]) -> None:
         """Entries this worker will not handle after all (it is stopping): make them look
-        abandoned now (XCLAIM IDLE, JUSTID: no delivery counted), so a peer takes them over
-        at its next reclaim pass instead of after the whole claim timeout."""
+        abandoned now (XCLAIM IDLE, JUSTID: no delivery counted), idle longer than any
+        peer's claim timeout (:data:`HAND_BACK_IDLE_MS`, not this worker's own), so every
+        peer takes them over at its next reclaim pass instead of after its claim timeout."""
         if entry_ids:
             self.client.xclaim(self.stream, self.group, self.consumer, 0, list(entry_ids),
-                               idle=self.claim_idle_ms, justid=True)
+                               idle=HAND_BACK_IDLE_MS, justid=True)
 
     def forget(self, consumer: str) -> bool:
         """Delete ``consumer`` from the group if (and only if) it holds no entries."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import threading
 import time
@@ -23,13 +24,47 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
-from pipeline.errors import HealError
+from pipeline.errors import HealError, UsageError
 from pipeline.runtime.heartbeat import Heartbeat
 from pipeline.runtime.layout import warn_if_stranded
 from pipeline.runtime.partitions import PartitionedWorker, flatten
 from pipeline.runtime.worker import StageWorker
 
 log = logging.getLogger("heal.runtime")
+
+#: worker processes per core at most for ``--concurrency``: the processes exist for CPU work
+#: (decoding, fingerprinting, encoding), which gains nothing past about one per core; four
+#: per core leave room for stages that mostly wait (validate, apply). Each process imports
+#: and builds its stage (tens to hundreds of MB: the lookup loads its embedding model), so a
+#: typo of a few zeros started thousands of them and the kernel's OOM killer ended the
+#: machine's other work (QA, --concurrency 10000)
+CONCURRENCY_PER_CPU = 4
+#: the floor and the ceiling of that cap, whatever the core count
+MIN_CONCURRENCY_CAP, MAX_CONCURRENCY_CAP = 8, 64
+
+
+def max_concurrency() -> int:
+    """The largest ``--concurrency`` accepted on this machine: 4 per usable core, at least 8,
+    at most 64. More workers belong on more machines (they join the same groups)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cpus = os.cpu_count() or 1
+    return min(MAX_CONCURRENCY_CAP, max(MIN_CONCURRENCY_CAP, CONCURRENCY_PER_CPU * cpus))
+
+
+def check_concurrency(count: int) -> None:
+    """Raises UsageError (exit 2): ``count`` is below 1 or above :func:`max_concurrency`."""
+    cap = max_concurrency()
+    if count < 1:
+        raise UsageError("--concurrency must be 1 or more")
+    if count > cap:
+        raise UsageError(
+            f"--concurrency {count} is more than this machine takes: at most {cap} worker "
+            f"processes ({CONCURRENCY_PER_CPU} per core, {MIN_CONCURRENCY_CAP} to "
+            f"{MAX_CONCURRENCY_CAP}); each one loads the stage, and CPU work gains nothing "
+            "past one per core. Run more workers on other machines: they join the same "
+            "consumer group")
 
 
 def install_stop_signals(on_stop: Callable[[], None]) -> None:
@@ -109,7 +144,12 @@ def run_processes(target: Callable[..., object], args_for: Callable[[int], tuple
     """Keep ``count`` processes running ``target(*args_for(i))`` until SIGTERM/SIGINT, which
     is forwarded to them. A crashed process (killed, or exit 1) is restarted; a usage or
     configuration error (exit 2) stops them all. Returns 0 after a clean stop, else the
-    worst exit status."""
+    worst exit status.
+
+    Raises:
+        UsageError: ``count`` out of range (:func:`check_concurrency`), before any start.
+    """
+    check_concurrency(count)
     ctx = multiprocessing.get_context("spawn")  # no inherited threads, locks or sockets
     stopping = threading.Event()
 

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -87,6 +87,10 @@ class StageWorker:
         self._tick = getattr(handler, "tick", None)
         #: optional end of an inline drain (e.g. lookup pushing its outbox to PostgreSQL)
         self._finish = getattr(handler, "finish", None)
+        #: optional: make what a batch's handling wrote durable before its hand-off acks it
+        #: (``pipeline.stage.DurableBeforeHandoff``; the lookup stage's outbox buffer)
+        self._before_handoff: Callable[[], None] | None = getattr(
+            handler, "before_handoff", None)
         window = self.options.dedupe_ttl_s
         self.writer = HandoffWriter(
             client, self.stream, self.group, self.output, settings.stream(STREAM_DEAD),
@@ -274,6 +278,29 @@ class StageWorker:
                                  else processor.handle(deliveries[i], event))
             else:
                 decisions += self._decide_slice(deliveries[i:i + step], decoded[i:i + step])
+        if self._before_handoff is not None:
+            return self._durable(deliveries, decisions)
+        return decisions
+
+    def _durable(self, deliveries: Sequence[Delivery], decisions: list[Decision]
+                 ) -> list[Decision]:
+        """Make what handling the batch wrote durable (the handler's ``before_handoff``)
+        before anything acknowledges its entries: the hand-off, pipelined or not, is written
+        only after this returns, so a SIGKILL at any moment leaves each entry either pending
+        (handled again by a peer, idempotently) or acknowledged with its writes on disk.
+        When it fails, no event of the batch is handed off: they are parked as in an outage
+        (retried, not counted) and their writes made again when they are handled again."""
+        settle = self._before_handoff
+        if settle is None or not any(isinstance(d, Handoff) for d in decisions):
+            return decisions
+        try:
+            settle()
+        except Exception as exc:  # noqa: BLE001 - the batch is retried, the stage goes on
+            reason = (f"what handling wrote could not be made durable: "
+                      f"{type(exc).__name__}: {exc}")
+            log.warning("stage %s: %s; %d events parked", self.stage, reason, len(decisions))
+            return [self.processor.park(delivery, reason) if isinstance(d, Handoff) else d
+                    for delivery, d in zip(deliveries, decisions, strict=False)]
         return decisions
 
     def _decide_slice(self, deliveries: Sequence[Delivery], decoded: list[Any]

@@ -206,3 +206,52 @@ def test_redis_restarted_under_a_running_worker(
     assert registry.snapshot()["fingerprint"]["reconnects"] >= 1
     assert len(counts) == expected and set(counts.values()) == {1}
     assert "e199" in counts
+
+
+@pytest.mark.slow
+def test_entries_handed_back_by_a_stopping_worker_go_to_a_peer_with_a_longer_claim_timeout(
+    client: redis.Redis, redis_url: str, prefix: str
+) -> None:
+    """A stopping worker marks the rest of its batch abandoned for every peer, not only for
+    peers with its own --claim-idle-ms: a peer with the default 60 s takes it over at its
+    next reclaim pass (every 5 s), not after its own timeout (QA: 57 s later)."""
+    errors, out = f"{prefix}:errors", f"{prefix}:fingerprints"
+    total = 1000
+    publish(client, errors, range(total))
+    # X holds a batch for ~1 s (10 ms per event) and would have given it only 5 s of idle
+    stopping = start_worker(redis_url, prefix, 0, "--sleep-ms", "10", "--claim-idle-ms", "5000",
+                            "--block-ms", "5000")
+    stopping_name = f"{socket.gethostname()}-{stopping.pid}-0".encode()
+    peer: subprocess.Popen[bytes] | None = None
+    try:
+        wait_for(lambda: client.exists(errors) and bool(client.xinfo_groups(errors))
+                 and pending_of(client, errors, "fingerprint", stopping_name) > 0, 120,
+                 "the stopping worker's first batch")
+        peer = start_worker(redis_url, prefix, 1)  # the default --claim-idle-ms 60000
+        peer_name = f"{socket.gethostname()}-{peer.pid}-1".encode()
+        wait_for(lambda: any(c["name"] == peer_name
+                             for c in client.xinfo_consumers(errors, "fingerprint")),
+                 120, "the peer to join the group")
+        assert signal_while_holding(
+            stopping, lambda: pending_of(client, errors, "fingerprint", stopping_name),
+            lambda: client.xlen(out) >= total, signal.SIGTERM) > 0
+        assert stopping.wait(120) == 0
+        stopped = time.monotonic()
+        handed_back = pending_of(client, errors, "fingerprint", stopping_name)
+        assert handed_back > 0
+        # idle far past any peer's timeout (a week is the longest accepted)
+        [row] = client.xpending_range(errors, "fingerprint", "-", "+", 1, stopping_name)
+        assert row["time_since_delivered"] > 7 * 86_400_000
+        wait_for(lambda: client.xlen(out) >= total
+                 and client.xpending(errors, "fingerprint")["pending"] == 0,
+                 30, "the peer to take over the handed-back entries")
+        # its next reclaim pass (5 s), with room for a loaded machine; 55 s before the fix
+        assert time.monotonic() - stopped < 20
+    finally:
+        stop(stopping)
+        if peer is not None:
+            peer.send_signal(signal.SIGTERM)
+            assert peer.wait(120) == 0
+    counts = output_ids(client, out)
+    assert len(counts) == total and set(counts.values()) == {1}
+    assert client.xlen(f"{prefix}:dead") == 0
