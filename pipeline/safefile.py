@@ -174,3 +174,22 @@ def parse_yaml(text: str, *, loader: Any = None) -> Any:
     except RecursionError as exc:
         raise FileRefused("nested too deeply (lists or mappings inside each other hundreds of "
                           "levels deep); flatten it") from exc
+
+
+def load_yaml_file(path: Path | str, label: str) -> Any:
+    """The YAML document of a file a person names (a pack, a playbook): followed through
+    symlinks, at most MAX_PACK_BYTES.
+
+    Raises:
+        UsageError: ``<label>: <why>`` (missing, unreadable, not a regular file, too large,
+            not UTF-8, not YAML, nested too deeply).
+    """
+    from pipeline.errors import UsageError
+
+    try:
+        text = read_config_text(path, limit=MAX_PACK_BYTES, follow_symlinks=True)
+        if text is None:
+            raise UsageError(f"{label}: cannot read it: no such file")
+        return parse_yaml(text)
+    except FileRefused as exc:
+        raise UsageError(f"{label}: {exc}") from exc

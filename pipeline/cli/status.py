@@ -33,6 +33,7 @@ import redis
 from pipeline.config import PIPELINE_STREAMS, STREAM_DEAD, Settings
 from pipeline.console import colour_enabled, dump_json
 from pipeline.errors import HealError
+from pipeline.runtime.layout import text_of, xinfo_fields
 from storage.engines import check_cluster_layout, check_urls, connect_redis, engine_info
 
 #: Beyond this many undelivered entries, lag is reported as a lower bound (``lag_exact`` false)
@@ -192,17 +193,6 @@ def _optional_section(
         return {"state": "unknown", "error": str(exc)}
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _fields(raw: Any) -> dict[str, Any]:
-    """XINFO replies as a dict with str keys (lists of pairs on some client versions)."""
-    if isinstance(raw, dict):
-        return {_text(k): v for k, v in raw.items()}
-    return {_text(raw[i]): raw[i + 1] for i in range(0, len(raw), 2)}
-
-
 def partitioned_status(client: redis.Redis, settings: Settings, suffix: str) -> dict[str, Any]:
     """``stream_status`` of one pipeline stream, summed over its partitions when
     ``HEAL_PARTITIONS`` > 1 (length, pending, lag; consumers: the most any partition has;
@@ -239,8 +229,8 @@ def stream_status(client: redis.Redis, stream: str) -> dict[str, Any]:
     if not client.exists(stream):
         return {"length": length, "groups": groups}
     for raw in client.xinfo_groups(stream):
-        group = _fields(raw)
-        name = _text(group["name"])
+        group = xinfo_fields(raw)
+        name = text_of(group["name"])
         groups[name] = _group_status(client, stream, name, group, length)
     return {"length": length, "groups": groups}
 
@@ -249,16 +239,16 @@ def _group_status(
     client: redis.Redis, stream: str, name: str, group: dict[str, Any], length: int
 ) -> dict[str, Any]:
     lag, exact = _lag(client, stream, group, length)
-    members = [_fields(c) for c in client.xinfo_consumers(stream, name)]
+    members = [xinfo_fields(c) for c in client.xinfo_consumers(stream, name)]
     return {
         "pending": int(group.get("pending") or 0),
         "lag": lag,
         "lag_exact": exact,
         "consumers": int(group.get("consumers") or 0),
-        "last_delivered_id": _text(group.get("last-delivered-id", "0-0")),
+        "last_delivered_id": text_of(group.get("last-delivered-id", "0-0")),
         "members": [
             {
-                "name": _text(m["name"]),
+                "name": text_of(m["name"]),
                 "pending": int(m.get("pending") or 0),
                 "idle_ms": int(m.get("idle") or 0),
             }
@@ -272,7 +262,7 @@ def _lag(client: redis.Redis, stream: str, group: dict[str, Any], length: int) -
     after the group's last-delivered id (exactly, up to LAG_COUNT_CAP)."""
     if group.get("lag") is not None:
         return int(group["lag"]), True
-    last = _text(group.get("last-delivered-id", "0-0"))
+    last = text_of(group.get("last-delivered-id", "0-0"))
     if last == "0-0":
         return length, True
     counted = 0
@@ -282,7 +272,7 @@ def _lag(client: redis.Redis, stream: str, group: dict[str, Any], length: int) -
         counted += len(page)
         if len(page) < _PAGE:
             return counted, True
-        start = f"({_text(page[-1][0])}"
+        start = f"({text_of(page[-1][0])}"
     return counted, False
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from pipeline.errors import ConfigError, GitError, UsageError
 from pipeline.fixes.render import STEP_PHASES, check_steps
-from pipeline.safefile import MAX_PACK_BYTES, FileRefused, parse_yaml, read_config_text
+from pipeline.safefile import load_yaml_file
 from pipeline.spelling import spelled
 
 #: characters a shell would interpret; heal runs argv without one, so they are refused
@@ -129,13 +129,7 @@ def escalate_fix(message: str) -> FixDraft:
 
 def playbook_fix(path: str) -> FixDraft:
     file = Path(path)
-    try:
-        text = read_config_text(file, limit=MAX_PACK_BYTES, follow_symlinks=True)
-        if text is None:
-            raise UsageError(f"--playbook {path}: cannot read it: no such file")
-        doc = parse_yaml(text)
-    except FileRefused as exc:
-        raise UsageError(f"--playbook {path}: {exc}") from exc
+    doc = load_yaml_file(file, f"--playbook {path}")
     if not isinstance(doc, dict):
         raise UsageError(f"--playbook {path}: expected a mapping with 'steps:' (phases "
                          f"{', '.join(STEP_PHASES)}), as in the seeds")

@@ -25,7 +25,7 @@ import yaml
 from pipeline.errors import ConfigError, UsageError
 from pipeline.lookup.catalog import parse_pattern
 from pipeline.lookup.taught import raw_pattern
-from pipeline.safefile import MAX_PACK_BYTES, FileRefused, parse_yaml, read_config_text
+from pipeline.safefile import load_yaml_file
 from pipeline.spelling import spelled
 
 PACK_VERSION = 1
@@ -160,13 +160,7 @@ def read_pack(path: Path) -> dict[str, Any]:
             nested too deeply, a version this heal does not know, or an invalid
             pattern (named, with the field to change).
     """
-    try:
-        text = read_config_text(path, limit=MAX_PACK_BYTES, follow_symlinks=True)
-        if text is None:
-            raise UsageError(f"{path}: cannot read it: no such file")
-        doc = parse_yaml(text)
-    except FileRefused as exc:
-        raise UsageError(f"{path}: {exc}") from exc
+    doc = load_yaml_file(path, str(path))
     if not isinstance(doc, dict) or not isinstance(doc.get("patterns"), list):
         raise UsageError(f"{path}: a pack is a mapping with a 'patterns:' list (the seeds' "
                          "format; heal export --pack writes one)")

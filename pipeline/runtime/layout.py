@@ -162,21 +162,23 @@ def _scan(client: Any, match: str, calls: int) -> Any:
     yield keys, int(cursor) == 0
 
 
-def _text(value: Any) -> str:
+def text_of(value: Any) -> str:
+    """A Redis reply's bytes (or str) as text."""
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _fields(raw: Any) -> dict[str, Any]:
+def xinfo_fields(raw: Any) -> dict[str, Any]:
+    """XINFO replies as a dict with str keys (lists of pairs on some client versions)."""
     if isinstance(raw, dict):
-        return {_text(k): v for k, v in raw.items()}
-    return {_text(raw[i]): raw[i + 1] for i in range(0, len(raw), 2)}
+        return {text_of(k): v for k, v in raw.items()}
+    return {text_of(raw[i]): raw[i + 1] for i in range(0, len(raw), 2)}
 
 
 def _measure(client: Any, stream: str, partition: int | None) -> Stranded | None:
     length = int(client.xlen(stream) or 0)
     if not length:
         return None
-    groups = [_fields(g) for g in client.xinfo_groups(stream)]
+    groups = [xinfo_fields(g) for g in client.xinfo_groups(stream)]
     if not groups:
         return Stranded(stream, partition, length, length, True, 0)
     pending = sum(int(g.get("pending") or 0) for g in groups)
@@ -195,7 +197,7 @@ def _unread(client: Any, stream: str, group: dict[str, Any], length: int) -> tup
     its last delivered id (up to UNREAD_COUNT_CAP)."""
     if group.get("lag") is not None:
         return int(group["lag"]), True
-    last = _text(group.get("last-delivered-id", "0-0"))
+    last = text_of(group.get("last-delivered-id", "0-0"))
     if last == "0-0":
         return length, True
     counted, start = 0, f"({last}"
@@ -204,5 +206,5 @@ def _unread(client: Any, stream: str, group: dict[str, Any], length: int) -> tup
         counted += len(page)
         if len(page) < _PAGE:
             return counted, True
-        start = f"({_text(page[-1][0])}"
+        start = f"({text_of(page[-1][0])}"
     return counted, False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +55,42 @@ def candidate(root: Path, command: tuple[str, ...], fix: dict[str, Any] | None,
                  Settings.from_env())
     return CandidateEvent(id=f"{eid}:lookup", error_id=eid, error=err,
                           fine=fine or f"fp-{eid}", params=params or {}, fix=fix)
+
+
+@dataclass
+class Suggested:
+    """A verified ``ruff format`` suggestion waiting in a sample repository (see
+    :func:`suggested_format_fix`); ``db`` is the caller's to close."""
+
+    settings: Settings
+    client: Any
+    db: Any
+    store: Any
+    fix_id: str
+    root: Path
+    verdict: Any
+
+
+def suggested_format_fix(tmp_path: Path, redis_url: str, tag: str) -> Suggested:
+    """A sample repository with a formatting error, validated and handled in mode suggest:
+    its fix (id ``format.ruff_format.<tag><random>``) waits for ``heal apply`` / approval."""
+    import redis
+
+    from pipeline.apply.applier import Applier
+    from pipeline.demo.sample import break_formatting
+    from pipeline.validate.validator import Validator
+    from storage.attempts import AttemptStore
+    from storage.engines import open_database
+
+    settings = Settings.from_env()
+    client = redis.Redis.from_url(redis_url)
+    db = open_database(settings)
+    store = AttemptStore(db)
+    fix_id = f"format.ruff_format.{tag}{uuid.uuid4().hex[:6]}"
+    root = sample_repo(tmp_path)
+    break_formatting(root)
+    cand = candidate(root, ("ruff", "format", "--check", "."), {**FORMAT_FIX, "id": fix_id},
+                     mode="suggest")
+    verdict = Validator(settings, client, store).validate(cand)
+    assert Applier(settings, client, store).handle(verdict).status == "suggested"
+    return Suggested(settings, client, db, store, fix_id, root, verdict)

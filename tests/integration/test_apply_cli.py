@@ -18,22 +18,18 @@ from pipeline.validate.runner import run_argv
 from pipeline.validate.validator import Validator
 from storage.attempts import AttemptStore
 from storage.engines import open_database
-from tests.integration._heal_validate_support import FORMAT_FIX, candidate, sample_repo
+from tests.integration._heal_validate_support import (
+    FORMAT_FIX,
+    candidate,
+    sample_repo,
+    suggested_format_fix,
+)
 
 
 def test_heal_apply_dry_run_then_apply_then_nothing_left(
         tmp_path: Path, heal_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
-    settings = Settings.from_env()
-    client = redis.Redis.from_url(heal_env["HEAL_REDIS_URL"])
-    db = open_database(settings)
-    store = AttemptStore(db)
-    fix_id = f"format.ruff_format.t{uuid.uuid4().hex[:6]}"
-    root = sample_repo(tmp_path)
-    break_formatting(root)
-    cand = candidate(root, ("ruff", "format", "--check", "."), {**FORMAT_FIX, "id": fix_id},
-                     mode="suggest")
-    verdict = Validator(settings, client, store).validate(cand)
-    assert Applier(settings, client, store).handle(verdict).status == "suggested"
+    s = suggested_format_fix(tmp_path, heal_env["HEAL_REDIS_URL"], "t")
+    db, fix_id, root, verdict = s.db, s.fix_id, s.root, s.verdict
     head = git(root, "rev-parse", "HEAD")
 
     # --dry-run shows the verified commit and changes nothing
@@ -66,17 +62,8 @@ def test_heal_apply_of_a_decided_or_empty_id_says_why(
     assert "name what to apply" in capsys.readouterr().err
     assert main(["apply", "  "]) == 2
     capsys.readouterr()
-    settings = Settings.from_env()
-    client = redis.Redis.from_url(heal_env["HEAL_REDIS_URL"])
-    db = open_database(settings)
-    store = AttemptStore(db)
-    fix_id = f"format.ruff_format.r{uuid.uuid4().hex[:6]}"
-    root = sample_repo(tmp_path)
-    break_formatting(root)
-    cand = candidate(root, ("ruff", "format", "--check", "."), {**FORMAT_FIX, "id": fix_id},
-                     mode="suggest")
-    verdict = Validator(settings, client, store).validate(cand)
-    assert Applier(settings, client, store).handle(verdict).status == "suggested"
+    s = suggested_format_fix(tmp_path, heal_env["HEAL_REDIS_URL"], "r")
+    db, store, fix_id, root, verdict = s.db, s.store, s.fix_id, s.root, s.verdict
     head = git(root, "rev-parse", "HEAD")
     # rejected (as the dashboard's reject button does)
     assert store.record_apply(verdict.error_id, {"fix_id": fix_id, "status": "rejected",

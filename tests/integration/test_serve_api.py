@@ -20,7 +20,6 @@ import redis
 from pipeline.config import Settings
 from pipeline.serve.auth import load_tokens
 from pipeline.serve.server import HealServer, make_server
-from storage.attempts import AttemptStore
 from storage.engines import open_database
 
 
@@ -256,23 +255,13 @@ def test_engines_down_answer_503_json(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_approve_applies_a_real_suggestion_and_reject_retires_one(
         base: str, tmp_path: Path, heal_env: dict[str, str]) -> None:
-    from pipeline.apply.applier import Applier
-    from pipeline.demo.sample import break_formatting, git
+    from pipeline.demo.sample import git
     from pipeline.validate.runner import run_argv
-    from pipeline.validate.validator import Validator
-    from tests.integration._heal_validate_support import FORMAT_FIX, candidate, sample_repo
+    from tests.integration._heal_validate_support import suggested_format_fix
 
-    settings = Settings.from_env()
-    client = redis.Redis.from_url(heal_env["HEAL_REDIS_URL"])
-    db = open_database(settings)
-    store = AttemptStore(db)
-    fix_id = f"format.ruff_format.s{uuid.uuid4().hex[:6]}"
-    root = sample_repo(tmp_path)
-    break_formatting(root)
-    cand = candidate(root, ("ruff", "format", "--check", "."), {**FORMAT_FIX, "id": fix_id},
-                     mode="suggest")
-    verdict = Validator(settings, client, store).validate(cand)
-    assert Applier(settings, client, store).handle(verdict).status == "suggested"
+    s = suggested_format_fix(tmp_path, heal_env["HEAL_REDIS_URL"], "s")
+    settings, client, db, store = s.settings, s.client, s.db, s.store
+    fix_id, root, verdict = s.fix_id, s.root, s.verdict
 
     # SAFE suggestions are listed when asked for; the default lists MODERATE and RISKY only
     _, _, body = call(f"{base}/api/approvals?category=SAFE")
