@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from storage.engines import connect_redis, open_database
 
     started = time.monotonic()
+    _check_dir(args.dir)
     base = Settings.from_env()
     # a fresh prefix: the demo's streams and keys never mix with real work
     settings = dataclasses.replace(base, prefix=f"{base.prefix}-demo-{uuid.uuid4().hex[:6]}")
@@ -95,6 +96,27 @@ def run(args: argparse.Namespace) -> int:
     if not keep:
         print("(the sample repositories were removed; --keep or --dir DIR keeps them)")
     return 0 if all_as_expected(rows) and scene_as_expected(scene) else 1
+
+
+#: what the demo creates in --dir (its sample repositories)
+_MADE = ("shop", "shop-guardrails")
+
+
+def _check_dir(where: Path | None) -> None:
+    """``--dir`` must be a folder (made if missing) not already holding a demo's repositories.
+
+    Raises:
+        UsageError: it is a file, or holds ``shop``/``shop-guardrails`` (an earlier demo's)."""
+    from pipeline.errors import UsageError
+
+    if where is None:
+        return
+    if where.exists() and not where.is_dir():
+        raise UsageError(f"--dir {where}: not a folder; give a folder (made if missing)")
+    taken = [name for name in _MADE if (where / name).exists()]
+    if taken:
+        raise UsageError(f"--dir {where}: already holds {', '.join(taken)} (an earlier demo's "
+                         "sample repositories); choose another folder or remove them")
 
 
 def _say(to_stderr: bool) -> Any:

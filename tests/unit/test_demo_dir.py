@@ -1,0 +1,25 @@
+"""`heal demo --dir DIR` is checked before anything starts: a file, or a folder holding an
+earlier demo's repositories, is bad usage (exit 2) with what to change (before: an internal
+error after the engines had started, exit 1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+
+
+def test_a_file_or_an_earlier_demo_s_folder_is_refused_before_any_work(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("HEAL_HOME", str(tmp_path / "home"))
+    a_file = tmp_path / "afile"
+    a_file.write_text("")
+    assert main(["demo", "--dir", str(a_file)]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    (tmp_path / "earlier" / "shop").mkdir(parents=True)
+    assert main(["demo", "--dir", str(tmp_path / "earlier")]) == 2
+    assert "already holds shop" in capsys.readouterr().err
+    assert not (tmp_path / "home" / "redis").exists()  # no engine was started
