@@ -35,3 +35,23 @@ class Once(argparse.Action):
                          + (f": {self.hint}" if self.hint else ""))
         seen.add(self.dest)
         setattr(namespace, self.dest, values)
+
+
+class _StoreOnce(argparse._StoreAction):
+    """A plain ``store`` option made :class:`Once` (see :func:`once_everywhere`)."""
+
+    hint = ""
+    __call__ = Once.__call__
+
+
+def once_everywhere(parser: argparse.ArgumentParser) -> None:
+    """Every plain ``store`` option of ``parser`` and its subcommands refuses a second
+    occurrence, as :class:`Once` does: ``heal report --since 7d --since 1d`` is bad usage
+    (exit 2), not the last value silently. (Flags, counts and ``append`` options keep their
+    meaning.)"""
+    for action in parser._actions:
+        if type(action) is argparse._StoreAction and action.option_strings:
+            action.__class__ = _StoreOnce
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in set(action.choices.values()):
+                once_everywhere(sub)

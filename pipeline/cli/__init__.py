@@ -23,6 +23,7 @@ import traceback
 from collections.abc import Sequence
 
 from pipeline import __version__
+from pipeline.cliargs import once_everywhere
 from pipeline.config import Settings
 from pipeline.errors import HealError
 from pipeline.homedir import require_home, secure_home
@@ -41,11 +42,13 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     names = sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
     command = _command(argv)
     if command in names and _register(sub, command) and command in sub.choices:
+        once_everywhere(parser)
         return parser
     if command in names:  # its module names another command: start over with all of them
         return build_parser(None)
     for name in names:
         _register(sub, name)
+    once_everywhere(parser)  # an option taking one value, given twice, is bad usage
     return parser
 
 
