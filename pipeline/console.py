@@ -63,6 +63,17 @@ def amount(value: Any) -> str:
     return f"{value:.2f}" if abs(value) >= 1 else f"{value:.2g}"
 
 
+#: control characters (C0, DEL, C1) as visible escapes: event text is hostile, and an escape
+#: sequence printed raw drives the reader's terminal (``ESC ] 0 ; title BEL`` retitles it)
+_VISIBLE = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7f, 0xa0))}
+
+
+def visible(text: str) -> str:
+    """``text`` with every control character (newlines and tabs too: a cell or a column is
+    one line) written as ``\\xNN``, for printing on a terminal."""
+    return text if text.isprintable() else text.translate(_VISIBLE)
+
+
 def clip(text: str, width: int) -> str:
     """``text`` in at most ``width`` characters; a cut is marked with ``…`` so it is never
     mistaken for the whole text."""
@@ -72,7 +83,7 @@ def clip(text: str, width: int) -> str:
 def plain_table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
                 right: Sequence[int] = ()) -> str:
     """Aligned text columns (what non-terminals, NO_COLOR and TERM=dumb get)."""
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    cells = [[str(h) for h in headers]] + [[visible(str(c)) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = []
     for row in cells:
@@ -102,7 +113,7 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *,
     for i, header in enumerate(headers):
         table.add_column(header, justify="right" if i in right else "left")
     for row in rows:
-        table.add_row(*(str(c) if markup else escape(str(c)) for c in row))
+        table.add_row(*(str(c) if markup else escape(visible(str(c))) for c in row))
     rich_console(stream).print(table)
 
 

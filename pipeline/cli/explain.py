@@ -14,7 +14,7 @@ from typing import Any
 import redis
 
 from pipeline.config import Settings
-from pipeline.console import dump_json
+from pipeline.console import dump_json, visible
 from pipeline.errors import HealError
 
 
@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         dump_json(story)
     else:
-        print(render(story))
+        # (the story quotes the error's text: its control characters are shown, not sent)
+        print("\n".join(visible(line) for line in render(story).split("\n")))
     for problem in problems:
         print(f"heal: warning: {problem}", file=sys.stderr)
     return 0

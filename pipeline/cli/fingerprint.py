@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 import orjson
 
+from pipeline.console import visible
 from pipeline.errors import UsageError
 from pipeline.fingerprint.batch import fingerprint_batch
 
@@ -90,5 +91,5 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             out.write(orjson.dumps(fp.to_dict()).decode() + "\n")
         else:
-            out.write(f"{fp.fine}\t{fp.coarse}\t{fp.template}\n")
+            out.write(f"{fp.fine}\t{fp.coarse}\t{visible(fp.template)}\n")
     return 0
