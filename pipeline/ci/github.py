@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO
@@ -36,7 +37,9 @@ def artifacts_dir(env: Mapping[str, str]) -> Path:
     explicit = env.get("HEAL_ARTIFACTS_DIR")
     if explicit:
         return Path(explicit)
-    base = env.get("RUNNER_TEMP") or env.get("GITHUB_WORKSPACE") or "."
+    # never the checkout (GITHUB_WORKSPACE, "."): the artifacts would show up in the
+    # repository heal keeps clean; the runner's temp folder, else the system's
+    base = env.get("RUNNER_TEMP") or tempfile.gettempdir()
     return Path(base) / "heal"
 
 
