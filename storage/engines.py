@@ -148,20 +148,28 @@ def _release_all() -> None:
 
 def revive_held_engines() -> list[str]:
     """Restart the embedded engines this process holds a lease on and that are no longer
-    running (killed, OOM): a worker that holds a lease is responsible for its engine
-    (issue 11, item 11). Returns the folders of the engines restarted; never raises."""
+    running (killed, OOM, `heal engines stop --force`): a worker that holds a lease is
+    responsible for its engine (issue 11, item 11). The lease is re-taken under the engine's
+    lock if it was deleted, so the engine is shared and stopped as any other. Returns the
+    folders of the engines restarted; never raises."""
     pid = os.getpid()
     revived: list[str] = []
     with _state_lock:
         mine = [engine for key, engine in _held.items() if key[0] == pid]
     for engine in mine:
-        if engine.pid() is not None:
+        if engine.pid() is not None and engine.leases.holds():
             continue
         try:
             with engine.leases.locked():
                 if engine.pid() is None:
                     engine.ensure_running()
                     revived.append(str(engine.directory))
+                # Re-take this process's lease in the same critical section: `heal engines
+                # stop --force` deleted it, and without it the next short heal command would
+                # drop the only lease at its exit and stop the engine under this worker
+                # again, a restart loop after every command. Released at exit by
+                # _release_all, as the lease _acquire took (the engine stays in _held).
+                engine.leases.add()
         except Exception as exc:  # noqa: BLE001 - tried again at the next failure
             log.warning("embedded engine under %s is down and did not restart: %s",
                         engine.directory, exc)

@@ -66,6 +66,12 @@ class LeaseRegistry:
         pid = os.getpid() if pid is None else pid
         (self.users / str(pid)).unlink(missing_ok=True)
 
+    def holds(self, pid: int | None = None) -> bool:
+        """Whether ``pid`` (default: this one) has a lease file (``heal engines stop --force``
+        deletes it under a running process)."""
+        pid = os.getpid() if pid is None else pid
+        return (self.users / str(pid)).exists()
+
     def pin(self) -> None:
         _write_private(self.users / PINNED, "")
 

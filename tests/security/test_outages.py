@@ -22,9 +22,16 @@ from pipeline.runtime.noop import PassThroughHandler
 from pipeline.runtime.options import WorkerOptions
 from pipeline.runtime.worker import StageWorker
 from pipeline.validate.validator import Validator
+from storage import engines
 from storage.attempts import AttemptStore
 from storage.db import Database
-from storage.engines import _acquire, _release, embedded_redis, revive_held_engines
+from storage.engines import (
+    _acquire,
+    _release,
+    embedded_postgres,
+    embedded_redis,
+    revive_held_engines,
+)
 from tests.integration._heal_validate_support import FORMAT_FIX, candidate, sample_repo
 
 
@@ -124,3 +131,29 @@ def test_a_worker_restarts_a_killed_embedded_engine_it_holds_a_lease_on(
         assert redis.Redis.from_url(url).ping()
     finally:
         _release(engine)
+
+
+@pytest.mark.parametrize("make", [embedded_redis, embedded_postgres], ids=["redis", "postgres"])
+def test_a_worker_re_takes_its_lease_when_it_restarts_a_force_stopped_engine(
+    tmp_path: Path, make: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(engines, "_held", {})  # only this test's engine is this process's
+    settings = Settings(redis_url=None, database_url=None, home=tmp_path / "home", prefix="p")
+    engine = make(settings)
+    _acquire(engine)
+    try:
+        # Given `heal engines stop --force` under the worker: every lease dropped, engine down
+        with engine.leases.locked():
+            engine.leases.clear()
+            engine.stop()
+        assert engine.pid() is None
+        # When the worker notices
+        assert revive_held_engines() == [str(engine.directory)]
+        # Then the engine runs and the worker holds a lease on it again (so a short heal
+        # command attaching after this does not stop it at exit)
+        assert engine.pid() is not None
+        with engine.leases.locked():
+            assert str(os.getpid()) in engine.leases.live()
+    finally:
+        _release(engine)
+    assert engine.pid() is None  # released at exit as the normal path does: last lease stops it
