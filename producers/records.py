@@ -289,19 +289,6 @@ class RecordAssembler:
         self._end = end
 
 
-def iter_lines(data: bytes, base: int = 0) -> Iterator[tuple[str, int, int]]:
-    """Split complete lines of ``data``: (text, start offset, end offset) with ``base`` added."""
-    start = 0
-    while True:
-        nl = data.find(b"\n", start)
-        if nl < 0:
-            if start < len(data):
-                yield data[start:].decode("utf-8", "replace"), base + start, base + len(data)
-            return
-        yield data[start:nl].decode("utf-8", "replace"), base + start, base + nl + 1
-        start = nl + 1
-
-
 class LineSplitter:
     """Complete lines of a byte stream read in chunks, holding at most ``max_bytes`` of the
     line not yet complete: a longer line keeps its first and last ``max_bytes // 2`` bytes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from producers.cilog import (
     select,
 )
 from producers.logs import LogRecords
-from producers.records import iter_lines
+from producers.records import LineSplitter
 
 ESC = "\x1b"
 
@@ -109,8 +110,8 @@ def test_a_step_cut_off_by_the_end_of_the_log(tmp_path: Path) -> None:
     assert len(texts) == 1 and "src/a.c:3: teh ==> the" in texts[0]  # backfill: end of file
     # watch flushes when a file is idle: that says nothing about the build being over
     sink = LogRecords(str(tmp_path / "live.log"), lambda: "id", kind="log")
-    for number, (line, start, end) in enumerate(iter_lines(log.encode()), 1):
-        assert sink.feed(line, start, end, number) == []
+    for number, (line, start, end, cut) in enumerate(_whole(LineSplitter(), log.encode()), 1):
+        assert sink.feed(line, start, end, number, cut) == []
     assert sink.flush() == []
 
 
@@ -323,3 +324,9 @@ def test_a_build_that_stops_without_an_exit_line_is_searched_across_its_steps(
     assert len(texts) == 1
     assert "Running the tests in 'tests/test-all.R' failed." in texts[0]
     assert "1. Failure: names are kept" in texts[0]
+
+
+def _whole(splitter: LineSplitter, data: bytes) -> Iterator[tuple[str, int, int, int]]:
+    """Every line of ``data`` as backfill reads a file: ``feed``, then ``finish``."""
+    yield from splitter.feed(data)
+    yield from splitter.finish()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from producers.records import (
+    LineSplitter,
     Record,
     RecordAssembler,
     is_error_text,
-    iter_lines,
 )
 
 
@@ -15,8 +17,8 @@ def assemble(text: str) -> list[Record]:
     fed to one assembler line by line and flushed at the end (as ``LogScanner`` does)."""
     assembler = RecordAssembler()
     records: list[Record] = []
-    for number, (line, start, end) in enumerate(iter_lines(text.encode()), 1):
-        records += assembler.feed(line, start, end, number)
+    for number, (line, start, end, cut) in enumerate(_whole(LineSplitter(), text.encode()), 1):
+        records += assembler.feed(line, start, end, number, cut)
     return records + assembler.flush()
 
 PYTHON_CHAINED = """\
@@ -227,8 +229,6 @@ def test_an_overlong_line_keeps_its_head_and_tail_wherever_the_chunks_end() -> N
     different offsets, so they must agree on every cut)."""
     import random
 
-    from producers.records import LineSplitter, iter_lines
-
     rnd = random.Random(3)
     for _ in range(200):
         parts = [bytes(rnd.choice(b"ab\xc3\xa9c") for _ in range(rnd.choice(
@@ -242,7 +242,7 @@ def test_an_overlong_line_keeps_its_head_and_tail_wherever_the_chunks_end() -> N
             assert split.held == 0 and split.pos == 1000 + len(data)
             seen.append(got)
         assert all(s == seen[0] for s in seen)
-        reference = list(iter_lines(data, 1000))
+        reference = list(_plain_lines(data, 1000))
         assert [(s, e) for _, s, e, _ in seen[0]] == [(s, e) for _, s, e in reference]
         for (text, s, e, cut), (whole, _, _) in zip(seen[0], reference, strict=True):
             body = data[s - 1000:e - 1000].rstrip(b"\n")
@@ -265,3 +265,21 @@ def test_a_split_line_never_holds_more_than_its_bound() -> None:
     ((text, start, end, cut),) = list(split.feed(b"z\n"))
     assert (start, end, cut) == (0, 2000 * 4096 + 2, 2000 * 4096 + 1 - 1000)
     assert text.endswith("y" * 499 + "z") and len(text) < 1100
+
+
+def _plain_lines(data: bytes, base: int) -> list[tuple[str, int, int]]:
+    """The reference the splitter is held to: every line whole (text, start, end)."""
+    out, start = [], 0
+    while start < len(data):
+        nl = data.find(b"\n", start)
+        end = len(data) if nl < 0 else nl + 1
+        out.append((data[start:end].rstrip(b"\n").decode("utf-8", "replace"),
+                    base + start, base + end))
+        start = end
+    return out
+
+
+def _whole(splitter: LineSplitter, data: bytes) -> Iterator[tuple[str, int, int, int]]:
+    """Every line of ``data`` as backfill reads a file: ``feed``, then ``finish``."""
+    yield from splitter.feed(data)
+    yield from splitter.finish()
