@@ -111,12 +111,9 @@ def open_regular(path: Path | str) -> BinaryIO:
         FileNotFoundError: no such file.
         FileRefused: not a regular file (``str()`` names what it is), or unreadable.
     """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise FileRefused(f"cannot be read: {exc.strerror or exc}") from exc
+    fd = _open(path, follow_symlinks=True)
+    if fd is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
@@ -148,6 +145,10 @@ def read_config_text(path: Path | str, *, limit: int = MAX_CONFIG_BYTES,
         raise FileRefused(f"is not UTF-8 at byte {exc.start}; save it as UTF-8") from exc
 
 
+#: a document nested deeper than its parser goes
+_NESTED = ("nested too deeply ({} inside each other hundreds of levels deep); flatten it")
+
+
 def parse_toml(text: str) -> dict[str, Any]:
     """Raises: FileRefused (not TOML, or nested too deeply for the parser)."""
     try:
@@ -155,25 +156,22 @@ def parse_toml(text: str) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise FileRefused(f"not valid TOML: {exc}") from exc
     except RecursionError as exc:
-        raise FileRefused("nested too deeply (arrays or tables inside each other hundreds of "
-                          "levels deep); flatten it") from exc
+        raise FileRefused(_NESTED.format("arrays or tables")) from exc
 
 
-def parse_yaml(text: str, *, loader: Any = None) -> Any:
-    """PyYAML's safe loader (``loader`` overrides it). Raises: FileRefused (not YAML, or
-    nested too deeply for the parser)."""
+def parse_yaml(text: str) -> Any:
+    """The project's safe YAML loader (:func:`pipeline.yamlload.safe_load`). Raises:
+    FileRefused (not YAML, or nested too deeply for the parser)."""
     import yaml
 
+    from pipeline.yamlload import safe_load
+
     try:
-        return yaml.load(text, Loader=loader or yaml.SafeLoader)  # noqa: S506 - safe loaders
+        return safe_load(text)
     except yaml.YAMLError as exc:
-        if "nesting depth" in str(exc):
-            raise FileRefused("nested too deeply (lists or mappings inside each other "
-                              "hundreds of levels deep); flatten it") from exc
+        if "nesting depth" in str(exc) or "nested too deeply" in str(exc):
+            raise FileRefused(_NESTED.format("lists or mappings")) from exc
         raise FileRefused(f"not valid YAML: {exc}") from exc
-    except RecursionError as exc:
-        raise FileRefused("nested too deeply (lists or mappings inside each other hundreds of "
-                          "levels deep); flatten it") from exc
 
 
 def load_yaml_file(path: Path | str, label: str) -> Any:
