@@ -147,19 +147,12 @@ class RunSession:
             from pipeline.ci.github import report_passed
 
             report_passed()
-            if self.opts.json_to:
-                self._write_json({"error_id": None, "exit_status": 0, "resolved": True,
-                                  "decision": "none",
-                                  "command": redact_argv(self.opts.argv)})
+            self._unpublished_json(0)
             return 0
         if result.interrupted:
             # a person pressed Ctrl-C (or a CI run was cancelled): a stop, not an error
             self.say(f"interrupted (status {result.status}): not reported as an error")
-            if self.opts.json_to:
-                self._write_json({"error_id": None, "exit_status": result.status,
-                                  "resolved": False, "decision": "none",
-                                  "detail": "interrupted (Ctrl-C): not reported",
-                                  "command": list(self.opts.argv)})
+            self._unpublished_json(result.status, "interrupted (Ctrl-C): not reported")
             return result.status
         try:
             return self._handle_failure(result)
@@ -295,6 +288,19 @@ class RunSession:
             self._write_json(self._plain_report(event, status, "none", note).to_json())
             return
         self._write_json(report.to_json())
+
+    def _unpublished_json(self, status: int, detail: str = "") -> None:
+        """The decision JSON of a run that published nothing (it passed, or was
+        interrupted), when one was asked for: no error id, no decision, the command with its
+        secrets redacted as in every event."""
+        if not self.opts.json_to:
+            return
+        data: dict[str, Any] = {"error_id": None, "exit_status": status,
+                                "resolved": status == 0, "decision": "none"}
+        if detail:
+            data["detail"] = detail
+        data["command"] = redact_argv(self.opts.argv)
+        self._write_json(data)
 
     def _plain_report(self, event: ErrorEvent, status: int, decision: str, note: str
                       ) -> RunReport:

@@ -196,7 +196,7 @@ def test_ctrl_c_stops_the_command_and_is_not_reported_as_an_error(
     out = tmp_path / "decision.json"
     proc = subprocess.Popen(
         [HEAL, "run", "--json-file", str(out), "--", sys.executable, "-c",
-         "import time; print('started', flush=True); time.sleep(30)"],
+         "import time; print('started', flush=True); time.sleep(30)", "--password=pw-9z"],
         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True)  # its own process group, as a terminal's foreground job
     assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
@@ -205,4 +205,6 @@ def test_ctrl_c_stops_the_command_and_is_not_reported_as_an_error(
     assert proc.returncode == 130, err  # Python's KeyboardInterrupt exit status, kept
     assert "interrupted" in err and "published" not in err, err
     assert redis.Redis.from_url(redis_url).xlen(f"{prefix}:errors") == 0
-    assert json.loads(out.read_text())["decision"] == "none"
+    decision = json.loads(out.read_text())
+    assert decision["decision"] == "none" and decision["error_id"] is None
+    assert "pw-9z" not in out.read_text()  # the command's secrets redacted, as when it passes
