@@ -184,26 +184,21 @@ def _reason(exc: BaseException) -> str:
 
 def check_urls(settings: Settings) -> None:
     """Raises ConfigError when HEAL_REDIS_URL or HEAL_DATABASE_URL is malformed (see
-    pipeline.config.check_url)."""
+    pipeline.config.check_url; Settings built without from_env are checked here too)."""
     if settings.redis_url:
-        _check_scheme(settings.redis_url, "HEAL_REDIS_URL", REDIS_SCHEMES)
+        check_url("HEAL_REDIS_URL", settings.redis_url, REDIS_SCHEMES)
     if settings.database_url:
-        _check_scheme(settings.database_url, "HEAL_DATABASE_URL", PG_SCHEMES)
+        check_url("HEAL_DATABASE_URL", settings.database_url, PG_SCHEMES)
 
 
 # -- Redis -----------------------------------------------------------------------------------
-
-
-def _check_scheme(url: str, variable: str, schemes: tuple[str, ...]) -> None:
-    """Raises ConfigError (Settings built without from_env are checked here too)."""
-    check_url(variable, url, schemes)
 
 
 def redis_url(settings: Settings) -> str:
     """URL of the Redis to use; starts (or reuses) the embedded one when HEAL_REDIS_URL is
     unset. Raises ConfigError, StreamUnavailable."""
     if settings.redis_url:
-        _check_scheme(settings.redis_url, "HEAL_REDIS_URL", REDIS_SCHEMES)
+        check_url("HEAL_REDIS_URL", settings.redis_url, REDIS_SCHEMES)
         return settings.redis_url
     return _acquire(embedded_redis(settings))
 
@@ -317,7 +312,7 @@ def database_url(settings: Settings) -> str:
     """URL of the PostgreSQL to use; starts (or reuses) the embedded one when
     HEAL_DATABASE_URL is unset. Raises ConfigError, DatabaseUnavailable."""
     if settings.database_url:
-        _check_scheme(settings.database_url, "HEAL_DATABASE_URL", PG_SCHEMES)
+        check_url("HEAL_DATABASE_URL", settings.database_url, PG_SCHEMES)
         return settings.database_url
     return _acquire(embedded_postgres(settings))
 
