@@ -7,6 +7,7 @@ from typing import Any
 
 from pipeline.config import Settings
 from pipeline.console import dump_json
+from pipeline.errors import HealError
 from pipeline.guardrails._connect import connect_redis
 from pipeline.guardrails.audit import AuditLog
 from pipeline.guardrails.breaker import GLOBAL, CircuitBreaker, check_scope
@@ -54,7 +55,14 @@ def run_status(args: argparse.Namespace) -> int:
 
 def run_reset(args: argparse.Namespace) -> int:
     check_scope(args.scope)
-    t = _breaker().reset(args.scope, args.reason)
+    breaker = _breaker()
+    if not breaker.known(args.scope):
+        # (resetting it would only add a scope no fix has ever been counted at)
+        known = [name for name in breaker.status()["scopes"] if name != GLOBAL]
+        hint = f"known scopes: {', '.join(known[:20])}" if known else "no scope but global"
+        raise HealError(f"breaker scope {args.scope!r} is unknown ({hint}); "
+                        "see `heal breaker status`")
+    t = breaker.reset(args.scope, args.reason)
     print(f"breaker {t.scope}: {t.src} -> {t.dst}")
     return 0
 

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from pipeline.config import Settings
+from pipeline.errors import HealError
 
 
 def register(subparsers: Any) -> None:
@@ -24,26 +25,40 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.trust.keys import load_keys, retire_previous, rotate
+    from pipeline.trust.keys import ENV_PREVIOUS, load_keys, retire_previous, rotate
 
     settings = Settings.from_env()
+    retired: str | None = None
     if args.action == "rotate":
         keys = rotate(settings)
     elif args.action == "retire":
-        retire_previous(settings)
+        retired = _previous_id(load_keys(settings).previous)
+        if not retire_previous(settings) and retired is not None:
+            raise HealError(f"the previous key {retired} comes from ${ENV_PREVIOUS}: unset it "
+                            "in every heal process's environment to retire it")
         keys = load_keys(settings)
     else:
         keys = load_keys(settings)
     current = keys.sign("id", b"")[:8]
-    previous = None
-    if keys.previous is not None:
-        from pipeline.trust.keys import KeySet
-
-        previous = KeySet(keys.previous).sign("id", b"")[:8]
+    previous = _previous_id(keys.previous)
     info = {"source": keys.source, "current": current, "previous": previous}
+    if args.action == "retire":
+        info["retired"] = retired
     if args.json:
         print(json.dumps(info))
-    else:
-        print(f"signing key from {keys.source}: id {current}"
-              + (f"; previous key {previous} still accepted" if previous else ""))
+        return 0
+    if args.action == "retire":
+        print(f"retired the previous key {retired}: what it sealed is no longer accepted"
+              if retired else "no previous key to retire")
+    print(f"signing key from {keys.source}: id {current}"
+          + (f"; previous key {previous} still accepted" if previous else ""))
     return 0
+
+
+def _previous_id(previous: bytes | None) -> str | None:
+    """The id ``heal keys show`` prints for a previous key (None without one)."""
+    if previous is None:
+        return None
+    from pipeline.trust.keys import KeySet
+
+    return KeySet(previous).sign("id", b"")[:8]

@@ -87,6 +87,10 @@ def run(args: argparse.Namespace) -> int:
     from storage.engines import open_database
 
     settings = Settings.from_env()
+    if args.output and Path(args.output).is_dir():  # (said before the report is built)
+        suffix = {"text": "txt"}.get(args.format, args.format)
+        raise UsageError(f"--output {args.output} is a folder: give a file to write, such as "
+                         f"{Path(args.output) / f'heal-report.{suffix}'}")
     db = open_database(settings)
     try:
         data = collect(settings, db, args.since)

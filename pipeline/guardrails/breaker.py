@@ -198,6 +198,17 @@ class CircuitBreaker:
         """``heal breaker open``: refuse every fix at ``scope`` until ``reset``."""
         return self._set(scope, BreakerState.FORCED_OPEN, reason)
 
+    def known(self, scope: str) -> bool:
+        """Whether ``scope`` is ``global`` or one the breaker has counted or been set at.
+
+        Raises:
+            StreamUnavailable: Redis cannot be reached.
+        """
+        try:
+            return scope == GLOBAL or bool(self.client.sismember(self._index, scope))
+        except redis.RedisError as exc:
+            raise StreamUnavailable(f"circuit breaker: Redis unreachable: {exc}") from exc
+
     def reset(self, scope: str = GLOBAL, reason: str = "reset by hand") -> Transition:
         """``heal breaker reset``: CLOSED with empty windows."""
         base = self._base(scope)
@@ -281,9 +292,11 @@ class CircuitBreaker:
 
 
 def check_scope(scope: str) -> None:
-    """Raises UsageError unless ``scope`` is ``global``, ``workflow:W`` or ``step:W/S``."""
-    if scope == GLOBAL or (scope.startswith(("workflow:", "step:")) and ":" in scope
-                           and scope.split(":", 1)[1]):
+    """Raises UsageError unless ``scope`` is ``global``, ``workflow:W``, ``step:W/S`` or
+    ``step:S`` (a step outside any workflow), each name holding more than blanks and ``/``
+    (no event makes such a scope: ``scopes_for`` skips an empty step or workflow)."""
+    kind, _, name = scope.partition(":")
+    if scope == GLOBAL or (kind in ("workflow", "step") and name.strip(" \t/")):
         return
     raise UsageError(
         f"unknown breaker scope {scope!r}: use 'global', 'workflow:NAME' or 'step:WORKFLOW/STEP'"

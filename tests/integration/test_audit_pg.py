@@ -98,3 +98,18 @@ def test_cli_verifies_file_and_database(heal_env: dict[str, str],
     out = capsys.readouterr().out
     assert "audit.jsonl: ok, 1 record(s)" in out
     assert "postgres:audit_log: ok" in out
+
+
+def test_cli_does_not_call_the_cross_check_ok_when_the_file_is_tampered(
+        heal_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import main
+
+    assert main(["ignore", "fp-audited", "--reason", "noise"]) == 0
+    path = Path(heal_env["HEAL_HOME"]) / "audit.jsonl"
+    path.write_text(path.read_text().replace("noise", "nois3"))
+    capsys.readouterr()
+    assert main(["audit", "verify"]) == 1
+    out = capsys.readouterr().out
+    assert "audit.jsonl: TAMPERED at record 1" in out
+    assert "file vs table: ok" not in out
+    assert "file vs table: not checked (a chain above is broken)" in out

@@ -180,3 +180,13 @@ def test_an_age_over_the_maximum_is_refused_by_the_cli_and_the_api(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_report_output_to_a_folder_says_to_give_a_file(
+        heal_env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", "--format", "md", "--output", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"--output {tmp_path} is a folder" in err
+    assert str(tmp_path / "heal-report.md") in err
+    assert main(["report", "--format", "md", "--output", str(tmp_path / "heal-report.md")]) == 0
+    assert (tmp_path / "heal-report.md").read_text().startswith("#")
