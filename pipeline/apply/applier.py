@@ -27,6 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import orjson
 import redis
 
 from pipeline.apply.playbook import PlaybookRunner, StepContext
@@ -85,9 +86,27 @@ class Applier:
         except DecodeError:
             return None
 
+    def _unrecorded_key(self, error_id: str) -> str:
+        return self.settings.key("apply", "unrecorded", error_id)
+
     def _finish(self, outcome: OutcomeEvent, extra: dict[str, Any] | None = None,
                 replace_suggested: bool = False) -> OutcomeEvent:
+        """Mark the error done (Redis), audit, and record the result (PostgreSQL).
+
+        The done marker comes first: it is what keeps a redelivery from acting twice. The
+        row it promises is kept beside it until PostgreSQL took it, so a redelivery after a
+        failed write records it (:meth:`_record_unrecorded`) instead of skipping it.
+
+        Raises: StreamUnavailable; the store's errors (the row is then kept for a retry).
+        """
+        row = {"fix_id": outcome.fix_id, "status": outcome.status, "detail": outcome.detail,
+               "branch": outcome.branch, "commit": outcome.commit, **(extra or {})}
+        pending = self._unrecorded_key(outcome.error_id)
         try:
+            if self.store is not None:
+                self.client.set(pending, orjson.dumps(
+                    {"row": row, "replace_suggested": replace_suggested}, default=str),
+                    ex=DONE_TTL_S)
             self.client.set(self._key(outcome.error_id), outcome.encode(), ex=DONE_TTL_S)
         except redis.RedisError as exc:
             raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
@@ -96,16 +115,59 @@ class Applier:
             "commit": outcome.commit, "revert_commit": (extra or {}).get("revert_commit", "")},
             self.client)
         if self.store is not None:
-            self.store.record_apply(outcome.error_id, {
-                "fix_id": outcome.fix_id, "status": outcome.status, "detail": outcome.detail,
-                "branch": outcome.branch, "commit": outcome.commit, **(extra or {}),
-            }, replace_suggested=replace_suggested)
+            self.store.record_apply(outcome.error_id, row, replace_suggested=replace_suggested)
+            self._forget(pending)
         return outcome
+
+    def _record_unrecorded(self, error_id: str) -> bool | None:
+        """Record the row of an outcome decided before PostgreSQL failed to take it; returns
+        whether that outcome was a person's (``heal apply``), None when nothing was pending.
+
+        Raises: StreamUnavailable; the store's errors (the row is kept for the next retry).
+        """
+        if self.store is None:
+            return None
+        pending = self._unrecorded_key(error_id)
+        try:
+            raw = self.client.get(pending)
+        except redis.RedisError as exc:
+            raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
+        if not isinstance(raw, bytes):
+            return None
+        try:
+            kept = orjson.loads(raw)
+            row, replace_suggested = dict(kept["row"]), bool(kept["replace_suggested"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            log.warning("apply: dropping an unreadable pending record of %s", error_id)
+            self._forget(pending)
+            return None
+        self.store.record_apply(error_id, row, replace_suggested=replace_suggested)
+        log.info("apply: recorded the result of %s that PostgreSQL had missed", error_id)
+        self._forget(pending)
+        return replace_suggested
+
+    def _decided(self, error_id: str) -> OutcomeEvent | None:
+        """The outcome the done marker holds (None without a readable one)."""
+        try:
+            raw = self.client.get(self._key(error_id))
+        except redis.RedisError as exc:
+            raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
+        try:
+            return OutcomeEvent.decode(raw) if isinstance(raw, bytes) else None
+        except DecodeError:
+            return None
+
+    def _forget(self, key: str) -> None:
+        try:
+            self.client.delete(key)
+        except redis.RedisError as exc:  # recorded already: a later retry re-inserts nothing
+            log.warning("apply: could not delete %s: %s", key, exc)
 
     # -- entry points ---------------------------------------------------------------------
     def handle(self, verdict: VerdictEvent) -> OutcomeEvent:
         done = self._claim(verdict.error_id)
         if done is not None:
+            self._record_unrecorded(verdict.error_id)
             return done
         started = time.monotonic()
         try:
@@ -199,12 +261,19 @@ class Applier:
 
         Raises: StreamUnavailable."""
         started = time.monotonic()
-        refusal = self._audit_intent(verdict)
-        if refusal:
-            return self._base(verdict, "escalated", refusal)
-        outcome, extra = self._apply(verdict)
-        outcome = replace(outcome, duration_s=round(time.monotonic() - started, 3))
-        outcome = self._finish(outcome, extra, replace_suggested=True)
+        # a person's earlier ``heal apply`` of this error that acted, but whose record
+        # PostgreSQL did not take: record and publish that outcome instead of acting twice
+        earlier = (self._decided(verdict.error_id)
+                   if self._record_unrecorded(verdict.error_id) else None)
+        if earlier is not None:
+            outcome = earlier
+        else:
+            refusal = self._audit_intent(verdict)
+            if refusal:
+                return self._base(verdict, "escalated", refusal)
+            outcome, extra = self._apply(verdict)
+            outcome = replace(outcome, duration_s=round(time.monotonic() - started, 3))
+            outcome = self._finish(outcome, extra, replace_suggested=True)
         published = replace(outcome, id=f"{verdict.error_id}:apply:manual-{uuid.uuid4().hex[:8]}")
         try:
             self.client.xadd(self._stream(published, STREAM_OUTCOMES), {
