@@ -138,8 +138,26 @@ def diagnose(text: str, settings: Settings, mode: Mode, *, repo: str = "",
     finally:
         if db is not None:
             db.close()
-    return report(fp.fine, fp.coarse, fp.version, result, mode, online=lookup.online,
-                  truncated=truncated)
+    mode, capped = _operator_cap(settings, mode)
+    out = report(fp.fine, fp.coarse, fp.version, result, mode, online=lookup.online,
+                 truncated=truncated)
+    if capped:
+        out["reason"] += f"; {capped}"
+    return out
+
+
+def _operator_cap(settings: Settings, mode: Mode) -> tuple[Mode, str]:
+    """``mode`` under the operator's ``trust.max_mode`` (the stages' ceiling, a refused
+    operator file's observe included), and why it was lowered ("" when it was not)."""
+    from pipeline.trust.operator import lower_mode, operator_config, refusal_note
+
+    operator = operator_config(settings)
+    capped = lower_mode(mode, operator.max_mode)
+    if capped is mode:
+        return mode, ""
+    why = (refusal_note(operator) if operator.refused
+           else f"the operator's trust.max_mode caps mode {mode.value} at {capped.value}")
+    return capped, why
 
 
 def report(fine: str, coarse: str, version: str, result: LookupResult, mode: Mode, *,

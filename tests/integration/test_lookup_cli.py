@@ -42,6 +42,32 @@ def test_diagnose_would_apply_follows_mode_and_category(
     assert "HEAL_MODE='yolo'" in capsys.readouterr().err
 
 
+def test_diagnose_would_apply_respects_the_operators_max_mode(
+        heal_env: dict[str, str], capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the stages would do: the operator's trust.max_mode (and a refused operator
+    file's observe) caps the mode diagnose judges ``would_apply`` by."""
+    path = FIXTURES / "format.ruff_format" / "check.txt"
+    operator = tmp_path / "operator.toml"
+    operator.write_text('[trust]\nmax_mode = "suggest"\n')
+    operator.chmod(0o600)
+    monkeypatch.setenv("HEAL_CONFIG", str(operator))
+    assert main(["diagnose", str(path), "--json", "--no-semantic", "--mode", "auto"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["would_apply"] is False and data["mode"] == "suggest"
+    assert "trust.max_mode caps mode auto at suggest" in data["reason"]
+    # a refused operator file fails closed, as the stages do
+    monkeypatch.delenv("HEAL_CONFIG")
+    home = Path(heal_env["HEAL_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "heal.toml").write_text('[trust]\nmax_mode = "everything"\n')
+    (home / "heal.toml").chmod(0o600)
+    assert main(["diagnose", str(path), "--json", "--no-semantic", "--mode", "auto-safe"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["would_apply"] is False and data["mode"] == "observe"
+    assert "operator configuration refused" in data["reason"]
+
+
 def test_diagnose_unmatched_and_bad_input(
         heal_env: dict[str, str], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     path = tmp_path / "bug.txt"
