@@ -32,6 +32,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                         help="a host name clients use to reach a server bound off loopback "
                              "(repeatable; the Host header is always checked)")
+    parser.add_argument("--max-per-client", type=int, default=None, metavar="N",
+                        help="connections served at once for one client address (default "
+                             "16 of the 64 in all; 0: no such limit, for a reverse proxy, "
+                             "whose clients all share its address)")
     parser.add_argument("--verbose", action="store_true",
                         help="show the embedded engines' own log lines (default: they go to "
                              "$HEAL_HOME/logs/engines.log)")
@@ -39,11 +43,15 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.serve.server import make_server
+    from pipeline.serve.server import MAX_CONNECTIONS, MAX_PER_CLIENT, make_server
     from storage.engines import check_urls
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port {args.port}: use 0..65535")
+    per_client = MAX_PER_CLIENT if args.max_per_client is None else args.max_per_client
+    if not 0 <= per_client <= MAX_CONNECTIONS:
+        raise UsageError(f"--max-per-client {per_client}: use 0..{MAX_CONNECTIONS} (0: no "
+                         "limit per client)")
     settings = Settings.from_env()
     check_urls(settings)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
@@ -52,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
 
     route_engine_logs(settings.home, args.verbose)
     try:
-        server = make_server(settings, args.host, args.port, tuple(args.allow_host))
+        server = make_server(settings, args.host, args.port, tuple(args.allow_host),
+                             max_per_client=per_client)
     except OSError as exc:
         raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; "
                           f"{bind_hint(exc, args.host)}") from exc

@@ -55,6 +55,10 @@ MAX_BODY = 64 * 1024
 REQUEST_TIMEOUT = 20.0
 #: connections served at once, one thread each; one more is answered 503 and closed
 MAX_CONNECTIONS = 64
+#: connections served at once for one client address (a quarter of the whole, so one client
+#: cannot hold every slot); one more from it is answered 503 too. 0: no such limit (behind a
+#: reverse proxy every client has the proxy's address)
+MAX_PER_CLIENT = 16
 #: seconds a refused connection (503, over MAX_CONNECTIONS) is kept half-open so that its
 #: client reads the answer, and how many such connections are kept at most
 LINGER = 2.0
@@ -108,9 +112,11 @@ class _DeadlineReader(io.RawIOBase):
         return got
 
 
-def _busy_answer(limit: int) -> bytes:
-    body = json.dumps({"error": f"heal serve is busy: {limit} connections are open (the "
-                       "most it serves at once); retry later", "status": 503}).encode()
+def _busy_answer(limit: int, per_client: bool = False) -> bytes:
+    whose = "from your address " if per_client else ""
+    body = json.dumps({"error": f"heal serve is busy: {limit} connections {whose}are open "
+                       f"(the most it serves at once{' for one client' if per_client else ''})"
+                       "; retry later", "status": 503}).encode()
     return (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
             ).encode() + body
@@ -134,13 +140,18 @@ class HealServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], api: Api, tokens: Tokens,
                  allow_hosts: tuple[str, ...] = (), *,
                  request_timeout: float = REQUEST_TIMEOUT,
-                 max_connections: int = MAX_CONNECTIONS) -> None:
+                 max_connections: int = MAX_CONNECTIONS,
+                 max_per_client: int = MAX_PER_CLIENT) -> None:
         self.api = api  # before binding: a failed bind calls server_close()
         self.tokens = tokens
         self.request_timeout = request_timeout
         self.max_connections = max_connections
+        self.max_per_client = max_per_client
         self._lock = threading.Lock()
-        self._connections: set[socket.socket] = set()
+        #: the connections being served, each with its client's address
+        self._connections: dict[socket.socket, str] = {}
+        #: client address -> connections of it being served
+        self._per_client: dict[str, int] = {}
         self._lingering: list[tuple[float, socket.socket]] = []  # refused, closing
         host = address[0]
         if ":" in host:  # an IPv6 address ("::1", "::"); names resolve to IPv4
@@ -157,14 +168,19 @@ class HealServer(ThreadingHTTPServer):
     def process_request(self, request: Any, client_address: Any) -> None:
         """A thread for the connection, or 503 and close when :attr:`max_connections` are
         already served."""
+        client = str(client_address[0]) if client_address else ""
         with self._lock:
             busy = len(self._connections) >= self.max_connections
-            if not busy:
-                self._connections.add(request)
-        if busy:
-            log.warning("heal serve: refused a connection from %s: %d connections open",
-                        client_address[0], self.max_connections)
-            self._refuse(request)
+            mine = self._per_client.get(client, 0)
+            crowded = not busy and 0 < self.max_per_client <= mine
+            if not (busy or crowded):
+                self._connections[request] = client
+                self._per_client[client] = mine + 1
+        if busy or crowded:
+            limit = self.max_connections if busy else self.max_per_client
+            log.warning("heal serve: refused a connection from %s: %d connections open%s",
+                        client, limit, "" if busy else " from that address")
+            self._refuse(request, limit, crowded)
             return
         try:
             super().process_request(request, client_address)
@@ -172,13 +188,13 @@ class HealServer(ThreadingHTTPServer):
             self._forget(request)
             raise
 
-    def _refuse(self, request: socket.socket) -> None:
+    def _refuse(self, request: socket.socket, limit: int, per_client: bool) -> None:
         """503 without a thread: sent at once (non-blocking), then the connection lingers
         (closed by :meth:`service_actions`): closing it while the request is still arriving
         would make the kernel reset it, and the client could lose the answer."""
         try:
             request.setblocking(False)
-            request.send(_busy_answer(self.max_connections))
+            request.send(_busy_answer(limit, per_client))
             request.shutdown(socket.SHUT_WR)
         except OSError:
             request.close()
@@ -222,7 +238,13 @@ class HealServer(ThreadingHTTPServer):
 
     def _forget(self, request: Any) -> None:
         with self._lock:
-            self._connections.discard(request)
+            client = self._connections.pop(request, None)
+            if client is not None:
+                left = self._per_client.get(client, 1) - 1
+                if left > 0:
+                    self._per_client[client] = left
+                else:
+                    self._per_client.pop(client, None)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         exc = sys.exc_info()[1]
@@ -443,7 +465,8 @@ class Handler(BaseHTTPRequestHandler):
 def make_server(settings: Settings, host: str = "127.0.0.1", port: int = 8377,
                 allow_hosts: tuple[str, ...] = (), *,
                 request_timeout: float = REQUEST_TIMEOUT,
-                max_connections: int = MAX_CONNECTIONS) -> HealServer:
+                max_connections: int = MAX_CONNECTIONS,
+                max_per_client: int = MAX_PER_CLIENT) -> HealServer:
     """A bound (not yet serving) server; port 0 picks a free port (``server.server_port``).
     ``host`` may be an IPv6 address, with or without brackets (``::1``, ``[::]``).
 
@@ -454,4 +477,5 @@ def make_server(settings: Settings, host: str = "127.0.0.1", port: int = 8377,
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     return HealServer((host, port), Api(settings), load_tokens(settings), allow_hosts,
-                      request_timeout=request_timeout, max_connections=max_connections)
+                      request_timeout=request_timeout, max_connections=max_connections,
+                      max_per_client=max_per_client)

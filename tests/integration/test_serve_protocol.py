@@ -245,6 +245,50 @@ def test_slow_clients_are_cut_off_and_connections_are_capped(heal_env: dict[str,
         server.server_close()
 
 
+def test_one_client_cannot_hold_every_connection(heal_env: dict[str, str]) -> None:
+    """A slowloris from one address once took all 64 slots for 20 s at a time: one client
+    address is now served at most max_per_client connections at once (3 here), and the
+    others still get in."""
+    server = _run(make_server(Settings.from_env(), "127.0.0.1", 0, request_timeout=30,
+                              max_connections=8, max_per_client=3))
+    port = server.server_port
+    partial = b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    held = [_open(port, partial) for _ in range(3)]
+    try:
+        assert _wait(lambda: server.open_connections == 3, 20), server.open_connections
+        body = one_json_error(exchange(port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1"
+                                       b"\r\n\r\n"), 503)
+        assert "3 connections from your address" in body["error"], body
+        # another address (127.0.0.2 is loopback too) is served meanwhile
+        other = socket.create_connection(("127.0.0.1", port), timeout=30,
+                                         source_address=("127.0.0.2", 0))
+        other.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        raw = b""
+        while chunk := other.recv(65536):
+            raw += chunk
+        other.close()
+        assert responses(raw)[0][:1] == (200,)
+        # once one of the first client's connections ends, it is served again
+        held.pop().close()
+        assert _wait(lambda: server.open_connections == 2, 20), server.open_connections
+        answers = responses(exchange(port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                     b"Connection: close\r\n\r\n"))
+        assert answers[0][:1] == (200,)
+    finally:
+        for sock in held:
+            sock.close()
+        server.shutdown()
+        server.server_close()
+
+
+def test_heal_serve_refuses_a_bad_max_per_client(
+        heal_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import main
+
+    assert main(["serve", "--port", "0", "--max-per-client", "-1"]) == 2
+    assert "--max-per-client -1: use 0..64" in capsys.readouterr().err
+
+
 def test_closing_the_server_ends_connections_waiting_for_a_request(
         heal_env: dict[str, str]) -> None:
     """SIGTERM closes the server, which waits for its connections' threads: one waiting for
