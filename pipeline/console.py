@@ -64,13 +64,19 @@ def amount(value: Any) -> str:
 
 
 #: control characters (C0, DEL, C1) as visible escapes: event text is hostile, and an escape
-#: sequence printed raw drives the reader's terminal (``ESC ] 0 ; title BEL`` retitles it)
-_VISIBLE = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7f, 0xa0))}
+#: sequence printed raw drives the reader's terminal (``ESC ] 0 ; title BEL`` retitles it);
+#: so are the bidirectional controls, which make a terminal show text in another order than
+#: it is ("Trojan Source": ``invoice U+202E txt.exe`` reads as ``invoiceexe.txt``), and the
+#: line and paragraph separators, which break a line where none is
+_VISIBLE = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7f, 0xa0))} | {
+    c: f"\\u{c:04x}" for c in (0x061C, 0x200E, 0x200F, *range(0x2028, 0x202F),
+                                *range(0x2066, 0x206A))}
 
 
 def visible(text: str) -> str:
     """``text`` with every control character (newlines and tabs too: a cell or a column is
-    one line) written as ``\\xNN``, for printing on a terminal."""
+    one line) written as ``\\xNN``, and every bidirectional control as ``\\uNNNN``, for
+    printing on a terminal."""
     return text if text.isprintable() else text.translate(_VISIBLE)
 
 
