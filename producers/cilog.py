@@ -40,7 +40,7 @@ import re
 from collections import deque
 from dataclasses import dataclass
 
-ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]{0,512}(?:\x07|\x1b\\)")
+from pipeline.ansi import strip_ansi
 
 #: a section fold or a runner's own bookkeeping line (never part of an explanation)
 FOLD = re.compile(
@@ -131,9 +131,7 @@ class CiFailure:
 def plain(line: str) -> str:
     """The line as a terminal shows it: ANSI codes removed, the text after the last carriage
     return kept when earlier segments were overwritten."""
-    if "\x1b" in line:
-        line = ANSI.sub("", line)
-    line = line.rstrip("\r\n")
+    line = strip_ansi(line).rstrip("\r\n")
     if "\r" in line:
         parts = [p for p in line.split("\r") if p.strip()]
         line = parts[-1] if parts else ""
@@ -187,7 +185,7 @@ class CiLogDetector:
         self._build_over = False
 
     def feed(self, raw: str, offset: int, end: int, number: int) -> CiFailure | None:
-        text = ANSI.sub("", raw).rstrip("\r\n") if "\x1b" in raw else raw.rstrip("\r\n")
+        text = strip_ansi(raw).rstrip("\r\n")
         view = plain(raw)
         segments = [plain(s) for s in text.split("\r")] if "\r" in text else [view]
         if any(FOLD.match(s) for s in segments):

@@ -14,9 +14,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from pipeline.ansi import strip_ansi
 from pipeline.config import DEFAULT_MAX_TEXT_BYTES
-
-ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 #: a Python traceback header; its exception line is the first unindented line after it
 PY_TRACEBACK = re.compile(r"^Traceback \(most recent call last\):")
@@ -119,7 +118,7 @@ def is_error_text(text: str) -> bool:
 
 def clean(line: str) -> str:
     line = line.rstrip("\r\n")
-    return ANSI.sub("", line) if "\x1b" in line else line
+    return strip_ansi(line)
 
 
 class RecordAssembler:

@@ -20,7 +20,7 @@ from pipeline.errors import HealError
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("explain", help="every decision heal made about a fingerprint")
-    parser.add_argument("fingerprint", metavar="FP", help="fp-v2:... (fine or coarse) or a "
+    parser.add_argument("fingerprint", metavar="FP", help="fp-v3:... (fine or coarse) or a "
                         "unique prefix")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(func=run)

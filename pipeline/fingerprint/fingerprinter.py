@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 
+from pipeline.ansi import strip_ansi
 from pipeline.fingerprint.cluster import (
     DEFAULT_CONFIG,
     WILDCARD,
@@ -125,6 +126,9 @@ class Fingerprinter:
         return found
 
     def _compute(self, text: str, repo: str) -> _Analysis:
+        chars = len(text)
+        # colours are not the error: a coloured and a plain copy are one error
+        text = strip_ansi(text)
         extraction = extract(text, repo)
         params = extract_params(text, extraction)
         # (whitespace runs to one space, ends stripped: ``re``'s ``\s`` is ``str.isspace``,
@@ -151,7 +155,7 @@ class Fingerprinter:
         base.__dict__.update(
             fine=fine, coarse=coarse, version=ALGORITHM_VERSION, template="",
             normalized=prefix + masked.text, params=params, extraction=extraction, hints=hints)
-        return _Analysis(base, tokens, frame_key, len(text))
+        return _Analysis(base, tokens, frame_key, chars)
 
 
 def _shaped(kind: str, error_type: str, masked: str, frame_key: str, top: str

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 
-ALGORITHM_VERSION = "fp-v2"
+ALGORITHM_VERSION = "fp-v3"
 
 #: changelog of the fingerprint algorithm versions
 VERSIONS: dict[str, str] = {
@@ -23,6 +23,15 @@ VERSIONS: dict[str, str] = {
     "line's header no longer takes a bare number before ':' for a logger name, and a message "
     "that starts with a number keeps its level word ('Error 429: ...'); unittest's 'FAILED "
     "(errors=1)' tally is not read as a pytest test id (the traceback decides)",
+    "fp-v3": "terminal escape sequences are removed before extraction (a coloured and a plain "
+    "copy are one error); rustc's and ruff's two-line diagnostics (message, then '--> file:"
+    "line:col') are read as diagnostics; pytest collection errors take their 'E' line and "
+    "their 'path:N: in func' frames (never read as compiler lines); a log error line that "
+    "only reports a failed child ('ld returned 1 exit status') gives way to the line above "
+    "it; the 'code' rule keeps npm's E401 after 'code' and a status before a full stop "
+    "('exit code 137.'); dotted versions are masked whole (1.2.3, v1.2.3); CI checkout "
+    "roots (GitLab /builds, GitHub /home/runner/work and /__w, Jenkins, Buildkite, "
+    "/workspace) are collapsed like home folders",
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from pipeline.fingerprint.model import Extraction, Frame
+from pipeline.fingerprint.parsers_python import PYTEST_FRAME
 from pipeline.fingerprint.paths import is_library, normalize_path
 
 # ruff/flake8/gcc/clang/mypy/go vet: path:line[:col]: [severity:] [CODE] message [code]
@@ -42,14 +43,38 @@ _LOG_HEADER_TAIL = re.compile(
 )
 
 
+#: a line that only points at a location, under the diagnostic it belongs to (rustc's and
+#: ruff's default output: ``error[E0425]: cannot find value `y``` then ``--> src/main.rs:2:20``)
+_POINTER = re.compile(r"^\s{0,20}-->\s+(?P<loc>[^\s:()]+\.[\w+]+:\d+(?::\d+)?)\s*$")
+
+
+def _diagnostic_lines(text: str) -> list[str]:
+    """Every line of ``text`` as a one-line diagnostic could read it: a pointer line becomes
+    ``file:line:col: <the line above it>`` (the two-line form says what the one-line form
+    says, so one grammar reads both; the line above is not read again on its own)."""
+    out: list[str] = []
+    header = ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        pointer = _POINTER.match(line) if stripped.startswith("-->") else None
+        if pointer is not None and header:
+            out[-1] = f"{pointer.group('loc')}: {header}"
+            header = ""
+            continue
+        out.append(stripped)
+        header = stripped if stripped and pointer is None else ""
+    return out
+
+
 def parse_diagnostic(text: str, repo: str = "") -> Extraction | None:
     """The first error-severity diagnostic line (else the first diagnostic at all)."""
     if not _HAS_LOCATION.search(text):
         return None
     matches = []
-    for line in text.splitlines():
-        match = _DIAGNOSTIC.match(line.strip()) or _TSC.match(line.strip())
-        if match and match.group("msg"):
+    for line in _diagnostic_lines(text) if "-->" in text else text.splitlines():
+        line = line.strip()
+        match = _DIAGNOSTIC.match(line) or _TSC.match(line)
+        if match and match.group("msg") and not PYTEST_FRAME.match(line):
             matches.append(match)
     if not matches:
         return None
@@ -108,11 +133,27 @@ def strip_log_header(line: str) -> str:
     return rest[_LOG_HEADER_TAIL.match(rest).end():].strip()  # type: ignore[union-attr]
 
 
+#: an error line that only reports that a child process failed (the linker driver's
+#: "ld returned 1 exit status", "exited with code 2"): the cause is what the child printed
+#: just before it, on a line that often carries no level word of its own
+_TRAILER = re.compile(r"\breturned \d{1,3} exit status|\bexited with (?:exit )?(?:code|status) "
+                      r"\d{1,3}\b")
+#: lines above a trailer searched for the child's own last words
+_TRAILER_LOOKBACK = 3
+
+
 def parse_log(text: str, repo: str = "") -> Extraction | None:
-    """The first ERROR/FATAL-level line, header stripped; ``error_type`` is the level."""
-    for line in text.splitlines():
+    """The first ERROR/FATAL-level line, header stripped; ``error_type`` is the level. When
+    that line only reports a failed child process, the line the child printed before it."""
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
         level = _LEVEL.search(line)
         if level and level.group("level").upper() not in ("FAILED",):
+            if _TRAILER.search(line, level.end()):
+                cause = next((above.strip() for above in reversed(
+                    lines[max(0, index - _TRAILER_LOOKBACK):index]) if above.strip()), "")
+                if cause:
+                    return Extraction("log", level.group("level").upper(), cause)
             message = strip_log_header(line)
             if message[:1].isdigit():
                 # "HTTP Error 429: ...", "returned error: 401": the number after the level

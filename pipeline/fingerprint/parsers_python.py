@@ -16,6 +16,13 @@ _EXC_LINE = re.compile(
 )
 _PYTEST_E = re.compile(r"^E\s{1,}(?P<text>.*)$")
 _PYTEST_LOC = re.compile(r"^(?P<file>[^\s:]+\.py):(?P<line>\d+): (?P<type>[\w.]+)$")
+#: a frame of pytest's long traceback above the failing line (``test_m.py:2: in <module>``,
+#: ``app/db.py:40: in connect``): collection errors print only these
+PYTEST_FRAME = re.compile(r"^(?P<file>[^\s:]+\.py):(?P<line>\d+): in (?P<func>[\w<>.]+)$")
+#: pytest's "ERROR tests/x.py - Error: msg" (a collection or fixture error in the summary)
+_PYTEST_ERROR = re.compile(r"^ERROR (?P<test>[^\s(]\S*?\.py\S*)(?: - (?P<rest>.*))?$")
+#: what pytest's section header says before the test id of an error (not a failure)
+_ERROR_HEADER = ("ERROR collecting ", "ERROR at setup of ", "ERROR at teardown of ")
 #: pytest's "FAILED tests/x.py::test_y - Error: msg"; unittest's "FAILED (errors=1)" is a
 #: tally, not a test id (the traceback above it says what failed)
 _PYTEST_FAILED = re.compile(r"^FAILED (?P<test>[^\s(]\S*?)(?: - (?P<rest>.*))?$")
@@ -70,9 +77,14 @@ def parse_pytest(text: str, repo: str = "") -> Extraction | None:
         return None  # cheap pre-check: most texts are not pytest output
     lines = text.splitlines()
     e_lines = [m.group("text") for m in map(_PYTEST_E.match, lines) if m]
-    locations = [m for m in map(_PYTEST_LOC.match, lines) if m]
+    # the traceback's frames and its last location, in the order pytest prints them
+    located = [m for m in (_PYTEST_LOC.match(line) or PYTEST_FRAME.match(line)
+                           for line in lines) if m]
+    locations = [m for m in located if "type" in m.re.groupindex]
     failed = [m for m in map(_PYTEST_FAILED.match, lines) if m]
-    if not (e_lines and locations) and not failed:
+    if not failed and e_lines:  # a collection error's summary line names the file
+        failed = [m for m in map(_PYTEST_ERROR.match, lines) if m]
+    if not (e_lines and located) and not failed:
         return None
     error_type, message = "", ""
     for candidate in e_lines:
@@ -87,14 +99,18 @@ def parse_pytest(text: str, repo: str = "") -> Extraction | None:
         head, _, rest = failed[0].group("rest").partition(": ")
         error_type, message = head.strip(), rest
     frames = tuple(
-        Frame(normalize_path(m.group("file"), repo), "", int(m.group("line")),
+        Frame(normalize_path(m.group("file"), repo),
+              m.group("func") if "func" in m.re.groupindex else "", int(m.group("line")),
               not is_library(m.group("file")))
-        for m in locations
+        for m in located
     )
     test = failed[0].group("test") if failed else ""
     if not test:
         header = next((m for m in map(_PYTEST_HEADER.match, lines) if m), None)
         test = header.group("test") if header else ""
+        for words in _ERROR_HEADER:
+            test = test.removeprefix(words)
     if test:
-        frames = (*frames, Frame(test.split("::")[0], test.split("::")[-1], None, True))
+        path, _, name = test.partition("::")
+        frames = (*frames, Frame(path, name.rpartition("::")[2], None, True))
     return Extraction("pytest", error_type or "TestFailure", message.strip(), frames, tool="pytest")

@@ -24,6 +24,12 @@ _LIBRARY = re.compile(
 _ENVIRONMENT = re.compile(
     r"""^(?:
         (?:/private)?/(?:tmp|var/tmp|var/folders/[^/]+/[^/]+/T)/[^/]+   # temp dirs
+        # CI checkouts, down to the folder named after the project (so a file reads the
+        # same from every runner): GitHub Actions (on the host, in a container), GitLab,
+        # Buildkite, Jenkins, and the single-workspace runners
+        |/home/runner/work/[^/]+|/__w/[^/]+|/builds/[^/]+
+        |/var/lib/buildkite-agent/builds/[^/]+/[^/]+|/var/lib/jenkins/workspace
+        |/github/workspace|/drone/src|/workspace
         |/(?:home|Users)/[^/]+                                          # home dirs
         |/root|~
         |[A-Za-z]:\\Users\\[^\\]+

@@ -91,10 +91,13 @@ RULES: tuple[Rule, ...] = (
           (?<=code\ )|(?<=code:\ )|(?<=code=)|(?<=Code\ )|(?<=exit\ )|(?<=Exit\ )|
           (?<=exited\ with\ )|(?<=signal\ )|(?<=Signal\ )|(?<=signal:\ )|
           (?<=errno\ )|(?<=Errno\ )|(?<=errno=)|(?<=ERRNO\ )|(?<=curl:\ \())
-        [-+]?\d{1,3}(?![\w.])""",
+        (?:[-+]?\d{1,3}|E\d{3,4})        # a number, or npm's E401 after "code"
+        (?![\w]|\.\d)                     # (a sentence's full stop may follow)
+        """,
          "kept, not masked: an HTTP status, exit code, signal or errno number (1-3 digits after"
-         " 'HTTP', 'status', 'code', 'exit', 'exited with', 'signal', 'errno', 'Error') is part"
-         " of the error's identity (401 is not 429); ports and request ids are longer",
+         " 'HTTP', 'status', 'code', 'exit', 'exited with', 'signal', 'errno', 'Error'; npm's"
+         " E401 after 'code') is part of the error's identity (401 is not 429, exit code 1. is"
+         " not exit code 137.); ports and request ids are longer",
          keep=True),
     Rule("duration", r"""
         \b\d+(?:\.\d+)?\s?(?:ms|us|µs|ns|sec|secs|seconds?|mins?|minutes?|hours?|[smh])\b""",
@@ -111,8 +114,9 @@ RULES: tuple[Rule, ...] = (
         (?=[\w-]*\d)(?=[\w-]*[A-Za-z_])[A-Za-z_\d][\w-]*\b""",
          "identifiers mixing letters and digits (blk_123, job_42_x, R02-M1) are per-object ids;"
          " short names with one trailing digit (ssh2, utf8, IPv6, eth0) are kept"),
-    Rule("num", r"""(?<![\w.])[-+]?\d+(?:\.\d+)?(?![\w])""",
-         "numbers: counts, sizes, ids, ports, pids, line numbers"),
+    Rule("num", r"""(?<![\w.])[-+]?(?:v(?=\d+\.\d))?\d+(?:\.\d+)*(?![\w])""",
+         "numbers: counts, sizes, ids, ports, pids, line numbers, and dotted versions whole"
+         " (1.2.3, v1.2.3: another patch release is the same error)"),
 )
 
 #: A pre-filter in front of the alternation, exact for this table: every rule starts at
@@ -158,7 +162,9 @@ class Normalizer:
         self.rules = (BLOB, *rules)
         #: rule name -> its place in the table
         self._order = {r.name: i for i, r in enumerate(self.rules)}
-        alternation = "|".join(f"(?P<{r.name}>{r.pattern})" for r in rules)
+        # (each pattern ends on a new line: a verbose pattern's last line may be a comment,
+        # which would otherwise swallow the group's close and every later rule)
+        alternation = "|".join(f"(?P<{r.name}>{r.pattern}\n)" for r in rules)
         self._regex = re.compile(_GUARD + "(?:" + alternation + ")", re.VERBOSE)
         self._blob = re.compile(f"(?P<blob>{BLOB.pattern})")
         #: zeroed text -> its masked places ``((start, end, rule), ...)``; only for the

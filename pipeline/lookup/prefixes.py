@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-ANSI = re.compile(r"\x1b\[[0-9;?]{0,32}[ -/]{0,4}[@-~]")
+from pipeline.ansi import strip_ansi
 
 PREFIX = re.compile(
     r"""^(?:
@@ -37,7 +37,5 @@ MAX_CHARS = 1 << 17
 
 def strip_prefixes(text: str) -> str:
     """The text with ANSI codes and each line's CI/log prefix removed (see the module)."""
-    text = text[:MAX_CHARS]
-    if "\x1b" in text:
-        text = ANSI.sub("", text)
+    text = strip_ansi(text[:MAX_CHARS])
     return "\n".join(PREFIX.sub("", line, count=1) for line in text.split("\n"))

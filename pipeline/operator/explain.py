@@ -57,7 +57,7 @@ def resolve(store: ReportStore, text: str) -> tuple[str, str]:
     """The one (fingerprint, level) that ``text`` names (whole or a unique prefix)."""
     text = text.strip()
     if not text:
-        raise UsageError("heal explain: give a fingerprint (fp-v2:...) or a unique prefix of one")
+        raise UsageError("heal explain: give a fingerprint (fp-v3:...) or a unique prefix of one")
     found = store.resolve(text)
     if not found:
         raise NotFound(f"no record of fingerprint {text!r}: it was never seen by the pipeline "

@@ -114,17 +114,17 @@ def test_ignore_takes_a_unique_prefix_and_refuses_what_is_no_fingerprint(
     """As heal explain reads it (before: any text was stored as given and reported
     "ignored", while the pipeline went on acting on the real fingerprint)."""
     digest = uuid.uuid4().hex[:16]
-    fine = f"fp-v2:{digest}"
+    fine = f"fp-v3:{digest}"
     db.execute("INSERT INTO issue_queue (fine, coarse, count, sample) VALUES ($1, '', 1, 'x')",
                fine)
-    assert main(["ignore", digest[:10]]) == 0  # a unique prefix, fp-v2: left out
+    assert main(["ignore", digest[:10]]) == 0  # a unique prefix, fp-v3: left out
     assert f"{fine}: ignored" in capsys.readouterr().out
     assert fine in PatternRepository(db).ignored_fingerprints()
     assert main(["ignore", f"not-a-fingerprint-{digest}"]) == 2
     assert "is no fingerprint heal has seen" in capsys.readouterr().err
     unseen = uuid.uuid4().hex[:16]  # never seen, a fingerprint's form: ignored in advance
     assert main(["ignore", unseen]) == 0
-    assert f"fp-v2:{unseen}" in PatternRepository(db).ignored_fingerprints()
+    assert f"fp-v3:{unseen}" in PatternRepository(db).ignored_fingerprints()
     assert main(["ignore", fine[:12], "--undo"]) == 0
     assert fine not in PatternRepository(db).ignored_fingerprints()
 

@@ -27,6 +27,17 @@ INPUTS: dict[str, str] = {
         "Another git process seems to be running in this repository"
     ),
     "shell": "bash: line 1: black: command not found",
+    # (fp-v3 on: the inputs below have rows from that version only)
+    "cargo": (
+        "error[E0425]: cannot find value `y` in this scope\n"
+        " --> src/main.rs:2:20\n"
+        "  |\n"
+        "2 |     println!(\"{}\", y);\n"
+        "  |                    ^ not found in this scope\n\n"
+        "error: could not compile `app` (bin \"app\") due to 1 previous error\n"
+    ),
+    "npm_code": "npm error code E401\nnpm error Unable to authenticate\n",
+    "coloured": "\x1b[31mModuleNotFoundError\x1b[0m: No module named 'yaml'",
 }
 
 #: version -> case -> (fine, coarse); hand-maintained, see the module docstring
@@ -46,6 +57,18 @@ FROZEN: dict[str, dict[str, tuple[str, str]]] = {
         "log_line": ("fp-v2:4f5a988450cd14fb", "fp-v2:620ba1bcaf01c2ee"),
         "python": ("fp-v2:c322b05062185d8f", "fp-v2:e89ec18b0cae08d4"),
         "shell": ("fp-v2:6b21dd313410ad37", "fp-v2:3755a933925ffcb3"),
+    },
+    # fp-v3: escape sequences stripped, two-line diagnostics, pytest collection errors,
+    # npm's E401 kept, whole versions masked, CI checkout roots (see VERSIONS)
+    "fp-v3": {
+        "cargo": ("fp-v3:dc3aef7571e31406", "fp-v3:810ba7a6bc2da0e2"),
+        "coloured": ("fp-v3:8928dc4c55c3d2a8", "fp-v3:8c603e551d20de00"),
+        "gcc": ("fp-v3:87ad705c5e1e0a43", "fp-v3:2775e7907c05c9d0"),
+        "git_lock": ("fp-v3:50fa49ea792ad2c2", "fp-v3:8f6308f3a89bc032"),
+        "log_line": ("fp-v3:e252922155c78233", "fp-v3:83bec77241ede4a9"),
+        "npm_code": ("fp-v3:5d70b366c053e1fd", "fp-v3:d5dd5f3e96eed103"),
+        "python": ("fp-v3:95c9626b9bbb2c45", "fp-v3:be07789f3ba6a9e3"),
+        "shell": ("fp-v3:ac7f1dbdf7b2745f", "fp-v3:3a369c8c1bb10ade"),
     },
 }
 
