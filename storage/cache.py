@@ -25,6 +25,7 @@ from pipeline.errors import EngineError
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS fingerprints (
     fingerprint TEXT NOT NULL, level TEXT NOT NULL, pattern_id TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT 'rule',
     PRIMARY KEY (fingerprint, level)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS fix_states (fix_id TEXT PRIMARY KEY, state TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS pattern_vectors (
@@ -43,6 +44,12 @@ CREATE TABLE IF NOT EXISTS parked_ops (
 """
 
 
+#: a fingerprint mapping the lookup learned from a detection rule's match: served only when
+#: that pattern's rule matches the text again (storage/migrations/0610_fingerprint_source.sql)
+RULE = "rule"
+#: a fingerprint mapping a person taught (heal learn, reviews, packs): served by itself
+TAUGHT = "taught"
+
 #: outbox rows per INSERT statement (4 parameters each: under SQLite's oldest limit of 999)
 ENQUEUE_ROWS = 200
 
@@ -59,6 +66,7 @@ class LocalCache:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(SCHEMA)
+            _add_source_column(self._conn)
         except (OSError, sqlite3.Error) as exc:
             raise EngineError(f"cannot open the local cache {path}: {exc}") from exc
         self._lock = threading.Lock()
@@ -94,20 +102,23 @@ class LocalCache:
 
     # -- tier 1 ------------------------------------------------------------------------------
 
-    def pattern_for(self, fingerprint: str, level: str) -> str | None:
+    def pattern_for(self, fingerprint: str, level: str) -> tuple[str, str] | None:
+        """(pattern id, source: RULE or TAUGHT) of the mapping, if any."""
         with self._lock:
             row = self._conn.execute(
-                "SELECT pattern_id FROM fingerprints WHERE fingerprint = ? AND level = ?",
+                "SELECT pattern_id, source FROM fingerprints WHERE fingerprint = ? AND level = ?",
                 (fingerprint, level)).fetchone()
-        return None if row is None else str(row[0])
+        return None if row is None else (str(row[0]), str(row[1]))
 
-    def put_fingerprints(self, rows: Iterable[tuple[str, str, str]]) -> None:
-        """(fingerprint, level, pattern_id); the first mapping of a fingerprint wins."""
-        self._write("INSERT OR IGNORE INTO fingerprints VALUES (?, ?, ?)", rows)
+    def put_fingerprints(self, rows: Iterable[tuple[str, str, str, str]]) -> None:
+        """(fingerprint, level, pattern_id, source); the first mapping of a fingerprint wins."""
+        self._write("INSERT OR IGNORE INTO fingerprints (fingerprint, level, pattern_id, source)"
+                    " VALUES (?, ?, ?, ?)", rows)
 
     def replace_fingerprints(self, rows: Iterable[tuple[str, str, str]]) -> None:
         """(fingerprint, level, pattern_id) that replace what was known (a taught pattern)."""
-        self._write("INSERT OR REPLACE INTO fingerprints VALUES (?, ?, ?)", rows)
+        self._write("INSERT OR REPLACE INTO fingerprints (fingerprint, level, pattern_id, source)"
+                    " VALUES (?, ?, ?, ?)", ((f, lv, p, TAUGHT) for f, lv, p in rows))
 
     def put_fix_states(self, states: dict[str, str]) -> None:
         self._write("INSERT OR REPLACE INTO fix_states VALUES (?, ?)", states.items())
@@ -205,3 +216,26 @@ class LocalCache:
 
     def set_meta(self, key: str, value: str) -> None:
         self._write("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(key, value)])
+
+
+def _add_source_column(conn: sqlite3.Connection) -> None:
+    """A cache file from before mappings had a source gets the column and forgets its
+    mappings: which were taught is not known here, and a cache refills from PostgreSQL (warmed
+    at start, then read on each miss) with each mapping's source. Another process may add the
+    column first: that is fine."""
+    def has_source() -> bool:
+        return any(row[1] == "source"
+                   for row in conn.execute("PRAGMA table_info(fingerprints)"))
+
+    if has_source():
+        return
+    conn.execute("BEGIN IMMEDIATE")  # (the busy timeout waits for another process's upgrade)
+    try:
+        if not has_source():
+            conn.execute("ALTER TABLE fingerprints ADD COLUMN source TEXT NOT NULL "
+                         "DEFAULT 'rule'")
+            conn.execute("DELETE FROM fingerprints")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise

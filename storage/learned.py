@@ -114,9 +114,11 @@ class LearnedRepository:
                     await _insert_older(conn, raw["id"], alt, alt_provenance)
                 for fp, level in fps:
                     await conn.execute(
-                        """INSERT INTO pattern_fingerprints (fingerprint, level, pattern_id)
-                           VALUES ($1, $2, $3) ON CONFLICT (fingerprint, level)
-                           DO UPDATE SET pattern_id = EXCLUDED.pattern_id""", fp, level, raw["id"])
+                        """INSERT INTO pattern_fingerprints (fingerprint, level, pattern_id,
+                                                             source)
+                           VALUES ($1, $2, $3, 'taught') ON CONFLICT (fingerprint, level)
+                           DO UPDATE SET pattern_id = EXCLUDED.pattern_id, source = 'taught'""",
+                        fp, level, raw["id"])
                 await conn.execute(
                     "INSERT INTO learnings (kind, subject, data) VALUES ('taught', $1, $2::jsonb)",
                     raw["id"], _json({**provenance, "fix_id": fix["id"], "source": source}))

@@ -30,9 +30,9 @@ _KEYS = ("fine_pattern", "coarse_pattern", "causes")
 
 _PROBE = walk_cte("$4", "$5") + f"""
 SELECT
-    (SELECT pattern_id FROM pattern_fingerprints
+    (SELECT ARRAY[pattern_id, source] FROM pattern_fingerprints
      WHERE fingerprint = $1::text AND level = 'fine') AS fine_pattern,
-    (SELECT pattern_id FROM pattern_fingerprints
+    (SELECT ARRAY[pattern_id, source] FROM pattern_fingerprints
      WHERE fingerprint = $2::text AND level = 'coarse') AS coarse_pattern,
     ARRAY(SELECT ROW(node, confidence, path) FROM walk WHERE confidence >= $6
           ORDER BY {CAUSE_ORDER}) AS causes,
@@ -52,6 +52,9 @@ class Probe:
     learned: dict[str, Any] | None = None
     #: start node -> its causes, most confident first (only the nodes asked)
     causes: dict[str, list[Cause]] = field(default_factory=dict)
+    #: where each mapping came from (``rule`` or ``taught``), beside its pattern
+    fine_source: str | None = None
+    coarse_source: str | None = None
 
 
 class FingerprintProbe:
@@ -78,4 +81,6 @@ def _read(row: asyncpg.Record | None, nodes: list[str]) -> Probe:
     learned = None
     if row["id"] is not None:  # precedent_drafts.id is its primary key: NULL = no row
         learned = {k: v for k, v in row.items() if k not in _KEYS}
-    return Probe(row["fine_pattern"], row["coarse_pattern"], learned, causes)
+    fine, coarse = row["fine_pattern"] or (None, None), row["coarse_pattern"] or (None, None)
+    return Probe(fine[0], coarse[0], learned, causes, fine_source=fine[1],
+                 coarse_source=coarse[1])

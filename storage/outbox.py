@@ -66,10 +66,11 @@ async def _issue(conn: asyncpg.Connection, p: dict[str, Any]) -> None:
 
 async def _fingerprint(conn: asyncpg.Connection, p: dict[str, Any]) -> None:
     learned = await conn.fetchval(
-        """INSERT INTO pattern_fingerprints (fingerprint, level, pattern_id)
-           SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM patterns WHERE id = $3)
+        """INSERT INTO pattern_fingerprints (fingerprint, level, pattern_id, source)
+           SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM patterns WHERE id = $3)
            ON CONFLICT (fingerprint, level) DO NOTHING RETURNING 1""",
-        p["fingerprint"], p["level"], p["pattern_id"],
+        # (an op queued before mappings had a source was the lookup's: learned from a rule)
+        p["fingerprint"], p["level"], p["pattern_id"], str(p.get("source") or "rule"),
     )
     if learned:
         await conn.execute(

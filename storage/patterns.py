@@ -87,16 +87,17 @@ class PatternRepository:
 
         return self.db.run(run)
 
-    def pattern_for_fingerprint(self, fine: str, coarse: str) -> tuple[str, str] | None:
-        """(pattern id, level) known for the fine fingerprint, else for the coarse one."""
+    def pattern_for_fingerprint(self, fine: str, coarse: str) -> tuple[str, str, str] | None:
+        """(pattern id, level, source) known for the fine fingerprint, else for the coarse one
+        (source: ``rule`` learned from a detection rule's match, ``taught`` by a person)."""
         row = self.db.fetchrow(
-            """SELECT pattern_id, level FROM pattern_fingerprints
+            """SELECT pattern_id, level, source FROM pattern_fingerprints
                WHERE (fingerprint = $1 AND level = 'fine')
                   OR (fingerprint = $2 AND level = 'coarse')
                ORDER BY level DESC LIMIT 1""",
             fine, coarse,
         )
-        return None if row is None else (row["pattern_id"], row["level"])
+        return None if row is None else (row["pattern_id"], row["level"], row["source"])
 
     def most_used(self, limit: int = 100, max_rows: int = 100_000) -> list[dict[str, Any]]:
         """Known fingerprints of the ``limit`` most used patterns, most hit first, at most
@@ -104,7 +105,7 @@ class PatternRepository:
         rows = self.db.fetch(
             """WITH top AS (SELECT id, occurrences FROM patterns
                             ORDER BY occurrences DESC, id LIMIT $1)
-               SELECT f.fingerprint, f.level, f.pattern_id FROM pattern_fingerprints f
+               SELECT f.fingerprint, f.level, f.pattern_id, f.source FROM pattern_fingerprints f
                JOIN top ON top.id = f.pattern_id
                ORDER BY top.occurrences DESC, f.hits DESC LIMIT $2""",
             limit, max_rows,

@@ -207,8 +207,8 @@ class ReportStore:
                     f"{pattern_id}.escalate", pattern_id, "escalate to a human", message,
                     orjson.dumps({"message": message}).decode())
                 await conn.execute(
-                    """INSERT INTO pattern_fingerprints (fingerprint, level, pattern_id)
-                       VALUES ($1, 'fine', $2) ON CONFLICT DO NOTHING""",
+                    """INSERT INTO pattern_fingerprints (fingerprint, level, pattern_id, source)
+                       VALUES ($1, 'fine', $2, 'taught') ON CONFLICT DO NOTHING""",
                     issue["fine"], pattern_id)
                 await conn.execute(
                     "UPDATE issue_queue SET status = 'pattern' WHERE fine = $1", issue["fine"])

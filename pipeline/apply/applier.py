@@ -45,7 +45,7 @@ from pipeline.trust.seal import seal, unseal
 from pipeline.validate.audit import audit, audit_before_acting
 from pipeline.validate.runner import run_argv
 from pipeline.validate.validator import HELD, repo_root
-from pipeline.validate.verify import failure_reproduced, rel_cwd
+from pipeline.validate.verify import NOT_RUN_HERE, RAN_UNCHANGED, failure_reproduced, rel_cwd
 
 log = logging.getLogger(__name__)
 DEFERRED_ROLE = "apply-deferred"
@@ -307,7 +307,7 @@ class Applier:
             # playbooks that act on the environment are verified step by step when applied
             verified = any(r.get("phase") == "after" for r in verdict.verification)
             detail = (f"verified{where}" if verified
-                      else "not verified yet (checked step by step when applied)")
+                      else _unverified(verdict.reason))
             fix_id = (verdict.fix or {}).get("id", "")
             if verdict.reason.startswith(HELD):  # the mode would apply it: say what held it
                 detail = f"{verdict.reason.split('; run `heal apply')[0]}; {detail}"
@@ -555,3 +555,15 @@ def settle_outcomes(settings: Settings, client: redis.Redis) -> None:
 
     if "lifecycle" not in set(live_stages(client, settings)):
         drain_inline(settings, client, stages=["lifecycle"])
+
+
+def _unverified(reason: str) -> str:
+    """What a suggestion that was not verified in a worktree says about it (truthfully: a
+    taught command that changed no file there did run once, to be verified)."""
+    if RAN_UNCHANGED in reason:
+        return (f"not verified: the {RAN_UNCHANGED} (it acts outside the repository); it runs "
+                "again only when applied, then the failing step is re-run")
+    if NOT_RUN_HERE in reason:
+        return ("not verified, not run: a taught command matched outside the repository it "
+                "was taught in, not exactly; it runs only when applied")
+    return "not verified yet (checked step by step when applied)"

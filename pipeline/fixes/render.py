@@ -205,6 +205,8 @@ def render_fix(spec: FixSpec, raw_params: Mapping[str, Any]) -> dict[str, Any]:
                 rendered["timeout_s"] = float(spec.template["timeout_s"])
             if spec.template.get("verify_in_worktree"):  # taught: verified before offered
                 rendered["verify_in_worktree"] = True
+                if spec.template.get("taught_in"):  # (where: see validate.verify)
+                    rendered["taught_in"] = str(spec.template["taught_in"])
         elif spec.kind is FixKind.DIFF:
             diff = str(spec.template["diff"])
             rendered = {"diff": diff if spec.template.get("literal") else _fill(diff, values)}

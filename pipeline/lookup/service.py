@@ -40,7 +40,7 @@ from pipeline.lookup.semantic import (
     query_text,
 )
 from pipeline.model import Category, FixKind, LifecycleState
-from storage.cache import LocalCache
+from storage.cache import RULE, LocalCache
 from storage.causal import CausalGraph, Cause
 from storage.db import Database
 from storage.embeddings import EmbeddingRepository
@@ -90,7 +90,8 @@ class Lookup:
         self.db = db
         self.embedder = embedder
         self.threshold = threshold
-        self._known: dict[tuple[str, str], str] = {}
+        #: (fingerprint, level) -> (pattern id, source of the mapping: RULE or TAUGHT)
+        self._known: dict[tuple[str, str], tuple[str, str]] = {}
         self._misses: dict[tuple[str, str], float] = {}
         self._vectors: dict[str, np.ndarray] = {}
         self._states: dict[str, str] = cache.fix_states()
@@ -168,7 +169,8 @@ class Lookup:
             self._went_offline()
             return 0
         self._offline_since = None
-        self.cache.put_fingerprints((r["fingerprint"], r["level"], r["pattern_id"]) for r in rows)
+        self.cache.put_fingerprints((r["fingerprint"], r["level"], r["pattern_id"], r["source"])
+                                    for r in rows)
         self.cache.put_fix_states(self._states)
         self.cache.put_edges(self._edges)
         if vectors:
@@ -211,6 +213,10 @@ class Lookup:
         if result is None or not _has_usable_fix(result):
             result = self._tier3(result, fine, coarse, text, base) or result
         result = result or unmatched("no known pattern matched; queued for review")
+        if result.pattern_id is None and rule is None:
+            note = self._unserved_note(fine, coarse)
+            if note:
+                result = replace(result, reason=result.reason + note)
         result = self._guard(text, digest, result)
         result = self._flaky_retry(fine, text, result)
         result = self._rank(error_id, fine, result, record)
@@ -255,17 +261,22 @@ class Lookup:
         except DatabaseUnavailable:
             self._went_offline()
 
-    def _tier1_pattern(self, text: str, digest: bytes, fine: str, coarse: str) -> str | None:
+    def _tier1_pattern(self, text: str, digest: bytes, fine: str, coarse: str, *,
+                       detect: bool = True) -> str | None:
         """The id of the pattern tier 1 answers with from memory and the local cache, if any
-        (a rule's verdict for ``text``, else the fine then the coarse mapping)."""
-        hit = self._detected.get(digest, _NOT_SEEN)
+        (a rule's verdict for ``text``, else the fine then the coarse mapping that may answer
+        for it; ``detect=False``: the mappings only, the rules having said no)."""
+        hit = self._detected.get(digest, _NOT_SEEN) if detect else None
         if hit is _NOT_SEEN:
             found = self._detect(text, digest)
             hit = None if found is None else (found[0].id,)
         if hit is not None:
             return str(hit[0])
-        return (self._known_pattern(fine, "fine", ask_database=False)
-                or self._known_pattern(coarse, "coarse", ask_database=False))
+        for fingerprint, level in ((fine, "fine"), (coarse, "coarse")):
+            mapping = self._mapping(fingerprint, level, ask_database=False)
+            if mapping is not None and self._evidence_of(mapping, text) is not None:
+                return mapping[0]
+        return None
 
     def _tier1(self, text: str, fine: str, coarse: str, base: dict[str, Any],
                detected: tuple[Pattern, dict[str, str]] | None) -> LookupResult | None:
@@ -273,17 +284,45 @@ class Lookup:
         # (masked parameters make two different errors share one) never overrides it
         if detected is not None:
             return self._rule_answer(detected[0], detected[1], text, base)
-        pattern_id = self._known_pattern(fine, "fine")
-        if pattern_id is not None:
-            return self._answer(pattern_id, 1, 1.0, "exact: fine fingerprint known", text, base)
-        pattern_id = self._known_pattern(coarse, "coarse")
-        if pattern_id is not None:
-            # a coarse mapping alone is never enough for an automatic fix (validate: "via")
-            answer = self._answer(pattern_id, 1, 0.9, "exact: coarse fingerprint known", text,
-                                  base)
-            return replace(answer, details={**answer.details, "via": "coarse"})
+        for fingerprint, level, score in ((fine, "fine", 1.0), (coarse, "coarse", 0.9)):
+            mapping = self._mapping(fingerprint, level)
+            if mapping is None:
+                continue
+            params = self._evidence_of(mapping, text)
+            if params is None:
+                continue  # learned from a rule that does not match this text: no evidence
+            reason = f"exact: {level} fingerprint known"
+            if mapping[1] == RULE:  # (its rule matched, though the catalog's pass gave up)
+                reason += f", and the detection rule of {mapping[0]} it was learned from matches"
+            answer = self._answer(mapping[0], 1, score, reason, text, {**base, **params})
+            if level == "coarse":
+                # a coarse mapping alone is never enough for an automatic fix (validate: "via")
+                answer = replace(answer, details={**answer.details, "via": "coarse"})
+            return answer
         learned = self._learned_fix(fine)
         return learned_result(learned, base) if learned is not None else None
+
+    def _evidence_of(self, mapping: tuple[str, str], text: str) -> dict[str, str] | None:
+        """What lets a fingerprint mapping answer for ``text``: ``{}`` for a taught one (a
+        person mapped the fingerprint on purpose); for one learned from a detection rule, the
+        parameters of that pattern's rule matching ``text`` again, else None. A masked value
+        (exit code 137 vs 1, HTTP 401 vs 413) makes other errors share the fingerprint, and
+        the rule's evidence is what told them apart. The catalog's pass already said no rule
+        matches, so this is None but for a text that pass gave up on (its time budget)."""
+        pattern_id, source = mapping
+        if source != RULE:
+            return {}
+        pattern = self.catalog.patterns.get(pattern_id)
+        return None if pattern is None or not pattern.rules else pattern.detect(text)
+
+    def _unserved_note(self, fine: str, coarse: str) -> str:
+        """Why a known fingerprint gave no answer (for the reason of an unmatched text)."""
+        for fingerprint, level in ((fine, "fine"), (coarse, "coarse")):
+            mapping = self._mapping(fingerprint, level, ask_database=False)
+            if mapping is not None and mapping[1] == RULE:
+                return (f"; the {level} fingerprint's mapping to {mapping[0]} was learned from "
+                        "its detection rule, which does not match this text")
+        return ""
 
     def _detect(self, text: str, key: bytes) -> tuple[Pattern, dict[str, str]] | None:
         """The catalog's rules over ``text`` (``key``: its digest), memoized by the digest (a
@@ -318,7 +357,7 @@ class Lookup:
         Does nothing when PostgreSQL is offline or has nothing to tell (the tiers then ask,
         or not, as before). Raises nothing from PostgreSQL or the model: a probe that fails
         leaves the tiers to ask on their own, and report."""
-        if not self.online or self._known_locally(fine, coarse):
+        if not self.online or self._known_locally(text, fine, coarse):
             return
         now = time.monotonic()
         want_fine = bool(fine) and not self._recently_missed((fine, "fine"))
@@ -350,11 +389,10 @@ class Lookup:
                 self._file_probe(probe, fine if want_fine else "",
                                  coarse if want_coarse else "", want_learned)
 
-    def _known_locally(self, fine: str, coarse: str) -> bool:
-        """Tier 1 will answer without PostgreSQL: a mapping in memory or the local cache, or
-        a learned fix read less than LEARNED_TTL_S ago."""
-        if self._known_pattern(fine, "fine", ask_database=False) or self._known_pattern(
-                coarse, "coarse", ask_database=False):
+    def _known_locally(self, text: str, fine: str, coarse: str) -> bool:
+        """Tier 1 will answer without PostgreSQL: a mapping in memory or the local cache that
+        may answer for ``text``, or a learned fix read less than LEARNED_TTL_S ago."""
+        if self._tier1_pattern(text, b"", fine, coarse, detect=False) is not None:
             return True
         learned = self._learned.get(fine) if fine else None
         return (learned is not None and learned[1] is not None
@@ -378,14 +416,15 @@ class Lookup:
         """File what the probe found as the tiers would have (``fine``/``coarse`` empty: that
         part was not asked)."""
         now = time.monotonic()
-        for fingerprint, level, found in ((fine, "fine", probe.fine_pattern),
-                                          (coarse, "coarse", probe.coarse_pattern)):
+        for fingerprint, level, found, source in (
+                (fine, "fine", probe.fine_pattern, probe.fine_source),
+                (coarse, "coarse", probe.coarse_pattern, probe.coarse_source)):
             if not fingerprint:
                 continue
             if found is None:
                 self._misses[(fingerprint, level)] = now
             else:
-                self.cache.put_fingerprints([(fingerprint, level, found)])
+                self.cache.put_fingerprints([(fingerprint, level, found, source or RULE)])
         if learned:
             self._file_learned(fine, probe.learned, now)
         for node, causes in probe.causes.items():
@@ -439,6 +478,16 @@ class Lookup:
 
     def _known_pattern(self, fingerprint: str, level: str, *,
                        ask_database: bool = True) -> str | None:
+        """The pattern ``fingerprint`` is mapped to, whatever the mapping's source (tier 3:
+        a root cause's fingerprint names the pattern it was known as)."""
+        mapping = self._mapping(fingerprint, level, ask_database=ask_database)
+        return None if mapping is None else mapping[0]
+
+    def _mapping(self, fingerprint: str, level: str, *,
+                 ask_database: bool = True) -> tuple[str, str] | None:
+        """(pattern id, source) of the mapping of ``fingerprint``: memory, the local cache,
+        then PostgreSQL (unless ``ask_database`` is False); None for a pattern not in the
+        catalog."""
         if not fingerprint:
             return None
         key = (fingerprint, level)
@@ -450,7 +499,7 @@ class Lookup:
             hit = self._pattern_from_database(fingerprint, level)
             if hit is None:
                 self._misses[key] = time.monotonic()
-        if hit is not None and hit in self.catalog.patterns:
+        if hit is not None and hit[0] in self.catalog.patterns:
             self._known[key] = hit
             return hit
         return None
@@ -458,7 +507,7 @@ class Lookup:
     def _recently_missed(self, key: tuple[str, str]) -> bool:
         return time.monotonic() - self._misses.get(key, -1e9) < NEGATIVE_TTL_S
 
-    def _pattern_from_database(self, fingerprint: str, level: str) -> str | None:
+    def _pattern_from_database(self, fingerprint: str, level: str) -> tuple[str, str] | None:
         assert self.db is not None
         fine, coarse = (fingerprint, "") if level == "fine" else ("", fingerprint)
         try:
@@ -468,23 +517,27 @@ class Lookup:
             return None
         if found is None:
             return None
-        self.cache.put_fingerprints([(fingerprint, level, found[0])])
-        return found[0]
+        self.cache.put_fingerprints([(fingerprint, level, found[0], found[2])])
+        return found[0], found[2]
 
     def _learn(self, fine: str, coarse: str, pattern_id: str) -> None:
+        """Map ``fine`` and ``coarse`` to the pattern a detection rule just named (source
+        RULE: served again only where that rule matches, see :meth:`_evidence_of`)."""
         known = self._known
         if (not fine or (fine, "fine") in known) and (not coarse or (coarse, "coarse") in known):
             return  # the usual case: both already learned (the stage sees them again)
-        rows = [(fp, level, pattern_id) for fp, level in ((fine, "fine"), (coarse, "coarse")) if fp]
+        rows = [(fp, level, pattern_id, RULE)
+                for fp, level in ((fine, "fine"), (coarse, "coarse")) if fp]
         fresh = [r for r in rows if (r[0], r[1]) not in self._known]
         if not fresh:
             return
         self.cache.put_fingerprints(fresh)
-        for fp, level, pid in fresh:
-            self._known.setdefault((fp, level), pid)
+        for fp, level, pid, source in fresh:
+            self._known.setdefault((fp, level), (pid, source))
             with self._ops_lock:
                 self._ops.append((f"fp:{level}:{fp}", "fingerprint",
-                                  {"fingerprint": fp, "level": level, "pattern_id": pid}))
+                                  {"fingerprint": fp, "level": level, "pattern_id": pid,
+                                   "source": source}))
 
     def _answer(self, pattern_id: str, tier: int, score: float, reason: str, text: str,
                 params: dict[str, Any], path: tuple[str, ...] = (),

@@ -15,7 +15,7 @@ from pipeline.lookup.semantic import Embedder, evidence, query_text, vector_id
 from pipeline.lookup.service import Lookup
 from pipeline.lookup.shipped import vectors_for
 from pipeline.lookup.taught import load_taught, with_taught
-from storage.cache import LocalCache
+from storage.cache import RULE, LocalCache
 from storage.causal import CausalGraph
 from storage.db import Database
 from storage.embeddings import EmbeddingRepository
@@ -92,8 +92,10 @@ def model_while_waiting(settings: Settings, text: str, fine: str, coarse: str,
         return None
     cache = LocalCache.at_home(settings.home)
     try:
-        if (fine and cache.pattern_for(fine, "fine")) or (
-                coarse and cache.pattern_for(coarse, "coarse")) or (
+        # a mapping learned from a rule answers only where that rule matches: not here
+        mappings = [cache.pattern_for(fp, level)
+                    for fp, level in ((fine, "fine"), (coarse, "coarse")) if fp]
+        if any(m is not None and m[1] != RULE for m in mappings) or (
                 cache.query_vector(fine or query) is not None):
             return None
     finally:

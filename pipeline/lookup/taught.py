@@ -40,6 +40,17 @@ def raw_pattern(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _with_origin(raw: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    """A taught command knows the repository it was taught in (its provenance's ``repo``),
+    rendered as ``taught_in``: verification runs it only there or on an exact match
+    (:func:`pipeline.validate.verify.taught_elsewhere`)."""
+    fix = raw["fix"]
+    origin = (row.get("fix_provenance") or {}).get("repo")
+    if fix.get("verify_in_worktree") and origin and "taught_in" not in fix:
+        raw = {**raw, "fix": {**fix, "taught_in": str(origin)}}
+    return raw
+
+
 def parse_taught(raws: Iterable[dict[str, Any]], seeds: Catalog) -> list[Pattern]:
     out = []
     for raw in raws:
@@ -59,7 +70,7 @@ def load_taught(db: Database | None, cache: LocalCache, seeds: Catalog) -> list[
     raws: list[dict[str, Any]] | None = None
     if db is not None:
         try:
-            raws = [raw_pattern(r) for r in LearnedRepository(db).taught()]
+            raws = [_with_origin(raw_pattern(r), r) for r in LearnedRepository(db).taught()]
         except DatabaseUnavailable:
             raws = None
     if raws is not None:

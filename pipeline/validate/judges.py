@@ -61,6 +61,10 @@ class VerificationJudge:
         return Vote(self.name, v.passed, v.reason)
 
 
+#: the most steps of a deferred fix (command or playbook) that run a program or touch a path
+MAX_ACTING_STEPS = 10
+
+
 class BlastRadiusJudge:
     """Small, contained changes only: a quarter of the policy limits at most."""
 
@@ -70,8 +74,14 @@ class BlastRadiusJudge:
         v, pol = evidence.verification, evidence.request.policy
         max_lines, max_files = max(1, pol.max_diff_lines // 4), max(1, pol.max_files // 4)
         if v.deferred:
-            n = len(evidence.request.step_argvs()) + len(evidence.request.action_paths())
-            return Vote(self.name, n <= 10, f"playbook with {n} step(s)")
+            # what can reach beyond the fix: programs run and paths touched (a ``sleep`` or
+            # the ``rerun`` of the failing step changes nothing); every step is counted in
+            # the reason, so a wait-and-retry playbook does not read as empty
+            req = evidence.request
+            n = len(req.step_argvs()) + len(req.action_paths())
+            return Vote(self.name, n <= MAX_ACTING_STEPS,
+                        f"{req.kind or 'fix'} with {req.step_count()} step(s), {n} running a "
+                        f"program or touching a path (judge limit {MAX_ACTING_STEPS})")
         ok = v.lines <= max_lines and len(v.changed) <= max_files
         return Vote(self.name, ok, f"{v.lines} line(s) in {len(v.changed)} file(s); "
                     f"judge limit {max_lines} lines, {max_files} files")

@@ -79,6 +79,17 @@ class FixRequest:
                         out.append(list(step["argv"] or []))
         return out
 
+    def step_count(self) -> int:
+        """Every step this fix takes: 1 for a command, each step of every playbook phase
+        (argv steps and built-in actions such as ``sleep`` and ``rerun`` alike)."""
+        if self.kind == "command":
+            return 1
+        steps = self.rendered.get("steps") or {}
+        if not isinstance(steps, dict):
+            return 0
+        return sum(1 for group in steps.values() for step in group or []
+                   if isinstance(step, dict))
+
     def action_paths(self) -> list[str]:
         """Path arguments of built-in playbook actions."""
         out: list[str] = []

@@ -32,7 +32,7 @@ from pipeline.validate.judges import Evidence, Vote, collect_votes, needs_human
 from pipeline.validate.preflight import Preflight
 from pipeline.validate.request import FixRequest
 from pipeline.validate.rqjobs import CheckQueue
-from pipeline.validate.verify import Verification, Verifier, rel_cwd
+from pipeline.validate.verify import Verification, Verifier, rel_cwd, taught_elsewhere
 
 log = logging.getLogger(__name__)
 VERDICT_TTL_S = 7 * 24 * 3600
@@ -193,6 +193,7 @@ class Validator:
             fix, base = review.fix, replace(base, fix=review.fix)
             warnings = [*warnings, f"package install: {review.reason}"]
             hold = "" if review.unattended else review.reason
+        hold = hold or taught_elsewhere(fix, cand.match, root)
         req = FixRequest(cand, fix, root, policy, trusted_command=trust.command,
                          trust_note=trust.reason, hold=hold, mode=str(mode.value))
         return self._validate_fix(base, req, mode, gate, warnings)

@@ -28,6 +28,10 @@ from pipeline.validate.runner import run_argv
 from pipeline.validate.secrets import find_secrets
 
 REALIZE_TIMEOUT_S = 120.0
+#: a taught command that ran in the worktree and changed no file (said by heal run and explain)
+RAN_UNCHANGED = "taught command ran in a worktree to verify it and changed no file there"
+#: a taught command matched where it may not run to be verified (see :func:`taught_elsewhere`)
+NOT_RUN_HERE = "taught command not run to verify it"
 
 
 @dataclass
@@ -56,6 +60,37 @@ def _rel_cwd(req: FixRequest) -> str:
     return rel_cwd(req.candidate.error, req.root)
 
 
+def taught_elsewhere(fix: dict[str, Any], match: dict[str, Any], root: Path) -> str:
+    """Why a taught command (``heal learn --command``) is not run in a worktree to verify it
+    for this error, '' when it may be. Running it is acting: a command that changes no file
+    acts outside the repository. So it runs for verification only on an exact match (tier 1,
+    not by the coarse fingerprint alone) or in the repository it was taught in; an error of
+    another repository that only resembles the lesson (tier 2, 3, or the coarse fingerprint)
+    gets it suggested, never run, until a person applies it."""
+    rendered = fix.get("rendered")
+    if not isinstance(rendered, dict):
+        return ""
+    if fix.get("kind") != "command" or not rendered.get("verify_in_worktree"):
+        return ""
+    tier, via = match.get("tier"), match.get("via")
+    if tier == 1 and not via:
+        return ""
+    origin = str(rendered.get("taught_in") or "")
+    if origin and _inside(origin, root):
+        return ""
+    where = f"in {origin}" if origin else "in a repository heal did not record"
+    how = ("by its coarse fingerprint alone" if via
+           else f"only at tier {tier} (score {float(match.get('score') or 0):.3f})")
+    return (f"{NOT_RUN_HERE}: it was taught {where} and matches here {how}; a taught "
+            "command runs to be verified only where it was taught or on an exact match, so "
+            "it runs only when a person applies it, then the failing step is re-run")
+
+
+def _inside(path: str, root: Path) -> bool:
+    real, real_root = Path(os.path.realpath(path)), Path(os.path.realpath(root))
+    return real == real_root or real_root in real.parents
+
+
 class Verifier:
     def __init__(self, checks: CheckQueue, work_dir: Path) -> None:
         self.checks = checks
@@ -66,6 +101,9 @@ class Verifier:
         if req.kind == "playbook":
             return Verification(True, "playbook: verified step by step when applied "
                                 "(validation after each action)", deferred=True)
+        elsewhere = taught_elsewhere(req.fix, req.candidate.match, req.root)
+        if elsewhere:
+            return Verification(True, elsewhere, deferred=True)
         if (req.kind == "command" and req.category != "SAFE"
                 and not req.rendered.get("verify_in_worktree")):
             # MODERATE/RISKY commands (installs, retries) act on the environment, not on
@@ -101,11 +139,11 @@ class Verifier:
         if realized is not None:
             return realized
         if req.rendered.get("verify_in_worktree") and not repo.diff_numstat(after):
-            # a taught command that changed no file acts on the environment: like any such
-            # command it runs only when applied, then the failing step is re-run
-            return Verification(True, "taught command changed no file in the worktree: runs "
-                                "only when applied, then the failing step is re-run",
-                                deferred=True)
+            # a taught command that changed no file acts on the environment: it already did
+            # once, here; it runs again only when applied, then the failing step is re-run
+            return Verification(True, f"{RAN_UNCHANGED}: whatever it does acts outside the "
+                                "repository (it did so once, now); it runs again only when "
+                                "applied, then the failing step is re-run", deferred=True)
         problem = self._check_change(req, repo, after)
         if problem is not None:
             return problem

@@ -265,3 +265,72 @@ def test_a_command_leaving_the_repository_is_refused_taught_and_stored(
     assert "pre-flight refused" in err and f"path '{probe}' is outside the repository" in err, err
     assert not probe.exists(), "the stored fix ran"
     assert not (repo / "workspace.ready").exists()
+
+
+LEASE_APP = """import os
+
+
+class LeaseError(Exception):
+    pass
+
+
+if not os.path.exists("lease.granted"):
+    raise LeaseError(
+        f"the lease broker at {{os.getcwd()}}/leases/{token} refused the lease after 3 attempts")
+"""
+
+
+def _repo_with_marker(root: Path, token: str, marker: Path, app: str = APP) -> Path:
+    """A repository whose app fails with ``token`` and whose ``scripts/mark.sh`` changes no
+    file in it: it only appends to ``marker``, outside every repository."""
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    (root / "app.py").write_text(app.format(token=token))
+    script = root / "scripts" / "mark.sh"
+    script.parent.mkdir()
+    script.write_text(f"#!/bin/sh\necho ran >> '{marker}'\n")
+    script.chmod(0o755)
+    git(root, "add", "app.py", "scripts/mark.sh")
+    git(root, "commit", "-q", "-m", "app")
+    return root
+
+
+def test_a_taught_command_runs_to_be_verified_only_where_taught_or_on_an_exact_match(
+    tmp_path: Path, heal_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    token = letters()
+    ran_a, ran_b = tmp_path / "ran-in-a", tmp_path / "ran-in-b"
+    # an error of its own: no other test's lesson resembles it
+    app = LEASE_APP.replace("LeaseError", f"Lease{token.capitalize()}Error")
+    repo_a = _repo_with_marker(tmp_path / "a", token, ran_a, app)
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    monkeypatch.chdir(repo_a)
+    monkeypatch.setenv("HEAL_WORKFLOW", f"wf-a-{token}")
+    status, err = heal_run(capsys, "--mode", "suggest")
+    assert status == 1 and "suggested fix" not in err, err
+    # Given a command taught in repository A that changes no file (it acts outside)
+    assert main(["learn", "--last", "--command", "./scripts/mark.sh"]) == 0
+    out = capsys.readouterr().out
+    fix_id = out.split("fix        ", 1)[1].split()[0]
+
+    # When A fails the same way again (an exact match, where it was taught)
+    status, err = heal_run(capsys, "--mode", "suggest")
+    # Then the command ran in a worktree to be verified, and heal says so truthfully
+    assert status == 1 and f"suggested fix {fix_id}" in err, err
+    assert ran_a.exists()
+    assert "ran in a worktree to verify it and changed no file there" in err, err
+    assert "not verified yet" not in err, err
+
+    # When another repository B fails with an error that only resembles it (reworded: no
+    # rule or fingerprint of the lesson matches, tier 2 does)
+    other = letters()
+    repo_b = _repo_with_marker(tmp_path / "b", other, ran_b,
+                               app.replace("after 3 attempts", "after 3 retries"))
+    monkeypatch.chdir(repo_b)
+    monkeypatch.setenv("HEAL_WORKFLOW", f"wf-b-{other}")
+    status, err = heal_run(capsys, "--mode", "suggest")
+    # Then the taught command is suggested, not run (not even to verify it), saying why
+    assert status == 1 and f"suggested fix {fix_id}" in err, err
+    assert not ran_b.exists(), err
+    assert "not verified, not run: a taught command matched outside the repository" in err, err

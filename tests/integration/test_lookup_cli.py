@@ -166,3 +166,63 @@ def test_a_reference_masked_down_to_no_evidence_names_no_pattern(
     assert main(["diagnose", str(path), "--json"]) == 0  # semantic tier on
     data = json.loads(capsys.readouterr().out)
     assert data["match"]["pattern_id"] is None, data["match"]
+
+
+OOM_KILLED = "##[error]Process completed with exit code 137."
+EXIT_1 = "##[error]Process completed with exit code 1."
+PUSH_401 = ("deployer.PushError: artifact store push of build bundle was refused: "
+            "401 Unauthorized (token expired)")
+PUSH_413 = ("deployer.PushError: artifact store push of build bundle was refused: "
+            "413 Payload Too Large")
+
+
+def test_a_mapping_learned_from_a_rule_answers_no_text_that_rule_does_not_match(
+        tmp_path: Path, heal_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    import uuid
+
+    from pipeline.config import Settings
+    from pipeline.fingerprint import fingerprint_text
+    from pipeline.lookup.setup import build_lookup
+    from storage.engines import open_database
+
+    # Given the lookup stage met an OOM kill (exit code 137) and an expired token (HTTP 401),
+    # each named by a seed's detection rule, and learned their fingerprints. Each is learned
+    # under the fingerprint of the error it gets confused with: exit code 1 shares the OOM's
+    # fine fingerprint (the code is masked) and the 413 the 401's coarse one (same class,
+    # same function); the test holds whatever the fingerprinter masks
+    settings = Settings.from_env()
+    db = open_database(settings)
+    lookup = build_lookup(settings, db, semantic=False, warm=0)
+    learned = {}
+    for text, other, pattern in ((OOM_KILLED, EXIT_1, "proc.oom_killed"),
+                                 (PUSH_401, PUSH_413, "auth.expired_credentials")):
+        fp = fingerprint_text(other)
+        learned[other] = fp
+        result = lookup.lookup(error_id=f"e-{uuid.uuid4().hex}", text=text, fine=fp.fine,
+                               coarse=fp.coarse, headline=fp.normalized)
+        assert result.pattern_id == pattern and result.details.get("rule_matched"), result
+    lookup.close()  # synced to PostgreSQL, where `heal diagnose` reads mappings
+    try:
+        assert db.fetchval("SELECT source FROM pattern_fingerprints WHERE fingerprint = $1 "
+                           "AND level = 'fine'", learned[EXIT_1].fine) == "rule"
+    finally:
+        db.close()
+
+    # Then exit code 1 is not an OOM kill, by the fine mapping or any other
+    exit_1 = _diagnose(tmp_path, EXIT_1, capsys)
+    assert exit_1["fingerprint"]["fine"] == learned[EXIT_1].fine
+    assert exit_1["match"]["pattern_id"] is None, exit_1
+    assert "learned from its detection rule, which does not match this text" in exit_1["reason"]
+    # and a 413 is not told to renew credentials through the coarse mapping
+    too_large = _diagnose(tmp_path, PUSH_413, capsys)
+    assert too_large["fingerprint"]["coarse"] == learned[PUSH_413].coarse
+    assert too_large["match"]["pattern_id"] != "auth.expired_credentials", too_large
+    # while the texts the rules match still get their patterns at tier 1
+    for text, pattern in ((OOM_KILLED, "proc.oom_killed"), (PUSH_401, "auth.expired_credentials")):
+        again = _diagnose(tmp_path, text, capsys)
+        assert (again["match"]["pattern_id"], again["match"]["tier"]) == (pattern, 1)
+    # and offline, from the local cache alone, too
+    path = tmp_path / "exit1.txt"
+    path.write_text(EXIT_1 + "\n")
+    assert main(["diagnose", str(path), "--json", "--no-semantic", "--offline"]) == 0
+    assert json.loads(capsys.readouterr().out)["match"]["pattern_id"] is None

@@ -27,9 +27,10 @@ def _lookup(tmp_path: Path) -> tuple[Lookup, LocalCache]:
 def test_a_learned_fine_mapping_never_overrides_a_matching_rule(tmp_path: Path) -> None:
     lookup, cache = _lookup(tmp_path)
     fp = fingerprint_text(REFORMAT)
-    # Given a (wrong) learned mapping of this very fine fingerprint to the rate-limit pattern
-    cache.put_fingerprints([(fp.fine, "fine", "net.rate_limited"),
-                            (fp.coarse, "coarse", "net.rate_limited")])
+    # Given a (wrong) mapping of this very fine fingerprint to the rate-limit pattern, even
+    # one a person taught
+    cache.put_fingerprints([(fp.fine, "fine", "net.rate_limited", "taught"),
+                            (fp.coarse, "coarse", "net.rate_limited", "taught")])
     result = lookup.lookup(error_id="e1", text=REFORMAT, fine=fp.fine, coarse=fp.coarse,
                            record=False)
     # Then the detection rule that matches the text decides
@@ -41,7 +42,7 @@ def test_a_coarse_mapping_alone_is_only_ever_suggested(
         tmp_path: Path, validator: Validator) -> None:
     lookup, cache = _lookup(tmp_path)
     fp = fingerprint_text(UNKNOWN)
-    cache.put_fingerprints([(fp.coarse, "coarse", "format.ruff_format")])
+    cache.put_fingerprints([(fp.coarse, "coarse", "format.ruff_format", "taught")])
     result = lookup.lookup(error_id="e2", text=UNKNOWN, fine=fp.fine, coarse=fp.coarse,
                            record=False)
     assert result.pattern_id == "format.ruff_format" and result.match_dict()["via"] == "coarse"

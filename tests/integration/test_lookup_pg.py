@@ -84,15 +84,18 @@ def test_tier1_learns_fingerprints_and_serves_them_from_postgres(
     assert first.fix is not None
     assert first.fix["rendered"]["steps"]["primary"][0]["action"] == "remove_stale_lock"
     lookup.sync()
-    assert PatternRepository(db).pattern_for_fingerprint(fine, "") == ("git.index_lock", "fine")
+    assert PatternRepository(db).pattern_for_fingerprint(fine, "") == ("git.index_lock", "fine",
+                                                                     "rule")
     assert db.fetchval("SELECT data->>'pattern_id' FROM learnings WHERE subject = $1",
                        fine) == "git.index_lock"
-    # a fresh process with an empty cache finds the fingerprint in PostgreSQL, not the rules
+    # a fresh process with an empty cache finds the fingerprint in PostgreSQL, with where it
+    # came from: a rule, so it answers only where that rule matches, never for another text
     fresh = Lookup(load_catalog(), LocalCache(tmp_path / "c.sqlite3"), db)
     again = fresh.lookup(error_id="x", text="unrelated text", fine=fine, coarse="", record=False)
-    assert again.pattern_id == "git.index_lock" and "fine fingerprint" in again.reason
+    assert again.pattern_id is None
+    assert "mapping to git.index_lock was learned from its detection rule" in again.reason
     # and from the cache once warmed
-    assert fresh.cache.pattern_for(fine, "fine") == "git.index_lock"
+    assert fresh.cache.pattern_for(fine, "fine") == ("git.index_lock", "rule")
 
 
 def test_occurrences_count_once_per_error(db: Database, lookup: Lookup) -> None:
@@ -167,6 +170,12 @@ def test_offline_answers_from_cache_and_outbox_syncs_idempotently(
     offline = Lookup(load_catalog(), LocalCache.at_home(lookup_home), DownDatabase())  # type: ignore[arg-type]
     before = db.fetchval("SELECT occurrences FROM patterns WHERE id = 'net.dns_failure'")
     error_id = f"e-{uuid.uuid4()}"
+    # learned from the rule: served again only where the rule matches, from the SQLite cache
+    assert offline.lookup(error_id="x", text="no rules match this", fine=fine, coarse="",
+                          record=False).pattern_id is None
+    # a mapping taught on this machine (heal learn writes it to the cache too) answers alone
+    offline.cache.replace_fingerprints([(fine, "fine", "net.dns_failure")])
+    offline._known.clear()
     result = offline.lookup(error_id=error_id, text="no rules match this", fine=fine, coarse="")
     assert result.pattern_id == "net.dns_failure"  # served from the SQLite cache
     assert offline.sync() == 0 and offline.cache.pending_count() >= 1  # kept in the outbox
@@ -222,7 +231,7 @@ def test_warm_fills_a_fresh_cache_from_the_most_used_patterns(
     cache = LocalCache(tmp_path / "warm.sqlite3")
     fresh = Lookup(load_catalog(), cache, db)
     assert fresh.warm(limit=100) >= 1
-    assert cache.pattern_for(fine, "fine") == "net.timeout"
+    assert cache.pattern_for(fine, "fine") == ("net.timeout", "rule")
     assert cache.fix_states()["net.timeout/fix"] == "ACTIVE"
     assert len(cache.pattern_vectors()) > 0
 

@@ -129,7 +129,22 @@ def test_blast_radius_judge_counts_playbook_steps_and_paths(steps: int, paths: i
     req = request("MODERATE", kind="playbook", rendered=_playbook(steps, paths))
     vote = BlastRadiusJudge().vote(evidence(req, Verification(True, "x", deferred=True)))
     assert vote.approve is approve
-    assert vote.reason == f"playbook with {steps + paths} step(s)"
+    assert vote.reason == (f"playbook with {steps + paths} step(s), {steps + paths} running a "
+                           "program or touching a path (judge limit 10)")
+
+
+def test_blast_radius_judge_names_every_step_of_a_wait_and_retry_playbook() -> None:
+    # Given net.rate_limited's playbook: three sleeps and a re-run, none acting on anything
+    from pipeline.lookup.catalog import load_catalog
+
+    fix = load_catalog().patterns["net.rate_limited"].fix
+    steps = dict(fix.template)["steps"]
+    req = request("MODERATE", kind="playbook", rendered={"steps": steps})
+    vote = BlastRadiusJudge().vote(evidence(req, Verification(True, "x", deferred=True)))
+    # Then it is approved and the reason counts its four steps (it once said "0 step(s)")
+    assert vote.approve
+    assert vote.reason == ("playbook with 4 step(s), 0 running a program or touching a path "
+                           "(judge limit 10)")
 
 
 # -- HistoryJudge ----------------------------------------------------------------------------
