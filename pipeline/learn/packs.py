@@ -29,6 +29,12 @@ from pipeline.safefile import load_yaml_file
 from pipeline.spelling import spelled
 
 PACK_VERSION = 1
+#: bounds of one pack (the seeds hold 48 patterns with at most 8 examples each): every
+#: example is embedded and searched at tier 2, every fix verified, so a pack past them is
+#: refused before anything is stored
+MAX_PATTERNS = 10_000
+MAX_EXAMPLES = 100
+MAX_ALTERNATIVES = 50
 _FIX_META = ("id", "kind", "category", "state", "title", "explanation")
 
 
@@ -157,8 +163,10 @@ def read_pack(path: Path) -> dict[str, Any]:
 
     Raises:
         UsageError: unreadable, not a regular file, over 16 MiB, not UTF-8, not YAML,
-            nested too deeply, a version this heal does not know, or an invalid
-            pattern (named, with the field to change).
+            nested too deeply, aliases expanding beyond its text, a version this heal does
+            not know, more than MAX_PATTERNS patterns, a pattern with more than
+            MAX_EXAMPLES examples or MAX_ALTERNATIVES alternatives, or an invalid pattern
+            (named, with the field to change).
     """
     doc = load_yaml_file(path, str(path))
     if not isinstance(doc, dict) or not isinstance(doc.get("patterns"), list):
@@ -168,9 +176,18 @@ def read_pack(path: Path) -> dict[str, Any]:
     if isinstance(version, bool) or version != PACK_VERSION:  # (True == 1 in Python)
         raise UsageError(f"{path}: pack version {spelled(version)} (heal_pack); this heal "
                          f"reads version {PACK_VERSION}")
+    if len(doc["patterns"]) > MAX_PATTERNS:
+        raise UsageError(f"{path}: {len(doc['patterns'])} patterns; a pack holds at most "
+                         f"{MAX_PATTERNS}: split it into several packs")
     for index, raw in enumerate(doc["patterns"]):
         if not isinstance(raw, dict):
             raise UsageError(f"{path}: pattern {index} is not a mapping")
+        for key, cap in (("examples", MAX_EXAMPLES), ("alternatives", MAX_ALTERNATIVES)):
+            items = raw.get(key)
+            if isinstance(items, list) and len(items) > cap:
+                raise UsageError(f"{path}: pattern {spelled(raw.get('id'))} has {len(items)} "
+                                 f"{key}; a pattern holds at most {cap}: keep the ones that "
+                                 "tell its errors apart")
         try:
             parse_pack_pattern(raw)
         except ConfigError as exc:
