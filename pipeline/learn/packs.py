@@ -9,7 +9,9 @@ own ``stats`` and ``provenance``. A seed file is a pack without the extras, so
 
 Importing never trusts the other installation's verdicts: every imported fix starts DRAFT
 here, whatever its state was there, and is verified before it is offered. A pattern whose
-detection is already known here with a different fix is a conflict: reported, never merged.
+detection is already known here with a different fix, or whose ``provenance.fine`` is mapped
+here to another pattern, is a conflict: reported, never merged. A pack naming one pattern id
+twice is refused before anything is stored.
 """
 
 from __future__ import annotations
@@ -179,9 +181,17 @@ def read_pack(path: Path) -> dict[str, Any]:
     if len(doc["patterns"]) > MAX_PATTERNS:
         raise UsageError(f"{path}: {len(doc['patterns'])} patterns; a pack holds at most "
                          f"{MAX_PATTERNS}: split it into several packs")
+    first_at: dict[str, int] = {}
     for index, raw in enumerate(doc["patterns"]):
         if not isinstance(raw, dict):
             raise UsageError(f"{path}: pattern {index} is not a mapping")
+        pid = raw.get("id")
+        if isinstance(pid, str) and pid in first_at:
+            # stored one after the other, the second would overwrite the first's detection
+            raise UsageError(f"{path}: pattern id {spelled(pid)} is given twice (patterns "
+                             f"{first_at[pid]} and {index}); give each pattern its own id")
+        if isinstance(pid, str):
+            first_at[pid] = index
         for key, cap in (("examples", MAX_EXAMPLES), ("alternatives", MAX_ALTERNATIVES)):
             items = raw.get(key)
             if isinstance(items, list) and len(items) > cap:
@@ -245,9 +255,19 @@ class PackImporter:
                 continue
             clean["fix"]["state"] = "DRAFT"
             fine = str((raw.get("provenance") or {}).get("fine") or "")
+            owner = self.repo.fingerprint_owner(fine, "fine") if fine else None
+            if owner is not None and owner != raw["id"]:
+                # a pack never moves a fingerprint: only a person (heal learn) says what
+                # fixes an error heal already maps to a pattern
+                report.conflicts.append({
+                    "pattern_id": raw["id"], "held": owner,
+                    "why": f"its provenance maps fingerprint {fine} to it, which is mapped "
+                           f"here to {owner}; not imported: teach it with heal learn if "
+                           "that fingerprint should move"})
+                continue
             saved = self.repo.save(clean, source="pack", provenance=provenance(fixes[0]),
                                    fingerprints=[(fine, "fine")] if fine else [],
-                                   alternatives=others)
+                                   alternatives=others, move_fingerprints=False)
             held[key] = (saved.pattern_id, saved.fix_id)
             for fix_id in (saved.fix_id, *(f["id"] for f, _p in others)):
                 report.imported.append({"pattern_id": saved.pattern_id, "fix_id": fix_id})
