@@ -237,14 +237,14 @@ class Applier:
         """The breaker's refusal at the scopes the validate pre-flight checked ('' if none).
 
         Raises: StreamUnavailable."""
-        from pipeline.guardrails.breaker import CircuitBreaker
+        from pipeline.guardrails.breaker import CircuitBreaker, error_scope
 
-        wf = verdict.error.workflow
+        step, workflow = error_scope(verdict.error)
         # a HALF_OPEN breaker lets through the probe this verdict's own pre-flight took
         probe = any(c.get("name") == "breaker" and "half-open probe" in str(c.get("reason"))
                     for c in verdict.preflight)
         return CircuitBreaker(self.client, self.settings, policy.limits.breaker()).refusal(
-            wf.step or None, wf.id or None, str((verdict.fix or {}).get("category", "RISKY")),
+            step, workflow, str((verdict.fix or {}).get("category", "RISKY")),
             probe=probe)
 
     def _quarantined(self, verdict: VerdictEvent, fix_id: str) -> str:
@@ -543,13 +543,13 @@ class Applier:
 
     def _record_revert(self, verdict: VerdictEvent) -> None:
         from pipeline.guardrails.alerts import alerting_breaker
+        from pipeline.guardrails.breaker import error_scope
         from pipeline.guardrails.gate import policy_at
 
-        wf = verdict.error.workflow
         config = policy_at(verdict.error.repo.path).limits.breaker()  # heal.toml [breaker]
         alerting_breaker(self.client, self.settings, config,
                          getattr(self.store, "db", None)).record_revert(  # a trip notifies
-            wf.step or None, wf.id or None, event_id=verdict.error_id)
+            *error_scope(verdict.error), event_id=verdict.error_id)
 
 
 class _Refused(Exception):

@@ -98,6 +98,17 @@ def scopes_for(step: str | None, workflow: str | None) -> list[str]:
     return out
 
 
+def error_scope(error: Any) -> tuple[str | None, str | None]:
+    """(step, workflow) the breaker counts an error's fixes under: the workflow is the one
+    whose execution state gates it (``workflow.id``, else ``repo:<repository path>``,
+    :func:`pipeline.guardrails.execution.workflow_name`), so a default ``heal run`` in one
+    checkout never opens the breaker of a same-named step in another."""
+    from pipeline.guardrails.execution import workflow_name
+
+    wf, path = error.workflow, error.repo.path
+    return wf.step or None, (workflow_name(wf.id, path) if wf.id or path else None)
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 

@@ -109,3 +109,32 @@ def test_a_deferred_verdict_is_not_applied_once_the_breaker_opened(
     assert again.status == "suggested", again.detail
     assert "breaker FORCED_OPEN at step:w/s (incident 42)" in again.detail
     assert git(root, "rev-parse", "HEAD") == head
+
+
+def test_reverts_in_one_checkout_do_not_open_the_breaker_of_a_same_named_step_in_another(
+        tmp_path: Path, validator: Validator, applier: Applier, client: redis.Redis,
+        stage_settings: Settings) -> None:
+    # Given two checkouts whose steps are both called `ci`, run without --workflow (the
+    # default heal run: QA report qa_life, item 4)
+    def plain(root: Path, fine: str) -> CandidateEvent:
+        cand = candidate(root, FORMAT, FORMAT_FIX)
+        return replace(cand, fine=fine, error=replace(cand.error,
+                                                      workflow=Workflow(id="", step="ci")))
+
+    one = _repo(tmp_path, name="one")
+    two = _repo(tmp_path, name="two")
+    verdicts = [validator.validate(plain(one, f"fp-one-{i}")) for i in range(2)]
+    (one / "shop/local_only.py").write_text("x=1\n")
+    # When two fixes are reverted in the first checkout
+    assert [applier.handle(v).status for v in verdicts] == ["rolled_back", "rolled_back"]
+    scopes = CircuitBreaker(client, stage_settings).status()["scopes"]
+    assert scopes[f"step:repo:{one}/ci"]["state"] == "OPEN", scopes
+    assert scopes[f"workflow:repo:{one}"]["state"] == "OPEN", scopes
+    assert "step:ci" not in scopes
+    # Then the second checkout's step `ci` is still fixed automatically
+    verdict = validator.validate(plain(two, "fp-two"))
+    assert verdict.decision == "apply", verdict.reason
+    assert applier.handle(verdict).status == "applied"
+    # and the first checkout's is refused by the pre-flight, naming its own scope
+    refused = validator.validate(plain(one, "fp-one-2"))
+    assert refused.decision == "reject" and f"step:repo:{one}/ci" in refused.reason
