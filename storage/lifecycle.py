@@ -87,8 +87,14 @@ async def _fixes_table(conn: Conn) -> bool:
 
 
 async def _initial_state(conn: Conn, fix_id: str) -> LifecycleState:
+    """A new pair starts where the fix is (``fixes.state``), but never AUTOMATED: graduation
+    is earned per fingerprint. A pair born AUTOMATED with no attempts was demoted by its
+    first success (the bound of Beta(2, 1) is below the threshold), and the demotion,
+    mirrored into ``fixes.state``, withdrew the fix from the fingerprint that earned it."""
     if await _fixes_table(conn):
         state = await conn.fetchval("SELECT state FROM fixes WHERE id = $1", fix_id)
+        if state == LifecycleState.AUTOMATED:
+            return LifecycleState.ACTIVE
         if state in LifecycleState.__members__:
             return LifecycleState(state)
     return LifecycleState.DRAFT

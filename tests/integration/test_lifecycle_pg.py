@@ -61,6 +61,27 @@ def test_graduation_draft_active_automated(service: LifecycleService, db: Databa
     assert [r["dst"] for r in store.transitions(fp)] == ["ACTIVE", "AUTOMATED"]
 
 
+def test_a_success_for_a_new_fingerprint_never_demotes_a_graduated_fix(
+        service: LifecycleService, db: Database) -> None:
+    # Given a fix that graduated to AUTOMATED for one fingerprint (QA report qa_life, item 2B)
+    fp, fix, pattern = f"fp-{uuid.uuid4().hex[:8]}", f"fix-{uuid.uuid4().hex[:8]}", "p-grad"
+    db.execute("INSERT INTO patterns (id) VALUES ($1) ON CONFLICT DO NOTHING", pattern)
+    db.execute("INSERT INTO fixes (id, pattern_id, kind, category, state) VALUES ($1, $2,"
+               " 'command', 'SAFE', 'DRAFT')", fix, pattern)
+    for i in range(13):
+        service.handle(outcome(fp, fix, "applied", i))
+    assert pair(db, fp, fix)["state"] == "AUTOMATED"
+    assert db.fetchval("SELECT state FROM fixes WHERE id = $1", fix) == "AUTOMATED"
+    # When it succeeds for another fingerprint, never tried before
+    other = f"fp-{uuid.uuid4().hex[:8]}"
+    assert service.handle(outcome(other, fix, "applied", 1)) is None
+    # Then that pair starts ACTIVE (graduation is earned per fingerprint), the success
+    # demotes nothing, and the fix stays AUTOMATED
+    assert pair(db, other, fix)["state"] == "ACTIVE"
+    assert pair(db, fp, fix)["state"] == "AUTOMATED"
+    assert db.fetchval("SELECT state FROM fixes WHERE id = $1", fix) == "AUTOMATED"
+
+
 def test_redelivered_outcome_changes_nothing(service: LifecycleService, db: Database) -> None:
     fp = f"fp-{uuid.uuid4().hex[:8]}"
     event = outcome(fp, "fix-a", "applied", 1)
