@@ -161,13 +161,16 @@ def parse_toml(text: str) -> dict[str, Any]:
 
 def parse_yaml(text: str) -> Any:
     """The project's safe YAML loader (:func:`pipeline.yamlload.safe_load`). Raises:
-    FileRefused (not YAML, or nested too deeply for the parser)."""
+    FileRefused (not YAML, nested too deeply for the parser, or aliases expanding it beyond
+    what its text holds)."""
     import yaml
 
-    from pipeline.yamlload import safe_load
+    from pipeline.yamlload import AliasBomb, safe_load
 
     try:
         return safe_load(text)
+    except AliasBomb as exc:
+        raise FileRefused(f"refused: {exc}") from exc
     except yaml.YAMLError as exc:
         if "nesting depth" in str(exc) or "nested too deeply" in str(exc):
             raise FileRefused(_NESTED.format("lists or mappings")) from exc

@@ -24,6 +24,11 @@ def _json(value: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
+#: an attempt waiting for a person: suggested, or decided ``apply`` but held by the apply stage
+#: (workflow quarantined, breaker opened, ...) and so left as a suggestion
+_WAITING = ("((a.decision = 'suggest' AND r.status IS NULL) OR r.status = 'suggested')")
+
+
 class AttemptStore:
     def __init__(self, db: _DB) -> None:
         self.db = db
@@ -80,9 +85,8 @@ class AttemptStore:
         """Suggested attempts nobody applied or rejected yet, for an error id or a fix id,
         newest first."""
         rows = self.db.fetch(
-            """SELECT a.* FROM attempts a LEFT JOIN apply_results r ON r.error_id = a.id
-               WHERE (a.id = $1 OR a.fix_id = $1) AND a.decision = 'suggest'
-                 AND (r.status IS NULL OR r.status = 'suggested')
+            f"""SELECT a.* FROM attempts a LEFT JOIN apply_results r ON r.error_id = a.id
+               WHERE (a.id = $1 OR a.fix_id = $1) AND {_WAITING}
                ORDER BY a.created_at DESC LIMIT $2""", fix_or_error_id, limit)
         return [_decode(r) for r in rows]
 
@@ -90,9 +94,9 @@ class AttemptStore:
         """Verified suggestions nobody applied yet, newest first: ``error_id``, ``fix_id``,
         ``created_at``."""
         rows = self.db.fetch(
-            """SELECT a.id AS error_id, a.fix_id, a.created_at FROM attempts a
+            f"""SELECT a.id AS error_id, a.fix_id, a.created_at FROM attempts a
                LEFT JOIN apply_results r ON r.error_id = a.id
-               WHERE a.decision = 'suggest' AND (r.status IS NULL OR r.status = 'suggested')
+               WHERE {_WAITING}
                ORDER BY a.created_at DESC LIMIT $1""", limit)
         return [dict(r) for r in rows]
 
@@ -127,6 +131,26 @@ class AttemptStore:
                  AND r.status <> 'suggested'
                ORDER BY r.created_at DESC LIMIT 1""", fix_or_error_id)
         return dict(row) if row is not None else None
+
+    def quarantined(self, fingerprint: str, fix_id: str) -> str:
+        """Why ``fix_id`` is quarantined for ``fingerprint`` now ('' when it is not): the
+        pair's lifecycle state, or a rollback of the pair that the lifecycle may not have
+        recorded yet (the apply stage reverts before the lifecycle stage sees the outcome)
+        with no ``heal unquarantine`` of the pair after it."""
+        row = self.db.fetchrow(
+            """SELECT (SELECT state FROM fix_stats WHERE fingerprint = $1 AND fix_id = $2)
+                          AS pair,
+                      (SELECT r.error_id FROM apply_results r JOIN attempts a ON a.id = r.error_id
+                        WHERE a.fingerprint = $1 AND r.fix_id = $2 AND r.status = 'rolled_back'
+                          AND r.created_at > coalesce((SELECT max(t.ts) FROM lifecycle_transitions t
+                                WHERE t.fingerprint = $1 AND t.fix_id = $2
+                                  AND t.src = 'QUARANTINED'), '-infinity')
+                        ORDER BY r.created_at DESC LIMIT 1) AS reverted""", fingerprint, fix_id)
+        if row is None:
+            return ""
+        if row["reverted"] is not None:
+            return f"rolled back for error {row['reverted']}"
+        return "QUARANTINED for this fingerprint" if row["pair"] == "QUARANTINED" else ""
 
     def apply_result(self, error_id: str) -> dict[str, Any] | None:
         row = self.db.fetchrow("SELECT * FROM apply_results WHERE error_id = $1", error_id)

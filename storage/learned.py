@@ -87,15 +87,18 @@ class LearnedRepository:
 
     def save(self, raw: dict[str, Any], *, source: str, provenance: dict[str, Any],
              fingerprints: Iterable[tuple[str, str]] = (), issue: str = "",
-             alternatives: Sequence[tuple[dict[str, Any], dict[str, Any]]] = ()
-             ) -> SavedLesson:
+             alternatives: Sequence[tuple[dict[str, Any], dict[str, Any]]] = (),
+             move_fingerprints: bool = True) -> SavedLesson:
         """Store one taught pattern (``raw``: the seeds' YAML shape, already validated) and
         its fix as DRAFT, map ``fingerprints`` (fingerprint, level) to it (a fingerprint known
         for another pattern moves to this one: the person said what fixes it), record the
         lesson in ``learnings`` and mark the issue ``learned``; one transaction.
 
         ``alternatives`` (fix mapping, its provenance), newest first: the pattern's other
-        fixes (an imported pack's), stored DRAFT as older than ``raw``'s fix."""
+        fixes (an imported pack's), stored DRAFT as older than ``raw``'s fix.
+
+        ``move_fingerprints=False`` (an import): a fingerprint mapped to another pattern
+        stays where it is."""
         fix = dict(raw["fix"])
         template = _fix_template(fix)
         fps = list(fingerprints)
@@ -112,13 +115,14 @@ class LearnedRepository:
                     fix["explanation"], _json(template), _json(provenance))
                 for alt, alt_provenance in others:
                     await _insert_older(conn, raw["id"], alt, alt_provenance)
+                on_conflict = ("DO UPDATE SET pattern_id = EXCLUDED.pattern_id, source = 'taught'"
+                               if move_fingerprints else "DO NOTHING")
                 for fp, level in fps:
                     await conn.execute(
-                        """INSERT INTO pattern_fingerprints (fingerprint, level, pattern_id,
-                                                             source)
+                        f"""INSERT INTO pattern_fingerprints (fingerprint, level, pattern_id,
+                                                              source)
                            VALUES ($1, $2, $3, 'taught') ON CONFLICT (fingerprint, level)
-                           DO UPDATE SET pattern_id = EXCLUDED.pattern_id, source = 'taught'""",
-                        fp, level, raw["id"])
+                           {on_conflict}""", fp, level, raw["id"])
                 await conn.execute(
                     "INSERT INTO learnings (kind, subject, data) VALUES ('taught', $1, $2::jsonb)",
                     raw["id"], _json({**provenance, "fix_id": fix["id"], "source": source}))
@@ -175,6 +179,12 @@ class LearnedRepository:
                LEFT JOIN LATERAL (SELECT id FROM fixes WHERE pattern_id = p.id
                                   ORDER BY created_at DESC, id DESC LIMIT 1) f ON true""")
         return {_canonical(r["detection"]): (r["id"], r["fix_id"] or "") for r in rows}
+
+    def fingerprint_owner(self, fingerprint: str, level: str) -> str | None:
+        """The pattern ``fingerprint`` (at ``level``: fine or coarse) is mapped to, if any."""
+        value = self.db.fetchval("SELECT pattern_id FROM pattern_fingerprints"
+                                 " WHERE fingerprint = $1 AND level = $2", fingerprint, level)
+        return None if value is None else str(value)
 
     def fix_template(self, fix_id: str) -> dict[str, Any] | None:
         row = self.db.fetchrow("SELECT kind, template FROM fixes WHERE id = $1", fix_id)

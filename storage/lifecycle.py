@@ -87,8 +87,14 @@ async def _fixes_table(conn: Conn) -> bool:
 
 
 async def _initial_state(conn: Conn, fix_id: str) -> LifecycleState:
+    """A new pair starts where the fix is (``fixes.state``), but never AUTOMATED: graduation
+    is earned per fingerprint. A pair born AUTOMATED with no attempts was demoted by its
+    first success (the bound of Beta(2, 1) is below the threshold), and the demotion,
+    mirrored into ``fixes.state``, withdrew the fix from the fingerprint that earned it."""
     if await _fixes_table(conn):
         state = await conn.fetchval("SELECT state FROM fixes WHERE id = $1", fix_id)
+        if state == LifecycleState.AUTOMATED:
+            return LifecycleState.ACTIVE
         if state in LifecycleState.__members__:
             return LifecycleState(state)
     return LifecycleState.DRAFT
@@ -213,6 +219,23 @@ class LifecycleStore:
                                      LifecycleState.QUARANTINED, decision) for r in rows]
         result: list[Transition] = self.db.run(go)
         return result
+
+    def quarantined_offers(self, fingerprint: str) -> list[str]:
+        """Fixes held back from ``fingerprint`` by their own QUARANTINED state (``fixes.state``,
+        which the lookup and the validator act on): fixes of the patterns it was matched to or
+        mapped to, and fixes tried for it."""
+        rows = self.db.fetch(
+            """SELECT f.id FROM fixes f WHERE f.state = 'QUARANTINED' AND (f.pattern_id IN (
+                   SELECT pattern_id FROM occurrences WHERE fine = $1 OR coarse = $1
+                   UNION SELECT pattern_id FROM pattern_fingerprints WHERE fingerprint = $1)
+                 OR f.id IN (SELECT fix_id FROM attempts WHERE fingerprint = $1))
+               ORDER BY f.id""", fingerprint)
+        return [str(r["id"]) for r in rows]
+
+    def knows_fix(self, fix_id: str) -> bool:
+        return bool(self.db.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM fix_stats WHERE fix_id = $1)"
+            " OR EXISTS (SELECT 1 FROM fixes WHERE id = $1)", fix_id))
 
     def quarantine(self, fingerprint: str, fix_id: str, reason: str) -> Transition | None:
         """Any state -> QUARANTINED for one pair (None when it already is)."""

@@ -236,16 +236,19 @@ class ReportStore:
                 "by_status": by_status, "repair_seconds": repair}
 
     def unmatched_fingerprints(self, since: dt.datetime) -> int:
-        """Fine fingerprints of the issue queue last seen in the window."""
+        """Fine fingerprints of the issue queue still open (not learned, not dismissed) and
+        last seen in the window: the population `heal issues list` and `heal report` show."""
         return int(self.db.fetchval(
-            "SELECT count(*) FROM issue_queue WHERE last_seen >= $1", since) or 0)
+            "SELECT count(*) FROM issue_queue WHERE status = 'open' AND last_seen >= $1",
+            since) or 0)
 
     def unmatched_in_window(self, since: dt.datetime, limit: int) -> list[dict[str, Any]]:
-        """Issue-queue rows last seen in the window (any status), most frequent first, with
-        their samples (grouped by mined template in ``pipeline.operator.groups``)."""
+        """Open issue-queue rows last seen in the window, most frequent first, with their
+        samples (grouped by mined template in ``pipeline.operator.groups``)."""
         return _rows(self.db.fetch(
             """SELECT fine, count, first_seen, last_seen, sample, status FROM issue_queue
-               WHERE last_seen >= $1 ORDER BY count DESC, fine LIMIT $2""", since, limit))
+               WHERE status = 'open' AND last_seen >= $1 ORDER BY count DESC, fine LIMIT $2""",
+            since, limit))
 
     def judge_cost_by_day(self, since: dt.datetime) -> dict[str, float]:
         rows = self.db.fetch(

@@ -12,7 +12,9 @@
 - A fix is never applied twice for one error: a Redis done marker (SET NX) plus the
   ``apply_results`` row guard every action; a redelivered verdict returns the first outcome.
 - Before an automatic application (decision ``apply``): the workflow's execution state
-  (QUARANTINED: suggested instead, saying why) and the token bucket (``[budget]
+  (QUARANTINED: suggested instead, saying why), the circuit breaker at the pre-flight's scopes
+  (opened since the verdict: suggested, ``heal apply --force`` applies it), the fix's
+  quarantine for this fingerprint (rolled back since: escalated) and the token bucket (``[budget]
   automatic_fixes`` per ``automatic_fixes_minutes``). A verdict the bucket refuses is
   *deferred*: kept in a Redis sorted set and put back on the verdicts stream by
   :meth:`Applier.release_deferred` (the apply worker's tick) once due; never dropped.
@@ -32,7 +34,7 @@ import redis
 
 from pipeline.apply.playbook import PlaybookRunner, StepContext
 from pipeline.config import STREAM_OUTCOMES, STREAM_VERDICTS, Settings
-from pipeline.errors import DecodeError, GitError, Retry, StreamUnavailable
+from pipeline.errors import DecodeError, GitError, HealError, Retry, StreamUnavailable
 from pipeline.events import OutcomeEvent, VerdictEvent
 from pipeline.gitops import GitRepo
 from pipeline.guardrails.budget import Budget, deferred_key
@@ -198,6 +200,19 @@ class Applier:
         if not gate.auto_allowed:
             return self._base(verdict, "suggested", f"{gate.note()}; apply with: heal apply "
                               f"{fix_id}")
+        # decided earlier (the verdicts of one batch are all decided before the first one is
+        # applied; a deferred one waited): the breaker and the fix's quarantine are read again
+        refusal = self._breaker_refusal(verdict, policy)
+        if refusal:
+            return self._base(verdict, "suggested", (
+                f"{refusal}: the breaker opened after this fix was decided, so it is not "
+                f"applied automatically; apply anyway with: heal apply {fix_id} --force"))
+        withdrawn = self._quarantined(verdict, fix_id)
+        if withdrawn:
+            return self._base(verdict, "escalated", (
+                f"fix {fix_id} is quarantined ({withdrawn}): not applied automatically, "
+                f"never retried until `heal unquarantine {verdict.fine or fix_id}`; "
+                "escalated to a human"))
         budget = Budget(self.client, self.settings, policy.limits.budget())
         if budget.take_token("apply"):
             return None
@@ -217,6 +232,31 @@ class Applier:
         return replace(self._base(verdict, "deferred", detail),
                        id=f"{verdict.error_id}:apply:deferred-{uuid.uuid4().hex[:8]}"
                        if n else f"{verdict.error_id}:apply:deferred")
+
+    def _breaker_refusal(self, verdict: VerdictEvent, policy: Policy) -> str:
+        """The breaker's refusal at the scopes the validate pre-flight checked ('' if none).
+
+        Raises: StreamUnavailable."""
+        from pipeline.guardrails.breaker import CircuitBreaker, error_scope
+
+        step, workflow = error_scope(verdict.error)
+        # a HALF_OPEN breaker lets through the probe this verdict's own pre-flight took
+        probe = any(c.get("name") == "breaker" and "half-open probe" in str(c.get("reason"))
+                    for c in verdict.preflight)
+        return CircuitBreaker(self.client, self.settings, policy.limits.breaker()).refusal(
+            step, workflow, str((verdict.fix or {}).get("category", "RISKY")),
+            probe=probe)
+
+    def _quarantined(self, verdict: VerdictEvent, fix_id: str) -> str:
+        """How the fix is quarantined for the verdict's fingerprint now ('' when it is not,
+        or when PostgreSQL cannot say: the breaker, in Redis, still holds then)."""
+        if self.store is None or not fix_id or not hasattr(self.store, "quarantined"):
+            return ""
+        try:
+            return str(self.store.quarantined(verdict.fine or verdict.error_id, fix_id))
+        except HealError as exc:
+            log.warning("apply: quarantine of %s not checked: %s", fix_id, exc)
+            return ""
 
     def release_deferred(self, now: float | None = None, limit: int = 100) -> int:
         """Put due deferred verdicts back on the verdicts stream (each under a new event id,
@@ -503,13 +543,13 @@ class Applier:
 
     def _record_revert(self, verdict: VerdictEvent) -> None:
         from pipeline.guardrails.alerts import alerting_breaker
+        from pipeline.guardrails.breaker import error_scope
         from pipeline.guardrails.gate import policy_at
 
-        wf = verdict.error.workflow
         config = policy_at(verdict.error.repo.path).limits.breaker()  # heal.toml [breaker]
         alerting_breaker(self.client, self.settings, config,
                          getattr(self.store, "db", None)).record_revert(  # a trip notifies
-            wf.step or None, wf.id or None, event_id=verdict.error_id)
+            *error_scope(verdict.error), event_id=verdict.error_id)
 
 
 class _Refused(Exception):

@@ -130,12 +130,11 @@ def _guard(settings: Settings, client: Any, verdict: VerdictEvent) -> None:
     policy = policy_for(probe_root).current() if probe_root is not None else None
     if policy is not None and not policy.window_open():
         raise HealError("outside every change window in heal.toml; use --force to apply now")
-    from pipeline.guardrails.breaker import CircuitBreaker
+    from pipeline.guardrails.breaker import CircuitBreaker, error_scope
 
-    wf = verdict.error.workflow
     config = policy.limits.breaker() if policy is not None else None
     ok, reason = CircuitBreaker(client, settings, config).allow(
-        wf.step or None, wf.id or None, str((verdict.fix or {}).get("category", "SAFE")))
+        *error_scope(verdict.error), str((verdict.fix or {}).get("category", "SAFE")))
     if not ok:
         raise HealError(f"circuit breaker refuses: {reason}; use --force to apply anyway")
 

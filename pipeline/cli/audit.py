@@ -98,7 +98,7 @@ def run_verify(args: argparse.Namespace) -> int:
         # the file against every witness of its head: PostgreSQL's and Redis' anchors
         pg_head = _pg_anchor(db, log_id) if db is not None else None
         for head in ([pg_head] if pg_head else []) + redis_heads.get(log_id, []):
-            file_result = check_head(file_result, head, f"the file {path}")
+            file_result = check_head(file_result, head, f"the file {path}", path)
         results[str(path)] = file_result
         if db is not None:
             _check_table(db, redis_heads.get(TABLE_LOG, []), file_result, log_id, results,

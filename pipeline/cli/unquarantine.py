@@ -62,9 +62,14 @@ def _workflow(settings: Settings, workflow: str, reason: str, as_json: bool = Fa
 def _fixes(settings: Settings, target: str, reason: str, as_json: bool = False) -> int:
     from storage.lifecycle import LifecycleStore
 
+    target = target.strip()
+    if not target:
+        raise UsageError("heal unquarantine: give a fingerprint (or a unique prefix of one, as "
+                         "heal explain reads it) or a fix id")
     db = open_database(settings)
     try:
-        transitions = LifecycleStore(db).unquarantine(target)
+        store = LifecycleStore(db)
+        named, transitions, held = _lift(db, store, target)
         audit = AuditLog(settings, db=db)
         for t in transitions:
             audit.append("lifecycle.transition", f"{t.fingerprint}/{t.fix_id}",
@@ -74,13 +79,48 @@ def _fixes(settings: Settings, target: str, reason: str, as_json: bool = False) 
     if as_json:
         from pipeline.console import dump_json
 
-        dump_json({"target": target, "transitions": [
+        dump_json({"target": named, "transitions": [
             {"fingerprint": t.fingerprint, "fix_id": t.fix_id, "from": str(t.src),
              "to": str(t.dst)} for t in transitions]})
         return 0 if transitions else 1
     if not transitions:
-        print(f"nothing quarantined for {target}")
+        given = "" if named == target else f" (from {target!r})"
+        print(f"nothing quarantined for {named}{given}: {held}")
         return 1
     for t in transitions:
         print(f"{t.fingerprint} {t.fix_id}: {t.src} -> {t.dst} (must pass validation again)")
     return 0
+
+
+def _lift(db: Any, store: Any, target: str) -> tuple[str, list[Any], str]:
+    """(what ``target`` names, the transitions made, why nothing was when none was).
+
+    ``target`` is a fix id (every quarantined pair of it), or a fingerprint read as ``heal
+    explain`` and ``heal ignore`` read it (a unique prefix, ``fp-v3:`` optional; a coarse one
+    stands for its fine ones). A fingerprint with no quarantined pair of its own gets back the
+    fixes withheld from it by their QUARANTINED state (quarantined through another
+    fingerprint): every pair of those is reset, since that state is what blocks it.
+
+    Raises: UsageError (an ambiguous prefix; no fingerprint or fix of that name).
+    """
+    from pipeline.cli.ignore import resolve_fingerprint
+    from storage.reports import ReportStore
+
+    transitions = list(store.unquarantine(target))
+    if transitions:
+        return target, transitions, ""
+    if not target.startswith("fp-") and store.knows_fix(target):
+        return target, [], f"no pair of fix {target} is QUARANTINED"
+    fingerprint = resolve_fingerprint(db, target)
+    reports = ReportStore(db)
+    fines = [fingerprint]
+    if dict(reports.resolve(fingerprint)).get(fingerprint) == "coarse":
+        fines += reports.fines_of_coarse(fingerprint)
+    for fine in dict.fromkeys(fines):
+        if fine != target:  # (tried above)
+            transitions += store.unquarantine(fine)
+    if transitions:
+        return fingerprint, transitions, ""
+    for fix_id in {f for fine in fines for f in store.quarantined_offers(fine)}:
+        transitions += store.unquarantine(fix_id)
+    return fingerprint, transitions, "no fix of it is QUARANTINED"

@@ -465,16 +465,19 @@ def verify_file(path: Path, key: bytes | None = None,
     return result
 
 
-def check_head(result: Verification, head: tuple[int, str], what: str) -> Verification:
+def check_head(result: Verification, head: tuple[int, str], what: str,
+               path: Path | None = None) -> Verification:
     """``result`` (a verified chain) against an anchored head ``(seq, hash)`` of it: the
-    chain must still hold that record, unchanged."""
+    chain must still hold that record, unchanged. ``path``: the file the chain was read
+    from, so an existing empty file is called empty, not missing."""
     if not result.ok:
         return result
     seq, digest = head
     if seq < 1:
         return result
     if result.records < seq:
-        how = "is missing" if result.records == 0 else f"ends at record {result.records}"
+        how = (f"ends at record {result.records}" if result.records else
+               "is empty" if path is not None and path.exists() else "is missing")
         return Verification(False, result.records, result.records + 1,
                             f"{what} {how}, but its head was anchored at record {seq} "
                             "(truncated or deleted?)")

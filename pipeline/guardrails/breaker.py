@@ -98,6 +98,17 @@ def scopes_for(step: str | None, workflow: str | None) -> list[str]:
     return out
 
 
+def error_scope(error: Any) -> tuple[str | None, str | None]:
+    """(step, workflow) the breaker counts an error's fixes under: the workflow is the one
+    whose execution state gates it (``workflow.id``, else ``repo:<repository path>``,
+    :func:`pipeline.guardrails.execution.workflow_name`), so a default ``heal run`` in one
+    checkout never opens the breaker of a same-named step in another."""
+    from pipeline.guardrails.execution import workflow_name
+
+    wf, path = error.workflow, error.repo.path
+    return wf.step or None, (workflow_name(wf.id, path) if wf.id or path else None)
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -164,6 +175,39 @@ class CircuitBreaker:
             raise StreamUnavailable(f"circuit breaker: Redis unreachable: {exc}") from exc
         self._audit_changes(changes)
         return bool(int(allowed)), _text(reason)
+
+    def refusal(self, scope_step: str | None, scope_workflow: str | None,
+                category: str = "SAFE", probe: bool = False) -> str:
+        """Why a fix decided earlier may not be applied now ('' when it may); reads only.
+
+        The apply stage asks this right before an automatic application: a verdict decided
+        while the breaker was CLOSED must not be applied after it opened. OPEN refuses
+        whatever its cooldown (the cooldown is for new decisions, whose ``allow`` takes a
+        probe); HALF_OPEN lets through only the SAFE fix whose own pre-flight took the probe
+        (``probe``); FORCED_OPEN refuses.
+
+        Raises:
+            StreamUnavailable: Redis cannot be reached.
+        """
+        scopes = scopes_for(scope_step, scope_workflow)
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for scope in scopes:
+                pipe.hmget(f"{self._base(scope)}:state", "state", "reason")
+            rows = pipe.execute()
+        except redis.RedisError as exc:
+            raise StreamUnavailable(f"circuit breaker: Redis unreachable: {exc}") from exc
+        for scope, (raw_state, raw_reason) in zip(scopes, rows, strict=True):
+            state = _text(raw_state) if raw_state else BreakerState.CLOSED.value
+            why = _text(raw_reason) if raw_reason else ""
+            if state == BreakerState.FORCED_OPEN:
+                return f"breaker FORCED_OPEN at {scope} ({why}); run heal breaker reset"
+            if state == BreakerState.OPEN:
+                return f"breaker OPEN at {scope} ({why})"
+            if state == BreakerState.HALF_OPEN and not (
+                    probe and str(category).upper() == "SAFE"):
+                return f"breaker HALF_OPEN at {scope}: only its SAFE probe may be applied"
+        return ""
 
     def record_revert(
         self, scope_step: str | None, scope_workflow: str | None, event_id: str = ""

@@ -9,7 +9,9 @@ own ``stats`` and ``provenance``. A seed file is a pack without the extras, so
 
 Importing never trusts the other installation's verdicts: every imported fix starts DRAFT
 here, whatever its state was there, and is verified before it is offered. A pattern whose
-detection is already known here with a different fix is a conflict: reported, never merged.
+detection is already known here with a different fix, or whose ``provenance.fine`` is mapped
+here to another pattern, is a conflict: reported, never merged. A pack naming one pattern id
+twice is refused before anything is stored.
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ from pipeline.safefile import load_yaml_file
 from pipeline.spelling import spelled
 
 PACK_VERSION = 1
+#: bounds of one pack (the seeds hold 48 patterns with at most 8 examples each): every
+#: example is embedded and searched at tier 2, every fix verified, so a pack past them is
+#: refused before anything is stored
+MAX_PATTERNS = 10_000
+MAX_EXAMPLES = 100
+MAX_ALTERNATIVES = 50
 _FIX_META = ("id", "kind", "category", "state", "title", "explanation")
 
 
@@ -157,8 +165,10 @@ def read_pack(path: Path) -> dict[str, Any]:
 
     Raises:
         UsageError: unreadable, not a regular file, over 16 MiB, not UTF-8, not YAML,
-            nested too deeply, a version this heal does not know, or an invalid
-            pattern (named, with the field to change).
+            nested too deeply, aliases expanding beyond its text, a version this heal does
+            not know, more than MAX_PATTERNS patterns, a pattern with more than
+            MAX_EXAMPLES examples or MAX_ALTERNATIVES alternatives, or an invalid pattern
+            (named, with the field to change).
     """
     doc = load_yaml_file(path, str(path))
     if not isinstance(doc, dict) or not isinstance(doc.get("patterns"), list):
@@ -168,9 +178,26 @@ def read_pack(path: Path) -> dict[str, Any]:
     if isinstance(version, bool) or version != PACK_VERSION:  # (True == 1 in Python)
         raise UsageError(f"{path}: pack version {spelled(version)} (heal_pack); this heal "
                          f"reads version {PACK_VERSION}")
+    if len(doc["patterns"]) > MAX_PATTERNS:
+        raise UsageError(f"{path}: {len(doc['patterns'])} patterns; a pack holds at most "
+                         f"{MAX_PATTERNS}: split it into several packs")
+    first_at: dict[str, int] = {}
     for index, raw in enumerate(doc["patterns"]):
         if not isinstance(raw, dict):
             raise UsageError(f"{path}: pattern {index} is not a mapping")
+        pid = raw.get("id")
+        if isinstance(pid, str) and pid in first_at:
+            # stored one after the other, the second would overwrite the first's detection
+            raise UsageError(f"{path}: pattern id {spelled(pid)} is given twice (patterns "
+                             f"{first_at[pid]} and {index}); give each pattern its own id")
+        if isinstance(pid, str):
+            first_at[pid] = index
+        for key, cap in (("examples", MAX_EXAMPLES), ("alternatives", MAX_ALTERNATIVES)):
+            items = raw.get(key)
+            if isinstance(items, list) and len(items) > cap:
+                raise UsageError(f"{path}: pattern {spelled(raw.get('id'))} has {len(items)} "
+                                 f"{key}; a pattern holds at most {cap}: keep the ones that "
+                                 "tell its errors apart")
         try:
             parse_pack_pattern(raw)
         except ConfigError as exc:
@@ -228,9 +255,19 @@ class PackImporter:
                 continue
             clean["fix"]["state"] = "DRAFT"
             fine = str((raw.get("provenance") or {}).get("fine") or "")
+            owner = self.repo.fingerprint_owner(fine, "fine") if fine else None
+            if owner is not None and owner != raw["id"]:
+                # a pack never moves a fingerprint: only a person (heal learn) says what
+                # fixes an error heal already maps to a pattern
+                report.conflicts.append({
+                    "pattern_id": raw["id"], "held": owner,
+                    "why": f"its provenance maps fingerprint {fine} to it, which is mapped "
+                           f"here to {owner}; not imported: teach it with heal learn if "
+                           "that fingerprint should move"})
+                continue
             saved = self.repo.save(clean, source="pack", provenance=provenance(fixes[0]),
                                    fingerprints=[(fine, "fine")] if fine else [],
-                                   alternatives=others)
+                                   alternatives=others, move_fingerprints=False)
             held[key] = (saved.pattern_id, saved.fix_id)
             for fix_id in (saved.fix_id, *(f["id"] for f, _p in others)):
                 report.imported.append({"pattern_id": saved.pattern_id, "fix_id": fix_id})

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from pipeline.events import OutcomeEvent
-from pipeline.guardrails.breaker import CircuitBreaker
+from pipeline.guardrails.breaker import CircuitBreaker, error_scope
 from pipeline.guardrails.escalation import Notification
 from pipeline.lifecycle.causes import CauseLearner
 from pipeline.lifecycle.escalate import EscalationHook
@@ -69,9 +69,9 @@ class LifecycleService:
         wf = event.error.workflow
         if self.breaker is not None:
             if event.status == "rolled_back":
-                self.breaker.record_revert(wf.step or None, wf.id or None, event.error_id)
+                self.breaker.record_revert(*error_scope(event.error), event.error_id)
             elif event.status == "applied":
-                self.breaker.record_success(wf.step or None, wf.id or None, event.error_id)
+                self.breaker.record_success(*error_scope(event.error), event.error_id)
         fingerprint = event.fine or event.error_id
         # a success on a fingerprint known to be flaky proves nothing about the fix
         credit = event.status != "applied" or not is_flaky(self.store.determinism(fingerprint))

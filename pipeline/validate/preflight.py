@@ -132,12 +132,12 @@ def check_breaker(req: FixRequest, pf: Preflight) -> Result:
     if pf.client is None:
         return True, "no Redis client: breaker not consulted"
     from pipeline.guardrails.alerts import alerting_breaker
+    from pipeline.guardrails.breaker import error_scope
 
-    wf = req.candidate.error.workflow
     # a half-open probe that timed out re-opens the breaker here: that trip notifies too;
     # the thresholds are the repository's heal.toml [breaker] keys
     ok, reason = alerting_breaker(pf.client, pf.settings, req.policy.limits.breaker()).allow(
-        wf.step or None, wf.id or None, req.category)
+        *error_scope(req.candidate.error), req.category)
     if not reason:
         return ok, "breaker closed" if ok else "breaker open"
     return ok, reason if reason.startswith("breaker") else f"breaker: {reason}"

@@ -9,6 +9,7 @@ Redelivery of the same candidate returns the verdict already decided (cached in 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -171,8 +172,7 @@ class Validator:
         if cand.match.get("ignored"):
             return replace(base, decision="observe", reason=str(cand.match.get("reason", "")))
         if not fix:
-            return replace(base, decision="escalate",
-                           reason="no known fix for this error; queued for a human")
+            return replace(base, decision="escalate", reason=_no_fix(cand))
         if fix.get("kind") == FixKind.ESCALATE:
             msg = (fix.get("rendered") or {}).get("message") or fix.get("explanation") or ""
             return replace(base, decision="escalate", reason=f"needs a human: {msg}".strip())
@@ -352,3 +352,21 @@ def automatic_refusal(req: FixRequest, gate: WorkflowGate | None) -> str:
     if gate is None:
         return ""
     return gate.refusal(float(match.get("score", 1.0) if match else 1.0))
+
+
+#: how the lookup says it matched a pattern but withheld its fix (pipeline.lookup.service)
+_WITHHELD = re.compile(r"fix (\S+) is (QUARANTINED|DEPRECATED), not offered")
+
+
+def _no_fix(cand: CandidateEvent) -> str:
+    """Why a candidate has no fix: a matched pattern whose fix is withheld says so (and how
+    to lift it), not "no known fix"."""
+    withheld = _WITHHELD.search(str(cand.match.get("reason", "")))
+    pattern = cand.match.get("pattern_id")
+    if not pattern or withheld is None:
+        return "no known fix for this error; queued for a human"
+    fix_id, state = withheld.groups()
+    lift = (f"`heal unquarantine {cand.fine or fix_id}` lets it be validated again"
+            if state == "QUARANTINED" else "teach a better one with heal learn")
+    return f"matched {pattern}, but its fix {fix_id} is {state}, so it is not offered; {lift}"
+

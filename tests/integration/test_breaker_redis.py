@@ -72,6 +72,25 @@ def test_cooldown_then_half_open_allows_one_safe_probe(client, settings, clock):
     assert breaker.allow("t", "w", "RISKY")[0]
 
 
+def test_a_fix_decided_before_the_breaker_opened_is_refused_at_apply_time(
+        client, settings, clock):
+    # Given a fix decided while the breaker was closed
+    breaker = CircuitBreaker(client, settings, clock=clock)
+    assert breaker.refusal("t", "w", "SAFE") == ""
+    # When the breaker opens before it is applied, Then it is refused, even past the
+    # cooldown (its own pre-flight took no probe), and reading changes no state
+    _trip(breaker)
+    assert breaker.refusal("t", "w", "SAFE").startswith("breaker OPEN at step:w/t")
+    clock.now += 1800
+    assert breaker.refusal("t", "w", "SAFE").startswith("breaker OPEN at step:w/t")
+    assert breaker.scope_status("step:w/t")["state"] == "OPEN"
+    # HALF_OPEN: only the SAFE fix whose pre-flight took the probe goes through
+    assert breaker.allow("t", "w", "SAFE") == (True, "half-open probe")
+    assert breaker.refusal("t", "w", "SAFE", probe=True) == ""
+    assert "HALF_OPEN" in breaker.refusal("t", "w", "SAFE")
+    assert "HALF_OPEN" in breaker.refusal("t", "w", "MODERATE", probe=True)
+
+
 def test_revert_during_probe_reopens(client, settings, clock):
     breaker = CircuitBreaker(client, settings, clock=clock)
     _trip(breaker)

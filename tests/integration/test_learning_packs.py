@@ -199,3 +199,64 @@ def _fixes_of(capsys: pytest.CaptureFixture[str], pattern_id: str) -> list[dict[
                   if p["id"] == pattern_id]
     keys = ("id", "kind", "category", "state", "title", "explanation", "template")
     return [{k: f[k] for k in keys} for f in pattern["fixes"]]
+
+
+def _escalation(pattern_id: str, detect: str) -> dict[str, object]:
+    return {"id": pattern_id, "name": "n", "category": "RISKY", "detect": [{"regex": detect}],
+            "fix": {"id": f"{pattern_id}/fix", "kind": "escalate", "category": "RISKY",
+                    "title": "t", "explanation": "e", "message": "m"}}
+
+
+def test_a_pack_naming_one_pattern_id_twice_is_refused_before_anything_is_stored(
+    tmp_path: Path, heal_env: dict[str, str], capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given a pack whose two patterns share an id (QA report qa_life, item 6)
+    pid = f"dup.{letters()}"
+    pack = tmp_path / "dupes.yaml"
+    pack.write_text(yaml.safe_dump({"heal_pack": 1, "patterns": [
+        _escalation(pid, "QAERR-DUP first"), _escalation(pid, "QAERR-DUP second")]}))
+    # Then heal import refuses it naming the id, and stores neither
+    assert main(["import", str(pack)]) == 2
+    err = capsys.readouterr().err
+    assert f'pattern id "{pid}" is given twice (patterns 0 and 1)' in err, err
+    db = open_database(Settings.from_env())
+    try:
+        assert db.fetchval("SELECT count(*) FROM patterns WHERE id = $1", pid) == 0
+    finally:
+        db.close()
+        close_stores()
+
+
+def test_an_imported_pack_never_moves_a_fingerprint_mapped_to_another_pattern(
+    tmp_path: Path, heal_env: dict[str, str], capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given a fingerprint heal maps to a taught pattern
+    token = letters()
+    db = open_database(Settings.from_env())
+    try:
+        taught = Teacher(db).teach(Lesson(TaughtError(f"e-{token}", TEXT.format(token=token),
+                                                      ""), command_fix("touch latch.oiled"),
+                                          name="latch"))
+    finally:
+        db.close()
+    fine = taught.fingerprints[0]
+    # When a pack's pattern (a detection that never matches) claims it in its provenance
+    # (QA report qa_life, item 7)
+    hijack = {**_escalation(f"evil.{token}", f"NEVER-{token}"), "provenance": {"fine": fine}}
+    pack = tmp_path / "hijack.yaml"
+    pack.write_text(yaml.safe_dump({"heal_pack": 1, "patterns": [hijack]}))
+    assert main(["import", "--json", str(pack)]) == 1
+    result = json.loads(capsys.readouterr().out)
+    # Then it is a conflict naming the pattern that holds the fingerprint, nothing is stored
+    # and the fingerprint still leads to the taught pattern
+    assert result["imported"] == []
+    (conflict,) = result["conflicts"]
+    assert conflict["held"] == taught.pattern_id and fine in conflict["why"]
+    db = open_database(Settings.from_env())
+    try:
+        assert db.fetchval("SELECT pattern_id FROM pattern_fingerprints WHERE fingerprint = $1"
+                           " AND level = 'fine'", fine) == taught.pattern_id
+        assert db.fetchval("SELECT count(*) FROM patterns WHERE id = $1", hijack["id"]) == 0
+    finally:
+        db.close()
+        close_stores()

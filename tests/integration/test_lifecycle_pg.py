@@ -61,6 +61,27 @@ def test_graduation_draft_active_automated(service: LifecycleService, db: Databa
     assert [r["dst"] for r in store.transitions(fp)] == ["ACTIVE", "AUTOMATED"]
 
 
+def test_a_success_for_a_new_fingerprint_never_demotes_a_graduated_fix(
+        service: LifecycleService, db: Database) -> None:
+    # Given a fix that graduated to AUTOMATED for one fingerprint (QA report qa_life, item 2B)
+    fp, fix, pattern = f"fp-{uuid.uuid4().hex[:8]}", f"fix-{uuid.uuid4().hex[:8]}", "p-grad"
+    db.execute("INSERT INTO patterns (id) VALUES ($1) ON CONFLICT DO NOTHING", pattern)
+    db.execute("INSERT INTO fixes (id, pattern_id, kind, category, state) VALUES ($1, $2,"
+               " 'command', 'SAFE', 'DRAFT')", fix, pattern)
+    for i in range(13):
+        service.handle(outcome(fp, fix, "applied", i))
+    assert pair(db, fp, fix)["state"] == "AUTOMATED"
+    assert db.fetchval("SELECT state FROM fixes WHERE id = $1", fix) == "AUTOMATED"
+    # When it succeeds for another fingerprint, never tried before
+    other = f"fp-{uuid.uuid4().hex[:8]}"
+    assert service.handle(outcome(other, fix, "applied", 1)) is None
+    # Then that pair starts ACTIVE (graduation is earned per fingerprint), the success
+    # demotes nothing, and the fix stays AUTOMATED
+    assert pair(db, other, fix)["state"] == "ACTIVE"
+    assert pair(db, fp, fix)["state"] == "AUTOMATED"
+    assert db.fetchval("SELECT state FROM fixes WHERE id = $1", fix) == "AUTOMATED"
+
+
 def test_redelivered_outcome_changes_nothing(service: LifecycleService, db: Database) -> None:
     fp = f"fp-{uuid.uuid4().hex[:8]}"
     event = outcome(fp, "fix-a", "applied", 1)
@@ -89,6 +110,38 @@ def test_revert_quarantines_trips_breaker_and_unquarantine_resets(
     assert "QUARANTINED -> DRAFT" in capsys.readouterr().out
     assert pair(db, fp, "fix-b")["state"] == "DRAFT"
     assert main(["unquarantine", fp]) == 1  # nothing left
+
+
+def test_unquarantine_reads_a_fingerprint_as_explain_does_and_finds_the_fix_withheld_from_it(
+    service: LifecycleService, db: Database, heal_env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given a fix of a pattern rolled back for one fingerprint (QA report qa_life, item 8)
+    digits = uuid.uuid4().hex[:16]
+    fp, fix, pattern = f"fp-v3:{digits}", f"fix-{uuid.uuid4().hex[:8]}", "p-unquarantine"
+    db.execute("INSERT INTO patterns (id) VALUES ($1) ON CONFLICT DO NOTHING", pattern)
+    db.execute("INSERT INTO fixes (id, pattern_id, kind, category) VALUES ($1, $2, 'command',"
+               " 'SAFE')", fix, pattern)
+    service.handle(outcome(fp, fix, "rolled_back", 1))
+    # Then a name that is no fingerprint is a usage error, not "nothing quarantined"
+    assert main(["unquarantine", "not-a-fingerprint"]) == 2
+    assert "is no fingerprint heal has seen" in capsys.readouterr().err
+    # and a unique prefix without `fp-v3:` (as heal explain and heal ignore read it) resets it
+    assert main(["unquarantine", digits[:10]]) == 0
+    assert f"{fp} {fix}: QUARANTINED -> DRAFT" in capsys.readouterr().out
+    # Given the fix quarantined again, and another fingerprint the pattern matched: the fix's
+    # QUARANTINED state withholds it there too (no pair of its own)
+    service.handle(outcome(fp, fix, "rolled_back", 2))
+    other = f"fp-v3:{uuid.uuid4().hex[:16]}"
+    db.execute("INSERT INTO occurrences (error_id, pattern_id, fine, tier, score)"
+               " VALUES ($1, $2, $3, 1, 1.0)", f"e-{other}", pattern, other)
+    # When the operator unquarantines the fingerprint that is blocked, Then the fix is freed
+    assert main(["unquarantine", other]) == 0
+    assert f"{fp} {fix}: QUARANTINED -> DRAFT" in capsys.readouterr().out
+    assert db.fetchval("SELECT state FROM fixes WHERE id = $1", fix) == "DRAFT"
+    assert main(["unquarantine", other]) == 1
+    assert (f"nothing quarantined for {other}: no fix of it is QUARANTINED"
+            in capsys.readouterr().out)
 
 
 def test_fixes_state_is_mirrored(service: LifecycleService, db: Database) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from pipeline.config import Settings
 from pipeline.learn.fixes import command_fix
@@ -73,3 +74,32 @@ def test_a_pattern_taught_meanwhile_matches_a_text_already_seen(
                            record=False)
     assert second.pattern_id == taught.pattern_id and second.tier == 1
     assert second.details.get("rule_matched") is True
+
+
+def test_a_fix_withheld_because_it_is_quarantined_says_so_in_the_decision(
+        lookup: Lookup, db: Database, stage_settings: Settings, client: redis.Redis) -> None:
+    from pipeline.events import CandidateEvent, ErrorEvent, Repo
+    from pipeline.validate.validator import Validator
+
+    text = (FIXTURES / "format.black" / "check.txt").read_text()
+    fine = f"fp-memo:{uuid.uuid4().hex[:16]}"
+    # Given the fix of the matched pattern is QUARANTINED (QA report qa_life, item 9)
+    db.execute("UPDATE fixes SET state = 'QUARANTINED' WHERE id = 'format.black/fix'")
+    try:
+        lookup.refresh_states()
+        found = lookup.lookup(error_id=f"q-{fine}", text=text, fine=fine, coarse="",
+                              record=False)
+    finally:
+        db.execute("UPDATE fixes SET state = 'ACTIVE' WHERE id = 'format.black/fix'")
+        lookup.refresh_states()
+    assert found.pattern_id == "format.black" and found.fix is None
+    # When the validate stage decides on the candidate the lookup stage hands it
+    error = ErrorEvent(id=f"q-{fine}", text=text, repo=Repo(path=str(stage_settings.home)))
+    cand = CandidateEvent(id=f"q-{fine}:lookup", error_id=error.id, error=error, fine=fine,
+                          match=found.match_dict(), fix=None)
+    verdict = Validator(stage_settings, client, None).validate(cand)
+    # Then it names the pattern, the withheld fix and how to lift it, not "no known fix"
+    assert verdict.decision == "escalate"
+    assert verdict.reason == (
+        "matched format.black, but its fix format.black/fix is QUARANTINED, so it is not "
+        f"offered; `heal unquarantine {fine}` lets it be validated again"), verdict.reason

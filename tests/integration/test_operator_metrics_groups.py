@@ -135,6 +135,19 @@ def test_metrics_group_unmatched_errors_by_mined_template(
         assert _gauge(after, "heal_issues_open") == _gauge(scrape, "heal_issues_open") + 1
         assert _gauge(after, "heal_issue_fingerprints_open") == \
             _gauge(scrape, "heal_issue_fingerprints_open") + 3
+
+        # once a person taught the fix of one of them, metrics agree with heal issues list and
+        # heal report: that one is no longer unmatched (QA report qa_life, item 10)
+        assert main(["learn", fines[0], "--escalate", "ask the hyperdrive team"]) == 0
+        capsys.readouterr()
+        taught = _metrics(capsys)
+        assert taught["unmatched_fingerprints"] == now["unmatched_fingerprints"] - 1
+        left = {f for g in taught["top_unmatched"] for f in g["fines"]} & set(fines)
+        assert left == set(fines[1:])
+        assert main(["report", "--format", "json", "--since", "24h"]) == 0
+        listed = {f for g in json.loads(capsys.readouterr().out)["learning"]["top_unmatched"]
+                  for f in g["fines"]} & set(fines)
+        assert listed == left
     finally:
         server.shutdown()
         server.server_close()

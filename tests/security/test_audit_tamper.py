@@ -58,6 +58,15 @@ def test_a_deleted_log_is_detected(heal_env: dict[str, str], db: Database,
     assert code == 1 and "missing" in out and "anchored" in out
 
 
+def test_an_emptied_log_is_called_empty_not_missing(
+        heal_env: dict[str, str], db: Database, capsys: pytest.CaptureFixture[str]) -> None:
+    # (QA report qa_life, item 11: a 0-byte file was reported "missing")
+    _audited(heal_env, db).write_text("")
+    code, out = _verify(capsys)
+    assert code == 1 and "is empty, but its head was anchored" in out, out
+    assert "missing" not in out
+
+
 def test_a_truncated_log_is_detected(heal_env: dict[str, str], db: Database,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     path = _audited(heal_env, db)

@@ -192,10 +192,31 @@ def test_a_validation_that_raises_releases_its_dedupe_marker(
     assert verdict.decision == "suggest", verdict.reason
 
 
+def _alias_bomb(levels: int) -> bytes:
+    """A pack of a few hundred bytes whose examples are 9**levels strings once its aliases
+    are expanded ("billion laughs"; QA report qa_life, item 5)."""
+    text = "heal_pack: 1\na0: &a0 [" + ",".join(['"lol"'] * 9) + "]\n"
+    for i in range(1, levels):
+        text += f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]\n"
+    text += ("patterns:\n- id: bomb.x\n  name: bomb\n  category: SAFE\n"
+             "  detect: [{regex: 'QAERR-BOMB'}]\n"
+             f"  examples: *a{levels - 1}\n"
+             "  fix: {id: bomb.x/fix, kind: escalate, category: RISKY, title: t,"
+             " explanation: e, message: m}\n")
+    return text.encode()
+
+
 @pytest.mark.parametrize("content, said", [
     (b"patterns: [\xff]\n", "is not UTF-8 at byte 11"),
     (b"patterns: " + b"[" * 100_000 + b"]" * 100_000 + b"\n", "nested too deeply"),
     (None, "is a FIFO, not a regular file"),
+    (_alias_bomb(7), "its aliases (*name) expand it to more than"),
+    (_alias_bomb(10), "write the repeated values out instead of aliasing them"),
+    (b"x: &a [*a, *a]\npatterns: *a\n", "its aliases (*name) expand it"),
+    (b"patterns:\n- id: many.examples\n  examples: [" + b",".join([b"e"] * 101) + b"]\n",
+     "pattern \"many.examples\" has 101 examples; a pattern holds at most 100"),
+    (b"patterns: [" + b",".join([b"{}"] * 10_001) + b"]\n",
+     "10001 patterns; a pack holds at most 10000"),
 ])
 def test_heal_import_refuses_a_hostile_pack_with_exit_2(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,

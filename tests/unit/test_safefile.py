@@ -65,3 +65,22 @@ def test_deep_nesting_is_a_message_not_a_recursion_error() -> None:
         parse_yaml("a: " + "[" * 5_000 + "]" * 5_000)
     with pytest.raises(FileRefused, match="not valid TOML"):
         parse_toml("a = ")
+
+
+def test_aliases_expanding_beyond_the_text_are_refused_wherever_yaml_is_read(
+        tmp_path: Path) -> None:
+    from pipeline.errors import UsageError
+    from pipeline.learn.fixes import playbook_fix
+
+    # Given a playbook whose aliases expand to 9**9 argv words in 400 bytes
+    text = "w0: &w0 [" + ",".join(["x"] * 9) + "]\n"
+    text += "".join(f"w{i}: &w{i} [" + ",".join([f"*w{i - 1}"] * 9) + "]\n"
+                    for i in range(1, 9))
+    book = tmp_path / "book.yaml"
+    book.write_text(text + "steps:\n  primary:\n  - {name: go, argv: *w8}\n")
+    # Then `heal learn --playbook` refuses it, naming the file and what to change, at once
+    with pytest.raises(UsageError, match=r"--playbook .*book.yaml: refused: its aliases"):
+        playbook_fix(str(book))
+    # and a file that reuses a value through an alias (as seeds/net.yaml does) still reads
+    assert parse_yaml("a: &r {x: 1}\nb: *r\nc: *r\n") == {"a": {"x": 1}, "b": {"x": 1},
+                                                         "c": {"x": 1}}
