@@ -318,14 +318,18 @@ class LifecycleStore:
         return [dict(r) for r in rows]
 
     def step_results(self, fingerprint: str) -> tuple[list[tuple[str, bool]], list[float]]:
-        """(commit, ok) of attempts and occurrence times (epoch s), for the determinism score."""
-        rows = self.db.fetch("SELECT commit, ok, status, extract(epoch FROM ts) AS t FROM"
-                             " lifecycle_outcomes WHERE fingerprint = $1 ORDER BY ts",
+        """(commit, ok) of attempts and occurrence times (epoch s), for the determinism score.
+        An occurrence is an error, at its first outcome: a person's later ``heal apply`` of it
+        is no new occurrence (else when someone clicked would move the interval spread)."""
+        rows = self.db.fetch("SELECT commit, ok, status, error_id, extract(epoch FROM ts) AS t"
+                             " FROM lifecycle_outcomes WHERE fingerprint = $1 ORDER BY ts",
                              fingerprint)
         results: list[tuple[str, bool]] = []
+        first: dict[str, float] = {}
         for r in rows:
             results += evidence(r["commit"], r["ok"], r["status"])
-        return results, [float(r["t"]) for r in rows]
+            first.setdefault(str(r["error_id"]), float(r["t"]))
+        return results, list(first.values())
 
     def flaky_fingerprints(self) -> dict[str, float]:
         """Fingerprints with flaky evidence whose determinism score is below the flaky line,

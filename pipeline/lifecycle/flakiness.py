@@ -20,8 +20,12 @@ def evidence(commit: str, ok: bool | None, status: str) -> list[tuple[str, bool]
     """The (commit, passed) results one recorded outcome contributes: a ``flaky`` outcome is
     a failure and a pass of the same commit (it passed on a plain re-run, nothing changed);
     an ``escalated`` one is a failure that held (so a fingerprint once marked flaky becomes
-    deterministic again when its failures keep reproducing)."""
-    if not commit:
+    deterministic again when its failures keep reproducing), and so are a fix that failed or
+    was rolled back (the failure reproduced). An ``applied`` one is none: the step passed
+    because heal changed the code, which says nothing of the commit passing unchanged (read
+    as a pass of the commit, a fix that worked made its own error look flaky, and the fix's
+    successes stopped counting)."""
+    if not commit or status == "applied":
         return []
     if status == "flaky":
         return [(commit, False), (commit, True)]

@@ -250,8 +250,26 @@ def test_rank_and_record_and_determinism(service: LifecycleService, db: Database
         " FROM (SELECT ctid, row_number() OVER (ORDER BY ts) AS rn FROM lifecycle_outcomes"
         "       WHERE fingerprint = $1) n WHERE o.ctid = n.ctid", fp)
     assert store.determinism(fp) > 0.9
-    service.handle(outcome(fp, "good", "rolled_back", 7))  # same commit c1 now also failed
+    service.handle(outcome(fp, "good", "flaky", 7))  # c1 failed, then passed as it was
     assert store.determinism(fp) < 0.5
+
+
+def test_a_fix_that_works_never_makes_its_error_look_flaky(
+        service: LifecycleService, db: Database) -> None:
+    """QA: the error failed on commit ``init`` (escalated, then taught), and heal's fix made
+    the step pass on ``init``: read as the commit passing unchanged, that marked the error
+    flaky for good, and 14 applications counted as one success. A pass *with the fix* is no
+    evidence of flakiness; a plain re-run that passes is."""
+    from pipeline.lifecycle.flakiness import is_flaky
+
+    fp, fix = f"fp-{uuid.uuid4().hex[:8]}", "taught-cp"
+    service.handle(outcome(fp, fix, "escalated", 0, commit="init"))
+    for i in range(1, 15):
+        service.handle(outcome(fp, fix, "applied", i, commit="init" if i == 1 else f"c{i}"))
+    store = LifecycleStore(db)
+    assert not is_flaky(store.determinism(fp))
+    row = pair(db, fp, fix)
+    assert row is not None and row["successes"] == 14 and row["state"] != "DRAFT"
 
 
 def test_consumer_escalates_to_the_log_sink(

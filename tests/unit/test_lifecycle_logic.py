@@ -135,3 +135,6 @@ def test_flaky_evidence_and_recovery() -> None:
     # Then the fingerprint is deterministic again (2 of 3 commits agree)
     assert not is_flaky(determinism_score(results, []))
     assert evidence("", True, "applied") == [] and evidence("c", None, "suggested") == []
+    # a pass because of heal's fix says nothing of the commit passing unchanged
+    assert evidence("c", True, "applied") == []
+    assert evidence("c", False, "rolled_back") == [("c", False)]
