@@ -331,6 +331,12 @@ class LifecycleStore:
             first.setdefault(str(r["error_id"]), float(r["t"]))
         return results, list(first.values())
 
+    def has_flaky_outcome(self, fingerprints: list[str]) -> bool:
+        """Whether a failure of any of ``fingerprints`` has passed on a plain re-run."""
+        return bool(self.db.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM lifecycle_outcomes WHERE status = 'flaky'"
+            " AND fingerprint = ANY($1::text[]))", fingerprints))
+
     def flaky_fingerprints(self) -> dict[str, float]:
         """Fingerprints with flaky evidence whose determinism score is below the flaky line,
         with the score (the lookup gives them the retry playbook, never a code change)."""

@@ -156,6 +156,11 @@ def _causal(store: ReportStore, nodes: list[str]) -> list[dict[str, Any]]:
 
 def _determinism(store: ReportStore, fines: list[str]) -> dict[str, Any]:
     """The lowest determinism score among the fine fingerprints (0 flaky .. 1 deterministic)."""
-    scores = {fine: LifecycleStore(store.db).determinism(fine) for fine in fines[:50]}
+    lifecycle = LifecycleStore(store.db)
+    scores = {fine: lifecycle.determinism(fine) for fine in fines[:50]}
     score = min(scores.values(), default=1.0)
-    return {"score": score, "flaky": is_flaky(score), "by_fingerprint": scores}
+    # what the lookup acts on (LifecycleStore.flaky_fingerprints): a low score alone (irregular
+    # occurrences) gets no retry playbook until a failure has passed on a plain re-run
+    low = [fine for fine, value in scores.items() if is_flaky(value)]
+    flaky = bool(low) and lifecycle.has_flaky_outcome(low)
+    return {"score": score, "flaky": flaky, "by_fingerprint": scores}

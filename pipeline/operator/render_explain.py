@@ -22,7 +22,9 @@ def _head(s: dict[str, Any]) -> list[str]:
     det = s.get("determinism")
     if det:
         verdict = ("flaky: it gets the retry playbook, never a code change, and its successes "
-                   "never count toward graduation") if det["flaky"] else "deterministic"
+                   "never count toward graduation") if det["flaky"] else (
+            "irregular occurrences, but no failure has passed on a plain re-run: treated as "
+            "deterministic" if det["score"] < 0.5 else "deterministic")
         out.append(f"  determinism: {det['score']:.2f} ({verdict})")
     if s["sample"]:
         out += ["", "sample (last lines):", *_indent(s["sample"])]

@@ -298,3 +298,29 @@ def test_consumer_escalates_to_the_log_sink(
     trips = [n for n in notes if n["kind"] == "breaker"]
     assert sorted(n["summary"].split(": ")[0] for n in trips) == [
         "heal breaker step:nightly/lint", "heal breaker workflow:nightly"]
+
+
+def test_explain_calls_flaky_only_what_the_lookup_treats_as_flaky(
+        service: LifecycleService, db: Database) -> None:
+    """A low score from irregular occurrences alone gets no retry playbook (the lookup's
+    ``flaky_fingerprints`` wants a failure that passed on a plain re-run), so explain must
+    not say it does."""
+    from pipeline.operator.explain import _determinism
+    from pipeline.operator.render_explain import _head
+
+    fp = f"fp-{uuid.uuid4().hex[:8]}"
+    for i, commit in enumerate(("c1", "c2", "c3", "c4")):
+        service.handle(outcome(fp, "fix-x", "escalated", i, commit=commit))
+    db.execute(  # occurrences 1 s, 1 s and 3 days apart: irregular
+        "UPDATE lifecycle_outcomes o SET ts = now() - make_interval(secs => n.gap)"
+        " FROM (SELECT ctid, (ARRAY[259202, 259201, 259200, 0])[row_number() OVER"
+        " (ORDER BY ts)] AS gap FROM lifecycle_outcomes WHERE fingerprint = $1) n"
+        " WHERE o.ctid = n.ctid", fp)
+    det = _determinism(ReportStore(db), [fp])
+    assert det["score"] < 0.5 and det["flaky"] is False
+    story = {"fingerprint": fp, "level": "fine", "why": "-", "determinism": det,
+             "sample": "", "normalization": None}
+    assert "treated as deterministic" in "\n".join(_head(story))
+    assert fp not in LifecycleStore(db).flaky_fingerprints()
+    service.handle(outcome(fp, "fix-x", "flaky", 9, commit="c4"))
+    assert _determinism(ReportStore(db), [fp])["flaky"] is True
