@@ -80,7 +80,8 @@ def taught_elsewhere(fix: dict[str, Any], match: dict[str, Any], root: Path) -> 
         return ""
     where = f"in {origin}" if origin else "in a repository heal did not record"
     how = ("by its coarse fingerprint alone" if via
-           else f"only at tier {tier} (score {float(match.get('score') or 0):.3f})")
+           else f"only at tier {tier} (score {float(match.get('score') or 0):.3f})" if tier
+           else "by no exact match")
     return (f"{NOT_RUN_HERE}: it was taught {where} and matches here {how}; a taught "
             "command runs to be verified only where it was taught or on an exact match, so "
             "it runs only when a person applies it, then the failing step is re-run")

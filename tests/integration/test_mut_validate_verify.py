@@ -175,13 +175,21 @@ def test_the_fix_command_has_a_timeout(repo: Path, tmp_path: Path) -> None:
 
 
 def test_a_taught_command_that_changes_nothing_is_deferred(repo: Path, tmp_path: Path) -> None:
-    taught = {**py("pass", verify_in_worktree=True), "category": "MODERATE"}
+    # (taught in this repository: it may run in a worktree to be verified)
+    taught = {**py("pass", verify_in_worktree=True, taught_in=str(repo)), "category": "MODERATE"}
     ver = verifier(tmp_path, Checks()).verify(request(repo, taught), 1)
     assert ver.passed and ver.deferred
-    assert ver.reason == ("taught command changed no file in the worktree: runs only when "
-                          "applied, then the failing step is re-run")
-    changing = {**py("open('a.txt','w').write('z')", verify_in_worktree=True),
-                "category": "MODERATE"}
+    assert ver.reason.startswith("taught command ran in a worktree to verify it and changed "
+                                 "no file there"), ver.reason
+    # taught elsewhere (or nowhere recorded) and matched by no exact match: never run here
+    held = verifier(tmp_path, Checks()).verify(
+        request(repo, {**py("open('b.txt','w').write('z')", verify_in_worktree=True),
+                       "category": "MODERATE"}), 1)
+    assert held.passed and held.deferred and held.changed == []
+    assert "taught in a repository heal did not record and matches here by no exact match" \
+        in held.reason, held.reason
+    changing = {**py("open('a.txt','w').write('z')", verify_in_worktree=True,
+                     taught_in=str(repo)), "category": "MODERATE"}
     checks = Checks({("before", "failing-command"): 1})
     ver = verifier(tmp_path, checks).verify(request(repo, changing), 1)
     assert ver.passed and not ver.deferred and ver.changed == ["a.txt"]
