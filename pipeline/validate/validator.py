@@ -303,6 +303,9 @@ def decide(req: FixRequest, mode: Mode, ver: Verification, votes: list[Vote],
            gate: WorkflowGate | None = None) -> tuple[str, str]:
     """(decision, reason) from the verification and the votes under ``mode``; ``gate`` (the
     workflow's execution state) may turn an automatic "apply" into a "suggest"."""
+    if not ver.passed and ver.inconclusive:  # no evidence against the fix, nor for it
+        return "escalate", (f"{ver.reason}; nothing applied or counted against the fix: a "
+                            "re-run may verify it")
     if not ver.passed:
         return "reject", f"verification failed: {ver.reason}"
     rejected = [v for v in votes if not v.approve]

@@ -44,6 +44,8 @@ class Verification:
     changed: list[str] = field(default_factory=list)
     lines: int = 0
     deferred: bool = False
+    #: a run the verdict depends on timed out or never ran: no evidence either way
+    inconclusive: bool = False
 
 
 def rel_cwd(error: ErrorEvent, root: Path) -> str:
@@ -158,7 +160,8 @@ class Verifier:
             Trailers("heal", req.fingerprint, req.fix_id))
         repo.create_branch(branch, commit)
         runs = self.checks.run(self._specs(req, before, after))
-        passed, reason = judge_runs(runs)
+        unverified = could_not_verify(runs)
+        passed, reason = (False, unverified) if unverified else judge_runs(runs)
         if not runs and req.candidate.error.command and not req.trusted_command:
             reason = ("nothing to run: the event's command is not trusted (not from heal run "
                       "here, not in [trust] commands) and operator configuration declares no "
@@ -166,7 +169,7 @@ class Verifier:
         if not passed:
             repo.run("branch", "-D", branch, check=False)  # the fix did not survive: discard
         return Verification(passed, reason, runs, branch if passed else "", commit, changed,
-                            lines)
+                            lines, inconclusive=bool(unverified))
 
     def _realize(self, req: FixRequest, repo: GitRepo, tree: Path) -> Verification | None:
         """Apply the fix in ``tree``; a Verification when that already fails, else None."""
@@ -229,6 +232,30 @@ def failure_reproduced(runs: list[dict[str, Any]]) -> bool | None:
         if r.get("phase") == "before" and r.get("name") == "failing-command":
             return int(r.get("exit_code", 1)) != 0
     return None
+
+
+def _unknown(run: dict[str, Any]) -> bool:
+    return bool(run.get("timed_out") or run.get("not_run"))
+
+
+def could_not_verify(runs: list[dict[str, Any]]) -> str:
+    """Why the runs cannot decide the fix, '' when they can. A run that timed out or never
+    ran (no verification worker took it) is no evidence: not "failure reproduced", not
+    "still fails", not a regression. It is ignored only where its result could not change
+    the verdict: a policy check that fails before anyway, or passes after anyway."""
+    by = {(r["phase"], r["name"]): r for r in runs}
+    problems = []
+    for (phase, name), run in by.items():
+        if not _unknown(run):
+            continue
+        other = by.get(("after" if phase == "before" else "before", name))
+        if name != "failing-command" and other is not None and not _unknown(other) and (
+                (phase == "after") == (int(other.get("exit_code", 1)) != 0)):
+            continue
+        what = ("never ran (no verification worker took it)" if run.get("not_run")
+                else f"timed out after {float(run.get('duration_s', 0)):g}s")
+        problems.append(f"{name} ({phase}) {what}")
+    return f"could not verify: {'; '.join(problems)}" if problems else ""
 
 
 def judge_runs(runs: list[dict[str, Any]]) -> tuple[bool, str]:
