@@ -48,7 +48,8 @@ def test_a_detached_helper_holding_stdout_does_not_hold_verification_or_the_re_r
     pids = tmp_path / "helpers.pids"
     (root / "check.py").write_text(f"PIDS = {str(pids)!r}\n" + CHECK)
     policy = (root / "heal.toml").read_text()
-    (root / "heal.toml").write_text(policy.replace("[limits]\n", "[limits]\ncheck_timeout_s = 10\n"))
+    (root / "heal.toml").write_text(policy.replace("[limits]\n",
+                                                   "[limits]\ncheck_timeout_s = 10\n"))
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "check")
     try:
