@@ -159,9 +159,12 @@ class Verifier:
             f"Automated fix for error {ev.id} ({' '.join(ev.command) or 'no command'}).",
             Trailers("heal", req.fingerprint, req.fix_id))
         repo.create_branch(branch, commit)
-        runs = self.checks.run(self._specs(req, before, after))
+        specs = self._specs(req, before, after)
+        runs, notes = self._alone(specs, self.checks.run(specs))
         unverified = could_not_verify(runs)
         passed, reason = (False, unverified) if unverified else judge_runs(runs)
+        if notes:
+            reason = f"{reason}; {'; '.join(notes)}"
         if not runs and req.candidate.error.command and not req.trusted_command:
             reason = ("nothing to run: the event's command is not trusted (not from heal run "
                       "here, not in [trust] commands) and operator configuration declares no "
@@ -170,6 +173,27 @@ class Verifier:
             repo.run("branch", "-D", branch, check=False)  # the fix did not survive: discard
         return Verification(passed, reason, runs, branch if passed else "", commit, changed,
                             lines, inconclusive=bool(unverified))
+
+    def _alone(self, specs: list[CheckSpec], runs: list[dict[str, Any]]
+               ) -> tuple[list[dict[str, Any]], list[str]]:
+        """Each run that would count against the fix is run again alone, one after the
+        other, and that result counts: run beside the other tree's copy, a check can lose a
+        fixed port or file to it (a regression only the fix may cause). Nothing is re-run
+        when everything passed as expected. Returns (runs, notes on results that changed)."""
+        index = {(r["phase"], r["name"]): n for n, r in enumerate(runs)}
+        runs, notes = list(runs), []
+        for phase, name in disputed(runs):
+            n = index[(phase, name)]
+            beside = runs[n]
+            [alone] = self.checks.run([specs[n]])
+            alone["tail"] = (f"[heal: run again alone; beside the other runs it exited "
+                             f"{beside['exit_code']}]\n{alone.get('tail', '')}")
+            runs[n] = alone
+            if (int(alone["exit_code"]) == 0) != (int(beside["exit_code"]) == 0):
+                notes.append(f"{name} ({phase}) exited {beside['exit_code']} beside the other "
+                             f"runs and {alone['exit_code']} alone: interference, the result "
+                             "alone counts")
+        return runs, notes
 
     def _realize(self, req: FixRequest, repo: GitRepo, tree: Path) -> Verification | None:
         """Apply the fix in ``tree``; a Verification when that already fails, else None."""
@@ -232,6 +256,34 @@ def failure_reproduced(runs: list[dict[str, Any]]) -> bool | None:
         if r.get("phase") == "before" and r.get("name") == "failing-command":
             return int(r.get("exit_code", 1)) != 0
     return None
+
+
+def disputed(runs: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(phase, name) of the runs that would count against the fix, in the order to run them
+    again alone: the failing command passing before or failing after; a check failing after
+    (and, when it failed before too, that "before" first: losing to its other copy there
+    would hide a regression). Timed-out and never-run ones are not here (no evidence)."""
+    by = {(r["phase"], r["name"]): r for r in runs}
+
+    def failed(phase: str, name: str) -> bool:
+        run = by.get((phase, name))
+        return run is not None and not _unknown(run) and int(run.get("exit_code", 1)) != 0
+
+    def passed(phase: str, name: str) -> bool:
+        run = by.get((phase, name))
+        return run is not None and not _unknown(run) and int(run.get("exit_code", 1)) == 0
+
+    out: list[tuple[str, str]] = []
+    for phase, name in by:
+        if phase != "after":
+            continue
+        if name == "failing-command":
+            out += [("before", name)] if passed("before", name) else []
+            out += [("after", name)] if failed("after", name) else []
+        elif failed("after", name):
+            out += [("before", name)] if failed("before", name) else []
+            out.append(("after", name))
+    return out
 
 
 def _unknown(run: dict[str, Any]) -> bool:
