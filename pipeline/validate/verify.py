@@ -7,11 +7,18 @@ tree without the fix ("before") and with it ("after"). The fix passes only when 
 command fails before and passes after, and no policy check that passed before fails after.
 Playbooks act on repository state rather than on tracked files; they are verified step by
 step when applied (validation after each action), so their verification is deferred.
+
+A verification records its owner beside its worktrees (``<tag>.owner``: the process, the
+repository, the heal branch once made); the worktrees and the branch of one whose process is
+gone (killed mid-validation) are removed by the next verification (:func:`prune_abandoned`).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import shutil
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -21,12 +28,14 @@ from typing import Any
 from pipeline.errors import GitError
 from pipeline.events import ErrorEvent
 from pipeline.gitops import GitRepo, Trailers, branch_name
+from pipeline.validate.owner import owner_gone, owner_token
 from pipeline.validate.paths import path_problem
 from pipeline.validate.request import FixRequest
 from pipeline.validate.rqjobs import CheckQueue, CheckSpec
 from pipeline.validate.runner import run_argv
 from pipeline.validate.secrets import find_secrets
 
+log = logging.getLogger(__name__)
 REALIZE_TIMEOUT_S = 120.0
 #: a taught command that ran in the worktree and changed no file (said by heal run and explain)
 RAN_UNCHANGED = "taught command ran in a worktree to verify it and changed no file there"
@@ -46,6 +55,45 @@ class Verification:
     deferred: bool = False
     #: a run the verdict depends on timed out or never ran: no evidence either way
     inconclusive: bool = False
+
+
+def _record_owner(path: Path, data: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
+
+
+def prune_abandoned(work_dir: Path) -> list[str]:
+    """Remove the worktrees, and the heal branch when it still points at its commit, of each
+    verification in ``work_dir`` whose process is gone (on this host); their tags. A broken
+    record or repository is skipped, never raised: pruning must not stop a verification."""
+    pruned = []
+    for record in sorted(work_dir.glob("*.owner")) if work_dir.is_dir() else []:
+        try:
+            data = json.loads(record.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(data, dict) or not owner_gone(str(data.get("owner", ""))):
+            continue
+        tag = record.name.removesuffix(".owner")
+        trees = [work_dir / f"{tag}-after", work_dir / f"{tag}-before"]
+        try:
+            repo = GitRepo(str(data.get("repo", "")))
+            for tree in trees:
+                repo.remove_worktree(tree)
+            branch, commit = str(data.get("branch") or ""), str(data.get("commit") or "")
+            if branch.startswith("heal/") and commit:
+                # only while it is still the dead attempt's commit: never move another ref
+                repo.run("update-ref", "-d", f"refs/heads/{branch}", commit, check=False)
+        except GitError as exc:  # the repository is gone: the folders are all that is left
+            log.info("verify: pruning abandoned verification %s: %s", tag, exc)
+            for tree in trees:
+                shutil.rmtree(tree, ignore_errors=True)
+        record.unlink(missing_ok=True)
+        pruned.append(tag)
+        log.info("verify: removed the worktrees of abandoned verification %s", tag)
+    return pruned
 
 
 def rel_cwd(error: ErrorEvent, root: Path) -> str:
@@ -116,15 +164,19 @@ class Verifier:
         base = repo.snapshot()
         tag = uuid.uuid4().hex[:8]
         work_dir = self._work_dir_for(req.root)
+        prune_abandoned(work_dir)
         after = work_dir / f"{tag}-after"
         before = work_dir / f"{tag}-before"
-        repo.add_worktree(after, base)
-        repo.add_worktree(before, base)
+        owner = work_dir / f"{tag}.owner"
+        _record_owner(owner, {"owner": owner_token(), "repo": str(repo.root)})
         try:
-            return self._verify_in(req, repo, attempt, before, after)
+            repo.add_worktree(after, base)
+            repo.add_worktree(before, base)
+            return self._verify_in(req, repo, attempt, before, after, owner)
         finally:
             repo.remove_worktree(after)
             repo.remove_worktree(before)
+            owner.unlink(missing_ok=True)
 
     def _work_dir_for(self, root: Path) -> Path:
         # HEAL_HOME defaults to <git root>/.heal, inside the repository being healed;
@@ -136,7 +188,7 @@ class Verifier:
         return self.work_dir
 
     def _verify_in(self, req: FixRequest, repo: GitRepo, attempt: int,
-                   before: Path, after: Path) -> Verification:
+                   before: Path, after: Path, owner: Path) -> Verification:
         realized = self._realize(req, repo, after)
         if realized is not None:
             return realized
@@ -158,6 +210,8 @@ class Verifier:
             after, f"heal: {req.fix.get('title') or req.fix_id}",
             f"Automated fix for error {ev.id} ({' '.join(ev.command) or 'no command'}).",
             Trailers("heal", req.fingerprint, req.fix_id))
+        _record_owner(owner, {"owner": owner_token(), "repo": str(repo.root),
+                              "branch": branch, "commit": commit})
         repo.create_branch(branch, commit)
         specs = self._specs(req, before, after)
         runs, notes = self._alone(specs, self.checks.run(specs))
