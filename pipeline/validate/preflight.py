@@ -17,6 +17,7 @@ import redis
 from pipeline.config import Settings
 from pipeline.errors import HealError, StreamUnavailable
 from pipeline.gitops import GitRepo
+from pipeline.validate.owner import owner_gone, owner_token
 from pipeline.validate.paths import diff_paths, param_paths, path_problem
 from pipeline.validate.request import FixRequest
 from pipeline.validate.runner import shell_with_error_text
@@ -40,6 +41,17 @@ class Preflight:
     # -- the dedupe key is also released by the validator when a request errors out --------
     def dedupe_key(self, req: FixRequest) -> str:
         return self.settings.key("validate", "request", req.request_key)
+
+    def inflight_key(self, req: FixRequest) -> str:
+        """Names the process validating the request (:mod:`pipeline.validate.owner`) until
+        it decided; the validator deletes it then."""
+        return self.settings.key("validate", "inflight", req.request_key)
+
+
+#: take the marker over from ``ARGV[1]`` (an abandoned request) for ``ARGV[2]``
+_TAKE_OVER = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
+              "redis.call('set', KEYS[1], ARGV[2], 'EX', ARGV[3]) "
+              "redis.call('set', KEYS[2], ARGV[4], 'EX', ARGV[3]) return 1 end return 0")
 
 
 def _guard(fn: Callable[[FixRequest, Preflight], Result], req: FixRequest,
@@ -176,15 +188,24 @@ def check_dedupe(req: FixRequest, pf: Preflight) -> Result:
     key = pf.dedupe_key(req)
     ttl = max(1, int(req.policy.dedupe_minutes * 60))
     mine = req.candidate.error_id
+    inflight, me = pf.inflight_key(req), owner_token()
     try:
         if pf.client.set(key, mine, nx=True, ex=ttl):
+            pf.client.set(inflight, me, ex=ttl)
             return True, "first request for this fingerprint and fix"
-        holder = pf.client.get(key)
+        holder, owner = pf.client.mget([key, inflight])
+        holder_id = holder.decode() if isinstance(holder, bytes) else str(holder)
+        if holder_id == mine:
+            pf.client.set(inflight, me, ex=ttl)
+            return True, "redelivery of the same request"
+        owner_id = owner.decode() if isinstance(owner, bytes) else ""
+        # in flight in a process that is gone (killed mid-validation): nobody will decide it
+        if owner_id and owner_gone(owner_id) and pf.client.eval(
+                _TAKE_OVER, 2, key, inflight, holder_id, mine, ttl, me):
+            return True, (f"identical request of error {holder_id} was abandoned in flight "
+                          f"(its process {owner_id.split('|')[1]} is gone): taken over")
     except redis.RedisError as exc:
         raise StreamUnavailable(f"dedupe check: Redis unreachable: {exc}") from exc
-    holder_id = holder.decode() if isinstance(holder, bytes) else str(holder)
-    if holder_id == mine:
-        return True, "redelivery of the same request"
     return False, (f"identical request (same fingerprint and fix) already in flight or decided "
                    f"for error {holder_id} within {req.policy.dedupe_minutes:g} min")
 

@@ -10,14 +10,20 @@ process reaps the ones that exited (idle) at every check any queue runs, and one
 stops the rest, so a long-lived process that builds a queue per drain (the Dagster adapter,
 the Python API) collects no zombie processes and keeps no queue alive.
 A second watchdog sits on this side: a job that has not finished within its timeout plus a
-grace period is reported as timed out.
+grace period is reported as timed out (exit 124), one that no worker ever took as not run
+(``not_run``): neither is evidence about the fix. A registration of a worker on this host
+whose process is gone (a SIGKILLed heal took its workers with it) counts as no worker, and a
+job still queued after :data:`QUEUE_STALL_S` gets one more worker of our own (up to
+``workers``), whatever other registrations claim.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -27,15 +33,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import redis
 from rq import Queue, Worker
+from rq.exceptions import InvalidJobOperation
 from rq.job import Job, JobStatus
+from rq.worker import BaseWorker
 
 from pipeline.errors import StreamUnavailable
 from pipeline.redact import redacted_tail
 from pipeline.validate.rqworker import PARENT_ENV
 
 QUEUE_GRACE_S = 20.0
+#: seconds a job may stay queued before one more worker of our own is started for it
+QUEUE_STALL_S = 5.0
 WORKER_IDLE_S = 20
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -123,19 +134,20 @@ class CheckQueue:
         self._spawned = []
 
     def _live_workers(self) -> int:
-        _reap()
-        self._spawned = [p for p in self._spawned if p.poll() is None]
+        self._reap_own()
         try:
-            registered = len(Worker.all(queue=self.queue))
+            registered = len([w for w in Worker.all(queue=self.queue) if worker_alive(w)])
         except redis.RedisError as exc:
             raise StreamUnavailable(f"rq: Redis unreachable: {exc}") from exc
         return max(registered, len(self._spawned))
 
     def ensure_workers(self, wanted: int) -> None:
         """Start worker subprocesses until ``wanted`` (capped) are alive."""
-        missing = min(wanted, self.max_workers) - self._live_workers()
+        self._start(min(wanted, self.max_workers) - self._live_workers())
+
+    def _start(self, count: int) -> None:
         rq_bin = shutil.which("rq", path=str(Path(sys.executable).parent)) or "rq"
-        for _ in range(max(0, missing)):
+        for _ in range(max(0, count)):
             argv = worker_argv(rq_bin, self.queue.name)
             # the Redis URL (its password) goes through the environment: an argv is
             # readable by every user on the machine through ps (issue 11, item 9)
@@ -169,6 +181,7 @@ class CheckQueue:
     def _wait(self, job: Job, spec: CheckSpec) -> dict[str, Any]:
         deadline = time.monotonic() + spec.timeout_s + QUEUE_GRACE_S
         queued_since = time.monotonic()
+        started = False
         while time.monotonic() < deadline:
             status = job.get_status(refresh=True)
             if status == JobStatus.FINISHED:
@@ -178,13 +191,30 @@ class CheckQueue:
             if status in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
                 latest = job.latest_result()
                 why = latest.exc_string if latest is not None else str(status)
-                return self._failed(spec, job, f"rq job {status}: {why}")
-            if status == JobStatus.QUEUED and time.monotonic() - queued_since > 5:
-                # registered workers may be dead or busy elsewhere: add one of our own
-                self.ensure_workers(self._live_workers() + 1)
+                # RQ's own job timeout is a timeout, not the command failing (exit 1)
+                return self._failed(spec, job, f"rq job {status}: {why}",
+                                    timed_out="JobTimeoutException" in (why or ""))
+            if status == JobStatus.STARTED and not started:
+                # its timeout runs from now: it may have waited for a busy worker
+                started = True
+                deadline = max(deadline, time.monotonic() + spec.timeout_s + QUEUE_GRACE_S)
+            if status == JobStatus.QUEUED and time.monotonic() - queued_since > QUEUE_STALL_S:
+                # registered workers may be dead elsewhere or busy: add one of our own
+                self._reap_own()
+                self._start(1 if len(self._spawned) < self.max_workers else 0)
                 queued_since = time.monotonic()
             time.sleep(0.05)
+        if not started and job.get_status(refresh=True) in (JobStatus.QUEUED, None):
+            with contextlib.suppress(redis.RedisError, InvalidJobOperation):
+                job.cancel()  # nobody waits for it any more
+            return {**self._failed(spec, job, "never ran: no verification worker took the "
+                                   f"job within {spec.timeout_s + QUEUE_GRACE_S:g}s",
+                                   timed_out=True), "not_run": True, "duration_s": 0.0}
         return self._failed(spec, job, "watchdog: no result within the timeout", timed_out=True)
+
+    def _reap_own(self) -> None:
+        _reap()
+        self._spawned = [p for p in self._spawned if p.poll() is None]
 
     @staticmethod
     def _failed(spec: CheckSpec, job: Job, why: str, timed_out: bool = False) -> dict[str, Any]:
@@ -192,6 +222,20 @@ class CheckQueue:
                 "timed_out": timed_out, "duration_s": spec.timeout_s,
                 "tail": redacted_tail(why, 2000), "name": spec.name, "phase": spec.phase,
                 "job": job.id}
+
+
+def worker_alive(worker: BaseWorker) -> bool:
+    """False for the registration of a worker on this host whose process is gone (killed
+    with a SIGKILLed heal: it never deregistered, and RQ keeps it for minutes). Workers of
+    other hosts are RQ's to expire: their registration counts while it exists."""
+    if worker.hostname != socket.gethostname() or not worker.pid:
+        return True
+    try:
+        return bool(psutil.Process(worker.pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True
 
 
 def worker_argv(rq_bin: str, queue: str) -> list[str]:

@@ -3,12 +3,20 @@
 This is the function RQ workers execute for verification checks (it must stay importable
 and picklable-argument only), and the one the apply stage uses for command steps. It never
 runs a shell: ``argv`` is a list, so text from an error can never become a command line.
+
+The output is read until the pipe reaches end of file, but a process the command left behind
+(a server started in its own session) inherits the pipe and may hold it open for as long as it
+lives. So, as ``heal run``'s interceptor does (``producers.interceptor.OUTPUT_GRACE_S``), once
+the command has exited, or has been killed at its timeout, the output is read for at most
+:data:`OUTPUT_GRACE_S` more seconds, then what is already waiting is taken and heal closes its
+end. The command's own exit status is the result; the process left behind is not killed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -18,6 +26,16 @@ from typing import Any
 from pipeline.redact import redact, redacted_tail
 
 TAIL_CHARS = 2000
+#: seconds the output is still read after the command exited (or was killed at its timeout)
+#: while a process it left behind keeps the pipe open (see the module's note)
+OUTPUT_GRACE_S = 0.5
+#: seconds to wait for a process group killed at its timeout to be reaped; a process that
+#: does not die (uninterruptible sleep) is reported as timed out all the same
+KILL_WAIT_S = 5.0
+#: bytes of what is waiting in the pipe taken after the grace period (more than a pipe holds)
+FINAL_DRAIN_BYTES = 2 * 1024 * 1024
+#: seconds between looks at the command while its pipe stays open and silent
+_POLL_S = 0.05
 SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "fish", "cmd", "powershell", "pwsh"})
 
 
@@ -64,26 +82,87 @@ def run_argv(argv: list[str], cwd: str, timeout_s: float,
     try:
         proc = subprocess.Popen(
             list(argv), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, text=True, errors="replace", env=full_env,
+            stdin=subprocess.DEVNULL, env=full_env,
             start_new_session=True,  # own process group: the watchdog kills children too
         )
     except OSError as exc:
         return {"argv": list(argv), "exit_code": 127, "timed_out": False,
                 "duration_s": round(time.monotonic() - started, 3), "tail": f"cannot run: {exc}"}
-    timed_out = False
-    try:
-        out, _ = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        out = (out or "") + f"\n[heal: killed after {timeout_s:g}s timeout]"
+    raw, timed_out = _collect(proc, started + timeout_s)
+    out = raw.decode("utf-8", errors="replace")
+    if timed_out:
+        out += f"\n[heal: killed after {timeout_s:g}s timeout]"
     return {
         "argv": list(argv),
-        "exit_code": proc.returncode if not timed_out else 124,
+        "exit_code": 124 if timed_out or proc.returncode is None else proc.returncode,
         "timed_out": timed_out,
         "duration_s": round(time.monotonic() - started, 3),
-        "tail": tail(out or ""),
+        "tail": tail(out),
     }
 
+
+def _collect(proc: subprocess.Popen[bytes], deadline: float) -> tuple[bytes, bool]:
+    """Read ``proc``'s output until end of file, or :data:`OUTPUT_GRACE_S` after it exited or
+    was killed at ``deadline`` (monotonic); (output, timed out). Never waits unboundedly."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    chunks: list[bytes] = []
+    timed_out = False
+    stop_at: float | None = None  # set once the command exited or was killed
+    try:
+        while True:
+            now = time.monotonic()
+            if stop_at is None and proc.poll() is not None:
+                stop_at = now + OUTPUT_GRACE_S
+            elif stop_at is None and now >= deadline:
+                timed_out = True
+                _kill(proc)
+                stop_at = time.monotonic() + OUTPUT_GRACE_S
+            elif stop_at is not None and now >= stop_at:
+                break
+            until = deadline if stop_at is None else stop_at
+            ready, _, _ = select.select([fd], [], [], max(0.0, min(_POLL_S, until - now)))
+            if not ready:
+                continue
+            data = os.read(fd, 65536)
+            if not data:  # end of file: the command may still run (it closed its stdout)
+                break
+            chunks.append(data)
+        if stop_at is None and not _wait(proc, deadline - time.monotonic()):
+            timed_out = True
+            _kill(proc)
+        chunks.append(_waiting(fd))
+    finally:
+        proc.stdout.close()
+    if proc.returncode is None:
+        _wait(proc, KILL_WAIT_S)
+    return b"".join(chunks), timed_out
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    try:
+        proc.wait(timeout=max(0.0, timeout_s))
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    _wait(proc, KILL_WAIT_S)
+
+
+def _waiting(fd: int) -> bytes:
+    """What is already in the pipe, without waiting for more (bounded)."""
+    os.set_blocking(fd, False)
+    chunks: list[bytes] = []
+    size = 0
+    with contextlib.suppress(BlockingIOError, OSError):
+        while size < FINAL_DRAIN_BYTES:
+            data = os.read(fd, 65536)
+            if not data:
+                break
+            chunks.append(data)
+            size += len(data)
+    return b"".join(chunks)

@@ -30,6 +30,7 @@ from pipeline.trust.packages import review_install
 from pipeline.trust.seal import seal, unseal
 from pipeline.validate.audit import audit_witnessed_later, write_witness
 from pipeline.validate.judges import Evidence, Vote, collect_votes, needs_human
+from pipeline.validate.owner import owner_token
 from pipeline.validate.preflight import Preflight
 from pipeline.validate.request import FixRequest
 from pipeline.validate.rqjobs import CheckQueue
@@ -59,6 +60,10 @@ def repo_root(error: ErrorEvent) -> Path | None:
 #: delete the dedupe marker only while it still names this error (another may hold it now)
 _RELEASE_IF_MINE = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
                     "return redis.call('del', KEYS[1]) end return 0")
+#: drop the in-flight owner while this error holds the marker and this process owns it
+_RELEASE_INFLIGHT = ("if redis.call('get', KEYS[1]) == ARGV[1] and "
+                     "redis.call('get', KEYS[2]) == ARGV[2] then "
+                     "return redis.call('del', KEYS[2]) end return 0")
 
 
 class Validator:
@@ -209,16 +214,27 @@ class Validator:
         except Exception:
             self._release_dedupe(req)
             raise
+        finally:  # decided or released: no longer in flight in this process
+            self._release_inflight(req)
 
     def _release_dedupe(self, req: FixRequest) -> None:
+        self._release(_RELEASE_IF_MINE, [self.preflight.dedupe_key(req)],
+                      [req.candidate.error_id])
+
+    def _release_inflight(self, req: FixRequest) -> None:
+        """The in-flight owner is dropped only by the request holding the dedupe marker
+        (another request of this process may have been refused as its duplicate)."""
+        self._release(_RELEASE_INFLIGHT, [self.preflight.dedupe_key(req),
+                                          self.preflight.inflight_key(req)],
+                      [req.candidate.error_id, owner_token()])
+
+    def _release(self, script: str, keys: list[str], args: list[str]) -> None:
         if self.preflight.client is None:
             return
         try:
-            self.client.eval(_RELEASE_IF_MINE, 1, self.preflight.dedupe_key(req),
-                             req.candidate.error_id)
+            self.client.eval(script, len(keys), *keys, *args)
         except redis.RedisError as exc:  # the marker then expires with its TTL
-            log.warning("validate: could not release the dedupe marker of %s: %s",
-                        req.candidate.error_id[:80], exc)
+            log.warning("validate: could not release %s: %s", keys[-1][:120], exc)
 
     def _validate_checked(self, base: VerdictEvent, req: FixRequest, mode: Mode,
                           gate: WorkflowGate,
@@ -303,6 +319,9 @@ def decide(req: FixRequest, mode: Mode, ver: Verification, votes: list[Vote],
            gate: WorkflowGate | None = None) -> tuple[str, str]:
     """(decision, reason) from the verification and the votes under ``mode``; ``gate`` (the
     workflow's execution state) may turn an automatic "apply" into a "suggest"."""
+    if not ver.passed and ver.inconclusive:  # no evidence against the fix, nor for it
+        return "escalate", (f"{ver.reason}; nothing applied or counted against the fix: a "
+                            "re-run may verify it")
     if not ver.passed:
         return "reject", f"verification failed: {ver.reason}"
     rejected = [v for v in votes if not v.approve]

@@ -7,11 +7,18 @@ tree without the fix ("before") and with it ("after"). The fix passes only when 
 command fails before and passes after, and no policy check that passed before fails after.
 Playbooks act on repository state rather than on tracked files; they are verified step by
 step when applied (validation after each action), so their verification is deferred.
+
+A verification records its owner beside its worktrees (``<tag>.owner``: the process, the
+repository, the heal branch once made); the worktrees and the branch of one whose process is
+gone (killed mid-validation) are removed by the next verification (:func:`prune_abandoned`).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import shutil
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -21,12 +28,14 @@ from typing import Any
 from pipeline.errors import GitError
 from pipeline.events import ErrorEvent
 from pipeline.gitops import GitRepo, Trailers, branch_name
+from pipeline.validate.owner import owner_gone, owner_token
 from pipeline.validate.paths import path_problem
 from pipeline.validate.request import FixRequest
 from pipeline.validate.rqjobs import CheckQueue, CheckSpec
 from pipeline.validate.runner import run_argv
 from pipeline.validate.secrets import find_secrets
 
+log = logging.getLogger(__name__)
 REALIZE_TIMEOUT_S = 120.0
 #: a taught command that ran in the worktree and changed no file (said by heal run and explain)
 RAN_UNCHANGED = "taught command ran in a worktree to verify it and changed no file there"
@@ -44,6 +53,47 @@ class Verification:
     changed: list[str] = field(default_factory=list)
     lines: int = 0
     deferred: bool = False
+    #: a run the verdict depends on timed out or never ran: no evidence either way
+    inconclusive: bool = False
+
+
+def _record_owner(path: Path, data: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
+
+
+def prune_abandoned(work_dir: Path) -> list[str]:
+    """Remove the worktrees, and the heal branch when it still points at its commit, of each
+    verification in ``work_dir`` whose process is gone (on this host); their tags. A broken
+    record or repository is skipped, never raised: pruning must not stop a verification."""
+    pruned = []
+    for record in sorted(work_dir.glob("*.owner")) if work_dir.is_dir() else []:
+        try:
+            data = json.loads(record.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(data, dict) or not owner_gone(str(data.get("owner", ""))):
+            continue
+        tag = record.name.removesuffix(".owner")
+        trees = [work_dir / f"{tag}-after", work_dir / f"{tag}-before"]
+        try:
+            repo = GitRepo(str(data.get("repo", "")))
+            for tree in trees:
+                repo.remove_worktree(tree)
+            branch, commit = str(data.get("branch") or ""), str(data.get("commit") or "")
+            if branch.startswith("heal/") and commit:
+                # only while it is still the dead attempt's commit: never move another ref
+                repo.run("update-ref", "-d", f"refs/heads/{branch}", commit, check=False)
+        except GitError as exc:  # the repository is gone: the folders are all that is left
+            log.info("verify: pruning abandoned verification %s: %s", tag, exc)
+            for tree in trees:
+                shutil.rmtree(tree, ignore_errors=True)
+        record.unlink(missing_ok=True)
+        pruned.append(tag)
+        log.info("verify: removed the worktrees of abandoned verification %s", tag)
+    return pruned
 
 
 def rel_cwd(error: ErrorEvent, root: Path) -> str:
@@ -115,15 +165,19 @@ class Verifier:
         base = repo.snapshot()
         tag = uuid.uuid4().hex[:8]
         work_dir = self._work_dir_for(req.root)
+        prune_abandoned(work_dir)
         after = work_dir / f"{tag}-after"
         before = work_dir / f"{tag}-before"
-        repo.add_worktree(after, base)
-        repo.add_worktree(before, base)
+        owner = work_dir / f"{tag}.owner"
+        _record_owner(owner, {"owner": owner_token(), "repo": str(repo.root)})
         try:
-            return self._verify_in(req, repo, attempt, before, after)
+            repo.add_worktree(after, base)
+            repo.add_worktree(before, base)
+            return self._verify_in(req, repo, attempt, before, after, owner)
         finally:
             repo.remove_worktree(after)
             repo.remove_worktree(before)
+            owner.unlink(missing_ok=True)
 
     def _work_dir_for(self, root: Path) -> Path:
         # HEAL_HOME defaults to <git root>/.heal, inside the repository being healed;
@@ -135,7 +189,7 @@ class Verifier:
         return self.work_dir
 
     def _verify_in(self, req: FixRequest, repo: GitRepo, attempt: int,
-                   before: Path, after: Path) -> Verification:
+                   before: Path, after: Path, owner: Path) -> Verification:
         realized = self._realize(req, repo, after)
         if realized is not None:
             return realized
@@ -157,9 +211,15 @@ class Verifier:
             after, f"heal: {req.fix.get('title') or req.fix_id}",
             f"Automated fix for error {ev.id} ({' '.join(ev.command) or 'no command'}).",
             Trailers("heal", req.fingerprint, req.fix_id))
+        _record_owner(owner, {"owner": owner_token(), "repo": str(repo.root),
+                              "branch": branch, "commit": commit})
         repo.create_branch(branch, commit)
-        runs = self.checks.run(self._specs(req, before, after))
-        passed, reason = judge_runs(runs)
+        specs = self._specs(req, before, after)
+        runs, notes = self._alone(specs, self.checks.run(specs))
+        unverified = could_not_verify(runs)
+        passed, reason = (False, unverified) if unverified else judge_runs(runs)
+        if notes:
+            reason = f"{reason}; {'; '.join(notes)}"
         if not runs and req.candidate.error.command and not req.trusted_command:
             reason = ("nothing to run: the event's command is not trusted (not from heal run "
                       "here, not in [trust] commands) and operator configuration declares no "
@@ -167,7 +227,28 @@ class Verifier:
         if not passed:
             repo.run("branch", "-D", branch, check=False)  # the fix did not survive: discard
         return Verification(passed, reason, runs, branch if passed else "", commit, changed,
-                            lines)
+                            lines, inconclusive=bool(unverified))
+
+    def _alone(self, specs: list[CheckSpec], runs: list[dict[str, Any]]
+               ) -> tuple[list[dict[str, Any]], list[str]]:
+        """Each run that would count against the fix is run again alone, one after the
+        other, and that result counts: run beside the other tree's copy, a check can lose a
+        fixed port or file to it (a regression only the fix may cause). Nothing is re-run
+        when everything passed as expected. Returns (runs, notes on results that changed)."""
+        index = {(r["phase"], r["name"]): n for n, r in enumerate(runs)}
+        runs, notes = list(runs), []
+        for phase, name in disputed(runs):
+            n = index[(phase, name)]
+            beside = runs[n]
+            [alone] = self.checks.run([specs[n]])
+            alone["tail"] = (f"[heal: run again alone; beside the other runs it exited "
+                             f"{beside['exit_code']}]\n{alone.get('tail', '')}")
+            runs[n] = alone
+            if (int(alone["exit_code"]) == 0) != (int(beside["exit_code"]) == 0):
+                notes.append(f"{name} ({phase}) exited {beside['exit_code']} beside the other "
+                             f"runs and {alone['exit_code']} alone: interference, the result "
+                             "alone counts")
+        return runs, notes
 
     def _realize(self, req: FixRequest, repo: GitRepo, tree: Path) -> Verification | None:
         """Apply the fix in ``tree``; a Verification when that already fails, else None."""
@@ -230,6 +311,58 @@ def failure_reproduced(runs: list[dict[str, Any]]) -> bool | None:
         if r.get("phase") == "before" and r.get("name") == "failing-command":
             return int(r.get("exit_code", 1)) != 0
     return None
+
+
+def disputed(runs: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(phase, name) of the runs that would count against the fix, in the order to run them
+    again alone: the failing command passing before or failing after; a check failing after
+    (and, when it failed before too, that "before" first: losing to its other copy there
+    would hide a regression). Timed-out and never-run ones are not here (no evidence)."""
+    by = {(r["phase"], r["name"]): r for r in runs}
+
+    def failed(phase: str, name: str) -> bool:
+        run = by.get((phase, name))
+        return run is not None and not _unknown(run) and int(run.get("exit_code", 1)) != 0
+
+    def passed(phase: str, name: str) -> bool:
+        run = by.get((phase, name))
+        return run is not None and not _unknown(run) and int(run.get("exit_code", 1)) == 0
+
+    out: list[tuple[str, str]] = []
+    for phase, name in by:
+        if phase != "after":
+            continue
+        if name == "failing-command":
+            out += [("before", name)] if passed("before", name) else []
+            out += [("after", name)] if failed("after", name) else []
+        elif failed("after", name):
+            out += [("before", name)] if failed("before", name) else []
+            out.append(("after", name))
+    return out
+
+
+def _unknown(run: dict[str, Any]) -> bool:
+    return bool(run.get("timed_out") or run.get("not_run"))
+
+
+def could_not_verify(runs: list[dict[str, Any]]) -> str:
+    """Why the runs cannot decide the fix, '' when they can. A run that timed out or never
+    ran (no verification worker took it) is no evidence: not "failure reproduced", not
+    "still fails", not a regression. It is ignored only where its result could not change
+    the verdict: a policy check that fails before anyway, or passes after anyway."""
+    by = {(r["phase"], r["name"]): r for r in runs}
+    problems = []
+    for (phase, name), run in by.items():
+        if not _unknown(run):
+            continue
+        other = by.get(("after" if phase == "before" else "before", name))
+        if name != "failing-command" and other is not None and not _unknown(other) and (
+                (phase == "after") == (int(other.get("exit_code", 1)) != 0)):
+            continue
+        what = ("never ran (no verification worker took it)" if run.get("not_run")
+                else f"timed out after {float(run.get('duration_s', 0)):g}s")
+        problems.append(f"{name} ({phase}) {what}")
+    return f"could not verify: {'; '.join(problems)}" if problems else ""
 
 
 def judge_runs(runs: list[dict[str, Any]]) -> tuple[bool, str]:

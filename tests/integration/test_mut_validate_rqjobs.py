@@ -119,4 +119,6 @@ def test_the_watchdog_reports_a_job_nobody_ran(queue: CheckQueue, tmp_path: Path
     [run] = queue.run([CheckSpec("lint", "after", ("true",), str(tmp_path), 1.0)])
     assert 1.3 <= time.monotonic() - started < 10
     assert run["exit_code"] == 124 and run["timed_out"] is True
-    assert run["tail"] == "watchdog: no result within the timeout"
+    # nobody took it: not run, which verification reads as "could not verify"
+    assert run["not_run"] is True
+    assert run["tail"] == "never ran: no verification worker took the job within 1.3s"
