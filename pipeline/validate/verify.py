@@ -20,8 +20,8 @@ from typing import Any
 
 from pipeline.errors import GitError
 from pipeline.events import ErrorEvent
-from pipeline.gitops import GitRepo, Trailers, branch_name
-from pipeline.validate.paths import path_problem
+from pipeline.gitops import GitRepo, Trailers
+from pipeline.validate.paths import escaping_links, path_problem
 from pipeline.validate.request import FixRequest
 from pipeline.validate.rqjobs import CheckQueue, CheckSpec
 from pipeline.validate.runner import run_argv
@@ -150,13 +150,12 @@ class Verifier:
         rows = repo.diff_numstat(after)
         changed = [p for _, _, p in rows]
         lines = sum(a + d for a, d, _ in rows)
-        branch = branch_name(req.fingerprint, attempt)
         ev = req.candidate.error
         commit = repo.commit_all(
             after, f"heal: {req.fix.get('title') or req.fix_id}",
             f"Automated fix for error {ev.id} ({' '.join(ev.command) or 'no command'}).",
             Trailers("heal", req.fingerprint, req.fix_id))
-        repo.create_branch(branch, commit)
+        branch = repo.create_free_branch(req.fingerprint, attempt, commit)
         runs = self.checks.run(self._specs(req, before, after))
         passed, reason = judge_runs(runs)
         if not runs and req.candidate.error.command and not req.trusted_command:
@@ -177,6 +176,11 @@ class Verifier:
             except GitError as exc:
                 return Verification(False, f"the diff does not apply in the worktree: {exc}")
             return None
+        links = escaping_links(tree, repo.tracked_symlinks(tree))
+        if links:
+            # the command would write through them, outside any worktree (and in suggest
+            # mode too): refused before anything runs
+            return Verification(False, _links_refusal(links))
         argv = [str(a) for a in req.rendered.get("argv") or []]
         timeout = float(req.rendered.get("timeout_s") or REALIZE_TIMEOUT_S)
         run = run_argv(argv, str(tree / _rel_cwd(req)), timeout)
@@ -220,6 +224,14 @@ class Verifier:
             for check in pol.checks:
                 specs.append(CheckSpec(check.name, phase, check.argv, str(tree), check.timeout_s))
         return specs
+
+
+def _links_refusal(links: list[tuple[str, Path]]) -> str:
+    shown = ", ".join(f"{path} -> {dest}" for path, dest in links[:3])
+    more = f" and {len(links) - 3} more" if len(links) > 3 else ""
+    return (f"the fix was not run: the repository tracks symbolic links leading outside it "
+            f"({shown}{more}); a command run in the worktree could write through them, so "
+            "heal does not run fixes here (make the links point inside the repository)")
 
 
 def failure_reproduced(runs: list[dict[str, Any]]) -> bool | None:
