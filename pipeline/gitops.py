@@ -268,8 +268,8 @@ class GitRepo:
     def revert(self, commit: str, reason: str) -> str:
         """A new commit undoing ``commit`` (history is never rewritten); returns its id."""
         self.run("revert", "--no-edit", "--no-commit", commit)
-        self.run(*NO_HOOKS, "commit", "--no-verify", "-m", f"Revert heal fix {commit[:10]}", "-m", reason,
-                 "--trailer", "Healed-by: heal (rollback)")
+        self.run(*NO_HOOKS, "commit", "--no-verify", "-m", f"Revert heal fix {commit[:10]}",
+                 "-m", reason, "--trailer", "Healed-by: heal (rollback)")
         return self.head()
 
 
