@@ -393,8 +393,9 @@ class RunSession:
             # (the detail says why: the mode, an ignored fingerprint, an untrusted repository)
             "observed": f"observed only{detail}" if detail else "observed only (mode observe)",
             "flaky": f"not reproducible, recorded as flaky{detail}",
-            "rolled_back": f"{fix.strip() or 'fix'} failed verification and was rolled back"
-                           f"{detail}",
+            # it passed verification: the re-run in the user's tree is what failed
+            "rolled_back": f"{fix.strip() or 'fix'} passed verification but was rolled back "
+                           f"after applying{detail}",
         }
         self.say(messages.get(outcome.status, f"{outcome.status}{fix}{detail}"))
 
