@@ -32,6 +32,9 @@ REALIZE_TIMEOUT_S = 120.0
 RAN_UNCHANGED = "taught command ran in a worktree to verify it and changed no file there"
 #: a taught command matched where it may not run to be verified (see :func:`taught_elsewhere`)
 NOT_RUN_HERE = "taught command not run to verify it"
+#: a verification without a run of the failing command (not trusted, or include_failing off)
+FAILURE_NOT_SHOWN = ("the failing command was not re-run, so nothing shows the failure "
+                     "happens here or is gone with the fix")
 
 
 @dataclass
@@ -262,4 +265,6 @@ def judge_runs(runs: list[dict[str, Any]]) -> tuple[bool, str]:
                    and by.get(("before", name), {}).get("exit_code") == 0]
     if regressions:
         return False, "the fix breaks checks that passed before: " + ", ".join(regressions)
+    if fb is None or fa is None:  # checks alone: they say nothing about the failure
+        return True, f"no check regressed; {FAILURE_NOT_SHOWN}"
     return True, "original failure gone; no check regressed"
