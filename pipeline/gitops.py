@@ -19,6 +19,15 @@ from pipeline.errors import GitError
 
 GIT_TIMEOUT_S = 60.0
 BRANCH_PREFIX = "heal/"
+#: how many attempt numbers past the counter :meth:`GitRepo.create_free_branch` tries
+MAX_BRANCH_TRIES = 1000
+#: git's message keeps at most this many lines and characters in a GitError
+MAX_REASON_LINES = 8
+MAX_REASON_CHARS = 600
+#: heal's own commits and checkouts run none of the repository's hooks: a ``post-checkout``
+#: hook writing into a verification worktree would otherwise be committed with the fix, and
+#: ``prepare-commit-msg`` (which ``--no-verify`` does not skip) could fail every commit
+NO_HOOKS = ("-c", "core.hooksPath=/dev/null")
 _SAFE_REF = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -95,9 +104,9 @@ class GitRepo:
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise GitError(f"git {' '.join(args[:2])} failed: {exc}") from exc
         if check and proc.returncode != 0:
-            detail = (proc.stderr or proc.stdout).strip().splitlines()
-            msg = detail[-1] if detail else f"exit {proc.returncode}"
-            raise GitError(f"git {' '.join(args[:2])}: {msg}")
+            msg = git_reason(proc.stderr or proc.stdout) or f"exit {proc.returncode}"
+            named = args[len(NO_HOOKS):] if args[:len(NO_HOOKS)] == NO_HOOKS else args
+            raise GitError(f"git {' '.join(named[:2])}: {msg}")
         return proc
 
     def _identity(self) -> list[str]:
@@ -136,9 +145,21 @@ class GitRepo:
 
     # -- worktrees ------------------------------------------------------------------------
     def add_worktree(self, path: Path, ref: str) -> Path:
+        """A detached worktree of ``ref`` at ``path``, made without running any hook (so it
+        holds exactly the tracked files of ``ref``)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.run("worktree", "add", "--detach", str(path), ref)
+        self.run(*NO_HOOKS, "worktree", "add", "--detach", str(path), ref)
         return path
+
+    def tracked_symlinks(self, cwd: Path) -> list[str]:
+        """The paths of the symbolic links git tracks in the work tree at ``cwd``."""
+        out = self.run("ls-files", "-s", "-z", cwd=cwd).stdout
+        links: list[str] = []
+        for entry in out.split("\0"):
+            meta, _, path = entry.partition("\t")
+            if path and meta.startswith("120000 "):
+                links.append(path)
+        return links
 
     def remove_worktree(self, path: Path) -> None:
         self.run("worktree", "remove", "--force", str(path), check=False)
@@ -182,11 +203,47 @@ class GitRepo:
         self.run("add", "-A", cwd=cwd)
         if not self.run("diff", "--cached", "--name-only", cwd=cwd).stdout.strip():
             raise GitError("the fix changed nothing in the work tree; nothing to commit")
-        self.run("commit", "--no-verify", "-m", subject, "-m", body, *trailers.args(), cwd=cwd)
+        self.run(*NO_HOOKS, "commit", "--no-verify", "-m", subject, "-m", body,
+                 *trailers.args(), cwd=cwd)
         return self.run("rev-parse", "HEAD", cwd=cwd).stdout.strip()
 
+    def branch_exists(self, name: str) -> bool:
+        return self.run("show-ref", "--verify", "--quiet", f"refs/heads/{name}",
+                        check=False).returncode == 0
+
     def create_branch(self, name: str, commit: str) -> None:
-        self.run("branch", "--force", name, commit)
+        """A new branch ``name`` at ``commit``; an existing branch is never moved.
+
+        Raises:
+            GitError: a branch of that name exists (its commits stay where they are).
+        """
+        if self.branch_exists(name):
+            raise GitError(f"a branch named {name} already exists; heal never moves it")
+        # without --force git refuses to overwrite a ref created meanwhile (checked again
+        # under its own lock), so a race cannot move someone's branch either
+        self.run("branch", name, commit)
+
+    def create_free_branch(self, fingerprint: str, attempt: int, commit: str) -> str:
+        """``heal/<fingerprint>-<n>`` at ``commit`` for the first ``n >= attempt`` no branch
+        has (a user's branch, or heal's own suggestion branch from an attempt counter that
+        restarted, is never moved); returns the name.
+
+        Raises:
+            GitError: no free name among the next MAX_BRANCH_TRIES numbers.
+        """
+        for n in range(max(attempt, 1), max(attempt, 1) + MAX_BRANCH_TRIES):
+            name = branch_name(fingerprint, n)
+            if self.branch_exists(name):
+                continue
+            try:
+                self.create_branch(name, commit)
+            except GitError:
+                if self.branch_exists(name):  # made by someone else meanwhile: next number
+                    continue
+                raise
+            return name
+        raise GitError(f"no free branch name {branch_name(fingerprint, attempt)} .. "
+                       f"-{attempt + MAX_BRANCH_TRIES - 1}: delete old heal/ branches")
 
     def bring_onto_current(self, commit: str) -> str:
         """Put ``commit`` on the checked-out branch as a new commit (fast-forward when the
@@ -211,8 +268,8 @@ class GitRepo:
     def revert(self, commit: str, reason: str) -> str:
         """A new commit undoing ``commit`` (history is never rewritten); returns its id."""
         self.run("revert", "--no-edit", "--no-commit", commit)
-        self.run("commit", "--no-verify", "-m", f"Revert heal fix {commit[:10]}", "-m", reason,
-                 "--trailer", "Healed-by: heal (rollback)")
+        self.run(*NO_HOOKS, "commit", "--no-verify", "-m", f"Revert heal fix {commit[:10]}",
+                 "-m", reason, "--trailer", "Healed-by: heal (rollback)")
         return self.head()
 
 
@@ -229,6 +286,17 @@ def _pick_failure(output: str) -> str:
         shown = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
         return (f"it conflicts with changes made since it was verified ({shown}); run the "
                 "failing step again for a fix of the current code")
+    return git_reason(output) or "git gave no reason"
+
+
+def git_reason(output: str) -> str:
+    """git's message for a person: its lines that are not hints (which tell how to go on
+    with an operation heal does not go on with), joined with ``; ``, at most
+    MAX_REASON_LINES lines (the first ones, where git says why, and the last) and
+    MAX_REASON_CHARS characters. '' when git said nothing."""
     lines = [line.strip() for line in output.splitlines()
              if line.strip() and not line.lstrip().startswith("hint:")]
-    return lines[-1][:300] if lines else "git gave no reason"
+    if len(lines) > MAX_REASON_LINES:
+        lines = [*lines[:MAX_REASON_LINES - 1], "...", lines[-1]]
+    text = "; ".join(lines)
+    return text if len(text) <= MAX_REASON_CHARS else text[:MAX_REASON_CHARS - 3] + "..."

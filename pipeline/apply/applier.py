@@ -423,12 +423,22 @@ class Applier:
             out = replace(self._base(verdict, "applied", f"applied as {head[:10]}; {what}"),
                           commit=head)
             return out, {"steps": [rerun] if rerun else []}
-        revert = repo.revert(head, f"heal: the failing step still fails after the fix "
-                             f"(exit {rerun['exit_code']}); rolled back")
+        failing = f"still failing after applying (exit {rerun['exit_code']})"
+        try:
+            revert = _revert(repo, head, changed, f"heal: the failing step still fails after "
+                             f"the fix (exit {rerun['exit_code']}); rolled back")
+        except GitError as exc:
+            # the fix stays on the branch: a person must revert it, and it counts as a fix
+            # that did not hold (never "suggested": that would invite applying it again)
+            self._record_revert(verdict)
+            out = replace(self._base(verdict, "escalated", (
+                f"{failing}; the rollback could not be made ({exc}); the fix {head[:10]} is "
+                f"still on the branch: revert it by hand with `git revert {head}`")),
+                commit=head)
+            return out, {"steps": [rerun]}
         self._record_revert(verdict)
         out = replace(self._base(verdict, "rolled_back", (
-            f"still failing after applying (exit {rerun['exit_code']}); reverted by "
-            f"{revert[:10]}; escalated to a human")), commit=head)
+            f"{failing}; reverted by {revert[:10]}; escalated to a human")), commit=head)
         return out, {"revert_commit": revert, "steps": [rerun]}
 
     def _run_steps(self, verdict: VerdictEvent, root: Path, fix: dict[str, Any],
@@ -550,6 +560,21 @@ class Applier:
         alerting_breaker(self.client, self.settings, config,
                          getattr(self.store, "db", None)).record_revert(  # a trip notifies
             *error_scope(verdict.error), event_id=verdict.error_id)
+
+
+def _revert(repo: GitRepo, head: str, changed: list[str], reason: str) -> str:
+    """``git revert`` of ``head``; returns the revert commit.
+
+    Raises:
+        GitError: the revert cannot be made (nothing of the user's was discarded: with
+            uncommitted changes in the fix's files, a revert that could conflict with them
+            is not even tried).
+    """
+    dirty = [path for path in changed if repo.is_dirty([path])]
+    if dirty:
+        raise GitError(f"uncommitted changes in {', '.join(dirty[:5])} (made by the re-run?) "
+                       "are in the way of git revert; heal does not discard them")
+    return repo.revert(head, reason)
 
 
 class _Refused(Exception):

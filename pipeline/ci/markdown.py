@@ -12,7 +12,7 @@ SHOWN_DIFF = 60_000
 _VERDICT = {
     "applied": "applied and verified",
     "suggested": "verified; waiting to be applied",
-    "rolled_back": "rolled back after failing verification",
+    "rolled_back": "applied, then rolled back: the failing step still failed",
     "failed": "did not survive verification",
     "escalated": "escalated to a human",
     "observed": "observed only (mode observe)",

@@ -70,9 +70,12 @@ class OperatorConfig:
     refused: str = ""
 
     def repo_allowed(self, root: Path | str) -> bool:
+        """Whether ``root`` (resolved) matches a ``[trust] repos`` glob: ``*``, ``?`` and
+        ``[...]`` stay inside one path component (``/home/ci/work/*`` is not
+        ``/home/ci/work/a/b/c``); only a whole ``**`` component spans any number of them."""
         real = os.path.realpath(root)
-        return any(fnmatch.fnmatchcase(real, os.path.realpath(g)) or
-                   fnmatch.fnmatchcase(real, g) for g in self.repos)
+        return any(path_glob_match(real, os.path.realpath(g)) or path_glob_match(real, g)
+                   for g in self.repos)
 
     def command_allowed(self, argv: Sequence[str]) -> bool:
         argv = tuple(argv)
@@ -84,6 +87,21 @@ class OperatorConfig:
             elif argv == allowed:
                 return True
         return False
+
+
+def path_glob_match(path: str, glob: str) -> bool:
+    """``path`` matches ``glob`` component by component (fnmatch within a component, so
+    ``*`` never crosses ``/``); a ``**`` component matches zero or more components."""
+    return _match_parts(path.split("/"), glob.split("/"))
+
+
+def _match_parts(parts: list[str], globs: list[str]) -> bool:
+    if not globs:
+        return not parts
+    head, rest = globs[0], globs[1:]
+    if head == "**":
+        return any(_match_parts(parts[i:], rest) for i in range(len(parts) + 1))
+    return bool(parts) and fnmatch.fnmatchcase(parts[0], head) and _match_parts(parts[1:], rest)
 
 
 def _strings(key: str, value: Any) -> tuple[str, ...]:

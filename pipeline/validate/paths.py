@@ -84,6 +84,18 @@ def _escape(real_root: Path, base: Path, rel: str) -> str | None:
     return None
 
 
+def escaping_links(tree: Path, links: list[str]) -> list[tuple[str, Path]]:
+    """The symlinks among ``links`` (paths relative to ``tree``, e.g. the ones git tracks)
+    whose target resolves outside ``tree``, dangling ones included: (path, target)."""
+    real_tree = Path(os.path.realpath(tree))
+    out: list[tuple[str, Path]] = []
+    for rel in links:
+        dest = Path(os.path.realpath(tree / rel))
+        if _outside(real_tree, dest):
+            out.append((rel, dest))
+    return out
+
+
 def param_paths(root: Path, values: list[str], cwd: Path | None = None) -> list[str]:
     """The values among command arguments / parameters that denote paths in the repository
     (or in ``cwd``; a dangling symlink counts), the value of an ``--option=value`` included."""

@@ -34,7 +34,13 @@ from pipeline.validate.owner import owner_token
 from pipeline.validate.preflight import Preflight
 from pipeline.validate.request import FixRequest
 from pipeline.validate.rqjobs import CheckQueue
-from pipeline.validate.verify import Verification, Verifier, rel_cwd, taught_elsewhere
+from pipeline.validate.verify import (
+    Verification,
+    Verifier,
+    failure_reproduced,
+    rel_cwd,
+    taught_elsewhere,
+)
 
 log = logging.getLogger(__name__)
 VERDICT_TTL_S = 7 * 24 * 3600
@@ -346,7 +352,7 @@ def decide(req: FixRequest, mode: Mode, ver: Verification, votes: list[Vote],
                            f"heal apply {req.candidate.error_id}; {approvals}")
     safe = req.category == Category.SAFE and state != "DRAFT"
     if (mode == Mode.AUTO_SAFE and safe) or (mode == Mode.AUTO and (safe or state == "AUTOMATED")):
-        held = automatic_refusal(req, gate)
+        held = unproven_failure(ver) or automatic_refusal(req, gate)
         if held:
             return "suggest", f"{HELD}{held}; run `heal apply {req.fix_id}` to apply; " \
                 f"{approvals}"
@@ -360,6 +366,19 @@ def with_note(verdict: VerdictEvent, gate: WorkflowGate) -> VerdictEvent:
     if not note or note in verdict.reason:
         return verdict
     return replace(verdict, reason=f"{verdict.reason}; {note}")
+
+
+def unproven_failure(ver: Verification) -> str:
+    """Why a fix verified in a worktree lacks the evidence an automatic application needs,
+    or '': a run of the failing command without the fix that failed. Checks passing before
+    and after prove only that the fix breaks nothing; an event naming a repository (forged,
+    or a command heal may not run) would otherwise get a fix applied to an error nothing
+    showed exists there. Fixes verified when applied (``deferred``) are judged there."""
+    if ver.deferred or failure_reproduced(ver.runs):
+        return ""
+    return ("no run of the failing command showed the failure in this repository (it was "
+            "not re-run: not trusted, or heal.toml verify.include_failing = false), so an "
+            "automatic application has no evidence the fix is needed")
 
 
 def automatic_refusal(req: FixRequest, gate: WorkflowGate | None) -> str:

@@ -27,9 +27,9 @@ from typing import Any
 
 from pipeline.errors import GitError
 from pipeline.events import ErrorEvent
-from pipeline.gitops import GitRepo, Trailers, branch_name
+from pipeline.gitops import GitRepo, Trailers
 from pipeline.validate.owner import owner_gone, owner_token
-from pipeline.validate.paths import path_problem
+from pipeline.validate.paths import escaping_links, path_problem
 from pipeline.validate.request import FixRequest
 from pipeline.validate.rqjobs import CheckQueue, CheckSpec
 from pipeline.validate.runner import run_argv
@@ -41,6 +41,9 @@ REALIZE_TIMEOUT_S = 120.0
 RAN_UNCHANGED = "taught command ran in a worktree to verify it and changed no file there"
 #: a taught command matched where it may not run to be verified (see :func:`taught_elsewhere`)
 NOT_RUN_HERE = "taught command not run to verify it"
+#: a verification without a run of the failing command (not trusted, or include_failing off)
+FAILURE_NOT_SHOWN = ("the failing command was not re-run, so nothing shows the failure "
+                     "happens here or is gone with the fix")
 
 
 @dataclass
@@ -205,15 +208,14 @@ class Verifier:
         rows = repo.diff_numstat(after)
         changed = [p for _, _, p in rows]
         lines = sum(a + d for a, d, _ in rows)
-        branch = branch_name(req.fingerprint, attempt)
         ev = req.candidate.error
         commit = repo.commit_all(
             after, f"heal: {req.fix.get('title') or req.fix_id}",
             f"Automated fix for error {ev.id} ({' '.join(ev.command) or 'no command'}).",
             Trailers("heal", req.fingerprint, req.fix_id))
+        branch = repo.create_free_branch(req.fingerprint, attempt, commit)
         _record_owner(owner, {"owner": owner_token(), "repo": str(repo.root),
                               "branch": branch, "commit": commit})
-        repo.create_branch(branch, commit)
         specs = self._specs(req, before, after)
         runs, notes = self._alone(specs, self.checks.run(specs))
         unverified = could_not_verify(runs)
@@ -259,6 +261,11 @@ class Verifier:
             except GitError as exc:
                 return Verification(False, f"the diff does not apply in the worktree: {exc}")
             return None
+        links = escaping_links(tree, repo.tracked_symlinks(tree))
+        if links:
+            # the command would write through them, outside any worktree (and in suggest
+            # mode too): refused before anything runs
+            return Verification(False, _links_refusal(links))
         argv = [str(a) for a in req.rendered.get("argv") or []]
         timeout = float(req.rendered.get("timeout_s") or REALIZE_TIMEOUT_S)
         run = run_argv(argv, str(tree / _rel_cwd(req)), timeout)
@@ -302,6 +309,14 @@ class Verifier:
             for check in pol.checks:
                 specs.append(CheckSpec(check.name, phase, check.argv, str(tree), check.timeout_s))
         return specs
+
+
+def _links_refusal(links: list[tuple[str, Path]]) -> str:
+    shown = ", ".join(f"{path} -> {dest}" for path, dest in links[:3])
+    more = f" and {len(links) - 3} more" if len(links) > 3 else ""
+    return (f"the fix was not run: the repository tracks symbolic links leading outside it "
+            f"({shown}{more}); a command run in the worktree could write through them, so "
+            "heal does not run fixes here (make the links point inside the repository)")
 
 
 def failure_reproduced(runs: list[dict[str, Any]]) -> bool | None:
@@ -384,4 +399,6 @@ def judge_runs(runs: list[dict[str, Any]]) -> tuple[bool, str]:
                    and by.get(("before", name), {}).get("exit_code") == 0]
     if regressions:
         return False, "the fix breaks checks that passed before: " + ", ".join(regressions)
+    if fb is None or fa is None:  # checks alone: they say nothing about the failure
+        return True, f"no check regressed; {FAILURE_NOT_SHOWN}"
     return True, "original failure gone; no check regressed"

@@ -318,7 +318,10 @@ def test_llm_judge_refuses_on_a_malformed_answer(chat: str, reply: Any) -> None:
 
 # -- the decision ------------------------------------------------------------------------------
 
-OK = Verification(True, "original failure gone")
+#: the evidence an automatic application needs: the failure reproduced without the fix
+REPRODUCED = [{"phase": "before", "name": "failing-command", "exit_code": 1},
+              {"phase": "after", "name": "failing-command", "exit_code": 0}]
+OK = Verification(True, "original failure gone", REPRODUCED)
 YES = [Vote("verification", True, "ok")]
 
 
@@ -379,8 +382,16 @@ def test_decide_a_deferred_fix_without_a_trusted_command_waits() -> None:
         "this fix when applied; a person decides: heal apply e1; 1 judge(s) approved; later")
     trusted = request("MODERATE", "AUTOMATED")
     assert decide(trusted, Mode.AUTO, deferred, YES)[0] == "apply"
-    # verified in the worktree: no trusted command is needed to apply it
+    # verified in the worktree with the failure reproduced there: applied by itself
     assert decide(request(trusted=()), Mode.AUTO, OK, YES)[0] == "apply"
+    # checks alone (the failing command was not re-run) prove nothing about the failure
+    checks_only = Verification(True, "no check regressed", [
+        {"phase": "before", "name": "tests", "exit_code": 0},
+        {"phase": "after", "name": "tests", "exit_code": 0}])
+    decision, reason = decide(request(trusted=()), Mode.AUTO, checks_only, YES)
+    assert decision == "suggest"
+    assert reason.startswith("not applied automatically: no run of the failing command "
+                             "showed the failure in this repository")
 
 
 def _gate(state: WorkflowState, min_confidence: float = 0.0, reason: str = "3 failures",

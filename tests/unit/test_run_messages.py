@@ -22,6 +22,6 @@ def test_a_rollback_is_not_called_a_failed_verification(tmp_path: Path) -> None:
         id="e1:apply", error_id="e1", error=error, fix_id="fs.x/fix", status="rolled_back",
         detail="still failing after applying (exit 1); reverted by abc")))
     said = out.getvalue()
-    assert said.startswith("heal: fix fs.x/fix was applied, but the step still failed here, "
-                           "so it was rolled back: still failing"), said
+    assert said.startswith("heal: fix fs.x/fix passed verification and was applied, but the "
+                           "step still failed here, so it was rolled back: still failing"), said
     assert "failed verification" not in said

@@ -111,7 +111,7 @@ def test_panel_size_follows_category() -> None:
     ("RISKY", "AUTOMATED", Mode.AUTO, "suggest"),  # a human for RISKY
 ])
 def test_decide(category: str, state: str, mode: Mode, decision: str) -> None:
-    ok = Verification(True, "original failure gone")
+    ok = Verification(True, "original failure gone", runs(1, 0))
     votes = [Vote("verification", True, "ok")]
     assert decide(req(category, state), mode, ok, votes)[0] == decision
     assert decide(req(category, state), mode, Verification(False, "no"), votes)[0] == "reject"
