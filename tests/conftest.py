@@ -151,6 +151,26 @@ def heal_env(
     return env
 
 
+@pytest.fixture
+def own_database(heal_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A database of this test's own, for a test whose result depends on rows every test of
+    the session shares (the top 5 unmatched groups: a test leaving 300 unmatched errors pushed
+    one's group of 3 out of it), or that changes them for the tests after it (a rollback
+    through the lifecycle stage quarantines a seed fix for every later test)."""
+    from storage.db import close_all
+    from storage.scratch import create_scratch_database
+
+    url, drop = create_scratch_database(heal_env["HEAL_DATABASE_URL"],
+                                        f"heal_m_{uuid.uuid4().hex[:12]}")
+    monkeypatch.setenv("HEAL_DATABASE_URL", url)
+    heal_env["HEAL_DATABASE_URL"] = url
+    try:
+        yield url
+    finally:
+        close_all()
+        drop()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _state_outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """With HEAL_HOME unset heal keeps its state at the git root, which for a test run from the

@@ -11,7 +11,6 @@ import re
 import threading
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -71,25 +70,6 @@ def _gauge(text: str, name: str) -> int:
     found = re.search(rf"^{name} (\d+)$", text, re.MULTILINE)
     assert found is not None, name
     return int(found.group(1))
-
-
-@pytest.fixture
-def own_database(heal_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A database of this test's own: the top 5 unmatched groups of the session's shared one
-    depend on what the tests before wrote (a test leaving 300 unmatched errors pushed this
-    one's group of 3 out of it)."""
-    from storage.db import close_all
-    from storage.scratch import create_scratch_database
-
-    url, drop = create_scratch_database(heal_env["HEAL_DATABASE_URL"],
-                                        f"heal_m_{uuid.uuid4().hex[:12]}")
-    monkeypatch.setenv("HEAL_DATABASE_URL", url)
-    heal_env["HEAL_DATABASE_URL"] = url
-    try:
-        yield url
-    finally:
-        close_all()
-        drop()
 
 
 def test_metrics_group_unmatched_errors_by_mined_template(

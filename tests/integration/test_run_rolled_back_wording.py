@@ -16,8 +16,9 @@ CHECK = ["ruff", "format", "--check", "."]
 
 
 def test_a_fix_reverted_after_the_re_run_is_not_called_failed_verification(
-        tmp_path: Path, heal_env: dict[str, str], capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, heal_env: dict[str, str], own_database: str,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # (own_database: the rollback quarantines the seed fix, which later tests apply)
     # Given a committed formatting error, and an untracked unformatted file only the user's
     # tree has (so the fix verifies in a clean worktree but the step still fails at home)
     root = tmp_path / "repo"
