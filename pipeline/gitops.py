@@ -255,14 +255,22 @@ class GitRepo:
         head = self.head()
         parent = self.run("rev-parse", f"{commit}^").stdout.strip()
         if parent == head:
-            self.run("merge", "--ff-only", "--quiet", commit)
+            proc = self.run("merge", "--ff-only", "--quiet", commit, check=False)
+            if proc.returncode != 0:
+                output = proc.stdout + proc.stderr
+                error = WorkTreeInTheWay if _IN_THE_WAY.search(output) else GitError
+                raise error(f"cannot bring {commit[:10]} onto the working branch: "
+                            f"{git_reason(output) or 'git gave no reason'}; nothing was changed")
         else:
             proc = self.run("cherry-pick", "--allow-empty", commit, check=False)
             if proc.returncode != 0:
                 self.run("cherry-pick", "--abort", check=False)
-                raise GitError(f"cannot bring {commit[:10]} onto the working branch: "
-                               f"{_pick_failure(proc.stdout + proc.stderr)}; nothing was "
-                               "changed (the cherry-pick was aborted)")
+                output = proc.stdout + proc.stderr
+                error = (WorkTreeInTheWay if _IN_THE_WAY.search(output)
+                         and not _CONFLICT.search(output) else GitError)
+                raise error(f"cannot bring {commit[:10]} onto the working branch: "
+                            f"{_pick_failure(output)}; nothing was changed (the cherry-pick "
+                            "was aborted)")
         return self.head()
 
     def revert(self, commit: str, reason: str) -> str:
@@ -272,6 +280,16 @@ class GitRepo:
                  "-m", reason, "--trailer", "Healed-by: heal (rollback)")
         return self.head()
 
+
+class WorkTreeInTheWay(GitError):
+    """The commit would apply, but files of the working tree are in its way (an untracked
+    file it would overwrite, local or staged changes): once they are moved, it applies."""
+
+
+#: git refusing because of the working tree, not because of the commit: "untracked working
+#: tree files would be overwritten by merge", "Your local changes to the following files
+#: would be overwritten by cherry-pick", "your local changes would be overwritten by ..."
+_IN_THE_WAY = re.compile(r"would be overwritten by (?:merge|checkout|cherry-pick)")
 
 #: ``CONFLICT (content): Merge conflict in a.py`` (and the other kinds git names)
 _CONFLICT = re.compile(r"^CONFLICT \([^)\n]{1,40}\): (?:Merge conflict in )?(.{1,300})$", re.M)

@@ -36,7 +36,7 @@ from pipeline.apply.playbook import PlaybookRunner, StepContext
 from pipeline.config import STREAM_OUTCOMES, STREAM_VERDICTS, Settings
 from pipeline.errors import DecodeError, GitError, HealError, Retry, StreamUnavailable
 from pipeline.events import OutcomeEvent, VerdictEvent
-from pipeline.gitops import GitRepo
+from pipeline.gitops import GitRepo, WorkTreeInTheWay
 from pipeline.guardrails.budget import Budget, deferred_key
 from pipeline.guardrails.gate import gate_for
 from pipeline.lifecycle.graduation import UNRUNNABLE, cannot_run
@@ -415,6 +415,10 @@ class Applier:
                               f"heal apply {(verdict.fix or {}).get('id', '')}"), {}
         try:
             head = repo.bring_onto_current(verdict.commit)
+        except WorkTreeInTheWay as exc:  # the fix is fine: the user's tree is in its way
+            return self._base(verdict, "suggested", f"{exc}; left on branch {verdict.branch}: "
+                              f"heal apply {(verdict.fix or {}).get('id', '')} once those "
+                              "files are moved or committed"), {}
         except GitError as exc:
             return self._base(verdict, "escalated", f"could not apply: {exc}"), {}
         rerun = self._rerun(verdict, repo.root, trust)

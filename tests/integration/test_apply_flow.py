@@ -174,3 +174,4 @@ def test_a_step_that_passes_on_a_plain_rerun_is_flaky_and_nothing_runs(
     assert outcome.status == "flaky", outcome.detail
     assert "plain re-run" in outcome.detail
     assert lock.exists()
+

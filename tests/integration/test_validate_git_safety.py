@@ -111,9 +111,13 @@ def test_a_fix_git_cannot_bring_onto_the_branch_says_git_s_reason(
     git(root, "add", "notes.txt")
     # When it is applied
     outcome = applier.handle(verdict)
-    # Then the outcome keeps why git refused, not only its last line
-    assert outcome.status == "escalated"
+    # Then the outcome keeps why git refused, not only its last line; and since only the
+    # user's tree is in the way (nothing is wrong with the fix), the fix waits on its branch
+    # for `heal apply` instead of being escalated
+    assert outcome.status == "suggested", outcome.detail
     assert "your local changes would be overwritten by cherry-pick" in outcome.detail, \
         outcome.detail
+    assert f"heal apply {FORMAT_FIX['id']} once those files are moved" in outcome.detail
     assert "hint:" not in outcome.detail
     assert (root / "notes.txt").read_text() == "v1\nstaged\n"
+    assert git(root, "diff", "--cached", "--name-only") == "notes.txt"
