@@ -31,7 +31,7 @@ VERSIONS: dict[str, str] = {
     "it; the 'code' rule keeps npm's E401 after 'code' and a status before a full stop "
     "('exit code 137.'); dotted versions are masked whole (1.2.3, v1.2.3); CI checkout "
     "roots (GitLab /builds, GitHub /home/runner/work and /__w, Jenkins, Buildkite, "
-    "/workspace) are collapsed like home folders",
+    "/workspace) are collapsed like home folders; npm 8's 'npm ERR!' is a level word",
 }
 
 

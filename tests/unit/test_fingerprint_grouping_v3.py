@@ -121,3 +121,16 @@ def test_a_failed_child_gives_way_to_the_line_it_printed() -> None:
     # a line that says nothing else is still the error when nothing precedes it
     alone = fingerprint_text("collect2: error: ld returned 1 exit status")
     assert alone.normalized == "ERROR: ld returned <num> exit status"
+
+
+def test_npm_8_errors_are_told_apart_by_their_code() -> None:
+    """npm 8 and older print ``npm ERR!``: its ``!`` hid the level word, so the headline was
+    the log-path trailer and ERESOLVE, E404 and E401 were one error."""
+    trailer = ("npm ERR! A complete log of this run can be found in:\n"
+               "npm ERR!     /root/.npm/_logs/2024-01-01T00_00_00_000Z-debug-0.log\n")
+    codes = [fingerprint_text(f"npm ERR! code {code}\nnpm ERR! {line}\n{trailer}")
+             for code, line in (("E404", "404 Not Found - GET https://registry.npmjs.org/x"),
+                                ("E401", "Unable to authenticate"),
+                                ("ERESOLVE", "unable to resolve dependency tree"))]
+    assert len({fp.fine for fp in codes}) == 3, [fp.normalized for fp in codes]
+    assert codes[0].normalized == "ERR: code E404"
