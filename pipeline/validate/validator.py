@@ -276,7 +276,12 @@ class Validator:
         verdict = replace(base, decision=decision, reason=reason, preflight=checks,
                           verification=ver.runs, votes=[v.to_dict() for v in votes],
                           branch=ver.branch, commit=ver.commit if ver.passed else "")
-        return self._record(with_note(verdict, gate), req, mode, attempt)
+        recorded = self._record(with_note(verdict, gate), req, mode, attempt)
+        if ver.inconclusive and not ver.passed:
+            # nothing was decided about the fix ("a re-run may verify it"): the next identical
+            # request is not refused as a duplicate of this one
+            self._release_dedupe(req)
+        return recorded
 
     def _record_spend(self, budget: Budget, ver: Verification) -> None:
         minutes = sum(float(r.get("duration_s", 0.0)) for r in ver.runs) / 60

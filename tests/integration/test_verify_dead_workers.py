@@ -131,9 +131,16 @@ def test_a_timed_out_run_after_the_fix_is_could_not_verify_not_still_fails(
     _short_timeouts(root, 2)
     git(root, "add", "-A")
     git(root, "commit", "-qm", "check")
-    verdict = validator.validate(candidate(root, (sys.executable, "check.py"), FORMAT_FIX))
+    fine = f"fp-hangs-{tmp_path.name}"  # (one fingerprint for both requests below)
+    verdict = validator.validate(candidate(root, (sys.executable, "check.py"), FORMAT_FIX,
+                                           fine=fine))
     # Then the timeout is a timeout: could not verify, escalated, not "still fails"
     assert verdict.decision == "escalate", verdict.reason
     assert "could not verify: failing-command (after) timed out" in verdict.reason
     runs = {(r["phase"], r["name"]): r for r in verdict.verification}
     assert runs[("after", "failing-command")]["exit_code"] == 124
+    # And, as the reason says, a re-run may verify it: it is not refused as a duplicate
+    again = validator.validate(candidate(root, (sys.executable, "check.py"), FORMAT_FIX,
+                                         fine=fine))
+    assert "dedupe" not in again.reason, again.reason
+    assert "could not verify" in again.reason, again.reason
