@@ -92,9 +92,13 @@ class EmbeddedRedis:
 
     def _socket_path(self) -> Path:
         preferred = self.directory / "redis.sock"
-        if len(str(preferred).encode()) <= _MAX_SOCKET_PATH:
+        if (len(str(preferred).encode()) <= _MAX_SOCKET_PATH
+                and _SOCKET_DIR_SAFE.fullmatch(str(preferred))):
             return preferred
-        # Deep $HEAL_HOME: a short, stable path derived from it, so every process agrees.
+        # Deep $HEAL_HOME, or one whose path holds a space or another character a client may
+        # split at (redis-py reads CLIENT INFO's "laddr=<socket path>" by spaces, so every RQ
+        # verification worker died at start): a short, stable path derived from it, so every
+        # process agrees.
         digest = hashlib.sha256(str(self.directory).encode()).hexdigest()[:12]
         return Path(tempfile.gettempdir()) / f"heal-redis-{digest}" / "redis.sock"
 

@@ -51,3 +51,42 @@ def test_a_heal_home_with_a_space_starts_the_embedded_postgres(home: Path) -> No
     assert _use(home, "first") == "1"
     assert _use(home, "second") == "2"
     # Then both started it, and the data persisted between them
+
+
+REDIS_USE = """
+from pipeline.config import Settings
+from storage.engines import connect_redis
+client = connect_redis(Settings.from_env())
+client.client_info()  # what RQ's workers ask at start: it split the socket path at its space
+print(client.connection_pool.connection_kwargs["path"])
+"""
+
+
+@pytest.fixture
+def short_home() -> Iterator[Path]:
+    """A home with a space whose socket path is short enough to stay under it (a long one
+    already moved to the temp folder)."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="h ", dir="/tmp")) / "home x"
+    yield path
+    stop_engines(
+        Settings.from_env({"HEAL_HOME": str(path), "HEAL_REDIS_URL": "redis://x"}), force=True
+    )
+    shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def test_a_heal_home_with_a_space_keeps_redis_s_socket_path_readable(short_home: Path) -> None:
+    """QA: under such a home every RQ verification worker died at start (redis-py parses
+    CLIENT INFO's ``laddr=<socket path>`` by spaces), so nothing was ever verified and each
+    ``heal run`` waited minutes for checks that never ran."""
+    home = short_home
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEAL_")}
+    proc = subprocess.run([sys.executable, "-c", REDIS_USE], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300,
+                          env={**env, "HEAL_HOME": str(home), "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    socket_path = proc.stdout.strip()
+    assert socket_path.endswith("redis.sock") and " " not in socket_path, socket_path
+
