@@ -93,12 +93,12 @@ class EmbeddedRedis:
     def _socket_path(self) -> Path:
         preferred = self.directory / "redis.sock"
         if (len(str(preferred).encode()) <= _MAX_SOCKET_PATH
-                and _SOCKET_DIR_SAFE.fullmatch(str(preferred))):
+                and not _CLIENT_INFO_SEPARATORS.search(str(preferred))):
             return preferred
-        # Deep $HEAL_HOME, or one whose path holds a space or another character a client may
-        # split at (redis-py reads CLIENT INFO's "laddr=<socket path>" by spaces, so every RQ
-        # verification worker died at start): a short, stable path derived from it, so every
-        # process agrees.
+        # Deep $HEAL_HOME, or one whose path holds a space or "=" (redis-py reads CLIENT INFO's
+        # "laddr=<socket path>" as space-separated key=value pairs, so every RQ verification
+        # worker died at start): a short, stable path derived from it, so every process
+        # agrees.
         digest = hashlib.sha256(str(self.directory).encode()).hexdigest()[:12]
         return Path(tempfile.gettempdir()) / f"heal-redis-{digest}" / "redis.sock"
 
@@ -283,6 +283,8 @@ def _import_pgserver() -> Any:
 #: what pg_ctl's ``-o`` string carries to the server intact (it is split at whitespace and
 #: read by a shell): a socket folder with any other character is replaced
 _SOCKET_DIR_SAFE = re.compile(r"[A-Za-z0-9/._+-]+")
+#: what splits CLIENT INFO's fields for redis-py: such a socket path is moved (EmbeddedRedis)
+_CLIENT_INFO_SEPARATORS = re.compile(r"[\s=]")
 
 
 def socket_dir_for(pgdata: Path, runtime_path: Path) -> Path:
