@@ -41,9 +41,10 @@ def safe_load(text: str) -> Any:
     if "&" in text and "*" in text:  # an alias needs an anchor: nothing to expand otherwise
         limit = value_limit(text)
         if _expanded_beyond(doc, limit):
-            raise AliasBomb(f"its aliases (*name) expand it to more than {limit} values "
-                            f"(a {len(text)}-character text holds at most that many written "
-                            "out); write the repeated values out instead of aliasing them")
+            raise AliasBomb(f"its aliases (*name) expand it to more than {limit} values, the "
+                            f"most a {len(text)}-character document may expand to (written "
+                            f"out it could hold about {2 * len(text)}); write the repeated "
+                            "values out instead of aliasing them")
     return doc
 
 

@@ -117,7 +117,7 @@ def describe(verdict: VerdictEvent) -> str:
              f"  verdict: {verdict.decision}: {verdict.reason}"]
     if verdict.commit:
         lines.append(f"  verified commit {verdict.commit[:12]} on branch {verdict.branch} "
-                     "(brought onto the working branch)")
+                     "(to be brought onto the working branch)")
     lines += describe_run(fix)
     return "\n".join(lines)
 

@@ -347,8 +347,9 @@ def decide(req: FixRequest, mode: Mode, ver: Verification, votes: list[Vote],
         return "suggest", f"RISKY fix needs a human: heal apply {req.fix_id}; {approvals}"
     if req.hold:
         argv = " ".join(str(a) for a in req.rendered.get("argv") or [])
+        judged = approvals if ver.reason != req.hold else f"{len(votes)} judge(s) approved"
         return "suggest", (f"{req.hold}; a person approves it by name: heal apply "
-                           f"{req.candidate.error_id} (runs: {argv}); {approvals}")
+                           f"{req.candidate.error_id} (runs: {argv}); {judged}")
     if ver.deferred and not req.trusted_command:
         # verified only when applied, by re-running the failing command: without a command
         # heal may trust, nothing would prove the fix, so a person decides

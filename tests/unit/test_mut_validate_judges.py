@@ -374,6 +374,16 @@ def test_decide_holds_a_fix_waiting_for_a_person() -> None:
         "apply e1 (runs: pip install requests); 1 judge(s) approved; original failure gone")
 
 
+def test_decide_says_a_hold_once_when_verification_gave_the_same_reason() -> None:
+    """A taught command held outside its repository: the verifier's reason is the hold
+    itself, which the decision used to repeat after the judges' count."""
+    why = "taught command not run to verify it: it was taught in /a"
+    held = request(hold=why, rendered={"argv": ["./fix.sh"]})
+    decision, reason = decide(held, Mode.AUTO, Verification(True, why, deferred=True), YES)
+    assert decision == "suggest" and reason.count(why) == 1, reason
+    assert reason.endswith("(runs: ./fix.sh); 1 judge(s) approved")
+
+
 def test_decide_a_deferred_fix_without_a_trusted_command_waits() -> None:
     deferred = Verification(True, "later", deferred=True)
     untrusted = request("MODERATE", "AUTOMATED", trusted=())
