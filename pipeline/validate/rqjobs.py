@@ -21,17 +21,19 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import psutil
 import redis
@@ -44,10 +46,15 @@ from pipeline.errors import StreamUnavailable
 from pipeline.redact import redacted_tail
 from pipeline.validate.rqworker import PARENT_ENV
 
+log = logging.getLogger(__name__)
+
 QUEUE_GRACE_S = 20.0
 #: seconds a job may stay queued before one more worker of our own is started for it
 QUEUE_STALL_S = 5.0
 WORKER_IDLE_S = 20
+#: a worker that exits with an error within this many seconds of its start could not start
+#: (what it wrote on stderr says why; later exits are a stop or a crash mid-job)
+WORKER_START_S = 10.0
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 #: every worker process this process started and has not reaped yet (of any queue)
@@ -127,11 +134,18 @@ class CheckQueue:
         #: the workers this queue started that were alive when last looked at (the exit
         #: hook stops them with the process's other children; idle ones exit on their own)
         self._spawned: list[subprocess.Popen[bytes]] = []
+        #: per started worker (by pid): where its stderr goes, and when it started
+        self._stderr: dict[int, tuple[IO[bytes], float]] = {}
+        #: why workers of this queue could not start (their last words on stderr)
+        self.start_errors: list[str] = []
 
     def close(self) -> None:
         """Stop the workers this queue started (idle ones would exit on their own)."""
         _stop(self._spawned)
         self._spawned = []
+        for stream, _ in self._stderr.values():
+            stream.close()
+        self._stderr.clear()
 
     def _live_workers(self) -> int:
         self._reap_own()
@@ -153,8 +167,11 @@ class CheckQueue:
             # readable by every user on the machine through ps (issue 11, item 9)
             env = {**os.environ, "RQ_REDIS_URL": redis_url_of(self.client),
                    PARENT_ENV: str(os.getpid())}
-            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            # (quiet: a worker writes on stderr only when something is wrong)
+            stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed when reaped
+            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=stderr,
                                     start_new_session=True, env=env)
+            self._stderr[proc.pid] = (stderr, time.monotonic())
             self._spawned.append(proc)
             _adopt(proc)
 
@@ -179,6 +196,10 @@ class CheckQueue:
         return [self._wait(job, spec) for job, spec in zip(jobs, specs, strict=True)]
 
     def _wait(self, job: Job, spec: CheckSpec) -> dict[str, Any]:
+        if (self.start_errors and job.get_status(refresh=True) == JobStatus.QUEUED
+                and not self._live_workers()):  # (an earlier job of the batch found out)
+            return self._never_ran(job, spec, "verification workers cannot start: "
+                                   f"{self.start_errors[-1]}")
         deadline = time.monotonic() + spec.timeout_s + QUEUE_GRACE_S
         queued_since = time.monotonic()
         started = False
@@ -201,20 +222,43 @@ class CheckQueue:
             if status == JobStatus.QUEUED and time.monotonic() - queued_since > QUEUE_STALL_S:
                 # registered workers may be dead elsewhere or busy: add one of our own
                 self._reap_own()
+                if self.start_errors and not self._live_workers():
+                    # every worker dies as it starts: waiting out the timeout changes nothing
+                    return self._never_ran(job, spec, "verification workers cannot start: "
+                                           f"{self.start_errors[-1]}")
                 self._start(1 if len(self._spawned) < self.max_workers else 0)
                 queued_since = time.monotonic()
             time.sleep(0.05)
         if not started and job.get_status(refresh=True) in (JobStatus.QUEUED, None):
-            with contextlib.suppress(redis.RedisError, InvalidJobOperation):
-                job.cancel()  # nobody waits for it any more
-            return {**self._failed(spec, job, "never ran: no verification worker took the "
-                                   f"job within {spec.timeout_s + QUEUE_GRACE_S:g}s",
-                                   timed_out=True), "not_run": True, "duration_s": 0.0}
+            return self._never_ran(job, spec, "no verification worker took the job within "
+                                   f"{spec.timeout_s + QUEUE_GRACE_S:g}s")
         return self._failed(spec, job, "watchdog: no result within the timeout", timed_out=True)
+
+    def _never_ran(self, job: Job, spec: CheckSpec, why: str) -> dict[str, Any]:
+        with contextlib.suppress(redis.RedisError, InvalidJobOperation):
+            job.cancel()  # nobody waits for it any more
+        return {**self._failed(spec, job, f"never ran: {why}", timed_out=True),
+                "not_run": True, "duration_s": 0.0}
 
     def _reap_own(self) -> None:
         _reap()
-        self._spawned = [p for p in self._spawned if p.poll() is None]
+        alive = []
+        for proc in self._spawned:
+            if proc.poll() is None:
+                alive.append(proc)
+                continue
+            stream, since = self._stderr.pop(proc.pid, (None, 0.0))
+            if stream is None:
+                continue
+            if proc.returncode and time.monotonic() - since < WORKER_START_S:
+                stream.seek(0)
+                said = [ln.strip() for ln in stream.read()[-4000:].decode(
+                    "utf-8", "replace").splitlines() if ln.strip()]
+                why = (said[-1] if said else f"exit {proc.returncode}")[:300]
+                log.error("verify: a verification worker could not start: %s", why)
+                self.start_errors = [*self.start_errors[-4:], why]
+            stream.close()
+        self._spawned = alive
 
     @staticmethod
     def _failed(spec: CheckSpec, job: Job, why: str, timed_out: bool = False) -> dict[str, Any]:

@@ -366,7 +366,8 @@ def could_not_verify(runs: list[dict[str, Any]]) -> str:
     "still fails", not a regression. It is ignored only where its result could not change
     the verdict: a policy check that fails before anyway, or passes after anyway."""
     by = {(r["phase"], r["name"]): r for r in runs}
-    problems = []
+    problems: list[str] = []
+    causes: list[str] = []  # (why no worker ran them, when the workers said so)
     for (phase, name), run in by.items():
         if not _unknown(run):
             continue
@@ -377,7 +378,12 @@ def could_not_verify(runs: list[dict[str, Any]]) -> str:
         what = ("never ran (no verification worker took it)" if run.get("not_run")
                 else f"timed out after {float(run.get('duration_s', 0)):g}s")
         problems.append(f"{name} ({phase}) {what}")
-    return f"could not verify: {'; '.join(problems)}" if problems else ""
+        cause = str(run.get("tail") or "").removeprefix("never ran: ")
+        if cause.startswith("verification workers cannot start") and cause not in causes:
+            causes.append(cause)
+    if not problems:
+        return ""
+    return f"could not verify: {'; '.join(problems)}" + "".join(f"; {c}" for c in causes)
 
 
 def judge_runs(runs: list[dict[str, Any]]) -> tuple[bool, str]:

@@ -144,3 +144,29 @@ def test_a_timed_out_run_after_the_fix_is_could_not_verify_not_still_fails(
                                          fine=fine))
     assert "dedupe" not in again.reason, again.reason
     assert "could not verify" in again.reason, again.reason
+
+
+def test_workers_that_cannot_start_fail_the_checks_at_once_saying_why(
+        tmp_path: Path, stage_settings: Settings, client: redis.Redis, prefix: str,
+        attempt_store: AttemptStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA: under a HEAL_HOME with a space every `rq worker` died at start (redis-py split a
+    socket path), their stderr went nowhere, and each check waited out its timeout and grace
+    (minutes per `heal run`) before 'never ran'. Now a worker that dies as it starts is
+    noticed: the checks end within seconds, naming what the worker said."""
+    die = [sys.executable, "-c",
+           "import sys; sys.stderr.write('ValueError: socket path split at a space\\n'); "
+           "sys.exit(1)"]
+    monkeypatch.setattr(rqjobs, "worker_argv", lambda rq_bin, queue: die)
+    queue = CheckQueue(client, f"{prefix}:dying:verify", workers=2)
+    validator = Validator(stage_settings, client, attempt_store, checks=queue)
+    root = sample_repo(tmp_path)
+    break_formatting(root)
+    started = time.monotonic()
+    verdict = validator.validate(candidate(root, ("ruff", "format", "--check", "."), FORMAT_FIX))
+    took = time.monotonic() - started
+    queue.close()
+    assert verdict.decision == "escalate", verdict.reason
+    assert verdict.reason.count("verification workers cannot start: ValueError: socket "
+                                "path split at a space") == 1, verdict.reason
+    # (the default timeouts would have waited 60 s + 20 s per check, one check after another)
+    assert took < 30, took
