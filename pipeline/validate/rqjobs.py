@@ -134,8 +134,8 @@ class CheckQueue:
         #: the workers this queue started that were alive when last looked at (the exit
         #: hook stops them with the process's other children; idle ones exit on their own)
         self._spawned: list[subprocess.Popen[bytes]] = []
-        #: per started worker (by pid): where its stderr goes, and when it started
-        self._stderr: dict[int, tuple[IO[bytes], float]] = {}
+        #: per started worker: where its stderr goes, and when it started
+        self._stderr: dict[subprocess.Popen[bytes], tuple[IO[bytes], float]] = {}
         #: why workers of this queue could not start (their last words on stderr)
         self.start_errors: list[str] = []
 
@@ -171,7 +171,7 @@ class CheckQueue:
             stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed when reaped
             proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=stderr,
                                     start_new_session=True, env=env)
-            self._stderr[proc.pid] = (stderr, time.monotonic())
+            self._stderr[proc] = (stderr, time.monotonic())
             self._spawned.append(proc)
             _adopt(proc)
 
@@ -247,7 +247,7 @@ class CheckQueue:
             if proc.poll() is None:
                 alive.append(proc)
                 continue
-            stream, since = self._stderr.pop(proc.pid, (None, 0.0))
+            stream, since = self._stderr.pop(proc, (None, 0.0))
             if stream is None:
                 continue
             if proc.returncode and time.monotonic() - since < WORKER_START_S:
