@@ -233,12 +233,10 @@ class GitRepo:
         """
         for n in range(max(attempt, 1), max(attempt, 1) + MAX_BRANCH_TRIES):
             name = branch_name(fingerprint, n)
-            if self.branch_exists(name):
-                continue
             try:
                 self.create_branch(name, commit)
             except GitError:
-                if self.branch_exists(name):  # made by someone else meanwhile: next number
+                if self.branch_exists(name):  # taken (before, or meanwhile): next number
                     continue
                 raise
             return name
@@ -254,23 +252,20 @@ class GitRepo:
         """
         head = self.head()
         parent = self.run("rev-parse", f"{commit}^").stdout.strip()
+        aborted = ""
         if parent == head:
             proc = self.run("merge", "--ff-only", "--quiet", commit, check=False)
-            if proc.returncode != 0:
-                output = proc.stdout + proc.stderr
-                error = WorkTreeInTheWay if _IN_THE_WAY.search(output) else GitError
-                raise error(f"cannot bring {commit[:10]} onto the working branch: "
-                            f"{git_reason(output) or 'git gave no reason'}; nothing was changed")
         else:
             proc = self.run("cherry-pick", "--allow-empty", commit, check=False)
             if proc.returncode != 0:
                 self.run("cherry-pick", "--abort", check=False)
-                output = proc.stdout + proc.stderr
-                error = (WorkTreeInTheWay if _IN_THE_WAY.search(output)
-                         and not _CONFLICT.search(output) else GitError)
-                raise error(f"cannot bring {commit[:10]} onto the working branch: "
-                            f"{_pick_failure(output)}; nothing was changed (the cherry-pick "
-                            "was aborted)")
+                aborted = " (the cherry-pick was aborted)"
+        if proc.returncode != 0:
+            output = proc.stdout + proc.stderr
+            error = (WorkTreeInTheWay if _IN_THE_WAY.search(output)
+                     and not _CONFLICT.search(output) else GitError)
+            raise error(f"cannot bring {commit[:10]} onto the working branch: "
+                        f"{_pick_failure(output)}; nothing was changed{aborted}")
         return self.head()
 
     def revert(self, commit: str, reason: str) -> str:

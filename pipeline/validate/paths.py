@@ -57,6 +57,11 @@ def _outside(real_root: Path, resolved: Path) -> bool:
     return resolved != real_root and real_root not in resolved.parents
 
 
+def within(path: str | Path, root: str | Path) -> bool:
+    """Whether ``path`` is ``root`` or inside it, both with their symlinks resolved."""
+    return not _outside(Path(os.path.realpath(root)), Path(os.path.realpath(path)))
+
+
 def _escape(real_root: Path, base: Path, rel: str) -> str | None:
     """Walk ``rel`` from ``base`` one component at a time with ``lstat``: the first symlink
     that leads outside ``real_root`` is named, and so is a final target outside it."""

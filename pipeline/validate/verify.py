@@ -29,7 +29,7 @@ from pipeline.errors import GitError
 from pipeline.events import ErrorEvent
 from pipeline.gitops import GitRepo, Trailers
 from pipeline.validate.owner import owner_gone, owner_token
-from pipeline.validate.paths import escaping_links, path_problem
+from pipeline.validate.paths import escaping_links, path_problem, within
 from pipeline.validate.request import FixRequest
 from pipeline.validate.rqjobs import CheckQueue, CheckSpec
 from pipeline.validate.runner import run_argv
@@ -129,7 +129,7 @@ def taught_elsewhere(fix: dict[str, Any], match: dict[str, Any], root: Path) -> 
     if tier == 1 and not via:
         return ""
     origin = str(rendered.get("taught_in") or "")
-    if origin and _inside(origin, root):
+    if origin and within(origin, root):
         return ""
     where = f"in {origin}" if origin else "in a repository heal did not record"
     how = ("by its coarse fingerprint alone" if via
@@ -138,11 +138,6 @@ def taught_elsewhere(fix: dict[str, Any], match: dict[str, Any], root: Path) -> 
     return (f"{NOT_RUN_HERE}: it was taught {where} and matches here {how}; a taught "
             "command runs to be verified only where it was taught or on an exact match, so "
             "it runs only when a person applies it, then the failing step is re-run")
-
-
-def _inside(path: str, root: Path) -> bool:
-    real, real_root = Path(os.path.realpath(path)), Path(os.path.realpath(root))
-    return real == real_root or real_root in real.parents
 
 
 class Verifier:
@@ -185,9 +180,7 @@ class Verifier:
     def _work_dir_for(self, root: Path) -> Path:
         # HEAL_HOME defaults to <git root>/.heal, inside the repository being healed;
         # worktrees there would show up in the user's own lint/format runs
-        real = Path(os.path.realpath(self.work_dir))
-        real_root = Path(os.path.realpath(root))
-        if real == real_root or real_root in real.parents:
+        if within(self.work_dir, root):
             return Path(tempfile.gettempdir()) / "heal-worktrees"
         return self.work_dir
 
@@ -335,23 +328,20 @@ def disputed(runs: list[dict[str, Any]]) -> list[tuple[str, str]]:
     would hide a regression). Timed-out and never-run ones are not here (no evidence)."""
     by = {(r["phase"], r["name"]): r for r in runs}
 
-    def failed(phase: str, name: str) -> bool:
+    def passed(phase: str, name: str) -> bool | None:
+        """Whether that run exited 0; None without a run that says (none, timed out)."""
         run = by.get((phase, name))
-        return run is not None and not _unknown(run) and int(run.get("exit_code", 1)) != 0
-
-    def passed(phase: str, name: str) -> bool:
-        run = by.get((phase, name))
-        return run is not None and not _unknown(run) and int(run.get("exit_code", 1)) == 0
+        return None if run is None or _unknown(run) else int(run.get("exit_code", 1)) == 0
 
     out: list[tuple[str, str]] = []
     for phase, name in by:
         if phase != "after":
             continue
         if name == "failing-command":
-            out += [("before", name)] if passed("before", name) else []
-            out += [("after", name)] if failed("after", name) else []
-        elif failed("after", name):
-            out += [("before", name)] if failed("before", name) else []
+            out += [("before", name)] if passed("before", name) is True else []
+            out += [("after", name)] if passed("after", name) is False else []
+        elif passed("after", name) is False:
+            out += [("before", name)] if passed("before", name) is False else []
             out.append(("after", name))
     return out
 
