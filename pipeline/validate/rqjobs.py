@@ -24,7 +24,6 @@ import contextlib
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import psutil
 import redis
 from rq import Queue, Worker
 from rq.exceptions import InvalidJobOperation
@@ -44,6 +42,7 @@ from rq.worker import BaseWorker
 
 from pipeline.errors import StreamUnavailable
 from pipeline.redact import redacted_tail
+from pipeline.validate.owner import owner_gone
 from pipeline.validate.rqworker import PARENT_ENV
 
 log = logging.getLogger(__name__)
@@ -196,10 +195,10 @@ class CheckQueue:
         return [self._wait(job, spec) for job, spec in zip(jobs, specs, strict=True)]
 
     def _wait(self, job: Job, spec: CheckSpec) -> dict[str, Any]:
-        if (self.start_errors and job.get_status(refresh=True) == JobStatus.QUEUED
-                and not self._live_workers()):  # (an earlier job of the batch found out)
-            return self._never_ran(job, spec, "verification workers cannot start: "
-                                   f"{self.start_errors[-1]}")
+        if self.start_errors and job.get_status(refresh=True) == JobStatus.QUEUED:
+            stuck = self._stuck(job, spec)  # (an earlier job of the batch found out)
+            if stuck is not None:
+                return stuck
         deadline = time.monotonic() + spec.timeout_s + QUEUE_GRACE_S
         queued_since = time.monotonic()
         started = False
@@ -222,10 +221,9 @@ class CheckQueue:
             if status == JobStatus.QUEUED and time.monotonic() - queued_since > QUEUE_STALL_S:
                 # registered workers may be dead elsewhere or busy: add one of our own
                 self._reap_own()
-                if self.start_errors and not self._live_workers():
-                    # every worker dies as it starts: waiting out the timeout changes nothing
-                    return self._never_ran(job, spec, "verification workers cannot start: "
-                                           f"{self.start_errors[-1]}")
+                stuck = self._stuck(job, spec)
+                if stuck is not None:
+                    return stuck
                 self._start(1 if len(self._spawned) < self.max_workers else 0)
                 queued_since = time.monotonic()
             time.sleep(0.05)
@@ -233,6 +231,14 @@ class CheckQueue:
             return self._never_ran(job, spec, "no verification worker took the job within "
                                    f"{spec.timeout_s + QUEUE_GRACE_S:g}s")
         return self._failed(spec, job, "watchdog: no result within the timeout", timed_out=True)
+
+    def _stuck(self, job: Job, spec: CheckSpec) -> dict[str, Any] | None:
+        """The never-ran result of a queued job when every worker died as it started and
+        none is alive (waiting out the timeout would change nothing); else None."""
+        if not self.start_errors or self._live_workers():
+            return None
+        return self._never_ran(job, spec, "verification workers cannot start: "
+                               f"{self.start_errors[-1]}")
 
     def _never_ran(self, job: Job, spec: CheckSpec, why: str) -> dict[str, Any]:
         with contextlib.suppress(redis.RedisError, InvalidJobOperation):
@@ -272,14 +278,7 @@ def worker_alive(worker: BaseWorker) -> bool:
     """False for the registration of a worker on this host whose process is gone (killed
     with a SIGKILLed heal: it never deregistered, and RQ keeps it for minutes). Workers of
     other hosts are RQ's to expire: their registration counts while it exists."""
-    if worker.hostname != socket.gethostname() or not worker.pid:
-        return True
-    try:
-        return bool(psutil.Process(worker.pid).status() != psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.AccessDenied:
-        return True
+    return not worker.pid or not owner_gone(f"{worker.hostname}|{worker.pid}|")
 
 
 def worker_argv(rq_bin: str, queue: str) -> list[str]:
