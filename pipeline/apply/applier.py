@@ -83,10 +83,7 @@ class Applier:
             raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
         if raw == b"in-progress":
             raise Retry("this error is being applied by another worker", delay=5.0)
-        try:
-            return OutcomeEvent.decode(raw) if isinstance(raw, bytes) else None
-        except DecodeError:
-            return None
+        return _decoded(raw)
 
     def _unrecorded_key(self, error_id: str) -> str:
         return self.settings.key("apply", "unrecorded", error_id)
@@ -151,13 +148,9 @@ class Applier:
     def _decided(self, error_id: str) -> OutcomeEvent | None:
         """The outcome the done marker holds (None without a readable one)."""
         try:
-            raw = self.client.get(self._key(error_id))
+            return _decoded(self.client.get(self._key(error_id)))
         except redis.RedisError as exc:
             raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
-        try:
-            return OutcomeEvent.decode(raw) if isinstance(raw, bytes) else None
-        except DecodeError:
-            return None
 
     def _forget(self, key: str) -> None:
         try:
@@ -583,6 +576,14 @@ def _revert(repo: GitRepo, head: str, changed: list[str], reason: str) -> str:
 
 class _Refused(Exception):
     """A fix's steps name a path outside the repository: it is not run at all."""
+
+
+def _decoded(marker: Any) -> OutcomeEvent | None:
+    """The outcome a done marker holds; None for none, or for one that does not decode."""
+    try:
+        return OutcomeEvent.decode(marker) if isinstance(marker, bytes) else None
+    except DecodeError:
+        return None
 
 
 def fallbacks(fix: dict[str, Any]) -> list[dict[str, Any]]:
