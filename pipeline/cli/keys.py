@@ -25,22 +25,23 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.trust.keys import ENV_PREVIOUS, load_keys, retire_previous, rotate
+    from pipeline.trust.keys import ENV_PREVIOUS, key_id, load_keys, retire_previous, rotate
 
     settings = Settings.from_env()
     retired: str | None = None
     if args.action == "rotate":
         keys = rotate(settings)
     elif args.action == "retire":
-        retired = _previous_id(load_keys(settings).previous)
+        previous_key = load_keys(settings).previous
+        retired = None if previous_key is None else key_id(previous_key)
         if not retire_previous(settings) and retired is not None:
             raise HealError(f"the previous key {retired} comes from ${ENV_PREVIOUS}: unset it "
                             "in every heal process's environment to retire it")
         keys = load_keys(settings)
     else:
         keys = load_keys(settings)
-    current = keys.sign("id", b"")[:8]
-    previous = _previous_id(keys.previous)
+    current = key_id(keys.current)
+    previous = None if keys.previous is None else key_id(keys.previous)
     info = {"source": keys.source, "current": current, "previous": previous}
     if args.action == "retire":
         info["retired"] = retired
@@ -54,11 +55,3 @@ def run(args: argparse.Namespace) -> int:
           + (f"; previous key {previous} still accepted" if previous else ""))
     return 0
 
-
-def _previous_id(previous: bytes | None) -> str | None:
-    """The id ``heal keys show`` prints for a previous key (None without one)."""
-    if previous is None:
-        return None
-    from pipeline.trust.keys import KeySet
-
-    return KeySet(previous).sign("id", b"")[:8]

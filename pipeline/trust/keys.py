@@ -38,7 +38,8 @@ MIN_KEY_CHARS = 32
 RELOAD_EVERY_S = 1.0
 
 
-def _kid(key: bytes) -> str:
+def key_id(key: bytes) -> str:
+    """The 8 hex digits that name ``key`` in its signatures (``heal keys show`` prints them)."""
     return hashlib.sha256(b"heal-kid\0" + key).hexdigest()[:8]
 
 
@@ -105,7 +106,7 @@ class _Signer:
     __slots__ = ("kid", "_inner", "_outer")
 
     def __init__(self, key: bytes, domain: str) -> None:
-        self.kid = _kid(key)
+        self.kid = key_id(key)
         block = hashlib.sha256().block_size
         if len(key) > block:
             key = hashlib.sha256(key).digest()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import Settings
-from pipeline.trust.keys import KeySet, _kid, keys_for
+from pipeline.trust.keys import KeySet, key_id, keys_for
 from pipeline.trust.seal import SealedHandler, seal, unseal
 
 KEYS = [b"k" * 32, b"0123456789abcdef" * 4, b"x" * 65, "ключ-".encode() * 40,
@@ -25,12 +25,12 @@ def test_signatures_equal_the_standard_hmac(key: bytes) -> None:
     for domain in ("stage:fingerprints", "stage:verdicts", "attest", "ü"):
         for data in DATA:
             expected = hmac.digest(key, domain.encode() + b"\0" + data, "sha256").hex()
-            assert keys.sign(domain, data) == f"{_kid(key)}.{expected}"
-            assert keys.sign(domain, data) == f"{_kid(key)}.{expected}"  # (states reused)
-            assert keys.verify(domain, data, f"{_kid(key)}.{expected}")
-            assert not keys.verify(domain, data + b" ", f"{_kid(key)}.{expected}")
+            assert keys.sign(domain, data) == f"{key_id(key)}.{expected}"
+            assert keys.sign(domain, data) == f"{key_id(key)}.{expected}"  # (states reused)
+            assert keys.verify(domain, data, f"{key_id(key)}.{expected}")
+            assert not keys.verify(domain, data + b" ", f"{key_id(key)}.{expected}")
     old = hmac.new(b"p" * 40, b"attest\0x", hashlib.sha256).hexdigest()
-    assert keys.verify("attest", b"x", f"{_kid(b'p' * 40)}.{old}")
+    assert keys.verify("attest", b"x", f"{key_id(b'p' * 40)}.{old}")
 
 
 class _Inner:
@@ -49,5 +49,5 @@ def test_the_sealing_wrapper_seals_as_seal_does(tmp_path: Path,
     assert unseal(settings, "fingerprints", sealed) == raw
     expected = hmac.digest(keys_for(settings).current, b"stage:fingerprints\0" + raw,
                            "sha256").hex()
-    assert sealed.endswith(f'"seal":"{_kid(keys_for(settings).current)}.{expected}"}}'
+    assert sealed.endswith(f'"seal":"{key_id(keys_for(settings).current)}.{expected}"}}'
                            .encode())
