@@ -337,6 +337,13 @@ class LifecycleStore:
             "SELECT EXISTS (SELECT 1 FROM lifecycle_outcomes WHERE status = 'flaky'"
             " AND fingerprint = ANY($1::text[]))", fingerprints))
 
+    def flaky(self, fingerprint: str) -> bool:
+        """Whether ``fingerprint`` is flaky: one of its failures passed on a plain re-run and
+        its determinism score is below the line. The one rule the lookup (retry playbook,
+        :meth:`flaky_fingerprints`), explain and the crediting of successes share: a low
+        score from irregular occurrences alone is no flakiness."""
+        return self.has_flaky_outcome([fingerprint]) and is_flaky(self.determinism(fingerprint))
+
     def flaky_fingerprints(self) -> dict[str, float]:
         """Fingerprints with flaky evidence whose determinism score is below the flaky line,
         with the score (the lookup gives them the retry playbook, never a code change)."""

@@ -17,7 +17,6 @@ from pipeline.guardrails.breaker import CircuitBreaker, error_scope
 from pipeline.guardrails.escalation import Notification
 from pipeline.lifecycle.causes import CauseLearner
 from pipeline.lifecycle.escalate import EscalationHook
-from pipeline.lifecycle.flakiness import is_flaky
 from pipeline.lifecycle.graduation import UNRUNNABLE, LifecyclePolicy
 from pipeline.lifecycle.graduation import Transition as LifecycleTransition
 
@@ -33,7 +32,7 @@ class OutcomeStore(Protocol):
 
     def finish(self, event_id: str) -> None: ...
 
-    def determinism(self, fingerprint: str) -> float: ...
+    def flaky(self, fingerprint: str) -> bool: ...
 
 
 class References(Protocol):
@@ -74,7 +73,7 @@ class LifecycleService:
                 self.breaker.record_success(*error_scope(event.error), event.error_id)
         fingerprint = event.fine or event.error_id
         # a success on a fingerprint known to be flaky proves nothing about the fix
-        credit = event.status != "applied" or not is_flaky(self.store.determinism(fingerprint))
+        credit = event.status != "applied" or not self.store.flaky(fingerprint)
         rec = OutcomeRecord(
             event_id=event.id, error_id=event.error_id, fingerprint=fingerprint,
             fix_id=event.fix_id, status=event.status, workflow=wf.id, step=wf.step,

@@ -324,3 +324,25 @@ def test_explain_calls_flaky_only_what_the_lookup_treats_as_flaky(
     assert fp not in LifecycleStore(db).flaky_fingerprints()
     service.handle(outcome(fp, "fix-x", "flaky", 9, commit="c4"))
     assert _determinism(ReportStore(db), [fp])["flaky"] is True
+
+
+def test_irregular_occurrences_alone_never_withhold_a_working_fix_s_credit(
+        service: LifecycleService, db: Database) -> None:
+    """A fingerprint none of whose failures ever passed unchanged is not flaky, however
+    irregularly it occurs: the lookup gives it no retry playbook, so its fix's successes count
+    (they were withheld when the interval spread alone put the score below the line, which
+    the graduation tests met at random when their outcomes came microseconds apart)."""
+    fp, fix = f"fp-{uuid.uuid4().hex[:8]}", "fix-credited"
+    for i, commit in enumerate(("c1", "c2", "c3", "c4")):
+        service.handle(outcome(fp, fix, "escalated", i, commit=commit))
+    db.execute(  # occurrences 1 s, 1 s and 3 days apart: irregular
+        "UPDATE lifecycle_outcomes o SET ts = now() - make_interval(secs => n.gap)"
+        " FROM (SELECT ctid, (ARRAY[259202, 259201, 259200, 0])[row_number() OVER"
+        " (ORDER BY ts)] AS gap FROM lifecycle_outcomes WHERE fingerprint = $1) n"
+        " WHERE o.ctid = n.ctid", fp)
+    store = LifecycleStore(db)
+    assert store.determinism(fp) < 0.5 and not store.flaky(fp)
+    for i in range(5, 8):
+        service.handle(outcome(fp, fix, "applied", i, commit=f"c{i}"))
+    row = pair(db, fp, fix)
+    assert row is not None and row["successes"] == 3, row
