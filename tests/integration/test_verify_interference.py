@@ -53,7 +53,10 @@ def test_a_check_that_loses_a_fixed_port_to_its_other_copy_does_not_reject_a_goo
     assert verdict.decision == "apply", verdict.reason
     runs = {(r["phase"], r["name"]): r for r in verdict.verification}
     assert runs[("after", "tests")]["exit_code"] == 0
-    assert runs[("before", "tests")]["exit_code"] == 0
+    # (the "before" copy may be the one that lost the port: a check failing before the fix
+    # does not count against it, so it is not run again; its failure is the collision itself)
+    before = runs[("before", "tests")]
+    assert before["exit_code"] == 0 or "Address already in use" in before["tail"], before
     if "interference" in verdict.reason:  # the collision happened (timing): it was settled
         assert "tests (" in verdict.reason and "alone counts" in verdict.reason
 
