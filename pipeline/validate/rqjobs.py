@@ -14,7 +14,11 @@ grace period is reported as timed out (exit 124), one that no worker ever took a
 (``not_run``): neither is evidence about the fix. A registration of a worker on this host
 whose process is gone (a SIGKILLed heal took its workers with it) counts as no worker, and a
 job still queued after :data:`QUEUE_STALL_S` gets one more worker of our own (up to
-``workers``), whatever other registrations claim.
+``workers``), whatever other registrations claim. A worker killed between taking a job off
+the queue and starting it leaves the job in RQ's intermediate list, where RQ would fail it
+only a minute later: seen there twice, :data:`TRANSIT_S` apart, the job goes back to the
+front of the queue. A job whose worker died while running it, or that RQ failed itself
+(stuck, abandoned, stopped), is ``lost``: no evidence about the fix either.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ log = logging.getLogger(__name__)
 QUEUE_GRACE_S = 20.0
 #: seconds a job may stay queued before one more worker of our own is started for it
 QUEUE_STALL_S = 5.0
+#: seconds between the two looks that find a queued job taken by a worker that never started it
+TRANSIT_S = 1.0
 WORKER_IDLE_S = 20
 #: a worker that exits with an error within this many seconds of its start could not start
 #: (what it wrote on stderr says why; later exits are a stop or a crash mid-job)
@@ -191,46 +197,87 @@ class CheckQueue:
             ) for s in specs]
         except redis.RedisError as exc:
             raise StreamUnavailable(f"rq: Redis unreachable: {exc}") from exc
-        self.ensure_workers(len(jobs))
-        return [self._wait(job, spec) for job, spec in zip(jobs, specs, strict=True)]
+        try:
+            self.ensure_workers(len(jobs))
+            queued = time.monotonic()
+            return [self._wait(job, spec, queued) for job, spec in zip(jobs, specs, strict=True)]
+        except redis.RedisError as exc:
+            raise StreamUnavailable(f"rq: Redis unreachable: {exc}") from exc
 
-    def _wait(self, job: Job, spec: CheckSpec) -> dict[str, Any]:
+    def _wait(self, job: Job, spec: CheckSpec, queued: float) -> dict[str, Any]:
+        """The result of ``job``, enqueued at ``queued`` (monotonic; the batch's earlier jobs
+        may have been waited for since)."""
         if self.start_errors and job.get_status(refresh=True) == JobStatus.QUEUED:
             stuck = self._stuck(job, spec)  # (an earlier job of the batch found out)
             if stuck is not None:
                 return stuck
         deadline = time.monotonic() + spec.timeout_s + QUEUE_GRACE_S
-        queued_since = time.monotonic()
-        started = False
+        looked = queued  # (the last look at the job's workers)
+        started = taken = False
         while time.monotonic() < deadline:
             status = job.get_status(refresh=True)
-            if status == JobStatus.FINISHED:
-                result = job.return_value()
-                if isinstance(result, dict):
-                    return {**result, "name": spec.name, "phase": spec.phase, "job": job.id}
-            if status in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
-                latest = job.latest_result()
-                why = latest.exc_string if latest is not None else str(status)
-                # RQ's own job timeout is a timeout, not the command failing (exit 1)
-                return self._failed(spec, job, f"rq job {status}: {why}",
-                                    timed_out="JobTimeoutException" in (why or ""))
+            ended = self._ended(job, spec, status)
+            if ended is not None:
+                return ended
             if status == JobStatus.STARTED and not started:
                 # its timeout runs from now: it may have waited for a busy worker
                 started = True
                 deadline = max(deadline, time.monotonic() + spec.timeout_s + QUEUE_GRACE_S)
-            if status == JobStatus.QUEUED and time.monotonic() - queued_since > QUEUE_STALL_S:
-                # registered workers may be dead elsewhere or busy: add one of our own
-                self._reap_own()
-                stuck = self._stuck(job, spec)
-                if stuck is not None:
-                    return stuck
-                self._start(1 if len(self._spawned) < self.max_workers else 0)
-                queued_since = time.monotonic()
+            if (status in (JobStatus.QUEUED, JobStatus.STARTED)
+                    and time.monotonic() - looked > QUEUE_STALL_S):
+                looked = time.monotonic()
+                ended, taken = self._look(job, spec, status, taken)
+                if ended is not None:
+                    return ended
+                if taken:
+                    looked -= QUEUE_STALL_S - TRANSIT_S  # (look again soon)
             time.sleep(0.05)
         if not started and job.get_status(refresh=True) in (JobStatus.QUEUED, None):
             return self._never_ran(job, spec, "no verification worker took the job within "
                                    f"{spec.timeout_s + QUEUE_GRACE_S:g}s")
         return self._failed(spec, job, "watchdog: no result within the timeout", timed_out=True)
+
+    def _ended(self, job: Job, spec: CheckSpec, status: JobStatus | None
+               ) -> dict[str, Any] | None:
+        """The result of a job that ended (finished, or failed in RQ), else None."""
+        if status == JobStatus.FINISHED:
+            result = job.return_value()
+            if isinstance(result, dict):
+                return {**result, "name": spec.name, "phase": spec.phase, "job": job.id}
+        if status not in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
+            return None
+        latest = job.latest_result()
+        state = status.value if status is not None else "gone"
+        why = ((latest.exc_string if latest is not None else None) or state).strip()
+        if "JobTimeoutException" in why:
+            # RQ's own job timeout is a timeout, not the command failing (exit 1)
+            return self._failed(spec, job, f"rq job {state}: {why}", timed_out=True)
+        # the command never fails its job (run_argv reports every exit): RQ or the worker
+        # did (stuck, abandoned by a dead worker, stopped, cancelled; the last line says)
+        return self._lost(spec, job, f"rq job {state}: {why.splitlines()[-1][:300]}")
+
+    def _look(self, job: Job, spec: CheckSpec, status: JobStatus, taken: bool
+              ) -> tuple[dict[str, Any] | None, bool]:
+        """A look at the workers of a job waiting too long: (its result if that ends it,
+        whether it is still seen taken by a worker that has not started it)."""
+        if status == JobStatus.STARTED:
+            dead = self._dead_runner(job)
+            why = f"its verification worker {dead} died while running it"
+            return (self._lost(spec, job, why) if dead else None), False
+        # registered workers may be dead elsewhere or busy: add one of our own
+        self._reap_own()
+        stuck = self._stuck(job, spec)
+        if stuck is not None:
+            return stuck, False
+        if self._in_transit(job):
+            # taken off the queue by a worker that has not started it: one killed in
+            # between (RQ would fail the job as stuck only after a minute). Seen there
+            # twice, TRANSIT_S apart, it goes back to the front of the queue.
+            if not taken:
+                return None, True
+            self._requeue(job)
+        self._start(1 if len(self._spawned) < self.max_workers else 0)
+        return None, False
 
     def _stuck(self, job: Job, spec: CheckSpec) -> dict[str, Any] | None:
         """The never-ran result of a queued job when every worker died as it started and
@@ -239,6 +286,36 @@ class CheckQueue:
             return None
         return self._never_ran(job, spec, "verification workers cannot start: "
                                f"{self.start_errors[-1]}")
+
+    def _in_transit(self, job: Job) -> bool:
+        """The job is in RQ's intermediate list: a worker took it off the queue and has not
+        started it (a live worker starts it within milliseconds)."""
+        return self.client.lpos(self.queue.intermediate_queue_key, job.id) is not None
+
+    def _requeue(self, job: Job) -> None:
+        """Put a job a dead worker took (see :meth:`_in_transit`) back at the queue's front."""
+        if self.client.lrem(self.queue.intermediate_queue_key, 1, job.id):
+            self.queue.push_job_id(job.id, at_front=True)
+            log.warning("verify: job %s was taken by a worker that never started it (killed?);"
+                        " queued again", job.id)
+
+    def _dead_runner(self, job: Job) -> str:
+        """'pid N' when the worker running ``job`` is a process of this host that is gone
+        (killed mid-check: RQ would notice only when the job's timeout has passed); else ''."""
+        job.refresh()  # type: ignore[no-untyped-call]  # (rq leaves it unannotated)
+        if not job.worker_name:
+            return ""
+        worker = Worker.find_by_key(Worker.redis_worker_namespace_prefix + job.worker_name,
+                                    connection=self.client)
+        if worker is None or worker_alive(worker):
+            return ""
+        return f"pid {worker.pid}" if job.get_status(refresh=True) == JobStatus.STARTED else ""
+
+    def _lost(self, spec: CheckSpec, job: Job, why: str) -> dict[str, Any]:
+        """The result of a check that started (or was taken) and never finished through no
+        fault of the command: no evidence about the fix."""
+        return {**self._failed(spec, job, f"lost: {why}", timed_out=False), "exit_code": 124,
+                "lost": True}
 
     def _never_ran(self, job: Job, spec: CheckSpec, why: str) -> dict[str, Any]:
         with contextlib.suppress(redis.RedisError, InvalidJobOperation):

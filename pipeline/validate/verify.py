@@ -347,12 +347,13 @@ def disputed(runs: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 def _unknown(run: dict[str, Any]) -> bool:
-    return bool(run.get("timed_out") or run.get("not_run"))
+    return bool(run.get("timed_out") or run.get("not_run") or run.get("lost"))
 
 
 def could_not_verify(runs: list[dict[str, Any]]) -> str:
-    """Why the runs cannot decide the fix, '' when they can. A run that timed out or never
-    ran (no verification worker took it) is no evidence: not "failure reproduced", not
+    """Why the runs cannot decide the fix, '' when they can. A run that timed out, never
+    ran (no verification worker took it) or was lost (its worker died, RQ failed the job) is
+    no evidence: not "failure reproduced", not
     "still fails", not a regression. It is ignored only where its result could not change
     the verdict: a policy check that fails before anyway, or passes after anyway."""
     by = {(r["phase"], r["name"]): r for r in runs}
@@ -365,8 +366,12 @@ def could_not_verify(runs: list[dict[str, Any]]) -> str:
         if name != "failing-command" and other is not None and not _unknown(other) and (
                 (phase == "after") == (int(other.get("exit_code", 1)) != 0)):
             continue
-        what = ("never ran (no verification worker took it)" if run.get("not_run")
-                else f"timed out after {float(run.get('duration_s', 0)):g}s")
+        if run.get("not_run"):
+            what = "never ran (no verification worker took it)"
+        elif run.get("lost"):
+            what = f"did not finish ({str(run.get('tail') or '').removeprefix('lost: ')})"
+        else:
+            what = f"timed out after {float(run.get('duration_s', 0)):g}s"
         problems.append(f"{name} ({phase}) {what}")
         cause = str(run.get("tail") or "").removeprefix("never ran: ")
         if cause.startswith("verification workers cannot start") and cause not in causes:

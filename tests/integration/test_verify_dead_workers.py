@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -113,6 +114,7 @@ HANGS_WHEN_FIXED = """\
 import os
 import subprocess
 import sys
+import threading
 import time
 
 p = subprocess.run(["ruff", "format", "--check", "shop"], capture_output=True, text=True)
@@ -170,3 +172,82 @@ def test_workers_that_cannot_start_fail_the_checks_at_once_saying_why(
                                 "path split at a space") == 1, verdict.reason
     # (the default timeouts would have waited 60 s + 20 s per check, one check after another)
     assert took < 30, took
+
+
+def test_a_job_a_dying_worker_took_off_the_queue_is_queued_again_and_runs(
+        tmp_path: Path, redis_url: str, client: redis.Redis, prefix: str) -> None:
+    """A worker SIGKILLed right after its BLMOVE (the race of the test above) leaves the job
+    in RQ's intermediate list, QUEUED forever to us; RQ would fail it as stuck a minute later,
+    and that failure read as exit 1, evidence against the fix."""
+    queue = CheckQueue(client, f"{prefix}:transit:verify", workers=1)
+    # Given a 'worker' blocked on the queue that will take the next job and never start it
+    thief = redis.Redis.from_url(redis_url)
+    took: list[object] = []
+    grab = threading.Thread(target=lambda: took.append(thief.blmove(
+        queue.queue.key, queue.queue.intermediate_queue_key, 30)))
+    grab.start()
+    deadline = time.monotonic() + 10
+    while not any(c.get("cmd") == "blmove" for c in client.client_list()):
+        assert time.monotonic() < deadline, "the thief never blocked"
+        time.sleep(0.05)
+    try:
+        # When a check is run on that queue
+        started = time.monotonic()
+        runs = queue.run([CheckSpec("c", "after", (sys.executable, "-c", "print('ran')"),
+                                    str(tmp_path), 20.0)])
+        grab.join(timeout=5)
+        # Then the thief had it, yet it ran on our own worker within seconds, once
+        assert took and took[0] == runs[0]["job"].encode(), (took, runs)
+        assert runs[0]["exit_code"] == 0 and "ran" in runs[0]["tail"], runs
+        assert time.monotonic() - started < 15
+        assert client.llen(queue.queue.intermediate_queue_key) == 0
+    finally:
+        queue.close()
+        thief.close()
+
+
+KILLS_ITS_WORKER = """\
+import os
+import signal
+import subprocess
+import sys
+
+p = subprocess.run(["ruff", "format", "--check", "shop"], capture_output=True, text=True)
+if p.returncode == 0 and "worktrees" in os.getcwd():
+    os.kill(os.getppid(), signal.SIGKILL)  # (its parent is the verification worker)
+sys.exit(p.returncode)
+"""
+
+
+def test_a_check_whose_worker_dies_mid_run_is_could_not_verify_at_once(
+        tmp_path: Path, validator: Validator) -> None:
+    # Given a failing step whose run after the fix kills the worker running it (an OOM kill)
+    root = sample_repo(tmp_path)
+    break_formatting(root)
+    (root / "check.py").write_text(KILLS_ITS_WORKER)
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "check")
+    started = time.monotonic()
+    verdict = validator.validate(candidate(root, (sys.executable, "check.py"), FORMAT_FIX))
+    # Then verification could not decide: escalated within seconds (not after its 60 s
+    # timeout and the grace), and nothing counts against the fix
+    assert verdict.decision == "escalate", verdict.reason
+    assert "could not verify: failing-command (after) did not finish (its verification worker"\
+        in verdict.reason and "died while running it" in verdict.reason, verdict.reason
+    assert "still fails" not in verdict.reason
+    runs = {(r["phase"], r["name"]): r for r in verdict.verification}
+    assert runs[("after", "failing-command")]["exit_code"] == 124
+    assert time.monotonic() - started < 40
+
+
+def test_a_job_rq_failed_itself_is_lost_not_a_failed_command(
+        tmp_path: Path, client: redis.Redis, prefix: str) -> None:
+    # Given a job that fails in RQ, not in the command (run_argv itself raises: no argv)
+    queue = CheckQueue(client, f"{prefix}:rqfail:verify", workers=1)
+    try:
+        runs = queue.run([CheckSpec("c", "after", (), str(tmp_path), 20.0)])
+    finally:
+        queue.close()
+    # Then it is reported lost (no evidence), never the command's exit 1
+    assert runs[0].get("lost") is True and runs[0]["exit_code"] == 124, runs
+    assert runs[0]["tail"].startswith("lost: rq job failed"), runs
