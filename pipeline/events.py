@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import re
+import shlex
 import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
@@ -412,12 +413,76 @@ class ErrorEvent:
 
 def _encoded(obj: JSON) -> bytes:
     """The raw bytes of an event given as a dict (the Python API): its JSON, or, when it
-    cannot be encoded, its repr (refused: every stream payload is JSON)."""
+    cannot be encoded, its repr (refused: every stream payload is JSON). Encoded as it will
+    be published (no fallback for other types: a set in ``tags`` once passed here as its
+    ``str`` and then failed the publish with a bare TypeError)."""
     try:
-        return orjson.dumps(obj, default=str)
-    except TypeError as exc:  # orjson.JSONEncodeError: an integer beyond 64 bits, a cycle
+        return orjson.dumps(obj)
+    except TypeError as exc:  # orjson.JSONEncodeError: an integer beyond 64 bits, a set, a cycle
         raise _fail(repr(obj)[:MAX_FIELD_CHARS].encode("utf-8", "replace"),
-                    f"the event cannot be written as JSON: {exc}") from exc
+                    f"the event cannot be written as JSON: {exc}; use JSON values only "
+                    "(strings, integers of at most 64 bits, numbers, booleans, null, lists "
+                    "and objects with string keys)") from exc
+
+
+#: the range of an ``exit_code`` (a JSON integer every stage reads: 64-bit signed)
+EXIT_CODE_MIN, EXIT_CODE_MAX = -(2 ** 63), 2 ** 63 - 1
+#: how much of an argv too long for the contract a producer keeps to show (tags.command_head)
+COMMAND_HEAD_CHARS = 2000
+
+
+def fit_to_contract(obj: JSON) -> JSON:
+    """``obj`` (an event as a dict, built by a producer from untrusted input: a transcript's
+    ``cwd``, a tool call's command) cut where the contract allows cutting, so that
+    :meth:`ErrorEvent.from_dict` accepts it instead of a stage refusing it later:
+
+    - a ``source``/``workflow``/``repo`` string longer than ``MAX_FIELD_CHARS``: its start,
+      secrets redacted before the cut; a NUL character is dropped;
+    - a ``command`` over ``MAX_COMMAND_ARGS``/``MAX_COMMAND_BYTES`` or holding a NUL: not
+      kept as argv (a cut argv is another command, and an argv may be run); its start is
+      shown in ``tags.command_head`` and its length in ``tags.command_args``;
+    - an integer ``exit_code`` beyond 64 bits: null, its digits' start in
+      ``tags.exit_code_text``.
+
+    What was cut is listed in ``tags.cut_fields``. Anything else stays for ``from_dict`` to
+    refuse with its reason (a boolean exit code, tags too large). Returns a new dict.
+    """
+    out = dict(obj)
+    cut: list[str] = []
+    for name in ("source", "workflow", "repo"):
+        sub = out.get(name)
+        if not isinstance(sub, dict):
+            continue
+        fitted = {}
+        for key, value in sub.items():
+            if isinstance(value, str) and (len(value) > MAX_FIELD_CHARS or "\x00" in value):
+                value = redacted_head(value.replace("\x00", ""), MAX_FIELD_CHARS)
+                cut.append(f"{name}.{key}")
+            fitted[key] = value
+        out[name] = fitted
+    tags = dict(out.get("tags") or {})
+    command = out.get("command")
+    if isinstance(command, list | tuple) and all(isinstance(c, str) for c in command):
+        size = sum(len(c.encode("utf-8", "replace")) for c in command)
+        if (len(command) > MAX_COMMAND_ARGS or size > MAX_COMMAND_BYTES
+                or any("\x00" in c for c in command)):
+            shown = shlex.join(c.replace("\x00", "") for c in command[:MAX_COMMAND_ARGS])
+            tags["command_head"] = redacted_head(shown, COMMAND_HEAD_CHARS)
+            tags["command_args"] = len(command)
+            out["command"] = []
+            cut.append("command")
+    exit_code = out.get("exit_code")
+    if (isinstance(exit_code, int) and not isinstance(exit_code, bool)
+            and not EXIT_CODE_MIN <= exit_code <= EXIT_CODE_MAX):
+        digits = str(exit_code) if abs(exit_code).bit_length() < 1000 else "(huge)"
+        tags["exit_code_text"] = digits[:40] + ("…" if len(digits) > 40 else "")
+        out["exit_code"] = None
+        cut.append("exit_code")
+    if cut:
+        tags["cut_fields"] = cut
+    if tags or "tags" in out:
+        out["tags"] = tags
+    return out
 
 
 def _ts_problem(ts: Any) -> str:

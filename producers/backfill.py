@@ -34,7 +34,7 @@ from pipeline.safefile import FileRefused, kind_of, open_regular
 from producers.context import stable_id
 from producers.logs import LineSink, LogRecords, head_identity
 from producers.records import LineSplitter
-from producers.transcript import TranscriptReader
+from producers.transcript import TranscriptReader, TranscriptStats
 
 CHUNK = 1 << 20
 PROGRESS_EVERY_S = 2.0
@@ -48,6 +48,8 @@ class BackfillStats:
     skipped_bytes: int = 0
     bad_entries: int = 0
     per_file: dict[str, int] = field(default_factory=dict)
+    #: per transcript: the lines skipped (not JSON, too long), failures cut or refused
+    transcripts: dict[str, TranscriptStats] = field(default_factory=dict)
 
 
 class Progress:
@@ -102,10 +104,12 @@ def check_paths(paths: list[str]) -> list[Path]:
 
 
 def scan_file(path: Path, transcript: bool = False, start: int = 0,
-              progress: Progress | None = None) -> Iterator[tuple[ErrorEvent, int]]:
-    """Events of one file with the offset up to which the file is consumed after each."""
+              progress: Progress | None = None, stats: TranscriptStats | None = None
+              ) -> Iterator[tuple[ErrorEvent, int]]:
+    """Events of one file with the offset up to which the file is consumed after each;
+    ``stats`` counts a transcript's skipped, cut and refused lines."""
     identity = file_identity(path)
-    sink: LineSink = (TranscriptReader(str(path), lambda: identity) if transcript
+    sink: LineSink = (TranscriptReader(str(path), lambda: identity, stats) if transcript
                       else LogRecords(str(path), lambda: identity, kind="backfill"))
     total = path.stat().st_size  # compressed size for .gz: progress is approximate there
     with _open(path) as fh:
@@ -170,8 +174,10 @@ class Backfiller:
         batch: list[ErrorEvent] = []
         count = 0
         done = start
+        stats = (self.stats.transcripts.setdefault(str(path), TranscriptStats())
+                 if transcript else None)
         try:
-            for event, offset in scan_file(path, transcript, start, progress):
+            for event, offset in scan_file(path, transcript, start, progress, stats):
                 count += 1
                 if emit:
                     emit(event)

@@ -34,6 +34,13 @@ applied for it). ``execution_decision(step)`` tells the orchestrator what heal a
 Step records and resolutions are described in :mod:`producers.steps`. Every hook returns the
 id of the event it published (or None) and raises :class:`StreamUnavailable` when Redis cannot
 be reached, so the orchestrator decides whether that matters.
+
+Events are built through the contract's validation, as :func:`producers.emit` builds them
+(:func:`pipeline.events.fit_to_contract`, then :meth:`ErrorEvent.from_dict`): a field longer
+than the contract allows is cut (an argv over 256 arguments or 16 KiB is shown in
+``tags.command_head`` instead, listed in ``tags.cut_fields``), and a value of the wrong type (a
+string or boolean where argv or an exit code goes, a set in ``tags``) raises
+:class:`EventValidationError` saying what to pass, before anything is recorded.
 """
 
 from __future__ import annotations
@@ -45,8 +52,16 @@ from typing import Any
 import redis
 
 from pipeline.config import Settings
-from pipeline.errors import StreamUnavailable, UsageError
-from pipeline.events import ErrorEvent, Repo, Source, Workflow, utc_now
+from pipeline.errors import EventValidationError, StreamUnavailable, UsageError
+from pipeline.events import (
+    SCHEMA_VERSION,
+    ErrorEvent,
+    Repo,
+    Source,
+    fit_to_contract,
+    json_kind,
+    utc_now,
+)
 from pipeline.guardrails.execution import StepDecision, WorkflowState, workflow_name
 from pipeline.guardrails.gate import guard_at
 from pipeline.lifecycle.steps import record_step_result
@@ -79,6 +94,48 @@ def _tail(*texts: str, limit: int = TAIL_BYTES) -> str:
     return redacted_tail(joined, limit)
 
 
+def _refuse(reason: str) -> EventValidationError:
+    return EventValidationError(reason, reason.encode())
+
+
+def _argv(argv: Any) -> list[str]:
+    """``argv`` as a list of strings. Raises: EventValidationError for anything else (a
+    command line given as one string was once published split into its characters)."""
+    if isinstance(argv, str | bytes):
+        raise _refuse(f"argv must be a list of strings such as ['pytest', '-q'], got "
+                      f"{json_kind(argv)}; split a command line with shlex.split")
+    try:
+        items = list(argv)
+    except TypeError:
+        raise _refuse(f"argv must be a list of strings, got {json_kind(argv)}") from None
+    wrong = next((a for a in items if not isinstance(a, str)), None)
+    if wrong is not None:
+        raise _refuse(f"argv must be a list of strings, but holds {json_kind(wrong)}")
+    return items
+
+
+def _lesson_argv(lesson: Mapping[str, Any]) -> list[str]:
+    """A lesson's failing ``command``: a list of strings, or a command line split as a
+    transcript's is (none when it uses shell syntax: it stays in ``tags.learned``)."""
+    from producers.transcript import command_argv
+
+    command = lesson.get("command")
+    if isinstance(command, str):
+        return command_argv(command)
+    return _argv(command or ())
+
+
+def _exit_code(exit_code: Any) -> int:
+    """Raises: EventValidationError for an exit code that is not an integer of at most 64
+    bits (``True`` once published ``"exit_code": true``, which every stage refuses)."""
+    if isinstance(exit_code, bool) or not isinstance(exit_code, int):
+        raise _refuse(f"exit_code must be an integer, got {json_kind(exit_code)}")
+    if exit_code.bit_length() > 63:
+        raise _refuse("exit_code is out of range: an exit status is an integer of at most 64 "
+                      "bits (a process exits with 0-255)")
+    return exit_code
+
+
 class WorkflowHooks:
     """Hooks bound to one workflow run (see the module docstring)."""
 
@@ -108,7 +165,13 @@ class WorkflowHooks:
     def on_subprocess_complete(self, argv: Sequence[str], exit_code: int, *, stdout: str = "",
                                stderr: str = "", phase: str = "", step: str = "",
                                tags: Mapping[str, Any] | None = None) -> str | None:
-        """Publish a failed subprocess (exit code != 0); record the step either way."""
+        """Publish a failed subprocess (exit code != 0); record the step either way.
+
+        Raises: EventValidationError (argv not a list of strings, exit code not an integer,
+        tags that are not JSON), StreamUnavailable.
+        """
+        argv = _argv(argv)
+        exit_code = _exit_code(exit_code)
         name = step or shlex.join(argv)[:200]
         if exit_code == 0:
             self._success(name)
@@ -154,7 +217,8 @@ class WorkflowHooks:
     def on_learn_phase_complete(self, lessons: Sequence[Mapping[str, Any]]) -> list[str]:
         """Publish each lesson ``{"error": text, "fix": text, ...}`` in observe mode.
 
-        Raises: UsageError (a lesson without "error" text), StreamUnavailable.
+        Raises: UsageError (a lesson without "error" text), EventValidationError (a
+        "command" that is neither a command line nor a list of strings), StreamUnavailable.
         """
         from pipeline.learn.lessons import lesson_fix
 
@@ -168,7 +232,7 @@ class WorkflowHooks:
             except UsageError as exc:
                 raise UsageError(f"lesson {index}: {exc}") from exc
             learned = {k: v for k, v in lesson.items() if k != "error"}
-            events.append(self._event("learn", "learn", text, lesson.get("command") or (), None,
+            events.append(self._event("learn", "learn", text, _lesson_argv(lesson), None,
                                       {"mode": "observe", "learned": learned, "hook": "learn"}))
         Publisher(self.client, self.settings).publish_many(events)
         self.published += len(events)
@@ -202,11 +266,20 @@ class WorkflowHooks:
 
     def _event(self, step: str, phase: str, text: str, argv: Sequence[str],
                exit_code: int | None, tags: Mapping[str, Any] | None) -> ErrorEvent:
-        return ErrorEvent(
-            id=new_id("hook"), text=text, source=self.source,
-            workflow=Workflow(id=self.workflow_id, run_id=self.run_id, phase=phase, step=step),
-            repo=self.repo, command=tuple(argv), exit_code=exit_code, tags=dict(tags or {}),
-        )
+        """The event, validated as ``producers.emit`` validates (see the module docstring).
+
+        Raises: EventValidationError saying what to change.
+        """
+        if tags is not None and not isinstance(tags, Mapping):
+            raise _refuse(f"tags must be a mapping of string keys, got {json_kind(tags)}")
+        return ErrorEvent.from_dict(fit_to_contract({
+            "v": SCHEMA_VERSION, "id": new_id("hook"), "text": text, "ts": utc_now(),
+            "source": dict(vars(self.source)),
+            "workflow": {"id": self.workflow_id, "run_id": self.run_id, "phase": phase,
+                         "step": step},
+            "repo": dict(vars(self.repo)), "command": _argv(argv), "exit_code": exit_code,
+            "tags": dict(tags or {}),
+        }))
 
     def _failure(self, step: str, phase: str, text: str, argv: Sequence[str],
                  exit_code: int | None, tags: Mapping[str, Any] | None) -> str:
@@ -214,7 +287,9 @@ class WorkflowHooks:
         Publisher(self.client, self.settings).publish(event)
         StepRecorder(self.client, self.settings).record_failure(self._key(step), step, event.id)
         self.published += 1
-        self._record_state(step, False, text, event.id)
+        # the published text: cut to 64 KiB (and redacted) already, so fingerprinting it costs
+        # milliseconds (the whole 10 MB error_text once cost the caller 6.5 s of CPU)
+        self._record_state(step, False, event.text, event.id)
         return event.id
 
     def _success(self, step: str) -> None:

@@ -21,7 +21,7 @@ import orjson
 
 from pipeline.errors import GitError
 from pipeline.events import ErrorEvent
-from producers.transcript import TranscriptReader, content_text
+from producers.transcript import TranscriptReader, TranscriptStats, content_text
 
 EDIT_TOOLS = frozenset({"Write", "Edit", "MultiEdit", "write", "edit", "str_replace_editor"})
 RUN_TOOLS = frozenset({"Bash", "bash", "shell", "run", "execute"})
@@ -118,6 +118,8 @@ class TranscriptLearner:
         if block.get("is_error") is True:
             if command not in self._open:
                 event = self.reader._result_event(call[2], block, 0, 0)
+                if event is None:  # (the contract refuses it: never published either)
+                    return None
                 self._open[command] = Precedent(command, content_text(block.get("content")),
                                                 event.id, str(call[2].get("cwd") or ""))
             return None
@@ -205,8 +207,9 @@ class LearningTranscriptReader(TranscriptReader):
     fail -> edits -> pass sequence it reads is handed to ``learn`` as it completes."""
 
     def __init__(self, path: str, identity: Callable[[], str],
-                 learn: Callable[[Precedent], None]) -> None:
-        super().__init__(path, identity)
+                 learn: Callable[[Precedent], None],
+                 stats: TranscriptStats | None = None) -> None:
+        super().__init__(path, identity, stats)
         self.learner = TranscriptLearner(path)
         self.learn = learn
 

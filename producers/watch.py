@@ -18,7 +18,7 @@ from typing import Any
 from pipeline.events import ErrorEvent
 from producers.follow import FileFollower, OffsetStore
 from producers.logs import LineSink, LogRecords
-from producers.transcript import TranscriptReader
+from producers.transcript import TranscriptReader, TranscriptStats
 
 Publish = Callable[[list[ErrorEvent]], object]
 
@@ -27,14 +27,16 @@ SinkFactory = Callable[[Callable[[], str]], LineSink]
 
 
 def sink_for(path: str, transcript: bool, kind: str = "log",
-             learn: Callable[[Any], None] | None = None) -> SinkFactory:
+             learn: Callable[[Any], None] | None = None,
+             stats: TranscriptStats | None = None) -> SinkFactory:
+    """``stats``: shared by every transcript reader of the path (one per file opened)."""
     def make(identity: Callable[[], str]) -> LineSink:
         if transcript and learn is not None:
             from producers.transcript_learning import LearningTranscriptReader
 
-            return LearningTranscriptReader(path, identity, learn)
+            return LearningTranscriptReader(path, identity, learn, stats)
         if transcript:
-            return TranscriptReader(path, identity)
+            return TranscriptReader(path, identity, stats)
         return LogRecords(path, identity, kind=kind)
 
     return make
@@ -52,15 +54,23 @@ class Watcher:
         transcript: bool = False,
         idle_flush_s: float = 2.0,
         learn: Callable[[Any], None] | None = None,
+        report: Callable[[str], None] | None = None,
     ) -> None:
         store = OffsetStore(home)
+        #: per transcript path: what its readers skipped, cut and refused (``report``ed)
+        self.transcript_stats: dict[str, TranscriptStats] = (
+            {p: TranscriptStats() for p in paths} if transcript else {})
         self.followers = [
-            FileFollower(p, store, sink_for(p, transcript, learn=learn), from_start,
-                         idle_flush_s)
+            FileFollower(p, store, sink_for(p, transcript, learn=learn,
+                                            stats=self.transcript_stats.get(p)),
+                         from_start, idle_flush_s)
             for p in paths
         ]
         self.publish = publish
         self.published = 0
+        #: says what transcript lines were skipped, cut or refused since it last said so
+        self.report = report
+        self._reported: dict[str, TranscriptStats] = {}
 
     def poll_once(self) -> int:
         """One pass over every file; returns the events published.
@@ -76,7 +86,26 @@ class Watcher:
                 count += len(events)
             follower.checkpoint()
         self.published += count
+        self.report_transcripts()
         return count
+
+    def report_transcripts(self) -> None:
+        """Tell ``report`` what each transcript's readers skipped, cut or refused since the
+        last report (nothing when nothing new)."""
+        if self.report is None:
+            return
+        for path, stats in self.transcript_stats.items():
+            before = self._reported.get(path, TranscriptStats())
+            new = TranscriptStats(
+                skipped=stats.skipped - before.skipped,
+                too_long=stats.too_long - before.too_long, cut=stats.cut - before.cut,
+                refused=stats.refused - before.refused,
+                reasons=stats.reasons[len(before.reasons):])
+            for problem in new.problems():
+                self.report(f"{path}: {problem}" if not problem.startswith(" ") else problem)
+            self._reported[path] = TranscriptStats(
+                skipped=stats.skipped, too_long=stats.too_long, cut=stats.cut,
+                refused=stats.refused, reasons=list(stats.reasons))
 
     def drain(self) -> int:
         """Everything currently in the files, closing the last record of each (``--once``):
@@ -91,6 +120,7 @@ class Watcher:
                 count += len(events)
                 self.published += len(events)
             follower.checkpoint()
+        self.report_transcripts()
         return count
 
     def run(self, stop: threading.Event, interval_s: float = 0.5) -> int:

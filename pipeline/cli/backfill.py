@@ -6,13 +6,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from pipeline.config import Settings
 from pipeline.console import dump_json
 from pipeline.errors import EngineError, UsageError
+
+if TYPE_CHECKING:
+    from producers.backfill import BackfillStats
 
 
 def register(subparsers: Any) -> None:
@@ -107,19 +110,31 @@ def _backfill(args: argparse.Namespace) -> int:
         backfiller.run_file(path, emit=emit)
     for path in transcripts:
         backfiller.run_file(path, transcript=True, emit=emit)
-    stats = backfiller.stats
+    _summary(args, backfiller.stats)
+    return 0
+
+
+def _summary(args: argparse.Namespace, stats: BackfillStats) -> None:
+    """The end of a backfill on stderr (``--json`` without ``--dry-run``: also on stdout):
+    what was published, what an earlier backfill read, and each transcript's skipped lines."""
     verb = "would publish" if args.dry_run else "published"
-    extra = (f", skipped {stats.skipped_bytes} bytes published before"
-             if stats.skipped_bytes else "")
+    # (bytes an earlier backfill read, whatever they held: a transcript's unreadable lines
+    # were once called "published before")
+    extra = (f", skipped {stats.skipped_bytes} bytes read by an earlier backfill (--force "
+             "reads them again)" if stats.skipped_bytes else "")
     bad = f", {stats.bad_entries} undecodable entries skipped" if stats.bad_entries else ""
+    for name, found in stats.transcripts.items():
+        for problem in found.problems():
+            print(f"heal backfill: {name}: {problem}" if not problem.startswith(" ")
+                  else problem, file=sys.stderr)
     if args.json and not args.dry_run:
         summary = {"published": stats.events, "files": stats.files,
-                   "skipped_bytes": stats.skipped_bytes, "bad_entries": stats.bad_entries}
+                   "skipped_bytes": stats.skipped_bytes, "bad_entries": stats.bad_entries,
+                   "transcripts": {p: t.to_dict() for p, t in stats.transcripts.items()}}
         dump_json(summary)
     print(f"heal backfill: {verb} {stats.events} event(s) from "
           f"{'the error stream' if args.replay else f'{stats.files} file(s)'}{extra}{bad}",
           file=sys.stderr)
-    return 0
 
 
 def _discover_or_shadow(args: argparse.Namespace, settings: Settings, logs: list[Any],

@@ -71,7 +71,8 @@ def _watch(args: argparse.Namespace) -> int:
         teacher = WatchTeacher(settings, lambda m: print(f"heal watch: {m}", file=sys.stderr))
     watcher = Watcher(args.paths, settings.home, publisher.publish_many,
                       from_start=args.from_start, transcript=args.transcript,
-                      idle_flush_s=args.idle_flush, learn=teacher)
+                      idle_flush_s=args.idle_flush, learn=teacher,
+                      report=lambda m: print(f"heal watch: {m}", file=sys.stderr))
     try:
         return _follow(args, watcher)
     finally:

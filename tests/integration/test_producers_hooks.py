@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from pipeline.config import Settings
-from pipeline.errors import UsageError
+from pipeline.errors import EventValidationError, UsageError
 from pipeline.events import ErrorEvent
 from producers.hooks import WorkflowHooks
 
@@ -129,3 +129,59 @@ def test_hooks_feed_the_execution_state_and_tell_the_orchestrator(
     changes = [n["summary"] for n in told if "nightly-hooks" in n["summary"]]
     assert any("RUNNING -> DEGRADED" in c for c in changes), told
     assert any("-> QUARANTINED" in c for c in changes), told
+
+
+def test_hook_events_are_validated_as_emit_validates(
+    client: redis.Redis, settings: Settings
+) -> None:
+    """API misuse raises EventValidationError saying what to pass, before anything is
+    published or recorded; oversized values are cut; every entry decodes as a stage reads it
+    (``exit_code: true``, a 5000-argument argv and a string split into characters were once
+    published, and a huge exit code or a set in tags raised a bare TypeError)."""
+    hooks = WorkflowHooks("wf", "r1", client=client, settings=settings)
+    for argv, code, tags, reason in [
+        (["pytest"], True, None, "exit_code must be an integer, got a boolean"),
+        (["pytest"], 2 ** 70, None, "exit_code is out of range"),
+        (["pytest"], "1", None, "exit_code must be an integer, got a string"),
+        ("pytest -q", 1, None, "argv must be a list of strings .*shlex.split"),
+        (["pytest", 3], 1, None, "argv must be a list of strings, but holds an integer"),
+        (["pytest"], 1, {"s": {1, 2}}, "cannot be written as JSON: .*set"),
+    ]:
+        with pytest.raises(EventValidationError, match=reason):
+            hooks.on_subprocess_complete(argv, code, stderr="E", tags=tags)  # type: ignore[arg-type]
+    assert errors(client, settings) == [] and hooks.published == 0
+    assert client.keys(f"{settings.prefix}:*") == []  # nothing recorded either
+    event_id = hooks.on_subprocess_complete(["a"] * 5000, 1, stderr="E boom")
+    (event,) = errors(client, settings)  # (decodes: the stage accepts it)
+    assert event.id == event_id and event.command == () and event.exit_code == 1
+    assert event.tags["cut_fields"] == ["command"] and event.tags["command_args"] == 5000
+    assert event.tags["command_head"].startswith("a a a")
+    big = WorkflowHooks("w" * 300_000, "r", client=client, settings=settings)
+    big.on_phase_complete("test", "failure", error_text="ValueError: boom")
+    last = errors(client, settings)[-1]
+    assert len(last.workflow.id) <= 1024 and "workflow.id" in last.tags["cut_fields"]
+
+
+def test_a_huge_phase_error_text_is_cut_before_it_is_fingerprinted(
+    client: redis.Redis, settings: Settings
+) -> None:
+    """The execution state fingerprints the published (64 KiB) text, not the caller's 10 MB
+    (which once cost 6.5 s of CPU in the orchestrator's thread)."""
+    import time
+
+    hooks = WorkflowHooks("wf", "r1", client=client, settings=settings)
+    text = "ValueError: boom " + "x y z 123 " * 1_000_000
+    started = time.process_time()
+    hooks.on_phase_complete("test", "failure", error_text=text)
+    assert time.process_time() - started < 2.0
+    (event,) = errors(client, settings)
+    assert event.tags["truncated_bytes"] > 9_000_000
+
+
+def test_a_lesson_command_given_as_a_string_is_split_not_spelled_out(
+    client: redis.Redis, settings: Settings
+) -> None:
+    hooks = WorkflowHooks("agent", "8", client=client, settings=settings)
+    hooks.on_learn_phase_complete([{"error": "E   ImportError: yaml", "command": "pytest -q"}])
+    (event,) = errors(client, settings)
+    assert event.command == ("pytest", "-q")
