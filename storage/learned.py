@@ -16,26 +16,42 @@ from typing import Any
 import asyncpg
 import orjson
 
+from pipeline.errors import UsageError
 from storage.db import Database
 
+# a rule a person gave (``--regex``; the pattern's provenance says ``rule_given``) is kept by a
+# later lesson that gives none: only another ``--regex`` replaces it. Returns the pattern's
+# state and the detection it holds after the lesson.
 _PATTERN = """
 INSERT INTO patterns (id, name, category, description, detection, params, examples, source,
                       state, priority, provenance, first_seen, last_seen)
-VALUES ($1, $2, $3, $4, $5::jsonb, '{}'::jsonb, $6::jsonb, $7, 'DRAFT', $8, $9::jsonb, now(),
-        now())
+VALUES ($1, $2, $3, $4, $5::jsonb, '{}'::jsonb, $6::jsonb, $7, 'DRAFT', $8,
+        $9::jsonb || CASE WHEN $10 THEN '{"rule_given": true}'::jsonb ELSE '{}'::jsonb END,
+        now(), now())
 ON CONFLICT (id) DO UPDATE SET
     name = EXCLUDED.name, category = EXCLUDED.category, description = EXCLUDED.description,
-    detection = EXCLUDED.detection, examples = EXCLUDED.examples, priority = EXCLUDED.priority,
-    updated_at = now()
+    detection = CASE WHEN $10 OR NOT COALESCE((patterns.provenance->>'rule_given')::boolean,
+                                                  false)
+                     THEN EXCLUDED.detection ELSE patterns.detection END,
+    provenance = CASE WHEN $10 THEN patterns.provenance || '{"rule_given": true}'::jsonb
+                      ELSE patterns.provenance END,
+    examples = EXCLUDED.examples, priority = EXCLUDED.priority, updated_at = now()
+RETURNING state, detection
 """
 
-# a fix already known keeps its lifecycle state and statistics (teaching it again changes
-# nothing); a new fix always starts DRAFT
+# a fix already known keeps its lifecycle state and statistics; taught again by a person
+# ($9) it becomes the newest of its pattern (the one the lookup serves: they said again that
+# it works). A new fix always starts DRAFT. A fix id held by another pattern is left alone
+# (no row).
 _FIX = """
 INSERT INTO fixes (id, pattern_id, kind, category, state, title, explanation, template,
                    provenance)
 VALUES ($1, $2, $3, $4, 'DRAFT', $5, $6, $7::jsonb, $8::jsonb)
-ON CONFLICT (id) DO NOTHING RETURNING id
+ON CONFLICT (id) DO UPDATE SET
+    created_at = CASE WHEN $9 THEN now() ELSE fixes.created_at END,
+    updated_at = CASE WHEN $9 THEN now() ELSE fixes.updated_at END
+WHERE fixes.pattern_id = EXCLUDED.pattern_id
+RETURNING state, (xmax = 0) AS inserted
 """
 
 # an alternative fix of an imported pattern: older than every fix the pattern has, so the
@@ -79,6 +95,23 @@ class SavedLesson:
     pattern_id: str
     fix_id: str
     new_fix: bool  # False: the same fix was taught before (its state and statistics kept)
+    fix_state: str = "DRAFT"  # the fix's lifecycle state after the lesson (kept when known)
+    pattern_state: str = "DRAFT"
+    #: the pattern's rules after the lesson: a rule a person gave is kept by a lesson that
+    #: gives none, so they may differ from the lesson's own
+    detection: tuple[dict[str, Any], ...] = ()
+    new_alternatives: tuple[str, ...] = ()  # the ids of ``alternatives`` that were stored
+
+
+@dataclass(frozen=True)
+class HeldPattern:
+    """A pattern held here as an import compares it: its detection rules' key, its source
+    and every fix (id, kind and template), the one served first."""
+
+    id: str
+    detection: str
+    source: str
+    fixes: tuple[tuple[str, dict[str, Any]], ...]
 
 
 class LearnedRepository:
@@ -88,17 +121,27 @@ class LearnedRepository:
     def save(self, raw: dict[str, Any], *, source: str, provenance: dict[str, Any],
              fingerprints: Iterable[tuple[str, str]] = (), issue: str = "",
              alternatives: Sequence[tuple[dict[str, Any], dict[str, Any]]] = (),
-             move_fingerprints: bool = True) -> SavedLesson:
+             move_fingerprints: bool = True, rule_given: bool = False,
+             serve_again: bool = True) -> SavedLesson:
         """Store one taught pattern (``raw``: the seeds' YAML shape, already validated) and
         its fix as DRAFT, map ``fingerprints`` (fingerprint, level) to it (a fingerprint known
         for another pattern moves to this one: the person said what fixes it), record the
         lesson in ``learnings`` and mark the issue ``learned``; one transaction.
 
+        A fix taught before keeps its state and statistics and, with ``serve_again`` (a
+        person's lesson, not one mined from a history or a transcript run again), becomes
+        the newest of its pattern again (the one served). ``rule_given``: ``raw``'s rules
+        are a person's (``--regex``); without it, a rule a person gave before is kept.
+
         ``alternatives`` (fix mapping, its provenance), newest first: the pattern's other
         fixes (an imported pack's), stored DRAFT as older than ``raw``'s fix.
 
         ``move_fingerprints=False`` (an import): a fingerprint mapped to another pattern
-        stays where it is."""
+        stays where it is.
+
+        Raises:
+            UsageError: the fix's id is held here by another pattern (nothing is stored).
+        """
         fix = dict(raw["fix"])
         template = _fix_template(fix)
         fps = list(fingerprints)
@@ -106,15 +149,20 @@ class LearnedRepository:
 
         async def go(conn: asyncpg.Connection) -> SavedLesson:
             async with conn.transaction():
-                await conn.execute(
+                pattern = await conn.fetchrow(
                     _PATTERN, raw["id"], raw["name"], raw["category"], raw["description"],
                     _json(raw["detect"]), _json(raw["examples"]), source,
-                    int(raw.get("priority", 50)), _json(provenance))
-                new = await conn.fetchval(
+                    int(raw.get("priority", 50)), _json(provenance), rule_given)
+                row = await conn.fetchrow(
                     _FIX, fix["id"], raw["id"], fix["kind"], fix["category"], fix["title"],
-                    fix["explanation"], _json(template), _json(provenance))
-                for alt, alt_provenance in others:
-                    await _insert_older(conn, raw["id"], alt, alt_provenance)
+                    fix["explanation"], _json(template), _json(provenance), serve_again)
+                if row is None:  # rolls the lesson back
+                    owner = await conn.fetchval("SELECT pattern_id FROM fixes WHERE id = $1",
+                                                fix["id"])
+                    raise UsageError(f"fix id {fix['id']} is held here by pattern {owner}; "
+                                     "nothing was stored: give the fix an id of its own")
+                added = [str(alt["id"]) for alt, alt_provenance in others
+                         if await _insert_older(conn, raw["id"], alt, alt_provenance)]
                 on_conflict = ("DO UPDATE SET pattern_id = EXCLUDED.pattern_id, source = 'taught'"
                                if move_fingerprints else "DO NOTHING")
                 for fp, level in fps:
@@ -129,7 +177,9 @@ class LearnedRepository:
                 if issue:
                     await conn.execute(
                         "UPDATE issue_queue SET status = 'learned' WHERE fine = $1", issue)
-                return SavedLesson(raw["id"], fix["id"], new is not None)
+                return SavedLesson(raw["id"], fix["id"], bool(row["inserted"]),
+                                   str(row["state"]), str(pattern["state"]),
+                                   tuple(_decoded(pattern["detection"]) or ()), tuple(added))
 
         result: SavedLesson = self.db.run(go)
         return result
@@ -171,14 +221,23 @@ class LearnedRepository:
             out.append(item)
         return out
 
-    def detections(self) -> dict[str, tuple[str, str]]:
-        """Detection key (the rules' JSON) -> (pattern id, newest fix id) of every pattern,
-        seeds included: how an import recognizes a pattern it already holds."""
+    def held_patterns(self) -> list[HeldPattern]:
+        """Every pattern held here, seeds included, with every fix (the newest first: the
+        one a taught pattern serves): what an import compares a pack with."""
         rows = self.db.fetch(
-            """SELECT p.id, p.detection::text AS detection, f.id AS fix_id FROM patterns p
-               LEFT JOIN LATERAL (SELECT id FROM fixes WHERE pattern_id = p.id
-                                  ORDER BY created_at DESC, id DESC LIMIT 1) f ON true""")
-        return {_canonical(r["detection"]): (r["id"], r["fix_id"] or "") for r in rows}
+            """SELECT p.id, p.detection::text AS detection, p.source, f.id AS fix_id, f.kind,
+                      f.template::text AS template
+               FROM patterns p LEFT JOIN fixes f ON f.pattern_id = p.id
+               ORDER BY p.id, f.created_at DESC, f.id DESC""")
+        out: list[HeldPattern] = []
+        for r in rows:
+            if not out or out[-1].id != r["id"]:
+                out.append(HeldPattern(r["id"], _canonical(r["detection"]), r["source"], ()))
+            if r["fix_id"] is not None:
+                fix = (r["fix_id"], {"kind": r["kind"], **_decoded(r["template"])})
+                out[-1] = HeldPattern(out[-1].id, out[-1].detection, out[-1].source,
+                                      (*out[-1].fixes, fix))
+        return out
 
     def fingerprint_owner(self, fingerprint: str, level: str) -> str | None:
         """The pattern ``fingerprint`` (at ``level``: fine or coarse) is mapped to, if any."""
@@ -251,6 +310,7 @@ def _canonical(detection: Any) -> str:
     return _json(sorted(orjson.dumps(d, option=orjson.OPT_SORT_KEYS).decode() for d in items))
 
 
-def detection_key(detect: list[dict[str, Any]]) -> str:
-    """The key :meth:`LearnedRepository.detections` uses for a pattern's rules."""
+def detection_key(detect: Sequence[dict[str, Any]]) -> str:
+    """The key :class:`HeldPattern` holds for a pattern's rules (the same rules in any
+    order give the same key)."""
     return _canonical(detect)

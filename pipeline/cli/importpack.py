@@ -1,8 +1,10 @@
 """``heal import FILE``: load a pack (``heal export --pack`` wrote it, or a seed file).
 
-Every imported fix starts DRAFT here whatever its state was elsewhere; a pattern whose
-detection is already held here with a different fix is a conflict: listed, never merged
-(exit 1 when there was one; 2 for a file that is not a valid pack).
+Every imported fix starts DRAFT here whatever its state was elsewhere; a pattern whose id or
+detection is already held here with a different fix, or whose fix id is held by another
+pattern, is a conflict: listed, never merged (exit 1 when there was one; 2 for a file that is
+not a valid pack). A pattern held with the same fix is already known: importing the same pack
+again changes nothing and says so (exit 0).
 """
 
 from __future__ import annotations
@@ -46,4 +48,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"conflict {c['pattern_id']}: {c['why']}")
         print(f"{len(report.imported)} imported (DRAFT), {len(report.known)} already known, "
               f"{len(report.conflicts)} conflict(s) not merged")
+        if not report.imported and not report.conflicts:
+            print("nothing changed: every pattern of the pack is held here with the same fixes")
     return 1 if report.conflicts else 0

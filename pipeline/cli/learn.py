@@ -137,8 +137,8 @@ def run(args: argparse.Namespace) -> int:
 def print_taught(taught: Any, text: str) -> None:
     p = taught.provenance
     verb = "learned" if taught.new_fix else "already knew"
-    print(f"{verb} DRAFT pattern {taught.pattern_id}")
-    print(f"  fix        {taught.fix_id} ({taught.kind}, {taught.category}, DRAFT)")
+    print(f"{verb} {taught.pattern_state} pattern {taught.pattern_id}")
+    print(f"  fix        {taught.fix_id} ({taught.kind}, {taught.category}, {taught.state})")
     print(f"  from       error {p['error_id']} ({p['error_was']}), taught by {p['who']} "
           f"at {p['when']}")
     print(f"  detection  fine fingerprint {', '.join(taught.fingerprints)}")

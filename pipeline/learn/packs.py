@@ -8,10 +8,12 @@ own ``stats`` and ``provenance``. A seed file is a pack without the extras, so
 ``heal import seeds/net.yaml`` goes through the same code.
 
 Importing never trusts the other installation's verdicts: every imported fix starts DRAFT
-here, whatever its state was there, and is verified before it is offered. A pattern whose
-detection is already known here with a different fix, or whose ``provenance.fine`` is mapped
-here to another pattern, is a conflict: reported, never merged. A pack naming one pattern id
-twice is refused before anything is stored.
+here, whatever its state was there, and is verified before it is offered. A pattern held here
+(by its id, a seed's included, or by its rules) with the same fix is already known: importing
+a pack again changes nothing. One held with a different fix or other rules under its id, one
+with a fix id held by another pattern, or whose ``provenance.fine`` is mapped here to another
+pattern, is a conflict: reported, never merged. A pack naming one pattern id twice, or one
+fix id for two patterns, is refused before anything is stored.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import orjson
 import yaml
 
 from pipeline.errors import ConfigError, UsageError
-from pipeline.lookup.catalog import parse_pattern
+from pipeline.lookup.catalog import Catalog, load_catalog, parse_pattern
 from pipeline.lookup.taught import raw_pattern
 from pipeline.safefile import load_yaml_file
 from pipeline.spelling import spelled
@@ -167,8 +169,8 @@ def read_pack(path: Path) -> dict[str, Any]:
         UsageError: unreadable, not a regular file, over 16 MiB, not UTF-8, not YAML,
             nested too deeply, aliases expanding beyond its text, a version this heal does
             not know, more than MAX_PATTERNS patterns, a pattern with more than
-            MAX_EXAMPLES examples or MAX_ALTERNATIVES alternatives, or an invalid pattern
-            (named, with the field to change).
+            MAX_EXAMPLES examples or MAX_ALTERNATIVES alternatives, an invalid pattern
+            (named, with the field to change), or one pattern id or fix id given twice.
     """
     doc = load_yaml_file(path, str(path))
     if not isinstance(doc, dict) or not isinstance(doc.get("patterns"), list):
@@ -182,6 +184,7 @@ def read_pack(path: Path) -> dict[str, Any]:
         raise UsageError(f"{path}: {len(doc['patterns'])} patterns; a pack holds at most "
                          f"{MAX_PATTERNS}: split it into several packs")
     first_at: dict[str, int] = {}
+    fix_of: dict[str, str] = {}
     for index, raw in enumerate(doc["patterns"]):
         if not isinstance(raw, dict):
             raise UsageError(f"{path}: pattern {index} is not a mapping")
@@ -199,10 +202,24 @@ def read_pack(path: Path) -> dict[str, Any]:
                                  f"{key}; a pattern holds at most {cap}: keep the ones that "
                                  "tell its errors apart")
         try:
-            parse_pack_pattern(raw)
+            _clean, fixes = parse_pack_pattern(raw)
         except ConfigError as exc:
             raise UsageError(f"{path}: {exc}") from exc
+        _check_fix_ids(path, str(pid), fixes, fix_of)
     return doc
+
+
+def _check_fix_ids(path: Path, pattern_id: str, fixes: list[PackFix],
+                   fix_of: dict[str, str]) -> None:
+    """Raises UsageError when a fix id of ``pattern_id`` was given for another pattern of
+    the pack (``fix_of``: fix id -> pattern id so far): one fix row belongs to one pattern,
+    so the second would be dropped."""
+    for item in fixes:
+        other = fix_of.setdefault(str(item.fix["id"]), pattern_id)
+        if other != pattern_id:
+            raise UsageError(f"{path}: fix id {spelled(item.fix['id'])} is given for patterns "
+                             f"{spelled(other)} and {spelled(pattern_id)}; give each fix its "
+                             "own id")
 
 
 @dataclass
@@ -215,87 +232,158 @@ class ImportReport:
         return {"imported": self.imported, "known": self.known, "conflicts": self.conflicts}
 
 
+def _fix_key(fix: dict[str, Any]) -> dict[str, Any]:
+    """What makes two fixes the same fix: its kind and template (not its id or state)."""
+    return {"kind": fix.get("kind"), **_template(fix)}
+
+
+class _Held:
+    """The patterns held here (PostgreSQL, and the seed files, which a fresh installation
+    has not stored yet and which are the seeds whatever PostgreSQL holds under their ids),
+    by id, by detection and by fix id; kept current as a pack is imported."""
+
+    def __init__(self, rows: list[Any], seeds: Catalog) -> None:
+        from storage.learned import HeldPattern, detection_key
+
+        self.by_id: dict[str, HeldPattern] = {r.id: r for r in rows}
+        for seed in seeds.patterns.values():
+            d = seed.to_dict()
+            self.by_id[seed.id] = HeldPattern(
+                seed.id, detection_key(d["detect"]), "seed",
+                tuple((f["id"], _fix_key(f)) for f in (d["fix"], *d.get("alternatives", []))))
+        self.by_detection: dict[str, Any] = {}
+        self.owner: dict[str, str] = {}
+        for held in self.by_id.values():
+            self.add(held)
+
+    def add(self, held: Any) -> None:
+        from storage.learned import detection_key
+
+        self.by_id[held.id] = held
+        if held.detection != detection_key([]):
+            # a pattern with no rule is known by its id only: two such patterns share nothing
+            self.by_detection.setdefault(held.detection, held)
+        for fix_id, _fix in held.fixes:
+            self.owner[fix_id] = held.id
+
+    def has_fix(self, held: Any, fix: dict[str, Any]) -> bool:
+        return any(_same(mine, _fix_key(fix)) for _id, mine in held.fixes)
+
+    def taken(self, pattern_id: str, fixes: list[PackFix]) -> dict[str, str] | None:
+        """A conflict when a fix id of the pack's pattern is held here by another pattern, or
+        by this one as a different fix: storing it would drop it or attach it elsewhere."""
+        for item in fixes:
+            fix_id = str(item.fix["id"])
+            owner = self.owner.get(fix_id)
+            if owner is None:
+                continue
+            if owner != pattern_id:
+                return {"pattern_id": pattern_id, "held": owner,
+                        "why": f"its fix id {fix_id} is held here by pattern {owner}; not "
+                               "imported: give the fix an id of its own"}
+            mine = dict(self.by_id[owner].fixes).get(fix_id)
+            if not _same(mine, _fix_key(item.fix)):
+                return {"pattern_id": pattern_id, "held": owner,
+                        "why": f"its fix id {fix_id} is held here as a different fix; not "
+                               "merged: compare them and teach the better one with heal learn"}
+        return None
+
+
 class PackImporter:
     """Imports a pack through :class:`storage.learned.LearnedRepository` (one pattern per
-    transaction), auditing each import."""
+    transaction), auditing each fix stored. A pattern is held here when its id is (the seeds'
+    ids included) or, for a pattern with rules, when its rules are; held with the same fix
+    (the one served or an alternative) it is already known and gains only the alternatives it
+    lacks; anything else held is a conflict, and nothing of that pattern is stored."""
 
-    def __init__(self, db: Any, audit: Any = None) -> None:
+    def __init__(self, db: Any, audit: Any = None, seeds: Catalog | None = None) -> None:
         from storage.learned import LearnedRepository
 
         self.repo = LearnedRepository(db)
         self.audit = audit
+        self.seeds = load_catalog() if seeds is None else seeds
 
     def run(self, doc: dict[str, Any], origin: str, who: str) -> ImportReport:
-        from storage.learned import detection_key
+        from storage.learned import HeldPattern, detection_key
 
         report = ImportReport()
-        held = self.repo.detections()
-        by_id = {pid: key for key, (pid, _fix) in held.items()}
+        held = _Held(self.repo.held_patterns(), self.seeds)
         when = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         for raw in doc["patterns"]:
             clean, fixes = parse_pack_pattern(raw)
-            fix = dict(raw["fix"])
-            rules = raw.get("detect") or []
-            key = detection_key(rules) if rules else f"id:{raw['id']}"
-            mine = held.get(key) or ((raw["id"], "") if raw["id"] in by_id else None)
+            key = detection_key(clean["detect"])
+            mine = held.by_id.get(clean["id"]) or held.by_detection.get(key)
 
             def provenance(item: PackFix) -> dict[str, Any]:
                 return {**item.provenance, "imported_from": origin, "imported_by": who,
                         "imported_at": when, "stats_elsewhere": item.stats,
                         "state_elsewhere": item.fix.get("state", "ACTIVE")}
 
-            # verified here before any of them is ever offered
-            others = [({**item.fix, "state": "DRAFT"}, provenance(item)) for item in fixes[1:]]
             if mine is not None:
-                if self._known_or_conflict(raw, fix, mine, key, by_id, report) and others:
-                    # the same pattern and fix: the alternatives not held here join it
-                    for fix_id in self.repo.add_older_fixes(mine[0], others):
-                        report.imported.append({"pattern_id": mine[0], "fix_id": fix_id})
-                        self._audit(mine[0], fix_id, origin)
+                conflict = (self._differs(clean, fixes[0].fix, mine, key, held)
+                            or held.taken(mine.id, fixes))
+                if conflict is not None:
+                    report.conflicts.append(conflict)
+                    continue
+                report.known.append(clean["id"])
+                # the same pattern and fix: the alternatives not held here join it (verified
+                # here before any of them is ever offered)
+                lacking = [({**item.fix, "state": "DRAFT"}, provenance(item))
+                           for item in fixes[1:] if not held.has_fix(mine, item.fix)]
+                added = self.repo.add_older_fixes(mine.id, lacking) if lacking else []
+                self._imported(report, mine.id, added, origin)
+                held.add(HeldPattern(mine.id, mine.detection, mine.source, (
+                    *mine.fixes, *((f["id"], _fix_key(f)) for f, _p in lacking))))
+                continue
+            conflict = held.taken(clean["id"], fixes)
+            if conflict is not None:
+                report.conflicts.append(conflict)
                 continue
             clean["fix"]["state"] = "DRAFT"
             fine = str((raw.get("provenance") or {}).get("fine") or "")
             owner = self.repo.fingerprint_owner(fine, "fine") if fine else None
-            if owner is not None and owner != raw["id"]:
+            if owner is not None and owner != clean["id"]:
                 # a pack never moves a fingerprint: only a person (heal learn) says what
                 # fixes an error heal already maps to a pattern
                 report.conflicts.append({
-                    "pattern_id": raw["id"], "held": owner,
+                    "pattern_id": clean["id"], "held": owner,
                     "why": f"its provenance maps fingerprint {fine} to it, which is mapped "
                            f"here to {owner}; not imported: teach it with heal learn if "
                            "that fingerprint should move"})
                 continue
+            others = [({**item.fix, "state": "DRAFT"}, provenance(item)) for item in fixes[1:]]
             saved = self.repo.save(clean, source="pack", provenance=provenance(fixes[0]),
                                    fingerprints=[(fine, "fine")] if fine else [],
                                    alternatives=others, move_fingerprints=False)
-            held[key] = (saved.pattern_id, saved.fix_id)
-            for fix_id in (saved.fix_id, *(f["id"] for f, _p in others)):
-                report.imported.append({"pattern_id": saved.pattern_id, "fix_id": fix_id})
-                self._audit(saved.pattern_id, fix_id, origin)
+            stored = [saved.fix_id] if saved.new_fix else []
+            self._imported(report, saved.pattern_id, [*stored, *saved.new_alternatives], origin)
+            held.add(HeldPattern(clean["id"], key, "pack",
+                                 tuple((item.fix["id"], _fix_key(item.fix)) for item in fixes)))
         return report
 
-    def _audit(self, pattern_id: str, fix_id: str, origin: str) -> None:
-        if self.audit is not None:
-            self.audit.append("pattern.import", pattern_id, {"fix_id": fix_id, "from": origin})
+    def _imported(self, report: ImportReport, pattern_id: str, fix_ids: list[str],
+                  origin: str) -> None:
+        """Report and audit the fixes that were stored (only those)."""
+        for fix_id in fix_ids:
+            report.imported.append({"pattern_id": pattern_id, "fix_id": fix_id})
+            if self.audit is not None:
+                self.audit.append("pattern.import", pattern_id,
+                                  {"fix_id": fix_id, "from": origin})
 
-    def _known_or_conflict(self, raw: dict[str, Any], fix: dict[str, Any],
-                           mine: tuple[str, str], key: str, by_id: dict[str, str],
-                           report: ImportReport) -> bool:
-        """True when the pattern is known here with the same fix; else a conflict."""
-        pattern_id, fix_id = mine
-        if raw["id"] in by_id and by_id[raw["id"]] != key:
-            report.conflicts.append({
-                "pattern_id": raw["id"], "held": raw["id"],
-                "why": "the same pattern id is held here with a different detection"})
-            return False
-        template = self.repo.fix_template(fix_id) if fix_id else None
-        theirs = {"kind": fix.get("kind"), **_template(fix)}
-        if template is not None and _same(template, theirs):
-            report.known.append(raw["id"])
-            return True
-        report.conflicts.append({
-            "pattern_id": raw["id"], "held": pattern_id,
-            "why": f"the same detection is held here by {pattern_id} with a different fix "
-                   f"({fix_id or 'none'}); not merged: compare them and teach the better one "
-                   "with heal learn"})
-        return False
+    @staticmethod
+    def _differs(clean: dict[str, Any], fix: dict[str, Any], mine: Any, key: str,
+                 held: _Held) -> dict[str, str] | None:
+        """A conflict when the pattern held here has the pack's id with other rules, or has
+        none of its fixes as the pack's ``fix``; None: the same pattern and fix."""
+        if mine.id == clean["id"] and mine.detection != key:
+            what = "a seed" if mine.source == "seed" else "a pattern"
+            return {"pattern_id": clean["id"], "held": mine.id,
+                    "why": f"the same pattern id is held here ({what}) with a different "
+                           "detection; not merged: give the pack's pattern an id of its own"}
+        if held.has_fix(mine, fix):
+            return None
+        served = mine.fixes[0][0] if mine.fixes else "none"
+        return {"pattern_id": clean["id"], "held": mine.id,
+                "why": f"the same detection is held here by {mine.id} with a different fix "
+                       f"({served}); not merged: compare them and teach the better one with "
+                       "heal learn"}

@@ -28,6 +28,9 @@ from pipeline.lookup.taught import TAUGHT_PRIORITY
 from pipeline.model import Category
 
 CATEGORIES = tuple(c.value for c in Category)
+#: lessons mined, not given by a person: mined again (a history or a transcript read again),
+#: a fix they knew already is not made the served one again over what a person taught since
+MINED_SOURCES = ("heal learn --history", "transcript")
 
 
 @dataclass(frozen=True)
@@ -54,10 +57,13 @@ class Taught:
     new_fix: bool
     provenance: dict[str, Any]
     notes: tuple[str, ...] = field(default_factory=tuple)
+    state: str = "DRAFT"  # the fix's: a fix taught again keeps its lifecycle state
+    pattern_state: str = "DRAFT"
 
     def as_dict(self) -> dict[str, Any]:
         return {"pattern_id": self.pattern_id, "fix_id": self.fix_id, "kind": self.kind,
-                "category": self.category, "state": "DRAFT", "regex": self.regex,
+                "category": self.category, "state": self.state,
+                "pattern_state": self.pattern_state, "regex": self.regex,
                 "fingerprints": list(self.fingerprints), "new_fix": self.new_fix,
                 "provenance": self.provenance, "notes": list(self.notes)}
 
@@ -154,18 +160,34 @@ class Teacher:
 
     def teach(self, lesson: Lesson) -> Taught:
         """Raises UsageError (bad input), DatabaseUnavailable / QueryError."""
-        from storage.learned import LearnedRepository
+        from storage.learned import LearnedRepository, detection_key
 
         raw, taught = draft_pattern(lesson)
         fine = taught.fingerprints[0]
         saved = LearnedRepository(self.db).save(
             raw, source="learned", provenance=taught.provenance,
-            fingerprints=[(fine, "fine")], issue=fine)
+            fingerprints=[(fine, "fine")], issue=fine, rule_given=lesson.regex is not None,
+            serve_again=lesson.source not in MINED_SOURCES)
+        regex, notes = taught.regex, list(taught.notes)
+        if detection_key(saved.detection) != detection_key(raw["detect"]):
+            # the rule a person gave earlier with --regex beats the one derived now
+            regex = next((str(d["regex"]) for d in saved.detection if "regex" in d), None)
+            notes = [n for n in notes if "fingerprint only" not in n]
+            notes.append("kept the detection rule given earlier with --regex (a lesson "
+                         "without --regex does not replace it; give --regex to change it)")
+        if not saved.new_fix:
+            again = ("and is the one served again" if lesson.source not in MINED_SOURCES
+                     else "and keeps its place among the pattern's fixes (a mined lesson "
+                          "does not make it the one served again)")
+            notes.append(f"this fix was taught before: it keeps its state ({saved.fix_state}) "
+                         f"and statistics, {again}")
         if self.cache is not None:
             # this machine's tier 1 must not keep answering with what it knew before
             self.cache.replace_fingerprints([(fine, "fine", taught.pattern_id)])
         if self.audit is not None:
             self.audit.append("pattern.learn", taught.pattern_id, {
                 "fix_id": taught.fix_id, "kind": taught.kind, "category": taught.category,
-                "regex": taught.regex, **taught.provenance})
-        return Taught(**{**taught.__dict__, "new_fix": saved.new_fix})
+                "regex": regex, **taught.provenance})
+        return Taught(**{**taught.__dict__, "new_fix": saved.new_fix, "regex": regex,
+                         "notes": tuple(notes), "state": saved.fix_state,
+                         "pattern_state": saved.pattern_state})

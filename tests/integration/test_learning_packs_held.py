@@ -1,0 +1,226 @@
+"""What `heal import` counts as held here (real PostgreSQL, the real CLI): a taught pattern
+with no rule (detected by its fingerprint only) is held by its id; the same pack imported
+twice changes nothing and says so; a seed file is known against each seed's own fix; a fix id
+another pattern holds, a seed's among them, is a conflict naming its owner, and nothing of
+that pattern is stored. QA report qa_teach, items 1 to 4."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.cli import main
+from pipeline.config import Settings
+from pipeline.learn.fixes import command_fix
+from pipeline.learn.source import TaughtError
+from pipeline.learn.teach import Lesson, Taught, Teacher
+from pipeline.lookup.catalog import SEEDS_DIR, load_catalog
+from storage.engines import open_database
+from storage.patterns import PatternRepository
+from storage.scratch import create_scratch_database
+from tests.integration._stores import close_stores
+
+
+def letters(n: int = 10) -> str:
+    return "".join(chr(97 + int(c, 16)) for c in uuid.uuid4().hex[:n])
+
+
+@pytest.fixture
+def fresh(heal_env: dict[str, str], database_url: str, tmp_path: Path,
+          monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """An installation of its own (HEAL_HOME and database), its seeds not stored yet."""
+    url, drop = create_scratch_database(database_url, f"heal_held_{uuid.uuid4().hex[:10]}")
+    monkeypatch.setenv("HEAL_DATABASE_URL", url)
+    monkeypatch.setenv("HEAL_HOME", str(tmp_path / "fresh-home"))
+    try:
+        yield
+    finally:
+        close_stores()
+        drop()
+
+
+def teach_rule_less(token: str, command: str) -> Taught:
+    """A lesson whose error has too little constant text for a rule: fingerprint only."""
+    db = open_database(Settings.from_env())
+    try:
+        taught = Teacher(db).teach(Lesson(TaughtError(f"e-{token}", f"{token} 4412 /opt/a/b\n",
+                                                      ""), command_fix(command), name=token))
+    finally:
+        db.close()
+    assert taught.regex is None, taught
+    return taught
+
+
+def rows(sql: str, *args: object) -> list[dict[str, object]]:
+    db = open_database(Settings.from_env())
+    try:
+        return [dict(r) for r in db.fetch(sql, *args)]
+    finally:
+        db.close()
+
+
+def import_json(capsys: pytest.CaptureFixture[str], path: Path) -> tuple[int, dict[str, list]]:
+    status = main(["import", "--json", str(path)])
+    return status, json.loads(capsys.readouterr().out)
+
+
+def write_pack(path: Path, *patterns: dict[str, object]) -> Path:
+    path.write_text(yaml.safe_dump({"heal_pack": 1, "patterns": list(patterns)}))
+    return path
+
+
+def command_pattern(pid: str, detect: list[dict[str, str]], fix_id: str,
+                    argv: list[str]) -> dict[str, object]:
+    return {"id": pid, "name": "harmless update", "category": "MODERATE",
+            "description": "replaced", "detect": detect, "params": {},
+            "examples": ["an example"],
+            "fix": {"id": fix_id, "kind": "command", "category": "MODERATE", "state": "ACTIVE",
+                    "title": "Run it", "explanation": "x", "argv": argv, "literal": True,
+                    "timeout_s": 600, "verify_in_worktree": True}}
+
+
+def test_a_pack_never_replaces_a_taught_pattern_detected_by_its_fingerprint_only(
+    tmp_path: Path, fresh: None, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given two taught patterns with no rule (both held under the same empty detection)
+    first = teach_rule_less(letters(3), "touch fixed.txt")
+    second = teach_rule_less(letters(3), "touch fixed2.txt")
+    before = rows("SELECT id, name, description, examples FROM patterns WHERE id = ANY($1)"
+                  " ORDER BY id", [first.pattern_id, second.pattern_id])
+    # When a pack gives each of their ids another name and another fix (QA item 1)
+    evil = write_pack(tmp_path / "evil.yaml", *(
+        command_pattern(t.pattern_id, [], f"{t.pattern_id}.command_evil0001", ["touch", "pwned"])
+        for t in (first, second)))
+    status, result = import_json(capsys, evil)
+    # Then both are conflicts (exit 1), nothing is stored, and each still serves its own fix
+    assert status == 1, result
+    assert result["imported"] == [] and result["known"] == []
+    assert sorted(c["pattern_id"] for c in result["conflicts"]) == sorted(
+        [first.pattern_id, second.pattern_id])
+    assert all("different fix" in c["why"] for c in result["conflicts"]), result
+    assert rows("SELECT id, name, description, examples FROM patterns WHERE id = ANY($1)"
+                " ORDER BY id", [first.pattern_id, second.pattern_id]) == before
+    assert rows("SELECT id FROM fixes WHERE id LIKE '%evil0001'") == []
+    assert rows("SELECT count(*) AS n FROM audit_log WHERE kind = 'pattern.import'") == [
+        {"n": 0}]
+
+
+def test_the_same_pack_imported_twice_changes_nothing_and_says_so(
+    tmp_path: Path, heal_env: dict[str, str], database_url: str,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given a pack exported from an installation with two fingerprint-only patterns and a
+    # pattern with a rule (QA item 2)
+    url, drop = create_scratch_database(database_url, f"heal_held_{uuid.uuid4().hex[:10]}")
+    other_url, other_drop = create_scratch_database(database_url,
+                                                    f"heal_held_{uuid.uuid4().hex[:10]}")
+    try:
+        monkeypatch.setenv("HEAL_DATABASE_URL", url)
+        token = letters(3)
+        teach_rule_less(token, "touch fixed.txt")
+        teach_rule_less(token, "touch fixed2.txt")  # a second fix of the same pattern
+        teach_rule_less(letters(3), "touch other.txt")
+        db = open_database(Settings.from_env())
+        try:
+            Teacher(db).teach(Lesson(TaughtError("e-rule", f"QuillError: nib {letters()} split\n",
+                                                 ""), command_fix("touch nib.txt")))
+        finally:
+            db.close()
+        pack = tmp_path / "pack1.yaml"
+        assert main(["export", "--pack", str(pack)]) == 0
+        capsys.readouterr()
+
+        # When it is imported into another installation, then imported there again
+        monkeypatch.setenv("HEAL_DATABASE_URL", other_url)
+        monkeypatch.setenv("HEAL_HOME", str(tmp_path / "other-home"))
+        status, result = import_json(capsys, pack)
+        assert status == 0 and len(result["imported"]) == 4 and not result["conflicts"], result
+        assert main(["import", str(pack)]) == 0
+        out = capsys.readouterr().out
+        # Then the second import is a no-op that says so: every pattern already known, no
+        # conflict, no fix reported or audited as imported
+        assert "0 imported (DRAFT), 3 already known, 0 conflict(s) not merged" in out, out
+        assert "nothing changed" in out, out
+        assert rows("SELECT count(*) AS n FROM audit_log WHERE kind = 'pattern.import'") == [
+            {"n": 4}]
+    finally:
+        close_stores()
+        drop()
+        other_drop()
+
+
+def test_a_seed_file_imports_as_known_against_each_seeds_own_fix(
+    heal_env: dict[str, str], own_database: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given an installation whose seeds are stored in PostgreSQL (a seed with alternatives
+    # stores them in the same transaction as its fix: the same created_at)
+    db = open_database(Settings.from_env())
+    try:
+        PatternRepository(db).seed(load_catalog().patterns.values())
+    finally:
+        db.close()
+    # When every seed file is imported (QA item 3: seeds/system.yaml was a false conflict,
+    # compared with proc.port_in_use's alternative instead of its fix)
+    for seeds in sorted(SEEDS_DIR.glob("*.yaml")):
+        status, result = import_json(capsys, seeds)
+        # Then each is already known, with no conflict
+        assert status == 0, (seeds.name, result["conflicts"])
+        assert result["imported"] == [] and result["conflicts"] == [], seeds.name
+        assert len(result["known"]) == len(yaml.safe_load(seeds.read_text())["patterns"])
+
+
+def test_a_pack_fix_id_held_by_another_pattern_is_a_conflict_naming_its_owner(
+    tmp_path: Path, fresh: None, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given a fresh installation (its seeds not stored in PostgreSQL yet) and a taught pattern
+    db = open_database(Settings.from_env())
+    try:
+        taught = Teacher(db).teach(Lesson(
+            TaughtError("e-own", f"QuillError: nib {letters()} split\n", ""),
+            command_fix("touch nib.txt")))
+    finally:
+        db.close()
+    token = letters()
+    pack = write_pack(
+        tmp_path / "steal.yaml",
+        # a new pattern whose fix id is a seed's fix (QA item 4a)
+        command_pattern(f"evil.steal{token}", [{"regex": f"zzqqsteal{token}"}],
+                        "format.ruff_format/fix", ["touch", "stolen"]),
+        # a new pattern whose fix id is the taught pattern's
+        command_pattern(f"evil.take{token}", [{"regex": f"zzqqtake{token}"}], taught.fix_id,
+                        ["touch", "taken"]),
+        # a seed's own id with other rules and a fix of its own (QA item 4b)
+        command_pattern("format.ruff_format", [{"regex": f"zzqqclash{token}"}],
+                        "seedclash/fix", ["touch", "clash"]))
+    # When it is imported
+    status, result = import_json(capsys, pack)
+    # Then each is a conflict naming the pattern that holds the id, and nothing is stored
+    assert status == 1 and result["imported"] == [] and result["known"] == [], result
+    held = {c["pattern_id"]: c for c in result["conflicts"]}
+    assert held[f"evil.steal{token}"]["held"] == "format.ruff_format"
+    assert "format.ruff_format/fix" in held[f"evil.steal{token}"]["why"]
+    assert held[f"evil.take{token}"]["held"] == taught.pattern_id
+    assert taught.fix_id in held[f"evil.take{token}"]["why"]
+    assert held["format.ruff_format"]["held"] == "format.ruff_format"
+    assert "a seed" in held["format.ruff_format"]["why"]
+    assert rows("SELECT id FROM patterns WHERE id = ANY($1)", [
+        f"evil.steal{token}", f"evil.take{token}", "format.ruff_format"]) == []
+    assert rows("SELECT pattern_id FROM fixes WHERE id = $1", taught.fix_id) == [
+        {"pattern_id": taught.pattern_id}]
+    assert rows("SELECT id FROM fixes WHERE id = 'seedclash/fix'") == []
+
+    # a pack naming one fix id for two of its patterns is refused before anything is stored
+    twice = write_pack(tmp_path / "twice.yaml",
+                       command_pattern(f"a.one{token}", [{"regex": f"zzqqone{token}"}],
+                                       f"shared{token}/fix", ["touch", "a"]),
+                       command_pattern(f"a.two{token}", [{"regex": f"zzqqtwo{token}"}],
+                                       f"shared{token}/fix", ["touch", "b"]))
+    assert main(["import", str(twice)]) == 2
+    err = capsys.readouterr().err
+    assert f'fix id "shared{token}/fix" is given for patterns' in err, err
+    assert rows("SELECT id FROM patterns WHERE id LIKE $1", f"a.%{token}") == []
