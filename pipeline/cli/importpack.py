@@ -8,11 +8,11 @@ detection is already held here with a different fix is a conflict: listed, never
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from pipeline.config import Settings
+from pipeline.console import dump_json
 
 
 def register(sub: Any) -> None:
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         db.close()
     if args.json:
-        print(json.dumps(report.as_dict(), indent=2))
+        dump_json(report.as_dict())
     else:
         for item in report.imported:
             print(f"imported {item['pattern_id']} with fix {item['fix_id']} (DRAFT)")
