@@ -175,6 +175,11 @@ class ReportStore:
                  AND ($2::timestamptz IS NULL OR last_seen < $2)
                ORDER BY count DESC, last_seen DESC LIMIT $1""", limit, older_than))
 
+    def open_issue_count(self) -> int:
+        """Open fine fingerprints in the issue queue (what ``open_issues`` reads from)."""
+        return int(self.db.fetchval(
+            "SELECT count(*) FROM issue_queue WHERE status = 'open'") or 0)
+
     def set_issue_status(self, fine: str, status: str) -> bool:
         done = self.db.execute(
             "UPDATE issue_queue SET status = $2 WHERE fine = $1", fine, status)

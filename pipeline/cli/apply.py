@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from pipeline.config import Settings
+from pipeline.console import visible
 from pipeline.errors import HealError, UsageError
 from pipeline.events import VerdictEvent
 
@@ -119,7 +120,9 @@ def describe(verdict: VerdictEvent) -> str:
         lines.append(f"  verified commit {verdict.commit[:12]} on branch {verdict.branch} "
                      "(to be brought onto the working branch)")
     lines += describe_run(fix)
-    return "\n".join(lines)
+    # the error's command, repository and the fix's rendered arguments are event-derived:
+    # each line visible, so what runs is read as it is (no escape sequence, no bidi control)
+    return "\n".join(visible(line) for line in lines)
 
 
 def _guard(settings: Settings, client: Any, verdict: VerdictEvent) -> None:

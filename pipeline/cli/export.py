@@ -17,7 +17,7 @@ import yaml
 from pipeline.cliargs import Once
 from pipeline.config import Settings
 from pipeline.console import dump_json
-from pipeline.errors import DatabaseUnavailable
+from pipeline.errors import DatabaseUnavailable, UsageError
 
 
 def register(subparsers: Any) -> None:
@@ -28,7 +28,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--offline", action="store_true",
                         help="export the seeded catalog without contacting PostgreSQL")
     parser.add_argument("--pack", metavar="FILE", action=Once,
-                        help="write the learned patterns and fixes as a pack for heal import")
+                        help="write the learned patterns and fixes as a YAML pack for heal "
+                             "import (not with --format json or --offline)")
     parser.set_defaults(func=run)
 
 
@@ -76,8 +77,27 @@ def export_pack(settings: Settings, path: str) -> int:
     return 0
 
 
+def check_pack_args(args: argparse.Namespace) -> None:
+    """``--pack FILE`` names a file and writes YAML from PostgreSQL: an empty name (which
+    once dumped the whole catalog on stdout, exit 0), ``--format json``/``--json`` (once
+    silently written as YAML) and ``--offline`` are refused.
+
+    Raises UsageError: saying what to change."""
+    if not args.pack.strip():
+        raise UsageError("--pack '': give the file to write the pack to, e.g. "
+                         "heal export --pack learned.yaml")
+    if args.json or args.format != "yaml":
+        raise UsageError(f"--pack {args.pack}: a pack is always YAML (what heal import "
+                         "reads); drop --format json/--json, or use heal export --json for "
+                         "the catalog as JSON")
+    if args.offline:
+        raise UsageError(f"--pack {args.pack}: a pack holds what this installation learned, "
+                         "read from PostgreSQL; drop --offline")
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.pack:
+    if args.pack is not None:
+        check_pack_args(args)
         return export_pack(Settings.from_env(), args.pack)
     data = export_patterns(Settings.from_env(), offline=args.offline)
     if args.json or args.format == "json":

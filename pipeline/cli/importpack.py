@@ -10,11 +10,11 @@ again changes nothing and says so (exit 0).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from pipeline.config import Settings
+from pipeline.console import dump_json
 
 
 def register(sub: Any) -> None:
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         db.close()
     if args.json:
-        print(json.dumps(report.as_dict(), indent=2))
+        dump_json(report.as_dict())
     else:
         for item in report.imported:
             print(f"imported {item['pattern_id']} with fix {item['fix_id']} (DRAFT)")

@@ -27,7 +27,8 @@ def register(sub: Any) -> None:
     verbs = parser.add_subparsers(dest="issues_verb", metavar="VERB")
     ls = verbs.add_parser("list", help="the open groups, most frequent first")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
-    ls.add_argument("--limit", type=int, default=50, help="at most N groups (default 50)")
+    ls.add_argument("--limit", type=int, default=50,
+                    help="at most N groups (with --by-fingerprint: fingerprints; default 50)")
     ls.add_argument("--by-fingerprint", action="store_true",
                     help="one row per fine fingerprint instead of one per mined template")
     ls.set_defaults(func=run_list)
@@ -58,48 +59,80 @@ def _limit(value: int) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
+    """The open groups, largest first, at most ``--limit`` of them (``--by-fingerprint``: of
+    the fingerprints). The groups are mined over the :data:`MAX_MINED` most frequent open
+    fingerprints, never over a page of them (a page cut inside a group undercounted it, with
+    nothing said); what is left out either way is said under the table and in the JSON."""
+    from pipeline.operator.groups import MAX_MINED, by_template
     from storage.engines import open_database
     from storage.reports import ReportStore
 
     limit = _limit(args.limit)
+    by_fingerprint = getattr(args, "by_fingerprint", False)
     db = open_database(Settings.from_env())
     try:
-        issues = ReportStore(db).open_issues(limit)
+        store = ReportStore(db)
+        issues = store.open_issues(limit if by_fingerprint else MAX_MINED)
+        total = store.open_issue_count()
     finally:
         db.close()
+    groups = [] if by_fingerprint else by_template(issues)
+    shown = groups[:limit]
+    if not by_fingerprint:  # the fingerprints of the groups shown (the shape of /api/issues)
+        fines = {f for g in shown for f in g["fines"]}
+        issues = [i for i in issues if i["fine"] in fines]
+    left = _left_out(by_fingerprint, total, len(issues), len(groups), len(shown), limit)
     if args.json:  # the shape of GET /api/issues, plus the groups by mined template
-        from pipeline.console import dump_json
-        from pipeline.operator.groups import by_template
-
-        groups = [] if getattr(args, "by_fingerprint", False) else by_template(issues)
-        dump_json({"issues": issues, "groups": groups})
+        dump_json({"issues": issues, "groups": shown, "fingerprints_open": total,
+                   "groups_found": len(groups), "complete": not left})
         return 0
     if not issues:
         print("no unmatched errors waiting for review")
         return 0
-    if not getattr(args, "by_fingerprint", False):
-        return _print_groups(issues)
-    rows = []
-    for i in issues:
-        sample = str(i["sample"])
-        head = clip(headline(sample, 1), 70) if sample.strip() else ""
-        rows.append([i["count"], str(i["last_seen"])[:19], i["fine"], head])
-    print_table(["count", "last seen", "fingerprint", "headline"], rows, right=(0,))
+    if by_fingerprint:
+        rows = []
+        for i in issues:
+            sample = str(i["sample"])
+            head = clip(headline(sample, 1), 70) if sample.strip() else ""
+            rows.append([i["count"], str(i["last_seen"])[:19], i["fine"], head])
+        print_table(["count", "last seen", "fingerprint", "headline"], rows, right=(0,))
+    else:
+        _print_groups(shown)
+    for line in left:
+        print(line)
     return 0
 
 
-def _print_groups(issues: list[dict[str, Any]]) -> int:
-    """The open issues merged by mined template (``pipeline.operator.groups``)."""
-    from pipeline.operator.groups import by_template
+def _left_out(by_fingerprint: bool, total: int, read: int, found: int, shown: int,
+              limit: int) -> list[str]:
+    """What the listing does not show, said so it is never read as the whole queue."""
+    from pipeline.operator.groups import MAX_MINED
 
+    if by_fingerprint:
+        if total > read:
+            return [f"{read} of {total} open fingerprints shown (the most frequent); "
+                    f"heal issues list --by-fingerprint --limit {total} lists them all"]
+        return []
+    lines = []
+    if found > shown:
+        lines.append(f"{shown} of {found} groups shown (the largest); heal issues list "
+                     f"--limit {found} lists them all")
+    if total > MAX_MINED:
+        lines.append(f"grouped the {MAX_MINED} most frequent of {total} open fingerprints; "
+                     "the rarest are in no group's count (heal issues list --by-fingerprint "
+                     f"--limit {total} lists every one)")
+    return lines
+
+
+def _print_groups(groups: list[dict[str, Any]]) -> None:
+    """The open issues merged by mined template (``pipeline.operator.groups``)."""
     rows = []
-    for g in by_template(issues):
+    for g in groups:
         # one fingerprint: its headline says most; several: the template they share
         sample = str(g["sample"])
         text = g["template"] if len(g["fines"]) > 1 or not sample.strip() else headline(sample, 1)
         rows.append([g["count"], len(g["fines"]), str(g["last_seen"])[:19], clip(text, 90)])
     print_table(["count", "fps", "last seen", "template or headline"], rows, right=(0, 1))
-    return 0
 
 
 def _select(args: argparse.Namespace, settings: Settings, reports: Any) -> list[dict[str, Any]]:
@@ -149,7 +182,7 @@ def _teacher(settings: Settings, db: Any, audit: Any, repo: str) -> Any:
 
 def run_review(args: argparse.Namespace) -> int:
     from pipeline.guardrails.audit import AuditLog
-    from pipeline.operator.issues import Reviewer
+    from pipeline.operator.issues import Reviewer, ReviewResult
     from storage.engines import open_database
     from storage.lifecycle import LifecycleStore
     from storage.reports import ReportStore
@@ -164,7 +197,10 @@ def run_review(args: argparse.Namespace) -> int:
         reviewer = Reviewer(reports, LifecycleStore(db), audit,
                             _teacher(settings, db, audit, args.repo) if interactive else None)
         if not issues:
-            print("no unmatched errors to review")
+            if args.json:  # still one JSON object: nothing created, ignored or skipped
+                dump_json(ReviewResult().as_dict())
+            else:
+                print("no unmatched errors to review")
             return 0
         if interactive:
             result = reviewer.interactive(issues, _ask, print)

@@ -11,13 +11,13 @@ repository, an option taking one value given twice) exits 2 with what to change.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 from pathlib import Path
 from typing import Any
 
 from pipeline.cliargs import Once
 from pipeline.config import Settings
+from pipeline.console import dump_json, visible
 from pipeline.errors import GitError, UsageError
 
 
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         db.close()
     if args.json:
-        print(json.dumps(taught.as_dict(), indent=2, default=str))
+        dump_json(taught.as_dict())
         return 0
     print_taught(taught, error.text)
     return 0
@@ -196,7 +196,7 @@ def learn_history(args: argparse.Namespace) -> int:
     """``heal learn --history [--since DATE] [--dry-run]``: list the proposals, then (unless
     --dry-run) teach each as a DRAFT RISKY diff fix."""
     from pipeline.guardrails.audit import AuditLog
-    from pipeline.learn.history import lesson_parts, proposals
+    from pipeline.learn.history import check_since, lesson_parts, proposals
     from pipeline.learn.teach import Lesson, Teacher
     from storage.engines import open_database
 
@@ -205,30 +205,37 @@ def learn_history(args: argparse.Namespace) -> int:
     root = _root(args.repo)
     if root is None:
         raise UsageError(f"heal learn --history: {args.repo} is not inside a git repository")
+    check_since(args.since)  # before any engine is touched
     settings = Settings.from_env()
+    # --json: one object, {"proposals": [...], "taught": [...], "skipped": [...]}
+    result: dict[str, list[dict[str, str]]] = {"proposals": [], "taught": [], "skipped": []}
+    say = (lambda _line: None) if args.json else print
     db = open_database(settings)
     try:
         found = proposals(db, root, args.since)
-        if args.json and args.dry_run:
-            print(json.dumps([p.as_dict() for p in found], indent=2))
-            return 0
-        print(f"{len(found)} proposal(s) from the history of {root}:")
+        result["proposals"] = [p.as_dict() for p in found]
+        say(f"{len(found)} proposal(s) from the history of {root}:")
         for p in found:
-            print(f"  {p.source:<9} {p.ref[:12]}  {p.fine}  {p.why}")
-            print(f"            {p.as_dict()['headline']}")
-        if args.dry_run or not found:
-            return 0
-        teacher = Teacher(db, AuditLog(settings, db=db))
-        for p in found:
-            try:
-                error, draft = lesson_parts(p, root)
-                taught = teacher.teach(Lesson(error, draft, category="RISKY",
-                                              source="heal learn --history"))
-            except UsageError as exc:
-                print(f"skipped {p.ref[:12]}: {exc}")
-                continue
-            print(f"learned DRAFT pattern {taught.pattern_id} with fix {taught.fix_id} "
-                  f"(diff, RISKY) from {p.source} {p.ref[:12]}")
+            say(f"  {p.source:<9} {p.ref[:12]}  {visible(p.fine)}  {visible(p.why)}")
+            say(f"            {visible(p.as_dict()['headline'])}")
+        if not args.dry_run and found:
+            teacher = Teacher(db, AuditLog(settings, db=db))
+            for p in found:
+                try:
+                    error, draft = lesson_parts(p, root)
+                    taught = teacher.teach(Lesson(error, draft, category="RISKY",
+                                                  source="heal learn --history"))
+                except UsageError as exc:
+                    result["skipped"].append({"ref": p.ref, "why": str(exc)})
+                    say(f"skipped {p.ref[:12]}: {exc}")
+                    continue
+                result["taught"].append({"ref": p.ref, "source": p.source,
+                                         "pattern_id": taught.pattern_id,
+                                         "fix_id": taught.fix_id})
+                say(f"learned DRAFT pattern {taught.pattern_id} with fix {taught.fix_id} "
+                    f"(diff, RISKY) from {p.source} {p.ref[:12]}")
     finally:
         db.close()
+    if args.json:
+        dump_json(result)
     return 0

@@ -25,13 +25,14 @@ import argparse
 import datetime as dt
 import importlib
 import importlib.util
+import shlex
 import sys
 from typing import Any
 
 import redis
 
 from pipeline.config import PIPELINE_STREAMS, STREAM_DEAD, Settings
-from pipeline.console import colour_enabled, dump_json
+from pipeline.console import clip, colour_enabled, dump_json, visible
 from pipeline.errors import HealError
 from pipeline.runtime.layout import text_of, xinfo_fields
 from storage.engines import check_cluster_layout, check_urls, connect_redis, engine_info
@@ -60,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
     elif colour_enabled(sys.stdout):
         from pipeline.operator.render_status import print_rich
 
-        print_rich(status, [*_budget_lines(status["budget"]), *outbox_lines(status["outbox"])])
+        print_rich(status, [*_budget_lines(status["budget"]),
+                            *_execution_lines(status.get("execution") or {}),
+                            *outbox_lines(status["outbox"])])
     else:
         print(render(status))
     for problem in status["problems"]:
@@ -334,7 +337,8 @@ def outbox_lines(outbox: dict[str, Any]) -> list[str]:
     if parked:
         lines.append(f"lookup outbox: {len(parked)} write(s) parked, rejected by PostgreSQL "
                      "(the rest went on):")
-        lines += [f"  {p['kind']} {p['op_id']}: {p['reason'][:160]}" for p in parked[:10]]
+        lines += [f"  {p['kind']} {p['op_id']}: {clip(visible(str(p['reason'])), 160)}"
+                  for p in parked[:10]]
         if len(parked) > 10:
             lines.append(f"  ... {len(parked) - 10} more (heal status --json lists them all)")
     return lines
@@ -356,10 +360,13 @@ def _execution_lines(execution: dict[str, Any]) -> list[str]:
     lines = [f"workflows: {len(held)} DEGRADED or QUARANTINED" if held
              else "workflows: all RUNNING"]
     for w in held:
+        # a workflow id is whatever HEAL_WORKFLOW or --workflow said (event-derived): shown
+        # visible, and quoted for the shell in the command to copy
         since = dt.datetime.fromtimestamp(float(w.get("since") or 0), dt.UTC)
-        lines.append(f"  {w['workflow']}: {w['state']} since {since:%Y-%m-%d %H:%M}Z "
-                     f"({w.get('reason') or 'no reason recorded'}); lift with "
-                     f"`heal unquarantine --workflow {w['workflow']}`")
+        name = str(w["workflow"])
+        lines.append(f"  {visible(name)}: {w['state']} since {since:%Y-%m-%d %H:%M}Z "
+                     f"({visible(str(w.get('reason') or 'no reason recorded'))}); lift with "
+                     f"`heal unquarantine --workflow {visible(shlex.quote(name))}`")
     return lines
 
 

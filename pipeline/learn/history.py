@@ -53,12 +53,21 @@ def headline(text: str) -> str:
 
 
 def check_since(since: str | None) -> str | None:
+    """``since`` stripped, once it is a real date (the shape alone lets ``2026-13-45`` or
+    ``2026-02-30`` through, which the precedent query could not use).
+
+    Raises UsageError: not a date of the calendar."""
     if since is None:
         return None
-    if not _SINCE.match(since.strip()):
-        raise UsageError(f"--since {since!r}: write a date, e.g. 2026-11-01 or "
-                         "2026-11-01T08:00")
-    return since.strip()
+    text, why = since.strip(), ""
+    if _SINCE.match(text):
+        try:
+            dt.datetime.fromisoformat(text)
+            return text
+        except ValueError as exc:
+            why = f"not a date of the calendar ({exc}); "
+    raise UsageError(f"--since {since!r}: {why}write a date, e.g. 2026-11-01 or "
+                     "2026-11-01T08:00")
 
 
 def _samples(db: Any, fines: list[str]) -> dict[str, str]:

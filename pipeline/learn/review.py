@@ -17,16 +17,25 @@ TeachAnswer = Callable[[dict[str, Any], str, str], tuple[str, str]]
 
 
 def fix_for_answer(answer: str, value: str, root: Path | None) -> fixes.FixDraft:
-    """Raises UsageError for a bad value (said, then asked again)."""
+    """The fix an answer teaches, with the checks ``heal learn`` makes on the same value: a
+    command's or playbook's arguments must stay inside the review's repository ``root``
+    (:func:`pipeline.learn.fixes.check_stays_inside`; without one, no absolute path and no
+    ``..``), so ``rm -rf /`` is refused here as it is there, before anything is stored.
+
+    Raises UsageError for a bad value (said, then asked again)."""
     if answer == "c":
-        return fixes.command_fix(value)
+        draft = fixes.command_fix(value)
+        fixes.check_stays_inside(draft, root, f"the command {value}")
+        return draft
     if answer == "m":
         if root is None:
             raise UsageError("a commit needs the repository: run the review inside it "
                              "(or with --repo PATH)")
         return fixes.commit_fix(root, value)
     if answer == "p":
-        return fixes.playbook_fix(value)
+        draft = fixes.playbook_fix(value)
+        fixes.check_stays_inside(draft, root, f"the playbook {value}")
+        return draft
     if answer == "e":
         return fixes.escalate_fix(value)
     raise UsageError(f"unknown answer {answer!r}")

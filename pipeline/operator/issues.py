@@ -18,6 +18,7 @@ from typing import Any
 import redis
 
 from pipeline.config import Settings
+from pipeline.console import clip, visible
 from pipeline.errors import UsageError
 from pipeline.events import FingerprintEvent
 from pipeline.guardrails.audit import AuditLog
@@ -200,8 +201,10 @@ def _answer(ask: Callable[[str], str | None], teaching: bool = False) -> str:
 
 
 def describe(issue: dict[str, Any], n: int, total: int) -> str:
+    """The group as the review shows it; the sample's lines :func:`visible` (event text: an
+    escape sequence printed raw would drive the reviewer's terminal)."""
     sample = [ln for ln in str(issue.get("sample", "")).rstrip().splitlines()][-6:]
-    lines = [f"[{n}/{total}] {issue['fine']}  seen {issue['count']}x  "
+    lines = [f"[{n}/{total}] {visible(str(issue['fine']))}  seen {issue['count']}x  "
              f"first {issue['first_seen']}  last {issue['last_seen']}"]
-    lines += [f"    {ln[:110]}" for ln in sample]
+    lines += [f"    {clip(visible(ln), 110)}" for ln in sample]
     return "\n".join(lines)

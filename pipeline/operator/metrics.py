@@ -27,7 +27,7 @@ import statistics
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.console import amount, clip
+from pipeline.console import amount, clip, visible
 from pipeline.errors import UsageError
 from pipeline.operator.groups import MAX_MINED, summary
 from storage.reports import ReportStore
@@ -142,9 +142,12 @@ def render(report: dict[str, Any]) -> str:
         f"{g['fingerprints_learned']:>12}" for g in growth))
     widest = wins[names[-1]]
     lines += ["", f"top errors ({names[-1]}):"]
-    lines += [f"  {t['count']:>6}  {t['pattern_id']}" for t in widest["top_errors"]] or ["  none"]
-    lines += [f"  {t['count']:>6}  unmatched {clip(t['template'], 60)} ({t['fingerprints']} fp, "
-              f"e.g. {t['fine'][:24]})" for t in widest["top_unmatched"]]
+    # templates are mined from event text: shown visible (no raw escape or bidi control)
+    top = [f"  {t['count']:>6}  {visible(str(t['pattern_id']))}" for t in widest["top_errors"]]
+    top += [f"  {t['count']:>6}  unmatched {clip(visible(t['template']), 60)} "
+            f"({t['fingerprints']} fp, e.g. {visible(t['fine'][:24])})"
+            for t in widest["top_unmatched"]]
+    lines += top or ["  none"]
     lines += ["", f"cost per day ({names[-1]}, days with spend):"]
     spent = [f"  {day}  " + "  ".join(f"{k}={amount(v)}" for k, v in sorted(row.items()))
              for day, row in widest["cost_per_day"].items() if any(row.values())]

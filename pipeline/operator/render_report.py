@@ -4,7 +4,10 @@ nothing fetched), from the data of :func:`pipeline.operator.report.build_report`
 from __future__ import annotations
 
 import html
+import re
 from typing import Any
+
+from pipeline.console import visible
 
 Table = tuple[list[str], list[list[str]]]
 
@@ -32,6 +35,15 @@ def _summary(r: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _tables(r: dict[str, Any]) -> list[tuple[str, Table]]:
+    """The report's tables, every cell made :func:`~pipeline.console.visible`: error text,
+    reasons and pattern names are event-derived (anyone who can make a step fail, or name a
+    taught pattern, writes them), and an escape sequence or a bidirectional control printed
+    raw drives the reader's terminal or reorders what they read, in every format."""
+    return [(title, (head, [[visible(c) for c in row] for row in rows]))
+            for title, (head, rows) in _raw_tables(r)]
+
+
+def _raw_tables(r: dict[str, Any]) -> list[tuple[str, Table]]:
     learning = r["learning"]
     return [
         ("Healings", (["error", "fix", "tier", "time to fix", "by", "verification"], [
@@ -63,8 +75,17 @@ def render_text(r: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: what Markdown would read as markup in a cell: HTML (``<img onerror=...>``, ``<details>``),
+#: entities, links, emphasis and code spans; each is written as itself (a backslash escape,
+#: or an entity for ``<``, ``>`` and ``&``, which a backslash does not neutralise)
+_MD_SPECIAL = re.compile(r"[\\`*_{}\[\]()#+!|~]")
+_MD_ENTITY = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """A table cell showing ``text`` literally: no HTML, no link, no emphasis, one line."""
+    text = _MD_SPECIAL.sub(lambda m: "\\" + m.group(0), visible(text))
+    return "".join(_MD_ENTITY.get(c, c) for c in text)
 
 
 def render_markdown(r: dict[str, Any]) -> str:

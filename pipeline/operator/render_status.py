@@ -43,15 +43,29 @@ def _stream_rows(streams: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def _stranded_rows(stranded: dict[str, Any]) -> list[list[str]]:
+    """Streams of another partition layout holding work nobody reads (as the plain table)."""
+    rows = []
+    for item in stranded.get("streams") or []:
+        lag = f"{item['unread']}{'' if item['unread_exact'] else '+'}"
+        rows.append([escape(str(item["stream"])), str(item["length"]),
+                     "[bold red](no reader)[/]", str(item["pending"]), lag,
+                     "another partition layout"])
+    return rows
+
+
 def print_rich(status: dict[str, Any], plain_lines: list[str],
                stream: IO[str] | None = None) -> None:
+    """Everything the plain text of :func:`pipeline.cli.status.render` says, in colour;
+    ``plain_lines`` (already :func:`~pipeline.console.visible`) are printed without markup."""
     console = rich_console(stream)
     if status.get("state"):
         console.print(f"[bold]state[/] {escape(status['state']['describe'])}")
     print_table(["engine", "mode", "version", "url", "attached"],
                 _engine_rows(status["engines"]), stream=stream, markup=True)
     print_table(["stream", "length", "group", "pending", "lag", "consumers"],
-                _stream_rows(status["streams"]), right=(1, 3, 4, 5), stream=stream, markup=True)
+                [*_stream_rows(status["streams"]), *_stranded_rows(status.get("stranded") or {})],
+                right=(1, 3, 4, 5), stream=stream, markup=True)
     dead = status["dead_letters"]
     dead_text = "unknown" if dead is None else str(dead)
     console.print(f"[bold]dead letters[/] {'[red]' + dead_text + '[/]' if dead else dead_text}")
@@ -60,5 +74,5 @@ def print_rich(status: dict[str, Any], plain_lines: list[str],
     console.print(f"[bold]breaker[/] [{STATE_STYLE.get(state, 'white')}]{state}[/]")
     for scope in breaker.get("open_scopes") or []:
         console.print(f"  open: [red]{escape(str(scope))}[/]")
-    for line in plain_lines:  # budget and outbox, as in the plain table
+    for line in plain_lines:  # budget, held workflows and outbox, as in the plain table
         console.print(line, markup=False)

@@ -65,7 +65,7 @@ def test_history_proposes_then_teaches_fixes_named_by_commits_and_precedents(
     capsys.readouterr()
 
     assert main(["learn", "--history", "--dry-run", "--json"]) == 0
-    listed = json.loads(capsys.readouterr().out)
+    listed = json.loads(capsys.readouterr().out)["proposals"]  # one object, as every --json
     assert {(p["source"], p["fine"]) for p in listed} >= {("commit", fine),
                                                           ("precedent", fine)}, listed
     assert any(p["ref"] == sha for p in listed)
