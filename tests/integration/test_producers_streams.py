@@ -251,6 +251,28 @@ def test_backfill_of_a_ci_log_publishes_the_failed_steps_explanation_and_little_
     assert [e.text for e in published] == [text]
 
 
+def test_a_secret_longer_than_any_bound_is_redacted_whole_in_published_events(
+    settings: Settings, client: redis.Redis, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a log whose errors hold a 540-character secret as a password and in a URL
+    secret = "k" + "Zq7_x9Rw" * 67 + "=="
+    log = tmp_path / "secret.log"
+    log.write_text(f"ERROR db connect failed DB_PASSWORD={secret}\n"
+                   f"ERROR clone https://user:{secret}@example.com/x failed\n"
+                   f"ERROR call Authorization: Bearer {secret * 10}\n")
+    # When it is backfilled and watched
+    assert main(["backfill", "--dry-run", "--json", str(log)]) == 0
+    shown = [orjson.loads(line)["text"] for line in capsys.readouterr().out.splitlines()]
+    assert main(["watch", "--once", "--from-start", str(log)]) == 0
+    published = [e.text for e in errors(client, settings)]
+    # Then no part of the secret is in any event: each value is replaced whole
+    assert shown == published == [
+        "ERROR db connect failed DB_PASSWORD=<redacted:password>",
+        "ERROR clone https://user:<redacted:url_credentials>@example.com/x failed",
+        "ERROR call Authorization: Bearer <redacted:authorization>",
+    ]
+
+
 # a GitHub Actions job log: a checkout step, then a pytest step that fails
 GITHUB_LOG = [
     "##[group]Run actions/checkout@v4", "with:", "  repository: x/y", "##[endgroup]",
