@@ -213,8 +213,9 @@ def redact_argv(argv: list[str] | tuple[str, ...]) -> list[str]:
 
 #: how far before a cut a rule may need to look: longer than any rule's match (a PEM key
 #: and its 16 K of body) but a value found by its key, which holds no blank and may be
-#: longer (the word a cut start is in is dropped with it). A cut text is redacted with this much more of the original, so a
-#: secret the cut splits is still whole when the rules run, and only then cut.
+#: longer (the word a cut falls in is dropped with it). A cut text is redacted with this
+#: much more of the original, so a secret the cut splits is still whole when the rules run,
+#: and only then cut.
 CUT_MARGIN = 17 * 1024
 _PEM_END = re.compile(r"-----END [A-Z ]{0,24}PRIVATE KEY-----")
 #: a run of characters up to a blank: no secret a rule finds by its key holds a blank
