@@ -131,6 +131,8 @@ class FileFollower:
         if self._fh is None and not self._open(events):
             return events
         self._check_replaced(events)
+        if self._fh is None:  # rotated to a path that cannot be opened now (a FIFO)
+            return events
         got = self._read(events)
         idle = time.monotonic() - self._last_data > self.idle_flush_s
         if got:
@@ -138,6 +140,12 @@ class FileFollower:
         elif idle and self._sink is not None:
             events.extend(self._sink.flush())  # nothing new for a while: the record is complete
         return events
+
+    @property
+    def refused(self) -> str:
+        """Why the path could not be opened at the last try ("" when it was, or is missing):
+        ``is a FIFO, not a regular file``, ``cannot be read: Permission denied``."""
+        return self._refused
 
     def behind(self) -> bool:
         """The open file holds bytes not read yet (more than one poll reads)."""
@@ -174,8 +182,11 @@ class FileFollower:
         except FileRefused as exc:  # a FIFO would block the watch: wait for a regular file
             if str(exc) != self._refused:
                 self._refused = str(exc)
-                log.warning("heal watch: %s %s; waiting for a regular file there",
-                            self.path, exc)
+                if isinstance(exc.__cause__, OSError):  # permissions: what to change
+                    log.warning("%s %s; give the user heal runs as read access to it (it is "
+                                "read once it can be)", self.path, exc)
+                else:
+                    log.warning("%s %s; waiting for a regular file there", self.path, exc)
             self._first_open = False
             return False
         except OSError:

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -104,3 +108,73 @@ def test_a_truncated_gz_sibling_is_read_as_far_as_it_goes_and_the_rest_reported(
     texts = published(client, env)
     assert texts[0] == "ERROR a1" and texts[1].startswith("ERROR b0-while-down")
     assert texts[-1] == "ERROR c1-new" and 2 < len(texts) < 4002
+
+
+def as_nobody() -> list[str]:
+    """The command prefix that runs heal as a user the test's files can lock out (root
+    reads every file whatever its mode)."""
+    return (["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+            if os.geteuid() == 0 else [])
+
+
+def test_watch_once_on_a_file_it_cannot_read_or_that_is_missing_exits_2_naming_it(
+    env: dict[str, str], client: redis.Redis, tmp_path: Path
+) -> None:
+    # Given a folder anyone may enter, with a log nobody may read beside a readable one
+    folder = Path(tempfile.mkdtemp(prefix="heal-perm-"))
+    try:
+        folder.chmod(0o777)
+        locked, fine = folder / "locked.log", folder / "ok.log"
+        locked.write_text("ERROR secret\n")
+        locked.chmod(0o000)
+        fine.write_text("ERROR ok\n")
+        fine.chmod(0o666)
+        home = folder / "home"
+        # When heal watch --once is given both, as a user who cannot read the first
+        done = subprocess.run(
+            [*as_nobody(), sys.executable, "-c", CLI, "watch", "--once", "--from-start",
+             str(locked), str(fine)],
+            cwd=ROOT, env={**env, "HEAL_HOME": str(home), "HOME": str(folder)},
+            capture_output=True, text=True, timeout=120, check=False)
+    finally:
+        shutil.rmtree(folder)
+    # Then it exits 2 with one message naming the file, the reason and what to change
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        f"heal: error: {locked} cannot be read: Permission denied; give the user heal runs "
+        "as read access to it (its permissions), or run heal as a user who can read it"]
+    # and a path that does not exist is an error too (--once waits for nothing)
+    missing = tmp_path / "nonexist.log"
+    done = heal(env, "watch", "--once", str(missing))
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"heal: error: {missing} does not exist; give log files that exist (without --once, "
+        "heal watch waits for a file to appear)"]
+    assert published(client, env) == []
+
+
+def test_a_followed_path_that_becomes_a_fifo_is_reported_once_with_one_prefix(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # Given heal watch following a log
+    log = tmp_path / "app.log"
+    log.write_text("boot\n")
+    proc = subprocess.Popen([sys.executable, "-c", CLI, "watch", "--interval", "0.05", str(log)],
+                            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list((tmp_path / "home" / "watch").glob("*.json")):
+            assert proc.poll() is None and time.monotonic() < deadline, "watch did not start"
+            time.sleep(0.05)
+        # When the path is replaced by a FIFO (which would block a read) for a while
+        log.unlink()
+        os.mkfifo(log)
+        time.sleep(1.0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    # Then it says so once, with heal's one prefix, and waits for a regular file
+    assert proc.returncode == 0, err
+    said = [line for line in err.splitlines() if "FIFO" in line]
+    assert said == [f"heal: {log} is a FIFO, not a regular file; waiting for a regular file "
+                    "there"]
