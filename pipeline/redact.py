@@ -10,6 +10,13 @@ repeats, literal prefixes; ``tests/security/test_regex_bounds.py`` fuzzes them) 
 the secret with ``<redacted:NAME>``; a key or scheme in front of it is kept so the error
 still reads (``password=<redacted:password>``). The placeholder never matches a rule again,
 so redaction is idempotent.
+
+A value found by its key or its place (``password=``, ``Authorization: Bearer``,
+``user:PASSWORD@``) is replaced whole, however long, up to the character that ends it (a
+bound there published the rest of a longer secret). Its run is possessive (``++``: it never
+gives back a character) and only a literal key or ``://`` before it starts one, so each
+character is read a bounded number of times. A secret of a fixed shape (``ghp_``, ``AKIA``,
+a JWT) keeps its shape's bound.
 """
 
 from __future__ import annotations
@@ -55,7 +62,7 @@ REDACTION_RULES: dict[str, re.Pattern[str]] = {
     # AWS access key ids (long-lived AKIA, temporary ASIA) and secret keys by name
     "aws_access_key": re.compile(r"\b(?P<s>(?:AKIA|ASIA)[0-9A-Z]{16})\b"),
     "aws_secret_key": re.compile(
-        r"(?i)\baws_secret_access_key[\"']?\s{0,8}[=:]\s{0,8}[\"']?(?P<s>[A-Za-z0-9/+=]{20,80})"),
+        r"(?i)\baws_secret_access_key[\"']?\s{0,8}[=:]\s{0,8}[\"']?(?P<s>[A-Za-z0-9/+=]{20,}+)"),
     # Google Cloud API keys
     "gcp_api_key": re.compile(r"\b(?P<s>AIza[0-9A-Za-z_-]{35})"),
     # Slack bot, user, app and refresh tokens
@@ -68,16 +75,16 @@ REDACTION_RULES: dict[str, re.Pattern[str]] = {
     # Authorization headers: Bearer/Basic/token credentials
     "authorization": re.compile(
         r"(?i)\bauthorization[\"']?\s{0,8}[=:]\s{0,8}[\"']?(?:bearer|basic|token)\s{1,8}"
-        r"(?P<s>[A-Za-z0-9._~+/=-]{8,4096})"),
+        r"(?P<s>[A-Za-z0-9._~+/=-]{8,}+)"),
     # URLs with credentials: scheme://user:password@host (the user is kept)
     "url_credentials": re.compile(
-        r"\b[a-zA-Z][a-zA-Z0-9+.-]{0,20}://[^\s/@:<>]{0,256}:(?P<s>[^\s/@<>]{1,256})@"),
+        r"\b[a-zA-Z][a-zA-Z0-9+.-]{0,20}://[^\s/@:<>]*+:(?P<s>[^\s/@<>]++)@"),
     # password=..., DB_PASSWORD=..., secret_key: '...', "api_key": "...", NPM_TOKEN=...,
     # //registry/:_authToken=..., --password VALUE (a value that is not already a placeholder)
     "password": re.compile(
         r"(?i)(?:(?<!/)" + _SECRET_KEY + r"[\"']?[ \t]{0,8}(?:=>?|:)[ \t]{0,8}[\"']?"
         r"|(?<![\w-])--(?:[a-z0-9]{1,20}-){0,2}" + _SECRET_FLAG + r"[ \t]{1,8}[\"']?(?!-))"
-        r"(?!\d{1,2}(?:[\s\"',;&<>]|$))(?P<s>[^\s\"',;&<>]{1,256})"),
+        r"(?!\d{1,2}(?:[\s\"',;&<>]|$))(?P<s>[^\s\"',;&<>]++)"),
 }
 
 #: per rule, literals (lower case) one of which every match of the rule contains, and
@@ -205,10 +212,14 @@ def redact_argv(argv: list[str] | tuple[str, ...]) -> list[str]:
 
 
 #: how far before a cut a rule may need to look: longer than any rule's match (a PEM key
-#: and its 16 K of body). A cut text is redacted with this much more of the original, so a
-#: secret the cut splits is still whole when the rules run, and only then cut.
+#: and its 16 K of body) but a value found by its key, which holds no blank and may be
+#: longer (the word a cut falls in is dropped with it). A cut text is redacted with this
+#: much more of the original, so a secret the cut splits is still whole when the rules run,
+#: and only then cut.
 CUT_MARGIN = 17 * 1024
 _PEM_END = re.compile(r"-----END [A-Z ]{0,24}PRIVATE KEY-----")
+#: a run of characters up to a blank: no secret a rule finds by its key holds a blank
+_WORD = re.compile(r"\S*+")
 
 
 def _utf8_tail(text: str, limit: int) -> str:
@@ -249,13 +260,23 @@ def redacted_head(text: str, limit: int) -> str:
     clean = redact(window)
     if len(window) < len(text):
         newline = clean.rfind("\n", max(0, len(clean) - CUT_MARGIN))
-        clean = clean[: newline + 1] if newline >= 0 else clean[: max(0, len(clean) - CUT_MARGIN)]
+        if newline >= 0:
+            clean = clean[: newline + 1]
+        else:  # and the word there (read backwards: a regex search from the end is linear)
+            clean = clean[: max(0, len(clean) - CUT_MARGIN)]
+            word = _WORD.match(clean[::-1])
+            clean = clean[: len(clean) - word.end()] if word else clean
     return _utf8_head(clean, limit)
 
 
 def _drop_cut_start(clean: str) -> str:
     newline = clean.find("\n", 0, CUT_MARGIN)
-    rest = clean[newline + 1:] if newline >= 0 else clean[CUT_MARGIN:]
+    if newline >= 0:
+        rest = clean[newline + 1:]
+    else:  # and the rest of the word there: a value found by its key may be longer
+        rest = clean[CUT_MARGIN:]
+        word = _WORD.match(rest)
+        rest = rest[word.end():] if word else rest
     end = _PEM_END.search(rest, 0, CUT_MARGIN)
     if end is not None and "-----BEGIN " not in rest[: end.start()]:
         rest = rest[end.end():]  # the body of a key whose BEGIN line was cut away

@@ -94,6 +94,13 @@ STRONG = re.compile(
     """,
     re.VERBOSE,
 )
+#: the timestamp GitHub Actions puts at the start of every line of a downloaded job log
+#: (``2026-11-22T10:00:00.7450187Z ``), and the byte order mark of the file's first line
+#: (before or after it): the runner's, not the step's output, so it is removed before
+#: matching and publishing, as ANSI codes are. Every part is of fixed or bounded length.
+RUNNER_STAMP = re.compile(
+    r"\A\ufeff?(?:\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z )?\ufeff?"
+)
 #: what makes two lines "the same shape": runs of letters / digits collapsed
 _SHAPE = re.compile(r"[^\W\d_]+|\d+")
 MAX_STEP_LINES = 20_000
@@ -128,10 +135,18 @@ class CiFailure:
     command: str
 
 
+def unstamped(line: str) -> str:
+    """The line without the runner's timestamp and byte order mark (:data:`RUNNER_STAMP`)
+    and without ANSI codes (unchanged, fast, when it has none of them)."""
+    if line and line[0] in "0123456789\ufeff":
+        line = RUNNER_STAMP.sub("", line, count=1)
+    return strip_ansi(line)
+
+
 def plain(line: str) -> str:
-    """The line as a terminal shows it: ANSI codes removed, the text after the last carriage
-    return kept when earlier segments were overwritten."""
-    line = strip_ansi(line).rstrip("\r\n")
+    """The line as a terminal shows it: the runner's timestamp and ANSI codes removed, the
+    text after the last carriage return kept when earlier segments were overwritten."""
+    line = unstamped(line).rstrip("\r\n")
     if "\r" in line:
         parts = [p for p in line.split("\r") if p.strip()]
         line = parts[-1] if parts else ""
@@ -161,7 +176,7 @@ def _exit_status(line: str) -> int | None:
 
 @dataclass
 class _Line:
-    text: str  # ANSI-free, as published
+    text: str  # without ANSI codes or the runner's timestamp, as published
     view: str  # as a terminal shows it (for classification)
     offset: int
     end: int
@@ -185,7 +200,7 @@ class CiLogDetector:
         self._build_over = False
 
     def feed(self, raw: str, offset: int, end: int, number: int) -> CiFailure | None:
-        text = strip_ansi(raw).rstrip("\r\n")
+        text = unstamped(raw).rstrip("\r\n")
         view = plain(raw)
         segments = [plain(s) for s in text.split("\r")] if "\r" in text else [view]
         if any(FOLD.match(s) for s in segments):

@@ -13,7 +13,10 @@ name as ``workflow.id``, the Dagster run id as ``workflow.run_id`` and the op na
   op again (:class:`dagster.RetryRequested` allowing one attempt more than this one). Without
   an applied fix the original exception goes on unchanged (an op's own ``RetryPolicy`` still
   applies to it). The error is marked as published, so the hook never publishes
-  it twice.
+  it twice. Dagster's control flow is not an error: the op's own ``RetryRequested`` goes on
+  untouched and unpublished; a ``Failure(allow_retries=False)`` (the op's "fail now, do not
+  retry") is published but neither waited for nor retried; Dagster's interrupts are
+  ``BaseException`` and pass too.
 
 Example::
 
@@ -41,7 +44,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from dagster import HookContext, RetryRequested, failure_hook
+from dagster import Failure, HookContext, RetryRequested, failure_hook
 
 from pipeline.config import Settings
 from pipeline.redact import redacted_tail
@@ -110,22 +113,41 @@ def healing(context: Any, *, command: Sequence[str] = (), cwd: str | None = None
     """Run the op body; on failure publish, wait for the decision, retry after a fix.
 
     ``command`` is what verification re-runs (the command the op wraps); ``cwd`` the
-    repository. Raises: the op's own exception, or RetryRequested after an applied fix.
+    repository. Raises: the op's own exception (its ``RetryRequested`` untouched), or
+    RetryRequested after an applied fix.
     """
     try:
         yield
-    except Exception as exc:
-        decision = _decide(context, exc, command, cwd, mode, timeout_s, settings)
-        if decision is None or not decision.applied:
+    except RetryRequested:  # the op asks Dagster for a retry itself: not an error
+        raise
+    except Failure as exc:
+        if not exc.allow_retries:  # the op's "fail now, do not retry": published (a fix may
+            # serve the next run), neither waited for nor retried
+            _decide(context, exc, command, cwd, mode, timeout_s, settings, wait=False)
             raise
-        context.log.info("heal: fix %s applied and verified; running %s again",
-                         decision.outcome.fix_id if decision.outcome else "?", context.op.name)
-        # one more attempt than this one, whatever the op's own RetryPolicy allows
-        raise RetryRequested(max_retries=context.retry_number + 1) from exc
+        _heal_and_retry(context, exc, command, cwd, mode, timeout_s, settings)
+        raise
+    except Exception as exc:
+        _heal_and_retry(context, exc, command, cwd, mode, timeout_s, settings)
+        raise
+
+
+def _heal_and_retry(context: Any, exc: Exception, command: Sequence[str], cwd: str | None,
+                    mode: str, timeout_s: float, settings: Settings | None) -> None:
+    """Publish ``exc`` and wait for the decision; returns when no fix was applied (the caller
+    re-raises ``exc``). Raises: RetryRequested after an applied, verified fix."""
+    decision = _decide(context, exc, command, cwd, mode, timeout_s, settings)
+    if decision is None or not decision.applied:
+        return
+    context.log.info("heal: fix %s applied and verified; running %s again",
+                     decision.outcome.fix_id if decision.outcome else "?", context.op.name)
+    # one more attempt than this one, whatever the op's own RetryPolicy allows
+    raise RetryRequested(max_retries=context.retry_number + 1) from exc
 
 
 def _decide(context: Any, exc: BaseException, command: Sequence[str], cwd: str | None,
-            mode: str, timeout_s: float, settings: Settings | None) -> Decision | None:
+            mode: str, timeout_s: float, settings: Settings | None, wait: bool = True
+            ) -> Decision | None:
     settings = settings or Settings.from_env()
     try:
         client = connect(settings)
@@ -139,6 +161,9 @@ def _decide(context: Any, exc: BaseException, command: Sequence[str], cwd: str |
         return None
     with suppress(AttributeError):  # an exception type with __slots__ cannot be marked
         setattr(exc, PUBLISHED_ATTR, error_id)
+    if not wait:
+        context.log.info("heal: published %s", error_id)
+        return None
     context.log.info("heal: published %s; waiting for the decision", error_id)
     try:
         decision = waiter.wait(error_id, timeout_s)

@@ -6,7 +6,10 @@
   at offset 0;
 - restart: the offset saved under ``$HEAL_HOME/watch/`` is used when the file still has the
   same device, inode and first line; if the file was rotated while we were down, the rotated
-  sibling (``app.log.1``, same inode) is finished first.
+  sibling is finished first: ``app.log.1`` (the same inode), else the newest ``app.log.*``
+  with the same first line (``app.log.1.gz`` compressed by logrotate, read decompressed; a
+  ``copytruncate`` copy). When none is found, or it cannot be read to its end, a warning
+  names the file and the bytes that were not read.
 
 The saved offset is the start of the oldest record not yet published, so an incomplete
 record (a traceback still being written) is read again after a restart rather than lost.
@@ -14,15 +17,19 @@ record (a traceback still being written) is read again after a restart rather th
 
 from __future__ import annotations
 
+import glob
+import gzip
 import hashlib
 import json
 import logging
 import os
 import time
+import zlib
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 from pipeline.events import ErrorEvent
 from pipeline.homedir import DIR_MODE, open_private
@@ -73,6 +80,19 @@ class OffsetStore:
         os.replace(tmp, target)
 
 
+def _first_line_identity(path: Path) -> str:
+    """:func:`head_identity` of a file (decompressed for ``.gz``); "" when it cannot be
+    read (not a regular file, unreadable, not gzip)."""
+    try:
+        with open_regular(path) as raw:
+            if path.suffix != ".gz":
+                return head_identity(raw.read(1024))
+            with gzip.open(raw, "rb") as fh:
+                return head_identity(fh.read(1024))
+    except (OSError, EOFError, zlib.error, FileRefused):
+        return ""
+
+
 class FileFollower:
     """Reads new complete lines of one path into a :class:`LineSink` on each :meth:`poll`."""
 
@@ -111,6 +131,8 @@ class FileFollower:
         if self._fh is None and not self._open(events):
             return events
         self._check_replaced(events)
+        if self._fh is None:  # rotated to a path that cannot be opened now (a FIFO)
+            return events
         got = self._read(events)
         idle = time.monotonic() - self._last_data > self.idle_flush_s
         if got:
@@ -118,6 +140,12 @@ class FileFollower:
         elif idle and self._sink is not None:
             events.extend(self._sink.flush())  # nothing new for a while: the record is complete
         return events
+
+    @property
+    def refused(self) -> str:
+        """Why the path could not be opened at the last try ("" when it was, or is missing):
+        ``is a FIFO, not a regular file``, ``cannot be read: Permission denied``."""
+        return self._refused
 
     def behind(self) -> bool:
         """The open file holds bytes not read yet (more than one poll reads)."""
@@ -154,8 +182,11 @@ class FileFollower:
         except FileRefused as exc:  # a FIFO would block the watch: wait for a regular file
             if str(exc) != self._refused:
                 self._refused = str(exc)
-                log.warning("heal watch: %s %s; waiting for a regular file there",
-                            self.path, exc)
+                if isinstance(exc.__cause__, OSError):  # permissions: what to change
+                    log.warning("%s %s; give the user heal runs as read access to it (it is "
+                                "read once it can be)", self.path, exc)
+                else:
+                    log.warning("%s %s; waiting for a regular file there", self.path, exc)
             self._first_open = False
             return False
         except OSError:
@@ -188,22 +219,62 @@ class FileFollower:
         return 0, 0
 
     def _finish_rotated(self, saved: FileState, events: list[ErrorEvent]) -> None:
-        """The file was rotated while we were down: read the rest of the old one."""
+        """The file was rotated while we were down: read the rest of the old one from its
+        rotated sibling, or warn that it was not read (which file, from which byte)."""
+        found = self._rotated_sibling(saved)
+        if found is None:
+            log.warning(
+                "%s was rotated or replaced while heal was not watching it, and no %s* "
+                "beside it holds the old file (the same inode, or the same first line, also "
+                "as .gz): what the old file held after byte %d (line %d) was not read; give "
+                "the rotated file to `heal backfill` if it was moved elsewhere",
+                self.path, Path(self.path).name, saved.offset, saved.line)
+            return
+        sibling, st = found
+        self._pos = saved.offset
+        sink: LineSink | None = None
+        try:
+            with ExitStack() as stack:
+                fh: IO[bytes] = stack.enter_context(open_regular(sibling))
+                if sibling.suffix == ".gz":
+                    fh = cast(IO[bytes], stack.enter_context(gzip.open(fh, "rb")))
+                self._attach(fh, st, saved.head, saved.offset, saved.line)
+                sink = self._sink
+                self._read(events, limit=None)
+        except (OSError, EOFError, zlib.error, FileRefused) as exc:
+            log.warning(
+                "%s (the rotated %s) could not be read to its end: %s; bytes %d to %d of "
+                "it were read, what follows byte %d was not",
+                sibling, Path(self.path).name, exc, saved.offset, self._pos, self._pos)
+        finally:
+            self._fh = None
+        if sink is not None:  # the last record of the old file is complete
+            events.extend(sink.flush())
+
+    def _rotated_sibling(self, saved: FileState) -> tuple[Path, os.stat_result] | None:
+        """The ``app.log*`` that holds the file as it was saved (``app.log.1``,
+        ``app.log.1.gz``, ``app.log-20261122.gz``): the same inode (renamed),
+        else the newest one with the same first line (compressed, or copied): a sibling the
+        file was rotated to has the newest time of the rotated ones."""
         folder = Path(self.path).parent
-        base = Path(self.path).name
-        for sibling in sorted(folder.glob(base + "*")):
+        siblings: list[tuple[Path, os.stat_result]] = []
+        for sibling in folder.glob(glob.escape(Path(self.path).name) + "*"):
+            if str(sibling) == self.path:
+                continue
             try:
                 st = sibling.stat()
             except OSError:
                 continue
-            if (st.st_dev, st.st_ino) == (saved.dev, saved.inode) and str(sibling) != self.path:
-                with open(sibling, "rb") as fh:
-                    self._attach(fh, st, saved.head, saved.offset, saved.line)
-                    self._read(events, limit=None)
-                    assert self._sink is not None
-                    events.extend(self._sink.flush())
-                self._fh = None
-                return
+            if (st.st_dev, st.st_ino) == (saved.dev, saved.inode):
+                return sibling, st
+            siblings.append((sibling, st))
+        if not saved.head:
+            return None  # its first line was not complete: nothing to know it by
+        siblings.sort(key=lambda found: found[1].st_mtime, reverse=True)
+        for sibling, st in siblings:
+            if _first_line_identity(sibling) == saved.head:
+                return sibling, st
+        return None
 
     def _attach(self, fh: IO[bytes], st: os.stat_result, head: str, offset: int, line: int
                 ) -> None:
@@ -249,7 +320,10 @@ class FileFollower:
         got = False
         budget = limit
         while budget is None or budget > 0:
-            data = self._fh.read(READ_CHUNK)
+            if isinstance(self._fh, gzip.GzipFile):  # a rotated .gz: one block at a time,
+                data = self._fh.read1(READ_CHUNK)  # so a cut file yields all it holds
+            else:
+                data = self._fh.read(READ_CHUNK)
             if not data:
                 break
             got = True

@@ -22,8 +22,55 @@ _VERDICT = {
 }
 
 
+#: ASCII punctuation Markdown reads as inline syntax in a table cell (emphasis, code, links,
+#: images, strikethrough, escapes, the cell's end): backslash-escaped in prose cells
+_MARKDOWN = frozenset("\\`*_[]!|~")
+_HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+#: a zero-width space: after an ``@`` it keeps the text and stops a mention's ping
+#: (``@octocat``); before a ``|`` it stops a backslash in the text from escaping the
+#: backslash that escapes the ``|`` (``\\|`` ends a table cell)
+_ZWSP = "\u200b"
+
+
+def _one_line(value: object) -> str:
+    return " ".join(str(value).splitlines())
+
+
+def _code(value: object, table: bool = True) -> str:
+    """Untrusted text (an error, a file name, a command) as a code span: nothing in it renders
+    as HTML, a link, an image or a mention. Its backtick fence is longer than any run of
+    backticks in the text; in a ``table`` cell ``|`` is escaped (GitHub splits the cells
+    before it reads code spans)."""
+    text = _one_line(value)
+    if not text:
+        return ""
+    longest = run = 0
+    for char in text:
+        run = run + 1 if char == "`" else 0
+        longest = max(longest, run)
+    ticks = "`" * (longest + 1)
+    if table:
+        text = text.replace("\\|", "\\" + _ZWSP + "|").replace("|", "\\|")
+    # a space on each side is dropped by the reader: needed when the text starts or ends
+    # with a backtick, kept when it starts and ends with a space
+    pad = " " if "`" in (text[0], text[-1]) or text[0] == text[-1] == " " else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
+
+
 def _cell(value: object) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    """Untrusted prose in a table cell, on one line: HTML escaped, Markdown's inline syntax
+    backslash-escaped, mentions broken."""
+    out = []
+    for char in _one_line(value):
+        if char in _MARKDOWN:
+            out.append("\\" + char)
+        elif char in _HTML:
+            out.append(_HTML[char])
+        elif char == "@":
+            out.append("@" + _ZWSP)
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 def _fence(text: str, lang: str = "") -> str:
@@ -36,19 +83,19 @@ def _fence(text: str, lang: str = "") -> str:
 def _rows(report: RunReport) -> list[tuple[str, str]]:
     match, fix, verdict = report.match, report.fix, report.verdict
     file, line = report.location()
-    rows = [("command", f"`{_cell(shlex.join(report.event.command))}` (exit "
-                        f"{report.event.exit_code})"),
-            ("error", _cell(report.headline))]
+    rows = [("command", f"{_code(shlex.join(report.event.command))} (exit "
+                        f"{_cell(report.event.exit_code)})"),
+            ("error", _code(report.headline))]
     if file:
-        rows.append(("where", f"`{_cell(file)}{':' + str(line) if line is not None else ''}`"))
+        rows.append(("where", _code(f"{file}{':' + str(line) if line is not None else ''}")))
     if match.get("pattern_id"):
         score = match.get("score")
-        rows.append(("match", f"`{_cell(match['pattern_id'])}`, tier {match.get('tier')}"
+        rows.append(("match", f"{_code(match['pattern_id'])}, tier {_cell(match.get('tier'))}"
                               + (f", score {float(score):.2f}" if score is not None else "")))
     else:
         rows.append(("match", "no known pattern (queued for review: `heal issues list`)"))
     if fix:
-        rows.append(("fix", f"`{_cell(fix.get('id'))}`"
+        rows.append(("fix", _code(fix.get("id"))
                             + (f" ({_cell(fix['category'])})" if fix.get("category") else "")))
     if verdict is not None:
         rows.append(("verification", _cell(verdict.reason or verdict.decision)))
@@ -85,7 +132,8 @@ def summary(report: RunReport) -> str:
 def pr_comment(report: RunReport) -> str:
     """A pull-request comment body: the same facts, and how to take or leave the fix."""
     lines = ["<!-- heal:run -->", f"**heal** looked at a failure of "
-             f"`{_cell(shlex.join(report.event.command))}`.", "", "| | |", "| --- | --- |"]
+             f"{_code(shlex.join(report.event.command), table=False)}.", "", "| | |",
+             "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in _rows(report)]
     text = "\n".join(lines) + "\n\n" + _diff_block(report)
     if report.diff:

@@ -13,7 +13,7 @@ from typing import Any
 
 from pipeline.config import Settings
 from pipeline.errors import UsageError
-from pipeline.safefile import kind_of
+from pipeline.safefile import FileRefused, kind_of, open_regular
 
 #: the most --interval and --idle-flush take: an hour
 MAX_SECONDS = 3600.0
@@ -54,14 +54,7 @@ def _watch(args: argparse.Namespace) -> int:
 
     check_seconds(args.interval, args.idle_flush)
     for path in args.paths:
-        try:
-            mode = os.stat(path).st_mode
-        except OSError:
-            print(f"heal watch: {path} does not exist yet; waiting for it", file=sys.stderr)
-            continue
-        if not stat.S_ISREG(mode):  # (a FIFO would block the watch on its first read)
-            raise UsageError(f"{path} is {kind_of(mode)}, not a regular file; give the log "
-                             "files to follow")
+        check_path(path, args.once)
     settings = Settings.from_env()
     publisher = Publisher(connect(settings), settings)
     teacher = None
@@ -80,6 +73,33 @@ def _watch(args: argparse.Namespace) -> int:
             teacher.close()
 
 
+def check_path(path: str, once: bool) -> None:
+    """Raises: UsageError for a path that is not a regular file heal can read, or (with
+    ``--once``, which waits for nothing) that does not exist; without ``--once`` a missing
+    path is waited for."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if once:
+            raise UsageError(f"{path} does not exist; give log files that exist (without "
+                             "--once, heal watch waits for a file to appear)") from None
+        print(f"heal watch: {path} does not exist yet; waiting for it", file=sys.stderr)
+        return
+    except OSError as exc:  # a folder on the way that heal may not enter
+        raise UsageError(f"{path} cannot be read: {exc.strerror or exc}; give the user heal "
+                         "runs as access to it") from exc
+    if not stat.S_ISREG(mode):  # (a FIFO would block the watch on its first read)
+        raise UsageError(f"{path} is {kind_of(mode)}, not a regular file; give the log "
+                         "files to follow")
+    try:
+        open_regular(path).close()
+    except FileNotFoundError:
+        return  # removed since: a rotation; the follower waits for the next file
+    except FileRefused as exc:
+        raise UsageError(f"{path} {exc}; give the user heal runs as read access to it "
+                         "(its permissions), or run heal as a user who can read it") from exc
+
+
 def check_seconds(interval: float, idle_flush: float) -> None:
     """Raises: UsageError for a --interval or --idle-flush that is not a finite number of
     seconds in its range (``inf`` once crashed the watch, ``nan`` never flushed a record)."""
@@ -95,7 +115,11 @@ def _follow(args: argparse.Namespace, watcher: Any) -> int:
     if args.once:
         count = watcher.drain()
         print(f"heal watch: published {count} event(s)", file=sys.stderr)
-        return 0
+        unread = [f for f in watcher.followers if f.refused]
+        for follower in unread:  # (it became unreadable after the check at start)
+            print(f"heal watch: {follower.path} was not read: it {follower.refused}",
+                  file=sys.stderr)
+        return 1 if unread else 0
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -83,3 +83,76 @@ def test_an_unfixable_failure_is_published_by_the_hook_and_the_job_fails(
         "etl", result.run_id, "explode")
     assert "RuntimeError: the warehouse is on fire" in event.text
     assert Settings.from_env().prefix == heal_env["HEAL_STREAM_PREFIX"]
+
+
+def _waits(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The error ids healing() waited for a decision on (the real wait still runs)."""
+    from producers.decision import DecisionWaiter
+
+    waited: list[str] = []
+    real = DecisionWaiter.wait
+
+    def wait(self: DecisionWaiter, error_id: str, timeout_s: float) -> Any:
+        waited.append(error_id)
+        return real(self, error_id, timeout_s)
+
+    monkeypatch.setattr(DecisionWaiter, "wait", wait)
+    return waited
+
+
+def test_an_ops_own_retry_request_passes_through_healing_unpublished(
+    heal_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dagster import RetryRequested, job, op
+
+    from producers.dagster import healing
+
+    # Given an op that asks Dagster for a retry itself, inside healing()
+    @op
+    def flaky(context):  # type: ignore[no-untyped-def]  # (Dagster refuses Any)
+        with healing(context, command=["true"], mode="suggest", timeout_s=60):
+            if context.retry_number == 0:
+                raise RetryRequested(max_retries=1)
+
+    @job(hooks={heal_failure_hook})
+    def flows() -> None:
+        flaky()
+
+    waited = _waits(monkeypatch)
+    # When the job runs
+    result = flows.execute_in_process(raise_on_error=False)
+    # Then Dagster retries the op at once and it passes: nothing published, nothing waited
+    assert result.success
+    kinds = [e.event_type_value for e in result.all_events if e.step_key == "flaky"]
+    assert kinds.count("STEP_UP_FOR_RETRY") == 1 and kinds.count("STEP_SUCCESS") == 1
+    assert _errors(heal_env) == [] and waited == []
+
+
+def test_a_failure_that_allows_no_retry_is_published_but_not_waited_for(
+    heal_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dagster import Failure, job, op
+
+    from producers.dagster import healing
+
+    # Given an op that fails with Dagster's "fail now, do not retry", inside healing()
+    @op
+    def load(context):  # type: ignore[no-untyped-def]  # (Dagster refuses Any)
+        with healing(context, command=["true"], mode="suggest", timeout_s=60):
+            raise Failure(description="ValueError: the schema changed", allow_retries=False)
+
+    @job(hooks={heal_failure_hook})
+    def daily() -> None:
+        load()
+
+    waited = _waits(monkeypatch)
+    # When the job runs
+    result = daily.execute_in_process(raise_on_error=False)
+    # Then the op fails at once, the failure is published once (not again by the hook), and
+    # no decision is waited for
+    assert not result.success
+    kinds = [e.event_type_value for e in result.all_events if e.step_key == "load"]
+    assert "STEP_UP_FOR_RETRY" not in kinds and kinds.count("STEP_FAILURE") == 1
+    (event,) = _errors(heal_env)
+    assert "the schema changed" in event.text and event.workflow.step == "load"
+    assert waited == []

@@ -251,6 +251,68 @@ def test_backfill_of_a_ci_log_publishes_the_failed_steps_explanation_and_little_
     assert [e.text for e in published] == [text]
 
 
+def test_a_secret_longer_than_any_bound_is_redacted_whole_in_published_events(
+    settings: Settings, client: redis.Redis, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a log whose errors hold a 540-character secret as a password and in a URL
+    secret = "k" + "Zq7_x9Rw" * 67 + "=="
+    log = tmp_path / "secret.log"
+    log.write_text(f"ERROR db connect failed DB_PASSWORD={secret}\n"
+                   f"ERROR clone https://user:{secret}@example.com/x failed\n"
+                   f"ERROR call Authorization: Bearer {secret * 10}\n")
+    # When it is backfilled and watched
+    assert main(["backfill", "--dry-run", "--json", str(log)]) == 0
+    shown = [orjson.loads(line)["text"] for line in capsys.readouterr().out.splitlines()]
+    assert main(["watch", "--once", "--from-start", str(log)]) == 0
+    published = [e.text for e in errors(client, settings)]
+    # Then no part of the secret is in any event: each value is replaced whole
+    assert shown == published == [
+        "ERROR db connect failed DB_PASSWORD=<redacted:password>",
+        "ERROR clone https://user:<redacted:url_credentials>@example.com/x failed",
+        "ERROR call Authorization: Bearer <redacted:authorization>",
+    ]
+
+
+# a GitHub Actions job log: a checkout step, then a pytest step that fails
+GITHUB_LOG = [
+    "##[group]Run actions/checkout@v4", "with:", "  repository: x/y", "##[endgroup]",
+    "##[group]Run pytest -q", "\x1b[36;1mpytest -q\x1b[0m", "##[endgroup]",
+    *[f"tests/test_a.py::test_{i} PASSED" for i in range(40)],
+    "tests/test_b.py::test_x FAILED",
+    "___________________________________ test_x ____________________________________",
+    ">       assert parse('1') == 2",
+    "E       AssertionError: assert 1 == 2",
+    "FAILED tests/test_b.py::test_x - AssertionError: assert 1 == 2",
+    "##[error]Process completed with exit code 1.",
+]
+
+
+def test_a_github_log_as_downloaded_with_a_timestamp_on_every_line_is_read_as_a_ci_log(
+    settings: Settings, client: redis.Redis, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given the same job log as shown in the browser and as GitHub serves it for download
+    # (a timestamp before every line, a byte order mark after the first one)
+    shown = tmp_path / "shown.log"
+    shown.write_text("\n".join(GITHUB_LOG) + "\n")
+    served = tmp_path / "served.log"
+    served.write_text("".join(
+        f"2026-11-22T10:00:{i % 60:02d}.{i:07d}Z {chr(0xfeff) if i == 0 else ''}{line}\n"
+        for i, line in enumerate(GITHUB_LOG)))
+    # When both are backfilled
+    found = []
+    for log in (shown, served):
+        assert main(["backfill", "--dry-run", "--json", str(log)]) == 0
+        found.append([orjson.loads(line) for line in capsys.readouterr().out.splitlines()])
+    # Then each gives one event for the failed step, with the same text and command
+    assert [len(events) for events in found] == [1, 1]
+    one, other = found[0][0], found[1][0]
+    assert other["tags"]["record_kind"] == "ci-step" and other["exit_code"] == 1
+    assert other["tags"]["ci_command"] == one["tags"]["ci_command"] == "##[group]Run pytest -q"
+    assert other["text"] == one["text"]
+    assert "E       AssertionError: assert 1 == 2" in other["text"]
+    assert "2026-11-22T" not in other["text"] and "actions/checkout" not in other["text"]
+
+
 # a Travis log whose pytest step fails: progress lines, then one report per failure between
 # pytest's rules (70 lines, most of them frames of one shape), then the summary
 _FRAMES = [f"    frame_{i} = call_{i}(frame_{i - 1})  # lib/chain.py:{i + 10}" for i in range(60)]

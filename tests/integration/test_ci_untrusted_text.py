@@ -1,0 +1,60 @@
+"""The job summary and the pull-request comment of ``heal run`` under GitHub Actions, run for
+real (a failing command, the real engines and stages): the error text is the failing
+program's, untrusted, and nothing in it renders as HTML, a link, an image or a mention."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from markdown_it import MarkdownIt
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = "import sys; from pipeline.cli import main; sys.exit(main(sys.argv[1:]))"
+
+HOSTILE_FILE = "a`b</details><img src=x>.py"
+HOSTILE_ERROR = ("ValueError: col|umn `code` a\\|b <script>alert(1)</script> @octocat "
+                 "[click](https://evil.example) ![i](https://evil.example/t.png)")
+TRACEBACK = (f'Traceback (most recent call last):\n  File "{HOSTILE_FILE}", line 3, in '
+             f"<module>\n    boom()\n{HOSTILE_ERROR}\n")
+FAIL = f"import sys\nsys.stderr.write({TRACEBACK!r})\nsys.exit(1)\n"
+
+
+def _rendered(markdown: str) -> str:
+    """HTML as GitHub's Markdown makes it (CommonMark with raw HTML, tables)."""
+    return MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"]).render(
+        markdown)
+
+
+def test_error_text_in_the_job_summary_and_pr_comment_renders_as_text_only(
+    tmp_path: Path, heal_env: dict[str, str]
+) -> None:
+    # Given a command whose traceback names a file and an error made to break out of
+    # Markdown: backticks, raw HTML closing the report's <details>, a mention, a link, an image
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "fail2.py").write_text(FAIL)
+    summary, temp = tmp_path / "summary.md", tmp_path / "runner"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "RUNNER_"))},
+           **heal_env, "GITHUB_ACTIONS": "true", "CI": "true",
+           "GITHUB_STEP_SUMMARY": str(summary), "GITHUB_OUTPUT": str(tmp_path / "output"),
+           "RUNNER_TEMP": str(temp), "PYTHONPATH": str(ROOT)}
+    # When heal runs it under GitHub Actions
+    done = subprocess.run([sys.executable, "-c", CLI, "run", "--timeout", "60", "--",
+                           sys.executable, "fail2.py"], cwd=repo, env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    # Then in the summary and in the comment the error and the file are code, whole
+    for markdown in (summary.read_text(), (temp / "heal" / "pr-comment.md").read_text()):
+        html = _rendered(markdown)
+        assert "<script" not in html and "<img" not in html and "</details>" not in html
+        assert "<a " not in html and 'href="' not in html
+        assert ("<code>ValueError: col|umn `code` a\\|b &lt;script&gt;alert(1)&lt;/script&gt; "
+                "@octocat [click](https://evil.example) ![i](https://evil.example/t.png)"
+                "</code>") in html.replace("\u200b", "")
+        assert "<code>a`b&lt;/details&gt;&lt;img src=x&gt;.py:3</code>" in html
+        # and GitHub mentions nobody: outside code, no "@name" is left
+        outside = html.replace("\u200b", "").split("<code>")
+        assert all("@octocat" not in part.split("</code>")[-1] for part in outside)
