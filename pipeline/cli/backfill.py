@@ -87,7 +87,7 @@ def _backfill(args: argparse.Namespace) -> int:
     client = _client(settings, connect, needed=args.replay or not args.dry_run)
     publish = None if args.dry_run else Publisher(client, settings).publish_many
     emit = _printer() if args.dry_run and args.json else None
-    backfiller = Backfiller(client, settings, publish, force=args.force)
+    backfiller = Backfiller(client, settings, publish, force=args.force, on_damage=_damaged)
     if args.replay:
         replayed: list[Any] = []
 
@@ -107,19 +107,35 @@ def _backfill(args: argparse.Namespace) -> int:
         backfiller.run_file(path, emit=emit)
     for path in transcripts:
         backfiller.run_file(path, transcript=True, emit=emit)
-    stats = backfiller.stats
+    return _summarize(args, backfiller.stats)
+
+
+def _summarize(args: argparse.Namespace, stats: Any) -> int:
+    """Print what was done; 1 when a file could be read only in part (named as it was met)."""
     verb = "would publish" if args.dry_run else "published"
     extra = (f", skipped {stats.skipped_bytes} bytes published before"
              if stats.skipped_bytes else "")
     bad = f", {stats.bad_entries} undecodable entries skipped" if stats.bad_entries else ""
+    damaged = (f"; {len(stats.damaged)} file(s) could be read only in part (named above)"
+               if stats.damaged else "")
     if args.json and not args.dry_run:
         summary = {"published": stats.events, "files": stats.files,
-                   "skipped_bytes": stats.skipped_bytes, "bad_entries": stats.bad_entries}
+                   "skipped_bytes": stats.skipped_bytes, "bad_entries": stats.bad_entries,
+                   "damaged": [{"path": d.path, "offset": d.offset, "reason": d.reason}
+                               for d in stats.damaged]}
         dump_json(summary)
+    if stats.legacy_marks:
+        print(f"heal backfill: {stats.legacy_marks} file(s) had a mark saved by an earlier heal "
+              "version, which cannot tell files that start alike apart; read from their start "
+              "(the runtime drops the events published before)", file=sys.stderr)
     print(f"heal backfill: {verb} {stats.events} event(s) from "
-          f"{'the error stream' if args.replay else f'{stats.files} file(s)'}{extra}{bad}",
-          file=sys.stderr)
-    return 0
+          f"{'the error stream' if args.replay else f'{stats.files} file(s)'}{extra}{bad}"
+          f"{damaged}", file=sys.stderr)
+    return 1 if stats.damaged else 0
+
+
+def _damaged(exc: Any) -> None:
+    print(f"heal backfill: {exc}; going on with the other files", file=sys.stderr)
 
 
 def _discover_or_shadow(args: argparse.Namespace, settings: Settings, logs: list[Any],
@@ -162,21 +178,24 @@ def _shadow(args: argparse.Namespace, settings: Settings, logs: list[Any],
     streams and no per-file mark is saved), run it in isolation and print the report."""
     from pathlib import Path
 
+    from pipeline.errors import DamagedFile
     from pipeline.shadow import render, run_shadow
     from producers.backfill import BackfillStats, replay_stream, scan_file
     from storage.engines import connect_redis
 
     client = connect_redis(settings)
+    damaged: list[DamagedFile] = []
 
     def source(emit: Any) -> None:
         if args.replay:
             replay_stream(client, settings, args.since, emit, BackfillStats())
-        for path in logs:
-            for event, _ in scan_file(path):
-                emit(event)
-        for path in transcripts:
-            for event, _ in scan_file(path, transcript=True):
-                emit(event)
+        for path, transcript in [(p, False) for p in logs] + [(p, True) for p in transcripts]:
+            try:
+                for event, _ in scan_file(path, transcript=transcript):
+                    emit(event)
+            except DamagedFile as exc:  # what could be read is in; the other files go on
+                damaged.append(exc)
+                _damaged(exc)
 
     mode = args.mode or "auto-safe"
     print(f"heal shadow: mode {mode}; isolated, nothing is applied", file=sys.stderr)
@@ -186,7 +205,7 @@ def _shadow(args: argparse.Namespace, settings: Settings, logs: list[Any],
         dump_json(report.to_dict())
     else:
         print(render(report))
-    return 0
+    return 1 if damaged else 0
 
 
 def _client(settings: Settings, connect: Any, needed: bool) -> Any:
