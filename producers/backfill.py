@@ -31,6 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import hashlib
+import math
 import re
 import stat
 import time
@@ -412,33 +413,63 @@ class Backfiller:
 
 # -- replay ---------------------------------------------------------------------------------
 
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
+#: an age: a number (at most 12 digits, so it stays finite) and a unit
+_RELATIVE = re.compile(r"(\d{1,12}(?:\.\d{1,9})?)\s*([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+#: a stream id as Redis prints it: milliseconds since 1970 (13 digits and more from 2001 on),
+#: then the sequence number; the sequence may be left out
+_STREAM_ID = re.compile(r"(\d{13,20})(?:-(\d{1,20}))?")
+#: an ISO-8601 date in its extended form (2026-11-22), optionally followed by a time
+_ISO = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ].+)?")
+_MAX_ID_PART = (1 << 64) - 1
+SINCE_FORMS = ("an ISO date or time (2026-11-22, 2026-11-22T10:00:00Z), an age (30m, 2h, 7d) "
+               "or a stream id (1700000000000-0)")
 
 
 def since_to_id(since: str, now: float | None = None) -> str:
-    """``--since``: a stream id (``1700000000000-0``), an ISO time, or an age like ``2h``/``7d``.
+    """``--since``: a stream id (``1700000000000-0``), an ISO date or time, or an age like
+    ``2h``/``7d``. Only these forms: a bare number (``20261202``, ``2027``) or a year and
+    month (``2026-12``) could be read as a date or as a stream id in 1970, and read as the
+    latter they would replay the whole history.
 
     Raises:
-        UsageError: none of these forms.
+        UsageError: none of these forms, or a time before 1970 or past what Redis can hold.
     """
     text = since.strip()
-    if re.fullmatch(r"\d+(-\d+)?", text):
-        return text if "-" in text else f"{text}-0"
-    match = _RELATIVE.match(text)
+    stream_id = _STREAM_ID.fullmatch(text)
+    if stream_id:
+        ms, seq = int(stream_id.group(1)), int(stream_id.group(2) or 0)
+        if ms > _MAX_ID_PART or seq > _MAX_ID_PART:
+            raise _since_error(since, "is past the largest stream id (18446744073709551615)")
+        return f"{ms}-{seq}"
+    match = _RELATIVE.fullmatch(text)
     if match:
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
-        return f"{int(((now or time.time()) - seconds) * 1000)}-0"
+        return _ms_id(since, (now or time.time()) - seconds)
+    if not _ISO.fullmatch(text):
+        hint = ("is empty" if not text
+                else "looks like a date: write it 2026-12-02" if re.fullmatch(r"\d{8}", text)
+                else "is a year or a month: give a whole date (2026-12-01)"
+                if re.fullmatch(r"\d{4}(?:-\d{1,2})?", text) else "is not one of the forms")
+        raise _since_error(since, hint)
     try:
         when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise UsageError(
-            f"--since {since!r}: use an ISO time (2026-11-22T10:00:00Z), an age (30m, 2h, 7d) "
-            "or a stream id (1700000000000-0)"
-        ) from exc
+    except ValueError:
+        raise _since_error(since, "is not a valid date or time") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
-    return f"{int(when.timestamp() * 1000)}-0"
+    return _ms_id(since, when.timestamp())
+
+
+def _ms_id(since: str, seconds: float) -> str:
+    """Raises: UsageError for a time before 1970 (no stream id is that old)."""
+    if not math.isfinite(seconds) or seconds < 0:
+        raise _since_error(since, "is before 1970")
+    return f"{int(seconds * 1000)}-0"
+
+
+def _since_error(since: str, why: str) -> UsageError:
+    return UsageError(f"--since {since!r} {why}; use {SINCE_FORMS}")
 
 
 def replay_copy(event: ErrorEvent, token: str, settings: Settings | None = None) -> ErrorEvent:
@@ -483,7 +514,7 @@ def _replay_one(client: Any, settings: Settings, stream: str, since: str | None,
         if not newest:
             return
         end = newest[0][0]
-        cursor = since_to_id(since) if since else "-"
+        cursor = since_to_id(since) if since is not None else "-"
         progress = Progress(unit="events")
         try:
             _replay_pages(client, stream, cursor, end, page, settings, stats, emit, token,

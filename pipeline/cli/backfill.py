@@ -32,7 +32,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--replay", action="store_true",
                         help="replay <prefix>:errors history instead of reading files")
     parser.add_argument("--since", metavar="T",
-                        help="with --replay: ISO time, age (30m, 2h, 7d) or stream id")
+                        help="with --replay: ISO date or time (2026-11-22T10:00:00Z), age "
+                             "(30m, 2h, 7d) or stream id (1700000000000-0)")
     parser.add_argument("--dry-run", action="store_true", help="publish nothing")
     parser.add_argument("--json", action="store_true",
                         help="with --dry-run: print each event (with --discover: the files "
@@ -59,7 +60,7 @@ def _validate(args: argparse.Namespace) -> None:
     if args.replay and (args.paths or args.transcript or args.discover):
         raise UsageError("--replay reads the error stream; give no PATH, --transcript or "
                          "--discover with it")
-    if args.since and not args.replay:
+    if args.since is not None and not args.replay:
         raise UsageError("--since only applies to --replay")
     if args.glob and args.discover is None:
         raise UsageError("--glob only applies to --discover")
@@ -79,8 +80,8 @@ def _backfill(args: argparse.Namespace) -> int:
     _validate(args)
     logs = check_paths(args.paths)
     transcripts = check_paths(args.transcript)
-    if args.since:
-        since_to_id(args.since)  # a bad --since is a usage error before any work
+    if args.since is not None:
+        since_to_id(args.since)  # a bad (or empty) --since is a usage error before any work
     settings = Settings.from_env()
     if args.discover is not None or args.shadow:
         return _discover_or_shadow(args, settings, logs, transcripts)

@@ -1,7 +1,8 @@
 """``heal backfill`` through the real CLI on the session's real Redis: the per-file marks
 belong to a file's content (files that share a first line each publish every error, a
 rotated or compressed copy is still recognised), a damaged ``.gz`` is published as far as it
-can be read and does not stop the other files."""
+can be read and does not stop the other files, and ``--since`` takes only its documented
+forms."""
 
 from __future__ import annotations
 
@@ -148,3 +149,29 @@ def test_discover_goes_on_after_a_truncated_rotated_log(
     assert "rot.log.1.gz: truncated gzip" in done.stderr
     assert "internal error" not in done.stderr
     assert "ERROR deep failure" in texts(client, env)
+
+
+@pytest.mark.parametrize("since", ["20261202", "2026-12", "2027", "", "  ", "100000d",
+                                   "18446744073709551616-0", "1-18446744073709551616",
+                                   "9" * 400 + "d", "1800-01-01"])
+def test_since_refuses_what_is_not_one_of_its_forms(
+    env: dict[str, str], client: redis.Redis, since: str
+) -> None:
+    # Given a stream with history
+    heal(env, "emit", stdin=b'{"v":1,"id":"s1","text":"boom"}\n')
+    # When a replay is asked from a value that is no ISO date-time, age or stream id
+    done = heal(env, "backfill", "--replay", "--dry-run", "--since", since)
+    # Then it is a usage error naming the accepted forms; nothing is replayed
+    assert done.returncode == 2, (since, done.stderr)
+    assert "--since" in done.stderr and "2026-11-22T10:00:00Z" in done.stderr
+    assert "would publish" not in done.stderr
+
+
+def test_since_takes_dates_ages_and_stream_ids(env: dict[str, str], client: redis.Redis
+                                                ) -> None:
+    heal(env, "emit", stdin=b'{"v":1,"id":"s1","text":"boom"}\n')
+    for since, count in [("2020-01-01", 1), ("2999-12-02", 0), ("1h", 1),
+                         ("1700000000000-0", 1), ("32503680000000-0", 0)]:
+        done = heal(env, "backfill", "--replay", "--dry-run", "--since", since)
+        assert done.returncode == 0, (since, done.stderr)
+        assert f"would publish {count} event(s)" in done.stderr, (since, done.stderr)
