@@ -21,9 +21,10 @@ be read, whole lines only; :func:`scan_file` then raises :class:`DamagedFile` an
 backfiller goes on with the next file.
 
 Replay (``replay_stream``) re-publishes ``<prefix>:errors`` history up to the entry that was
-newest when the replay started. Each copy gets the id ``<original id>~replay-<token>`` and
+newest when the replay started. Each copy gets the id ``<its own id>~replay-<token>`` and
 ``tags.replay_of`` / ``tags.replay``: the runtime dedupes on the event id, so the unchanged id
-would be swallowed as already handled.
+would be swallowed as already handled. The id never comes from the event's tags (any
+producer can write ``tags.replay_of``), so two entries never share a copy id.
 """
 
 from __future__ import annotations
@@ -473,13 +474,18 @@ def _since_error(since: str, why: str) -> UsageError:
 
 
 def replay_copy(event: ErrorEvent, token: str, settings: Settings | None = None) -> ErrorEvent:
-    """The event re-published by a replay: a new id, tagged with the original. An event
-    heal run had attested is attested again under its new id (``settings`` given): the
-    replay is the operator's own command."""
-    original = str(event.tags.get("replay_of") or event.id)
-    new_id = f"{original}~replay-{token}"
+    """The event re-published by a replay: a new id made of the event's own id, tagged with
+    the original. ``tags.replay_of`` is only information (any producer can write it), so it
+    never chooses the id: two entries naming the same ``replay_of`` would share a copy id and
+    the runtime would drop one. A copy of an earlier replay copy (its id is ``<replay_of>
+    ~replay-<replay>``) names the first original. An event heal run had attested is attested
+    again under its new id (``settings`` given): the replay is the operator's own command."""
+    replay_of, earlier = event.tags.get("replay_of"), event.tags.get("replay")
+    original = (replay_of if isinstance(replay_of, str) and isinstance(earlier, str)
+                and event.id == f"{replay_of}~replay-{earlier}" else event.id)
+    new_id = f"{event.id}~replay-{token}"  # its own id: unique per entry, as first published
     if len(new_id) > MAX_ID_LENGTH:
-        new_id = stable_id("replay", original, token)
+        new_id = stable_id("replay", event.id, token)
     tags = {**event.tags, "replay_of": original, "replay": token}
     copy = replace(event, id=new_id, tags=tags)
     if settings is not None:

@@ -1,8 +1,8 @@
 """``heal backfill`` through the real CLI on the session's real Redis: the per-file marks
 belong to a file's content (files that share a first line each publish every error, a
 rotated or compressed copy is still recognised), a damaged ``.gz`` is published as far as it
-can be read and does not stop the other files, and ``--since`` takes only its documented
-forms."""
+can be read and does not stop the other files, ``--since`` takes only its documented forms,
+and a replay copy's id never comes from the event's own tags."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import orjson
 import pytest
 import redis
 
@@ -175,3 +176,23 @@ def test_since_takes_dates_ages_and_stream_ids(env: dict[str, str], client: redi
         done = heal(env, "backfill", "--replay", "--dry-run", "--since", since)
         assert done.returncode == 0, (since, done.stderr)
         assert f"would publish {count} event(s)" in done.stderr, (since, done.stderr)
+
+
+def test_a_replay_copy_id_is_never_chosen_by_the_events_tags(
+    env: dict[str, str], client: redis.Redis
+) -> None:
+    # Given a real event and an event whose tags claim to be a replay of it
+    lines = [b'{"v":1,"id":"a1","text":"ValueError: x"}',
+             b'{"v":1,"id":"evil1","text":"attacker text","tags":{"replay_of":"a1"}}',
+             b'{"v":1,"id":"a1~replay-T","text":"forged","tags":{"replay_of":"a1",'
+             b'"replay":"T"}}']
+    assert heal(env, "emit", stdin=b"\n".join(lines) + b"\n").returncode == 0
+    # When the stream is replayed
+    done = heal(env, "backfill", "--replay", "--dry-run", "--json")
+    # Then every entry gets its own copy id, derived from its own id
+    copies = [orjson.loads(line) for line in done.stdout.splitlines()]
+    ids = [c["id"] for c in copies]
+    assert len(set(ids)) == 3, ids
+    assert [i.split("~replay-")[0] for i in ids] == ["a1", "evil1", "a1"]
+    assert ids[2].startswith("a1~replay-T~replay-")
+    assert [c["tags"]["replay_of"] for c in copies] == ["a1", "evil1", "a1"]
