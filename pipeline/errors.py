@@ -11,6 +11,7 @@
     ├── QueryError                  PostgreSQL rejected a statement (carries ``sqlstate``)
     ├── DecodeError                 a stream payload that cannot be decoded (carries raw bytes)
     │   └── EventValidationError    decoded, but fails the contract (carries raw bytes)
+    ├── DamagedFile                 an input file readable only in part (a truncated .gz)
     ├── GitError                    a git operation failed
     ├── FixError                    a fix cannot be rendered or applied
     │   └── ParameterError          a fix parameter is outside its declared bounds
@@ -87,6 +88,17 @@ class DecodeError(HealError):
 
 class EventValidationError(DecodeError):
     pass
+
+
+class DamagedFile(HealError):
+    """A file that could be read only up to ``offset`` (decompressed bytes for a .gz): a
+    truncated or corrupt archive, a read error. What came before was used."""
+
+    def __init__(self, path: str, offset: int, reason: str) -> None:
+        super().__init__(f"{path}: {reason}; "
+                         + (f"read up to byte {offset} (whole lines), the rest cannot be read"
+                            if offset else "nothing could be read"))
+        self.path, self.offset, self.reason = path, offset, reason
 
 
 class GitError(HealError):

@@ -262,10 +262,16 @@ def redacted_head(text: str, limit: int) -> str:
         newline = clean.rfind("\n", max(0, len(clean) - CUT_MARGIN))
         if newline >= 0:
             clean = clean[: newline + 1]
-        else:  # and the word there (read backwards: a regex search from the end is linear)
+        else:
             clean = clean[: max(0, len(clean) - CUT_MARGIN)]
+            # and the word there when it is a URL: the one rule that needs a secret's end
+            # (`user:PASSWORD@`) missed a password longer than the margin. A value found by
+            # its key was redacted up to the window's end; any other long word (an
+            # attacker's 20 MB line, one huge argument) keeps its start. (The word is read
+            # backwards: a regex search from the end is linear.)
             word = _WORD.match(clean[::-1])
-            clean = clean[: len(clean) - word.end()] if word else clean
+            if word and "://" in clean[len(clean) - word.end():]:
+                clean = clean[: len(clean) - word.end()]
     return _utf8_head(clean, limit)
 
 

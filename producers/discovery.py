@@ -252,6 +252,8 @@ def offer_backfill(settings: Settings, client: object, root: Path | None = None,
             return answer
         print(f"heal: backfilled {stats.events} error event(s) from {stats.files} file(s)",
               file=out)
+        for damaged in stats.damaged:  # published as far as readable; the others went on
+            print(f"heal: backfill: {damaged}", file=out)
     else:
         print(f"heal: not now (later: heal backfill --discover {root})", file=out)
     return answer

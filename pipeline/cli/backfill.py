@@ -35,7 +35,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--replay", action="store_true",
                         help="replay <prefix>:errors history instead of reading files")
     parser.add_argument("--since", metavar="T",
-                        help="with --replay: ISO time, age (30m, 2h, 7d) or stream id")
+                        help="with --replay: ISO date or time (2026-11-22T10:00:00Z), age "
+                             "(30m, 2h, 7d) or stream id (1700000000000-0)")
     parser.add_argument("--dry-run", action="store_true", help="publish nothing")
     parser.add_argument("--json", action="store_true",
                         help="with --dry-run: print each event (with --discover: the files "
@@ -62,7 +63,7 @@ def _validate(args: argparse.Namespace) -> None:
     if args.replay and (args.paths or args.transcript or args.discover):
         raise UsageError("--replay reads the error stream; give no PATH, --transcript or "
                          "--discover with it")
-    if args.since and not args.replay:
+    if args.since is not None and not args.replay:
         raise UsageError("--since only applies to --replay")
     if args.glob and args.discover is None:
         raise UsageError("--glob only applies to --discover")
@@ -82,15 +83,15 @@ def _backfill(args: argparse.Namespace) -> int:
     _validate(args)
     logs = check_paths(args.paths)
     transcripts = check_paths(args.transcript)
-    if args.since:
-        since_to_id(args.since)  # a bad --since is a usage error before any work
+    if args.since is not None:
+        since_to_id(args.since)  # a bad (or empty) --since is a usage error before any work
     settings = Settings.from_env()
     if args.discover is not None or args.shadow:
         return _discover_or_shadow(args, settings, logs, transcripts)
     client = _client(settings, connect, needed=args.replay or not args.dry_run)
     publish = None if args.dry_run else Publisher(client, settings).publish_many
     emit = _printer() if args.dry_run and args.json else None
-    backfiller = Backfiller(client, settings, publish, force=args.force)
+    backfiller = Backfiller(client, settings, publish, force=args.force, on_damage=_damaged)
     if args.replay:
         replayed: list[Any] = []
 
@@ -110,13 +111,13 @@ def _backfill(args: argparse.Namespace) -> int:
         backfiller.run_file(path, emit=emit)
     for path in transcripts:
         backfiller.run_file(path, transcript=True, emit=emit)
-    _summary(args, backfiller.stats)
-    return 0
+    return _summarize(args, backfiller.stats)
 
 
-def _summary(args: argparse.Namespace, stats: BackfillStats) -> None:
+def _summarize(args: argparse.Namespace, stats: BackfillStats) -> int:
     """The end of a backfill on stderr (``--json`` without ``--dry-run``: also on stdout):
-    what was published, what an earlier backfill read, and each transcript's skipped lines."""
+    what was published, what an earlier backfill read, each transcript's skipped lines and
+    the files that could be read only in part (named as they were met: then 1, else 0)."""
     verb = "would publish" if args.dry_run else "published"
     # (bytes an earlier backfill read, whatever they held: a transcript's unreadable lines
     # were once called "published before")
@@ -127,14 +128,27 @@ def _summary(args: argparse.Namespace, stats: BackfillStats) -> None:
         for problem in found.problems():
             print(f"heal backfill: {name}: {problem}" if not problem.startswith(" ")
                   else problem, file=sys.stderr)
+    damaged = (f"; {len(stats.damaged)} file(s) could be read only in part (named above)"
+               if stats.damaged else "")
     if args.json and not args.dry_run:
         summary = {"published": stats.events, "files": stats.files,
                    "skipped_bytes": stats.skipped_bytes, "bad_entries": stats.bad_entries,
-                   "transcripts": {p: t.to_dict() for p, t in stats.transcripts.items()}}
+                   "transcripts": {p: t.to_dict() for p, t in stats.transcripts.items()},
+                   "damaged": [{"path": d.path, "offset": d.offset, "reason": d.reason}
+                               for d in stats.damaged]}
         dump_json(summary)
+    if stats.legacy_marks:
+        print(f"heal backfill: {stats.legacy_marks} file(s) had a mark saved by an earlier heal "
+              "version, which cannot tell files that start alike apart; read from their start "
+              "(the runtime drops the events published before)", file=sys.stderr)
     print(f"heal backfill: {verb} {stats.events} event(s) from "
-          f"{'the error stream' if args.replay else f'{stats.files} file(s)'}{extra}{bad}",
-          file=sys.stderr)
+          f"{'the error stream' if args.replay else f'{stats.files} file(s)'}{extra}{bad}"
+          f"{damaged}", file=sys.stderr)
+    return 1 if stats.damaged else 0
+
+
+def _damaged(exc: Any) -> None:
+    print(f"heal backfill: {exc}; going on with the other files", file=sys.stderr)
 
 
 def _discover_or_shadow(args: argparse.Namespace, settings: Settings, logs: list[Any],
@@ -177,21 +191,24 @@ def _shadow(args: argparse.Namespace, settings: Settings, logs: list[Any],
     streams and no per-file mark is saved), run it in isolation and print the report."""
     from pathlib import Path
 
+    from pipeline.errors import DamagedFile
     from pipeline.shadow import render, run_shadow
     from producers.backfill import BackfillStats, replay_stream, scan_file
     from storage.engines import connect_redis
 
     client = connect_redis(settings)
+    damaged: list[DamagedFile] = []
 
     def source(emit: Any) -> None:
         if args.replay:
             replay_stream(client, settings, args.since, emit, BackfillStats())
-        for path in logs:
-            for event, _ in scan_file(path):
-                emit(event)
-        for path in transcripts:
-            for event, _ in scan_file(path, transcript=True):
-                emit(event)
+        for path, transcript in [(p, False) for p in logs] + [(p, True) for p in transcripts]:
+            try:
+                for event, _ in scan_file(path, transcript=transcript):
+                    emit(event)
+            except DamagedFile as exc:  # what could be read is in; the other files go on
+                damaged.append(exc)
+                _damaged(exc)
 
     mode = args.mode or "auto-safe"
     print(f"heal shadow: mode {mode}; isolated, nothing is applied", file=sys.stderr)
@@ -201,7 +218,7 @@ def _shadow(args: argparse.Namespace, settings: Settings, logs: list[Any],
         dump_json(report.to_dict())
     else:
         print(render(report))
-    return 0
+    return 1 if damaged else 0
 
 
 def _client(settings: Settings, connect: Any, needed: bool) -> Any:

@@ -25,10 +25,14 @@ def test_replay_copy_gets_a_new_id_tagged_with_the_original() -> None:
     copy = replay_copy(event, "T1")
     assert copy.id == "ci-1~replay-T1"
     assert copy.tags == {"a": 1, "replay_of": "ci-1", "replay": "T1"}
-    again = replay_copy(copy, "T2")  # replaying a replay still points at the original
-    assert again.id == "ci-1~replay-T2" and again.tags["replay_of"] == "ci-1"
+    again = replay_copy(copy, "T2")  # replaying a replay still points at the original,
+    assert again.tags["replay_of"] == "ci-1"  # but its id is made of the copy's own id
+    assert again.id == "ci-1~replay-T1~replay-T2"
     long = replay_copy(ErrorEvent(id="x" * 250, text="t"), "T")
     assert len(long.id) <= 256 and long.tags["replay_of"] == "x" * 250
+    # a tag claiming to be a replay of another event names nothing but itself
+    claim = replay_copy(ErrorEvent(id="evil", text="t", tags={"replay_of": "ci-1"}), "T")
+    assert claim.id == "evil~replay-T" and claim.tags["replay_of"] == "evil"
 
 
 def test_scan_is_deterministic_and_reads_gzip(tmp_path: Path) -> None:

@@ -1,0 +1,198 @@
+"""``heal backfill`` through the real CLI on the session's real Redis: the per-file marks
+belong to a file's content (files that share a first line each publish every error, a
+rotated or compressed copy is still recognised), a damaged ``.gz`` is published as far as it
+can be read and does not stop the other files, ``--since`` takes only its documented forms,
+and a replay copy's id never comes from the event's own tags."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+
+from pipeline.events import ErrorEvent
+from producers.logs import head_identity
+
+HEAL = str(Path(sys.executable).parent / "heal")
+#: the checkout these tests belong to (the installed ``heal`` script may point elsewhere)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def env(tmp_path: Path, redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+        ) -> dict[str, str]:
+    values = {"HEAL_HOME": str(tmp_path / "home"), "HEAL_REDIS_URL": redis_url,
+              "HEAL_STREAM_PREFIX": prefix}
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return {**os.environ, **values, "PYTHONPATH": str(ROOT)}
+
+
+def heal(env: dict[str, str], *args: str, stdin: bytes = b""
+         ) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([HEAL, *args], input=stdin, env=env, capture_output=True,
+                          timeout=300, check=False)
+    return subprocess.CompletedProcess(done.args, done.returncode,
+                                       done.stdout.decode("utf-8", "replace"),
+                                       done.stderr.decode("utf-8", "replace"))
+
+
+def texts(client: redis.Redis, env: dict[str, str]) -> list[str]:
+    stream = f"{env['HEAL_STREAM_PREFIX']}:errors"
+    return [ErrorEvent.decode(f[b"event"]).text for _, f in client.xrange(stream)]
+
+
+BANNER = "=== service start (build 853330f9) ===\n"
+
+
+def test_files_that_share_a_first_line_each_publish_every_error(
+    env: dict[str, str], client: redis.Redis, tmp_path: Path
+) -> None:
+    # Given two logs that start with the same service banner, the second one longer
+    web1, web2 = tmp_path / "web1.log", tmp_path / "web2.log"
+    web1.write_text(BANNER + "INFO up\nERROR web1 broke\n")
+    web2.write_text(BANNER + "INFO up on port 8080\nINFO more output\n"
+                    "ERROR web2 broke differently at a later offset\n")
+    # When both are backfilled, one after the other
+    assert heal(env, "backfill", str(web1)).returncode == 0
+    done = heal(env, "backfill", str(web2))
+    # Then web2 is read from its own start: its error whole, no fragment, nothing skipped
+    assert done.returncode == 0, done.stderr
+    assert "read by an earlier backfill" not in done.stderr
+    assert texts(client, env) == ["ERROR web1 broke",
+                                  "ERROR web2 broke differently at a later offset"]
+    # and each file keeps its own mark: a second pass of either publishes nothing ...
+    for path in (web1, web2):
+        again = heal(env, "backfill", str(path))
+        assert "published 0 event(s)" in again.stderr and "read by an earlier backfill" in again.stderr
+    # ... a renamed, compressed copy of web1 (rotation) is recognised by its content ...
+    rotated = tmp_path / "web1.log.1.gz"
+    rotated.write_bytes(gzip.compress(web1.read_bytes()))
+    web1.unlink()
+    assert "published 0 event(s)" in heal(env, "backfill", str(rotated)).stderr
+    # ... and only what was appended since is published
+    with web2.open("a") as fh:
+        fh.write("FATAL web2 out of memory\n")
+    assert heal(env, "backfill", str(web2)).returncode == 0
+    assert texts(client, env)[2:] == ["FATAL web2 out of memory"]
+
+
+def test_a_mark_saved_by_an_earlier_version_is_not_trusted(
+    env: dict[str, str], client: redis.Redis, tmp_path: Path
+) -> None:
+    # Given a mark of the old shape (a bare offset keyed by the first line) from another file
+    log = tmp_path / "web2.log"
+    log.write_text("=== service start ===\nINFO up\nERROR web2 lost its db\n")
+    marks = f"{env['HEAL_STREAM_PREFIX']}:backfill:marks"
+    client.hset(marks, head_identity(log.read_bytes()), 30)
+    # When the file is backfilled
+    done = heal(env, "backfill", str(log))
+    # Then it is read from its start (the runtime dedupes what was published before), the
+    # user is told why, and the next pass uses the new mark
+    assert done.returncode == 0, done.stderr
+    assert texts(client, env) == ["ERROR web2 lost its db"]
+    assert "mark saved by an earlier heal version" in done.stderr
+    again = heal(env, "backfill", str(log))
+    assert "published 0 event(s)" in again.stderr and "earlier heal version" not in again.stderr
+
+
+def _truncated_gz(path: Path, lines: int) -> None:
+    data = b"".join(b"2026-01-01 ERROR event %d\n" % i for i in range(lines))
+    packed = gzip.compress(data)
+    path.write_bytes(packed[: len(packed) // 2])
+
+
+def test_a_damaged_gz_is_published_as_far_as_readable_and_the_other_files_still_are(
+    env: dict[str, str], client: redis.Redis, tmp_path: Path
+) -> None:
+    # Given a plain log, a truncated .gz, a file that is no gzip at all and a good .gz
+    plain, cut = tmp_path / "plain.log", tmp_path / "big_trunc.log.gz"
+    fake, good = tmp_path / "fake.log.gz", tmp_path / "good.log.gz"
+    plain.write_text("boot\nERROR plain one\n")
+    _truncated_gz(cut, 200_000)
+    fake.write_text("not gzip ERROR y\n")
+    good.write_bytes(gzip.compress(b"boot\nERROR good one\n"))
+    # When they are backfilled in one run
+    done = heal(env, "backfill", str(plain), str(cut), str(fake), str(good))
+    # Then the run fails (exit 1) naming each damaged file, what is wrong and where ...
+    assert done.returncode == 1, done.stderr
+    assert "internal error" not in done.stderr
+    assert f"{cut}: truncated gzip" in done.stderr
+    assert f"{fake}: not a gzip file" in done.stderr
+    # ... the readable part of the truncated file is published, whole lines only ...
+    published = texts(client, env)
+    from_cut = [t for t in published if t.startswith("2026-01-01 ERROR event ")]
+    assert len(from_cut) > 50_000
+    assert from_cut == [f"2026-01-01 ERROR event {i}" for i in range(len(from_cut))]
+    # ... and the files before and after it are published too
+    assert published[0] == "ERROR plain one" and published[-1] == "ERROR good one"
+
+
+def test_discover_goes_on_after_a_truncated_rotated_log(
+    env: dict[str, str], client: redis.Redis, tmp_path: Path
+) -> None:
+    # Given a repository whose rotated log was cut off, and another log listed after it
+    repo = tmp_path / "repo"
+    (repo / "logs").mkdir(parents=True)
+    (repo / "sub" / "deep").mkdir(parents=True)
+    _truncated_gz(repo / "logs" / "rot.log.1.gz", 50_000)
+    (repo / "sub" / "deep" / "x.log").write_text("start\nERROR deep failure\n")
+    # When it is discovered and backfilled
+    done = heal(env, "backfill", "--discover", str(repo))
+    # Then the later file is backfilled and the damaged one named; exit 1
+    assert done.returncode == 1, done.stderr
+    assert "rot.log.1.gz: truncated gzip" in done.stderr
+    assert "internal error" not in done.stderr
+    assert "ERROR deep failure" in texts(client, env)
+
+
+@pytest.mark.parametrize("since", ["20261202", "2026-12", "2027", "", "  ", "100000d",
+                                   "18446744073709551616-0", "1-18446744073709551616",
+                                   "9" * 400 + "d", "1800-01-01"])
+def test_since_refuses_what_is_not_one_of_its_forms(
+    env: dict[str, str], client: redis.Redis, since: str
+) -> None:
+    # Given a stream with history
+    heal(env, "emit", stdin=b'{"v":1,"id":"s1","text":"boom"}\n')
+    # When a replay is asked from a value that is no ISO date-time, age or stream id
+    done = heal(env, "backfill", "--replay", "--dry-run", "--since", since)
+    # Then it is a usage error naming the accepted forms; nothing is replayed
+    assert done.returncode == 2, (since, done.stderr)
+    assert "--since" in done.stderr and "2026-11-22T10:00:00Z" in done.stderr
+    assert "would publish" not in done.stderr
+
+
+def test_since_takes_dates_ages_and_stream_ids(env: dict[str, str], client: redis.Redis
+                                                ) -> None:
+    heal(env, "emit", stdin=b'{"v":1,"id":"s1","text":"boom"}\n')
+    for since, count in [("2020-01-01", 1), ("2999-12-02", 0), ("1h", 1),
+                         ("1700000000000-0", 1), ("32503680000000-0", 0)]:
+        done = heal(env, "backfill", "--replay", "--dry-run", "--since", since)
+        assert done.returncode == 0, (since, done.stderr)
+        assert f"would publish {count} event(s)" in done.stderr, (since, done.stderr)
+
+
+def test_a_replay_copy_id_is_never_chosen_by_the_events_tags(
+    env: dict[str, str], client: redis.Redis
+) -> None:
+    # Given a real event and an event whose tags claim to be a replay of it
+    lines = [b'{"v":1,"id":"a1","text":"ValueError: x"}',
+             b'{"v":1,"id":"evil1","text":"attacker text","tags":{"replay_of":"a1"}}',
+             b'{"v":1,"id":"a1~replay-T","text":"forged","tags":{"replay_of":"a1",'
+             b'"replay":"T"}}']
+    assert heal(env, "emit", stdin=b"\n".join(lines) + b"\n").returncode == 0
+    # When the stream is replayed
+    done = heal(env, "backfill", "--replay", "--dry-run", "--json")
+    # Then every entry gets its own copy id, derived from its own id
+    copies = [orjson.loads(line) for line in done.stdout.splitlines()]
+    ids = [c["id"] for c in copies]
+    assert len(set(ids)) == 3, ids
+    assert [i.split("~replay-")[0] for i in ids] == ["a1", "evil1", "a1"]
+    assert ids[2].startswith("a1~replay-T~replay-")
+    assert [c["tags"]["replay_of"] for c in copies] == ["a1", "evil1", "a1"]
