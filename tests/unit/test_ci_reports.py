@@ -106,6 +106,9 @@ def test_issues_list_shows_the_line_that_says_what_failed(
         def open_issues(self, _limit: int) -> list[dict[str, object]]:
             return rows
 
+        def open_issue_count(self) -> int:
+            return len(rows)
+
     class Db:
         def close(self) -> None:
             pass
