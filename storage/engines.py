@@ -479,6 +479,10 @@ def stop_engines(settings: Settings, *, force: bool = False) -> dict[str, str]:
                 continue
             engine.leases.clear()
             result[name] = "stopped" if engine.stop() else "not running"
+            stale = getattr(engine, "stale_pid", None)
+            if stale is not None:
+                result[name] += (f"; removed a stale postmaster.pid naming pid {stale}, not "
+                                 "this server's (nothing was signalled)")
     return result
 
 

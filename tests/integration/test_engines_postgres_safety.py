@@ -1,0 +1,170 @@
+"""The embedded PostgreSQL is started and stopped without trusting what a path or a pid file
+says: a HEAL_HOME (or repository folder) naming shell code never runs it, a stale
+``postmaster.pid`` whose pid another process took never gets that process signalled, and a
+failing initdb says why (QA conf report, items 1, 2 and 8)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from pipeline.config import Settings
+from storage.embedded import EmbeddedPostgres
+from storage.engines import stop_engines
+
+ROOT = Path(__file__).resolve().parents[2]
+#: the console script's entry (pyproject.toml), on this tree's code
+HEAL = "import sys; from pipeline.cli import main; sys.exit(main())"
+
+
+def _heal(home: Path, *args: str, extra: dict[str, str] | None = None,
+          timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEAL_")}
+    env.update(HEAL_HOME=str(home), HEAL_REDIS_URL="redis://127.0.0.1:1/0",
+               PYTHONPATH=str(ROOT), **(extra or {}))
+    return subprocess.run([sys.executable, "-c", HEAL, *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _stop(home: Path) -> None:
+    stop_engines(Settings.from_env({"HEAL_HOME": str(home), "HEAL_REDIS_URL": "redis://x"}),
+                 force=True)
+
+
+@pytest.fixture
+def marker_dir() -> Iterator[Path]:
+    """A folder the server's user (``pgserver`` as root) may write to: where the injected
+    command would leave its mark."""
+    path = Path(tempfile.mkdtemp(prefix="heal-inject-", dir="/tmp"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_a_heal_home_naming_shell_code_never_runs_it(tmp_path: Path, marker_dir: Path) -> None:
+    # Given a HEAL_HOME whose folder name is shell code (as a repository folder's name is
+    # when HEAL_HOME is unset), with a space pg_ctl's options would split at
+    marker = marker_dir / "pwned"
+    home = tmp_path / 'r sp $(touch "$HEAL_QA_MARK")`touch "$HEAL_QA_MARK"`' / ".heal"
+    extra = {"HEAL_QA_MARK": str(marker)}
+    try:
+        # When heal starts the embedded PostgreSQL on it: the first start (initdb), then,
+        # after a stop, the start of the initialized data
+        first = _heal(home, "engines", "start", extra=extra)
+        assert first.returncode == 0, first.stdout + first.stderr
+        stopped = _heal(home, "engines", "stop", extra=extra)
+        assert stopped.returncode == 0 and "postgres: stopped" in stopped.stdout, stopped.stderr
+        second = _heal(home, "engines", "start", extra=extra)
+        assert second.returncode == 0, second.stdout + second.stderr
+        # Then the server ran on that very folder both times, and the name never ran
+        assert EmbeddedPostgres(home).pid() is not None
+        assert not marker.exists()
+        assert "Failed postgres command" not in first.stderr + second.stderr
+    finally:
+        _stop(home)
+    assert not marker.exists()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "home"
+    yield path
+    _stop(path)
+
+
+def _innocent() -> subprocess.Popen[bytes]:
+    """A process standing in for the one that later got the dead server's pid (as root, of
+    the server's own user, as in the QA report)."""
+    user = "pgserver" if os.geteuid() == 0 else None
+    return subprocess.Popen(["sleep", "300"], user=user, stdin=subprocess.DEVNULL)
+
+
+def _kill_server_leaving_its_pid_file(home: Path) -> Path:
+    server = EmbeddedPostgres(home)
+    pid = server.pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)  # as the OOM killer does: postmaster.pid stays
+    deadline = time.monotonic() + 30
+    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    pid_file = server.pgdata / "postmaster.pid"
+    assert pid_file.exists()
+    return pid_file
+
+
+def _hand_pid_to(pid_file: Path, pid: int) -> None:
+    lines = pid_file.read_text().split("\n")
+    pid_file.write_text("\n".join([str(pid), *lines[1:]]))
+
+
+def test_engines_stop_leaves_alone_the_process_a_stale_postmaster_pid_names(home: Path) -> None:
+    # Given a server that was SIGKILLed, its postmaster.pid left behind, and its pid since
+    # taken by an unrelated process
+    started = _heal(home, "engines", "start")
+    assert started.returncode == 0, started.stderr
+    pid_file = _kill_server_leaving_its_pid_file(home)
+    innocent = _innocent()
+    try:
+        _hand_pid_to(pid_file, innocent.pid)
+        # When the engines are stopped
+        begun = time.monotonic()
+        stopped = _heal(home, "engines", "stop")
+        # Then that process got no signal, the stale file is reported and gone, and heal
+        # does not claim it stopped a server
+        time.sleep(0.2)
+        assert innocent.poll() is None, "heal signalled an unrelated process"
+        assert stopped.returncode == 0, stopped.stderr
+        assert "postgres: not running" in stopped.stdout, stopped.stdout
+        assert f"stale postmaster.pid naming pid {innocent.pid}," in stopped.stdout, stopped.stdout
+        assert not pid_file.exists()
+        assert time.monotonic() - begun < 30
+    finally:
+        innocent.kill()
+        innocent.wait(10)
+
+
+def test_a_stale_postmaster_pid_naming_a_live_process_does_not_block_the_start(
+        home: Path) -> None:
+    # Given the same stale postmaster.pid naming a live unrelated process
+    started = _heal(home, "engines", "start")
+    assert started.returncode == 0, started.stderr
+    pid_file = _kill_server_leaving_its_pid_file(home)
+    innocent = _innocent()
+    try:
+        _hand_pid_to(pid_file, innocent.pid)
+        # When heal starts the engines again (PostgreSQL itself refused: "another postmaster
+        # is running", and heal's status took that pid for a server that does not answer)
+        again = _heal(home, "engines", "start")
+        # Then a new server runs on the data, and the other process was left alone
+        assert again.returncode == 0, again.stdout + again.stderr
+        new_pid = EmbeddedPostgres(home).pid()
+        assert new_pid is not None and new_pid != innocent.pid
+        assert innocent.poll() is None
+    finally:
+        innocent.kill()
+        innocent.wait(10)
+
+
+def test_a_failing_initdb_says_why_and_names_no_missing_log(home: Path) -> None:
+    # Given a data folder initdb refuses (here: not empty, as a full disk makes it fail too)
+    pgdata = EmbeddedPostgres(home).pgdata
+    pgdata.mkdir(parents=True)
+    (pgdata / "left-over").write_text("x")
+    # When heal starts the embedded PostgreSQL
+    result = _heal(home, "engines", "start")
+    # Then it fails with initdb's own words, and names no log file that does not exist
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "initdb" in result.stderr and "is not empty" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"see {pgdata / 'log'}" not in result.stderr, result.stderr
