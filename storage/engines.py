@@ -30,7 +30,7 @@ import redis
 
 from pipeline.config import PG_SCHEMES, REDIS_SCHEMES, Settings, check_url
 from pipeline.errors import ConfigError, DatabaseUnavailable, HealError, StreamUnavailable
-from pipeline.homedir import make_home
+from pipeline.homedir import home_writes, make_home
 from storage.connect_errors import postgres_refusal, redis_connect_error
 from storage.db import Database, mask_url
 from storage.embedded import EmbeddedPostgres, EmbeddedRedis
@@ -82,8 +82,9 @@ def _acquire(engine: _Embedded) -> str:
                           "create and write") from exc
     # The lease lock (a fresh flock per call) also excludes this process's other threads;
     # _state_lock only guards the table, so one thread can start PostgreSQL while another
-    # starts Redis (see start_database_soon).
-    with engine.leases.locked():
+    # starts Redis (see start_database_soon). A full or read-only HEAL_HOME is the user's to
+    # fix (StateHomeFull, ConfigError), not an internal error.
+    with _lease_writes(engine), engine.leases.locked():
         url = engine.ensure_running()
         engine.leases.add()
         with _state_lock:
@@ -92,6 +93,17 @@ def _acquire(engine: _Embedded) -> str:
                 atexit.register(_release_all)
                 _exit_hook_registered = True
     return url
+
+
+def _lease_writes(engine: _Embedded) -> contextlib.AbstractContextManager[None]:
+    """Translate a full or unwritable HEAL_HOME met while taking, pinning or dropping a lease
+    on ``engine`` (see pipeline.homedir.home_writes). Raises StateHomeFull, ConfigError."""
+    return home_writes(engine.directory.parent, f"the lease on the embedded {_name(engine)}",
+                       engine.leases.users)
+
+
+def _name(engine: _Embedded) -> str:
+    return "Redis" if isinstance(engine, EmbeddedRedis) else "PostgreSQL"
 
 
 class DatabaseStart:
@@ -459,8 +471,13 @@ def engine_info(settings: Settings, *, start: bool = True) -> dict[str, Any]:
     are not running are reported as such instead of being started. Never raises HealError."""
     info = {"redis": _redis_info(settings, start), "postgres": _postgres_info(settings, start)}
     for name, engine in _embedded_engines(settings):
-        with engine.leases.locked():
-            info[name]["users"] = engine.leases.live()
+        try:
+            with _lease_writes(engine), engine.leases.locked():
+                info[name]["users"] = engine.leases.live()
+        except HealError as exc:  # a full or read-only HEAL_HOME: say so, do not fail
+            info[name].update(users=None, reachable=False, error=str(exc))
+            if isinstance(exc, ConfigError):
+                info[name]["config_error"] = True
     return info
 
 
@@ -473,7 +490,7 @@ def start_engines(settings: Settings) -> dict[str, str]:
     urls: dict[str, str] = {}
     for name, engine in _embedded_engines(settings):
         urls[name] = _acquire(engine)
-        with engine.leases.locked():
+        with _lease_writes(engine), engine.leases.locked():
             engine.leases.pin()
     return urls
 
@@ -484,7 +501,7 @@ def stop_engines(settings: Settings, *, force: bool = False) -> dict[str, str]:
     result: dict[str, str] = {}
     me = str(os.getpid())
     for name, engine in _embedded_engines(settings):
-        with engine.leases.locked():
+        with _lease_writes(engine), engine.leases.locked():
             engine.leases.unpin()
             engine.leases.remove()
             with _state_lock:
