@@ -5,6 +5,7 @@
     ├── UsageError                  bad command-line usage (exit 2)
     ├── ConfigError                 invalid configuration or policy (exit 2)
     │   └── PolicyError             invalid heal.toml: names the key, the value and the rule
+    ├── StateHomeFull               no space left where HEAL_HOME keeps its state (exit 1)
     ├── EngineError                 an engine cannot be reached or started (exit 1)
     │   ├── StreamUnavailable       Redis
     │   └── DatabaseUnavailable     PostgreSQL
@@ -54,6 +55,12 @@ class PolicyError(ConfigError):
         self.key = key
         self.value = value
         self.rule = rule
+
+
+class StateHomeFull(HealError):
+    """A write under HEAL_HOME found its file system full (ENOSPC, or the user's quota):
+    the work failed (exit 1); the message names the path and what to do. A HEAL_HOME that
+    cannot be written at all (read-only, permission denied) is a ConfigError instead."""
 
 
 class EngineError(HealError):

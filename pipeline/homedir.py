@@ -16,9 +16,11 @@ by an older heal was 0755 with 0644 files) and every file it creates there is 06
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 DIR_MODE = 0o700
@@ -132,3 +134,51 @@ def create_private_file(path: Path, content: bytes) -> None:
             os.link(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+#: errnos of a write under HEAL_HOME that no retry fixes: the file system is full, or heal may
+#: not write there; anything else is left to the caller
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+_UNWRITABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def home_write_error(exc: OSError, home: Path, what: str, path: Path | str | None = None,
+                     ) -> Exception | None:
+    """What a failed write under HEAL_HOME (``home``) means for the user, or None when
+    ``exc`` is none of a full or unwritable file system. ``what`` says what heal was writing
+    (e.g. "the embedded Redis's lease"); ``path`` is the file when ``exc`` does not name it.
+
+    Returns StateHomeFull (no space, exit 1) or ConfigError (read-only or permission denied:
+    HEAL_HOME must point at a writable folder, exit 2); never raises."""
+    from pipeline.errors import ConfigError, StateHomeFull
+
+    where = exc.filename or path or home
+    if exc.errno in _FULL:
+        return StateHomeFull(
+            f"no space left in HEAL_HOME={home} ({what}: {where}: {exc.strerror}); free space "
+            "on that file system, or set HEAL_HOME to a folder on another one")
+    if exc.errno in _UNWRITABLE:
+        problem = ("is on a read-only file system" if exc.errno == errno.EROFS
+                   else "cannot be written by this user")
+        return ConfigError(
+            f"HEAL_HOME={home} {problem} ({what}: {where}: {exc.strerror}); set HEAL_HOME to "
+            "a folder heal may create and write, or make this one writable")
+    return None
+
+
+@contextlib.contextmanager
+def home_writes(home: Path, what: str, path: Path | str | None = None) -> Iterator[None]:
+    """Translate a full or unwritable HEAL_HOME met inside the block (see
+    :func:`home_write_error`).
+
+    Raises:
+        StateHomeFull: no space left (exit 1).
+        ConfigError: read-only or not writable by this user (exit 2).
+    """
+    try:
+        yield
+    except OSError as exc:
+        translated = home_write_error(exc, home, what, path)
+        if translated is None:
+            raise
+        raise translated from exc

@@ -9,7 +9,11 @@ Errors: a server that cannot be reached, refuses or drops the connection, or a c
 out raises :class:`~pipeline.errors.DatabaseUnavailable`; a statement the server rejects
 (syntax, constraint, missing table) or the driver refuses to send (wrong argument count or
 type) raises :class:`~pipeline.errors.QueryError` carrying the SQLSTATE; a malformed URL
-raises :class:`~pipeline.errors.ConfigError`. Messages name the masked URL, never a password.
+raises :class:`~pipeline.errors.ConfigError`, and so does a first connection the server
+refuses (password, role, unknown database: it is up, the URL is wrong; see
+storage/connect_errors.py), while a later one refused (a password changed under a running
+worker) is DatabaseUnavailable, waited out as an outage. Messages name the masked URL, never
+a password.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import asyncpg
 
 from pipeline.config import mask_url as mask_url  # re-exported: storage.db.mask_url
 from pipeline.errors import ConfigError, DatabaseUnavailable, QueryError
+from storage.connect_errors import postgres_refusal
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -35,8 +40,9 @@ U = TypeVar("U")
 DEFAULT_TIMEOUT_S = 60.0
 CONNECT_TIMEOUT_S = 10.0
 
-# Server-side errors that mean "the server is not usable right now", not "your SQL is wrong".
-_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")  # connection, resources, operator intervention
+# Server-side errors that mean "the server is not usable right now", not "your SQL is wrong":
+# connection, resources, operator intervention, a refused login (28) or database (3D)
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57", "28", "3D")
 
 
 def _translate(exc: BaseException, url: str) -> Exception:
@@ -190,6 +196,12 @@ class Database:
         except ValueError as exc:  # a malformed URL (port, sslmode, ...), found by the driver
             self._stop_loop()
             raise _translate(exc, url) from exc
+        except DatabaseUnavailable as exc:  # the server is up and refused the login: the URL
+            self._stop_loop()               # is wrong, not the server (ConfigError)
+            refused = postgres_refusal(exc.__cause__, url, variable=None)
+            if refused is None:
+                raise
+            raise refused from exc.__cause__
         except BaseException:
             self._stop_loop()
             raise

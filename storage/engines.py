@@ -30,12 +30,15 @@ import redis
 
 from pipeline.config import PG_SCHEMES, REDIS_SCHEMES, Settings, check_url
 from pipeline.errors import ConfigError, DatabaseUnavailable, HealError, StreamUnavailable
-from pipeline.homedir import make_home
+from pipeline.homedir import home_writes, make_home
+from storage.connect_errors import postgres_refusal, redis_connect_error
 from storage.db import Database, mask_url
 from storage.embedded import EmbeddedPostgres, EmbeddedRedis
 from storage.leases import LeaseRegistry
 
 T = TypeVar("T")
+
+_CLUSTER_EXC = redis.exceptions.RedisClusterException
 
 
 class _Embedded(Protocol):
@@ -79,8 +82,9 @@ def _acquire(engine: _Embedded) -> str:
                           "create and write") from exc
     # The lease lock (a fresh flock per call) also excludes this process's other threads;
     # _state_lock only guards the table, so one thread can start PostgreSQL while another
-    # starts Redis (see start_database_soon).
-    with engine.leases.locked():
+    # starts Redis (see start_database_soon). A full or read-only HEAL_HOME is the user's to
+    # fix (StateHomeFull, ConfigError), not an internal error.
+    with _lease_writes(engine), engine.leases.locked():
         url = engine.ensure_running()
         engine.leases.add()
         with _state_lock:
@@ -89,6 +93,17 @@ def _acquire(engine: _Embedded) -> str:
                 atexit.register(_release_all)
                 _exit_hook_registered = True
     return url
+
+
+def _lease_writes(engine: _Embedded) -> contextlib.AbstractContextManager[None]:
+    """Translate a full or unwritable HEAL_HOME met while taking, pinning or dropping a lease
+    on ``engine`` (see pipeline.homedir.home_writes). Raises StateHomeFull, ConfigError."""
+    return home_writes(engine.directory.parent, f"the lease on the embedded {_name(engine)}",
+                       engine.leases.users)
+
+
+def _name(engine: _Embedded) -> str:
+    return "Redis" if isinstance(engine, EmbeddedRedis) else "PostgreSQL"
 
 
 class DatabaseStart:
@@ -221,11 +236,15 @@ def _check_cluster_keys(settings: Settings) -> None:
               else "")
     if settings.partitions <= 1:
         if len(tags(settings)) != 1 or None in tags(settings):
+            # said of the URL, not of the server: this is checked before connecting, and a
+            # redis+cluster:// URL may name a single server (connect_redis then says so)
             raise ConfigError(
-                f"HEAL_REDIS_URL is a Redis Cluster: give HEAL_STREAM_PREFIX a hash tag "
+                "HEAL_REDIS_URL asks for a Redis Cluster (redis+cluster://): give "
+                f"HEAL_STREAM_PREFIX a hash tag "
                 f"(HEAL_STREAM_PREFIX={{{settings.prefix.strip('{}') or 'heal'}}}) so the "
                 "hand-off's keys share a slot, or set HEAL_PARTITIONS to spread the streams "
-                f"over the nodes (HEAL_STREAM_PREFIX={settings.prefix}{braces})")
+                f"over the nodes (HEAL_STREAM_PREFIX={settings.prefix}{braces}); for a single "
+                "Redis server, use redis:// instead")
         return
     views = [tags(view) for view in settings.partition_views()]
     if all(found == {str(k)} for k, found in enumerate(views)):
@@ -279,23 +298,22 @@ def connect_redis(settings: Settings, **client_kwargs: Any) -> redis.Redis:
         _check_cluster_keys(settings)
     client_kwargs.setdefault("socket_connect_timeout", 5.0)
     try:
-        # the cluster client is no redis.Redis, but it speaks every command heal uses
+        # the cluster client is no redis.Redis, but it speaks every command heal uses; it
+        # connects here, and raises RedisClusterException (no RedisError) with the node's
+        # own failure as the cause
         client: redis.Redis = redis_client(url, **client_kwargs)
-    except redis.RedisError as exc:
-        raise StreamUnavailable(
-            f"cannot reach the Redis Cluster at HEAL_REDIS_URL={mask_url(url)}: "
-            f"{_reason(exc)}; check the address of any of its nodes") from exc
+    except (redis.RedisError, _CLUSTER_EXC) as exc:
+        raise redis_connect_error(exc, url) from exc
     except ValueError as exc:
         raise ConfigError(f"HEAL_REDIS_URL={mask_url(url)}: {exc}") from exc
     try:
         client.ping()
-    except redis.RedisError as exc:
+    except (redis.RedisError, _CLUSTER_EXC) as exc:
         client.close()
         if settings.redis_url:
-            raise StreamUnavailable(
-                f"cannot reach HEAL_REDIS_URL={mask_url(url)}: {_reason(exc)}; start Redis there "
-                "or unset HEAL_REDIS_URL to use the embedded one"
-            ) from exc
+            # the server answered and refused the URL's login or database: exit 2, not
+            # "start Redis there"; only a failure to reach it is an outage
+            raise redis_connect_error(exc, url) from exc
         raise StreamUnavailable(
             f"the embedded Redis at {url} does not answer: {_reason(exc)}; "
             "run `heal engines stop` and retry, or set HEAL_REDIS_URL"
@@ -328,6 +346,11 @@ def open_database(settings: Settings, min_size: int = 1, max_size: int = 4) -> D
     url = database_url(settings)
     try:
         db = Database(url, min_size=min_size, max_size=max_size)
+    except ConfigError as exc:  # the login, database or an option: name the variable
+        refused = postgres_refusal(exc.__cause__, url) if settings.database_url else None
+        if refused is not None:
+            raise refused from exc.__cause__
+        raise
     except DatabaseUnavailable as exc:
         if settings.database_url:
             raise DatabaseUnavailable(
@@ -417,9 +440,14 @@ def _postgres_info(settings: Settings, start: bool) -> dict[str, Any]:
             "reachable": False,
             "version": None,
             "error": str(exc),
+            **({"config_error": True} if isinstance(exc, ConfigError) else {}),
         }
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
         where = mask_url(settings.database_url or "")
+        refused = postgres_refusal(exc, settings.database_url) if settings.database_url else None
+        if refused is not None:  # up, but the URL's login, database or option is wrong
+            return {**info, "url": where, "reachable": False,
+                    "version": None, "error": str(refused), "config_error": True}
         hint = (
             (
                 f"cannot reach HEAL_DATABASE_URL={where}: {_reason(exc)}; start PostgreSQL "
@@ -443,8 +471,13 @@ def engine_info(settings: Settings, *, start: bool = True) -> dict[str, Any]:
     are not running are reported as such instead of being started. Never raises HealError."""
     info = {"redis": _redis_info(settings, start), "postgres": _postgres_info(settings, start)}
     for name, engine in _embedded_engines(settings):
-        with engine.leases.locked():
-            info[name]["users"] = engine.leases.live()
+        try:
+            with _lease_writes(engine), engine.leases.locked():
+                info[name]["users"] = engine.leases.live()
+        except HealError as exc:  # a full or read-only HEAL_HOME: say so, do not fail
+            info[name].update(users=None, reachable=False, error=str(exc))
+            if isinstance(exc, ConfigError):
+                info[name]["config_error"] = True
     return info
 
 
@@ -457,7 +490,7 @@ def start_engines(settings: Settings) -> dict[str, str]:
     urls: dict[str, str] = {}
     for name, engine in _embedded_engines(settings):
         urls[name] = _acquire(engine)
-        with engine.leases.locked():
+        with _lease_writes(engine), engine.leases.locked():
             engine.leases.pin()
     return urls
 
@@ -468,7 +501,7 @@ def stop_engines(settings: Settings, *, force: bool = False) -> dict[str, str]:
     result: dict[str, str] = {}
     me = str(os.getpid())
     for name, engine in _embedded_engines(settings):
-        with engine.leases.locked():
+        with _lease_writes(engine), engine.leases.locked():
             engine.leases.unpin()
             engine.leases.remove()
             with _state_lock:

@@ -14,6 +14,7 @@ message on stderr; anything else is reported as an internal error with a hint to
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -96,12 +97,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # the last line of defence: never a bare traceback
         if os.environ.get("HEAL_DEBUG"):
             traceback.print_exc()
+        disk = _disk_problem(exc)
+        if disk:  # a full or read-only disk is the machine's state, never a bug to report
+            print(f"heal: error: {disk}", file=sys.stderr)
+            return 1
         print(
             f"heal: internal error: {type(exc).__name__}: {exc}\n"
             "heal: rerun with HEAL_DEBUG=1 for the traceback and report it",
             file=sys.stderr,
         )
         return 1
+
+
+def _disk_problem(exc: BaseException) -> str:
+    """The message for a write that found its file system full or read-only and that no layer
+    translated (those under HEAL_HOME are, see pipeline.homedir.home_writes); "" otherwise."""
+    if not isinstance(exc, OSError) or exc.errno not in (errno.ENOSPC, errno.EDQUOT,
+                                                        errno.EROFS):
+        return ""
+    where = f" ({exc.filename})" if exc.filename else ""
+    return (f"{exc.strerror}{where}: free space on that file system (HEAL_HOME="
+            f"{os.environ.get('HEAL_HOME') or './.heal'}, the repository or the temporary "
+            "folder) or make it writable, then retry")
 
 
 class _OncePerProcess(logging.Filter):

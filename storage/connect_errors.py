@@ -1,0 +1,130 @@
+"""What a failed connection to a configured Redis or PostgreSQL means for the user.
+
+Only a server that cannot be reached (refused, timed out, no route) is an outage: "cannot
+reach ...; start it there" (StreamUnavailable / DatabaseUnavailable, exit 1). A server that
+answered and refused the login, the database or an option of the URL is up: telling the
+user to start it would be wrong, so these are configuration errors (ConfigError, exit 2)
+naming the part of HEAL_REDIS_URL / HEAL_DATABASE_URL to fix. A password is never printed:
+the URL is masked, and the server's reason is scrubbed of the URL's password as well.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote, urlsplit
+
+import asyncpg
+import redis
+
+from pipeline.config import mask_url
+from pipeline.errors import ConfigError, HealError, StreamUnavailable
+
+#: redis-py's cluster client raises this (no RedisError) when no node could be used
+_CLUSTER_EXC = redis.exceptions.RedisClusterException
+
+
+def reason(exc: BaseException, url: str = "") -> str:
+    """The failure's own text, without a trailing dot and without ``url``'s password."""
+    text = (str(exc) or type(exc).__name__).rstrip(".")
+    try:
+        password = urlsplit(url).password if url else None
+    except ValueError:
+        password = None
+    for secret in {password, unquote(password)} if password else ():
+        if len(secret) >= 3:  # a shorter one would mask unrelated letters of the reason
+            text = text.replace(secret, "***")
+    return text
+
+
+# -- Redis -----------------------------------------------------------------------------------
+
+
+def redis_refusal(exc: BaseException, url: str) -> ConfigError | None:
+    """A ConfigError when the configured Redis (``url``, HEAL_REDIS_URL) answered but refused
+    what the URL asks for: the user or password, the database number, the cluster scheme on a
+    server that is not a cluster; None for a failure to reach it."""
+    where = f"HEAL_REDIS_URL={mask_url(url)}"
+    cause = exc.__cause__ if isinstance(exc, _CLUSTER_EXC) and exc.__cause__ else exc
+    why = reason(cause, url)
+    if isinstance(cause, _CLUSTER_EXC) and "cluster mode is not enabled" in why.lower():
+        single = mask_url(url.replace("+cluster://", "://", 1))
+        return ConfigError(
+            f"{where} asks for a Redis Cluster, but that server is not a cluster ({why}): use "
+            f"HEAL_REDIS_URL={single} (redis:// or rediss://) for a single Redis server")
+    if isinstance(cause, redis.exceptions.AuthenticationError):
+        has_password = _has_password(url)
+        fix = ("fix the user name or password in HEAL_REDIS_URL (the USER:PASSWORD@ before "
+               "the host; :PASSWORD@ for the default user)" if has_password else
+               "put the password in HEAL_REDIS_URL (:PASSWORD@ before the host, or "
+               "USER:PASSWORD@ for an ACL user)")
+        return ConfigError(f"Redis at {where} refused the login ({why}): {fix}")
+    if isinstance(cause, redis.exceptions.NoPermissionError):
+        return ConfigError(f"Redis at {where} does not let its user run commands heal needs "
+                           f"({why}): grant them, or use another user in HEAL_REDIS_URL")
+    if isinstance(cause, redis.exceptions.ResponseError) and "db index" in why.lower():
+        return ConfigError(
+            f"Redis at {where} has no such database ({why}): use a database number the "
+            "server has (0 to its `databases` setting minus 1; 0 to 15 by default) as the "
+            "URL's path (/0) or db= parameter")
+    return None
+
+
+def redis_unreachable(exc: BaseException, url: str) -> StreamUnavailable:
+    """StreamUnavailable for a configured Redis that cannot be reached (or answered with an
+    error that is no refusal of the URL, see :func:`redis_refusal`)."""
+    where = f"HEAL_REDIS_URL={mask_url(url)}"
+    cause = exc.__cause__ if isinstance(exc, _CLUSTER_EXC) and exc.__cause__ else exc
+    why = reason(cause, url)
+    if isinstance(cause, redis.exceptions.ResponseError):  # it answered: do not say "start it"
+        return StreamUnavailable(f"Redis at {where} answered with an error: {why}")
+    if url.split("://", 1)[0].endswith("+cluster"):
+        return StreamUnavailable(
+            f"cannot reach the Redis Cluster at {where}: {why}; start it there, give the "
+            "address of any of its nodes, or unset HEAL_REDIS_URL to use the embedded Redis")
+    return StreamUnavailable(f"cannot reach {where}: {why}; start Redis there or unset "
+                             "HEAL_REDIS_URL to use the embedded one")
+
+
+def redis_connect_error(exc: BaseException, url: str) -> HealError:
+    """ConfigError (:func:`redis_refusal`) or StreamUnavailable (:func:`redis_unreachable`)."""
+    return redis_refusal(exc, url) or redis_unreachable(exc, url)
+
+
+def _has_password(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return bool(parts.password) or "password=" in parts.query
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+
+#: SQLSTATEs of a login the server refused: what in the URL to change
+_LOGIN_REFUSED = {
+    "28P01": "fix the password in {variable} (postgresql://USER:PASSWORD@host:port/database)",
+    "28000": "fix the user name in {variable} (postgresql://USER@host/database): the server "
+             "has no such role, or its pg_hba.conf does not let that user in",
+    "3D000": "fix the database name in {variable} (its path: postgresql://host/DATABASE), or "
+             "create that database",
+}
+
+
+def postgres_refusal(exc: BaseException | None, url: str,
+                     variable: str | None = "HEAL_DATABASE_URL") -> ConfigError | None:
+    """A ConfigError when PostgreSQL (``url``, the value of ``variable`` when given) answered
+    but refused the login (password, role, pg_hba.conf, database name), or the driver refused
+    an option of the URL (``sslmode`` ...); None for anything else (a failure to reach it, a
+    statement)."""
+    where = f"{variable}={mask_url(url)}" if variable else mask_url(url)
+    variable = variable or "the database URL"
+    if isinstance(exc, asyncpg.PostgresError):
+        sqlstate = str(getattr(exc, "sqlstate", "") or "")
+        fix = _LOGIN_REFUSED.get(sqlstate) or (_LOGIN_REFUSED["28000"]
+                                               if sqlstate.startswith("28") else None)
+        if fix is None:
+            return None
+        return ConfigError(f"PostgreSQL at {where} refused the connection "
+                           f"({reason(exc, url)}): {fix.format(variable=variable)}")
+    if isinstance(exc, asyncpg.exceptions.ClientConfigurationError | ValueError):
+        return ConfigError(f"{where}: {reason(exc, url)}; fix that option of {variable}")
+    return None

@@ -1,0 +1,172 @@
+"""A configured Redis or PostgreSQL that is up but refuses what HEAL_REDIS_URL /
+HEAL_DATABASE_URL asks for (password, user, database, an option, the cluster scheme) is a
+configuration error: exit 2 naming the part of the URL to fix, never "cannot reach ...; start
+it there", never the password. Only a server that cannot be reached is an outage (exit 1).
+
+Real servers: a password-protected redis-server (the binary the embedded engine's package
+ships) on a free loopback port, and the session's embedded PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import redis
+
+from pipeline.config import Settings
+from pipeline.errors import ConfigError
+from storage.engines import open_database
+from tests.integration.cluster import BIN, free_ports
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAL = [sys.executable, "-c",
+        "import sys; from pipeline.cli import main; sys.exit(main(sys.argv[1:]))"]
+PASSWORD = "s3cretpw"
+
+
+@pytest.fixture(scope="module")
+def locked_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """The port of a plain (not cluster) redis-server requiring PASSWORD."""
+    port = free_ports(1)[0]
+    folder = tmp_path_factory.mktemp("locked-redis")
+    proc = subprocess.Popen(
+        [str(BIN / "redis-server"), "--port", str(port), "--bind", "127.0.0.1",
+         "--requirepass", PASSWORD, "--save", "", "--appendonly", "no", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                redis.Redis(port=port, password=PASSWORD).ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _heal(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("HEAL_")}
+    return subprocess.run([*HEAL, *args], cwd=ROOT, input=stdin, capture_output=True, text=True,
+                          env={**base, **env, "PYTHONPATH": str(ROOT)}, timeout=120)
+
+
+def _status(tmp_path: Path, database_url: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return _heal({"HEAL_HOME": str(tmp_path / "home"), "HEAL_DATABASE_URL": database_url,
+                  **env}, "status", "--json")
+
+
+def _no_outage_advice(done: subprocess.CompletedProcess[str]) -> None:
+    assert "cannot reach" not in done.stderr and "start Redis there" not in done.stderr
+    assert "internal error" not in done.stderr and "Traceback" not in done.stderr
+    assert PASSWORD not in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize(("userinfo", "expected"), [
+    (":wrongpw@", "fix the user name or password in HEAL_REDIS_URL"),
+    ("nouser:wrongpw@", "fix the user name or password in HEAL_REDIS_URL"),
+    ("", "put the password in HEAL_REDIS_URL"),
+])
+def test_a_refused_redis_login_is_a_configuration_error_naming_the_url_part(
+    tmp_path: Path, database_url: str, locked_redis: int, userinfo: str, expected: str
+) -> None:
+    # Given a Redis that is up and requires a password, and a URL with a wrong or no login
+    url = f"redis://{userinfo}127.0.0.1:{locked_redis}/0"
+    # When heal status (and heal emit) use it
+    done = _status(tmp_path, database_url, HEAL_REDIS_URL=url)
+    emitted = _heal({"HEAL_HOME": str(tmp_path / "home"), "HEAL_REDIS_URL": url},
+                    "emit", stdin='{"v":1,"id":"a","text":"x"}\n')
+    # Then both exit 2 saying the login was refused and what to put in the URL
+    for result in (done, emitted):
+        assert result.returncode == 2, result.stderr
+        assert "refused the login" in result.stderr and expected in result.stderr
+        _no_outage_advice(result)
+    assert "wrongpw" not in done.stderr + done.stdout + emitted.stderr
+
+
+def test_an_out_of_range_redis_database_is_a_configuration_error(
+    tmp_path: Path, database_url: str, locked_redis: int
+) -> None:
+    url = f"redis://:{PASSWORD}@127.0.0.1:{locked_redis}/99"
+    done = _status(tmp_path, database_url, HEAL_REDIS_URL=url)
+    assert done.returncode == 2, done.stderr
+    assert "has no such database (DB index is out of range)" in done.stderr
+    assert "database number" in done.stderr
+    _no_outage_advice(done)
+
+
+def test_a_cluster_url_naming_a_single_server_says_to_use_redis_scheme(
+    tmp_path: Path, database_url: str, locked_redis: int
+) -> None:
+    # Given a redis+cluster:// URL naming a plain (not cluster) Redis
+    url = f"redis+cluster://:{PASSWORD}@127.0.0.1:{locked_redis}"
+    done = _status(tmp_path, database_url, HEAL_REDIS_URL=url, HEAL_STREAM_PREFIX="{heal}")
+    # Then exit 2: it is not a cluster, use redis:// (not "internal error: RedisCluster...")
+    assert done.returncode == 2, done.stderr
+    assert "that server is not a cluster" in done.stderr
+    assert f"use HEAL_REDIS_URL=redis://:***@127.0.0.1:{locked_redis}" in done.stderr
+    _no_outage_advice(done)
+    # and without a hash tag the layout check speaks of the URL, offering redis:// too
+    untagged = _status(tmp_path, database_url, HEAL_REDIS_URL=url)
+    assert untagged.returncode == 2
+    assert "is a Redis Cluster" not in untagged.stderr
+    assert "for a single Redis server, use redis:// instead" in untagged.stderr
+
+
+def test_an_unreachable_cluster_url_says_cannot_reach(tmp_path: Path, database_url: str) -> None:
+    done = _status(tmp_path, database_url, HEAL_REDIS_URL="redis+cluster://127.0.0.1:1",
+                   HEAL_STREAM_PREFIX="{heal}")
+    assert done.returncode == 1, done.stderr
+    assert "cannot reach the Redis Cluster at HEAL_REDIS_URL=redis+cluster://127.0.0.1:1" \
+        in done.stderr
+    assert "internal error" not in done.stderr and "Traceback" not in done.stderr
+
+
+def _pg_url(database_url: str, *, user: str | None = None, database: str | None = None,
+            query: str = "") -> str:
+    parts = urlsplit(database_url)
+    netloc = parts.netloc
+    if user is not None:
+        host = netloc.rsplit("@", 1)[-1]
+        netloc = f"{user}:{PASSWORD}@{host}"
+    path = f"/{database}" if database is not None else parts.path
+    joined = "&".join(q for q in (parts.query, query) if q)
+    return urlunsplit(parts._replace(netloc=netloc, path=path, query=joined))
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"user": "heal_no_such_role"}, "fix the user name in HEAL_DATABASE_URL"),
+    ({"database": "heal_no_such_db"}, "fix the database name in HEAL_DATABASE_URL"),
+    ({"query": "sslmode=bogus"}, "fix that option of HEAL_DATABASE_URL"),
+])
+def test_a_refused_postgres_login_or_option_is_a_configuration_error(
+    tmp_path: Path, redis_url: str, database_url: str, prefix: str,
+    change: dict[str, str], expected: str,
+) -> None:
+    # Given the session's PostgreSQL (up) and a URL with an unknown role, database or option
+    url = _pg_url(database_url, **change)
+    # When heal status checks it
+    done = _heal({"HEAL_HOME": str(tmp_path / "home"), "HEAL_REDIS_URL": redis_url,
+                  "HEAL_STREAM_PREFIX": prefix, "HEAL_DATABASE_URL": url}, "status", "--json")
+    # Then exit 2 naming the part of HEAL_DATABASE_URL to fix, not "start PostgreSQL there"
+    assert done.returncode == 2, done.stderr
+    assert expected in done.stderr
+    assert "cannot reach" not in done.stderr and "start PostgreSQL" not in done.stderr
+    assert "Traceback" not in done.stderr and PASSWORD not in done.stderr + done.stdout
+    # and every command opening the database (open_database) says the same
+    settings = Settings.from_env({"HEAL_HOME": str(tmp_path / "home"),
+                                  "HEAL_DATABASE_URL": url, "HEAL_REDIS_URL": redis_url})
+    with pytest.raises(ConfigError, match=expected) as info:
+        open_database(settings)
+    assert PASSWORD not in str(info.value)

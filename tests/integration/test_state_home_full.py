@@ -1,0 +1,76 @@
+"""A HEAL_HOME on a full disk: every command says so, names the path and what to do (exit 1),
+instead of "internal error: OSError: [Errno 28] No space left on device".
+
+A real full file system: a small tmpfs mounted for the test (root only; skipped elsewhere,
+tests/unit/test_state_home_writes.py covers the translation everywhere)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAL = [sys.executable, "-c",
+        "import sys; from pipeline.cli import main; sys.exit(main(sys.argv[1:]))"]
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+                          capture_output=True, text=True, check=False)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _heal(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("HEAL_")}
+    return subprocess.run([*HEAL, *args], cwd=ROOT, input=stdin, capture_output=True, text=True,
+                          env={**base, **env, "PYTHONPATH": str(ROOT)}, timeout=120)
+
+
+def _fill(folder: Path) -> None:
+    with open(folder / "fill", "wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+        except OSError:
+            pass
+
+
+def test_a_full_heal_home_is_reported_with_the_path_and_what_to_do(
+    small_disk: Path, database_url: str
+) -> None:
+    # Given the embedded Redis running (pinned) under a HEAL_HOME whose disk then fills up
+    home = small_disk / "home"
+    env = {"HEAL_HOME": str(home), "HEAL_DATABASE_URL": database_url}
+    started = _heal(env, "engines", "start")
+    assert started.returncode == 0, started.stderr
+    try:
+        _fill(small_disk)
+        # When commands that take the engine's lease run
+        emitted = _heal(env, "emit", stdin='{"v":1,"id":"a","text":"x"}\n')
+        status = _heal(env, "status")
+        # Then each says the disk under HEAL_HOME is full and what to do; exit 1
+        for done in (emitted, status):
+            assert done.returncode == 1, done.stderr
+            assert f"no space left in HEAL_HOME={home}" in done.stderr
+            assert "free space on that file system, or set HEAL_HOME" in done.stderr
+            assert "internal error" not in done.stderr and "Traceback" not in done.stderr
+    finally:
+        (small_disk / "fill").unlink(missing_ok=True)
+        stopped = _heal(env, "engines", "stop", "--force")
+        assert stopped.returncode == 0, stopped.stderr
