@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pipeline.console import dump_json
 from pipeline.errors import ConfigError, GitError, UsageError
 from pipeline.policy import (
     MAX_DEDUPE_MINUTES,
@@ -168,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
     for warning in report["warnings"]:
         print(f"heal: {warning}", file=sys.stderr)
     if args.json:
-        print(json.dumps(report, indent=2))
+        dump_json(report)  # (the JSON convention: one sorted line off a terminal)
         return 0
     print(f"policy: {report['file'] or 'no heal.toml: defaults'}")
     op = report["operator"]

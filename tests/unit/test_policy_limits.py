@@ -90,7 +90,10 @@ def test_heal_policy_shows_values_and_sources(tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     root = _repo(tmp_path, "mode = \"auto-safe\"\n[execution]\ndegrade_after = 5\n")
     assert main(["policy", "--repo", str(root), "--json"]) == 0
-    report = json.loads(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    report = json.loads(out)
+    # (off a terminal: one line, keys sorted, as every --json output)
+    assert out.count("\n") == 1 and out.index('"file"') < out.index('"keys"'), out[:200]
     rows = {r["key"]: r for r in report["keys"]}
     assert rows["mode"] == {"key": "mode", "value": "auto-safe", "source": "file"}
     assert rows["execution.degrade_after"]["value"] == 5
