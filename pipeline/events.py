@@ -42,6 +42,11 @@ MAX_TAGS_BYTES = 16 * 1024
 MAX_COMMAND_ARGS = 256
 MAX_COMMAND_BYTES = 16 * 1024
 MAX_FIELD_CHARS = 1024
+#: how deep ``tags`` may nest objects and lists (``tags`` itself is level 1): far below
+#: orjson's encoder limit (254 levels from the object encoded), which a downstream event
+#: reaches two levels sooner (``error.tags``); an event nested 252 deep once passed decode
+#: and then failed every stage's encode until it was dead-lettered after five retries
+MAX_TAGS_DEPTH = 32
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 TRUNCATION_MARKER = "\n…[heal: {n} bytes truncated]…\n"
 
@@ -419,10 +424,25 @@ def _encoded(obj: JSON) -> bytes:
     try:
         return orjson.dumps(obj)
     except TypeError as exc:  # orjson.JSONEncodeError: an integer beyond 64 bits, a set, a cycle
-        raise _fail(repr(obj)[:MAX_FIELD_CHARS].encode("utf-8", "replace"),
+        try:
+            shown = repr(obj)[:MAX_FIELD_CHARS].encode("utf-8", "replace")
+        except RecursionError:  # (nested past Python's own limit)
+            shown = b"(an event nested too deep to show)"
+        if "ecursion" in str(exc) and _too_deep_to_encode(obj.get("tags")):
+            raise _fail(shown, _TOO_DEEP) from exc
+        raise _fail(shown,
                     f"the event cannot be written as JSON: {exc}; use JSON values only "
                     "(strings, integers of at most 64 bits, numbers, booleans, null, lists "
                     "and objects with string keys)") from exc
+
+
+def _too_deep_to_encode(tags: Any) -> bool:
+    """Whether ``tags`` is what orjson cannot encode for its depth (a cycle counts)."""
+    try:
+        orjson.dumps(tags, default=str)
+    except TypeError as exc:
+        return "ecursion" in str(exc)
+    return False
 
 
 #: the range of an ``exit_code`` (a JSON integer every stage reads: 64-bit signed)
@@ -542,10 +562,28 @@ def _check_command(raw: bytes, command: list[str]) -> None:
         raise _fail(raw, "'command' contains a NUL character; an argv cannot hold one")
 
 
+#: the reason of tags nested too deep
+_TOO_DEEP = (f"'tags' nests objects and lists more than {MAX_TAGS_DEPTH} levels deep; at most "
+             f"{MAX_TAGS_DEPTH} ('tags' itself is level 1): flatten it (keys such as 'a.b.c') or "
+             "put the data in 'text'")
+
+
 def _check_size(raw: bytes, tags: JSON, text: str) -> None:
-    """Tags within MAX_TAGS_BYTES, and the raw event (less its text, which is truncated
-    rather than refused) within MAX_EVENT_BYTES."""
-    tag_bytes = len(orjson.dumps(tags, default=str)) if tags else 2
+    """Tags within MAX_TAGS_BYTES and MAX_TAGS_DEPTH, and the raw event (less its text,
+    which is truncated rather than refused) within MAX_EVENT_BYTES.
+
+    Raises:
+        EventValidationError: with the reason (never orjson's TypeError: tags nested past
+            its encoder limit once ended ``heal emit`` with an internal error).
+    """
+    try:
+        encoded = orjson.dumps(tags, default=str) if tags else b"{}"
+    except TypeError as exc:  # orjson.JSONEncodeError: nested past its limit (254)
+        if "ecursion" in str(exc):
+            raise _fail(raw, _TOO_DEEP) from exc
+        raise _fail(raw, f"'tags' cannot be written as JSON: {exc}; use JSON values only"
+                    ) from exc
+    tag_bytes = len(encoded)
     if tag_bytes > MAX_TAGS_BYTES:
         raise _fail(raw, f"'tags' is {tag_bytes} bytes of JSON; at most {MAX_TAGS_BYTES}"
                          " (put bulky data in 'text', which is truncated, not refused)")
@@ -554,6 +592,34 @@ def _check_size(raw: bytes, tags: JSON, text: str) -> None:
         if rest > MAX_EVENT_BYTES - DEFAULT_MAX_TEXT_BYTES:
             raise _fail(raw, f"the event is {len(raw)} bytes, {rest} of them outside 'text';"
                              f" at most {MAX_EVENT_BYTES - DEFAULT_MAX_TEXT_BYTES} outside it")
+    # each level opens a bracket: with no more brackets than the limit (in strings or not)
+    # no walk can find one level too many (the common case: two byte counts); else the walk
+    # is bounded, after the size check, by MAX_TAGS_BYTES of JSON
+    if (encoded.count(b"[") + encoded.count(b"{") > MAX_TAGS_DEPTH
+            and _nested_deeper(tags, MAX_TAGS_DEPTH)):
+        raise _fail(raw, _TOO_DEEP)
+
+
+#: what nests in JSON (a tuple is a list to orjson, from the Python API)
+_CONTAINERS = (dict, list, tuple)
+
+
+def _nested_deeper(value: JSON, limit: int) -> bool:
+    """Whether ``value`` (level 1) holds objects or lists nested more than ``limit`` levels
+    deep. Level by level, without recursion; the work is bounded by the number of objects
+    and lists."""
+    level = [v for v in value.values() if isinstance(v, _CONTAINERS)]
+    depth = 1
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        inner: list[Any] = []
+        for item in level:
+            inner += [v for v in (item.values() if isinstance(item, dict) else item)
+                      if isinstance(v, _CONTAINERS)]
+        level = inner
+    return False
 
 
 # --- downstream events -------------------------------------------------------------------
