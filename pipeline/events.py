@@ -223,7 +223,9 @@ def _build_str_fields(raw: bytes, name: str, value: dict[str, Any], cls: type[An
             continue  # unknown sub-fields are tolerated (forward compatible)
         if item is None:
             continue
-        if not isinstance(item, str | int):
+        # (an integer is read as its digits, a run id of 1234 as "1234"; a boolean is no
+        # string, though Python's bool is an int: it was stored as "True")
+        if not isinstance(item, str | int) or isinstance(item, bool):
             raise _fail(raw, f"'{name}.{key}' must be a string, got {json_kind(item)}")
         text = str(item)
         if len(text) > MAX_FIELD_CHARS:
@@ -335,8 +337,9 @@ class ErrorEvent:
         v = obj.get("v")
         if v is None:
             raise _fail(raw, "missing required field 'v' (schema version; use 1)")
-        if v != SCHEMA_VERSION or isinstance(v, bool):
-            raise _fail(raw, f"unsupported schema version v={v!r}; this heal reads v=1")
+        if v.__class__ is not int or v != SCHEMA_VERSION:  # (not 1.0, not true)
+            write = "; write it as the integer 1" if isinstance(v, float) and v == 1 else ""
+            raise _fail(raw, f"unsupported schema version v={v!r}; this heal reads v=1{write}")
         ev_id = obj.get("id")
         if not isinstance(ev_id, str) or not ev_id.strip():
             if ev_id is None:
@@ -356,25 +359,36 @@ class ErrorEvent:
             if text is None:
                 raise _fail(raw, "missing required field 'text' (the error text, a string)")
             raise _fail(raw, f"'text' must be a string, got {json_kind(text)}")
-        ts = obj.get("ts") or ""
-        if ts and not is_iso_time(ts):
+        # (absent or null takes the default; a present value of another type is refused,
+        # never read as absent because it is falsy: 0, false, [], {})
+        ts = obj.get("ts")
+        if ts is None:
+            ts = ""
+        elif not isinstance(ts, str) or (ts and not is_iso_time(ts)):
             raise _fail(raw, _ts_problem(ts))
         # (each check below is skipped only where it cannot fail: an empty command, no
         # exit code, no tags, a text short enough; tests/unit/test_events_fast.py pins them)
-        command = obj.get("command") or []
+        command = obj.get("command")
+        if command is None:
+            command = []
+        elif isinstance(command, str):
+            command = [command] if command else []  # (one argument, never split)
+        elif not isinstance(command, list):
+            raise _fail(raw, f"'command' must be a list of strings (argv), got "
+                             f"{json_kind(command)}")
         if command:
-            if isinstance(command, str):
-                command = [command]
-            if not isinstance(command, list) or not all(isinstance(c, str) for c in command):
+            if not all(isinstance(c, str) for c in command):
                 raise _fail(raw, "'command' must be a list of strings (argv)")
             _check_command(raw, command)
         exit_code = obj.get("exit_code")
         if exit_code is not None and (not isinstance(exit_code, int)
                                       or isinstance(exit_code, bool)):
             raise _fail(raw, _exit_code_problem(exit_code))
-        tags = obj.get("tags") or {}
-        if not isinstance(tags, dict):
-            raise _fail(raw, "'tags' must be an object of string keys")
+        tags = obj.get("tags")
+        if tags is None:
+            tags = {}
+        elif not isinstance(tags, dict):
+            raise _fail(raw, f"'tags' must be an object of string keys, got {json_kind(tags)}")
         if tags or len(raw) > MAX_EVENT_BYTES:
             _check_size(raw, tags, text)
         source = _str_fields(raw, "source", obj.get("source"), Source)
@@ -592,10 +606,12 @@ def _check_size(raw: bytes, tags: JSON, text: str) -> None:
         if rest > MAX_EVENT_BYTES - DEFAULT_MAX_TEXT_BYTES:
             raise _fail(raw, f"the event is {len(raw)} bytes, {rest} of them outside 'text';"
                              f" at most {MAX_EVENT_BYTES - DEFAULT_MAX_TEXT_BYTES} outside it")
-    # each level opens a bracket: with no more brackets than the limit (in strings or not)
-    # no walk can find one level too many (the common case: two byte counts); else the walk
-    # is bounded, after the size check, by MAX_TAGS_BYTES of JSON
-    if (encoded.count(b"[") + encoded.count(b"{") > MAX_TAGS_DEPTH
+    # each level opens and closes a bracket: JSON of at most twice the limit in bytes, or
+    # with no more opening brackets than the limit (in strings or not), cannot nest one
+    # level too many (the common case: a length, or two byte counts); else the walk is
+    # bounded, after the size check, by MAX_TAGS_BYTES of JSON
+    if (tag_bytes > 2 * MAX_TAGS_DEPTH
+            and encoded.count(b"[") + encoded.count(b"{") > MAX_TAGS_DEPTH
             and _nested_deeper(tags, MAX_TAGS_DEPTH)):
         raise _fail(raw, _TOO_DEEP)
 

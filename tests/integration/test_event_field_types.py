@@ -2,7 +2,8 @@
 as a process, and raw producers' XADDs read by the real fingerprint stage (real Redis).
 
 (QA: a ``tags`` nested 300 deep ended ``heal emit`` with an internal error and published
-nothing; one nested 252 deep passed decode and was retried five times with tracebacks.)
+nothing; one nested 252 deep passed decode and was retried five times with tracebacks; a
+falsy value of the wrong type, ``"ts": 0`` or ``"tags": []``, was read as absent.)
 """
 
 from __future__ import annotations
@@ -85,3 +86,53 @@ def test_tags_nested_past_the_limit_are_dead_lettered_at_once_with_the_reason(
         assert fields[b"attempts"] == b"1"
         assert fields[b"reason"].decode().startswith(f"undecodable: {TOO_DEEP}")
         assert b"flatten it" in fields[b"reason"]
+
+
+#: (field JSON, the reason a stage gives): wrong-typed values, falsy or not, are refused
+WRONG = {
+    "ts-0": (b',"ts":0', "'ts' must be an ISO-8601 string such as 2026-11-22T10:00:00Z, "
+                         "got an integer"),
+    "ts-false": (b',"ts":false', "'ts' must be an ISO-8601 string such as "
+                                 "2026-11-22T10:00:00Z, got a boolean"),
+    "tags-list": (b',"tags":[]', "'tags' must be an object of string keys, got a list"),
+    "tags-str": (b',"tags":""', "'tags' must be an object of string keys, got a string"),
+    "command-0": (b',"command":0', "'command' must be a list of strings (argv), got an integer"),
+    "command-obj": (b',"command":{}', "'command' must be a list of strings (argv), got an "
+                                      "object"),
+    "source-bool": (b',"source":{"name":true}', "'source.name' must be a string, got a boolean"),
+}
+#: absent or null takes the default, as before
+DEFAULTED = {
+    "ts-null": b',"ts":null', "tags-null": b',"tags":null', "command-null": b',"command":null',
+    "plain": b"", "name-int": b',"workflow":{"run_id":1234}',
+}
+
+
+def test_wrong_typed_fields_are_dead_lettered_and_null_takes_the_default(
+    settings: Settings, client: redis.Redis
+) -> None:
+    # Given raw events with wrong-typed contract fields, a float version, and null ones
+    for event_id, (extra, _) in WRONG.items():
+        client.xadd(settings.stream("errors"), {"event": raw_event(event_id, extra)})
+    client.xadd(settings.stream("errors"),
+                {"event": b'{"v":1.0,"id":"v-float","text":"boom"}'})
+    for event_id, extra in DEFAULTED.items():
+        client.xadd(settings.stream("errors"), {"event": raw_event(event_id, extra)})
+    # When the real fingerprint stage reads them
+    assert drain_inline(settings, client, stages=["fingerprint"]) == (
+        len(WRONG) + 1 + len(DEFAULTED))
+    # Then each wrong one is dead-lettered at once with its reason
+    dead = dead_letters(client, settings)
+    assert sorted(dead) == sorted([*WRONG, "v-float"])
+    for event_id, (_, reason) in WRONG.items():
+        assert dead[event_id][b"reason"].decode() == f"undecodable: {reason}"
+        assert dead[event_id][b"attempts"] == b"1"
+    assert dead["v-float"][b"reason"].decode() == (
+        "undecodable: unsupported schema version v=1.0; this heal reads v=1; write it as the "
+        "integer 1")
+    # and null or absent values take their defaults
+    passed = fingerprinted(client, settings)
+    assert sorted(passed) == sorted(DEFAULTED)
+    assert passed["ts-null"].ts and passed["tags-null"].tags == {}
+    assert passed["command-null"].command == ()
+    assert passed["name-int"].workflow.run_id == "1234"
