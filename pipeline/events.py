@@ -42,6 +42,11 @@ MAX_TAGS_BYTES = 16 * 1024
 MAX_COMMAND_ARGS = 256
 MAX_COMMAND_BYTES = 16 * 1024
 MAX_FIELD_CHARS = 1024
+#: how deep ``tags`` may nest objects and lists (``tags`` itself is level 1): far below
+#: orjson's encoder limit (254 levels from the object encoded), which a downstream event
+#: reaches two levels sooner (``error.tags``); an event nested 252 deep once passed decode
+#: and then failed every stage's encode until it was dead-lettered after five retries
+MAX_TAGS_DEPTH = 32
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 TRUNCATION_MARKER = "\n…[heal: {n} bytes truncated]…\n"
 
@@ -218,7 +223,9 @@ def _build_str_fields(raw: bytes, name: str, value: dict[str, Any], cls: type[An
             continue  # unknown sub-fields are tolerated (forward compatible)
         if item is None:
             continue
-        if not isinstance(item, str | int):
+        # (an integer is read as its digits, a run id of 1234 as "1234"; a boolean is no
+        # string, though Python's bool is an int: it was stored as "True")
+        if not isinstance(item, str | int) or isinstance(item, bool):
             raise _fail(raw, f"'{name}.{key}' must be a string, got {json_kind(item)}")
         text = str(item)
         if len(text) > MAX_FIELD_CHARS:
@@ -330,8 +337,9 @@ class ErrorEvent:
         v = obj.get("v")
         if v is None:
             raise _fail(raw, "missing required field 'v' (schema version; use 1)")
-        if v != SCHEMA_VERSION or isinstance(v, bool):
-            raise _fail(raw, f"unsupported schema version v={v!r}; this heal reads v=1")
+        if v.__class__ is not int or v != SCHEMA_VERSION:  # (not 1.0, not true)
+            write = "; write it as the integer 1" if isinstance(v, float) and v == 1 else ""
+            raise _fail(raw, f"unsupported schema version v={v!r}; this heal reads v=1{write}")
         ev_id = obj.get("id")
         if not isinstance(ev_id, str) or not ev_id.strip():
             if ev_id is None:
@@ -351,25 +359,36 @@ class ErrorEvent:
             if text is None:
                 raise _fail(raw, "missing required field 'text' (the error text, a string)")
             raise _fail(raw, f"'text' must be a string, got {json_kind(text)}")
-        ts = obj.get("ts") or ""
-        if ts and not is_iso_time(ts):
+        # (absent or null takes the default; a present value of another type is refused,
+        # never read as absent because it is falsy: 0, false, [], {})
+        ts = obj.get("ts")
+        if ts is None:
+            ts = ""
+        elif not isinstance(ts, str) or (ts and not is_iso_time(ts)):
             raise _fail(raw, _ts_problem(ts))
         # (each check below is skipped only where it cannot fail: an empty command, no
         # exit code, no tags, a text short enough; tests/unit/test_events_fast.py pins them)
-        command = obj.get("command") or []
+        command = obj.get("command")
+        if command is None:
+            command = []
+        elif isinstance(command, str):
+            command = [command] if command else []  # (one argument, never split)
+        elif not isinstance(command, list):
+            raise _fail(raw, f"'command' must be a list of strings (argv), got "
+                             f"{json_kind(command)}")
         if command:
-            if isinstance(command, str):
-                command = [command]
-            if not isinstance(command, list) or not all(isinstance(c, str) for c in command):
+            if not all(isinstance(c, str) for c in command):
                 raise _fail(raw, "'command' must be a list of strings (argv)")
             _check_command(raw, command)
         exit_code = obj.get("exit_code")
         if exit_code is not None and (not isinstance(exit_code, int)
                                       or isinstance(exit_code, bool)):
             raise _fail(raw, _exit_code_problem(exit_code))
-        tags = obj.get("tags") or {}
-        if not isinstance(tags, dict):
-            raise _fail(raw, "'tags' must be an object of string keys")
+        tags = obj.get("tags")
+        if tags is None:
+            tags = {}
+        elif not isinstance(tags, dict):
+            raise _fail(raw, f"'tags' must be an object of string keys, got {json_kind(tags)}")
         if tags or len(raw) > MAX_EVENT_BYTES:
             _check_size(raw, tags, text)
         source = _str_fields(raw, "source", obj.get("source"), Source)
@@ -419,10 +438,25 @@ def _encoded(obj: JSON) -> bytes:
     try:
         return orjson.dumps(obj)
     except TypeError as exc:  # orjson.JSONEncodeError: an integer beyond 64 bits, a set, a cycle
-        raise _fail(repr(obj)[:MAX_FIELD_CHARS].encode("utf-8", "replace"),
+        try:
+            shown = repr(obj)[:MAX_FIELD_CHARS].encode("utf-8", "replace")
+        except RecursionError:  # (nested past Python's own limit)
+            shown = b"(an event nested too deep to show)"
+        if "ecursion" in str(exc) and _too_deep_to_encode(obj.get("tags")):
+            raise _fail(shown, _TOO_DEEP) from exc
+        raise _fail(shown,
                     f"the event cannot be written as JSON: {exc}; use JSON values only "
                     "(strings, integers of at most 64 bits, numbers, booleans, null, lists "
                     "and objects with string keys)") from exc
+
+
+def _too_deep_to_encode(tags: Any) -> bool:
+    """Whether ``tags`` is what orjson cannot encode for its depth (a cycle counts)."""
+    try:
+        orjson.dumps(tags, default=str)
+    except TypeError as exc:
+        return "ecursion" in str(exc)
+    return False
 
 
 #: the range of an ``exit_code`` (a JSON integer every stage reads: 64-bit signed)
@@ -542,10 +576,28 @@ def _check_command(raw: bytes, command: list[str]) -> None:
         raise _fail(raw, "'command' contains a NUL character; an argv cannot hold one")
 
 
+#: the reason of tags nested too deep
+_TOO_DEEP = (f"'tags' nests objects and lists more than {MAX_TAGS_DEPTH} levels deep; at most "
+             f"{MAX_TAGS_DEPTH} ('tags' itself is level 1): flatten it (keys such as 'a.b.c') or "
+             "put the data in 'text'")
+
+
 def _check_size(raw: bytes, tags: JSON, text: str) -> None:
-    """Tags within MAX_TAGS_BYTES, and the raw event (less its text, which is truncated
-    rather than refused) within MAX_EVENT_BYTES."""
-    tag_bytes = len(orjson.dumps(tags, default=str)) if tags else 2
+    """Tags within MAX_TAGS_BYTES and MAX_TAGS_DEPTH, and the raw event (less its text,
+    which is truncated rather than refused) within MAX_EVENT_BYTES.
+
+    Raises:
+        EventValidationError: with the reason (never orjson's TypeError: tags nested past
+            its encoder limit once ended ``heal emit`` with an internal error).
+    """
+    try:
+        encoded = orjson.dumps(tags, default=str) if tags else b"{}"
+    except TypeError as exc:  # orjson.JSONEncodeError: nested past its limit (254)
+        if "ecursion" in str(exc):
+            raise _fail(raw, _TOO_DEEP) from exc
+        raise _fail(raw, f"'tags' cannot be written as JSON: {exc}; use JSON values only"
+                    ) from exc
+    tag_bytes = len(encoded)
     if tag_bytes > MAX_TAGS_BYTES:
         raise _fail(raw, f"'tags' is {tag_bytes} bytes of JSON; at most {MAX_TAGS_BYTES}"
                          " (put bulky data in 'text', which is truncated, not refused)")
@@ -554,6 +606,36 @@ def _check_size(raw: bytes, tags: JSON, text: str) -> None:
         if rest > MAX_EVENT_BYTES - DEFAULT_MAX_TEXT_BYTES:
             raise _fail(raw, f"the event is {len(raw)} bytes, {rest} of them outside 'text';"
                              f" at most {MAX_EVENT_BYTES - DEFAULT_MAX_TEXT_BYTES} outside it")
+    # each level opens and closes a bracket: JSON of at most twice the limit in bytes, or
+    # with no more opening brackets than the limit (in strings or not), cannot nest one
+    # level too many (the common case: a length, or two byte counts); else the walk is
+    # bounded, after the size check, by MAX_TAGS_BYTES of JSON
+    if (tag_bytes > 2 * MAX_TAGS_DEPTH
+            and encoded.count(b"[") + encoded.count(b"{") > MAX_TAGS_DEPTH
+            and _nested_deeper(tags, MAX_TAGS_DEPTH)):
+        raise _fail(raw, _TOO_DEEP)
+
+
+#: what nests in JSON (a tuple is a list to orjson, from the Python API)
+_CONTAINERS = (dict, list, tuple)
+
+
+def _nested_deeper(value: JSON, limit: int) -> bool:
+    """Whether ``value`` (level 1) holds objects or lists nested more than ``limit`` levels
+    deep. Level by level, without recursion; the work is bounded by the number of objects
+    and lists."""
+    level = [v for v in value.values() if isinstance(v, _CONTAINERS)]
+    depth = 1
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        inner: list[Any] = []
+        for item in level:
+            inner += [v for v in (item.values() if isinstance(item, dict) else item)
+                      if isinstance(v, _CONTAINERS)]
+        level = inner
+    return False
 
 
 # --- downstream events -------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 
@@ -92,8 +94,9 @@ def test_a_repeated_source_is_validated_like_a_new_one() -> None:
     assert again.source is first.source
     number = ErrorEvent.from_dict({**base, "source": {"kind": "log", "name": "n", "host": 1}})
     assert number.source == first.source  # an int is accepted and read as its text
-    flag = ErrorEvent.from_dict({**base, "repo": {"path": True}})  # bool is an int in Python
-    assert flag.repo.path == "True"
+    # a boolean is no string, though Python's bool is an int (it was stored as "True")
+    with pytest.raises(EventValidationError, match="'repo.path' must be a string, got a bool"):
+        ErrorEvent.from_dict({**base, "repo": {"path": True}})
     with pytest.raises(EventValidationError, match="must be a string"):
         ErrorEvent.from_dict({**base, "repo": {"path": ["a"]}})
     with pytest.raises(EventValidationError, match="NUL"):
@@ -162,3 +165,27 @@ def test_truncate_counts_what_a_reader_dropped_before() -> None:
     cut_text, cut = truncate_text(text, dropped=5_000_000)
     assert cut > 5_000_000 and f"[heal: {cut} bytes truncated]" in cut_text
     assert truncate_text("short", dropped=7) == ("short", 7)
+
+
+def _nest(depth: int) -> Any:
+    value: Any = []
+    for _ in range(depth - 2):  # (tags is level 1, the outer list level 2)
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("depth", [33, 253, 300, 2000])
+def test_tags_nested_past_the_limit_are_refused_from_the_python_api(depth: int) -> None:
+    # the API encodes the dict itself first: orjson's TypeError (past 254 levels) and Python's
+    # RecursionError (past about 1000, showing the event) become the same reason
+    with pytest.raises(EventValidationError, match="nests objects and lists more than 32"):
+        ErrorEvent.from_dict({"v": 1, "id": "a", "text": "x", "tags": {"a": _nest(depth)}})
+
+
+def test_tags_at_the_nesting_limit_or_cyclic() -> None:
+    event = ErrorEvent.from_dict({"v": 1, "id": "a", "text": "x", "tags": {"a": _nest(32)}})
+    assert ErrorEvent.decode(event.encode()) == event
+    cycle: dict[str, Any] = {}
+    cycle["self"] = cycle
+    with pytest.raises(EventValidationError, match="nests objects and lists more than 32"):
+        ErrorEvent.from_dict({"v": 1, "id": "a", "text": "x", "tags": cycle})
