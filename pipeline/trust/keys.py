@@ -29,6 +29,7 @@ from pathlib import Path
 from pipeline.config import Settings
 from pipeline.errors import ConfigError
 from pipeline.homedir import create_private_file
+from pipeline.trust.private import check_private
 
 ENV_KEY = "HEAL_SIGNING_KEY"
 ENV_PREVIOUS = "HEAL_SIGNING_KEY_PREVIOUS"
@@ -133,9 +134,24 @@ def _write_new(path: Path) -> None:
     create_private_file(path, secrets.token_hex(32).encode() + b"\n")
 
 
+def _check_private(path: Path) -> None:
+    check_private(path, "signing key", if_tracked=(
+        "a repository must not choose the operator's key (whoever knows it forges "
+        "attestations and seals); remove it from git (git rm --cached), delete the file so "
+        f"heal makes a new one, and set HEAL_HOME to a folder outside the repository or "
+        f"{ENV_KEY}"))
+
+
 def _read(path: Path) -> bytes:
+    """The key in ``path``, when it is the operator's own (:func:`check_private`).
+
+    Raises:
+        ConfigError: the file is tracked by git, another user's or writable by others, the key
+            is too short, or the file cannot be read.
+    """
     try:
         st = path.stat()
+        _check_private(path)
         if st.st_mode & 0o077:
             os.chmod(path, 0o600)  # a key readable by others is tightened, not trusted less
         return _parse(path.read_text(encoding="utf-8"), str(path))

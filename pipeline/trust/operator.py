@@ -30,7 +30,6 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
-import subprocess
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -43,6 +42,7 @@ from pipeline.errors import ConfigError, PolicyError, short_repr
 from pipeline.model import Mode
 from pipeline.policy import Check, LLMJudgeConfig, Policy, _checks, _llm, _mode, _table
 from pipeline.safefile import FileRefused, parse_toml, read_config_text
+from pipeline.trust.private import check_private
 
 log = logging.getLogger("heal.trust")
 
@@ -149,26 +149,9 @@ def config_path(settings: Settings) -> Path:
 
 
 def _check_file(path: Path) -> None:
-    try:
-        st = path.stat()
-    except OSError as exc:
-        raise ConfigError(f"operator configuration {path} cannot be read: "
-                          f"{exc.strerror or exc}") from exc
-    if st.st_mode & 0o022:
-        raise ConfigError(f"operator configuration {path} is writable by other users "
-                          f"(mode {oct(st.st_mode & 0o777)}); chmod 600 it")
-    if st.st_uid not in (os.geteuid(), 0):
-        raise ConfigError(f"operator configuration {path} belongs to uid {st.st_uid}, not to "
-                          "the user heal runs as; chown it")
-    try:
-        done = subprocess.run(["git", "-C", str(path.parent), "ls-files", "--error-unmatch",
-                               path.name], capture_output=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return
-    if done.returncode == 0:
-        raise ConfigError(f"operator configuration {path} is tracked by git: a repository "
-                          "cannot configure the operator; keep it out of the repository "
-                          f"(set {ENV_CONFIG} to a file outside it)")
+    check_private(path, "operator configuration", if_tracked=(
+        "a repository cannot configure the operator; keep it out of the repository "
+        f"(set {ENV_CONFIG} to a file outside it)"))
 
 
 def named_by_env() -> bool:
