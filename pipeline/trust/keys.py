@@ -164,13 +164,22 @@ def load_keys(settings: Settings) -> KeySet:
     """The key set of this installation (creating the key file at first use).
 
     Raises:
-        ConfigError: a key is too short or cannot be read/created.
+        ConfigError: a key is too short or cannot be read/created, a key file is not the
+            operator's own (tracked by git, another user's, writable by others), or
+            ``HEAL_SIGNING_KEY_PREVIOUS`` is set without ``HEAL_SIGNING_KEY``.
     """
     env_key = os.environ.get(ENV_KEY)
+    prev = os.environ.get(ENV_PREVIOUS)
+    env_previous = _parse(prev, ENV_PREVIOUS) if prev else None
     if env_key:
-        prev = os.environ.get(ENV_PREVIOUS)
-        return KeySet(_parse(env_key, ENV_KEY), _parse(prev, ENV_PREVIOUS) if prev else None,
-                      source=ENV_KEY)
+        return KeySet(_parse(env_key, ENV_KEY), env_previous, source=ENV_KEY)
+    if env_previous is not None:
+        # the keys come from the files then, which never read the variable: it would be
+        # silently ignored (and a key being rotated out silently refused)
+        raise ConfigError(f"{ENV_PREVIOUS} is set but {ENV_KEY} is not: the previous key of "
+                          f"an environment rotation needs the current one; set {ENV_KEY} to "
+                          f"the current key too, or unset {ENV_PREVIOUS} to use the key files "
+                          f"in {key_dir(settings)}")
     folder = key_dir(settings)
     path = folder / KEY_FILE
     if not path.exists():
@@ -186,7 +195,8 @@ def load_keys(settings: Settings) -> KeySet:
 
 
 def rotate(settings: Settings) -> KeySet:
-    """Make a new current key; the old one stays accepted as the previous key.
+    """Make a new current key; the old one stays accepted as the previous key, and the key
+    that was previous until now is no longer accepted (``heal keys rotate`` names it).
 
     Raises:
         ConfigError: keys come from the environment (rotate them there) or cannot be written.
