@@ -155,6 +155,11 @@ def effective_policy(path: str) -> dict[str, Any]:
         row.update(value=effective.mode.value, source="operator",
                    requested=policy.mode.value,
                    reason=next((w for w in warnings if "mode" in w), ""))
+    if effective.human_for_risky != policy.human_for_risky:
+        row = next(r for r in rows if r["key"] == "judges.human_for_risky")
+        row.update(value=effective.human_for_risky, source="operator",
+                   requested=policy.human_for_risky,
+                   reason="only operator configuration may waive the human for RISKY fixes")
     op_file = config_path(settings)
     return {"file": str(file) if policy.source != "defaults" else None, "keys": rows,
             "operator": {"file": str(op_file) if os.path.lexists(op_file) else None,
