@@ -183,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
     for row in report["keys"]:
         value = json.dumps(row["value"])
         allowed = f"  ({row['allowed']})" if "allowed" in row else ""
-        capped = (f"  (heal.toml asks {row['requested']!r}; {row['reason']})"
+        capped = (f"  (heal.toml asks {json.dumps(row['requested'])}; {row['reason']})"
                   if "requested" in row else "")
         print(f"  {row['key']:<{width}}  {value:<12} {row['source']:<7}{allowed}{capped}")
     return 0

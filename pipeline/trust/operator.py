@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import Settings
-from pipeline.errors import ConfigError, PolicyError, short_repr
+from pipeline.errors import ConfigError, PolicyError, toml_value
 from pipeline.model import Mode
 from pipeline.policy import (
     Check,
@@ -216,7 +216,7 @@ def load_operator(settings: Settings) -> OperatorConfig:
         return parse_operator(data, str(path))
     except PolicyError as exc:
         raise ConfigError(f"operator configuration {path}: {exc.key} = "
-                          f"{short_repr(exc.value)}: {exc.rule}") from exc
+                          f"{toml_value(exc.value)}: {exc.rule}") from exc
 
 
 #: the mode heal is capped at while the operator's file exists but is refused (fail closed:
@@ -325,15 +325,16 @@ def restrict(policy: Policy, operator: OperatorConfig) -> tuple[Policy, list[str
     ceiling = operator.max_mode
     mode = lower_mode(policy.mode, ceiling)
     if mode != policy.mode and not operator.refused:
-        warnings.append(f"heal.toml: mode = {policy.mode.value!r}: above the operator's "
-                        f"trust.max_mode; using {mode.value!r}")
+        warnings.append(f"heal.toml: mode = {toml_value(policy.mode.value)}: above the "
+                        f"operator's trust.max_mode; using {toml_value(mode.value)}")
     kept: list[Check] = list(operator.checks)
     for i, check in enumerate(policy.checks):
         if operator.command_allowed(check.argv):
             kept.append(check)
             continue
-        warnings.append(f"heal.toml: verify.checks[{i}].argv = {list(check.argv)!r}: runs a "
-                        "program, which only operator configuration may allow (add it to "
+        argv = toml_value(list(check.argv))
+        warnings.append(f"heal.toml: verify.checks[{i}].argv = {argv}: runs a program, "
+                        "which only operator configuration may allow (add it to "
                         "[trust] commands or [[verify.checks]] in $HEAL_HOME/heal.toml or "
                         f"{ENV_CONFIG}); not run, and mode capped at suggest")
         ceiling = lower_mode(ceiling, Mode.SUGGEST)

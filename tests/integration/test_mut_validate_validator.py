@@ -408,8 +408,8 @@ def test_a_suggestion_capped_by_an_unallowed_repository_check_says_why(
     verdict = validator.validate(candidate(repo))
     assert verdict.decision == "suggest"
     assert verdict.reason.startswith("mode suggest: run `heal apply fmt` to apply; ")
-    assert verdict.reason.endswith("; heal.toml: verify.checks[0].argv = ['python3', '-c', "
-                                   "'pass']: runs a program, which only operator configuration "
+    assert verdict.reason.endswith("; heal.toml: verify.checks[0].argv = [\"python3\", \"-c\", "
+                                   "\"pass\"]: runs a program, which only operator configuration "
                                    "may allow (add it to [trust] commands or [[verify.checks]] "
                                    "in $HEAL_HOME/heal.toml or HEAL_CONFIG); not run, and mode "
                                    "capped at suggest")
