@@ -23,6 +23,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import math
+
 
 class HealError(Exception):
     """Base of every error heal raises on purpose."""
@@ -38,23 +42,87 @@ class ConfigError(HealError):
     exit_code = 2
 
 
-def short_repr(value: object, limit: int = 200) -> str:
-    """``repr(value)`` cut to ``limit`` characters: a hostile file's value may be huge."""
-    try:
-        text = repr(value)
-    except RecursionError:
-        text = f"<{type(value).__name__} nested too deeply>"
+def toml_value(value: object, limit: int = 200) -> str:
+    """``value`` spelled as in a TOML file (``true``, ``"text"``, ``01:00:00``, ``[1, 2]``,
+    ``{ a = 1 }``), cut to ``limit`` characters: the value as its author wrote it, never a
+    Python repr (``True``, ``datetime.time(1, 0)``); a hostile file's value may be huge or
+    deeply nested, so the spelling stops once it is long enough."""
+    out: list[str] = []
+    size = 0
+
+    def put(text: str) -> bool:
+        nonlocal size
+        out.append(text)
+        size += len(text)
+        return size <= limit
+
+    def spell(item: object, depth: int) -> bool:
+        if depth > 32:
+            return put("…")
+        if isinstance(item, list | tuple):
+            if not put("["):
+                return False
+            for i, sub in enumerate(item):
+                if (i and not put(", ")) or not spell(sub, depth + 1):
+                    return False
+            return put("]")
+        if isinstance(item, dict):
+            if not put("{"):
+                return False
+            for i, (key, sub) in enumerate(item.items()):
+                if not put((", " if i else " ") + _toml_key(str(key)) + " = ") or \
+                        not spell(sub, depth + 1):
+                    return False
+            return put(" }" if item else "}")
+        return put(_toml_scalar(item))
+
+    spell(value, 0)
+    text = "".join(out)
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _toml_key(key: str) -> str:
+    bare = key and all(c.isascii() and (c.isalnum() or c in "-_") for c in key)
+    return key if bare else json.dumps(key, ensure_ascii=False)
+
+
+def _toml_scalar(value: object) -> str:
+    if value is None:  # a required key that is missing: TOML has no null
+        return "(not set)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value[:10_000], ensure_ascii=False)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    return repr(value)[:10_000]
 
 
 class PolicyError(ConfigError):
     """Invalid ``heal.toml``; the message names the key, the value and the rule."""
 
     def __init__(self, key: str, value: object, rule: str) -> None:
-        super().__init__(f"heal.toml: {key} = {short_repr(value)}: {rule}")
+        super().__init__(f"heal.toml: {key} = {toml_value(value)}: {rule}")
         self.key = key
         self.value = value
         self.rule = rule
+
+    @classmethod
+    def whole_file(cls, path: str, why: str) -> PolicyError:
+        """The file itself is refused (not TOML, a symbolic link, too large): the message
+        names the file, not a key (``heal.toml: /repo/heal.toml: not valid TOML: ...``)."""
+        exc = cls("(file)", path, why)
+        sep = " " if why.startswith(("is ", "cannot ")) else ": "
+        exc.args = (f"heal.toml: {path}{sep}{why}",)
+        return exc
 
 
 class StateHomeFull(HealError):

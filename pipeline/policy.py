@@ -231,9 +231,19 @@ def _checks(verify: dict[str, Any], default_timeout: float) -> tuple[Check, ...]
     return tuple(out)
 
 
+def _hhmm(value: dt.time) -> str:
+    return value.strftime("%H:%M") if value.second == value.microsecond == 0 else \
+        value.isoformat()
+
+
 def _time(key: str, value: Any) -> dt.time:
+    if isinstance(value, dt.time):  # TOML's own local time (start = 08:00:00, no quotes)
+        raise PolicyError(key, value, f"must be a quoted string such as \"08:00\": write "
+                          f"\"{_hhmm(value)}\" (with the quotes)")
+    if not isinstance(value, str):
+        raise PolicyError(key, value, "must be a quoted time of day such as \"08:00\"")
     try:
-        return dt.time.fromisoformat(_str(key, value))
+        return dt.time.fromisoformat(value)
     except ValueError:
         raise PolicyError(key, value, "must be a time of day such as \"08:00\"") from None
 
@@ -370,7 +380,7 @@ def read_policy(path: Path) -> tuple[Policy, dict[str, Any]]:
             return Policy(), {}
         data = parse_toml(text)
     except FileRefused as exc:
-        raise PolicyError("(file)", str(path), str(exc)) from exc
+        raise PolicyError.whole_file(str(path), str(exc)) from exc
     return parse_policy(data, source=str(path)), data
 
 

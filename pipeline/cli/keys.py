@@ -29,7 +29,10 @@ def run(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     retired: str | None = None
+    dropped: str | None = None
     if args.action == "rotate":
+        before = load_keys(settings).previous
+        dropped = None if before is None else key_id(before)
         keys = rotate(settings)
     elif args.action == "retire":
         previous_key = load_keys(settings).previous
@@ -45,9 +48,15 @@ def run(args: argparse.Namespace) -> int:
     info = {"source": keys.source, "current": current, "previous": previous}
     if args.action == "retire":
         info["retired"] = retired
+    if args.action == "rotate":
+        info["dropped"] = dropped
     if args.json:
         print(json.dumps(info))
         return 0
+    if dropped:
+        print(f"key {dropped} (kept by the previous rotation) is no longer accepted: what it "
+              "sealed or attested and is still in flight is refused; next time run heal keys "
+              "retire once the streams drained, before rotating again")
     if args.action == "retire":
         print(f"retired the previous key {retired}: what it sealed is no longer accepted"
               if retired else "no previous key to retire")

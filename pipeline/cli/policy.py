@@ -156,6 +156,11 @@ def effective_policy(path: str) -> dict[str, Any]:
         row.update(value=effective.mode.value, source="operator",
                    requested=policy.mode.value,
                    reason=next((w for w in warnings if "mode" in w), ""))
+    if effective.human_for_risky != policy.human_for_risky:
+        row = next(r for r in rows if r["key"] == "judges.human_for_risky")
+        row.update(value=effective.human_for_risky, source="operator",
+                   requested=policy.human_for_risky,
+                   reason="only operator configuration may waive the human for RISKY fixes")
     op_file = config_path(settings)
     return {"file": str(file) if policy.source != "defaults" else None, "keys": rows,
             "operator": {"file": str(op_file) if os.path.lexists(op_file) else None,
@@ -179,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
     for row in report["keys"]:
         value = json.dumps(row["value"])
         allowed = f"  ({row['allowed']})" if "allowed" in row else ""
-        capped = (f"  (heal.toml asks {row['requested']!r}; {row['reason']})"
+        capped = (f"  (heal.toml asks {json.dumps(row['requested'])}; {row['reason']})"
                   if "requested" in row else "")
         print(f"  {row['key']:<{width}}  {value:<12} {row['source']:<7}{allowed}{capped}")
     return 0

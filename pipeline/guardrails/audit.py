@@ -43,8 +43,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import Settings
-from pipeline.errors import HealError
+from pipeline.errors import ConfigError, HealError
 from pipeline.homedir import create_private_file, dir_mode
+from pipeline.trust.private import check_private
 
 log = logging.getLogger("heal.audit")
 
@@ -61,11 +62,31 @@ class AuditError(HealError):
     heal refuses to act unaudited."""
 
 
+#: key files found private, by their stat (the git check is a subprocess; a record is
+#: appended for every decision)
+_PRIVATE_KEYS: dict[Path, tuple[int, int, int, int]] = {}
+
+
+def _check_key_file(path: Path) -> None:
+    st = path.stat()
+    stamp = (st.st_ino, st.st_mtime_ns, st.st_mode, st.st_uid)
+    if _PRIVATE_KEYS.get(path) == stamp:
+        return
+    check_private(path, "audit key", if_tracked=(
+        "a repository must not choose the key that makes the audit chain tamper-evident; "
+        "remove it from git (git rm --cached), delete the file so heal makes a new one, and "
+        f"set HEAL_HOME to a folder outside the repository or {KEY_ENV}"))
+    _PRIVATE_KEYS[path] = stamp
+
+
 def audit_key(settings: Settings) -> bytes:
     """The chain's HMAC key: ``HEAL_AUDIT_KEY``, else ``$HEAL_HOME/audit.key`` (made 0600).
 
     Raises:
-        AuditError: the key file cannot be read or made.
+        AuditError: the key file cannot be read or made, or is not the operator's own
+            (:func:`pipeline.trust.private.check_private`: tracked by git, another user's,
+            writable by others: a repository shipping ``.heal/audit.key`` would know the key
+            that makes the chain tamper-evident).
     """
     env = os.environ.get(KEY_ENV)
     if env:
@@ -73,10 +94,13 @@ def audit_key(settings: Settings) -> bytes:
     path = settings.home / KEY_FILE
     try:
         if path.exists():
+            _check_key_file(path)
             return path.read_bytes().strip()
         path.parent.mkdir(mode=dir_mode(), parents=True, exist_ok=True)
         create_private_file(path, secrets.token_hex(32).encode())
         return path.read_bytes().strip()
+    except ConfigError as exc:
+        raise AuditError(str(exc)) from exc
     except OSError as exc:
         raise AuditError(f"audit key {path}: {exc}; set {KEY_ENV} or fix the file") from exc
 

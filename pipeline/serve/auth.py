@@ -26,6 +26,7 @@ from pathlib import Path
 from pipeline.config import Settings
 from pipeline.errors import ConfigError
 from pipeline.homedir import create_private_file
+from pipeline.trust.private import check_private
 
 ENV_APPROVER = "HEAL_SERVE_TOKEN"
 ENV_VIEWER = "HEAL_SERVE_VIEWER_TOKEN"
@@ -44,25 +45,55 @@ def token_dir(settings: Settings) -> Path:
     return settings.home / "serve"
 
 
-def _file_token(path: Path) -> str:
-    """The token stored at ``path``, created (0600, folder 0700) when missing."""
+#: fewest different characters a token may have (``aaaa...`` is as guessable as ``a``)
+MIN_TOKEN_DISTINCT = 8
+_HOW_TO_MAKE = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def _strong(token: str, where: str, remedy: str) -> str:
+    """``token`` when it is long and varied enough to be a secret.
+
+    Raises:
+        ConfigError: naming ``where``, why, and ``remedy``.
+    """
+    if len(token) < MIN_TOKEN_CHARS:
+        raise ConfigError(f"{where} is {len(token)} characters; use at least "
+                          f"{MIN_TOKEN_CHARS} ({remedy})")
+    if len(set(token)) < MIN_TOKEN_DISTINCT:
+        raise ConfigError(f"{where} uses {len(set(token))} different characters; a token "
+                          f"needs at least {MIN_TOKEN_DISTINCT} ({remedy})")
+    return token
+
+
+def _file_token(path: Path, env: str) -> str:
+    """The token stored at ``path``, created (0600, folder 0700) when missing; an existing
+    file must be the operator's own (:func:`pipeline.trust.private.check_private`: a
+    repository could ship ``.heal/serve/approver.token`` and approve its own fixes).
+
+    Raises:
+        ConfigError: the file is tracked by git, another user's or writable by others, or
+            the token is too short or too uniform.
+        OSError: the file or its folder cannot be created.
+    """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(path.parent, 0o700)
     if not path.exists():
         create_private_file(path, secrets.token_urlsafe(32).encode() + b"\n")
+    check_private(path, "heal serve token", if_tracked=(
+        "a repository must not choose who may approve its fixes; remove it from git "
+        "(git rm --cached), delete the file so heal serve makes a new one, and set HEAL_HOME "
+        f"to a folder outside the repository or {env}"))
     os.chmod(path, 0o600)
-    return path.read_text(encoding="utf-8").strip()
+    return _strong(path.read_text(encoding="utf-8").strip(), f"the token in {path}",
+                   f"delete the file so heal serve makes a new one, or write one made with "
+                   f"{_HOW_TO_MAKE}")
 
 
 def _env_token(name: str) -> str | None:
     value = os.environ.get(name)
     if value is None or value == "":
         return None
-    if len(value) < MIN_TOKEN_CHARS:
-        raise ConfigError(f"{name} is {len(value)} characters; use at least "
-                          f"{MIN_TOKEN_CHARS} (e.g. python -c 'import secrets; "
-                          "print(secrets.token_urlsafe(32))')")
-    return value
+    return _strong(value, name, f"e.g. {_HOW_TO_MAKE}")
 
 
 @dataclass(frozen=True)
@@ -90,19 +121,22 @@ def load_tokens(settings: Settings) -> Tokens:
     """The serve tokens (files generated at first use).
 
     Raises:
-        ConfigError: a token from the environment is too short, or a file cannot be written.
+        ConfigError: a token is too short or too uniform, a token file is not the
+            operator's own (tracked by git, another user's, writable by others), or a file
+            cannot be written.
     """
     folder = token_dir(settings)
     try:
         approver = _env_token(ENV_APPROVER)
         a_src = ENV_APPROVER
         if approver is None:
-            approver, a_src = _file_token(folder / "approver.token"), str(folder /
-                                                                         "approver.token")
+            a_path = folder / "approver.token"
+            approver, a_src = _file_token(a_path, ENV_APPROVER), str(a_path)
         viewer = _env_token(ENV_VIEWER)
         v_src = ENV_VIEWER
         if viewer is None:
-            viewer, v_src = _file_token(folder / "viewer.token"), str(folder / "viewer.token")
+            v_path = folder / "viewer.token"
+            viewer, v_src = _file_token(v_path, ENV_VIEWER), str(v_path)
     except OSError as exc:
         raise ConfigError(f"cannot create the heal serve tokens in {folder}: {exc}; make "
                           f"HEAL_HOME writable or set {ENV_APPROVER}") from exc

@@ -8,6 +8,9 @@
     operator.py   operator configuration ($HEAL_HOME/heal.toml or HEAL_CONFIG): registered
                   repositories, allowed commands and packages, max mode, checks, LLM judge;
                   ``restrict`` narrows a repository's policy by it
+    private.py    files only the operator may provide (operator configuration, keys, serve
+                  tokens, audit key): refused when git tracks them, another user owns them
+                  or others may write them
     boundary.py   ``assess(event)``: which repository, command and mode one event may get
     packages.py   pip installs: declared names only, into the interpreter that failed
 """

@@ -29,6 +29,7 @@ from pathlib import Path
 from pipeline.config import Settings
 from pipeline.errors import ConfigError
 from pipeline.homedir import create_private_file
+from pipeline.trust.private import check_private
 
 ENV_KEY = "HEAL_SIGNING_KEY"
 ENV_PREVIOUS = "HEAL_SIGNING_KEY_PREVIOUS"
@@ -133,9 +134,24 @@ def _write_new(path: Path) -> None:
     create_private_file(path, secrets.token_hex(32).encode() + b"\n")
 
 
+def _check_private(path: Path) -> None:
+    check_private(path, "signing key", if_tracked=(
+        "a repository must not choose the operator's key (whoever knows it forges "
+        "attestations and seals); remove it from git (git rm --cached), delete the file so "
+        f"heal makes a new one, and set HEAL_HOME to a folder outside the repository or "
+        f"{ENV_KEY}"))
+
+
 def _read(path: Path) -> bytes:
+    """The key in ``path``, when it is the operator's own (:func:`check_private`).
+
+    Raises:
+        ConfigError: the file is tracked by git, another user's or writable by others, the key
+            is too short, or the file cannot be read.
+    """
     try:
         st = path.stat()
+        _check_private(path)
         if st.st_mode & 0o077:
             os.chmod(path, 0o600)  # a key readable by others is tightened, not trusted less
         return _parse(path.read_text(encoding="utf-8"), str(path))
@@ -148,13 +164,22 @@ def load_keys(settings: Settings) -> KeySet:
     """The key set of this installation (creating the key file at first use).
 
     Raises:
-        ConfigError: a key is too short or cannot be read/created.
+        ConfigError: a key is too short or cannot be read/created, a key file is not the
+            operator's own (tracked by git, another user's, writable by others), or
+            ``HEAL_SIGNING_KEY_PREVIOUS`` is set without ``HEAL_SIGNING_KEY``.
     """
     env_key = os.environ.get(ENV_KEY)
+    prev = os.environ.get(ENV_PREVIOUS)
+    env_previous = _parse(prev, ENV_PREVIOUS) if prev else None
     if env_key:
-        prev = os.environ.get(ENV_PREVIOUS)
-        return KeySet(_parse(env_key, ENV_KEY), _parse(prev, ENV_PREVIOUS) if prev else None,
-                      source=ENV_KEY)
+        return KeySet(_parse(env_key, ENV_KEY), env_previous, source=ENV_KEY)
+    if env_previous is not None:
+        # the keys come from the files then, which never read the variable: it would be
+        # silently ignored (and a key being rotated out silently refused)
+        raise ConfigError(f"{ENV_PREVIOUS} is set but {ENV_KEY} is not: the previous key of "
+                          f"an environment rotation needs the current one; set {ENV_KEY} to "
+                          f"the current key too, or unset {ENV_PREVIOUS} to use the key files "
+                          f"in {key_dir(settings)}")
     folder = key_dir(settings)
     path = folder / KEY_FILE
     if not path.exists():
@@ -170,7 +195,8 @@ def load_keys(settings: Settings) -> KeySet:
 
 
 def rotate(settings: Settings) -> KeySet:
-    """Make a new current key; the old one stays accepted as the previous key.
+    """Make a new current key; the old one stays accepted as the previous key, and the key
+    that was previous until now is no longer accepted (``heal keys rotate`` names it).
 
     Raises:
         ConfigError: keys come from the environment (rotate them there) or cannot be written.

@@ -14,6 +14,9 @@ A repository's ``heal.toml`` may only narrow it (see :func:`restrict`)::
     name = "tests"
     argv = ["python", "-m", "pytest", "-q"]
 
+    [judges]
+    human_for_risky = true                          # false: a repository may waive the human
+                                                    # for RISKY fixes (its heal.toml decides)
     [judges.llm]                                    # the only place an LLM judge is configured
     enabled = true
     url = "https://llm.internal/v1"
@@ -30,7 +33,6 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
-import subprocess
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -39,10 +41,20 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import Settings
-from pipeline.errors import ConfigError, PolicyError, short_repr
+from pipeline.errors import ConfigError, PolicyError, toml_value
 from pipeline.model import Mode
-from pipeline.policy import Check, LLMJudgeConfig, Policy, _checks, _llm, _mode, _table
+from pipeline.policy import (
+    Check,
+    LLMJudgeConfig,
+    Policy,
+    _bool,
+    _checks,
+    _llm,
+    _mode,
+    _table,
+)
 from pipeline.safefile import FileRefused, parse_toml, read_config_text
+from pipeline.trust.private import check_private
 
 log = logging.getLogger("heal.trust")
 
@@ -65,6 +77,10 @@ class OperatorConfig:
     max_mode: Mode = Mode.AUTO
     checks: tuple[Check, ...] = ()
     llm: LLMJudgeConfig = field(default_factory=LLMJudgeConfig)
+    #: ``[judges] human_for_risky``: true (the default) keeps a human on every RISKY fix
+    #: whatever a repository says; false lets a repository's ``judges.human_for_risky =
+    #: false`` waive it (a repository may always ask for the human)
+    human_for_risky: bool = True
     source: str = "defaults"
     #: why the operator's file was refused ('' when it was read): heal then fails closed
     refused: str = ""
@@ -110,6 +126,16 @@ def _strings(key: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _absolute(key: str, globs: tuple[str, ...]) -> tuple[str, ...]:
+    """Refuse relative entries: resolved against each process's working directory, they would
+    register different repositories for a worker, ``heal run`` and ``heal serve``."""
+    for i, glob in enumerate(globs):
+        if not glob.startswith("/"):
+            raise PolicyError(f"{key}[{i}]", glob, "must be an absolute path or glob (starting "
+                              "with /), e.g. \"/srv/checkout\" or \"/home/ci/work/*\"")
+    return globs
+
+
 def _argvs(key: str, value: Any) -> tuple[tuple[str, ...], ...]:
     if not isinstance(value, list):
         raise PolicyError(key, value, "must be a list of argv lists, e.g. [[\"make\", \"test\"]]")
@@ -131,14 +157,15 @@ def parse_operator(data: dict[str, Any], source: str) -> OperatorConfig:
                               + ", ".join(sorted(TOP_KEYS)))
     trust = _table("trust", data.get("trust", {}), {"repos", "commands", "packages", "max_mode"})
     verify = _table("verify", data.get("verify", {}), {"checks"})
-    judges = _table("judges", data.get("judges", {}), {"llm"})
+    judges = _table("judges", data.get("judges", {}), {"llm", "human_for_risky"})
     return OperatorConfig(
-        repos=_strings("trust.repos", trust.get("repos", [])),
+        repos=_absolute("trust.repos", _strings("trust.repos", trust.get("repos", []))),
         commands=_argvs("trust.commands", trust.get("commands", [])),
         packages=_strings("trust.packages", trust.get("packages", [])),
         max_mode=_mode("trust.max_mode", trust.get("max_mode", Mode.AUTO.value)),
         checks=_checks(verify, 120.0),
         llm=_llm(judges),
+        human_for_risky=_bool("judges.human_for_risky", judges.get("human_for_risky", True)),
         source=source,
     )
 
@@ -149,26 +176,9 @@ def config_path(settings: Settings) -> Path:
 
 
 def _check_file(path: Path) -> None:
-    try:
-        st = path.stat()
-    except OSError as exc:
-        raise ConfigError(f"operator configuration {path} cannot be read: "
-                          f"{exc.strerror or exc}") from exc
-    if st.st_mode & 0o022:
-        raise ConfigError(f"operator configuration {path} is writable by other users "
-                          f"(mode {oct(st.st_mode & 0o777)}); chmod 600 it")
-    if st.st_uid not in (os.geteuid(), 0):
-        raise ConfigError(f"operator configuration {path} belongs to uid {st.st_uid}, not to "
-                          "the user heal runs as; chown it")
-    try:
-        done = subprocess.run(["git", "-C", str(path.parent), "ls-files", "--error-unmatch",
-                               path.name], capture_output=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return
-    if done.returncode == 0:
-        raise ConfigError(f"operator configuration {path} is tracked by git: a repository "
-                          "cannot configure the operator; keep it out of the repository "
-                          f"(set {ENV_CONFIG} to a file outside it)")
+    check_private(path, "operator configuration", if_tracked=(
+        "a repository cannot configure the operator; keep it out of the repository "
+        f"(set {ENV_CONFIG} to a file outside it)"))
 
 
 def named_by_env() -> bool:
@@ -206,7 +216,7 @@ def load_operator(settings: Settings) -> OperatorConfig:
         return parse_operator(data, str(path))
     except PolicyError as exc:
         raise ConfigError(f"operator configuration {path}: {exc.key} = "
-                          f"{short_repr(exc.value)}: {exc.rule}") from exc
+                          f"{toml_value(exc.value)}: {exc.rule}") from exc
 
 
 #: the mode heal is capped at while the operator's file exists but is refused (fail closed:
@@ -307,24 +317,37 @@ def restrict(policy: Policy, operator: OperatorConfig) -> tuple[Policy, list[str
     - checks: the operator's, plus the repository's whose argv the operator allowed in
       ``trust.commands``; any other repository check is not run, named in a warning, and the
       mode is capped at ``suggest`` (the repository's own verification cannot be honoured);
-    - LLM judge: only the operator's (repository files cannot configure one; see policy.py).
+    - LLM judge: only the operator's (repository files cannot configure one; see policy.py);
+    - a human for RISKY fixes: a repository may ask for one, and may waive it only when the
+      operator's ``[judges] human_for_risky = false`` allows it (else a warning names it).
     """
     warnings: list[str] = [refusal_note(operator)] if operator.refused else []
     ceiling = operator.max_mode
     mode = lower_mode(policy.mode, ceiling)
     if mode != policy.mode and not operator.refused:
-        warnings.append(f"heal.toml: mode = {policy.mode.value!r}: above the operator's "
-                        f"trust.max_mode; using {mode.value!r}")
+        warnings.append(f"heal.toml: mode = {toml_value(policy.mode.value)}: above the "
+                        f"operator's trust.max_mode; using {toml_value(mode.value)}")
     kept: list[Check] = list(operator.checks)
     for i, check in enumerate(policy.checks):
         if operator.command_allowed(check.argv):
             kept.append(check)
             continue
-        warnings.append(f"heal.toml: verify.checks[{i}].argv = {list(check.argv)!r}: runs a "
-                        "program, which only operator configuration may allow (add it to "
+        argv = toml_value(list(check.argv))
+        warnings.append(f"heal.toml: verify.checks[{i}].argv = {argv}: runs a program, "
+                        "which only operator configuration may allow (add it to "
                         "[trust] commands or [[verify.checks]] in $HEAL_HOME/heal.toml or "
                         f"{ENV_CONFIG}); not run, and mode capped at suggest")
         ceiling = lower_mode(ceiling, Mode.SUGGEST)
     mode = lower_mode(mode, ceiling)
     llm = LLMJudgeConfig() if policy.llm_opt_out else operator.llm
-    return replace(policy, mode=mode, checks=tuple(kept), llm=llm), warnings, ceiling
+    human = policy.human_for_risky or operator.human_for_risky
+    if human != policy.human_for_risky:
+        warnings.append(HUMAN_KEPT)
+    return (replace(policy, mode=mode, checks=tuple(kept), llm=llm, human_for_risky=human),
+            warnings, ceiling)
+
+
+#: the warning of a repository asking to waive the human its operator requires
+HUMAN_KEPT = ("heal.toml: judges.human_for_risky = false: only operator configuration may "
+              "waive the human for RISKY fixes ([judges] human_for_risky = false in "
+              f"$HEAL_HOME/heal.toml or {ENV_CONFIG}); a person still approves them")

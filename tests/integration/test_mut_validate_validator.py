@@ -408,8 +408,8 @@ def test_a_suggestion_capped_by_an_unallowed_repository_check_says_why(
     verdict = validator.validate(candidate(repo))
     assert verdict.decision == "suggest"
     assert verdict.reason.startswith("mode suggest: run `heal apply fmt` to apply; ")
-    assert verdict.reason.endswith("; heal.toml: verify.checks[0].argv = ['python3', '-c', "
-                                   "'pass']: runs a program, which only operator configuration "
+    assert verdict.reason.endswith("; heal.toml: verify.checks[0].argv = [\"python3\", \"-c\", "
+                                   "\"pass\"]: runs a program, which only operator configuration "
                                    "may allow (add it to [trust] commands or [[verify.checks]] "
                                    "in $HEAL_HOME/heal.toml or HEAL_CONFIG); not run, and mode "
                                    "capped at suggest")
@@ -417,3 +417,35 @@ def test_a_suggestion_capped_by_an_unallowed_repository_check_says_why(
     hostile = {**FIX, "rendered": {"argv": ["rm", "../x"]}}
     rejected = validator.validate(candidate(repo, hostile, error_id="e2"))
     assert rejected.decision == "reject" and "capped at suggest" not in rejected.reason
+
+
+def test_a_repository_cannot_waive_the_human_for_a_risky_fix(
+        repo: Path, settings: Settings, client: redis.Redis, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a graduated RISKY fix under mode auto and a heal.toml waiving the human
+    graduated = {**FIX, "category": "RISKY", "state": "AUTOMATED"}
+    (repo / "heal.toml").write_text('mode = "auto"\n[limits]\ndedupe_minutes = 0\n'
+                                    '[judges]\nhuman_for_risky = false\n')
+    # When the operator configuration says nothing: a person still approves it, and the
+    # verdict names the key the repository may not set
+    verdict = stage(settings, client, Store())[0].validate(candidate(repo, graduated,
+                                                                     error_id="w1"))
+    assert verdict.decision == "suggest", verdict.reason
+    assert verdict.reason.startswith("RISKY fix needs a human: heal apply fmt")
+    notes = [str(c.get("reason")) for c in verdict.preflight if c.get("name") == "trust"]
+    assert any("judges.human_for_risky = false" in n and "operator configuration" in n
+               for n in notes), verdict.preflight
+    # When the operator lets repositories decide ([judges] human_for_risky = false), the
+    # repository's false is honoured
+    operator = tmp_path / "operator.toml"
+    operator.write_text("[judges]\nhuman_for_risky = false\n")
+    operator.chmod(0o600)
+    monkeypatch.setenv("HEAL_CONFIG", str(operator))
+    verdict = stage(settings, client, Store())[0].validate(candidate(repo, graduated,
+                                                                     error_id="w2"))
+    assert verdict.decision == "apply", verdict.reason
+    # ... and a repository may always ask for the human, whatever the operator allows
+    (repo / "heal.toml").write_text('mode = "auto"\n[limits]\ndedupe_minutes = 0\n')
+    verdict = stage(settings, client, Store())[0].validate(candidate(repo, graduated,
+                                                                     error_id="w3"))
+    assert verdict.decision == "suggest", verdict.reason

@@ -111,7 +111,7 @@ def test_heal_policy_shows_the_mode_the_operator_caps_and_reports_a_broken_opera
     assert main(["policy", "--repo", str(root)]) == 0
     out, err = capsys.readouterr()
     assert "operator configuration refused" in err and "capped at observe" in err
-    assert "trust.max_mode = 'everything'" in err
+    assert 'trust.max_mode = "everything"' in err
     assert '"observe"' in out and "operator" in out
 
 
@@ -231,3 +231,62 @@ def test_heal_import_refuses_a_hostile_pack_with_exit_2(
     err = capsys.readouterr().err
     assert said in err and str(pack) in err, err
     assert "internal error" not in err
+
+
+def _policy_cli(root: Path, home: Path, *args: str,
+                **env: str) -> subprocess.CompletedProcess[str]:
+    base = {**os.environ, "PYTHONPATH": str(WORKTREE), "HEAL_HOME": str(home)}
+    base.pop("HEAL_CONFIG", None)
+    return subprocess.run([sys.executable, "-c", HEAL, "policy", *args], cwd=root,
+                          env={**base, **env}, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    ('[[windows]]\ndays = ["mon"]\nstart = 01:00:00\nend = 02:00:00\n',
+     'heal.toml: windows[0].start = 01:00:00: must be a quoted string such as "08:00": '
+     'write "01:00" (with the quotes)'),
+    ("limits.max_files = true\n",
+     "heal.toml: limits.max_files = true: must be a positive integer <= 100000"),
+    ('[judges.llm]\nenabled = true\n', "heal.toml: judges.llm.enabled = true: reaches"),
+    ('verify.checks = [{argv = "make test"}]\n',
+     'heal.toml: verify.checks[0].argv = "make test": must be a list of strings'),
+    ("[limits\n", "heal.toml: {file}: not valid TOML"),
+])
+def test_policy_messages_spell_values_as_toml_and_name_the_accepted_form(
+        tmp_path: Path, text: str, said: str) -> None:
+    root = _repo(tmp_path)
+    (root / "heal.toml").write_text(text)
+    done = _policy_cli(root, tmp_path / "home")
+    assert done.returncode == 2, done
+    assert said.format(file=root / "heal.toml") in done.stderr, done.stderr
+    for python in ("datetime.", "True", "= '", "(file)"):
+        assert python not in done.stderr, done.stderr
+
+
+def test_relative_trust_repos_are_refused_naming_the_entry(tmp_path: Path) -> None:
+    root = _repo(tmp_path)
+    operator = write_operator(tmp_path, '[trust]\nrepos = ["/srv/checkout", "*"]\n')
+    done = _policy_cli(root, tmp_path / "home", HEAL_CONFIG=str(operator))
+    assert done.returncode == 2, done
+    assert ('trust.repos[1] = "*": must be an absolute path or glob (starting with /)'
+            in done.stderr), done.stderr
+    operator.write_text('[trust]\nrepos = ["/srv/checkout", "/home/ci/work/*"]\n')
+    assert _policy_cli(root, tmp_path / "home", HEAL_CONFIG=str(operator)).returncode == 0
+
+
+def test_heal_policy_shows_that_a_repository_cannot_waive_the_human_for_risky_fixes(
+        tmp_path: Path) -> None:
+    root = _repo(tmp_path)
+    (root / "heal.toml").write_text("judges.human_for_risky = false\n")
+    done = _policy_cli(root, tmp_path / "home", "--json")
+    assert done.returncode == 0, done
+    row = next(r for r in json.loads(done.stdout)["keys"]
+               if r["key"] == "judges.human_for_risky")
+    assert (row["value"], row["source"], row["requested"]) == (True, "operator", False)
+    assert "only operator configuration may waive the human" in done.stderr
+    # the operator may let repositories decide
+    operator = write_operator(tmp_path, "[judges]\nhuman_for_risky = false\n")
+    done = _policy_cli(root, tmp_path / "home", "--json", HEAL_CONFIG=str(operator))
+    row = next(r for r in json.loads(done.stdout)["keys"]
+               if r["key"] == "judges.human_for_risky")
+    assert (row["value"], row["source"]) == (False, "file")

@@ -90,7 +90,7 @@ def test_bad_input_is_reported_clearly(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("toml", "message"), [
-    ({"backfill": {"paths": "logs/**"}}, "backfill.paths = 'logs/\\*\\*': must be a list"),
+    ({"backfill": {"paths": "logs/**"}}, 'backfill.paths = "logs/\\*\\*": must be a list'),
     ({"backfill": {"exclude": [""]}}, "backfill.exclude"),
     ({"backfill": {"globs": []}}, "backfill.globs = \\[\\]: unknown key; allowed: exclude, paths"),
     ({"backfill": []}, "backfill = \\[\\]: must be a table"),

@@ -27,7 +27,7 @@ def _repo(tmp_path: Path, text: str) -> Path:
      "execution.degraded_confidence_bonus = 2.0: must be a number >= 0 and <= 1"),
     ({"budget": {"automatic_fixes_minutes": 0}},
      "budget.automatic_fixes_minutes = 0: must be a number > 0 and <= 10080"),
-    ({"breaker": {"cooldown_minutes": "soon"}}, "breaker.cooldown_minutes = 'soon'"),
+    ({"breaker": {"cooldown_minutes": "soon"}}, 'breaker.cooldown_minutes = "soon"'),
     ({"lifecycle": {"unrunnable_quarantine_after": 1.5}},
      "lifecycle.unrunnable_quarantine_after = 1.5: must be an integer"),
     ({"breaker": {"cooldown": 5}}, "breaker.cooldown = 5: unknown key; allowed: window_minutes"),

@@ -1,0 +1,129 @@
+"""A repository must not ship heal's secrets. With HEAL_HOME unset the state is
+``<repo>/.heal``, so a repository could commit ``.heal/keys/signing.key`` (a key its author
+knows: forged attestations and seals), ``.heal/serve/approver.token`` (a token its author
+chose: approvals) or ``.heal/audit.key`` (whoever knows it rewrites the audit chain). Such
+files are refused like a shipped operator configuration: tracked by git, another user's or
+writable by others; a serve token must also be long and varied. Through the CLI, as an
+operator runs it (the audit key through the audit log's writer)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import Settings
+from pipeline.demo.sample import git
+from pipeline.guardrails.audit import AuditError, AuditLog
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAL = [sys.executable, "-c", "import sys; from pipeline.cli import main; sys.exit(main())"]
+KNOWN_KEY = "attacker-known-key-0123456789abcdef0123456789\n"
+GOOD_TOKEN = "Zq3-w8Rt_u5Yp1Lk9Vb7Nm2Xc4Hs6Jd0\n"
+
+
+def _env(heal_env: dict[str, str], **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("HEAL_HOME", "HEAL_SIGNING_KEY", "HEAL_SIGNING_KEY_PREVIOUS",
+                        "HEAL_SERVE_TOKEN", "HEAL_SERVE_VIEWER_TOKEN", "HEAL_CONFIG")}
+    env.update({k: v for k, v in heal_env.items() if k != "HEAL_HOME"}, **extra)
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def _heal(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*HEAL, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def _evil_repo(tmp: Path, files: dict[str, str]) -> Path:
+    root = tmp / "evil"
+    root.mkdir()
+    git(root, "init", "-q", ".")
+    git(root, "config", "user.email", "evil@example.com")
+    git(root, "config", "user.name", "evil")
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        path.chmod(0o600)
+    git(root, "add", "-f", ".")
+    git(root, "commit", "-q", "-m", "ship heal's secrets")
+    return root
+
+
+def test_a_repository_cannot_ship_the_signing_key(tmp_path: Path,
+                                                  heal_env: dict[str, str]) -> None:
+    # Given a repository committing .heal/keys/signing.key, and HEAL_HOME unset
+    root = _evil_repo(tmp_path, {".heal/keys/signing.key": KNOWN_KEY})
+    env = _env(heal_env)
+    # When heal needs the key: it is refused, saying why and what to do
+    done = _heal(root, env, "keys", "show")
+    assert done.returncode == 2, done
+    assert "signing key" in done.stderr and "is tracked by git" in done.stderr
+    assert "delete the file so heal makes a new one" in done.stderr
+    assert "Traceback" not in done.stderr
+    # ... attesting a command with it fails the same way (nothing is signed with that key)
+    done = _heal(root, env, "run", "--no-wait", "--", "false")
+    assert "is tracked by git" in done.stderr, done
+    # Once untracked and deleted as told, heal makes a key of its own
+    git(root, "rm", "-q", "--cached", ".heal/keys/signing.key")
+    (root / ".heal/keys/signing.key").unlink()
+    done = _heal(root, env, "keys", "show")
+    assert done.returncode == 0 and "signing key from" in done.stdout, done
+    # A key file other users may write is refused too (not merely tightened)
+    home = tmp_path / "home"
+    assert _heal(root, {**env, "HEAL_HOME": str(home)}, "keys", "show").returncode == 0
+    (home / "keys/signing.key").chmod(0o666)
+    done = _heal(root, {**env, "HEAL_HOME": str(home)}, "keys", "show")
+    assert done.returncode == 2 and "writable by other users" in done.stderr, done
+
+
+def test_a_repository_cannot_ship_the_approver_token(tmp_path: Path,
+                                                     heal_env: dict[str, str]) -> None:
+    # Given a repository committing a (long enough) approver token, and HEAL_HOME unset
+    root = _evil_repo(tmp_path, {".heal/serve/approver.token": GOOD_TOKEN})
+    # When heal serve starts: refused before it listens, saying why and what to do
+    done = _heal(root, _env(heal_env), "serve", "--port", "0")
+    assert done.returncode == 2, done
+    assert "heal serve token" in done.stderr and "is tracked by git" in done.stderr
+    assert "HEAL_SERVE_TOKEN" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_short_or_uniform_serve_token_is_refused(tmp_path: Path,
+                                                   heal_env: dict[str, str]) -> None:
+    home = tmp_path / "home"
+    (home / "serve").mkdir(parents=True, mode=0o700)
+    token = home / "serve/approver.token"
+    env = _env(heal_env, HEAL_HOME=str(home))
+    for text, said in (("a\n", "is 1 characters; use at least 16"),
+                       ("a" * 40 + "\n", "uses 1 different characters")):
+        token.write_text(text)
+        token.chmod(0o600)
+        done = _heal(tmp_path, env, "serve", "--port", "0")
+        assert done.returncode == 2, done
+        assert said in done.stderr and str(token) in done.stderr
+        assert "delete the file so heal serve makes a new one" in done.stderr
+    # the environment's token gets the same rule
+    token.write_text(GOOD_TOKEN)
+    done = _heal(tmp_path, {**env, "HEAL_SERVE_TOKEN": "b" * 32}, "serve", "--port", "0")
+    assert done.returncode == 2 and "HEAL_SERVE_TOKEN uses 1 different characters" in \
+        done.stderr, done
+
+
+def test_a_repository_cannot_ship_the_audit_key(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a repository committing .heal/audit.key, and heal's state in that .heal
+    root = _evil_repo(tmp_path, {".heal/audit.key": KNOWN_KEY})
+    monkeypatch.delenv("HEAL_AUDIT_KEY", raising=False)
+    log = AuditLog(Settings(None, None, root / ".heal", "p"), anchored=False)
+    # When heal audits a decision: refused (heal does not act unaudited), saying what to do
+    with pytest.raises(AuditError, match="audit key .* is tracked by git: .*delete the file"):
+        log.append("verdict", "e1", {"decision": "apply"})
+    # Once untracked and deleted as told, heal makes its own key and audits
+    git(root, "rm", "-q", "--cached", ".heal/audit.key")
+    (root / ".heal/audit.key").unlink()
+    assert log.append("verdict", "e1", {"decision": "apply"})["seq"] == 1
