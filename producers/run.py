@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from typing import IO, TYPE_CHECKING, Any
 
 from pipeline.config import Settings
-from pipeline.errors import ConfigError, EngineError, HealError
+from pipeline.errors import ConfigError, EngineError, HealError, StateHomeFull
 from pipeline.events import ErrorEvent, Repo, Source, Workflow, redacted_fields
 from pipeline.redact import redact, redact_argv
 from producers.context import hostname, new_id, repo_info, workflow_from_env
@@ -40,8 +40,9 @@ if TYPE_CHECKING:
 
 DEFAULT_TIMEOUT_S = 120.0
 #: what, after the command ran, keeps heal from reporting but never changes the exit status:
-#: an engine that cannot be reached or started, a state home or engine URL heal cannot use
-_CANNOT_REPORT = (EngineError, ConfigError)
+#: an engine that cannot be reached or started, a state home or engine URL heal cannot use,
+#: a full or unwritable HEAL_HOME (said, and the command's own status kept)
+_CANNOT_REPORT = (EngineError, ConfigError, StateHomeFull, OSError)
 
 
 @dataclass

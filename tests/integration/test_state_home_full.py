@@ -70,6 +70,10 @@ def test_a_full_heal_home_is_reported_with_the_path_and_what_to_do(
             assert f"no space left in HEAL_HOME={home}" in done.stderr
             assert "free space on that file system, or set HEAL_HOME" in done.stderr
             assert "internal error" not in done.stderr and "Traceback" not in done.stderr
+        # And heal run, which cannot report the failure, still exits with the command's status
+        ran = _heal(env, "run", "--", "sh", "-c", "exit 3")
+        assert ran.returncode == 3, ran.stderr
+        assert "exit status kept" in ran.stderr and "Traceback" not in ran.stderr
     finally:
         (small_disk / "fill").unlink(missing_ok=True)
         stopped = _heal(env, "engines", "stop", "--force")
