@@ -7,10 +7,10 @@ before stay valid while in flight; ``retire`` forgets the old key once the strea
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from pipeline.config import Settings
+from pipeline.console import dump_json
 from pipeline.errors import HealError
 
 
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "rotate":
         info["dropped"] = dropped
     if args.json:
-        print(json.dumps(info))
+        dump_json(info)  # (the JSON convention: one sorted line off a terminal)
         return 0
     if dropped:
         print(f"key {dropped} (kept by the previous rotation) is no longer accepted: what it "

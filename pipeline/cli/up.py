@@ -68,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
     from storage.engines import connect_redis  # lazy: engines start only when needed
 
     settings = Settings.from_env()
+    from pipeline.trust.keys import keys_for
+
+    keys_for(settings)  # fail fast on unusable signing keys (see heal worker), engines unstarted
     client = connect_redis(settings, socket_timeout=options.block_ms / 1000 + 10)
     from producers.discovery import offer_backfill
 

@@ -74,6 +74,11 @@ def run(args: argparse.Namespace) -> int:
     check_concurrency(args.concurrency)  # first: nothing is started for a refused count
     options, explicit = options_from_args(args)
     load_stage(args.stage)  # fail fast: unknown or not-built stage
+    # fail fast on signing keys the stage cannot use (ConfigError, exit 2): it checks
+    # attestations or seals with them and would retry and dead-letter every event
+    from pipeline.trust.keys import keys_for
+
+    keys_for(Settings.from_env())
     configure_logging(args.log_level, args.verbose)
     if args.concurrency == 1:
         return run_one(args.stage, options, explicit, 0)

@@ -19,12 +19,23 @@ from pipeline.errors import ConfigError
 def tracked_by_git(path: Path) -> bool:
     """Whether git tracks ``path`` in the repository holding its folder (False outside one,
     or without git). The folder is entered by git, so a committed symbolic link on the way
-    (``.heal -> cfg``) is followed to the tracked file."""
+    (``.heal -> cfg``) is followed to the tracked file.
+
+    Raises:
+        ConfigError: git refuses to look (a repository another user owns: "dubious
+            ownership"); not knowing is never read as "not tracked".
+    """
     try:
         done = subprocess.run(["git", "-C", str(path.parent), "ls-files", "--error-unmatch",
                                "--", path.name], capture_output=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return False
+    if b"dubious ownership" in done.stderr:
+        # (safe.directory is not bypassed: a repository's own config could then run code)
+        raise ConfigError(f"{path} is in a git repository another user owns, so git will not "
+                          "say whether it tracks the file (a repository must not ship it); run "
+                          "heal as the checkout's owner, add the repository to git's "
+                          "safe.directory, or set HEAL_HOME to a folder outside it")
     return done.returncode == 0
 
 

@@ -127,3 +127,20 @@ def test_a_repository_cannot_ship_the_audit_key(tmp_path: Path,
     git(root, "rm", "-q", "--cached", ".heal/audit.key")
     (root / ".heal/audit.key").unlink()
     assert log.append("verdict", "e1", {"decision": "apply"})["seq"] == 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the checkout to another user")
+def test_a_key_in_a_checkout_git_will_not_read_is_refused_not_trusted(
+        tmp_path: Path, heal_env: dict[str, str]) -> None:
+    """Re-verification N5: git refuses a repository another user owns ("dubious ownership"),
+    and that failure read as "not tracked", so a committed key was accepted."""
+    # Given a checkout another user owns, committing a key, with HEAL_HOME set inside it
+    root = _evil_repo(tmp_path, {".heal/keys/signing.key": KNOWN_KEY})
+    for folder, _, _ in os.walk(root):
+        os.chown(folder, 65534, 65534)  # (the folders only: the key file stays heal's user's)
+    env = _env(heal_env, HEAL_HOME=str(root / ".heal"))
+    # When heal needs the key, it is refused: git would not say whether it is tracked
+    done = _heal(tmp_path, env, "keys", "show")
+    assert done.returncode == 2, done
+    assert "another user owns" in done.stderr and "safe.directory" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr

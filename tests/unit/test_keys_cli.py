@@ -25,7 +25,11 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_retire_names_the_key_it_retired(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["keys", "show", "--json"]) == 0
-    old = json.loads(capsys.readouterr().out)["current"]
+    out = capsys.readouterr().out
+    old = json.loads(out)["current"]
+    # (the JSON convention off a terminal: one line, keys sorted, no blanks)
+    assert out.count("\n") == 1 and ", " not in out and out.index('"current"') < out.index(
+        '"source"'), out
     assert main(["keys", "rotate"]) == 0
     assert f"previous key {old} still accepted" in capsys.readouterr().out
     assert main(["keys", "retire"]) == 0
@@ -86,3 +90,23 @@ def test_a_previous_key_from_the_environment_is_checked_with_or_without_the_curr
     assert alone.returncode == 2, alone
     assert "HEAL_SIGNING_KEY_PREVIOUS is set but HEAL_SIGNING_KEY is not" in alone.stderr
     assert "set HEAL_SIGNING_KEY to the current key too" in alone.stderr
+
+
+@pytest.mark.parametrize("command", [["up"], ["worker", "fingerprint"],
+                                     ["worker", "validate", "--concurrency", "2"]])
+def test_workers_refuse_unusable_signing_keys_before_starting_anything(
+        home: Path, command: list[str], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Re-verification N3: with HEAL_SIGNING_KEY_PREVIOUS alone `heal up` and `heal worker`
+    started, then the fingerprint stage retried and dead-lettered every event. Now they stop
+    at once with what to change (exit 2), before any engine or worker starts."""
+    monkeypatch.setenv("HEAL_REDIS_URL", "redis://127.0.0.1:9/0")  # (never reached)
+    monkeypatch.setenv("HEAL_SIGNING_KEY_PREVIOUS", "a" * 64)
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert "HEAL_SIGNING_KEY_PREVIOUS is set but HEAL_SIGNING_KEY is not" in err, err
+    assert "cannot reach" not in err
+    monkeypatch.delenv("HEAL_SIGNING_KEY_PREVIOUS")
+    monkeypatch.setenv("HEAL_SIGNING_KEY", "short")
+    assert main(command) == 2
+    assert "HEAL_SIGNING_KEY" in capsys.readouterr().err
