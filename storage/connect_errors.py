@@ -109,6 +109,11 @@ _LOGIN_REFUSED = {
 }
 
 
+#: SQLSTATEs of a server parameter the URL set that the server refused while connecting
+#: (``?bogusopt=1``: undefined_object; ``?statement_timeout=abc``: invalid_parameter_value)
+_OPTION_REFUSED = ("42704", "22023")
+
+
 def postgres_refusal(exc: BaseException | None, url: str,
                      variable: str | None = "HEAL_DATABASE_URL") -> ConfigError | None:
     """A ConfigError when PostgreSQL (``url``, the value of ``variable`` when given) answered
@@ -119,6 +124,9 @@ def postgres_refusal(exc: BaseException | None, url: str,
     variable = variable or "the database URL"
     if isinstance(exc, asyncpg.PostgresError):
         sqlstate = str(getattr(exc, "sqlstate", "") or "")
+        if sqlstate in _OPTION_REFUSED:  # (only connecting asks: a server parameter the URL set)
+            return ConfigError(f"PostgreSQL at {where} refused an option of the URL "
+                               f"({reason(exc, url)}): fix or remove that option of {variable}")
         fix = _LOGIN_REFUSED.get(sqlstate) or (_LOGIN_REFUSED["28000"]
                                                if sqlstate.startswith("28") else None)
         if fix is None:

@@ -196,8 +196,8 @@ class Database:
         except ValueError as exc:  # a malformed URL (port, sslmode, ...), found by the driver
             self._stop_loop()
             raise _translate(exc, url) from exc
-        except DatabaseUnavailable as exc:  # the server is up and refused the login: the URL
-            self._stop_loop()               # is wrong, not the server (ConfigError)
+        except (DatabaseUnavailable, QueryError) as exc:  # the server is up and refused the
+            self._stop_loop()  # login or a parameter the URL sets: the URL is wrong (ConfigError)
             refused = postgres_refusal(exc.__cause__, url, variable=None)
             if refused is None:
                 raise

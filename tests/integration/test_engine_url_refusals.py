@@ -149,6 +149,8 @@ def _pg_url(database_url: str, *, user: str | None = None, database: str | None 
     ({"user": "heal_no_such_role"}, "fix the user name in HEAL_DATABASE_URL"),
     ({"database": "heal_no_such_db"}, "fix the database name in HEAL_DATABASE_URL"),
     ({"query": "sslmode=bogus"}, "fix that option of HEAL_DATABASE_URL"),
+    # (a server parameter the server does not know: re-verification, was "cannot reach")
+    ({"query": "bogusopt=1"}, "fix or remove that option of HEAL_DATABASE_URL"),
 ])
 def test_a_refused_postgres_login_or_option_is_a_configuration_error(
     tmp_path: Path, redis_url: str, database_url: str, prefix: str,
