@@ -12,8 +12,9 @@ here, whatever its state was there, and is verified before it is offered. A patt
 (by its id, a seed's included, or by its rules) with the same fix is already known: importing
 a pack again changes nothing. One held with a different fix or other rules under its id, one
 with a fix id held by another pattern, or whose ``provenance.fine`` is mapped here to another
-pattern, is a conflict: reported, never merged. A pack naming one pattern id twice, or one
-fix id for two patterns, is refused before anything is stored.
+pattern, is a conflict: reported, never merged. A pack naming one pattern id twice, or a fix
+id not under its own pattern's id (or, under ``learned.``, not the one heal derives for that
+fix), is refused before anything is stored.
 """
 
 from __future__ import annotations
@@ -150,8 +151,46 @@ def parse_pack_pattern(raw: dict[str, Any]) -> tuple[dict[str, Any], list[PackFi
                               f"{spelled(fix['id'])} is given twice")
         seen.add(fix["id"])
         out.append(PackFix(fix, item.stats, item.provenance))
+    for index, item in enumerate(out):
+        _check_fix_id(clean["id"], "fix" if index == 0 else f"alternatives[{index - 1}]",
+                      item.fix)
     clean.pop("alternatives", None)
     return clean, out
+
+
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+
+
+def _check_fix_id(pattern_id: str, where: str, fix: dict[str, Any]) -> None:
+    """A pack's fix id is under its own pattern's id (``<pattern id>/<name>``, as the seeds
+    name theirs, or ``<pattern id>.<name>``, as heal names what it learns), and under
+    ``learned.`` it is the id heal itself derives from the fix (its kind and a hash of its
+    template): a fix id is a row of its own, so a pack naming another pattern's id, or the id
+    a later ``heal learn`` would derive for another fix, would block that lesson or stand in
+    for it.
+
+    Raises:
+        ConfigError: naming the pattern, the fix and the id to give.
+    """
+    from pipeline.learn.teach import LEARNED, learned_fix_id
+
+    fix_id = str(fix["id"])
+    name = next((fix_id[len(pattern_id) + 1:] for sep in ("/", ".")
+                 if fix_id.startswith(pattern_id + sep)), "")
+    # NAME holds neither "/" nor ".": one fix id has one pattern it can be under (pattern a.b
+    # cannot name a.b.c/fix, pattern a.b.c's)
+    if not name or len(name) > 100 or not set(name) <= _NAME_CHARS:
+        raise ConfigError(f"pattern {pattern_id}: {where}: fix id {spelled(fix_id)} is not "
+                          f"under the pattern's own id: name it {pattern_id}/NAME (or "
+                          f"{pattern_id}.NAME), NAME of letters, digits, _ and -")
+    if pattern_id.startswith(LEARNED):
+        derived = learned_fix_id(pattern_id, str(fix["kind"]), _template(fix))
+        if fix_id != derived:
+            raise ConfigError(
+                f"pattern {pattern_id}: {where}: fix id {spelled(fix_id)} is not the id heal "
+                f"derives for this fix ({derived}): ids under {LEARNED} are heal's own; "
+                "keep the id heal export gave it, or give the pattern an id of your own "
+                "(area.name) and the fix <pattern id>/NAME")
 
 
 def write_pack(path: Path, pack: dict[str, Any]) -> None:
@@ -170,7 +209,8 @@ def read_pack(path: Path) -> dict[str, Any]:
             nested too deeply, aliases expanding beyond its text, a version this heal does
             not know, more than MAX_PATTERNS patterns, a pattern with more than
             MAX_EXAMPLES examples or MAX_ALTERNATIVES alternatives, an invalid pattern
-            (named, with the field to change), or one pattern id or fix id given twice.
+            (named, with the field to change), one pattern id given twice, or a fix id
+            that is not its own (:func:`_check_fix_id`).
     """
     doc = load_yaml_file(path, str(path))
     if not isinstance(doc, dict) or not isinstance(doc.get("patterns"), list):
@@ -184,7 +224,6 @@ def read_pack(path: Path) -> dict[str, Any]:
         raise UsageError(f"{path}: {len(doc['patterns'])} patterns; a pack holds at most "
                          f"{MAX_PATTERNS}: split it into several packs")
     first_at: dict[str, int] = {}
-    fix_of: dict[str, str] = {}
     for index, raw in enumerate(doc["patterns"]):
         if not isinstance(raw, dict):
             raise UsageError(f"{path}: pattern {index} is not a mapping")
@@ -202,24 +241,11 @@ def read_pack(path: Path) -> dict[str, Any]:
                                  f"{key}; a pattern holds at most {cap}: keep the ones that "
                                  "tell its errors apart")
         try:
-            _clean, fixes = parse_pack_pattern(raw)
+            # each fix id under its own pattern's id: no two patterns can give the same one
+            parse_pack_pattern(raw)
         except ConfigError as exc:
             raise UsageError(f"{path}: {exc}") from exc
-        _check_fix_ids(path, str(pid), fixes, fix_of)
     return doc
-
-
-def _check_fix_ids(path: Path, pattern_id: str, fixes: list[PackFix],
-                   fix_of: dict[str, str]) -> None:
-    """Raises UsageError when a fix id of ``pattern_id`` was given for another pattern of
-    the pack (``fix_of``: fix id -> pattern id so far): one fix row belongs to one pattern,
-    so the second would be dropped."""
-    for item in fixes:
-        other = fix_of.setdefault(str(item.fix["id"]), pattern_id)
-        if other != pattern_id:
-            raise UsageError(f"{path}: fix id {spelled(item.fix['id'])} is given for patterns "
-                             f"{spelled(other)} and {spelled(pattern_id)}; give each fix its "
-                             "own id")
 
 
 @dataclass

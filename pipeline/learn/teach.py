@@ -80,6 +80,18 @@ def _hash(value: Any, n: int) -> str:
     return hashlib.sha256(data).hexdigest()[:n]
 
 
+#: the namespace of the patterns and fixes heal derives from a lesson (the error's
+#: fingerprint, the fix's kind and template); a pack may carry them (an export does) but
+#: never name a fix there that heal would not derive itself
+LEARNED = "learned."
+
+
+def learned_fix_id(pattern_id: str, kind: str, template: Any) -> str:
+    """The id heal gives a taught fix: its pattern's id, its kind and a hash of its template,
+    so the same fix taught again is the same row."""
+    return f"{pattern_id}.{kind}_{_hash(template, 8)}"
+
+
 def _category(lesson: Lesson) -> str:
     category = lesson.category.upper()
     if category not in CATEGORIES:
@@ -124,8 +136,8 @@ def draft_pattern(lesson: Lesson, now: dt.datetime | None = None) -> tuple[dict[
     notes: list[str] = []
     category = _category(lesson)
     regex = _rule(lesson, fp.normalized, notes)
-    pid = f"learned.h{fine.split(':', 1)[-1].lower()[:12]}"
-    fix_id = f"{pid}.{lesson.fix.kind}_{_hash(lesson.fix.template, 8)}"
+    pid = f"{LEARNED}h{fine.split(':', 1)[-1].lower()[:12]}"
+    fix_id = learned_fix_id(pid, lesson.fix.kind, lesson.fix.template)
     when = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
     provenance = {"who": lesson.who or who_am_i(), "when": when, "source": lesson.source,
                   "error_id": error.error_id, "fine": fine, "coarse": error.coarse or fp.coarse,

@@ -17,7 +17,7 @@ from pipeline.config import Settings
 from pipeline.events import ErrorEvent, OutcomeEvent, Repo
 from pipeline.learn.fixes import command_fix
 from pipeline.learn.source import TaughtError
-from pipeline.learn.teach import Lesson, Teacher
+from pipeline.learn.teach import Lesson, Teacher, learned_fix_id
 from pipeline.lifecycle.graduation import LifecyclePolicy
 from pipeline.lifecycle.service import LifecycleService
 from storage.engines import open_database
@@ -79,7 +79,9 @@ def test_an_exported_pack_is_offered_as_draft_in_a_fresh_installation(
         assert main(["import", str(pack)]) == 0
         assert "0 imported (DRAFT), " in capsys.readouterr().out
         mine["fix"]["argv"] = ["touch", "latch.greased"]
-        mine["fix"]["id"] = f"{taught.pattern_id}.command_other"
+        mine["fix"]["id"] = learned_fix_id(taught.pattern_id, "command", {
+            k: v for k, v in mine["fix"].items()
+            if k not in ("id", "kind", "category", "state", "title", "explanation")})
         other = tmp_path / "other.yaml"
         other.write_text(yaml.safe_dump({**doc, "patterns": [mine]}))
         assert main(["import", "--json", str(other)]) == 1

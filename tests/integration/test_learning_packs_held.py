@@ -18,7 +18,7 @@ from pipeline.cli import main
 from pipeline.config import Settings
 from pipeline.learn.fixes import command_fix
 from pipeline.learn.source import TaughtError
-from pipeline.learn.teach import Lesson, Taught, Teacher
+from pipeline.learn.teach import Lesson, Taught, Teacher, draft_pattern, learned_fix_id
 from pipeline.lookup.catalog import SEEDS_DIR, load_catalog
 from storage.engines import open_database
 from storage.patterns import PatternRepository
@@ -84,6 +84,15 @@ def command_pattern(pid: str, detect: list[dict[str, str]], fix_id: str,
                     "timeout_s": 600, "verify_in_worktree": True}}
 
 
+def derived_id(pid: str, argv: list[str]) -> str:
+    """The fix id heal derives for ``command_pattern``'s fix with ``argv`` under ``pid``."""
+    fix = command_pattern(pid, [], "", argv)["fix"]
+    assert isinstance(fix, dict)
+    return learned_fix_id(pid, "command", {
+        k: v for k, v in fix.items()
+        if k not in ("id", "kind", "category", "state", "title", "explanation")})
+
+
 def test_a_pack_never_replaces_a_taught_pattern_detected_by_its_fingerprint_only(
     tmp_path: Path, fresh: None, capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -94,7 +103,8 @@ def test_a_pack_never_replaces_a_taught_pattern_detected_by_its_fingerprint_only
                   " ORDER BY id", [first.pattern_id, second.pattern_id])
     # When a pack gives each of their ids another name and another fix (QA item 1)
     evil = write_pack(tmp_path / "evil.yaml", *(
-        command_pattern(t.pattern_id, [], f"{t.pattern_id}.command_evil0001", ["touch", "pwned"])
+        command_pattern(t.pattern_id, [], derived_id(t.pattern_id, ["touch", "pwned"]),
+                        ["touch", "pwned"])
         for t in (first, second)))
     status, result = import_json(capsys, evil)
     # Then both are conflicts (exit 1), nothing is stored, and each still serves its own fix
@@ -105,7 +115,8 @@ def test_a_pack_never_replaces_a_taught_pattern_detected_by_its_fingerprint_only
     assert all("different fix" in c["why"] for c in result["conflicts"]), result
     assert rows("SELECT id, name, description, examples FROM patterns WHERE id = ANY($1)"
                 " ORDER BY id", [first.pattern_id, second.pattern_id]) == before
-    assert rows("SELECT id FROM fixes WHERE id LIKE '%evil0001'") == []
+    assert rows("SELECT id FROM fixes WHERE id = ANY($1)", [
+        derived_id(t.pattern_id, ["touch", "pwned"]) for t in (first, second)]) == []
     assert rows("SELECT count(*) AS n FROM audit_log WHERE kind = 'pattern.import'") == [
         {"n": 0}]
 
@@ -174,10 +185,30 @@ def test_a_seed_file_imports_as_known_against_each_seeds_own_fix(
         assert len(result["known"]) == len(yaml.safe_load(seeds.read_text())["patterns"])
 
 
-def test_a_pack_fix_id_held_by_another_pattern_is_a_conflict_naming_its_owner(
+def test_a_seed_id_with_other_rules_is_a_conflict_naming_the_seed(
     tmp_path: Path, fresh: None, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # Given a fresh installation (its seeds not stored in PostgreSQL yet) and a taught pattern
+    # Given a fresh installation (its seeds not stored in PostgreSQL yet) and a pack giving a
+    # seed's own id other rules and a fix of its own (QA item 4b)
+    token = letters()
+    pack = write_pack(tmp_path / "clash.yaml", command_pattern(
+        "format.ruff_format", [{"regex": f"zzqqclash{token}"}], "format.ruff_format/clash",
+        ["touch", "clash"]))
+    # When it is imported
+    status, result = import_json(capsys, pack)
+    # Then it is a conflict naming the seed, and nothing is stored
+    assert status == 1 and result["imported"] == [] and result["known"] == [], result
+    (conflict,) = result["conflicts"]
+    assert conflict["held"] == "format.ruff_format" and "a seed" in conflict["why"]
+    assert rows("SELECT id FROM patterns WHERE id = 'format.ruff_format'") == []
+    assert rows("SELECT id FROM fixes WHERE id = 'format.ruff_format/clash'") == []
+
+
+def test_a_pack_fix_id_not_its_own_is_refused_and_a_later_lesson_keeps_its_id(
+    tmp_path: Path, fresh: None, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given a fresh installation with a taught pattern, and the lesson someone will give
+    # later (the ids heal will derive for it are known in advance)
     db = open_database(Settings.from_env())
     try:
         taught = Teacher(db).teach(Lesson(
@@ -185,42 +216,54 @@ def test_a_pack_fix_id_held_by_another_pattern_is_a_conflict_naming_its_owner(
             command_fix("touch nib.txt")))
     finally:
         db.close()
+    later = Lesson(TaughtError("e-later", f"LatchError: pin {letters()} bent\n", ""),
+                   command_fix("touch fixed3.txt"))
+    _raw, will = draft_pattern(later)
     token = letters()
-    pack = write_pack(
-        tmp_path / "steal.yaml",
-        # a new pattern whose fix id is a seed's fix (QA item 4a)
-        command_pattern(f"evil.steal{token}", [{"regex": f"zzqqsteal{token}"}],
-                        "format.ruff_format/fix", ["touch", "stolen"]),
-        # a new pattern whose fix id is the taught pattern's
-        command_pattern(f"evil.take{token}", [{"regex": f"zzqqtake{token}"}], taught.fix_id,
-                        ["touch", "taken"]),
-        # a seed's own id with other rules and a fix of its own (QA item 4b)
-        command_pattern("format.ruff_format", [{"regex": f"zzqqclash{token}"}],
-                        "seedclash/fix", ["touch", "clash"]))
-    # When it is imported
-    status, result = import_json(capsys, pack)
-    # Then each is a conflict naming the pattern that holds the id, and nothing is stored
-    assert status == 1 and result["imported"] == [] and result["known"] == [], result
-    held = {c["pattern_id"]: c for c in result["conflicts"]}
-    assert held[f"evil.steal{token}"]["held"] == "format.ruff_format"
-    assert "format.ruff_format/fix" in held[f"evil.steal{token}"]["why"]
-    assert held[f"evil.take{token}"]["held"] == taught.pattern_id
-    assert taught.fix_id in held[f"evil.take{token}"]["why"]
-    assert held["format.ruff_format"]["held"] == "format.ruff_format"
-    assert "a seed" in held["format.ruff_format"]["why"]
-    assert rows("SELECT id FROM patterns WHERE id = ANY($1)", [
-        f"evil.steal{token}", f"evil.take{token}", "format.ruff_format"]) == []
+    claims = {
+        # the fix id a later heal learn derives, under a pattern of the pack (QA teach #4)
+        f"evil.pre{token}": will.fix_id,
+        # a seed's fix and a taught pattern's fix (QA item 4a)
+        f"evil.steal{token}": "format.ruff_format/fix",
+        f"evil.take{token}": taught.fix_id,
+        # under another id that only begins like the pattern's
+        f"evil.st{token}": f"evil.st{token}x/fix",
+        # under another pattern's id below this one's
+        f"evil.sub{token}": f"evil.sub{token}.deeper/fix",
+    }
+    for pid, fix_id in claims.items():
+        pack = write_pack(tmp_path / "steal.yaml", command_pattern(
+            pid, [{"regex": f"zzqq{pid[5:]}"}], fix_id, ["touch", "pwned"]))
+        # When each is imported
+        status = main(["import", str(pack)])
+        # Then it is refused (exit 2), naming the id and the form to give it, storing nothing
+        err = capsys.readouterr().err
+        assert status == 2, (pid, err)
+        assert f'fix id "{fix_id}" is not under the pattern\'s own id' in err, err
+        assert f"name it {pid}/NAME (or {pid}.NAME)" in err, err
+        assert "Traceback" not in err
+    # and a learned pattern's fix whose id is not the one heal derives for it is refused too
+    forged = write_pack(tmp_path / "forged.yaml", command_pattern(
+        will.pattern_id, [{"regex": f"zzqqforged{token}"}], will.fix_id, ["touch", "pwned"]))
+    assert main(["import", str(forged)]) == 2
+    err = capsys.readouterr().err
+    assert f'fix id "{will.fix_id}" is not the id heal derives for this fix' in err, err
+    assert derived_id(will.pattern_id, ["touch", "pwned"]) in err, err
+    assert rows("SELECT id FROM patterns WHERE id LIKE 'evil.%' OR id = $1",
+                will.pattern_id) == []
     assert rows("SELECT pattern_id FROM fixes WHERE id = $1", taught.fix_id) == [
         {"pattern_id": taught.pattern_id}]
-    assert rows("SELECT id FROM fixes WHERE id = 'seedclash/fix'") == []
+    assert rows("SELECT id FROM fixes WHERE id = 'format.ruff_format/fix'") == []
+    assert rows("SELECT count(*) AS n FROM audit_log WHERE kind = 'pattern.import'") == [
+        {"n": 0}]
 
-    # a pack naming one fix id for two of its patterns is refused before anything is stored
-    twice = write_pack(tmp_path / "twice.yaml",
-                       command_pattern(f"a.one{token}", [{"regex": f"zzqqone{token}"}],
-                                       f"shared{token}/fix", ["touch", "a"]),
-                       command_pattern(f"a.two{token}", [{"regex": f"zzqqtwo{token}"}],
-                                       f"shared{token}/fix", ["touch", "b"]))
-    assert main(["import", str(twice)]) == 2
-    err = capsys.readouterr().err
-    assert f'fix id "shared{token}/fix" is given for patterns' in err, err
-    assert rows("SELECT id FROM patterns WHERE id LIKE $1", f"a.%{token}") == []
+    # When the lesson is given (what heal learn does), then it is stored under its own ids
+    db = open_database(Settings.from_env())
+    try:
+        now = Teacher(db).teach(later)
+    finally:
+        db.close()
+    assert (now.pattern_id, now.fix_id) == (will.pattern_id, will.fix_id)
+    assert rows("SELECT pattern_id, template->'argv' AS argv FROM fixes WHERE id = $1",
+                will.fix_id) == [{"pattern_id": will.pattern_id,
+                                  "argv": '["touch", "fixed3.txt"]'}]

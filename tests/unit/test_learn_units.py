@@ -234,7 +234,7 @@ def test_a_pack_carries_every_fix_of_a_pattern_each_with_its_own_extras(tmp_path
     from pipeline.learn.packs import build_pack, fix_count
 
     def row(fix_id: str, kind: str, template: dict[str, object], when: str) -> dict[str, object]:
-        return {"id": "learned.hkiln", "name": "kiln", "category": "MODERATE",
+        return {"id": "kiln.cold", "name": "kiln", "category": "MODERATE",
                 "description": "d", "detection": [{"regex": "KilnColdError"}], "params": {},
                 "examples": [TEXT], "source": "learned", "priority": 90,
                 "provenance": {"when": "first lesson"}, "fix_id": fix_id, "kind": kind,
@@ -242,19 +242,19 @@ def test_a_pack_carries_every_fix_of_a_pattern_each_with_its_own_extras(tmp_path
                 "explanation": "e", "template": template,
                 "fix_provenance": {"when": when, "how": kind}}
 
-    rows = [row("learned.hkiln.command_b", "command", {"argv": ["touch", "z"], "literal": True},
+    rows = [row("kiln.cold.command_b", "command", {"argv": ["touch", "z"], "literal": True},
                 "3"),
-            row("learned.hkiln.diff_a", "diff", {"diff": "--- a/x\n+++ b/x\n", "literal": True},
+            row("kiln.cold.diff_a", "diff", {"diff": "--- a/x\n+++ b/x\n", "literal": True},
                 "2"),
-            row("learned.hkiln.escalate_c", "escalate", {"message": "ask"}, "1")]
-    pack = build_pack(rows, {"learned.hkiln.diff_a": {"successes": 2, "failures": 0,
+            row("kiln.cold.escalate_c", "escalate", {"message": "ask"}, "1")]
+    pack = build_pack(rows, {"kiln.cold.diff_a": {"successes": 2, "failures": 0,
                                                       "reverts": 0}}, "ada")
     (pattern,) = pack["patterns"]
-    assert fix_count(pack) == 3 and pattern["fix"]["id"] == "learned.hkiln.command_b"
+    assert fix_count(pack) == 3 and pattern["fix"]["id"] == "kiln.cold.command_b"
     assert pattern["provenance"] == {"when": "3", "how": "command", "source": "learned"}
     assert [(a["id"], a["provenance"]["when"], a["stats"]["successes"])
-            for a in pattern["alternatives"]] == [("learned.hkiln.diff_a", "2", 2),
-                                                  ("learned.hkiln.escalate_c", "1", 0)]
+            for a in pattern["alternatives"]] == [("kiln.cold.diff_a", "2", 2),
+                                                  ("kiln.cold.escalate_c", "1", 0)]
     assert list(pattern)[-3:] == ["alternatives", "stats", "provenance"]
     # read back: a diff and an escalation are valid alternatives in a pack
     from pipeline.learn.packs import parse_pack_pattern, write_pack
@@ -266,7 +266,7 @@ def test_a_pack_carries_every_fix_of_a_pattern_each_with_its_own_extras(tmp_path
         "command", "diff", "escalate"]
     assert [f.provenance["when"] for f in fixes] == ["3", "2", "1"]
     # an invalid alternative is named by its place
-    pattern["alternatives"][1] = {"id": "learned.hkiln.x", "kind": "command"}
+    pattern["alternatives"][1] = {"id": "kiln.cold.x", "kind": "command"}
     write_pack(path, pack)
     with pytest.raises(UsageError, match=r"alternatives\[1\]: .*needs argv"):
         read_pack(path)
