@@ -7,6 +7,9 @@ nothing. ``heal.toml`` ``[backfill] paths = [...]`` replaces the default globs a
 ``exclude = [...]`` adds exclusions; ``--glob`` on the command line adds globs.
 
 Only text files (also inside ``.gz``) are kept: a NUL byte in the first 4 KiB means binary.
+A damaged ``.gz`` (cut short, or not gzip) is kept unless what it yields shows a NUL byte:
+backfill publishes what can be read of it and names it as damaged (exit 1), as it does for
+one given by hand, rather than it being left out without a word.
 """
 
 from __future__ import annotations
@@ -111,12 +114,31 @@ def _is_text(path: Path) -> bool:
     """No NUL byte in the first 4 KiB (decompressed for ``.gz``: a ``.tar.gz`` is binary)."""
     try:
         if path.suffix == ".gz":
-            with gzip.open(path, "rb") as gz:
-                return b"\0" not in gz.read(BINARY_PROBE)
+            return _gz_is_text(path)
         with open(path, "rb") as fh:
             return b"\0" not in fh.read(BINARY_PROBE)
-    except (OSError, EOFError, zlib.error):
-        return False  # unreadable or a corrupt archive: nothing backfill could read either
+    except OSError:
+        return False  # unreadable: nothing backfill could read either
+
+
+def _gz_is_text(path: Path) -> bool:
+    """No NUL byte in what the first 4 KiB decompress to; a ``.gz`` cut short or corrupt is
+    judged by what it yields before the damage (none: kept, for backfill to name it).
+
+    Raises:
+        OSError: the file cannot be opened or read.
+    """
+    probe = b""
+    with open(path, "rb") as raw, gzip.open(raw, "rb") as gz:
+        try:
+            while len(probe) < BINARY_PROBE:
+                block = gz.read1(BINARY_PROBE - len(probe))
+                if not block:
+                    break
+                probe += block
+        except (gzip.BadGzipFile, EOFError, zlib.error):
+            pass  # damaged: backfill reads it as far as it goes and says what is wrong
+    return b"\0" not in probe
 
 
 def discover(root: Path, globs: Sequence[str] = DEFAULT_GLOBS,

@@ -5,9 +5,13 @@
 - truncation (size below our position, or a different first line at the same inode): restart
   at offset 0;
 - restart: the offset saved under ``$HEAL_HOME/watch/`` is used when the file still has the
-  same device, inode and first line; if the file was rotated while we were down, the rotated
-  sibling is finished first: ``app.log.1`` (the same inode), else the newest ``app.log.*``
-  with the same first line (``app.log.1.gz`` compressed by logrotate, read decompressed; a
+  same device, inode and first line, is at least that long, and holds the same bytes just
+  before the offset (a digest of the last :data:`WINDOW` bytes is saved with it: a new file
+  that got the old one's inode back after ``gzip`` removed it, and starts with the same
+  banner, is told apart by them); otherwise, if the file was rotated (or truncated, or
+  replaced) while we were down, the rotated sibling is finished first: ``app.log.1`` (the
+  same inode), else the newest ``app.log.*`` with the same first line and the same bytes
+  before the offset (``app.log.1.gz`` compressed by logrotate, read decompressed; a
   ``copytruncate`` copy). When none is found, or it cannot be read to its end, a warning
   names the file and the bytes that were not read.
 
@@ -41,6 +45,9 @@ log = logging.getLogger("heal.watch")
 
 READ_CHUNK = 1 << 20
 MAX_READ_PER_POLL = 16 << 20
+#: bytes before the saved offset whose digest is saved with it: enough to tell a new file
+#: that starts with the same banner from the one that was followed
+WINDOW = 4096
 
 
 @dataclass
@@ -50,6 +57,9 @@ class FileState:
     offset: int
     line: int
     head: str
+    #: SHA-256 of the WINDOW bytes before ``offset`` ("" in a state saved by an earlier
+    #: version: only device, inode and first line are then compared)
+    tail: str = ""
 
 
 class OffsetStore:
@@ -64,7 +74,10 @@ class OffsetStore:
     def load(self, path: str) -> FileState | None:
         try:
             data = json.loads(self._file(path).read_text())
-            return FileState(**{k: data[k] for k in ("dev", "inode", "offset", "line", "head")})
+            state = FileState(**{k: data[k] for k in ("dev", "inode", "offset", "line", "head")})
+            tail = data.get("tail", "")
+            state.tail = tail if isinstance(tail, str) else ""
+            return state
         except (OSError, ValueError, KeyError, TypeError):
             return None  # no or unreadable state: start as if new
 
@@ -91,6 +104,34 @@ def _first_line_identity(path: Path) -> str:
                 return head_identity(fh.read(1024))
     except (OSError, EOFError, zlib.error, FileRefused):
         return ""
+
+
+def _window_digest(window: bytes) -> str:
+    return hashlib.sha256(window).hexdigest()
+
+
+def _window_before(fd: int, offset: int) -> str:
+    """Digest of the :data:`WINDOW` bytes before ``offset`` of an open regular file."""
+    start = max(0, offset - WINDOW)
+    return _window_digest(os.pread(fd, offset - start, start))
+
+
+def _holds_window(path: Path, saved: FileState) -> bool:
+    """``path`` (decompressed for ``.gz``) holds the saved bytes before the saved offset
+    (True for a state saved without them)."""
+    if not saved.tail:
+        return True
+    try:
+        with ExitStack() as stack:
+            fh: IO[bytes] = stack.enter_context(open_regular(path))
+            if path.suffix == ".gz":
+                fh = cast(IO[bytes], stack.enter_context(gzip.open(fh, "rb")))
+            start = max(0, saved.offset - WINDOW)
+            fh.seek(start)  # (a .gz is decompressed up to there)
+            window = fh.read(saved.offset - start)
+    except (OSError, EOFError, zlib.error, FileRefused):
+        return False
+    return len(window) == saved.offset - start and _window_digest(window) == saved.tail
 
 
 class FileFollower:
@@ -122,6 +163,7 @@ class FileFollower:
         self._sink: LineSink | None = None
         self._first_open = True
         self._refused = ""  # why the path was last refused (said once, not at every poll)
+        self._closed: FileState | None = None  # the resume state at close()
 
     # -- public ------------------------------------------------------------------------------
 
@@ -158,23 +200,33 @@ class FileFollower:
 
     def checkpoint(self) -> None:
         """Save the resume offset (call once the events of :meth:`poll` are published)."""
-        if self._stat is None or self._sink is None:
-            return
-        pending = self._sink.pending_offset
-        offset = self._pos if pending is None else pending
-        line = self._line if pending is None else self._pending_line
-        state = FileState(self._stat.st_dev, self._stat.st_ino, offset, line, self._head)
-        self.store.save(self.path, state)
+        state = self._closed if self._fh is None else self._state()
+        if state is not None:
+            self.store.save(self.path, state)
 
     def close(self) -> list[ErrorEvent]:
         """Flush the record being assembled (shutdown); returns its events."""
         events = self._sink.flush() if self._sink is not None else []
         if self._fh is not None:
+            self._closed = self._state()  # what checkpoint saves once the file is closed
             self._fh.close()
             self._fh = None
         return events
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _state(self) -> FileState | None:
+        """Where to resume: the start of the record still held, else after the last line."""
+        if self._stat is None or self._sink is None or self._fh is None:
+            return None
+        pending = self._sink.pending_offset
+        offset = self._pos if pending is None else pending
+        line = self._line if pending is None else self._pending_line
+        try:
+            tail = _window_before(self._fh.fileno(), offset)
+        except (OSError, ValueError):
+            tail = ""  # (truncated since): compared as before, by inode and first line
+        return FileState(self._stat.st_dev, self._stat.st_ino, offset, line, self._head, tail)
 
     def _open(self, events: list[ErrorEvent], start_at_zero: bool = False) -> bool:
         try:
@@ -197,26 +249,39 @@ class FileFollower:
         head = head_identity(os.pread(fh.fileno(), 1024, 0))
         offset, line = 0, 0
         if not start_at_zero:
-            offset, line = self._resume_point(st, head, events)
+            offset, line = self._resume_point(fh.fileno(), st, head, events)
         self._attach(fh, st, head, offset, line)
         return True
 
-    def _resume_point(self, st: os.stat_result, head: str, events: list[ErrorEvent]
+    def _resume_point(self, fd: int, st: os.stat_result, head: str, events: list[ErrorEvent]
                       ) -> tuple[int, int]:
         saved = self.store.load(self.path)
         first = self._first_open
         self._first_open = False
         if saved is not None:
-            same = (saved.dev, saved.inode) == (st.st_dev, st.st_ino) and (
-                saved.head in ("", head))
-            if same and saved.offset <= st.st_size:
+            if self._still_saved_file(fd, st, head, saved):
                 return saved.offset, saved.line
-            if not same:
-                self._finish_rotated(saved, events)
+            # rotated, or replaced by a file that got the inode back, or truncated: the old
+            # file's rest is in a sibling (a .gz, a copytruncate copy) or reported
+            self._finish_rotated(saved, events)
             return 0, 0
         if first and not self.from_start:
             return st.st_size, 0  # tail -f: history is what `heal backfill` is for
         return 0, 0
+
+    @staticmethod
+    def _still_saved_file(fd: int, st: os.stat_result, head: str, saved: FileState) -> bool:
+        """The open file is the one the state was saved for: the same device and inode
+        (reused once ``gzip`` deletes a rotated file), first line, and bytes before the
+        offset (a service's banner makes the first line the same in every file)."""
+        if (saved.dev, saved.inode) != (st.st_dev, st.st_ino) or saved.head not in ("", head):
+            return False
+        if saved.offset > st.st_size:
+            return False  # shorter than what was read: truncated or replaced
+        try:
+            return not saved.tail or _window_before(fd, saved.offset) == saved.tail
+        except OSError:
+            return False
 
     def _finish_rotated(self, saved: FileState, events: list[ErrorEvent]) -> None:
         """The file was rotated while we were down: read the rest of the old one from its
@@ -225,10 +290,11 @@ class FileFollower:
         if found is None:
             log.warning(
                 "%s was rotated or replaced while heal was not watching it, and no %s* "
-                "beside it holds the old file (the same inode, or the same first line, also "
-                "as .gz): what the old file held after byte %d (line %d) was not read; give "
-                "the rotated file to `heal backfill` if it was moved elsewhere",
-                self.path, Path(self.path).name, saved.offset, saved.line)
+                "beside it holds the old file (the same inode, or the same first line and "
+                "bytes before byte %d, also as .gz): what the old file held after byte %d "
+                "(line %d) was not read; give the rotated file to `heal backfill` if it was "
+                "moved elsewhere",
+                self.path, Path(self.path).name, saved.offset, saved.offset, saved.line)
             return
         sibling, st = found
         self._pos = saved.offset
@@ -255,7 +321,8 @@ class FileFollower:
         """The ``app.log*`` that holds the file as it was saved (``app.log.1``,
         ``app.log.1.gz``, ``app.log-20261122.gz``): the same inode (renamed),
         else the newest one with the same first line (compressed, or copied): a sibling the
-        file was rotated to has the newest time of the rotated ones."""
+        file was rotated to has the newest time of the rotated ones; it must hold the saved
+        bytes before the saved offset (an older rotation with the same banner does not)."""
         folder = Path(self.path).parent
         siblings: list[tuple[Path, os.stat_result]] = []
         for sibling in folder.glob(glob.escape(Path(self.path).name) + "*"):
@@ -272,7 +339,7 @@ class FileFollower:
             return None  # its first line was not complete: nothing to know it by
         siblings.sort(key=lambda found: found[1].st_mtime, reverse=True)
         for sibling, st in siblings:
-            if _first_line_identity(sibling) == saved.head:
+            if _first_line_identity(sibling) == saved.head and _holds_window(sibling, saved):
                 return sibling, st
         return None
 
@@ -301,6 +368,7 @@ class FileFollower:
             self._read(events, limit=None)  # rotation: finish the old file first
             assert self._sink is not None
             events.extend(self._sink.flush())
+            self._closed = self._state()  # saved if the new file cannot be opened now
             self._fh.close()
             self._fh = None
             self._open(events, start_at_zero=True)

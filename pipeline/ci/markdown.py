@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 
 from pipeline.ci.report import RunReport
+from pipeline.console import visible
 
 #: diff characters shown in a summary or comment (GitHub caps a step summary at 1 MiB)
 SHOWN_DIFF = 60_000
@@ -33,7 +34,16 @@ _ZWSP = "\u200b"
 
 
 def _one_line(value: object) -> str:
-    return " ".join(str(value).splitlines())
+    """Untrusted text on one line, its control characters and bidirectional controls shown
+    as ``\\xNN`` / ``\\uNNNN`` (as ``heal report --format md`` shows them): a U+202E in an
+    error would otherwise reorder what the summary and the comment show."""
+    return visible(" ".join(str(value).splitlines()))
+
+
+def _shown_line(line: str) -> str:
+    """A line of a diff with its control and bidirectional characters shown (a Trojan
+    Source patch is seen for what it is), its tabs kept."""
+    return "\t".join(visible(part) for part in line.split("\t"))
 
 
 def _code(value: object, table: bool = True) -> str:
@@ -112,6 +122,8 @@ def _diff_block(report: RunReport) -> str:
         return ""
     shown = report.diff[:SHOWN_DIFF]
     cut = "" if len(shown) == len(report.diff) else "\n(diff cut; the whole patch is fix.patch)\n"
+    # (split at newlines only: a form feed or U+2028 in the patch is shown, not a line end)
+    shown = "\n".join(_shown_line(line.removesuffix("\r")) for line in shown.split("\n"))
     return (f"<details><summary>the fix's diff</summary>\n\n{_fence(shown, 'diff')}{cut}"
             "\n</details>\n")
 
@@ -125,7 +137,8 @@ def summary(report: RunReport) -> str:
     body = "\n".join(lines) + "\n\n" + _diff_block(report)
     if report.decision == "suggested":
         fix_id = (report.fix or {}).get("id", "")
-        body += f"\nApply it with `heal apply {fix_id}` or `git apply fix.patch`.\n"
+        body += (f"\nApply it with {_code(f'heal apply {fix_id}', table=False)} or "
+                 "`git apply fix.patch`.\n")
     return body + "\n"
 
 

@@ -7,6 +7,7 @@ and a replay copy's id never comes from the event's own tags."""
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import subprocess
 import sys
@@ -151,6 +152,30 @@ def test_discover_goes_on_after_a_truncated_rotated_log(
     assert "rot.log.1.gz: truncated gzip" in done.stderr
     assert "internal error" not in done.stderr
     assert "ERROR deep failure" in texts(client, env)
+
+
+def test_discover_names_a_small_cut_or_corrupt_gz_instead_of_leaving_it_out(
+    env: dict[str, str], client: redis.Redis, tmp_path: Path
+) -> None:
+    # Given a repository with a rotated log cut off inside its first 4 KiB, a .log.gz that
+    # is no gzip, a compressed binary (left out as before) and a good log
+    repo = tmp_path / "repo"
+    (repo / "logs").mkdir(parents=True)
+    packed = gzip.compress(b"ERROR x\n" + b"ERROR y more\n" * 3)
+    (repo / "logs" / "rot.log.1.gz").write_bytes(packed[:20])
+    assert b"ERROR x" in gzip.GzipFile(fileobj=io.BytesIO(packed[:20])).read1()
+    (repo / "logs" / "fake.log.gz").write_text("not gzip ERROR y\n")
+    (repo / "logs" / "blob.log.gz").write_bytes(gzip.compress(b"\0\1\2" * 100))
+    (repo / "logs" / "app.log").write_text("ERROR good\n")
+    # When it is discovered and backfilled
+    done = heal(env, "backfill", "--discover", str(repo), "--glob", "logs/*.gz")
+    # Then both damaged files are listed and named as damaged, what the cut one holds is
+    # published, the binary one is left out, and the exit status is 1
+    assert done.returncode == 1, done.stderr
+    out = done.stdout + done.stderr
+    assert "rot.log.1.gz: truncated gzip" in out
+    assert "fake.log.gz:" in out and "blob.log.gz" not in out
+    assert sorted(texts(client, env)) == ["ERROR good", "ERROR x"]
 
 
 @pytest.mark.parametrize("since", ["20261202", "2026-12", "2027", "", "  ", "100000d",

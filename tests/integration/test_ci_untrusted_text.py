@@ -58,3 +58,31 @@ def test_error_text_in_the_job_summary_and_pr_comment_renders_as_text_only(
         # and GitHub mentions nobody: outside code, no "@name" is left
         outside = html.replace("\u200b", "").split("<code>")
         assert all("@octocat" not in part.split("</code>")[-1] for part in outside)
+
+
+def test_bidi_and_control_characters_in_the_error_are_shown_not_applied(
+    tmp_path: Path, heal_env: dict[str, str]
+) -> None:
+    # Given a command whose error holds a right-to-left override (which reorders what a
+    # reader sees) and an escape character
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    error = "ValueError: user \u202eexe.txt\u202c done \x1b[31mred"
+    (repo / "fail3.py").write_text(f"import sys\nsys.stderr.write({error + chr(10)!r})\n"
+                                    "sys.exit(1)\n")
+    summary, temp = tmp_path / "summary.md", tmp_path / "runner"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "RUNNER_"))},
+           **heal_env, "GITHUB_ACTIONS": "true", "CI": "true",
+           "GITHUB_STEP_SUMMARY": str(summary), "GITHUB_OUTPUT": str(tmp_path / "output"),
+           "RUNNER_TEMP": str(temp), "PYTHONPATH": str(ROOT)}
+    # When heal runs it under GitHub Actions
+    done = subprocess.run([sys.executable, "-c", CLI, "run", "--timeout", "60", "--",
+                           sys.executable, "fail3.py"], cwd=repo, env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    # Then the summary and the comment hold no bidirectional control, and show it as
+    # `heal report --format md` does
+    for markdown in (summary.read_text(), (temp / "heal" / "pr-comment.md").read_text()):
+        assert not any(c in markdown for c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067"
+                                              "\u2068\u2069\x1b"), markdown
+        assert "\\u202eexe.txt\\u202c" in markdown

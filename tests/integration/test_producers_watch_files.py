@@ -110,6 +110,54 @@ def test_a_truncated_gz_sibling_is_read_as_far_as_it_goes_and_the_rest_reported(
     assert texts[-1] == "ERROR c1-new" and 2 < len(texts) < 4002
 
 
+@pytest.mark.parametrize("new_line", ["ERROR new and a longer line here to exceed", "ERROR n"])
+def test_a_new_file_with_the_old_inode_and_banner_is_not_taken_for_the_old_one(
+    env: dict[str, str], client: redis.Redis, tmp_path: Path, new_line: str
+) -> None:
+    # Given a watched log that starts with a fixed banner, rotated and gzipped while heal was
+    # down, and a new log at the path with the same banner and the old inode (gzip deleted
+    # the rotated file, and the new one got its inode back: here rewritten in place, so the
+    # inode is the same for certain), longer or shorter than what was read of the old one
+    log = tmp_path / "app.log"
+    log.write_text("=== start ===\nERROR cur1\n")
+    assert heal(env, "watch", "--once", "--from-start", str(log)).returncode == 0
+    with log.open("a") as fh:
+        fh.write("ERROR cur2-while-down\n")
+    (tmp_path / "app.log.1.gz").write_bytes(gzip.compress(log.read_bytes()))
+    inode = log.stat().st_ino
+    with log.open("r+") as fh:
+        fh.truncate(0)
+        fh.write(f"=== start ===\n{new_line}\n")
+    assert log.stat().st_ino == inode
+    # When heal watch starts again
+    done = heal(env, "watch", "--once", str(log))
+    # Then the old file's tail is read from the .gz, the new file from its start (not from
+    # the old offset, mid-line), and nothing is reported missing
+    assert done.returncode == 0, done.stderr
+    assert published(client, env) == ["ERROR cur1", "ERROR cur2-while-down", new_line]
+    assert "not read" not in done.stderr
+
+
+def test_a_replaced_file_with_the_same_banner_and_no_sibling_is_reported(
+    env: dict[str, str], client: redis.Redis, tmp_path: Path
+) -> None:
+    # Given a watched log with a banner replaced in place while heal was down (same inode,
+    # same first line), its old content kept nowhere
+    log = tmp_path / "app.log"
+    log.write_text("=== start ===\nERROR cur1\n")
+    assert heal(env, "watch", "--once", "--from-start", str(log)).returncode == 0
+    with log.open("r+") as fh:
+        fh.truncate(0)
+        fh.write("=== start ===\nERROR new and a longer line here to exceed\n")
+    # When heal watch starts again
+    done = heal(env, "watch", "--once", str(log))
+    # Then the loss is named (which file, from which byte) and the new file is read whole
+    assert done.returncode == 0, done.stderr
+    assert f"{log} was rotated or replaced" in done.stderr
+    assert "after byte 25 (line 2) was not read" in done.stderr
+    assert published(client, env) == ["ERROR cur1", "ERROR new and a longer line here to exceed"]
+
+
 def as_nobody() -> list[str]:
     """The command prefix that runs heal as a user the test's files can lock out (root
     reads every file whatever its mode)."""

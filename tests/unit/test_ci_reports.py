@@ -119,3 +119,16 @@ def test_issues_list_shows_the_line_that_says_what_failed(
     out = capsys.readouterr().out
     assert "F401 [*] `os` imported but unused (calc/util.py:3:8)" in out
     assert "fixable with" not in out
+
+
+def test_a_diff_with_bidi_controls_is_shown_with_them_visible_and_its_tabs_kept(
+    tmp_path: Path
+) -> None:
+    # Given a fix whose patch hides code behind a right-to-left override (Trojan Source)
+    report = _report(tmp_path)
+    report.diff = "+\tif role != \"user\u202e \u2066// admin\u2069 \u2066\":\r\n+\tok()\n"
+    # When it is shown in the comment and the summary
+    for text in (markdown.pr_comment(report), markdown.summary(report)):
+        # Then the controls are written out, the tabs and lines kept
+        assert "\u202e" not in text and "\u2066" not in text and "\r" not in text
+        assert '+\tif role != "user\\u202e \\u2066// admin\\u2069 \\u2066":\n+\tok()' in text

@@ -194,3 +194,15 @@ def test_offsets_are_private_files(tmp_path: Path) -> None:
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     (saved,) = folder.glob("*.json")
     assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+
+
+def test_a_state_saved_without_the_bytes_before_the_offset_still_resumes(tmp_path: Path) -> None:
+    # Given an offset saved by an earlier version (device, inode, offset, line, first line)
+    log, home = tmp_path / "app.log", tmp_path / "home"
+    log.write_text("ERROR first\n")
+    st = log.stat()
+    OffsetStore(home).save(str(log), FileState(st.st_dev, st.st_ino, 12, 1, ""))
+    with log.open("a") as fh:
+        fh.write("ERROR while down\n")
+    # When a new process follows it, Then it resumes there, as before
+    assert texts(poll_all(follower(log, home, from_start=False))) == ["ERROR while down"]
