@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import secrets
 import stat
 from collections.abc import Iterator
@@ -71,10 +72,23 @@ def secure_home(home: Path) -> None:
                 os.chmod(entry, mode)
 
 
+#: a character no state home may hold: the engines' config files are one setting a line (a
+#: newline in HEAL_HOME broke the embedded Redis's), and messages print the path
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def shown_path(path: Path | str) -> str:
+    """``path`` for a message: control characters written as ``\\n``, ``\\xHH``."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], str(path))
+
+
 def home_problem(home: Path) -> str:
     """Why ``home`` cannot be heal's state directory, without creating anything ("" when
-    nothing is known to be wrong): it, or the nearest folder above it that exists, is not a
-    directory, or that folder is not writable."""
+    nothing is known to be wrong): its path holds a control character (a newline, a tab),
+    it, or the nearest folder above it that exists, is not a directory, or that folder is
+    not writable."""
+    if _CONTROL.search(str(home)):
+        return "its path holds a control character (a newline or a tab)"
     if home.exists():
         if not home.is_dir():
             return f"{home} is not a directory"
@@ -100,8 +114,8 @@ def require_home(home: Path, describe: str = "") -> None:
 
     problem = home_problem(home)
     if problem:
-        raise ConfigError(f"state home {describe or home}: {problem}; set HEAL_HOME to a "
-                          "directory heal may create and write")
+        raise ConfigError(f"state home {shown_path(describe or home)}: {problem}; set "
+                          "HEAL_HOME to a directory heal may create and write")
 
 
 def make_home(home: Path) -> Path:

