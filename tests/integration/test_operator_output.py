@@ -144,7 +144,7 @@ def test_review_shows_the_sample_visible_and_refuses_a_command_leaving_the_repos
     repo = committed_repo(tmp_path / "repo", {"README": "x\n"})
     word = _word()
     fine = _queue(heal_env, [f"GadgetError: sprocket {word} misaligned \x1b]0;OWN\x07\n"])[0]
-    ask = "(an argv, no shell):"
+    ask = "(an argv, no shell; Enter or s = skip this error, q = quit):"
     code, out = _pty(["issues", "review"], heal_env, cwd=repo, answers=[
         ("quit [q]?", "c"), (ask, "rm -rf /"), (ask, f"touch {tmp_path}/outside"),
         (ask, "touch fixed.txt")])
@@ -161,6 +161,35 @@ def test_review_shows_the_sample_visible_and_refuses_a_command_leaving_the_repos
     finally:
         db.close()
     assert len(argvs) == 1 and "fixed.txt" in argvs[0], argvs  # only the answer inside
+
+
+def test_review_after_a_refused_answer_skips_or_quits_and_never_teaches_the_control_answer(
+        heal_env: dict[str, str], own_database: str, tmp_path: Path) -> None:
+    """After a refused answer the review asked again with no way out: an empty answer was
+    asked again, and ``s`` or ``q`` was taught as a DRAFT command fix (argv ``['s']``) with a
+    verification queued; the playbook question looped the same way. Now the question says
+    its way out, and Enter/``s`` skips the group, ``q`` quits, nothing taught."""
+    repo = committed_repo(tmp_path / "repo", {"README": "x\n"})
+    fines = _queue(heal_env, [f"LeverError: arm {_word()} bent twice\n" for _ in range(3)])
+    menu, value = "quit [q]?", "q = quit):"
+    code, out = _pty(["issues", "review"], heal_env, cwd=repo, answers=[
+        (menu, "c"), (value, "rm -rf /"), (value, ""),
+        (menu, "p"), (value, "/etc/passwd"), (value, "s"),
+        (menu, "c"), (value, "rm -rf /"), (value, "q")])
+    assert code == 0, out
+    assert "(an argv, no shell; Enter or s = skip this error, q = quit):" in out, out
+    assert "(the seeds' playbook YAML; Enter or s = skip this error, q = quit):" in out, out
+    assert out.count("is outside the repository") >= 2, out
+    assert "taught DRAFT" not in out and "skipped 2 (quit)" in out, out
+    db = open_database(Settings.from_env())
+    try:
+        taught = db.fetchval("SELECT count(*) FROM patterns WHERE provenance->>'fine' = ANY($1)",
+                             fines)
+        still = db.fetchval("SELECT count(*) FROM issue_queue WHERE fine = ANY($1) "
+                            "AND status = 'open'", fines)
+    finally:
+        db.close()
+    assert taught == 0 and still == 3
 
 
 def test_metrics_shows_templates_visible_and_never_none_above_its_entries(
