@@ -146,11 +146,11 @@ class Reviewer:
                 if taught == "q":
                     result.quit = True
                     break
-                if taught == "s":
+                if isinstance(taught, dict):
+                    result.taught.append(taught)
+                else:  # "s"
                     show("  skipped")
                     result.skipped.append(issue["fine"])
-                else:
-                    result.taught.append(taught)
                 continue
             if answer == "q":
                 result.quit = True
