@@ -80,6 +80,32 @@ def visible(text: str) -> str:
     return text if text.isprintable() else text.translate(_VISIBLE)
 
 
+def shell_quote(text: str) -> str:
+    """``text`` as one shell word to copy into a command, and safe to print: quoted as
+    :func:`shlex.quote` does when every character of it is printable; otherwise in bash's
+    ANSI-C quoting, ``$'wf\\x1b]0;T\\x07\\u202e'``, where each character :func:`visible`
+    would escape (or any other one that is not printable) is written as an escape the shell
+    turns back into it, so the command names the real id, not its visible form."""
+    import shlex
+
+    if text.isprintable():
+        return shlex.quote(text)
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in "\\'":
+            out.append("\\" + ch)
+        elif ch.isprintable():
+            out.append(ch)
+        elif code < 0x80:
+            out.append(f"\\x{code:02x}")
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return "$'" + "".join(out) + "'"
+
+
 def clip(text: str, width: int) -> str:
     """``text`` in at most ``width`` characters; a cut is marked with ``…`` so it is never
     mistaken for the whole text."""

@@ -25,14 +25,13 @@ import argparse
 import datetime as dt
 import importlib
 import importlib.util
-import shlex
 import sys
 from typing import Any
 
 import redis
 
 from pipeline.config import PIPELINE_STREAMS, STREAM_DEAD, Settings
-from pipeline.console import clip, colour_enabled, dump_json, visible
+from pipeline.console import clip, colour_enabled, dump_json, shell_quote, visible
 from pipeline.errors import HealError
 from pipeline.runtime.layout import text_of, xinfo_fields
 from storage.engines import check_cluster_layout, check_urls, connect_redis, engine_info
@@ -361,12 +360,13 @@ def _execution_lines(execution: dict[str, Any]) -> list[str]:
              else "workflows: all RUNNING"]
     for w in held:
         # a workflow id is whatever HEAL_WORKFLOW or --workflow said (event-derived): shown
-        # visible, and quoted for the shell in the command to copy
+        # visible, and in the command to copy quoted for the shell so that it names the real
+        # id ($'...' escapes for control characters: the visible form is another id)
         since = dt.datetime.fromtimestamp(float(w.get("since") or 0), dt.UTC)
         name = str(w["workflow"])
         lines.append(f"  {visible(name)}: {w['state']} since {since:%Y-%m-%d %H:%M}Z "
                      f"({visible(str(w.get('reason') or 'no reason recorded'))}); lift with "
-                     f"`heal unquarantine --workflow {visible(shlex.quote(name))}`")
+                     f"`heal unquarantine --workflow {shell_quote(name)}`")
     return lines
 
 

@@ -34,29 +34,55 @@ def run(args: argparse.Namespace) -> int:
     return _fixes(settings, args.target, args.reason, args.json)
 
 
-def _workflow(settings: Settings, workflow: str, reason: str, as_json: bool = False) -> int:
+def _workflow(settings: Settings, given: str, reason: str, as_json: bool = False) -> int:
+    from pipeline.console import dump_json, visible
     from pipeline.guardrails.execution import ExecutionGuard, WorkflowState
 
     guard = ExecutionGuard(connect_redis(settings), settings)
-    state, _ = guard.state(workflow)
-    if state == WorkflowState.RUNNING:  # (a name never seen is RUNNING too): nothing to lift
+    workflow = _named(guard, given)
+    if workflow is None:  # no state of it: never seen here, or lifted already
         if as_json:
-            from pipeline.console import dump_json
-
+            dump_json({"workflow": given, "from": None, "to": None})
+        else:
+            print(f"workflow {visible(given)} is unknown here (no state is recorded for it: "
+                  "never seen, or lifted already): nothing to lift; `heal status` lists the "
+                  "DEGRADED or QUARANTINED workflows and the command to lift each")
+        return 1
+    state, _ = guard.state(workflow)
+    if state == WorkflowState.RUNNING:
+        if as_json:
             dump_json({"workflow": workflow, "from": str(state), "to": str(state)})
         else:
-            print(f"workflow {workflow} is RUNNING: nothing to lift")
+            print(f"workflow {visible(workflow)} is RUNNING: nothing to lift")
         return 1
     guard.reset(workflow)
     guard.audit.append("execution.transition", workflow,
                               {"from": state.value, "to": "RUNNING", "reason": reason})
     if as_json:
-        from pipeline.console import dump_json
-
         dump_json({"workflow": workflow, "from": str(state), "to": "RUNNING"})
     else:
-        print(f"workflow {workflow}: {state} -> RUNNING")
+        print(f"workflow {visible(workflow)}: {state} -> RUNNING")
     return 0
+
+
+def _named(guard: Any, given: str) -> str | None:
+    """The workflow ``given`` names: itself when a state is recorded for it, else the one
+    whose visible form (as ``heal status`` shows an id with control characters,
+    ``wf\\x1b]0;T\\x07``) it is; None when it names none.
+
+    Raises UsageError when the visible form is that of several workflows."""
+    from pipeline.console import shell_quote, visible
+
+    if guard.known(given):
+        return given
+    shown = [str(w["workflow"]) for w in guard.workflows()
+             if str(w["workflow"]) != given and visible(str(w["workflow"])) == given]
+    if len(shown) > 1:
+        raise UsageError(f"--workflow {visible(given)} is how several workflows are shown ("
+                         + ", ".join(shell_quote(w) for w in shown)
+                         + "): give the one meant in the shell quoting heal status prints, "
+                         "e.g. --workflow " + shell_quote(shown[0]))
+    return shown[0] if shown else None
 
 
 def _fixes(settings: Settings, target: str, reason: str, as_json: bool = False) -> int:

@@ -142,6 +142,14 @@ class ExecutionGuard:
             return WorkflowState.DEGRADED, "quarantine lifted after a quiet period"
         return state, _text(raw[1]) if raw[1] else ""
 
+    def known(self, workflow: str) -> bool:
+        """Whether any state or failure is recorded for ``workflow`` (:meth:`state` calls a
+        workflow never seen, or reset, RUNNING as well)."""
+        try:
+            return bool(self.client.exists(*self._keys(workflow)))
+        except redis.RedisError as exc:
+            raise StreamUnavailable(f"execution state: Redis unreachable: {exc}") from exc
+
     def since(self, workflow: str) -> float:
         """When the current state began (epoch seconds; 0.0 for a workflow never changed)."""
         try:

@@ -143,10 +143,14 @@ class Reviewer:
             answer = _answer(ask, teaching=self.teach is not None)
             if answer in TEACH:
                 taught = self._teach(issue, answer, ask, show)
-                if taught is None:
+                if taught == "q":
                     result.quit = True
                     break
-                result.taught.append(taught)
+                if isinstance(taught, dict):
+                    result.taught.append(taught)
+                else:  # "s"
+                    show("  skipped")
+                    result.skipped.append(issue["fine"])
                 continue
             if answer == "q":
                 result.quit = True
@@ -164,21 +168,44 @@ class Reviewer:
 
 
     def _teach(self, issue: dict[str, Any], answer: str, ask: Callable[[str], str | None],
-               show: Callable[[str], None]) -> dict[str, str] | None:
-        """Ask for the value until it teaches (None at end of input)."""
+               show: Callable[[str], None]) -> dict[str, str] | str:
+        """Ask for the value until it teaches: the taught ids, or ``"s"`` (an empty answer,
+        ``s`` or ``skip``: this group is skipped) or ``"q"`` (``q``, ``quit`` or end of
+        input). A refused value is said and asked again with the same way out, so a refusal
+        never traps the reviewer, and a control answer is never taught as a command."""
         assert self.teach is not None
         while True:
-            value = ask(f"  {TEACH[answer]}: ")
+            value = ask(f"  {_asking(answer)}: ")
             if value is None:
-                return None
+                return "q"
+            word = value.strip()
+            if word.lower() in _SKIP:
+                return "s"
+            if word.lower() in _QUIT:
+                return "q"
             try:
-                pattern_id, fix_id = self.teach(issue, answer, value.strip())
+                pattern_id, fix_id = self.teach(issue, answer, word)
             except UsageError as exc:
                 show(f"  {exc}")
                 continue
             show(f"  taught DRAFT pattern {pattern_id} with fix {fix_id} (verified before it "
                  "is offered)")
             return {"fine": issue["fine"], "pattern_id": pattern_id, "fix_id": fix_id}
+
+
+#: the way out of a teaching question (said in its prompt): these answers are never taught
+_WAY_OUT = "Enter or s = skip this error, q = quit"
+_SKIP = ("", "s", "skip")
+_QUIT = ("q", "quit")
+
+
+def _asking(answer: str) -> str:
+    """The teaching question with its way out, inside its parentheses:
+    ``the commit that fixed it (SHA; Enter or s = skip this error, q = quit)``."""
+    what = TEACH[answer]
+    if what.endswith(")"):
+        return f"{what[:-1]}; {_WAY_OUT})"
+    return f"{what} ({_WAY_OUT})"
 
 
 #: a teaching answer is the letter or the word, never a word that merely starts with it

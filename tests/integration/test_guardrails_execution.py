@@ -126,5 +126,8 @@ def test_cli_unquarantines_a_workflow(heal_env, redis_url, capsys) -> None:
     assert guard.state("nightly")[0] is WorkflowState.RUNNING
     # nothing held back (lifted already, or a name never seen): exit 1, no transition
     assert main(["unquarantine", "--workflow", "nightly"]) == 1
+    assert "is unknown here" in capsys.readouterr().out  # a reset leaves no state
+    guard.on_step_result("nightly", "test", False, "k0")  # one failure: known, RUNNING
+    assert main(["unquarantine", "--workflow", "nightly"]) == 1
     assert "is RUNNING: nothing to lift" in capsys.readouterr().out
     assert main(["unquarantine"]) == 2

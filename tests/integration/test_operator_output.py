@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shlex
 import subprocess
 import sys
 import time
@@ -22,8 +23,9 @@ import redis
 
 from pipeline.cli import main
 from pipeline.config import Settings
+from pipeline.console import visible
 from pipeline.events import ErrorEvent
-from pipeline.guardrails.execution import ExecutionGuard
+from pipeline.guardrails.execution import ExecutionGuard, WorkflowState
 from pipeline.runtime.drain import drain_inline
 from producers.publisher import Publisher
 from storage.engines import open_database
@@ -144,7 +146,7 @@ def test_review_shows_the_sample_visible_and_refuses_a_command_leaving_the_repos
     repo = committed_repo(tmp_path / "repo", {"README": "x\n"})
     word = _word()
     fine = _queue(heal_env, [f"GadgetError: sprocket {word} misaligned \x1b]0;OWN\x07\n"])[0]
-    ask = "(an argv, no shell):"
+    ask = "(an argv, no shell; Enter or s = skip this error, q = quit):"
     code, out = _pty(["issues", "review"], heal_env, cwd=repo, answers=[
         ("quit [q]?", "c"), (ask, "rm -rf /"), (ask, f"touch {tmp_path}/outside"),
         (ask, "touch fixed.txt")])
@@ -161,6 +163,35 @@ def test_review_shows_the_sample_visible_and_refuses_a_command_leaving_the_repos
     finally:
         db.close()
     assert len(argvs) == 1 and "fixed.txt" in argvs[0], argvs  # only the answer inside
+
+
+def test_review_after_a_refused_answer_skips_or_quits_and_never_teaches_the_control_answer(
+        heal_env: dict[str, str], own_database: str, tmp_path: Path) -> None:
+    """After a refused answer the review asked again with no way out: an empty answer was
+    asked again, and ``s`` or ``q`` was taught as a DRAFT command fix (argv ``['s']``) with a
+    verification queued; the playbook question looped the same way. Now the question says
+    its way out, and Enter/``s`` skips the group, ``q`` quits, nothing taught."""
+    repo = committed_repo(tmp_path / "repo", {"README": "x\n"})
+    fines = _queue(heal_env, [f"LeverError: arm {_word()} bent twice\n" for _ in range(3)])
+    menu, value = "quit [q]?", "q = quit):"
+    code, out = _pty(["issues", "review"], heal_env, cwd=repo, answers=[
+        (menu, "c"), (value, "rm -rf /"), (value, ""),
+        (menu, "p"), (value, "/etc/passwd"), (value, "s"),
+        (menu, "c"), (value, "rm -rf /"), (value, "q")])
+    assert code == 0, out
+    assert "(an argv, no shell; Enter or s = skip this error, q = quit):" in out, out
+    assert "(the seeds' playbook YAML; Enter or s = skip this error, q = quit):" in out, out
+    assert out.count("is outside the repository") >= 2, out
+    assert "taught DRAFT" not in out and "skipped 2 (quit)" in out, out
+    db = open_database(Settings.from_env())
+    try:
+        taught = db.fetchval("SELECT count(*) FROM patterns WHERE provenance->>'fine' = ANY($1)",
+                             fines)
+        still = db.fetchval("SELECT count(*) FROM issue_queue WHERE fine = ANY($1) "
+                            "AND status = 'open'", fines)
+    finally:
+        db.close()
+    assert taught == 0 and still == 3
 
 
 def test_metrics_shows_templates_visible_and_never_none_above_its_entries(
@@ -193,7 +224,46 @@ def test_status_shows_held_workflows_visible_on_a_terminal_and_off_it(
         assert "\x1b]0;PWN" not in out and "\u202e" not in out, (label, out)
         assert "workflows: 1 DEGRADED or QUARANTINED" in out, (label, out)
         assert "\\x1b]0;PWN\\x07\\u202e: DEGRADED" in out, (label, out)
-        assert "lift with `heal unquarantine --workflow '" in out, (label, out)
+        assert "lift with `heal unquarantine --workflow $'wf-" in out, (label, out)
+
+
+def test_the_lift_command_status_prints_lifts_a_workflow_with_control_characters(
+        heal_env: dict[str, str]) -> None:
+    """``heal status`` printed the lift command with the visible form of an id in shell
+    quotes, another id: running it said "is RUNNING: nothing to lift" and the workflow stayed
+    DEGRADED; ``heal unquarantine`` called an unknown workflow RUNNING and printed the real
+    id with its raw escape sequence. Now the command is in $'...' quoting and works, the
+    visible form is read as the id it shows, an unknown workflow is said to be unknown."""
+    settings = Settings.from_env()
+    guard = ExecutionGuard(redis.Redis.from_url(heal_env["HEAL_REDIS_URL"]), settings)
+    name, other = (f"wf-{_word()}\x1b]0;PWN\x07\u202e" for _ in range(2))
+    for wf in (name, other):
+        for _ in range(3):
+            guard.on_step_result(wf, "s", False, "E1")
+    status = _heal(["status"], heal_env).stdout
+    line = next(ln for ln in status.splitlines() if ln.startswith(f"  {visible(name)}:"))
+    command = line.split("lift with `", 1)[1].rstrip("`")
+    assert command.startswith("heal unquarantine --workflow $'wf-"), command
+    _no_raw(command)
+    lift = subprocess.run(["bash", "-c", shlex.join(HEAL) + command[len("heal"):]],
+                          capture_output=True, text=True, timeout=180,
+                          env={**os.environ, **heal_env, "PYTHONPATH": str(ROOT),
+                               "LC_ALL": "C.UTF-8"})
+    assert lift.returncode == 0, (command, lift.stdout, lift.stderr)
+    assert lift.stdout.strip() == f"workflow {visible(name)}: DEGRADED -> RUNNING", lift.stdout
+    assert guard.state(name)[0] is WorkflowState.RUNNING and not guard.known(name)
+
+    # the id as status shows it (visible) names the workflow too; its confirmation is visible
+    shown = _heal(["unquarantine", "--workflow", visible(other)], heal_env)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert shown.stdout.strip() == f"workflow {visible(other)}: DEGRADED -> RUNNING"
+    assert not guard.known(other)
+
+    unknown = _heal(["unquarantine", "--workflow", f"nosuchwf-{_word()}\x1b[31m"], heal_env)
+    assert unknown.returncode == 1, unknown.stderr
+    assert "is unknown here" in unknown.stdout and "RUNNING" not in unknown.stdout
+    _no_raw(unknown.stdout)
+    assert "\\x1b[31m is unknown" in unknown.stdout, unknown.stdout
 
 
 def test_issues_list_limit_cuts_groups_and_says_what_it_left_out(
