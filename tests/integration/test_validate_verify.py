@@ -132,7 +132,7 @@ def test_invalid_policy_keeps_the_last_valid_one_and_says_so(
                                           mode=""))
     assert second.decision == "apply"  # still auto-safe: the last valid policy
     [note] = [c for c in second.preflight if c["name"] == "policy"]
-    assert "mode = 'whenever'" in note["reason"]
+    assert 'mode = "whenever"' in note["reason"]  # (spelled as TOML)
     assert "keeping the last valid policy" in note["reason"]
 
 
