@@ -220,14 +220,21 @@ class ExecutionGuard:
 
 def execution_status(client: redis.Redis, settings: Settings) -> dict[str, Any]:
     """The ``execution`` section of ``heal status --json`` (and ``/api/status``):
-    ``{"counts": {state: n}, "workflows": [{"workflow", "state", "reason", "since"}]}``.
-    Only workflows with a recorded state are listed; any other workflow is RUNNING.
+    ``{"counts": {state: n}, "workflows": [{"workflow", "state", "reason", "since"}]}``,
+    a held (not RUNNING) workflow also with ``lift``: the command that lifts it, its id
+    shell-quoted (a workflow id is event text: ``x; rm -rf ~`` pasted from the dashboard
+    must stay one argument). Only workflows with a recorded state are listed; any other
+    workflow is RUNNING.
 
     Raises:
         StreamUnavailable: Redis cannot be reached.
     """
+    from pipeline.console import shell_quote
+
     workflows = ExecutionGuard(client, settings).workflows()
     counts = {s.value: 0 for s in WorkflowState}
     for w in workflows:
         counts[w["state"]] += 1
+        if w["state"] != WorkflowState.RUNNING.value:
+            w["lift"] = f"heal unquarantine --workflow {shell_quote(str(w['workflow']))}"
     return {"counts": counts, "workflows": workflows}

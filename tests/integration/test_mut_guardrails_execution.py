@@ -145,7 +145,15 @@ def test_status_lists_every_workflow_with_a_state(client: redis.Redis,
         ("a", "RUNNING"), ("c", "QUARANTINED"), ("repo:/src/b", "DEGRADED")]
     assert status["workflows"][2] == {"workflow": "repo:/src/b", "state": "DEGRADED",
                                       "reason": "1 consecutive x failures",
-                                      "since": start}
+                                      "since": start,
+                                      "lift": "heal unquarantine --workflow repo:/src/b"}
+    assert "lift" not in status["workflows"][0]  # (RUNNING: nothing to lift)
+    # a workflow id is event text: the lift command the dashboard shows keeps it one word
+    _quarantine(guard, clock, "x; rm -rf ~")
+    [held] = [w for w in execution_status(client, settings)["workflows"]
+              if w["workflow"] == "x; rm -rf ~"]
+    assert held["lift"] == "heal unquarantine --workflow 'x; rm -rf ~'"
+    guard.reset("x; rm -rf ~")
     guard.reset("c")
     assert guard.state("c") == (RUNNING, "")
     assert [w["workflow"] for w in guard.workflows()] == ["a", "repo:/src/b"]

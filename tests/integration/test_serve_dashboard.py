@@ -96,6 +96,7 @@ def test_dashboard_renders_charts_in_headless_chromium(
         assert f'data-window="{window}" data-rate="success_rate"' in dom
     assert 'id="breaker-badge" class="badge CLOSED"' in dom
     assert 'data-workflow="nightly" data-state="QUARANTINED"' in dom
+    assert "heal unquarantine --workflow nightly</td>" in dom  # (the server's lift command)
 
     shot = tmp_path / "dashboard.png"
     done = _chromium([f"--screenshot={shot}", "--window-size=1280,1000"], base + "/", tmp_path)
