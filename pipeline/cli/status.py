@@ -31,7 +31,7 @@ from typing import Any
 import redis
 
 from pipeline.config import PIPELINE_STREAMS, STREAM_DEAD, Settings
-from pipeline.console import clip, colour_enabled, dump_json, shell_quote, visible
+from pipeline.console import clip, colour_enabled, dump_json, visible
 from pipeline.errors import HealError
 from pipeline.runtime.layout import text_of, xinfo_fields
 from storage.engines import check_cluster_layout, check_urls, connect_redis, engine_info
@@ -358,15 +358,16 @@ def _execution_lines(execution: dict[str, Any]) -> list[str]:
     held = [w for w in workflows if w.get("state") != "RUNNING"]
     lines = [f"workflows: {len(held)} DEGRADED or QUARANTINED" if held
              else "workflows: all RUNNING"]
+    from pipeline.guardrails.execution import lift_command
+
     for w in held:
         # a workflow id is whatever HEAL_WORKFLOW or --workflow said (event-derived): shown
-        # visible, and in the command to copy quoted for the shell so that it names the real
-        # id ($'...' escapes for control characters: the visible form is another id)
+        # visible, and in the command to copy quoted for the shell (lift_command)
         since = dt.datetime.fromtimestamp(float(w.get("since") or 0), dt.UTC)
         name = str(w["workflow"])
         lines.append(f"  {visible(name)}: {w['state']} since {since:%Y-%m-%d %H:%M}Z "
                      f"({visible(str(w.get('reason') or 'no reason recorded'))}); lift with "
-                     f"`heal unquarantine --workflow {shell_quote(name)}`")
+                     f"`{lift_command(name)}`")
     return lines
 
 

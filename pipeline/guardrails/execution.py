@@ -218,6 +218,15 @@ class ExecutionGuard:
             raise StreamUnavailable(f"execution state: Redis unreachable: {exc}") from exc
 
 
+def lift_command(workflow: str) -> str:
+    """The command that lifts ``workflow``'s state, its id one shell word (``$'...'``
+    escapes for control characters): a workflow id is event text (``x; rm -rf ~``), and
+    its visible form would name another id."""
+    from pipeline.console import shell_quote
+
+    return f"heal unquarantine --workflow {shell_quote(workflow)}"
+
+
 def execution_status(client: redis.Redis, settings: Settings) -> dict[str, Any]:
     """The ``execution`` section of ``heal status --json`` (and ``/api/status``):
     ``{"counts": {state: n}, "workflows": [{"workflow", "state", "reason", "since"}]}``,
@@ -229,12 +238,10 @@ def execution_status(client: redis.Redis, settings: Settings) -> dict[str, Any]:
     Raises:
         StreamUnavailable: Redis cannot be reached.
     """
-    from pipeline.console import shell_quote
-
     workflows = ExecutionGuard(client, settings).workflows()
     counts = {s.value: 0 for s in WorkflowState}
     for w in workflows:
         counts[w["state"]] += 1
         if w["state"] != WorkflowState.RUNNING.value:
-            w["lift"] = f"heal unquarantine --workflow {shell_quote(str(w['workflow']))}"
+            w["lift"] = lift_command(str(w["workflow"]))
     return {"counts": counts, "workflows": workflows}

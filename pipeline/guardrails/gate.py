@@ -14,9 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.config import Settings
-from pipeline.console import shell_quote
 from pipeline.events import ErrorEvent
-from pipeline.guardrails.execution import ExecutionGuard, WorkflowState, workflow_name
+from pipeline.guardrails.execution import (
+    ExecutionGuard,
+    WorkflowState,
+    lift_command,
+    workflow_name,
+)
 from pipeline.policy import Policy
 
 
@@ -39,8 +43,7 @@ class WorkflowGate:
             return ""
         when = dt.datetime.fromtimestamp(self.since, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") \
             if self.since else "unknown"
-        # the command names the real id, quoted for the shell ($'...' for control characters)
-        lift = f"how to lift: `heal unquarantine --workflow {shell_quote(self.workflow)}`"
+        lift = f"how to lift: `{lift_command(self.workflow)}`"
         if self.state is WorkflowState.QUARANTINED:
             why = self.reason or "no reason recorded"
             return (f"workflow {self.workflow} is quarantined ({why}, since {when}, {lift}): "
