@@ -245,12 +245,6 @@ class LearnedRepository:
                                  " WHERE fingerprint = $1 AND level = $2", fingerprint, level)
         return None if value is None else str(value)
 
-    def fix_template(self, fix_id: str) -> dict[str, Any] | None:
-        row = self.db.fetchrow("SELECT kind, template FROM fixes WHERE id = $1", fix_id)
-        if row is None:
-            return None
-        return {"kind": row["kind"], **_decoded(row["template"])}
-
     def fix_statistics(self) -> dict[str, dict[str, Any]]:
         """Verified outcomes per fix (summed over fingerprints) and its latest state."""
         rows = self.db.fetch(
