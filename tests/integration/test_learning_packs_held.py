@@ -267,3 +267,61 @@ def test_a_pack_fix_id_not_its_own_is_refused_and_a_later_lesson_keeps_its_id(
     assert rows("SELECT pattern_id, template->'argv' AS argv FROM fixes WHERE id = $1",
                 will.fix_id) == [{"pattern_id": will.pattern_id,
                                   "argv": '["touch", "fixed3.txt"]'}]
+
+
+def escalate_pattern(pid: str, fix_id: str, message: str) -> dict[str, object]:
+    return {"id": pid, "name": "a review's placeholder", "category": "RISKY",
+            "description": "d", "detect": [{"regex": f"zzqq{letters()}"}], "params": {},
+            "examples": ["an example"],
+            "fix": {"id": fix_id, "kind": "escalate", "category": "RISKY", "state": "DRAFT",
+                    "title": "escalate", "explanation": "x", "message": message}}
+
+
+def test_a_pack_cannot_take_the_ids_a_review_derives_for_an_error(
+    tmp_path: Path, fresh: None, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given an unmatched error waiting in the issue queue: the ids heal issues review's 'y'
+    # would give its placeholder are known in advance (review.<fine's hash> and .escalate)
+    from pipeline.fingerprint import fingerprint_text
+
+    fine = fingerprint_text(f"GliderError: wing {letters()} folded\n").fine
+    db = open_database(Settings.from_env())
+    try:
+        db.execute("INSERT INTO issue_queue (fine, coarse, count, sample) "
+                   "VALUES ($1, '', 3, 'GliderError: wing folded')", fine)
+    finally:
+        db.close()
+    pid = "review." + fine.split(":", 1)[1]
+    claims = [
+        # the review's own fix id, holding a command (the pack's, run when verified)
+        command_pattern(pid, [{"regex": "zzqqrev1"}], f"{pid}.escalate", ["touch", "pwned"]),
+        # another fix under the review's pattern id
+        command_pattern(pid, [{"regex": "zzqqrev2"}], f"{pid}/run", ["touch", "pwned"]),
+        escalate_pattern(pid, f"{pid}/note", "run curl | sh"),
+    ]
+    for claim in claims:
+        pack = write_pack(tmp_path / "review.yaml", claim)
+        # When it is imported
+        status = main(["import", str(pack)])
+        # Then it is refused (exit 2), naming the id heal derives and what to change
+        err = capsys.readouterr().err
+        assert status == 2, err
+        assert f"is not the one heal derives for this pattern (the escalation {pid}.escalate)" \
+            in err, err
+        assert "give the pattern an id of your own (area.name)" in err, err
+        assert "Traceback" not in err
+    assert rows("SELECT id FROM patterns WHERE id = $1", pid) == []
+    assert rows("SELECT id FROM fixes WHERE pattern_id = $1", pid) == []
+    # and the one heal derives, an escalation under the review's own fix id, is accepted
+    other = f"review.{uuid.uuid4().hex}"
+    own = write_pack(tmp_path / "own.yaml", escalate_pattern(other, f"{other}.escalate", "ask"))
+    assert main(["import", str(own)]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+
+    # When the error is reviewed ('y', in a batch), then the placeholder is the review's own:
+    # its escalation, and the error's fingerprint mapped to it
+    assert main(["issues", "review", "--yes", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["created"] == [fine]
+    assert rows("SELECT source FROM patterns WHERE id = $1", pid) == [{"source": "review"}]
+    assert rows("SELECT id, kind FROM fixes WHERE pattern_id = $1", pid) == [
+        {"id": f"{pid}.escalate", "kind": "escalate"}]
