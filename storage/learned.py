@@ -20,23 +20,28 @@ from pipeline.errors import UsageError
 from storage.db import Database
 
 # a rule a person gave (``--regex``; the pattern's provenance says ``rule_given``) is kept by a
-# later lesson that gives none: only another ``--regex`` replaces it. Returns the pattern's
-# state and the detection it holds after the lesson.
+# later lesson that gives none: only another ``--regex`` replaces it; so is a name a person
+# gave (``--name``; ``name_given``): only another ``--name`` replaces it. Returns the
+# pattern's state, the detection and the name it holds after the lesson.
 _PATTERN = """
 INSERT INTO patterns (id, name, category, description, detection, params, examples, source,
                       state, priority, provenance, first_seen, last_seen)
 VALUES ($1, $2, $3, $4, $5::jsonb, '{}'::jsonb, $6::jsonb, $7, 'DRAFT', $8,
-        $9::jsonb || CASE WHEN $10 THEN '{"rule_given": true}'::jsonb ELSE '{}'::jsonb END,
+        $9::jsonb || CASE WHEN $10 THEN '{"rule_given": true}'::jsonb ELSE '{}'::jsonb END
+                  || CASE WHEN $11 THEN '{"name_given": true}'::jsonb ELSE '{}'::jsonb END,
         now(), now())
 ON CONFLICT (id) DO UPDATE SET
-    name = EXCLUDED.name, category = EXCLUDED.category, description = EXCLUDED.description,
+    name = CASE WHEN $11 OR NOT COALESCE((patterns.provenance->>'name_given')::boolean, false)
+                THEN EXCLUDED.name ELSE patterns.name END,
+    category = EXCLUDED.category, description = EXCLUDED.description,
     detection = CASE WHEN $10 OR NOT COALESCE((patterns.provenance->>'rule_given')::boolean,
                                                   false)
                      THEN EXCLUDED.detection ELSE patterns.detection END,
-    provenance = CASE WHEN $10 THEN patterns.provenance || '{"rule_given": true}'::jsonb
-                      ELSE patterns.provenance END,
+    provenance = patterns.provenance
+                 || CASE WHEN $10 THEN '{"rule_given": true}'::jsonb ELSE '{}'::jsonb END
+                 || CASE WHEN $11 THEN '{"name_given": true}'::jsonb ELSE '{}'::jsonb END,
     examples = EXCLUDED.examples, priority = EXCLUDED.priority, updated_at = now()
-RETURNING state, detection
+RETURNING state, detection, name
 """
 
 # a fix already known keeps its lifecycle state and statistics; taught again by a person
@@ -101,6 +106,9 @@ class SavedLesson:
     #: gives none, so they may differ from the lesson's own
     detection: tuple[dict[str, Any], ...] = ()
     new_alternatives: tuple[str, ...] = ()  # the ids of ``alternatives`` that were stored
+    #: the pattern's name after the lesson: a name a person gave is kept by a lesson that
+    #: gives none
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -122,7 +130,7 @@ class LearnedRepository:
              fingerprints: Iterable[tuple[str, str]] = (), issue: str = "",
              alternatives: Sequence[tuple[dict[str, Any], dict[str, Any]]] = (),
              move_fingerprints: bool = True, rule_given: bool = False,
-             serve_again: bool = True) -> SavedLesson:
+             name_given: bool = False, serve_again: bool = True) -> SavedLesson:
         """Store one taught pattern (``raw``: the seeds' YAML shape, already validated) and
         its fix as DRAFT, map ``fingerprints`` (fingerprint, level) to it (a fingerprint known
         for another pattern moves to this one: the person said what fixes it), record the
@@ -132,6 +140,8 @@ class LearnedRepository:
         person's lesson, not one mined from a history or a transcript run again), becomes
         the newest of its pattern again (the one served). ``rule_given``: ``raw``'s rules
         are a person's (``--regex``); without it, a rule a person gave before is kept.
+        ``name_given``: ``raw``'s name is a person's (``--name``); without it, a name a person
+        gave before is kept.
 
         ``alternatives`` (fix mapping, its provenance), newest first: the pattern's other
         fixes (an imported pack's), stored DRAFT as older than ``raw``'s fix.
@@ -152,7 +162,7 @@ class LearnedRepository:
                 pattern = await conn.fetchrow(
                     _PATTERN, raw["id"], raw["name"], raw["category"], raw["description"],
                     _json(raw["detect"]), _json(raw["examples"]), source,
-                    int(raw.get("priority", 50)), _json(provenance), rule_given)
+                    int(raw.get("priority", 50)), _json(provenance), rule_given, name_given)
                 row = await conn.fetchrow(
                     _FIX, fix["id"], raw["id"], fix["kind"], fix["category"], fix["title"],
                     fix["explanation"], _json(template), _json(provenance), serve_again)
@@ -179,7 +189,8 @@ class LearnedRepository:
                         "UPDATE issue_queue SET status = 'learned' WHERE fine = $1", issue)
                 return SavedLesson(raw["id"], fix["id"], bool(row["inserted"]),
                                    str(row["state"]), str(pattern["state"]),
-                                   tuple(_decoded(pattern["detection"]) or ()), tuple(added))
+                                   tuple(_decoded(pattern["detection"]) or ()), tuple(added),
+                                   str(pattern["name"]))
 
         result: SavedLesson = self.db.run(go)
         return result

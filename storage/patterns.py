@@ -7,14 +7,18 @@ reached and :class:`~pipeline.errors.QueryError` when it rejects a statement.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
 import asyncpg
 import orjson
 
+from pipeline.console import visible
 from pipeline.lookup.catalog import Pattern
 from storage.db import Database
+
+log = logging.getLogger(__name__)
 
 _UPSERT_PATTERN = """
 INSERT INTO patterns (id, name, category, description, detection, params, examples, source)
@@ -46,6 +50,36 @@ RETURNING (xmax = 0) AS inserted
 """
 
 
+# A seed's id held as ``source = 'pack'``: before heal import compared a pack with the seed
+# files, importing a seed file (or a pack reusing a seed's id) on a home whose seeds were not
+# stored yet wrote the seed's rows as a pack's (DRAFT, its fixes DRAFT), and the seeding above
+# never changes ``source``, so the row stayed a pack's: exported by ``heal export --pack`` as
+# a taught pattern, listed by ``heal report`` as learned, its shipped fix suggestion-only.
+# Once seeded, the row's content is the seed's (the upsert above); when every fix it holds is
+# one of the seed's own (their content is the seed's too, by the same upsert), nothing in it
+# is the pack's but the labels: it becomes the seed's again, and a fix never used since
+# (DRAFT, no attempt, no statistics) gets a seed's fresh state back. A row holding a fix of
+# its own (a pack's fix id under the seed) stays as it is and is reported.
+_REOWN_PATTERN = """
+UPDATE patterns SET source = 'seed', state = 'ACTIVE', updated_at = now()
+WHERE id = $1 AND source = 'pack'
+  AND NOT EXISTS (SELECT 1 FROM fixes WHERE pattern_id = $1 AND NOT (id = ANY($2::text[])))
+RETURNING id
+"""
+
+_REOWN_FIXES = """
+UPDATE fixes f SET state = 'ACTIVE', updated_at = now()
+WHERE f.pattern_id = $1 AND f.state = 'DRAFT'
+  AND f.attempts = 0 AND f.successes = 0 AND f.failures = 0 AND f.rollbacks = 0
+  AND NOT EXISTS (SELECT 1 FROM fix_stats s WHERE s.fix_id = f.id)
+"""
+
+_FOREIGN_FIXES = """
+SELECT f.id FROM patterns p JOIN fixes f ON f.pattern_id = p.id
+WHERE p.id = $1 AND p.source = 'pack' AND NOT (f.id = ANY($2::text[])) ORDER BY f.id
+"""
+
+
 def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -56,11 +90,13 @@ class PatternRepository:
 
     def seed(self, patterns: Iterable[Pattern], source: str = "seed") -> dict[str, int]:
         """Insert or update every pattern and its fix in one transaction; a second run with
-        the same seeds changes nothing. Returns counts of inserted / updated / unchanged."""
+        the same seeds changes nothing. Returns counts of inserted / updated / unchanged, and
+        ``reowned``: seed rows an old import had left as a pack's, the seed's again (see
+        ``_REOWN_PATTERN``); one still holding a pack's fix is logged as a warning."""
         rows = list(patterns)
 
         async def run(conn: asyncpg.Connection) -> dict[str, int]:
-            counts = {"inserted": 0, "updated": 0, "unchanged": 0}
+            counts = {"inserted": 0, "updated": 0, "unchanged": 0, "reowned": 0}
             async with conn.transaction():
                 for p in rows:
                     d = p.to_dict()
@@ -75,6 +111,24 @@ class PatternRepository:
                             _UPSERT_FIX, fix["id"], p.id, fix["kind"], fix["category"],
                             fix["title"], fix["explanation"], _json(fix["template"]),
                         ))
+                    if source == "seed":
+                        own = [spec.to_row()["id"] for spec in p.fixes]
+                        if await conn.fetchval(_REOWN_PATTERN, p.id, own) is not None:
+                            await conn.execute(_REOWN_FIXES, p.id)
+                            counts["reowned"] += 1
+                        else:
+                            foreign = [r["id"] for r in await conn.fetch(_FOREIGN_FIXES, p.id,
+                                                                         own)]
+                            if foreign:
+                                log.warning(
+                                    "seed pattern %s is held in PostgreSQL as an imported "
+                                    "pack's, with fix(es) %s that are not the seed's (left by "
+                                    "an import before heal refused a seed's id): the lookup "
+                                    "serves the seed from its file and never these fixes, but "
+                                    "heal export --pack writes them; delete them (DELETE FROM "
+                                    "fixes WHERE id IN (...)) and the next seeding makes the "
+                                    "row the seed's", p.id,
+                                    ", ".join(visible(f) for f in foreign))
                     # True: something inserted; False: updated; None: nothing changed
                     fix_flag = True if True in flags else (False if False in flags else None)
                     if flag is True or fix_flag is True:

@@ -51,6 +51,22 @@ def _decode_json(value: Any) -> Any:
     return value
 
 
+
+#: the namespace of the placeholder patterns ``heal issues review`` creates (``y``): the
+#: pattern's id is derived from the error's fine fingerprint and its one fix is an escalation
+#: under :func:`review_fix_id`; a pack may not name a fix there that heal would not create
+REVIEW = "review."
+
+
+def review_pattern_id(fine: str) -> str:
+    """The id of the placeholder pattern a review creates for the fine fingerprint ``fine``."""
+    return f"{REVIEW}{fine.split(':', 1)[-1]}"
+
+
+def review_fix_id(pattern_id: str) -> str:
+    """The id of the one (``escalate``) fix of a review's placeholder pattern."""
+    return f"{pattern_id}.escalate"
+
 class ReportStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -209,7 +225,7 @@ class ReportStore:
                                           explanation, template)
                        VALUES ($1, $2, 'escalate', 'RISKY', 'DRAFT', $3, $4, $5::jsonb)
                        ON CONFLICT (id) DO NOTHING""",
-                    f"{pattern_id}.escalate", pattern_id, "escalate to a human", message,
+                    review_fix_id(pattern_id), pattern_id, "escalate to a human", message,
                     orjson.dumps({"message": message}).decode())
                 await conn.execute(
                     """INSERT INTO pattern_fingerprints (fingerprint, level, pattern_id, source)

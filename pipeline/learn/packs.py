@@ -13,8 +13,8 @@ here, whatever its state was there, and is verified before it is offered. A patt
 a pack again changes nothing. One held with a different fix or other rules under its id, one
 with a fix id held by another pattern, or whose ``provenance.fine`` is mapped here to another
 pattern, is a conflict: reported, never merged. A pack naming one pattern id twice, or a fix
-id not under its own pattern's id (or, under ``learned.``, not the one heal derives for that
-fix), is refused before anything is stored.
+id not under its own pattern's id (or, under ``learned.`` and ``review.``, not the one heal
+derives for that fix), is refused before anything is stored.
 """
 
 from __future__ import annotations
@@ -165,14 +165,17 @@ def _check_fix_id(pattern_id: str, where: str, fix: dict[str, Any]) -> None:
     """A pack's fix id is under its own pattern's id (``<pattern id>/<name>``, as the seeds
     name theirs, or ``<pattern id>.<name>``, as heal names what it learns), and under
     ``learned.`` it is the id heal itself derives from the fix (its kind and a hash of its
-    template): a fix id is a row of its own, so a pack naming another pattern's id, or the id
-    a later ``heal learn`` would derive for another fix, would block that lesson or stand in
-    for it.
+    template), under ``review.`` the one escalation ``heal issues review`` creates
+    (``<pattern id>.escalate``): a fix id is a row of its own, so a pack naming another
+    pattern's id, or the id a later ``heal learn`` or review would derive for another fix,
+    would block that lesson or stand in for it (a review's ``y`` keeps a pattern and fix it
+    finds under its ids and maps the error's fingerprint to them).
 
     Raises:
         ConfigError: naming the pattern, the fix and the id to give.
     """
     from pipeline.learn.teach import LEARNED, learned_fix_id
+    from storage.reports import REVIEW, review_fix_id
 
     fix_id = str(fix["id"])
     name = next((fix_id[len(pattern_id) + 1:] for sep in ("/", ".")
@@ -183,6 +186,14 @@ def _check_fix_id(pattern_id: str, where: str, fix: dict[str, Any]) -> None:
         raise ConfigError(f"pattern {pattern_id}: {where}: fix id {spelled(fix_id)} is not "
                           f"under the pattern's own id: name it {pattern_id}/NAME (or "
                           f"{pattern_id}.NAME), NAME of letters, digits, _ and -")
+    if pattern_id.startswith(REVIEW):
+        derived = review_fix_id(pattern_id)
+        if fix_id != derived or fix["kind"] != "escalate":
+            raise ConfigError(
+                f"pattern {pattern_id}: {where}: fix {spelled(fix_id)} ({fix['kind']}) is "
+                f"not the one heal derives for this pattern (the escalation {derived}): ids "
+                f"under {REVIEW} are the placeholders heal issues review creates; give the "
+                "pattern an id of your own (area.name) and the fix <pattern id>/NAME")
     if pattern_id.startswith(LEARNED):
         derived = learned_fix_id(pattern_id, str(fix["kind"]), _template(fix))
         if fix_id != derived:

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from pipeline.console import visible
 from pipeline.errors import ConfigError, UsageError
 from pipeline.learn.detection import check_regex, compile_rule, derive_regex
 from pipeline.learn.fixes import FixDraft, check_stays_inside
@@ -179,6 +180,7 @@ class Teacher:
         saved = LearnedRepository(self.db).save(
             raw, source="learned", provenance=taught.provenance,
             fingerprints=[(fine, "fine")], issue=fine, rule_given=lesson.regex is not None,
+            name_given=bool(lesson.name),
             serve_again=lesson.source not in MINED_SOURCES)
         regex, notes = taught.regex, list(taught.notes)
         if detection_key(saved.detection) != detection_key(raw["detect"]):
@@ -187,6 +189,11 @@ class Teacher:
             notes = [n for n in notes if "fingerprint only" not in n]
             notes.append("kept the detection rule given earlier with --regex (a lesson "
                          "without --regex does not replace it; give --regex to change it)")
+        if saved.name and saved.name != raw["name"]:
+            # the name a person gave earlier with --name beats the one derived now
+            notes.append(f"kept the name given earlier with --name ({visible(saved.name)}; a "
+                         "lesson without --name does not replace it; give --name to change "
+                         "it)")
         if not saved.new_fix:
             again = ("and is the one served again" if lesson.source not in MINED_SOURCES
                      else "and keeps its place among the pattern's fixes (a mined lesson "

@@ -24,7 +24,7 @@ from pipeline.events import FingerprintEvent
 from pipeline.guardrails.audit import AuditLog
 from pipeline.operator.streams import SCAN_LIMIT, newest_first_everywhere
 from storage.lifecycle import LifecycleStore
-from storage.reports import ReportStore
+from storage.reports import ReportStore, review_pattern_id
 
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 #: the longest age ``parse_age`` accepts (100 years): ages are subtracted from now, and a
@@ -69,7 +69,7 @@ def tags_by_fine(client: redis.Redis, settings: Settings, fines: Iterable[str],
 
 
 def pattern_id_for(fine: str) -> str:
-    return f"review.{fine.split(':', 1)[-1]}"
+    return review_pattern_id(fine)
 
 
 @dataclass

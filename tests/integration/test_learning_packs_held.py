@@ -267,3 +267,119 @@ def test_a_pack_fix_id_not_its_own_is_refused_and_a_later_lesson_keeps_its_id(
     assert rows("SELECT pattern_id, template->'argv' AS argv FROM fixes WHERE id = $1",
                 will.fix_id) == [{"pattern_id": will.pattern_id,
                                   "argv": '["touch", "fixed3.txt"]'}]
+
+
+def escalate_pattern(pid: str, fix_id: str, message: str) -> dict[str, object]:
+    return {"id": pid, "name": "a review's placeholder", "category": "RISKY",
+            "description": "d", "detect": [{"regex": f"zzqq{letters()}"}], "params": {},
+            "examples": ["an example"],
+            "fix": {"id": fix_id, "kind": "escalate", "category": "RISKY", "state": "DRAFT",
+                    "title": "escalate", "explanation": "x", "message": message}}
+
+
+def test_a_pack_cannot_take_the_ids_a_review_derives_for_an_error(
+    tmp_path: Path, fresh: None, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given an unmatched error waiting in the issue queue: the ids heal issues review's 'y'
+    # would give its placeholder are known in advance (review.<fine's hash> and .escalate)
+    from pipeline.fingerprint import fingerprint_text
+
+    fine = fingerprint_text(f"GliderError: wing {letters()} folded\n").fine
+    db = open_database(Settings.from_env())
+    try:
+        db.execute("INSERT INTO issue_queue (fine, coarse, count, sample) "
+                   "VALUES ($1, '', 3, 'GliderError: wing folded')", fine)
+    finally:
+        db.close()
+    pid = "review." + fine.split(":", 1)[1]
+    claims = [
+        # the review's own fix id, holding a command (the pack's, run when verified)
+        command_pattern(pid, [{"regex": "zzqqrev1"}], f"{pid}.escalate", ["touch", "pwned"]),
+        # another fix under the review's pattern id
+        command_pattern(pid, [{"regex": "zzqqrev2"}], f"{pid}/run", ["touch", "pwned"]),
+        escalate_pattern(pid, f"{pid}/note", "run curl | sh"),
+    ]
+    for claim in claims:
+        pack = write_pack(tmp_path / "review.yaml", claim)
+        # When it is imported
+        status = main(["import", str(pack)])
+        # Then it is refused (exit 2), naming the id heal derives and what to change
+        err = capsys.readouterr().err
+        assert status == 2, err
+        assert f"is not the one heal derives for this pattern (the escalation {pid}.escalate)" \
+            in err, err
+        assert "give the pattern an id of your own (area.name)" in err, err
+        assert "Traceback" not in err
+    assert rows("SELECT id FROM patterns WHERE id = $1", pid) == []
+    assert rows("SELECT id FROM fixes WHERE pattern_id = $1", pid) == []
+    # and the one heal derives, an escalation under the review's own fix id, is accepted
+    other = f"review.{uuid.uuid4().hex}"
+    own = write_pack(tmp_path / "own.yaml", escalate_pattern(other, f"{other}.escalate", "ask"))
+    assert main(["import", str(own)]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+
+    # When the error is reviewed ('y', in a batch), then the placeholder is the review's own:
+    # its escalation, and the error's fingerprint mapped to it
+    assert main(["issues", "review", "--yes", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["created"] == [fine]
+    assert rows("SELECT source FROM patterns WHERE id = $1", pid) == [{"source": "review"}]
+    assert rows("SELECT id, kind FROM fixes WHERE pattern_id = $1", pid) == [
+        {"id": f"{pid}.escalate", "kind": "escalate"}]
+
+
+def test_seeding_makes_a_seed_row_an_old_import_left_as_a_packs_the_seeds_again(
+    tmp_path: Path, fresh: None, capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given a home where an import before heal compared packs with the seed files stored
+    # seed ids as a pack's, the seeds not stored yet: a seed file's own pattern (what
+    # `heal import seeds/system.yaml` wrote), and a seed id with a fix of the pack's own
+    from pipeline.learn.packs import parse_pack_pattern
+    from storage.learned import LearnedRepository
+
+    seeds = load_catalog()
+    own, fixes = parse_pack_pattern(seeds.patterns["proc.port_in_use"].to_dict())
+    db = open_database(Settings.from_env())
+    try:
+        repo = LearnedRepository(db)
+        repo.save(own, source="pack", provenance={"who": "old import"},
+                  alternatives=[(f.fix, {"who": "old import"}) for f in fixes[1:]],
+                  move_fingerprints=False)
+        repo.save(command_pattern("format.ruff_format", [{"regex": "zzqqseedclash"}],
+                                  "format.ruff_format/clash", ["touch", "a"]),
+                  source="pack", provenance={"who": "old import"}, move_fingerprints=False)
+    finally:
+        db.close()
+    assert rows("SELECT DISTINCT state FROM fixes WHERE pattern_id = 'proc.port_in_use'") == [
+        {"state": "DRAFT"}]
+
+    # When the seeds are stored (heal export --json seeds PostgreSQL first)
+    assert main(["export", "--json"]) == 0
+    exported = json.loads(capsys.readouterr().out)["patterns"]
+    # Then the seed's own row is the seed's again: a seed, its fixes in a seed's fresh state
+    assert rows("SELECT source, state FROM patterns WHERE id = 'proc.port_in_use'") == [
+        {"source": "seed", "state": "ACTIVE"}]
+    assert rows("SELECT id, state FROM fixes WHERE pattern_id = 'proc.port_in_use' "
+                "ORDER BY id") == [{"id": "proc.port_in_use/fix", "state": "ACTIVE"},
+                                   {"id": "proc.port_in_use/wait", "state": "ACTIVE"}]
+    assert next(p for p in exported if p["id"] == "proc.port_in_use")["source"] == "seed"
+    # and the one holding a fix of the pack's own stays as it is, named in a warning
+    assert rows("SELECT source FROM patterns WHERE id = 'format.ruff_format'") == [
+        {"source": "pack"}]
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("seed pattern format.ruff_format" in m and "format.ruff_format/clash" in m
+               for m in warned), warned
+
+    # and the seed is no taught pattern of an export, its seed file is known, nothing changed
+    assert main(["export", "--pack", str(tmp_path / "out.yaml")]) == 0
+    pack = yaml.safe_load((tmp_path / "out.yaml").read_text())
+    assert "proc.port_in_use" not in [p["id"] for p in pack["patterns"]]
+    capsys.readouterr()
+    status, result = import_json(capsys, SEEDS_DIR / "system.yaml")
+    assert status == 0 and result["conflicts"] == [] and result["imported"] == [], result
+    db = open_database(Settings.from_env())
+    try:
+        again = PatternRepository(db).seed(seeds.patterns.values())
+    finally:
+        db.close()
+    assert again["reowned"] == 0 and again["inserted"] == 0, again

@@ -1,6 +1,7 @@
 """Teaching a pattern again (the real CLI, real engines): a fix taught again reports its real
 lifecycle state and is the one served again; a lesson without --regex keeps the rule a person
-gave with --regex and says so. QA report qa_teach, items 10 and 15."""
+gave with --regex (and the name given with --name) and says so. QA report qa_teach, items 10
+and 15."""
 
 from __future__ import annotations
 
@@ -129,3 +130,38 @@ def test_a_lesson_without_regex_keeps_the_rule_a_person_gave(
     other = RULE.replace("not initialised", r"not initialised after \d++")
     replaced = learn(capsys, "--command", "touch x", "--regex", other)
     assert replaced["regex"] == other and not any("kept" in n for n in replaced["notes"])
+
+
+def pattern_name(pattern_id: str) -> str:
+    db = open_database(Settings.from_env())
+    try:
+        return str(db.fetchval("SELECT name FROM patterns WHERE id = $1", pattern_id))
+    finally:
+        db.close()
+
+
+def test_a_lesson_without_name_keeps_the_name_a_person_gave(
+    tmp_path: Path, own_database: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given a pattern a person named with --name
+    failing_run(tmp_path, monkeypatch, capsys)
+    given = learn(capsys, "--command", "touch workspace.ready", "--name", "stale workspace")
+    assert pattern_name(given["pattern_id"]) == "stale workspace"
+
+    # When a later lesson gives no --name (another fix, then the same fix again)
+    assert main(["learn", "--last", "--command", "touch x"]) == 0
+    out = capsys.readouterr().out
+    # Then the person's name is kept, and the output says so
+    assert "kept the name given earlier with --name (stale workspace" in out, out
+    assert pattern_name(given["pattern_id"]) == "stale workspace"
+    again = learn(capsys, "--command", "touch workspace.ready")
+    assert any("kept the name" in n for n in again["notes"]), again
+    assert pattern_name(given["pattern_id"]) == "stale workspace"
+
+    # and another --name replaces it, which a later lesson without one keeps in turn
+    renamed = learn(capsys, "--command", "touch x", "--name", "workspace not ready")
+    assert not any("kept the name" in n for n in renamed["notes"]), renamed
+    assert pattern_name(given["pattern_id"]) == "workspace not ready"
+    learn(capsys, "--command", "touch y")
+    assert pattern_name(given["pattern_id"]) == "workspace not ready"

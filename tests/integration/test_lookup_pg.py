@@ -64,7 +64,7 @@ def test_schema_has_tables_and_hnsw_index(db: Database) -> None:
 def test_seeding_is_idempotent(db: Database, lookup: Lookup) -> None:
     catalog = load_catalog()
     again = PatternRepository(db).seed(catalog.patterns.values())
-    assert again == {"inserted": 0, "updated": 0, "unchanged": len(catalog)}
+    assert again == {"inserted": 0, "updated": 0, "unchanged": len(catalog), "reowned": 0}
     assert db.fetchval("SELECT count(*) FROM fixes WHERE pattern_id = ANY($1::text[])",
                        list(catalog.patterns)) == sum(len(p.fixes)  # (with alternatives)
                                                       for p in catalog.patterns.values())
