@@ -465,6 +465,15 @@ EXIT_CODE_MIN, EXIT_CODE_MAX = -(2 ** 63), 2 ** 63 - 1
 COMMAND_HEAD_CHARS = 2000
 
 
+def fit_field(value: str) -> str:
+    """A ``source``/``workflow``/``repo`` string as :func:`fit_to_contract` publishes it: one
+    longer than ``MAX_FIELD_CHARS`` or holding a NUL becomes its redacted start without NULs
+    (producers that key records by such a field use this, so key and event agree)."""
+    if len(value) > MAX_FIELD_CHARS or "\x00" in value:
+        return redacted_head(value.replace("\x00", ""), MAX_FIELD_CHARS)
+    return value
+
+
 def fit_to_contract(obj: JSON) -> JSON:
     """``obj`` (an event as a dict, built by a producer from untrusted input: a transcript's
     ``cwd``, a tool call's command) cut where the contract allows cutting, so that
@@ -489,9 +498,11 @@ def fit_to_contract(obj: JSON) -> JSON:
             continue
         fitted = {}
         for key, value in sub.items():
-            if isinstance(value, str) and (len(value) > MAX_FIELD_CHARS or "\x00" in value):
-                value = redacted_head(value.replace("\x00", ""), MAX_FIELD_CHARS)
-                cut.append(f"{name}.{key}")
+            if isinstance(value, str):
+                fitted_value = fit_field(value)
+                if fitted_value is not value:
+                    cut.append(f"{name}.{key}")
+                value = fitted_value
             fitted[key] = value
         out[name] = fitted
     tags = dict(out.get("tags") or {})

@@ -161,6 +161,15 @@ def check_paths(paths: list[str]) -> list[Path]:
         if not stat.S_ISREG(mode):
             raise UsageError(f"{raw}: is {kind_of(mode)}, not a regular file; give log files "
                              "(or .gz) to backfill")
+        try:  # (before anything is read, as --discover names such a file before reading)
+            open_regular(path).close()
+        except FileNotFoundError:
+            raise UsageError(f"{raw}: does not exist; give log files (or .gz) to backfill"
+                             ) from None
+        except FileRefused as exc:
+            raise UsageError(f"{raw} {exc}; give the user heal runs as read access to it "
+                             "(its permissions), or run heal as a user who can read it"
+                             ) from exc
         out.append(path)
     return out
 

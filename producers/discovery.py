@@ -7,6 +7,9 @@ nothing. ``heal.toml`` ``[backfill] paths = [...]`` replaces the default globs a
 ``exclude = [...]`` adds exclusions; ``--glob`` on the command line adds globs.
 
 Only text files (also inside ``.gz``) are kept: a NUL byte in the first 4 KiB means binary.
+A file heal may not read (permission denied) is not kept either, but handed back to the
+caller (``unreadable``), which names it with what to do; ``heal backfill --discover`` counts
+it in its summary and exits 2, as for a PATH heal cannot read, after backfilling the rest.
 A damaged ``.gz`` (cut short, or not gzip) is kept unless what it yields shows a NUL byte:
 backfill publishes what can be read of it and names it as damaged (exit 1), as it does for
 one given by hand, rather than it being left out without a word.
@@ -66,6 +69,25 @@ class Found:
         return {"path": str(self.path), "size": self.size}
 
 
+#: what to do about a discovered file heal may not read
+UNREADABLE_ADVICE = ("give the user heal runs as read access to it (its permissions), run heal "
+                     "as a user who can read it, or exclude it (heal.toml [backfill] exclude)")
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A file the globs select that heal cannot read (its events are not published)."""
+
+    path: Path
+    reason: str  # e.g. "Permission denied"
+
+    def message(self) -> str:
+        return f"{self.path} cannot be read: {self.reason}; {UNREADABLE_ADVICE}"
+
+    def to_dict(self) -> dict[str, object]:
+        return {"path": str(self.path), "reason": self.reason}
+
+
 @lru_cache(maxsize=256)
 def _compile(glob: str) -> re.Pattern[str]:
     """A glob on posix relative paths: ``**`` crosses directories, ``*``/``?`` do not."""
@@ -111,14 +133,15 @@ def _excluded_dir(rel: str, name: str, excludes: Sequence[str]) -> bool:
 
 
 def _is_text(path: Path) -> bool:
-    """No NUL byte in the first 4 KiB (decompressed for ``.gz``: a ``.tar.gz`` is binary)."""
-    try:
-        if path.suffix == ".gz":
-            return _gz_is_text(path)
-        with open(path, "rb") as fh:
-            return b"\0" not in fh.read(BINARY_PROBE)
-    except OSError:
-        return False  # unreadable: nothing backfill could read either
+    """No NUL byte in the first 4 KiB (decompressed for ``.gz``: a ``.tar.gz`` is binary).
+
+    Raises:
+        OSError: the file cannot be opened or read (heal may not read it).
+    """
+    if path.suffix == ".gz":
+        return _gz_is_text(path)
+    with open(path, "rb") as fh:
+        return b"\0" not in fh.read(BINARY_PROBE)
 
 
 def _gz_is_text(path: Path) -> bool:
@@ -142,11 +165,14 @@ def _gz_is_text(path: Path) -> bool:
 
 
 def discover(root: Path, globs: Sequence[str] = DEFAULT_GLOBS,
-             exclude: Sequence[str] = (), home: Path | None = None) -> list[Found]:
+             exclude: Sequence[str] = (), home: Path | None = None,
+             unreadable: list[Unreadable] | None = None) -> list[Found]:
     """Log files under ``root`` matching ``globs``, sorted by path.
 
     ``exclude`` holds directory names (pruned anywhere) or globs on relative paths (a file
     or directory matching one is skipped); ``DEFAULT_EXCLUDES`` and ``home`` always apply.
+    A matching file heal cannot read is not returned but added to ``unreadable`` (sorted by
+    path), so the caller names it instead of it being left out without a word.
 
     Raises:
         UsageError: ``root`` is not a directory, or a glob is malformed.
@@ -159,6 +185,7 @@ def discover(root: Path, globs: Sequence[str] = DEFAULT_GLOBS,
     excludes = (*DEFAULT_EXCLUDES, *exclude)
     home_real = os.path.realpath(home) if home is not None else None
     found: list[Found] = []
+    refused: list[Unreadable] = []
     for dirpath, dirnames, filenames in os.walk(root):
         base = Path(dirpath)
         rel_dir = base.relative_to(root).as_posix()
@@ -174,9 +201,18 @@ def discover(root: Path, globs: Sequence[str] = DEFAULT_GLOBS,
             if not matches(rel, globs) or matches(rel, exclude):
                 continue
             path = base / name
-            if not path.is_file() or path.is_symlink() or not _is_text(path):
+            if not path.is_file() or path.is_symlink():
                 continue
-            found.append(Found(path, path.stat().st_size))
+            try:
+                if not _is_text(path):
+                    continue
+                size = path.stat().st_size
+            except OSError as exc:
+                refused.append(Unreadable(path, exc.strerror or str(exc)))
+                continue
+            found.append(Found(path, size))
+    if unreadable is not None:
+        unreadable.extend(sorted(refused, key=lambda u: u.path.relative_to(root).as_posix()))
     return sorted(found, key=lambda f: f.path.relative_to(root).as_posix())
 
 
@@ -248,12 +284,15 @@ def offer_backfill(settings: Settings, client: object, root: Path | None = None,
     if marker.exists():
         return "already-asked"
     root = Path(root) if root is not None else _repo_root()
+    unreadable: list[Unreadable] = []
     try:
         globs, exclude = configured(root)
-        found = discover(root, globs, exclude, home=settings.home)
+        found = discover(root, globs, exclude, home=settings.home, unreadable=unreadable)
     except HealError as exc:
         print(f"heal: log discovery skipped: {exc}", file=out)
         return "none-found"
+    for item in unreadable:  # (not offered: heal could not read them)
+        print(f"heal: {item.message()}", file=out)
     if not found:
         return "none-found"
     total = human_size(sum(f.size for f in found))

@@ -74,6 +74,8 @@ def _publisher() -> Publisher:
 class EmitReport:
     published: int = 0
     bad: list[tuple[int, str]] = field(default_factory=list)
+    #: valid events read but not published because publishing them failed
+    unpublished: int = 0
 
 
 def parse_lines(lines: Iterable[bytes | str]) -> Iterator[tuple[int, ErrorEvent | str]]:
@@ -89,22 +91,48 @@ def parse_lines(lines: Iterable[bytes | str]) -> Iterator[tuple[int, ErrorEvent 
             yield number, exc.reason
 
 
-def emit_lines(lines: Iterable[bytes | str], publisher: Publisher, batch: int = 500) -> EmitReport:
+def emit_lines(lines: Iterable[bytes | str], publisher: Publisher, batch: int = 500,
+               report: EmitReport | None = None) -> EmitReport:
     """Publish every valid line (in batches); collect the bad ones with their reasons.
 
+    Pass ``report`` to keep the counts when this raises: when reading ``lines`` fails (an
+    input error, an interrupt), the events read so far are published first and the error
+    then propagates; events whose publishing failed are counted in ``report.unpublished``.
+
     Raises:
-        StreamUnavailable: Redis cannot be reached (events of the current batch are not sent).
+        StreamUnavailable: Redis cannot be reached (the events of that batch are counted in
+            ``report.unpublished``).
+        whatever reading ``lines`` raised, after the events read before it were published.
     """
-    report = EmitReport()
+    report = report if report is not None else EmitReport()
     pending: list[ErrorEvent] = []
-    for number, item in parse_lines(lines):
-        if isinstance(item, str):
-            report.bad.append((number, item))
-            continue
-        pending.append(item)
-        if len(pending) >= batch:
-            report.published += len(publisher.publish_many(pending))
-            pending = []
-    if pending:
-        report.published += len(publisher.publish_many(pending))
+    try:
+        for number, item in parse_lines(lines):
+            if isinstance(item, str):
+                report.bad.append((number, item))
+                continue
+            pending.append(item)
+            if len(pending) >= batch:
+                events, pending = pending, []
+                _publish(publisher, events, report)
+    except BaseException as exc:  # (an interrupt too: what was read is not dropped)
+        if pending:
+            try:
+                _publish(publisher, pending, report)
+            except Exception as failed:  # the first error goes on; this one is noted on it
+                exc.add_note(f"{len(pending)} event(s) read before it were not published: "
+                             f"{failed}")
+        raise
+    _publish(publisher, pending, report)
     return report
+
+
+def _publish(publisher: Publisher, events: list[ErrorEvent], report: EmitReport) -> None:
+    """Publish ``events`` into ``report``; on failure they are counted as unpublished."""
+    if not events:
+        return
+    try:
+        report.published += len(publisher.publish_many(events))
+    except BaseException:
+        report.unpublished += len(events)
+        raise

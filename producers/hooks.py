@@ -58,6 +58,7 @@ from pipeline.events import (
     ErrorEvent,
     Repo,
     Source,
+    fit_field,
     fit_to_contract,
     json_kind,
     utc_now,
@@ -284,6 +285,7 @@ class WorkflowHooks:
     def _failure(self, step: str, phase: str, text: str, argv: Sequence[str],
                  exit_code: int | None, tags: Mapping[str, Any] | None) -> str:
         event = self._event(step, phase, text, argv, exit_code, tags)
+        step = event.workflow.step  # as published (cut, redacted): the record's key agrees
         Publisher(self.client, self.settings).publish(event)
         StepRecorder(self.client, self.settings).record_failure(self._key(step), step, event.id)
         self.published += 1
@@ -293,6 +295,7 @@ class WorkflowHooks:
         return event.id
 
     def _success(self, step: str) -> None:
+        step = fit_field(step)  # the name a failure of this step was published (and keyed) with
         StepRecorder(self.client, self.settings).record_success(self._key(step), step)
         self._record_state(step, True)
 
@@ -318,7 +321,7 @@ class WorkflowHooks:
         Raises: StreamUnavailable.
         """
         guard = guard_at(self.client, self.settings, self.repo.path)
-        return guard.should_execute_step(self.workflow, step)
+        return guard.should_execute_step(self.workflow, fit_field(step))
 
     def _key(self, step: str) -> str:
         return step_key(self.repo.path, self.workflow_id, step)

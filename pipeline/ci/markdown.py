@@ -67,20 +67,33 @@ def _code(value: object, table: bool = True) -> str:
     return f"{ticks}{pad}{text}{pad}{ticks}"
 
 
-def _cell(value: object) -> str:
-    """Untrusted prose in a table cell, on one line: HTML escaped, Markdown's inline syntax
-    backslash-escaped, mentions broken."""
-    out = []
-    for char in _one_line(value):
-        if char in _MARKDOWN:
-            out.append("\\" + char)
-        elif char in _HTML:
-            out.append(_HTML[char])
-        elif char == "@":
-            out.append("@" + _ZWSP)
-        else:
-            out.append(char)
-    return "".join(out)
+#: what makes GitHub turn bare text into a link (its autolink extension: a scheme's ``://``,
+#: ``www.``, ``mailto:``/``xmpp:``); a word of prose holding one is shown as code instead
+_AUTOLINK = ("://", "www.", "mailto:", "xmpp:")
+
+
+def _cell(value: object, table: bool = True) -> str:
+    """Untrusted prose in a table cell (or a heading), on one line: HTML escaped, Markdown's
+    inline syntax backslash-escaped, mentions broken, and each word GitHub would autolink
+    (``https://evil.example/x``, ``www.evil.example``) put in a code span, which it never
+    links: readable, copyable, not a link."""
+    words = []
+    for word in _one_line(value).split(" "):
+        if any(marker in word.lower() for marker in _AUTOLINK):
+            words.append(_code(word, table=table))
+            continue
+        out = []
+        for char in word:
+            if char in _MARKDOWN:
+                out.append("\\" + char)
+            elif char in _HTML:
+                out.append(_HTML[char])
+            elif char == "@":
+                out.append("@" + _ZWSP)
+            else:
+                out.append(char)
+        words.append("".join(out))
+    return " ".join(words)
 
 
 def _fence(text: str, lang: str = "") -> str:
@@ -131,7 +144,7 @@ def _diff_block(report: RunReport) -> str:
 def summary(report: RunReport) -> str:
     """The job summary section (appended to ``$GITHUB_STEP_SUMMARY``)."""
     icon = "white_check_mark" if report.resolved else "x"
-    lines = [f"### :{icon}: heal: {_cell(report.event.workflow.step or 'run')}", "",
+    lines = [f"### :{icon}: heal: {_cell(report.event.workflow.step or 'run', table=False)}", "",
              "| | |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in _rows(report)]
     body = "\n".join(lines) + "\n\n" + _diff_block(report)

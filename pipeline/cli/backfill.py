@@ -130,12 +130,16 @@ def _summarize(args: argparse.Namespace, stats: BackfillStats) -> int:
                   else problem, file=sys.stderr)
     damaged = (f"; {len(stats.damaged)} file(s) could be read only in part (named above)"
                if stats.damaged else "")
+    unreadable = getattr(args, "unreadable", [])  # (discovered files heal may not read)
+    if unreadable:
+        damaged += f"; {len(unreadable)} file(s) could not be read (named above)"
     if args.json and not args.dry_run:
         summary = {"published": stats.events, "files": stats.files,
                    "skipped_bytes": stats.skipped_bytes, "bad_entries": stats.bad_entries,
                    "transcripts": {p: t.to_dict() for p, t in stats.transcripts.items()},
                    "damaged": [{"path": d.path, "offset": d.offset, "reason": d.reason}
-                               for d in stats.damaged]}
+                               for d in stats.damaged],
+                   "unreadable": [u.to_dict() for u in unreadable]}
         dump_json(summary)
     if stats.legacy_marks:
         print(f"heal backfill: {stats.legacy_marks} file(s) had a mark saved by an earlier heal "
@@ -144,7 +148,7 @@ def _summarize(args: argparse.Namespace, stats: BackfillStats) -> int:
     print(f"heal backfill: {verb} {stats.events} event(s) from "
           f"{'the error stream' if args.replay else f'{stats.files} file(s)'}{extra}{bad}"
           f"{damaged}", file=sys.stderr)
-    return 1 if stats.damaged else 0
+    return 2 if unreadable else 1 if stats.damaged else 0
 
 
 def _damaged(exc: Any) -> None:
@@ -156,10 +160,11 @@ def _discover_or_shadow(args: argparse.Namespace, settings: Settings, logs: list
     if args.discover is not None:
         found = _discover(args, settings)
         if args.dry_run or not (found or logs or transcripts):
-            return 0
+            return 2 if getattr(args, "unreadable", []) else 0
         logs = logs + [f.path for f in found]
     if args.shadow:
-        return _shadow(args, settings, logs, transcripts)
+        status = _shadow(args, settings, logs, transcripts)
+        return 2 if getattr(args, "unreadable", []) else status
     args.paths, args.discover, args.glob = [str(p) for p in logs], None, []
     return _backfill(args)  # the discovered files, backfilled like files given by hand
 
@@ -168,14 +173,21 @@ def _discover(args: argparse.Namespace, settings: Settings) -> list[Any]:
     """Find (and list) the logs of ``--discover REPO``; a JSON document with --dry-run --json."""
     from pathlib import Path
 
-    from producers.discovery import configured, discover, human_size
+    from producers.discovery import Unreadable, configured, discover, human_size
 
     root = Path(args.discover).resolve()
     globs, exclude = configured(root, args.glob)
-    found = discover(root, globs, exclude, home=settings.home)
+    unreadable: list[Unreadable] = []
+    found = discover(root, globs, exclude, home=settings.home, unreadable=unreadable)
+    # (named, counted in the summary and exit 2, as a PATH heal cannot read is; the readable
+    # files are still backfilled)
+    args.unreadable = unreadable
+    for item in unreadable:
+        print(f"heal backfill: {item.message()}", file=sys.stderr)
     if args.json and args.dry_run:
         dump_json({"repo": str(root), "globs": globs, "exclude": exclude,
-                   "files": [f.to_dict() for f in found]})
+                   "files": [f.to_dict() for f in found],
+                   "unreadable": [u.to_dict() for u in unreadable]})
         return found
     out = sys.stderr if args.json else sys.stdout
     total = human_size(sum(f.size for f in found))

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from pipeline.config import Settings
+from pipeline.errors import HealError
 
 
 def register(subparsers: Any) -> None:
@@ -25,12 +26,25 @@ def register(subparsers: Any) -> None:
 
 
 def _emit(args: argparse.Namespace) -> int:
-    from producers.emit import emit_lines
+    from producers.emit import EmitReport, emit_lines
     from producers.publisher import Publisher, connect
 
     settings = Settings.from_env()
     publisher = Publisher(connect(settings), settings)
-    report = emit_lines(sys.stdin.buffer, publisher)
+    report = EmitReport()
+    try:
+        try:
+            emit_lines(sys.stdin.buffer, publisher, report=report)
+        except OSError as exc:  # (publishing raises StreamUnavailable, not this)
+            raise HealError(f"standard input cannot be read: {exc.strerror or exc}; the "
+                            "events after the last one read were not sent") from exc
+    except BaseException:  # what was read is published; say so before the error is shown
+        for number, reason in report.bad:
+            print(f"heal emit: line {number}: {reason}", file=sys.stderr)
+        print(f"heal emit: stopped; published {report.published} event(s) read before the "
+              "error" + (f", {report.unpublished} event(s) not published (send them again)"
+                         if report.unpublished else ""), file=sys.stderr)
+        raise
     for number, reason in report.bad:
         print(f"heal emit: line {number}: {reason}", file=sys.stderr)
     if args.json:

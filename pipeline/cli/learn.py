@@ -168,8 +168,13 @@ def learn_transcript(args: argparse.Namespace) -> int:
                 learner.feed(line)
     except OSError as exc:
         raise UsageError(f"--transcript {args.transcript}: {exc.strerror or exc}") from exc
+    # --json: one object, {"transcript": FILE, "learned": [...], "skipped": [...]}
+    result: dict[str, Any] = {"transcript": args.transcript, "learned": [], "skipped": []}
     if not learner.done:
-        print(f"no failing command that passed after edits in {args.transcript}")
+        if args.json:
+            dump_json(result)
+        else:
+            print(f"no failing command that passed after edits in {visible(args.transcript)}")
         return 0
     settings = Settings.from_env()
     root = _root(args.repo) if args.repo != "." else None
@@ -184,11 +189,21 @@ def learn_transcript(args: argparse.Namespace) -> int:
         db.close()
     for precedent, taught, attempt in results:
         if taught is None:
-            print(f"skipped `{precedent.command[:80]}`: {attempt.skipped}")
+            result["skipped"].append({"command": precedent.command, "why": attempt.skipped})
+        else:
+            result["learned"].append({"command": precedent.command,
+                                      "pattern_id": taught.pattern_id,
+                                      "fix_id": taught.fix_id, "files": attempt.files})
+    if args.json:
+        dump_json(result)
+        return 0
+    for precedent, taught, attempt in results:  # (the agent's command is untrusted text)
+        if taught is None:
+            print(f"skipped `{visible(precedent.command[:80])}`: {visible(attempt.skipped)}")
         else:
             print(f"learned DRAFT precedent {taught.fix_id} (diff, RISKY) for "
-                  f"`{precedent.command[:80]}`: {len(attempt.files)} file(s); verified "
-                  "before it is offered")
+                  f"`{visible(precedent.command[:80])}`: {len(attempt.files)} file(s); "
+                  "verified before it is offered")
     return 0
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import orjson
@@ -21,6 +23,7 @@ from pipeline.events import ErrorEvent
 from producers.logs import head_identity
 
 HEAL = str(Path(sys.executable).parent / "heal")
+CLI = "import sys; from pipeline.cli import main; sys.exit(main(sys.argv[1:]))"
 #: the checkout these tests belong to (the installed ``heal`` script may point elsewhere)
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -222,3 +225,96 @@ def test_a_replay_copy_id_is_never_chosen_by_the_events_tags(
     assert [i.split("~replay-")[0] for i in ids] == ["a1", "evil1", "a1"]
     assert ids[2].startswith("a1~replay-T~replay-")
     assert [c["tags"]["replay_of"] for c in copies] == ["a1", "evil1", "a1"]
+
+
+def _as_nobody() -> list[str]:
+    """The command prefix that runs heal as a user the test's files can lock out (root
+    reads every file whatever its mode)."""
+    return (["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+            if os.geteuid() == 0 else [])
+
+
+def test_discover_names_a_log_it_may_not_read_and_exits_2_as_for_a_path(
+    env: dict[str, str]
+) -> None:
+    # Given a repository (anyone may enter it) with a log heal's user may not read beside
+    # a readable one
+    folder = Path(tempfile.mkdtemp(prefix="heal-perm-"))
+    try:
+        folder.chmod(0o777)
+        (folder / "repo" / "logs").mkdir(parents=True)
+        for part in (folder / "repo", folder / "repo" / "logs"):
+            part.chmod(0o777)
+        locked, fine = folder / "repo" / "logs" / "locked.log", folder / "repo" / "app.log"
+        locked.write_text("ERROR secret\n")
+        locked.chmod(0o000)
+        fine.write_text("ERROR good\n")
+        fine.chmod(0o666)
+        nobody = {**env, "HEAL_HOME": str(folder / "home"), "HOME": str(folder)}
+        nobody.pop("HEAL_CONFIG", None)
+
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([*_as_nobody(), sys.executable, "-c", CLI, *args],
+                                  cwd=ROOT, env=nobody, capture_output=True, text=True,
+                                  timeout=120, check=False)
+
+        # When it is discovered (listed only), as text and as JSON
+        listed = run("backfill", "--discover", str(folder / "repo"), "--dry-run")
+        as_json = run("backfill", "--discover", str(folder / "repo"), "--dry-run", "--json")
+        # and when the same files are given by hand
+        by_hand = run("backfill", "--dry-run", str(fine), str(locked))
+    finally:
+        shutil.rmtree(folder)
+    # Then the readable log is listed, the other named with the reason and what to do, exit 2
+    advice = (f"{locked} cannot be read: Permission denied; give the user heal runs as read "
+              "access to it (its permissions), run heal as a user who can read it, or exclude "
+              "it (heal.toml [backfill] exclude)")
+    assert listed.returncode == 2, listed.stderr
+    assert "app.log" in listed.stdout and "locked.log" not in listed.stdout
+    assert f"heal backfill: {advice}" in listed.stderr.splitlines()
+    assert as_json.returncode == 2, as_json.stderr
+    document = orjson.loads(as_json.stdout)
+    assert [f["path"] for f in document["files"]] == [str(fine)]
+    assert document["unreadable"] == [{"path": str(locked), "reason": "Permission denied"}]
+    # and by hand it is refused the same way (exit 2) before anything is read
+    assert by_hand.returncode == 2, by_hand.stderr
+    assert by_hand.stderr.splitlines() == [
+        f"heal: error: {locked} cannot be read: Permission denied; give the user heal runs as "
+        "read access to it (its permissions), or run heal as a user who can read it"]
+
+
+def test_discover_backfills_the_readable_logs_and_counts_the_one_it_may_not_read(
+    env: dict[str, str], client: redis.Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The publishing half (the embedded Redis is not reachable by another user, so the
+    permission error is injected where discovery opens the file)."""
+    from pipeline.cli import main
+    from producers import discovery
+
+    # Given a repository whose log locked.log heal may not open, beside two readable ones
+    repo = tmp_path / "repo"
+    (repo / "logs").mkdir(parents=True)
+    (repo / "logs" / "locked.log").write_text("ERROR secret\n")
+    (repo / "logs" / "a.log").write_text("ERROR first\n")
+    (repo / "z.log").write_text("ERROR last\n")
+    probe = discovery._is_text
+
+    def denied(path: Path) -> bool:
+        if path.name == "locked.log":
+            raise PermissionError(13, "Permission denied", str(path))
+        return probe(path)
+
+    monkeypatch.setattr(discovery, "_is_text", denied)
+    # When it is discovered and backfilled
+    status = main(["backfill", "--discover", str(repo), "--json"])
+    captured = capsys.readouterr()
+    # Then the readable logs are published, the other is named and counted, exit 2
+    assert status == 2, captured.err
+    assert sorted(texts(client, env)) == ["ERROR first", "ERROR last"]
+    locked = repo / "logs" / "locked.log"
+    assert f"heal backfill: {locked} cannot be read: Permission denied;" in captured.err
+    assert ("published 2 event(s) from 2 file(s); 1 file(s) could not be read (named above)"
+            in captured.err)
+    summary = orjson.loads(captured.out)
+    assert summary["unreadable"] == [{"path": str(locked), "reason": "Permission denied"}]

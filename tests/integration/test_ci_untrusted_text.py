@@ -86,3 +86,41 @@ def test_bidi_and_control_characters_in_the_error_are_shown_not_applied(
         assert not any(c in markdown for c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067"
                                               "\u2068\u2069\x1b"), markdown
         assert "\\u202eexe.txt\\u202c" in markdown
+
+
+def _outside_code(html: str) -> str:
+    """The rendered HTML without what is inside <code>...</code>."""
+    parts = html.split("<code>")
+    return parts[0] + "".join(part.split("</code>", 1)[-1] for part in parts[1:])
+
+
+def test_bare_urls_in_event_text_are_never_autolinked_in_the_summary_and_comment(
+    tmp_path: Path, heal_env: dict[str, str]
+) -> None:
+    # Given a step name (event text, shown as prose in the summary's title) holding bare
+    # URLs, which GitHub would turn into links
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "fail4.py").write_text("import sys\nsys.stderr.write('ValueError: see "
+                                    "https://evil.example/e\\n')\nsys.exit(1)\n")
+    summary, temp = tmp_path / "summary.md", tmp_path / "runner"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "RUNNER_"))},
+           **heal_env, "GITHUB_ACTIONS": "true", "CI": "true",
+           "GITHUB_STEP_SUMMARY": str(summary), "GITHUB_OUTPUT": str(tmp_path / "output"),
+           "RUNNER_TEMP": str(temp), "PYTHONPATH": str(ROOT)}
+    step = "deploy https://evil.example/x (www.evil.example, mailto:a@evil.example)"
+    # When heal runs it under GitHub Actions
+    done = subprocess.run([sys.executable, "-c", CLI, "run", "--timeout", "60", "--step", step,
+                           "--", sys.executable, "fail4.py"], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    markdown = summary.read_text()
+    # Then outside code spans the written summary holds no URL GitHub would link, and each
+    # URL is shown whole as code (readable, not a link)
+    html = _rendered(markdown)
+    outside = _outside_code(html).lower()
+    assert not any(m in outside for m in ("://", "www.", "mailto:")), markdown
+    for url in ("https://evil.example/x", "(www.evil.example,", "mailto:a@evil.example)"):
+        assert f"<code>{url}</code>" in html, markdown
+    assert "<code>ValueError: see https://evil.example/e</code>" in html
+    assert "<h3>:x: heal: deploy <code>" in html

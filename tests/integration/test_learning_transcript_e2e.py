@@ -84,6 +84,37 @@ def test_a_transcript_precedent_is_offered_verified_for_the_same_failure_in_a_co
     assert "no failing command that passed after edits" in capsys.readouterr().out
 
 
+def test_learn_transcript_json_prints_one_json_object(
+    tmp_path: Path, heal_env: dict[str, str], capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given a transcript with one fail -> edit -> pass sequence, and one without any
+    token = "".join(chr(97 + int(c, 16)) for c in uuid.uuid4().hex[:10])
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "app.py").write_text(BROKEN.format(token=token))
+    git(repo, "add", "app.py")
+    git(repo, "commit", "-q", "-m", "app")
+    error = subprocess.run([sys.executable, "-c", "import app"], cwd=repo, capture_output=True,
+                           text=True).stderr
+    log, quiet = tmp_path / "session.jsonl", tmp_path / "quiet.jsonl"
+    lines = [orjson.dumps(o) + b"\n" for o in transcript(repo, token, error)]
+    log.write_bytes(b"".join(lines))
+    quiet.write_bytes(b"".join(lines[:2]))
+    # When heal learn --transcript runs with --json
+    assert main(["learn", "--transcript", str(log), "--json"]) == 0
+    # Then stdout is one JSON object naming what was learned, and nothing else
+    result = orjson.loads(capsys.readouterr().out)
+    (learned,) = result["learned"]
+    assert result["transcript"] == str(log) and result["skipped"] == []
+    assert learned["fix_id"].startswith("learned.h") and learned["files"] == ["app.py"]
+    assert learned["command"].endswith("-c 'import app'") and learned["pattern_id"]
+    # and a transcript that teaches nothing is the same object, empty
+    assert main(["learn", "--transcript", str(quiet), "--json"]) == 0
+    assert orjson.loads(capsys.readouterr().out) == {
+        "transcript": str(quiet), "learned": [], "skipped": []}
+
+
 def test_heal_watch_transcript_learns_as_it_follows(
     tmp_path: Path, heal_env: dict[str, str], capsys: pytest.CaptureFixture[str],
 ) -> None:

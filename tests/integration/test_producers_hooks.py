@@ -185,3 +185,32 @@ def test_a_lesson_command_given_as_a_string_is_split_not_spelled_out(
     hooks.on_learn_phase_complete([{"error": "E   ImportError: yaml", "command": "pytest -q"}])
     (event,) = errors(client, settings)
     assert event.command == ("pytest", "-q")
+
+
+def test_a_huge_step_name_is_keyed_and_recorded_by_the_cut_name_the_event_carries(
+    client: redis.Redis, settings: Settings
+) -> None:
+    """The step record is keyed by the name the event carries (cut to 1 KiB), so a hostile
+    10 MB step name makes no 10 MB record, and its success still resolves its failure."""
+    from producers.steps import StepRecorder, step_key
+
+    hooks = WorkflowHooks("wf", "r9", client=client, settings=settings)
+    step = "build " + "s" * 10_000_000
+    # When a step with a 10 MB name fails
+    event_id = hooks.on_phase_complete("build", "failure", error_text="ValueError: boom",
+                                       step=step)
+    (event,) = errors(client, settings)
+    cut = event.workflow.step
+    assert event.id == event_id and len(cut) <= 1024 and "workflow.step" in event.tags["cut_fields"]
+    # Then the step record is the one of the cut name, holding that name, nothing larger
+    recorder = StepRecorder(client, settings)
+    key = step_key(hooks.repo.path, "wf", cut)
+    assert recorder.status(key).last_error_id == event_id
+    record = client.hgetall(recorder._key(key))
+    assert record[b"step"].decode() == cut
+    assert max(len(v) for v in record.values()) <= 1024
+    # and its success (the same hostile name) resolves that failure
+    assert hooks.on_phase_complete("build", "passed", step=step) is None
+    (row,) = client.xrange(settings.stream("resolutions"))
+    assert row[1][b"error_id"].decode() == event_id and row[1][b"step"].decode() == cut
+    assert hooks.execution_decision(step).execute

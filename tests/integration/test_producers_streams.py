@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -348,3 +351,65 @@ def test_backfill_publishes_a_failed_tests_whole_report_between_the_runners_rule
     assert "E       assert 59 == 60" in text
     assert "tests/test_m40.py::test_case_40 PASSED" not in text
     assert len(text) < len(REPORT_LOG) / 2
+
+
+class _FailingInput(io.RawIOBase):
+    """Standard input that gives ``data`` and then fails to read (EIO), as a broken pipe
+    from a dying producer or a bad disk does."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self.data:
+            raise OSError(errno.EIO, "Input/output error")
+        size = min(len(buffer), len(self.data))
+        buffer[:size], self.data = self.data[:size], self.data[size:]
+        return size
+
+
+def test_emit_publishes_what_it_read_before_its_input_fails(
+    settings: Settings, client: redis.Redis, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given heal emit whose input gives two events (fewer than a batch) and then fails
+    data = b'{"v":1,"id":"in1","text":"boom"}\n{"v":1,"id":"in2","text":"bang"}\n'
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BufferedReader(_FailingInput(data))))
+    # When it runs
+    status = main(["emit"])
+    # Then the two events read are published before the error ends it, and it says so
+    err = capsys.readouterr().err
+    assert status == 1, err
+    assert [e.id for e in errors(client, settings)] == ["in1", "in2"]
+    assert "heal emit: stopped; published 2 event(s) read before the error" in err
+    assert "Input/output error" in err and "Traceback" not in err
+
+
+def test_emit_lines_counts_what_it_could_not_publish_when_the_input_fails(
+    settings: Settings, client: redis.Redis
+) -> None:
+    from producers.emit import EmitReport, emit_lines
+
+    stream = settings.stream("errors")
+
+    def lines() -> Iterator[bytes]:
+        yield b'{"v":1,"id":"un1","text":"boom"}'
+        yield b'{"v":1,"id":"un2","text":"bang"}'
+        client.set(stream, "not a stream")  # publishing now fails (WRONGTYPE)
+        raise RuntimeError("the producer died")
+
+    # When the input fails and publishing what was read fails too
+    report = EmitReport()
+    try:
+        with pytest.raises(RuntimeError, match="the producer died") as raised:
+            emit_lines(lines(), Publisher(client, settings), report=report)
+    finally:
+        client.delete(stream)
+    # Then the input's error goes on, the two events are counted as not published, and the
+    # error says so
+    assert (report.published, report.unpublished) == (0, 2)
+    assert any("2 event(s) read before it were not published" in note
+               for note in raised.value.__notes__)

@@ -132,3 +132,14 @@ def test_a_diff_with_bidi_controls_is_shown_with_them_visible_and_its_tabs_kept(
         # Then the controls are written out, the tabs and lines kept
         assert "\u202e" not in text and "\u2066" not in text and "\r" not in text
         assert '+\tif role != "user\\u202e \\u2066// admin\\u2069 \\u2066":\n+\tok()' in text
+
+
+def test_bare_urls_in_prose_cells_are_code_not_links(tmp_path: Path) -> None:
+    report = _report(tmp_path)
+    assert report.outcome is not None
+    report.outcome = OutcomeEvent(
+        id="run-1:apply", error_id="run-1", error=report.event, fine="fp-v1:abc",
+        status="escalated", detail="verify said HTTPS://evil.example/x|y and www.x.example. ok")
+    for text in (markdown.summary(report), markdown.pr_comment(report)):
+        (row,) = [line for line in text.splitlines() if line.startswith("| decision |")]
+        assert "`HTTPS://evil.example/x\\|y` and `www.x.example.` ok |" in row, row
