@@ -4,10 +4,10 @@ nothing fetched), from the data of :func:`pipeline.operator.report.build_report`
 from __future__ import annotations
 
 import html
-import re
 from typing import Any
 
 from pipeline.console import visible
+from pipeline.markdown_text import prose_cell
 
 Table = tuple[list[str], list[list[str]]]
 
@@ -75,30 +75,17 @@ def render_text(r: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-#: what Markdown would read as markup in a cell: HTML (``<img onerror=...>``, ``<details>``),
-#: entities, links, emphasis and code spans; each is written as itself (a backslash escape,
-#: or an entity for ``<``, ``>`` and ``&``, which a backslash does not neutralise)
-_MD_SPECIAL = re.compile(r"[\\`*_{}\[\]()#+!|~]")
-_MD_ENTITY = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
-
-
-def _md_cell(text: str) -> str:
-    """A table cell showing ``text`` literally: no HTML, no link, no emphasis, one line."""
-    text = _MD_SPECIAL.sub(lambda m: "\\" + m.group(0), visible(text))
-    return "".join(_MD_ENTITY.get(c, c) for c in text)
-
-
 def render_markdown(r: dict[str, Any]) -> str:
     lines = [f"# heal report: last {r['window']}", "", f"Since {r['since']}.", "",
              "| measure | value |", "| --- | --- |"]
-    lines += [f"| {k} | {_md_cell(v)} |" for k, v in _summary(r)]
+    lines += [f"| {k} | {prose_cell(v)} |" for k, v in _summary(r)]
     for title, (head, rows) in _tables(r):
         lines += ["", f"## {title} ({len(rows)})", ""]
         if not rows:
             lines.append("None.")
             continue
         lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-        lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+        lines += ["| " + " | ".join(prose_cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 

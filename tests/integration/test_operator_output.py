@@ -117,7 +117,8 @@ def test_report_shows_event_text_and_taught_names_visible_and_markdown_never_as_
     CI summary (where ``<b>`` rendered as HTML)."""
     word = _word()
     fine, _ = _queue(heal_env, [f"WidgetError: frobnicator {word} exploded {HOSTILE}\n",
-                                f"GadgetError: sprocket {_word()} misaligned {HOSTILE}\n"])
+                                f"GadgetError: sprocket {_word()} misaligned {HOSTILE} see "
+                                "https://evil.example/x cc @octocat\n"])
     assert main(["learn", fine, "--escalate", "look at the frobnicator",
                  "--name", f"evil\x1b]0;T\x07name {word}"]) == 0
     capsys.readouterr()
@@ -134,6 +135,9 @@ def test_report_shows_event_text_and_taught_names_visible_and_markdown_never_as_
     assert "\\u202etxt.exe" in md.stdout
     assert "<b>" not in md.stdout and "&lt;b&gt;bold&lt;/b&gt;" in md.stdout
     assert "](javascript" not in md.stdout and "\\[x\\]\\(javascript:1\\)" in md.stdout
+    # a bare URL is a code span (GitHub autolinks bare URLs in prose), a mention is broken
+    assert "`https://evil.example/x`" in md.stdout and " https://evil" not in md.stdout
+    assert "@\u200boctocat" in md.stdout and "@octocat" not in md.stdout
 
     html = _heal(["report", "--format", "html"], heal_env)
     assert html.returncode == 0 and "\x1b" not in html.stdout and "<b>bold" not in html.stdout

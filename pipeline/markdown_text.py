@@ -1,0 +1,72 @@
+"""Untrusted text (event text, names people or packs gave) in Markdown that a person reads
+where it renders (a CI job summary, a pull-request comment, ``heal report --format md``):
+shown literally, never as HTML, a link, an image, emphasis or a mention."""
+
+from __future__ import annotations
+
+from pipeline.console import visible
+
+#: ASCII punctuation Markdown reads as inline syntax in a table cell (emphasis, code, links,
+#: images, strikethrough, escapes, the cell's end, headings and lists at a line's start):
+#: backslash-escaped in prose
+_MARKDOWN = frozenset("\\`*_{}[]()#+!|~")
+#: what a backslash does not neutralise: written as entities
+_HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+#: a zero-width space: after an ``@`` it keeps the text and stops a mention's ping
+#: (``@octocat``); before a ``|`` it stops a backslash in the text from escaping the
+#: backslash that escapes the ``|`` (``\\|`` ends a table cell)
+_ZWSP = "\u200b"
+#: what makes GitHub turn bare text into a link (its autolink extension: a scheme's ``://``,
+#: ``www.``, ``mailto:``/``xmpp:``); a word of prose holding one is shown as code instead
+_AUTOLINK = ("://", "www.", "mailto:", "xmpp:")
+
+
+def one_line(value: object) -> str:
+    """Untrusted text on one line, its control characters and bidirectional controls shown
+    as ``\\xNN`` / ``\\uNNNN``: a U+202E in an error would otherwise reorder what is shown."""
+    return visible(" ".join(str(value).splitlines()))
+
+
+def code_span(value: object, table: bool = True) -> str:
+    """Untrusted text (an error, a file name, a command) as a code span: nothing in it renders
+    as HTML, a link, an image or a mention. Its backtick fence is longer than any run of
+    backticks in the text; in a ``table`` cell ``|`` is escaped (GitHub splits the cells
+    before it reads code spans)."""
+    text = one_line(value)
+    if not text:
+        return ""
+    longest = run = 0
+    for char in text:
+        run = run + 1 if char == "`" else 0
+        longest = max(longest, run)
+    ticks = "`" * (longest + 1)
+    if table:
+        text = text.replace("\\|", "\\" + _ZWSP + "|").replace("|", "\\|")
+    # a space on each side is dropped by the reader: needed when the text starts or ends
+    # with a backtick, kept when it starts and ends with a space
+    pad = " " if "`" in (text[0], text[-1]) or text[0] == text[-1] == " " else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
+
+
+def prose_cell(value: object, table: bool = True) -> str:
+    """Untrusted prose in a table cell (or a heading), on one line: HTML escaped, Markdown's
+    inline syntax backslash-escaped, mentions broken, and each word GitHub would autolink
+    (``https://evil.example/x``, ``www.evil.example``) put in a code span, which it never
+    links: readable, copyable, not a link."""
+    words = []
+    for word in one_line(value).split(" "):
+        if any(marker in word.lower() for marker in _AUTOLINK):
+            words.append(code_span(word, table=table))
+            continue
+        out = []
+        for char in word:
+            if char in _MARKDOWN:
+                out.append("\\" + char)
+            elif char in _HTML:
+                out.append(_HTML[char])
+            elif char == "@":
+                out.append("@" + _ZWSP)
+            else:
+                out.append(char)
+        words.append("".join(out))
+    return " ".join(words)
