@@ -241,7 +241,7 @@ def scan_file(path: Path, transcript: bool = False, start: int = 0,
     identity = file_identity(path)
     sink: LineSink = (TranscriptReader(str(path), lambda: identity, stats) if transcript
                       else LogRecords(str(path), lambda: identity, kind="backfill"))
-    total = path.stat().st_size  # compressed size for .gz: progress is approximate there
+    total = path.stat().st_size
     failed: list[BaseException] = []
     with _open(path) as fh:
         lines = LineSplitter(start, sink.max_line_bytes)  # (an overlong line: head and tail)
@@ -256,12 +256,25 @@ def scan_file(path: Path, transcript: bool = False, start: int = 0,
             if digest is not None:
                 digest.settle(lines.pos)
             if data and progress:
-                progress.tick(lambda done=lines.pos: f"{path}: {done / 1e6:.1f}/"
-                              f"{total / 1e6:.1f} MB", lines.pos, total)
+                done = _consumed(fh, lines.pos)
+                progress.tick(lambda done=done: f"{path}: {done / 1e6:.1f}/"
+                              f"{total / 1e6:.1f} MB", done, total)
         for event in sink.flush():
             yield event, lines.pos
     if failed:  # (the partial line the damage cut was never fed: no fragment is published)
         raise DamagedFile(str(path), lines.pos, damage_reason(failed[0]))
+
+
+def _consumed(fh: IO[bytes], pos: int) -> int:
+    """How far into the file on disk ``pos`` (an offset in what ``fh`` gives) is: for a .gz
+    the compressed bytes read so far, which the file's size is a total of (the decompressed
+    offset ran past it: "1500.0/200.0 MB")."""
+    if isinstance(fh, gzip.GzipFile):
+        try:
+            return int(cast(IO[bytes], fh.fileobj).tell())
+        except (OSError, ValueError):
+            return 0
+    return pos
 
 
 def _chunks(fh: IO[bytes], start: int, failed: list[BaseException]) -> Iterator[bytes]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,33 @@ def test_scan_is_deterministic_and_reads_gzip(tmp_path: Path) -> None:
     # a rotated, compressed copy of the same history yields the same ids (no double publish)
     assert [e.id for e, _ in scan_file(packed)] == [e.id for e in first]
     assert all(e.source.kind == "backfill" for e in first)
+
+
+def test_progress_of_a_gz_counts_the_compressed_bytes_its_size_totals(tmp_path: Path) -> None:
+    """The progress of a .gz said "1500.0/200.0 MB": it counted decompressed bytes against
+    the file's (compressed) size. It now counts what was read of the file on disk."""
+    import gzip
+    import random
+
+    from producers.backfill import Progress
+
+    rng = random.Random(7)
+    lines = "".join(f"INFO step {rng.getrandbits(64):x} done\n" for _ in range(120_000))
+    packed = tmp_path / "big.log.gz"
+    packed.write_bytes(gzip.compress(lines.encode()))
+    size = packed.stat().st_size
+    assert len(lines) > 2 * size  # decompressed runs well past the file's size
+
+    class Recorded(Progress):
+        def __init__(self) -> None:
+            self.ticks: list[tuple[float, float | None]] = []
+
+        def tick(self, message: Callable[..., str], done: float = 0,
+                 total: float | None = None) -> None:
+            self.ticks.append((done, total))
+
+    seen = Recorded()
+    assert list(scan_file(packed, progress=seen)) == []  # INFO lines: no error
+    assert len(seen.ticks) > 2
+    assert all(total == size and 0 <= done <= size for done, total in seen.ticks), seen.ticks
+    assert seen.ticks[-1][0] > size / 2
