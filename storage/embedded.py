@@ -32,7 +32,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from pipeline.errors import DatabaseUnavailable, StreamUnavailable
-from pipeline.homedir import home_write_error, outside_pg_dir, pg_data_inside
+from pipeline.homedir import CONTROL_CHARS, home_write_error, outside_pg_dir, pg_data_inside
 from storage.leases import LeaseRegistry
 
 #: sun_path is 108 bytes on Linux; leave room for the terminating NUL and some slack.
@@ -54,7 +54,7 @@ def _output_tail(output: bytes | str | None, lines: int = 8) -> str:
     if not output:
         return ""
     text = output.decode(errors="replace") if isinstance(output, bytes) else output
-    return "\n".join(_CONTROL.sub("?", line) for line in text.splitlines()[-lines:])
+    return "\n".join(CONTROL_CHARS.sub("?", line) for line in text.splitlines()[-lines:])
 
 
 def _process(pid: int | None, marker: str) -> psutil.Process | None:
@@ -158,7 +158,7 @@ class EmbeddedRedis:
             # a control character as \xHH (Redis reads that in double quotes): a raw newline
             # ended the line and Redis refused the whole file
             text = str(path).replace("\\", "\\\\").replace('"', '\\"')
-            return '"' + _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text) + '"'
+            return '"' + CONTROL_CHARS.sub(lambda m: f"\\x{ord(m.group()):02x}", text) + '"'
 
         return "\n".join(
             [
@@ -424,8 +424,6 @@ def _import_pgserver() -> Any:
 #: trimmed, quotes removed) and a connection URL's ``host=`` carries as is: a socket folder
 #: with any other character is replaced
 _SOCKET_DIR_SAFE = re.compile(r"[A-Za-z0-9/._+-]+")
-#: a character Redis's config (one directive a line) and a terminal must not get raw
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: what splits CLIENT INFO's fields for redis-py: such a socket path is moved (EmbeddedRedis)
 _CLIENT_INFO_SEPARATORS = re.compile(r"[\s=]")
 
