@@ -466,9 +466,10 @@ def verify_file(path: Path, key: bytes | None = None,
     """Verify the JSONL chain, and against its anchored head ``(seq, hash)`` when known.
 
     A missing file is an empty, valid log only when no head was ever anchored. Without
-    ``key``, ``HEAL_AUDIT_KEY`` or the ``audit.key`` beside the file is used."""
+    ``key``, ``HEAL_AUDIT_KEY`` or the ``audit.key`` beside the file is used
+    (:func:`verify_key`: refused unless the operator's own; raises ConfigError)."""
     if key is None:
-        key = _key_beside(path)
+        key = verify_key(path)
     if not path.exists():
         if anchor is not None and anchor[0] > 0:
             return Verification(False, 0, 1, f"the file is missing, but its head was anchored "
@@ -511,12 +512,28 @@ def check_head(result: Verification, head: tuple[int, str], what: str,
     return result
 
 
-def _key_beside(path: Path) -> bytes | None:
+def verify_key(path: Path) -> bytes | None:
+    """The key that checks the audit log ``path``: ``HEAL_AUDIT_KEY``, else the ``audit.key``
+    beside it (None when there is none: nothing is created to verify). The file must be the
+    operator's own, as on the writing side (:func:`_check_key_file`): a repository shipping
+    ``.heal/audit.key`` with a log it forged under that key would otherwise "verify".
+
+    Raises:
+        ConfigError: the key file is tracked by git, another user's, writable by others, or
+            cannot be read; the message says what to do.
+    """
     env = os.environ.get(KEY_ENV)
     if env:
         return env.encode()
     beside = path.parent / KEY_FILE
-    return beside.read_bytes().strip() if beside.exists() else None
+    if not beside.exists():
+        return None
+    try:
+        _check_key_file(beside)
+        return beside.read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(f"audit key {beside} cannot be read: {exc.strerror or exc}; fix its "
+                          f"permissions or set {KEY_ENV}") from exc
 
 
 def verify_database(db: Any, key: bytes | None = None) -> Verification:
