@@ -43,8 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import Settings
-from pipeline.errors import ConfigError, HealError
-from pipeline.homedir import create_private_file, dir_mode
+from pipeline.errors import ConfigError, HealError, StateHomeFull
+from pipeline.homedir import create_private_file, dir_mode, home_write_error
 from pipeline.trust.private import check_private
 
 log = logging.getLogger("heal.audit")
@@ -102,7 +102,17 @@ def audit_key(settings: Settings) -> bytes:
     except ConfigError as exc:
         raise AuditError(str(exc)) from exc
     except OSError as exc:
-        raise AuditError(f"audit key {path}: {exc}; set {KEY_ENV} or fix the file") from exc
+        raise _full(exc, settings, "making the audit key", path) or AuditError(
+            f"audit key {path}: {exc}; set {KEY_ENV} or fix the file") from exc
+
+
+def _full(exc: OSError, settings: Settings, what: str, path: Path) -> AuditError | None:
+    """The AuditError for a write under HEAL_HOME that found no space left, in the words of
+    pipeline.homedir (free space, or move HEAL_HOME; not "fix the file"); None otherwise."""
+    translated = home_write_error(exc, settings.home, what, path)
+    if not isinstance(translated, StateHomeFull):
+        return None
+    return AuditError(f"{translated}; nothing is applied until the audit log can be written")
 
 
 def file_log_id(path: Path) -> str:
@@ -201,8 +211,9 @@ class AuditLog:
         try:
             record = self._append_file(kind, subject, data, key)
         except OSError as exc:  # disk full, read-only, permissions
-            raise AuditError(f"audit log {self.path}: cannot append ({exc}); nothing is "
-                             "applied until it can (free space or fix the file)") from exc
+            raise _full(exc, self.settings, "appending to the audit log", self.path) or \
+                AuditError(f"audit log {self.path}: cannot append ({exc}); nothing is "
+                           "applied until it can (free space or fix the file)") from exc
         anchor = {"log": file_log_id(self.path), "seq": record["seq"], "hash": record["hash"]}
         if remember is not None:  # the file record exists: a retry must not write another
             client, name = remember
