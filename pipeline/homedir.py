@@ -72,14 +72,15 @@ def secure_home(home: Path) -> None:
                 os.chmod(entry, mode)
 
 
-#: a character no state home may hold: the engines' config files are one setting a line (a
-#: newline in HEAL_HOME broke the embedded Redis's), and messages print the path
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: a control character: none may be in a state home's path (the engines' config files are one
+#: setting a line: a newline in HEAL_HOME broke the embedded Redis's), and none goes raw into
+#: a message or an engine's config file (storage/embedded.py uses this one too)
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def shown_path(path: Path | str) -> str:
     """``path`` for a message: control characters written as ``\\n``, ``\\xHH``."""
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], str(path))
+    return CONTROL_CHARS.sub(lambda m: repr(m.group())[1:-1], str(path))
 
 
 def home_problem(home: Path) -> str:
@@ -87,7 +88,7 @@ def home_problem(home: Path) -> str:
     nothing is known to be wrong): its path holds a control character (a newline, a tab),
     it, or the nearest folder above it that exists, is not a directory, or that folder is
     not writable."""
-    if _CONTROL.search(str(home)):
+    if CONTROL_CHARS.search(str(home)):
         return "its path holds a control character (a newline or a tab)"
     if home.exists():
         if not home.is_dir():

@@ -33,6 +33,7 @@ from typing import IO
 from pipeline.config import Settings
 from pipeline.errors import HealError, UsageError
 from pipeline.events import ErrorEvent
+from pipeline.homedir import home_writes
 from producers.backfill import BackfillStats
 
 DEFAULT_GLOBS: tuple[str, ...] = (
@@ -300,10 +301,12 @@ def offer_backfill(settings: Settings, client: object, root: Path | None = None,
           end="", file=out, flush=True)
     line = stdin.readline()
     answer = "yes" if line.strip().lower() in ("y", "yes") else "no"
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"answer": answer, "repo": str(root), "files": len(found),
-                                  "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-                      + "\n", encoding="utf-8")
+    with home_writes(settings.home, "recording the backfill answer", marker):
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"answer": answer, "repo": str(root), "files": len(found),
+                                      "at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                          time.gmtime())}) + "\n",
+                          encoding="utf-8")
     if answer == "yes":
         try:
             stats = backfill_found(client, settings, found)

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import IO, cast
 
 from pipeline.events import ErrorEvent
-from pipeline.homedir import DIR_MODE, open_private
+from pipeline.homedir import DIR_MODE, home_writes, open_private
 from pipeline.safefile import FileRefused, open_regular
 from producers.logs import LineSink, head_identity
 from producers.records import LineSplitter
@@ -66,6 +66,7 @@ class OffsetStore:
     """One small JSON file per followed path under ``<home>/watch/`` (written atomically)."""
 
     def __init__(self, home: Path) -> None:
+        self.home = home
         self.root = home / "watch"
 
     def _file(self, path: str) -> Path:
@@ -83,14 +84,25 @@ class OffsetStore:
 
     def save(self, path: str, state: FileState) -> None:
         """Written 0600 in a 0700 folder (HEAL_HOME's files are private: the state names the
-        files followed; it was 0644 under umask 022)."""
-        self.root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        files followed; it was 0644 under umask 022).
+
+        Raises:
+            StateHomeFull: no space left under HEAL_HOME (the message says what to do; the
+                offset saved before stays).
+            ConfigError: HEAL_HOME is read-only or not this user's to write.
+        """
         target = self._file(path)
         tmp = target.with_suffix(".tmp")
-        fd = open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps({"path": path, **asdict(state)}))
-        os.replace(tmp, target)
+        with home_writes(self.home, "saving the watch offsets", target):
+            try:
+                self.root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+                fd = open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(json.dumps({"path": path, **asdict(state)}))
+                os.replace(tmp, target)
+            except OSError:
+                tmp.unlink(missing_ok=True)  # (a half-written offset never stays behind)
+                raise
 
 
 def _first_line_identity(path: Path) -> str:

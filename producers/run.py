@@ -197,12 +197,11 @@ class RunSession:
     def _attested(self, event: ErrorEvent) -> ErrorEvent:
         """heal run ran the command itself: sign what it saw, so the pipeline may re-run the
         command and act on this repository (pipeline.trust)."""
-        from pipeline.errors import ConfigError
         from pipeline.trust.attest import attest
 
         try:
             return attest(event, self.settings)
-        except ConfigError as exc:
+        except (ConfigError, StateHomeFull) as exc:
             self.say(f"cannot sign the event ({exc}); heal will only diagnose it")
             return event
 

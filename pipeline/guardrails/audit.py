@@ -43,8 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import Settings
-from pipeline.errors import ConfigError, HealError
-from pipeline.homedir import create_private_file, dir_mode
+from pipeline.errors import ConfigError, HealError, StateHomeFull
+from pipeline.homedir import create_private_file, dir_mode, home_write_error
 from pipeline.trust.private import check_private
 
 log = logging.getLogger("heal.audit")
@@ -102,7 +102,17 @@ def audit_key(settings: Settings) -> bytes:
     except ConfigError as exc:
         raise AuditError(str(exc)) from exc
     except OSError as exc:
-        raise AuditError(f"audit key {path}: {exc}; set {KEY_ENV} or fix the file") from exc
+        raise _full(exc, settings, "making the audit key", path) or AuditError(
+            f"audit key {path}: {exc}; set {KEY_ENV} or fix the file") from exc
+
+
+def _full(exc: OSError, settings: Settings, what: str, path: Path) -> AuditError | None:
+    """The AuditError for a write under HEAL_HOME that found no space left, in the words of
+    pipeline.homedir (free space, or move HEAL_HOME; not "fix the file"); None otherwise."""
+    translated = home_write_error(exc, settings.home, what, path)
+    if not isinstance(translated, StateHomeFull):
+        return None
+    return AuditError(f"{translated}; nothing is applied until the audit log can be written")
 
 
 def file_log_id(path: Path) -> str:
@@ -201,8 +211,9 @@ class AuditLog:
         try:
             record = self._append_file(kind, subject, data, key)
         except OSError as exc:  # disk full, read-only, permissions
-            raise AuditError(f"audit log {self.path}: cannot append ({exc}); nothing is "
-                             "applied until it can (free space or fix the file)") from exc
+            raise _full(exc, self.settings, "appending to the audit log", self.path) or \
+                AuditError(f"audit log {self.path}: cannot append ({exc}); nothing is "
+                           "applied until it can (free space or fix the file)") from exc
         anchor = {"log": file_log_id(self.path), "seq": record["seq"], "hash": record["hash"]}
         if remember is not None:  # the file record exists: a retry must not write another
             client, name = remember
@@ -466,9 +477,10 @@ def verify_file(path: Path, key: bytes | None = None,
     """Verify the JSONL chain, and against its anchored head ``(seq, hash)`` when known.
 
     A missing file is an empty, valid log only when no head was ever anchored. Without
-    ``key``, ``HEAL_AUDIT_KEY`` or the ``audit.key`` beside the file is used."""
+    ``key``, ``HEAL_AUDIT_KEY`` or the ``audit.key`` beside the file is used
+    (:func:`verify_key`: refused unless the operator's own; raises ConfigError)."""
     if key is None:
-        key = _key_beside(path)
+        key = verify_key(path)
     if not path.exists():
         if anchor is not None and anchor[0] > 0:
             return Verification(False, 0, 1, f"the file is missing, but its head was anchored "
@@ -511,12 +523,28 @@ def check_head(result: Verification, head: tuple[int, str], what: str,
     return result
 
 
-def _key_beside(path: Path) -> bytes | None:
+def verify_key(path: Path) -> bytes | None:
+    """The key that checks the audit log ``path``: ``HEAL_AUDIT_KEY``, else the ``audit.key``
+    beside it (None when there is none: nothing is created to verify). The file must be the
+    operator's own, as on the writing side (:func:`_check_key_file`): a repository shipping
+    ``.heal/audit.key`` with a log it forged under that key would otherwise "verify".
+
+    Raises:
+        ConfigError: the key file is tracked by git, another user's, writable by others, or
+            cannot be read; the message says what to do.
+    """
     env = os.environ.get(KEY_ENV)
     if env:
         return env.encode()
     beside = path.parent / KEY_FILE
-    return beside.read_bytes().strip() if beside.exists() else None
+    if not beside.exists():
+        return None
+    try:
+        _check_key_file(beside)
+        return beside.read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(f"audit key {beside} cannot be read: {exc.strerror or exc}; fix its "
+                          f"permissions or set {KEY_ENV}") from exc
 
 
 def verify_database(db: Any, key: bytes | None = None) -> Verification:

@@ -24,8 +24,8 @@ from enum import IntEnum
 from pathlib import Path
 
 from pipeline.config import Settings
-from pipeline.errors import ConfigError
-from pipeline.homedir import create_private_file
+from pipeline.errors import ConfigError, StateHomeFull
+from pipeline.homedir import create_private_file, home_write_error
 from pipeline.trust.private import check_private
 
 ENV_APPROVER = "HEAL_SERVE_TOKEN"
@@ -124,6 +124,7 @@ def load_tokens(settings: Settings) -> Tokens:
         ConfigError: a token is too short or too uniform, a token file is not the
             operator's own (tracked by git, another user's, writable by others), or a file
             cannot be written.
+        StateHomeFull: no space left to create a token file.
     """
     folder = token_dir(settings)
     try:
@@ -138,6 +139,9 @@ def load_tokens(settings: Settings) -> Tokens:
             v_path = folder / "viewer.token"
             viewer, v_src = _file_token(v_path, ENV_VIEWER), str(v_path)
     except OSError as exc:
+        full = home_write_error(exc, settings.home, "creating the heal serve tokens", folder)
+        if isinstance(full, StateHomeFull):  # the remedy is space, not permissions
+            raise full from exc
         raise ConfigError(f"cannot create the heal serve tokens in {folder}: {exc}; make "
                           f"HEAL_HOME writable or set {ENV_APPROVER}") from exc
     return Tokens(approver, viewer, a_src, v_src)

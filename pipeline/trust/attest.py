@@ -16,7 +16,7 @@ import dataclasses
 import orjson
 
 from pipeline.config import Settings
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, StateHomeFull
 from pipeline.events import ErrorEvent
 from pipeline.trust.keys import keys_for
 
@@ -40,6 +40,7 @@ def attest(event: ErrorEvent, settings: Settings) -> ErrorEvent:
 
     Raises:
         ConfigError: the signing key cannot be read or created.
+        StateHomeFull: no space left to create it.
     """
     signature = keys_for(settings).sign(DOMAIN, _payload(event))
     return dataclasses.replace(event, tags={**event.tags, ATTEST_TAG: signature})
@@ -52,5 +53,5 @@ def is_attested(event: ErrorEvent, settings: Settings) -> bool:
         return False
     try:
         return keys_for(settings).verify(DOMAIN, _payload(event), signature)
-    except ConfigError:
+    except (ConfigError, StateHomeFull):  # no usable key: nothing is attested
         return False

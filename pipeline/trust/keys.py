@@ -27,8 +27,8 @@ from functools import cached_property
 from pathlib import Path
 
 from pipeline.config import Settings
-from pipeline.errors import ConfigError
-from pipeline.homedir import create_private_file
+from pipeline.errors import ConfigError, StateHomeFull
+from pipeline.homedir import create_private_file, home_write_error
 from pipeline.trust.private import check_private
 
 ENV_KEY = "HEAL_SIGNING_KEY"
@@ -134,6 +134,18 @@ def _write_new(path: Path) -> None:
     create_private_file(path, secrets.token_hex(32).encode() + b"\n")
 
 
+def _raise_if_full(exc: OSError, settings: Settings, what: str, path: Path) -> None:
+    """StateHomeFull (exit 1) when ``exc`` is a full file system under HEAL_HOME: the remedy
+    is to free space, not to make HEAL_HOME writable; anything else is left to the caller.
+
+    Raises:
+        StateHomeFull: no space left (the message says where and what to do).
+    """
+    translated = home_write_error(exc, settings.home, what, path)
+    if isinstance(translated, StateHomeFull):
+        raise translated from exc
+
+
 def _check_private(path: Path) -> None:
     check_private(path, "signing key", if_tracked=(
         "a repository must not choose the operator's key (whoever knows it forges "
@@ -167,6 +179,7 @@ def load_keys(settings: Settings) -> KeySet:
         ConfigError: a key is too short or cannot be read/created, a key file is not the
             operator's own (tracked by git, another user's, writable by others), or
             ``HEAL_SIGNING_KEY_PREVIOUS`` is set without ``HEAL_SIGNING_KEY``.
+        StateHomeFull: the key file cannot be created for want of space.
     """
     env_key = os.environ.get(ENV_KEY)
     prev = os.environ.get(ENV_PREVIOUS)
@@ -187,6 +200,7 @@ def load_keys(settings: Settings) -> KeySet:
             _private_dir(folder)
             _write_new(path)
         except OSError as exc:
+            _raise_if_full(exc, settings, "creating the signing key", path)
             raise ConfigError(f"cannot create the signing key {path}: {exc}; make HEAL_HOME "
                               "writable or set HEAL_SIGNING_KEY") from exc
     previous = path.with_name(KEY_FILE + PREVIOUS_SUFFIX)
@@ -200,6 +214,7 @@ def rotate(settings: Settings) -> KeySet:
 
     Raises:
         ConfigError: keys come from the environment (rotate them there) or cannot be written.
+        StateHomeFull: no space left for the new key (both keys are left as they were).
     """
     if os.environ.get(ENV_KEY):
         raise ConfigError(f"the keys come from {ENV_KEY}: rotate by setting "
@@ -207,10 +222,17 @@ def rotate(settings: Settings) -> KeySet:
     folder = key_dir(settings)
     path = folder / KEY_FILE
     load_keys(settings)  # make sure a current key exists
+    # the new key is written whole first: a full disk then leaves both keys as they were (it
+    # left no current key, the old one moved to .previous)
+    fresh = path.with_name(f".{KEY_FILE}.new")
     try:
+        fresh.unlink(missing_ok=True)
+        _write_new(fresh)
         os.replace(path, path.with_name(KEY_FILE + PREVIOUS_SUFFIX))
-        _write_new(path)
+        os.replace(fresh, path)
     except OSError as exc:
+        fresh.unlink(missing_ok=True)
+        _raise_if_full(exc, settings, "rotating the signing key", folder)
         raise ConfigError(f"cannot rotate the signing key in {folder}: {exc}") from exc
     _CACHE.clear()
     return load_keys(settings)
@@ -258,7 +280,7 @@ def keys_for(settings: Settings) -> KeySet:
     rotation reaches long-running workers without a restart.
 
     Raises:
-        ConfigError: see :func:`load_keys`.
+        ConfigError, StateHomeFull: see :func:`load_keys`.
     """
     env_key = _env(ENV_KEY)
     if env_key:

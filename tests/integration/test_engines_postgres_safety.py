@@ -168,3 +168,53 @@ def test_a_failing_initdb_says_why_and_names_no_missing_log(home: Path) -> None:
     assert "initdb" in result.stderr and "is not empty" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert f"see {pgdata / 'log'}" not in result.stderr, result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as root only: the server runs as pgserver then")
+def test_as_root_the_folders_above_the_data_get_search_permission_only(tmp_path: Path) -> None:
+    """pgserver's permission helper made every folder up to / g+rx,o+rx at each start, so any
+    user could list /root, the repository or the folder holding HEAL_HOME. Only what the
+    server's user needs is added now: x, on a folder it could not enter."""
+    import stat
+
+    # Given a HEAL_HOME under a folder nobody else may enter, one only its group may list,
+    # and one everybody may already enter
+    private = tmp_path / "private"
+    private.mkdir()
+    private.chmod(0o700)
+    grouped = private / "grouped"
+    grouped.mkdir()
+    grouped.chmod(0o750)
+    entered = grouped / "entered"
+    entered.mkdir()
+    entered.chmod(0o755)
+    home = entered / "home"
+    above = [*reversed(tmp_path.parents), tmp_path, private, grouped, entered]
+    before = {folder: stat.S_IMODE(folder.stat().st_mode) for folder in above}
+    try:
+        # When heal starts the embedded PostgreSQL there (initdb, then the server)
+        started = _heal(home, "engines", "start")
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert EmbeddedPostgres(home).pid() is not None
+        # Then no folder above the data gained more than o+x: never read or write for others
+        for folder, mode in before.items():
+            now = stat.S_IMODE(folder.stat().st_mode)
+            assert now & ~mode in (0, stat.S_IXOTH), (folder, oct(mode), oct(now))
+        assert stat.S_IMODE(private.stat().st_mode) == 0o701
+        assert stat.S_IMODE(grouped.stat().st_mode) == 0o751
+        assert stat.S_IMODE(entered.stat().st_mode) == 0o755
+        # ... the data's own folder is the server user's, 0700
+        outside = entered / "home.pg"
+        assert stat.S_IMODE(outside.stat().st_mode) == 0o700
+        assert outside.stat().st_uid != 0
+        # ... and heal said which folder it opened, why, and how to avoid it
+        assert f"(o+x: enter it, never list, read or write it) on {private}:" in \
+            started.stderr, started.stderr
+        assert f"setfacl -m u:pgserver:x {private}" in started.stderr
+        # A second start finds nothing to open, and says nothing
+        assert _heal(home, "engines", "stop").returncode == 0
+        again = _heal(home, "engines", "start")
+        assert again.returncode == 0, again.stderr
+        assert "o+x" not in again.stderr
+    finally:
+        _stop(home)

@@ -131,3 +131,62 @@ def test_a_full_disk_while_redis_starts_leaves_no_untracked_server(
         _heal(env, "engines", "stop", "--force")
         for pid in _servers_of(home):  # never leave a daemon behind on the tmpfs
             os.kill(pid, signal.SIGKILL)
+
+
+def test_the_other_writes_under_a_full_heal_home_say_free_space(
+    small_disk: Path, tmp_path: Path, redis_url: str, database_url: str
+) -> None:
+    """Re-verification: on a full disk the signing key's creation said "make HEAL_HOME
+    writable" (exit 2), a rotation could lose the current key, and the audit log, the serve
+    tokens and the watch offsets gave other or generic messages. Each now names HEAL_HOME and
+    says to free space (exit 1), and leaves what was there as it was."""
+    from pipeline.config import Settings
+    from pipeline.guardrails.audit import AuditError, AuditLog
+
+    # Given a home with a signing key and an audit log, and a fresh one, on a disk that fills
+    home, fresh = small_disk / "home", small_disk / "fresh"
+    engines = {"HEAL_REDIS_URL": redis_url, "HEAL_DATABASE_URL": database_url}
+    assert _heal({"HEAL_HOME": str(home)}, "keys", "show").returncode == 0
+    key = (home / "keys/signing.key").read_bytes()
+    log = AuditLog(Settings(None, None, home, "p"), anchored=False)
+    log.append("verdict", "e1", {"decision": "apply"})
+    followed = tmp_path / "app.log"  # (on another file system)
+    followed.write_text("Traceback (most recent call last):\nValueError: boom\n")
+    _fill(small_disk)
+    try:
+        # When heal must write under HEAL_HOME
+        made = _heal({"HEAL_HOME": str(fresh)}, "keys", "show")
+        rotated = _heal({"HEAL_HOME": str(home)}, "keys", "rotate")
+        served = _heal({"HEAL_HOME": str(fresh), **engines}, "serve", "--port", "0")
+        watched = _heal({"HEAL_HOME": str(fresh), **engines}, "watch", "--once",
+                        str(followed))
+        # Then each says HEAL_HOME's file system is full and to free space; exit 1
+        for done, where in ((made, fresh), (rotated, home), (served, fresh),
+                            (watched, fresh)):
+            assert done.returncode == 1, done
+            assert f"no space left in HEAL_HOME={where}" in done.stderr, done.stderr
+            assert "free space on that file system, or set HEAL_HOME" in done.stderr
+            assert "make HEAL_HOME writable" not in done.stderr
+            assert "Traceback" not in done.stderr and "internal error" not in done.stderr
+        assert "signing key" in made.stderr and "signing key" in rotated.stderr
+        assert "watch offsets" in watched.stderr and "serve tokens" in served.stderr
+        # ... and the rotation left both keys as they were
+        assert (home / "keys/signing.key").read_bytes() == key
+        assert sorted(p.name for p in (home / "keys").iterdir()) == ["signing.key"]
+        # The audit log (appending; making a key) says the same, and that nothing is applied
+        with pytest.raises(AuditError, match=rf"no space left in HEAL_HOME={home} .*free "
+                                             r"space.*nothing is applied until"):
+            log.append("verdict", "e2", {"decision": "apply", "note": "x" * 16384})
+        with pytest.raises(AuditError, match=rf"no space left in HEAL_HOME={fresh} "
+                                             r"\(making the audit key"):
+            AuditLog(Settings(None, None, fresh, "p"), anchored=False).append(
+                "verdict", "e3", {"decision": "apply"})
+        # ... and so does the lookup's local cache, made at the first lookup
+        from pipeline.errors import StateHomeFull
+        from storage.cache import LocalCache
+
+        with pytest.raises(StateHomeFull, match=rf"no space left in HEAL_HOME={fresh} "
+                                                r"\(opening the local lookup cache"):
+            LocalCache.at_home(fresh)
+    finally:
+        (small_disk / "fill").unlink(missing_ok=True)

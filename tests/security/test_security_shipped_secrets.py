@@ -144,3 +144,43 @@ def test_a_key_in_a_checkout_git_will_not_read_is_refused_not_trusted(
     assert done.returncode == 2, done
     assert "another user owns" in done.stderr and "safe.directory" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_audit_verify_refuses_a_shipped_audit_key_beside_a_forged_log(
+        tmp_path: Path, heal_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """audit verify read the audit.key beside the log without the writer's private-file
+    check: a repository shipping .heal/audit.key and a log it sealed with that key got
+    "chain intact"."""
+    # Given a log sealed with a key the repository's author knows...
+    monkeypatch.setenv("HEAL_AUDIT_KEY", KNOWN_KEY.strip())
+    forger = tmp_path / "forger"
+    AuditLog(Settings(None, None, forger, "p"), anchored=False).append(
+        "verdict", "e1", {"decision": "apply", "by": "a human, honestly"})
+    monkeypatch.delenv("HEAL_AUDIT_KEY")
+    # ... committed with that key as .heal/audit.key, and HEAL_HOME unset
+    root = _evil_repo(tmp_path, {".heal/audit.key": KNOWN_KEY,
+                                 ".heal/audit.jsonl": (forger / "audit.jsonl").read_text()})
+    env = {k: v for k, v in _env(heal_env).items() if k != "HEAL_AUDIT_KEY"}
+    # When the operator verifies the audit log: the key is refused (exit 2), saying what to do
+    done = _heal(root, env, "audit", "verify", "--file-only")
+    assert done.returncode == 2, done
+    assert f"audit key {root / '.heal/audit.key'} is tracked by git" in done.stderr
+    assert "git rm --cached" in done.stderr and "HEAL_AUDIT_KEY" in done.stderr
+    assert "chain intact" not in done.stdout and "Traceback" not in done.stderr
+    # The same key and log outside git, but another user's: refused too (a key other users
+    # may write is made 0600 by every heal command first: secure_home)
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    (home / "audit.jsonl").write_text((forger / "audit.jsonl").read_text())
+    (home / "audit.key").write_text(KNOWN_KEY)
+    (home / "audit.key").chmod(0o600)
+    if os.geteuid() == 0:
+        os.chown(home / "audit.key", 65534, 65534)
+        done = _heal(tmp_path, {**env, "HEAL_HOME": str(home)}, "audit", "verify",
+                     "--file-only")
+        assert done.returncode == 2 and "belongs to uid 65534" in done.stderr, done
+        assert "chown it" in done.stderr and "chain intact" not in done.stdout
+        os.chown(home / "audit.key", 0, 0)
+    # ... and once the operator's own (0600, untracked), it is used: the chain checks out
+    done = _heal(tmp_path, {**env, "HEAL_HOME": str(home)}, "audit", "verify", "--file-only")
+    assert done.returncode == 0 and "chain intact" in done.stdout, done
