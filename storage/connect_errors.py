@@ -38,13 +38,19 @@ def reason(exc: BaseException, url: str = "") -> str:
 # -- Redis -----------------------------------------------------------------------------------
 
 
+def _redis_failure(exc: BaseException, url: str) -> tuple[str, BaseException, str]:
+    """What a failure of the Redis at ``url`` is about: where (``HEAL_REDIS_URL=`` and the
+    masked URL), the cause (the node's error behind a cluster client's wrapper) and its
+    reason (without the URL's password)."""
+    cause = exc.__cause__ if isinstance(exc, _CLUSTER_EXC) and exc.__cause__ else exc
+    return f"HEAL_REDIS_URL={mask_url(url)}", cause, reason(cause, url)
+
+
 def redis_refusal(exc: BaseException, url: str) -> ConfigError | None:
     """A ConfigError when the configured Redis (``url``, HEAL_REDIS_URL) answered but refused
     what the URL asks for: the user or password, the database number, the cluster scheme on a
     server that is not a cluster; None for a failure to reach it."""
-    where = f"HEAL_REDIS_URL={mask_url(url)}"
-    cause = exc.__cause__ if isinstance(exc, _CLUSTER_EXC) and exc.__cause__ else exc
-    why = reason(cause, url)
+    where, cause, why = _redis_failure(exc, url)
     if isinstance(cause, _CLUSTER_EXC) and "cluster mode is not enabled" in why.lower():
         single = mask_url(url.replace("+cluster://", "://", 1))
         return ConfigError(
@@ -71,9 +77,7 @@ def redis_refusal(exc: BaseException, url: str) -> ConfigError | None:
 def redis_unreachable(exc: BaseException, url: str) -> StreamUnavailable:
     """StreamUnavailable for a configured Redis that cannot be reached (or answered with an
     error that is no refusal of the URL, see :func:`redis_refusal`)."""
-    where = f"HEAL_REDIS_URL={mask_url(url)}"
-    cause = exc.__cause__ if isinstance(exc, _CLUSTER_EXC) and exc.__cause__ else exc
-    why = reason(cause, url)
+    where, cause, why = _redis_failure(exc, url)
     if isinstance(cause, redis.exceptions.ResponseError):  # it answered: do not say "start it"
         return StreamUnavailable(f"Redis at {where} answered with an error: {why}")
     if url.split("://", 1)[0].endswith("+cluster"):
