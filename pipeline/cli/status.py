@@ -120,8 +120,13 @@ def _collect_redis(
         status["dead_letters"] = status["streams"][settings.stream(STREAM_DEAD)]["length"]
         _collect_stranded(client, settings, status, problems)
     except redis.RedisError as exc:
-        from pipeline.runtime.connection import redis_error_text
+        from pipeline.runtime.connection import acl_refusal, redis_error_text
 
+        refusal = acl_refusal(exc, settings.prefix)
+        if refusal is not None:  # up, but its user may not use heal's keys: exit 2
+            status["engines"]["redis"]["config_error"] = True
+            problems.append(str(refusal))
+            return
         problems.append(f"cannot read the streams: {redis_error_text(exc)}")
         return
     status["breaker"] = _optional_section(

@@ -18,12 +18,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import redis
+
 from pipeline.config import STAGES, STREAM_DEAD, Settings
-from pipeline.errors import StreamUnavailable, UsageError
+from pipeline.errors import ConfigError, StreamUnavailable, UsageError
 from pipeline.runtime import group as groups
 from pipeline.runtime import overlap
 from pipeline.runtime.backoff import backoff_delay
-from pipeline.runtime.connection import SURVIVABLE, TRANSIENT, is_missing_group
+from pipeline.runtime.connection import SURVIVABLE, TRANSIENT, acl_refusal, is_missing_group
 from pipeline.runtime.deadletter import dead_letter_fields
 from pipeline.runtime.gctune import tune_for_worker
 from pipeline.runtime.handoff import Handoff, HandoffResult, HandoffWriter
@@ -143,6 +145,7 @@ class StageWorker:
 
         Raises:
             StreamUnavailable: Redis stayed unreachable.
+            ConfigError: the ACL of Redis's user does not cover the stage's keys.
         """
         deadline = time.monotonic() + self.options.startup_timeout_s
         attempt = 0
@@ -150,6 +153,8 @@ class StageWorker:
             try:
                 groups.ensure_group(self.client, self.stream, self.group)
                 return
+            except redis.exceptions.NoPermissionError as exc:
+                raise self._refusal(exc) from exc
             except TRANSIENT as exc:
                 attempt += 1
                 if time.monotonic() >= deadline or self.stop_event.is_set():
@@ -159,11 +164,18 @@ class StageWorker:
                     ) from exc
                 self.stop_event.wait(self._reconnect_delay(attempt))
 
+    def _refusal(self, exc: redis.exceptions.NoPermissionError) -> ConfigError:
+        refusal = acl_refusal(exc, self.settings.prefix)
+        assert refusal is not None  # every NOPERM is one
+        return ConfigError(f"stage {self.stage}: {refusal}")
+
     def run(self) -> int:
         """Run until :meth:`stop`; returns the number of entries processed.
 
         Raises:
             StreamUnavailable: Redis unreachable at start (see :meth:`start`).
+            ConfigError: the ACL of Redis's user refused a command: backing off would not
+                help, a person has to change the ACL or HEAL_STREAM_PREFIX.
         """
         self.start()
         log.info("stage %s: consumer %s reading %s", self.stage, self.consumer, self.stream)
@@ -172,6 +184,8 @@ class StageWorker:
             try:
                 self.step(self.options.block_ms)
                 attempt = 0
+            except redis.exceptions.NoPermissionError as exc:
+                raise self._refusal(exc) from exc
             except SURVIVABLE as exc:
                 attempt += 1
                 _revive_engines()
