@@ -9,6 +9,7 @@ ships) on a free loopback port, and the session's embedded PostgreSQL.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -186,6 +187,36 @@ def test_heal_run_keeps_the_status_when_the_redis_user_may_not_use_heals_keys(
     assert done.returncode == 3, done.stderr
     assert "could not report the failure" in done.stderr
     _says_key_patterns(done)
+
+
+def test_status_labels_a_server_that_refused_the_url_refused_not_unreachable(
+    tmp_path: Path, database_url: str, locked_redis: int, keyless_user: str
+) -> None:
+    # Given a Redis that refuses the password, one whose user may not use heal's keys, and
+    # a PostgreSQL that has no such role
+    wrong = f"redis://:wrongpw@127.0.0.1:{locked_redis}/0"
+    cases = [({"HEAL_REDIS_URL": wrong, "HEAL_DATABASE_URL": database_url}, "redis"),
+             ({"HEAL_REDIS_URL": keyless_user, "HEAL_DATABASE_URL": database_url}, "redis"),
+             ({"HEAL_REDIS_URL": f"redis://:{PASSWORD}@127.0.0.1:{locked_redis}/0",
+               "HEAL_DATABASE_URL": _pg_url(database_url, user="heal_no_such_role")},
+              "postgres")]
+    for env, engine in cases:
+        env = {"HEAL_HOME": str(tmp_path / "home"), **env}
+        # When heal status shows the engines (plain table, and --json)
+        table = _heal(env, "status")
+        shown = _heal(env, "status", "--json")
+        # Then the engine's row says REFUSED (it answered), never UNREACHABLE; the JSON
+        # keeps config_error and says refused; both exit 2
+        assert table.returncode == shown.returncode == 2, table.stderr
+        (row,) = [line for line in table.stdout.splitlines()
+                  if line.strip().startswith(engine + " ")]
+        assert " REFUSED " in row and "UNREACHABLE" not in table.stdout, table.stdout
+        info = json.loads(shown.stdout)["engines"][engine]
+        assert info["config_error"] is True and info["refused"] is True
+    # and a server that is not there is still UNREACHABLE
+    gone = _heal({"HEAL_HOME": str(tmp_path / "home"), "HEAL_DATABASE_URL": database_url,
+                  "HEAL_REDIS_URL": f"redis://127.0.0.1:{free_ports(1)[0]}/0"}, "status")
+    assert gone.returncode == 1 and " UNREACHABLE " in gone.stdout
 
 
 def _pg_url(database_url: str, *, user: str | None = None, database: str | None = None,
