@@ -219,6 +219,28 @@ def test_status_labels_a_server_that_refused_the_url_refused_not_unreachable(
     assert gone.returncode == 1 and " UNREACHABLE " in gone.stdout
 
 
+def test_a_tls_url_naming_a_plain_redis_says_it_does_not_speak_tls(
+    tmp_path: Path, database_url: str, locked_redis: int
+) -> None:
+    # Given a rediss:// (TLS) URL naming a Redis that speaks plain TCP
+    url = f"rediss://:{PASSWORD}@127.0.0.1:{locked_redis}/0"
+    # When heal emit uses it
+    done = _heal({"HEAL_HOME": str(tmp_path / "home"), "HEAL_REDIS_URL": url,
+                  "HEAL_DATABASE_URL": database_url}, "emit",
+                 stdin='{"v":1,"id":"a","text":"x"}\n')
+    # Then exit 2: it does not speak TLS, use redis:// (not "cannot reach ...; start Redis")
+    assert done.returncode == 2, done.stderr
+    assert "does not speak TLS" in done.stderr
+    assert f"use HEAL_REDIS_URL=redis://:***@127.0.0.1:{locked_redis}/0" in done.stderr
+    _no_outage_advice(done)
+    # and a rediss:// URL where nothing listens is still an outage (exit 1)
+    gone = _heal({"HEAL_HOME": str(tmp_path / "home"), "HEAL_DATABASE_URL": database_url,
+                  "HEAL_REDIS_URL": f"rediss://127.0.0.1:{free_ports(1)[0]}/0"}, "emit",
+                 stdin='{"v":1,"id":"a","text":"x"}\n')
+    assert gone.returncode == 1 and "cannot reach" in gone.stderr, gone.stderr
+    assert "does not speak TLS" not in gone.stderr
+
+
 def _pg_url(database_url: str, *, user: str | None = None, database: str | None = None,
             query: str = "") -> str:
     parts = urlsplit(database_url)
