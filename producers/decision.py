@@ -19,7 +19,7 @@ from typing import Any
 import redis
 
 from pipeline.config import STAGES, STREAM_DEAD, STREAM_OUTCOMES, Settings
-from pipeline.errors import DecodeError, StreamUnavailable
+from pipeline.errors import DecodeError, HealError, StreamUnavailable
 from pipeline.events import OutcomeEvent
 from pipeline.runtime import drain_inline
 from pipeline.runtime import live_stages as runtime_live_stages
@@ -102,7 +102,7 @@ class DecisionWaiter:
             try:
                 rows = self.client.xrevrange(stream, count=1)
             except redis.RedisError as exc:
-                raise StreamUnavailable(f"cannot read {stream}: {exc}") from exc
+                raise _read_error(exc, stream, self.settings.prefix) from exc
             self._cursor[stream] = _s(rows[0][0]) if rows else "0-0"
 
     def wait(self, error_id: str, timeout_s: float) -> Decision:
@@ -137,7 +137,7 @@ class DecisionWaiter:
         try:
             reply = self.client.xread(self._cursor, block=block_ms or None, count=500)
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"cannot read {self.outcomes}: {exc}") from exc
+            raise _read_error(exc, self.outcomes, self.settings.prefix) from exc
         needle = error_id.encode()
         for stream, entries in reply or []:
             name = _s(stream)
@@ -170,3 +170,11 @@ def _names(fields: dict[bytes, Any], needle: bytes) -> bool:
 
 def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _read_error(exc: redis.RedisError, stream: str, prefix: str) -> HealError:
+    """ConfigError when the ACL of Redis's user refused (see ``acl_refusal``), else
+    StreamUnavailable naming the stream."""
+    from pipeline.runtime.connection import acl_refusal
+
+    return acl_refusal(exc, prefix) or StreamUnavailable(f"cannot read {stream}: {exc}")

@@ -90,6 +90,7 @@ class Publisher:
 
         Raises:
             StreamUnavailable: Redis refused or is unreachable.
+            ConfigError: the ACL of HEAL_REDIS_URL's user does not cover heal's keys.
         """
         ids: list[str] = []
         batch: list[ErrorEvent] = []
@@ -103,7 +104,7 @@ class Publisher:
         return ids
 
     def _flush(self, batch: list[ErrorEvent]) -> list[str]:
-        from pipeline.runtime.connection import redis_error_text
+        from pipeline.runtime.connection import acl_refusal, redis_error_text
 
         streams: list[str] = []
         try:
@@ -116,6 +117,9 @@ class Publisher:
                           maxlen=self.maxlen, approximate=True)
             return [_text(i) for i in pipe.execute()]
         except redis.RedisError as exc:
+            refusal = acl_refusal(exc, self.settings.prefix)
+            if refusal is not None:
+                raise refusal from exc
             # the streams written to (a partition's, not the unpartitioned name)
             shown = ", ".join(streams[:5]) + (f" and {len(streams) - 5} more"
                                               if len(streams) > 5 else "")

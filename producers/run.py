@@ -366,7 +366,7 @@ class RunSession:
         event = self._attested(build_event(self.opts, again, {"rerun_of": error_id}))
         try:
             Publisher(self.client, self.settings).publish(event)
-        except EngineError as exc:
+        except _CANNOT_REPORT as exc:  # (as the first failure's: its status is kept)
             self.say(f"could not report the second failure ({exc})")
             return again.status
         self.say(f"the command still fails (status {again.status}); published {event.id}")

@@ -10,6 +10,7 @@ the URL is masked, and the server's reason is scrubbed of the URL's password as 
 
 from __future__ import annotations
 
+import socket
 from urllib.parse import unquote, urlsplit
 
 import asyncpg
@@ -38,13 +39,19 @@ def reason(exc: BaseException, url: str = "") -> str:
 # -- Redis -----------------------------------------------------------------------------------
 
 
+def _redis_failure(exc: BaseException, url: str) -> tuple[str, BaseException, str]:
+    """What a failure of the Redis at ``url`` is about: where (``HEAL_REDIS_URL=`` and the
+    masked URL), the cause (the node's error behind a cluster client's wrapper) and its
+    reason (without the URL's password)."""
+    cause = exc.__cause__ if isinstance(exc, _CLUSTER_EXC) and exc.__cause__ else exc
+    return f"HEAL_REDIS_URL={mask_url(url)}", cause, reason(cause, url)
+
+
 def redis_refusal(exc: BaseException, url: str) -> ConfigError | None:
     """A ConfigError when the configured Redis (``url``, HEAL_REDIS_URL) answered but refused
     what the URL asks for: the user or password, the database number, the cluster scheme on a
     server that is not a cluster; None for a failure to reach it."""
-    where = f"HEAL_REDIS_URL={mask_url(url)}"
-    cause = exc.__cause__ if isinstance(exc, _CLUSTER_EXC) and exc.__cause__ else exc
-    why = reason(cause, url)
+    where, cause, why = _redis_failure(exc, url)
     if isinstance(cause, _CLUSTER_EXC) and "cluster mode is not enabled" in why.lower():
         single = mask_url(url.replace("+cluster://", "://", 1))
         return ConfigError(
@@ -71,9 +78,7 @@ def redis_refusal(exc: BaseException, url: str) -> ConfigError | None:
 def redis_unreachable(exc: BaseException, url: str) -> StreamUnavailable:
     """StreamUnavailable for a configured Redis that cannot be reached (or answered with an
     error that is no refusal of the URL, see :func:`redis_refusal`)."""
-    where = f"HEAL_REDIS_URL={mask_url(url)}"
-    cause = exc.__cause__ if isinstance(exc, _CLUSTER_EXC) and exc.__cause__ else exc
-    why = reason(cause, url)
+    where, cause, why = _redis_failure(exc, url)
     if isinstance(cause, redis.exceptions.ResponseError):  # it answered: do not say "start it"
         return StreamUnavailable(f"Redis at {where} answered with an error: {why}")
     if url.split("://", 1)[0].endswith("+cluster"):
@@ -84,9 +89,46 @@ def redis_unreachable(exc: BaseException, url: str) -> StreamUnavailable:
                              "HEAL_REDIS_URL to use the embedded one")
 
 
+def redis_tls_mismatch(exc: BaseException, url: str) -> ConfigError | None:
+    """A ConfigError when a ``rediss://`` URL (TLS) names a Redis that speaks plain TCP;
+    None otherwise. Such a server reads the TLS handshake as a command and never completes
+    it (a timeout, or its plain error reply breaks the handshake), which looked like an
+    outage. Told apart by asking the same address a plain PING (one short connection, only
+    on this failure): a RESP reply (``+PONG``, ``-NOAUTH ...``) is a plain Redis."""
+    scheme = url.split("://", 1)[0]
+    if not scheme.startswith("rediss"):
+        return None
+    where, cause, why = _redis_failure(exc, url)
+    if not isinstance(cause, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        return None
+    try:
+        parts = urlsplit(url)
+        address = (parts.hostname or "localhost", parts.port or 6379)
+    except ValueError:
+        return None
+    if not _answers_plain_resp(address):
+        return None
+    plain = mask_url(url.replace("rediss", "redis", 1))
+    return ConfigError(
+        f"the server at {where} does not speak TLS (the TLS handshake failed: {why}; it "
+        f"answers plain Redis): use HEAL_REDIS_URL={plain}, or enable TLS on the "
+        "server")
+
+
+def _answers_plain_resp(address: tuple[str, int]) -> bool:
+    try:
+        with socket.create_connection(address, timeout=2.0) as sock:
+            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+            return sock.recv(1) in (b"+", b"-")
+    except OSError:
+        return False
+
+
 def redis_connect_error(exc: BaseException, url: str) -> HealError:
-    """ConfigError (:func:`redis_refusal`) or StreamUnavailable (:func:`redis_unreachable`)."""
-    return redis_refusal(exc, url) or redis_unreachable(exc, url)
+    """ConfigError (:func:`redis_refusal`, :func:`redis_tls_mismatch`) or StreamUnavailable
+    (:func:`redis_unreachable`)."""
+    return redis_refusal(exc, url) or redis_tls_mismatch(exc, url) \
+        or redis_unreachable(exc, url)
 
 
 def _has_password(url: str) -> bool:

@@ -397,6 +397,9 @@ def _redis_info(settings: Settings, start: bool) -> dict[str, Any]:
             "error": str(exc),
             # a configuration to change (exit 2), not an outage
             **({"config_error": True} if isinstance(exc, ConfigError) else {}),
+            # the server answered and refused the URL's login, database or scheme
+            **({"refused": True} if isinstance(exc, ConfigError) and isinstance(
+                exc.__cause__, redis.RedisError | _CLUSTER_EXC) else {}),
         }
     try:
         server = client.info("server")
@@ -454,8 +457,8 @@ def _postgres_info(settings: Settings, start: bool) -> dict[str, Any]:
         where = mask_url(settings.database_url or "")
         refused = postgres_refusal(exc, settings.database_url) if settings.database_url else None
         if refused is not None:  # up, but the URL's login, database or option is wrong
-            return {**info, "url": where, "reachable": False,
-                    "version": None, "error": str(refused), "config_error": True}
+            return {**info, "url": where, "reachable": False, "version": None,
+                    "error": str(refused), "config_error": True, "refused": True}
         hint = (
             (
                 f"cannot reach HEAL_DATABASE_URL={where}: {_reason(exc)}; start PostgreSQL "
@@ -470,6 +473,18 @@ def _postgres_info(settings: Settings, start: bool) -> dict[str, Any]:
     if not settings.database_url:
         info["pid"] = embedded.pid()
     return info
+
+
+def engine_label(info: dict[str, Any]) -> str | None:
+    """The word status tables show for an engine of :func:`engine_info` with a problem, None
+    when it is fine: REFUSED (it answered and refused the URL's login, database, scheme or
+    its user's keys), CONFIG ERROR (another setting to change: a malformed URL, HEAL_HOME)
+    or UNREACHABLE (an outage)."""
+    if info.get("refused"):
+        return "REFUSED"
+    if info.get("reachable"):
+        return None
+    return "CONFIG ERROR" if info.get("config_error") else "UNREACHABLE"
 
 
 def engine_info(settings: Settings, *, start: bool = True) -> dict[str, Any]:

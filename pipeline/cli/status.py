@@ -34,7 +34,13 @@ from pipeline.config import PIPELINE_STREAMS, STREAM_DEAD, Settings
 from pipeline.console import clip, colour_enabled, dump_json, visible
 from pipeline.errors import HealError
 from pipeline.runtime.layout import text_of, xinfo_fields
-from storage.engines import check_cluster_layout, check_urls, connect_redis, engine_info
+from storage.engines import (
+    check_cluster_layout,
+    check_urls,
+    connect_redis,
+    engine_info,
+    engine_label,
+)
 
 #: Beyond this many undelivered entries, lag is reported as a lower bound (``lag_exact`` false)
 #: on servers older than Redis 7, which do not report lag themselves.
@@ -120,8 +126,13 @@ def _collect_redis(
         status["dead_letters"] = status["streams"][settings.stream(STREAM_DEAD)]["length"]
         _collect_stranded(client, settings, status, problems)
     except redis.RedisError as exc:
-        from pipeline.runtime.connection import redis_error_text
+        from pipeline.runtime.connection import acl_refusal, redis_error_text
 
+        refusal = acl_refusal(exc, settings.prefix)
+        if refusal is not None:  # up, but its user may not use heal's keys: exit 2
+            status["engines"]["redis"].update(config_error=True, refused=True)
+            problems.append(str(refusal))
+            return
         problems.append(f"cannot read the streams: {redis_error_text(exc)}")
         return
     status["breaker"] = _optional_section(
@@ -282,8 +293,9 @@ def _lag(client: redis.Redis, stream: str, group: dict[str, Any], length: int) -
 
 
 def _engine_line(name: str, info: dict[str, Any]) -> str:
-    if not info.get("reachable"):
-        return f"  {name:<9} {info.get('mode', '?'):<9} UNREACHABLE  {info.get('url') or ''}"
+    label = engine_label(info)
+    if label is not None:
+        return f"  {name:<9} {info.get('mode', '?'):<9} {label}  {info.get('url') or ''}"
     version = info.get("version") or "?"
     extra = f"  pgvector {info['vector']}" if info.get("vector") else ""
     if name == "postgres" and not info.get("vector"):

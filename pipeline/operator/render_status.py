@@ -8,6 +8,7 @@ from typing import IO, Any
 from rich.markup import escape
 
 from pipeline.console import print_table, rich_console
+from storage.engines import engine_label
 
 #: colours of the words people scan for
 STATE_STYLE = {"CLOSED": "green", "OPEN": "bold red", "HALF_OPEN": "yellow",
@@ -17,8 +18,9 @@ STATE_STYLE = {"CLOSED": "green", "OPEN": "bold red", "HALF_OPEN": "yellow",
 def _engine_rows(engines: dict[str, Any]) -> list[list[str]]:
     rows = []
     for name, info in engines.items():
-        if not info.get("reachable"):
-            rows.append([name, str(info.get("mode", "?")), "[bold red]UNREACHABLE[/]",
+        label = engine_label(info)
+        if label is not None:
+            rows.append([name, str(info.get("mode", "?")), f"[bold red]{label}[/]",
                          escape(str(info.get("url") or "")), ""])
             continue
         count = len(info.get("users") or ())

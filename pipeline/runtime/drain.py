@@ -58,7 +58,7 @@ def drain_inline(
     consumer = f"inline-{socket.gethostname()}-{os.getpid()}"
     workers: list[StageWorker] = []
     try:
-        with stream_errors("draining the pipeline inline"):
+        with stream_errors("draining the pipeline inline", settings.prefix):
             for spec in specs:  # stage by stage, each over the partitions the settings address
                 workers.extend(build_partition_workers(
                     client, settings, spec, options=options, hooks=hooks, consumer=consumer,

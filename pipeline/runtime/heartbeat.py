@@ -106,7 +106,7 @@ def live_stages(client: Any, settings: Settings) -> set[str]:
         StreamUnavailable: Redis unreachable.
     """
     prefix = settings.key("alive", "")
-    with stream_errors("looking for running workers"):
+    with stream_errors("looking for running workers", settings.prefix):
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
     stages = set()
     for key in keys:

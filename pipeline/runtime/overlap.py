@@ -50,6 +50,52 @@ def node_client(client: Any, key: str) -> Any:
     return client.get_redis_connection(client.get_node_from_key(key))
 
 
+def raw_target(client: Any, key: str) -> Any | None:
+    """The plain client :func:`call_raw` runs on for ``key`` (see :func:`node_client`), or
+    None when there is none: a client that cannot be driven by hand (a test double), or a
+    cluster whose node of ``key``'s slot cannot be told now (mid-resharding; the cluster
+    client's own redirections do the rest, with its parsed replies for that moment)."""
+    if not supported(client):
+        return None
+    try:
+        return node_client(client, key)
+    except Exception:  # noqa: BLE001 - e.g. SlotNotCoveredError: not a failure here
+        return None
+
+
+def call_raw(target: Any, *args: Any) -> Any:
+    """Run one command on ``target`` (a plain client, see :func:`raw_target`) and return
+    its reply unparsed.
+
+    redis-py's parsers of XREADGROUP and XCLAIM fold an entry's fields into a dict, which
+    keeps the last of a repeated name silently (``XADD s * event A event B`` became B
+    alone); the worker reads entries through here, as flat field lists, as its read-ahead
+    does.
+
+    Raises:
+        redis.exceptions.RedisError: the command failed (the connection is dropped).
+    """
+    pool = target.connection_pool
+    conn = pool.get_connection()
+    try:
+        conn.send_command(*args)
+        return conn.read_response()
+    except BaseException:
+        conn.disconnect()  # a reply may still be on its way: never hand it to another user
+        raise
+    finally:
+        pool.release(conn)
+
+
+def read_group(target: Any, group: str, consumer: str, stream: str, entry_id: str,
+               count: int, block_ms: int | None) -> list[Any]:
+    """XREADGROUP of one stream → ``[(entry id, flat field list), ...]`` (see
+    :func:`call_raw`)."""
+    block = ("BLOCK", block_ms) if block_ms is not None else ()
+    return _entries(call_raw(target, "XREADGROUP", "GROUP", group, consumer, "COUNT", count,
+                             *block, "STREAMS", stream, entry_id))
+
+
 class Pipelined:
     """One pool connection with commands in flight; replies are read in the order sent.
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from pipeline.runtime import overlap
 from pipeline.runtime.hooks import Delivery
 from pipeline.runtime.options import MAX_CLAIM_IDLE_MS
 
@@ -39,15 +40,26 @@ return 0
 """
 
 
-def make_delivery(stream: str, entry_id: str, fields: dict[Any, Any] | None,
+#: the field name of an entry's event, as bytes or (decode_responses) str
+EVENT_FIELD = (b"event", "event")
+
+
+def make_delivery(stream: str, entry_id: str, fields: dict[Any, Any] | list[Any] | None,
                   deliveries: int) -> Delivery:
-    """A Delivery from a stream entry's fields.
+    """A Delivery from a stream entry's fields (a dict, or RESP's flat list of names and
+    values).
 
     No fields at all: the entry was deleted while pending. Fields but no ``event``: the
-    fields themselves (as JSON) become the raw bytes, so the dead letter keeps them.
+    fields themselves (as JSON) become the raw bytes, so the dead letter keeps them. Several
+    ``event`` fields (only a flat list shows them): dead-lettered as well, see
+    :func:`several_events`.
     """
     if not fields:
         return Delivery(stream, entry_id, None, deliveries, deleted=True)
+    if isinstance(fields, list):
+        if sum(1 for name in fields[::2] if name in EVENT_FIELD) > 1:
+            return several_events(stream, entry_id, fields, deliveries)
+        fields = dict(zip(fields[::2], fields[1::2], strict=True))
     raw = fields.get(b"event")
     if raw is None:
         raw = fields.get("event")
@@ -56,6 +68,18 @@ def make_delivery(stream: str, entry_id: str, fields: dict[Any, Any] | None,
                  for k, v in fields.items()}
         return Delivery(stream, entry_id, orjson.dumps(shown), deliveries, missing_event=True)
     return Delivery(stream, entry_id, raw.encode() if isinstance(raw, str) else raw, deliveries)
+
+
+def several_events(stream: str, entry_id: str, fields: list[Any], deliveries: int) -> Delivery:
+    """The dead-letter delivery of an entry with several ``event`` fields
+    (``XADD s * event A event B``): which one the producer meant is unknown, and a dict of
+    the fields kept only the last one, silently (``raw``: every field, as JSON pairs)."""
+    pairs = [[_text(name), _text(value)] for name, value in zip(fields[::2], fields[1::2],
+                                                                    strict=True)]
+    count = sum(1 for name, _ in pairs if name == "event")
+    return Delivery(stream, entry_id, orjson.dumps(pairs), deliveries, missing_event=True,
+                    problem=f"stream entry has {count} 'event' fields; publish one event per "
+                            "entry (XADD <stream> * event '<json>')")
 
 
 def _text(value: Any) -> str:
@@ -106,7 +130,14 @@ class Reclaimer:
         """
         if not entry_ids:
             return []
-        reply = self.client.xclaim(self.stream, self.group, self.consumer, 0, list(entry_ids))
+        target = overlap.raw_target(self.client, self.stream)
+        if target is not None:  # flat field lists: see overlap.call_raw
+            reply = overlap.call_raw(target, "XCLAIM", self.stream, self.group,
+                                     self.consumer, 0, *entry_ids)
+            reply = [entry for entry in reply or () if entry is not None]
+        else:
+            reply = self.client.xclaim(self.stream, self.group, self.consumer, 0,
+                                       list(entry_ids))
         found = {_text(eid): fields for eid, fields in reply if eid is not None}
         deliveries = self.to_deliveries(list(found.items()))
         missing = [_text(eid) for eid in entry_ids if _text(eid) not in found]

@@ -18,14 +18,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-import orjson
+import redis
 
 from pipeline.config import STAGES, STREAM_DEAD, Settings
-from pipeline.errors import StreamUnavailable, UsageError
+from pipeline.errors import ConfigError, StreamUnavailable, UsageError
 from pipeline.runtime import group as groups
 from pipeline.runtime import overlap
 from pipeline.runtime.backoff import backoff_delay
-from pipeline.runtime.connection import SURVIVABLE, TRANSIENT, is_missing_group
+from pipeline.runtime.connection import SURVIVABLE, TRANSIENT, acl_refusal, is_missing_group
 from pipeline.runtime.deadletter import dead_letter_fields
 from pipeline.runtime.gctune import tune_for_worker
 from pipeline.runtime.handoff import Handoff, HandoffResult, HandoffWriter
@@ -34,14 +34,13 @@ from pipeline.runtime.metrics import MetricsHook
 from pipeline.runtime.options import WorkerOptions
 from pipeline.runtime.overlap import Pipelined
 from pipeline.runtime.processing import DeadLetter, Decision, EventProcessor, RetryLater
-from pipeline.runtime.reclaim import Reclaimer, _text, make_delivery
+from pipeline.runtime.reclaim import EVENT_FIELD, Reclaimer, _text, make_delivery
 from pipeline.runtime.retries import RetrySchedule
 from pipeline.stage import StageHandler
 
 log = logging.getLogger("heal.runtime")
 
-#: the field name of an entry's event, as bytes or (decode_responses) str
-_EVENT = (b"event", "event")
+_EVENT = EVENT_FIELD
 #: events per call of a batch handler's ``handle_batch`` (between two checks of the stop
 #: flag and the claim's keep-alive: a slice of fingerprints takes milliseconds)
 BATCH_SLICE = 100
@@ -146,6 +145,7 @@ class StageWorker:
 
         Raises:
             StreamUnavailable: Redis stayed unreachable.
+            ConfigError: the ACL of Redis's user does not cover the stage's keys.
         """
         deadline = time.monotonic() + self.options.startup_timeout_s
         attempt = 0
@@ -153,6 +153,8 @@ class StageWorker:
             try:
                 groups.ensure_group(self.client, self.stream, self.group)
                 return
+            except redis.exceptions.NoPermissionError as exc:
+                raise self._refusal(exc) from exc
             except TRANSIENT as exc:
                 attempt += 1
                 if time.monotonic() >= deadline or self.stop_event.is_set():
@@ -162,11 +164,18 @@ class StageWorker:
                     ) from exc
                 self.stop_event.wait(self._reconnect_delay(attempt))
 
+    def _refusal(self, exc: redis.exceptions.NoPermissionError) -> ConfigError:
+        refusal = acl_refusal(exc, self.settings.prefix)
+        assert refusal is not None  # every NOPERM is one
+        return ConfigError(f"stage {self.stage}: {refusal}")
+
     def run(self) -> int:
         """Run until :meth:`stop`; returns the number of entries processed.
 
         Raises:
             StreamUnavailable: Redis unreachable at start (see :meth:`start`).
+            ConfigError: the ACL of Redis's user refused a command: backing off would not
+                help, a person has to change the ACL or HEAL_STREAM_PREFIX.
         """
         self.start()
         log.info("stage %s: consumer %s reading %s", self.stage, self.consumer, self.stream)
@@ -175,6 +184,8 @@ class StageWorker:
             try:
                 self.step(self.options.block_ms)
                 attempt = 0
+            except redis.exceptions.NoPermissionError as exc:
+                raise self._refusal(exc) from exc
             except SURVIVABLE as exc:
                 attempt += 1
                 _revive_engines()
@@ -452,6 +463,10 @@ class StageWorker:
         self.hooks.after_handoff(self.stage, result.acked, result.emitted, result.duplicates)
 
     def _xreadgroup(self, entry_id: str, block_ms: int | None) -> list[Any]:
+        target = overlap.raw_target(self.client, self.stream)
+        if target is not None:  # flat field lists, as the read-ahead gets (overlap.call_raw)
+            return overlap.read_group(target, self.group, self.consumer, self.stream,
+                                      entry_id, self.options.batch_size, block_ms)
         reply = self.client.xreadgroup(
             self.group, self.consumer, {self.stream: entry_id},
             count=self.options.batch_size, block=block_ms,
@@ -483,14 +498,10 @@ class StageWorker:
         out: list[Delivery] = []
         for eid, fields in entries:
             entry_id = eid.decode() if isinstance(eid, bytes) else str(eid)
-            if type(fields) is list:
-                if len(fields) == 2 and fields[0] in _EVENT and type(fields[1]) is bytes:
-                    out.append(Delivery(stream, entry_id, fields[1]))  # the common case
-                    continue
-                if sum(1 for name in fields[::2] if name in _EVENT) > 1:
-                    out.append(_two_events(stream, entry_id, fields))
-                    continue
-                fields = dict(zip(fields[::2], fields[1::2], strict=True))
+            if type(fields) is list and len(fields) == 2 and fields[0] in _EVENT \
+                    and type(fields[1]) is bytes:
+                out.append(Delivery(stream, entry_id, fields[1]))  # the common case
+                continue
             out.append(make_delivery(stream, entry_id, fields, 1))
         return out
 
@@ -523,15 +534,3 @@ def _revive_engines() -> list[str]:
     except ImportError:  # pragma: no cover - storage ships with heal
         return []
     return revive_held_engines()
-
-
-def _two_events(stream: str, entry_id: str, fields: list[Any]) -> Delivery:
-    """The dead-letter delivery of an entry with several ``event`` fields
-    (``XADD s * event A event B``): which one the producer meant is unknown, and a dict of
-    the fields kept only the last one, silently (``raw``: every field, as JSON pairs)."""
-    pairs = [[_text(name), _text(value)] for name, value in zip(fields[::2], fields[1::2],
-                                                                    strict=True)]
-    count = sum(1 for name, _ in pairs if name == "event")
-    return Delivery(stream, entry_id, orjson.dumps(pairs), 1, missing_event=True,
-                    problem=f"stream entry has {count} 'event' fields; publish one event per "
-                            "entry (XADD <stream> * event '<json>')")

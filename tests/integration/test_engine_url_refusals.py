@@ -9,6 +9,7 @@ ships) on a free loopback port, and the session's embedded PostgreSQL.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -131,6 +132,113 @@ def test_an_unreachable_cluster_url_says_cannot_reach(tmp_path: Path, database_u
     assert "cannot reach the Redis Cluster at HEAL_REDIS_URL=redis+cluster://127.0.0.1:1" \
         in done.stderr
     assert "internal error" not in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.fixture(scope="module")
+def keyless_user(locked_redis: int) -> str:
+    """HEAL_REDIS_URL of an ACL user that may run every command on keys under ``other:``
+    only (``~other:* +@all``): its login works, heal's keys are refused at command time."""
+    admin = redis.Redis(port=locked_redis, password=PASSWORD)
+    admin.acl_setuser("limited", enabled=True, passwords=[f"+{PASSWORD}"],
+                      keys=["other:*"], commands=["+@all"], reset=True)
+    admin.close()
+    return f"redis://limited:{PASSWORD}@127.0.0.1:{locked_redis}/0"
+
+
+def _says_key_patterns(done: subprocess.CompletedProcess[str], prefix: str = "heal") -> None:
+    assert f"may not use keys under `{prefix}:*`" in done.stderr, done.stderr
+    assert f"grant `~{prefix}:*`" in done.stderr and "HEAL_STREAM_PREFIX" in done.stderr
+    assert "of pipeline caused error" not in done.stderr  # not redis-py's raw message
+    _no_outage_advice(done)
+
+
+def test_a_redis_user_whose_key_patterns_miss_the_prefix_is_a_configuration_error(
+    tmp_path: Path, database_url: str, keyless_user: str
+) -> None:
+    # Given a Redis user that logs in but may not use keys under HEAL_STREAM_PREFIX
+    env = {"HEAL_HOME": str(tmp_path / "home"), "HEAL_REDIS_URL": keyless_user,
+           "HEAL_DATABASE_URL": database_url}
+    # When heal emit, status and worker use it
+    emitted = _heal(env, "emit", stdin='{"v":1,"id":"a","text":"x"}\n')
+    status = _heal(env, "status")
+    worker = _heal(env, "worker", "fingerprint")
+    # Then each exits 2 naming the user's key patterns against the prefix (no traceback,
+    # no "cannot reach"), and nothing was published under another name
+    for result in (emitted, status, worker):
+        assert result.returncode == 2, result.stderr
+        _says_key_patterns(result)
+    assert "stage fingerprint:" in worker.stderr
+    # and with a prefix the patterns do cover, the same user works
+    covered = _heal({**env, "HEAL_STREAM_PREFIX": "other"}, "emit",
+                    stdin='{"v":1,"id":"a","text":"x"}\n')
+    assert covered.returncode == 0, covered.stderr
+
+
+def test_heal_run_keeps_the_status_when_the_redis_user_may_not_use_heals_keys(
+    tmp_path: Path, database_url: str, keyless_user: str
+) -> None:
+    # Given the same user, and a failing command run through heal run
+    base = {k: v for k, v in os.environ.items() if not k.startswith("HEAL_")}
+    env = {**base, "HEAL_HOME": str(tmp_path / "home"), "HEAL_REDIS_URL": keyless_user,
+           "HEAL_DATABASE_URL": database_url, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([*HEAL, "run", "--", "sh", "-c", "echo boom; exit 3"],
+                          cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
+    # Then the command's status is kept and heal says why it could not report, clearly
+    assert done.returncode == 3, done.stderr
+    assert "could not report the failure" in done.stderr
+    _says_key_patterns(done)
+
+
+def test_status_labels_a_server_that_refused_the_url_refused_not_unreachable(
+    tmp_path: Path, database_url: str, locked_redis: int, keyless_user: str
+) -> None:
+    # Given a Redis that refuses the password, one whose user may not use heal's keys, and
+    # a PostgreSQL that has no such role
+    wrong = f"redis://:wrongpw@127.0.0.1:{locked_redis}/0"
+    cases = [({"HEAL_REDIS_URL": wrong, "HEAL_DATABASE_URL": database_url}, "redis"),
+             ({"HEAL_REDIS_URL": keyless_user, "HEAL_DATABASE_URL": database_url}, "redis"),
+             ({"HEAL_REDIS_URL": f"redis://:{PASSWORD}@127.0.0.1:{locked_redis}/0",
+               "HEAL_DATABASE_URL": _pg_url(database_url, user="heal_no_such_role")},
+              "postgres")]
+    for env, engine in cases:
+        env = {"HEAL_HOME": str(tmp_path / "home"), **env}
+        # When heal status shows the engines (plain table, and --json)
+        table = _heal(env, "status")
+        shown = _heal(env, "status", "--json")
+        # Then the engine's row says REFUSED (it answered), never UNREACHABLE; the JSON
+        # keeps config_error and says refused; both exit 2
+        assert table.returncode == shown.returncode == 2, table.stderr
+        (row,) = [line for line in table.stdout.splitlines()
+                  if line.strip().startswith(engine + " ")]
+        assert " REFUSED " in row and "UNREACHABLE" not in table.stdout, table.stdout
+        info = json.loads(shown.stdout)["engines"][engine]
+        assert info["config_error"] is True and info["refused"] is True
+    # and a server that is not there is still UNREACHABLE
+    gone = _heal({"HEAL_HOME": str(tmp_path / "home"), "HEAL_DATABASE_URL": database_url,
+                  "HEAL_REDIS_URL": f"redis://127.0.0.1:{free_ports(1)[0]}/0"}, "status")
+    assert gone.returncode == 1 and " UNREACHABLE " in gone.stdout
+
+
+def test_a_tls_url_naming_a_plain_redis_says_it_does_not_speak_tls(
+    tmp_path: Path, database_url: str, locked_redis: int
+) -> None:
+    # Given a rediss:// (TLS) URL naming a Redis that speaks plain TCP
+    url = f"rediss://:{PASSWORD}@127.0.0.1:{locked_redis}/0"
+    # When heal emit uses it
+    done = _heal({"HEAL_HOME": str(tmp_path / "home"), "HEAL_REDIS_URL": url,
+                  "HEAL_DATABASE_URL": database_url}, "emit",
+                 stdin='{"v":1,"id":"a","text":"x"}\n')
+    # Then exit 2: it does not speak TLS, use redis:// (not "cannot reach ...; start Redis")
+    assert done.returncode == 2, done.stderr
+    assert "does not speak TLS" in done.stderr
+    assert f"use HEAL_REDIS_URL=redis://:***@127.0.0.1:{locked_redis}/0" in done.stderr
+    _no_outage_advice(done)
+    # and a rediss:// URL where nothing listens is still an outage (exit 1)
+    gone = _heal({"HEAL_HOME": str(tmp_path / "home"), "HEAL_DATABASE_URL": database_url,
+                  "HEAL_REDIS_URL": f"rediss://127.0.0.1:{free_ports(1)[0]}/0"}, "emit",
+                 stdin='{"v":1,"id":"a","text":"x"}\n')
+    assert gone.returncode == 1 and "cannot reach" in gone.stderr, gone.stderr
+    assert "does not speak TLS" not in gone.stderr
 
 
 def _pg_url(database_url: str, *, user: str | None = None, database: str | None = None,

@@ -334,17 +334,20 @@ def test_the_heartbeat_keeps_held_entries_from_looking_abandoned(
     assert claimed == list(holder.in_flight)
 
 
+@pytest.mark.parametrize(("read_ahead", "batch_size"), [(False, 10), (True, 1), (True, 10)])
 def test_an_entry_with_two_event_fields_is_dead_lettered_not_half_handled(
-    client: redis.Redis, settings: Settings
+    client: redis.Redis, settings: Settings, read_ahead: bool, batch_size: int
 ) -> None:
     """``XADD heal:errors * event A event B``: a dict of the fields kept B alone, silently.
-    (Through the read-ahead path, which reads RESP's flat field lists: batches of one, the
-    second read is a read-ahead. A plain ``client.xreadgroup`` reply is already a dict.)"""
+    Whichever way the worker reads it (a plain XREADGROUP: no read-ahead, or fewer entries
+    than a batch; a read-ahead: batches of one, the second read is one) it is dead-lettered
+    with the reason, never half handled (QA contract 5: the plain read folded it)."""
     publish(client, settings, event("first"))
     client.execute_command("XADD", settings.stream("errors"), "*", "event", event("a"),
                            "event", event("b"))
     publish(client, settings, event("c"))
-    worker = make_worker(client, settings, handler=ContractHandler(settings), batch_size=1)
+    worker = make_worker(client, settings, handler=ContractHandler(settings),
+                         batch_size=batch_size, read_ahead=read_ahead)
     assert drain(worker) == 3
     out = [orjson.loads(f[b"event"]) for _, f in client.xrange(settings.stream("fingerprints"))]
     assert [o["id"] for o in out] == ["efirst", "ec"]
@@ -352,6 +355,20 @@ def test_an_entry_with_two_event_fields_is_dead_lettered_not_half_handled(
     assert letter[b"reason"].decode().startswith("stream entry has 2 'event' fields")
     assert [name for name, _ in orjson.loads(letter[b"event"])] == ["event", "event"]
     assert pending(client, settings) == 0
+
+
+def test_an_entry_with_two_event_fields_is_dead_lettered_when_reclaimed(
+    client: redis.Redis, settings: Settings
+) -> None:
+    """The same entry left pending by a worker that died is dead-lettered by the peer that
+    claims it (XCLAIM's reply was folded into a dict as well)."""
+    stream = settings.stream("errors")
+    client.execute_command("XADD", stream, "*", "event", event("a"), "event", event("b"))
+    worker = make_worker(client, settings, handler=ContractHandler(settings))
+    (entry_id, _), = client.xreadgroup("fingerprint", "gone", {stream: ">"})[0][1]  # it died
+    (delivery,) = worker.reclaimer.claim_own([entry_id.decode()])
+    assert delivery.problem is not None and "2 'event' fields" in delivery.problem
+    assert delivery.missing_event
 
 
 class DurableHandler(PassThroughHandler):
