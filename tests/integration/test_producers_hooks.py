@@ -190,9 +190,10 @@ def test_a_lesson_command_given_as_a_string_is_split_not_spelled_out(
 def test_a_huge_step_name_is_keyed_and_recorded_by_the_cut_name_the_event_carries(
     client: redis.Redis, settings: Settings
 ) -> None:
-    """The step record is keyed by the name the event carries (cut to 1 KiB), so a hostile
-    10 MB step name makes no 10 MB record, and its success still resolves its failure."""
-    from producers.steps import StepRecorder, step_key
+    """The step record is keyed by the name the event carries (cut to 1 KiB, with a short
+    hash of the whole name), so a hostile 10 MB step name makes no 10 MB record, and its
+    success still resolves its failure."""
+    from producers.steps import StepRecorder
 
     hooks = WorkflowHooks("wf", "r9", client=client, settings=settings)
     step = "build " + "s" * 10_000_000
@@ -204,7 +205,7 @@ def test_a_huge_step_name_is_keyed_and_recorded_by_the_cut_name_the_event_carrie
     assert event.id == event_id and len(cut) <= 1024 and "workflow.step" in event.tags["cut_fields"]
     # Then the step record is the one of the cut name, holding that name, nothing larger
     recorder = StepRecorder(client, settings)
-    key = step_key(hooks.repo.path, "wf", cut)
+    key = hooks._key(cut, step)
     assert recorder.status(key).last_error_id == event_id
     record = client.hgetall(recorder._key(key))
     assert record[b"step"].decode() == cut
@@ -214,3 +215,26 @@ def test_a_huge_step_name_is_keyed_and_recorded_by_the_cut_name_the_event_carrie
     (row,) = client.xrange(settings.stream("resolutions"))
     assert row[1][b"error_id"].decode() == event_id and row[1][b"step"].decode() == cut
     assert hooks.execution_decision(step).execute
+
+
+def test_two_huge_step_names_sharing_their_cut_are_two_steps(
+    client: redis.Redis, settings: Settings
+) -> None:
+    """QA s12 N7: two hostile step names sharing their first 1 KiB (the name the event
+    carries) were one step record: a success of one resolved the other's failure."""
+    hooks = WorkflowHooks("wf", "r1", client=client, settings=settings)
+    a = "build " + "a" * 3000 + " variantA"
+    b = "build " + "a" * 3000 + " variantB"
+    # When step A fails and step B (the same first 1 KiB) then passes
+    event_id = hooks.on_phase_complete("build", "failure", error_text="ValueError: A broke",
+                                       step=a)
+    (event,) = errors(client, settings)
+    assert hooks.on_phase_complete("build", "passed", step=b) is None
+    # Then A's failure is not resolved, and both events carry the same cut name
+    assert client.xrange(settings.stream("resolutions")) == []
+    assert len(event.workflow.step) <= 1024 and not event.workflow.step.endswith("variantA")
+    # and A's own success resolves it, naming the cut name
+    assert hooks.on_phase_complete("build", "passed", step=a) is None
+    (row,) = client.xrange(settings.stream("resolutions"))
+    assert row[1][b"error_id"].decode() == event_id
+    assert row[1][b"step"].decode() == event.workflow.step
