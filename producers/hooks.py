@@ -67,7 +67,7 @@ from pipeline.events import (
 from pipeline.guardrails.execution import StepDecision, WorkflowState, workflow_name
 from pipeline.guardrails.gate import guard_at
 from pipeline.lifecycle.steps import record_step_result
-from pipeline.redact import redacted_tail
+from pipeline.redact import redact, redacted_tail
 from producers.context import hostname, new_id, repo_info
 from producers.interceptor import TAIL_BYTES
 from producers.publisher import Publisher, connect
@@ -297,7 +297,9 @@ class WorkflowHooks:
         return event.id
 
     def _success(self, step: str) -> None:
-        full, step = step, fit_field(step)  # the name a failure of this step was published with
+        # the name a failure of this step was published with: cut to 1 KiB, then redacted
+        # as the event's constructor redacts it (a secret never reaches the record)
+        full, step = step, redact(fit_field(step))
         StepRecorder(self.client, self.settings).record_success(self._key(step, full), step)
         self._record_state(step, True)
 
@@ -323,7 +325,7 @@ class WorkflowHooks:
         Raises: StreamUnavailable.
         """
         guard = guard_at(self.client, self.settings, self.repo.path)
-        return guard.should_execute_step(self.workflow, fit_field(step))
+        return guard.should_execute_step(self.workflow, redact(fit_field(step)))
 
     def _key(self, step: str, full: str) -> str:
         """The step record's key: the name the event carries (``step``) and, when that is a

@@ -238,3 +238,34 @@ def test_two_huge_step_names_sharing_their_cut_are_two_steps(
     (row,) = client.xrange(settings.stream("resolutions"))
     assert row[1][b"error_id"].decode() == event_id
     assert row[1][b"step"].decode() == event.workflow.step
+
+
+def test_a_step_name_holding_a_secret_is_redacted_on_success_and_still_resolves(
+    client: redis.Redis, settings: Settings
+) -> None:
+    """The failure path keys and records the step by the name the event carries (redacted);
+    the success path used the caller's name: the secret reached the step record and the
+    execution state, and the success never resolved the failure."""
+    hooks = WorkflowHooks("wf", "r2", client=client, settings=settings)
+    step = "deploy --password=hunter2secret"
+    # When the step fails and then passes
+    event_id = hooks.on_phase_complete("deploy", "failure", error_text="ValueError: no",
+                                       step=step)
+    assert hooks.on_phase_complete("deploy", "passed", step=step) is None
+    # Then its success resolves its failure
+    (row,) = client.xrange(settings.stream("resolutions"))
+    assert row[1][b"error_id"].decode() == event_id
+    assert hooks.execution_decision(step).execute
+    # and no key or value in Redis holds the secret
+    for key in client.scan_iter(count=1000):
+        assert b"hunter2secret" not in key
+        kind = client.type(key)
+        if kind == b"hash":
+            values = [*client.hgetall(key).keys(), *client.hgetall(key).values()]
+        elif kind == b"string":
+            values = [client.get(key) or b""]
+        elif kind == b"stream":
+            values = [v for _, fields in client.xrange(key) for v in fields.values()]
+        else:
+            values = []
+        assert all(b"hunter2secret" not in v for v in values), key
