@@ -1,8 +1,11 @@
 """Untrusted text (event text, names people or packs gave) in Markdown that a person reads
 where it renders (a CI job summary, a pull-request comment, ``heal report --format md``):
-shown literally, never as HTML, a link, an image, emphasis or a mention."""
+shown literally, never as HTML, a link, an image, emphasis, a mention or a reference to an
+issue or a commit."""
 
 from __future__ import annotations
+
+import re
 
 from pipeline.console import visible
 
@@ -17,8 +20,21 @@ _HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 #: backslash that escapes the ``|`` (``\\|`` ends a table cell)
 _ZWSP = "\u200b"
 #: what makes GitHub turn bare text into a link (its autolink extension: a scheme's ``://``,
-#: ``www.``, ``mailto:``/``xmpp:``); a word of prose holding one is shown as code instead
+#: ``www.``, ``mailto:``/``xmpp:``) ...
 _AUTOLINK = ("://", "www.", "mailto:", "xmpp:")
+#: ... or into a reference to an issue, a pull request or a commit, which also puts a
+#: cross-reference on that issue's timeline (someone else's: ``torvalds/linux#1``): ``#123``
+#: (``owner/repo#123`` too), ``GH-123``, a commit SHA of 7 to 40 hex digits (bare,
+#: ``user@sha``, ``owner/repo@sha``). Simple classes and bounded repeats: linear in the word
+_REFERENCE = re.compile(
+    r"#[0-9]|(?<![0-9a-z])gh-[0-9]|(?<![0-9a-z])[0-9a-f]{7,40}(?![0-9a-z])", re.IGNORECASE)
+
+
+def links(word: str) -> bool:
+    """True when GitHub would turn ``word`` (no spaces) into a link or a reference: such a
+    word of prose is shown as code instead, which GitHub never links."""
+    return any(marker in word.lower() for marker in _AUTOLINK) or bool(
+        _REFERENCE.search(word))
 
 
 def one_line(value: object) -> str:
@@ -50,12 +66,13 @@ def code_span(value: object, table: bool = True) -> str:
 
 def prose_cell(value: object, table: bool = True) -> str:
     """Untrusted prose in a table cell (or a heading), on one line: HTML escaped, Markdown's
-    inline syntax backslash-escaped, mentions broken, and each word GitHub would autolink
-    (``https://evil.example/x``, ``www.evil.example``) put in a code span, which it never
-    links: readable, copyable, not a link."""
+    inline syntax backslash-escaped, mentions broken, and each word GitHub would turn into a
+    link or a reference (:func:`links`: ``https://evil.example/x``, ``www.evil.example``,
+    ``torvalds/linux#1``, ``GH-12``, a commit SHA) put in a code span, which it never links:
+    readable, copyable, not a link."""
     words = []
     for word in one_line(value).split(" "):
-        if any(marker in word.lower() for marker in _AUTOLINK):
+        if links(word):
             words.append(code_span(word, table=table))
             continue
         out = []

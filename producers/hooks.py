@@ -45,6 +45,7 @@ string or boolean where argv or an exit code goes, a set in ``tags``) raises
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -66,7 +67,7 @@ from pipeline.events import (
 from pipeline.guardrails.execution import StepDecision, WorkflowState, workflow_name
 from pipeline.guardrails.gate import guard_at
 from pipeline.lifecycle.steps import record_step_result
-from pipeline.redact import redacted_tail
+from pipeline.redact import redact, redacted_tail
 from producers.context import hostname, new_id, repo_info
 from producers.interceptor import TAIL_BYTES
 from producers.publisher import Publisher, connect
@@ -285,9 +286,10 @@ class WorkflowHooks:
     def _failure(self, step: str, phase: str, text: str, argv: Sequence[str],
                  exit_code: int | None, tags: Mapping[str, Any] | None) -> str:
         event = self._event(step, phase, text, argv, exit_code, tags)
-        step = event.workflow.step  # as published (cut, redacted): the record's key agrees
+        full, step = step, event.workflow.step  # as published (cut, redacted)
         Publisher(self.client, self.settings).publish(event)
-        StepRecorder(self.client, self.settings).record_failure(self._key(step), step, event.id)
+        StepRecorder(self.client, self.settings).record_failure(self._key(step, full), step,
+                                                                event.id)
         self.published += 1
         # the published text: cut to 64 KiB (and redacted) already, so fingerprinting it costs
         # milliseconds (the whole 10 MB error_text once cost the caller 6.5 s of CPU)
@@ -295,8 +297,10 @@ class WorkflowHooks:
         return event.id
 
     def _success(self, step: str) -> None:
-        step = fit_field(step)  # the name a failure of this step was published (and keyed) with
-        StepRecorder(self.client, self.settings).record_success(self._key(step), step)
+        # the name a failure of this step was published with: cut to 1 KiB, then redacted
+        # as the event's constructor redacts it (a secret never reaches the record)
+        full, step = step, redact(fit_field(step))
+        StepRecorder(self.client, self.settings).record_success(self._key(step, full), step)
         self._record_state(step, True)
 
     # -- execution state ---------------------------------------------------------------------
@@ -321,7 +325,15 @@ class WorkflowHooks:
         Raises: StreamUnavailable.
         """
         guard = guard_at(self.client, self.settings, self.repo.path)
-        return guard.should_execute_step(self.workflow, fit_field(step))
+        return guard.should_execute_step(self.workflow, redact(fit_field(step)))
 
-    def _key(self, step: str) -> str:
+    def _key(self, step: str, full: str) -> str:
+        """The step record's key: the name the event carries (``step``) and, when that is a
+        cut of the caller's name ``full`` (over 1 KiB, or holding a NUL), a short hash of the
+        whole name, so two hostile names sharing their first 1 KiB are two steps (a success
+        of one never resolves the other's failure). A hash either way: bounded whatever the
+        name's size; a name that is not cut keys as before (and as ``heal run`` keys it)."""
+        if fit_field(full) != full:
+            whole = hashlib.sha256(full.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+            step = f"{step}\0{whole}"
         return step_key(self.repo.path, self.workflow_id, step)

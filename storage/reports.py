@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from pipeline.errors import UsageError
 from pipeline.fingerprint.hashing import ALGORITHM_VERSION
 from storage.db import Database
 
@@ -205,12 +206,39 @@ class ReportStore:
         """A DRAFT pattern (source ``review``) with one DRAFT ``escalate`` fix, the issue's fine
         fingerprint mapped to it (``pattern_fingerprints``; the lookup offers it once a person
         completes it into a catalog seed), and the issue marked ``pattern``; all in one
-        transaction."""
+        transaction. A placeholder already created by a review is kept as it is.
+
+        Raises:
+            UsageError: a row under the placeholder's ids was not created by a review (a
+                pattern of another source, or the fix id held as another fix); nothing is
+                stored."""
         sample = str(issue.get("sample", ""))
         headline = next((ln.strip() for ln in reversed(sample.splitlines()) if ln.strip()), "")
 
+        fix_id = review_fix_id(pattern_id)
+
         async def go(conn: asyncpg.Connection) -> None:
             async with conn.transaction():
+                # the review adopts no row it did not create: a pattern under its id from
+                # elsewhere (an import from before packs were refused review. ids), or its
+                # fix id held as another fix, would stand in for the placeholder (its name,
+                # rules, message) with the error's fingerprint mapped to it
+                held = await conn.fetchval(
+                    "SELECT source FROM patterns WHERE id = $1 FOR UPDATE", pattern_id)
+                fix = await conn.fetchrow(
+                    "SELECT pattern_id, kind FROM fixes WHERE id = $1", fix_id)
+                if (held is not None and held != "review") or (
+                        fix is not None and (fix["pattern_id"] != pattern_id
+                                             or fix["kind"] != "escalate")):
+                    whose = (f"pattern {pattern_id} is held here with source {held}"
+                             if held is not None and held != "review" else
+                             f"fix {fix_id} is held here by pattern {fix['pattern_id']} "
+                             f"({fix['kind']})" if fix is not None else "")
+                    raise UsageError(
+                        f"{issue['fine']}: {whose}, not created by heal issues review; "
+                        "nothing was stored and the error stays open: teach it a fix "
+                        "instead (heal learn, or c/m/p/e in heal issues review), or remove "
+                        f"that pattern from PostgreSQL (heal export shows it)")
                 await conn.execute(
                     """INSERT INTO patterns (id, name, category, description, examples, source,
                                              state, first_seen, last_seen)
@@ -225,7 +253,7 @@ class ReportStore:
                                           explanation, template)
                        VALUES ($1, $2, 'escalate', 'RISKY', 'DRAFT', $3, $4, $5::jsonb)
                        ON CONFLICT (id) DO NOTHING""",
-                    review_fix_id(pattern_id), pattern_id, "escalate to a human", message,
+                    fix_id, pattern_id, "escalate to a human", message,
                     orjson.dumps({"message": message}).decode())
                 await conn.execute(
                     """INSERT INTO pattern_fingerprints (fingerprint, level, pattern_id, source)

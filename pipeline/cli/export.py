@@ -64,14 +64,26 @@ def export_pack(settings: Settings, path: str) -> int:
     from pipeline.learn.teach import who_am_i
     from storage.engines import open_database
     from storage.learned import LearnedRepository
+    from storage.reports import REVIEW
 
     db = open_database(settings)
     try:
         repo = LearnedRepository(db)
-        pack = build_pack(repo.taught(every_fix=True), repo.fix_statistics(), who_am_i())
+        rows = repo.taught(every_fix=True)
+        stats = repo.fix_statistics()
     finally:
         db.close()
+    # ids under review. are heal issues review's placeholders, which heal import refuses: a
+    # row held under one (an import from before that refusal) is left out, and said
+    left_out = sorted({str(r["id"]) for r in rows if str(r["id"]).startswith(REVIEW)})
+    pack = build_pack([r for r in rows if not str(r["id"]).startswith(REVIEW)], stats,
+                      who_am_i())
     write_pack(Path(path), pack)
+    if left_out:
+        print(f"heal: note: left out {len(left_out)} pattern(s) under {REVIEW} "
+              f"({', '.join(left_out[:5])}{', …' if len(left_out) > 5 else ''}): ids under "
+              f"{REVIEW} belong to heal issues review, and heal import refuses them",
+              file=sys.stderr)
     print(f"wrote {len(pack['patterns'])} learned pattern(s) with {fix_count(pack)} fix(es) "
           f"to {path}", file=sys.stderr)
     return 0

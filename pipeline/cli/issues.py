@@ -215,4 +215,7 @@ def run_review(args: argparse.Namespace) -> int:
         print(f"created {len(result.created)} pattern(s){taught}, ignored "
               f"{len(result.ignored)}, skipped {len(result.skipped)}"
               f"{' (quit)' if result.quit else ''}")
-    return 0
+    if result.refused and not interactive:  # the interactive review said it at the 'y'
+        for reason in result.refused:
+            print(f"heal: {reason}", file=sys.stderr)
+    return 1 if result.refused else 0

@@ -13,8 +13,9 @@ here, whatever its state was there, and is verified before it is offered. A patt
 a pack again changes nothing. One held with a different fix or other rules under its id, one
 with a fix id held by another pattern, or whose ``provenance.fine`` is mapped here to another
 pattern, is a conflict: reported, never merged. A pack naming one pattern id twice, or a fix
-id not under its own pattern's id (or, under ``learned.`` and ``review.``, not the one heal
-derives for that fix), is refused before anything is stored.
+id not under its own pattern's id (or, under ``learned.``, not the one heal derives for that
+fix), or a pattern id under ``review.`` (the placeholders ``heal issues review`` creates), is
+refused before anything is stored.
 """
 
 from __future__ import annotations
@@ -135,6 +136,7 @@ def parse_pack_pattern(raw: dict[str, Any]) -> tuple[dict[str, Any], list[PackFi
         ConfigError: naming the pattern, the alternative and the field to change.
     """
     base, fixes = pattern_fixes(raw)
+    _check_pattern_id(base.get("id"))
     clean = parse_pattern({**base, "fix": fixes[0].fix}).to_dict()
     out = [PackFix(clean["fix"], fixes[0].stats, fixes[0].provenance)]
     seen = {clean["fix"]["id"]}
@@ -158,6 +160,26 @@ def parse_pack_pattern(raw: dict[str, Any]) -> tuple[dict[str, Any], list[PackFi
     return clean, out
 
 
+def _check_pattern_id(pattern_id: Any) -> None:
+    """Ids under ``review.`` belong to ``heal issues review`` alone: its ``y`` derives
+    ``review.<hash of the fine fingerprint>`` (and the escalation ``<id>.escalate``) for a
+    waiting error, so a pack holding such an id, whatever its fix, would stand in for the
+    placeholder a later review creates for that error (its name, rules and message) or block
+    it. ``heal export --pack`` never writes them.
+
+    Raises:
+        ConfigError: naming the pattern and the id to give instead.
+    """
+    from storage.reports import REVIEW
+
+    if isinstance(pattern_id, str) and pattern_id.startswith(REVIEW):
+        raise ConfigError(
+            f"pattern {spelled(pattern_id)}: ids under {REVIEW} are the placeholders heal "
+            "issues review creates for a waiting error, never a pack's; give the pattern an "
+            "id of your own (area.name) and its fix <pattern id>/NAME, or leave it out of "
+            "the pack")
+
+
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
@@ -165,17 +187,14 @@ def _check_fix_id(pattern_id: str, where: str, fix: dict[str, Any]) -> None:
     """A pack's fix id is under its own pattern's id (``<pattern id>/<name>``, as the seeds
     name theirs, or ``<pattern id>.<name>``, as heal names what it learns), and under
     ``learned.`` it is the id heal itself derives from the fix (its kind and a hash of its
-    template), under ``review.`` the one escalation ``heal issues review`` creates
-    (``<pattern id>.escalate``): a fix id is a row of its own, so a pack naming another
-    pattern's id, or the id a later ``heal learn`` or review would derive for another fix,
-    would block that lesson or stand in for it (a review's ``y`` keeps a pattern and fix it
-    finds under its ids and maps the error's fingerprint to them).
+    template): a fix id is a row of its own, so a pack naming another pattern's id, or the
+    id a later ``heal learn`` would derive for another fix, would block that lesson or stand
+    in for it. (Ids under ``review.`` are refused whole, see :func:`_check_pattern_id`.)
 
     Raises:
         ConfigError: naming the pattern, the fix and the id to give.
     """
     from pipeline.learn.teach import LEARNED, learned_fix_id
-    from storage.reports import REVIEW, review_fix_id
 
     fix_id = str(fix["id"])
     name = next((fix_id[len(pattern_id) + 1:] for sep in ("/", ".")
@@ -186,14 +205,6 @@ def _check_fix_id(pattern_id: str, where: str, fix: dict[str, Any]) -> None:
         raise ConfigError(f"pattern {pattern_id}: {where}: fix id {spelled(fix_id)} is not "
                           f"under the pattern's own id: name it {pattern_id}/NAME (or "
                           f"{pattern_id}.NAME), NAME of letters, digits, _ and -")
-    if pattern_id.startswith(REVIEW):
-        derived = review_fix_id(pattern_id)
-        if fix_id != derived or fix["kind"] != "escalate":
-            raise ConfigError(
-                f"pattern {pattern_id}: {where}: fix {spelled(fix_id)} ({fix['kind']}) is "
-                f"not the one heal derives for this pattern (the escalation {derived}): ids "
-                f"under {REVIEW} are the placeholders heal issues review creates; give the "
-                "pattern an id of your own (area.name) and the fix <pattern id>/NAME")
     if pattern_id.startswith(LEARNED):
         derived = learned_fix_id(pattern_id, str(fix["kind"]), _template(fix))
         if fix_id != derived:

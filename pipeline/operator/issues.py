@@ -79,6 +79,8 @@ class ReviewResult:
     skipped: list[str] = field(default_factory=list)
     taught: list[dict[str, str]] = field(default_factory=list)
     quit: bool = False
+    #: why a ``y`` stored nothing (its group is among ``skipped``): said on stderr, exit 1
+    refused: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"created": self.created, "ignored": self.ignored, "skipped": self.skipped,
@@ -130,7 +132,12 @@ class Reviewer:
                 self.ignore(issue)
                 result.ignored.append(issue["fine"])
             else:
-                self.create_pattern(issue)
+                try:
+                    self.create_pattern(issue)
+                except UsageError as exc:  # a row under its ids it did not create
+                    result.skipped.append(issue["fine"])
+                    result.refused.append(str(exc))
+                    continue
                 result.created.append(issue["fine"])
         return result
 
@@ -156,7 +163,13 @@ class Reviewer:
                 result.quit = True
                 break
             if answer == "y":
-                show(f"  created DRAFT pattern {self.create_pattern(issue)}")
+                try:
+                    show(f"  created DRAFT pattern {self.create_pattern(issue)}")
+                except UsageError as exc:  # a row under its ids it did not create
+                    show(f"  {exc}")
+                    result.skipped.append(issue["fine"])
+                    result.refused.append(str(exc))
+                    continue
                 result.created.append(issue["fine"])
             elif answer == "n":
                 self.ignore(issue)

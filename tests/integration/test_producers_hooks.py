@@ -190,9 +190,10 @@ def test_a_lesson_command_given_as_a_string_is_split_not_spelled_out(
 def test_a_huge_step_name_is_keyed_and_recorded_by_the_cut_name_the_event_carries(
     client: redis.Redis, settings: Settings
 ) -> None:
-    """The step record is keyed by the name the event carries (cut to 1 KiB), so a hostile
-    10 MB step name makes no 10 MB record, and its success still resolves its failure."""
-    from producers.steps import StepRecorder, step_key
+    """The step record is keyed by the name the event carries (cut to 1 KiB, with a short
+    hash of the whole name), so a hostile 10 MB step name makes no 10 MB record, and its
+    success still resolves its failure."""
+    from producers.steps import StepRecorder
 
     hooks = WorkflowHooks("wf", "r9", client=client, settings=settings)
     step = "build " + "s" * 10_000_000
@@ -204,7 +205,7 @@ def test_a_huge_step_name_is_keyed_and_recorded_by_the_cut_name_the_event_carrie
     assert event.id == event_id and len(cut) <= 1024 and "workflow.step" in event.tags["cut_fields"]
     # Then the step record is the one of the cut name, holding that name, nothing larger
     recorder = StepRecorder(client, settings)
-    key = step_key(hooks.repo.path, "wf", cut)
+    key = hooks._key(cut, step)
     assert recorder.status(key).last_error_id == event_id
     record = client.hgetall(recorder._key(key))
     assert record[b"step"].decode() == cut
@@ -214,3 +215,57 @@ def test_a_huge_step_name_is_keyed_and_recorded_by_the_cut_name_the_event_carrie
     (row,) = client.xrange(settings.stream("resolutions"))
     assert row[1][b"error_id"].decode() == event_id and row[1][b"step"].decode() == cut
     assert hooks.execution_decision(step).execute
+
+
+def test_two_huge_step_names_sharing_their_cut_are_two_steps(
+    client: redis.Redis, settings: Settings
+) -> None:
+    """QA s12 N7: two hostile step names sharing their first 1 KiB (the name the event
+    carries) were one step record: a success of one resolved the other's failure."""
+    hooks = WorkflowHooks("wf", "r1", client=client, settings=settings)
+    a = "build " + "a" * 3000 + " variantA"
+    b = "build " + "a" * 3000 + " variantB"
+    # When step A fails and step B (the same first 1 KiB) then passes
+    event_id = hooks.on_phase_complete("build", "failure", error_text="ValueError: A broke",
+                                       step=a)
+    (event,) = errors(client, settings)
+    assert hooks.on_phase_complete("build", "passed", step=b) is None
+    # Then A's failure is not resolved, and both events carry the same cut name
+    assert client.xrange(settings.stream("resolutions")) == []
+    assert len(event.workflow.step) <= 1024 and not event.workflow.step.endswith("variantA")
+    # and A's own success resolves it, naming the cut name
+    assert hooks.on_phase_complete("build", "passed", step=a) is None
+    (row,) = client.xrange(settings.stream("resolutions"))
+    assert row[1][b"error_id"].decode() == event_id
+    assert row[1][b"step"].decode() == event.workflow.step
+
+
+def test_a_step_name_holding_a_secret_is_redacted_on_success_and_still_resolves(
+    client: redis.Redis, settings: Settings
+) -> None:
+    """The failure path keys and records the step by the name the event carries (redacted);
+    the success path used the caller's name: the secret reached the step record and the
+    execution state, and the success never resolved the failure."""
+    hooks = WorkflowHooks("wf", "r2", client=client, settings=settings)
+    step = "deploy --password=hunter2secret"
+    # When the step fails and then passes
+    event_id = hooks.on_phase_complete("deploy", "failure", error_text="ValueError: no",
+                                       step=step)
+    assert hooks.on_phase_complete("deploy", "passed", step=step) is None
+    # Then its success resolves its failure
+    (row,) = client.xrange(settings.stream("resolutions"))
+    assert row[1][b"error_id"].decode() == event_id
+    assert hooks.execution_decision(step).execute
+    # and no key or value in Redis holds the secret
+    for key in client.scan_iter(count=1000):
+        assert b"hunter2secret" not in key
+        kind = client.type(key)
+        if kind == b"hash":
+            values = [*client.hgetall(key).keys(), *client.hgetall(key).values()]
+        elif kind == b"string":
+            values = [client.get(key) or b""]
+        elif kind == b"stream":
+            values = [v for _, fields in client.xrange(key) for v in fields.values()]
+        else:
+            values = []
+        assert all(b"hunter2secret" not in v for v in values), key

@@ -143,3 +143,35 @@ def test_bare_urls_in_prose_cells_are_code_not_links(tmp_path: Path) -> None:
     for text in (markdown.summary(report), markdown.pr_comment(report)):
         (row,) = [line for line in text.splitlines() if line.startswith("| decision |")]
         assert "`HTTPS://evil.example/x\\|y` and `www.x.example.` ok |" in row, row
+
+
+def test_issue_and_commit_references_in_prose_cells_are_code_not_references(
+    tmp_path: Path,
+) -> None:
+    from pipeline.markdown_text import prose_cell
+
+    # Given prose holding words GitHub turns into references to someone else's issue or
+    # commit (a cross-reference on its timeline): #123, owner/repo#1, GH-12, owner/repo@sha,
+    # user@sha and a bare SHA
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    text = (f"see torvalds/linux#1, (#123) GH-12 gh-7 torvalds/linux@{sha[:12]} "
+            f"octocat@{sha[:7]} {sha} utf-8 issue 42 #x abcdef")
+    # Then each such word is a code span, the rest plain (and still readable)
+    assert prose_cell(text) == (
+        f"see `torvalds/linux#1,` `(#123)` `GH-12` `gh-7` `torvalds/linux@{sha[:12]}` "
+        f"`octocat@{sha[:7]}` `{sha}` utf-8 issue 42 \\#x abcdef")
+    # in bounded time on a long hostile word
+    import time
+
+    start = time.monotonic()
+    prose_cell("a1" * 500_000 + " " + "#" * 500_000 + " " + "0" * 1_000_000)
+    assert time.monotonic() - start < 5
+    # and in the job summary and the PR comment
+    report = _report(tmp_path)
+    assert report.outcome is not None
+    report.outcome = OutcomeEvent(
+        id="run-1:apply", error_id="run-1", error=report.event, fine="fp-v1:abc",
+        status="escalated", detail=f"see torvalds/linux#1 and {sha}")
+    for summary in (markdown.summary(report), markdown.pr_comment(report)):
+        (row,) = [line for line in summary.splitlines() if line.startswith("| decision |")]
+        assert f"see `torvalds/linux#1` and `{sha}` |" in row, row
