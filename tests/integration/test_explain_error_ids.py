@@ -186,7 +186,7 @@ def test_explain_shows_the_breaker_trip_a_rollback_of_the_fingerprint_made(
     assert opened and {b["error_id"] for b in opened} == {f"{fp}-2"}, story["breaker"]
     assert {b["scope"] for b in opened} >= {"step:nightly/lint"}
     text = _heal(["explain", fp]).stdout
-    assert (f"breaker at step:nightly/lint: CLOSED -> OPEN" in text
+    assert ("breaker at step:nightly/lint: CLOSED -> OPEN" in text
             and f"made by the rollback of error {fp}-2" in text), text
 
 
