@@ -355,7 +355,7 @@ class RunSession:
             kind = "" if isinstance(exc, HealError) else f"{type(exc).__name__}: "
             self.say(f"no decision: the pipeline failed while deciding ({kind}{exc})")
             return None, False
-        self._report(decision)
+        self._report(decision, error_id)
         return decision, False
 
     def _rerun(self, error_id: str, healed: bool = True) -> int:
@@ -372,10 +372,11 @@ class RunSession:
         self.say(f"the command still fails (status {again.status}); published {event.id}")
         return again.status
 
-    def _report(self, decision: Decision) -> None:
+    def _report(self, decision: Decision, error_id: str = "") -> None:
         outcome = decision.outcome
         if decision.dead_reason:
-            self.say(f"the pipeline could not process the error: {decision.dead_reason}")
+            how = f" (`heal explain {error_id}` tells more)" if error_id else ""
+            self.say(f"the pipeline could not process the error: {decision.dead_reason}{how}")
             return
         if outcome is None:
             self.say(f"no decision within {self.opts.timeout_s:g}s; the error stays queued "
@@ -397,7 +398,14 @@ class RunSession:
             "rolled_back": f"{fix.strip() or 'fix'} passed verification and was applied, but "
                            f"the step still failed here, so it was rolled back{detail}",
         }
-        self.say(messages.get(outcome.status, f"{outcome.status}{fix}{detail}"))
+        # the fingerprint (short: a unique prefix), so a CI log leads to `heal explain`
+        short = outcome.fine.split(":", 1)[-1][:FINGERPRINT_SHOWN]
+        named = f" [fingerprint {short}: `heal explain {short}`]" if short else ""
+        self.say(messages.get(outcome.status, f"{outcome.status}{fix}{detail}") + named)
+
+
+#: hex digits of the fingerprint named on the decision line (heal explain takes a prefix)
+FINGERPRINT_SHOWN = 12
 
 
 def heal_run(argv: Sequence[str], settings: Settings, client: Any = None, **options: Any

@@ -91,6 +91,17 @@ class ReportStore:
         exact = [(fp, lvl) for fp, lvl in found.items() if fp in prefixes]
         return exact or sorted(found.items())
 
+    def fingerprint_of_error(self, error_id: str) -> str:
+        """The fine fingerprint an error id was recorded under ('' when no table names it)."""
+        value = self.db.fetchval(
+            """SELECT fp FROM (
+                 SELECT fine AS fp, 1 AS o FROM occurrences WHERE error_id = $1 AND fine <> ''
+                 UNION ALL SELECT fingerprint, 2 FROM attempts
+                   WHERE error_id = $1 AND fingerprint <> ''
+                 UNION ALL SELECT fingerprint, 3 FROM lifecycle_outcomes
+                   WHERE error_id = $1 AND fingerprint <> '') k ORDER BY o LIMIT 1""", error_id)
+        return str(value or "")
+
     def fines_of_coarse(self, coarse: str) -> list[str]:
         rows = self.db.fetch(
             """SELECT fine FROM occurrences WHERE coarse = $1 AND fine <> ''
@@ -137,8 +148,9 @@ class ReportStore:
     def attempts(self, fines: list[str], limit: int = 5) -> list[dict[str, Any]]:
         """The latest attempts with their votes, verification runs and apply result."""
         rows = _rows(self.db.fetch(
-            """SELECT id, error_id, fingerprint, fix_id, attempt, decision, reason, category,
-                      mode, branch, commit, preflight, verdict, created_at FROM attempts
+            """SELECT id, error_id, fingerprint, fix_id, attempt, repo, decision, reason,
+                      category, mode, branch, commit, preflight, verdict, created_at
+               FROM attempts
                WHERE fingerprint = ANY($1::text[]) ORDER BY created_at DESC LIMIT $2""",
             fines, limit))
         for r in rows:
@@ -163,14 +175,39 @@ class ReportStore:
 
     def outcomes(self, fines: list[str], limit: int = 10) -> list[dict[str, Any]]:
         return _rows(self.db.fetch(
-            """SELECT error_id, fix_id, status, workflow, step, commit, ok, ts
-               FROM lifecycle_outcomes WHERE fingerprint = ANY($1::text[])
-               ORDER BY ts DESC LIMIT $2""", fines, limit))
+            # (the repository is the attempt's: lifecycle_outcomes keeps none, so an outcome
+            # without an attempt, an escalation, shows '')
+            """SELECT o.error_id, o.fix_id, o.status, o.workflow, o.step, o.commit, o.ok, o.ts,
+                      coalesce((SELECT a.repo FROM attempts a WHERE a.error_id = o.error_id
+                                AND a.repo <> '' LIMIT 1), '') AS repo
+               FROM lifecycle_outcomes o WHERE o.fingerprint = ANY($1::text[])
+               ORDER BY o.ts DESC LIMIT $2""", fines, limit))
 
     def transitions(self, fines: list[str]) -> list[dict[str, Any]]:
         return _rows(self.db.fetch(
             """SELECT fingerprint, fix_id, src, dst, reason, ts FROM lifecycle_transitions
-               WHERE fingerprint = ANY($1::text[]) ORDER BY id""", fines))
+               WHERE fingerprint = ANY($1::text[]) ORDER BY id DESC""", fines))
+
+    def breaker_trips(self, fines: list[str], limit: int = 20) -> list[dict[str, Any]]:
+        """Breaker transitions a rollback of these fingerprints made (newest first), from the
+        audit log's table: a transition names the error whose revert made it (``error_id``;
+        transitions audited before it did are not found)."""
+        rows = self.db.fetch(
+            """SELECT a.ts, a.subject AS scope, a.body::jsonb -> 'data' AS data
+               FROM audit_log a WHERE a.kind = 'breaker.transition'
+                 AND a.body::jsonb -> 'data' ->> 'error_id' IN (
+                   SELECT o.error_id FROM lifecycle_outcomes o
+                   WHERE o.fingerprint = ANY($1::text[]) AND o.status = 'rolled_back')
+               ORDER BY a.seq DESC LIMIT $2""", fines, limit)
+        out = []
+        for r in rows:
+            data = _decode_json(r["data"])
+            data = data if isinstance(data, dict) else {}
+            out.append({"ts": _plain(r)["ts"], "scope": r["scope"],
+                        "from": str(data.get("from", "")), "to": str(data.get("to", "")),
+                        "reason": str(data.get("reason", "")),
+                        "error_id": str(data.get("error_id", ""))})
+        return out
 
     def controls(self, fps: list[str]) -> list[dict[str, Any]]:
         return _rows(self.db.fetch(

@@ -1,6 +1,9 @@
 """``heal explain FP [--json]``: the whole story of a fingerprint (fine or coarse, or a unique
-prefix): sample, normalization, lookup path, fixes and posteriors, judges, verification,
-what was applied or why not, lifecycle history and the issue queue.
+prefix, or an error id such as the one ``heal run`` prints): sample, normalization, lookup
+path, fixes and posteriors, judges, verification, what was applied or why not, lifecycle
+history and the issue queue; for an event the pipeline dead-lettered, its dead letter.
+
+``heal explain --dead [--limit N] [--json]`` lists the newest dead letters with their reasons.
 
 Exit 1 when nothing is recorded about it; 2 when a prefix names several fingerprints.
 """
@@ -9,61 +12,126 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import redis
 
 from pipeline.config import Settings
 from pipeline.console import dump_json, visible
-from pipeline.errors import HealError
+from pipeline.errors import HealError, StreamUnavailable, UsageError
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("explain", help="every decision heal made about a fingerprint")
-    parser.add_argument("fingerprint", metavar="FP", help="fp-v3:... (fine or coarse) or a "
-                        "unique prefix")
+    parser.add_argument("fingerprint", metavar="FP", nargs="?", default=None,
+                        help="fp-v3:... (fine or coarse), a unique prefix, or an error id")
+    parser.add_argument("--dead", action="store_true",
+                        help="list the newest dead letters (events the pipeline could not "
+                        "process) with their reasons")
+    parser.add_argument("--limit", type=int, default=20,
+                        help="dead letters listed with --dead (default 20)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(func=run)
 
 
-def _reader(settings: Settings, problems: list[str]) -> Any:
-    """The outcome-stream reader, or None (and a problem noted) when Redis is unreachable:
+def _client(settings: Settings, problems: list[str]) -> redis.Redis | None:
+    """A pinged Redis client, or None (and a problem noted) when Redis is unreachable:
     PostgreSQL still tells most of the story."""
-    from pipeline.operator.explain import outcome_reader
     from storage.engines import connect_redis
 
     try:
         client = connect_redis(settings)
         client.ping()
     except HealError as exc:
-        problems.append(f"outcome details from the stream not shown: {exc}")
+        problems.append(f"details from the streams not shown: {exc}")
         return None
     except redis.RedisError as exc:
-        problems.append(f"outcome details from the stream not shown: Redis unreachable: {exc}")
+        problems.append(f"details from the streams not shown: Redis unreachable: {exc}")
         return None
-    read = outcome_reader(client, settings)
+    return client
 
-    def guarded(fines: list[str]) -> dict[str, Any] | None:
+
+def _guard(read: Callable[[T], R], empty: R, problems: list[str]) -> Callable[[T], R]:
+    """``read`` that notes a stream it could not read as a problem (and returns ``empty``)."""
+
+    def guarded(arg: T) -> R:
         try:
-            return read(fines)
+            return read(arg)
         except HealError as exc:
-            problems.append(f"outcome details from the stream not shown: {exc}")
-            return None
+            problems.append(f"details from the streams not shown: {exc}")
+            return empty
 
     return guarded
 
 
+def _readers(settings: Settings, problems: list[str]) -> Any:
+    from pipeline.operator.explain import (
+        StreamReaders,
+        candidate_reader,
+        dead_reader,
+        fine_reader,
+        outcome_reader,
+    )
+
+    client = _client(settings, problems)
+    if client is None:
+        return StreamReaders()
+    return StreamReaders(
+        outcome=_guard(outcome_reader(client, settings), None, problems),
+        candidate=_guard(candidate_reader(client, settings), None, problems),
+        fine_of_error=_guard(fine_reader(client, settings), "", problems),
+        dead_of_error=_guard(dead_reader(client, settings), [], problems))
+
+
+def _dead(args: argparse.Namespace, settings: Settings) -> int:
+    """``heal explain --dead``: the newest dead letters, newest first."""
+    from pipeline.operator.deadletters import ADVICE, read_dead
+    from pipeline.operator.render_explain import render_dead
+    from storage.engines import connect_redis
+
+    if args.fingerprint is not None:
+        raise UsageError("heal explain --dead lists every dead letter: give no FP "
+                         "(heal explain ERROR_ID explains one)")
+    if args.limit < 1:
+        raise UsageError(f"--limit must be at least 1 (got {args.limit})")
+    client = connect_redis(settings)
+    try:
+        letters = read_dead(client, settings, limit=args.limit)
+    except redis.RedisError as exc:  # (read_dead translates; the ping in connect may not)
+        raise StreamUnavailable(f"reading the dead letters: Redis unreachable: {exc}") from exc
+    if args.json:
+        dump_json({"dead_letters": letters, "advice": ADVICE})
+    else:
+        print("\n".join(visible(line) for line in render_dead(letters).split("\n")))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    from pipeline.operator.explain import explain
+    from pipeline.operator.explain import NotFound, explain
     from pipeline.operator.render_explain import render
     from storage.engines import open_database
     from storage.reports import ReportStore
 
     settings = Settings.from_env()
+    if args.dead:
+        return _dead(args, settings)
+    if args.fingerprint is None:
+        raise UsageError("heal explain: give a fingerprint (fp-v3:...), a unique prefix of one "
+                         "or an error id; or --dead to list dead letters")
     problems: list[str] = []
     db = open_database(settings)
     try:
-        story = explain(ReportStore(db), args.fingerprint, _reader(settings, problems))
+        story = explain(ReportStore(db), args.fingerprint,
+                        streams=_readers(settings, problems))
+    except NotFound:
+        # (an error id may be in a stream that could not be read: say so first)
+        for problem in problems:
+            print(f"heal: warning: {problem}", file=sys.stderr)
+        raise
     finally:
         db.close()
     story["problems"] = problems

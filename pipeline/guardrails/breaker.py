@@ -235,7 +235,9 @@ class CircuitBreaker:
             changes = self._record_lua(keys=self._keys(scopes), args=args)
         except redis.RedisError as exc:
             raise StreamUnavailable(f"circuit breaker: Redis unreachable: {exc}") from exc
-        return self._audit_changes(changes)
+        # (the error whose revert or success made the change: heal explain finds the trip a
+        # fingerprint's rollback caused by it)
+        return self._audit_changes(changes, event_id)
 
     # --- manual control ---------------------------------------------------------------
     def force_open(self, scope: str = GLOBAL, reason: str = "opened by hand") -> Transition:
@@ -317,19 +319,21 @@ class CircuitBreaker:
                 "config": asdict(self.config)}
 
     # --- audit ------------------------------------------------------------------------
-    def _audit_changes(self, changes: Any) -> list[Transition]:
+    def _audit_changes(self, changes: Any, error_id: str = "") -> list[Transition]:
         transitions = []
         for raw in changes or []:
             scope, src, dst, reason = _text(raw).split("|", 3)
             transitions.append(Transition(scope, BreakerState(src), BreakerState(dst), reason))
-        self._audit(transitions)
+        self._audit(transitions, error_id)
         return transitions
 
-    def _audit(self, transitions: list[Transition]) -> None:
+    def _audit(self, transitions: list[Transition], error_id: str = "") -> None:
         for t in transitions:
+            data = {"from": t.src.value, "to": t.dst.value, "reason": t.reason}
+            if error_id:
+                data["error_id"] = error_id
             try:
-                self.audit.append("breaker.transition", t.scope,
-                                  {"from": t.src.value, "to": t.dst.value, "reason": t.reason})
+                self.audit.append("breaker.transition", t.scope, data)
             except (HealError, OSError) as exc:  # the decision stands; say loudly it is unlogged
                 log.error("breaker transition %s %s->%s not audited: %s",
                           t.scope, t.src, t.dst, exc)

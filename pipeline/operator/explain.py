@@ -1,6 +1,10 @@
 """``heal explain FP``: every decision heal made about one fingerprint, gathered from the
 stores of every stage (read through :class:`storage.reports.ReportStore`).
 
+``FP`` may also be an error id (the id ``heal run`` prints): it is resolved to the fine
+fingerprint it was recorded under (PostgreSQL, else the fingerprints stream), and an event
+the pipeline dead-lettered is explained from its dead letter.
+
 :func:`explain` returns a JSON-ready dict; :func:`render` turns it into one screen of text.
 Raises :class:`NotFound` (exit 1) for a fingerprint nobody recorded and
 :class:`~pipeline.errors.UsageError` (exit 2) for an ambiguous prefix.
@@ -8,18 +12,21 @@ Raises :class:`NotFound` (exit 1) for a fingerprint nobody recorded and
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 import redis
 
 from pipeline.config import Settings
 from pipeline.errors import HealError, UsageError
-from pipeline.events import OutcomeEvent
+from pipeline.events import MAX_ID_LENGTH, CandidateEvent, FingerprintEvent, OutcomeEvent
 from pipeline.fingerprint import fingerprint_text
 from pipeline.lifecycle.flakiness import is_flaky
 from pipeline.lifecycle.posterior import Posterior
 from pipeline.lookup.service import CAUSAL_MIN_CONFIDENCE
+from pipeline.operator.deadletters import ADVICE, read_dead, summary
 from pipeline.operator.streams import newest_first_everywhere
 from storage.causal import CausalGraph
 from storage.lifecycle import LifecycleStore
@@ -49,24 +56,107 @@ def outcome_reader(client: redis.Redis, settings: Settings,
     return read
 
 
+#: the newest lookup answer (the candidate event's ``match``) of any of these fine fingerprints
+CandidateReader = Callable[[list[str]], dict[str, Any] | None]
+
+
+def candidate_reader(client: redis.Redis, settings: Settings,
+                     limit: int = OUTCOME_SCAN_LIMIT) -> CandidateReader:
+    """Reads the candidates stream for the newest lookup answer of a fingerprint: why nothing
+    matched (the nearest pattern below the threshold), without loading an embedding model.
+    Raises StreamUnavailable."""
+
+    def read(fines: list[str]) -> dict[str, Any] | None:
+        wanted = set(fines)
+        for ev in newest_first_everywhere(client, settings, "candidates", CandidateEvent.decode,
+                                         limit):
+            if ev.fine in wanted:
+                return {"error_id": ev.error_id, "ts": ev.ts, **ev.match}
+        return None
+
+    return read
+
+
+def fine_reader(client: redis.Redis, settings: Settings,
+                limit: int = OUTCOME_SCAN_LIMIT) -> Callable[[str], str]:
+    """The fine fingerprint the fingerprint stage gave an error id ('' when not in the newest
+    ``limit`` entries of the fingerprints stream). Raises StreamUnavailable."""
+
+    def read(error_id: str) -> str:
+        for ev in newest_first_everywhere(client, settings, "fingerprints",
+                                         FingerprintEvent.decode, limit):
+            if ev.error_id == error_id and ev.fine:
+                return ev.fine
+        return ""
+
+    return read
+
+
+def dead_reader(client: redis.Redis, settings: Settings
+                ) -> Callable[[str], list[dict[str, Any]]]:
+    """The dead letters of an error id, newest first (bounded). Raises StreamUnavailable."""
+    return lambda error_id: read_dead(client, settings, limit=20, error_id=error_id)
+
+
+@dataclass(frozen=True)
+class StreamReaders:
+    """What explain reads from Redis (each None when Redis is not at hand)."""
+
+    outcome: OutcomeReader | None = None
+    candidate: CandidateReader | None = None
+    fine_of_error: Callable[[str], str] | None = None
+    dead_of_error: Callable[[str], list[dict[str, Any]]] | None = None
+
+
 class NotFound(HealError):
     """Nothing is recorded about the fingerprint (exit 1: the lookup found nothing)."""
+
+
+#: characters of a name echoed back in a message
+SHOWN_CHARS = 80
+
+
+def shown(text: str) -> str:
+    """``text`` quoted for a message, cut to a bounded head that says it was cut."""
+    if len(text) <= SHOWN_CHARS:
+        return repr(text)
+    return f"{text[:SHOWN_CHARS]!r}... (cut: {len(text)} characters)"
 
 
 def resolve(store: ReportStore, text: str) -> tuple[str, str]:
     """The one (fingerprint, level) that ``text`` names (whole or a unique prefix)."""
     text = text.strip()
     if not text:
-        raise UsageError("heal explain: give a fingerprint (fp-v3:...) or a unique prefix of one")
+        raise UsageError("heal explain: give a fingerprint (fp-v3:...), a unique prefix of one "
+                         "or an error id")
     found = store.resolve(text)
     if not found:
-        raise NotFound(f"no record of fingerprint {text!r}: it was never seen by the pipeline "
-                       "(see heal fingerprint / heal issues list for known ones)")
+        raise NotFound(f"no record of fingerprint or error id {shown(text)}: no fingerprint, "
+                       "recorded error id or dead letter of that name (see heal issues list "
+                       "for known fingerprints, heal explain --dead for dead letters)")
     if len(found) > 1:
         names = "\n  ".join(f"{fp} ({level})" for fp, level in found)
-        raise UsageError(f"{text!r} matches {len(found)} fingerprints; give more characters:"
-                         f"\n  {names}")
+        raise UsageError(f"{shown(text)} matches {len(found)} fingerprints; give more "
+                         f"characters:\n  {names}")
     return found[0]
+
+
+def _by_error_id(store: ReportStore, text: str, streams: StreamReaders
+                 ) -> tuple[str, list[dict[str, Any]]]:
+    """(the fine fingerprint of error id ``text`` or '', its dead letters)."""
+    if len(text) > MAX_ID_LENGTH or text.startswith("fp-"):
+        return "", []
+    fine = store.fingerprint_of_error(text)
+    if not fine and streams.fine_of_error is not None:
+        fine = streams.fine_of_error(text)
+    dead = streams.dead_of_error(text) if streams.dead_of_error is not None else []
+    return fine, dead
+
+
+def _dead_story(error_id: str, dead: list[dict[str, Any]]) -> dict[str, Any]:
+    """The story of an error id the pipeline only dead-lettered."""
+    return {"fingerprint": None, "level": "dead-lettered", "error_id": error_id,
+            "why": summary(dead[0]), "advice": ADVICE, "dead_letters": dead}
 
 
 def _posterior(stat: dict[str, Any]) -> dict[str, Any]:
@@ -117,11 +207,25 @@ def _why(story: dict[str, Any]) -> str:
     return "seen, but no decision recorded yet"
 
 
-def explain(store: ReportStore, text: str,
-            read_outcome: OutcomeReader | None = None) -> dict[str, Any]:
-    """Everything recorded about the fingerprint ``text`` names (with the newest outcome event
-    still in the outcomes stream when ``read_outcome`` is given)."""
-    fp, level = resolve(store, text)
+def explain(store: ReportStore, text: str, read_outcome: OutcomeReader | None = None,
+            streams: StreamReaders | None = None) -> dict[str, Any]:
+    """Everything recorded about the fingerprint ``text`` names, or about the fingerprint of
+    the error id ``text`` names (with the newest outcome event still in the outcomes stream
+    when ``read_outcome`` is given). An error id known only as a dead letter gets the story
+    of its dead letters (``level`` ``dead-lettered``, ``fingerprint`` None)."""
+    streams = streams or StreamReaders(outcome=read_outcome)
+    read_outcome = read_outcome or streams.outcome
+    text = text.strip()
+    error_id, dead = "", cast(list[dict[str, Any]], [])
+    try:
+        fp, level = resolve(store, text)
+    except NotFound:
+        fp, dead = _by_error_id(store, text, streams)
+        if not fp and dead:
+            return _dead_story(text, dead)
+        if not fp:
+            raise
+        error_id, level = text, "fine"
     fines = [fp] if level == "fine" else store.fines_of_coarse(fp) or [fp]
     lookup = store.lookup_path(fines)
     pattern_ids = sorted({p["pattern_id"] for p in lookup["paths"] + lookup["learned"]})
@@ -138,13 +242,45 @@ def explain(store: ReportStore, text: str,
         "lookup": lookup, "patterns": store.patterns_and_fixes(pattern_ids),
         "fix_stats": stats, "rankings": store.rankings(fines), "attempts": attempts,
         "outcomes": store.outcomes(fines), "transitions": store.transitions(fines),
+        "breaker": store.breaker_trips(fines),
         "controls": store.controls([fp, *fines]), "issues": issues,
         "last_event": None if last is None else {k: v for k, v in last.items() if k != "text"},
+        "error_id": error_id, "dead_letters": dead,
     }
+    if not lookup["paths"] and not lookup["learned"] and streams.candidate is not None:
+        lookup["miss_reason"] = _miss_reason(streams.candidate, fines)
     story["determinism"] = _determinism(store, fines)
     story["causal"] = _causal(store, [*fines, *pattern_ids])
-    story["why"] = _why(story)
+    story["why"] = _current(story, _why(story))
     return story
+
+
+def _miss_reason(read: CandidateReader, fines: list[str]) -> str:
+    """Why the lookup matched nothing, as its newest candidate event says ('' when that event
+    is no longer in the candidates stream: nothing is re-computed, explain loads no model)."""
+    match = read(fines)
+    if not match or match.get("pattern_id"):
+        return ""
+    return str(match.get("reason") or "")[:500]
+
+
+#: a why that names a fix withheld in the state it had then (pipeline.validate.validator)
+_WITHHELD = re.compile(r"fix (\S{1,300}) is (QUARANTINED|DEPRECATED)")
+
+
+def _current(story: dict[str, Any], why: str) -> str:
+    """``why`` told in the present: a last outcome that names a fix QUARANTINED (or
+    DEPRECATED) when its fix has moved on since (``heal unquarantine``) says the state now."""
+    withheld = _WITHHELD.search(why[:2000])
+    if withheld is None:
+        return why
+    fix_id, then = withheld.groups()
+    now = next((p["state"] for p in story["patterns"] if p["fix_id"] == fix_id), None)
+    if now is None or now == then:
+        return why
+    head = why.split("; `heal unquarantine", 1)[0]
+    return (f"{head} (then); fix {fix_id} is {now} now, so the next occurrence is validated "
+            "again")
 
 
 def _causal(store: ReportStore, nodes: list[str]) -> list[dict[str, Any]]:

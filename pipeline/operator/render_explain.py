@@ -16,6 +16,8 @@ def _score(value: Any) -> str:
 
 def _head(s: dict[str, Any]) -> list[str]:
     out = [f"fingerprint {s['fingerprint']} ({s['level']})"]
+    if s.get("error_id"):
+        out.append(f"  error {s['error_id']} was recorded under this fingerprint")
     if s["level"] == "coarse":
         out.append(f"  groups {len(s['fines'])} fine fingerprint(s): {', '.join(s['fines'][:5])}")
     out.append(f"  why: {s['why']}")
@@ -45,13 +47,24 @@ def _lookup(s: dict[str, Any]) -> list[str]:
     for p in s["lookup"]["learned"]:
         out.append(f"  learned   {p['level']} fingerprint -> {p['pattern_id']} ({p['hits']} hits)")
     if len(out) == 2:
-        out.append("  no pattern matched")
+        out.append(_miss(s["lookup"]))
     for c in s.get("causal") or []:
         out.append(f"  tier 3 chain: {' <- '.join(c['path'])} (confidence {c['confidence']:.2f})")
     for i in s["issues"]:
         out.append(f"  issue queue: {i['status']}, seen {i['count']}x, first {i['first_seen']},"
                    f" last {i['last_seen']}")
     return out
+
+
+def _miss(lookup: dict[str, Any]) -> str:
+    """The no-match line, with the lookup's own reason when its candidate event is still in
+    the stream (explain recomputes nothing: no model is loaded)."""
+    if lookup.get("miss_reason"):
+        return f"  no pattern matched: {lookup['miss_reason']}"
+    if "miss_reason" in lookup:
+        return ("  no pattern matched (the lookup's reason is not recorded: its candidate "
+                "event is no longer in the stream)")
+    return "  no pattern matched"
 
 
 def _fixes(s: dict[str, Any]) -> list[str]:
@@ -82,7 +95,8 @@ def _fixes(s: dict[str, Any]) -> list[str]:
 
 
 def _attempt(a: dict[str, Any]) -> list[str]:
-    out = [f"  {a['created_at']}  error {a['error_id']}  fix {a['fix_id'] or '-'}  "
+    repo = f"  repo {a['repo']}" if a.get("repo") else ""
+    out = [f"  {a['created_at']}  error {a['error_id']}{repo}  fix {a['fix_id'] or '-'}  "
            f"mode {a['mode']}  decision {a['decision']}", f"    reason: {a['reason']}"]
     for v in a["votes"]:
         out.append(f"    judge {v['judge']}: {'approve' if v['approve'] else 'reject'}"
@@ -102,16 +116,57 @@ def _history(s: dict[str, Any]) -> list[str]:
         out += _attempt(a)
     if not s["attempts"]:
         out.append("  none")
-    out += ["", "outcomes:"]
+    out += ["", "outcomes (newest first):"]
     out += [f"  {o['ts']}  {o['status']}  fix {o['fix_id'] or '-'}  error {o['error_id']}"
+            + (f"  repo {o['repo']}" if o.get("repo") else "")
             for o in s["outcomes"]] or ["  none"]
-    out += ["", "lifecycle:"]
+    out += ["", "lifecycle (newest first):"]
     out += [f"  {t['ts']}  {t['fix_id']}: {t['src']} -> {t['dst']} ({t['reason']})"
             for t in s["transitions"]] or ["  no transitions"]
+    out += [f"  {b['ts']}  breaker at {b['scope']}: {b['from']} -> {b['to']} ({b['reason']}),"
+            f" made by the rollback of error {b['error_id']}" for b in s.get("breaker") or []]
     for c in s["controls"]:
         out.append(f"  control: {'ignored' if c['ignored'] else 'not ignored'} ({c['reason']})")
     return out
 
 
+def _letter(d: dict[str, Any]) -> list[str]:
+    cut = f" (+{d['raw_truncated_bytes']} bytes cut)" if d.get("raw_truncated_bytes") else ""
+    event = d["event"][:300] + ("..." if len(d["event"]) > 300 or d.get("event_cut") else "")
+    return [f"  {d['ts'] or '-'}  error {d['error_id'] or '(no id readable)'}  stage "
+            f"{d['stage'] or '-'}  deliveries {d['attempts'] or '-'}  from {d['stream']} "
+            f"{d['entry_id']}  (dead entry {d['id']})",
+            f"    reason: {d['reason'] or '-'}", f"    event{cut}: {event}"]
+
+
+def _dead_letters(s: dict[str, Any]) -> list[str]:
+    if not s.get("dead_letters"):
+        return []
+    out = ["", "dead letters of this error (newest first):"]
+    for d in s["dead_letters"]:
+        out += _letter(d)
+    return out
+
+
+def render_dead(letters: list[dict[str, Any]]) -> str:
+    """``heal explain --dead``: the newest dead letters, newest first."""
+    if not letters:
+        return "no dead letters"
+    out = [f"{len(letters)} newest dead letter(s), newest first "
+           "(heal explain ERROR_ID tells one's story):"]
+    for d in letters:
+        out += _letter(d)
+    return "\n".join(out)
+
+
+def _render_dead_story(s: dict[str, Any]) -> str:
+    out = [f"error {s['error_id']} (dead-lettered: the pipeline could not process it)",
+           f"  why: {s['why']}", f"  what to do: {s['advice']}"]
+    return "\n".join(out + _dead_letters(s))
+
+
 def render(story: dict[str, Any]) -> str:
-    return "\n".join([*_head(story), *_lookup(story), *_fixes(story), *_history(story)])
+    if story.get("level") == "dead-lettered":
+        return _render_dead_story(story)
+    return "\n".join([*_head(story), *_lookup(story), *_fixes(story), *_history(story),
+                      *_dead_letters(story)])

@@ -50,9 +50,10 @@ def test_a_trip_is_audited_refused_with_its_reason_and_shown_in_status(
     assert transitions == [
         Transition("step:w/t", BreakerState.CLOSED, BreakerState.OPEN, why),
         Transition("workflow:w", BreakerState.CLOSED, BreakerState.OPEN, why)]
-    assert audit.entries == [
-        ("breaker.transition", "step:w/t", {"from": "CLOSED", "to": "OPEN", "reason": why}),
-        ("breaker.transition", "workflow:w", {"from": "CLOSED", "to": "OPEN", "reason": why})]
+    # (each names the error whose revert tripped it: heal explain shows the trip)
+    opened = {"from": "CLOSED", "to": "OPEN", "reason": why, "error_id": "r2"}
+    assert audit.entries == [("breaker.transition", "step:w/t", opened),
+                             ("breaker.transition", "workflow:w", opened)]
     clock.now += 100
     assert breaker.allow("t", "w", "SAFE") == (
         False, f"breaker OPEN at step:w/t ({why}); retry in 1700s")
