@@ -44,7 +44,7 @@ from typing import Any
 
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, HealError, StateHomeFull
-from pipeline.homedir import create_private_file, dir_mode, home_write_error
+from pipeline.homedir import create_private_file, dir_mode, found_writable, home_write_error
 from pipeline.trust.private import check_private
 
 log = logging.getLogger("heal.audit")
@@ -531,7 +531,9 @@ def verify_key(path: Path) -> bytes | None:
 
     Raises:
         ConfigError: the key file is tracked by git, another user's, writable by others, or
-            cannot be read; the message says what to do.
+            cannot be read, or its folder was writable by others until this command's
+            start-up made it private (:func:`pipeline.homedir.found_writable`); the message
+            says what to do.
     """
     env = os.environ.get(KEY_ENV)
     if env:
@@ -539,6 +541,13 @@ def verify_key(path: Path) -> bytes | None:
     beside = path.parent / KEY_FILE
     if not beside.exists():
         return None
+    loose = found_writable(beside)
+    if loose is not None:  # heal made the folder private at start-up, just now
+        raise ConfigError(
+            f"audit key {beside}: its folder {beside.parent} was writable by other users "
+            f"(mode {oct(loose)}) until this heal command made it private, so the key may "
+            "have been replaced; check it (and that no other user can write the folders "
+            f"above it), then run heal audit verify again, or set {KEY_ENV}")
     try:
         _check_key_file(beside)
         return beside.read_bytes().strip()
