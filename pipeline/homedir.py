@@ -10,13 +10,16 @@ stays 0700 as root too. Only a home whose data an older heal already made inside
 It holds the audit log and its key, notifications, the lookup cache and the embedded
 engines' data; error texts in them are redacted (``pipeline/redact.py``), but the files
 still say what ran where. ``heal`` tightens an existing home at every start (a home made
-by an older heal was 0755 with 0644 files) and every file it creates there is 0600.
+by an older heal was 0755 with 0644 files) and every file it creates there is 0600; a
+guarded file (the audit key, the operator configuration) that others may write is not made
+trustworthy by that: it keeps its write bits and stays refused until the operator looks.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import re
 import secrets
@@ -51,25 +54,55 @@ def dir_mode(home: Path | None = None) -> int:
     return DIR_MODE
 
 
+#: files directly in HEAL_HOME that heal trusts only while no other user may write them
+#: (:func:`pipeline.trust.private.check_private`): the audit key and the operator
+#: configuration. Found writable by others, only their read bits are taken away, so heal
+#: keeps refusing them ("it may have been replaced") until the operator has looked
+GUARDED_FILES = frozenset({"audit.key", "heal.toml"})
+
+#: what :func:`secure_home` found writable by other users and tightened in this process:
+#: path -> the mode it had
+_LOOSE: dict[Path, int] = {}
+
+
 def secure_home(home: Path) -> None:
     """Make ``home`` 0700 and the files and directories directly in it private.
 
     Engine data directories are not walked (PostgreSQL keeps its own 0700); a path heal
-    cannot change (another owner) is left as is, since the 0700 home already hides it.
+    cannot change (another owner) is left as is, since the 0700 home already hides it. A
+    guarded file (:data:`GUARDED_FILES`) that others may write keeps its write bits, so
+    the check of it refuses it; a home that others could write is tightened, with a
+    warning, and remembered (:func:`found_writable`): a file in it may have been replaced.
     """
     if not home.is_dir():
         return
     mode = dir_mode(home)
     with contextlib.suppress(OSError):
+        info = home.stat()
+        if info.st_mode & 0o022:
+            _LOOSE[home.resolve()] = stat.S_IMODE(info.st_mode)
+            logging.getLogger("heal.home").warning(
+                "HEAL_HOME %s was writable by other users (mode %s); made %s: a file in it "
+                "may have been replaced (heal audit verify refuses its audit.key this time)",
+                shown_path(home), oct(stat.S_IMODE(info.st_mode)), oct(mode))
         os.chmod(home, mode)
     for entry in home.iterdir():
         with contextlib.suppress(OSError):
             info = entry.lstat()
             if stat.S_ISREG(info.st_mode) and info.st_mode & 0o077:
-                os.chmod(entry, FILE_MODE)
+                keep = info.st_mode & 0o022 if entry.name in GUARDED_FILES else 0
+                os.chmod(entry, FILE_MODE | keep)
             elif stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() \
                     and stat.S_IMODE(info.st_mode) != mode:
                 os.chmod(entry, mode)
+
+
+def found_writable(path: Path) -> int | None:
+    """The mode the folder holding ``path`` had when :func:`secure_home` found it writable
+    by other users and tightened it in this process (None when it did not)."""
+    with contextlib.suppress(OSError):
+        return _LOOSE.get(path.parent.resolve())
+    return None
 
 
 #: a control character: none may be in a state home's path (the engines' config files are one

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import time
+from pathlib import Path
 from typing import Any
 
 from pipeline.config import Settings
@@ -14,7 +16,8 @@ from pipeline.guardrails.audit import (
     TABLE_LOG,
     Verification,
     anchor_client,
-    check_head,
+    check_heads,
+    check_tail,
     cross_check,
     file_log_id,
     read_anchor,
@@ -29,7 +32,8 @@ def register(sub: Any) -> None:
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     verify = verbs.add_parser("verify", help="detect tampering; exit 1 at the first bad record")
     verify.add_argument("--file-only", action="store_true",
-                        help="check only $HEAL_HOME/audit.jsonl, not PostgreSQL")
+                        help="check only the chain of $HEAL_HOME/audit.jsonl: neither "
+                             "PostgreSQL nor the anchored heads (a truncated file passes)")
     verify.add_argument("--json", action="store_true", help="machine-readable output")
     verify.set_defaults(func=run_verify)
 
@@ -37,8 +41,9 @@ def register(sub: Any) -> None:
 def _describe(name: str, result: Verification) -> str:
     if result.ok:
         return f"{name}: ok, {result.records} record(s), chain intact"
-    return (f"{name}: TAMPERED at record {result.bad_at} (after {result.records} good): "
-            f"{result.reason}\n  {result.bad_record[:300]}")
+    text = (f"{name}: {result.verdict} at record {result.bad_at} (after {result.records} "
+            f"good): {result.reason}")
+    return f"{text}\n  {result.bad_record[:300]}" if result.bad_record else text
 
 
 def _pg_anchor(db: Any, log_id: str) -> tuple[int, str] | None:
@@ -66,13 +71,45 @@ def _check_table(db: Any, heads: list[tuple[int, str]], file_result: Verificatio
                  log_id: str, results: dict[str, Verification], skipped: list[str]) -> None:
     """The audit_log table's chain, against Redis' anchors of it and against the file."""
     table = verify_database(db)
-    for head in heads:
-        table = check_head(table, head, "the audit_log table")
+    table = check_heads(table, heads, "the audit_log table")
     results["postgres:audit_log"] = table
     if file_result.ok and table.ok:
         results["file vs table"] = cross_check(file_result, table, log_id)
     else:  # (a chain that fails its own check cannot witness the other)
         skipped.append("file vs table: not checked (a chain above is broken)")
+
+
+def _check_tail(settings: Settings, log_id: str, path: Path,
+                heads: list[tuple[int, str]], redis_head: bool,
+                results: dict[str, Verification], skipped: list[str]) -> None:
+    """The file's records past every anchored head (:func:`check_tail`): the anchors and
+    the table records naming a file record vouch for it, nothing else does."""
+    file_result = results[str(path)]
+    table = results.get("postgres:audit_log")
+    witnessed: set[int] | None = None
+    if table is not None and table.ok:
+        witnessed = {int(r["file"].get("seq", 0)) for r in table.kept.values()
+                     if r["file"].get("log") == log_id}
+    anchored = max([seq for seq, _ in heads] + list(witnessed or ()) + [0])
+    checked, note = check_tail(file_result, anchored, witnessed, redis_head, f"the file {path}")
+    if not checked.ok and redis_head:
+        # a heal appending right now anchors its record just after writing it: read the
+        # Redis head again before calling the record unanchored
+        time.sleep(_SETTLE_S)
+        fresh, _why = _redis_anchors(settings, log_id)
+        later = [h for h in fresh.get(log_id, []) if h[0] > anchored]
+        if later and check_heads(file_result, later, f"the file {path}", path).ok:
+            anchored = max(seq for seq, _ in later)
+            checked, note = check_tail(file_result, anchored, witnessed, redis_head,
+                                       f"the file {path}")
+    if not checked.ok:
+        results[str(path)] = checked
+    if note:
+        skipped.append(note)
+
+
+#: how long verify waits for a heal appending right now to anchor its record
+_SETTLE_S = 0.5
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -99,19 +136,27 @@ def run_verify(args: argparse.Namespace) -> int:
         file_result = verify_file(path, key)
         # the file against every witness of its head: PostgreSQL's and Redis' anchors
         pg_head = _pg_anchor(db, log_id) if db is not None else None
-        for head in ([pg_head] if pg_head else []) + redis_heads.get(log_id, []):
-            file_result = check_head(file_result, head, f"the file {path}", path)
+        file_heads = ([pg_head] if pg_head else []) + redis_heads.get(log_id, [])
+        file_result = check_heads(file_result, file_heads, f"the file {path}", path)
         results[str(path)] = file_result
         if db is not None:
             _check_table(db, redis_heads.get(TABLE_LOG, []), file_result, log_id, results,
                          skipped)
+        if args.file_only:
+            skipped.append("head not checked: --file-only (the heads anchored in Redis and "
+                           "PostgreSQL were not read, so a truncated or re-sealed file can "
+                           "pass here; run heal audit verify without it)")
+        else:
+            _check_tail(settings, log_id, path, file_heads, bool(redis_heads.get(log_id)),
+                        results, skipped)
     finally:
         if db is not None:
             db.close()
     ok = all(r.ok for r in results.values())
     if args.json:
         dump_json({"ok": ok, "skipped": "; ".join(skipped), "logs": {
-            name: {"ok": r.ok, "records": r.records, "bad_at": r.bad_at, "reason": r.reason,
+            name: {"ok": r.ok, "verdict": "ok" if r.ok else r.verdict, "records": r.records,
+                   "bad_at": r.bad_at, "reason": r.reason,
                    "bad_record": r.bad_record} for name, r in results.items()}})
     else:
         for name, result in results.items():

@@ -44,7 +44,7 @@ from typing import Any
 
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, HealError, StateHomeFull
-from pipeline.homedir import create_private_file, dir_mode, home_write_error
+from pipeline.homedir import create_private_file, dir_mode, found_writable, home_write_error
 from pipeline.trust.private import check_private
 
 log = logging.getLogger("heal.audit")
@@ -433,6 +433,11 @@ class Verification:
     kept: dict[int, dict[str, Any]] = field(default_factory=dict)
     #: every record's hash, oldest first (for the anchor and cross checks)
     hashes: list[str] = field(default_factory=list)
+    #: every record's kind, oldest first (for the records past the anchored head)
+    kinds: list[str] = field(default_factory=list)
+    #: the word a failure is reported with: TAMPERED, or NOT ANCHORED for records past
+    #: every anchored head (which a crash between appending and anchoring can leave too)
+    verdict: str = "TAMPERED"
 
 
 def verify_lines(lines: Iterator[str], key: bytes | None = None) -> Verification:
@@ -441,6 +446,7 @@ def verify_lines(lines: Iterator[str], key: bytes | None = None) -> Verification
     prev_hash, count = GENESIS, 0
     kept: dict[int, dict[str, Any]] = {}
     hashes: list[str] = []
+    kinds: list[str] = []
     for position, line in enumerate(lines, start=1):
         if not line.strip():
             return Verification(False, count, position, "empty line inside the log", line)
@@ -453,16 +459,18 @@ def verify_lines(lines: Iterator[str], key: bytes | None = None) -> Verification
             return Verification(False, count, position, reason, line)
         prev_hash, count = record["hash"], count + 1
         hashes.append(prev_hash)
+        kinds.append(str(record.get("kind", "")))
         if isinstance(record.get("file"), dict):
             kept[count] = record
-    return Verification(True, count, kept=kept, hashes=hashes)
+    return Verification(True, count, kept=kept, hashes=hashes, kinds=kinds)
 
 
 def _check(record: Any, prev_hash: str, seq: int, key: bytes | None) -> str:
     if not isinstance(record, dict) or "hash" not in record:
         return "not an audit record"
     if record.get("seq") != seq:
-        return f"sequence {record.get('seq')!r} where {seq} was expected (record removed?)"
+        return (f"sequence {record.get('seq')!r} where {seq} was expected "
+                "(records reordered or removed?)")
     if record.get("prev") != prev_hash:
         return "prev does not match the previous record's hash (chain broken)"
     if record.get("alg") == ALG and key is None:
@@ -502,10 +510,13 @@ def verify_file(path: Path, key: bytes | None = None,
 
 
 def check_head(result: Verification, head: tuple[int, str], what: str,
-               path: Path | None = None) -> Verification:
+               path: Path | None = None, vouched: int = 0) -> Verification:
     """``result`` (a verified chain) against an anchored head ``(seq, hash)`` of it: the
     chain must still hold that record, unchanged. ``path``: the file the chain was read
-    from, so an existing empty file is called empty, not missing."""
+    from, so an existing empty file is called empty, not missing. ``vouched``: the highest
+    record an anchor checked before this one matched; a head that differs then names the
+    records after it as the ones that may have been re-sealed (whoever re-sealed the chain
+    knew the key, so nothing after the last matching anchor is vouched for)."""
     if not result.ok:
         return result
     seq, digest = head
@@ -518,9 +529,73 @@ def check_head(result: Verification, head: tuple[int, str], what: str,
                             f"{what} {how}, but its head was anchored at record {seq} "
                             "(truncated or deleted?)")
     if result.hashes[seq - 1] != digest:
-        return Verification(False, seq - 1, seq, f"record {seq} of {what} differs from the "
-                                                  "anchored head (the chain was re-sealed)")
+        where = (f"record {seq}" if vouched >= seq - 1 else
+                 f"one of records {vouched + 1}..{seq}")
+        return Verification(False, vouched, seq,
+                            f"record {seq} of {what} differs from the anchored head (the chain "
+                            f"was re-sealed at {where})"
+                            + (f"; record {vouched} matches its anchor" if vouched else ""))
     return result
+
+
+def check_heads(result: Verification, heads: list[tuple[int, str]], what: str,
+                path: Path | None = None) -> Verification:
+    """``result`` against every anchored head and mark of it, lowest seq first: the first
+    that differs narrows the first bad record to the records after the last one that
+    matched (a later head checked first would vouch for every record before it)."""
+    vouched = 0
+    for head in sorted(heads):
+        result = check_head(result, head, what, path, vouched)
+        if not result.ok:
+            return result
+        vouched = max(vouched, head[0])
+    return result
+
+
+#: the kinds heal appends only together with the database: each file record of one is
+#: witnessed by an ``audit_log`` record naming it (written at once, or by the retry of an
+#: append PostgreSQL interrupted); breaker, workflow-state and verdict records may be
+#: appended without one
+WITH_DATABASE = frozenset({
+    "lifecycle.outcome", "lifecycle.transition", "fingerprint.ignore", "issue.pattern",
+    "pattern.learn", "pattern.import", "approval.reject",
+})
+
+
+def check_tail(result: Verification, anchored: int, witnessed: set[int] | None,
+               redis_head: bool, what: str) -> tuple[Verification, str]:
+    """The records of a verified chain past every anchored head (``anchored``: the highest
+    record an anchor or a table record vouches for; ``witnessed``: the file records the
+    table names, None when the table was not read; ``redis_head``: Redis held a head of
+    this file, which heal moves at every append).
+
+    Heal anchors each record right after appending it, so only a crash (or a Redis outage)
+    between the two leaves a record past the head, until heal's next append covers it; a
+    record appended with the key but without heal looks the same. Returns the failure (a
+    kind always written with the database that no table record witnesses; any record past
+    a Redis head) and a note for what could not be judged (no Redis head: breaker and
+    workflow records wait for the next decision to be anchored in PostgreSQL)."""
+    if not result.ok or anchored < 1 or result.records <= anchored:
+        return result, ""
+    for seq in range(anchored + 1, result.records + 1):
+        kind = result.kinds[seq - 1] if seq <= len(result.kinds) else ""
+        if witnessed is not None and kind in WITH_DATABASE and seq not in witnessed:
+            return Verification(False, anchored, seq, (
+                f"record {seq} ({kind}) of {what} is past the anchored head {anchored}, and "
+                "no audit_log table record witnesses it, though heal writes that kind with "
+                "the database: appended without heal?"), verdict="NOT ANCHORED"), ""
+    if redis_head:
+        seq = anchored + 1
+        return Verification(False, anchored, seq, (
+            f"record {seq} ({result.kinds[seq - 1] if seq <= len(result.kinds) else '?'}) of "
+            f"{what} is past the anchored head {anchored} and nothing witnesses it: appended "
+            "without heal, or heal stopped (or lost Redis) between appending and anchoring "
+            "it; if heal stopped, its next append anchors it"), verdict="NOT ANCHORED"), ""
+    which = (f"record {result.records} is" if result.records == anchored + 1 else
+             f"records {anchored + 1}..{result.records} are")
+    return result, (f"{what}: {which} past the anchored head {anchored} and no Redis head of "
+                    "it was read: not checked (heal anchors breaker and workflow records in "
+                    "PostgreSQL with its next decision)")
 
 
 def verify_key(path: Path) -> bytes | None:
@@ -531,7 +606,9 @@ def verify_key(path: Path) -> bytes | None:
 
     Raises:
         ConfigError: the key file is tracked by git, another user's, writable by others, or
-            cannot be read; the message says what to do.
+            cannot be read, or its folder was writable by others until this command's
+            start-up made it private (:func:`pipeline.homedir.found_writable`); the message
+            says what to do.
     """
     env = os.environ.get(KEY_ENV)
     if env:
@@ -539,6 +616,13 @@ def verify_key(path: Path) -> bytes | None:
     beside = path.parent / KEY_FILE
     if not beside.exists():
         return None
+    loose = found_writable(beside)
+    if loose is not None:  # heal made the folder private at start-up, just now
+        raise ConfigError(
+            f"audit key {beside}: its folder {beside.parent} was writable by other users "
+            f"(mode {oct(loose)}) until this heal command made it private, so the key may "
+            "have been replaced; check it (and that no other user can write the folders "
+            f"above it), then run heal audit verify again, or set {KEY_ENV}")
     try:
         _check_key_file(beside)
         return beside.read_bytes().strip()

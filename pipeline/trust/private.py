@@ -55,7 +55,8 @@ def check_private(path: Path, what: str, *, if_tracked: str, check_mode: bool = 
         raise ConfigError(f"{what} {path} cannot be read: {exc.strerror or exc}") from exc
     if check_mode and st.st_mode & 0o022:
         raise ConfigError(f"{what} {path} is writable by other users "
-                          f"(mode {oct(st.st_mode & 0o777)}); chmod 600 it")
+                          f"(mode {oct(st.st_mode & 0o777)}), so it may have been replaced; "
+                          "check its content, then chmod 600 it")
     if st.st_uid not in (os.geteuid(), 0):
         raise ConfigError(f"{what} {path} belongs to uid {st.st_uid}, not to the user heal "
                           "runs as; chown it")

@@ -102,7 +102,7 @@ def test_an_intact_chain_verifies_with_every_hash_and_the_witnessing_records() -
     (lambda lines: lines.__setitem__(1, "{not json"), "not JSON"),
     (lambda lines: lines.__setitem__(1, "[1, 2]"), "not an audit record"),
     (lambda lines: lines.__setitem__(1, '{"seq": 2}'), "not an audit record"),
-    (lambda lines: lines.pop(1), "sequence 3 where 2 was expected (record removed?)"),
+    (lambda lines: lines.pop(1), "sequence 3 where 2 was expected (records reordered or removed?)"),
     (lambda lines: lines.__setitem__(1, lines[1].replace('"s1"', '"evil"')),
      "hash does not match the record's content (record edited or re-sealed)"),
 ])
@@ -204,9 +204,14 @@ def test_check_head(tmp_path: Path) -> None:
     assert gone.reason == ("the file is missing, but its head was anchored at record 1 "
                            "(truncated or deleted?)")
     differs = check_head(good, (2, hashes[1][::-1]), "the table")
-    assert (differs.ok, differs.records, differs.bad_at) == (False, 1, 2)
+    # nothing before the first anchor that differs is vouched for (the key re-sealed it)
+    assert (differs.ok, differs.records, differs.bad_at) == (False, 0, 2)
     assert differs.reason == ("record 2 of the table differs from the anchored head (the chain "
-                              "was re-sealed)")
+                              "was re-sealed at one of records 1..2)")
+    after = check_head(good, (3, hashes[2][::-1]), "the table", vouched=2)
+    assert (after.records, after.bad_at) == (2, 3)
+    assert after.reason == ("record 3 of the table differs from the anchored head (the chain "
+                            "was re-sealed at record 3); record 2 matches its anchor")
 
 
 def _table_witnessing(refs: list[dict[str, Any]]) -> Verification:
