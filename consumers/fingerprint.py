@@ -111,7 +111,8 @@ def template_store(ctx: StageContext) -> TemplateStore:
     client = ctx.resources.get("redis")
     if client is None:
         return MemoryTemplateStore()
-    return RedisTemplateStore(client, ctx.settings.key("fp", ALGORITHM_VERSION))
+    return RedisTemplateStore(client, ctx.settings.key("fp", ALGORITHM_VERSION),
+                              ctx.settings.prefix)
 
 
 def build(ctx: StageContext) -> FingerprintHandler:

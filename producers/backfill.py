@@ -148,16 +148,26 @@ def file_identity(path: Path) -> str:
     return head_identity(head)
 
 
+#: what to do about a PATH heal may not read (or reach)
+_READ_ADVICE = ("give the user heal runs as read access to it (its permissions), or run heal "
+                "as a user who can read it")
+
+
 def check_paths(paths: list[str]) -> list[Path]:
-    """Raises: UsageError naming the first path that is missing or not a file."""
+    """Raises: UsageError naming the first path that is missing, not a file or unreadable."""
     out = []
     for raw in paths:
         path = Path(raw)
         try:
             mode = path.stat().st_mode
-        except OSError:
+        except FileNotFoundError:
             raise UsageError(f"{raw}: does not exist; give log files (or .gz) to backfill"
                              ) from None
+        except PermissionError as exc:  # a folder on its way heal may not enter
+            raise UsageError(f"{raw} cannot be read: {exc.strerror}; {_READ_ADVICE}") from None
+        except OSError as exc:  # e.g. a file named as a folder on the way, a link loop
+            raise UsageError(f"{raw}: cannot be used: {exc.strerror}; give log files (or .gz) "
+                             "to backfill") from None
         if not stat.S_ISREG(mode):
             raise UsageError(f"{raw}: is {kind_of(mode)}, not a regular file; give log files "
                              "(or .gz) to backfill")
@@ -167,9 +177,7 @@ def check_paths(paths: list[str]) -> list[Path]:
             raise UsageError(f"{raw}: does not exist; give log files (or .gz) to backfill"
                              ) from None
         except FileRefused as exc:
-            raise UsageError(f"{raw} {exc}; give the user heal runs as read access to it "
-                             "(its permissions), or run heal as a user who can read it"
-                             ) from exc
+            raise UsageError(f"{raw} {exc}; {_READ_ADVICE}") from exc
         out.append(path)
     return out
 

@@ -21,6 +21,7 @@ import gzip
 import json
 import os
 import re
+import stat
 import sys
 import time
 import zlib
@@ -75,18 +76,33 @@ UNREADABLE_ADVICE = ("give the user heal runs as read access to it (its permissi
                      "as a user who can read it, or exclude it (heal.toml [backfill] exclude)")
 
 
+#: what to do about a folder discovery may not list or enter
+UNREADABLE_FOLDER_ADVICE = (
+    "give the user heal runs as read and search access to it (its permissions, r-x), run heal "
+    "as a user who can read it, or exclude it (heal.toml [backfill] exclude)")
+
+
 @dataclass(frozen=True)
 class Unreadable:
-    """A file the globs select that heal cannot read (its events are not published)."""
+    """A file the globs select that heal cannot read (its events are not published), or a
+    folder (``folder``) that could hold such files and heal cannot list or enter (its logs
+    are left out)."""
 
     path: Path
     reason: str  # e.g. "Permission denied"
+    folder: bool = False
 
     def message(self) -> str:
+        if self.folder:
+            return (f"{self.path}/ (a folder: the logs in it are left out) cannot be read: "
+                    f"{self.reason}; {UNREADABLE_FOLDER_ADVICE}")
         return f"{self.path} cannot be read: {self.reason}; {UNREADABLE_ADVICE}"
 
     def to_dict(self) -> dict[str, object]:
-        return {"path": str(self.path), "reason": self.reason}
+        out: dict[str, object] = {"path": str(self.path), "reason": self.reason}
+        if self.folder:
+            out["folder"] = True
+        return out
 
 
 @lru_cache(maxsize=256)
@@ -133,6 +149,23 @@ def _excluded_dir(rel: str, name: str, excludes: Sequence[str]) -> bool:
     return False
 
 
+def _may_hold(rel_dir: str, globs: Iterable[str]) -> bool:
+    """Whether a file under the folder ``rel_dir`` (relative, ``""`` for the root) could match
+    one of ``globs``: each of the folder's names matches the glob's name at its place, with a
+    name left for the file, or a ``**`` comes first (then anything below may match)."""
+    parts = [p for p in rel_dir.split("/") if p]
+    for glob in globs:
+        names = glob.split("/")
+        for i, part in enumerate(parts):
+            if i < len(names) and "**" in names[i]:
+                return True
+            if i >= len(names) - 1 or not _compile(names[i]).match(part):
+                break
+        else:
+            return True
+    return False
+
+
 def _is_text(path: Path) -> bool:
     """No NUL byte in the first 4 KiB (decompressed for ``.gz``: a ``.tar.gz`` is binary).
 
@@ -165,6 +198,20 @@ def _gz_is_text(path: Path) -> bool:
     return b"\0" not in probe
 
 
+def _probe(path: Path) -> Found | Unreadable | None:
+    """A listed file that matched: Found (a regular text file), Unreadable (heal may not
+    read it, or not enter its folder: named, not left out) or None (a symbolic link, a FIFO,
+    a device, binary, or removed since it was listed)."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode) or not _is_text(path):
+            return None
+        return Found(path, path.stat().st_size)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return Unreadable(path, exc.strerror or str(exc))
+
+
 def discover(root: Path, globs: Sequence[str] = DEFAULT_GLOBS,
              exclude: Sequence[str] = (), home: Path | None = None,
              unreadable: list[Unreadable] | None = None) -> list[Found]:
@@ -173,7 +220,8 @@ def discover(root: Path, globs: Sequence[str] = DEFAULT_GLOBS,
     ``exclude`` holds directory names (pruned anywhere) or globs on relative paths (a file
     or directory matching one is skipped); ``DEFAULT_EXCLUDES`` and ``home`` always apply.
     A matching file heal cannot read is not returned but added to ``unreadable`` (sorted by
-    path), so the caller names it instead of it being left out without a word.
+    path), so the caller names it instead of it being left out without a word; so is a folder
+    heal cannot list or enter, unless it is excluded or no glob could select a file in it.
 
     Raises:
         UsageError: ``root`` is not a directory, or a glob is malformed.
@@ -187,7 +235,17 @@ def discover(root: Path, globs: Sequence[str] = DEFAULT_GLOBS,
     home_real = os.path.realpath(home) if home is not None else None
     found: list[Found] = []
     refused: list[Unreadable] = []
-    for dirpath, dirnames, filenames in os.walk(root):
+
+    def unlisted(exc: OSError) -> None:
+        # a folder os.walk could not list (excluded ones were pruned before: never listed);
+        # named when the globs could select a file in it
+        folder = Path(exc.filename) if exc.filename else root
+        rel = folder.relative_to(root).as_posix()
+        if not isinstance(exc, FileNotFoundError) and _may_hold("" if rel == "." else rel,
+                                                                globs):
+            refused.append(Unreadable(folder, exc.strerror or str(exc), folder=True))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unlisted):
         base = Path(dirpath)
         rel_dir = base.relative_to(root).as_posix()
         rel_dir = "" if rel_dir == "." else rel_dir + "/"
@@ -201,17 +259,11 @@ def discover(root: Path, globs: Sequence[str] = DEFAULT_GLOBS,
             rel = rel_dir + name
             if not matches(rel, globs) or matches(rel, exclude):
                 continue
-            path = base / name
-            if not path.is_file() or path.is_symlink():
-                continue
-            try:
-                if not _is_text(path):
-                    continue
-                size = path.stat().st_size
-            except OSError as exc:
-                refused.append(Unreadable(path, exc.strerror or str(exc)))
-                continue
-            found.append(Found(path, size))
+            probed = _probe(base / name)
+            if isinstance(probed, Found):
+                found.append(probed)
+            elif probed is not None:
+                refused.append(probed)
     if unreadable is not None:
         unreadable.extend(sorted(refused, key=lambda u: u.path.relative_to(root).as_posix()))
     return sorted(found, key=lambda f: f.path.relative_to(root).as_posix())

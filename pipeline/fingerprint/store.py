@@ -23,7 +23,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
-from pipeline.errors import StreamUnavailable
+from pipeline.errors import ConfigError, StreamUnavailable
 from pipeline.fingerprint.cluster import TemplateStoreLike as TemplateStore
 from pipeline.fingerprint.cluster import Tokens
 
@@ -107,11 +107,14 @@ class RedisTemplateStore:
 
     Raises:
         StreamUnavailable: Redis cannot be reached (from ``add`` / ``members``).
+        ConfigError: the ACL of Redis's user refused the store's keys (under HEAL_STREAM_PREFIX
+            ``prefix``) or its commands: not an outage, waiting would never end it.
     """
 
-    def __init__(self, client: Any, namespace: str) -> None:
+    def __init__(self, client: Any, namespace: str, prefix: str | None = None) -> None:
         self._client = client
         self._namespace = namespace
+        self._prefix = prefix if prefix is not None else namespace.split(":", 1)[0]
         self._add = client.register_script(_ADD_SCRIPT)
         #: SHA of the batch script once loaded (see ``_sync_script``)
         self._sync_sha: str | None = None
@@ -120,6 +123,16 @@ class RedisTemplateStore:
         self._cluster = hasattr(client, "get_nodes")
         #: group -> what this store object has read of the group's log
         self._seen: dict[str, _Seen] = {}
+
+    def _failure(self, exc: Exception) -> ConfigError | StreamUnavailable:
+        """What a failed store command raises: the ACL's refusal (NOPERM) as the
+        configuration error it is, anything else as an outage (the entry is parked)."""
+        from pipeline.runtime.connection import acl_refusal
+
+        refusal = acl_refusal(exc, self._prefix)
+        if refusal is not None:
+            return ConfigError(f"template store: {refusal}")
+        return StreamUnavailable(f"template store: {exc}")
 
     def _key(self, group: str) -> str:
         digest = hashlib.blake2b(group.encode("utf-8", "replace"), digest_size=10).hexdigest()
@@ -134,7 +147,7 @@ class RedisTemplateStore:
         try:
             return int(self._add(keys=self._keys(group), args=[_SEP.join(tokens), limit]))
         except Exception as exc:  # redis errors become ours at the edge
-            raise StreamUnavailable(f"template store: {exc}") from exc
+            raise self._failure(exc) from exc
 
     def sync(self, items: Sequence[tuple[str, Tokens]], groups: Sequence[str], limit: int
              ) -> dict[str, tuple[Sequence[Tokens], bool]]:
@@ -149,7 +162,7 @@ class RedisTemplateStore:
                 self._sync_sha = None
                 replies = self._sync(items, groups, limit)  # adds are idempotent
         except Exception as exc:  # redis errors become ours at the edge
-            raise StreamUnavailable(f"template store: {exc}") from exc
+            raise self._failure(exc) from exc
         out: dict[str, tuple[Sequence[Tokens], bool]] = {}
         for group, raw in zip(groups, replies, strict=True):
             seen = self._seen.get(group)
@@ -207,7 +220,7 @@ class RedisTemplateStore:
         try:
             raw = self._client.smembers(self._key(group))
         except Exception as exc:
-            raise StreamUnavailable(f"template store: {exc}") from exc
+            raise self._failure(exc) from exc
         return sorted(_tokens(m) for m in raw)
 
 

@@ -152,6 +152,11 @@ class StageWorker:
         while True:
             try:
                 groups.ensure_group(self.client, self.stream, self.group)
+                # the keys it writes too: a user whose patterns cover the input stream only
+                # (~heal:errors*) would otherwise sit idle, saying nothing, until an event came
+                for key in (self.output, self.settings.stream(STREAM_DEAD)):
+                    if key is not None:
+                        self.client.exists(key)
                 return
             except redis.exceptions.NoPermissionError as exc:
                 raise self._refusal(exc) from exc
@@ -186,6 +191,8 @@ class StageWorker:
                 attempt = 0
             except redis.exceptions.NoPermissionError as exc:
                 raise self._refusal(exc) from exc
+            except ConfigError as exc:  # a handler's (its template store's ACL refusal)
+                raise ConfigError(f"stage {self.stage}: {exc}") from exc
             except SURVIVABLE as exc:
                 attempt += 1
                 _revive_engines()

@@ -318,3 +318,65 @@ def test_discover_backfills_the_readable_logs_and_counts_the_one_it_may_not_read
             in captured.err)
     summary = orjson.loads(captured.out)
     assert summary["unreadable"] == [{"path": str(locked), "reason": "Permission denied"}]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run heal as another user")
+def test_discover_names_a_folder_it_may_not_enter_and_a_path_inside_is_not_called_missing(
+    env: dict[str, str]
+) -> None:
+    """QA s12 N4 and N6: the logs in a folder heal's user may not enter were left out of
+    --discover without a word (os.walk dropped the error), and a PATH given by hand in such a
+    folder was said not to exist."""
+    # Given a repository with a readable log, a log in a folder only root may enter, and
+    # folders discovery excludes anyway (.git, node_modules) just as closed
+    folder = Path(tempfile.mkdtemp(prefix="heal-perm-"))
+    try:
+        folder.chmod(0o777)
+        repo = folder / "repo"
+        for sub in ("logs/locked", ".git/logs", "node_modules/pkg"):
+            (repo / sub).mkdir(parents=True)
+        for part in (repo, repo / "logs"):
+            part.chmod(0o777)
+        fine = repo / "logs" / "a.log"
+        fine.write_text("ERROR good\n")
+        fine.chmod(0o666)
+        hidden = repo / "logs" / "locked" / "c.log"
+        hidden.write_text("ERROR gamma\n")
+        (repo / ".git" / "logs" / "HEAD.log").write_text("ERROR git\n")
+        (repo / "node_modules" / "pkg" / "x.log").write_text("ERROR npm\n")
+        for closed in (repo / "logs" / "locked", repo / ".git", repo / "node_modules"):
+            closed.chmod(0o700)
+        nobody = {**env, "HEAL_HOME": str(folder / "home"), "HOME": str(folder)}
+        nobody.pop("HEAL_CONFIG", None)
+
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([*_as_nobody(), sys.executable, "-c", CLI, *args],
+                                  cwd=ROOT, env=nobody, capture_output=True, text=True,
+                                  timeout=120, check=False)
+
+        # When it is discovered, as text and as JSON, and the hidden log is given by hand
+        listed = run("backfill", "--discover", str(repo), "--dry-run")
+        as_json = run("backfill", "--discover", str(repo), "--dry-run", "--json")
+        by_hand = run("backfill", "--dry-run", str(hidden))
+    finally:
+        shutil.rmtree(folder)
+    # Then the folder is named with the reason and what to do, and the exit is 2, as for a
+    # file heal may not read; the excluded folders are not named
+    locked = repo / "logs" / "locked"
+    assert listed.returncode == 2, listed.stderr
+    assert "a.log" in listed.stdout
+    assert (f"heal backfill: {locked}/ (a folder: the logs in it are left out) cannot be read: "
+            "Permission denied; give the user heal runs as read and search access to it (its "
+            "permissions, r-x), run heal as a user who can read it, or exclude it (heal.toml "
+            "[backfill] exclude)") in listed.stderr.splitlines(), listed.stderr
+    assert ".git" not in listed.stderr and "node_modules" not in listed.stderr
+    assert as_json.returncode == 2, as_json.stderr
+    document = orjson.loads(as_json.stdout)
+    assert [f["path"] for f in document["files"]] == [str(fine)]
+    assert document["unreadable"] == [
+        {"path": str(locked), "reason": "Permission denied", "folder": True}]
+    # and the PATH given by hand is said to be unreadable, with what to do, not missing
+    assert by_hand.returncode == 2, by_hand.stderr
+    assert by_hand.stderr.splitlines() == [
+        f"heal: error: {hidden} cannot be read: Permission denied; give the user heal runs as "
+        "read access to it (its permissions), or run heal as a user who can read it"]

@@ -280,3 +280,57 @@ def test_a_refused_postgres_login_or_option_is_a_configuration_error(
     with pytest.raises(ConfigError, match=expected) as info:
         open_database(settings)
     assert PASSWORD not in str(info.value)
+
+
+def _acl_user(port: int, name: str, keys: list[str]) -> str:
+    admin = redis.Redis(port=port, password=PASSWORD)
+    admin.acl_setuser(name, enabled=True, passwords=[f"+{PASSWORD}"], keys=keys,
+                      channels=["*"], commands=["+@all"], reset=True)
+    admin.close()
+    return f"redis://{name}:{PASSWORD}@127.0.0.1:{port}/0"
+
+
+@pytest.mark.parametrize(("keys", "says"), [
+    # the input stream only: the stage's output is refused at start
+    (["heal:errors*"], "stage fingerprint: the Redis user"),
+    # every stream of the stage but not its template store (heal:fp:*): refused at the event
+    (["heal:errors*", "heal:fingerprints*", "heal:dead*", "heal:done:*", "heal:alive:*"],
+     "stage fingerprint: template store: the Redis user"),
+])
+def test_a_redis_user_covering_part_of_the_prefix_stops_the_worker_with_a_configuration_error(
+    tmp_path: Path, database_url: str, locked_redis: int, keys: list[str], says: str
+) -> None:
+    """QA s12 N2: the template store wrapped the NOPERM as an outage, so `heal worker
+    fingerprint` parked the entry and retried forever (and, the entry once pending, a second
+    run sat idle saying nothing); `heal up` logged two tracebacks before its exit 2. (Refused
+    its template store only, a second run finds out when it reclaims the entry, after
+    claim_idle_ms.)"""
+    # Given a user whose key patterns cover part of heal's keys, and an event it published
+    url = _acl_user(locked_redis, "partial", keys)
+    env = {"HEAL_HOME": str(tmp_path / "home"), "HEAL_REDIS_URL": url,
+           "HEAL_DATABASE_URL": database_url}
+    emitted = _heal(env, "emit", stdin='{"v":1,"id":"a","text":"ERROR: boom"}\n')
+    assert emitted.returncode == 0, emitted.stderr
+    admin = redis.Redis(port=locked_redis, password=PASSWORD)
+    try:
+        # When the fingerprint worker runs with it, and heal up (and, when the stage's output
+        # is refused, the worker again: the entry pending, it sat idle saying nothing)
+        again = [_heal(env, "worker", "fingerprint")] if len(keys) == 1 else []
+        runs = [_heal(env, "worker", "fingerprint"), *again, _heal(env, "up")]
+        # Then each exits 2 saying what to grant, not parking the entry as in an outage,
+        # with no traceback
+        for result in runs:
+            assert result.returncode == 2, result.stderr
+            _says_key_patterns(result)
+            assert "parked during an outage" not in result.stderr
+            assert "Traceback" not in result.stderr, result.stderr
+        assert says in runs[0].stderr, runs[0].stderr
+        for result in again:
+            assert "stage fingerprint: the Redis user" in result.stderr, result.stderr
+        # and the event is still there to be handled once the ACL is fixed, not dead-lettered
+        assert admin.xlen("heal:errors") == 1
+        assert admin.xlen("heal:dead") == 0
+    finally:
+        admin.delete("heal:errors", "heal:dead", "heal:fingerprints")
+        admin.acl_deluser("partial")
+        admin.close()

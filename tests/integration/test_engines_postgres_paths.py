@@ -90,3 +90,36 @@ def test_a_heal_home_with_a_space_keeps_redis_s_socket_path_readable(short_home:
     socket_path = proc.stdout.strip()
     assert socket_path.endswith("redis.sock") and " " not in socket_path, socket_path
 
+
+
+def test_a_link_planted_at_redis_s_socket_folder_in_tmp_is_refused(short_home: Path) -> None:
+    """Under such a home the Redis socket's folder is $TMPDIR/heal-redis-<hash>, a name any
+    local user can derive: a link (or their own folder) put there got the server's socket,
+    which its owner could replace with theirs."""
+    import shutil
+    import stat
+    import tempfile
+
+    from storage.embedded import EmbeddedRedis
+
+    # Given a link at the socket's folder to a folder of someone else's
+    folder = EmbeddedRedis(short_home).socket.parent
+    victim = Path(tempfile.mkdtemp(prefix="heal-victim-"))
+    victim.chmod(0o755)
+    folder.symlink_to(victim)
+    try:
+        # When heal starts the engines
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HEAL_")}
+        proc = subprocess.run(
+            [sys.executable, "-c", "import sys; from pipeline.cli import main; sys.exit(main())",
+             "engines", "start"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+            env={**env, "HEAL_HOME": str(short_home), "PYTHONPATH": str(ROOT)})
+        # Then it refuses (exit 2) saying what to remove, and nothing went in the link's target
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert f"the embedded Redis' socket folder {folder} is a symbolic link" in proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert list(victim.iterdir()) == []
+        assert stat.S_IMODE(victim.stat().st_mode) == 0o755
+    finally:
+        folder.unlink()
+        shutil.rmtree(victim)

@@ -218,3 +218,71 @@ def test_as_root_the_folders_above_the_data_get_search_permission_only(tmp_path:
         assert "o+x" not in again.stderr
     finally:
         _stop(home)
+
+
+def _socket_dir(home: Path) -> Path:
+    url = EmbeddedPostgres(home).url()
+    assert url is not None and "host=" in url, url
+    return Path(url.split("host=", 1)[1])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as root only: the server runs as pgserver then")
+def test_as_root_a_symbolic_link_planted_at_the_socket_folder_is_never_followed(
+        tmp_path: Path) -> None:
+    """QA s12 N1: when PostgreSQL's socket has to leave PGDATA (a space in the path) it goes
+    to a hashed folder in /tmp. A local user who put a symbolic link at that name (after /tmp
+    was cleaned, or before the first start) had heal chown the link's target to pgserver,
+    chmod it 0700 (0777 before) and put the socket there."""
+    import stat
+
+    home = tmp_path / "sp ace" / "home"
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    victim.chmod(0o755)
+    planted: list[Path] = []
+    used: list[Path] = []
+
+    def plant_and_restart() -> subprocess.CompletedProcess[str]:
+        # ... a link to another folder put in the place of the socket folder it used
+        assert _heal(home, "engines", "stop").returncode == 0
+        shutil.rmtree(used[-1])
+        used[-1].symlink_to(victim)
+        planted.append(used[-1])
+        # When heal starts the engines again
+        again = _heal(home, "engines", "start")
+        # Then the server runs with its socket in another folder, its own, 0700, pgserver's
+        assert again.returncode == 0, again.stdout + again.stderr
+        used.append(_socket_dir(home))
+        assert used[-1] not in planted and used[-1].resolve() != victim, used
+        st = os.lstat(used[-1])
+        assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700
+        assert st.st_uid != 0
+        # ... and the link's target is untouched: owner, mode, no socket
+        st = victim.stat()
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o755)
+        assert list(victim.iterdir()) == []
+        assert all(link.is_symlink() for link in planted)
+        return again
+
+    try:
+        # Given a home whose socket goes outside PGDATA (to /tmp), started once
+        first = _heal(home, "engines", "start")
+        assert first.returncode == 0, first.stdout + first.stderr
+        used.append(_socket_dir(home))
+        assert not str(used[0]).startswith(str(tmp_path)), used
+        # When a link takes its socket folder's name: the other fixed name is used
+        plant_and_restart()
+        # When links take both fixed names: a fresh folder, and heal says so
+        again = plant_and_restart()
+        assert f"the socket goes to {used[-1]} instead" in again.stderr, again.stderr
+        # And a restart reuses that folder (kept under HEAL_HOME), making no other
+        assert _heal(home, "engines", "stop").returncode == 0
+        third = _heal(home, "engines", "start")
+        assert third.returncode == 0, third.stderr
+        assert _socket_dir(home) == used[-1]
+    finally:
+        _stop(home)
+        for link in planted:
+            link.unlink()
+        if len(used) > 2:
+            shutil.rmtree(used[-1], ignore_errors=True)
