@@ -4,7 +4,8 @@
     HealError                       base; ``exit_code`` says what the CLI exits with
     ├── UsageError                  bad command-line usage (exit 2)
     ├── ConfigError                 invalid configuration or policy (exit 2)
-    │   └── PolicyError             invalid heal.toml: names the key, the value and the rule
+    │   ├── PolicyError             invalid heal.toml: names the key, the value and the rule
+    │   └── AccessRefused           Redis's ACL refused heal's keys or commands (stops a worker)
     ├── StateHomeFull               no space left where HEAL_HOME keeps its state (exit 1)
     ├── EngineError                 an engine cannot be reached or started (exit 1)
     │   ├── StreamUnavailable       Redis
@@ -40,6 +41,13 @@ class UsageError(HealError):
 
 class ConfigError(HealError):
     exit_code = 2
+
+
+class AccessRefused(ConfigError):
+    """The ACL of HEAL_REDIS_URL's user refused heal's keys or a command (NOPERM): no event's
+    fault and no wait ends it, so a stage worker stops on it (the entry stays pending) rather
+    than retrying or dead-lettering; any other ConfigError met while handling one event is
+    handled as that event's failure."""
 
 
 def toml_value(value: object, limit: int = 200) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
-from pipeline.errors import ConfigError, StreamUnavailable
+from pipeline.errors import AccessRefused, StreamUnavailable
 from pipeline.fingerprint.cluster import TemplateStoreLike as TemplateStore
 from pipeline.fingerprint.cluster import Tokens
 
@@ -107,7 +107,7 @@ class RedisTemplateStore:
 
     Raises:
         StreamUnavailable: Redis cannot be reached (from ``add`` / ``members``).
-        ConfigError: the ACL of Redis's user refused the store's keys (under HEAL_STREAM_PREFIX
+        AccessRefused: the ACL of Redis's user refused the store's keys (under HEAL_STREAM_PREFIX
             ``prefix``) or its commands: not an outage, waiting would never end it.
     """
 
@@ -124,14 +124,14 @@ class RedisTemplateStore:
         #: group -> what this store object has read of the group's log
         self._seen: dict[str, _Seen] = {}
 
-    def _failure(self, exc: Exception) -> ConfigError | StreamUnavailable:
+    def _failure(self, exc: Exception) -> AccessRefused | StreamUnavailable:
         """What a failed store command raises: the ACL's refusal (NOPERM) as the
         configuration error it is, anything else as an outage (the entry is parked)."""
         from pipeline.runtime.connection import acl_refusal
 
         refusal = acl_refusal(exc, self._prefix)
         if refusal is not None:
-            return ConfigError(f"template store: {refusal}")
+            return AccessRefused(f"template store: {refusal}")
         return StreamUnavailable(f"template store: {exc}")
 
     def _key(self, group: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 import redis
 
-from pipeline.errors import ConfigError, StreamUnavailable
+from pipeline.errors import AccessRefused, StreamUnavailable
 
 #: failures that go away when Redis comes back (BusyLoadingError is a ConnectionError)
 TRANSIENT = (
@@ -43,8 +43,8 @@ def redis_error_text(exc: BaseException) -> str:
     return str(exc)
 
 
-def acl_refusal(exc: BaseException, prefix: str) -> ConfigError | None:
-    """ConfigError when Redis refused a command because of its user's ACL (NOPERM): the
+def acl_refusal(exc: BaseException, prefix: str) -> AccessRefused | None:
+    """AccessRefused when Redis refused a command because of its user's ACL (NOPERM): the
     keys heal uses (under HEAL_STREAM_PREFIX ``prefix``, and rq's under ``rq:``), or a
     command; None for any other failure. The server is up and answered: telling the user
     to start it, or retrying, would not help; the ACL or the prefix has to change.
@@ -55,12 +55,12 @@ def acl_refusal(exc: BaseException, prefix: str) -> ConfigError | None:
         return None
     why = (str(exc).rsplit("caused error: ", 1)[-1] or "NOPERM").rstrip(".")
     if "key" in why.lower():  # 6.2: "...access one of the keys..."; 7: "...access a key"
-        return ConfigError(
+        return AccessRefused(
             f"the Redis user of HEAL_REDIS_URL may not use keys under `{prefix}:*` ({why}): "
             f"grant `~{prefix}:*` (and `~rq:*`) to that user (ACL SETUSER <user> "
             f"~{prefix}:* ~rq:*), or set HEAL_STREAM_PREFIX to a prefix its key patterns "
             "cover")
-    return ConfigError(
+    return AccessRefused(
         f"the Redis user of HEAL_REDIS_URL may not do what heal needs ({why}): grant it "
         "(ACL SETUSER <user> +@all, or the commands and channels named), or use another "
         "user in HEAL_REDIS_URL")
@@ -69,11 +69,12 @@ def acl_refusal(exc: BaseException, prefix: str) -> ConfigError | None:
 @contextmanager
 def stream_errors(what: str, prefix: str) -> Iterator[None]:
     """Translate Redis failures into StreamUnavailable (with what we were doing), or a
-    ConfigError when the ACL of Redis's user refused (see :func:`acl_refusal`).
+    AccessRefused (a ConfigError) when the ACL of Redis's user refused (see
+    :func:`acl_refusal`).
 
     Raises:
         StreamUnavailable: Redis unreachable or refusing the command.
-        ConfigError: the user of HEAL_REDIS_URL may not use heal's keys (or a command).
+        AccessRefused: the user of HEAL_REDIS_URL may not use heal's keys (or a command).
     """
     try:
         yield

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.errors import ConfigError, DecodeError, EngineError, PermanentError, Retry
+from pipeline.errors import AccessRefused, DecodeError, EngineError, PermanentError, Retry
 from pipeline.runtime.backoff import backoff_delay
 from pipeline.runtime.handoff import Handoff
 from pipeline.runtime.hooks import Delivery, HookChain
@@ -88,13 +88,13 @@ class EventProcessor:
     def prepare(self, events: list[Any]) -> None:
         """Give a batch-aware handler the batch's decoded events first (see
         ``pipeline.stage.BatchPreparer``); a failure there is logged and contained: each event
-        is then handled (and retried) on its own. A ConfigError is raised (see ``handle``)."""
+        is then handled (and retried) on its own. AccessRefused is raised (see ``handle``)."""
         prepare = getattr(self.handler, "prepare", None)
         if prepare is None or not events:
             return
         try:
             prepare(events)
-        except ConfigError:
+        except AccessRefused:
             raise  # the stage stops (see handle): no event would get further
         except Exception:  # noqa: BLE001 - handle() meets the same failure and retries
             log.warning("stage %s: batch preparation failed", self.stage, exc_info=True)
@@ -138,9 +138,11 @@ class EventProcessor:
             encoded = list(map(self._encode, outputs))
         except PermanentError as exc:
             return DeadLetter(delivery, f"permanent error: {exc.reason}")
-        except ConfigError:
-            # e.g. the Redis ACL refused the handler's keys: not the event's fault, and no
-            # wait ends it; the stage stops (the entry stays pending) and says what to change
+        except AccessRefused:
+            # the Redis ACL refused the handler's keys: not the event's fault, and no wait
+            # ends it; the stage stops (the entry stays pending) and says what to change.
+            # (Any other ConfigError, e.g. a broken stored fix, stays this event's failure:
+            # it must never stop the stage for every other event.)
             raise
         except Retry as exc:
             if isinstance(exc.__cause__, EngineError):

@@ -21,7 +21,7 @@ from typing import Any
 import redis
 
 from pipeline.config import STAGES, STREAM_DEAD, Settings
-from pipeline.errors import ConfigError, StreamUnavailable, UsageError
+from pipeline.errors import AccessRefused, StreamUnavailable, UsageError
 from pipeline.runtime import group as groups
 from pipeline.runtime import overlap
 from pipeline.runtime.backoff import backoff_delay
@@ -145,7 +145,7 @@ class StageWorker:
 
         Raises:
             StreamUnavailable: Redis stayed unreachable.
-            ConfigError: the ACL of Redis's user does not cover the stage's keys.
+            AccessRefused: the ACL of Redis's user does not cover the stage's keys.
         """
         deadline = time.monotonic() + self.options.startup_timeout_s
         attempt = 0
@@ -169,17 +169,17 @@ class StageWorker:
                     ) from exc
                 self.stop_event.wait(self._reconnect_delay(attempt))
 
-    def _refusal(self, exc: redis.exceptions.NoPermissionError) -> ConfigError:
+    def _refusal(self, exc: redis.exceptions.NoPermissionError) -> AccessRefused:
         refusal = acl_refusal(exc, self.settings.prefix)
         assert refusal is not None  # every NOPERM is one
-        return ConfigError(f"stage {self.stage}: {refusal}")
+        return AccessRefused(f"stage {self.stage}: {refusal}")
 
     def run(self) -> int:
         """Run until :meth:`stop`; returns the number of entries processed.
 
         Raises:
             StreamUnavailable: Redis unreachable at start (see :meth:`start`).
-            ConfigError: the ACL of Redis's user refused a command: backing off would not
+            AccessRefused: the ACL of Redis's user refused a command: backing off would not
                 help, a person has to change the ACL or HEAL_STREAM_PREFIX.
         """
         self.start()
@@ -191,8 +191,8 @@ class StageWorker:
                 attempt = 0
             except redis.exceptions.NoPermissionError as exc:
                 raise self._refusal(exc) from exc
-            except ConfigError as exc:  # a handler's (its template store's ACL refusal)
-                raise ConfigError(f"stage {self.stage}: {exc}") from exc
+            except AccessRefused as exc:  # a handler's (its template store's ACL refusal)
+                raise AccessRefused(f"stage {self.stage}: {exc}") from exc
             except SURVIVABLE as exc:
                 attempt += 1
                 _revive_engines()

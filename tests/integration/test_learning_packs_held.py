@@ -396,3 +396,61 @@ def test_a_review_adopts_no_row_it_did_not_create_and_export_leaves_review_ids_o
     finally:
         close_stores()
         drop()
+
+
+def test_seeding_makes_a_seed_row_an_old_import_left_as_a_packs_the_seeds_again(
+    tmp_path: Path, fresh: None, capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given a home where an import before heal compared packs with the seed files stored
+    # seed ids as a pack's, the seeds not stored yet: a seed file's own pattern (what
+    # `heal import seeds/system.yaml` wrote), and a seed id with a fix of the pack's own
+    from pipeline.learn.packs import parse_pack_pattern
+    from storage.learned import LearnedRepository
+
+    seeds = load_catalog()
+    own, fixes = parse_pack_pattern(seeds.patterns["proc.port_in_use"].to_dict())
+    db = open_database(Settings.from_env())
+    try:
+        repo = LearnedRepository(db)
+        repo.save(own, source="pack", provenance={"who": "old import"},
+                  alternatives=[(f.fix, {"who": "old import"}) for f in fixes[1:]],
+                  move_fingerprints=False)
+        repo.save(command_pattern("format.ruff_format", [{"regex": "zzqqseedclash"}],
+                                  "format.ruff_format/clash", ["touch", "a"]),
+                  source="pack", provenance={"who": "old import"}, move_fingerprints=False)
+    finally:
+        db.close()
+    assert rows("SELECT DISTINCT state FROM fixes WHERE pattern_id = 'proc.port_in_use'") == [
+        {"state": "DRAFT"}]
+
+    # When the seeds are stored (heal export --json seeds PostgreSQL first)
+    assert main(["export", "--json"]) == 0
+    exported = json.loads(capsys.readouterr().out)["patterns"]
+    # Then the seed's own row is the seed's again: a seed, its fixes in a seed's fresh state
+    assert rows("SELECT source, state FROM patterns WHERE id = 'proc.port_in_use'") == [
+        {"source": "seed", "state": "ACTIVE"}]
+    assert rows("SELECT id, state FROM fixes WHERE pattern_id = 'proc.port_in_use' "
+                "ORDER BY id") == [{"id": "proc.port_in_use/fix", "state": "ACTIVE"},
+                                   {"id": "proc.port_in_use/wait", "state": "ACTIVE"}]
+    assert next(p for p in exported if p["id"] == "proc.port_in_use")["source"] == "seed"
+    # and the one holding a fix of the pack's own stays as it is, named in a warning
+    assert rows("SELECT source FROM patterns WHERE id = 'format.ruff_format'") == [
+        {"source": "pack"}]
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("seed pattern format.ruff_format" in m and "format.ruff_format/clash" in m
+               for m in warned), warned
+
+    # and the seed is no taught pattern of an export, its seed file is known, nothing changed
+    assert main(["export", "--pack", str(tmp_path / "out.yaml")]) == 0
+    pack = yaml.safe_load((tmp_path / "out.yaml").read_text())
+    assert "proc.port_in_use" not in [p["id"] for p in pack["patterns"]]
+    capsys.readouterr()
+    status, result = import_json(capsys, SEEDS_DIR / "system.yaml")
+    assert status == 0 and result["conflicts"] == [] and result["imported"] == [], result
+    db = open_database(Settings.from_env())
+    try:
+        again = PatternRepository(db).seed(seeds.patterns.values())
+    finally:
+        db.close()
+    assert again["reowned"] == 0 and again["inserted"] == 0, again

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from pipeline.config import Settings
-from pipeline.errors import PermanentError, Retry
+from pipeline.errors import AccessRefused, ConfigError, PermanentError, Retry
 from pipeline.events import ErrorEvent
 from pipeline.runtime import StageWorker, WorkerOptions, already_done, drain_inline, loader
 from pipeline.runtime.metrics import MetricsHook, MetricsRegistry
@@ -146,6 +146,36 @@ def test_permanent_error_dead_letters_at_once(client: redis.Redis, settings: Set
     drain(worker)
     [letter] = dead(client, settings)
     assert b"no such repository" in letter[b"reason"] and letter[b"attempts"] == b"1"
+
+
+def test_a_config_error_of_one_event_is_its_failure_only_an_acl_refusal_stops_the_stage(
+    client: redis.Redis, settings: Settings
+) -> None:
+    """A handler's ConfigError for one event (a broken stored fix, say) is that event's
+    failure: retried, then dead-lettered, while the next events pass. Only Redis's ACL
+    refusing heal's keys (AccessRefused) stops the stage, the entry left pending."""
+    def one_bad(event: object) -> None:
+        if getattr(event, "id", "") == "e1":
+            raise ConfigError("fix f1: template uses undeclared params {x}")
+
+    worker = make_worker(client, settings, handler=PassThroughHandler(on_event=one_bad),
+                         max_deliveries=2, backoff_base_s=0.01)
+    publish(client, settings, event(1), event(2))
+    deadline = time.monotonic() + 120
+    while not dead(client, settings) and time.monotonic() < deadline:
+        worker.step(20)
+    [letter] = dead(client, settings)
+    assert letter[b"error_id"] == b"e1" and b"undeclared params" in letter[b"reason"]
+    assert ids_in(client, settings.stream("fingerprints")) == ["e2"]
+
+    def refused(_event: object) -> None:
+        raise AccessRefused("the Redis user of HEAL_REDIS_URL may not use keys under heal:*")
+
+    stopping = make_worker(client, settings, handler=PassThroughHandler(on_event=refused))
+    publish(client, settings, event(3))
+    with pytest.raises(AccessRefused, match="may not use keys"):
+        drain(stopping)
+    assert pending(client, settings) == 1  # e3 waits for the ACL to be fixed
 
 
 class ContractHandler:
