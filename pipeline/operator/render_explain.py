@@ -82,7 +82,8 @@ def _fixes(s: dict[str, Any]) -> list[str]:
 
 
 def _attempt(a: dict[str, Any]) -> list[str]:
-    out = [f"  {a['created_at']}  error {a['error_id']}  fix {a['fix_id'] or '-'}  "
+    copy = f"  (replay of {a['replay_of']})" if a.get("replay_of") else ""
+    out = [f"  {a['created_at']}  error {a['error_id']}{copy}  fix {a['fix_id'] or '-'}  "
            f"mode {a['mode']}  decision {a['decision']}", f"    reason: {a['reason']}"]
     for v in a["votes"]:
         out.append(f"    judge {v['judge']}: {'approve' if v['approve'] else 'reject'}"
@@ -104,6 +105,7 @@ def _history(s: dict[str, Any]) -> list[str]:
         out.append("  none")
     out += ["", "outcomes:"]
     out += [f"  {o['ts']}  {o['status']}  fix {o['fix_id'] or '-'}  error {o['error_id']}"
+            + (f"  (replay of {o['replay_of']})" if o.get("replay_of") else "")
             for o in s["outcomes"]] or ["  none"]
     out += ["", "lifecycle:"]
     out += [f"  {t['ts']}  {t['fix_id']}: {t['src']} -> {t['dst']} ({t['reason']})"
