@@ -118,10 +118,10 @@ class Reviewer:
         return pid
 
     def ignore(self, issue: dict[str, Any]) -> None:
-        self.lifecycle.set_ignored(issue["fine"], True, "heal issues review")
-        self.reports.set_issue_status(issue["fine"], "ignored")
+        # audited first: no change without its record (a full HEAL_HOME stops it here)
         self.audit.append("fingerprint.ignore", issue["fine"],
                           {"ignored": True, "reason": "heal issues review"})
+        self.lifecycle.set_ignored(issue["fine"], True, "heal issues review")
 
     def batch(self, issues: list[dict[str, Any]], action: str) -> ReviewResult:
         result = ReviewResult()
