@@ -200,7 +200,8 @@ def test_operator_commands_on_a_full_heal_home_change_nothing_without_an_audit_r
     """``heal ignore`` said "nothing is applied until the audit log can be written" (exit 1)
     on a full HEAL_HOME, yet had stored the ignore before trying to audit it; a breaker
     reset by hand changed Redis and only logged the lost record; an unquarantine lifted the
-    fix. Each now writes its audit record first (or undoes what it did)."""
+    fix; a review created its pattern or ignored the group. Each now writes its audit record
+    first (or undoes what it did)."""
     import uuid
 
     from storage.lifecycle import LifecycleStore
@@ -219,12 +220,17 @@ def test_operator_commands_on_a_full_heal_home_change_nothing_without_an_audit_r
     quarantined = f"fp-v3:{word}"
     LifecycleStore(db).quarantine(quarantined, fix_id, "test")
     ignored = f"fp-v3:{word[::-1]}"
+    reviewed = f"fp-v3:{word[8:]}{word[:8]}"  # an issue last seen long ago: review selects it
+    db.execute("INSERT INTO issue_queue (fine, coarse, count, first_seen, last_seen, sample)"
+               " VALUES ($1, '', 1, '1901-01-01', '1901-01-01', 'old error')", reviewed)
     _fill(small_disk)
     try:
         # When the operator ignores, resets the breaker and unquarantines
         done = [_heal(env, "ignore", ignored, "--reason", "test"),
                 _heal(env, "breaker", "reset", scope),
-                _heal(env, "unquarantine", quarantined)]
+                _heal(env, "unquarantine", quarantined),
+                _heal(env, "issues", "review", "--all-older-than", "36500d", "--yes"),
+                _heal(env, "issues", "review", "--all-older-than", "36500d", "--ignore")]
         # (the brake by hand still engages: refusing fixes is never what the audit guards)
         braked = _heal(env, "breaker", "open", f"workflow:other-{word}")
         assert braked.returncode == 0 and "not audited" in braked.stderr, braked.stderr
@@ -241,6 +247,9 @@ def test_operator_commands_on_a_full_heal_home_change_nothing_without_an_audit_r
         assert f"other-{word}" in status.stdout
         assert db.fetchval("SELECT state FROM fix_stats WHERE fingerprint = $1",
                            quarantined) == "QUARANTINED"
+        assert db.fetchval("SELECT status FROM issue_queue WHERE fine = $1", reviewed) == "open"
+        assert db.fetchval("SELECT count(*) FROM pattern_fingerprints WHERE fingerprint = $1",
+                           reviewed) == 0
     finally:
         (small_disk / "fill").unlink(missing_ok=True)
     # And once space is freed the ignore is made with its record
