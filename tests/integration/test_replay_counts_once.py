@@ -90,10 +90,17 @@ def test_a_replay_counts_each_error_once_and_explain_marks_its_outcomes(
     _drain(settings, client, originals)
     before = _numbers(heal_env)
     assert before["errors"] == 2 and before["report_errors"] == 2, before
+    # ... and an event that names itself a copy of one of them (ids are untrusted input)
+    forged = f"{originals[0]}~replay-forged"
+    Publisher(client, settings).publish_many([
+        ErrorEvent(id=forged, text=f"GizmoError: widget {word} unbalanced\n")])
+    _drain(settings, client, [forged])
+    # it hides at most itself: the other error's numbers and outcome stay as they were
+    assert _numbers(heal_env) == before
 
     # When history is replayed and the stages handle the copies
     _heal(heal_env, "backfill", "--replay")
-    first = _copies(settings, client, set(originals))
+    first = _copies(settings, client, {*originals, forged})
     assert len(first) == 2 and all("~replay-" in i for i in first), first
     _drain(settings, client, first)
 
@@ -105,7 +112,7 @@ def test_a_replay_counts_each_error_once_and_explain_marks_its_outcomes(
     again = [json.loads(line)["id"] for line in done.stdout.splitlines()]
     assert sorted(i.split("~replay-")[0] for i in again) == sorted(originals), again
     assert all(i.count("~replay-") == 1 for i in again), again
-    assert "2 copies of an earlier replay left out" in done.stderr, done.stderr
+    assert "3 copies of an earlier replay left out" in done.stderr, done.stderr
 
     # And explain tells the copy's outcome apart from the original's
     db = open_database(settings)
