@@ -24,7 +24,8 @@ Replay (``replay_stream``) re-publishes ``<prefix>:errors`` history up to the en
 newest when the replay started. Each copy gets the id ``<its own id>~replay-<token>`` and
 ``tags.replay_of`` / ``tags.replay``: the runtime dedupes on the event id, so the unchanged id
 would be swallowed as already handled. The id never comes from the event's tags (any
-producer can write ``tags.replay_of``), so two entries never share a copy id.
+producer can write ``tags.replay_of``), so two entries never share a copy id. Each error is
+replayed once (``_replay_pages``): copies of copies do not pile up replay after replay.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ import redis
 from pipeline.config import STREAM_ERRORS, Settings
 from pipeline.errors import DamagedFile, DecodeError, StreamUnavailable, UsageError
 from pipeline.events import MAX_ID_LENGTH, ErrorEvent
+from pipeline.replayid import REPLAY_MARK, original_id
 from pipeline.safefile import FileRefused, kind_of, open_regular
 from producers.context import stable_id
 from producers.logs import HEAD_BYTES, LineSink, LogRecords, head_identity
@@ -71,6 +73,8 @@ class BackfillStats:
     events: int = 0
     skipped_bytes: int = 0
     bad_entries: int = 0
+    #: replay: copies of an earlier replay left out (their original was re-published)
+    earlier_copies: int = 0
     #: files whose mark was saved by an earlier heal version (read from their start)
     legacy_marks: int = 0
     per_file: dict[str, int] = field(default_factory=dict)
@@ -512,15 +516,18 @@ def replay_copy(event: ErrorEvent, token: str, settings: Settings | None = None)
     """The event re-published by a replay: a new id made of the event's own id, tagged with
     the original. ``tags.replay_of`` is only information (any producer can write it), so it
     never chooses the id: two entries naming the same ``replay_of`` would share a copy id and
-    the runtime would drop one. A copy of an earlier replay copy (its id is ``<replay_of>
-    ~replay-<replay>``) names the first original. An event heal run had attested is attested
-    again under its new id (``settings`` given): the replay is the operator's own command."""
-    replay_of, earlier = event.tags.get("replay_of"), event.tags.get("replay")
-    original = (replay_of if isinstance(replay_of, str) and isinstance(earlier, str)
-                and event.id == f"{replay_of}~replay-{earlier}" else event.id)
-    new_id = f"{event.id}~replay-{token}"  # its own id: unique per entry, as first published
+    the runtime would drop one. The original is what the id says (``pipeline/replayid.py``):
+    a copy of an earlier copy (``<original>~replay-T1``) names the first original, and an id
+    too long for the token keeps its original in front (``<original>~replay-<digest>``), so
+    every count finds it. An event heal run had attested is attested again under its new id
+    (``settings`` given): the replay is the operator's own command."""
+    original = original_id(event.id)
+    new_id = f"{event.id}{REPLAY_MARK}{token}"  # its own id: unique per entry
     if len(new_id) > MAX_ID_LENGTH:
-        new_id = stable_id("replay", event.id, token)
+        digest = stable_id("replay", event.id, token).rsplit("-", 1)[-1]
+        new_id = f"{original}{REPLAY_MARK}{digest}"
+        if len(new_id) > MAX_ID_LENGTH:
+            new_id = stable_id("replay", event.id, token)
     tags = {**event.tags, "replay_of": original, "replay": token}
     copy = replace(event, id=new_id, tags=tags)
     if settings is not None:
@@ -569,7 +576,13 @@ def _replay_one(client: Any, settings: Settings, stream: str, since: str | None,
 def _replay_pages(client: Any, stream: str, cursor: str, end: Any, page: int,
                   settings: Settings, stats: Any, emit: Callable[[ErrorEvent], None],
                   token: str, progress: Progress) -> None:
-    """Raises: redis.RedisError."""
+    """Every original is re-published; a copy of an earlier replay only when nothing of its
+    original was re-published before it in this replay (its original was trimmed from the
+    stream): so each error is replayed once, copies of copies do not pile up, and a forged
+    copy seen first never keeps the real error from being replayed.
+
+    Raises: redis.RedisError."""
+    published: set[str] = set()  # the originals this replay re-published so far
     while True:
         rows = client.xrange(stream, min=cursor, max=end, count=page)
         for _entry_id, fields in rows:
@@ -578,6 +591,11 @@ def _replay_pages(client: Any, stream: str, cursor: str, end: Any, page: int,
             except DecodeError:
                 stats.bad_entries += 1  # the runtime dead-lettered it the first time
                 continue
+            original = original_id(event.id)
+            if original != event.id and original in published:
+                stats.earlier_copies += 1
+                continue
+            published.add(original)
             stats.events += 1
             emit(replay_copy(event, token, settings))
         if len(rows) < page:

@@ -10,21 +10,24 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from pipeline.replayid import sql_counted, sql_original
 from storage.db import Database
 
-_HEALINGS = """
-SELECT DISTINCT ON (o.error_id) o.error_id, o.fix_id, o.fingerprint, o.status, o.ts,
-       o.workflow, o.step, c.tier, c.pattern_id, c.score,
+#: an error counts once by its original id: a replay copy only when its original has no
+#: outcome of its own (``pipeline/replayid.py``)
+_HEALINGS = f"""
+SELECT DISTINCT ON ({sql_original('o.error_id')}) o.error_id, o.fix_id, o.fingerprint,
+       o.status, o.ts, o.workflow, o.step, c.tier, c.pattern_id, c.score,
        extract(epoch FROM o.ts - c.seen_at) AS seconds,
        a.decision, a.reason, a.category, a.mode, a.branch, a.commit,
-       CASE WHEN a.verdict LIKE '{%' THEN a.verdict::jsonb #>> '{error,text}' END AS text,
+       CASE WHEN a.verdict LIKE '{{%' THEN a.verdict::jsonb #>> '{{error,text}}' END AS text,
        (SELECT sample FROM issue_queue q WHERE q.fine = o.fingerprint) AS sample
 FROM lifecycle_outcomes o
 LEFT JOIN occurrences c ON c.error_id = o.error_id
 LEFT JOIN attempts a ON a.id = o.error_id
-WHERE o.ts >= $1 AND o.status = ANY($2::text[])
-ORDER BY o.error_id, o.ts DESC
-"""
+WHERE o.ts >= $1 AND o.status = ANY($2::text[]) AND {sql_counted('o', 'lifecycle_outcomes')}
+ORDER BY {sql_original('o.error_id')}, o.ts DESC
+"""  # noqa: S608 (fixed names)
 
 
 def _plain(row: Any) -> dict[str, Any]:

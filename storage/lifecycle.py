@@ -409,10 +409,23 @@ class LifecycleStore:
 
     # --- ignore -----------------------------------------------------------------------
     def set_ignored(self, fingerprint: str, ignored: bool, reason: str = "") -> None:
-        self.db.execute(
-            "INSERT INTO fingerprint_controls (fingerprint, ignored, reason) VALUES ($1, $2, $3)"
-            " ON CONFLICT (fingerprint) DO UPDATE SET ignored = $2, reason = $3,"
-            " updated_at = now()", fingerprint, ignored, reason)
+        """Ignore the fingerprint (or stop ignoring it) and, in the same transaction, mark
+        its open issue-queue groups ``ignored`` (or reopen the ones marked so): ``heal
+        ignore`` and ``heal issues review``'s ``n`` have one effect."""
+        src, dst = ("open", "ignored") if ignored else ("ignored", "open")
+
+        async def go(conn: Any) -> None:
+            async with conn.transaction():
+                await conn.execute(
+                    "INSERT INTO fingerprint_controls (fingerprint, ignored, reason)"
+                    " VALUES ($1, $2, $3) ON CONFLICT (fingerprint) DO UPDATE"
+                    " SET ignored = $2, reason = $3, updated_at = now()",
+                    fingerprint, ignored, reason)
+                await conn.execute(
+                    "UPDATE issue_queue SET status = $3 WHERE (fine = $1 OR coarse = $1)"
+                    " AND status = $2", fingerprint, src, dst)
+
+        self.db.run(go)
 
 
 def newest_offered_sql(fingerprint: str) -> str:

@@ -27,6 +27,23 @@ def _ts(value: Any) -> datetime:
     return datetime.now(UTC)
 
 
+async def _counts(conn: asyncpg.Connection, p: dict[str, Any]) -> bool:
+    """Whether the error of ``p`` counts in the pattern and issue-queue counters: always, but
+    for a replay copy (``replay_of``: its original's id, ``pipeline/replayid.py``) only when
+    its original was not counted, and then once for all copies of it. The original's own ops
+    are only read, never claimed, so a copy seen first cannot keep the original from
+    counting."""
+    original = p.get("replay_of")
+    if not original:
+        return True
+    if await conn.fetchval("SELECT 1 FROM applied_ops WHERE op_id = ANY($1::text[])",
+                           [f"occ:{original}", f"issue:{original}"]):
+        return False
+    return bool(await conn.fetchval(
+        "INSERT INTO applied_ops (op_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING 1",
+        f"replay-counted:{original}"))
+
+
 async def _occurrence(conn: asyncpg.Connection, p: dict[str, Any]) -> None:
     ts = _ts(p.get("ts"))
     inserted = await conn.fetchval(
@@ -36,7 +53,7 @@ async def _occurrence(conn: asyncpg.Connection, p: dict[str, Any]) -> None:
         p["error_id"], p["pattern_id"], p.get("fine", ""), p.get("coarse", ""),
         p.get("tier"), p.get("score"), ts,
     )
-    if inserted:
+    if inserted and await _counts(conn, p):
         await conn.execute(
             """UPDATE patterns SET occurrences = occurrences + 1,
                    first_seen = LEAST(COALESCE(first_seen, $2), $2),
@@ -53,6 +70,8 @@ async def _occurrence(conn: asyncpg.Connection, p: dict[str, Any]) -> None:
 
 
 async def _issue(conn: asyncpg.Connection, p: dict[str, Any]) -> None:
+    if not await _counts(conn, p):
+        return  # a replay copy of an error already counted: the queue counts it once
     ts = _ts(p.get("ts"))
     await conn.execute(
         """INSERT INTO issue_queue (fine, coarse, count, first_seen, last_seen, sample)

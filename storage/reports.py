@@ -18,6 +18,7 @@ import orjson
 
 from pipeline.errors import UsageError
 from pipeline.fingerprint.hashing import ALGORITHM_VERSION
+from pipeline.replayid import sql_counted, sql_original
 from storage.db import Database
 
 #: every column that holds a fingerprint, with its level, searched to resolve what a user typed
@@ -304,20 +305,25 @@ class ReportStore:
     # -- metrics -----------------------------------------------------------------------
     def outcome_counts(self, since: dt.datetime) -> dict[str, Any]:
         """Per-error ledger of the window: outcomes by status, how many errors had a pattern
-        match (an ``occurrences`` row) and the repair times of applied fixes."""
+        match (an ``occurrences`` row) and the repair times of applied fixes. An error counts
+        once by its original id: a replay copy counts only when its original has no outcome
+        of its own, all copies of one original as one (``pipeline/replayid.py``)."""
+        counted = f"""SELECT o.*, {sql_original('o.error_id')} AS original
+                      FROM lifecycle_outcomes o
+                      WHERE o.ts >= $1 AND {sql_counted('o', 'lifecycle_outcomes')}"""
         errors = self.db.fetchval(
-            "SELECT count(DISTINCT error_id) FROM lifecycle_outcomes WHERE ts >= $1", since)
+            f"SELECT count(DISTINCT original) FROM ({counted}) k", since)  # noqa: S608
         detected = self.db.fetchval(
-            """SELECT count(DISTINCT o.error_id) FROM lifecycle_outcomes o
-               JOIN occurrences c ON c.error_id = o.error_id WHERE o.ts >= $1""", since)
+            f"""SELECT count(DISTINCT k.original) FROM ({counted}) k
+                JOIN occurrences c ON c.error_id = k.error_id""", since)  # noqa: S608
         by_status = {r["status"]: r["n"] for r in self.db.fetch(
-            """SELECT status, count(*) AS n FROM (
-                   SELECT DISTINCT ON (error_id) error_id, status FROM lifecycle_outcomes
-                   WHERE ts >= $1 ORDER BY error_id, ts DESC) last GROUP BY status""", since)}
+            f"""SELECT status, count(*) AS n FROM (
+                   SELECT DISTINCT ON (original) original, status FROM ({counted}) k
+                   ORDER BY original, ts DESC) last GROUP BY status""", since)}  # noqa: S608
         repair = [float(r["s"]) for r in self.db.fetch(
-            """SELECT extract(epoch FROM o.ts - c.seen_at) AS s FROM lifecycle_outcomes o
-               JOIN occurrences c ON c.error_id = o.error_id
-               WHERE o.ts >= $1 AND o.status = 'applied'""", since) if r["s"] is not None]
+            f"""SELECT extract(epoch FROM k.ts - c.seen_at) AS s FROM ({counted}) k
+               JOIN occurrences c ON c.error_id = k.error_id
+               WHERE k.status = 'applied'""", since) if r["s"] is not None]  # noqa: S608
         return {"errors": int(errors or 0), "detected": int(detected or 0),
                 "by_status": by_status, "repair_seconds": repair}
 
@@ -356,9 +362,12 @@ class ReportStore:
 
     def top_errors(self, since: dt.datetime, limit: int = 10) -> list[dict[str, Any]]:
         matched = self.db.fetch(
-            """SELECT p.id AS pattern_id, p.name, count(*) AS count, max(o.seen_at) AS last_seen
+            f"""SELECT p.id AS pattern_id, p.name,
+                      count(DISTINCT {sql_original('o.error_id')}) AS count,
+                      max(o.seen_at) AS last_seen
                FROM occurrences o JOIN patterns p ON p.id = o.pattern_id
-               WHERE o.seen_at >= $1 GROUP BY p.id, p.name ORDER BY count DESC, p.id LIMIT $2""",
+               WHERE o.seen_at >= $1 AND {sql_counted('o', 'occurrences')}
+               GROUP BY p.id, p.name ORDER BY count DESC, p.id LIMIT $2""",  # noqa: S608
             since, limit)
         return _rows(matched)
 

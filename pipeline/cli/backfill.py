@@ -124,6 +124,10 @@ def _summarize(args: argparse.Namespace, stats: BackfillStats) -> int:
     extra = (f", skipped {stats.skipped_bytes} bytes read by an earlier backfill (--force "
              "reads them again)" if stats.skipped_bytes else "")
     bad = f", {stats.bad_entries} undecodable entries skipped" if stats.bad_entries else ""
+    if stats.earlier_copies:
+        n = stats.earlier_copies
+        bad += (f", {n} cop{'y' if n == 1 else 'ies'} of an earlier replay left out (its "
+                "error is replayed once)")
     for name, found in stats.transcripts.items():
         for problem in found.problems():
             print(f"heal backfill: {name}: {problem}" if not problem.startswith(" ")
@@ -139,6 +143,7 @@ def _summarize(args: argparse.Namespace, stats: BackfillStats) -> int:
     if args.json and not args.dry_run:
         summary = {"published": stats.events, "files": stats.files,
                    "skipped_bytes": stats.skipped_bytes, "bad_entries": stats.bad_entries,
+                   "earlier_copies": stats.earlier_copies,
                    "transcripts": {p: t.to_dict() for p, t in stats.transcripts.items()},
                    "damaged": [{"path": d.path, "offset": d.offset, "reason": d.reason}
                                for d in stats.damaged],

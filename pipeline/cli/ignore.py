@@ -1,4 +1,6 @@
-"""``heal ignore FP``: permanently ignore a fingerprint (``--undo`` to stop ignoring it)."""
+"""``heal ignore FP``: permanently ignore a fingerprint (``--undo`` to stop ignoring it); its
+open groups in the issue queue are marked ``ignored`` (reopened by ``--undo``), as ``heal
+issues review``'s ``n`` does."""
 
 from __future__ import annotations
 
@@ -31,9 +33,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         fingerprint = resolve_fingerprint(db, args.fingerprint)
         reason = args.reason or ("heal ignore --undo" if args.undo else "heal ignore")
-        LifecycleStore(db).set_ignored(fingerprint, not args.undo, reason)
+        # audited first: when the record cannot be written (a full HEAL_HOME) nothing changes,
+        # as the AuditError says
         AuditLog(settings, db=db).append(
             "fingerprint.ignore", fingerprint, {"ignored": not args.undo, "reason": reason})
+        LifecycleStore(db).set_ignored(fingerprint, not args.undo, reason)
     finally:
         db.close()
     if args.json:

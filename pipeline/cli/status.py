@@ -404,7 +404,13 @@ def _budget_lines(budget: dict[str, Any]) -> list[str]:
         lines.append(
             f"  {'rate':<24} {_number(rate.get('tokens')):>10} / {_number(rate.get('capacity'))}"
             f" tokens, refill {_number(rate.get('per_minute'))}/min"
+            + (f" (at most {_number(rate.get('capacity'))} automatic fixes per "
+               f"{_number(rate.get('minutes'))} min)" if rate.get("minutes") else "")
         )
+    if budget.get("policy"):
+        lines.append(f"  {'limits from':<24} {visible(str(budget['policy']))}")
+    if budget.get("policy_warning"):
+        lines.append(f"  {'':<24} {visible(str(budget['policy_warning']))}")
     if budget.get("deferred"):
         lines.append(f"  {'deferred':<24} {budget['deferred']:>10} automatic fix(es) waiting "
                      "for the rate limit (retried automatically)")

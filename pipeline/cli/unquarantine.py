@@ -55,9 +55,10 @@ def _workflow(settings: Settings, given: str, reason: str, as_json: bool = False
         else:
             print(f"workflow {visible(workflow)} is RUNNING: nothing to lift")
         return 1
-    guard.reset(workflow)
+    # audited first: no change without its record (a full HEAL_HOME stops it here)
     guard.audit.append("execution.transition", workflow,
-                              {"from": state.value, "to": "RUNNING", "reason": reason})
+                       {"from": state.value, "to": "RUNNING", "reason": reason})
+    guard.reset(workflow)
     if as_json:
         dump_json({"workflow": workflow, "from": str(state), "to": "RUNNING"})
     else:
@@ -96,10 +97,7 @@ def _fixes(settings: Settings, target: str, reason: str, as_json: bool = False) 
     try:
         store = LifecycleStore(db)
         named, transitions, held = _lift(db, store, target)
-        audit = AuditLog(settings, db=db)
-        for t in transitions:
-            audit.append("lifecycle.transition", f"{t.fingerprint}/{t.fix_id}",
-                         {"from": t.src.value, "to": t.dst.value, "reason": reason})
+        _audit_or_undo(AuditLog(settings, db=db), store, transitions, reason)
     finally:
         db.close()
     if as_json:
@@ -116,6 +114,27 @@ def _fixes(settings: Settings, target: str, reason: str, as_json: bool = False) 
     for t in transitions:
         print(f"{t.fingerprint} {t.fix_id}: {t.src} -> {t.dst} (must pass validation again)")
     return 0
+
+
+def _audit_or_undo(audit: Any, store: Any, transitions: list[Any], reason: str) -> None:
+    """Audit each lifted pair; when a record cannot be written (a full HEAL_HOME), put the
+    pairs not yet audited back in QUARANTINED and raise: no change stands without its audit
+    record.
+
+    Raises: AuditError (those lifts undone), DatabaseUnavailable."""
+    from pipeline.guardrails.audit import AuditError
+
+    done = 0
+    try:
+        for t in transitions:
+            audit.append("lifecycle.transition", f"{t.fingerprint}/{t.fix_id}",
+                         {"from": t.src.value, "to": t.dst.value, "reason": reason})
+            done += 1
+    except AuditError:
+        for t in transitions[done:]:
+            store.quarantine(t.fingerprint, t.fix_id,
+                             "heal unquarantine undone: the audit log could not be written")
+        raise
 
 
 def _lift(db: Any, store: Any, target: str) -> tuple[str, list[Any], str]:

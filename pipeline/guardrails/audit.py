@@ -28,6 +28,7 @@ Tamper evidence (issue 11, item 8):
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import fcntl
 import hashlib
 import hmac
@@ -115,6 +116,10 @@ def _full(exc: OSError, settings: Settings, what: str, path: Path) -> AuditError
     return AuditError(f"{translated}; nothing is applied until the audit log can be written")
 
 
+#: free bytes :meth:`AuditLog.ensure_room` asks of the audit log's file system
+ROOM_BYTES = 64 * 1024
+
+
 def file_log_id(path: Path) -> str:
     """The name of a file's anchor: host and absolute path."""
     return f"{socket.gethostname()}:{path.resolve()}"
@@ -170,6 +175,28 @@ class AuditLog:
         #: False only for a bare file chain (the chain's own unit tests, the overhead bench):
         #: otherwise every append anchors the head in Redis, the configured or embedded one
         self.anchored = anchored
+
+    def ensure_room(self) -> None:
+        """Refuse up front a change whose records are written after it is made (``heal
+        learn``, ``heal import``: one transaction stores what the records then name): the
+        audit key must be there (or be made) and the log's file system must have
+        :data:`ROOM_BYTES` free, else nothing is stored.
+
+        Raises:
+            AuditError: as ``append`` would (the same "no space left in HEAL_HOME" words).
+        """
+        if os.environ.get(KEY_ENV) is None:
+            audit_key(self.settings)
+        try:
+            folder = self.path.parent
+            folder.mkdir(mode=dir_mode(), parents=True, exist_ok=True)
+            fs = os.statvfs(folder)
+            if fs.f_bavail * fs.f_frsize < ROOM_BYTES:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+        except OSError as exc:
+            raise _full(exc, self.settings, "appending to the audit log", self.path) or \
+                AuditError(f"audit log {self.path}: cannot append ({exc}); nothing is "
+                           "applied until it can (free space or fix the file)") from exc
 
     def append(self, kind: str, subject: str, data: dict[str, Any] | None = None, *,
                once: str = "") -> dict[str, Any]:

@@ -16,7 +16,9 @@ an hour trip a step or a workflow, 5 trip the whole installation; 30 minutes coo
 All state changes run as Lua scripts inside Redis, so concurrent workers never disagree, and
 Redis persistence makes the state survive restarts. Every transition is appended to the
 audit log (``$HEAL_HOME/audit.jsonl`` unless another auditor is given); a failing audit
-write is logged, never turned into a refused or allowed fix.
+write of the breaker's own transition is logged, never turned into a refused or allowed fix.
+A reset by hand (it lets fixes through again) is audited first and not made without its
+record; ``force_open`` engages like a trip, its lost record logged.
 """
 
 from __future__ import annotations
@@ -242,7 +244,9 @@ class CircuitBreaker:
     # --- manual control ---------------------------------------------------------------
     def force_open(self, scope: str = GLOBAL, reason: str = "opened by hand") -> Transition:
         """``heal breaker open``: refuse every fix at ``scope`` until ``reset``."""
-        return self._set(scope, BreakerState.FORCED_OPEN, reason)
+        # the brake engages even when its record cannot be written (logged as not audited,
+        # like the breaker's own trips): refusing fixes is never what an audit guards against
+        return self._set(scope, BreakerState.FORCED_OPEN, reason, strict=False)
 
     def known(self, scope: str) -> bool:
         """Whether ``scope`` is ``global`` or one the breaker has counted or been set at.
@@ -256,27 +260,41 @@ class CircuitBreaker:
             raise StreamUnavailable(f"circuit breaker: Redis unreachable: {exc}") from exc
 
     def reset(self, scope: str = GLOBAL, reason: str = "reset by hand") -> Transition:
-        """``heal breaker reset``: CLOSED with empty windows."""
-        base = self._base(scope)
-        try:
-            self.client.delete(f"{base}:calls", f"{base}:reverts", f"{base}:probes")
-        except redis.RedisError as exc:
-            raise StreamUnavailable(f"circuit breaker: Redis unreachable: {exc}") from exc
-        return self._set(scope, BreakerState.CLOSED, reason)
+        """``heal breaker reset``: CLOSED with empty windows.
 
-    def _set(self, scope: str, state: BreakerState, reason: str) -> Transition:
+        Raises: AuditError (nothing changed), StreamUnavailable."""
+        base = self._base(scope)
+        return self._set(scope, BreakerState.CLOSED, reason,
+                         clear=(f"{base}:calls", f"{base}:reverts", f"{base}:probes"))
+
+    def _set(self, scope: str, state: BreakerState, reason: str,
+             clear: tuple[str, ...] = (), strict: bool = True) -> Transition:
+        """A change by hand. ``strict`` (a reset, which lets fixes through again): audited
+        before it is made, and not made when the record cannot be written; else made, and a
+        record that cannot be written is logged as missing (as for the breaker's own trips).
+
+        Raises: AuditError (strict: nothing changed), StreamUnavailable."""
         check_scope(scope)
         key = f"{self._base(scope)}:state"
         try:
             old = self.client.hget(key, "state")
+        except redis.RedisError as exc:
+            raise StreamUnavailable(f"circuit breaker: Redis unreachable: {exc}") from exc
+        src = BreakerState(_text(old)) if old else BreakerState.CLOSED
+        transition = Transition(scope, src, state, reason)
+        if strict:
+            self.audit.append("breaker.transition", scope,
+                              {"from": src.value, "to": state.value, "reason": reason})
+        try:
+            if clear:
+                self.client.delete(*clear)
             self.client.hset(key, mapping={"state": state.value, "opened_at": self.clock(),
                                            "reason": reason})
             self.client.sadd(self._index, scope)
         except redis.RedisError as exc:
             raise StreamUnavailable(f"circuit breaker: Redis unreachable: {exc}") from exc
-        src = BreakerState(_text(old)) if old else BreakerState.CLOSED
-        transition = Transition(scope, src, state, reason)
-        self._audit([transition])
+        if not strict:
+            self._audit([transition])
         return transition
 
     # --- status -----------------------------------------------------------------------

@@ -7,6 +7,7 @@ UTC day (kept 35 days), so ``heal status`` and ``heal metrics`` can show it.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -156,14 +157,49 @@ class Budget:
         return {"day": self.day(), "spend": spend, "deferred": deferred,
                 "rate": {"tokens": round(float(_text(tokens)), 2) if tokens
                          else c.bucket_capacity, "capacity": c.bucket_capacity,
-                         "per_minute": round(c.bucket_per_s * 60, 3)}}
+                         "per_minute": round(c.bucket_per_s * 60, 3),
+                         "minutes": round(c.bucket_capacity / (c.bucket_per_s * 60), 3)
+                         if c.bucket_per_s > 0 else None}}
 
 
-def budget_status(client: redis.Redis, settings: Settings) -> dict[str, Any]:
+def budget_status(client: redis.Redis, settings: Settings,
+                  cwd: str | None = None) -> dict[str, Any]:
     """The budget section of ``heal status --json``: ``{"day", "spend": {kind: {"used",
-    "limit", "remaining"}}, "rate": {"tokens", "capacity", "per_minute"}}``.
+    "limit", "remaining"}}, "rate": {"tokens", "capacity", "per_minute", "minutes"},
+    "policy"}``, with the limits the apply stage enforces: those of the policy in force in
+    the repository of ``cwd`` (the current directory; its heal.toml, as the apply stage reads
+    the repository of each error), the defaults outside a repository. ``policy`` names it.
 
     Raises:
         StreamUnavailable: Redis cannot be reached.
     """
-    return Budget(client, settings).status()
+    policy = _policy_at(cwd or os.getcwd())
+    out = Budget(client, settings, policy.limits.budget()).status()
+    out["policy"] = policy.source
+    if policy.warning:
+        out["policy_warning"] = policy.warning
+    return out
+
+
+@dataclass(frozen=True)
+class _Here:
+    limits: Any
+    source: str
+    warning: str = ""
+
+
+def _policy_at(cwd: str) -> _Here:
+    """The policy in force where ``cwd`` is (the loader the apply stage uses)."""
+    from pipeline.errors import GitError
+    from pipeline.gitops import find_root
+    from pipeline.policy import Policy, policy_for
+
+    try:
+        root = find_root(cwd)
+    except (GitError, OSError):
+        root = None
+    if root is None:
+        return _Here(Policy().limits, Policy().source)
+    loader = policy_for(root)
+    policy = loader.current()
+    return _Here(policy.limits, policy.source, loader.warning)

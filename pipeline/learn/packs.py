@@ -355,6 +355,10 @@ class PackImporter:
         from storage.learned import HeldPattern, detection_key
 
         report = ImportReport()
+        # the fixes are audited once stored: on a full HEAL_HOME nothing is stored
+        ensure_room = getattr(self.audit, "ensure_room", None)
+        if ensure_room is not None:
+            ensure_room()
         held = _Held(self.repo.held_patterns(), self.seeds)
         when = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         for raw in doc["patterns"]:

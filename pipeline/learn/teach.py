@@ -172,11 +172,17 @@ class Teacher:
         self.cache = cache
 
     def teach(self, lesson: Lesson) -> Taught:
-        """Raises UsageError (bad input), DatabaseUnavailable / QueryError."""
+        """Raises UsageError (bad input), AuditError (no room for its record: nothing
+        stored), DatabaseUnavailable / QueryError."""
         from storage.learned import LearnedRepository, detection_key
 
         raw, taught = draft_pattern(lesson)
         fine = taught.fingerprints[0]
+        # audited once stored (the record names what was kept): on a full HEAL_HOME nothing
+        # is stored
+        ensure_room = getattr(self.audit, "ensure_room", None)
+        if ensure_room is not None:
+            ensure_room()
         saved = LearnedRepository(self.db).save(
             raw, source="learned", provenance=taught.provenance,
             fingerprints=[(fine, "fine")], issue=fine, rule_given=lesson.regex is not None,

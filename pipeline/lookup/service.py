@@ -40,6 +40,7 @@ from pipeline.lookup.semantic import (
     query_text,
 )
 from pipeline.model import Category, FixKind, LifecycleState
+from pipeline.replayid import replay_of
 from storage.cache import RULE, LocalCache
 from storage.causal import CausalGraph, Cause
 from storage.db import Database
@@ -781,13 +782,17 @@ class Lookup:
 
     def _record(self, error_id: str, fine: str, coarse: str, text: str,
                 result: LookupResult) -> None:
+        # a replay copy names its original: the counters count an error once
+        original = replay_of(error_id)
         if result.pattern_id is not None:
             op = (f"occ:{error_id}", "occurrence", {
                 "error_id": error_id, "pattern_id": result.pattern_id, "fine": fine,
-                "coarse": coarse, "tier": result.tier, "score": result.score, "ts": time.time()})
+                "coarse": coarse, "tier": result.tier, "score": result.score, "ts": time.time(),
+                "replay_of": original})
         elif fine:
             op = (f"issue:{error_id}", "issue", {
-                "fine": fine, "coarse": coarse, "sample": text[-4000:], "ts": time.time()})
+                "fine": fine, "coarse": coarse, "sample": text[-4000:], "ts": time.time(),
+                "replay_of": original})
         else:
             return
         self._queue(op)

@@ -28,6 +28,7 @@ from pipeline.lifecycle.posterior import Posterior
 from pipeline.lookup.service import CAUSAL_MIN_CONFIDENCE
 from pipeline.operator.deadletters import ADVICE, read_dead, summary
 from pipeline.operator.streams import newest_first_everywhere
+from pipeline.replayid import replay_of
 from storage.causal import CausalGraph
 from storage.lifecycle import LifecycleStore
 from storage.reports import ReportStore
@@ -186,22 +187,38 @@ def _normalization(sample: str) -> dict[str, Any] | None:
             "normalized": fp.normalized, "params": fp.params, "hints": list(fp.hints)}
 
 
+def _copy(record: dict[str, Any]) -> str:
+    """`` (replay of <id>)`` for a record of a replay copy: its original's story is told
+    apart from what a replay did (``heal backfill --replay``)."""
+    original = record.get("replay_of")
+    return f" (replay of {original}, error {record['error_id']})" if original else ""
+
+
+def _mark_copies(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for r in records:
+        r["replay_of"] = replay_of(str(r.get("error_id", "")))
+    return records
+
+
 def _why(story: dict[str, Any]) -> str:
     """One sentence: what happened last and why (or why not) a fix was applied."""
     if any(c["ignored"] for c in story["controls"]):
         return "ignored by a person (heal ignore): no fix is looked up or applied"
     last = story.get("last_event")
     if last:
-        return f"last outcome {last['status']}: {last['detail']}".rstrip(": ")
+        return (f"last outcome {last['status']}{_copy(last)}: "
+                f"{last['detail']}").rstrip(": ")
     latest = story["attempts"][0] if story["attempts"] else None
     if latest and latest.get("apply"):
         applied = latest["apply"]
-        return f"last attempt {applied['status']}: {applied['detail']}".rstrip(": ")
+        return (f"last attempt {applied['status']}{_copy(latest)}: "
+                f"{applied['detail']}").rstrip(": ")
     if latest:
-        return f"last attempt decided {latest['decision']}: {latest['reason']}".rstrip(": ")
+        return (f"last attempt decided {latest['decision']}{_copy(latest)}: "
+                f"{latest['reason']}").rstrip(": ")
     if story["outcomes"]:
         last = story["outcomes"][0]
-        return f"last outcome {last['status']} (no validated attempt recorded)"
+        return f"last outcome {last['status']}{_copy(last)} (no validated attempt recorded)"
     if story["issues"]:
         return "no known pattern matched: waiting in the issue queue (heal issues review)"
     return "seen, but no decision recorded yet"
@@ -232,7 +249,7 @@ def explain(store: ReportStore, text: str, read_outcome: OutcomeReader | None = 
     stats = store.fix_stats(fines)
     for s in stats:
         s["posterior"] = _posterior(s)
-    attempts = store.attempts(fines)
+    attempts = _mark_copies(store.attempts(fines))
     issues = store.issues_for(fines)
     last = read_outcome(fines) if read_outcome else None
     sample = _sample(issues, attempts, last)
@@ -241,10 +258,12 @@ def explain(store: ReportStore, text: str, read_outcome: OutcomeReader | None = 
         "sample": sample[-2000:], "normalization": _normalization(sample),
         "lookup": lookup, "patterns": store.patterns_and_fixes(pattern_ids),
         "fix_stats": stats, "rankings": store.rankings(fines), "attempts": attempts,
-        "outcomes": store.outcomes(fines), "transitions": store.transitions(fines),
+        "outcomes": _mark_copies(store.outcomes(fines)),
+        "transitions": store.transitions(fines),
         "breaker": store.breaker_trips(fines),
         "controls": store.controls([fp, *fines]), "issues": issues,
-        "last_event": None if last is None else {k: v for k, v in last.items() if k != "text"},
+        "last_event": None if last is None else _mark_copies(
+            [{k: v for k, v in last.items() if k != "text"}])[0],
         "error_id": error_id, "dead_letters": dead,
     }
     if not lookup["paths"] and not lookup["learned"] and streams.candidate is not None:

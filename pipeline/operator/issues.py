@@ -115,15 +115,16 @@ class Reviewer:
         pid = pattern_id_for(issue["fine"])
         message = (f"Unmatched error seen {issue['count']} time(s) "
                    f"(fingerprint {issue['fine']}); investigate and write a real fix")
-        self.reports.create_draft_pattern(issue, pid, message)
+        # audited first: no change without its record (a full HEAL_HOME stops it here)
         self.audit.append("issue.pattern", issue["fine"], {"pattern_id": pid})
+        self.reports.create_draft_pattern(issue, pid, message)
         return pid
 
     def ignore(self, issue: dict[str, Any]) -> None:
-        self.lifecycle.set_ignored(issue["fine"], True, "heal issues review")
-        self.reports.set_issue_status(issue["fine"], "ignored")
+        # audited first: no change without its record (a full HEAL_HOME stops it here)
         self.audit.append("fingerprint.ignore", issue["fine"],
                           {"ignored": True, "reason": "heal issues review"})
+        self.lifecycle.set_ignored(issue["fine"], True, "heal issues review")
 
     def batch(self, issues: list[dict[str, Any]], action: str) -> ReviewResult:
         result = ReviewResult()

@@ -1,7 +1,9 @@
 """``heal metrics``: rates over 24h / 7d / 30d windows from the stored records.
 
 Definitions (window W ending now; "errors" are the errors the pipeline finished in W, i.e.
-distinct error ids in ``lifecycle_outcomes`` recorded in W, judged by their latest outcome):
+distinct error ids in ``lifecycle_outcomes`` recorded in W, judged by their latest outcome;
+an error counts once by its original id, a replay copy only when its original has no outcome
+of its own: ``pipeline/replayid.py``):
 
 - detection_rate = errors matched to a known pattern (an ``occurrences`` row, any tier) / errors
 - auto_fix_rate  = errors whose outcome is ``applied`` / errors

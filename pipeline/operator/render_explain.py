@@ -96,7 +96,8 @@ def _fixes(s: dict[str, Any]) -> list[str]:
 
 def _attempt(a: dict[str, Any]) -> list[str]:
     repo = f"  repo {a['repo']}" if a.get("repo") else ""
-    out = [f"  {a['created_at']}  error {a['error_id']}{repo}  fix {a['fix_id'] or '-'}  "
+    copy = f"  (replay of {a['replay_of']})" if a.get("replay_of") else ""
+    out = [f"  {a['created_at']}  error {a['error_id']}{copy}{repo}  fix {a['fix_id'] or '-'}  "
            f"mode {a['mode']}  decision {a['decision']}", f"    reason: {a['reason']}"]
     for v in a["votes"]:
         out.append(f"    judge {v['judge']}: {'approve' if v['approve'] else 'reject'}"
@@ -118,6 +119,7 @@ def _history(s: dict[str, Any]) -> list[str]:
         out.append("  none")
     out += ["", "outcomes (newest first):"]
     out += [f"  {o['ts']}  {o['status']}  fix {o['fix_id'] or '-'}  error {o['error_id']}"
+            + (f"  (replay of {o['replay_of']})" if o.get("replay_of") else "")
             + (f"  repo {o['repo']}" if o.get("repo") else "")
             for o in s["outcomes"]] or ["  none"]
     out += ["", "lifecycle (newest first):"]

@@ -17,6 +17,7 @@ import redis
 from pipeline.config import Settings
 from pipeline.errors import HealError, StreamUnavailable
 from pipeline.gitops import GitRepo
+from pipeline.replayid import original_id
 from pipeline.validate.owner import owner_gone, owner_token
 from pipeline.validate.paths import diff_paths, param_paths, path_problem
 from pipeline.validate.request import FixRequest
@@ -206,8 +207,22 @@ def check_dedupe(req: FixRequest, pf: Preflight) -> Result:
                           f"(its process {owner_id.split('|')[1]} is gone): taken over")
     except redis.RedisError as exc:
         raise StreamUnavailable(f"dedupe check: Redis unreachable: {exc}") from exc
-    return False, (f"identical request (same fingerprint and fix) already in flight or decided "
-                   f"for error {holder_id} within {req.policy.dedupe_minutes:g} min")
+    return False, _duplicate(req, holder_id, in_flight=bool(owner_id))
+
+
+def _duplicate(req: FixRequest, holder_id: str, in_flight: bool) -> str:
+    """What the dedupe found: the request still in flight, or decided (its in-flight mark is
+    released when the validator finishes), said as a replay of it when it is this error's
+    original or another copy of it."""
+    mine = req.candidate.error_id
+    window = f"within {req.policy.dedupe_minutes:g} min"
+    if original_id(holder_id) == original_id(mine):
+        return (f"already handled as {holder_id} (this is a replay of "
+                f"{original_id(mine)}), {'still in flight' if in_flight else 'decided'} "
+                f"{window} (heal explain shows its outcome)")
+    state = "still in flight" if in_flight else "already decided"
+    return (f"identical request (same fingerprint and fix) {state} for error {holder_id} "
+            f"{window}")
 
 
 CHECKS: dict[str, Callable[[FixRequest, Preflight], Result]] = {

@@ -206,8 +206,13 @@ def test_attempts_and_outcomes_of_one_fingerprint_name_their_repository(
     fp = re.search(r"\[fingerprint (\w+)", done.stderr)
     assert fp, done.stderr
     # When the operator explains it, Then each attempt and outcome names its repository
+    # (other tests of the session met the same missing-module fingerprint in their own
+    # repositories: every record names one, and these two are this test's)
     story = json.loads(_heal(["explain", fp.group(1), "--json"]).stdout)
-    assert sorted(a["repo"] for a in story["attempts"]) == sorted(repos), story["attempts"]
-    assert sorted(o["repo"] for o in story["outcomes"]) == sorted(repos), story["outcomes"]
+    for records in (story["attempts"], story["outcomes"]):
+        assert all(r["repo"] for r in records), records
+        mine = str(tmp_path.resolve())
+        ours = sorted(r["repo"] for r in records if r["repo"].startswith(mine))
+        assert ours == sorted(repos), records
     text = _heal(["explain", fp.group(1)]).stdout
     assert all(text.count(f"repo {r}") == 2 for r in repos), text

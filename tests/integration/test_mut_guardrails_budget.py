@@ -91,7 +91,8 @@ def test_status_reports_every_kind_the_bucket_and_the_deferred(client: redis.Red
     assert fresh == {"day": "2026-11-18", "deferred": 0,
                      "spend": {"fix_applications": {"used": 0.0, "limit": 2, "remaining": 2},
                                "llm_tokens": {"used": 0.0, "limit": 1000, "remaining": 1000}},
-                     "rate": {"tokens": 5, "capacity": 5, "per_minute": 30.0}}
+                     "rate": {"tokens": 5, "capacity": 5, "per_minute": 30.0,
+                              "minutes": 0.167}}
     budget.record("llm_tokens", 250.1234)
     budget.record("fix_applications", 3)
     budget.record("unlimited_kind", 7)
@@ -103,7 +104,8 @@ def test_status_reports_every_kind_the_bucket_and_the_deferred(client: redis.Red
         "fix_applications": {"used": 3.0, "limit": 2, "remaining": 0.0},
         "llm_tokens": {"used": 250.123, "limit": 1000, "remaining": 749.877},
         "unlimited_kind": {"used": 7.0, "limit": None, "remaining": None}}
-    assert status["rate"] == {"tokens": 3.0, "capacity": 5, "per_minute": 30.0}
+    assert status["rate"] == {"tokens": 3.0, "capacity": 5, "per_minute": 30.0,
+                              "minutes": 0.167}
     clock.now += 1.5  # 0.75 of a token refilled, then one taken
     budget.take_token()
     assert budget.status()["rate"]["tokens"] == 2.75

@@ -220,8 +220,27 @@ def test_dedupe(repo: Path, settings: Settings, client: redis.Redis) -> None:
     assert check_dedupe(first, pf) == (True, "redelivery of the same request")
     other = request(repo, diff(DIFF), Policy(dedupe_minutes=1.5), error_id="e2")
     assert check_dedupe(other, pf) == (
-        False, "identical request (same fingerprint and fix) already in flight or decided "
-        "for error e1 within 1.5 min")
+        False, "identical request (same fingerprint and fix) still in flight for error e1 "
+        "within 1.5 min")
+
+
+def test_dedupe_says_what_it_found_decided_or_a_replay_of_the_same_error(
+        repo: Path, settings: Settings, client: redis.Redis) -> None:
+    # Given a request that was decided (the validator released its in-flight mark)
+    pf = Preflight(settings, client)
+    first = request(repo, diff(DIFF), Policy(dedupe_minutes=1.5))
+    assert check_dedupe(first, pf)[0] is True
+    client.delete(pf.inflight_key(first))
+    # When another error asks for the same fix, or a replay copy of the first one does
+    other = request(repo, diff(DIFF), Policy(dedupe_minutes=1.5), error_id="e2")
+    copy = request(repo, diff(DIFF), Policy(dedupe_minutes=1.5), error_id="e1~replay-T")
+    # Then the refusal says the request was decided, not that it is in flight
+    assert check_dedupe(other, pf) == (
+        False, "identical request (same fingerprint and fix) already decided for error e1 "
+        "within 1.5 min")
+    assert check_dedupe(copy, pf) == (
+        False, "already handled as e1 (this is a replay of e1), decided within 1.5 min "
+        "(heal explain shows its outcome)")
 
 
 def test_dedupe_ttl_never_below_a_second(repo: Path, settings: Settings,

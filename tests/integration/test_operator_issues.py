@@ -190,3 +190,40 @@ def test_report_output_to_a_folder_says_to_give_a_file(
     assert str(tmp_path / "heal-report.md") in err
     assert main(["report", "--format", "md", "--output", str(tmp_path / "heal-report.md")]) == 0
     assert (tmp_path / "heal-report.md").read_text().startswith("#")
+
+
+def test_heal_ignore_closes_the_group_in_the_issue_queue_as_review_does(
+        heal_env: dict[str, str], own_database: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``heal ignore FP`` once left the fingerprint ``open`` in ``heal issues list`` and
+    counted as unmatched in ``heal metrics``, where ``issues review``'s ``n`` marks it
+    ``ignored``; both now have the same effect, and ``--undo`` reopens it."""
+    # Given two unmatched errors in the issue queue
+    fine, other = _unmatched(heal_env, f"ign-{_word()}", 2)
+
+    def open_fines() -> set[str]:
+        assert main(["issues", "list", "--json"]) == 0
+        return {i["fine"] for i in json.loads(capsys.readouterr().out)["issues"]}
+
+    def unmatched() -> int:
+        assert main(["metrics", "--window", "24h", "--json"]) == 0
+        window = json.loads(capsys.readouterr().out)["windows"]["24h"]
+        return int(window["unmatched_fingerprints"])
+
+    assert {fine, other} <= open_fines()
+    before = unmatched()
+    # When a person ignores one with heal ignore
+    assert main(["ignore", fine, "--reason", "noise"]) == 0
+    capsys.readouterr()
+    # Then it leaves the open queue and the unmatched count, like review's n
+    assert fine not in open_fines() and other in open_fines()
+    assert unmatched() == before - 1
+    db = open_database(Settings.from_env())
+    try:
+        assert db.fetchval("SELECT status FROM issue_queue WHERE fine = $1", fine) == "ignored"
+    finally:
+        db.close()
+    # And --undo reopens it
+    assert main(["ignore", fine, "--undo"]) == 0
+    capsys.readouterr()
+    assert fine in open_fines() and unmatched() == before

@@ -17,6 +17,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from storage.db import Database
+
 ROOT = Path(__file__).resolve().parents[2]
 HEAL = [sys.executable, "-c",
         "import sys; from pipeline.cli import main; sys.exit(main(sys.argv[1:]))"]
@@ -190,3 +192,84 @@ def test_the_other_writes_under_a_full_heal_home_say_free_space(
             LocalCache.at_home(fresh)
     finally:
         (small_disk / "fill").unlink(missing_ok=True)
+
+
+def test_operator_commands_on_a_full_heal_home_change_nothing_without_an_audit_record(
+    small_disk: Path, redis_url: str, database_url: str, db: Database
+) -> None:
+    """``heal ignore`` said "nothing is applied until the audit log can be written" (exit 1)
+    on a full HEAL_HOME, yet had stored the ignore before trying to audit it; a breaker
+    reset by hand changed Redis and only logged the lost record; an unquarantine lifted the
+    fix; a review created its pattern or ignored the group; a lesson or a pack was stored.
+    Each now writes its audit record first, undoes what it did, or (learn, import: audited
+    once stored) is refused up front."""
+    import uuid
+
+    from storage.lifecycle import LifecycleStore
+
+    # Given a home with an audit log, a breaker scope opened by hand and a quarantined pair
+    # (made from another home: the one on the full disk has no audit key yet, so its first
+    # record cannot be written whatever room the last page of a log file has left)
+    home = small_disk / "home"
+    word = uuid.uuid4().hex[:16]
+    env = {"HEAL_HOME": str(home), "HEAL_REDIS_URL": redis_url,
+           "HEAL_DATABASE_URL": database_url, "HEAL_STREAM_PREFIX": f"full{word[:8]}"}
+    scope = f"workflow:wf-{word}"
+    setup = {**env, "HEAL_HOME": str(small_disk.parent / "setup")}
+    assert _heal(setup, "breaker", "open", scope).returncode == 0
+    fix_id = str(db.fetchval("SELECT id FROM fixes ORDER BY id LIMIT 1"))
+    quarantined = f"fp-v3:{word}"
+    LifecycleStore(db).quarantine(quarantined, fix_id, "test")
+    ignored = f"fp-v3:{word[::-1]}"
+    reviewed = f"fp-v3:{word[8:]}{word[:8]}"  # an issue last seen long ago: review selects it
+    db.execute("INSERT INTO issue_queue (fine, coarse, count, first_seen, last_seen, sample)"
+               " VALUES ($1, '', 1, '1901-01-01', '1901-01-01', 'old error')", reviewed)
+    pattern = f"full.p{word}"
+    pack = small_disk.parent / "pack.yaml"
+    pack.write_text(
+        f"patterns:\n  - id: {pattern}\n    name: full disk test\n    category: RISKY\n"
+        f"    description: a pack pattern\n    detect:\n      - regex: 'ZzError {word}'\n"
+        f"    examples: ['ZzError {word}']\n    fix:\n      kind: escalate\n"
+        f"      title: escalate\n      explanation: ask a person\n"
+        f"      message: ask a person\n")
+    _fill(small_disk)
+    try:
+        # When the operator ignores, resets the breaker and unquarantines
+        done = [_heal(env, "ignore", ignored, "--reason", "test"),
+                _heal(env, "breaker", "reset", scope),
+                _heal(env, "unquarantine", quarantined),
+                _heal(env, "issues", "review", "--all-older-than", "36500d", "--yes"),
+                _heal(env, "issues", "review", "--all-older-than", "36500d", "--ignore"),
+                _heal(env, "learn", reviewed, "--escalate", "ask a person"),
+                _heal(env, "import", str(pack))]
+        # (the brake by hand still engages: refusing fixes is never what the audit guards)
+        braked = _heal(env, "breaker", "open", f"workflow:other-{word}")
+        assert braked.returncode == 0 and "not audited" in braked.stderr, braked.stderr
+        # Then each says the audit log cannot be written and nothing is applied (exit 1)
+        for step in done:
+            assert step.returncode == 1, (step.args, step.stdout, step.stderr)
+            assert f"no space left in HEAL_HOME={home}" in step.stderr, step.stderr
+            # (learn stops earlier, at the local lookup cache it refreshes: nothing stored)
+            assert ("nothing is applied until the audit log can be written" in step.stderr
+                    or "local lookup cache" in step.stderr), step.stderr
+            assert "Traceback" not in step.stderr
+        # ... and nothing was: no ignore, the breaker still open, the pair quarantined
+        assert db.fetchval("SELECT count(*) FROM fingerprint_controls"
+                           " WHERE fingerprint = $1", ignored) == 0
+        status = _heal(env, "breaker", "status", "--json")
+        assert f'"{scope}"' in status.stdout and "FORCED_OPEN" in status.stdout
+        assert f"other-{word}" in status.stdout
+        assert db.fetchval("SELECT state FROM fix_stats WHERE fingerprint = $1",
+                           quarantined) == "QUARANTINED"
+        assert db.fetchval("SELECT status FROM issue_queue WHERE fine = $1", reviewed) == "open"
+        assert db.fetchval("SELECT count(*) FROM pattern_fingerprints WHERE fingerprint = $1",
+                           reviewed) == 0
+        assert db.fetchval("SELECT count(*) FROM patterns WHERE id = $1", pattern) == 0
+    finally:
+        (small_disk / "fill").unlink(missing_ok=True)
+    # And once space is freed the ignore is made with its record
+    assert _heal(env, "ignore", ignored, "--reason", "test").returncode == 0
+    assert db.fetchval("SELECT ignored FROM fingerprint_controls WHERE fingerprint = $1",
+                       ignored) is True
+    log = (home / "audit.jsonl").read_text()
+    assert log.count("\n") == 1 and ignored in log

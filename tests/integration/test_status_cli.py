@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -208,3 +209,33 @@ def test_collect_status_works_inside_a_running_event_loop(heal_env: dict[str, st
     status = asyncio.run(handler())
     assert status["ok"] is True
     assert status["engines"]["postgres"]["version"]
+
+
+def test_status_shows_the_rate_limit_of_the_policy_in_force(
+    heal_env: dict[str, str], tmp_path: Path
+) -> None:
+    """``heal status`` showed the default bucket (20 tokens, refill 2/min) while the apply
+    stage enforced the repository's heal.toml ``[budget] automatic_fixes=1,
+    automatic_fixes_minutes=60``; it now reads the policy the apply stage reads."""
+    from tests.integration._repos import committed_repo
+
+    # Given a repository whose heal.toml allows 1 automatic fix per 60 minutes
+    repo = committed_repo(tmp_path / "repo", {
+        "heal.toml": "[budget]\nautomatic_fixes = 1\nautomatic_fixes_minutes = 60\n"})
+    env = {**os.environ, **heal_env, "PYTHONPATH": str(ROOT)}
+    # When heal status runs in it
+    shown = subprocess.run([*HEAL, "status", "--json"], cwd=repo, env=env, capture_output=True,
+                           text=True, timeout=120, check=False)
+    text = subprocess.run([*HEAL, "status"], cwd=repo, env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    # Then the budget shows that limit and where it came from
+    budget = json.loads(shown.stdout)["budget"]
+    assert budget["rate"]["capacity"] == 1 and budget["rate"]["minutes"] == 60, budget
+    assert budget["policy"] == str(repo.resolve() / "heal.toml"), budget
+    assert "at most 1 automatic fixes per 60 min" in text.stdout, text.stdout
+    assert re.search(rf"limits from +{re.escape(str(repo.resolve() / 'heal.toml'))}\n",
+                     text.stdout), text.stdout
+    # ... and outside a repository the defaults, named so
+    outside = subprocess.run([*HEAL, "status", "--json"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=120, check=False)
+    assert json.loads(outside.stdout)["budget"]["policy"] == "defaults"
