@@ -16,7 +16,7 @@ from typing import Any
 import redis
 
 from pipeline.config import STREAM_DEAD, Settings
-from pipeline.errors import StreamUnavailable
+from pipeline.operator.streams import newest_entries
 
 #: dead-stream entries read per stream, newest first
 DEAD_SCAN_LIMIT = 10_000
@@ -64,21 +64,9 @@ def read_dead(client: redis.Redis, settings: Settings, limit: int = 50,
     found: list[dict[str, Any]] = []
     wanted = error_id.encode() if error_id is not None else None
     for stream in dead_streams(settings):
-        last: Any = b"+"
-        seen = 0
-        try:
-            while seen < scan:
-                page: list[Any] = client.xrevrange(stream, max=last, count=500) or []
-                page = [e for e in page if e[0] != last]  # ``max`` is inclusive
-                if not page:
-                    break
-                seen += len(page)
-                for entry_id, fields in page:
-                    if wanted is None or (fields or {}).get(b"error_id") == wanted:
-                        found.append(_letter(stream, entry_id, fields))
-                last = page[-1][0]
-        except redis.RedisError as exc:
-            raise StreamUnavailable(f"reading {stream}: Redis unreachable: {exc}") from exc
+        for entry_id, fields in newest_entries(client, stream, scan, page_size=500):
+            if wanted is None or fields.get(b"error_id") == wanted:
+                found.append(_letter(stream, entry_id, fields))
     found.sort(key=lambda d: _order(d["id"]), reverse=True)
     return found[:limit]
 

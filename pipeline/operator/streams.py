@@ -26,25 +26,37 @@ def newest_first(client: redis.Redis, stream: str, decode: Callable[[bytes], T],
         yield event
 
 
-def _newest_entries(client: redis.Redis, stream: str, decode: Callable[[bytes], T],
-                    limit: int) -> Iterator[tuple[tuple[int, str, int], T]]:
-    """``(entry id as (ms, seq), event)`` of ``stream``, newest first (see newest_first)."""
+def newest_entries(client: redis.Redis, stream: str, limit: int, page_size: int = 1000
+                   ) -> Iterator[tuple[Any, dict[Any, Any]]]:
+    """``(entry id, fields)`` of ``stream``, newest first, at most ``limit`` entries read
+    (in pages of ``page_size``).
+
+    Raises:
+        StreamUnavailable: Redis cannot be reached.
+    """
     last: Any = b"+"
     seen = 0
     try:
         while seen < limit:
-            page: list[Any] = client.xrevrange(stream, max=last, count=1000) or []
+            page: list[Any] = client.xrevrange(stream, max=last, count=page_size) or []
             page = [e for e in page if e[0] != last]  # ``max`` is inclusive
             if not page:
                 return
             seen += len(page)
             for entry_id, fields in page:
-                event = _decode((fields or {}).get(b"event"), decode)
-                if event is not None:
-                    yield _order(entry_id, event), event
+                yield entry_id, fields or {}
             last = page[-1][0]
     except redis.RedisError as exc:
         raise StreamUnavailable(f"reading {stream}: Redis unreachable: {exc}") from exc
+
+
+def _newest_entries(client: redis.Redis, stream: str, decode: Callable[[bytes], T],
+                    limit: int) -> Iterator[tuple[tuple[int, str, int], T]]:
+    """``(entry id as (ms, seq), event)`` of ``stream``, newest first (see newest_first)."""
+    for entry_id, fields in newest_entries(client, stream, limit):
+        event = _decode(fields.get(b"event"), decode)
+        if event is not None:
+            yield _order(entry_id, event), event
 
 
 def _order(entry_id: Any, event: Any) -> tuple[int, str, int]:
