@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import redis
 
 from pipeline.config import Settings
 from pipeline.console import dump_json, visible
 from pipeline.errors import HealError, StreamUnavailable, UsageError
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 def register(sub: Any) -> None:
@@ -55,36 +51,10 @@ def _client(settings: Settings, problems: list[str]) -> redis.Redis | None:
     return client
 
 
-def _guard(read: Callable[[T], R], empty: R, problems: list[str]) -> Callable[[T], R]:
-    """``read`` that notes a stream it could not read as a problem (and returns ``empty``)."""
-
-    def guarded(arg: T) -> R:
-        try:
-            return read(arg)
-        except HealError as exc:
-            problems.append(f"details from the streams not shown: {exc}")
-            return empty
-
-    return guarded
-
-
 def _readers(settings: Settings, problems: list[str]) -> Any:
-    from pipeline.operator.explain import (
-        StreamReaders,
-        candidate_reader,
-        dead_reader,
-        fine_reader,
-        outcome_reader,
-    )
+    from pipeline.operator.explain import stream_readers
 
-    client = _client(settings, problems)
-    if client is None:
-        return StreamReaders()
-    return StreamReaders(
-        outcome=_guard(outcome_reader(client, settings), None, problems),
-        candidate=_guard(candidate_reader(client, settings), None, problems),
-        fine_of_error=_guard(fine_reader(client, settings), "", problems),
-        dead_of_error=_guard(dead_reader(client, settings), [], problems))
+    return stream_readers(_client(settings, problems), settings, problems)
 
 
 def _dead(args: argparse.Namespace, settings: Settings) -> int:

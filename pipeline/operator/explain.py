@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import redis
 
@@ -32,6 +32,9 @@ from pipeline.replayid import replay_of
 from storage.causal import CausalGraph
 from storage.lifecycle import LifecycleStore
 from storage.reports import ReportStore
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 #: outcome events read back (newest first) for the detail PostgreSQL does not keep
 OUTCOME_SCAN_LIMIT = 20_000
@@ -107,6 +110,36 @@ class StreamReaders:
     candidate: CandidateReader | None = None
     fine_of_error: Callable[[str], str] | None = None
     dead_of_error: Callable[[str], list[dict[str, Any]]] | None = None
+
+
+def _guard(read: Callable[[T], R], empty: R, problems: list[str]) -> Callable[[T], R]:
+    """``read`` that notes a failure in ``problems`` and gives ``empty`` instead of raising:
+    PostgreSQL still tells most of the story."""
+    def guarded(arg: T) -> R:
+        try:
+            return read(arg)
+        except HealError as exc:
+            problems.append(f"details from the streams not shown: {exc}")
+            return empty
+        except redis.RedisError as exc:
+            problems.append(f"details from the streams not shown: Redis unreachable: {exc}")
+            return empty
+
+    return guarded
+
+
+def stream_readers(client: redis.Redis | None, settings: Settings,
+                   problems: list[str]) -> StreamReaders:
+    """Every reader of :class:`StreamReaders` on ``client`` (none without one), each noting
+    a failure in ``problems`` instead of raising: what ``heal explain`` and
+    ``GET /api/explain`` read."""
+    if client is None:
+        return StreamReaders()
+    return StreamReaders(
+        outcome=_guard(outcome_reader(client, settings), None, problems),
+        candidate=_guard(candidate_reader(client, settings), None, problems),
+        fine_of_error=_guard(fine_reader(client, settings), "", problems),
+        dead_of_error=_guard(dead_reader(client, settings), [], problems))
 
 
 class NotFound(HealError):

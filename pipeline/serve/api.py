@@ -268,14 +268,25 @@ class Api:
         return budget.spent
 
     def explain(self, fingerprint: str) -> Response:
-        """``heal explain FP --json``; 404 for a fingerprint nobody recorded."""
-        from pipeline.operator.explain import NotFound, explain
+        """``heal explain FP --json`` (a fingerprint, a unique prefix or an error id, a
+        dead-lettered one included); 404 for what nobody recorded. What the streams add is
+        left out, and named in ``problems``, when Redis cannot be read."""
+        from pipeline.operator.explain import NotFound, explain, stream_readers
         from storage.reports import ReportStore
 
+        problems: list[str] = []
         try:
-            story = self.engines.with_db(lambda db: explain(ReportStore(db), fingerprint))
+            client = self.engines.client()
+        except HealError as exc:
+            problems.append(f"details from the streams not shown: {exc}")
+            client = None
+        readers = stream_readers(client, self.settings, problems)
+        try:
+            story = self.engines.with_db(
+                lambda db: explain(ReportStore(db), fingerprint, streams=readers))
         except NotFound as exc:
             raise HttpError(404, str(exc)) from exc
+        story["problems"] = problems
         return json_response(200, story)
 
     def _db_call(self, fn: Callable[[ServeQueries], Response]) -> Response:

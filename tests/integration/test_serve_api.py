@@ -328,6 +328,24 @@ def test_explain_a_recorded_fingerprint(base: str, rows: dict[str, str]) -> None
     assert rows["fine"] in json.dumps(body)
 
 
+def test_explain_route_explains_a_dead_lettered_error_id_as_heal_explain_does(
+        base: str, heal_env: dict[str, str]) -> None:
+    """``GET /api/explain`` read PostgreSQL only: an error the pipeline dead-lettered was a
+    404 there while ``heal explain`` told its dead letter. Both read the streams now."""
+    from pipeline.runtime.drain import drain_inline
+
+    settings = Settings.from_env()
+    client = redis.Redis.from_url(heal_env["HEAL_REDIS_URL"])
+    error_id = f"dead-{uuid.uuid4().hex[:12]}"
+    client.xadd(settings.stream("errors"), {"event": json.dumps({"v": 1, "id": error_id})})
+    drain_inline(settings, client, stages=["fingerprint"])
+    status, _, body = call(f"{base}/api/explain/{error_id}")
+    assert status == 200, body
+    assert body["level"] == "dead-lettered" and body["problems"] == []
+    (letter,) = body["dead_letters"]
+    assert letter["error_id"] == error_id and letter["stage"] == "fingerprint"
+
+
 def test_metrics_report_is_heal_metrics_json(base: str, rows: dict[str, str]) -> None:
     status, _, body = call(f"{base}/api/metrics?window=24h")
     assert status == 200, body
