@@ -235,11 +235,6 @@ class ReportStore:
         return int(self.db.fetchval(
             "SELECT count(*) FROM issue_queue WHERE status = 'open'") or 0)
 
-    def set_issue_status(self, fine: str, status: str) -> bool:
-        done = self.db.execute(
-            "UPDATE issue_queue SET status = $2 WHERE fine = $1", fine, status)
-        return done.endswith(" 1")
-
     def create_draft_pattern(self, issue: dict[str, Any], pattern_id: str, message: str) -> None:
         """A DRAFT pattern (source ``review``) with one DRAFT ``escalate`` fix, the issue's fine
         fingerprint mapped to it (``pattern_fingerprints``; the lookup offers it once a person

@@ -18,7 +18,7 @@ import redis
 
 from pipeline.config import Settings
 from pipeline.console import dump_json, visible
-from pipeline.errors import HealError, StreamUnavailable, UsageError
+from pipeline.errors import StreamUnavailable, UsageError
 
 
 def register(sub: Any) -> None:
@@ -37,18 +37,15 @@ def register(sub: Any) -> None:
 def _client(settings: Settings, problems: list[str]) -> redis.Redis | None:
     """A pinged Redis client, or None (and a problem noted) when Redis is unreachable:
     PostgreSQL still tells most of the story."""
+    from pipeline.operator.explain import guarded
     from storage.engines import connect_redis
 
-    try:
+    def pinged(settings: Settings) -> redis.Redis | None:
         client = connect_redis(settings)
         client.ping()
-    except HealError as exc:
-        problems.append(f"details from the streams not shown: {exc}")
-        return None
-    except redis.RedisError as exc:
-        problems.append(f"details from the streams not shown: Redis unreachable: {exc}")
-        return None
-    return client
+        return client
+
+    return guarded(pinged, None, problems)(settings)
 
 
 def _readers(settings: Settings, problems: list[str]) -> Any:

@@ -112,7 +112,7 @@ class StreamReaders:
     dead_of_error: Callable[[str], list[dict[str, Any]]] | None = None
 
 
-def _guard(read: Callable[[T], R], empty: R, problems: list[str]) -> Callable[[T], R]:
+def guarded(read: Callable[[T], R], empty: R, problems: list[str]) -> Callable[[T], R]:
     """``read`` that notes a failure in ``problems`` and gives ``empty`` instead of raising:
     PostgreSQL still tells most of the story."""
     def guarded(arg: T) -> R:
@@ -136,10 +136,10 @@ def stream_readers(client: redis.Redis | None, settings: Settings,
     if client is None:
         return StreamReaders()
     return StreamReaders(
-        outcome=_guard(outcome_reader(client, settings), None, problems),
-        candidate=_guard(candidate_reader(client, settings), None, problems),
-        fine_of_error=_guard(fine_reader(client, settings), "", problems),
-        dead_of_error=_guard(dead_reader(client, settings), [], problems))
+        outcome=guarded(outcome_reader(client, settings), None, problems),
+        candidate=guarded(candidate_reader(client, settings), None, problems),
+        fine_of_error=guarded(fine_reader(client, settings), "", problems),
+        dead_of_error=guarded(dead_reader(client, settings), [], problems))
 
 
 class NotFound(HealError):

@@ -271,15 +271,11 @@ class Api:
         """``heal explain FP --json`` (a fingerprint, a unique prefix or an error id, a
         dead-lettered one included); 404 for what nobody recorded. What the streams add is
         left out, and named in ``problems``, when Redis cannot be read."""
-        from pipeline.operator.explain import NotFound, explain, stream_readers
+        from pipeline.operator.explain import NotFound, explain, guarded, stream_readers
         from storage.reports import ReportStore
 
         problems: list[str] = []
-        try:
-            client = self.engines.client()
-        except HealError as exc:
-            problems.append(f"details from the streams not shown: {exc}")
-            client = None
+        client = guarded(lambda _: self.engines.client(), None, problems)(None)
         readers = stream_readers(client, self.settings, problems)
         try:
             story = self.engines.with_db(
