@@ -1,6 +1,6 @@
-"""The audit log: every decision (state change, breaker transition, vote, apply, rollback)
-appended as one JSON line under ``$HEAL_HOME/audit.jsonl`` and, when a database is given, as
-a row of ``audit_log`` in PostgreSQL.
+"""The audit log: every decision (state change, breaker transition, vote, apply, rollback,
+dead letter) appended as one JSON line under ``$HEAL_HOME/audit.jsonl`` and, when a database is
+given, as a row of ``audit_log`` in PostgreSQL.
 
 Each record carries the hash of the record before it (``prev``) and its own ``hash``, so
 editing, deleting or reordering any record breaks the chain from that point on;

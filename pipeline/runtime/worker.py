@@ -26,7 +26,7 @@ from pipeline.runtime import group as groups
 from pipeline.runtime import overlap
 from pipeline.runtime.backoff import backoff_delay
 from pipeline.runtime.connection import SURVIVABLE, TRANSIENT, acl_refusal, is_missing_group
-from pipeline.runtime.deadletter import dead_letter_fields
+from pipeline.runtime.deadletter import DeadLetterAudit, dead_letter_fields
 from pipeline.runtime.gctune import tune_for_worker
 from pipeline.runtime.handoff import Handoff, HandoffResult, HandoffWriter
 from pipeline.runtime.hooks import Delivery, Hook, HookChain
@@ -96,6 +96,8 @@ class StageWorker:
             self.options.retention, window,
             lambda: groups.dedupe_keys(settings, stage, window),
         )
+        #: every dead letter is a decision: audited once it landed (see deadletter.py)
+        self.dead_audit = DeadLetterAudit(settings, client)
         self.reclaimer = Reclaimer(
             client, self.stream, self.group, self.consumer, self.options.claim_idle_ms
         )
@@ -441,12 +443,12 @@ class StageWorker:
         elif handoffs:
             self._after_handoff(self.writer.commit(handoffs))
         if dead:
+            letters = [dead_letter_fields(d.delivery, self.stage, self.group, d.reason,
+                                          self.options.dead_raw_limit) for d in dead]
             self.writer.dead_letter([
-                (d.delivery.entry_id, dead_letter_fields(
-                    d.delivery, self.stage, self.group, d.reason, self.options.dead_raw_limit
-                ))
-                for d in dead
+                (d.delivery.entry_id, fields) for d, fields in zip(dead, letters, strict=True)
             ])
+            self.dead_audit.record(letters)  # after the letters landed; never raises
             for d in dead:
                 log.warning("stage %s: dead letter %s: %s", self.stage, d.delivery.entry_id,
                             d.reason[:300])
