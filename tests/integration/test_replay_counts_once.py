@@ -205,3 +205,60 @@ def test_a_replayed_attempt_counts_once_in_the_fix_statistics(
     assert _pair(settings, gone_fine, gone_fix) == {
         "state": "DRAFT", "successes": 0, "failures": 2, "reverts": 0}
 
+
+def _dashboard_apply_counts(settings: Settings) -> dict[str, int]:
+    """The apply counts of GET /api/overview (what the dashboard draws), over real HTTP."""
+    import threading
+    import urllib.request
+
+    from pipeline.serve.server import make_server
+
+    server = make_server(settings, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                     daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/api/overview"
+        with urllib.request.urlopen(url, timeout=60) as resp:
+            counts: dict[str, int] = json.loads(resp.read())["apply"]
+    finally:
+        server.shutdown()
+        server.server_close()
+    return counts
+
+
+def test_the_dashboards_apply_counts_count_a_replayed_error_once(
+        heal_env: dict[str, str], own_database: str) -> None:
+    # Given two errors handled by every stage
+    settings = Settings.from_env()
+    client = redis.Redis.from_url(heal_env["HEAL_REDIS_URL"])
+    word = uuid.uuid4().hex[:10]
+    originals = [f"orig-{word}-a", f"orig-{word}-b"]
+    Publisher(client, settings).publish_many([
+        ErrorEvent(id=originals[0], text=f"ModuleNotFoundError: No module named 'zz{word}'\n"),
+        ErrorEvent(id=originals[1], text=f"FrobnicatorError: sprocket {word} exploded\n")])
+    _drain(settings, client, originals)
+    before = _dashboard_apply_counts(settings)
+    # ... and a copy whose original heal never recorded (trimmed before it was handled)
+    lost = f"lost-{word}~replay-T0"
+    Publisher(client, settings).publish_many([
+        ErrorEvent(id=lost, text=f"GizmoError: widget {word} unbalanced\n")])
+    _drain(settings, client, [lost])
+    with_lost = _dashboard_apply_counts(settings)
+    assert sum(with_lost.values()) == sum(before.values()) + 1, (before, with_lost)
+
+    # When history is replayed and the stages handle the copies (their results: "skipped")
+    _heal(heal_env, "backfill", "--replay")
+    # (the lost error's copy is replayed too: its original is not in the stream)
+    copies = _copies(settings, client, {*originals, lost})
+    assert len(copies) == 3, copies
+    _drain(settings, client, copies)
+    db = open_database(settings)
+    try:
+        recorded = db.fetchval("SELECT count(*) FROM apply_results"
+                               " WHERE error_id = ANY($1::text[])", copies)
+    finally:
+        db.close()
+    assert recorded == 3  # the copies have apply results of their own
+
+    # Then the dashboard's apply counts are what they were: an error counts once
+    assert _dashboard_apply_counts(settings) == with_lost
