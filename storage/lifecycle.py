@@ -29,6 +29,7 @@ from pipeline.lifecycle.posterior import Posterior
 from pipeline.lifecycle.precedent import StepFailure
 from pipeline.lifecycle.ranking import Draw
 from pipeline.model import LifecycleState
+from pipeline.replayid import replay_of, sql_original
 from storage.db import Pending
 
 Conn = Any  # asyncpg.Connection
@@ -59,11 +60,15 @@ class RecordResult:
     #: True: recorded by an earlier delivery whose after-steps did not finish (an outage);
     #: the counts are not made again, the after-steps are resumed
     resumed: bool = False
+    #: True: a replay copy's attempt of a fix its original (or another copy of it) already
+    #: attempted on this fingerprint: recorded, never counted again (pipeline/replayid.py)
+    repeat: bool = False
 
     def to_json(self) -> str:
         t = self.transition
         return json.dumps({
-            "kind": self.kind, "state": self.state.value if self.state else None,
+            "kind": self.kind, "repeat": self.repeat,
+            "state": self.state.value if self.state else None,
             "successes": self.stats.successes, "failures": self.stats.failures,
             "transition": None if t is None else {
                 "fingerprint": t.fingerprint, "fix_id": t.fix_id, "src": t.src.value,
@@ -79,7 +84,7 @@ class RecordResult:
                    None if not t else Transition(t["fingerprint"], t["fix_id"],
                                                  LifecycleState(t["src"]),
                                                  LifecycleState(t["dst"]), t["reason"]),
-                   resumed=True)
+                   resumed=True, repeat=bool(body.get("repeat")))
 
 
 async def _fixes_table(conn: Conn) -> bool:
@@ -98,6 +103,28 @@ async def _initial_state(conn: Conn, fix_id: str) -> LifecycleState:
         if state in LifecycleState.__members__:
             return LifecycleState(state)
     return LifecycleState.DRAFT
+
+
+async def _counted_before(conn: Conn, rec: OutcomeRecord) -> bool:
+    """True when ``rec`` is a replay copy's attempt of a fix whose original error (or another
+    copy of it) already has an attempt of that fix on that fingerprint recorded.
+
+    The pair's statistics count an error once, under its original id (pipeline/replayid.py):
+    a copy applied or rolled back after pre-flight's dedupe window would otherwise graduate
+    or quarantine the pair a second time on the same error. An error that is no copy always
+    counts, so an event naming itself a copy of another error changes only its own count.
+    """
+    original = replay_of(rec.error_id)
+    if original is None:
+        return False
+    # the pair's row lock orders this with the outcome of another copy counted concurrently
+    await conn.execute("SELECT 1 FROM fix_stats WHERE fingerprint = $1 AND fix_id = $2"
+                       " FOR UPDATE", rec.fingerprint, rec.fix_id)
+    return bool(await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM lifecycle_outcomes WHERE fingerprint = $1"
+        " AND fix_id = $2 AND event_id <> $3 AND ok IS NOT NULL"
+        f" AND {sql_original('error_id')} = $4)",
+        rec.fingerprint, rec.fix_id, rec.event_id, original))
 
 
 async def _apply(conn: Conn, fp: str, fix_id: str, src: LifecycleState,
@@ -137,7 +164,9 @@ class LifecycleStore:
         Idempotent: an event id seen before returns ``RecordResult(new=False)``. With
         ``resumable`` the outcome stays unfinished (with its result) until :meth:`finish`:
         a redelivery before that returns the stored result with ``resumed=True`` (the counts
-        are not made twice), so the caller's after-steps are not lost to an outage.
+        are not made twice), so the caller's after-steps are not lost to an outage. A replay
+        copy's attempt of a fix its original already attempted on the fingerprint is recorded
+        with ``repeat=True`` and counts nowhere (see :func:`_counted_before`).
         """
         kind = outcome_kind(rec.status)
         ok = None if kind is None else kind == "success"
@@ -162,6 +191,8 @@ class LifecycleStore:
                     return RecordResult(new=False)
                 if kind is None or not rec.fix_id:
                     result = RecordResult(new=True)
+                elif await _counted_before(conn, rec):
+                    result = RecordResult(new=True, repeat=True)
                 else:
                     result = await self._count(conn, rec, kind, policy)
                 if resumable:

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import orjson
 
 from pipeline.lifecycle.flakiness import determinism_score, evidence
+from pipeline.replayid import sql_counted, sql_original
 
 #: the lifecycle states, in funnel order (pipeline.model.LifecycleState values)
 FUNNEL = ("DRAFT", "ACTIVE", "AUTOMATED", "DEPRECATED", "QUARANTINED")
@@ -117,8 +118,16 @@ class ServeQueries:
         return [_row(r, ("command", "fix")) for r in rows]
 
     def apply_counts(self) -> dict[str, int]:
-        """Apply results per status (applied, rolled_back, failed, suggested, ...)."""
-        rows = self.db.fetch("SELECT status, count(*) AS n FROM apply_results GROUP BY status")
+        """Apply results per status (applied, rolled_back, failed, suggested, ...), an error
+        once under its original id: a replay copy's result only when its original has none,
+        the newest of all copies of one original as one (``pipeline/replayid.py``, as
+        ``heal report`` counts outcomes)."""
+        rows = self.db.fetch(
+            f"""SELECT status, count(*) AS n FROM (
+                   SELECT DISTINCT ON ({sql_original('a.error_id')}) a.status
+                   FROM apply_results a WHERE {sql_counted('a', 'apply_results')}
+                   ORDER BY {sql_original('a.error_id')}, a.created_at DESC, a.error_id DESC
+               ) last GROUP BY status""")  # noqa: S608 (fixed names)
         return {str(r["status"]): int(r["n"]) for r in rows}
 
     def open_issues(self) -> int:

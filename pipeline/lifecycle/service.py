@@ -91,7 +91,8 @@ class LifecycleService:
             self.escalation.after_outcome(event, fingerprint)
         if self.references is not None:
             self.references.after_outcome(event, result.kind if credit else None)
-        if self.causes is not None and credit:
+        # a replay copy's repeat of its original's attempt teaches nothing its original did not
+        if self.causes is not None and credit and not result.repeat:
             self.causes.after_outcome(event)
         if self.audit is not None and result.kind is not None:
             self.audit.append("lifecycle.outcome", f"{fingerprint}/{event.fix_id}", {
@@ -99,8 +100,8 @@ class LifecycleService:
                 "successes": result.stats.successes, "failures": result.stats.failures,
                 "state": str(result.state)}, once=f"lifecycle.outcome:{event.id}")
         transition: LifecycleTransition | None = result.transition
-        if transition is None and event.status == "failed" and event.detail.startswith(
-                UNRUNNABLE):
+        unrunnable = event.status == "failed" and event.detail.startswith(UNRUNNABLE)
+        if transition is None and unrunnable and not result.repeat:  # a copy's counts once
             transition = self._unrunnable(event, fingerprint)
         if transition is not None and self.audit is not None:
             self.audit.append("lifecycle.transition", f"{fingerprint}/{event.fix_id}", {
