@@ -277,11 +277,13 @@ def _why(story: dict[str, Any]) -> str:
 
 
 def explain(store: ReportStore, text: str, read_outcome: OutcomeReader | None = None,
-            streams: StreamReaders | None = None) -> dict[str, Any]:
+            streams: StreamReaders | None = None,
+            problems: list[str] | None = None) -> dict[str, Any]:
     """Everything recorded about the fingerprint ``text`` names, or about the fingerprint of
     the error id ``text`` names (with the newest outcome event still in the outcomes stream
     when ``read_outcome`` is given). An error id known only as a dead letter gets the story
-    of its dead letters (``level`` ``dead-lettered``, ``fingerprint`` None)."""
+    of its dead letters (``level`` ``dead-lettered``, ``fingerprint`` None). What could not
+    be read is named in ``problems`` (a record changed by hand is skipped, not fatal)."""
     streams = streams or StreamReaders(outcome=read_outcome)
     read_outcome = read_outcome or streams.outcome
     text = text.strip()
@@ -312,7 +314,7 @@ def explain(store: ReportStore, text: str, read_outcome: OutcomeReader | None = 
         "fix_stats": stats, "rankings": store.rankings(fines), "attempts": attempts,
         "outcomes": _mark_copies(store.outcomes(fines)),
         "transitions": store.transitions(fines),
-        "breaker": store.breaker_trips(fines),
+        "breaker": store.breaker_trips(fines, problems=problems),
         "controls": store.controls([fp, *fines]), "issues": issues,
         "last_event": None if last is None else _mark_copies(
             [{k: v for k, v in last.items() if k != "text"}])[0],

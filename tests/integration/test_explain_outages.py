@@ -139,6 +139,69 @@ def test_api_explain_with_redis_down_tells_what_postgresql_knows(
     assert status == 404, body
 
 
+def _audit(db: Any, seq: int, subject: str, body: str) -> None:
+    db.execute("INSERT INTO audit_log (seq, kind, subject, prev_hash, hash, body)"
+               " VALUES ($1, 'breaker.transition', $2, '', $3, $4)",
+               seq, subject, uuid.uuid4().hex, body)
+
+
+def test_a_tampered_audit_row_is_named_and_explain_still_tells_the_trip(
+        heal_env: dict[str, str], own_database: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a rollback of a fingerprint that opened the breaker (audited), and audit table rows
+    # changed by hand: one no longer JSON, and three naming the rollback: a body cut short,
+    # one that is no object, one whose states are no text (a database of this test's own:
+    # the rows are broken on purpose)
+    tag = uuid.uuid4().hex[:16]
+    fp, error_id = f"fp-v3:{tag}", f"e-{tag}"
+    db = open_database(Settings.from_env())
+    try:
+        db.execute("INSERT INTO lifecycle_outcomes (event_id, error_id, fingerprint, status,"
+                   " workflow, step) VALUES ($1, $2, $3, 'rolled_back', 'nightly', 'lint')",
+                   f"{error_id}:apply", error_id, fp)
+        good = {"data": {"from": "CLOSED", "to": "OPEN", "reason": "2 rollbacks",
+                         "error_id": error_id}, "kind": "breaker.transition"}
+        _audit(db, 1, "step:nightly/lint", json.dumps(good, sort_keys=True,
+                                                      separators=(",", ":")))
+        _audit(db, 2, "step:nightly/lint", "not json at all {")
+        _audit(db, 3, "step:nightly/lint",
+               '{"data":{"error_id":"' + error_id + '","from":"CLOSED","to":"OP')
+        _audit(db, 4, "step:nightly/lint",
+               json.dumps([{"error_id": error_id}], separators=(",", ":")))
+        _audit(db, 5, "step:nightly/lint",
+               json.dumps({"data": {"error_id": error_id, "from": ["CLOSED"], "to": {"x": 1}}},
+                          separators=(",", ":")))
+    finally:
+        db.close()
+
+    # When the operator explains the fingerprint
+    done = _heal(["explain", fp, "--json"])
+    # Then the trip is told, and the broken rows naming the rollback are named as skipped
+    assert done.returncode == 0, done.stderr
+    story = json.loads(done.stdout)
+    assert [(b["from"], b["to"], b["error_id"]) for b in story["breaker"]] == [
+        ("CLOSED", "OPEN", error_id)], story["breaker"]
+    skipped = [p for p in story["problems"] if "audit_log" in p]
+    assert [p.split(" (", 1)[0] for p in skipped] == [
+        "audit_log row seq 5", "audit_log row seq 4", "audit_log row seq 3"], skipped
+    text = _heal(["explain", fp])
+    assert text.returncode == 0, text.stderr
+    assert "breaker at step:nightly/lint: CLOSED -> OPEN" in text.stdout, text.stdout
+    assert "heal: warning: audit_log" in text.stderr and "Traceback" not in text.stderr
+
+    # and GET /api/explain tells the same
+    server = make_server(Settings.from_env(), "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                     daemon=True).start()
+    try:
+        status, body = _get(f"http://127.0.0.1:{server.server_port}/api/explain/{fp}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert status == 200, body
+    assert [b["to"] for b in body["breaker"]] == ["OPEN"]
+    assert len([p for p in body["problems"] if "audit_log" in p]) == 3, body["problems"]
+
+
 def test_api_explain_after_redis_died_names_it_once_and_recovers(
         known: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Given `heal serve` connected to a Redis of this test's own, which then stops
