@@ -190,11 +190,12 @@ class ReportStore:
 
     def outcomes(self, fines: list[str], limit: int = 10) -> list[dict[str, Any]]:
         return _rows(self.db.fetch(
-            # (the repository is the attempt's: lifecycle_outcomes keeps none, so an outcome
-            # without an attempt, an escalation, shows '')
+            # (the repository is the attempt's, the work tree the validator resolved; an
+            # outcome without an attempt, an escalation, shows the one its error event named,
+            # kept with the outcome since 0350_outcome_repo.sql: '' for one recorded before)
             """SELECT o.error_id, o.fix_id, o.status, o.workflow, o.step, o.commit, o.ok, o.ts,
                       coalesce((SELECT a.repo FROM attempts a WHERE a.error_id = o.error_id
-                                AND a.repo <> '' LIMIT 1), '') AS repo
+                                AND a.repo <> '' LIMIT 1), nullif(o.repo, ''), '') AS repo
                FROM lifecycle_outcomes o WHERE o.fingerprint = ANY($1::text[])
                ORDER BY o.ts DESC LIMIT $2""", fines, limit))
 

@@ -202,6 +202,32 @@ def test_a_tampered_audit_row_is_named_and_explain_still_tells_the_trip(
     assert len([p for p in body["problems"] if "audit_log" in p]) == 3, body["problems"]
 
 
+def test_an_escalation_without_an_attempt_names_its_repository(
+        heal_env: dict[str, str]) -> None:
+    # Given an escalation (no attempt was made) of an error its event says came from a
+    # repository, recorded by the lifecycle stage's service
+    from pipeline.events import ErrorEvent, OutcomeEvent, Repo, Workflow
+    from pipeline.lifecycle.graduation import LifecyclePolicy
+    from pipeline.lifecycle.service import LifecycleService
+    from storage.lifecycle import LifecycleStore
+
+    tag = uuid.uuid4().hex[:16]
+    fp, repo = f"fp-v3:{tag}", f"/srv/repos/{tag}"
+    error = ErrorEvent(id=f"e-{tag}", text="boom", workflow=Workflow(id="nightly", step="lint"),
+                       repo=Repo(path=repo, commit="c1"))
+    db = open_database(Settings.from_env())
+    try:
+        LifecycleService(LifecycleStore(db), None, None, LifecyclePolicy()).handle(
+            OutcomeEvent(id=f"{error.id}:apply", error_id=error.id, error=error, fine=fp,
+                         status="escalated", detail="no safe fix"))
+    finally:
+        db.close()
+    # When the operator explains it, Then the outcome names that repository
+    story = json.loads(_heal(["explain", fp, "--json"]).stdout)
+    assert [(o["status"], o["repo"]) for o in story["outcomes"]] == [("escalated", repo)]
+    assert f"repo {repo}" in _heal(["explain", fp]).stdout
+
+
 def test_api_explain_after_redis_died_names_it_once_and_recovers(
         known: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Given `heal serve` connected to a Redis of this test's own, which then stops
