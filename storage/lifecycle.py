@@ -48,6 +48,9 @@ class OutcomeRecord:
     #: False: a success on a flaky fingerprint, recorded as evidence but never credited to
     #: the fix (it would graduate a fix on luck)
     credit: bool = True
+    #: the repository the error event names (``repo.path``; '' when it names none): what
+    #: ``heal explain`` shows for an outcome no attempt was made for
+    repo: str = ""
 
 
 @dataclass(frozen=True)
@@ -177,11 +180,11 @@ class LifecycleStore:
             async with conn.transaction():
                 inserted = await conn.fetchval(
                     "INSERT INTO lifecycle_outcomes (event_id, error_id, fingerprint, fix_id,"
-                    " status, workflow, step, commit, ok, finished)"
-                    " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"
+                    " status, workflow, step, commit, ok, finished, repo)"
+                    " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)"
                     " ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
                     rec.event_id, rec.error_id, rec.fingerprint, rec.fix_id, rec.status,
-                    rec.workflow, rec.step, rec.commit, ok, not resumable)
+                    rec.workflow, rec.step, rec.commit, ok, not resumable, rec.repo)
                 if inserted is None:
                     row = await conn.fetchrow(
                         "SELECT finished, result FROM lifecycle_outcomes WHERE event_id = $1",

@@ -11,6 +11,7 @@ when PostgreSQL cannot be reached and ``QueryError`` when it rejects a statement
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 import asyncpg
@@ -52,6 +53,19 @@ def _decode_json(value: Any) -> Any:
             return value
     return value
 
+
+def _transition(body: Any) -> dict[str, Any] | None:
+    """The ``data`` of a breaker transition's audit record text, or None when it is no JSON
+    object whose ``data`` is an object of text values (a row changed by hand)."""
+    try:
+        record = orjson.loads(body)
+    except (orjson.JSONDecodeError, TypeError):
+        return None
+    data = record.get("data") if isinstance(record, dict) else None
+    if not isinstance(data, dict):
+        return None
+    fields = ("from", "to", "reason", "error_id")
+    return data if all(isinstance(data.get(f, ""), str) for f in fields) else None
 
 
 #: the namespace of the placeholder patterns ``heal issues review`` creates (``y``): the
@@ -176,11 +190,12 @@ class ReportStore:
 
     def outcomes(self, fines: list[str], limit: int = 10) -> list[dict[str, Any]]:
         return _rows(self.db.fetch(
-            # (the repository is the attempt's: lifecycle_outcomes keeps none, so an outcome
-            # without an attempt, an escalation, shows '')
+            # (the repository is the attempt's, the work tree the validator resolved; an
+            # outcome without an attempt, an escalation, shows the one its error event named,
+            # kept with the outcome since 0350_outcome_repo.sql: '' for one recorded before)
             """SELECT o.error_id, o.fix_id, o.status, o.workflow, o.step, o.commit, o.ok, o.ts,
                       coalesce((SELECT a.repo FROM attempts a WHERE a.error_id = o.error_id
-                                AND a.repo <> '' LIMIT 1), '') AS repo
+                                AND a.repo <> '' LIMIT 1), nullif(o.repo, ''), '') AS repo
                FROM lifecycle_outcomes o WHERE o.fingerprint = ANY($1::text[])
                ORDER BY o.ts DESC LIMIT $2""", fines, limit))
 
@@ -189,25 +204,50 @@ class ReportStore:
             """SELECT fingerprint, fix_id, src, dst, reason, ts FROM lifecycle_transitions
                WHERE fingerprint = ANY($1::text[]) ORDER BY id DESC""", fines))
 
-    def breaker_trips(self, fines: list[str], limit: int = 20) -> list[dict[str, Any]]:
+    def breaker_trips(self, fines: list[str], limit: int = 20,
+                      problems: list[str] | None = None) -> list[dict[str, Any]]:
         """Breaker transitions a rollback of these fingerprints made (newest first), from the
         audit log's table: a transition names the error whose revert made it (``error_id``;
-        transitions audited before it did are not found)."""
+        transitions audited before it did are not found).
+
+        The table's ``body`` is text (the exact JSON that was hashed), so it is not cast in
+        SQL, where one row changed by hand into something that is no JSON would fail the query
+        for every fingerprint: rows are narrowed by the text the audit log writes for the
+        error id (:func:`pipeline.guardrails.audit.canonical`) and decoded here; a row that
+        names one of these rollbacks but does not decode to a transition is skipped and named
+        in ``problems``."""
+        ids = [r["error_id"] for r in self.db.fetch(
+            """SELECT error_id FROM lifecycle_outcomes
+               WHERE fingerprint = ANY($1::text[]) AND status = 'rolled_back'
+               GROUP BY error_id ORDER BY max(ts) DESC LIMIT 500""", fines)]
+        if not ids:
+            return []
+        needles = [f'"error_id":{json.dumps(i, ensure_ascii=False)}' for i in ids]
         rows = self.db.fetch(
-            """SELECT a.ts, a.subject AS scope, a.body::jsonb -> 'data' AS data
-               FROM audit_log a WHERE a.kind = 'breaker.transition'
-                 AND a.body::jsonb -> 'data' ->> 'error_id' IN (
-                   SELECT o.error_id FROM lifecycle_outcomes o
-                   WHERE o.fingerprint = ANY($1::text[]) AND o.status = 'rolled_back')
-               ORDER BY a.seq DESC LIMIT $2""", fines, limit)
-        out = []
+            """SELECT a.seq, a.ts, a.subject AS scope, a.body FROM audit_log a
+               WHERE a.kind = 'breaker.transition'
+                 AND EXISTS (SELECT 1 FROM unnest($1::text[]) n WHERE strpos(a.body, n) > 0)
+               ORDER BY a.seq DESC LIMIT $2""", needles, limit * 5)
+        wanted = set(ids)
+        out: list[dict[str, Any]] = []
         for r in rows:
-            data = _decode_json(r["data"])
-            data = data if isinstance(data, dict) else {}
+            data = _transition(r["body"])
+            if data is None:
+                if problems is not None:
+                    problems.append(
+                        f"audit_log row seq {r['seq']} (breaker.transition at "
+                        f"{str(r['scope'])[:200]}) skipped: its body is not the JSON of a "
+                        "transition (changed by hand? `heal audit verify` names edited "
+                        "records)")
+                continue
+            if str(data.get("error_id", "")) not in wanted:
+                continue  # (its text quotes the id elsewhere: another error's transition)
             out.append({"ts": _plain(r)["ts"], "scope": r["scope"],
                         "from": str(data.get("from", "")), "to": str(data.get("to", "")),
                         "reason": str(data.get("reason", "")),
                         "error_id": str(data.get("error_id", ""))})
+            if len(out) == limit:
+                break
         return out
 
     def controls(self, fps: list[str]) -> list[dict[str, Any]]:

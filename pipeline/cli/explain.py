@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     db = open_database(settings)
     try:
         story = explain(ReportStore(db), args.fingerprint,
-                        streams=_readers(settings, problems))
+                        streams=_readers(settings, problems), problems=problems)
     except NotFound:
         # (an error id may be in a stream that could not be read: say so first)
         for problem in problems:

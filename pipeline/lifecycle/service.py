@@ -77,7 +77,7 @@ class LifecycleService:
         rec = OutcomeRecord(
             event_id=event.id, error_id=event.error_id, fingerprint=fingerprint,
             fix_id=event.fix_id, status=event.status, workflow=wf.id, step=wf.step,
-            commit=event.error.repo.commit, credit=credit,
+            commit=event.error.repo.commit, repo=event.error.repo.path, credit=credit,
         )
         # resumable: when an engine fails in a step below, the redelivery resumes the steps
         # from the stored result (counted once, audited once) instead of skipping them

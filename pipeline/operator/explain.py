@@ -20,7 +20,7 @@ from typing import Any, TypeVar, cast
 import redis
 
 from pipeline.config import Settings
-from pipeline.errors import HealError, UsageError
+from pipeline.errors import HealError, StreamUnavailable, UsageError
 from pipeline.events import MAX_ID_LENGTH, CandidateEvent, FingerprintEvent, OutcomeEvent
 from pipeline.fingerprint import fingerprint_text
 from pipeline.lifecycle.flakiness import is_flaky
@@ -132,14 +132,33 @@ def stream_readers(client: redis.Redis | None, settings: Settings,
                    problems: list[str]) -> StreamReaders:
     """Every reader of :class:`StreamReaders` on ``client`` (none without one), each noting
     a failure in ``problems`` instead of raising: what ``heal explain`` and
-    ``GET /api/explain`` read."""
+    ``GET /api/explain`` read.
+
+    Once one read finds Redis unreachable (it died after the client connected: a dashboard's
+    client outlives the server it connected to) the others are not tried: the outage is
+    named once, not once per stream, and no read waits for a connection again. A refusal
+    of one stream (ACL) leaves the others to be tried."""
     if client is None:
         return StreamReaders()
+    down: list[bool] = []
+
+    def unless_down(read: Callable[[T], R], empty: R) -> Callable[[T], R]:
+        def call(arg: T) -> R:
+            if down:
+                return empty
+            try:
+                return read(arg)
+            except (StreamUnavailable, redis.ConnectionError, redis.TimeoutError):
+                down.append(True)
+                raise
+
+        return guarded(call, empty, problems)
+
     return StreamReaders(
-        outcome=guarded(outcome_reader(client, settings), None, problems),
-        candidate=guarded(candidate_reader(client, settings), None, problems),
-        fine_of_error=guarded(fine_reader(client, settings), "", problems),
-        dead_of_error=guarded(dead_reader(client, settings), [], problems))
+        outcome=unless_down(outcome_reader(client, settings), None),
+        candidate=unless_down(candidate_reader(client, settings), None),
+        fine_of_error=unless_down(fine_reader(client, settings), ""),
+        dead_of_error=unless_down(dead_reader(client, settings), []))
 
 
 class NotFound(HealError):
@@ -258,11 +277,13 @@ def _why(story: dict[str, Any]) -> str:
 
 
 def explain(store: ReportStore, text: str, read_outcome: OutcomeReader | None = None,
-            streams: StreamReaders | None = None) -> dict[str, Any]:
+            streams: StreamReaders | None = None,
+            problems: list[str] | None = None) -> dict[str, Any]:
     """Everything recorded about the fingerprint ``text`` names, or about the fingerprint of
     the error id ``text`` names (with the newest outcome event still in the outcomes stream
     when ``read_outcome`` is given). An error id known only as a dead letter gets the story
-    of its dead letters (``level`` ``dead-lettered``, ``fingerprint`` None)."""
+    of its dead letters (``level`` ``dead-lettered``, ``fingerprint`` None). What could not
+    be read is named in ``problems`` (a record changed by hand is skipped, not fatal)."""
     streams = streams or StreamReaders(outcome=read_outcome)
     read_outcome = read_outcome or streams.outcome
     text = text.strip()
@@ -293,7 +314,7 @@ def explain(store: ReportStore, text: str, read_outcome: OutcomeReader | None = 
         "fix_stats": stats, "rankings": store.rankings(fines), "attempts": attempts,
         "outcomes": _mark_copies(store.outcomes(fines)),
         "transitions": store.transitions(fines),
-        "breaker": store.breaker_trips(fines),
+        "breaker": store.breaker_trips(fines, problems=problems),
         "controls": store.controls([fp, *fines]), "issues": issues,
         "last_event": None if last is None else _mark_copies(
             [{k: v for k, v in last.items() if k != "text"}])[0],

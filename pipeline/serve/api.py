@@ -279,7 +279,8 @@ class Api:
         readers = stream_readers(client, self.settings, problems)
         try:
             story = self.engines.with_db(
-                lambda db: explain(ReportStore(db), fingerprint, streams=readers))
+                lambda db: explain(ReportStore(db), fingerprint, streams=readers,
+                                   problems=problems))
         except NotFound as exc:
             raise HttpError(404, str(exc)) from exc
         story["problems"] = problems
