@@ -219,6 +219,35 @@ def test_status_labels_a_server_that_refused_the_url_refused_not_unreachable(
     assert gone.returncode == 1 and " UNREACHABLE " in gone.stdout
 
 
+def test_status_json_says_a_server_that_refused_runs_and_was_refused(
+    tmp_path: Path, database_url: str, locked_redis: int, keyless_user: str
+) -> None:
+    """QA: `heal status --json` said `"running": false` for a Redis that refused the login
+    while the table said REFUSED (it answered: it runs)."""
+    # Given a Redis that refuses the password, and one whose user may not use heal's keys
+    wrong = f"redis://:wrongpw@127.0.0.1:{locked_redis}/0"
+    for url in (wrong, keyless_user):
+        env = {"HEAL_HOME": str(tmp_path / "home"), "HEAL_REDIS_URL": url,
+               "HEAL_DATABASE_URL": database_url}
+        # When heal status --json reports it
+        shown = _heal(env, "status", "--json")
+        # Then the engine runs (it answered), is refused, and its state says so as the
+        # table's REFUSED does; the keys kept from before are still there
+        assert shown.returncode == 2, shown.stderr
+        info = json.loads(shown.stdout)["engines"]["redis"]
+        assert info["running"] is True and info["state"] == "refused", info
+        assert info["refused"] is True and info["config_error"] is True
+        assert "reachable" in info and info["mode"] == "external"
+        # and PostgreSQL, fine, says ok
+        assert json.loads(shown.stdout)["engines"]["postgres"]["state"] == "ok"
+    # and a Redis that is not there is not running, unreachable
+    gone = _heal({"HEAL_HOME": str(tmp_path / "home"), "HEAL_DATABASE_URL": database_url,
+                  "HEAL_REDIS_URL": f"redis://127.0.0.1:{free_ports(1)[0]}/0"},
+                 "status", "--json")
+    info = json.loads(gone.stdout)["engines"]["redis"]
+    assert gone.returncode == 1 and info["running"] is False and info["state"] == "unreachable"
+
+
 def test_a_tls_url_naming_a_plain_redis_says_it_does_not_speak_tls(
     tmp_path: Path, database_url: str, locked_redis: int
 ) -> None:
