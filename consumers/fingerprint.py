@@ -31,9 +31,12 @@ BATCH_SIZE = 500
 class FingerprintHandler:
     """Turns one ErrorEvent into one FingerprintEvent (id ``f"{error_id}:fingerprint"``)."""
 
-    def __init__(self, fingerprinter: Fingerprinter, max_text_bytes: int) -> None:
+    def __init__(self, fingerprinter: Fingerprinter, max_text_bytes: int,
+                 probe: Sequence[tuple[str, str]] = ()) -> None:
         self.fingerprinter = fingerprinter
         self.max_text_bytes = max_text_bytes
+        #: (what, key) of the shared store's keys, tried by the worker at start
+        self._probe = list(probe)
         #: id(fingerprint) -> (that fingerprint, its published extraction): a repeated text
         #: gets the same Fingerprint object back, so its dict is built once (the entry holds
         #: the fingerprint, so its id is not reused while cached)
@@ -41,6 +44,10 @@ class FingerprintHandler:
         #: the prepared batch's time stamp, its events (held, so no other object can take
         #: one of their ids meanwhile) and their ids: one tuple, replaced whole
         self._stamped: tuple[str, Sequence[ErrorEvent], frozenset[int]] = ("", (), frozenset())
+
+    def probe_keys(self) -> list[tuple[str, str]]:
+        """The template store's keys (see ``pipeline.stage.StartupProbe``)."""
+        return self._probe
 
     def decode(self, raw: bytes) -> ErrorEvent:
         return ErrorEvent.decode(raw, self.max_text_bytes)
@@ -117,4 +124,5 @@ def template_store(ctx: StageContext) -> TemplateStore:
 
 def build(ctx: StageContext) -> FingerprintHandler:
     store = template_store(ctx)
-    return FingerprintHandler(Fingerprinter(store), ctx.settings.max_text_bytes)
+    probe = store.probe_keys() if isinstance(store, RedisTemplateStore) else []
+    return FingerprintHandler(Fingerprinter(store), ctx.settings.max_text_bytes, probe)

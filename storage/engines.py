@@ -388,18 +388,19 @@ def _redis_info(settings: Settings, start: bool) -> dict[str, Any]:
     try:
         client = connect_redis(settings)
     except HealError as exc:
+        # the server answered and refused the URL's login, database or scheme: it runs
+        refused = isinstance(exc, ConfigError) and isinstance(
+            exc.__cause__, redis.RedisError | _CLUSTER_EXC)
         return {
             **info,
             "url": mask_url(settings.redis_url or embedded.url),
-            "running": False,
+            "running": refused,
             "reachable": False,
             "version": None,
             "error": str(exc),
             # a configuration to change (exit 2), not an outage
             **({"config_error": True} if isinstance(exc, ConfigError) else {}),
-            # the server answered and refused the URL's login, database or scheme
-            **({"refused": True} if isinstance(exc, ConfigError) and isinstance(
-                exc.__cause__, redis.RedisError | _CLUSTER_EXC) else {}),
+            **({"refused": True} if refused else {}),
         }
     try:
         server = client.info("server")
@@ -457,8 +458,9 @@ def _postgres_info(settings: Settings, start: bool) -> dict[str, Any]:
         where = mask_url(settings.database_url or "")
         refused = postgres_refusal(exc, settings.database_url) if settings.database_url else None
         if refused is not None:  # up, but the URL's login, database or option is wrong
-            return {**info, "url": where, "reachable": False, "version": None,
-                    "error": str(refused), "config_error": True, "refused": True}
+            return {**info, "url": where, "running": True, "reachable": False,
+                    "version": None, "error": str(refused), "config_error": True,
+                    "refused": True}
         hint = (
             (
                 f"cannot reach HEAL_DATABASE_URL={where}: {_reason(exc)}; start PostgreSQL "
@@ -467,7 +469,8 @@ def _postgres_info(settings: Settings, start: bool) -> dict[str, Any]:
             if settings.database_url
             else f"the embedded PostgreSQL does not answer: {_reason(exc)}; run `heal engines stop`"
         )
-        return {**info, "url": where, "reachable": False, "version": None, "error": hint}
+        return {**info, "url": where, "running": False, "reachable": False, "version": None,
+                "error": hint}
     info.update(url=mask_url(url), running=True, reachable=True, version=version)
     info.update(vector=vector)
     if not settings.database_url:
@@ -487,6 +490,16 @@ def engine_label(info: dict[str, Any]) -> str | None:
     return "CONFIG ERROR" if info.get("config_error") else "UNREACHABLE"
 
 
+def settle_state(info: dict[str, Any]) -> dict[str, Any]:
+    """Set ``info["state"]`` (the JSON twin of :func:`engine_label`): ``ok``, ``refused``
+    (it runs and answered, ``running`` true, but refused the URL's login, database, scheme
+    or its user's keys), ``config_error`` or ``unreachable``. Returns ``info``."""
+    info["state"] = (engine_label(info) or "ok").lower().replace(" ", "_")
+    if info.get("refused"):
+        info["running"] = True  # it answered: up, whatever the check that met the refusal
+    return info
+
+
 def engine_info(settings: Settings, *, start: bool = True) -> dict[str, Any]:
     """``{"redis": {...}, "postgres": {...}}``: mode (embedded/external), url (password
     masked), reachable, version, and for embedded engines data folder, pid and users; an
@@ -501,6 +514,8 @@ def engine_info(settings: Settings, *, start: bool = True) -> dict[str, Any]:
             info[name].update(users=None, reachable=False, error=str(exc))
             if isinstance(exc, ConfigError):
                 info[name]["config_error"] = True
+    for each in info.values():
+        settle_state(each)
     return info
 
 

@@ -65,6 +65,8 @@ def run_info(args: argparse.Namespace) -> int:
         state = "running" if engine.get("reachable") else "not running"
         if engine["mode"] == "external" and not engine.get("reachable"):
             state = "unreachable"
+        if engine.get("refused"):  # it answered and refused the URL (or its user's keys)
+            state = "running, refused"
         print(f"{name}: {engine['mode']}, {state}")
         for key in ("url", "version", "vector", "data", "pid", "users", "error"):
             if engine.get(key) not in (None, [], ""):

@@ -40,6 +40,7 @@ from storage.engines import (
     connect_redis,
     engine_info,
     engine_label,
+    settle_state,
 )
 
 #: Beyond this many undelivered entries, lag is reported as a lower bound (``lag_exact`` false)
@@ -131,6 +132,7 @@ def _collect_redis(
         refusal = acl_refusal(exc, settings.prefix)
         if refusal is not None:  # up, but its user may not use heal's keys: exit 2
             status["engines"]["redis"].update(config_error=True, refused=True)
+            settle_state(status["engines"]["redis"])
             problems.append(str(refusal))
             return
         problems.append(f"cannot read the streams: {redis_error_text(exc)}")

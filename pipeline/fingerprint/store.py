@@ -143,6 +143,12 @@ class RedisTemplateStore:
         key = self._key(group)
         return [key, f"{key}:log"]
 
+    def probe_keys(self) -> list[tuple[str, str]]:
+        """(what, key) of keys shaped as the store's own (a group's set and log), for a
+        worker to try at start (see ``pipeline.stage.StartupProbe``): a Redis user whose key
+        patterns leave them out is refused then, not at the first event."""
+        return [("template store", key) for key in self._keys("")]
+
     def add(self, group: str, tokens: Tokens, limit: int) -> int:
         try:
             return int(self._add(keys=self._keys(group), args=[_SEP.join(tokens), limit]))

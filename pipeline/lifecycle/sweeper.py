@@ -33,6 +33,8 @@ class Sweeper:
     jobs: list[Callable[[], object]]
     interval_s: float = DEFAULT_INTERVAL_S
     owner: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: HEAL_STREAM_PREFIX (named in the message when the ACL refuses the lease)
+    prefix: str = "heal"
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -41,6 +43,11 @@ class Sweeper:
         try:
             return bool(self.client.set(self.lease_key, self.owner, nx=True,
                                         ex=max(1, int(self.interval_s))))
+        except redis.exceptions.NoPermissionError as exc:  # the ACL: say what to grant
+            from pipeline.runtime.connection import acl_refusal
+
+            log.error("lifecycle sweep skipped: %s", acl_refusal(exc, self.prefix) or exc)
+            return False
         except redis.RedisError as exc:
             log.warning("sweep lease unavailable: %s", exc)
             return False
@@ -59,8 +66,9 @@ class Sweeper:
         return True
 
     def start(self) -> None:
-        """Sweep now and then every ``interval_s`` in a daemon thread (idempotent)."""
-        if self._thread is not None:
+        """Sweep now and then every ``interval_s`` in a daemon thread (idempotent; nothing
+        once stopped)."""
+        if self._thread is not None or self._stop.is_set():
             return
 
         def loop() -> None:

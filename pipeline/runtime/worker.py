@@ -84,6 +84,10 @@ class StageWorker:
         self.processor = EventProcessor(stage, handler, self.hooks, self.options)
         #: optional periodic work of the stage (e.g. apply releasing deferred fixes)
         self._tick = getattr(handler, "tick", None)
+        #: optional: (what, key) of the stage's own Redis keys, tried at start
+        #: (``pipeline.stage.StartupProbe``)
+        self._probe: Callable[[], Sequence[tuple[str, str]]] | None = getattr(
+            handler, "probe_keys", None)
         #: optional end of an inline drain (e.g. lookup pushing its outbox to PostgreSQL)
         self._finish = getattr(handler, "finish", None)
         #: optional: make what a batch's handling wrote durable before its hand-off acks it
@@ -159,6 +163,14 @@ class StageWorker:
                 for key in (self.output, self.settings.stream(STREAM_DEAD)):
                     if key is not None:
                         self.client.exists(key)
+                # and the stage's own keys (its template store, its sweep lease): refused
+                # only there, a worker ran until an event (or, one pending, its reclaim a
+                # minute later) reached them
+                for what, key in self._probe() if self._probe is not None else ():
+                    try:
+                        self.client.exists(key)
+                    except redis.exceptions.NoPermissionError as exc:
+                        raise self._refusal(exc, what) from exc
                 return
             except redis.exceptions.NoPermissionError as exc:
                 raise self._refusal(exc) from exc
@@ -171,10 +183,11 @@ class StageWorker:
                     ) from exc
                 self.stop_event.wait(self._reconnect_delay(attempt))
 
-    def _refusal(self, exc: redis.exceptions.NoPermissionError) -> AccessRefused:
+    def _refusal(self, exc: redis.exceptions.NoPermissionError, what: str = ""
+                 ) -> AccessRefused:
         refusal = acl_refusal(exc, self.settings.prefix)
         assert refusal is not None  # every NOPERM is one
-        return AccessRefused(f"stage {self.stage}: {refusal}")
+        return AccessRefused(f"stage {self.stage}: {f'{what}: ' if what else ''}{refusal}")
 
     def run(self) -> int:
         """Run until :meth:`stop`; returns the number of entries processed.

@@ -57,10 +57,11 @@ def locked_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         proc.wait(10)
 
 
-def _heal(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def _heal(env: dict[str, str], *args: str, stdin: str = "",
+          timeout: float = 120) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("HEAL_")}
     return subprocess.run([*HEAL, *args], cwd=ROOT, input=stdin, capture_output=True, text=True,
-                          env={**base, **env, "PYTHONPATH": str(ROOT)}, timeout=120)
+                          env={**base, **env, "PYTHONPATH": str(ROOT)}, timeout=timeout)
 
 
 def _status(tmp_path: Path, database_url: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -219,6 +220,35 @@ def test_status_labels_a_server_that_refused_the_url_refused_not_unreachable(
     assert gone.returncode == 1 and " UNREACHABLE " in gone.stdout
 
 
+def test_status_json_says_a_server_that_refused_runs_and_was_refused(
+    tmp_path: Path, database_url: str, locked_redis: int, keyless_user: str
+) -> None:
+    """QA: `heal status --json` said `"running": false` for a Redis that refused the login
+    while the table said REFUSED (it answered: it runs)."""
+    # Given a Redis that refuses the password, and one whose user may not use heal's keys
+    wrong = f"redis://:wrongpw@127.0.0.1:{locked_redis}/0"
+    for url in (wrong, keyless_user):
+        env = {"HEAL_HOME": str(tmp_path / "home"), "HEAL_REDIS_URL": url,
+               "HEAL_DATABASE_URL": database_url}
+        # When heal status --json reports it
+        shown = _heal(env, "status", "--json")
+        # Then the engine runs (it answered), is refused, and its state says so as the
+        # table's REFUSED does; the keys kept from before are still there
+        assert shown.returncode == 2, shown.stderr
+        info = json.loads(shown.stdout)["engines"]["redis"]
+        assert info["running"] is True and info["state"] == "refused", info
+        assert info["refused"] is True and info["config_error"] is True
+        assert "reachable" in info and info["mode"] == "external"
+        # and PostgreSQL, fine, says ok
+        assert json.loads(shown.stdout)["engines"]["postgres"]["state"] == "ok"
+    # and a Redis that is not there is not running, unreachable
+    gone = _heal({"HEAL_HOME": str(tmp_path / "home"), "HEAL_DATABASE_URL": database_url,
+                  "HEAL_REDIS_URL": f"redis://127.0.0.1:{free_ports(1)[0]}/0"},
+                 "status", "--json")
+    info = json.loads(gone.stdout)["engines"]["redis"]
+    assert gone.returncode == 1 and info["running"] is False and info["state"] == "unreachable"
+
+
 def test_a_tls_url_naming_a_plain_redis_says_it_does_not_speak_tls(
     tmp_path: Path, database_url: str, locked_redis: int
 ) -> None:
@@ -303,8 +333,8 @@ def test_a_redis_user_covering_part_of_the_prefix_stops_the_worker_with_a_config
     """QA s12 N2: the template store wrapped the NOPERM as an outage, so `heal worker
     fingerprint` parked the entry and retried forever (and, the entry once pending, a second
     run sat idle saying nothing); `heal up` logged two tracebacks before its exit 2. (Refused
-    its template store only, a second run finds out when it reclaims the entry, after
-    claim_idle_ms.)"""
+    its template store only, the worker now finds out at start: see
+    test_a_worker_refused_only_its_own_keys_exits_at_start.)"""
     # Given a user whose key patterns cover part of heal's keys, and an event it published
     url = _acl_user(locked_redis, "partial", keys)
     env = {"HEAL_HOME": str(tmp_path / "home"), "HEAL_REDIS_URL": url,
@@ -333,4 +363,83 @@ def test_a_redis_user_covering_part_of_the_prefix_stops_the_worker_with_a_config
     finally:
         admin.delete("heal:errors", "heal:dead", "heal:fingerprints")
         admin.acl_deluser("partial")
+        admin.close()
+
+
+#: every key of the streams, the dedupe and heartbeat keys: all but the stages' own stores
+_STREAM_KEYS = ["heal:errors*", "heal:fingerprints*", "heal:candidates*", "heal:verdicts*",
+                "heal:outcomes*", "heal:dead*", "heal:done:*", "heal:alive:*"]
+
+
+@pytest.mark.parametrize(("stage", "says"), [
+    ("fingerprint", "stage fingerprint: template store: the Redis user"),
+    ("lifecycle", "stage lifecycle: sweep lease: the Redis user"),
+])
+def test_a_worker_refused_only_its_own_keys_exits_at_start(
+    tmp_path: Path, database_url: str, locked_redis: int, stage: str, says: str
+) -> None:
+    """QA: a worker whose ACL refused only the template store sat idle until an event came,
+    and, run a second time with the entry pending, exited 2 only once it reclaimed it (about
+    a minute later). It now tries the stage's own keys at start."""
+    # Given a user covering every stream of heal but not the stage's own keys
+    url = _acl_user(locked_redis, "streamsonly", _STREAM_KEYS)
+    env = {"HEAL_HOME": str(tmp_path / "home"), "HEAL_REDIS_URL": url,
+           "HEAL_DATABASE_URL": database_url}
+    admin = redis.Redis(port=locked_redis, password=PASSWORD)
+    try:
+        # When the stage's worker starts with nothing to do
+        began = time.monotonic()
+        try:
+            idle = _heal(env, "worker", stage, timeout=45)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"heal worker {stage} sat idle instead of exiting 2")
+        # Then it exits 2 at start saying what to grant, with no traceback
+        assert idle.returncode == 2, idle.stderr
+        _says_key_patterns(idle)
+        assert says in idle.stderr, idle.stderr
+        assert "Traceback" not in idle.stderr and "sweep lease unavailable" not in idle.stderr
+        assert time.monotonic() - began < 30
+        if stage != "fingerprint":
+            return
+        # and with an entry left pending by a run that met the refusal at the event (the
+        # group's consumer read it), a second run exits 2 at once, not at its reclaim
+        emitted = _heal(env, "emit", stdin='{"v":1,"id":"a","text":"ERROR: boom"}\n')
+        assert emitted.returncode == 0, emitted.stderr
+        admin.xreadgroup("fingerprint", "gone-worker", {"heal:errors": ">"}, count=1)
+        assert admin.xpending("heal:errors", "fingerprint")["pending"] == 1
+        began = time.monotonic()
+        again = _heal(env, "worker", stage, timeout=45)
+        assert again.returncode == 2 and says in again.stderr, again.stderr
+        assert time.monotonic() - began < 30
+        assert admin.xlen("heal:errors") == 1 and admin.xlen("heal:dead") == 0
+    finally:
+        admin.delete("heal:errors", "heal:dead", "heal:fingerprints", "heal:outcomes")
+        admin.acl_deluser("streamsonly")
+        admin.close()
+
+
+def test_heal_up_with_a_partial_acl_prints_only_the_refusal(
+    tmp_path: Path, database_url: str, locked_redis: int
+) -> None:
+    """QA: with a user covering part of the prefix (`~heal:errors*`), `heal up` logged
+    "sweep lease unavailable" (the lifecycle's timer, started before the workers checked
+    their keys) before its exit 2."""
+    # Given a user whose key patterns cover the input stream only
+    url = _acl_user(locked_redis, "errorsonly", ["heal:errors*"])
+    env = {"HEAL_HOME": str(tmp_path / "home"), "HEAL_REDIS_URL": url,
+           "HEAL_DATABASE_URL": database_url, "HEAL_SWEEP_INTERVAL_S": "1"}
+    try:
+        # When heal up starts every stage with it
+        done = _heal(env, "up")
+        # Then the refusal, saying what to grant, is the only thing it says
+        assert done.returncode == 2, done.stderr
+        _says_key_patterns(done)
+        assert "sweep" not in done.stderr, done.stderr
+        # (its INFO line naming the stages it starts aside)
+        said = [line for line in done.stderr.splitlines()
+                if line.strip() and " INFO " not in line]
+        assert len(said) == 1 and said[0].startswith("heal: error: stage "), done.stderr
+    finally:
+        admin = redis.Redis(port=locked_redis, password=PASSWORD)
+        admin.acl_deluser("errorsonly")
         admin.close()

@@ -275,11 +275,14 @@ def test_as_root_a_symbolic_link_planted_at_the_socket_folder_is_never_followed(
         # When links take both fixed names: a fresh folder, and heal says so
         again = plant_and_restart()
         assert f"the socket goes to {used[-1]} instead" in again.stderr, again.stderr
-        # And a restart reuses that folder (kept under HEAL_HOME), making no other
+        # And a stop removes that folder and forgets it (none piles up in /tmp); a restart
+        # makes a fresh one
         assert _heal(home, "engines", "stop").returncode == 0
+        assert not os.path.lexists(used[-1]) and not (home / "pg" / "socket-dir").exists()
         third = _heal(home, "engines", "start")
         assert third.returncode == 0, third.stderr
-        assert _socket_dir(home) == used[-1]
+        used.append(_socket_dir(home))
+        assert used[-1] not in used[:-1] and used[-1].parent == used[-2].parent
     finally:
         _stop(home)
         for link in planted:
