@@ -474,6 +474,35 @@ def fit_field(value: str) -> str:
     return value
 
 
+def carried_field(value: str) -> str:
+    """A ``source``/``workflow``/``repo`` string exactly as the published event carries it:
+    :func:`fit_field`'s cut, then the redaction of :meth:`ErrorEvent.from_dict` and of the
+    constructor. A producer that keys state a stage reads by such a field (a workflow's
+    execution state) or matches it against a later event (a step record) keys by this, the
+    only form a stage ever sees (a workflow id over 1 KiB, or holding a secret, was kept
+    under the caller's whole id, which no stage could look up)."""
+    fitted = fit_field(value)
+    once = redact(fitted) if fitted else fitted  # from_dict's field check
+    return redact(once) if once else once  # the constructor's redacted_fields
+
+
+def carried_fields(sub: Sub) -> tuple[Sub, list[str]]:
+    """``sub`` (a Source, Workflow or Repo a producer built itself, not through
+    :func:`fit_to_contract`) with every field as the event carries it
+    (:func:`carried_field`), and the names of the fields that were cut (for
+    ``tags.cut_fields``, as :func:`fit_to_contract` lists them)."""
+    name = type(sub).__name__.lower()
+    changed, cut = {}, []
+    for key, value in vars(sub).items():
+        if value and isinstance(value, str):
+            if fit_field(value) != value:
+                cut.append(f"{name}.{key}")
+            clean = carried_field(value)
+            if clean != value:
+                changed[key] = clean
+    return (dataclasses.replace(sub, **changed) if changed else sub), cut
+
+
 def fit_to_contract(obj: JSON) -> JSON:
     """``obj`` (an event as a dict, built by a producer from untrusted input: a transcript's
     ``cwd``, a tool call's command) cut where the contract allows cutting, so that

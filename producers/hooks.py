@@ -59,15 +59,16 @@ from pipeline.events import (
     ErrorEvent,
     Repo,
     Source,
+    carried_field,
     fit_field,
     fit_to_contract,
     json_kind,
     utc_now,
 )
-from pipeline.guardrails.execution import StepDecision, WorkflowState, workflow_name
+from pipeline.guardrails.execution import StepDecision, WorkflowState, published_workflow_name
 from pipeline.guardrails.gate import guard_at
 from pipeline.lifecycle.steps import record_step_result
-from pipeline.redact import redact, redacted_tail
+from pipeline.redact import redacted_tail
 from producers.context import hostname, new_id, repo_info
 from producers.interceptor import TAIL_BYTES
 from producers.publisher import Publisher, connect
@@ -299,7 +300,7 @@ class WorkflowHooks:
     def _success(self, step: str) -> None:
         # the name a failure of this step was published with: cut to 1 KiB, then redacted
         # as the event's constructor redacts it (a secret never reaches the record)
-        full, step = step, redact(fit_field(step))
+        full, step = step, carried_field(step)
         StepRecorder(self.client, self.settings).record_success(self._key(step, full), step)
         self._record_state(step, True)
 
@@ -307,8 +308,10 @@ class WorkflowHooks:
 
     @property
     def workflow(self) -> str:
-        """The workflow name the execution state is kept under."""
-        return workflow_name(self.workflow_id, self.repo.path)
+        """The workflow name the execution state is kept under: the one the published event
+        names (its id and repository path cut and redacted as the event carries them), the
+        only one the validate and apply stages can look up."""
+        return published_workflow_name(self.workflow_id, self.repo.path)
 
     def _record_state(self, step: str, ok: bool, text: str = "", event_id: str = "") -> None:
         from pipeline.fingerprint import fingerprint_text
@@ -325,7 +328,7 @@ class WorkflowHooks:
         Raises: StreamUnavailable.
         """
         guard = guard_at(self.client, self.settings, self.repo.path)
-        return guard.should_execute_step(self.workflow, redact(fit_field(step)))
+        return guard.should_execute_step(self.workflow, carried_field(step))
 
     def _key(self, step: str, full: str) -> str:
         """The step record's key: the name the event carries (``step``) and, when that is a

@@ -25,7 +25,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, EngineError, HealError, StateHomeFull
-from pipeline.events import ErrorEvent, Repo, Source, Workflow, redacted_fields
+from pipeline.events import ErrorEvent, Repo, Source, Workflow, carried_fields, redacted_fields
 from pipeline.redact import redact, redact_argv
 from producers.context import hostname, new_id, repo_info, workflow_from_env
 from producers.decision import Decision, DecisionWaiter
@@ -74,10 +74,21 @@ def run_step(opts: RunOptions) -> str:
 
 
 def run_workflow(opts: RunOptions, step: str) -> Workflow:
-    """The event's workflow: ``--workflow`` wins over the environment; redacted as the
-    event's constructor redacts it (the success path builds no event)."""
+    """The workflow as given: ``--workflow`` wins over the environment; redacted as the
+    event's constructor redacts it (the success path builds no event), not cut (the step
+    record's key: see :meth:`RunSession._where`)."""
     found = workflow_from_env(step=step)
     return redacted_fields(replace(found, id=opts.workflow) if opts.workflow else found)
+
+
+def event_where(workflow: Workflow, repo: Repo) -> tuple[Workflow, Repo, list[str]]:
+    """The workflow and repository as the event carries them (each field over 1 KiB cut,
+    redacted: :func:`pipeline.events.carried_fields`), and the fields cut. The execution
+    state is kept under these (the stages look it up under them); a ``--workflow`` over
+    1 KiB was published whole, and every stage refused the event."""
+    carried_workflow, cut = carried_fields(workflow)
+    carried_repo, cut_repo = carried_fields(repo)
+    return carried_workflow, carried_repo, cut + cut_repo
 
 
 def build_event(opts: RunOptions, result: RunResult, extra_tags: dict[str, Any] | None = None
@@ -96,13 +107,16 @@ def build_event(opts: RunOptions, result: RunResult, extra_tags: dict[str, Any] 
     if opts.mode:
         tags["mode"] = opts.mode
     tags.update(extra_tags or {})
+    workflow, repo, cut = event_where(run_workflow(opts, step), repo_info(opts.cwd))
+    if cut:
+        tags["cut_fields"] = cut
     text = result.tail or f"command exited with status {result.status} and printed nothing"
     return ErrorEvent(
         id=new_id("run"),
         text=text,
         source=Source(kind="subprocess", name="heal run", host=hostname()),
-        workflow=run_workflow(opts, step),
-        repo=repo_info(opts.cwd),
+        workflow=workflow,
+        repo=repo,
         command=tuple(opts.argv),
         exit_code=result.status,
         tags=tags,
@@ -174,10 +188,15 @@ class RunSession:
         return key, step
 
     def _where(self) -> tuple[str, str, Workflow, Repo]:
+        """The step record's key (of the whole workflow id and path: two ids sharing their
+        first 1 KiB are two steps), the step, and the workflow and repository as the event
+        carries them (the execution state's name)."""
         event_step = run_step(self.opts)
         workflow = run_workflow(self.opts, event_step)
         repo = repo_info(self.opts.cwd)
-        return step_key(repo.path, workflow.id, event_step), event_step, workflow, repo
+        key = step_key(repo.path, workflow.id, event_step)
+        carried_workflow, carried_repo, _ = event_where(workflow, repo)
+        return key, event_step, carried_workflow, carried_repo
 
     def _learning(self) -> StepLearning:
         return StepLearning(self.client, self.settings)

@@ -67,15 +67,23 @@ def _workflow(settings: Settings, given: str, reason: str, as_json: bool = False
 
 
 def _named(guard: Any, given: str) -> str | None:
-    """The workflow ``given`` names: itself when a state is recorded for it, else the one
-    whose visible form (as ``heal status`` shows an id with control characters,
+    """The workflow ``given`` names: itself when a state is recorded for it, else the id as
+    its events carry it (cut to 1 KiB, redacted) when a state is recorded for that, else the
+    one whose visible form (as ``heal status`` shows an id with control characters,
     ``wf\\x1b]0;T\\x07``) it is; None when it names none.
 
     Raises UsageError when the visible form is that of several workflows."""
     from pipeline.console import shell_quote, visible
+    from pipeline.events import carried_field
 
     if guard.known(given):
         return given
+    # the id as its events carry it (cut to 1 KiB, redacted): the name its state is kept
+    # under (pipeline.guardrails.execution.published_workflow_name), so the caller's own
+    # id (the hooks' workflow_id, HEAL_WORKFLOW) lifts it too
+    carried = carried_field(given)
+    if carried != given and guard.known(carried):
+        return carried
     shown = [str(w["workflow"]) for w in guard.workflows()
              if str(w["workflow"]) != given and visible(str(w["workflow"])) == given]
     if len(shown) > 1:

@@ -108,6 +108,18 @@ def workflow_name(workflow_id: str, repo_path: str) -> str:
     return workflow_id or f"repo:{repo_path}"
 
 
+def published_workflow_name(workflow_id: str, repo_path: str) -> str:
+    """:func:`workflow_name` of a workflow id and repository path given by a caller (the
+    hooks, ``heal unquarantine --workflow``), as the event they publish names it: each cut
+    and redacted as the event carries it (:func:`pipeline.events.carried_field`), so the
+    state is kept under the name the validate and apply stages look up (``gate_for``). Two
+    ids over 1 KiB sharing their start are then one workflow's state: the stages cannot tell
+    them apart, and a quarantine of one holds the other's fixes too (never the reverse)."""
+    from pipeline.events import carried_field
+
+    return workflow_name(carried_field(workflow_id), carried_field(repo_path))
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 

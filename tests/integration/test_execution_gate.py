@@ -145,3 +145,28 @@ def test_heal_workflow_env_names_the_workflow(
     monkeypatch.delenv("HEAL_WORKFLOW")
     main(["run", "--no-wait", "--mode", "observe", "--", *FAIL])
     assert _state(f"repo:{scenario_root}") is WorkflowState.RUNNING
+
+
+def test_heal_run_with_a_workflow_id_over_1_kib_publishes_an_event_whose_workflow_is_held(
+        scenario_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Reviewer N3 (the same key, through `heal run`): `--workflow` over the contract's 1 KiB
+    was published whole, so every stage refused the event, and the execution state was kept
+    under the whole id, which no stage could look up."""
+    from pipeline.guardrails.gate import gate_for
+    from pipeline.policy import Policy
+
+    workflow = "nightly-" + "w" * 2000
+    # When ten `heal run` steps of that workflow fail within ten minutes
+    for _ in range(10):
+        assert main(["run", "--no-wait", "--mode", "observe", "--workflow", workflow, "--",
+                     *FAIL]) == 1
+    capsys.readouterr()
+    # Then each event is one the stages accept, naming the workflow by its first 1 KiB
+    settings = Settings.from_env()
+    client = redis.Redis.from_url(settings.redis_url)
+    (_, fields), = client.xrevrange(settings.stream("errors"), count=1)
+    error = ErrorEvent.decode(fields[b"event"])
+    assert workflow.startswith(error.workflow.id) and len(error.workflow.id) <= 1024
+    # and the guardrail the validate and apply stages call with it holds the fixes back
+    gate = gate_for(client, settings, error, Policy())
+    assert gate.state is WorkflowState.QUARANTINED and not gate.auto_allowed, gate

@@ -269,3 +269,44 @@ def test_a_step_name_holding_a_secret_is_redacted_on_success_and_still_resolves(
         else:
             values = []
         assert all(b"hunter2secret" not in v for v in values), key
+
+
+@pytest.mark.parametrize("workflow_id", [
+    "nightly-" + "w" * 2000,  # over the contract's 1 KiB: the event carries its start
+    "nightly --token=hunter2secret",  # a secret: the event carries it redacted
+], ids=["over-1KiB", "holding-a-secret"])
+def test_a_quarantine_the_hooks_record_is_enforced_on_the_workflow_the_event_names(
+    client: redis.Redis, settings: Settings, workflow_id: str,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reviewer N3: the hooks kept the execution state under the caller's workflow id, the
+    validate and apply stages look it up (``gate_for``) under the id the event carries (cut
+    to 1 KiB, redacted): the quarantine was never enforced on that workflow's fixes."""
+    from pipeline.guardrails.execution import WorkflowState
+    from pipeline.guardrails.gate import gate_for
+    from pipeline.policy import Policy
+
+    hooks = WorkflowHooks(workflow_id, "r7", client=client, settings=settings)
+    # When ten steps of the workflow fail within ten minutes
+    for i in range(10):
+        hooks.on_subprocess_complete(["make", f"t{i}"], 2, stderr=f"error {i}: target t{i}")
+    assert hooks.state is WorkflowState.QUARANTINED
+    # Then the guardrail both stages call with the decoded event holds the fixes back
+    published = errors(client, settings)
+    assert len(published) == 10 and published[-1].workflow.id != workflow_id
+    gate = gate_for(client, settings, published[-1], Policy())
+    assert gate.state is WorkflowState.QUARANTINED and not gate.auto_allowed, gate
+    assert "quarantined" in gate.refusal(1.0)
+    # and the orchestrator is told the same
+    assert not hooks.execution_decision("make t0").execute
+    # and `heal unquarantine --workflow` with the caller's own id lifts it
+    from pipeline.cli import main
+
+    monkeypatch.setenv("HEAL_HOME", str(settings.home))
+    monkeypatch.setenv("HEAL_REDIS_URL", str(settings.redis_url))
+    monkeypatch.setenv("HEAL_STREAM_PREFIX", settings.prefix)
+    assert main(["unquarantine", "--workflow", workflow_id]) == 0
+    assert gate_for(client, settings, published[-1], Policy()).auto_allowed
+    # and no Redis key holds the caller's whole id (nor the secret)
+    assert not any(workflow_id.encode() in k for k in client.scan_iter(count=1000)
+                   if b"{execution}" in k)
