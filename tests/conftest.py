@@ -16,6 +16,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -133,6 +134,18 @@ def _fresh_database_on(server_url: str) -> Iterator[str]:
 def prefix() -> str:
     """A fresh stream/key prefix per test, so tests sharing one Redis never interfere."""
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def dead_redis(tmp_path: Path) -> Any:
+    """A client of a Redis that is not there (a socket nobody listens on) that fails at once.
+    redis-py's default retries (3, with backoff) cost ~3 s per command against it; the tests
+    using it check the error heal makes of the failure, not redis-py's retrying."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis(unix_socket_path=str(tmp_path / "no.sock"), retry=Retry(NoBackoff(), 0))
 
 
 @pytest.fixture

@@ -82,10 +82,9 @@ def test_the_configured_redis_anchors_unless_the_chain_is_bare(client: redis.Red
     assert read_anchor(client, settings, file_log_id(given)) == [(1, record["hash"])]
 
 
-def test_a_dead_redis_only_costs_the_anchor(tmp_path: Path, settings: Settings,
+def test_a_dead_redis_only_costs_the_anchor(dead_redis: redis.Redis, settings: Settings,
                                             caplog: pytest.LogCaptureFixture) -> None:
-    dead = redis.Redis(unix_socket_path=str(tmp_path / "no.sock"))
-    log = AuditLog(settings, redis_client=dead)
+    log = AuditLog(settings, redis_client=dead_redis)
     with caplog.at_level(logging.WARNING, logger="heal.audit"):
         first = log.append("k", "s", once="decision-1")
         second = log.append("k", "s", once="decision-1")  # no Redis to remember it: appended

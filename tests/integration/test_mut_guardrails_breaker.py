@@ -210,9 +210,8 @@ def test_a_failing_audit_never_changes_the_decision(client: redis.Redis, setting
     assert breaker.force_open("global").dst is BreakerState.FORCED_OPEN
 
 
-def test_a_dead_redis_is_stream_unavailable(tmp_path: Path, settings: Settings) -> None:
-    dead = redis.Redis(unix_socket_path=str(tmp_path / "no.sock"))
-    breaker = CircuitBreaker(dead, settings, audit=Recorder())
+def test_a_dead_redis_is_stream_unavailable(dead_redis: redis.Redis, settings: Settings) -> None:
+    breaker = CircuitBreaker(dead_redis, settings, audit=Recorder())
     for call in (lambda: breaker.allow("t", "w"), lambda: breaker.record_revert("t", "w"),
                  lambda: breaker.record_success("t", "w"), lambda: breaker.reset("global"),
                  lambda: breaker.force_open("global"), breaker.status):

@@ -4,8 +4,6 @@ refill and cap, and every field of the status (pipeline.guardrails.budget)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import redis
 
@@ -114,8 +112,8 @@ def test_status_reports_every_kind_the_bucket_and_the_deferred(client: redis.Red
     assert budget_status(client, settings)["spend"]["llm_tokens"]["limit"] == 500_000.0
 
 
-def test_a_dead_redis_is_stream_unavailable(tmp_path: Path, settings: Settings) -> None:
-    budget = Budget(redis.Redis(unix_socket_path=str(tmp_path / "no.sock")), settings)
+def test_a_dead_redis_is_stream_unavailable(dead_redis: redis.Redis, settings: Settings) -> None:
+    budget = Budget(dead_redis, settings)
     for call in (lambda: budget.try_spend("llm_tokens", 1), budget.take_token, budget.spent,
                  budget.status):
         with pytest.raises(StreamUnavailable, match="budget: Redis unreachable"):

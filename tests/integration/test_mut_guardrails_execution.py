@@ -161,8 +161,8 @@ def test_status_lists_every_workflow_with_a_state(client: redis.Redis,
     assert workflow_name("", "/src") == "repo:/src"
 
 
-def test_a_dead_redis_is_stream_unavailable(tmp_path: Path, settings: Settings) -> None:
-    guard = ExecutionGuard(redis.Redis(unix_socket_path=str(tmp_path / "no.sock")), settings,
+def test_a_dead_redis_is_stream_unavailable(dead_redis: redis.Redis, settings: Settings) -> None:
+    guard = ExecutionGuard(dead_redis, settings,
                            audit=Recorder())
     for call in (lambda: guard.state("wf"), lambda: guard.since("wf"), guard.workflows,
                  lambda: guard.on_step_result("wf", "s", True), lambda: guard.reset("wf")):

@@ -44,9 +44,8 @@ def test_the_dedupe_mark_is_named_by_prefix_and_id_and_lasts_dedupe_s(
     assert len(_logged(tmp_path / "n.jsonl")) == 2
 
 
-def test_a_dead_redis_never_loses_a_notification(tmp_path: Path) -> None:
-    dead = redis.Redis(unix_socket_path=str(tmp_path / "no.sock"))
-    notifier = Notifier([LogSink(tmp_path / "n.jsonl")], client=dead)
+def test_a_dead_redis_never_loses_a_notification(tmp_path: Path, dead_redis: redis.Redis) -> None:
+    notifier = Notifier([LogSink(tmp_path / "n.jsonl")], client=dead_redis)
     n = _notification()
     assert notifier.notify(n) == {"log": "ok"}
     assert notifier.notify(n) == {"log": "ok"}

@@ -252,10 +252,9 @@ def test_dedupe_ttl_never_below_a_second(repo: Path, settings: Settings,
 
 
 def test_dedupe_redis_down_is_stream_unavailable(repo: Path, settings: Settings,
-                                                 tmp_path: Path) -> None:
-    down = redis.Redis(unix_socket_path=str(tmp_path / "no.sock"))
+                                                 dead_redis: redis.Redis) -> None:
     with pytest.raises(StreamUnavailable, match="dedupe check: Redis unreachable"):
-        check_dedupe(request(repo, diff(DIFF)), Preflight(settings, down))
+        check_dedupe(request(repo, diff(DIFF)), Preflight(settings, dead_redis))
 
 
 # -- the runner of the checks ----------------------------------------------------------------
