@@ -441,13 +441,18 @@ class StageWorker:
         elif handoffs:
             self._after_handoff(self.writer.commit(handoffs))
         if dead:
-            self.writer.dead_letter([
+            moved = self.writer.dead_letter([
                 (d.delivery.entry_id, dead_letter_fields(
                     d.delivery, self.stage, self.group, d.reason, self.options.dead_raw_limit
                 ))
                 for d in dead
             ])
             for d in dead:
+                if d.delivery.entry_id not in moved:
+                    # a peer that reclaimed the entry acknowledged it first: it is theirs
+                    log.info("stage %s: entry %s not dead-lettered: already acknowledged by "
+                             "another consumer", self.stage, d.delivery.entry_id)
+                    continue
                 log.warning("stage %s: dead letter %s: %s", self.stage, d.delivery.entry_id,
                             d.reason[:300])
                 self.hooks.on_dead_letter(self.stage, d.delivery, d.reason)
