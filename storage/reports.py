@@ -68,6 +68,16 @@ def _transition(body: Any) -> dict[str, Any] | None:
     return data if all(isinstance(data.get(f, ""), str) for f in fields) else None
 
 
+def verdict_error_text(verdict: Any) -> str:
+    """The error text an attempt's verdict (the validator's event as JSON text) carries, or ''
+    when it carries none: the verdict is no JSON, or JSON of another shape (a row changed by
+    hand: ``error`` no object, its ``text`` no text), which is never fatal to the reader."""
+    decoded = _decode_json(verdict)
+    error = decoded.get("error") if isinstance(decoded, dict) else None
+    text = error.get("text") if isinstance(error, dict) else None
+    return text if isinstance(text, str) else ""
+
+
 #: the namespace of the placeholder patterns ``heal issues review`` creates (``y``): the
 #: pattern's id is derived from the error's fine fingerprint and its one fix is an escalation
 #: under :func:`review_fix_id`; a pack may not name a fix there that heal would not create
@@ -170,9 +180,7 @@ class ReportStore:
             fines, limit))
         for r in rows:
             r["preflight"] = _decode_json(r["preflight"])
-            verdict = _decode_json(r.pop("verdict"))
-            error = verdict.get("error", {}) if isinstance(verdict, dict) else {}
-            r["error_text"] = str(error.get("text", ""))
+            r["error_text"] = verdict_error_text(r.pop("verdict"))
             r["votes"] = _rows(self.db.fetch(
                 """SELECT judge, approve, reason, cost_usd FROM attempt_votes
                    WHERE attempt_id = $1 ORDER BY judge""", r["id"]))

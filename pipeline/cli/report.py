@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from pipeline.config import Settings
+from pipeline.console import visible
 from pipeline.errors import UsageError
 
 FORMATS = ("text", "md", "html", "json")
@@ -96,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
         data = collect(settings, db, args.since)
     finally:
         db.close()
+    for problem in data["problems"]:
+        print(f"heal: warning: {visible(problem)}", file=sys.stderr)
     text = render(data, args.format)
     if args.output:
         try:

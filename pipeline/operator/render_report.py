@@ -72,6 +72,9 @@ def render_text(r: dict[str, Any]) -> str:
     for title, (_head, rows) in _tables(r):
         lines += ["", f"{title} ({len(rows)})"]
         lines += ["  " + "  |  ".join(row) for row in rows[:50]] or ["  none"]
+    if r.get("problems"):
+        lines += ["", f"Problems ({len(r['problems'])})"]
+        lines += [f"  {visible(p)}" for p in r["problems"]]
     return "\n".join(lines) + "\n"
 
 
@@ -86,6 +89,9 @@ def render_markdown(r: dict[str, Any]) -> str:
             continue
         lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
         lines += ["| " + " | ".join(prose_cell(c) for c in row) + " |" for row in rows]
+    if r.get("problems"):
+        lines += ["", f"## Problems ({len(r['problems'])})", ""]
+        lines += [f"- {prose_cell(visible(p))}" for p in r["problems"]]
     return "\n".join(lines) + "\n"
 
 
@@ -111,5 +117,9 @@ def render_html(r: dict[str, Any]) -> str:
         out.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>")
         out += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows]
         out.append("</table>")
+    if r.get("problems"):
+        out.append(f"<h2>Problems ({len(r['problems'])})</h2><ul>")
+        out += [f"<li>{e(visible(p))}</li>" for p in r["problems"]]
+        out.append("</ul>")
     out.append("</body></html>")
     return "\n".join(out) + "\n"

@@ -67,10 +67,12 @@ def build_report(healing: Any, reports: Any, learned: Any, since: dt.datetime,
     :class:`storage.reports.ReportStore`, ``learned`` a
     :class:`storage.learned.LearnedRepository`; ``details`` returns error id -> outcome
     detail from the outcomes stream (may be None: reasons then come from PostgreSQL only).
+    A record that could not be read (changed by hand) is named in ``problems``.
     """
+    problems: list[str] = []
     counts = reports.outcome_counts(since)
-    healed = [_healing(r) for r in healing.outcomes(since, ("applied",))]
-    rows = healing.outcomes(since, ("escalated",))
+    healed = [_healing(r) for r in healing.outcomes(since, ("applied",), problems=problems)]
+    rows = healing.outcomes(since, ("escalated",), problems=problems)
     stream = details() if details is not None and rows else {}
     escalations = [_escalation(r, stream) for r in rows]
     by = counts["by_status"]
@@ -99,4 +101,5 @@ def build_report(healing: Any, reports: Any, learned: Any, since: dt.datetime,
                                "last_seen": g["last_seen"], "headline": headline(g["sample"])}
                               for g in summary(healing.top_unmatched(since, MAX_MINED), 10)[1]],
         },
+        "problems": problems,
     }

@@ -96,7 +96,7 @@ return {acked, emitted, dups}
 
 DEAD_LETTER_LUA = """
 local group, mode, tval = ARGV[1], ARGV[2], ARGV[3]
-local i, moved = 4, 0
+local i, moved = 4, {}
 while i <= #ARGV do
   local eid, n = ARGV[i], tonumber(ARGV[i + 1])
   i = i + 2
@@ -110,7 +110,7 @@ while i <= #ARGV do
     table.insert(args, '*')
     for j = 0, n - 1 do table.insert(args, ARGV[i + j]) end
     redis.call('XADD', unpack(args))
-    moved = moved + 1
+    moved[#moved + 1] = eid
   end
   i = i + n
 end
@@ -196,10 +196,13 @@ class HandoffWriter:
             args += [item.entry_id, did, len(outputs), *outputs]
         return keys, args
 
-    def dead_letter(self, letters: Sequence[tuple[str, dict[str, Any]]]) -> int:
-        """Ack each entry and add its dead-letter record; returns how many moved."""
+    def dead_letter(self, letters: Sequence[tuple[str, dict[str, Any]]]) -> set[str]:
+        """Ack each entry and add its dead-letter record; returns the ids of the entries that
+        moved. An entry another consumer already acknowledged (a peer that reclaimed it and
+        finished it first) is not moved and not returned: it is no dead letter of this one.
+        """
         if not letters:
-            return 0
+            return set()
         mode, threshold = self.retention.trim_args()
         args: list[Any] = [self.group, mode, threshold]
         for entry_id, fields in letters:
@@ -207,4 +210,5 @@ class HandoffWriter:
             for name, value in fields.items():
                 flat += [name, value]
             args += [entry_id, len(flat), *flat]
-        return int(self._dead(keys=[self.input_stream, self.dead_stream], args=args))
+        moved = self._dead(keys=[self.input_stream, self.dead_stream], args=args)
+        return {m.decode() if isinstance(m, bytes) else str(m) for m in moved}

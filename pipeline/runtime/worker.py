@@ -458,11 +458,18 @@ class StageWorker:
         if dead:
             letters = [dead_letter_fields(d.delivery, self.stage, self.group, d.reason,
                                           self.options.dead_raw_limit) for d in dead]
-            self.writer.dead_letter([
+            moved = self.writer.dead_letter([
                 (d.delivery.entry_id, fields) for d, fields in zip(dead, letters, strict=True)
             ])
-            self.dead_audit.record(letters)  # after the letters landed; never raises
+            # audited once landed, only those this worker moved; never raises
+            self.dead_audit.record([fields for d, fields in zip(dead, letters, strict=True)
+                                    if d.delivery.entry_id in moved])
             for d in dead:
+                if d.delivery.entry_id not in moved:
+                    # a peer that reclaimed the entry acknowledged it first: it is theirs
+                    log.info("stage %s: entry %s not dead-lettered: already acknowledged by "
+                             "another consumer", self.stage, d.delivery.entry_id)
+                    continue
                 log.warning("stage %s: dead letter %s: %s", self.stage, d.delivery.entry_id,
                             d.reason[:300])
                 self.hooks.on_dead_letter(self.stage, d.delivery, d.reason)

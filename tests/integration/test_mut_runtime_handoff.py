@@ -171,15 +171,20 @@ def test_dead_letters_are_acked_and_moved_with_their_fields_once(
     w = writer(client, streams)
     letters = [(ids[0], {"event": b"bad-1", "reason": "no good", "attempts": "5"}),
                (ids[1], {"event": b"bad-2", "reason": "worse", "attempts": "1"})]
-    assert w.dead_letter(letters) == 2
+    assert w.dead_letter(letters) == {ids[0], ids[1]}
     moved = [{k.decode(): v.decode() for k, v in fields.items()}
              for _, fields in client.xrange(streams["dead"])]
     assert moved == [{"event": "bad-1", "reason": "no good", "attempts": "5"},
                      {"event": "bad-2", "reason": "worse", "attempts": "1"}]
     assert pending(client, streams) == [ids[2]]  # the other entry is untouched
-    assert w.dead_letter(letters) == 0  # already acked: not moved twice
+    assert w.dead_letter(letters) == set()  # already acked: not moved twice
     assert client.xlen(streams["dead"]) == 2
-    assert w.dead_letter([]) == 0
+    assert w.dead_letter([]) == set()
+    # a batch where a peer acknowledged one entry first: only the other one is returned
+    more = deliver(client, streams, b"bad-3", b"bad-4")
+    assert client.xack(streams["input"], "g", more[0]) == 1
+    assert w.dead_letter([(e, {"event": b"x", "reason": "r"}) for e in more]) == {more[1]}
+    assert client.xlen(streams["dead"]) == 3
 
 
 def test_dead_letters_are_trimmed_by_the_retention(client: Any, streams: dict[str, str]) -> None:
@@ -187,7 +192,7 @@ def test_dead_letters_are_trimmed_by_the_retention(client: Any, streams: dict[st
         client.xadd(streams["dead"], {"event": b"old"}, id=f"1-{i}")
     ids = deliver(client, streams, b"bad")
     w = writer(client, streams, retention=Retention(mode="maxlen", maxlen=5))
-    assert w.dead_letter([(ids[0], {"event": b"bad", "reason": "r"})]) == 1
+    assert w.dead_letter([(ids[0], {"event": b"bad", "reason": "r"})]) == {ids[0]}
     assert client.xlen(streams["dead"]) < 300
     assert client.xrevrange(streams["dead"], count=1)[0][1][b"event"] == b"bad"
     # minid: entries older than the age go
@@ -196,12 +201,13 @@ def test_dead_letters_are_trimmed_by_the_retention(client: Any, streams: dict[st
         client.xadd(aged_streams["dead"], {"event": b"old"}, id=f"1-{i}")
     ids = deliver(client, streams, b"bad2")
     aged = writer(client, aged_streams, retention=Retention(mode="minid", max_age_s=3600.0))
-    assert aged.dead_letter([(ids[0], {"event": b"bad2", "reason": "r"})]) == 1
+    assert aged.dead_letter([(ids[0], {"event": b"bad2", "reason": "r"})]) == {ids[0]}
     assert client.xlen(aged_streams["dead"]) < 300
     # none: everything stays
     kept_streams = {**streams, "dead": f"{streams['dead']}:kept"}
     for i in range(1, 501):
         client.xadd(kept_streams["dead"], {"event": b"old"}, id=f"1-{i}")
     ids = deliver(client, streams, b"bad3")
-    assert writer(client, kept_streams).dead_letter([(ids[0], {"event": b"b", "r": "r"})]) == 1
+    kept = writer(client, kept_streams)
+    assert kept.dead_letter([(ids[0], {"event": b"b", "r": "r"})]) == {ids[0]}
     assert client.xlen(kept_streams["dead"]) == 501

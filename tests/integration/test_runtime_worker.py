@@ -3,6 +3,7 @@ letters, malformed input, reclaim, retention, drain_inline."""
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 import types
@@ -16,6 +17,7 @@ from pipeline.config import Settings
 from pipeline.errors import AccessRefused, ConfigError, PermanentError, Retry
 from pipeline.events import ErrorEvent
 from pipeline.runtime import StageWorker, WorkerOptions, already_done, drain_inline, loader
+from pipeline.runtime.hooks import Delivery, Hook
 from pipeline.runtime.metrics import MetricsHook, MetricsRegistry
 from pipeline.runtime.noop import PassThroughHandler
 from pipeline.runtime.options import Retention
@@ -146,6 +148,47 @@ def test_permanent_error_dead_letters_at_once(client: redis.Redis, settings: Set
     drain(worker)
     [letter] = dead(client, settings)
     assert b"no such repository" in letter[b"reason"] and letter[b"attempts"] == b"1"
+
+
+class DeadLetterSpy(Hook):
+    def __init__(self) -> None:
+        self.entries: list[str] = []
+
+    def on_dead_letter(self, stage: str, delivery: Delivery, reason: str) -> None:
+        self.entries.append(delivery.entry_id)
+
+
+def test_an_entry_a_peer_acknowledged_first_is_no_dead_letter_of_this_worker(
+        client: redis.Redis, settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    """A reclaim race: a peer finished (acknowledged) an entry while this worker's handler
+    still failed it. The dead-letter script moves only entries it acknowledges itself, and the
+    worker once logged and hooked (metrics: dead letters) every entry it asked to move."""
+    spy = DeadLetterSpy()
+    worker = StageWorker(client, settings, "fingerprint",
+                         PassThroughHandler(on_event=lambda _e: None), hooks=[spy])
+    worker.start()
+    stream = settings.stream("errors")
+
+    def fail(ev: object) -> None:
+        if getattr(ev, "id", "") == "e1":  # the peer that reclaimed e1 finishes it first
+            [(entry_id, _)] = [(e, f) for e, f in client.xrange(stream)
+                               if orjson.loads(f[b"event"])["id"] == "e1"]
+            assert client.xack(stream, "fingerprint", entry_id) == 1
+        raise PermanentError("no such repository")
+
+    worker.processor.handler = PassThroughHandler(on_event=fail)
+    publish(client, settings, event(1), event(2))
+    with caplog.at_level(logging.INFO, logger="heal.runtime"):
+        drain(worker)
+    entries = {orjson.loads(f[b"event"])["id"]: e.decode() for e, f in client.xrange(stream)}
+    assert [orjson.loads(d[b"event"])["id"] for d in dead(client, settings)] == ["e2"]
+    assert spy.entries == [entries["e2"]]
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert [m for m in warned if "dead letter" in m] == [
+        f"stage fingerprint: dead letter {entries['e2']}: permanent error: no such repository"]
+    assert any(f"{entries['e1']}" in r.getMessage() and "already acknowledged" in r.getMessage()
+               for r in caplog.records)
+    assert pending(client, settings) == 0
 
 
 def test_a_config_error_of_one_event_is_its_failure_only_an_acl_refusal_stops_the_stage(
