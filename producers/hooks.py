@@ -205,7 +205,9 @@ class WorkflowHooks:
         event_id = None
         if failed and error_text:
             event_id = self._failure("workflow", "", error_text, (), None, None)
-        key = self.settings.key("workflow", self.workflow_id or "-", self.run_id or "-")
+        # (the ids as the event carries them: a secret or a 10 MB id in a key name otherwise)
+        key = self.settings.key("workflow", carried_field(self.workflow_id) or "-",
+                                carried_field(self.run_id) or "-")
         fields = {"status": "failure" if failed else "success", "summary": summary,
                   "ts": utc_now(), "events": str(self.published)}
         try:

@@ -310,3 +310,9 @@ def test_a_quarantine_the_hooks_record_is_enforced_on_the_workflow_the_event_nam
     # and no Redis key holds the caller's whole id (nor the secret)
     assert not any(workflow_id.encode() in k for k in client.scan_iter(count=1000)
                    if b"{execution}" in k)
+    # and the run's own record is kept under the id the event carries, as every key is
+    hooks.on_workflow_complete("failed", summary="10 of 10 steps failed")
+    carried = published[-1].workflow.id
+    assert client.hget(settings.key("workflow", carried, "r7"), "status") == b"failure"
+    assert not any(workflow_id.encode() in k or b"hunter2secret" in k
+                   for k in client.scan_iter(count=1000))
