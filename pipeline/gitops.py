@@ -248,6 +248,8 @@ class GitRepo:
         branch has not moved, else cherry-pick); returns the new HEAD.
 
         Raises:
+            AlreadyApplied: the change is already on the branch (nothing is changed).
+            WorkTreeInTheWay: files of the working tree are in its way.
             GitError: conflicts (the cherry-pick is aborted, the tree left as it was).
         """
         head = self.head()
@@ -258,7 +260,12 @@ class GitRepo:
         else:
             proc = self.run("cherry-pick", "--allow-empty", commit, check=False)
             if proc.returncode != 0:
+                empty = self._pick_is_empty()
                 self.run("cherry-pick", "--abort", check=False)
+                if empty:
+                    raise AlreadyApplied(f"already applied: nothing to do: the change of "
+                                         f"{commit[:10]} is already on the working branch "
+                                         f"(at {head[:10]}); nothing was changed")
                 aborted = " (the cherry-pick was aborted)"
         if proc.returncode != 0:
             output = proc.stdout + proc.stderr
@@ -268,12 +275,29 @@ class GitRepo:
                         f"{_pick_failure(output)}; nothing was changed{aborted}")
         return self.head()
 
+    def _pick_is_empty(self) -> bool:
+        """A cherry-pick that stopped because the commit's change is already on the branch
+        (git: "The previous cherry-pick is now empty"): one is in progress, nothing is in
+        conflict and the index equals HEAD. A refusal before it started (files in the way)
+        leaves no CHERRY_PICK_HEAD; a conflict leaves unmerged paths."""
+        if self.run("rev-parse", "-q", "--verify", "CHERRY_PICK_HEAD",
+                    check=False).returncode != 0:
+            return False
+        if self.run("ls-files", "-u", check=False).stdout.strip():
+            return False
+        return self.run("diff", "--cached", "--quiet", "HEAD", check=False).returncode == 0
+
     def revert(self, commit: str, reason: str) -> str:
         """A new commit undoing ``commit`` (history is never rewritten); returns its id."""
         self.run("revert", "--no-edit", "--no-commit", commit)
         self.run(*NO_HOOKS, "commit", "--no-verify", "-m", f"Revert heal fix {commit[:10]}",
                  "-m", reason, "--trailer", "Healed-by: heal (rollback)")
         return self.head()
+
+
+class AlreadyApplied(GitError):
+    """The commit's change is already on the working branch (made by hand, or by another
+    fix): bringing it there would add an empty commit, so nothing is done."""
 
 
 class WorkTreeInTheWay(GitError):
@@ -302,13 +326,19 @@ def _pick_failure(output: str) -> str:
     return git_reason(output) or "git gave no reason"
 
 
+#: git's advice, which tells how to go on with an operation heal does not go on with: its
+#: ``hint:`` lines, and the status advice it prints on a line of its own
+#: (``(use "git cherry-pick --skip" to skip this patch)``, ``(all conflicts fixed: run
+#: "git cherry-pick --continue")``, ``(fix conflicts and run ...)``); anchored, no nesting
+_ADVICE = re.compile(r"hint:|\((?:use \"git |all conflicts fixed|fix conflicts and )")
+
+
 def git_reason(output: str) -> str:
-    """git's message for a person: its lines that are not hints (which tell how to go on
-    with an operation heal does not go on with), joined with ``; ``, at most
-    MAX_REASON_LINES lines (the first ones, where git says why, and the last) and
-    MAX_REASON_CHARS characters. '' when git said nothing."""
+    """git's message for a person: its lines that are not hints or advice (_ADVICE), joined
+    with ``; ``, at most MAX_REASON_LINES lines (the first ones, where git says why, and the
+    last) and MAX_REASON_CHARS characters. '' when git said nothing."""
     lines = [line.strip() for line in output.splitlines()
-             if line.strip() and not line.lstrip().startswith("hint:")]
+             if line.strip() and not _ADVICE.match(line.strip())]
     if len(lines) > MAX_REASON_LINES:
         lines = [*lines[:MAX_REASON_LINES - 1], "...", lines[-1]]
     text = "; ".join(lines)

@@ -73,17 +73,36 @@ def prose_cell(value: object, table: bool = True) -> str:
     words = []
     for word in one_line(value).split(" "):
         if links(word):
+            # the sentence's punctuation around the word stays outside its code span (as
+            # GitHub leaves it outside a link): copying `heal/fp-1` gives the name, not
+            # `heal/fp-1;`
+            start = len(word) - len(word.lstrip(_OPENING))
+            core = word[start:].rstrip(_CLOSING)
+            if core and links(core):
+                words.append(_escaped(word[:start]) + code_span(core, table=table)
+                             + _escaped(word[start + len(core):]))
+                continue
             words.append(code_span(word, table=table))
             continue
-        out = []
-        for char in word:
-            if char in _MARKDOWN:
-                out.append("\\" + char)
-            elif char in _HTML:
-                out.append(_HTML[char])
-            elif char == "@":
-                out.append("@" + _ZWSP)
-            else:
-                out.append(char)
-        words.append("".join(out))
+        words.append(_escaped(word))
     return " ".join(words)
+
+
+#: punctuation of the sentence before and after a word shown as code
+_OPENING = "(\"'"
+_CLOSING = ".,;:!?)\"'"
+
+
+def _escaped(word: str) -> str:
+    """One word of prose with Markdown's inline syntax and HTML neutralised, mentions broken."""
+    out = []
+    for char in word:
+        if char in _MARKDOWN:
+            out.append("\\" + char)
+        elif char in _HTML:
+            out.append(_HTML[char])
+        elif char == "@":
+            out.append("@" + _ZWSP)
+        else:
+            out.append(char)
+    return "".join(out)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import select
+import shlex
 import signal
 import subprocess
 import threading
@@ -170,7 +171,7 @@ def run_command(
     except FileNotFoundError as exc:
         raise UsageError(f"command not found: {argv[0]!r} (check the name and PATH)") from exc
     except PermissionError as exc:
-        raise UsageError(f"command not executable: {argv[0]!r} ({exc.strerror})") from exc
+        raise UsageError(_not_executable(argv[0], cwd, exc)) from exc
     tail = TailBuffer(tail_bytes)
     counts = ([0], [0])
     wake_r, wake_w = os.pipe()  # written once the grace period is over: the pumps let go
@@ -206,6 +207,26 @@ def run_command(
         code, sig, tail.text(), time.monotonic() - started, counts[0][0], counts[1][0],
         tail.truncated, bool(interrupted),
     )
+
+
+def _not_executable(program: str, cwd: str | None, exc: PermissionError) -> str:
+    """Why ``program`` could not be started although it exists, and what to change: a
+    directory is not a program ("Permission denied" would send the user to chmod); a file
+    without the execute bit can be made executable or run through its interpreter."""
+    if "/" in program:
+        candidates = [os.path.join(cwd or ".", program)]
+    else:  # looked up in PATH, as the exec call did
+        candidates = [os.path.join(d or ".", program)
+                      for d in os.environ.get("PATH", os.defpath).split(os.pathsep)]
+    found = [c for c in candidates if os.path.lexists(c)]
+    if found and all(os.path.isdir(c) for c in found):
+        return (f"command is a directory, not a program: {program!r}; name the program to "
+                "run (a script or an executable file)")
+    if found and os.path.isfile(found[0]) and not os.access(found[0], os.X_OK):
+        return (f"command not executable: {program!r} ({exc.strerror}): make it executable "
+                f"(chmod +x {shlex.quote(program)}) or run it through its interpreter "
+                f"(e.g. heal run -- sh {shlex.quote(program)})")
+    return f"command not executable: {program!r} ({exc.strerror})"
 
 
 def _forward_signals(proc: subprocess.Popen[bytes], interrupted: list[bool]

@@ -36,7 +36,7 @@ from pipeline.apply.playbook import PlaybookRunner, StepContext
 from pipeline.config import STREAM_OUTCOMES, STREAM_VERDICTS, Settings
 from pipeline.errors import DecodeError, GitError, HealError, Retry, StreamUnavailable
 from pipeline.events import OutcomeEvent, VerdictEvent
-from pipeline.gitops import GitRepo, WorkTreeInTheWay
+from pipeline.gitops import AlreadyApplied, GitRepo, WorkTreeInTheWay
 from pipeline.guardrails.budget import Budget, deferred_key
 from pipeline.guardrails.gate import gate_for
 from pipeline.lifecycle.graduation import UNRUNNABLE, cannot_run
@@ -408,6 +408,9 @@ class Applier:
                               f"heal apply {(verdict.fix or {}).get('id', '')}"), {}
         try:
             head = repo.bring_onto_current(verdict.commit)
+        except AlreadyApplied as exc:  # made by hand or by another fix: nothing to do, and
+            # nothing to credit or count against the fix ("skipped" has no fix statistic)
+            return self._base(verdict, "skipped", str(exc)), {}
         except WorkTreeInTheWay as exc:  # the fix is fine: the user's tree is in its way
             return self._base(verdict, "suggested", f"{exc}; left on branch {verdict.branch}: "
                               f"heal apply {(verdict.fix or {}).get('id', '')} once those "

@@ -114,8 +114,9 @@ def report_passed(env: Mapping[str, str] | None = None) -> None:
     output = env.get("GITHUB_OUTPUT")
     if active(env) and output:
         try:
-            write_outputs(output, {"decision": "none", "fix-id": "", "patch-path": "",
-                                   "error-id": "", "resolved": "true"})
+            # only these two (as the README says): an output not set reads as '' in the
+            # workflow, so empty fix-id, patch-path and error-id would add nothing
+            write_outputs(output, {"decision": "none", "resolved": "true"})
         except OSError as exc:
             print(f"heal: could not write the GitHub step outputs: {exc}", file=sys.stderr)
 

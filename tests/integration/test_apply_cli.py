@@ -159,3 +159,31 @@ def test_heal_apply_is_visible_in_explain_metrics_and_export(
     assert fix["successes"] == before_fix["successes"] + 1
     assert fix["attempts"] == before_fix["attempts"] + 1
     db.close()
+
+
+def test_heal_apply_of_a_change_already_on_the_branch_says_so_without_git_hints(
+        tmp_path: Path, heal_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    """Given a verified suggestion whose change was then committed by hand (another commit
+    on top, so heal cherry-picks), when `heal apply` runs, then it reports `skipped: already
+    applied: nothing to do` (exit 1: nothing to do), leaves the branch and tree as they were
+    and passes none of git's advice on (`git cherry-pick --continue` for a cherry-pick heal
+    has aborted)."""
+    s = suggested_format_fix(tmp_path, heal_env["HEAL_REDIS_URL"], "h")
+    root = s.root
+    assert run_argv(["ruff", "format", "."], str(root), 60)["exit_code"] == 0
+    git(root, "commit", "-qam", "format by hand")
+    (root / "scratch-untracked.txt").write_text("x\n")  # git status would list it, with advice
+    head = git(root, "rev-parse", "HEAD")
+    assert main(["apply", s.fix_id]) == 1
+    out = capsys.readouterr().out
+    assert "skipped: already applied: nothing to do" in out, out
+    assert "escalated" not in out and "could not apply" not in out
+    for advice in ("--continue", "cherry-pick --skip", "(use ", "On branch", "Untracked"):
+        assert advice not in out, out
+    assert git(root, "rev-parse", "HEAD") == head
+    assert not (root / ".git" / "CHERRY_PICK_HEAD").exists()
+    assert git(root, "status", "--porcelain", "--untracked-files=no") == ""
+    # the suggestion is decided: a second apply finds nothing waiting
+    assert main(["apply", s.fix_id]) == 1
+    assert "already decided: skipped" in capsys.readouterr().err
+    s.db.close()

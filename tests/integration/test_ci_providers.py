@@ -147,3 +147,18 @@ def test_gitlab_template_reports_an_unresolved_error_as_code_quality(
     assert f"HEAL_ERROR_ID={decision['error_id']}\n" in dotenv
     # and GitHub's files are not written outside GitHub Actions
     assert not done.stdout.count("::error")
+
+
+def test_a_command_that_passes_first_time_sets_only_decision_and_resolved(
+    tmp_path: Path, heal_env: dict[str, str]
+) -> None:
+    """README: a command that passes the first time sets only the outputs `decision=none` and
+    `resolved=true` (no empty fix-id, patch-path or error-id)."""
+    output = tmp_path / "output"
+    env = _env(heal_env, {"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(output)})
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from pipeline.cli import main; sys.exit(main())",
+         "run", "--", "true"], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert output.read_text().splitlines() == ["decision=none", "resolved=true"]

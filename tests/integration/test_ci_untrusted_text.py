@@ -120,7 +120,40 @@ def test_bare_urls_in_event_text_are_never_autolinked_in_the_summary_and_comment
     html = _rendered(markdown)
     outside = _outside_code(html).lower()
     assert not any(m in outside for m in ("://", "www.", "mailto:")), markdown
-    for url in ("https://evil.example/x", "(www.evil.example,", "mailto:a@evil.example)"):
+    # (the sentence's punctuation around a URL stays outside its code span)
+    for url in ("https://evil.example/x", "www.evil.example", "mailto:a@evil.example"):
         assert f"<code>{url}</code>" in html, markdown
+    assert "(<code>www.evil.example</code>, <code>mailto:a@evil.example</code>)" in html
     assert "<code>ValueError: see https://evil.example/e</code>" in html
     assert "<h3>:x: heal: deploy <code>" in html
+
+
+def test_the_suggestion_branch_in_the_summary_and_comment_is_a_code_span_of_the_name_only(
+    tmp_path: Path, heal_env: dict[str, str]
+) -> None:
+    """The decision `verified on branch heal/fp-...-1; apply with: ...` is prose with a word
+    GitHub would link (its hex run reads as a commit): the code span holds the branch name,
+    and the `;` of the sentence stays outside, so copying it gives the exact name."""
+    from tests.scenarios.catalog import build
+
+    # Given a lint failure with a fix heal can verify, in mode suggest
+    _, repo = build("unused-import", tmp_path)
+    summary, temp = tmp_path / "summary.md", tmp_path / "runner"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "RUNNER_"))},
+           **heal_env, "GITHUB_ACTIONS": "true", "CI": "true",
+           "GITHUB_STEP_SUMMARY": str(summary), "GITHUB_OUTPUT": str(tmp_path / "output"),
+           "RUNNER_TEMP": str(temp), "PYTHONPATH": str(ROOT),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    # When heal runs it under GitHub Actions
+    done = subprocess.run([sys.executable, "-c", CLI, "run", "--mode", "suggest", "--timeout",
+                           "120", "--", "ruff", "check", "."], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    branches = [b.strip(" *") for b in subprocess.run(
+        ["git", "branch", "--list", "heal/*"], cwd=repo, capture_output=True, text=True,
+        check=True).stdout.splitlines()]
+    assert len(branches) == 1, branches
+    # Then the summary and the comment show the branch as code, its name only
+    for markdown in (summary.read_text(), (temp / "heal" / "pr-comment.md").read_text()):
+        html = _rendered(markdown)
+        assert f"verified on branch <code>{branches[0]}</code>; apply with:" in html, markdown

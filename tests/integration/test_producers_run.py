@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -217,3 +219,53 @@ def test_a_decision_file_that_cannot_be_written_only_warns(
                       json_to=str(tmp_path / "gone" / "decision.json"))
         assert run.execute() == status
         assert "could not write the decision to --json-file" in run.out.getvalue()
+
+
+def test_a_directory_as_the_command_is_named_a_directory_not_permission_denied(
+        tmp_path: Path, heal_env: dict[str, str]) -> None:
+    """`heal run -- DIR` says the command is a directory (exit 2, before anything runs);
+    "Permission denied" would send the user to chmod. A file without the execute bit still
+    says it is not executable, and how to run it."""
+    worktree = Path(__file__).resolve().parents[2]
+    (tmp_path / "adir").mkdir()
+    script = tmp_path / "noexec.sh"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    script.chmod(0o644)
+    env = {**os.environ, **heal_env, "PYTHONPATH": str(worktree)}
+    cli = "import sys; from pipeline.cli import main; sys.exit(main())"
+
+    def heal_run(program: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", cli, "run", "--", program], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=60)
+
+    done = heal_run(str(tmp_path / "adir"))
+    assert done.returncode == 2, done.stderr
+    assert f"command is a directory, not a program: '{tmp_path / 'adir'}'" in done.stderr
+    assert "Permission denied" not in done.stderr
+    done = heal_run("./noexec.sh")
+    assert done.returncode == 2, done.stderr
+    assert "command not executable: './noexec.sh' (Permission denied)" in done.stderr
+    assert "chmod +x ./noexec.sh" in done.stderr
+
+
+def test_a_sigkilled_command_is_not_diagnosed_as_out_of_memory_for_certain(
+        tmp_path: Path, heal_env: dict[str, str]) -> None:
+    """A command killed by SIGKILL with no output (exit 137) is escalated with a hedged
+    diagnosis: killed by SIGKILL, commonly the OOM killer, but a timeout or a cancelled job
+    kills the same way; never the flat "The process ran out of memory." (the pattern stays
+    proc.oom_killed)."""
+    worktree = Path(__file__).resolve().parents[2]
+    env = {**os.environ, **heal_env, "PYTHONPATH": str(worktree)}
+    cli = "import sys; from pipeline.cli import main; sys.exit(main())"
+    done = subprocess.run([sys.executable, "-c", cli, "run", "--json", "--timeout", "60", "--",
+                           "sh", "-c", "kill -9 $$"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 137, done.stdout + done.stderr
+    # (the decision object goes to stderr: stdout is the command's)
+    decision = orjson.loads(done.stderr.strip().splitlines()[-1])
+    assert decision["decision"] == "escalated", decision
+    assert decision["match"]["pattern_id"] == "proc.oom_killed", decision
+    detail = decision["detail"]
+    assert "The process ran out of memory." not in detail, detail
+    for said in ("SIGKILL", "OOM killer", "timeout", "cancel"):
+        assert said in detail, detail

@@ -142,7 +142,8 @@ def test_bare_urls_in_prose_cells_are_code_not_links(tmp_path: Path) -> None:
         status="escalated", detail="verify said HTTPS://evil.example/x|y and www.x.example. ok")
     for text in (markdown.summary(report), markdown.pr_comment(report)):
         (row,) = [line for line in text.splitlines() if line.startswith("| decision |")]
-        assert "`HTTPS://evil.example/x\\|y` and `www.x.example.` ok |" in row, row
+        # (the sentence's full stop stays outside the code span: copying gives the name)
+        assert "`HTTPS://evil.example/x\\|y` and `www.x.example`. ok |" in row, row
 
 
 def test_issue_and_commit_references_in_prose_cells_are_code_not_references(
@@ -156,9 +157,10 @@ def test_issue_and_commit_references_in_prose_cells_are_code_not_references(
     sha = "0123456789abcdef0123456789abcdef01234567"
     text = (f"see torvalds/linux#1, (#123) GH-12 gh-7 torvalds/linux@{sha[:12]} "
             f"octocat@{sha[:7]} {sha} utf-8 issue 42 #x abcdef")
-    # Then each such word is a code span, the rest plain (and still readable)
+    # Then each such word is a code span (the punctuation of the sentence around it outside),
+    # the rest plain (and still readable)
     assert prose_cell(text) == (
-        f"see `torvalds/linux#1,` `(#123)` `GH-12` `gh-7` `torvalds/linux@{sha[:12]}` "
+        f"see `torvalds/linux#1`, \\(`#123`\\) `GH-12` `gh-7` `torvalds/linux@{sha[:12]}` "
         f"`octocat@{sha[:7]}` `{sha}` utf-8 issue 42 \\#x abcdef")
     # in bounded time on a long hostile word
     import time
