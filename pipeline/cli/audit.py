@@ -9,7 +9,7 @@ from typing import Any
 
 from pipeline.config import Settings
 from pipeline.console import dump_json
-from pipeline.errors import EngineError
+from pipeline.errors import EngineError, StateHomeUnusable
 from pipeline.guardrails._connect import open_database
 from pipeline.guardrails.audit import (
     FILE_NAME,
@@ -38,9 +38,29 @@ def register(sub: Any) -> None:
     verify.set_defaults(func=run_verify)
 
 
+def _no_log(witnessed: bool, file_only: bool) -> Verification:
+    """The verdict on a log file that does not exist and that no anchored head says was
+    written: a home that never audited anything, when a witness was read (Redis or
+    PostgreSQL, neither anchoring a head); with none read, a deleted log cannot be told from
+    one never written, so nothing was verified (exit 1)."""
+    if witnessed:
+        return Verification(True, 0, reason="no audit log yet (the file does not exist and "
+                                            "no witness anchored a head of it)")
+    todo = ("run heal audit verify without --file-only" if file_only else
+            "make Redis or PostgreSQL reachable (see the skipped lines) and run it again")
+    return Verification(False, 0, 0, "the file does not exist, and no witness was read (the "
+                                      "heads anchored in Redis and PostgreSQL), so a deleted "
+                                      f"log cannot be told from one never written; {todo}",
+                        verdict="NOT CHECKED")
+
+
 def _describe(name: str, result: Verification) -> str:
+    if result.ok and result.reason:
+        return f"{name}: ok, {result.reason}"
     if result.ok:
         return f"{name}: ok, {result.records} record(s), chain intact"
+    if not result.bad_at:  # nothing was read: no record to name
+        return f"{name}: {result.verdict}: {result.reason}"
     text = (f"{name}: {result.verdict} at record {result.bad_at} (after {result.records} "
             f"good): {result.reason}")
     return f"{text}\n  {result.bad_record[:300]}" if result.bad_record else text
@@ -62,6 +82,8 @@ def _redis_anchors(settings: Settings, log_id: str
     try:
         client = anchor_client(settings)
         return {name: read_anchor(client, settings, name) for name in (log_id, TABLE_LOG)}, ""
+    except StateHomeUnusable:  # no witness and no log can be there: refused (exit 2)
+        raise
     except Exception as exc:  # noqa: BLE001 - HealError, redis-py's, a bad value: the
         # other witnesses remain
         return {}, f"redis anchors: skipped ({exc})"
@@ -125,6 +147,8 @@ def run_verify(args: argparse.Namespace) -> int:
     if not args.file_only:
         try:
             db = open_database(settings)
+        except StateHomeUnusable:  # HEAL_HOME=/proc/x: refused as every command does
+            raise
         except EngineError as exc:  # the file alone still proves something
             skipped.append(f"postgres: skipped ({exc})")
         except Exception as exc:  # noqa: BLE001 - storage layer missing or misconfigured
@@ -152,6 +176,9 @@ def run_verify(args: argparse.Namespace) -> int:
     finally:
         if db is not None:
             db.close()
+    if not path.exists() and results[str(path)].ok:  # (an anchored head would have failed)
+        results[str(path)] = _no_log(db is not None or not (args.file_only or why),
+                                     args.file_only)
     ok = all(r.ok for r in results.values())
     if args.json:
         dump_json({"ok": ok, "skipped": "; ".join(skipped), "logs": {
