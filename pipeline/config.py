@@ -96,11 +96,13 @@ class Settings:
         Raises:
             ConfigError: HEAL_PARTITIONS is not a whole number from 1 to 1024; HEAL_REDIS_URL
                 or HEAL_DATABASE_URL is malformed (see :func:`check_url`); HEAL_EMBEDDER or
-                HEAL_PROGRESS is none of its values (``_CHOICES``).
+                HEAL_PROGRESS is none of its values (``_CHOICES``); HEAL_AUDIT_KEY is too
+                short to be a secret (:func:`check_audit_key`).
         """
         env = os.environ if environ is None else environ
         for variable, allowed in _CHOICES.items():
             _check_choice(variable, env.get(variable, ""), allowed)
+        check_audit_key(env.get("HEAL_AUDIT_KEY", ""))
         redis_url = check_url("HEAL_REDIS_URL", env.get("HEAL_REDIS_URL") or None, REDIS_SCHEMES)
         database_url = check_url("HEAL_DATABASE_URL", env.get("HEAL_DATABASE_URL") or None,
                                  PG_SCHEMES)
@@ -171,6 +173,27 @@ def _partitions(value: str) -> int:
         raise ConfigError(f"HEAL_PARTITIONS={value!r}: must be a whole number from 1 to 1024 "
                           "(1 = one unpartitioned stream per stage)")
     return count
+
+
+#: the shortest ``HEAL_AUDIT_KEY`` taken: it is the audit chain's secret, held to the rule of
+#: ``HEAL_SIGNING_KEY`` (pipeline.trust.keys.MIN_KEY_CHARS); a 1-character key was taken
+MIN_AUDIT_KEY_CHARS = 32
+
+
+def check_audit_key(value: str) -> None:
+    """Refuse a ``HEAL_AUDIT_KEY`` too short to be a secret (its value is never printed).
+
+    Raises:
+        ConfigError: set (not empty) with fewer than :data:`MIN_AUDIT_KEY_CHARS` characters
+            besides surrounding whitespace.
+    """
+    size = len(value.strip())
+    if value and size < MIN_AUDIT_KEY_CHARS:
+        raise ConfigError(
+            f"HEAL_AUDIT_KEY is set but holds {size} character(s): an audit key needs at least "
+            f"{MIN_AUDIT_KEY_CHARS} (generate one with: python -c 'import secrets; "
+            "print(secrets.token_hex(32))' and give every host the same value), or unset it to "
+            "key the log with $HEAL_HOME/audit.key")
 
 
 #: variables read elsewhere whose value is one of a few words ("" = unset: the default);

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,9 @@ from pipeline.errors import EngineError, StateHomeUnusable
 from pipeline.guardrails._connect import open_database
 from pipeline.guardrails.audit import (
     FILE_NAME,
+    KEY_ENV,
+    KEY_FILE,
+    SEAL_MISMATCH,
     TABLE_LOG,
     Verification,
     anchor_client,
@@ -52,6 +57,26 @@ def _no_log(witnessed: bool, file_only: bool) -> Verification:
                                       "heads anchored in Redis and PostgreSQL), so a deleted "
                                       f"log cannot be told from one never written; {todo}",
                         verdict="NOT CHECKED")
+
+
+def _first_seal_hint(result: Verification, path: Path) -> Verification:
+    """``result``, its reason saying which key to try when the very first record already
+    fails its seal: no good record at all is what a key other than the writer's gives
+    (HEAL_AUDIT_KEY set on a log audit.key sealed, or the other way round)."""
+    if result.ok or result.bad_at != 1 or result.reason != SEAL_MISMATCH:
+        return result
+    beside = path.parent / KEY_FILE
+    if os.environ.get(KEY_ENV):
+        hint = (f"{KEY_ENV} is set and used instead of {beside}" if beside.exists() else
+                f"it was checked with {KEY_ENV}")
+        todo = (f"if heal wrote it with {beside}, unset {KEY_ENV} (or set it to that file's "
+                "content) and verify again")
+    else:
+        hint = f"it was checked with {beside}"
+        todo = f"if heal wrote it with {KEY_ENV} set, verify with the same {KEY_ENV}"
+    reason = (f"{result.reason}; no record matches its seal, so the key may be the wrong one "
+              f"({hint}): {todo}")
+    return replace(result, reason=reason)
 
 
 def _describe(name: str, result: Verification) -> str:
@@ -157,7 +182,7 @@ def run_verify(args: argparse.Namespace) -> int:
         redis_heads, why = ({}, "") if args.file_only else _redis_anchors(settings, log_id)
         if why:
             skipped.append(why)
-        file_result = verify_file(path, key)
+        file_result = _first_seal_hint(verify_file(path, key), path)
         # the file against every witness of its head: PostgreSQL's and Redis' anchors
         pg_head = _pg_anchor(db, log_id) if db is not None else None
         file_heads = ([pg_head] if pg_head else []) + redis_heads.get(log_id, [])
