@@ -91,6 +91,24 @@ def _describe(name: str, result: Verification) -> str:
     return f"{text}\n  {result.bad_record[:300]}" if result.bad_record else text
 
 
+def _witness_db(settings: Settings, skipped: list[str]) -> Any:
+    """PostgreSQL (its anchors and the audit_log table), or None with the reason in
+    ``skipped``: the file alone still proves something.
+
+    Raises:
+        StateHomeUnusable: HEAL_HOME cannot be created (refused as by every command).
+    """
+    try:
+        return open_database(settings)
+    except StateHomeUnusable:
+        raise
+    except EngineError as exc:
+        skipped.append(f"postgres: skipped ({exc})")
+    except Exception as exc:  # noqa: BLE001 - storage layer missing or misconfigured
+        skipped.append(f"postgres: skipped ({exc})")
+    return None
+
+
 def _pg_anchor(db: Any, log_id: str) -> tuple[int, str] | None:
     """The file's head anchored in PostgreSQL's ``audit_anchor``."""
     try:
@@ -168,16 +186,7 @@ def run_verify(args: argparse.Namespace) -> int:
     log_id = file_log_id(path)
     results: dict[str, Verification] = {}
     skipped: list[str] = []
-    db = None
-    if not args.file_only:
-        try:
-            db = open_database(settings)
-        except StateHomeUnusable:  # HEAL_HOME=/proc/x: refused as every command does
-            raise
-        except EngineError as exc:  # the file alone still proves something
-            skipped.append(f"postgres: skipped ({exc})")
-        except Exception as exc:  # noqa: BLE001 - storage layer missing or misconfigured
-            skipped.append(f"postgres: skipped ({exc})")
+    db = None if args.file_only else _witness_db(settings, skipped)
     try:
         redis_heads, why = ({}, "") if args.file_only else _redis_anchors(settings, log_id)
         if why:
