@@ -1,8 +1,11 @@
-"""An option that takes one value refuses to be given twice.
+"""An option that takes one value refuses to be given twice; an option a command does not
+know is reported with that command's usage.
 
 argparse keeps the last of ``--command A --command B`` without a word, so a person who
 meant both silently gets B. :class:`Once` makes the second one bad usage (exit 2) that says
-which values were given and what to do instead.
+which values were given and what to do instead. argparse also hands a subcommand's unknown
+options up to the top parser, which printed ``usage: heal [-h] [--version] COMMAND ...``
+for ``heal status --jsn``: :class:`CommandParser` makes the command refuse them itself.
 """
 
 from __future__ import annotations
@@ -12,6 +15,21 @@ from collections.abc import Sequence
 from typing import Any
 
 from pipeline.spelling import spelled
+
+
+class CommandParser(argparse.ArgumentParser):
+    """The parser of ``heal`` and (``add_subparsers`` makes them of its class) of every
+    command and verb: each refuses an option it does not know with its own usage
+    (``usage: heal status [-h] [--json]``), exit 2, instead of passing it up to the top
+    parser, whose usage names no option of that command."""
+
+    def parse_known_args(  # type: ignore[override]
+            self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None,
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:  # (a verb's own are refused by the verb first: what is left is ours)
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
 
 
 class Once(argparse.Action):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -94,13 +95,17 @@ class Settings:
         own environment) or the XDG state directory outside a repository.
 
         Raises:
-            ConfigError: HEAL_PARTITIONS is not a whole number from 1 to 1024; HEAL_REDIS_URL
+            ConfigError: HEAL_PARTITIONS is not a whole number from 1 to 1024 in plain ASCII
+                digits; HEAL_STREAM_PREFIX holds whitespace or a control character or is
+                longer than 64 characters (:func:`_prefix`); HEAL_REDIS_URL
                 or HEAL_DATABASE_URL is malformed (see :func:`check_url`); HEAL_EMBEDDER or
-                HEAL_PROGRESS is none of its values (``_CHOICES``).
+                HEAL_PROGRESS is none of its values (``_CHOICES``); HEAL_AUDIT_KEY is too
+                short to be a secret (:func:`check_audit_key`).
         """
         env = os.environ if environ is None else environ
         for variable, allowed in _CHOICES.items():
             _check_choice(variable, env.get(variable, ""), allowed)
+        check_audit_key(env.get("HEAL_AUDIT_KEY", ""))
         redis_url = check_url("HEAL_REDIS_URL", env.get("HEAL_REDIS_URL") or None, REDIS_SCHEMES)
         database_url = check_url("HEAL_DATABASE_URL", env.get("HEAL_DATABASE_URL") or None,
                                  PG_SCHEMES)
@@ -111,7 +116,7 @@ class Settings:
             redis_url=redis_url,
             database_url=database_url,
             home=found.path,
-            prefix=env.get("HEAL_STREAM_PREFIX") or "heal",
+            prefix=_prefix(env.get("HEAL_STREAM_PREFIX", "")),
             home_source=found.source,
             partitions=_partitions(env.get("HEAL_PARTITIONS", "")),
         )
@@ -162,15 +167,70 @@ _COUNT = re.compile(r"[1-9][0-9]*")
 
 
 def _partitions(value: str) -> int:
-    """Raises: ConfigError."""
-    text = value.strip()
-    if not text:
+    """Raises: ConfigError (surrounding whitespace too: `` 3``, ``3\n`` are no plain digits,
+    as the README promises, and were taken as 3)."""
+    if not value:
         return 1
-    count = int(text) if _COUNT.fullmatch(text) and len(text) <= 4 else 0
+    count = int(value) if _COUNT.fullmatch(value) and len(value) <= 4 else 0
     if not 1 <= count <= 1024:
         raise ConfigError(f"HEAL_PARTITIONS={value!r}: must be a whole number from 1 to 1024 "
-                          "(1 = one unpartitioned stream per stage)")
+                          "in plain ASCII digits, with no space or newline around it (1 = one "
+                          "unpartitioned stream per stage)")
     return count
+
+
+#: the longest HEAL_STREAM_PREFIX taken: it starts every Redis key heal writes
+MAX_PREFIX_CHARS = 64
+
+
+def _prefix(value: str) -> str:
+    """The stream prefix (``heal`` when unset or empty).
+
+    Raises:
+        ConfigError: it holds whitespace or a control character (a stray space or newline
+            pasted into one host's setting put its producers and workers on other streams,
+            silently), or is longer than :data:`MAX_PREFIX_CHARS`.
+    """
+    if not value:
+        return "heal"
+    bad = next((c for c in value if c.isspace() or unicodedata.category(c).startswith("C")),
+               None)
+    if bad is not None:
+        raise ConfigError(f"HEAL_STREAM_PREFIX={value!r}: holds {_char_name(bad)}; give it "
+                          "without spaces or control characters (the same value on every "
+                          "producer and worker), e.g. heal, or {heal} for a Redis Cluster")
+    if len(value) > MAX_PREFIX_CHARS:
+        raise ConfigError(f"HEAL_STREAM_PREFIX={value[:MAX_PREFIX_CHARS]!r}...: holds "
+                          f"{len(value)} characters, more than {MAX_PREFIX_CHARS}; give a "
+                          "shorter one (it starts every Redis key heal writes)")
+    return value
+
+
+def _char_name(char: str) -> str:
+    """``char`` for a message: ``a space``, ``a newline``, ``U+00A0 (NO-BREAK SPACE)``."""
+    names = {" ": "a space", "\n": "a newline", "\t": "a tab", "\r": "a carriage return"}
+    return names.get(char) or f"U+{ord(char):04X} ({unicodedata.name(char, 'a control character')})"
+
+
+#: the shortest ``HEAL_AUDIT_KEY`` taken: it is the audit chain's secret, held to the rule of
+#: ``HEAL_SIGNING_KEY`` (pipeline.trust.keys.MIN_KEY_CHARS); a 1-character key was taken
+MIN_AUDIT_KEY_CHARS = 32
+
+
+def check_audit_key(value: str) -> None:
+    """Refuse a ``HEAL_AUDIT_KEY`` too short to be a secret (its value is never printed).
+
+    Raises:
+        ConfigError: set (not empty) with fewer than :data:`MIN_AUDIT_KEY_CHARS` characters
+            besides surrounding whitespace.
+    """
+    size = len(value.strip())
+    if value and size < MIN_AUDIT_KEY_CHARS:
+        raise ConfigError(
+            f"HEAL_AUDIT_KEY is set but holds {size} character(s): an audit key needs at least "
+            f"{MIN_AUDIT_KEY_CHARS} (generate one with: python -c 'import secrets; "
+            "print(secrets.token_hex(32))' and give every host the same value), or unset it to "
+            "key the log with $HEAL_HOME/audit.key")
 
 
 #: variables read elsewhere whose value is one of a few words ("" = unset: the default);

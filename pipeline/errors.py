@@ -5,6 +5,7 @@
     ├── UsageError                  bad command-line usage (exit 2)
     ├── ConfigError                 invalid configuration or policy (exit 2)
     │   ├── PolicyError             invalid heal.toml: names the key, the value and the rule
+    │   ├── StateHomeUnusable       HEAL_HOME cannot be created (every command refuses it)
     │   └── AccessRefused           Redis's ACL refused heal's keys or commands (stops a worker)
     ├── StateHomeFull               no space left where HEAL_HOME keeps its state (exit 1)
     ├── EngineError                 an engine cannot be reached or started (exit 1)
@@ -48,6 +49,12 @@ class AccessRefused(ConfigError):
     fault and no wait ends it, so a stage worker stops on it (the entry stays pending) rather
     than retrying or dead-lettering; any other ConfigError met while handling one event is
     handled as that event's failure."""
+
+
+class StateHomeUnusable(ConfigError):
+    """HEAL_HOME could not be created (``HEAL_HOME=/proc/x``): nothing heal keeps can be read
+    or written there, so a command that reports what it could not reach (``heal audit
+    verify``'s witnesses) refuses it like every other command."""
 
 
 def toml_value(value: object, limit: int = 200) -> str:

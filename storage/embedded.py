@@ -242,6 +242,8 @@ class EmbeddedRedis:
             raise self._start_error(f"{type(exc).__name__}: {exc}") from exc
         self._wait_ready()
         self._record_pid()
+        log.info("started the embedded Redis under %s (pid %s, socket %s)", self.directory,
+                 self._recorded_pid(), self.socket)
 
     def _record_pid(self) -> None:
         """Make sure ``redis.pid`` names the server just started (it writes the file after it
@@ -331,6 +333,7 @@ class EmbeddedRedis:
         if pid is None:
             return False
         self._stop_pid(pid, save=True)
+        log.info("stopped the embedded Redis under %s (pid %s)", self.directory, pid)
         return True
 
     def _stop_pid(self, pid: int, save: bool) -> None:
@@ -788,6 +791,7 @@ class EmbeddedPostgres:
                 ensure_folder_permissions(path, readable | stat.S_IXGRP | stat.S_IXOTH)
                 ensure_folder_permissions(path.parent / "lib", readable)
             os.chown(self.pgdata, user[1], user[2])
+        log.info("initdb: creating the embedded PostgreSQL's data folder %s", self.pgdata)
         result = subprocess.run(
             [str(bin_path / "initdb"), "--auth=trust", "--auth-local=trust", "--encoding=utf8",
              "-U", "postgres", "-D", str(self.pgdata)],
@@ -818,23 +822,25 @@ class EmbeddedPostgres:
                 grant_traverse(socket_dir, user)
         for lock in (self.pgdata / "postmaster.pid", socket_dir / ".s.PGSQL.5432.lock"):
             _drop_stale_lock(lock, self.pgdata)
-        log = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        log_fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             if user is not None:
-                os.fchown(log, user[1], user[2])
+                os.fchown(log_fd, user[1], user[2])
             server = subprocess.Popen(
                 # -h "": no TCP address; -k: the socket folder (one folder: a path without
                 # list separators, see socket_dir_for)
                 [str(POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION] / "postgres"),
                  "-D", str(self.pgdata), "-h", "", "-k", str(socket_dir)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, stdout=log_fd, stderr=subprocess.STDOUT,
                 start_new_session=True, **self._run_as(user))
         finally:
-            os.close(log)
+            os.close(log_fd)
         deadline = time.monotonic() + _START_TIMEOUT_S
         while True:
             info = self._postmaster()
             if info is not None and info.pid == server.pid and info.status == "ready":
+                log.info("started the embedded PostgreSQL under %s (pid %s, its log %s)",
+                         self.pgdata, server.pid, self.log_file)
                 threading.Thread(target=server.wait, name="heal-reap-postgres",
                                  daemon=True).start()
                 return str(info.get_uri())
@@ -883,6 +889,7 @@ class EmbeddedPostgres:
             # killed (SIGKILL leaves the file): the pid must not name another process later
             _drop_stale_lock(self.pgdata / "postmaster.pid", self.pgdata)
         self._drop_fallback_socket_dir()
+        log.info("stopped the embedded PostgreSQL under %s (pid %s)", self.pgdata, info.pid)
         return True
 
     def _drop_fallback_socket_dir(self) -> None:

@@ -29,7 +29,13 @@ import asyncpg
 import redis
 
 from pipeline.config import PG_SCHEMES, REDIS_SCHEMES, Settings, check_url
-from pipeline.errors import ConfigError, DatabaseUnavailable, HealError, StreamUnavailable
+from pipeline.errors import (
+    ConfigError,
+    DatabaseUnavailable,
+    HealError,
+    StateHomeUnusable,
+    StreamUnavailable,
+)
 from pipeline.homedir import home_writes, make_home
 from storage.connect_errors import postgres_refusal, redis_connect_error
 from storage.db import Database, mask_url
@@ -77,9 +83,7 @@ def _acquire(engine: _Embedded) -> str:
     try:
         make_home(engine.directory.parent)
     except OSError as exc:  # an unusable HEAL_HOME is configuration, not an internal error
-        raise ConfigError(f"cannot create the state home {engine.directory.parent}: "
-                          f"{exc.strerror or exc}; set HEAL_HOME to a directory heal may "
-                          "create and write") from exc
+        raise _home_refused(engine, exc) from exc
     # The lease lock (a fresh flock per call) also excludes this process's other threads;
     # _state_lock only guards the table, so one thread can start PostgreSQL while another
     # starts Redis (see start_database_soon). A full or read-only HEAL_HOME is the user's to
@@ -101,6 +105,13 @@ def _acquire(engine: _Embedded) -> str:
                 atexit.register(_release_all)
                 _exit_hook_registered = True
     return url
+
+
+def _home_refused(engine: _Embedded, exc: OSError) -> StateHomeUnusable:
+    """The state home holding ``engine`` could not be created (``exc``): what to change."""
+    return StateHomeUnusable(f"cannot create the state home {engine.directory.parent}: "
+                       f"{exc.strerror or exc}; set HEAL_HOME to a directory heal may create "
+                       "and write")
 
 
 def _lease_writes(engine: _Embedded) -> contextlib.AbstractContextManager[None]:
@@ -514,6 +525,9 @@ def engine_info(settings: Settings, *, start: bool = True) -> dict[str, Any]:
             info[name].update(users=None, reachable=False, error=str(exc))
             if isinstance(exc, ConfigError):
                 info[name]["config_error"] = True
+        except OSError as exc:  # its folder cannot be created (HEAL_HOME=/proc/x): the same
+            info[name].update(users=None, reachable=False, config_error=True,
+                              error=str(_home_refused(engine, exc)))
     for each in info.values():
         settle_state(each)
     return info

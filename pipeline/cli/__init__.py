@@ -24,7 +24,7 @@ import traceback
 from collections.abc import Sequence
 
 from pipeline import __version__
-from pipeline.cliargs import once_everywhere
+from pipeline.cliargs import CommandParser, once_everywhere
 from pipeline.config import Settings
 from pipeline.errors import HealError
 from pipeline.homedir import require_home, secure_home
@@ -34,7 +34,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser. Given ``argv`` whose command has a module of the same name, only that
     module is imported (a one-shot command does not pay for every other command's imports);
     otherwise (``--help``, no command, an unknown one) every command is registered."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="heal",
         description="Self-healing pipelines: detect, group, explain and fix recurring failures.",
     )
@@ -60,7 +60,7 @@ def _command(argv: Sequence[str] | None) -> str | None:
     return argv[0]
 
 
-def _register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str) -> bool:
+def _register(sub: argparse._SubParsersAction[CommandParser], name: str) -> bool:
     module = importlib.import_module(f"{__name__}.{name}")
     register = getattr(module, "register", None)
     if register is None:

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from pipeline.config import Settings
 from pipeline.console import dump_json
-from pipeline.errors import EngineError
+from pipeline.errors import EngineError, StateHomeUnusable
 from pipeline.guardrails._connect import open_database
 from pipeline.guardrails.audit import (
     FILE_NAME,
+    KEY_ENV,
+    KEY_FILE,
+    SEAL_MISMATCH,
     TABLE_LOG,
     Verification,
     anchor_client,
@@ -38,12 +43,70 @@ def register(sub: Any) -> None:
     verify.set_defaults(func=run_verify)
 
 
+def _no_log(witnessed: bool, file_only: bool) -> Verification:
+    """The verdict on a log file that does not exist and that no anchored head says was
+    written: a home that never audited anything, when a witness was read (Redis or
+    PostgreSQL, neither anchoring a head); with none read, a deleted log cannot be told from
+    one never written, so nothing was verified (exit 1)."""
+    if witnessed:
+        return Verification(True, 0, reason="no audit log yet (the file does not exist and "
+                                            "no witness anchored a head of it)")
+    todo = ("run heal audit verify without --file-only" if file_only else
+            "make Redis or PostgreSQL reachable (see the skipped lines) and run it again")
+    return Verification(False, 0, 0, "the file does not exist, and no witness was read (the "
+                                      "heads anchored in Redis and PostgreSQL), so a deleted "
+                                      f"log cannot be told from one never written; {todo}",
+                        verdict="NOT CHECKED")
+
+
+def _first_seal_hint(result: Verification, path: Path) -> Verification:
+    """``result``, its reason saying which key to try when the very first record already
+    fails its seal: no good record at all is what a key other than the writer's gives
+    (HEAL_AUDIT_KEY set on a log audit.key sealed, or the other way round)."""
+    if result.ok or result.bad_at != 1 or result.reason != SEAL_MISMATCH:
+        return result
+    beside = path.parent / KEY_FILE
+    if os.environ.get(KEY_ENV):
+        hint = (f"{KEY_ENV} is set and used instead of {beside}" if beside.exists() else
+                f"it was checked with {KEY_ENV}")
+        todo = (f"if heal wrote it with {beside}, unset {KEY_ENV} (or set it to that file's "
+                "content) and verify again")
+    else:
+        hint = f"it was checked with {beside}"
+        todo = f"if heal wrote it with {KEY_ENV} set, verify with the same {KEY_ENV}"
+    reason = (f"{result.reason}; no record matches its seal, so the key may be the wrong one "
+              f"({hint}): {todo}")
+    return replace(result, reason=reason)
+
+
 def _describe(name: str, result: Verification) -> str:
+    if result.ok and result.reason:
+        return f"{name}: ok, {result.reason}"
     if result.ok:
         return f"{name}: ok, {result.records} record(s), chain intact"
+    if not result.bad_at:  # nothing was read: no record to name
+        return f"{name}: {result.verdict}: {result.reason}"
     text = (f"{name}: {result.verdict} at record {result.bad_at} (after {result.records} "
             f"good): {result.reason}")
     return f"{text}\n  {result.bad_record[:300]}" if result.bad_record else text
+
+
+def _witness_db(settings: Settings, skipped: list[str]) -> Any:
+    """PostgreSQL (its anchors and the audit_log table), or None with the reason in
+    ``skipped``: the file alone still proves something.
+
+    Raises:
+        StateHomeUnusable: HEAL_HOME cannot be created (refused as by every command).
+    """
+    try:
+        return open_database(settings)
+    except StateHomeUnusable:
+        raise
+    except EngineError as exc:
+        skipped.append(f"postgres: skipped ({exc})")
+    except Exception as exc:  # noqa: BLE001 - storage layer missing or misconfigured
+        skipped.append(f"postgres: skipped ({exc})")
+    return None
 
 
 def _pg_anchor(db: Any, log_id: str) -> tuple[int, str] | None:
@@ -62,6 +125,8 @@ def _redis_anchors(settings: Settings, log_id: str
     try:
         client = anchor_client(settings)
         return {name: read_anchor(client, settings, name) for name in (log_id, TABLE_LOG)}, ""
+    except StateHomeUnusable:  # no witness and no log can be there: refused (exit 2)
+        raise
     except Exception as exc:  # noqa: BLE001 - HealError, redis-py's, a bad value: the
         # other witnesses remain
         return {}, f"redis anchors: skipped ({exc})"
@@ -121,19 +186,12 @@ def run_verify(args: argparse.Namespace) -> int:
     log_id = file_log_id(path)
     results: dict[str, Verification] = {}
     skipped: list[str] = []
-    db = None
-    if not args.file_only:
-        try:
-            db = open_database(settings)
-        except EngineError as exc:  # the file alone still proves something
-            skipped.append(f"postgres: skipped ({exc})")
-        except Exception as exc:  # noqa: BLE001 - storage layer missing or misconfigured
-            skipped.append(f"postgres: skipped ({exc})")
+    db = None if args.file_only else _witness_db(settings, skipped)
     try:
         redis_heads, why = ({}, "") if args.file_only else _redis_anchors(settings, log_id)
         if why:
             skipped.append(why)
-        file_result = verify_file(path, key)
+        file_result = _first_seal_hint(verify_file(path, key), path)
         # the file against every witness of its head: PostgreSQL's and Redis' anchors
         pg_head = _pg_anchor(db, log_id) if db is not None else None
         file_heads = ([pg_head] if pg_head else []) + redis_heads.get(log_id, [])
@@ -152,6 +210,9 @@ def run_verify(args: argparse.Namespace) -> int:
     finally:
         if db is not None:
             db.close()
+    if not path.exists() and results[str(path)].ok:  # (an anchored head would have failed)
+        results[str(path)] = _no_log(db is not None or not (args.file_only or why),
+                                     args.file_only)
     ok = all(r.ok for r in results.values())
     if args.json:
         dump_json({"ok": ok, "skipped": "; ".join(skipped), "logs": {

@@ -88,8 +88,9 @@ def collect_status(settings: Settings) -> dict[str, Any]:
     problems: list[str] = []
     engines = engine_info(settings)
     for name, info in engines.items():
-        if not info.get("reachable"):
-            problems.append(info.get("error") or f"{name} is not reachable")
+        problem = info.get("error") or f"{name} is not reachable"
+        if not info.get("reachable") and problem not in problems:  # one home, said once
+            problems.append(problem)
     status: dict[str, Any] = {
         "state": {"home": str(settings.home), "source": settings.home_source,
                   "describe": settings.describe_home()},

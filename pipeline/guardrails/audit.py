@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import Settings
+from pipeline.config import Settings, check_audit_key
 from pipeline.errors import ConfigError, HealError, StateHomeFull
 from pipeline.homedir import create_private_file, dir_mode, found_writable, home_write_error
 from pipeline.trust.private import check_private
@@ -56,6 +56,19 @@ KEY_FILE = "audit.key"
 KEY_ENV = "HEAL_AUDIT_KEY"
 ALG = "hmac-sha256"
 _TAIL_BLOCK = 8192
+
+
+def env_key() -> bytes | None:
+    """``HEAL_AUDIT_KEY`` as the chain's key (None when unset or empty).
+
+    Raises:
+        ConfigError: it is too short to be a secret (pipeline.config.check_audit_key).
+    """
+    value = os.environ.get(KEY_ENV)
+    if not value:
+        return None
+    check_audit_key(value)
+    return value.encode()
 
 
 class AuditError(HealError):
@@ -89,9 +102,9 @@ def audit_key(settings: Settings) -> bytes:
             writable by others: a repository shipping ``.heal/audit.key`` would know the key
             that makes the chain tamper-evident).
     """
-    env = os.environ.get(KEY_ENV)
-    if env:
-        return env.encode()
+    env = env_key()
+    if env is not None:
+        return env
     path = settings.home / KEY_FILE
     try:
         if path.exists():
@@ -253,9 +266,7 @@ class AuditLog:
         if self.db is not None:
             # the table is shared by every host: keyed only with a shared HEAL_AUDIT_KEY
             # (a per-home key would make other hosts' records unverifiable)
-            shared = os.environ.get(KEY_ENV)
-            table_head = self._append_db(kind, subject, data,
-                                         shared.encode() if shared else None, anchor)
+            table_head = self._append_db(kind, subject, data, env_key(), anchor)
             self._anchor_redis(None, table_head)
         return record
 
@@ -272,9 +283,8 @@ class AuditLog:
             return
         anchor = {"log": file_log_id(self.path), "seq": int(file_record["seq"]),
                   "hash": str(file_record["hash"])}
-        shared = os.environ.get(KEY_ENV)
         data = json.loads(canonical(data))
-        head = self._append_db(kind, subject, data, shared.encode() if shared else None, anchor)
+        head = self._append_db(kind, subject, data, env_key(), anchor)
         self._anchor_redis(None, head)
 
     def _append_file(self, kind: str, subject: str, data: dict[str, Any],
@@ -467,6 +477,10 @@ class Verification:
     verdict: str = "TAMPERED"
 
 
+#: why a record fails its seal (``verify`` adds the key to check when it is the very first)
+SEAL_MISMATCH = "hash does not match the record's content (record edited or re-sealed)"
+
+
 def verify_lines(lines: Iterator[str], key: bytes | None = None) -> Verification:
     """Check a chain given as canonical JSON texts, oldest first. The result keeps every
     record's hash (``hashes``) and the records that witness a file record (``kept``)."""
@@ -503,7 +517,7 @@ def _check(record: Any, prev_hash: str, seq: int, key: bytes | None) -> str:
     if record.get("alg") == ALG and key is None:
         return "keyed record but no audit key to check it (set HEAL_AUDIT_KEY)"
     if record_hash(record, key) != record["hash"]:
-        return "hash does not match the record's content (record edited or re-sealed)"
+        return SEAL_MISMATCH
     return ""
 
 
@@ -637,9 +651,9 @@ def verify_key(path: Path) -> bytes | None:
             start-up made it private (:func:`pipeline.homedir.found_writable`); the message
             says what to do.
     """
-    env = os.environ.get(KEY_ENV)
-    if env:
-        return env.encode()
+    env = env_key()
+    if env is not None:
+        return env
     beside = path.parent / KEY_FILE
     if not beside.exists():
         return None
@@ -661,8 +675,8 @@ def verify_key(path: Path) -> bytes | None:
 def verify_database(db: Any, key: bytes | None = None) -> Verification:
     """Verify the ``audit_log`` table's chain, in ``seq`` order (keyed records with
     ``key``, else ``HEAL_AUDIT_KEY``)."""
-    if key is None and os.environ.get(KEY_ENV):
-        key = os.environ[KEY_ENV].encode()
+    if key is None:
+        key = env_key()
     rows = db.fetch("SELECT body FROM audit_log ORDER BY seq")
     return verify_lines((str(row["body"]) for row in rows), key)
 

@@ -119,16 +119,16 @@ def test_the_table_chain_witnesses_the_file_and_is_anchored(client: redis.Redis,
 
 def test_a_shared_key_seals_the_table(client: redis.Redis, settings: Settings, db: PgShim,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HEAL_AUDIT_KEY", "shared-secret")
+    monkeypatch.setenv("HEAL_AUDIT_KEY", "shared-secret-of-every-host-0123456789")
     AuditLog(settings, db=db, redis_client=client).append("k", "s")
     body = json.loads(db.fetch("SELECT body FROM audit_log")[0]["body"])
     assert body["alg"] == ALG
     assert verify_database(db).ok
-    monkeypatch.setenv("HEAL_AUDIT_KEY", "another")
+    monkeypatch.setenv("HEAL_AUDIT_KEY", "another-secret-of-32-characters-or-more")
     assert not verify_database(db).ok
     monkeypatch.delenv("HEAL_AUDIT_KEY")
     assert verify_database(db).reason.startswith("keyed record but no audit key")
-    assert verify_database(db, b"shared-secret").ok
+    assert verify_database(db, b"shared-secret-of-every-host-0123456789").ok
 
 
 def test_once_writes_one_file_record_and_completes_the_table_after_an_outage(

@@ -331,8 +331,8 @@ def test_the_audit_key_is_made_once_private_and_then_reused(tmp_path: Path,
     assert len(key) == 64 and path.read_bytes().strip() == key
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert audit_key(_settings(home)) == key
-    monkeypatch.setenv("HEAL_AUDIT_KEY", "from-env")
-    assert audit_key(_settings(home)) == b"from-env"
+    monkeypatch.setenv("HEAL_AUDIT_KEY", "from-env-" + "e" * 32)
+    assert audit_key(_settings(home)) == b"from-env-" + b"e" * 32
 
 
 def test_an_unreadable_key_is_an_audit_error(tmp_path: Path) -> None:

@@ -264,9 +264,13 @@ def test_heal_partitions_takes_plain_ascii_digits_only(bad: str) -> None:
         Settings.from_env({"HEAL_PARTITIONS": bad})
 
 
-def test_heal_partitions_may_be_surrounded_by_whitespace() -> None:
+def test_heal_partitions_takes_no_whitespace_around_its_digits() -> None:
     from pipeline.config import Settings
+    from pipeline.errors import ConfigError
 
-    assert Settings.from_env({"HEAL_PARTITIONS": " 3\n"}).partitions == 3
+    # the README promises plain ASCII digits: " 3" and "3\n" were taken as 3 (QA qa_walk 10)
+    for bad in (" 3", "3\n", " 3\n", "  "):
+        with pytest.raises(ConfigError, match=r"with no space or newline around it"):
+            Settings.from_env({"HEAL_PARTITIONS": bad})
     assert Settings.from_env({"HEAL_PARTITIONS": "1024"}).partitions == 1024
-    assert Settings.from_env({"HEAL_PARTITIONS": "  "}).partitions == 1
+    assert Settings.from_env({"HEAL_PARTITIONS": ""}).partitions == 1
