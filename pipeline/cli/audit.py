@@ -11,7 +11,7 @@ from typing import Any
 
 from pipeline.config import Settings
 from pipeline.console import dump_json
-from pipeline.errors import EngineError, StateHomeUnusable
+from pipeline.errors import StateHomeUnusable
 from pipeline.guardrails._connect import open_database
 from pipeline.guardrails.audit import (
     FILE_NAME,
@@ -102,9 +102,8 @@ def _witness_db(settings: Settings, skipped: list[str]) -> Any:
         return open_database(settings)
     except StateHomeUnusable:
         raise
-    except EngineError as exc:
-        skipped.append(f"postgres: skipped ({exc})")
-    except Exception as exc:  # noqa: BLE001 - storage layer missing or misconfigured
+    except Exception as exc:  # noqa: BLE001 - an EngineError, or the storage layer missing
+        # or misconfigured
         skipped.append(f"postgres: skipped ({exc})")
     return None
 
