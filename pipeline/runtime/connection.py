@@ -164,3 +164,15 @@ def redis_client(url: str, **kwargs: Any) -> Any:
         plain = url.replace("+cluster://", "://", 1)
         return RedisCluster.from_url(plain, **kwargs)
     return redis.Redis.from_url(url, **kwargs)
+
+
+#: the characters of a Redis glob pattern (SCAN MATCH) that are not themselves
+_GLOB = re.compile(r"([*?\[\]\\])")
+
+
+def glob_escape(text: str) -> str:
+    """``text`` as a Redis glob pattern matching exactly itself (a backslash before each of
+    ``* ? [ ] \\``). Every SCAN MATCH built from HEAL_STREAM_PREFIX (or event text) goes
+    through this: ``HEAL_STREAM_PREFIX=he*`` would otherwise read, or a cleanup delete,
+    the keys of the ``heal`` prefix as its own."""
+    return _GLOB.sub(r"\\\1", text)
