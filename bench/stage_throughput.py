@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 from pipeline.config import Settings  # noqa: E402
 from pipeline.events import ErrorEvent  # noqa: E402
 from pipeline.runtime import StageWorker, build_worker, load_stage  # noqa: E402
+from pipeline.runtime.connection import glob_escape  # noqa: E402
 from pipeline.runtime.loader import StageNotBuilt  # noqa: E402
 from pipeline.runtime.noop import PassThroughHandler  # noqa: E402
 from pipeline.runtime.options import WorkerOptions  # noqa: E402
@@ -153,7 +154,7 @@ def once(events: int, run: Callable[[str, str], int], client: redis.Redis,
 
 
 def cleanup(client: redis.Redis, prefix: str) -> None:
-    for key in client.scan_iter(f"{prefix}:*", count=5000):
+    for key in client.scan_iter(f"{glob_escape(prefix)}:*", count=5000):
         client.delete(key)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import hashlib
 import re
 import shlex
 import time
@@ -484,6 +485,20 @@ def carried_field(value: str) -> str:
     fitted = fit_field(value)
     once = redact(fitted) if fitted else fitted  # from_dict's field check
     return redact(once) if once else once  # the constructor's redacted_fields
+
+
+def carried_key(value: str, sep: str = "\0") -> str:
+    """What a producer keys a record of ``value`` (a workflow id, run id or step name) by:
+    :func:`carried_field` (the form a stage sees; never a secret, never over 1 KiB) and, when
+    that is a cut of ``value`` (over 1 KiB, or holding a NUL), ``sep`` and a short hash of
+    the whole value, so two values sharing their first 1 KiB are two records (one never
+    overwrites, or resolves, the other's). A value that is not cut keys as it is carried.
+    (``sep`` NUL, the default, is a character no uncut value holds: two keys never meet.)"""
+    carried = carried_field(value)
+    if fit_field(value) == value:
+        return carried
+    whole = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{carried}{sep}{whole}"
 
 
 def carried_fields(sub: Sub) -> tuple[Sub, list[str]]:

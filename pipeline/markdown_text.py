@@ -77,7 +77,7 @@ def prose_cell(value: object, table: bool = True) -> str:
             # GitHub leaves it outside a link): copying `heal/fp-1` gives the name, not
             # `heal/fp-1;`
             start = len(word) - len(word.lstrip(_OPENING))
-            core = word[start:].rstrip(_CLOSING)
+            core = _core(word[start:])
             if core and links(core):
                 words.append(_escaped(word[:start]) + code_span(core, table=table)
                              + _escaped(word[start + len(core):]))
@@ -91,6 +91,21 @@ def prose_cell(value: object, table: bool = True) -> str:
 #: punctuation of the sentence before and after a word shown as code
 _OPENING = "(\"'"
 _CLOSING = ".,;:!?)\"'"
+
+
+def _core(word: str) -> str:
+    """``word`` without the sentence's punctuation after it, but a closing ``)`` that matches
+    an ``(`` inside stays (GitHub's autolink rule: ``https://ex.com/a_(b)``, whole, in
+    ``(see https://ex.com/a_(b)).``). Linear: the parentheses are counted once."""
+    end = len(word)
+    opening, closing = word.count("("), word.count(")")
+    while end and word[end - 1] in _CLOSING:
+        if word[end - 1] == ")":
+            if closing <= opening:
+                break  # matched: part of the word
+            closing -= 1
+        end -= 1
+    return word[:end]
 
 
 def _escaped(word: str) -> str:

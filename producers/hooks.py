@@ -15,7 +15,8 @@ What each hook publishes or records (``<prefix>`` = ``HEAL_STREAM_PREFIX``):
 - ``on_phase_complete(phase, status, error_text=)``: the same for a whole phase (the phase is
   the step; the text is ``error_text`` or a sentence naming the phase).
 - ``on_workflow_complete(status, summary=, error_text=)``: records the run in the hash
-  ``<prefix>:workflow:<id>:<run_id>`` (status, summary, events published, ts; 30-day TTL); it
+  ``<prefix>:workflow:<id>:<run_id>`` (status, summary, events published, ts; 30-day TTL; the
+  ids as the event carries them, a cut one followed by ``#`` and a hash of the whole id); it
   publishes an event only when the run failed and ``error_text`` says why (the phases already
   reported their own failures).
 - ``on_learn_phase_complete(lessons)``: each lesson ``{"error": text, "fix": text, ...}`` is
@@ -45,7 +46,6 @@ string or boolean where argv or an exit code goes, a set in ``tags``) raises
 
 from __future__ import annotations
 
-import hashlib
 import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -60,7 +60,7 @@ from pipeline.events import (
     Repo,
     Source,
     carried_field,
-    fit_field,
+    carried_key,
     fit_to_contract,
     json_kind,
     utc_now,
@@ -206,8 +206,9 @@ class WorkflowHooks:
         if failed and error_text:
             event_id = self._failure("workflow", "", error_text, (), None, None)
         # (the ids as the event carries them: a secret or a 10 MB id in a key name otherwise)
-        key = self.settings.key("workflow", carried_field(self.workflow_id) or "-",
-                                carried_field(self.run_id) or "-")
+        # (a cut id with a hash of the whole: two ids sharing their first 1 KiB, two records)
+        key = self.settings.key("workflow", carried_key(self.workflow_id, "#") or "-",
+                                carried_key(self.run_id, "#") or "-")
         fields = {"status": "failure" if failed else "success", "summary": summary,
                   "ts": utc_now(), "events": str(self.published)}
         try:
@@ -291,7 +292,7 @@ class WorkflowHooks:
         event = self._event(step, phase, text, argv, exit_code, tags)
         full, step = step, event.workflow.step  # as published (cut, redacted)
         Publisher(self.client, self.settings).publish(event)
-        StepRecorder(self.client, self.settings).record_failure(self._key(step, full), step,
+        StepRecorder(self.client, self.settings).record_failure(self._key(full), step,
                                                                 event.id)
         self.published += 1
         # the published text: cut to 64 KiB (and redacted) already, so fingerprinting it costs
@@ -303,7 +304,7 @@ class WorkflowHooks:
         # the name a failure of this step was published with: cut to 1 KiB, then redacted
         # as the event's constructor redacts it (a secret never reaches the record)
         full, step = step, carried_field(step)
-        StepRecorder(self.client, self.settings).record_success(self._key(step, full), step)
+        StepRecorder(self.client, self.settings).record_success(self._key(full), step)
         self._record_state(step, True)
 
     # -- execution state ---------------------------------------------------------------------
@@ -332,13 +333,11 @@ class WorkflowHooks:
         guard = guard_at(self.client, self.settings, self.repo.path)
         return guard.should_execute_step(self.workflow, carried_field(step))
 
-    def _key(self, step: str, full: str) -> str:
-        """The step record's key: the name the event carries (``step``) and, when that is a
-        cut of the caller's name ``full`` (over 1 KiB, or holding a NUL), a short hash of the
-        whole name, so two hostile names sharing their first 1 KiB are two steps (a success
-        of one never resolves the other's failure). A hash either way: bounded whatever the
-        name's size; a name that is not cut keys as before (and as ``heal run`` keys it)."""
-        if fit_field(full) != full:
-            whole = hashlib.sha256(full.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-            step = f"{step}\0{whole}"
-        return step_key(self.repo.path, self.workflow_id, step)
+    def _key(self, full: str) -> str:
+        """The step record's key: the name the event carries and, when that is a cut of the
+        caller's name ``full`` (over 1 KiB, or holding a NUL), a short hash of the whole name
+        (:func:`carried_key`), so two hostile names sharing their first 1 KiB are two steps (a
+        success of one never resolves the other's failure). A hash either way: bounded
+        whatever the name's size; a name that is not cut keys as before (and as ``heal run``
+        keys it)."""
+        return step_key(self.repo.path, self.workflow_id, carried_key(full))

@@ -14,6 +14,7 @@ it ignores the signal) or EPIPE: a process meant to outlive the step should writ
 from __future__ import annotations
 
 import os
+import re
 import select
 import shlex
 import signal
@@ -163,6 +164,9 @@ def run_command(
     """
     if not argv:
         raise UsageError("no command given: use `heal run -- CMD [ARGS...]`")
+    if not argv[0]:  # (exec of '' looks for the PATH's folders: "Permission denied")
+        raise UsageError(f"command is empty: {argv[0]!r}; name the program to run "
+                         "(heal run -- CMD [ARGS...])")
     started = time.monotonic()
     try:
         proc = subprocess.Popen(
@@ -223,10 +227,42 @@ def _not_executable(program: str, cwd: str | None, exc: PermissionError) -> str:
         return (f"command is a directory, not a program: {program!r}; name the program to "
                 "run (a script or an executable file)")
     if found and os.path.isfile(found[0]) and not os.access(found[0], os.X_OK):
+        interpreter = _interpreter(found[0])
+        example = (f"heal run -- {interpreter} {shlex.quote(program)}" if interpreter
+                   else f"heal run -- INTERPRETER {shlex.quote(program)}")
         return (f"command not executable: {program!r} ({exc.strerror}): make it executable "
                 f"(chmod +x {shlex.quote(program)}) or run it through its interpreter "
-                f"(e.g. heal run -- sh {shlex.quote(program)})")
+                f"(e.g. {example})")
     return f"command not executable: {program!r} ({exc.strerror})"
+
+
+#: the interpreter a script's extension suggests when it has no ``#!`` line
+_BY_EXTENSION = {".py": "python3", ".sh": "sh", ".bash": "bash", ".pl": "perl",
+                 ".rb": "ruby", ".js": "node"}
+#: an interpreter's name as a hint may show it (shell-safe, printable, short)
+_INTERPRETER = re.compile(r"[A-Za-z0-9._+-]{1,64}")
+#: the most of a script's first line read for its ``#!`` (the kernel's own limit is 256)
+_SHEBANG_BYTES = 256
+
+
+def _interpreter(path: str) -> str:
+    """The interpreter to suggest for the script ``path``: its ``#!`` line's program (its
+    base name; ``/usr/bin/env python3`` gives ``python3``), else its extension's
+    (``.py``: ``python3``, ``.sh``: ``sh``), else "" (no guess). Reads at most the first
+    256 bytes; a name that is not a plain word is not shown."""
+    try:
+        with open(path, "rb") as script:
+            head = script.read(_SHEBANG_BYTES)
+    except OSError:
+        head = b""
+    if head.startswith(b"#!"):
+        words = head[2:].split(b"\n", 1)[0].decode("utf-8", "replace").split()
+        if words and os.path.basename(words[0]) == "env":
+            words = [w for w in words[1:] if not w.startswith("-")]  # env -S python3 -u
+        name = os.path.basename(words[0]) if words else ""
+        if _INTERPRETER.fullmatch(name):
+            return name
+    return _BY_EXTENSION.get(os.path.splitext(path)[1].lower(), "")
 
 
 def _forward_signals(proc: subprocess.Popen[bytes], interrupted: list[bool]

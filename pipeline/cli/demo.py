@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from pipeline.demo.runner import Demo
     from pipeline.runtime import drain_inline
+    from pipeline.runtime.connection import glob_escape
     from storage.engines import connect_redis, open_database
 
     started = time.monotonic()
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(where, ignore_errors=True)
         db.close()
         cleanup()
-        for key in client.scan_iter(match=f"{settings.prefix}:*", count=500):
+        for key in client.scan_iter(match=f"{glob_escape(settings.prefix)}:*", count=500):
             client.delete(key)  # the demo's streams and keys: nothing left behind
     if args.json:
         from pipeline.console import dump_json

@@ -33,6 +33,7 @@ import redis
 from pipeline.config import PIPELINE_STREAMS, STREAM_DEAD, Settings
 from pipeline.console import clip, colour_enabled, dump_json, visible
 from pipeline.errors import HealError
+from pipeline.runtime.connection import probe_scripts
 from pipeline.runtime.layout import text_of, xinfo_fields
 from storage.engines import (
     check_cluster_layout,
@@ -127,6 +128,8 @@ def _collect_redis(
                 client, settings, suffix)
         status["dead_letters"] = status["streams"][settings.stream(STREAM_DEAD)]["length"]
         _collect_stranded(client, settings, status, problems)
+        # the scripts every stage runs (a user refused them passed as ok, its workers idle)
+        probe_scripts(client, settings.stream(PIPELINE_STREAMS[0]))
     except redis.RedisError as exc:
         from pipeline.runtime.connection import acl_refusal, redis_error_text
 

@@ -25,6 +25,7 @@ import redis
 from pipeline.config import Settings
 from pipeline.errors import HealError, StreamUnavailable
 from pipeline.guardrails.audit import AuditLog
+from pipeline.runtime.connection import glob_escape
 
 log = logging.getLogger("heal.execution")
 
@@ -175,7 +176,8 @@ class ExecutionGuard:
         (the state as :meth:`state` reports it, so a quiet quarantine shows as lifted)."""
         head, tail = self.settings.key("{execution}", ""), ":state"
         try:
-            keys = [_text(k) for k in self.client.scan_iter(match=f"{head}*{tail}", count=500)]
+            keys = [_text(k) for k in self.client.scan_iter(
+                match=f"{glob_escape(head)}*{glob_escape(tail)}", count=500)]
         except redis.RedisError as exc:
             raise StreamUnavailable(f"execution state: Redis unreachable: {exc}") from exc
         out = []

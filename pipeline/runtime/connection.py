@@ -7,6 +7,7 @@ command, ``drain_inline``) it becomes :class:`~pipeline.errors.StreamUnavailable
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -61,9 +62,45 @@ def acl_refusal(exc: BaseException, prefix: str) -> AccessRefused | None:
             f"~{prefix}:* ~rq:*), or set HEAL_STREAM_PREFIX to a prefix its key patterns "
             "cover")
     return AccessRefused(
-        f"the Redis user of HEAL_REDIS_URL may not do what heal needs ({why}): grant it "
-        "(ACL SETUSER <user> +@all, or the commands and channels named), or use another "
-        "user in HEAL_REDIS_URL")
+        f"the Redis user of HEAL_REDIS_URL may not do what heal needs ({why}): grant "
+        f"{_grant(why)}, or use another user in HEAL_REDIS_URL")
+
+
+#: the command a NOPERM reply names (Redis 6.2 and 7: "...to run the 'eval' command")
+_REFUSED_COMMAND = re.compile(r"run the '([a-z|-]{1,64})' command")
+#: the commands heal runs its atomic steps with (redis-py's scripts: EVALSHA, and SCRIPT LOAD
+#: when Redis does not know the script yet; EVAL for one-off scripts)
+SCRIPT_COMMANDS = ("eval", "evalsha", "script")
+
+
+def _grant(why: str) -> str:
+    """What to grant for a refused command ``why`` (Redis's reason): the command named, or
+    every scripting command when it is one of them (heal needs all three)."""
+    found = _REFUSED_COMMAND.search(why[:512].lower())
+    if found is None:
+        return ("it (ACL SETUSER <user> +@all, or the commands and channels named)")
+    command = found.group(1).split("|", 1)[0]
+    wanted = SCRIPT_COMMANDS if command in SCRIPT_COMMANDS else (command,)
+    plus = " ".join(f"+{name}" for name in wanted)
+    return f"{plus} to that user (ACL SETUSER <user> {plus}; or +@all)"
+
+
+#: a script that touches nothing: its key is only there for the ACL (and a cluster's routing)
+_PROBE_SCRIPT = "return 1"
+
+
+def probe_scripts(client: Any, key: str) -> None:
+    """Run the scripting commands heal needs once, harmlessly, with ``key`` (one of heal's
+    keys, which the user may use): a user refused EVAL, EVALSHA or SCRIPT is then refused
+    here, at start, not at the first event a stage handles.
+
+    Raises:
+        redis.exceptions.NoPermissionError: the user may not run one of them.
+        redis.exceptions.RedisError: any other failure of Redis.
+    """
+    sha = client.script_load(_PROBE_SCRIPT)
+    client.evalsha(sha, 1, key)
+    client.eval(_PROBE_SCRIPT, 1, key)
 
 
 @contextmanager
@@ -127,3 +164,15 @@ def redis_client(url: str, **kwargs: Any) -> Any:
         plain = url.replace("+cluster://", "://", 1)
         return RedisCluster.from_url(plain, **kwargs)
     return redis.Redis.from_url(url, **kwargs)
+
+
+#: the characters of a Redis glob pattern (SCAN MATCH) that are not themselves
+_GLOB = re.compile(r"([*?\[\]\\])")
+
+
+def glob_escape(text: str) -> str:
+    """``text`` as a Redis glob pattern matching exactly itself (a backslash before each of
+    ``* ? [ ] \\``). Every SCAN MATCH built from HEAL_STREAM_PREFIX (or event text) goes
+    through this: ``HEAL_STREAM_PREFIX=he*`` would otherwise read, or a cleanup delete,
+    the keys of the ``heal`` prefix as its own."""
+    return _GLOB.sub(r"\\\1", text)

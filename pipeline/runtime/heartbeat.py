@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pipeline.config import Settings
-from pipeline.runtime.connection import SURVIVABLE, stream_errors
+from pipeline.runtime.connection import SURVIVABLE, glob_escape, stream_errors
 from pipeline.runtime.worker import StageWorker
 
 log = logging.getLogger("heal.runtime.heartbeat")
@@ -107,7 +107,7 @@ def live_stages(client: Any, settings: Settings) -> set[str]:
     """
     prefix = settings.key("alive", "")
     with stream_errors("looking for running workers", settings.prefix):
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        keys = list(client.scan_iter(match=f"{glob_escape(prefix)}*", count=1000))
     stages = set()
     for key in keys:
         text = key.decode() if isinstance(key, bytes) else str(key)

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from pipeline.config import PIPELINE_STREAMS, Settings
+from pipeline.runtime.connection import glob_escape
 
 log = logging.getLogger("heal.runtime")
 
@@ -98,7 +99,7 @@ def stranded_streams(client: Any, settings: Settings, calls: int = SCAN_CALLS) -
         names.update({f"{settings.prefix}:{s}": None for s in PIPELINE_STREAMS})
     tagged = re.compile(re.escape(settings.prefix) + r":(" + "|".join(PIPELINE_STREAMS)
                         + r"):\{(0|[1-9][0-9]{0,5})\}")
-    match = _glob_escape(settings.prefix) + ":*}"
+    match = glob_escape(settings.prefix) + ":*}"
     complete = True
     for batch, done in _scan(client, match, calls):
         complete = complete and done
@@ -124,10 +125,6 @@ def warn_if_stranded(client: Any, settings: Settings) -> None:
         return
     if problem:
         log.warning("%s", problem)
-
-
-def _glob_escape(text: str) -> str:
-    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
 
 
 def _is_cluster(client: Any) -> bool:

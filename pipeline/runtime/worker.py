@@ -25,7 +25,13 @@ from pipeline.errors import AccessRefused, StreamUnavailable, UsageError
 from pipeline.runtime import group as groups
 from pipeline.runtime import overlap
 from pipeline.runtime.backoff import backoff_delay
-from pipeline.runtime.connection import SURVIVABLE, TRANSIENT, acl_refusal, is_missing_group
+from pipeline.runtime.connection import (
+    SURVIVABLE,
+    TRANSIENT,
+    acl_refusal,
+    is_missing_group,
+    probe_scripts,
+)
 from pipeline.runtime.deadletter import DeadLetterAudit, dead_letter_fields
 from pipeline.runtime.gctune import tune_for_worker
 from pipeline.runtime.handoff import Handoff, HandoffResult, HandoffWriter
@@ -171,6 +177,12 @@ class StageWorker:
                         self.client.exists(key)
                     except redis.exceptions.NoPermissionError as exc:
                         raise self._refusal(exc, what) from exc
+                # and the commands: every hand-off is a script, so a user refused EVAL,
+                # EVALSHA or SCRIPT read its first event and stopped there, leaving it pending
+                try:
+                    probe_scripts(self.client, self.stream)
+                except redis.exceptions.NoPermissionError as exc:
+                    raise self._refusal(exc, "Lua scripts") from exc
                 return
             except redis.exceptions.NoPermissionError as exc:
                 raise self._refusal(exc) from exc

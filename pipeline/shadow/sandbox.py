@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from pipeline.config import Settings
 from pipeline.errors import HealError, UsageError
 from pipeline.events import ErrorEvent
+from pipeline.runtime.connection import glob_escape
 
 
 class Sandbox:
@@ -144,7 +145,8 @@ class Sandbox:
     def close(self, client: Any) -> None:
         """Delete the shadow's keys and streams, its database and its temp dir."""
         try:
-            for key in client.scan_iter(match=f"{self.settings.prefix}:*", count=500):
+            for key in client.scan_iter(match=f"{glob_escape(self.settings.prefix)}:*",
+                                       count=500):
                 client.delete(key)
         finally:
             self.close_files()

@@ -157,3 +157,37 @@ def test_the_suggestion_branch_in_the_summary_and_comment_is_a_code_span_of_the_
     for markdown in (summary.read_text(), (temp / "heal" / "pr-comment.md").read_text()):
         html = _rendered(markdown)
         assert f"verified on branch <code>{branches[0]}</code>; apply with:" in html, markdown
+
+
+def test_a_url_with_balanced_parentheses_keeps_its_closing_one_in_the_summary(
+    tmp_path: Path, heal_env: dict[str, str]
+) -> None:
+    """QA s13 D9: the sentence's `)` was kept outside a URL's code span, also the `)` that
+    closes a `(` of the URL itself: `https://ex.com/a_(b)` became `https://ex.com/a_(b`
+    (GitHub's autolink keeps a closing parenthesis that matches one inside)."""
+    # Given a step name with a URL holding balanced parentheses, inside the sentence's own
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "fail5.py").write_text("import sys\nsys.stderr.write('ValueError: x\\n')\n"
+                                    "sys.exit(1)\n")
+    summary, temp = tmp_path / "summary.md", tmp_path / "runner"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "RUNNER_"))},
+           **heal_env, "GITHUB_ACTIONS": "true", "CI": "true",
+           "GITHUB_STEP_SUMMARY": str(summary), "GITHUB_OUTPUT": str(tmp_path / "output"),
+           "RUNNER_TEMP": str(temp), "PYTHONPATH": str(ROOT)}
+    step = "deploy (see https://ex.com/a_(b)), then https://ex.com/c_(d)."
+    # When heal runs it under GitHub Actions
+    done = subprocess.run([sys.executable, "-c", CLI, "run", "--timeout", "60", "--step", step,
+                           "--", sys.executable, "fail5.py"], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    # Then each URL's code span holds the whole URL, its `)` included, and the sentence's
+    # punctuation (the `)` closing `(see`, the `,` and the `.`) stays outside
+    shown = [summary.read_text(), (temp / "heal" / "pr-comment.md").read_text()]
+    assert "deploy" in shown[0], shown[0]
+    for markdown in shown:
+        html = _rendered(markdown)
+        if "deploy" not in html:
+            continue  # (the comment may not name the step)
+        assert "(see <code>https://ex.com/a_(b)</code>), then " \
+               "<code>https://ex.com/c_(d)</code>." in html, markdown

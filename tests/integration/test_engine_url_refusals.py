@@ -443,3 +443,44 @@ def test_heal_up_with_a_partial_acl_prints_only_the_refusal(
         admin = redis.Redis(port=locked_redis, password=PASSWORD)
         admin.acl_deluser("errorsonly")
         admin.close()
+
+
+@pytest.mark.parametrize("refused", [["-eval", "-evalsha", "-script"], ["-script"]])
+def test_a_redis_user_refused_the_scripting_commands_is_refused_at_start_and_by_status(
+    tmp_path: Path, database_url: str, locked_redis: int, refused: list[str]
+) -> None:
+    """QA s13 D4: a user with every key of heal but without EVAL/EVALSHA/SCRIPT passed the
+    worker's start-up probes (keys only) and sat idle, exiting 2 only at the first event
+    (leaving it pending); `heal status` called it ok."""
+    # Given a user covering heal's keys but refused the scripting commands
+    admin = redis.Redis(port=locked_redis, password=PASSWORD)
+    admin.acl_setuser("noscript", enabled=True, passwords=[f"+{PASSWORD}"],
+                      keys=["heal:*", "rq:*"], channels=["*"], commands=["+@all", *refused],
+                      reset=True)
+    url = f"redis://noscript:{PASSWORD}@127.0.0.1:{locked_redis}/0"
+    env = {"HEAL_HOME": str(tmp_path / "home"), "HEAL_REDIS_URL": url,
+           "HEAL_DATABASE_URL": database_url}
+    try:
+        # When the fingerprint worker starts with nothing to do
+        began = time.monotonic()
+        try:
+            idle = _heal(env, "worker", "fingerprint", timeout=45)
+        except subprocess.TimeoutExpired:
+            pytest.fail("heal worker fingerprint sat idle instead of exiting 2")
+        # Then it exits 2 at start naming the commands to grant, with no traceback
+        assert idle.returncode == 2, idle.stderr
+        assert "stage fingerprint: Lua scripts: the Redis user" in idle.stderr, idle.stderr
+        assert "+eval +evalsha +script" in idle.stderr, idle.stderr
+        assert "Traceback" not in idle.stderr
+        _no_outage_advice(idle)
+        assert time.monotonic() - began < 30
+        # and heal status calls Redis refused (exit 2), saying the same, not ok
+        status = _heal(env, "status", "--json")
+        assert status.returncode == 2, status.stderr
+        assert "+eval +evalsha +script" in status.stderr, status.stderr
+        shown = json.loads(status.stdout)
+        assert shown["ok"] is False and shown["engines"]["redis"]["state"] == "refused"
+    finally:
+        admin.delete("heal:errors", "heal:dead", "heal:fingerprints")
+        admin.acl_deluser("noscript")
+        admin.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from pathlib import Path
 
@@ -205,7 +206,7 @@ def test_a_huge_step_name_is_keyed_and_recorded_by_the_cut_name_the_event_carrie
     assert event.id == event_id and len(cut) <= 1024 and "workflow.step" in event.tags["cut_fields"]
     # Then the step record is the one of the cut name, holding that name, nothing larger
     recorder = StepRecorder(client, settings)
-    key = hooks._key(cut, step)
+    key = hooks._key(step)
     assert recorder.status(key).last_error_id == event_id
     record = client.hgetall(recorder._key(key))
     assert record[b"step"].decode() == cut
@@ -311,8 +312,35 @@ def test_a_quarantine_the_hooks_record_is_enforced_on_the_workflow_the_event_nam
     assert not any(workflow_id.encode() in k for k in client.scan_iter(count=1000)
                    if b"{execution}" in k)
     # and the run's own record is kept under the id the event carries, as every key is
+    # (an id cut to 1 KiB followed by `#` and a hash of the whole id: see
+    # test_two_workflow_ids_sharing_their_first_kib_keep_two_run_records)
     hooks.on_workflow_complete("failed", summary="10 of 10 steps failed")
     carried = published[-1].workflow.id
+    if len(workflow_id) > 1024:
+        carried += "#" + hashlib.sha256(workflow_id.encode()).hexdigest()[:16]
     assert client.hget(settings.key("workflow", carried, "r7"), "status") == b"failure"
     assert not any(workflow_id.encode() in k or b"hunter2secret" in k
                    for k in client.scan_iter(count=1000))
+
+
+def test_two_workflow_ids_sharing_their_first_kib_keep_two_run_records(
+    client: redis.Redis, settings: Settings
+) -> None:
+    """QA s13 D6: the run record was keyed by the ids as the event carries them (cut to
+    1 KiB): two workflow ids sharing their first 1 KiB wrote one record, the second run's
+    summary overwriting the first's. (Step records hashed the whole name already.)"""
+    # Given two workflows whose ids differ only after their first 2000 characters
+    first = WorkflowHooks("B" * 2000 + "X", "r1", client=client, settings=settings)
+    second = WorkflowHooks("B" * 2000 + "Y", "r1", client=client, settings=settings)
+    # When both runs complete
+    first.on_workflow_complete("success", summary="s-X")
+    second.on_workflow_complete("failure", summary="s-Y")
+    # Then each has its own record, holding its own summary
+    records = [client.hgetall(k) for k in client.scan_iter(match=settings.key("workflow", "*"))]
+    assert sorted(r[b"summary"] for r in records) == [b"s-X", b"s-Y"], records
+    # and no key holds either whole id (each is the carried 1 KiB start and a short hash)
+    keys = list(client.scan_iter(match=settings.key("workflow", "*")))
+    assert all(len(k) < 1200 and b"B" * 2000 not in k for k in keys), keys
+    # and an id that is not cut keys as the event carries it, as before
+    WorkflowHooks("nightly", "r2", client=client, settings=settings).on_workflow_complete("ok")
+    assert client.hget(settings.key("workflow", "nightly", "r2"), "status") == b"success"

@@ -248,6 +248,41 @@ def test_a_directory_as_the_command_is_named_a_directory_not_permission_denied(
     assert "chmod +x ./noexec.sh" in done.stderr
 
 
+def test_an_empty_command_is_called_empty_and_the_interpreter_hint_fits_the_script(
+        tmp_path: Path, heal_env: dict[str, str]) -> None:
+    """QA s13 D10: `heal run -- ''` said "command is a directory"; the hint for a file
+    without the execute bit always proposed `sh`, also for a Python file."""
+    worktree = Path(__file__).resolve().parents[2]
+    scripts = {"app.py": "print('hi')\n",  # no #! line: its extension
+               "tool": "#!/usr/bin/env bash\necho hi\n",  # its #! line (through env)
+               "job.sh": "#!/usr/bin/python3 -u\nprint('hi')\n",  # the #! over the extension
+               "data": "hello\n"}  # neither: no guess
+    for name, body in scripts.items():
+        (tmp_path / name).write_text(body)
+        (tmp_path / name).chmod(0o644)
+    env = {**os.environ, **heal_env, "PYTHONPATH": str(worktree)}
+    cli = "import sys; from pipeline.cli import main; sys.exit(main())"
+
+    def heal_run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", cli, "run", *args], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=60)
+
+    # Given an empty command: it is called empty (exit 2), not a directory
+    for args in (("--", ""), ("--json", "--", "")):
+        done = heal_run(*args)
+        assert done.returncode == 2, done.stderr
+        assert "command is empty: ''" in done.stderr, done.stderr
+        assert "directory" not in done.stderr
+    # and each script without the execute bit gets the hint of its own interpreter
+    for name, interpreter in (("app.py", "python3"), ("tool", "bash"), ("job.sh", "python3"),
+                              ("data", "INTERPRETER")):
+        done = heal_run("--", f"./{name}")
+        assert done.returncode == 2, done.stderr
+        assert f"chmod +x ./{name}" in done.stderr, done.stderr
+        assert f"(e.g. heal run -- {interpreter} ./{name})" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+
+
 def test_a_sigkilled_command_is_not_diagnosed_as_out_of_memory_for_certain(
         tmp_path: Path, heal_env: dict[str, str]) -> None:
     """A command killed by SIGKILL with no output (exit 137) is escalated with a hedged
