@@ -34,6 +34,10 @@ class HealError(Exception):
     """Base of every error heal raises on purpose."""
 
     exit_code = 1
+    #: an operator-side fault that no retry of the event's own mends (the audit chain
+    #: cannot be extended until someone acts): a stage keeps the event pending, parked as in
+    #: an engine outage, instead of counting it towards its dead letter
+    parks = False
 
 
 class UsageError(HealError):
