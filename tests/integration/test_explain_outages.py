@@ -104,6 +104,9 @@ def test_explain_with_redis_down_names_it_for_an_unknown_id(heal_env: dict[str, 
     assert "no record of fingerprint or error id" in done.stderr
     assert "heal: warning: details from the streams not shown" in done.stderr
     assert "Traceback" not in done.stderr
+    # and, the dead letters unread, it claims none absent (QA s13 D8)
+    assert "the dead letters could not be read" in done.stderr, done.stderr
+    assert "dead letter of that name" not in done.stderr
 
 
 def _get(url: str) -> tuple[int, Any]:
