@@ -76,16 +76,18 @@ class AuditError(HealError):
     heal refuses to act unaudited."""
 
 
-class AuditChainUnusable(AuditError):
+class AuditChainUnusable(AuditError, ConfigError):
     """The chain cannot be extended here until the operator acts: the ``audit_log`` table's
     last row is not a record heal wrote (edited by hand), or the file was sealed with a key
     that is not here (``HEAL_AUDIT_KEY`` unset and no ``audit.key``). Appending would seal a
     record onto a head nobody can vouch for, or under a key the log never verifies with, so
     nothing is appended; the message says what to do. A command exits 2 (its environment or
-    the table must change); a stage parks the event (``parks``) rather than dead-letter it."""
+    the table must change); a stage stops as for Redis's ACL refusal (``stops_stage``), its
+    event left pending: neither dead-lettered nor parked for ever (``heal run`` keeps the
+    command's status and says why it could not report)."""
 
     exit_code = 2
-    parks = True
+    stops_stage = True
 
 
 #: key files found private, by their stat (the git check is a subprocess; a record is
@@ -131,6 +133,8 @@ def audit_key(settings: Settings, log_path: Path | None = None) -> bytes:
         path.parent.mkdir(mode=dir_mode(), parents=True, exist_ok=True)
         create_private_file(path, secrets.token_hex(32).encode())
         return path.read_bytes().strip()
+    except AuditError:  # (AuditChainUnusable: a ConfigError, raised as it is)
+        raise
     except ConfigError as exc:
         raise AuditError(str(exc)) from exc
     except OSError as exc:

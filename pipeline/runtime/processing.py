@@ -54,9 +54,9 @@ def _dedupe_id(event: Any) -> str | None:
     return event_id if type(event_id) is str else None
 
 
-def _parks(exc: BaseException | None) -> bool:
-    """``exc`` is a fault only the operator mends (``HealError.parks``)."""
-    return isinstance(exc, HealError) and exc.parks
+def _stops_stage(exc: BaseException) -> bool:
+    """``exc`` is a fault only the operator mends (``HealError.stops_stage``)."""
+    return isinstance(exc, HealError) and exc.stops_stage
 
 
 class EventProcessor:
@@ -157,14 +157,14 @@ class EventProcessor:
             # it must never stop the stage for every other event.)
             raise
         except Retry as exc:
-            if isinstance(exc.__cause__, EngineError) or _parks(exc.__cause__):
+            if isinstance(exc.__cause__, EngineError):
                 return self.park(delivery, exc.reason)
             return self._retry(delivery, exc.reason, exc.delay)
         except EngineError as exc:  # an outage is not the event's fault: park it
             return self.park(delivery, str(exc))
         except Exception as exc:  # unexpected: retried (may be transient), then dead-lettered
-            if _parks(exc):  # the operator's to mend (see HealError.parks), not the event's
-                return self.park(delivery, str(exc))
+            if _stops_stage(exc):  # as AccessRefused: the operator's to mend, every event's
+                raise
             log.warning(
                 "stage %s: handler raised on entry %s", self.stage, delivery.entry_id,
                 exc_info=True,

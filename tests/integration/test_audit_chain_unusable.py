@@ -12,14 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from pipeline.cli import main
 from pipeline.config import Settings
 from pipeline.guardrails._connect import open_database
 from pipeline.guardrails.audit import AuditChainUnusable
-from pipeline.runtime.hooks import Delivery, HookChain
-from pipeline.runtime.options import WorkerOptions
-from pipeline.runtime.processing import DeadLetter, EventProcessor, RetryLater
+from pipeline.runtime.drain import drain_inline
 from pipeline.validate.audit import audit_witnessed_later
 
 KEY = "k" * 40
@@ -91,26 +90,42 @@ def test_the_validate_stage_records_its_verdict_when_the_table_refuses(
     assert f"last row (seq {seq})" in message and "heal audit verify" in message
 
 
-class RefusingHandler:
-    """A stage handler whose audit append is refused (as the lifecycle stage's is)."""
+def _publish_outcome(settings: Settings, client: redis.Redis, error_id: str) -> None:
+    """A failed fix's outcome, as the apply stage publishes it (sealed with the operator's
+    key), for the lifecycle stage, which audits it with the database."""
+    from pipeline.events import ErrorEvent, OutcomeEvent
+    from pipeline.trust.seal import seal
 
-    decode = staticmethod(lambda raw: raw)
+    event = OutcomeEvent(id=f"{error_id}:apply", error_id=error_id,
+                         error=ErrorEvent(id=error_id, text="text of the error\n"),
+                         fine=f"fp-v3:{error_id}", fix_id="fix-d1", status="failed",
+                         detail="the fix did not hold")
+    client.xadd(settings.stream("outcomes"), {"event": seal(settings, "outcomes", event.encode())})
 
-    def handle(self, event: Any) -> list[Any]:
-        raise AuditChainUnusable("the audit_log table's last row (seq 9) is not an audit "
-                                 "record (no integer seq): ... run `heal audit verify` ...")
 
-
-def test_a_stage_parks_an_event_the_audit_chain_refuses() -> None:
-    # Given a stage whose handler's audit record is refused until the operator acts
-    processor = EventProcessor("lifecycle", RefusingHandler(), HookChain([]),
-                               WorkerOptions(max_deliveries=5))
-    # When its event is delivered for the fifth time (the delivery cap)
-    decision = processor.process(Delivery("s", "1-0", b"{}", deliveries=5))
-    # Then it is parked, not counted, and never dead-lettered
-    assert not isinstance(decision, DeadLetter)
-    assert isinstance(decision, RetryLater) and decision.outage
-    assert "heal audit verify" in decision.reason
+def test_a_stage_stops_on_an_audit_chain_it_cannot_extend_and_loses_no_event(
+        heal_env: dict[str, str], own_database: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Given an audit log sealed with HEAL_AUDIT_KEY, a stage run without it, and an outcome
+    home = _key_missing_setup(heal_env, monkeypatch, capsys)
+    settings = Settings.from_env()
+    client = redis.Redis.from_url(heal_env["HEAL_REDIS_URL"])
+    _publish_outcome(settings, client, "e-d2-stage")
+    # When the lifecycle stage handles it, its audit record is refused: the stage stops
+    # saying what to set (as for Redis's ACL refusal), never retrying into a dead letter
+    with pytest.raises(AuditChainUnusable, match="sealed with a key that is not here"):
+        drain_inline(settings, client, stages=["lifecycle"])
+    assert client.xlen(settings.stream("dead")) == 0
+    assert client.xpending(settings.stream("outcomes"), "lifecycle")["pending"] == 1
+    assert not (home / "audit.key").exists()
+    # and once the key is back, the same event is handled and audited, once
+    monkeypatch.setenv("HEAL_AUDIT_KEY", KEY)
+    drain_inline(settings, client, stages=["lifecycle"])
+    assert client.xpending(settings.stream("outcomes"), "lifecycle")["pending"] == 0
+    assert client.xlen(settings.stream("dead")) == 0
+    records = [json.loads(line) for line in (home / "audit.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in records].count("lifecycle.outcome") == 1, records
+    assert main(["audit", "verify", "--file-only"]) == 0, capsys.readouterr()
 
 
 def _key_missing_setup(heal_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
