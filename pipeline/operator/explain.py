@@ -109,7 +109,8 @@ class StreamReaders:
     outcome: OutcomeReader | None = None
     candidate: CandidateReader | None = None
     fine_of_error: Callable[[str], str] | None = None
-    dead_of_error: Callable[[str], list[dict[str, Any]]] | None = None
+    #: the dead letters of an error id; None from it when they could not be read
+    dead_of_error: Callable[[str], list[dict[str, Any]] | None] | None = None
 
 
 def guarded(read: Callable[[T], R], empty: R, problems: list[str]) -> Callable[[T], R]:
@@ -121,8 +122,10 @@ def guarded(read: Callable[[T], R], empty: R, problems: list[str]) -> Callable[[
         except HealError as exc:
             problems.append(f"details from the streams not shown: {exc}")
             return empty
-        except redis.RedisError as exc:
-            problems.append(f"details from the streams not shown: Redis unreachable: {exc}")
+        except redis.RedisError as exc:  # (a refusal of its ACL is no outage: say which)
+            how = ("refused" if isinstance(exc, redis.exceptions.NoPermissionError)
+                   else "unreachable")
+            problems.append(f"details from the streams not shown: Redis {how}: {exc}")
             return empty
 
     return guarded
@@ -158,7 +161,8 @@ def stream_readers(client: redis.Redis | None, settings: Settings,
         outcome=unless_down(outcome_reader(client, settings), None),
         candidate=unless_down(candidate_reader(client, settings), None),
         fine_of_error=unless_down(fine_reader(client, settings), ""),
-        dead_of_error=unless_down(dead_reader(client, settings), []))
+        dead_of_error=unless_down(cast(Callable[[str], list[dict[str, Any]] | None],
+                                       dead_reader(client, settings)), None))
 
 
 class NotFound(HealError):
@@ -176,6 +180,20 @@ def shown(text: str) -> str:
     return f"{text[:SHOWN_CHARS]!r}... (cut: {len(text)} characters)"
 
 
+def _not_found(text: str, dead_unread: bool = False) -> NotFound:
+    """NotFound for ``text``; ``dead_unread``: the dead letters, where an error id the
+    pipeline gave up on is found, could not be read (Redis down or refusing), so none is
+    claimed absent."""
+    if dead_unread:
+        return NotFound(f"no record of fingerprint or error id {shown(text)} in PostgreSQL, "
+                        "and the dead letters could not be read (Redis: see the warning), so "
+                        "it may be a dead letter: run heal explain again once they can be read "
+                        "(heal issues list shows the known fingerprints)")
+    return NotFound(f"no record of fingerprint or error id {shown(text)}: no fingerprint, "
+                    "recorded error id or dead letter of that name (see heal issues list "
+                    "for known fingerprints, heal explain --dead for dead letters)")
+
+
 def resolve(store: ReportStore, text: str) -> tuple[str, str]:
     """The one (fingerprint, level) that ``text`` names (whole or a unique prefix)."""
     text = text.strip()
@@ -184,9 +202,7 @@ def resolve(store: ReportStore, text: str) -> tuple[str, str]:
                          "or an error id")
     found = store.resolve(text)
     if not found:
-        raise NotFound(f"no record of fingerprint or error id {shown(text)}: no fingerprint, "
-                       "recorded error id or dead letter of that name (see heal issues list "
-                       "for known fingerprints, heal explain --dead for dead letters)")
+        raise _not_found(text)
     if len(found) > 1:
         names = "\n  ".join(f"{fp} ({level})" for fp, level in found)
         raise UsageError(f"{shown(text)} matches {len(found)} fingerprints; give more "
@@ -195,14 +211,15 @@ def resolve(store: ReportStore, text: str) -> tuple[str, str]:
 
 
 def _by_error_id(store: ReportStore, text: str, streams: StreamReaders
-                 ) -> tuple[str, list[dict[str, Any]]]:
-    """(the fine fingerprint of error id ``text`` or '', its dead letters)."""
+                 ) -> tuple[str, list[dict[str, Any]] | None]:
+    """(the fine fingerprint of error id ``text`` or '', its dead letters: None when they
+    could not be read)."""
     if len(text) > MAX_ID_LENGTH or text.startswith("fp-"):
         return "", []
     fine = store.fingerprint_of_error(text)
     if not fine and streams.fine_of_error is not None:
         fine = streams.fine_of_error(text)
-    dead = streams.dead_of_error(text) if streams.dead_of_error is not None else []
+    dead = streams.dead_of_error(text) if streams.dead_of_error is not None else None
     return fine, dead
 
 
@@ -291,12 +308,12 @@ def explain(store: ReportStore, text: str, read_outcome: OutcomeReader | None = 
     try:
         fp, level = resolve(store, text)
     except NotFound:
-        fp, dead = _by_error_id(store, text, streams)
-        if not fp and dead:
-            return _dead_story(text, dead)
+        fp, letters = _by_error_id(store, text, streams)
+        if not fp and letters:
+            return _dead_story(text, letters)
         if not fp:
-            raise
-        error_id, level = text, "fine"
+            raise _not_found(text, dead_unread=letters is None) from None
+        error_id, level, dead = text, "fine", letters or []
     fines = [fp] if level == "fine" else store.fines_of_coarse(fp) or [fp]
     lookup = store.lookup_path(fines)
     pattern_ids = sorted({p["pattern_id"] for p in lookup["paths"] + lookup["learned"]})

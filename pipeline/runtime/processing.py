@@ -11,7 +11,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.errors import AccessRefused, DecodeError, EngineError, PermanentError, Retry
+from pipeline.errors import (
+    AccessRefused,
+    DecodeError,
+    EngineError,
+    HealError,
+    PermanentError,
+    Retry,
+)
 from pipeline.runtime.backoff import backoff_delay
 from pipeline.runtime.handoff import Handoff
 from pipeline.runtime.hooks import Delivery, HookChain
@@ -45,6 +52,11 @@ def _dedupe_id(event: Any) -> str | None:
     """The id a hand-off is deduplicated on: the event's own, when it has a string one."""
     event_id = getattr(event, "id", None)
     return event_id if type(event_id) is str else None
+
+
+def _stops_stage(exc: BaseException) -> bool:
+    """``exc`` is a fault only the operator mends (``HealError.stops_stage``)."""
+    return isinstance(exc, HealError) and exc.stops_stage
 
 
 class EventProcessor:
@@ -151,6 +163,8 @@ class EventProcessor:
         except EngineError as exc:  # an outage is not the event's fault: park it
             return self.park(delivery, str(exc))
         except Exception as exc:  # unexpected: retried (may be transient), then dead-lettered
+            if _stops_stage(exc):  # as AccessRefused: the operator's to mend, every event's
+                raise
             log.warning(
                 "stage %s: handler raised on entry %s", self.stage, delivery.entry_id,
                 exc_info=True,

@@ -73,9 +73,19 @@ def audit_witnessed_later(settings: Settings, store: Any, kind: str, subject: st
 
 def write_witness(settings: Settings, store: Any, witness: dict[str, Any],
                   client: Any = None) -> None:
-    """Write a table record :func:`audit_witnessed_later` left. Raises DatabaseUnavailable."""
-    from pipeline.guardrails.audit import AuditLog
+    """Write a table record :func:`audit_witnessed_later` left. A table that refuses it (its
+    last row edited by hand: AuditError) is logged, as a file that cannot take the verdict's
+    record is: the verdict is what already happened, and its event goes on.
 
-    AuditLog(settings, getattr(store, "db", None), redis_client=client).witness(
-        str(witness["kind"]), str(witness["subject"]), dict(witness["data"]),
-        dict(witness["file"]))
+    Raises:
+        DatabaseUnavailable: PostgreSQL is down (the record is written by the retry).
+    """
+    from pipeline.guardrails.audit import AuditError, AuditLog
+
+    try:
+        AuditLog(settings, getattr(store, "db", None), redis_client=client).witness(
+            str(witness["kind"]), str(witness["subject"]), dict(witness["data"]),
+            dict(witness["file"]))
+    except AuditError as exc:
+        log.error("audit table record of %s %s not written: %s", witness["kind"],
+                  witness["subject"], exc)

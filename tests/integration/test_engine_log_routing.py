@@ -76,3 +76,9 @@ def test_verbose_shows_the_engine_lines_on_the_console(tmp_path: Path) -> None:
     # Then its console shows initdb, each start and each stop
     for line in ENGINE_LINES:
         assert line.split(" INFO ", 1)[1] in console, console
+    # and engines.log (0600) keeps them as well (QA s13 D3: --verbose wrote no file), once
+    text = (home / "logs" / "engines.log").read_text()
+    for line in ENGINE_LINES:
+        assert text.count(line) == 1, text
+    assert oct((home / "logs" / "engines.log").stat().st_mode & 0o777) == "0o600"
+    assert console.count("started the embedded Redis under") == 1, console

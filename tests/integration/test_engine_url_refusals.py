@@ -153,6 +153,26 @@ def _says_key_patterns(done: subprocess.CompletedProcess[str], prefix: str = "he
     _no_outage_advice(done)
 
 
+def test_explain_calls_an_acl_refusal_of_the_streams_a_refusal_and_claims_no_dead_letter_absent(
+    tmp_path: Path, database_url: str, keyless_user: str
+) -> None:
+    """QA s13 D8: explain worded a Redis user refused by its ACL "Redis unreachable", and an
+    id it could not look up among the dead letters "no ... dead letter of that name"."""
+    # Given a Redis user that logs in but may not read heal's streams
+    env = {"HEAL_HOME": str(tmp_path / "home"), "HEAL_REDIS_URL": keyless_user,
+           "HEAL_DATABASE_URL": database_url}
+    # When an error id PostgreSQL does not know is explained
+    done = _heal(env, "explain", "e-d8-not-in-postgres")
+    # Then it exits 1 calling the streams refused (what to grant), not unreachable, and says
+    # the dead letters could not be read instead of claiming there is none
+    assert done.returncode == 1, done.stderr
+    assert "Redis refused it" in done.stderr and "grant `~heal:*`" in done.stderr, done.stderr
+    assert "unreachable" not in done.stderr
+    assert "the dead letters could not be read" in done.stderr
+    assert "dead letter of that name" not in done.stderr
+    _no_outage_advice(done)
+
+
 def test_a_redis_user_whose_key_patterns_miss_the_prefix_is_a_configuration_error(
     tmp_path: Path, database_url: str, keyless_user: str
 ) -> None:

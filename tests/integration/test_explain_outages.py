@@ -104,6 +104,9 @@ def test_explain_with_redis_down_names_it_for_an_unknown_id(heal_env: dict[str, 
     assert "no record of fingerprint or error id" in done.stderr
     assert "heal: warning: details from the streams not shown" in done.stderr
     assert "Traceback" not in done.stderr
+    # and, the dead letters unread, it claims none absent (QA s13 D8)
+    assert "the dead letters could not be read" in done.stderr, done.stderr
+    assert "dead letter of that name" not in done.stderr
 
 
 def _get(url: str) -> tuple[int, Any]:
@@ -200,6 +203,31 @@ def test_a_tampered_audit_row_is_named_and_explain_still_tells_the_trip(
     assert status == 200, body
     assert [b["to"] for b in body["breaker"]] == ["OPEN"]
     assert len([p for p in body["problems"] if "audit_log" in p]) == 3, body["problems"]
+
+
+def test_a_tampered_audit_rows_subject_is_shown_visible_in_the_warning(
+        heal_env: dict[str, str], own_database: str) -> None:
+    # Given a rollback, and an audit table row naming it that was changed by hand, its
+    # subject holding a terminal title escape and a right-to-left override
+    tag = uuid.uuid4().hex[:16]
+    fp, error_id = f"fp-v3:{tag}", f"e-{tag}"
+    db = open_database(Settings.from_env())
+    try:
+        db.execute("INSERT INTO lifecycle_outcomes (event_id, error_id, fingerprint, status,"
+                   " workflow, step) VALUES ($1, $2, $3, 'rolled_back', 'nightly', 'lint')",
+                   f"{error_id}:apply", error_id, fp)
+        _audit(db, 1, "sc\x1b]0;pwned\x07\u202eope",
+               '{"data":{"error_id":"' + error_id + '","from":"CLOSED","to":"OP')
+    finally:
+        db.close()
+    # When the operator explains the fingerprint
+    done = _heal(["explain", fp])
+    # Then the warning naming the row shows those characters escaped, never raw
+    assert done.returncode == 0, done.stderr
+    assert "heal: warning: audit_log row seq 1" in done.stderr, done.stderr
+    assert "\x1b" not in done.stderr and "\x07" not in done.stderr
+    assert "\u202e" not in done.stderr
+    assert "sc\\x1b]0;pwned\\x07\\u202eope" in done.stderr, done.stderr
 
 
 def test_an_escalation_without_an_attempt_names_its_repository(
