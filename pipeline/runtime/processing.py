@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import (
-    AccessRefused,
     DecodeError,
     EngineError,
     HealError,
@@ -100,15 +99,16 @@ class EventProcessor:
     def prepare(self, events: list[Any]) -> None:
         """Give a batch-aware handler the batch's decoded events first (see
         ``pipeline.stage.BatchPreparer``); a failure there is logged and contained: each event
-        is then handled (and retried) on its own. AccessRefused is raised (see ``handle``)."""
+        is then handled (and retried) on its own. A fault that stops the stage is raised (see
+        ``handle``)."""
         prepare = getattr(self.handler, "prepare", None)
         if prepare is None or not events:
             return
         try:
             prepare(events)
-        except AccessRefused:
-            raise  # the stage stops (see handle): no event would get further
-        except Exception:  # noqa: BLE001 - handle() meets the same failure and retries
+        except Exception as exc:  # noqa: BLE001 - handle() meets the same failure and retries
+            if _stops_stage(exc):  # the stage stops (see handle): no event would get further
+                raise
             log.warning("stage %s: batch preparation failed", self.stage, exc_info=True)
 
     def decode(self, delivery: Delivery) -> Any:
@@ -150,12 +150,6 @@ class EventProcessor:
             encoded = list(map(self._encode, outputs))
         except PermanentError as exc:
             return DeadLetter(delivery, f"permanent error: {exc.reason}")
-        except AccessRefused:
-            # the Redis ACL refused the handler's keys: not the event's fault, and no wait
-            # ends it; the stage stops (the entry stays pending) and says what to change.
-            # (Any other ConfigError, e.g. a broken stored fix, stays this event's failure:
-            # it must never stop the stage for every other event.)
-            raise
         except Retry as exc:
             if isinstance(exc.__cause__, EngineError):
                 return self.park(delivery, exc.reason)
@@ -163,7 +157,12 @@ class EventProcessor:
         except EngineError as exc:  # an outage is not the event's fault: park it
             return self.park(delivery, str(exc))
         except Exception as exc:  # unexpected: retried (may be transient), then dead-lettered
-            if _stops_stage(exc):  # as AccessRefused: the operator's to mend, every event's
+            if _stops_stage(exc):
+                # the Redis ACL refused the handler's keys, the audit chain cannot be
+                # extended: not the event's fault, and no wait ends it; the stage stops (the
+                # entry stays pending) and says what to change. (Any other ConfigError, e.g.
+                # a broken stored fix, stays this event's failure: it must never stop the
+                # stage for every other event.)
                 raise
             log.warning(
                 "stage %s: handler raised on entry %s", self.stage, delivery.entry_id,
