@@ -160,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _apply(args: argparse.Namespace, settings: Settings, store: Any) -> int:
     from pipeline.apply.applier import Applier, settle_outcomes
+    from pipeline.apply.decision_lock import deciding, direct
     from storage.engines import connect_redis
 
     row = find_suggestion(store, args.fix_id)
@@ -173,10 +174,24 @@ def _apply(args: argparse.Namespace, settings: Settings, store: Any) -> int:
     client = connect_redis(settings)
     if not args.force:
         _guard(settings, client, verdict)
-    outcome = Applier(settings, client, store).apply_suggested(replace(verdict, decision="apply"))
+    # an approve or reject through heal serve (or another heal apply) at once must not decide
+    # too: one holds the suggestion's lock and records; the other is told (exit 1)
+    with deciding(settings, verdict.error_id, direct(client)):
+        _still_waiting(store, verdict.error_id)  # re-read under the lock
+        outcome = Applier(settings, client, store).apply_suggested(
+            replace(verdict, decision="apply"))
     _result(as_json, verdict, outcome.status, outcome.detail, outcome.commit)
     settle_outcomes(settings, client)  # statistics, explain, metrics and export see it now
     return 0 if outcome.status == "applied" else 1
+
+
+def _still_waiting(store: Any, error_id: str) -> None:
+    """Raises NothingWaiting when the suggestion was decided since it was found."""
+    result = store.apply_result(error_id)
+    if result is not None and result.get("status") != "suggested":
+        decided = store.decided_suggestion(error_id)
+        raise NothingWaiting(_already_decided(error_id, decided) if decided is not None
+                             else f"{error_id!r} was already decided: {result.get('status')}")
 
 
 def _result(as_json: bool, verdict: VerdictEvent, status: str, detail: str,

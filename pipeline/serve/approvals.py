@@ -2,11 +2,15 @@
 
 Approve does what ``heal apply`` does (same guard, same :class:`Applier` call); reject marks
 the suggestion ``rejected`` in ``apply_results`` so it is no longer offered, and appends the
-decision to the audit log.
+decision to the audit log. Both hold the suggestion's decision lock (the one ``heal apply``
+holds: :mod:`pipeline.apply.decision_lock`) and re-read its state inside it, so a second
+decision while one runs is 409 "being applied by another request".
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -14,9 +18,6 @@ from pipeline.config import Settings
 from pipeline.events import VerdictEvent
 from pipeline.serve.api import HttpError
 from pipeline.serve.engines import Engines
-
-#: longest an approval may hold its lock (applying runs the failing step again)
-APPLY_LOCK_S = 3600
 
 
 def _pending(store: Any, attempt_id: str) -> dict[str, Any]:
@@ -59,17 +60,13 @@ def approve(settings: Settings, engines: Engines, attempt_id: str, *,
             raise
         except HealError as exc:
             raise HttpError(409, str(exc).replace("use --force", "POST with ?force=1")) from exc
-    # two clicks (or two operators) at once must not apply one fix twice: the first request
-    # holds this lock while it applies, the second is told so; afterwards _pending says 409
-    lock = settings.key("serve", "approving", attempt_id)
-    if not engines.with_redis(lambda c: c.set(lock, b"1", nx=True, ex=APPLY_LOCK_S)):
-        raise HttpError(409, f"attempt {attempt_id!r} is being applied by another request")
-    try:
+    # two clicks, two operators, an approve and a reject or a `heal apply` at once must not
+    # both decide: the first holds this lock while it applies, the second is told so;
+    # afterwards _pending says 409 (already decided)
+    with _deciding(settings, engines, attempt_id):
         _pending(store, attempt_id)  # re-read under the lock
         outcome = Applier(settings, client, store).apply_suggested(
             replace(verdict, decision="apply"))
-    finally:
-        engines.with_redis(lambda c: c.delete(lock))
     settle_outcomes(settings, client)  # recorded like the apply stage's outcomes
     if outcome.status == "suggested":  # not applied (uncommitted changes there...): it waits
         raise HttpError(409, f"attempt {attempt_id!r} was not applied: {outcome.detail}; the "
@@ -85,13 +82,28 @@ def reject(settings: Settings, engines: Engines, attempt_id: str) -> dict[str, A
 
     db = engines.database()
     store = AttemptStore(db)
-    row = _pending(store, attempt_id)
+    _pending(store, attempt_id)
     detail = "rejected by an operator through heal serve"
-    if not store.record_apply(attempt_id, {"fix_id": row.get("fix_id", ""),
-                                           "status": "rejected", "detail": detail},
-                              replace_suggested=True):
-        raise HttpError(409, f"attempt {attempt_id!r} was decided meanwhile")
+    with _deciding(settings, engines, attempt_id):
+        row = _pending(store, attempt_id)  # re-read under the lock
+        if not store.record_apply(attempt_id, {"fix_id": row.get("fix_id", ""),
+                                               "status": "rejected", "detail": detail},
+                                  replace_suggested=True):
+            raise HttpError(409, f"attempt {attempt_id!r} was decided meanwhile")
     AuditLog(settings, db).append("approval.reject", attempt_id,
                                   {"fix_id": row.get("fix_id", "")})
     return {"id": attempt_id, "fix_id": row.get("fix_id", ""), "status": "rejected",
             "detail": detail}
+
+
+@contextlib.contextmanager
+def _deciding(settings: Settings, engines: Engines, attempt_id: str) -> Iterator[None]:
+    """Hold the suggestion's decision lock; another request holding it is a 409."""
+    from pipeline.apply.decision_lock import BeingDecided, deciding
+
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(deciding(settings, attempt_id, engines.with_redis))
+        except BeingDecided as exc:
+            raise HttpError(409, str(exc)) from exc
+        yield

@@ -273,7 +273,9 @@ def test_approve_applies_a_real_suggestion_and_reject_retires_one(
 
     head = git(root, "rev-parse", "HEAD")
     # while another request applies it (its lock is held), a second approve is refused
-    lock = settings.key("serve", "approving", verdict.error_id)
+    from pipeline.apply.decision_lock import lock_key
+
+    lock = lock_key(settings, verdict.error_id)
     client.set(lock, b"1")
     status, _, body = call(f"{base}/api/approvals/{verdict.error_id}/approve", "POST")
     assert status == 409 and "being applied by another request" in body["error"]
