@@ -13,7 +13,9 @@ Tamper evidence (issue 11, item 8):
 
 * the hash is keyed: HMAC-SHA256 with ``HEAL_AUDIT_KEY`` or ``$HEAL_HOME/audit.key`` (0600,
   made at first use), so whoever can write the file cannot re-seal an edited chain
-  (records written before the key existed carry no ``alg`` and keep their plain SHA-256);
+  (records written before the key existed carry no ``alg`` and keep their plain SHA-256,
+  but only before the chain's first keyed record: an unkeyed record after it is a forged
+  downgrade, :data:`DOWNGRADE`, which verify reports and no append chains onto);
 * the file's head (seq, hash) is anchored outside it at every append: in Redis always (the
   configured one or the embedded one) and in PostgreSQL (``audit_anchor``) at every append
   made with a database, which covers every record before it; the table's own head is
