@@ -25,6 +25,7 @@ from pipeline.guardrails.audit import (
     check_tail,
     cross_check,
     file_log_id,
+    keyed_seals,
     read_anchor,
     sealed_with_another_key,
     verify_database,
@@ -68,12 +69,23 @@ def _first_seal_hint(result: Verification, path: Path) -> Verification:
         return result
     if result.bad_at > 1:
         return _key_changed_hint(result, path)
+    first_keyed, matching = keyed_seals(path, verify_key(path))
+    if not first_keyed:  # a record made before keys: no key to get wrong
+        return result
     beside = path.parent / KEY_FILE
+    used = f"{KEY_ENV} (set)" if os.environ.get(KEY_ENV) else str(beside)
+    if matching:
+        return replace(result, reason=(
+            f"{result.reason}; {matching} later keyed record(s) verify with the key used "
+            f"({used}), so the key is right for them: record 1 was edited, or sealed with "
+            "another key before the key changed; keep the file as evidence, move it aside so "
+            f"heal starts a new chain, and give every heal command the same {KEY_ENV}"))
     if os.environ.get(KEY_ENV):
         hint = (f"{KEY_ENV} is set and used instead of {beside}" if beside.exists() else
                 f"it was checked with {KEY_ENV}")
         todo = (f"if heal wrote it with {beside}, unset {KEY_ENV} (or set it to that file's "
-                "content) and verify again")
+                "content) and verify again" if beside.exists() else
+                f"verify with the {KEY_ENV} heal wrote it with (the one the workers use)")
     else:
         hint = f"it was checked with {beside}"
         todo = f"if heal wrote it with {KEY_ENV} set, verify with the same {KEY_ENV}"

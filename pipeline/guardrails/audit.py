@@ -13,7 +13,9 @@ Tamper evidence (issue 11, item 8):
 
 * the hash is keyed: HMAC-SHA256 with ``HEAL_AUDIT_KEY`` or ``$HEAL_HOME/audit.key`` (0600,
   made at first use), so whoever can write the file cannot re-seal an edited chain
-  (records written before the key existed carry no ``alg`` and keep their plain SHA-256);
+  (records written before the key existed carry no ``alg`` and keep their plain SHA-256,
+  but only before the chain's first keyed record: an unkeyed record after it is a forged
+  downgrade, :data:`DOWNGRADE`, which verify reports and no append chains onto);
 * the file's head (seq, hash) is anchored outside it at every append: in Redis always (the
   configured one or the embedded one) and in PostgreSQL (``audit_anchor``) at every append
   made with a database, which covers every record before it; the table's own head is
@@ -155,6 +157,8 @@ def _refuse_a_new_key(log_path: Path, key_path: Path) -> None:
                 last = _last_whole_record(fh.read().splitlines()[:-1])
     except OSError:  # no log (or one the append reports as unreadable): nothing sealed
         return
+    if last is not None and last.get("alg") != ALG and _holds_keyed(log_path):
+        raise _downgraded(log_path, last)
     if last is None or last.get("alg") != ALG:
         return
     raise AuditChainUnusable(
@@ -163,6 +167,42 @@ def _refuse_a_new_key(log_path: Path, key_path: Path) -> None:
         f"log never verifies with). Set {KEY_ENV} to the key the log was sealed with (the one "
         "the workers use), or restore audit.key; if that key is lost, move the log aside "
         "(heal starts a new chain) and keep it as evidence")
+
+
+#: why a record fails the chain: it carries no ``alg`` (plain SHA-256, which anyone can
+#: compute) after records sealed with the key; heal never writes one there
+DOWNGRADE = ("unkeyed record after keyed ones (a downgrade): it carries no alg, so it was "
+             "sealed without the audit key, which heal never does once a record is keyed "
+             "(forged by whoever could write the log?)")
+
+
+def _holds_keyed(path: Path) -> bool:
+    """Whether the log ``path`` holds a keyed record. Read whole, line by line: called only
+    when its last record is unkeyed, which a log heal writes shows once (a log of records
+    made before keys, at its first keyed append) and a forged one every time."""
+    try:
+        with open(path, "rb") as fh:
+            for line in fh:
+                if b'"alg"' not in line:
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and record.get("alg") == ALG:
+                    return True
+    except OSError:
+        return False
+    return False
+
+
+def _downgraded(where: Path | str, last: dict[str, Any]) -> AuditChainUnusable:
+    """The refusal to append onto an unkeyed last record that follows keyed ones."""
+    return AuditChainUnusable(
+        f"{where}: its last record (seq {last.get('seq')}) carries no key, yet records before "
+        f"it are keyed: {DOWNGRADE.split(': ', 1)[0]}; nothing is appended onto it. Run "
+        "`heal audit verify` to see the record, keep the log as evidence and find who wrote "
+        "it; then remove the record (or move the log aside so heal starts a new chain)")
 
 
 def _last_whole_record(lines: list[bytes]) -> dict[str, Any] | None:
@@ -233,7 +273,9 @@ def _table_head(row: Any) -> dict[str, Any] | None:
 
     Raises:
         AuditChainUnusable: the row's body is not a record heal wrote (edited by hand: not
-            JSON, or without an integer ``seq`` and a ``hash``). Unlike the file's torn last
+            JSON, without an integer ``seq`` and a ``hash``, or with a ``seq`` or ``hash``
+            other than the row's own columns: appending onto it would reuse a seq or
+            overflow the column, a raw PostgreSQL error). Unlike the file's torn last
             line, which a crash leaves, a table row is written whole in a transaction: a bad
             one was changed, so the chain's head cannot be trusted to append onto.
     """
@@ -250,6 +292,10 @@ def _table_head(row: Any) -> dict[str, Any] | None:
             what = "no integer seq"
         elif not isinstance(body.get("hash"), str):
             what = "no hash"
+        elif body["seq"] != row["seq"]:
+            what = f"its body says seq {body['seq']}, not the row's own"
+        elif body["hash"] != row["hash"]:
+            what = "its body's hash is not the row's hash column"
         else:
             record: dict[str, Any] = body
             return record
@@ -258,6 +304,41 @@ def _table_head(row: Any) -> dict[str, Any] | None:
         "it was edited, so nothing is appended onto it; run `heal audit verify` to see where "
         "the chain breaks, and restore the row from a backup (or find who changed it) before "
         "heal can audit to the table again")
+
+
+async def _usable_table_head(conn: Any, key: bytes | None) -> dict[str, Any] | None:
+    """The ``audit_log`` table's last record, when a record sealed with ``key`` (None:
+    unkeyed) may be appended onto it (None for an empty table).
+
+    Raises:
+        AuditChainUnusable: the last row was edited (:func:`_table_head`); or it is keyed and
+            ``key`` is None (a host without the HEAL_AUDIT_KEY the others use would append an
+            unkeyed record after keyed ones, which verify calls a downgrade); or it is
+            unkeyed, ``key`` is given and keyed rows come before it (a forged downgrade).
+    """
+    row = await conn.fetchrow("SELECT seq, hash, body FROM audit_log ORDER BY seq DESC LIMIT 1")
+    prev = _table_head(row)
+    if prev is None:
+        return None
+    if prev.get("alg") == ALG and key is None:
+        raise AuditChainUnusable(
+            f"the audit_log table is sealed with {KEY_ENV} (its last row, seq {prev['seq']}, "
+            f"is keyed), and {KEY_ENV} is unset here; nothing is appended (an unkeyed record "
+            f"after keyed ones fails `heal audit verify`). Set {KEY_ENV} to the key the other "
+            "hosts and workers use")
+    if prev.get("alg") != ALG and key is not None:
+        # an unkeyed head under a key: once, at the first keyed append onto a table of
+        # records made before keys (or without HEAL_AUDIT_KEY); or a forged downgrade
+        async for candidate in conn.cursor(
+                "SELECT body FROM audit_log WHERE strpos(body, $1) > 0 ORDER BY seq",
+                f'"alg":"{ALG}"'):
+            try:
+                record = json.loads(candidate["body"])
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("alg") == ALG:
+                raise _downgraded(f"the audit_log table (row seq {prev['seq']})", prev)
+    return prev
 
 
 class AuditLog:
@@ -337,6 +418,8 @@ class AuditLog:
     def _append(self, kind: str, subject: str, data: dict[str, Any],
                 remember: tuple[Any, str] | None = None) -> dict[str, Any]:
         key = audit_key(self.settings, self.path)
+        if self.db is not None:
+            self._check_table(env_key())
         try:
             record = self._append_file(kind, subject, data, key)
         except OSError as exc:  # disk full, read-only, permissions
@@ -358,6 +441,27 @@ class AuditLog:
             table_head = self._append_db(kind, subject, data, env_key(), anchor)
             self._anchor_redis(None, table_head)
         return record
+
+    def _check_table(self, key: bytes | None) -> None:
+        """Refuse up front, before the file record is written, a table heal would refuse to
+        append to (:func:`_usable_table_head`): a refused command then changes nothing, its
+        file record included. Read without the table's lock (the append checks again under
+        it); any other failure (PostgreSQL down) is left to the append, which reports it
+        after the file record as before (a retry writes only the table record).
+
+        Raises:
+            AuditChainUnusable: the table's last row cannot be appended onto.
+        """
+        async def check(conn: Any) -> None:
+            async with conn.transaction(readonly=True):
+                await _usable_table_head(conn, key)
+
+        try:
+            self.db.run(check)
+        except AuditChainUnusable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the append below reports it
+            log.debug("audit table not checked before the file record: %s", exc)
 
     def witness(self, kind: str, subject: str, data: dict[str, Any],
                 file_record: dict[str, Any]) -> None:
@@ -384,6 +488,8 @@ class AuditLog:
             fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file closes
             try:
                 prev = _last_record_or_repair(fh, self.path)
+                if prev is not None and prev.get("alg") != ALG and _holds_keyed(self.path):
+                    raise _downgraded(self.path, prev)
                 record = _seal(prev, kind, subject, data, key)
                 fh.seek(0, os.SEEK_END)
                 fh.write(canonical(record).encode() + b"\n")
@@ -399,9 +505,7 @@ class AuditLog:
         async def insert(conn: Any) -> dict[str, Any]:
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtext('heal:audit_log'))")
-                row = await conn.fetchrow(
-                    "SELECT seq, body FROM audit_log ORDER BY seq DESC LIMIT 1")
-                prev = _table_head(row)
+                prev = await _usable_table_head(conn, key)
                 record = _seal(prev, kind, subject, data, key, anchor)
                 await conn.execute(
                     "INSERT INTO audit_log (seq, kind, subject, prev_hash, hash, body)"
@@ -578,6 +682,7 @@ def verify_lines(lines: Iterator[str], key: bytes | None = None) -> Verification
     kept: dict[int, dict[str, Any]] = {}
     hashes: list[str] = []
     kinds: list[str] = []
+    keyed = False
     for position, line in enumerate(lines, start=1):
         if not line.strip():
             return Verification(False, count, position, "empty line inside the log", line)
@@ -585,9 +690,10 @@ def verify_lines(lines: Iterator[str], key: bytes | None = None) -> Verification
             record = json.loads(line)
         except ValueError:
             return Verification(False, count, position, "not JSON", line)
-        reason = _check(record, prev_hash, count + 1, key)
+        reason = _check(record, prev_hash, count + 1, key, keyed)
         if reason:
             return Verification(False, count, position, reason, line)
+        keyed = record.get("alg") == ALG
         prev_hash, count = record["hash"], count + 1
         hashes.append(prev_hash)
         kinds.append(str(record.get("kind", "")))
@@ -596,7 +702,10 @@ def verify_lines(lines: Iterator[str], key: bytes | None = None) -> Verification
     return Verification(True, count, kept=kept, hashes=hashes, kinds=kinds)
 
 
-def _check(record: Any, prev_hash: str, seq: int, key: bytes | None) -> str:
+def _check(record: Any, prev_hash: str, seq: int, key: bytes | None,
+           after_keyed: bool = False) -> str:
+    """Why ``record`` breaks the chain ("" when it holds): ``after_keyed``, a keyed record
+    came before it, so it must be keyed too (:data:`DOWNGRADE`)."""
     if not isinstance(record, dict) or "hash" not in record:
         return "not an audit record"
     if record.get("seq") != seq:
@@ -604,6 +713,8 @@ def _check(record: Any, prev_hash: str, seq: int, key: bytes | None) -> str:
                 "(records reordered or removed?)")
     if record.get("prev") != prev_hash:
         return "prev does not match the previous record's hash (chain broken)"
+    if after_keyed and record.get("alg") != ALG:
+        return DOWNGRADE
     if record.get("alg") == ALG and key is None:
         return "keyed record but no audit key to check it (set HEAL_AUDIT_KEY)"
     if record_hash(record, key) != record["hash"]:
@@ -635,6 +746,28 @@ def sealed_with_another_key(path: Path, key: bytes | None, first: int) -> int:
     except (OSError, ValueError):
         return 0
     return count
+
+
+def keyed_seals(path: Path, key: bytes | None) -> tuple[bool, int]:
+    """Whether the first record of the file ``path`` is keyed, and how many of its keyed
+    records match their seal under ``key`` (each alone, links not checked): what tells a
+    wrong key (none matches) from a first record edited or sealed with an earlier key."""
+    first_keyed, matching = False, 0
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for position, line in enumerate(fh, start=1):
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if not isinstance(record, dict) or record.get("alg") != ALG:
+                    continue
+                first_keyed = first_keyed or position == 1
+                if record_hash(record, key) == record.get("hash"):
+                    matching += 1
+    except OSError:
+        pass
+    return first_keyed, matching
 
 
 def verify_file(path: Path, key: bytes | None = None,

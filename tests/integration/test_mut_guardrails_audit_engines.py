@@ -133,7 +133,8 @@ def test_a_shared_key_seals_the_table(client: redis.Redis, settings: Settings, d
 
 def test_once_writes_one_file_record_and_completes_the_table_after_an_outage(
         client: redis.Redis, settings: Settings, db: PgShim) -> None:
-    log = AuditLog(settings, db=Outage(db, down=1), redis_client=client)
+    # down for the table's check before the file record (left to the append) and the insert
+    log = AuditLog(settings, db=Outage(db, down=2), redis_client=client)
     with pytest.raises(DatabaseUnavailable):
         log.append("lifecycle.outcome", "fp", {"ok": True}, once="outcome:e1")
     assert db.fetch("SELECT seq FROM audit_log") == []
