@@ -34,13 +34,14 @@ import redis
 
 from pipeline.apply.playbook import PlaybookRunner, StepContext
 from pipeline.config import STREAM_OUTCOMES, STREAM_VERDICTS, Settings
-from pipeline.errors import DecodeError, GitError, HealError, Retry, StreamUnavailable
+from pipeline.errors import DecodeError, GitError, HealError, Retry
 from pipeline.events import OutcomeEvent, VerdictEvent
 from pipeline.gitops import AlreadyApplied, GitRepo, WorkTreeInTheWay
 from pipeline.guardrails.budget import Budget, deferred_key
 from pipeline.guardrails.gate import gate_for
 from pipeline.lifecycle.graduation import UNRUNNABLE, cannot_run
 from pipeline.policy import Policy, policy_for
+from pipeline.runtime.connection import redis_failure
 from pipeline.trust.boundary import Trust, assess
 from pipeline.trust.packages import install_target
 from pipeline.trust.seal import seal, unseal
@@ -80,7 +81,7 @@ class Applier:
                 return None
             raw = self.client.get(key)
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
+            raise redis_failure(exc, "apply", self.settings.prefix) from exc
         if raw == b"in-progress":
             raise Retry("this error is being applied by another worker", delay=5.0)
         return _decoded(raw)
@@ -108,7 +109,7 @@ class Applier:
                     ex=DONE_TTL_S)
             self.client.set(self._key(outcome.error_id), outcome.encode(), ex=DONE_TTL_S)
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
+            raise redis_failure(exc, "apply", self.settings.prefix) from exc
         audit(self.settings, self.store, "apply", outcome.error_id, {
             "fix_id": outcome.fix_id, "status": outcome.status, "detail": outcome.detail[:500],
             "commit": outcome.commit, "revert_commit": (extra or {}).get("revert_commit", "")},
@@ -130,7 +131,7 @@ class Applier:
         try:
             raw = self.client.get(pending)
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
+            raise redis_failure(exc, "apply", self.settings.prefix) from exc
         if not isinstance(raw, bytes):
             return None
         try:
@@ -150,7 +151,7 @@ class Applier:
         try:
             return _decoded(self.client.get(self._key(error_id)))
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
+            raise redis_failure(exc, "apply", self.settings.prefix) from exc
 
     def _forget(self, key: str) -> None:
         try:
@@ -217,7 +218,7 @@ class Applier:
             n = self.client.zadd(deferred_key(self.settings), {
                 seal(self.settings, DEFERRED_ROLE, verdict.encode()): time.time() + delay})
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
+            raise redis_failure(exc, "apply", self.settings.prefix) from exc
         detail = (f"rate limit: at most {limits.count('budget.automatic_fixes')} automatic "
                   f"fixes per {limits.get('budget.automatic_fixes_minutes'):g} minutes "
                   f"(heal.toml [budget] automatic_fixes); deferred, retried automatically in "
@@ -283,7 +284,7 @@ class Applier:
                     "event": seal(self.settings, STREAM_VERDICTS, retry.encode())})
                 released += 1
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
+            raise redis_failure(exc, "apply", self.settings.prefix) from exc
         return released
 
     def apply_suggested(self, verdict: VerdictEvent) -> OutcomeEvent:
@@ -312,7 +313,7 @@ class Applier:
             self.client.xadd(self._stream(published, STREAM_OUTCOMES), {
                 "event": seal(self.settings, STREAM_OUTCOMES, published.encode())})
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
+            raise redis_failure(exc, "apply", self.settings.prefix) from exc
         return published
 
     def _stream(self, event: VerdictEvent | OutcomeEvent, name: str) -> str:
