@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import re
 import select
-import shlex
 import signal
 import subprocess
 import threading
@@ -26,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
+from pipeline.console import shell_quote
 from pipeline.errors import UsageError
 from pipeline.redact import CUT_MARGIN, redacted_tail
 
@@ -227,12 +227,13 @@ def _not_executable(program: str, cwd: str | None, exc: PermissionError) -> str:
         return (f"command is a directory, not a program: {program!r}; name the program to "
                 "run (a script or an executable file)")
     if found and os.path.isfile(found[0]) and not os.access(found[0], os.X_OK):
-        interpreter = _interpreter(found[0])
-        example = (f"heal run -- {interpreter} {shlex.quote(program)}" if interpreter
-                   else f"heal run -- INTERPRETER {shlex.quote(program)}")
+        # the hints are commands to copy: the name one shell word that names the real file
+        # and is safe to print (bash's $'...' escapes for control characters, as the first
+        # mention's repr escapes them), never its raw ESC or BEL
+        word = shell_quote(program)
+        example = f"heal run -- {_interpreter(found[0]) or 'INTERPRETER'} {word}"
         return (f"command not executable: {program!r} ({exc.strerror}): make it executable "
-                f"(chmod +x {shlex.quote(program)}) or run it through its interpreter "
-                f"(e.g. {example})")
+                f"(chmod +x {word}) or run it through its interpreter (e.g. {example})")
     return f"command not executable: {program!r} ({exc.strerror})"
 
 

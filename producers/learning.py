@@ -30,7 +30,7 @@ from typing import Any
 import redis
 
 from pipeline.config import Settings
-from pipeline.errors import HealError
+from pipeline.errors import AccessRefused, HealError
 from pipeline.events import ErrorEvent, Repo, Workflow
 from pipeline.guardrails.execution import ExecutionGuard, workflow_name
 from pipeline.guardrails.gate import policy_at
@@ -143,6 +143,9 @@ class StepLearning:
                 # paused: the failure stays remembered, a later success may still teach it
                 self._mark(pending, not common["ok"])
             return _state_lines(report, common["workflow"]) + _learned_lines(report)
+        except AccessRefused as exc:  # the server is up: say what to grant, not an outage
+            return ["could not update the execution state or learn from this run: Redis "
+                    f"refused it ({exc})"]
         except HealError as exc:
             return [f"could not update the execution state or learn from this run ({exc})"]
         except Exception as exc:  # noqa: BLE001 - learning must never change CMD's status

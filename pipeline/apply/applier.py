@@ -34,17 +34,18 @@ import redis
 
 from pipeline.apply.playbook import PlaybookRunner, StepContext
 from pipeline.config import STREAM_OUTCOMES, STREAM_VERDICTS, Settings
-from pipeline.errors import DecodeError, GitError, HealError, Retry, StreamUnavailable
+from pipeline.errors import DecodeError, GitError, HealError, Retry
 from pipeline.events import OutcomeEvent, VerdictEvent
 from pipeline.gitops import AlreadyApplied, GitRepo, WorkTreeInTheWay
 from pipeline.guardrails.budget import Budget, deferred_key
 from pipeline.guardrails.gate import gate_for
 from pipeline.lifecycle.graduation import UNRUNNABLE, cannot_run
 from pipeline.policy import Policy, policy_for
+from pipeline.runtime.connection import redis_failure
 from pipeline.trust.boundary import Trust, assess
 from pipeline.trust.packages import install_target
 from pipeline.trust.seal import seal, unseal
-from pipeline.validate.audit import audit, audit_before_acting
+from pipeline.validate.audit import audit, audit_before_acting, check_audit_chain
 from pipeline.validate.runner import run_argv
 from pipeline.validate.validator import HELD, repo_root
 from pipeline.validate.verify import NOT_RUN_HERE, RAN_UNCHANGED, failure_reproduced, rel_cwd
@@ -80,7 +81,7 @@ class Applier:
                 return None
             raw = self.client.get(key)
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
+            raise redis_failure(exc, "apply", self.settings.prefix) from exc
         if raw == b"in-progress":
             raise Retry("this error is being applied by another worker", delay=5.0)
         return _decoded(raw)
@@ -88,35 +89,77 @@ class Applier:
     def _unrecorded_key(self, error_id: str) -> str:
         return self.settings.key("apply", "unrecorded", error_id)
 
+    def _unaudited_key(self, error_id: str) -> str:
+        return self.settings.key("apply", "unaudited", error_id)
+
     def _finish(self, outcome: OutcomeEvent, extra: dict[str, Any] | None = None,
-                replace_suggested: bool = False) -> OutcomeEvent:
+                replace_suggested: bool = False, *, stage: bool = False) -> OutcomeEvent:
         """Mark the error done (Redis), audit, and record the result (PostgreSQL).
 
         The done marker comes first: it is what keeps a redelivery from acting twice. The
         row it promises is kept beside it until PostgreSQL took it, so a redelivery after a
-        failed write records it (:meth:`_record_unrecorded`) instead of skipping it.
+        failed write records it (:meth:`_record_unrecorded`) instead of skipping it. In the
+        apply stage (``stage``) the audit record is kept beside it the same way: an audit
+        chain that became unusable after :meth:`handle` checked it (a row edited meanwhile)
+        stops the stage after it acted, and the redelivery writes the record
+        (:meth:`_audit_unaudited`), once.
 
-        Raises: StreamUnavailable; the store's errors (the row is then kept for a retry).
+        Raises: StreamUnavailable; AuditChainUnusable (``stage`` only: the event stays
+        pending); the store's errors (the row is then kept for a retry).
         """
         row = {"fix_id": outcome.fix_id, "status": outcome.status, "detail": outcome.detail,
                "branch": outcome.branch, "commit": outcome.commit, **(extra or {})}
+        record = {"fix_id": outcome.fix_id, "status": outcome.status,
+                  "detail": outcome.detail[:500], "commit": outcome.commit,
+                  "revert_commit": (extra or {}).get("revert_commit", "")}
         pending = self._unrecorded_key(outcome.error_id)
         try:
             if self.store is not None:
                 self.client.set(pending, orjson.dumps(
                     {"row": row, "replace_suggested": replace_suggested}, default=str),
                     ex=DONE_TTL_S)
+            if stage:
+                self.client.set(self._unaudited_key(outcome.error_id),
+                                orjson.dumps(record, default=str), ex=DONE_TTL_S)
             self.client.set(self._key(outcome.error_id), outcome.encode(), ex=DONE_TTL_S)
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
-        audit(self.settings, self.store, "apply", outcome.error_id, {
-            "fix_id": outcome.fix_id, "status": outcome.status, "detail": outcome.detail[:500],
-            "commit": outcome.commit, "revert_commit": (extra or {}).get("revert_commit", "")},
-            self.client)
+            raise redis_failure(exc, "apply", self.settings.prefix) from exc
+        if stage:
+            self._audit_outcome(outcome.error_id, record)
+        else:
+            audit(self.settings, self.store, "apply", outcome.error_id, record, self.client)
         if self.store is not None:
             self.store.record_apply(outcome.error_id, row, replace_suggested=replace_suggested)
             self._forget(pending)
         return outcome
+
+    def _audit_outcome(self, error_id: str, record: dict[str, Any]) -> None:
+        """The apply stage's audit record of the outcome it decided for ``error_id``, named
+        once (a redelivery after the file took it and the table refused writes only the
+        table's), then no longer kept for a redelivery.
+
+        Raises: AuditChainUnusable (the record stays kept)."""
+        audit(self.settings, self.store, "apply", error_id, record, self.client,
+              once=f"apply.outcome:{error_id}")
+        self._forget(self._unaudited_key(error_id))
+
+    def _audit_unaudited(self, error_id: str) -> None:
+        """Write the audit record of an outcome decided before the chain refused it.
+
+        Raises: StreamUnavailable; AuditChainUnusable (still refused: the stage stops)."""
+        try:
+            raw = self.client.get(self._unaudited_key(error_id))
+        except redis.RedisError as exc:
+            raise redis_failure(exc, "apply", self.settings.prefix) from exc
+        if not isinstance(raw, bytes):
+            return
+        try:
+            record = dict(orjson.loads(raw))
+        except (orjson.JSONDecodeError, TypeError, ValueError):
+            log.warning("apply: dropping an unreadable pending audit record of %s", error_id)
+            self._forget(self._unaudited_key(error_id))
+            return
+        self._audit_outcome(error_id, record)
 
     def _record_unrecorded(self, error_id: str) -> bool | None:
         """Record the row of an outcome decided before PostgreSQL failed to take it; returns
@@ -130,7 +173,7 @@ class Applier:
         try:
             raw = self.client.get(pending)
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
+            raise redis_failure(exc, "apply", self.settings.prefix) from exc
         if not isinstance(raw, bytes):
             return None
         try:
@@ -150,7 +193,7 @@ class Applier:
         try:
             return _decoded(self.client.get(self._key(error_id)))
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
+            raise redis_failure(exc, "apply", self.settings.prefix) from exc
 
     def _forget(self, key: str) -> None:
         try:
@@ -160,9 +203,21 @@ class Applier:
 
     # -- entry points ---------------------------------------------------------------------
     def handle(self, verdict: VerdictEvent) -> OutcomeEvent:
+        """The apply stage's outcome of ``verdict`` (a redelivery's: the one decided before).
+
+        Raises:
+            AuditChainUnusable: the audit chain cannot be extended until the operator acts
+                (checked before anything is done for the verdict, which stays pending; or,
+                when it became so meanwhile, after: the redelivery records the outcome).
+            Retry: another worker is applying this error.
+            StreamUnavailable, AccessRefused: Redis.
+        """
+        # what the stage does is recorded after it did it: refuse before doing anything
+        check_audit_chain(self.settings, self.store, self.client)
         done = self._claim(verdict.error_id)
         if done is not None:
             self._record_unrecorded(verdict.error_id)
+            self._audit_unaudited(verdict.error_id)
             return done
         started = time.monotonic()
         try:
@@ -178,7 +233,7 @@ class Applier:
             self.client.delete(self._key(verdict.error_id))  # let a retry try again
             raise
         outcome = replace(outcome, duration_s=round(time.monotonic() - started, 3))
-        return self._finish(outcome, extra)
+        return self._finish(outcome, extra, stage=True)
 
     # -- automatic applications: execution state and rate ------------------------------------
     def _automatic_hold(self, verdict: VerdictEvent) -> OutcomeEvent | None:
@@ -217,7 +272,7 @@ class Applier:
             n = self.client.zadd(deferred_key(self.settings), {
                 seal(self.settings, DEFERRED_ROLE, verdict.encode()): time.time() + delay})
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
+            raise redis_failure(exc, "apply", self.settings.prefix) from exc
         detail = (f"rate limit: at most {limits.count('budget.automatic_fixes')} automatic "
                   f"fixes per {limits.get('budget.automatic_fixes_minutes'):g} minutes "
                   f"(heal.toml [budget] automatic_fixes); deferred, retried automatically in "
@@ -283,7 +338,7 @@ class Applier:
                     "event": seal(self.settings, STREAM_VERDICTS, retry.encode())})
                 released += 1
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
+            raise redis_failure(exc, "apply", self.settings.prefix) from exc
         return released
 
     def apply_suggested(self, verdict: VerdictEvent) -> OutcomeEvent:
@@ -312,7 +367,7 @@ class Applier:
             self.client.xadd(self._stream(published, STREAM_OUTCOMES), {
                 "event": seal(self.settings, STREAM_OUTCOMES, published.encode())})
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"apply: Redis unreachable: {exc}") from exc
+            raise redis_failure(exc, "apply", self.settings.prefix) from exc
         return published
 
     def _stream(self, event: VerdictEvent | OutcomeEvent, name: str) -> str:

@@ -381,6 +381,26 @@ class AuditLog:
                 AuditError(f"audit log {self.path}: cannot append ({exc}); nothing is "
                            "applied until it can (free space or fix the file)") from exc
 
+    def check_extendable(self) -> None:
+        """Refuse now, appending nothing, what ``append`` would refuse because the chain
+        cannot be extended here until the operator acts (the key that sealed the file is
+        not here, the table's last row was edited): a stage whose records of what it did are
+        written after it acted (the apply stage) checks first, so it stops before doing
+        anything. Any other failure (a key file unreadable, PostgreSQL down) is left to the
+        append and its caller.
+
+        Raises:
+            AuditChainUnusable: as ``append`` would.
+        """
+        try:
+            audit_key(self.settings, self.path)
+        except AuditChainUnusable:
+            raise
+        except HealError:
+            return
+        if self.db is not None:
+            self._check_table(env_key())  # what the append checks before its file record
+
     def append(self, kind: str, subject: str, data: dict[str, Any] | None = None, *,
                once: str = "") -> dict[str, Any]:
         """Append one decision; returns the file record (with its ``seq`` and ``hash``).

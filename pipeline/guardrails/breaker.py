@@ -34,9 +34,10 @@ from typing import Any, Protocol
 import redis
 
 from pipeline.config import Settings
-from pipeline.errors import HealError, StreamUnavailable, UsageError
+from pipeline.errors import HealError, UsageError
 from pipeline.guardrails import _breaker_lua as lua
 from pipeline.guardrails.audit import AuditLog
+from pipeline.runtime.connection import redis_failure
 
 GLOBAL = "global"
 
@@ -120,6 +121,7 @@ class CircuitBreaker:
 
     Raises:
         StreamUnavailable: from every method when Redis cannot be reached.
+        AccessRefused: from every method when the ACL of its user refuses (exit 2).
     """
 
     def __init__(
@@ -174,7 +176,7 @@ class CircuitBreaker:
         try:
             allowed, reason, _token, changes = self._allow(keys=self._keys(scopes), args=args)
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"circuit breaker: Redis unreachable: {exc}") from exc
+            raise redis_failure(exc, "circuit breaker", self.settings.prefix) from exc
         self._audit_changes(changes)
         return bool(int(allowed)), _text(reason)
 
@@ -198,7 +200,7 @@ class CircuitBreaker:
                 pipe.hmget(f"{self._base(scope)}:state", "state", "reason")
             rows = pipe.execute()
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"circuit breaker: Redis unreachable: {exc}") from exc
+            raise redis_failure(exc, "circuit breaker", self.settings.prefix) from exc
         for scope, (raw_state, raw_reason) in zip(scopes, rows, strict=True):
             state = _text(raw_state) if raw_state else BreakerState.CLOSED.value
             why = _text(raw_reason) if raw_reason else ""
@@ -236,7 +238,7 @@ class CircuitBreaker:
             self.client.sadd(self._index, *scopes)
             changes = self._record_lua(keys=self._keys(scopes), args=args)
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"circuit breaker: Redis unreachable: {exc}") from exc
+            raise redis_failure(exc, "circuit breaker", self.settings.prefix) from exc
         # (the error whose revert or success made the change: heal explain finds the trip a
         # fingerprint's rollback caused by it)
         return self._audit_changes(changes, event_id)
@@ -257,7 +259,7 @@ class CircuitBreaker:
         try:
             return scope == GLOBAL or bool(self.client.sismember(self._index, scope))
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"circuit breaker: Redis unreachable: {exc}") from exc
+            raise redis_failure(exc, "circuit breaker", self.settings.prefix) from exc
 
     def reset(self, scope: str = GLOBAL, reason: str = "reset by hand") -> Transition:
         """``heal breaker reset``: CLOSED with empty windows.
@@ -279,7 +281,7 @@ class CircuitBreaker:
         try:
             old = self.client.hget(key, "state")
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"circuit breaker: Redis unreachable: {exc}") from exc
+            raise redis_failure(exc, "circuit breaker", self.settings.prefix) from exc
         src = BreakerState(_text(old)) if old else BreakerState.CLOSED
         transition = Transition(scope, src, state, reason)
         if strict:
@@ -292,7 +294,7 @@ class CircuitBreaker:
                                            "reason": reason})
             self.client.sadd(self._index, scope)
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"circuit breaker: Redis unreachable: {exc}") from exc
+            raise redis_failure(exc, "circuit breaker", self.settings.prefix) from exc
         if not strict:
             self._audit([transition])
         return transition
@@ -329,7 +331,7 @@ class CircuitBreaker:
             names = sorted({_text(s) for s in self.client.smembers(self._index)} | {GLOBAL})
             scopes = {name: self.scope_status(name) for name in names}
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"circuit breaker: Redis unreachable: {exc}") from exc
+            raise redis_failure(exc, "circuit breaker", self.settings.prefix) from exc
         states = {BreakerState(s["state"]) for s in scopes.values()}
         worst = next(s for s in SEVERITY if s in states or s is BreakerState.CLOSED)
         open_scopes = [n for n, s in scopes.items() if s["state"] != BreakerState.CLOSED]

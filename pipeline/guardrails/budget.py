@@ -16,7 +16,8 @@ from typing import Any
 import redis
 
 from pipeline.config import Settings
-from pipeline.errors import StreamUnavailable, UsageError
+from pipeline.errors import UsageError
+from pipeline.runtime.connection import redis_failure
 
 DAY_TTL_S = 35 * 86400
 
@@ -78,7 +79,8 @@ def _text(value: Any) -> str:
 
 
 class Budget:
-    """Raises StreamUnavailable (every method) when Redis cannot be reached."""
+    """Raises StreamUnavailable (every method) when Redis cannot be reached, AccessRefused
+    when the ACL of its user refuses (``redis_failure``)."""
 
     def __init__(self, client: redis.Redis, settings: Settings, config: BudgetConfig | None = None,
                  *, clock: Callable[[], float] = time.time) -> None:
@@ -116,7 +118,7 @@ class Budget:
         try:
             ok, used = self._spend(keys=[self._day_key()], args=args)
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"budget: Redis unreachable: {exc}") from exc
+            raise redis_failure(exc, "budget", self.settings.prefix) from exc
         return SpendResult(bool(int(ok)), float(_text(used)), limit)
 
     def take_token(self, name: str = "apply", tokens: float = 1.0) -> bool:
@@ -126,14 +128,14 @@ class Budget:
             ok, _ = self._bucket(keys=[self.settings.key("budget", "bucket", name)],
                                  args=[self.clock(), c.bucket_capacity, c.bucket_per_s, tokens])
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"budget: Redis unreachable: {exc}") from exc
+            raise redis_failure(exc, "budget", self.settings.prefix) from exc
         return bool(int(ok))
 
     def spent(self, day: str | None = None) -> dict[str, float]:
         try:
             raw = self.client.hgetall(self._day_key(day))
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"budget: Redis unreachable: {exc}") from exc
+            raise redis_failure(exc, "budget", self.settings.prefix) from exc
         return {_text(k): float(_text(v)) for k, v in raw.items()}
 
     def status(self) -> dict[str, Any]:
@@ -148,12 +150,12 @@ class Budget:
         try:
             tokens = self.client.hget(self.settings.key("budget", "bucket", "apply"), "tokens")
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"budget: Redis unreachable: {exc}") from exc
+            raise redis_failure(exc, "budget", self.settings.prefix) from exc
         c = self.config
         try:  # automatic fixes the bucket deferred, waiting to be retried (pipeline/apply)
             deferred = int(self.client.zcard(deferred_key(self.settings)))
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"budget: Redis unreachable: {exc}") from exc
+            raise redis_failure(exc, "budget", self.settings.prefix) from exc
         return {"day": self.day(), "spend": spend, "deferred": deferred,
                 "rate": {"tokens": round(float(_text(tokens)), 2) if tokens
                          else c.bucket_capacity, "capacity": c.bucket_capacity,

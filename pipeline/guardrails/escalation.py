@@ -29,6 +29,7 @@ import redis
 
 from pipeline.errors import HealError
 from pipeline.homedir import dir_mode, open_private
+from pipeline.runtime.connection import redis_failure
 
 log = logging.getLogger("heal.escalation")
 
@@ -212,8 +213,12 @@ class Notifier:
             key = f"{self.key_prefix}:escalation:{notification.id}"
             try:
                 first = self.client.set(key, "1", nx=True, ex=self.dedupe_s)
-            except redis.RedisError:
-                first = True  # better a duplicate notification than a lost one
+            except redis.RedisError as exc:
+                # better a duplicate notification than a lost one; an ACL refusal is said
+                # as one (what to grant), not as an outage
+                log.warning("notification dedupe skipped: %s",
+                            redis_failure(exc, "notification dedupe", self.key_prefix))
+                first = True
             if not first:
                 return {sink.name: "deduplicated" for sink in self.sinks}
         results: dict[str, str] = {}

@@ -23,9 +23,9 @@ from typing import Any
 import redis
 
 from pipeline.config import Settings
-from pipeline.errors import HealError, StreamUnavailable
+from pipeline.errors import HealError
 from pipeline.guardrails.audit import AuditLog
-from pipeline.runtime.connection import glob_escape
+from pipeline.runtime.connection import glob_escape, redis_failure
 
 log = logging.getLogger("heal.execution")
 
@@ -126,7 +126,8 @@ def _text(value: Any) -> str:
 
 
 class ExecutionGuard:
-    """Raises StreamUnavailable (every method) when Redis cannot be reached."""
+    """Raises StreamUnavailable (every method) when Redis cannot be reached, AccessRefused
+    when the ACL of its user refuses (``redis_failure``)."""
 
     def __init__(self, client: redis.Redis, settings: Settings,
                  policy: ExecutionPolicy | None = None, *,
@@ -147,7 +148,7 @@ class ExecutionGuard:
         try:
             raw = self.client.hmget(self._keys(workflow)[0], "state", "reason", "last_failure_at")
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"execution state: Redis unreachable: {exc}") from exc
+            raise redis_failure(exc, "execution state", self.settings.prefix) from exc
         state = WorkflowState(_text(raw[0])) if raw[0] else WorkflowState.RUNNING
         last = float(_text(raw[2])) if raw[2] else 0.0
         if (state is WorkflowState.QUARANTINED
@@ -161,14 +162,14 @@ class ExecutionGuard:
         try:
             return bool(self.client.exists(*self._keys(workflow)))
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"execution state: Redis unreachable: {exc}") from exc
+            raise redis_failure(exc, "execution state", self.settings.prefix) from exc
 
     def since(self, workflow: str) -> float:
         """When the current state began (epoch seconds; 0.0 for a workflow never changed)."""
         try:
             raw = self.client.hget(self._keys(workflow)[0], "since")
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"execution state: Redis unreachable: {exc}") from exc
+            raise redis_failure(exc, "execution state", self.settings.prefix) from exc
         return float(_text(raw)) if raw else 0.0
 
     def workflows(self) -> list[dict[str, Any]]:
@@ -179,7 +180,7 @@ class ExecutionGuard:
             keys = [_text(k) for k in self.client.scan_iter(
                 match=f"{glob_escape(head)}*{glob_escape(tail)}", count=500)]
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"execution state: Redis unreachable: {exc}") from exc
+            raise redis_failure(exc, "execution state", self.settings.prefix) from exc
         out = []
         for key in sorted(keys):
             workflow = key[len(head):-len(tail)]
@@ -213,7 +214,7 @@ class ExecutionGuard:
         try:
             before, after, why = self._script(keys=self._keys(workflow), args=args)
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"execution state: Redis unreachable: {exc}") from exc
+            raise redis_failure(exc, "execution state", self.settings.prefix) from exc
         result = WorkflowState(_text(before)), WorkflowState(_text(after)), _text(why)
         if result[0] is not result[1]:
             try:
@@ -229,7 +230,7 @@ class ExecutionGuard:
         try:
             self.client.delete(*self._keys(workflow))
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"execution state: Redis unreachable: {exc}") from exc
+            raise redis_failure(exc, "execution state", self.settings.prefix) from exc
 
 
 def lift_command(workflow: str) -> str:

@@ -66,6 +66,18 @@ def acl_refusal(exc: BaseException, prefix: str) -> AccessRefused | None:
         f"{_grant(why)}, or use another user in HEAL_REDIS_URL")
 
 
+def redis_failure(exc: BaseException, what: str,
+                  prefix: str) -> AccessRefused | StreamUnavailable:
+    """What a Redis failure while ``what`` (``"circuit breaker"``, ``"budget"``, ...) works
+    on heal's shared state becomes at its edge: :class:`AccessRefused` when the ACL of
+    Redis's user refused it (:func:`acl_refusal`: exit 2, a stage stops, and the user is
+    told what to grant, not that Redis is down), else StreamUnavailable
+    ``"<what>: Redis unreachable: ..."``. One translation, so no guardrail words a refusal
+    as an outage."""
+    return acl_refusal(exc, prefix) or StreamUnavailable(
+        f"{what}: Redis unreachable: {redis_error_text(exc)}")
+
+
 #: the command a NOPERM reply names (Redis 6.2 and 7: "...to run the 'eval' command")
 _REFUSED_COMMAND = re.compile(r"run the '([a-z|-]{1,64})' command")
 #: the commands heal runs its atomic steps with (redis-py's scripts: EVALSHA, and SCRIPT LOAD

@@ -16,15 +16,17 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from pipeline.config import Settings
 from pipeline.events import utc_now
 from pipeline.guardrails.audit import AuditLog
-from pipeline.guardrails.breaker import Auditor
 from pipeline.runtime.hooks import Delivery
+
+if TYPE_CHECKING:  # (the breaker imports pipeline.runtime: a cycle at run time)
+    from pipeline.guardrails.breaker import Auditor
 
 log = logging.getLogger("heal.runtime")
 

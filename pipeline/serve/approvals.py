@@ -46,7 +46,7 @@ def approve(settings: Settings, engines: Engines, attempt_id: str, *,
     (breaker open, change window closed: 409 unless ``force``), EngineError."""
     from pipeline.apply.applier import Applier, settle_outcomes
     from pipeline.cli.apply import _guard
-    from pipeline.errors import EngineError, HealError
+    from pipeline.errors import AccessRefused, EngineError, HealError
     from storage.attempts import AttemptStore
 
     store = AttemptStore(engines.database())
@@ -56,7 +56,7 @@ def approve(settings: Settings, engines: Engines, attempt_id: str, *,
     if not force:
         try:
             _guard(settings, client, verdict)
-        except EngineError:
+        except (EngineError, AccessRefused):  # heal's engines, not this fix: never a 409
             raise
         except HealError as exc:
             raise HttpError(409, str(exc).replace("use --force", "POST with ?force=1")) from exc

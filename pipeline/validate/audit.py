@@ -17,18 +17,42 @@ log = logging.getLogger(__name__)
 
 
 def audit(settings: Settings, store: Any, kind: str, subject: str, data: dict[str, Any],
-          client: Any = None) -> None:
+          client: Any = None, *, once: str = "") -> None:
     """Record what already happened (the head anchored in ``store``'s database and in
-    ``client``'s Redis, else the configured or embedded one); a failure is logged."""
+    ``client``'s Redis, else the configured or embedded one); a failure is logged.
+
+    With ``once`` (a stable name of the record, :meth:`AuditLog.append`), a refusal that
+    stops a stage (an audit chain heal cannot extend: ``HealError.stops_stage``) is raised
+    instead: the stage stops, and its redelivery writes the record (``once`` keeps it one
+    record when the file took it and the table did not).
+
+    Raises:
+        AuditChainUnusable: only with ``once``.
+    """
     try:
         from pipeline.guardrails.audit import AuditLog
     except ImportError:  # pragma: no cover - the audit log ships with heal
         return
     try:
         AuditLog(settings, getattr(store, "db", None), redis_client=client).append(
-            kind, subject, data)
+            kind, subject, data, once=once)
     except HealError as exc:
+        if once and exc.stops_stage:
+            raise
         log.warning("audit log append failed (%s %s): %s", kind, subject, exc)
+
+
+def check_audit_chain(settings: Settings, store: Any, client: Any = None) -> None:
+    """Refuse before acting when the audit chain cannot be extended until the operator acts
+    (:meth:`AuditLog.check_extendable`).
+
+    Raises:
+        AuditChainUnusable: the key that sealed the log is not here, or the table's last
+            row was edited.
+    """
+    from pipeline.guardrails.audit import AuditLog
+
+    AuditLog(settings, getattr(store, "db", None), redis_client=client).check_extendable()
 
 
 def audit_before_acting(settings: Settings, store: Any, kind: str, subject: str,

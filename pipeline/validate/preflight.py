@@ -15,9 +15,10 @@ from typing import Any
 import redis
 
 from pipeline.config import Settings
-from pipeline.errors import HealError, StreamUnavailable
+from pipeline.errors import HealError
 from pipeline.gitops import GitRepo
 from pipeline.replayid import original_id
+from pipeline.runtime.connection import redis_failure
 from pipeline.validate.owner import owner_gone, owner_token
 from pipeline.validate.paths import diff_paths, param_paths, path_problem
 from pipeline.validate.request import FixRequest
@@ -206,7 +207,7 @@ def check_dedupe(req: FixRequest, pf: Preflight) -> Result:
             return True, (f"identical request of error {holder_id} was abandoned in flight "
                           f"(its process {owner_id.split('|')[1]} is gone): taken over")
     except redis.RedisError as exc:
-        raise StreamUnavailable(f"dedupe check: Redis unreachable: {exc}") from exc
+        raise redis_failure(exc, "dedupe check", pf.settings.prefix) from exc
     return False, _duplicate(req, holder_id, in_flight=bool(owner_id))
 
 

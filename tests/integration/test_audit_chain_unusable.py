@@ -212,3 +212,89 @@ def test_verify_gives_no_key_hint_for_a_record_edited_inside_the_chain(
     assert main(["audit", "verify", "--file-only"]) == 1
     out = capsys.readouterr().out
     assert "TAMPERED at record 2" in out and "another key" not in out
+
+
+def _publish_verdict(settings: Settings, client: redis.Redis, error_id: str) -> None:
+    """A verdict that escalates (the apply stage acts on nothing; it records what it did),
+    sealed as the validate stage publishes it."""
+    from pipeline.events import ErrorEvent, VerdictEvent
+    from pipeline.trust.seal import seal
+
+    event = VerdictEvent(id=f"{error_id}:validate", error_id=error_id,
+                         error=ErrorEvent(id=error_id, text="text of the error\n"),
+                         fine=f"fp-v3:{error_id}", decision="escalate",
+                         reason="no fix is safe here: a person decides")
+    client.xadd(settings.stream("verdicts"),
+                {"event": seal(settings, "verdicts", event.encode())})
+
+
+def _apply_records(home: Path, error_id: str) -> list[dict[str, Any]]:
+    records = [json.loads(line) for line in (home / "audit.jsonl").read_text().splitlines()]
+    return [r for r in records if r["kind"] == "apply" and r["subject"] == error_id]
+
+
+def test_the_apply_stage_stops_before_acting_on_an_audit_chain_it_cannot_extend(
+        heal_env: dict[str, str], own_database: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """QA s13b D3: the apply stage's record of what it did (escalated, suggested, rolled
+    back) was logged and dropped while the chain was refused, and the verdict acked."""
+    # Given an audit log sealed with HEAL_AUDIT_KEY, the apply stage run without it, and a
+    # verdict for it
+    home = _key_missing_setup(heal_env, monkeypatch, capsys)
+    settings = Settings.from_env()
+    client = redis.Redis.from_url(heal_env["HEAL_REDIS_URL"])
+    _publish_verdict(settings, client, "e-d3-stage")
+    # When the apply stage handles it: it stops saying what to set, before doing anything
+    with pytest.raises(AuditChainUnusable, match="sealed with a key that is not here"):
+        drain_inline(settings, client, stages=["apply"])
+    # Then the verdict stays pending: no outcome, no dead letter, no done marker
+    assert client.xpending(settings.stream("verdicts"), "apply")["pending"] == 1
+    assert client.xlen(settings.stream("outcomes")) == 0
+    assert client.xlen(settings.stream("dead")) == 0
+    assert not client.exists(settings.key("apply", "done", "e-d3-stage"))
+    # and once the key is back, the same verdict is handled and its outcome audited, once
+    monkeypatch.setenv("HEAL_AUDIT_KEY", KEY)
+    drain_inline(settings, client, stages=["apply"])
+    assert client.xpending(settings.stream("verdicts"), "apply")["pending"] == 0
+    assert client.xlen(settings.stream("outcomes")) == 1
+    [record] = _apply_records(home, "e-d3-stage")
+    assert record["data"]["status"] == "escalated"
+    assert main(["audit", "verify", "--file-only"]) == 0, capsys.readouterr()
+
+
+def test_an_apply_record_refused_after_the_stage_acted_is_written_by_the_redelivery(
+        heal_env: dict[str, str], db: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA s13b D3: the chain refused after the apply stage's check (a row edited while it
+    handled the verdict): its record is not dropped; the stage stops after acting, and the
+    redelivery records it once, without acting again."""
+    from pipeline.guardrails.audit import AuditLog
+
+    # Given an audit_log table, and a row edited after the stage checked the chain
+    assert main(["ignore", "fp-v3:0123456789abcdef"]) == 0
+    seq = int(db.fetchval("SELECT max(seq) FROM audit_log"))
+    body = db.fetchval("SELECT body FROM audit_log WHERE seq = $1", seq)
+    _edit_last_row(db, "no-seq")
+    monkeypatch.setattr(AuditLog, "check_extendable", lambda self: None)
+    settings = Settings.from_env()
+    home = settings.home
+    client = redis.Redis.from_url(heal_env["HEAL_REDIS_URL"])
+    _publish_verdict(settings, client, "e-d3-race")
+    # When the apply stage handles the verdict: the record of what it did is refused
+    with pytest.raises(AuditChainUnusable, match=f"last row \\(seq {seq}\\)"):
+        drain_inline(settings, client, stages=["apply"])
+    # Then the stage stops with the verdict pending, its decision kept (done marker)
+    assert client.xpending(settings.stream("verdicts"), "apply")["pending"] == 1
+    assert client.xlen(settings.stream("outcomes")) == 0
+    assert client.exists(settings.key("apply", "done", "e-d3-race"))
+    # and once the row is restored, the redelivery publishes the decided outcome (not a
+    # second decision) and writes the table's record of it, with one file record
+    db.execute("UPDATE audit_log SET body = $1 WHERE seq = $2", body, seq)
+    monkeypatch.undo()
+    drain_inline(settings, client, stages=["apply"])
+    assert client.xpending(settings.stream("verdicts"), "apply")["pending"] == 0
+    assert client.xlen(settings.stream("outcomes")) == 1
+    [record] = _apply_records(home, "e-d3-race")
+    assert record["data"]["status"] == "escalated"
+    assert db.fetchval("SELECT count(*) FROM audit_log WHERE kind = 'apply' AND "
+                       "subject = 'e-d3-race'") == 1
+    assert main(["audit", "verify"]) == 0

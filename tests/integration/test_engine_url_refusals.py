@@ -504,3 +504,35 @@ def test_a_redis_user_refused_the_scripting_commands_is_refused_at_start_and_by_
         admin.delete("heal:errors", "heal:dead", "heal:fingerprints")
         admin.acl_deluser("noscript")
         admin.close()
+
+
+def test_heal_run_calls_a_scripting_refusal_of_the_execution_state_refused_not_unreachable(
+    tmp_path: Path, database_url: str, locked_redis: int
+) -> None:
+    """QA s13b D6: with a user refused the scripting commands, heal run kept the command's
+    status but said "execution state: Redis unreachable: ..." (an outage) for an ACL
+    refusal, without saying what to grant."""
+    # Given a user covering heal's keys but refused EVAL, EVALSHA and SCRIPT
+    admin = redis.Redis(port=locked_redis, password=PASSWORD)
+    admin.acl_setuser("noscript-run", enabled=True, passwords=[f"+{PASSWORD}"],
+                      keys=["heal:*", "rq:*"], channels=["*"],
+                      commands=["+@all", "-eval", "-evalsha", "-script"], reset=True)
+    url = f"redis://noscript-run:{PASSWORD}@127.0.0.1:{locked_redis}/0"
+    base = {k: v for k, v in os.environ.items() if not k.startswith("HEAL_")}
+    env = {**base, "HEAL_HOME": str(tmp_path / "home"), "HEAL_REDIS_URL": url,
+           "HEAL_DATABASE_URL": database_url, "PYTHONPATH": str(ROOT)}
+    try:
+        # When a failing command runs through heal run
+        done = subprocess.run([*HEAL, "run", "--", "sh", "-c", "echo boom; exit 4"],
+                              cwd=tmp_path, capture_output=True, text=True, env=env,
+                              timeout=120)
+        # Then its status is kept, and heal says Redis refused, naming what to grant
+        assert done.returncode == 4, done.stderr
+        assert "Redis refused" in done.stderr, done.stderr
+        assert "+eval +evalsha +script" in done.stderr, done.stderr
+        assert "unreachable" not in done.stderr, done.stderr
+        _no_outage_advice(done)
+    finally:
+        admin.delete("heal:errors", "heal:dead", "heal:fingerprints")
+        admin.acl_deluser("noscript-run")
+        admin.close()

@@ -304,3 +304,29 @@ def test_a_sigkilled_command_is_not_diagnosed_as_out_of_memory_for_certain(
     assert "The process ran out of memory." not in detail, detail
     for said in ("SIGKILL", "OOM killer", "timeout", "cancel"):
         assert said in detail, detail
+
+
+def test_the_not_executable_hints_show_a_script_name_s_control_characters_escaped(
+        tmp_path: Path, heal_env: dict[str, str]) -> None:
+    """QA s13b D7: the first mention of a script name was escaped, but the `chmod +x` and
+    interpreter hints copied its raw ESC and BEL to the terminal (which can set its title)."""
+    worktree = Path(__file__).resolve().parents[2]
+    # Given a script without the execute bit whose name holds terminal escapes
+    name = "esc\x1b]0;T\x07.py"
+    (tmp_path / name).write_text("print('hi')\n")
+    (tmp_path / name).chmod(0o644)
+    env = {**os.environ, **heal_env, "PYTHONPATH": str(worktree)}
+    cli = "import sys; from pipeline.cli import main; sys.exit(main())"
+    # When heal run is asked to run it
+    done = subprocess.run([sys.executable, "-c", cli, "run", "--", f"./{name}"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=60)
+    # Then no control character reaches the terminal, and each hint is a command that
+    # names the real file (bash's $'...' quoting), not its visible form
+    assert done.returncode == 2, done.stderr
+    assert "\x1b" not in done.stderr and "\x07" not in done.stderr, repr(done.stderr)
+    word = "$'./esc\\x1b]0;T\\x07.py'"
+    assert f"(chmod +x {word})" in done.stderr, done.stderr
+    assert f"(e.g. heal run -- python3 {word})" in done.stderr, done.stderr
+    # and the chmod hint, pasted into bash, makes that very file executable
+    subprocess.run(["bash", "-c", f"chmod +x {word}"], cwd=tmp_path, check=True)
+    assert os.access(tmp_path / name, os.X_OK)

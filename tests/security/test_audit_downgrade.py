@@ -241,7 +241,8 @@ def test_a_command_refused_by_the_table_writes_no_file_record(
 
 def _two_keys(env: dict[str, str]) -> None:
     """Record 1 sealed with KEY, records 2..3 with OTHER (no audit.key anywhere)."""
-    assert _heal(env, "breaker", "open", "workflow:u3", key=KEY).returncode == 0
+    first = _heal(env, "breaker", "open", "workflow:u3", key=KEY)
+    assert first.returncode == 0, first.stderr
     assert _heal(env, "breaker", "reset", "workflow:u3", key=OTHER).returncode == 0
     assert _heal(env, "breaker", "open", "workflow:u3", key=OTHER).returncode == 0
 
