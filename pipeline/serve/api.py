@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from pipeline.config import Settings
+from pipeline.console import visible
 from pipeline.errors import ConfigError, EngineError, HealError, UsageError
 from pipeline.serve import prometheus
 from pipeline.serve.collect import top_errors
@@ -128,7 +129,8 @@ class Api:
         except HealError as exc:
             return error_response(500, str(exc))
         except Exception as exc:  # the last line of defence: log it, answer without traceback
-            log.exception("heal serve: internal error on %s %s", method, path)
+            log.exception("heal serve: internal error on %s %s", visible(method[:40]),
+                          visible(path[:300]))
             return error_response(500, f"internal error: {type(exc).__name__}; see the "
                                   "server log")
 

@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from pipeline.config import Settings
+from pipeline.console import visible
 from pipeline.serve.api import Api, Response, error_response
 from pipeline.serve.auth import (
     LOOPBACK_NAMES,
@@ -66,11 +67,23 @@ LINGERING = 256
 #: every method some route answers (the others are 405 everywhere)
 METHODS = ("GET", "HEAD", "POST")
 _LENGTH = re.compile(r"[0-9]{1,18}")
+#: characters of request-derived text (a path, a request line) a log line shows at most
+LOG_TEXT = 300
 #: clearer words for the errors http.server answers by itself
 _STDLIB_ERRORS: dict[int, str] = {
     HTTPStatus.REQUEST_URI_TOO_LONG: "request line over 65536 bytes; shorten the URL",
     HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE: "request headers too large",
 }
+
+
+def shown(text: str, limit: int = LOG_TEXT) -> str:
+    """Request-derived ``text`` for a log line: control and bidi characters as ``\\xNN``
+    (:func:`pipeline.console.visible`: a client must not move the operator's cursor, retitle
+    or clear the terminal, or forge a log line with CR), at most ``limit`` characters."""
+    out = visible(text[:limit])
+    if len(out) > limit or len(text) > limit:
+        out = f"{out[:limit]}...({len(text)} characters)"
+    return out
 
 
 class _DeadlineReader(io.RawIOBase):
@@ -392,8 +405,8 @@ class Handler(BaseHTTPRequestHandler):
             what = (f"{method} needs the approver role (approving or rejecting a fix)" if
                     needed is Role.APPROVER else "this server is reachable from the network, "
                     "so every request needs a token")
-            log.warning("heal serve: refused %s %s from %s (%s)", method, self.path[:200],
-                        self.client_address[0], "no valid token" if status == 401
+            log.warning("heal serve: refused %s %s from %s (%s)", shown(method, 40),
+                        shown(self.path), self.client_address[0], "no valid token" if status == 401
                         else "viewer token")
             response = error_response(status, f"{what}: "
                                       f"{how_to_get_a_token(self.server.tokens, needed)}")
@@ -407,7 +420,8 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:
             raise  # the connection broke: nothing can be answered (handle_error logs it)
         except Exception:  # a bug here must still answer, never leave the client hanging
-            log.exception("heal serve: internal error on %s %s", method, self.path[:200])
+            log.exception("heal serve: internal error on %s %s", shown(method, 40),
+                          shown(self.path))
             self.close_connection = True
             if not self._responded:
                 self._send(error_response(500, "internal error; see the server log"), method)
@@ -459,7 +473,8 @@ class Handler(BaseHTTPRequestHandler):
         self._serve("POST")
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
-        log.info("%s %s", self.address_string(), format % args)
+        # the request line and http.server's own messages quote what the client sent
+        log.info("%s %s", self.address_string(), shown(format % args, 2 * LOG_TEXT))
 
 
 def make_server(settings: Settings, host: str = "127.0.0.1", port: int = 8377,
