@@ -310,17 +310,48 @@ class Handler(BaseHTTPRequestHandler):
                                           f"{self._timeout:g} s"), "")
 
     def parse_request(self) -> bool:
-        """http.server's parsing, then 405 (instead of its 501 page) for a method no route
-        answers: OPTIONS, PATCH, TRACE, DELETE, or any other word."""
+        """http.server's parsing, then 400 for a header block this server does not read the
+        way a proxy in front of it might (see :meth:`_header_error`), and 405 (instead of its
+        501 page) for a method no route answers: OPTIONS, PATCH, TRACE, DELETE, or any other
+        word."""
         if not super().parse_request():
             return False
         if self.request_version == "HTTP/0.9":  # "GET /": a status line and headers anyway
             self.send_error(400, "HTTP/0.9 requests are not served; send HTTP/1.1 (or 1.0)")
             return False
+        problem = self._header_error()
+        if problem:
+            self.send_error(400, problem)
+            return False
         if self.command not in METHODS:
             self._serve(self.command)
             return False
         return True
+
+    def _header_error(self) -> str:
+        """What is wrong with the request's header block, or "".
+
+        - A line that is not ``name: value`` (whitespace before the colon, ``Content-Length :
+          5``, or no colon at all): the parser stops there and takes the rest for a body, so
+          the header was ignored and what followed read as the next request, while a proxy
+          that honours it frames the request otherwise (RFC 9112 §5.1: 400).
+        - More than one Host (RFC 9112 §3.2: 400): the first was checked, a proxy may route by
+          the last.
+        """
+        headers = self.headers
+        rest = headers.get_payload()
+        if headers.defects or rest:
+            first = str(rest) if rest else str(getattr(headers.defects[0], "line", "") or "")
+            line = first.split("\r\n", 1)[0].split("\n", 1)[0]
+            name = line.split(":", 1)[0]
+            why = ("whitespace before its colon" if ":" in line and name != name.rstrip()
+                   else "not 'Name: value'")
+            return (f"header line '{visible(line[:80])}' is malformed: {why}; write each "
+                    "header as 'Name: value', with no space or tab before the colon "
+                    "(RFC 9112 section 5.1)")
+        if len(headers.get_all("Host") or []) > 1:
+            return "more than one Host header; send exactly one (RFC 9112 section 3.2)"
+        return ""
 
     def send_error(self, code: int, message: str | None = None,
                    explain: str | None = None) -> None:
