@@ -145,6 +145,45 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return address
 
 
+#: bound addresses that mean "every address of this machine": no client uses them as a Host
+WILDCARDS = frozenset({"0.0.0.0", "::", ""})
+
+
+def _bindable(address: str) -> bool:
+    """``address`` is one of this machine's own (a socket can be bound to it)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.bind((address, 0))
+    except OSError:
+        return False
+    return True
+
+
+def machine_addresses(families: tuple[socket.AddressFamily, ...]) -> list[str]:
+    """Addresses of this machine a client elsewhere can use (not loopback, not link-local):
+    what this host's name resolves to, and the address of the default route (a UDP
+    ``connect`` sends nothing), each kept only when it is really this machine's."""
+    found: list[str] = []
+    for family in families:
+        candidates: list[str] = []
+        with contextlib.suppress(OSError, UnicodeError):
+            candidates += [str(info[4][0]) for info in socket.getaddrinfo(
+                socket.gethostname(), None, family, socket.SOCK_STREAM)]
+        probe = "2001:db8::1" if family == socket.AF_INET6 else "192.0.2.1"  # (documentation)
+        with contextlib.suppress(OSError), socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.connect((probe, 9))
+            candidates.append(str(sock.getsockname()[0]))
+        for candidate in candidates:
+            address = _address(candidate.split("%", 1)[0])
+            if (address is None or address.is_loopback or address.is_link_local
+                    or address.is_unspecified or str(address) in found):
+                continue
+            if _bindable(str(address)):
+                found.append(str(address))
+    return found
+
+
 class HealServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -172,6 +211,27 @@ class HealServer(ThreadingHTTPServer):
         self.loopback = _host_name(host) in LOOPBACK_NAMES
         self.hosts = allowed_hosts(host, allow_hosts)
         super().__init__(address, Handler)
+        #: the host[:port] parts of URLs that reach this server and pass its Host check
+        self.authorities = self._authorities(host)
+
+    def _authorities(self, host: str) -> list[str]:
+        """``host:port`` for the URL to print: the bound address, or for a wildcard bind
+        (0.0.0.0, ::), where that address is no Host a client sends, this machine's name and
+        its addresses (each accepted by the Host check: the name is one of :attr:`hosts`, an
+        address is the one the client connects to)."""
+        port = self.server_address[1]
+        if host not in WILDCARDS:
+            return [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+        families: tuple[socket.AddressFamily, ...] = (socket.AF_INET,)
+        if self.address_family == socket.AF_INET6:
+            families = (socket.AF_INET6,)
+            with contextlib.suppress(OSError, AttributeError):
+                if not self.socket.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY):
+                    families = (socket.AF_INET6, socket.AF_INET)  # dual stack
+        name = socket.gethostname().lower()
+        names = [name] if name and name in self.hosts and name not in LOOPBACK_NAMES else []
+        names += [f"[{a}]" if ":" in a else a for a in machine_addresses(families)]
+        return [f"{n}:{port}" for n in names] or [f"127.0.0.1:{port}"]
 
     @property
     def open_connections(self) -> int:
@@ -407,9 +467,14 @@ class Handler(BaseHTTPRequestHandler):
         body framing it does not read; 401/403 without the token the request's role needs
         (pipeline.serve.auth). Otherwise the body's length."""
         if not self._host_ok():
-            where = ("use http://127.0.0.1:PORT (a loopback server answers only loopback "
-                     "names)" if self.server.loopback else
-                     "use the address the server listens on, or start heal serve with "
+            names = ", ".join(sorted(self.server.hosts)[:12])
+            port = self.server.server_address[1]
+            where = (f"a loopback server answers only Host {names}; use "
+                     f"http://127.0.0.1:{port}/" if self.server.loopback else
+                     f"this server answers Host {names}"
+                     f"{', ...' if len(self.server.hosts) > 12 else ''}, or the address of "
+                     f"this machine the client connected to (such as http://"
+                     f"{self.server.authorities[0]}/); or start heal serve with "
                      "--allow-host NAME (or HEAL_SERVE_HOSTS) for the name clients use")
             return error_response(403, f"Host {self.headers.get('Host')!r} is not this "
                                   f"server; {where}")
