@@ -255,8 +255,13 @@ class Api:
             raise HttpError(400, f"?since={since!r}: {exc}") from exc
         kinds = {"html": "text/html; charset=utf-8", "json": JSON,
                  "md": "text/markdown; charset=utf-8", "text": "text/plain; charset=utf-8"}
-        return Response(200, render(data, fmt).encode(), kinds[fmt],
-                        {"Cache-Control": "no-store"})
+        text = render(data, fmt)
+        headers = {"Cache-Control": "no-store"}
+        if fmt == "html":
+            from pipeline.serve.dashboard import content_security_policy
+
+            headers["Content-Security-Policy"] = content_security_policy(text)
+        return Response(200, text.encode(), kinds[fmt], headers)
 
     def _spend_reader(self, problems: list[str]) -> Any:
         from pipeline.guardrails.budget import Budget
@@ -313,8 +318,8 @@ class Api:
         return Response(200, text.encode(), prometheus.CONTENT_TYPE)
 
     def dashboard(self, _query: dict[str, list[str]]) -> Response:
-        from pipeline.serve.dashboard import page
+        from pipeline.serve.dashboard import page, page_policy
 
         return Response(200, page(), "text/html; charset=utf-8",
-                        {"Cache-Control": "no-store"})
+                        {"Cache-Control": "no-store", "Content-Security-Policy": page_policy()})
 

@@ -67,6 +67,9 @@ LINGERING = 256
 #: every method some route answers (the others are 405 everywhere)
 METHODS = ("GET", "HEAD", "POST")
 _LENGTH = re.compile(r"[0-9]{1,18}")
+#: the Content-Security-Policy of an answer that is no HTML page (JSON, metrics, text)
+_NO_CONTENT_POLICY = ("default-src 'none'; base-uri 'none'; form-action 'none'; "
+                      "frame-ancestors 'none'")
 #: characters of request-derived text (a path, a request line) a log line shows at most
 LOG_TEXT = 300
 #: clearer words for the errors http.server answers by itself
@@ -550,8 +553,11 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
-        self.send_header("X-Content-Type-Options", "nosniff")
-        for name, value in response.headers.items():
+        # on every answer; an HTML page brings its own policy (its inline code by hash)
+        for name, value in {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
+                            "Referrer-Policy": "no-referrer",
+                            "Content-Security-Policy": _NO_CONTENT_POLICY,
+                            **response.headers}.items():
             self.send_header(name, value)
         if self.close_connection:
             self.send_header("Connection", "close")
