@@ -7,13 +7,18 @@ API's JSON ``{"error", "status"}``:
 - the method is checked before the token: 405 with ``Allow`` for a method the path does not
   answer (OPTIONS, PATCH, TRACE, DELETE or any unknown verb);
 - a body is framed by one plain ``Content-Length`` only (at most :data:`MAX_BODY`): a negative,
-  non-numeric or repeated one is 400, ``Transfer-Encoding`` (chunked) is 411; every error
-  answered before the body was read closes the connection, so unread bytes are never taken
-  for the next request of a kept-alive connection;
+  non-numeric or repeated one is 400, ``Transfer-Encoding`` (chunked) is 411; a header line
+  that is not ``Name: value`` (whitespace before the colon) and a second ``Host`` are 400
+  (RFC 9112 §5.1, §3.2); every error answered before the body was read closes the
+  connection, so unread bytes are never taken for the next request of a kept-alive
+  connection;
 - a client has :data:`REQUEST_TIMEOUT` seconds to send a whole request (a deadline, not a
   per-read timeout: a client trickling one byte at a time is cut off too), and at most
   :data:`MAX_CONNECTIONS` connections are served at once (one thread each); the next one is
-  answered 503 and closed, so a slowloris cannot exhaust the threads.
+  answered 503 and closed, so a slowloris cannot exhaust the threads;
+- request text in a log line goes through :func:`shown` (control characters as ``\\xNN``, cut);
+- every answer says it must not be framed and sends no referrer (an HTML page's CSP allows its
+  own inline code by hash: :mod:`pipeline.serve.dashboard`).
 """
 
 from __future__ import annotations
