@@ -65,14 +65,18 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; "
                           f"{bind_hint(exc, args.host)}") from exc
-    host, port = str(server.server_address[0]), server.server_address[1]
-    if ":" in host:
-        host = f"[{host}]"  # an IPv6 address in a URL
-    print(f"heal serve: http://{host}:{port}/  (API /api/..., metrics /metrics; Ctrl-C stops)",
+    # a wildcard bind (0.0.0.0, ::) is no Host a client sends: this machine's name and
+    # addresses instead, each accepted by the Host check
+    where, *others = server.authorities
+    bound = str(server.server_address[0])
+    also = (f"; listening on every address ({bound}), also http://"
+            + ", http://".join(f"{o}/" for o in others) if others else
+            f"; listening on every address ({bound})" if bound in ("0.0.0.0", "::") else "")
+    print(f"heal serve: http://{where}/  (API /api/..., metrics /metrics; Ctrl-C stops{also})",
           file=sys.stderr, flush=True)
     tokens = server.tokens
     print(f"heal serve: approving needs the approver token ({tokens.approver_source}); "
-          f"open http://{host}:{port}/#token=<approver token> to approve from the dashboard"
+          f"open http://{where}/#token=<approver token> to approve from the dashboard"
           + ("" if server.loopback else
              "; off loopback every request but the dashboard page needs a token (viewers: "
              f"{tokens.viewer_source}; the page sends the one in its #token=)"),

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from pipeline.config import Settings
+from pipeline.console import visible
 from pipeline.errors import ConfigError, EngineError, HealError, UsageError
 from pipeline.serve import prometheus
 from pipeline.serve.collect import top_errors
@@ -128,7 +129,8 @@ class Api:
         except HealError as exc:
             return error_response(500, str(exc))
         except Exception as exc:  # the last line of defence: log it, answer without traceback
-            log.exception("heal serve: internal error on %s %s", method, path)
+            log.exception("heal serve: internal error on %s %s", visible(method[:40]),
+                          visible(path[:300]))
             return error_response(500, f"internal error: {type(exc).__name__}; see the "
                                   "server log")
 
@@ -253,8 +255,13 @@ class Api:
             raise HttpError(400, f"?since={since!r}: {exc}") from exc
         kinds = {"html": "text/html; charset=utf-8", "json": JSON,
                  "md": "text/markdown; charset=utf-8", "text": "text/plain; charset=utf-8"}
-        return Response(200, render(data, fmt).encode(), kinds[fmt],
-                        {"Cache-Control": "no-store"})
+        text = render(data, fmt)
+        headers = {"Cache-Control": "no-store"}
+        if fmt == "html":
+            from pipeline.serve.dashboard import content_security_policy
+
+            headers["Content-Security-Policy"] = content_security_policy(text)
+        return Response(200, text.encode(), kinds[fmt], headers)
 
     def _spend_reader(self, problems: list[str]) -> Any:
         from pipeline.guardrails.budget import Budget
@@ -311,8 +318,8 @@ class Api:
         return Response(200, text.encode(), prometheus.CONTENT_TYPE)
 
     def dashboard(self, _query: dict[str, list[str]]) -> Response:
-        from pipeline.serve.dashboard import page
+        from pipeline.serve.dashboard import page, page_policy
 
         return Response(200, page(), "text/html; charset=utf-8",
-                        {"Cache-Control": "no-store"})
+                        {"Cache-Control": "no-store", "Content-Security-Policy": page_policy()})
 

@@ -90,10 +90,14 @@ def _file_token(path: Path, env: str) -> str:
 
 
 def _env_token(name: str) -> str | None:
+    """The token in the environment variable ``name``, without surrounding whitespace (as a
+    token file's: a secret mounted from a file often ends in a newline, and a client's token
+    is trimmed too, so an untrimmed one could never match); None when unset or empty."""
     value = os.environ.get(name)
     if value is None or value == "":
         return None
-    return _strong(value, name, f"e.g. {_HOW_TO_MAKE}")
+    return _strong(value.strip(), name, f"e.g. {_HOW_TO_MAKE}; surrounding whitespace is "
+                   "not part of the token")
 
 
 @dataclass(frozen=True)

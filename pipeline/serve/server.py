@@ -7,13 +7,18 @@ API's JSON ``{"error", "status"}``:
 - the method is checked before the token: 405 with ``Allow`` for a method the path does not
   answer (OPTIONS, PATCH, TRACE, DELETE or any unknown verb);
 - a body is framed by one plain ``Content-Length`` only (at most :data:`MAX_BODY`): a negative,
-  non-numeric or repeated one is 400, ``Transfer-Encoding`` (chunked) is 411; every error
-  answered before the body was read closes the connection, so unread bytes are never taken
-  for the next request of a kept-alive connection;
+  non-numeric or repeated one is 400, ``Transfer-Encoding`` (chunked) is 411; a header line
+  that is not ``Name: value`` (whitespace before the colon) and a second ``Host`` are 400
+  (RFC 9112 §5.1, §3.2); every error answered before the body was read closes the
+  connection, so unread bytes are never taken for the next request of a kept-alive
+  connection;
 - a client has :data:`REQUEST_TIMEOUT` seconds to send a whole request (a deadline, not a
   per-read timeout: a client trickling one byte at a time is cut off too), and at most
   :data:`MAX_CONNECTIONS` connections are served at once (one thread each); the next one is
-  answered 503 and closed, so a slowloris cannot exhaust the threads.
+  answered 503 and closed, so a slowloris cannot exhaust the threads;
+- request text in a log line goes through :func:`shown` (control characters as ``\\xNN``, cut);
+- every answer says it must not be framed and sends no referrer (an HTML page's CSP allows its
+  own inline code by hash: :mod:`pipeline.serve.dashboard`).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from pipeline.config import Settings
+from pipeline.console import visible
 from pipeline.serve.api import Api, Response, error_response
 from pipeline.serve.auth import (
     LOOPBACK_NAMES,
@@ -66,11 +72,26 @@ LINGERING = 256
 #: every method some route answers (the others are 405 everywhere)
 METHODS = ("GET", "HEAD", "POST")
 _LENGTH = re.compile(r"[0-9]{1,18}")
+#: the Content-Security-Policy of an answer that is no HTML page (JSON, metrics, text)
+_NO_CONTENT_POLICY = ("default-src 'none'; base-uri 'none'; form-action 'none'; "
+                      "frame-ancestors 'none'")
+#: characters of request-derived text (a path, a request line) a log line shows at most
+LOG_TEXT = 300
 #: clearer words for the errors http.server answers by itself
 _STDLIB_ERRORS: dict[int, str] = {
     HTTPStatus.REQUEST_URI_TOO_LONG: "request line over 65536 bytes; shorten the URL",
     HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE: "request headers too large",
 }
+
+
+def shown(text: str, limit: int = LOG_TEXT) -> str:
+    """Request-derived ``text`` for a log line: control and bidi characters as ``\\xNN``
+    (:func:`pipeline.console.visible`: a client must not move the operator's cursor, retitle
+    or clear the terminal, or forge a log line with CR), at most ``limit`` characters."""
+    out = visible(text[:limit])
+    if len(out) > limit or len(text) > limit:
+        out = f"{out[:limit]}...({len(text)} characters)"
+    return out
 
 
 class _DeadlineReader(io.RawIOBase):
@@ -132,6 +153,45 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return address
 
 
+#: bound addresses that mean "every address of this machine": no client uses them as a Host
+WILDCARDS = frozenset({"0.0.0.0", "::", ""})
+
+
+def _bindable(address: str) -> bool:
+    """``address`` is one of this machine's own (a socket can be bound to it)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.bind((address, 0))
+    except OSError:
+        return False
+    return True
+
+
+def machine_addresses(families: tuple[socket.AddressFamily, ...]) -> list[str]:
+    """Addresses of this machine a client elsewhere can use (not loopback, not link-local):
+    what this host's name resolves to, and the address of the default route (a UDP
+    ``connect`` sends nothing), each kept only when it is really this machine's."""
+    found: list[str] = []
+    for family in families:
+        candidates: list[str] = []
+        with contextlib.suppress(OSError, UnicodeError):
+            candidates += [str(info[4][0]) for info in socket.getaddrinfo(
+                socket.gethostname(), None, family, socket.SOCK_STREAM)]
+        probe = "2001:db8::1" if family == socket.AF_INET6 else "192.0.2.1"  # (documentation)
+        with contextlib.suppress(OSError), socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.connect((probe, 9))
+            candidates.append(str(sock.getsockname()[0]))
+        for candidate in candidates:
+            address = _address(candidate.split("%", 1)[0])
+            if (address is None or address.is_loopback or address.is_link_local
+                    or address.is_unspecified or str(address) in found):
+                continue
+            if _bindable(str(address)):
+                found.append(str(address))
+    return found
+
+
 class HealServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -159,6 +219,27 @@ class HealServer(ThreadingHTTPServer):
         self.loopback = _host_name(host) in LOOPBACK_NAMES
         self.hosts = allowed_hosts(host, allow_hosts)
         super().__init__(address, Handler)
+        #: the host[:port] parts of URLs that reach this server and pass its Host check
+        self.authorities = self._authorities(host)
+
+    def _authorities(self, host: str) -> list[str]:
+        """``host:port`` for the URL to print: the bound address, or for a wildcard bind
+        (0.0.0.0, ::), where that address is no Host a client sends, this machine's name and
+        its addresses (each accepted by the Host check: the name is one of :attr:`hosts`, an
+        address is the one the client connects to)."""
+        port = self.server_address[1]
+        if host not in WILDCARDS:
+            return [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+        families: tuple[socket.AddressFamily, ...] = (socket.AF_INET,)
+        if self.address_family == socket.AF_INET6:
+            families = (socket.AF_INET6,)
+            with contextlib.suppress(OSError, AttributeError):
+                if not self.socket.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY):
+                    families = (socket.AF_INET6, socket.AF_INET)  # dual stack
+        name = socket.gethostname().lower()
+        names = [name] if name and name in self.hosts and name not in LOOPBACK_NAMES else []
+        names += [f"[{a}]" if ":" in a else a for a in machine_addresses(families)]
+        return [f"{n}:{port}" for n in names] or [f"127.0.0.1:{port}"]
 
     @property
     def open_connections(self) -> int:
@@ -297,17 +378,48 @@ class Handler(BaseHTTPRequestHandler):
                                           f"{self._timeout:g} s"), "")
 
     def parse_request(self) -> bool:
-        """http.server's parsing, then 405 (instead of its 501 page) for a method no route
-        answers: OPTIONS, PATCH, TRACE, DELETE, or any other word."""
+        """http.server's parsing, then 400 for a header block this server does not read the
+        way a proxy in front of it might (see :meth:`_header_error`), and 405 (instead of its
+        501 page) for a method no route answers: OPTIONS, PATCH, TRACE, DELETE, or any other
+        word."""
         if not super().parse_request():
             return False
         if self.request_version == "HTTP/0.9":  # "GET /": a status line and headers anyway
             self.send_error(400, "HTTP/0.9 requests are not served; send HTTP/1.1 (or 1.0)")
             return False
+        problem = self._header_error()
+        if problem:
+            self.send_error(400, problem)
+            return False
         if self.command not in METHODS:
             self._serve(self.command)
             return False
         return True
+
+    def _header_error(self) -> str:
+        """What is wrong with the request's header block, or "".
+
+        - A line that is not ``name: value`` (whitespace before the colon, ``Content-Length :
+          5``, or no colon at all): the parser stops there and takes the rest for a body, so
+          the header was ignored and what followed read as the next request, while a proxy
+          that honours it frames the request otherwise (RFC 9112 §5.1: 400).
+        - More than one Host (RFC 9112 §3.2: 400): the first was checked, a proxy may route by
+          the last.
+        """
+        headers = self.headers
+        rest = headers.get_payload()
+        if headers.defects or rest:
+            first = str(rest) if rest else str(getattr(headers.defects[0], "line", "") or "")
+            line = first.split("\r\n", 1)[0].split("\n", 1)[0]
+            name = line.split(":", 1)[0]
+            why = ("whitespace before its colon" if ":" in line and name != name.rstrip()
+                   else "not 'Name: value'")
+            return (f"header line '{visible(line[:80])}' is malformed: {why}; write each "
+                    "header as 'Name: value', with no space or tab before the colon "
+                    "(RFC 9112 section 5.1)")
+        if len(headers.get_all("Host") or []) > 1:
+            return "more than one Host header; send exactly one (RFC 9112 section 3.2)"
+        return ""
 
     def send_error(self, code: int, message: str | None = None,
                    explain: str | None = None) -> None:
@@ -363,9 +475,14 @@ class Handler(BaseHTTPRequestHandler):
         body framing it does not read; 401/403 without the token the request's role needs
         (pipeline.serve.auth). Otherwise the body's length."""
         if not self._host_ok():
-            where = ("use http://127.0.0.1:PORT (a loopback server answers only loopback "
-                     "names)" if self.server.loopback else
-                     "use the address the server listens on, or start heal serve with "
+            names = ", ".join(sorted(self.server.hosts)[:12])
+            port = self.server.server_address[1]
+            where = (f"a loopback server answers only Host {names}; use "
+                     f"http://127.0.0.1:{port}/" if self.server.loopback else
+                     f"this server answers Host {names}"
+                     f"{', ...' if len(self.server.hosts) > 12 else ''}, or the address of "
+                     f"this machine the client connected to (such as http://"
+                     f"{self.server.authorities[0]}/); or start heal serve with "
                      "--allow-host NAME (or HEAL_SERVE_HOSTS) for the name clients use")
             return error_response(403, f"Host {self.headers.get('Host')!r} is not this "
                                   f"server; {where}")
@@ -392,8 +509,8 @@ class Handler(BaseHTTPRequestHandler):
             what = (f"{method} needs the approver role (approving or rejecting a fix)" if
                     needed is Role.APPROVER else "this server is reachable from the network, "
                     "so every request needs a token")
-            log.warning("heal serve: refused %s %s from %s (%s)", method, self.path[:200],
-                        self.client_address[0], "no valid token" if status == 401
+            log.warning("heal serve: refused %s %s from %s (%s)", shown(method, 40),
+                        shown(self.path), self.client_address[0], "no valid token" if status == 401
                         else "viewer token")
             response = error_response(status, f"{what}: "
                                       f"{how_to_get_a_token(self.server.tokens, needed)}")
@@ -407,7 +524,8 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:
             raise  # the connection broke: nothing can be answered (handle_error logs it)
         except Exception:  # a bug here must still answer, never leave the client hanging
-            log.exception("heal serve: internal error on %s %s", method, self.path[:200])
+            log.exception("heal serve: internal error on %s %s", shown(method, 40),
+                          shown(self.path))
             self.close_connection = True
             if not self._responded:
                 self._send(error_response(500, "internal error; see the server log"), method)
@@ -440,8 +558,11 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
-        self.send_header("X-Content-Type-Options", "nosniff")
-        for name, value in response.headers.items():
+        # on every answer; an HTML page brings its own policy (its inline code by hash)
+        for name, value in {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
+                            "Referrer-Policy": "no-referrer",
+                            "Content-Security-Policy": _NO_CONTENT_POLICY,
+                            **response.headers}.items():
             self.send_header(name, value)
         if self.close_connection:
             self.send_header("Connection", "close")
@@ -459,7 +580,8 @@ class Handler(BaseHTTPRequestHandler):
         self._serve("POST")
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
-        log.info("%s %s", self.address_string(), format % args)
+        # the request line and http.server's own messages quote what the client sent
+        log.info("%s %s", self.address_string(), shown(format % args, 2 * LOG_TEXT))
 
 
 def make_server(settings: Settings, host: str = "127.0.0.1", port: int = 8377,
