@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from typing import IO, TYPE_CHECKING, Any
 
 from pipeline.config import Settings
-from pipeline.errors import ConfigError, EngineError, HealError, StateHomeFull
+from pipeline.errors import AccessRefused, ConfigError, EngineError, HealError, StateHomeFull
 from pipeline.events import ErrorEvent, Repo, Source, Workflow, carried_fields, redacted_fields
 from pipeline.redact import redact, redact_argv
 from producers.context import hostname, new_id, repo_info, workflow_from_env
@@ -371,6 +371,9 @@ class RunSession:
         except Exception as exc:  # noqa: BLE001 - a failing stage must not change CMD's status
             if os.environ.get("HEAL_DEBUG"):
                 traceback.print_exc()
+            if isinstance(exc, AccessRefused):  # the server is up: what to grant, no outage
+                self.say(f"no decision: Redis refused the pipeline a command it needs ({exc})")
+                return None, False
             kind = "" if isinstance(exc, HealError) else f"{type(exc).__name__}: "
             self.say(f"no decision: the pipeline failed while deciding ({kind}{exc})")
             return None, False

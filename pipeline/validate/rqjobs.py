@@ -44,8 +44,9 @@ from rq.exceptions import InvalidJobOperation
 from rq.job import Job, JobStatus
 from rq.worker import BaseWorker
 
-from pipeline.errors import StreamUnavailable
+from pipeline.errors import AccessRefused, StreamUnavailable
 from pipeline.redact import redacted_tail
+from pipeline.runtime.connection import redis_failure
 from pipeline.validate.owner import owner_gone
 from pipeline.validate.rqworker import PARENT_ENV
 
@@ -132,8 +133,11 @@ def redis_url_of(client: redis.Redis) -> str:
 class CheckQueue:
     """Runs :class:`CheckSpec` lists as RQ jobs; ``workers`` is the most to start itself."""
 
-    def __init__(self, client: redis.Redis, queue_name: str, workers: int = 2) -> None:
+    def __init__(self, client: redis.Redis, queue_name: str, workers: int = 2,
+                 prefix: str | None = None) -> None:
         self.client = client
+        #: HEAL_STREAM_PREFIX, for the refusal's advice (default: the queue name's first part)
+        self.prefix = prefix if prefix is not None else queue_name.split(":", 1)[0]
         self.queue = Queue(queue_name, connection=client)
         self.max_workers = workers
         #: the workers this queue started that were alive when last looked at (the exit
@@ -152,12 +156,16 @@ class CheckQueue:
             stream.close()
         self._stderr.clear()
 
+    def _failure(self, exc: redis.RedisError) -> AccessRefused | StreamUnavailable:
+        """The ACL's refusal (NOPERM) as the refusal it is, anything else as an outage."""
+        return redis_failure(exc, "rq", self.prefix)
+
     def _live_workers(self) -> int:
         self._reap_own()
         try:
             registered = len([w for w in Worker.all(queue=self.queue) if worker_alive(w)])
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"rq: Redis unreachable: {exc}") from exc
+            raise self._failure(exc) from exc
         return max(registered, len(self._spawned))
 
     def ensure_workers(self, wanted: int) -> None:
@@ -196,13 +204,13 @@ class CheckQueue:
                 failure_ttl=600, description=f"heal verify {s.phase}:{s.name}",
             ) for s in specs]
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"rq: Redis unreachable: {exc}") from exc
+            raise self._failure(exc) from exc
         try:
             self.ensure_workers(len(jobs))
             queued = time.monotonic()
             return [self._wait(job, spec, queued) for job, spec in zip(jobs, specs, strict=True)]
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"rq: Redis unreachable: {exc}") from exc
+            raise self._failure(exc) from exc
 
     def _wait(self, job: Job, spec: CheckSpec, queued: float) -> dict[str, Any]:
         """The result of ``job``, enqueued at ``queued`` (monotonic; the batch's earlier jobs

@@ -18,12 +18,13 @@ import orjson
 import redis
 
 from pipeline.config import Settings
-from pipeline.errors import DecodeError, GitError, HealError, StreamUnavailable
+from pipeline.errors import AccessRefused, DecodeError, GitError, HealError, StreamUnavailable
 from pipeline.events import CandidateEvent, ErrorEvent, VerdictEvent
 from pipeline.guardrails.budget import Budget
 from pipeline.guardrails.gate import WorkflowGate, gate_for
 from pipeline.model import Category, FixKind, Mode
 from pipeline.policy import Policy, policy_for
+from pipeline.runtime.connection import redis_failure
 from pipeline.trust.boundary import Trust, assess, event_root
 from pipeline.trust.operator import lower_mode, refusal_note, restrict
 from pipeline.trust.packages import review_install
@@ -78,7 +79,8 @@ class Validator:
         self.settings = settings
         self.client = client
         self.store = store
-        self.checks = checks or CheckQueue(client, settings.key("verify"))
+        self.checks = checks or CheckQueue(client, settings.key("verify"),
+                                            prefix=settings.prefix)
         self.preflight = Preflight(settings, client)
         self.verifier = Verifier(self.checks, settings.home / "worktrees")
 
@@ -104,13 +106,22 @@ class Validator:
         try:
             raw = self.client.get(self._pending_key(error_id))
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"validate: Redis unreachable: {exc}") from exc
+            raise self._redis_failure(exc) from exc
         if isinstance(raw, bytes):
             pending = orjson.loads(raw)
             if "row" not in pending:  # kept by an older heal: the row alone
                 pending = {"row": pending, "audit": None}
             self._write_pending(pending["row"], pending.get("audit"))
-            self.client.delete(self._pending_key(error_id))
+            try:
+                self.client.delete(self._pending_key(error_id))
+            except redis.RedisError as exc:
+                raise self._redis_failure(exc) from exc
+
+    def _redis_failure(self, exc: redis.RedisError) -> AccessRefused | StreamUnavailable:
+        """What a failed Redis command of this stage raises: the ACL's refusal (NOPERM) as
+        the refusal it is (the stage stops, saying what to grant), anything else as an
+        outage (the event is parked until Redis answers again)."""
+        return redis_failure(exc, "validate", self.settings.prefix)
 
     def _write_pending(self, row: dict[str, Any], witness: dict[str, Any] | None) -> None:
         """The attempt row and, when PostgreSQL was down at the verdict, the audit table's
@@ -118,9 +129,12 @@ class Validator:
         if witness is not None:
             write_witness(self.settings, self.store, witness, self.client)
             # written: a failure of the row below must not write the record twice
-            self.client.set(self._pending_key(str(row["error_id"])),
-                            orjson.dumps({"row": row, "audit": None}, default=str),
-                            ex=VERDICT_TTL_S)
+            try:
+                self.client.set(self._pending_key(str(row["error_id"])),
+                                orjson.dumps({"row": row, "audit": None}, default=str),
+                                ex=VERDICT_TTL_S)
+            except redis.RedisError as exc:
+                raise self._redis_failure(exc) from exc
         self.store.record_attempt(row)
 
     # -- redelivery ------------------------------------------------------------------------
@@ -131,7 +145,7 @@ class Validator:
         try:
             raw = self.client.get(self._verdict_key(cand.error_id))
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"validate: Redis unreachable: {exc}") from exc
+            raise self._redis_failure(exc) from exc
         if not isinstance(raw, bytes):
             return None
         body = unseal(self.settings, VERDICT_CACHE_ROLE, raw)
@@ -149,16 +163,19 @@ class Validator:
                             seal(self.settings, VERDICT_CACHE_ROLE, verdict.encode()),
                             ex=VERDICT_TTL_S)
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"validate: Redis unreachable: {exc}") from exc
+            raise self._redis_failure(exc) from exc
 
     def _attempt(self, fingerprint: str, error_id: str) -> int:
         key = self.settings.key("validate", "attempt", error_id)
-        existing = self.client.get(key)
-        if existing is not None:
-            return int(existing)
-        n = int(self.client.incr(self.settings.key("validate", "attempts", fingerprint)))
-        self.client.set(key, n, nx=True, ex=VERDICT_TTL_S)
-        return int(self.client.get(key) or n)
+        try:
+            existing = self.client.get(key)
+            if existing is not None:
+                return int(existing)
+            n = int(self.client.incr(self.settings.key("validate", "attempts", fingerprint)))
+            self.client.set(key, n, nx=True, ex=VERDICT_TTL_S)
+            return int(self.client.get(key) or n)
+        except redis.RedisError as exc:
+            raise self._redis_failure(exc) from exc
 
     # -- the decision ----------------------------------------------------------------------
     def _decide(self, cand: CandidateEvent) -> VerdictEvent:
@@ -318,11 +335,17 @@ class Validator:
             # the verdict and its row are kept in Redis first: if PostgreSQL is down, the
             # retry writes the row and does not verify (or audit) a second time
             self._remember(verdict)
-            self.client.set(self._pending_key(verdict.error_id),
-                            orjson.dumps({"row": row, "audit": witness}, default=str),
-                            ex=VERDICT_TTL_S)
+            try:
+                self.client.set(self._pending_key(verdict.error_id),
+                                orjson.dumps({"row": row, "audit": witness}, default=str),
+                                ex=VERDICT_TTL_S)
+            except redis.RedisError as exc:
+                raise self._redis_failure(exc) from exc
             self._write_pending(row, witness)
-            self.client.delete(self._pending_key(verdict.error_id))
+            try:
+                self.client.delete(self._pending_key(verdict.error_id))
+            except redis.RedisError as exc:
+                raise self._redis_failure(exc) from exc
         return verdict
 
 

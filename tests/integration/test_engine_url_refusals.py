@@ -536,3 +536,35 @@ def test_heal_run_calls_a_scripting_refusal_of_the_execution_state_refused_not_u
         admin.delete("heal:errors", "heal:dead", "heal:fingerprints")
         admin.acl_deluser("noscript-run")
         admin.close()
+
+
+def test_heal_run_ends_promptly_when_the_validate_stage_is_refused_a_command(
+    tmp_path: Path, database_url: str, locked_redis: int
+) -> None:
+    """QA s13c D2: with a user refused SET (which the validate stage's verdict cache needs),
+    the validate stage called the refusal "validate: Redis unreachable" and parked the event
+    as an outage forever: heal run never returned (killed after 60 s)."""
+    # Given a user covering heal's keys but refused SET
+    admin = redis.Redis(port=locked_redis, password=PASSWORD)
+    admin.acl_setuser("noset-run", enabled=True, passwords=[f"+{PASSWORD}"],
+                      keys=["heal:*", "rq:*"], channels=["*"],
+                      commands=["+@all", "-set"], reset=True)
+    url = f"redis://noset-run:{PASSWORD}@127.0.0.1:{locked_redis}/0"
+    base = {k: v for k, v in os.environ.items() if not k.startswith("HEAL_")}
+    env = {**base, "HEAL_HOME": str(tmp_path / "home"), "HEAL_REDIS_URL": url,
+           "HEAL_DATABASE_URL": database_url, "PYTHONPATH": str(ROOT)}
+    try:
+        # When a failing command runs through heal run (a hang fails the test)
+        done = subprocess.run([*HEAL, "run", "--timeout", "10", "--", "sh", "-c", "exit 3"],
+                              cwd=tmp_path, capture_output=True, text=True, env=env,
+                              timeout=45)
+        # Then it ends, its status is kept, and heal says Redis refused, naming what to grant
+        assert done.returncode == 3, done.stderr
+        assert "Redis refused" in done.stderr, done.stderr
+        assert "+set" in done.stderr, done.stderr
+        assert "unreachable" not in done.stderr, done.stderr
+        _no_outage_advice(done)
+    finally:
+        admin.delete(*(admin.keys("heal:*") or ["heal:errors"]))
+        admin.acl_deluser("noset-run")
+        admin.close()
