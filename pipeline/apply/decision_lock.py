@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 import redis
 
 from pipeline.config import Settings
-from pipeline.errors import HealError, StreamUnavailable
+from pipeline.errors import AccessRefused, HealError, StreamUnavailable
+from pipeline.runtime.connection import redis_failure
 
 T = TypeVar("T")
 
@@ -43,13 +44,15 @@ def lock_key(settings: Settings, attempt_id: str) -> str:
     return settings.key("serve", "approving", attempt_id)
 
 
-def direct(client: redis.Redis) -> RedisCall:
-    """Run a Redis call on ``client``, a Redis error becoming StreamUnavailable."""
+def direct(client: redis.Redis, prefix: str) -> RedisCall:
+    """Run a Redis call on ``client``: a refusal by the ACL of its user (NOPERM) becomes
+    AccessRefused saying what to grant (keys under HEAL_STREAM_PREFIX ``prefix``, or the
+    command), any other Redis error StreamUnavailable (``redis_failure``)."""
     def call(fn: Callable[[redis.Redis], T]) -> T:
         try:
             return fn(client)
         except redis.RedisError as exc:
-            raise StreamUnavailable(f"Redis unreachable: {exc}") from exc
+            raise redis_failure(exc, "decision lock", prefix) from exc
     return call
 
 
@@ -58,7 +61,8 @@ def deciding(settings: Settings, attempt_id: str, call: RedisCall) -> Iterator[N
     """Hold the decision lock of ``attempt_id`` for the block; the caller re-reads the
     suggestion's state inside it.
 
-    Raises: BeingDecided (held by another request), StreamUnavailable.
+    Raises: BeingDecided (held by another request), StreamUnavailable, AccessRefused (the
+    ACL of Redis's user refused the lock).
     """
     key = lock_key(settings, attempt_id)
     token = uuid.uuid4().hex.encode()
@@ -73,7 +77,7 @@ def deciding(settings: Settings, attempt_id: str, call: RedisCall) -> Iterator[N
     finally:
         try:
             call(lambda c: c.eval(_RELEASE, 1, key, token))
-        except StreamUnavailable:
+        except (StreamUnavailable, AccessRefused):
             if ok:  # the decision stands; the lock would block the next one until it expires
                 raise
             # the block's own failure is the one to report (the lock expires by itself)

@@ -176,7 +176,7 @@ def _apply(args: argparse.Namespace, settings: Settings, store: Any) -> int:
         _guard(settings, client, verdict)
     # an approve or reject through heal serve (or another heal apply) at once must not decide
     # too: one holds the suggestion's lock and records; the other is told (exit 1)
-    with deciding(settings, verdict.error_id, direct(client)):
+    with deciding(settings, verdict.error_id, direct(client, settings.prefix)):
         _still_waiting(store, verdict.error_id)  # re-read under the lock
         outcome = Applier(settings, client, store).apply_suggested(
             replace(verdict, decision="apply"))

@@ -13,6 +13,7 @@ import redis
 
 from pipeline.config import Settings
 from pipeline.errors import DatabaseUnavailable, StreamUnavailable
+from pipeline.runtime.connection import redis_failure
 from storage.db import Database
 
 T = TypeVar("T")
@@ -44,14 +45,16 @@ class Engines:
             return self._db
 
     def with_redis(self, fn: Callable[[redis.Redis], T]) -> T:
-        """``fn(client)``; a Redis error becomes StreamUnavailable and drops the client."""
+        """``fn(client)``; a Redis error becomes StreamUnavailable (503) and drops the client,
+        a refusal by the ACL of its user (NOPERM) AccessRefused (400, saying what to grant:
+        the server is up, and no retry helps)."""
         try:
             return fn(self.client())
         except (redis.RedisError, StreamUnavailable) as exc:
             self._drop_redis()
             if isinstance(exc, StreamUnavailable):
                 raise
-            raise StreamUnavailable(f"Redis unreachable: {exc}") from exc
+            raise redis_failure(exc, "heal serve", self.settings.prefix) from exc
 
     def with_db(self, fn: Callable[[Database], T]) -> T:
         """``fn(db)``; DatabaseUnavailable drops the pool (the next call reconnects)."""

@@ -9,6 +9,7 @@ approve (or ``heal apply``) that runs it holds the suggestion's decision lock.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -209,3 +210,60 @@ def test_an_approve_or_reject_while_heal_apply_applies_is_refused(
     assert "applied:" in out
     assert git(s.root, "rev-parse", "HEAD") != head
     assert s.status() == "applied"
+
+
+def _refused_set_url(redis_url: str, user: str, password: str) -> str:
+    """``redis_url`` as ``user``, whom the ACL refuses SET (every other command allowed)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    admin = redis.Redis.from_url(redis_url)
+    admin.acl_setuser(user, enabled=True, passwords=[f"+{password}"], keys=["*"],
+                      channels=["*"], commands=["+@all", "-set"], reset=True)
+    admin.close()
+    parts = urlsplit(redis_url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{user}:{password}@{host}"))
+
+
+def test_a_decision_lock_refused_by_the_redis_acl_says_what_to_grant_not_unreachable(
+        tmp_path: Path, heal_env: dict[str, str], db: Any) -> None:
+    """QA s13c D3: the decision lock worded an ACL refusal of SET "Redis unreachable": heal
+    apply exited 1 (an outage) and an approve or reject through heal serve answered 503."""
+    # Given a waiting suggestion, and a Redis user refused SET (which the lock needs)
+    s = gated_suggestion(tmp_path, heal_env["HEAL_REDIS_URL"], db)
+    head = git(s.root, "rev-parse", "HEAD")
+    user = f"noset{uuid.uuid4().hex[:6]}"
+    url = _refused_set_url(heal_env["HEAL_REDIS_URL"], user, "pw-noset-1")
+    env = {**heal_env, "HEAL_REDIS_URL": url}
+    admin = redis.Redis.from_url(heal_env["HEAL_REDIS_URL"])
+    try:
+        # When heal apply decides it with that user
+        done = subprocess.run([*HEAL, "apply", "--force", s.error_id], cwd=ROOT,
+                              capture_output=True, text=True, timeout=WAIT_S,
+                              env={**os.environ, **env})
+        # Then it is a refusal saying what to grant (exit 2), never an outage
+        assert done.returncode == 2, done.stderr
+        assert "+set" in done.stderr and "unreachable" not in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+        # And an approve or reject through heal serve with that user is a 400 saying the same
+        proc = subprocess.Popen([*HEAL, "serve", "--port", "0"], cwd=ROOT,
+                                stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
+        try:
+            assert proc.stderr is not None
+            match = re.search(r"http://127\.0\.0\.1:(\d+)/", proc.stderr.readline())
+            assert match
+            threading.Thread(target=proc.stderr.read, daemon=True).start()
+            for decision in ("approve", "reject"):
+                status, body = post(
+                    f"http://127.0.0.1:{match[1]}/api/approvals/{s.error_id}/{decision}")
+                assert status == 400, (decision, body)
+                assert "+set" in body["error"] and "unreachable" not in body["error"], body
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+        # and nothing was decided
+        assert s.status() == "suggested"
+        assert git(s.root, "rev-parse", "HEAD") == head
+    finally:
+        admin.acl_deluser(user)
+        admin.close()
