@@ -306,6 +306,15 @@ def _table_head(row: Any) -> dict[str, Any] | None:
         "heal can audit to the table again")
 
 
+def _is_keyed(body: Any) -> bool:
+    """``body`` (an ``audit_log`` row's) is a keyed record."""
+    try:
+        record = json.loads(body)
+    except (ValueError, TypeError):
+        return False
+    return isinstance(record, dict) and record.get("alg") == ALG
+
+
 async def _usable_table_head(conn: Any, key: bytes | None) -> dict[str, Any] | None:
     """The ``audit_log`` table's last record, when a record sealed with ``key`` (None:
     unkeyed) may be appended onto it (None for an empty table).
@@ -314,12 +323,17 @@ async def _usable_table_head(conn: Any, key: bytes | None) -> dict[str, Any] | N
         AuditChainUnusable: the last row was edited (:func:`_table_head`); or it is keyed and
             ``key`` is None (a host without the HEAL_AUDIT_KEY the others use would append an
             unkeyed record after keyed ones, which verify calls a downgrade); or it is
-            unkeyed, ``key`` is given and keyed rows come before it (a forged downgrade).
+            unkeyed and keyed rows come before it (a forged downgrade): with ``key`` given,
+            any keyed row before it; whatever the key, a keyed row just before it (the last
+            two rows are read, so a host without HEAL_AUDIT_KEY refuses it too, without
+            scanning the table at each append).
     """
-    row = await conn.fetchrow("SELECT seq, hash, body FROM audit_log ORDER BY seq DESC LIMIT 1")
-    prev = _table_head(row)
+    rows = await conn.fetch("SELECT seq, hash, body FROM audit_log ORDER BY seq DESC LIMIT 2")
+    prev = _table_head(rows[0] if rows else None)
     if prev is None:
         return None
+    if prev.get("alg") != ALG and len(rows) > 1 and _is_keyed(rows[1]["body"]):
+        raise _downgraded(f"the audit_log table (row seq {prev['seq']})", prev)
     if prev.get("alg") == ALG and key is None:
         raise AuditChainUnusable(
             f"the audit_log table is sealed with {KEY_ENV} (its last row, seq {prev['seq']}, "

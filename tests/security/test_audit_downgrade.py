@@ -123,6 +123,36 @@ def test_a_forged_unkeyed_row_after_keyed_ones_in_the_table_is_a_downgrade(
     assert (Path(heal_env["HEAL_HOME"]) / "audit.jsonl").read_text() == file_before
 
 
+def test_a_forged_unkeyed_row_after_keyed_ones_is_refused_without_the_key_too(
+        heal_env: dict[str, str], db: Any) -> None:
+    """QA s13c D1: the scan for keyed rows before an unkeyed last row ran only with
+    HEAL_AUDIT_KEY set; without it heal appended onto the forged row and acted."""
+    # Given a table sealed with HEAL_AUDIT_KEY (the file too, its key kept as audit.key, so
+    # the file is usable without HEAL_AUDIT_KEY), and a row forged without the key after it
+    for n in (1, 2):
+        assert _ignore(heal_env, n).returncode == 0
+    home = Path(heal_env["HEAL_HOME"])
+    (home / "audit.key").write_text(KEY)
+    (home / "audit.key").chmod(0o600)
+    last = json.loads(db.fetchval("SELECT body FROM audit_log ORDER BY seq DESC LIMIT 1"))
+    record = _unkeyed(last, "fp-v3:forged")
+    db.execute("INSERT INTO audit_log (seq, kind, subject, prev_hash, hash, body)"
+               " VALUES ($1, $2, $3, $4, $5, $6)", record["seq"], record["kind"],
+               record["subject"], record["prev"], record["hash"], canonical(record))
+    file_before = (home / "audit.jsonl").read_text()
+    # When a command runs without HEAL_AUDIT_KEY, it is refused as a downgrade (exit 2)
+    done = _ignore(heal_env, 3, key=None)
+    assert done.returncode == 2, done
+    assert "the audit_log table (row seq" in done.stderr, done.stderr
+    assert "carries no key, yet records before it are keyed" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    # And nothing is appended or decided
+    assert db.fetchval("SELECT max(seq) FROM audit_log") == record["seq"]
+    assert (home / "audit.jsonl").read_text() == file_before
+    assert db.fetchval("SELECT count(*) FROM fingerprint_controls WHERE fingerprint = $1",
+                       f"fp-v3:{3:016x}") == 0
+
+
 def test_a_shell_without_the_key_the_table_was_sealed_with_appends_nothing(
         heal_env: dict[str, str], db: Any) -> None:
     # Given a table sealed with HEAL_AUDIT_KEY and a file sealed with the same value kept as
