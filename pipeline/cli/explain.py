@@ -18,7 +18,7 @@ import redis
 
 from pipeline.config import Settings
 from pipeline.console import dump_json, visible
-from pipeline.errors import StreamUnavailable, UsageError
+from pipeline.errors import UsageError
 
 
 def register(sub: Any) -> None:
@@ -58,6 +58,7 @@ def _dead(args: argparse.Namespace, settings: Settings) -> int:
     """``heal explain --dead``: the newest dead letters, newest first."""
     from pipeline.operator.deadletters import ADVICE, read_dead
     from pipeline.operator.render_explain import render_dead
+    from pipeline.runtime.connection import redis_failure
     from storage.engines import connect_redis
 
     if args.fingerprint is not None:
@@ -69,7 +70,7 @@ def _dead(args: argparse.Namespace, settings: Settings) -> int:
     try:
         letters = read_dead(client, settings, limit=args.limit)
     except redis.RedisError as exc:  # (read_dead translates; the ping in connect may not)
-        raise StreamUnavailable(f"reading the dead letters: Redis unreachable: {exc}") from exc
+        raise redis_failure(exc, "reading the dead letters", settings.prefix) from exc
     if args.json:
         dump_json({"dead_letters": letters, "advice": ADVICE})
     else:

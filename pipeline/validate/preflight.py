@@ -62,6 +62,8 @@ def _guard(fn: Callable[[FixRequest, Preflight], Result], req: FixRequest,
     try:
         ok, reason = fn(req, pf)
     except HealError as exc:
+        if exc.stops_stage:  # Redis's ACL refused the check: no fix's fault, the stage stops
+            raise
         ok, reason = False, str(exc)
     return {"ok": ok, "reason": reason, "duration_s": round(time.monotonic() - started, 3)}
 

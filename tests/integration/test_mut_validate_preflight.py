@@ -297,3 +297,28 @@ def test_a_check_that_raises_a_heal_error_is_a_refusal(repo: Path, settings: Set
     assert results["applies"]["ok"] is False
     assert results["applies"]["reason"] == "git is broken here"
     assert results["limits"]["ok"] is True
+
+
+def test_an_acl_refusal_of_the_dedupe_check_stops_the_checks_not_a_failed_check(
+        repo: Path, settings: Settings, client: redis.Redis, redis_url: str) -> None:
+    """A Redis ACL refusal of the dedupe check was caught with every HealError as that
+    check's failure: the fix was rejected ("preflight failed") for a refusal that no fix
+    causes, and the verdict recorded. It stops the checks (AccessRefused: the stage stops)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from pipeline.errors import AccessRefused
+
+    # Given a Redis user refused SET (which the dedupe marker needs)
+    user = f"noset-pf-{settings.prefix[-8:]}"
+    client.acl_setuser(user, enabled=True, passwords=["+pw-noset-pf"], keys=["*"],
+                       channels=["*"], commands=["+@all", "-set"], reset=True)
+    parts = urlsplit(redis_url)
+    refused = redis.Redis.from_url(urlunsplit(parts._replace(
+        netloc=f"{user}:pw-noset-pf@{parts.netloc.rsplit('@', 1)[-1]}")))
+    try:
+        # When the pre-flight checks run, the refusal is raised, saying what to grant
+        with pytest.raises(AccessRefused, match=r"grant \+set"):
+            Preflight(settings, refused).run(request(repo, diff(DIFF)))
+    finally:
+        refused.close()
+        client.acl_deluser(user)
