@@ -25,8 +25,10 @@ FAIL = ["sh", "-c", "echo 'ValueError: config key missing' >&2; exit 1"]
 
 
 @pytest.fixture
-def scenario_root(tmp_path: Path, heal_env: dict[str, str],
+def scenario_root(tmp_path: Path, heal_env: dict[str, str], own_database: str,
                   monkeypatch: pytest.MonkeyPatch) -> Path:
+    # (a database of its own: the verdicts judge the fix's history, which a test run
+    # before it may have filled with rollbacks of the same seed fix in the shared one)
     _, root = build("unused-import", tmp_path)
     monkeypatch.chdir(root)
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
