@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from pipeline.config import STREAM_OUTCOMES, Settings
-from pipeline.errors import EngineError, Retry, StreamUnavailable
+from pipeline.errors import EngineError, Retry
 from pipeline.events import OutcomeEvent
 from pipeline.guardrails._connect import connect_redis, open_database
 from pipeline.guardrails.alerts import AlertingAudit, build_notifier
@@ -25,6 +25,7 @@ from pipeline.lifecycle.graduation import LifecyclePolicy
 from pipeline.lifecycle.service import LifecycleService
 from pipeline.lifecycle.sweeper import DEFAULT_INTERVAL_S, Sweeper
 from pipeline.lookup.catalog import load_catalog
+from pipeline.runtime.connection import redis_failure
 from pipeline.stage import Encodable, StageContext
 from storage.causal import CausalGraph
 from storage.lifecycle import LifecycleStore
@@ -96,7 +97,8 @@ def _interval() -> float:
 def _count(client: redis.Redis, settings: Settings, fingerprint: str, fix_id: str) -> int:
     """One more "could not run" for the pair (kept 30 days).
 
-    Raises: StreamUnavailable (the event is retried)."""
+    Raises: StreamUnavailable (the event is retried); AccessRefused (the ACL of Redis's user
+    refused it: the stage stops saying what to grant)."""
     key = settings.key("lifecycle", "unrunnable", fingerprint, fix_id)
     try:
         pipe = client.pipeline(transaction=True)
@@ -104,7 +106,7 @@ def _count(client: redis.Redis, settings: Settings, fingerprint: str, fix_id: st
         pipe.expire(key, 30 * 86400)
         n, _ = pipe.execute()
     except redis.RedisError as exc:
-        raise StreamUnavailable(f"lifecycle: Redis unreachable: {exc}") from exc
+        raise redis_failure(exc, "lifecycle", settings.prefix) from exc
     return int(n)
 
 
