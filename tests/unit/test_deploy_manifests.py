@@ -49,3 +49,16 @@ def test_dashboards_and_alerts_use_metrics_heal_serve_exports() -> None:
 def test_kubernetes_has_a_deployment_per_stage() -> None:
     names = {d["metadata"]["name"] for d in _docs(DEPLOY / "k8s" / "workers.yaml")}  # type: ignore[index]
     assert names == {f"heal-{stage}" for stage in STAGES}
+
+
+def test_rate_and_increase_are_taken_of_counters_only() -> None:
+    """increase()/rate() read every drop as a counter reset: over a gauge (such as the dead
+    stream's length, which retention trims) they report growth that never happened."""
+    source = (ROOT / "pipeline" / "serve" / "prometheus.py").read_text()
+    kinds = dict(re.findall(r'"(heal_[a-z_]+)", "(counter|gauge|histogram)"', source))
+    assert kinds["heal_dead_letters"] == "gauge"
+    dashboard = json.loads((DEPLOY / "grafana-dashboard.json").read_text())
+    exprs = "\n".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    exprs += "\n" + (DEPLOY / "prometheus-rules.yaml").read_text()
+    for name in re.findall(r"\b(?:increase|rate|irate|resets)\((heal_[a-z_]+)", exprs):
+        assert kinds.get(name, "counter") == "counter", name
