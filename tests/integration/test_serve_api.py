@@ -224,6 +224,11 @@ def test_metrics_exposition(base: str, prefix: str, redis_url: str) -> None:
     assert samples[("heal_breaker_state", (("state", "FORCED_OPEN"),))] == 1
 
 
+def _entry_ms(entry_id: Any) -> int:
+    """The millisecond part of a stream entry id (bytes from redis-py)."""
+    return int(bytes(entry_id).decode().split("-")[0])
+
+
 def test_dead_letter_figures_do_not_count_a_retention_trim_as_new_dead_letters(
         base: str, prefix: str, redis_url: str) -> None:
     """heal_dead_letters_total was the dead stream's length exported as a counter, and the
@@ -234,7 +239,7 @@ def test_dead_letter_figures_do_not_count_a_retention_trim_as_new_dead_letters(
     client = redis.Redis.from_url(redis_url)
     dead = f"{prefix}:dead"
     ids = [client.xadd(dead, {"reason": f"test {i}"}) for i in range(10)]
-    newest = int(ids[-1].decode().split("-")[0]) / 1000
+    newest = _entry_ms(ids[-1]) / 1000
     text = call(f"{base}/metrics")[2]
     assert "# TYPE heal_dead_letters gauge" in text.splitlines()
     assert "heal_dead_letters_total" not in text
@@ -248,8 +253,7 @@ def test_dead_letter_figures_do_not_count_a_retention_trim_as_new_dead_letters(
     assert samples[("heal_dead_letter_last_timestamp_seconds", ())] == newest  # no new one
     later = client.xadd(dead, {"reason": "a new one"}, id=f"{int(newest * 1000) + 5000}-0")
     samples = parse_exposition(call(f"{base}/metrics")[2])
-    assert samples[("heal_dead_letter_last_timestamp_seconds", ())] == \
-        int(later.decode().split("-")[0]) / 1000
+    assert samples[("heal_dead_letter_last_timestamp_seconds", ())] == _entry_ms(later) / 1000
     rules = (Path(__file__).resolve().parents[2] / "deploy" / "prometheus-rules.yaml").read_text()
     assert "time() - heal_dead_letter_last_timestamp_seconds < 900" in rules
 
