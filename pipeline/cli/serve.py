@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"heal serve: approving needs the approver token ({tokens.approver_source}); "
           f"open http://{where}/#token=<approver token> to approve from the dashboard"
           + ("" if server.loopback else
-             "; off loopback every request but the dashboard page needs a token (viewers: "
+             "; off loopback every request but the dashboard page and /healthz needs a "
+             "token (viewers: "
              f"{tokens.viewer_source}; the page sends the one in its #token=)"),
           file=sys.stderr, flush=True)
     # SIGTERM (docker stop, Kubernetes) and SIGINT stop the server the same way; set

@@ -6,7 +6,8 @@
   The approver token is accepted wherever a viewer token is.
 
 On a loopback address a GET needs no token (the operator's own browser); off loopback every
-request needs one but the dashboard page's (``GET /``, no data in it). The Host header is
+request needs one but the dashboard page's (``GET /``, no data in it) and the health check's
+(``GET /healthz``, always ``{"ok": true}``: a kubelet probe sends no token). The Host header is
 always checked (DNS rebinding): a loopback server answers only loopback names, any other
 server only the names it was given (``--allow-host``, ``HEAL_SERVE_HOSTS``), its bound address,
 this machine's host names, and (checked per connection in ``pipeline.serve.server``) the

@@ -28,7 +28,25 @@ def _redis_figures(settings: Settings, client: Any
 
     streams = {settings.stream(s): partitioned_status(client, settings, s)
                for s in (*PIPELINE_STREAMS, STREAM_DEAD)}
+    dead = settings.stream(STREAM_DEAD)
+    streams[dead]["last_added_ms"] = last_added_ms(client, dead)
     return streams, breaker_status(client, settings), execution_status(client, settings)
+
+
+def last_added_ms(client: Any, stream: str) -> int | None:
+    """The time (Unix ms) of the newest entry ever added to ``stream``: the millisecond part
+    of its last generated id, which trimming and XDEL leave alone (Redis 6.2 reports it, unlike
+    7.0's ``entries-added``). None when the stream does not exist or never had an entry."""
+    import redis
+
+    try:
+        info = client.xinfo_stream(stream)
+    except redis.ResponseError:  # no such key
+        return None
+    raw = info.get("last-generated-id") or "0-0"
+    last = raw.decode() if isinstance(raw, bytes) else str(raw)
+    ms, _, _ = last.partition("-")
+    return int(ms) if ms.isdigit() and int(ms) > 0 else None
 
 
 def top_errors(q: ServeQueries, limit: int) -> tuple[int, list[dict[str, Any]]]:

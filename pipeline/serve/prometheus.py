@@ -1,7 +1,8 @@
 """Prometheus text exposition (format 0.0.4) of heal's figures.
 
 Names used by ``deploy/prometheus-rules.yaml`` and ``deploy/k8s/hpa.yaml``:
-``heal_stream_lag{group=...}``, ``heal_dead_letters_total``, ``heal_breaker_open``.
+``heal_stream_lag{group=...}``, ``heal_dead_letters``,
+``heal_dead_letter_last_timestamp_seconds``, ``heal_breaker_open``.
 """
 
 from __future__ import annotations
@@ -66,9 +67,17 @@ def add_streams(out: Exposition, streams: Mapping[str, Any], dead_stream: str) -
                     labels)
             out.add("heal_stream_consumers", "gauge", "Consumers in the group.",
                     g["consumers"], labels)
-    dead = streams.get(dead_stream, {}).get("length", 0)
-    out.add("heal_dead_letters_total", "counter",
-            "Events in the dead-letter stream (drops when retention trims it).", dead)
+    dead = streams.get(dead_stream, {})
+    # a gauge: the length drops when retention trims the stream or letters are deleted, so
+    # it is no counter (increase() took every drop for a counter reset and alerted)
+    out.add("heal_dead_letters", "gauge",
+            "Events in the dead-letter stream now (drops when retention trims it).",
+            dead.get("length", 0))
+    last = dead.get("last_added_ms")
+    if last is not None:
+        out.add("heal_dead_letter_last_timestamp_seconds", "gauge",
+                "Unix time of the newest dead letter (trims and deletions leave it alone).",
+                last / 1000)
 
 
 def add_breaker(out: Exposition, breaker: Mapping[str, Any]) -> None:

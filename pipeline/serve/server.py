@@ -53,6 +53,10 @@ from pipeline.serve.auth import host_name as _host_name
 
 log = logging.getLogger(__name__)
 
+#: paths a GET (or HEAD) may ask for without a token off loopback too (the Host check still
+#: applies): the dashboard page (HTML, CSS and JS, no data) and the liveness/readiness check
+#: (always ``{"ok": true}``, reads no engine and no state)
+OPEN_PATHS = frozenset({"/", "/healthz"})
 #: request bodies are not used by any route; refuse big ones instead of reading them
 MAX_BODY = 64 * 1024
 #: seconds a client has to send one whole request (request line, headers, body) from the
@@ -498,10 +502,11 @@ class Handler(BaseHTTPRequestHandler):
         if isinstance(length, Response):
             return length
         needed = Role.VIEWER if method in ("GET", "HEAD") else Role.APPROVER
-        if needed is Role.VIEWER and (self.server.loopback or path == "/"):
-            # the operator's own browser on this machine; and the dashboard page, which holds
-            # no data (a browser cannot send a token when it opens a URL: the page reads it
-            # from #token= and sends it with every request it makes)
+        if needed is Role.VIEWER and (self.server.loopback or path in OPEN_PATHS):
+            # the operator's own browser on this machine; the dashboard page, which holds no
+            # data (a browser cannot send a token when it opens a URL: the page reads it from
+            # #token= and sends it with every request it makes); and the health check, whose
+            # answer is always {"ok": true} (a kubelet probe sends no token)
             needed = Role.NONE
         role = self.server.tokens.role(self.headers.get("Authorization"))
         if role < needed:

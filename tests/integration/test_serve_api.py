@@ -209,7 +209,7 @@ def test_metrics_exposition(base: str, prefix: str, redis_url: str) -> None:
     lag = (("group", "fingerprint"), ("stream", f"{prefix}:errors"))
     assert samples[("heal_stream_lag", lag)] == 3
     assert samples[("heal_stream_pending", lag)] == 2
-    assert samples[("heal_dead_letters_total", ())] == 1
+    assert samples[("heal_dead_letters", ())] == 1
     assert samples[("heal_breaker_open", ())] == 0
     assert samples[("heal_engine_up", (("engine", "postgres"),))] == 1
     assert ("heal_fixes_applied_total", ()) in samples
@@ -222,6 +222,40 @@ def test_metrics_exposition(base: str, prefix: str, redis_url: str) -> None:
     samples = parse_exposition(call(f"{base}/metrics")[2])
     assert samples[("heal_breaker_open", ())] == 1
     assert samples[("heal_breaker_state", (("state", "FORCED_OPEN"),))] == 1
+
+
+def _entry_ms(entry_id: Any) -> int:
+    """The millisecond part of a stream entry id (bytes from redis-py)."""
+    return int(bytes(entry_id).decode().split("-")[0])
+
+
+def test_dead_letter_figures_do_not_count_a_retention_trim_as_new_dead_letters(
+        base: str, prefix: str, redis_url: str) -> None:
+    """heal_dead_letters_total was the dead stream's length exported as a counter, and the
+    HealDeadLetters alert took increase() of it: a trim from 10 to 5 entries read as a counter
+    reset followed by 5 new dead letters, and fired. Now the length is a gauge
+    (heal_dead_letters) and the alert reads the newest dead letter's time, which a trim or an
+    XDEL leaves alone and a new dead letter moves."""
+    client = redis.Redis.from_url(redis_url)
+    dead = f"{prefix}:dead"
+    ids = [client.xadd(dead, {"reason": f"test {i}"}) for i in range(10)]
+    newest = _entry_ms(ids[-1]) / 1000
+    text = call(f"{base}/metrics")[2]
+    assert "# TYPE heal_dead_letters gauge" in text.splitlines()
+    assert "heal_dead_letters_total" not in text
+    samples = parse_exposition(text)
+    assert samples[("heal_dead_letters", ())] == 10
+    assert samples[("heal_dead_letter_last_timestamp_seconds", ())] == newest
+    client.xtrim(dead, maxlen=5, approximate=False)
+    client.xdel(dead, ids[-1])
+    samples = parse_exposition(call(f"{base}/metrics")[2])
+    assert samples[("heal_dead_letters", ())] == 4
+    assert samples[("heal_dead_letter_last_timestamp_seconds", ())] == newest  # no new one
+    later = client.xadd(dead, {"reason": "a new one"}, id=f"{int(newest * 1000) + 5000}-0")
+    samples = parse_exposition(call(f"{base}/metrics")[2])
+    assert samples[("heal_dead_letter_last_timestamp_seconds", ())] == _entry_ms(later) / 1000
+    rules = (Path(__file__).resolve().parents[2] / "deploy" / "prometheus-rules.yaml").read_text()
+    assert "time() - heal_dead_letter_last_timestamp_seconds < 900" in rules
 
 
 def test_metrics_include_this_process_runtime_histogram(base: str) -> None:

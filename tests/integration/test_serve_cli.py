@@ -4,11 +4,13 @@ SIGTERM with exit 0; a busy port or a bad --port is a clear usage/configuration 
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -163,3 +165,59 @@ def test_serve_listens_on_ipv6_and_names_what_to_change_when_it_cannot_bind(
     assert "cannot listen on 203.0.113.7:0" in done.stderr
     assert "--host 203.0.113.7 is not an address of this machine" in done.stderr
     assert "--port" not in done.stderr.split("cannot listen on", 1)[1].split(":0", 1)[1]
+
+
+def _ask(port: int, path: str, host: str, token: str | None = None,
+         method: str = "GET") -> tuple[int, bytes]:
+    """``method path`` to 127.0.0.2:``port`` with Host ``host``: the status and the body."""
+    headers = {"Host": host, **({"Authorization": f"Bearer {token}"} if token else {})}
+    request = urllib.request.Request(f"http://127.0.0.2:{port}{path}", headers=headers,
+                                     method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_off_loopback_the_health_check_needs_no_token_and_everything_else_still_does(
+        heal_env: dict[str, str]) -> None:
+    """deploy/k8s/serve.yaml runs ``heal serve --host 0.0.0.0`` with an httpGet readiness
+    probe on /healthz, which sends no token: /healthz answered 401, so the pod never became
+    Ready. Now GET /healthz needs no token (its answer is always {"ok": true}); the Host check
+    and every other route's token check are unchanged, and the Service name set in
+    HEAL_SERVE_HOSTS is answered, with the viewer token from HEAL_SERVE_VIEWER_TOKEN (what the
+    Prometheus scrape sends)."""
+    viewer = "viewer-" + "abcdefghijklmnop0123"
+    env = {**os.environ, "HEAL_SERVE_VIEWER_TOKEN": viewer,
+           "HEAL_SERVE_HOSTS": "heal-serve,heal-serve.heal.svc"}
+    proc = subprocess.Popen([*HEAL, "serve", "--host", "127.0.0.2", "--port", "0"],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        match = re.search(r"http://127\.0\.0\.2:(\d+)/", line)
+        assert match, line
+        port = int(match[1])
+        here = f"127.0.0.2:{port}"
+        status, body = _ask(port, "/healthz", here)
+        assert status == 200 and json.loads(body) == {"ok": True}  # nothing else in it
+        assert _ask(port, "/healthz", "heal-serve:8377")[0] == 200
+        assert _ask(port, "/healthz", here, method="HEAD")[0] == 200
+        # the Host check still applies to it, and it answers GET and HEAD only
+        status, body = _ask(port, "/healthz", "evil.example")
+        assert status == 403 and b"is not this server" in body
+        assert _ask(port, "/healthz", here, method="POST")[0] == 405
+        # every data route still needs the token
+        for path in ("/metrics", "/api/status", "/api/breaker", "/healthz/../metrics"):
+            status, body = _ask(port, path, here)
+            assert status == 401, (path, body)
+        status, body = _ask(port, "/metrics", "heal-serve.heal.svc:8377", viewer)
+        assert status == 200 and b"heal_breaker_open" in body
+        assert _ask(port, "/api/breaker", "heal-serve:8377", viewer)[0] == 200
+        rest = stop_or_show_stacks(proc, signal.SIGTERM)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0 and "Traceback" not in rest

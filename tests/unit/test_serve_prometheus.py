@@ -49,13 +49,15 @@ def test_streams_and_storage_figures() -> None:
     prometheus.add_streams(out, {
         "heal:errors": {"length": 9, "groups": {"fingerprint": {
             "lag": 4, "pending": 2, "consumers": 1}}},
-        "heal:dead": {"length": 3, "groups": {}}}, "heal:dead")
+        "heal:dead": {"length": 3, "groups": {}, "last_added_ms": 1700000000250}},
+        "heal:dead")
     prometheus.add_storage(out, {"applied": 5, "rolled_back": 2, "suggested": 1},
                            {"fixes": {"ACTIVE": 30, "QUARANTINED": 1}}, 7)
     lines = out.render().splitlines()
     for expected in ('heal_stream_lag{group="fingerprint",stream="heal:errors"} 4',
                      'heal_stream_pending{group="fingerprint",stream="heal:errors"} 2',
-                     "heal_dead_letters_total 3", "heal_fixes_applied_total 5",
+                     "heal_dead_letters 3", "heal_fixes_applied_total 5",
+                     "heal_dead_letter_last_timestamp_seconds 1700000000.25",
                      "heal_fixes_reverted_total 2", 'heal_fixes_by_state{state="ACTIVE"} 30',
-                     "heal_issues_open 7", "# TYPE heal_dead_letters_total counter"):
+                     "heal_issues_open 7", "# TYPE heal_dead_letters gauge"):
         assert expected in lines, expected
