@@ -38,8 +38,9 @@ def test_outputs_summary_and_artifacts_without_a_fix(tmp_path: Path) -> None:
     env = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary),
            "GITHUB_OUTPUT": str(output), "RUNNER_TEMP": str(tmp_path / "t")}
     assert providers(env) == ["github"]
-    stdout = io.StringIO()
-    github.report_github(report, env, stdout=stdout)
+    stderr = io.StringIO()
+    github.report_github(report, env, stderr=stderr)
+    assert stderr.getvalue().startswith("::error file=a%2Cb.py,line=3,title=heal::")
     values = dict(ln.split("=", 1) for ln in output.read_text().splitlines())
     assert values["decision"] == "escalated" and values["resolved"] == "false"
     assert values["patch-path"] == "" and values["fix-id"] == ""
