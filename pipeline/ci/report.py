@@ -48,8 +48,8 @@ class RunReport:
 
     @property
     def decision(self) -> str:
-        """applied | suggested | rolled_back | failed | escalated | observed | skipped | none
-        | not reported"""
+        """applied | suggested | rolled_back | failed | escalated | observed | skipped | flaky
+        | deferred | none | not reported"""
         return self.outcome.status if self.outcome is not None else self.undecided
 
     @property
