@@ -2,8 +2,11 @@
 
 * a Markdown job summary appended to ``$GITHUB_STEP_SUMMARY``: the error, the match and its
   tier, the fix, the verification result, and the diff in a collapsed ``<details>`` block;
-* workflow-command annotations on stdout: ``::error file=F,line=N,title=heal::...`` for the
-  failure, ``::notice ...::`` when a verified fix was applied;
+* workflow-command annotations on stderr (the runner reads workflow commands from both
+  streams; stdout stays the command's own, so ``heal run -- gen > data.json`` keeps the
+  file clean): ``::error file=F,line=N,title=heal::...`` for the failure, ``::notice ...::``
+  when a verified fix was applied. The message has its control and bidirectional characters
+  written out (as the summary has); ``file=`` names only a file inside the checkout;
 * files under the artifacts directory (``$HEAL_ARTIFACTS_DIR``, default
   ``$RUNNER_TEMP/heal``) for ``actions/upload-artifact``: ``decision.json``, ``fix.patch``
   (when there is a verified diff) and ``pr-comment.md`` (a pull-request comment body);
@@ -27,6 +30,7 @@ from typing import IO
 from pipeline.ci import markdown
 from pipeline.ci.artifacts import write_artifacts
 from pipeline.ci.report import RunReport
+from pipeline.console import visible
 
 
 def active(env: Mapping[str, str]) -> bool:
@@ -51,9 +55,38 @@ def escape_property(value: str) -> str:
     return escape_data(value).replace(":", "%3A").replace(",", "%2C")
 
 
+#: what the annotation says heal did, per decision (``suggested`` depends on verification:
+#: see :func:`_what`)
+_DID = {
+    "applied": "heal applied a verified fix{fix}",
+    "rolled_back": "heal applied a fix{fix}, then rolled it back: the step still failed",
+    "failed": "heal's fix{fix} did not survive verification",
+    "escalated": "heal escalated this error to a human",
+    "observed": "heal only observed this error",
+    "skipped": "heal skipped this error",
+    "flaky": "the failure did not reproduce on a re-run without a fix: recorded as flaky",
+    "deferred": "heal deferred its fix{fix} (rate limit); it is retried automatically",
+    "none": "heal reached no decision",
+    "not reported": "heal could not report this error",
+}
+
+
+def _what(report: RunReport) -> str:
+    fix_id = str((report.fix or {}).get("id") or "")
+    if report.decision == "suggested":
+        named = f" {fix_id}" if fix_id else ""
+        fix = (f"a verified fix{named}" if report.verified
+               else f"a fix{named} (not verified yet)")
+        # the error id: the one handle that names exactly this suggestion (a fix id does only
+        # while no other suggestion of it waits)
+        return f"heal suggests {fix}; apply it with: heal apply {report.event.id}"
+    what = _DID.get(report.decision, "heal: " + report.decision.replace("{", "(") + "{fix}")
+    return what.replace("{fix}", f" {fix_id}" if fix_id else "")
+
+
 def workflow_commands(report: RunReport) -> list[str]:
     """The workflow commands for this report (one line each)."""
-    file, line = report.location()
+    file, line = report.checkout_location()
     props = [("title", "heal")]
     if file:
         props.insert(0, ("file", file))
@@ -61,13 +94,8 @@ def workflow_commands(report: RunReport) -> list[str]:
             props.insert(1, ("line", str(line)))
     head = ",".join(f"{k}={escape_property(v)}" for k, v in props)
     level = "notice" if report.resolved else "error"
-    what = {
-        "applied": "heal applied a verified fix",
-        "suggested": "heal has a verified fix to apply",
-        "escalated": "heal escalated this error to a human",
-    }.get(report.decision, f"heal: {report.decision}")
-    fix = report.fix or {}
-    message = f"{report.headline} ({what}{' ' + str(fix['id']) if fix.get('id') else ''})"
+    # (visible: a U+202E in the error must not reorder the annotation GitHub shows on the line)
+    message = visible(f"{report.headline} ({_what(report)})")
     out = [f"::{level} {head}::{escape_data(message)}"]
     if report.decision == "applied" and not report.resolved:
         out.append(f"::warning title=heal::{escape_data('the command still fails after the fix')}")
@@ -82,17 +110,17 @@ def write_outputs(path: str, values: Mapping[str, str]) -> None:
 
 
 def report_github(report: RunReport, env: Mapping[str, str] | None = None,
-                  stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> Path:
+                  stderr: IO[str] | None = None) -> Path:
     """Write everything (see the module docstring); returns the artifacts directory."""
     env = os.environ if env is None else env
-    out, err = stdout or sys.stdout, stderr or sys.stderr
+    err = stderr or sys.stderr
     directory = artifacts_dir(env)
     files = _safely(err, "artifacts", lambda: write_artifacts(report, directory)) or {}
     summary = env.get("GITHUB_STEP_SUMMARY")
     if summary:
         _safely(err, "job summary", lambda: _append(summary, markdown.summary(report)))
     for line in workflow_commands(report):
-        print(line, file=out, flush=True)
+        print(line, file=err, flush=True)
     output = env.get("GITHUB_OUTPUT")
     if output:
         values = {

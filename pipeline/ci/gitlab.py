@@ -24,6 +24,7 @@ from typing import IO, Any
 
 from pipeline.ci.artifacts import write_artifacts
 from pipeline.ci.report import RunReport
+from pipeline.console import visible
 
 REPORT_NAME = "gl-code-quality-report.json"
 CHECK_NAME = "heal"
@@ -53,7 +54,8 @@ def issue_fingerprint(report: RunReport) -> str:
 
 
 def code_quality_issue(report: RunReport) -> dict[str, Any]:
-    file, line = report.location()
+    # (a file outside the checkout is no path GitLab can show: the job definition then)
+    file, line = report.checkout_location()
     fix = report.fix or {}
     detail = report.outcome.detail if report.outcome is not None else report.note
     description = f"{report.headline} — heal: {report.decision}"
@@ -62,7 +64,8 @@ def code_quality_issue(report: RunReport) -> dict[str, Any]:
     if detail:
         description += f": {detail}"
     return {
-        "description": description[:1000],
+        # (control and bidirectional characters written out, as in every CI report)
+        "description": visible(description)[:1000],
         "check_name": CHECK_NAME,
         "fingerprint": issue_fingerprint(report),
         "severity": "major" if report.decision in ("escalated", "none", "failed") else "minor",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 
 from pipeline.ci.report import RunReport
@@ -14,15 +15,37 @@ SHOWN_DIFF = 60_000
 
 _VERDICT = {
     "applied": "applied and verified",
-    "suggested": "verified; waiting to be applied",
+    # (a verified suggestion is "verified; waiting to be applied": see _verdict)
+    "suggested": "suggested; waiting to be applied",
     "rolled_back": "applied, then rolled back: the failing step still failed",
     "failed": "did not survive verification",
     "escalated": "escalated to a human",
     "observed": "observed only (mode observe)",
     "skipped": "skipped",
+    "flaky": "not reproducible: the step passed on a re-run without a fix (recorded as flaky)",
     "deferred": "deferred by the rate limit; retried automatically",
     "none": "no decision",
+    "not reported": "not reported: heal could not publish the error",
 }
+
+
+def _verdict(report: RunReport) -> str:
+    if report.decision == "suggested" and report.verified:
+        return "verified; waiting to be applied"
+    return _VERDICT.get(report.decision, report.decision)
+
+
+def _one_handle(text: str, report: RunReport) -> str:
+    """``text`` with ``heal apply FIX_ID`` written ``heal apply ERROR_ID``: the validator names
+    the error, the applier the fix; the error id is the handle that always names exactly this
+    suggestion (a fix id does only while no other suggestion of it waits), so every row of a
+    report tells the reader the same command."""
+    fix_id = str((report.fix or {}).get("id") or "")
+    if not fix_id or report.decision != "suggested":
+        return text
+    # (a literal and a one-character look-ahead: linear in the text)
+    return re.sub(r"heal apply " + re.escape(fix_id) + r"(?![\w./:-])",
+                  lambda _m: f"heal apply {report.event.id}", text)
 
 
 def _shown_line(line: str) -> str:
@@ -56,9 +79,11 @@ def _rows(report: RunReport) -> list[tuple[str, str]]:
         rows.append(("fix", _code(fix.get("id"))
                             + (f" ({_cell(fix['category'])})" if fix.get("category") else "")))
     if verdict is not None:
-        rows.append(("verification", _cell(verdict.reason or verdict.decision)))
-    detail = report.outcome.detail if report.outcome is not None else report.note
-    rows.append(("decision", f"**{_VERDICT.get(report.decision, report.decision)}**"
+        rows.append(("verification",
+                     _cell(_one_handle(verdict.reason or verdict.decision, report))))
+    detail = _one_handle(report.outcome.detail if report.outcome is not None else report.note,
+                         report)
+    rows.append(("decision", f"**{_verdict(report)}**"
                              + (f": {_cell(detail)}" if detail else "")))
     rows.append(("result", "the command passes now" if report.resolved
                  else f"the command still fails (exit {report.exit_status})"))
@@ -84,9 +109,10 @@ def summary(report: RunReport) -> str:
     lines += [f"| {k} | {v} |" for k, v in _rows(report)]
     body = "\n".join(lines) + "\n\n" + _diff_block(report)
     if report.decision == "suggested":
-        fix_id = (report.fix or {}).get("id", "")
-        body += (f"\nApply it with {_code(f'heal apply {fix_id}', table=False)} or "
-                 "`git apply fix.patch`.\n")
+        # git apply only when there is a patch: a command or playbook fix has none
+        patch = " or `git apply fix.patch` (in the `heal` artifact)" if report.diff else ""
+        body += (f"\nApply it with {_code(f'heal apply {report.event.id}', table=False)}"
+                 f"{patch}.\n")
     return body + "\n"
 
 

@@ -8,6 +8,7 @@ decision JSON: the same object ``heal run --json`` prints and ``decision.json`` 
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,8 +48,8 @@ class RunReport:
 
     @property
     def decision(self) -> str:
-        """applied | suggested | rolled_back | failed | escalated | observed | skipped | none
-        | not reported"""
+        """applied | suggested | rolled_back | failed | escalated | observed | skipped | flaky
+        | deferred | none | not reported"""
         return self.outcome.status if self.outcome is not None else self.undecided
 
     @property
@@ -79,6 +80,23 @@ class RunReport:
         line = self.params.get("line")
         return file, int(line) if isinstance(line, int) else None
 
+    @property
+    def verified(self) -> bool:
+        """True when the fix was re-run in a worktree and the failing step passed there (the
+        applier's own test: commands and playbooks are only checked step by step when
+        applied, so a suggestion of one is not verified)."""
+        return self.verdict is not None and any(
+            r.get("phase") == "after" for r in self.verdict.verification)
+
+    def checkout_location(self) -> tuple[str, int | None]:
+        """:meth:`location` when its file lies inside the repository, as a path relative to
+        its root (what a CI annotation or a Code Quality entry needs), else ("", None): a
+        frame in ``/usr/lib/...`` or a name holding control characters names no file of the
+        checkout."""
+        file, line = self.location()
+        inside = _inside(file, self.event.repo.path)
+        return (inside, line) if inside else ("", None)
+
     def to_json(self) -> dict[str, Any]:
         verdict = self.verdict
         file, line = self.location()
@@ -106,6 +124,21 @@ class RunReport:
             or (verdict.commit if verdict is not None else ""),
             "has_diff": bool(self.diff),
         }
+
+
+def _inside(file: str, root: str) -> str:
+    """``file`` relative to ``root`` when it names a path inside it (lexically: a report
+    never touches the file system), else ""."""
+    if not file or not file.isprintable():
+        return ""
+    if os.path.isabs(file):
+        if not root or not os.path.isabs(root):
+            return ""
+        file = os.path.relpath(os.path.normpath(file), os.path.normpath(root))
+    rel = os.path.normpath(file)
+    if rel in (".", "..") or rel.startswith(("../", "/")):
+        return ""
+    return rel
 
 
 def collect(client: Any, settings: Settings, event: ErrorEvent, exit_status: int,

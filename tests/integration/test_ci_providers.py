@@ -84,7 +84,8 @@ def test_github_action_heals_and_leaves_summary_annotations_outputs_and_patch(
     assert decision["fix"]["id"] == outputs["fix-id"]
     assert decision["verification"]["decision"] == "apply"
     # a notice annotation for the applied fix, on the file and line of the error
-    notices = [ln for ln in done.stdout.splitlines() if ln.startswith("::notice ")]
+    # (on stderr: stdout stays the command's own)
+    notices = [ln for ln in done.stderr.splitlines() if ln.startswith("::notice ")]
     assert len(notices) == 1 and "file=" in notices[0] and ",line=" in notices[0]
     assert "heal applied a verified fix" in notices[0]
     assert f"file={decision['error']['file']},line={decision['error']['line']}," in notices[0]
@@ -146,7 +147,7 @@ def test_gitlab_template_reports_an_unresolved_error_as_code_quality(
     assert f"HEAL_DECISION={decision['decision']}\n" in dotenv
     assert f"HEAL_ERROR_ID={decision['error_id']}\n" in dotenv
     # and GitHub's files are not written outside GitHub Actions
-    assert not done.stdout.count("::error")
+    assert not (done.stdout + done.stderr).count("::error")
 
 
 def test_a_command_that_passes_first_time_sets_only_decision_and_resolved(

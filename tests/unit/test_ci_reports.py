@@ -38,8 +38,9 @@ def test_outputs_summary_and_artifacts_without_a_fix(tmp_path: Path) -> None:
     env = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary),
            "GITHUB_OUTPUT": str(output), "RUNNER_TEMP": str(tmp_path / "t")}
     assert providers(env) == ["github"]
-    stdout = io.StringIO()
-    github.report_github(report, env, stdout=stdout)
+    stderr = io.StringIO()
+    github.report_github(report, env, stderr=stderr)
+    assert stderr.getvalue().startswith("::error file=a%2Cb.py,line=3,title=heal::")
     values = dict(ln.split("=", 1) for ln in output.read_text().splitlines())
     assert values["decision"] == "escalated" and values["resolved"] == "false"
     assert values["patch-path"] == "" and values["fix-id"] == ""
@@ -177,3 +178,29 @@ def test_issue_and_commit_references_in_prose_cells_are_code_not_references(
     for summary in (markdown.summary(report), markdown.pr_comment(report)):
         (row,) = [line for line in summary.splitlines() if line.startswith("| decision |")]
         assert f"see `torvalds/linux#1` and `{sha}` |" in row, row
+
+
+def test_a_verified_suggestion_with_a_patch_is_called_verified_and_offers_the_patch(
+    tmp_path: Path,
+) -> None:
+    from pipeline.events import VerdictEvent
+
+    # Given a suggestion re-run in a worktree (an "after" run) whose fix has a diff
+    report = _report(tmp_path, "suggested")
+    assert report.outcome is not None
+    report.outcome = OutcomeEvent(
+        id="run-1:apply", error_id="run-1", error=report.event, fine="fp-v1:abc",
+        status="suggested", fix_id="fmt/fix",
+        detail="verified on branch heal/x; apply with: heal apply fmt/fix")
+    report.verdict = VerdictEvent(id="run-1:v", error_id="run-1", error=report.event,
+                                  decision="suggest", reason="RISKY: heal apply fmt/fix2",
+                                  verification=[{"phase": "after", "exit_code": 0}])
+    report.diff = "diff --git a/a b/a\n"
+    # Then it is called verified, the patch is offered, and the rows name the error id
+    (line,) = github.workflow_commands(report)
+    assert "heal suggests a verified fix fmt/fix; apply it with: heal apply run-1" in line
+    text = markdown.summary(report)
+    assert "**verified; waiting to be applied**" in text
+    assert "apply with: heal apply `run-1`" in text or "apply with: heal apply run-1" in text
+    assert "heal apply fmt/fix2" in text  # another fix's id is left as it is
+    assert "Apply it with `heal apply run-1` or `git apply fix.patch`" in text
