@@ -9,8 +9,12 @@ process when no workers serve them), print the decision; when a fix was applied 
 original status. Redis being unreachable (or an engine heal cannot start, or a state home
 it cannot create) never changes the command's exit status: heal says so on stderr and gets out
 of the way. With ``--json``/``--json-file`` a decision JSON is written whatever happened after
-the command ran (``"decision": "not reported"`` when the error could not be published); a
-file that cannot be written is a warning, never a change of the status.
+the command ran, always with the same keys (``"decision": "not reported"`` when the error
+could not be published, ``"interrupted"`` when Ctrl-C stopped the command); under a CI
+provider those failures get their CI report too (:meth:`RunSession._report_plain`). A file
+that cannot be written is a warning, never a change of the status. A command argument or
+checkout path that is not UTF-8 is run as given and carried in the event as ``\\xNN``
+(``tags.not_utf8``), unsigned (:meth:`RunSession._attested`).
 """
 
 from __future__ import annotations
