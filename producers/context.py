@@ -36,12 +36,36 @@ def stable_id(kind: str, *parts: str) -> str:
     return f"{kind}-{digest}"
 
 
+def carried(value: str) -> str:
+    """``value`` as an event can carry it (JSON text is UTF-8): a byte that is not UTF-8
+    (an argument, path or variable the OS gave as surrogate escapes, PEP 383) shown as
+    ``\\xNN``; any other text unchanged."""
+    if is_exact(value):
+        return value
+    return value.encode("utf-8", "surrogateescape" if _escapes_only(value) else "surrogatepass"
+                        ).decode("utf-8", "backslashreplace")
+
+
+def is_exact(value: str) -> bool:
+    """Whether ``value`` is valid Unicode text (no surrogate): carried as it is."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _escapes_only(value: str) -> bool:
+    return all(not 0xD800 <= ord(c) <= 0xDFFF or 0xDC80 <= ord(c) <= 0xDCFF for c in value)
+
+
 def workflow_from_env(
     environ: Mapping[str, str] | None = None, step: str = ""
 ) -> Workflow:
     env = os.environ if environ is None else environ
     found = {
-        name: next((env[k] for k in keys if env.get(k)), "") for name, keys in _WORKFLOW_ENV.items()
+        name: carried(next((env[k] for k in keys if env.get(k)), ""))
+        for name, keys in _WORKFLOW_ENV.items()
     }
     if step:
         found["step"] = step
@@ -54,6 +78,8 @@ def _git(cwd: Path, *args: str) -> str:
             ["git", "-C", str(cwd), *args],
             capture_output=True,
             text=True,
+            # a checkout path that is not UTF-8 (surrogate escapes, as os.getcwd() gives it)
+            errors="surrogateescape",
             timeout=5,
             check=False,
         )
@@ -63,7 +89,22 @@ def _git(cwd: Path, *args: str) -> str:
 
 
 def repo_info(cwd: Path | str | None = None) -> Repo:
-    """Repository root, commit and branch of ``cwd`` (empty fields when it is not a git repo)."""
+    """Repository root, commit and branch of ``cwd`` (empty fields when it is not a git repo),
+    as an event carries them: a byte of the path or branch that is not UTF-8 shown as
+    ``\\xNN`` (:func:`carried`; the OS's own path is :func:`exact_repo_info`'s)."""
+    return carried_repo(exact_repo_info(cwd))
+
+
+def carried_repo(repo: Repo) -> Repo:
+    """``repo`` with its path and branch as an event can carry them (:func:`carried`)."""
+    if is_exact(repo.path) and is_exact(repo.branch):
+        return repo
+    return Repo(path=carried(repo.path), commit=repo.commit, branch=carried(repo.branch))
+
+
+def exact_repo_info(cwd: Path | str | None = None) -> Repo:
+    """:func:`repo_info` with the path and branch exactly as the OS and git give them (a byte
+    that is not UTF-8 as a surrogate escape, PEP 383): not for an event."""
     path = Path(cwd or os.getcwd())
     root = _git(path, "rev-parse", "--show-toplevel")
     if not root:

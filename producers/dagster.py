@@ -48,7 +48,7 @@ from dagster import Failure, HookContext, RetryRequested, failure_hook
 
 from pipeline.config import Settings
 from pipeline.redact import redacted_tail
-from producers.context import hostname, repo_info
+from producers.context import carried_repo, exact_repo_info, hostname, is_exact
 from producers.decision import Decision, DecisionWaiter
 from producers.emit import emit
 from producers.publisher import Publisher, connect
@@ -82,8 +82,13 @@ def publish_failure(job: str, run_id: str, step: str, exc: BaseException, *,
 
     Raises: StreamUnavailable when Redis cannot be reached.
     """
-    repo = repo_info(cwd)
+    exact = exact_repo_info(cwd)
+    repo = carried_repo(exact)
     tags: dict[str, Any] = {"orchestrator": "dagster"}
+    if not is_exact(exact.path):
+        # the event shows the path's bytes that are not UTF-8 as \xNN: a stand-in, never signed
+        tags["not_utf8"] = ["repo.path"]
+        attest = False
     if mode:
         tags["mode"] = mode
     exit_code = exc.returncode if isinstance(exc, subprocess.CalledProcessError) else 1

@@ -9,8 +9,12 @@ process when no workers serve them), print the decision; when a fix was applied 
 original status. Redis being unreachable (or an engine heal cannot start, or a state home
 it cannot create) never changes the command's exit status: heal says so on stderr and gets out
 of the way. With ``--json``/``--json-file`` a decision JSON is written whatever happened after
-the command ran (``"decision": "not reported"`` when the error could not be published); a
-file that cannot be written is a warning, never a change of the status.
+the command ran, always with the same keys (``"decision": "not reported"`` when the error
+could not be published, ``"interrupted"`` when Ctrl-C stopped the command); under a CI
+provider those failures get their CI report too (:meth:`RunSession._report_plain`). A file
+that cannot be written is a warning, never a change of the status. A command argument or
+checkout path that is not UTF-8 is run as given and carried in the event as ``\\xNN``
+(``tags.not_utf8``), unsigned (:meth:`RunSession._attested`).
 """
 
 from __future__ import annotations
@@ -27,7 +31,16 @@ from pipeline.config import Settings
 from pipeline.errors import AccessRefused, ConfigError, EngineError, HealError, StateHomeFull
 from pipeline.events import ErrorEvent, Repo, Source, Workflow, carried_fields, redacted_fields
 from pipeline.redact import redact, redact_argv
-from producers.context import hostname, new_id, repo_info, workflow_from_env
+from producers.context import (
+    carried,
+    carried_repo,
+    exact_repo_info,
+    hostname,
+    is_exact,
+    new_id,
+    repo_info,
+    workflow_from_env,
+)
 from producers.decision import Decision, DecisionWaiter
 from producers.interceptor import RunResult, run_command
 from producers.learning import StepLearning
@@ -69,8 +82,36 @@ def run_step(opts: RunOptions) -> str:
     so the event's ``workflow.step`` is this name: neither the step record, its key,
     notifications nor a CI summary ever hold the ``--password=...`` of the command."""
     if opts.step:
-        return redact(opts.step)
-    return redact(redact(shlex.join(redact_argv(opts.argv)))[:STEP_CHARS])
+        return redact(carried(opts.step))
+    return redact(redact(shlex.join(redact_argv(carried_argv(opts.argv))))[:STEP_CHARS])
+
+
+def carried_argv(argv: Sequence[str]) -> list[str]:
+    """``argv`` as an event can carry it: a byte that is not UTF-8 (the OS gives it as a
+    surrogate escape) shown as ``\\xNN`` (:func:`producers.context.carried`)."""
+    return [carried(arg) for arg in argv]
+
+
+#: the tag naming what an event carries with ``\xNN`` in place of bytes that are not UTF-8
+NOT_UTF8_TAG = "not_utf8"
+_NOT_UTF8_SAID = {"command": "command line", "repo.path": "repository path"}
+
+
+def decision_json(argv: Sequence[str], exit_status: int, decision: str, detail: str = "",
+                  *, exit_code: int | None = None, headline: str | None = None
+                  ) -> dict[str, Any]:
+    """The decision JSON of a run that published nothing (it passed, was interrupted or
+    refused): every key of :meth:`pipeline.ci.report.RunReport.to_json` (README "Output"),
+    null (or empty) where unknown, the command with its secrets redacted as in every event."""
+    return {
+        "error_id": None, "command": redact_argv(carried_argv(argv)), "exit_code": exit_code,
+        "exit_status": exit_status, "resolved": exit_status == 0, "decision": decision,
+        "detail": redact(carried(detail)), "fingerprint": "",
+        "error": {"headline": None if headline is None else redact(carried(headline)),
+                  "file": None, "line": None},
+        "match": {"pattern_id": None, "tier": None, "score": None}, "fix": None,
+        "verification": None, "branch": "", "commit": "", "has_diff": False,
+    }
 
 
 def run_workflow(opts: RunOptions, step: str) -> Workflow:
@@ -107,7 +148,13 @@ def build_event(opts: RunOptions, result: RunResult, extra_tags: dict[str, Any] 
     if opts.mode:
         tags["mode"] = opts.mode
     tags.update(extra_tags or {})
-    workflow, repo, cut = event_where(run_workflow(opts, step), repo_info(opts.cwd))
+    exact = exact_repo_info(opts.cwd)
+    # what the event cannot carry exactly (a byte that is not UTF-8), named, and shown \xNN
+    not_utf8 = ([] if all(is_exact(arg) for arg in opts.argv) else ["command"]) + (
+        [] if is_exact(exact.path) else ["repo.path"])
+    if not_utf8:
+        tags[NOT_UTF8_TAG] = not_utf8
+    workflow, repo, cut = event_where(run_workflow(opts, step), carried_repo(exact))
     if cut:
         tags["cut_fields"] = cut
     text = result.tail or f"command exited with status {result.status} and printed nothing"
@@ -117,7 +164,7 @@ def build_event(opts: RunOptions, result: RunResult, extra_tags: dict[str, Any] 
         source=Source(kind="subprocess", name="heal run", host=hostname()),
         workflow=workflow,
         repo=repo,
-        command=tuple(opts.argv),
+        command=tuple(carried_argv(opts.argv)),
         exit_code=result.status,
         tags=tags,
     )
@@ -167,13 +214,14 @@ class RunSession:
         if result.interrupted:
             # a person pressed Ctrl-C (or a CI run was cancelled): a stop, not an error
             self.say(f"interrupted (status {result.status}): not reported as an error")
-            self._unpublished_json(result.status, "interrupted (Ctrl-C): not reported")
+            self._report_plain(result, "interrupted", "interrupted (Ctrl-C): not reported")
             return result.status
         try:
             return self._handle_failure(result)
         except _CANNOT_REPORT as exc:
             self.say(f"could not report the failure ({exc}); exit status kept")
-            self._report_unreported(result, str(exc))
+            # published before the trouble: no decision yet; else nothing reached heal
+            self._report_plain(result, "none" if self._published else "not reported", str(exc))
             return result.status
 
     def _run(self) -> RunResult:
@@ -218,6 +266,15 @@ class RunSession:
         command and act on this repository (pipeline.trust)."""
         from pipeline.trust.attest import attest
 
+        if event.tags.get(NOT_UTF8_TAG):
+            # the event shows those bytes as \xNN: signing it would let the pipeline re-run a
+            # command, or act on a path, that is not the one run here
+            what = " and ".join(_NOT_UTF8_SAID.get(str(f), str(f))
+                                for f in event.tags[NOT_UTF8_TAG])
+            self.say(f"not signing the event: its {what} "
+                     "holds bytes that are not UTF-8, which an event cannot carry exactly; "
+                     "heal will only diagnose it")
+            return event
         try:
             return attest(event, self.settings)
         except (ConfigError, StateHomeFull) as exc:
@@ -247,10 +304,8 @@ class RunSession:
         if self.opts.wait:
             self.progress.phase("waiting for the pipeline's decision…")
         decision, interrupted = self._await(waiter, event.id) if self.opts.wait else (None, False)
-        if interrupted:  # leave at once, with no more than the JSON asked for
-            if self.opts.json_to:
-                self._write_json(self._plain_report(event, result.status, "none",
-                                                    "stopped waiting (interrupted)").to_json())
+        if interrupted:  # leave at once, with what is known without reading the engines
+            self._report_plain(result, "none", "stopped waiting (interrupted)")
             return result.status
         # after the decision: an inline drain has started the engines the learner needs
         for line in self._learning().failed(event, key):
@@ -308,43 +363,44 @@ class RunSession:
             return
         self._write_json(report.to_json())
 
-    def _unpublished_json(self, status: int, detail: str = "") -> None:
-        """The decision JSON of a run that published nothing (it passed, or was
-        interrupted), when one was asked for: no error id, no decision, the command with its
-        secrets redacted as in every event."""
-        if not self.opts.json_to:
-            return
-        data: dict[str, Any] = {"error_id": None, "exit_status": status,
-                                "resolved": status == 0, "decision": "none"}
-        if detail:
-            data["detail"] = detail
-        data["command"] = redact_argv(self.opts.argv)
-        self._write_json(data)
+    def _unpublished_json(self, status: int) -> None:
+        """The decision JSON of a run that passed, when one was asked for: every key of the
+        decision object, no error id, no decision."""
+        if self.opts.json_to:
+            self._write_json(decision_json(self.opts.argv, status, "none", exit_code=status))
 
     def _plain_report(self, event: ErrorEvent, status: int, decision: str, note: str
                       ) -> RunReport:
-        """A decision report built without reading anything back from the engines."""
+        """A decision report built without reading anything back from the engines; for an
+        event that was not published, no error id (there is none to look up)."""
         from pipeline.ci.report import RunReport
+        from producers.unpublished import UnpublishedReport
 
-        return RunReport(event, status, note=note, undecided=decision)
+        if self._published:
+            return RunReport(event, status, note=note, undecided=decision)
+        return UnpublishedReport(replace(event, id=""), status, note=note, undecided=decision)
 
-    def _report_unreported(self, result: RunResult, reason: str) -> None:
-        """The decision JSON (and CI report) of a failure heal could not publish or follow:
-        ``"decision": "not reported"`` with the reason, or, when it was published before the
-        trouble, no decision. Never raises."""
-        if not self.opts.json_to:
+    def _report_plain(self, result: RunResult, decision: str, note: str) -> None:
+        """The decision JSON and the CI providers' report of a failure heal did not follow
+        to a decision: ``decision`` is "not reported" (it could not be published: ``note``
+        says why), "interrupted" (Ctrl-C stopped the command) or "none" (published, then
+        the wait stopped or the engines failed). Built without the engines. Never raises."""
+        from pipeline import ci
+
+        if not (self.opts.json_to or ci.providers()):
             return
         try:
             event = self._event or build_event(self.opts, result)
-            undecided = "none" if self._published else "not reported"
-            data = self._plain_report(event, result.status, undecided, reason).to_json()
-            if not self._published:
-                data["error_id"] = None  # the event exists only here: no id to look up
-            self._write_json(data)
+            report = self._plain_report(event, result.status, decision, note)
+            ci.report_ci(report)
+            data = report.to_json()
         except Exception as exc:  # noqa: BLE001 - reporting must not change CMD's status
             if os.environ.get("HEAL_DEBUG"):
                 traceback.print_exc()
             self.say(f"could not write the decision report ({type(exc).__name__}: {exc})")
+            data = decision_json(self.opts.argv, result.status, decision, note,
+                                 exit_code=result.status)
+        self._write_json(data)
 
     def _write_json(self, data: dict[str, Any]) -> None:
         """Write the decision JSON where asked; a file that cannot be written is a warning

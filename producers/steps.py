@@ -38,7 +38,10 @@ RESOLUTIONS_MAXLEN = 100_000
 
 
 def step_key(repo_path: str, workflow_id: str, step: str) -> str:
-    return hashlib.sha256(f"{repo_path}\0{workflow_id}\0{step}".encode()).hexdigest()[:24]
+    """The key of a step; a path that is not UTF-8 (surrogate escapes, PEP 383) hashes as
+    its escapes, the same on the success and the failure path."""
+    whole = f"{repo_path}\0{workflow_id}\0{step}"
+    return hashlib.sha256(whole.encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,8 @@ def _rows(report: RunReport) -> list[tuple[str, str]]:
         score = match.get("score")
         rows.append(("match", f"{_code(match['pattern_id'])}, tier {_cell(match.get('tier'))}"
                               + (f", score {float(score):.2f}" if score is not None else "")))
+    elif report.outcome is None and report.undecided in ("not reported", "interrupted"):
+        rows.append(("match", "not looked up: nothing was published"))
     else:
         rows.append(("match", "no known pattern (queued for review: `heal issues list`)"))
     if fix:

@@ -42,14 +42,15 @@ class RunReport:
     params: dict[str, Any] = field(default_factory=dict)
     #: the error in one line, when the fingerprint's extraction found a type and a message
     summary_line: str = ""
-    #: the decision when there is no outcome: "none" (not decided, see ``note``) or
-    #: "not reported" (heal could not publish the error; ``note`` says why)
+    #: the decision when there is no outcome: "none" (not decided, see ``note``),
+    #: "not reported" (heal could not publish the error; ``note`` says why) or "interrupted"
+    #: (Ctrl-C or a cancelled job stopped the command; nothing was published)
     undecided: str = "none"
 
     @property
     def decision(self) -> str:
         """applied | suggested | rolled_back | failed | escalated | observed | skipped | flaky
-        | deferred | none | not reported"""
+        | deferred | none | not reported | interrupted"""
         return self.outcome.status if self.outcome is not None else self.undecided
 
     @property

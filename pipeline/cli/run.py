@@ -95,16 +95,15 @@ def _refused(args: argparse.Namespace, exc: Exception) -> None:
     decision JSON when one was asked for and can be written. Never raises."""
     from pipeline.console import dump_json
     from pipeline.errors import HealError
+    from producers.run import decision_json
 
     argv = list(getattr(args, "cmd", None) or [])
     if argv and argv[0] == "--":
         argv = argv[1:]
     status = exc.exit_code if isinstance(exc, HealError) else 1
-    data = {"error_id": None, "command": argv, "exit_code": None, "exit_status": status,
-            "resolved": False, "decision": "refused", "detail": str(exc), "fingerprint": "",
-            "error": {"headline": str(exc), "file": None, "line": None},
-            "match": {"pattern_id": None, "tier": None, "score": None}, "fix": None,
-            "verification": None, "branch": "", "commit": "", "has_diff": False}
+    # the same keys as every decision JSON, the command redacted as in every event (a
+    # refusal's file is uploaded as a CI artifact as any other)
+    data = decision_json(argv, status, "refused", str(exc), headline=str(exc))
     try:
         if getattr(args, "json", False):
             import sys

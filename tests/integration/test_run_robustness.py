@@ -206,5 +206,5 @@ def test_ctrl_c_stops_the_command_and_is_not_reported_as_an_error(
     assert "interrupted" in err and "published" not in err, err
     assert redis.Redis.from_url(redis_url).xlen(f"{prefix}:errors") == 0
     decision = json.loads(out.read_text())
-    assert decision["decision"] == "none" and decision["error_id"] is None
+    assert decision["decision"] == "interrupted" and decision["error_id"] is None
     assert "pw-9z" not in out.read_text()  # the command's secrets redacted, as when it passes
