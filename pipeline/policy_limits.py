@@ -72,7 +72,9 @@ class Key:
     low_open: bool = False  # True: the value must be > low (not >=)
     #: what a repository's heal.toml may do with it: "operator" (nothing: the operator's
     #: only), "lower" / "higher" (only tighten: a lower / higher value is the stricter one),
-    #: "" (the repository decides)
+    #: "rate" (the token bucket's window: only as long as the refill rate, automatic_fixes
+    #: per automatic_fixes_minutes, stays at most the operator's), "" (the repository
+    #: decides)
     tighter: str = "operator"
 
     @property
@@ -109,7 +111,7 @@ KEYS: tuple[Key, ...] = (
     Key("execution", "min_auto_confidence", False, 0, 1, 0.7, tighter="higher"),
     Key("budget", "automatic_fixes", True, 1, 1_000_000, 20, tighter="lower"),
     Key("budget", "automatic_fixes_minutes", False, 0, 10_080, 10, low_open=True,
-        tighter="higher"),
+        tighter="rate"),
     Key("budget", "deferred_retry_seconds", False, 0.1, 86_400, 30, tighter=""),
     Key("budget", "verification_minutes", False, 0, 1e9, 240, tighter="lower"),
     Key("budget", "llm_tokens", False, 0, 1e12, 500_000, tighter="lower"),

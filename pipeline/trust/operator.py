@@ -441,7 +441,9 @@ def cap_limits(policy: Policy, operator: OperatorConfig) -> tuple[Policy, list[C
             why = (f"only operator configuration may set it ([{key.section}] in "
                    f"$HEAL_HOME/heal.toml or {ENV_CONFIG}): it decides state every "
                    "repository shares; ignored")
-        elif key.tighter and _looser(key.tighter, asked, base):
+        elif key.tighter == "rate" and _faster(values, theirs, asked, base):
+            why = _faster_why(key.path in theirs.from_file, key.section)
+        elif key.tighter not in ("", "rate") and _looser(key.tighter, asked, base):
             why = _looser_why(key.tighter, key.path in theirs.from_file, key.section)
         else:
             values[key.path] = asked
@@ -465,6 +467,21 @@ def cap_limits(policy: Policy, operator: OperatorConfig) -> tuple[Policy, list[C
             asked = base
         changes[attr] = asked if attr == "dedupe_minutes" else int(asked)
     return replace(policy, limits=limits, **changes), caps
+
+
+def _faster(values: dict[str, float], theirs: Limits, asked: float, base: float) -> bool:
+    """Whether ``budget.automatic_fixes_minutes = asked`` refills the token bucket faster
+    than the operator's rate (``values``: the ``budget.automatic_fixes`` in force)."""
+    fixes = "budget.automatic_fixes"
+    return values[fixes] / asked > theirs.get(fixes) / base
+
+
+def _faster_why(operator_set: bool, section: str) -> str:
+    whose = "the operator's" if operator_set else "the default"
+    return (f"refills automatic fixes faster than {whose} rate (budget.automatic_fixes per "
+            "budget.automatic_fixes_minutes), and a repository may only slow it (a faster "
+            f"rate belongs in operator configuration: [{section}] in $HEAL_HOME/heal.toml or "
+            f"{ENV_CONFIG})")
 
 
 def _looser_why(tighter: str, operator_set: bool, section: str) -> str:
