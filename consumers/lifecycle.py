@@ -17,16 +17,15 @@ from pipeline.guardrails._connect import connect_redis, open_database
 from pipeline.guardrails.alerts import AlertingAudit, build_notifier
 from pipeline.guardrails.audit import AuditLog
 from pipeline.guardrails.breaker import CircuitBreaker
-from pipeline.guardrails.gate import policy_at
 from pipeline.learn.references import ResolutionReferences
 from pipeline.lifecycle.causes import CauseLearner
 from pipeline.lifecycle.escalate import EscalationHook
-from pipeline.lifecycle.graduation import LifecyclePolicy
 from pipeline.lifecycle.service import LifecycleService
 from pipeline.lifecycle.sweeper import DEFAULT_INTERVAL_S, Sweeper
 from pipeline.lookup.catalog import load_catalog
 from pipeline.runtime.connection import redis_failure
 from pipeline.stage import Encodable, StageContext
+from pipeline.trust.operator import operator_config
 from storage.causal import CausalGraph
 from storage.lifecycle import LifecycleStore
 
@@ -42,8 +41,11 @@ class LifecycleHandler:
     decode = staticmethod(OutcomeEvent.decode)
 
     def __init__(self, service: LifecycleService, sweeper: Sweeper | None = None,
-                 owned_db: Database | None = None) -> None:
+                 owned_db: Database | None = None, settings: Settings | None = None) -> None:
         self.service = service
+        #: whose operator configuration sets the lifecycle and breaker thresholds (None: the
+        #: defaults)
+        self.settings = settings
         self.sweeper = sweeper
         #: the database this stage's build opened (not one given in the resources):
         #: ``finish`` closes it
@@ -51,15 +53,25 @@ class LifecycleHandler:
 
     def handle(self, event: Any) -> Sequence[Encodable]:
         try:
-            # graduation and quarantine thresholds: the repository's heal.toml [lifecycle]
-            limits = policy_at(event.error.repo.path).limits
-            self.service.policy = limits.lifecycle()
-            if self.service.breaker is not None:  # heal.toml [breaker] thresholds
-                self.service.breaker.config = limits.breaker()
+            # graduation and quarantine thresholds, and the breaker's: they change state
+            # every repository shares, so they are the operator's ([lifecycle], [breaker]
+            # in operator configuration), never the heal.toml of the repository the
+            # outcome names (pipeline.trust.operator.cap_limits)
+            self.refresh()
             self.service.handle(event)
         except EngineError as exc:  # engines come back; the event must not be lost
             raise Retry(str(exc), delay=5.0) from exc
         return []
+
+    def refresh(self) -> None:
+        """Take the lifecycle and breaker thresholds of the operator configuration now in
+        force (hot reloaded: :func:`pipeline.trust.operator.operator_config`)."""
+        if self.settings is None:
+            return
+        limits = operator_config(self.settings).limits
+        self.service.policy = limits.lifecycle()
+        if self.service.breaker is not None:
+            self.service.breaker.config = limits.breaker()
 
     def probe_keys(self) -> list[tuple[str, str]]:
         """The sweep lease, tried by the worker at start (``pipeline.stage.StartupProbe``)."""
@@ -119,12 +131,13 @@ def build(ctx: StageContext) -> LifecycleHandler:
     # the audit log notifies breaker trips, quarantines and workflow state changes
     audit = AlertingAudit(AuditLog(settings, db=db, redis_client=client), notifier)
     store = LifecycleStore(db)
+    limits = operator_config(settings).limits  # the operator's [lifecycle] and [breaker]
     escalation = EscalationHook(store, notifier)
     service = LifecycleService(
         store=store,
-        breaker=CircuitBreaker(client, settings, audit=audit),
+        breaker=CircuitBreaker(client, settings, limits.breaker(), audit=audit),
         audit=audit,
-        policy=LifecyclePolicy(),
+        policy=limits.lifecycle(),
         references=ResolutionReferences(db),
         escalation=escalation,
         causes=CauseLearner(load_catalog(), CausalGraph(db)),
@@ -132,6 +145,7 @@ def build(ctx: StageContext) -> LifecycleHandler:
     )
 
     def deprecate_unused() -> None:
+        handler.refresh()  # the operator's [lifecycle] unused_days and deprecate_below
         for t in store.deprecate_unused(service.policy):
             audit.append("lifecycle.transition", f"{t.fingerprint}/{t.fix_id}",
                          {"from": t.src.value, "to": t.dst.value, "reason": t.reason})
@@ -141,4 +155,6 @@ def build(ctx: StageContext) -> LifecycleHandler:
     sweeper = Sweeper(client, settings.key("lifecycle", "sweep"),
                       [deprecate_unused, escalation.sweep], interval_s=_interval(),
                       prefix=settings.prefix)
-    return LifecycleHandler(service, sweeper, owned_db=None if given else db)
+    handler = LifecycleHandler(service, sweeper, owned_db=None if given else db,
+                               settings=settings)
+    return handler

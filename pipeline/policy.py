@@ -43,6 +43,10 @@ command itself, nothing protected beyond ``.git/``)::
 
     [execution] [budget] [breaker] [lifecycle]   # guardrail thresholds: pipeline/policy_limits.py
 
+The guardrail thresholds (``[limits]`` sizes and dedupe, ``[execution]``, ``[budget]``) may
+only be tightened here, and ``[breaker]`` / ``[lifecycle]`` are operator configuration's
+alone: ``pipeline.trust.operator.cap_limits`` applies that rule to the parsed policy.
+
 Invalid values raise :class:`PolicyError` naming the key, the value and the rule.
 :class:`PolicyLoader` hot-reloads on mtime and keeps the last valid policy in force when the
 file turns invalid (its ``warning`` says so).
@@ -127,6 +131,9 @@ class Policy:
     source: str = "defaults"
     #: the repository turned the operator's LLM judge off (``judges.llm.enabled = false``)
     llm_opt_out: bool = False
+    #: the ``[limits]`` keys the file sets (``limits.max_files``, ...): operator configuration
+    #: decides the others (``pipeline.trust.operator.cap_limits``)
+    limits_from_file: frozenset[str] = frozenset()
 
     def is_protected(self, rel_path: str) -> str | None:
         """The glob protecting ``rel_path`` (posix, relative to the repo), or None."""
@@ -362,6 +369,7 @@ def parse_policy(data: dict[str, Any], source: str = "heal.toml") -> Policy:
         backfill_exclude=_globs("backfill.exclude", backfill.get("exclude", [])),
         escalation=parse_escalation(data.get("escalation", {})),
         limits=parse_limits(data),
+        limits_from_file=frozenset(f"limits.{k}" for k in limits),
         source=source,
     )
 

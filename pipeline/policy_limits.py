@@ -36,8 +36,20 @@ default), validated with a message naming the key and the allowed range.
     confidence = 0.95
     unrunnable_quarantine_after = 3 # a fix whose command cannot run, this many times
 
-Every value is read per repository from its ``heal.toml`` (hot reloaded with the rest of the
-policy); :func:`limit_sources` says which came from the file and which are defaults.
+The same tables may appear in operator configuration (``pipeline.trust.operator``), which
+decides what a repository's ``heal.toml`` may do with each key (:attr:`Key.tighter`):
+
+- ``[breaker]`` and ``[lifecycle]`` are the operator's only: the breaker's state and a fix's
+  lifecycle state are shared by every repository, so one repository's file must not decide
+  them; a repository's value is ignored with a warning naming the key;
+- ``[execution]`` and ``[budget]`` a repository may only tighten (lower or higher, per key),
+  relative to the operator's value (the default where the operator says nothing); a looser
+  value is replaced by the operator's, with a warning;
+- ``budget.deferred_retry_seconds`` is the repository's (when a deferred fix is retried, not
+  whether).
+
+:meth:`Limits.source` says where each value in force came from (``file``, ``operator`` or
+``default``); ``pipeline.trust.operator.cap_limits`` applies the rule.
 """
 
 from __future__ import annotations
@@ -58,6 +70,12 @@ class Key:
     high: float
     default: float
     low_open: bool = False  # True: the value must be > low (not >=)
+    #: what a repository's heal.toml may do with it: "operator" (nothing: the operator's
+    #: only), "lower" / "higher" (only tighten: a lower / higher value is the stricter one),
+    #: "rate" (the token bucket's window: only as long as the refill rate, automatic_fixes
+    #: per automatic_fixes_minutes, stays at most the operator's), "" (the repository
+    #: decides)
+    tighter: str = "operator"
 
     @property
     def path(self) -> str:
@@ -82,19 +100,22 @@ class Key:
 
 
 KEYS: tuple[Key, ...] = (
-    Key("execution", "degrade_after", True, 1, 1000, 3),
-    Key("execution", "recover_after", True, 1, 1000, 3),
-    Key("execution", "quarantine_failures", True, 1, 100_000, 10),
-    Key("execution", "quarantine_window_minutes", False, 0, 10_080, 10, low_open=True),
-    Key("execution", "quarantine_quiet_minutes", False, 0, 43_200, 60, low_open=True),
-    Key("execution", "degraded_confidence_bonus", False, 0, 1, 0.1),
-    Key("execution", "min_auto_confidence", False, 0, 1, 0.7),
-    Key("budget", "automatic_fixes", True, 1, 1_000_000, 20),
-    Key("budget", "automatic_fixes_minutes", False, 0, 10_080, 10, low_open=True),
-    Key("budget", "deferred_retry_seconds", False, 0.1, 86_400, 30),
-    Key("budget", "verification_minutes", False, 0, 1e9, 240),
-    Key("budget", "llm_tokens", False, 0, 1e12, 500_000),
-    Key("budget", "fix_applications", False, 0, 1e9, 200),
+    Key("execution", "degrade_after", True, 1, 1000, 3, tighter="lower"),
+    Key("execution", "recover_after", True, 1, 1000, 3, tighter="higher"),
+    Key("execution", "quarantine_failures", True, 1, 100_000, 10, tighter="lower"),
+    Key("execution", "quarantine_window_minutes", False, 0, 10_080, 10, low_open=True,
+        tighter="higher"),
+    Key("execution", "quarantine_quiet_minutes", False, 0, 43_200, 60, low_open=True,
+        tighter="higher"),
+    Key("execution", "degraded_confidence_bonus", False, 0, 1, 0.1, tighter="higher"),
+    Key("execution", "min_auto_confidence", False, 0, 1, 0.7, tighter="higher"),
+    Key("budget", "automatic_fixes", True, 1, 1_000_000, 20, tighter="lower"),
+    Key("budget", "automatic_fixes_minutes", False, 0, 10_080, 10, low_open=True,
+        tighter="rate"),
+    Key("budget", "deferred_retry_seconds", False, 0.1, 86_400, 30, tighter=""),
+    Key("budget", "verification_minutes", False, 0, 1e9, 240, tighter="lower"),
+    Key("budget", "llm_tokens", False, 0, 1e12, 500_000, tighter="lower"),
+    Key("budget", "fix_applications", False, 0, 1e9, 200, tighter="lower"),
     Key("breaker", "window_minutes", False, 0, 10_080, 60, low_open=True),
     Key("breaker", "step_threshold", True, 1, 1000, 2),
     Key("breaker", "workflow_threshold", True, 1, 1000, 2),
@@ -120,6 +141,8 @@ class Limits:
 
     values: tuple[tuple[str, float], ...] = tuple((k.path, k.default) for k in KEYS)
     from_file: frozenset[str] = frozenset()
+    #: keys whose value is the operator configuration's (it set them, or capped the file's)
+    from_operator: frozenset[str] = frozenset()
 
     def get(self, path: str) -> float:
         return dict(self.values)[path]
@@ -128,7 +151,9 @@ class Limits:
         return int(self.get(path))
 
     def source(self, path: str) -> str:
-        return "file" if path in self.from_file else "default"
+        if path in self.from_file:
+            return "file"
+        return "operator" if path in self.from_operator else "default"
 
     # -- the guardrails' own config objects ---------------------------------------------------
 

@@ -125,7 +125,7 @@ class StepLearning:
             guard = self.guard(self.client, self.settings)
             if isinstance(guard, ExecutionGuard) and common.get("repo_path"):
                 # the repository's heal.toml [execution] thresholds (hot reloaded)
-                guard.policy = policy_at(common["repo_path"]).limits.execution()
+                guard.policy = policy_at(common["repo_path"], self.settings).limits.execution()
             learner = None
             if learn:
                 db = self.open_db(self.settings, start)

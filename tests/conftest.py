@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,21 @@ _OPERATOR_CONFIG.write_text(
     ' "-q"]]\n')
 _OPERATOR_CONFIG.chmod(0o600)
 os.environ.setdefault("HEAL_CONFIG", str(_OPERATOR_CONFIG))
+
+
+@pytest.fixture
+def operator_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], Path]:
+    """Write the session's operator configuration plus ``extra`` (TOML tables other than
+    ``[trust]``) to a file of the test's and point ``HEAL_CONFIG`` at it: as the operator,
+    a test sets what a repository's heal.toml may not (``[lifecycle]``, ``[breaker]``) or
+    may only tighten (``[limits] dedupe_minutes = 0`` turns dedupe off)."""
+    def write(extra: str) -> Path:
+        path = tmp_path / f"operator-{uuid.uuid4().hex[:8]}.toml"
+        path.write_text(_OPERATOR_CONFIG.read_text() + extra)
+        path.chmod(0o600)
+        monkeypatch.setenv("HEAL_CONFIG", str(path))
+        return path
+    return write
 
 
 @pytest.fixture(scope="session")

@@ -43,6 +43,7 @@ from pipeline.lifecycle.graduation import UNRUNNABLE, cannot_run
 from pipeline.policy import Policy, policy_for
 from pipeline.runtime.connection import redis_failure
 from pipeline.trust.boundary import Trust, assess
+from pipeline.trust.operator import governed, operator_config
 from pipeline.trust.packages import install_target
 from pipeline.trust.seal import seal, unseal
 from pipeline.validate.audit import audit, audit_before_acting, check_audit_chain
@@ -242,7 +243,8 @@ class Applier:
         Raises: StreamUnavailable.
         """
         root = repo_root(verdict.error)
-        policy = policy_for(root).current() if root else Policy()
+        # the guardrail thresholds as the operator's side lets the repository set them
+        policy = governed(self.settings, policy_for(root).current() if root else Policy())
         fix_id = str((verdict.fix or {}).get("id", ""))
         gate = gate_for(self.client, self.settings, verdict.error, policy)
         if not gate.auto_allowed:
@@ -590,7 +592,8 @@ class Applier:
 
     def _spend_budget(self, root: Path) -> str:
         """Count one fix application against today's budget; the refusal reason or ''."""
-        budget = Budget(self.client, self.settings, policy_for(root).current().limits.budget())
+        budget = Budget(self.client, self.settings,
+                        governed(self.settings, policy_for(root).current()).limits.budget())
         result = budget.try_spend("fix_applications", 1.0)
         if not result.allowed:
             return f"daily budget for fix applications used up ({result.used:g})"
@@ -609,9 +612,9 @@ class Applier:
     def _record_revert(self, verdict: VerdictEvent) -> None:
         from pipeline.guardrails.alerts import alerting_breaker
         from pipeline.guardrails.breaker import error_scope
-        from pipeline.guardrails.gate import policy_at
 
-        config = policy_at(verdict.error.repo.path).limits.breaker()  # heal.toml [breaker]
+        # the shared breaker's thresholds: the operator's [breaker], never a repository's
+        config = operator_config(self.settings).limits.breaker()
         alerting_breaker(self.client, self.settings, config,
                          getattr(self.store, "db", None)).record_revert(  # a trip notifies
             *error_scope(verdict.error), event_id=verdict.error_id)

@@ -134,8 +134,10 @@ def _guard(settings: Settings, client: Any, verdict: VerdictEvent) -> None:
     if policy is not None and not policy.window_open():
         raise HealError("outside every change window in heal.toml; use --force to apply now")
     from pipeline.guardrails.breaker import CircuitBreaker, error_scope
+    from pipeline.trust.operator import operator_config
 
-    config = policy.limits.breaker() if policy is not None else None
+    # the shared breaker's thresholds: the operator's [breaker], never a repository's
+    config = operator_config(settings).limits.breaker()
     ok, reason = CircuitBreaker(client, settings, config).allow(
         *error_scope(verdict.error), str((verdict.fix or {}).get("category", "SAFE")))
     if not ok:

@@ -33,7 +33,10 @@ def register(sub: Any) -> None:
 def _breaker() -> CircuitBreaker:
     settings = Settings.from_env()
     client = connect_redis(settings)
-    return CircuitBreaker(client, settings, audit=AuditLog(settings, redis_client=client))
+    from pipeline.trust.operator import operator_config
+
+    return CircuitBreaker(client, settings, operator_config(settings).limits.breaker(),
+                          audit=AuditLog(settings, redis_client=client))
 
 
 def run_status(args: argparse.Namespace) -> int:

@@ -1,7 +1,8 @@
 """``heal policy [--repo PATH] [--json]``: the effective policy of a repository, every key with
 its value and where it came from (``default`` or ``file``: the repository's ``heal.toml``;
-``operator`` for a mode the operator configuration capped), and the operator configuration
-runs would use (a broken one named by ``HEAL_CONFIG`` exits 2, any other is a warning)."""
+``operator`` for a value the operator configuration set or capped: the mode, a human for
+RISKY fixes, a guardrail threshold), and the operator configuration runs would use (a broken
+one named by ``HEAL_CONFIG`` exits 2, any other is a warning)."""
 
 from __future__ import annotations
 
@@ -80,12 +81,22 @@ CORE_RANGES = {
 }
 
 
-def _rows(policy: Policy, data: dict[str, Any]) -> list[dict[str, Any]]:
-    """(key, value, source) for every key, core keys first, then the guardrail thresholds."""
+#: how ``heal policy`` marks a repository check the operator configuration does not allow
+NOT_RUN = "not run (not allowed by the operator)"
+
+
+def _check(check: Any, allowed: bool) -> dict[str, Any]:
+    out = {"name": check.name, "argv": list(check.argv), "timeout_s": check.timeout_s}
+    return out if allowed else {**out, "status": NOT_RUN}
+
+
+def _rows(policy: Policy, data: dict[str, Any], operator: Any) -> list[dict[str, Any]]:
+    """(key, value, source) for every key, core keys first, then the guardrail thresholds
+    (``policy``: the repository's, its thresholds already under the operator's rule)."""
     core: list[tuple[str, Any]] = [
         ("mode", policy.mode.value),
         ("verify.include_failing", policy.include_failing),
-        ("verify.checks", [{"name": c.name, "argv": list(c.argv), "timeout_s": c.timeout_s}
+        ("verify.checks", [_check(c, operator.command_allowed(c.argv))
                            for c in policy.checks]),
         ("protect.paths", list(policy.protected)),
         ("limits.max_diff_lines", policy.max_diff_lines),
@@ -101,7 +112,9 @@ def _rows(policy: Policy, data: dict[str, Any]) -> list[dict[str, Any]]:
         ("escalation.dedupe_hours", policy.escalation.dedupe_hours),
         ("escalation.rules", [_rule(r) for r in policy.escalation.rules]),
     ]
-    rows = [{"key": k, "value": v, "source": "file" if _has(data, k) else "default",
+    core_set = dict(operator.core)
+    rows = [{"key": k, "value": v,
+             "source": "file" if _has(data, k) else "operator" if k in core_set else "default",
              **({"allowed": CORE_RANGES[k]} if k in CORE_RANGES else {})}
             for k, v in core]
     limits = policy.limits
@@ -142,7 +155,7 @@ def effective_policy(path: str) -> dict[str, Any]:
     import os
 
     from pipeline.config import Settings
-    from pipeline.trust.operator import config_path, restrict
+    from pipeline.trust.operator import cap_limits, config_path, mode_reason, restrict
 
     root = _root(path)
     file = root / POLICY_FILE if root is not None else None
@@ -150,12 +163,19 @@ def effective_policy(path: str) -> dict[str, Any]:
     settings = Settings.from_env(dict(os.environ), cwd=str(root) if root else None)
     operator = _operator(settings)
     effective, warnings, _ceiling = restrict(policy, operator)
-    rows = _rows(policy, data)
+    capped, caps = cap_limits(policy, operator)
+    rows = _rows(capped, data, operator)
+    by_key = {r["key"]: r for r in rows}
+    for cap in caps:  # a repository's threshold the operator's side overrode
+        key = next((k for k in KEYS if k.path == cap.key), None)
+        by_key[cap.key].update(source="operator", reason=cap.warning,
+                               requested=int(cap.requested) if key is not None and key.integer
+                               or cap.key in ("limits.max_diff_lines", "limits.max_files")
+                               else cap.requested)
     if effective.mode != policy.mode:
-        row = next(r for r in rows if r["key"] == "mode")
-        row.update(value=effective.mode.value, source="operator",
-                   requested=policy.mode.value,
-                   reason=next((w for w in warnings if "mode" in w), ""))
+        by_key["mode"].update(value=effective.mode.value, source="operator",
+                              requested=policy.mode.value,
+                              reason=mode_reason(policy, operator, warnings))
     if effective.human_for_risky != policy.human_for_risky:
         row = next(r for r in rows if r["key"] == "judges.human_for_risky")
         row.update(value=effective.human_for_risky, source="operator",

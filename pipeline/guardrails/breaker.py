@@ -378,4 +378,7 @@ def breaker_status(client: redis.Redis, settings: Settings) -> dict[str, Any]:
     Raises:
         StreamUnavailable: Redis cannot be reached.
     """
-    return CircuitBreaker(client, settings).status()
+    from pipeline.trust.operator import operator_config
+
+    # the thresholds in force: the operator's [breaker] (or the defaults)
+    return CircuitBreaker(client, settings, operator_config(settings).limits.breaker()).status()

@@ -175,7 +175,7 @@ def budget_status(client: redis.Redis, settings: Settings,
     Raises:
         StreamUnavailable: Redis cannot be reached.
     """
-    policy = _policy_at(cwd or os.getcwd())
+    policy = _policy_at(cwd or os.getcwd(), settings)
     out = Budget(client, settings, policy.limits.budget()).status()
     out["policy"] = policy.source
     if policy.warning:
@@ -190,18 +190,20 @@ class _Here:
     warning: str = ""
 
 
-def _policy_at(cwd: str) -> _Here:
-    """The policy in force where ``cwd`` is (the loader the apply stage uses)."""
+def _policy_at(cwd: str, settings: Settings) -> _Here:
+    """The policy in force where ``cwd`` is (the loader the apply stage uses), its limits
+    under the operator configuration (``pipeline.trust.operator.governed``)."""
     from pipeline.errors import GitError
     from pipeline.gitops import find_root
     from pipeline.policy import Policy, policy_for
+    from pipeline.trust.operator import governed
 
     try:
         root = find_root(cwd)
     except (GitError, OSError):
         root = None
     if root is None:
-        return _Here(Policy().limits, Policy().source)
+        return _Here(governed(settings, Policy()).limits, Policy().source)
     loader = policy_for(root)
     policy = loader.current()
-    return _Here(policy.limits, policy.source, loader.warning)
+    return _Here(governed(settings, policy).limits, policy.source, loader.warning)

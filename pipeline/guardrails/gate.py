@@ -68,18 +68,21 @@ class WorkflowGate:
                 "strict_validation": self.strict}
 
 
-def policy_at(path: str) -> Policy:
-    """The policy of the git repository containing ``path`` (defaults outside one)."""
+def policy_at(path: str, settings: Settings) -> Policy:
+    """The policy of the git repository containing ``path`` (defaults outside one), its
+    guardrail thresholds under the operator configuration of ``settings``
+    (:func:`pipeline.trust.operator.governed`: a repository may only tighten them)."""
     from pipeline.errors import GitError
     from pipeline.gitops import find_root
     from pipeline.policy import policy_for
+    from pipeline.trust.operator import governed
 
     if not path:
-        return Policy()
+        return governed(settings, Policy())
     try:
-        return policy_for(find_root(path)).current()
+        return governed(settings, policy_for(find_root(path)).current())
     except GitError:
-        return Policy()
+        return governed(settings, Policy())
 
 
 def guard_at(client: Any, settings: Settings, path: str) -> ExecutionGuard:
@@ -89,7 +92,7 @@ def guard_at(client: Any, settings: Settings, path: str) -> ExecutionGuard:
     from pipeline.errors import HealError
     from pipeline.guardrails.alerts import alerting_audit
 
-    limits = policy_at(path).limits.execution()
+    limits = policy_at(path, settings).limits.execution()
     try:
         return ExecutionGuard(client, settings, limits, audit=alerting_audit(settings, client))
     except HealError:
@@ -97,12 +100,15 @@ def guard_at(client: Any, settings: Settings, path: str) -> ExecutionGuard:
 
 
 def gate_for(client: Any, settings: Settings, error: ErrorEvent, policy: Policy) -> WorkflowGate:
-    """The gate of the workflow ``error`` belongs to, under the repository's ``policy``.
+    """The gate of the workflow ``error`` belongs to, under the repository's ``policy`` (its
+    thresholds as the operator configuration of ``settings`` lets them be).
 
     Raises:
         StreamUnavailable: Redis cannot be reached (the stage retries).
     """
-    limits = policy.limits
+    from pipeline.trust.operator import governed
+
+    limits = governed(settings, policy).limits
     name = workflow_name(error.workflow.id, error.repo.path)
     guard = ExecutionGuard(client, settings, limits.execution())
     decision = guard.should_execute_step(name)  # the state is per workflow, not per step

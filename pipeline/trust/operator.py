@@ -23,6 +23,17 @@ A repository's ``heal.toml`` may only narrow it (see :func:`restrict`)::
     model = "judge"
     api_key_env = "HEAL_LLM_KEY"
 
+    [lifecycle]                                     # graduation: the operator's only
+    min_attempts = 10
+    [breaker]                                       # the shared breaker: the operator's only
+    global_threshold = 5
+    [execution]                                     # per-repository guardrails: a repository
+    min_auto_confidence = 0.7                       # may only tighten these (cap_limits)
+    [budget]
+    automatic_fixes = 20
+    [limits]
+    max_diff_lines = 400                            # also max_files, dedupe_minutes
+
 The file is refused (ConfigError, naming the file and the reason) when other users may write
 it or when git tracks it (``HEAL_HOME`` defaults to ``<repo>/.heal``, and a repository must
 not be able to ship its own operator configuration).
@@ -44,6 +55,9 @@ from pipeline.config import Settings
 from pipeline.errors import ConfigError, PolicyError, toml_value
 from pipeline.model import Mode
 from pipeline.policy import (
+    MAX_DEDUPE_MINUTES,
+    MAX_DIFF_LINES,
+    MAX_FILES,
     Check,
     LLMJudgeConfig,
     Policy,
@@ -51,8 +65,11 @@ from pipeline.policy import (
     _checks,
     _llm,
     _mode,
+    _non_negative,
+    _positive,
     _table,
 )
+from pipeline.policy_limits import KEYS, SECTIONS, Limits, parse_limits
 from pipeline.safefile import FileRefused, parse_toml, read_config_text
 from pipeline.trust.private import check_private
 
@@ -60,7 +77,12 @@ log = logging.getLogger("heal.trust")
 
 ENV_CONFIG = "HEAL_CONFIG"
 OPERATOR_FILE = "heal.toml"
-TOP_KEYS = {"trust", "verify", "judges"}
+TOP_KEYS = {"trust", "verify", "judges", "limits", *SECTIONS}
+#: the ``[limits]`` keys operator configuration bounds: (key, Policy attribute, which value
+#: is the stricter one); ``limits.check_timeout_s`` stays the repository's
+CORE_LIMITS = (("limits.max_diff_lines", "max_diff_lines", "lower"),
+               ("limits.max_files", "max_files", "lower"),
+               ("limits.dedupe_minutes", "dedupe_minutes", "higher"))
 MODE_ORDER = (Mode.OBSERVE, Mode.SUGGEST, Mode.AUTO_SAFE, Mode.AUTO)
 
 
@@ -81,6 +103,11 @@ class OperatorConfig:
     #: whatever a repository says; false lets a repository's ``judges.human_for_risky =
     #: false`` waive it (a repository may always ask for the human)
     human_for_risky: bool = True
+    #: ``[execution]`` ``[budget]`` ``[breaker]`` ``[lifecycle]``: the values in force for
+    #: every repository (``from_file``: the keys this file set); see :func:`cap_limits`
+    limits: Limits = field(default_factory=Limits)
+    #: ``[limits]`` keys this file set (key, value): a repository may only tighten them
+    core: tuple[tuple[str, float], ...] = ()
     source: str = "defaults"
     #: why the operator's file was refused ('' when it was read): heal then fails closed
     refused: str = ""
@@ -158,6 +185,17 @@ def parse_operator(data: dict[str, Any], source: str) -> OperatorConfig:
     trust = _table("trust", data.get("trust", {}), {"repos", "commands", "packages", "max_mode"})
     verify = _table("verify", data.get("verify", {}), {"checks"})
     judges = _table("judges", data.get("judges", {}), {"llm", "human_for_risky"})
+    limits = _table("limits", data.get("limits", {}),
+                    {"max_diff_lines", "max_files", "dedupe_minutes"})
+    core = [("limits.max_diff_lines", float(_positive(
+                "limits.max_diff_lines", limits["max_diff_lines"], integer=True,
+                high=MAX_DIFF_LINES))) if "max_diff_lines" in limits else None,
+            ("limits.max_files", float(_positive(
+                "limits.max_files", limits["max_files"], integer=True,
+                high=MAX_FILES))) if "max_files" in limits else None,
+            ("limits.dedupe_minutes", _non_negative(
+                "limits.dedupe_minutes", limits["dedupe_minutes"],
+                high=MAX_DEDUPE_MINUTES)) if "dedupe_minutes" in limits else None]
     return OperatorConfig(
         repos=_absolute("trust.repos", _strings("trust.repos", trust.get("repos", []))),
         commands=_argvs("trust.commands", trust.get("commands", [])),
@@ -166,6 +204,8 @@ def parse_operator(data: dict[str, Any], source: str) -> OperatorConfig:
         checks=_checks(verify, 120.0),
         llm=_llm(judges),
         human_for_risky=_bool("judges.human_for_risky", judges.get("human_for_risky", True)),
+        limits=parse_limits(data),
+        core=tuple(c for c in core if c is not None),
         source=source,
     )
 
@@ -343,8 +383,127 @@ def restrict(policy: Policy, operator: OperatorConfig) -> tuple[Policy, list[str
     human = policy.human_for_risky or operator.human_for_risky
     if human != policy.human_for_risky:
         warnings.append(HUMAN_KEPT)
+    policy, caps = cap_limits(policy, operator)
+    warnings += [cap.warning for cap in caps]
     return (replace(policy, mode=mode, checks=tuple(kept), llm=llm, human_for_risky=human),
             warnings, ceiling)
+
+
+def mode_reason(policy: Policy, operator: OperatorConfig, warnings: Sequence[str]) -> str:
+    """Why :func:`restrict` put the mode below the repository's: the operator's refused file,
+    an unallowed repository check (the cap at ``suggest``) when that is what set the mode in
+    force, else ``trust.max_mode``."""
+    if operator.refused:
+        return refusal_note(operator)
+    by_ceiling = lower_mode(policy.mode, operator.max_mode)
+    unallowed = [c.name for c in policy.checks if not operator.command_allowed(c.argv)]
+    if unallowed and MODE_ORDER.index(by_ceiling) > MODE_ORDER.index(Mode.SUGGEST):
+        return ("a repository check is not allowed by the operator (verify.checks "
+                f"{toml_value(unallowed)}: its argv is in no [trust] commands), so it is not "
+                "run and the mode is capped at suggest")
+    return next((w for w in warnings if "trust.max_mode" in w), "")
+
+
+@dataclass(frozen=True)
+class Cap:
+    """One guardrail value of a repository's heal.toml the operator's side overrode."""
+
+    key: str
+    requested: float
+    value: float
+    warning: str
+
+
+def _looser(tighter: str, value: float, bound: float) -> bool:
+    return value < bound if tighter == "higher" else value > bound
+
+
+def cap_limits(policy: Policy, operator: OperatorConfig) -> tuple[Policy, list[Cap]]:
+    """The repository's guardrail thresholds under the operator's rule: keys that decide
+    shared state (``[breaker]``, ``[lifecycle]``) are the operator's (or the defaults), a
+    repository's value ignored; keys a repository may only tighten (``[execution]``,
+    ``[budget]``, ``limits.max_diff_lines``, ``limits.max_files``, ``limits.dedupe_minutes``)
+    keep the repository's value when it is at least as strict as the operator's (the
+    default where the operator says nothing), else the operator's; the rest are the
+    repository's. Returns the policy in force and one :class:`Cap` per overridden value."""
+    mine, theirs = policy.limits, operator.limits
+    values: dict[str, float] = {}
+    from_file: set[str] = set()
+    from_operator = set(theirs.from_file)
+    caps: list[Cap] = []
+    for key in KEYS:
+        base = theirs.get(key.path)
+        asked = mine.get(key.path)
+        values[key.path] = base
+        if key.path not in mine.from_file:
+            continue
+        if key.tighter == "operator":
+            why = (f"only operator configuration may set it ([{key.section}] in "
+                   f"$HEAL_HOME/heal.toml or {ENV_CONFIG}): it decides state every "
+                   "repository shares; ignored")
+        elif key.tighter == "rate" and _faster(values, theirs, asked, base):
+            why = _faster_why(key.path in theirs.from_file, key.section)
+        elif key.tighter not in ("", "rate") and _looser(key.tighter, asked, base):
+            why = _looser_why(key.tighter, key.path in theirs.from_file, key.section)
+        else:
+            values[key.path] = asked
+            from_file.add(key.path)
+            continue
+        from_operator.add(key.path)
+        caps.append(Cap(key.path, asked, base, _cap_warning(key.path, asked, why, base)))
+    limits = Limits(tuple(values.items()), frozenset(from_file),
+                    frozenset(from_operator - from_file))
+    core = dict(operator.core)
+    changes: dict[str, Any] = {}
+    defaults = Policy()
+    for path, attr, tighter in CORE_LIMITS:
+        base = core.get(path, float(getattr(defaults, attr)))
+        asked = float(getattr(policy, attr))
+        if path not in policy.limits_from_file:
+            asked = base  # the file does not set it: the operator's value or the default
+        elif _looser(tighter, asked, base):
+            why = _looser_why(tighter, path in core, "limits")
+            caps.append(Cap(path, asked, base, _cap_warning(path, asked, why, base)))
+            asked = base
+        changes[attr] = asked if attr == "dedupe_minutes" else int(asked)
+    return replace(policy, limits=limits, **changes), caps
+
+
+def _faster(values: dict[str, float], theirs: Limits, asked: float, base: float) -> bool:
+    """Whether ``budget.automatic_fixes_minutes = asked`` refills the token bucket faster
+    than the operator's rate (``values``: the ``budget.automatic_fixes`` in force)."""
+    fixes = "budget.automatic_fixes"
+    return values[fixes] / asked > theirs.get(fixes) / base
+
+
+def _faster_why(operator_set: bool, section: str) -> str:
+    whose = "the operator's" if operator_set else "the default"
+    return (f"refills automatic fixes faster than {whose} rate (budget.automatic_fixes per "
+            "budget.automatic_fixes_minutes), and a repository may only slow it (a faster "
+            f"rate belongs in operator configuration: [{section}] in $HEAL_HOME/heal.toml or "
+            f"{ENV_CONFIG})")
+
+
+def _looser_why(tighter: str, operator_set: bool, section: str) -> str:
+    whose = "the operator's value" if operator_set else "the default"
+    may = "raise" if tighter == "higher" else "lower"
+    return (f"looser than {whose}, and a repository may only {may} it (a looser value "
+            f"belongs in operator configuration: [{section}] in $HEAL_HOME/heal.toml or "
+            f"{ENV_CONFIG})")
+
+
+def _cap_warning(path: str, asked: float, why: str, used: float) -> str:
+    return f"heal.toml: {path} = {toml_value(_num(asked))}: {why}; using {toml_value(_num(used))}"
+
+
+def _num(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
+
+
+def governed(settings: Settings, policy: Policy) -> Policy:
+    """``policy`` (a repository's) with the guardrail thresholds in force under the operator
+    configuration of ``settings`` (:func:`cap_limits`): what every stage reads them from."""
+    return cap_limits(policy, operator_config(settings))[0]
 
 
 #: the warning of a repository asking to waive the human its operator requires

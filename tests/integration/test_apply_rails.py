@@ -8,9 +8,11 @@ fix's quarantine again right before an automatic application (QA report qa_life,
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import redis
 
 from pipeline.apply.applier import Applier
@@ -23,6 +25,13 @@ from storage.attempts import AttemptStore
 from tests.integration._heal_validate_support import FORMAT_FIX, candidate
 
 FORMAT = ("ruff", "format", "--check", ".")
+
+
+@pytest.fixture(autouse=True)
+def _dedupe_off(operator_toml: Callable[[str], Path]) -> None:
+    """Dedupe off (the same fix is decided again at the same commit): the operator's to
+    allow, a repository's heal.toml may only tighten it."""
+    operator_toml("[limits]\ndedupe_minutes = 0\n")
 
 
 def _repo(tmp_path: Path, policy: str = "[limits]\ndedupe_minutes = 0\n",

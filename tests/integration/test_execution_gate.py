@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -63,9 +64,11 @@ def _heal_fix(capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str
 
 
 def test_ten_failures_quarantine_the_workflow_and_the_next_safe_fix_is_not_applied(
-        scenario_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # dedupe off, so the same fix may be tried again at the same commit once lifted
-    _policy(scenario_root, "[limits]\ndedupe_minutes = 0\n")
+        scenario_root: Path, capsys: pytest.CaptureFixture[str],
+        operator_toml: Callable[[str], Path]) -> None:
+    # dedupe off, so the same fix may be tried again at the same commit once lifted (the
+    # operator's to allow: a repository's heal.toml may only tighten it)
+    operator_toml("[limits]\ndedupe_minutes = 0\n")
     # Given ten failing `heal run` steps of workflow "nightly" within ten minutes
     for i in range(10):
         argv = ["sh", "-c", f"echo 'step {i} failed: error E{i}' >&2; exit 1"]

@@ -9,6 +9,7 @@ here a stand-in returns a given Verification, and the store records what the sta
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -153,8 +154,9 @@ def test_a_failed_verification_keeps_no_commit(repo: Path, settings: Settings,
                               "fix (exit 1)")
 
 
-def test_attempts_count_per_fingerprint(repo: Path, settings: Settings,
-                                        client: redis.Redis) -> None:
+def test_attempts_count_per_fingerprint(repo: Path, settings: Settings, client: redis.Redis,
+                                        operator_toml: Callable[[str], Path]) -> None:
+    operator_toml("[limits]\ndedupe_minutes = 0\n")  # (the operator's: a repository may not)
     store = Store()
     validator, stub = stage(settings, client, store)
     dedupe_off = repo / "heal.toml"
@@ -179,7 +181,9 @@ def test_a_verification_that_cannot_run_is_a_rejection(repo: Path, settings: Set
 
 
 def test_history_decides_a_risky_fix(repo: Path, settings: Settings, client: redis.Redis,
-                                     caplog: pytest.LogCaptureFixture) -> None:
+                                     caplog: pytest.LogCaptureFixture,
+                                     operator_toml: Callable[[str], Path]) -> None:
+    operator_toml("[limits]\ndedupe_minutes = 0\n")  # (the operator's: a repository may not)
     risky = {**FIX, "category": "RISKY"}
     (repo / "heal.toml").write_text('mode = "auto-safe"\n[limits]\ndedupe_minutes = 0\n')
     bad = Store(history={"applied": 1, "rolled_back": 1})
@@ -438,7 +442,7 @@ def test_a_repository_cannot_waive_the_human_for_a_risky_fix(
     # When the operator lets repositories decide ([judges] human_for_risky = false), the
     # repository's false is honoured
     operator = tmp_path / "operator.toml"
-    operator.write_text("[judges]\nhuman_for_risky = false\n")
+    operator.write_text("[judges]\nhuman_for_risky = false\n[limits]\ndedupe_minutes = 0\n")
     operator.chmod(0o600)
     monkeypatch.setenv("HEAL_CONFIG", str(operator))
     verdict = stage(settings, client, Store())[0].validate(candidate(repo, graduated,

@@ -13,7 +13,7 @@ from typing import Any
 from consumers.lifecycle import LifecycleHandler
 from pipeline.apply.applier import Applier
 from pipeline.config import Settings
-from pipeline.demo.sample import break_formatting, create_repo, git
+from pipeline.demo.sample import break_formatting, create_repo
 from pipeline.validate.validator import Validator
 from storage.db import Database
 from storage.lifecycle import LifecycleStore
@@ -33,12 +33,11 @@ MISSING = {"id": "", "pattern_id": "format.missing_tool", "kind": "command",
 
 def test_a_fix_exiting_127_is_counted_then_quarantined(
         tmp_path: Path, validator: Validator, applier: Applier, stage_settings: Settings,
-        db: Database, lifecycle_stage: Callable[[Settings], LifecycleHandler]) -> None:
+        db: Database, lifecycle_stage: Callable[[Settings], LifecycleHandler],
+        operator_toml: Callable[[str], Path]) -> None:
+    # (the operator's: [lifecycle] decides shared state, and dedupe off loosens a guardrail)
+    operator_toml("[limits]\ndedupe_minutes = 0\n[lifecycle]\nunrunnable_quarantine_after = 2\n")
     root = create_repo(tmp_path / "shop")
-    (root / "heal.toml").write_text("[limits]\ndedupe_minutes = 0\n"
-                                    "[lifecycle]\nunrunnable_quarantine_after = 2\n")
-    git(root, "add", "heal.toml")
-    git(root, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "policy")
     break_formatting(root)
     fix = {**MISSING, "id": f"format.missing-{uuid.uuid4().hex[:8]}"}
     fine = f"fp-v1:missing{uuid.uuid4().hex[:8]}"

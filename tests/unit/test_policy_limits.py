@@ -88,7 +88,8 @@ def test_thresholds_are_hot_reloaded(tmp_path: Path) -> None:
 
 def test_heal_policy_shows_values_and_sources(tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    root = _repo(tmp_path, "mode = \"auto-safe\"\n[execution]\ndegrade_after = 5\n")
+    # (degrade_after = 2 tightens the default 3: a repository may only tighten it)
+    root = _repo(tmp_path, "mode = \"auto-safe\"\n[execution]\ndegrade_after = 2\n")
     assert main(["policy", "--repo", str(root), "--json"]) == 0
     out = capsys.readouterr().out
     report = json.loads(out)
@@ -96,7 +97,7 @@ def test_heal_policy_shows_values_and_sources(tmp_path: Path,
     assert out.count("\n") == 1 and out.index('"file"') < out.index('"keys"'), out[:200]
     rows = {r["key"]: r for r in report["keys"]}
     assert rows["mode"] == {"key": "mode", "value": "auto-safe", "source": "file"}
-    assert rows["execution.degrade_after"]["value"] == 5
+    assert rows["execution.degrade_after"]["value"] == 2
     assert rows["execution.degrade_after"]["source"] == "file"
     assert rows["execution.recover_after"]["source"] == "default"
     assert rows["breaker.cooldown_minutes"]["value"] == 30
