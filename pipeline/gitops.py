@@ -56,6 +56,9 @@ _FILTER_OFF = (("clean", ""), ("smudge", ""), ("process", ""), ("required", "fal
 #: configured name becomes git's own three-way text merge (an empty command is an error,
 #: and a name with no driver line dies in git)
 _MERGE_OFF = (("driver", "git merge-file --marker-size=%L %A %O %B"),)
+#: config scopes that are the operator's side: the user's ``~/.gitconfig``, ``/etc/gitconfig``
+#: and ``-c`` from heal's own environment (``local`` and ``worktree`` are the repository's)
+_OPERATOR_SCOPES = frozenset({"global", "system", "command"})
 #: the environment variables ``--config-env`` reads for a driver name holding ``=`` (which
 #: ``-c NAME=VALUE`` would split at the wrong place)
 _OFF_ENV = {"": "HEAL_GIT_OFF_EMPTY", "false": "HEAL_GIT_OFF_FALSE",
@@ -84,18 +87,31 @@ class Trailers:
 
 
 def _driver_names(cwd: str | Path, env: Mapping[str, str], timeout: float) -> dict[str, set[str]]:
-    """The filter and merge driver names any config git reads in ``cwd`` configures
-    (``includeIf`` evaluated there, as the command will see them), by section."""
+    """The filter and merge driver names that the repository's own config (or a file it
+    includes) configures, as git reads it in ``cwd`` (``includeIf`` evaluated there), by
+    section. Names set only in the user's global or the system config are the operator's and
+    are not listed (git-lfs keeps working); with a git too old to tell scopes (before 2.26)
+    every configured name is."""
     names: dict[str, set[str]] = {"filter": set(), "merge": set()}
+    base = ["git", *SAFE_CONFIG, "config", "-z"]
+    query = ["--get-regexp", r"^(filter|merge)\."]
     try:
-        done = subprocess.run(
-            ["git", *SAFE_CONFIG, "config", "-z", "--get-regexp", r"^(filter|merge)\."],
-            cwd=str(cwd), capture_output=True, timeout=timeout, check=False, env=dict(env))
+        done = subprocess.run([*base, "--show-scope", *query], cwd=str(cwd),
+                              capture_output=True, timeout=timeout, check=False, env=dict(env))
+        scoped = done.returncode in (0, 1)  # 1: no such key
+        if not scoped:
+            done = subprocess.run([*base, *query], cwd=str(cwd), capture_output=True,
+                                  timeout=timeout, check=False, env=dict(env))
     except (OSError, subprocess.SubprocessError):
         return names  # the command itself will fail the same way
-    for entry in done.stdout.decode("utf-8", "surrogateescape").split("\0"):
-        key = entry.partition("\n")[0]  # -z: the key, a newline, the value
-        section, _, rest = key.partition(".")
+    fields = done.stdout.decode("utf-8", "surrogateescape").split("\0")
+    # --show-scope -z: "SCOPE\0KEY\nVALUE\0" per entry; without it "KEY\nVALUE\0"
+    entries = (zip(fields[0::2], fields[1::2], strict=False) if scoped  # a last "" is unpaired
+               else (("", f) for f in fields))
+    for scope, entry in entries:
+        if scope in _OPERATOR_SCOPES:
+            continue
+        section, _, rest = entry.partition("\n")[0].partition(".")
         name, _, variable = rest.rpartition(".")
         if section in names and name and variable:
             names[section].add(name)

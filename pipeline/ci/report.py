@@ -162,7 +162,7 @@ def _describe(report: RunReport) -> None:
 def git_show(repo: str, commit: str) -> str:
     """The patch of ``commit`` (``git format-patch`` style body), or "" when git cannot say."""
     try:
-        done = run_git(["show", "--format=", "--patch", commit], repo, capture_output=True,
+        done = run_git(["show", "--format=", "--patch", commit], repo or ".", capture_output=True,
                        text=True, timeout=GIT_TIMEOUT_S, check=False)
     except (OSError, subprocess.SubprocessError):
         return ""

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from pipeline.demo.sample import git
 from pipeline.gitops import GitRepo, Trailers
 
@@ -118,15 +120,28 @@ def test_heal_run_starts_no_program_the_repository_s_git_config_names(
     assert git(root, "ls-files", "-s", "run.sh").startswith("100755 ")
 
 
-def test_cherry_pick_revert_and_diffs_start_no_configured_program(tmp_path: Path) -> None:
-    # Given the same hostile configuration, and a verified fix commit whose branch moved on
+def test_cherry_pick_revert_and_diffs_start_no_configured_program(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the same hostile configuration, a filter the user's own global config sets up for
+    # *.dat (as git-lfs does), and a verified fix commit whose branch moved on
     root = _repo(tmp_path)
+    (root / "a.dat").write_text("data\n")
+    git(root, "add", "a.dat")
+    git(root, "commit", "-q", "-m", "data")
     base = git(root, "rev-parse", "HEAD")
-    _hostile_config(root, tmp_path)
+    global_config = _hostile_config(root, tmp_path)
+    marks, bin_dir = tmp_path / "marks", tmp_path / "bin"
+    with global_config.open("a") as fh:
+        fh.write(f"[filter \"lfs-like\"]\n\tclean = {_marker(bin_dir, marks, 'user-clean')}\n"
+                 f"\tsmudge = {_marker(bin_dir, marks, 'user-smudge')}\n")
+    with (root / ".git/info/attributes").open("a") as fh:
+        fh.write("*.dat filter=lfs-like\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(global_config))
     repo = GitRepo(root)
     work = repo.add_worktree(tmp_path / "wt", base)
     (work / "notes.txt").write_text("one\n2\n3\n4\n5\n6\n")
     (work / "README.md").write_text("readme\nfixed\n")
+    (work / "a.dat").write_text("data\nfixed\n")
     fix = repo.commit_all(work, "fix", "body", Trailers("heal", "fp", "f/fix"))
     (root / "notes.txt").write_text("1\n2\n3\n4\n5\nsix\n")  # merged by the driver
     repo.run("commit", "-q", "-am", "moved on")
@@ -138,9 +153,10 @@ def test_cherry_pick_revert_and_diffs_start_no_configured_program(tmp_path: Path
     merged = (root / "notes.txt").read_text()
     repo.revert(picked, "rolled back")
     repo.remove_worktree(work)
-    # Then every step worked, no configured program ran, and no commit is signed
+    # Then every step worked, no program the repository's config names ran (the user's own
+    # filter did), and no commit is signed
     assert merged == "one\n2\n3\n4\n5\nsix\n"
     assert (root / "notes.txt").read_text() == "1\n2\n3\n4\n5\nsix\n"
-    assert sorted(p.name for p in (tmp_path / "marks").iterdir()) == []
+    assert sorted(p.name for p in marks.iterdir()) == ["user-clean", "user-smudge"]
     for commit in (fix, picked, "HEAD"):
         assert "gpgsig" not in repo.run("cat-file", "commit", commit).stdout
