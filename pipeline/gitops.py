@@ -12,8 +12,10 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import GitError
 
@@ -24,10 +26,43 @@ MAX_BRANCH_TRIES = 1000
 #: git's message keeps at most this many lines and characters in a GitError
 MAX_REASON_LINES = 8
 MAX_REASON_CHARS = 600
-#: heal's own commits and checkouts run none of the repository's hooks: a ``post-checkout``
-#: hook writing into a verification worktree would otherwise be committed with the fix, and
-#: ``prepare-commit-msg`` (which ``--no-verify`` does not skip) could fail every commit
-NO_HOOKS = ("-c", "core.hooksPath=/dev/null")
+#: Settings every git command heal runs is given (``-c`` outranks every config file): git then
+#: starts no program that a repository's ``.git/config`` (or the user's global config) names.
+#: Whoever can write ``.git/hooks`` can write ``.git/config`` too, so both are data to heal.
+#: No hooks: a ``post-checkout`` hook writing into a verification worktree would otherwise be
+#: committed with the fix, and ``prepare-commit-msg`` (which ``--no-verify`` does not skip)
+#: could fail every commit. No fsmonitor program. No signing: heal's ``heal/`` commits are
+#: not signed (a user's ``commit.gpgsign = true`` made every verification fail), and no
+#: signature is checked (``log.showSignature``, ``merge.verifySignatures`` run gpg.program).
+SAFE_CONFIG = (
+    "-c", "core.hooksPath=/dev/null",
+    "-c", "core.fsmonitor=false",
+    "-c", "commit.gpgSign=false",
+    "-c", "tag.gpgSign=false",
+    "-c", "log.showSignature=false",
+    "-c", "merge.verifySignatures=false",
+    "-c", "submodule.recurse=false",
+)
+#: subcommands that may print a diff: external diff programs (``diff.external``,
+#: ``diff.<driver>.command``) and textconv filters (``diff.<driver>.textconv``) are off. An
+#: empty ``diff.<driver>.command`` would not do: git tries to run the empty string
+DIFF_FLAGS = ("--no-ext-diff", "--no-textconv")
+_DIFFING = frozenset({"diff", "show", "log"})
+#: filter drivers (``filter.<name>.clean/smudge/process``, attached by ``.gitattributes`` or
+#: ``.git/info/attributes``): an empty command is no filter (git passes the content through),
+#: and ``required = false`` keeps git from refusing a file for want of one
+_FILTER_OFF = (("clean", ""), ("smudge", ""), ("process", ""), ("required", "false"))
+#: merge drivers (``merge.<name>.driver``, used by cherry-pick, revert and merge): every
+#: configured name becomes git's own three-way text merge (an empty command is an error,
+#: and a name with no driver line dies in git)
+_MERGE_OFF = (("driver", "git merge-file --marker-size=%L %A %O %B"),)
+#: config scopes that are the operator's side: the user's ``~/.gitconfig``, ``/etc/gitconfig``
+#: and ``-c`` from heal's own environment (``local`` and ``worktree`` are the repository's)
+_OPERATOR_SCOPES = frozenset({"global", "system", "command"})
+#: the environment variables ``--config-env`` reads for a driver name holding ``=`` (which
+#: ``-c NAME=VALUE`` would split at the wrong place)
+_OFF_ENV = {"": "HEAL_GIT_OFF_EMPTY", "false": "HEAL_GIT_OFF_FALSE",
+            _MERGE_OFF[0][1]: "HEAL_GIT_OFF_MERGE"}
 _SAFE_REF = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -51,6 +86,72 @@ class Trailers:
         ]
 
 
+def _driver_names(cwd: str | Path, env: Mapping[str, str], timeout: float) -> dict[str, set[str]]:
+    """The filter and merge driver names that the repository's own config (or a file it
+    includes) configures, as git reads it in ``cwd`` (``includeIf`` evaluated there), by
+    section. Names set only in the user's global or the system config are the operator's and
+    are not listed (git-lfs keeps working); with a git too old to tell scopes (before 2.26)
+    every configured name is."""
+    names: dict[str, set[str]] = {"filter": set(), "merge": set()}
+    base = ["git", *SAFE_CONFIG, "config", "-z"]
+    query = ["--get-regexp", r"^(filter|merge)\."]
+    try:
+        done = subprocess.run([*base, "--show-scope", *query], cwd=str(cwd),
+                              capture_output=True, timeout=timeout, check=False, env=dict(env))
+        scoped = done.returncode in (0, 1)  # 1: no such key
+        if not scoped:
+            done = subprocess.run([*base, *query], cwd=str(cwd), capture_output=True,
+                                  timeout=timeout, check=False, env=dict(env))
+    except (OSError, subprocess.SubprocessError):
+        return names  # the command itself will fail the same way
+    fields = done.stdout.decode("utf-8", "surrogateescape").split("\0")
+    # --show-scope -z: "SCOPE\0KEY\nVALUE\0" per entry; without it "KEY\nVALUE\0"
+    entries = (zip(fields[0::2], fields[1::2], strict=False) if scoped  # a last "" is unpaired
+               else (("", f) for f in fields))
+    for scope, entry in entries:
+        if scope in _OPERATOR_SCOPES:
+            continue
+        section, _, rest = entry.partition("\n")[0].partition(".")
+        name, _, variable = rest.rpartition(".")
+        if section in names and name and variable:
+            names[section].add(name)
+    return names
+
+
+def _overrides(names: dict[str, set[str]]) -> list[str]:
+    args: list[str] = []
+    for section, settings in (("filter", _FILTER_OFF), ("merge", _MERGE_OFF)):
+        for name in sorted(names[section]):
+            for variable, value in settings:
+                key = f"{section}.{name}.{variable}"
+                # -c splits at the first "=", --config-env at the last
+                args += ([f"--config-env={key}={_OFF_ENV[value]}"] if "=" in name
+                         else ["-c", f"{key}={value}"])
+    return args
+
+
+def run_git(args: Sequence[str], cwd: str | Path, *, config: Sequence[str] = (),
+            env: Mapping[str, str] | None = None, timeout: float = GIT_TIMEOUT_S,
+            **kwargs: Any) -> subprocess.CompletedProcess[Any]:
+    """``git [SAFE_CONFIG] [driver overrides] [config] ARGS`` in ``cwd``: every git command
+    heal runs goes through here, so none starts a program a repository's or the user's git
+    config names (hooks, fsmonitor, gpg, filter, merge, external diff and textconv drivers).
+    ``kwargs`` go to :func:`subprocess.run`.
+
+    Raises:
+        OSError, subprocess.SubprocessError: as :func:`subprocess.run` (git cannot start,
+            times out, or ``check`` and it failed).
+    """
+    full_env = {**(os.environ if env is None else env),
+                **{var: value for value, var in _OFF_ENV.items()}}
+    overrides = _overrides(_driver_names(cwd, full_env, timeout))
+    args = list(args)
+    if args and args[0] in _DIFFING:
+        args[1:1] = DIFF_FLAGS
+    return subprocess.run(["git", *SAFE_CONFIG, *overrides, *config, *args], cwd=str(cwd),
+                          env=full_env, timeout=timeout, **kwargs)
+
+
 def find_root(path: str | Path) -> Path:
     """The top of the git work tree holding ``path``.
 
@@ -62,8 +163,8 @@ def find_root(path: str | Path) -> Path:
     # root is discovered from ``path`` alone, as GitPython does when given a path
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     try:
-        out = subprocess.run(["git", "-C", str(path), "rev-parse", "--show-toplevel"],
-                             capture_output=True, text=True, timeout=30, check=False, env=env)
+        out = run_git(["rev-parse", "--show-toplevel"], cwd=path, capture_output=True,
+                      text=True, timeout=30, check=False, env=env)
         if out.returncode == 0 and out.stdout.strip():
             return Path(out.stdout.strip()).resolve()
     except (OSError, subprocess.SubprocessError):
@@ -94,27 +195,24 @@ class GitRepo:
         Raises:
             GitError: git exits non-zero (when ``check``), times out or cannot start.
         """
-        argv = ["git", *self._identity(), *args]
         env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
         try:
-            proc = subprocess.run(
-                argv, cwd=str(cwd or self.root), input=stdin, capture_output=True,
-                text=True, timeout=GIT_TIMEOUT_S, env=env, check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
+            proc: subprocess.CompletedProcess[str] = run_git(
+                args, cwd or self.root, config=self._identity(), env=env, input=stdin,
+                capture_output=True, text=True, check=False)
+        except (OSError, subprocess.SubprocessError) as exc:
             raise GitError(f"git {' '.join(args[:2])} failed: {exc}") from exc
         if check and proc.returncode != 0:
             msg = git_reason(proc.stderr or proc.stdout) or f"exit {proc.returncode}"
-            named = args[len(NO_HOOKS):] if args[:len(NO_HOOKS)] == NO_HOOKS else args
-            raise GitError(f"git {' '.join(named[:2])}: {msg}")
+            raise GitError(f"git {' '.join(args[:2])}: {msg}")
         return proc
 
     def _identity(self) -> list[str]:
         # Commits must not fail on machines with no git identity; the user's own identity
         # wins whenever it is configured.
         if not hasattr(self, "_ident"):
-            probe = subprocess.run(["git", "config", "user.email"], cwd=str(self.root),
-                                   capture_output=True, text=True, check=False)
+            probe = run_git(["config", "user.email"], self.root, capture_output=True,
+                            text=True, check=False)
             self._ident = [] if probe.stdout.strip() else [
                 "-c", "user.name=heal", "-c", "user.email=heal@localhost"]
         return self._ident
@@ -148,7 +246,10 @@ class GitRepo:
         """A detached worktree of ``ref`` at ``path``, made without running any hook (so it
         holds exactly the tracked files of ``ref``)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.run(*NO_HOOKS, "worktree", "add", "--detach", str(path), ref)
+        # checked out from inside the new worktree, so the drivers neutralized are the ones
+        # git reads there (an ``includeIf "gitdir:..."`` may match only a worktree's)
+        self.run("worktree", "add", "--no-checkout", "--detach", str(path), ref)
+        self.run("reset", "--hard", "--quiet", cwd=path)
         return path
 
     def tracked_symlinks(self, cwd: Path) -> list[str]:
@@ -203,7 +304,7 @@ class GitRepo:
         self.run("add", "-A", cwd=cwd)
         if not self.run("diff", "--cached", "--name-only", cwd=cwd).stdout.strip():
             raise GitError("the fix changed nothing in the work tree; nothing to commit")
-        self.run(*NO_HOOKS, "commit", "--no-verify", "-m", subject, "-m", body,
+        self.run("commit", "--no-verify", "-m", subject, "-m", body,
                  *trailers.args(), cwd=cwd)
         return self.run("rev-parse", "HEAD", cwd=cwd).stdout.strip()
 
@@ -290,7 +391,7 @@ class GitRepo:
     def revert(self, commit: str, reason: str) -> str:
         """A new commit undoing ``commit`` (history is never rewritten); returns its id."""
         self.run("revert", "--no-edit", "--no-commit", commit)
-        self.run(*NO_HOOKS, "commit", "--no-verify", "-m", f"Revert heal fix {commit[:10]}",
+        self.run("commit", "--no-verify", "-m", f"Revert heal fix {commit[:10]}",
                  "-m", reason, "--trailer", "Healed-by: heal (rollback)")
         return self.head()
 

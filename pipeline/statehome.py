@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.gitops import run_git
+
 STATE_DIR = ".heal"
 EXCLUDE_LINE = "/.heal/"
 #: as root, the embedded PostgreSQL's data lives beside the state (pipeline/homedir.py)
@@ -97,8 +99,8 @@ def exclude_from_git(home: StateHome) -> bool:
 
 def _git(cwd: str, *args: str) -> str:
     try:
-        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                              timeout=GIT_TIMEOUT_S, check=False)
+        done = run_git(args, cwd, capture_output=True, text=True, timeout=GIT_TIMEOUT_S,
+                       check=False)
     except (OSError, subprocess.SubprocessError):
         return ""
     return done.stdout.strip() if done.returncode == 0 else ""

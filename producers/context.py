@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pipeline.events import Repo, Workflow
+from pipeline.gitops import run_git
 
 #: environment variables an orchestrator may set; the first one present wins
 _WORKFLOW_ENV = {
@@ -74,15 +75,9 @@ def workflow_from_env(
 
 def _git(cwd: Path, *args: str) -> str:
     try:
-        done = subprocess.run(
-            ["git", "-C", str(cwd), *args],
-            capture_output=True,
-            text=True,
-            # a checkout path that is not UTF-8 (surrogate escapes, as os.getcwd() gives it)
-            errors="surrogateescape",
-            timeout=5,
-            check=False,
-        )
+        # a checkout path that is not UTF-8 (surrogate escapes, as os.getcwd() gives it)
+        done = run_git(args, cwd, capture_output=True, text=True, errors="surrogateescape",
+                       timeout=5, check=False)
     except (OSError, subprocess.SubprocessError):
         return ""  # no git, or it hung: the event is still useful without repo info
     return done.stdout.strip() if done.returncode == 0 else ""

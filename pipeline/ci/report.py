@@ -16,6 +16,7 @@ from typing import Any
 from pipeline.config import STREAM_CANDIDATES, STREAM_VERDICTS, Settings
 from pipeline.errors import HealError
 from pipeline.events import CandidateEvent, ErrorEvent, OutcomeEvent, VerdictEvent
+from pipeline.gitops import run_git
 from pipeline.headline import headline, locate
 from pipeline.operator.streams import newest_first_everywhere
 
@@ -195,8 +196,8 @@ def _describe(report: RunReport) -> None:
 def git_show(repo: str, commit: str) -> str:
     """The patch of ``commit`` (``git format-patch`` style body), or "" when git cannot say."""
     try:
-        done = subprocess.run(["git", "-C", repo, "show", "--format=", "--patch", commit],
-                              capture_output=True, text=True, timeout=GIT_TIMEOUT_S, check=False)
+        done = run_git(["show", "--format=", "--patch", commit], repo or ".", capture_output=True,
+                       text=True, timeout=GIT_TIMEOUT_S, check=False)
     except (OSError, subprocess.SubprocessError):
         return ""
     return done.stdout[:DIFF_LIMIT] if done.returncode == 0 else ""

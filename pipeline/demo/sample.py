@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.gitops import run_git
+
 #: the check the sample's heal.toml declares; the demo, being the operator, allows it
 TESTS_ARGV = ("python", "-m", "unittest", "discover", "-s", "tests", "-t", ".", "-q")
 
@@ -72,8 +74,8 @@ FILES: dict[str, str] = {
 def git(root: Path, *args: str) -> str:
     env = {**os.environ, "GIT_AUTHOR_NAME": "demo", "GIT_AUTHOR_EMAIL": "demo@example.com",
            "GIT_COMMITTER_NAME": "demo", "GIT_COMMITTER_EMAIL": "demo@example.com"}
-    proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
-                          env=env, check=True)
+    proc: subprocess.CompletedProcess[str] = run_git(args, root, env=env, capture_output=True,
+                                                     text=True, check=True)
     return proc.stdout.strip()
 
 

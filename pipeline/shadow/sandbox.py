@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from pipeline.config import Settings
 from pipeline.errors import HealError, UsageError
 from pipeline.events import ErrorEvent
+from pipeline.gitops import run_git
 from pipeline.runtime.connection import glob_escape
 
 
@@ -82,11 +83,11 @@ class Sandbox:
             return self.copies[root]
         dest = self.tmp / "repos" / f"{len(self.copies)}-{root.name}"
         try:
-            listed = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True,
-                                    check=True, timeout=120).stdout
-            git_dir, common = subprocess.run(
-                ["git", "rev-parse", "--path-format=absolute", "--git-dir", "--git-common-dir"],
-                cwd=root, capture_output=True, text=True, check=True, timeout=60,
+            listed = run_git(["ls-files", "-z"], root, capture_output=True, check=True,
+                             timeout=120).stdout
+            git_dir, common = run_git(
+                ["rev-parse", "--path-format=absolute", "--git-dir", "--git-common-dir"],
+                root, capture_output=True, text=True, check=True, timeout=60,
             ).stdout.split("\n")[:2]
             shutil.copytree(common, dest / ".git", symlinks=True)
             if git_dir != common:  # a linked worktree: its own HEAD and index
@@ -102,8 +103,8 @@ class Sandbox:
             raise UsageError(f"shadow mode cannot copy the repository {root}: {exc}") from exc
         # the copied index's stat data (inodes, ctimes) no longer match the files: refresh it,
         # or `git stash create` (verification's snapshot) fails on the "changed" tree
-        subprocess.run(["git", "update-index", "-q", "--refresh"], cwd=dest,
-                       capture_output=True, check=False, timeout=120)
+        run_git(["update-index", "-q", "--refresh"], dest, capture_output=True, check=False,
+                timeout=120)
         self.copies[root] = dest
         return dest
 

@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 from pipeline.errors import ConfigError
+from pipeline.gitops import run_git
 
 
 def tracked_by_git(path: Path) -> bool:
@@ -26,8 +27,8 @@ def tracked_by_git(path: Path) -> bool:
             ownership"); not knowing is never read as "not tracked".
     """
     try:
-        done = subprocess.run(["git", "-C", str(path.parent), "ls-files", "--error-unmatch",
-                               "--", path.name], capture_output=True, timeout=10, check=False)
+        done = run_git(["ls-files", "--error-unmatch", "--", path.name], path.parent,
+                       capture_output=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return False
     if b"dubious ownership" in done.stderr:
