@@ -208,16 +208,18 @@ def test_gate_for_adds_the_bonus_only_when_degraded(client: redis.Redis,
     gate = gate_for(client, settings, error, Policy())
     assert (gate.state, gate.strict) == (DEGRADED, True) and gate.since > 0
     assert gate.min_confidence == pytest.approx(0.8)
+    # a repository's heal.toml may raise the bonus (a higher confidence is tighter)
     limits = Limits(tuple((p, 0.25 if p == "execution.degraded_confidence_bonus" else v)
-                          for p, v in Limits().values))
+                          for p, v in Limits().values),
+                    from_file=frozenset({"execution.degraded_confidence_bonus"}))
     gate = gate_for(client, settings, error, Policy(limits=limits))
     assert gate.min_confidence == pytest.approx(0.95)
 
 
 def test_policy_and_guard_of_a_path(tmp_path: Path, client: redis.Redis,
                                     settings: Settings) -> None:
-    assert policy_at("") == Policy()
-    assert policy_at(str(tmp_path)) == Policy()  # not a git repository: the defaults
+    assert policy_at("", settings) == Policy()
+    assert policy_at(str(tmp_path), settings) == Policy()  # not a git repository: defaults
     guard = guard_at(client, settings, str(tmp_path))
     assert guard.policy == Limits().execution()
     assert type(guard.audit).__name__ == "AlertingAudit"
