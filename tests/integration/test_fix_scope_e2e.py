@@ -70,10 +70,13 @@ def _changed(root: Path) -> list[str]:
     return out.split()
 
 
+@pytest.mark.parametrize("command", [("ruff", "check", "calc"),
+                                     ("bash", "-c", "ruff check calc")])  # the Action's run:
 def test_ruff_fix_acts_only_on_the_path_the_failing_step_checked(
-        tmp_path: Path, heal_env: dict[str, str], own_database: str) -> None:
+        tmp_path: Path, heal_env: dict[str, str], own_database: str,
+        command: tuple[str, ...]) -> None:
     root = _repo(tmp_path)
-    done = _heal(root, heal_env, "ruff", "check", "calc")
+    done = _heal(root, heal_env, *command)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "import os" not in (root / "calc" / "ops.py").read_text()
     assert (root / "boom.py").read_text() == SIDE_EFFECT  # its import was not removed
@@ -117,11 +120,11 @@ def test_a_hostile_path_argument_never_reaches_the_fix(
 
 def test_an_unknown_scope_is_verified_but_held_for_a_person(
         tmp_path: Path, heal_env: dict[str, str], own_database: str) -> None:
-    """A wrapper (`sh -c`, `make lint`) hides which paths were checked: the fix is verified
+    """A wrapper (a shell script, `make lint`) hides which paths were checked: the fix is verified
     in a worktree and suggested, never applied by itself."""
     root = _repo(tmp_path)
     head = _head(root)
-    done = _heal(root, heal_env, "sh", "-c", "ruff check calc")
+    done = _heal(root, heal_env, "sh", "-c", "ruff check calc || exit 1")
     out = done.stdout + done.stderr
     assert done.returncode == 1, out
     assert "not applied by itself" in out, out
