@@ -84,6 +84,22 @@ class FixSpec:
             raise ConfigError(f"fix {self.id}: a {self.kind.value} fix needs {' or '.join(needed)}")
         if self.kind is FixKind.PLAYBOOK:
             check_steps(self.id, self.template["steps"])
+        if "scope_of" in self.template:
+            self._check_scope()
+
+    def _check_scope(self) -> None:
+        """``scope_of`` (pipeline.fixes.scope): tools' words, and an argv ending in ``.``."""
+        tools = self.template["scope_of"]
+        argv = self.template.get("argv")
+        if (self.kind is not FixKind.COMMAND or not isinstance(argv, list) or not argv
+                or argv[-1] != "."):
+            raise ConfigError(f"fix {self.id}: scope_of needs a command fix whose argv ends "
+                              "with '.' (the operand replaced by the checked paths)")
+        if not isinstance(tools, list) or not tools or not all(
+                isinstance(t, list) and t and all(isinstance(w, str) and w for w in t)
+                for t in tools):
+            raise ConfigError(f"fix {self.id}: scope_of must be a list of commands, each a "
+                              f"list of words such as [ruff, check], got {spelled(tools)}")
 
 
 def check_steps(fix_id: str, steps: Any) -> None:
@@ -203,6 +219,8 @@ def render_fix(spec: FixSpec, raw_params: Mapping[str, Any]) -> dict[str, Any]:
             rendered = {"argv": _render_argv(spec.template, values)}
             if "timeout_s" in spec.template:
                 rendered["timeout_s"] = float(spec.template["timeout_s"])
+            if spec.template.get("scope_of"):  # acts on what the failing step checked
+                rendered["scope_of"] = [list(t) for t in spec.template["scope_of"]]
             if spec.template.get("verify_in_worktree"):  # taught: verified before offered
                 rendered["verify_in_worktree"] = True
                 if spec.template.get("taught_in"):  # (where: see validate.verify)

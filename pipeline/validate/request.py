@@ -25,6 +25,9 @@ class FixRequest:
     trust_note: str = ""
     #: why this fix waits for a person whatever the mode (e.g. an undeclared package)
     hold: str = ""
+    #: why the fix is not applied by itself although the mode would (pipeline.fixes.scope:
+    #: the paths the failing command checked cannot be told); suggested, verified as usual
+    unscoped: str = ""
     #: the mode the fix is judged under (part of the request: asking again with a higher
     #: mode, ``heal run --mode auto-safe`` after a suggestion, is a new request)
     mode: str = ""

@@ -20,6 +20,7 @@ import redis
 from pipeline.config import Settings
 from pipeline.errors import AccessRefused, DecodeError, GitError, HealError, StreamUnavailable
 from pipeline.events import CandidateEvent, ErrorEvent, VerdictEvent
+from pipeline.fixes.scope import scoped
 from pipeline.guardrails.budget import Budget
 from pipeline.guardrails.gate import WorkflowGate, gate_for
 from pipeline.model import Category, FixKind, Mode
@@ -222,8 +223,12 @@ class Validator:
             warnings = [*warnings, f"package install: {review.reason}"]
             hold = "" if review.unattended else review.reason
         hold = hold or taught_elsewhere(fix, cand.match, root)
+        fix, unscoped = scoped_fix(fix, trust.command, root, root / rel_cwd(cand.error, root))
+        if fix is not cand.fix:  # the verdict carries what runs: apply runs that, no more
+            base = replace(base, fix=fix)
         req = FixRequest(cand, fix, root, policy, trusted_command=trust.command,
-                         trust_note=trust.reason, hold=hold, mode=str(mode.value))
+                         trust_note=trust.reason, hold=hold, mode=str(mode.value),
+                         unscoped=unscoped)
         return self._validate_fix(base, req, mode, gate, warnings)
 
     def _validate_fix(self, base: VerdictEvent, req: FixRequest, mode: Mode,
@@ -412,6 +417,8 @@ def unproven_failure(ver: Verification) -> str:
 
 def automatic_refusal(req: FixRequest, gate: WorkflowGate | None) -> str:
     """Why a fix the mode would apply must wait for a person, or ''."""
+    if req.unscoped:
+        return req.unscoped
     match = req.candidate.match
     if match.get("via") == "coarse":
         return ("matched by its coarse fingerprint alone (a learned mapping, not a detection "
@@ -437,3 +444,29 @@ def _no_fix(cand: CandidateEvent) -> str:
             if state == "QUARANTINED" else "teach a better one with heal learn")
     return f"matched {pattern}, but its fix {fix_id} is {state}, so it is not offered; {lift}"
 
+
+def scoped_fix(fix: dict[str, Any], command: tuple[str, ...], root: Path,
+               cwd: Path) -> tuple[dict[str, Any], str]:
+    """``fix`` with its command (and its alternatives') acting on the paths the failing
+    command checked (pipeline.fixes.scope), and why it is held for a person or ''. An
+    alternative whose scope cannot be told is dropped: it would run without a person."""
+    rendered = fix.get("rendered")
+    alternatives = fix.get("alternatives")
+    if not isinstance(rendered, dict) or not (rendered.get("scope_of") or any(
+            isinstance(a, dict) and (a.get("rendered") or {}).get("scope_of")
+            for a in alternatives or [])):
+        return fix, ""
+    narrowed, held = scoped(rendered, command, root, cwd)
+    out = {**fix, "rendered": narrowed}
+    if isinstance(alternatives, list):
+        kept = []
+        for alt in alternatives:
+            alt_rendered = alt.get("rendered") if isinstance(alt, dict) else None
+            if not isinstance(alt_rendered, dict):
+                kept.append(alt)
+                continue
+            alt_narrowed, alt_held = scoped(alt_rendered, command, root, cwd)
+            if not alt_held:
+                kept.append({**alt, "rendered": alt_narrowed})
+        out["alternatives"] = kept
+    return out, held
