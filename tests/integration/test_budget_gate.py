@@ -110,13 +110,13 @@ def test_a_repository_that_tightens_its_rate_does_not_stop_another_repositorys_f
     retried = applier.handle(_released(client, stage_settings))
     outcomes = [applier.handle(v) for v in others]
 
-    # Then A's second is deferred by A's own limit, named so, and so is its retry
+    # Then B's and C's fixes are applied, while A's second is deferred, and so is its retry
+    assert [o.status for o in outcomes] == ["applied", "applied"], [o.detail for o in outcomes]
     assert (first.status, second.status, retried.status) == ("applied", "deferred", "deferred")
+    # ... by A's own limit, named so
     assert ("at most 1 automatic fixes per 10 minutes (this repository's own: [budget] in "
             f"{a.resolve() / 'heal.toml'})") in second.detail, second.detail
-    # ... while B's and C's fixes are applied: the shared bucket has the default 20 tokens, of
-    # which A's refused fixes spent none
-    assert [o.status for o in outcomes] == ["applied", "applied"], [o.detail for o in outcomes]
+    # ... and the shared bucket has the default 20 tokens, of which A's refused fixes spent none
     shared = stage_settings.key("budget", "bucket", "apply")
     assert round(float(client.hget(shared, "tokens") or 0)) == 17
     assert float(client.hget(f"{shared}:{repository_scope(a.resolve())}", "tokens") or 1) < 1
