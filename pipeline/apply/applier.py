@@ -14,8 +14,10 @@
 - Before an automatic application (decision ``apply``): the workflow's execution state
   (QUARANTINED: suggested instead, saying why), the circuit breaker at the pre-flight's scopes
   (opened since the verdict: suggested, ``heal apply --force`` applies it), the fix's
-  quarantine for this fingerprint (rolled back since: escalated) and the token bucket (``[budget]
-  automatic_fixes`` per ``automatic_fixes_minutes``). A verdict the bucket refuses is
+  quarantine for this fingerprint (rolled back since: escalated) and the token buckets (``[budget]
+  automatic_fixes`` per ``automatic_fixes_minutes``: the repository's own when its heal.toml
+  tightened the rate, then the one every repository shares at the operator's rate; see
+  :func:`pipeline.guardrails.budget.apply_rates`). A verdict a bucket refuses is
   *deferred*: kept in a Redis sorted set and put back on the verdicts stream by
   :meth:`Applier.release_deferred` (the apply worker's tick) once due; never dropped.
 """
@@ -37,7 +39,7 @@ from pipeline.config import STREAM_OUTCOMES, STREAM_VERDICTS, Settings
 from pipeline.errors import DecodeError, GitError, HealError, Retry
 from pipeline.events import OutcomeEvent, VerdictEvent
 from pipeline.gitops import AlreadyApplied, GitRepo, WorkTreeInTheWay
-from pipeline.guardrails.budget import Budget, deferred_key
+from pipeline.guardrails.budget import Budget, apply_rates, deferred_key
 from pipeline.guardrails.gate import gate_for
 from pipeline.lifecycle.graduation import UNRUNNABLE, cannot_run
 from pipeline.policy import Policy, policy_for
@@ -263,8 +265,12 @@ class Applier:
                 f"fix {fix_id} is quarantined ({withdrawn}): not applied automatically, "
                 f"never retried until `heal unquarantine {verdict.fine or fix_id}`; "
                 "escalated to a human"))
+        # the repository's own bucket first (when its heal.toml tightened the rate), then the
+        # one every repository shares at the operator's rate: a heal.toml never sets that one
         budget = Budget(self.client, self.settings, policy.limits.budget())
-        if budget.take_token("apply"):
+        refused_by = budget.take_rates(apply_rates(self.settings, policy.limits, root,
+                                                   policy.source))
+        if refused_by is None:
             return None
         limits = policy.limits
         delay = limits.get("budget.deferred_retry_seconds")
@@ -275,10 +281,9 @@ class Applier:
                 seal(self.settings, DEFERRED_ROLE, verdict.encode()): time.time() + delay})
         except redis.RedisError as exc:
             raise redis_failure(exc, "apply", self.settings.prefix) from exc
-        detail = (f"rate limit: at most {limits.count('budget.automatic_fixes')} automatic "
-                  f"fixes per {limits.get('budget.automatic_fixes_minutes'):g} minutes "
-                  f"(heal.toml [budget] automatic_fixes); deferred, retried automatically in "
-                  f"{delay:g}s (or now with: heal apply {fix_id})")
+        detail = (f"rate limit: at most {refused_by.fixes} automatic fixes per "
+                  f"{refused_by.minutes:g} minutes ({refused_by.set_by}); deferred, retried "
+                  f"automatically in {delay:g}s (or now with: heal apply {fix_id})")
         return replace(self._base(verdict, "deferred", detail),
                        id=f"{verdict.error_id}:apply:deferred-{uuid.uuid4().hex[:8]}"
                        if n else f"{verdict.error_id}:apply:deferred")

@@ -405,14 +405,18 @@ def _budget_lines(budget: dict[str, Any]) -> list[str]:
     for kind, figures in spend.items():
         used, limit = _number(figures.get("used")), _number(figures.get("limit"))
         lines.append(f"  {kind:<24} {used:>10} / {limit}")
-    rate = budget.get("rate")
-    if isinstance(rate, dict):
-        lines.append(
-            f"  {'rate':<24} {_number(rate.get('tokens')):>10} / {_number(rate.get('capacity'))}"
-            f" tokens, refill {_number(rate.get('per_minute'))}/min"
-            + (f" (at most {_number(rate.get('capacity'))} automatic fixes per "
-               f"{_number(rate.get('minutes'))} min)" if rate.get("minutes") else "")
-        )
+    # the shared bucket (the operator's rate), then the repository's own when it has one
+    for label, name in (("rate", "rate"), ("rate (this repository)", "repository_rate")):
+        rate = budget.get(name)
+        if isinstance(rate, dict):
+            lines.append(
+                f"  {label:<24} {_number(rate.get('tokens')):>10} / "
+                f"{_number(rate.get('capacity'))} tokens, refill "
+                f"{_number(rate.get('per_minute'))}/min"
+                + (f" (at most {_number(rate.get('capacity'))} automatic fixes per "
+                   f"{_number(rate.get('minutes'))} min)" if rate.get("minutes") else ""))
+            if rate.get("set_by"):
+                lines.append(f"  {'':<24} {visible(str(rate['set_by']))}")
     if budget.get("policy"):
         lines.append(f"  {'limits from':<24} {visible(str(budget['policy']))}")
     if budget.get("policy_warning"):

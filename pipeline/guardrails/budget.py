@@ -2,21 +2,30 @@
 (verification minutes, LLM tokens, fix applications) and a token-bucket rate limit on automatic
 fixes (taken by the apply stage before each automatic application). Spend is recorded per
 UTC day (kept 35 days), so ``heal status`` and ``heal metrics`` can show it.
+
+The rate limit is two buckets (:func:`apply_rates`): the one every repository shares, always at
+the operator's rate (or the default), and, for a repository whose heal.toml tightened the rate,
+one of its own. A repository's heal.toml is untrusted: it may slow its own automatic fixes,
+never the shared bucket (whose clamp to the capacity of the caller would otherwise let one
+repository's ``automatic_fixes = 1`` stop every other repository's automatic fixes).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import redis
 
 from pipeline.config import Settings
 from pipeline.errors import UsageError
+from pipeline.policy_limits import Limits
 from pipeline.runtime.connection import redis_failure
 
 DAY_TTL_S = 35 * 86400
@@ -39,7 +48,8 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
 return {1, tostring(now)}
 """
 
-#: ARGV: now, capacity, refill per second, tokens wanted
+#: ARGV: now, capacity, refill per second, tokens wanted (negative: given back, up to the
+#: capacity)
 _BUCKET = r"""
 local now, cap, rate, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
   tonumber(ARGV[4])
@@ -47,7 +57,7 @@ local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens') or ARGV[2])
 local ts = tonumber(redis.call('HGET', KEYS[1], 'ts') or ARGV[1])
 tokens = math.min(cap, tokens + math.max(0, now - ts) * rate)
 local ok = 0
-if tokens >= want then tokens = tokens - want; ok = 1 end
+if tokens >= want then tokens = math.min(cap, tokens - want); ok = 1 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
 redis.call('EXPIRE', KEYS[1], math.ceil(cap / rate) + 60)
 return {ok, tostring(tokens)}
@@ -59,6 +69,67 @@ class BudgetConfig:
     daily_limits: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
     bucket_capacity: float = 20.0  # automatic fixes in a burst
     bucket_per_s: float = 20.0 / 600  # refill: 20 per 10 minutes
+
+
+@dataclass(frozen=True)
+class Rate:
+    """One token bucket of automatic fixes the apply stage takes from (:func:`apply_rates`)."""
+
+    fixes: int  # capacity: automatic fixes in a burst ...
+    minutes: float  # ... refilled over this many minutes
+    #: '' for the bucket every repository shares, else the repository's own
+    #: (:func:`repository_scope`)
+    scope: str
+    #: who set it, for the deferral detail and ``heal status``
+    set_by: str
+
+    def config(self) -> BudgetConfig:
+        return BudgetConfig(bucket_capacity=float(self.fixes),
+                            bucket_per_s=self.fixes / (self.minutes * 60))
+
+    def key(self, settings: Settings, name: str = "apply") -> str:
+        """Its Redis key: ``<prefix>:budget:bucket:apply`` (shared) or ``...:apply:<scope>``.
+        Not partitioned (no hash tag): a bucket is shared by every partition, and each call
+        on it is single-key, so Redis Cluster may put it in any slot."""
+        return settings.key("budget", "bucket", name, *((self.scope,) if self.scope else ()))
+
+
+def repository_scope(root: Path | str) -> str:
+    """The key part of a repository's own token bucket: a short hash of its root (so no path
+    character, and no ``{`` that would make a Redis Cluster hash tag, reaches the key)."""
+    return hashlib.sha256(os.fsencode(str(root))).hexdigest()[:16]
+
+
+def shared_rate(settings: Settings) -> Rate:
+    """The bucket every repository shares: the operator's ``[budget] automatic_fixes`` /
+    ``automatic_fixes_minutes`` (or the defaults), never a repository's."""
+    from pipeline.trust.operator import ENV_CONFIG, operator_config
+
+    operator = operator_config(settings)
+    limits = operator.limits
+    keys = ("budget.automatic_fixes", "budget.automatic_fixes_minutes")
+    if any(k in limits.from_file for k in keys):
+        whose = f"the operator's [budget] in {operator.source}"
+    else:
+        whose = (f"the default; the operator sets it: [budget] in $HEAL_HOME/heal.toml or "
+                 f"{ENV_CONFIG}")
+    return Rate(limits.count(keys[0]), limits.get(keys[1]), "",
+                f"shared by every repository: {whose}")
+
+
+def apply_rates(settings: Settings, limits: Limits, root: Path | None,
+                source: str = "heal.toml") -> tuple[Rate, ...]:
+    """The buckets an automatic fix in ``root`` takes, in order: the repository's own when
+    its heal.toml tightened the rate (``limits``: its policy governed, ``source``: its file),
+    then the shared one (:func:`shared_rate`)."""
+    shared = shared_rate(settings)
+    fixes = limits.count("budget.automatic_fixes")
+    minutes = limits.get("budget.automatic_fixes_minutes")
+    if root is None or (fixes, minutes) == (shared.fixes, shared.minutes):
+        return (shared,)
+    own = Rate(fixes, minutes, repository_scope(root),
+               f"this repository's own: [budget] in {source}")
+    return (own, shared)
 
 
 @dataclass(frozen=True)
@@ -122,10 +193,26 @@ class Budget:
         return SpendResult(bool(int(ok)), float(_text(used)), limit)
 
     def take_token(self, name: str = "apply", tokens: float = 1.0) -> bool:
-        """Token-bucket rate limit (``name`` selects the bucket)."""
-        c = self.config
+        """Token-bucket rate limit (``name`` selects the bucket; this budget's capacity)."""
+        return self._take(self.settings.key("budget", "bucket", name), self.config, tokens)
+
+    def take_rates(self, rates: tuple[Rate, ...]) -> Rate | None:
+        """One token of each bucket, in order (:func:`apply_rates`); the first that refuses,
+        or None when every one gave its token. A refused call spends nothing: the tokens of
+        the buckets before the refusing one are given back, so a deferred fix retried while
+        the shared bucket is empty does not drain its repository's own."""
+        taken: list[Rate] = []
+        for rate in rates:
+            if not self._take(rate.key(self.settings), rate.config(), 1.0):
+                for earlier in taken:
+                    self._take(earlier.key(self.settings), earlier.config(), -1.0)
+                return rate
+            taken.append(rate)
+        return None
+
+    def _take(self, key: str, c: BudgetConfig, tokens: float) -> bool:
         try:
-            ok, _ = self._bucket(keys=[self.settings.key("budget", "bucket", name)],
+            ok, _ = self._bucket(keys=[key],
                                  args=[self.clock(), c.bucket_capacity, c.bucket_per_s, tokens])
         except redis.RedisError as exc:
             raise redis_failure(exc, "budget", self.settings.prefix) from exc
@@ -138,7 +225,10 @@ class Budget:
             raise redis_failure(exc, "budget", self.settings.prefix) from exc
         return {_text(k): float(_text(v)) for k, v in raw.items()}
 
-    def status(self) -> dict[str, Any]:
+    def status(self, rates: tuple[Rate, ...] = ()) -> dict[str, Any]:
+        """Today's spend, the deferred count and the token bucket: ``rate`` the shared one
+        (the last of ``rates``; without them, this budget's capacity), ``repository_rate``
+        the repository's own when ``rates`` has one."""
         used = self.spent()
         kinds = sorted(set(used) | set(self.config.daily_limits))
         spend = {}
@@ -147,36 +237,50 @@ class Budget:
             spend[kind] = {"used": round(used.get(kind, 0.0), 3), "limit": limit,
                            "remaining": None if limit is None
                            else round(max(0.0, limit - used.get(kind, 0.0)), 3)}
-        try:
-            tokens = self.client.hget(self.settings.key("budget", "bucket", "apply"), "tokens")
-        except redis.RedisError as exc:
-            raise redis_failure(exc, "budget", self.settings.prefix) from exc
-        c = self.config
         try:  # automatic fixes the bucket deferred, waiting to be retried (pipeline/apply)
             deferred = int(self.client.zcard(deferred_key(self.settings)))
         except redis.RedisError as exc:
             raise redis_failure(exc, "budget", self.settings.prefix) from exc
-        return {"day": self.day(), "spend": spend, "deferred": deferred,
-                "rate": {"tokens": round(float(_text(tokens)), 2) if tokens
-                         else c.bucket_capacity, "capacity": c.bucket_capacity,
-                         "per_minute": round(c.bucket_per_s * 60, 3),
-                         "minutes": round(c.bucket_capacity / (c.bucket_per_s * 60), 3)
-                         if c.bucket_per_s > 0 else None}}
+        out: dict[str, Any] = {"day": self.day(), "spend": spend, "deferred": deferred}
+        if not rates:
+            out["rate"] = self._bucket_status(self.settings.key("budget", "bucket", "apply"),
+                                              self.config)
+            return out
+        for field_name, rate in (("rate", rates[-1]), ("repository_rate", rates[0])):
+            if field_name == "rate" or rate.scope:
+                out[field_name] = {**self._bucket_status(rate.key(self.settings), rate.config()),
+                                   "set_by": rate.set_by}
+        return out
+
+    def _bucket_status(self, key: str, c: BudgetConfig) -> dict[str, Any]:
+        """The tokens a bucket holds as last written (refill since then not counted)."""
+        try:
+            tokens = self.client.hget(key, "tokens")
+        except redis.RedisError as exc:
+            raise redis_failure(exc, "budget", self.settings.prefix) from exc
+        return {"tokens": round(float(_text(tokens)), 2) if tokens else c.bucket_capacity,
+                "capacity": c.bucket_capacity, "per_minute": round(c.bucket_per_s * 60, 3),
+                "minutes": round(c.bucket_capacity / (c.bucket_per_s * 60), 3)
+                if c.bucket_per_s > 0 else None}
 
 
 def budget_status(client: redis.Redis, settings: Settings,
                   cwd: str | None = None) -> dict[str, Any]:
     """The budget section of ``heal status --json``: ``{"day", "spend": {kind: {"used",
-    "limit", "remaining"}}, "rate": {"tokens", "capacity", "per_minute", "minutes"},
-    "policy"}``, with the limits the apply stage enforces: those of the policy in force in
-    the repository of ``cwd`` (the current directory; its heal.toml, as the apply stage reads
-    the repository of each error), the defaults outside a repository. ``policy`` names it.
+    "limit", "remaining"}}, "rate": {"tokens", "capacity", "per_minute", "minutes",
+    "set_by"}, "policy"}``, with the limits the apply stage enforces: the daily limits of the
+    policy in force in the repository of ``cwd`` (the current directory; its heal.toml, as
+    the apply stage reads the repository of each error), the defaults outside a repository;
+    ``rate`` is the bucket every repository shares (the operator's rate, or the default), and
+    ``repository_rate`` (same fields) the repository's own when its heal.toml tightened the
+    rate. ``policy`` names the policy.
 
     Raises:
         StreamUnavailable: Redis cannot be reached.
     """
     policy = _policy_at(cwd or os.getcwd(), settings)
-    out = Budget(client, settings, policy.limits.budget()).status()
+    rates = apply_rates(settings, policy.limits, policy.root, policy.source)
+    out = Budget(client, settings, policy.limits.budget()).status(rates)
     out["policy"] = policy.source
     if policy.warning:
         out["policy_warning"] = policy.warning
@@ -188,6 +292,7 @@ class _Here:
     limits: Any
     source: str
     warning: str = ""
+    root: Path | None = None
 
 
 def _policy_at(cwd: str, settings: Settings) -> _Here:
@@ -206,4 +311,4 @@ def _policy_at(cwd: str, settings: Settings) -> _Here:
         return _Here(governed(settings, Policy()).limits, Policy().source)
     loader = policy_for(root)
     policy = loader.current()
-    return _Here(governed(settings, policy).limits, policy.source, loader.warning)
+    return _Here(governed(settings, policy).limits, policy.source, loader.warning, root)

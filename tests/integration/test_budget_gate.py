@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -19,7 +19,7 @@ from pipeline.apply.applier import Applier
 from pipeline.config import Settings
 from pipeline.demo.sample import break_formatting, create_repo, git
 from pipeline.events import VerdictEvent
-from pipeline.guardrails.budget import Budget
+from pipeline.guardrails.budget import Budget, budget_status, repository_scope
 from pipeline.validate.validator import Validator
 from storage.attempts import AttemptStore
 from tests.integration._heal_validate_support import FORMAT_FIX, candidate
@@ -43,11 +43,12 @@ def _released(client: redis.Redis, settings: Settings) -> VerdictEvent:
 
 def test_the_automatic_fix_past_the_rate_is_deferred_and_applied_later(
         tmp_path: Path, validator: Validator, applier: Applier, client: redis.Redis,
-        stage_settings: Settings) -> None:
-    # Given a rate of 2 automatic fixes per 2 minutes (heal.toml [budget]: one token back
-    # every 60 s, far longer than the test takes even on a loaded machine) and 3 SAFE fixes
-    policy = ("[budget]\nautomatic_fixes = 2\nautomatic_fixes_minutes = 2\n"
-              "deferred_retry_seconds = 0.5\n")
+        stage_settings: Settings, operator_toml: Callable[[str], Path]) -> None:
+    # Given the operator's rate of 2 automatic fixes per 2 minutes, shared by every
+    # repository (one token back every 60 s, far longer than the test takes even on a loaded
+    # machine) and 3 SAFE fixes in 3 repositories
+    operator = operator_toml("[budget]\nautomatic_fixes = 2\nautomatic_fixes_minutes = 2\n")
+    policy = "[budget]\ndeferred_retry_seconds = 0.5\n"
     roots = [_repo(tmp_path, f"shop{i}", policy) for i in range(3)]
     verdicts = [validator.validate(candidate(root, FORMAT, FORMAT_FIX)) for root in roots]
     assert [v.decision for v in verdicts] == ["apply"] * 3
@@ -55,9 +56,11 @@ def test_the_automatic_fix_past_the_rate_is_deferred_and_applied_later(
 
     outcomes = [applier.handle(v) for v in verdicts]
 
-    # Then the third is deferred, says why, and the repository is untouched
+    # Then the third is deferred, says why (the operator's shared rate), and the repository
+    # is untouched
     assert [o.status for o in outcomes] == ["applied", "applied", "deferred"]
-    assert "at most 2 automatic fixes per 2 minutes" in outcomes[2].detail
+    assert (f"at most 2 automatic fixes per 2 minutes (shared by every repository: the "
+            f"operator's [budget] in {operator})") in outcomes[2].detail
     assert outcomes[2].id != f"{verdicts[2].error_id}:apply"  # the final outcome keeps that id
     assert git(roots[2], "rev-parse", "HEAD") == heads[2]
     assert Budget(client, stage_settings).status()["deferred"] == 1
@@ -82,6 +85,49 @@ def test_the_automatic_fix_past_the_rate_is_deferred_and_applied_later(
     assert final.id == f"{verdicts[2].error_id}:apply"
     assert git(roots[2], "rev-parse", "HEAD") != heads[2]
     assert Budget(client, stage_settings).status()["deferred"] == 0
+
+
+def test_a_repository_that_tightens_its_rate_does_not_stop_another_repositorys_fixes(
+        tmp_path: Path, validator: Validator, applier: Applier, client: redis.Redis,
+        stage_settings: Settings, operator_toml: Callable[[str], Path]) -> None:
+    """A repository's heal.toml ``automatic_fixes = 1`` clamped the token bucket every
+    repository shares to 1 token: once it had taken it, every other repository's automatic
+    fixes were deferred (a heal.toml is untrusted and may only narrow what holds itself)."""
+    # Given repository A whose heal.toml allows 1 automatic fix (per the default 10 minutes),
+    # two SAFE fixes decided in it (dedupe off, the operator's, so the same fix is decided
+    # twice), and repositories B and C whose heal.toml says nothing about the rate
+    operator_toml("[limits]\ndedupe_minutes = 0\n")
+    a = _repo(tmp_path, "a", "[budget]\nautomatic_fixes = 1\n")
+    in_a = [validator.validate(candidate(a, FORMAT, FORMAT_FIX, fine=f"fp-a-{i}"))
+            for i in range(2)]
+    others = [validator.validate(candidate(_repo(tmp_path, name, ""), FORMAT, FORMAT_FIX))
+              for name in ("b", "c")]
+    assert [v.decision for v in in_a + others] == ["apply"] * 4
+
+    # When the apply stage handles A's two (and retries A's deferred one), then B's and C's
+    first, second = (applier.handle(v) for v in in_a)
+    assert applier.release_deferred(now=time.time() + 3600) == 1
+    retried = applier.handle(_released(client, stage_settings))
+    outcomes = [applier.handle(v) for v in others]
+
+    # Then B's and C's fixes are applied, while A's second is deferred, and so is its retry
+    assert [o.status for o in outcomes] == ["applied", "applied"], [o.detail for o in outcomes]
+    assert (first.status, second.status, retried.status) == ("applied", "deferred", "deferred")
+    # ... by A's own limit, named so
+    assert ("at most 1 automatic fixes per 10 minutes (this repository's own: [budget] in "
+            f"{a.resolve() / 'heal.toml'})") in second.detail, second.detail
+    # ... and the shared bucket has the default 20 tokens, of which A's refused fixes spent none
+    shared = stage_settings.key("budget", "bucket", "apply")
+    assert round(float(client.hget(shared, "tokens") or 0)) == 17
+    assert float(client.hget(f"{shared}:{repository_scope(a.resolve())}", "tokens") or 1) < 1
+    # ... and heal status in A shows both buckets: the shared one at the default rate, A's own
+    status = budget_status(client, stage_settings, cwd=str(a))
+    assert (status["rate"]["capacity"], status["rate"]["minutes"]) == (20, 10), status
+    assert "the default" in status["rate"]["set_by"]
+    assert (status["repository_rate"]["capacity"], status["repository_rate"]["minutes"]) == (
+        1, 10), status
+    assert "repository_rate" not in budget_status(client, stage_settings,
+                                                  cwd=str(tmp_path / "b"))
 
 
 class _Chat(BaseHTTPRequestHandler):
@@ -126,14 +172,15 @@ def test_llm_judge_tokens_are_recorded_against_the_daily_budget(
 
 def test_a_deferred_fix_is_released_to_its_own_partition(
         tmp_path: Path, validator: Validator, client: redis.Redis, stage_settings: Settings,
-        attempt_store: AttemptStore) -> None:
-    # Given HEAL_PARTITIONS=3 and an apply worker whose handler was built on another
-    # partition's view (one handler serves every partition of a process)
+        attempt_store: AttemptStore, operator_toml: Callable[[str], Path]) -> None:
+    # Given HEAL_PARTITIONS=3, an apply worker whose handler was built on another partition's
+    # view (one handler serves every partition of a process) and the operator's rate of 1
+    # automatic fix per 5 minutes, shared by the two repositories
     from producers.publisher import partition_of
 
     partitioned = replace(stage_settings, partitions=3)
-    policy = "[budget]\nautomatic_fixes = 1\nautomatic_fixes_minutes = 5\n"
-    roots = [_repo(tmp_path, f"shop{i}", policy) for i in range(2)]
+    operator_toml("[budget]\nautomatic_fixes = 1\nautomatic_fixes_minutes = 5\n")
+    roots = [_repo(tmp_path, f"shop{i}", "") for i in range(2)]
     verdicts = [validator.validate(candidate(root, FORMAT, FORMAT_FIX)) for root in roots]
     own = partition_of(partitioned, verdicts[1].error).partition
     assert own is not None

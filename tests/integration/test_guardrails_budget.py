@@ -10,7 +10,7 @@ import redis
 
 from pipeline.config import Settings
 from pipeline.errors import UsageError
-from pipeline.guardrails.budget import Budget, BudgetConfig, budget_status
+from pipeline.guardrails.budget import Budget, BudgetConfig, Rate, budget_status
 from tests.integration._guardrails_support import Clock
 
 NOW = 1_795_000_000.0  # 2026-11-18
@@ -58,6 +58,23 @@ def test_token_bucket_refills(redis_url, settings) -> None:
     assert [budget.take_token() for _ in range(4)] == [True, True, True, False]
     clock.now += 60
     assert budget.take_token() and not budget.take_token()
+
+
+def test_a_token_of_a_repositorys_own_bucket_is_given_back_when_the_shared_one_refuses(
+        redis_url, settings) -> None:
+    # Given a repository's own bucket (2 per 10 min) taken before the shared one (1 per 10 min)
+    budget = Budget(redis.Redis.from_url(redis_url), settings, clock=Clock(NOW))
+    own = Rate(2, 10, "r1", "own")
+    shared = Rate(1, 10, "", "shared")
+    assert budget.take_rates((own, shared)) is None  # own 1 left, shared 0
+    # When the shared bucket refuses, then the repository's token is given back: a deferred
+    # fix retried while the shared bucket is empty does not drain its repository's own
+    assert budget.take_rates((own, shared)) == shared
+    assert budget.take_rates((own, shared)) == shared
+    assert float(budget.client.hget(own.key(settings), "tokens")) == 1
+    # ... and giving back never lifts a bucket above its capacity
+    assert budget.take_rates((Rate(2, 10, "r2", "own"), shared)) == shared
+    assert float(budget.client.hget(Rate(2, 10, "r2", "").key(settings), "tokens")) == 2
 
 
 def test_status(redis_url, settings) -> None:

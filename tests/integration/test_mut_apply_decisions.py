@@ -408,9 +408,11 @@ def test_an_automatic_fix_past_the_rate_is_deferred_audited_and_left_unclaimed(
     out = applier.handle(_verdict(error, "apply", _playbook(
         {"primary": [_touch(repo / "two")]}, "pb.two")))
     assert out.status == "deferred" and not (repo / "two").exists()
-    assert out.detail == ("rate limit: at most 1 automatic fixes per 3 minutes (heal.toml "
-                          "[budget] automatic_fixes); deferred, retried automatically in 40s "
-                          "(or now with: heal apply pb.two)")
+    # refused by the repository's own bucket (its heal.toml tightened the rate), named so
+    assert out.detail == ("rate limit: at most 1 automatic fixes per 3 minutes (this "
+                          f"repository's own: [budget] in {repo.resolve() / 'heal.toml'}); "
+                          "deferred, retried automatically in 40s (or now with: heal apply "
+                          "pb.two)")
     assert out.id.startswith(f"{error.id}:apply:deferred-") and out.fix_id == "pb.two"
     # queued, due in 40 s, sealed
     queued: Any = client.zrange(deferred_key(stage_settings), 0, -1, withscores=True)

@@ -228,11 +228,18 @@ def test_status_shows_the_rate_limit_of_the_policy_in_force(
                            text=True, timeout=120, check=False)
     text = subprocess.run([*HEAL, "status"], cwd=repo, env=env, capture_output=True,
                           text=True, timeout=120, check=False)
-    # Then the budget shows that limit and where it came from
+    # Then the budget shows that limit (the repository's own bucket) and where it came from,
+    # beside the bucket every repository shares, at the default rate (the operator's only)
     budget = json.loads(shown.stdout)["budget"]
-    assert budget["rate"]["capacity"] == 1 and budget["rate"]["minutes"] == 60, budget
+    own = budget["repository_rate"]
+    assert own["capacity"] == 1 and own["minutes"] == 60, budget
+    assert own["set_by"] == f"this repository's own: [budget] in {repo.resolve() / 'heal.toml'}"
+    assert budget["rate"]["capacity"] == 20 and budget["rate"]["minutes"] == 10, budget
+    assert budget["rate"]["set_by"].startswith("shared by every repository: the default")
     assert budget["policy"] == str(repo.resolve() / "heal.toml"), budget
-    assert "at most 1 automatic fixes per 60 min" in text.stdout, text.stdout
+    assert re.search(r"rate \(this repository\) +1 / 1 tokens, refill [0-9.]+/min \(at most 1 "
+                     r"automatic fixes per 60 min\)", text.stdout), text.stdout
+    assert "at most 20 automatic fixes per 10 min" in text.stdout, text.stdout
     assert re.search(rf"limits from +{re.escape(str(repo.resolve() / 'heal.toml'))}\n",
                      text.stdout), text.stdout
     # ... and outside a repository the defaults, named so
