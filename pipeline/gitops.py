@@ -63,7 +63,14 @@ _OPERATOR_SCOPES = frozenset({"global", "system", "command"})
 #: ``-c NAME=VALUE`` would split at the wrong place)
 _OFF_ENV = {"": "HEAL_GIT_OFF_EMPTY", "false": "HEAL_GIT_OFF_FALSE",
             _MERGE_OFF[0][1]: "HEAL_GIT_OFF_MERGE"}
+#: heal's commits: no hooks (``--no-verify``; they are off anyway), and the message exactly as
+#: heal wrote it whatever ``commit.cleanup`` the repository sets
+_COMMIT = ("--no-verify", "--cleanup=whitespace")
+#: no editor ever runs (``:`` is git's "no editor"; the variables outrank ``core.editor`` and
+#: ``sequence.editor``): heal's commands never ask for one, this keeps it so
+_NO_EDITOR = {"GIT_EDITOR": ":", "GIT_SEQUENCE_EDITOR": ":"}
 _SAFE_REF = re.compile(r"[^A-Za-z0-9._-]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 def branch_name(fingerprint: str, attempt: int) -> str:
@@ -72,18 +79,27 @@ def branch_name(fingerprint: str, attempt: int) -> str:
     return f"{BRANCH_PREFIX}{clean}-{attempt}"
 
 
+def trailer_block(*pairs: tuple[str, str]) -> str:
+    """``Key: value`` lines, one per pair, for the last paragraph of a commit message, where
+    ``git interpret-trailers --parse`` and ``git log --format=%(trailers)`` read them. heal
+    writes its trailers itself and never passes ``--trailer``: that makes git run
+    ``interpret-trailers``, which runs every ``trailer.<key>.command``/``.cmd`` the
+    repository's config names and writes its output into the message (and ``-c`` cannot
+    switch one off: an empty command is run, and fails). A value's line breaks and other
+    control characters become spaces, so each trailer stays one line."""
+    return "\n".join(f"{key}: {_CONTROL.sub(' ', value).strip()}" for key, value in pairs)
+
+
 @dataclass(frozen=True)
 class Trailers:
     healed_by: str
     fingerprint: str
     fix_id: str
 
-    def args(self) -> list[str]:
-        return [
-            "--trailer", f"Healed-by: {self.healed_by}",
-            "--trailer", f"Heal-Fingerprint: {self.fingerprint}",
-            "--trailer", f"Heal-Fix: {self.fix_id}",
-        ]
+    def block(self) -> str:
+        """The trailer paragraph heal ends a fix commit's message with."""
+        return trailer_block(("Healed-by", self.healed_by),
+                             ("Heal-Fingerprint", self.fingerprint), ("Heal-Fix", self.fix_id))
 
 
 def _driver_names(cwd: str | Path, env: Mapping[str, str], timeout: float) -> dict[str, set[str]]:
@@ -135,7 +151,8 @@ def run_git(args: Sequence[str], cwd: str | Path, *, config: Sequence[str] = (),
             **kwargs: Any) -> subprocess.CompletedProcess[Any]:
     """``git [SAFE_CONFIG] [driver overrides] [config] ARGS`` in ``cwd``: every git command
     heal runs goes through here, so none starts a program a repository's or the user's git
-    config names (hooks, fsmonitor, gpg, filter, merge, external diff and textconv drivers).
+    config names (hooks, fsmonitor, gpg, filter, merge, external diff and textconv drivers,
+    editors; heal's commits carry no ``--trailer``, see :func:`trailer_block`).
     ``kwargs`` go to :func:`subprocess.run`.
 
     Raises:
@@ -143,7 +160,7 @@ def run_git(args: Sequence[str], cwd: str | Path, *, config: Sequence[str] = (),
             times out, or ``check`` and it failed).
     """
     full_env = {**(os.environ if env is None else env),
-                **{var: value for value, var in _OFF_ENV.items()}}
+                **{var: value for value, var in _OFF_ENV.items()}, **_NO_EDITOR}
     overrides = _overrides(_driver_names(cwd, full_env, timeout))
     args = list(args)
     if args and args[0] in _DIFFING:
@@ -304,8 +321,8 @@ class GitRepo:
         self.run("add", "-A", cwd=cwd)
         if not self.run("diff", "--cached", "--name-only", cwd=cwd).stdout.strip():
             raise GitError("the fix changed nothing in the work tree; nothing to commit")
-        self.run("commit", "--no-verify", "-m", subject, "-m", body,
-                 *trailers.args(), cwd=cwd)
+        self.run("commit", *_COMMIT, "-m", subject, "-m", body, "-m", trailers.block(),
+                 cwd=cwd)
         return self.run("rev-parse", "HEAD", cwd=cwd).stdout.strip()
 
     def branch_exists(self, name: str) -> bool:
@@ -391,8 +408,8 @@ class GitRepo:
     def revert(self, commit: str, reason: str) -> str:
         """A new commit undoing ``commit`` (history is never rewritten); returns its id."""
         self.run("revert", "--no-edit", "--no-commit", commit)
-        self.run("commit", "--no-verify", "-m", f"Revert heal fix {commit[:10]}",
-                 "-m", reason, "--trailer", "Healed-by: heal (rollback)")
+        self.run("commit", *_COMMIT, "-m", f"Revert heal fix {commit[:10]}", "-m", reason,
+                 "-m", trailer_block(("Healed-by", "heal (rollback)")))
         return self.head()
 
 

@@ -2,8 +2,10 @@
 ``.git/hooks`` can write ``.git/config`` too, so heal's git runs none of what it names: hooks,
 ``core.fsmonitor``, filter drivers (``clean``/``smudge``/``process``), diff drivers
 (``textconv``, ``command``, ``diff.external``), merge drivers, ``gpg.program`` (signing, and
-signature checks); heal's ``heal/`` commits are not signed, even when the user's global config
-asks for it. Real git, real embedded engines, ``heal run`` as a subprocess."""
+signature checks), trailer programs (``trailer.<key>.command``/``.cmd``, run by ``git commit
+--trailer``: heal writes its trailers into the message itself), editors; heal's ``heal/``
+commits are not signed, even when the user's global config asks for it. Real git, real
+embedded engines, ``heal run`` as a subprocess."""
 
 from __future__ import annotations
 
@@ -25,6 +27,15 @@ def _marker(bin_dir: Path, marks: Path, name: str) -> str:
     """A program that leaves ``marks/<name>`` behind and passes its input through."""
     script = bin_dir / f"{name}.sh"
     script.write_text(f"#!/bin/sh\ntouch '{marks / name}'\ncat\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def _trailer_program(bin_dir: Path, marks: Path, name: str) -> str:
+    """A trailer command: leaves ``marks/<name>`` behind and prints what git would then
+    write into the commit message as a trailer's value."""
+    script = bin_dir / f"{name}.sh"
+    script.write_text(f"#!/bin/sh\ntouch '{marks / name}'\necho injected-{name}\n")
     script.chmod(0o755)
     return str(script)
 
@@ -53,9 +64,24 @@ def _hostile_config(root: Path, tmp_path: Path) -> Path:
         "gpg.program": _marker(bin_dir, marks, "gpg"),
         "log.showSignature": "true",
         "merge.verifySignatures": "true",
+        # run by git interpret-trailers: .command for every commit given a --trailer, .cmd
+        # when a trailer of its key (here one of heal's own) is given
+        "trailer.x.command": _trailer_program(bin_dir, marks, "trailer-command"),
+        "trailer.y.cmd": _trailer_program(bin_dir, marks, "trailer-cmd"),
+        "trailer.h.key": "Healed-by",
+        "trailer.h.cmd": _trailer_program(bin_dir, marks, "trailer-cmd-healed-by"),
+        "core.editor": _marker(bin_dir, marks, "editor"),
+        "sequence.editor": _marker(bin_dir, marks, "sequence-editor"),
     }
     for key, value in settings.items():
         git(root, "config", key, value)
+    # the same through a file the repository's config includes
+    included = tmp_path / "included.gitconfig"
+    included.write_text(f"[trailer \"inc\"]\n\tcommand = "
+                        f"{_trailer_program(bin_dir, marks, 'trailer-included')}\n"
+                        f"[trailer \"incf\"]\n\tkey = Heal-Fix\n\tcmd = "
+                        f"{_trailer_program(bin_dir, marks, 'trailer-included-cmd')}\n")
+    git(root, "config", "include.path", str(included))
     # a file only linked worktrees include (their git dir is .git/worktrees/<name>)
     only_worktrees = tmp_path / "worktree.gitconfig"
     only_worktrees.write_text(f"[filter \"w\"]\n\tclean = {_marker(bin_dir, marks, 'clean-w')}\n"
@@ -118,6 +144,21 @@ def test_heal_run_starts_no_program_the_repository_s_git_config_names(
     assert "Heal-Fix: fs.permission_denied_exec/fix" in commit
     assert "gpgsig" not in commit
     assert git(root, "ls-files", "-s", "run.sh").startswith("100755 ")
+    # And heal's commit message is heal's alone: subject, body, and its three trailers, which
+    # git still reads as trailers (no trailer program ran, none of their output is in it)
+    message = git(root, "log", "-1", "--format=%B")
+    assert "injected" not in message
+    subject, body, trailers = message.split("\n\n")
+    assert subject.startswith("heal: ")
+    assert body.startswith("Automated fix for error ")
+    fine = trailers.splitlines()[1].removeprefix("Heal-Fingerprint: ")
+    assert trailers.splitlines() == ["Healed-by: heal", f"Heal-Fingerprint: {fine}",
+                                     "Heal-Fix: fs.permission_denied_exec/fix"]
+    assert git(root, "log", "-1", "--format=%(trailers:only,unfold)").splitlines() == \
+        trailers.splitlines()
+    parsed = subprocess.run(["git", "interpret-trailers", "--parse"], input=message,
+                            cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert parsed.splitlines() == trailers.splitlines()
 
 
 def test_cherry_pick_revert_and_diffs_start_no_configured_program(
@@ -160,3 +201,28 @@ def test_cherry_pick_revert_and_diffs_start_no_configured_program(
     assert sorted(p.name for p in marks.iterdir()) == ["user-clean", "user-smudge"]
     for commit in (fix, picked, "HEAD"):
         assert "gpgsig" not in repo.run("cat-file", "commit", commit).stdout
+    # And the fix's and the revert's trailers are heal's own, read back as trailers
+    assert repo.run("log", "-1", "--format=%(trailers:key=Heal-Fix,valueonly)",
+                    picked).stdout.strip() == "f/fix"
+    assert repo.run("log", "-1", "--format=%B", fix).stdout.rstrip("\n") == \
+        "fix\n\nbody\n\nHealed-by: heal\nHeal-Fingerprint: fp\nHeal-Fix: f/fix"
+    assert repo.run("log", "-1", "--format=%(trailers)").stdout.strip() == \
+        "Healed-by: heal (rollback)"
+
+
+def test_a_commit_heal_runs_without_a_message_opens_no_editor(tmp_path: Path) -> None:
+    # Given a repository whose config names an editor (core.editor) and a staged change
+    root = _repo(tmp_path)
+    marks, bin_dir = tmp_path / "marks", tmp_path / "bin"
+    marks.mkdir()
+    bin_dir.mkdir()
+    git(root, "config", "core.editor", _marker(bin_dir, marks, "editor"))
+    git(root, "config", "sequence.editor", _marker(bin_dir, marks, "sequence-editor"))
+    (root / "README.md").write_text("changed\n")
+    git(root, "add", "README.md")
+    # When heal's git is asked for a commit that would need a message typed in
+    done = GitRepo(root).run("commit", check=False)
+    # Then no editor ran: git stops for want of a message and nothing is committed
+    assert done.returncode != 0
+    assert sorted(p.name for p in marks.iterdir()) == []
+    assert git(root, "log", "--format=%s") == "init"
