@@ -10,13 +10,23 @@ checked (removing an import from a module outside ``calc`` is a behaviour change
 
 Operands are taken only when every one is a plain path inside the repository: relative (or
 absolute under the working directory, made relative), no ``..``, not leading out through a
-symlink, existing. Options of the failing command are never carried over; a word right after
-a bare option that names no file is read as that option's value (``--select F401``); one that
-names a file after an option that may take a value (``--exclude gen``) leaves the scope
-untold, and so does ``-`` (standard input). When the scope cannot be told (no trusted
-command, another command such as ``make lint``, an operand that is not a plain path inside
-the repository), the fix keeps its ``.`` (the working directory) but is *held*: verified in a
-worktree and suggested, applied only when a person names it (``heal apply``).
+symlink, existing. Options of the failing command are never carried over, so the scope is
+told only when every word after the tool is a plain path or an option of a short allow-list
+(:data:`_OUTPUT_ONLY`, per tool) that changes neither the files checked, nor the rules, nor
+the configuration read: output, verbosity and cache (``-q``, ``--no-cache``,
+``--output-format=github``, ``--diff``, ``--check`` of a formatter). Any other option, as
+``--opt=value``, ``--opt value``, a short option or combined short flags (``-qn``), leaves the
+scope untold (``--exclude=gen``, ``--extend-exclude``, ``--select``, ``--ignore=F401``,
+``--config``, ``--isolated``, ``--preview``, ``--stdin-filename``: what the failing step
+checked differs from what the fix without them would change, and re-running the failing
+command could not notice). So does ``-`` (standard input). With no operand, ruff's own
+default, the working directory, is what was checked (under the same configuration, since no
+option changed the file set), and the fix gets ``-- .``; black and isort check nothing without
+an operand, so for them the scope is untold. When the scope cannot be told (no trusted
+command, another command such as ``make lint``, an option outside the allow-list, an operand
+that is not a plain path inside the repository), the fix keeps its ``.`` (the working
+directory) but is *held*: verified in a worktree and suggested, applied only when a person
+names it (``heal apply``).
 """
 
 from __future__ import annotations
@@ -31,15 +41,26 @@ from typing import Any
 _LAUNCHERS = (("uv", "run"), ("poetry", "run"), ("pdm", "run"), ("pipenv", "run"))
 _SHOWN = 200
 _SHELLS = ("sh", "bash", "dash", "zsh")
-#: options of ruff, black and isort that take no value (a word after one is an operand)
-_FLAGS = frozenset((
-    "--check", "--diff", "--fix", "--no-fix", "--fix-only", "--unsafe-fixes",
-    "--no-unsafe-fixes", "--show-fixes", "--no-show-fixes", "--statistics", "--exit-zero",
-    "--exit-non-zero-on-fix", "--no-cache", "--preview", "--no-preview", "--isolated",
-    "--force-exclude", "--no-force-exclude", "--respect-gitignore", "--no-respect-gitignore",
-    "--quiet", "--silent", "--verbose", "--fast", "--safe", "--color", "--no-color",
-    "--check-only", "--df", "--skip-string-normalization", "--skip-magic-trailing-comma",
-    "-q", "-s", "-v", "-e", "-n", "-c", "-S", "-C"))
+#: per tool (its words): the options that change only output, verbosity or the cache, never
+#: the files checked, the rules, the fixes or the configuration read; any other option leaves
+#: the scope untold. A name ending in ``=`` takes a value (``--output-format=github`` or
+#: ``--output-format github``). Not here on purpose: ``--preview`` (selects preview rules),
+#: ``--isolated`` (ignores the configuration), ``--force-exclude``/``--respect-gitignore``
+#: (the file set), ``--fixable``/``--unfixable``, ``--target-version``/``--line-length``
+#: (what a rule reports), ``--exit-zero``, ``-o``/``--output-file`` and ``--stdin-filename``;
+#: black's ``-c`` is ``--code`` and isort's ``-V`` is ``--version``.
+_RUFF_OUTPUT = ("-q", "--quiet", "-s", "--silent", "-v", "--verbose", "-n", "--no-cache",
+                "--diff", "--output-format=", "--color=")
+_OUTPUT_ONLY: dict[tuple[str, ...], frozenset[str]] = {
+    ("ruff", "check"): frozenset((*_RUFF_OUTPUT, "--show-fixes", "--statistics")),
+    ("ruff", "format"): frozenset((*_RUFF_OUTPUT, "--check")),
+    ("black",): frozenset(("--check", "--diff", "--color", "--no-color", "-q", "--quiet",
+                           "-v", "--verbose")),
+    ("isort",): frozenset(("--check-only", "--check", "-c", "--diff", "--df", "-q",
+                           "--quiet", "-v", "--verbose")),
+}
+#: tools whose own default with no path operand is the working directory
+_DOT_BY_DEFAULT = frozenset((("ruff", "check"), ("ruff", "format")))
 #: characters that make a shell string more than one plain command
 _SHELL_SYNTAX = frozenset("\n;&|<>$`(){}[]*?~!#\\")
 
@@ -60,7 +81,7 @@ def scoped(rendered: dict[str, Any], command: Sequence[str], root: Path,
         return rendered, _held(whole, "the failing command is not trusted (not from heal run "
                                "here, not in [trust] commands), so heal cannot tell which "
                                "paths it checked")
-    found = _operands(list(command), [[str(w) for w in t] for t in tools], cwd)
+    found = _operands(list(command), [[str(w) for w in t] for t in tools])
     shown = " ".join(command)[:_SHOWN]
     if found is None:
         names = " or ".join(f"`{' '.join(t)} PATH...`" for t in tools)
@@ -75,7 +96,7 @@ def scoped(rendered: dict[str, Any], command: Sequence[str], root: Path,
         if problem:
             return rendered, _held(whole, f"the failing command `{shown}` names {problem}")
         paths.append(path)
-    return {**rendered, "argv": [*argv[:-1], "--", *(paths or ["."])]}, ""
+    return {**rendered, "argv": [*argv[:-1], "--", *paths]}, ""
 
 
 def _held(whole: str, why: str) -> str:
@@ -84,15 +105,15 @@ def _held(whole: str, why: str) -> str:
             "tool itself with its paths under heal run to have it applied)")
 
 
-def _operands(command: list[str], tools: list[list[str]],
-              cwd: Path) -> tuple[list[str], str] | None:
+def _operands(command: list[str], tools: list[list[str]]
+              ) -> tuple[list[str], str] | None:
     """The failing command's operands after the tool's words and what makes them ambiguous
     (see :func:`_positional`); None when it is another command."""
     words = _unwrapped(command)
     for tool in tools:
         n = len(tool)
         if len(words) >= n and Path(words[0]).name == tool[0] and words[1:n] == tool[1:]:
-            return _positional(words[n:], cwd)
+            return _positional(tuple(tool), words[n:])
     return None
 
 
@@ -123,25 +144,39 @@ def _plain_words(text: str) -> list[str]:
         return []
 
 
-def _positional(args: list[str], cwd: Path) -> tuple[list[str], str]:
-    """(the words that are operands, why they cannot be told or ''): after ``--`` all,
-    before it those that are no option and no option's value. A word right after a bare
-    option that is no known flag is that option's value when it names no file; when it names
-    one (``--exclude gen``, ``--config ruff.toml``) it may be either, so nothing is taken."""
+def _positional(tool: tuple[str, ...], args: list[str]) -> tuple[list[str], str]:
+    """(the words that are operands, why the scope cannot be told or ''): after ``--`` all,
+    before it those that are no option; every option must be one of the tool's
+    :data:`_OUTPUT_ONLY` (with its value when it takes one), else nothing is taken. No
+    operand is ``.`` for a tool whose default is the working directory."""
+    allowed = _OUTPUT_ONLY.get(tool, frozenset())
     out: list[str] = []
-    option = ""
-    for n, word in enumerate(args):
+    n = 0
+    while n < len(args):
+        word = args[n]
+        n += 1
         if word == "--":
-            return out + args[n + 1:], ""
-        if word.startswith("-") and word != "-":
-            option = "" if "=" in word or word in _FLAGS else word
-            continue
-        if not option:
+            out += args[n:]
+            break
+        if not word.startswith("-") or word == "-":
             out.append(word)
-        elif os.path.lexists(cwd / word):
-            return [], (f"{word[:_SHOWN]!r} right after the option {option[:_SHOWN]!r}: a "
-                        "path, or that option's value")
-        option = ""
+            continue
+        name, eq, value = word.partition("=")
+        if name + "=" in allowed:  # takes a value: in this word or the next
+            if not eq:
+                value = args[n] if n < len(args) else ""
+                n += 1
+            if value and not value.startswith("-"):
+                continue
+        elif not eq and word in allowed:
+            continue
+        return [], (f"the option {word[:_SHOWN]!r}, which may change the files or rules it "
+                    "checked or the configuration it read (only plain paths and the options "
+                    f"{', '.join(sorted(o.rstrip('=') for o in allowed)) or 'none'} are read)")
+    if not out:
+        if tool not in _DOT_BY_DEFAULT:
+            return [], "no path"
+        out = ["."]
     return out, ""
 
 

@@ -105,17 +105,52 @@ def test_a_hostile_path_argument_never_reaches_the_fix(
     assert calls and not any(argument in call for call in calls), (calls, out)
     assert (other / "x.py").read_text() == UNUSED, out
     assert (root / "boom.py").read_text() == SIDE_EFFECT, out
-    if hostile.startswith("--"):
-        # an option of the failing command is not carried over: calc/ is fixed, only it
-        assert done.returncode == 0, out
-        assert calls == ["check --fix -- calc"], out
-        assert _changed(root) == ["calc/ops.py"], out
-    else:
-        # not a plain path inside the repository: the fix may act on the whole working
-        # directory in a verification worktree only; nothing is applied
-        assert all(call == "check --fix ." for call in calls), (calls, out)
-        assert done.returncode != 0 and _head(root) == head, out
-        assert (root / "calc" / "ops.py").read_text() == UNUSED, out
+    # an option (QA s14c D1: also as --opt=value) or a path that is not plain inside the
+    # repository: the fix may act on the whole working directory in a verification worktree
+    # only; nothing is applied
+    assert all(call == "check --fix ." for call in calls), (calls, out)
+    assert done.returncode != 0 and _head(root) == head, out
+    assert (root / "calc" / "ops.py").read_text() == UNUSED, out
+
+
+@pytest.mark.parametrize("command", [
+    ("ruff", "check", "--extend-exclude=calc/legacy.py", "calc"),  # QA s14c D1
+    ("ruff", "check", "--exclude=boom.py,calc/legacy.py"),  # D1: no operand, was `-- .`
+    ("ruff", "check", "--ignore=F401", "calc"),  # D2: fails on F541 only
+    ("ruff", "check", "--ignore", "F401", "calc"),  # D2, two words
+    ("bash", "-c", "ruff check --extend-select F541 --exclude calc/legacy.py calc"),
+])
+def test_an_option_that_narrows_the_check_holds_the_fix(
+        tmp_path: Path, heal_env: dict[str, str], own_database: str,
+        command: tuple[str, ...]) -> None:
+    """QA s14c D1/D2: the failing step excluded a file or ignored a rule, so a fix run without
+    that option would edit what nothing checked (the side-effect import in calc/legacy.py),
+    and re-running the failing command could not notice: the fix is verified but held."""
+    root = _repo(tmp_path)
+    (root / "calc" / "legacy.py").write_text(SIDE_EFFECT)
+    (root / "calc" / "fs.py").write_text('def k():\n    return f"abc"\n')  # F541
+    subprocess.run([*GIT, "add", "-A"], cwd=root, check=True)
+    subprocess.run([*GIT, "commit", "-qm", "more"], cwd=root, check=True)
+    head = _head(root)
+    done = _heal(root, heal_env, *command)
+    out = done.stdout + done.stderr
+    assert done.returncode != 0 and _head(root) == head, out
+    assert "not applied by itself" in out and "the option" in out, out
+    assert (root / "calc" / "legacy.py").read_text() == SIDE_EFFECT, out
+    assert (root / "boom.py").read_text() == SIDE_EFFECT, out
+    assert (root / "calc" / "ops.py").read_text() == UNUSED, out
+    assert all(call == "check --fix ." for call in _fix_calls(root)), out
+
+
+def test_an_output_only_option_keeps_the_scope(
+        tmp_path: Path, heal_env: dict[str, str], own_database: str) -> None:
+    """`ruff check --output-format=concise -q calc` changes only the output (as the Action's
+    `--output-format=github` does): the fix still acts on calc/ and is applied."""
+    root = _repo(tmp_path)
+    done = _heal(root, heal_env, "ruff", "check", "--output-format=concise", "-q", "calc")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _changed(root) == ["calc/ops.py"]
+    assert _fix_calls(root) == ["check --fix -- calc"]
 
 
 def test_an_unknown_scope_is_verified_but_held_for_a_person(

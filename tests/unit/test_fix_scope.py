@@ -12,6 +12,7 @@ from pipeline.fixes.scope import scoped
 from pipeline.model import Category, FixKind
 
 FIX = {"argv": ["ruff", "check", "--fix", "."], "scope_of": [["ruff", "check"]]}
+ALL = [["ruff", "check"], ["ruff", "format"], ["black"], ["isort"]]
 
 
 @pytest.fixture
@@ -25,9 +26,14 @@ def root(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(("command", "argv_tail"), [
     (["ruff", "check", "calc", "tests"], ["--", "calc", "tests"]),
     (["ruff", "check"], ["--", "."]),
-    (["/venv/bin/ruff", "check", "--select", "F401", "calc"], ["--", "calc"]),
-    (["ruff", "check", "--config=evil.toml", "--fix", "calc"], ["--", "calc"]),
+    (["/venv/bin/ruff", "check", "-q", "--no-cache", "calc"], ["--", "calc"]),
+    (["ruff", "check", "--output-format=github", "--show-fixes", "calc"], ["--", "calc"]),
+    (["ruff", "check", "--output-format", "concise", "calc"], ["--", "calc"]),
+    (["ruff", "check", "--output-format", "calc"], ["--", "."]),  # calc is the format
+    (["ruff", "format", "--check", "--diff", "-n"], ["--", "."]),
+    (["ruff", "check", "--", "."], ["--", "."]),
     (["black", "--check", "-q", "calc"], ["--", "calc"]),
+    (["isort", "--check-only", "--diff", "a.py"], ["--", "a.py"]),
     (["python3", "-m", "ruff", "check", "calc"], ["--", "calc"]),
     (["uv", "run", "ruff", "check", "a.py"], ["--", "a.py"]),
     (["bash", "-c", "ruff check 'calc'"], ["--", "calc"]),
@@ -35,7 +41,7 @@ def root(tmp_path: Path) -> Path:
 ])
 def test_the_checked_paths_replace_the_dot(root: Path, command: list[str],
                                            argv_tail: list[str] | None) -> None:
-    fix = {**FIX, "scope_of": [["ruff", "check"], ["black"]]}
+    fix = {**FIX, "scope_of": ALL}
     rendered, held = scoped(fix, command, root, root)
     if argv_tail is None:
         assert held and rendered["argv"][-1] == "."
@@ -59,6 +65,31 @@ def test_an_unknown_scope_keeps_the_dot_and_is_held(root: Path, command: list[st
     (root / "out").symlink_to(root.parent)
     rendered, held = scoped(FIX, command, root, root)
     assert rendered == FIX and "not applied by itself" in held
+
+
+@pytest.mark.parametrize("command", [
+    # QA s14c D1/D2: any option outside the tool's output-only allow-list, in any form
+    ["ruff", "check", "--extend-exclude=calc/legacy.py", "calc"],
+    ["ruff", "check", "--exclude=boom.py,calc/legacy.py"],
+    ["ruff", "check", "--config=ci.toml", "calc"], ["ruff", "check", "--stdin-filename=x.py"],
+    ["ruff", "check", "--ignore=F401", "calc"], ["ruff", "check", "--ignore", "F401", "calc"],
+    ["ruff", "check", "--select", "F401", "calc"], ["ruff", "check", "--extend-select=I", "a.py"],
+    ["ruff", "check", "--config=evil.toml", "--fix", "calc"], ["ruff", "check", "-qe", "calc"],
+    ["ruff", "check", "--preview", "calc"], ["ruff", "check", "--isolated", "calc"],
+    ["ruff", "check", "--force-exclude", "a.py"], ["ruff", "check", "-q=1", "calc"],
+    ["ruff", "check", "--output-format", "--exclude=x", "calc"],
+    ["ruff", "check", "--output-format="], ["ruff", "format", "--line-length=200", "calc"],
+    ["ruff", "format", "--show-fixes", "calc"], ["black", "-c", "x=1"], ["black", "--check"],
+    ["black", "-S", "calc"], ["isort", "--profile=black", "a.py"], ["isort", "-V"],
+    ["bash", "-c", "ruff check --ignore=F401 calc"],
+    ["uv", "run", "ruff", "check", "--exclude=calc", "."],
+])
+def test_an_option_outside_the_allow_list_leaves_the_scope_untold(
+        root: Path, command: list[str]) -> None:
+    fix = {**FIX, "scope_of": ALL}
+    rendered, held = scoped(fix, command, root, root)
+    assert rendered == fix and "not applied by itself" in held
+    assert ("the option" in held) or ("no path" in held), held
 
 
 def test_a_fix_without_scope_of_is_left_alone(root: Path) -> None:
