@@ -194,3 +194,48 @@ def test_an_argument_and_a_checkout_path_that_are_not_utf8_keep_the_status(
     done = _heal(["run", "--", sys.executable, b"b\xffad.py"],
                  {**env, "HEAL_REDIS_URL": UNREACHABLE}, checkout)
     assert done.returncode == 1 and "internal error" not in done.stderr, done.stderr
+
+
+def test_a_workflow_step_and_env_that_are_not_utf8_keep_the_status_and_the_report(
+        tmp_path: Path, heal_env: dict[str, str], client: redis.Redis) -> None:
+    """`--workflow`, `--step`, `HEAL_RUN_ID`/`HEAL_PHASE` and a `--json-file` path holding a
+    Latin-1 byte (QA s14d #1): the failure is published with each byte shown as \\xff and the
+    fields named in tags.not_utf8; the status is kept and the CI gets its report (before: the
+    event could not be encoded, "internal error", exit 1, no outputs, no JSON). The command
+    and checkout are exact, so the event is still signed. A passing command under the same
+    workflow exits 0 and learns without a warning (before: UnicodeEncodeError)."""
+    env = {**_env(Path(heal_env["HEAL_HOME"]), **{k: v for k, v in heal_env.items()
+                                                   if k != "HEAL_HOME"}), **_ci(tmp_path)}
+    envb = {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
+    envb[b"HEAL_RUN_ID"] = b"r\xff1"
+    envb[b"HEAL_PHASE"] = b"p\xff"
+    folder = os.fsencode(tmp_path) + b"/j\xff"
+    os.mkdir(folder)
+    out = folder + b"/d.json"
+    done = subprocess.run(
+        [*HEAL, "run", "--timeout", "90", "--workflow", b"w\xff", "--step", b"s\xff",
+         "--json-file", out, "--", "sh", "-c", "exit 3"],
+        env=envb, cwd=tmp_path, capture_output=True, text=True, errors="replace",
+        timeout=240, check=False)
+    assert done.returncode == 3, done.stderr
+    assert "internal error" not in done.stderr and "could not" not in done.stderr, done.stderr
+    with open(out, "rb") as fh:
+        decision = json.loads(fh.read())
+    assert decision["error_id"] and decision["decision"] != "not reported"
+    outputs = _outputs(tmp_path / "output")
+    assert outputs["error-id"] == decision["error_id"] and outputs["resolved"] == "false"
+    (raw,) = [f[b"event"] for _, f in client.xrange(f"{heal_env['HEAL_STREAM_PREFIX']}:errors")]
+    event = orjson.loads(raw)
+    assert event["workflow"] == {"id": "w\\xff", "run_id": "r\\xff1", "phase": "p\\xff",
+                                 "step": "s\\xff"}
+    assert event["tags"]["not_utf8"] == ["workflow.id", "workflow.run_id",
+                                         "workflow.phase", "workflow.step"]
+    assert "heal_attest" in event["tags"]  # the command and the checkout are exact
+    # (the heading escapes the backslash for Markdown: it reads s\xff)
+    assert "heal: s\\\\xff\n" in (tmp_path / "summary.md").read_text()
+    passed = subprocess.run(
+        [*HEAL, "run", "--workflow", b"w\xff", "--step", b"s\xff", "--", "true"],
+        env=envb, cwd=tmp_path, capture_output=True, text=True, errors="replace",
+        timeout=120, check=False)
+    assert passed.returncode == 0, passed.stderr
+    assert "failed" not in passed.stderr and "internal error" not in passed.stderr, passed.stderr
