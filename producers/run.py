@@ -194,6 +194,8 @@ class RunSession:
         #: the failure's event once built, and whether it reached the error stream
         self._event: ErrorEvent | None = None
         self._published = False
+        #: why the wait ended without a decision, when the pipeline failed while deciding
+        self._why_undecided = ""
 
     @property
     def client(self) -> Any:
@@ -355,10 +357,11 @@ class RunSession:
         if not self.opts.wait:
             note = "not waited for (--no-wait)"
         elif decision is None:
-            note = "no decision: the pipeline failed while deciding"
+            # (the decision cell reads "no decision: <note>": the note says why, once)
+            note = self._why_undecided or "the pipeline failed while deciding"
         else:
-            note = decision.dead_reason or (
-                "" if outcome else f"no decision within {self.opts.timeout_s:g}s")
+            note = decision.dead_reason or ("" if outcome else (
+                f"waited {self.opts.timeout_s:g}s (--timeout); the error stays queued"))
         try:
             report = ci.collect(self.client, self.settings, event, status, outcome, note)
             ci.report_ci(report)
@@ -436,10 +439,12 @@ class RunSession:
             if os.environ.get("HEAL_DEBUG"):
                 traceback.print_exc()
             if isinstance(exc, AccessRefused):  # the server is up: what to grant, no outage
-                self.say(f"no decision: Redis refused the pipeline a command it needs ({exc})")
-                return None, False
-            kind = "" if isinstance(exc, HealError) else f"{type(exc).__name__}: "
-            self.say(f"no decision: the pipeline failed while deciding ({kind}{exc})")
+                why = f"Redis refused the pipeline a command it needs ({exc})"
+            else:
+                kind = "" if isinstance(exc, HealError) else f"{type(exc).__name__}: "
+                why = f"the pipeline failed while deciding ({kind}{exc})"
+            self._why_undecided = redact(carried(why))
+            self.say(f"no decision: {why}")
             return None, False
         self._report(decision, error_id)
         return decision, False

@@ -81,7 +81,10 @@ def _what(report: RunReport) -> str:
         # while no other suggestion of it waits)
         return f"heal suggests {fix}; apply it with: heal apply {report.event.id}"
     what = _DID.get(report.decision, "heal: " + report.decision.replace("{", "(") + "{fix}")
-    return what.replace("{fix}", f" {fix_id}" if fix_id else "")
+    what = what.replace("{fix}", f" {fix_id}" if fix_id else "")
+    if report.outcome is None and report.decision in ("none", "not reported") and report.note:
+        what += f": {report.note}"  # why (PostgreSQL unreachable, no decision in time...)
+    return what
 
 
 def workflow_commands(report: RunReport) -> list[str]:

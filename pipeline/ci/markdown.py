@@ -75,6 +75,10 @@ def _rows(report: RunReport) -> list[tuple[str, str]]:
                               + (f", score {float(score):.2f}" if score is not None else "")))
     elif report.outcome is None and report.undecided in ("not reported", "interrupted"):
         rows.append(("match", "not looked up: nothing was published"))
+    elif report.outcome is None:
+        # published, no decision (the wait ended, or the pipeline failed: PostgreSQL down):
+        # whether a lookup ran, and whether the error waits for review, is not known here
+        rows.append(("match", "not known: the pipeline reached no decision"))
     else:
         rows.append(("match", "no known pattern (queued for review: `heal issues list`)"))
     if fix:

@@ -38,7 +38,8 @@ class RunReport:
     candidate: CandidateEvent | None = None
     verdict: VerdictEvent | None = None
     diff: str = ""
-    #: why there is no outcome ("no decision within 120s", a dead-letter reason)
+    #: why there is no outcome ("waited 120s (--timeout)...", a dead-letter reason, the
+    #: pipeline's failure); a report says "no decision: " before it
     note: str = ""
     params: dict[str, Any] = field(default_factory=dict)
     #: the error in one line, when the fingerprint's extraction found a type and a message

@@ -239,3 +239,38 @@ def test_a_workflow_step_and_env_that_are_not_utf8_keep_the_status_and_the_repor
         timeout=120, check=False)
     assert passed.returncode == 0, passed.stderr
     assert "failed" not in passed.stderr and "internal error" not in passed.stderr, passed.stderr
+
+
+def test_postgresql_unreachable_is_a_published_failure_without_a_decision(
+        tmp_path: Path, redis_url: str, prefix: str) -> None:
+    """PostgreSQL unreachable, Redis up (QA s14d #4): the error is published (error-id set),
+    the decision is `none` with the reason in `detail`, as README and action.yml say of it
+    (before: they called this `not reported`); the summary neither claims it was queued for
+    review (no lookup ran, and `heal issues list` reads the database that is down) nor says
+    "no decision" twice; the annotation says why."""
+    env = _env(tmp_path / "home", HEAL_REDIS_URL=redis_url, HEAL_STREAM_PREFIX=prefix,
+               HEAL_DATABASE_URL="postgresql://u:pw@127.0.0.1:1/db", **_ci(tmp_path))
+    (tmp_path / "boom.py").write_text("import nosuchmod_abc\n")
+    done = _heal(["run", "--timeout", "60", "--json", "--", sys.executable, "boom.py"], env,
+                 tmp_path)
+    assert done.returncode == 1, done.stderr
+    decision = _decision_line(done.stderr)
+    outputs = _outputs(tmp_path / "output")
+    assert decision["decision"] == outputs["decision"] == "none" and decision["error_id"]
+    assert outputs["error-id"] == decision["error_id"] and outputs["resolved"] == "false"
+    assert decision["detail"].startswith("the pipeline failed while deciding ("), decision
+    summary = (tmp_path / "summary.md").read_text()
+    assert "queued" not in summary and "heal issues list" not in summary, summary
+    assert "no decision: no decision" not in summary
+    assert "| decision | **no decision**: the pipeline failed while deciding " in summary, summary
+    assert "| match | not known: the pipeline reached no decision |" in summary, summary
+    (annotation,) = [ln for ln in done.stderr.splitlines() if ln.startswith("::error ")]
+    assert "heal reached no decision: the pipeline failed while deciding" in annotation
+    # README and action.yml say what this case is
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    action = " ".join((ROOT / "action.yml").read_text().split())
+    for text in (readme, action):
+        assert "PostgreSQL unreachable" in text
+        assert "Redis or PostgreSQL unreachable" not in text
+    assert ("`none` with `error-id` set: the error was published and no decision came "
+            "(PostgreSQL unreachable") in readme
