@@ -384,12 +384,16 @@ class RunSession:
                       ) -> RunReport:
         """A decision report built without reading anything back from the engines; for an
         event that was not published, no error id (there is none to look up)."""
-        from pipeline.ci.report import RunReport
+        from pipeline.ci.report import RunReport, describe
         from producers.unpublished import UnpublishedReport
 
         if self._published:
-            return RunReport(event, status, note=note, undecided=decision)
-        return UnpublishedReport(replace(event, id=""), status, note=note, undecided=decision)
+            report = RunReport(event, status, note=note, undecided=decision)
+        else:
+            report = UnpublishedReport(replace(event, id=""), status, note=note,
+                                       undecided=decision)
+        describe(report)  # the error's file, line and summary: known without the engines
+        return report
 
     def _report_plain(self, result: RunResult, decision: str, note: str) -> None:
         """The decision JSON and the CI providers' report of a failure heal did not follow

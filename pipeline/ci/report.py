@@ -152,7 +152,7 @@ def collect(client: Any, settings: Settings, event: ErrorEvent, exit_status: int
                              event.id)
     report.verdict = _find(client, settings, STREAM_VERDICTS, VerdictEvent.decode, event.id)
     report.params = dict(report.candidate.params) if report.candidate is not None else {}
-    _describe(report)
+    describe(report)
     commit = (outcome.commit if outcome is not None else "") or (
         report.verdict.commit if report.verdict is not None else "")
     if commit and event.repo.path:
@@ -172,8 +172,10 @@ def _find(client: Any, settings: Settings, suffix: str, decode: Any, error_id: s
     return None
 
 
-def _describe(report: RunReport) -> None:
-    """Fill the one-line summary and, when the extraction named none, the file and line."""
+def describe(report: RunReport) -> None:
+    """Fill the one-line summary and, when the extraction named none, the file and line:
+    local (the fingerprint's extraction of the text), so a report built without the engines
+    (not reported, interrupted) has them too. Never raises."""
     from pipeline.fingerprint import fingerprint_text
 
     event = report.event
@@ -189,7 +191,10 @@ def _describe(report: RunReport) -> None:
         if ex is not None and ex.error_type:
             report.summary_line = f"{ex.error_type}: {ex.message}".strip()[:300]
     if not report.params.get("file"):
-        found = locate(event.text, event.repo.path)
+        try:
+            found = locate(event.text, event.repo.path)
+        except Exception:  # noqa: BLE001 - a report never fails the run
+            found = None
         if found is not None:
             report.params["file"], report.params["line"] = found
 

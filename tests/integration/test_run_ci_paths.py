@@ -274,3 +274,38 @@ def test_postgresql_unreachable_is_a_published_failure_without_a_decision(
         assert "Redis or PostgreSQL unreachable" not in text
     assert ("`none` with `error-id` set: the error was published and no decision came "
             "(PostgreSQL unreachable") in readme
+
+
+def test_the_not_reported_and_interrupted_reports_name_the_errors_file_and_line(
+        tmp_path: Path) -> None:
+    """Redis unreachable, and Ctrl-C (QA s14d #5): the file and line of the error are found
+    without the engines, as for a decided error: in decision.json, the annotation's `file=`
+    and the Code Quality entry (before: null, no `file=`, `.gitlab-ci.yml:1`)."""
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=tmp_path, check=True)
+    (tmp_path / "calc").mkdir()
+    (tmp_path / "calc" / "boom.py").write_text("import os\nimport nosuchmod_abc\n")
+    (tmp_path / "calc" / "slow.py").write_text(
+        "import time\nprint('started', flush=True)\ntime.sleep(30)\n")
+    env = _env(tmp_path / "home", HEAL_REDIS_URL=UNREACHABLE, **_ci(tmp_path))
+    done = _heal(["run", "--timeout", "30", "--", sys.executable, "boom.py"], env,
+                 tmp_path / "calc")
+    assert done.returncode == 1, done.stderr
+    decision = json.loads((tmp_path / "runner" / "heal" / "decision.json").read_text())
+    assert decision["decision"] == "not reported"
+    assert decision["error"]["file"] == "calc/boom.py" and decision["error"]["line"] == 2
+    assert decision["error"]["headline"].startswith("ModuleNotFoundError: ")
+    assert "::error file=calc/boom.py,line=2,title=heal::" in done.stderr, done.stderr
+    (issue,) = json.loads((tmp_path / "project" / "gl-code-quality-report.json").read_text())
+    assert issue["location"]["path"] == "calc/boom.py", issue
+    assert issue["location"]["lines"]["begin"] == 2
+    proc = subprocess.Popen([*HEAL, "run", "--", sys.executable, "slow.py"], env=env,
+                            cwd=tmp_path / "calc", stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    decision = json.loads((tmp_path / "runner" / "heal" / "decision.json").read_text())
+    assert decision["decision"] == "interrupted"
+    assert decision["error"]["file"] == "calc/slow.py" and decision["error"]["line"] == 3
+    assert "::error file=calc/slow.py,line=3,title=heal::" in err, err
