@@ -309,3 +309,50 @@ def test_the_not_reported_and_interrupted_reports_name_the_errors_file_and_line(
     assert decision["decision"] == "interrupted"
     assert decision["error"]["file"] == "calc/slow.py" and decision["error"]["line"] == 3
     assert "::error file=calc/slow.py,line=3,title=heal::" in err, err
+
+
+def test_an_artifacts_dir_that_is_not_utf8_leaves_every_output_and_the_gitlab_report(
+        tmp_path: Path) -> None:
+    """`HEAL_ARTIFACTS_DIR`, then `RUNNER_TEMP`, holding a Latin-1 byte (QA s14d #6): every
+    step output is written (the path shown \\xff, with a warning saying what to change), and
+    the GitLab report too (before: the outputs stopped before artifacts-dir and resolved, the
+    Code Quality report and heal.env were skipped, "could not write the decision report")."""
+    env = _env(tmp_path / "home", HEAL_REDIS_URL=UNREACHABLE,
+               HEAL_DATABASE_URL="postgresql://u@127.0.0.1:1/db", **_ci(tmp_path))
+    envb = {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
+    artifacts = os.fsencode(tmp_path) + b"/rt\xff/a"
+    envb[b"HEAL_ARTIFACTS_DIR"] = artifacts
+    project = tmp_path / "project"
+
+    def run(environ: dict[bytes, bytes]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*HEAL, "run", "--", "sh", "-c", "exit 4"], env=environ,
+                              cwd=tmp_path, capture_output=True, text=True, errors="replace",
+                              timeout=120, check=False)
+
+    done = run(envb)
+    assert done.returncode == 4, done.stderr
+    assert "could not write the decision report" not in done.stderr, done.stderr
+    assert "not UTF-8" in done.stderr and "HEAL_ARTIFACTS_DIR" in done.stderr, done.stderr
+    outputs = _outputs(tmp_path / "output")
+    assert outputs == {"decision": "not reported", "fix-id": "", "patch-path": "",
+                       "error-id": "", "artifacts-dir": f"{tmp_path}/rt\\xff/a",
+                       "resolved": "false"}
+    with open(artifacts + b"/decision.json", "rb") as fh:
+        assert json.loads(fh.read())["decision"] == "not reported"
+    with open(artifacts + b"/heal.env", "rb") as fh:
+        assert b"HEAL_DECISION=not reported\n" in fh.read()
+    (issue,) = json.loads((project / "gl-code-quality-report.json").read_text())
+    assert "not reported" in issue["description"]
+    # RUNNER_TEMP instead: GitHub's default folder under it
+    (tmp_path / "output").unlink()
+    (project / "gl-code-quality-report.json").unlink()
+    del envb[b"HEAL_ARTIFACTS_DIR"]
+    envb[b"RUNNER_TEMP"] = os.fsencode(tmp_path) + b"/rt\xff"
+    done = run(envb)
+    assert done.returncode == 4, done.stderr
+    assert "could not write the decision report" not in done.stderr, done.stderr
+    outputs = _outputs(tmp_path / "output")
+    assert outputs["artifacts-dir"] == f"{tmp_path}/rt\\xff/heal"
+    assert outputs["resolved"] == "false" and outputs["decision"] == "not reported"
+    assert (project / "heal-artifacts" / "heal.env").is_file()
+    assert (project / "gl-code-quality-report.json").is_file()
