@@ -477,13 +477,19 @@ class RunSession:
             self.say(f"no decision within {self.opts.timeout_s:g}s; the error stays queued "
                      "(see `heal status`)")
             return
-        detail = f": {outcome.detail}" if outcome.detail else ""
+        said = outcome.detail
+        if outcome.status == "suggested" and error_id:
+            from pipeline.ci.report import one_handle
+
+            # the handle the summary, annotation and decision.json name: the error id
+            said = one_handle(said, outcome.fix_id, error_id)
+        detail = f": {said}" if said else ""
         fix = f" fix {outcome.fix_id}" if outcome.fix_id else ""
         messages = {
             "applied": f"applied and verified{fix}{detail}",
             "suggested": f"suggested{fix}{detail}"
                          + ("" if "heal apply" in detail
-                            else f" (apply it with `heal apply {outcome.fix_id}`)"),
+                            else f" (apply it with `heal apply {error_id or outcome.fix_id}`)"),
             "escalated": f"escalated to a human{detail}",
             "deferred": f"deferred{fix}{detail}",
             # (the detail says why: the mode, an ignored fingerprint, an untrusted repository)

@@ -9,6 +9,7 @@ decision JSON: the same object ``heal run --json`` prints and ``decision.json`` 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,6 +101,13 @@ class RunReport:
         inside = _inside(file, self.event.repo.path)
         return (inside, line) if inside else ("", None)
 
+    def one_handle(self, text: str) -> str:
+        """``text`` with each ``heal apply FIX_ID`` of a suggestion written ``heal apply
+        ERROR_ID`` (:func:`one_handle`)."""
+        if self.decision != "suggested":
+            return text
+        return one_handle(text, str((self.fix or {}).get("id") or ""), self.event.id)
+
     def to_json(self) -> dict[str, Any]:
         verdict = self.verdict
         file, line = self.location()
@@ -110,7 +118,8 @@ class RunReport:
             "exit_status": self.exit_status,
             "resolved": self.resolved,
             "decision": self.decision,
-            "detail": self.outcome.detail if self.outcome is not None else self.note,
+            "detail": self.one_handle(self.outcome.detail if self.outcome is not None
+                                      else self.note),
             "fingerprint": self.outcome.fine if self.outcome is not None else "",
             "error": {"headline": self.headline, "file": file or None, "line": line},
             "match": {"pattern_id": self.match.get("pattern_id"), "tier": self.match.get("tier"),
@@ -127,6 +136,18 @@ class RunReport:
             or (verdict.commit if verdict is not None else ""),
             "has_diff": bool(self.diff),
         }
+
+
+def one_handle(text: str, fix_id: str, error_id: str) -> str:
+    """``text`` with ``heal apply FIX_ID`` written ``heal apply ERROR_ID``: the validator names
+    the error, the applier the fix; the error id is the handle that always names exactly this
+    suggestion (a fix id does only while no other suggestion of it waits), so the summary,
+    the annotation, ``decision.json`` and the decision line tell the reader one command."""
+    if not fix_id or not error_id:
+        return text
+    # (a literal and a one-character look-ahead: linear in the text)
+    return re.sub(r"heal apply " + re.escape(fix_id) + r"(?![\w./:-])",
+                  lambda _m: f"heal apply {error_id}", text)
 
 
 def _inside(file: str, root: str) -> str:
