@@ -60,17 +60,29 @@ def _escapes_only(value: str) -> bool:
     return all(not 0xD800 <= ord(c) <= 0xDFFF or 0xDC80 <= ord(c) <= 0xDCFF for c in value)
 
 
+def _env_workflow(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The workflow's fields exactly as the environment gives them (not for an event)."""
+    env = os.environ if environ is None else environ
+    return {name: next((env[k] for k in keys if env.get(k)), "")
+            for name, keys in _WORKFLOW_ENV.items()}
+
+
 def workflow_from_env(
     environ: Mapping[str, str] | None = None, step: str = ""
 ) -> Workflow:
-    env = os.environ if environ is None else environ
-    found = {
-        name: carried(next((env[k] for k in keys if env.get(k)), ""))
-        for name, keys in _WORKFLOW_ENV.items()
-    }
+    found = {name: carried(value) for name, value in _env_workflow(environ).items()}
     if step:
         found["step"] = step
     return Workflow(**found)
+
+
+def inexact_workflow(environ: Mapping[str, str] | None = None, **given: str) -> list[str]:
+    """The workflow fields (``workflow.id`` ...) an event cannot carry exactly (a byte that
+    is not UTF-8, shown ``\\xNN`` by :func:`carried`): from the environment, or ``given``
+    (a non-empty value wins, as ``--workflow``/``--step`` win over the environment)."""
+    found = _env_workflow(environ)
+    found.update({name: value for name, value in given.items() if value})
+    return [f"workflow.{name}" for name in _WORKFLOW_ENV if not is_exact(found[name])]
 
 
 def _git(cwd: Path, *args: str) -> str:

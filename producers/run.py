@@ -14,7 +14,8 @@ could not be published, ``"interrupted"`` when Ctrl-C stopped the command); unde
 provider those failures get their CI report too (:meth:`RunSession._report_plain`). A file
 that cannot be written is a warning, never a change of the status. A command argument or
 checkout path that is not UTF-8 is run as given and carried in the event as ``\\xNN``
-(``tags.not_utf8``), unsigned (:meth:`RunSession._attested`).
+(``tags.not_utf8``), unsigned (:meth:`RunSession._attested`); a workflow field (``--workflow``,
+``--step``, the environment's) is carried the same way, and signed (no signature covers it).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from producers.context import (
     carried_repo,
     exact_repo_info,
     hostname,
+    inexact_workflow,
     is_exact,
     new_id,
     repo_info,
@@ -94,6 +96,7 @@ def carried_argv(argv: Sequence[str]) -> list[str]:
 
 #: the tag naming what an event carries with ``\xNN`` in place of bytes that are not UTF-8
 NOT_UTF8_TAG = "not_utf8"
+#: the fields of it the attestation signs (a stand-in among them leaves the event unsigned)
 _NOT_UTF8_SAID = {"command": "command line", "repo.path": "repository path"}
 
 
@@ -119,7 +122,10 @@ def run_workflow(opts: RunOptions, step: str) -> Workflow:
     event's constructor redacts it (the success path builds no event), not cut (the step
     record's key: see :meth:`RunSession._where`)."""
     found = workflow_from_env(step=step)
-    return redacted_fields(replace(found, id=opts.workflow) if opts.workflow else found)
+    # (a byte that is not UTF-8 shown \xNN, as the environment's are: the event, the step
+    # record's key and the learning all take it as text)
+    return redacted_fields(replace(found, id=carried(opts.workflow)) if opts.workflow
+                           else found)
 
 
 def event_where(workflow: Workflow, repo: Repo) -> tuple[Workflow, Repo, list[str]]:
@@ -151,7 +157,8 @@ def build_event(opts: RunOptions, result: RunResult, extra_tags: dict[str, Any] 
     exact = exact_repo_info(opts.cwd)
     # what the event cannot carry exactly (a byte that is not UTF-8), named, and shown \xNN
     not_utf8 = ([] if all(is_exact(arg) for arg in opts.argv) else ["command"]) + (
-        [] if is_exact(exact.path) else ["repo.path"])
+        [] if is_exact(exact.path) else ["repo.path"]) + inexact_workflow(
+        id=opts.workflow, step=opts.step)
     if not_utf8:
         tags[NOT_UTF8_TAG] = not_utf8
     workflow, repo, cut = event_where(run_workflow(opts, step), carried_repo(exact))
@@ -187,6 +194,8 @@ class RunSession:
         #: the failure's event once built, and whether it reached the error stream
         self._event: ErrorEvent | None = None
         self._published = False
+        #: why the wait ended without a decision, when the pipeline failed while deciding
+        self._why_undecided = ""
 
     @property
     def client(self) -> Any:
@@ -266,11 +275,12 @@ class RunSession:
         command and act on this repository (pipeline.trust)."""
         from pipeline.trust.attest import attest
 
-        if event.tags.get(NOT_UTF8_TAG):
+        signed = [f for f in event.tags.get(NOT_UTF8_TAG) or () if f in _NOT_UTF8_SAID]
+        if signed:
             # the event shows those bytes as \xNN: signing it would let the pipeline re-run a
-            # command, or act on a path, that is not the one run here
-            what = " and ".join(_NOT_UTF8_SAID.get(str(f), str(f))
-                                for f in event.tags[NOT_UTF8_TAG])
+            # command, or act on a path, that is not the one run here (a workflow field is
+            # not signed: its stand-in names the execution state on both sides alike)
+            what = " and ".join(_NOT_UTF8_SAID[f] for f in signed)
             self.say(f"not signing the event: its {what} "
                      "holds bytes that are not UTF-8, which an event cannot carry exactly; "
                      "heal will only diagnose it")
@@ -347,10 +357,11 @@ class RunSession:
         if not self.opts.wait:
             note = "not waited for (--no-wait)"
         elif decision is None:
-            note = "no decision: the pipeline failed while deciding"
+            # (the decision cell reads "no decision: <note>": the note says why, once)
+            note = self._why_undecided or "the pipeline failed while deciding"
         else:
-            note = decision.dead_reason or (
-                "" if outcome else f"no decision within {self.opts.timeout_s:g}s")
+            note = decision.dead_reason or ("" if outcome else (
+                f"waited {self.opts.timeout_s:g}s (--timeout); the error stays queued"))
         try:
             report = ci.collect(self.client, self.settings, event, status, outcome, note)
             ci.report_ci(report)
@@ -373,12 +384,16 @@ class RunSession:
                       ) -> RunReport:
         """A decision report built without reading anything back from the engines; for an
         event that was not published, no error id (there is none to look up)."""
-        from pipeline.ci.report import RunReport
+        from pipeline.ci.report import RunReport, describe
         from producers.unpublished import UnpublishedReport
 
         if self._published:
-            return RunReport(event, status, note=note, undecided=decision)
-        return UnpublishedReport(replace(event, id=""), status, note=note, undecided=decision)
+            report = RunReport(event, status, note=note, undecided=decision)
+        else:
+            report = UnpublishedReport(replace(event, id=""), status, note=note,
+                                       undecided=decision)
+        describe(report)  # the error's file, line and summary: known without the engines
+        return report
 
     def _report_plain(self, result: RunResult, decision: str, note: str) -> None:
         """The decision JSON and the CI providers' report of a failure heal did not follow
@@ -428,10 +443,12 @@ class RunSession:
             if os.environ.get("HEAL_DEBUG"):
                 traceback.print_exc()
             if isinstance(exc, AccessRefused):  # the server is up: what to grant, no outage
-                self.say(f"no decision: Redis refused the pipeline a command it needs ({exc})")
-                return None, False
-            kind = "" if isinstance(exc, HealError) else f"{type(exc).__name__}: "
-            self.say(f"no decision: the pipeline failed while deciding ({kind}{exc})")
+                why = f"Redis refused the pipeline a command it needs ({exc})"
+            else:
+                kind = "" if isinstance(exc, HealError) else f"{type(exc).__name__}: "
+                why = f"the pipeline failed while deciding ({kind}{exc})"
+            self._why_undecided = redact(carried(why))
+            self.say(f"no decision: {why}")
             return None, False
         self._report(decision, error_id)
         return decision, False
@@ -460,13 +477,19 @@ class RunSession:
             self.say(f"no decision within {self.opts.timeout_s:g}s; the error stays queued "
                      "(see `heal status`)")
             return
-        detail = f": {outcome.detail}" if outcome.detail else ""
+        said = outcome.detail
+        if outcome.status == "suggested" and error_id:
+            from pipeline.ci.report import one_handle
+
+            # the handle the summary, annotation and decision.json name: the error id
+            said = one_handle(said, outcome.fix_id, error_id)
+        detail = f": {said}" if said else ""
         fix = f" fix {outcome.fix_id}" if outcome.fix_id else ""
         messages = {
             "applied": f"applied and verified{fix}{detail}",
             "suggested": f"suggested{fix}{detail}"
                          + ("" if "heal apply" in detail
-                            else f" (apply it with `heal apply {outcome.fix_id}`)"),
+                            else f" (apply it with `heal apply {error_id or outcome.fix_id}`)"),
             "escalated": f"escalated to a human{detail}",
             "deferred": f"deferred{fix}{detail}",
             # (the detail says why: the mode, an ignored fingerprint, an untrusted repository)

@@ -8,6 +8,7 @@ detects the provider from its documented environment variables and does nothing 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 
 from pipeline.ci.report import RunReport, collect
@@ -27,10 +28,14 @@ def report_ci(report: RunReport, env: Mapping[str, str] | None = None) -> list[s
 
     env = os.environ if env is None else env
     found = providers(env)
-    if "github" in found:
-        github.report_github(report, env)
-    if "gitlab" in found:
-        gitlab.report_gitlab(report, env)
+    # each provider on its own: GitHub's trouble never costs GitLab its report
+    for name, write in (("github", github.report_github), ("gitlab", gitlab.report_gitlab)):
+        if name in found:
+            try:
+                write(report, env)
+            except Exception as exc:  # noqa: BLE001 - a report never changes CMD's status
+                print(f"heal: could not write the {name} report ({type(exc).__name__}: {exc})",
+                      file=sys.stderr, flush=True)
     return found
 
 

@@ -10,6 +10,30 @@ from pipeline.ci import markdown
 from pipeline.ci.report import RunReport
 
 
+def shown(value: str) -> str:
+    """``value`` as a UTF-8 file can hold it: a byte that is not UTF-8 (a path the OS gave as
+    a surrogate escape, PEP 383) written ``\\xNN``, as an event carries it; else unchanged."""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that escapes no byte
+        raw = value.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def not_utf8_warning(what: str, value: str, names: str) -> str:
+    """The warning for a path heal had to write ``\\xNN`` into a CI file ("" when exact);
+    ``names`` the variables that choose it."""
+    if shown(value) == value:
+        return ""
+    return (f"heal: {what} {shown(value)} holds bytes that are not UTF-8; written as \\xNN, "
+            f"which names no folder: give {names} a UTF-8 name")
+
+
 def write_artifacts(report: RunReport, directory: Path) -> dict[str, Path]:
     """Write the files; returns {"decision", "comment", "patch" (only with a diff)}.
 

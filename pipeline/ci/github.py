@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO
 
 from pipeline.ci import markdown
-from pipeline.ci.artifacts import write_artifacts
+from pipeline.ci.artifacts import not_utf8_warning, shown, write_artifacts
 from pipeline.ci.report import RunReport
 from pipeline.console import visible
 
@@ -81,7 +81,10 @@ def _what(report: RunReport) -> str:
         # while no other suggestion of it waits)
         return f"heal suggests {fix}; apply it with: heal apply {report.event.id}"
     what = _DID.get(report.decision, "heal: " + report.decision.replace("{", "(") + "{fix}")
-    return what.replace("{fix}", f" {fix_id}" if fix_id else "")
+    what = what.replace("{fix}", f" {fix_id}" if fix_id else "")
+    if report.outcome is None and report.decision in ("none", "not reported") and report.note:
+        what += f": {report.note}"  # why (PostgreSQL unreachable, no decision in time...)
+    return what
 
 
 def workflow_commands(report: RunReport) -> list[str]:
@@ -103,10 +106,14 @@ def workflow_commands(report: RunReport) -> list[str]:
 
 
 def write_outputs(path: str, values: Mapping[str, str]) -> None:
-    """Append ``name=value`` lines (single-line values) to the ``GITHUB_OUTPUT`` file."""
+    """Append ``name=value`` lines (single-line values) to the ``GITHUB_OUTPUT`` file, all in
+    one write (never half of them); a byte that is not UTF-8 (a path) is written ``\\xNN``.
+
+    Raises: OSError when the file cannot be written."""
+    text = "".join(f"{name}={shown(' '.join(str(value).splitlines()))}\n"
+                   for name, value in values.items())
     with open(path, "a", encoding="utf-8") as fh:
-        for name, value in values.items():
-            fh.write(f"{name}={' '.join(str(value).splitlines())}\n")
+        fh.write(text)
 
 
 def report_github(report: RunReport, env: Mapping[str, str] | None = None,
@@ -131,6 +138,12 @@ def report_github(report: RunReport, env: Mapping[str, str] | None = None,
             "artifacts-dir": str(directory),
             "resolved": "true" if report.resolved else "false",
         }
+        for name in ("artifacts-dir", "patch-path"):
+            warning = not_utf8_warning(f"the step output {name}", values[name],
+                                       "HEAL_ARTIFACTS_DIR (or RUNNER_TEMP)")
+            if warning:
+                print(warning, file=err, flush=True)
+                break
         _safely(err, "step outputs", lambda: write_outputs(output, values))
     return directory
 
@@ -155,9 +168,10 @@ def _append(path: str, text: str) -> None:
 
 
 def _safely(err: IO[str], what: str, action: Callable[[], object]) -> dict[str, Path] | None:
+    """``action``, its failure said and isolated: the other files are written all the same."""
     try:
         result = action()
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # (ValueError: text a file's encoding cannot hold)
         print(f"heal: could not write the GitHub {what}: {exc}", file=err, flush=True)
         return None
     return result if isinstance(result, dict) else None

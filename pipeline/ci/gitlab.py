@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from pipeline.ci.artifacts import write_artifacts
+from pipeline.ci.artifacts import not_utf8_warning, shown, write_artifacts
 from pipeline.ci.report import RunReport
 from pipeline.console import visible
 
@@ -103,7 +103,8 @@ def dotenv(report: RunReport, files: Mapping[str, Path]) -> str:
         "HEAL_PATCH_PATH": str(files.get("patch", "")),
         "HEAL_ERROR_ID": report.event.id,
     }
-    return "".join(f"{k}={' '.join(v.split())}\n" for k, v in values.items())
+    # (a path that is not UTF-8 written \xNN: heal.env is UTF-8 text)
+    return "".join(f"{k}={shown(' '.join(v.split()))}\n" for k, v in values.items())
 
 
 def report_gitlab(report: RunReport, env: Mapping[str, str] | None = None,
@@ -112,10 +113,19 @@ def report_gitlab(report: RunReport, env: Mapping[str, str] | None = None,
     env = os.environ if env is None else env
     err = stderr or sys.stderr
     directory = artifacts_dir(env)
+    # each file on its own: one that cannot be written leaves the others written
     try:
         update_code_quality(report, report_path(env))
+    except (OSError, ValueError) as exc:
+        print(f"heal: could not write the GitLab Code Quality report: {exc}", file=err,
+              flush=True)
+    try:
         files = write_artifacts(report, directory)
+        warning = not_utf8_warning("the dotenv HEAL_PATCH_PATH", str(files.get("patch", "")),
+                                   "HEAL_ARTIFACTS_DIR (or CI_PROJECT_DIR)")
+        if warning:
+            print(warning, file=err, flush=True)
         (directory / "heal.env").write_text(dotenv(report, files), encoding="utf-8")
-    except OSError as exc:
-        print(f"heal: could not write the GitLab reports: {exc}", file=err, flush=True)
+    except (OSError, ValueError) as exc:
+        print(f"heal: could not write the GitLab artifacts: {exc}", file=err, flush=True)
     return directory

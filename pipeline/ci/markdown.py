@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shlex
 
 from pipeline.ci.report import RunReport
@@ -36,16 +35,19 @@ def _verdict(report: RunReport) -> str:
 
 
 def _one_handle(text: str, report: RunReport) -> str:
-    """``text`` with ``heal apply FIX_ID`` written ``heal apply ERROR_ID``: the validator names
-    the error, the applier the fix; the error id is the handle that always names exactly this
-    suggestion (a fix id does only while no other suggestion of it waits), so every row of a
-    report tells the reader the same command."""
-    fix_id = str((report.fix or {}).get("id") or "")
-    if not fix_id or report.decision != "suggested":
-        return text
-    # (a literal and a one-character look-ahead: linear in the text)
-    return re.sub(r"heal apply " + re.escape(fix_id) + r"(?![\w./:-])",
-                  lambda _m: f"heal apply {report.event.id}", text)
+    """``text`` naming the error id in each ``heal apply`` (:meth:`RunReport.one_handle`)."""
+    return report.one_handle(text)
+
+
+def _prose_and_code(text: str) -> str:
+    """A cell of prose whose backticked parts (``run `heal apply ID` to apply``, as the
+    validator words it) are code spans of their own: escaping the backticks as prose left
+    stray ticks around an id that is code-spanned as a word GitHub would link. Unpaired
+    backticks: all prose."""
+    if not text.count("`") or text.count("`") % 2:
+        return _cell(text)
+    return "".join(_code(part) if i % 2 else _cell(part)
+                   for i, part in enumerate(text.split("`")))
 
 
 def _shown_line(line: str) -> str:
@@ -75,6 +77,10 @@ def _rows(report: RunReport) -> list[tuple[str, str]]:
                               + (f", score {float(score):.2f}" if score is not None else "")))
     elif report.outcome is None and report.undecided in ("not reported", "interrupted"):
         rows.append(("match", "not looked up: nothing was published"))
+    elif report.outcome is None:
+        # published, no decision (the wait ended, or the pipeline failed: PostgreSQL down):
+        # whether a lookup ran, and whether the error waits for review, is not known here
+        rows.append(("match", "not known: the pipeline reached no decision"))
     else:
         rows.append(("match", "no known pattern (queued for review: `heal issues list`)"))
     if fix:
@@ -82,11 +88,11 @@ def _rows(report: RunReport) -> list[tuple[str, str]]:
                             + (f" ({_cell(fix['category'])})" if fix.get("category") else "")))
     if verdict is not None:
         rows.append(("verification",
-                     _cell(_one_handle(verdict.reason or verdict.decision, report))))
+                     _prose_and_code(_one_handle(verdict.reason or verdict.decision, report))))
     detail = _one_handle(report.outcome.detail if report.outcome is not None else report.note,
                          report)
     rows.append(("decision", f"**{_verdict(report)}**"
-                             + (f": {_cell(detail)}" if detail else "")))
+                             + (f": {_prose_and_code(detail)}" if detail else "")))
     rows.append(("result", "the command passes now" if report.resolved
                  else f"the command still fails (exit {report.exit_status})"))
     return rows

@@ -9,6 +9,7 @@ decision JSON: the same object ``heal run --json`` prints and ``decision.json`` 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,7 +39,8 @@ class RunReport:
     candidate: CandidateEvent | None = None
     verdict: VerdictEvent | None = None
     diff: str = ""
-    #: why there is no outcome ("no decision within 120s", a dead-letter reason)
+    #: why there is no outcome ("waited 120s (--timeout)...", a dead-letter reason, the
+    #: pipeline's failure); a report says "no decision: " before it
     note: str = ""
     params: dict[str, Any] = field(default_factory=dict)
     #: the error in one line, when the fingerprint's extraction found a type and a message
@@ -99,6 +101,13 @@ class RunReport:
         inside = _inside(file, self.event.repo.path)
         return (inside, line) if inside else ("", None)
 
+    def one_handle(self, text: str) -> str:
+        """``text`` with each ``heal apply FIX_ID`` of a suggestion written ``heal apply
+        ERROR_ID`` (:func:`one_handle`)."""
+        if self.decision != "suggested":
+            return text
+        return one_handle(text, str((self.fix or {}).get("id") or ""), self.event.id)
+
     def to_json(self) -> dict[str, Any]:
         verdict = self.verdict
         file, line = self.location()
@@ -109,7 +118,8 @@ class RunReport:
             "exit_status": self.exit_status,
             "resolved": self.resolved,
             "decision": self.decision,
-            "detail": self.outcome.detail if self.outcome is not None else self.note,
+            "detail": self.one_handle(self.outcome.detail if self.outcome is not None
+                                      else self.note),
             "fingerprint": self.outcome.fine if self.outcome is not None else "",
             "error": {"headline": self.headline, "file": file or None, "line": line},
             "match": {"pattern_id": self.match.get("pattern_id"), "tier": self.match.get("tier"),
@@ -126,6 +136,18 @@ class RunReport:
             or (verdict.commit if verdict is not None else ""),
             "has_diff": bool(self.diff),
         }
+
+
+def one_handle(text: str, fix_id: str, error_id: str) -> str:
+    """``text`` with ``heal apply FIX_ID`` written ``heal apply ERROR_ID``: the validator names
+    the error, the applier the fix; the error id is the handle that always names exactly this
+    suggestion (a fix id does only while no other suggestion of it waits), so the summary,
+    the annotation, ``decision.json`` and the decision line tell the reader one command."""
+    if not fix_id or not error_id:
+        return text
+    # (a literal and a one-character look-ahead: linear in the text)
+    return re.sub(r"heal apply " + re.escape(fix_id) + r"(?![\w./:-])",
+                  lambda _m: f"heal apply {error_id}", text)
 
 
 def _inside(file: str, root: str) -> str:
@@ -151,7 +173,7 @@ def collect(client: Any, settings: Settings, event: ErrorEvent, exit_status: int
                              event.id)
     report.verdict = _find(client, settings, STREAM_VERDICTS, VerdictEvent.decode, event.id)
     report.params = dict(report.candidate.params) if report.candidate is not None else {}
-    _describe(report)
+    describe(report)
     commit = (outcome.commit if outcome is not None else "") or (
         report.verdict.commit if report.verdict is not None else "")
     if commit and event.repo.path:
@@ -171,8 +193,10 @@ def _find(client: Any, settings: Settings, suffix: str, decode: Any, error_id: s
     return None
 
 
-def _describe(report: RunReport) -> None:
-    """Fill the one-line summary and, when the extraction named none, the file and line."""
+def describe(report: RunReport) -> None:
+    """Fill the one-line summary and, when the extraction named none, the file and line:
+    local (the fingerprint's extraction of the text), so a report built without the engines
+    (not reported, interrupted) has them too. Never raises."""
     from pipeline.fingerprint import fingerprint_text
 
     event = report.event
@@ -188,7 +212,10 @@ def _describe(report: RunReport) -> None:
         if ex is not None and ex.error_type:
             report.summary_line = f"{ex.error_type}: {ex.message}".strip()[:300]
     if not report.params.get("file"):
-        found = locate(event.text, event.repo.path)
+        try:
+            found = locate(event.text, event.repo.path)
+        except Exception:  # noqa: BLE001 - a report never fails the run
+            found = None
         if found is not None:
             report.params["file"], report.params["line"] = found
 

@@ -162,3 +162,42 @@ def test_a_flaky_outcome_is_worded_and_is_a_documented_decision(
     assert "**not reproducible: the step passed on a re-run without a fix" in summary
     (annotation,) = _annotations(done)
     assert annotation.startswith("::notice ") and "did not reproduce" in annotation
+
+
+def test_a_verified_suggestion_names_the_error_id_everywhere_in_clean_code_spans(
+    tmp_path: Path, heal_env: dict[str, str]
+) -> None:
+    """QA s14d #7: the verification row of a verified suggestion read
+    ``run \\`heal apply `` run-… `` to apply`` (the id code-spanned inside an escaped code
+    span: a stray backtick on GitHub), and decision.json's detail and the stderr decision line
+    named `heal apply FIX_ID` while the summary and the annotation named the error id."""
+    from markdown_it import MarkdownIt
+
+    from tests.scenarios.catalog import build
+
+    # Given a lint failure with a fix heal can verify, in mode suggest
+    _, repo = build("unused-import", tmp_path)
+    env = _env(heal_env, tmp_path)
+    # When heal runs it under GitHub Actions
+    done = subprocess.run([*HEAL, "run", "--mode", "suggest", "--timeout", "120", "--",
+                           "ruff", "check", "."], cwd=repo, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    outputs = _outputs(tmp_path / "output")
+    assert outputs["decision"] == "suggested", done.stderr
+    error_id, fix_id = outputs["error-id"], outputs["fix-id"]
+    assert error_id and fix_id
+    # Then the summary's verification row shows the command as one code span, no stray tick
+    summary = (tmp_path / "summary.md").read_text()
+    (row,) = [ln for ln in summary.splitlines() if ln.startswith("| verification |")]
+    html = MarkdownIt("commonmark").enable(["table"]).render(f"| | |\n| --- | --- |\n{row}\n")
+    assert f"<code>heal apply {error_id}</code>" in html, row
+    assert "`" not in html, html
+    # and decision.json, the stderr decision line and the annotation name the error id too
+    decision = json.loads((tmp_path / "rt" / "heal" / "decision.json").read_text())
+    assert f"heal apply {error_id}" in decision["detail"], decision["detail"]
+    (line,) = [ln for ln in done.stderr.splitlines() if ln.startswith("heal: suggested")]
+    (annotation,) = _annotations(done)
+    for text in (decision["detail"], line, annotation, summary):
+        assert f"heal apply {fix_id}" not in text, text
+    assert f"heal apply {error_id}" in line, line

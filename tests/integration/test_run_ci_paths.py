@@ -194,3 +194,165 @@ def test_an_argument_and_a_checkout_path_that_are_not_utf8_keep_the_status(
     done = _heal(["run", "--", sys.executable, b"b\xffad.py"],
                  {**env, "HEAL_REDIS_URL": UNREACHABLE}, checkout)
     assert done.returncode == 1 and "internal error" not in done.stderr, done.stderr
+
+
+def test_a_workflow_step_and_env_that_are_not_utf8_keep_the_status_and_the_report(
+        tmp_path: Path, heal_env: dict[str, str], client: redis.Redis) -> None:
+    """`--workflow`, `--step`, `HEAL_RUN_ID`/`HEAL_PHASE` and a `--json-file` path holding a
+    Latin-1 byte (QA s14d #1): the failure is published with each byte shown as \\xff and the
+    fields named in tags.not_utf8; the status is kept and the CI gets its report (before: the
+    event could not be encoded, "internal error", exit 1, no outputs, no JSON). The command
+    and checkout are exact, so the event is still signed. A passing command under the same
+    workflow exits 0 and learns without a warning (before: UnicodeEncodeError)."""
+    env = {**_env(Path(heal_env["HEAL_HOME"]), **{k: v for k, v in heal_env.items()
+                                                   if k != "HEAL_HOME"}), **_ci(tmp_path)}
+    envb = {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
+    envb[b"HEAL_RUN_ID"] = b"r\xff1"
+    envb[b"HEAL_PHASE"] = b"p\xff"
+    folder = os.fsencode(tmp_path) + b"/j\xff"
+    os.mkdir(folder)
+    out = folder + b"/d.json"
+    done = subprocess.run(
+        [*HEAL, "run", "--timeout", "90", "--workflow", b"w\xff", "--step", b"s\xff",
+         "--json-file", out, "--", "sh", "-c", "exit 3"],
+        env=envb, cwd=tmp_path, capture_output=True, text=True, errors="replace",
+        timeout=240, check=False)
+    assert done.returncode == 3, done.stderr
+    assert "internal error" not in done.stderr and "could not" not in done.stderr, done.stderr
+    with open(out, "rb") as fh:
+        decision = json.loads(fh.read())
+    assert decision["error_id"] and decision["decision"] != "not reported"
+    outputs = _outputs(tmp_path / "output")
+    assert outputs["error-id"] == decision["error_id"] and outputs["resolved"] == "false"
+    (raw,) = [f[b"event"] for _, f in client.xrange(f"{heal_env['HEAL_STREAM_PREFIX']}:errors")]
+    event = orjson.loads(raw)
+    assert event["workflow"] == {"id": "w\\xff", "run_id": "r\\xff1", "phase": "p\\xff",
+                                 "step": "s\\xff"}
+    assert event["tags"]["not_utf8"] == ["workflow.id", "workflow.run_id",
+                                         "workflow.phase", "workflow.step"]
+    assert "heal_attest" in event["tags"]  # the command and the checkout are exact
+    # (the heading escapes the backslash for Markdown: it reads s\xff)
+    assert "heal: s\\\\xff\n" in (tmp_path / "summary.md").read_text()
+    passed = subprocess.run(
+        [*HEAL, "run", "--workflow", b"w\xff", "--step", b"s\xff", "--", "true"],
+        env=envb, cwd=tmp_path, capture_output=True, text=True, errors="replace",
+        timeout=120, check=False)
+    assert passed.returncode == 0, passed.stderr
+    assert "failed" not in passed.stderr and "internal error" not in passed.stderr, passed.stderr
+
+
+def test_postgresql_unreachable_is_a_published_failure_without_a_decision(
+        tmp_path: Path, redis_url: str, prefix: str) -> None:
+    """PostgreSQL unreachable, Redis up (QA s14d #4): the error is published (error-id set),
+    the decision is `none` with the reason in `detail`, as README and action.yml say of it
+    (before: they called this `not reported`); the summary neither claims it was queued for
+    review (no lookup ran, and `heal issues list` reads the database that is down) nor says
+    "no decision" twice; the annotation says why."""
+    env = _env(tmp_path / "home", HEAL_REDIS_URL=redis_url, HEAL_STREAM_PREFIX=prefix,
+               HEAL_DATABASE_URL="postgresql://u:pw@127.0.0.1:1/db", **_ci(tmp_path))
+    (tmp_path / "boom.py").write_text("import nosuchmod_abc\n")
+    done = _heal(["run", "--timeout", "60", "--json", "--", sys.executable, "boom.py"], env,
+                 tmp_path)
+    assert done.returncode == 1, done.stderr
+    decision = _decision_line(done.stderr)
+    outputs = _outputs(tmp_path / "output")
+    assert decision["decision"] == outputs["decision"] == "none" and decision["error_id"]
+    assert outputs["error-id"] == decision["error_id"] and outputs["resolved"] == "false"
+    assert decision["detail"].startswith("the pipeline failed while deciding ("), decision
+    summary = (tmp_path / "summary.md").read_text()
+    assert "queued" not in summary and "heal issues list" not in summary, summary
+    assert "no decision: no decision" not in summary
+    assert "| decision | **no decision**: the pipeline failed while deciding " in summary, summary
+    assert "| match | not known: the pipeline reached no decision |" in summary, summary
+    (annotation,) = [ln for ln in done.stderr.splitlines() if ln.startswith("::error ")]
+    assert "heal reached no decision: the pipeline failed while deciding" in annotation
+    # README and action.yml say what this case is
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    action = " ".join((ROOT / "action.yml").read_text().split())
+    for text in (readme, action):
+        assert "PostgreSQL unreachable" in text
+        assert "Redis or PostgreSQL unreachable" not in text
+    assert ("`none` with `error-id` set: the error was published and no decision came "
+            "(PostgreSQL unreachable") in readme
+
+
+def test_the_not_reported_and_interrupted_reports_name_the_errors_file_and_line(
+        tmp_path: Path) -> None:
+    """Redis unreachable, and Ctrl-C (QA s14d #5): the file and line of the error are found
+    without the engines, as for a decided error: in decision.json, the annotation's `file=`
+    and the Code Quality entry (before: null, no `file=`, `.gitlab-ci.yml:1`)."""
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=tmp_path, check=True)
+    (tmp_path / "calc").mkdir()
+    (tmp_path / "calc" / "boom.py").write_text("import os\nimport nosuchmod_abc\n")
+    (tmp_path / "calc" / "slow.py").write_text(
+        "import time\nprint('started', flush=True)\ntime.sleep(30)\n")
+    env = _env(tmp_path / "home", HEAL_REDIS_URL=UNREACHABLE, **_ci(tmp_path))
+    done = _heal(["run", "--timeout", "30", "--", sys.executable, "boom.py"], env,
+                 tmp_path / "calc")
+    assert done.returncode == 1, done.stderr
+    decision = json.loads((tmp_path / "runner" / "heal" / "decision.json").read_text())
+    assert decision["decision"] == "not reported"
+    assert decision["error"]["file"] == "calc/boom.py" and decision["error"]["line"] == 2
+    assert decision["error"]["headline"].startswith("ModuleNotFoundError: ")
+    assert "::error file=calc/boom.py,line=2,title=heal::" in done.stderr, done.stderr
+    (issue,) = json.loads((tmp_path / "project" / "gl-code-quality-report.json").read_text())
+    assert issue["location"]["path"] == "calc/boom.py", issue
+    assert issue["location"]["lines"]["begin"] == 2
+    proc = subprocess.Popen([*HEAL, "run", "--", sys.executable, "slow.py"], env=env,
+                            cwd=tmp_path / "calc", stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    decision = json.loads((tmp_path / "runner" / "heal" / "decision.json").read_text())
+    assert decision["decision"] == "interrupted"
+    assert decision["error"]["file"] == "calc/slow.py" and decision["error"]["line"] == 3
+    assert "::error file=calc/slow.py,line=3,title=heal::" in err, err
+
+
+def test_an_artifacts_dir_that_is_not_utf8_leaves_every_output_and_the_gitlab_report(
+        tmp_path: Path) -> None:
+    """`HEAL_ARTIFACTS_DIR`, then `RUNNER_TEMP`, holding a Latin-1 byte (QA s14d #6): every
+    step output is written (the path shown \\xff, with a warning saying what to change), and
+    the GitLab report too (before: the outputs stopped before artifacts-dir and resolved, the
+    Code Quality report and heal.env were skipped, "could not write the decision report")."""
+    env = _env(tmp_path / "home", HEAL_REDIS_URL=UNREACHABLE,
+               HEAL_DATABASE_URL="postgresql://u@127.0.0.1:1/db", **_ci(tmp_path))
+    envb = {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
+    artifacts = os.fsencode(tmp_path) + b"/rt\xff/a"
+    envb[b"HEAL_ARTIFACTS_DIR"] = artifacts
+    project = tmp_path / "project"
+
+    def run(environ: dict[bytes, bytes]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*HEAL, "run", "--", "sh", "-c", "exit 4"], env=environ,
+                              cwd=tmp_path, capture_output=True, text=True, errors="replace",
+                              timeout=120, check=False)
+
+    done = run(envb)
+    assert done.returncode == 4, done.stderr
+    assert "could not write the decision report" not in done.stderr, done.stderr
+    assert "not UTF-8" in done.stderr and "HEAL_ARTIFACTS_DIR" in done.stderr, done.stderr
+    outputs = _outputs(tmp_path / "output")
+    assert outputs == {"decision": "not reported", "fix-id": "", "patch-path": "",
+                       "error-id": "", "artifacts-dir": f"{tmp_path}/rt\\xff/a",
+                       "resolved": "false"}
+    with open(artifacts + b"/decision.json", "rb") as fh:
+        assert json.loads(fh.read())["decision"] == "not reported"
+    with open(artifacts + b"/heal.env", "rb") as fh:
+        assert b"HEAL_DECISION=not reported\n" in fh.read()
+    (issue,) = json.loads((project / "gl-code-quality-report.json").read_text())
+    assert "not reported" in issue["description"]
+    # RUNNER_TEMP instead: GitHub's default folder under it
+    (tmp_path / "output").unlink()
+    (project / "gl-code-quality-report.json").unlink()
+    del envb[b"HEAL_ARTIFACTS_DIR"]
+    envb[b"RUNNER_TEMP"] = os.fsencode(tmp_path) + b"/rt\xff"
+    done = run(envb)
+    assert done.returncode == 4, done.stderr
+    assert "could not write the decision report" not in done.stderr, done.stderr
+    outputs = _outputs(tmp_path / "output")
+    assert outputs["artifacts-dir"] == f"{tmp_path}/rt\\xff/heal"
+    assert outputs["resolved"] == "false" and outputs["decision"] == "not reported"
+    assert (project / "heal-artifacts" / "heal.env").is_file()
+    assert (project / "gl-code-quality-report.json").is_file()
