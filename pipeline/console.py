@@ -67,16 +67,19 @@ def amount(value: Any) -> str:
 #: sequence printed raw drives the reader's terminal (``ESC ] 0 ; title BEL`` retitles it);
 #: so are the bidirectional controls, which make a terminal show text in another order than
 #: it is ("Trojan Source": ``invoice U+202E txt.exe`` reads as ``invoiceexe.txt``), and the
-#: line and paragraph separators, which break a line where none is
+#: line and paragraph separators, which break a line where none is; a byte that is not UTF-8
+#: (a file name git or the OS gave as a surrogate escape, PEP 383) is shown as ``\\xNN`` too
+#: (printed raw, it could not even be written to a UTF-8 terminal or event)
 _VISIBLE = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7f, 0xa0))} | {
     c: f"\\u{c:04x}" for c in (0x061C, 0x200E, 0x200F, *range(0x2028, 0x202F),
-                                *range(0x2066, 0x206A))}
+                                *range(0x2066, 0x206A))} | {
+    0xDC00 + b: f"\\x{b:02x}" for b in range(0x80, 0x100)}
 
 
 def visible(text: str) -> str:
     """``text`` with every control character (newlines and tabs too: a cell or a column is
-    one line) written as ``\\xNN``, and every bidirectional control as ``\\uNNNN``, for
-    printing on a terminal."""
+    one line) and every byte that is not UTF-8 (a surrogate escape) written as ``\\xNN``,
+    and every bidirectional control as ``\\uNNNN``, for printing on a terminal."""
     return text if text.isprintable() else text.translate(_VISIBLE)
 
 

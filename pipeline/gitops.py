@@ -180,8 +180,10 @@ def find_root(path: str | Path) -> Path:
     # root is discovered from ``path`` alone, as GitPython does when given a path
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     try:
+        # a root that is not UTF-8 comes back as the OS's own path (surrogate escapes)
         out = run_git(["rev-parse", "--show-toplevel"], cwd=path, capture_output=True,
-                      text=True, timeout=30, check=False, env=env)
+                      encoding="utf-8", errors="surrogateescape", timeout=30, check=False,
+                      env=env)
         if out.returncode == 0 and out.stdout.strip():
             return Path(out.stdout.strip()).resolve()
     except (OSError, subprocess.SubprocessError):
@@ -207,7 +209,10 @@ class GitRepo:
     # -- plumbing -------------------------------------------------------------------------
     def run(self, *args: str, cwd: Path | None = None, stdin: str | None = None,
             check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run ``git ARGS`` (argv) in ``cwd`` (default the root).
+        """Run ``git ARGS`` (argv) in ``cwd`` (default the root). Output (and ``stdin``) is
+        UTF-8 with surrogate escapes (PEP 383): a byte that is not UTF-8 (a file name
+        ``ls-files -z`` prints raw, in Latin-1 say) decodes, and such a name is the OS's own
+        path (:func:`os.fsdecode`'s form), usable as one.
 
         Raises:
             GitError: git exits non-zero (when ``check``), times out or cannot start.
@@ -216,7 +221,7 @@ class GitRepo:
         try:
             proc: subprocess.CompletedProcess[str] = run_git(
                 args, cwd or self.root, config=self._identity(), env=env, input=stdin,
-                capture_output=True, text=True, check=False)
+                capture_output=True, encoding="utf-8", errors="surrogateescape", check=False)
         except (OSError, subprocess.SubprocessError) as exc:
             raise GitError(f"git {' '.join(args[:2])} failed: {exc}") from exc
         if check and proc.returncode != 0:
@@ -229,7 +234,7 @@ class GitRepo:
         # wins whenever it is configured.
         if not hasattr(self, "_ident"):
             probe = run_git(["config", "user.email"], self.root, capture_output=True,
-                            text=True, check=False)
+                            encoding="utf-8", errors="surrogateescape", check=False)
             self._ident = [] if probe.stdout.strip() else [
                 "-c", "user.name=heal", "-c", "user.email=heal@localhost"]
         return self._ident
@@ -247,8 +252,9 @@ class GitRepo:
         return bool(self.run("status", "--porcelain", cwd=cwd).stdout.strip())
 
     def changed_files(self, commit: str) -> list[str]:
-        out = self.run("show", "--name-only", "--format=", commit)
-        return [line for line in out.stdout.splitlines() if line]
+        # -z: each name raw (not C-quoted, which no file system path is), see run()
+        out = self.run("show", "--name-only", "--format=", "-z", commit)
+        return [name for name in out.stdout.split("\0") if name.strip("\n")]
 
     def snapshot(self) -> str:
         """A commit of the current work tree (tracked changes included) without touching it.
@@ -299,12 +305,21 @@ class GitRepo:
         self.run("apply", "--whitespace=nowarn", *zero, "-", cwd=cwd, stdin=diff)
 
     def diff_numstat(self, cwd: Path) -> list[tuple[int, int, str]]:
-        """Uncommitted changes in ``cwd`` (untracked included): (added, deleted, path)."""
+        """Uncommitted changes in ``cwd`` (untracked included): (added, deleted, path), a
+        renamed file under its new path. Paths are raw (``-z``: not C-quoted), see run()."""
         self.run("add", "-A", cwd=cwd)
-        out = self.run("diff", "--cached", "--numstat", cwd=cwd).stdout
+        fields = self.run("diff", "--cached", "--numstat", "-z", cwd=cwd).stdout.split("\0")
         rows: list[tuple[int, int, str]] = []
-        for line in out.splitlines():
-            added, deleted, path = line.split("\t", 2)
+        i = 0
+        while i < len(fields):
+            added, _, rest = fields[i].partition("\t")
+            deleted, _, path = rest.partition("\t")
+            i += 1
+            if not rest:
+                continue  # the empty field after the last record
+            if not path:  # a rename: "ADDED\tDELETED\t\0OLD\0NEW\0"
+                path = fields[i + 1] if i + 1 < len(fields) else ""
+                i += 2
             rows.append((int(added) if added.isdigit() else 0,
                          int(deleted) if deleted.isdigit() else 0, path))
         return rows

@@ -99,8 +99,9 @@ def exclude_from_git(home: StateHome) -> bool:
 
 def _git(cwd: str, *args: str) -> str:
     try:
-        done = run_git(args, cwd, capture_output=True, text=True, timeout=GIT_TIMEOUT_S,
-                       check=False)
+        # paths: a byte that is not UTF-8 comes back as the OS's own path (surrogate escape)
+        done = run_git(args, cwd, capture_output=True, encoding="utf-8",
+                       errors="surrogateescape", timeout=GIT_TIMEOUT_S, check=False)
     except (OSError, subprocess.SubprocessError):
         return ""
     return done.stdout.strip() if done.returncode == 0 else ""

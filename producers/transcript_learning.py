@@ -21,6 +21,7 @@ import orjson
 
 from pipeline.errors import GitError
 from pipeline.events import ErrorEvent
+from producers.context import is_exact
 from producers.transcript import TranscriptReader, TranscriptStats, content_text
 
 EDIT_TOOLS = frozenset({"Write", "Edit", "MultiEdit", "write", "edit", "str_replace_editor"})
@@ -165,6 +166,9 @@ def build_diff(precedent: Precedent, root: Path) -> Attempt:
                    for c in chunks)
     if not diff:
         return Attempt(precedent, skipped="the edits changed nothing")
+    if not is_exact(diff):  # git gave a byte that is not UTF-8 as a surrogate escape
+        return Attempt(precedent, skipped="a file it edits is not UTF-8 text (Latin-1, say); "
+                       "a taught fix is a diff of UTF-8 text")
     return Attempt(precedent, diff, sorted(r for r in after if after[r] != before[r]))
 
 

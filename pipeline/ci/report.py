@@ -223,8 +223,10 @@ def describe(report: RunReport) -> None:
 def git_show(repo: str, commit: str) -> str:
     """The patch of ``commit`` (``git format-patch`` style body), or "" when git cannot say."""
     try:
+        # shown to a person: a byte of the content that is not UTF-8 (a Latin-1 file) is
+        # U+FFFD, never a decoding error that loses the report (names are C-quoted ASCII)
         done = run_git(["show", "--format=", "--patch", commit], repo or ".", capture_output=True,
-                       text=True, timeout=GIT_TIMEOUT_S, check=False)
+                       encoding="utf-8", errors="replace", timeout=GIT_TIMEOUT_S, check=False)
     except (OSError, subprocess.SubprocessError):
         return ""
     return done.stdout[:DIFF_LIMIT] if done.returncode == 0 else ""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from pipeline.console import visible
 from pipeline.errors import ConfigError, GitError, UsageError
 from pipeline.fixes.render import STEP_PHASES, check_steps
 from pipeline.safefile import load_yaml_file
@@ -176,14 +177,20 @@ def commit_fix(root: Path, rev: str) -> FixDraft:
         raw = repo.run("diff", "--raw", "--no-renames", "-z", parents[0], sha).stdout
         diff = repo.run("diff", "--no-color", "--no-ext-diff", "--no-renames", "--full-index",
                         "--binary", parents[0], sha).stdout
-        subject = repo.run("log", "-1", "--format=%s", sha).stdout.strip()
+        subject = visible(repo.run("log", "-1", "--format=%s", sha).stdout.strip())
     except GitError as exc:
         raise UsageError(f"--commit {rev}: {exc}") from exc
     _check_paths(repo.root, rev, raw)
     if not diff.strip():
         raise UsageError(f"--commit {rev}: it touches nothing; teach a commit that changed "
                          "the files that fixed the error")
-    if len(diff.encode()) > MAX_DIFF_BYTES:
+    try:
+        size = len(diff.encode())
+    except UnicodeEncodeError:  # a surrogate escape (see GitRepo.run): a byte not UTF-8
+        raise UsageError(f"--commit {rev}: its diff holds bytes that are not UTF-8 (a file "
+                         "in Latin-1, say); a taught fix is a diff of UTF-8 text: teach a "
+                         "commit that changes UTF-8 files only") from None
+    if size > MAX_DIFF_BYTES:
         raise UsageError(f"--commit {rev}: its diff is over {MAX_DIFF_BYTES} bytes; a fix to "
                          "teach is a focused change")
     return FixDraft("diff", f"Apply {sha[:10]}: {subject[:70]}",
@@ -200,8 +207,9 @@ def _check_paths(root: Path, rev: str, raw: str) -> None:
         if item.startswith(":"):
             modes = item[1:].split()[:2]
             if any(m in ("120000", "160000") for m in modes):
-                raise UsageError(f"--commit {rev}: {fields[i + 1]!r} is a symlink or submodule; "
-                                 "a taught fix may only change regular files in the repository")
+                raise UsageError(f"--commit {rev}: '{visible(fields[i + 1])}' is a symlink or "
+                                 "submodule; a taught fix may only change regular files in "
+                                 "the repository")
         else:
             paths.append(item)
     if not paths:
@@ -211,5 +219,5 @@ def _check_paths(root: Path, rev: str, raw: str) -> None:
         pure = PurePosixPath(path)
         inside = (root / path).resolve().is_relative_to(root.resolve())
         if pure.is_absolute() or ".." in pure.parts or pure.parts[0] == ".git" or not inside:
-            raise UsageError(f"--commit {rev}: {path!r} leaves the repository; a taught fix "
-                             "may only change files inside it")
+            raise UsageError(f"--commit {rev}: '{visible(path)}' leaves the repository; a "
+                             "taught fix may only change files inside it")

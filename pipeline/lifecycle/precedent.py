@@ -80,7 +80,11 @@ class PrecedentLearner:
             if not commit or failure.commit == commit or not failure.repo_path:
                 continue  # same code passed: flaky, not fixed; nothing to learn
             diff = self.diff(failure.repo_path, failure.commit, commit)
-            if not diff.strip() or len(diff.encode()) > MAX_DIFF_BYTES:
+            try:
+                size = len(diff.encode())
+            except UnicodeEncodeError:  # a byte not UTF-8 (a Latin-1 file, see GitRepo.run):
+                continue  # a diff fix is UTF-8 text; nothing to learn from this one
+            if not diff.strip() or size > MAX_DIFF_BYTES:
                 continue
             draft = draft_fix(failure, commit, diff)
             if self.store.save_draft(draft):

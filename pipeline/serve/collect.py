@@ -25,11 +25,18 @@ def _redis_figures(settings: Settings, client: Any
     from pipeline.cli.status import partitioned_status
     from pipeline.guardrails.breaker import breaker_status
     from pipeline.guardrails.execution import execution_status
+    from pipeline.operator.deadletters import dead_streams
 
     streams = {settings.stream(s): partitioned_status(client, settings, s)
                for s in (*PIPELINE_STREAMS, STREAM_DEAD)}
     dead = settings.stream(STREAM_DEAD)
-    streams[dead]["last_added_ms"] = last_added_ms(client, dead)
+    # the dead-letter figures are over every dead stream, as `heal explain --dead` reads them:
+    # each partition's (with HEAL_PARTITIONS > 1 no stage writes the plain one) and the plain
+    # one (letters left from before partitioning), so the alert sees a letter in any of them
+    every = dead_streams(settings)
+    streams[dead]["dead_letters"] = sum(int(client.xlen(name)) for name in every)
+    times = [ms for ms in (last_added_ms(client, name) for name in every) if ms is not None]
+    streams[dead]["last_added_ms"] = max(times) if times else None
     return streams, breaker_status(client, settings), execution_status(client, settings)
 
 

@@ -54,7 +54,9 @@ class Exposition:
 
 
 def add_streams(out: Exposition, streams: Mapping[str, Any], dead_stream: str) -> None:
-    """Stream lengths, and pending/lag/consumers per consumer group (``stream_status``)."""
+    """Stream lengths, and pending/lag/consumers per consumer group (``stream_status``);
+    the dead-letter figures from ``dead_stream``'s ``dead_letters`` (entries in every dead
+    stream; else its length) and ``last_added_ms`` (the newest over them)."""
     for stream, info in streams.items():
         out.add("heal_stream_length", "gauge", "Entries in the stream.", info["length"],
                 {"stream": stream})
@@ -71,8 +73,8 @@ def add_streams(out: Exposition, streams: Mapping[str, Any], dead_stream: str) -
     # a gauge: the length drops when retention trims the stream or letters are deleted, so
     # it is no counter (increase() took every drop for a counter reset and alerted)
     out.add("heal_dead_letters", "gauge",
-            "Events in the dead-letter stream now (drops when retention trims it).",
-            dead.get("length", 0))
+            "Events in the dead-letter streams now (drops when retention trims them).",
+            dead.get("dead_letters", dead.get("length", 0)))
     last = dead.get("last_added_ms")
     if last is not None:
         out.add("heal_dead_letter_last_timestamp_seconds", "gauge",

@@ -87,7 +87,8 @@ class Sandbox:
                              timeout=120).stdout
             git_dir, common = run_git(
                 ["rev-parse", "--path-format=absolute", "--git-dir", "--git-common-dir"],
-                root, capture_output=True, text=True, check=True, timeout=60,
+                root, capture_output=True, encoding="utf-8", errors="surrogateescape",
+                check=True, timeout=60,
             ).stdout.split("\n")[:2]
             shutil.copytree(common, dest / ".git", symlinks=True)
             if git_dir != common:  # a linked worktree: its own HEAD and index

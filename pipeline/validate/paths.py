@@ -7,6 +7,7 @@ import re
 import stat
 from pathlib import Path, PurePosixPath
 
+from pipeline.console import visible
 from pipeline.policy import Policy
 
 _DIFF_PATH = re.compile(r"^(?:\+\+\+|---) (?:[ab]/)?(?P<path>[^\t\n]+)", re.MULTILINE)
@@ -67,9 +68,9 @@ def _escape(real_root: Path, base: Path, rel: str) -> str | None:
     that leads outside ``real_root`` is named, and so is a final target outside it."""
     pure = PurePosixPath(rel)
     target = Path(rel) if pure.is_absolute() else base / rel
-    where = "" if base == real_root or pure.is_absolute() else f" (from {base})"
+    where = "" if base == real_root or pure.is_absolute() else f" (from {visible(str(base))})"
     if _outside(real_root, Path(os.path.realpath(base))) and not pure.is_absolute():
-        return f"the working directory {base} is outside the repository"
+        return f"the working directory {visible(str(base))} is outside the repository"
     walked = Path(target.anchor) if pure.is_absolute() else base
     for part in (target.parts[1:] if pure.is_absolute() else pure.parts):
         walked = walked / part
@@ -80,12 +81,14 @@ def _escape(real_root: Path, base: Path, rel: str) -> str | None:
         if is_link:
             dest = Path(os.path.realpath(walked))
             if _outside(real_root, dest):
-                return (f"path {rel!r}{where}: {walked.name} is a symlink to {dest}, outside "
-                        "the repository; heal does not follow it")
+                return (f"path {rel!r}{where}: {visible(walked.name)} is a symlink to "
+                        f"{visible(str(dest))}, outside the repository; heal does not "
+                        "follow it")
     resolved = Path(os.path.realpath(target))
     if _outside(real_root, resolved):
         why = "resolves" if not pure.is_absolute() else "is"
-        return f"path {rel!r}{where} {why} outside the repository ({resolved})"
+        return (f"path {rel!r}{where} {why} outside the repository "
+                f"({visible(str(resolved))})")
     return None
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.console import visible
 from pipeline.errors import GitError
 from pipeline.events import ErrorEvent
 from pipeline.gitops import GitRepo, Trailers
@@ -305,7 +306,7 @@ class Verifier:
 
 
 def _links_refusal(links: list[tuple[str, Path]]) -> str:
-    shown = ", ".join(f"{path} -> {dest}" for path, dest in links[:3])
+    shown = ", ".join(f"{visible(path)} -> {visible(str(dest))}" for path, dest in links[:3])
     more = f" and {len(links) - 3} more" if len(links) > 3 else ""
     return (f"the fix was not run: the repository tracks symbolic links leading outside it "
             f"({shown}{more}); a command run in the worktree could write through them, so "

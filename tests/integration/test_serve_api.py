@@ -258,6 +258,39 @@ def test_dead_letter_figures_do_not_count_a_retention_trim_as_new_dead_letters(
     assert "time() - heal_dead_letter_last_timestamp_seconds < 900" in rules
 
 
+def test_dead_letter_figures_cover_every_partition_and_the_plain_dead_stream(
+        heal_env: dict[str, str], prefix: str, redis_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA s14d D3: with HEAL_PARTITIONS > 1 the newest dead letter's time was read from the
+    plain dead stream only, which no stage writes then: a letter in a partition's dead stream
+    never set it, and the HealDeadLetters alert never fired; heal_dead_letters left the plain
+    stream's letters out. Both figures are now over every dead stream (the ones `heal explain
+    --dead` lists): the total length, and the newest time across them."""
+    monkeypatch.setenv("HEAL_PARTITIONS", "2")
+    client = redis.Redis.from_url(redis_url)
+    plain, first, second = f"{prefix}:dead", f"{prefix}:dead:{{0}}", f"{prefix}:dead:{{1}}"
+    server, url = _start(Settings.from_env())
+    try:
+        old = client.xadd(plain, {"reason": "from before partitioning"}, id="1700000000000-0")
+        a = client.xadd(first, {"reason": "partition 0"})
+        samples = parse_exposition(call(f"{url}/metrics")[2])
+        assert samples[("heal_dead_letters", ())] == 2
+        assert samples[("heal_dead_letter_last_timestamp_seconds", ())] == _entry_ms(a) / 1000
+        b = client.xadd(second, {"reason": "partition 1"}, id=f"{_entry_ms(a) + 5000}-0")
+        client.xadd(second, {"reason": "partition 1, again"}, id=f"{_entry_ms(a) + 6000}-0")
+        client.xdel(second, b)  # deleted: its count goes, the newest time stays the later one
+        samples = parse_exposition(call(f"{url}/metrics")[2])
+        assert samples[("heal_dead_letters", ())] == 3
+        assert samples[("heal_dead_letter_last_timestamp_seconds", ())] == \
+            (_entry_ms(a) + 6000) / 1000
+        # the stream figure stays the partitions' sum, as `heal status` shows it
+        assert samples[("heal_stream_length", (("stream", plain),))] == 2
+        assert _entry_ms(old) / 1000 < samples[("heal_dead_letter_last_timestamp_seconds", ())]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_metrics_include_this_process_runtime_histogram(base: str) -> None:
     from pipeline.runtime.metrics import REGISTRY
 
