@@ -199,6 +199,9 @@ MAX_DIFF_LINES = 1_000_000
 MAX_FILES = 100_000
 MAX_DEDUPE_MINUTES = 10_080          # a week
 MAX_TIMEOUT_S = 86_400               # a day: a check or the failing-command re-run
+#: ``limits.check_timeout_s`` when neither the operator nor the repository sets it; a
+#: repository may only lower the operator's (pipeline.trust.operator.cap_limits)
+DEFAULT_CHECK_TIMEOUT_S = 120.0
 MAX_LLM_TIMEOUT_S = 3_600
 
 
