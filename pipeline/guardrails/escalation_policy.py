@@ -4,7 +4,9 @@
 
     [escalation]
     defaults = true                 # keep the built-in rules after yours (default true)
-    dedupe_hours = 24               # one notification per (fingerprint, rule) in this period
+    dedupe_hours = 24               # one notification per (fingerprint, rule) in this period;
+                                    # a repository may only lower the operator's (its
+                                    # [escalation] dedupe_hours): the key is shared
 
     [[escalation.rules]]
     name = "database-now"           # required, unique

@@ -456,12 +456,15 @@ def _looser(tighter: str, value: float, bound: float) -> bool:
 
 def cap_limits(policy: Policy, operator: OperatorConfig) -> tuple[Policy, list[Cap]]:
     """The repository's guardrail thresholds under the operator's rule: keys that decide
-    shared state (``[breaker]``, ``[lifecycle]``) are the operator's (or the defaults), a
-    repository's value ignored; keys a repository may only tighten (``[execution]``,
-    ``[budget]``, ``limits.max_diff_lines``, ``limits.max_files``, ``limits.dedupe_minutes``)
-    keep the repository's value when it is at least as strict as the operator's (the
-    default where the operator says nothing), else the operator's; the rest are the
-    repository's. Returns the policy in force and one :class:`Cap` per overridden value."""
+    shared state (``[breaker]``, ``[lifecycle]``, the ``[execution]`` keys moving a
+    workflow's state) are the operator's (or the defaults), a repository's value ignored;
+    keys a repository may only tighten (``[budget]``, ``execution.min_auto_confidence`` and
+    ``degraded_confidence_bonus``, ``limits.max_diff_lines``, ``max_files``,
+    ``dedupe_minutes``, ``check_timeout_s``, ``escalation.dedupe_hours``) keep the
+    repository's value when it is at least as strict as the operator's (the default where the
+    operator says nothing), else the operator's. Returns the policy in force and one
+    :class:`Cap` per overridden value (a repository check's ``timeout_s`` is capped by
+    :func:`restrict`)."""
     mine, theirs = policy.limits, operator.limits
     values: dict[str, float] = {}
     from_file: set[str] = set()
