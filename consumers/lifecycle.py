@@ -4,6 +4,7 @@ lease) sweeps the time-based rules."""
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ from pipeline.guardrails.audit import AuditLog
 from pipeline.guardrails.breaker import CircuitBreaker
 from pipeline.learn.references import ResolutionReferences
 from pipeline.lifecycle.causes import CauseLearner
-from pipeline.lifecycle.escalate import EscalationHook
+from pipeline.lifecycle.escalate import EscalationHook, repo_escalation
 from pipeline.lifecycle.service import LifecycleService
 from pipeline.lifecycle.sweeper import DEFAULT_INTERVAL_S, Sweeper
 from pipeline.lookup.catalog import load_catalog
@@ -132,7 +133,9 @@ def build(ctx: StageContext) -> LifecycleHandler:
     audit = AlertingAudit(AuditLog(settings, db=db, redis_client=client), notifier)
     store = LifecycleStore(db)
     limits = operator_config(settings).limits  # the operator's [lifecycle] and [breaker]
-    escalation = EscalationHook(store, notifier)
+    # [escalation] per repository, its dedupe_hours as the operator's side lets it be
+    escalation = EscalationHook(store, notifier,
+                                policy_of=functools.partial(repo_escalation, settings))
     service = LifecycleService(
         store=store,
         breaker=CircuitBreaker(client, settings, limits.breaker(), audit=audit),

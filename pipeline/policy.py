@@ -43,9 +43,11 @@ command itself, nothing protected beyond ``.git/``)::
 
     [execution] [budget] [breaker] [lifecycle]   # guardrail thresholds: pipeline/policy_limits.py
 
-The guardrail thresholds (``[limits]`` sizes and dedupe, ``[execution]``, ``[budget]``) may
-only be tightened here, and ``[breaker]`` / ``[lifecycle]`` are operator configuration's
-alone: ``pipeline.trust.operator.cap_limits`` applies that rule to the parsed policy.
+The guardrail thresholds (``[limits]``, ``[budget]``, ``execution.min_auto_confidence`` and
+``degraded_confidence_bonus``, ``escalation.dedupe_hours``) may only be tightened here, and
+``[breaker]``, ``[lifecycle]`` and the ``[execution]`` thresholds that move a workflow's state
+(kept per workflow id, which repositories share) are operator configuration's alone:
+``pipeline.trust.operator.cap_limits`` applies that rule to the parsed policy.
 
 Invalid values raise :class:`PolicyError` naming the key, the value and the rule.
 :class:`PolicyLoader` hot-reloads on mtime and keeps the last valid policy in force when the
@@ -199,6 +201,9 @@ MAX_DIFF_LINES = 1_000_000
 MAX_FILES = 100_000
 MAX_DEDUPE_MINUTES = 10_080          # a week
 MAX_TIMEOUT_S = 86_400               # a day: a check or the failing-command re-run
+#: ``limits.check_timeout_s`` when neither the operator nor the repository sets it; a
+#: repository may only lower the operator's (pipeline.trust.operator.cap_limits)
+DEFAULT_CHECK_TIMEOUT_S = 120.0
 MAX_LLM_TIMEOUT_S = 3_600
 
 

@@ -42,11 +42,14 @@ decides what a repository's ``heal.toml`` may do with each key (:attr:`Key.tight
 - ``[breaker]`` and ``[lifecycle]`` are the operator's only: the breaker's state and a fix's
   lifecycle state are shared by every repository, so one repository's file must not decide
   them; a repository's value is ignored with a warning naming the key;
-- ``[execution]`` and ``[budget]`` a repository may only tighten (lower or higher, per key),
-  relative to the operator's value (the default where the operator says nothing); a looser
-  value is replaced by the operator's, with a warning;
-- ``budget.deferred_retry_seconds`` is the repository's (when a deferred fix is retried, not
-  whether).
+- ``[execution]`` degrade_after, recover_after and the quarantine_* keys are the operator's
+  only too: they move a workflow's execution state, which is keyed by the workflow's name
+  alone (``GITHUB_WORKFLOW`` is "CI" in many repositories), so it is shared;
+- ``execution.min_auto_confidence``, ``execution.degraded_confidence_bonus`` and ``[budget]``
+  a repository may only tighten (lower or higher, per key), relative to the operator's value
+  (the default where the operator says nothing); a looser value is replaced by the
+  operator's, with a warning; ``budget.deferred_retry_seconds`` may only be raised (a
+  shorter wait re-publishes a deferred fix, with an audit row and an outcome, more often).
 
 :meth:`Limits.source` says where each value in force came from (``file``, ``operator`` or
 ``default``); ``pipeline.trust.operator.cap_limits`` applies the rule.
@@ -100,19 +103,19 @@ class Key:
 
 
 KEYS: tuple[Key, ...] = (
-    Key("execution", "degrade_after", True, 1, 1000, 3, tighter="lower"),
-    Key("execution", "recover_after", True, 1, 1000, 3, tighter="higher"),
-    Key("execution", "quarantine_failures", True, 1, 100_000, 10, tighter="lower"),
-    Key("execution", "quarantine_window_minutes", False, 0, 10_080, 10, low_open=True,
-        tighter="higher"),
-    Key("execution", "quarantine_quiet_minutes", False, 0, 43_200, 60, low_open=True,
-        tighter="higher"),
+    # the workflow's state is keyed by its name alone ("CI" in many repositories), so the
+    # thresholds that move it are the operator's; the two below gate this repository's fixes
+    Key("execution", "degrade_after", True, 1, 1000, 3),
+    Key("execution", "recover_after", True, 1, 1000, 3),
+    Key("execution", "quarantine_failures", True, 1, 100_000, 10),
+    Key("execution", "quarantine_window_minutes", False, 0, 10_080, 10, low_open=True),
+    Key("execution", "quarantine_quiet_minutes", False, 0, 43_200, 60, low_open=True),
     Key("execution", "degraded_confidence_bonus", False, 0, 1, 0.1, tighter="higher"),
     Key("execution", "min_auto_confidence", False, 0, 1, 0.7, tighter="higher"),
     Key("budget", "automatic_fixes", True, 1, 1_000_000, 20, tighter="lower"),
     Key("budget", "automatic_fixes_minutes", False, 0, 10_080, 10, low_open=True,
         tighter="rate"),
-    Key("budget", "deferred_retry_seconds", False, 0.1, 86_400, 30, tighter=""),
+    Key("budget", "deferred_retry_seconds", False, 0.1, 86_400, 30, tighter="higher"),
     Key("budget", "verification_minutes", False, 0, 1e9, 240, tighter="lower"),
     Key("budget", "llm_tokens", False, 0, 1e12, 500_000, tighter="lower"),
     Key("budget", "fix_applications", False, 0, 1e9, 200, tighter="lower"),

@@ -610,7 +610,9 @@ class Applier:
         if not command:
             return None
         cwd = root / rel_cwd(verdict.error, root)
-        timeout = policy_for(root).current().check_timeout_s or RERUN_TIMEOUT_S
+        # the operator's limits.check_timeout_s bounds it: a repository may only lower it
+        timeout = governed(self.settings, policy_for(root).current()).check_timeout_s \
+            or RERUN_TIMEOUT_S
         run = run_argv(command, str(cwd), timeout)
         return {"name": "re-run failing step", "ok": run["exit_code"] == 0, **run}
 

@@ -85,8 +85,10 @@ CORE_RANGES = {
 NOT_RUN = "not run (not allowed by the operator)"
 
 
-def _check(check: Any, allowed: bool) -> dict[str, Any]:
-    out = {"name": check.name, "argv": list(check.argv), "timeout_s": check.timeout_s}
+def _check(check: Any, allowed: bool, most_s: float) -> dict[str, Any]:
+    """``most_s``: limits.check_timeout_s in force, which bounds a repository check's."""
+    out = {"name": check.name, "argv": list(check.argv),
+           "timeout_s": min(check.timeout_s, most_s)}
     return out if allowed else {**out, "status": NOT_RUN}
 
 
@@ -96,7 +98,7 @@ def _rows(policy: Policy, data: dict[str, Any], operator: Any) -> list[dict[str,
     core: list[tuple[str, Any]] = [
         ("mode", policy.mode.value),
         ("verify.include_failing", policy.include_failing),
-        ("verify.checks", [_check(c, operator.command_allowed(c.argv))
+        ("verify.checks", [_check(c, operator.command_allowed(c.argv), policy.check_timeout_s)
                            for c in policy.checks]),
         ("protect.paths", list(policy.protected)),
         ("limits.max_diff_lines", policy.max_diff_lines),
@@ -113,6 +115,8 @@ def _rows(policy: Policy, data: dict[str, Any], operator: Any) -> list[dict[str,
         ("escalation.rules", [_rule(r) for r in policy.escalation.rules]),
     ]
     core_set = dict(operator.core)
+    if operator.dedupe_hours is not None:
+        core_set["escalation.dedupe_hours"] = operator.dedupe_hours
     rows = [{"key": k, "value": v,
              "source": "file" if _has(data, k) else "operator" if k in core_set else "default",
              **({"allowed": CORE_RANGES[k]} if k in CORE_RANGES else {})}

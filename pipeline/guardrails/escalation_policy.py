@@ -4,7 +4,9 @@
 
     [escalation]
     defaults = true                 # keep the built-in rules after yours (default true)
-    dedupe_hours = 24               # one notification per (fingerprint, rule) in this period
+    dedupe_hours = 24               # one notification per (fingerprint, rule) in this period;
+                                    # a repository may only lower the operator's (its
+                                    # [escalation] dedupe_hours): the key is shared
 
     [[escalation.rules]]
     name = "database-now"           # required, unique
@@ -43,6 +45,8 @@ MAX_HOURS = 24 * 365
 class EscalationPolicy:
     rules: tuple[EscalationRule, ...] = DEFAULT_RULES
     dedupe_hours: float = 24.0
+    #: the file set ``dedupe_hours`` (else the operator's value is in force)
+    dedupe_set: bool = False
 
     @property
     def dedupe_s(self) -> int:
@@ -129,4 +133,5 @@ def parse_escalation(raw: Any) -> EscalationPolicy:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise PolicyError("escalation.rules", dupes, "rule names must be unique")
-    return EscalationPolicy(tuple(rules) + (DEFAULT_RULES if defaults else ()), dedupe)
+    return EscalationPolicy(tuple(rules) + (DEFAULT_RULES if defaults else ()), dedupe,
+                            dedupe_set="dedupe_hours" in table)

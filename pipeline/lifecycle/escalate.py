@@ -9,11 +9,13 @@ when no new outcome arrives.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from pipeline.config import Settings
 from pipeline.events import OutcomeEvent
 from pipeline.guardrails.escalation import (
     EscalationContext,
@@ -40,18 +42,26 @@ class HistoryStore(Protocol):
     def unresolved(self, limit: int = 1000) -> list[dict[str, Any]]: ...
 
 
-def _repo_policy(repo_path: str) -> EscalationPolicy:
-    """The ``[escalation]`` policy of the repository (defaults outside one)."""
-    if not repo_path:
-        return EscalationPolicy()
+def repo_escalation(settings: Settings, repo_path: str) -> EscalationPolicy:
+    """The ``[escalation]`` policy of the repository (defaults outside one), its
+    ``dedupe_hours`` under the operator configuration of ``settings``: the dedupe key of a
+    notification is shared by every repository, so a repository may only lower it
+    (:func:`pipeline.trust.operator.cap_limits`)."""
     from pipeline.errors import GitError
     from pipeline.gitops import find_root
-    from pipeline.policy import policy_for
+    from pipeline.policy import Policy, policy_for
+    from pipeline.trust.operator import governed
 
-    try:
-        return policy_for(find_root(repo_path)).current().escalation
-    except (GitError, OSError):
-        return EscalationPolicy()
+    policy = Policy()
+    if repo_path:
+        with contextlib.suppress(GitError, OSError):
+            policy = policy_for(find_root(repo_path)).current()
+    return governed(settings, policy).escalation
+
+
+def _repo_policy(repo_path: str) -> EscalationPolicy:
+    """:func:`repo_escalation` under the environment's settings."""
+    return repo_escalation(Settings.from_env(), repo_path)
 
 
 def _rules(policy: EscalationPolicy) -> tuple[EscalationRule, ...]:

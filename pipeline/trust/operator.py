@@ -27,12 +27,18 @@ A repository's ``heal.toml`` may only narrow it (see :func:`restrict`)::
     min_attempts = 10
     [breaker]                                       # the shared breaker: the operator's only
     global_threshold = 5
-    [execution]                                     # per-repository guardrails: a repository
-    min_auto_confidence = 0.7                       # may only tighten these (cap_limits)
+    [execution]                                     # the workflow state's thresholds are the
+    quarantine_failures = 10                        # operator's only; a repository may only
+    min_auto_confidence = 0.7                       # tighten min_auto_confidence (cap_limits)
     [budget]
     automatic_fixes = 20
+    deferred_retry_seconds = 30                     # a repository may only raise it
     [limits]
     max_diff_lines = 400                            # also max_files, dedupe_minutes
+    check_timeout_s = 120                           # a repository may only lower it (and a
+                                                    # check's timeout_s is capped by it)
+    [escalation]
+    dedupe_hours = 24                               # a repository may only lower it
 
 The file is refused (ConfigError, naming the file and the reason) when other users may write
 it or when git tracks it (``HEAL_HOME`` defaults to ``<repo>/.heal``, and a repository must
@@ -53,11 +59,14 @@ from typing import Any
 
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, PolicyError, toml_value
+from pipeline.guardrails.escalation_policy import MAX_HOURS
 from pipeline.model import Mode
 from pipeline.policy import (
+    DEFAULT_CHECK_TIMEOUT_S,
     MAX_DEDUPE_MINUTES,
     MAX_DIFF_LINES,
     MAX_FILES,
+    MAX_TIMEOUT_S,
     Check,
     LLMJudgeConfig,
     Policy,
@@ -77,12 +86,18 @@ log = logging.getLogger("heal.trust")
 
 ENV_CONFIG = "HEAL_CONFIG"
 OPERATOR_FILE = "heal.toml"
-TOP_KEYS = {"trust", "verify", "judges", "limits", *SECTIONS}
+TOP_KEYS = {"trust", "verify", "judges", "limits", "escalation", *SECTIONS}
 #: the ``[limits]`` keys operator configuration bounds: (key, Policy attribute, which value
-#: is the stricter one); ``limits.check_timeout_s`` stays the repository's
+#: is the stricter one); ``check_timeout_s`` bounds the minutes a verification spends of the
+#: daily ``verification_minutes`` budget every repository shares
 CORE_LIMITS = (("limits.max_diff_lines", "max_diff_lines", "lower"),
                ("limits.max_files", "max_files", "lower"),
-               ("limits.dedupe_minutes", "dedupe_minutes", "higher"))
+               ("limits.dedupe_minutes", "dedupe_minutes", "higher"),
+               ("limits.check_timeout_s", "check_timeout_s", "lower"))
+#: ``escalation.dedupe_hours`` when the operator says nothing; the dedupe key of a
+#: notification (fingerprint and rule) is shared by every repository, so a repository may
+#: only lower it (more notifications, never fewer)
+DEFAULT_DEDUPE_HOURS = 24.0
 MODE_ORDER = (Mode.OBSERVE, Mode.SUGGEST, Mode.AUTO_SAFE, Mode.AUTO)
 
 
@@ -108,6 +123,9 @@ class OperatorConfig:
     limits: Limits = field(default_factory=Limits)
     #: ``[limits]`` keys this file set (key, value): a repository may only tighten them
     core: tuple[tuple[str, float], ...] = ()
+    #: ``[escalation] dedupe_hours`` (None: not set, the default): a repository may only
+    #: lower it
+    dedupe_hours: float | None = None
     source: str = "defaults"
     #: why the operator's file was refused ('' when it was read): heal then fails closed
     refused: str = ""
@@ -186,7 +204,11 @@ def parse_operator(data: dict[str, Any], source: str) -> OperatorConfig:
     verify = _table("verify", data.get("verify", {}), {"checks"})
     judges = _table("judges", data.get("judges", {}), {"llm", "human_for_risky"})
     limits = _table("limits", data.get("limits", {}),
-                    {"max_diff_lines", "max_files", "dedupe_minutes"})
+                    {"max_diff_lines", "max_files", "dedupe_minutes", "check_timeout_s"})
+    escalation = _table("escalation", data.get("escalation", {}), {"dedupe_hours"})
+    check_timeout = float(_positive("limits.check_timeout_s", limits.get("check_timeout_s",
+                                                                          DEFAULT_CHECK_TIMEOUT_S),
+                                    high=MAX_TIMEOUT_S))
     core = [("limits.max_diff_lines", float(_positive(
                 "limits.max_diff_lines", limits["max_diff_lines"], integer=True,
                 high=MAX_DIFF_LINES))) if "max_diff_lines" in limits else None,
@@ -195,17 +217,21 @@ def parse_operator(data: dict[str, Any], source: str) -> OperatorConfig:
                 high=MAX_FILES))) if "max_files" in limits else None,
             ("limits.dedupe_minutes", _non_negative(
                 "limits.dedupe_minutes", limits["dedupe_minutes"],
-                high=MAX_DEDUPE_MINUTES)) if "dedupe_minutes" in limits else None]
+                high=MAX_DEDUPE_MINUTES)) if "dedupe_minutes" in limits else None,
+            ("limits.check_timeout_s", check_timeout) if "check_timeout_s" in limits else None]
+    dedupe_hours = _non_negative("escalation.dedupe_hours", escalation["dedupe_hours"],
+                                 high=MAX_HOURS) if "dedupe_hours" in escalation else None
     return OperatorConfig(
         repos=_absolute("trust.repos", _strings("trust.repos", trust.get("repos", []))),
         commands=_argvs("trust.commands", trust.get("commands", [])),
         packages=_strings("trust.packages", trust.get("packages", [])),
         max_mode=_mode("trust.max_mode", trust.get("max_mode", Mode.AUTO.value)),
-        checks=_checks(verify, 120.0),
+        checks=_checks(verify, check_timeout),
         llm=_llm(judges),
         human_for_risky=_bool("judges.human_for_risky", judges.get("human_for_risky", True)),
         limits=parse_limits(data),
         core=tuple(c for c in core if c is not None),
+        dedupe_hours=dedupe_hours,
         source=source,
     )
 
@@ -367,9 +393,21 @@ def restrict(policy: Policy, operator: OperatorConfig) -> tuple[Policy, list[str
     if mode != policy.mode and not operator.refused:
         warnings.append(f"heal.toml: mode = {toml_value(policy.mode.value)}: above the "
                         f"operator's trust.max_mode; using {toml_value(mode.value)}")
+    policy, caps = cap_limits(policy, operator)
+    warnings += [cap.warning for cap in caps]
     kept: list[Check] = list(operator.checks)
     for i, check in enumerate(policy.checks):
         if operator.command_allowed(check.argv):
+            if check.timeout_s > policy.check_timeout_s:
+                # verification minutes come out of the budget every repository shares
+                warnings.append(
+                    f"heal.toml: verify.checks[{i}].timeout_s = "
+                    f"{toml_value(_num(check.timeout_s))}: longer than limits.check_timeout_s"
+                    f" in force ({toml_value(_num(policy.check_timeout_s))}), which bounds a "
+                    "repository check (a longer one belongs in operator configuration: "
+                    f"[limits] check_timeout_s in $HEAL_HOME/heal.toml or {ENV_CONFIG}); "
+                    f"using {toml_value(_num(policy.check_timeout_s))}")
+                check = replace(check, timeout_s=policy.check_timeout_s)
             kept.append(check)
             continue
         argv = toml_value(list(check.argv))
@@ -383,8 +421,6 @@ def restrict(policy: Policy, operator: OperatorConfig) -> tuple[Policy, list[str
     human = policy.human_for_risky or operator.human_for_risky
     if human != policy.human_for_risky:
         warnings.append(HUMAN_KEPT)
-    policy, caps = cap_limits(policy, operator)
-    warnings += [cap.warning for cap in caps]
     return (replace(policy, mode=mode, checks=tuple(kept), llm=llm, human_for_risky=human),
             warnings, ceiling)
 
@@ -420,12 +456,15 @@ def _looser(tighter: str, value: float, bound: float) -> bool:
 
 def cap_limits(policy: Policy, operator: OperatorConfig) -> tuple[Policy, list[Cap]]:
     """The repository's guardrail thresholds under the operator's rule: keys that decide
-    shared state (``[breaker]``, ``[lifecycle]``) are the operator's (or the defaults), a
-    repository's value ignored; keys a repository may only tighten (``[execution]``,
-    ``[budget]``, ``limits.max_diff_lines``, ``limits.max_files``, ``limits.dedupe_minutes``)
-    keep the repository's value when it is at least as strict as the operator's (the
-    default where the operator says nothing), else the operator's; the rest are the
-    repository's. Returns the policy in force and one :class:`Cap` per overridden value."""
+    shared state (``[breaker]``, ``[lifecycle]``, the ``[execution]`` keys moving a
+    workflow's state) are the operator's (or the defaults), a repository's value ignored;
+    keys a repository may only tighten (``[budget]``, ``execution.min_auto_confidence`` and
+    ``degraded_confidence_bonus``, ``limits.max_diff_lines``, ``max_files``,
+    ``dedupe_minutes``, ``check_timeout_s``, ``escalation.dedupe_hours``) keep the
+    repository's value when it is at least as strict as the operator's (the default where the
+    operator says nothing), else the operator's. Returns the policy in force and one
+    :class:`Cap` per overridden value (a repository check's ``timeout_s`` is capped by
+    :func:`restrict`)."""
     mine, theirs = policy.limits, operator.limits
     values: dict[str, float] = {}
     from_file: set[str] = set()
@@ -465,7 +504,18 @@ def cap_limits(policy: Policy, operator: OperatorConfig) -> tuple[Policy, list[C
             why = _looser_why(tighter, path in core, "limits")
             caps.append(Cap(path, asked, base, _cap_warning(path, asked, why, base)))
             asked = base
-        changes[attr] = asked if attr == "dedupe_minutes" else int(asked)
+        changes[attr] = asked if attr in ("dedupe_minutes", "check_timeout_s") else int(asked)
+    escalation = policy.escalation
+    base = DEFAULT_DEDUPE_HOURS if operator.dedupe_hours is None else operator.dedupe_hours
+    asked = escalation.dedupe_hours if escalation.dedupe_set else base
+    if asked > base:
+        why = _looser_why("lower", operator.dedupe_hours is not None, "escalation",
+                          what="it would silence the same error's notifications for every "
+                          "repository (the dedupe is per fingerprint and rule)")
+        caps.append(Cap("escalation.dedupe_hours", asked, base,
+                        _cap_warning("escalation.dedupe_hours", asked, why, base)))
+        asked = base
+    changes["escalation"] = replace(escalation, dedupe_hours=asked)
     return replace(policy, limits=limits, **changes), caps
 
 
@@ -484,10 +534,11 @@ def _faster_why(operator_set: bool, section: str) -> str:
             f"{ENV_CONFIG})")
 
 
-def _looser_why(tighter: str, operator_set: bool, section: str) -> str:
+def _looser_why(tighter: str, operator_set: bool, section: str, what: str = "") -> str:
     whose = "the operator's value" if operator_set else "the default"
     may = "raise" if tighter == "higher" else "lower"
-    return (f"looser than {whose}, and a repository may only {may} it (a looser value "
+    what = f": {what}" if what else ""
+    return (f"looser than {whose}{what}, and a repository may only {may} it (a looser value "
             f"belongs in operator configuration: [{section}] in $HEAL_HOME/heal.toml or "
             f"{ENV_CONFIG})")
 

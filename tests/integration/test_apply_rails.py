@@ -99,9 +99,10 @@ def test_a_deferred_verdict_is_not_applied_once_the_breaker_opened(
         stage_settings: Settings, operator_toml: Callable[[str], Path]) -> None:
     # Given the operator's rate of 1 automatic fix per 2 minutes, shared by every repository:
     # of two verdicts of step w/s (in two checkouts) the second is deferred
+    # (a deferred fix retried after 0.1 s: the operator's, a repository may only raise it)
     operator_toml("[limits]\ndedupe_minutes = 0\n[budget]\nautomatic_fixes = 1\n"
-                  "automatic_fixes_minutes = 2\n")
-    policy = "[limits]\ndedupe_minutes = 0\n[budget]\ndeferred_retry_seconds = 0.1\n"
+                  "automatic_fixes_minutes = 2\ndeferred_retry_seconds = 0.1\n")
+    policy = "[limits]\ndedupe_minutes = 0\n"
     (first,) = _decided(validator, _repo(tmp_path, policy, "one"), ["fp-def-a"])
     root = _repo(tmp_path, policy, "two")
     (second,) = _decided(validator, root, ["fp-def-b"])

@@ -46,9 +46,11 @@ def test_the_automatic_fix_past_the_rate_is_deferred_and_applied_later(
         stage_settings: Settings, operator_toml: Callable[[str], Path]) -> None:
     # Given the operator's rate of 2 automatic fixes per 2 minutes, shared by every
     # repository (one token back every 60 s, far longer than the test takes even on a loaded
-    # machine) and 3 SAFE fixes in 3 repositories
-    operator = operator_toml("[budget]\nautomatic_fixes = 2\nautomatic_fixes_minutes = 2\n")
-    policy = "[budget]\ndeferred_retry_seconds = 0.5\n"
+    # machine), a deferred fix retried after 0.5 s (the operator's: a repository may only
+    # make it wait longer) and 3 SAFE fixes in 3 repositories
+    operator = operator_toml("[budget]\nautomatic_fixes = 2\nautomatic_fixes_minutes = 2\n"
+                             "deferred_retry_seconds = 0.5\n")
+    policy = "[budget]\n"
     roots = [_repo(tmp_path, f"shop{i}", policy) for i in range(3)]
     verdicts = [validator.validate(candidate(root, FORMAT, FORMAT_FIX)) for root in roots]
     assert [v.decision for v in verdicts] == ["apply"] * 3

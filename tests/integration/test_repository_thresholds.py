@@ -122,7 +122,8 @@ def test_heal_policy_shows_the_thresholds_the_operator_capped_and_why(tmp_path: 
     # Given the hostile heal.toml, one tighter value, and an operator configuration that
     # sets its own [execution] floor and [lifecycle] value
     root = _repo(tmp_path, "glob1", HOSTILE.replace(
-        "min_auto_confidence = 0.0\n", "min_auto_confidence = 0.0\ndegrade_after = 2\n"))
+        "min_auto_confidence = 0.0\n",
+        "min_auto_confidence = 0.0\ndegraded_confidence_bonus = 0.2\n"))
     operator = _operator_file(tmp_path, "[execution]\nmin_auto_confidence = 0.5\n"
                                         "[lifecycle]\nmin_attempts = 20\n")
     # When `heal policy --repo` shows it
@@ -148,13 +149,13 @@ def test_heal_policy_shows_the_thresholds_the_operator_capped_and_why(tmp_path: 
     dedupe = rows["limits.dedupe_minutes"]
     assert (dedupe["value"], dedupe["source"], dedupe["requested"]) == (10, "operator", 0)
     # while a tighter one is the repository's
-    assert (rows["execution.degrade_after"]["value"],
-            rows["execution.degrade_after"]["source"]) == (2, "file")
+    assert (rows["execution.degraded_confidence_bonus"]["value"],
+            rows["execution.degraded_confidence_bonus"]["source"]) == (0.2, "file")
     for key in ("lifecycle.min_attempts", "breaker.global_threshold",
                 "execution.min_auto_confidence", "budget.automatic_fixes",
                 "limits.dedupe_minutes"):
         assert f"heal: heal.toml: {key} = " in err, err
-    assert "execution.degrade_after" not in err
+    assert "execution.degraded_confidence_bonus" not in err
 
     # When the operator allows a looser value than the default, the repository gets it
     report, _ = _heal_policy(root, tmp_path / "home", _operator_file(

@@ -88,8 +88,8 @@ def test_thresholds_are_hot_reloaded(tmp_path: Path) -> None:
 
 def test_heal_policy_shows_values_and_sources(tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    # (degrade_after = 2 tightens the default 3: a repository may only tighten it)
-    root = _repo(tmp_path, "mode = \"auto-safe\"\n[execution]\ndegrade_after = 2\n")
+    # (min_auto_confidence = 0.8 tightens the default 0.7: a repository may only tighten it)
+    root = _repo(tmp_path, "mode = \"auto-safe\"\n[execution]\nmin_auto_confidence = 0.8\n")
     assert main(["policy", "--repo", str(root), "--json"]) == 0
     out = capsys.readouterr().out
     report = json.loads(out)
@@ -97,8 +97,8 @@ def test_heal_policy_shows_values_and_sources(tmp_path: Path,
     assert out.count("\n") == 1 and out.index('"file"') < out.index('"keys"'), out[:200]
     rows = {r["key"]: r for r in report["keys"]}
     assert rows["mode"] == {"key": "mode", "value": "auto-safe", "source": "file"}
-    assert rows["execution.degrade_after"]["value"] == 2
-    assert rows["execution.degrade_after"]["source"] == "file"
+    assert rows["execution.min_auto_confidence"]["value"] == 0.8
+    assert rows["execution.min_auto_confidence"]["source"] == "file"
     assert rows["execution.recover_after"]["source"] == "default"
     assert rows["breaker.cooldown_minutes"]["value"] == 30
     assert rows["breaker.half_open_probes"]["value"] == 1
@@ -106,7 +106,7 @@ def test_heal_policy_shows_values_and_sources(tmp_path: Path,
     assert rows["escalation.rules"]["source"] == "default"
     assert {r["when"] for r in rows["escalation.rules"]["value"]} >= {"immediate", "attempts"}
     assert main(["policy", "--repo", str(root)]) == 0
-    assert "execution.degrade_after" in capsys.readouterr().out
+    assert "execution.min_auto_confidence" in capsys.readouterr().out
     (root / "heal.toml").write_text("[execution]\ndegrade_after = 0\n")
     assert main(["policy", "--repo", str(root)]) == 2
     assert "execution.degrade_after = 0: must be an integer >= 1" in capsys.readouterr().err
