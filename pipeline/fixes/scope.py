@@ -81,7 +81,8 @@ def scoped(rendered: dict[str, Any], command: Sequence[str], root: Path,
         return rendered, _held(whole, "the failing command is not trusted (not from heal run "
                                "here, not in [trust] commands), so heal cannot tell which "
                                "paths it checked")
-    found = _operands(list(command), [[str(w) for w in t] for t in tools])
+    found = _operands(list(command), [[str(w) for w in t] for t in tools],
+                      _options_of(argv[:-1]))
     shown = " ".join(command)[:_SHOWN]
     if found is None:
         names = " or ".join(f"`{' '.join(t)} PATH...`" for t in tools)
@@ -105,15 +106,28 @@ def _held(whole: str, why: str) -> str:
             "tool itself with its paths under heal run to have it applied)")
 
 
-def _operands(command: list[str], tools: list[list[str]]
+def _options_of(argv: list[str]) -> frozenset[str]:
+    """The fix's own options, each as ``--opt`` and, with the word after it, ``--opt=value``
+    (``--select I`` gives ``--select`` and ``--select=I``)."""
+    out: set[str] = set()
+    for i, word in enumerate(argv):
+        if word.startswith("-") and word != "-":
+            out.add(word)
+            if "=" not in word and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+                out.add(f"{word}={argv[i + 1]}")
+    return frozenset(out)
+
+
+def _operands(command: list[str], tools: list[list[str]], same: frozenset[str] = frozenset()
               ) -> tuple[list[str], str] | None:
     """The failing command's operands after the tool's words and what makes them ambiguous
-    (see :func:`_positional`); None when it is another command."""
+    (see :func:`_positional`; ``same``: the fix's own options, see :func:`_options_of`); None
+    when it is another command."""
     words = _unwrapped(command)
     for tool in tools:
         n = len(tool)
         if len(words) >= n and Path(words[0]).name == tool[0] and words[1:n] == tool[1:]:
-            return _positional(tuple(tool), words[n:])
+            return _positional(tuple(tool), words[n:], same)
     return None
 
 
@@ -144,11 +158,14 @@ def _plain_words(text: str) -> list[str]:
         return []
 
 
-def _positional(tool: tuple[str, ...], args: list[str]) -> tuple[list[str], str]:
+def _positional(tool: tuple[str, ...], args: list[str],
+                same: frozenset[str] = frozenset()) -> tuple[list[str], str]:
     """(the words that are operands, why the scope cannot be told or ''): after ``--`` all,
     before it those that are no option; every option must be one of the tool's
-    :data:`_OUTPUT_ONLY` (with its value when it takes one), else nothing is taken. No
-    operand is ``.`` for a tool whose default is the working directory."""
+    :data:`_OUTPUT_ONLY` (with its value when it takes one), or one the fix itself passes with
+    the same value (``same``: ``ruff check --select I .`` failing, the import fix's own
+    ``--select I`` checks the very rules it checked), else nothing is taken. No operand is
+    ``.`` for a tool whose default is the working directory."""
     allowed = _OUTPUT_ONLY.get(tool, frozenset())
     out: list[str] = []
     n = 0
@@ -161,23 +178,42 @@ def _positional(tool: tuple[str, ...], args: list[str]) -> tuple[list[str], str]
         if not word.startswith("-") or word == "-":
             out.append(word)
             continue
-        name, eq, value = word.partition("=")
-        if name + "=" in allowed:  # takes a value: in this word or the next
-            if not eq:
-                value = args[n] if n < len(args) else ""
-                n += 1
-            if value and not value.startswith("-"):
-                continue
-        elif not eq and word in allowed:
+        taken = _option_words(word, args[n:], allowed, same)
+        if taken is not None:
+            n += taken
             continue
         return [], (f"the option {word[:_SHOWN]!r}, which may change the files or rules it "
-                    "checked or the configuration it read (only plain paths and the options "
-                    f"{', '.join(sorted(o.rstrip('=') for o in allowed)) or 'none'} are read)")
+                    "checked or the configuration it read (only plain paths, the options "
+                    f"{', '.join(sorted(o.rstrip('=') for o in allowed)) or 'none'} and the "
+                    "fix's own options with the same value are read)")
     if not out:
         if tool not in _DOT_BY_DEFAULT:
             return [], "no path"
         out = ["."]
     return out, ""
+
+
+def _option_words(word: str, rest: list[str], allowed: frozenset[str],
+                  same: frozenset[str]) -> int | None:
+    """How many of the words ``rest`` after the option ``word`` are its value (0 or 1), or
+    None when the option may change what the failing step checked: it must be one of the
+    tool's output-only options (with its value when it takes one), or one the fix passes
+    itself with the same value (``--select=I`` or ``--select I``; a bare flag only when no
+    word after it could be its value)."""
+    name, eq, value = word.partition("=")
+    nxt = rest[0] if rest else ""
+    if name + "=" in allowed:  # takes a value: in this word or the next
+        value, taken = (value, 0) if eq else (nxt, 1)
+        return taken if value and not value.startswith("-") else None
+    if eq:
+        return 0 if word in same else None
+    if word in allowed:
+        return 0
+    if nxt and f"{word}={nxt}" in same:
+        return 1
+    if word in same and (not nxt or nxt.startswith("-")):
+        return 0
+    return None
 
 
 def _plain(operand: str, root: Path, cwd: Path) -> tuple[str, str]:

@@ -107,3 +107,29 @@ def test_a_malformed_scope_of_is_refused_with_what_to_change(template: dict[str,
     spec = FixSpec("p/fix", "p", FixKind.COMMAND, Category.SAFE, "t", "e", template)
     with pytest.raises(ConfigError, match="scope_of"):
         spec.check_template()
+
+
+IMPORT_FIX = {"argv": ["ruff", "check", "--select", "I", "--fix", "."],
+              "scope_of": [["ruff", "check"], ["isort"]]}
+
+
+@pytest.mark.parametrize(("command", "argv_tail"), [
+    # the failing step checked the very rules the fix passes itself: same scope
+    (["ruff", "check", "--select", "I", "."], ["--", "."]),
+    (["ruff", "check", "--select=I", "calc"], ["--", "calc"]),
+    (["ruff", "check", "--select", "I"], ["--", "."]),
+    # another selection than the fix's own: held
+    (["ruff", "check", "--select", "I,F401", "calc"], None),
+    (["ruff", "check", "--select", "F401", "calc"], None),
+    (["ruff", "check", "--select", "I", "--ignore=I001", "calc"], None),
+    # a bare flag the fix passes too, with a word after it that could be its value: held
+    (["ruff", "check", "--fix", "calc"], None),
+])
+def test_an_option_the_fix_passes_itself_with_the_same_value_keeps_the_scope(
+        root: Path, command: list[str], argv_tail: list[str] | None) -> None:
+    rendered, held = scoped(IMPORT_FIX, command, root, root)
+    if argv_tail is None:
+        assert rendered == IMPORT_FIX and "not applied by itself" in held
+    else:
+        assert not held, held
+        assert rendered["argv"] == ["ruff", "check", "--select", "I", "--fix", *argv_tail]
