@@ -79,6 +79,14 @@ def branch_name(fingerprint: str, attempt: int) -> str:
     return f"{BRANCH_PREFIX}{clean}-{attempt}"
 
 
+def one_line(text: str) -> str:
+    """``text`` as one line: a subject or body paragraph of heal's commit quotes event text
+    (the failing command), whose line breaks could otherwise end the paragraph, start a
+    ``---`` line (where ``git interpret-trailers`` stops reading) or plant a trailer-looking
+    last paragraph ahead of heal's own."""
+    return _CONTROL.sub(" ", text).strip()
+
+
 def trailer_block(*pairs: tuple[str, str]) -> str:
     """``Key: value`` lines, one per pair, for the last paragraph of a commit message, where
     ``git interpret-trailers --parse`` and ``git log --format=%(trailers)`` read them. heal
@@ -336,8 +344,8 @@ class GitRepo:
         self.run("add", "-A", cwd=cwd)
         if not self.run("diff", "--cached", "--name-only", cwd=cwd).stdout.strip():
             raise GitError("the fix changed nothing in the work tree; nothing to commit")
-        self.run("commit", *_COMMIT, "-m", subject, "-m", body, "-m", trailers.block(),
-                 cwd=cwd)
+        self.run("commit", *_COMMIT, "-m", one_line(subject), "-m", one_line(body),
+                 "-m", trailers.block(), cwd=cwd)
         return self.run("rev-parse", "HEAD", cwd=cwd).stdout.strip()
 
     def branch_exists(self, name: str) -> bool:
@@ -423,7 +431,7 @@ class GitRepo:
     def revert(self, commit: str, reason: str) -> str:
         """A new commit undoing ``commit`` (history is never rewritten); returns its id."""
         self.run("revert", "--no-edit", "--no-commit", commit)
-        self.run("commit", *_COMMIT, "-m", f"Revert heal fix {commit[:10]}", "-m", reason,
+        self.run("commit", *_COMMIT, "-m", f"Revert heal fix {commit[:10]}", "-m", one_line(reason),
                  "-m", trailer_block(("Healed-by", "heal (rollback)")))
         return self.head()
 

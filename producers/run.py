@@ -97,7 +97,8 @@ def carried_argv(argv: Sequence[str]) -> list[str]:
 #: the tag naming what an event carries with ``\xNN`` in place of bytes that are not UTF-8
 NOT_UTF8_TAG = "not_utf8"
 #: the fields of it the attestation signs (a stand-in among them leaves the event unsigned)
-_NOT_UTF8_SAID = {"command": "command line", "repo.path": "repository path"}
+_NOT_UTF8_SAID = {"command": "command line", "repo.path": "repository path",
+                  "tags.cwd": "working directory"}
 
 
 def decision_json(argv: Sequence[str], exit_status: int, decision: str, detail: str = "",
@@ -159,6 +160,13 @@ def build_event(opts: RunOptions, result: RunResult, extra_tags: dict[str, Any] 
     not_utf8 = ([] if all(is_exact(arg) for arg in opts.argv) else ["command"]) + (
         [] if is_exact(exact.path) else ["repo.path"]) + inexact_workflow(
         id=opts.workflow, step=opts.step)
+    where = str(opts.cwd or os.getcwd())
+    if os.path.realpath(where) != os.path.realpath(exact.path):
+        # run in a subdirectory: verification re-runs the command, and a fix acts, there
+        # (pipeline.validate.verify.rel_cwd), not at the root; signed with the command
+        tags["cwd"] = carried(where)
+        if not is_exact(where):
+            not_utf8.append("tags.cwd")
     if not_utf8:
         tags[NOT_UTF8_TAG] = not_utf8
     workflow, repo, cut = event_where(run_workflow(opts, step), carried_repo(exact))

@@ -124,6 +124,8 @@ def _operands(command: list[str], tools: list[list[str]], same: frozenset[str] =
     (see :func:`_positional`; ``same``: the fix's own options, see :func:`_options_of`); None
     when it is another command."""
     words = _unwrapped(command)
+    if words and "/" in words[0] and not words[0].startswith("/"):
+        return None  # ./ruff, tools/ruff: a program of the repository's, maybe a wrapper
     for tool in tools:
         n = len(tool)
         if len(words) >= n and Path(words[0]).name == tool[0] and words[1:n] == tool[1:]:

@@ -34,7 +34,8 @@ def _repo(tmp_path: Path) -> Path:
     return root
 
 
-def _heal(root: Path, env: dict[str, str], *command: str) -> subprocess.CompletedProcess[str]:
+def _heal(root: Path, env: dict[str, str], *command: str,
+          cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """``heal run --mode auto-safe -- COMMAND`` with a ``ruff`` first on PATH that logs each
     argv it gets (to ``ruff-calls.log`` beside the repository) and runs the real ruff."""
     real = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
@@ -49,7 +50,7 @@ def _heal(root: Path, env: dict[str, str], *command: str) -> subprocess.Complete
             "PATH": f"{shims}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}"
                     f"{os.environ['PATH']}"}
     return subprocess.run([sys.executable, "-c", CLI, "run", "--mode", "auto-safe",
-                           "--timeout", "120", "--", *command], cwd=root, env=full,
+                           "--timeout", "120", "--", *command], cwd=cwd or root, env=full,
                           capture_output=True, text=True, timeout=300, check=False)
 
 
@@ -81,7 +82,25 @@ def test_ruff_fix_acts_only_on_the_path_the_failing_step_checked(
     assert "import os" not in (root / "calc" / "ops.py").read_text()
     assert (root / "boom.py").read_text() == SIDE_EFFECT  # its import was not removed
     assert _changed(root) == ["calc/ops.py"]
-    assert _fix_calls(root) == ["check --fix -- calc"]
+    assert _fix_calls(root) == ["check --fix --no-unsafe-fixes -- calc"]
+
+
+@pytest.mark.parametrize(("command", "fix_call"), [
+    (("ruff", "check"), "check --fix --no-unsafe-fixes -- ."),
+    (("ruff", "check", "ops.py"), "check --fix --no-unsafe-fixes -- ops.py")])
+def test_run_from_a_subdirectory_the_fix_acts_there_not_at_the_root(
+        tmp_path: Path, heal_env: dict[str, str], own_database: str,
+        command: tuple[str, ...], fix_call: str) -> None:
+    """QA s14e D1: heal run did not say where it ran, so from calc/ the fix and the re-run ran
+    at the root: `ruff check` there removed boom.py's import, and `ruff check ops.py` found
+    no file and counted the fix as failed. The event now carries the directory (tags.cwd,
+    signed with the command)."""
+    root = _repo(tmp_path)
+    done = _heal(root, heal_env, *command, cwd=root / "calc")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (root / "boom.py").read_text() == SIDE_EFFECT
+    assert _changed(root) == ["calc/ops.py"]
+    assert _fix_calls(root) == [fix_call]
 
 
 @pytest.mark.parametrize("hostile", ["--config=ruff.toml", "../other", "OUTSIDE", "link"])
@@ -108,7 +127,7 @@ def test_a_hostile_path_argument_never_reaches_the_fix(
     # an option (QA s14c D1: also as --opt=value) or a path that is not plain inside the
     # repository: the fix may act on the whole working directory in a verification worktree
     # only; nothing is applied
-    assert all(call == "check --fix ." for call in calls), (calls, out)
+    assert all(call == "check --fix --no-unsafe-fixes ." for call in calls), (calls, out)
     assert done.returncode != 0 and _head(root) == head, out
     assert (root / "calc" / "ops.py").read_text() == UNUSED, out
 
@@ -139,7 +158,7 @@ def test_an_option_that_narrows_the_check_holds_the_fix(
     assert (root / "calc" / "legacy.py").read_text() == SIDE_EFFECT, out
     assert (root / "boom.py").read_text() == SIDE_EFFECT, out
     assert (root / "calc" / "ops.py").read_text() == UNUSED, out
-    assert all(call == "check --fix ." for call in _fix_calls(root)), out
+    assert all(call == "check --fix --no-unsafe-fixes ." for call in _fix_calls(root)), out
 
 
 def test_an_output_only_option_keeps_the_scope(
@@ -150,7 +169,7 @@ def test_an_output_only_option_keeps_the_scope(
     done = _heal(root, heal_env, "ruff", "check", "--output-format=concise", "-q", "calc")
     assert done.returncode == 0, done.stdout + done.stderr
     assert _changed(root) == ["calc/ops.py"]
-    assert _fix_calls(root) == ["check --fix -- calc"]
+    assert _fix_calls(root) == ["check --fix --no-unsafe-fixes -- calc"]
 
 
 def test_an_unknown_scope_is_verified_but_held_for_a_person(

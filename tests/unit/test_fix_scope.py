@@ -133,3 +133,48 @@ def test_an_option_the_fix_passes_itself_with_the_same_value_keeps_the_scope(
     else:
         assert not held, held
         assert rendered["argv"] == ["ruff", "check", "--select", "I", "--fix", *argv_tail]
+
+
+@pytest.mark.parametrize("command", [["tools/ruff", "check", "calc"],
+                                     ["./ruff", "check", "calc"]])
+def test_a_repository_program_named_like_the_tool_is_not_the_tool(
+        root: Path, command: list[str]) -> None:
+    """QA s14e D2: a wrapper `tools/ruff` (running ruff with options of its own) was taken for
+    ruff, so the fix acted without those options; a relative path is the repository's
+    program, and the fix is held."""
+    rendered, held = scoped(FIX, command, root, root)
+    assert rendered == FIX and "not applied by itself" in held
+
+
+def _seed_fix(pattern_id: str) -> dict[str, object]:
+    import yaml
+
+    seeds = yaml.safe_load((Path(__file__).resolve().parents[2] / "seeds" / "format.yaml")
+                           .read_text())
+    (pattern,) = [p for p in seeds["patterns"] if p["id"] == pattern_id]
+    fix: dict[str, object] = pattern["fix"]
+    return fix
+
+
+def test_the_ruff_seed_fixes_apply_no_unsafe_fix_whatever_the_repository_allows(
+        tmp_path: Path) -> None:
+    """QA s14e D3/D4: `unsafe-fixes = true` in a repository's ruff.toml made the SAFE fix
+    apply `x == None` -> `x is None` (ruff: may change runtime behaviour); and a failing isort
+    got the ruff import fix, which reads none of isort's configuration."""
+    import shutil
+    import subprocess
+    import sys
+
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    assert ruff is not None
+    (tmp_path / "ruff.toml").write_text("unsafe-fixes = true\n")
+    source = "import os\n\n\ndef f(x):\n    return x == None\n"
+    (tmp_path / "m.py").write_text(source)
+    fix = _seed_fix("lint.ruff_fixable")
+    argv = [str(a) for a in fix["argv"]]  # type: ignore[attr-defined]
+    subprocess.run([ruff, *argv[1:]], cwd=tmp_path, capture_output=True, check=False)
+    fixed = (tmp_path / "m.py").read_text()
+    assert "import os" not in fixed  # the safe fix was applied
+    assert "x == None" in fixed  # the unsafe one was not
+    assert ["isort"] not in _seed_fix("imports.unsorted")["scope_of"]  # type: ignore[operator]
+    assert "--no-unsafe-fixes" in _seed_fix("imports.unsorted")["argv"]  # type: ignore[operator]
