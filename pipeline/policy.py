@@ -60,6 +60,7 @@ import datetime as dt
 import fnmatch
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,6 +206,21 @@ MAX_TIMEOUT_S = 86_400               # a day: a check or the failing-command re-
 #: repository may only lower the operator's (pipeline.trust.operator.cap_limits)
 DEFAULT_CHECK_TIMEOUT_S = 120.0
 MAX_LLM_TIMEOUT_S = 3_600
+#: the ``[limits]`` keys and their rules; a repository's heal.toml and operator configuration
+#: (pipeline.trust.operator) read them alike (:func:`core_limits`)
+_CORE_RULES: dict[str, Callable[[str, Any], Any]] = {
+    "max_diff_lines": lambda k, v: _positive(k, v, integer=True, high=MAX_DIFF_LINES),
+    "max_files": lambda k, v: _positive(k, v, integer=True, high=MAX_FILES),
+    "dedupe_minutes": lambda k, v: _non_negative(k, v, high=MAX_DEDUPE_MINUTES),
+    "check_timeout_s": lambda k, v: float(_positive(k, v, high=MAX_TIMEOUT_S)),
+}
+
+
+def core_limits(data: dict[str, Any]) -> dict[str, Any]:
+    """The ``[limits]`` table of ``data`` (a parsed heal.toml), each key it sets validated
+    against its rule. Raises PolicyError naming an unknown key or a value out of range."""
+    limits = _table("limits", data.get("limits", {}), set(_CORE_RULES))
+    return {key: _CORE_RULES[key](f"limits.{key}", value) for key, value in limits.items()}
 
 
 def _bool(key: str, value: Any) -> bool:
@@ -348,10 +364,8 @@ def parse_policy(data: dict[str, Any], source: str = "heal.toml") -> Policy:
         if key not in TOP_KEYS:
             allowed = ", ".join(sorted(TOP_KEYS))
             raise PolicyError(key, data[key], f"unknown key; allowed: {allowed}")
-    limits = _table("limits", data.get("limits", {}),
-                    {"max_diff_lines", "max_files", "dedupe_minutes", "check_timeout_s"})
-    check_timeout = float(_positive("limits.check_timeout_s", limits.get("check_timeout_s", 120),
-                                    high=MAX_TIMEOUT_S))
+    limits = core_limits(data)
+    check_timeout = limits.get("check_timeout_s", DEFAULT_CHECK_TIMEOUT_S)
     verify = _table("verify", data.get("verify", {}), {"include_failing", "checks"})
     judges = _table("judges", data.get("judges", {}), {"human_for_risky", "llm"})
     backfill = _table("backfill", data.get("backfill", {}), {"paths", "exclude"})
@@ -360,12 +374,9 @@ def parse_policy(data: dict[str, Any], source: str = "heal.toml") -> Policy:
         checks=_checks(verify, check_timeout),
         include_failing=_bool("verify.include_failing", verify.get("include_failing", True)),
         protected=_protected(_table("protect", data.get("protect", {}), {"paths"})),
-        max_diff_lines=_positive("limits.max_diff_lines", limits.get("max_diff_lines", 400),
-                                 integer=True, high=MAX_DIFF_LINES),
-        max_files=_positive("limits.max_files", limits.get("max_files", 20), integer=True,
-                            high=MAX_FILES),
-        dedupe_minutes=_non_negative("limits.dedupe_minutes", limits.get("dedupe_minutes", 10),
-                                     high=MAX_DEDUPE_MINUTES),
+        max_diff_lines=limits.get("max_diff_lines", 400),
+        max_files=limits.get("max_files", 20),
+        dedupe_minutes=float(limits.get("dedupe_minutes", 10)),
         check_timeout_s=check_timeout,
         human_for_risky=_bool("judges.human_for_risky", judges.get("human_for_risky", True)),
         llm_opt_out=_repository_llm(judges),

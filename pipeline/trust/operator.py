@@ -63,10 +63,6 @@ from pipeline.guardrails.escalation_policy import MAX_HOURS
 from pipeline.model import Mode
 from pipeline.policy import (
     DEFAULT_CHECK_TIMEOUT_S,
-    MAX_DEDUPE_MINUTES,
-    MAX_DIFF_LINES,
-    MAX_FILES,
-    MAX_TIMEOUT_S,
     Check,
     LLMJudgeConfig,
     Policy,
@@ -75,8 +71,8 @@ from pipeline.policy import (
     _llm,
     _mode,
     _non_negative,
-    _positive,
     _table,
+    core_limits,
 )
 from pipeline.policy_limits import KEYS, SECTIONS, Limits, parse_limits
 from pipeline.safefile import FileRefused, parse_toml, read_config_text
@@ -203,22 +199,9 @@ def parse_operator(data: dict[str, Any], source: str) -> OperatorConfig:
     trust = _table("trust", data.get("trust", {}), {"repos", "commands", "packages", "max_mode"})
     verify = _table("verify", data.get("verify", {}), {"checks"})
     judges = _table("judges", data.get("judges", {}), {"llm", "human_for_risky"})
-    limits = _table("limits", data.get("limits", {}),
-                    {"max_diff_lines", "max_files", "dedupe_minutes", "check_timeout_s"})
+    limits = core_limits(data)  # the same rules as a repository's [limits]
     escalation = _table("escalation", data.get("escalation", {}), {"dedupe_hours"})
-    check_timeout = float(_positive("limits.check_timeout_s", limits.get("check_timeout_s",
-                                                                          DEFAULT_CHECK_TIMEOUT_S),
-                                    high=MAX_TIMEOUT_S))
-    core = [("limits.max_diff_lines", float(_positive(
-                "limits.max_diff_lines", limits["max_diff_lines"], integer=True,
-                high=MAX_DIFF_LINES))) if "max_diff_lines" in limits else None,
-            ("limits.max_files", float(_positive(
-                "limits.max_files", limits["max_files"], integer=True,
-                high=MAX_FILES))) if "max_files" in limits else None,
-            ("limits.dedupe_minutes", _non_negative(
-                "limits.dedupe_minutes", limits["dedupe_minutes"],
-                high=MAX_DEDUPE_MINUTES)) if "dedupe_minutes" in limits else None,
-            ("limits.check_timeout_s", check_timeout) if "check_timeout_s" in limits else None]
+    check_timeout = limits.get("check_timeout_s", DEFAULT_CHECK_TIMEOUT_S)
     dedupe_hours = _non_negative("escalation.dedupe_hours", escalation["dedupe_hours"],
                                  high=MAX_HOURS) if "dedupe_hours" in escalation else None
     return OperatorConfig(
@@ -230,7 +213,7 @@ def parse_operator(data: dict[str, Any], source: str) -> OperatorConfig:
         llm=_llm(judges),
         human_for_risky=_bool("judges.human_for_risky", judges.get("human_for_risky", True)),
         limits=parse_limits(data),
-        core=tuple(c for c in core if c is not None),
+        core=tuple((f"limits.{key}", float(value)) for key, value in limits.items()),
         dedupe_hours=dedupe_hours,
         source=source,
     )
