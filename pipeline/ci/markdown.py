@@ -34,11 +34,6 @@ def _verdict(report: RunReport) -> str:
     return _VERDICT.get(report.decision, report.decision)
 
 
-def _one_handle(text: str, report: RunReport) -> str:
-    """``text`` naming the error id in each ``heal apply`` (:meth:`RunReport.one_handle`)."""
-    return report.one_handle(text)
-
-
 def _prose_and_code(text: str) -> str:
     """A cell of prose whose backticked parts (``run `heal apply ID` to apply``, as the
     validator words it) are code spans of their own: escaping the backticks as prose left
@@ -88,9 +83,8 @@ def _rows(report: RunReport) -> list[tuple[str, str]]:
                             + (f" ({_cell(fix['category'])})" if fix.get("category") else "")))
     if verdict is not None:
         rows.append(("verification",
-                     _prose_and_code(_one_handle(verdict.reason or verdict.decision, report))))
-    detail = _one_handle(report.outcome.detail if report.outcome is not None else report.note,
-                         report)
+                     _prose_and_code(report.one_handle(verdict.reason or verdict.decision))))
+    detail = report.detail
     rows.append(("decision", f"**{_verdict(report)}**"
                              + (f": {_prose_and_code(detail)}" if detail else "")))
     rows.append(("result", "the command passes now" if report.resolved

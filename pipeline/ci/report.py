@@ -108,6 +108,12 @@ class RunReport:
             return text
         return one_handle(text, str((self.fix or {}).get("id") or ""), self.event.id)
 
+    @property
+    def detail(self) -> str:
+        """The outcome's detail, or why there is none, naming the error id in each ``heal
+        apply`` (:meth:`one_handle`)."""
+        return self.one_handle(self.outcome.detail if self.outcome is not None else self.note)
+
     def to_json(self) -> dict[str, Any]:
         verdict = self.verdict
         file, line = self.location()
@@ -118,8 +124,7 @@ class RunReport:
             "exit_status": self.exit_status,
             "resolved": self.resolved,
             "decision": self.decision,
-            "detail": self.one_handle(self.outcome.detail if self.outcome is not None
-                                      else self.note),
+            "detail": self.detail,
             "fingerprint": self.outcome.fine if self.outcome is not None else "",
             "error": {"headline": self.headline, "file": file or None, "line": line},
             "match": {"pattern_id": self.match.get("pattern_id"), "tier": self.match.get("tier"),
