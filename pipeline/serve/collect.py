@@ -33,27 +33,30 @@ def _redis_figures(settings: Settings, client: Any
     # the dead-letter figures are over every dead stream, as `heal explain --dead` reads them:
     # each partition's (with HEAL_PARTITIONS > 1 no stage writes the plain one) and the plain
     # one (letters left from before partitioning), so the alert sees a letter in any of them
-    every = dead_streams(settings)
-    streams[dead]["dead_letters"] = sum(int(client.xlen(name)) for name in every)
-    times = [ms for ms in (last_added_ms(client, name) for name in every) if ms is not None]
+    figures = [stream_figures(client, name) for name in dead_streams(settings)]
+    streams[dead]["dead_letters"] = sum(length for length, _ in figures)
+    times = [ms for _, ms in figures if ms is not None]
     streams[dead]["last_added_ms"] = max(times) if times else None
     return streams, breaker_status(client, settings), execution_status(client, settings)
 
 
-def last_added_ms(client: Any, stream: str) -> int | None:
-    """The time (Unix ms) of the newest entry ever added to ``stream``: the millisecond part
-    of its last generated id, which trimming and XDEL leave alone (Redis 6.2 reports it, unlike
-    7.0's ``entries-added``). None when the stream does not exist or never had an entry."""
+def stream_figures(client: Any, stream: str) -> tuple[int, int | None]:
+    """(the length of ``stream``, the time (Unix ms) of the newest entry ever added to it),
+    from one XINFO STREAM: the time is the millisecond part of its last generated id, which
+    trimming and XDEL leave alone (Redis 6.2 reports it, unlike 7.0's ``entries-added``);
+    None when the stream never had an entry. (0, None) when it does not exist."""
     import redis
 
     try:
         info = client.xinfo_stream(stream)
-    except redis.ResponseError:  # no such key
-        return None
+    except redis.ResponseError as exc:
+        if "no such key" not in str(exc).lower():
+            raise  # (another type under the name: an error, as XLEN would raise)
+        return 0, None
     raw = info.get("last-generated-id") or "0-0"
     last = raw.decode() if isinstance(raw, bytes) else str(raw)
     ms, _, _ = last.partition("-")
-    return int(ms) if ms.isdigit() and int(ms) > 0 else None
+    return int(info.get("length") or 0), int(ms) if ms.isdigit() and int(ms) > 0 else None
 
 
 def top_errors(q: ServeQueries, limit: int) -> tuple[int, list[dict[str, Any]]]:
