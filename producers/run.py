@@ -304,6 +304,10 @@ class RunSession:
         if self._client is None and self.settings.redis_url is None:
             self.progress.phase("starting engines…")
         if self.opts.wait:
+            if self.settings.redis_url:
+                # an external Redis answers or refuses at once: if it cannot be reached,
+                # nothing is published, so PostgreSQL must not be started for nothing
+                self.client  # noqa: B018 - connects (raises StreamUnavailable)
             # the lookup needs PostgreSQL: start it while Redis starts and the stages load
             from storage.engines import start_database_soon
 

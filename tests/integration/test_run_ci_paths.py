@@ -356,3 +356,15 @@ def test_an_artifacts_dir_that_is_not_utf8_leaves_every_output_and_the_gitlab_re
     assert outputs["resolved"] == "false" and outputs["decision"] == "not reported"
     assert (project / "heal-artifacts" / "heal.env").is_file()
     assert (project / "gl-code-quality-report.json").is_file()
+
+
+def test_an_unreachable_redis_url_starts_no_embedded_postgresql(tmp_path: Path) -> None:
+    """HEAL_REDIS_URL unreachable: nothing can be published, so heal run starts no embedded
+    PostgreSQL in the background (before: it initialised and started one for nothing, whose
+    lines could follow the decision JSON on stderr)."""
+    home = tmp_path / "home"
+    done = _heal(["run", "--json", "--", "sh", "-c", "echo 'ValueError: x' >&2; exit 3"],
+                 _env(home, HEAL_REDIS_URL=UNREACHABLE), tmp_path)
+    assert done.returncode == 3, done.stderr
+    assert _decision_line(done.stderr)["decision"] == "not reported"
+    assert not (home / "pg").exists(), sorted(p.name for p in home.iterdir())
