@@ -212,6 +212,22 @@ def _char_name(char: str) -> str:
     return names.get(char) or f"U+{ord(char):04X} ({unicodedata.name(char, 'a control character')})"
 
 
+#: what the shipped examples (deploy/k8s/secret.example.yaml) write where a secret goes; a
+#: secret still holding it was copied unchanged and is public, however long it is
+_PLACEHOLDER = re.compile(r"change[_\-. ]?me", re.IGNORECASE)
+
+
+def check_not_placeholder(value: str, where: str, remedy: str) -> None:
+    """Refuse a secret that still holds the examples' ``CHANGE_ME`` placeholder.
+
+    Raises:
+        ConfigError: naming ``where`` and ``remedy`` (the value is never printed).
+    """
+    if _PLACEHOLDER.search(value[:4096]):
+        raise ConfigError(f"{where} still holds the example's CHANGE_ME placeholder, which "
+                          f"anyone who read the example knows; {remedy}")
+
+
 #: the shortest ``HEAL_AUDIT_KEY`` taken: it is the audit chain's secret, held to the rule of
 #: ``HEAL_SIGNING_KEY`` (pipeline.trust.keys.MIN_KEY_CHARS); a 1-character key was taken
 MIN_AUDIT_KEY_CHARS = 32
@@ -225,6 +241,8 @@ def check_audit_key(value: str) -> None:
             besides surrounding whitespace.
     """
     size = len(value.strip())
+    check_not_placeholder(value, "HEAL_AUDIT_KEY", "replace it with the output of python -c "
+                          "'import secrets; print(secrets.token_hex(32))' on every host")
     if value and size < MIN_AUDIT_KEY_CHARS:
         raise ConfigError(
             f"HEAL_AUDIT_KEY is set but holds {size} character(s): an audit key needs at least "

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
-from pipeline.config import Settings
+from pipeline.config import Settings, check_not_placeholder
 from pipeline.errors import ConfigError, StateHomeFull
 from pipeline.homedir import create_private_file, home_write_error
 from pipeline.trust.private import check_private
@@ -57,6 +57,7 @@ def _strong(token: str, where: str, remedy: str) -> str:
     Raises:
         ConfigError: naming ``where``, why, and ``remedy``.
     """
+    check_not_placeholder(token, where, remedy)
     if len(token) < MIN_TOKEN_CHARS:
         raise ConfigError(f"{where} is {len(token)} characters; use at least "
                           f"{MIN_TOKEN_CHARS} ({remedy})")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from pipeline.config import Settings
+from pipeline.config import Settings, check_not_placeholder
 from pipeline.errors import ConfigError, StateHomeFull
 from pipeline.homedir import create_private_file, home_write_error
 from pipeline.trust.private import check_private
@@ -46,6 +46,8 @@ def key_id(key: bytes) -> str:
 
 def _parse(value: str, where: str) -> bytes:
     value = value.strip()
+    check_not_placeholder(value, where, "replace it with the output of python -c 'import "
+                          "secrets; print(secrets.token_hex(32))'")
     if len(value) < MIN_KEY_CHARS:
         raise ConfigError(f"{where}: a signing key needs at least {MIN_KEY_CHARS} characters "
                           "(generate one with: python -c 'import secrets; "

@@ -184,3 +184,36 @@ def test_audit_verify_refuses_a_shipped_audit_key_beside_a_forged_log(
     # ... and once the operator's own (0600, untracked), it is used: the chain checks out
     done = _heal(tmp_path, {**env, "HEAL_HOME": str(home)}, "audit", "verify", "--file-only")
     assert done.returncode == 0 and "chain intact" in done.stdout, done
+
+
+def _example_secrets() -> dict[str, str]:
+    """Every value of deploy/k8s/secret.example.yaml's Secrets, by key."""
+    import yaml
+
+    docs = yaml.safe_load_all((ROOT / "deploy/k8s/secret.example.yaml").read_text())
+    return {key: str(value) for doc in docs if doc
+            for key, value in (doc.get("stringData") or {}).items()}
+
+
+def test_the_example_secrets_placeholders_are_refused_not_used(tmp_path: Path,
+                                                               heal_env: dict[str, str]) -> None:
+    """deploy/k8s/secret.example.yaml deployed unchanged: its CHANGE_ME values are long and
+    varied enough for the strength rules, so heal served with a token and keyed its
+    signatures and audit chain with a secret anyone who read the example knows. Every one
+    is refused (exit 2) before any work, saying so, the value never printed."""
+    example = _example_secrets()
+    env = _env(heal_env, HEAL_HOME=str(tmp_path / "home"))
+    runs = {"HEAL_SERVE_TOKEN": ("serve", "--port", "0"),
+            "HEAL_SERVE_VIEWER_TOKEN": ("serve", "--port", "0"),
+            "HEAL_SIGNING_KEY": ("keys", "show"),
+            "HEAL_AUDIT_KEY": ("status", "--json")}
+    values = {**example, "HEAL_SERVE_VIEWER_TOKEN": example["token"]}
+    for variable, args in runs.items():
+        done = _heal(tmp_path, {**env, variable: values[variable]}, *args)
+        assert done.returncode == 2, (variable, done)
+        assert f"{variable} still holds the example's CHANGE_ME placeholder" in done.stderr, \
+            (variable, done.stderr)
+        assert values[variable] not in done.stderr + done.stdout
+    # a real secret in its place is taken
+    done = _heal(tmp_path, {**env, "HEAL_SIGNING_KEY": "9f" * 32}, "keys", "show")
+    assert done.returncode == 0, done
