@@ -89,6 +89,9 @@ class Check:
     name: str
     argv: tuple[str, ...]
     timeout_s: float
+    #: whether the file named ``timeout_s``; a repository check that does not runs with the
+    #: ``limits.check_timeout_s`` in force (pipeline.trust.operator.bounded_check)
+    timeout_set: bool = field(default=True, compare=False)
 
 
 @dataclass(frozen=True)
@@ -255,7 +258,8 @@ def _checks(verify: dict[str, Any], default_timeout: float) -> tuple[Check, ...]
         name = _str(f"{key}.name", item.get("name", argv[0]))
         timeout = float(_positive(f"{key}.timeout_s", item.get("timeout_s", default_timeout),
                                   high=MAX_TIMEOUT_S))
-        out.append(Check(name=name, argv=argv, timeout_s=timeout))
+        out.append(Check(name=name, argv=argv, timeout_s=timeout,
+                         timeout_set="timeout_s" in item))
     return tuple(out)
 
 

@@ -85,10 +85,17 @@ CORE_RANGES = {
 NOT_RUN = "not run (not allowed by the operator)"
 
 
-def _check(check: Any, allowed: bool, most_s: float) -> dict[str, Any]:
-    """``most_s``: limits.check_timeout_s in force, which bounds a repository check's."""
-    out = {"name": check.name, "argv": list(check.argv),
-           "timeout_s": min(check.timeout_s, most_s)}
+def _check(i: int, check: Any, allowed: bool, most_s: float) -> dict[str, Any]:
+    """``most_s``: limits.check_timeout_s in force, which bounds a repository check's (and
+    is its timeout when it names none); a cut timeout shows ``requested_timeout_s`` and
+    ``reason``, as a capped key does."""
+    from pipeline.trust.operator import bounded_check
+
+    bounded, why = bounded_check(i, check, most_s)
+    out: dict[str, Any] = {"name": check.name, "argv": list(check.argv),
+                           "timeout_s": bounded.timeout_s}
+    if why:
+        out.update(requested_timeout_s=check.timeout_s, reason=why)
     return out if allowed else {**out, "status": NOT_RUN}
 
 
@@ -98,8 +105,9 @@ def _rows(policy: Policy, data: dict[str, Any], operator: Any) -> list[dict[str,
     core: list[tuple[str, Any]] = [
         ("mode", policy.mode.value),
         ("verify.include_failing", policy.include_failing),
-        ("verify.checks", [_check(c, operator.command_allowed(c.argv), policy.check_timeout_s)
-                           for c in policy.checks]),
+        ("verify.checks", [_check(i, c, operator.command_allowed(c.argv),
+                                  policy.check_timeout_s)
+                           for i, c in enumerate(policy.checks)]),
         ("protect.paths", list(policy.protected)),
         ("limits.max_diff_lines", policy.max_diff_lines),
         ("limits.max_files", policy.max_files),

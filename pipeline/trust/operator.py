@@ -381,16 +381,8 @@ def restrict(policy: Policy, operator: OperatorConfig) -> tuple[Policy, list[str
     kept: list[Check] = list(operator.checks)
     for i, check in enumerate(policy.checks):
         if operator.command_allowed(check.argv):
-            if check.timeout_s > policy.check_timeout_s:
-                # verification minutes come out of the budget every repository shares
-                warnings.append(
-                    f"heal.toml: verify.checks[{i}].timeout_s = "
-                    f"{toml_value(_num(check.timeout_s))}: longer than limits.check_timeout_s"
-                    f" in force ({toml_value(_num(policy.check_timeout_s))}), which bounds a "
-                    "repository check (a longer one belongs in operator configuration: "
-                    f"[limits] check_timeout_s in $HEAL_HOME/heal.toml or {ENV_CONFIG}); "
-                    f"using {toml_value(_num(policy.check_timeout_s))}")
-                check = replace(check, timeout_s=policy.check_timeout_s)
+            check, why = bounded_check(i, check, policy.check_timeout_s)
+            warnings += [why] if why else []
             kept.append(check)
             continue
         argv = toml_value(list(check.argv))
@@ -435,6 +427,24 @@ class Cap:
 
 def _looser(tighter: str, value: float, bound: float) -> bool:
     return value < bound if tighter == "higher" else value > bound
+
+
+def bounded_check(i: int, check: Check, in_force: float) -> tuple[Check, str]:
+    """A repository's ``verify.checks[i]`` under ``limits.check_timeout_s`` in force
+    (``in_force``): one without ``timeout_s`` takes it (the file's default was read before the
+    operator's value was known), a longer one is cut to it. Returns the check and, when cut,
+    the warning saying why (else "")."""
+    if not check.timeout_set:
+        return replace(check, timeout_s=in_force), ""
+    if check.timeout_s <= in_force:
+        return check, ""
+    # verification minutes come out of the budget every repository shares
+    return replace(check, timeout_s=in_force), (
+        f"heal.toml: verify.checks[{i}].timeout_s = {toml_value(_num(check.timeout_s))}: "
+        f"longer than limits.check_timeout_s in force ({toml_value(_num(in_force))}), which "
+        "bounds a repository check (a longer one belongs in operator configuration: [limits] "
+        f"check_timeout_s in $HEAL_HOME/heal.toml or {ENV_CONFIG}); using "
+        f"{toml_value(_num(in_force))}")
 
 
 def cap_limits(policy: Policy, operator: OperatorConfig) -> tuple[Policy, list[Cap]]:

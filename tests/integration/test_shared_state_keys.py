@@ -222,8 +222,40 @@ def test_a_repository_check_cannot_take_longer_than_the_operators_check_timeout(
     # ... and `heal policy` shows the timeout in force and why
     rows, err = _heal_policy(root, stage_settings.home)
     (check,) = rows["verify.checks"]["value"]
-    assert check["timeout_s"] == 2
+    assert check["timeout_s"] == 2 and check["requested_timeout_s"] == 86400, check
+    assert "longer than limits.check_timeout_s in force (2)" in check["reason"], check
     assert "verify.checks[0].timeout_s = 86400: longer than limits.check_timeout_s" in err, err
+
+
+def test_a_repository_check_naming_no_timeout_runs_with_the_check_timeout_in_force(
+        tmp_path: Path, operator_toml: Callable[[str], Path]) -> None:
+    """A repository check without timeout_s took the default (120 s) when its file was read,
+    before the operator's [limits] check_timeout_s was known: raised to 600 by the operator,
+    the check still stopped at 120 s; lowered to 2, heal warned that the file's
+    "timeout_s = 120" was too long although the file names none. It takes the value in
+    force, as the validate stage (restrict) and `heal policy` both show."""
+    from pipeline.trust.operator import load_operator, restrict
+
+    root = create_repo(tmp_path / "notimeout")
+    (root / "heal.toml").write_text((root / "heal.toml").read_text().replace(
+        "timeout_s = 60\n", ""))
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "a check naming no timeout")
+    home = tmp_path / "home"
+    for in_force in (600, 2):
+        operator_toml(f"[limits]\ncheck_timeout_s = {in_force}\n")
+        settings = Settings.from_env({"HEAL_HOME": str(home),
+                                      "HEAL_CONFIG": os.environ["HEAL_CONFIG"]})
+        # the validate stage's reading (pipeline/validate/validator.py)
+        policy, warnings, _ = restrict(policy_for(root).current(), load_operator(settings))
+        mine = [c for c in policy.checks if c.name == "tests"]
+        assert [c.timeout_s for c in mine] == [in_force], (in_force, mine)
+        assert not [w for w in warnings if "timeout_s" in w], warnings
+        # and heal policy's
+        rows, err = _heal_policy(root, home)
+        (check,) = rows["verify.checks"]["value"]
+        assert check["timeout_s"] == in_force and "reason" not in check, check
+        assert "timeout_s" not in err, err
 
 
 def test_a_repository_heal_toml_cannot_retry_a_deferred_fix_every_tick(
