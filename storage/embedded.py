@@ -34,7 +34,13 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from pipeline.errors import ConfigError, DatabaseUnavailable, StreamUnavailable
-from pipeline.homedir import CONTROL_CHARS, home_write_error, outside_pg_dir, pg_data_inside
+from pipeline.homedir import (
+    CONTROL_CHARS,
+    home_write_error,
+    outside_pg_dir,
+    pg_data_inside,
+    shown_path,
+)
 from storage.leases import LeaseRegistry
 
 log = logging.getLogger("heal.engines")
@@ -662,6 +668,59 @@ class EmbeddedPostgres:
         if self.outside is not None:
             self.outside.mkdir(mode=0o700, parents=True, exist_ok=True)
 
+    def _linked_elsewhere(self) -> Path | None:
+        """The PGDATA the link ``home/pg/data`` names when that is not this home's
+        (``<home>.pg/data``): HEAL_HOME was moved or restored without its database beside it.
+        None when it is not a link, or names this home's data."""
+        link = self.directory / "data"
+        if self.outside is None or not link.is_symlink():
+            return None
+        try:
+            target = Path(os.readlink(link))
+        except OSError:
+            return None
+        target = target if target.is_absolute() else link.parent / target
+        if os.path.normpath(target) == os.path.normpath(self.pgdata):
+            return None
+        with contextlib.suppress(OSError):
+            if target.resolve() == self.pgdata.resolve():
+                return None
+        return target
+
+    def moved_problem(self) -> str:
+        """Why this home's database cannot be started here ("" when nothing is wrong): as
+        root the data lives beside HEAL_HOME (``<home>.pg``), and ``home/pg/data`` names
+        data elsewhere while there is none beside the home: starting would silently make
+        an empty database and leave every pattern, fix and issue in the other folder."""
+        target = self._linked_elsewhere()
+        if target is None or self.outside is None or (self.pgdata / "PG_VERSION").exists():
+            return ""
+        link, old, new = (shown_path(self.directory / "data"), shown_path(target.parent),
+                          shown_path(self.outside))
+        if (target / "PG_VERSION").exists():
+            found = (f"heal's database is still at {shown_path(target)} (the link {link} "
+                     f"names it), but it belongs beside HEAL_HOME, at {shown_path(self.pgdata)}"
+                     ", where there is none: was HEAL_HOME moved without it?")
+            keep = f"move {old} to {new} (with the engines stopped: heal engines stop)"
+        else:
+            found = (f"the link {link} names heal's database at {shown_path(target)}, which "
+                     f"is gone, and there is none beside HEAL_HOME at "
+                     f"{shown_path(self.pgdata)}")
+            keep = f"restore that folder ({old}) to {new}"
+        return (f"the embedded PostgreSQL was not started: {found}\n"
+                f"to keep heal's state, {keep}; to start afresh with an empty database "
+                f"deliberately, remove the link {link}")
+
+    def _check_not_moved(self) -> None:
+        """Refuse to make a database beside a home whose data is elsewhere.
+
+        Raises:
+            ConfigError: see :meth:`moved_problem`.
+        """
+        problem = self.moved_problem()
+        if problem:
+            raise ConfigError(problem)
+
     def _seal_outside(self) -> None:
         """``<home>.pg`` owned by the server's user and 0700; ``home/pg/data`` points at the
         data."""
@@ -675,6 +734,16 @@ class EmbeddedPostgres:
         with contextlib.suppress(OSError):
             os.chmod(self.outside, 0o700)
         link = self.directory / "data"
+        previous = self._linked_elsewhere()
+        if previous is not None and (self.pgdata / "PG_VERSION").exists():
+            # the data was moved beside the home as told (or restored there): the link
+            # follows it
+            with contextlib.suppress(OSError):
+                link.unlink()
+                if (previous / "PG_VERSION").exists():
+                    log.warning("%s named the PostgreSQL data %s; it now names %s, the data "
+                                "beside this HEAL_HOME, which heal uses", shown_path(link),
+                                shown_path(previous), shown_path(self.pgdata))
         if not link.is_symlink() and not link.exists():
             with contextlib.suppress(OSError):
                 link.symlink_to(self.pgdata)
@@ -699,10 +768,12 @@ class EmbeddedPostgres:
 
     def ensure_running(self) -> str:
         """Reuse the running server or start one; returns its URL. Call under the lease lock.
-        Raises DatabaseUnavailable."""
+        Raises DatabaseUnavailable; ConfigError when HEAL_HOME was moved without its data
+        (:meth:`moved_problem`)."""
         url = self.url()
         if url is not None:
             return url
+        self._check_not_moved()
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._prepare_outside()
         try:

@@ -451,7 +451,9 @@ def _postgres_info(settings: Settings, start: bool) -> dict[str, Any]:
     if not settings.database_url:
         info["data"] = str(embedded.pgdata)
         if not start and embedded.pid() is None:
-            return {**info, "url": None, "running": False, "reachable": False, "version": None}
+            moved = embedded.moved_problem()
+            return {**info, "url": None, "running": False, "reachable": False, "version": None,
+                    **({"error": moved, "config_error": True} if moved else {})}
     try:
         url = database_url(settings)
         version, vector = _run_coroutine(_pg_versions(url))
