@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import shutil
 import tempfile
@@ -40,7 +39,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pipeline.demo.guardrails import run_scene
-    from pipeline.demo.isolation import isolate
+    from pipeline.demo.isolation import isolated
     from pipeline.demo.report import (
         all_as_expected,
         as_dict,
@@ -57,34 +56,36 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     _check_dir(args.dir)
     base = Settings.from_env()
-    # a fresh prefix: the demo's streams and keys never mix with real work
-    settings = dataclasses.replace(base, prefix=f"{base.prefix}-demo-{uuid.uuid4().hex[:6]}")
     say = _say(args.json)
     say("heal demo: starting the engines (embedded unless HEAL_REDIS_URL/HEAL_DATABASE_URL)")
     os.environ.setdefault("TQDM_DISABLE", "1")  # model-loading progress bars hide the story
-    client = connect_redis(settings)
-    settings, cleanup, note = isolate(settings)
-    say(f"heal demo: {note}; streams under {settings.prefix}:*")
-    db = open_database(settings)
-    resources: dict[str, Any] = {"db": db}
+    # a fresh prefix, database and state home: nothing the demo does mixes with real work
+    with isolated(base, f"{base.prefix}-demo-{uuid.uuid4().hex[:6]}") as iso:
+        settings = iso.settings
+        say(f"heal demo: {iso.note}; streams under {settings.prefix}:*")
+        if iso.webhook_withheld:
+            say("heal demo: HEAL_WEBHOOK_URL is set; the demo sends it nothing")
+        client = connect_redis(settings)
+        db = open_database(settings)
+        resources: dict[str, Any] = {"db": db}
 
-    def drain() -> int:
-        return drain_inline(settings, client, ctx_resources=resources)
+        def drain() -> int:
+            return drain_inline(settings, client, ctx_resources=resources)
 
-    demo = Demo(settings, client, resources, drain, log=say)  # stderr under --json
-    where = args.dir.resolve() if args.dir is not None else Path(
-        tempfile.mkdtemp(prefix="heal-demo-"))
-    keep = args.keep or args.dir is not None
-    try:
-        rows = demo.run(where / "shop")
-        scene = run_scene(demo, where / "shop-guardrails")
-    finally:
-        if not keep:
-            shutil.rmtree(where, ignore_errors=True)
-        db.close()
-        cleanup()
-        for key in client.scan_iter(match=f"{glob_escape(settings.prefix)}:*", count=500):
-            client.delete(key)  # the demo's streams and keys: nothing left behind
+        demo = Demo(settings, client, resources, drain, log=say)  # stderr under --json
+        where = args.dir.resolve() if args.dir is not None else Path(
+            tempfile.mkdtemp(prefix="heal-demo-"))
+        keep = args.keep or args.dir is not None
+        try:
+            rows = demo.run(where / "shop")
+            scene = run_scene(demo, where / "shop-guardrails")
+        finally:
+            if not keep:
+                shutil.rmtree(where, ignore_errors=True)
+            db.close()
+            for key in client.scan_iter(match=f"{glob_escape(settings.prefix)}:*", count=500):
+                client.delete(key)  # the demo's streams and keys: nothing left behind
+    scene.webhook_withheld = iso.webhook_withheld
     if args.json:
         from pipeline.console import dump_json
 

@@ -11,7 +11,9 @@ checkout behaves:
 
 The demo acts as the orchestrator and reports every failed run of the step to the execution
 guard with the failure's category as its kind, so three SAFE failures in a row degrade the
-workflow. Every state change is read back from the notifications it produced, with its reason.
+workflow. Every state change is read back from the notifications it produced, with its reason
+(from the demo's own state home: none of it reaches the real notifications or the webhook,
+see pipeline.demo.isolation).
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ class Scene:
     rows: list[Row] = field(default_factory=list)
     #: the notified state changes (breaker, lifecycle, execution), oldest first
     changes: list[dict[str, Any]] = field(default_factory=list)
+    #: HEAL_WEBHOOK_URL is set: the demo sent it none of the changes (they would page on-call)
+    webhook_withheld: bool = False
 
     def tripped(self) -> bool:
         return any(c["kind"] == "breaker" and "-> OPEN" in c["summary"] for c in self.changes)

@@ -1,28 +1,87 @@
-"""The demo runs in its own PostgreSQL database (and its own stream prefix), so what it
-teaches the pipeline (a fix quarantined after a rollback, statistics) never leaks into real
-work and every run starts from the same seeds. Falls back to the configured database, with
-a note, when the server refuses CREATE DATABASE.
+"""The demo runs apart from real work, so what it teaches and records never leaks into the
+installation and every run starts from the same seeds:
+
+* its own PostgreSQL database on the configured server (dropped at the end); a server that
+  refuses CREATE DATABASE stops the demo (it never writes its rows into the real database);
+* its own stream prefix (chosen by the caller; its keys are deleted at the end);
+* its own state home, ``$HEAL_HOME/demo/<run>`` (removed at the end): its audit log, audit key,
+  notifications, signing keys, lookup cache and worktrees are there, never in the real
+  ``audit.jsonl`` (whose anchors it would break) or ``notifications.jsonl``;
+* no webhook: ``HEAL_WEBHOOK_URL`` is withheld for the run (a demo breaker trip would page
+  on-call); the report shows what it would have sent.
+
+The demo's Redis is the installation's (the configured one, or the embedded one under the real
+``HEAL_HOME``, named by its URL so nothing starts a second one in the scratch home).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 
 from pipeline.config import Settings
-from pipeline.errors import HealError
+from pipeline.errors import EngineError, HealError
+
+#: the folder of HEAL_HOME holding each running demo's state home
+DEMO_DIR = "demo"
+#: the variable whose webhook the demo never calls
+WEBHOOK_ENV = "HEAL_WEBHOOK_URL"
 
 
-def isolate(settings: Settings) -> tuple[Settings, Callable[[], None], str]:
-    """(demo settings, cleanup, note). Raises EngineError when no database is reachable."""
-    from storage.engines import database_url
+@dataclass(frozen=True)
+class Isolation:
+    #: the demo's settings: its database, prefix and state home
+    settings: Settings
+    #: what the demo uses, for the progress line
+    note: str
+    #: HEAL_WEBHOOK_URL is set and was withheld from the demo
+    webhook_withheld: bool
+
+
+@contextmanager
+def isolated(settings: Settings, prefix: str) -> Iterator[Isolation]:
+    """The demo's settings for the ``with`` block; its database and state home are removed
+    and HEAL_WEBHOOK_URL restored at the end.
+
+    Raises:
+        EngineError: no Redis or PostgreSQL is reachable, or the PostgreSQL server refused
+            to create the demo's database (the message says what to change).
+        StateHomeFull, ConfigError: the demo's state home cannot be made under HEAL_HOME
+            (full, read-only or not writable).
+    """
+    from pipeline.homedir import home_writes, make_home
+    from storage.engines import database_url, redis_url
     from storage.scratch import create_scratch_database
 
-    name = f"heal_demo_{uuid.uuid4().hex[:10]}"
+    run = uuid.uuid4().hex[:10]
+    name = f"heal_demo_{run}"
+    redis_at = redis_url(settings)  # the embedded one is started (and leased) here
     try:
-        url, cleanup = create_scratch_database(database_url(settings), name)
+        url, drop = create_scratch_database(database_url(settings), name)
     except HealError as exc:
-        return settings, lambda: None, f"demo shares the configured database ({exc})"
-    demo = dataclasses.replace(settings, database_url=url)
-    return demo, cleanup, f"demo database {name} (dropped at the end)"
+        raise EngineError(
+            f"heal demo needs a database of its own and the PostgreSQL server refused to "
+            f"create one ({exc}); it never writes its rows into the configured database. "
+            "Give HEAL_DATABASE_URL's user the CREATEDB privilege, or run the demo on the "
+            "embedded engines: HEAL_DATABASE_URL= heal demo") from exc
+    home = settings.home / DEMO_DIR / run
+    webhook = os.environ.pop(WEBHOOK_ENV, None)
+    try:
+        with home_writes(settings.home, "making the demo's state home", home):
+            make_home(home)
+        demo = dataclasses.replace(settings, redis_url=redis_at, database_url=url, home=home,
+                                   home_source="HEAL_HOME", prefix=prefix)
+        yield Isolation(demo, f"demo database {name} and state in {home} (both removed at "
+                              "the end)", webhook_withheld=bool(webhook))
+    finally:
+        if webhook is not None:
+            os.environ[WEBHOOK_ENV] = webhook
+        drop()
+        shutil.rmtree(home, ignore_errors=True)
+        with suppress(OSError):
+            (settings.home / DEMO_DIR).rmdir()  # only when no other demo runs

@@ -93,6 +93,9 @@ def render_scene(scene: Scene) -> str:
     lines += [f"  [{c.get('severity', '?')}] {c.get('summary', '')}" for c in scene.changes]
     if not scene.changes:
         lines.append("  none")
+    elif scene.webhook_withheld:
+        lines.append("  (HEAL_WEBHOOK_URL would have received these; the demo sent it none, "
+                     "real work's changes still go there)")
     ok = "as expected" if scene_as_expected(scene) else "NOT as expected"
     lines += ["", f"breaker tripped: {'yes' if scene.tripped() else 'no'}; quarantine or "
               f"degradation: {'yes' if scene.quarantined_or_degraded() else 'no'}; {ok}", ""]
@@ -110,5 +113,5 @@ def scene_dict(scene: Scene) -> dict[str, Any]:
                         "detail": r.detail} for r in scene.rows],
             "state_changes": scene.changes, "breaker_tripped": scene.tripped(),
             "quarantined_or_degraded": scene.quarantined_or_degraded(),
-            "as_expected": scene_as_expected(scene)}
+            "webhook_withheld": scene.webhook_withheld, "as_expected": scene_as_expected(scene)}
 

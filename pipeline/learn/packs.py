@@ -391,7 +391,9 @@ class PackImporter:
             if conflict is not None:
                 report.conflicts.append(conflict)
                 continue
-            clean["fix"]["state"] = "DRAFT"
+            # a copy: the pack's fix (fixes[0].fix, the same dict) keeps the state it had
+            # where it came from, which its provenance records as state_elsewhere
+            clean["fix"] = {**clean["fix"], "state": "DRAFT"}
             fine = str((raw.get("provenance") or {}).get("fine") or "")
             owner = self.repo.fingerprint_owner(fine, "fine") if fine else None
             if owner is not None and owner != clean["id"]:

@@ -6,6 +6,9 @@ reported and not merged; a seed file imports through the same code."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -25,6 +28,7 @@ from storage.lifecycle import LifecycleStore
 from storage.scratch import create_scratch_database
 from tests.integration._stores import close_stores
 
+WORKTREE = Path(__file__).resolve().parents[2]
 TEXT = "ObsidianLatchError: latch {token} jammed after 14 turns at /opt/vault/door-2\n"
 
 
@@ -262,3 +266,53 @@ def test_an_imported_pack_never_moves_a_fingerprint_mapped_to_another_pattern(
     finally:
         db.close()
         close_stores()
+
+
+def _heal(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
+    """The real CLI of this worktree in a process of its own."""
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from pipeline.cli import main; sys.exit(main())",
+         *argv], cwd=WORKTREE, env={**os.environ, **env, "PYTHONPATH": str(WORKTREE)},
+        capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_an_imported_fix_remembers_the_state_it_had_where_it_came_from(
+        tmp_path: Path, heal_env: dict[str, str], database_url: str) -> None:
+    # Given a pack whose fix is ACTIVE where it was learned (one verified success)
+    token = letters()
+    text = TEXT.format(token=token)
+    db = open_database(Settings.from_env())
+    try:
+        taught = Teacher(db).teach(Lesson(TaughtError(f"e-{token}", text, ""),
+                                          command_fix("touch latch.oiled"), name="latch"))
+        error = ErrorEvent(id=f"e2-{token}", text=text, repo=Repo(path="/srv"))
+        LifecycleService(LifecycleStore(db), None, None, LifecyclePolicy()).handle(
+            OutcomeEvent(id=f"{error.id}:apply", error_id=error.id, error=error,
+                         fine=taught.fingerprints[0], fix_id=taught.fix_id, status="applied"))
+    finally:
+        db.close()
+    pack = tmp_path / "learned.yaml"
+    done = _heal(heal_env, "export", "--pack", str(pack))
+    assert done.returncode == 0, done.stderr
+    (mine,) = [p for p in yaml.safe_load(pack.read_text())["patterns"]
+               if p["id"] == taught.pattern_id]
+    assert mine["fix"]["state"] == "ACTIVE"
+    # When a fresh installation imports it (offered there as DRAFT) and exports its own pack
+    url, drop = create_scratch_database(database_url, f"heal_pack_{uuid.uuid4().hex[:10]}")
+    try:
+        there = {**heal_env, "HEAL_DATABASE_URL": url, "HEAL_HOME": str(tmp_path / "there")}
+        done = _heal(there, "import", str(pack))
+        assert done.returncode == 0, done.stderr
+        assert f"imported {taught.pattern_id} with fix {taught.fix_id} (DRAFT)" in done.stdout
+        again = tmp_path / "again.yaml"
+        done = _heal(there, "export", "--pack", str(again))
+        assert done.returncode == 0, done.stderr
+    finally:
+        close_stores()
+        drop()
+    (theirs,) = [p for p in yaml.safe_load(again.read_text())["patterns"]
+                 if p["id"] == taught.pattern_id]
+    # Then its provenance says the fix was ACTIVE where it came from; here it is DRAFT
+    assert theirs["fix"]["state"] == "DRAFT"
+    assert theirs["provenance"]["state_elsewhere"] == "ACTIVE", theirs["provenance"]
+    assert theirs["provenance"]["stats_elsewhere"]["successes"] == 1
