@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 
 from pipeline.fingerprint.model import Extraction, Frame
+from pipeline.fingerprint.parsers_lines import parse_diagnostic
 from pipeline.fingerprint.parsers_stacks import NODE_FRAME, parse_go, parse_node_head
 from pipeline.fingerprint.paths import is_library, normalize_path
 
@@ -235,15 +236,13 @@ _KOTLIN_ERROR = re.compile(
 _JAVAC_ERROR = re.compile(r"^(?P<file>[^\s:]{1,500}\.java):(?P<line>\d{1,9}): error: (?P<msg>.*)$")
 
 
-def _compiler_error(line: str) -> re.Match[str] | None:
-    """A kotlinc or javac error line of a Gradle build, or None."""
-    if line.startswith("e: "):
-        return _KOTLIN_ERROR.match(line)
+def _javac_line(line: str) -> str:
+    """A javac error line of a Gradle build without the task name glued in front, or ""."""
     if ".java:" not in line:
-        return None
-    if line.startswith(":") and "/" in line:  # the task's name glued in front of the path
+        return ""
+    if line.startswith(":") and "/" in line:
         line = line[line.index("/"):]
-    return _JAVAC_ERROR.match(line)
+    return line if _JAVAC_ERROR.match(line) else ""
 
 
 def _what_went_wrong(lines: list[str]) -> tuple[str, str, str]:
@@ -286,7 +285,8 @@ def parse_gradle(text: str, repo: str = "") -> Extraction | None:
     lines = text.splitlines()
     task = context = root = ""
     test: tuple[Frame, str, str, Frame | None] | None = None
-    compiler: re.Match[str] | None = None
+    kotlin: re.Match[str] | None = None
+    javac = ""
     for index, line in enumerate(lines):
         found = _GRADLE_TASK.match(line)
         if found:
@@ -296,21 +296,34 @@ def parse_gradle(text: str, repo: str = "") -> Extraction | None:
         if failed:
             test = _gradle_test(failed, lines[index + 1] if index + 1 < len(lines) else "")
             continue
-        compiler = compiler or _compiler_error(line)
+        if kotlin is None and line.startswith("e: "):
+            kotlin = _KOTLIN_ERROR.match(line)
+        javac = javac or _javac_line(line)
         if line.strip() == "* What went wrong:" and not (context or root):
             named, context, root = _what_went_wrong(lines[index + 1:])
             task = task or named
+    if javac:
+        # the diagnostic javac printed, as it reads outside Gradle (or in its rich console,
+        # where it is not glued to the task's name): one error, one fingerprint
+        return parse_diagnostic(javac, repo)
     if not (task or context or root):
         return None
+    return _gradle_failure(task, " ".join(w for w in (context, root) if w), test, kotlin, repo)
+
+
+def _gradle_failure(task: str, wrong: str, test: tuple[Frame, str, str, Frame | None] | None,
+                    kotlin: re.Match[str] | None, repo: str) -> Extraction:
+    """The extraction of a failed Gradle build from what ``parse_gradle`` found: a kotlinc
+    error, else the failing test's exception, else what went wrong (what failed and its
+    innermost cause: "Could not resolve all files for configuration ':app'." and
+    "repo.maven.apache.org: Name or service not known"); then the test and the task."""
     frames: list[Frame] = []
-    # what failed and its innermost cause, as Gradle prints them: "Could not resolve all
-    # files for configuration ':app'." and "> repo.maven.apache.org: Name or service..."
-    error_type, message = "BuildFailed", " ".join(w for w in (context, root) if w)
-    if compiler is not None:
-        raw = compiler.group("file")
-        frames.append(Frame(normalize_path(raw, repo), "", int(compiler.group("line")),
+    error_type, message = "BuildFailed", wrong
+    if kotlin is not None:
+        raw = kotlin.group("file")
+        frames.append(Frame(normalize_path(raw, repo), "", int(kotlin.group("line")),
                             not is_library(raw)))
-        error_type, message = "error", compiler.group("msg").strip()
+        error_type, message = "error", kotlin.group("msg").strip()
     elif test is not None and test[1]:
         error_type, message = test[1], test[2]
         if test[3] is not None:

@@ -320,6 +320,10 @@ SAME = {
         _CARGO_RUN.format(root="/srv", secs="0.52", loc="src/main.rs:10:5",
                           message="called `Option::unwrap()` on a `None` value"
                           ).replace("thread 'main' panicked", "thread 'main' (8288) panicked")),
+    "gradle: one javac error, glued to the task's name or not": (
+        _GRADLE_JAVAC.format(root="/srv/shop", line=5, message="cannot find symbol"),
+        _GRADLE_JAVAC.format(root="/srv/shop", line=5, message="cannot find symbol")
+        .replace(":compileJava/srv", "/srv")),
     "gradle: one javac error in two checkouts": (
         _GRADLE_JAVAC.format(root="/home/ann/shop", line=5, message="cannot find symbol"),
         _GRADLE_JAVAC.format(root="/home/runner/work/shop", line=7, message="cannot find symbol")),
