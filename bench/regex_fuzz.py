@@ -183,7 +183,8 @@ _SEARCHED = {"_HAS_LOCATION", "_SHELL_HINT", "_LEVEL", "_ENVIRONMENT", "_LOGIC",
              "_ENVIRONMENTAL", "_PLACEHOLDER", "_LETTER", "_SPACE"}
 _EXTRACTION_MODULES = (
     "pipeline.fingerprint.parsers_lines", "pipeline.fingerprint.parsers_python",
-    "pipeline.fingerprint.parsers_stacks", "pipeline.fingerprint.paths",
+    "pipeline.fingerprint.parsers_stacks", "pipeline.fingerprint.parsers_runners",
+    "pipeline.fingerprint.paths",
     "pipeline.fingerprint.cluster", "pipeline.fingerprint.fingerprinter",
     "pipeline.lookup.guard", "pipeline.lookup.semantic",
 )

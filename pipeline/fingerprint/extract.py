@@ -16,19 +16,32 @@ from pipeline.fingerprint.parsers_lines import (
     parse_text,
 )
 from pipeline.fingerprint.parsers_python import parse_pytest, parse_python
+from pipeline.fingerprint.parsers_runners import (
+    parse_go_test,
+    parse_gradle,
+    parse_jest,
+    parse_rust,
+)
 from pipeline.fingerprint.parsers_stacks import parse_go, parse_java, parse_node
 
 Parser = Callable[[str, str], Extraction | None]
 
-#: order matters: pytest output contains Python tracebacks, so pytest goes first
+#: order matters: a test runner's output holds the error its test raised, so each runner
+#: goes before the error's own parser (pytest before Python, go test before Go panics, jest
+#: before Node); a Rust panic goes before the diagnostics (cargo prints its build warnings
+#: first); Gradle after them (javac's own error lines say more than its summary)
 PARSERS: tuple[Parser, ...] = (
     parse_pytest,
     parse_python,
     parse_java,
+    parse_go_test,
     parse_go,
+    parse_rust,
+    parse_jest,
     parse_node,
     parse_diagnostic,
     parse_shell,
+    parse_gradle,
     parse_log,
 )
 

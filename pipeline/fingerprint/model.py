@@ -20,8 +20,9 @@ class Frame:
 class Extraction:
     """The part of a raw text that matters, and its structure.
 
-    ``kind`` is the parser that recognised it: python, pytest, java, node, go, compiler,
-    shell, log or text. ``error_type`` is the exception class / tool code / error class,
+    ``kind`` is the parser that recognised it: python, pytest, java, node, go, rust,
+    test (go test, jest), gradle, compiler, shell, log or text. ``error_type`` is the
+    exception class / tool code / error class,
     ``message`` the raw (not yet normalized) message, ``chain`` the causes (type, message)
     from outermost to innermost for chained exceptions.
     """

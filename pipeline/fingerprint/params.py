@@ -125,7 +125,8 @@ def extract_params(text: str, extraction: Extraction) -> dict[str, Any]:
         params["file"] = project[-1].file
         if project[-1].line is not None:
             params["line"] = project[-1].line
-    if extraction.kind in ("compiler", "python", "pytest", "java", "node", "go"):
+    if extraction.kind in ("compiler", "python", "pytest", "java", "node", "go", "rust", "test",
+                           "gradle"):
         params["error_type"] = extraction.error_type
     if extraction.kind == "compiler":
         params["code"] = extraction.error_type

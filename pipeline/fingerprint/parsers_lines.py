@@ -16,9 +16,11 @@ _DIAGNOSTIC = re.compile(
     r"(?P<msg>.*?)(?:\s+\[(?P<code3>[a-z][\w-]*)\])?$"
 )
 _HAS_LOCATION = re.compile(r"\.[\w+]+(?::\d+[:\s]|\(\d+,\d+\))")
-# tsc / msbuild: path(line,col): error CODE: message
+# tsc / msbuild: path(line,col): error CODE: message; and tsc's default (pretty, on a
+# terminal) form of the same diagnostic, path:line:col - error CODE: message
 _TSC = re.compile(
-    r"^(?P<file>[^\s(]+)\((?P<line>\d+),(?P<col>\d+)\): (?P<sev>error|warning) "
+    r"^(?P<file>[^\s(]{1,1000})(?:\((?P<line>\d{1,9}),(?P<col>\d{1,9})\):"
+    r"|:(?P<pline>\d{1,9}):(?P<pcol>\d{1,9}) -) (?P<sev>error|warning) "
     r"(?P<code>[A-Z]+\d+): (?P<msg>.*)$"
 )
 _SHELL = re.compile(
@@ -84,7 +86,8 @@ def parse_diagnostic(text: str, repo: str = "") -> Extraction | None:
     code = groups.get("code") or groups.get("code2") or groups.get("code3") or ""
     raw = match.group("file")
     severity = match.group("sev") or "error"
-    frame = Frame(normalize_path(raw, repo), "", int(match.group("line")), not is_library(raw))
+    line = groups.get("line") or groups.get("pline") or "0"
+    frame = Frame(normalize_path(raw, repo), "", int(line), not is_library(raw))
     msg = match.group("msg").strip()
     return Extraction("compiler", code or severity, msg, (frame,),
                       tool=_guess_tool(raw, code, match.group("sev") or "", msg))

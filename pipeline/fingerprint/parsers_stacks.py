@@ -12,14 +12,20 @@ _JAVA_HEAD = re.compile(
     r"(?P<type>(?:[a-z_$][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error|Throwable)\w*)"
     r"(?::\s?(?P<msg>.*))?$"
 )
+#: ``at com.x.Y.m(Y.java:5)``; Java 9+ prefixes the class loader and module (with its
+#: version): ``at java.base/java.net.SocketInputStream.read(...)``, ``at app//com.x.Y.m(...)``,
+#: ``at com.foo@1.2/com.foo.Bar.m(...)`` (each prefix part a bounded run without "/")
 _JAVA_FRAME = re.compile(
-    r"^\s+at (?P<cls>[\w$.]+)\.(?P<func>[\w$<>]+)\((?P<file>[^:)]*)(?::(?P<line>\d+))?\)"
+    r"^\s+at (?:[\w$.@-]{0,200}/){0,2}(?P<cls>[\w$.]+)\.(?P<func>[\w$<>]+)"
+    r"\((?P<file>[^:)]*)(?::(?P<line>\d+))?\)"
 )
 _JVM_LIBRARY = re.compile(r"^(?:java|javax|jdk|sun|com\.sun|kotlin|kotlinx|scala|org\.junit"
                           r"|org\.gradle|org\.apache\.maven|org\.springframework)\.")
 _NODE_HEAD = re.compile(r"^(?:Uncaught )?(?P<type>[A-Z]\w*(?:Error|Exception)|Error)"
                         r"(?: \[(?P<code>[A-Z_]+)\])?: (?P<msg>.*)$")
 _NODE_FRAME = re.compile(r"^\s+at (?:(?P<func>.+?) \()?(?P<file>[^()\s]+?):(?P<line>\d+):\d+\)?$")
+#: (for the test runners' parsers, which read Node errors inside a test's block)
+NODE_FRAME = _NODE_FRAME
 _GO_PANIC = re.compile(r"^(?:panic|fatal error): (?P<msg>.*)$")
 #: a Go frame's function line, ``pkg.(*T).Method(0x1, 0x2)``: the leading run of name
 #: characters, cut at its last "(" (as ``^(?P<func>[\w./*()-]+)\(.*\)$`` would, but linear:
@@ -42,6 +48,7 @@ def parse_java(text: str, repo: str = "") -> Extraction | None:
     if "at " not in text:
         return None  # no frames, no JVM stack trace
     heads: list[tuple[str, str, list[Frame]]] = []
+    causes: set[int] = set()  # the heads printed as "Caused by:"
     for line in text.splitlines():
         frame = _JAVA_FRAME.match(line)
         if frame and heads:
@@ -54,8 +61,13 @@ def parse_java(text: str, repo: str = "") -> Extraction | None:
             continue
         head = _JAVA_HEAD.match(line)
         if head and (line.startswith(("Caused by:", "Exception in")) or not heads):
+            if line.startswith("Caused by:"):
+                causes.add(len(heads))
             heads.append((head.group("type"), (head.group("msg") or "").strip(), []))
-    heads = [h for h in heads if h[2] or len(heads) == 1]
+    # a head without frames is a stray line that looked like one, unless it is a cause: a
+    # cause printed with only "... N more" shares its wrapper's frames (and is often the
+    # root cause)
+    heads = [h for i, h in enumerate(heads) if h[2] or i in causes or len(heads) == 1]
     if not heads or not any(h[2] for h in heads):
         return None
     error_type, message, frames = heads[-1]
@@ -63,6 +75,15 @@ def parse_java(text: str, repo: str = "") -> Extraction | None:
         frames = next(h[2] for h in reversed(heads) if h[2])
     chain = tuple((t, m) for t, m, _ in heads[:-1])
     return Extraction("java", error_type, message, tuple(frames), chain, tool="jvm")
+
+
+def parse_node_head(line: str) -> tuple[str, str] | None:
+    """The error type (with its code) and message of a Node error's first line, or None."""
+    head = _NODE_HEAD.match(line.strip())
+    if head is None:
+        return None
+    code = head.group("code")
+    return (f"{head.group('type')}[{code}]" if code else head.group("type")), head.group("msg")
 
 
 def parse_node(text: str, repo: str = "") -> Extraction | None:

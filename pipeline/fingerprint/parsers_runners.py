@@ -1,0 +1,336 @@
+"""Rust panics and test-runner failures (cargo test, go test, jest, Gradle).
+
+A runner's failure is identified as pytest's is: by what failed (the test, or the Gradle
+task) and by what it said, with the failing file as a frame where the runner prints one. The
+test itself is the innermost frame (``Frame(file or module, test name)``), so two different
+failing tests never share a fingerprint, even with the same message in the same helper; the
+runner's own boilerplate (``note: run with RUST_BACKTRACE``, ``Received: 1``, ``BUILD FAILED
+in 1m 12s``) is never the headline.
+
+Every regex here is anchored at a line start and bounded: a name or path is a run of at most
+a few hundred characters of one class, followed by a literal that class does not hold.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pipeline.fingerprint.model import Extraction, Frame
+from pipeline.fingerprint.parsers_lines import parse_diagnostic
+from pipeline.fingerprint.parsers_stacks import NODE_FRAME, parse_go, parse_node_head
+from pipeline.fingerprint.paths import is_library, normalize_path
+
+# --- Rust panics and cargo test ------------------------------------------------------------
+
+#: ``thread 'main' panicked at src/main.rs:10:5:`` (Rust >= 1.73: the message on the next
+#: lines) or ``thread 'main' panicked at 'msg', src/main.rs:10:5`` (older Rust)
+#: (Rust >= 1.88 adds the thread id: ``thread 'main' (8288) panicked at``)
+_RUST_PANIC = re.compile(
+    r"^thread '(?P<thread>[^'\n]{0,300})'(?: \(\d{1,20}\))? panicked at (?P<rest>.*)$")
+#: the location of a panic: ``src/main.rs:10:5`` (with the new form's trailing colon)
+_RUST_LOC = re.compile(r"^(?P<file>[^\s:']{1,500}):(?P<line>\d{1,9}):\d{1,9}:?$")
+#: cargo test's block of one failing test's captured output
+_CARGO_BLOCK = re.compile(r"^---- (?P<test>\S{1,300}) std(?:out|err) ----$")
+#: cargo test's per-test result line (``test net::tests::timeout ... FAILED``)
+_CARGO_FAILED = re.compile(r"^test (?P<test>\S{1,300}) \.\.\. FAILED$")
+#: lines that end a panic's message: the runtime's and cargo's own words after it
+_RUST_AFTER = ("note: ", "stack backtrace:", "thread '", "---- ", "failures:", "test result:",
+               "error: ", "  left:", " right:", "left:", "right:")
+#: where the Rust standard library and crates from the registry live (not project code)
+_RUST_LIBRARY = ("/rustc/", "library/core/", "library/std/", "library/alloc/")
+
+
+def _rust_frame(raw: str, line: str, repo: str) -> Frame:
+    library = is_library(raw) or raw.startswith(_RUST_LIBRARY) or "/rustc/" in raw
+    return Frame(normalize_path(raw, repo), "", int(line), not library)
+
+
+def _test_frame(test: str, separator: str) -> Frame:
+    """The failing test as a frame: its module (or file) and its own name."""
+    module, _, name = test.rpartition(separator)
+    return Frame(module, name or test, None, True)
+
+
+def parse_rust(text: str, repo: str = "") -> Extraction | None:
+    """A Rust panic (its message and location), or a failing ``cargo test`` test (which
+    one, and its panic or first line of output)."""
+    if "panicked at" not in text and "---- " not in text:
+        return None
+    lines = text.splitlines()
+    test = ""
+    panic_at = block_at = -1
+    for index, line in enumerate(lines):
+        block = _CARGO_BLOCK.match(line)
+        if block:
+            if test:
+                break  # the first failing test's block had no panic: its output decides
+            test = block.group("test")
+            block_at = index
+            continue
+        if _RUST_PANIC.match(line):
+            panic_at = index
+            break
+    if panic_at < 0:
+        if not test:
+            return None
+        message = next((s.strip() for s in lines[block_at + 1:] if s.strip()), "")
+        return Extraction("rust", "TestFailure", message, (_test_frame(test, "::"),),
+                          tool="cargo")
+    panic = _RUST_PANIC.match(lines[panic_at])
+    assert panic is not None
+    message, frames = _panic(panic.group("rest").strip(), lines[panic_at + 1:panic_at + 8], repo)
+    if not test and ("test result: FAILED" in text or _any_match(_CARGO_FAILED, lines)):
+        # cargo test names each test's thread after the test
+        test = panic.group("thread")
+    if test:
+        frames.append(_test_frame(test, "::"))
+    tool = "cargo" if test else "rust"
+    return Extraction("rust", "panic", message, tuple(frames), tool=tool)
+
+
+def _panic(rest: str, below: list[str], repo: str) -> tuple[str, list[Frame]]:
+    """The message and location of a panic, from what follows "panicked at" and the lines
+    below it."""
+    loc = _RUST_LOC.match(rest)
+    if loc:  # Rust >= 1.73: the message is the next line
+        message = next((s.strip() for s in below[:1]
+                        if s.strip() and not s.startswith(_RUST_AFTER)), "")
+        return message, [_rust_frame(loc.group("file"), loc.group("line"), repo)]
+    if not rest.startswith("'"):
+        return rest, []
+    message = ""  # older Rust: 'message', file:line:col (the location maybe lines later)
+    for follow in [rest[1:], *below]:
+        head, sep, tail = follow.rpartition("', ")
+        loc = _RUST_LOC.match(tail.strip()) if sep else None
+        if loc:
+            return (message or head).strip(), [
+                _rust_frame(loc.group("file"), loc.group("line"), repo)]
+        message = message or follow
+    return message.strip(), []
+
+
+def _any_match(pattern: re.Pattern[str], lines: list[str]) -> bool:
+    return any(pattern.match(line) for line in lines)
+
+
+# --- go test --------------------------------------------------------------------------------
+
+#: ``--- FAIL: TestParse/empty_input (0.00s)`` (indented under its parent for a subtest)
+_GO_FAIL = re.compile(r"^\s{0,40}--- FAIL: (?P<test>\S{1,300}) \([\d.]{1,20}s\)$")
+#: ``=== RUN   TestParse`` (go test -v prints a test's output under it, before its result)
+_GO_RUN = re.compile(r"^=== (?:RUN|CONT|NAME)\s{1,10}(?P<test>\S{1,300})$")
+#: ``    config_test.go:12: expected 8080, got 0``: a test's t.Error/t.Fatal line
+_GO_TEST_LOC = re.compile(r"^\s{1,40}(?P<file>[\w./-]{1,300}\.go):(?P<line>\d{1,9}): (?P<msg>.*)$")
+
+
+def parse_go_test(text: str, repo: str = "") -> Extraction | None:
+    """A failing ``go test`` test: its name, its first t.Error line (the file as a frame),
+    or the panic it raised."""
+    if "--- FAIL: " not in text:
+        return None
+    lines = text.splitlines()
+    failed: list[str] = []
+    for line in lines:
+        fail = _GO_FAIL.match(line)
+        if fail:
+            failed.append(fail.group("test"))
+    if not failed:
+        return None
+    failing = set(failed)
+    current = ""
+    for line in lines:
+        header = _GO_FAIL.match(line) or _GO_RUN.match(line)
+        if header:
+            current = header.group("test")
+            continue
+        loc = _GO_TEST_LOC.match(line)
+        if loc and current in failing:
+            raw = loc.group("file")
+            frame = Frame(normalize_path(raw, repo), current, int(loc.group("line")),
+                          not is_library(raw))
+            return Extraction("test", "FAIL", loc.group("msg").strip(), (frame,), tool="go")
+    # (no t.Error line: a panic, or a failure printed without location; a subtest's parent
+    # is printed first, the subtest that failed last)
+    test = Frame("", failed[-1] if _nested(failed) else failed[0], None, True)
+    panic = parse_go(text, repo)
+    if panic is not None:
+        return Extraction("test", panic.error_type, panic.message, (*panic.frames, test),
+                          tool="go")
+    return Extraction("test", "FAIL", "", (test,), tool="go")
+
+
+def _nested(failed: list[str]) -> bool:
+    """Whether the later failures are subtests of the first (go prints the parent first)."""
+    return all(name.startswith(failed[0] + "/") for name in failed[1:])
+
+
+# --- jest -----------------------------------------------------------------------------------
+
+#: ``  ● App › renders header``: one failing test's block
+_JEST_HEADER = re.compile(r"^\s{0,8}\u25cf (?P<test>\S.{0,500})$")
+#: `` FAIL  src/App.test.js (5.1 s)``: the test file the blocks below it belong to
+_JEST_FILE = re.compile(r"^\s{0,8}FAIL\s{1,8}(?P<file>[^\s(]{1,500})")
+#: lines that end a test's block
+_JEST_END = re.compile(r"^\s{0,8}(?:\u25cf |(?:FAIL|PASS)\s|Test Suites:|Tests:)")
+
+
+def parse_jest(text: str, repo: str = "") -> Extraction | None:
+    """A failing jest test: its file and title, the first line of its block (the matcher or
+    the thrown error) and the frames printed under it."""
+    if "\u25cf " not in text or ("FAIL" not in text and "Tests:" not in text):
+        return None  # (systemctl's "● unit" lines have no jest FAIL line or tally)
+    lines = text.splitlines()
+    file = ""
+    for index, line in enumerate(lines):
+        found = _JEST_FILE.match(line)
+        if found:
+            file = found.group("file")
+            continue
+        header = _JEST_HEADER.match(line)
+        if header is None:
+            continue
+        block: list[str] = []
+        for follow in lines[index + 1:]:
+            if _JEST_END.match(follow):
+                break
+            block.append(follow)
+        first = next((s.strip() for s in block if s.strip()), "")
+        error_type, message = "TestFailure", first
+        head = parse_node_head(first)
+        if head is not None:
+            error_type, message = head
+        frames: list[Frame] = []
+        for follow in block:
+            frame = NODE_FRAME.match(follow)
+            if frame:
+                raw = frame.group("file").removeprefix("file://")
+                frames.append(Frame(normalize_path(raw, repo),
+                                    (frame.group("func") or "").strip(),
+                                    int(frame.group("line")), not is_library(raw)))
+        frames.append(Frame(normalize_path(file, repo), header.group("test").strip(), None,
+                            True))
+        return Extraction("test", error_type, message, tuple(frames), tool="jest")
+    return None
+
+
+# --- Gradle ---------------------------------------------------------------------------------
+
+#: ``> Task :app:compileKotlin FAILED``
+_GRADLE_TASK = re.compile(r"^> Task (?P<task>:\S{1,300}) FAILED$")
+#: ``Execution failed for task ':app:compileKotlin'.`` (under "* What went wrong:")
+_GRADLE_EXECUTION = re.compile(r"^Execution failed for task '(?P<task>:[^'\s]{1,300})'\.$")
+#: ``AppTest > parsesEmpty() FAILED``: a failing test of a test task
+_GRADLE_TEST = re.compile(r"^(?P<cls>[\w$.]{1,300}) > (?P<test>\S.{0,300}) FAILED$")
+#: its exception, indented under it: ``    java.lang.AssertionError at AppTest.java:14``
+#: (Gradle's short format), or ``    org.opentest4j.AssertionFailedError: expected...``
+_GRADLE_TEST_AT = re.compile(
+    r"^\s{1,16}(?P<type>[\w$.]{1,300}) at (?P<file>[\w$.-]{1,300}):(?P<line>\d{1,9})$")
+_GRADLE_TEST_CAUSE = re.compile(r"^\s{1,16}(?P<type>[\w$.]{1,300})(?:: (?P<msg>.*))?$")
+#: kotlinc's ``e: file:///p/Main.kt:3:5 Unresolved reference: foo`` (and the older
+#: ``e: /p/Main.kt: (3, 5): Unresolved reference: foo``)
+_KOTLIN_ERROR = re.compile(
+    r"^e: (?:file://)?(?P<file>[^\s:]{1,500}\.kts?):(?: \()?(?P<line>\d{1,9})[:,] ?\d{1,9}"
+    r"\)?:? (?P<msg>.*)$")
+#: javac's ``/p/src/main/java/app/App.java:12: error: cannot find symbol`` (Gradle's plain
+#: console may glue it to the task's name: ``:compileJava/p/src/...``)
+_JAVAC_ERROR = re.compile(r"^(?P<file>[^\s:]{1,500}\.java):(?P<line>\d{1,9}): error: (?P<msg>.*)$")
+
+
+def _javac_line(line: str) -> str:
+    """A javac error line of a Gradle build without the task name glued in front, or ""."""
+    if ".java:" not in line:
+        return ""
+    if line.startswith(":") and "/" in line:
+        line = line[line.index("/"):]
+    return line if _JAVAC_ERROR.match(line) else ""
+
+
+def _what_went_wrong(lines: list[str]) -> tuple[str, str, str]:
+    """The task, the first line and the innermost cause of the "What went wrong" block
+    whose lines are ``lines`` (up to its end)."""
+    task = context = root = ""
+    for follow in lines:
+        stripped = follow.strip()
+        if not stripped or stripped.startswith("* "):
+            break
+        execution = _GRADLE_EXECUTION.match(stripped)
+        if execution:  # the task: a frame of its own
+            task = task or execution.group("task")
+        elif stripped.startswith(">"):  # each is the cause of the line above
+            root = stripped.lstrip("> ").strip()
+        elif not (context or root):
+            context = stripped
+    return task, context, root
+
+
+def _gradle_test(failed: re.Match[str], under: str) -> tuple[Frame, str, str, Frame | None]:
+    """A failing test of a test task, and the exception Gradle prints under it: its type,
+    message and location (``    java.lang.AssertionError at AppTest.java:14``)."""
+    test = Frame(failed.group("cls"), failed.group("test"), None, True)
+    at = _GRADLE_TEST_AT.match(under)
+    if at:
+        return test, at.group("type"), "", Frame(at.group("file"), "", int(at.group("line")),
+                                                 True)
+    below = _GRADLE_TEST_CAUSE.match(under)
+    if below:
+        return test, below.group("type"), below.group("msg") or "", None
+    return test, "", "", None
+
+
+def parse_gradle(text: str, repo: str = "") -> Extraction | None:
+    """A failed Gradle build: the failed task (and test), and what went wrong (a kotlinc or
+    javac error when there is one, else what failed and its innermost cause)."""
+    if "* What went wrong:" not in text and "> Task :" not in text:
+        return None
+    lines = text.splitlines()
+    task = context = root = ""
+    test: tuple[Frame, str, str, Frame | None] | None = None
+    kotlin: re.Match[str] | None = None
+    javac = ""
+    for index, line in enumerate(lines):
+        found = _GRADLE_TASK.match(line)
+        if found:
+            task = task or found.group("task")
+            continue
+        failed = _GRADLE_TEST.match(line) if test is None else None
+        if failed:
+            test = _gradle_test(failed, lines[index + 1] if index + 1 < len(lines) else "")
+            continue
+        if kotlin is None and line.startswith("e: "):
+            kotlin = _KOTLIN_ERROR.match(line)
+        javac = javac or _javac_line(line)
+        if line.strip() == "* What went wrong:" and not (context or root):
+            named, context, root = _what_went_wrong(lines[index + 1:])
+            task = task or named
+    if javac:
+        # the diagnostic javac printed, as it reads outside Gradle (or in its rich console,
+        # where it is not glued to the task's name): one error, one fingerprint
+        return parse_diagnostic(javac, repo)
+    if not (task or context or root):
+        return None
+    return _gradle_failure(task, " ".join(w for w in (context, root) if w), test, kotlin, repo)
+
+
+def _gradle_failure(task: str, wrong: str, test: tuple[Frame, str, str, Frame | None] | None,
+                    kotlin: re.Match[str] | None, repo: str) -> Extraction:
+    """The extraction of a failed Gradle build from what ``parse_gradle`` found: a kotlinc
+    error, else the failing test's exception, else what went wrong (what failed and its
+    innermost cause: "Could not resolve all files for configuration ':app'." and
+    "repo.maven.apache.org: Name or service not known"); then the test and the task."""
+    frames: list[Frame] = []
+    error_type, message = "BuildFailed", wrong
+    if kotlin is not None:
+        raw = kotlin.group("file")
+        frames.append(Frame(normalize_path(raw, repo), "", int(kotlin.group("line")),
+                            not is_library(raw)))
+        error_type, message = "error", kotlin.group("msg").strip()
+    elif test is not None and test[1]:
+        error_type, message = test[1], test[2]
+        if test[3] is not None:
+            frames.append(test[3])
+    if test is not None:
+        frames.append(test[0])
+    if task:
+        project, _, name = task.rpartition(":")
+        frames.append(Frame(project or ":", name, None, True))
+    return Extraction("gradle", error_type, message, tuple(frames), tool="gradle")
