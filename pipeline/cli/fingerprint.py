@@ -4,8 +4,8 @@ One message per input line, or with ``--multiline`` one message per record, spli
 ``heal watch`` and ``heal backfill`` split a log: one record per line, except multi-line
 reports (Python tracebacks with their chained causes, Java traces, Go panics and Node crash
 reports across their blank lines, pytest failure sections) and indented continuation
-lines; a blank line ends any other record. Templates are mined over all messages of the input at once, so the
-output does not depend on the order of the lines.
+lines; a blank line ends any other record. Templates are mined over all messages of the
+input at once, so the output does not depend on the order of the lines.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pipeline.console import visible
 from pipeline.errors import UsageError
 from pipeline.fingerprint.batch import fingerprint_batch
 from pipeline.runnerlines import unstamped
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
