@@ -180,13 +180,14 @@ def event_regexes() -> dict[str, tuple[Any, Runner]]:
 
 #: extraction regexes heal runs with search/sub/finditer (the others with match, per line)
 _SEARCHED = {"_HAS_LOCATION", "_SHELL_HINT", "_LEVEL", "_ENVIRONMENT", "_LOGIC",
-             "_ENVIRONMENTAL", "_PLACEHOLDER", "_LETTER", "_SPACE"}
+             "_ENVIRONMENTAL", "_PLACEHOLDER", "_LETTER", "_SPACE", "_LINE_STAMPS",
+             "STEP_EXIT", "BUILD_END"}
 _EXTRACTION_MODULES = (
     "pipeline.fingerprint.parsers_lines", "pipeline.fingerprint.parsers_python",
     "pipeline.fingerprint.parsers_stacks", "pipeline.fingerprint.parsers_runners",
     "pipeline.fingerprint.paths",
     "pipeline.fingerprint.cluster", "pipeline.fingerprint.fingerprinter",
-    "pipeline.lookup.guard", "pipeline.lookup.semantic",
+    "pipeline.lookup.guard", "pipeline.lookup.semantic", "pipeline.runnerlines",
 )
 
 

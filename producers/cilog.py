@@ -40,31 +40,8 @@ import re
 from collections import deque
 from dataclasses import dataclass
 
-from pipeline.ansi import strip_ansi
+from pipeline.runnerlines import BUILD_END, ECHO, FOLD, STEP_EXIT, unstamped
 
-#: a section fold or a runner's own bookkeeping line (never part of an explanation)
-FOLD = re.compile(
-    r"^(?:travis_(?:fold|time):|section_(?:start|end):\d+:|##\[(?:end)?group\]|::(?:end)?group::)"
-)
-#: a command the runner echoes before running it
-ECHO = re.compile(r"^(?:\$ \S|##\[group\]Run |##\[command\]\S)")
-#: the runner's report that a step ended, with its exit status
-STEP_EXIT = re.compile(
-    r"""(?:
-        \bexited\ with\ (?:code\ |status\ )?(?P<a>-?\d{1,4})\b        # Travis, CircleCI
-      | \bProcess\ completed\ with\ exit\ code\ (?P<b>-?\d{1,4})\b      # GitHub Actions
-      | \bscript\ returned\ exit\ code\ (?P<c>-?\d{1,4})\b              # Jenkins
-      | \bJob\ failed:\ exit\ (?:code|status)\ (?P<d>-?\d{1,4})\b       # GitLab
-      | \bfailed\ (?P<e>\d{1,2})\ times\b                               # a retried command
-    )""",
-    re.VERBOSE | re.IGNORECASE,
-)
-#: the build (not a step) is over
-BUILD_END = re.compile(
-    r"\b(?:Your build exited with|Job failed|Job succeeded|Build (?:failed|succeeded|errored)|"
-    r"Finishing: (?:FAILURE|SUCCESS))\b",
-    re.IGNORECASE,
-)
 #: words and shapes that mark a line reporting a failure, in any tool's output
 MARKER = re.compile(
     r"""
@@ -93,13 +70,6 @@ STRONG = re.compile(
     | \bnot\ ok\b | \bERR! | ^\s*(?:E\ |!!|✗|✖|×|❌)
     """,
     re.VERBOSE,
-)
-#: the timestamp GitHub Actions puts at the start of every line of a downloaded job log
-#: (``2026-11-22T10:00:00.7450187Z ``), and the byte order mark of the file's first line
-#: (before or after it): the runner's, not the step's output, so it is removed before
-#: matching and publishing, as ANSI codes are. Every part is of fixed or bounded length.
-RUNNER_STAMP = re.compile(
-    r"\A\ufeff?(?:\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z )?\ufeff?"
 )
 #: what makes two lines "the same shape": runs of letters / digits collapsed
 _SHAPE = re.compile(r"[^\W\d_]+|\d+")
@@ -133,14 +103,6 @@ class CiFailure:
     line: int
     exit_code: int | None
     command: str
-
-
-def unstamped(line: str) -> str:
-    """The line without the runner's timestamp and byte order mark (:data:`RUNNER_STAMP`)
-    and without ANSI codes (unchanged, fast, when it has none of them)."""
-    if line and line[0] in "0123456789\ufeff":
-        line = RUNNER_STAMP.sub("", line, count=1)
-    return strip_ansi(line)
 
 
 def plain(line: str) -> str:

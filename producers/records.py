@@ -215,8 +215,15 @@ class RecordAssembler:
                 self._mode = "pytrace-done"  # the exception line closes the frames
             return True
         if mode == "pytrace-done":
-            if PY_CHAIN.match(text) or PY_TRACEBACK.match(text):
-                self._mode = "pytrace" if PY_TRACEBACK.match(text) else "pytrace-done"
+            if PY_CHAIN.match(text):
+                return True
+            if PY_TRACEBACK.match(text):
+                # only a chain marker ("The above exception was the direct cause ...") joins
+                # the next traceback to this one; a traceback after a finished one (two
+                # failures, blank-line separated) is a report of its own
+                if not PY_CHAIN.match(self._lines[-1]):
+                    return False
+                self._mode = "pytrace"
                 return True
             return indented and not self._blanks
         if mode in ("pytest", "pytest-summary"):

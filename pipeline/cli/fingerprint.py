@@ -1,9 +1,11 @@
 """``heal fingerprint [FILE]``: print ``fine<TAB>coarse<TAB>template`` per message.
 
-One message per input line, or with ``--multiline`` one message per record (records are
-separated by blank lines, or start at a line with no leading whitespace that is not a
-traceback continuation). Templates are mined over all messages of the input at once, so the
-output does not depend on the order of the lines.
+One message per input line, or with ``--multiline`` one message per record, split as
+``heal watch`` and ``heal backfill`` split a log: one record per line, except multi-line
+reports (Python tracebacks with their chained causes, Java traces, Go panics and Node crash
+reports across their blank lines, pytest failure sections) and indented continuation
+lines; a blank line ends any other record. Templates are mined over all messages of the
+input at once, so the output does not depend on the order of the lines.
 """
 
 from __future__ import annotations
@@ -18,9 +20,7 @@ import orjson
 from pipeline.console import visible
 from pipeline.errors import UsageError
 from pipeline.fingerprint.batch import fingerprint_batch
-
-_CONTINUATION = ("During handling", "The above exception", "Caused by:", "goroutine")
-_CHAIN = ("During handling", "The above exception")
+from pipeline.runnerlines import unstamped
 
 
 def register(subparsers: Any) -> None:
@@ -31,7 +31,8 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("file", nargs="?", default="-", help="input file (default: stdin)")
     parser.add_argument("--multiline", action="store_true",
-                        help="one message per record (blank-line separated / tracebacks)")
+                        help="one message per record, split as heal watch splits a log "
+                        "(tracebacks, panics and crash reports kept whole)")
     parser.add_argument("--repo", default="", help="repository root, for project-relative paths")
     parser.add_argument("--json", action="store_true",
                         help="one JSON object per message: fingerprints, template, normalized "
@@ -40,30 +41,20 @@ def register(subparsers: Any) -> None:
 
 
 def _records(lines: Iterable[str]) -> Iterator[str]:
-    """Split into records: a blank line, or an unindented line after a complete message,
-    starts a new one; chained-exception markers and stack frames continue the current one."""
-    record: list[str] = []
-    blank = False
-    for raw in lines:
-        line = raw.rstrip("\n")
-        if not line.strip():
-            blank = True
-            continue
-        chained = line.startswith("Traceback") and bool(record) and record[-1].startswith(_CHAIN)
-        continues = chained or line.startswith(_CONTINUATION) or line[0].isspace()
-        if record and not continues and (blank or not _expects_more(record)):
-            yield "\n".join(record)
-            record = []
-        record.append(line)
-        blank = False
-    if record:
-        yield "\n".join(record)
+    """Split into records as ``heal watch`` and ``heal backfill`` do (one mechanism,
+    :class:`producers.records.RecordAssembler`): one record per line, except reports that
+    span lines (Python tracebacks with their chained causes, Java traces, Go panics and Node
+    crash reports across their blank lines, pytest sections) and indented continuations;
+    a blank line ends any other record. The CI runner's per-line timestamps are removed
+    first (the stage removes them too), so a downloaded job log splits like the output."""
+    from producers.records import RecordAssembler
 
-
-def _expects_more(record: list[str]) -> bool:
-    # a Python traceback ends with its unindented exception line, after the indented frames
-    heads = [i for i, r in enumerate(record) if r.startswith("Traceback")]
-    return bool(heads) and all(r[:1].isspace() for r in record[heads[-1] + 1:])
+    assembler = RecordAssembler()
+    for number, raw in enumerate(lines, 1):
+        for record in assembler.feed(unstamped(raw), 0, 0, number):
+            yield record.text
+    for record in assembler.flush():
+        yield record.text
 
 
 def _open(path: str) -> TextIO:

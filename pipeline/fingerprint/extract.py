@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from pipeline.ansi import strip_ansi
 from pipeline.fingerprint.model import Extraction
 from pipeline.fingerprint.parsers_lines import (
     parse_diagnostic,
@@ -23,6 +24,7 @@ from pipeline.fingerprint.parsers_runners import (
     parse_rust,
 )
 from pipeline.fingerprint.parsers_stacks import parse_go, parse_java, parse_node
+from pipeline.runnerlines import strip_stamps
 
 Parser = Callable[[str, str], Extraction | None]
 
@@ -46,8 +48,17 @@ PARSERS: tuple[Parser, ...] = (
 )
 
 
+def readable(text: str) -> str:
+    """``text`` as the program that wrote it printed it: without terminal escapes (a coloured
+    and a plain copy of one error are one error) and without the CI runner's per-line
+    timestamp and byte order mark (a GitHub Actions job log excerpt and the step's own output
+    are one error too; see :mod:`pipeline.runnerlines`). Linear in the text."""
+    return strip_ansi(strip_stamps(text))
+
+
 def extract(text: str, repo: str = "") -> Extraction:
-    """The structured error found in ``text`` (kind ``text`` when no parser recognises it)."""
+    """The structured error found in ``text`` (kind ``text`` when no parser recognises it);
+    ``text`` is :func:`readable` already (the fingerprinter cleans it once for every step)."""
     for parser in PARSERS:
         found = parser(text, repo)
         if found is not None and (found.error_type or found.message):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from pipeline.ansi import strip_ansi
 from pipeline.fingerprint.cluster import (
     DEFAULT_CONFIG,
     WILDCARD,
@@ -16,7 +15,7 @@ from pipeline.fingerprint.cluster import (
     render,
     tokenize,
 )
-from pipeline.fingerprint.extract import extract
+from pipeline.fingerprint.extract import extract, readable
 from pipeline.fingerprint.hashing import ALGORITHM_VERSION, stable_hash
 from pipeline.fingerprint.model import Extraction, Fingerprint
 from pipeline.fingerprint.params import extract_params
@@ -127,8 +126,9 @@ class Fingerprinter:
 
     def _compute(self, text: str, repo: str) -> _Analysis:
         chars = len(text)
-        # colours are not the error: a coloured and a plain copy are one error
-        text = strip_ansi(text)
+        # colours and the CI runner's timestamps are not the error: a coloured, a stamped
+        # and a plain copy are one error (the parameters are read from the clean text too)
+        text = readable(text)
         extraction = extract(text, repo)
         params = extract_params(text, extraction)
         # (whitespace runs to one space, ends stripped: ``re``'s ``\s`` is ``str.isspace``,

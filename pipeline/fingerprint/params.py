@@ -46,6 +46,15 @@ PARAM_RULES: tuple[ParamRule, ...] = (
     ParamRule("package", _rx(r"(?:No matching distribution found for|satisfies the "
                                     r"requirement) (?P<v>[\w.-]+)"),
               ("distribution", "requirement")),
+    # npm E404: '@scope/name@*' is not in this registry (npm 6: ... in the npm registry)
+    ParamRule("package", _rx(r"'(?P<v>(?:@[\w.-]++/)?[\w.-]++)(?:@[^'\s]{0,100})?' is not "
+                             r"in (?:this|the npm) registry"), ("is not in th",)),
+    # npm ERESOLVE: the installed version of the package in conflict ("Found: react@18.2.0")
+    ParamRule("package", _rx(r"\bFound: (?P<v>(?:@[\w.-]++/)?[\w.-]++)@"), ("eresolve",)),
+    # apt: E: Unable to locate package x / E: Package 'x' has no installation candidate
+    ParamRule("package", _rx(r"Unable to locate package (?P<v>[\w.+:-]++)"
+                             r"|Package '(?P<v2>[\w.+:-]++)' has no installation candidate"),
+              ("unable to locate package", "no installation candidate")),
     # shell: foo: command not found / sh: 1: foo: not found
     ParamRule("command", _rx(r"(?:^|\s)(?P<v>[\w./+-]+): (?:command )?not found", re.M),
               ("not found",)),

@@ -31,7 +31,9 @@ _SHELL = re.compile(
 )
 _LEVEL = re.compile(
     r"(?:^|[\s\[<|:])(?P<level>FATAL|CRITICAL|CRIT|ERROR|ERR|SEVERE|PANIC|EMERG|ALERT|FAILED|"
-    r"Error|Fatal|error|fatal)(?:[\]>|:]|\s|!(?=\s))"   # (npm 8's "npm ERR! code E404")
+    r"Error|Fatal|error|fatal"
+    r"|(?<![\[<|:])E(?=: ))"   # (apt's and dpkg's "E: Unable to locate package x")
+    r"(?:[\]>|:]|\s|!(?=\s))"   # (npm 8's "npm ERR! code E404")
 )
 _LOG_HEADER_TAIL = re.compile(
     r"""^[\s\]>|:-]*(?:

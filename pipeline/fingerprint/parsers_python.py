@@ -6,6 +6,7 @@ import re
 
 from pipeline.fingerprint.model import Extraction, Frame
 from pipeline.fingerprint.paths import is_library, normalize_path
+from pipeline.runnerlines import is_runner_line
 
 _TRACEBACK = "Traceback (most recent call last):"
 _CHAIN_MARKERS = ("The above exception", "During handling")
@@ -27,6 +28,34 @@ _ERROR_HEADER = ("ERROR collecting ", "ERROR at setup of ", "ERROR at teardown o
 #: tally, not a test id (the traceback above it says what failed)
 _PYTEST_FAILED = re.compile(r"^FAILED (?P<test>[^\s(]\S*?)(?: - (?P<rest>.*))?$")
 _PYTEST_HEADER = re.compile(r"^_{3,} (?P<test>\S.*?) _{3,}$")
+#: lines printed after a traceback by whatever ran the program, never by the exception: a
+#: log or runner line led by a level word, alone or after the program's name (``ERROR: Job
+#: failed``, ``error: Recipe `test` failed``, ``collect2: error: ...``, ``npm ERR! code 1``,
+#: ``[ERROR] ...``, ``FAILED (errors=1)``, after the line's timestamp or not), or a shell's
+#: own error (``/bin/sh: 1: ...``)
+_FOREIGN = re.compile(
+    r"^(?:\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d[.,\d]{0,10}Z?\s{1,4})?"   # (a log line's time)
+    r"(?:[\w.+/-]{1,64}(?:\[\d{1,9}\])?: )?\[?\s?(?:FATAL|CRITICAL|ERROR|ERR!?|WARN(?:ING)?"
+    r"|INFO|DEBUG|PANIC|FAILED|FAIL|Error|error|fatal|warning|panic)(?:[:\]!]|\s|$)"
+    r"|^[\w.+/-]{1,64} (?:FATAL|CRITICAL|ERROR|ERR!?|PANIC)(?:[:\]!]|\s|$)"
+    r"|^(?:/[\w.-]{1,64}){0,4}/?(?:ba|da|z|k)?sh: (?:line )?\d{1,9}: "
+)
+#: following lines a message may take at most (more is another program's output)
+_MESSAGE_LINES = 2
+
+
+def _continues_message(line: str) -> bool:
+    """True when ``line``, after an exception line, is more of its message. Python prints
+    a message's own lines as they are (an assertion's text, a pydantic ValidationError's
+    field names and indented details), so any line continues it except a blank line, a
+    chain marker or frame, and a line another program printed: the CI runner's (a fold,
+    an exit report, ``##[error]``, ``make: *** ...``) or a log line led by a level word."""
+    stripped = line.strip()
+    if not stripped or line.startswith(_CHAIN_MARKERS) or _FRAME.match(line):
+        return False
+    if line[0] in " \t":
+        return True  # indented: a detail of the message (no runner line is indented)
+    return not (_FOREIGN.match(stripped) or is_runner_line(stripped))
 
 
 def _parse_block(lines: list[str], repo: str) -> tuple[list[Frame], str, str]:
@@ -48,9 +77,10 @@ def _parse_block(lines: list[str], repo: str) -> tuple[list[Frame], str, str]:
         exc = _EXC_LINE.match(line.strip())
         if exc:
             message = [exc.group("msg") or ""]
-            # a message may continue on the next lines, up to a blank line or a chain marker
-            for follow in lines[index + 1:index + 3]:
-                if not follow.strip() or follow.startswith(_CHAIN_MARKERS) or _FRAME.match(follow):
+            # a message may continue on the next lines, up to a blank line, a chain marker
+            # or what the program's runner printed after it
+            for follow in lines[index + 1:index + 1 + _MESSAGE_LINES]:
+                if not _continues_message(follow):
                     break
                 message.append(follow)
             return frames, exc.group("type"), "\n".join(message).strip()
