@@ -21,7 +21,10 @@ Tamper evidence (issue 11, item 8):
   made with a database, which covers every record before it; the table's own head is
   anchored in Redis too; and every table record written with a file record names that file
   record's (seq, hash): a truncated, deleted or re-sealed file or table no longer matches
-  (:func:`verify_file`, :func:`check_head`, :func:`cross_check`);
+  (:func:`verify_file`, :func:`check_head`, :func:`cross_check`); the file's anchors are
+  kept under the log's own id (``audit.id`` beside it, :meth:`AuditLog.log_id`), which moves
+  with HEAL_HOME and survives a renamed host (a log written before ids adopts its legacy
+  host-and-path one);
 * an append that fails raises :class:`AuditError`; the apply stage then applies nothing and
   says why (it audits its intent first). A torn last line (a crash mid-write) is moved to
   ``audit.jsonl.torn`` with a warning, and the chain goes on from the last whole record.
@@ -244,8 +247,9 @@ def legacy_log_id(path: Path) -> str:
 
 
 def id_file(path: Path) -> Path:
-    """Where the id of the log ``path`` is kept: ``audit.id`` beside ``audit.jsonl``."""
-    return path.with_suffix(".id") if path.suffix else path.with_name(path.name + ".id")
+    """Where the id of the log ``path`` is kept: ``audit.id`` beside ``audit.jsonl``, and
+    ``<name>.id`` beside a log of another name (two logs of one folder never share one)."""
+    return path.with_name("audit.id" if path.name == FILE_NAME else path.name + ".id")
 
 
 #: longest id heal reads from an id file (a legacy id holds an absolute path)

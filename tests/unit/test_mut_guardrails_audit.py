@@ -274,7 +274,7 @@ def test_file_log_id_is_the_stored_id_else_host_and_absolute_path(
     assert file_log_id(Path("a.jsonl")) == f"{socket.gethostname()}:{tmp_path.resolve()}/a.jsonl"
     log = AuditLog(_settings(tmp_path), path=tmp_path / "a.jsonl", anchored=False)
     log.append("k", "s")
-    stored = (tmp_path / "a.id").read_text().strip()
+    stored = (tmp_path / "a.jsonl.id").read_text().strip()
     assert len(stored) == 32 and file_log_id(Path("a.jsonl")) == stored == log.log_id()
 
 
