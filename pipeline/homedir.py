@@ -55,10 +55,10 @@ def dir_mode(home: Path | None = None) -> int:
 
 
 #: files directly in HEAL_HOME that heal trusts only while no other user may write them
-#: (:func:`pipeline.trust.private.check_private`): the audit key and the operator
-#: configuration. Found writable by others, only their read bits are taken away, so heal
+#: (:func:`pipeline.trust.private.check_private`): the audit key, the audit log's id and the
+#: operator configuration. Found writable by others, only their read bits are taken away, so heal
 #: keeps refusing them ("it may have been replaced") until the operator has looked
-GUARDED_FILES = frozenset({"audit.key", "heal.toml"})
+GUARDED_FILES = frozenset({"audit.key", "audit.id", "heal.toml"})
 
 #: what :func:`secure_home` found writable by other users and tightened in this process:
 #: path -> the mode it had

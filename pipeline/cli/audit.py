@@ -20,13 +20,18 @@ from pipeline.guardrails.audit import (
     SEAL_MISMATCH,
     TABLE_LOG,
     Verification,
+    adopted_log_id,
     anchor_client,
+    anchored_heads,
     check_heads,
     check_tail,
     cross_check,
-    file_log_id,
+    id_file,
     keyed_seals,
+    legacy_log_id,
+    others_text,
     read_anchor,
+    read_log_id,
     sealed_with_another_key,
     verify_database,
     verify_file,
@@ -211,6 +216,91 @@ def _check_tail(settings: Settings, log_id: str, path: Path,
         skipped.append(note)
 
 
+def _client(settings: Settings) -> Any:
+    """The Redis the heads are anchored in, or None (why is reported by _redis_anchors)."""
+    try:
+        return anchor_client(settings)
+    except StateHomeUnusable:
+        raise
+    except Exception:  # noqa: BLE001 - reported by _redis_anchors
+        return None
+
+
+def _unstored_id(path: Path, heads: dict[str, tuple[int, str]] | None,
+                 skipped: list[str]) -> str:
+    """The id of a log with no id file yet: the one heal adopts at its next append
+    (:func:`adopted_log_id`; its legacy host and path when none fits, which the identity
+    check then reports as anchoring nothing)."""
+    legacy = legacy_log_id(path)
+    chosen = adopted_log_id(path, heads) if path.exists() else legacy
+    if chosen is None or chosen not in (heads or {}):
+        return legacy
+    if chosen != legacy:
+        skipped.append(f"log id: {id_file(path)} does not exist yet; the anchors whose head "
+                       f"this log holds are under {chosen} (written before HEAL_HOME moved "
+                       "or its host was renamed), which heal stores there at its next append")
+    return chosen
+
+
+def _check_identity(settings: Settings, path: Path, log_id: str, stored: bool,
+                    heads: dict[str, tuple[int, str]], own_head: bool,
+                    results: dict[str, Verification], skipped: list[str]) -> None:
+    """What the witnesses hold of logs other than this one (``log_id``): a log of records
+    that nothing anchors, while other logs are anchored, fails (NOT ANCHORED: its own
+    anchors were not found, so a truncated log would pass); "file vs table" is "not checked"
+    when no table record names this log but some name others; with the engines under
+    HEAL_HOME (theirs alone), a missing log with another's anchors there fails; otherwise
+    the other logs are named in a note, as not checked here."""
+    refs: dict[str, tuple[int, str]] = {}
+    own_refs = 0
+    table = results.get("postgres:audit_log")
+    if table is not None and table.ok:
+        for record in table.kept.values():
+            name, seq = str(record["file"].get("log")), int(record["file"].get("seq", 0))
+            if name == log_id:
+                own_refs += 1
+            elif name not in refs or refs[name][0] < seq:
+                refs[name] = (seq, str(record["file"].get("hash")))
+    others = dict(refs)
+    for name, head in heads.items():
+        if name != log_id and (name not in others or others[name][0] < head[0]):
+            others[name] = head
+    if refs and not own_refs and "file vs table" in results:
+        del results["file vs table"]
+        skipped.append(f"file vs table: not checked: no audit_log record names this log (id "
+                       f"{log_id}); its records name other logs: {others_text(refs)}")
+    if not others:
+        return
+    if own_head or own_refs:
+        skipped.append(f"other logs anchored in these engines, not checked here (each "
+                       f"HEAL_HOME verifies its own): {others_text(others)}")
+        return
+    name = str(path)
+    result = results[name]
+    where = id_file(path)
+    whose = (f"its id {log_id} (stored in {where})" if stored else
+             f"the id it takes, {log_id} ({where} does not exist yet)")
+    todo = (f"if HEAL_HOME was moved or its host renamed since heal last wrote this log, one "
+            f"of them is its: write that id into {where} (one line, mode 0600) and verify "
+            "again")
+    embedded = settings.database_url is None and settings.redis_url is None
+    if result.ok and result.records > 0:
+        results[name] = replace(result, ok=False, bad_at=None, verdict="NOT ANCHORED", reason=(
+            f"nothing anchors this log under {whose}, so its head was not checked (a "
+            f"truncated log would pass), but the witnesses anchor other logs: "
+            f"{others_text(others)}; {todo}; otherwise its anchors were wiped, or the log "
+            "was truncated or replaced"))
+    elif result.ok and embedded:
+        results[name] = Verification(False, 0, verdict="TAMPERED", reason=(
+            f"this log has no record and nothing is anchored under {whose}, but this "
+            f"HEAL_HOME's own engines anchor other logs: {others_text(others)}: deleted, "
+            f"with {where}? {todo[0].upper()}{todo[1:]}"))
+    else:
+        skipped.append(f"other logs anchored in these engines, none of them this one (id "
+                       f"{log_id}): {others_text(others)}; if one was this HEAL_HOME's log, it "
+                       "was deleted with its id file")
+
+
 #: how long verify waits for a heal appending right now to anchor its record
 _SETTLE_S = 0.5
 
@@ -221,11 +311,13 @@ def run_verify(args: argparse.Namespace) -> int:
     # the key is read as on the writing side (refused unless the operator's own: exit 2), and
     # never made here: a key made now would call every keyed record re-sealed
     key = verify_key(path)
-    log_id = file_log_id(path)
+    stored = read_log_id(path)  # (like the key: one not the operator's own is refused)
     results: dict[str, Verification] = {}
     skipped: list[str] = []
     db = None if args.file_only else _witness_db(settings, skipped)
     try:
+        heads = None if args.file_only else anchored_heads(settings, _client(settings), db)
+        log_id = stored or _unstored_id(path, heads, skipped)
         redis_heads, why = ({}, "") if args.file_only else _redis_anchors(settings, log_id)
         if why:
             skipped.append(why)
@@ -251,6 +343,9 @@ def run_verify(args: argparse.Namespace) -> int:
     if not path.exists() and results[str(path)].ok:  # (an anchored head would have failed)
         results[str(path)] = _no_log(db is not None or not (args.file_only or why),
                                      args.file_only)
+    if not args.file_only:
+        _check_identity(settings, path, log_id, stored is not None, heads or {},
+                        bool(file_heads), results, skipped)
     ok = all(r.ok for r in results.values())
     if args.json:
         dump_json({"ok": ok, "skipped": "; ".join(skipped), "logs": {

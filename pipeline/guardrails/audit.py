@@ -21,7 +21,10 @@ Tamper evidence (issue 11, item 8):
   made with a database, which covers every record before it; the table's own head is
   anchored in Redis too; and every table record written with a file record names that file
   record's (seq, hash): a truncated, deleted or re-sealed file or table no longer matches
-  (:func:`verify_file`, :func:`check_head`, :func:`cross_check`);
+  (:func:`verify_file`, :func:`check_head`, :func:`cross_check`); the file's anchors are
+  kept under the log's own id (``audit.id`` beside it, :meth:`AuditLog.log_id`), which moves
+  with HEAL_HOME and survives a renamed host (a log written before ids adopts its legacy
+  host-and-path one);
 * an append that fails raises :class:`AuditError`; the apply stage then applies nothing and
   says why (it audits its intent first). A torn last line (a crash mid-write) is moved to
   ``audit.jsonl.torn`` with a warning, and the chain goes on from the last whole record.
@@ -231,8 +234,158 @@ ROOM_BYTES = 64 * 1024
 
 
 def file_log_id(path: Path) -> str:
-    """The name of a file's anchor: host and absolute path."""
+    """The id the anchors of the log ``path`` are kept under, as stored beside it; the legacy
+    one (:func:`legacy_log_id`) when none is stored yet. Raises ConfigError as
+    :func:`read_log_id`."""
+    return read_log_id(path) or legacy_log_id(path)
+
+
+def legacy_log_id(path: Path) -> str:
+    """The name heal gave a file's anchors before logs had an id of their own: host and
+    absolute path (what a log written then is anchored under; adopted as its id)."""
     return f"{socket.gethostname()}:{path.resolve()}"
+
+
+def id_file(path: Path) -> Path:
+    """Where the id of the log ``path`` is kept: ``audit.id`` beside ``audit.jsonl``, and
+    ``<name>.id`` beside a log of another name (two logs of one folder never share one)."""
+    return path.with_name("audit.id" if path.name == FILE_NAME else path.name + ".id")
+
+
+#: longest id heal reads from an id file (a legacy id holds an absolute path)
+_ID_MAX = 4096
+
+
+def read_log_id(path: Path) -> str | None:
+    """The id stored for the log ``path`` (None when its id file does not exist).
+
+    Raises:
+        ConfigError: the id file is not the operator's own (tracked by git, another user's,
+            writable by others), cannot be read, or does not hold one id (one printable line).
+    """
+    where = id_file(path)
+    try:
+        st = where.stat()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"audit log id {where} cannot be read: {exc.strerror or exc}; fix "
+                          "its permissions") from exc
+    stamp = (st.st_ino, st.st_mtime_ns, st.st_mode, st.st_uid)
+    if _PRIVATE_IDS.get(where) != stamp:
+        check_private(where, "audit log id", if_tracked=(
+            "a repository must not choose the name the audit log's anchors are kept under; "
+            "remove it from git (git rm --cached) and set HEAL_HOME to a folder outside the "
+            "repository"))
+    try:
+        text = where.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"audit log id {where} cannot be read: {exc}") from exc
+    if not text or len(text) > _ID_MAX or not text.isprintable():
+        raise ConfigError(
+            f"audit log id {where} does not hold one id (one printable line of at most "
+            f"{_ID_MAX} characters): it was edited; put back the id the log's anchors are "
+            "kept under (heal audit verify lists the anchored ones)")
+    _PRIVATE_IDS[where] = stamp
+    return text
+
+
+#: id files found private and well formed, by their stat
+_PRIVATE_IDS: dict[Path, tuple[int, int, int, int]] = {}
+
+
+def _record_hashes(path: Path) -> dict[int, str]:
+    """The hash of every record of the log ``path``, by seq (lines that are not records are
+    skipped: verify judges them)."""
+    held: dict[int, str] = {}
+    try:
+        with open(path, "rb") as fh:
+            for line in fh:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and type(record.get("seq")) is int:
+                    held[record["seq"]] = str(record.get("hash"))
+    except OSError:
+        pass
+    return held
+
+
+def anchored_heads(settings: Settings, client: Any, db: Any
+                   ) -> dict[str, tuple[int, str]] | None:
+    """The highest head ``(seq, hash)`` anchored for every file log id in PostgreSQL's
+    ``audit_anchor`` (``db``) and in Redis (``client``); None when neither was read."""
+    heads: dict[str, tuple[int, str]] = {}
+    read = False
+
+    def keep(name: str, seq: int, digest: str) -> None:
+        if name != TABLE_LOG and (name not in heads or heads[name][0] < seq):
+            heads[name] = (seq, digest)
+
+    if db is not None:
+        try:
+            rows = db.fetch("SELECT log, seq, hash FROM audit_anchor")
+            read = True
+        except Exception as exc:  # noqa: BLE001 - down, or migrated before the anchors
+            log.debug("audit anchors not read from PostgreSQL: %s", exc)
+            rows = []
+        for row in rows:
+            keep(str(row["log"]), int(row["seq"]), str(row["hash"]))
+    if client is not None:
+        base = head_key(settings, "")
+        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in base) + "*"
+        try:
+            for name in client.scan_iter(match=pattern, count=1000):
+                text = name.decode() if isinstance(name, bytes) else str(name)
+                raw = client.hget(name, "head")
+                if not raw:
+                    continue
+                try:
+                    head = json.loads(raw)
+                    keep(text[len(base):], int(head["seq"]), str(head["hash"]))
+                except (ValueError, KeyError, TypeError):
+                    continue
+            read = True
+        except Exception as exc:  # noqa: BLE001 - Redis down or refusing: PostgreSQL's
+            log.debug("audit anchors not read from Redis: %s", exc)
+    return heads if read else None
+
+
+def adopted_log_id(path: Path, heads: dict[str, tuple[int, str]] | None) -> str | None:
+    """The id a log ``path`` without an id file takes: a fresh random one for a log with no
+    record; for a log with records (written before logs had ids, or whose id file was
+    deleted), the legacy id (host and path) when it is anchored, when no anchor was read
+    (``heads`` None) or when none exists at all; else the id whose highest anchored head the
+    log still holds, unchanged (HEAL_HOME moved, or its host renamed, since the log was
+    written under its legacy id). None when other logs are anchored and none of their heads
+    is in this log: its own anchors cannot be told (truncated, or its id file deleted)."""
+    held = _record_hashes(path)
+    if not held:
+        return secrets.token_hex(16)
+    legacy = legacy_log_id(path)
+    if heads is None or not heads or legacy in heads:
+        return legacy
+    matching = [(seq, name) for name, (seq, digest) in heads.items() if held.get(seq) == digest]
+    return max(matching)[1] if matching else None
+
+
+def unknown_id_error(path: Path, heads: dict[str, tuple[int, str]]) -> AuditChainUnusable:
+    """The refusal to give the log ``path`` an id when none of the anchored ones is its."""
+    return AuditChainUnusable(
+        f"audit log {path} has no id file ({id_file(path)}), and none of the logs anchored "
+        f"in Redis and PostgreSQL, {others_text(heads)}, has its head in it: its own anchors "
+        "cannot be told (the log was truncated and its id file deleted?); "
+        "nothing is appended, since a new id would leave its anchors unchecked. Run `heal "
+        f"audit verify`, keep the log as evidence, and write this log's id into {id_file(path)} "
+        "(one line, mode 0600); or move the log aside so heal starts a new chain")
+
+
+def others_text(heads: dict[str, tuple[int, str]], limit: int = 5) -> str:
+    """Up to ``limit`` anchored log ids with their heads, highest first."""
+    ranked = sorted(heads.items(), key=lambda item: -item[1][0])
+    text = ", ".join(f"{name} (head {seq})" for name, (seq, _digest) in ranked[:limit])
+    return text + (f" and {len(ranked) - limit} more" if len(ranked) > limit else "")
 
 
 def canonical(record: dict[str, Any]) -> str:
@@ -412,6 +565,12 @@ class AuditLog:
             raise
         except HealError:
             return
+        try:
+            self.log_id()
+        except AuditChainUnusable:
+            raise
+        except HealError:
+            return
         if self.db is not None:
             self._check_table(env_key())  # what the append checks before its file record
 
@@ -452,6 +611,7 @@ class AuditLog:
     def _append(self, kind: str, subject: str, data: dict[str, Any],
                 remember: tuple[Any, str] | None = None) -> dict[str, Any]:
         key = audit_key(self.settings, self.path)
+        log_id = self.log_id()  # before the file record: a log with no record gets a new id
         if self.db is not None:
             self._check_table(env_key())
         try:
@@ -460,7 +620,7 @@ class AuditLog:
             raise _full(exc, self.settings, "appending to the audit log", self.path) or \
                 AuditError(f"audit log {self.path}: cannot append ({exc}); nothing is "
                            "applied until it can (free space or fix the file)") from exc
-        anchor = {"log": file_log_id(self.path), "seq": record["seq"], "hash": record["hash"]}
+        anchor = {"log": log_id, "seq": record["seq"], "hash": record["hash"]}
         if remember is not None:  # the file record exists: a retry must not write another
             client, name = remember
             client.set(name, json.dumps({"record": {"seq": record["seq"],
@@ -475,6 +635,59 @@ class AuditLog:
             table_head = self._append_db(kind, subject, data, env_key(), anchor)
             self._anchor_redis(None, table_head)
         return record
+
+    def log_id(self) -> str:
+        """The id this log's anchors are kept under (:func:`id_file`), made at its first use:
+        a random one for a new log; for a log with records, the one its anchors are under
+        (:func:`adopted_log_id`: the legacy host and path of a log written before logs had
+        ids). Stable when HEAL_HOME moves or its host is renamed.
+
+        Raises:
+            AuditChainUnusable: the id file is missing and the anchored logs are all
+                another's (:func:`unknown_id_error`), or the id file is not the operator's
+                own or not an id (the message says what to change).
+            AuditError: the id file cannot be made.
+        """
+        where = id_file(self.path)
+        try:
+            stored = read_log_id(self.path)
+            if stored is not None:
+                return stored
+            heads = None
+            if _record_hashes(self.path):
+                heads = anchored_heads(self.settings, self._witness_client(), self.db)
+            chosen = adopted_log_id(self.path, heads)
+            if chosen is None:
+                raise unknown_id_error(self.path, heads or {})
+            where.parent.mkdir(mode=dir_mode(), parents=True, exist_ok=True)
+            create_private_file(where, chosen.encode() + b"\n")  # a racing maker's wins
+            adopted = read_log_id(self.path)
+        except AuditError:
+            raise
+        except ConfigError as exc:
+            raise AuditChainUnusable(str(exc)) from exc
+        except OSError as exc:
+            raise _full(exc, self.settings, "making the audit log id", where) or AuditError(
+                f"audit log id {where}: {exc}; fix the folder's permissions") from exc
+        if adopted is None:
+            raise AuditError(f"audit log id {where} vanished as it was made")
+        if adopted != chosen or not _record_hashes(self.path):
+            return adopted
+        log.warning("audit log %s: its anchors are kept under %s from now on (%s)", self.path,
+                    adopted, where)
+        return adopted
+
+    def _witness_client(self) -> Any:
+        """The Redis the heads are anchored in, or None (not anchored, or unreachable)."""
+        if self._redis is not None:
+            return self._redis
+        if not self.anchored:
+            return None
+        try:
+            return anchor_client(self.settings)
+        except Exception as exc:  # noqa: BLE001 - PostgreSQL's anchors remain
+            log.debug("audit anchors not read from Redis: %s", exc)
+            return None
 
     def _check_table(self, key: bytes | None) -> None:
         """Refuse up front, before the file record is written, a table heal would refuse to
@@ -508,7 +721,7 @@ class AuditLog:
         """
         if self.db is None:
             return
-        anchor = {"log": file_log_id(self.path), "seq": int(file_record["seq"]),
+        anchor = {"log": self.log_id(), "seq": int(file_record["seq"]),
                   "hash": str(file_record["hash"])}
         data = json.loads(canonical(data))
         head = self._append_db(kind, subject, data, env_key(), anchor)

@@ -268,10 +268,14 @@ def test_read_anchor_lists_the_marks_and_the_head_in_order(tmp_path: Path) -> No
     assert read_anchor(Client(None), settings, "L") == []
 
 
-def test_file_log_id_names_host_and_absolute_path(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_file_log_id_is_the_stored_id_else_host_and_absolute_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert file_log_id(Path("a.jsonl")) == f"{socket.gethostname()}:{tmp_path.resolve()}/a.jsonl"
+    log = AuditLog(_settings(tmp_path), path=tmp_path / "a.jsonl", anchored=False)
+    log.append("k", "s")
+    stored = (tmp_path / "a.jsonl.id").read_text().strip()
+    assert len(stored) == 32 and file_log_id(Path("a.jsonl")) == stored == log.log_id()
 
 
 def test_the_last_record_of_a_large_log_is_read_from_its_end(tmp_path: Path) -> None:

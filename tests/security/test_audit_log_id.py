@@ -1,0 +1,221 @@
+"""The audit log's anchors are kept under an id stored beside it (``audit.id``), not under the
+host name and path: after HEAL_HOME moves or its host is renamed (a container recreated on
+the same volume) a truncated log is still caught by its anchors, and a log written under
+the legacy id (host and path) keeps verifying after the upgrade.
+
+Runs this worktree's ``heal`` (``pipeline.cli.main``) as a subprocess with a fresh HEAL_HOME
+and the embedded engines, as a user would.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAL = [sys.executable, "-c", "import sys; from pipeline.cli import main; sys.exit(main())"]
+#: heal on a host of another name (socket.gethostname patched before heal is imported)
+RENAMED = [sys.executable, "-c", "import socket, sys; socket.gethostname = lambda: "
+           "'heal-pod-2'; from pipeline.cli import main; sys.exit(main())"]
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"HEAL_REDIS_URL", "HEAL_DATABASE_URL", "HEAL_STREAM_PREFIX",
+                        "HEAL_AUDIT_KEY"}}
+    env["HEAL_HOME"] = str(home)
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def _heal(home: Path, *args: str, argv: list[str] = HEAL) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*argv, *args], env=_env(home), cwd=home.parent, capture_output=True,
+                          text=True, timeout=300, check=False)
+
+
+def _ignore(home: Path, *names: str) -> None:
+    for name in names:  # `heal ignore` audits to the file and the table
+        done = _heal(home, "ignore", name, "--reason", "noise")
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _verify(home: Path, argv: list[str] = HEAL) -> tuple[int, str]:
+    done = _heal(home, "audit", "verify", argv=argv)
+    return done.returncode, done.stdout + done.stderr
+
+
+def _truncate(home: Path, keep: int) -> None:
+    path = home / "audit.jsonl"
+    lines = path.read_text().splitlines()
+    assert len(lines) > keep
+    path.write_text("\n".join(lines[:keep]) + "\n")
+
+
+class Home:
+    """A HEAL_HOME whose embedded engines heal started; ``path`` follows a move."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def move(self, to: Path) -> None:
+        """Stop the engines and move HEAL_HOME (and, as root, its PostgreSQL data beside
+        it, ``<home>.pg``) to ``to``, as an operator moving the state folder."""
+        stopped = _heal(self.path, "engines", "stop")
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        to.parent.mkdir(parents=True, exist_ok=True)
+        beside = self.path.parent / f"{self.path.name}.pg"
+        shutil.move(self.path, to)
+        if beside.exists():
+            shutil.move(beside, to.parent / f"{to.name}.pg")
+            link = to / "pg" / "data"
+            if link.is_symlink():  # it named the old place
+                link.unlink()
+        self.path = to
+
+
+@pytest.fixture
+def base() -> Iterator[Path]:
+    """Not under pytest's basetemp: as root the embedded PostgreSQL's own user must traverse
+    every parent of its data, and a concurrent pytest session resets that folder to 0700."""
+    folder = Path(tempfile.mkdtemp(prefix="heal-logid-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def home(base: Path) -> Iterator[Home]:
+    state = Home(base / "home")
+    started = _heal(state.path, "engines", "start")
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        yield state
+    finally:
+        _heal(state.path, "engines", "stop", "--force")
+
+
+def test_a_new_log_gets_a_random_id_of_its_own(home: Home) -> None:
+    _ignore(home.path, "fp-id-0")
+    ident = (home.path / "audit.id").read_text().strip()
+    assert socket.gethostname() not in ident and str(home.path) not in ident, ident
+    assert (home.path / "audit.id").stat().st_mode & 0o777 == 0o600
+    code, out = _verify(home.path)
+    assert code == 0, out
+    assert "file vs table: ok, 1 record(s)" in out, out
+
+
+def test_a_moved_home_still_catches_a_truncated_log(home: Home, base: Path) -> None:
+    _ignore(home.path, "fp-move-0", "fp-move-1", "fp-move-2")
+    home.move(base / "elsewhere" / "home")
+    code, out = _verify(home.path)
+    assert code == 0, out
+    assert "file vs table: ok, 3 record(s)" in out, out
+    # Given an attacker who removes the last records of the moved log
+    _truncate(home.path, 1)
+    code, out = _verify(home.path)
+    assert code == 1, out
+    assert "truncated" in out and "anchored at record 3" in out, out
+
+
+def test_a_renamed_host_still_catches_a_truncated_log(home: Home) -> None:
+    _ignore(home.path, "fp-host-0", "fp-host-1", "fp-host-2")
+    code, out = _verify(home.path, RENAMED)
+    assert code == 0, out
+    assert "file vs table: ok, 3 record(s)" in out, out
+    _truncate(home.path, 1)
+    code, out = _verify(home.path, RENAMED)
+    assert code == 1, out
+    assert "truncated" in out and "anchored at record 3" in out, out
+
+
+def _legacy_home(home: Home) -> str:
+    """Records anchored under the legacy id (host and path) and no id file, as a heal made
+    before logs had ids leaves them; returns that id."""
+    legacy = f"{socket.gethostname()}:{(home.path / 'audit.jsonl').resolve()}"
+    ident = home.path / "audit.id"
+    fd = os.open(ident, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, legacy.encode() + b"\n")
+    os.close(fd)
+    _ignore(home.path, "fp-old-0", "fp-old-1", "fp-old-2")
+    ident.unlink()
+    return legacy
+
+
+def test_a_log_written_under_the_legacy_id_keeps_verifying_and_catches_truncation(
+        home: Home) -> None:
+    legacy = _legacy_home(home)
+    code, out = _verify(home.path)
+    assert code == 0, out
+    assert "file vs table: ok, 3 record(s)" in out, out
+    assert not (home.path / "audit.id").exists()  # verify writes nothing
+    # the upgraded heal's first append adopts the legacy id: the old anchors still count
+    _ignore(home.path, "fp-old-3")
+    assert (home.path / "audit.id").read_text().strip() == legacy
+    code, out = _verify(home.path)
+    assert code == 0, out
+    assert "file vs table: ok, 4 record(s)" in out, out
+    _truncate(home.path, 2)
+    code, out = _verify(home.path)
+    assert code == 1, out
+    assert "truncated" in out and "anchored at record 4" in out, out
+
+
+def test_a_legacy_log_moved_before_the_upgrade_finds_its_anchors_by_their_head(
+        home: Home, base: Path) -> None:
+    legacy = _legacy_home(home)
+    home.move(base / "elsewhere" / "home")
+    code, out = _verify(home.path)
+    assert code == 0, out
+    assert "file vs table: ok, 3 record(s)" in out and legacy in out, out
+    _ignore(home.path, "fp-old-3")  # adopted: the head it holds is that id's
+    assert (home.path / "audit.id").read_text().strip() == legacy
+    _truncate(home.path, 1)
+    code, out = _verify(home.path)
+    assert code == 1, out
+    assert "truncated" in out and "anchored at record 4" in out, out
+
+
+def test_a_legacy_log_truncated_on_a_renamed_host_is_not_anchored(home: Home) -> None:
+    legacy = _legacy_home(home)
+    _truncate(home.path, 1)
+    code, out = _verify(home.path, RENAMED)
+    assert code == 1, out
+    assert "NOT ANCHORED" in out and legacy in out and "ok, 0 record(s)" not in out, out
+
+
+def test_a_truncated_log_whose_id_file_was_deleted_is_caught_and_not_appended_to(
+        home: Home) -> None:
+    _ignore(home.path, "fp-del-0", "fp-del-1", "fp-del-2")
+    ident = (home.path / "audit.id").read_text().strip()
+    # Given an attacker who truncates the log and deletes its id file
+    _truncate(home.path, 1)
+    (home.path / "audit.id").unlink()
+    code, out = _verify(home.path)
+    assert code == 1, out
+    assert "NOT ANCHORED" in out and ident in out and "ok, 0 record(s)" not in out, out
+    # heal takes no new id for it (which would leave the old anchors unchecked)
+    done = _heal(home.path, "ignore", "fp-del-3", "--reason", "noise")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "no id file" in done.stdout + done.stderr and ident in done.stdout + done.stderr
+    assert not (home.path / "audit.id").exists()
+    assert len((home.path / "audit.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_deleted_log_and_id_file_are_caught_by_the_homes_own_engines(home: Home) -> None:
+    _ignore(home.path, "fp-gone-0")
+    ident = (home.path / "audit.id").read_text().strip()
+    (home.path / "audit.jsonl").unlink()
+    (home.path / "audit.id").unlink()
+    code, out = _verify(home.path)
+    assert code == 1, out
+    assert "deleted" in out and ident in out, out
