@@ -76,6 +76,8 @@ def run_list(args: argparse.Namespace) -> int:
         total = store.open_issue_count()
     finally:
         db.close()
+    if by_fingerprint:  # each row told apart by what its fingerprint is made of
+        issues = [{**i, "label": _label(str(i.get("sample", "")))} for i in issues]
     groups = [] if by_fingerprint else by_template(issues)
     shown = groups[:limit]
     if not by_fingerprint:  # the fingerprints of the groups shown (the shape of /api/issues)
@@ -92,9 +94,7 @@ def run_list(args: argparse.Namespace) -> int:
     if by_fingerprint:
         rows = []
         for i in issues:
-            sample = str(i["sample"])
-            head = clip(headline(sample, 1), 70) if sample.strip() else ""
-            rows.append([i["count"], str(i["last_seen"])[:19], i["fine"], head])
+            rows.append([i["count"], str(i["last_seen"])[:19], i["fine"], clip(i["label"], 70)])
         print_table(["count", "last seen", "fingerprint", "headline"], rows, right=(0,))
     else:
         _print_groups(shown)
@@ -126,13 +126,22 @@ def _left_out(by_fingerprint: bool, total: int, read: int, found: int, shown: in
 
 def _print_groups(groups: list[dict[str, Any]]) -> None:
     """The open issues merged by mined template (``pipeline.operator.groups``)."""
-    rows = []
-    for g in groups:
-        # one fingerprint: its headline says most; several: the template they share
-        sample = str(g["sample"])
-        text = g["template"] if len(g["fines"]) > 1 or not sample.strip() else headline(sample, 1)
-        rows.append([g["count"], len(g["fines"]), str(g["last_seen"])[:19], clip(text, 90)])
+    # one fingerprint: its normalized headline and frame; several: the template they share
+    # (never the sample's raw last line: 'exit status 2' or a colour code names no group)
+    rows = [[g["count"], len(g["fines"]), str(g["last_seen"])[:19], clip(g["label"], 90)]
+            for g in groups]
     print_table(["count", "fps", "last seen", "template or headline"], rows, right=(0, 1))
+
+
+def _label(sample: str) -> str:
+    """The label of a fingerprint row: :func:`pipeline.operator.groups.label` of its sample
+    (the sample's own clean last line when the fingerprint reads no headline from it)."""
+    from pipeline.fingerprint import fingerprint_text
+    from pipeline.operator.groups import clean_line, label
+
+    if not sample.strip():
+        return ""
+    return label(fingerprint_text(sample)) or clean_line(headline(sample, 1))
 
 
 def _select(args: argparse.Namespace, settings: Settings, reports: Any) -> list[dict[str, Any]]:

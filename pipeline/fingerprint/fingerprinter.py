@@ -164,16 +164,22 @@ def _shaped(kind: str, error_type: str, masked: str, frame_key: str, top: str
     for every text that masks to it (with the same kind, error class and frames)."""
     prefix = f"{error_type}: " if error_type else ""
     tokens = tokenize(prefix + masked)
-    head = error_type
-    if kind in _UNSTRUCTURED:
-        # a log level or nothing is no error class: the message's first two constant
-        # words stand in (else every ERROR line of every program would share one)
-        own = tokenize(masked) if prefix else tokens  # (no prefix: the same)
-        words = [t for t in own if t != WILDCARD][:2]
-        head = " ".join([head, *words]).strip()
+    head = coarse_head(kind, error_type, masked, None if prefix else tokens)
     coarse = stable_hash("coarse", kind, head, top)
     fine = stable_hash("fine", kind, error_type, masked, frame_key)
     return tokens, fine, coarse
+
+
+def coarse_head(kind: str, error_type: str, masked: str, tokens: Tokens | None = None) -> str:
+    """What stands for the error class in the coarse key: the class itself, or for a log
+    line or plain text (whose level or nothing is no error class) the class followed by the
+    masked message's first two constant words (else every ERROR line of every program would
+    share one). ``tokens``: ``tokenize(masked)`` when already at hand."""
+    if kind not in _UNSTRUCTURED:
+        return error_type
+    own = tokens if tokens is not None else tokenize(masked)
+    words = [t for t in own if t != WILDCARD][:2]
+    return " ".join([error_type, *words]).strip()
 
 
 class _Analysis:

@@ -23,6 +23,7 @@ from pipeline.config import Settings
 from pipeline.errors import HealError, StreamUnavailable, UsageError
 from pipeline.events import MAX_ID_LENGTH, CandidateEvent, FingerprintEvent, OutcomeEvent
 from pipeline.fingerprint import fingerprint_text
+from pipeline.fingerprint.explain import explain_grouping
 from pipeline.lifecycle.flakiness import is_flaky
 from pipeline.lifecycle.posterior import Posterior
 from pipeline.lookup.service import CAUSAL_MIN_CONFIDENCE
@@ -81,17 +82,34 @@ def candidate_reader(client: redis.Redis, settings: Settings,
     return read
 
 
+def fingerprinted_reader(client: redis.Redis, settings: Settings,
+                         limit: int = OUTCOME_SCAN_LIMIT
+                         ) -> Callable[[str], FingerprintEvent | None]:
+    """The fingerprint stage's event of an error id (None when not in the newest ``limit``
+    entries of the fingerprints stream); each error id is looked up once. Raises
+    StreamUnavailable."""
+    found: dict[str, FingerprintEvent | None] = {}
+
+    def read(error_id: str) -> FingerprintEvent | None:
+        if error_id not in found:
+            found[error_id] = next(
+                (ev for ev in newest_first_everywhere(client, settings, "fingerprints",
+                                                      FingerprintEvent.decode, limit)
+                 if ev.error_id == error_id and ev.fine), None)
+        return found[error_id]
+
+    return read
+
+
 def fine_reader(client: redis.Redis, settings: Settings,
                 limit: int = OUTCOME_SCAN_LIMIT) -> Callable[[str], str]:
     """The fine fingerprint the fingerprint stage gave an error id ('' when not in the newest
     ``limit`` entries of the fingerprints stream). Raises StreamUnavailable."""
+    event = fingerprinted_reader(client, settings, limit)
 
     def read(error_id: str) -> str:
-        for ev in newest_first_everywhere(client, settings, "fingerprints",
-                                         FingerprintEvent.decode, limit):
-            if ev.error_id == error_id and ev.fine:
-                return ev.fine
-        return ""
+        ev = event(error_id)
+        return ev.fine if ev is not None else ""
 
     return read
 
@@ -109,6 +127,8 @@ class StreamReaders:
     outcome: OutcomeReader | None = None
     candidate: CandidateReader | None = None
     fine_of_error: Callable[[str], str] | None = None
+    #: the text an error id arrived with, and its repository ('' when not in the stream)
+    text_of_error: Callable[[str], tuple[str, str]] | None = None
     #: the dead letters of an error id; None from it when they could not be read
     dead_of_error: Callable[[str], list[dict[str, Any]] | None] | None = None
 
@@ -157,10 +177,21 @@ def stream_readers(client: redis.Redis | None, settings: Settings,
 
         return guarded(call, empty, problems)
 
+    event = fingerprinted_reader(client, settings)
+
+    def fine_of(error_id: str) -> str:
+        ev = event(error_id)
+        return ev.fine if ev is not None else ""
+
+    def text_of(error_id: str) -> tuple[str, str]:
+        ev = event(error_id)
+        return (ev.error.text, ev.error.repo.path or "") if ev is not None else ("", "")
+
     return StreamReaders(
         outcome=unless_down(outcome_reader(client, settings), None),
         candidate=unless_down(candidate_reader(client, settings), None),
-        fine_of_error=unless_down(fine_reader(client, settings), ""),
+        fine_of_error=unless_down(fine_of, ""),
+        text_of_error=unless_down(text_of, ("", "")),
         dead_of_error=unless_down(cast(Callable[[str], list[dict[str, Any]] | None],
                                        dead_reader(client, settings)), None))
 
@@ -236,24 +267,48 @@ def _posterior(stat: dict[str, Any]) -> dict[str, Any]:
 
 
 def _sample(issues: list[dict[str, Any]], attempts: list[dict[str, Any]],
-            last: dict[str, Any] | None) -> str:
+            last: dict[str, Any] | None) -> tuple[str, str, str]:
+    """The group's sample: (its text, the error id it is the text of ('' for the issue
+    queue's sample, which names none), its repository ('' when not recorded))."""
     for a in attempts:
         if a.get("error_text"):
-            return str(a["error_text"])
+            return str(a["error_text"]), str(a.get("error_id") or ""), str(a.get("repo") or "")
     if last and last.get("text"):
-        return str(last["text"])
+        return str(last["text"]), str(last.get("error_id") or ""), ""
     for i in issues:
         if i.get("sample"):
-            return str(i["sample"])
-    return ""
+            return str(i["sample"]), "", ""
+    return "", "", ""
 
 
-def _normalization(sample: str) -> dict[str, Any] | None:
+def _own_text(error_id: str, attempts: list[dict[str, Any]], last: dict[str, Any] | None,
+              streams: StreamReaders) -> tuple[str, str]:
+    """(the text error ``error_id`` arrived with, its repository); ('', '') when neither an
+    attempt, the newest outcome nor the fingerprints stream still holds it."""
+    for a in attempts:
+        if a.get("error_id") == error_id and a.get("error_text"):
+            return str(a["error_text"]), str(a.get("repo") or "")
+    if last and last.get("error_id") == error_id and last.get("text"):
+        return str(last["text"]), ""
+    if streams.text_of_error is not None:
+        return streams.text_of_error(error_id)
+    return "", ""
+
+
+def _normalization(sample: str, repo: str = "", recorded: str = "") -> dict[str, Any] | None:
+    """How ``sample`` is fingerprinted, recomputed: the fingerprints, template and params,
+    ``grouping`` (what the fine and coarse keys are made of:
+    :func:`pipeline.fingerprint.explain.explain_grouping`) and ``hints`` (one sentence per
+    thing normalization did). ``recomputed_matches``: whether the recomputed fine fingerprint
+    is ``recorded`` (None without one: a coarse story, or a sample from another version)."""
     if not sample:
         return None
-    fp = fingerprint_text(sample)
+    fp = fingerprint_text(sample, repo)
+    grouping = explain_grouping(sample, repo)
     return {"fine": fp.fine, "coarse": fp.coarse, "template": fp.template,
-            "normalized": fp.normalized, "params": fp.params, "hints": list(fp.hints)}
+            "normalized": fp.normalized, "params": fp.params,
+            "hints": list(grouping["steps"]), "grouping": grouping,
+            "recomputed_matches": (fp.fine == recorded) if recorded else None}
 
 
 def _copy(record: dict[str, Any]) -> str:
@@ -323,10 +378,18 @@ def explain(store: ReportStore, text: str, read_outcome: OutcomeReader | None = 
     attempts = _mark_copies(store.attempts(fines))
     issues = store.issues_for(fines)
     last = read_outcome(fines) if read_outcome else None
-    sample = _sample(issues, attempts, last)
+    sample, sample_of, repo = _sample(issues, attempts, last)
+    own, own_repo = ("", "")
+    if error_id and sample_of != error_id:  # the group's sample is another error's text
+        own, own_repo = _own_text(error_id, attempts, last, streams)
     story: dict[str, Any] = {
         "fingerprint": fp, "level": level, "fines": fines,
-        "sample": sample[-2000:], "normalization": _normalization(sample),
+        "sample": sample[-2000:], "sample_error_id": sample_of,
+        "error_text": (own or (sample if sample_of == error_id else ""))[-2000:],
+        "error_text_found": bool(error_id) and (bool(own) or sample_of == error_id),
+        "normalization": _normalization(sample, repo, fp if level == "fine" else ""),
+        "error_normalization": (_normalization(own, own_repo, fp)
+                                if own and own != sample else None),
         "lookup": lookup, "patterns": store.patterns_and_fixes(pattern_ids),
         "fix_stats": stats, "rankings": store.rankings(fines), "attempts": attempts,
         "outcomes": _mark_copies(store.outcomes(fines)),

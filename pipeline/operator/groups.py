@@ -9,18 +9,51 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.ansi import strip_ansi
 from pipeline.fingerprint.batch import fingerprint_batch
 from pipeline.fingerprint.hashing import stable_hash
+from pipeline.fingerprint.model import Fingerprint
+
+#: characters of a label (a table cell clips it further)
+LABEL_CHARS = 300
+#: parsers whose frames are in the order the trace prints them, innermost (failing) first
+_INNERMOST_FIRST = frozenset({"java", "go", "node"})
+
+
+def clean_line(text: str) -> str:
+    """``text`` as one clean line: no escape sequences, no control characters (each becomes
+    a space), whitespace runs to one space."""
+    text = strip_ansi(text)
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else " " for c in text)
+    return " ".join(text.split())
+
+
+def label(fp: Fingerprint) -> str:
+    """What identifies a fine fingerprint to a person: its normalized headline (error class
+    and masked message, as the key holds them) and the innermost project frame it names,
+    never the text's raw last line (``exit status 2``, a colour code, a linker's summary)."""
+    text = clean_line(fp.normalized)
+    ex = fp.extraction
+    frames = ex.project_frames() if ex is not None else ()
+    if ex is not None and frames:
+        # the frame where it failed: JVM, Go and Node traces print it first, Python last
+        top = frames[0] if ex.kind in _INNERMOST_FIRST else frames[-1]
+        where = f"{top.file}:{top.function}" if top.function else top.file
+        text = f"{text} ({clean_line(where)})" if text else clean_line(where)
+    return text[:LABEL_CHARS]
 
 
 def by_template(issues: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per mined template: ``template``, ``cluster`` (its hash), ``count`` (sum),
-    ``fines`` (most frequent first), ``first_seen``, ``last_seen`` and the newest ``sample``;
-    the largest groups first."""
+    ``fines`` (most frequent first), ``first_seen``, ``last_seen``, the newest ``sample`` and
+    ``label`` (one clean line that tells the group apart: the template of a group of several
+    fingerprints, else the fingerprint's :func:`label`); the largest groups first."""
     if not issues:
         return []
     fingerprints = fingerprint_batch([str(i.get("sample", "")) for i in issues])
     groups: dict[str, dict[str, Any]] = {}
+    newest: dict[str, Fingerprint] = {}
     for issue, fp in zip(issues, fingerprints, strict=True):
         key = fp.template or fp.normalized
         first = issue.get("first_seen", issue["last_seen"])
@@ -34,6 +67,10 @@ def by_template(issues: list[dict[str, Any]]) -> list[dict[str, Any]]:
         group["first_seen"] = min(group["first_seen"], first)
         if issue["last_seen"] >= group["last_seen"]:
             group["last_seen"], group["sample"] = issue["last_seen"], issue["sample"]
+            newest[key] = fp
+    for key, group in groups.items():
+        one = label(newest[key]) if len(group["fines"]) == 1 else ""
+        group["label"] = one or clean_line(group["template"])[:LABEL_CHARS]
     return sorted(groups.values(), key=lambda g: (-g["count"], g["template"]))
 
 
@@ -46,8 +83,8 @@ def summary(issues: list[dict[str, Any]], limit: int) -> tuple[int, list[dict[st
     """How many mined templates the issues fall into, and the ``limit`` largest groups,
     compact: ``cluster``, ``template``, ``count``, ``fingerprints`` (how many fine ones),
     ``fines`` (up to 10, most frequent first: the fine fingerprint stays the identity for
-    ``heal explain`` and exact recall), ``fine`` (the most frequent one), ``last_seen`` and
-    ``sample``."""
+    ``heal explain`` and exact recall), ``fine`` (the most frequent one), ``last_seen``,
+    ``sample`` and ``label``."""
     groups = by_template(issues)
     counts = {str(i["fine"]): int(i["count"]) for i in issues}
     top = []
@@ -55,5 +92,6 @@ def summary(issues: list[dict[str, Any]], limit: int) -> tuple[int, list[dict[st
         fines = sorted(g["fines"], key=lambda f: (-counts.get(f, 0), f))
         top.append({"cluster": g["cluster"], "template": g["template"], "count": g["count"],
                     "fingerprints": len(fines), "fines": fines[:10], "fine": fines[0],
-                    "last_seen": g["last_seen"], "sample": g["sample"]})
+                    "last_seen": g["last_seen"], "sample": g["sample"],
+                    "label": g["label"]})
     return len(groups), top

@@ -28,14 +28,70 @@ def _head(s: dict[str, Any]) -> list[str]:
             "irregular occurrences, but no failure has passed on a plain re-run: treated as "
             "deterministic" if det["score"] < 0.5 else "deterministic")
         out.append(f"  determinism: {det['score']:.2f} ({verdict})")
-    if s["sample"]:
-        out += ["", "sample (last lines):", *_indent(s["sample"])]
+    out += _samples(s)
     norm = s["normalization"]
     if norm:
+        out += _grouping(norm.get("grouping"), s)
         out += ["", "normalization:", f"  template  {norm['template']}"]
         out += [f"  hint      {h}" for h in norm["hints"]] or ["  hint      nothing masked"]
         params = ", ".join(f"{k}={v}" for k, v in sorted(norm["params"].items()))
         out.append(f"  params    {params or '-'}")
+    return out
+
+
+def _samples(s: dict[str, Any]) -> list[str]:
+    """The group's sample, said to be whose; and the asked-for error's own text when the
+    sample is another error's."""
+    error_id, of = s.get("error_id") or "", s.get("sample_error_id") or ""
+    out: list[str] = []
+    if s["sample"]:
+        if error_id and of == error_id:
+            title = f"sample: the text of error {error_id} (last lines):"
+        else:
+            whose = f"error {of}" if of else "from the issue queue"
+            other = "" if not error_id else (
+                f", not error {error_id}" if of else f"; it may be another error than {error_id}")
+            title = f"sample of the group ({whose}{other}; last lines):"
+        out += ["", title, *_indent(s["sample"])]
+    if not error_id or of == error_id:
+        return out
+    own = s.get("error_text") or ""
+    if own and own == s["sample"]:
+        out.append(f"  (error {error_id}'s own text is the same)")
+    elif own:
+        out += ["", f"error {error_id}'s own text (last lines):", *_indent(own)]
+        mine = s.get("error_normalization")
+        if mine:
+            out.append(f"  normalized {mine['normalized'][:200]}")
+            out.append(f"  fine       {mine['fine']} (recomputed: "
+                       + ("the same key as the group" if mine["fine"] == s["fingerprint"]
+                          else "differs from the recorded one: the stage read it with its "
+                          "repository or an older algorithm") + ")")
+    else:
+        out.append(f"  (error {error_id}'s own text is no longer recorded: no attempt, outcome "
+                   "or fingerprints-stream entry holds it)")
+    return out
+
+
+def _grouping(g: dict[str, Any] | None, s: dict[str, Any]) -> list[str]:
+    """What the fine and coarse keys are made of (why these events share a fingerprint)."""
+    if not g:
+        return []
+    fine, coarse = g["fine_key"], g["coarse_key"]
+    frames = " | ".join(fine["frames"]) or "none"
+    out = ["", "why grouped (the parts each fingerprint is a hash of, for the sample):",
+           f"  fine    kind {fine['kind']} + class {fine['error_type'] or '-'} + message "
+           f"{fine['message'][:200]!r} + project frames {frames}",
+           f"  coarse  kind {coarse['kind']} + class {coarse['head'] or '-'} + top function "
+           f"{coarse['top_function'] or '-'}"]
+    if g.get("chain"):
+        chain = " -> ".join(f"{c['type']}: {c['message'][:60]}" for c in g["chain"])
+        out.append(f"  chain   {chain} -> {g['error_type']} (chosen: {g['chosen']})")
+    norm = s["normalization"]
+    if norm.get("recomputed_matches") is False:
+        out.append(f"  (recomputed from the sample: {norm['fine']}, not the recorded "
+                   f"{s['fingerprint']}: the stage read it with its repository or an older "
+                   "algorithm)")
     return out
 
 
