@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -241,7 +242,14 @@ def _mask_params(message: str, params: dict[str, object]) -> str:
         value = params.get(name)
         if isinstance(value, str) and len(value) > 1 and value in message:
             message = message.replace(value, f"<{name}>")
+    if "<host>:" in message:
+        # a peer's port belongs to its address: the rules mask ``10.0.0.5:5432`` and
+        # ``postgres:5432`` whole, so ``db.internal:5432`` is ``<host>`` too, not <host>:<num>
+        message = _HOST_PORT.sub("<host>", message)
     return message
+
+
+_HOST_PORT = re.compile(r"<host>:\d{1,5}(?!\w|\.\w)")
 
 
 _STATELESS = Fingerprinter()

@@ -2,7 +2,9 @@
 
 The same file must read the same in every checkout, temp dir and virtualenv:
 ``/home/ann/src/app/pkg/mod.py`` (repo ``/home/ann/src/app``) -> ``pkg/mod.py``;
-``/usr/lib/python3.11/site-packages/requests/api.py`` -> ``<site-packages>/requests/api.py``.
+``/usr/lib/python3.11/site-packages/requests/api.py`` -> ``<site-packages>/requests/api.py``;
+``/opt/venvs/tool/bin/mytool`` -> ``<bin>/mytool``; ``/usr/src/app/server.js`` (no repo) ->
+``app/server.js``, as from ``/home/ann/app/server.js``.
 """
 
 from __future__ import annotations
@@ -31,11 +33,19 @@ _ENVIRONMENT = re.compile(
         |/var/lib/buildkite-agent/builds/[^/]+/[^/]+|/var/lib/jenkins/workspace
         |/github/workspace|/drone/src|/workspace
         |/(?:home|Users)/[^/]+                                          # home dirs
+        # container checkouts (the usual Docker WORKDIRs), down to the project's folder
+        # as above: /usr/src/app, /srv/app, /opt/app; /app and /code are that folder
+        |/usr/src|/srv|/opt|(?=/(?:app|code)/)
         |/root|~
         |[A-Za-z]:\\Users\\[^\\]+
     )(?=[/\\])""",
     re.VERBOSE,
 )
+#: an installed entry-point script (a virtualenv's or a prefix's ``bin``, Windows'
+#: ``Scripts``: ``mytool.exe``'s ``__main__.py``, ``mytool-script.py``): identified by its name,
+#: not by where it was installed
+_SCRIPT = re.compile(r"^.*[/\\](?:bin|Scripts)[/\\](?P<name>[^/\\]+?)"
+                     r"(?:\.exe[/\\]__main__\.py|-script\.pyw?|\.exe)?$")
 _BUILTIN = re.compile(r"^<[^>]*>$|^\[|^internal[/\\]|^node:")
 
 
@@ -60,8 +70,12 @@ def normalize_path(path: str, repo: str = "") -> str:
         kind = library.group(0).replace("\\", "/").rsplit("/", 2)
         label = "stdlib" if "python" in kind[-1] or "pypy" in kind[-1] else kind[-1]
         return f"<{label}>{path[library.end():]}"
-    collapsed = _ENVIRONMENT.sub("", path)
-    if collapsed != path:
+    script = _SCRIPT.match(path)
+    if script:
+        return f"<bin>/{script.group('name')}"
+    environment = _ENVIRONMENT.match(path)
+    if environment:
+        collapsed = path[environment.end():]
         # outside a known repo: keep the last components, which name the project file
         parts = [p for p in re.split(r"[/\\]", collapsed) if p]
         return "/".join(parts[-3:])

@@ -51,28 +51,55 @@ RULES: tuple[Rule, ...] = (
         \b(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,?\s+)?         # optional weekday
         (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.?\s+\d{1,2},?
         \s+\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?                   # time
-        (?:\s+\d{4})?\b""",
-         "syslog/ctime dates (Fri Jun 17 07:07:00 2005) change on every occurrence"),
+        (?:\s+\d{4})?\b
+        |\b(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,?\s+)?         # RFC 1123/2822:
+        \d{1,2}[\s-](?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*[\s-]\d{4}
+        (?:\s+\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?                # [time
+           (?:\s+(?:[+-]\d{4}|GMT|UTC|Z)\b)?)?                      #  [zone]]
+        (?![\w:])""",
+         "syslog/ctime dates (Fri Jun 17 07:07:00 2005) and RFC 1123/2822 ones (Mon, 11 Nov"
+         " 2024 10:00:00 +0000) change on every occurrence"),
     Rule("time", r"""\b\d{1,2}:\d{2}:\d{2}(?:[.,:]\d+)?\b(?!:[0-9a-fA-F])""",
          "clock times (HH:MM:SS[.fff]); not the start of a MAC/IPv6 address"),
-    Rule("ip", r"""
-        (?<![\w.])\d{1,3}(?:\.\d{1,3}){3}    # IPv4
-        (?::\d{1,5})?                        # optional :port
-        (?![\w.])""",
-         "IPv4 addresses with optional port: hosts differ per machine"),
-    Rule("ipv6", r"""
-        (?<![\w:])(?=[0-9a-fA-F:]*\d)         # hex groups, at least one digit
-        (?:[0-9a-fA-F]{0,4}:){2,7}[0-9a-fA-F]{0,4}  # full or ::-compressed
-        (?![\w:])""",
-         "IPv6 addresses (and MAC-like colon hex groups)"),
+    Rule("versions", r"""(?<=versions:\ )\d[\w.+!-]*(?:,\ \d[\w.+!-]*)*(?=\))""",
+         "a list of available versions (pip's '(from versions: 2.0.0, 2.0.1)') grows with"
+         " every upstream release; 'none' is kept"),
+    # (linear: a version holds no ',' or space, so each step of the list has one way on)
+    Rule("count", r"""(?<=\()x\d+(?=\ over\b)""",
+         "an event's repeat count (Kubernetes' '(x12 over 5m)') grows while it repeats"),
+    Rule("worker", r"""(?<=\[)gw\d+(?=\])""",
+         "a pytest-xdist worker id ([gw3]) says where a test ran, not what failed"),
+    Rule("classname", r"""
+        \b[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*            # module path (psycopg2.errors)
+        \.(?=[A-Z][A-Z0-9]*[a-z])[A-Z][A-Za-z0-9]*   # a CamelCase class (UndefinedColumn)
+        (?![\w.-])""",
+         "kept, not masked: a dotted class name (psycopg2.errors.UndefinedColumn,"
+         " urllib3.exceptions.ProtocolError) is the error's type, not a host; its module's"
+         " digits are no id",
+         keep=True),
     Rule("host", r"""
-        \b(?:[A-Za-z0-9-]+\.)+
-        (?:com|net|org|edu|gov|mil|int|io|dev|app|cloud|local|localdomain|internal|lan|corp)
-        (?![\w.-])
-        |\b(?:[A-Za-z0-9-]+\.){2,}[a-z]{2}(?![\w.-])     # three+ labels ending in a country
-        |\b(?=[\w.-]*\d)(?:[A-Za-z0-9-]+\.){2,}[A-Za-z]{2,}(?![\w.-])  # labels with digits
-        """,
-         "host names (ending in a top-level domain, or dotted names with digits) per machine"),
+        (?:
+          (?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?!\w|\.\w)               # IPv4
+          |\[(?=[0-9a-fA-F:]*\d)(?:[0-9a-fA-F]{0,4}:){2,7}[0-9a-fA-F]{0,4}\]  # [IPv6]
+          |(?<![\w:])(?=[0-9a-fA-F:]*\d)      # IPv6 (::1, fe80::1; MAC-like hex groups):
+           (?=[0-9a-fA-F:]*::|[0-9a-fA-F]*(?::[0-9a-fA-F]*){5})   # a :: or six groups, so
+           (?:[0-9a-fA-F]{0,4}:){2,7}[0-9a-fA-F]{0,4}(?![\w:])  # a line:col (3:6:) is none
+          |\b(?:[A-Za-z0-9-]+\.)+             # a name ending in a top-level domain
+           (?:com|net|org|edu|gov|mil|int|io|dev|app|cloud|local|localdomain|internal|lan|corp)
+           (?![\w-]|\.[\w-])                 # (a sentence's full stop may follow)
+          |\b(?:[A-Za-z0-9-]+\.){2,}[a-z]{2}(?![\w-]|\.[\w-])  # 3+ labels, a country last
+          |\b(?=[\w.-]*\d)(?:[A-Za-z0-9-]+\.){2,}         # labels with digits
+           (?![A-Z][A-Z0-9]*[a-z])[A-Za-z]{2,}(?![\w-]|\.[\w-])  # (not a CamelCase class)
+          |(?=[A-Za-z][\w-]{0,62}:\d)       # a bare name in host:port position, after
+           (?:(?<=tcp\ )|(?<=udp\ )|(?<=to\ )|(?<=from\ )|(?<=connect\ )|(?<=host\ )|
+             (?<=Host\ )|(?<=host=)|(?<=address\ )|(?<=ECONNREFUSED\ )|(?<=ECONNRESET\ )|
+             (?<=ETIMEDOUT\ )|(?<=EHOSTUNREACH\ )|(?<=\ )(?=localhost:))
+           [A-Za-z][\w-]{0,62}(?=:\d{1,5}(?!\w|\.\w))    # tcp, to, connect, ECONNREFUSED...
+        )
+        (?::\d{1,5}(?!\w|\.\w))?                        # and its port""",
+         "peer addresses: an IPv4 or IPv6 address, a host name (ending in a top-level domain,"
+         " dotted with digits, or a bare name in host:port position after tcp/to/connect...),"
+         " with its :port, are one placeholder: the same peer is written many ways"),
     Rule("hex", r"""\b0[xX][0-9a-fA-F]+\b""",
          "hex literals and memory addresses (0x7f...) differ per process"),
     Rule("hash", r"""
@@ -100,8 +127,11 @@ RULES: tuple[Rule, ...] = (
          " not exit code 137.); ports and request ids are longer",
          keep=True),
     Rule("duration", r"""
-        \b\d+(?:\.\d+)?\s?(?:ms|us|µs|ns|sec|secs|seconds?|mins?|minutes?|hours?|[smh])\b""",
-         "durations such as 1.5s or 300 ms vary per run"),
+        \b\d+(?:\.\d+)?\s?(?:ms|us|µs|ns|sec|secs|seconds?|mins?|minutes?|hours?|[smh])
+        (?:\ ?\d+(?:\.\d+)?\s?(?:ms|us|µs|ns|sec|secs|seconds?|mins?|minutes?|hours?|[smh]))*
+        \b""",
+         "durations such as 1.5s, 300 ms or 1m 12s (one placeholder, so 48s is the same)"
+         " vary per run"),
     Rule("size", r"""
         \b\d+(?:\.\d+)?\s?(?:[KMGTP]i?B|[kKMGTP]|B|bytes?)\b""",
          "data sizes such as 1.2 KB or 400 MB vary per run (unit kept inside the value)"),
@@ -124,9 +154,12 @@ RULES: tuple[Rule, ...] = (
 #: holds a digit or one of / \ @ : = ' " ~ . -- or is a weekday/month name (``datetext``).
 #: Failing fast elsewhere (one look-around instead of one attempt per rule) nearly doubles
 #: throughput. A new rule that breaks this premise must extend the filter.
-_GUARD = r"""(?=[\w/~.\\'"+-])(?<![A-Za-z0-9_])
-    (?=[^\s,;()\[\]{}<>]*?[\d/\\@:='"~.]
-       |(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun|Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec))"""
+_GUARD = r"""(?<![A-Za-z0-9_])
+    (?:(?=[\w/~.\\'"+-])
+       (?=[^\s,;()\[\]{}<>]*?[\d/\\@:='"~.]
+          |(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun|Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec))
+      |(?=::|\[[0-9a-fA-F]{0,4}:))       # an IPv6 address: ::1, [2001:db8::1]
+"""
 
 _RULE_INDEX = {rule.name: rule for rule in RULES}
 _KEPT = frozenset(rule.name for rule in RULES if rule.keep)

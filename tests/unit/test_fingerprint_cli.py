@@ -75,8 +75,8 @@ def test_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert main(["fingerprint", "--json", str(src)]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["version"] == ALGORITHM_VERSION
-    assert record["normalized"] == "retry <num> of <num> to <ip> failed"
-    assert any(h.startswith("<ip>: 1 replaced") for h in record["hints"])
+    assert record["normalized"] == "retry <num> of <num> to <host> failed"
+    assert any(h.startswith("<host>: 1 replaced") for h in record["hints"])
 
 
 def test_templates_tell_variables_from_wording_whatever_the_line_order(

@@ -65,9 +65,9 @@ FROZEN: dict[str, dict[str, tuple[str, str]]] = {
         "coloured": ("fp-v3:8928dc4c55c3d2a8", "fp-v3:8c603e551d20de00"),
         "gcc": ("fp-v3:87ad705c5e1e0a43", "fp-v3:2775e7907c05c9d0"),
         "git_lock": ("fp-v3:50fa49ea792ad2c2", "fp-v3:8f6308f3a89bc032"),
-        "log_line": ("fp-v3:e252922155c78233", "fp-v3:83bec77241ede4a9"),
+        "log_line": ("fp-v3:9d6965c484a2e5eb", "fp-v3:83bec77241ede4a9"),
         "npm_code": ("fp-v3:5d70b366c053e1fd", "fp-v3:d5dd5f3e96eed103"),
-        "python": ("fp-v3:95c9626b9bbb2c45", "fp-v3:be07789f3ba6a9e3"),
+        "python": ("fp-v3:de5f3e28511e18cb", "fp-v3:be07789f3ba6a9e3"),
         "shell": ("fp-v3:ac7f1dbdf7b2745f", "fp-v3:3a369c8c1bb10ade"),
     },
 }
