@@ -138,12 +138,17 @@ class Applier:
 
     def _audit_outcome(self, error_id: str, record: dict[str, Any]) -> None:
         """The apply stage's audit record of the outcome it decided for ``error_id``, named
-        once (a redelivery after the file took it and the table refused writes only the
-        table's), then no longer kept for a redelivery.
+        once (a redelivery after the file took it and PostgreSQL or Redis failed writes only
+        what is missing: the table's record, naming the file's), then no longer kept for a
+        redelivery.
 
-        Raises: AuditChainUnusable (the record stays kept)."""
-        audit(self.settings, self.store, "apply", error_id, record, self.client,
-              once=f"apply.outcome:{error_id}")
+        Raises: AuditChainUnusable, DatabaseUnavailable, StreamUnavailable (the record
+        stays kept: the redelivery writes it)."""
+        try:
+            audit(self.settings, self.store, "apply", error_id, record, self.client,
+                  once=f"apply.outcome:{error_id}")
+        except redis.RedisError as exc:
+            raise redis_failure(exc, "apply", self.settings.prefix) from exc
         self._forget(self._unaudited_key(error_id))
 
     def _audit_unaudited(self, error_id: str) -> None:

@@ -581,7 +581,11 @@ class AuditLog:
         ``once``: a stable name of this decision (e.g. ``lifecycle.outcome:<event id>``). A
         retry of an append that wrote the file record but not the table's (PostgreSQL went
         down in between) then writes only the table record, naming the first file record,
-        and never a second file record. Remembered in Redis for a week."""
+        and never a second file record. Remembered in Redis for a week: first the intent
+        (where the file ended), then the file record, then that the table took it; a retry
+        after Redis failed in between finds the file record past that point and the table
+        record naming it (:meth:`witness`) instead of writing them again. A Redis that
+        refuses the intent raises its error with nothing written."""
         data = json.loads(canonical(data or {}))  # fail early on what cannot be hashed
         if once:
             return self._append_once(kind, subject, data, once)
@@ -597,16 +601,51 @@ class AuditLog:
         except Exception as exc:  # noqa: BLE001 - without Redis: a plain append
             log.warning("audit %s: no Redis to remember it by (%s): appended as is", once, exc)
             return self._append(kind, subject, data)
-        if raw:
-            mark = json.loads(raw)
+        mark = json.loads(raw) if raw else {}
+        if "record" not in mark and "offset" in mark:  # the file record may be there
+            found = self._appended_since(int(mark["offset"]), kind, subject, data)
+            if found is not None:
+                mark = {"record": {"seq": found["seq"], "hash": found["hash"]},
+                        "table": self.db is None}
+        if "record" in mark:
             if not mark.get("table") and self.db is not None:
                 self.witness(kind, subject, data, mark["record"])
                 client.set(name, json.dumps({**mark, "table": True}), ex=_ONCE_TTL_S)
             return dict(mark["record"])
+        try:
+            offset = self.path.stat().st_size
+        except FileNotFoundError:
+            offset = 0
+        # the intent, before the file record: a retry knows from where to look for it
+        client.set(name, json.dumps({"offset": offset}), ex=_ONCE_TTL_S)
         record = self._append(kind, subject, data, remember=(client, name))
         client.set(name, json.dumps({"record": {"seq": record["seq"], "hash": record["hash"]},
                                      "table": True}), ex=_ONCE_TTL_S)
         return record
+
+    def _appended_since(self, offset: int, kind: str, subject: str,
+                        data: dict[str, Any]) -> dict[str, Any] | None:
+        """The file record of this decision appended at or after byte ``offset`` (an append
+        whose mark Redis did not take), or None. From the start of the file when it is
+        shorter than ``offset`` now (a torn tail moved aside)."""
+        try:
+            with self.path.open("rb") as fh:
+                size = fh.seek(0, os.SEEK_END)
+                start = offset if offset <= size else 0
+                fh.seek(max(start - 1, 0))
+                if start > 0 and fh.read(1) != b"\n":
+                    fh.readline()  # (inside a line: from the next one)
+                for line in fh:
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(record, dict) and record.get("kind") == kind and \
+                            record.get("subject") == subject and record.get("data") == data:
+                        return record
+        except FileNotFoundError:
+            return None
+        return None
 
     def _append(self, kind: str, subject: str, data: dict[str, Any],
                 remember: tuple[Any, str] | None = None) -> dict[str, Any]:
@@ -714,7 +753,9 @@ class AuditLog:
                 file_record: dict[str, Any]) -> None:
         """The table record of a file record appended earlier (by ``append`` on an
         AuditLog without a database, while PostgreSQL was down): it names that file record,
-        so a retry completes the audit without a second file record.
+        so a retry completes the audit without a second file record; nor a second table
+        record, when the table already holds one naming that file record (written before
+        Redis could remember it).
 
         Raises:
             DatabaseUnavailable: PostgreSQL still cannot be reached.
@@ -724,7 +765,7 @@ class AuditLog:
         anchor = {"log": self.log_id(), "seq": int(file_record["seq"]),
                   "hash": str(file_record["hash"])}
         data = json.loads(canonical(data))
-        head = self._append_db(kind, subject, data, env_key(), anchor)
+        head = self._append_db(kind, subject, data, env_key(), anchor, once=True)
         self._anchor_redis(None, head)
 
     def _append_file(self, kind: str, subject: str, data: dict[str, Any],
@@ -747,11 +788,23 @@ class AuditLog:
         return record
 
     def _append_db(self, kind: str, subject: str, data: dict[str, Any], key: bytes | None,
-                   anchor: dict[str, Any]) -> dict[str, Any]:
-        """Append the table record and anchor the file's head; returns the table's head."""
+                   anchor: dict[str, Any], *, once: bool = False) -> dict[str, Any]:
+        """Append the table record and anchor the file's head; returns the table's head.
+        ``once``: unless a record of this kind and subject names the same file record (then
+        returns that record's seq and hash)."""
         async def insert(conn: Any) -> dict[str, Any]:
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtext('heal:audit_log'))")
+                if once:
+                    for row in await conn.fetch(
+                            "SELECT seq, hash, body FROM audit_log WHERE subject = $1"
+                            " AND kind = $2", subject, kind):
+                        try:
+                            named = json.loads(row["body"]).get("file")
+                        except (ValueError, AttributeError):
+                            continue
+                        if named == anchor:
+                            return {"seq": int(row["seq"]), "hash": str(row["hash"])}
                 prev = await _usable_table_head(conn, key)
                 record = _seal(prev, kind, subject, data, key, anchor)
                 await conn.execute(

@@ -22,13 +22,18 @@ def audit(settings: Settings, store: Any, kind: str, subject: str, data: dict[st
     ``client``'s Redis, else the configured or embedded one); a failure is logged.
 
     With ``once`` (a stable name of the record, :meth:`AuditLog.append`), a refusal that
-    stops a stage (an audit chain heal cannot extend: ``HealError.stops_stage``) is raised
-    instead: the stage stops, and its redelivery writes the record (``once`` keeps it one
-    record when the file took it and the table did not).
+    stops a stage (an audit chain heal cannot extend: ``HealError.stops_stage``) and a
+    PostgreSQL outage are raised instead: the stage stops, or parks the event, and its
+    redelivery writes the record (``once`` keeps it one record when the file took it and the
+    table did not: the retry writes only the table's, naming the file's), as the validate
+    stage's :func:`audit_witnessed_later` does. Logged only, the table record would be lost.
 
     Raises:
-        AuditChainUnusable: only with ``once``.
+        AuditChainUnusable, DatabaseUnavailable: only with ``once``.
+        redis.RedisError: only with ``once`` (Redis could not remember the record).
     """
+    from pipeline.errors import DatabaseUnavailable
+
     try:
         from pipeline.guardrails.audit import AuditLog
     except ImportError:  # pragma: no cover - the audit log ships with heal
@@ -37,7 +42,7 @@ def audit(settings: Settings, store: Any, kind: str, subject: str, data: dict[st
         AuditLog(settings, getattr(store, "db", None), redis_client=client).append(
             kind, subject, data, once=once)
     except HealError as exc:
-        if once and exc.stops_stage:
+        if once and (exc.stops_stage or isinstance(exc, DatabaseUnavailable)):
             raise
         log.warning("audit log append failed (%s %s): %s", kind, subject, exc)
 
