@@ -19,6 +19,7 @@ from pipeline.ansi import strip_ansi
 from pipeline.fingerprint.fingerprinter import (
     MASKED_PARAMS,
     MAX_FRAMES,
+    _mask_params,
     coarse_head,
     fingerprint_text,
 )
@@ -84,13 +85,14 @@ def _masked_message(message: str, params: dict[str, Any]) -> tuple[str, list[str
     to one space, extracted names replaced by ``<name>``), and a sentence per name masked."""
     message = " ".join(message.split())
     said = []
-    for name in MASKED_PARAMS:
+    seen = message
+    for name in MASKED_PARAMS:  # the names _mask_params replaces, in its order
         value = params.get(name)
-        if isinstance(value, str) and len(value) > 1 and value in message:
-            message = message.replace(value, f"<{name}>")
+        if isinstance(value, str) and len(value) > 1 and value in seen:
+            seen = seen.replace(value, f"<{name}>")
             said.append(f"<{name}>: {value[:80]!r} masked (extracted as a parameter for "
                         "fixes; it is not part of the key)")
-    return message, said
+    return _mask_params(message, params), said
 
 
 def _raw_path(text: str, frame: Frame, repo: str) -> str:

@@ -42,7 +42,7 @@ def test_normalization_steps_name_collapsed_paths_lines_masks_and_the_chain() ->
     assert "terminal escape sequences (colours) removed" in steps
     assert "exception chain: java.lang.RuntimeException -> java.net.ConnectException" in steps
     assert "the root cause (the last 'Caused by')" in steps
-    assert "<ip>: 1 replaced" in steps and "Net.java:77" in steps
+    assert "<host>: 1 replaced" in steps and "Net.java:77" in steps
 
     py = ('Traceback (most recent call last):\n'
           '  File "/tmp/tmpq1w2e3/proj/tool/run.py", line 3, in <module>\n'
