@@ -41,6 +41,9 @@ class RetryLater:
     #: an engine outage (PostgreSQL or Redis down): the event is parked, not failing, so
     #: this delivery does not count towards ``max_deliveries`` (issue 11, item 11)
     outage: bool = False
+    #: counted towards ``max_deliveries`` (False for an outage, and for a handler's
+    #: ``Retry(counted=False)``: a wait that is not the event's fault)
+    counted: bool = True
 
 
 Decision = Handoff | DeadLetter | RetryLater
@@ -153,6 +156,11 @@ class EventProcessor:
         except Retry as exc:
             if isinstance(exc.__cause__, EngineError):
                 return self.park(delivery, exc.reason)
+            if not exc.counted:
+                return RetryLater(delivery, backoff_delay(1, self.options.backoff_base_s,
+                                                          self.options.backoff_cap_s,
+                                                          exc.delay), exc.reason,
+                                  counted=False)
             return self._retry(delivery, exc.reason, exc.delay)
         except EngineError as exc:  # an outage is not the event's fault: park it
             return self.park(delivery, str(exc))
@@ -207,7 +215,8 @@ class EventProcessor:
                               self.options.backoff_cap_s, None)
         log.warning("stage %s: entry %s parked during an outage (retried in %.1fs, not "
                     "counted): %s", self.stage, delivery.entry_id, delay, reason[:200])
-        return RetryLater(delivery, delay, f"parked during an outage: {reason}", outage=True)
+        return RetryLater(delivery, delay, f"parked during an outage: {reason}", outage=True,
+                          counted=False)
 
     def _retry(self, delivery: Delivery, reason: str, requested: float | None) -> Decision:
         if delivery.deliveries >= self.options.max_deliveries:

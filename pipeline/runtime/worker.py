@@ -485,12 +485,12 @@ class StageWorker:
                 log.warning("stage %s: dead letter %s: %s", self.stage, d.delivery.entry_id,
                             d.reason[:300])
                 self.hooks.on_dead_letter(self.stage, d.delivery, d.reason)
-        parked = [d.delivery for d in decisions if isinstance(d, RetryLater) and d.outage]
-        if parked:
+        if any(isinstance(d, RetryLater) and d.outage for d in decisions):
             _revive_engines()  # an embedded engine this process leases may have been killed
-        for delivery in parked:
+        for delivery in [d.delivery for d in decisions
+                         if isinstance(d, RetryLater) and not d.counted]:
             # not counted: the next claim adds one back, so the count stays where it was
-            # before the outage and max_deliveries is never reached by waiting
+            # before the outage (or the wait) and max_deliveries is never reached by waiting
             self.client.xclaim(self.stream, self.group, self.consumer, 0, [delivery.entry_id],
                                retrycount=max(delivery.deliveries - 1, 0), justid=True)
         for decision in decisions:
