@@ -34,4 +34,5 @@ class ApplyHandler:
 
 def build(ctx: StageContext) -> ApplyHandler:
     store = store_for(ctx.resources, ctx.settings)
-    return ApplyHandler(Applier(ctx.settings, ctx.resources["redis"], store))
+    return ApplyHandler(Applier(ctx.settings, ctx.resources["redis"], store,
+                                consumer=ctx.consumer))

@@ -215,12 +215,18 @@ class StageControl(HealError):
 
 
 class Retry(StageControl):
-    """Try this event again after ``delay`` seconds (the runtime caps and backs off)."""
+    """Try this event again after ``delay`` seconds (the runtime caps and backs off).
 
-    def __init__(self, reason: str = "retry requested", delay: float | None = None) -> None:
+    ``counted=False``: the wait is not the event's failure (it waits for something that
+    ends on its own, e.g. another live worker's claim that lapses when that worker dies),
+    so this delivery does not count towards ``max_deliveries``."""
+
+    def __init__(self, reason: str = "retry requested", delay: float | None = None,
+                 *, counted: bool = True) -> None:
         super().__init__(reason)
         self.reason = reason
         self.delay = delay
+        self.counted = counted
 
 
 class PermanentError(StageControl):

@@ -428,6 +428,40 @@ class GitRepo:
             return False
         return self.run("diff", "--cached", "--quiet", "HEAD", check=False).returncode == 0
 
+    def abort_pick_of(self, commit: str) -> bool:
+        """Abort a cherry-pick of ``commit`` left in progress (its process died before it
+        aborted it); one of any other commit (a person's) is left alone. Returns whether
+        one was aborted."""
+        pick = self.run("rev-parse", "-q", "--verify", "CHERRY_PICK_HEAD", check=False)
+        if pick.returncode != 0 or pick.stdout.strip() != commit:
+            return False
+        self.run("cherry-pick", "--abort", check=False)
+        return True
+
+    def first_parent_since(self, base: str) -> list[str]:
+        """The commits of the checked-out branch's first-parent line after ``base``, oldest
+        first ([] when ``base`` is not on that line)."""
+        if self.run("merge-base", "--is-ancestor", base, "HEAD", check=False).returncode:
+            return []
+        out = self.run("rev-list", "--first-parent", "--reverse", f"{base}..HEAD").stdout
+        line = out.split()
+        if line and self.run("rev-parse", f"{line[0]}^").stdout.strip() != base:
+            return []  # base was reached through a merge, not on the first-parent line
+        return line
+
+    def same_change(self, one: str, other: str) -> bool:
+        """``one`` and ``other`` are the same change with the same message (a cherry-pick
+        of the other): equal stable patch ids (git patch-id) and commit messages."""
+        def patch_id(commit: str) -> str:
+            diff = self.run("show", "--format=", "--binary", commit).stdout
+            return self.run("patch-id", "--stable", stdin=diff).stdout.split(" ", 1)[0]
+
+        def message(commit: str) -> str:
+            return self.run("log", "-1", "--format=%B", commit).stdout.strip()
+
+        ids = patch_id(one)
+        return bool(ids) and ids == patch_id(other) and message(one) == message(other)
+
     def revert(self, commit: str, reason: str) -> str:
         """A new commit undoing ``commit`` (history is never rewritten); returns its id."""
         self.run("revert", "--no-edit", "--no-commit", commit)

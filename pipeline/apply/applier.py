@@ -25,6 +25,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import threading
 import time
 import uuid
 from dataclasses import replace
@@ -57,37 +60,122 @@ log = logging.getLogger(__name__)
 DEFERRED_ROLE = "apply-deferred"
 
 DONE_TTL_S = 30 * 24 * 3600
-IN_PROGRESS_TTL_S = 900
+#: the marker of an apply in progress: ``in-progress:<holder>``. It lives LEASE_TTL_S and its
+#: holder refreshes it every third of that while it applies, so it lapses soon after its
+#: holder dies (SIGKILL, a lost machine) and a redelivery takes the apply over. (A fixed
+#: 900 s marker outlived the dead worker: its reclaimer retried every 5 s and dead-lettered
+#: the fix, "being applied by another worker", with no other worker alive. QA)
+IN_PROGRESS = b"in-progress"
+LEASE_TTL_S = 30.0
+#: how long what an apply did to the repository is kept for a takeover (see _Progress)
+PROGRESS_TTL_S = 7 * 24 * 3600
 RERUN_TIMEOUT_S = 300.0
+
+#: extend the marker only while it is still this holder's
+_REFRESH_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+#: delete the marker only while it is still this holder's
+_RELEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
 
 
 class Applier:
-    def __init__(self, settings: Settings, client: redis.Redis, store: Any = None) -> None:
+    def __init__(self, settings: Settings, client: redis.Redis, store: Any = None,
+                 consumer: str = "") -> None:
         self.settings = settings
         self.client = client
         self.store = store
+        #: the stage's consumer, named in the apply marker (who holds it)
+        self.consumer = consumer
+        #: the apply the stage is taking over (what the dead holder's progress said), and
+        #: the lease of the one in hand; None outside :meth:`handle`
+        self._taking_over: dict[str, Any] | None = None
+        self._lease: _Lease | None = None
 
     # -- idempotency ----------------------------------------------------------------------
     def _key(self, error_id: str) -> str:
         return self.settings.key("apply", "done", error_id)
 
-    def _claim(self, error_id: str) -> OutcomeEvent | None:
-        """Take the apply marker, or return the outcome already decided.
+    def _claim(self, error_id: str) -> OutcomeEvent | _Lease:
+        """Take the apply marker (a lease: see :data:`LEASE_TTL_S`), or return the outcome
+        already decided.
 
         Raises:
-            Retry: another worker is applying this error right now.
+            Retry: another worker is applying this error right now (not counted as an
+                attempt: its marker lapses LEASE_TTL_S after that worker stops, and the
+                redelivery waits exactly that long, then takes the apply over).
             StreamUnavailable: Redis unreachable.
         """
         key = self._key(error_id)
+        holder = f"{self.consumer or 'apply'}@{socket.gethostname()}:{os.getpid()}:" \
+                 f"{uuid.uuid4().hex[:8]}"
+        marker = IN_PROGRESS + b":" + holder.encode()
         try:
-            if self.client.set(key, b"in-progress", nx=True, ex=IN_PROGRESS_TTL_S):
-                return None
-            raw = self.client.get(key)
+            for _ in range(3):  # a marker that lapses between SET NX and GET: try again
+                if self.client.set(key, marker, nx=True, px=int(LEASE_TTL_S * 1000)):
+                    return _Lease(self.client, key, marker, self.settings.prefix)
+                raw = self.client.get(key)
+                if raw is not None:
+                    break
+            left_ms = self.client.pttl(key) if _held(raw) else -2
         except redis.RedisError as exc:
             raise redis_failure(exc, "apply", self.settings.prefix) from exc
-        if raw == b"in-progress":
-            raise Retry("this error is being applied by another worker", delay=5.0)
-        return _decoded(raw)
+        if _held(raw) or raw is None:
+            who = (raw.partition(b":")[2].decode("utf-8", "replace")[:200]
+                   if isinstance(raw, bytes) else "")
+            # a marker with no expiry (set by hand) is looked at again in 5 s
+            wait = left_ms / 1000.0 + 0.2 if isinstance(left_ms, int) and left_ms > 0 else 5.0
+            raise Retry(f"this error is being applied by another worker ({who or 'unnamed'}); "
+                        f"its claim lapses {LEASE_TTL_S:g}s after that worker stops, then "
+                        "the apply is taken over", delay=wait, counted=False)
+        done = _decoded(raw)
+        if done is not None:
+            return done
+        try:  # a marker that does not decode: decided again, under this worker's marker
+            self.client.set(key, marker, px=int(LEASE_TTL_S * 1000))
+        except redis.RedisError as exc:
+            raise redis_failure(exc, "apply", self.settings.prefix) from exc
+        return _Lease(self.client, key, marker, self.settings.prefix)
+
+    def _progress_key(self, error_id: str) -> str:
+        return self.settings.key("apply", "progress", error_id)
+
+    def _interrupted(self, error_id: str) -> dict[str, Any] | None:
+        """What an earlier apply of ``error_id`` that did not finish did to the repository
+        (see :meth:`_note_progress`), or None.
+
+        Raises: StreamUnavailable."""
+        try:
+            raw = self.client.get(self._progress_key(error_id))
+        except redis.RedisError as exc:
+            raise redis_failure(exc, "apply", self.settings.prefix) from exc
+        if not isinstance(raw, bytes):
+            return None
+        try:
+            kept = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None
+        return dict(kept) if isinstance(kept, dict) else None
+
+    def _note_progress(self, error_id: str, what: dict[str, Any]) -> None:
+        """Keep, beside the marker, where the repository was before this apply brought its
+        commit there: a worker that takes over a dead one's apply (:meth:`_resume_point`)
+        then tells heal's own unverified commit from a change that was already there.
+
+        Raises: StreamUnavailable (nothing was done to the repository yet)."""
+        try:
+            self.client.set(self._progress_key(error_id), orjson.dumps(what),
+                            ex=PROGRESS_TTL_S)
+        except redis.RedisError as exc:
+            raise redis_failure(exc, "apply", self.settings.prefix) from exc
 
     def _unrecorded_key(self, error_id: str) -> str:
         return self.settings.key("apply", "unrecorded", error_id)
@@ -125,6 +213,8 @@ class Applier:
                 self.client.set(self._unaudited_key(outcome.error_id),
                                 orjson.dumps(record, default=str), ex=DONE_TTL_S)
             self.client.set(self._key(outcome.error_id), outcome.encode(), ex=DONE_TTL_S)
+            if stage:  # decided: a redelivery returns the outcome, it resumes nothing
+                self.client.delete(self._progress_key(outcome.error_id))
         except redis.RedisError as exc:
             raise redis_failure(exc, "apply", self.settings.prefix) from exc
         if stage:
@@ -222,24 +312,37 @@ class Applier:
         """
         # what the stage does is recorded after it did it: refuse before doing anything
         check_audit_chain(self.settings, self.store, self.client)
-        done = self._claim(verdict.error_id)
-        if done is not None:
+        claim = self._claim(verdict.error_id)
+        if isinstance(claim, OutcomeEvent):
             self._record_unrecorded(verdict.error_id)
             self._audit_unaudited(verdict.error_id)
-            return done
+            return claim
         started = time.monotonic()
         try:
-            held = self._automatic_hold(verdict) if verdict.decision == "apply" else None
+            # an apply whose worker stopped after it began acting (SIGKILL): taken over, it
+            # is finished (its commit verified, rolled back when the step still fails), not
+            # begun again, so no hold applies to it any more: it was decided and acted on
+            self._taking_over = self._interrupted(verdict.error_id)
+            if self._taking_over is not None:
+                log.warning("apply: taking over the apply of %s that %s began and did not "
+                            "finish", verdict.error_id, self._taking_over.get("holder", "?"))
+            claim.start()
+            self._lease = claim
+            held = (self._automatic_hold(verdict)
+                    if verdict.decision == "apply" and self._taking_over is None else None)
             if held is not None and held.status == "deferred":
-                self.client.delete(self._key(verdict.error_id))  # the retry claims it again
+                claim.release()  # the retry claims it again
                 audit(self.settings, self.store, "apply", verdict.error_id, {
                     "fix_id": held.fix_id, "status": held.status, "detail": held.detail[:500]},
                     self.client)
                 return held
             outcome, extra = (held, {}) if held is not None else self._outcome(verdict)
         except BaseException:
-            self.client.delete(self._key(verdict.error_id))  # let a retry try again
+            claim.release()  # let a retry try again (what was done is kept: it resumes)
             raise
+        finally:
+            claim.stop()
+            self._taking_over, self._lease = None, None
         outcome = replace(outcome, duration_s=round(time.monotonic() - started, 3))
         return self._finish(outcome, extra, stage=True)
 
@@ -433,7 +536,8 @@ class Applier:
             status = "skipped" if "identical request" in verdict.reason else "escalated"
             return self._base(verdict, status, verdict.reason), {}
         if d == "apply":
-            refusal = self._audit_intent(verdict)
+            # a takeover's intent was audited by the worker that began acting on it
+            refusal = self._audit_intent(verdict) if self._taking_over is None else ""
             if refusal:
                 return self._base(verdict, "escalated", refusal), {}
             return self._apply(verdict)
@@ -457,7 +561,8 @@ class Applier:
             log.warning("trust: refused to apply for error %s: %s", verdict.error_id[:80],
                         trust.reason)
             return self._base(verdict, "escalated", f"not applied: {trust.reason}"), {}
-        refused = self._spend_budget(root)
+        # a takeover's application was counted by the worker that began it
+        refused = self._spend_budget(root) if self._taking_over is None else ""
         if refused:
             return self._base(verdict, "suggested", f"{refused}; apply later with: heal apply "
                               f"{(verdict.fix or {}).get('id', '')}"), {}
@@ -473,8 +578,13 @@ class Applier:
             return self._base(verdict, "suggested", "uncommitted changes in "
                               f"{', '.join(changed)}; left on branch {verdict.branch}: "
                               f"heal apply {(verdict.fix or {}).get('id', '')}"), {}
+        resumed = self._resume_point(verdict, repo)
         try:
-            head = repo.bring_onto_current(verdict.commit)
+            if resumed:
+                head = resumed
+            else:
+                self._before_acting(verdict, repo)
+                head = repo.bring_onto_current(verdict.commit)
         except AlreadyApplied as exc:  # made by hand or by another fix: nothing to do, and
             # nothing to credit or count against the fix ("skipped" has no fix statistic)
             return self._base(verdict, "skipped", str(exc)), {}
@@ -485,10 +595,12 @@ class Applier:
         except GitError as exc:
             return self._base(verdict, "escalated", f"could not apply: {exc}"), {}
         rerun = self._rerun(verdict, repo.root, trust)
+        taken = (" (verified by the worker that took over the apply of one that stopped "
+                 "after committing it)") if resumed else ""
         if rerun is None or rerun["exit_code"] == 0:
             what = "failing step passes again" if rerun else _no_rerun(verdict)
-            out = replace(self._base(verdict, "applied", f"applied as {head[:10]}; {what}"),
-                          commit=head)
+            out = replace(self._base(verdict, "applied",
+                                     f"applied as {head[:10]}{taken}; {what}"), commit=head)
             return out, {"steps": [rerun] if rerun else []}
         failing = f"still failing after applying (exit {rerun['exit_code']})"
         try:
@@ -505,8 +617,54 @@ class Applier:
             return out, {"steps": [rerun]}
         self._record_revert(verdict)
         out = replace(self._base(verdict, "rolled_back", (
-            f"{failing}; reverted by {revert[:10]}; escalated to a human")), commit=head)
+            f"{failing}{taken}; reverted by {revert[:10]}; escalated to a human")),
+            commit=head)
         return out, {"revert_commit": revert, "steps": [rerun]}
+
+    def _before_acting(self, verdict: VerdictEvent, repo: GitRepo) -> None:
+        """In the stage: the lease still held (else another worker took the apply over:
+        this one must not act too), then where the branch is noted (:meth:`_note_progress`).
+
+        Raises: Retry (the lease was lost); StreamUnavailable."""
+        lease = self._lease
+        if lease is None:  # heal apply: a person's, no marker
+            return
+        if not lease.held():
+            raise Retry("the claim on this apply lapsed (Redis unreachable for "
+                        f"{LEASE_TTL_S:g}s?) and may have been taken over; nothing was done")
+        self._note_progress(verdict.error_id, {"holder": lease.holder(), "commit":
+                                               verdict.commit, "before": repo.head()})
+
+    def _resume_point(self, verdict: VerdictEvent, repo: GitRepo) -> str:
+        """The commit on the working branch that the worker this one took over from made
+        for ``verdict`` and never verified ('' when there is none: the apply starts over).
+
+        Its commit is found on the branch's first-parent line since where the branch was
+        before it (the progress it noted): the verified commit itself (fast-forward) or a
+        cherry-pick of it (the same change, heal's message and trailers). A cherry-pick it
+        left half-done (conflict, empty) is aborted. Any other commit is not heal's: the
+        apply starts over (bring_onto_current says when its change is already there).
+
+        Raises: GitError."""
+        prior = self._taking_over
+        if prior is None or prior.get("commit") != verdict.commit:
+            return ""
+        before = str(prior.get("before") or "")
+        repo.abort_pick_of(verdict.commit)
+        if not before or repo.head() == before:
+            return ""
+        line = repo.first_parent_since(before)
+        if not line:
+            return ""
+        made = line[0]
+        if made != verdict.commit and not repo.same_change(made, verdict.commit):
+            return ""
+        if made != repo.head():
+            log.warning("apply: the commit %s of %s has commits on top of it since; verified "
+                        "as the branch is now", made[:10], verdict.error_id)
+        log.warning("apply: %s of %s is on the working branch, never verified: verifying it "
+                    "now", made[:10], verdict.error_id)
+        return made
 
     def _run_steps(self, verdict: VerdictEvent, root: Path, fix: dict[str, Any],
                    trust: Trust) -> tuple[OutcomeEvent, dict[str, Any]]:
@@ -645,6 +803,69 @@ def _revert(repo: GitRepo, head: str, changed: list[str], reason: str) -> str:
         raise GitError(f"uncommitted changes in {', '.join(dirty[:5])} (made by the re-run?) "
                        "are in the way of git revert; heal does not discard them")
     return repo.revert(head, reason)
+
+
+def _held(marker: Any) -> bool:
+    """``marker`` is an apply in progress (``in-progress`` or ``in-progress:<holder>``)."""
+    return isinstance(marker, bytes) and (marker == IN_PROGRESS
+                                          or marker.startswith(IN_PROGRESS + b":"))
+
+
+class _Lease:
+    """This worker's apply marker, refreshed by a thread while the apply runs (so it lapses
+    LEASE_TTL_S after the worker dies, never while it lives and reaches Redis)."""
+
+    def __init__(self, client: redis.Redis, key: str, marker: bytes, prefix: str) -> None:
+        self.client, self.key, self.marker, self.prefix = client, key, marker, prefix
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lost = False
+
+    def holder(self) -> str:
+        return self.marker.partition(b":")[2].decode("utf-8", "replace")
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._refresh_loop, daemon=True,
+                                        name="heal-apply-lease")
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _refresh(self) -> bool:
+        kept = self.client.eval(_REFRESH_LUA, 1, self.key, self.marker,
+                                int(LEASE_TTL_S * 1000))
+        return bool(kept)
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(LEASE_TTL_S / 3):
+            try:
+                if not self._refresh():
+                    self._lost = True
+                    return
+            except redis.RedisError as exc:  # it may come back before the lease lapses
+                log.debug("apply: could not refresh the claim %s: %s", self.key, exc)
+
+    def held(self) -> bool:
+        """Still this worker's (checked in Redis).
+
+        Raises: StreamUnavailable."""
+        if self._lost:
+            return False
+        try:
+            return bool(self._refresh())
+        except redis.RedisError as exc:
+            raise redis_failure(exc, "apply", self.prefix) from exc
+
+    def release(self) -> None:
+        """Delete the marker if it is still this worker's (never a peer's that took over)."""
+        self.stop()
+        try:
+            self.client.eval(_RELEASE_LUA, 1, self.key, self.marker)
+        except redis.RedisError as exc:
+            log.warning("apply: could not release the claim %s: %s", self.key, exc)
 
 
 class _Refused(Exception):

@@ -41,6 +41,9 @@ class RetryLater:
     #: an engine outage (PostgreSQL or Redis down): the event is parked, not failing, so
     #: this delivery does not count towards ``max_deliveries`` (issue 11, item 11)
     outage: bool = False
+    #: counted towards ``max_deliveries`` (False for an outage, and for a handler's
+    #: ``Retry(counted=False)``: a wait that is not the event's fault)
+    counted: bool = True
 
 
 Decision = Handoff | DeadLetter | RetryLater
@@ -56,6 +59,66 @@ def _dedupe_id(event: Any) -> str | None:
 def _stops_stage(exc: BaseException) -> bool:
     """``exc`` is a fault only the operator mends (``HealError.stops_stage``)."""
     return isinstance(exc, HealError) and exc.stops_stage
+
+
+#: the longest wait of a parked event: one probe per this many seconds at most while an
+#: engine is down (the worker defers the other parked events behind it), so an engine that
+#: is back is noticed within this time however long the outage was
+PARK_CAP_S = 10.0
+#: while an outage lasts, it is logged again this often (the first park and the end are
+#: logged at once); each parked entry is logged only at DEBUG
+STILL_DOWN_LOG_S = 60.0
+
+
+class Outage:
+    """A stage's engine outage as one state, not one per event: its start (the first park
+    after events went through), a reminder every :data:`STILL_DOWN_LOG_S` while it lasts, and
+    its end (the next event that goes through) are logged once each. The delay of a parked
+    event grows with the parks of the outage, base * 2**(parks-1) capped at the backoff cap
+    and :data:`PARK_CAP_S` (an event's own delivery count does not grow while parked: every
+    park used to wait the base delay, 0.5 s, and log a line: ~500 lines a second, QA)."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        #: monotonic start of the outage; None while the engines answer
+        self.since: float | None = None
+        self.parks = 0
+        self._next_log = 0.0
+        #: the outage ended since the worker last looked (see :meth:`take_recovered`)
+        self._recovered = False
+
+    def parked(self, reason: str, base_s: float, cap_s: float,
+               now: float | None = None) -> float:
+        """Count one park; returns its delay."""
+        now = time.monotonic() if now is None else now
+        self.parks += 1
+        delay = backoff_delay(self.parks, base_s, min(cap_s, PARK_CAP_S))
+        if self.since is None:
+            self.since, self._next_log = now, now + STILL_DOWN_LOG_S
+            log.warning("stage %s: engine outage: %s; events are parked (kept pending, not "
+                        "counted as attempts) and retried with a growing delay (at most "
+                        "%.0fs) until it is back", self.stage, reason[:300],
+                        min(cap_s, PARK_CAP_S))
+        elif now >= self._next_log:
+            self._next_log = now + STILL_DOWN_LOG_S
+            log.warning("stage %s: engine outage goes on (%.0fs, %d parks so far; retried "
+                        "every %.1fs): %s", self.stage, now - self.since, self.parks, delay,
+                        reason[:300])
+        return delay
+
+    def over(self, now: float | None = None) -> None:
+        """An event went through: the outage (if one was on) is over."""
+        if self.since is None:
+            return
+        now = time.monotonic() if now is None else now
+        log.warning("stage %s: engine outage over after %.0fs (%d parks); the parked events "
+                    "are handled now", self.stage, now - self.since, self.parks)
+        self.since, self.parks, self._recovered = None, 0, True
+
+    def take_recovered(self) -> bool:
+        """Whether an outage ended since the last call."""
+        recovered, self._recovered = self._recovered, False
+        return recovered
 
 
 class EventProcessor:
@@ -85,6 +148,8 @@ class EventProcessor:
             getattr(handler, "handle_batch", None))
         self._encode_outputs: Callable[[Sequence[Sequence[Any]]], list[list[bytes]]] | None = (
             getattr(handler, "encode_outputs", None))
+        #: the engine outage this stage is in, if any (parks back off and log through it)
+        self.outage = Outage(stage)
 
     @property
     def batches(self) -> bool:
@@ -153,6 +218,11 @@ class EventProcessor:
         except Retry as exc:
             if isinstance(exc.__cause__, EngineError):
                 return self.park(delivery, exc.reason)
+            if not exc.counted:
+                return RetryLater(delivery, backoff_delay(1, self.options.backoff_base_s,
+                                                          self.options.backoff_cap_s,
+                                                          exc.delay), exc.reason,
+                                  counted=False)
             return self._retry(delivery, exc.reason, exc.delay)
         except EngineError as exc:  # an outage is not the event's fault: park it
             return self.park(delivery, str(exc))
@@ -171,6 +241,8 @@ class EventProcessor:
             return self._retry(delivery, f"handler raised {type(exc).__name__}: {exc}", None)
         if timed:
             self.hooks.after_handle(self.stage, event, outputs, time.perf_counter() - started)
+        if self.outage.since is not None:  # an event went through: the engines are back
+            self.outage.over()
         return Handoff(delivery.entry_id, encoded, _dedupe_id(event))
 
     def handle_batch(self, deliveries: Sequence[Delivery], events: Sequence[Any]
@@ -194,6 +266,8 @@ class EventProcessor:
             log.debug("stage %s: batch of %d handled one by one: %s: %s", self.stage,
                       len(events), type(exc).__name__, exc)
             return None
+        if self.outage.since is not None:
+            self.outage.over()
         if self._after_batch:
             self.hooks.after_handle_batch(self.stage, events, outputs,
                                           (time.perf_counter() - started) / len(events))
@@ -202,12 +276,14 @@ class EventProcessor:
 
     def park(self, delivery: Delivery, reason: str) -> Decision:
         """Keep the event pending until the engine is back, however long the outage: the
-        backoff grows to its cap and the delivery is not counted (the worker resets it)."""
-        delay = backoff_delay(delivery.deliveries, self.options.backoff_base_s,
-                              self.options.backoff_cap_s, None)
-        log.warning("stage %s: entry %s parked during an outage (retried in %.1fs, not "
-                    "counted): %s", self.stage, delivery.entry_id, delay, reason[:200])
-        return RetryLater(delivery, delay, f"parked during an outage: {reason}", outage=True)
+        delivery is not counted (the worker resets it), and the delay grows with the
+        outage (:class:`Outage`), not with the event's count, which a park never raises."""
+        delay = self.outage.parked(reason, self.options.backoff_base_s,
+                                   self.options.backoff_cap_s)
+        log.debug("stage %s: entry %s parked during an outage (retried in %.1fs, not "
+                  "counted): %s", self.stage, delivery.entry_id, delay, reason[:200])
+        return RetryLater(delivery, delay, f"parked during an outage: {reason}", outage=True,
+                          counted=False)
 
     def _retry(self, delivery: Delivery, reason: str, requested: float | None) -> Decision:
         if delivery.deliveries >= self.options.max_deliveries:

@@ -37,6 +37,19 @@ class RetrySchedule:
     def pending_ids(self) -> set[str]:
         return {entry_id for _, entry_id in list(self._heap)}  # copy: read from other threads
 
+    def reschedule(self, entry_ids: set[str], due: float, *, later_only: bool) -> None:
+        """Move the waiting entries among ``entry_ids`` to ``due``: only those due earlier
+        (``later_only``: defer them), or only those due later (hasten them)."""
+        if not entry_ids or not self._heap:
+            return
+        moved = False
+        for i, (when, entry_id) in enumerate(self._heap):
+            if entry_id in entry_ids and (when < due if later_only else when > due):
+                self._heap[i] = (due, entry_id)
+                moved = True
+        if moved:
+            heapq.heapify(self._heap)
+
     def clear(self) -> list[str]:
         ids = [entry_id for _, entry_id in self._heap]
         self._heap.clear()

@@ -112,6 +112,8 @@ class StageWorker:
             client, self.stream, self.group, self.consumer, self.options.claim_idle_ms
         )
         self.retries = RetrySchedule()
+        #: entries parked during the current engine outage (see :meth:`_pace_outage`)
+        self._parked: set[str] = set()
         self.stop_event = threading.Event()
         self._own_cursor: str | None = "0"  # read our own pending entries first
         self._next_reclaim = 0.0
@@ -485,12 +487,13 @@ class StageWorker:
                 log.warning("stage %s: dead letter %s: %s", self.stage, d.delivery.entry_id,
                             d.reason[:300])
                 self.hooks.on_dead_letter(self.stage, d.delivery, d.reason)
-        parked = [d.delivery for d in decisions if isinstance(d, RetryLater) and d.outage]
-        if parked:
+        outage = [d for d in decisions if isinstance(d, RetryLater) and d.outage]
+        if outage:
             _revive_engines()  # an embedded engine this process leases may have been killed
-        for delivery in parked:
+        for delivery in [d.delivery for d in decisions
+                         if isinstance(d, RetryLater) and not d.counted]:
             # not counted: the next claim adds one back, so the count stays where it was
-            # before the outage and max_deliveries is never reached by waiting
+            # before the outage (or the wait) and max_deliveries is never reached by waiting
             self.client.xclaim(self.stream, self.group, self.consumer, 0, [delivery.entry_id],
                                retrycount=max(delivery.deliveries - 1, 0), justid=True)
         for decision in decisions:
@@ -499,6 +502,22 @@ class StageWorker:
                 self.hooks.on_retry(
                     self.stage, decision.delivery, decision.reason, decision.delay_s
                 )
+        self._pace_outage(outage)
+
+    def _pace_outage(self, parked: Sequence[RetryLater]) -> None:
+        """While an engine is down, the events parked earlier wait behind the last one
+        parked: the next retry is one probe, not every parked event again (a stage holding
+        hundreds of them retried each every half second). When an event went through again,
+        they are all due at once."""
+        if parked:
+            # those handed off or dead-lettered since are no longer waiting
+            self._parked = (self._parked & self.retries.pending_ids()) | {
+                d.delivery.entry_id for d in parked}
+            due = time.monotonic() + max(d.delay_s for d in parked)
+            self.retries.reschedule(self._parked, due, later_only=True)
+        if self.processor.outage.take_recovered() and self._parked:
+            self.retries.reschedule(self._parked, time.monotonic(), later_only=False)
+            self._parked.clear()
 
     def _after_handoff(self, result: HandoffResult) -> None:
         self.hooks.after_handoff(self.stage, result.acked, result.emitted, result.duplicates)

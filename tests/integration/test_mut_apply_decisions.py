@@ -138,7 +138,8 @@ def test_an_error_another_worker_is_applying_is_retried_later_and_left_claimed(
     client.set(key, b"in-progress")
     with pytest.raises(Retry) as retry:
         applier.handle(_verdict(error, "observe", reason="r"))
-    assert retry.value.delay == 5.0
+    assert retry.value.delay == 5.0  # a marker with no expiry (set by hand): looked at again
+    assert not retry.value.counted  # waiting for a live holder is not the event's failure
     assert client.get(key) == b"in-progress"  # the other worker still holds it
 
 
@@ -166,13 +167,13 @@ def test_a_claim_is_short_lived_and_released_when_the_stage_fails(
 
     def boom(verdict: VerdictEvent) -> Any:
         seen.append(client.ttl(key))
-        assert client.get(key) == b"in-progress"
+        assert (client.get(key) or b"").startswith(b"in-progress:")  # names its holder
         raise RuntimeError("stage broke")
 
     monkeypatch.setattr(applier, "_outcome", boom)
     with pytest.raises(RuntimeError):
         applier.handle(_verdict(error, "observe", reason="r"))
-    assert 0 < seen[0] <= 900
+    assert 0 < seen[0] <= 30  # a lease its holder refreshes: it lapses soon after it dies
     assert client.get(key) is None  # a retry may claim it again
 
 

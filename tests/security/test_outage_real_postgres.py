@@ -23,10 +23,14 @@ import orjson
 import pytest
 import redis
 
-from pipeline.config import Settings
+from pipeline.config import STREAM_VERDICTS, Settings
 from pipeline.demo.sample import git
+from pipeline.events import ErrorEvent, Repo, VerdictEvent, Workflow
 from pipeline.runtime import drain_inline
+from pipeline.runtime.hooks import Delivery, Hook
+from pipeline.runtime.loader import build_worker, load_stage
 from pipeline.runtime.options import WorkerOptions
+from pipeline.trust.seal import seal
 from pipeline.validate.runner import run_argv
 from pipeline.validate.verify import Verifier
 from storage.db import Database
@@ -94,10 +98,11 @@ class Outage:
 
 
 class ParkCounter(logging.Handler):
-    """Counts the runtime's "parked during an outage" lines per stage."""
+    """Counts the runtime's "parked during an outage" lines per stage (one per parked
+    entry, at DEBUG: at WARNING the outage is logged once per state change)."""
 
     def __init__(self) -> None:
-        super().__init__(logging.WARNING)
+        super().__init__(logging.DEBUG)
         self.counts: dict[str, int] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -151,6 +156,8 @@ def test_a_real_postgres_outage_mid_validation_and_mid_lifecycle_parks_the_work(
     parks = ParkCounter()
     runtime_log = logging.getLogger("heal.runtime")
     runtime_log.addHandler(parks)
+    level = runtime_log.level
+    runtime_log.setLevel(logging.DEBUG)
     drainer = threading.Thread(target=drain, daemon=True)
     try:
         drainer.start()
@@ -159,6 +166,7 @@ def test_a_real_postgres_outage_mid_validation_and_mid_lifecycle_parks_the_work(
         drainer.join(180)
     finally:
         runtime_log.removeHandler(parks)
+        runtime_log.setLevel(level)
     assert not drainer.is_alive() and not failures, failures
 
     # Then the work completed once PostgreSQL was back, with nothing dead-lettered...
@@ -193,3 +201,78 @@ def test_a_real_postgres_outage_mid_validation_and_mid_lifecycle_parks_the_work(
         assert mine.count("verdict") == 1, (where, mine)
         assert mine.count("apply") == 1, (where, mine)
         assert mine.count("lifecycle.outcome") == 1, (where, mine)
+
+
+class _Retries(Hook):
+    """Counts the apply stage's parks (on_retry of a parked event)."""
+
+    def __init__(self) -> None:
+        self.parks = 0
+
+    def on_retry(self, stage: str, delivery: Delivery, reason: str, delay_s: float) -> None:
+        if reason.startswith("parked during an outage"):
+            self.parks += 1
+
+
+class _Warnings(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_a_postgres_outage_backs_the_apply_stage_off_and_logs_it_once_per_state_change(
+    own_postgres: EmbeddedPostgres, redis_url: str, prefix: str, tmp_path: Path,
+) -> None:
+    url = own_postgres.url()
+    assert url is not None
+    db = Database(url)
+    migrate(db)
+    settings = Settings(redis_url=redis_url, database_url=url, home=tmp_path / "home",
+                        prefix=prefix)
+    client = redis.Redis.from_url(redis_url)
+    retries, warnings = _Retries(), _Warnings()
+    worker = build_worker(client, settings, load_stage("apply"), hooks=[retries],
+                          resources={"db": db})
+    worker.start()
+    # Given 20 verdicts waiting in the apply stage while PostgreSQL is down
+    with own_postgres.leases.locked():
+        assert own_postgres.stop()
+    ids = [f"bo-{uuid.uuid4().hex[:8]}" for _ in range(20)]
+    for eid in ids:
+        error = ErrorEvent(id=eid, text="boom", command=("false",), exit_code=1,
+                           repo=Repo(path=str(tmp_path)), workflow=Workflow(id="wf", step="s"))
+        verdict = VerdictEvent(id=f"{eid}:validate", error_id=eid, error=error, fine="fp",
+                               decision="observe", reason="just looking")
+        client.xadd(settings.stream(STREAM_VERDICTS),
+                    {"event": seal(settings, STREAM_VERDICTS, verdict.encode())})
+    loggers = [logging.getLogger("heal.runtime"), logging.getLogger("pipeline")]
+    for logger in loggers:
+        logger.addHandler(warnings)
+    try:
+        # When the stage runs through 8 s of outage
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            worker.step(100)
+        # Then each event was parked about once, not every half second (~300 parks), and
+        # the outage was logged once, not once per park
+        assert 20 <= retries.parks <= 25, retries.parks
+        runtime = [m for m in warnings.messages if m.startswith("stage apply:")]
+        assert [m for m in runtime if "engine outage:" in m] == runtime[:1], runtime
+        assert len(runtime) == 1, runtime
+        # And once PostgreSQL is back, every event is handled within a probe interval,
+        # the end of the outage logged once
+        with own_postgres.leases.locked():
+            own_postgres.ensure_running()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and client.xlen(settings.stream("outcomes")) < 20:
+            worker.step(100)
+        assert client.xlen(settings.stream("outcomes")) == 20
+        assert sum("engine outage over" in m for m in warnings.messages) == 1, warnings.messages
+    finally:
+        for logger in loggers:
+            logger.removeHandler(warnings)
+        db.close()
+    assert not dead_letters(client, settings)

@@ -3,6 +3,7 @@ hooks, metrics, dead-letter fields, stage loading (no Redis needed)."""
 
 from __future__ import annotations
 
+import logging
 import sys
 import types
 from collections.abc import Sequence
@@ -97,6 +98,45 @@ def test_retry_schedule_releases_entries_when_due_in_order() -> None:
     assert schedule.seconds_until_next(now=0.5) == 0.5
     assert schedule.pop_due(10, now=3.0) == ["a", "b"]
     assert len(schedule) == 0
+
+
+def test_parked_entries_are_deferred_behind_the_last_park_and_hastened_when_it_is_over() -> None:
+    schedule = RetrySchedule()
+    for name, delay in (("a", 0.5), ("b", 1.0), ("c", 8.0), ("x", 0.5)):
+        schedule.add(name, delay, now=0.0)
+    schedule.reschedule({"a", "b", "c"}, 4.0, later_only=True)  # x is no parked entry
+    assert schedule.pop_due(10, now=3.9) == ["x"]
+    assert schedule.pop_due(10, now=4.0) == ["a", "b"]  # c was due later: left alone
+    schedule.reschedule({"c"}, 5.0, later_only=False)  # the outage is over: due now
+    assert schedule.pop_due(10, now=5.0) == ["c"]
+
+
+def test_an_uncounted_retry_waits_past_max_deliveries_without_dead_lettering() -> None:
+    def waiting(event: Any) -> None:
+        raise Retry("held by a live peer", delay=2.5, counted=False)
+
+    decision = processor(on_event=waiting, max_deliveries=3).process(delivery(deliveries=3))
+    assert isinstance(decision, RetryLater) and not decision.counted
+    assert decision.delay_s == 2.5 and not decision.outage
+
+
+def test_an_outage_is_logged_once_per_state_change_and_its_parks_back_off(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from pipeline.runtime.processing import Outage
+
+    outage = Outage("apply")
+    with caplog.at_level(logging.WARNING, logger="heal.runtime"):
+        delays = [outage.parked("db down", 0.5, 30.0, now=float(i)) for i in range(8)]
+        outage.parked("db down", 0.5, 30.0, now=61.0)  # a minute later: still down
+        outage.over(now=62.0)
+        outage.over(now=63.0)  # not in an outage: nothing to say
+    assert delays == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0]
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 3, messages
+    assert "engine outage: db down" in messages[0]
+    assert "engine outage goes on (61s, 9 parks" in messages[1]
+    assert "engine outage over after 62s" in messages[2]
+    assert outage.take_recovered() and not outage.take_recovered()
 
 
 # --- decisions ---------------------------------------------------------------------------
