@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 
-ALGORITHM_VERSION = "fp-v3"
+ALGORITHM_VERSION = "fp-v4"
 
 #: changelog of the fingerprint algorithm versions
 VERSIONS: dict[str, str] = {
@@ -32,6 +32,22 @@ VERSIONS: dict[str, str] = {
     "('exit code 137.'); dotted versions are masked whole (1.2.3, v1.2.3); CI checkout "
     "roots (GitLab /builds, GitHub /home/runner/work and /__w, Jenkins, Buildkite, "
     "/workspace) are collapsed like home folders; npm 8's 'npm ERR!' is a level word",
+    "fp-v4": "frames run outermost to innermost for every parser (JVM, Node and Go traces "
+    "print them the other way, so their key took the outermost frames and the outermost "
+    "function); a Go panic's frames are the panicking goroutine's only. Rust panics are read "
+    "(message and location, old and new formats), never the RUST_BACKTRACE note; failing "
+    "tests of cargo test, go test and jest and failed Gradle builds name the test or task as "
+    "the innermost frame with the test's own message; a Java root cause with only '... N "
+    "more' or module frames (java.base/, app//) is the last 'Caused by'; tsc's 'path:L:C - "
+    "error TS' form is its 'path(L,C): error TS' form. Runner timestamps and a BOM are "
+    "removed before extraction (pipeline/runnerlines.py, shared with watch/backfill); a "
+    "Python exception's message no longer takes in the runner's or another tool's line "
+    "after it; apt's 'E:' is a level word; npm E404/ERESOLVE and apt fill and mask "
+    "params.package. A peer's address is one <host> with its port (IPv4, IPv6, host names, "
+    "bare name:port after tcp/to/connect); dotted CamelCase class names are kept; pip's "
+    "version lists, Kubernetes' (xN over T), RFC 1123/2822 dates, compound durations and "
+    "xdist's [gwN] are masked; entry-point scripts are <bin>/NAME; /usr/src, /srv, /opt, "
+    "/app, /code checkouts collapse like home folders",
 }
 
 

@@ -24,7 +24,9 @@ class Extraction:
     test (go test, jest), gradle, compiler, shell, log or text. ``error_type`` is the
     exception class / tool code / error class,
     ``message`` the raw (not yet normalized) message, ``chain`` the causes (type, message)
-    from outermost to innermost for chained exceptions.
+    from outermost to innermost for chained exceptions. ``frames`` run outermost to innermost
+    (the failing frame last) whatever order the tool printed them in: a Python traceback
+    prints that order, JVM, Node and Go traces the reverse.
     """
 
     kind: str

@@ -207,6 +207,9 @@ def parse_jest(text: str, repo: str = "") -> Extraction | None:
                 frames.append(Frame(normalize_path(raw, repo),
                                     (frame.group("func") or "").strip(),
                                     int(frame.group("line")), not is_library(raw)))
+        # printed innermost first: outermost to innermost, as every Extraction's, then the
+        # test itself (always in the key)
+        frames.reverse()
         frames.append(Frame(normalize_path(file, repo), header.group("test").strip(), None,
                             True))
         return Extraction("test", error_type, message, tuple(frames), tool="jest")

@@ -74,7 +74,9 @@ def parse_java(text: str, repo: str = "") -> Extraction | None:
     if not frames:  # "... N more": the root cause shares the frames of its wrapper
         frames = next(h[2] for h in reversed(heads) if h[2])
     chain = tuple((t, m) for t, m, _ in heads[:-1])
-    return Extraction("java", error_type, message, tuple(frames), chain, tool="jvm")
+    # printed innermost first; an Extraction's frames run outermost to innermost (as a
+    # Python traceback's), so the key's frames and its top function are the failing ones
+    return Extraction("java", error_type, message, tuple(reversed(frames)), chain, tool="jvm")
 
 
 def parse_node_head(line: str) -> tuple[str, str] | None:
@@ -108,7 +110,9 @@ def parse_node(text: str, repo: str = "") -> Extraction | None:
             error_type = head.group("type")
             if head.group("code"):
                 error_type = f"{error_type}[{head.group('code')}]"
-            return Extraction("node", error_type, head.group("msg"), tuple(frames), tool="node")
+            # printed innermost first: outermost to innermost, as every Extraction's
+            return Extraction("node", error_type, head.group("msg"), tuple(reversed(frames)),
+                              tool="node")
     return None
 
 
@@ -120,7 +124,13 @@ def parse_go(text: str, repo: str = "") -> Extraction | None:
     if panic is None or "goroutine " not in text:
         return None
     frames: list[Frame] = []
+    seen = 0  # goroutine headers: only the first (the panicking one) is the error's stack
     for index, line in enumerate(lines[:-1]):
+        if line.startswith("goroutine "):
+            seen += 1
+            if seen > 1:
+                break
+            continue
         func = _go_func(line)
         loc = _GO_LOC.match(lines[index + 1]) if func else None
         if func and loc:
@@ -132,4 +142,5 @@ def parse_go(text: str, repo: str = "") -> Extraction | None:
     error_type = "panic"
     if message.startswith("runtime error: "):
         error_type, message = "runtime error", message.removeprefix("runtime error: ")
-    return Extraction("go", error_type, message, tuple(frames), tool="go")
+    # printed innermost first: outermost to innermost, as every Extraction's
+    return Extraction("go", error_type, message, tuple(reversed(frames)), tool="go")

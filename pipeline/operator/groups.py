@@ -16,8 +16,6 @@ from pipeline.fingerprint.model import Fingerprint
 
 #: characters of a label (a table cell clips it further)
 LABEL_CHARS = 300
-#: parsers whose frames are in the order the trace prints them, innermost (failing) first
-_INNERMOST_FIRST = frozenset({"java", "go", "node"})
 
 
 def clean_line(text: str) -> str:
@@ -37,8 +35,8 @@ def label(fp: Fingerprint) -> str:
     ex = fp.extraction
     frames = ex.project_frames() if ex is not None else ()
     if ex is not None and frames:
-        # the frame where it failed: JVM, Go and Node traces print it first, Python last
-        top = frames[0] if ex.kind in _INNERMOST_FIRST else frames[-1]
+        # the frame where it failed: an Extraction's frames run outermost to innermost
+        top = frames[-1]
         where = f"{top.file}:{top.function}" if top.function else top.file
         text = f"{text} ({clean_line(where)})" if text else clean_line(where)
     return text[:LABEL_CHARS]

@@ -66,7 +66,7 @@ def test_verdicts_decided_before_a_rollback_are_not_applied_after_it(
     # (a file only the user has), and four verdicts of one step all decided `apply` before
     # any is applied: two of one fingerprint, two of others
     root = _repo(tmp_path)
-    fp = f"fp-v3:{time.time_ns() % 10**16:016d}"
+    fp = f"fp-v4:{time.time_ns() % 10**16:016d}"
     verdicts = _decided(validator, root, [fp, fp, f"{fp}-b", f"{fp}-c"])
     (root / "shop/local_only.py").write_text("x=1\n")
     start = git(root, "rev-parse", "HEAD")

@@ -51,11 +51,11 @@ def test_a_command_refuses_an_audit_log_table_whose_last_row_was_edited(
         heal_env: dict[str, str], db: Any, edit: str,
         capsys: pytest.CaptureFixture[str]) -> None:
     # Given an audit_log table whose last row was edited by hand
-    assert main(["ignore", "fp-v3:0123456789abcdef", "--reason", "first"]) == 0
+    assert main(["ignore", "fp-v4:0123456789abcdef", "--reason", "first"]) == 0
     seq = _edit_last_row(db, edit)
     capsys.readouterr()
     # When a command appends to it
-    code = main(["ignore", "fp-v3:fedcba9876543210"])
+    code = main(["ignore", "fp-v4:fedcba9876543210"])
     err = capsys.readouterr().err
     # Then it refuses with what to do (exit 2), never an internal KeyError, and changes nothing
     assert code == 2, err
@@ -63,13 +63,13 @@ def test_a_command_refuses_an_audit_log_table_whose_last_row_was_edited(
     assert "heal audit verify" in err and "KeyError" not in err
     assert db.fetchval("SELECT count(*) FROM audit_log") == seq
     assert db.fetchval("SELECT count(*) FROM fingerprint_controls WHERE fingerprint = $1",
-                       "fp-v3:fedcba9876543210") == 0
+                       "fp-v4:fedcba9876543210") == 0
 
 
 def test_the_validate_stage_records_its_verdict_when_the_table_refuses(
         heal_env: dict[str, str], db: Any, caplog: pytest.LogCaptureFixture) -> None:
     # Given an audit_log table whose last row has no seq
-    assert main(["ignore", "fp-v3:0123456789abcdef"]) == 0
+    assert main(["ignore", "fp-v4:0123456789abcdef"]) == 0
     seq = _edit_last_row(db, "no-seq")
     settings = Settings.from_env()
 
@@ -98,7 +98,7 @@ def _publish_outcome(settings: Settings, client: redis.Redis, error_id: str) -> 
 
     event = OutcomeEvent(id=f"{error_id}:apply", error_id=error_id,
                          error=ErrorEvent(id=error_id, text="text of the error\n"),
-                         fine=f"fp-v3:{error_id}", fix_id="fix-d1", status="failed",
+                         fine=f"fp-v4:{error_id}", fix_id="fix-d1", status="failed",
                          detail="the fix did not hold")
     client.xadd(settings.stream("outcomes"), {"event": seal(settings, "outcomes", event.encode())})
 
@@ -222,7 +222,7 @@ def _publish_verdict(settings: Settings, client: redis.Redis, error_id: str) -> 
 
     event = VerdictEvent(id=f"{error_id}:validate", error_id=error_id,
                          error=ErrorEvent(id=error_id, text="text of the error\n"),
-                         fine=f"fp-v3:{error_id}", decision="escalate",
+                         fine=f"fp-v4:{error_id}", decision="escalate",
                          reason="no fix is safe here: a person decides")
     client.xadd(settings.stream("verdicts"),
                 {"event": seal(settings, "verdicts", event.encode())})
@@ -270,7 +270,7 @@ def test_an_apply_record_refused_after_the_stage_acted_is_written_by_the_redeliv
     from pipeline.guardrails.audit import AuditLog
 
     # Given an audit_log table, and a row edited after the stage checked the chain
-    assert main(["ignore", "fp-v3:0123456789abcdef"]) == 0
+    assert main(["ignore", "fp-v4:0123456789abcdef"]) == 0
     seq = int(db.fetchval("SELECT max(seq) FROM audit_log"))
     body = db.fetchval("SELECT body FROM audit_log WHERE seq = $1", seq)
     _edit_last_row(db, "no-seq")

@@ -142,7 +142,7 @@ def test_explain_tells_the_present_once_and_newest_first(
     # Given a fix quarantined by a rollback, a later escalation saying it is QUARANTINED,
     # and then `heal unquarantine`
     digits = uuid.uuid4().hex[:16]
-    fp, fix, pattern = f"fp-v3:{digits}", f"fix-{uuid.uuid4().hex[:8]}", f"p-{_word()}"
+    fp, fix, pattern = f"fp-v4:{digits}", f"fix-{uuid.uuid4().hex[:8]}", f"p-{_word()}"
     db.execute("INSERT INTO patterns (id) VALUES ($1)", pattern)
     db.execute("INSERT INTO fixes (id, pattern_id, kind, category) VALUES ($1, $2, 'command',"
                " 'SAFE')", fix, pattern)
@@ -177,7 +177,7 @@ def test_explain_tells_the_present_once_and_newest_first(
 def test_explain_shows_the_breaker_trip_a_rollback_of_the_fingerprint_made(
         service: LifecycleService, db: Database, heal_env: dict[str, str]) -> None:
     # Given two rollbacks of one fingerprint in one step: the second opens the breaker
-    fp = f"fp-v3:{uuid.uuid4().hex[:16]}"
+    fp = f"fp-v4:{uuid.uuid4().hex[:16]}"
     service.handle(_outcome(fp, f"fix-{_word()}", "rolled_back", 1))
     service.handle(_outcome(fp, f"fix-{_word()}", "rolled_back", 2))
     # When the operator explains it, Then the trip is part of its story

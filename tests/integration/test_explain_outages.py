@@ -56,7 +56,7 @@ def _dead_socket(tmp_path: Path) -> str:
 def known(heal_env: dict[str, str]) -> dict[str, str]:
     """An escalated error PostgreSQL knows (an outcome and an open issue), ids of its own."""
     tag = uuid.uuid4().hex[:16]
-    ids = {"fp": f"fp-v3:{tag}", "error": f"e-{tag}"}
+    ids = {"fp": f"fp-v4:{tag}", "error": f"e-{tag}"}
     db = open_database(Settings.from_env())
     try:
         db.execute("INSERT INTO lifecycle_outcomes (event_id, error_id, fingerprint, status,"
@@ -155,7 +155,7 @@ def test_a_tampered_audit_row_is_named_and_explain_still_tells_the_trip(
     # one that is no object, one whose states are no text (a database of this test's own:
     # the rows are broken on purpose)
     tag = uuid.uuid4().hex[:16]
-    fp, error_id = f"fp-v3:{tag}", f"e-{tag}"
+    fp, error_id = f"fp-v4:{tag}", f"e-{tag}"
     db = open_database(Settings.from_env())
     try:
         db.execute("INSERT INTO lifecycle_outcomes (event_id, error_id, fingerprint, status,"
@@ -210,7 +210,7 @@ def test_a_tampered_audit_rows_subject_is_shown_visible_in_the_warning(
     # Given a rollback, and an audit table row naming it that was changed by hand, its
     # subject holding a terminal title escape and a right-to-left override
     tag = uuid.uuid4().hex[:16]
-    fp, error_id = f"fp-v3:{tag}", f"e-{tag}"
+    fp, error_id = f"fp-v4:{tag}", f"e-{tag}"
     db = open_database(Settings.from_env())
     try:
         db.execute("INSERT INTO lifecycle_outcomes (event_id, error_id, fingerprint, status,"
@@ -240,7 +240,7 @@ def test_an_escalation_without_an_attempt_names_its_repository(
     from storage.lifecycle import LifecycleStore
 
     tag = uuid.uuid4().hex[:16]
-    fp, repo = f"fp-v3:{tag}", f"/srv/repos/{tag}"
+    fp, repo = f"fp-v4:{tag}", f"/srv/repos/{tag}"
     error = ErrorEvent(id=f"e-{tag}", text="boom", workflow=Workflow(id="nightly", step="lint"),
                        repo=Repo(path=repo, commit="c1"))
     db = open_database(Settings.from_env())

@@ -47,9 +47,9 @@ def test_a_verdict_that_is_no_json_is_named_and_the_report_still_answers(
     good, bad = f"e-good-{tag}", f"e-bad-{tag}"
     db = open_database(Settings.from_env())
     try:
-        _healed(db, good, f"fp-v3:good{tag}",
+        _healed(db, good, f"fp-v4:good{tag}",
                 json.dumps({"error": {"text": f"GoodError: widget {tag}"}}))
-        _healed(db, bad, f"fp-v3:bad{tag}", '{"error": {"text": "cut sho')
+        _healed(db, bad, f"fp-v4:bad{tag}", '{"error": {"text": "cut sho')
     finally:
         db.close()
 
@@ -89,7 +89,7 @@ def test_explain_shows_attempts_whose_verdict_error_is_no_object(
     # Given attempts of one fingerprint whose verdicts are JSON with an ``error`` of every
     # shape but an object (changed by hand), and one good attempt (five: explain shows five)
     tag = uuid.uuid4().hex[:12]
-    fp = f"fp-v3:odd{tag}"
+    fp = f"fp-v4:odd{tag}"
     shapes = {"list": ["x"], "text": "boom", "null": None,
               "text-list": {"text": ["not", "text"]}}
     db = open_database(Settings.from_env())

@@ -147,7 +147,7 @@ def test_the_stage_prepares_each_batch_through_the_runtime(
         fp = fp_clear if i % 2 else fp_rebuild
         error = ErrorEvent(id=f"e-rt-{tag}-{i}", text=TEXT)
         event = FingerprintEvent(id=f"{error.id}:fingerprint", error_id=error.id, error=error,
-                                 fine=fp, coarse="", version="fp-v3")
+                                 fine=fp, coarse="", version="fp-v4")
         # sealed, as the fingerprint stage publishes it
         client.xadd(stage_settings.stream("fingerprints"),
                     {"event": seal(stage_settings, "fingerprints", event.encode())})

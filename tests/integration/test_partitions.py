@@ -253,12 +253,12 @@ def test_explain_shows_the_newest_outcome_across_partitions(
     from pipeline.operator.explain import outcome_reader
 
     settings = partitioned(redis_url, prefix, tmp_path)
-    fine = "fp-v3:" + "a" * 16
+    fine = "fp-v4:" + "a" * 16
     # Given an older outcome of the fingerprint in partition 0 and a newer one in partition 2
     # (read partition by partition, the older one came first)
     client.xadd(f"{prefix}:outcomes:{{0}}", {"event": _outcome("e-old", fine, "escalated",
                                                                "old reason")})
-    client.xadd(f"{prefix}:outcomes:{{1}}", {"event": _outcome("e-other", "fp-v3:b", "applied",
+    client.xadd(f"{prefix}:outcomes:{{1}}", {"event": _outcome("e-other", "fp-v4:b", "applied",
                                                                "another fingerprint")})
     client.xadd(f"{prefix}:outcomes:{{2}}", {"event": _outcome("e-new", fine, "applied",
                                                                "new detail")})
@@ -281,13 +281,13 @@ def test_report_reads_escalation_reasons_from_every_partition(
     settings = partitioned(redis_url, prefix, tmp_path)
     # Given escalations in partitions 1 and 2 (none in the plain outcomes stream), one error
     # escalated twice: first in partition 2, later in partition 0
-    client.xadd(f"{prefix}:outcomes:{{1}}", {"event": _outcome("e1", "fp-v3:a", "escalated",
+    client.xadd(f"{prefix}:outcomes:{{1}}", {"event": _outcome("e1", "fp-v4:a", "escalated",
                                                                "no fix known")})
-    client.xadd(f"{prefix}:outcomes:{{2}}", {"event": _outcome("e2", "fp-v3:b", "escalated",
+    client.xadd(f"{prefix}:outcomes:{{2}}", {"event": _outcome("e2", "fp-v4:b", "escalated",
                                                                "first reason")})
-    client.xadd(f"{prefix}:outcomes:{{0}}", {"event": _outcome("e2", "fp-v3:b", "escalated",
+    client.xadd(f"{prefix}:outcomes:{{0}}", {"event": _outcome("e2", "fp-v4:b", "escalated",
                                                                "second reason")})
-    client.xadd(f"{prefix}:outcomes:{{0}}", {"event": _outcome("e3", "fp-v3:c", "applied",
+    client.xadd(f"{prefix}:outcomes:{{0}}", {"event": _outcome("e3", "fp-v4:c", "applied",
                                                                "not an escalation")})
     # Then heal report's reasons come from every partition, the newest per error
     assert escalation_details(settings) == {"e1": "no fix known", "e2": "second reason"}
@@ -357,7 +357,7 @@ def test_heal_learn_finds_an_error_in_any_partition(
     settings = partitioned(redis_url, prefix, tmp_path)
     error = ErrorEvent(id="unmatched-1", text="E   weird failure", repo=Repo(path=str(tmp_path)))
     candidate = CandidateEvent(id="unmatched-1:candidate", error_id=error.id, error=error,
-                               fine="fp-v3:" + "c" * 16, fix=None)
+                               fine="fp-v4:" + "c" * 16, fix=None)
     # Given an unmatched error whose events went to partition 2 (none in the plain streams)
     client.xadd(f"{prefix}:candidates:{{2}}", {"event": candidate.encode()})
     # Then heal learn --last and heal learn ERROR_ID find it
@@ -375,7 +375,7 @@ def test_the_ci_report_finds_its_candidate_in_the_error_s_partition(
     error = ErrorEvent(id="ci-1", text="E   ModuleNotFoundError: No module named 'yaml'",
                        repo=Repo(path=str(tmp_path)))
     candidate = CandidateEvent(id="ci-1:candidate", error_id=error.id, error=error,
-                               fine="fp-v3:" + "d" * 16, fix=None)
+                               fine="fp-v4:" + "d" * 16, fix=None)
     client.xadd(f"{prefix}:candidates:{{1}}", {"event": candidate.encode()})
     # heal run's GitHub/GitLab summary is collected with the unpartitioned settings
     report = collect(client, settings, error, 1, None)

@@ -160,7 +160,7 @@ def test_a_replayed_attempt_counts_once_in_the_fix_statistics(
     settings = Settings.from_env()
     client = redis.Redis.from_url(heal_env["HEAL_REDIS_URL"])
     word = uuid.uuid4().hex[:10]
-    fine, fix_id = f"fp-v3:grad{word}", f"fix.grad{word}"
+    fine, fix_id = f"fp-v4:grad{word}", f"fix.grad{word}"
     originals = [f"orig-{word}-{i}" for i in range(15)]
     _publish_outcomes(settings, client, [(i, fine, fix_id, "applied", "") for i in originals])
     assert _pair(settings, fine, fix_id) == {
@@ -182,7 +182,7 @@ def test_a_replayed_attempt_counts_once_in_the_fix_statistics(
     assert _pair(settings, fine, fix_id)["successes"] == 16
 
     # Given an error whose fix was rolled back (QUARANTINED) and then let out by a person
-    bad_fine, bad_fix = f"fp-v3:quar{word}", f"fix.quar{word}"
+    bad_fine, bad_fix = f"fp-v4:quar{word}", f"fix.quar{word}"
     reverted = f"reverted-{word}"
     _publish_outcomes(settings, client, [(reverted, bad_fine, bad_fix, "rolled_back", "")])
     assert _pair(settings, bad_fine, bad_fix)["state"] == "QUARANTINED"
@@ -195,7 +195,7 @@ def test_a_replayed_attempt_counts_once_in_the_fix_statistics(
         "state": "DRAFT", "successes": 0, "failures": 0, "reverts": 1}
 
     # And a fix that could not run is counted toward its quarantine once per error
-    gone_fine, gone_fix = f"fp-v3:gone{word}", f"fix.gone{word}"
+    gone_fine, gone_fix = f"fp-v4:gone{word}", f"fix.gone{word}"
     unrunnable = "the fix cannot run: sh: 1: zz: not found"
     gone = [f"gone-{word}-{i}" for i in range(2)]
     _publish_outcomes(settings, client, [(g, gone_fine, gone_fix, "failed", unrunnable)

@@ -218,10 +218,10 @@ def test_operator_commands_on_a_full_heal_home_change_nothing_without_an_audit_r
     setup = {**env, "HEAL_HOME": str(small_disk.parent / "setup")}
     assert _heal(setup, "breaker", "open", scope).returncode == 0
     fix_id = str(db.fetchval("SELECT id FROM fixes ORDER BY id LIMIT 1"))
-    quarantined = f"fp-v3:{word}"
+    quarantined = f"fp-v4:{word}"
     LifecycleStore(db).quarantine(quarantined, fix_id, "test")
-    ignored = f"fp-v3:{word[::-1]}"
-    reviewed = f"fp-v3:{word[8:]}{word[:8]}"  # an issue last seen long ago: review selects it
+    ignored = f"fp-v4:{word[::-1]}"
+    reviewed = f"fp-v4:{word[8:]}{word[:8]}"  # an issue last seen long ago: review selects it
     db.execute("INSERT INTO issue_queue (fine, coarse, count, first_seen, last_seen, sample)"
                " VALUES ($1, '', 1, '1901-01-01', '1901-01-01', 'old error')", reviewed)
     pattern = f"full.p{word}"

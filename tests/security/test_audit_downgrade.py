@@ -64,7 +64,7 @@ def _unkeyed(prev: dict[str, Any], subject: str) -> dict[str, Any]:
 
 
 def _ignore(env: dict[str, str], n: int, key: str | None = KEY) -> subprocess.CompletedProcess[str]:
-    return _heal(env, "ignore", f"fp-v3:{n:016x}", "--reason", "x", key=key)
+    return _heal(env, "ignore", f"fp-v4:{n:016x}", "--reason", "x", key=key)
 
 
 def test_a_forged_unkeyed_record_after_keyed_ones_in_the_file_is_a_downgrade(
@@ -75,7 +75,7 @@ def test_a_forged_unkeyed_record_after_keyed_ones_in_the_file_is_a_downgrade(
     path = Path(heal_env["HEAL_HOME"]) / "audit.jsonl"
     last = json.loads(path.read_text().splitlines()[-1])
     with path.open("a") as fh:
-        fh.write(canonical(_unkeyed(last, "fp-v3:forged")) + "\n")
+        fh.write(canonical(_unkeyed(last, "fp-v4:forged")) + "\n")
     forged = path.read_text()
     # When it is verified, the forged record is TAMPERED as a downgrade (exit 1)
     done = _heal(heal_env, "audit", "verify", "--file-only")
@@ -92,7 +92,7 @@ def test_a_forged_unkeyed_record_after_keyed_ones_in_the_file_is_a_downgrade(
     assert path.read_text() == forged
     assert db.fetchval("SELECT count(*) FROM audit_log") == rows
     assert db.fetchval("SELECT count(*) FROM fingerprint_controls WHERE fingerprint = $1",
-                       f"fp-v3:{3:016x}") == 0
+                       f"fp-v4:{3:016x}") == 0
     # and a shell without the key does not make a new audit.key beside it either
     assert _ignore(heal_env, 4, key=None).returncode == 2
     assert not (path.parent / "audit.key").exists()
@@ -104,7 +104,7 @@ def test_a_forged_unkeyed_row_after_keyed_ones_in_the_table_is_a_downgrade(
     for n in (1, 2, 3):
         assert _ignore(heal_env, n).returncode == 0
     last = json.loads(db.fetchval("SELECT body FROM audit_log ORDER BY seq DESC LIMIT 1"))
-    record = _unkeyed(last, "fp-v3:forged")
+    record = _unkeyed(last, "fp-v4:forged")
     db.execute("INSERT INTO audit_log (seq, kind, subject, prev_hash, hash, body)"
                " VALUES ($1, $2, $3, $4, $5, $6)", record["seq"], record["kind"],
                record["subject"], record["prev"], record["hash"], canonical(record))
@@ -135,7 +135,7 @@ def test_a_forged_unkeyed_row_after_keyed_ones_is_refused_without_the_key_too(
     (home / "audit.key").write_text(KEY)
     (home / "audit.key").chmod(0o600)
     last = json.loads(db.fetchval("SELECT body FROM audit_log ORDER BY seq DESC LIMIT 1"))
-    record = _unkeyed(last, "fp-v3:forged")
+    record = _unkeyed(last, "fp-v4:forged")
     db.execute("INSERT INTO audit_log (seq, kind, subject, prev_hash, hash, body)"
                " VALUES ($1, $2, $3, $4, $5, $6)", record["seq"], record["kind"],
                record["subject"], record["prev"], record["hash"], canonical(record))
@@ -150,7 +150,7 @@ def test_a_forged_unkeyed_row_after_keyed_ones_is_refused_without_the_key_too(
     assert db.fetchval("SELECT max(seq) FROM audit_log") == record["seq"]
     assert (home / "audit.jsonl").read_text() == file_before
     assert db.fetchval("SELECT count(*) FROM fingerprint_controls WHERE fingerprint = $1",
-                       f"fp-v3:{3:016x}") == 0
+                       f"fp-v4:{3:016x}") == 0
 
 
 def test_a_shell_without_the_key_the_table_was_sealed_with_appends_nothing(
@@ -179,7 +179,7 @@ def test_a_log_and_table_of_records_made_before_keys_still_verify_after_keyed_ap
     # without HEAL_AUDIT_KEY), the file's first record made by hand without alg
     home = Path(heal_env["HEAL_HOME"])
     home.mkdir(parents=True, exist_ok=True)
-    first = _unkeyed({"seq": 0, "hash": "0" * 64}, "fp-v3:legacy")
+    first = _unkeyed({"seq": 0, "hash": "0" * 64}, "fp-v4:legacy")
     (home / "audit.jsonl").write_text(canonical(first) + "\n")
     assert _ignore(heal_env, 1, key=None).returncode == 0  # makes audit.key: file keyed
     assert _ignore(heal_env, 2, key=None).returncode == 0

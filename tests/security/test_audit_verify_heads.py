@@ -86,7 +86,7 @@ def test_a_record_sealed_with_the_key_past_the_anchored_head_is_reported(
     assert _heal("audit", "verify").returncode == 0
     # Given a lifecycle transition (always written with the database) sealed with the key
     # and appended after the anchored head
-    _forge(path, "lifecycle.transition", "fp-v3:dba0/format.ruff_format/fix",
+    _forge(path, "lifecycle.transition", "fp-v4:dba0/format.ruff_format/fix",
            {"from": "DRAFT", "to": "AUTOMATED", "reason": "graduated"})
     done = _heal("audit", "verify")
     # Then verify names it (it used to say "chain intact", exit 0)

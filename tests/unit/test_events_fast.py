@@ -140,7 +140,7 @@ def test_assemble_equals_the_constructor_and_stays_frozen() -> None:
     error = ErrorEvent.decode(b'{"v": 1, "id": "e1", "text": "boom", "command": ["x"]}')
     fields: dict[str, Any] = {
         "id": "e1:fingerprint", "error_id": "e1", "error": error, "v": 1, "ts": utc_now(),
-        "fine": "f", "coarse": "c", "version": "fp-v3", "template": "t <*>",
+        "fine": "f", "coarse": "c", "version": "fp-v4", "template": "t <*>",
         "params": {"cluster": "k"}, "extraction": {"kind": "text", "frames": []}}
     fast = FingerprintEvent.assemble(**fields)
     general = FingerprintEvent(**fields)

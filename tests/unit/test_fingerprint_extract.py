@@ -54,7 +54,8 @@ def test_node_and_go_and_shell_and_logs() -> None:
     assert node.params["package"] == "express"
     go = extract(_fixture("go_panic_index"))
     assert (go.kind, go.error_type) == ("go", "runtime error")
-    assert go.project_frames()[-1].function == "main.main"
+    # outermost to innermost (fp-v4): the failing function last, its caller main before it
+    assert [f.function for f in go.project_frames()][-2:] == ["main.main", "main.pick"]
     shell = fingerprint_text(_fixture("shell_command_not_found"))
     assert shell.params["command"] == "nosuchcommand_heal"
     log = fingerprint_text(_fixture("log_error_line"))

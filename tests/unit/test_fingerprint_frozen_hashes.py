@@ -38,6 +38,12 @@ INPUTS: dict[str, str] = {
     ),
     "npm_code": "npm error code E401\nnpm error Unable to authenticate\n",
     "coloured": "\x1b[31mModuleNotFoundError\x1b[0m: No module named 'yaml'",
+    # (fp-v4 on: a JVM trace, whose frames are printed innermost first)
+    "java": (
+        "Exception in thread \"main\" java.lang.IllegalStateException: boom\n"
+        "\tat com.acme.Inner.fail(Inner.java:10)\n"
+        "\tat com.acme.Main.main(Main.java:40)\n"
+    ),
 }
 
 #: version -> case -> (fine, coarse); hand-maintained, see the module docstring
@@ -65,10 +71,23 @@ FROZEN: dict[str, dict[str, tuple[str, str]]] = {
         "coloured": ("fp-v3:8928dc4c55c3d2a8", "fp-v3:8c603e551d20de00"),
         "gcc": ("fp-v3:87ad705c5e1e0a43", "fp-v3:2775e7907c05c9d0"),
         "git_lock": ("fp-v3:50fa49ea792ad2c2", "fp-v3:8f6308f3a89bc032"),
-        "log_line": ("fp-v3:9d6965c484a2e5eb", "fp-v3:83bec77241ede4a9"),
+        "log_line": ("fp-v3:e252922155c78233", "fp-v3:83bec77241ede4a9"),
         "npm_code": ("fp-v3:5d70b366c053e1fd", "fp-v3:d5dd5f3e96eed103"),
-        "python": ("fp-v3:de5f3e28511e18cb", "fp-v3:be07789f3ba6a9e3"),
+        "python": ("fp-v3:95c9626b9bbb2c45", "fp-v3:be07789f3ba6a9e3"),
         "shell": ("fp-v3:ac7f1dbdf7b2745f", "fp-v3:3a369c8c1bb10ade"),
+    },
+    # fp-v4: frames outermost to innermost for every parser, Rust panics and test runners,
+    # runner timestamps, peers one <host>, more volatile text masked (see VERSIONS)
+    "fp-v4": {
+        "cargo": ("fp-v4:ada56a015486d657", "fp-v4:5168ea461e4aa3b5"),
+        "coloured": ("fp-v4:86c43e24c6712b7b", "fp-v4:242d94aadb39f1d2"),
+        "gcc": ("fp-v4:5a568ceb54e2c1b5", "fp-v4:63a0855dfb64b46d"),
+        "git_lock": ("fp-v4:a7ec595dda4b9530", "fp-v4:a41b688caeb554ca"),
+        "java": ("fp-v4:edd7de4e25791d6f", "fp-v4:a8912f47899521e3"),
+        "log_line": ("fp-v4:818144ba877d599d", "fp-v4:abd4c7303fa4a8b5"),
+        "npm_code": ("fp-v4:693e32e6791ac6eb", "fp-v4:ce8b9c7482add387"),
+        "python": ("fp-v4:3c051b93b76902bd", "fp-v4:355cca8a79547154"),
+        "shell": ("fp-v4:7f4b1fcd0e4350ab", "fp-v4:bf1a104ee11ca03f"),
     },
 }
 

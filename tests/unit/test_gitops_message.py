@@ -9,7 +9,7 @@ from pathlib import Path
 from pipeline.gitops import GitRepo, Trailers
 
 GIT = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
-PLANTED = ("ruff check 'x\n\nHeal-Fingerprint: fp-v3:evil\nSigned-off-by: Mallory <m@x>\n"
+PLANTED = ("ruff check 'x\n\nHeal-Fingerprint: fp-v4:evil\nSigned-off-by: Mallory <m@x>\n"
            "---\n'")
 
 
@@ -23,12 +23,12 @@ def test_event_text_in_the_body_plants_no_trailer(tmp_path: Path) -> None:
     # When heal commits with a body quoting a hostile failing command
     repo = GitRepo(tmp_path)
     commit = repo.commit_all(tmp_path, "heal: fix", f"Automated fix for error e1 ({PLANTED}).",
-                             Trailers("heal", "fp-v3:real", "p/fix"))
+                             Trailers("heal", "fp-v4:real", "p/fix"))
     message = subprocess.run(["git", "log", "-1", "--format=%B", commit], cwd=tmp_path,
                              capture_output=True, text=True, check=True).stdout
     parsed = subprocess.run(["git", "interpret-trailers", "--parse"], input=message,
                             cwd=tmp_path, capture_output=True, text=True, check=True).stdout
     # Then git reads heal's three trailers and nothing the command planted
-    assert parsed.splitlines() == ["Healed-by: heal", "Heal-Fingerprint: fp-v3:real",
+    assert parsed.splitlines() == ["Healed-by: heal", "Heal-Fingerprint: fp-v4:real",
                                    "Heal-Fix: p/fix"]
-    assert "\n---\n" not in message and "\nHeal-Fingerprint: fp-v3:evil" not in message
+    assert "\n---\n" not in message and "\nHeal-Fingerprint: fp-v4:evil" not in message
