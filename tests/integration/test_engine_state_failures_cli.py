@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import psutil
 import redis
+
+from storage.embedded import EmbeddedRedis
 
 HEAL = [sys.executable, "-c", "import sys; from pipeline.cli import main; sys.exit(main())"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,3 +83,95 @@ def test_a_too_short_signing_key_is_refused_by_heal_run_without_a_dead_letter(
         assert list(client.scan_iter(f"{heal_env['HEAL_STREAM_PREFIX']}*")) == []
     finally:
         client.close()
+
+
+def _embedded_redis_env(heal_env: dict[str, str]) -> dict[str, str]:
+    """The session's PostgreSQL, and an embedded Redis of this test's own HEAL_HOME."""
+    env = _env(heal_env)
+    env.pop("HEAL_REDIS_URL")
+    return env
+
+
+def _refuse_writes(socket: Path) -> None:
+    """Make the running Redis answer MISCONF, as a full disk does: a snapshot that failed
+    (its child killed) makes it refuse writes and PING (stop-writes-on-bgsave-error)."""
+    client = redis.Redis(unix_socket_path=str(socket))
+    try:
+        client.config_set("rdb-key-save-delay", 10_000_000)
+        client.set("k", "v")
+        client.bgsave()
+        server = psutil.Process(int(client.info("server")["process_id"]))
+        deadline = time.monotonic() + 10
+        while not server.children() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for child in server.children():
+            child.kill()
+        while client.info("persistence")["rdb_bgsave_in_progress"]:
+            time.sleep(0.02)
+        client.config_set("rdb-key-save-delay", 0)
+        try:
+            client.ping()
+            raise AssertionError("Redis still accepts writes")
+        except redis.ResponseError as exc:
+            assert str(exc).startswith("MISCONF"), exc
+    finally:
+        client.close()
+
+
+def test_status_and_engines_info_report_a_redis_refusing_writes(
+        tmp_path: Path, heal_env: dict[str, str]) -> None:
+    """QA s15a #5: on a full HEAL_HOME the embedded Redis answers PING with MISCONF, and
+    `heal status` and `heal engines info` were an internal error (exit 1, nothing else). Now
+    status prints what it gathered and the engine's problem (exit 1), engines info shows it
+    running and refusing, and the server is left running (it holds the queue)."""
+    env = _embedded_redis_env(heal_env)
+    started = _heal(env, "engines", "start", timeout=120)
+    assert started.returncode == 0, started.stderr
+    try:
+        server = EmbeddedRedis(Path(heal_env["HEAL_HOME"]))
+        pid = server.pid()
+        assert pid is not None
+        _refuse_writes(server.socket)
+        status = _heal(env, "status", timeout=120)
+        assert status.returncode == 1, status.stderr
+        assert "internal error" not in status.stderr, status.stderr
+        assert "REFUSED" in status.stdout and "postgres" in status.stdout, status.stdout
+        assert "refuses writes" in status.stderr, status.stderr
+        info = _heal(env, "engines", "info", timeout=120)
+        assert info.returncode == 0, info.stderr
+        assert "redis: embedded, running, refused" in info.stdout, info.stdout
+        assert "refuses writes" in info.stdout, info.stdout
+        assert psutil.pid_exists(pid)  # not stopped: what it has not written is in it
+    finally:
+        _heal(env, "engines", "stop", "--force", timeout=120)
+
+
+def test_a_redis_that_exits_on_a_damaged_aof_is_reported_at_once_with_a_tool_that_exists(
+        tmp_path: Path, heal_env: dict[str, str]) -> None:
+    """QA s15a #11: a Redis that exits on a damaged append-only file was pinged for the whole
+    start timeout (16 s) before heal said so, and Redis's advice named ./redis-check-aof,
+    which heal does not ship. Now it is reported at once, CMD's status kept, with a command
+    that runs (redis-server acts as redis-check-aof under that name)."""
+    env = _embedded_redis_env(heal_env)
+    assert _heal(env, "engines", "start", timeout=120).returncode == 0
+    assert _heal(env, "engines", "stop", timeout=120).returncode == 0
+    aof = Path(heal_env["HEAL_HOME"]) / "redis" / "appendonly.aof"
+    with aof.open("ab") as fh:
+        fh.write(b"*3\r\n$3\r\nSET\r\ngarbage that is no command\r\n")
+    began = time.monotonic()
+    done = _heal(env, "run", "--", "sh", "-c", "exit 3", cwd=tmp_path, timeout=120)
+    took = time.monotonic() - began
+    try:
+        assert done.returncode == 3, done.stderr
+        assert "could not report the failure" in done.stderr, done.stderr
+        assert took < 10, (took, done.stderr)
+        assert "./redis-check-aof" not in done.stderr, done.stderr
+        assert "heal ships no redis-check-aof" in done.stderr, done.stderr
+        command = re.search(r"`(bash -c .*?)`", done.stderr)
+        assert command, done.stderr
+        # the command named (without --fix, which asks before changing anything) runs
+        checked = subprocess.run(command.group(1).replace(" --fix", ""), shell=True,
+                                 capture_output=True, text=True, timeout=60)
+        assert "AOF is not valid" in checked.stdout + checked.stderr, checked
+    finally:
+        _heal(env, "engines", "stop", "--force", timeout=120)
