@@ -497,8 +497,8 @@ def _postgres_info(settings: Settings, start: bool) -> dict[str, Any]:
 def engine_label(info: dict[str, Any]) -> str | None:
     """The word status tables show for an engine of :func:`engine_info` with a problem, None
     when it is fine: REFUSED (it answered and refused the URL's login, database, scheme or
-    its user's keys, or, embedded, refuses writes: MISCONF), CONFIG ERROR (another setting to change: a malformed URL, HEAL_HOME)
-    or UNREACHABLE (an outage)."""
+    its user's keys, or, embedded, refuses writes: MISCONF), CONFIG ERROR (another setting
+    to change: a malformed URL, HEAL_HOME) or UNREACHABLE (an outage)."""
     if info.get("refused"):
         return "REFUSED"
     if info.get("reachable"):
