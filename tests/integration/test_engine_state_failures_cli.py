@@ -175,3 +175,33 @@ def test_a_redis_that_exits_on_a_damaged_aof_is_reported_at_once_with_a_tool_tha
         assert "AOF is not valid" in checked.stdout + checked.stderr, checked
     finally:
         _heal(env, "engines", "stop", "--force", timeout=120)
+
+
+def test_a_damaged_lookup_cache_is_explained_then_moved_aside_and_rebuilt(
+        tmp_path: Path, heal_env: dict[str, str]) -> None:
+    """QA s15a #10: a lookup-cache.sqlite3 of random bytes made `heal status`, `heal run`'s
+    pipeline and `heal up` refuse ("file is not a database") with no hint of what to do. The
+    outbox it holds cannot be read, so moving it aside loses nothing more: status says what the
+    file is and what will happen (it creates no state), and heal run moves it aside (kept,
+    named with the time), makes a new one, says so, and decides."""
+    home = Path(heal_env["HEAL_HOME"])
+    home.mkdir(parents=True)
+    cache = home / "lookup-cache.sqlite3"
+    damaged = os.urandom(20000)
+    cache.write_bytes(damaged)
+    env = _env(heal_env)
+    status = _heal(env, "status", timeout=120)
+    assert status.returncode == 1, status.stderr
+    assert "the file is damaged (the lookup's local cache and outbox)" in status.stderr
+    assert "no write waiting in it could be read" in status.stderr, status.stderr
+    assert "moves it aside" in status.stderr, status.stderr
+    assert cache.read_bytes() == damaged  # status changes nothing
+    out = tmp_path / "decision.json"
+    done = _heal(env, "run", "--json-file", str(out), "--", "sh", "-c", "exit 3", cwd=tmp_path)
+    assert done.returncode == 3, done.stderr
+    assert "not a database" not in json.loads(out.read_text())["detail"], done.stderr
+    assert "no decision" not in done.stderr, done.stderr
+    aside = list(home.glob("lookup-cache.sqlite3.damaged-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == damaged, aside
+    assert f"moved aside to {aside[0]}" in done.stderr, done.stderr
+    assert _heal(env, "status", timeout=120).returncode == 0
