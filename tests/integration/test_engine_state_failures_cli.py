@@ -205,3 +205,50 @@ def test_a_damaged_lookup_cache_is_explained_then_moved_aside_and_rebuilt(
     assert len(aside) == 1 and aside[0].read_bytes() == damaged, aside
     assert f"moved aside to {aside[0]}" in done.stderr, done.stderr
     assert _heal(env, "status", timeout=120).returncode == 0
+
+
+def _wait_for(path: Path, text: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in path.read_text(errors="replace"):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_a_postgresql_outage_is_one_log_line_not_a_traceback_per_retry(
+        tmp_path: Path, heal_env: dict[str, str]) -> None:
+    """QA s15a #9: while PostgreSQL was down, asyncpg's pools logged "Failed to restore the
+    pool connection floor" with a 30-line traceback at every retry (several a second across a
+    process's pools). Now a worker says it once, and once more when it reconnects."""
+    own = _env(heal_env)
+    own.pop("HEAL_DATABASE_URL")  # an embedded PostgreSQL of this test's HEAL_HOME, to kill
+    assert _heal(own, "engines", "start", timeout=180).returncode == 0
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        info = json.loads(_heal(own, "engines", "info", "--json", timeout=60).stdout)
+        postgres = info["postgres"]
+        # the worker takes it for an external server: it waits for it, never restarts it
+        env = {**own, "HEAL_DATABASE_URL": postgres["url"]}
+        log = tmp_path / "worker.log"
+        with log.open("wb") as out:
+            worker = subprocess.Popen([*HEAL, "worker", "lookup"], env=env, stdout=out,
+                                      stderr=subprocess.STDOUT)
+        assert _wait_for(log, "reading", 120), log.read_text()
+        os.kill(int(postgres["pid"]), 9)
+        assert _wait_for(log, "PostgreSQL unreachable", 30), log.read_text()
+        time.sleep(8)  # asyncpg retries after 1, 2, 4 s: three more failures at least
+        text = log.read_text()
+        assert "Traceback" not in text and "Failed to restore" not in text, text
+        assert text.count("PostgreSQL unreachable") == 1, text
+        assert _heal(own, "engines", "start", timeout=180).returncode == 0
+        assert _wait_for(log, "PostgreSQL reachable again", 90), log.read_text()
+    finally:
+        if worker is not None:
+            worker.terminate()
+            try:
+                worker.wait(60)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+        _heal(own, "engines", "stop", "--force", timeout=180)
