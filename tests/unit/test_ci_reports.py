@@ -118,8 +118,9 @@ def test_issues_list_shows_the_line_that_says_what_failed(
     monkeypatch.setattr("storage.engines.open_database", lambda _s: Db())
     assert issues.run_list(argparse.Namespace(limit=10, json=False)) == 0
     out = capsys.readouterr().out
-    assert "F401 [*] `os` imported but unused (calc/util.py:3:8)" in out
-    assert "fixable with" not in out
+    # the group's label: its fingerprint's headline and failing file (not the raw last line)
+    assert "F401: `os` imported but unused (calc/util.py)" in out
+    assert "fixable with" not in out and "Found 1 error" not in out
 
 
 def test_a_diff_with_bidi_controls_is_shown_with_them_visible_and_its_tabs_kept(
