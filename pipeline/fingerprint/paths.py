@@ -20,6 +20,12 @@ _LIBRARY = re.compile(
         |\.cargo[/\\]registry                 # Rust crates
         |lib[/\\](?:python|pypy)\d[\d.]*      # the Python standard library
         |jdk[^/\\]*|jre[^/\\]*                # the JDK
+        # GOROOT, the Go distribution's own packages (runtime, net/http, its internal/...):
+        # /usr/local/go, /usr/lib/go-1.22, setup-go's tool cache, go install's sdk, Homebrew
+        |(?P<goroot>(?:usr[/\\](?:local|lib)[/\\]go(?:-\d[\d.]*)?
+                    |hostedtoolcache[/\\]go[/\\][^/\\]+[/\\][^/\\]+
+                    |sdk[/\\]go\d[\d.]*|Cellar[/\\]go[/\\][^/\\]+[/\\]libexec
+                    |Program\ Files[/\\]Go)[/\\]src)
     )(?=[/\\])""",
     re.VERBOSE,
 )
@@ -34,8 +40,9 @@ _ENVIRONMENT = re.compile(
         |/github/workspace|/drone/src|/workspace
         |/(?:home|Users)/[^/]+                                          # home dirs
         # container checkouts (the usual Docker WORKDIRs), down to the project's folder
-        # as above: /usr/src/app, /srv/app, /opt/app; /app and /code are that folder
-        |/usr/src|/srv|/opt|(?=/(?:app|code)/)
+        # as above: /usr/src/app, /srv/app, /opt/app; /app, /code, /src (the .NET
+        # template's) and /build (Go images') are that folder
+        |/usr/src|/srv|/opt|(?=/(?:app|code|src|build)/)
         |/root|~
         |[A-Za-z]:\\Users\\[^\\]+
     )(?=[/\\])""",
@@ -46,7 +53,10 @@ _ENVIRONMENT = re.compile(
 #: not by where it was installed
 _SCRIPT = re.compile(r"^.*[/\\](?:bin|Scripts)[/\\](?P<name>[^/\\]+?)"
                      r"(?:\.exe[/\\]__main__\.py|-script\.pyw?|\.exe)?$")
-_BUILTIN = re.compile(r"^<[^>]*>$|^\[|^internal[/\\]|^node:")
+#: runtime internals: ``<frozen ...>``, ``[eval]``, Node's ``node:...`` and, before Node 16,
+#: its bare ``internal/...js`` frames (a relative ``internal/`` folder of another language is
+#: the project's own: Go's ``internal/`` packages, printed relative by ``go build``)
+_BUILTIN = re.compile(r"^<[^>]*>$|^\[|^internal[/\\][^:]*\.js$|^node:")
 
 
 def is_library(path: str) -> bool:
@@ -61,6 +71,9 @@ def normalize_path(path: str, repo: str = "") -> str:
         # ``/repo/sub/../app.py`` (a script run as ``python ../app.py`` from ``sub``) is
         # ``/repo/app.py``: one file, one frame, wherever it was run from
         path = posixpath.normpath(path)
+    if path.startswith("./"):
+        # ``./internal/x.go`` (go vet, a script run as ``./x.py``) is ``internal/x.go``
+        path = path[2:]
     if repo:
         root = repo.rstrip("/\\") + "/"
         if path.startswith(root):
@@ -68,7 +81,8 @@ def normalize_path(path: str, repo: str = "") -> str:
     library = _LIBRARY.match(path)
     if library:
         kind = library.group(0).replace("\\", "/").rsplit("/", 2)
-        label = "stdlib" if "python" in kind[-1] or "pypy" in kind[-1] else kind[-1]
+        label = ("goroot" if library.group("goroot") else
+                 "stdlib" if "python" in kind[-1] or "pypy" in kind[-1] else kind[-1])
         return f"<{label}>{path[library.end():]}"
     script = _SCRIPT.match(path)
     if script:
