@@ -38,6 +38,12 @@ RULES: tuple[Rule, ...] = (
          "scheme://... : hosts, paths and query strings vary per call"),
     Rule("email", r"""\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b""",
          "e-mail addresses identify people, not problems"),
+    Rule("id", r"""
+        (?:(?<=ID:\ )|(?<=Id:\ )|(?<=ID=)|(?<=Id=)|(?<=\ id:\ )|(?<=\ id=))  # RequestID: X
+        (?=[\w+/-]*\d)(?=[\w+/-]*[A-Za-z])[\w+/-]+={0,2}(?![\w+/=-]|\.\w)  # base64, its padding
+        |(?<=ref\ )[\w-]+(?:::[\w-]+)+(?![\w-])     # buildkit's ref moby::ID, UUID::ID""",
+         "a value after an id key (S3's 'RequestID: ..., HostID: ...=') is an id whatever its"
+         " characters (hex, base64 with its = padding); so is buildkit's 'ref BUILDER::ID'"),
     Rule("uuid", r"""\b[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\b""",
          "UUIDs are per-object identifiers"),
     Rule("timestamp", r"""
@@ -95,11 +101,20 @@ RULES: tuple[Rule, ...] = (
              (?<=Host\ )|(?<=host=)|(?<=address\ )|(?<=ECONNREFUSED\ )|(?<=ECONNRESET\ )|
              (?<=ETIMEDOUT\ )|(?<=EHOSTUNREACH\ )|(?<=\ )(?=localhost:))
            [A-Za-z][\w-]{0,62}(?=:\d{1,5}(?!\w|\.\w))    # tcp, to, connect, ECONNREFUSED...
+          |(?<![\w.-])localhost(?![\w-]|\.\w)   # localhost, wherever it stands
+          |(?:(?<=server\ at\ ")|(?<=host\ ")|(?<=host\ name\ ")  # where the grammar says
+             |(?<=ENOTFOUND\ )|(?<=EAI_AGAIN\ )            # a bare name is a peer: libpq,
+             |(?<=\w'@')|(?<=\w"@")|(?<=\w`@`)                # Node's DNS codes, MySQL's
+             |(?<=host=)|(?<=hostname=)|(?<=host:\ )|(?<=hostname:\ ))  # user@host, keys
+           [A-Za-z][\w-]{0,62}(?![\w.-])
         )
         (?::\d{1,5}(?!\w|\.\w))?                        # and its port""",
          "peer addresses: an IPv4 or IPv6 address, a host name (ending in a top-level domain,"
          " dotted with digits, or a bare name in host:port position after tcp/to/connect...),"
-         " with its :port, are one placeholder: the same peer is written many ways"),
+         " with its :port, are one placeholder: the same peer is written many ways; so is a bare"
+         " name where the message's grammar makes it a peer (libpq's 'server at \"postgres\"',"
+         " 'ENOTFOUND db', MySQL's 'app'@'db', 'host=db', 'hostname: db') and localhost"
+         " anywhere"),
     Rule("hex", r"""\b0[xX][0-9a-fA-F]+\b""",
          "hex literals and memory addresses (0x7f...) differ per process"),
     Rule("hash", r"""
@@ -114,7 +129,9 @@ RULES: tuple[Rule, ...] = (
         (?:
           (?<=HTTP\ )|(?<=HTTP/1\.1\ )|(?<=HTTP/1\.0\ )|(?<=HTTP/2\ )|(?<=status\ )|
           (?<=Status\ )|(?<=STATUS\ )|(?<=status:\ )|(?<=Status:\ )|(?<=status=)|
-          (?<=status\ code\ )|(?<=Status\ code\ )|(?<=Error\ )|(?<=error:\ )|(?<=Error:\ )|
+          (?<=status\ code\ )|(?<=Status\ code\ )|(?<=status\ code:\ )|(?<=Code:\ )|
+          (?<=Code=)|(?<=status_code=)|(?<=statusCode=)|(?<=statusCode:\ )|  # StatusCode: 409
+          (?<=Error\ )|(?<=error:\ )|(?<=Error:\ )|
           (?<=code\ )|(?<=code:\ )|(?<=code=)|(?<=Code\ )|(?<=exit\ )|(?<=Exit\ )|
           (?<=exited\ with\ )|(?<=signal\ )|(?<=Signal\ )|(?<=signal:\ )|
           (?<=errno\ )|(?<=Errno\ )|(?<=errno=)|(?<=ERRNO\ )|(?<=curl:\ \())
@@ -122,7 +139,8 @@ RULES: tuple[Rule, ...] = (
         (?![\w]|\.\d)                     # (a sentence's full stop may follow)
         """,
          "kept, not masked: an HTTP status, exit code, signal or errno number (1-3 digits after"
-         " 'HTTP', 'status', 'code', 'exit', 'exited with', 'signal', 'errno', 'Error'; npm's"
+         " 'HTTP', 'status', 'code', 'StatusCode:', 'exit', 'exited with', 'signal', 'errno',"
+         " 'Error'; npm's"
          " E401 after 'code') is part of the error's identity (401 is not 429, exit code 1. is"
          " not exit code 137.); ports and request ids are longer",
          keep=True),
@@ -144,21 +162,33 @@ RULES: tuple[Rule, ...] = (
         (?=[\w-]*\d)(?=[\w-]*[A-Za-z_])[A-Za-z_\d][\w-]*\b""",
          "identifiers mixing letters and digits (blk_123, job_42_x, R02-M1) are per-object ids;"
          " short names with one trailing digit (ssh2, utf8, IPv6, eth0) are kept"),
-    Rule("num", r"""(?<![\w.])[-+]?(?:v(?=\d+\.\d))?\d+(?:\.\d+)*(?![\w])""",
+    Rule("num", r"""
+        (?<![\w.])[-+]?(?:v(?=\d+\.\d))?\d+
+        (?:(?:\.\d+)+                                  # a dotted version, with its
+           (?:-(?:alpha|beta|rc|RC|pre|preview|dev|canary|nightly|snapshot|SNAPSHOT|M)
+              (?:\.?\d+)?)?                             # pre-release tag (-rc.1, -beta2)
+        )?(?![\w])""",
          "numbers: counts, sizes, ids, ports, pids, line numbers, and dotted versions whole"
-         " (1.2.3, v1.2.3: another patch release is the same error)"),
+         " (1.2.3, v1.2.3, 2.0.0-rc.1: another release is the same error)"),
 )
 
 #: A pre-filter in front of the alternation, exact for this table: every rule starts at
 #: the start of a word or at punctuation, and the word it starts in (up to a delimiter)
-#: holds a digit or one of / \ @ : = ' " ~ . -- or is a weekday/month name (``datetext``).
+#: holds a digit or one of / \ @ : = ' " ~ . -- or is a weekday/month name (``datetext``),
+#: or is a peer's name after a key or code that says so (``host``: ``host=db``, ``ENOTFOUND
+#: db``, ``localhost``).
 #: Failing fast elsewhere (one look-around instead of one attempt per rule) nearly doubles
 #: throughput. A new rule that breaks this premise must extend the filter.
 _GUARD = r"""(?<![A-Za-z0-9_])
     (?:(?=[\w/~.\\'"+-])
        (?=[^\s,;()\[\]{}<>]*?[\d/\\@:='"~.]
           |(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun|Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec))
-      |(?=::|\[[0-9a-fA-F]{0,4}:))       # an IPv6 address: ::1, [2001:db8::1]
+      |(?=::|\[[0-9a-fA-F]{0,4}:)        # an IPv6 address: ::1, [2001:db8::1]
+      # a bare peer name where ``host`` finds one by its context, and localhost
+      # (the character before the space or = first: most words fail there)
+      |(?<=[DN:]\ |[te]=)(?:(?<=ENOTFOUND\ )|(?<=EAI_AGAIN\ )|(?<=host=)|(?<=hostname=)
+                            |(?<=host:\ )|(?<=hostname:\ ))
+      |(?=localhost))
 """
 
 _RULE_INDEX = {rule.name: rule for rule in RULES}

@@ -11,6 +11,7 @@ EXAMPLES = {
     "url": "fetch https://api.example.com/v1/items?id=3 failed",
     "email": "mail to ann.lee@example.org bounced",
     "uuid": "job 123e4567-e89b-12d3-a456-426614174000 lost",
+    "id": "api error, RequestID: 7C0F3A9E1B2D4C56, HostID: dGhpcyBpcyBhbiBpZA==",
     "timestamp": "at 2026-11-22T10:00:00.123Z it broke",
     "datetext": "connection at Fri Jun 17 07:07:00 2005 closed",
     "time": "started 07:07:00 ok",
