@@ -31,11 +31,12 @@ _EXC_LINE = re.compile(
 #: a dotted name, then its message after ``: `` or nothing
 _EXC_ANY = re.compile(
     r"^(?P<type>[A-Za-z_]\w{0,150}(?:\.[A-Za-z_]\w{0,150}){0,30})(?:: ?(?P<msg>.*))?$")
-#: names that head a log or runner line, never an exception class on its own
+#: names that head a log or runner line, never an exception class on its own (``Warning``
+#: is Python's own class: not one of them)
 _LEVEL_WORDS = frozenset((
     "FATAL", "CRITICAL", "ERROR", "ERR", "WARN", "WARNING", "INFO", "DEBUG", "PANIC", "FAILED",
-    "FAIL", "error", "fatal", "warning", "panic", "info", "debug", "Warning", "Fatal", "Info",
-    "Debug", "Panic", "Failed"))
+    "FAIL", "error", "fatal", "warning", "panic", "info", "debug", "Fatal", "Info", "Debug",
+    "Panic", "Failed"))
 #: the context a database driver prints after an exception's message (libpq through
 #: psycopg: ``LINE 1: SELECT ...`` with its ``^`` caret under it, ``DETAIL:  Key (email)=...``,
 #: ``HINT:``, ``CONTEXT:``, ``QUERY:``): the statement and the row's values, not the error

@@ -53,6 +53,7 @@ def test_an_exception_class_without_an_error_suffix_keeps_its_type_and_frames() 
         ("KeyboardInterrupt", "KeyboardInterrupt"),
         ("StopIteration", "StopIteration"),
         ("SystemExit: 2", "SystemExit"),
+        ("Warning: totals were rounded", "Warning"),
         ("celery.exceptions.Retry: Retry in 30s", "celery.exceptions.Retry"),
     ]:
         in_view = fingerprint_text(_traceback("views", "invoice_detail", exception))
