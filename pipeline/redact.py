@@ -36,7 +36,8 @@ from pipeline.literals import literal_alternation
 #: a bare ``token`` only directly before ``=`` or a closing quote (``?token=``,
 #: ``"token": ...``; never ``Unexpected token: punc``). ``/etc/passwd:`` is a path, not a
 #: key, and a value of one or two digits a count, not a secret (``Number of tries to enter
-#: a password: 3``, ``rabbit_password: 2 unresolved calls``).
+#: a password: 3``, ``rabbit_password: 2 unresolved calls``), nor is ``YES``/``NO``, whether
+#: one was sent (MySQL's ``Access denied for user 'app'@'host' (using password: YES)``).
 _SECRET_KEY = (
     r"(?:password|passwd|passphrase|pwd|secret(?:[_-]?key)?|api[_-]?key|private[_-]?key"
     r"|(?<=[_.-])token|(?:auth|access|refresh|api|bearer|session|oauth|csrf|xsrf|private"
@@ -84,7 +85,8 @@ REDACTION_RULES: dict[str, re.Pattern[str]] = {
     "password": re.compile(
         r"(?i)(?:(?<!/)" + _SECRET_KEY + r"[\"']?[ \t]{0,8}(?:=>?|:)[ \t]{0,8}[\"']?"
         r"|(?<![\w-])--(?:[a-z0-9]{1,20}-){0,2}" + _SECRET_FLAG + r"[ \t]{1,8}[\"']?(?!-))"
-        r"(?!\d{1,2}(?:[\s\"',;&<>]|$))(?P<s>[^\s\"',;&<>]++)"),
+        r"(?!\d{1,2}(?:[\s\"',;&<>]|$))(?!(?:yes|no)(?:[\s\"',;&<>)]|$))"
+        r"(?P<s>[^\s\"',;&<>]++)"),
 }
 
 #: per rule, literals (lower case) one of which every match of the rule contains, and

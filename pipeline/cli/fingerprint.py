@@ -5,7 +5,9 @@ One message per input line, or with ``--multiline`` one message per record, spli
 reports (Python tracebacks with their chained causes, Java traces, Go panics and Node crash
 reports across their blank lines, pytest failure sections) and indented continuation
 lines; a blank line ends any other record. Templates are mined over all messages of the
-input at once, so the output does not depend on the order of the lines.
+input at once, so the output does not depend on the order of the lines. Each message is
+read as the fingerprint stage reads a published event's text (secrets redacted, cut to the
+contract's size), so both give it one fingerprint.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import orjson
 
 from pipeline.console import visible
 from pipeline.errors import UsageError
+from pipeline.events import truncate_text
 from pipeline.fingerprint.batch import fingerprint_batch
+from pipeline.redact import redact
 from pipeline.runnerlines import unstamped
 
 
@@ -57,6 +61,15 @@ def _records(lines: Iterable[str]) -> Iterator[str]:
         yield record.text
 
 
+def as_published(message: str) -> str:
+    """``message`` as the fingerprint stage reads it once published as an event's text:
+    cut to the contract's size (head and tail) and its secrets redacted. The stage
+    fingerprints that text, so ``heal fingerprint`` does too (a text a redaction rule changes
+    would otherwise get another fingerprint here than in ``heal issues``)."""
+    text, _ = truncate_text(message)
+    return redact(text)
+
+
 def _open(path: str) -> TextIO:
     if path == "-":
         return sys.stdin
@@ -78,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         if stream is not sys.stdin:
             stream.close()
     out = sys.stdout
-    for fp in fingerprint_batch(messages, repo=args.repo):
+    for fp in fingerprint_batch([as_published(m) for m in messages], repo=args.repo):
         if args.json:
             out.write(orjson.dumps(fp.to_dict()).decode() + "\n")
         else:

@@ -10,11 +10,37 @@ from pipeline.runnerlines import is_runner_line
 
 _TRACEBACK = "Traceback (most recent call last):"
 _CHAIN_MARKERS = ("The above exception", "During handling")
+#: the header of an exception group's traceback (Python 3.11+), printed in a margin:
+#: ``  + Exception Group Traceback (most recent call last):``
+_GROUP_TRACEBACK = "Exception Group Traceback (most recent call last):"
+#: a line of an exception group's margin: ``  | text`` (``+`` on the group's first line);
+#: the text is what Python prints outside a group (frames indented by two)
+_MARGIN = re.compile(r"^ {0,200}[|+](?: (?P<text>.*))?$")
+#: the rules between a group's sub-exceptions: ``+-+---------------- 1 ----------------``
+#: before the first, ``+---------------- 2 ----------------`` before each next one (``...``
+#: past the group's width) and ``+------------------------------------`` after the last
+_GROUP_RULE = re.compile(
+    r"^ {0,200}\+(?P<first>-\+)?-{4,40}(?: (?:\d{1,9}|\.\.\.) -{4,40})?$")
 _FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+)(?:, in (?P<func>.+))?$')
 _EXC_LINE = re.compile(
     r"^(?:[+|]\s*)?(?P<type>[A-Za-z_][\w.]*(?:Error|Exception|Warning|Exit|Interrupt|Failure"
     r"|Fault|Iteration|Timeout|Refused|NotFound|Denied)\w*|[A-Z]\w*Error)(?::\s?(?P<msg>.*))?$"
 )
+#: the exception line that ends a traceback's frames, whatever the class is called
+#: (``psycopg2.errors.UniqueViolation: ...``, ``Http404``, ``app.models.User.DoesNotExist``):
+#: a dotted name, then its message after ``: `` or nothing
+_EXC_ANY = re.compile(
+    r"^(?P<type>[A-Za-z_]\w{0,150}(?:\.[A-Za-z_]\w{0,150}){0,30})(?:: ?(?P<msg>.*))?$")
+#: names that head a log or runner line, never an exception class on its own (``Warning``
+#: is Python's own class: not one of them)
+_LEVEL_WORDS = frozenset((
+    "FATAL", "CRITICAL", "ERROR", "ERR", "WARN", "WARNING", "INFO", "DEBUG", "PANIC", "FAILED",
+    "FAIL", "error", "fatal", "warning", "panic", "info", "debug", "Fatal", "Info", "Debug",
+    "Panic", "Failed"))
+#: the context a database driver prints after an exception's message (libpq through
+#: psycopg: ``LINE 1: SELECT ...`` with its ``^`` caret under it, ``DETAIL:  Key (email)=...``,
+#: ``HINT:``, ``CONTEXT:``, ``QUERY:``): the statement and the row's values, not the error
+_SQL_CONTEXT = re.compile(r"^(?:LINE \d{1,9}|DETAIL|HINT|CONTEXT|QUERY|STATEMENT|WHERE):|^\^+$")
 _PYTEST_E = re.compile(r"^E\s{1,}(?P<text>.*)$")
 _PYTEST_LOC = re.compile(r"^(?P<file>[^\s:]+\.py):(?P<line>\d+): (?P<type>[\w.]+)$")
 #: a frame of pytest's long traceback above the failing line (``test_m.py:2: in <module>``,
@@ -53,13 +79,26 @@ def _continues_message(line: str) -> bool:
     stripped = line.strip()
     if not stripped or line.startswith(_CHAIN_MARKERS) or _FRAME.match(line):
         return False
+    if _SQL_CONTEXT.match(stripped):
+        return False  # the driver's statement, caret and row values: not the message
     if line[0] in " \t":
         return True  # indented: a detail of the message (no runner line is indented)
     return not (_FOREIGN.match(stripped) or is_runner_line(stripped))
 
 
-def _parse_block(lines: list[str], repo: str) -> tuple[list[Frame], str, str]:
-    """Frames, exception type and message of one traceback block (lines after the header)."""
+def _exception_line(line: str) -> re.Match[str] | None:
+    """``line`` as an exception line (``module.Class: message`` or a bare ``Class``), or
+    None when it is a log or runner line (``ERROR: Job failed``, ``make: *** ...``)."""
+    exc = _EXC_ANY.match(line)
+    if exc is None or exc.group("type") in _LEVEL_WORDS or is_runner_line(line):
+        return None
+    return exc
+
+
+def _parse_block(lines: list[str], repo: str, bare: bool = False
+                 ) -> tuple[list[Frame], str, str]:
+    """Frames, exception type and message of one traceback block (lines after the header);
+    ``bare``: an exception printed without traceback (its first line is the exception)."""
     frames: list[Frame] = []
     for index, line in enumerate(lines):
         frame = _FRAME.match(line)
@@ -74,7 +113,11 @@ def _parse_block(lines: list[str], repo: str) -> tuple[list[Frame], str, str]:
             continue
         if line.startswith((" ", "\t")) or not line.strip():
             continue
-        exc = _EXC_LINE.match(line.strip())
+        # after the frames, the first line Python did not indent is the exception, whatever
+        # its class is called; before any frame (or when that line is a log or runner
+        # line: the traceback was cut) only a name that reads as an exception class counts
+        exc = _exception_line(line.strip()) if frames or bare else None
+        exc = exc or _EXC_LINE.match(line.strip())
         if exc:
             message = [exc.group("msg") or ""]
             # a message may continue on the next lines, up to a blank line, a chain marker
@@ -87,13 +130,92 @@ def _parse_block(lines: list[str], repo: str) -> tuple[list[Frame], str, str]:
     return frames, "", ""
 
 
-def parse_python(text: str, repo: str = "") -> Extraction | None:
-    """The last (outermost-raised) exception, its frames, and its causes as ``chain``."""
+def _parse_chain(text: str, repo: str) -> list[tuple[list[Frame], str, str]]:
+    """Each traceback block of ``text`` that names its exception, in the order printed
+    (causes first); an exception printed without a traceback (a group's sub-exception that
+    was never raised) is its own block."""
     if _TRACEBACK not in text:
-        return None
+        block = _parse_block(text.splitlines(), repo, bare=True)
+        return [block] if block[1] else []
     blocks = text.split(_TRACEBACK)[1:]
     parsed = [_parse_block(block.splitlines()[1:], repo) for block in blocks]
-    parsed = [p for p in parsed if p[1]]
+    return [p for p in parsed if p[1]]
+
+
+def _parse_group(lines: list[str], repo: str
+                 ) -> tuple[tuple[list[Frame], str, str, tuple[tuple[str, str], ...]] | None, int]:
+    """An exception group's traceback (``lines`` from its header on): its root cause, the
+    first sub-exception (a nested group's first one, the innermost raised of a chained
+    one), whose frames follow the frames of the groups around it; ``chain`` holds the
+    sub-exception's own causes, then each group (outermost first), then the other
+    sub-exceptions. A TaskGroup's ``ExceptionGroup: unhandled errors in a TaskGroup (1
+    sub-exception)`` says nothing of what failed: its sub-exception is the error.
+
+    The margins are stripped and the group's parts cut at its rules: the part before the
+    first rule is the group's own traceback, each part after one a sub-exception's (a
+    nested group's parts are cut at its own rules the same way); the margin ends at the
+    first line outside it, whose index is returned too."""
+    parts: list[list[str]] = [[]]
+    groups: list[int] = []  # the parts that are groups: a ``+-+`` rule follows them
+    end = len(lines)
+    for index, line in enumerate(lines):
+        rule = _GROUP_RULE.match(line)
+        if rule:
+            if rule.group("first"):
+                groups.append(len(parts) - 1)
+            parts.append([])
+            continue
+        margin = _MARGIN.match(line)
+        if margin is None:
+            end = index
+            break
+        parts[-1].append((margin.group("text") or "").replace(_GROUP_TRACEBACK, _TRACEBACK))
+    frames: list[Frame] = []
+    outer: list[tuple[str, str]] = []
+    found: tuple[list[Frame], str, str, tuple[tuple[str, str], ...]] | None = None
+    others: list[tuple[str, str]] = []
+    for index, part in enumerate(parts):
+        parsed = _parse_chain("\n".join(part), repo)
+        if not parsed:
+            continue  # ``and 3 more exceptions``, an empty part between two rules
+        own_frames, error_type, message = parsed[-1]
+        if found is not None:
+            others.append((error_type, message))
+        elif index in groups:  # a group around the root cause: its frames lead to it
+            frames.extend(own_frames)
+            outer.append((error_type, message))
+        else:
+            causes = tuple((t, m) for _, t, m in parsed[:-1])
+            found = ([*frames, *own_frames], error_type, message, (*causes, *outer))
+    if found is None:
+        if not outer:
+            return None, end
+        # (no sub-exception could be read: the outermost group is the error)
+        return (frames, outer[0][0], outer[0][1], tuple(outer[1:])), end
+    return (found[0], found[1], found[2], (*found[3], *others)), end
+
+
+def parse_python(text: str, repo: str = "") -> Extraction | None:
+    """The last (outermost-raised) exception, its frames, and its causes as ``chain``; of
+    an exception group (Python 3.11+), its first sub-exception (see ``_parse_group``)."""
+    if _TRACEBACK not in text:
+        return None
+    if _GROUP_TRACEBACK in text:
+        lines = text.splitlines()
+        start = next(i for i, line in enumerate(lines) if _GROUP_TRACEBACK in line)
+        group, end = _parse_group(lines[start:], repo)
+        if group is not None:
+            frames, error_type, message, chain = group
+            # an exception raised while handling the group is the one that ended the program
+            rest = "\n".join(lines[start + end:])
+            later = _parse_chain(rest, repo) if _TRACEBACK in rest else []
+            if later:
+                chain = (*chain, (error_type, message),
+                         *((t, m) for _, t, m in later[:-1]))
+                frames, error_type, message = later[-1]
+            return Extraction("python", error_type, message, tuple(frames), chain,
+                              tool="python")
+    parsed = _parse_chain(text, repo)
     if not parsed:
         return None
     frames, error_type, message = parsed[-1]

@@ -234,8 +234,11 @@ _GRADLE_TEST_CAUSE = re.compile(r"^\s{1,16}(?P<type>[\w$.]{1,300})(?:: (?P<msg>.
 _KOTLIN_ERROR = re.compile(
     r"^e: (?:file://)?(?P<file>[^\s:]{1,500}\.kts?):(?: \()?(?P<line>\d{1,9})[:,] ?\d{1,9}"
     r"\)?:? (?P<msg>.*)$")
-#: javac's ``/p/src/main/java/app/App.java:12: error: cannot find symbol`` (Gradle's plain
-#: console may glue it to the task's name: ``:compileJava/p/src/...``)
+#: javac's ``/p/src/main/java/app/App.java:12: error: cannot find symbol``. Gradle prints it
+#: on a line of its own under ``> Task :app:compileJava`` or ``> Task :app:compileJava
+#: FAILED``; when the task's header line was not ended before javac wrote (the console's
+#: progress line in a log), it is glued to the task's name, with the header's ``> Task ``
+#: (``> Task :app:compileJava/p/src/...``) or without (``:compileJava/p/src/...``)
 _JAVAC_ERROR = re.compile(r"^(?P<file>[^\s:]{1,500}\.java):(?P<line>\d{1,9}): error: (?P<msg>.*)$")
 
 
@@ -243,6 +246,7 @@ def _javac_line(line: str) -> str:
     """A javac error line of a Gradle build without the task name glued in front, or ""."""
     if ".java:" not in line:
         return ""
+    line = line.removeprefix("> Task ")
     if line.startswith(":") and "/" in line:
         line = line[line.index("/"):]
     return line if _JAVAC_ERROR.match(line) else ""
