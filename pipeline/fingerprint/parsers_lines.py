@@ -161,7 +161,7 @@ def parse_log(text: str, repo: str = "") -> Extraction | None:
     1.``, ``##[error]...``) is never that line when the text holds anything else: the step
     failed because of what it printed above, which the runner's line only reports."""
     lines = text.splitlines()
-    skip_runner = _has_own_output(lines)
+    skip_runner: bool | None = None  # (known once a level line is a runner's)
     for index, line in enumerate(lines):
         level = _LEVEL.search(line)
         if level and level.group("level").upper() not in ("FAILED",):
@@ -170,8 +170,11 @@ def parse_log(text: str, repo: str = "") -> Extraction | None:
                     lines[max(0, index - _TRAILER_LOOKBACK):index]) if above.strip()), "")
                 if cause:
                     return Extraction("log", level.group("level").upper(), cause)
-            if skip_runner and is_runner_line(line.strip()):
-                continue
+            if is_runner_line(line.strip()):
+                if skip_runner is None:
+                    skip_runner = _has_own_output(lines)
+                if skip_runner:
+                    continue
             message = strip_log_header(line)
             if message[:1].isdigit():
                 # "HTTP Error 429: ...", "returned error: 401": the number after the level
@@ -198,7 +201,7 @@ _FRAME_LINE = re.compile(
 _TALLY = re.compile(
     r"""\b\d{1,9}\ (?:failed|failures?|errors?|passed|examples?|tests?|skipped|pending
                     |warnings?|succeeded|broken|flaky)\b
-      |\b(?:failures|errors|failed|tests\ run|skipped)\ ?[:=]\ ?\d""",
+      |\b(?:failures|errors|tests\ run|skipped|passed)\ ?[:=]\ ?\d""",
     re.VERBOSE | re.IGNORECASE,
 )
 #: what a runner says about the run, not about what failed: its timing, random seed, start
@@ -227,20 +230,34 @@ _EXCEPTION_SHAPE = re.compile(
     r"^(?:(?:[A-Za-z_][\w$]{0,100}(?:\.|::)){1,20}[A-Z][\w$]{0,100}"
     r"|[A-Z][\w$]{0,100}(?:Error|Exception|Failure|Fault|Panic))(?::\s|:?$)"
 )
+#: a program's own diagnostic, ``prog: message`` (``curl: (6) Could not resolve host``,
+#: ``tar: x: Cannot open``), or a line led by an error code (``ERR_PNPM_OUTDATED_LOCKFILE
+#: ...``, ``[ERR_INVALID_ARG] ...``): with a failure word (or curl's numbered code), the
+#: line that says what failed; ``hint:``, ``note:`` and their like give advice instead
+_PROGRAM_SAYS = re.compile(r"^(?P<prog>[\w.+/-]{1,64}): (?P<code>\(\d{1,4}\) )?")
+_ADVICE = frozenset({"hint", "note", "help", "tip", "info", "warning", "warn", "notice",
+                     "debug", "see", "suggestion", "usage"})
+_ERROR_CODE = re.compile(r"^\[?[A-Z][A-Z0-9]{0,30}(?:_[A-Z0-9]{1,30}){1,8}\]?:?\s")
 
 
 def _headline_score(line: str) -> int:
     """How well ``line`` (stripped, not blank) says what failed: 3 an exception's own line,
-    2 a line with an error or failure word, 1 any other line, 0 a line that never heads a
+    a program's own diagnostic or a line led by an error code, 2 a line with an error or
+    failure word, 1 any other line, 0 a line that never heads a
     text holding anything else (a runner's line, a stack frame or source excerpt, a tally,
     a note about the run, a heading, a line without letters)."""
     line = line[:_SCORED_CHARS]
     if (not any(c.isalpha() for c in line) or is_runner_line(line) or _FRAME_LINE.match(line)
             or _RUN_NOTE.match(line) or _HEADING.match(line) or _TALLY.search(line)):
         return 0
-    if _EXCEPTION_SHAPE.match(line):
+    if _EXCEPTION_SHAPE.match(line) or _ERROR_CODE.match(line):
         return 3
-    return 2 if _FAILURE_WORD.search(line) else 1
+    failure = _FAILURE_WORD.search(line) is not None
+    program = _PROGRAM_SAYS.match(line)
+    if program and program.group("prog").lower() not in _ADVICE and (
+            failure or program.group("code")):
+        return 3
+    return 2 if failure else 1
 
 
 #: the longest line prefix the headline scores look at
