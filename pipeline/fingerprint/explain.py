@@ -41,6 +41,8 @@ _CHOSEN = {
     "python": "the last exception raised (the one the traceback ends with); the ones it "
               "was raised from or during are the chain",
     "java": "the root cause (the last 'Caused by'); the exceptions wrapping it are the chain",
+    "dotnet": "the root cause (the last inner exception, '--->'); the exceptions wrapping it "
+              "are the chain",
 }
 
 

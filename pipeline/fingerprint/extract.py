@@ -21,17 +21,20 @@ from pipeline.fingerprint.parsers_runners import (
     parse_go_test,
     parse_gradle,
     parse_jest,
+    parse_rspec,
     parse_rust,
+    parse_vitest,
 )
-from pipeline.fingerprint.parsers_stacks import parse_go, parse_java, parse_node
+from pipeline.fingerprint.parsers_stacks import parse_dotnet, parse_go, parse_java, parse_node
 from pipeline.runnerlines import strip_stamps
 
 Parser = Callable[[str, str], Extraction | None]
 
 #: order matters: a test runner's output holds the error its test raised, so each runner
 #: goes before the error's own parser (pytest before Python, go test before Go panics, jest
-#: before Node); a Rust panic goes before the diagnostics (cargo prints its build warnings
-#: first); Gradle after them (javac's own error lines say more than its summary)
+#: and vitest before Node, rspec before the text fallback); a Rust panic goes before the diagnostics
+#: (cargo prints its build warnings first); Gradle after them (javac's own error lines say
+#: more than its summary)
 PARSERS: tuple[Parser, ...] = (
     parse_pytest,
     parse_python,
@@ -40,7 +43,10 @@ PARSERS: tuple[Parser, ...] = (
     parse_go,
     parse_rust,
     parse_jest,
+    parse_vitest,
     parse_node,
+    parse_dotnet,
+    parse_rspec,
     parse_diagnostic,
     parse_shell,
     parse_gradle,

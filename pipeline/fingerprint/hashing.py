@@ -47,7 +47,13 @@ VERSIONS: dict[str, str] = {
     "bare name:port after tcp/to/connect); dotted CamelCase class names are kept; pip's "
     "version lists, Kubernetes' (xN over T), RFC 1123/2822 dates, compound durations and "
     "xdist's [gwN] are masked; entry-point scripts are <bin>/NAME; /usr/src, /srv, /opt, "
-    "/app, /code checkouts collapse like home folders",
+    "/app, /code checkouts collapse like home folders. A runner's or build tool's line "
+    "(make's '*** [...] Error N', a step's exit report, '##[error]') never heads a text "
+    "holding anything else; a text no parser reads is headed by its best line by score (an "
+    "exception's line, a program's diagnostic, an error code, a failure word; never a frame, "
+    "tally, timing, seed or heading), not its last; rspec, vitest and unhandled .NET "
+    "exceptions are parsed (the failing example or test as the innermost frame; .NET's last "
+    "inner exception as the root cause)",
 }
 
 

@@ -135,7 +135,7 @@ def extract_params(text: str, extraction: Extraction) -> dict[str, Any]:
         if project[-1].line is not None:
             params["line"] = project[-1].line
     if extraction.kind in ("compiler", "python", "pytest", "java", "node", "go", "rust", "test",
-                           "gradle"):
+                           "gradle", "dotnet"):
         params["error_type"] = extraction.error_type
     if extraction.kind == "compiler":
         params["code"] = extraction.error_type

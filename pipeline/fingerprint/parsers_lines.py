@@ -7,6 +7,7 @@ import re
 from pipeline.fingerprint.model import Extraction, Frame
 from pipeline.fingerprint.parsers_python import PYTEST_FRAME
 from pipeline.fingerprint.paths import is_library, normalize_path
+from pipeline.runnerlines import is_runner_line
 
 # ruff/flake8/gcc/clang/mypy/go vet: path:line[:col]: [severity:] [CODE] message [code]
 _DIAGNOSTIC = re.compile(
@@ -147,10 +148,20 @@ _TRAILER = re.compile(r"\breturned \d{1,3} exit status|\bexited with (?:exit )?(
 _TRAILER_LOOKBACK = 3
 
 
+def _has_own_output(lines: list[str]) -> bool:
+    """True when some line of ``lines`` is neither blank nor the CI runner's or a build
+    tool's own (:func:`pipeline.runnerlines.is_runner_line`): then no runner line heads."""
+    return any(line.strip() and not is_runner_line(line.strip()) for line in lines)
+
+
 def parse_log(text: str, repo: str = "") -> Extraction | None:
     """The first ERROR/FATAL-level line, header stripped; ``error_type`` is the level. When
-    that line only reports a failed child process, the line the child printed before it."""
+    that line only reports a failed child process, the line the child printed before it.
+    A runner's line (``make: *** [x] Error 1``, ``Error: Process completed with exit code
+    1.``, ``##[error]...``) is never that line when the text holds anything else: the step
+    failed because of what it printed above, which the runner's line only reports."""
     lines = text.splitlines()
+    skip_runner: bool | None = None  # (known once a level line is a runner's)
     for index, line in enumerate(lines):
         level = _LEVEL.search(line)
         if level and level.group("level").upper() not in ("FAILED",):
@@ -159,6 +170,11 @@ def parse_log(text: str, repo: str = "") -> Extraction | None:
                     lines[max(0, index - _TRAILER_LOOKBACK):index]) if above.strip()), "")
                 if cause:
                     return Extraction("log", level.group("level").upper(), cause)
+            if is_runner_line(line.strip()):
+                if skip_runner is None:
+                    skip_runner = _has_own_output(lines)
+                if skip_runner:
+                    continue
             message = strip_log_header(line)
             if message[:1].isdigit():
                 # "HTTP Error 429: ...", "returned error: 401": the number after the level
@@ -169,7 +185,101 @@ def parse_log(text: str, repo: str = "") -> Extraction | None:
     return None
 
 
+#: the lines that never head a text holding anything else (score 0 in :func:`headline`):
+#: a stack frame or source excerpt (``at X.m(...)``, ``File "..."``, Ruby's ``from x.rb:5:in``,
+#: rspec's ``# ./x_spec.rb:8:in``, vitest's ``❯ x.test.ts:12:4``, ``12|   code``)
+_FRAME_LINE = re.compile(
+    r"""^(?:at\ [^\s(]{1,500}(?:\ \(|\(|:\d)     # .NET, JVM, Node
+        |File\ "                                # Python
+        |(?:from|\#|\u276f|-->)\ [^\s:]{1,500}:\d  # Ruby, rspec, vitest, rustc
+        |\d{0,9}\ {0,4}\|                        # a source excerpt's margin
+    )""",
+    re.VERBOSE,
+)
+#: a test runner's tally (``4 examples, 1 failure``, ``Tests  1 failed | 3 passed (4)``,
+#: ``Tests run: 5, Failures: 1``, ``FAILED (failures=1)``, ``Found 2 errors in 1 file``)
+_TALLY = re.compile(
+    r"""\b\d{1,9}\ (?:failed|failures?|errors?|passed|examples?|tests?|skipped|pending
+                    |warnings?|succeeded|broken|flaky)\b
+      |\b(?:failures|errors|tests\ run|skipped|passed)\ ?[:=]\ ?\d""",
+    re.VERBOSE | re.IGNORECASE,
+)
+#: what a runner says about the run, not about what failed: its timing, random seed, start
+#: time, progress (``Finished in 0.01 seconds``, ``Duration  1.94s``, ``Randomized with seed
+#: 1234``, ``Ran 3 tests in 0.002s``, ``..F.``, ``[ 45%]``)
+_RUN_NOTE = re.compile(
+    r"""^(?:(?:Finished|Done|Completed)\ in|Duration|Randomized\ with\ seed|Running\ with\ seed
+        |Seed|Start(?:ed)?\ at|Elapsed|Took|Time(?:\ elapsed)?:|Ran\ \d{1,9}\ tests?)\b
+      |^[.FEPS*]{2,}$
+      |^\[\s{0,3}\d{1,3}%\]""",
+    re.VERBOSE,
+)
+#: a heading or a rule (``Failures:``, ``Failed examples:``, ``Events:``, ``⎯⎯ Failed
+#: Tests 1 ⎯⎯``, ``-----``): it names the section below it
+_HEADING = re.compile(r"^(?:[A-Za-z][\w ]{0,30}:|[-=_*#~\u2500-\u257f\u23af]{3,}.*)$")
+#: a line that says something went wrong: an error or failure word anywhere in it
+_FAILURE_WORD = re.compile(
+    r"error|fail|fatal|exception|panic|abort|denied|refused|killed|cannot|can't|could not"
+    r"|couldn't|unable|not found|no such|invalid|timed out|crash|unhandled|violation"
+    r"|forbidden|unauthori[sz]ed|expired|missing|not allowed",
+    re.IGNORECASE,
+)
+#: an exception's own line: ``pkg.mod.Name: message`` or ``Name: message`` whose name ends
+#: like an exception class's (``psycopg2.errors.UniqueViolation: ...``, ``NameError:``)
+_EXCEPTION_SHAPE = re.compile(
+    r"^(?:(?:[A-Za-z_][\w$]{0,100}(?:\.|::)){1,20}[A-Z][\w$]{0,100}"
+    r"|[A-Z][\w$]{0,100}(?:Error|Exception|Failure|Fault|Panic))(?::\s|:?$)"
+)
+#: a program's own diagnostic, ``prog: message`` (``curl: (6) Could not resolve host``,
+#: ``tar: x: Cannot open``), or a line led by an error code (``ERR_PNPM_OUTDATED_LOCKFILE
+#: ...``, ``[ERR_INVALID_ARG] ...``): with a failure word (or curl's numbered code), the
+#: line that says what failed; ``hint:``, ``note:`` and their like give advice instead
+_PROGRAM_SAYS = re.compile(r"^(?P<prog>[\w.+/-]{1,64}): (?P<code>\(\d{1,4}\) )?")
+_ADVICE = frozenset({"hint", "note", "help", "tip", "info", "warning", "warn", "notice",
+                     "debug", "see", "suggestion", "usage"})
+_ERROR_CODE = re.compile(r"^\[?[A-Z][A-Z0-9]{0,30}(?:_[A-Z0-9]{1,30}){1,8}\]?:?\s")
+
+
+def _headline_score(line: str) -> int:
+    """How well ``line`` (stripped, not blank) says what failed: 3 an exception's own line,
+    a program's own diagnostic or a line led by an error code, 2 a line with an error or
+    failure word, 1 any other line, 0 a line that never heads a
+    text holding anything else (a runner's line, a stack frame or source excerpt, a tally,
+    a note about the run, a heading, a line without letters)."""
+    line = line[:_SCORED_CHARS]
+    if (not any(c.isalpha() for c in line) or is_runner_line(line) or _FRAME_LINE.match(line)
+            or _RUN_NOTE.match(line) or _HEADING.match(line) or _TALLY.search(line)):
+        return 0
+    if _EXCEPTION_SHAPE.match(line) or _ERROR_CODE.match(line):
+        return 3
+    failure = _FAILURE_WORD.search(line) is not None
+    program = _PROGRAM_SAYS.match(line)
+    if program and program.group("prog").lower() not in _ADVICE and (
+            failure or program.group("code")):
+        return 3
+    return 2 if failure else 1
+
+
+#: the longest line prefix the headline scores look at
+_SCORED_CHARS = 2000
+
+
+def headline(lines: list[str]) -> str:
+    """The line of ``lines`` that best says what failed (:func:`_headline_score`); of
+    equally good lines the last, as tools print their conclusion last."""
+    best, best_score = "", -1
+    for line in lines:
+        stripped = line.strip()
+        if not stripped:
+            continue
+        score = _headline_score(stripped)
+        if score >= best_score:
+            best, best_score = stripped, score
+    return best
+
+
 def parse_text(text: str, repo: str = "") -> Extraction:
-    """Fallback: the last non-empty line (tools print the conclusion last)."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return Extraction("text", "", lines[-1] if lines else "")
+    """Fallback: the line that best says what failed (:func:`headline`), the last of them
+    (tools print the conclusion last); never a runner's line, a frame, a tally or a note
+    about the run when the text holds anything else."""
+    return Extraction("text", "", headline(text.splitlines()))

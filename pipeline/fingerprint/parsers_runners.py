@@ -1,4 +1,4 @@
-"""Rust panics and test-runner failures (cargo test, go test, jest, Gradle).
+"""Rust panics and test-runner failures (cargo test, go test, jest, vitest, rspec, Gradle).
 
 A runner's failure is identified as pytest's is: by what failed (the test, or the Gradle
 task) and by what it said, with the failing file as a frame where the runner prints one. The
@@ -216,6 +216,46 @@ def parse_jest(text: str, repo: str = "") -> Extraction | None:
     return None
 
 
+# --- vitest ---------------------------------------------------------------------------------
+
+#: `` FAIL  src/lib/date.test.ts > formatDate > pads the month``: one failing test's report
+_VITEST_FAIL = re.compile(r"^\s{0,8}FAIL\s{1,8}(?P<file>[^\s>]{1,500}) > (?P<test>\S.{0,500})$")
+#: `` \u276f src/lib/date.test.ts:9:30``: a frame of the error, innermost first
+_VITEST_FRAME = re.compile(r"^\s{0,8}\u276f (?P<file>[^\s:]{1,500}):(?P<line>\d{1,9}):\d{1,9}$")
+#: what ends a test's report: the next one, or a rule (``\u23af\u23af\u23af``)
+_VITEST_END = re.compile(r"^\s{0,8}(?:FAIL\s|\u23af)")
+
+
+def parse_vitest(text: str, repo: str = "") -> Extraction | None:
+    """A failing vitest test: its file and name (``FAIL  file > suite > test``), the error
+    printed under it (``AssertionError: expected ...``) and its ``\u276f file:line:col``
+    frames."""
+    if "FAIL" not in text or " > " not in text:
+        return None
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        failed = _VITEST_FAIL.match(line)
+        if failed is None:
+            continue
+        block: list[str] = []
+        for follow in lines[index + 1:]:
+            if _VITEST_END.match(follow):
+                break
+            block.append(follow)
+        first = next((s.strip() for s in block if s.strip()), "")
+        error_type, message = "TestFailure", first
+        head = parse_node_head(first)
+        if head is not None:
+            error_type, message = head
+        frames = [Frame(normalize_path(m.group("file"), repo), "", int(m.group("line")),
+                        not is_library(m.group("file")))
+                  for m in map(_VITEST_FRAME.match, reversed(block)) if m]
+        frames.append(Frame(normalize_path(failed.group("file"), repo),
+                            failed.group("test").strip(), None, True))
+        return Extraction("test", error_type, message, tuple(frames), tool="vitest")
+    return None
+
+
 # --- Gradle ---------------------------------------------------------------------------------
 
 #: ``> Task :app:compileKotlin FAILED``
@@ -341,3 +381,65 @@ def _gradle_failure(task: str, wrong: str, test: tuple[Frame, str, str, Frame | 
         project, _, name = task.rpartition(":")
         frames.append(Frame(project or ":", name, None, True))
     return Extraction("gradle", error_type, message, tuple(frames), tool="gradle")
+
+
+# --- rspec ----------------------------------------------------------------------------------
+
+#: ``  1) Invoice#due_date adds the payment terms``: one failing example under ``Failures:``
+_RSPEC_EXAMPLE = re.compile(r"^\s{0,8}(?P<n>\d{1,6})\) (?P<test>\S.{0,500})$")
+#: ``     Failure/Error: expect(x).to eq(1)``: the line of the example that failed
+_RSPEC_FAILURE = re.compile(r"^\s{1,16}Failure/Error: (?P<code>.*)$")
+#: ``     NoMethodError:``: the exception the example raised, its message on the lines below
+_RSPEC_EXCEPTION = re.compile(r"^\s{1,16}(?P<type>[A-Z][\w:]{0,300}):(?: (?P<msg>.*))?$")
+#: ``     # ./app/models/cart.rb:31:in `checkout'``: a frame, innermost first
+_RSPEC_FRAME = re.compile(
+    r"^\s{1,16}# (?P<file>[^\s:]{1,500}):(?P<line>\d{1,9})(?::in [`'](?P<func>[^`']{0,300})')?")
+#: ``rspec ./spec/models/cart_spec.rb:7 # Cart#checkout charges the card``
+_RSPEC_RERUN = re.compile(r"^rspec (?P<file>[^\s:\[]{1,500})[:\[]")
+
+
+def parse_rspec(text: str, repo: str = "") -> Extraction | None:
+    """A failing rspec example: its description and spec file (the test frame), the
+    exception it raised (its class and first message line) or else the line that failed
+    (``Failure/Error: expect(...)``, type ``ExpectationNotMetError``), and its frames."""
+    if "Failure/Error: " not in text:
+        return None
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if _RSPEC_EXAMPLE.match(line)), -1)
+    if start < 0:
+        return None
+    example = _RSPEC_EXAMPLE.match(lines[start])
+    assert example is not None
+    code = error_type = message = ""
+    raw_frames: list[re.Match[str]] = []
+    block = lines[start + 1:]
+    for index, line in enumerate(block):
+        if _RSPEC_EXAMPLE.match(line) or (line.strip() and not line[0].isspace()):
+            break  # the next example, or rspec's summary
+        failure = _RSPEC_FAILURE.match(line)
+        if failure:
+            code = code or failure.group("code").strip()
+            continue
+        frame = _RSPEC_FRAME.match(line)
+        if frame:
+            raw_frames.append(frame)
+            continue
+        exception = _RSPEC_EXCEPTION.match(line) if code and not error_type else None
+        if exception and not line.strip().startswith(("expected", "got")):
+            error_type = exception.group("type")
+            message = exception.group("msg") or next(
+                (s.strip() for s in block[index + 1:index + 3] if s.strip()), "")
+    if not code:
+        return None
+    frames = [Frame(normalize_path(m.group("file").removeprefix("./"), repo),
+                    m.group("func") or "", int(m.group("line")),
+                    not is_library(m.group("file"))) for m in reversed(raw_frames)]
+    spec = next((m.group("file") for m in map(_RSPEC_RERUN.match, lines) if m), "")
+    if not spec:
+        spec = next((m.group("file") for m in raw_frames
+                     if m.group("file").endswith("_spec.rb")), "")
+    frames.append(Frame(normalize_path(spec.removeprefix("./"), repo),
+                        example.group("test").strip(), None, True))
+    if not error_type:
+        error_type, message = "ExpectationNotMetError", code
+    return Extraction("test", error_type, message.strip(), tuple(frames), tool="rspec")

@@ -144,3 +144,43 @@ def parse_go(text: str, repo: str = "") -> Extraction | None:
         error_type, message = "runtime error", message.removeprefix("runtime error: ")
     # printed innermost first: outermost to innermost, as every Extraction's
     return Extraction("go", error_type, message, tuple(reversed(frames)), tool="go")
+
+
+#: .NET's report of an exception nobody caught: ``Unhandled exception. System.X: message``
+#: (.NET 5+; ``Unhandled Exception: System.X: message`` before), and an inner exception
+#: printed in it: `` ---> System.IO.IOException: message``
+_DOTNET_HEAD = re.compile(
+    r"^(?:Unhandled [Ee]xception[.:] |\s{0,8}---> )(?P<type>[A-Za-z_][\w.`]{0,300}): ?(?P<msg>.*)$")
+#: ``   at Billing.TaxTable.RateFor(String region) in /src/TaxTable.cs:line 22`` (the
+#: location only with debug symbols)
+_DOTNET_FRAME = re.compile(
+    r"^\s{1,16}at (?P<func>[^\s(]{1,500})\([^)]{0,1000}\)"
+    r"(?: in (?P<file>[^:\n]{0,1000}(?::[\\/][^:\n]{0,1000})?):line (?P<line>\d{1,9}))?\s*$")
+_DOTNET_LIBRARY = ("System.", "Microsoft.")
+
+
+def parse_dotnet(text: str, repo: str = "") -> Extraction | None:
+    """An unhandled .NET exception: the innermost exception (the last ``--->``, the root
+    cause) with its type and message, its wrappers as the chain, and the frames printed
+    under the report (innermost first, so reversed: outermost to innermost)."""
+    if "nhandled " not in text or "   at " not in text:
+        return None
+    heads: list[tuple[str, str]] = []
+    frames: list[Frame] = []
+    for line in text.splitlines():
+        head = _DOTNET_HEAD.match(line)
+        if head and (heads or not line.startswith(" ")):
+            heads.append((head.group("type"), head.group("msg").strip()))
+            continue
+        frame = _DOTNET_FRAME.match(line) if heads else None
+        if frame:
+            func, raw = frame.group("func"), frame.group("file") or ""
+            frames.append(Frame(
+                normalize_path(raw, repo) if raw else "", func,
+                int(frame.group("line")) if frame.group("line") else None,
+                not func.startswith(_DOTNET_LIBRARY) and not (raw and is_library(raw))))
+    if not heads:
+        return None
+    error_type, message = heads[-1]
+    return Extraction("dotnet", error_type, message, tuple(reversed(frames)),
+                      tuple(heads[:-1]), tool="dotnet")
