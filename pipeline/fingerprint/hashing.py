@@ -53,7 +53,14 @@ VERSIONS: dict[str, str] = {
     "exception's line, a program's diagnostic, an error code, a failure word; never a frame, "
     "tally, timing, seed or heading), not its last; rspec, vitest and unhandled .NET "
     "exceptions are parsed (the failing example or test as the innermost frame; .NET's last "
-    "inner exception as the root cause)",
+    "inner exception as the root cause). A Python traceback's exception is the first "
+    "unindented line after its frames, whatever its class is called; a driver's LINE n:, "
+    "caret, DETAIL: and HINT: lines are not its message; exception groups are read through "
+    "their margins, the first sub-exception being the error. Go's relative internal/ is the "
+    "project's code and GOROOT a library; a leading ./ is dropped; /src and /build collapse "
+    "like /app; a bare peer name where the wording makes it a host, and localhost, are "
+    "<host>; values after an id key and buildkit refs are one <id>; pre-release tags are "
+    "part of a version; an HTTP status after StatusCode: is kept",
 }
 
 
