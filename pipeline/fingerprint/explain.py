@@ -20,6 +20,7 @@ from pipeline.fingerprint.fingerprinter import (
     MASKED_PARAMS,
     MAX_FRAMES,
     _mask_params,
+    chain_key,
     coarse_head,
     fingerprint_text,
 )
@@ -74,7 +75,10 @@ def explain_grouping(text: str, repo: str = "") -> dict[str, Any]:
         "chain": chain, "chosen": _CHOSEN.get(ex.kind, "") if chain else "",
         "fine_key": {"kind": ex.kind, "error_type": ex.error_type,
                      "message": masked.text[:_SHOWN * 2],
-                     "frames": [f"{f['file']}:{f['function']}" for f in frames]},
+                     "frames": [f"{f['file']}:{f['function']}" for f in frames],
+                     # the chain's classes and masked messages ("" without a chain)
+                     "chain": chain_key(ex, fp.params, DEFAULT_NORMALIZER) if ex.chain
+                     else ""},
         "coarse_key": {"kind": ex.kind,
                        "head": coarse_head(ex.kind, ex.error_type, masked.text),
                        "top_function": top},

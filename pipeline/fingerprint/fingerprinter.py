@@ -56,7 +56,7 @@ class Fingerprinter:
         #: (kind, error class, masked message, frame key, top function) -> what
         #: ``_shaped`` makes of it: texts that differ only in masked values (log lines with
         #: new numbers) share it; cleared when full
-        self._shapes: dict[tuple[str, str, str, str, str], tuple[Tokens, str, str]] = {}
+        self._shapes: dict[tuple[str, str, str, str, str, str], tuple[Tokens, str, str]] = {}
 
     def fingerprint(self, text: str, repo: str = "") -> Fingerprint:
         """The fingerprint of ``text``. A repeated text with the same mined template gets the
@@ -141,7 +141,8 @@ class Fingerprinter:
         frames = extraction.project_frames()[-MAX_FRAMES:]
         frame_key = "|".join(f"{f.file}:{f.function}" for f in frames)
         top = frames[-1].function if frames else ""
-        shape = (extraction.kind, extraction.error_type, masked.text, frame_key, top)
+        chain = chain_key(extraction, params, self.normalizer) if extraction.chain else ""
+        shape = (extraction.kind, extraction.error_type, masked.text, frame_key, top, chain)
         found = self._shapes.get(shape)
         if found is None:
             found = _shaped(*shape)
@@ -159,16 +160,34 @@ class Fingerprinter:
         return _Analysis(base, tokens, frame_key, chars)
 
 
-def _shaped(kind: str, error_type: str, masked: str, frame_key: str, top: str
-            ) -> tuple[Tokens, str, str]:
+def _shaped(kind: str, error_type: str, masked: str, frame_key: str, top: str,
+            chain: str = "") -> tuple[Tokens, str, str]:
     """The tokens to mine and the fine and coarse fingerprints of a masked message: the same
-    for every text that masks to it (with the same kind, error class and frames)."""
+    for every text that masks to it (with the same kind, error class, frames and chain)."""
     prefix = f"{error_type}: " if error_type else ""
     tokens = tokenize(prefix + masked)
     head = coarse_head(kind, error_type, masked, None if prefix else tokens)
     coarse = stable_hash("coarse", kind, head, top)
-    fine = stable_hash("fine", kind, error_type, masked, frame_key)
+    fine = (stable_hash("fine", kind, error_type, masked, frame_key, chain) if chain
+            else stable_hash("fine", kind, error_type, masked, frame_key))
     return tokens, fine, coarse
+
+
+#: chained exceptions that enter the fine key, and the characters of each one's message
+CHAIN_KEY_LINKS = 5
+CHAIN_KEY_CHARS = 500
+
+
+def chain_key(extraction: Extraction, params: dict[str, object], normalizer: Normalizer) -> str:
+    """The other exceptions of a chain as the fine key holds them: each one's class and
+    masked message (its names masked as the headline's), at most CHAIN_KEY_LINKS of them.
+    An error is its whole chain: `DatabaseUnavailable('db down')` raised from a failed
+    password and from a missing database are two errors needing two fixes (fp-v4)."""
+    parts = []
+    for error_type, message in extraction.chain[:CHAIN_KEY_LINKS]:
+        text = _mask_params(" ".join(message[:CHAIN_KEY_CHARS].split()), params)
+        parts.append(f"{error_type}: {normalizer.mask(text).text}")
+    return "\x1e".join(parts)
 
 
 def coarse_head(kind: str, error_type: str, masked: str, tokens: Tokens | None = None) -> str:

@@ -60,7 +60,8 @@ VERSIONS: dict[str, str] = {
     "project's code and GOROOT a library; a leading ./ is dropped; /src and /build collapse "
     "like /app; a bare peer name where the wording makes it a host, and localhost, are "
     "<host>; values after an id key and buildkit refs are one <id>; pre-release tags are "
-    "part of a version; an HTTP status after StatusCode: is kept",
+    "part of a version; an HTTP status after StatusCode: is kept. The fine key holds the "
+    "chain's other exceptions (class and masked message, up to five)",
 }
 
 

@@ -22,8 +22,9 @@ def test_the_named_parts_are_what_the_fingerprints_hash(path: Path) -> None:
     fp = fingerprint_text(text)
     g = explain_grouping(text)
     fine, coarse = g["fine_key"], g["coarse_key"]
+    chain = [fine["chain"]] if fine["chain"] else []  # a chain's exceptions, when one
     assert stable_hash("fine", fine["kind"], fine["error_type"], fine["message"],
-                       "|".join(fine["frames"])) == fp.fine == g["fine"]
+                       "|".join(fine["frames"]), *chain) == fp.fine == g["fine"]
     assert stable_hash("coarse", coarse["kind"], coarse["head"],
                        coarse["top_function"]) == fp.coarse == g["coarse"]
     assert g["steps"] and all(isinstance(s, str) for s in g["steps"])
