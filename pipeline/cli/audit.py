@@ -391,7 +391,7 @@ def _restarts(results: dict[str, Verification]) -> dict[str, dict[str, Any]]:
         data = record.get("data")
         if record.get("kind") == "audit.restart" and isinstance(data, dict) and \
                 isinstance(data.get("retired"), str):
-            found[data["retired"]] = {**data, "table_seq": seq}
+            found[data["retired"]] = {**data, "table_seq": seq, "ts": record.get("ts", "")}
     return found
 
 
