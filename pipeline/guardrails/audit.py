@@ -24,7 +24,9 @@ Tamper evidence (issue 11, item 8):
   (:func:`verify_file`, :func:`check_head`, :func:`cross_check`); the file's anchors are
   kept under the log's own id (``audit.id`` beside it, :meth:`AuditLog.log_id`), which moves
   with HEAL_HOME and survives a renamed host (a log written before ids adopts its legacy
-  host-and-path one);
+  host-and-path one); Redis also keeps, per place (host and path), the id last anchored
+  there (:func:`displaced`), so a log deleted or truncated with its id file deleted or
+  rewritten is refused, not given a new id (``heal audit restart`` is the recorded way);
 * an append that fails raises :class:`AuditError`; the apply stage then applies nothing and
   says why (it audits its intent first). A torn last line (a crash mid-write) is moved to
   ``audit.jsonl.torn`` with a warning, and the chain goes on from the last whole record.
