@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import secrets
 import time
 from collections import Counter
 from dataclasses import replace
@@ -12,7 +14,7 @@ from typing import Any
 
 from pipeline.config import Settings
 from pipeline.console import dump_json
-from pipeline.errors import StateHomeUnusable
+from pipeline.errors import ConfigError, StateHomeUnusable
 from pipeline.guardrails._connect import open_database
 from pipeline.guardrails.audit import (
     FILE_NAME,
@@ -21,6 +23,8 @@ from pipeline.guardrails.audit import (
     SEAL_MISMATCH,
     TABLE_LOG,
     WITH_DATABASE,
+    AuditError,
+    AuditLog,
     Verification,
     adopted_log_id,
     anchor_client,
@@ -28,17 +32,23 @@ from pipeline.guardrails.audit import (
     check_heads,
     check_tail,
     cross_check,
+    displaced,
+    head_of,
     id_file,
     keyed_seals,
     legacy_log_id,
     others_text,
     read_anchor,
+    read_locator,
     read_log_id,
+    read_retired,
+    retired_key,
     sealed_with_another_key,
     verify_database,
     verify_file,
     verify_key,
 )
+from pipeline.homedir import create_private_file
 
 
 def register(sub: Any) -> None:
@@ -50,6 +60,12 @@ def register(sub: Any) -> None:
                              "PostgreSQL nor the anchored heads (a truncated file passes)")
     verify.add_argument("--json", action="store_true", help="machine-readable output")
     verify.set_defaults(func=run_verify)
+    restart = verbs.add_parser(
+        "restart", help="start a new audit log here on purpose (the old one lost or "
+                        "damaged), recording the retirement in Redis and the audit_log table")
+    restart.add_argument("--reason", required=True,
+                         help="why the log is restarted (kept in the audit.restart record)")
+    restart.set_defaults(func=run_restart)
 
 
 def _no_log(witnessed: bool, file_only: bool) -> Verification:
@@ -277,9 +293,36 @@ def _unstored_id(path: Path, heads: dict[str, tuple[int, str]] | None,
     return chosen
 
 
+def _drop_retired(others: dict[str, tuple[int, str]], refs: dict[str, tuple[int, str]],
+                  retired: dict[str, dict[str, Any]], log_id: str, skipped: list[str]) -> None:
+    """Logs ``heal audit restart`` retired: named as such in a note, never a failure."""
+    for name, why in retired.items():
+        if name != log_id and name in others:
+            del others[name]
+            refs.pop(name, None)
+            skipped.append(f"retired log: {_retired_text(name, why)}")
+
+
+def _retired_logs(settings: Settings, client: Any, heads: dict[str, tuple[int, str]] | None,
+                  results: dict[str, Verification]) -> dict[str, dict[str, Any]]:
+    """The anchored logs retired by ``heal audit restart``: by its record in the audit_log
+    table, or in Redis."""
+    in_table = _restarts(results)
+    retired: dict[str, dict[str, Any]] = {}
+    for name in heads or {}:
+        try:
+            why = in_table.get(name) or read_retired(client, settings, name)
+        except Exception:  # noqa: BLE001 - Redis failing: reported by _redis_anchors
+            why = in_table.get(name)
+        if why is not None:
+            retired[name] = why
+    return retired
+
+
 def _check_identity(settings: Settings, path: Path, log_id: str, stored: bool,
                     heads: dict[str, tuple[int, str]], own_head: bool,
-                    results: dict[str, Verification], skipped: list[str]) -> None:
+                    results: dict[str, Verification], skipped: list[str],
+                    retired: dict[str, dict[str, Any]] | None = None) -> None:
     """What the witnesses hold of logs other than this one (``log_id``): a log of records
     that nothing anchors, while other logs are anchored, fails (NOT ANCHORED: its own
     anchors were not found, so a truncated log would pass); "file vs table" is "not checked"
@@ -300,6 +343,7 @@ def _check_identity(settings: Settings, path: Path, log_id: str, stored: bool,
     for name, head in heads.items():
         if name != log_id and (name not in others or others[name][0] < head[0]):
             others[name] = head
+    _drop_retired(others, refs, retired or {}, log_id, skipped)
     if refs and not own_refs and "file vs table" in results:
         del results["file vs table"]
         skipped.append(f"file vs table: not checked: no audit_log record names this log (id "
@@ -336,8 +380,186 @@ def _check_identity(settings: Settings, path: Path, log_id: str, stored: bool,
                        "was deleted with its id file")
 
 
+def _restarts(results: dict[str, Verification]) -> dict[str, dict[str, Any]]:
+    """The ``audit.restart`` records of the audit_log table (when it verified), by the id
+    each retired: a witness a file writer cannot forge."""
+    table = results.get("postgres:audit_log")
+    found: dict[str, dict[str, Any]] = {}
+    if table is None or not table.ok:
+        return found
+    for seq, record in table.kept.items():
+        data = record.get("data")
+        if record.get("kind") == "audit.restart" and isinstance(data, dict) and \
+                isinstance(data.get("retired"), str):
+            found[data["retired"]] = {**data, "table_seq": seq, "ts": record.get("ts", "")}
+    return found
+
+
+def _retired_text(name: str, why: dict[str, Any]) -> str:
+    where = (f"audit_log record {why['table_seq']}" if "table_seq" in why else
+             "the record in Redis")
+    return (f"{name} was retired by `heal audit restart` ({where}, {why.get('ts', '')}: "
+            f"{str(why.get('reason', ''))[:200]!r}; new log {why.get('new')})")
+
+
+def _check_place(settings: Settings, client: Any, db: Any, path: Path, log_id: str,
+                 stored: str | None, results: dict[str, Verification],
+                 skipped: list[str]) -> str | None:
+    """The log this place (host and path) last anchored, against the log here: a log that
+    does not continue it (:func:`displaced`), unless ``heal audit restart`` retired it, was
+    deleted or truncated with its id file (TAMPERED). Returns the id the locator names when
+    it is not this log's (reported here, not again among the other logs)."""
+    if client is None:
+        return None
+    try:
+        located = read_locator(client, settings, path)
+    except Exception:  # noqa: BLE001 - Redis failing: reported by _redis_anchors
+        return None
+    if located is None or located == log_id:
+        return None
+    retired = _restarts(results).get(located) or read_retired(client, settings, located)
+    if retired is not None:
+        skipped.append(f"retired log: {_retired_text(located, retired)}")
+        return located
+    found = displaced(settings, client, db, path, stored or log_id)
+    if found is None:
+        return None
+    name = str(path)
+    result = results[name]
+    where = id_file(path)
+    if not result.ok:  # (the identity check already failed it): say which log lived here
+        results[name] = replace(result, reason=(
+            f"{result.reason}; this place ({legacy_log_id(path)}) last anchored the log "
+            f"{found.located} up to record {found.head[0]} (the locator in Redis names it)"))
+        return found.located
+    held = result.records if path.exists() else None
+    what = ("does not exist" if held is None else "has no record" if held == 0 else
+            f"ends at record {held}" if held < found.head[0] else
+            f"does not hold its head (record {found.head[0]} differs)")
+    ident = (f"{where} names {stored}, which nothing anchors" if stored else
+             f"{where} does not exist")
+    results[name] = Verification(False, 0, verdict="TAMPERED", reason=(
+        f"this place ({legacy_log_id(path)}) last anchored the log {found.located} up to "
+        f"record {found.head[0]} (the locator in Redis names it), but the file {what} and "
+        f"{ident}: deleted or truncated, and its id file deleted or rewritten? Restore the "
+        f"log and {where} (id {found.located}) from a backup; if the log was restarted on "
+        "purpose, that is done with `heal audit restart --reason TEXT`, which records it"))
+    return found.located
+
+
+def run_restart(args: argparse.Namespace) -> int:
+    """``heal audit restart --reason TEXT``: retire this place's log (the one the locator
+    names, else the id file's) and start a new one, recording it where a file writer cannot:
+    an ``audit.restart`` record (file and table) naming the retired id, its head and the new
+    id, a Redis record of the retirement, and the locator moved to the new id. The old log
+    and id file, when present, are moved aside (kept as evidence), never deleted."""
+    reason = " ".join(str(args.reason).split())
+    if not reason:
+        raise ConfigError("heal audit restart: --reason is empty; say why the audit log is "
+                          "restarted (it is kept in the audit.restart record)")
+    settings = Settings.from_env()
+    path = settings.home / FILE_NAME
+    skipped: list[str] = []
+    db = _witness_db(settings, skipped)
+    try:
+        client = _client(settings)
+        if client is None:
+            _none, problem = _redis_anchors(settings, "")
+            raise AuditError(
+                f"heal audit restart: Redis cannot be reached ({problem or 'unreachable'}), "
+                "so the retirement cannot be recorded where a file writer cannot change it; "
+                "nothing was changed. Make HEAL_REDIS_URL (or the embedded Redis) reachable "
+                "and run it again")
+        try:
+            stored = read_log_id(path)
+        except ConfigError:
+            stored = None  # an edited id file: moved aside below with the log
+        located = read_locator(client, settings, path)
+        retired = located or stored
+        head = head_of(settings, client, db, retired) if retired else None
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        moved = []
+        for old in (path, id_file(path)):
+            if old.exists():
+                kept = old.with_name(f"{old.name}.retired-{stamp}")
+                os.replace(old, kept)
+                moved.append(str(kept))
+        new_id = secrets.token_hex(16)
+        create_private_file(id_file(path), new_id.encode() + b"\n")
+        audit = AuditLog(settings, db=db, redis_client=client)
+        audit.restart_of = retired
+        data = {"retired": retired, "retired_head": head[0] if head else 0,
+                "retired_hash": head[1] if head else None, "new": new_id,
+                "place": legacy_log_id(path), "moved_aside": moved, "reason": reason}
+        record = audit.append("audit.restart", retired or new_id, data)
+        if retired:
+            client.set(retired_key(settings, retired), json.dumps({
+                **data, "ts": record.get("ts"), "file_seq": record["seq"]}))
+    finally:
+        if db is not None:
+            db.close()
+    for line in skipped:
+        print(line)
+    if retired:
+        print(f"heal audit restart: retired the log {retired} (head "
+              f"{head[0] if head else 0}) and started {new_id} in {path}; the retirement "
+              "is recorded (audit.restart) in "
+              + ("the audit_log table and Redis" if db is not None else "Redis"))
+    else:
+        print(f"heal audit restart: no earlier log was anchored here; started {new_id}")
+    for aside in moved:
+        print(f"  kept as evidence: {aside}")
+    return 0
+
+
 #: how long verify waits for a heal appending right now to anchor its record
 _SETTLE_S = 0.5
+
+
+#: the verdict when neither witness could be read: the head was not checked (exit 1)
+_UNCHECKED = Verification(False, 0, verdict="NOT CHECKED", reason=(
+    "head not checked: witnesses unreachable (neither PostgreSQL nor Redis could be read, "
+    "see the skipped lines), so a truncated or re-sealed file passes the chain check above; "
+    "make one reachable and run heal audit verify again"))
+
+
+def _verify_all(args: argparse.Namespace, settings: Settings, path: Path, key: bytes | None,
+                stored: str | None, db: Any, results: dict[str, Verification],
+                skipped: list[str]) -> None:
+    """Every check of ``heal audit verify``, into ``results`` and ``skipped``."""
+    client = None if args.file_only else _client(settings)
+    heads = None if args.file_only else anchored_heads(settings, client, db)
+    log_id = stored or _unstored_id(path, heads, skipped)
+    redis_heads, why = ({}, "") if args.file_only else _redis_anchors(settings, log_id)
+    if why:
+        skipped.append(why)
+    file_result = _first_seal_hint(verify_file(path, key), path)
+    # the file against every witness of its head: PostgreSQL's and Redis' anchors
+    pg_head = _pg_anchor(db, log_id) if db is not None else None
+    file_heads = ([pg_head] if pg_head else []) + redis_heads.get(log_id, [])
+    file_result = check_heads(file_result, file_heads, f"the file {path}", path)
+    results[str(path)] = file_result
+    if db is not None:
+        _check_table(db, redis_heads.get(TABLE_LOG, []), file_result, log_id, results,
+                     skipped)
+    if args.file_only:
+        skipped.append("head not checked: --file-only (the heads anchored in Redis and "
+                       "PostgreSQL were not read, so a truncated or re-sealed file can "
+                       "pass here; run heal audit verify without it)")
+    else:
+        _check_tail(settings, log_id, path, file_heads, bool(redis_heads.get(log_id)),
+                    results, skipped)
+    if not path.exists() and results[str(path)].ok:  # (an anchored head would have failed)
+        results[str(path)] = _no_log(db is not None or not (args.file_only or why),
+                                     args.file_only)
+    if args.file_only:
+        return
+    _check_identity(settings, path, log_id, stored is not None, heads or {},
+                    bool(file_heads), results, skipped,
+                    _retired_logs(settings, client, heads, results))
+    _check_place(settings, client, db, path, log_id, stored, results, skipped)
+    if db is None and why and path.exists():
+        results["anchored heads"] = _UNCHECKED
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -351,36 +573,10 @@ def run_verify(args: argparse.Namespace) -> int:
     skipped: list[str] = []
     db = None if args.file_only else _witness_db(settings, skipped)
     try:
-        heads = None if args.file_only else anchored_heads(settings, _client(settings), db)
-        log_id = stored or _unstored_id(path, heads, skipped)
-        redis_heads, why = ({}, "") if args.file_only else _redis_anchors(settings, log_id)
-        if why:
-            skipped.append(why)
-        file_result = _first_seal_hint(verify_file(path, key), path)
-        # the file against every witness of its head: PostgreSQL's and Redis' anchors
-        pg_head = _pg_anchor(db, log_id) if db is not None else None
-        file_heads = ([pg_head] if pg_head else []) + redis_heads.get(log_id, [])
-        file_result = check_heads(file_result, file_heads, f"the file {path}", path)
-        results[str(path)] = file_result
-        if db is not None:
-            _check_table(db, redis_heads.get(TABLE_LOG, []), file_result, log_id, results,
-                         skipped)
-        if args.file_only:
-            skipped.append("head not checked: --file-only (the heads anchored in Redis and "
-                           "PostgreSQL were not read, so a truncated or re-sealed file can "
-                           "pass here; run heal audit verify without it)")
-        else:
-            _check_tail(settings, log_id, path, file_heads, bool(redis_heads.get(log_id)),
-                        results, skipped)
+        _verify_all(args, settings, path, key, stored, db, results, skipped)
     finally:
         if db is not None:
             db.close()
-    if not path.exists() and results[str(path)].ok:  # (an anchored head would have failed)
-        results[str(path)] = _no_log(db is not None or not (args.file_only or why),
-                                     args.file_only)
-    if not args.file_only:
-        _check_identity(settings, path, log_id, stored is not None, heads or {},
-                        bool(file_heads), results, skipped)
     ok = all(r.ok for r in results.values())
     if args.json:
         dump_json({"ok": ok, "skipped": "; ".join(skipped), "logs": {

@@ -24,7 +24,9 @@ Tamper evidence (issue 11, item 8):
   (:func:`verify_file`, :func:`check_head`, :func:`cross_check`); the file's anchors are
   kept under the log's own id (``audit.id`` beside it, :meth:`AuditLog.log_id`), which moves
   with HEAL_HOME and survives a renamed host (a log written before ids adopts its legacy
-  host-and-path one);
+  host-and-path one); Redis also keeps, per place (host and path), the id last anchored
+  there (:func:`displaced`), so a log deleted or truncated with its id file deleted or
+  rewritten is refused, not given a new id (``heal audit restart`` is the recorded way);
 * an append that fails raises :class:`AuditError`; the apply stage then applies nothing and
   says why (it audits its intent first). A torn last line (a crash mid-write) is moved to
   ``audit.jsonl.torn`` with a warning, and the chain goes on from the last whole record.
@@ -40,6 +42,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import secrets
 import socket
 import threading
@@ -286,12 +289,178 @@ def read_log_id(path: Path) -> str | None:
             f"audit log id {where} does not hold one id (one printable line of at most "
             f"{_ID_MAX} characters): it was edited; put back the id the log's anchors are "
             "kept under (heal audit verify lists the anchored ones)")
+    if not is_log_id(text):
+        raise ConfigError(
+            f"audit log id {where} holds {text[:80]!r}, which is not an id heal gives a log "
+            "(32 hex digits, or a legacy <host>:<absolute path>; "
+            f"{TABLE_LOG!r} names the audit_log table's anchors): it was edited; put back "
+            "the id the log's anchors are kept under (heal audit verify lists the anchored "
+            "ones)")
     _PRIVATE_IDS[where] = stamp
     return text
 
 
 #: id files found private and well formed, by their stat
 _PRIVATE_IDS: dict[Path, tuple[int, int, int, int]] = {}
+
+_NEW_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def is_log_id(text: str) -> bool:
+    """Whether ``text`` has the shape of a file log's id: 32 hex digits (what heal makes), or
+    the legacy ``<host>:<absolute path>``; never :data:`TABLE_LOG`, the table's own name."""
+    if _NEW_ID.fullmatch(text):
+        return True
+    host, sep, where = text.partition(":")
+    return bool(host) and bool(sep) and where.startswith("/") and text != TABLE_LOG
+
+
+# -- the locator: which log id this place (host and absolute path) last anchored ----------
+#
+# The id file travels with the log, so whoever can write HEAL_HOME can delete both, or write
+# a fresh id beside a truncated log: the new id has no anchors, and the old id's anchors
+# look like another log's. At every anchored append heal also records in Redis, under the
+# place the log lives (:func:`legacy_log_id`), the id it anchored; a log here that does not
+# continue the id this place last anchored (its head is not in the log) was deleted or
+# truncated. After a move the locator of the new place is written at the first append, and
+# the old place's is dropped (so a new home made there later is not blamed); ``heal audit
+# restart`` is the deliberate fresh start, which Redis and the table record.
+
+
+def locator_key(settings: Settings, path: Path) -> str:
+    """The Redis key naming the log id this place (host and absolute path) last anchored."""
+    return settings.key("audit", "locator", legacy_log_id(path))
+
+
+def retired_key(settings: Settings, log_id: str) -> str:
+    """The Redis key recording that ``heal audit restart`` retired the log ``log_id``."""
+    return settings.key("audit", "retired", log_id)
+
+
+def _place_key(settings: Settings, log_id: str) -> str:
+    return settings.key("audit", "place", log_id)
+
+
+#: Set the locator of this place (KEYS[1]) to the id (ARGV[1]); when it changes, the place
+#: the id was last seen at (KEYS[2]: "host:path") whose path differs (a move) loses its
+#: locator if it still names this id. ARGV[2]: this place, ARGV[3]: this path, ARGV[4]: the
+#: locator keys' prefix.
+_LOCATE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+local old = redis.call('GET', KEYS[2])
+if old and old ~= ARGV[2] then
+  local i = string.find(old, ':', 1, true)
+  if i and string.sub(old, i + 1) ~= ARGV[3] then
+    local k = ARGV[4] .. old
+    if redis.call('GET', k) == ARGV[1] then redis.call('DEL', k) end
+  end
+end
+redis.call('SET', KEYS[2], ARGV[2])
+return 1
+"""
+
+
+def write_locator(client: Any, settings: Settings, path: Path, log_id: str) -> None:
+    """Record that this place's log is ``log_id`` (:data:`_LOCATE`)."""
+    place = legacy_log_id(path)
+    client.eval(_LOCATE, 2, locator_key(settings, path), _place_key(settings, log_id),
+                log_id, place, str(path.resolve()), settings.key("audit", "locator", ""))
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def read_locator(client: Any, settings: Settings, path: Path) -> str | None:
+    """The log id this place last anchored (None: none recorded, or no Redis)."""
+    if client is None:
+        return None
+    return _text(client.get(locator_key(settings, path)))
+
+
+def read_retired(client: Any, settings: Settings, log_id: str) -> dict[str, Any] | None:
+    """What ``heal audit restart`` recorded in Redis when it retired ``log_id`` (None: not
+    retired there)."""
+    if client is None:
+        return None
+    raw = _text(client.get(retired_key(settings, log_id)))
+    if not raw:
+        return None
+    try:
+        found = json.loads(raw)
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def head_of(settings: Settings, client: Any, db: Any, log_id: str) -> tuple[int, str] | None:
+    """The highest head anchored for ``log_id`` in Redis and PostgreSQL (None: none read)."""
+    found: list[tuple[int, str]] = []
+    if client is not None:
+        try:
+            found += read_anchor(client, settings, log_id)
+        except Exception as exc:  # noqa: BLE001 - PostgreSQL's remains
+            log.debug("audit anchor of %s not read from Redis: %s", log_id, exc)
+    if db is not None:
+        try:
+            rows = db.fetch("SELECT seq, hash FROM audit_anchor WHERE log = $1", log_id)
+            found += [(int(row["seq"]), str(row["hash"])) for row in rows]
+        except Exception as exc:  # noqa: BLE001 - down, or migrated before the anchors
+            log.debug("audit anchor of %s not read from PostgreSQL: %s", log_id, exc)
+    return max(found) if found else None
+
+
+@dataclass(frozen=True)
+class Displaced:
+    """The log this place last anchored (``located``, its head ``head``), which the log here
+    does not continue."""
+
+    located: str
+    head: tuple[int, str]
+
+
+def displaced(settings: Settings, client: Any, db: Any, path: Path, log_id: str | None,
+              spare: str | None = None) -> Displaced | None:
+    """The anchored log this place's locator names when the log ``path`` (under ``log_id``;
+    None: no id file) does not continue it: the locator names another id, anchored, whose
+    head the log does not hold, while ``log_id`` has no anchors of its own and the located
+    log was not retired by ``heal audit restart`` (``spare``: the one being retired now).
+    That is a log deleted or truncated with its id file deleted or rewritten. None otherwise,
+    or when Redis (which holds the locator) was not given."""
+    located = read_locator(client, settings, path)
+    if located is None or located in (log_id, spare):
+        return None
+    head = head_of(settings, client, db, located)
+    if head is None or head[0] < 1:
+        return None
+    if _record_hashes(path).get(head[0]) == head[1]:
+        return None
+    if log_id is not None and head_of(settings, client, db, log_id) is not None:
+        return None  # a log with anchors of its own: they check it
+    if read_retired(client, settings, located) is not None:
+        return None
+    return Displaced(located, head)
+
+
+def displaced_error(path: Path, log_id: str | None, found: Displaced) -> AuditChainUnusable:
+    """The refusal to append to a log that does not continue the one its place anchored."""
+    where = id_file(path)
+    held = _record_hashes(path)
+    what = (f"holds {len(held)} record(s) and not that head" if held else
+            "has no record" if path.exists() else "does not exist")
+    ident = (f"{where} names {log_id}, which nothing anchors" if log_id is not None and
+             where.exists() else f"{where} does not exist")
+    return AuditChainUnusable(
+        f"audit log {path}: this place ({legacy_log_id(path)}) last anchored the log "
+        f"{found.located} up to record {found.head[0]}, but the log here {what} and {ident}: "
+        "the log was deleted or truncated and its id file deleted or rewritten; nothing is "
+        "appended, since a new chain would hide it. Run `heal audit verify`, and restore the "
+        f"log and {where} (id {found.located}) from a backup; to start a new log "
+        "deliberately, run `heal audit restart --reason TEXT`, which records the retirement "
+        "where a file writer cannot")
 
 
 def _record_hashes(path: Path) -> dict[int, str]:
@@ -691,6 +860,7 @@ class AuditLog:
         try:
             stored = read_log_id(self.path)
             if stored is not None:
+                self._check_place(stored)
                 return stored
             heads = None
             if _record_hashes(self.path):
@@ -698,6 +868,7 @@ class AuditLog:
             chosen = adopted_log_id(self.path, heads)
             if chosen is None:
                 raise unknown_id_error(self.path, heads or {})
+            self._check_place(None)
             where.parent.mkdir(mode=dir_mode(), parents=True, exist_ok=True)
             create_private_file(where, chosen.encode() + b"\n")  # a racing maker's wins
             adopted = read_log_id(self.path)
@@ -715,6 +886,36 @@ class AuditLog:
         log.warning("audit log %s: its anchors are kept under %s from now on (%s)", self.path,
                     adopted, where)
         return adopted
+
+    #: the log id ``heal audit restart`` is retiring (its place's locator still names it
+    #: until the restart's first append moves it to the new id)
+    restart_of: str | None = None
+
+    def _check_place(self, stored: str | None) -> None:
+        """Refuse a log that does not continue the log its place last anchored
+        (:func:`displaced`): deleted or truncated with its id file deleted or rewritten.
+        Checked once per process and id (one Redis read, more only when the locator names
+        another id).
+
+        Raises:
+            AuditChainUnusable: :func:`displaced_error`.
+        """
+        stamp = (self.path, stored)
+        if stored is not None and stamp in _PLACED:
+            return
+        client = self._witness_client()
+        if client is None:
+            return
+        try:
+            found = displaced(self.settings, client, self.db, self.path, stored,
+                              self.restart_of)
+        except Exception as exc:  # noqa: BLE001 - Redis failing: the anchors report it
+            log.debug("audit locator not read: %s", exc)
+            return
+        if found is not None:
+            raise displaced_error(self.path, stored, found)
+        if stored is not None:
+            _PLACED.add(stamp)
 
     def _witness_client(self) -> Any:
         """The Redis the heads are anchored in, or None (not anchored, or unreachable)."""
@@ -839,11 +1040,16 @@ class AuditLog:
                 client.eval(_ANCHOR, 1, name, int(head["seq"]),
                             json.dumps({"seq": head["seq"], "hash": head["hash"]}),
                             MARK_EVERY, head["hash"])
+            if anchor is not None:  # where this log lives (:func:`displaced`)
+                write_locator(client, self.settings, self.path, str(anchor["log"]))
         except Exception as exc:  # noqa: BLE001 - the file and the table hold the record
             log.warning("audit head not anchored in Redis: %s", exc)
 
 
 _ONCE_TTL_S = 7 * 24 * 3600
+
+#: (log path, id) found to continue their place's log in this process (AuditLog._check_place)
+_PLACED: set[tuple[Path, str | None]] = set()
 
 #: the anchor of the ``audit_log`` table in Redis (one table per installation and prefix)
 TABLE_LOG = "postgres:audit_log"

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,18 +30,20 @@ RENAMED = [sys.executable, "-c", "import socket, sys; socket.gethostname = lambd
            "'heal-pod-2'; from pipeline.cli import main; sys.exit(main())"]
 
 
-def _env(home: Path) -> dict[str, str]:
+def _env(home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in {"HEAL_REDIS_URL", "HEAL_DATABASE_URL", "HEAL_STREAM_PREFIX",
                         "HEAL_AUDIT_KEY"}}
     env["HEAL_HOME"] = str(home)
     env["PYTHONPATH"] = str(ROOT)
+    env.update(extra or {})
     return env
 
 
-def _heal(home: Path, *args: str, argv: list[str] = HEAL) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*argv, *args], env=_env(home), cwd=home.parent, capture_output=True,
-                          text=True, timeout=300, check=False)
+def _heal(home: Path, *args: str, argv: list[str] = HEAL,
+          extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*argv, *args], env=_env(home, extra), cwd=home.parent,
+                          capture_output=True, text=True, timeout=300, check=False)
 
 
 def _ignore(home: Path, *names: str) -> None:
@@ -219,3 +222,141 @@ def test_a_deleted_log_and_id_file_are_caught_by_the_homes_own_engines(home: Hom
     code, out = _verify(home.path)
     assert code == 1, out
     assert "deleted" in out and ident in out, out
+
+
+# -- QA s15d: whoever can write HEAL_HOME deletes or truncates the log and deletes or
+# rewrites audit.id; the locator (the id this host and path last anchored, in Redis) still
+# tells which log lived here
+
+
+def test_a_deleted_log_and_id_file_start_no_silent_new_chain(home: Home) -> None:
+    _ignore(home.path, "fp-loc-0", "fp-loc-1", "fp-loc-2")
+    ident = (home.path / "audit.id").read_text().strip()
+    (home.path / "audit.jsonl").unlink()
+    (home.path / "audit.id").unlink()
+    # the next command appends nothing under a new id (which hid the deletion)
+    done = _heal(home.path, "ignore", "fp-loc-3", "--reason", "noise")
+    out = done.stdout + done.stderr
+    assert done.returncode == 2, out
+    assert ident in out and "heal audit restart" in out, out
+    assert not (home.path / "audit.jsonl").exists() and not (home.path / "audit.id").exists()
+    code, out = _verify(home.path)
+    assert code == 1, out
+    assert "TAMPERED" in out and ident in out, out
+
+
+def test_a_truncated_log_with_a_fresh_id_file_is_caught_and_not_appended_to(
+        home: Home) -> None:
+    _ignore(home.path, "fp-fresh-0", "fp-fresh-1", "fp-fresh-2", "fp-fresh-3")
+    ident = (home.path / "audit.id").read_text().strip()
+    # Given an attacker who truncates the log and writes a fresh id beside it
+    _truncate(home.path, 2)
+    (home.path / "audit.id").write_text("0123456789abcdef0123456789abcdef\n")
+    done = _heal(home.path, "ignore", "fp-fresh-4", "--reason", "noise")
+    out = done.stdout + done.stderr
+    assert done.returncode == 2, out
+    assert ident in out and "up to record 4" in out, out
+    assert len((home.path / "audit.jsonl").read_text().splitlines()) == 2
+    code, out = _verify(home.path)
+    assert code == 1, out
+    assert "ok, 2 record(s)" not in out and ident in out and "up to record 4" in out, out
+
+
+def test_with_external_engines_a_deleted_log_and_id_file_fail_verify(
+        base: Path, redis_url: str, database_url: str) -> None:
+    """The shipped compose setup: HEAL_REDIS_URL and HEAL_DATABASE_URL name servers of
+    their own (here the session's, shared with other tests' logs), one HEAL_HOME."""
+    home = base / "home"
+    extra = {"HEAL_REDIS_URL": redis_url, "HEAL_DATABASE_URL": database_url,
+             "HEAL_STREAM_PREFIX": f"loc{uuid.uuid4().hex[:8]}"}
+    for name in ("fp-ext-0", "fp-ext-1"):
+        done = _heal(home, "ignore", name, "--reason", "noise", extra=extra)
+        assert done.returncode == 0, done.stdout + done.stderr
+    ident = (home / "audit.id").read_text().strip()
+    (home / "audit.jsonl").unlink()
+    (home / "audit.id").unlink()
+    done = _heal(home, "audit", "verify", extra=extra)
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out
+    assert "no audit log yet" not in out and "TAMPERED" in out and ident in out, out
+    done = _heal(home, "ignore", "fp-ext-2", "--reason", "noise", extra=extra)
+    assert done.returncode == 2, done.stdout + done.stderr
+    # a deliberate fresh start is recorded where a file writer cannot, and verify says so
+    done = _heal(home, "audit", "restart", "--reason", "disk lost", extra=extra)
+    assert done.returncode == 0, done.stdout + done.stderr
+    done = _heal(home, "ignore", "fp-ext-3", "--reason", "noise", extra=extra)
+    assert done.returncode == 0, done.stdout + done.stderr
+    done = _heal(home, "audit", "verify", extra=extra)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert f"retired log: {ident} was retired by `heal audit restart`" in out, out
+    assert "disk lost" in out, out
+
+
+def test_heal_audit_restart_records_a_deliberate_fresh_start(home: Home) -> None:
+    _ignore(home.path, "fp-rs-0", "fp-rs-1")
+    ident = (home.path / "audit.id").read_text().strip()
+    (home.path / "audit.jsonl").unlink()
+    (home.path / "audit.id").unlink()
+    done = _heal(home.path, "audit", "restart", "--reason", "the disk was replaced")
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert f"retired the log {ident} (head 2)" in out, out
+    new = (home.path / "audit.id").read_text().strip()
+    assert new != ident and (home.path / "audit.id").stat().st_mode & 0o777 == 0o600
+    first = (home.path / "audit.jsonl").read_text().splitlines()
+    assert len(first) == 1 and '"kind":"audit.restart"' in first[0] and ident in first[0]
+    _ignore(home.path, "fp-rs-2")
+    code, out = _verify(home.path)
+    assert code == 0, out
+    assert f"retired log: {ident} was retired by `heal audit restart`" in out, out
+    # the restarted log is guarded like any other: truncating it is caught
+    _truncate(home.path, 1)
+    code, out = _verify(home.path)
+    assert code == 1, out
+
+
+def test_verify_with_no_witness_reachable_says_the_head_was_not_checked(home: Home) -> None:
+    _ignore(home.path, "fp-none-0", "fp-none-1", "fp-none-2")
+    _truncate(home.path, 1)
+    done = _heal(home.path, "audit", "verify", extra={
+        "HEAL_REDIS_URL": f"unix://{home.path.parent}/nonexistent.sock",
+        "HEAL_DATABASE_URL": f"postgresql://postgres@/postgres?host={home.path.parent}/nopg"})
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out
+    assert "head not checked: witnesses unreachable" in out, out
+    assert "skipped" in out, out
+
+
+def test_the_table_anchor_name_is_refused_as_a_log_id(home: Home) -> None:
+    _ignore(home.path, "fp-res-0")
+    (home.path / "audit.id").write_text("postgres:audit_log\n")
+    done = _heal(home.path, "ignore", "fp-res-1", "--reason", "noise")
+    out = done.stdout + done.stderr
+    assert done.returncode == 2, out
+    assert "'postgres:audit_log'" in out and "not an id heal gives a log" in out, out
+    assert len((home.path / "audit.jsonl").read_text().splitlines()) == 1
+    code, out = _verify(home.path)
+    assert code == 2, out
+    assert "not an id heal gives a log" in out, out
+
+
+def test_a_new_home_where_a_moved_one_lived_is_not_blamed(
+        base: Path, redis_url: str, database_url: str) -> None:
+    """External engines (the only ones a home at another path shares): the first append of
+    the moved home drops the old place's locator, so a new home made there starts its own."""
+    old = base / "home"
+    extra = {"HEAL_REDIS_URL": redis_url, "HEAL_DATABASE_URL": database_url,
+             "HEAL_STREAM_PREFIX": f"loc{uuid.uuid4().hex[:8]}"}
+    for name in ("fp-mv-0", "fp-mv-1"):
+        assert _heal(old, "ignore", name, "--reason", "n", extra=extra).returncode == 0
+    moved = base / "elsewhere" / "home"
+    moved.parent.mkdir()
+    shutil.move(old, moved)
+    done = _heal(moved, "ignore", "fp-mv-2", "--reason", "n", extra=extra)
+    assert done.returncode == 0, done.stdout + done.stderr
+    done = _heal(old, "ignore", "fp-mv-3", "--reason", "n", extra=extra)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for where in (moved, old):
+        done = _heal(where, "audit", "verify", extra=extra)
+        assert done.returncode == 0, done.stdout + done.stderr
