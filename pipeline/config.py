@@ -233,22 +233,81 @@ def check_not_placeholder(value: str, where: str, remedy: str) -> None:
 MIN_AUDIT_KEY_CHARS = 32
 
 
+def check_text(value: str, where: str, remedy: str) -> None:
+    """Refuse a secret from the environment that is not valid text: ``os.environ`` holds a
+    value's bytes that are not UTF-8 as lone surrogates, which cannot be encoded, so the key
+    or token failed at its first use (an internal error, a dead-lettered event, a 500 on
+    every request of ``heal serve``) instead of at start-up.
+
+    Raises:
+        ConfigError: naming ``where``, the first bad character's position and ``remedy`` (the
+            value is never printed).
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ConfigError(f"{where} is not valid text (character {exc.start + 1} is a byte "
+                          f"that is not UTF-8); {remedy}") from exc
+
+
+_MAKE_AUDIT_KEY = ("generate one with: python -c 'import secrets; print(secrets.token_hex(32))' "
+                   "and give every host the same value")
+
+
 def check_audit_key(value: str) -> None:
-    """Refuse a ``HEAL_AUDIT_KEY`` too short to be a secret (its value is never printed).
+    """Refuse a ``HEAL_AUDIT_KEY`` too short to be a secret, or not text (its value is never
+    printed).
 
     Raises:
         ConfigError: set (not empty) with fewer than :data:`MIN_AUDIT_KEY_CHARS` characters
-            besides surrounding whitespace.
+            besides surrounding whitespace, holding the examples' placeholder, or holding
+            bytes that are not UTF-8 (:func:`check_text`).
     """
+    check_text(value, "HEAL_AUDIT_KEY", f"set it to the key the audit log was sealed with "
+               f"({_MAKE_AUDIT_KEY}; a new key is text, such as 64 hex digits), or unset it "
+               "to key the log with $HEAL_HOME/audit.key")
     size = len(value.strip())
     check_not_placeholder(value, "HEAL_AUDIT_KEY", "replace it with the output of python -c "
                           "'import secrets; print(secrets.token_hex(32))' on every host")
     if value and size < MIN_AUDIT_KEY_CHARS:
         raise ConfigError(
             f"HEAL_AUDIT_KEY is set but holds {size} character(s): an audit key needs at least "
-            f"{MIN_AUDIT_KEY_CHARS} (generate one with: python -c 'import secrets; "
-            "print(secrets.token_hex(32))' and give every host the same value), or unset it to "
-            "key the log with $HEAL_HOME/audit.key")
+            f"{MIN_AUDIT_KEY_CHARS} ({_MAKE_AUDIT_KEY}), or unset it to key the log with "
+            "$HEAL_HOME/audit.key")
+
+
+#: what to do with an ``audit.key`` heal cannot use: it is the only key the log's records
+#: were sealed with, so deleting it (heal then makes a new one) loses them all to verify
+_RESTORE_KEY_FILE = (
+    "restore it from a backup, or set HEAL_AUDIT_KEY to the key the log was sealed with. "
+    "Do not delete it unless the log is empty: heal would make a new key and seal the next "
+    "records with it, and every record already in the log would then fail heal audit verify "
+    "(if the key is lost, move the log aside as evidence, then delete the key)")
+
+
+def audit_key_from_file(data: bytes, path: Path) -> bytes:
+    """The audit key held in the file ``path`` (its bytes ``data``): held to the rules of
+    ``HEAL_AUDIT_KEY`` (:func:`check_audit_key`). heal writes 64 hex digits; an emptied or
+    truncated file (a full disk, an operator's mistake) was used as the key, sealing the next
+    record with it and breaking the chain for good.
+
+    Raises:
+        ConfigError: the file is not UTF-8 text, holds the examples' placeholder, or fewer
+            than :data:`MIN_AUDIT_KEY_CHARS` characters besides surrounding whitespace; the
+            message says to restore it rather than delete it (the value is never printed).
+    """
+    try:
+        value = data.decode("utf-8").strip()
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"audit key {path} is not text (byte {exc.start} is not UTF-8; heal "
+                          f"writes it as 64 hex digits): {_RESTORE_KEY_FILE}") from exc
+    check_not_placeholder(value, f"audit key {path}", _RESTORE_KEY_FILE)
+    if len(value) < MIN_AUDIT_KEY_CHARS:
+        raise ConfigError(
+            f"audit key {path} holds {len(value)} character(s), fewer than the "
+            f"{MIN_AUDIT_KEY_CHARS} a key needs (heal writes 64 hex digits: it was emptied or "
+            f"cut short, by a full disk or by hand): {_RESTORE_KEY_FILE}")
+    return data.strip()  # the bytes as they were always read: the key the log was sealed with
 
 
 #: variables read elsewhere whose value is one of a few words ("" = unset: the default);

@@ -58,6 +58,12 @@ _START_TIMEOUT_S = 15.0
 _STOP_TIMEOUT_S = 15.0
 
 
+def says_no_space(text: str) -> bool:
+    """Whether a server's words ``text`` (its error, its log) blame a full file system or a
+    used-up quota (ENOSPC, EDQUOT): the remedy is then to free space, not to restart it."""
+    return "No space left" in text or "quota" in text.lower()
+
+
 def _log_tail(path: Path, lines: int = 8) -> str:
     try:
         text = path.read_text(errors="replace").splitlines()
@@ -354,7 +360,7 @@ class EmbeddedRedis:
         tail = _log_tail(self.log_file, 20)
         resumes = ("it accepts writes again by itself once it can write; heal leaves it "
                    "running (stopping it would drop what it has not written yet)")
-        if "No space left" in said or "No space left" in tail or "quota" in tail.lower():
+        if says_no_space(said) or says_no_space(tail):
             return StateHomeFull(
                 f"no space left in HEAL_HOME={self.directory.parent}: the embedded Redis "
                 f"under {self.directory} cannot write its files and refuses writes; free space "

@@ -39,7 +39,7 @@ from pipeline.errors import (
 from pipeline.homedir import home_writes, make_home
 from storage.connect_errors import postgres_refusal, redis_connect_error
 from storage.db import Database, mask_url
-from storage.embedded import EmbeddedPostgres, EmbeddedRedis
+from storage.embedded import EmbeddedPostgres, EmbeddedRedis, says_no_space
 from storage.leases import LeaseRegistry
 
 T = TypeVar("T")
@@ -477,14 +477,16 @@ def _postgres_info(settings: Settings, start: bool) -> dict[str, Any]:
             return {**info, "url": where, "running": True, "reachable": False,
                     "version": None, "error": str(refused), "config_error": True,
                     "refused": True}
-        hint = (
-            (
-                f"cannot reach HEAL_DATABASE_URL={where}: {_reason(exc)}; start PostgreSQL "
-                "there or unset HEAL_DATABASE_URL to use the embedded one"
-            )
-            if settings.database_url
-            else f"the embedded PostgreSQL does not answer: {_reason(exc)}; run `heal engines stop`"
-        )
+        if settings.database_url:
+            hint = (f"cannot reach HEAL_DATABASE_URL={where}: {_reason(exc)}; start PostgreSQL "
+                    "there or unset HEAL_DATABASE_URL to use the embedded one")
+        elif says_no_space(_reason(exc)):  # (as the Redis line says: a restart cannot help)
+            hint = (f"no space left in HEAL_HOME={settings.home}: the embedded PostgreSQL under "
+                    f"{embedded.pgdata} cannot write its files ({_reason(exc)}); free space on "
+                    "that file system, or move HEAL_HOME to another one")
+        else:
+            hint = (f"the embedded PostgreSQL does not answer: {_reason(exc)}; run `heal engines "
+                    "stop`")
         return {**info, "url": where, "running": False, "reachable": False, "version": None,
                 "error": hint}
     info.update(url=mask_url(url), running=True, reachable=True, version=version)

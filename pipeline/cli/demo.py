@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.demo.runner import Demo
     from pipeline.runtime import drain_inline
     from pipeline.runtime.connection import glob_escape
+    from pipeline.validate.rqjobs import remove_queue
     from storage.engines import connect_redis, open_database
 
     started = time.monotonic()
@@ -85,6 +86,9 @@ def run(args: argparse.Namespace) -> int:
             db.close()
             for key in client.scan_iter(match=f"{glob_escape(settings.prefix)}:*", count=500):
                 client.delete(key)  # the demo's streams and keys: nothing left behind
+            # and RQ's bookkeeping of its verification queue (rq:queues, registries), which
+            # RQ keeps outside the prefix and partly for ever
+            remove_queue(client, settings.key("verify"))
     scene.webhook_withheld = iso.webhook_withheld
     if args.json:
         from pipeline.console import dump_json

@@ -3,7 +3,8 @@ installation and every run starts from the same seeds:
 
 * its own PostgreSQL database on the configured server (dropped at the end); a server that
   refuses CREATE DATABASE stops the demo (it never writes its rows into the real database);
-* its own stream prefix (chosen by the caller; its keys are deleted at the end);
+* its own stream prefix (chosen by the caller; its keys, and RQ's bookkeeping of its
+  verification queue, are deleted at the end by ``heal demo``);
 * its own state home, ``$HEAL_HOME/demo/<run>`` (removed at the end): its audit log, audit key,
   notifications, signing keys, lookup cache and worktrees are there, never in the real
   ``audit.jsonl`` (whose anchors it would break) or ``notifications.jsonl``;
@@ -25,7 +26,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 from pipeline.config import Settings
-from pipeline.errors import EngineError, HealError
+from pipeline.errors import ConfigError, EngineError, HealError, QueryError
 
 #: the folder of HEAL_HOME holding each running demo's state home
 DEMO_DIR = "demo"
@@ -50,7 +51,8 @@ def isolated(settings: Settings, prefix: str) -> Iterator[Isolation]:
 
     Raises:
         EngineError: no Redis or PostgreSQL is reachable, or the PostgreSQL server refused
-            to create the demo's database (the message says what to change).
+            to create the demo's database (the message says which, and what to change).
+        ConfigError: the PostgreSQL server refused HEAL_DATABASE_URL's login.
         StateHomeFull, ConfigError: the demo's state home cannot be made under HEAL_HOME
             (full, read-only or not writable).
     """
@@ -64,11 +66,7 @@ def isolated(settings: Settings, prefix: str) -> Iterator[Isolation]:
     try:
         url, drop = create_scratch_database(database_url(settings), name)
     except HealError as exc:
-        raise EngineError(
-            f"heal demo needs a database of its own and the PostgreSQL server refused to "
-            f"create one ({exc}); it never writes its rows into the configured database. "
-            "Give HEAL_DATABASE_URL's user the CREATEDB privilege, or run the demo on the "
-            "embedded engines: HEAL_DATABASE_URL= heal demo") from exc
+        raise _no_database(exc) from exc
     home = settings.home / DEMO_DIR / run
     webhook = os.environ.pop(WEBHOOK_ENV, None)
     try:
@@ -85,3 +83,24 @@ def isolated(settings: Settings, prefix: str) -> Iterator[Isolation]:
         shutil.rmtree(home, ignore_errors=True)
         with suppress(OSError):
             (settings.home / DEMO_DIR).rmdir()  # only when no other demo runs
+
+
+#: the way out whatever went wrong with the configured server
+_EMBEDDED = "or run the demo on the embedded engines: HEAL_DATABASE_URL= heal demo"
+
+
+def _no_database(exc: HealError) -> HealError:
+    """What the demo says when the configured server gave it no database: the CREATEDB
+    advice only when the server answered and refused the statement (it was given for a
+    server never reached, where no privilege helps)."""
+    if isinstance(exc, QueryError):
+        return EngineError(
+            f"heal demo needs a database of its own and the PostgreSQL server refused to "
+            f"create one ({exc}); it never writes its rows into the configured database. "
+            f"Give HEAL_DATABASE_URL's user the CREATEDB privilege, {_EMBEDDED}")
+    if isinstance(exc, ConfigError):  # the server refused the login: the URL is wrong
+        return ConfigError(f"heal demo cannot log in to the PostgreSQL server of "
+                           f"HEAL_DATABASE_URL ({exc}); correct HEAL_DATABASE_URL, {_EMBEDDED}")
+    return EngineError(
+        f"heal demo cannot reach the PostgreSQL server of HEAL_DATABASE_URL ({exc}); start "
+        f"that server or correct HEAL_DATABASE_URL (host, port or socket path), {_EMBEDDED}")

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import Settings, check_audit_key
+from pipeline.config import Settings, audit_key_from_file, check_audit_key
 from pipeline.errors import ConfigError, HealError, StateHomeFull
 from pipeline.homedir import create_private_file, dir_mode, found_writable, home_write_error
 from pipeline.trust.private import check_private
@@ -123,7 +123,9 @@ def audit_key(settings: Settings, log_path: Path | None = None) -> bytes:
     Raises:
         AuditChainUnusable: no key is here, and the log was sealed with one (a shell without
             the HEAL_AUDIT_KEY the workers use): a new key would seal records the log then
-            never verifies with.
+            never verifies with; or ``audit.key`` is too short, a placeholder or not text
+            (:func:`pipeline.config.audit_key_from_file`: an emptied key sealed the next
+            record and broke the chain for good).
         AuditError: the key file cannot be read or made, or is not the operator's own
             (:func:`pipeline.trust.private.check_private`: tracked by git, another user's,
             writable by others: a repository shipping ``.heal/audit.key`` would know the key
@@ -136,11 +138,14 @@ def audit_key(settings: Settings, log_path: Path | None = None) -> bytes:
     try:
         if path.exists():
             _check_key_file(path)
-            return path.read_bytes().strip()
-        _refuse_a_new_key(log_path or settings.home / FILE_NAME, path)
-        path.parent.mkdir(mode=dir_mode(), parents=True, exist_ok=True)
-        create_private_file(path, secrets.token_hex(32).encode())
-        return path.read_bytes().strip()
+        else:
+            _refuse_a_new_key(log_path or settings.home / FILE_NAME, path)
+            path.parent.mkdir(mode=dir_mode(), parents=True, exist_ok=True)
+            create_private_file(path, secrets.token_hex(32).encode())
+        try:  # an emptied or damaged key would seal the next record and break the chain
+            return audit_key_from_file(path.read_bytes(), path)
+        except ConfigError as exc:  # (not OSError: that is below)
+            raise AuditChainUnusable(str(exc)) from exc
     except AuditError:  # (AuditChainUnusable: a ConfigError, raised as it is)
         raise
     except ConfigError as exc:
@@ -1401,10 +1406,10 @@ def verify_key(path: Path) -> bytes | None:
     ``.heal/audit.key`` with a log it forged under that key would otherwise "verify".
 
     Raises:
-        ConfigError: the key file is tracked by git, another user's, writable by others, or
-            cannot be read, or its folder was writable by others until this command's
-            start-up made it private (:func:`pipeline.homedir.found_writable`); the message
-            says what to do.
+        ConfigError: the key file is tracked by git, another user's, writable by others,
+            cannot be read, or is too short, a placeholder or not text, or its folder was
+            writable by others until this command's start-up made it private
+            (:func:`pipeline.homedir.found_writable`); the message says what to do.
     """
     env = env_key()
     if env is not None:
@@ -1421,7 +1426,7 @@ def verify_key(path: Path) -> bytes | None:
             f"above it), then run heal audit verify again, or set {KEY_ENV}")
     try:
         _check_key_file(beside)
-        return beside.read_bytes().strip()
+        return audit_key_from_file(beside.read_bytes(), beside)
     except OSError as exc:
         raise ConfigError(f"audit key {beside} cannot be read: {exc.strerror or exc}; fix its "
                           f"permissions or set {KEY_ENV}") from exc

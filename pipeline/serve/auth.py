@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
-from pipeline.config import Settings, check_not_placeholder
+from pipeline.config import Settings, check_not_placeholder, check_text
 from pipeline.errors import ConfigError, StateHomeFull
 from pipeline.homedir import create_private_file, home_write_error
 from pipeline.trust.private import check_private
@@ -55,8 +55,11 @@ def _strong(token: str, where: str, remedy: str) -> str:
     """``token`` when it is long and varied enough to be a secret.
 
     Raises:
-        ConfigError: naming ``where``, why, and ``remedy``.
+        ConfigError: naming ``where``, why, and ``remedy``; a token holding bytes that are
+            not UTF-8 (:func:`pipeline.config.check_text`: from ``os.environ``) is refused
+            here, at start-up, instead of making every authenticated request a 500.
     """
+    check_text(token, where, remedy)
     check_not_placeholder(token, where, remedy)
     if len(token) < MIN_TOKEN_CHARS:
         raise ConfigError(f"{where} is {len(token)} characters; use at least "
@@ -74,7 +77,7 @@ def _file_token(path: Path, env: str) -> str:
 
     Raises:
         ConfigError: the file is tracked by git, another user's or writable by others, or
-            the token is too short or too uniform.
+            the token is too short, too uniform or not UTF-8 text.
         OSError: the file or its folder cannot be created.
     """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -86,9 +89,13 @@ def _file_token(path: Path, env: str) -> str:
         "(git rm --cached), delete the file so heal serve makes a new one, and set HEAL_HOME "
         f"to a folder outside the repository or {env}"))
     os.chmod(path, 0o600)
-    return _strong(path.read_text(encoding="utf-8").strip(), f"the token in {path}",
-                   f"delete the file so heal serve makes a new one, or write one made with "
-                   f"{_HOW_TO_MAKE}")
+    remedy = f"delete the file so heal serve makes a new one, or write one made with {_HOW_TO_MAKE}"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:  # damage, or another program's file: never a token
+        raise ConfigError(f"the token in {path} is not text (byte {exc.start} is not UTF-8); "
+                          f"{remedy}") from exc
+    return _strong(text.strip(), f"the token in {path}", remedy)
 
 
 def _env_token(name: str) -> str | None:

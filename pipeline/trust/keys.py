@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from pipeline.config import Settings, check_not_placeholder
+from pipeline.config import Settings, check_not_placeholder, check_text
 from pipeline.errors import ConfigError, StateHomeFull
 from pipeline.homedir import create_private_file, home_write_error
 from pipeline.trust.private import check_private
@@ -45,9 +45,18 @@ def key_id(key: bytes) -> str:
 
 
 def _parse(value: str, where: str) -> bytes:
+    """The key ``value`` (from the variable or file ``where``) as bytes.
+
+    Raises:
+        ConfigError: it holds the examples' placeholder, is too short, or holds bytes that are
+            not UTF-8 (:func:`pipeline.config.check_text`: from ``os.environ``, which would
+            fail at the first signature instead of at start-up).
+    """
     value = value.strip()
-    check_not_placeholder(value, where, "replace it with the output of python -c 'import "
-                          "secrets; print(secrets.token_hex(32))'")
+    make = "python -c 'import secrets; print(secrets.token_hex(32))'"
+    check_text(value, where, f"set it to the key every host uses, as text (make one with: "
+               f"{make})")
+    check_not_placeholder(value, where, f"replace it with the output of {make}")
     if len(value) < MIN_KEY_CHARS:
         raise ConfigError(f"{where}: a signing key needs at least {MIN_KEY_CHARS} characters "
                           "(generate one with: python -c 'import secrets; "

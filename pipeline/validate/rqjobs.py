@@ -99,6 +99,39 @@ def _stop_all() -> None:
     _stop(procs)
 
 
+def remove_queue(client: redis.Redis, queue_name: str) -> None:
+    """Delete what RQ keeps in Redis for the queue ``queue_name``, which nobody uses again
+    (``heal demo``'s, named after its own prefix): its entry in ``rq:queues`` and its list,
+    which RQ keeps for ever, its registries (the finished one has no expiry), its jobs and
+    their results. The workers this process started are stopped first, so none re-registers
+    what is deleted. Best effort: a Redis error is logged, never raised (the demo's result
+    stands; what is left is bookkeeping).
+    """
+    from pipeline.runtime.connection import glob_escape
+
+    _stop_all()
+    queue = Queue(queue_name, connection=client)
+    try:
+        registries = (queue.started_job_registry, queue.finished_job_registry,
+                      queue.failed_job_registry, queue.deferred_job_registry,
+                      queue.scheduled_job_registry, queue.canceled_job_registry)
+        ids = set(queue.get_job_ids())
+        for registry in registries:
+            ids.update(registry.get_job_ids(cleanup=False))
+        for job in Job.fetch_many(sorted(ids), connection=client):
+            if job is not None:
+                job.delete(remove_from_queue=False)
+        queue.delete(delete_jobs=False)  # its list, and its entry in rq:queues
+        # the registries and whatever else RQ named after the queue (its intermediate list,
+        # workers set, clean-up marker): every key naming it, which no other queue's does
+        name = glob_escape(queue_name)
+        for pattern in (f"rq:*:{name}", f"rq:*:{name}:*"):
+            for key in client.scan_iter(match=pattern, count=500):
+                client.delete(key)
+    except redis.RedisError as exc:
+        log.warning("could not remove the RQ queue %s from Redis: %s", queue_name, exc)
+
+
 def _adopt(proc: subprocess.Popen[bytes]) -> None:
     """Track a started worker; the exit hook is registered with the first one, so it runs
     before the exit hooks of what was started earlier (an embedded Redis the workers still

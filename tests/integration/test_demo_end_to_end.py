@@ -153,3 +153,45 @@ def test_heal_demo_refuses_a_server_that_cannot_give_it_a_database_of_its_own(
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f"DROP ROLE IF EXISTS {role}")
         admin.close()
+
+
+def test_heal_demo_on_an_unreachable_database_says_so_not_to_grant_createdb(
+        heal_env: dict[str, str], tmp_path: Path) -> None:
+    """QA s15d #10: a server never reached was reported as one that "refused to create" the
+    demo's database, with the advice to grant CREATEDB, which cannot help."""
+    # Given a HEAL_DATABASE_URL naming a server that is not there
+    nowhere = f"postgresql://postgres@/postgres?host={tmp_path / 'no-server-here'}"
+    # When the demo runs
+    demo = _heal({**os.environ, **heal_env, "HEAL_DATABASE_URL": nowhere}, tmp_path, "demo",
+                 timeout=120)
+    # Then it says the server cannot be reached and what to change, and nothing about
+    # privileges
+    assert demo.returncode == 1, demo.stdout + demo.stderr
+    assert "heal demo cannot reach the PostgreSQL server of HEAL_DATABASE_URL" in demo.stderr
+    assert "start that server or correct HEAL_DATABASE_URL" in demo.stderr, demo.stderr
+    assert "HEAL_DATABASE_URL= heal demo" in demo.stderr
+    assert "CREATEDB" not in demo.stderr and "refused to create" not in demo.stderr
+    assert "Traceback" not in demo.stderr
+
+
+def test_heal_demo_leaves_no_rq_bookkeeping_in_the_shared_redis(
+        heal_env: dict[str, str], tmp_path: Path) -> None:
+    """QA s15d #10: each demo left its verification queue in ``rq:queues`` and its finished
+    registry with no expiry (RQ keeps both outside the demo's prefix)."""
+    import redis
+
+    client = redis.Redis.from_url(heal_env["HEAL_REDIS_URL"])
+    mark = f"{heal_env['HEAL_STREAM_PREFIX']}-demo-"
+    try:
+        # When the demo runs on the installation's Redis (it verifies fixes through RQ)
+        demo = _heal({**os.environ, **heal_env}, tmp_path, "demo")
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        # Then no queue of it is registered, and no key naming it is left for ever
+        queues = [q.decode() for q in client.smembers("rq:queues")]
+        assert not [q for q in queues if mark in q], queues
+        kept = [key.decode() for key in client.scan_iter(match="rq:*", count=1000)
+                if mark in key.decode() and client.ttl(key) == -1]
+        assert kept == [], kept
+        assert not list(client.scan_iter(match=f"{mark}*", count=1000))
+    finally:
+        client.close()

@@ -182,7 +182,7 @@ def test_verify_file_finds_the_key_beside_the_file_or_in_the_environment(
     assert verify_file(path).reason.startswith("keyed record but no audit key")
     (tmp_path / "audit.key").write_bytes(KEY + b"\n")
     assert verify_file(path).ok
-    (tmp_path / "audit.key").write_bytes(b"wrong")
+    (tmp_path / "audit.key").write_bytes(b"wrong" * 8)  # another key (a short one is refused)
     assert not verify_file(path).ok
     monkeypatch.setenv("HEAL_AUDIT_KEY", KEY.decode())
     assert verify_file(path).ok  # the environment wins over the file beside

@@ -81,3 +81,37 @@ def test_an_untranslated_full_disk_is_no_internal_error() -> None:
     assert message.startswith("No space left on device (/x/y): free space")
     assert _disk_problem(OSError(errno.EIO, "I/O error")) == ""
     assert _disk_problem(ValueError("no")) == ""
+
+
+@pytest.mark.parametrize(("said", "full"), [
+    ("could not write init file: No space left on device", True),
+    ("could not extend file: Disk quota exceeded", True),
+    ("the database system is shutting down", False),
+])
+def test_the_postgresql_status_line_says_free_space_on_a_full_disk(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, said: str, full: bool) -> None:
+    """QA s15d #10: with HEAL_HOME full, the embedded PostgreSQL refused new connections
+    ("could not write init file: No space left on device") and `heal status` advised "run
+    `heal engines stop`", which frees nothing, where the Redis line of the same output said
+    to free space (the same recognition, storage.embedded.says_no_space, is used for both).
+    The server's refusal is raised here as asyncpg raises it (a full tmpfs did not make a
+    real server refuse reliably)."""
+    import asyncpg
+
+    from pipeline.config import Settings
+
+    async def refused(url: str) -> tuple[str, str]:
+        raise asyncpg.exceptions.InternalServerError(said)
+
+    monkeypatch.setattr(engines, "database_url", lambda settings: "postgresql://x@/postgres")
+    monkeypatch.setattr(engines, "_pg_versions", refused)
+    home = tmp_path / "home"
+    info = engines._postgres_info(Settings(None, None, home, "heal"), start=True)
+    assert engines.engine_label(info) == "UNREACHABLE"
+    if full:
+        assert info["error"].startswith(f"no space left in HEAL_HOME={home}: the embedded "
+                                        "PostgreSQL under "), info
+        assert said in info["error"] and "free space on that file system" in info["error"]
+        assert "heal engines stop" not in info["error"]
+    else:
+        assert "run `heal engines stop`" in info["error"], info
