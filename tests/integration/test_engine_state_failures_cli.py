@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import orjson
 import psutil
 import redis
 
@@ -346,3 +347,65 @@ def test_a_malformed_lookup_cache_whose_outbox_can_be_read_is_left_saying_what_i
                             ).fetchall() == [("qa-s15d-8-op",)]
     finally:
         conn.close()
+
+
+def _line_numbers(ranges: str) -> list[int]:
+    """``3, 7-9`` -> [3, 7, 8, 9]."""
+    numbers: list[int] = []
+    for part in ranges.split(", "):
+        first, _, last = part.partition("-")
+        numbers.extend(range(int(first), int(last or first) + 1))
+    return numbers
+
+
+def test_emit_on_a_redis_refusing_writes_mid_batch_counts_and_names_exactly_what_was_not_sent(
+        tmp_path: Path, heal_env: dict[str, str]) -> None:
+    """QA s15d #9: Redis began refusing writes in the middle of a batch (MISCONF on a full
+    HEAL_HOME; here OOM past maxmemory, the same per-command refusal): `heal emit` said
+    "published 0 ..., 300 event(s) not published (send them again)" although 122 were
+    published, so following the advice published them twice. Each XADD's reply of the
+    non-transactional pipeline now says whether it was done: the count is exact and the lines
+    named are exactly the ones missing; sending them again leaves each event once."""
+    env = _embedded_redis_env(heal_env)
+    assert _heal(env, "engines", "start", timeout=120).returncode == 0
+    server = EmbeddedRedis(Path(heal_env["HEAL_HOME"]))
+    client = redis.Redis(unix_socket_path=str(server.socket))
+    try:
+        lines = [orjson_line(f"qa9-{n}", f"qa-s15d-9 failure {n}: " + "x" * 1500)
+                 for n in range(1, 301)]
+        used = int(client.info("memory")["used_memory"])
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", used + 200_000)  # room for some of the 300 only
+        done = subprocess.run([*HEAL, "emit"], env=env, input="".join(lines),
+                              capture_output=True, text=True, timeout=120)
+        client.config_set("maxmemory", 0)
+        assert done.returncode == 1, done.stderr
+        assert "Traceback" not in done.stderr, done.stderr
+        assert "qa-s15d-9 failure" not in done.stderr, done.stderr  # (no event text quoted)
+        assert "the input after line 300 was not read" in done.stderr, done.stderr
+        stream = f"{heal_env['HEAL_STREAM_PREFIX']}:errors"
+        published = [orjson.loads(fields[b"event"])["id"]
+                     for _, fields in client.xrange(stream)]
+        assert 0 < len(published) < 300, len(published)
+        said = re.search(r"published (\d+) event\(s\) read before the error, (\d+) event\(s\) "
+                         r"not published: line\(s\) ([\d, -]+) \(send them again\)", done.stderr)
+        assert said, done.stderr
+        assert int(said.group(1)) == len(published), (said.group(1), len(published))
+        assert int(said.group(2)) == 300 - len(published)
+        missing = _line_numbers(said.group(3))
+        assert sorted({f"qa9-{n}" for n in missing} | set(published)) == sorted(
+            f"qa9-{n}" for n in range(1, 301)) and len(missing) + len(published) == 300
+        # following the advice: each event is in the stream once
+        again = subprocess.run([*HEAL, "emit"], env=env,
+                               input="".join(lines[n - 1] for n in missing),
+                               capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0, again.stderr
+        ids = [orjson.loads(fields[b"event"])["id"] for _, fields in client.xrange(stream)]
+        assert sorted(ids) == sorted(f"qa9-{n}" for n in range(1, 301)), len(ids)
+    finally:
+        client.close()
+        _heal(env, "engines", "stop", "--force", timeout=120)
+
+
+def orjson_line(event_id: str, text: str) -> str:
+    return orjson.dumps({"v": 1, "id": event_id, "text": text}).decode() + "\n"
