@@ -10,7 +10,8 @@
     ├── StateHomeFull               no space left where HEAL_HOME keeps its state (exit 1)
     ├── EngineError                 an engine cannot be reached or started (exit 1)
     │   ├── StreamUnavailable       Redis
-    │   └── DatabaseUnavailable     PostgreSQL
+    │   ├── DatabaseUnavailable     PostgreSQL
+    │   └── DamagedCache            the local lookup cache is damaged and holds writes
     ├── QueryError                  PostgreSQL rejected a statement (carries ``sqlstate``)
     ├── DecodeError                 a stream payload that cannot be decoded (carries raw bytes)
     │   └── EventValidationError    decoded, but fails the contract (carries raw bytes)
@@ -163,6 +164,16 @@ class StreamUnavailable(EngineError):
 
 class DatabaseUnavailable(EngineError):
     pass
+
+
+class DamagedCache(EngineError):
+    """The local lookup cache under HEAL_HOME is damaged (found at open or by a query) and its
+    outbox still holds writes that can be read, so heal does not replace it (or ``heal
+    status``, which creates no state, found it damaged): the message says how many and what to
+    do. No wait mends it, so a stage stops on it (``stops_stage``), its event left pending,
+    not parked for ever as in an outage."""
+
+    stops_stage = True
 
 
 class QueryError(HealError):

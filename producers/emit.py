@@ -14,7 +14,7 @@ from pipeline.config import Settings
 from pipeline.errors import DecodeError
 from pipeline.events import SCHEMA_VERSION, ErrorEvent
 from producers.context import hostname, new_id
-from producers.publisher import Publisher, connect
+from producers.publisher import PartlyPublished, Publisher, connect
 
 _default_publisher: Publisher | None = None
 
@@ -76,6 +76,11 @@ class EmitReport:
     bad: list[tuple[int, str]] = field(default_factory=list)
     #: valid events read but not published because publishing them failed
     unpublished: int = 0
+    #: the line numbers of those events, in order (exactly the ones to send again: Redis may
+    #: refuse some events of a batch and take the others)
+    unpublished_lines: list[int] = field(default_factory=list)
+    #: the number of the last line read (the lines after it were not read)
+    last_line: int = 0
 
 
 def parse_lines(lines: Iterable[bytes | str]) -> Iterator[tuple[int, ErrorEvent | str]]:
@@ -100,18 +105,20 @@ def emit_lines(lines: Iterable[bytes | str], publisher: Publisher, batch: int = 
     then propagates; events whose publishing failed are counted in ``report.unpublished``.
 
     Raises:
-        StreamUnavailable: Redis cannot be reached (the events of that batch are counted in
-            ``report.unpublished``).
+        StreamUnavailable: Redis cannot be reached or refused writes (the events of that
+            batch it did not take are counted in ``report.unpublished``, their line numbers
+            in ``report.unpublished_lines``; PartlyPublished when it took some).
         whatever reading ``lines`` raised, after the events read before it were published.
     """
     report = report if report is not None else EmitReport()
-    pending: list[ErrorEvent] = []
+    pending: list[tuple[int, ErrorEvent]] = []
     try:
         for number, item in parse_lines(lines):
+            report.last_line = number
             if isinstance(item, str):
                 report.bad.append((number, item))
                 continue
-            pending.append(item)
+            pending.append((number, item))
             if len(pending) >= batch:
                 events, pending = pending, []
                 _publish(publisher, events, report)
@@ -127,12 +134,37 @@ def emit_lines(lines: Iterable[bytes | str], publisher: Publisher, batch: int = 
     return report
 
 
-def _publish(publisher: Publisher, events: list[ErrorEvent], report: EmitReport) -> None:
-    """Publish ``events`` into ``report``; on failure they are counted as unpublished."""
+def _publish(publisher: Publisher, events: list[tuple[int, ErrorEvent]],
+             report: EmitReport) -> None:
+    """Publish ``events`` (line number, event) into ``report``; on failure the ones not
+    published are counted as such, with their line numbers: when Redis refused some and took
+    others (PartlyPublished), exactly the refused ones."""
     if not events:
         return
     try:
-        report.published += len(publisher.publish_many(events))
+        report.published += len(publisher.publish_many(event for _, event in events))
+    except PartlyPublished as exc:
+        missed = [number for (number, _), id_ in zip(events, exc.ids, strict=True)
+                  if id_ is None]
+        report.published += len(events) - len(missed)
+        report.unpublished += len(missed)
+        report.unpublished_lines.extend(missed)
+        raise
     except BaseException:
         report.unpublished += len(events)
+        report.unpublished_lines.extend(number for number, _ in events)
         raise
+
+
+def line_ranges(numbers: list[int], most: int = 20) -> str:
+    """``numbers`` (ascending) as ranges, ``3, 7-9, 12``; past ``most`` ranges, how many
+    more lines."""
+    ranges: list[tuple[int, int]] = []
+    for number in numbers:
+        if ranges and number == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], number)
+        else:
+            ranges.append((number, number))
+    shown = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges[:most])
+    rest = sum(b - a + 1 for a, b in ranges[most:])
+    return shown + (f" and {rest} more line(s)" if rest else "")

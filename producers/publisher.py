@@ -17,7 +17,7 @@ from typing import Any
 import redis
 
 from pipeline.config import STREAM_ERRORS, Settings
-from pipeline.errors import StreamUnavailable
+from pipeline.errors import HealError, StreamUnavailable
 from pipeline.events import ErrorEvent
 
 #: approximate number of entries kept in ``<prefix>:errors`` (history for replay)
@@ -60,6 +60,18 @@ def partition_of(settings: Settings, event: ErrorEvent) -> Settings:
     return settings.in_partition(settings.partition_for(routing_key(event)))
 
 
+class PartlyPublished(StreamUnavailable):
+    """Redis refused some of the events handed to :meth:`Publisher.publish_many` (MISCONF
+    on a full disk, OOM past ``maxmemory``) and took others: the commands of a
+    non-transactional pipeline each succeed or fail on their own, and not only from the
+    first failure on. ``ids`` holds, per event in the order given, its entry id, or None
+    for one not published (refused, or in a batch never sent)."""
+
+    def __init__(self, message: str, ids: list[str | None]) -> None:
+        super().__init__(message)
+        self.ids = ids
+
+
 class Publisher:
     """Appends events to the error stream of one prefix (of their partition)."""
 
@@ -89,23 +101,30 @@ class Publisher:
         """Append events in pipelined batches; returns their entry ids in order.
 
         Raises:
-            StreamUnavailable: Redis refused or is unreachable.
+            PartlyPublished: Redis refused some events after others were published (which
+                ones: its ``ids``; the events after the refused batch were not sent).
+            StreamUnavailable: Redis refused or is unreachable: none of them was published
+                (a connection lost while a batch was sent: that batch may be in part).
             ConfigError: the ACL of HEAL_REDIS_URL's user does not cover heal's keys.
         """
+        todo = list(events)
         ids: list[str] = []
-        batch: list[ErrorEvent] = []
-        for event in events:
-            batch.append(event)
-            if len(batch) >= BATCH:
-                ids.extend(self._flush(batch))
-                batch = []
-        if batch:
-            ids.extend(self._flush(batch))
+        for start in range(0, len(todo), BATCH):
+            try:
+                ids.extend(self._flush(todo[start:start + BATCH]))
+            except PartlyPublished as exc:
+                done: list[str | None] = [*ids, *exc.ids]
+                raise PartlyPublished(str(exc), done + [None] * (len(todo) - len(done))
+                                      ) from exc
+            except StreamUnavailable as exc:
+                if not ids:
+                    raise
+                raise PartlyPublished(str(exc), [*ids, *[None] * (len(todo) - len(ids))]
+                                      ) from exc
         return ids
 
     def _flush(self, batch: list[ErrorEvent]) -> list[str]:
-        from pipeline.runtime.connection import acl_refusal, redis_error_text
-
+        """Raises: PartlyPublished, StreamUnavailable, ConfigError (see publish_many)."""
         streams: list[str] = []
         try:
             pipe = self.client.pipeline(transaction=False)
@@ -115,16 +134,35 @@ class Publisher:
                     streams.append(stream)
                 pipe.xadd(stream, {"event": event.encode()},
                           maxlen=self.maxlen, approximate=True)
-            return [_text(i) for i in pipe.execute()]
+            # each reply says whether its XADD was done: the ones before (and after) a
+            # refused one may have been (redis-py raises the first error, hiding them)
+            replies = pipe.execute(raise_on_error=False)
         except redis.RedisError as exc:
-            refusal = acl_refusal(exc, self.settings.prefix)
-            if refusal is not None:
-                raise refusal from exc
-            # the streams written to (a partition's, not the unpartitioned name)
-            shown = ", ".join(streams[:5]) + (f" and {len(streams) - 5} more"
-                                              if len(streams) > 5 else "")
-            raise StreamUnavailable(
-                f"cannot publish to {shown or self.stream}: {redis_error_text(exc)}") from exc
+            raise self._refused(exc, streams) from exc
+        failures = [r for r in replies if isinstance(r, Exception)]
+        if not failures:
+            return [_text(i) for i in replies]
+        ids = [None if isinstance(r, Exception) else _text(r) for r in replies]
+        error = self._refused(failures[0], streams)
+        if len(failures) == len(replies):
+            raise error from failures[0]
+        raise PartlyPublished(
+            f"{error}; {len(replies) - len(failures)} of the batch's {len(replies)} event(s) "
+            "were published", ids) from failures[0]
+
+    def _refused(self, exc: Exception, streams: list[str]) -> HealError:
+        """What Redis refusing the batch (``exc``) means: AccessRefused or
+        StreamUnavailable."""
+        from pipeline.runtime.connection import acl_refusal, redis_error_text
+
+        refusal = acl_refusal(exc, self.settings.prefix)
+        if refusal is not None:
+            return refusal
+        # the streams written to (a partition's, not the unpartitioned name)
+        shown = ", ".join(streams[:5]) + (f" and {len(streams) - 5} more"
+                                          if len(streams) > 5 else "")
+        return StreamUnavailable(
+            f"cannot publish to {shown or self.stream}: {redis_error_text(exc)}")
 
 
 def _text(value: Any) -> str:

@@ -26,7 +26,7 @@ def register(subparsers: Any) -> None:
 
 
 def _emit(args: argparse.Namespace) -> int:
-    from producers.emit import EmitReport, emit_lines
+    from producers.emit import EmitReport, emit_lines, line_ranges
     from producers.publisher import Publisher, connect
 
     settings = Settings.from_env()
@@ -41,9 +41,14 @@ def _emit(args: argparse.Namespace) -> int:
     except BaseException:  # what was read is published; say so before the error is shown
         for number, reason in report.bad:
             print(f"heal emit: line {number}: {reason}", file=sys.stderr)
+        # exactly the lines to send again (Redis may have taken some events of the batch it
+        # refused: sending the whole batch again would publish those twice)
+        unsent = (f", {report.unpublished} event(s) not published: line(s) "
+                  f"{line_ranges(report.unpublished_lines)} (send them again)"
+                  if report.unpublished else "")
         print(f"heal emit: stopped; published {report.published} event(s) read before the "
-              "error" + (f", {report.unpublished} event(s) not published (send them again)"
-                         if report.unpublished else ""), file=sys.stderr)
+              f"error{unsent}; the input after line {report.last_line} was not read",
+              file=sys.stderr)
         raise
     for number, reason in report.bad:
         print(f"heal emit: line {number}: {reason}", file=sys.stderr)

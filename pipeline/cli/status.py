@@ -186,8 +186,12 @@ def _outbox(settings: Settings, problems: list[str]) -> dict[str, Any]:
         problems.append(str(exc))
         return {"waiting": None, "parked": []}
     try:
+        cache.check()
         return {"waiting": cache.pending_count(),
                 "parked": [{"op_id": o, "kind": k, "reason": r} for o, k, r in cache.parked()]}
+    except EngineError as exc:  # damaged past what opening it reads: what it is, what to do
+        problems.append(str(exc))
+        return {"waiting": None, "parked": []}
     except sqlite3.Error as exc:
         problems.append(f"cannot read the local cache {path}: {exc}")
         return {"waiting": None, "parked": []}

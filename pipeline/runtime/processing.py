@@ -225,6 +225,8 @@ class EventProcessor:
                                   counted=False)
             return self._retry(delivery, exc.reason, exc.delay)
         except EngineError as exc:  # an outage is not the event's fault: park it
+            if _stops_stage(exc):  # (a damaged local cache: no wait mends it, see below)
+                raise
             return self.park(delivery, str(exc))
         except Exception as exc:  # unexpected: retried (may be transient), then dead-lettered
             if _stops_stage(exc):

@@ -290,7 +290,7 @@ def test_a_failed_publish_names_the_partition_streams_it_wrote_to(tmp_path: Path
         def xadd(self, *args: Any, **kwargs: Any) -> None:
             pass
 
-        def execute(self) -> None:
+        def execute(self, raise_on_error: bool = True) -> None:
             raise redis.exceptions.ClusterDownError("CLUSTERDOWN The cluster is down")
 
     settings = Settings("redis+cluster://127.0.0.1:1", None, tmp_path, "heal", partitions=3)

@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import orjson
 import psutil
 import redis
 
@@ -252,3 +254,158 @@ def test_a_postgresql_outage_is_one_log_line_not_a_traceback_per_retry(
                 worker.kill()
                 worker.wait()
         _heal(own, "engines", "stop", "--force", timeout=180)
+
+
+def _garble_pages_of(cache: Path, tables: tuple[str, ...] | None) -> bytes:
+    """Overwrite with random bytes the pages of ``cache`` past its first (its schema kept,
+    so it opens and the damage is found by a query: "database disk image is malformed"):
+    every page with ``tables`` None, else the root page of each table named."""
+    conn = sqlite3.connect(cache)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        roots = [] if tables is None else [int(conn.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = ?", (t,)).fetchone()[0])
+            for t in tables]
+    finally:
+        conn.close()
+    data = bytearray(cache.read_bytes())
+    spans = ([(size, len(data))] if tables is None
+             else [((r - 1) * size, r * size) for r in roots])
+    for start, end in spans:
+        data[start:end] = os.urandom(end - start)
+    cache.write_bytes(bytes(data))
+    return bytes(data)
+
+
+def test_a_lookup_cache_malformed_past_its_first_page_is_moved_aside_and_rebuilt(
+        tmp_path: Path, heal_env: dict[str, str]) -> None:
+    """QA s15d #8: a cache whose pages past the first were damaged opens (its schema is on
+    page 1); the first query said "database disk image is malformed": `heal status` gave no
+    advice, and `heal run` reached no decision on every run, the file never moved aside. Now a
+    damage found at a query takes the same path as one found at open."""
+    env = _env(heal_env)
+    first = _heal(env, "run", "--", "sh", "-c", "echo 'qa-s15d-8 first: boom' >&2; exit 3",
+                  cwd=tmp_path)
+    assert first.returncode == 3, first.stderr
+    home = Path(heal_env["HEAL_HOME"])
+    cache = home / "lookup-cache.sqlite3"
+    damaged = _garble_pages_of(cache, None)
+    status = _heal(env, "status", timeout=120)
+    assert status.returncode == 1, status.stderr
+    assert "database disk image is malformed" in status.stderr, status.stderr
+    assert "the file is damaged (the lookup's local cache and outbox)" in status.stderr
+    assert "moves it aside" in status.stderr, status.stderr
+    assert cache.read_bytes() == damaged  # status changes nothing
+    out = tmp_path / "decision.json"
+    done = _heal(env, "run", "--json-file", str(out), "--", "sh", "-c",
+                 "echo 'qa-s15d-8 second: boom' >&2; exit 3", cwd=tmp_path)
+    assert done.returncode == 3, done.stderr
+    assert "no decision" not in done.stderr, done.stderr
+    assert "malformed" not in json.loads(out.read_text())["detail"], done.stderr
+    aside = list(home.glob("lookup-cache.sqlite3.damaged-*Z"))  # (its -wal, -shm beside it)
+    assert len(aside) == 1 and aside[0].read_bytes() == damaged, aside
+    assert f"moved aside to {aside[0]}" in done.stderr, done.stderr
+    assert _heal(env, "status", timeout=120).returncode == 0
+
+
+def test_a_malformed_lookup_cache_whose_outbox_can_be_read_is_left_saying_what_it_holds(
+        tmp_path: Path, heal_env: dict[str, str]) -> None:
+    """QA s15d #8: a cache damaged in its tier-1 table whose outbox still holds readable
+    writes: moving it aside would lose them, so it is left as it is, and `heal status` and
+    `heal run` (which keeps CMD's status) say how many writes it holds and what to do."""
+    from storage.cache import LocalCache
+
+    home = Path(heal_env["HEAL_HOME"])
+    cache = home / "lookup-cache.sqlite3"
+    local = LocalCache(cache)
+    try:
+        local.put_fingerprints((f"fp{i}", "fine", "p", "rule") for i in range(2000))
+        local.enqueue([("qa-s15d-8-op", "no-such-kind", {"x": 1})])
+    finally:
+        local.close()
+    _garble_pages_of(cache, ("fingerprints",))
+    inode = cache.stat().st_ino
+    env = _env(heal_env)
+    status = _heal(env, "status", timeout=120)
+    assert status.returncode == 1, status.stderr
+    assert "database disk image is malformed" in status.stderr, status.stderr
+    assert "its outbox still holds 1 write(s) that can be read" in status.stderr, status.stderr
+    assert "heal leaves it as it is" in status.stderr, status.stderr
+    done = _heal(env, "run", "--", "sh", "-c", "echo 'qa-s15d-8 third: boom' >&2; exit 3",
+                 cwd=tmp_path)
+    assert done.returncode == 3, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "DatabaseError" not in done.stderr, done.stderr
+    assert "the file is damaged" in done.stderr and "can be read" in done.stderr, done.stderr
+    # left in place, the waiting write in it
+    assert cache.stat().st_ino == inode and not list(home.glob("*.damaged-*"))
+    conn = sqlite3.connect(cache)
+    try:
+        # (PostgreSQL rejects its kind: parked, with its reason, in the same file)
+        assert conn.execute("SELECT op_id FROM outbox UNION ALL SELECT op_id FROM parked_ops"
+                            ).fetchall() == [("qa-s15d-8-op",)]
+    finally:
+        conn.close()
+
+
+def _line_numbers(ranges: str) -> list[int]:
+    """``3, 7-9`` -> [3, 7, 8, 9]."""
+    numbers: list[int] = []
+    for part in ranges.split(", "):
+        first, _, last = part.partition("-")
+        numbers.extend(range(int(first), int(last or first) + 1))
+    return numbers
+
+
+def test_emit_on_a_redis_refusing_writes_mid_batch_counts_and_names_exactly_what_was_not_sent(
+        tmp_path: Path, heal_env: dict[str, str]) -> None:
+    """QA s15d #9: Redis began refusing writes in the middle of a batch (MISCONF on a full
+    HEAL_HOME; here OOM past maxmemory, the same per-command refusal): `heal emit` said
+    "published 0 ..., 300 event(s) not published (send them again)" although 122 were
+    published, so following the advice published them twice. Each XADD's reply of the
+    non-transactional pipeline now says whether it was done: the count is exact and the lines
+    named are exactly the ones missing; sending them again leaves each event once."""
+    env = _embedded_redis_env(heal_env)
+    assert _heal(env, "engines", "start", timeout=120).returncode == 0
+    server = EmbeddedRedis(Path(heal_env["HEAL_HOME"]))
+    client = redis.Redis(unix_socket_path=str(server.socket))
+    try:
+        lines = [orjson_line(f"qa9-{n}", f"qa-s15d-9 failure {n}: " + "x" * 1500)
+                 for n in range(1, 301)]
+        used = int(client.info("memory")["used_memory"])
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", used + 200_000)  # room for some of the 300 only
+        done = subprocess.run([*HEAL, "emit"], env=env, input="".join(lines),
+                              capture_output=True, text=True, timeout=120)
+        client.config_set("maxmemory", 0)
+        assert done.returncode == 1, done.stderr
+        assert "Traceback" not in done.stderr, done.stderr
+        assert "qa-s15d-9 failure" not in done.stderr, done.stderr  # (no event text quoted)
+        assert "the input after line 300 was not read" in done.stderr, done.stderr
+        stream = f"{heal_env['HEAL_STREAM_PREFIX']}:errors"
+        published = [orjson.loads(fields[b"event"])["id"]
+                     for _, fields in client.xrange(stream)]
+        assert 0 < len(published) < 300, len(published)
+        said = re.search(r"published (\d+) event\(s\) read before the error, (\d+) event\(s\) "
+                         r"not published: line\(s\) ([\d, -]+) \(send them again\)", done.stderr)
+        assert said, done.stderr
+        assert int(said.group(1)) == len(published), (said.group(1), len(published))
+        assert int(said.group(2)) == 300 - len(published)
+        missing = _line_numbers(said.group(3))
+        assert sorted({f"qa9-{n}" for n in missing} | set(published)) == sorted(
+            f"qa9-{n}" for n in range(1, 301)) and len(missing) + len(published) == 300
+        # following the advice: each event is in the stream once
+        again = subprocess.run([*HEAL, "emit"], env=env,
+                               input="".join(lines[n - 1] for n in missing),
+                               capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0, again.stderr
+        ids = [orjson.loads(fields[b"event"])["id"] for _, fields in client.xrange(stream)]
+        assert sorted(ids) == sorted(f"qa9-{n}" for n in range(1, 301)), len(ids)
+    finally:
+        client.close()
+        _heal(env, "engines", "stop", "--force", timeout=120)
+
+
+def orjson_line(event_id: str, text: str) -> str:
+    return orjson.dumps({"v": 1, "id": event_id, "text": text}).decode() + "\n"
