@@ -267,11 +267,11 @@ _SCORED_CHARS = 2000
 def headline(lines: list[str]) -> str:
     """The line of ``lines`` that best says what failed (:func:`_headline_score`); of
     equally good lines the last, as tools print their conclusion last."""
+    filled = [stripped for stripped in map(str.strip, lines) if stripped]
+    if len(filled) == 1:  # one line (most log lines): it heads the text whatever its score
+        return filled[0]
     best, best_score = "", -1
-    for line in lines:
-        stripped = line.strip()
-        if not stripped:
-            continue
+    for stripped in filled:
         score = _headline_score(stripped)
         if score >= best_score:
             best, best_score = stripped, score
