@@ -189,16 +189,7 @@ def parse_jest(text: str, repo: str = "") -> Extraction | None:
         header = _JEST_HEADER.match(line)
         if header is None:
             continue
-        block: list[str] = []
-        for follow in lines[index + 1:]:
-            if _JEST_END.match(follow):
-                break
-            block.append(follow)
-        first = next((s.strip() for s in block if s.strip()), "")
-        error_type, message = "TestFailure", first
-        head = parse_node_head(first)
-        if head is not None:
-            error_type, message = head
+        block, error_type, message = _test_report(lines[index + 1:], _JEST_END)
         frames: list[Frame] = []
         for follow in block:
             frame = NODE_FRAME.match(follow)
@@ -214,6 +205,21 @@ def parse_jest(text: str, repo: str = "") -> Extraction | None:
                             True))
         return Extraction("test", error_type, message, tuple(frames), tool="jest")
     return None
+
+
+def _test_report(following: list[str], end: re.Pattern[str]) -> tuple[list[str], str, str]:
+    """A JavaScript test runner's report of one failing test (jest, vitest): its lines up to
+    ``end``, and the error class and message of its first line (a thrown Node error's, else
+    ``TestFailure`` and the line: the matcher's complaint)."""
+    block: list[str] = []
+    for follow in following:
+        if end.match(follow):
+            break
+        block.append(follow)
+    first = next((line.strip() for line in block if line.strip()), "")
+    head = parse_node_head(first)
+    error_type, message = head if head is not None else ("TestFailure", first)
+    return block, error_type, message
 
 
 # --- vitest ---------------------------------------------------------------------------------
@@ -237,16 +243,7 @@ def parse_vitest(text: str, repo: str = "") -> Extraction | None:
         failed = _VITEST_FAIL.match(line)
         if failed is None:
             continue
-        block: list[str] = []
-        for follow in lines[index + 1:]:
-            if _VITEST_END.match(follow):
-                break
-            block.append(follow)
-        first = next((s.strip() for s in block if s.strip()), "")
-        error_type, message = "TestFailure", first
-        head = parse_node_head(first)
-        if head is not None:
-            error_type, message = head
+        block, error_type, message = _test_report(lines[index + 1:], _VITEST_END)
         frames = [Frame(normalize_path(m.group("file"), repo), "", int(m.group("line")),
                         not is_library(m.group("file")))
                   for m in map(_VITEST_FRAME.match, reversed(block)) if m]
