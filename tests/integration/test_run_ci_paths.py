@@ -22,6 +22,7 @@ import redis
 
 from pipeline.ci.report import RunReport
 from pipeline.events import ErrorEvent
+from tests._interrupt import sigint_default
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAL = [sys.executable, "-c", "import sys; from pipeline.cli import main; sys.exit(main())"]
@@ -104,7 +105,7 @@ def test_ctrl_c_still_gives_the_ci_its_outputs(tmp_path: Path, redis_url: str,
         [*HEAL, "run", "--json-file", str(out), "--", sys.executable, "-c",
          "import time; print('started', flush=True); time.sleep(30)"],
         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True)
+        start_new_session=True, preexec_fn=sigint_default)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
@@ -300,7 +301,8 @@ def test_the_not_reported_and_interrupted_reports_name_the_errors_file_and_line(
     assert issue["location"]["lines"]["begin"] == 2
     proc = subprocess.Popen([*HEAL, "run", "--", sys.executable, "slow.py"], env=env,
                             cwd=tmp_path / "calc", stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=sigint_default)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)

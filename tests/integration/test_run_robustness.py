@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from storage.embedded import EmbeddedRedis
+from tests._interrupt import sigint_default
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAL = str(Path(sys.executable).parent / "heal")
@@ -198,7 +199,8 @@ def test_ctrl_c_stops_the_command_and_is_not_reported_as_an_error(
         [HEAL, "run", "--json-file", str(out), "--", sys.executable, "-c",
          "import time; print('started', flush=True); time.sleep(30)", "--password=pw-9z"],
         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True)  # its own process group, as a terminal's foreground job
+        # its own process group, as a terminal's foreground job
+        start_new_session=True, preexec_fn=sigint_default)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
