@@ -241,13 +241,6 @@ def _full(exc: OSError, settings: Settings, what: str, path: Path) -> AuditError
 ROOM_BYTES = 64 * 1024
 
 
-def file_log_id(path: Path) -> str:
-    """The id the anchors of the log ``path`` are kept under, as stored beside it; the legacy
-    one (:func:`legacy_log_id`) when none is stored yet. Raises ConfigError as
-    :func:`read_log_id`."""
-    return read_log_id(path) or legacy_log_id(path)
-
-
 def legacy_log_id(path: Path) -> str:
     """The name heal gave a file's anchors before logs had an id of their own: host and
     absolute path (what a log written then is anchored under; adopted as its id)."""

@@ -101,19 +101,6 @@ def fingerprinted_reader(client: redis.Redis, settings: Settings,
     return read
 
 
-def fine_reader(client: redis.Redis, settings: Settings,
-                limit: int = OUTCOME_SCAN_LIMIT) -> Callable[[str], str]:
-    """The fine fingerprint the fingerprint stage gave an error id ('' when not in the newest
-    ``limit`` entries of the fingerprints stream). Raises StreamUnavailable."""
-    event = fingerprinted_reader(client, settings, limit)
-
-    def read(error_id: str) -> str:
-        ev = event(error_id)
-        return ev.fine if ev is not None else ""
-
-    return read
-
-
 def dead_reader(client: redis.Redis, settings: Settings
                 ) -> Callable[[str], list[dict[str, Any]]]:
     """The dead letters of an error id, newest first (bounded). Raises StreamUnavailable."""

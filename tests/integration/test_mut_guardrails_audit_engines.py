@@ -23,11 +23,11 @@ from pipeline.guardrails.audit import (
     audit_key,
     check_head,
     cross_check,
-    file_log_id,
     read_anchor,
     verify_database,
     verify_file,
 )
+from tests._audit_ids import file_log_id
 from tests.integration.test_audit_pg import PgShim, audit_schema
 
 

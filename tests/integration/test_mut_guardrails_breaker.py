@@ -240,7 +240,8 @@ def test_the_commands_reach_the_configured_engines(tmp_path: Path, settings: Set
 def test_the_default_auditor_is_anchored_in_the_breakers_redis(client: redis.Redis,
                                                               tmp_path: Path,
                                                               prefix: str) -> None:
-    from pipeline.guardrails.audit import file_log_id, read_anchor
+    from pipeline.guardrails.audit import read_anchor
+    from tests._audit_ids import file_log_id
 
     settings = Settings(None, None, tmp_path, prefix)  # no URL: only the given client
     CircuitBreaker(client, settings).force_open("global", "by hand")

@@ -117,7 +117,8 @@ def test_a_failing_audit_leaves_the_change_in_force(client: redis.Redis, setting
 
 def test_the_default_auditor_writes_the_audit_file_anchored_in_the_guards_redis(
         client: redis.Redis, tmp_path: Path, prefix: str) -> None:
-    from pipeline.guardrails.audit import file_log_id, read_anchor
+    from pipeline.guardrails.audit import read_anchor
+    from tests._audit_ids import file_log_id
 
     settings = Settings(None, None, tmp_path, prefix)  # no URL: only the given client
     guard = ExecutionGuard(client, settings, ExecutionPolicy(degrade_after=1))

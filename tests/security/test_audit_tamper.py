@@ -26,6 +26,7 @@ from pipeline.validate.validator import Validator
 from storage.attempts import AttemptStore
 from storage.db import Database
 from storage.migrate import migrate
+from tests._audit_ids import file_log_id
 from tests.integration._heal_validate_support import FORMAT_FIX, candidate, sample_repo
 from tests.security._support import reseal
 
@@ -125,7 +126,6 @@ def test_a_resealed_log_extended_by_later_appends_is_caught_by_the_redis_marks(
         MARK_EVERY,
         AuditLog,
         check_head,
-        file_log_id,
         read_anchor,
         verify_file,
     )

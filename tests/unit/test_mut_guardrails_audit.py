@@ -29,12 +29,12 @@ from pipeline.guardrails.audit import (
     canonical,
     check_head,
     cross_check,
-    file_log_id,
     read_anchor,
     record_hash,
     verify_file,
     verify_lines,
 )
+from tests._audit_ids import file_log_id
 
 KEY = b"k" * 32
 
