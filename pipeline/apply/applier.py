@@ -153,11 +153,8 @@ class Applier:
         (see :meth:`_note_progress`), or None.
 
         Raises: StreamUnavailable."""
-        try:
-            raw = self.client.get(self._progress_key(error_id))
-        except redis.RedisError as exc:
-            raise redis_failure(exc, "apply", self.settings.prefix) from exc
-        if not isinstance(raw, bytes):
+        raw = self._kept(self._progress_key(error_id))
+        if raw is None:
             return None
         try:
             kept = orjson.loads(raw)
@@ -245,11 +242,8 @@ class Applier:
         """Write the audit record of an outcome decided before the chain refused it.
 
         Raises: StreamUnavailable; AuditChainUnusable (still refused: the stage stops)."""
-        try:
-            raw = self.client.get(self._unaudited_key(error_id))
-        except redis.RedisError as exc:
-            raise redis_failure(exc, "apply", self.settings.prefix) from exc
-        if not isinstance(raw, bytes):
+        raw = self._kept(self._unaudited_key(error_id))
+        if raw is None:
             return
         try:
             record = dict(orjson.loads(raw))
@@ -268,11 +262,8 @@ class Applier:
         if self.store is None:
             return None
         pending = self._unrecorded_key(error_id)
-        try:
-            raw = self.client.get(pending)
-        except redis.RedisError as exc:
-            raise redis_failure(exc, "apply", self.settings.prefix) from exc
-        if not isinstance(raw, bytes):
+        raw = self._kept(pending)
+        if raw is None:
             return None
         try:
             kept = orjson.loads(raw)
@@ -288,10 +279,17 @@ class Applier:
 
     def _decided(self, error_id: str) -> OutcomeEvent | None:
         """The outcome the done marker holds (None without a readable one)."""
+        return _decoded(self._kept(self._key(error_id)))
+
+    def _kept(self, key: str) -> bytes | None:
+        """What the stage kept at ``key`` (None when nothing is).
+
+        Raises: StreamUnavailable."""
         try:
-            return _decoded(self.client.get(self._key(error_id)))
+            raw = self.client.get(key)
         except redis.RedisError as exc:
             raise redis_failure(exc, "apply", self.settings.prefix) from exc
+        return raw if isinstance(raw, bytes) else None
 
     def _forget(self, key: str) -> None:
         try:
