@@ -1,8 +1,9 @@
 """Calibrate the tier 2 threshold on labelled real error texts (tests/fixtures/errors).
 
 For each text: embed its normalized fingerprint headline, find the nearest seed reference
-per pattern,
-and record (similarity of the best pattern, whether it is the right one). Logic-bug texts
+per pattern, and record (the best pattern, whether it is the right one, and the similarity
+tier 2 would answer it by: that of its most similar reference sharing a word of evidence with
+the text, 0 when none does). Logic-bug texts
 (folder ``_logic_bugs``) are negatives: any pattern at or above the threshold is wrong.
 The report gives, per candidate threshold, precision and recall of tier 2 on its own
 (tier 1 switched off), so the chosen threshold is a measured trade-off.
@@ -18,6 +19,8 @@ from pipeline.lookup.catalog import Catalog
 from pipeline.lookup.semantic import (
     Embedder,
     MemoryIndex,
+    Neighbour,
+    agreeing,
     best_per_pattern,
     evidence,
     query_text,
@@ -57,16 +60,24 @@ def measure_both(catalog: Catalog, embedder: Embedder, root: Path = FIXTURES
             inside.append(Sample(label, "", 0.0))
             held_out.append(Sample(None, "", 0.0))
             continue
-        best = best_per_pattern(index.search(vector, 15))[0]
+        best = _answer(query, index.search(vector, 15))
         inside.append(Sample(label, best.pattern_id, best.similarity))
         if label is None:
             held_out.append(Sample(None, best.pattern_id, best.similarity))
             continue
         if label not in without:
             without[label] = MemoryIndex([r for r in rows if r[1] != label])
-        other = best_per_pattern(without[label].search(vector, 15))[0]
+        other = _answer(query, without[label].search(vector, 15))
         held_out.append(Sample(None, other.pattern_id, other.similarity))
     return inside, held_out
+
+
+def _answer(query: str, hits: list[tuple[str, float, str]]) -> Neighbour:
+    """The nearest pattern, with the similarity tier 2 answers it by: that of its most similar
+    reference sharing evidence with the query (0 when none does: tier 2 never answers it)."""
+    best = best_per_pattern(hits)[0]
+    support = agreeing(query, hits, best.pattern_id)
+    return Neighbour(best.pattern_id, support.similarity if support else 0.0, best.text)
 
 
 GRID = [round(0.5 + 0.025 * i, 3) for i in range(17)]  # 0.50 .. 0.90

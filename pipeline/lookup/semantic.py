@@ -27,6 +27,7 @@ from pipeline.errors import EngineError
 #: logic bug within 0.025" gives 0.70 (0.725 with fp-v3's, whose best logic bug scored
 #: 0.681; 0.70 before the Ruby/PHP fixtures); there precision is 0.967 and recall 0.53
 #: (tier 1 rules catch every fixture; tier 2 is the fallback for texts no rule knows).
+#: Measured with the agreement rule (:func:`agreeing`), as the lookup answers.
 DEFAULT_THRESHOLD = 0.70
 TOP_K = 5
 MAX_QUERY_CHARS = 400
@@ -52,6 +53,28 @@ def evidence(query: str) -> list[str]:
     words that only say that something failed left out). Tier 2 abstains without any."""
     return [w for w in (m.lower() for m in _WORD.findall(query[:MAX_QUERY_CHARS * 4]))
             if not w.startswith("<") and w not in _GENERIC]
+
+
+#: English function words: two texts sharing only these share no evidence of one cause
+_FUNCTION_WORDS = frozenset([
+    "not", "for", "from", "this", "that", "are", "you", "your", "can", "cannot", "could",
+    "did", "does", "but", "its", "all", "any", "one", "per", "via", "into", "onto", "than",
+    "then", "there", "these", "those", "which", "while", "will", "would", "should", "may",
+    "might", "must", "have", "had", "been", "being", "were", "when", "where", "what", "who",
+    "why", "how", "out", "off", "over", "under", "after", "before", "because", "see", "use",
+    "please", "try", "check", "more", "info", "information", "details", "detail", "probably",
+    "means", "mean", "some", "has", "also",
+])
+
+
+def shared_evidence(query: str, reference: str) -> list[str]:
+    """The evidence words a query and a reference text share, function words left out.
+    Tier 2 answers only when its nearest reference shares one: a text can sit near a
+    reference in meaning ("Unable to locate package <package>" and "Cannot find module
+    '<package>'", 0.70) while naming nothing the reference names, and then the pattern is a
+    guess about a tool nobody wrote a pattern for."""
+    mine = set(evidence(query)) - _FUNCTION_WORDS
+    return sorted(mine.intersection(evidence(reference)))
 
 
 def query_text(text: str, headline: str = "") -> str:
@@ -212,6 +235,16 @@ class MemoryIndex:
         scores = self.matrix @ np.asarray(vector, np.float32)
         top = np.argsort(-scores)[:k]
         return [(self.ids[i], float(scores[i]), self.texts[i]) for i in top]
+
+
+def agreeing(query: str, hits: Sequence[tuple[str, float, str]],
+             pattern_id: str) -> Neighbour | None:
+    """The most similar of ``pattern_id``'s references among ``hits`` (most similar first)
+    that shares evidence with ``query`` (:func:`shared_evidence`): what tier 2 answers by."""
+    for hit_pattern, similarity, text in hits:
+        if hit_pattern == pattern_id and shared_evidence(query, text):
+            return Neighbour(hit_pattern, similarity, text)
+    return None
 
 
 def best_per_pattern(hits: Sequence[tuple[str, float, str]]) -> list[Neighbour]:

@@ -35,9 +35,11 @@ from pipeline.lookup.semantic import (
     TOP_K,
     Embedder,
     MemoryIndex,
+    agreeing,
     best_per_pattern,
     evidence,
     query_text,
+    shared_evidence,
 )
 from pipeline.model import Category, FixKind, LifecycleState
 from pipeline.replayid import replay_of
@@ -604,10 +606,18 @@ class Lookup:
             return replace(unmatched(
                 f"nearest pattern {best.pattern_id} at similarity {best.similarity:.3f} is below "
                 f"the threshold {self.threshold}"), details=details)
-        reason = (f"semantic: similarity {best.similarity:.3f} >= {self.threshold} to "
-                  f"{best.pattern_id} reference {best.text[:80]!r}")
-        return replace(self._answer(best.pattern_id, 2, best.similarity, reason, text, base),
-                       details=details)
+        support = agreeing(query, hits, best.pattern_id)
+        if support is None or support.similarity < self.threshold:
+            return replace(unmatched(
+                f"nearest pattern {best.pattern_id} at similarity {best.similarity:.3f}, but "
+                f"none of its references at or above the threshold {self.threshold} shares a "
+                f"word of evidence with the error (nearest {best.text[:80]!r}): near in "
+                "meaning only, so not answered"), details=details)
+        words = ", ".join(shared_evidence(query, support.text)[:4])
+        reason = (f"semantic: similarity {support.similarity:.3f} >= {self.threshold} to "
+                  f"{best.pattern_id} reference {support.text[:80]!r} (shared: {words})")
+        return replace(self._answer(best.pattern_id, 2, support.similarity, reason, text,
+                                    base), details=details)
 
     def _vector(self, fine: str, query: str) -> np.ndarray:
         key = fine or query
