@@ -23,6 +23,9 @@ from pipeline.model import Category, FixKind, LifecycleState
 from pipeline.spelling import spelled, spelled_list
 
 PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+#: ``[[ in {file} line {line}]]`` in a message for a person: said only when every parameter
+#: it names was extracted, left out otherwise (no "the file line the line")
+OPTIONAL = re.compile(r"\[\[([^\[\]\n]{0,500})\]\]")
 STEP_PHASES = ("diagnosis", "primary", "fallback", "validate")
 DEFAULT_STEP_TIMEOUT_S = 120.0
 MAX_STEP_TIMEOUT_S = 3600.0
@@ -145,8 +148,13 @@ def check_steps(fix_id: str, steps: Any) -> None:
 
 def _fill(text: str, values: Values, strict: bool = True) -> str:
     """``text`` with its ``{name}`` placeholders filled from ``values``; with ``strict``
-    False (a message for a person) a value not extracted reads as a noun, ``the package``
+    False (a message for a person) an optional segment (``[[ in {file}]]``) naming a value
+    not extracted is left out, and such a value elsewhere reads as a noun, ``the package``
     (``The package`` where a sentence starts), never as a raw ``<package>`` (as before)."""
+    if not strict:
+        text = OPTIONAL.sub(lambda m: m.group(1) if all(
+            n in values for n in PLACEHOLDER.findall(m.group(1))) else "", text)
+
     def sub(match: re.Match[str]) -> str:
         name = match.group(1)
         if name in values:

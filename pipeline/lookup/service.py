@@ -64,6 +64,10 @@ NEGATIVE_TTL_S = 30.0
 #: the causal walk from a node is reused this long (edges change rarely, queries cost ~1 ms)
 CAUSES_TTL_S = 30.0
 MEMO_SIZE = 8192
+#: what the reason of an unanswered error says happens to it (``heal run`` queues it; ``heal
+#: diagnose``, which records nothing, says what a run would do instead)
+QUEUED = "queued for review"
+NOT_QUEUED = "heal run would queue it for review (heal diagnose records nothing)"
 FLUSH_EVERY = 256
 STATES_REFRESH_S = 30.0
 #: learned fixes are re-read this long after a read (a new precedent shows up within it)
@@ -215,7 +219,7 @@ class Lookup:
             result = self._tier2(text, fine, headline, base)
         if result is None or not _has_usable_fix(result):
             result = self._tier3(result, fine, coarse, text, base) or result
-        result = result or unmatched("no known pattern matched; queued for review")
+        result = result or unmatched(f"no known pattern matched; {QUEUED}")
         if result.pattern_id is None and rule is None:
             note = self._unserved_note(fine, coarse)
             if note:
@@ -231,6 +235,8 @@ class Lookup:
             result = replace(result, params=base)
         if record:
             self._record(error_id, fine, coarse, text, result)
+        elif QUEUED in result.reason:  # heal diagnose: nothing is queued, say so
+            result = replace(result, reason=result.reason.replace(QUEUED, NOT_QUEUED))
         return result
 
     def prepare(self, items: Sequence[tuple[str, str, str]]) -> None:
@@ -729,7 +735,7 @@ class Lookup:
             return result
         return unmatched(
             f"looks like a logic bug ({bug} in the program's own code): refusing "
-            f"{result.pattern_id}'s {result.fix['category']} fix; queued for review",
+            f"{result.pattern_id}'s {result.fix['category']} fix; {QUEUED}",
             refused=result.pattern_id, logic_bug=bug)
 
     def _flaky_retry(self, fine: str, text: str, result: LookupResult) -> LookupResult:

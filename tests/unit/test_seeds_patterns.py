@@ -10,6 +10,7 @@ import pytest
 
 from pipeline.errors import ConfigError
 from pipeline.lookup.catalog import load_catalog, parse_pattern
+from pipeline.lookup.guard import logic_bug
 from pipeline.lookup.service import Lookup
 from storage.cache import LocalCache
 
@@ -78,6 +79,21 @@ def test_logic_bugs_never_get_a_safe_or_moderate_fix(lookup: Lookup, path: Path)
     result = lookup.lookup(error_id=path.name, text=path.read_text(), fine="", coarse="",
                            record=False)
     assert result.fix is None or result.fix["category"] == "RISKY"
+
+
+@pytest.mark.parametrize("path", LOGIC, ids=lambda p: p.name)
+def test_the_guard_recognises_every_captured_logic_bug(path: Path) -> None:
+    # (node:test's TAP and spec reports included, whatever a pattern would match)
+    assert logic_bug(path.read_text()) is not None
+
+
+def test_the_guard_recognises_other_runners_assertion_failures() -> None:
+    assert logic_bug("thread 'main' panicked at 'assertion failed: `(left == right)`\n"
+                     "  left: `4`,\n right: `5`', src/main.rs:2:5\n") == "assertion"
+    assert logic_bug("1) CalcTest::testAdd\nFailed asserting that 4 matches expected 5.\n"
+                     ) == "test failure"
+    # a Java package that does not exist is the environment (the classpath), not logic
+    assert logic_bug("App.java:1: error: package com.nosuch does not exist\n") is None
 
 
 def test_guard_refuses_a_moderate_fix_when_the_error_is_a_logic_bug(lookup: Lookup) -> None:
