@@ -46,17 +46,27 @@ RETURNING state, detection, name
 
 # a fix already known keeps its lifecycle state and statistics; taught again by a person
 # ($9) it becomes the newest of its pattern (the one the lookup serves: they said again that
-# it works). A new fix always starts DRAFT. A fix id held by another pattern is left alone
-# (no row).
+# it works). Its category changes only when a person gave one (``--category``, $10); else it
+# keeps the one it has. A new fix always starts DRAFT. A fix id held by another pattern is
+# left alone (no row).
 _FIX = """
 INSERT INTO fixes (id, pattern_id, kind, category, state, title, explanation, template,
                    provenance)
 VALUES ($1, $2, $3, $4, 'DRAFT', $5, $6, $7::jsonb, $8::jsonb)
 ON CONFLICT (id) DO UPDATE SET
+    category = CASE WHEN $9 AND $10 THEN EXCLUDED.category ELSE fixes.category END,
     created_at = CASE WHEN $9 THEN now() ELSE fixes.created_at END,
     updated_at = CASE WHEN $9 THEN now() ELSE fixes.updated_at END
 WHERE fixes.pattern_id = EXCLUDED.pattern_id
-RETURNING state, (xmax = 0) AS inserted
+RETURNING state, category, (xmax = 0) AS inserted
+"""
+
+# a pattern's category is its served fix's (the newest), so ``heal export`` and ``heal
+# explain`` never show a pattern RISKY whose fix is MODERATE
+_PATTERN_CATEGORY = """
+UPDATE patterns SET category = (SELECT category FROM fixes WHERE pattern_id = $1
+                                ORDER BY created_at DESC, id DESC LIMIT 1)
+WHERE id = $1 AND EXISTS (SELECT 1 FROM fixes WHERE pattern_id = $1)
 """
 
 # an alternative fix of an imported pattern: older than every fix the pattern has, so the
@@ -109,6 +119,9 @@ class SavedLesson:
     #: the pattern's name after the lesson: a name a person gave is kept by a lesson that
     #: gives none
     name: str = ""
+    #: the fix's category after the lesson: a fix taught again keeps its category unless a
+    #: person gave one (``category_given``)
+    fix_category: str = ""
 
 
 @dataclass(frozen=True)
@@ -130,7 +143,8 @@ class LearnedRepository:
              fingerprints: Iterable[tuple[str, str]] = (), issue: str = "",
              alternatives: Sequence[tuple[dict[str, Any], dict[str, Any]]] = (),
              move_fingerprints: bool = True, rule_given: bool = False,
-             name_given: bool = False, serve_again: bool = True) -> SavedLesson:
+             name_given: bool = False, serve_again: bool = True,
+             category_given: bool = False) -> SavedLesson:
         """Store one taught pattern (``raw``: the seeds' YAML shape, already validated) and
         its fix as DRAFT, map ``fingerprints`` (fingerprint, level) to it (a fingerprint known
         for another pattern moves to this one: the person said what fixes it), record the
@@ -141,7 +155,9 @@ class LearnedRepository:
         the newest of its pattern again (the one served). ``rule_given``: ``raw``'s rules
         are a person's (``--regex``); without it, a rule a person gave before is kept.
         ``name_given``: ``raw``'s name is a person's (``--name``); without it, a name a person
-        gave before is kept.
+        gave before is kept. ``category_given``: the fix's category is a person's
+        (``--category``); a fix taught before takes it (with ``serve_again``), else keeps its
+        own. The pattern's category is its served fix's.
 
         ``alternatives`` (fix mapping, its provenance), newest first: the pattern's other
         fixes (an imported pack's), stored DRAFT as older than ``raw``'s fix.
@@ -165,7 +181,8 @@ class LearnedRepository:
                     int(raw.get("priority", 50)), _json(provenance), rule_given, name_given)
                 row = await conn.fetchrow(
                     _FIX, fix["id"], raw["id"], fix["kind"], fix["category"], fix["title"],
-                    fix["explanation"], _json(template), _json(provenance), serve_again)
+                    fix["explanation"], _json(template), _json(provenance), serve_again,
+                    category_given)
                 if row is None:  # rolls the lesson back
                     owner = await conn.fetchval("SELECT pattern_id FROM fixes WHERE id = $1",
                                                 fix["id"])
@@ -173,6 +190,7 @@ class LearnedRepository:
                                      "nothing was stored: give the fix an id of its own")
                 added = [str(alt["id"]) for alt, alt_provenance in others
                          if await _insert_older(conn, raw["id"], alt, alt_provenance)]
+                await conn.execute(_PATTERN_CATEGORY, raw["id"])
                 on_conflict = ("DO UPDATE SET pattern_id = EXCLUDED.pattern_id, source = 'taught'"
                                if move_fingerprints else "DO NOTHING")
                 for fp, level in fps:
@@ -190,7 +208,7 @@ class LearnedRepository:
                 return SavedLesson(raw["id"], fix["id"], bool(row["inserted"]),
                                    str(row["state"]), str(pattern["state"]),
                                    tuple(_decoded(pattern["detection"]) or ()), tuple(added),
-                                   str(pattern["name"]))
+                                   str(pattern["name"]), str(row["category"]))
 
         result: SavedLesson = self.db.run(go)
         return result

@@ -49,8 +49,9 @@ def register(sub: Any) -> None:
     p.add_argument("--since", default=None, metavar="DATE", action=Once,
                    help="with --history: from DATE")
     p.add_argument("--dry-run", action="store_true", help="with --history: only list them")
-    p.add_argument("--category", default="MODERATE", metavar="C", action=Once,
-                   help="SAFE, MODERATE (default) or RISKY; SAFE needs --yes and --reason")
+    p.add_argument("--category", default=None, metavar="C", action=Once,
+                   help="SAFE, MODERATE (default for a new fix; a fix taught again keeps its "
+                        "own unless given) or RISKY; SAFE needs --yes and --reason")
     p.add_argument("--name", default="", action=Once, help="a name for the pattern")
     p.add_argument("--regex", default=None, action=Once,
                    hint="a taught pattern has one derived or given rule",
@@ -121,8 +122,9 @@ def run(args: argparse.Namespace) -> int:
             error = find_last(client, settings, root)
         else:
             error = find(client, settings, db, args.error)
-        lesson = Lesson(error, draft, category=args.category, name=args.name, regex=args.regex,
-                        reason=args.reason, confirmed=args.yes)
+        lesson = Lesson(error, draft, category=args.category or "MODERATE", name=args.name,
+                        regex=args.regex, reason=args.reason, confirmed=args.yes,
+                        category_given=args.category is not None)
         teacher = Teacher(db, AuditLog(settings, db=db), LocalCache.at_home(settings.home))
         taught = teacher.teach(lesson)
     finally:

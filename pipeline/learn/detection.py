@@ -57,8 +57,8 @@ def _value(name: str, following: str) -> str:
     return f"(?>[^\\s{stop}]{{1,{MAX_VALUE}}})"
 
 
-def derive_regex(headline: str) -> str:
-    """The detection regex (one line) of a normalized headline.
+def _parts(headline: str) -> list[tuple[str, bool]]:
+    """The derived rule's pieces, (regex, is a placeholder), of a normalized headline.
 
     Raises:
         UsageError: the headline is empty or only placeholders (nothing would be specific).
@@ -72,11 +72,68 @@ def derive_regex(headline: str) -> str:
     out = []
     for i, piece in enumerate(pieces):
         if i % 2 == 0:
-            out.append(_literal(piece))
+            out.append((_literal(piece), False))
         else:
             following = pieces[i + 1] if i + 1 < len(pieces) else ""
-            out.append(_value(piece, following))
-    return "".join(out)
+            out.append((_value(piece, following), True))
+    return out
+
+
+def derive_regex(headline: str) -> str:
+    """The detection regex (one line) of a normalized headline.
+
+    Raises:
+        UsageError: the headline is empty or only placeholders (nothing would be specific).
+    """
+    return "".join(regex for regex, _ in _parts(headline))
+
+
+#: a masked value kept literal when the fix names it: long enough not to be a coincidence
+_MIN_KEPT = 3
+
+
+def _named_by(value: str, fix_text: str) -> bool:
+    """``value`` appears in ``fix_text`` as a whole token (``left-pad`` in ``npm install
+    left-pad`` or ``left-pad@1.3``, not in ``left-padding``)."""
+    if len(value) < _MIN_KEPT and not (len(value) == 2 and any(c.isalpha() for c in value)):
+        return False
+    return re.search(rf"(?<![\w.-]){re.escape(value)}(?![\w-])", fix_text) is not None
+
+
+def derive_keeping(headline: str, text: str, fix_text: str) -> tuple[str, list[str]]:
+    """The derived rule of ``headline``, with each masked value that ``text`` holds there and
+    that ``fix_text`` (the fix's own words: a command's argv, a diff's changed lines) names
+    kept literal: a fix that hard-codes the value (``npm install left-pad``) fixes that value
+    only, and a rule masking it would claim every other value's error too (every missing
+    module, ahead of the seeds' rules). Returns the rule and the values kept (none when
+    ``text`` does not match the derived rule).
+
+    Raises:
+        UsageError: as :func:`derive_regex`.
+    """
+    parts = _parts(headline)
+    plain = "".join(regex for regex, _ in parts)
+    if not fix_text.strip():
+        return plain, []
+    grouped = "".join(f"(?P<_v{i}>{regex})" if value else regex
+                      for i, (regex, value) in enumerate(parts))
+    try:
+        found = compile_rule(grouped).search(text)
+    except UsageError:
+        return plain, []
+    if found is None:
+        return plain, []
+    kept: list[str] = []
+    out = []
+    for i, (regex, value) in enumerate(parts):
+        held = found.group(f"_v{i}") if value else None
+        if held and _named_by(held, fix_text):
+            out.append(_literal(held))
+            if held not in kept:
+                kept.append(held)
+        else:
+            out.append(regex)
+    return "".join(out), kept
 
 
 def compile_rule(regex: str) -> Any:

@@ -82,6 +82,22 @@ def find_last(client: redis.Redis, settings: Settings, root: Path) -> TaughtErro
                      "(heal issues list shows them)")
 
 
+def _hash_of(fingerprint: str) -> str:
+    """``fp-v4:3f65479281be6028`` -> ``3f65479281be6028`` (the part ``heal run`` prints)."""
+    return fingerprint.split(":", 1)[-1]
+
+
+def names_fingerprint(ident: str, fingerprint: str) -> bool:
+    """``ident`` is ``fingerprint`` or a prefix of it, with or without its version
+    (``fp-v4:``): the short fingerprint ``heal run`` prints names its group, whatever the
+    algorithm version, as it does for ``heal explain``."""
+    if not ident or not fingerprint:
+        return False
+    if ident.startswith("fp-"):
+        return fingerprint.startswith(ident)
+    return _hash_of(fingerprint).startswith(ident)
+
+
 def find(client: redis.Redis, settings: Settings, db: Any, ident: str) -> TaughtError:
     """An error by its id, or by a fingerprint (or a prefix of one) of its group.
 
@@ -91,20 +107,20 @@ def find(client: redis.Redis, settings: Settings, db: Any, ident: str) -> Taught
     ident = ident.strip()
     if not ident:
         raise UsageError("heal learn: name the error (ERROR_ID or FINGERPRINT) or use --last")
-    fp = ident if ident.startswith("fp-") else f"fp-v1:{ident}"
     by_fp: list[CandidateEvent] = []
     for ev in newest_first_everywhere(client, settings, "candidates", CandidateEvent.decode,
                                      SCAN):
         if ev.error_id == ident:
             return TaughtError.of_candidate(ev, _why(ev) or "matched")
-        if ev.fine.startswith(fp) or ev.coarse == fp:
+        if names_fingerprint(ident, ev.fine) or ident in (ev.coarse, _hash_of(ev.coarse)):
             by_fp.append(ev)
     fines = {ev.fine for ev in by_fp}
-    if len(fines) > 1 and not any(ev.fine == fp for ev in by_fp):
+    exact = [ev for ev in by_fp if ident in (ev.fine, _hash_of(ev.fine))]
+    if len(fines) > 1 and not exact:
         raise UsageError(f"heal learn: {ident!r} names {len(fines)} error groups "
                          f"({', '.join(sorted(fines)[:3])}...); give more of the fingerprint")
     if by_fp:
-        ev = next((e for e in by_fp if e.fine == fp), by_fp[0])
+        ev = exact[0] if exact else by_fp[0]
         return TaughtError.of_candidate(ev, _why(ev) or "matched")
     if db is not None:
         from storage.reports import ReportStore
@@ -117,5 +133,5 @@ def find(client: redis.Redis, settings: Settings, db: Any, ident: str) -> Taught
                 return TaughtError(f"issue:{fine}", str(issue[0]["sample"]), fine,
                                    str(issue[0]["coarse"]), why="queued")
     raise UsageError(f"heal learn: no error {ident!r} is known (neither an error id in the "
-                     "streams nor a fingerprint of a queued group); heal issues list shows "
-                     "the unmatched groups")
+                     "streams nor a fingerprint of an error there or of a queued group); "
+                     "heal issues list shows the unmatched groups")

@@ -21,7 +21,7 @@ import orjson
 
 from pipeline.console import visible
 from pipeline.errors import ConfigError, UsageError
-from pipeline.learn.detection import check_regex, compile_rule, derive_regex
+from pipeline.learn.detection import check_regex, compile_rule, derive_keeping
 from pipeline.learn.fixes import FixDraft, check_stays_inside
 from pipeline.learn.source import TaughtError
 from pipeline.lookup.catalog import parse_pattern
@@ -43,6 +43,8 @@ class Lesson:
     regex: str | None = None
     reason: str = ""
     confirmed: bool = False  # --yes: needed (with a reason) for SAFE
+    #: --category was given: a fix taught again takes it (else it keeps the category it has)
+    category_given: bool = False
     source: str = "heal learn"  # what taught it: heal learn, review, hook, transcript, pack
     who: str = ""
 
@@ -112,7 +114,7 @@ def _rule(lesson: Lesson, headline: str, notes: list[str]) -> str | None:
                              "a rule must at least recognize its own example")
         return regex
     try:
-        regex = derive_regex(headline)
+        regex, kept = derive_keeping(headline, text, fix_text(lesson.fix))
     except UsageError as exc:
         notes.append(f"no rule derived ({exc}); detected by fingerprint only")
         return None
@@ -120,7 +122,57 @@ def _rule(lesson: Lesson, headline: str, notes: list[str]) -> str | None:
         notes.append("the derived rule does not match the raw text (its headline was "
                      "reassembled); detected by fingerprint only: give one with --regex")
         return None
+    if kept:
+        shown = ", ".join(visible(repr(v)) for v in kept)
+        notes.append(f"kept {shown} literal in the rule: the fix names it, so the lesson "
+                     "covers this value only (errors naming another value keep their own "
+                     "answer); give --regex to cover more")
     return regex
+
+
+def _served_notes(lesson: Lesson, category: str, regex: str | None) -> list[str]:
+    """What will keep the lookup from serving this lesson for its own error, said when it is
+    taught rather than found out later: a seed rule matching an error the lesson detects by
+    fingerprint only (rules are tried before fingerprints), and a SAFE/MODERATE fix for an
+    error naming a logic bug (the guard refuses it; the seeds' answer is served instead)."""
+    from pipeline.lookup.catalog import load_catalog
+    from pipeline.lookup.guard import logic_bug
+
+    text = lesson.error.text
+    notes = []
+    if regex is None:
+        try:
+            seed = load_catalog().detect(text)
+        except ConfigError:
+            seed = None
+        if seed is not None:
+            notes.append(f"the seed rule of {seed[0].id} matches this error, and rules are "
+                         "tried before fingerprints: this lesson is not served for it until "
+                         "it has a rule of its own; give one with --regex")
+    bug = logic_bug(text) if lesson.fix.kind != "escalate" else None
+    if bug is not None and category in (Category.SAFE.value, Category.MODERATE.value):
+        notes.append(f"the error names a logic bug ({bug}): heal never serves a SAFE or "
+                     f"MODERATE fix for one, so this {category} fix is refused when it "
+                     "matches (the seeds' answer, if any, is served instead); teach it with "
+                     "--category RISKY to have it suggested")
+    return notes
+
+
+def fix_text(fix: FixDraft) -> str:
+    """The fix's own words a derived rule keeps literal when it masks them: a command's or a
+    playbook's argv, a diff's changed lines (not its headers)."""
+    if fix.kind == "diff":
+        diff = str(fix.template.get("diff") or "")
+        return "\n".join(line[1:] for line in diff.splitlines()
+                         if line[:1] in ("+", "-") and not line.startswith(("+++", "---")))
+    if fix.kind == "command":
+        return "\n".join(str(a) for a in fix.template.get("argv") or [])
+    if fix.kind == "playbook":
+        steps = fix.template.get("steps") or {}
+        return "\n".join(str(a) for phase in steps.values() if isinstance(phase, list)
+                         for step in phase if isinstance(step, dict)
+                         for a in step.get("argv") or [])
+    return ""
 
 
 def draft_pattern(lesson: Lesson, now: dt.datetime | None = None) -> tuple[dict[str, Any],
@@ -137,6 +189,7 @@ def draft_pattern(lesson: Lesson, now: dt.datetime | None = None) -> tuple[dict[
     notes: list[str] = []
     category = _category(lesson)
     regex = _rule(lesson, fp.normalized, notes)
+    notes.extend(_served_notes(lesson, category, regex))
     pid = f"{LEARNED}h{fine.split(':', 1)[-1].lower()[:12]}"
     fix_id = learned_fix_id(pid, lesson.fix.kind, lesson.fix.template)
     when = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
@@ -187,8 +240,15 @@ class Teacher:
             raw, source="learned", provenance=taught.provenance,
             fingerprints=[(fine, "fine")], issue=fine, rule_given=lesson.regex is not None,
             name_given=bool(lesson.name),
-            serve_again=lesson.source not in MINED_SOURCES)
+            serve_again=lesson.source not in MINED_SOURCES,
+            category_given=lesson.category_given)
         regex, notes = taught.regex, list(taught.notes)
+        category = saved.fix_category or taught.category
+        if category != taught.category:
+            how = ("a lesson without --category does not change it; give --category to "
+                   "change it" if not lesson.category_given else
+                   "a lesson mined again does not change it")
+            notes.append(f"kept the fix's category {category} ({how})")
         if detection_key(saved.detection) != detection_key(raw["detect"]):
             # the rule a person gave earlier with --regex beats the one derived now
             regex = next((str(d["regex"]) for d in saved.detection if "regex" in d), None)
@@ -211,8 +271,9 @@ class Teacher:
             self.cache.replace_fingerprints([(fine, "fine", taught.pattern_id)])
         if self.audit is not None:
             self.audit.append("pattern.learn", taught.pattern_id, {
-                "fix_id": taught.fix_id, "kind": taught.kind, "category": taught.category,
+                "fix_id": taught.fix_id, "kind": taught.kind, "category": category,
                 "regex": regex, **taught.provenance})
         return Taught(**{**taught.__dict__, "new_fix": saved.new_fix, "regex": regex,
+                         "category": category,
                          "notes": tuple(notes), "state": saved.fix_state,
                          "pattern_state": saved.pattern_state})

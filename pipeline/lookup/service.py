@@ -225,6 +225,10 @@ class Lookup:
             if note:
                 result = replace(result, reason=result.reason + note)
         result = self._guard(text, digest, result)
+        if "refused" in result.details and detected is not None:
+            fallback = self._seed_after_refused(text, digest, base, detected, result)
+            if fallback is not None:
+                result, detected = fallback, None  # (no mapping learned from a fallback)
         result = self._flaky_retry(fine, text, result)
         result = self._rank(error_id, fine, result, record)
         # diagnose (record=False) writes nothing, not even a learned mapping; learned only
@@ -737,6 +741,23 @@ class Lookup:
             f"looks like a logic bug ({bug} in the program's own code): refusing "
             f"{result.pattern_id}'s {result.fix['category']} fix; {QUEUED}",
             refused=result.pattern_id, logic_bug=bug)
+
+    def _seed_after_refused(self, text: str, digest: bytes, base: dict[str, Any],
+                            detected: str, refused: LookupResult) -> LookupResult | None:
+        """A taught rule's fix the guard refused (a person taught a code change for a logic
+        bug): the answer the seeds' rules give for the text, when they give one the guard
+        lets through (a compile error's escalation naming file and line), rather than no
+        answer at all; None otherwise."""
+        if detected in self.seeds.patterns:
+            return None
+        found = self.seeds.detect(text)
+        if found is None:
+            return None
+        answer = self._guard(text, digest, self._rule_answer(found[0], found[1], text, base))
+        if "refused" in answer.details:
+            return None
+        return replace(answer, reason=f"{answer.reason}; the taught {detected} matched first, "
+                                      f"but {refused.reason.removesuffix('; queued for review')}")
 
     def _flaky_retry(self, fine: str, text: str, result: LookupResult) -> LookupResult:
         """A flaky fingerprint gets the retry playbook (``test.flaky``), never a code change."""

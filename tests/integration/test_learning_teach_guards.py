@@ -1,0 +1,176 @@
+"""What a lesson covers, said when it is taught (the real CLI in subprocesses, the session's
+real engines). QA s16c items 9, 10, 11: a taught command that hard-codes a value keeps it
+literal in its rule (the seed still answers for every other value); a lesson for a logic bug
+with a MODERATE fix says it is refused and the seed's answer is served instead; ``heal learn``
+takes the short fingerprint ``heal run`` printed; a category given again is stored."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration._repos import git
+from tests.integration.test_learning_teach_e2e import letters
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAL = str(Path(sys.executable).with_name("heal"))
+
+NODE = """node:internal/modules/cjs/loader:1210
+  throw err;
+  ^
+
+Error: Cannot find module '{module}'
+Require stack:
+- {repo}/app.js
+    at Module._resolveFilename (node:internal/modules/cjs/loader:1207:15)
+    at Object.<anonymous> ({repo}/app.js:1:1)
+{{
+  code: 'MODULE_NOT_FOUND',
+  requireStack: [ '{repo}/app.js' ]
+}}
+
+Node.js v20.20.2
+"""
+
+RUSTC = """   Compiling {token} v0.1.0 ({repo})
+error[E0425]: cannot find value `{name}` in this scope
+ --> src/main.rs:3:20
+  |
+3 |     println!("{{}}", {name});
+  |                    ^^^^ help: a local variable with a similar name exists: `total`
+
+For more information about this error, try `rustc --explain E0425`.
+error: could not compile `{token}` (bin "{token}") due to 1 previous error
+"""
+
+
+@pytest.fixture
+def env(heal_env: dict[str, str], own_database: str) -> dict[str, str]:
+    return {**os.environ, **heal_env, "HEAL_DATABASE_URL": own_database,
+            "PYTHONPATH": str(ROOT), "HEAL_PROGRESS": "0"}
+
+
+def heal(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([HEAL, *args], env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+def failing(env: dict[str, str], tmp_path: Path, text: str) -> tuple[Path, str]:
+    """A repository whose command prints ``text`` and fails, run through ``heal run``; the
+    repository and the short fingerprint heal printed."""
+    repo = tmp_path / f"repo-{letters()}"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "fail.py").write_text(
+        f"import sys\nsys.stderr.write({text.format(repo=repo)!r})\nsys.exit(1)\n")
+    git(repo, "add", "fail.py")
+    git(repo, "commit", "-q", "-m", "fail")
+    done = heal(env, repo, "run", "--timeout", "120", "--mode", "suggest", "--",
+                sys.executable, "fail.py")
+    assert done.returncode == 1, done.stderr
+    found = re.search(r"\[fingerprint ([0-9a-f]{6,})", done.stderr)
+    assert found, done.stderr
+    return repo, found.group(1)
+
+
+def learn(env: dict[str, str], repo: Path, *args: str) -> dict[str, Any]:
+    done = heal(env, repo, "learn", *args, "--json")
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def diagnose(env: dict[str, str], tmp_path: Path, text: str) -> dict[str, Any]:
+    file = tmp_path / f"{letters()}.txt"
+    file.write_text(text)
+    done = heal(env, tmp_path, "diagnose", "--json", "--no-semantic", str(file))
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_a_taught_command_keeps_the_value_it_names_literal_in_its_rule(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # Given a missing module taught with a command that installs that very module (item 10)
+    token = letters()
+    repo, short = failing(env, tmp_path, NODE.replace("{module}", f"pad-{token}"))
+    done = heal(env, repo, "learn", short, "--command", f"npm install pad-{token}")
+    assert done.returncode == 0, done.stderr
+    # Then the rule keeps the module literal, and the output says so
+    assert f"module[ \\t]++'pad\\-{token}'" in done.stdout, done.stdout
+    assert f"kept 'pad-{token}' literal in the rule" in done.stdout, done.stdout
+    # and another repository's missing module still gets the seed's answer, not the lesson
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    answer = diagnose(env, tmp_path, NODE.format(module=f"lodash{token}", repo=other))
+    assert answer["match"]["pattern_id"] == "node.modules_missing", answer
+    # while the module the lesson names still gets the lesson
+    again = diagnose(env, tmp_path, NODE.format(module=f"pad-{token}", repo=other))
+    assert again["match"]["pattern_id"].startswith("learned."), again
+
+
+def test_a_logic_bug_lesson_says_so_and_the_seed_still_answers(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # Given a compile error the seed escalates, and its short fingerprint as heal run printed it
+    token = letters()
+    text = RUSTC.replace("{token}", token).replace("{name}", "totl")
+    repo, short = failing(env, tmp_path, text)
+    # When a person teaches a MODERATE command for it by that fingerprint (item 11c) with a
+    # rule of their own (item 11b)
+    done = heal(env, repo, "learn", short, "--command", "touch fixed.rs",
+                "--regex", f"could not compile `{token}`")
+    # Then the fingerprint is accepted, and the output says the fix will be refused
+    assert done.returncode == 0, done.stderr
+    assert "names a logic bug (compile error)" in done.stdout, done.stdout
+    assert "--category RISKY" in done.stdout, done.stdout
+    # and the lookup falls back to the seed's escalation, not "no known fix"
+    answer = diagnose(env, tmp_path, text.format(repo=repo))
+    assert answer["match"]["pattern_id"] == "build.compile_error", answer
+    assert answer["fix"]["kind"] == "escalate", answer
+
+
+def test_a_lesson_by_fingerprint_only_that_a_seed_rule_shadows_says_so(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # Given an error a seed rule matches, taught with a rule that cannot be derived
+    token = letters()
+    text = RUSTC.replace("{token}", token).replace("{name}", "totl")
+    repo, short = failing(env, tmp_path, text)
+    taught = learn(env, repo, short, "--escalate", f"ask {token}")
+    # (rustc's headline is reassembled: no rule derived) Then it says the seed rule wins
+    assert taught["regex"] is None, taught
+    assert any("seed rule of build.compile_error" in n and "--regex" in n
+               for n in taught["notes"]), taught
+
+
+def test_a_category_given_again_is_stored_and_one_not_given_is_kept(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    token = letters()
+    repo, short = failing(env, tmp_path, NODE.replace("{module}", f"pad-{token}"))
+    first = learn(env, repo, short, "--command", "npm ci")
+    assert first["category"] == "MODERATE"
+    # When the same fix is taught again with --category RISKY (item 9)
+    again = learn(env, repo, short, "--command", "npm ci", "--category", "RISKY")
+    # Then it is stored RISKY: the lesson, the export and explain agree
+    assert (again["fix_id"], again["category"]) == (first["fix_id"], "RISKY")
+    done = heal(env, repo, "export", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    exported = json.dumps(json.loads(done.stdout))
+    pattern = next(p for p in json.loads(done.stdout)["patterns"]
+                   if p["id"] == first["pattern_id"])
+    fix = next(f for f in pattern["fixes"] if f["id"] == first["fix_id"])
+    assert (pattern["category"], fix["category"]) == ("RISKY", "RISKY"), exported
+    # and a lesson without --category keeps it, and says so
+    kept = learn(env, repo, short, "--command", "npm ci")
+    assert kept["category"] == "RISKY", kept
+    assert any("kept the fix's category RISKY" in n for n in kept["notes"]), kept
