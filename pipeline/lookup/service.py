@@ -224,11 +224,7 @@ class Lookup:
             note = self._unserved_note(fine, coarse)
             if note:
                 result = replace(result, reason=result.reason + note)
-        result = self._guard(text, digest, result)
-        if "refused" in result.details and detected is not None:
-            fallback = self._seed_after_refused(text, digest, base, detected, result)
-            if fallback is not None:
-                result, detected = fallback, None  # (no mapping learned from a fallback)
+        result, detected = self._guarded(text, digest, base, detected, result)
         result = self._flaky_retry(fine, text, result)
         result = self._rank(error_id, fine, result, record)
         # diagnose (record=False) writes nothing, not even a learned mapping; learned only
@@ -242,6 +238,18 @@ class Lookup:
         elif QUEUED in result.reason:  # heal diagnose: nothing is queued, say so
             result = replace(result, reason=result.reason.replace(QUEUED, NOT_QUEUED))
         return result
+
+    def _guarded(self, text: str, digest: bytes, base: dict[str, Any], detected: str | None,
+                 result: LookupResult) -> tuple[LookupResult, str | None]:
+        """The guard's verdict on ``result``; when it refuses a taught rule's fix, the seeds'
+        own answer for the text if the guard lets that through (then no pattern is returned
+        as detected: no mapping is learned from a fallback)."""
+        result = self._guard(text, digest, result)
+        if "refused" in result.details and detected is not None:
+            fallback = self._seed_after_refused(text, digest, base, detected, result)
+            if fallback is not None:
+                return fallback, None
+        return result, detected
 
     def prepare(self, items: Sequence[tuple[str, str, str]]) -> None:
         """Before a batch of lookups (``(text, fine, coarse)`` each, as the stage's runtime
