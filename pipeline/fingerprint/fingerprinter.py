@@ -219,9 +219,10 @@ _TRIM = _AFTER_QUOTE + "<>=*#'\"`\u2018\u2019\u201c\u201d"
 
 def kind_words(tokens: Tokens) -> list[str]:
     """The first KIND_WORDS words of a message's tokens that say what kind of failure it is:
-    plain words (letters only, lowercased), never a masked value, a quoted name
-    (``'pending_bytes'``, ``\u2018Int\u2019``), a dotted, snake_case or camelCase identifier
-    (``server.NewRouter``, ``MyApp.Cache``) or a function word. So two failures of one kind
+    plain words (letters and inner hyphens, lowercased: ``heap-use-after-free``), never a
+    masked value or a token holding one (``redis:<*>``, ``web-<*>``: part of a value), a
+    quoted name (``'pending_bytes'``, ``\u2018Int\u2019``), a dotted, snake_case or camelCase
+    identifier (``server.NewRouter``, ``MyApp.Cache``) or a function word. So two failures of one kind
     about different names share them, and two kinds that open alike ("Failed to query..."
     and "Failed to build...", "connection to server ... failed: Connection refused" and
     "... password authentication failed") do not."""
@@ -239,7 +240,7 @@ def kind_words(tokens: Tokens) -> list[str]:
                 closing = _QUOTES[opener]  # (the span goes on over the next tokens)
             continue
         word = token.strip(_TRIM)
-        if (token == WILDCARD or not word.isalpha() or not word.isascii()
+        if (WILDCARD in token or not word.replace("-", "").isalpha() or not word.isascii()
                 or word.lower() in _FUNCTION_WORDS
                 or (any(c.isupper() for c in word[1:]) and any(c.islower() for c in word))):
             continue

@@ -60,6 +60,10 @@ def test_kind_words_leave_out_names_quotes_and_function_words() -> None:
     words = kind_words(tokenize("value of type 'User Profile' has no member named "
                                 "server.NewRouter in fooBar_baz <*>"))
     assert words == ["value", "type", "has", "no", "member", "named"]
+    # (hyphenated words are words; a token holding a masked value is part of that value)
+    assert kind_words(tokenize("==<*>==ERROR: Sanitizer: stack-use-after-return on")) == [
+        "sanitizer", "stack-use-after-return"]
+    assert kind_words(tokenize("cannot reach cache:<*> from web-<*>")) == ["cannot", "reach"]
 
 
 # -- D1, D9: a verdict banner never heads a text holding what failed ----------------------------
