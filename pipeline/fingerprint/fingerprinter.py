@@ -221,11 +221,11 @@ def kind_words(tokens: Tokens) -> list[str]:
     """The first KIND_WORDS words of a message's tokens that say what kind of failure it is:
     plain words (letters and inner hyphens, lowercased: ``heap-use-after-free``), never a
     masked value or a token holding one (``redis:<*>``, ``web-<*>``: part of a value), a
-    quoted name (``'pending_bytes'``, ``\u2018Int\u2019``), a dotted, snake_case or camelCase
-    identifier (``server.NewRouter``, ``MyApp.Cache``) or a function word. So two failures of one kind
-    about different names share them, and two kinds that open alike ("Failed to query..."
-    and "Failed to build...", "connection to server ... failed: Connection refused" and
-    "... password authentication failed") do not."""
+    quoted name (``'pending_bytes'``, ``\u2018Int\u2019``), a dotted, snake_case or
+    camelCase identifier (``server.NewRouter``, ``MyApp.Cache``) or a function word. So
+    two failures of one kind about different names share them, and two kinds that open
+    alike ("Failed to query..." and "Failed to build...", "connection to server ... failed:
+    Connection refused" and "... password authentication failed") do not."""
     words: list[str] = []
     closing = ""
     for token in tokens:
