@@ -22,6 +22,7 @@ from pipeline.fingerprint.fingerprinter import (
     _mask_params,
     chain_key,
     coarse_head,
+    coarse_where,
     fingerprint_text,
 )
 from pipeline.fingerprint.model import Extraction, Frame
@@ -62,7 +63,7 @@ def explain_grouping(text: str, repo: str = "") -> dict[str, Any]:
     used = project[-MAX_FRAMES:]
     frames = [{"file": f.file, "function": f.function, "line": f.line,
                "raw": _raw_path(clean, f, repo)} for f in used]
-    top = used[-1].function if used else ""
+    top = coarse_where(ex.kind, used)
     steps = _steps(text, clean, ex, frames)
     steps += named + DEFAULT_NORMALIZER.describe(masked)
     left = {"library": len(ex.frames) - len(project), "deeper": len(project) - len(used)}

@@ -18,7 +18,7 @@ from pipeline.fingerprint.cluster import (
 )
 from pipeline.fingerprint.extract import extract, readable
 from pipeline.fingerprint.hashing import ALGORITHM_VERSION, stable_hash
-from pipeline.fingerprint.model import Extraction, Fingerprint
+from pipeline.fingerprint.model import Extraction, Fingerprint, Frame
 from pipeline.fingerprint.params import extract_params
 from pipeline.fingerprint.rules import DEFAULT_NORMALIZER, Normalizer
 
@@ -140,7 +140,7 @@ class Fingerprinter:
         prefix = f"{extraction.error_type}: " if extraction.error_type else ""
         frames = extraction.project_frames()[-MAX_FRAMES:]
         frame_key = "|".join(f"{f.file}:{f.function}" for f in frames)
-        top = frames[-1].function if frames else ""
+        top = coarse_where(extraction.kind, frames)
         chain = chain_key(extraction, params, self.normalizer) if extraction.chain else ""
         shape = (extraction.kind, extraction.error_type, masked.text, frame_key, top, chain)
         found = self._shapes.get(shape)
@@ -191,15 +191,79 @@ def chain_key(extraction: Extraction, params: dict[str, object], normalizer: Nor
 
 
 def coarse_head(kind: str, error_type: str, masked: str, tokens: Tokens | None = None) -> str:
-    """What stands for the error class in the coarse key: the class itself, or for a log
-    line or plain text (whose level or nothing is no error class) the class followed by the
-    masked message's first two constant words (else every ERROR line of every program would
-    share one). ``tokens``: ``tokenize(masked)`` when already at hand."""
-    if kind not in _UNSTRUCTURED:
+    """What stands for the error class in the coarse key: the class itself; for a log line
+    or plain text (whose level or nothing is no error class) and a compiler diagnostic
+    without a code (whose class is only its severity) the class followed by the words that
+    say what kind of failure it is (:func:`kind_words`: else every ERROR line of every
+    program, every code-less gcc, GHC, Go and swiftc error, would share one).
+    ``tokens``: ``tokenize(masked)`` when already at hand."""
+    if kind not in _UNSTRUCTURED and not (kind == "compiler" and error_type in _SEVERITIES):
         return error_type
     own = tokens if tokens is not None else tokenize(masked)
-    words = [t for t in own if t != WILDCARD][:2]
-    return " ".join([error_type, *words]).strip()
+    return " ".join([error_type, *kind_words(own)]).strip()
+
+
+#: the classes of a diagnostic that printed no code (its severity only)
+_SEVERITIES = frozenset(("error", "fatal error", "warning", "note"))
+#: words of the coarse key that say what kind of failure a free text is
+KIND_WORDS = 6
+#: words that say nothing of the failure's kind (left out of the coarse key's words)
+_FUNCTION_WORDS = frozenset((
+    "a", "an", "the", "to", "of", "in", "on", "at", "for", "from", "with", "by", "as", "is",
+    "are", "was", "be", "and", "or", "it", "this", "that", "line", "did", "you", "mean"))
+_QUOTES = {"'": "'", '"': '"', "`": "`", "\u2018": "\u2019", "\u201c": "\u201d"}
+#: what ends a quoted span's last token after its closing quote
+_AFTER_QUOTE = ".,:;!?()[]{}"
+_TRIM = _AFTER_QUOTE + "<>=*#'\"`\u2018\u2019\u201c\u201d"
+
+
+def kind_words(tokens: Tokens) -> list[str]:
+    """The first KIND_WORDS words of a message's tokens that say what kind of failure it is:
+    plain words (letters and inner hyphens, lowercased: ``heap-use-after-free``), never a
+    masked value or a token holding one (``redis:<*>``, ``web-<*>``: part of a value), a
+    quoted name (``'pending_bytes'``, ``\u2018Int\u2019``), a dotted, snake_case or
+    camelCase identifier (``server.NewRouter``, ``MyApp.Cache``) or a function word. So
+    two failures of one kind about different names share them, and two kinds that open
+    alike ("Failed to query..." and "Failed to build...", "connection to server ... failed:
+    Connection refused" and "... password authentication failed") do not."""
+    words: list[str] = []
+    closing = ""
+    for token in tokens:
+        if closing:  # inside a quoted span: names, not the kind of failure
+            if token.rstrip(_AFTER_QUOTE).endswith(closing):
+                closing = ""
+            continue
+        opener = token[:1]
+        if opener in _QUOTES:
+            rest = token[1:].rstrip(_AFTER_QUOTE)
+            if not rest.endswith(_QUOTES[opener]):
+                closing = _QUOTES[opener]  # (the span goes on over the next tokens)
+            continue
+        word = token.strip(_TRIM)
+        if (WILDCARD in token or not word.replace("-", "").isalpha() or not word.isascii()
+                or word.lower() in _FUNCTION_WORDS
+                or (any(c.isupper() for c in word[1:]) and any(c.islower() for c in word))):
+            continue
+        words.append(word.lower())
+        if len(words) == KIND_WORDS:
+            break
+    return words
+
+
+def coarse_where(kind: str, frames: Sequence[Frame]) -> str:
+    """Where the coarse key says the error happened: the innermost project frame's function;
+    for a compiler diagnostic (which has none) its language, as its file's extension."""
+    if not frames:
+        return ""
+    if kind == "compiler" and not frames[-1].function:
+        return _language(frames[-1].file)
+    return frames[-1].function
+
+
+def _language(file: str) -> str:
+    """A diagnostic's language as its file's extension (``.c``, ``.hs``, ``.go``)."""
+    _, dot, extension = file.rpartition(".")
+    return f".{extension}" if dot and "/" not in extension else ""
 
 
 class _Analysis:

@@ -76,15 +76,16 @@ def parse_diagnostic(text: str, repo: str = "") -> Extraction | None:
     if not _HAS_LOCATION.search(text):
         return None
     matches = []
-    for line in _diagnostic_lines(text) if "-->" in text else text.splitlines():
+    lines = _diagnostic_lines(text) if "-->" in text else text.splitlines()
+    for index, line in enumerate(lines):
         line = line.strip()
         match = _DIAGNOSTIC.match(line) or _TSC.match(line)
         if match and match.group("msg") and not PYTEST_FRAME.match(line):
-            matches.append(match)
+            matches.append((match, index))
     if not matches:
         return None
-    errors = [m for m in matches if (m.group("sev") or "error") in ("error", "fatal error")]
-    match = (errors or matches)[0]
+    errors = [m for m in matches if (m[0].group("sev") or "error") in ("error", "fatal error")]
+    match, at = (errors or matches)[0]
     groups = match.groupdict()
     code = groups.get("code") or groups.get("code2") or groups.get("code3") or ""
     raw = match.group("file")
@@ -92,8 +93,32 @@ def parse_diagnostic(text: str, repo: str = "") -> Extraction | None:
     line = groups.get("line") or groups.get("pline") or "0"
     frame = Frame(normalize_path(raw, repo), "", int(line), not is_library(raw))
     msg = match.group("msg").strip()
+    head = _BARE_HEADER.match(msg)
+    if head:  # GHC: ``file:l:c: error: [GHC-83865]`` (or ``error:``), the message below
+        severity = head.group("sev") or severity
+        code = head.group("code") or code
+        msg = _message_below(lines[at + 1:at + 1 + _BELOW])
     return Extraction("compiler", code or severity, msg, (frame,),
                       tool=_guess_tool(raw, code, match.group("sev") or "", msg))
+
+
+#: a diagnostic's header whose message is on the indented lines below it (GHC's
+#: ``error: [GHC-83865]`` with the code, or ``error:`` before GHC 9.6, read by
+#: :data:`_DIAGNOSTIC` as the message ``error:`` when nothing follows the colon)
+_BARE_HEADER = re.compile(
+    r"^(?:(?P<sev>error|warning):)?\s{0,4}(?:\[(?P<code>[A-Za-z]{1,10}-\d{1,9})\])?$")
+
+
+def _message_below(below: list[str]) -> str:
+    """The first line of the indented message under a bare diagnostic header (its bullet
+    ``•`` left out), "" when none follows."""
+    for line in below:
+        if not line[:1].isspace():
+            break
+        stripped = line.strip().lstrip("\u2022*").strip()
+        if stripped:
+            return stripped
+    return ""
 
 
 #: ``tests/test_x.py:5: AssertionError``: pytest's location line, not a type checker's
@@ -181,8 +206,38 @@ def parse_log(text: str, repo: str = "") -> Extraction | None:
                 # word is a status, and the word is the context that keeps it (rules "code")
                 message = line[level.start("level"):].strip()
             if message:
-                return Extraction("log", level.group("level").upper(), message)
+                return Extraction("log", level.group("level").upper(),
+                                  _with_detail(message, lines[index + 1:index + 1 + _BELOW]))
     return None
+
+
+#: lines under a level line read for the detail it introduces or the exception it reports
+_BELOW = 8
+#: lines of an introduced message block taken in
+_DETAIL_LINES = 2
+
+
+def _with_detail(message: str, below: list[str]) -> str:
+    """A level line's message with what it announces: the exception's own line printed
+    under it (``[error] GenServer X terminating`` then ``** (KeyError) key :ttl not
+    found``), or, when it ends with a colon, the indented block it introduces (``CMake Error
+    at CMakeLists.txt:14 (find_package):`` then ``  Could not find a package ...``). Stops at
+    the next level line; the line alone when neither follows."""
+    block: list[str] = []
+    open_block = message.endswith(":")  # (closed by the block's end: a blank line)
+    for line in below:
+        stripped = line.strip()
+        if _LEVEL.search(line) and not line[:1].isspace():
+            break
+        if _EXCEPTION_SHAPE.match(stripped):
+            return f"{message} {stripped}"
+        if not stripped:
+            open_block = open_block and not block
+        elif open_block and line[:1].isspace() and len(block) < _DETAIL_LINES:
+            block.append(stripped)
+    if block:
+        return " ".join([message, *block])
+    return message
 
 
 #: the lines that never head a text holding anything else (score 0 in :func:`headline`):
@@ -199,7 +254,7 @@ _FRAME_LINE = re.compile(
 #: a test runner's tally (``4 examples, 1 failure``, ``Tests  1 failed | 3 passed (4)``,
 #: ``Tests run: 5, Failures: 1``, ``FAILED (failures=1)``, ``Found 2 errors in 1 file``)
 _TALLY = re.compile(
-    r"""\b\d{1,9}\ (?:failed|failures?|errors?|passed|examples?|tests?|skipped|pending
+    r"""(?<![:.#/])\b\d{1,9}\ (?:failed|failures?|errors?|passed|examples?|tests?|skipped|pending
                     |warnings?|succeeded|broken|flaky)\b
       |\b(?:failures|errors|tests\ run|skipped|passed)\ ?[:=]\ ?\d""",
     re.VERBOSE | re.IGNORECASE,
@@ -229,6 +284,7 @@ _FAILURE_WORD = re.compile(
 _EXCEPTION_SHAPE = re.compile(
     r"^(?:(?:[A-Za-z_][\w$]{0,100}(?:\.|::)){1,20}[A-Z][\w$]{0,100}"
     r"|[A-Z][\w$]{0,100}(?:Error|Exception|Failure|Fault|Panic))(?::\s|:?$)"
+    r"|^\*\* \([A-Z][\w.]{0,200}\) "   # Elixir's ``** (KeyError) key :ttl not found``
 )
 #: a program's own diagnostic, ``prog: message`` (``curl: (6) Could not resolve host``,
 #: ``tar: x: Cannot open``), or a line led by an error code (``ERR_PNPM_OUTDATED_LOCKFILE
@@ -240,18 +296,53 @@ _ADVICE = frozenset({"hint", "note", "help", "tip", "info", "warning", "warn", "
 _ERROR_CODE = re.compile(r"^\[?[A-Z][A-Z0-9]{0,30}(?:_[A-Z0-9]{1,30}){1,8}\]?:?\s")
 
 
+#: the words of a verdict: a banner or summary that says *that* something failed, never
+#: what (``==4242==ABORTING``, ``FAILURES!``, ``[INFO] BUILD FAILURE``, ``*** FAILED ***``,
+#: ``Tests failed.``): a line made of these alone gives way to any line that says more
+_VERDICT_WORDS = frozenset((
+    "abort", "aborted", "aborting", "fail", "failed", "failure", "failures", "error",
+    "errors", "fatal", "build", "test", "tests", "run", "job", "step", "info", "warning",
+    "there", "were", "was", "with", "some", "the", "s"))
+_WORD = re.compile(r"[A-Za-z]{1,40}")
+#: a line of a diff (``+    println!("x");``, ``-    a*b``: a formatter's or a test's
+#: comparison, whose ``Diff in FILE`` line says what it is about) or of a shell's trace
+#: (``+ ./deploy.sh``)
+_DIFF_LINE = re.compile(r"^[+-](?![+-])")
+
+
+def is_verdict(line: str) -> bool:
+    """Whether ``line`` only says that something failed: every word of it a verdict's."""
+    words = _WORD.findall(line[:_VERDICT_CHARS])
+    return bool(words) and len(line) <= _VERDICT_CHARS and all(
+        w.lower() in _VERDICT_WORDS for w in words)
+
+
+#: the longest line :func:`is_verdict` reads as a banner
+_VERDICT_CHARS = 80
+
+
+def says_what_failed(line: str) -> bool:
+    """Whether ``line`` (stripped) says what failed: an exception's line, a diagnostic, an
+    error code or a failure word (a headline score of 2 or more)."""
+    return _headline_score(line) >= 2
+
+
 def _headline_score(line: str) -> int:
     """How well ``line`` (stripped, not blank) says what failed: 3 an exception's own line,
     a program's own diagnostic or a line led by an error code, 2 a line with an error or
     failure word, 1 any other line, 0 a line that never heads a
     text holding anything else (a runner's line, a stack frame or source excerpt, a tally,
-    a note about the run, a heading, a line without letters)."""
+    a note about the run, a heading, a verdict banner, a diff or shell trace line, a line
+    without letters)."""
     line = line[:_SCORED_CHARS]
     if (not any(c.isalpha() for c in line) or is_runner_line(line) or _FRAME_LINE.match(line)
-            or _RUN_NOTE.match(line) or _HEADING.match(line) or _TALLY.search(line)):
+            or _RUN_NOTE.match(line) or _HEADING.match(line) or _TALLY.search(line)
+            or is_verdict(line)):
         return 0
     if _EXCEPTION_SHAPE.match(line) or _ERROR_CODE.match(line):
         return 3
+    if _DIFF_LINE.match(line):
+        return 0
     failure = _FAILURE_WORD.search(line) is not None
     program = _PROGRAM_SAYS.match(line)
     if program and program.group("prog").lower() not in _ADVICE and (
