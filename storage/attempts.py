@@ -6,6 +6,7 @@ All methods raise DatabaseUnavailable (from :mod:`storage.db`) when PostgreSQL i
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
@@ -26,6 +27,10 @@ def _json(value: Any) -> str:
 
 #: an attempt waiting for a person: suggested, or decided ``apply`` but held by the apply stage
 #: (workflow quarantined, breaker opened, ...) and so left as a suggestion
+#: the seeded pattern whose fix only waits and re-runs the step (pipeline.lookup.service's
+#: FLAKY_PATTERN): applying it changes nothing, so it resolves nothing
+RETRY_PATTERN = "test.flaky"
+
 _WAITING = ("((a.decision = 'suggest' AND r.status IS NULL) OR r.status = 'suggested')")
 
 
@@ -151,6 +156,26 @@ class AttemptStore:
         if row["reverted"] is not None:
             return f"rolled back for error {row['reverted']}"
         return "QUARANTINED for this fingerprint" if row["pair"] == "QUARANTINED" else ""
+
+    def resolved_since(self, error_id: str, fingerprint: str, pattern_id: str,
+                       seen: datetime | None = None) -> dict[str, Any] | None:
+        """The newest fix heal applied in the repository of ``error_id``'s attempt, for the
+        same fingerprint or the same pattern, after that error was seen (its attempt's time,
+        else ``seen``, the event's time): ``error_id``, ``fix_id``, ``commit``,
+        ``applied_at``; None when there is none. A retry of the flaky pattern
+        (``retry_pattern``) is no such fix: re-running changes nothing."""
+        row = self.db.fetchrow(
+            """SELECT r.error_id, r.fix_id, r.commit, r.created_at AS applied_at
+               FROM apply_results r JOIN attempts a ON a.id = r.error_id
+               WHERE r.status = 'applied' AND r.error_id <> $1
+                 AND a.repo = (SELECT repo FROM attempts WHERE id = $1)
+                 AND (a.fingerprint = $2 OR ($3 <> '' AND a.fix->>'pattern_id' = $3))
+                 AND coalesce(a.fix->>'pattern_id', '') <> $5
+                 AND r.created_at > coalesce((SELECT created_at FROM attempts WHERE id = $1),
+                                             $4::timestamptz, 'infinity')
+               ORDER BY r.created_at DESC LIMIT 1""",
+            error_id, fingerprint, pattern_id, seen, RETRY_PATTERN)
+        return dict(row) if row is not None else None
 
     def apply_result(self, error_id: str) -> dict[str, Any] | None:
         row = self.db.fetchrow("SELECT * FROM apply_results WHERE error_id = $1", error_id)

@@ -5,10 +5,14 @@
   ``git revert`` it, count the revert in the breaker and escalate.
 - playbooks (and command fixes that change no file): run step by step where the error
   happened (:mod:`pipeline.apply.playbook`), then re-run the failing step.
-- ``suggest`` leaves the verified branch and says ``heal apply FIX_ID``.
+- ``suggest`` leaves the verified branch and says ``heal apply ERROR_ID``.
 - Flaky failures are never credited to a fix: a verification whose "before" run passed, or a
   failing step that passes on a plain re-run before a playbook/command runs, gives the outcome
   ``flaky`` (nothing changed; the lifecycle records it as evidence of non-determinism).
+  A pass is flaky only when nothing changed since the error: the branch still at its commit
+  and no fix heal applied since for the same fingerprint or pattern in that repository (the
+  first of two suggestions of one failure, applied); otherwise it is ``skipped``, already
+  resolved, and no determinism evidence.
 - A fix is never applied twice for one error: a Redis done marker (SET NX) plus the
   ``apply_results`` row guard every action; a redelivered verdict returns the first outcome.
 - Before an automatic application (decision ``apply``): the workflow's execution state
@@ -24,6 +28,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import socket
@@ -53,8 +58,14 @@ from pipeline.trust.packages import install_target
 from pipeline.trust.seal import seal, unseal
 from pipeline.validate.audit import audit, audit_before_acting, check_audit_chain
 from pipeline.validate.runner import run_argv
-from pipeline.validate.validator import HELD, repo_root
-from pipeline.validate.verify import NOT_RUN_HERE, RAN_UNCHANGED, failure_reproduced, rel_cwd
+from pipeline.validate.validator import HELD, VERIFICATION_FAILED, repo_root
+from pipeline.validate.verify import (
+    NOT_RUN_HERE,
+    RAN_UNCHANGED,
+    failure_reproduced,
+    judge_runs,
+    rel_cwd,
+)
 
 log = logging.getLogger(__name__)
 DEFERRED_ROLE = "apply-deferred"
@@ -357,14 +368,14 @@ class Applier:
         gate = gate_for(self.client, self.settings, verdict.error, policy)
         if not gate.auto_allowed:
             return self._base(verdict, "suggested", f"{gate.note()}; apply with: heal apply "
-                              f"{fix_id}")
+                              f"{verdict.error_id}")
         # decided earlier (the verdicts of one batch are all decided before the first one is
         # applied; a deferred one waited): the breaker and the fix's quarantine are read again
         refusal = self._breaker_refusal(verdict, policy)
         if refusal:
             return self._base(verdict, "suggested", (
                 f"{refusal}: the breaker opened after this fix was decided, so it is not "
-                f"applied automatically; apply anyway with: heal apply {fix_id} --force"))
+                f"applied automatically; apply anyway with: heal apply {verdict.error_id} --force"))
         withdrawn = self._quarantined(verdict, fix_id)
         if withdrawn:
             return self._base(verdict, "escalated", (
@@ -389,7 +400,7 @@ class Applier:
             raise redis_failure(exc, "apply", self.settings.prefix) from exc
         detail = (f"rate limit: at most {refused_by.fixes} automatic fixes per "
                   f"{refused_by.minutes:g} minutes ({refused_by.set_by}); deferred, retried "
-                  f"automatically in {delay:g}s (or now with: heal apply {fix_id})")
+                  f"automatically in {delay:g}s (or now with: heal apply {verdict.error_id})")
         return replace(self._base(verdict, "deferred", detail),
                        id=f"{verdict.error_id}:apply:deferred-{uuid.uuid4().hex[:8]}"
                        if n else f"{verdict.error_id}:apply:deferred")
@@ -509,23 +520,29 @@ class Applier:
             verified = any(r.get("phase") == "after" for r in verdict.verification)
             detail = (f"verified{where}" if verified
                       else _unverified(verdict.reason))
-            fix_id = (verdict.fix or {}).get("id", "")
             if verdict.reason.startswith(HELD):  # the mode would apply it: say what held it
                 detail = f"{verdict.reason.split('; run `heal apply')[0]}; {detail}"
             return self._base(verdict, "suggested",
-                              f"{detail}; apply with: heal apply {fix_id}"), {}
+                              f"{detail}; apply with: heal apply {verdict.error_id}"), {}
         if d == "reject":
             if failure_reproduced(verdict.verification) is False:
                 return self._base(verdict, "flaky", "flaky: the failing command passed in a "
                                   "clean worktree without any fix; no fix applied or credited "
                                   "(a re-run is the remedy)"), {}
             verified = any(r.get("phase") == "after" for r in verdict.verification)
-            if verified:
+            refused = verified and _passed(verdict) and not verdict.reason.startswith(
+                VERIFICATION_FAILED)
+            if verified and not refused:
                 # committed on a heal branch in a worktree, did not survive verification, the
                 # branch was discarded: a failed attempt that never reached the user's branch
                 # ("rolled_back" is kept for reverts of commits that did reach it)
                 return self._base(verdict, "failed", "did not survive verification, rolled "
                                   f"back (heal branch discarded): {verdict.reason}"), {}
+            if refused:
+                # it passed verification and was refused afterwards (the judges, its state):
+                # the fix did not fail, a person decides; its branch was discarded (validate)
+                return self._base(verdict, "escalated", "passed verification, then refused, "
+                                  f"so not applied (a person decides): {verdict.reason}"), {}
             broken = cannot_run(verdict.verification)
             if broken is not None:  # the fix's own command is missing: a failed attempt
                 return self._base(verdict, "failed", f"{UNRUNNABLE} (exit 127: "
@@ -563,7 +580,7 @@ class Applier:
         refused = self._spend_budget(root) if self._taking_over is None else ""
         if refused:
             return self._base(verdict, "suggested", f"{refused}; apply later with: heal apply "
-                              f"{(verdict.fix or {}).get('id', '')}"), {}
+                              f"{verdict.error_id}"), {}
         fix = verdict.fix or {}
         if fix.get("kind") == "playbook" or not verdict.commit:
             return self._run_steps(verdict, root, fix, trust)
@@ -575,7 +592,7 @@ class Applier:
         if repo.is_dirty(changed):
             return self._base(verdict, "suggested", "uncommitted changes in "
                               f"{', '.join(changed)}; left on branch {verdict.branch}: "
-                              f"heal apply {(verdict.fix or {}).get('id', '')}"), {}
+                              f"heal apply {verdict.error_id}"), {}
         resumed = self._resume_point(verdict, repo)
         try:
             if resumed:
@@ -588,7 +605,7 @@ class Applier:
             return self._base(verdict, "skipped", str(exc)), {}
         except WorkTreeInTheWay as exc:  # the fix is fine: the user's tree is in its way
             return self._base(verdict, "suggested", f"{exc}; left on branch {verdict.branch}: "
-                              f"heal apply {(verdict.fix or {}).get('id', '')} once those "
+                              f"heal apply {verdict.error_id} once those "
                               "files are moved or committed"), {}
         except GitError as exc:
             return self._base(verdict, "escalated", f"could not apply: {exc}"), {}
@@ -668,10 +685,17 @@ class Applier:
                    trust: Trust) -> tuple[OutcomeEvent, dict[str, Any]]:
         plain = self._rerun(verdict, root, trust)
         if plain is not None and plain["exit_code"] == 0:
-            # the failure does not reproduce: crediting the fix would reward luck
+            ran = {"steps": [{**plain, "name": "plain re-run (does the failure reproduce?)"}]}
+            resolved = self._resolved_since(verdict, root)
+            if resolved:  # the step passes because something changed: not flakiness
+                return self._base(verdict, "skipped", (
+                    f"already resolved: nothing to do: the failing step passes now, and "
+                    f"{resolved}; nothing applied, not counted as flaky")), ran
+            # same commit, nothing heal applied since: the failure does not reproduce, and
+            # crediting the fix would reward luck
             return self._base(verdict, "flaky", "flaky: the failing step passed on a plain "
-                              "re-run before any fix ran; nothing applied, no fix credited"), {
-                "steps": [{**plain, "name": "plain re-run (does the failure reproduce?)"}]}
+                              "re-run before any fix ran; nothing applied, no fix "
+                              "credited"), ran
         failed: list[str] = []
         log: list[dict[str, Any]] = []
         details: list[str] = []
@@ -710,6 +734,39 @@ class Applier:
         return replace(self._base(verdict, "escalated", "; ".join(details)),
                        failed_fixes=failed[1:]), {"steps": log}
 
+    def _resolved_since(self, verdict: VerdictEvent, root: Path) -> str:
+        """What changed since the error was seen that explains a pass of its step ('' when
+        nothing did: a pass then is a flaky one). A flaky pass is the same code passing: the
+        same commit, and no fix heal applied since for this failure. So: the branch moved
+        since the error's commit (its commits may have fixed it), or heal applied a fix for
+        the same fingerprint or pattern in this repository after the error was seen (the
+        first of two suggestions of one failure, applied: the second finds it passing)."""
+        seen_at = verdict.error.repo.commit
+        try:
+            head = GitRepo(root).head()
+        except GitError:
+            head = ""
+        if seen_at and head and not (head.startswith(seen_at) or seen_at.startswith(head)):
+            return (f"the branch moved since the error was seen (at {seen_at[:10]}, now "
+                    f"{head[:10]}): a commit since then resolved it")
+        if self.store is None or not hasattr(self.store, "resolved_since"):
+            return ""
+        fix = verdict.fix or {}
+        try:
+            row = self.store.resolved_since(verdict.error_id, verdict.fine or verdict.error_id,
+                                            str(fix.get("pattern_id") or ""),
+                                            _event_time(verdict.error.ts))
+        except HealError as exc:  # unknown: the pass is not called flaky on a guess
+            log.warning("apply: could not read the fixes applied since %s: %s",
+                        verdict.error_id, exc)
+            return f"heal could not tell whether a fix resolved it ({exc})"
+        if row is None:
+            return ""
+        commit = str(row.get("commit") or "")
+        return (f"fix {row['fix_id']} was applied here for error {row['error_id']} since "
+                f"this error was seen{f' (as {commit[:10]})' if commit else ''}: it resolved "
+                "this one too")
+
     def _try_steps(self, verdict: VerdictEvent, root: Path, fix: dict[str, Any],
                    trust: Trust) -> tuple[bool, str, list[dict[str, Any]]]:
         """Run one command/playbook fix and re-run the failing step: (held?, detail, steps)."""
@@ -725,18 +782,21 @@ class Applier:
             raise _Refused(f"nothing applied: {problem}")
         # only a command the operator's side vouches for is re-run (pipeline.trust)
         ctx = StepContext(root, dict(verdict.params), trust.command, cwd)
+        before = _tree_state(root)
         result = PlaybookRunner(ctx).run(steps)
         if not result.ok:
+            left = _left_behind(root, before)
             broken = cannot_run(result.steps)
             if broken is not None:  # the fix's own command is missing: a failed attempt
                 return False, (f"{UNRUNNABLE} (step {broken.get('name')} exit 127: "
                                f"{str(broken.get('tail', ''))[-200:].strip()}): "
-                               f"{result.detail}"), result.steps
-            return False, result.detail, result.steps
+                               f"{result.detail}{left}"), result.steps
+            return False, f"{result.detail}{left}", result.steps
         rerun = self._rerun(verdict, root, trust)
         if rerun is not None and rerun["exit_code"] != 0:
             return False, (f"{result.detail}, but the failing step still fails (exit "
-                           f"{rerun['exit_code']}); escalated"), [*result.steps, rerun]
+                           f"{rerun['exit_code']}); escalated{_left_behind(root, before)}"), [
+                *result.steps, rerun]
         what = "failing step passes again" if rerun else _no_rerun(verdict)
         durable = self._declare_dependency(root, rendered)
         return True, f"{result.detail}; {what}{durable}", [*result.steps,
@@ -899,6 +959,50 @@ def _step_path_problem(root: Path, cwd: Path, steps: dict[str, Any],
               for a in (step.get("argv") or [])[1:]]
     values += [v for v in params.values() if isinstance(v, str)]
     return fix_escape(root, cwd, values)
+
+
+def _passed(verdict: VerdictEvent) -> bool:
+    """The verification runs of ``verdict`` show the fix passed (failure gone, nothing
+    regressed): a reject then came after verification (the judges, the fix's state)."""
+    try:
+        return judge_runs(list(verdict.verification))[0]
+    except (KeyError, TypeError):  # runs without a name or exit status: not shown
+        return False
+
+
+def _tree_state(root: Path) -> set[str] | None:
+    """``git status --porcelain`` lines of the working tree (untracked included), or None
+    when git cannot say."""
+    try:
+        out = GitRepo(root).run("status", "--porcelain", "--untracked-files=normal",
+                                check=False).stdout
+    except GitError:
+        return None
+    return set(out.splitlines())
+
+
+def _left_behind(root: Path, before: set[str] | None) -> str:
+    """What a fix that was not kept changed in the user's working tree (files it created
+    or modified since ``before``), said so the person can review or delete them: heal does
+    not delete what it cannot tell apart from the user's own work ('' when nothing)."""
+    after = _tree_state(root)
+    if before is None or after is None:
+        return ""
+    changed = sorted(line[3:] for line in after - before if len(line) > 3)
+    if not changed:
+        return ""
+    more = f" and {len(changed) - 8} more" if len(changed) > 8 else ""
+    return (f"; the fix's steps left {', '.join(changed[:8])}{more} in the working tree "
+            "(uncommitted, not removed: review or delete)")
+
+
+def _event_time(ts: str) -> dt.datetime | None:
+    """The event's ISO time (None when it is not one)."""
+    try:
+        when = dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
 
 
 def _no_rerun(verdict: VerdictEvent) -> str:

@@ -104,12 +104,19 @@ class PlaybookRunner:
                 return PlaybookResult(False, f"diagnosis step {step.get('name')!r} failed: "
                                       "this playbook does not fit; escalated", self.log)
         if self._try("primary", list(steps.get("primary") or []), validate):
-            return PlaybookResult(True, "primary steps done and validated", self.log)
+            return PlaybookResult(True, f"primary steps done{_and_validated(validate)}",
+                                  self.log)
         fallback = list(steps.get("fallback") or [])
         if fallback and self._try("fallback", fallback, validate):
-            return PlaybookResult(True, "primary failed; fallback steps done and validated",
-                                  self.log)
+            return PlaybookResult(True, "primary failed; fallback steps done"
+                                  f"{_and_validated(validate)}", self.log)
         failed = [s for s in self.log if not s["ok"]]
         why = f"{failed[-1]['name']}: {failed[-1]['detail']}" if failed else "validation failed"
         return PlaybookResult(False, f"every step failed or did not validate ({why}); "
                               "escalated", self.log)
+
+
+def _and_validated(validate: list[dict[str, Any]]) -> str:
+    """' and validated' only when the playbook has validation steps and they passed (with
+    none, nothing validated the steps: the failing step's re-run does)."""
+    return " and validated" if validate else ""

@@ -76,7 +76,7 @@ def check_applies(req: FixRequest, pf: Preflight) -> Result:
             return False, "diff fix has no rendered diff"
         ok, msg = GitRepo(req.root).apply_check(
             diff, unidiff_zero=bool(req.rendered.get("unidiff_zero")))
-        return ok, "git apply --check: clean" if ok else f"patch does not apply: {msg[-400:]}"
+        return ok, "git apply --check: clean" if ok else f"patch does not apply: {_why(msg)}"
     if req.kind in ("command", "playbook"):
         argvs = req.step_argvs()
         if req.kind == "command" and not (argvs and argvs[0]):
@@ -89,6 +89,23 @@ def check_applies(req: FixRequest, pf: Preflight) -> Result:
                                "heal never does")
         return True, f"{len(argvs)} argv well formed; parameters validated when rendered"
     return False, f"fix kind {req.kind!r} cannot be applied"
+
+
+def _why(message: str) -> str:
+    """git's reason a patch does not apply (``patch failed: Makefile:1; Makefile: patch does
+    not apply``), bounded: not its progress lines (``Checking patch Makefile...``) nor the
+    lines of the patch it quotes after ``while searching for:`` (another repository's file)."""
+    reasons = [line.removeprefix("error: ").strip() for line in message.splitlines()
+               if line.startswith(("error: ", "fatal: "))
+               and not line.rstrip().endswith("while searching for:")]
+    if not reasons:  # no error line: the last line that is not progress
+        rest = [line.strip() for line in message.splitlines()
+                if line.strip() and not line.startswith("Checking patch ")]
+        reasons = rest[-1:] or ["git apply --check failed"]
+    # "<file>: patch does not apply" repeats what the caller says, once a cause is named
+    named = [r for r in reasons if not r.endswith(": patch does not apply")] or reasons
+    why = "; ".join(dict.fromkeys(named))
+    return why if len(why) <= 300 else why[:299] + "…"
 
 
 def _touched(req: FixRequest) -> list[str]:

@@ -21,6 +21,7 @@ from pipeline.config import Settings
 from pipeline.errors import AccessRefused, DecodeError, GitError, HealError, StreamUnavailable
 from pipeline.events import CandidateEvent, ErrorEvent, VerdictEvent
 from pipeline.fixes.scope import scoped
+from pipeline.gitops import GitRepo
 from pipeline.guardrails.budget import Budget
 from pipeline.guardrails.gate import WorkflowGate, gate_for
 from pipeline.model import Category, FixKind, Mode
@@ -49,6 +50,9 @@ VERDICT_TTL_S = 7 * 24 * 3600
 VERDICT_CACHE_ROLE = "verdict-cache"
 #: how a verdict the mode would have applied, but a guardrail held back, begins
 HELD = "not applied automatically: "
+#: how a reject because the fix failed verification begins (any other reject of a verified
+#: fix, the judges' refusal, is not the fix failing)
+VERIFICATION_FAILED = "verification failed: "
 
 
 def effective_mode(policy: Policy, candidate: CandidateEvent, trust: Trust,
@@ -292,6 +296,13 @@ class Validator:
         if tokens:
             budget.record("llm_tokens", float(tokens))
         decision, reason = decide(req, mode, ver, votes, gate)
+        if decision == "reject" and ver.passed and ver.branch:
+            # verified, then refused (judges, the fix's state): never to be applied, so heal's
+            # branch goes as a failed verification's does (it held the fix's whole change:
+            # a refused install committed node_modules there)
+            GitRepo(req.root).run("branch", "-D", ver.branch, check=False)
+            reason = f"{reason}; heal branch {ver.branch} discarded"
+            ver = replace(ver, branch="", commit="")
         capped = [w for w in trust_warnings or [] if "capped at suggest" in w]
         if decision == "suggest" and capped:  # say why it was not applied by itself
             reason = f"{reason}; {capped[0]}"
@@ -362,7 +373,7 @@ def decide(req: FixRequest, mode: Mode, ver: Verification, votes: list[Vote],
         return "escalate", (f"{ver.reason}; nothing applied or counted against the fix: a "
                             "re-run may verify it")
     if not ver.passed:
-        return "reject", f"verification failed: {ver.reason}"
+        return "reject", f"{VERIFICATION_FAILED}{ver.reason}"
     rejected = [v for v in votes if not v.approve]
     if rejected:
         return "reject", "judges refused: " + "; ".join(f"{v.judge}: {v.reason}"
@@ -372,7 +383,8 @@ def decide(req: FixRequest, mode: Mode, ver: Verification, votes: list[Vote],
         return "reject", f"fix is {state}: never applied until `heal unquarantine`"
     approvals = f"{len(votes)} judge(s) approved; {ver.reason}"
     if needs_human(req):
-        return "suggest", f"RISKY fix needs a human: heal apply {req.fix_id}; {approvals}"
+        return "suggest", (f"RISKY fix needs a human: heal apply {req.candidate.error_id}; "
+                           f"{approvals}")
     if req.hold:
         argv = " ".join(str(a) for a in req.rendered.get("argv") or [])
         judged = approvals if ver.reason != req.hold else f"{len(votes)} judge(s) approved"
@@ -388,10 +400,13 @@ def decide(req: FixRequest, mode: Mode, ver: Verification, votes: list[Vote],
     if (mode == Mode.AUTO_SAFE and safe) or (mode == Mode.AUTO and (safe or state == "AUTOMATED")):
         held = unproven_failure(ver) or automatic_refusal(req, gate)
         if held:
-            return "suggest", f"{HELD}{held}; run `heal apply {req.fix_id}` to apply; " \
-                f"{approvals}"
+            return "suggest", (f"{HELD}{held}; run `heal apply {req.candidate.error_id}` to "
+                               f"apply; {approvals}")
         return "apply", f"mode {mode.value}: {approvals}"
-    return "suggest", f"mode {mode.value}: run `heal apply {req.fix_id}` to apply; {approvals}"
+    # the error id, as heal run's decision line: `heal apply FIX_ID` is refused once several
+    # suggestions of that fix wait (they may run different argv)
+    return "suggest", (f"mode {mode.value}: run `heal apply {req.candidate.error_id}` to "
+                       f"apply; {approvals}")
 
 
 def with_note(verdict: VerdictEvent, gate: WorkflowGate) -> VerdictEvent:

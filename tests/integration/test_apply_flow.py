@@ -79,7 +79,7 @@ def test_suggestion_then_heal_apply(tmp_path: Path, validator: Validator, applie
     verdict = validator.validate(cand)
     outcome = applier.handle(verdict)
     assert outcome.status == "suggested"
-    assert "heal apply format.ruff_format" in outcome.detail
+    assert f"heal apply {cand.error_id}" in outcome.detail
     assert git(root, "branch", "--list", verdict.branch).strip()
     [row] = attempt_store.pending_suggestions(cand.error_id)
     assert row["id"] == cand.error_id

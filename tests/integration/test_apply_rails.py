@@ -85,7 +85,7 @@ def test_verdicts_decided_before_a_rollback_are_not_applied_after_it(
     assert outcomes[3].status == "suggested", outcomes[3].detail
     assert "breaker OPEN at step:w/s" in outcomes[3].detail
     assert "the breaker opened after this fix was decided" in outcomes[3].detail
-    assert "heal apply format.ruff_format --force" in outcomes[3].detail
+    assert f"heal apply {verdicts[3].error_id} --force" in outcomes[3].detail
     # two fixes and their two reverts, nothing else reached the branch
     assert len(git(root, "log", "--format=%s", f"{start}..HEAD").splitlines()) == 4
     assert attempt_store.apply_result(verdicts[3].error_id)["status"] == "suggested"

@@ -98,10 +98,11 @@ def test_uncommitted_changes_to_the_fixed_file_leave_the_fix_on_its_branch(
     commit = _commit_on_branch(root, "heal/fix", "notes.txt", "heal\n")
     (root / "notes.txt").write_text("mine\n")
     head = git(root, "rev-parse", "HEAD")
-    out = applier.apply_suggested(_verdict(root, commit, ("false",)))
+    verdict = _verdict(root, commit, ("false",))
+    out = applier.apply_suggested(verdict)
     assert (out.status, out.detail) == (
         "suggested", "uncommitted changes in notes.txt; left on branch heal/fix: "
-                     "heal apply fix.file")
+                     f"heal apply {verdict.error_id}")
     assert git(root, "rev-parse", "HEAD") == head and (root / "notes.txt").read_text() == "mine\n"
 
 
@@ -226,4 +227,4 @@ def test_uncommitted_changes_with_a_fix_without_an_id_say_plainly_how_to_apply(
     verdict = _verdict(root, commit, ("false",))
     out = applier.apply_suggested(replace(verdict, fix={"kind": "diff"}))
     assert out.status == "suggested"
-    assert out.detail.endswith("; left on branch heal/fix: heal apply ")
+    assert out.detail.endswith(f"; left on branch heal/fix: heal apply {verdict.error_id}")

@@ -116,17 +116,20 @@ def test_a_suggestion_says_whether_it_was_verified_and_how_to_apply_it(
     error = _error(repo)
     verified = applier.handle(_verdict(error, "suggest", {"id": "f.s"}, branch="heal/x",
                                        verification=[{"phase": "after", "exit_code": 0}]))
+    # the error id: `heal apply f.s` is refused once several suggestions of f.s wait
     assert (verified.status, verified.detail) == (
-        "suggested", "verified on branch heal/x; apply with: heal apply f.s")
-    plain = applier.handle(_verdict(_error(repo), "suggest", {"id": "f.s"},
+        "suggested", f"verified on branch heal/x; apply with: heal apply {error.id}")
+    other = _error(repo)
+    plain = applier.handle(_verdict(other, "suggest", {"id": "f.s"},
                                     verification=[{"phase": "before", "exit_code": 1}]))
     assert plain.detail == ("not verified yet (checked step by step when applied); "
-                            "apply with: heal apply f.s")
+                            f"apply with: heal apply {other.id}")
+    third = _error(repo)
     held = applier.handle(_verdict(
-        _error(repo), "suggest", {"id": "f.s"}, verification=[{"phase": "after"}],
-        reason="not applied automatically: quarantined; run `heal apply f.s` to apply"))
+        third, "suggest", {"id": "f.s"}, verification=[{"phase": "after"}],
+        reason=f"not applied automatically: quarantined; run `heal apply {third.id}` to apply"))
     assert held.detail == ("not applied automatically: quarantined; verified; "
-                           "apply with: heal apply f.s")
+                           f"apply with: heal apply {third.id}")
 
 
 # -- the marker that keeps one error from being applied twice ------------------------------
@@ -205,11 +208,12 @@ def test_a_used_up_daily_budget_leaves_the_fix_suggested(
         {"primary": [_touch(marker)]}, "pb.first")))
     assert first.status == "applied", first.detail
     marker.unlink()
-    out = applier.apply_suggested(_verdict(_error(repo, command=()), "apply", _playbook(
+    second = _error(repo, command=())
+    out = applier.apply_suggested(_verdict(second, "apply", _playbook(
         {"primary": [_touch(marker)]}, "pb.second")))
     assert (out.status, out.detail) == (
         "suggested", "daily budget for fix applications used up (1); apply later with: "
-                     "heal apply pb.second")
+                     f"heal apply {second.id}")
     assert not marker.exists()
 
 
@@ -240,7 +244,8 @@ def test_a_command_fix_runs_at_the_root_and_the_failing_step_is_rerun_where_it_f
            "rendered": {"argv": ["touch", "sub/fixed"]}}
     out = applier.apply_suggested(_verdict(error, "apply", fix))
     assert flag.exists() and out.status == "applied"
-    assert out.detail == "primary steps done and validated; failing step passes again"
+    # (no validation steps: nothing but the re-run says it worked)
+    assert out.detail == "primary steps done; failing step passes again"
     assert out.fix_id == "cmd.touch" and out.duration_s > 0
     row = attempt_store.apply_result(error.id)
     assert row is not None and row["status"] == "applied"
@@ -264,8 +269,9 @@ def test_a_fix_that_runs_but_leaves_the_step_failing_is_escalated_and_counted(
     fix = _playbook({"primary": [_touch(repo / "a")]})
     out = applier.apply_suggested(_verdict(error, "apply", fix))
     assert out.status == "escalated"
-    assert out.detail == ("pb.one failed: primary steps done and validated, but the failing "
-                          "step still fails (exit 3); escalated")
+    assert out.detail == ("pb.one failed: primary steps done, but the failing step still "
+                          "fails (exit 3); escalated; the fix's steps left a in the working "
+                          "tree (uncommitted, not removed: review or delete)")
     assert out.failed_fixes == []
     assert _reverts(client, stage_settings, error) == 1
 
@@ -275,7 +281,7 @@ def test_an_untrusted_command_is_not_rerun_and_the_outcome_says_so(
     fix = _playbook({"primary": [_touch(repo / "a")]})
     out = applier.apply_suggested(_verdict(_error(repo, command=()), "apply", fix))
     assert (out.status, out.detail) == ("applied",
-                                        "primary steps done and validated; no command to re-run")
+                                        "primary steps done; no command to re-run")
 
 
 def test_the_ranked_fallback_runs_when_the_first_fails_and_is_credited(
@@ -290,7 +296,7 @@ def test_the_ranked_fallback_runs_when_the_first_fails_and_is_credited(
     assert out.failed_fixes == ["pb.first"]
     assert out.detail == ("pb.first failed: every step failed or did not validate (nope: "
                           "exit 1); escalated; fallback pb.alt (ranked next): primary steps "
-                          "done and validated; failing step passes again")
+                          "done; failing step passes again")
     assert _reverts(client, stage_settings, error) == 0
 
 
@@ -391,7 +397,7 @@ def test_an_automatic_fix_in_a_quarantined_workflow_is_only_suggested(
     assert out.detail == (f"workflow {error.workflow.id} is quarantined (3 reverts, since "
                           f"unknown, how to lift: `heal unquarantine --workflow "
                           f"{error.workflow.id}`): nothing is applied automatically; apply "
-                          "with: heal apply pb.one")
+                          f"with: heal apply {error.id}")
     # a person's `heal apply` is not held by the quarantine
     assert applier.apply_suggested(_verdict(error, "apply", _playbook(
         {"primary": [_touch(flag)]}))).status == "applied"
@@ -413,7 +419,7 @@ def test_an_automatic_fix_past_the_rate_is_deferred_audited_and_left_unclaimed(
     assert out.detail == ("rate limit: at most 1 automatic fixes per 3 minutes (this "
                           f"repository's own: [budget] in {repo.resolve() / 'heal.toml'}); "
                           "deferred, retried automatically in 40s (or now with: heal apply "
-                          "pb.two)")
+                          f"{error.id})")
     assert out.id.startswith(f"{error.id}:apply:deferred-") and out.fix_id == "pb.two"
     # queued, due in 40 s, sealed
     queued: Any = client.zrange(deferred_key(stage_settings), 0, -1, withscores=True)
@@ -453,8 +459,8 @@ def test_in_a_registered_repository_an_unsigned_command_is_not_rerun(
     out = applier.apply_suggested(_verdict(error, "apply", _playbook(
         {"primary": [_touch(repo / "a")]})))
     assert (out.status, out.detail) == (
-        "applied", "primary steps done and validated; the event's command is not trusted, so "
-                   "it was not re-run")
+        "applied", "primary steps done; the event's command is not trusted, so it was not "
+                   "re-run")
     assert not marker.exists()
 
 
@@ -522,7 +528,8 @@ def test_a_held_fix_without_an_id_says_plainly_how_to_apply(
                                           "last_failure_at": time.time()})
     out = applier.handle(_verdict(error, "apply", None))
     assert out.status == "suggested" and out.fix_id == ""
-    assert out.detail.endswith("nothing is applied automatically; apply with: heal apply ")
+    assert out.detail.endswith(f"nothing is applied automatically; apply with: heal apply "
+                               f"{error.id}")
 
 
 def test_the_outcome_carries_how_long_the_stage_took(repo: Path, applier: Applier) -> None:

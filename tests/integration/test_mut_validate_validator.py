@@ -189,7 +189,9 @@ def test_history_decides_a_risky_fix(repo: Path, settings: Settings, client: red
     bad = Store(history={"applied": 1, "rolled_back": 1})
     verdict = stage(settings, client, bad)[0].validate(candidate(repo, risky, error_id="r1"))
     assert verdict.decision == "reject"
-    assert verdict.reason == "judges refused: history: reverted or failed 1 of 2 times"
+    # (verified, then refused: heal's branch of it is discarded, and the reason says so)
+    assert verdict.reason == ("judges refused: history: reverted or failed 1 of 2 times; "
+                              "heal branch heal/fp1-1 discarded")
     # history that cannot be read counts as none (the other judges still vote)
     unread = Store(history=HealError("attempts table unreadable"))
     with caplog.at_level(logging.WARNING, logger="pipeline.validate.validator"):
@@ -198,7 +200,7 @@ def test_history_decides_a_risky_fix(repo: Path, settings: Settings, client: red
     assert "history unavailable: attempts table unreadable" in [
         r.getMessage() for r in caplog.records]
     assert verdict.decision == "suggest" and verdict.reason.startswith(
-        "RISKY fix needs a human: heal apply fmt; 3 judge(s) approved")
+        "RISKY fix needs a human: heal apply r2; 3 judge(s) approved")
     # without a store: no history
     verdict = stage(settings, client, None)[0].validate(candidate(repo, risky, error_id="r3"))
     assert verdict.decision == "suggest"
@@ -411,7 +413,7 @@ def test_a_suggestion_capped_by_an_unallowed_repository_check_says_why(
     validator, _ = stage(settings, client, Store())
     verdict = validator.validate(candidate(repo))
     assert verdict.decision == "suggest"
-    assert verdict.reason.startswith("mode suggest: run `heal apply fmt` to apply; ")
+    assert verdict.reason.startswith("mode suggest: run `heal apply e1` to apply; ")
     assert verdict.reason.endswith("; heal.toml: verify.checks[0].argv = [\"python3\", \"-c\", "
                                    "\"pass\"]: runs a program, which only operator configuration "
                                    "may allow (add it to [trust] commands or [[verify.checks]] "
@@ -435,7 +437,7 @@ def test_a_repository_cannot_waive_the_human_for_a_risky_fix(
     verdict = stage(settings, client, Store())[0].validate(candidate(repo, graduated,
                                                                      error_id="w1"))
     assert verdict.decision == "suggest", verdict.reason
-    assert verdict.reason.startswith("RISKY fix needs a human: heal apply fmt")
+    assert verdict.reason.startswith("RISKY fix needs a human: heal apply w1")
     notes = [str(c.get("reason")) for c in verdict.preflight if c.get("name") == "trust"]
     assert any("judges.human_for_risky = false" in n and "operator configuration" in n
                for n in notes), verdict.preflight

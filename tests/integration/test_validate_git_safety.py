@@ -117,7 +117,7 @@ def test_a_fix_git_cannot_bring_onto_the_branch_says_git_s_reason(
     assert outcome.status == "suggested", outcome.detail
     assert "your local changes would be overwritten by cherry-pick" in outcome.detail, \
         outcome.detail
-    assert f"heal apply {FORMAT_FIX['id']} once those files are moved" in outcome.detail
+    assert f"heal apply {verdict.error_id} once those files are moved" in outcome.detail
     assert "hint:" not in outcome.detail
     assert (root / "notes.txt").read_text() == "v1\nstaged\n"
     assert git(root, "diff", "--cached", "--name-only") == "notes.txt"

@@ -337,13 +337,13 @@ def test_decide_reasons_per_outcome() -> None:
     assert decide(request(), Mode.AUTO_SAFE, OK, YES) == \
         ("apply", "mode auto-safe: 1 judge(s) approved; original failure gone")
     assert decide(request(), Mode.SUGGEST, OK, YES) == (
-        "suggest", "mode suggest: run `heal apply fx` to apply; 1 judge(s) approved; "
+        "suggest", "mode suggest: run `heal apply e1` to apply; 1 judge(s) approved; "
         "original failure gone")
 
 
 def test_decide_risky_needs_a_human_unless_policy_says_otherwise() -> None:
     assert decide(request("RISKY", "AUTOMATED"), Mode.AUTO, OK, YES * 3) == (
-        "suggest", "RISKY fix needs a human: heal apply fx; 3 judge(s) approved; "
+        "suggest", "RISKY fix needs a human: heal apply e1; 3 judge(s) approved; "
         "original failure gone")
     free = Policy(human_for_risky=False)
     assert decide(request("RISKY", "AUTOMATED", policy=free), Mode.AUTO, OK, YES)[0] == "apply"
@@ -416,7 +416,7 @@ def test_decide_automatic_refusals_turn_apply_into_suggest() -> None:
     assert decision == "suggest"
     assert reason == (f"{HELD}matched by its coarse fingerprint alone (a learned mapping, not "
                       "a detection rule or the exact error): never enough for an automatic "
-                      "fix; run `heal apply fx` to apply; 1 judge(s) approved; original "
+                      "fix; run `heal apply e1` to apply; 1 judge(s) approved; original "
                       "failure gone")
     low = request(match={"score": 0.5})
     gate = _gate(WorkflowState.DEGRADED, min_confidence=0.8)
