@@ -1,6 +1,6 @@
 """Assemble log lines into records: one record per log line, except multi-line reports
-(Python/Java/Node tracebacks, Go panics, pytest failure sections, and any tool's report by the
-shapes all tools share: see :data:`CONT_SHAPE` and :class:`RecordAssembler`) which become one record.
+(Python/Java/Node tracebacks, Go panics, pytest failure sections, and any tool's report by
+the shapes all tools share: see :data:`CONT_SHAPE`) which become one record.
 
 Used by ``heal watch`` (live) and ``heal backfill`` (history). Feed lines with their byte
 offsets; a record is returned once the next line proves it complete, or on :meth:`flush`

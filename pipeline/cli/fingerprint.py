@@ -3,12 +3,12 @@
 One message per input line, or with ``--multiline`` one message per record, split as
 ``heal watch`` and ``heal backfill`` split a log: one record per line, except multi-line
 reports (Python tracebacks with their chained causes, Java traces, Go panics and Node crash
-reports across their blank lines, pytest failure sections), indented continuation lines
-and the report shapes any tool shares (frames, gutters, carets, notes, boxes, ``:``
-headings, titled sections); a blank line ends any other record. Templates are mined over all messages of the
-input at once, so the output does not depend on the order of the lines. Each message is
-read as the fingerprint stage reads a published event's text (secrets redacted, cut to the
-contract's size), so both give it one fingerprint.
+reports across their blank lines, pytest failure sections), indented continuation
+lines and the report shapes any tool shares (frames, gutters, carets, notes, boxes,
+``:`` headings, titled sections); a blank line ends any other record. Templates are
+mined over all messages of the input at once, so the output does not depend on the order
+of the lines. Each message is read as the fingerprint stage reads a published event's text
+(secrets redacted, cut to the contract's size), so both give it one fingerprint.
 """
 
 from __future__ import annotations
