@@ -1,5 +1,6 @@
 """Assemble log lines into records: one record per log line, except multi-line reports
-(Python/Java/Node tracebacks, Go panics, pytest failure sections) which become one record.
+(Python/Java/Node tracebacks, Go panics, pytest failure sections, and any tool's report by
+the shapes all tools share: see :data:`CONT_SHAPE`) which become one record.
 
 Used by ``heal watch`` (live) and ``heal backfill`` (history). Feed lines with their byte
 offsets; a record is returned once the next line proves it complete, or on :meth:`flush`
@@ -27,8 +28,8 @@ PY_CHAIN = re.compile(
 JAVA_EXCEPTION = re.compile(
     r"^(Exception in thread \"[^\"]*\" )?([a-zA-Z_$][\w$]*\.)+[\w$]*(Exception|Error|Throwable)\b"
 )
-#: Java/Kotlin continuation lines that are not indented
-JAVA_CONTINUATION = re.compile(r"^(Caused by: |Suppressed: |\.\.\. \d+ more)")
+#: Java/Kotlin continuation lines that are not indented (R's ``Caused by error:`` too)
+JAVA_CONTINUATION = re.compile(r"^(Caused by\b|Suppressed: |\.\.\. \d+ more)")
 #: Node's crash header: the file and line that threw (``/app/index.js:3``)
 NODE_HEADER = re.compile(r"^(\S+\.(m?js|cjs|ts|mts)|node:internal/\S+):\d+$")
 NODE_FOOTER = re.compile(r"^Node\.js v\d+")
@@ -44,22 +45,79 @@ PYTEST_SUMMARY = re.compile(r"^={3,} ?short test summary info ?={3,}$")
 PYTEST_RULE = re.compile(r"^={3,}")
 PYTEST_START = re.compile(r"^={3,} ?test session starts ?={3,}$")
 
+# -- report shapes of any tool (one mechanism, no rule per tool) ---------------------------
+#: lines that continue a report and cannot start one: stack frames (``#0 0x55 in f``, ``#2
+#: {main}``, a bare ``path:line`` or Ruby's ``path:line:in `m'``), a compiler's gutter,
+#: caret and arrow lines (``3 | code``, ``|``, ``^~~~``, `` --> src/x.rs:3:5``), notes
+#: attached to a diagnostic (``note:``, ``help:``, ``file:3:5: note:``), the sides of a boxed
+#: report (``│ ...``, ``╵``), a closing bracket (``}``, ``"}``) and a trace's heading
+#: (``Stack trace:``, ``Backtrace:``, ``[stacktrace]``)
+CONT_SHAPE = re.compile(
+    r"""^(?:
+      \#\d{1,4}\s                                   # numbered frame
+    | [^\s:]{1,400}:\d{1,9}(?::in\s.*)?$             # bare location, Ruby frame
+    | \s*\d{0,9}\s*\|                                # gutter of a quoted source line
+    | \s*-->\s | \s*[\^~]{1,}[\s^~]*$                # arrow, carets
+    | (?:[^\s:]{1,400}:\d{1,9}(?::\d{1,9})?:\s)?(?:note|help):\s   # attached note
+    | [│╵├└┃║]                                        # side of a boxed report
+    | ["']?[}\])]                                     # closing bracket
+    | (?:stack\s?trace|backtrace|call\s?stack|\[stacktrace\])\b[^:]{0,40}:?$
+    )""",
+    re.VERBOSE | re.IGNORECASE,
+)
+#: a detail line of an error message, labelled in capitals (libpq through psycopg2 and
+#: Django: ``LINE 1: SELECT ...``, ``DETAIL:  Key (id)=(7) already exists.``, ``HINT:``);
+#: a level word (``ERROR:``, ``WARNING:``) is a log line, not a label
+DETAIL_LABEL = re.compile(r"^(?!(?:ERROR|FATAL|FAILURE|FAILED|FAIL|WARNING|WARN|INFO|DEBUG"
+                          r"|TRACE|NOTICE|CRITICAL|PANIC|SEVERE|ALERT|EMERG)\b)"
+                          r"[A-Z]{2,12}(?: \d{1,9})?:\s")
+#: an exception named by its qualified class (``psycopg2.errors.UndefinedColumn: ...``)
+QUALIFIED_EXC = re.compile(r"^[A-Za-z_]\w{0,100}(?:\.[A-Za-z_]\w{0,100}){1,20}: ")
+#: a line of an ordinary log: a time or date near its start, or a level word among its
+#: first words. Such a line starts a record of its own unless it is indented.
+LOG_HEADER = re.compile(
+    r"""^.{0,40}?(?:\d{2}:\d{2}:\d{2}|\d{4}[-/.]\d{2}[-/.]\d{2}|\d{2}/\d{2}/\d{2})
+    | ^(?:\S{1,40}\s){0,4}\[?(?:INFO|WARN|WARNING|ERROR|DEBUG|TRACE|FATAL|NOTICE|CRITICAL
+        |SEVERE)\b""",
+    re.VERBOSE,
+)
+#: rule characters runners draw lines with (``----``, ``====``, ``────``, ``════``)
+_RULE_CHARS = "=-─━═~*"
+#: a rule alone on its line (``=====...``, ``------``)
+RULE_LINE = re.compile(r"^[=\-─━═~*]{4,}\s*$")
+#: the start of a titled rule (``---- tests::x stdout ----``, ``── Failure (x.R:3:1) ──``);
+#: its end is checked without a regex (see :func:`section_title`)
+_TITLE_HEAD = re.compile(r"^[=\-─━═~*]{2,} ?\S")
+
+
+def section_title(text: str) -> bool:
+    """A title drawn between rules (a runner's per-failure section header): at most 300
+    characters, opening and closing with at least two rule characters."""
+    if len(text) > 300 or not _TITLE_HEAD.match(text):
+        return False
+    end = text.rstrip()
+    return len(end) >= 6 and end[-1] in _RULE_CHARS and end[-2] in _RULE_CHARS and bool(
+        end.strip(_RULE_CHARS).strip())
+
 #: what makes a record an error worth publishing (checked on the whole record)
 ERROR_MARKERS = re.compile(
+    # the line-start shapes come first: at one position the first alternative that matches
+    # wins, and ``error:`` read as the bare word ``error`` would count as prose
     r"""
-      \b(ERROR|FATAL|CRITICAL|SEVERE|PANIC|EMERG|ALERT|FAILED|FAILURE)\b   # levels, runners
-    | \b(level|severity|lvl)"?\s*[=:]\s*"?(error|fatal|critical|panic)\b  # logfmt / JSON logs
+      ^(panic|fatal\ error):                                               # Go, gcc
+    | ^npm\ ERR!|^error(\[E\d+\])?:                                        # npm, rustc, gcc
     | ^Traceback\ \(most\ recent\ call\ last\)                             # Python
     | ^\s*[\w.$]*(Exception|Error)(\s*\[[^\]]*\])?:\s                      # Exception: message
     | ^[\w.$]*(Exception|Error)$                                           # bare exception name
-    | ^(panic|fatal\ error):                                               # Go
-    | ^npm\ ERR!|^error(\[E\d+\])?:                                        # npm, rustc, gcc
+    | \b(ERROR|FATAL|CRITICAL|SEVERE|PANIC|EMERG|ALERT|FAILED|FAILURE|FAIL)\b  # levels, runners
+    | \b(level|severity|lvl)"?\s*[=:]\s*"?(error|fatal|critical|panic)\b  # logfmt / JSON logs
+    | \bpanicked\ at\b                                                     # Rust
     | Segmentation\ fault|core\ dumped|Killed$|OOMKilled|Out\ of\ memory
     """,
     re.VERBOSE | re.MULTILINE | re.IGNORECASE,
 )
 #: case-sensitive words that only count in upper case (``error`` in prose is not an error)
-_LOWER_OK = re.compile(r"\b(error|fatal|critical|failed|failure|panic|alert|severe)\b")
+_LOWER_OK = re.compile(r"\b(error|fatal|critical|failed|failure|fail|panic|alert|severe)\b")
 
 #: every ERROR_MARKERS alternative contains one of these (a fast pre-filter)
 _CHEAP_WORDS = ("err", "fatal", "critical", "severe", "panic", "emerg", "alert", "fail",
@@ -134,6 +192,9 @@ class RecordAssembler:
         self._size = 0
         self._pytest_sections = 0
         self._cut = 0
+        #: "" | "opener" (the last line opened a block: ``Failures:``, a bare rule) |
+        #: "paragraph" (lines after an opener, continued until a blank line)
+        self._block = ""
 
     @property
     def pending_offset(self) -> int | None:
@@ -147,7 +208,7 @@ class RecordAssembler:
         text = clean(line)
         out: list[Record] = []
         if not text.strip():
-            if self._lines and self._mode in _BLANK_MODES:
+            if self._lines and (self._mode in _BLANK_MODES or self._holds_blanks()):
                 self._blanks.append((text, end))
             elif self._lines:
                 out.extend(self.flush())
@@ -175,6 +236,7 @@ class RecordAssembler:
         self._cut = 0
         self._lines = []
         self._mode = ""
+        self._block = ""
         self._size = 0
         return [record]
 
@@ -186,6 +248,7 @@ class RecordAssembler:
         self._size = len(text)
         self._end = end
         self._mode = self._mode_for(text)
+        self._block = "opener" if self._opens(text) else ""
 
     def _mode_for(self, text: str) -> str:
         if PY_TRACEBACK.match(text):
@@ -205,6 +268,8 @@ class RecordAssembler:
             return "java"
         if JS_ERROR.match(text):
             return "js"
+        if section_title(text) and not PYTEST_START.match(text) and not PYTEST_BANNER.match(text):
+            return "section"
         return ""
 
     def _continues(self, text: str) -> bool:  # noqa: C901 - one rule per report format
@@ -225,6 +290,8 @@ class RecordAssembler:
                     return False
                 self._mode = "pytrace"
                 return True
+            if DETAIL_LABEL.match(text) and not self._blanks:
+                return True  # psycopg2's ``LINE 1:`` / ``DETAIL:`` after its exception
             return indented and not self._blanks
         if mode in ("pytest", "pytest-summary"):
             return self._pytest_continues(text)
@@ -232,6 +299,14 @@ class RecordAssembler:
             return self._node_continues(text, indented)
         if mode == "go":
             return indented or bool(GO_CONTINUATION.match(text))
+        if mode == "section":
+            # a runner's section runs across single blank lines to the next rule or title,
+            # an ordinary log line, or a line after two blank lines (where cargo ends one)
+            return indented or not (
+                len(self._blanks) > 1 or section_title(text) or RULE_LINE.match(text)
+                or LOG_HEADER.match(text))
+        if self._block_continues(text, indented):
+            return True
         if self._blanks:
             return False
         if indented or JAVA_CONTINUATION.match(text) or PY_CHAIN.match(text):
@@ -241,6 +316,43 @@ class RecordAssembler:
             self._mode = self._mode_for(text) or mode
             return True
         return False
+
+    def _opens(self, text: str) -> bool:
+        """A line that opens a block for the lines after it: a heading ending in ``:``
+        (``Failures:``, ``There was 1 failure:``, ``* What went wrong:``) or a bare rule."""
+        end = text.rstrip()
+        return (end.endswith(":") and len(end) > 1) or bool(RULE_LINE.match(end))
+
+    def _holds_blanks(self) -> bool:
+        """Whether a blank line may sit inside the record being assembled (the next line
+        decides): after an opener, or inside a report already longer than one line."""
+        return self._block == "opener" or len(self._lines) > 1 or self._mode == "section"
+
+    def _block_continues(self, text: str, indented: bool) -> bool:
+        """The shapes of any tool's report (see :data:`CONT_SHAPE`), its opened blocks and
+        their paragraphs; a line of an ordinary log (:data:`LOG_HEADER`) is never joined by
+        them. Updates the block state for the line when it joins."""
+        block, self._block = self._block, ""
+        joins = False
+        if indented or (CONT_SHAPE.match(text) and not NODE_HEADER.match(text)):
+            joins = not self._blanks or len(self._lines) > 1 or block == "opener"
+        elif LOG_HEADER.match(text) or section_title(text):
+            joins = False
+        elif block == "opener":
+            joins = True
+            block = "paragraph"
+        elif block == "paragraph":
+            joins = not self._blanks
+        elif DETAIL_LABEL.match(text):
+            last = self._lines[-1]
+            joins = not self._blanks and bool(is_error_text(last) or QUALIFIED_EXC.match(last))
+        if not joins:
+            self._block = block
+        elif self._opens(text):
+            self._block = "opener"
+        elif block == "paragraph":
+            self._block = "paragraph"
+        return joins
 
     def _attaches_exception(self, text: str) -> bool:
         if len(self._lines) != 1 or self._mode:

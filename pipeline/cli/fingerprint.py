@@ -3,11 +3,12 @@
 One message per input line, or with ``--multiline`` one message per record, split as
 ``heal watch`` and ``heal backfill`` split a log: one record per line, except multi-line
 reports (Python tracebacks with their chained causes, Java traces, Go panics and Node crash
-reports across their blank lines, pytest failure sections) and indented continuation
-lines; a blank line ends any other record. Templates are mined over all messages of the
-input at once, so the output does not depend on the order of the lines. Each message is
-read as the fingerprint stage reads a published event's text (secrets redacted, cut to the
-contract's size), so both give it one fingerprint.
+reports across their blank lines, pytest failure sections), indented continuation
+lines and the report shapes any tool shares (frames, gutters, carets, notes, boxes,
+``:`` headings, titled sections); a blank line ends any other record. Templates are
+mined over all messages of the input at once, so the output does not depend on the order
+of the lines. Each message is read as the fingerprint stage reads a published event's text
+(secrets redacted, cut to the contract's size), so both give it one fingerprint.
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ def _records(lines: Iterable[str]) -> Iterator[str]:
     """Split into records as ``heal watch`` and ``heal backfill`` do (one mechanism,
     :class:`producers.records.RecordAssembler`): one record per line, except reports that
     span lines (Python tracebacks with their chained causes, Java traces, Go panics and Node
-    crash reports across their blank lines, pytest sections) and indented continuations;
-    a blank line ends any other record. The CI runner's per-line timestamps are removed
+    crash reports across their blank lines, pytest sections), indented continuations and
+    the report shapes of any tool (see the README's ``heal watch``); a blank line ends any
+    other record. The CI runner's per-line timestamps are removed
     first (the stage removes them too), so a downloaded job log splits like the output."""
     from producers.records import RecordAssembler
 
