@@ -2,12 +2,15 @@
 step re-running): the worker that reclaims the verdict takes the apply over once the dead
 worker's claim lapses, and finishes it: it verifies heal's own unverified commit and rolls it
 back when the step still fails. Never a dead letter "being applied by another worker" with no
-other worker alive, never "already applied: nothing to do" (real git, Redis, PostgreSQL,
-the real apply stage in a process of its own and in this one)."""
+other worker alive, never "already applied: nothing to do". The takeover finishes what was
+begun: it is not held, audited or charged again, and a developer's commit is never taken for
+heal's (real git, Redis, PostgreSQL, the real apply stage in a process of its own and in this
+one)."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -16,17 +19,22 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psutil
 import pytest
 import redis
 
+from pipeline.apply.applier import Applier
 from pipeline.config import STREAM_DEAD, STREAM_OUTCOMES, STREAM_VERDICTS, Settings
 from pipeline.demo.sample import break_formatting, git
 from pipeline.events import OutcomeEvent, VerdictEvent
+from pipeline.guardrails.breaker import CircuitBreaker
+from pipeline.guardrails.budget import Budget
 from pipeline.runtime.loader import build_worker, load_stage
 from pipeline.runtime.options import WorkerOptions
 from pipeline.trust.seal import seal
 from pipeline.validate.validator import Validator
+from storage.attempts import AttemptStore
 from storage.db import Database
 from tests.integration._heal_validate_support import FORMAT_FIX, candidate, sample_repo
 
@@ -181,3 +189,72 @@ def test_a_taken_over_apply_rolls_heal_own_unverified_commit_back_when_the_step_
     assert "reverted by" in outcome.detail, outcome.detail
     log = git(root, "log", "--format=%s", f"{verdict.commit}~1..HEAD").splitlines()
     assert len(log) == 2 and log[0].startswith("Revert heal fix"), log
+
+
+def _intents(settings: Settings, error_id: str) -> int:
+    records = [json.loads(line) for line in
+               (settings.home / "audit.jsonl").read_text().splitlines()]
+    return sum(r["kind"] == "apply.intent" and r["subject"] == error_id for r in records)
+
+
+def test_a_takeover_finishes_the_apply_without_holding_auditing_or_charging_it_again(
+        tmp_path: Path, redis_url: str, database_url: str, client: redis.Redis,
+        settings: Settings, validator: Validator, db: Database) -> None:
+    # Given an apply worker SIGKILLed after committing the fix (its intent audited, one fix
+    # application charged), and since then the breaker opened (it holds automatic fixes)
+    day = Budget(client, settings).day()
+    root, verdict, hang = _killed_mid_apply(tmp_path, redis_url, database_url, client,
+                                            settings, validator)
+    hang.unlink()
+    assert _intents(settings, verdict.error_id) == 1
+    assert Budget(client, settings).spent(day).get("fix_applications") == 1.0
+    CircuitBreaker(client, settings).force_open(reason="opened by the test")
+    progress = settings.key("apply", "progress", verdict.error_id)
+    assert client.exists(progress) == 1
+    # When another worker takes the apply over
+    outcome, dead = _take_over(client, settings, db, verdict.error_id)
+    # Then it finishes what was begun and acted on: the commit is verified, not held by the
+    # breaker (suggested) nor by the rate limit (deferred) with heal's commit left unverified
+    assert not dead, dead
+    assert outcome is not None
+    assert outcome.status == "applied", outcome.detail
+    assert "verified by the worker that took over" in outcome.detail, outcome.detail
+    # and the one application is audited once and charged once
+    assert _intents(settings, verdict.error_id) == 1
+    spent = [Budget(client, settings).spent(d).get("fix_applications", 0.0)
+             for d in {day, Budget(client, settings).day()}]
+    assert sum(spent) == 1.0, spent
+    # and once decided, nothing is left for a later delivery to take over
+    assert client.exists(progress) == 0
+    assert git(root, "rev-parse", "HEAD") == verdict.commit
+
+
+def test_a_takeover_never_verifies_or_reverts_a_commit_that_is_not_heals(
+        tmp_path: Path, client: redis.Redis, settings: Settings, validator: Validator,
+        attempt_store: AttemptStore) -> None:
+    # Given an apply whose worker died after noting where the branch was, before it brought
+    # its commit there, and a developer's own commit on the branch since
+    root = sample_repo(tmp_path)
+    break_formatting(root)
+    verdict = validator.validate(candidate(root, ("ruff", "format", "--check", "."), FORMAT_FIX))
+    assert verdict.decision == "apply" and verdict.commit, verdict.reason
+    before = git(root, "rev-parse", "HEAD")
+    client.set(settings.key("apply", "progress", verdict.error_id), orjson.dumps(
+        {"holder": "apply@gone:1:dead0000", "commit": verdict.commit, "before": before}))
+    (root / "NOTES.md").write_text("a developer's note\n")
+    git(root, "add", "NOTES.md")
+    git(root, "commit", "-qm", "notes by hand")
+    human = git(root, "rev-parse", "HEAD")
+    # When another worker takes the apply over (the step still fails with that commit alone)
+    outcome = Applier(settings, client, attempt_store, consumer="taker").handle(verdict)
+    # Then the developer's commit is not taken for heal's: it is neither verified nor
+    # reverted, and the apply starts over on top of it
+    assert outcome.status == "applied", outcome.detail
+    assert "took over" not in outcome.detail, outcome.detail
+    assert git(root, "rev-parse", "HEAD~1") == human
+    assert outcome.commit == git(root, "rev-parse", "HEAD") != verdict.commit
+    assert "Heal-Fix: format.ruff_format" in git(root, "log", "-1", "--format=%B")
+    subjects = git(root, "log", "--format=%s", f"{before}..HEAD").splitlines()
+    assert not [s for s in subjects if s.startswith("Revert")], subjects
+    assert (root / "NOTES.md").read_text() == "a developer's note\n"
+    assert client.exists(settings.key("apply", "progress", verdict.error_id)) == 0
