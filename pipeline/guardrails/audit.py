@@ -438,6 +438,8 @@ def displaced(settings: Settings, client: Any, db: Any, path: Path, log_id: str 
         return None
     if log_id is not None and head_of(settings, client, db, log_id) is not None:
         return None  # a log with anchors of its own: they check it
+    # (decides when the restart's first append anchored nothing, e.g. PostgreSQL unreachable
+    # and Redis dropping the script: the locator still names the retired log)
     if read_retired(client, settings, located) is not None:
         return None
     return Displaced(located, head)

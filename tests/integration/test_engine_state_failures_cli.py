@@ -16,8 +16,16 @@ from pathlib import Path
 
 import orjson
 import psutil
+import pytest
 import redis
 
+from pipeline.config import Settings
+from pipeline.errors import DamagedCache
+from pipeline.events import ErrorEvent, FingerprintEvent
+from pipeline.lookup.setup import build_lookup
+from pipeline.runtime.loader import build_worker, load_stage
+from pipeline.trust.seal import seal
+from storage.cache import LocalCache
 from storage.embedded import EmbeddedRedis
 
 HEAL = [sys.executable, "-c", "import sys; from pipeline.cli import main; sys.exit(main())"]
@@ -347,6 +355,51 @@ def test_a_malformed_lookup_cache_whose_outbox_can_be_read_is_left_saying_what_i
                             ).fetchall() == [("qa-s15d-8-op",)]
     finally:
         conn.close()
+
+
+def test_a_lookup_cache_damaged_under_a_running_lookup_stage_stops_it_not_parks_for_ever(
+        tmp_path: Path, redis_url: str, prefix: str) -> None:
+    """QA s16b #9: the damage is found by the running stage's own query (not by `heal run`'s
+    start): a damaged cache whose outbox holds a write is no outage that a wait ends, so the
+    stage stops saying what to do, its event left pending (not parked and retried for ever,
+    not dead-lettered)."""
+    settings = Settings(redis_url=redis_url, database_url=None, home=tmp_path / "home",
+                        prefix=prefix)
+    client = redis.Redis.from_url(redis_url)
+    lookup = build_lookup(settings, None, semantic=False)  # offline: tier 1 reads the cache
+    worker = build_worker(client, settings, load_stage("lookup"),
+                          resources={"lookup": lookup})
+    try:
+        worker.start()
+        # Given the cache of the running stage is damaged in its tier-1 table, its outbox
+        # holding a write that can still be read
+        cache = LocalCache.file_at(settings.home)
+        other = LocalCache(cache)
+        try:
+            other.put_fingerprints((f"fp{i}", "fine", "p", "rule") for i in range(2000))
+            other.enqueue([("qa-s16b-9-op", "no-such-kind", {"x": 1})])
+        finally:
+            other.close()
+        _garble_pages_of(cache, ("fingerprints",))
+        error = ErrorEvent(id="qa-s16b-9", text="qa-s16b-9 zqxv: nothing known says this")
+        event = FingerprintEvent(id="qa-s16b-9:fingerprint", error_id="qa-s16b-9",
+                                 error=error, fine="fp-v1:qa-s16b-9", coarse="fp-v1:qa-c",
+                                 version="fp-v1")
+        client.xadd(settings.stream("fingerprints"),
+                    {"event": seal(settings, "fingerprints", event.encode())})
+        # When the stage handles an event, its query meets the damage: the stage stops
+        with pytest.raises(DamagedCache, match=r"outbox still holds 1 write\(s\)"):
+            for _ in range(5):
+                worker.step(None)
+        # Then the event is still pending, not handed off, parked or dead-lettered
+        pending = client.xpending(settings.stream("fingerprints"), "lookup")
+        assert int(pending["pending"]) == 1, pending
+        assert not worker.retries.pending_ids()
+        assert client.xlen(settings.stream("candidates")) == 0
+        assert client.xlen(settings.stream("dead")) == 0
+    finally:
+        worker.finish()
+        lookup.cache.close()
 
 
 def _line_numbers(ranges: str) -> list[int]:

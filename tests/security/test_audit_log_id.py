@@ -316,6 +316,41 @@ def test_heal_audit_restart_records_a_deliberate_fresh_start(home: Home) -> None
     assert code == 1, out
 
 
+#: heal whose Redis refuses every script (the anchors and the locator are written by one):
+#: a connection dropped just then, as by a Redis restarting
+NO_SCRIPTS = [sys.executable, "-c", "import sys, redis\n"
+              "def refused(self, *args, **kwargs):\n"
+              "    raise redis.exceptions.ConnectionError('Connection reset by peer')\n"
+              "redis.Redis.eval = refused\n"
+              "from pipeline.cli import main; sys.exit(main())"]
+
+
+def test_a_restart_whose_new_log_was_never_anchored_is_not_blamed_for_the_retired_one(
+        home: Home) -> None:
+    """`heal audit restart` with PostgreSQL unreachable and Redis dropping its scripts: the
+    retirement is recorded (a plain SET) but the new log has no anchor anywhere and the
+    locator still names the retired log. The next command must not take the restarted log
+    for the retired one deleted ("deleted or truncated"): the retirement says it was not."""
+    _ignore(home.path, "fp-rn-0", "fp-rn-1")
+    ident = (home.path / "audit.id").read_text().strip()
+    (home.path / "audit.jsonl").unlink()
+    (home.path / "audit.id").unlink()
+    done = _heal(home.path, "audit", "restart", "--reason", "disk replaced", argv=NO_SCRIPTS,
+                 extra={"HEAL_DATABASE_URL":
+                        f"postgresql://postgres@/postgres?host={home.path.parent}/nopg"})
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert f"retired the log {ident} (head 2)" in out, out
+    assert "audit head not anchored in Redis" in out, out
+    done = _heal(home.path, "ignore", "fp-rn-2", "--reason", "noise")
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert len((home.path / "audit.jsonl").read_text().splitlines()) == 2
+    code, out = _verify(home.path)
+    assert code == 0, out
+    assert f"retired log: {ident} was retired by `heal audit restart`" in out, out
+
+
 def test_verify_with_no_witness_reachable_says_the_head_was_not_checked(home: Home) -> None:
     _ignore(home.path, "fp-none-0", "fp-none-1", "fp-none-2")
     _truncate(home.path, 1)
@@ -339,6 +374,22 @@ def test_the_table_anchor_name_is_refused_as_a_log_id(home: Home) -> None:
     code, out = _verify(home.path)
     assert code == 2, out
     assert "not an id heal gives a log" in out, out
+
+
+@pytest.mark.parametrize("edited", ["host:/x\nsecond line\n", "host:/x\x1b[2J\n"],
+                         ids=["two-lines", "escape"])
+def test_an_id_file_holding_more_than_one_printable_line_is_refused(
+        home: Home, edited: str) -> None:
+    """Shaped like a legacy id (``host:/...``) but holding a second line or a control
+    character: not one id; refused (exit 2) saying what to change, nothing appended."""
+    _ignore(home.path, "fp-line-0")
+    (home.path / "audit.id").write_text(edited)
+    done = _heal(home.path, "ignore", "fp-line-1", "--reason", "noise")
+    out = done.stdout + done.stderr
+    assert done.returncode == 2, out
+    assert "does not hold one id (one printable line" in out and "put back the id" in out, out
+    assert "\x1b" not in out, out
+    assert len((home.path / "audit.jsonl").read_text().splitlines()) == 1
 
 
 def test_a_new_home_where_a_moved_one_lived_is_not_blamed(

@@ -70,6 +70,106 @@ def test_an_outage_longer_than_max_deliveries_parks_the_event_instead_of_dead_le
     assert client.xlen(settings.stream("fingerprints")) == 1
 
 
+class Switchable(PassThroughHandler):
+    """A handler whose database is down while ``down`` is set; records the id of each event
+    it was called with."""
+
+    def __init__(self) -> None:
+        super().__init__(on_event=self._maybe_down)
+        self.down = True
+        self.calls: list[str] = []
+
+    def _maybe_down(self, event: object) -> None:
+        self.calls.append(str(getattr(event, "id", "")))
+        if self.down:
+            raise DatabaseUnavailable("PostgreSQL at /tmp/x is unavailable: connection refused")
+
+
+def _publish(client: redis.Redis, settings: Settings, *ids: str) -> None:
+    for event_id in ids:
+        client.xadd(settings.stream("errors"),
+                    {"event": orjson.dumps({"v": 1, "id": event_id, "text": "boom"})})
+
+
+def _uncounted(client: redis.Redis, settings: Settings) -> None:
+    """Every entry still pending was parked, and no park counted as a delivery (the count a
+    park raised is handed back), so nothing was dead-lettered though max_deliveries is 1."""
+    assert client.xlen(settings.stream("dead")) == 0
+    pending = client.xpending_range(settings.stream("errors"), "fingerprint", min="-", max="+",
+                                   count=100)
+    assert [p["times_delivered"] for p in pending] == [0] * len(pending), pending
+
+
+def test_events_parked_earlier_wait_behind_the_last_park_one_probe_per_delay(
+    redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    """A stage taking one event at a time (apply, validate) probes one event per delay
+    during an outage; a larger batch is retried together, once per delay."""
+    settings = Settings(redis_url=redis_url, database_url=None, home=tmp_path, prefix=prefix)
+    client = redis.Redis.from_url(redis_url)
+    handler = Switchable()
+    worker = StageWorker(client, settings, "fingerprint", handler, options=WorkerOptions(
+        batch_size=1, max_deliveries=1, backoff_base_s=1.0, backoff_cap_s=3.0))
+    worker.start()
+    # Given an event parked by an outage (its retry due in 1 s, the outage's first park),
+    # then another one parked (due in 2 s, the second park)
+    _publish(client, settings, "early")
+    worker.step(None)
+    _publish(client, settings, "late")
+    worker.step(None)
+    assert handler.calls == ["early", "late"]
+    _uncounted(client, settings)
+    # Then the earlier one waits behind the last park: nothing is retried for 1.5 s (it
+    # was not probed on its own timer after 1 s)...
+    until = time.monotonic() + 1.5
+    while time.monotonic() < until:
+        worker.step(50)
+    assert handler.calls == ["early", "late"]
+    # ...once the last park's delay is over, one event is probed; parked again (due in
+    # 3 s), it holds the other back behind it: no second probe in the next second
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and len(handler.calls) < 3:
+        worker.step(50)
+    assert handler.calls == ["early", "late", "early"], handler.calls
+    until = time.monotonic() + 1.0
+    while time.monotonic() < until:
+        worker.step(50)
+    assert handler.calls == ["early", "late", "early"], handler.calls
+    _uncounted(client, settings)
+
+
+def test_the_parked_events_are_due_at_once_when_an_event_goes_through_again(
+    redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    settings = Settings(redis_url=redis_url, database_url=None, home=tmp_path, prefix=prefix)
+    client = redis.Redis.from_url(redis_url)
+    handler = Switchable()
+    worker = StageWorker(client, settings, "fingerprint", handler, options=WorkerOptions(
+        max_deliveries=1, backoff_base_s=2.0, backoff_cap_s=8.0))
+    worker.start()
+    # Given three events parked in one batch during an outage: retried in 2, 4 and 8 s,
+    # the first two held back behind the last
+    _publish(client, settings, "p1", "p2", "p3")
+    worker.step(None)
+    assert handler.calls == ["p1", "p2", "p3"]
+    waiting = worker.retries.seconds_until_next()
+    assert waiting is not None and waiting > 6, waiting
+    _uncounted(client, settings)
+    # When the database is back and a new event goes through
+    handler.down = False
+    _publish(client, settings, "fresh")
+    started = time.monotonic()
+    worker.step(None)
+    assert handler.calls[-1] == "fresh"
+    # Then the parked ones are handled at once, not after their 8 s
+    deadline = started + 3
+    while time.monotonic() < deadline and client.xlen(settings.stream("fingerprints")) < 4:
+        worker.step(50)
+    assert client.xlen(settings.stream("fingerprints")) == 4, handler.calls
+    assert sorted(handler.calls[4:]) == ["p1", "p2", "p3"], handler.calls
+    assert client.xlen(settings.stream("dead")) == 0
+
+
 class FlakyStore(AttemptStore):
     """The real store, with PostgreSQL 'down' for the first record_attempt."""
 

@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 
-from pipeline.errors import PermanentError, Retry, UsageError
+from pipeline.errors import (
+    DamagedCache,
+    DatabaseUnavailable,
+    PermanentError,
+    Retry,
+    UsageError,
+)
 from pipeline.runtime import loader
 from pipeline.runtime.backoff import backoff_delay
 from pipeline.runtime.deadletter import dead_letter_fields, guess_error_id
@@ -118,6 +124,25 @@ def test_an_uncounted_retry_waits_past_max_deliveries_without_dead_lettering() -
     decision = processor(on_event=waiting, max_deliveries=3).process(delivery(deliveries=3))
     assert isinstance(decision, RetryLater) and not decision.counted
     assert decision.delay_s == 2.5 and not decision.outage
+
+
+def test_a_park_is_not_counted_as_an_attempt() -> None:
+    """An outage parks the event at its last allowed delivery: not counted (the worker hands
+    the count back), so it is never dead-lettered by waiting for the engine."""
+    def down(event: Any) -> None:
+        raise DatabaseUnavailable("PostgreSQL at /tmp/x is unavailable: connection refused")
+
+    decision = processor(on_event=down, max_deliveries=3).process(delivery(deliveries=3))
+    assert isinstance(decision, RetryLater) and decision.outage and not decision.counted
+    assert decision.reason.startswith("parked during an outage")
+
+
+def test_a_damaged_cache_found_by_a_handler_stops_the_stage_instead_of_parking() -> None:
+    def damaged(event: Any) -> None:
+        raise DamagedCache("cannot read the local cache /x: database disk image is malformed")
+
+    with pytest.raises(DamagedCache, match="malformed"):
+        processor(on_event=damaged).process(delivery())
 
 
 def test_an_outage_is_logged_once_per_state_change_and_its_parks_back_off(
