@@ -131,9 +131,13 @@ def extract_params(text: str, extraction: Extraction) -> dict[str, Any]:
         params.setdefault("package", params["module"].split(".")[0])
     project = extraction.project_frames()
     if project:
-        params["file"] = project[-1].file
-        if project[-1].line is not None:
-            params["line"] = project[-1].line
+        # where the error is: the innermost project frame with a line (a test runner's
+        # innermost frame is the test, named by its module or file, with no line of its
+        # own: cargo's ``tests::adds`` panicked at ``src/lib.rs:14``)
+        where = next((f for f in reversed(project) if f.line is not None), project[-1])
+        params["file"] = where.file
+        if where.line is not None:
+            params["line"] = where.line
     if extraction.kind in ("compiler", "python", "pytest", "java", "node", "go", "rust", "test",
                            "gradle", "dotnet"):
         params["error_type"] = extraction.error_type
