@@ -121,7 +121,7 @@ def test_a_node_test_failure_is_its_test_and_its_error() -> None:
     assert found.error_type == "AssertionError[ERR_ASSERTION]"
     assert found.message == "Expected values to be strictly equal:"
     test = found.frames[-1]
-    assert (test.file, test.function) == ("shop/test/basket.test.js", "totals the basket")
+    assert (test.file, test.function) == ("test/basket.test.js", "totals the basket")
     # the runtime's frames are no project frames
     assert [f.function for f in found.project_frames()] == ["TestContext.<anonymous>",
                                                            "totals the basket"]
@@ -276,3 +276,47 @@ def test_heal_diagnose_gives_a_cargo_run_one_fingerprint_whichever_test_panicked
     params = results[0]["params"]
     assert isinstance(params, dict)
     assert (params["file"], params["line"]) == ("src/lib.rs", 6)
+
+
+# -- s16a D5: CI checkout roots -------------------------------------------------------------------
+
+_GCC = "{root}/src/parse.c:41:7: error: 'cursor' undeclared (first use in this function)\n"
+_DOTNET = ("Unhandled exception. System.InvalidOperationException: Sequence contains no elements\n"
+           "   at Ledger.Books.Close(Int32 year) in {root}/src/Ledger/Books.cs:line 77\n"
+           "   at Ledger.Program.Main(String[] args) in {root}/src/Ledger/Program.cs:line 9\n")
+_CI_ROOTS = ("/home/runner/work/ledger/ledger", "/var/lib/jenkins/workspace/ledger-nightly",
+             "/builds/books/ledger", "/__w/ledger/ledger", "/var/jenkins_home/workspace/ledger",
+             "/home/vsts/work/1/s", "/Users/runner/work/ledger/ledger")
+_WINDOWS_ROOTS = ("C:\\agent\\_work\\3\\s", "D:\\a\\ledger\\ledger",
+                  "C:\\Jenkins\\workspace\\ledger-pr")
+
+
+def test_a_file_reads_the_same_from_every_ci_checkout() -> None:
+    assert len(_fines(*(_GCC.format(root=root) for root in _CI_ROOTS))) == 1
+    windows = (_DOTNET.format(root=root).replace("/src/Ledger/", "\\src\\Ledger\\")
+               for root in _WINDOWS_ROOTS)
+    assert len(_fines(*windows, *(_DOTNET.format(root=r) for r in _CI_ROOTS))) == 1
+    assert fingerprint_text(_GCC.format(root="/var/lib/jenkins/workspace/x")).params[
+        "file"] == "src/parse.c"
+
+
+def test_a_macos_volume_reads_like_a_runner_checkout() -> None:
+    deep = "{root}/Sources/Ledger/Books/Close.swift:12:5: error: cannot find 'year' in scope\n"
+    assert len(_fines(deep.format(root="/Volumes/ci/builds/Ledger"),
+                      deep.format(root="/Users/runner/work/Ledger/Ledger"),
+                      deep.format(root="/Users/ann/dev/Ledger"))) == 1
+
+
+def _fines(*texts: str) -> set[str]:
+    return {fingerprint_text(text).fine for text in texts}
+
+
+def test_heal_fingerprint_reads_a_jenkins_and_a_github_checkout_as_one_file(
+        tmp_path: Path) -> None:
+    src = tmp_path / "errors.log"
+    src.write_text("".join(_GCC.format(root=root) for root in _CI_ROOTS[:2]), encoding="utf-8")
+    done = _heal("fingerprint", "--json", str(src), home=tmp_path / "home")
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    assert len(records) == 2
+    assert records[0]["fine"] == records[1]["fine"]
