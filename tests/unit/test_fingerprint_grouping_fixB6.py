@@ -320,3 +320,98 @@ def test_heal_fingerprint_reads_a_jenkins_and_a_github_checkout_as_one_file(
     records = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
     assert len(records) == 2
     assert records[0]["fine"] == records[1]["fine"]
+
+
+# -- s16a D6 (peers written name:port), D7 (host names), s16c #7 (a missing module's path) ------
+
+def test_a_peer_written_name_port_after_on_or_in_parentheses_is_a_host() -> None:
+    redis = "Redis::CannotConnectError: Error connecting to Redis on {peer} (Errno::ECONNREFUSED)"
+    assert len(_fines(*(redis.format(peer=p) for p in ("cache:6380", "10.1.2.3:6380",
+                                                       "cache.svc.local:6380")))) == 1
+    ecto = "** (DBConnection.ConnectionError) tcp connect ({peer}): connection refused"
+    assert len(_fines(*(ecto.format(peer=p) for p in ("pg:5433", "localhost:5433",
+                                                      "10.9.8.7:5433")))) == 1
+
+
+def test_a_source_files_line_is_no_host_and_no_port() -> None:
+    gcc = fingerprint_text("net/sock.c:412:3: error: connect timed out waiting for peer\n")
+    assert "host" not in gcc.params and "port" not in gcc.params
+    ruby = fingerprint_text(
+        "Errno::ECONNREFUSED: Connection refused - connect(2) for db.internal:5432\n"
+        "  lib/store/pg_connection.rb:88:in `connect'\n")
+    assert (ruby.params["host"], ruby.params["port"]) == ("db.internal", "5432")
+    node = fingerprint_text(
+        "Error: Cannot find module 'left-pad'\n"
+        "    at Module._resolveFilename (node:internal/modules/cjs/loader:1144:15)\n"
+        "    at Object.<anonymous> (/srv/web/index.js:2:1)\n")
+    assert "port" not in node.params
+    # a URL's host:port is one
+    url = fingerprint_text("connect ECONNREFUSED while fetching http://search:9200/_bulk")
+    assert url.params["port"] == "9200"
+
+
+def test_a_syslog_lines_host_is_masked_whatever_its_shape() -> None:
+    line = "{clock} {host} nginx[{pid}]: bind() to 0.0.0.0:80 failed (98: Address in use)"
+    clocks = ("Jan  3 04:05:06", "Jun 30 23:59:59")
+    assert len(_fines(*(line.format(clock=c, host=h, pid=p) for c in clocks
+                        for h, p in (("edge-4", 11), ("lb-prod-eu-01", 902), ("gateway", 7))))) == 1
+    # a level word after a clock is no host
+    assert "ERROR" in fingerprint_text("04:05:06 ERROR worker[3]: queue full").normalized
+
+
+def test_an_erlang_nodes_host_is_masked_whatever_its_shape() -> None:
+    text = ("Error in process <0.{n}.0> on node 'billing@{host}' with exit value:\n"
+            "{{badarg,[{{erlang,binary_to_atom,2,[]}}]}}\n")
+    assert len(_fines(*(text.format(n=n, host=h) for n, h in
+                        ((12, "app-3"), (907, "ip-172-31-0-9"), (4, "worker"))))) == 1
+
+
+_MISSING = ("Error: Cannot find module '{module}'\nRequire stack:\n- /srv/web/index.js\n"
+            "    at Module._resolveFilename (node:internal/modules/cjs/loader:1144:15)\n"
+            "    at Object.<anonymous> (/srv/web/index.js:2:1)\n")
+
+
+def test_a_missing_project_file_is_not_a_missing_package() -> None:
+    packages = [fingerprint_text(_MISSING.format(module=m)) for m in ("left-pad", "@acme/ui")]
+    files = [fingerprint_text(_MISSING.format(module=m))
+             for m in ("./lib/format", "../shared/config", "/srv/web/gen/routes.mjs", "./util")]
+    assert len({fp.fine for fp in packages}) == 1
+    assert len({fp.fine for fp in files}) == 1
+    assert packages[0].fine != files[0].fine
+    assert packages[0].params["package"] == "left-pad"
+    assert all("package" not in fp.params for fp in files)
+
+
+# -- s16a D10: small masking gaps -----------------------------------------------------------------
+
+def test_a_daily_index_a_request_path_and_a_digit_short_sha_are_masked() -> None:
+    es = ("[{day}T10:00:00,123][WARN ][o.e.i.m.MapperService] [node-1] failed to parse field"
+          " [price] of type [long] in index [orders-{day}]")
+    assert len(_fines(*(es.format(day=d) for d in ("2024.05.01", "2024.11.30")))) == 1
+    assert "orders-<timestamp>" in fingerprint_text(es.format(day="2024.05.01")).normalized
+    nginx = ('[error] 7#7: *31 connect() failed (111: Connection refused) while connecting to'
+             ' upstream, client: 10.0.0.9, request: "{method} {path} HTTP/1.1"')
+    assert len(_fines(*(nginx.format(method=m, path=p) for m, p in
+                        (("GET", "/readyz"), ("GET", "/v2/users/7"), ("GET", "/"),
+                         ("GET", "/search?q=x"))))) == 1
+    pull = 'Failed to pull image "ghcr.io/acme/web:{tag}": not found'
+    assert len(_fines(*(pull.format(tag=t) for t in ("4417723", "9c0ffee", "a1b2c3d4")))) == 1
+
+
+def test_heal_diagnose_masks_peers_hosts_and_module_paths(tmp_path: Path) -> None:
+    texts = {
+        "a": "Error connecting to Redis on cache:6380 (Errno::ECONNREFUSED)\n",
+        "b": "Error connecting to Redis on 10.1.2.3:6380 (Errno::ECONNREFUSED)\n",
+        "c": "Jan  3 04:05:06 edge-4 nginx[11]: worker process exited on signal 9\n",
+        "d": "Jan  3 04:05:06 gateway nginx[902]: worker process exited on signal 9\n",
+        "e": _MISSING.format(module="./lib/format"),
+        "f": _MISSING.format(module="left-pad"),
+    }
+    results = {k: _diagnosed(v, tmp_path, k) for k, v in texts.items()}
+    fine = {k: r["fingerprint"]["fine"] for k, r in results.items()}  # type: ignore[index]
+    assert fine["a"] == fine["b"]
+    assert fine["c"] == fine["d"]
+    assert fine["e"] != fine["f"]
+    params = results["e"]["params"]
+    assert isinstance(params, dict)
+    assert "package" not in params and "port" not in params
