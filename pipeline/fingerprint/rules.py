@@ -137,7 +137,6 @@ RULES: tuple[Rule, ...] = (
            |(?<=OPTIONS\ ))/[^\s"'?#]*+(?:\?[^\s"']*+)?   # a request's path, even /healthz
         |(?<![\w/<])(?:[A-Za-z]:)?(?:~|\.{1,2})?      # drive, home or relative start
         (?:[/\\]+[\w.@+~-]+){2,}[/\\]?               # two or more components (// too)
-        |(?<![\w/<.])\.{1,2}[/\\][\w.@+~-]+           # or one, relative: ./helpers
         """,
          "file paths differ per checkout, temp dir and user; extraction keeps the project path;"
          " a request's path after its HTTP method (GET /healthz) is one too"),
