@@ -21,6 +21,7 @@ from pipeline.fingerprint.parsers_runners import (
     parse_go_test,
     parse_gradle,
     parse_jest,
+    parse_node_test,
     parse_rspec,
     parse_rust,
     parse_vitest,
@@ -31,10 +32,10 @@ from pipeline.runnerlines import strip_stamps
 Parser = Callable[[str, str], Extraction | None]
 
 #: order matters: a test runner's output holds the error its test raised, so each runner
-#: goes before the error's own parser (pytest before Python, go test before Go panics, jest
-#: and vitest before Node, rspec before the text fallback); a Rust panic goes before the diagnostics
-#: (cargo prints its build warnings first); Gradle after them (javac's own error lines say
-#: more than its summary)
+#: goes before the error's own parser (pytest before Python, go test before Go panics, jest,
+#: vitest and node:test before Node, rspec before the text fallback); a Rust panic goes
+#: before the diagnostics (cargo prints its build warnings first); Gradle after them
+#: (javac's own error lines say more than its summary)
 PARSERS: tuple[Parser, ...] = (
     parse_pytest,
     parse_python,
@@ -44,6 +45,7 @@ PARSERS: tuple[Parser, ...] = (
     parse_rust,
     parse_jest,
     parse_vitest,
+    parse_node_test,
     parse_node,
     parse_dotnet,
     parse_rspec,

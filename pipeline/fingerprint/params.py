@@ -20,6 +20,13 @@ _NETWORK = ("in use", "refused", "eaddrinuse", "econnrefused", "bind", "listen",
             "timed out", "timeout", "unreachable", "resolve", "host")
 
 
+#: what a host name never ends in: a source file's extension (``conn.c:229``,
+#: ``ruby_connection.rb:109``, ``Db.php:57`` are a file and its line)
+_NOT_SOURCE = (r"(?<!\.(?:c|cc|cpp|cxx|h|hh|hpp|py|pyx|rb|js|mjs|cjs|jsx|ts|tsx|go|rs|java|kt"
+               r"|kts|scala|groovy|cs|fs|vb|php|pl|pm|ex|exs|erl|hrl|hs|swift|m|mm|lua|r|R|sh"
+               r"|sql|cr|clj|dart|zig|nim|ml|vue|svelte|erb|rake|gradle))")
+
+
 @dataclass(frozen=True)
 class ParamRule:
     """``pattern`` names its value ``v`` (or ``v2``...); it is tried only when the lowered
@@ -39,9 +46,10 @@ PARAM_RULES: tuple[ParamRule, ...] = (
     ParamRule("module", _rx(r"No module named '(?P<v>[\w.]+)'"), ("no module",)),
     # Python: cannot import name 'x' from 'pkg'
     ParamRule("import_name", _rx(r"cannot import name '(?P<v>\w+)'"), ("cannot import",)),
-    # Node: Cannot find module 'express' / Go: cannot find package "x"
-    ParamRule("package", _rx(r"Cannot find (?:module|package) ['\"](?P<v>[^'\"]+)['\"]",
-                                    re.I), ("cannot find",)),
+    # Node: Cannot find module 'express' / Go: cannot find package "x" (a path, './lib/x',
+    # '/app/x.mjs' or 'C:\\x.js', is a file of the project: no package to install)
+    ParamRule("package", _rx(r"Cannot find (?:module|package) ['\"](?![./\\~]|[A-Za-z]:[/\\])"
+                             r"(?P<v>[^'\"]+)['\"]", re.I), ("cannot find",)),
     # pip: No matching distribution found for foo==1.0
     ParamRule("package", _rx(r"(?:No matching distribution found for|satisfies the "
                                     r"requirement) (?P<v>[\w.-]+)"),
@@ -64,9 +72,11 @@ PARAM_RULES: tuple[ParamRule, ...] = (
     # letter: each start scanned to the run's end, so a 512-character word cost 1.5 ms.
     # Skipped starts could only fail the same way, so the value found is the one of
     # "[A-Za-z\]][\w.-]*+:", unless "port 80" matches at that first letter: it did first.)
+    # (a source file's line, conn.c:229 or loader.js:1210, is no port, nor is a path's last
+    # component: node:internal/modules/cjs/loader:1210; a URL's host after :// is a host)
     ParamRule("port", _rx(r"(?:\bport\s*[=:]?\s*"
-                          r"|(?:\]|(?<![\w.-])(?:(?![A-Za-z])[\w.-])*+"
-                          r"(?!\bport\s*[=:]?\s*\d{2,5}\b)[A-Za-z])[\w.-]*+:"
+                          r"|(?:\]|(?<![\w.-])(?<![\w.-][/\\])(?:(?![A-Za-z])[\w.-])*+"
+                          r"(?!\bport\s*[=:]?\s*\d{2,5}\b)[A-Za-z])[\w.-]*+" + _NOT_SOURCE + ":"
                           r"|:::|EADDRINUSE[^\n]{0,200}?:)(?P<v>\d{2,5})\b", re.I), _NETWORK),
     # host names in connection / resolution errors
     ParamRule("host", _rx(r"(?:resolve host:?\s*|host ['\"]?|connect(?:ion)? to |Host )"
@@ -76,7 +86,8 @@ PARAM_RULES: tuple[ParamRule, ...] = (
     # letter: every later letter reached the same end, so "a.ba.b..." was quadratic too;
     # the first letter's value is the one "[A-Za-z][\w-]*+(?:\.[\w-]++)++" finds first.)
     ParamRule("host", _rx(r"(?<![\w-])(?<![\w-]\.)(?:(?![A-Za-z])[\w-]|\.(?=[\w-]))*+"
-                          r"(?P<v>[A-Za-z][\w-]*+(?:\.[\w-]++)++):\d{2,5}\b"), _NETWORK),
+                          r"(?P<v>[A-Za-z][\w-]*+(?:\.[\w-]++)++)" + _NOT_SOURCE
+                          + r":\d{2,5}\b"), _NETWORK),
     # signals and the exit codes that mean one
     ParamRule("signal", _rx(r"\b(?P<v>SIG[A-Z]{2,6})\b|signal:? (?P<v2>killed|\d+)"
                                    r"|(?P<v3>Killed)\b"
@@ -131,9 +142,13 @@ def extract_params(text: str, extraction: Extraction) -> dict[str, Any]:
         params.setdefault("package", params["module"].split(".")[0])
     project = extraction.project_frames()
     if project:
-        params["file"] = project[-1].file
-        if project[-1].line is not None:
-            params["line"] = project[-1].line
+        # where the error is: the innermost project frame with a line (a test runner's
+        # innermost frame is the test, named by its module or file, with no line of its
+        # own: cargo's ``tests::adds`` panicked at ``src/lib.rs:14``)
+        where = next((f for f in reversed(project) if f.line is not None), project[-1])
+        params["file"] = where.file
+        if where.line is not None:
+            params["line"] = where.line
     if extraction.kind in ("compiler", "python", "pytest", "java", "node", "go", "rust", "test",
                            "gradle", "dotnet"):
         params["error_type"] = extraction.error_type

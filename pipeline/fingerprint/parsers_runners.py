@@ -53,39 +53,70 @@ def _test_frame(test: str, separator: str) -> Frame:
 
 def parse_rust(text: str, repo: str = "") -> Extraction | None:
     """A Rust panic (its message and location), or a failing ``cargo test`` test (which
-    one, and its panic or first line of output)."""
+    one, and its panic or first line of output).
+
+    Of several failing tests, the first in cargo's sorted ``failures:`` list decides (else
+    the first by name): the tests run on threads, so which one panicked, and so printed,
+    first changes from run to run, and the key must not."""
     if "panicked at" not in text and "---- " not in text:
         return None
     lines = text.splitlines()
-    test = ""
-    panic_at = block_at = -1
+    blocks: dict[str, int] = {}  # each failing test's captured output: where it starts
+    panics: dict[str, int] = {}  # each thread's first panic
     for index, line in enumerate(lines):
         block = _CARGO_BLOCK.match(line)
         if block:
-            if test:
-                break  # the first failing test's block had no panic: its output decides
-            test = block.group("test")
-            block_at = index
+            blocks.setdefault(block.group("test"), index)
             continue
-        if _RUST_PANIC.match(line):
-            panic_at = index
-            break
+        panic = _RUST_PANIC.match(line)
+        if panic:
+            panics.setdefault(panic.group("thread"), index)
+    if not blocks and not panics:
+        return None
+    listed = _cargo_failures(lines)
+    test = next((t for t in listed if t in blocks), min(blocks) if blocks else "")
+    if test:
+        start = blocks[test]
+        end = next((i for i in sorted(blocks.values()) if i > start), len(lines))
+        panic_at = next((i for i in range(start + 1, end) if _RUST_PANIC.match(lines[i])), -1)
+    else:
+        cargo = "test result: FAILED" in text or _any_match(_CARGO_FAILED, lines)
+        # (no captured blocks: --nocapture, or a binary's own panic; cargo names each
+        # test's thread after the test)
+        thread = next((t for t in listed if t in panics), "") or (
+            min(panics) if cargo else min(panics, key=panics.__getitem__))
+        panic_at = panics[thread]
+        test = thread if cargo else ""
     if panic_at < 0:
-        if not test:
-            return None
-        message = next((s.strip() for s in lines[block_at + 1:] if s.strip()), "")
+        message = next((s.strip() for s in lines[blocks[test] + 1:] if s.strip()), "")
         return Extraction("rust", "TestFailure", message, (_test_frame(test, "::"),),
                           tool="cargo")
     panic = _RUST_PANIC.match(lines[panic_at])
     assert panic is not None
     message, frames = _panic(panic.group("rest").strip(), lines[panic_at + 1:panic_at + 8], repo)
-    if not test and ("test result: FAILED" in text or _any_match(_CARGO_FAILED, lines)):
-        # cargo test names each test's thread after the test
-        test = panic.group("thread")
     if test:
         frames.append(_test_frame(test, "::"))
     tool = "cargo" if test else "rust"
     return Extraction("rust", "panic", message, tuple(frames), tool=tool)
+
+
+#: a test of cargo's closing ``failures:`` list (``    tests::adds``)
+_CARGO_LISTED = re.compile(r"^ {4}(?P<test>\S{1,300})$")
+
+
+def _cargo_failures(lines: list[str]) -> list[str]:
+    """The tests of cargo's last ``failures:`` list (libtest sorts it by name), in order."""
+    listed: list[str] = []
+    for index in range(len(lines) - 1, -1, -1):
+        if lines[index] == "failures:":
+            for line in lines[index + 1:]:
+                found = _CARGO_LISTED.match(line)
+                if found is None:
+                    break
+                listed.append(found.group("test"))
+            if listed:
+                return listed
+    return listed
 
 
 def _panic(rest: str, below: list[str], repo: str) -> tuple[str, list[Frame]]:
@@ -440,3 +471,182 @@ def parse_rspec(text: str, repo: str = "") -> Extraction | None:
     if not error_type:
         error_type, message = "ExpectationNotMetError", code
     return Extraction("test", error_type, message.strip(), tuple(frames), tool="rspec")
+
+
+# --- node:test ------------------------------------------------------------------------------
+
+#: TAP (node --test's report when its output is not a terminal): ``not ok 3 - sums a cart``,
+#: indented under its suite's ``# Subtest:`` for a nested test
+_TAP_NOT_OK = re.compile(r"^(?P<indent> {0,64})not ok \d{1,9} - (?P<test>\S.{0,500})$")
+#: a key of the YAML block under it (``  location: '/p/test/a.test.js:4:1'``, ``  error: |-``)
+_TAP_KEY = re.compile(r"^(?P<indent> {0,70})(?P<key>[A-Za-z]{1,40}): ?(?P<value>.{0,2000})$")
+#: the spec reporter's (Node 20+, on a terminal) failing test: ``✖ sums a cart (1.2ms)``
+_SPEC_FAIL = re.compile(r"^(?P<indent> {0,64})\u2716 (?P<test>\S.{0,500}?) \([\d.]{1,20}m?s\)$")
+#: its summary's location of the test below (``test at test/a.test.js:4:1``)
+_SPEC_AT = re.compile(r"^ {0,64}test at (?P<loc>\S{1,500})$")
+#: a thrown error's first line as the spec reporter prints it: ``AssertionError
+#: [ERR_ASSERTION]: Expected values...``, ``TypeError [Error]: Cannot read...``
+_NODE_TEST_HEAD = re.compile(
+    r"^(?P<type>[A-Z]\w{0,200}(?:Error|Exception)|Error)(?: \[(?P<code>\w{1,100})\])?: ?"
+    r"(?P<msg>.*)$")
+#: a frame of the error's stack: ``at f (/p/a.js:4:36)`` (spec) or ``f (/p/a.js:4:36)`` (TAP)
+_NODE_TEST_FRAME = re.compile(
+    r"^\s{0,64}(?:at )?(?:(?P<func>[^()]{1,500}?) \()?(?P<file>[^()\s]{1,500}?):(?P<line>\d{1,9})"
+    r":\d{1,9}\)?(?: \{)?$")
+#: the runner's own code, which wraps an error a test threw (not the error's identity)
+_NODE_TEST_WRAPPER = ("ERR_TEST_FAILURE", "Error")
+
+
+def parse_node_test(text: str, repo: str = "") -> Extraction | None:
+    """A failing ``node --test`` test, from its TAP report (``not ok N - name`` and the YAML
+    block under it) or its spec report (``✖ name (1ms)`` and the error under it): the thrown
+    error's class and message, the project frames of its stack, and the test itself (its
+    file and name) as the innermost frame. Of several failing tests the first by file,
+    line and name decides: tests of several files finish in any order."""
+    if "not ok " in text and "---" in text:
+        found = _node_tap(text.splitlines())
+    elif "\u2716 " in text:
+        found = _node_spec(text.splitlines())
+    else:
+        return None
+    if not found:
+        return None
+    return _node_test_extraction(min(found, key=_location_order), repo)
+
+
+#: one failing test: its name, location (``file:line:col`` or ""), error class, message and
+#: stack lines
+_NodeTest = tuple[str, str, str, str, list[str]]
+
+
+def _location_order(test: _NodeTest) -> tuple[str, int, str]:
+    file, line = _split_location(test[1])
+    return file, line, test[0]
+
+
+def _split_location(location: str) -> tuple[str, int]:
+    """``/p/a.test.js:4:1`` -> (``/p/a.test.js``, 4)."""
+    parts = location.rsplit(":", 2)
+    if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+        return parts[0], int(parts[1])
+    return location, 0
+
+
+def _error_type(name: str, code: str) -> str:
+    return f"{name}[{code}]" if code and code not in _NODE_TEST_WRAPPER else name
+
+
+def _node_tap(lines: list[str]) -> list[_NodeTest]:
+    found: list[_NodeTest] = []
+    for index, line in enumerate(lines):
+        failed = _TAP_NOT_OK.match(line)
+        if failed is None:
+            continue
+        fields = _tap_block(lines[index + 1:], len(failed.group("indent")) + 2)
+        if fields.get("failureType") == "subtestsFailed" or fields.get("type") == "suite":
+            continue  # a suite: the tests under it say what failed
+        message = next((s.strip() for s in fields.get("error", "").splitlines() if s.strip()),
+                       "")
+        error_type = _error_type(fields.get("name", ""), fields.get("code", ""))
+        found.append((failed.group("test").strip(), fields.get("location", ""),
+                      error_type or "TestFailure", message, fields.get("stack", "").splitlines()))
+    return found
+
+
+def _tap_block(following: list[str], indent: int) -> dict[str, str]:
+    """The keys of the YAML block (``---`` to ``...``) at ``indent`` under a TAP result
+    line: scalars unquoted, a ``|-`` block as its lines (dedented)."""
+    fields: dict[str, str] = {}
+    if not following or following[0].strip() != "---":
+        return fields
+    key = ""
+    block: list[str] = []
+    for line in following[1:]:
+        stripped = line.strip()
+        if stripped == "..." and len(line) - len(line.lstrip(" ")) <= indent:
+            break
+        found = _TAP_KEY.match(line)
+        if found and len(found.group("indent")) == indent:
+            if key:
+                fields[key] = "\n".join(block)
+            key, block = "", []
+            value = found.group("value").strip()
+            if value in ("|-", "|", ">-", ">"):
+                key = found.group("key")
+            else:
+                fields[found.group("key")] = _yaml_scalar(value)
+        elif key:
+            block.append(line[indent + 2:] if line.startswith(" " * (indent + 2)) else stripped)
+    if key:
+        fields[key] = "\n".join(block)
+    return fields
+
+
+def _yaml_scalar(value: str) -> str:
+    """A YAML flow scalar as node's TAP reporter writes it (``'a''b'``, ``"a \\"b\\""``)."""
+    if len(value) >= 2 and value[0] == value[-1] == "'":
+        return value[1:-1].replace("''", "'")
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    return value
+
+
+def _node_spec(lines: list[str]) -> list[_NodeTest]:
+    # the summary after "✖ failing tests:" repeats each failure with its location: read it
+    # when it is there
+    start = next((i for i, line in enumerate(lines) if line.strip() == "\u2716 failing tests:"),
+                 -1)
+    found: list[_NodeTest] = []
+    location = ""
+    for index in range(start + 1, len(lines)):
+        line = lines[index]
+        at = _SPEC_AT.match(line)
+        if at:
+            location = at.group("loc")
+            continue
+        failed = _SPEC_FAIL.match(line)
+        if failed is None:
+            continue
+        indent = len(failed.group("indent"))
+        block: list[str] = []
+        for follow in lines[index + 1:]:
+            if follow.strip() and len(follow) - len(follow.lstrip(" ")) <= indent:
+                break
+            block.append(follow)
+        first = next((s.strip() for s in block if s.strip()), "")
+        if first:  # (a suite's line has no error under it: its tests say what failed)
+            head = _NODE_TEST_HEAD.match(first)
+            error_type, message = (
+                (_error_type(head.group("type"), head.group("code") or ""), head.group("msg"))
+                if head else ("TestFailure", first))
+            found.append((failed.group("test").strip(), location, error_type, message.strip(),
+                          block))
+        location = ""
+    return found
+
+
+def _node_test_extraction(test: _NodeTest, repo: str) -> Extraction:
+    name, location, error_type, message, stack = test
+    frames: list[Frame] = []
+    raws: list[str] = []
+    for line in stack:
+        frame = _NODE_TEST_FRAME.match(line)
+        if frame is None:
+            continue
+        raw = frame.group("file").removeprefix("file://")
+        raws.append(raw)
+        frames.append(Frame(normalize_path(raw, repo), (frame.group("func") or "").strip(),
+                            int(frame.group("line")), not is_library(raw)))
+    file, _ = _split_location(location.removeprefix("file://"))
+    if file and not file.startswith("/"):
+        # the spec summary's path is relative to where node ran; its stack's are absolute
+        file = next((r for r in raws if r.endswith("/" + file.removeprefix("./"))), file)
+    if not file:
+        file = next((f.file for f in frames if f.function.startswith("TestContext.")),
+                    next((f.file for f in reversed(frames) if f.in_project), ""))
+    else:
+        file = normalize_path(file, repo)
+    # printed innermost first: outermost to innermost, then the test itself
+    frames.reverse()
+    frames.append(Frame(file, name, None, True))
+    return Extraction("test", error_type, message, tuple(frames), tool="node")

@@ -4,7 +4,10 @@ The same file must read the same in every checkout, temp dir and virtualenv:
 ``/home/ann/src/app/pkg/mod.py`` (repo ``/home/ann/src/app``) -> ``pkg/mod.py``;
 ``/usr/lib/python3.11/site-packages/requests/api.py`` -> ``<site-packages>/requests/api.py``;
 ``/opt/venvs/tool/bin/mytool`` -> ``<bin>/mytool``; ``/usr/src/app/server.js`` (no repo) ->
-``app/server.js``, as from ``/home/ann/app/server.js``.
+``app/server.js``, as from ``/home/ann/app/server.js``; a CI checkout of a known layout
+down to the repository's root: ``/var/lib/jenkins/workspace/JOB/src/conn.c``,
+``/home/runner/work/netd/netd/src/conn.c`` and ``C:\\agent\\_work\\1\\s\\src\\conn.c`` ->
+``src/conn.c``.
 """
 
 from __future__ import annotations
@@ -29,16 +32,36 @@ _LIBRARY = re.compile(
     )(?=[/\\])""",
     re.VERBOSE,
 )
+#: CI checkouts whose layout is fixed down to the project's root: what follows is the path in
+#: the repository (its last three components, as below). The folder the runner names after
+#: the repository or the job (GitHub's ``work/REPO/REPO``, Jenkins' ``workspace/JOB``,
+#: Azure's numbered ``_work/1/s``) is no part of the project's path: a Jenkins job called
+#: ``netd-pipeline`` and a GitHub runner's ``netd/netd`` build one ``src/conn.c``.
+_CHECKOUT = re.compile(
+    r"""^(?:
+        # GitHub Actions (Linux and macOS hosts, a container job's /__w), GitLab, Buildkite
+        (?:/home|/Users)/runner/work/[^/]+/[^/]+|/__w/[^/]+/[^/]+|/builds/[^/]+/[^/]+
+        |/var/lib/buildkite-agent/builds/[^/]+/[^/]+/[^/]+
+        # Jenkins: a job's workspace (the package's home, the Docker image's, Windows')
+        |(?:/var/lib/jenkins|/var/jenkins_home|/home/jenkins)/workspace/[^/]+
+        |[A-Za-z]:\\(?:Program\ Files\\)?Jenkins\\workspace\\[^\\]+
+        # Azure Pipelines: an agent's ``_work/N/s`` wherever the agent lives (the hosted
+        # Linux agent's ``/home/vsts/work/N/s``)
+        |(?:[A-Za-z]:)?[/\\](?:[^/\\]{1,100}[/\\]){0,4}_?work[/\\]\d{1,6}[/\\]s
+        # GitHub Actions on Windows (D:\a\REPO\REPO), GitLab's Windows runner, TeamCity
+        |[A-Za-z]:\\a\\[^\\]+\\[^\\]+
+        |[A-Za-z]:\\(?:GitLab-Runner\\)?builds\\[^\\]+\\[^\\]+
+        |[A-Za-z]:\\BuildAgent\\work\\[^\\]+|/opt/buildagent/work/[^/]+
+    )(?=[/\\])""",
+    re.VERBOSE,
+)
 _ENVIRONMENT = re.compile(
     r"""^(?:
         (?:/private)?/(?:tmp|var/tmp|var/folders/[^/]+/[^/]+/T)/[^/]+   # temp dirs
-        # CI checkouts, down to the folder named after the project (so a file reads the
-        # same from every runner): GitHub Actions (on the host, in a container), GitLab,
-        # Buildkite, Jenkins, and the single-workspace runners
-        |/home/runner/work/[^/]+|/__w/[^/]+|/builds/[^/]+
-        |/var/lib/buildkite-agent/builds/[^/]+/[^/]+|/var/lib/jenkins/workspace
+        # single-workspace runners (the folder is the project's own)
         |/github/workspace|/drone/src|/workspace
         |/(?:home|Users)/[^/]+                                          # home dirs
+        |/Volumes/[^/]+                                                 # a macOS volume
         # container checkouts (the usual Docker WORKDIRs), down to the project's folder
         # as above: /usr/src/app, /srv/app, /opt/app; /app, /code, /src (the .NET
         # template's) and /build (Go images') are that folder
@@ -87,7 +110,7 @@ def normalize_path(path: str, repo: str = "") -> str:
     script = _SCRIPT.match(path)
     if script:
         return f"<bin>/{script.group('name')}"
-    environment = _ENVIRONMENT.match(path)
+    environment = _CHECKOUT.match(path) or _ENVIRONMENT.match(path)
     if environment:
         collapsed = path[environment.end():]
         # outside a known repo: keep the last components, which name the project file

@@ -99,9 +99,18 @@ RULES: tuple[Rule, ...] = (
           |(?=[A-Za-z][\w-]{0,62}:\d)       # a bare name in host:port position, after
            (?:(?<=tcp\ )|(?<=udp\ )|(?<=to\ )|(?<=from\ )|(?<=connect\ )|(?<=host\ )|
              (?<=Host\ )|(?<=host=)|(?<=address\ )|(?<=ECONNREFUSED\ )|(?<=ECONNRESET\ )|
-             (?<=ETIMEDOUT\ )|(?<=EHOSTUNREACH\ )|(?<=\ )(?=localhost:))
+             (?<=ETIMEDOUT\ )|(?<=EHOSTUNREACH\ )|(?<=\ )(?=localhost:)|
+             (?<=\ on\ )|(?<=\())                # "on redis:6379", "(db:5432)"
            [A-Za-z][\w-]{0,62}(?=:\d{1,5}(?!\w|\.\w))    # tcp, to, connect, ECONNREFUSED...
           |(?<![\w.-])localhost(?![\w-]|\.\w)   # localhost, wherever it stands
+          # a syslog/journald line's host, whatever its shape (web-2, prod-app-03, db):
+          # between the clock and ``unit[pid]: `` (``Mar 12 11:32:52 web-2 sshd[81]: ...``)
+          |(?:(?<=\d:\d\d\ )|(?<=\dZ\ ))   # (never a level word: 10:00:00 ERROR app[1]:)
+           (?!(?i:fatal|critical|crit|error|err|warn|warning|info|debug|trace|notice|panic
+                 |severe|alert|emerg)\ )[A-Za-z][\w.-]{0,62}
+           (?=\ [\w.@/-]{1,64}\[\d{1,9}\]:\ )
+          # an Erlang/Elixir node's host: 'relay@web-2', "relay@ip-10-0-3-17"
+          |(?<=\w@)[A-Za-z][\w-]{0,62}(?:\.[\w-]{1,62}){0,8}(?=['"])
           |(?:(?<=server\ at\ ")|(?<=host\ ")|(?<=host\ name\ ")  # where the grammar says
              |(?<=ENOTFOUND\ )|(?<=EAI_AGAIN\ )            # a bare name is a peer: libpq,
              |(?<=\w'@')|(?<=\w"@")|(?<=\w`@`)                # Node's DNS codes, MySQL's
@@ -111,20 +120,26 @@ RULES: tuple[Rule, ...] = (
         (?::\d{1,5}(?!\w|\.\w))?                        # and its port""",
          "peer addresses: an IPv4 or IPv6 address, a host name (ending in a top-level domain,"
          " dotted with digits, or a bare name in host:port position after tcp/to/connect...),"
-         " with its :port, are one placeholder: the same peer is written many ways; so is a bare"
+         " with its :port, are one placeholder (a bare name:port also after 'on' and inside '('):"
+         " the same peer is written many ways; so is a bare"
          " name where the message's grammar makes it a peer (libpq's 'server at \"postgres\"',"
          " 'ENOTFOUND db', MySQL's 'app'@'db', 'host=db', 'hostname: db') and localhost"
-         " anywhere"),
+         " anywhere; a syslog line's host field and an Erlang node's host ('relay@web-2')"),
     Rule("hex", r"""\b0[xX][0-9a-fA-F]+\b""",
          "hex literals and memory addresses (0x7f...) differ per process"),
     Rule("hash", r"""
-        \b(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{7,128}\b""",
-         "git SHAs and content hashes: 7+ hex digits with at least one digit and one letter"),
+        \b(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{7,128}\b
+        |(?<=[a-z0-9]:)\d{7,12}(?![\w.:])     # an image tag's short SHA, all digits or not""",
+         "git SHAs and content hashes: 7+ hex digits with at least one digit and one letter;"
+         " after a name's ':' (an image tag: api:3302345) 7 to 12 digits are a short SHA too"),
     Rule("path", r"""
-        (?<![\w/<])(?:[A-Za-z]:)?(?:~|\.{1,2})?      # drive, home or relative start
+        (?:(?<=GET\ )|(?<=PUT\ )|(?<=POST\ )|(?<=HEAD\ )|(?<=PATCH\ )|(?<=DELETE\ )
+           |(?<=OPTIONS\ ))/[^\s"'?#]*+(?:\?[^\s"']*+)?   # a request's path, even /healthz
+        |(?<![\w/<])(?:[A-Za-z]:)?(?:~|\.{1,2})?      # drive, home or relative start
         (?:[/\\]+[\w.@+~-]+){2,}[/\\]?               # two or more components (// too)
         """,
-         "file paths differ per checkout, temp dir and user; extraction keeps the project path"),
+         "file paths differ per checkout, temp dir and user; extraction keeps the project path;"
+         " a request's path after its HTTP method (GET /healthz) is one too"),
     Rule("code", r"""
         (?:
           (?<=HTTP\ )|(?<=HTTP/1\.1\ )|(?<=HTTP/1\.0\ )|(?<=HTTP/2\ )|(?<=status\ )|
@@ -155,6 +170,12 @@ RULES: tuple[Rule, ...] = (
          "data sizes such as 1.2 KB or 400 MB vary per run (unit kept inside the value)"),
     Rule("kvquoted", r"""(?<==)(?:"[^"\n]*"|'[^'\n]*')""",
          "quoted values after '=' are data, not the problem"),
+    Rule("datedname", r"""
+        [A-Za-z][A-Za-z0-9_]*+(?:-[A-Za-z][A-Za-z0-9_]*+)*+-(?=\d{4}[-.]\d{1,2}[-.]\d{1,2}\b)""",
+         "kept, not masked: a name with a date suffix (Elasticsearch's daily index"
+         " logs-2024.05.01) is its name, and its date a <timestamp>; whole, it looked like one"
+         " id per day",
+         keep=True),
     Rule("idtoken", r"""
         \b(?=[\w-]*\d[\w-]*\d             # two digits,
            |[\w-]*\d[\w-]*[A-Za-z_]         # or a digit before a letter,
@@ -176,7 +197,7 @@ RULES: tuple[Rule, ...] = (
 #: the start of a word or at punctuation, and the word it starts in (up to a delimiter)
 #: holds a digit or one of / \ @ : = ' " ~ . -- or is a weekday/month name (``datetext``),
 #: or is a peer's name after a key or code that says so (``host``: ``host=db``, ``ENOTFOUND
-#: db``, ``localhost``).
+#: db``, ``localhost``, a syslog line's host after its clock).
 #: Failing fast elsewhere (one look-around instead of one attempt per rule) nearly doubles
 #: throughput. A new rule that breaks this premise must extend the filter.
 _GUARD = r"""(?<![A-Za-z0-9_])
@@ -188,7 +209,8 @@ _GUARD = r"""(?<![A-Za-z0-9_])
       # (the character before the space or = first: most words fail there)
       |(?<=[DN:]\ |[te]=)(?:(?<=ENOTFOUND\ )|(?<=EAI_AGAIN\ )|(?<=host=)|(?<=hostname=)
                             |(?<=host:\ )|(?<=hostname:\ ))
-      |(?=localhost))
+      |(?=localhost)
+      |(?<=\d:\d\d\ )|(?<=\dZ\ ))       # a syslog line's host after its clock
 """
 
 _RULE_INDEX = {rule.name: rule for rule in RULES}

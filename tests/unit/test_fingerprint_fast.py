@@ -25,6 +25,7 @@ from pipeline.fingerprint import Fingerprinter, fingerprint_text
 from pipeline.fingerprint.cluster import WILDCARD, Tokens, mine_group, tokenize
 from pipeline.fingerprint.columns import DEFAULT_CONFIG, _judge, templates
 from pipeline.fingerprint.hashing import ALGORITHM_VERSION, stable_hash
+from pipeline.fingerprint.params import _NOT_SOURCE
 from pipeline.fingerprint.rules import (
     _BLOB_MIN,
     _GUARD,
@@ -206,7 +207,8 @@ def test_mask_of_the_fixtures_equals_the_former_bookkeeping() -> None:
 _DIGITS = {ord(d) for d in "0123456789"}
 #: the child patterns of a parsed op, by op name
 _CHILDREN = {"SUBPATTERN": lambda av: [av[-1]], "MAX_REPEAT": lambda av: [av[2]],
-             "MIN_REPEAT": lambda av: [av[2]], "BRANCH": lambda av: av[1],
+             "MIN_REPEAT": lambda av: [av[2]], "POSSESSIVE_REPEAT": lambda av: [av[2]],
+             "ATOMIC_GROUP": lambda av: [av], "BRANCH": lambda av: av[1],
              "ASSERT": lambda av: [av[1]], "ASSERT_NOT": lambda av: [av[1]]}
 
 
@@ -299,15 +301,19 @@ def test_fingerprints_of_one_masked_shape_equal_those_computed_alone() -> None:
     assert len(shared._shapes) == 3
 
 
-#: the port and "host:port" parameter rules before they were made linear, verbatim
-_FORMER_PORT = regex.compile(r"(?:\bport\s*[=:]?\s*|[A-Za-z\]][\w.-]*+:|:::"
+#: the port and "host:port" parameter rules before they were made linear, verbatim (but
+#: for fixB6's two exclusions: a name ending in a source file's extension, conn.c:229, and a
+#: path's last component, cjs/loader:1210, are no host)
+_FORMER_PORT = regex.compile(r"(?:\bport\s*[=:]?\s*|(?:\]|(?<![\w.-][/\\][\w.-]*)[A-Za-z])"
+                             r"[\w.-]*+" + _NOT_SOURCE + r":|:::"
                              r"|EADDRINUSE[^\n]{0,200}?:)(?P<v>\d{2,5})\b", re.I)
-_FORMER_HOST = regex.compile(r"(?P<v>[A-Za-z][\w-]*+(?:\.[\w-]++)++):\d{2,5}\b")
+_FORMER_HOST = regex.compile(r"(?P<v>[A-Za-z][\w-]*+(?:\.[\w-]++)++)" + _NOT_SOURCE
+                             + r":\d{2,5}\b")
 #: what those rules turn on: letters (with the two that case-fold into ASCII), digits, the
 #: run characters, separators and the other alternatives' literals
 _PARAM_ATOMS = ["a", "Z", "p", "port", "Port ", "port =", "PORT", "E", "EADDRINUSE", "1",
                 "22", "8080", "_", "-", ".", "..", ":", ":80", ":::", "]", "é", "\u212a",
-                "\u017f", " ", "\t", "\n", "=", "b.c", "x.y:99"]
+                "\u017f", " ", "\t", "\n", "=", "b.c", "x.y:99", "/", "\\", ".c", ".rb", "//"]
 
 
 def _value(pattern: Any, text: str) -> str | None:

@@ -30,7 +30,8 @@ EXAMPLES = {
 }
 #: rules that keep what they match (a later rule must not mask it)
 KEPT = {"code": "exit 137 seen",
-        "classname": "psycopg2.errors.UndefinedColumn: column does not exist"}
+        "classname": "psycopg2.errors.UndefinedColumn: column does not exist",
+        "datedname": "index logs-"}
 
 
 def test_every_rule_has_an_example_and_a_reason() -> None:
