@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 
-ALGORITHM_VERSION = "fp-v4"
+ALGORITHM_VERSION = "fp-v5"
 
 #: changelog of the fingerprint algorithm versions
 VERSIONS: dict[str, str] = {
@@ -62,6 +62,21 @@ VERSIONS: dict[str, str] = {
     "<host>; values after an id key and buildkit refs are one <id>; pre-release tags are "
     "part of a version; an HTTP status after StatusCode: is kept. The fine key holds the "
     "chain's other exceptions (class and masked message, up to five)",
+    "fp-v5": "the coarse key of a log line, free text or a diagnostic without a code holds "
+    "its level and the message's first six plain words (not two), and a compiler "
+    "diagnostic's 'where' is its language (file extension); a banner or verdict line "
+    "(==N==ABORTING, FAILURES!, BUILD FAILURE) and a diff or shell-trace line never head a "
+    "text holding anything else; a level line takes in the exception printed under it, and "
+    "one ending in ':' the first lines of its indented block; GHC's code is its error class "
+    "and its message the indented line below; a port before 'failed' is no test tally. "
+    "node:test's TAP and spec reports are parsed (the failing test the innermost frame); "
+    "cargo test's failing test is the first of its sorted failures list, never the first "
+    "thread to panic; params file/line come from the innermost project frame with a line. "
+    "CI runner checkouts (GitHub, GitLab, Buildkite, Jenkins workspaces, Azure, TeamCity, "
+    "Windows runners) collapse to the path inside the repository; /Volumes/NAME like a home "
+    "folder; a peer name:port after 'on' or inside '(' is one <host>; a syslog line's host "
+    "and an Erlang node's host are <host>; a missing module given by path is a path, not a "
+    "package; dated index names, request paths and all-digit image tags are masked",
 }
 
 

@@ -134,7 +134,7 @@ RULES: tuple[Rule, ...] = (
          " after a name's ':' (an image tag: api:3302345) 7 to 12 digits are a short SHA too"),
     Rule("path", r"""
         (?:(?<=GET\ )|(?<=PUT\ )|(?<=POST\ )|(?<=HEAD\ )|(?<=PATCH\ )|(?<=DELETE\ )
-           |(?<=OPTIONS\ ))/[^\s"'?#]*+(?:\?[^\s"']*+)?   # a request's path, even /healthz
+           |(?<=OPTIONS\ ))/[^\s"'?\#]*+(?:\?[^\s"']*+)?   # a request's path, even /healthz
         |(?<![\w/<])(?:[A-Za-z]:)?(?:~|\.{1,2})?      # drive, home or relative start
         (?:[/\\]+[\w.@+~-]+){2,}[/\\]?               # two or more components (// too)
         """,

@@ -103,7 +103,7 @@ return out
 
 
 class RedisTemplateStore:
-    """Shared store; ``namespace`` is a key prefix such as ``heal:fp:fp-v4``.
+    """Shared store; ``namespace`` is a key prefix such as ``heal:fp:fp-v5``.
 
     Raises:
         StreamUnavailable: Redis cannot be reached (from ``add`` / ``members``).

@@ -4,7 +4,7 @@ different causes is two errors (two fixes), while noise in the causes still merg
 
 from __future__ import annotations
 
-from pipeline.fingerprint import fingerprint_text
+from pipeline.fingerprint import ALGORITHM_VERSION, fingerprint_text
 
 
 def _chained(cause: str, where: str = "/srv/app", port: int = 5432) -> str:
@@ -43,4 +43,4 @@ def test_a_hostile_chain_stays_bounded() -> None:
             "\tat com.acme.A.run(A.java:1)\n")
     text = link + "".join("Caused by: " + link for _ in range(2000))
     fp = fingerprint_text(text)
-    assert fp.fine.startswith("fp-v4:") and len(fp.extraction.chain) >= 5
+    assert fp.fine.startswith(f"{ALGORITHM_VERSION}:") and len(fp.extraction.chain) >= 5

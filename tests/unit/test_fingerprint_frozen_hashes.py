@@ -89,6 +89,20 @@ FROZEN: dict[str, dict[str, tuple[str, str]]] = {
         "python": ("fp-v4:3c051b93b76902bd", "fp-v4:355cca8a79547154"),
         "shell": ("fp-v4:7f4b1fcd0e4350ab", "fp-v4:bf1a104ee11ca03f"),
     },
+    # fp-v5: coarse keys of free text say what failed, banners and diff lines never head a
+    # text, node:test/cargo test read order-independently, CI runner roots, more peers and
+    # hosts masked (see VERSIONS)
+    "fp-v5": {
+        "cargo": ("fp-v5:718e62e64856b693", "fp-v5:37a48916e8ce27fe"),
+        "coloured": ("fp-v5:6ea658619cf13f65", "fp-v5:ea8a7aecc911bdb0"),
+        "gcc": ("fp-v5:3b04192c1bf2adca", "fp-v5:ead7ab7840efaa8d"),
+        "git_lock": ("fp-v5:b7770484748a0937", "fp-v5:55601d3a0d7d0956"),
+        "java": ("fp-v5:a78f7b036f4907e4", "fp-v5:55623cd83d7ce500"),
+        "log_line": ("fp-v5:45b67bab3a741066", "fp-v5:fefbaff71dadd3ec"),
+        "npm_code": ("fp-v5:5b101346a3978073", "fp-v5:b45d7d76aa18b909"),
+        "python": ("fp-v5:e06d07b411eaf64f", "fp-v5:0be79a930acc5600"),
+        "shell": ("fp-v5:4b4b0d050b421b8e", "fp-v5:b239f71e23bcf802"),
+    },
 }
 
 
