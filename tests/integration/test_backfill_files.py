@@ -21,6 +21,7 @@ import redis
 
 from pipeline.events import ErrorEvent
 from producers.logs import head_identity
+from tests._nobody import as_nobody
 
 HEAL = str(Path(sys.executable).parent / "heal")
 CLI = "import sys; from pipeline.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -232,11 +233,6 @@ def test_a_replay_copy_id_is_never_chosen_by_the_events_tags(
     assert "1 copy of an earlier replay left out" in done.stderr, done.stderr
 
 
-def _as_nobody() -> list[str]:
-    """The command prefix that runs heal as a user the test's files can lock out (root
-    reads every file whatever its mode)."""
-    return (["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-            if os.geteuid() == 0 else [])
 
 
 def test_discover_names_a_log_it_may_not_read_and_exits_2_as_for_a_path(
@@ -259,7 +255,7 @@ def test_discover_names_a_log_it_may_not_read_and_exits_2_as_for_a_path(
         nobody.pop("HEAL_CONFIG", None)
 
         def run(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run([*_as_nobody(), sys.executable, "-c", CLI, *args],
+            return subprocess.run([*as_nobody(), sys.executable, "-c", CLI, *args],
                                   cwd=ROOT, env=nobody, capture_output=True, text=True,
                                   timeout=120, check=False)
 
@@ -355,7 +351,7 @@ def test_discover_names_a_folder_it_may_not_enter_and_a_path_inside_is_not_calle
         nobody.pop("HEAL_CONFIG", None)
 
         def run(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run([*_as_nobody(), sys.executable, "-c", CLI, *args],
+            return subprocess.run([*as_nobody(), sys.executable, "-c", CLI, *args],
                                   cwd=ROOT, env=nobody, capture_output=True, text=True,
                                   timeout=120, check=False)
 

@@ -19,6 +19,7 @@ import redis
 from pipeline.cli import main
 from pipeline.config import Settings
 from pipeline.events import ErrorEvent, OutcomeEvent, Repo, Workflow
+from pipeline.fingerprint import ALGORITHM_VERSION
 from pipeline.guardrails.audit import AuditLog
 from pipeline.guardrails.breaker import CircuitBreaker
 from pipeline.lifecycle.graduation import LifecyclePolicy
@@ -142,7 +143,8 @@ def test_explain_tells_the_present_once_and_newest_first(
     # Given a fix quarantined by a rollback, a later escalation saying it is QUARANTINED,
     # and then `heal unquarantine`
     digits = uuid.uuid4().hex[:16]
-    fp, fix, pattern = f"fp-v4:{digits}", f"fix-{uuid.uuid4().hex[:8]}", f"p-{_word()}"
+    fp, fix = f"{ALGORITHM_VERSION}:{digits}", f"fix-{uuid.uuid4().hex[:8]}"
+    pattern = f"p-{_word()}"
     db.execute("INSERT INTO patterns (id) VALUES ($1)", pattern)
     db.execute("INSERT INTO fixes (id, pattern_id, kind, category) VALUES ($1, $2, 'command',"
                " 'SAFE')", fix, pattern)
@@ -177,7 +179,7 @@ def test_explain_tells_the_present_once_and_newest_first(
 def test_explain_shows_the_breaker_trip_a_rollback_of_the_fingerprint_made(
         service: LifecycleService, db: Database, heal_env: dict[str, str]) -> None:
     # Given two rollbacks of one fingerprint in one step: the second opens the breaker
-    fp = f"fp-v4:{uuid.uuid4().hex[:16]}"
+    fp = f"{ALGORITHM_VERSION}:{uuid.uuid4().hex[:16]}"
     service.handle(_outcome(fp, f"fix-{_word()}", "rolled_back", 1))
     service.handle(_outcome(fp, f"fix-{_word()}", "rolled_back", 2))
     # When the operator explains it, Then the trip is part of its story

@@ -15,6 +15,7 @@ from consumers.lifecycle import LifecycleHandler
 from pipeline.cli import main
 from pipeline.config import Settings
 from pipeline.events import ErrorEvent, OutcomeEvent, Repo, Workflow
+from pipeline.fingerprint import ALGORITHM_VERSION
 from pipeline.guardrails.audit import AuditLog, verify_file
 from pipeline.guardrails.breaker import CircuitBreaker
 from pipeline.lifecycle.graduation import LifecyclePolicy
@@ -118,7 +119,8 @@ def test_unquarantine_reads_a_fingerprint_as_explain_does_and_finds_the_fix_with
 ) -> None:
     # Given a fix of a pattern rolled back for one fingerprint (QA report qa_life, item 8)
     digits = uuid.uuid4().hex[:16]
-    fp, fix, pattern = f"fp-v4:{digits}", f"fix-{uuid.uuid4().hex[:8]}", "p-unquarantine"
+    fp, fix = f"{ALGORITHM_VERSION}:{digits}", f"fix-{uuid.uuid4().hex[:8]}"
+    pattern = "p-unquarantine"
     db.execute("INSERT INTO patterns (id) VALUES ($1) ON CONFLICT DO NOTHING", pattern)
     db.execute("INSERT INTO fixes (id, pattern_id, kind, category) VALUES ($1, $2, 'command',"
                " 'SAFE')", fix, pattern)
@@ -126,13 +128,13 @@ def test_unquarantine_reads_a_fingerprint_as_explain_does_and_finds_the_fix_with
     # Then a name that is no fingerprint is a usage error, not "nothing quarantined"
     assert main(["unquarantine", "not-a-fingerprint"]) == 2
     assert "is no fingerprint heal has seen" in capsys.readouterr().err
-    # and a unique prefix without `fp-v4:` (as heal explain and heal ignore read it) resets it
+    # and a unique prefix without the version (as heal explain and heal ignore read it) resets it
     assert main(["unquarantine", digits[:10]]) == 0
     assert f"{fp} {fix}: QUARANTINED -> DRAFT" in capsys.readouterr().out
     # Given the fix quarantined again, and another fingerprint the pattern matched: the fix's
     # QUARANTINED state withholds it there too (no pair of its own)
     service.handle(outcome(fp, fix, "rolled_back", 2))
-    other = f"fp-v4:{uuid.uuid4().hex[:16]}"
+    other = f"{ALGORITHM_VERSION}:{uuid.uuid4().hex[:16]}"
     db.execute("INSERT INTO occurrences (error_id, pattern_id, fine, tier, score)"
                " VALUES ($1, $2, $3, 1, 1.0)", f"e-{other}", pattern, other)
     # When the operator unquarantines the fingerprint that is blocked, Then the fix is freed
@@ -167,17 +169,17 @@ def test_ignore_takes_a_unique_prefix_and_refuses_what_is_no_fingerprint(
     """As heal explain reads it (before: any text was stored as given and reported
     "ignored", while the pipeline went on acting on the real fingerprint)."""
     digest = uuid.uuid4().hex[:16]
-    fine = f"fp-v4:{digest}"
+    fine = f"{ALGORITHM_VERSION}:{digest}"
     db.execute("INSERT INTO issue_queue (fine, coarse, count, sample) VALUES ($1, '', 1, 'x')",
                fine)
-    assert main(["ignore", digest[:10]]) == 0  # a unique prefix, fp-v4: left out
+    assert main(["ignore", digest[:10]]) == 0  # a unique prefix, the version left out
     assert f"{fine}: ignored" in capsys.readouterr().out
     assert fine in PatternRepository(db).ignored_fingerprints()
     assert main(["ignore", f"not-a-fingerprint-{digest}"]) == 2
     assert "is no fingerprint heal has seen" in capsys.readouterr().err
     unseen = uuid.uuid4().hex[:16]  # never seen, a fingerprint's form: ignored in advance
     assert main(["ignore", unseen]) == 0
-    assert f"fp-v4:{unseen}" in PatternRepository(db).ignored_fingerprints()
+    assert f"{ALGORITHM_VERSION}:{unseen}" in PatternRepository(db).ignored_fingerprints()
     assert main(["ignore", fine[:12], "--undo"]) == 0
     assert fine not in PatternRepository(db).ignored_fingerprints()
 

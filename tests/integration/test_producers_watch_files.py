@@ -20,6 +20,7 @@ import pytest
 import redis
 
 from pipeline.events import ErrorEvent
+from tests._nobody import as_nobody
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = "import sys; from pipeline.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -158,11 +159,6 @@ def test_a_replaced_file_with_the_same_banner_and_no_sibling_is_reported(
     assert published(client, env) == ["ERROR cur1", "ERROR new and a longer line here to exceed"]
 
 
-def as_nobody() -> list[str]:
-    """The command prefix that runs heal as a user the test's files can lock out (root
-    reads every file whatever its mode)."""
-    return (["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-            if os.geteuid() == 0 else [])
 
 
 def test_watch_once_on_a_file_it_cannot_read_or_that_is_missing_exits_2_naming_it(
