@@ -81,6 +81,26 @@ LOG_HEADER = re.compile(
         |SEVERE)\b""",
     re.VERBOSE,
 )
+#: a line that starts an error report of its own: a traceback, a panic, ``npm ERR!``, a
+#: compiler's ``error:``/``error[E0382]:``, an exception by its class (``KeyError: 'x'``,
+#: ``Error: connect ...``) or a test runner's verdict (jest's ``FAIL src/x.test.js``,
+#: ``●``). A heading's paragraph never runs across one (see
+#: :meth:`RecordAssembler._block_continues`); a build driver's trailer (``collect2: error:``,
+#: ``make: ***``) ends the compiler's report it follows, so it is none
+REPORT_START = re.compile(
+    r"""^(?:
+      Traceback\ \(most\ recent\ call\ last\)
+    | (?:panic|fatal\ error):\s
+    | npm\ ERR!
+    | error(?:\[[A-Z]{0,4}\d{1,6}\])?:\s
+    | (?:Uncaught\ )?[\w.$]{0,200}(?:Error|Exception)(?:\s{0,4}\[[^\]]{0,100}\])?:\s
+    | FAIL\s+\S | ●\s
+    )""",
+    re.VERBOSE,
+)
+#: a tool's prefix on every line of its report (``npm ERR! ``): its lines continue a record
+#: whose first line has the same prefix
+TOOL_PREFIX = re.compile(r"^(\S{1,40} ERR!)(?:\s|$)")
 #: rule characters runners draw lines with (``----``, ``====``, ``────``, ``════``)
 _RULE_CHARS = "=-─━═~*"
 #: a rule alone on its line (``=====...``, ``------``)
@@ -195,6 +215,8 @@ class RecordAssembler:
         #: "" | "opener" (the last line opened a block: ``Failures:``, a bare rule) |
         #: "paragraph" (lines after an opener, continued until a blank line)
         self._block = ""
+        #: whether a line of the record starts a report (a heading takes only one)
+        self._reported = False
 
     @property
     def pending_offset(self) -> int | None:
@@ -249,6 +271,7 @@ class RecordAssembler:
         self._end = end
         self._mode = self._mode_for(text)
         self._block = "opener" if self._opens(text) else ""
+        self._reported = bool(self._mode or REPORT_START.match(text))
 
     def _mode_for(self, text: str) -> str:
         if PY_TRACEBACK.match(text):
@@ -305,6 +328,8 @@ class RecordAssembler:
             return indented or not (
                 len(self._blanks) > 1 or section_title(text) or RULE_LINE.match(text)
                 or LOG_HEADER.match(text))
+        if indented and LOG_HEADER.match(self._lines[0]) and REPORT_START.match(text.lstrip()):
+            return False  # a report printed under a log line (jest's `` FAIL``) is its own
         if self._block_continues(text, indented):
             return True
         if self._blanks:
@@ -336,8 +361,20 @@ class RecordAssembler:
         joins = False
         if indented or (CONT_SHAPE.match(text) and not NODE_HEADER.match(text)):
             joins = not self._blanks or len(self._lines) > 1 or block == "opener"
+        elif (prefix := TOOL_PREFIX.match(text)) and self._lines[0].startswith(prefix[1]):
+            joins = not self._blanks  # one tool's report, line by line
         elif LOG_HEADER.match(text) or section_title(text):
             joins = False
+        elif REPORT_START.match(text):
+            # a heading (not a bare rule) takes the one report it introduces
+            # (``Running migrations:`` + a traceback, ``Build step failed:`` + its
+            # exception), in that report's own mode; any other report starts a record
+            joins = block == "opener" and not self._reported and not RULE_LINE.match(
+                self._lines[-1])
+            if joins:
+                self._mode = self._mode_for(text)
+                self._reported = True
+                block = "paragraph"
         elif block == "opener":
             joins = True
             block = "paragraph"

@@ -196,3 +196,110 @@ def test_heal_fingerprint_multiline_and_backfill_keep_each_report_whole(tmp_path
     assert "value borrowed here after move" in rustc
     (tb,) = [e for e in events if isinstance(e, str) and e.startswith("Traceback")]
     assert tb.endswith("LINE 1: SELECT totl FROM carts WHERE id = 7\n               ^")
+
+
+#: unrelated errors, one a line, under headings and a bare rule (QA s16d R1): each is its
+#: own record; a heading takes only the one report it introduces
+HEADED_ERRORS = """\
+Restarting workers:
+TypeError: Cannot read properties of undefined (reading 'id')
+IndexError: list index out of range
+Collecting results:
+OSError: [Errno 28] No space left on device
+panic: assignment to entry in nil map
+Cleanup:
+npm ERR! code ENOENT
+error[E0425]: cannot find value `cfg` in this scope
+----------------------------------------
+ValueError: invalid literal for int() with base 10: 'x'
+fatal error: zlib.h: No such file or directory
+"""
+
+#: a step heading and the traceback it introduces (QA s16d R2)
+HEADED_TRACEBACK = """\
+Loading fixtures:
+Traceback (most recent call last):
+  File "/srv/app/load.py", line 12, in <module>
+    main()
+  File "/srv/app/load.py", line 9, in main
+    rows[3]
+IndexError: list index out of range
+"""
+
+#: an error log line and a jest report printed under it, its verdict indented one space
+#: (QA s16d R7)
+LOG_THEN_JEST = """\
+2026-03-04 11:22:33 ERROR cache unavailable: ECONNREFUSED 10.1.2.3:6379
+ FAIL  tests/price.test.js
+  \u25cf price \u203a rounds half up
+
+    expect(received).toBe(expected) // Object.is equality
+
+      at Object.<anonymous> (tests/price.test.js:4:20)
+"""
+
+NPM = """\
+npm ERR! code ERESOLVE
+npm ERR! ERESOLVE could not resolve
+npm ERR!
+npm ERR! While resolving: shop@2.0.0
+npm ERR! Could not resolve dependency:
+npm ERR! peer vue@"^2.6.0" from vue-router@3.6.5
+npm ERR! A complete log of this run can be found in:
+npm ERR!     /home/ci/.npm/_logs/2026-03-04T11_22_33_000Z-debug-0.log
+"""
+
+
+def test_a_heading_or_rule_does_not_join_the_errors_after_it() -> None:
+    assert texts(HEADED_ERRORS) == [
+        "Restarting workers:\nTypeError: Cannot read properties of undefined (reading 'id')",
+        "IndexError: list index out of range",
+        "Collecting results:\nOSError: [Errno 28] No space left on device",
+        "panic: assignment to entry in nil map",
+        "Cleanup:\nnpm ERR! code ENOENT",
+        "error[E0425]: cannot find value `cfg` in this scope",
+        "----------------------------------------",
+        "ValueError: invalid literal for int() with base 10: 'x'",
+        "fatal error: zlib.h: No such file or directory",
+    ]
+    # a heading's paragraph still runs on over plain lines and frames
+    assert texts("Summary:\nsome plain line\n  indented detail\n") == [
+        "Summary:\nsome plain line\n  indented detail"]
+
+
+def test_a_traceback_under_a_heading_keeps_its_exception() -> None:
+    records = assemble(HEADED_TRACEBACK + "2026-03-04 11:22:34 INFO next\n")
+    assert [r.kind for r in records] == ["python", "line"]
+    assert records[0].text == HEADED_TRACEBACK.rstrip("\n")
+
+
+def test_a_report_under_an_error_log_line_is_a_record_of_its_own() -> None:
+    log_line, jest = assemble(LOG_THEN_JEST)
+    assert log_line.text.startswith("2026-03-04 11:22:33 ERROR cache unavailable")
+    assert "\n" not in log_line.text and log_line.is_error
+    assert jest.text.startswith(" FAIL  tests/price.test.js") and jest.is_error
+    assert jest.text.endswith("(tests/price.test.js:4:20)")
+
+
+def test_one_tools_prefixed_report_stays_one_record() -> None:
+    assert texts(NPM) == [NPM.rstrip("\n")]
+
+
+def test_heal_backfill_and_fingerprint_split_headed_errors_as_the_assembler(tmp_path: Path
+                                                                           ) -> None:
+    """Through the real commands: every error of :data:`HEADED_ERRORS` is its own event, the
+    traceback under a heading one event with its exception, and the log line and the jest
+    report under it two events."""
+    log = tmp_path / "ci.log"
+    log.write_text(HEADED_ERRORS + HEADED_TRACEBACK + LOG_THEN_JEST)
+    home = tmp_path / "home"
+    events = [str(e["text"]) for e in _run("backfill", "--dry-run", "--json", str(log),
+                                           home=home)]
+    assert len(events) == 11, events
+    (tb,) = [e for e in events if "Traceback" in e]
+    assert tb.startswith("Loading fixtures:") and tb.endswith("IndexError: list index out of "
+                                                               "range")
+    assert events[-2].startswith("2026-03-04 11:22:33 ERROR cache unavailable")
+    assert events[-1].startswith(" FAIL  tests/price.test.js")
+    fps = _run("fingerprint", "--multiline", "--json", str(log), home=home)
+    assert len(fps) == 12  # the bare rule is a record too (not an error: not published)
