@@ -32,6 +32,8 @@ from pipeline.config import Settings
 from pipeline.errors import AccessRefused, ConfigError, EngineError, HealError, StateHomeFull
 from pipeline.events import ErrorEvent, Repo, Source, Workflow, carried_fields, redacted_fields
 from pipeline.redact import redact, redact_argv
+from pipeline.treestate import TAG as TREE_TAG
+from pipeline.treestate import tree_digest
 from producers.context import (
     carried,
     carried_repo,
@@ -169,6 +171,12 @@ def build_event(opts: RunOptions, result: RunResult, extra_tags: dict[str, Any] 
             not_utf8.append("tags.cwd")
     if not_utf8:
         tags[NOT_UTF8_TAG] = not_utf8
+    if exact.commit:
+        # the working tree as the error saw it: the apply stage tells a pass after a change by
+        # hand (not committed) from a flaky one (pipeline.treestate); no tag outside git
+        state = tree_digest(exact.path)
+        if state:
+            tags[TREE_TAG] = state
     workflow, repo, cut = event_where(run_workflow(opts, step), carried_repo(exact))
     if cut:
         tags["cut_fields"] = cut

@@ -11,8 +11,10 @@
   ``flaky`` (nothing changed; the lifecycle records it as evidence of non-determinism).
   A pass is flaky only when nothing changed since the error: the branch still at its commit
   and no fix heal applied since for the same fingerprint or pattern in that repository (the
-  first of two suggestions of one failure, applied); otherwise it is ``skipped``, already
-  resolved, and no determinism evidence.
+  first of two suggestions of one failure, applied) and the working tree as ``heal run``
+  recorded it with the error (``tags.tree_state``, :mod:`pipeline.treestate`: a fix by hand,
+  not committed, changes it); otherwise it is ``skipped``, already resolved, and no
+  determinism evidence.
 - A fix is never applied twice for one error: a Redis done marker (SET NX) plus the
   ``apply_results`` row guard every action; a redelivered verdict returns the first outcome.
 - Before an automatic application (decision ``apply``): the workflow's execution state
@@ -52,6 +54,9 @@ from pipeline.guardrails.gate import gate_for
 from pipeline.lifecycle.graduation import UNRUNNABLE, cannot_run
 from pipeline.policy import Policy, policy_for
 from pipeline.runtime.connection import redis_failure
+from pipeline.treestate import PREFIX as TREE_PREFIX
+from pipeline.treestate import TAG as TREE_TAG
+from pipeline.treestate import tree_digest
 from pipeline.trust.boundary import Trust, assess
 from pipeline.trust.operator import governed, operator_config
 from pipeline.trust.packages import install_target
@@ -526,9 +531,7 @@ class Applier:
                               f"{detail}; apply with: heal apply {verdict.error_id}"), {}
         if d == "reject":
             if failure_reproduced(verdict.verification) is False:
-                return self._base(verdict, "flaky", "flaky: the failing command passed in a "
-                                  "clean worktree without any fix; no fix applied or credited "
-                                  "(a re-run is the remedy)"), {}
+                return self._passed_before(verdict), {}
             verified = any(r.get("phase") == "after" for r in verdict.verification)
             refused = verified and _passed(verdict) and not verdict.reason.startswith(
                 VERIFICATION_FAILED)
@@ -683,10 +686,11 @@ class Applier:
 
     def _run_steps(self, verdict: VerdictEvent, root: Path, fix: dict[str, Any],
                    trust: Trust) -> tuple[OutcomeEvent, dict[str, Any]]:
+        tree = _tree_now(verdict, root)  # before the re-run: what the developer left
         plain = self._rerun(verdict, root, trust)
         if plain is not None and plain["exit_code"] == 0:
             ran = {"steps": [{**plain, "name": "plain re-run (does the failure reproduce?)"}]}
-            resolved = self._resolved_since(verdict, root)
+            resolved = self._resolved_since(verdict, root, tree)
             if resolved:  # the step passes because something changed: not flakiness
                 return self._base(verdict, "skipped", (
                     f"already resolved: nothing to do: the failing step passes now, and "
@@ -734,13 +738,32 @@ class Applier:
         return replace(self._base(verdict, "escalated", "; ".join(details)),
                        failed_fixes=failed[1:]), {"steps": log}
 
-    def _resolved_since(self, verdict: VerdictEvent, root: Path) -> str:
+    def _passed_before(self, verdict: VerdictEvent) -> OutcomeEvent:
+        """The outcome of a verification whose "before" run passed without any fix: flaky,
+        unless something changed since the error was seen (:meth:`_resolved_since`)."""
+        root = repo_root(verdict.error)
+        resolved = (self._resolved_since(verdict, root, _tree_now(verdict, root))
+                    if root is not None else "")
+        if resolved:  # it passed in a worktree of the changed code: not flakiness
+            return self._base(verdict, "skipped", (
+                "already resolved: nothing to do: the failing command passed in a clean "
+                f"worktree without any fix, and {resolved}; nothing applied, not counted as "
+                "flaky"))
+        return self._base(verdict, "flaky", "flaky: the failing command passed in a clean "
+                          "worktree without any fix; no fix applied or credited (a re-run is "
+                          "the remedy)")
+
+    def _resolved_since(self, verdict: VerdictEvent, root: Path, tree: str | None = None
+                        ) -> str:
         """What changed since the error was seen that explains a pass of its step ('' when
         nothing did: a pass then is a flaky one). A flaky pass is the same code passing: the
-        same commit, and no fix heal applied since for this failure. So: the branch moved
-        since the error's commit (its commits may have fixed it), or heal applied a fix for
-        the same fingerprint or pattern in this repository after the error was seen (the
-        first of two suggestions of one failure, applied: the second finds it passing)."""
+        same commit, the same working tree, and no fix heal applied since for this failure.
+        So: the branch moved since the error's commit (its commits may have fixed it), the
+        working tree is not the one the error was seen in (``tree``, the digest now, differs
+        from the event's ``tags.tree_state``: a change by hand, not committed yet), or heal
+        applied a fix for the same fingerprint or pattern in this repository after the error
+        was seen (the first of two suggestions of one failure, applied: the second finds it
+        passing)."""
         seen_at = verdict.error.repo.commit
         try:
             head = GitRepo(root).head()
@@ -749,6 +772,18 @@ class Applier:
         if seen_at and head and not (head.startswith(seen_at) or seen_at.startswith(head)):
             return (f"the branch moved since the error was seen (at {seen_at[:10]}, now "
                     f"{head[:10]}): a commit since then resolved it")
+        applied = self._applied_since(verdict)
+        if applied:
+            return applied
+        seen_tree = _seen_tree(verdict)
+        if seen_tree and tree and tree != seen_tree:
+            return ("the working tree changed since the error was seen (uncommitted changes "
+                    "made since then): it was resolved by a change in the working tree")
+        return ""
+
+    def _applied_since(self, verdict: VerdictEvent) -> str:
+        """A fix heal applied here for this failure since the error was seen, said ('' when
+        none, or no store to ask)."""
         if self.store is None or not hasattr(self.store, "resolved_since"):
             return ""
         fix = verdict.fix or {}
@@ -994,6 +1029,21 @@ def _left_behind(root: Path, before: set[str] | None) -> str:
     more = f" and {len(changed) - 8} more" if len(changed) > 8 else ""
     return (f"; the fix's steps left {', '.join(changed[:8])}{more} in the working tree "
             "(uncommitted, not removed: review or delete)")
+
+
+def _seen_tree(verdict: VerdictEvent) -> str:
+    """The working tree's digest ``heal run`` recorded with the error ('' without one: an
+    event of another producer)."""
+    tags = verdict.error.tags if isinstance(verdict.error.tags, dict) else {}
+    seen = tags.get(TREE_TAG)
+    return seen if isinstance(seen, str) and seen.startswith(TREE_PREFIX) else ""
+
+
+def _tree_now(verdict: VerdictEvent, root: Path | None) -> str | None:
+    """The working tree's digest now, when the error carries one to compare it with."""
+    if root is None or not _seen_tree(verdict):
+        return None
+    return tree_digest(root)
 
 
 def _event_time(ts: str) -> dt.datetime | None:

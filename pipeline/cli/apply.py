@@ -199,7 +199,9 @@ def _still_waiting(store: Any, error_id: str) -> None:
 def _result(as_json: bool, verdict: VerdictEvent, status: str, detail: str,
             commit: str = "") -> None:
     if not as_json:
-        print(detail if status == "dry_run" else f"{status}: {detail}")
+        # a detail that starts with its status already ("flaky: ...") is not said twice
+        said = status == "dry_run" or detail.startswith(f"{status}:")
+        print(detail if said else f"{status}: {detail}")
         return
     from pipeline.console import dump_json
 
