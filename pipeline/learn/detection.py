@@ -16,6 +16,7 @@ A person's ``--regex`` is accepted only in a shape that cannot backtrack super-l
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any
 
@@ -90,6 +91,12 @@ def derive_regex(headline: str) -> str:
 
 #: a masked value kept literal when the fix names it: long enough not to be a coincidence
 _MIN_KEPT = 3
+#: what separates the parts of a module, package or path (``react-dom/client``,
+#: ``google.protobuf``, ``.\\lib\\helpers``)
+_SEGMENTS = re.compile(r"[/\\.:]")
+#: a version or extras a command adds to a name (``left-pad@1.3``, ``PyYAML==6.0``,
+#: ``requests[socks]>=2``); a leading ``@`` is a scope, not a version
+_VERSION = re.compile(r"(?<=.)(?:@|\[|[=<>~!]=?)[^\s]*$")
 
 
 def _named_by(value: str, fix_text: str) -> bool:
@@ -100,20 +107,82 @@ def _named_by(value: str, fix_text: str) -> bool:
     return re.search(rf"(?<![\w.-]){re.escape(value)}(?![\w-])", fix_text) is not None
 
 
-def derive_keeping(headline: str, text: str, fix_text: str) -> tuple[str, list[str]]:
-    """The derived rule of ``headline``, with each masked value that ``text`` holds there and
-    that ``fix_text`` (the fix's own words: a command's argv, a diff's changed lines) names
-    kept literal: a fix that hard-codes the value (``npm install left-pad``) fixes that value
-    only, and a rule masking it would claim every other value's error too (every missing
-    module, ahead of the seeds' rules). Returns the rule and the values kept (none when
-    ``text`` does not match the derived rule).
+def _plain(name: str) -> str:
+    """``name`` compared loosely: no version, case folded, ``_`` as ``-`` (pip's own rule)."""
+    return _VERSION.sub("", name).casefold().replace("_", "-")
+
+
+def relates(value: str, token: str) -> bool:
+    """Whether a fix's argument ``token`` names what the error's ``value`` is, or a part or a
+    whole of it: the same name (``left-pad``, ``Left_Pad==1``), a leading part of its path
+    (``react-dom`` of ``react-dom/client``), one of its parts (``protobuf`` of
+    ``google.protobuf``), or one holding the other (``pyyaml``/``yaml``, ``pillow``/``PIL``,
+    ``yaml-nosuch-dist``/``yaml_nosuch``) when the shorter has at least ``_MIN_KEPT``
+    characters."""
+    v, t = _plain(value), _plain(token)
+    if not v or not t:
+        return False
+    if v == t:
+        return True
+    if t in _SEGMENTS.split(v):  # one of its parts
+        return True
+    if len(v) > len(t) and v.startswith(t) and _SEGMENTS.match(v[len(t)]):  # its leading path
+        return True
+    short, long_ = (v, t) if len(v) <= len(t) else (t, v)
+    return len(short) >= _MIN_KEPT and short in long_
+
+
+#: words of a command that say what to do, not to what (never taken for a value it names)
+_VERBS = frozenset({"install", "i", "add", "ci", "update", "upgrade", "get", "mod", "tidy",
+    "vendor", "download", "sync", "lock", "build", "rebuild", "clean", "test", "run", "exec",
+    "generate", "init", "remove", "uninstall", "reinstall", "dedupe", "prune", "fetch", "pull",
+    "restore", "refresh", "clear", "purge", "cache", "audit", "fix", "migrate", "compile",
+    "deps", "dependencies", "submodule", "up", "down", "start", "stop", "restart", "reset",
+    "prepare", "setup", "bootstrap", "link", "unlink"})
+
+
+def named_values(argv: list[str]) -> list[str]:
+    """The values a command names: its arguments that are neither flags, nor its program and
+    the first word after it (``npm install``, ``python -m pip``), nor a verb (``install``,
+    ``update``, ``tidy``): ``react-dom`` of ``npm install react-dom``, nothing of ``npm ci``
+    or ``go mod tidy``."""
+    words = [a for a in argv[1:] if a and not a.startswith("-")]
+    return [w for w in words[1:] if w.casefold() not in _VERBS]
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A masked value a derived rule keeps literal, and why: ``named`` when the fix names it
+    or a part or whole of it, else the fix names other values only (``others``)."""
+
+    value: str
+    named: bool
+    others: tuple[str, ...] = ()
+
+
+def derive_keeping(headline: str, text: str, fix_text: str,
+                   values: list[str] | None = None) -> tuple[str, list[Kept]]:
+    """The derived rule of ``headline``, with masked values that ``text`` holds there kept
+    literal, so that a fix hard-coding a value does not claim every other value's error too
+    (every missing module, ahead of the seeds' rules):
+
+    - a value that ``fix_text`` (the fix's own words: a command's argv, a diff's changed
+      lines) names as a whole token, or that one of ``values`` (the arguments a command
+      names, :func:`named_values`) relates to (:func:`relates`: ``npm install react-dom``
+      for ``react-dom/client``, ``pip install PyYAML`` for ``yaml``);
+    - every value, when ``values`` is not empty but none relates to any value: a command
+      hard-coding another name (``pip install beautifulsoup4`` for ``bs4``) was taught for
+      this error only, and what it does for another value is not known.
+
+    Returns the rule and the values kept (none when ``text`` does not match the rule).
 
     Raises:
         UsageError: as :func:`derive_regex`.
     """
     parts = _parts(headline)
     plain = "".join(regex for regex, _ in parts)
-    if not fix_text.strip():
+    values = [v for v in values or [] if v.strip()]
+    if not fix_text.strip() and not values:
         return plain, []
     grouped = "".join(f"(?P<_v{i}>{regex})" if value else regex
                       for i, (regex, value) in enumerate(parts))
@@ -123,14 +192,18 @@ def derive_keeping(headline: str, text: str, fix_text: str) -> tuple[str, list[s
         return plain, []
     if found is None:
         return plain, []
-    kept: list[str] = []
+    held = {i: found.group(f"_v{i}") for i, (_, value) in enumerate(parts) if value}
+    named = {i for i, v in held.items()
+             if v and (_named_by(v, fix_text) or any(relates(v, t) for t in values))}
+    hard_coded = bool(values) and not named
+    kept: list[Kept] = []
     out = []
-    for i, (regex, value) in enumerate(parts):
-        held = found.group(f"_v{i}") if value else None
-        if held and _named_by(held, fix_text):
-            out.append(_literal(held))
-            if held not in kept:
-                kept.append(held)
+    for i, (regex, _) in enumerate(parts):
+        value = held.get(i)
+        if value and (i in named or hard_coded):
+            out.append(_literal(value))
+            if all(k.value != value for k in kept):
+                kept.append(Kept(value, i in named, () if i in named else tuple(values)))
         else:
             out.append(regex)
     return "".join(out), kept

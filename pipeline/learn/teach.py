@@ -21,7 +21,7 @@ import orjson
 
 from pipeline.console import visible
 from pipeline.errors import ConfigError, UsageError
-from pipeline.learn.detection import check_regex, compile_rule, derive_keeping
+from pipeline.learn.detection import check_regex, compile_rule, derive_keeping, named_values
 from pipeline.learn.fixes import FixDraft, check_stays_inside
 from pipeline.learn.source import TaughtError
 from pipeline.lookup.catalog import parse_pattern
@@ -114,7 +114,8 @@ def _rule(lesson: Lesson, headline: str, notes: list[str]) -> str | None:
                              "a rule must at least recognize its own example")
         return regex
     try:
-        regex, kept = derive_keeping(headline, text, fix_text(lesson.fix))
+        regex, kept = derive_keeping(headline, text, fix_text(lesson.fix),
+                                     fix_values(lesson.fix))
     except UsageError as exc:
         notes.append(f"no rule derived ({exc}); detected by fingerprint only")
         return None
@@ -122,11 +123,21 @@ def _rule(lesson: Lesson, headline: str, notes: list[str]) -> str | None:
         notes.append("the derived rule does not match the raw text (its headline was "
                      "reassembled); detected by fingerprint only: give one with --regex")
         return None
-    if kept:
-        shown = ", ".join(visible(repr(v)) for v in kept)
+    named = [k.value for k in kept if k.named]
+    if named:
+        shown = ", ".join(visible(repr(v)) for v in named)
         notes.append(f"kept {shown} literal in the rule: the fix names it, so the lesson "
                      "covers this value only (errors naming another value keep their own "
                      "answer); give --regex to cover more")
+    others = [k for k in kept if not k.named]
+    if others:
+        shown = ", ".join(visible(repr(k.value)) for k in others)
+        given = ", ".join(visible(repr(v)) for v in others[0].others)
+        notes.append(f"kept {shown} literal in the rule: the fix names {given}, which is not "
+                     "the error's value, so it was taught for this error only and the lesson "
+                     "covers this value only (errors naming another value keep their own "
+                     "answer); if the fix is right for every such error, teach it again with "
+                     "--regex matching them all")
     return regex
 
 
@@ -173,6 +184,20 @@ def fix_text(fix: FixDraft) -> str:
                          for step in phase if isinstance(step, dict)
                          for a in step.get("argv") or [])
     return ""
+
+
+def fix_values(fix: FixDraft) -> list[str]:
+    """The values a command or a playbook's commands name (``react-dom`` of ``npm install
+    react-dom``; see :func:`named_values`); a diff names none this way (its changed lines are
+    code, not arguments)."""
+    if fix.kind == "command":
+        return named_values([str(a) for a in fix.template.get("argv") or []])
+    if fix.kind == "playbook":
+        steps = fix.template.get("steps") or {}
+        return [v for phase in steps.values() if isinstance(phase, list)
+                for step in phase if isinstance(step, dict)
+                for v in named_values([str(a) for a in step.get("argv") or []])]
+    return []
 
 
 def draft_pattern(lesson: Lesson, now: dt.datetime | None = None) -> tuple[dict[str, Any],

@@ -34,12 +34,16 @@ _NAMES = "|".join(LOGIC_EXCEPTIONS)
 # short summary ("FAILED test_x.py::test_y - KeyError: 'a'"), Node's "TypeError: ..." and
 # "AssertionError [ERR_ASSERTION]"; a bare pytest "assert x == y" failure line too; node:test's
 # TAP report (the failed test's YAML block: "  name: 'AssertionError'", "  code:
-# 'ERR_ASSERTION'") and its spec report (the exception indented under "✖ test name").
+# 'ERR_ASSERTION'") and its spec report (the exception indented under "✖ test name"), at any
+# nesting depth: each describe() indents them 4 more spaces, so the indentation is bounded
+# only by what a line can hold (one bounded run of blanks, never a nested repeat).
+_INDENT = 400
 _LOGIC = re.compile(
     rf"""^(?:E\s+)?(?:[\w.]+\.)?(?P<name>{_NAMES})(?:\s\[\w+\])?(?::|$)
-       |^\s{{1,12}}name:\ '(?P<tap>{_NAMES})'$
-       |^\s{{1,12}}code:\ '(?P<tapcode>ERR_ASSERTION)'$
-       |^\u2716\ [^\n]{{0,300}}\n\s{{1,12}}(?:[\w.]{{1,200}}\.)?(?P<spec>{_NAMES})(?:\s\[\w+\])?:
+       |^[\ \t]{{1,{_INDENT}}}name:\ '(?P<tap>{_NAMES})'$
+       |^[\ \t]{{1,{_INDENT}}}code:\ '(?P<tapcode>ERR_ASSERTION)'$
+       |^\u2716\ [^\n]{{0,300}}\n[\ \t]{{1,{_INDENT}}}
+          (?:[\w.]{{1,200}}\.)?(?P<spec>{_NAMES})(?:\s\[\w+\])?:
        |^FAILED\s\S+\s-\s(?:[\w.]+\.)?(?P<summary>{_NAMES}|assert\b)
        |^E\s+assert\s
        |^>?\s*assert\s.*\n(?:E\s+)?AssertionError""",

@@ -118,3 +118,80 @@ def test_a_missing_header_or_java_package_is_the_environment(tmp_path: Path) -> 
         assert data["match"]["pattern_id"] == "build.missing_dependency"
         text = message(data)
         assert what in text and "line 1" in text and "Edit the code there" not in text
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed")
+def test_a_node_test_failure_nested_at_any_depth_is_a_logic_bug(tmp_path: Path) -> None:
+    # Given node --test's TAP report of an assertion five describe() blocks deep (its YAML
+    # block indented 22 spaces; QA s16d R6), in a log where a step before it missed a
+    # package (which alone gets npm install, MODERATE)
+    (tmp_path / "test").mkdir()
+    (tmp_path / "test" / "deep.test.js").write_text(
+        "const {describe,it}=require('node:test'),a=require('node:assert');"
+        "describe('a',()=>{describe('b',()=>{describe('c',()=>{describe('d',()=>{"
+        "describe('e',()=>{it('sums',()=>a.deepStrictEqual([1],[2]));});});});});});\n")
+    tap = output([str(NODE), "--test", "--test-reporter=tap"], tmp_path)
+    assert "                      name: 'AssertionError'" in tap, tap
+    text = output([str(NODE), "-e", "require('left-pad-not-installed')"], tmp_path) + tap
+    # When heal diagnoses it, Then it is a logic bug: no SAFE/MODERATE fix
+    data = diagnose(text, tmp_path)
+    assert data["fix"] is None, data
+    assert "logic bug (AssertionError" in data["reason"]
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed")
+def test_a_windows_or_bun_module_path_is_the_project_s_and_node_modules_is_a_package(
+        tmp_path: Path) -> None:
+    # Given a relative path written Windows' way, and Bun's wording (QA s16d R9)
+    windows = ("Error: Cannot find module '..\\shared\\config'\nRequire stack:\n"
+               "- D:\\work\\svc\\index.js\n    at Module._resolveFilename "
+               "(node:internal/modules/cjs/loader:1207:15)\n")
+    bun = 'error: Cannot find module "./util/format" from "/srv/svc/index.ts"\n\nBun v1.2.0\n'
+    for text, module in ((windows, "..\\shared\\config"), (bun, "./util/format")):
+        data = diagnose(text, tmp_path, "--mode", "auto-safe")
+        assert data["match"]["pattern_id"] == "node.local_module_missing", data
+        assert f"own module {module} does not exist" in message(data)
+    # while a file under node_modules (a package not installed) is not the project's own
+    (tmp_path / "node_modules").mkdir()
+    missing = tmp_path / "node_modules" / "typescript" / "bin" / "tsc"
+    data = diagnose(output([str(NODE), str(missing)], tmp_path), tmp_path)
+    assert data["match"]["pattern_id"] == "node.modules_missing", data
+    assert data["fix"]["rendered"]["argv"] == ["npm", "install"]
+
+
+def test_clang_and_msvc_missing_headers_are_the_environment(tmp_path: Path) -> None:
+    # Given clang's and MSVC's words for a missing header (QA s16d R10; gcc's is tested above)
+    clang = ("lib/io.c:3:10: fatal error: 'zstd.h' file not found\n#include <zstd.h>\n"
+             "         ^~~~~~~~\n1 error generated.\n")
+    msvc = ("D:\\build\\lib\\io.cpp(3): fatal error C1083: Cannot open include file: "
+            "'zstd.h': No such file or directory\n")
+    for text, tool in ((clang, "cc"), (msvc, "msvc")):
+        data = diagnose(text, tmp_path)
+        assert data["match"]["pattern_id"] == "build.missing_dependency", data
+        text_ = message(data)
+        assert f"{tool} cannot find the header zstd.h" in text_ and "line 3" in text_
+        assert "Edit the code there" not in text_
+
+
+def test_a_python_syntax_error_with_an_indented_at_line_is_python_s(tmp_path: Path) -> None:
+    # Given a Python SyntaxError a template engine follows with "  at line N of ..." (QA s16d
+    # R10): not a JavaScript stack frame
+    text = 'SyntaxError: unexpected EOF while parsing\n  at line 12 of macro "nav"\n'
+    data = diagnose(text, tmp_path)
+    assert data["match"]["pattern_id"] == "python.syntax_error", data
+
+
+def test_jvm_memory_advice_only_for_a_thrown_heap_error_and_thread_limits_get_their_own(
+        tmp_path: Path) -> None:
+    # Given a JUnit failure that only names the class (QA s16d R10)
+    junit = ("org.opentest4j.AssertionFailedError: expected: <java.lang.OutOfMemoryError> "
+             "but was: <java.io.IOException>\n\tat org.acme.PoolTest.fails(PoolTest.java:9)\n")
+    data = diagnose(junit, tmp_path)
+    assert data["match"]["pattern_id"] not in ("jvm.out_of_memory", "proc.oom_killed"), data
+    # and a JVM that cannot create another thread
+    threads = ('Exception in thread "pool-3-thread-7" java.lang.OutOfMemoryError: unable to '
+               "create new native thread\n\tat java.base/java.lang.Thread.start0(Native Method)\n")
+    data = diagnose(threads, tmp_path)
+    assert data["match"]["pattern_id"] == "jvm.thread_limit", data
+    text = message(data)
+    assert "ulimit -u" in text and "do not raise -Xmx" in text

@@ -39,6 +39,47 @@ Require stack:
 Node.js v20.20.2
 """
 
+PYTHON = """Traceback (most recent call last):
+  File "{repo}/app.py", line 1, in <module>
+    import {module}
+ModuleNotFoundError: No module named '{module}'
+"""
+
+#: node:test's TAP report of a test four describe() blocks deep (its YAML block indented 18)
+NESTED_TAP = """TAP version 13
+# Subtest: api
+    # Subtest: users
+        # Subtest: create
+            # Subtest: {token}
+                # Subtest: rejects empty
+                not ok 1 - rejects empty
+                  ---
+                  duration_ms: 3.007179
+                  location: '{repo}/test/a.test.js:2:93'
+                  failureType: 'testCodeFailure'
+                  error: |-
+                    Expected values to be strictly equal:
+
+                    1 !== 2
+
+                  code: 'ERR_ASSERTION'
+                  name: 'AssertionError'
+                  expected: 2
+                  actual: 1
+                  operator: 'strictEqual'
+                  ...
+                1..1
+            not ok 1 - {token}
+              ---
+              type: 'suite'
+              failureType: 'subtestsFailed'
+              error: '1 subtest failed'
+              code: 'ERR_TEST_FAILURE'
+              ...
+# tests 1
+# fail 1
+"""
+
 RUSTC = """   Compiling {token} v0.1.0 ({repo})
 error[E0425]: cannot find value `{name}` in this scope
  --> src/main.rs:3:20
@@ -115,6 +156,73 @@ def test_a_taught_command_keeps_the_value_it_names_literal_in_its_rule(
     # while the module the lesson names still gets the lesson
     again = diagnose(env, tmp_path, NODE.format(module=f"pad-{token}", repo=other))
     assert again["match"]["pattern_id"].startswith("learned."), again
+
+
+def test_a_taught_command_naming_part_of_the_value_keeps_the_value_literal(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # Given a missing subpath of a package, taught with a command installing the package (QA
+    # s16d R5): the command names a leading part of the error's value
+    token = letters()
+    repo, short = failing(env, tmp_path, NODE.replace("{module}", f"dom-{token}/client"))
+    taught = learn(env, repo, short, "--command", f"npm install dom-{token}@2")
+    # Then the rule keeps the error's value literal, and says so
+    assert f"'dom\\-{token}/client'" in taught["regex"], taught
+    assert any(f"kept 'dom-{token}/client' literal" in n for n in taught["notes"]), taught
+    # and another missing module, and the project's own file, keep the seeds' answers
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    answer = diagnose(env, tmp_path, NODE.format(module=f"lodash{token}", repo=other))
+    assert answer["match"]["pattern_id"] == "node.modules_missing", answer
+    local = diagnose(env, tmp_path, NODE.format(module="./lib/helpers", repo=other))
+    assert local["match"]["pattern_id"] == "node.local_module_missing", local
+
+
+def test_a_taught_command_naming_another_value_keeps_the_value_literal_and_says_so(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # Given a missing Python module taught with a command installing a distribution of
+    # another name (as beautifulsoup4 provides bs4): nothing relates the two
+    token = letters()
+    repo, short = failing(env, tmp_path, PYTHON.replace("{module}", f"bs{token}"))
+    taught = learn(env, repo, short, "--command", f"pip install --upgrade soup{token}x")
+    # Then the rule still keeps the module literal, and the output says why and how to widen it
+    assert f"'bs{token}'" in taught["regex"], taught
+    note = next(n for n in taught["notes"] if f"kept 'bs{token}' literal" in n)
+    assert f"the fix names 'soup{token}x'" in note and "--regex" in note, taught
+    # and another missing module is not answered with that command
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    answer = diagnose(env, tmp_path, PYTHON.format(module=f"req{token}", repo=other))
+    assert not answer["match"]["pattern_id"].startswith("learned."), answer
+
+
+def test_a_command_naming_no_value_still_covers_every_value(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # Given a missing module taught with a command that names no value (`npm ci`)
+    token = letters()
+    repo, short = failing(env, tmp_path, NODE.replace("{module}", f"pad-{token}"))
+    taught = learn(env, repo, short, "--command", "npm ci")
+    # Then the rule masks the module: the lesson is for every missing module
+    assert "module[ \\t]++'(?>" in taught["regex"], taught
+    assert not any("literal" in n for n in taught["notes"]), taught
+
+
+def test_a_nested_node_test_failure_is_a_logic_bug_at_any_depth(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # Given node:test's TAP report of an assertion four describe() blocks deep (QA s16d R6)
+    token = letters()
+    repo, short = failing(env, tmp_path, NESTED_TAP.replace("{token}", token))
+    # When a MODERATE command is taught for it
+    taught = learn(env, repo, short, "--command", "touch fixed.js")
+    # Then the lesson says the error names a logic bug and the fix is refused
+    assert any("names a logic bug (AssertionError)" in n for n in taught["notes"]), taught
+    # and heal diagnose serves no SAFE/MODERATE fix for it
+    answer = diagnose(env, tmp_path, NESTED_TAP.format(token=token, repo=repo))
+    fix = answer.get("fix")
+    assert not (isinstance(fix, dict) and fix.get("category") in ("SAFE", "MODERATE")), answer
 
 
 def test_a_logic_bug_lesson_says_so_and_the_seed_still_answers(

@@ -73,3 +73,26 @@ def test_backtracking_or_invalid_regexes_are_refused(regex: str) -> None:
                                    r"cache [^ ]*+ corrupt", r"x|y\d{1,3}"])
 def test_bounded_regexes_are_accepted(regex: str) -> None:
     assert check_regex(regex) == regex
+
+
+def test_a_name_relates_to_a_part_or_a_whole_of_the_value() -> None:
+    from pipeline.learn.detection import relates
+
+    for value, token in (("react-dom/client", "react-dom"), ("react-dom/client", "react-dom@18"),
+                         ("yaml", "PyYAML==6.0"), ("PIL", "pillow"), ("google.protobuf",
+                         "protobuf"), ("yaml_nosuch", "yaml-nosuch-dist"), ("left-pad",
+                         "Left_Pad")):
+        assert relates(value, token), (value, token)
+    for value, token in (("bs4", "beautifulsoup4"), ("sklearn", "scikit-learn"),
+                         ("lodash", "left-pad"), ("./lib/helpers", "x")):
+        assert not relates(value, token), (value, token)
+
+
+def test_the_values_a_command_names_are_its_arguments_not_its_verbs_or_flags() -> None:
+    from pipeline.learn.detection import named_values
+
+    assert named_values(["npm", "install", "--save-dev", "react-dom"]) == ["react-dom"]
+    assert named_values(["python", "-m", "pip", "install", "-U", "bs4x"]) == ["bs4x"]
+    for argv in (["npm", "ci"], ["npm", "install"], ["go", "mod", "tidy"],
+                 ["git", "submodule", "update", "--init"], ["npx", "prisma", "generate"]):
+        assert named_values(argv) == [], argv
