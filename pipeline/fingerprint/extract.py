@@ -22,6 +22,7 @@ from pipeline.fingerprint.parsers_runners import (
     parse_gradle,
     parse_jest,
     parse_node_test,
+    parse_phpunit,
     parse_rspec,
     parse_rust,
     parse_vitest,
@@ -33,9 +34,9 @@ Parser = Callable[[str, str], Extraction | None]
 
 #: order matters: a test runner's output holds the error its test raised, so each runner
 #: goes before the error's own parser (pytest before Python, go test before Go panics, jest,
-#: vitest and node:test before Node, rspec before the text fallback); a Rust panic goes
-#: before the diagnostics (cargo prints its build warnings first); Gradle after them
-#: (javac's own error lines say more than its summary)
+#: vitest and node:test before Node, PHPUnit and rspec before the text fallback); a Rust
+#: panic goes before the diagnostics (cargo prints its build warnings first); Gradle after
+#: them (javac's own error lines say more than its summary)
 PARSERS: tuple[Parser, ...] = (
     parse_pytest,
     parse_python,
@@ -48,6 +49,7 @@ PARSERS: tuple[Parser, ...] = (
     parse_node_test,
     parse_node,
     parse_dotnet,
+    parse_phpunit,
     parse_rspec,
     parse_diagnostic,
     parse_shell,
