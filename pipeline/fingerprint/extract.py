@@ -28,6 +28,7 @@ from pipeline.fingerprint.parsers_runners import (
     parse_vitest,
 )
 from pipeline.fingerprint.parsers_stacks import parse_dotnet, parse_go, parse_java, parse_node
+from pipeline.fingerprint.parsers_structured import parse_structured
 from pipeline.runnerlines import strip_stamps
 
 Parser = Callable[[str, str], Extraction | None]
@@ -36,7 +37,8 @@ Parser = Callable[[str, str], Extraction | None]
 #: goes before the error's own parser (pytest before Python, go test before Go panics, jest,
 #: vitest and node:test before Node, PHPUnit and rspec before the text fallback); a Rust
 #: panic goes before the diagnostics (cargo prints its build warnings first); Gradle after
-#: them (javac's own error lines say more than its summary)
+#: them (javac's own error lines say more than its summary); a JSON or logfmt line before
+#: the one-line parsers (its message field is the message, not the whole line)
 PARSERS: tuple[Parser, ...] = (
     parse_pytest,
     parse_python,
@@ -51,6 +53,7 @@ PARSERS: tuple[Parser, ...] = (
     parse_dotnet,
     parse_phpunit,
     parse_rspec,
+    parse_structured,
     parse_diagnostic,
     parse_shell,
     parse_gradle,
