@@ -22,20 +22,23 @@ from pipeline.fingerprint.parsers_runners import (
     parse_gradle,
     parse_jest,
     parse_node_test,
+    parse_phpunit,
     parse_rspec,
     parse_rust,
     parse_vitest,
 )
 from pipeline.fingerprint.parsers_stacks import parse_dotnet, parse_go, parse_java, parse_node
+from pipeline.fingerprint.parsers_structured import parse_structured
 from pipeline.runnerlines import strip_stamps
 
 Parser = Callable[[str, str], Extraction | None]
 
 #: order matters: a test runner's output holds the error its test raised, so each runner
 #: goes before the error's own parser (pytest before Python, go test before Go panics, jest,
-#: vitest and node:test before Node, rspec before the text fallback); a Rust panic goes
-#: before the diagnostics (cargo prints its build warnings first); Gradle after them
-#: (javac's own error lines say more than its summary)
+#: vitest and node:test before Node, PHPUnit and rspec before the text fallback); a Rust
+#: panic goes before the diagnostics (cargo prints its build warnings first); Gradle after
+#: them (javac's own error lines say more than its summary); a JSON or logfmt line before
+#: the one-line parsers (its message field is the message, not the whole line)
 PARSERS: tuple[Parser, ...] = (
     parse_pytest,
     parse_python,
@@ -48,7 +51,9 @@ PARSERS: tuple[Parser, ...] = (
     parse_node_test,
     parse_node,
     parse_dotnet,
+    parse_phpunit,
     parse_rspec,
+    parse_structured,
     parse_diagnostic,
     parse_shell,
     parse_gradle,

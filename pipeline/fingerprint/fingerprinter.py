@@ -200,7 +200,13 @@ def coarse_head(kind: str, error_type: str, masked: str, tokens: Tokens | None =
     if kind not in _UNSTRUCTURED and not (kind == "compiler" and error_type in _SEVERITIES):
         return error_type
     own = tokens if tokens is not None else tokenize(masked)
-    return " ".join([error_type, *kind_words(own)]).strip()
+    words = kind_words(own) or kind_words(own, names=True)
+    if not words:
+        # nothing but masked values, quotes and marks (``==<num>==ABORTING``, ``+++ b/x.py``):
+        # the masked message, as the fine key holds it, never one constant shared by all
+        # (no word of it is a plain word or a name, so it is never another text's words)
+        return f"{error_type} {masked}".strip()
+    return " ".join([error_type, *words]).strip()
 
 
 #: the classes of a diagnostic that printed no code (its severity only)
@@ -215,9 +221,11 @@ _QUOTES = {"'": "'", '"': '"', "`": "`", "\u2018": "\u2019", "\u201c": "\u201d"}
 #: what ends a quoted span's last token after its closing quote
 _AFTER_QUOTE = ".,:;!?()[]{}"
 _TRIM = _AFTER_QUOTE + "<>=*#'\"`\u2018\u2019\u201c\u201d"
+#: an identifier kind_words takes when asked for names (``KeyError``, ``app.errors.Down``)
+_NAME = re.compile(r"[A-Za-z_][\w$]{0,100}(?:(?:\.|::)[A-Za-z_][\w$]{0,100}){0,20}")
 
 
-def kind_words(tokens: Tokens) -> list[str]:
+def kind_words(tokens: Tokens, names: bool = False) -> list[str]:
     """The first KIND_WORDS words of a message's tokens that say what kind of failure it is:
     plain words (letters and inner hyphens, lowercased: ``heap-use-after-free``), never a
     masked value or a token holding one (``redis:<*>``, ``web-<*>``: part of a value), a
@@ -225,7 +233,9 @@ def kind_words(tokens: Tokens) -> list[str]:
     camelCase identifier (``server.NewRouter``, ``MyApp.Cache``) or a function word. So
     two failures of one kind about different names share them, and two kinds that open
     alike ("Failed to query..." and "Failed to build...", "connection to server ... failed:
-    Connection refused" and "... password authentication failed") do not."""
+    Connection refused" and "... password authentication failed") do not. ``names``: take
+    identifiers too, as written (for a message with no plain word, such as a lone
+    ``KeyError: 'DATABASE_URL'``: its class is its kind)."""
     words: list[str] = []
     closing = ""
     for token in tokens:
@@ -240,11 +250,15 @@ def kind_words(tokens: Tokens) -> list[str]:
                 closing = _QUOTES[opener]  # (the span goes on over the next tokens)
             continue
         word = token.strip(_TRIM)
-        if (WILDCARD in token or not word.replace("-", "").isalpha() or not word.isascii()
+        if (names and WILDCARD not in token and word.lower() not in _FUNCTION_WORDS
+                and _NAME.fullmatch(word)):
+            words.append(word)
+        elif (WILDCARD in token or not word.replace("-", "").isalpha() or not word.isascii()
                 or word.lower() in _FUNCTION_WORDS
                 or (any(c.isupper() for c in word[1:]) and any(c.islower() for c in word))):
             continue
-        words.append(word.lower())
+        else:
+            words.append(word.lower())
         if len(words) == KIND_WORDS:
             break
     return words

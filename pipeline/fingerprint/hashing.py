@@ -76,7 +76,11 @@ VERSIONS: dict[str, str] = {
     "Windows runners) collapse to the path inside the repository; /Volumes/NAME like a home "
     "folder; a peer name:port after 'on' or inside '(' is one <host>; a syslog line's host "
     "and an Erlang node's host are <host>; a missing module given by path is a path, not a "
-    "package; dated index names, request paths and all-digit image tags are masked",
+    "package; dated index names, request paths and all-digit image tags are masked. "
+    "A JSON or logfmt line at an error level is its message and error fields with its "
+    "level (kind log); a coarse key with no plain word takes the message's identifiers, else "
+    "its masked message, never one constant; PHPUnit failures are parsed (the test the "
+    "innermost frame, the first by name)",
 }
 
 

@@ -1,4 +1,5 @@
-"""Rust panics and test-runner failures (cargo test, go test, jest, vitest, rspec, Gradle).
+"""Rust panics and test-runner failures (cargo test, go test, jest, vitest, rspec, PHPUnit,
+Gradle).
 
 A runner's failure is identified as pytest's is: by what failed (the test, or the Gradle
 task) and by what it said, with the failing file as a frame where the runner prints one. The
@@ -471,6 +472,96 @@ def parse_rspec(text: str, repo: str = "") -> Extraction | None:
     if not error_type:
         error_type, message = "ExpectationNotMetError", code
     return Extraction("test", error_type, message.strip(), tuple(frames), tool="rspec")
+
+
+# --- PHPUnit ---------------------------------------------------------------------------------
+
+#: ``There was 1 failure:``, ``There were 2 errors:``: the section of failed tests that follows
+_PHPUNIT_SECTION = re.compile(r"^There (?:was|were) \d{1,9} (?P<what>failure|error)s?:$")
+#: any other section (``There was 1 risky test:``, ``There were 2 warnings:``): ends one
+_PHPUNIT_OTHER = re.compile(r"^There (?:was|were) \d{1,9} [^\n:]{1,80}:$|^(?:FAILURES|ERRORS)!$")
+#: ``1) Tests\Unit\CartTest::testTotal`` (``with data set #2 (1, 2)`` or ``"empty" (...)``)
+_PHPUNIT_TEST = re.compile(
+    r"^(?P<n>\d{1,6})\) (?P<cls>[\w\\]{1,500})::(?P<method>\w{1,300})"
+    r"(?: with data set (?P<set>#\d{1,9}|\"[^\"\n]{0,300}\"))?")
+#: ``/app/tests/Unit/CartTest.php:43``: one frame of a failed test, innermost first
+_PHPUNIT_FRAME = re.compile(r"^(?P<file>[^\s:]{1,500}\.php):(?P<line>\d{1,9})$")
+#: ``RuntimeException: carrier unavailable``: the exception an erroring test raised
+_PHPUNIT_EXCEPTION = re.compile(r"^(?P<type>[A-Z][\w\\]{0,300}): (?P<msg>.*)$")
+#: where a comparison's diff starts under the assertion's message
+_PHPUNIT_DIFF = ("--- Expected", "+++ Actual", "@@ @@")
+#: PHPUnit's class of a failed assertion
+_PHPUNIT_ASSERTION = "ExpectationFailedException"
+
+
+def parse_phpunit(text: str, repo: str = "") -> Extraction | None:
+    """A failed PHPUnit test (9 and 10): the test (class and method, its data set's name) as
+    the innermost frame, its printed location lines as frames, and what it said: the
+    exception an erroring test raised, or the failed assertion's message (class
+    ExpectationFailedException, a custom message before ``Failed asserting ...`` kept).
+
+    Of several failed tests, the first by name decides (``--order-by=random`` prints them
+    in another order each run, and the key must not change with it)."""
+    if "There w" not in text:
+        return None
+    tests = _phpunit_tests(text.splitlines())
+    if not tests:
+        return None
+    tests.sort(key=lambda t: _PHPUNIT_TEST.sub(r"\g<cls>::\g<method> \g<set>", t[0]))
+    head, block = tests[0]
+    test = _PHPUNIT_TEST.match(head)
+    assert test is not None
+    said, frames = _phpunit_block(block, repo)
+    exception = _PHPUNIT_EXCEPTION.match(said[0]) if said else None
+    if exception and not said[0].startswith("Failed asserting"):
+        error_type, message = exception.group("type"), exception.group("msg")
+    else:
+        error_type, message = _PHPUNIT_ASSERTION, " ".join(said)
+    name = test.group("method") + (f" {test.group('set')}" if test.group("set") else "")
+    frames.append(Frame(test.group("cls"), name, None, True))
+    return Extraction("test", error_type, message, tuple(frames), tool="phpunit")
+
+
+def _phpunit_tests(lines: list[str]) -> list[tuple[str, list[str]]]:
+    """Each failed or erroring test's header line and the lines below it."""
+    tests: list[tuple[str, list[str]]] = []
+    section = False
+    for index, line in enumerate(lines):
+        stripped = line.strip()
+        if _PHPUNIT_SECTION.match(stripped):
+            section = True
+        elif _PHPUNIT_OTHER.match(stripped):
+            section = False
+        elif section and _PHPUNIT_TEST.match(stripped):
+            tests.append((stripped, lines[index + 1:index + 1 + _PHPUNIT_BLOCK]))
+    return tests
+
+
+def _phpunit_block(block: list[str], repo: str) -> tuple[list[str], list[Frame]]:
+    """What a failed test said (its lines above the frames, a comparison's diff left out:
+    its values are data) and its frames, outermost first."""
+    said: list[str] = []
+    frames: list[Frame] = []
+    in_diff = False
+    for line in block:
+        stripped = line.strip()
+        if _PHPUNIT_TEST.match(stripped) or _PHPUNIT_OTHER.match(stripped) or stripped == "--":
+            break
+        frame = _PHPUNIT_FRAME.match(stripped)
+        if frame:
+            raw = frame.group("file")
+            frames.append(Frame(normalize_path(raw, repo), "", int(frame.group("line")),
+                                not is_library(raw)))
+        elif stripped.startswith(_PHPUNIT_DIFF):
+            in_diff = True
+        elif stripped and not frames and not in_diff:
+            said.append(stripped)
+    frames.reverse()
+    return said, frames
+
+
+#: lines under a failed test's header read for its message and frames
+_PHPUNIT_BLOCK = 60
 
 
 # --- node:test ------------------------------------------------------------------------------
