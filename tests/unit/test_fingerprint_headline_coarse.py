@@ -3,14 +3,10 @@ D8, D9; QA s16c #12). Texts written for these tests, not copied from the QA corp
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 from pipeline.fingerprint import fingerprint_text
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests._diagnose import diagnose_fingerprints
 
 
 def _coarse(text: str) -> str:
@@ -139,16 +135,6 @@ def test_heal_diagnose_splits_sanitizer_reports_and_code_less_compiler_kinds(
         "gcc": "src/ring.c:3:1: error: 'ring_cap' undeclared (first use in this function)\n",
         "go": "internal/ring/ring.go:3:1: undefined: ring.Capacity\n",
     }
-    out = {}
-    for name, text in texts.items():
-        src = tmp_path / f"{name}.txt"
-        src.write_text(text, encoding="utf-8")
-        done = subprocess.run(
-            [sys.executable, "-c", "import sys; from pipeline.cli import main; sys.exit(main())",
-             "diagnose", "--offline", "--no-semantic", "--json", str(src)],
-            cwd=ROOT, capture_output=True, text=True, timeout=120,
-            env={"HEAL_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"})
-        assert done.returncode == 0, done.stderr
-        out[name] = json.loads(done.stdout)["fingerprint"]
+    out = diagnose_fingerprints(tmp_path, texts)
     assert out["uaf"]["fine"] != out["dfree"]["fine"]
     assert out["gcc"]["coarse"] != out["go"]["coarse"]

@@ -4,14 +4,10 @@ written for these tests."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 from pipeline.fingerprint import fingerprint_text
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests._diagnose import diagnose_texts
 
 
 def _report(version: str, entries: list[tuple[str, str]], what: str = "failure") -> str:
@@ -49,18 +45,8 @@ def test_heal_diagnose_tells_assert_same_failures_of_different_tests_apart(
              "a_ci": _report("10.5.9", [(_SAME_A[0], _SAME_A[1].replace("19.99", "21.5")
                                          .replace("/srv/app", "/home/runner/work/shop/shop")
                                          .replace(":27", ":29"))])}
-    out = {}
-    for name, text in texts.items():
-        src = tmp_path / f"{name}.txt"
-        src.write_text(text, encoding="utf-8")
-        done = subprocess.run(
-            [sys.executable, "-c", "import sys; from pipeline.cli import main; sys.exit(main())",
-             "diagnose", "--offline", "--no-semantic", "--json", str(src)],
-            cwd=ROOT, capture_output=True, text=True, timeout=120,
-            env={"HEAL_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"})
-        assert done.returncode == 0, done.stderr
-        found = json.loads(done.stdout)
-        out[name] = {**found["fingerprint"], "params": found["params"]}
+    out = {name: {**found["fingerprint"], "params": found["params"]}
+           for name, found in diagnose_texts(tmp_path, texts).items()}
     assert out["a10"]["fine"] != out["b10"]["fine"]
     assert out["a10"]["coarse"] != out["b10"]["coarse"]
     assert out["a10"]["fine"] == out["a9"]["fine"] == out["a_ci"]["fine"]

@@ -6,13 +6,10 @@ key, so ``heal ignore`` on one hid them all). Texts written for these tests."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from pipeline.fingerprint import fingerprint_text
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests._diagnose import diagnose_fingerprints
 
 #: one short cause per entry, each written as JSON, as logfmt and as a plain log line
 _CAUSES = ("connection refused", "out of memory", "payment failed", "db down", "disk full")
@@ -27,26 +24,11 @@ def _forms(cause: str, n: int) -> list[str]:
     ]
 
 
-def _heal_diagnose(tmp_path: Path, texts: dict[str, str]) -> dict[str, dict[str, str]]:
-    out = {}
-    for name, text in texts.items():
-        src = tmp_path / f"{name}.txt"
-        src.write_text(text, encoding="utf-8")
-        done = subprocess.run(
-            [sys.executable, "-c", "import sys; from pipeline.cli import main; sys.exit(main())",
-             "diagnose", "--offline", "--no-semantic", "--json", str(src)],
-            cwd=ROOT, capture_output=True, text=True, timeout=120,
-            env={"HEAL_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"})
-        assert done.returncode == 0, done.stderr
-        out[name] = json.loads(done.stdout)["fingerprint"]
-    return out
-
-
 def test_heal_diagnose_gives_short_json_logfmt_and_text_causes_one_coarse_key_each(
         tmp_path: Path) -> None:
     texts = {f"{i}-{j}": form for i, cause in enumerate(_CAUSES)
              for j, form in enumerate(_forms(cause, i + 1))}
-    out = _heal_diagnose(tmp_path, texts)
+    out = diagnose_fingerprints(tmp_path, texts)
     for i in range(len(_CAUSES)):
         # one cause in three formats, about other services, users and hosts: one key
         assert len({out[f"{i}-{j}"]["coarse"] for j in range(3)}) == 1, _CAUSES[i]
@@ -63,7 +45,7 @@ def test_heal_diagnose_texts_without_plain_words_keep_coarse_keys_of_their_own(
         "valueerror": "ValueError: 'DATABASE_URL'\n",
         "json": '{"level":"error","msg":"connection refused"}\n',
     }
-    out = _heal_diagnose(tmp_path, texts)
+    out = diagnose_fingerprints(tmp_path, texts)
     assert len({o["coarse"] for o in out.values()}) == len(texts)
 
 
