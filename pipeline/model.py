@@ -53,3 +53,8 @@ LIFECYCLE_TRANSITIONS: dict[LifecycleState, frozenset[LifecycleState]] = {
 
 def can_transition(src: LifecycleState, dst: LifecycleState) -> bool:
     return dst in LIFECYCLE_TRANSITIONS[src]
+
+
+#: the seeded pattern whose playbook (wait, re-run) is what a flaky failure gets: applying it
+#: changes nothing, so it never explains why a step passes afterwards
+FLAKY_PATTERN = "test.flaky"

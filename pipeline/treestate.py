@@ -35,38 +35,46 @@ _CHUNK = 1 << 20
 def tree_digest(root: str | Path) -> str | None:
     """``ts1:<sha256>`` of the working tree at ``root`` (see the module), or None."""
     base = Path(root)
-    try:
-        done = run_git(["status", "--porcelain=v1", "-z", "--untracked-files=normal",
-                        "--ignore-submodules=none"], base, capture_output=True,
-                       timeout=TIMEOUT_S, check=False)
-    except (OSError, subprocess.SubprocessError):
+    listing = status_listing(base)
+    if listing is None:
         return None
-    if done.returncode != 0:
-        return None
-    listing: bytes = done.stdout
     digest = hashlib.sha256(listing)
     budget = MAX_BYTES
-    for path in _paths(listing)[:MAX_PATHS]:
+    for entry in status_entries(listing)[:MAX_PATHS]:
+        path = entry[3:]
         digest.update(b"\0" + path + b"\0")
         budget = _content(base / os.fsdecode(path), digest, budget)
     return PREFIX + digest.hexdigest()
 
 
-def _paths(listing: bytes) -> list[bytes]:
-    """The paths of ``git status --porcelain=v1 -z`` (a rename's or copy's new path; its
-    old one is in the listing itself)."""
+def status_listing(root: Path) -> bytes | None:
+    """``git status --porcelain=v1 -z`` of the working tree at ``root`` (untracked files
+    that are not ignored included), or None when it is no git work tree or git cannot say
+    within ``TIMEOUT_S``."""
+    try:
+        done = run_git(["status", "--porcelain=v1", "-z", "--untracked-files=normal",
+                        "--ignore-submodules=none"], root, capture_output=True,
+                       timeout=TIMEOUT_S, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bytes(done.stdout) if done.returncode == 0 else None
+
+
+def status_entries(listing: bytes) -> list[bytes]:
+    """The entries of a :func:`status_listing`: each ``XY PATH`` (a rename's or copy's new
+    path; its old one, a field of its own in the listing, is left out)."""
     fields = listing.split(b"\0")
-    paths: list[bytes] = []
+    entries: list[bytes] = []
     i = 0
     while i < len(fields):
         entry = fields[i]
         i += 1
         if len(entry) < 4:
             continue
-        paths.append(entry[3:])
+        entries.append(entry)
         if entry[:1] in (b"R", b"C") or entry[1:2] in (b"R", b"C"):
             i += 1  # the origin path follows as its own field
-    return paths
+    return entries
 
 
 def _content(path: Path, digest: hashlib._Hash, budget: int) -> int:

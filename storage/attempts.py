@@ -27,10 +27,6 @@ def _json(value: Any) -> str:
 
 #: an attempt waiting for a person: suggested, or decided ``apply`` but held by the apply stage
 #: (workflow quarantined, breaker opened, ...) and so left as a suggestion
-#: the seeded pattern whose fix only waits and re-runs the step (pipeline.lookup.service's
-#: FLAKY_PATTERN): applying it changes nothing, so it resolves nothing
-RETRY_PATTERN = "test.flaky"
-
 _WAITING = ("((a.decision = 'suggest' AND r.status IS NULL) OR r.status = 'suggested')")
 
 
@@ -158,12 +154,14 @@ class AttemptStore:
         return "QUARANTINED for this fingerprint" if row["pair"] == "QUARANTINED" else ""
 
     def resolved_since(self, error_id: str, fingerprint: str, pattern_id: str,
-                       seen: datetime | None = None) -> dict[str, Any] | None:
+                       seen: datetime | None = None, *, retry_pattern: str
+                       ) -> dict[str, Any] | None:
         """The newest fix heal applied in the repository of ``error_id``'s attempt, for the
         same fingerprint or the same pattern, after that error was seen (its attempt's time,
         else ``seen``, the event's time): ``error_id``, ``fix_id``, ``commit``,
         ``applied_at``; None when there is none. A retry of the flaky pattern
-        (``retry_pattern``) is no such fix: re-running changes nothing."""
+        (``retry_pattern``, :data:`pipeline.model.FLAKY_PATTERN`) is no such fix: re-running
+        changes nothing."""
         row = self.db.fetchrow(
             """SELECT r.error_id, r.fix_id, r.commit, r.created_at AS applied_at
                FROM apply_results r JOIN attempts a ON a.id = r.error_id
@@ -174,7 +172,7 @@ class AttemptStore:
                  AND r.created_at > coalesce((SELECT created_at FROM attempts WHERE id = $1),
                                              $4::timestamptz, 'infinity')
                ORDER BY r.created_at DESC LIMIT 1""",
-            error_id, fingerprint, pattern_id, seen, RETRY_PATTERN)
+            error_id, fingerprint, pattern_id, seen, retry_pattern)
         return dict(row) if row is not None else None
 
     def apply_result(self, error_id: str) -> dict[str, Any] | None:

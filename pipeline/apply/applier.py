@@ -52,11 +52,12 @@ from pipeline.gitops import AlreadyApplied, GitRepo, WorkTreeInTheWay
 from pipeline.guardrails.budget import Budget, apply_rates, deferred_key
 from pipeline.guardrails.gate import gate_for
 from pipeline.lifecycle.graduation import UNRUNNABLE, cannot_run
+from pipeline.model import FLAKY_PATTERN
 from pipeline.policy import Policy, policy_for
 from pipeline.runtime.connection import redis_failure
 from pipeline.treestate import PREFIX as TREE_PREFIX
 from pipeline.treestate import TAG as TREE_TAG
-from pipeline.treestate import tree_digest
+from pipeline.treestate import status_entries, status_listing, tree_digest
 from pipeline.trust.boundary import Trust, assess
 from pipeline.trust.operator import governed, operator_config
 from pipeline.trust.packages import install_target
@@ -790,7 +791,8 @@ class Applier:
         try:
             row = self.store.resolved_since(verdict.error_id, verdict.fine or verdict.error_id,
                                             str(fix.get("pattern_id") or ""),
-                                            _event_time(verdict.error.ts))
+                                            _event_time(verdict.error.ts),
+                                            retry_pattern=FLAKY_PATTERN)
         except HealError as exc:  # unknown: the pass is not called flaky on a guess
             log.warning("apply: could not read the fixes applied since %s: %s",
                         verdict.error_id, exc)
@@ -1005,25 +1007,23 @@ def _passed(verdict: VerdictEvent) -> bool:
         return False
 
 
-def _tree_state(root: Path) -> set[str] | None:
-    """``git status --porcelain`` lines of the working tree (untracked included), or None
-    when git cannot say."""
-    try:
-        out = GitRepo(root).run("status", "--porcelain", "--untracked-files=normal",
-                                check=False).stdout
-    except GitError:
-        return None
-    return set(out.splitlines())
+def _tree_state(root: Path) -> set[bytes] | None:
+    """The ``git status`` entries of the working tree (untracked included), or None when git
+    cannot say (:mod:`pipeline.treestate`, which digests the same listing)."""
+    listing = status_listing(root)
+    return None if listing is None else set(status_entries(listing))
 
 
-def _left_behind(root: Path, before: set[str] | None) -> str:
+def _left_behind(root: Path, before: set[bytes] | None) -> str:
     """What a fix that was not kept changed in the user's working tree (files it created
     or modified since ``before``), said so the person can review or delete them: heal does
     not delete what it cannot tell apart from the user's own work ('' when nothing)."""
     after = _tree_state(root)
     if before is None or after is None:
         return ""
-    changed = sorted(line[3:] for line in after - before if len(line) > 3)
+    names = (os.fsdecode(entry[3:]) for entry in after - before)
+    # a name as git's own listing quotes it when it holds a control or undecodable byte
+    changed = sorted(n if n.isprintable() else ascii(n) for n in names)
     if not changed:
         return ""
     more = f" and {len(changed) - 8} more" if len(changed) > 8 else ""

@@ -41,7 +41,7 @@ from pipeline.lookup.semantic import (
     query_text,
     shared_evidence,
 )
-from pipeline.model import Category, FixKind, LifecycleState
+from pipeline.model import FLAKY_PATTERN, Category, FixKind, LifecycleState
 from pipeline.replayid import replay_of
 from storage.cache import RULE, LocalCache
 from storage.causal import CausalGraph, Cause
@@ -55,8 +55,6 @@ from storage.patterns import PatternRepository
 AUTO_CATEGORIES = (Category.SAFE.value, Category.MODERATE.value)
 UNUSABLE_STATES = (LifecycleState.QUARANTINED.value, LifecycleState.DEPRECATED.value)
 CAUSAL_MIN_CONFIDENCE = 0.5
-#: the seeded pattern whose playbook (wait, re-run) is what a flaky failure gets
-FLAKY_PATTERN = "test.flaky"
 #: fix kinds that change code: never offered for a flaky fingerprint
 CODE_CHANGES = (FixKind.DIFF.value, FixKind.COMMAND.value)
 RETRY_DATABASE_S = 5.0
