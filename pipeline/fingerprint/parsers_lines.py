@@ -321,12 +321,6 @@ def is_verdict(line: str) -> bool:
 _VERDICT_CHARS = 80
 
 
-def says_what_failed(line: str) -> bool:
-    """Whether ``line`` (stripped) says what failed: an exception's line, a diagnostic, an
-    error code or a failure word (a headline score of 2 or more)."""
-    return _headline_score(line) >= 2
-
-
 def _headline_score(line: str) -> int:
     """How well ``line`` (stripped, not blank) says what failed: 3 an exception's own line,
     a program's own diagnostic or a line led by an error code, 2 a line with an error or
