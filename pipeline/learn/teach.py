@@ -21,7 +21,14 @@ import orjson
 
 from pipeline.console import visible
 from pipeline.errors import ConfigError, UsageError
-from pipeline.learn.detection import check_regex, compile_rule, derive_keeping, named_values
+from pipeline.fingerprint.model import Fingerprint
+from pipeline.learn.detection import (
+    Kept,
+    check_regex,
+    compile_rule,
+    derive_keeping,
+    named_values,
+)
 from pipeline.learn.fixes import FixDraft, check_stays_inside
 from pipeline.learn.source import TaughtError
 from pipeline.lookup.catalog import parse_pattern
@@ -105,7 +112,10 @@ def _category(lesson: Lesson) -> str:
     return Category.RISKY.value if lesson.fix.kind == "escalate" else category
 
 
-def _rule(lesson: Lesson, headline: str, notes: list[str]) -> str | None:
+def _rule(lesson: Lesson, headlines: tuple[str, ...], notes: list[str]) -> str | None:
+    """The lesson's detection rule: the person's ``--regex``, else the first of ``headlines``
+    (the normalized headline, then its message alone) whose derived rule matches the raw
+    text."""
     text = lesson.error.text
     if lesson.regex is not None:
         regex = check_regex(lesson.regex)
@@ -113,16 +123,26 @@ def _rule(lesson: Lesson, headline: str, notes: list[str]) -> str | None:
             raise UsageError(f"--regex {regex!r} does not match the error it is taught from; "
                              "a rule must at least recognize its own example")
         return regex
-    try:
-        regex, kept = derive_keeping(headline, text, fix_text(lesson.fix),
-                                     fix_values(lesson.fix))
-    except UsageError as exc:
-        notes.append(f"no rule derived ({exc}); detected by fingerprint only")
+    derived: tuple[str, list[Kept]] | None = None
+    refused: list[UsageError] = []
+    for headline in headlines:
+        try:
+            regex, kept = derive_keeping(headline, text, fix_text(lesson.fix),
+                                         fix_values(lesson.fix))
+        except UsageError as exc:
+            refused.append(exc)
+            continue
+        if compile_rule(regex).search(text) is not None:
+            derived = (regex, kept)
+            break
+    if derived is None and len(refused) == len(headlines):
+        notes.append(f"no rule derived ({refused[0]}); detected by fingerprint only")
         return None
-    if compile_rule(regex).search(text) is None:
+    if derived is None:
         notes.append("the derived rule does not match the raw text (its headline was "
                      "reassembled); detected by fingerprint only: give one with --regex")
         return None
+    regex, kept = derived
     named = [k.value for k in kept if k.named]
     if named:
         shown = ", ".join(visible(repr(v)) for v in named)
@@ -139,6 +159,19 @@ def _rule(lesson: Lesson, headline: str, notes: list[str]) -> str | None:
                      "answer); if the fix is right for every such error, teach it again with "
                      "--regex matching them all")
     return regex
+
+
+def _headlines(fp: Fingerprint) -> tuple[str, ...]:
+    """What a rule may be derived from: the normalized headline, then, when it leads with
+    the error's class, the message alone. A log line's level is written in one case in the
+    headline (``error: ...`` and ``npm error ...`` read ``ERROR: ...``), and a rule of that
+    spelling would never match the raw text it was taught from."""
+    error_type = fp.extraction.error_type if fp.extraction is not None else ""
+    prefix = f"{error_type}: " if error_type else ""
+    headline = fp.normalized
+    if prefix and headline.startswith(prefix) and headline[len(prefix):].strip():
+        return (headline, headline[len(prefix):])
+    return (headline,)
 
 
 def _served_notes(lesson: Lesson, category: str, regex: str | None) -> list[str]:
@@ -213,7 +246,7 @@ def draft_pattern(lesson: Lesson, now: dt.datetime | None = None) -> tuple[dict[
     fine = error.fine or fp.fine
     notes: list[str] = []
     category = _category(lesson)
-    regex = _rule(lesson, fp.normalized, notes)
+    regex = _rule(lesson, _headlines(fp), notes)
     notes.extend(_served_notes(lesson, category, regex))
     pid = f"{LEARNED}h{fine.split(':', 1)[-1].lower()[:12]}"
     fix_id = learned_fix_id(pid, lesson.fix.kind, lesson.fix.template)

@@ -251,13 +251,55 @@ def test_a_lesson_by_fingerprint_only_that_a_seed_rule_shadows_says_so(
 ) -> None:
     # Given an error a seed rule matches, taught with a rule that cannot be derived
     token = letters()
-    text = RUSTC.replace("{token}", token).replace("{name}", "totl")
+    text = f"bash: line 1: tool{token}: command not found\n"
     repo, short = failing(env, tmp_path, text)
     taught = learn(env, repo, short, "--escalate", f"ask {token}")
-    # (rustc's headline is reassembled: no rule derived) Then it says the seed rule wins
+    # (bash's headline is reassembled, and its message alone is only a placeholder: no rule
+    # derived) Then it says the seed rule wins
     assert taught["regex"] is None, taught
-    assert any("seed rule of build.compile_error" in n and "--regex" in n
+    assert any("seed rule of proc.command_not_found" in n and "--regex" in n
                for n in taught["notes"]), taught
+
+
+def test_a_lesson_gets_a_rule_when_its_headline_respells_the_raw_text(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # Given errors whose normalized headline is not their raw spelling: a log line's level
+    # ("Error:" reads "ERROR:") and rustc's code ("error[E0425]:" reads "E0425:")
+    token = letters()
+    rustc = RUSTC.replace("{token}", token).replace("{name}", f"v{token}")
+    for text, shown in ((f"Error: cache shard {token} is missing from the store\n",
+                         f"cache[ \\t]++shard[ \\t]++{token}"),
+                        (rustc, f"value[ \\t]++`v{token}`")):
+        repo, short = failing(env, tmp_path, text)
+        taught = learn(env, repo, short, "--escalate", f"ask about {token}")
+        # Then the rule is derived from the message, matches the error it was taught from,
+        # and the lesson answers it (a rule outranks the seeds', fingerprints do not)
+        assert taught["regex"] is not None and shown in taught["regex"], taught
+        assert not any("does not match the raw text" in n for n in taught["notes"]), taught
+        answer = diagnose(env, tmp_path, text.format(repo=repo))
+        assert answer["match"]["pattern_id"] == taught["pattern_id"], answer
+
+
+def test_a_lesson_that_kept_its_value_does_not_answer_another_value_by_fingerprint(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # Given an error naming a value the fingerprint masks (a hex id), taught with a command
+    # naming that value
+    token = letters()
+    first, second = "3f9a2c1b7d44", "77aa21bc9e01"
+    template = "Error: cache shard {shard} of " + token + " is missing from the store\n"
+    repo, short = failing(env, tmp_path, template.format(shard=first))
+    taught = learn(env, repo, short, "--command", f"echo rebuilt {first}")
+    assert taught["regex"] is not None and first in taught["regex"], taught
+    # When another shard's error arrives: one fine fingerprint with the first
+    answer = diagnose(env, tmp_path, template.format(shard=second))
+    mine = diagnose(env, tmp_path, template.format(shard=first))
+    assert answer["fingerprint"]["fine"] == mine["fingerprint"]["fine"], (answer, mine)
+    # Then the lesson answers its own shard only: the rule that kept the value decides,
+    # not the fingerprint mapping of the lesson
+    assert mine["match"]["pattern_id"] == taught["pattern_id"], mine
+    assert (answer.get("match") or {}).get("pattern_id") != taught["pattern_id"], answer
 
 
 def test_a_category_given_again_is_stored_and_one_not_given_is_kept(
