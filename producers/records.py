@@ -1,6 +1,8 @@
 """Assemble log lines into records: one record per log line, except multi-line reports
 (Python/Java/Node tracebacks, Go panics, pytest failure sections, and any tool's report by
-the shapes all tools share: see :data:`CONT_SHAPE`) which become one record.
+the shapes all tools share: see :data:`CONT_SHAPE`) which become one record. A report relayed
+under a prefix on every line (sbt's ``[error] ``, ``docker compose``'s ``api-1  | ``, ``docker
+build``'s ``#5 0.215 ``: see :func:`split_prefix`) is judged after that prefix.
 
 Used by ``heal watch`` (live) and ``heal backfill`` (history). Feed lines with their byte
 offsets; a record is returned once the next line proves it complete, or on :meth:`flush`
@@ -101,6 +103,25 @@ REPORT_START = re.compile(
 #: a tool's prefix on every line of its report (``npm ERR! ``): its lines continue a record
 #: whose first line has the same prefix
 TOOL_PREFIX = re.compile(r"^(\S{1,40} ERR!)(?:\s|$)")
+#: a prefix a tool writes before every line it relays (see :func:`split_prefix`): a tag in
+#: brackets (sbt's ``[error] ``, ``kubectl logs --prefix``'s ``[pod/x/app] ``), a service
+#: name and a bar (``docker compose``'s ``api-1  | ``), a numbered step and its elapsed time
+#: (``docker build``'s ``#12 0.345 ``; the time is optional: ``#12 ERROR: ...``)
+LINE_PREFIX = re.compile(
+    r"""^(?:
+      (?P<tag>\[[A-Za-z][\w./@-]{0,60}\])\x20?
+    | (?P<service>[A-Za-z][\w.-]{0,60})\s{1,30}\|(?:\x20|$)
+    | (?P<step>\#\d{1,4})\x20(?:\d{1,6}\.\d{1,3}\x20)?
+    )""",
+    re.VERBOSE,
+)
+#: a line of carets (or tildes) alone: it points into the source line quoted above it
+CARET_LINE = re.compile(r"^\s*[\^~][\s^~]{0,2000}$")
+#: a diagnostic that names its place first (``Foo.java:12: error: ...``, sbt's
+#: ``Cart.scala:42:18: type mismatch;``): the line after it may quote the source
+LOCATED = re.compile(r"^[^\s:]{1,400}:\d{1,9}(?::\d{1,9})?:\s")
+#: a bulleted line (``* What went wrong:``, ``* Try:``); one ending in ``:`` heads a section
+BULLET = re.compile(r"^[*•]\x20\S")
 #: rule characters runners draw lines with (``----``, ``====``, ``────``, ``════``)
 _RULE_CHARS = "=-─━═~*"
 #: a rule alone on its line (``=====...``, ``------``)
@@ -108,6 +129,19 @@ RULE_LINE = re.compile(r"^[=\-─━═~*]{4,}\s*$")
 #: the start of a titled rule (``---- tests::x stdout ----``, ``── Failure (x.R:3:1) ──``);
 #: its end is checked without a regex (see :func:`section_title`)
 _TITLE_HEAD = re.compile(r"^[=\-─━═~*]{2,} ?\S")
+
+
+def split_prefix(text: str) -> tuple[str, str]:
+    """The relay prefix of a line (:data:`LINE_PREFIX`) as a key (``tag:[error]``,
+    ``service:api-1``, ``step:#12``) and the line's text after it; ``("", text)`` without one.
+    A level in brackets (``[ERROR]``, Maven's) is a log line's level, not a relay prefix."""
+    match = LINE_PREFIX.match(text)
+    if match is None:
+        return "", text
+    family = match.lastgroup or ""
+    if family == "tag" and LOG_HEADER.match(match[0]):
+        return "", text
+    return f"{family}:{match[family]}", text[match.end():]
 
 
 def section_title(text: str) -> bool:
@@ -128,6 +162,8 @@ ERROR_MARKERS = re.compile(
     | ^npm\ ERR!|^error(\[E\d+\])?:                                        # npm, rustc, gcc
     | ^Traceback\ \(most\ recent\ call\ last\)                             # Python
     | ^\s*[\w.$]*(Exception|Error)(\s*\[[^\]]*\])?:\s                      # Exception: message
+    | ^(\#\#)?\[(error|fatal)\]                                             # sbt, GitHub Actions
+    | :\d{1,9}(:\d{1,9})?:\ (fatal\ )?error:                                # file:3: error: (javac)
     | ^[\w.$]*(Exception|Error)$                                           # bare exception name
     | \b(ERROR|FATAL|CRITICAL|SEVERE|PANIC|EMERG|ALERT|FAILED|FAILURE|FAIL)\b  # levels, runners
     | \b(level|severity|lvl)"?\s*[=:]\s*"?(error|fatal|critical|panic)\b  # logfmt / JSON logs
@@ -203,8 +239,15 @@ class RecordAssembler:
     """Stateful line-to-record assembler (see the module docstring)."""
 
     def __init__(self) -> None:
+        #: the record's lines as judged: after the relay prefix they share (see
+        #: :func:`split_prefix`); ``_raw`` holds them as read, which is the record's text
         self._lines: list[str] = []
+        self._raw: list[str] = []
+        self._prefix = ""  # the relay prefix of the record's first line ("" for none)
         self._blanks: list[tuple[str, int]] = []  # held blank lines (text, end offset)
+        #: a line held until the next one says whether it is the source line a diagnostic
+        #: quotes (a caret line follows it): raw, judged, prefix, offset, end, number, cut
+        self._held: tuple[str, str, str, int, int, int, int] | None = None
         self._offset = 0
         self._end = 0
         self._line = 0
@@ -217,6 +260,9 @@ class RecordAssembler:
         self._block = ""
         #: whether a line of the record starts a report (a heading takes only one)
         self._reported = False
+        #: whether the record has a bulleted section (``* What went wrong:``)
+        self._bulleted = False
+        self._box = ""
 
     @property
     def pending_offset(self) -> int | None:
@@ -227,51 +273,120 @@ class RecordAssembler:
              ) -> list[Record]:
         """Add one line (without or with its newline) spanning bytes ``offset``..``end``;
         ``cut``: the bytes its reader dropped from its middle (see :class:`LineSplitter`)."""
-        text = clean(line)
+        raw = clean(line)
+        prefix, body = split_prefix(raw)
         out: list[Record] = []
-        if not text.strip():
+        if self._held is not None and self._settle_held(raw, prefix, body, end, cut, out):
+            return out
+        if not body.strip():
             if self._lines and (self._mode in _BLANK_MODES or self._holds_blanks()):
-                self._blanks.append((text, end))
+                self._blanks.append((raw, end))
             elif self._lines:
                 out.extend(self.flush())
             return out
-        if self._lines and self._continues(text):
+        judged = self._judged(prefix, body, raw) if self._lines else body
+        same_step = prefix.startswith("step:") and prefix == self._prefix
+        if self._lines and judged is not None and (same_step or self._continues(judged)):
             self._append_blanks()
-            self._add(text, end)
+            self._add(raw, judged, end)
             self._cut += cut
             if self._size > MAX_RECORD_BYTES or len(self._lines) > MAX_RECORD_LINES:
                 out.extend(self.flush())  # bounded memory: cut a runaway record here
             return out
+        if self._lines and judged is not None and self._quotes_source(judged):
+            self._held = (raw, judged, prefix, offset, end, number, cut)
+            return out
         out.extend(self.flush())
-        self._start(text, offset, end, number)
+        self._start(raw, prefix, body, offset, end, number)
         self._cut = cut
         return out
 
     def flush(self) -> list[Record]:
         """Close the record being assembled (end of input or idle timeout)."""
+        out = self._close()
+        if self._held is not None:  # no caret line came: the held line is a record of its own
+            raw, _, prefix, offset, end, number, cut = self._held
+            self._held = None
+            self._start(raw, prefix, split_prefix(raw)[1] if prefix else raw, offset, end,
+                        number)
+            self._cut = cut
+            out.extend(self._close())
+        return out
+
+    def _close(self) -> list[Record]:
         self._blanks = []
         if not self._lines:
             return []
         kind = self._kind()
-        record = Record("\n".join(self._lines), self._offset, self._end, self._line, kind,
+        record = Record("\n".join(self._raw), self._offset, self._end, self._line, kind,
                         self._cut)
         self._cut = 0
         self._lines = []
+        self._raw = []
         self._mode = ""
         self._block = ""
         self._size = 0
         return [record]
 
+    # -- relay prefixes and quoted source lines ------------------------------------------
+
+    def _judged(self, prefix: str, body: str, raw: str) -> str | None:
+        """The text a line is judged by: after the relay prefix the record's first line has
+        too; the whole line when either has none. Two services' lines never share a record
+        (None), nor do lines of different tags or steps across a blank line; the lines of one
+        numbered step (``#5 ...``: one ``docker build`` step's output) are one record."""
+        if prefix == self._prefix:
+            return body
+        if prefix and self._prefix and (
+                prefix.startswith("service:") or self._prefix.startswith("service:")
+                or self._blanks):
+            return None
+        return raw
+
+    def _quotes_source(self, judged: str) -> bool:
+        """Whether a line that does not continue the record may be the source line its
+        located diagnostic quotes (``Foo.java:3: error: ...`` + ``import a.B;``): held until
+        the next line, which joins both when it is a caret line."""
+        return (not self._blanks and bool(LOCATED.match(self._lines[-1]))
+                and not CARET_LINE.match(judged) and not LOG_HEADER.match(judged)
+                and not REPORT_START.match(judged) and not LOCATED.match(judged))
+
+    def _settle_held(self, raw: str, prefix: str, body: str, end: int, cut: int,
+                     out: list[Record]) -> bool:
+        """Join the held line and this one when this one is a caret line pointing into it
+        (True); else make the held line a record of its own and go on with this line."""
+        held_raw, held_judged, held_prefix, offset, held_end, number, held_cut = \
+            self._held  # type: ignore[misc]
+        self._held = None
+        judged = body if prefix == held_prefix else raw
+        if prefix == held_prefix and CARET_LINE.match(judged):
+            self._add(held_raw, held_judged, held_end)
+            self._add(raw, judged, end)
+            self._cut += held_cut + cut
+            self._block = ""
+            return True
+        out.extend(self._close())
+        self._start(held_raw, held_prefix, split_prefix(held_raw)[1] if held_prefix
+                    else held_raw, offset, held_end, number)
+        self._cut = held_cut
+        return False
+
     # -- rules -----------------------------------------------------------------------------
 
-    def _start(self, text: str, offset: int, end: int, number: int) -> None:
+    def _start(self, raw: str, prefix: str, text: str, offset: int, end: int, number: int
+               ) -> None:
         self._offset, self._line = offset, number
         self._lines = [text]
-        self._size = len(text)
+        self._raw = [raw]
+        self._prefix = prefix
+        self._size = len(raw)
         self._end = end
         self._mode = self._mode_for(text)
         self._block = "opener" if self._opens(text) else ""
         self._reported = bool(self._mode or REPORT_START.match(text))
+        self._bulleted = bool(BULLET.match(text)) and self._opens(text)
+        #: the rule that opened a box not closed yet (docker's ``------`` around its summary)
+        self._box = text.rstrip() if RULE_LINE.match(text) else ""
 
     def _mode_for(self, text: str) -> str:
         if PY_TRACEBACK.match(text):
@@ -328,6 +443,8 @@ class RecordAssembler:
             return indented or not (
                 len(self._blanks) > 1 or section_title(text) or RULE_LINE.match(text)
                 or LOG_HEADER.match(text))
+        if self._bullet_continues(text) or self._closes_box(text):
+            return True
         if indented and LOG_HEADER.match(self._lines[0]) and REPORT_START.match(text.lstrip()):
             return False  # a report printed under a log line (jest's `` FAIL``) is its own
         if self._block_continues(text, indented):
@@ -350,8 +467,42 @@ class RecordAssembler:
 
     def _holds_blanks(self) -> bool:
         """Whether a blank line may sit inside the record being assembled (the next line
-        decides): after an opener, or inside a report already longer than one line."""
-        return self._block == "opener" or len(self._lines) > 1 or self._mode == "section"
+        decides): after an opener, inside a report already longer than one line, or after a
+        headline that reports an error (its bulleted sections may follow)."""
+        return (self._block == "opener" or len(self._lines) > 1 or self._mode == "section"
+                or self._headline())
+
+    def _headline(self) -> bool:
+        """A one-line record reporting an error that is no log line (``FAILURE: Build failed
+        with an exception.``): the bulleted sections after it are its report."""
+        first = self._lines[0]
+        return len(self._lines) == 1 and is_error_text(first) and not LOG_HEADER.match(first)
+
+    def _open_block(self, text: str) -> None:
+        self._block = "opener"
+        if RULE_LINE.match(text):
+            self._box = text.rstrip()
+
+    def _closes_box(self, text: str) -> bool:
+        """The rule that opened a box (``------`` around docker's summary) closes it."""
+        if not self._box or self._blanks or text.rstrip() != self._box:
+            return False
+        self._box = ""
+        self._block = ""
+        return True
+
+    def _bullet_continues(self, text: str) -> bool:
+        """A report in bulleted sections (Gradle's ``* What went wrong:`` ... ``* Try:``):
+        after one blank line, a bulleted heading continues an error headline, and any bulleted
+        line continues a record that has a bulleted heading already."""
+        if len(self._blanks) != 1 or not BULLET.match(text):
+            return False
+        heading = self._opens(text)
+        if not (self._bulleted or (heading and self._headline())):
+            return False
+        self._bulleted = self._bulleted or heading
+        self._block = "opener" if heading else ""
+        return True
 
     def _block_continues(self, text: str, indented: bool) -> bool:
         """The shapes of any tool's report (see :data:`CONT_SHAPE`), its opened blocks and
@@ -386,7 +537,7 @@ class RecordAssembler:
         if not joins:
             self._block = block
         elif self._opens(text):
-            self._block = "opener"
+            self._open_block(text)
         elif block == "paragraph":
             self._block = "paragraph"
         return joins
@@ -435,12 +586,13 @@ class RecordAssembler:
 
     def _append_blanks(self) -> None:
         for text, end in self._blanks:
-            self._add(text, end)
+            self._add(text, "", end)
         self._blanks = []
 
-    def _add(self, text: str, end: int) -> None:
+    def _add(self, raw: str, text: str, end: int) -> None:
         self._lines.append(text)
-        self._size += len(text) + 1
+        self._raw.append(raw)
+        self._size += len(raw) + 1
         self._end = end
 
 
