@@ -19,6 +19,7 @@ from pipeline.errors import HealError
 from pipeline.gitops import GitRepo
 from pipeline.replayid import original_id
 from pipeline.runtime.connection import redis_failure
+from pipeline.validate.declared import installs_declared, undeclared_module
 from pipeline.validate.owner import owner_gone, owner_token
 from pipeline.validate.paths import diff_paths, param_paths, path_problem
 from pipeline.validate.request import FixRequest
@@ -141,6 +142,21 @@ def _git_internal_ok(req: FixRequest, path: str) -> bool:
     return target.parent == req.root / ".git"
 
 
+def check_declared(req: FixRequest, pf: Preflight) -> Result:
+    """A fix that installs the declared Node dependencies is for a package the manifest
+    declares (:mod:`pipeline.validate.declared`; the name from the error is only compared)."""
+    tools = [t for argv in req.step_argvs() if (t := installs_declared(argv))]
+    module = req.candidate.params.get("module")  # what an import named (from the text)
+    if not tools or not isinstance(module, str) or not module:
+        return True, "not an install of the declared dependencies for a named package"
+    from pipeline.validate.verify import rel_cwd
+
+    cwd = req.root / rel_cwd(req.candidate.error, req.root)
+    why = undeclared_module(module, req.root, cwd, req.candidate.error.text, tools[0])
+    return (False, why) if why else (
+        True, f"{tools[0]} install may restore {module} (declared, or heal cannot tell)")
+
+
 def check_limits(req: FixRequest, pf: Preflight) -> Result:
     if req.kind != "diff":
         return True, "checked on the realized change during verification"
@@ -248,6 +264,7 @@ def _duplicate(req: FixRequest, holder_id: str, in_flight: bool) -> str:
 CHECKS: dict[str, Callable[[FixRequest, Preflight], Result]] = {
     "applies": check_applies,
     "paths": check_paths,
+    "declared": check_declared,
     "limits": check_limits,
     "secrets": check_secrets,
     "breaker": check_breaker,

@@ -279,8 +279,8 @@ def test_run_reports_every_check_in_order_with_its_duration(
         repo: Path, settings: Settings, client: redis.Redis) -> None:
     results = Preflight(settings, client).run(request(repo, diff(DIFF)))
     assert [r["name"] for r in results] == list(CHECKS)
-    assert list(CHECKS) == ["applies", "paths", "limits", "secrets", "breaker", "budget",
-                            "window", "dedupe"]
+    assert list(CHECKS) == ["applies", "paths", "declared", "limits", "secrets", "breaker",
+                            "budget", "window", "dedupe"]
     for r in results:  # how long each took, in seconds to the millisecond
         assert r["ok"] is True and isinstance(r["duration_s"], float)
         assert 0 <= r["duration_s"] < 60 and r["duration_s"] == round(r["duration_s"], 3)

@@ -1,0 +1,176 @@
+"""Pre-flight: a fix that installs the project's declared Node dependencies (``npm install``,
+``npm ci``, ``yarn``, ``pnpm install``, ``bun install``) cannot bring back a package the
+project does not declare.
+
+The package's name comes from the error text (untrusted): it is never run nor used as a
+path, only compared with the keys of the manifests (``package.json`` from the failing
+command's directory up to the repository root, read bounded) and searched for in the
+lockfiles. When heal cannot be sure, the check passes: a workspace/monorepo (``workspaces``,
+``pnpm-workspace.yaml``, ``lerna.json``), an unreadable or missing manifest, a package the
+lockfile knows (a transitive dependency the install restores), a module required from inside
+``node_modules``, a Node built-in, the project's own name, a name that is not a package name.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+#: bounded reads: a manifest larger than this is not parsed (the check passes)
+MAX_MANIFEST_BYTES = 1_000_000
+MAX_LOCKFILE_BYTES = 64_000_000
+
+#: ``<tool> install`` and its spellings that install what the manifest declares (flags
+#: allowed after them, no package names)
+_INSTALLERS = {"npm": ("install", "i", "ci", "clean-install"), "yarn": ("", "install"),
+               "pnpm": ("install", "i"), "bun": ("install", "i")}
+_LOCKFILES = ("package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml",
+              "bun.lock")
+_MONOREPO_FILES = ("pnpm-workspace.yaml", "lerna.json", "rush.json", "nx.json")
+_DEP_TABLES = ("dependencies", "devDependencies", "optionalDependencies",
+               "peerDependencies", "bundleDependencies", "bundledDependencies")
+#: an npm package name (``@scope/name`` or ``name``), its subpath cut off
+_PACKAGE = re.compile(r"^(?P<name>(?:@[a-z0-9][\w.-]{0,100}/)?[a-z0-9][\w.-]{0,213})(?:/|$)",
+                      re.IGNORECASE)
+#: Node's built-in modules (``require('module').builtinModules``, Node 20 and 22)
+_BUILTINS = frozenset((
+    "assert", "async_hooks", "buffer", "child_process", "cluster", "console", "constants",
+    "crypto", "dgram", "diagnostics_channel", "dns", "domain", "events", "fs", "http", "http2",
+    "https", "inspector", "module", "net", "os", "path", "perf_hooks", "process", "punycode",
+    "querystring", "readline", "repl", "sea", "sqlite", "stream", "string_decoder", "sys",
+    "test", "timers", "tls", "trace_events", "tty", "url", "util", "v8", "vm", "wasi",
+    "worker_threads", "zlib"))
+
+
+def installs_declared(argv: list[str]) -> str | None:
+    """The tool when ``argv`` installs the manifest's dependencies (no package named), else
+    None (``npm install lodash`` installs what it names: not this check's business)."""
+    if not argv:
+        return None
+    tool = Path(str(argv[0])).name
+    subcommands = _INSTALLERS.get(tool)
+    if subcommands is None:
+        return None
+    rest = [str(a) for a in argv[1:]]
+    sub = rest[0] if rest and not rest[0].startswith("-") else ""
+    if sub not in subcommands:
+        return None
+    names = [a for a in rest[1 if sub else 0:] if not a.startswith("-")]
+    return None if names else tool
+
+
+def package_name(module: str) -> str | None:
+    """``lodash/fp`` -> ``lodash``, ``@a/b/c`` -> ``@a/b``; None when ``module`` is not a
+    package name (a path, an alias such as ``@/x`` or ``~/x``, a ``node:`` built-in)."""
+    match = _PACKAGE.match(module)
+    if match is None or ":" in module:
+        return None
+    return match["name"]
+
+
+def _read(path: Path, limit: int) -> str | None:
+    """The file's text, None when it is missing, a symlink, too large or unreadable."""
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > limit:
+            return None
+        with path.open("rb") as fh:
+            return fh.read(limit + 1)[:limit].decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
+def _manifest(path: Path) -> dict[str, Any] | None:
+    text = _read(path, MAX_MANIFEST_BYTES)
+    if text is None:
+        return None
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _declared(data: dict[str, Any]) -> set[str]:
+    names: set[str] = set()
+    for table in _DEP_TABLES:
+        value = data.get(table)
+        if isinstance(value, (dict, list)):  # a table, or bundleDependencies' list
+            names |= {str(k) for k in value}
+    if isinstance(data.get("name"), str):
+        names.add(data["name"])  # the package's own name (a self-reference)
+    return names
+
+
+def _dirs(root: Path, cwd: Path) -> list[Path]:
+    """``cwd`` and its parents up to ``root`` (``root`` alone when ``cwd`` is outside it)."""
+    try:
+        cwd.resolve().relative_to(root.resolve())
+    except (OSError, ValueError):
+        return [root]
+    out, here = [], cwd
+    while True:
+        out.append(here)
+        if here.resolve() == root.resolve() or here.parent == here:
+            return out
+        here = here.parent
+
+
+def _in_lockfile(text: str, name: str) -> bool:
+    """The lockfile names the package (as a dependency of anything), generously."""
+    quoted = re.escape(name)
+    return re.search(rf"(?:^|[\s\"'/,])(?:node_modules/)?{quoted}(?:@|\"|'|:|\s)", text,
+                     re.MULTILINE) is not None
+
+
+def _required_from_a_package(text: str, module: str) -> bool:
+    """The module is required from inside ``node_modules`` (the requirer's path follows the
+    quoted name on its line or the two after it: ``Require stack:``, ``imported from``,
+    ``from '...'``): a package's dependency, which the install restores."""
+    for quote in ("'", '"'):
+        at = text.find(f"{quote}{module}{quote}")
+        if at >= 0:
+            after = "\n".join(text[at:at + 4000].split("\n")[:3])
+            return "node_modules" in after
+    return False
+
+
+#: how the message says to add the package, by the tool that installs
+_ADD = {"npm": "npm install", "yarn": "yarn add", "pnpm": "pnpm add", "bun": "bun add"}
+
+
+def undeclared_module(module: str, root: Path, cwd: Path, error_text: str,
+                      tool: str = "npm") -> str:
+    """Why installing the declared dependencies cannot bring back ``module``; '' when it may
+    (or heal cannot be sure)."""
+    name = package_name(module)
+    if name is None or name.split("/", 1)[0] in _BUILTINS:
+        return ""
+    if _required_from_a_package(error_text, module):
+        return ""
+    declared: set[str] = set()
+    found = False
+    for here in _dirs(root, cwd):
+        if any((here / f).exists() for f in _MONOREPO_FILES):
+            return ""
+        path = here / "package.json"
+        if not path.exists():
+            continue
+        data = _manifest(path)
+        if data is None or "workspaces" in data:
+            return ""  # unreadable, too large, or a workspace root: not sure
+        found = True
+        declared |= _declared(data)
+        for lock in _LOCKFILES:
+            if (here / lock).exists():
+                text = _read(here / lock, MAX_LOCKFILE_BYTES)
+                if text is None or _in_lockfile(text, name):
+                    return ""
+    if not found or name.lower() in {d.lower() for d in declared}:
+        return ""
+    add = _ADD.get(tool, "npm install")
+    return (f"module {name} is not declared in package.json, so installing the declared "
+            f"dependencies cannot bring it back: add it with `{add} {name}` if it is a "
+            "dependency, or fix the import")
