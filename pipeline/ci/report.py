@@ -202,11 +202,11 @@ def describe(report: RunReport) -> None:
     """Fill the one-line summary and, when the extraction named none, the file and line:
     local (the fingerprint's extraction of the text), so a report built without the engines
     (not reported, interrupted) has them too. Never raises."""
-    from pipeline.fingerprint import fingerprint_text
+    from pipeline.fingerprint import fingerprint_event
 
     event = report.event
     try:
-        fp = fingerprint_text(event.text, event.repo.path)
+        fp = fingerprint_event(event)
     except Exception:  # noqa: BLE001 - a report never fails the run
         fp = None
     if fp is not None:
