@@ -68,6 +68,9 @@ class Fingerprinter:
         done = self._finished.get((text, repo, status))
         if done is not None:
             return done
+        return self._fingerprint(text, repo, status)
+
+    def _fingerprint(self, text: str, repo: str, status: str = "") -> Fingerprint:
         return self._finish(self._analyze(text, repo, status))
 
     def _finish(self, analysis: _Analysis) -> Fingerprint:
