@@ -205,7 +205,7 @@ def draft_pattern(lesson: Lesson, now: dt.datetime | None = None) -> tuple[dict[
     """The pattern in the seeds' shape (validated by the seeds' own parser) and what will be
     reported about it. Raises UsageError (bad input) or ConfigError (an invalid fix)."""
     from pipeline.fingerprint import fingerprint_text
-    from pipeline.fingerprint.status import EXIT_KIND
+    from pipeline.fingerprint.status import EXIT_KIND, says_what_failed
 
     error = lesson.error
     if error.repo:  # every lesson (heal learn, reviews, hooks) acts inside its repository
@@ -216,8 +216,10 @@ def draft_pattern(lesson: Lesson, now: dt.datetime | None = None) -> tuple[dict[
     fine = error.fine or fp.fine
     notes: list[str] = []
     category = _category(lesson)
-    if (lesson.regex is None and fp.extraction is not None
-            and fp.extraction.kind == EXIT_KIND):
+    if lesson.regex is None and fp.extraction is not None and (
+            fp.extraction.kind == EXIT_KIND
+            # a queued sample without its status, keyed on it by the stage
+            or (error.fine and error.fine != fp.fine and not says_what_failed(fp.extraction))):
         # no line of it says what failed: a rule over its ordinary lines would match any
         # output holding them; the fingerprint (how it ended) is what recognizes it
         regex = None

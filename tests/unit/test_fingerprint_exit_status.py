@@ -84,3 +84,14 @@ def test_every_caller_with_an_event_keys_it_as_the_stage_does() -> None:
     _, taught = draft_pattern(Lesson(error, fix))
     assert taught.fingerprints[0] == fp.fine
     assert taught.regex is None
+
+
+def test_a_queued_sample_keyed_on_its_status_gets_no_rule_over_its_ordinary_lines() -> None:
+    # the issue queue keeps the text, not the status: the stored fingerprint says it was
+    # keyed on how the command ended, so no rule is derived from "start"
+    fine = fingerprint_text("start\n", exit_code=139, signal="SIGSEGV").fine
+    error = TaughtError(f"issue:{fine}", "start\n", fine, why="queued")
+    fix = lesson_fix({"fix": "make clean", "fix_kind": "command"})
+    assert fix is not None
+    _, taught = draft_pattern(Lesson(error, fix))
+    assert taught.fingerprints == (fine,) and taught.regex is None
