@@ -16,6 +16,7 @@ from pipeline.config import STREAM_ERRORS, STREAM_FINGERPRINTS
 from pipeline.events import SCHEMA_VERSION, ErrorEvent, FingerprintEvent, utc_now
 from pipeline.fingerprint import ALGORITHM_VERSION, Fingerprint, Fingerprinter
 from pipeline.fingerprint.fingerprinter import ANALYSIS_CACHE
+from pipeline.fingerprint.status import event_status
 from pipeline.fingerprint.store import MemoryTemplateStore, RedisTemplateStore, TemplateStore
 from pipeline.stage import StageContext
 
@@ -56,7 +57,7 @@ class FingerprintHandler:
         """Mine the batch's templates in one round trip to the shared store, and read the
         clock once for the batch: an output's ``ts`` is when the stage began its batch."""
         self._stamped = ("", (), frozenset())
-        self.fingerprinter.prepare([(e.text, e.repo.path) for e in events])
+        self.fingerprinter.prepare([(e.text, e.repo.path, event_status(e)) for e in events])
         self._stamped = (utc_now(), events, frozenset(map(id, events)))
 
     def handle(self, event: ErrorEvent) -> Sequence[FingerprintEvent]:
@@ -73,7 +74,8 @@ class FingerprintHandler:
         stamp, _, stamped = self._stamped
         out: list[Sequence[FingerprintEvent]] = []
         for event in events:
-            fp = fingerprint(event.text, event.repo.path)
+            # (as ``fingerprint_event``: text, repository and how the command ended)
+            fp = fingerprint(event.text, event.repo.path, event_status(event))
             out.append([FingerprintEvent.assemble(  # (every field, in order: no setattr)
                 id=f"{event.id}:{GROUP}",
                 error_id=event.id,

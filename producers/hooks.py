@@ -297,7 +297,7 @@ class WorkflowHooks:
         self.published += 1
         # the published text: cut to 64 KiB (and redacted) already, so fingerprinting it costs
         # milliseconds (the whole 10 MB error_text once cost the caller 6.5 s of CPU)
-        self._record_state(step, False, event.text, event.id)
+        self._record_state(step, False, event)
         return event.id
 
     def _success(self, step: str) -> None:
@@ -316,10 +316,12 @@ class WorkflowHooks:
         only one the validate and apply stages can look up."""
         return published_workflow_name(self.workflow_id, self.repo.path)
 
-    def _record_state(self, step: str, ok: bool, text: str = "", event_id: str = "") -> None:
-        from pipeline.fingerprint import fingerprint_text
+    def _record_state(self, step: str, ok: bool, event: ErrorEvent | None = None) -> None:
+        from pipeline.fingerprint import fingerprint_event
 
-        kind = fingerprint_text(text, repo=self.repo.path).coarse if text else ""
+        # the kind as the fingerprint stage keys the published event (exit code included)
+        kind = fingerprint_event(event).coarse if event is not None and event.text else ""
+        event_id = event.id if event is not None else ""
         report = record_step_result(guard_at(self.client, self.settings, self.repo.path), None,
                                     workflow=self.workflow, step=step, ok=ok, kind=kind,
                                     event_id=event_id)

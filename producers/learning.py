@@ -3,7 +3,7 @@
 - A failure: the workflow's execution state (Redis) and, when the run happened in a git
   commit, the failure for the precedent learner (PostgreSQL ``step_failures``) with the fine
   fingerprint of its text, computed here with the same call and arguments as the fingerprint
-  stage (``fingerprint_text(event.text, repo=event.repo.path)``), so both agree.
+  stage (``fingerprint_event(event)``: text, repository, exit code, signal), so both agree.
 - A success: the execution state always (one Redis script); the precedent learner only when
   the step record says the previous run failed (``resolved``) *and* that failure was
   remembered for learning (a Redis marker per step), so a plain success never opens
@@ -92,9 +92,9 @@ class StepLearning:
 
     def failed(self, event: ErrorEvent, step_key: str) -> list[str]:
         """Record a failed run; returns the lines to print (problems, state changes)."""
-        from pipeline.fingerprint import fingerprint_text
+        from pipeline.fingerprint import fingerprint_event
 
-        fp = fingerprint_text(event.text, repo=event.repo.path)
+        fp = fingerprint_event(event)
         workflow = learning_workflow(event.workflow, event.repo)
         common = {"workflow": workflow, "step": event.workflow.step, "ok": False,
                   "kind": fp.coarse, "fingerprint": fp.fine, "repo_path": event.repo.path,

@@ -202,11 +202,12 @@ def describe(report: RunReport) -> None:
     """Fill the one-line summary and, when the extraction named none, the file and line:
     local (the fingerprint's extraction of the text), so a report built without the engines
     (not reported, interrupted) has them too. Never raises."""
-    from pipeline.fingerprint import fingerprint_text
+    from pipeline.fingerprint import fingerprint_event
+    from pipeline.fingerprint.status import EXIT_KIND
 
     event = report.event
     try:
-        fp = fingerprint_text(event.text, event.repo.path)
+        fp = fingerprint_event(event)
     except Exception:  # noqa: BLE001 - a report never fails the run
         fp = None
     if fp is not None:
@@ -214,7 +215,10 @@ def describe(report: RunReport) -> None:
             if key in fp.params and key not in report.params:
                 report.params[key] = fp.params[key]
         ex = fp.extraction
-        if ex is not None and ex.error_type:
+        if ex is not None and ex.kind == EXIT_KIND:
+            # no line said what failed: how the command ended does (``killed by SIGSEGV``)
+            report.summary_line = fp.normalized[:300]
+        elif ex is not None and ex.error_type:
             report.summary_line = f"{ex.error_type}: {ex.message}".strip()[:300]
     if not report.params.get("file"):
         try:

@@ -5,6 +5,9 @@ and whether the rollout mode would apply it. Uses PostgreSQL when reachable, els
 from the local cache (said in ``reason``). The text is read as the pipeline reads a published
 one (:func:`as_published`: redacted, and cut to 64 KiB, head and tail), so both give the same
 answer.
+
+``--exit-code N`` / ``--signal NAME``: how the command ended, as ``heal run`` publishes it
+(a text with no line saying what failed is keyed on it; without them, on the text alone).
 """
 
 from __future__ import annotations
@@ -35,7 +38,31 @@ def register(subparsers: Any) -> None:
                         help="do not contact PostgreSQL; answer from the local cache and seeds")
     parser.add_argument("--no-semantic", action="store_true",
                         help="skip tier 2 (no embedding model load)")
+    parser.add_argument("--exit-code", type=int, default=None, metavar="N",
+                        help="the status the command exited with (139 for a segfault): keys "
+                             "a text with no line saying what failed, as heal run's event")
+    parser.add_argument("--signal", default="", metavar="NAME",
+                        help="the signal that killed the command (SIGSEGV, SEGV or 11)")
     parser.set_defaults(func=run)
+
+
+def signal_arg(value: str) -> str:
+    """``--signal``'s value as a signal name (``SIGSEGV``, ``segv`` and ``11`` alike).
+
+    Raises: UsageError naming the accepted forms."""
+    import signal
+
+    value = value.strip()
+    if not value:
+        return ""
+    try:
+        if value.isdigit():
+            return signal.Signals(int(value)).name
+        name = value.upper()
+        return signal.Signals[name if name.startswith("SIG") else f"SIG{name}"].name
+    except (KeyError, ValueError):
+        raise UsageError(f"--signal {value!r} is no signal: give its name or number "
+                         "(SIGSEGV, SEGV or 11; `kill -l` lists them)") from None
 
 
 def read_text(path: str) -> str:
@@ -112,7 +139,8 @@ def _open_db(settings: Settings, offline: bool, starting: Any = None) -> Any:
 
 
 def diagnose(text: str, settings: Settings, mode: Mode, *, repo: str = "",
-             offline: bool = False, semantic: bool = True) -> dict[str, Any]:
+             offline: bool = False, semantic: bool = True, exit_code: int | None = None,
+             signal: str = "") -> dict[str, Any]:
     """The report (the JSON of ``heal diagnose --json``).
 
     PostgreSQL starts on a helper thread while this one fingerprints the text, reads the
@@ -127,7 +155,9 @@ def diagnose(text: str, settings: Settings, mode: Mode, *, repo: str = "",
     from pipeline.lookup.setup import build_lookup, model_while_waiting
 
     text, truncated = as_published(text, settings)
-    fp = fingerprint_text(text, repo=repo)
+    # keyed as the fingerprint stage keys the event (fingerprint_event): with the status
+    # given, a text with no line saying what failed is keyed on how the command ended
+    fp = fingerprint_text(text, repo=repo, exit_code=exit_code, signal=signal)
     embedder = (model_while_waiting(settings, text, fp.fine, fp.coarse, fp.normalized)
                 if semantic else None)
     db = _open_db(settings, offline, starting)
@@ -208,7 +238,8 @@ def run(args: argparse.Namespace) -> int:
     text = read_text(args.file)
     mode = resolve_mode(args.mode)
     data = diagnose(text, Settings.from_env(), mode, repo=args.repo, offline=args.offline,
-                    semantic=not args.no_semantic)
+                    semantic=not args.no_semantic, exit_code=args.exit_code,
+                    signal=signal_arg(args.signal))
     if args.json:
         dump_json(data)
     else:

@@ -4,6 +4,7 @@ Public entry points::
 
     from pipeline.fingerprint import fingerprint_text, Fingerprinter, Fingerprint
     fp = fingerprint_text(text, repo="/srv/checkout")
+    fp = fingerprint_event(event)  # an ErrorEvent: text, repository, exit code, signal
     fp.fine, fp.coarse, fp.version, fp.template, fp.params, fp.extraction, fp.hints
 
 Modules: ``rules`` (masking table), ``extract`` + ``parsers_*`` (error extraction),
@@ -11,7 +12,12 @@ Modules: ``rules`` (masking table), ``extract`` + ``parsers_*`` (error extractio
 mining and its determinism argument), ``store`` (in-memory and Redis template stores).
 """
 
-from pipeline.fingerprint.fingerprinter import Fingerprinter, describe, fingerprint_text
+from pipeline.fingerprint.fingerprinter import (
+    Fingerprinter,
+    describe,
+    fingerprint_event,
+    fingerprint_text,
+)
 from pipeline.fingerprint.hashing import ALGORITHM_VERSION, VERSIONS
 from pipeline.fingerprint.model import Extraction, Fingerprint, Frame
 
@@ -23,5 +29,6 @@ __all__ = [
     "Fingerprinter",
     "Frame",
     "describe",
+    "fingerprint_event",
     "fingerprint_text",
 ]

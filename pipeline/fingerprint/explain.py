@@ -28,6 +28,7 @@ from pipeline.fingerprint.fingerprinter import (
 from pipeline.fingerprint.model import Extraction, Frame
 from pipeline.fingerprint.paths import normalize_path
 from pipeline.fingerprint.rules import DEFAULT_NORMALIZER
+from pipeline.fingerprint.status import EXIT_KIND
 
 #: the longest raw path looked for in front of a normalized frame file
 _PATH_CHARS = 1024
@@ -48,13 +49,16 @@ _CHOSEN = {
 }
 
 
-def explain_grouping(text: str, repo: str = "") -> dict[str, Any]:
+def explain_grouping(text: str, repo: str = "", exit_code: int | None = None,
+                     signal: str = "") -> dict[str, Any]:
     """What the fine and coarse fingerprints of ``text`` are made of, JSON-ready: ``kind``,
     ``error_type``, ``message`` (raw), ``normalized``, ``frames`` (those in the key, each with
     the ``raw`` path it was written as), ``frames_left_out``, ``chain`` and ``chosen``
     (chained exceptions), ``fine_key`` and ``coarse_key`` (their parts), ``steps`` (one
-    sentence per thing normalization did) and ``fine`` / ``coarse``. Never raises."""
-    fp = fingerprint_text(text, repo)
+    sentence per thing normalization did) and ``fine`` / ``coarse``; ``exit_code`` /
+    ``signal``: how the command ended, when known (as the event carried them). Never
+    raises."""
+    fp = fingerprint_text(text, repo, exit_code=exit_code, signal=signal)
     ex = fp.extraction or Extraction("text", "", "")
     clean = strip_ansi(text)
     message, named = _masked_message(ex.message, fp.params)
@@ -65,6 +69,9 @@ def explain_grouping(text: str, repo: str = "") -> dict[str, Any]:
                "raw": _raw_path(clean, f, repo)} for f in used]
     top = coarse_where(ex.kind, used)
     steps = _steps(text, clean, ex, frames)
+    if ex.kind == EXIT_KIND:
+        steps.insert(0, f"no line of the text says what failed: keyed on how the command "
+                        f"ended ({fp.normalized[:_SHOWN]!r})")
     steps += named + DEFAULT_NORMALIZER.describe(masked)
     left = {"library": len(ex.frames) - len(project), "deeper": len(project) - len(used)}
     steps += _left_out(left)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any, Protocol
 
 from pipeline.fingerprint.cluster import (
     DEFAULT_CONFIG,
@@ -21,6 +22,7 @@ from pipeline.fingerprint.hashing import ALGORITHM_VERSION, stable_hash
 from pipeline.fingerprint.model import Extraction, Fingerprint, Frame
 from pipeline.fingerprint.params import extract_params
 from pipeline.fingerprint.rules import DEFAULT_NORMALIZER, Normalizer
+from pipeline.fingerprint.status import EXIT_KIND, event_status, exit_status, keyed_on_status
 
 #: innermost project frames that enter the fine fingerprint (deeper ones are call paths
 #: that vary with the caller, not with the problem)
@@ -43,31 +45,33 @@ class Fingerprinter:
     ) -> None:
         self.normalizer = normalizer
         self.miner = TemplateMiner(store, config) if store is not None else None
-        #: by (text, repo): the text itself is the key (a str caches its hash; a digest of
+        #: by (text, repo, status): the text itself is the key (a str caches its hash; a digest of
         #: it cost a hash of every event's text) and is what ANALYSIS_CACHE_CHARS counts
-        self._analyses: OrderedDict[tuple[str, str], _Analysis] = OrderedDict()
+        self._analyses: OrderedDict[tuple[str, str, str], _Analysis] = OrderedDict()
         #: characters of the texts behind the cached analyses (the cache's memory bound)
         self._cached_chars = 0
         #: the last prepared batch's analyses by (text, repo)
-        self._batch: dict[tuple[str, str], _Analysis] = {}
+        self._batch: dict[tuple[str, str, str], _Analysis] = {}
         #: the last prepared batch's fingerprints by (text, repo): its templates are fixed
         #: by ``prepare``, so ``fingerprint`` of an event of the batch is one lookup
-        self._finished: dict[tuple[str, str], Fingerprint] = {}
+        self._finished: dict[tuple[str, str, str], Fingerprint] = {}
         #: (kind, error class, masked message, frame key, top function) -> what
         #: ``_shaped`` makes of it: texts that differ only in masked values (log lines with
         #: new numbers) share it; cleared when full
         self._shapes: dict[tuple[str, str, str, str, str, str], tuple[Tokens, str, str]] = {}
 
-    def fingerprint(self, text: str, repo: str = "") -> Fingerprint:
-        """The fingerprint of ``text``. A repeated text with the same mined template gets the
-        same (frozen) object back: treat its ``params`` as read-only."""
-        done = self._finished.get((text, repo))
+    def fingerprint(self, text: str, repo: str = "", status: str = "") -> Fingerprint:
+        """The fingerprint of ``text``; ``status``: how the command ended
+        (:func:`pipeline.fingerprint.status.exit_status`), the key of a text that says nothing
+        of what failed. A repeated text with the same mined template gets the same (frozen)
+        object back: treat its ``params`` as read-only."""
+        done = self._finished.get((text, repo, status))
         if done is not None:
             return done
-        return self._fingerprint(text, repo)
+        return self._fingerprint(text, repo, status)
 
-    def _fingerprint(self, text: str, repo: str) -> Fingerprint:
-        return self._finish(self._analyze(text, repo))
+    def _fingerprint(self, text: str, repo: str, status: str = "") -> Fingerprint:
+        return self._finish(self._analyze(text, repo, status))
 
     def _finish(self, analysis: _Analysis) -> Fingerprint:
         tokens = analysis.tokens
@@ -81,31 +85,33 @@ class Fingerprinter:
         analysis.last_mined, analysis.last = mined, found
         return found
 
-    def prepare(self, items: Sequence[tuple[str, str]]) -> None:
-        """Before fingerprinting a batch of (text, repo): mine all their templates against
+    def prepare(self, items: Sequence[tuple[str, str] | tuple[str, str, str]]) -> None:
+        """Before fingerprinting a batch of (text, repo[, status]): mine all their templates against
         the store at once (one round trip, see ``TemplateMiner.prepare``).
 
         Raises:
             StreamUnavailable: a Redis-backed template store cannot be reached.
         """
         self._finished = {}
-        batch: dict[tuple[str, str], _Analysis] = {}
+        batch: dict[tuple[str, str, str], _Analysis] = {}
         for item in items:
-            if item not in batch:
-                batch[item] = self._analyze(*item)
+            key = item if len(item) == 3 else (item[0], item[1], "")
+            if key not in batch:
+                batch[key] = self._analyze(*key)
         self._batch = batch
         if self.miner is not None:
             self.miner.prepare([analysis.tokens for analysis in batch.values()])
         # (what ``fingerprint`` would answer for each, now that the templates are fixed)
         self._finished = {item: self._finish(analysis) for item, analysis in batch.items()}
 
-    def _analyze(self, text: str, repo: str) -> _Analysis:
-        """Everything but the mined template, a pure function of (text, repo): cached, since
-        a stage sees the same texts again and again (retries, flapping jobs, log storms)."""
-        found = self._batch.get((text, repo))
+    def _analyze(self, text: str, repo: str, status: str = "") -> _Analysis:
+        """Everything but the mined template, a pure function of (text, repo, status):
+        cached, since a stage sees the same texts again and again (retries, flapping jobs,
+        log storms)."""
+        key = (text, repo, status)
+        found = self._batch.get(key)
         if found is not None:
             return found
-        key = (text, repo)
         found = self._analyses.get(key)
         if found is not None:
             try:  # noqa: SIM105 - a suppress() context per event is measurable here
@@ -113,7 +119,7 @@ class Fingerprinter:
             except KeyError:  # dropped by another thread meanwhile
                 pass
             return found
-        found = self._compute(text, repo)
+        found = self._compute(text, repo, status)
         self._analyses[key] = found
         self._cached_chars += len(text)
         while (len(self._analyses) > ANALYSIS_CACHE
@@ -125,12 +131,13 @@ class Fingerprinter:
             self._cached_chars -= dropped.chars
         return found
 
-    def _compute(self, text: str, repo: str) -> _Analysis:
+    def _compute(self, text: str, repo: str, status: str = "") -> _Analysis:
         chars = len(text)
         # colours and the CI runner's timestamps are not the error: a coloured, a stamped
         # and a plain copy are one error (the parameters are read from the clean text too)
         text = readable(text)
-        extraction = extract(text, repo)
+        # a text with no line that says what failed is keyed on how the command ended
+        extraction = keyed_on_status(extract(text, repo), status, text)
         params = extract_params(text, extraction)
         # (whitespace runs to one space, ends stripped: ``re``'s ``\s`` is ``str.isspace``,
         # so this is ``re.sub(r"\s+", " ", m).strip()`` at a third of its cost)
@@ -138,6 +145,8 @@ class Fingerprinter:
         masked = self.normalizer.mask(message)
         # the error class is structure, not data: it is never masked
         prefix = f"{extraction.error_type}: " if extraction.error_type else ""
+        if extraction.kind == EXIT_KIND and extraction.message.endswith(extraction.error_type):
+            prefix = ""  # ``killed by SIGSEGV`` names its class already
         frames = extraction.project_frames()[-MAX_FRAMES:]
         frame_key = "|".join(f"{f.file}:{f.function}" for f in frames)
         top = coarse_where(extraction.kind, frames)
@@ -353,11 +362,43 @@ _STATELESS = Fingerprinter()
 
 
 def fingerprint_text(
-    text: str, repo: str = "", fingerprinter: Fingerprinter | None = None
+    text: str, repo: str = "", fingerprinter: Fingerprinter | None = None, *,
+    exit_code: int | None = None, signal: str | None = "",
 ) -> Fingerprint:
     """Fingerprint one raw error text (stateless unless a ``fingerprinter`` with a store
-    is given; the template is then mined across every event that store has seen)."""
-    return (fingerprinter or _STATELESS).fingerprint(text, repo)
+    is given; the template is then mined across every event that store has seen).
+
+    ``exit_code`` / ``signal``: how the command ended, when known (an event's ``exit_code``
+    and ``tags.signal``); they key a text that holds no line saying what failed
+    (:mod:`pipeline.fingerprint.status`). Every caller holding an event uses
+    :func:`fingerprint_event`, so all of them agree with the fingerprint stage."""
+    return (fingerprinter or _STATELESS).fingerprint(text, repo, exit_status(exit_code, signal))
+
+
+def fingerprint_event(event: ErrorLike, fingerprinter: Fingerprinter | None = None
+                      ) -> Fingerprint:
+    """The fingerprint of an error event as the fingerprint stage computes it: its text,
+    repository, exit code and signal (the one function every caller with an event uses)."""
+    return (fingerprinter or _STATELESS).fingerprint(event.text, event.repo.path,
+                                                     event_status(event))
+
+
+class _RepoLike(Protocol):
+    @property
+    def path(self) -> str: ...
+
+
+class ErrorLike(Protocol):
+    """What :func:`fingerprint_event` reads of an ``ErrorEvent``."""
+
+    @property
+    def text(self) -> str: ...
+    @property
+    def exit_code(self) -> int | None: ...
+    @property
+    def tags(self) -> dict[str, Any]: ...
+    @property
+    def repo(self) -> _RepoLike: ...
 
 
 def describe(extraction: Extraction) -> str:

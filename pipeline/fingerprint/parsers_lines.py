@@ -349,6 +349,11 @@ def _headline_score(line: str) -> int:
 _SCORED_CHARS = 2000
 
 
+def headline_score(line: str) -> int:
+    """:func:`_headline_score` of one stripped line (2 or more: it says what failed)."""
+    return _headline_score(line)
+
+
 def headline(lines: list[str]) -> str:
     """The line of ``lines`` that best says what failed (:func:`_headline_score`); of
     equally good lines the last, as tools print their conclusion last."""

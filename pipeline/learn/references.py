@@ -24,10 +24,10 @@ class ResolutionReferences:
         pattern_id = self.repo.pattern_of_fix(event.fix_id)
         if pattern_id is None:
             return False  # a precedent diff has no pattern: its fingerprint is its key
-        from pipeline.fingerprint import fingerprint_text
+        from pipeline.fingerprint import fingerprint_event
         from pipeline.lookup.semantic import query_text, vector_id
 
-        fp = fingerprint_text(event.error.text, repo=event.error.repo.path)
+        fp = fingerprint_event(event.error)
         text = query_text(event.error.text, fp.normalized)
         return self.repo.add_reference(vector_id(pattern_id, text), pattern_id, text,
                                        event.error_id)

@@ -35,11 +35,17 @@ class TaughtError:
     repo: str = ""
     command: tuple[str, ...] = ()
     why: str = "unmatched"  # unmatched | escalated | fix failed | queued
+    #: how the command ended (the event's exit code and ``tags.signal``): part of the
+    #: fingerprint of a text with no line saying what failed
+    exit_code: int | None = None
+    signal: str = ""
 
     @classmethod
     def of_candidate(cls, ev: CandidateEvent, why: str) -> TaughtError:
+        signal = ev.error.tags.get("signal")
         return cls(ev.error_id, ev.error.text, ev.fine, ev.coarse, ev.error.repo.path,
-                   tuple(ev.error.command), why)
+                   tuple(ev.error.command), why, ev.error.exit_code,
+                   signal if isinstance(signal, str) else "")
 
 
 def _why(ev: CandidateEvent) -> str | None:

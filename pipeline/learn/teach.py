@@ -238,15 +238,28 @@ def draft_pattern(lesson: Lesson, now: dt.datetime | None = None) -> tuple[dict[
     """The pattern in the seeds' shape (validated by the seeds' own parser) and what will be
     reported about it. Raises UsageError (bad input) or ConfigError (an invalid fix)."""
     from pipeline.fingerprint import fingerprint_text
+    from pipeline.fingerprint.status import EXIT_KIND, says_what_failed
 
     error = lesson.error
     if error.repo:  # every lesson (heal learn, reviews, hooks) acts inside its repository
         check_stays_inside(lesson.fix, Path(error.repo), f"the taught {lesson.fix.kind}")
-    fp = fingerprint_text(error.text, repo=error.repo)
+    # as the fingerprint stage keyed the error (fingerprint_event): its exit code and signal
+    fp = fingerprint_text(error.text, repo=error.repo, exit_code=error.exit_code,
+                          signal=error.signal)
     fine = error.fine or fp.fine
     notes: list[str] = []
     category = _category(lesson)
-    regex = _rule(lesson, _headlines(fp), notes)
+    if lesson.regex is None and fp.extraction is not None and (
+            fp.extraction.kind == EXIT_KIND
+            # a queued sample without its status, keyed on it by the stage
+            or (error.fine and error.fine != fp.fine and not says_what_failed(fp.extraction))):
+        # no line of it says what failed: a rule over its ordinary lines would match any
+        # output holding them; the fingerprint (how it ended) is what recognizes it
+        regex = None
+        notes.append(f"no line of the error says what failed (keyed on {fp.normalized!r}); "
+                     "detected by fingerprint only: give one with --regex")
+    else:
+        regex = _rule(lesson, _headlines(fp), notes)
     notes.extend(_served_notes(lesson, category, regex))
     pid = f"{LEARNED}h{fine.split(':', 1)[-1].lower()[:12]}"
     fix_id = learned_fix_id(pid, lesson.fix.kind, lesson.fix.template)

@@ -116,6 +116,9 @@ class StreamReaders:
     fine_of_error: Callable[[str], str] | None = None
     #: the text an error id arrived with, and its repository ('' when not in the stream)
     text_of_error: Callable[[str], tuple[str, str]] | None = None
+    #: how an error id's command ended (its exit code and tags.signal; (None, '') when not
+    #: in the stream): part of the key of a text with no line saying what failed
+    status_of_error: Callable[[str], tuple[int | None, str]] | None = None
     #: the dead letters of an error id; None from it when they could not be read
     dead_of_error: Callable[[str], list[dict[str, Any]] | None] | None = None
 
@@ -174,11 +177,19 @@ def stream_readers(client: redis.Redis | None, settings: Settings,
         ev = event(error_id)
         return (ev.error.text, ev.error.repo.path or "") if ev is not None else ("", "")
 
+    def status_of(error_id: str) -> tuple[int | None, str]:
+        ev = event(error_id)
+        if ev is None:
+            return None, ""
+        signal = ev.error.tags.get("signal")
+        return ev.error.exit_code, signal if isinstance(signal, str) else ""
+
     return StreamReaders(
         outcome=unless_down(outcome_reader(client, settings), None),
         candidate=unless_down(candidate_reader(client, settings), None),
         fine_of_error=unless_down(fine_of, ""),
         text_of_error=unless_down(text_of, ("", "")),
+        status_of_error=unless_down(status_of, (None, "")),
         dead_of_error=unless_down(cast(Callable[[str], list[dict[str, Any]] | None],
                                        dead_reader(client, settings)), None))
 
@@ -282,16 +293,28 @@ def _own_text(error_id: str, attempts: list[dict[str, Any]], last: dict[str, Any
     return "", ""
 
 
-def _normalization(sample: str, repo: str = "", recorded: str = "") -> dict[str, Any] | None:
+def _status(streams: StreamReaders, error_id: str) -> tuple[int | None, str]:
+    """(exit code, signal) of error ``error_id``'s event, as far as the stream still holds
+    it; (None, '') without an id or a reader."""
+    if not error_id or streams.status_of_error is None:
+        return None, ""
+    return streams.status_of_error(error_id)
+
+
+def _normalization(sample: str, repo: str = "", recorded: str = "",
+                   status: tuple[int | None, str] = (None, "")) -> dict[str, Any] | None:
     """How ``sample`` is fingerprinted, recomputed: the fingerprints, template and params,
     ``grouping`` (what the fine and coarse keys are made of:
     :func:`pipeline.fingerprint.explain.explain_grouping`) and ``hints`` (one sentence per
     thing normalization did). ``recomputed_matches``: whether the recomputed fine fingerprint
-    is ``recorded`` (None without one: a coarse story, or a sample from another version)."""
+    is ``recorded`` (None without one: a coarse story, or a sample from another version).
+    ``status``: (exit code, signal) of the sample's event when the stream still holds it, so
+    a text keyed on how its command ended is recomputed as the stage keyed it."""
     if not sample:
         return None
-    fp = fingerprint_text(sample, repo)
-    grouping = explain_grouping(sample, repo)
+    exit_code, signal = status
+    fp = fingerprint_text(sample, repo, exit_code=exit_code, signal=signal)
+    grouping = explain_grouping(sample, repo, exit_code, signal)
     return {"fine": fp.fine, "coarse": fp.coarse, "template": fp.template,
             "normalized": fp.normalized, "params": fp.params,
             "hints": list(grouping["steps"]), "grouping": grouping,
@@ -374,8 +397,9 @@ def explain(store: ReportStore, text: str, read_outcome: OutcomeReader | None = 
         "sample": sample[-2000:], "sample_error_id": sample_of,
         "error_text": (own or (sample if sample_of == error_id else ""))[-2000:],
         "error_text_found": bool(error_id) and (bool(own) or sample_of == error_id),
-        "normalization": _normalization(sample, repo, fp if level == "fine" else ""),
-        "error_normalization": (_normalization(own, own_repo, fp)
+        "normalization": _normalization(sample, repo, fp if level == "fine" else "",
+                                        _status(streams, sample_of)),
+        "error_normalization": (_normalization(own, own_repo, fp, _status(streams, error_id))
                                 if own and own != sample else None),
         "lookup": lookup, "patterns": store.patterns_and_fixes(pattern_ids),
         "fix_stats": stats, "rankings": store.rankings(fines), "attempts": attempts,
