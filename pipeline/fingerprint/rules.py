@@ -76,6 +76,7 @@ RULES: tuple[Rule, ...] = (
     Rule("worker", r"""(?<=\[)gw\d+(?=\])""",
          "a pytest-xdist worker id ([gw3]) says where a test ran, not what failed"),
     Rule("pod", r"""
+        (?<=[dD]\ |d=|d/|s/|\ ")       # (one cheap look first: most positions fail here)
         (?:(?<=pod\ )|(?<=Pod\ )|(?<=pod=)|(?<=pod/)|(?<=pods/)|(?<=pod\ ")|(?<=Pod\ ")
            |(?<=pods\ "))
         [a-z0-9](?:[a-z0-9.-]{0,252}[a-z0-9])?(?:_[a-z0-9-]{1,63})?(?![\w.-])""",
@@ -83,6 +84,7 @@ RULES: tuple[Rule, ...] = (
          " is one replica's, generated with its hashes: the container and the message say"
          " what failed"),
     Rule("user", r"""
+        (?<=[re]\ ['"])                # (one cheap look first: most positions fail here)
         (?:(?<=user\ ')|(?<=user\ ")|(?<=User\ ')|(?<=User\ ")|(?<=role\ ')|(?<=role\ ")
            |(?<=Role\ ')|(?<=Role\ "))
         [^\s'"]{1,64}(?=['"])""",
