@@ -16,6 +16,7 @@ from pipeline.fingerprint.parsers_lines import (
     parse_shell,
     parse_text,
 )
+from pipeline.fingerprint.parsers_native import parse_sanitizer, parse_swift_crash
 from pipeline.fingerprint.parsers_python import parse_pytest, parse_python
 from pipeline.fingerprint.parsers_runners import (
     parse_go_test,
@@ -38,7 +39,9 @@ Parser = Callable[[str, str], Extraction | None]
 #: vitest and node:test before Node, PHPUnit and rspec before the text fallback); a Rust
 #: panic goes before the diagnostics (cargo prints its build warnings first); Gradle after
 #: them (javac's own error lines say more than its summary); a JSON or logfmt line before
-#: the one-line parsers (its message field is the message, not the whole line)
+#: the one-line parsers (its message field is the message, not the whole line); a sanitizer's
+#: report and a Swift runtime crash before the diagnostics too (``x.swift:54: Fatal error:``
+#: reads like a compiler's line, and a sanitizer's frames like a compiler's locations)
 PARSERS: tuple[Parser, ...] = (
     parse_pytest,
     parse_python,
@@ -53,6 +56,8 @@ PARSERS: tuple[Parser, ...] = (
     parse_dotnet,
     parse_phpunit,
     parse_rspec,
+    parse_sanitizer,
+    parse_swift_crash,
     parse_structured,
     parse_diagnostic,
     parse_shell,

@@ -71,12 +71,39 @@ def _diagnostic_lines(text: str) -> list[str]:
     return out
 
 
+#: kotlinc's ``e: file:///p/Main.kt:3:5 Unresolved reference: foo`` (and the older
+#: ``e: /p/Main.kt: (3, 5): Unresolved reference: foo``)
+KOTLIN_ERROR = re.compile(
+    r"^e: (?:file://)?(?P<file>[^\s:]{1,500}\.kts?):(?: \()?(?P<line>\d{1,9})[:,] ?(?P<col>\d{1,9})"
+    r"\)?:? (?P<msg>.*)$")
+_KOTLIN_HINT = re.compile(r"^\s{0,8}e: (?:file://)?[^\s:]{1,1000}\.kts?:", re.MULTILINE)
+#: a failed Gradle build's own markers: there, a kotlinc error is read with its task
+_GRADLE_FAILED = re.compile(r"^\* What went wrong:$|^> Task :\S{1,300} FAILED$", re.MULTILINE)
+
+
+def _kotlin_lines(lines: list[str]) -> list[str]:
+    """``lines`` with kotlinc's errors written as the one-line diagnostic they are
+    (``/p/Main.kt:3:5: error: Unresolved reference: foo``): one grammar reads both."""
+    out = []
+    for line in lines:
+        found = KOTLIN_ERROR.match(line.strip()) if line.lstrip().startswith("e: ") else None
+        out.append(f"{found.group('file')}:{found.group('line')}:{found.group('col')}: error: "
+                   f"{found.group('msg')}" if found else line)
+    return out
+
+
 def parse_diagnostic(text: str, repo: str = "") -> Extraction | None:
-    """The first error-severity diagnostic line (else the first diagnostic at all)."""
-    if not _HAS_LOCATION.search(text):
+    """The first error-severity diagnostic line (else the first diagnostic at all). A
+    kotlinc ``e:`` error is one too, outside a failed Gradle build (whose parser reads it
+    with its task)."""
+    kotlin = ("e: " in text and _KOTLIN_HINT.search(text) is not None
+              and not _GRADLE_FAILED.search(text))
+    if not (_HAS_LOCATION.search(text) or kotlin):
         return None
     matches = []
     lines = _diagnostic_lines(text) if "-->" in text else text.splitlines()
+    if kotlin:
+        lines = _kotlin_lines(lines)
     for index, line in enumerate(lines):
         line = line.strip()
         match = _DIAGNOSTIC.match(line) or _TSC.match(line)
@@ -130,6 +157,8 @@ def _guess_tool(path: str, code: str, severity: str = "", msg: str = "") -> str:
         return "tsc"
     if path.endswith((".c", ".h", ".cc", ".cpp", ".hpp", ".cxx")):
         return "cc"
+    if path.endswith((".kt", ".kts")):
+        return "kotlinc"
     if path.endswith(".py"):
         if code and not code.islower() and "-" not in code:
             return "ruff"
@@ -173,10 +202,29 @@ _TRAILER = re.compile(r"\breturned \d{1,3} exit status|\bexited with (?:exit )?(
 _TRAILER_LOOKBACK = 3
 
 
+#: npm's report that a package script failed (``npm ERR! code 1``, ``npm error code 1``,
+#: its ``errno``, ``path``, ``command failed``, ``command sh -c ...``, ``Lifecycle script``,
+#: ``Failed at the``, the debug log's place) and its echo of the script (``> app@1.0.0
+#: build``, ``> tsc -p .``): like a runner's line, it says *that* the script failed, where
+#: and how; what failed is what the script printed. (``npm ERR! code E404`` is npm's own
+#: error: not one of these.)
+_NPM_REPORT = re.compile(
+    r"^npm (?:ERR!|error)(?:\s*$| (?:code (?:\d{1,3}|ELIFECYCLE)\s*$|errno -?\d{1,4}\s*$"
+    r"|path |command (?:failed|sh -c|cmd)|Lifecycle script|Failed at the|This is probably not"
+    r"|A complete log of this run|\s*/\S{0,500}-debug(?:-\d{1,4})?\.log\s*$|workspace |location "
+    r"|signal ))|^> \S")
+
+
+def is_tool_report(line: str) -> bool:
+    """Whether ``line`` (stripped) is a runner's or a build tool's own line
+    (:func:`pipeline.runnerlines.is_runner_line`) or npm's report of a failed script."""
+    return is_runner_line(line) or _NPM_REPORT.match(line) is not None
+
+
 def _has_own_output(lines: list[str]) -> bool:
     """True when some line of ``lines`` is neither blank nor the CI runner's or a build
-    tool's own (:func:`pipeline.runnerlines.is_runner_line`): then no runner line heads."""
-    return any(line.strip() and not is_runner_line(line.strip()) for line in lines)
+    tool's own (:func:`is_tool_report`): then no such line heads."""
+    return any(line.strip() and not is_tool_report(line.strip()) for line in lines)
 
 
 def parse_log(text: str, repo: str = "") -> Extraction | None:
@@ -195,7 +243,7 @@ def parse_log(text: str, repo: str = "") -> Extraction | None:
                     lines[max(0, index - _TRAILER_LOOKBACK):index]) if above.strip()), "")
                 if cause:
                     return Extraction("log", level.group("level").upper(), cause)
-            if is_runner_line(line.strip()):
+            if is_tool_report(line.strip()):
                 if skip_runner is None:
                     skip_runner = _has_own_output(lines)
                 if skip_runner:
@@ -329,7 +377,7 @@ def _headline_score(line: str) -> int:
     a note about the run, a heading, a verdict banner, a diff or shell trace line, a line
     without letters)."""
     line = line[:_SCORED_CHARS]
-    if (not any(c.isalpha() for c in line) or is_runner_line(line) or _FRAME_LINE.match(line)
+    if (not any(c.isalpha() for c in line) or is_tool_report(line) or _FRAME_LINE.match(line)
             or _RUN_NOTE.match(line) or _HEADING.match(line) or _TALLY.search(line)
             or is_verdict(line)):
         return 0

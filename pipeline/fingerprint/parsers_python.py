@@ -195,9 +195,39 @@ def _parse_group(lines: list[str], repo: str
     return (found[0], found[1], found[2], (*found[3], *others)), end
 
 
+def _headless_group(text: str, repo: str) -> Extraction | None:
+    """An exception group printed without its traceback's header: ``traceback.print_exception
+    (group, limit=0)``, a log handler's, or a log cut above it (``  | ExceptionGroup: config
+    errors (2 sub-exceptions)`` in its margin, then its ``+-+---- 1 ----`` rule): read from
+    the margin's first line above its first rule, as ``_parse_group`` reads a group."""
+    if "+-+" not in text:
+        return None
+    lines = text.splitlines()
+    first = next((i for i, line in enumerate(lines)
+                  if line.lstrip().startswith("+-+") and _GROUP_RULE.match(line)), None)
+    if first is None:
+        return None
+    start = first
+    while start > 0 and _MARGIN.match(lines[start - 1]) and not _GROUP_RULE.match(
+            lines[start - 1]):
+        start -= 1
+    if start == first:
+        return None
+    group, _ = _parse_group(lines[start:], repo)
+    if group is None:
+        return None
+    frames, error_type, message, chain = group
+    return Extraction("python", error_type, message, tuple(frames), chain, tool="python")
+
+
 def parse_python(text: str, repo: str = "") -> Extraction | None:
     """The last (outermost-raised) exception, its frames, and its causes as ``chain``; of
-    an exception group (Python 3.11+), its first sub-exception (see ``_parse_group``)."""
+    an exception group (Python 3.11+), its first sub-exception (see ``_parse_group``), also
+    when the group's traceback header is not in ``text`` (see ``_headless_group``)."""
+    if _GROUP_TRACEBACK not in text:
+        headless = _headless_group(text, repo)
+        if headless is not None:
+            return headless
     if _TRACEBACK not in text:
         return None
     if _GROUP_TRACEBACK in text:
@@ -247,10 +277,13 @@ def parse_pytest(text: str, repo: str = "") -> Extraction | None:
     if not error_type and locations:
         error_type = locations[-1].group("type")
         message = e_lines[0] if e_lines else ""
+    group = _pytest_group(text, repo) if not error_type else None
+    if group is not None:
+        error_type, message = group.error_type, group.message
     if not error_type and failed and failed[0].group("rest"):
         head, _, rest = failed[0].group("rest").partition(": ")
         error_type, message = head.strip(), rest
-    frames = tuple(
+    frames = group.frames if group is not None else tuple(
         Frame(normalize_path(m.group("file"), repo),
               m.group("func") if "func" in m.re.groupindex else "", int(m.group("line")),
               not is_library(m.group("file")))
@@ -265,4 +298,15 @@ def parse_pytest(text: str, repo: str = "") -> Extraction | None:
     if test:
         path, _, name = test.partition("::")
         frames = (*frames, Frame(path, name.rpartition("::")[2], None, True))
-    return Extraction("pytest", error_type or "TestFailure", message.strip(), frames, tool="pytest")
+    return Extraction("pytest", error_type or "TestFailure", message.strip(), frames,
+                      group.chain if group is not None else (), tool="pytest")
+
+
+def _pytest_group(text: str, repo: str) -> Extraction | None:
+    """The exception group a failing test raised (pytest prints its traceback as Python
+    does, without ``E`` lines): its first sub-exception, with the groups around it and the
+    other sub-exceptions as its chain; None when the text holds no group."""
+    if "+-+" not in text:
+        return None
+    group = parse_python(text, repo)
+    return group if group is not None and group.chain else None

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 
 from pipeline.fingerprint.model import Extraction, Frame
-from pipeline.fingerprint.parsers_lines import parse_diagnostic
+from pipeline.fingerprint.parsers_lines import KOTLIN_ERROR, parse_diagnostic
 from pipeline.fingerprint.parsers_stacks import NODE_FRAME, parse_go, parse_node_head
 from pipeline.fingerprint.paths import is_library, normalize_path
 
@@ -298,11 +298,6 @@ _GRADLE_TEST = re.compile(r"^(?P<cls>[\w$.]{1,300}) > (?P<test>\S.{0,300}) FAILE
 _GRADLE_TEST_AT = re.compile(
     r"^\s{1,16}(?P<type>[\w$.]{1,300}) at (?P<file>[\w$.-]{1,300}):(?P<line>\d{1,9})$")
 _GRADLE_TEST_CAUSE = re.compile(r"^\s{1,16}(?P<type>[\w$.]{1,300})(?:: (?P<msg>.*))?$")
-#: kotlinc's ``e: file:///p/Main.kt:3:5 Unresolved reference: foo`` (and the older
-#: ``e: /p/Main.kt: (3, 5): Unresolved reference: foo``)
-_KOTLIN_ERROR = re.compile(
-    r"^e: (?:file://)?(?P<file>[^\s:]{1,500}\.kts?):(?: \()?(?P<line>\d{1,9})[:,] ?\d{1,9}"
-    r"\)?:? (?P<msg>.*)$")
 #: javac's ``/p/src/main/java/app/App.java:12: error: cannot find symbol``. Gradle prints it
 #: on a line of its own under ``> Task :app:compileJava`` or ``> Task :app:compileJava
 #: FAILED``; when the task's header line was not ended before javac wrote (the console's
@@ -373,7 +368,7 @@ def parse_gradle(text: str, repo: str = "") -> Extraction | None:
             test = _gradle_test(failed, lines[index + 1] if index + 1 < len(lines) else "")
             continue
         if kotlin is None and line.startswith("e: "):
-            kotlin = _KOTLIN_ERROR.match(line)
+            kotlin = KOTLIN_ERROR.match(line)
         javac = javac or _javac_line(line)
         if line.strip() == "* What went wrong:" and not (context or root):
             named, context, root = _what_went_wrong(lines[index + 1:])

@@ -75,6 +75,21 @@ RULES: tuple[Rule, ...] = (
          "an event's repeat count (Kubernetes' '(x12 over 5m)') grows while it repeats"),
     Rule("worker", r"""(?<=\[)gw\d+(?=\])""",
          "a pytest-xdist worker id ([gw3]) says where a test ran, not what failed"),
+    Rule("pod", r"""
+        (?<=[dD]\ |d=|d/|s/|\ ")       # (one cheap look first: most positions fail here)
+        (?:(?<=pod\ )|(?<=Pod\ )|(?<=pod=)|(?<=pod/)|(?<=pods/)|(?<=pod\ ")|(?<=Pod\ ")
+           |(?<=pods\ "))
+        [a-z0-9](?:[a-z0-9.-]{0,252}[a-z0-9])?(?:_[a-z0-9-]{1,63})?(?![\w.-])""",
+         "a Kubernetes pod's name (api-6c8f9b7d5-hlmpq, and an event's _namespace after it)"
+         " is one replica's, generated with its hashes: the container and the message say"
+         " what failed"),
+    Rule("user", r"""
+        (?<=[re]\ ['"])                # (one cheap look first: most positions fail here)
+        (?:(?<=user\ ')|(?<=user\ ")|(?<=User\ ')|(?<=User\ ")|(?<=role\ ')|(?<=role\ ")
+           |(?<=Role\ ')|(?<=Role\ "))
+        [^\s'"]{1,64}(?=['"])""",
+         "a quoted user or role name (password authentication failed for user 'alice', role"
+         " \"bob\" does not exist, Access denied for user 'ci'@'...') says who, not what failed"),
     Rule("classname", r"""
         \b[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*            # module path (psycopg2.errors)
         \.(?=[A-Z][A-Z0-9]*[a-z])[A-Z][A-Za-z0-9]*   # a CamelCase class (UndefinedColumn)
@@ -104,11 +119,15 @@ RULES: tuple[Rule, ...] = (
            [A-Za-z][\w-]{0,62}(?=:\d{1,5}(?!\w|\.\w))    # tcp, to, connect, ECONNREFUSED...
           |(?<![\w.-])localhost(?![\w-]|\.\w)   # localhost, wherever it stands
           # a syslog/journald line's host, whatever its shape (web-2, prod-app-03, db):
-          # between the clock and ``unit[pid]: `` (``Mar 12 11:32:52 web-2 sshd[81]: ...``)
-          |(?:(?<=\d:\d\d\ )|(?<=\dZ\ ))   # (never a level word: 10:00:00 ERROR app[1]:)
+          # before ``unit[pid]: `` (``Mar 12 11:32:52 web-2 sshd[81]: ...``) or RFC 5424's
+          # ``app procid msgid [sd]`` (``<34>1 2024-...Z web-2 app 81 - [x@1] ...``), after
+          # whatever stamp precedes it (a clock with or without its fraction or zone, a date,
+          # journald's ``[  12.345]``) or none (a forwarder's ``web-2 sshd[81]: ...``)
+          |(?:(?<=[\dZ]\ )|(?<=\]\ )|(?<![^\n]))
            (?!(?i:fatal|critical|crit|error|err|warn|warning|info|debug|trace|notice|panic
-                 |severe|alert|emerg)\ )[A-Za-z][\w.-]{0,62}
-           (?=\ [\w.@/-]{1,64}\[\d{1,9}\]:\ )
+                 |severe|alert|emerg)\ )[A-Za-z][\w.-]{0,62}  # (never a level word)
+           (?=\ [\w.@/-]{1,64}\[\d{1,9}\]:\ |
+              \ [\w.@/-]{1,48}\ (?:\d{1,9}|-)\ (?:[\w.-]{1,32}|-)\ (?:\[|-\ ))
           # an Erlang/Elixir node's host: 'relay@web-2', "relay@ip-10-0-3-17"
           |(?<=\w@)[A-Za-z][\w-]{0,62}(?:\.[\w-]{1,62}){0,8}(?=['"])
           |(?:(?<=server\ at\ ")|(?<=host\ ")|(?<=host\ name\ ")  # where the grammar says
@@ -197,7 +216,8 @@ RULES: tuple[Rule, ...] = (
 #: the start of a word or at punctuation, and the word it starts in (up to a delimiter)
 #: holds a digit or one of / \ @ : = ' " ~ . -- or is a weekday/month name (``datetext``),
 #: or is a peer's name after a key or code that says so (``host``: ``host=db``, ``ENOTFOUND
-#: db``, ``localhost``, a syslog line's host after its clock).
+#: db``, ``localhost``, a syslog line's host after its stamp or at the start), or a pod's
+#: name after ``pod`` (``pod``).
 #: Failing fast elsewhere (one look-around instead of one attempt per rule) nearly doubles
 #: throughput. A new rule that breaks this premise must extend the filter.
 _GUARD = r"""(?<![A-Za-z0-9_])
@@ -210,7 +230,11 @@ _GUARD = r"""(?<![A-Za-z0-9_])
       |(?<=[DN:]\ |[te]=)(?:(?<=ENOTFOUND\ )|(?<=EAI_AGAIN\ )|(?<=host=)|(?<=hostname=)
                             |(?<=host:\ )|(?<=hostname:\ ))
       |(?=localhost)
-      |(?<=\d:\d\d\ )|(?<=\dZ\ ))       # a syslog line's host after its clock
+      |(?<=pod[\ =/"])|(?<=pods[/"])    # a pod's name (``pod``), whatever its characters
+      # a syslog line's host after its stamp (or at the start), before its unit's ``[pid]``
+      # or RFC 5424's procid (checked here: after a digit or "Z" most words are no host)
+      |(?:(?<=[\dZ]\ )|(?<=\]\ )|(?<![^\n]))
+       (?=[A-Za-z][\w.-]{0,62}\ [\w.@/-]{1,64}(?:\[\d|\ (?:\d|-\ ))))
 """
 
 _RULE_INDEX = {rule.name: rule for rule in RULES}

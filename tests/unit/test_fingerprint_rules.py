@@ -18,6 +18,8 @@ EXAMPLES = {
     "versions": "foo==9 (from versions: 1.0.0, 1.0.1)",
     "count": "Back-off restarting failed container (x12 over 5m)",
     "worker": "[gw3] FAILED tests/test_a.py::test_b",
+    "pod": "Back-off restarting failed container api in pod api-dfbcq-xkzwt_prod",
+    "user": "password authentication failed for user 'alice'",
     "host": "cannot reach build-7.example.com now",
     "hex": "segfault at 0x7ffd1234 ip",
     "hash": "commit 3f2a9bc1d not found",
