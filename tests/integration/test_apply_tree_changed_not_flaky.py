@@ -153,3 +153,51 @@ def test_the_validate_path_compares_the_tree_too_and_an_untagged_event_keeps_the
     rejected = replace(plain, decision="reject", verification=[
         {"phase": "before", "name": "failing-command", "exit_code": 0}])
     assert applier.handle(rejected).status == "flaky"
+
+
+# fails while the dependency (in an ignored folder, as node_modules/ or a virtualenv's
+# site-packages are) is missing: installing it changes no file `git status` lists
+APP_DEP = """import sys
+
+sys.path.insert(0, "deps")
+try:
+    import {token}_helper  # noqa: F401
+except ImportError:
+    raise SystemExit("DependencyMissingError: {token}_helper is not installed in deps/")
+"""
+
+
+def test_a_failure_fixed_by_installing_into_an_ignored_folder_is_resolved_not_flaky(
+        tmp_path: Path, heal_env: dict[str, str]) -> None:
+    token = "".join(chr(97 + int(c, 16)) for c in uuid.uuid4().hex[:10])
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "app.py").write_text(APP_DEP.format(token=token))
+    (repo / ".gitignore").write_text("deps/\nunused.flag\n__pycache__/\n")
+    (repo / "deps").mkdir()
+    (repo / "deps" / "other.py").write_text("")  # the folder exists, ignored
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "app")
+    env = {**heal_env, "HEAL_WORKFLOW": f"wf-{token}"}
+
+    first = _run(env, repo)
+    assert first["decision"] == "escalated", first
+    taught = _heal(env, repo, "learn", "--last", "--command", "touch unused.flag")
+    assert taught.returncode == 0, taught.stdout + taught.stderr
+    suggested = _run(env, repo)
+    assert suggested["decision"] == "suggested", suggested
+    before = _determinism(env, repo, suggested["fingerprint"])
+    # When the developer installs the dependency by hand (an ignored folder: git status is
+    # unchanged) and applies the suggestion
+    (repo / "deps" / f"{token}_helper.py").write_text("")
+    status = git(repo, "status", "--porcelain")
+    assert not status.strip(), status
+    applied = _heal(env, repo, "apply", suggested["error_id"])
+    # Then it is already resolved by that change; not flaky, nothing ran
+    assert applied.returncode == 1, applied.stdout + applied.stderr
+    assert "skipped: already resolved" in applied.stdout, applied.stdout
+    assert "files git ignores changed" in applied.stdout, applied.stdout
+    assert "flaky:" not in applied.stdout and not (repo / "unused.flag").exists()
+    after = _determinism(env, repo, suggested["fingerprint"])
+    assert after["flaky"] is False and after["score"] == before["score"], (before, after)
