@@ -748,9 +748,12 @@ class Applier:
         """The outcome of a verification whose "before" run passed without any fix: flaky,
         unless something changed since the error was seen (:meth:`_resolved_since`)."""
         root = repo_root(verdict.error)
-        resolved = (self._resolved_since(verdict, root,
-                                         _tree_now(verdict, root, self.settings.home))
-                    if root is not None else "")
+        # the tree the "before" run was a snapshot of, recorded when it ran (a change since
+        # then, made or undone, did not make that run pass); else the tree now
+        recorded, tree = _verified_tree(verdict)
+        if root is not None and not recorded:
+            tree = _tree_now(verdict, root, self.settings.home)
+        resolved = self._resolved_since(verdict, root, tree) if root is not None else ""
         if resolved:  # it passed in a worktree of the changed code: not flakiness
             return self._base(verdict, "skipped", (
                 "already resolved: nothing to do: the failing command passed in a clean "
@@ -1054,6 +1057,18 @@ def _seen_tree(verdict: VerdictEvent) -> str:
     tags = verdict.error.tags if isinstance(verdict.error.tags, dict) else {}
     seen = tags.get(TREE_TAG)
     return seen if isinstance(seen, str) and seen.startswith(TREE_PREFIXES) else ""
+
+
+def _verified_tree(verdict: VerdictEvent) -> tuple[bool, str | None]:
+    """(recorded?, digest) of the working tree when verification took the snapshot its
+    "before" run ran in (:class:`pipeline.validate.verify.Verifier`; None: git could not say
+    then). Not recorded: a verdict of an older heal, or an error without ``tags.tree_state``."""
+    for run in verdict.verification:
+        if (isinstance(run, dict) and run.get("phase") == "before"
+                and run.get("name") == "failing-command" and TREE_TAG in run):
+            found = run[TREE_TAG]
+            return True, found if isinstance(found, str) else None
+    return False, None
 
 
 def _tree_now(verdict: VerdictEvent, root: Path | None, home: Path | None) -> str | None:

@@ -201,3 +201,51 @@ def test_a_failure_fixed_by_installing_into_an_ignored_folder_is_resolved_not_fl
     assert "flaky:" not in applied.stdout and not (repo / "unused.flag").exists()
     after = _determinism(env, repo, suggested["fingerprint"])
     assert after["flaky"] is False and after["score"] == before["score"], (before, after)
+
+
+def _one_file_fix() -> dict[str, Any]:
+    """A diff fix (verified in a worktree: a "before" run of the failing command there)."""
+    tag = uuid.uuid4().hex[:8]
+    return {"id": f"test.tree_{tag}/fix", "pattern_id": f"test.tree_{tag}", "kind": "diff",
+            "category": "SAFE", "state": "ACTIVE", "title": "add a file",
+            "rendered": {"diff": "--- /dev/null\n+++ b/gen1.txt\n@@ -0,0 +1 @@\n+generated\n"}}
+
+
+def _tagged(cand: Any, root: Path) -> Any:
+    seen = tree_digest(root)
+    assert seen is not None
+    return replace(cand, error=attest(replace(cand.error, tags={**cand.error.tags, TAG: seen}),
+                                      Settings.from_env()))
+
+
+def test_the_validate_path_compares_the_tree_its_before_run_saw_not_the_tree_at_apply(
+        tmp_path: Path, validator: Validator, applier: Applier) -> None:
+    root = sample_repo(tmp_path)
+    (root / "settings.txt").write_text("broken\n")
+    git(root, "add", "settings.txt")
+    git(root, "commit", "-q", "-m", "settings")
+    # Given a failure, fixed by hand (not committed) before verification took its snapshot
+    cand = _tagged(candidate(root, ("sh", "-c", "grep -qx ok settings.txt"), _one_file_fix()),
+                   root)
+    (root / "settings.txt").write_text("ok\n")
+    verdict = validator.validate(cand)
+    assert verdict.decision == "reject", verdict.reason
+    before = [r for r in verdict.verification if r.get("phase") == "before"]
+    assert before and before[0]["exit_code"] == 0, verdict.verification
+    # When the change is undone before the apply stage decides
+    git(root, "checkout", "-q", "settings.txt")
+    outcome = applier.handle(verdict)
+    # Then the "before" run passed on the changed tree: resolved, not flaky
+    assert outcome.status == "skipped", outcome.detail
+    assert "resolved by a change in the working tree" in outcome.detail, outcome.detail
+
+    # And a "before" run that passed on the error's own tree stays flaky, even when the tree
+    # changed after verification (the change did not make that run pass)
+    marker = tmp_path / "environment-ready"
+    cand = _tagged(candidate(root, ("sh", "-c", f"test -f {marker}"), _one_file_fix()), root)
+    marker.write_text("")  # the environment changes: a flaky pass
+    verdict = validator.validate(cand)
+    assert verdict.decision == "reject", verdict.reason
+    (root / "settings.txt").write_text("edited after verification\n")
+    outcome = applier.handle(verdict)
+    assert outcome.status == "flaky", outcome.detail
