@@ -16,12 +16,12 @@ only installed a package (``node_modules/``, a virtualenv) or rebuilt output cha
 ``git status`` lists. The ignored entries ``git status --ignored=matching`` names (a whole
 ignored directory as one entry; the same git call) are walked breadth first, each level in
 name order: every path's name and kind, a small file's bytes (a larger one's size and change
-time), a link's target. Bounded: at most ``MAX_IGNORED_ENTRIES`` paths (the shallow levels,
-where an install or a rebuild adds or replaces entries, come first), ``MAX_IGNORED_BYTES``
-read and ``IGNORED_TIME_S`` seconds; heal's own state (``HEAL_HOME`` and the embedded
-PostgreSQL's data beside it) is left out. When the walk runs out of time the part is
-``unknown``: :func:`compare` then says it cannot tell, and the apply stage does not call a
-pass flaky on a guess.
+time), a link's target, each directory's number of entries. Bounded: at most
+``MAX_IGNORED_ENTRIES`` paths (the shallow levels, where an install or a rebuild adds or
+replaces entries, come first), ``MAX_IGNORED_BYTES`` read and ``IGNORED_TIME_S`` seconds;
+heal's own state (``HEAL_HOME`` and the embedded PostgreSQL's data beside it) is left out.
+When the walk runs out of time the part is ``unknown``: :func:`compare` then says it cannot
+tell, and the apply stage does not call a pass flaky on a guess.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ UNKNOWN = "unknown"
 TIMEOUT_S = 5.0
 MAX_PATHS = 2000
 MAX_BYTES = 64 * 1024 * 1024
-MAX_IGNORED_ENTRIES = 10_000
+MAX_IGNORED_ENTRIES = 5_000
 MAX_IGNORED_BYTES = 8 * 1024 * 1024
 #: an ignored file at most this large counts by its bytes (a larger one: size, change time)
 IGNORED_SMALL_FILE = 64 * 1024
@@ -133,21 +133,21 @@ def _split_ignored(listing: bytes) -> tuple[bytes, list[bytes]]:
 
 
 def _ignored_digest(root: Path, ignored: list[bytes], home: str | Path | None) -> str:
-    """The ignored part (see the module): a hex digest, or :data:`UNKNOWN`."""
+    """The ignored part (see the module): a hex digest, or :data:`UNKNOWN`. Paths stay
+    bytes and a directory is read with one ``scandir`` (its entries' kinds without a stat
+    each): a file costs one stat, a small one a read too."""
     digest = hashlib.sha256()
     skip = _identities(_heal_state(home))
+    skip_inodes = {ino for _, ino in skip}
     deadline = time.monotonic() + IGNORED_TIME_S
-    queue: deque[bytes] = deque(path.rstrip(b"/") for path in ignored)
+    base = os.fsencode(root)
+    queue: deque[bytes] = deque()
     entries = 0
-    bytes_left = MAX_IGNORED_BYTES
-    while queue and entries < MAX_IGNORED_ENTRIES:
-        if time.monotonic() > deadline:
-            return UNKNOWN
-        rel = queue.popleft()
+    for seed in ignored[:MAX_IGNORED_ENTRIES]:
+        rel = seed.rstrip(b"/")
         entries += 1
-        path = root / os.fsdecode(rel)
         try:
-            st = path.lstat()
+            st = os.lstat(base + b"/" + rel)
         except OSError:
             digest.update(b"\0" + rel + b"\0missing")
             continue
@@ -155,22 +155,55 @@ def _ignored_digest(root: Path, ignored: list[bytes], home: str | Path | None) -
             continue
         digest.update(b"\0" + rel + b"\0")
         if stat.S_ISDIR(st.st_mode):
-            try:
-                names = sorted(os.listdir(os.fsencode(path)))
-            except OSError:
-                digest.update(b"unlistable")
-                continue
-            # (how many: an entry added past the bound still counts)
-            digest.update(f"dir:{len(names)}".encode())
-            room = max(MAX_IGNORED_ENTRIES - entries - len(queue), 0)
-            queue.extend(rel + b"/" + name for name in names[:room])
-        elif stat.S_ISREG(st.st_mode) and st.st_size <= min(IGNORED_SMALL_FILE, bytes_left):
-            bytes_left = _content(path, digest, bytes_left)
-        elif stat.S_ISREG(st.st_mode):
-            digest.update(f"big:{st.st_size}:{st.st_mtime_ns}".encode())
+            queue.append(rel)
         else:
-            _content(path, digest, 0)  # a link's target, a FIFO's kind
+            _entry_content(base + b"/" + rel, st, digest)
+    budget = [MAX_IGNORED_BYTES]
+    while queue:
+        if time.monotonic() > deadline:
+            return UNKNOWN
+        rel = queue.popleft()
+        try:
+            with os.scandir(base + b"/" + rel) as found:
+                listed = sorted(found, key=lambda e: e.name)
+        except OSError:
+            digest.update(b"\0" + rel + b"\0unlistable")
+            continue
+        # (how many: an entry added past the bound still counts)
+        digest.update(f"\0{len(listed)}".encode())
+        for entry in listed[:max(MAX_IGNORED_ENTRIES - entries, 0)]:
+            entries += 1
+            child = rel + b"/" + entry.name
+            digest.update(b"\0" + entry.name + b"\0")
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.inode() in skip_inodes and (
+                            entry.stat(follow_symlinks=False).st_dev, entry.inode()) in skip:
+                        continue  # heal's own state inside an ignored folder
+                    digest.update(b"dir")
+                    queue.append(child)
+                    continue
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                digest.update(b"missing")
+                continue
+            _entry_content(entry.path, st, digest, budget)
     return digest.hexdigest()
+
+
+def _entry_content(path: bytes, st: os.stat_result, digest: hashlib._Hash,
+                   budget: list[int] | None = None) -> None:
+    """An ignored file's bytes when small and within ``budget`` (else its size and change
+    time), a link's target, another kind by name."""
+    left = MAX_IGNORED_BYTES if budget is None else budget[0]
+    if stat.S_ISREG(st.st_mode) and st.st_size <= min(IGNORED_SMALL_FILE, left):
+        left = _content(Path(os.fsdecode(path)), digest, left)
+        if budget is not None:
+            budget[0] = left
+    elif stat.S_ISREG(st.st_mode):
+        digest.update(f"big:{st.st_size}:{st.st_mtime_ns}".encode())
+    else:
+        _content(Path(os.fsdecode(path)), digest, 0)  # a link's target, a FIFO's kind
 
 
 def _heal_state(home: str | Path | None) -> list[Path]:
