@@ -10,6 +10,18 @@ target; an untracked directory by its name only). Bounded: at most ``MAX_PATHS``
 ``MAX_BYTES`` bytes read in all (a larger file counts by its size and change time), and git
 gets ``TIMEOUT_S``; None when the directory is not a git work tree or git cannot say in time
 (then nothing is compared: an event without the tag keeps the older rule).
+
+Files git ignores are a second part of the digest (``ts2:<tracked>.<ignored>``): a fix that
+only installed a package (``node_modules/``, a virtualenv) or rebuilt output changes no file
+``git status`` lists. The ignored entries ``git status --ignored=matching`` names (a whole
+ignored directory as one entry; the same git call) are walked breadth first, each level in
+name order: every path's name and kind, a small file's bytes (a larger one's size and change
+time), a link's target, each directory's number of entries. Bounded: at most
+``MAX_IGNORED_ENTRIES`` paths (the shallow levels, where an install or a rebuild adds or
+replaces entries, come first), ``MAX_IGNORED_BYTES`` read and ``IGNORED_TIME_S`` seconds;
+heal's own state (``HEAL_HOME`` and the embedded PostgreSQL's data beside it) is left out.
+When the walk runs out of time the part is ``unknown``: :func:`compare` then says it cannot
+tell, and the apply stage does not call a pass flaky on a guess.
 """
 
 from __future__ import annotations
@@ -18,46 +30,199 @@ import hashlib
 import os
 import stat
 import subprocess
+import time
+from collections import deque
+from collections.abc import Iterable
 from pathlib import Path
 
 from pipeline.gitops import run_git
 
 #: the event tag holding the digest (free-form tags: other producers simply do not set it)
 TAG = "tree_state"
-#: the digest's scheme, so a later one can be told apart
-PREFIX = "ts1:"
+#: the digest's scheme: ``ts2:<tracked>.<ignored>``; ``ts1:<tracked>`` (events of an older
+#: heal) is still compared, by its one part
+PREFIX = "ts2:"
+PREFIXES = ("ts1:", "ts2:")
+#: the ignored part when the walk of the ignored files ran out of time
+UNKNOWN = "unknown"
 TIMEOUT_S = 5.0
 MAX_PATHS = 2000
 MAX_BYTES = 64 * 1024 * 1024
+MAX_IGNORED_ENTRIES = 5_000
+MAX_IGNORED_BYTES = 8 * 1024 * 1024
+#: an ignored file at most this large counts by its bytes (a larger one: size, change time)
+IGNORED_SMALL_FILE = 64 * 1024
+IGNORED_TIME_S = 2.0
 _CHUNK = 1 << 20
 
+#: what :func:`compare` says
+SAME, TRACKED, IGNORED = "", "tracked", "ignored"
 
-def tree_digest(root: str | Path) -> str | None:
-    """``ts1:<sha256>`` of the working tree at ``root`` (see the module), or None."""
+
+def tree_digest(root: str | Path, home: str | Path | None = None) -> str | None:
+    """``ts2:<tracked>.<ignored>`` of the working tree at ``root`` (see the module), or None
+    when git cannot say. ``home`` (HEAL_HOME) and the PostgreSQL data beside it are left out
+    of the ignored part."""
     base = Path(root)
-    listing = status_listing(base)
+    listing = status_listing(base, ignored=True)
     if listing is None:
         return None
-    digest = hashlib.sha256(listing)
+    tracked, ignored = _split_ignored(listing)
+    digest = hashlib.sha256(tracked)
     budget = MAX_BYTES
-    for entry in status_entries(listing)[:MAX_PATHS]:
+    for entry in status_entries(tracked)[:MAX_PATHS]:
         path = entry[3:]
         digest.update(b"\0" + path + b"\0")
         budget = _content(base / os.fsdecode(path), digest, budget)
-    return PREFIX + digest.hexdigest()
+    return f"{PREFIX}{digest.hexdigest()}.{_ignored_digest(base, ignored, home)}"
 
 
-def status_listing(root: Path) -> bytes | None:
+def compare(seen: str, now: str | None) -> str:
+    """What differs between the digest ``seen`` (with the error) and ``now``: :data:`SAME`
+    (''), :data:`TRACKED` (what ``git status`` lists), :data:`IGNORED` (files git ignores) or
+    :data:`UNKNOWN` (a part could not be computed: git did not answer now, or the ignored
+    files were too slow to walk). A ``ts1:`` digest has no ignored part: only the tracked
+    part is compared."""
+    if now is None:
+        return UNKNOWN
+    seen_tracked, _, seen_ignored = seen[len(PREFIX):].partition(".")
+    now_tracked, _, now_ignored = now[len(PREFIX):].partition(".")
+    if seen_tracked != now_tracked:
+        return TRACKED
+    if seen.startswith("ts1:"):
+        return SAME
+    if UNKNOWN in (seen_ignored, now_ignored):
+        return UNKNOWN
+    return SAME if seen_ignored == now_ignored else IGNORED
+
+
+def status_listing(root: Path, ignored: bool = False) -> bytes | None:
     """``git status --porcelain=v1 -z`` of the working tree at ``root`` (untracked files
-    that are not ignored included), or None when it is no git work tree or git cannot say
+    that are not ignored included; with ``ignored``, the ignored entries too, ``!! PATH``, a
+    whole ignored directory as one), or None when it is no git work tree or git cannot say
     within ``TIMEOUT_S``."""
+    flags = ["--ignored=matching"] if ignored else []
     try:
         done = run_git(["status", "--porcelain=v1", "-z", "--untracked-files=normal",
-                        "--ignore-submodules=none"], root, capture_output=True,
+                        "--ignore-submodules=none", *flags], root, capture_output=True,
                        timeout=TIMEOUT_S, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     return bytes(done.stdout) if done.returncode == 0 else None
+
+
+def _split_ignored(listing: bytes) -> tuple[bytes, list[bytes]]:
+    """The listing without its ``!!`` entries (what :func:`status_listing` gives without
+    ``ignored``), and the ignored paths."""
+    fields = listing.split(b"\0")
+    kept: list[bytes] = []
+    ignored: list[bytes] = []
+    i = 0
+    while i < len(fields):
+        entry = fields[i]
+        i += 1
+        if entry.startswith(b"!! "):
+            ignored.append(entry[3:])
+            continue
+        kept.append(entry)
+        if len(entry) >= 4 and (entry[:1] in (b"R", b"C") or entry[1:2] in (b"R", b"C")):
+            if i < len(fields):  # the origin path, a field of its own
+                kept.append(fields[i])
+            i += 1
+    return b"\0".join(kept), ignored
+
+
+def _ignored_digest(root: Path, ignored: list[bytes], home: str | Path | None) -> str:
+    """The ignored part (see the module): a hex digest, or :data:`UNKNOWN`. Paths stay
+    bytes and a directory is read with one ``scandir`` (its entries' kinds without a stat
+    each): a file costs one stat, a small one a read too."""
+    digest = hashlib.sha256()
+    skip = _identities(_heal_state(home))
+    skip_inodes = {ino for _, ino in skip}
+    deadline = time.monotonic() + IGNORED_TIME_S
+    base = os.fsencode(root)
+    queue: deque[bytes] = deque()
+    entries = 0
+    for seed in ignored[:MAX_IGNORED_ENTRIES]:
+        rel = seed.rstrip(b"/")
+        entries += 1
+        try:
+            st = os.lstat(base + b"/" + rel)
+        except OSError:
+            digest.update(b"\0" + rel + b"\0missing")
+            continue
+        if (st.st_dev, st.st_ino) in skip:
+            continue
+        digest.update(b"\0" + rel + b"\0")
+        if stat.S_ISDIR(st.st_mode):
+            queue.append(rel)
+        else:
+            _entry_content(base + b"/" + rel, st, digest)
+    budget = [MAX_IGNORED_BYTES]
+    while queue:
+        if time.monotonic() > deadline:
+            return UNKNOWN
+        rel = queue.popleft()
+        try:
+            with os.scandir(base + b"/" + rel) as found:
+                listed = sorted(found, key=lambda e: e.name)
+        except OSError:
+            digest.update(b"\0" + rel + b"\0unlistable")
+            continue
+        # (how many: an entry added past the bound still counts)
+        digest.update(f"\0{len(listed)}".encode())
+        for entry in listed[:max(MAX_IGNORED_ENTRIES - entries, 0)]:
+            entries += 1
+            child = rel + b"/" + entry.name
+            digest.update(b"\0" + entry.name + b"\0")
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.inode() in skip_inodes and (
+                            entry.stat(follow_symlinks=False).st_dev, entry.inode()) in skip:
+                        continue  # heal's own state inside an ignored folder
+                    digest.update(b"dir")
+                    queue.append(child)
+                    continue
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                digest.update(b"missing")
+                continue
+            _entry_content(entry.path, st, digest, budget)
+    return digest.hexdigest()
+
+
+def _entry_content(path: bytes, st: os.stat_result, digest: hashlib._Hash,
+                   budget: list[int] | None = None) -> None:
+    """An ignored file's bytes when small and within ``budget`` (else its size and change
+    time), a link's target, another kind by name."""
+    left = MAX_IGNORED_BYTES if budget is None else budget[0]
+    if stat.S_ISREG(st.st_mode) and st.st_size <= min(IGNORED_SMALL_FILE, left):
+        left = _content(Path(os.fsdecode(path)), digest, left)
+        if budget is not None:
+            budget[0] = left
+    elif stat.S_ISREG(st.st_mode):
+        digest.update(f"big:{st.st_size}:{st.st_mtime_ns}".encode())
+    else:
+        _content(Path(os.fsdecode(path)), digest, 0)  # a link's target, a FIFO's kind
+
+
+def _heal_state(home: str | Path | None) -> list[Path]:
+    """HEAL_HOME and the embedded PostgreSQL's data beside it (pipeline.homedir)."""
+    if home is None:
+        return []
+    home = Path(home)
+    return [home, home.parent / f"{home.name}.pg"]
+
+
+def _identities(paths: Iterable[Path]) -> set[tuple[int, int]]:
+    found = set()
+    for path in paths:
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        found.add((st.st_dev, st.st_ino))
+    return found
 
 
 def status_entries(listing: bytes) -> list[bytes]:

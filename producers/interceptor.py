@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
+from pipeline.ansi import ANSI
 from pipeline.console import shell_quote
 from pipeline.errors import UsageError
 from pipeline.redact import CUT_MARGIN, redacted_tail
@@ -63,6 +64,13 @@ class TailBuffer:
     only then cut to ``limit`` (``pipeline.redact.redacted_tail``), so a secret the cut
     splits (``password=CutSecret`` kept as ``ord=CutSecret``) is never kept in part; the
     margin's own first line, which may be such a rest, is dropped.
+
+    Each writer names its ``stream`` (stdout 1, stderr 2): a chunk of one stream that follows
+    another stream's unfinished line starts a line of its own (a ``\n`` is put between them
+    in the tail only), so ``abc`` printed without a newline and then ``Error: boom`` on
+    stderr are two lines of the event text, never ``abcError: boom``. The text's control
+    characters other than line breaks, tabs and terminal escape sequences (a NUL, a stray BEL,
+    a backspace) become spaces (:func:`plain_controls`).
     """
 
     def __init__(self, limit: int = TAIL_BYTES) -> None:
@@ -73,14 +81,24 @@ class TailBuffer:
         self._total = 0
         self._dropped = False
         self._lock = threading.Lock()
+        #: the stream of the last chunk, and whether that chunk left its line unfinished
+        self._stream = 0
+        self._open = False
 
     @property
     def truncated(self) -> bool:
         """Whether more than ``limit`` bytes were written (the text is a tail)."""
         return self._total > self.limit
 
-    def append(self, chunk: bytes) -> None:
+    def append(self, chunk: bytes, stream: int = 0) -> None:
+        if not chunk:
+            return
         with self._lock:
+            if self._open and stream != self._stream:
+                self._chunks.append(b"\n")  # the tail's line break, not the command's byte
+                self._size += 1
+            self._stream = stream
+            self._open = chunk[-1:] not in (b"\n", b"\r")
             self._chunks.append(chunk)
             self._size += len(chunk)
             self._total += len(chunk)
@@ -98,11 +116,36 @@ class TailBuffer:
         with self._lock:
             kept = b"".join(self._chunks).decode("utf-8", "replace")
             dropped = self._dropped
-        return redacted_tail(kept, self.limit, started_inside=dropped)
+        return plain_controls(redacted_tail(kept, self.limit, started_inside=dropped))
+
+
+#: control characters that are neither a line break (``str.splitlines``' \n \r \v \f
+#: \x1c-\x1e, U+0085), a tab nor the ESC of a terminal escape sequence
+_CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1a\x1f\x7f\x80-\x84\x86-\x9f]")
+#: the same, with ESC too: what is left of one outside a terminal escape sequence
+_CONTROLS_ESC = re.compile(r"[\x00-\x08\x0e-\x1b\x1f\x7f\x80-\x84\x86-\x9f]")
+
+
+def plain_controls(text: str) -> str:
+    """``text`` with each control character that is not a line break or a tab, and not part
+    of a terminal escape sequence (:data:`pipeline.ansi.ANSI`: its ESC and an OSC's closing
+    BEL stay, so every reader still strips it), replaced by a space: a command's NUL byte
+    (``abc\\0def``) reaches the event as ``abc def``, the same in every table and label
+    (PostgreSQL cannot store a NUL). Unchanged, fast, when there is none."""
+    if "\x1b" not in text:
+        return _CONTROLS.sub(" ", text) if _CONTROLS.search(text) else text
+    out: list[str] = []
+    at = 0
+    for match in ANSI.finditer(text):
+        out.append(_CONTROLS_ESC.sub(" ", text[at:match.start()]))
+        out.append(match.group(0))
+        at = match.end()
+    out.append(_CONTROLS_ESC.sub(" ", text[at:]))
+    return "".join(out)
 
 
 def _pump(source: IO[bytes], sink: IO[bytes] | None, tail: TailBuffer, count: list[int],
-          wake: int | None = None) -> None:
+          wake: int | None = None, stream: int = 0) -> None:
     """Copy ``source`` to ``sink`` (and the tail) until end of file, or, once ``wake`` is
     readable (the grace period is over), until nothing more is waiting in it (at most
     FINAL_DRAIN_BYTES more); then close it."""
@@ -132,7 +175,7 @@ def _pump(source: IO[bytes], sink: IO[bytes] | None, tail: TailBuffer, count: li
             if stopping:
                 drained += len(chunk)
             count[0] += len(chunk)
-            tail.append(chunk)
+            tail.append(chunk, stream)
             if sink is not None:
                 try:
                     sink.write(chunk)
@@ -181,9 +224,9 @@ def run_command(
     wake_r, wake_w = os.pipe()  # written once the grace period is over: the pumps let go
     assert proc.stdout is not None and proc.stderr is not None
     pumps = [
-        threading.Thread(target=_pump, args=(proc.stdout, stdout, tail, counts[0], wake_r),
+        threading.Thread(target=_pump, args=(proc.stdout, stdout, tail, counts[0], wake_r, 1),
                          daemon=True),
-        threading.Thread(target=_pump, args=(proc.stderr, stderr, tail, counts[1], wake_r),
+        threading.Thread(target=_pump, args=(proc.stderr, stderr, tail, counts[1], wake_r, 2),
                          daemon=True),
     ]
     for pump in pumps:

@@ -26,6 +26,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from pipeline.config import Settings
@@ -141,9 +142,10 @@ def event_where(workflow: Workflow, repo: Repo) -> tuple[Workflow, Repo, list[st
     return carried_workflow, carried_repo, cut + cut_repo
 
 
-def build_event(opts: RunOptions, result: RunResult, extra_tags: dict[str, Any] | None = None
-                ) -> ErrorEvent:
-    """The ErrorEvent describing a failed run."""
+def build_event(opts: RunOptions, result: RunResult, extra_tags: dict[str, Any] | None = None,
+                home: Path | None = None) -> ErrorEvent:
+    """The ErrorEvent describing a failed run (``home``: HEAL_HOME, left out of the working
+    tree's digest)."""
     step = run_step(opts)
     tags: dict[str, Any] = {
         "duration_s": round(result.duration_s, 3),
@@ -174,7 +176,7 @@ def build_event(opts: RunOptions, result: RunResult, extra_tags: dict[str, Any] 
     if exact.commit:
         # the working tree as the error saw it: the apply stage tells a pass after a change by
         # hand (not committed) from a flaky one (pipeline.treestate); no tag outside git
-        state = tree_digest(exact.path)
+        state = tree_digest(exact.path, home)
         if state:
             tags[TREE_TAG] = state
     workflow, repo, cut = event_where(run_workflow(opts, step), carried_repo(exact))
@@ -328,7 +330,8 @@ class RunSession:
         return event
 
     def _handle_failure(self, result: RunResult) -> int:
-        event = self._event = self._attested(build_event(self.opts, result))
+        event = self._event = self._attested(build_event(self.opts, result,
+                                                         home=self.settings.home))
         if self._client is None and self.settings.redis_url is None:
             self.progress.phase("starting engines…")
         if self.opts.wait:
@@ -445,7 +448,7 @@ class RunSession:
         if not (self.opts.json_to or ci.providers()):
             return
         try:
-            event = self._event or build_event(self.opts, result)
+            event = self._event or build_event(self.opts, result, home=self.settings.home)
             report = self._plain_report(event, result.status, decision, note)
             ci.report_ci(report)
             data = report.to_json()
@@ -499,7 +502,8 @@ class RunSession:
             self._record_success(healed=healed)
             return 0
         try:
-            event = self._attested(build_event(self.opts, again, {"rerun_of": error_id}))
+            event = self._attested(build_event(self.opts, again, {"rerun_of": error_id},
+                                                      home=self.settings.home))
             Publisher(self.client, self.settings).publish(event)
         except _CANNOT_REPORT as exc:  # (as the first failure's: its status is kept)
             self.say(f"could not report the second failure ({exc})")

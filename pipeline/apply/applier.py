@@ -55,8 +55,12 @@ from pipeline.lifecycle.graduation import UNRUNNABLE, cannot_run
 from pipeline.model import FLAKY_PATTERN
 from pipeline.policy import Policy, policy_for
 from pipeline.runtime.connection import redis_failure
-from pipeline.treestate import PREFIX as TREE_PREFIX
+from pipeline.treestate import IGNORED as TREE_IGNORED
+from pipeline.treestate import PREFIXES as TREE_PREFIXES
 from pipeline.treestate import TAG as TREE_TAG
+from pipeline.treestate import TRACKED as TREE_TRACKED
+from pipeline.treestate import UNKNOWN as TREE_UNKNOWN
+from pipeline.treestate import compare as compare_trees
 from pipeline.treestate import status_entries, status_listing, tree_digest
 from pipeline.trust.boundary import Trust, assess
 from pipeline.trust.operator import governed, operator_config
@@ -687,7 +691,8 @@ class Applier:
 
     def _run_steps(self, verdict: VerdictEvent, root: Path, fix: dict[str, Any],
                    trust: Trust) -> tuple[OutcomeEvent, dict[str, Any]]:
-        tree = _tree_now(verdict, root)  # before the re-run: what the developer left
+        # before the re-run: what the developer left
+        tree = _tree_now(verdict, root, self.settings.home)
         plain = self._rerun(verdict, root, trust)
         if plain is not None and plain["exit_code"] == 0:
             ran = {"steps": [{**plain, "name": "plain re-run (does the failure reproduce?)"}]}
@@ -743,8 +748,12 @@ class Applier:
         """The outcome of a verification whose "before" run passed without any fix: flaky,
         unless something changed since the error was seen (:meth:`_resolved_since`)."""
         root = repo_root(verdict.error)
-        resolved = (self._resolved_since(verdict, root, _tree_now(verdict, root))
-                    if root is not None else "")
+        # the tree the "before" run was a snapshot of, recorded when it ran (a change since
+        # then, made or undone, did not make that run pass); else the tree now
+        recorded, tree = _verified_tree(verdict)
+        if root is not None and not recorded:
+            tree = _tree_now(verdict, root, self.settings.home)
+        resolved = self._resolved_since(verdict, root, tree) if root is not None else ""
         if resolved:  # it passed in a worktree of the changed code: not flakiness
             return self._base(verdict, "skipped", (
                 "already resolved: nothing to do: the failing command passed in a clean "
@@ -777,9 +786,20 @@ class Applier:
         if applied:
             return applied
         seen_tree = _seen_tree(verdict)
-        if seen_tree and tree and tree != seen_tree:
+        if not seen_tree:
+            return ""
+        differs = compare_trees(seen_tree, tree)
+        if differs == TREE_TRACKED:
             return ("the working tree changed since the error was seen (uncommitted changes "
                     "made since then): it was resolved by a change in the working tree")
+        if differs == TREE_IGNORED:
+            return ("files git ignores changed in the working tree since the error was seen "
+                    "(installed dependencies, a virtualenv, build output): it was resolved by "
+                    "a change in the working tree")
+        if differs == TREE_UNKNOWN:  # not called flaky on a guess
+            return ("heal could not tell whether the working tree changed since the error "
+                    "was seen (git status did not answer in time, or the files git ignores "
+                    "took too long to read)")
         return ""
 
     def _applied_since(self, verdict: VerdictEvent) -> str:
@@ -1036,14 +1056,27 @@ def _seen_tree(verdict: VerdictEvent) -> str:
     event of another producer)."""
     tags = verdict.error.tags if isinstance(verdict.error.tags, dict) else {}
     seen = tags.get(TREE_TAG)
-    return seen if isinstance(seen, str) and seen.startswith(TREE_PREFIX) else ""
+    return seen if isinstance(seen, str) and seen.startswith(TREE_PREFIXES) else ""
 
 
-def _tree_now(verdict: VerdictEvent, root: Path | None) -> str | None:
-    """The working tree's digest now, when the error carries one to compare it with."""
+def _verified_tree(verdict: VerdictEvent) -> tuple[bool, str | None]:
+    """(recorded?, digest) of the working tree when verification took the snapshot its
+    "before" run ran in (:class:`pipeline.validate.verify.Verifier`; None: git could not say
+    then). Not recorded: a verdict of an older heal, or an error without ``tags.tree_state``."""
+    for run in verdict.verification:
+        if (isinstance(run, dict) and run.get("phase") == "before"
+                and run.get("name") == "failing-command" and TREE_TAG in run):
+            found = run[TREE_TAG]
+            return True, found if isinstance(found, str) else None
+    return False, None
+
+
+def _tree_now(verdict: VerdictEvent, root: Path | None, home: Path | None) -> str | None:
+    """The working tree's digest now, when the error carries one to compare it with
+    (``home``: HEAL_HOME, left out of it as ``heal run`` leaves it out)."""
     if root is None or not _seen_tree(verdict):
         return None
-    return tree_digest(root)
+    return tree_digest(root, home)
 
 
 def _event_time(ts: str) -> dt.datetime | None:

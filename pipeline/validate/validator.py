@@ -87,7 +87,7 @@ class Validator:
         self.checks = checks or CheckQueue(client, settings.key("verify"),
                                             prefix=settings.prefix)
         self.preflight = Preflight(settings, client)
-        self.verifier = Verifier(self.checks, settings.home / "worktrees")
+        self.verifier = Verifier(self.checks, settings.home / "worktrees", settings.home)
 
     def validate(self, cand: CandidateEvent) -> VerdictEvent:
         """Raises StreamUnavailable when Redis is unreachable (the runtime retries)."""

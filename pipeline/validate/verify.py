@@ -29,6 +29,9 @@ from pipeline.console import visible
 from pipeline.errors import GitError
 from pipeline.events import ErrorEvent
 from pipeline.gitops import GitRepo, Trailers
+from pipeline.treestate import PREFIXES as TREE_PREFIXES
+from pipeline.treestate import TAG as TREE_TAG
+from pipeline.treestate import tree_digest
 from pipeline.validate.owner import owner_gone, owner_token
 from pipeline.validate.paths import escaping_links, path_problem, within
 from pipeline.validate.request import FixRequest
@@ -142,9 +145,11 @@ def taught_elsewhere(fix: dict[str, Any], match: dict[str, Any], root: Path) -> 
 
 
 class Verifier:
-    def __init__(self, checks: CheckQueue, work_dir: Path) -> None:
+    def __init__(self, checks: CheckQueue, work_dir: Path, home: Path | None = None) -> None:
         self.checks = checks
         self.work_dir = work_dir
+        #: HEAL_HOME, left out of the working tree's digest (pipeline.treestate)
+        self.home = home
 
     def verify(self, req: FixRequest, attempt: int) -> Verification:
         """Raises GitError only for a broken repository; a failing fix is a result."""
@@ -161,6 +166,9 @@ class Verifier:
             return Verification(True, f"{req.category} command: runs only when applied, then "
                                 "the failing step is re-run", deferred=True)
         repo = GitRepo(req.root)
+        # the working tree the "before" run is a snapshot of, taken with it: the apply stage
+        # compares it, not the tree when it decides, with the error's (flaky or resolved?)
+        tree = self._tree(req)
         base = repo.snapshot()
         tag = uuid.uuid4().hex[:8]
         work_dir = self._work_dir_for(req.root)
@@ -172,11 +180,25 @@ class Verifier:
         try:
             repo.add_worktree(after, base)
             repo.add_worktree(before, base)
-            return self._verify_in(req, repo, attempt, before, after, owner)
+            done = self._verify_in(req, repo, attempt, before, after, owner)
+            if tree is not False:
+                for run in done.runs:
+                    if run.get("phase") == "before" and run.get("name") == "failing-command":
+                        run[TREE_TAG] = tree
+            return done
         finally:
             repo.remove_worktree(after)
             repo.remove_worktree(before)
             owner.unlink(missing_ok=True)
+
+    def _tree(self, req: FixRequest) -> str | None | bool:
+        """The working tree's digest now (None: git cannot say), when the error carries one to
+        compare it with; False when it does not (nothing to record)."""
+        tags = req.candidate.error.tags if isinstance(req.candidate.error.tags, dict) else {}
+        seen = tags.get(TREE_TAG)
+        if not (isinstance(seen, str) and seen.startswith(TREE_PREFIXES)):
+            return False
+        return tree_digest(req.root, self.home)
 
     def _work_dir_for(self, root: Path) -> Path:
         # HEAL_HOME defaults to <git root>/.heal, inside the repository being healed;

@@ -153,3 +153,99 @@ def test_the_validate_path_compares_the_tree_too_and_an_untagged_event_keeps_the
     rejected = replace(plain, decision="reject", verification=[
         {"phase": "before", "name": "failing-command", "exit_code": 0}])
     assert applier.handle(rejected).status == "flaky"
+
+
+# fails while the dependency (in an ignored folder, as node_modules/ or a virtualenv's
+# site-packages are) is missing: installing it changes no file `git status` lists
+APP_DEP = """import sys
+
+sys.path.insert(0, "deps")
+try:
+    import {token}_helper  # noqa: F401
+except ImportError:
+    raise SystemExit("DependencyMissingError: {token}_helper is not installed in deps/")
+"""
+
+
+def test_a_failure_fixed_by_installing_into_an_ignored_folder_is_resolved_not_flaky(
+        tmp_path: Path, heal_env: dict[str, str]) -> None:
+    token = "".join(chr(97 + int(c, 16)) for c in uuid.uuid4().hex[:10])
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "app.py").write_text(APP_DEP.format(token=token))
+    (repo / ".gitignore").write_text("deps/\nunused.flag\n__pycache__/\n")
+    (repo / "deps").mkdir()
+    (repo / "deps" / "other.py").write_text("")  # the folder exists, ignored
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "app")
+    env = {**heal_env, "HEAL_WORKFLOW": f"wf-{token}"}
+
+    first = _run(env, repo)
+    assert first["decision"] == "escalated", first
+    taught = _heal(env, repo, "learn", "--last", "--command", "touch unused.flag")
+    assert taught.returncode == 0, taught.stdout + taught.stderr
+    suggested = _run(env, repo)
+    assert suggested["decision"] == "suggested", suggested
+    before = _determinism(env, repo, suggested["fingerprint"])
+    # When the developer installs the dependency by hand (an ignored folder: git status is
+    # unchanged) and applies the suggestion
+    (repo / "deps" / f"{token}_helper.py").write_text("")
+    status = git(repo, "status", "--porcelain")
+    assert not status.strip(), status
+    applied = _heal(env, repo, "apply", suggested["error_id"])
+    # Then it is already resolved by that change; not flaky, nothing ran
+    assert applied.returncode == 1, applied.stdout + applied.stderr
+    assert "skipped: already resolved" in applied.stdout, applied.stdout
+    assert "files git ignores changed" in applied.stdout, applied.stdout
+    assert "flaky:" not in applied.stdout and not (repo / "unused.flag").exists()
+    after = _determinism(env, repo, suggested["fingerprint"])
+    assert after["flaky"] is False and after["score"] == before["score"], (before, after)
+
+
+def _one_file_fix() -> dict[str, Any]:
+    """A diff fix (verified in a worktree: a "before" run of the failing command there)."""
+    tag = uuid.uuid4().hex[:8]
+    return {"id": f"test.tree_{tag}/fix", "pattern_id": f"test.tree_{tag}", "kind": "diff",
+            "category": "SAFE", "state": "ACTIVE", "title": "add a file",
+            "rendered": {"diff": "--- /dev/null\n+++ b/gen1.txt\n@@ -0,0 +1 @@\n+generated\n"}}
+
+
+def _tagged(cand: Any, root: Path) -> Any:
+    seen = tree_digest(root)
+    assert seen is not None
+    return replace(cand, error=attest(replace(cand.error, tags={**cand.error.tags, TAG: seen}),
+                                      Settings.from_env()))
+
+
+def test_the_validate_path_compares_the_tree_its_before_run_saw_not_the_tree_at_apply(
+        tmp_path: Path, validator: Validator, applier: Applier) -> None:
+    root = sample_repo(tmp_path)
+    (root / "settings.txt").write_text("broken\n")
+    git(root, "add", "settings.txt")
+    git(root, "commit", "-q", "-m", "settings")
+    # Given a failure, fixed by hand (not committed) before verification took its snapshot
+    cand = _tagged(candidate(root, ("sh", "-c", "grep -qx ok settings.txt"), _one_file_fix()),
+                   root)
+    (root / "settings.txt").write_text("ok\n")
+    verdict = validator.validate(cand)
+    assert verdict.decision == "reject", verdict.reason
+    before = [r for r in verdict.verification if r.get("phase") == "before"]
+    assert before and before[0]["exit_code"] == 0, verdict.verification
+    # When the change is undone before the apply stage decides
+    git(root, "checkout", "-q", "settings.txt")
+    outcome = applier.handle(verdict)
+    # Then the "before" run passed on the changed tree: resolved, not flaky
+    assert outcome.status == "skipped", outcome.detail
+    assert "resolved by a change in the working tree" in outcome.detail, outcome.detail
+
+    # And a "before" run that passed on the error's own tree stays flaky, even when the tree
+    # changed after verification (the change did not make that run pass)
+    marker = tmp_path / "environment-ready"
+    cand = _tagged(candidate(root, ("sh", "-c", f"test -f {marker}"), _one_file_fix()), root)
+    marker.write_text("")  # the environment changes: a flaky pass
+    verdict = validator.validate(cand)
+    assert verdict.decision == "reject", verdict.reason
+    (root / "settings.txt").write_text("edited after verification\n")
+    outcome = applier.handle(verdict)
+    assert outcome.status == "flaky", outcome.detail

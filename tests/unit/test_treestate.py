@@ -23,14 +23,12 @@ def _repo(tmp_path: Path) -> Path:
     return root
 
 
-def test_the_digest_follows_content_of_tracked_and_untracked_files_not_ignored_ones(
-        tmp_path: Path) -> None:
+def test_the_digest_follows_content_of_tracked_and_untracked_files(tmp_path: Path) -> None:
     root = _repo(tmp_path)
-    clean = tree_digest(root)
-    assert clean is not None and clean.startswith("ts1:") and tree_digest(root) == clean
     (root / "build").mkdir()
     (root / "build" / "out.o").write_text("x")
-    assert tree_digest(root) == clean  # ignored: not part of it
+    clean = tree_digest(root)
+    assert clean is not None and clean.startswith("ts2:") and tree_digest(root) == clean
     (root / "a.txt").write_text("two\n")
     edited = tree_digest(root)
     assert edited != clean
@@ -42,6 +40,56 @@ def test_the_digest_follows_content_of_tracked_and_untracked_files_not_ignored_o
     untracked = tree_digest(root)
     (root / "new.txt").write_text("m\n")
     assert tree_digest(root) not in (clean, untracked)
+
+
+def test_files_git_ignores_are_a_part_of_their_own_and_heal_s_state_is_left_out(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _repo(tmp_path)
+    (root / ".gitignore").write_text("build/\n.heal/\n.heal.pg/\n")
+    git(root, "commit", "-qam", "ignore heal")
+    home = root / ".heal"
+    home.mkdir()
+    (root / "build" / "pkg").mkdir(parents=True)
+    (root / "build" / "pkg" / "a.py").write_text("x = 1\n")
+    seen = tree_digest(root, home)
+    assert seen is not None
+    (home / "state.db").write_text("written by heal")  # heal's own: not a change
+    (root / ".heal.pg").mkdir()
+    assert treestate.compare(seen, tree_digest(root, home)) == treestate.SAME
+    (root / "build" / "pkg" / "a.py").write_text("x = 2\n")  # a file edited in place
+    edited = tree_digest(root, home)
+    assert treestate.compare(seen, edited) == treestate.IGNORED
+    (root / "build" / "pkg" / "a.py").write_text("x = 1\n")
+    (root / "build" / "other").mkdir()  # a package installed
+    assert treestate.compare(seen, tree_digest(root, home)) == treestate.IGNORED
+    (root / "a.txt").write_text("two\n")  # a tracked change is said first
+    assert treestate.compare(seen, tree_digest(root, home)) == treestate.TRACKED
+    # git cannot say now, or the ignored files took too long: unknown, never "the same"
+    assert treestate.compare(seen, None) == treestate.UNKNOWN
+    git(root, "checkout", "-q", "a.txt")
+    monkeypatch.setattr(treestate, "IGNORED_TIME_S", -1.0)
+    slow = tree_digest(root, home)
+    assert slow is not None and slow.endswith(".unknown")
+    assert treestate.compare(seen, slow) == treestate.UNKNOWN
+    # an event of an older heal (``ts1:``, no ignored part): the tracked part alone
+    monkeypatch.setattr(treestate, "IGNORED_TIME_S", 5.0)
+    old = "ts1:" + seen[4:].partition(".")[0]
+    assert treestate.compare(old, tree_digest(root, home)) == treestate.SAME
+
+
+def test_the_walk_of_ignored_files_is_bounded_and_counts_entries_past_the_bound(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _repo(tmp_path)
+    (root / "build").mkdir()
+    for n in range(50):
+        (root / "build" / f"f{n:02}").write_text(str(n))
+    monkeypatch.setattr(treestate, "MAX_IGNORED_ENTRIES", 5)
+    seen = tree_digest(root)
+    assert seen is not None and tree_digest(root) == seen
+    (root / "build" / "f49").write_text("changed past the bound")  # not read: the same
+    assert tree_digest(root) == seen
+    (root / "build" / "zz").write_text("added")  # one more entry: counted
+    assert treestate.compare(seen, tree_digest(root)) == treestate.IGNORED
 
 
 def test_renames_fifos_and_the_bounds_never_hang_or_fail(tmp_path: Path,
