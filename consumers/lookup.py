@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from pipeline.config import STREAM_CANDIDATES, STREAM_FINGERPRINTS
 from pipeline.errors import DatabaseUnavailable
 from pipeline.events import CandidateEvent, FingerprintEvent
+from pipeline.fingerprint.status import event_status
 from pipeline.lookup.service import Lookup
 from pipeline.stage import StageContext
 
@@ -84,6 +85,7 @@ class LookupHandler:
             coarse=event.coarse,
             headline=str(event.extraction.get("normalized") or event.template),
             fp_params=event.params,
+            ended=event_status(event.error),
         )
         return [
             CandidateEvent(

@@ -86,7 +86,7 @@ class HealingReports:
         """Open issue-queue rows (fine fingerprints) seen in the window, most frequent first
         (grouped by mined template by the caller)."""
         rows = self.db.fetch(
-            """SELECT fine, count, first_seen, last_seen, sample FROM issue_queue
+            """SELECT fine, count, first_seen, last_seen, sample, ended FROM issue_queue
                WHERE status = 'open' AND last_seen >= $1
                ORDER BY count DESC, fine LIMIT $2""", since, limit)
         return [_plain(r) for r in rows]

@@ -74,12 +74,15 @@ async def _issue(conn: asyncpg.Connection, p: dict[str, Any]) -> None:
         return  # a replay copy of an error already counted: the queue counts it once
     ts = _ts(p.get("ts"))
     await conn.execute(
-        """INSERT INTO issue_queue (fine, coarse, count, first_seen, last_seen, sample)
-           VALUES ($1, $2, 1, $3, $3, $4)
+        """INSERT INTO issue_queue (fine, coarse, count, first_seen, last_seen, sample, ended)
+           VALUES ($1, $2, 1, $3, $3, $4, $5)
            ON CONFLICT (fine) DO UPDATE SET count = issue_queue.count + 1,
                first_seen = LEAST(issue_queue.first_seen, EXCLUDED.first_seen),
-               last_seen = GREATEST(issue_queue.last_seen, EXCLUDED.last_seen)""",
+               last_seen = GREATEST(issue_queue.last_seen, EXCLUDED.last_seen),
+               ended = CASE WHEN issue_queue.ended = '' THEN EXCLUDED.ended
+                            ELSE issue_queue.ended END""",
         p["fine"], p.get("coarse", ""), ts, str(p.get("sample", ""))[:4000],
+        str(p.get("ended") or ""),
     )
 
 

@@ -265,7 +265,7 @@ class ReportStore:
 
     def issues_for(self, fines: list[str]) -> list[dict[str, Any]]:
         return _rows(self.db.fetch(
-            """SELECT fine, coarse, count, first_seen, last_seen, sample, status
+            """SELECT fine, coarse, count, first_seen, last_seen, sample, ended, status
                FROM issue_queue WHERE fine = ANY($1::text[]) ORDER BY count DESC""", fines))
 
     # -- issue queue -------------------------------------------------------------------
@@ -273,7 +273,7 @@ class ReportStore:
                     older_than: dt.datetime | None = None) -> list[dict[str, Any]]:
         """Open groups, most frequent first; ``older_than``: only groups last seen before."""
         return _rows(self.db.fetch(
-            """SELECT fine, coarse, count, first_seen, last_seen, sample, status
+            """SELECT fine, coarse, count, first_seen, last_seen, sample, ended, status
                FROM issue_queue WHERE status = 'open'
                  AND ($2::timestamptz IS NULL OR last_seen < $2)
                ORDER BY count DESC, last_seen DESC LIMIT $1""", limit, older_than))
@@ -381,7 +381,7 @@ class ReportStore:
         """Open issue-queue rows last seen in the window, most frequent first, with their
         samples (grouped by mined template in ``pipeline.operator.groups``)."""
         return _rows(self.db.fetch(
-            """SELECT fine, count, first_seen, last_seen, sample, status FROM issue_queue
+            """SELECT fine, count, first_seen, last_seen, sample, ended, status FROM issue_queue
                WHERE status = 'open' AND last_seen >= $1 ORDER BY count DESC, fine LIMIT $2""",
             since, limit))
 

@@ -93,7 +93,7 @@ class ServeQueries:
         """Open issue-queue rows with their samples, most frequent first (grouped by mined
         template in ``pipeline.operator.groups``)."""
         rows = self.db.fetch(
-            """SELECT fine, count, first_seen, last_seen, sample FROM issue_queue
+            """SELECT fine, count, first_seen, last_seen, sample, ended FROM issue_queue
                WHERE status = 'open' ORDER BY count DESC, fine LIMIT $1""", limit)
         return [_row(r) for r in rows]
 

@@ -77,7 +77,8 @@ def run_list(args: argparse.Namespace) -> int:
     finally:
         db.close()
     if by_fingerprint:  # each row told apart by what its fingerprint is made of
-        issues = [{**i, "label": _label(str(i.get("sample", "")))} for i in issues]
+        issues = [{**i, "label": _label(str(i.get("sample", "")), str(i.get("ended") or ""))}
+                  for i in issues]
     groups = [] if by_fingerprint else by_template(issues)
     shown = groups[:limit]
     if not by_fingerprint:  # the fingerprints of the groups shown (the shape of /api/issues)
@@ -133,15 +134,19 @@ def _print_groups(groups: list[dict[str, Any]]) -> None:
     print_table(["count", "fps", "last seen", "template or headline"], rows, right=(0, 1))
 
 
-def _label(sample: str) -> str:
+def _label(sample: str, ended: str = "") -> str:
     """The label of a fingerprint row: :func:`pipeline.operator.groups.label` of its sample
-    (the sample's own clean last line when the fingerprint reads no headline from it)."""
+    keyed as the stage keyed it (``ended``: how its command ended), else the sample's own
+    clean last line when the fingerprint reads no headline from it."""
     from pipeline.fingerprint import fingerprint_text
+    from pipeline.fingerprint.status import ended_parts
     from pipeline.operator.groups import clean_line, label
 
     if not sample.strip():
         return ""
-    return label(fingerprint_text(sample)) or clean_line(headline(sample, 1))
+    exit_code, signal = ended_parts(ended)
+    return (label(fingerprint_text(sample, exit_code=exit_code, signal=signal))
+            or clean_line(headline(sample, 1)))
 
 
 def _select(args: argparse.Namespace, settings: Settings, reports: Any) -> list[dict[str, Any]]:

@@ -15,10 +15,14 @@ from pipeline.fingerprint.fingerprinter import Fingerprinter
 from pipeline.fingerprint.model import Fingerprint
 
 
-def fingerprint_batch(texts: Sequence[str], repo: str = "") -> list[Fingerprint]:
-    """Full fingerprints; the templates are mined over the batch of extracted headlines."""
+def fingerprint_batch(texts: Sequence[str], repo: str = "",
+                      statuses: Sequence[str] | None = None) -> list[Fingerprint]:
+    """Full fingerprints; the templates are mined over the batch of extracted headlines.
+    ``statuses``: how each text's command ended (``exit_status``), when known."""
     stateless = Fingerprinter()
-    fingerprints = [stateless.fingerprint(text, repo) for text in texts]
+    ended = statuses if statuses is not None else [""] * len(texts)
+    fingerprints = [stateless.fingerprint(text, repo, status)
+                    for text, status in zip(texts, ended, strict=True)]
     heads = [tokenize(fp.normalized) for fp in fingerprints]
     templates = mine(heads)
     return [

@@ -57,6 +57,17 @@ def signal_name(exit_code: int | None, signal: str | None = "") -> str:
         return ""
 
 
+def ended_parts(ended: str) -> tuple[int | None, str]:
+    """The (exit code, signal) an :func:`exit_status` key stands for: ``exit 3`` ->
+    ``(3, "")``, ``SIGSEGV`` -> ``(None, "SIGSEGV")``, anything else ``(None, "")`` (a queued
+    sample's stored status, for the callers that take the event's two fields)."""
+    if ended.startswith("exit ") and ended[5:].lstrip("-").isdigit():
+        return int(ended[5:]), ""
+    if ended.startswith("SIG") and ended[3:].isalnum():
+        return None, ended
+    return None, ""
+
+
 def exit_status(exit_code: int | None, signal: str | None = "") -> str:
     """How a failed command ended, as one key: ``SIGSEGV`` for a death by signal, ``exit 3``
     for a non-zero status, empty when unknown or 0 (the fingerprint is then the text's

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import UsageError
+from pipeline.fingerprint.status import ended_parts
 from pipeline.learn import fixes
 from pipeline.learn.source import TaughtError
 from pipeline.learn.teach import Lesson, Teacher
@@ -43,8 +44,10 @@ def fix_for_answer(answer: str, value: str, root: Path | None) -> fixes.FixDraft
 
 def review_teacher(teacher: Teacher, root: Path | None) -> TeachAnswer:
     def teach(issue: dict[str, Any], answer: str, value: str) -> tuple[str, str]:
+        exit_code, signal = ended_parts(str(issue.get("ended") or ""))
         error = TaughtError(f"issue:{issue['fine']}", str(issue.get("sample", "")),
-                            str(issue["fine"]), str(issue.get("coarse", "")), why="queued")
+                            str(issue["fine"]), str(issue.get("coarse", "")), why="queued",
+                            exit_code=exit_code, signal=signal)
         lesson = Lesson(error, fix_for_answer(answer, value, root),
                         source="heal issues review")
         taught = teacher.teach(lesson)

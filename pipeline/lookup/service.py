@@ -195,11 +195,14 @@ class Lookup:
         headline: str = "",
         fp_params: Mapping[str, Any] | None = None,
         record: bool = True,
+        ended: str = "",
     ) -> LookupResult:
         """Find the best known fix for one fingerprinted error (never raises for engines:
         PostgreSQL or model trouble degrades to the tiers that still work, said in reason).
 
-        ``headline`` is the fingerprint's normalized headline, embedded by tier 2."""
+        ``headline`` is the fingerprint's normalized headline, embedded by tier 2; ``ended``
+        how the command ended as its fingerprint keyed it (``exit_status``), kept with a
+        queued sample so the queue's groups re-fingerprint it as the stage did."""
         base = dict(fp_params or {})
         if fine in self._ignored or coarse in self._ignored:
             return unmatched("ignored with `heal ignore`: detected, never fixed or queued",
@@ -232,7 +235,7 @@ class Lookup:
         if not result.params and base:
             result = replace(result, params=base)
         if record:
-            self._record(error_id, fine, coarse, text, result)
+            self._record(error_id, fine, coarse, text, result, ended)
         elif QUEUED in result.reason:  # heal diagnose: nothing is queued, say so
             result = replace(result, reason=result.reason.replace(QUEUED, NOT_QUEUED))
         return result
@@ -832,7 +835,7 @@ class Lookup:
             f"{result.reason}; {len(order)} fixes {how}: {', '.join(order)}"))
 
     def _record(self, error_id: str, fine: str, coarse: str, text: str,
-                result: LookupResult) -> None:
+                result: LookupResult, ended: str = "") -> None:
         # a replay copy names its original: the counters count an error once
         original = replay_of(error_id)
         if result.pattern_id is not None:
@@ -843,7 +846,7 @@ class Lookup:
         elif fine:
             op = (f"issue:{error_id}", "issue", {
                 "fine": fine, "coarse": coarse, "sample": text[-4000:], "ts": time.time(),
-                "replay_of": original})
+                "replay_of": original, **({"ended": ended} if ended else {})})
         else:
             return
         self._queue(op)

@@ -49,7 +49,10 @@ def by_template(issues: list[dict[str, Any]]) -> list[dict[str, Any]]:
     fingerprints, else the fingerprint's :func:`label`); the largest groups first."""
     if not issues:
         return []
-    fingerprints = fingerprint_batch([str(i.get("sample", "")) for i in issues])
+    # (with how each sample's command ended: a crash that printed only "start" is keyed on
+    # its signal, as the stage keyed it, not merged with every other "start")
+    fingerprints = fingerprint_batch([str(i.get("sample", "")) for i in issues],
+                                     statuses=[str(i.get("ended") or "") for i in issues])
     groups: dict[str, dict[str, Any]] = {}
     newest: dict[str, Fingerprint] = {}
     for issue, fp in zip(issues, fingerprints, strict=True):

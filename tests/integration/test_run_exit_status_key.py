@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -104,3 +105,27 @@ def test_an_error_line_keeps_its_key_whatever_the_status(
     keys = {json.loads(_heal([*args, *extra], root, text).stdout)["fingerprint"]["fine"]
             for extra in ([], ["--exit-code", "1"], ["--exit-code", "139", "--signal", "11"])}
     assert len(keys) == 1
+
+
+def test_the_issue_queue_groups_and_labels_them_as_the_stage_keyed_them(
+        tmp_path: Path, heal_env: dict[str, str]) -> None:
+    root = _repo(tmp_path)
+    # Given a segfault, an abort and an exit 3, each after an ordinary line of its own run
+    word = "begin" + "".join(random.choice("abcdefghij") for _ in range(8))  # (no digits)
+    fines = {
+        "killed by SIGSEGV": _run(root, sys.executable, "-c", SEGFAULT, word)[1]["fingerprint"],
+        "killed by SIGABRT": _run(root, "sh", "-c", f"echo {word}; kill -ABRT $$")[1][
+            "fingerprint"],
+        f"exit 3: {word}": _run(root, "sh", "-c", f"echo {word}; exit 3")[1]["fingerprint"],
+    }
+    # When the queue is listed (its groups re-fingerprint the stored samples)
+    listed = _heal(["issues", "list", "--json", "--limit", "1000"], root)
+    assert listed.returncode == 0, listed.stderr
+    groups = json.loads(listed.stdout)["groups"]
+    # Then they are three groups, each labelled by how it ended (before: one group, "start")
+    ours = [g for g in groups if set(g["fines"]) & set(fines.values())]
+    assert len(ours) == 3, ours
+    assert {g["label"] for g in ours} == set(fines), ours
+    by_fp = _heal(["issues", "list", "--by-fingerprint", "--json", "--limit", "1000"], root)
+    rows = {i["fine"]: i["label"] for i in json.loads(by_fp.stdout)["issues"]}
+    assert {rows.get(str(f)) for f in fines.values()} == set(fines), rows
