@@ -14,24 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from producers.records import Record, RecordAssembler
+from producers.records import RecordAssembler
+from tests.unit.test_producers_record_reports import assemble, texts
 
 REPORTS = Path(__file__).resolve().parents[1] / "fixtures" / "reports"
 HEAL = str(Path(sys.executable).parent / "heal")
 
 
-def assemble(text: str) -> list[Record]:
-    assembler = RecordAssembler()
-    out: list[Record] = []
-    offset = 0
-    for number, line in enumerate(text.splitlines(keepends=True), 1):
-        out += assembler.feed(line, offset, offset + len(line), number)
-        offset += len(line)
-    return out + assembler.flush()
-
-
-def texts(text: str) -> list[str]:
-    return [r.text for r in assemble(text)]
 
 
 def _run(*args: str, home: Path) -> list[dict[str, object]]:
