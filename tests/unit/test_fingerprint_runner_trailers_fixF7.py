@@ -86,6 +86,29 @@ def test_runner_trailer_never_heads_a_text_no_parser_reads(tmp_path: Path) -> No
         assert len(fines) == len(errors), name
 
 
+def test_the_line_naming_the_failure_heads_not_advice_or_frames(tmp_path: Path) -> None:
+    """bundler's advice under its error and GHC's call stack under a crash are the same for
+    every cause: the error line above them heads the text, so two causes keep two keys."""
+    advice = "Run `bundle install` to install missing gems.\n"
+    stack = ("CallStack (from HasCallStack):\n"
+             "  error, called at libraries/base/GHC/List.hs:1646:3 in base:GHC.List\n"
+             "  errorEmptyList, called at libraries/base/GHC/List.hs:85:11 in base:GHC.List\n"
+             "  badHead, called at libraries/base/GHC/List.hs:81:28 in base:GHC.List\n")
+    texts = {
+        "gem_pg": "Could not find pg-1.5.6 in locally installed gems\n" + advice,
+        "gem_puma": "Could not find puma-6.4.2 in any of the sources\n" + advice,
+        "hs_head": "report: Prelude.head: empty list\n" + stack
+                   + "  head, called at src/Report.hs:12:9 in main:Report\n",
+        "hs_last": "report: Prelude.last: empty list\n" + stack
+                    + "  last, called at src/Report.hs:30:5 in main:Report\n",
+    }
+    found = diagnose_fingerprints(tmp_path, texts)
+    assert found["gem_pg"]["fine"] != found["gem_puma"]["fine"]
+    assert found["hs_head"]["fine"] != found["hs_last"]["fine"]
+    assert fingerprint_text(texts["gem_pg"]).normalized.startswith("Could not find")
+    assert fingerprint_text(texts["hs_head"]).normalized == "report: Prelude.head: empty list"
+
+
 def test_runner_line_shapes() -> None:
     """The general shapes: a verdict (label, colon, an outcome in capitals) and bookkeeping
     (a lifecycle verb, then what a runner keeps), never an exception line or an error."""
