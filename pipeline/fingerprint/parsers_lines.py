@@ -355,10 +355,11 @@ _SCORED_CHARS = 2000
 #: advice: a line that tells the reader what to do (``Run `bundle install` to install
 #: missing gems.``, ``Try 'npm ci'``, ``Please check ...``, ``To fix this, ...``, ``hint:
 #: ...``, ``You may need to ...``) rather than what failed, which the line it follows says
+#: (``Check failed: ...`` and ``You must be logged in`` say what failed: not advice)
 _ADVICE_LINE = re.compile(
-    r"^(?:(?:Run|Try|Use|Please|Consider|Make sure|Ensure|Check|See|Refer to|Did you mean"
-    r"|Perhaps|Maybe|If you|To (?:fix|resolve|solve|install|update|see|use)"
-    r"|You (?:may|might|can|could|should|need|must))\b"
+    r"^(?:(?:Run|Try|Use|Please|Consider|Make sure|Ensure|See|Refer to|Did you mean"
+    r"|Check (?:the|that|your|if|whether)|Perhaps|Maybe|If you"
+    r"|To (?:fix|resolve|solve|install|update|see|use)|You (?:may|might|can|could|should))\b"
     r"|(?:hint|note|help|tip|suggestion)s?:)",
     re.IGNORECASE,
 )

@@ -122,3 +122,16 @@ def test_runner_line_shapes() -> None:
                  "Could not find pg-1.5.6 in locally installed gems",
                  "Upload failed for job 3: 404 Not Found"):
         assert not is_runner_line(line), line
+
+
+def test_advice_is_told_from_lines_that_say_what_failed() -> None:
+    from pipeline.fingerprint.parsers_lines import headline
+
+    for advice, failure in (("Try `npm ci` to reinstall.", "npm: the lockfile is missing"),
+                            ("hint: pass --force to overwrite", "cp: target exists"),
+                            ("See 'docker run --help'.", "docker: invalid reference format")):
+        assert headline([failure, advice]) == failure
+        assert headline([advice, failure]) == failure
+    # a failure that reads like an imperative is no advice
+    for failure in ("Check failed: queue.size() < limit", "You must be logged in to publish"):
+        assert headline(["starting worker", failure]) == failure
