@@ -57,6 +57,29 @@ _ANNOTATION = re.compile(
     r"^(?:##\[\w{1,16}\]|::\w{1,16}(?: [^:]{0,200})?::|exit (?:status|code) -?\d{1,4}\s*$"
     r"|[\w.+/-]{1,64}(?:\[\d{1,9}\])?: \*\*\* )"
 )
+#: the runner's verdict on the job or the build: a label, a colon and one outcome word in
+#: capitals, alone on the line (Jenkins' ``Finished: FAILURE``, ``Build result: UNSTABLE``,
+#: ``Status: CANCELED``; the label in plain words, never a class name such as ``KeyError``),
+#: or Jenkins' ``Build step 'Execute shell' marked build as failure``:
+#: it says *that* the run failed, never what failed
+_VERDICT = re.compile(
+    r"^[A-Z][a-z]{1,20}(?: [A-Za-z][a-z]{0,20}){0,3}: (?:SUCCESS|SUCCEEDED|FAILURE|FAILED"
+    r"|UNSTABLE|ABORTED|CANCELL?ED|NOT_BUILT|PASSED|TIMED_OUT|TIMEOUT|ERRORED)\.?$"
+    r"|\bmarked (?:the )?build as (?:failure|failed|unstable|aborted)\b"
+)
+#: the runner's own bookkeeping before and after a job's steps: a lifecycle verb first, then
+#: what the runner keeps or runs for the job (its artifacts, caches, workspace, test reports,
+#: orphan processes, the job itself), and no colon after them (``Post job cleanup.``,
+#: ``Cleaning up orphan processes``, ``Uploading artifacts for failed job``, ``Saving cache``,
+#: ``Archiving artifacts``, ``Recording test results``, ``Running after_script``); and the
+#: markers of Jenkins' pipeline steps (``[Pipeline] }``, ``[Pipeline] End of Pipeline``)
+_BOOKKEEPING = re.compile(
+    r"^(?:(?:Post|Set up|Complete|Clean(?:ing)? up|Upload(?:ing)?|Download(?:ing)?|Sav(?:e|ing)"
+    r"|Restor(?:e|ing)|Archiv(?:e|ing)|Record(?:ing)?|Publish(?:ing)?|Running|Executing)"
+    r"\b[^:\n]{0,40}?\b(?:job|artifacts?|caches?|workspace|test results|test reports?"
+    r"|orphan process(?:es)?|project directory|after_script|before_script)\b[^:\n]{0,200}$"
+    r"|\[Pipeline\] )"
+)
 #: the longest line prefix the runner checks look at
 _CHECKED_CHARS = 2000
 
@@ -79,7 +102,10 @@ def strip_stamps(text: str) -> str:
 
 def is_runner_line(line: str) -> bool:
     """True when ``line`` (stripped) is the runner's or a build tool's own: a fold, an
-    echoed command, a step's or the build's end, an annotation or an exit report."""
+    echoed command, a step's or the build's end, an annotation or an exit report, the
+    runner's verdict on the run or its bookkeeping around the steps (artifacts, caches,
+    cleanup)."""
     line = line[:_CHECKED_CHARS]
     return bool(FOLD.match(line) or ECHO.match(line) or _ANNOTATION.match(line)
-                or STEP_EXIT.search(line) or BUILD_END.search(line))
+                or STEP_EXIT.search(line) or BUILD_END.search(line)
+                or _VERDICT.search(line) or _BOOKKEEPING.match(line))

@@ -290,11 +290,13 @@ def _with_detail(message: str, below: list[str]) -> str:
 
 #: the lines that never head a text holding anything else (score 0 in :func:`headline`):
 #: a stack frame or source excerpt (``at X.m(...)``, ``File "..."``, Ruby's ``from x.rb:5:in``,
-#: rspec's ``# ./x_spec.rb:8:in``, vitest's ``❯ x.test.ts:12:4``, ``12|   code``)
+#: rspec's ``# ./x_spec.rb:8:in``, vitest's ``❯ x.test.ts:12:4``, GHC's call stack
+#: ``errorEmptyList, called at libraries/base/GHC/List.hs:85:11 in base:GHC.List``, ``12|   code``)
 _FRAME_LINE = re.compile(
     r"""^(?:at\ [^\s(]{1,500}(?:\ \(|\(|:\d)     # .NET, JVM, Node
         |File\ "                                # Python
         |(?:from|\#|\u276f|-->)\ [^\s:]{1,500}:\d  # Ruby, rspec, vitest, rustc
+        |[^\s,]{1,200},\ called\ at\ [^\s:]{1,500}:\d  # Haskell (HasCallStack)
         |\d{0,9}\ {0,4}\|                        # a source excerpt's margin
     )""",
     re.VERBOSE,
@@ -317,9 +319,10 @@ _RUN_NOTE = re.compile(
       |^\[\s{0,3}\d{1,3}%\]""",
     re.VERBOSE,
 )
-#: a heading or a rule (``Failures:``, ``Failed examples:``, ``Events:``, ``⎯⎯ Failed
-#: Tests 1 ⎯⎯``, ``-----``): it names the section below it
-_HEADING = re.compile(r"^(?:[A-Za-z][\w ]{0,30}:|[-=_*#~\u2500-\u257f\u23af]{3,}.*)$")
+#: a heading or a rule (``Failures:``, ``Failed examples:``, ``Events:``, ``CallStack (from
+#: HasCallStack):``, ``⎯⎯ Failed Tests 1 ⎯⎯``, ``-----``): it names the section below it
+_HEADING = re.compile(
+    r"^(?:[A-Za-z][\w ]{0,30}(?: \([\w ]{1,30}\))?:|[-=_*#~\u2500-\u257f\u23af]{3,}.*)$")
 #: a line that says something went wrong: an error or failure word anywhere in it
 _FAILURE_WORD = re.compile(
     r"error|fail|fatal|exception|panic|abort|denied|refused|killed|cannot|can't|could not"
@@ -402,17 +405,40 @@ def headline_score(line: str) -> int:
     return _headline_score(line)
 
 
+#: advice: a line that tells the reader what to do (``Run `bundle install` to install
+#: missing gems.``, ``Try 'npm ci'``, ``Please check ...``, ``To fix this, ...``, ``hint:
+#: ...``, ``You may need to ...``) rather than what failed, which the line it follows says
+#: (``Check failed: ...`` and ``You must be logged in`` say what failed: not advice)
+_ADVICE_LINE = re.compile(
+    r"^(?:(?:Run|Try|Use|Please|Consider|Make sure|Ensure|See|Refer to|Did you mean"
+    r"|Check (?:the|that|your|if|whether)|Perhaps|Maybe|If you"
+    r"|To (?:fix|resolve|solve|install|update|see|use)|You (?:may|might|can|could|should))\b"
+    r"|(?:hint|note|help|tip|suggestion)s?:)",
+    re.IGNORECASE,
+)
+
+
+def _rank(line: str) -> tuple[int, bool]:
+    """How well ``line`` heads a text: its :func:`_headline_score`, an advice line's at most
+    1 (a line that names the failure outranks it), and of equally scored lines the one that
+    is not advice first."""
+    score = _headline_score(line)
+    if _ADVICE_LINE.match(line):
+        return min(score, 1), False
+    return score, True
+
+
 def headline(lines: list[str]) -> str:
-    """The line of ``lines`` that best says what failed (:func:`_headline_score`); of
-    equally good lines the last, as tools print their conclusion last."""
+    """The line of ``lines`` that best says what failed (:func:`_rank`); of equally good
+    lines the last, as tools print their conclusion last."""
     filled = [stripped for stripped in map(str.strip, lines) if stripped]
     if len(filled) == 1:  # one line (most log lines): it heads the text whatever its score
         return filled[0]
-    best, best_score = "", -1
+    best, best_rank = "", (-1, False)
     for stripped in filled:
-        score = _headline_score(stripped)
-        if score >= best_score:
-            best, best_score = stripped, score
+        rank = _rank(stripped)
+        if rank >= best_rank:
+            best, best_rank = stripped, rank
     return best
 
 

@@ -68,14 +68,34 @@ _FOREIGN = re.compile(
 )
 #: following lines a message may take at most (more is another program's output)
 _MESSAGE_LINES = 2
+#: a message line that announces the lines under it: one ending with a colon (``row count
+#: differs:``), or a count of errors for a named thing (pydantic's ``1 validation error for
+#: Settings``, whose field names follow unindented)
+_OPENS_BLOCK = re.compile(r":$|\b\d{1,9} (?:[a-z]{1,20} ){0,2}errors? (?:for|in) \S{1,200}$")
 
 
-def _continues_message(line: str) -> bool:
-    """True when ``line``, after an exception line, is more of its message. Python prints
-    a message's own lines as they are (an assertion's text, a pydantic ValidationError's
-    field names and indented details), so any line continues it except a blank line, a
-    chain marker or frame, and a line another program printed: the CI runner's (a fold,
-    an exit report, ``##[error]``, ``make: *** ...``) or a log line led by a level word."""
+def _left_open(message: list[str]) -> bool:
+    """Whether the message read so far goes on: its first line announces a block below it,
+    or a bracket or a double quote it opened is not closed yet (a value printed over several
+    lines)."""
+    if _OPENS_BLOCK.search(message[0].rstrip()):
+        return True
+    text = "\n".join(message)
+    if text.count('"') % 2:
+        return True
+    return sum(map(text.count, "([{")) > sum(map(text.count, ")]}"))
+
+
+def _continues_message(line: str, message: list[str]) -> bool:
+    """True when ``line``, after an exception line and the ``message`` lines read so far, is
+    more of its message. Python prints a message's own lines as they are, so a line
+    continues it when it is what continuation lines are: indented (a pydantic field's
+    details, a driver's hint), or inside what the message left open (a block it announced:
+    an assertion's text after its colon, pydantic's field names after ``1 validation error
+    for X``; an open bracket or quote). Any other unindented line is the next program's
+    output: the CI runner's (a fold, an exit report, its verdict, its artifact and cleanup
+    steps), a log line, a shell's message. A blank line, a chain marker, a frame, a
+    database driver's context and a runner's or log line never continue it."""
     stripped = line.strip()
     if not stripped or line.startswith(_CHAIN_MARKERS) or _FRAME.match(line):
         return False
@@ -83,7 +103,9 @@ def _continues_message(line: str) -> bool:
         return False  # the driver's statement, caret and row values: not the message
     if line[0] in " \t":
         return True  # indented: a detail of the message (no runner line is indented)
-    return not (_FOREIGN.match(stripped) or is_runner_line(stripped))
+    if _FOREIGN.match(stripped) or is_runner_line(stripped):
+        return False
+    return _left_open(message)
 
 
 def _exception_line(line: str) -> re.Match[str] | None:
@@ -120,10 +142,10 @@ def _parse_block(lines: list[str], repo: str, bare: bool = False
         exc = exc or _EXC_LINE.match(line.strip())
         if exc:
             message = [exc.group("msg") or ""]
-            # a message may continue on the next lines, up to a blank line, a chain marker
-            # or what the program's runner printed after it
+            # a message may continue on the next lines: indented ones, or what its first
+            # line announced or left open (see _continues_message)
             for follow in lines[index + 1:index + 1 + _MESSAGE_LINES]:
-                if not _continues_message(follow):
+                if not _continues_message(follow, message):
                     break
                 message.append(follow)
             return frames, exc.group("type"), "\n".join(message).strip()
