@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 
 from pipeline.fingerprint.cluster import (
     DEFAULT_CONFIG,
@@ -20,7 +21,7 @@ from pipeline.fingerprint.extract import extract, readable
 from pipeline.fingerprint.hashing import ALGORITHM_VERSION, stable_hash
 from pipeline.fingerprint.model import Extraction, Fingerprint, Frame
 from pipeline.fingerprint.params import extract_params
-from pipeline.fingerprint.rules import DEFAULT_NORMALIZER, Normalizer
+from pipeline.fingerprint.rules import DEFAULT_NORMALIZER, Masked, Normalizer
 
 #: innermost project frames that enter the fine fingerprint (deeper ones are call paths
 #: that vary with the caller, not with the problem)
@@ -56,7 +57,8 @@ class Fingerprinter:
         #: (kind, error class, masked message, frame key, top function) -> what
         #: ``_shaped`` makes of it: texts that differ only in masked values (log lines with
         #: new numbers) share it; cleared when full
-        self._shapes: dict[tuple[str, str, str, str, str, str], tuple[Tokens, str, str]] = {}
+        self._shapes: dict[tuple[str, str, str, str, str, str, str],
+                           tuple[Tokens, str, str]] = {}
 
     def fingerprint(self, text: str, repo: str = "") -> Fingerprint:
         """The fingerprint of ``text``. A repeated text with the same mined template gets the
@@ -134,19 +136,22 @@ class Fingerprinter:
         params = extract_params(text, extraction)
         # (whitespace runs to one space, ends stripped: ``re``'s ``\s`` is ``str.isspace``,
         # so this is ``re.sub(r"\s+", " ", m).strip()`` at a third of its cost)
-        message = _mask_params(" ".join(extraction.message.split()), params)
-        masked = self.normalizer.mask(message)
+        masked, fine_text = mask_message(" ".join(extraction.message.split()), params,
+                                         self.normalizer)
         # the error class is structure, not data: it is never masked
         prefix = f"{extraction.error_type}: " if extraction.error_type else ""
         frames = extraction.project_frames()[-MAX_FRAMES:]
         frame_key = "|".join(f"{f.file}:{f.function}" for f in frames)
         top = coarse_where(extraction.kind, frames)
         chain = chain_key(extraction, params, self.normalizer) if extraction.chain else ""
-        shape = (extraction.kind, extraction.error_type, masked.text, frame_key, top, chain)
+        # (the coarse key's message, "" when it is the fine key's: no name was masked)
+        coarse_text = masked.text if masked.text != fine_text else ""
+        shape = (extraction.kind, extraction.error_type, fine_text, frame_key, top, chain,
+                 coarse_text)
         found = self._shapes.get(shape)
         if found is None:
             found = _shaped(*shape)
-            if len(masked.text) <= SHAPE_CHARS:
+            if len(fine_text) <= SHAPE_CHARS:
                 if len(self._shapes) >= SHAPE_CACHE:
                     self._shapes.clear()
                 self._shapes[shape] = found
@@ -156,17 +161,22 @@ class Fingerprinter:
         base = _new(Fingerprint)
         base.__dict__.update(
             fine=fine, coarse=coarse, version=ALGORITHM_VERSION, template="",
-            normalized=prefix + masked.text, params=params, extraction=extraction, hints=hints)
+            normalized=prefix + fine_text, params=params, extraction=extraction, hints=hints)
         return _Analysis(base, tokens, frame_key, chars)
 
 
 def _shaped(kind: str, error_type: str, masked: str, frame_key: str, top: str,
-            chain: str = "") -> tuple[Tokens, str, str]:
+            chain: str = "", coarse_masked: str = "") -> tuple[Tokens, str, str]:
     """The tokens to mine and the fine and coarse fingerprints of a masked message: the same
-    for every text that masks to it (with the same kind, error class, frames and chain)."""
+    for every text that masks to it (with the same kind, error class, frames and chain).
+    ``coarse_masked``: the message with the names of what is missing masked too, when they
+    were in it (see :func:`mask_message`)."""
     prefix = f"{error_type}: " if error_type else ""
     tokens = tokenize(prefix + masked)
-    head = coarse_head(kind, error_type, masked, None if prefix else tokens)
+    if coarse_masked:
+        head = coarse_head(kind, error_type, coarse_masked)
+    else:
+        head = coarse_head(kind, error_type, masked, None if prefix else tokens)
     coarse = stable_hash("coarse", kind, head, top)
     fine = (stable_hash("fine", kind, error_type, masked, frame_key, chain) if chain
             else stable_hash("fine", kind, error_type, masked, frame_key))
@@ -185,8 +195,8 @@ def chain_key(extraction: Extraction, params: dict[str, object], normalizer: Nor
     password and from a missing database are two errors needing two fixes (fp-v4)."""
     parts = []
     for error_type, message in extraction.chain[:CHAIN_KEY_LINKS]:
-        text = _mask_params(" ".join(message[:CHAIN_KEY_CHARS].split()), params)
-        parts.append(f"{error_type}: {normalizer.mask(text).text}")
+        _, text = mask_message(" ".join(message[:CHAIN_KEY_CHARS].split()), params, normalizer)
+        parts.append(f"{error_type}: {text}")
     return "\x1e".join(parts)
 
 
@@ -330,15 +340,51 @@ SHAPE_CACHE = 8192
 SHAPE_CHARS = 1024
 
 
-#: extracted values that are masked in the message by name (they live on in ``params``)
+#: extracted values that are masked in the message by name (they live on in ``params``):
+#: the names of what is missing (a module, package, command, imported name) and where the
+#: error happened (a host, a path denied)
 MASKED_PARAMS = ("module", "package", "command", "host", "permission_path", "import_name")
+#: of those, the names of what is missing: the fine key keeps them (``No module named
+#: 'requests'`` and ``'yaml'`` are two causes with two fixes, fp-v6), the coarse key masks
+#: them (one kind of failure); a host and a path stay masked in both (where, not what)
+NAMED_PARAMS = frozenset(("module", "package", "command", "import_name"))
 
 
-def _mask_params(message: str, params: dict[str, object]) -> str:
+def mask_message(message: str, params: dict[str, Any], normalizer: Normalizer
+                 ) -> tuple[Masked, str]:
+    """A message masked for the keys: the coarse key's (every extracted name masked as
+    ``<name>``, then the rule table) and the fine key's text (the same, with the names of
+    what is missing put back: as written, the rule table having masked what follows them,
+    ``left-pad@<num>``; a name given as a path, ``./lib/util``, masked as the table masks a
+    path)."""
+    named: list[str] = []
+    pre = _mask_params(message, params, named)
+    masked = normalizer.mask(pre)
+    text = masked.text
+    for name in named:
+        value = params[name]
+        assert isinstance(value, str)
+        if value[:1] in _PATH_START or value[1:3] in (":/", ":\\"):
+            value = normalizer.mask(value).text
+        text = text.replace(f"<{name}>", value)
+    return masked, text
+
+
+#: how a name given as a path starts (``./lib/x``, ``/app/x``, ``~/bin/x``, ``C:\x``)
+_PATH_START = frozenset("./\\~")
+
+
+def _mask_params(message: str, params: dict[str, Any], named: list[str] | None = None
+                 ) -> str:
+    """``message`` with the extracted values of MASKED_PARAMS in it masked as ``<name>``;
+    ``named``: gets the names of NAMED_PARAMS masked."""
     for name in MASKED_PARAMS:
         value = params.get(name)
-        if isinstance(value, str) and len(value) > 1 and value in message:
+        if (isinstance(value, str) and len(value) > 1 and value in message
+                and f"<{name}>" not in message):
             message = message.replace(value, f"<{name}>")
+            if named is not None and name in NAMED_PARAMS:
+                named.append(name)
     if "<host>:" in message:
         # a peer's port belongs to its address: the rules mask ``10.0.0.5:5432`` and
         # ``postgres:5432`` whole, so ``db.internal:5432`` is ``<host>`` too, not <host>:<num>
