@@ -201,14 +201,20 @@ def chain_key(extraction: Extraction, params: dict[str, object], normalizer: Nor
 
 
 def coarse_head(kind: str, error_type: str, masked: str, tokens: Tokens | None = None) -> str:
-    """What stands for the error class in the coarse key: the class itself; for a log line
-    or plain text (whose level or nothing is no error class) and a compiler diagnostic
-    without a code (whose class is only its severity) the class followed by the words that
-    say what kind of failure it is (:func:`kind_words`: else every ERROR line of every
+    """What stands for the error class in the coarse key: the class followed by the first
+    CLASS_WORDS words of its message that say what kind of failure it is (:func:`kind_words`;
+    fp-v6); for a log line or plain text (whose level or nothing is no error class) and a
+    compiler diagnostic without a code (whose class is only its severity) the first
+    KIND_WORDS of them, or its names, or its masked message (else every ERROR line of every
     program, every code-less gcc, GHC, Go and swiftc error, would share one).
     ``tokens``: ``tokenize(masked)`` when already at hand."""
     if kind not in _UNSTRUCTURED and not (kind == "compiler" and error_type in _SEVERITIES):
-        return error_type
+        # (a structured error's class with the first words of its message that say what
+        # kind of failure it is: a class alone said nothing for Node's ``Error``, a Rust
+        # ``panic`` or ``OutOfMemoryError``, so ENOENT and EACCES, heap space and Metaspace,
+        # every frame-less panic, were one; a message without such a word adds nothing)
+        words = kind_words(tokens if tokens is not None else tokenize(masked), limit=CLASS_WORDS)
+        return " ".join([error_type, *words]).strip()
     own = tokens if tokens is not None else tokenize(masked)
     words = kind_words(own) or kind_words(own, names=True)
     if not words:
@@ -223,6 +229,9 @@ def coarse_head(kind: str, error_type: str, masked: str, tokens: Tokens | None =
 _SEVERITIES = frozenset(("error", "fatal error", "warning", "note"))
 #: words of the coarse key that say what kind of failure a free text is
 KIND_WORDS = 6
+#: of those, the words kept after a structured error's class (which says the rest): fewer,
+#: so a line a tool or runner printed after the message moves the key less often
+CLASS_WORDS = 3
 #: words that say nothing of the failure's kind (left out of the coarse key's words)
 _FUNCTION_WORDS = frozenset((
     "a", "an", "the", "to", "of", "in", "on", "at", "for", "from", "with", "by", "as", "is",
@@ -235,7 +244,7 @@ _TRIM = _AFTER_QUOTE + "<>=*#'\"`\u2018\u2019\u201c\u201d"
 _NAME = re.compile(r"[A-Za-z_][\w$]{0,100}(?:(?:\.|::)[A-Za-z_][\w$]{0,100}){0,20}")
 
 
-def kind_words(tokens: Tokens, names: bool = False) -> list[str]:
+def kind_words(tokens: Tokens, names: bool = False, limit: int = KIND_WORDS) -> list[str]:
     """The first KIND_WORDS words of a message's tokens that say what kind of failure it is:
     plain words (letters and inner hyphens, lowercased: ``heap-use-after-free``), never a
     masked value or a token holding one (``redis:<*>``, ``web-<*>``: part of a value), a
@@ -269,7 +278,7 @@ def kind_words(tokens: Tokens, names: bool = False) -> list[str]:
             continue
         else:
             words.append(word.lower())
-        if len(words) == KIND_WORDS:
+        if len(words) == limit:
             break
     return words
 

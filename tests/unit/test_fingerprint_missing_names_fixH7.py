@@ -79,3 +79,40 @@ def test_heal_diagnose_still_masks_names_given_as_paths_versions_and_hosts(
     assert out["e404-1"]["coarse"] == out["e404-other"]["coarse"]
     assert out["host-1"]["fine"] == out["host-2"]["fine"]
     assert out["host-1"]["coarse"] == out["host-2"]["coarse"]
+
+
+def _node_fs(code: str, syscall_says: str, root: str, n: int) -> str:
+    return (f"node:fs:{440 + n}\n    return binding.open(path, flags, mode);\n\n"
+            f"Error: {code}: {syscall_says}, open '{root}/conf/app.json'\n"
+            f"    at Object.openSync (node:fs:{590 + n}:3)\n"
+            f"    at readConf ({root}/lib/conf.js:{12 + n}:20)\n"
+            f"    at Object.<anonymous> ({root}/index.js:3:1) {{\n"
+            f"  errno: -{n + 2},\n  code: '{code}'\n}}\n")
+
+
+def test_heal_diagnose_coarse_key_of_a_generic_class_keeps_what_kind_of_failure_it_is(
+        tmp_path: Path) -> None:
+    texts = {
+        "enoent-1": _node_fs("ENOENT", "no such file or directory", "/home/ana/ledger", 0),
+        "enoent-2": _node_fs("ENOENT", "no such file or directory", "/builds/x/ledger", 1),
+        "eacces": _node_fs("EACCES", "permission denied", "/home/ana/ledger", 0),
+        "heap-1": ('Exception in thread "worker-3" java.lang.OutOfMemoryError: Java heap space\n'
+                   "\tat com.acme.ledger.Batch.load(Batch.java:88)\n"),
+        "heap-2": ('Exception in thread "worker-9" java.lang.OutOfMemoryError: Java heap space\n'
+                   "\tat com.acme.ledger.Batch.load(Batch.java:91)\n"),
+        "metaspace": ('Exception in thread "worker-3" java.lang.OutOfMemoryError: Metaspace\n'
+                      "\tat com.acme.ledger.Batch.load(Batch.java:88)\n"),
+        "panic-div": ("thread 'main' panicked at src/calc.rs:21:9:\n"
+                      "attempt to divide by zero\n"),
+        "panic-div-2": ("thread 'worker' panicked at src/calc.rs:23:13:\n"
+                        "attempt to divide by zero\n"),
+        "panic-slice": ("thread 'main' panicked at src/parse.rs:7:30:\n"
+                        "byte index 9 is out of range of `abc`\n"),
+    }
+    out = diagnose_fingerprints(tmp_path, texts)
+    for same, other in (("enoent-1", "enoent-2"), ("heap-1", "heap-2"),
+                        ("panic-div", "panic-div-2")):
+        assert out[same]["coarse"] == out[other]["coarse"], (same, other)
+    for one, other in (("enoent-1", "eacces"), ("heap-1", "metaspace"),
+                       ("panic-div", "panic-slice")):
+        assert out[one]["coarse"] != out[other]["coarse"], (one, other)
