@@ -144,14 +144,14 @@ class Fingerprinter:
         frame_key = "|".join(f"{f.file}:{f.function}" for f in frames)
         top = coarse_where(extraction.kind, frames)
         chain = chain_key(extraction, params, self.normalizer) if extraction.chain else ""
-        # (the coarse key's message, "" when it is the fine key's: no name was masked)
-        coarse_text = masked.text if masked.text != fine_text else ""
-        shape = (extraction.kind, extraction.error_type, fine_text, frame_key, top, chain,
-                 coarse_text)
+        # (the fine key's message, "" when it is the masked one: no missing name in it)
+        named = fine_text if fine_text != masked.text else ""
+        shape = (extraction.kind, extraction.error_type, masked.text, frame_key, top, chain,
+                 named)
         found = self._shapes.get(shape)
         if found is None:
             found = _shaped(*shape)
-            if len(fine_text) <= SHAPE_CHARS:
+            if len(masked.text) + len(named) <= SHAPE_CHARS:
                 if len(self._shapes) >= SHAPE_CACHE:
                     self._shapes.clear()
                 self._shapes[shape] = found
@@ -161,25 +161,25 @@ class Fingerprinter:
         base = _new(Fingerprint)
         base.__dict__.update(
             fine=fine, coarse=coarse, version=ALGORITHM_VERSION, template="",
-            normalized=prefix + fine_text, params=params, extraction=extraction, hints=hints)
+            normalized=prefix + masked.text, params=params, extraction=extraction, hints=hints)
         return _Analysis(base, tokens, frame_key, chars)
 
 
 def _shaped(kind: str, error_type: str, masked: str, frame_key: str, top: str,
-            chain: str = "", coarse_masked: str = "") -> tuple[Tokens, str, str]:
+            chain: str = "", named: str = "") -> tuple[Tokens, str, str]:
     """The tokens to mine and the fine and coarse fingerprints of a masked message: the same
     for every text that masks to it (with the same kind, error class, frames and chain).
-    ``coarse_masked``: the message with the names of what is missing masked too, when they
-    were in it (see :func:`mask_message`)."""
+    ``named``: the fine key's message when it differs, the names of what is missing put
+    back (see :func:`mask_message`): the normalized headline, the mined template and the
+    coarse key keep them masked, so a rule derived from the headline and a fix's template
+    fit every missing module."""
     prefix = f"{error_type}: " if error_type else ""
     tokens = tokenize(prefix + masked)
-    if coarse_masked:
-        head = coarse_head(kind, error_type, coarse_masked)
-    else:
-        head = coarse_head(kind, error_type, masked, None if prefix else tokens)
+    head = coarse_head(kind, error_type, masked, None if prefix else tokens)
     coarse = stable_hash("coarse", kind, head, top)
-    fine = (stable_hash("fine", kind, error_type, masked, frame_key, chain) if chain
-            else stable_hash("fine", kind, error_type, masked, frame_key))
+    fine_text = named or masked
+    fine = (stable_hash("fine", kind, error_type, fine_text, frame_key, chain) if chain
+            else stable_hash("fine", kind, error_type, fine_text, frame_key))
     return tokens, fine, coarse
 
 

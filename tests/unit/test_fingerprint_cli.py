@@ -37,9 +37,9 @@ def test_multiline_records(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert main(["fingerprint", "--multiline", str(src)]) == 0
     rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
     assert [r[2] for r in rows] == [
-        "ModuleNotFoundError: No module named 'yaml'",
-        "ModuleNotFoundError: No module named 'toml'",
-        "command not found: nope",
+        "ModuleNotFoundError: No module named <*>",
+        "ModuleNotFoundError: No module named <*>",
+        "command not found: <*>",
     ]
     # what is missing is part of the problem (two fixes), one kind of failure (fp-v6)
     assert rows[0][0] != rows[1][0] and rows[0][1] == rows[1][1]

@@ -311,13 +311,13 @@ def test_apt_failure_under_buildkit_is_the_headline() -> None:
     bare = fingerprint_text(
         "Reading package lists...\nBuilding dependency tree...\n"
         "E: Unable to locate package libgdal-dev\n")
-    assert bare.normalized == "E: Unable to locate package libgdal-dev"
+    assert bare.normalized == "E: Unable to locate package <package>"
     assert bare.params["package"] == "libgdal-dev"
     for plain in (True, False):
         for pkg in ("libgdal-dev", "python3.9-venv"):
             found = fingerprint_text(_buildkit(pkg, plain))
             assert found.params["package"] == pkg
-            assert found.normalized == bare.normalized.replace("libgdal-dev", pkg), (plain, pkg)
+            assert found.normalized == bare.normalized, (plain, pkg)
     lone = fingerprint_text("E: Package 'mta-client' has no installation candidate")
     assert lone.params["package"] == "mta-client"
 
