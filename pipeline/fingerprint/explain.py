@@ -19,15 +19,16 @@ from pipeline.ansi import strip_ansi
 from pipeline.fingerprint.fingerprinter import (
     MASKED_PARAMS,
     MAX_FRAMES,
-    _mask_params,
+    NAMED_PARAMS,
     chain_key,
     coarse_head,
     coarse_where,
     fingerprint_text,
+    mask_message,
 )
 from pipeline.fingerprint.model import Extraction, Frame
 from pipeline.fingerprint.paths import normalize_path
-from pipeline.fingerprint.rules import DEFAULT_NORMALIZER
+from pipeline.fingerprint.rules import DEFAULT_NORMALIZER, Masked
 from pipeline.fingerprint.status import EXIT_KIND
 
 #: the longest raw path looked for in front of a normalized frame file
@@ -61,8 +62,7 @@ def explain_grouping(text: str, repo: str = "", exit_code: int | None = None,
     fp = fingerprint_text(text, repo, exit_code=exit_code, signal=signal)
     ex = fp.extraction or Extraction("text", "", "")
     clean = strip_ansi(text)
-    message, named = _masked_message(ex.message, fp.params)
-    masked = DEFAULT_NORMALIZER.mask(message)
+    masked, fine_text, named = _masked_message(ex.message, fp.params)
     project = ex.project_frames()
     used = project[-MAX_FRAMES:]
     frames = [{"file": f.file, "function": f.function, "line": f.line,
@@ -82,7 +82,7 @@ def explain_grouping(text: str, repo: str = "", exit_code: int | None = None,
         "normalized": fp.normalized[:_SHOWN * 2], "frames": frames, "frames_left_out": left,
         "chain": chain, "chosen": _CHOSEN.get(ex.kind, "") if chain else "",
         "fine_key": {"kind": ex.kind, "error_type": ex.error_type,
-                     "message": masked.text[:_SHOWN * 2],
+                     "message": fine_text[:_SHOWN * 2],
                      "frames": [f"{f['file']}:{f['function']}" for f in frames],
                      # the chain's classes and masked messages ("" without a chain)
                      "chain": chain_key(ex, fp.params, DEFAULT_NORMALIZER) if ex.chain
@@ -94,19 +94,24 @@ def explain_grouping(text: str, repo: str = "", exit_code: int | None = None,
     }
 
 
-def _masked_message(message: str, params: dict[str, Any]) -> tuple[str, list[str]]:
-    """The message as the fingerprinter masks it before the rule table (its whitespace runs
-    to one space, extracted names replaced by ``<name>``), and a sentence per name masked."""
+def _masked_message(message: str, params: dict[str, Any]
+                    ) -> tuple[Masked, str, list[str]]:
+    """The message as the fingerprinter masks it (its whitespace runs to one space):
+    for the coarse key, the fine key's text, and a sentence per extracted name masked."""
     message = " ".join(message.split())
     said = []
     seen = message
-    for name in MASKED_PARAMS:  # the names _mask_params replaces, in its order
+    for name in MASKED_PARAMS:  # the names mask_message replaces, in its order
         value = params.get(name)
-        if isinstance(value, str) and len(value) > 1 and value in seen:
+        if (isinstance(value, str) and len(value) > 1 and value in seen
+                and f"<{name}>" not in seen):
             seen = seen.replace(value, f"<{name}>")
-            said.append(f"<{name}>: {value[:80]!r} masked (extracted as a parameter for "
+            said.append(f"<{name}>: {value[:80]!r} masked in the coarse key (what is missing "
+                        "is one kind of failure; the fine key keeps it)" if name in NAMED_PARAMS
+                        else f"<{name}>: {value[:80]!r} masked (extracted as a parameter for "
                         "fixes; it is not part of the key)")
-    return _mask_params(message, params), said
+    masked, fine_text = mask_message(message, params, DEFAULT_NORMALIZER)
+    return masked, fine_text, said
 
 
 def _raw_path(text: str, frame: Frame, repo: str) -> str:

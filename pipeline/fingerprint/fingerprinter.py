@@ -21,7 +21,7 @@ from pipeline.fingerprint.extract import extract, readable
 from pipeline.fingerprint.hashing import ALGORITHM_VERSION, stable_hash
 from pipeline.fingerprint.model import Extraction, Fingerprint, Frame
 from pipeline.fingerprint.params import extract_params
-from pipeline.fingerprint.rules import DEFAULT_NORMALIZER, Normalizer
+from pipeline.fingerprint.rules import DEFAULT_NORMALIZER, Masked, Normalizer
 from pipeline.fingerprint.status import EXIT_KIND, event_status, exit_status, keyed_on_status
 
 #: innermost project frames that enter the fine fingerprint (deeper ones are call paths
@@ -58,7 +58,8 @@ class Fingerprinter:
         #: (kind, error class, masked message, frame key, top function) -> what
         #: ``_shaped`` makes of it: texts that differ only in masked values (log lines with
         #: new numbers) share it; cleared when full
-        self._shapes: dict[tuple[str, str, str, str, str, str], tuple[Tokens, str, str]] = {}
+        self._shapes: dict[tuple[str, str, str, str, str, str, str],
+                           tuple[Tokens, str, str]] = {}
 
     def fingerprint(self, text: str, repo: str = "", status: str = "") -> Fingerprint:
         """The fingerprint of ``text``; ``status``: how the command ended
@@ -141,8 +142,8 @@ class Fingerprinter:
         params = extract_params(text, extraction)
         # (whitespace runs to one space, ends stripped: ``re``'s ``\s`` is ``str.isspace``,
         # so this is ``re.sub(r"\s+", " ", m).strip()`` at a third of its cost)
-        message = _mask_params(" ".join(extraction.message.split()), params)
-        masked = self.normalizer.mask(message)
+        masked, fine_text = mask_message(" ".join(extraction.message.split()), params,
+                                         self.normalizer)
         # the error class is structure, not data: it is never masked
         prefix = f"{extraction.error_type}: " if extraction.error_type else ""
         if extraction.kind == EXIT_KIND and extraction.message.endswith(extraction.error_type):
@@ -151,11 +152,14 @@ class Fingerprinter:
         frame_key = "|".join(f"{f.file}:{f.function}" for f in frames)
         top = coarse_where(extraction.kind, frames)
         chain = chain_key(extraction, params, self.normalizer) if extraction.chain else ""
-        shape = (extraction.kind, extraction.error_type, masked.text, frame_key, top, chain)
+        # (the fine key's message, "" when it is the masked one: no missing name in it)
+        named = fine_text if fine_text != masked.text else ""
+        shape = (extraction.kind, extraction.error_type, masked.text, frame_key, top, chain,
+                 named)
         found = self._shapes.get(shape)
         if found is None:
             found = _shaped(*shape)
-            if len(masked.text) <= SHAPE_CHARS:
+            if len(masked.text) + len(named) <= SHAPE_CHARS:
                 if len(self._shapes) >= SHAPE_CACHE:
                     self._shapes.clear()
                 self._shapes[shape] = found
@@ -170,15 +174,20 @@ class Fingerprinter:
 
 
 def _shaped(kind: str, error_type: str, masked: str, frame_key: str, top: str,
-            chain: str = "") -> tuple[Tokens, str, str]:
+            chain: str = "", named: str = "") -> tuple[Tokens, str, str]:
     """The tokens to mine and the fine and coarse fingerprints of a masked message: the same
-    for every text that masks to it (with the same kind, error class, frames and chain)."""
+    for every text that masks to it (with the same kind, error class, frames and chain).
+    ``named``: the fine key's message when it differs, the names of what is missing put
+    back (see :func:`mask_message`): the normalized headline, the mined template and the
+    coarse key keep them masked, so a rule derived from the headline and a fix's template
+    fit every missing module."""
     prefix = f"{error_type}: " if error_type else ""
     tokens = tokenize(prefix + masked)
     head = coarse_head(kind, error_type, masked, None if prefix else tokens)
     coarse = stable_hash("coarse", kind, head, top)
-    fine = (stable_hash("fine", kind, error_type, masked, frame_key, chain) if chain
-            else stable_hash("fine", kind, error_type, masked, frame_key))
+    fine_text = named or masked
+    fine = (stable_hash("fine", kind, error_type, fine_text, frame_key, chain) if chain
+            else stable_hash("fine", kind, error_type, fine_text, frame_key))
     return tokens, fine, coarse
 
 
@@ -194,20 +203,26 @@ def chain_key(extraction: Extraction, params: dict[str, object], normalizer: Nor
     password and from a missing database are two errors needing two fixes (fp-v4)."""
     parts = []
     for error_type, message in extraction.chain[:CHAIN_KEY_LINKS]:
-        text = _mask_params(" ".join(message[:CHAIN_KEY_CHARS].split()), params)
-        parts.append(f"{error_type}: {normalizer.mask(text).text}")
+        _, text = mask_message(" ".join(message[:CHAIN_KEY_CHARS].split()), params, normalizer)
+        parts.append(f"{error_type}: {text}")
     return "\x1e".join(parts)
 
 
 def coarse_head(kind: str, error_type: str, masked: str, tokens: Tokens | None = None) -> str:
-    """What stands for the error class in the coarse key: the class itself; for a log line
-    or plain text (whose level or nothing is no error class) and a compiler diagnostic
-    without a code (whose class is only its severity) the class followed by the words that
-    say what kind of failure it is (:func:`kind_words`: else every ERROR line of every
+    """What stands for the error class in the coarse key: the class followed by the first
+    CLASS_WORDS words of its message that say what kind of failure it is (:func:`kind_words`;
+    fp-v6); for a log line or plain text (whose level or nothing is no error class) and a
+    compiler diagnostic without a code (whose class is only its severity) the first
+    KIND_WORDS of them, or its names, or its masked message (else every ERROR line of every
     program, every code-less gcc, GHC, Go and swiftc error, would share one).
     ``tokens``: ``tokenize(masked)`` when already at hand."""
     if kind not in _UNSTRUCTURED and not (kind == "compiler" and error_type in _SEVERITIES):
-        return error_type
+        # (a structured error's class with the first words of its message that say what
+        # kind of failure it is: a class alone said nothing for Node's ``Error``, a Rust
+        # ``panic`` or ``OutOfMemoryError``, so ENOENT and EACCES, heap space and Metaspace,
+        # every frame-less panic, were one; a message without such a word adds nothing)
+        words = kind_words(tokens if tokens is not None else tokenize(masked), limit=CLASS_WORDS)
+        return " ".join([error_type, *words]).strip()
     own = tokens if tokens is not None else tokenize(masked)
     words = kind_words(own) or kind_words(own, names=True)
     if not words:
@@ -222,6 +237,9 @@ def coarse_head(kind: str, error_type: str, masked: str, tokens: Tokens | None =
 _SEVERITIES = frozenset(("error", "fatal error", "warning", "note"))
 #: words of the coarse key that say what kind of failure a free text is
 KIND_WORDS = 6
+#: of those, the words kept after a structured error's class (which says the rest): fewer,
+#: so a line a tool or runner printed after the message moves the key less often
+CLASS_WORDS = 3
 #: words that say nothing of the failure's kind (left out of the coarse key's words)
 _FUNCTION_WORDS = frozenset((
     "a", "an", "the", "to", "of", "in", "on", "at", "for", "from", "with", "by", "as", "is",
@@ -234,7 +252,7 @@ _TRIM = _AFTER_QUOTE + "<>=*#'\"`\u2018\u2019\u201c\u201d"
 _NAME = re.compile(r"[A-Za-z_][\w$]{0,100}(?:(?:\.|::)[A-Za-z_][\w$]{0,100}){0,20}")
 
 
-def kind_words(tokens: Tokens, names: bool = False) -> list[str]:
+def kind_words(tokens: Tokens, names: bool = False, limit: int = KIND_WORDS) -> list[str]:
     """The first KIND_WORDS words of a message's tokens that say what kind of failure it is:
     plain words (letters and inner hyphens, lowercased: ``heap-use-after-free``), never a
     masked value or a token holding one (``redis:<*>``, ``web-<*>``: part of a value), a
@@ -268,7 +286,7 @@ def kind_words(tokens: Tokens, names: bool = False) -> list[str]:
             continue
         else:
             words.append(word.lower())
-        if len(words) == KIND_WORDS:
+        if len(words) == limit:
             break
     return words
 
@@ -339,15 +357,51 @@ SHAPE_CACHE = 8192
 SHAPE_CHARS = 1024
 
 
-#: extracted values that are masked in the message by name (they live on in ``params``)
+#: extracted values that are masked in the message by name (they live on in ``params``):
+#: the names of what is missing (a module, package, command, imported name) and where the
+#: error happened (a host, a path denied)
 MASKED_PARAMS = ("module", "package", "command", "host", "permission_path", "import_name")
+#: of those, the names of what is missing: the fine key keeps them (``No module named
+#: 'requests'`` and ``'yaml'`` are two causes with two fixes, fp-v6), the coarse key masks
+#: them (one kind of failure); a host and a path stay masked in both (where, not what)
+NAMED_PARAMS = frozenset(("module", "package", "command", "import_name"))
 
 
-def _mask_params(message: str, params: dict[str, object]) -> str:
+def mask_message(message: str, params: dict[str, Any], normalizer: Normalizer
+                 ) -> tuple[Masked, str]:
+    """A message masked for the keys: the coarse key's (every extracted name masked as
+    ``<name>``, then the rule table) and the fine key's text (the same, with the names of
+    what is missing put back: as written, the rule table having masked what follows them,
+    ``left-pad@<num>``; a name given as a path, ``./lib/util``, masked as the table masks a
+    path)."""
+    named: list[str] = []
+    pre = _mask_params(message, params, named)
+    masked = normalizer.mask(pre)
+    text = masked.text
+    for name in named:
+        value = params[name]
+        assert isinstance(value, str)
+        if value[:1] in _PATH_START or value[1:3] in (":/", ":\\"):
+            value = normalizer.mask(value).text
+        text = text.replace(f"<{name}>", value)
+    return masked, text
+
+
+#: how a name given as a path starts (``./lib/x``, ``/app/x``, ``~/bin/x``, ``C:\x``)
+_PATH_START = frozenset("./\\~")
+
+
+def _mask_params(message: str, params: dict[str, Any], named: list[str] | None = None
+                 ) -> str:
+    """``message`` with the extracted values of MASKED_PARAMS in it masked as ``<name>``;
+    ``named``: gets the names of NAMED_PARAMS masked."""
     for name in MASKED_PARAMS:
         value = params.get(name)
-        if isinstance(value, str) and len(value) > 1 and value in message:
+        if (isinstance(value, str) and len(value) > 1 and value in message
+                and f"<{name}>" not in message):
             message = message.replace(value, f"<{name}>")
+            if named is not None and name in NAMED_PARAMS:
+                named.append(name)
     if "<host>:" in message:
         # a peer's port belongs to its address: the rules mask ``10.0.0.5:5432`` and
         # ``postgres:5432`` whole, so ``db.internal:5432`` is ``<host>`` too, not <host>:<num>
