@@ -20,6 +20,7 @@ from pipeline.fingerprint.extract import extract, readable
 from pipeline.fingerprint.hashing import ALGORITHM_VERSION, stable_hash
 from pipeline.fingerprint.model import Extraction, Fingerprint, Frame
 from pipeline.fingerprint.params import extract_params
+from pipeline.fingerprint.paths import key_path
 from pipeline.fingerprint.rules import DEFAULT_NORMALIZER, Normalizer
 
 #: innermost project frames that enter the fine fingerprint (deeper ones are call paths
@@ -139,7 +140,8 @@ class Fingerprinter:
         # the error class is structure, not data: it is never masked
         prefix = f"{extraction.error_type}: " if extraction.error_type else ""
         frames = extraction.project_frames()[-MAX_FRAMES:]
-        frame_key = "|".join(f"{f.file}:{f.function}" for f in frames)
+        # (a file by its last components: one file under any checkout root, see paths.py)
+        frame_key = "|".join(f"{key_path(f.file)}:{f.function}" for f in frames)
         top = coarse_where(extraction.kind, frames)
         chain = chain_key(extraction, params, self.normalizer) if extraction.chain else ""
         shape = (extraction.kind, extraction.error_type, masked.text, frame_key, top, chain)
