@@ -27,7 +27,7 @@ from pipeline.fingerprint.fingerprinter import (
     mask_message,
 )
 from pipeline.fingerprint.model import Extraction, Frame
-from pipeline.fingerprint.paths import normalize_path
+from pipeline.fingerprint.paths import key_path, normalize_path
 from pipeline.fingerprint.rules import DEFAULT_NORMALIZER, Masked
 from pipeline.fingerprint.status import EXIT_KIND
 
@@ -83,7 +83,7 @@ def explain_grouping(text: str, repo: str = "", exit_code: int | None = None,
         "chain": chain, "chosen": _CHOSEN.get(ex.kind, "") if chain else "",
         "fine_key": {"kind": ex.kind, "error_type": ex.error_type,
                      "message": fine_text[:_SHOWN * 2],
-                     "frames": [f"{f['file']}:{f['function']}" for f in frames],
+                     "frames": [f"{key_path(f.file)}:{f.function}" for f in used],
                      # the chain's classes and masked messages ("" without a chain)
                      "chain": chain_key(ex, fp.params, DEFAULT_NORMALIZER) if ex.chain
                      else ""},

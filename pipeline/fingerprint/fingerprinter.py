@@ -21,6 +21,7 @@ from pipeline.fingerprint.extract import extract, readable
 from pipeline.fingerprint.hashing import ALGORITHM_VERSION, stable_hash
 from pipeline.fingerprint.model import Extraction, Fingerprint, Frame
 from pipeline.fingerprint.params import extract_params
+from pipeline.fingerprint.paths import key_path
 from pipeline.fingerprint.rules import DEFAULT_NORMALIZER, Masked, Normalizer
 from pipeline.fingerprint.status import EXIT_KIND, event_status, exit_status, keyed_on_status
 
@@ -149,7 +150,8 @@ class Fingerprinter:
         if extraction.kind == EXIT_KIND and extraction.message.endswith(extraction.error_type):
             prefix = ""  # ``killed by SIGSEGV`` names its class already
         frames = extraction.project_frames()[-MAX_FRAMES:]
-        frame_key = "|".join(f"{f.file}:{f.function}" for f in frames)
+        # (a file by its last components: one file under any checkout root, see paths.py)
+        frame_key = "|".join(f"{key_path(f.file)}:{f.function}" for f in frames)
         top = coarse_where(extraction.kind, frames)
         chain = chain_key(extraction, params, self.normalizer) if extraction.chain else ""
         # (the fine key's message, "" when it is the masked one: no missing name in it)

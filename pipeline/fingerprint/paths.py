@@ -1,13 +1,14 @@
-"""Path normalization for frames: collapse environment prefixes, keep the project path.
+"""Path normalization for frames: collapse environment prefixes, keep the path in the project.
 
 The same file must read the same in every checkout, temp dir and virtualenv:
 ``/home/ann/src/app/pkg/mod.py`` (repo ``/home/ann/src/app``) -> ``pkg/mod.py``;
 ``/usr/lib/python3.11/site-packages/requests/api.py`` -> ``<site-packages>/requests/api.py``;
-``/opt/venvs/tool/bin/mytool`` -> ``<bin>/mytool``; ``/usr/src/app/server.js`` (no repo) ->
-``app/server.js``, as from ``/home/ann/app/server.js``; a CI checkout of a known layout
-down to the repository's root: ``/var/lib/jenkins/workspace/JOB/src/conn.c``,
-``/home/runner/work/netd/netd/src/conn.c`` and ``C:\\agent\\_work\\1\\s\\src\\conn.c`` ->
-``src/conn.c``.
+``/opt/venvs/tool/bin/mytool`` -> ``<bin>/mytool``; without a repo, the path inside the
+project whatever the root: a CI checkout of a known layout (``/var/lib/jenkins/workspace/JOB/
+src/conn.c``, ``/home/runner/work/netd/netd/src/conn.c``, ``C:\\agent\\_work\\1\\s\\src\\conn.c``),
+a folder that is a project (``/app/src/conn.c``) and a project's folder under one that holds
+projects, past the folders people keep checkouts in (``/home/ann/src/netd/src/conn.c``,
+``/Users/ann/code/netd/src/conn.c``) are all ``src/conn.c``.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ _LIBRARY = re.compile(
     re.VERBOSE,
 )
 #: CI checkouts whose layout is fixed down to the project's root: what follows is the path in
-#: the repository (its last three components, as below). The folder the runner names after
-#: the repository or the job (GitHub's ``work/REPO/REPO``, Jenkins' ``workspace/JOB``,
+#: the repository (its last ``KEY_COMPONENTS`` components, as below). The folder the runner
+#: names after the repository or the job (GitHub's ``work/REPO/REPO``, Jenkins' ``workspace/JOB``,
 #: Azure's numbered ``_work/1/s``) is no part of the project's path: a Jenkins job called
 #: ``netd-pipeline`` and a GitHub runner's ``netd/netd`` build one ``src/conn.c``.
 _CHECKOUT = re.compile(
@@ -55,22 +56,40 @@ _CHECKOUT = re.compile(
     )(?=[/\\])""",
     re.VERBOSE,
 )
-_ENVIRONMENT = re.compile(
+#: folders that are a project's root themselves (what follows is the path in the project):
+#: a temp dir's folder, single-workspace runners' (``/github/workspace``, ``/drone/src``,
+#: ``/workspace``) and the usual Docker WORKDIRs ``/app``, ``/code``, ``/src`` (the .NET
+#: template's) and ``/build`` (Go images')
+_ROOT = re.compile(
     r"""^(?:
         (?:/private)?/(?:tmp|var/tmp|var/folders/[^/]+/[^/]+/T)/[^/]+   # temp dirs
-        # single-workspace runners (the folder is the project's own)
         |/github/workspace|/drone/src|/workspace
-        |/(?:home|Users)/[^/]+                                          # home dirs
+        |/(?:app|code|src|build)
+    )(?=[/\\])""",
+    re.VERBOSE,
+)
+#: folders that hold projects (what follows is a project's folder, then the path in it): home
+#: folders, a macOS volume, the FHS's ``/usr/src``, ``/srv`` and ``/opt`` (``/srv/app``)
+_HOLDER = re.compile(
+    r"""^(?:
+        /(?:home|Users)/[^/]+                                          # home dirs
         |/Volumes/[^/]+                                                 # a macOS volume
-        # container checkouts (the usual Docker WORKDIRs), down to the project's folder
-        # as above: /usr/src/app, /srv/app, /opt/app; /app, /code, /src (the .NET
-        # template's) and /build (Go images') are that folder
-        |/usr/src|/srv|/opt|(?=/(?:app|code|src|build)/)
-        |/root|~
+        |/usr/src|/srv|/opt|/root|~
         |[A-Za-z]:\\Users\\[^\\]+
     )(?=[/\\])""",
     re.VERBOSE,
 )
+#: folders people keep their checkouts in (``~/src/P``, ``~/code/P``, ``~/go/src/HOST/OWNER/P``,
+#: Visual Studio's ``source\repos\P``): under a holder, skipped before the project's folder
+_WORKSPACES = frozenset({
+    "src", "code", "dev", "develop", "development", "developer", "git", "github", "gitlab",
+    "work", "workspace", "workspaces", "projects", "repos", "repositories", "source",
+    "sources", "documents", "desktop", "go", "golang", "ws",
+})
+#: components a frame's file keeps in the fine key, whatever the root it was found under
+KEY_COMPONENTS = 3
+
+
 #: an installed entry-point script (a virtualenv's or a prefix's ``bin``, Windows'
 #: ``Scripts``: ``mytool.exe``'s ``__main__.py``, ``mytool-script.py``): identified by its name,
 #: not by where it was installed
@@ -110,10 +129,35 @@ def normalize_path(path: str, repo: str = "") -> str:
     script = _SCRIPT.match(path)
     if script:
         return f"<bin>/{script.group('name')}"
-    environment = _CHECKOUT.match(path) or _ENVIRONMENT.match(path)
-    if environment:
-        collapsed = path[environment.end():]
-        # outside a known repo: keep the last components, which name the project file
-        parts = [p for p in re.split(r"[/\\]", collapsed) if p]
-        return "/".join(parts[-3:])
+    project = _CHECKOUT.match(path) or _ROOT.match(path)
+    if project:  # the path in the project
+        return "/".join(_parts(path[project.end():])[-KEY_COMPONENTS:])
+    holder = _HOLDER.match(path)
+    if holder:  # a project's folder, then the path in it
+        return "/".join(_in_project(_parts(path[holder.end():]))[-KEY_COMPONENTS:])
     return path
+
+
+def key_path(file: str) -> str:
+    """A frame's file as the fine key holds it: its last ``KEY_COMPONENTS`` components, so a
+    path given inside a named repository, a CI checkout's, a home folder's and a relative one
+    are one file however deep it is."""
+    if file.count("/") < KEY_COMPONENTS:
+        return file
+    return "/".join(file.split("/")[-KEY_COMPONENTS:])
+
+
+def _parts(path: str) -> list[str]:
+    return [p for p in re.split(r"[/\\]", path) if p]
+
+
+def _in_project(parts: list[str]) -> list[str]:
+    """``parts`` under a holder without the project's folder: the workspace folders in front
+    of it (``src``, ``code``; GOPATH's ``go/src/HOST/OWNER``) and the folder itself are left
+    out, never the file's own folder or the file."""
+    at = 0
+    while len(parts) - at > 2 and parts[at].lower() in _WORKSPACES:
+        at += 1
+        if parts[at - 1] == "src" and "." in parts[at] and len(parts) - at > 3:
+            at += 2  # GOPATH: src/github.com/OWNER/PROJECT
+    return parts[at + 1:] if len(parts) - at > 1 else parts[at:]

@@ -179,11 +179,13 @@ RULES: tuple[Rule, ...] = (
          " not exit code 137.); ports and request ids are longer",
          keep=True),
     Rule("duration", r"""
-        \b\d+(?:\.\d+)?\s?(?:ms|us|µs|ns|sec|secs|seconds?|mins?|minutes?|hours?|[smh])
-        (?:\ ?\d+(?:\.\d+)?\s?(?:ms|us|µs|ns|sec|secs|seconds?|mins?|minutes?|hours?|[smh]))*
+        \b\d+(?:(?:\.\d+)?\s?(?:ms|us|µs|ns|sec|secs|seconds?|mins?|minutes?|hours?|[smh])
+                 |[dy])                                   # kubectl's ages: 33d, 2y
+        (?:\ ?\d+(?:(?:\.\d+)?\s?(?:ms|us|µs|ns|sec|secs|seconds?|mins?|minutes?|hours?|[smh])
+                      |[dy]))*                           # 1m 12s, 3d4h, 2y45d
         \b""",
-         "durations such as 1.5s, 300 ms or 1m 12s (one placeholder, so 48s is the same)"
-         " vary per run"),
+         "durations such as 1.5s, 300 ms or 1m 12s, and ages such as kubectl's 33d or 3d4h (one"
+         " placeholder, so 48s is the same) vary per run"),
     Rule("size", r"""
         \b\d+(?:\.\d+)?\s?(?:[KMGTP]i?B|[kKMGTP]|B|bytes?)\b""",
          "data sizes such as 1.2 KB or 400 MB vary per run (unit kept inside the value)"),
