@@ -1,4 +1,4 @@
-"""One project file, one fine key, under any checkout root (fixG7); kubectl's ages are
+"""One project file, one fine key, under any checkout root; kubectl's ages are
 durations. Through the real command: `heal diagnose --offline --json` in a subprocess."""
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def _fines(tmp_path: Path, template: str) -> dict[str, str]:
 
 
 def test_one_file_gets_one_fine_key_under_any_checkout_root(tmp_path: Path) -> None:
-    # before fixG7 a home folder kept its project folder (ledger/cli.py) or the folder of
+    # before fp-v6 a home folder kept its project folder (ledger/cli.py) or the folder of
     # checkouts above it (src/ledger/main.go), while a CI checkout read cli.py
     for template in (_PY, _GO):
         fines = _fines(tmp_path, template)
