@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 
-ALGORITHM_VERSION = "fp-v5"
+ALGORITHM_VERSION = "fp-v6"
 
 #: changelog of the fingerprint algorithm versions
 VERSIONS: dict[str, str] = {
@@ -81,6 +81,20 @@ VERSIONS: dict[str, str] = {
     "level (kind log); a coarse key with no plain word takes the message's identifiers, else "
     "its masked message, never one constant; PHPUnit failures are parsed (the test the "
     "innermost frame, the first by name)",
+    "fp-v6": "a text with no line saying what failed is keyed on how its command ended "
+    "(killed by SIGSEGV; exit N and its line) when the event says so; a missing module, "
+    "package, command or imported name stays in the fine key (masked in the coarse one); "
+    "the coarse key of a structured error holds its class and the first three words saying "
+    "what kind of failure it is; a frame's file is its path inside the project under any "
+    "checkout root (home folders, /Users, C:\\Users, /srv, /opt, containers, CI runners), "
+    "keyed by its last three components; sanitizer reports (bug kind, program, the "
+    "program's frames) and Swift runtime crashes are parsed, kotlinc's e: lines outside "
+    "Gradle are diagnostics, exception groups without their header and pytest failures "
+    "raising one are keyed by the first sub-exception; a runner's verdict and bookkeeping "
+    "lines and npm's report of a failed script never head a text or continue a Python "
+    "message (which continues only where its first line left something open), advice and "
+    "GHC call-stack lines lose to the line naming the failure; syslog hosts whatever "
+    "precedes them, pod names and quoted user names are masked; kubectl ages are durations",
 }
 
 

@@ -103,6 +103,20 @@ FROZEN: dict[str, dict[str, tuple[str, str]]] = {
         "python": ("fp-v5:e06d07b411eaf64f", "fp-v5:0be79a930acc5600"),
         "shell": ("fp-v5:4b4b0d050b421b8e", "fp-v5:b239f71e23bcf802"),
     },
+    # fp-v6: missing names in the fine key, coarse keys of structured errors say what
+    # failed, one path inside the project under any checkout root, runner trailers and
+    # advice never head a text, new parsers and masks (see VERSIONS)
+    "fp-v6": {
+        "cargo": ("fp-v6:1e836721ea89fb86", "fp-v6:5f532afd3887d00e"),
+        "coloured": ("fp-v6:2a2081246cd8e559", "fp-v6:ea5e3a5cc12f4c66"),
+        "gcc": ("fp-v6:438bebe48939954f", "fp-v6:028c1f7392f294dd"),
+        "git_lock": ("fp-v6:72fd4bf0733cd2c5", "fp-v6:0c934eb7fadc9825"),
+        "java": ("fp-v6:52fcb97780a7193d", "fp-v6:824869a132ac33b7"),
+        "log_line": ("fp-v6:f5c853f107980dab", "fp-v6:67b2854fe94c4e03"),
+        "npm_code": ("fp-v6:43d2394b8d792a55", "fp-v6:0f6686d8c6d1ec12"),
+        "python": ("fp-v6:30c1f6bd366dc3fc", "fp-v6:d18091e7a70811a7"),
+        "shell": ("fp-v6:fdb96af2b174d2f8", "fp-v6:6384ce4e08d92d27"),
+    },
 }
 
 
