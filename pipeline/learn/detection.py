@@ -147,7 +147,9 @@ def named_values(argv: list[str]) -> list[str]:
     ``update``, ``tidy``): ``react-dom`` of ``npm install react-dom``, nothing of ``npm ci``
     or ``go mod tidy``."""
     words = [a for a in argv[1:] if a and not a.startswith("-")]
-    return [w for w in words[1:] if w.casefold() not in _VERBS]
+    # (``.``, ``./``, ``..``: the current or parent folder, where a command acts, names no
+    # value: ``python3 -m compileall -q .`` fits every such error)
+    return [w for w in words[1:] if w.casefold() not in _VERBS and w.strip("./\\")]
 
 
 @dataclass(frozen=True)

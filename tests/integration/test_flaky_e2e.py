@@ -65,7 +65,8 @@ def test_a_failure_that_passes_without_a_fix_is_flaky_never_credited(
     assert outcome.status == "flaky", outcome.detail
     assert git(repo, "log", "--format=%s") == "app"  # no commit reached the branch
     fine = outcome.fine
-    assert fine == fingerprint_text(f"Would reformat: src/app_{token}.py\n").fine
+    # (keyed as the stage keyed it: the line says nothing failed, so its exit status joins it)
+    assert fine == fingerprint_text(f"Would reformat: src/app_{token}.py\n", exit_code=1).fine
 
     db = Database(database_url)
     try:

@@ -116,8 +116,9 @@ def test_a_verdict_its_attempt_row_and_its_spend(repo: Path, settings: Settings,
     assert (verdict.branch, verdict.commit, verdict.verification) == ("heal/fp1-1", "abc123",
                                                                       RUNS)
     assert [v["judge"] for v in verdict.votes] == ["verification"]
-    assert [c["name"] for c in verdict.preflight][:8] == [
-        "applies", "paths", "limits", "secrets", "breaker", "budget", "window", "dedupe"]
+    assert [c["name"] for c in verdict.preflight][:9] == [
+        "applies", "paths", "declared", "limits", "secrets", "breaker", "budget", "window",
+        "dedupe"]
     assert [attempt for _, attempt in stub.calls] == [1]
     [row] = store.rows
     assert row == {

@@ -94,5 +94,8 @@ def test_the_values_a_command_names_are_its_arguments_not_its_verbs_or_flags() -
     assert named_values(["npm", "install", "--save-dev", "react-dom"]) == ["react-dom"]
     assert named_values(["python", "-m", "pip", "install", "-U", "bs4x"]) == ["bs4x"]
     for argv in (["npm", "ci"], ["npm", "install"], ["go", "mod", "tidy"],
-                 ["git", "submodule", "update", "--init"], ["npx", "prisma", "generate"]):
+                 ["git", "submodule", "update", "--init"], ["npx", "prisma", "generate"],
+                 # the folder a command acts in names no value (a hook's lesson
+                 # `python3 -m compileall -q .` kept every value of its error literal)
+                 ["python3", "-m", "compileall", "-q", "."], ["ruff", "format", "./"]):
         assert named_values(argv) == [], argv
