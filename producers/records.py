@@ -115,6 +115,13 @@ LINE_PREFIX = re.compile(
     )""",
     re.VERBOSE,
 )
+#: a line of ``docker build``'s plain progress (buildkit) by its step's shape: an elapsed time
+#: (``#6 1.2 ...``), a vertex name (``#6 [3/4] RUN npm ci``, ``#1 [internal] load ...``) or a
+#: step's status (``#6 DONE 0.1s``, ``#6 CACHED``, ``#6 ERROR: ...``); no stack frame
+#: (gdb's ``#1  0x00 in f``, PHP's ``#1 [internal function]: f()``) has one of these shapes
+BUILDKIT_LINE = re.compile(
+    r"^\#\d{1,4}\x20(?:\d{1,6}\.\d{1,3}\x20|\[[^\]\n]{1,200}\]\x20"
+    r"|(?:DONE|CACHED|CANCELED|ERROR)\b)")
 #: a line of carets (or tildes) alone: it points into the source line quoted above it
 CARET_LINE = re.compile(r"^\s*[\^~][\s^~]{0,2000}$")
 #: a diagnostic that names its place first (``Foo.java:12: error: ...``, sbt's
@@ -207,14 +214,19 @@ class Record:
     kind: str = "line"
     #: bytes dropped from the middle of its overlong lines as they were read
     cut: int = 0
+    #: the text as judged: its lines after the relay prefix they share (``api-1  | ``,
+    #: ``[app] ``, ``#12 0.345 ``: see :func:`split_prefix`); "" when no line had one
+    judged: str = ""
 
     @property
     def is_error(self) -> bool:
         """Tracebacks, panics and failing tests are errors by construction; other records when
-        their text carries an error marker."""
+        their text carries an error marker, as read or after its relay prefix (the markers
+        a line starts with, ``npm ERR!``, ``error[E0425]:``, are behind the prefix)."""
         if self.kind == "pytest-noise":
             return False
-        return self.kind in STRUCTURED_KINDS or is_error_text(self.text)
+        return self.kind in STRUCTURED_KINDS or is_error_text(self.text) or bool(
+            self.judged and is_error_text(self.judged))
 
 
 def is_error_text(text: str) -> bool:
@@ -318,8 +330,10 @@ class RecordAssembler:
         if not self._lines:
             return []
         kind = self._kind()
-        record = Record("\n".join(self._raw), self._offset, self._end, self._line, kind,
-                        self._cut)
+        text = "\n".join(self._raw)
+        judged = "\n".join(self._lines) if self._prefix else ""
+        record = Record(text, self._offset, self._end, self._line, kind, self._cut,
+                        judged if judged != text else "")
         self._cut = 0
         self._lines = []
         self._raw = []
@@ -334,12 +348,17 @@ class RecordAssembler:
         """The text a line is judged by: after the relay prefix the record's first line has
         too; the whole line when either has none. Two services' lines never share a record
         (None), nor do lines of different tags or steps across a blank line; the lines of one
-        numbered step (``#5 ...``: one ``docker build`` step's output) are one record."""
+        numbered step (``#5 ...``: one ``docker build`` step's output) are one record, and a
+        line of another step (:data:`BUILDKIT_LINE`) starts one even with no blank line
+        between them (piped or filtered logs): a later step's error is its own."""
         if prefix == self._prefix:
             return body
         if prefix and self._prefix and (
                 prefix.startswith("service:") or self._prefix.startswith("service:")
                 or self._blanks):
+            return None
+        if (prefix.startswith("step:") and self._prefix.startswith("step:")
+                and BUILDKIT_LINE.match(raw)):
             return None
         return raw
 
