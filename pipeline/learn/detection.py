@@ -80,6 +80,52 @@ def _parts(headline: str) -> list[tuple[str, bool]]:
     return out
 
 
+#: a rule derived from an error's message alone (its class or level dropped) keeps at least
+#: this many words that say what failed, so it never answers unrelated errors everywhere
+MIN_MESSAGE_WORDS = 3
+#: words that say nothing about what failed: function words, and the words every error uses
+_GENERIC_WORDS = frozenset({
+    "the", "and", "for", "with", "from", "into", "onto", "not", "but", "nor", "was", "were",
+    "are", "has", "had", "have", "this", "that", "these", "those", "its", "then", "than",
+    "when", "while", "there", "which", "who", "you", "your", "our", "can", "could", "may",
+    "might", "will", "would", "shall", "should", "does", "did", "all", "any", "some", "one",
+    "out", "off", "via", "per", "been", "being", "after", "before", "because", "cannot",
+    "error", "errors", "failed", "failure", "fail", "fails", "fatal", "code", "exit",
+    "exited", "status", "warning", "warn", "exception", "unknown", "null", "none", "nil",
+    "undefined", "timeout", "timed", "invalid", "unexpected", "unable", "process",
+    "completed", "command", "job", "step", "run", "returned", "non", "zero"})
+_WORD = re.compile(r"[^\W\d_][\w'-]*")
+
+
+def says_enough(message: str) -> bool:
+    """Whether a normalized message, its placeholders aside, holds ``MIN_MESSAGE_WORDS``
+    words that say what failed (not function words, not the words of every error, not a lone
+    code): ``database migration locked by pid <num>`` does, ``failed`` and ``code 1`` do
+    not."""
+    literal = " ".join(_PLACEHOLDER.split(message.strip()[:MAX_HEADLINE])[0::2])
+    words = {w.casefold() for w in _WORD.findall(literal)}
+    return sum(1 for w in words if len(w) >= 3 and w not in _GENERIC_WORDS) >= MIN_MESSAGE_WORDS
+
+
+def bounded(regex: str, headline: str, start: bool = True) -> str:
+    """``regex`` (derived from ``headline``) kept from matching inside a longer word: a
+    word character it starts (when ``start``) or ends with is not next to another one, so
+    ``code 1`` does not match in ``code 137``."""
+    head = headline.strip()[:MAX_HEADLINE]
+    if start and head[:1].isalnum() and not head.startswith("<"):
+        regex = r"(?<![\w])" + regex
+    if head[-1:].isalnum() and not head.endswith(">"):
+        regex += r"(?![\w])"
+    return regex
+
+
+def class_prefix(error_type: str) -> str:
+    """A rule's start for an error's class or level in any case (``error:``, ``Error:``,
+    ``npm error`` all read ``ERROR:`` in the headline): the class as a whole word, any case,
+    then a colon or a space."""
+    return rf"(?<![\w])(?i:{re.escape(error_type)})(?::[ \t]*+|[ \t]++)"
+
+
 def derive_regex(headline: str) -> str:
     """The detection regex (one line) of a normalized headline.
 

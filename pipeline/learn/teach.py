@@ -24,10 +24,13 @@ from pipeline.errors import ConfigError, UsageError
 from pipeline.fingerprint.model import Fingerprint
 from pipeline.learn.detection import (
     Kept,
+    bounded,
     check_regex,
+    class_prefix,
     compile_rule,
     derive_keeping,
     named_values,
+    says_enough,
 )
 from pipeline.learn.fixes import FixDraft, check_stays_inside
 from pipeline.learn.source import TaughtError
@@ -112,23 +115,42 @@ def _category(lesson: Lesson) -> str:
     return Category.RISKY.value if lesson.fix.kind == "escalate" else category
 
 
-def _rule(lesson: Lesson, headlines: tuple[str, ...], notes: list[str]) -> str | None:
-    """The lesson's detection rule: the person's ``--regex``, else the first of ``headlines``
-    (the normalized headline, then its message alone) whose derived rule matches the raw
-    text."""
+@dataclass(frozen=True)
+class Headline:
+    """What a rule may be derived from: ``text`` (a normalized headline, or its message),
+    with ``prefix`` (a regex) before it and word boundaries when ``bounded``."""
+
+    text: str
+    prefix: str = ""
+    bounded: bool = False
+
+    def rule(self, regex: str) -> str:
+        if not self.bounded:
+            return regex
+        return self.prefix + bounded(regex, self.text, start=not self.prefix)
+
+
+def _rule(lesson: Lesson, headlines: tuple[Headline, ...],
+          notes: list[str]) -> tuple[str | None, bool]:
+    """The lesson's detection rule, and whether it alone decides where the lesson answers
+    (a person's ``--regex``, or a derived rule that kept a value literal: its fingerprint
+    mapping masks that value, so it must not widen the rule). The rule is the person's
+    ``--regex``, else the first of ``headlines`` (see :func:`_headlines`) whose derived rule
+    matches the raw text."""
     text = lesson.error.text
     if lesson.regex is not None:
         regex = check_regex(lesson.regex)
         if compile_rule(regex).search(text) is None:
             raise UsageError(f"--regex {regex!r} does not match the error it is taught from; "
                              "a rule must at least recognize its own example")
-        return regex
+        return regex, True
     derived: tuple[str, list[Kept]] | None = None
     refused: list[UsageError] = []
     for headline in headlines:
         try:
-            regex, kept = derive_keeping(headline, text, fix_text(lesson.fix),
+            regex, kept = derive_keeping(headline.text, text, fix_text(lesson.fix),
                                          fix_values(lesson.fix))
+            regex = headline.rule(regex)
         except UsageError as exc:
             refused.append(exc)
             continue
@@ -137,11 +159,13 @@ def _rule(lesson: Lesson, headlines: tuple[str, ...], notes: list[str]) -> str |
             break
     if derived is None and len(refused) == len(headlines):
         notes.append(f"no rule derived ({refused[0]}); detected by fingerprint only")
-        return None
+        return None, False
     if derived is None:
         notes.append("the derived rule does not match the raw text (its headline was "
-                     "reassembled); detected by fingerprint only: give one with --regex")
-        return None
+                     "reassembled, or its message alone says too little to be a rule: it "
+                     "would answer unrelated errors); detected by fingerprint only: give one "
+                     "with --regex")
+        return None, False
     regex, kept = derived
     named = [k.value for k in kept if k.named]
     if named:
@@ -158,20 +182,25 @@ def _rule(lesson: Lesson, headlines: tuple[str, ...], notes: list[str]) -> str |
                      "covers this value only (errors naming another value keep their own "
                      "answer); if the fix is right for every such error, teach it again with "
                      "--regex matching them all")
-    return regex
+    return regex, bool(kept)
 
 
-def _headlines(fp: Fingerprint) -> tuple[str, ...]:
-    """What a rule may be derived from: the normalized headline, then, when it leads with
-    the error's class, the message alone. A log line's level is written in one case in the
+def _headlines(fp: Fingerprint) -> tuple[Headline, ...]:
+    """What a rule may be derived from: the normalized headline; then, when it leads with
+    the error's class, the message alone if it says enough on its own (:func:`says_enough`:
+    a rule of ``failed`` or ``code 1`` would answer unrelated errors everywhere), else the
+    message after the class in any case. A log line's level is written in one case in the
     headline (``error: ...`` and ``npm error ...`` read ``ERROR: ...``), and a rule of that
     spelling would never match the raw text it was taught from."""
     error_type = fp.extraction.error_type if fp.extraction is not None else ""
     prefix = f"{error_type}: " if error_type else ""
     headline = fp.normalized
-    if prefix and headline.startswith(prefix) and headline[len(prefix):].strip():
-        return (headline, headline[len(prefix):])
-    return (headline,)
+    message = headline[len(prefix):]
+    if not (prefix and headline.startswith(prefix) and message.strip()):
+        return (Headline(headline),)
+    if says_enough(message):
+        return (Headline(headline), Headline(message, bounded=True))
+    return (Headline(headline), Headline(message, class_prefix(error_type), bounded=True))
 
 
 def _served_notes(lesson: Lesson, category: str, regex: str | None) -> list[str]:
@@ -255,11 +284,11 @@ def draft_pattern(lesson: Lesson, now: dt.datetime | None = None) -> tuple[dict[
             or (error.fine and error.fine != fp.fine and not says_what_failed(fp.extraction))):
         # no line of it says what failed: a rule over its ordinary lines would match any
         # output holding them; the fingerprint (how it ended) is what recognizes it
-        regex = None
+        regex, decides = None, False
         notes.append(f"no line of the error says what failed (keyed on {fp.normalized!r}); "
                      "detected by fingerprint only: give one with --regex")
     else:
-        regex = _rule(lesson, _headlines(fp), notes)
+        regex, decides = _rule(lesson, _headlines(fp), notes)
     notes.extend(_served_notes(lesson, category, regex))
     pid = f"{LEARNED}h{fine.split(':', 1)[-1].lower()[:12]}"
     fix_id = learned_fix_id(pid, lesson.fix.kind, lesson.fix.template)
@@ -274,7 +303,10 @@ def draft_pattern(lesson: Lesson, now: dt.datetime | None = None) -> tuple[dict[
         "priority": TAUGHT_PRIORITY,
         "description": f"taught by {provenance['who']} ({lesson.source}) from error "
                        f"{error.error_id}: {headline[:200]}",
-        "detect": [{"regex": regex}] if regex else [], "params": {},
+        # a rule that decides says so (``decides``): the lookup then answers the lesson only
+        # where it matches, not wherever the fingerprint does
+        "detect": [{"regex": regex, **({"decides": True} if decides else {})}] if regex else [],
+        "params": {},
         "examples": [error.text[-2000:]],
         "fix": lesson.fix.as_fix(fix_id, category),
     }

@@ -40,6 +40,10 @@ class Rule:
     unless: BoundedPattern | None = None
     constants: Mapping[str, str] = field(default_factory=dict)
     name: str = ""
+    #: a taught rule that alone decides where its lesson answers (a person's ``--regex``, or
+    #: a derived rule that kept a value literal): the lesson's fingerprint mapping, which
+    #: masks that value, does not widen it (see ``LookupService._evidence_of``)
+    decides: bool = False
 
     def match(self, text: str, budget: Budget | None = None) -> dict[str, str] | None:
         budget = budget or Budget()
@@ -60,6 +64,8 @@ class Rule:
             out["unless"] = self.unless.pattern
         if self.constants:
             out["set"] = dict(self.constants)
+        if self.decides:
+            out["decides"] = True
         return out
 
 
@@ -77,6 +83,11 @@ class Pattern:
     #: other fixes for the same error (ranked against ``fix`` by Thompson sampling; the next
     #: one is tried in the same attempt when the chosen one fails). Playbooks and commands.
     alternatives: tuple[FixSpec, ...] = ()
+
+    @property
+    def rule_decides(self) -> bool:
+        """One of its rules alone decides where it answers (:attr:`Rule.decides`)."""
+        return any(rule.decides for rule in self.rules)
 
     @property
     def fixes(self) -> tuple[FixSpec, ...]:
@@ -158,6 +169,7 @@ def parse_pattern(raw: Mapping[str, Any]) -> Pattern:
             unless=_compile(pid, r["unless"]) if r.get("unless") else None,
             constants={str(k): str(v) for k, v in (r.get("set") or {}).items()},
             name=f"{pid}:{i}",
+            decides=r.get("decides") is True,
         )
         for i, r in enumerate(raw.get("detect") or [])
     )

@@ -326,21 +326,24 @@ class Lookup:
 
     def _evidence_of(self, mapping: tuple[str, str], text: str) -> dict[str, str] | None:
         """What lets a fingerprint mapping answer for ``text``: ``{}`` for a taught one (a
-        person mapped the fingerprint on purpose), but for a lesson with a rule of its own
-        that rule's parameters, else None; for one learned from a detection rule, the
-        parameters of that pattern's rule matching ``text`` again, else None. A masked value
-        (exit code 137 vs 1, HTTP 401 vs 413) makes other errors share the fingerprint, and
-        the rule's evidence is what told them apart. The catalog's pass already said no rule
-        matches, so this is None but for a text that pass gave up on (its time budget)."""
+        person mapped the fingerprint on purpose), but for a lesson whose rule decides
+        (:attr:`Pattern.rule_decides`) that rule's parameters, else None; for one learned
+        from a detection rule, the parameters of that pattern's rule matching ``text`` again,
+        else None. A masked value (exit code 137 vs 1, HTTP 401 vs 413) makes other errors
+        share the fingerprint, and the rule's evidence is what told them apart. The catalog's
+        pass already said no rule matches, so this is None but for a text that pass gave up on
+        (its time budget)."""
         pattern_id, source = mapping
         pattern = self.catalog.patterns.get(pattern_id)
         if source != RULE:
-            # a lesson with a rule of its own answers where its rule does: its rule and its
-            # mapping were made from one example, and a rule that kept the value its fix
-            # names (``npm install left-pad``) must not be widened again by the fingerprint
-            # every other module's error masks to (a fingerprint mapped onto a seed's
-            # pattern, whose rules were not made from it, answers alone)
-            if pattern is None or not pattern.rules or pattern_id in self.seeds.patterns:
+            # a lesson whose rule decides (it kept the value its fix names, ``npm install
+            # left-pad``, or a person gave it with --regex) answers where its rule does: the
+            # fingerprint every other module's error masks to must not widen it again. Any
+            # other lesson answers by its fingerprint too (the same error respelled: another
+            # level's case, JSON, logfmt), and so does a fingerprint mapped onto a seed's
+            # pattern, whose rules were not made from it
+            if (pattern is None or not pattern.rule_decides
+                    or pattern_id in self.seeds.patterns):
                 return {}
             return pattern.detect(text)
         return None if pattern is None or not pattern.rules else pattern.detect(text)

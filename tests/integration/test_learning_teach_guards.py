@@ -302,6 +302,56 @@ def test_a_lesson_that_kept_its_value_does_not_answer_another_value_by_fingerpri
     assert (answer.get("match") or {}).get("pattern_id") != taught["pattern_id"], answer
 
 
+def test_a_rule_from_a_short_message_keeps_its_level_and_answers_no_unrelated_error(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # Given short log lines whose level is respelled in the headline ("error:" reads
+    # "ERROR:"), so that their message alone is one common word or a lone code (QA s17b #1)
+    unrelated = [
+        "Traceback (most recent call last):\n  File \"/x/app.py\", line 3, in <module>\n"
+        "RuntimeError: database migration failed\n",
+        "Error: Command failed with exit code 1: npm run build\n",
+        "ERROR: Job failed: exit code 1\n",
+        "RuntimeError: worker exited with code 1\n",
+        "Error: Process completed with exit code 137.\n",
+        "npm error code 127\n",
+    ]
+    for text, fix in (("error: failed\n", ("--escalate", "ask the db team")),
+                      ("npm error code 1\n", ("--command", "npm ci"))):
+        repo, short = failing(env, tmp_path, text)
+        taught = learn(env, repo, short, *fix)
+        # Then its rule keeps the level (any case) and whole words, so it still answers
+        # its own error
+        assert taught["regex"] is not None and "(?i:ERROR)" in taught["regex"], taught
+        mine = diagnose(env, tmp_path, text)
+        assert mine["match"]["pattern_id"] == taught["pattern_id"], mine
+        # but no unrelated error that merely holds the word or the code
+        for other in unrelated:
+            answer = diagnose(env, tmp_path, other)
+            assert (answer.get("match") or {}).get("pattern_id") != taught["pattern_id"], (
+                other, taught["regex"], answer)
+
+
+def test_a_lesson_whose_rule_kept_no_value_answers_its_respellings_by_fingerprint(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # Given a log line taught with a rule derived from its headline, keeping no value
+    token = letters()
+    message = f"migration of table {token} locked by pid 4242"
+    repo, short = failing(env, tmp_path, f"ERROR: {message}\n")
+    taught = learn(env, repo, short, "--escalate", "ask the db team")
+    assert taught["regex"] is not None, taught
+    mine = diagnose(env, tmp_path, f"ERROR: {message}\n")
+    # When the same error arrives respelled (another case of its level, as JSON): one fine
+    # fingerprint, which the rule's spelling does not match (QA s17b #12)
+    for variant in (f"error: {message}\n", json.dumps({"level": "error", "msg": message}) + "\n"):
+        answer = diagnose(env, tmp_path, variant)
+        assert answer["fingerprint"]["fine"] == mine["fingerprint"]["fine"], (answer, mine)
+        # Then the lesson still answers it at tier 1, by its fingerprint
+        assert answer["match"]["pattern_id"] == taught["pattern_id"], answer
+        assert answer["match"]["tier"] == 1, answer
+
+
 def test_a_category_given_again_is_stored_and_one_not_given_is_kept(
     env: dict[str, str], tmp_path: Path
 ) -> None:
