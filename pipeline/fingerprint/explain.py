@@ -83,7 +83,7 @@ def explain_grouping(text: str, repo: str = "", exit_code: int | None = None,
         "chain": chain, "chosen": _CHOSEN.get(ex.kind, "") if chain else "",
         "fine_key": {"kind": ex.kind, "error_type": ex.error_type,
                      "message": fine_text[:_SHOWN * 2],
-                     "frames": [f"{key_path(f.file)}:{f.function}" for f in used],
+                     "frames": [f"{key_path(f.file, repo)}:{f.function}" for f in used],
                      # the chain's classes and masked messages ("" without a chain)
                      "chain": chain_key(ex, fp.params, DEFAULT_NORMALIZER) if ex.chain
                      else ""},

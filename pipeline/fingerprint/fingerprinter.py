@@ -150,8 +150,9 @@ class Fingerprinter:
         if extraction.kind == EXIT_KIND and extraction.message.endswith(extraction.error_type):
             prefix = ""  # ``killed by SIGSEGV`` names its class already
         frames = extraction.project_frames()[-MAX_FRAMES:]
-        # (a file by its last components: one file under any checkout root, see paths.py)
-        frame_key = "|".join(f"{key_path(f.file)}:{f.function}" for f in frames)
+        # (a file by its path in the named repository, else by its last components: one file
+        # under any guessed checkout root, see paths.py)
+        frame_key = "|".join(f"{key_path(f.file, repo)}:{f.function}" for f in frames)
         top = coarse_where(extraction.kind, frames)
         chain = chain_key(extraction, params, self.normalizer) if extraction.chain else ""
         # (the fine key's message, "" when it is the masked one: no missing name in it)
@@ -360,13 +361,16 @@ SHAPE_CHARS = 1024
 
 
 #: extracted values that are masked in the message by name (they live on in ``params``):
-#: the names of what is missing (a module, package, command, imported name) and where the
-#: error happened (a host, a path denied)
-MASKED_PARAMS = ("module", "package", "command", "host", "permission_path", "import_name")
+#: the names of what is missing (a module, package, command, imported name, a database role
+#: that does not exist or is required) and where the error happened (a host, a path denied)
+MASKED_PARAMS = ("module", "package", "command", "host", "permission_path", "import_name",
+                 "role")
 #: of those, the names of what is missing: the fine key keeps them (``No module named
-#: 'requests'`` and ``'yaml'`` are two causes with two fixes, fp-v6), the coarse key masks
-#: them (one kind of failure); a host and a path stay masked in both (where, not what)
-NAMED_PARAMS = frozenset(("module", "package", "command", "import_name"))
+#: 'requests'`` and ``'yaml'`` are two causes with two fixes, fp-v6; so are ``role "ci"`` and
+#: ``role "app"`` that do not exist), the coarse key masks them (one kind of failure); a
+#: host and a path stay masked in both (where, not what), and so does who was refused (the
+#: ``user`` rule: one failed login for any user is one error)
+NAMED_PARAMS = frozenset(("module", "package", "command", "import_name", "role"))
 
 
 def mask_message(message: str, params: dict[str, Any], normalizer: Normalizer
@@ -404,6 +408,11 @@ def _mask_params(message: str, params: dict[str, Any], named: list[str] | None =
             message = message.replace(value, f"<{name}>")
             if named is not None and name in NAMED_PARAMS:
                 named.append(name)
+    if "<package>/" in message or "<package>-" in message:
+        # a subpath imported from a package (``lodash/fp``, ``@babel/core/lib/x``) and a
+        # release of it (Bundler's ``nokogiri-1.16.0-x86_64-linux``) are the package (the
+        # param is its name): one package to install, one key
+        message = _SUBPATH.sub("<package>", message)
     if "<host>:" in message:
         # a peer's port belongs to its address: the rules mask ``10.0.0.5:5432`` and
         # ``postgres:5432`` whole, so ``db.internal:5432`` is ``<host>`` too, not <host>:<num>
@@ -412,6 +421,7 @@ def _mask_params(message: str, params: dict[str, Any], named: list[str] | None =
 
 
 _HOST_PORT = re.compile(r"<host>:\d{1,5}(?!\w|\.\w)")
+_SUBPATH = re.compile(r"<package>(?:/[^\s'\"`]*|-\d[\w.-]*)")
 
 
 _STATELESS = Fingerprinter()

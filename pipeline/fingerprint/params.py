@@ -46,10 +46,25 @@ PARAM_RULES: tuple[ParamRule, ...] = (
     ParamRule("module", _rx(r"No module named '(?P<v>[\w.]+)'"), ("no module",)),
     # Python: cannot import name 'x' from 'pkg'
     ParamRule("import_name", _rx(r"cannot import name '(?P<v>\w+)'"), ("cannot import",)),
-    # Node: Cannot find module 'express' / Go: cannot find package "x" (a path, './lib/x',
-    # '/app/x.mjs' or 'C:\\x.js', is a file of the project: no package to install)
-    ParamRule("package", _rx(r"Cannot find (?:module|package) ['\"](?![./\\~]|[A-Za-z]:[/\\])"
+    # Node: Cannot find module 'express' (a path, './lib/x', '/app/x.mjs' or 'C:\\x.js', is a
+    # file of the project: no package to install). The package is the specifier's name, the
+    # scope kept and the subpath cut ('lodash/fp' is lodash, '@babel/core/lib/x' @babel/core):
+    # one package to install, however much of it was imported
+    ParamRule("package", _rx(r"Cannot find module ['\"](?![./\\~]|[A-Za-z]:[/\\])"
+                             r"(?P<v>(?:@[\w.-]++/)?[^'\"/@\s:]++)(?:/[^'\"]*+)?['\"]", re.I),
+              ("cannot find",)),
+    # Go: cannot find package "github.com/x/y" (its whole import path)
+    ParamRule("package", _rx(r"Cannot find package ['\"](?![./\\~]|[A-Za-z]:[/\\])"
                              r"(?P<v>[^'\"]+)['\"]", re.I), ("cannot find",)),
+    # Bundler: Could not find nokogiri-1.16.0[-x86_64-linux] in locally installed gems: the
+    # gem is the name before its version (another release, the same missing gem)
+    ParamRule("package", _rx(r"Could not find (?P<v>[A-Za-z][\w.]*+(?:-(?!\d)[\w.]++)*+)"
+                             r"-\d[\w.-]*+ in locally installed gems"),
+              ("locally installed gems",)),
+    # PostgreSQL: a role that does not exist or one the user must be a member of
+    ParamRule("role", _rx(r"\brole ['\"](?P<v>[^'\"\s]{1,64})['\"] does not exist"
+                          r"|member of role ['\"](?P<v2>[^'\"\s]{1,64})['\"]"),
+              ("role",)),
     # pip: No matching distribution found for foo==1.0
     ParamRule("package", _rx(r"(?:No matching distribution found for|satisfies the "
                                     r"requirement) (?P<v>[\w.-]+)"),

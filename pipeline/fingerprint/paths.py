@@ -86,7 +86,8 @@ _WORKSPACES = frozenset({
     "work", "workspace", "workspaces", "projects", "repos", "repositories", "source",
     "sources", "documents", "desktop", "go", "golang", "ws",
 })
-#: components a frame's file keeps in the fine key, whatever the root it was found under
+#: components a frame's file keeps in the fine key where its root was guessed (no repository
+#: named: see :func:`key_path`)
 KEY_COMPONENTS = 3
 
 
@@ -138,11 +139,15 @@ def normalize_path(path: str, repo: str = "") -> str:
     return path
 
 
-def key_path(file: str) -> str:
-    """A frame's file as the fine key holds it: its last ``KEY_COMPONENTS`` components, so a
-    path given inside a named repository, a CI checkout's, a home folder's and a relative one
-    are one file however deep it is."""
-    if file.count("/") < KEY_COMPONENTS:
+def key_path(file: str, repo: str = "") -> str:
+    """A frame's file as the fine key holds it. Where the event names its repository
+    (``repo``), :func:`normalize_path` gave the exact path inside it, which the key keeps
+    whole: two apps of a monorepo (``apps/web/src/pages/index.js``, ``apps/admin/...``) are two
+    files. Without one, the root was guessed (a home folder's project, a CI checkout, a
+    container's WORKDIR, a relative path): the key takes the last ``KEY_COMPONENTS``
+    components, so one file from a laptop and from CI is one key however deep it is (a path
+    under a guessed root is already cut so with a repository named too)."""
+    if repo or file.count("/") < KEY_COMPONENTS:
         return file
     return "/".join(file.split("/")[-KEY_COMPONENTS:])
 

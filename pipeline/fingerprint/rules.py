@@ -76,20 +76,24 @@ RULES: tuple[Rule, ...] = (
     Rule("worker", r"""(?<=\[)gw\d+(?=\])""",
          "a pytest-xdist worker id ([gw3]) says where a test ran, not what failed"),
     Rule("pod", r"""
-        (?<=[dD]\ |d=|d/|s/|\ ")       # (one cheap look first: most positions fail here)
-        (?:(?<=pod\ )|(?<=Pod\ )|(?<=pod=)|(?<=pod/)|(?<=pods/)|(?<=pod\ ")|(?<=Pod\ ")
-           |(?<=pods\ "))
+        (?<=[dD]\ |d=|d/|\ ")         # (one cheap look first: most positions fail here)
+        (?:(?<=pod=)|(?<=pod/)|(?<=pod\ ")|(?<=Pod\ ")|(?<=pods\ ")   # a name by its syntax
+           |(?:(?<=pod\ )|(?<=Pod\ ))(?=[a-z0-9.]{0,253}[\d-]))  # in prose: a digit or '-'
         [a-z0-9](?:[a-z0-9.-]{0,252}[a-z0-9])?(?:_[a-z0-9-]{1,63})?(?![\w.-])""",
          "a Kubernetes pod's name (api-6c8f9b7d5-hlmpq, and an event's _namespace after it)"
          " is one replica's, generated with its hashes: the container and the message say"
-         " what failed"),
+         " what failed. Quoted, after pod= or kubectl's pod/ it is a name; after 'pod ' in"
+         " prose only with a digit or a hyphen (never 'pod has', 'pod sandbox'); 'pods/exec'"
+         " is a resource and its subresource (another RBAC grant), never a name"),
     Rule("user", r"""
-        (?<=[re]\ ['"])                # (one cheap look first: most positions fail here)
-        (?:(?<=user\ ')|(?<=user\ ")|(?<=User\ ')|(?<=User\ ")|(?<=role\ ')|(?<=role\ ")
-           |(?<=Role\ ')|(?<=Role\ "))
+        (?<=r\ ['"])                   # (one cheap look first: most positions fail here)
+        (?:(?<=for\ user\ ')|(?<=for\ user\ ")|(?<=User\ ')|(?<=User\ "))
         [^\s'"]{1,64}(?=['"])""",
-         "a quoted user or role name (password authentication failed for user 'alice', role"
-         " \"bob\" does not exist, Access denied for user 'ci'@'...') says who, not what failed"),
+         "who was refused: the user a login failed for (password authentication failed for"
+         " user 'alice', Access denied for user 'ci'@'...', Login failed for user 'sa') or a"
+         " request was denied to (User \"system:serviceaccount:ci:x\" cannot ...) says who,"
+         " not what failed. A role or user that is missing or required (role \"bob\" does"
+         " not exist, must be member of role \"admin\") is what is missing: not masked here"),
     Rule("classname", r"""
         \b[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*            # module path (psycopg2.errors)
         \.(?=[A-Z][A-Z0-9]*[a-z])[A-Z][A-Za-z0-9]*   # a CamelCase class (UndefinedColumn)

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from pipeline.fingerprint.paths import key_path, normalize_path
 from pipeline.fingerprint.rules import DEFAULT_NORMALIZER
@@ -58,26 +59,56 @@ def test_one_file_gets_one_fine_key_under_any_checkout_root(tmp_path: Path) -> N
         assert len(set(fines.values())) == 1, fines
 
 
-def test_a_named_repository_and_a_laptop_read_a_deep_file_as_one(tmp_path: Path) -> None:
-    # a file deeper than the key's three components: heal run names the repository, a
-    # webhook from a laptop does not; the key takes the same last components of both
-    text = _PY.replace("billing/charge.py", "ledger/core/billing/charge.py")
-    repo = "/srv/checkouts/ledger"
-    named = tmp_path / "named.txt"
-    named.write_text(text.format(root=repo, a=3, b=9), encoding="utf-8")
+def _diagnose_in(tmp_path: Path, name: str, text: str, repo: str) -> dict[str, Any]:
+    """`heal diagnose --repo REPO --json` on ``text``: its whole answer."""
+    src = tmp_path / f"{name}.txt"
+    src.write_text(text, encoding="utf-8")
     done = subprocess.run(
         [sys.executable, "-c", CLI, "diagnose", "--offline", "--no-semantic", "--json",
-         "--repo", repo, str(named)],
+         "--repo", repo, str(src)],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
         env={"HEAL_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr
-    answer = json.loads(done.stdout)
-    with_repo = answer["fingerprint"]
-    laptop = diagnose_fingerprints(tmp_path, {"laptop": text.format(
-        root="/Users/dana/code/ledger", a=3, b=9)})["laptop"]
-    assert with_repo["fine"] == laptop["fine"]
-    # the path a named repository gives stays the whole path inside it
-    assert answer["params"]["file"] == "ledger/core/billing/charge.py"
+    answer: dict[str, Any] = json.loads(done.stdout)
+    return answer
+
+
+#: a React page of one app of a monorepo (Next.js, Turborepo and Nx keep apps/NAME/src/...)
+_APP = ("TypeError: Cannot read properties of undefined (reading 'map')\n"
+        "    at Page ({root}/apps/{app}/src/pages/index.js:12:20)\n"
+        "    at renderWithHooks ({root}/node_modules/react-dom/cjs/react-dom.development.js"
+        ":16305:18)\n")
+
+
+def test_a_named_repository_keys_the_whole_path_inside_it(tmp_path: Path) -> None:
+    # two apps of one monorepo, the same layout below their third level: where the event
+    # names its repository the path inside it is exact and the key keeps it whole (fp-v6 as
+    # first merged took the last three components, src/pages/index.js, for both)
+    web = _diagnose_in(tmp_path, "web", _APP.format(root="/repo", app="web"), "/repo")
+    admin = _diagnose_in(tmp_path, "admin", _APP.format(root="/repo", app="admin"), "/repo")
+    assert web["fingerprint"]["fine"] != admin["fingerprint"]["fine"]
+    assert web["params"]["file"] == "apps/web/src/pages/index.js"
+    # one file of one repository is one key wherever it was checked out: a laptop and a CI
+    # runner that both name their checkout
+    text = _PY.replace("billing/charge.py", "ledger/core/billing/charge.py")
+    laptop = _diagnose_in(tmp_path, "laptop", text.format(
+        root="/Users/dana/code/ledger", a=3, b=9), "/Users/dana/code/ledger")
+    runner = _diagnose_in(tmp_path, "runner", text.format(
+        root="/home/runner/work/ledger/ledger", a=5, b=11), "/home/runner/work/ledger/ledger")
+    assert laptop["fingerprint"]["fine"] == runner["fingerprint"]["fine"]
+    assert laptop["params"]["file"] == "ledger/core/billing/charge.py"
+
+
+def test_a_guessed_root_keys_the_last_components(tmp_path: Path) -> None:
+    # no repository named: the root is guessed (a laptop's folder of checkouts, a CI runner's
+    # layout), so a deep file keys on its last three components and one file from a laptop
+    # and from CI stays one key
+    text = _PY.replace("billing/charge.py", "ledger/core/billing/charge.py")
+    found = diagnose_fingerprints(tmp_path, {
+        "laptop": text.format(root="/Users/dana/code/ledger", a=3, b=9),
+        "runner": text.format(root="/home/runner/work/ledger/ledger", a=5, b=11),
+    })
+    assert found["laptop"]["fine"] == found["runner"]["fine"]
 
 
 def test_what_must_still_split_still_splits(tmp_path: Path) -> None:
@@ -120,6 +151,8 @@ def test_paths_read_inside_the_project_whatever_holds_it() -> None:
     assert normalize_path("/Users/dana/code/web/node_modules/express/lib/router/index.js") \
         == "<node_modules>/express/lib/router/index.js"
     assert key_path("ledger/core/billing/charge.py") == "core/billing/charge.py"
+    assert key_path("ledger/core/billing/charge.py", "/srv/ledger") \
+        == "ledger/core/billing/charge.py"
     assert key_path("app/api.py") == "app/api.py"
 
 
