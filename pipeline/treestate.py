@@ -11,14 +11,16 @@ target; an untracked directory by its name only). Bounded: at most ``MAX_PATHS``
 gets ``TIMEOUT_S``; None when the directory is not a git work tree or git cannot say in time
 (then nothing is compared: an event without the tag keeps the older rule).
 
-Files git ignores are a second part of the digest (``ts2:<tracked>.<ignored>``): a fix that
+Files git ignores are a second part of the digest (``ts3:<tracked>.<ignored>``): a fix that
 only installed a package (``node_modules/``, a virtualenv) or rebuilt output changes no file
 ``git status`` lists. The ignored entries ``git status --ignored=matching`` names (a whole
 ignored directory as one entry; the same git call) are walked breadth first, each level in
-name order: every path's name and kind, a small file's bytes (a larger one's size and change
-time), a link's target, each directory's number of entries. Bounded: at most
+name order: every path's name and kind, a file's size and modification time (never its
+bytes: ignored files are where secrets such as ``.env`` live, and the digest goes into events),
+a link's target, each directory's number of entries. Bounded: at most
 ``MAX_IGNORED_ENTRIES`` paths (the shallow levels, where an install or a rebuild adds or
-replaces entries, come first), ``MAX_IGNORED_BYTES`` read and ``IGNORED_TIME_S`` seconds;
+replaces entries, come first), no file read, and ``IGNORED_TIME_S`` seconds, the clock looked
+at in every loop (a directory's listing included);
 heal's own state (``HEAL_HOME`` and the embedded PostgreSQL's data beside it) is left out.
 When the walk runs out of time the part is ``unknown``: :func:`compare` then says it cannot
 tell, and the apply stage does not call a pass flaky on a guess.
@@ -27,6 +29,7 @@ tell, and the apply stage does not call a pass flaky on a guess.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import os
 import stat
 import subprocess
@@ -39,20 +42,20 @@ from pipeline.gitops import run_git
 
 #: the event tag holding the digest (free-form tags: other producers simply do not set it)
 TAG = "tree_state"
-#: the digest's scheme: ``ts2:<tracked>.<ignored>``; ``ts1:<tracked>`` (events of an older
-#: heal) is still compared, by its one part
-PREFIX = "ts2:"
-PREFIXES = ("ts1:", "ts2:")
+#: the digest's scheme: ``ts3:<tracked>.<ignored>`` (ignored files by size and time); a
+#: ``ts1:<tracked>`` or ``ts2:`` digest (events of an older heal: ``ts2:`` hashed small ignored
+#: files' bytes) is still compared by its tracked part, its ignored part cannot be compared
+PREFIX = "ts3:"
+PREFIXES = ("ts1:", "ts2:", "ts3:")
 #: the ignored part when the walk of the ignored files ran out of time
 UNKNOWN = "unknown"
 TIMEOUT_S = 5.0
 MAX_PATHS = 2000
 MAX_BYTES = 64 * 1024 * 1024
 MAX_IGNORED_ENTRIES = 5_000
-MAX_IGNORED_BYTES = 8 * 1024 * 1024
-#: an ignored file at most this large counts by its bytes (a larger one: size, change time)
-IGNORED_SMALL_FILE = 64 * 1024
 IGNORED_TIME_S = 2.0
+#: every loop of the ignored walk looks at the clock once per this many entries
+_CLOCK_EVERY = 256
 _CHUNK = 1 << 20
 
 #: what :func:`compare` says
@@ -60,7 +63,7 @@ SAME, TRACKED, IGNORED = "", "tracked", "ignored"
 
 
 def tree_digest(root: str | Path, home: str | Path | None = None) -> str | None:
-    """``ts2:<tracked>.<ignored>`` of the working tree at ``root`` (see the module), or None
+    """``ts3:<tracked>.<ignored>`` of the working tree at ``root`` (see the module), or None
     when git cannot say. ``home`` (HEAL_HOME) and the PostgreSQL data beside it are left out
     of the ignored part."""
     base = Path(root)
@@ -81,8 +84,9 @@ def compare(seen: str, now: str | None) -> str:
     """What differs between the digest ``seen`` (with the error) and ``now``: :data:`SAME`
     (''), :data:`TRACKED` (what ``git status`` lists), :data:`IGNORED` (files git ignores) or
     :data:`UNKNOWN` (a part could not be computed: git did not answer now, or the ignored
-    files were too slow to walk). A ``ts1:`` digest has no ignored part: only the tracked
-    part is compared."""
+    files were too slow to walk, or ``seen`` is a ``ts2:`` digest, whose ignored part was
+    computed another way). A ``ts1:`` digest has no ignored part: only the tracked part is
+    compared."""
     if now is None:
         return UNKNOWN
     seen_tracked, _, seen_ignored = seen[len(PREFIX):].partition(".")
@@ -91,6 +95,8 @@ def compare(seen: str, now: str | None) -> str:
         return TRACKED
     if seen.startswith("ts1:"):
         return SAME
+    if seen[:len(PREFIX)] != now[:len(PREFIX)]:
+        return UNKNOWN  # an older scheme's ignored part: computed another way
     if UNKNOWN in (seen_ignored, now_ignored):
         return UNKNOWN
     return SAME if seen_ignored == now_ignored else IGNORED
@@ -135,43 +141,34 @@ def _split_ignored(listing: bytes) -> tuple[bytes, list[bytes]]:
 def _ignored_digest(root: Path, ignored: list[bytes], home: str | Path | None) -> str:
     """The ignored part (see the module): a hex digest, or :data:`UNKNOWN`. Paths stay
     bytes and a directory is read with one ``scandir`` (its entries' kinds without a stat
-    each): a file costs one stat, a small one a read too."""
+    each): a file costs one stat and no read (its size and modification time stand for it:
+    an ignored file may hold a secret, such as ``.env``). Every loop looks at the clock
+    every :data:`_CLOCK_EVERY` entries, so the walk ends in about ``IGNORED_TIME_S``."""
     digest = hashlib.sha256()
     skip = _identities(_heal_state(home))
     skip_inodes = {ino for _, ino in skip}
     deadline = time.monotonic() + IGNORED_TIME_S
     base = os.fsencode(root)
-    queue: deque[bytes] = deque()
-    entries = 0
-    for seed in ignored[:MAX_IGNORED_ENTRIES]:
-        rel = seed.rstrip(b"/")
-        entries += 1
-        try:
-            st = os.lstat(base + b"/" + rel)
-        except OSError:
-            digest.update(b"\0" + rel + b"\0missing")
-            continue
-        if (st.st_dev, st.st_ino) in skip:
-            continue
-        digest.update(b"\0" + rel + b"\0")
-        if stat.S_ISDIR(st.st_mode):
-            queue.append(rel)
-        else:
-            _entry_content(base + b"/" + rel, st, digest)
-    budget = [MAX_IGNORED_BYTES]
+    queue = _seeds(base, ignored, skip, digest, deadline)
+    if queue is None:
+        return UNKNOWN
+    entries = min(len(ignored), MAX_IGNORED_ENTRIES)
     while queue:
         if time.monotonic() > deadline:
             return UNKNOWN
         rel = queue.popleft()
-        try:
-            with os.scandir(base + b"/" + rel) as found:
-                listed = sorted(found, key=lambda e: e.name)
-        except OSError:
+        listed = _listing(base + b"/" + rel, MAX_IGNORED_ENTRIES - entries, deadline)
+        if listed is None:
+            return UNKNOWN
+        if isinstance(listed, str):
             digest.update(b"\0" + rel + b"\0unlistable")
             continue
+        count, first = listed
         # (how many: an entry added past the bound still counts)
-        digest.update(f"\0{len(listed)}".encode())
-        for entry in listed[:max(MAX_IGNORED_ENTRIES - entries, 0)]:
+        digest.update(f"\0{count}".encode())
+        for entry in first:
+            if entries % _CLOCK_EVERY == 0 and time.monotonic() > deadline:
+                return UNKNOWN
             entries += 1
             child = rel + b"/" + entry.name
             digest.update(b"\0" + entry.name + b"\0")
@@ -187,21 +184,63 @@ def _ignored_digest(root: Path, ignored: list[bytes], home: str | Path | None) -
             except OSError:
                 digest.update(b"missing")
                 continue
-            _entry_content(entry.path, st, digest, budget)
+            _entry_content(entry.path, st, digest)
     return digest.hexdigest()
 
 
-def _entry_content(path: bytes, st: os.stat_result, digest: hashlib._Hash,
-                   budget: list[int] | None = None) -> None:
-    """An ignored file's bytes when small and within ``budget`` (else its size and change
-    time), a link's target, another kind by name."""
-    left = MAX_IGNORED_BYTES if budget is None else budget[0]
-    if stat.S_ISREG(st.st_mode) and st.st_size <= min(IGNORED_SMALL_FILE, left):
-        left = _content(Path(os.fsdecode(path)), digest, left)
-        if budget is not None:
-            budget[0] = left
-    elif stat.S_ISREG(st.st_mode):
-        digest.update(f"big:{st.st_size}:{st.st_mtime_ns}".encode())
+def _seeds(base: bytes, ignored: list[bytes], skip: set[tuple[int, int]],
+           digest: hashlib._Hash, deadline: float) -> deque[bytes] | None:
+    """Add the ignored entries git lists (at most ``MAX_IGNORED_ENTRIES``) to ``digest``; the
+    directories among them, to walk, or None when the deadline passed."""
+    queue: deque[bytes] = deque()
+    for n, seed in enumerate(ignored[:MAX_IGNORED_ENTRIES]):
+        if n % _CLOCK_EVERY == 0 and time.monotonic() > deadline:
+            return None
+        rel = seed.rstrip(b"/")
+        try:
+            st = os.lstat(base + b"/" + rel)
+        except OSError:
+            digest.update(b"\0" + rel + b"\0missing")
+            continue
+        if (st.st_dev, st.st_ino) in skip:
+            continue
+        digest.update(b"\0" + rel + b"\0")
+        if stat.S_ISDIR(st.st_mode):
+            queue.append(rel)
+        else:
+            _entry_content(base + b"/" + rel, st, digest)
+    return queue
+
+
+def _listing(path: bytes, keep: int, deadline: float
+             ) -> tuple[int, list[os.DirEntry[bytes]]] | str | None:
+    """How many entries the directory at ``path`` has and its first ``keep`` in name order;
+    ``"unlistable"`` when it cannot be read, None when the deadline passed while listing
+    (a folder of a million entries: the clock is looked at as it is read, and only ``keep``
+    entries are held and sorted)."""
+    count = 0
+    kept: list[tuple[bytes, os.DirEntry[bytes]]] = []
+    try:
+        with os.scandir(path) as found:
+            for entry in found:
+                count += 1
+                if count % _CLOCK_EVERY == 0 and time.monotonic() > deadline:
+                    return None
+                if keep > 0:
+                    kept.append((entry.name, entry))
+                    if len(kept) >= 2 * keep + _CLOCK_EVERY:  # hold at most ~2 * keep
+                        kept = heapq.nsmallest(keep, kept, key=lambda e: e[0])
+    except OSError:
+        return "unlistable"
+    return count, [e for _, e in heapq.nsmallest(max(keep, 0), kept, key=lambda e: e[0])]
+
+
+def _entry_content(path: bytes, st: os.stat_result, digest: hashlib._Hash) -> None:
+    """An ignored file by its size and modification time (never its bytes: ignored files are
+    where secrets live, ``.env``, and an install or a rebuild rewrites what it changes), a
+    link's target, another kind by name."""
+    if stat.S_ISREG(st.st_mode):
+        digest.update(f"file:{st.st_size}:{st.st_mtime_ns}".encode())
     else:
         _content(Path(os.fsdecode(path)), digest, 0)  # a link's target, a FIFO's kind
 

@@ -7,12 +7,17 @@ path, only compared with the keys of the manifests (``package.json`` from the fa
 command's directory up to the repository root, read bounded) and searched for in the
 lockfiles. When heal cannot be sure, the check passes: a workspace/monorepo (``workspaces``,
 ``pnpm-workspace.yaml``, ``lerna.json``), an unreadable or missing manifest, a package the
-lockfile knows (a transitive dependency the install restores), a module required from inside
-``node_modules``, a Node built-in, the project's own name, a name that is not a package name.
+lockfile knows (a transitive dependency the install restores), no lockfile heal can read (no
+lockfile, or only ``bun.lockb``: the dependency tree is unknown, so a package another
+dependency brings is possible) unless the manifests declare no dependency at all, a name the
+project itself maps (a ``paths`` alias or a ``baseUrl`` folder of ``tsconfig.json`` /
+``jsconfig.json``, a bundler's ``alias``), a module required from inside ``node_modules``, a
+Node built-in, the project's own name, a name that is not a package name.
 """
 
 from __future__ import annotations
 
+import glob
 import re
 from pathlib import Path
 from typing import Any
@@ -29,6 +34,14 @@ _INSTALLERS = {"npm": ("install", "i", "ci", "clean-install"), "yarn": ("", "ins
                "pnpm": ("install", "i"), "bun": ("install", "i")}
 _LOCKFILES = ("package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml",
               "bun.lock")
+#: lockfiles heal cannot read: their presence means "not sure"
+_BINARY_LOCKFILES = ("bun.lockb",)
+#: files where a project maps module names of its own (TypeScript paths, bundler aliases)
+_TS_CONFIGS = ("tsconfig.json", "jsconfig.json")
+_BUNDLER_CONFIG = re.compile(r"^(?:webpack|vite|vitest|rollup|next|nuxt|babel|craco|vue|svelte"
+                             r"|astro|rspack|esbuild|metro)\.config\.[cm]?[jt]s$|^\.babelrc"
+                             r"(?:\.json)?$")
+_BASE_URL = re.compile(r"\"baseUrl\"\s*:\s*\"([^\"\n]{0,300})\"")
 _MONOREPO_FILES = ("pnpm-workspace.yaml", "lerna.json", "rush.json", "nx.json")
 _DEP_TABLES = ("dependencies", "devDependencies", "optionalDependencies",
                "peerDependencies", "bundleDependencies", "bundledDependencies")
@@ -141,6 +154,68 @@ def _required_from_a_package(text: str, module: str) -> bool:
 _ADD = {"npm": "npm install", "yarn": "yarn add", "pnpm": "pnpm add", "bun": "bun add"}
 
 
+def _aliased(here: Path, name: str) -> bool:
+    """``name`` is a module name the project maps itself in ``here`` (bounded reads, text
+    search: ``tsconfig.json`` is JSON with comments): a quoted ``paths`` key (``"utils/*"``),
+    a file or folder of the ``baseUrl`` folder, a bundler config naming it (``alias``)."""
+    first = name.split("/", 1)[0]
+    quoted = re.compile(rf"[\"'`]{re.escape(name)}(?:/[^\"'`\n]{{0,200}})?[\"'`]|[{{,\s]"
+                        rf"{re.escape(name)}\s*:")
+    for config in _TS_CONFIGS:
+        text = _read(here / config, MAX_MANIFEST_BYTES)
+        if text is None:
+            continue
+        if quoted.search(text):
+            return True
+        base = _BASE_URL.search(text)
+        if base is not None:
+            folder = here / base[1]
+            if (folder / first).exists() or any(folder.glob(f"{glob.escape(first)}.*")):
+                return True
+    try:
+        names = [p.name for p in here.iterdir()][:1000]
+    except OSError:
+        return False
+    for file in names:
+        if _BUNDLER_CONFIG.match(file):
+            text = _read(here / file, MAX_MANIFEST_BYTES)
+            if text is not None and "alias" in text and quoted.search(text):
+                return True
+    return False
+
+
+def _what_the_project_knows(name: str, root: Path, cwd: Path
+                            ) -> tuple[set[str], bool, bool] | None:
+    """The names the manifests from ``cwd`` up to ``root`` declare, whether they declare a
+    dependency at all, whether a lockfile was read (and does not name ``name``); None when
+    heal cannot be sure: no manifest, an unreadable one, a workspace or monorepo, a lockfile
+    it cannot read or that names the package, a name the project maps itself."""
+    declared: set[str] = set()
+    dependencies = found = locked = False
+    for here in _dirs(root, cwd):
+        if any((here / f).exists() for f in _MONOREPO_FILES + _BINARY_LOCKFILES):
+            return None  # a monorepo, or a lockfile heal cannot read: not sure
+        if _aliased(here, name):
+            return None  # the project's own module name, not a package
+        path = here / "package.json"
+        if not path.exists():
+            continue
+        data = _manifest(path)
+        if data is None or "workspaces" in data:
+            return None  # unreadable, too large, or a workspace root: not sure
+        found = True
+        own = _declared(data)
+        dependencies |= bool(own - {data.get("name")})
+        declared |= own
+        for lock in _LOCKFILES:
+            if (here / lock).exists():
+                locked = True
+                text = _read(here / lock, MAX_LOCKFILE_BYTES)
+                if text is None or _in_lockfile(text, name):
+                    return None
+    return (declared, dependencies, locked) if found else None
+
+
 def undeclared_module(module: str, root: Path, cwd: Path, error_text: str,
                       tool: str = "npm") -> str:
     """Why installing the declared dependencies cannot bring back ``module``; '' when it may
@@ -150,27 +225,16 @@ def undeclared_module(module: str, root: Path, cwd: Path, error_text: str,
         return ""
     if _required_from_a_package(error_text, module):
         return ""
-    declared: set[str] = set()
-    found = False
-    for here in _dirs(root, cwd):
-        if any((here / f).exists() for f in _MONOREPO_FILES):
-            return ""
-        path = here / "package.json"
-        if not path.exists():
-            continue
-        data = _manifest(path)
-        if data is None or "workspaces" in data:
-            return ""  # unreadable, too large, or a workspace root: not sure
-        found = True
-        declared |= _declared(data)
-        for lock in _LOCKFILES:
-            if (here / lock).exists():
-                text = _read(here / lock, MAX_LOCKFILE_BYTES)
-                if text is None or _in_lockfile(text, name):
-                    return ""
-    if not found or name.lower() in {d.lower() for d in declared}:
+    known = _what_the_project_knows(name, root, cwd)
+    if known is None:
         return ""
+    declared, dependencies, locked = known
+    if name.lower() in {d.lower() for d in declared}:
+        return ""
+    if not locked and dependencies:
+        return ""  # no lockfile: a declared package may bring it (a transitive dependency)
     add = _ADD.get(tool, "npm install")
-    return (f"module {name} is not declared in package.json, so installing the declared "
-            f"dependencies cannot bring it back: add it with `{add} {name}` if it is a "
-            "dependency, or fix the import")
+    where = "nor named in its lockfile" if locked else "and it declares no dependency"
+    return (f"module {name} is not declared in package.json ({where}), so installing the "
+            f"declared dependencies cannot bring it back: add it with `{add} {name}` if it is "
+            "a dependency, or fix the import (or the project's alias, if it is one)")

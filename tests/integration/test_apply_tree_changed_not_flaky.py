@@ -249,3 +249,38 @@ def test_the_validate_path_compares_the_tree_its_before_run_saw_not_the_tree_at_
     (root / "settings.txt").write_text("edited after verification\n")
     outcome = applier.handle(verdict)
     assert outcome.status == "flaky", outcome.detail
+
+
+def test_an_ignored_secret_is_not_read_into_the_digest(
+        tmp_path: Path, heal_env: dict[str, str]) -> None:
+    """QA s17b 14: the ignored part of ``tags.tree_state`` (events go to the stream, CI
+    artifacts, the API) held a hash of the bytes of small ignored files such as ``.env``. It
+    now counts an ignored file by its size and modification time: a ``.env`` whose bytes
+    differ with the same size and time is the same tree (the pass is flaky, as with no
+    change), while the install case above still tells an ignored change."""
+    token = "".join(chr(97 + int(c, 16)) for c in uuid.uuid4().hex[:10])
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    marker = tmp_path / "environment-ready"
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "app.py").write_text(APP.format(token=token, marker=str(marker)))
+    (repo / "settings.txt").write_text("ok\n")
+    (repo / ".gitignore").write_text("unused.flag\n.env\n__pycache__/\n")
+    secret = repo / ".env"
+    secret.write_text("DB_PASSWORD=hunter2\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "app")
+    env = {**heal_env, "HEAL_WORKFLOW": f"wf-{token}"}
+    first = _run(env, repo)
+    assert first["decision"] == "escalated", first
+    taught = _heal(env, repo, "learn", "--last", "--command", "touch unused.flag")
+    assert taught.returncode == 0, taught.stdout + taught.stderr
+    suggested = _run(env, repo, "auto-safe")
+    assert suggested["decision"] == "suggested", suggested["detail"]
+    when = secret.stat().st_mtime_ns
+    secret.write_text("DB_PASSWORD=hunter3\n")  # other bytes, same size and time
+    os.utime(secret, ns=(when, when))
+    marker.write_text("")  # the environment changed: the step passes now
+    applied = _heal(env, repo, "apply", suggested["error_id"])
+    assert "files git ignores changed" not in applied.stdout, applied.stdout
+    assert "flaky: the failing step passed" in applied.stdout, applied.stdout

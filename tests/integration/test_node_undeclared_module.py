@@ -79,3 +79,19 @@ def test_a_declared_or_uncertain_module_is_still_suggested(
     stderr, _ = verdict(env, repo)
     assert "suggested fix node.modules_missing/fix" in stderr, stderr
     assert "not declared" not in stderr, stderr
+
+
+@pytest.mark.parametrize("require,extra", [
+    # no lockfile: express may bring debug (npm hoists it), so npm install may help
+    ("debug", {".npmrc": "package-lock=false\n"}),
+    # a TypeScript paths alias: the project's own module, never `npm install utils`
+    ("utils/date", {"package-lock.json": '{"packages": {"node_modules/express": {}}}\n',
+                    "tsconfig.json": '{\n  // aliases\n  "compilerOptions": {"baseUrl": ".",'
+                                     ' "paths": {"utils/*": ["src/utils/*"]}},\n}\n'}),
+], ids=["transitive-no-lockfile", "tsconfig-alias"])
+def test_a_transitive_dependency_or_an_alias_is_not_refused(
+        env: dict[str, str], tmp_path: Path, require: str, extra: dict[str, str]) -> None:
+    repo = project(tmp_path / "app", {"dependencies": {"express": "4.21.2"}}, require, extra)
+    stderr, explained = verdict(env, repo)
+    assert "pre-flight refused" not in stderr and "not declared" not in stderr, stderr
+    assert "npm install utils" not in stderr + explained, stderr

@@ -28,7 +28,7 @@ def test_the_digest_follows_content_of_tracked_and_untracked_files(tmp_path: Pat
     (root / "build").mkdir()
     (root / "build" / "out.o").write_text("x")
     clean = tree_digest(root)
-    assert clean is not None and clean.startswith("ts2:") and tree_digest(root) == clean
+    assert clean is not None and clean.startswith("ts3:") and tree_digest(root) == clean
     (root / "a.txt").write_text("two\n")
     edited = tree_digest(root)
     assert edited != clean
@@ -106,3 +106,56 @@ def test_renames_fifos_and_the_bounds_never_hang_or_fail(tmp_path: Path,
 
 def test_outside_a_git_repository_there_is_no_digest(tmp_path: Path) -> None:
     assert tree_digest(tmp_path) is None
+
+
+def test_ignored_files_count_by_size_and_time_never_by_their_bytes(tmp_path: Path) -> None:
+    root = _repo(tmp_path)
+    (root / ".gitignore").write_text("build/\n.env\n")
+    git(root, "commit", "-qam", "ignore .env")
+    secret = root / ".env"
+    secret.write_text("PASSWORD=aaaa\n")
+    when = secret.stat().st_mtime_ns
+    seen = tree_digest(root)
+    secret.write_text("PASSWORD=bbbb\n")  # same size and time: the digest cannot tell
+    os.utime(secret, ns=(when, when))
+    assert tree_digest(root) == seen
+    secret.write_text("PASSWORD=bbbbb\n")  # an edit that changes its size or time is seen
+    assert treestate.compare(seen, tree_digest(root)) == treestate.IGNORED
+
+
+def test_every_loop_of_the_ignored_walk_looks_at_the_clock(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _repo(tmp_path)
+    (root / ".gitignore").write_text("*.o\n")
+    git(root, "commit", "-qam", "objects")
+    for i in range(3):  # ignored files listed one by one (no ignored folder)
+        (root / f"x{i}.o").write_bytes(os.urandom(1024))
+    assert not str(tree_digest(root)).endswith(".unknown")
+    monkeypatch.setattr(treestate, "IGNORED_TIME_S", -1.0)
+    digest = tree_digest(root)
+    assert digest is not None and digest.endswith(".unknown")
+    # a folder of many entries: the clock is read while it is listed
+    monkeypatch.setattr(treestate, "IGNORED_TIME_S", 5.0)
+    (root / ".gitignore").write_text("big/\n")
+    git(root, "commit", "-qam", "big")
+    (root / "big").mkdir()
+    for i in range(1000):
+        (root / "big" / f"f{i}").write_text("")
+    calls = [0]
+
+    def clock() -> float:  # the deadline, the seed, the folder's turn; then time is up
+        calls[0] += 1
+        return 0.0 if calls[0] <= 3 else 100.0
+
+    monkeypatch.setattr(treestate.time, "monotonic", clock)
+    assert str(tree_digest(root)).endswith(".unknown")
+
+
+
+def test_an_older_scheme_s_ignored_part_is_not_compared(tmp_path: Path) -> None:
+    now = tree_digest(_repo(tmp_path))
+    assert now is not None
+    tracked, _, ignored = now[len("ts3:"):].partition(".")
+    assert treestate.compare(f"ts2:{tracked}.{ignored}", now) == treestate.UNKNOWN
+    assert treestate.compare(f"ts2:{'0' * 64}.{ignored}", now) == treestate.TRACKED
+    assert treestate.compare(f"ts1:{tracked}", now) == treestate.SAME
