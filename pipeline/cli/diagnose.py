@@ -7,7 +7,9 @@ one (:func:`as_published`: redacted, and cut to 64 KiB, head and tail), so both 
 answer.
 
 ``--exit-code N`` / ``--signal NAME``: how the command ended, as ``heal run`` publishes it
-(a text with no line saying what failed is keyed on it; without them, on the text alone).
+(a text with no line saying what failed is keyed on it; without them, on the text alone);
+``--command CMD``: the command line that ran, whose program that key names as the stage does
+(without it the key holds no program, and matches only what was keyed without one).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -43,6 +46,9 @@ def register(subparsers: Any) -> None:
                              "a text with no line saying what failed, as heal run's event")
     parser.add_argument("--signal", default="", metavar="NAME",
                         help="the signal that killed the command (SIGSEGV, SEGV or 11)")
+    parser.add_argument("--command", default="", metavar="CMD",
+                        help="the command line that ran ('./app --port 8080'): its program "
+                             "is part of the key of a text keyed on --exit-code/--signal")
     parser.set_defaults(func=run)
 
 
@@ -63,6 +69,19 @@ def signal_arg(value: str) -> str:
     except (KeyError, ValueError):
         raise UsageError(f"--signal {value!r} is no signal: give its name or number "
                          "(SIGSEGV, SEGV or 11; `kill -l` lists them)") from None
+
+
+def command_arg(value: str) -> list[str]:
+    """``--command``'s value as the argv a shell would run.
+
+    Raises: UsageError when it is no command line (an unclosed quote)."""
+    import shlex
+
+    try:
+        return shlex.split(value)
+    except ValueError as exc:
+        raise UsageError(f"--command {value!r} is no command line ({exc}): quote it as a "
+                         "shell would, e.g. --command './app --port 8080'") from None
 
 
 def read_text(path: str) -> str:
@@ -140,7 +159,7 @@ def _open_db(settings: Settings, offline: bool, starting: Any = None) -> Any:
 
 def diagnose(text: str, settings: Settings, mode: Mode, *, repo: str = "",
              offline: bool = False, semantic: bool = True, exit_code: int | None = None,
-             signal: str = "") -> dict[str, Any]:
+             signal: str = "", command: Sequence[str] = ()) -> dict[str, Any]:
     """The report (the JSON of ``heal diagnose --json``).
 
     PostgreSQL starts on a helper thread while this one fingerprints the text, reads the
@@ -157,7 +176,7 @@ def diagnose(text: str, settings: Settings, mode: Mode, *, repo: str = "",
     text, truncated = as_published(text, settings)
     # keyed as the fingerprint stage keys the event (fingerprint_event): with the status
     # given, a text with no line saying what failed is keyed on how the command ended
-    fp = fingerprint_text(text, repo=repo, exit_code=exit_code, signal=signal)
+    fp = fingerprint_text(text, repo=repo, exit_code=exit_code, signal=signal, command=command)
     embedder = (model_while_waiting(settings, text, fp.fine, fp.coarse, fp.normalized)
                 if semantic else None)
     db = _open_db(settings, offline, starting)
@@ -239,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
     mode = resolve_mode(args.mode)
     data = diagnose(text, Settings.from_env(), mode, repo=args.repo, offline=args.offline,
                     semantic=not args.no_semantic, exit_code=args.exit_code,
-                    signal=signal_arg(args.signal))
+                    signal=signal_arg(args.signal), command=command_arg(args.command))
     if args.json:
         dump_json(data)
     else:

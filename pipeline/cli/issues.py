@@ -144,8 +144,9 @@ def _label(sample: str, ended: str = "") -> str:
 
     if not sample.strip():
         return ""
-    exit_code, signal = ended_parts(ended)
-    return (label(fingerprint_text(sample, exit_code=exit_code, signal=signal))
+    exit_code, signal, program = ended_parts(ended)
+    return (label(fingerprint_text(sample, exit_code=exit_code, signal=signal,
+                                   command=program.split()))
             or clean_line(headline(sample, 1)))
 
 

@@ -13,6 +13,7 @@ over the text are ``str.find`` calls and walks bounded by :data:`_PATH_CHARS`, n
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pipeline.ansi import strip_ansi
@@ -51,15 +52,15 @@ _CHOSEN = {
 
 
 def explain_grouping(text: str, repo: str = "", exit_code: int | None = None,
-                     signal: str = "") -> dict[str, Any]:
+                     signal: str = "", command: Sequence[str] = ()) -> dict[str, Any]:
     """What the fine and coarse fingerprints of ``text`` are made of, JSON-ready: ``kind``,
     ``error_type``, ``message`` (raw), ``normalized``, ``frames`` (those in the key, each with
     the ``raw`` path it was written as), ``frames_left_out``, ``chain`` and ``chosen``
     (chained exceptions), ``fine_key`` and ``coarse_key`` (their parts), ``steps`` (one
     sentence per thing normalization did) and ``fine`` / ``coarse``; ``exit_code`` /
-    ``signal``: how the command ended, when known (as the event carried them). Never
-    raises."""
-    fp = fingerprint_text(text, repo, exit_code=exit_code, signal=signal)
+    ``signal``: how the command ended, when known (as the event carried them), ``command``
+    the argv it ran. Never raises."""
+    fp = fingerprint_text(text, repo, exit_code=exit_code, signal=signal, command=command)
     ex = fp.extraction or Extraction("text", "", "")
     clean = strip_ansi(text)
     masked, fine_text, named = _masked_message(ex.message, fp.params)

@@ -299,6 +299,8 @@ def coarse_where(kind: str, frames: Sequence[Frame]) -> str:
     for a compiler diagnostic (which has none) its language, as its file's extension."""
     if not frames:
         return ""
+    if kind == EXIT_KIND:  # the program that died (pipeline.fingerprint.status)
+        return frames[-1].file
     if kind == "compiler" and not frames[-1].function:
         return _language(frames[-1].file)
     return frames[-1].function
@@ -429,16 +431,18 @@ _STATELESS = Fingerprinter()
 
 def fingerprint_text(
     text: str, repo: str = "", fingerprinter: Fingerprinter | None = None, *,
-    exit_code: int | None = None, signal: str | None = "",
+    exit_code: int | None = None, signal: str | None = "", command: Sequence[str] = (),
 ) -> Fingerprint:
     """Fingerprint one raw error text (stateless unless a ``fingerprinter`` with a store
     is given; the template is then mined across every event that store has seen).
 
     ``exit_code`` / ``signal``: how the command ended, when known (an event's ``exit_code``
-    and ``tags.signal``); they key a text that holds no line saying what failed
+    and ``tags.signal``), and ``command`` the argv it ran (its program is part of that key);
+    they key a text that holds no line saying what failed
     (:mod:`pipeline.fingerprint.status`). Every caller holding an event uses
     :func:`fingerprint_event`, so all of them agree with the fingerprint stage."""
-    return (fingerprinter or _STATELESS).fingerprint(text, repo, exit_status(exit_code, signal))
+    return (fingerprinter or _STATELESS).fingerprint(text, repo,
+                                                exit_status(exit_code, signal, command))
 
 
 def fingerprint_event(event: ErrorLike, fingerprinter: Fingerprinter | None = None

@@ -44,9 +44,10 @@ def fix_for_answer(answer: str, value: str, root: Path | None) -> fixes.FixDraft
 
 def review_teacher(teacher: Teacher, root: Path | None) -> TeachAnswer:
     def teach(issue: dict[str, Any], answer: str, value: str) -> tuple[str, str]:
-        exit_code, signal = ended_parts(str(issue.get("ended") or ""))
+        exit_code, signal, program = ended_parts(str(issue.get("ended") or ""))
         error = TaughtError(f"issue:{issue['fine']}", str(issue.get("sample", "")),
-                            str(issue["fine"]), str(issue.get("coarse", "")), why="queued",
+                            str(issue["fine"]), str(issue.get("coarse", "")),
+                            command=tuple(program.split()), why="queued",
                             exit_code=exit_code, signal=signal)
         lesson = Lesson(error, fix_for_answer(answer, value, root),
                         source="heal issues review")

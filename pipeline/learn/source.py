@@ -137,9 +137,10 @@ def find(client: redis.Redis, settings: Settings, db: Any, ident: str) -> Taught
         for fine in fines_known[:1]:
             issue = store.issues_for([fine])
             if issue:
-                exit_code, signal = ended_parts(str(issue[0].get("ended") or ""))
+                exit_code, signal, program = ended_parts(str(issue[0].get("ended") or ""))
                 return TaughtError(f"issue:{fine}", str(issue[0]["sample"]), fine,
-                                   str(issue[0]["coarse"]), why="queued",
+                                   str(issue[0]["coarse"]), command=tuple(program.split()),
+                                   why="queued",
                                    exit_code=exit_code, signal=signal)
     raise UsageError(f"heal learn: no error {ident!r} is known (neither an error id in the "
                      "streams nor a fingerprint of an error there or of a queued group); "

@@ -274,7 +274,7 @@ def draft_pattern(lesson: Lesson, now: dt.datetime | None = None) -> tuple[dict[
         check_stays_inside(lesson.fix, Path(error.repo), f"the taught {lesson.fix.kind}")
     # as the fingerprint stage keyed the error (fingerprint_event): its exit code and signal
     fp = fingerprint_text(error.text, repo=error.repo, exit_code=error.exit_code,
-                          signal=error.signal)
+                          signal=error.signal, command=error.command)
     fine = error.fine or fp.fine
     notes: list[str] = []
     category = _category(lesson)

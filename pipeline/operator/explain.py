@@ -63,6 +63,8 @@ def outcome_reader(client: redis.Redis, settings: Settings,
 
 #: the newest lookup answer (the candidate event's ``match``) of any of these fine fingerprints
 CandidateReader = Callable[[list[str]], dict[str, Any] | None]
+#: how an error's command ended, as its event carried it: (exit code, signal, argv)
+Status = tuple[int | None, str, tuple[str, ...]]
 
 
 def candidate_reader(client: redis.Redis, settings: Settings,
@@ -118,7 +120,7 @@ class StreamReaders:
     text_of_error: Callable[[str], tuple[str, str]] | None = None
     #: how an error id's command ended (its exit code and tags.signal; (None, '') when not
     #: in the stream): part of the key of a text with no line saying what failed
-    status_of_error: Callable[[str], tuple[int | None, str]] | None = None
+    status_of_error: Callable[[str], Status] | None = None
     #: the dead letters of an error id; None from it when they could not be read
     dead_of_error: Callable[[str], list[dict[str, Any]] | None] | None = None
 
@@ -177,19 +179,20 @@ def stream_readers(client: redis.Redis | None, settings: Settings,
         ev = event(error_id)
         return (ev.error.text, ev.error.repo.path or "") if ev is not None else ("", "")
 
-    def status_of(error_id: str) -> tuple[int | None, str]:
+    def status_of(error_id: str) -> Status:
         ev = event(error_id)
         if ev is None:
-            return None, ""
+            return None, "", ()
         signal = ev.error.tags.get("signal")
-        return ev.error.exit_code, signal if isinstance(signal, str) else ""
+        return (ev.error.exit_code, signal if isinstance(signal, str) else "",
+                tuple(ev.error.command))
 
     return StreamReaders(
         outcome=unless_down(outcome_reader(client, settings), None),
         candidate=unless_down(candidate_reader(client, settings), None),
         fine_of_error=unless_down(fine_of, ""),
         text_of_error=unless_down(text_of, ("", "")),
-        status_of_error=unless_down(status_of, (None, "")),
+        status_of_error=unless_down(status_of, (None, "", ())),
         dead_of_error=unless_down(cast(Callable[[str], list[dict[str, Any]] | None],
                                        dead_reader(client, settings)), None))
 
@@ -293,16 +296,16 @@ def _own_text(error_id: str, attempts: list[dict[str, Any]], last: dict[str, Any
     return "", ""
 
 
-def _status(streams: StreamReaders, error_id: str) -> tuple[int | None, str]:
-    """(exit code, signal) of error ``error_id``'s event, as far as the stream still holds
-    it; (None, '') without an id or a reader."""
+def _status(streams: StreamReaders, error_id: str) -> Status:
+    """(exit code, signal, command) of error ``error_id``'s event, as far as the stream still
+    holds it; (None, '', ()) without an id or a reader."""
     if not error_id or streams.status_of_error is None:
-        return None, ""
+        return None, "", ()
     return streams.status_of_error(error_id)
 
 
 def _normalization(sample: str, repo: str = "", recorded: str = "",
-                   status: tuple[int | None, str] = (None, "")) -> dict[str, Any] | None:
+                   status: Status = (None, "", ())) -> dict[str, Any] | None:
     """How ``sample`` is fingerprinted, recomputed: the fingerprints, template and params,
     ``grouping`` (what the fine and coarse keys are made of:
     :func:`pipeline.fingerprint.explain.explain_grouping`) and ``hints`` (one sentence per
@@ -312,9 +315,9 @@ def _normalization(sample: str, repo: str = "", recorded: str = "",
     a text keyed on how its command ended is recomputed as the stage keyed it."""
     if not sample:
         return None
-    exit_code, signal = status
-    fp = fingerprint_text(sample, repo, exit_code=exit_code, signal=signal)
-    grouping = explain_grouping(sample, repo, exit_code, signal)
+    exit_code, signal, command = status
+    fp = fingerprint_text(sample, repo, exit_code=exit_code, signal=signal, command=command)
+    grouping = explain_grouping(sample, repo, exit_code, signal, command)
     return {"fine": fp.fine, "coarse": fp.coarse, "template": fp.template,
             "normalized": fp.normalized, "params": fp.params,
             "hints": list(grouping["steps"]), "grouping": grouping,

@@ -13,6 +13,7 @@ from pipeline.ansi import strip_ansi
 from pipeline.fingerprint.batch import fingerprint_batch
 from pipeline.fingerprint.hashing import stable_hash
 from pipeline.fingerprint.model import Fingerprint
+from pipeline.fingerprint.status import EXIT_KIND
 
 #: characters of a label (a table cell clips it further)
 LABEL_CHARS = 300
@@ -56,7 +57,7 @@ def by_template(issues: list[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[str, dict[str, Any]] = {}
     newest: dict[str, Fingerprint] = {}
     for issue, fp in zip(issues, fingerprints, strict=True):
-        key = fp.template or fp.normalized
+        key = _group_key(fp)
         first = issue.get("first_seen", issue["last_seen"])
         group = groups.get(key)
         if group is None:
@@ -73,6 +74,18 @@ def by_template(issues: list[dict[str, Any]]) -> list[dict[str, Any]]:
         one = label(newest[key]) if len(group["fines"]) == 1 else ""
         group["label"] = one or clean_line(group["template"])[:LABEL_CHARS]
     return sorted(groups.values(), key=lambda g: (-g["count"], g["template"]))
+
+
+def _group_key(fp: Fingerprint) -> str:
+    """What a group of the queue is: the mined template, and for a failure keyed on how it
+    ended the program that ended so (``killed by SIGSEGV (app)``), as its fingerprint keys
+    it: the silent crashes of two programs share the template ``killed by SIGSEGV`` and
+    nothing else."""
+    key = fp.template or fp.normalized
+    ex = fp.extraction
+    if ex is not None and ex.kind == EXIT_KIND and ex.frames:
+        key = f"{key} ({ex.frames[-1].file})"
+    return key
 
 
 #: issue-queue rows mined per figure (the most frequent first): bounds the work of one

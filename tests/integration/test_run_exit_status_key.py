@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -73,13 +74,15 @@ def test_diagnose_and_explain_agree_with_the_fingerprint_heal_run_printed(
     _, segv = _run(root, sys.executable, "-c", SEGFAULT, "start")
     fine = str(segv["fingerprint"])
 
-    # heal diagnose with the status heal run saw gives heal run's fingerprint; without it,
-    # the text alone is keyed as before (another group)
+    # heal diagnose with the status and command heal run saw gives heal run's fingerprint;
+    # without them, the text alone is keyed as before (another group)
     args = ["diagnose", "--offline", "--no-semantic", "--json"]
-    given = json.loads(_heal([*args, "--exit-code", "139", "--signal", "SEGV"], root,
-                             "start\n").stdout)
+    command = ["--command", shlex.join([sys.executable, "-c", SEGFAULT, "start"])]
+    given = json.loads(_heal([*args, "--exit-code", "139", "--signal", "SEGV", *command],
+                             root, "start\n").stdout)
     assert given["fingerprint"]["fine"] == fine
-    by_status = json.loads(_heal([*args, "--exit-code", "139"], root, "other\n").stdout)
+    by_status = json.loads(_heal([*args, "--exit-code", "139", *command], root,
+                                 "other\n").stdout)
     assert by_status["fingerprint"]["fine"] == fine
     alone = json.loads(_heal(args, root, "start\n").stdout)
     assert alone["fingerprint"]["fine"] != fine
@@ -92,6 +95,7 @@ def test_diagnose_and_explain_agree_with_the_fingerprint_heal_run_printed(
     norm = story["normalization"]
     assert norm["recomputed_matches"] is True, norm
     assert norm["normalized"] == "killed by SIGSEGV"
+    assert norm["grouping"]["fine_key"]["frames"] == ["python -c:"]
     assert any("keyed on how the command ended" in s for s in norm["hints"])
 
 
@@ -112,11 +116,14 @@ def test_the_issue_queue_groups_and_labels_them_as_the_stage_keyed_them(
     root = _repo(tmp_path)
     # Given a segfault, an abort and an exit 3, each after an ordinary line of its own run
     word = "begin" + "".join(random.choice("abcdefghij") for _ in range(8))  # (no digits)
+    # (each labelled with its program: python -c, sh -c)
     fines = {
-        "killed by SIGSEGV": _run(root, sys.executable, "-c", SEGFAULT, word)[1]["fingerprint"],
-        "killed by SIGABRT": _run(root, "sh", "-c", f"echo {word}; kill -ABRT $$")[1][
+        "killed by SIGSEGV (python -c)": _run(root, sys.executable, "-c", SEGFAULT, word)[1][
             "fingerprint"],
-        f"exit 3: {word}": _run(root, "sh", "-c", f"echo {word}; exit 3")[1]["fingerprint"],
+        "killed by SIGABRT (sh -c)": _run(root, "sh", "-c", f"echo {word}; kill -ABRT $$")[1][
+            "fingerprint"],
+        f"exit 3: {word} (sh -c)": _run(root, "sh", "-c", f"echo {word}; exit 3")[1][
+            "fingerprint"],
     }
     # When the queue is listed (its groups re-fingerprint the stored samples)
     listed = _heal(["issues", "list", "--json", "--limit", "1000"], root)

@@ -7,7 +7,13 @@ from __future__ import annotations
 from pipeline.events import ErrorEvent, Repo
 from pipeline.fingerprint import Fingerprinter, fingerprint_event, fingerprint_text
 from pipeline.fingerprint.explain import explain_grouping
-from pipeline.fingerprint.status import exit_status, reported_signal, signal_name
+from pipeline.fingerprint.status import (
+    ended_parts,
+    exit_status,
+    program_of,
+    reported_signal,
+    signal_name,
+)
 from pipeline.learn.lessons import lesson_fix
 from pipeline.learn.source import TaughtError
 from pipeline.learn.teach import Lesson, draft_pattern
@@ -95,3 +101,34 @@ def test_a_queued_sample_keyed_on_its_status_gets_no_rule_over_its_ordinary_line
     assert fix is not None
     _, taught = draft_pattern(Lesson(error, fix))
     assert taught.fingerprints == (fine,) and taught.regex is None
+
+
+def test_the_program_is_the_executable_or_the_script_an_interpreter_ran() -> None:
+    cases = {
+        ("./build/app", "--port", "8080"): "app",
+        ("env", "A=1", "nice", "-n", "5", "/opt/bin/app"): "app",
+        ("python3.11", "-u", "tools/seed.py", "--n", "3"): "python seed.py",
+        ("python", "-m", "pkg.mod", "arg"): "python -m pkg.mod",
+        ("sh", "-c", "echo start; exit 3"): "sh -c",
+        ("java", "-jar", "/srv/app.jar", "x"): "java app.jar",
+        ("/usr/bin/env", "node", "dist/s.js"): "node s.js",
+        ("./a\x1bb c" + "x" * 200,): "abc" + "x" * 61,
+        (): "",
+    }
+    for argv, program in cases.items():
+        assert program_of(argv) == program, argv
+        assert program_of(program.split()) == program  # (parsed back from issue_queue.ended)
+    # the status key holds it, and ended_parts reads it back
+    assert exit_status(-11, "", ["./app", "--x"]) == "SIGSEGV app"
+    assert ended_parts("exit 3 python seed.py") == (3, "", "python seed.py")
+    assert ended_parts("SIGSEGV") == (None, "SIGSEGV", "")
+    app = fingerprint_text("start\n", exit_code=139, command=["./app", "--x", "1"])
+    assert app.fine == fingerprint_text("loading\n", exit_code=139, command=["./app"]).fine
+    other = fingerprint_text("start\n", exit_code=139, command=["./other"])
+    assert other.fine != app.fine and other.coarse != app.coarse
+
+
+def test_negative_codes_and_numeric_signal_tags_are_signals_and_hostile_tags_ignored() -> None:
+    assert signal_name(-11) == signal_name(None, "11") == signal_name(None, "segv") == "SIGSEGV"
+    for hostile in ("SEGV\x1b[31m", "S" * 16, "SIG SEGV", "11;rm", "99999"):
+        assert signal_name(None, hostile) == "", hostile
