@@ -65,8 +65,10 @@ def test_a_failure_that_passes_without_a_fix_is_flaky_never_credited(
     assert outcome.status == "flaky", outcome.detail
     assert git(repo, "log", "--format=%s") == "app"  # no commit reached the branch
     fine = outcome.fine
-    # (keyed as the stage keyed it: the line says nothing failed, so its exit status joins it)
-    assert fine == fingerprint_text(f"Would reformat: src/app_{token}.py\n", exit_code=1).fine
+    # (keyed as the stage keyed it: the line says nothing failed, so its exit status and
+    # program join it)
+    assert fine == fingerprint_text(f"Would reformat: src/app_{token}.py\n", exit_code=1,
+                                    command=["sh", "-c", script]).fine
 
     db = Database(database_url)
     try:

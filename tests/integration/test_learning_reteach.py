@@ -123,7 +123,8 @@ def test_a_lesson_without_regex_keeps_the_rule_a_person_gave(
                             given["pattern_id"])
     finally:
         db.close()
-    assert json.loads(rules) == [{"regex": RULE}]
+    # (a person's rule decides: the lesson answers where it matches, not by fingerprint)
+    assert json.loads(rules) == [{"regex": RULE, "decides": True}]
     assert served(tmp_path, capsys, token).startswith(given["pattern_id"])
 
     # and another --regex replaces it
