@@ -146,10 +146,10 @@ def _rule(lesson: Lesson, headlines: tuple[Headline, ...],
         return regex, True
     derived: tuple[str, list[Kept]] | None = None
     refused: list[UsageError] = []
+    words, values = fix_text(lesson.fix), fix_values(lesson.fix)
     for headline in headlines:
         try:
-            regex, kept = derive_keeping(headline.text, text, fix_text(lesson.fix),
-                                         fix_values(lesson.fix))
+            regex, kept = derive_keeping(headline.text, text, words, values)
             regex = headline.rule(regex)
         except UsageError as exc:
             refused.append(exc)
@@ -231,6 +231,18 @@ def _served_notes(lesson: Lesson, category: str, regex: str | None) -> list[str]
     return notes
 
 
+def _argvs(fix: FixDraft) -> list[list[str]]:
+    """The command lines a fix runs: a command's argv, each of a playbook's steps' argv."""
+    if fix.kind == "command":
+        return [[str(a) for a in fix.template.get("argv") or []]]
+    if fix.kind == "playbook":
+        steps = fix.template.get("steps") or {}
+        return [[str(a) for a in step.get("argv") or []]
+                for phase in steps.values() if isinstance(phase, list)
+                for step in phase if isinstance(step, dict)]
+    return []
+
+
 def fix_text(fix: FixDraft) -> str:
     """The fix's own words a derived rule keeps literal when it masks them: a command's or a
     playbook's argv, a diff's changed lines (not its headers)."""
@@ -238,28 +250,14 @@ def fix_text(fix: FixDraft) -> str:
         diff = str(fix.template.get("diff") or "")
         return "\n".join(line[1:] for line in diff.splitlines()
                          if line[:1] in ("+", "-") and not line.startswith(("+++", "---")))
-    if fix.kind == "command":
-        return "\n".join(str(a) for a in fix.template.get("argv") or [])
-    if fix.kind == "playbook":
-        steps = fix.template.get("steps") or {}
-        return "\n".join(str(a) for phase in steps.values() if isinstance(phase, list)
-                         for step in phase if isinstance(step, dict)
-                         for a in step.get("argv") or [])
-    return ""
+    return "\n".join(a for argv in _argvs(fix) for a in argv)
 
 
 def fix_values(fix: FixDraft) -> list[str]:
     """The values a command or a playbook's commands name (``react-dom`` of ``npm install
     react-dom``; see :func:`named_values`); a diff names none this way (its changed lines are
     code, not arguments)."""
-    if fix.kind == "command":
-        return named_values([str(a) for a in fix.template.get("argv") or []])
-    if fix.kind == "playbook":
-        steps = fix.template.get("steps") or {}
-        return [v for phase in steps.values() if isinstance(phase, list)
-                for step in phase if isinstance(step, dict)
-                for v in named_values([str(a) for a in step.get("argv") or []])]
-    return []
+    return [v for argv in _argvs(fix) for v in named_values(argv)]
 
 
 def draft_pattern(lesson: Lesson, now: dt.datetime | None = None) -> tuple[dict[str, Any],
