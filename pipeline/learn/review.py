@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import UsageError
-from pipeline.fingerprint.status import ended_parts
 from pipeline.learn import fixes
 from pipeline.learn.source import TaughtError
 from pipeline.learn.teach import Lesson, Teacher
@@ -44,12 +43,7 @@ def fix_for_answer(answer: str, value: str, root: Path | None) -> fixes.FixDraft
 
 def review_teacher(teacher: Teacher, root: Path | None) -> TeachAnswer:
     def teach(issue: dict[str, Any], answer: str, value: str) -> tuple[str, str]:
-        exit_code, signal, program = ended_parts(str(issue.get("ended") or ""))
-        error = TaughtError(f"issue:{issue['fine']}", str(issue.get("sample", "")),
-                            str(issue["fine"]), str(issue.get("coarse", "")),
-                            command=tuple(program.split()), why="queued",
-                            exit_code=exit_code, signal=signal)
-        lesson = Lesson(error, fix_for_answer(answer, value, root),
+        lesson = Lesson(TaughtError.of_issue(issue), fix_for_answer(answer, value, root),
                         source="heal issues review")
         taught = teacher.teach(lesson)
         return taught.pattern_id, taught.fix_id

@@ -42,6 +42,16 @@ class TaughtError:
     signal: str = ""
 
     @classmethod
+    def of_issue(cls, issue: dict[str, Any]) -> TaughtError:
+        """A queued group's error, keyed as the stage keyed its sample (``ended``: how its
+        command ended and which program ran)."""
+        exit_code, signal, program = ended_parts(str(issue.get("ended") or ""))
+        fine = str(issue["fine"])
+        return cls(f"issue:{fine}", str(issue.get("sample", "")), fine,
+                   str(issue.get("coarse", "")), command=tuple(program.split()), why="queued",
+                   exit_code=exit_code, signal=signal)
+
+    @classmethod
     def of_candidate(cls, ev: CandidateEvent, why: str) -> TaughtError:
         signal = ev.error.tags.get("signal")
         return cls(ev.error_id, ev.error.text, ev.fine, ev.coarse, ev.error.repo.path,
@@ -137,11 +147,7 @@ def find(client: redis.Redis, settings: Settings, db: Any, ident: str) -> Taught
         for fine in fines_known[:1]:
             issue = store.issues_for([fine])
             if issue:
-                exit_code, signal, program = ended_parts(str(issue[0].get("ended") or ""))
-                return TaughtError(f"issue:{fine}", str(issue[0]["sample"]), fine,
-                                   str(issue[0]["coarse"]), command=tuple(program.split()),
-                                   why="queued",
-                                   exit_code=exit_code, signal=signal)
+                return TaughtError.of_issue(issue[0])
     raise UsageError(f"heal learn: no error {ident!r} is known (neither an error id in the "
                      "streams nor a fingerprint of an error there or of a queued group); "
                      "heal issues list shows the unmatched groups")
