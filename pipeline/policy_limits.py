@@ -178,9 +178,7 @@ class Limits:
         g = self.get
         return BudgetConfig(
             daily_limits={kind: g(f"budget.{kind}")
-                          for kind in ("verification_minutes", "llm_tokens", "fix_applications")},
-            bucket_capacity=g("budget.automatic_fixes"),
-            bucket_per_s=g("budget.automatic_fixes") / (g("budget.automatic_fixes_minutes") * 60))
+                          for kind in ("verification_minutes", "llm_tokens", "fix_applications")})
 
     def breaker(self) -> Any:
         from pipeline.guardrails.breaker import BreakerConfig

@@ -192,10 +192,6 @@ class Budget:
             raise redis_failure(exc, "budget", self.settings.prefix) from exc
         return SpendResult(bool(int(ok)), float(_text(used)), limit)
 
-    def take_token(self, name: str = "apply", tokens: float = 1.0) -> bool:
-        """Token-bucket rate limit (``name`` selects the bucket; this budget's capacity)."""
-        return self._take(self.settings.key("budget", "bucket", name), self.config, tokens)
-
     def take_rates(self, rates: tuple[Rate, ...]) -> Rate | None:
         """One token of each bucket, in order (:func:`apply_rates`); the first that refuses,
         or None when every one gave its token. A refused call spends nothing: the tokens of
@@ -225,10 +221,10 @@ class Budget:
             raise redis_failure(exc, "budget", self.settings.prefix) from exc
         return {_text(k): float(_text(v)) for k, v in raw.items()}
 
-    def status(self, rates: tuple[Rate, ...] = ()) -> dict[str, Any]:
-        """Today's spend, the deferred count and the token bucket: ``rate`` the shared one
-        (the last of ``rates``; without them, this budget's capacity), ``repository_rate``
-        the repository's own when ``rates`` has one."""
+    def status(self, rates: tuple[Rate, ...]) -> dict[str, Any]:
+        """Today's spend, the deferred count and the token buckets of ``rates``
+        (:func:`apply_rates`): ``rate`` the shared one (the last), ``repository_rate`` the
+        repository's own when ``rates`` has one."""
         used = self.spent()
         kinds = sorted(set(used) | set(self.config.daily_limits))
         spend = {}
@@ -242,10 +238,6 @@ class Budget:
         except redis.RedisError as exc:
             raise redis_failure(exc, "budget", self.settings.prefix) from exc
         out: dict[str, Any] = {"day": self.day(), "spend": spend, "deferred": deferred}
-        if not rates:
-            out["rate"] = self._bucket_status(self.settings.key("budget", "bucket", "apply"),
-                                              self.config)
-            return out
         for field_name, rate in (("rate", rates[-1]), ("repository_rate", rates[0])):
             if field_name == "rate" or rate.scope:
                 out[field_name] = {**self._bucket_status(rate.key(self.settings), rate.config()),

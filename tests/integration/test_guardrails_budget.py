@@ -53,11 +53,11 @@ def test_limit_holds_under_concurrency(redis_url, settings) -> None:
 
 def test_token_bucket_refills(redis_url, settings) -> None:
     clock = Clock(NOW)
-    config = BudgetConfig(bucket_capacity=3, bucket_per_s=1 / 60)
-    budget = Budget(redis.Redis.from_url(redis_url), settings, config, clock=clock)
-    assert [budget.take_token() for _ in range(4)] == [True, True, True, False]
+    budget = Budget(redis.Redis.from_url(redis_url), settings, clock=clock)
+    rates = (Rate(3, 3, "", "shared"),)  # 3 in a burst, one a minute
+    assert [budget.take_rates(rates) is None for _ in range(4)] == [True, True, True, False]
     clock.now += 60
-    assert budget.take_token() and not budget.take_token()
+    assert budget.take_rates(rates) is None and budget.take_rates(rates) is not None
 
 
 def test_a_token_of_a_repositorys_own_bucket_is_given_back_when_the_shared_one_refuses(

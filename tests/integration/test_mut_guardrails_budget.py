@@ -13,6 +13,7 @@ from pipeline.guardrails.budget import (
     DAY_TTL_S,
     Budget,
     BudgetConfig,
+    Rate,
     SpendResult,
     budget_status,
     deferred_key,
@@ -62,19 +63,20 @@ def test_the_default_limits(client: redis.Redis, settings: Settings) -> None:
 def test_the_token_bucket_refills_to_its_capacity_only(client: redis.Redis,
                                                         settings: Settings) -> None:
     clock = Clock(NOW)
-    budget = Budget(client, settings, BudgetConfig(bucket_capacity=2, bucket_per_s=0.1),
-                    clock=clock)
-    assert budget.take_token() and budget.take_token() and not budget.take_token()
-    assert budget.take_token("other")  # each name is its own bucket
+    budget = Budget(client, settings, clock=clock)
+    rate = (Rate(2, 2 / 6, "", "shared"),)  # 2 in a burst, 0.1 a second
+
+    def take(rates: tuple[Rate, ...] = rate) -> bool:
+        return budget.take_rates(rates) is None
+
+    assert take() and take() and not take()
+    assert take((Rate(2, 2 / 6, "r1", "own"),))  # each scope is its own bucket
     clock.now += 9
-    assert not budget.take_token()  # 0.9 of a token
+    assert not take()  # 0.9 of a token
     clock.now += 1
-    assert budget.take_token() and not budget.take_token()
+    assert take() and not take()
     clock.now += 3600  # a long quiet spell still gives at most the capacity
-    assert [budget.take_token() for _ in range(3)] == [True, True, False]
-    clock.now += 10
-    assert not budget.take_token(tokens=2)  # one token, two wanted
-    assert budget.take_token(tokens=1)
+    assert [take() for _ in range(3)] == [True, True, False]
     key = f"{settings.prefix}:budget:bucket:apply"
     assert 0 < client.ttl(key) <= 20 + 60
 
@@ -82,31 +84,31 @@ def test_the_token_bucket_refills_to_its_capacity_only(client: redis.Redis,
 def test_status_reports_every_kind_the_bucket_and_the_deferred(client: redis.Redis,
                                                                settings: Settings) -> None:
     clock = Clock(NOW)
-    config = BudgetConfig(daily_limits={"llm_tokens": 1000, "fix_applications": 2},
-                          bucket_capacity=5, bucket_per_s=0.5)
+    config = BudgetConfig(daily_limits={"llm_tokens": 1000, "fix_applications": 2})
     budget = Budget(client, settings, config, clock=clock)
-    fresh = budget.status()
+    rates = (Rate(5, 1 / 6, "", "shared"),)  # 5 in a burst, 0.5 a second
+    fresh = budget.status(rates)
     assert fresh == {"day": "2026-11-18", "deferred": 0,
                      "spend": {"fix_applications": {"used": 0.0, "limit": 2, "remaining": 2},
                                "llm_tokens": {"used": 0.0, "limit": 1000, "remaining": 1000}},
                      "rate": {"tokens": 5, "capacity": 5, "per_minute": 30.0,
-                              "minutes": 0.167}}
+                              "minutes": 0.167, "set_by": "shared"}}
     budget.record("llm_tokens", 250.1234)
     budget.record("fix_applications", 3)
     budget.record("unlimited_kind", 7)
-    budget.take_token()
-    budget.take_token()
+    budget.take_rates(rates)
+    budget.take_rates(rates)
     client.zadd(deferred_key(settings), {"e1": 1.0, "e2": 2.0})
-    status = budget.status()
+    status = budget.status(rates)
     assert status["spend"] == {
         "fix_applications": {"used": 3.0, "limit": 2, "remaining": 0.0},
         "llm_tokens": {"used": 250.123, "limit": 1000, "remaining": 749.877},
         "unlimited_kind": {"used": 7.0, "limit": None, "remaining": None}}
     assert status["rate"] == {"tokens": 3.0, "capacity": 5, "per_minute": 30.0,
-                              "minutes": 0.167}
+                              "minutes": 0.167, "set_by": "shared"}
     clock.now += 1.5  # 0.75 of a token refilled, then one taken
-    budget.take_token()
-    assert budget.status()["rate"]["tokens"] == 2.75
+    budget.take_rates(rates)
+    assert budget.status(rates)["rate"]["tokens"] == 2.75
     assert status["deferred"] == 2
     assert deferred_key(settings) == f"{settings.prefix}:apply:deferred"
     assert budget_status(client, settings)["spend"]["llm_tokens"]["limit"] == 500_000.0
@@ -114,7 +116,8 @@ def test_status_reports_every_kind_the_bucket_and_the_deferred(client: redis.Red
 
 def test_a_dead_redis_is_stream_unavailable(dead_redis: redis.Redis, settings: Settings) -> None:
     budget = Budget(dead_redis, settings)
-    for call in (lambda: budget.try_spend("llm_tokens", 1), budget.take_token, budget.spent,
-                 budget.status):
+    rates = (Rate(1, 1, "", "shared"),)
+    for call in (lambda: budget.try_spend("llm_tokens", 1), lambda: budget.take_rates(rates),
+                 budget.spent, lambda: budget.status(rates)):
         with pytest.raises(StreamUnavailable, match="budget: Redis unreachable"):
             call()

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main
+from pipeline.config import Settings
 from pipeline.errors import PolicyError
+from pipeline.guardrails.budget import apply_rates
 from pipeline.policy import PolicyLoader, parse_policy
 
 
@@ -59,7 +61,7 @@ def test_invalid_thresholds_name_the_key_and_the_allowed_range(table: dict[str, 
     assert message in str(info.value)
 
 
-def test_thresholds_reach_the_guardrails_config_objects() -> None:
+def test_thresholds_reach_the_guardrails_config_objects(tmp_path: Path) -> None:
     policy = parse_policy({"execution": {"quarantine_window_minutes": 5, "degrade_after": 4},
                            "budget": {"automatic_fixes": 6, "automatic_fixes_minutes": 3},
                            "breaker": {"cooldown_minutes": 2, "step_threshold": 3,
@@ -68,7 +70,9 @@ def test_thresholds_reach_the_guardrails_config_objects() -> None:
                            "limits": {"dedupe_minutes": 0}})
     limits = policy.limits
     assert limits.execution().quarantine_window_s == 300 and limits.execution().degrade_after == 4
-    assert limits.budget().bucket_capacity == 6 and limits.budget().bucket_per_s == 6 / 180
+    settings = Settings.from_env({"HEAL_HOME": str(tmp_path)})
+    own = apply_rates(settings, limits, Path("/repo"))[0]  # the repository's own bucket
+    assert own.config().bucket_capacity == 6 and own.config().bucket_per_s == 6 / 180
     assert limits.breaker().cooldown_s == 120 and limits.breaker().step_threshold == 3
     assert limits.breaker().half_open_probes == 2 and limits.breaker().probe_timeout_s == 240
     assert limits.lifecycle().min_attempts == 4
