@@ -34,6 +34,10 @@ MAX_STEP_TIMEOUT_S = 3600.0
 BUILTIN_ACTIONS = ("rerun", "sleep", "remove_stale_lock", "chmod_exec", "file_exists",
                    "file_absent")
 
+#: ``package_manager:`` of a command fix: the ecosystems whose install the repository's own
+#: manager runs (pipeline.validate.manager, which keeps the fixed set of managers)
+PACKAGE_MANAGER_ECOSYSTEMS = ("node",)
+
 Values = Mapping[str, str | int | float]
 
 
@@ -89,6 +93,13 @@ class FixSpec:
             check_steps(self.id, self.template["steps"])
         if "scope_of" in self.template:
             self._check_scope()
+        manager = self.template.get("package_manager")
+        if manager is not None and (self.kind is not FixKind.COMMAND
+                                    or manager not in PACKAGE_MANAGER_ECOSYSTEMS):
+            raise ConfigError(f"fix {self.id}: package_manager must be one of "
+                              f"{', '.join(PACKAGE_MANAGER_ECOSYSTEMS)} on a command fix (the "
+                              "repository then picks that ecosystem's installer), got "
+                              f"{spelled(manager)}")
 
     def _check_scope(self) -> None:
         """``scope_of`` (pipeline.fixes.scope): tools' words, and an argv ending in ``.``."""
@@ -227,6 +238,8 @@ def render_fix(spec: FixSpec, raw_params: Mapping[str, Any]) -> dict[str, Any]:
             rendered = {"argv": _render_argv(spec.template, values)}
             if "timeout_s" in spec.template:
                 rendered["timeout_s"] = float(spec.template["timeout_s"])
+            if spec.template.get("package_manager"):  # the repository picks the installer
+                rendered["package_manager"] = str(spec.template["package_manager"])
             if spec.template.get("scope_of"):  # acts on what the failing step checked
                 rendered["scope_of"] = [list(t) for t in spec.template["scope_of"]]
             if spec.template.get("verify_in_worktree"):  # taught: verified before offered

@@ -184,6 +184,13 @@ def _aliased(here: Path, name: str) -> bool:
     return False
 
 
+#: the bounded readers, for the other checks that read the repository's Node files
+#: (pipeline.validate.manager): one parser, one set of limits
+read_bounded = _read
+read_manifest = _manifest
+dirs_up = _dirs
+
+
 def _what_the_project_knows(name: str, root: Path, cwd: Path
                             ) -> tuple[set[str], bool, bool] | None:
     """The names the manifests from ``cwd`` up to ``root`` declare, whether they declare a

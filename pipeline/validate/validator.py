@@ -33,6 +33,7 @@ from pipeline.trust.packages import review_install
 from pipeline.trust.seal import seal, unseal
 from pipeline.validate.audit import audit_witnessed_later, write_witness
 from pipeline.validate.judges import Evidence, Vote, collect_votes, needs_human
+from pipeline.validate.manager import MANAGER_NOTE, managed_fix
 from pipeline.validate.owner import owner_token
 from pipeline.validate.preflight import Preflight
 from pipeline.validate.request import FixRequest
@@ -228,6 +229,10 @@ class Validator:
             hold = "" if review.unattended else review.reason
         hold = hold or taught_elsewhere(fix, cand.match, root)
         fix, unscoped = scoped_fix(fix, trust.command, root, root / rel_cwd(cand.error, root))
+        fix, unmanaged, chosen = managed_fix(fix, root, root / rel_cwd(cand.error, root))
+        if unmanaged:  # the repository's manager is unknown, ambiguous or not installed
+            return replace(base, decision="escalate", reason=f"needs a human: {unmanaged}")
+        warnings = [*warnings, chosen] if chosen else warnings
         if fix is not cand.fix:  # the verdict carries what runs: apply runs that, no more
             base = replace(base, fix=fix)
         req = FixRequest(cand, fix, root, policy, trusted_command=trust.command,
@@ -276,7 +281,10 @@ class Validator:
         if warning:  # still validated, under the last valid policy; say so with the evidence
             checks.append({"name": "policy", "ok": True, "reason": warning, "duration_s": 0.0})
         for note in [*(trust_warnings or []), *([req.trust_note] if req.trust_note else [])]:
-            checks.append({"name": "trust", "ok": True, "reason": note, "duration_s": 0.0})
+            # the repository's package manager (pipeline.validate.manager) is its own row
+            name = "package manager" if note.startswith(MANAGER_NOTE) else "trust"
+            checks.append({"name": name, "ok": True, "reason": note.removeprefix(MANAGER_NOTE),
+                           "duration_s": 0.0})
         failed = [c for c in checks if not c["ok"]]
         if failed:
             reason = "pre-flight refused: " + "; ".join(f"{c['name']}: {c['reason']}"

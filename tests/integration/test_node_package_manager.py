@@ -1,0 +1,140 @@
+"""QA: ``node.modules_missing`` always ran ``npm install``, also in a yarn, pnpm or Bun
+project, where npm does not read the lockfile, installs another tree and writes a
+package-lock.json the project does not want. The validate stage now runs the repository's own
+manager (package.json's packageManager, else the lockfile, nearest the failing command's
+directory first), restoring the lockfile without rewriting it; a manager heal does not know,
+lockfiles of two managers, or a manager not installed escalate saying what to do (the real
+CLI in subprocesses, real node, the session's engines; ``yarn``/``pnpm`` are shims on PATH
+that record their argv and install the package)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration._repos import git
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAL = str(Path(sys.executable).with_name("heal"))
+
+pytestmark = pytest.mark.skipif(not shutil.which("node"), reason="needs node")
+
+#: a package manager that records its argv and installs left-pad where it runs
+SHIM = ("#!/bin/sh\nprintf '%s %s\\n' \"$(basename \"$0\")\" \"$*\" >> {log}\n"
+        "mkdir -p node_modules/left-pad\n"
+        "echo 'module.exports = (s) => s;' > node_modules/left-pad/index.js\n")
+
+
+def _env(heal_env: dict[str, str], database: str, tmp: Path, *managers: str) -> dict[str, str]:
+    shims = tmp / "shims"
+    shims.mkdir(exist_ok=True)
+    for name in managers:
+        (shims / name).write_text(SHIM.format(log=tmp / "calls.log"))
+        (shims / name).chmod(0o755)
+    # only the shims, node, git and heal: no other package manager on PATH
+    path = os.pathsep.join([str(shims), str(Path(sys.executable).parent),
+                            *{str(Path(p).parent) for p in (shutil.which("node"),
+                                                            shutil.which("git")) if p}])
+    return {**os.environ, **heal_env, "HEAL_DATABASE_URL": database, "PATH": path,
+            "PYTHONPATH": str(ROOT), "HEAL_PROGRESS": "0"}
+
+
+def _repo(root: Path, files: dict[str, str], manifest: dict[str, object] | None = None,
+          where: str = "package.json") -> Path:
+    manifest = {"name": "app", "version": "1.0.0",
+                "dependencies": {"left-pad": "^1.3.0"}, **(manifest or {})}
+    app = str(Path(where).parent / "app.js")
+    files = {where: json.dumps(manifest) + "\n", app: "require('left-pad');\n", **files}
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "init")
+    return root
+
+
+def _run(env: dict[str, str], cwd: Path) -> tuple[str, str]:
+    """heal run's stderr and ``heal explain --json`` of it."""
+    done = subprocess.run([HEAL, "run", "--timeout", "120", "--", "node", "app.js"], env=env,
+                          cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 1, done.stderr
+    run_id = done.stderr.split("published ", 1)[1].split(None, 1)[0].rstrip(";")
+    explained = subprocess.run([HEAL, "explain", "--json", run_id], env=env, cwd=cwd,
+                               capture_output=True, text=True, timeout=120, check=False)
+    return done.stderr, explained.stdout
+
+
+def _apply(env: dict[str, str], cwd: Path, stderr: str) -> str:
+    """``heal apply`` of the suggested fix (a MODERATE command runs when applied)."""
+    run_id = stderr.split("published ", 1)[1].split(None, 1)[0].rstrip(";")
+    done = subprocess.run([HEAL, "apply", run_id], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=300, check=False)
+    return done.stdout + done.stderr
+
+
+def _calls(tmp: Path) -> list[str]:
+    log = tmp / "calls.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+@pytest.mark.parametrize(("files", "manifest", "call", "chosen"), [
+    ({"yarn.lock": "left-pad@^1.3.0:\n  version \"1.3.0\"\n"}, None,
+     "yarn install --frozen-lockfile", "chosen by yarn.lock"),
+    ({"pnpm-lock.yaml": "lockfileVersion: '9.0'\n"}, None,
+     "pnpm install --frozen-lockfile", "chosen by pnpm-lock.yaml"),
+    # the field wins over a stale lockfile of another manager beside it
+    ({"package-lock.json": "{}\n"}, {"packageManager": "pnpm@9.1.0"},
+     "pnpm install", "packageManager 'pnpm@9.1.0'"),
+], ids=["yarn.lock", "pnpm-lock", "packageManager"])
+def test_the_install_runs_the_projects_own_package_manager(
+        heal_env: dict[str, str], own_database: str, tmp_path: Path,
+        files: dict[str, str], manifest: dict[str, object] | None, call: str,
+        chosen: str) -> None:
+    env = _env(heal_env, own_database, tmp_path, "yarn", "pnpm", "npm")
+    repo = _repo(tmp_path / "app", files, manifest)
+    stderr, explained = _run(env, repo)
+    assert "suggested fix node.modules_missing/fix" in stderr, stderr
+    assert chosen in explained, explained  # the verdict's "package manager" row
+    applied = _apply(env, repo, stderr)
+    assert _calls(tmp_path) == [call], applied  # what ran: the project's manager, not npm
+    assert not (repo / "package-lock.json").exists() or "package-lock.json" in files
+
+
+def test_a_workspace_packages_install_is_chosen_by_the_workspace_root(
+        heal_env: dict[str, str], own_database: str, tmp_path: Path) -> None:
+    """The failing command ran in packages/web, which has no lockfile of its own: the
+    workspace root's pnpm-lock.yaml decides."""
+    env = _env(heal_env, own_database, tmp_path, "pnpm", "npm")
+    repo = _repo(tmp_path / "app", {"package.json": '{"name": "root", "private": true}\n',
+                                    "pnpm-workspace.yaml": "packages:\n  - packages/*\n",
+                                    "pnpm-lock.yaml": "lockfileVersion: '9.0'\n"},
+                 where="packages/web/package.json")
+    stderr, explained = _run(env, repo / "packages" / "web")
+    applied = _apply(env, repo / "packages" / "web", stderr)
+    assert _calls(tmp_path) == ["pnpm install --frozen-lockfile"], applied
+    assert "chosen by pnpm-lock.yaml" in explained, explained
+
+
+@pytest.mark.parametrize(("files", "manifest", "said"), [
+    ({"bun.lock": "{}\n"}, None, "installs with bun (bun.lock), which is not installed"),
+    ({"yarn.lock": "", "package-lock.json": "{}\n"}, None,
+     "lockfiles of npm and yarn"),
+    ({}, {"packageManager": "deno@2.0.0"}, "which heal does not know"),
+], ids=["bun-missing", "two-lockfiles", "unknown-manager"])
+def test_a_manager_heal_cannot_run_escalates_saying_what_to_do(
+        heal_env: dict[str, str], own_database: str, tmp_path: Path,
+        files: dict[str, str], manifest: dict[str, object] | None, said: str) -> None:
+    env = _env(heal_env, own_database, tmp_path, "npm")  # npm there: never a silent fallback
+    repo = _repo(tmp_path / "app", files, manifest)
+    stderr, explained = _run(env, repo)
+    assert said in explained, explained
+    assert "Traceback" not in stderr, stderr
+    assert _calls(tmp_path) == []  # nothing ran: not npm install either
+    assert not (repo / "node_modules").exists()

@@ -1,0 +1,79 @@
+"""The repository's Node package manager (pipeline.validate.manager), on real folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline.validate import manager
+from pipeline.validate.manager import choose, managed_fix
+
+
+def _write(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+
+
+@pytest.mark.parametrize(("files", "argv", "source"), [
+    ({}, ["npm", "install"], ""),
+    ({"package-lock.json": "{}"}, ["npm", "ci"], "package-lock.json"),
+    ({"pnpm-lock.yaml": ""}, ["pnpm", "install", "--frozen-lockfile"], "pnpm-lock.yaml"),
+    ({"yarn.lock": "# yarn lockfile v1\n"}, ["yarn", "install", "--frozen-lockfile"],
+     "yarn.lock"),
+    ({"yarn.lock": "\n__metadata:\n  version: 8\n"}, ["yarn", "install", "--immutable"],
+     "yarn.lock"),
+    ({"bun.lockb": ""}, ["bun", "install", "--frozen-lockfile"], "bun.lockb"),
+    ({"bun.lock": ""}, ["bun", "install", "--frozen-lockfile"], "bun.lock"),
+    # the field wins over another manager's lockfile beside it; its own lockfile is frozen
+    ({"package.json": json.dumps({"packageManager": "pnpm@9.1.0"}), "yarn.lock": ""},
+     ["pnpm", "install"], "package.json packageManager 'pnpm@9.1.0'"),
+    ({"package.json": json.dumps({"packageManager": "yarn@4.1.0"}), "yarn.lock": ""},
+     ["yarn", "install", "--immutable"], "package.json packageManager 'yarn@4.1.0'"),
+    ({"package.json": json.dumps({"packageManager": "yarn@1.22.19"})},
+     ["yarn", "install"], "package.json packageManager 'yarn@1.22.19'"),
+])
+def test_the_manager_is_read_from_the_repository(tmp_path: Path, files: dict[str, str],
+                                                  argv: list[str], source: str) -> None:
+    _write(tmp_path, files)
+    choice, why = choose(tmp_path, tmp_path)
+    assert why == "" and choice is not None
+    assert (choice.argv, choice.source) == (argv, source)
+
+
+def test_the_nearest_folder_with_a_signal_wins(tmp_path: Path) -> None:
+    _write(tmp_path, {"pnpm-lock.yaml": "", "packages/web/package.json": "{}",
+                      "tools/own/yarn.lock": "", "tools/own/package.json": "{}"})
+    web, _ = choose(tmp_path, tmp_path / "packages" / "web")
+    own, _ = choose(tmp_path, tmp_path / "tools" / "own")
+    assert web is not None and web.source == "pnpm-lock.yaml"
+    assert own is not None and own.source == "tools/own/yarn.lock"
+
+
+@pytest.mark.parametrize(("files", "said"), [
+    ({"yarn.lock": "", "pnpm-lock.yaml": ""}, "lockfiles of pnpm and yarn"),
+    ({"package.json": json.dumps({"packageManager": "/bin/evil@1"})}, "does not know"),
+])
+def test_no_choice_when_the_repository_is_ambiguous_or_names_an_unknown_program(
+        tmp_path: Path, files: dict[str, str], said: str) -> None:
+    _write(tmp_path, files)
+    choice, why = choose(tmp_path, tmp_path)
+    assert choice is None and said in why
+
+
+def test_only_a_fix_declaring_package_manager_is_changed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _write(tmp_path, {"pnpm-lock.yaml": ""})
+    monkeypatch.setattr(manager, "installed", lambda program: program == "pnpm")
+    plain = {"rendered": {"argv": ["npm", "install"]}}
+    assert managed_fix(plain, tmp_path, tmp_path) == (plain, "", "")
+    fix = {"rendered": {"argv": ["npm", "install"], "package_manager": "node"},
+           "explanation": "x"}
+    out, escalate, note = managed_fix(fix, tmp_path, tmp_path)
+    assert out["rendered"]["argv"] == ["pnpm", "install", "--frozen-lockfile"]
+    assert "pnpm-lock.yaml" in out["explanation"] and "pnpm-lock.yaml" in note
+    monkeypatch.setattr(manager, "installed", lambda program: False)
+    _, escalate, _ = managed_fix(fix, tmp_path, tmp_path)
+    assert "pnpm" in escalate and "not installed" in escalate and "corepack" in escalate
