@@ -174,8 +174,16 @@ TRAILER = re.compile(r"^[\w.+-]{1,40}(?:\[\d{1,6}\])?:\x20(?:\*\*\*\x20|build\x2
 
 def is_summary(text: str) -> bool:
     """A line that only sums up the errors before it (:data:`TALLY`, :data:`BACK_REFERENCE`)."""
-    return bool(TALLY.match(text) or (("rror" in text or "RROR" in text)
-                                      and BACK_REFERENCE.search(text)))
+    return _may_sum_up(text) and bool(TALLY.match(text) or (
+        ("rror" in text or "RROR" in text) and BACK_REFERENCE.search(text)))
+
+
+def _may_sum_up(text: str) -> bool:
+    """Whether a line has a word :func:`is_summary` or :data:`TRAILER` needs (a fast
+    pre-filter: most log lines have none)."""
+    return ("rror" in text or "RROR" in text or "arning" in text or "ARNING" in text
+            or "roblem" in text or "ROBLEM" in text or "otal" in text or "OTAL" in text
+            or "***" in text or "stopped" in text)
 
 
 #: a line of carets (or tildes) alone: it points into the source line quoted above it
@@ -373,7 +381,7 @@ class StreamAssembler:
                 out.extend(self.flush())
             return out
         judged = self._judged(prefix, body, raw) if self._lines else body
-        if self._lines and judged is not None and self._sums_up(judged):
+        if self._lines and judged is not None and _may_sum_up(judged) and self._sums_up(judged):
             # a tally or a build driver's trailer joins the error report it sums up
             self._append_blanks()
             self._add(raw, judged, end)
