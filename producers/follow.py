@@ -421,5 +421,8 @@ class FileFollower:
             pending = self._sink.pending_offset
             if pending is None:
                 self._pending_line = self._line
+            elif (before := self._sink.pending_line) is not None:
+                # (a record of another source held open can be the oldest again)
+                self._pending_line = before
             elif pending == start:  # this line opened the record now held
                 self._pending_line = self._line - 1

@@ -32,6 +32,10 @@ class LineSink(Protocol):
     @property
     def pending_offset(self) -> int | None: ...
 
+    @property
+    def pending_line(self) -> int | None:
+        """Lines before :attr:`pending_offset` (None: the follower counts them itself)."""
+
     def feed(self, line: str, start: int, end: int, number: int, cut: int = 0
              ) -> list[ErrorEvent]: ...
 
@@ -76,6 +80,10 @@ class LogRecords:
     @property
     def pending_offset(self) -> int | None:
         return self._assembler.pending_offset
+
+    @property
+    def pending_line(self) -> int | None:
+        return self._assembler.pending_line
 
     def feed(self, line: str, start: int, end: int, number: int, cut: int = 0
              ) -> list[ErrorEvent]:

@@ -2,13 +2,18 @@
 (Python/Java/Node tracebacks, Go panics, pytest failure sections, and any tool's report by
 the shapes all tools share: see :data:`CONT_SHAPE`) which become one record. A report relayed
 under a prefix on every line (sbt's ``[error] ``, ``docker compose``'s ``api-1  | ``, ``docker
-build``'s ``#5 0.215 ``: see :func:`split_prefix`) is judged after that prefix.
+build``'s ``#5 0.215 ``: see :func:`split_prefix`) is judged after that prefix, and each
+source such a prefix names is assembled on its own (:class:`RecordAssembler`), so two
+services' interleaved tracebacks stay whole. A line that only tallies the errors before it
+(``1 error generated.``: :func:`is_summary`) or a build driver's trailer (``make: ***``:
+:data:`TRAILER`) joins the error record it follows; a tally alone is no error.
 
 Used by ``heal watch`` (live) and ``heal backfill`` (history). Feed lines with their byte
 offsets; a record is returned once the next line proves it complete, or on :meth:`flush`
 (end of file, or the follower's idle timeout). :attr:`RecordAssembler.pending_offset` is the
-offset of the first line still held, which is what a follower saves so that a restart
-re-reads an incomplete record instead of losing it.
+offset of the first line still held (no record returned has a line after it), which is what
+a follower saves so that a restart re-reads an incomplete record instead of losing it, and
+re-reads no record it returned.
 """
 
 from __future__ import annotations
@@ -87,7 +92,7 @@ LOG_HEADER = re.compile(
 #: compiler's ``error:``/``error[E0382]:``, an exception by its class (``KeyError: 'x'``,
 #: ``Error: connect ...``) or a test runner's verdict (jest's ``FAIL src/x.test.js``,
 #: ``●``). A heading's paragraph never runs across one (see
-#: :meth:`RecordAssembler._block_continues`); a build driver's trailer (``collect2: error:``,
+#: :meth:`StreamAssembler._block_continues`); a build driver's trailer (``collect2: error:``,
 #: ``make: ***``) ends the compiler's report it follows, so it is none
 REPORT_START = re.compile(
     r"""^(?:
@@ -122,6 +127,65 @@ LINE_PREFIX = re.compile(
 BUILDKIT_LINE = re.compile(
     r"^\#\d{1,4}\x20(?:\d{1,6}\.\d{1,3}\x20|\[[^\]\n]{1,200}\]\x20"
     r"|(?:DONE|CACHED|CANCELED|ERROR)\b)")
+#: a relay tag that is a level (sbt's ``[error] ``, ``[info] ``, ``[warn] ``): one source's
+#: lines at different levels, assembled together (a tag that names a source, ``kubectl logs
+#: --prefix``'s ``[pod/x/app] ``, gets an assembler of its own: see :class:`RecordAssembler`)
+LEVEL_TAG = re.compile(
+    r"^\[(?:error|err|warn|warning|info|debug|trace|fatal|success|notice|critical|verbose)\]",
+    re.IGNORECASE)
+#: a count of errors, written as a number or a word (sbt: ``two errors found``)
+_COUNT = r"(?:\d{1,9}|no|one|two|three|four|five|six|seven|eight|nine|ten)"
+#: a line that only tallies or sums up the errors reported before it, by its grammar (no
+#: tool's exact string): a count of them as the line's subject (``1 error generated.``,
+#: ``2 errors``, ``Found 3 errors in 2 files``, ``two errors found``, ``1 error and 2
+#: warnings generated.``), a quantifier or a reference to them (``Some errors have detailed
+#: explanations: ...``, ``For more information about this error, try ...``) or the run's
+#: timing (``Total time: 3 s, completed ...``). See :data:`BACK_REFERENCE` too.
+TALLY = re.compile(
+    rf"""^(?:
+      (?:found\s{{1,4}})?{_COUNT}\s{{1,4}}(?:errors?|warnings?|problems?)\b
+        (?:\s{{1,4}}and\s{{1,4}}{_COUNT}\s{{1,4}}(?:errors?|warnings?))?
+        (?:\s{{1,4}}(?:generated|found|emitted|reported|detected|occurred|in)\b
+          | \s{{0,4}}[(,;]
+          | [\s.!]{{0,4}}$)
+    | (?:some|all|these|both|the\s{{1,4}}above|the\s{{1,4}}previous)\s{{1,4}}errors?\s{{1,4}}
+        (?:have|were|are|can)\b
+    | (?:for\s{{1,4}}more\s{{1,4}}information|more\s{{1,4}}information|see)\s{{1,4}}
+        (?:about|on|for)\s{{1,4}}(?:this|these|an|the\s{{1,4}}above|the\s{{1,4}}previous)
+        \s{{1,4}}errors?\b
+    | total\s{{1,4}}time\b
+    )""",
+    re.VERBOSE | re.IGNORECASE,
+)
+#: a line that refers back to the errors before it, anywhere in it (cargo's ``error: could not
+#: compile `foo` (bin "foo") due to 2 previous errors``, rustc's ``error: aborting due to
+#: previous error``): a summary of them, not an error of its own
+BACK_REFERENCE = re.compile(
+    r"\b(?:due\s{1,4}to|after|because\s{1,4}of)\s{1,4}(?:\d{1,9}\s{1,4})?"
+    r"(?:previous|earlier|above|preceding)\s{1,4}errors?\b",
+    re.IGNORECASE,
+)
+#: a build driver's line after a failed command (``make: *** [Makefile:12: all] Error 2``,
+#: ``make[1]: *** ...``, ``ninja: build stopped: subcommand failed.``): it joins the error
+#: record it follows; alone (a recipe that failed with no compiler output) it is an error
+#: record of its own
+TRAILER = re.compile(r"^[\w.+-]{1,40}(?:\[\d{1,6}\])?:\x20(?:\*\*\*\x20|build\x20stopped\b)")
+
+
+def is_summary(text: str) -> bool:
+    """A line that only sums up the errors before it (:data:`TALLY`, :data:`BACK_REFERENCE`)."""
+    return _may_sum_up(text) and bool(TALLY.match(text) or (
+        ("rror" in text or "RROR" in text) and BACK_REFERENCE.search(text)))
+
+
+def _may_sum_up(text: str) -> bool:
+    """Whether a line has a word :func:`is_summary` or :data:`TRAILER` needs (a fast
+    pre-filter: most log lines have none)."""
+    return ("rror" in text or "RROR" in text or "arning" in text or "ARNING" in text
+            or "roblem" in text or "ROBLEM" in text or "otal" in text or "OTAL" in text
+            or "***" in text or "stopped" in text)
+
+
 #: a line of carets (or tildes) alone: it points into the source line quoted above it
 CARET_LINE = re.compile(r"^\s*[\^~][\s^~]{0,2000}$")
 #: a diagnostic that names its place first (``Foo.java:12: error: ...``, sbt's
@@ -189,6 +253,8 @@ _CHEAP_WORDS = ("err", "fatal", "critical", "severe", "panic", "emerg", "alert",
 
 #: record kinds that are error reports by construction
 STRUCTURED_KINDS = frozenset({"python", "java", "node", "go", "pytest"})
+#: modes of a report that is an error by construction (a summary after it joins it)
+_REPORT_MODES = ("pytrace", "java", "node", "js", "go")
 #: modes in which a blank line may sit inside a record (held until the next line decides)
 _BLANK_MODES = frozenset({"pytrace", "pytrace-done", "node", "go", "pytest", "pytest-summary"})
 
@@ -223,7 +289,7 @@ class Record:
         """Tracebacks, panics and failing tests are errors by construction; other records when
         their text carries an error marker, as read or after its relay prefix (the markers
         a line starts with, ``npm ERR!``, ``error[E0425]:``, are behind the prefix)."""
-        if self.kind == "pytest-noise":
+        if self.kind in ("pytest-noise", "summary"):
             return False
         return self.kind in STRUCTURED_KINDS or is_error_text(self.text) or bool(
             self.judged and is_error_text(self.judged))
@@ -247,8 +313,9 @@ def clean(line: str) -> str:
     return strip_ansi(line)
 
 
-class RecordAssembler:
-    """Stateful line-to-record assembler (see the module docstring)."""
+class StreamAssembler:
+    """Stateful line-to-record assembler of one source's lines (see the module docstring;
+    :class:`RecordAssembler` gives each relayed source one of these)."""
 
     def __init__(self) -> None:
         #: the record's lines as judged: after the relay prefix they share (see
@@ -275,18 +342,35 @@ class RecordAssembler:
         #: whether the record has a bulleted section (``* What went wrong:``)
         self._bulleted = False
         self._box = ""
+        self._erring = False
+        self._checked = 0
 
     @property
     def pending_offset(self) -> int | None:
         """Offset of the first line not yet returned in a record (None when nothing is held)."""
         return self._offset if self._lines else None
 
+    @property
+    def pending(self) -> tuple[int, int] | None:
+        """Offset and number of the first line not yet returned (None when nothing is held)."""
+        return (self._offset, self._line) if self._lines else None
+
+    @property
+    def held_bytes(self) -> int:
+        """Characters of the record being assembled."""
+        return self._size if self._lines else 0
+
     def feed(self, line: str, offset: int, end: int, number: int, cut: int = 0
              ) -> list[Record]:
         """Add one line (without or with its newline) spanning bytes ``offset``..``end``;
         ``cut``: the bytes its reader dropped from its middle (see :class:`LineSplitter`)."""
         raw = clean(line)
-        prefix, body = split_prefix(raw)
+        return self.feed_read(raw, *split_prefix(raw), offset, end, number, cut)
+
+    def feed_read(self, raw: str, prefix: str, body: str, offset: int, end: int, number: int,
+                  cut: int = 0) -> list[Record]:
+        """:meth:`feed` of a line already cleaned and split (:func:`clean`,
+        :func:`split_prefix`)."""
         out: list[Record] = []
         if self._held is not None and self._settle_held(raw, prefix, body, end, cut, out):
             return out
@@ -297,6 +381,14 @@ class RecordAssembler:
                 out.extend(self.flush())
             return out
         judged = self._judged(prefix, body, raw) if self._lines else body
+        if self._lines and judged is not None and _may_sum_up(judged) and self._sums_up(judged):
+            # a tally or a build driver's trailer joins the error report it sums up
+            self._append_blanks()
+            self._add(raw, judged, end)
+            self._cut += cut
+            if self._size > MAX_RECORD_BYTES or len(self._lines) > MAX_RECORD_LINES:
+                out.extend(self.flush())  # (a flood of tallies is bounded like any record)
+            return out
         same_step = prefix.startswith("step:") and prefix == self._prefix
         if self._lines and judged is not None and (same_step or self._continues(judged)):
             self._append_blanks()
@@ -400,7 +492,9 @@ class RecordAssembler:
         self._prefix = prefix
         self._size = len(raw)
         self._end = end
-        self._mode = self._mode_for(text)
+        self._mode = self._mode_for(text) or ("tally" if is_summary(text) else "")
+        #: whether a line of the record reports an error, as far as ``_checked`` lines
+        self._erring, self._checked = False, 0
         self._block = "opener" if self._opens(text) else ""
         self._reported = bool(self._mode or REPORT_START.match(text))
         self._bulleted = bool(BULLET.match(text)) and self._opens(text)
@@ -429,9 +523,27 @@ class RecordAssembler:
             return "section"
         return ""
 
+    def _sums_up(self, text: str) -> bool:
+        """A line that sums up the record before it (:func:`is_summary`, a build driver's
+        :data:`TRAILER`) while that record reports an error: it joins the record."""
+        if not (is_summary(text) or TRAILER.match(text)):
+            return False
+        mode = self._mode
+        if mode.startswith(_REPORT_MODES) or mode == "pytest":
+            return True
+        if not self._erring and self._checked < len(self._raw):
+            # (only the lines added since the last look: a run of tallies stays linear)
+            start, self._checked = self._checked, len(self._raw)
+            self._erring = is_error_text("\n".join(self._raw[start:])) or (
+                bool(self._prefix) and is_error_text("\n".join(self._lines[start:])))
+        return self._erring
+
     def _continues(self, text: str) -> bool:  # noqa: C901 - one rule per report format
         mode = self._mode
         indented = text[0] in " \t"
+        if mode == "tally":
+            # a summary with no error before it: the summaries after it are part of it
+            return not self._blanks and is_summary(text)
         if mode == "pytrace":
             if not indented and not PY_TRACEBACK.match(text):
                 self._mode = "pytrace-done"  # the exception line closes the frames
@@ -601,6 +713,8 @@ class RecordAssembler:
             return "pytest-noise" if seen else "pytest"
         if mode.startswith("node") or mode == "js":
             return "node"
+        if mode == "tally":
+            return "summary"  # only a tally of errors before it: no error of its own
         return {"pytest": "pytest", "java": "java", "go": "go"}.get(mode, "line")
 
     def _append_blanks(self) -> None:
@@ -613,6 +727,135 @@ class RecordAssembler:
         self._raw.append(raw)
         self._size += len(raw) + 1
         self._end = end
+
+
+#: relayed sources (services, named tags, build steps) assembled at once; a flood of distinct
+#: prefixes (hostile input) closes the oldest record rather than holding more
+MAX_SOURCES = 32
+#: what the assemblers hold at most, open records and finished ones waiting for an earlier
+#: one to finish (see :class:`RecordAssembler`); beyond it the oldest open record is closed
+MAX_HELD_BYTES = 4 * MAX_RECORD_BYTES
+MAX_HELD_RECORDS = 256
+
+
+class RecordAssembler:
+    """Log lines to records, one :class:`StreamAssembler` per relayed source: a line under a
+    prefix that names its source (``docker compose``'s ``api-1  | ``, ``kubectl logs
+    --prefix``'s ``[pod/x/app] ``, a ``docker build`` step's ``#5 0.215 ``: see
+    :func:`split_prefix`) goes to that source's assembler, so two services' interleaved
+    tracebacks stay whole, each in a record of its own. A level tag (sbt's ``[error] ``,
+    :data:`LEVEL_TAG`), a line without a prefix and a step line not in buildkit's shape (a
+    stack frame's ``#1 ``) go to the assembler of the line before them (the plain one when
+    that has nothing open).
+
+    Records come out in the order of their first line. A finished record is held while a
+    record that started before its end is still open (another service's traceback around
+    it), so :attr:`pending_offset`, where a follower resumes, is never inside a record
+    already returned: a restart re-reads only records not returned yet, none twice, none cut.
+    At most :data:`MAX_SOURCES` sources are open and :data:`MAX_HELD_BYTES` held; beyond
+    either, the record that started first is closed where it is.
+    """
+
+    def __init__(self) -> None:
+        self._streams: dict[str, StreamAssembler] = {"": StreamAssembler()}
+        self._last = ""  # the source of the line before
+        self._done: list[Record] = []  # finished records held for an earlier open one
+        self._done_bytes = 0
+        self._frontier: tuple[int, int] | None = None  # (offset, line) of pending
+
+    @property
+    def pending_offset(self) -> int | None:
+        """Offset of the first line not yet returned in a record (None when nothing is held):
+        no record returned has a line after it."""
+        return None if self._frontier is None else self._frontier[0]
+
+    @property
+    def pending_line(self) -> int | None:
+        """Lines before :attr:`pending_offset` (None when nothing is held)."""
+        return None if self._frontier is None else self._frontier[1] - 1
+
+    def feed(self, line: str, offset: int, end: int, number: int, cut: int = 0
+             ) -> list[Record]:
+        """Add one line (see :meth:`StreamAssembler.feed`); returns the records it completed
+        that no earlier open record holds back."""
+        raw = clean(line)
+        prefix, body = split_prefix(raw)
+        key = self._source(raw, prefix)
+        if not key and not self._done and len(self._streams) == 1:
+            # one source (most logs): its records come out in order, nothing to hold back
+            plain = self._streams[""]
+            records = plain.feed_read(raw, prefix, body, offset, end, number, cut)
+            self._last, self._frontier = "", plain.pending
+            return records
+        stream = self._streams.get(key)
+        if stream is None:
+            stream = self._streams[key] = StreamAssembler()
+        self._keep(stream.feed_read(raw, prefix, body, offset, end, number, cut))
+        if key and stream.pending_offset is None:
+            del self._streams[key]  # (nothing open: the source takes no memory)
+        self._last = key
+        self._bound()
+        return self._release()
+
+    def flush(self) -> list[Record]:
+        """Close every record being assembled (end of input or idle timeout)."""
+        for stream in self._streams.values():
+            self._keep(stream.flush())
+        self._streams = {"": self._streams[""]}
+        return self._release()
+
+    def _source(self, raw: str, prefix: str) -> str:
+        if prefix.startswith("service:") or (
+                prefix.startswith("tag:") and not LEVEL_TAG.match(prefix[4:])) or (
+                prefix.startswith("step:") and (prefix in self._streams
+                                                or BUILDKIT_LINE.match(raw))):
+            return prefix
+        return self._last if self._last in self._streams else ""
+
+    def _keep(self, records: list[Record]) -> None:
+        for record in records:
+            self._done.append(record)
+            self._done_bytes += len(record.text)
+
+    def _bound(self) -> None:
+        """Close the oldest open records while too many sources are open or too much held."""
+        while True:
+            opened = [(s.pending_offset, k) for k, s in self._streams.items()
+                      if s.pending_offset is not None]
+            held = self._done_bytes + sum(s.held_bytes for s in self._streams.values())
+            if not opened or (len(opened) <= MAX_SOURCES and held <= MAX_HELD_BYTES
+                              and len(self._done) <= MAX_HELD_RECORDS):
+                return
+            key = min(opened)[1]
+            self._keep(self._streams[key].flush())
+            if key:
+                del self._streams[key]
+
+    def _release(self) -> list[Record]:
+        """The finished records wholly before every record still open, or overlapping one
+        that overlaps it, by their first line; :attr:`pending_offset` becomes the first line
+        of what is held."""
+        opened = [p for s in self._streams.values() if (p := s.pending) is not None]
+        if not opened:
+            out = sorted(self._done, key=lambda r: r.offset)
+            self._done, self._done_bytes, self._frontier = [], 0, None
+            return out
+        frontier = min(opened)
+        if not self._done:
+            self._frontier = frontier
+            return []
+        # intervals merged backwards: a finished record that ends after the frontier holds
+        # it back to its own first line (resuming there re-reads it, never a part of it)
+        for record in sorted(self._done, key=lambda r: r.offset, reverse=True):
+            if record.offset < frontier[0] < record.end:
+                frontier = (record.offset, record.line)
+        out = sorted((r for r in self._done if r.offset < frontier[0]),
+                     key=lambda r: r.offset)
+        if out:
+            self._done = [r for r in self._done if r.offset >= frontier[0]]
+            self._done_bytes = sum(len(r.text) for r in self._done)
+        self._frontier = frontier
+        return out
 
 
 class LineSplitter:

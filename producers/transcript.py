@@ -167,6 +167,10 @@ class TranscriptReader:
     def pending_offset(self) -> int | None:
         return None  # every line is complete on its own
 
+    @property
+    def pending_line(self) -> int | None:
+        return None
+
     def flush(self) -> list[ErrorEvent]:
         return []
 

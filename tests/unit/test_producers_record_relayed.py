@@ -104,20 +104,20 @@ Error: Process completed with exit code 1.
 
 def test_javac_quoted_source_line_stays_with_its_error() -> None:
     """javac quotes an unindented source line (``import ...;`` at column 0) under its
-    error, then a caret line: the three are one record; ``2 errors`` is its own."""
+    error, then a caret line: the three are one record; the tally ``2 errors`` joins the
+    error before it (see test_producers_record_interleaved)."""
     javac = (REPORTS / "javac.txt").read_text()
     records = assemble(javac)
     assert [r.text.splitlines()[0] for r in records] == [
         "Baz.java:1: error: package foo.bar does not exist",
         "Baz.java:3: error: incompatible types: String cannot be converted to int",
-        "2 errors",
         "Bar.java:3: error: incompatible types: String cannot be converted to int",
         "Bar.java:4: error: cannot find symbol",
-        "2 errors",
     ]
     assert records[0].text.endswith("import foo.bar.Missing;\n              ^")
-    assert records[4].text.endswith("  location: class Bar")
-    assert [r.is_error for r in records] == [True, True, False, True, True, False]
+    assert records[1].text.endswith("^\n2 errors")
+    assert records[3].text.endswith("  location: class Bar\n2 errors")
+    assert all(r.is_error for r in records)
 
 
 def test_a_line_after_a_located_error_without_a_caret_is_its_own_record() -> None:
@@ -136,8 +136,7 @@ def test_sbt_report_is_read_after_its_prefix() -> None:
     assert texts(SBT) == [
         SBT.splitlines()[0],
         "\n".join(SBT.splitlines()[1:6]),
-        "\n".join(SBT.splitlines()[6:9]),
-        "[error] two errors found",
+        "\n".join(SBT.splitlines()[6:10]),  # the tally with the error before it
     ]
     assert all(r.is_error for r in assemble(SBT)[1:])
 
@@ -200,7 +199,7 @@ def test_heal_fingerprint_and_backfill_keep_relayed_reports_whole(tmp_path: Path
     log = tmp_path / "all.log"
     log.write_text((REPORTS / "javac.txt").read_text() + SBT + COMPOSE + GRADLE)
     fps = _run("fingerprint", "--multiline", "--json", str(log), home=home)
-    assert len(fps) == 6 + 4 + 3 + 2
+    assert len(fps) == 4 + 3 + 3 + 2
     build = tmp_path / "build.log"
     build.write_text((REPORTS / "javac.txt").read_text() + SBT)
     events = [str(e["text"]) for e in _run("backfill", "--dry-run", "--json", str(build),
