@@ -95,7 +95,8 @@ RULES: tuple[Rule, ...] = (
          " not what failed. A role or user that is missing or required (role \"bob\" does"
          " not exist, must be member of role \"admin\") is what is missing: not masked here"),
     Rule("input", r"""
-        (?:(?<=base\ \d:\ )|(?<=base\ \d\d:\ )         # int('x', 16): Python's invalid literal
+        (?=['"])                # (one cheap look first: a quoted value, else the last branch)
+        (?:(?:(?<=base\ \d:\ )|(?<=base\ \d\d:\ )         # int('x', 16): Python's invalid literal
            |(?<=to\ float:\ )|(?<=to\ int:\ )|(?<=to\ complex:\ )  # could not convert ...
            |(?<=input\ string:\ )|(?<=input\ string\ )  # Java's For input string: "x"; .NET's
            |(?<=time\ data\ )|(?<=parsing\ time\ )      # strptime's; Go's time.Parse
@@ -108,8 +109,8 @@ RULES: tuple[Rule, ...] = (
            |(?<=invalid\ character\ )(?='.{1,4}'\ (?:looking\ for|after|in\ )))  # Go's JSON
         (?:'[^'\n]{0,256}'?|"[^"\n]{0,256}"?)   # the value, quoted (Python cuts it at 200
                                                 # characters: then no close quote)
-        |(?:(?<=,\ )|(?<![^\s:]))"[^\n]{0,64}?"(?:\.\.\.)?(?=\ is\ not\ valid\ JSON)  # Node's
-        |(?<=Unexpected\ token\ )[^\s'"]{1,4}(?=\ in\ JSON)  # snippet; older Node's token""",
+        |(?:(?<=,\ )|(?<![^\s:]))"[^\n]{0,64}?"(?:\.\.\.)?(?=\ is\ not\ valid\ JSON))  # Node's
+        |(?<=n\ )(?<=Unexpected\ token\ )[^\s'"]{1,4}(?=\ in\ JSON)  # snippet; older Node's""",
          "the input a parser or a conversion was given (invalid literal for int() with base 10:"
          " 'seven', could not convert string to float: 'abc', For input string: \"abc\","
          " strconv.Atoi: parsing \"abc\": invalid syntax, Unexpected token 'x', \"...\" is not"
