@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from pipeline.ansi import strip_ansi
 from pipeline.fingerprint.model import Extraction
+from pipeline.fingerprint.parsers_haskell import parse_haskell
 from pipeline.fingerprint.parsers_lines import (
     parse_diagnostic,
     parse_log,
@@ -30,6 +31,7 @@ from pipeline.fingerprint.parsers_runners import (
 )
 from pipeline.fingerprint.parsers_stacks import parse_dotnet, parse_go, parse_java, parse_node
 from pipeline.fingerprint.parsers_structured import parse_structured
+from pipeline.fingerprint.parsers_xctest import parse_xctest
 from pipeline.runnerlines import strip_stamps
 
 Parser = Callable[[str, str], Extraction | None]
@@ -41,7 +43,9 @@ Parser = Callable[[str, str], Extraction | None]
 #: them (javac's own error lines say more than its summary); a JSON or logfmt line before
 #: the one-line parsers (its message field is the message, not the whole line); a sanitizer's
 #: report and a Swift runtime crash before the diagnostics too (``x.swift:54: Fatal error:``
-#: reads like a compiler's line, and a sanitizer's frames like a compiler's locations)
+#: reads like a compiler's line, and a sanitizer's frames like a compiler's locations; so do
+#: UBSan's ``x.c:12:5: runtime error:`` and XCTest's ``x.swift:42: error: -[C test] :``); a
+#: GHC call stack before the one-line parsers too (its message is the line above it)
 PARSERS: tuple[Parser, ...] = (
     parse_pytest,
     parse_python,
@@ -56,8 +60,10 @@ PARSERS: tuple[Parser, ...] = (
     parse_dotnet,
     parse_phpunit,
     parse_rspec,
+    parse_xctest,
     parse_sanitizer,
     parse_swift_crash,
+    parse_haskell,
     parse_structured,
     parse_diagnostic,
     parse_shell,

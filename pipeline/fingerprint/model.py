@@ -21,7 +21,8 @@ class Extraction:
     """The part of a raw text that matters, and its structure.
 
     ``kind`` is the parser that recognised it: python, pytest, java, node, go, rust,
-    dotnet, test (go test, jest, vitest, rspec), gradle, sanitizer, swift, compiler, shell,
+    dotnet, test (go test, jest, vitest, rspec, PHPUnit, XCTest), gradle, sanitizer, swift,
+    haskell, compiler, shell,
     log or text.
     ``error_type`` is the exception class / tool code / error class,
     ``message`` the raw (not yet normalized) message, ``chain`` the causes (type, message)

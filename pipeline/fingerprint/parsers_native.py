@@ -69,20 +69,33 @@ def parse_sanitizer(text: str, repo: str = "") -> Extraction | None:
     """A sanitizer's report: its bug kind as the class (``AddressSanitizer:
     heap-use-after-free``), its header's message with the access (``READ``) and the program
     (``in netd``), and the program's frames of the first stack (the faulting access's; for a
-    leak, the allocation's), innermost last."""
-    if "Sanitizer: " not in text:
+    leak, the allocation's), innermost last. Else UndefinedBehaviorSanitizer's ``runtime
+    error:`` line (:func:`parse_ubsan`)."""
+    if "Sanitizer: " not in text and "runtime error: " not in text:
         return None
     lines = text.splitlines()
     start, header = next(((index, found) for index, found in enumerate(
         map(_SANITIZER.match, map(str.strip, lines))) if found is not None), (0, None))
     if header is None:
-        return None
+        return parse_ubsan(lines, repo)
     tool, rest = header.group("tool"), header.group("rest").strip()
     kind = _bug_kind(rest)
+    stack, program, access = _first_stack(lines[start + 1:], repo)
+    message = " ".join(part for part in (rest[len(kind):].strip(), access) if part)
+    if program:
+        message = f"{message} in {program}".strip()
+    error_type = f"{tool}: {kind}" if kind else tool
+    return Extraction("sanitizer", error_type, message, stack,
+                      tool=tool.removesuffix("Sanitizer").lower() + "san")
+
+
+def _first_stack(lines: list[str], repo: str) -> tuple[tuple[Frame, ...], str, str]:
+    """The frames of the first stack under a sanitizer's header (outermost first), the
+    program that crashed (from a frame's module) and the bad access (``READ``)."""
     access = program = ""
     stack: list[Frame] = []
     in_first_stack = True
-    for line in lines[start + 1:]:
+    for line in lines:
         stripped = line.strip()
         if not access and (found := _ACCESS.match(stripped)):
             access = found.group("op")
@@ -90,7 +103,8 @@ def parse_sanitizer(text: str, repo: str = "") -> Extraction | None:
         if frame is None:
             if stack and not stripped:
                 in_first_stack = False  # (the first stack ends at its blank line)
-            if _SANITIZER.match(stripped) or stripped.startswith("SUMMARY: "):
+            if (_SANITIZER.match(stripped) or stripped.startswith("SUMMARY: ")
+                    or _UBSAN.match(stripped)):
                 break
             continue
         func = (frame.group("func") or "").strip()
@@ -105,12 +119,61 @@ def parse_sanitizer(text: str, repo: str = "") -> Extraction | None:
         file = normalize_path(raw, repo) if frame.group("file") else program or raw
         line_no = int(frame.group("line")) if frame.group("line") else None
         stack.append(Frame(file, func, line_no, own))
-    message = " ".join(part for part in (rest[len(kind):].strip(), access) if part)
-    if program:
-        message = f"{message} in {program}".strip()
-    error_type = f"{tool}: {kind}" if kind else tool
-    return Extraction("sanitizer", error_type, message, tuple(reversed(stack)),
-                      tool=tool.removesuffix("Sanitizer").lower() + "san")
+    return tuple(reversed(stack)), program, access
+
+
+#: UndefinedBehaviorSanitizer's report: ``src/calc.c:12:5: runtime error: signed integer
+#: overflow: 2147483647 + 1 cannot be represented in type 'int'`` (a run-time failure, never
+#: a compiler's diagnostic), then with ``print_stacktrace=1`` its stack
+_UBSAN = re.compile(r"^(?P<file>[^\s:]{1,1000}):(?P<line>\d{1,9})(?::\d{1,9})?: runtime error: "
+                    r"(?P<msg>[^\n]{1,2000})$")
+#: where the words of UB's kind end: a value's type (``for type 'int [5]'``, ``of type``),
+#: a clause about it (``, which requires ...``), its values (``: 2147483647 + 1 ...``)
+_UB_KIND_END = re.compile(r"[:,]| (?:for|of|from|to|in) type\b| cannot be\b| is too\b")
+#: a value in UB's message: a number, an address, a quoted type (``'int'``), a width
+_UB_VALUE = re.compile(r"^(?:[-+]?\d[\w.-]{0,40}|0x[0-9a-fA-F]{1,20}|'[^']{0,200}'|\(.{0,40}\))$")
+
+
+def ub_kind(message: str) -> str:
+    """The kind of undefined behaviour a ``runtime error:`` names, without its values:
+    ``signed integer overflow``, ``index out of bounds``, ``load of null pointer``, ``shift
+    exponent``, ``division by zero``, ``load of misaligned address``."""
+    end = _UB_KIND_END.search(message[:_UB_KIND_CHARS])
+    head = message[:end.start() if end else _UB_KIND_CHARS]
+    return " ".join(word for word in head.split() if not _UB_VALUE.match(word))
+
+
+#: characters of a ``runtime error:`` message its kind is read from
+_UB_KIND_CHARS = 200
+
+
+_UBSAN_TOOL = "UndefinedBehaviorSanitizer"
+
+
+def parse_ubsan(lines: list[str], repo: str = "") -> Extraction | None:
+    """UndefinedBehaviorSanitizer's first ``runtime error:`` (kind ``sanitizer``): the kind
+    of undefined behaviour as the class (``UndefinedBehaviorSanitizer: signed integer
+    overflow``), its message (its values masked by the rules), and where: the program's
+    frames of the stack printed under it, else the location the line names."""
+    for index, line in enumerate(lines):
+        stripped = line.strip()
+        found = _UBSAN.match(stripped) if "runtime error: " in stripped else None
+        if found is None:
+            continue
+        message = found.group("msg").strip()
+        stack, program, _ = _first_stack(lines[index + 1:], repo)
+        if not any(frame.in_project for frame in stack):
+            raw = found.group("file")
+            stack = (Frame(normalize_path(raw, repo), "", int(found.group("line")),
+                           not is_library(raw)),)
+        kind = ub_kind(message)
+        if kind and message.startswith(kind):  # (the class says it: the rest is the detail)
+            message = message[len(kind):].lstrip(": ") or message
+        if program:
+            message = f"{message} in {program}"
+        error_type = f"{_UBSAN_TOOL}: {kind}" if kind else _UBSAN_TOOL
+        return Extraction("sanitizer", error_type, message, stack, tool="ubsan")
+    return None
 
 
 # --- Swift runtime crashes ------------------------------------------------------------------

@@ -94,6 +94,30 @@ RULES: tuple[Rule, ...] = (
          " request was denied to (User \"system:serviceaccount:ci:x\" cannot ...) says who,"
          " not what failed. A role or user that is missing or required (role \"bob\" does"
          " not exist, must be member of role \"admin\") is what is missing: not masked here"),
+    Rule("input", r"""
+        (?=['"])                # (one cheap look first: a quoted value, else the last branch)
+        (?:(?:(?<=base\ \d:\ )|(?<=base\ \d\d:\ )         # int('x', 16): Python's invalid literal
+           |(?<=to\ float:\ )|(?<=to\ int:\ )|(?<=to\ complex:\ )  # could not convert ...
+           |(?<=input\ string:\ )|(?<=input\ string\ )  # Java's For input string: "x"; .NET's
+           |(?<=time\ data\ )|(?<=parsing\ time\ )      # strptime's; Go's time.Parse
+           |(?<=Integer\(\):\ )|(?<=Float\(\):\ )|(?<=Rational\(\):\ )  # Ruby's Integer("x")
+           |(?<=Complex\(\):\ )
+           |(?<=Unexpected\ token\ )                    # JSON.parse: the token it met
+           |(?<=Text\ )(?=['"][^'"\n]{0,256}['"]\ could\ not\ be\ parsed)  # java.time's
+           |(?<=parsing\ )(?=["'][^"'\n]{0,256}["']:\ (?:invalid\ syntax|value\ out\ of\ range))
+           |(?<=cannot\ parse\ )(?=["'][^"'\n]{0,256}["']\ as\ )  # Go's time.Parse
+           |(?<=invalid\ character\ )(?='.{1,4}'\ (?:looking\ for|after|in\ )))  # Go's JSON
+        (?:'[^'\n]{0,256}'?|"[^"\n]{0,256}"?)   # the value, quoted (Python cuts it at 200
+                                                # characters: then no close quote)
+        |(?:(?<=,\ )|(?<![^\s:]))"[^\n]{0,64}?"(?:\.\.\.)?(?=\ is\ not\ valid\ JSON))  # Node's
+        |(?<=n\ )(?<=Unexpected\ token\ )[^\s'"]{1,4}(?=\ in\ JSON)  # snippet; older Node's""",
+         "the input a parser or a conversion was given (invalid literal for int() with base 10:"
+         " 'seven', could not convert string to float: 'abc', For input string: \"abc\","
+         " strconv.Atoi: parsing \"abc\": invalid syntax, Unexpected token 'x', \"...\" is not"
+         " valid JSON, time data '...' does not match format) is the data fed in, not the"
+         " cause: what it was converted to (int, float, the format) stays. Only where the"
+         " message's grammar says the value is that input: a missing file or module named in"
+         " quotes is the cause, and stays"),
     Rule("classname", r"""
         \b[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*            # module path (psycopg2.errors)
         \.(?=[A-Z][A-Z0-9]*[a-z])[A-Z][A-Za-z0-9]*   # a CamelCase class (UndefinedColumn)
@@ -223,7 +247,8 @@ RULES: tuple[Rule, ...] = (
 #: holds a digit or one of / \ @ : = ' " ~ . -- or is a weekday/month name (``datetext``),
 #: or is a peer's name after a key or code that says so (``host``: ``host=db``, ``ENOTFOUND
 #: db``, ``localhost``, a syslog line's host after its stamp or at the start), or a pod's
-#: name after ``pod`` (``pod``).
+#: name after ``pod`` (``pod``), or an older Node's unquoted token after ``Unexpected token``
+#: (``input``).
 #: Failing fast elsewhere (one look-around instead of one attempt per rule) nearly doubles
 #: throughput. A new rule that breaks this premise must extend the filter.
 _GUARD = r"""(?<![A-Za-z0-9_])
@@ -236,6 +261,7 @@ _GUARD = r"""(?<![A-Za-z0-9_])
       |(?<=[DN:]\ |[te]=)(?:(?<=ENOTFOUND\ )|(?<=EAI_AGAIN\ )|(?<=host=)|(?<=hostname=)
                             |(?<=host:\ )|(?<=hostname:\ ))
       |(?=localhost)
+      |(?<=n\ )(?<=token\ )(?=\S{1,4}\ in\ JSON)   # older Node's unquoted token (``input``)
       |(?<=pod[\ =/"])|(?<=pods[/"])    # a pod's name (``pod``), whatever its characters
       # a syslog line's host after its stamp (or at the start), before its unit's ``[pid]``
       # or RFC 5424's procid (checked here: after a digit or "Z" most words are no host)

@@ -20,6 +20,7 @@ EXAMPLES = {
     "worker": "[gw3] FAILED tests/test_a.py::test_b",
     "pod": "Back-off restarting failed container api in pod api-dfbcq-xkzwt_prod",
     "user": "password authentication failed for user 'alice'",
+    "input": "could not convert string to float: 'n/a'",
     "host": "cannot reach build-7.example.com now",
     "hex": "segfault at 0x7ffd1234 ip",
     "hash": "commit 3f2a9bc1d not found",
