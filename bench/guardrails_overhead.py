@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from pipeline.config import Settings  # noqa: E402
 from pipeline.guardrails.audit import AuditLog  # noqa: E402
 from pipeline.guardrails.breaker import CircuitBreaker  # noqa: E402
-from pipeline.guardrails.budget import Budget, BudgetConfig  # noqa: E402
+from pipeline.guardrails.budget import Budget, BudgetConfig, Rate  # noqa: E402
 
 
 def per_call(fn: Callable[[int], object], n: int) -> float:
@@ -55,8 +55,8 @@ def main() -> int:
     settings = Settings(url, None, tmp, f"bench{uuid.uuid4().hex[:6]}")
     noop = client.register_script("return 1")
     breaker = CircuitBreaker(client, settings)
-    budget = Budget(client, settings, BudgetConfig(daily_limits={"fix_applications": 1e12},
-                                                   bucket_capacity=1e12))
+    budget = Budget(client, settings, BudgetConfig(daily_limits={"fix_applications": 1e12}))
+    rates = (Rate(10**12, 1.0, "", "shared"),)  # what the apply stage takes: never empty here
     audit = AuditLog(settings)
     base = per_call(lambda i: noop(keys=[], args=[]), args.n)
     rows = {
@@ -64,7 +64,7 @@ def main() -> int:
         "breaker.record": per_call(
             lambda i: breaker.record_success("pytest", "nightly", f"e{i}"), args.n),
         "budget": per_call(lambda i: (budget.try_spend("fix_applications", 1),
-                                      budget.take_token()), args.n),
+                                      budget.take_rates(rates)), args.n),
         "audit.append": per_call(lambda i: audit.append("bench", "s", {"i": i}), args.n // 4),
     }
     print(f"baseline round trip: {base * 1e6:.0f} us")
