@@ -227,14 +227,37 @@ def _has_own_output(lines: list[str]) -> bool:
     return any(line.strip() and not is_tool_report(line.strip()) for line in lines)
 
 
+#: level words that are also words of prose (``terminating with error status``, ``an
+#: unexpected error occurred``): the line they are in is a log line's only if it says more
+_PROSE_LEVELS = frozenset(("Error", "error", "Fatal", "fatal"))
+
+
+def _outranked(line: str, lines: list[str], ranks: list[tuple[int, bool, bool]]) -> bool:
+    """Whether ``line``, whose level word reads as prose, only reports a failure
+    (:func:`is_report`, or never heads: a tally, a verdict) while another line of ``lines``
+    says more (:func:`_rank`); ``ranks`` caches the best rank of ``lines``."""
+    stripped = line.strip()
+    own = _rank(stripped)
+    if own[0] >= 2 and own[1]:  # (it names a cause)
+        return False
+    if not ranks:
+        ranks.append(_best_rank(lines))
+    return ranks[0] > own
+
+
 def parse_log(text: str, repo: str = "") -> Extraction | None:
     """The first ERROR/FATAL-level line, header stripped; ``error_type`` is the level. When
     that line only reports a failed child process, the line the child printed before it.
     A runner's line (``make: *** [x] Error 1``, ``Error: Process completed with exit code
     1.``, ``##[error]...``) is never that line when the text holds anything else: the step
-    failed because of what it printed above, which the runner's line only reports."""
+    failed because of what it printed above, which the runner's line only reports. Nor is a
+    line whose level word reads as prose (``error``, ``Error``) and which only reports a
+    failure (:func:`is_report`: ``terminating with error status``, ``Completed with 1 error``,
+    ``(Background on this error at: <url>)``) when another line says more: then the next
+    level line, else (none left) the text's :func:`headline`."""
     lines = text.splitlines()
     skip_runner: bool | None = None  # (known once a level line is a runner's)
+    ranks: list[tuple[int, bool, bool]] = []  # (the text's best rank, once needed)
     for index, line in enumerate(lines):
         level = _LEVEL.search(line)
         if level and level.group("level").upper() not in ("FAILED",):
@@ -248,6 +271,8 @@ def parse_log(text: str, repo: str = "") -> Extraction | None:
                     skip_runner = _has_own_output(lines)
                 if skip_runner:
                     continue
+            if level.group("level") in _PROSE_LEVELS and _outranked(line, lines, ranks):
+                continue
             message = strip_log_header(line)
             if message[:1].isdigit():
                 # "HTTP Error 429: ...", "returned error: 401": the number after the level
@@ -304,8 +329,8 @@ _FRAME_LINE = re.compile(
 #: a test runner's tally (``4 examples, 1 failure``, ``Tests  1 failed | 3 passed (4)``,
 #: ``Tests run: 5, Failures: 1``, ``FAILED (failures=1)``, ``Found 2 errors in 1 file``)
 _TALLY = re.compile(
-    r"""(?<![:.#/])\b\d{1,9}\ (?:failed|failures?|errors?|passed|examples?|tests?|skipped|pending
-                    |warnings?|succeeded|broken|flaky)\b
+    r"""(?<![:.#/])(?<!port\ )\b\d{1,9}\ (?:failed|failures?|errors?|passed|examples?|tests?
+                    |skipped|pending|warnings?|succeeded|broken|flaky)\b
       |\b(?:failures|errors|tests\ run|skipped|passed)\ ?[:=]\ ?\d""",
     re.VERBOSE | re.IGNORECASE,
 )
@@ -327,9 +352,17 @@ _HEADING = re.compile(
 _FAILURE_WORD = re.compile(
     r"error|fail|fatal|exception|panic|abort|denied|refused|killed|cannot|can't|could not"
     r"|couldn't|unable|not found|no such|invalid|timed out|crash|unhandled|violation"
-    r"|forbidden|unauthori[sz]ed|expired|missing|not allowed",
+    r"|forbidden|unauthori[sz]ed|expired|missing|not allowed|(?:not|n't) exist",
     re.IGNORECASE,
 )
+#: the failure words that say only *that* something failed (an outcome), never what:
+#: a line whose failure words are all of these (``Failed to start x.service``, ``terminating
+#: with error status``, ``see previous errors``) reports a failure; the other words of
+#: :data:`_FAILURE_WORD` (denied, not found, timed out, ...) name its cause
+_OUTCOME_WORD = re.compile(r"error|fail|fatal|exception|panic|abort|crash|unhandled",
+                           re.IGNORECASE)
+#: a word of a line that marks it a warning: something went wrong, though nothing failed
+_WARNING_WORD = re.compile(r"\bwarn(?:ing)?\b", re.IGNORECASE)
 #: an exception's own line: ``pkg.mod.Name: message`` or ``Name: message`` whose name ends
 #: like an exception class's (``psycopg2.errors.UniqueViolation: ...``, ``NameError:``)
 _EXCEPTION_SHAPE = re.compile(
@@ -381,11 +414,12 @@ def _headline_score(line: str) -> int:
     without letters)."""
     line = line[:_SCORED_CHARS]
     if (not any(c.isalpha() for c in line) or is_tool_report(line) or _FRAME_LINE.match(line)
-            or _RUN_NOTE.match(line) or _HEADING.match(line) or _TALLY.search(line)
-            or is_verdict(line)):
+            or _RUN_NOTE.match(line) or _HEADING.match(line)):
         return 0
     if _EXCEPTION_SHAPE.match(line) or _ERROR_CODE.match(line):
-        return 3
+        return 3  # (never a tally, whatever its numbers: ``... port 5432 failed: ...``)
+    if _TALLY.search(line) or is_verdict(line):
+        return 0
     if _DIFF_LINE.match(line):
         return 0
     failure = _FAILURE_WORD.search(line) is not None
@@ -418,28 +452,65 @@ _ADVICE_LINE = re.compile(
 )
 
 
-def _rank(line: str) -> tuple[int, bool]:
+def is_report(line: str) -> bool:
+    """Whether ``line`` only reports that something failed: it has failure words, all of
+    them outcome words (:data:`_OUTCOME_WORD`), and it is not an exception's own line or a
+    line led by an error code. A verdict with a subject (``Failed to start x.service``,
+    ``BEGIN failed--compilation aborted at x.pl line 8``), a wrapper's exit report
+    (``terminating with error status, rc 2``, ``Exiting with failure status due to previous
+    errors``) and a pointer elsewhere (``see previous errors``, ``Background on this error
+    at: <url>``) are reports: the line that says what went wrong is another one."""
+    line = line[:_SCORED_CHARS]
+    return (_FAILURE_WORD.search(line) is not None
+            and _FAILURE_WORD.search(_OUTCOME_WORD.sub(" ", line)) is None
+            and not (_EXCEPTION_SHAPE.match(line) or _ERROR_CODE.match(line)
+                     or _CODE_TOKEN.search(line)))
+
+
+#: an error code anywhere in a line (``npm error code E401``, ``ORA00942``,
+#: ``ERR_SSL_PROTOCOL``): it names the kind of failure, so the line is not a mere report
+_CODE_TOKEN = re.compile(r"\b(?:[A-Z]{1,5}\d{2,5}|[A-Z][A-Z0-9]{1,20}(?:_[A-Z0-9]{1,20}){1,6})\b")
+
+
+def _rank(line: str) -> tuple[int, bool, bool]:
     """How well ``line`` heads a text: its :func:`_headline_score`, an advice line's at most
-    1 (a line that names the failure outranks it), and of equally scored lines the one that
-    is not advice first."""
+    1 (a line that names the failure outranks it); of equally scored lines one that says
+    more first: a line that names a cause before one that only reports a failure
+    (:func:`is_report`), a warning before any other line without failure words (a tool's
+    ``x warning: some files vanished`` before a wrapper's ``sending alert``); then the one
+    that is not advice."""
     score = _headline_score(line)
     if _ADVICE_LINE.match(line):
-        return min(score, 1), False
-    return score, True
+        return min(score, 1), False, False
+    if score == 1:
+        return score, _WARNING_WORD.search(line[:_SCORED_CHARS]) is not None, True
+    return score, score >= 2 and not is_report(line), True
+
+
+def _is_report_rank(rank: tuple[int, bool, bool]) -> bool:
+    """Whether ``rank`` (:func:`_rank`) is a report's: failure words, none naming a cause."""
+    return rank[0] >= 2 and not rank[1]
 
 
 def headline(lines: list[str]) -> str:
     """The line of ``lines`` that best says what failed (:func:`_rank`); of equally good
-    lines the last, as tools print their conclusion last."""
+    lines the last, as tools print their conclusion last -- except reports: of those the
+    first, as each later one restates it more generally (``x.service: Failed with result
+    'exit-code'`` then ``Failed to start x.service``)."""
     filled = [stripped for stripped in map(str.strip, lines) if stripped]
     if len(filled) == 1:  # one line (most log lines): it heads the text whatever its score
         return filled[0]
-    best, best_rank = "", (-1, False)
+    best, best_rank = "", (-1, False, False)
     for stripped in filled:
         rank = _rank(stripped)
-        if rank >= best_rank:
+        if rank > best_rank or (rank == best_rank and not _is_report_rank(rank)):
             best, best_rank = stripped, rank
     return best
+
+
+def _best_rank(lines: list[str]) -> tuple[int, bool, bool]:
+    """The :func:`_rank` of :func:`headline`'s choice among ``lines``."""
+    return max((_rank(s) for s in map(str.strip, lines) if s), default=(-1, False, False))
 
 
 def parse_text(text: str, repo: str = "") -> Extraction:

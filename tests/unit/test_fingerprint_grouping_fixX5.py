@@ -228,7 +228,9 @@ def test_the_fallback_headline_is_the_line_that_says_what_failed() -> None:
     text = ("request failed\nshop.errors.StockMissing: sku 12 is gone\nretrying\n"
             "giving up: retry budget exhausted\n")
     assert parse_text(text).message == "shop.errors.StockMissing: sku 12 is gone"
-    assert parse_text("first failure\nsecond failure\ndone\n").message == "second failure"
+    # of lines naming a cause the later; of lines only reporting a failure the first
+    assert parse_text("disk missing\nhost not found\ndone\n").message == "host not found"
+    assert parse_text("first failure\nsecond failure\ndone\n").message == "first failure"
     # a one-line text is its own headline, whatever it says
     assert parse_text("Randomized with seed 12").message == "Randomized with seed 12"
 
