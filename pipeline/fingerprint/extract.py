@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from pipeline.ansi import strip_ansi
 from pipeline.fingerprint.model import Extraction
+from pipeline.fingerprint.parsers_beam import parse_elixir
 from pipeline.fingerprint.parsers_lines import (
     parse_diagnostic,
     parse_log,
@@ -41,7 +42,9 @@ Parser = Callable[[str, str], Extraction | None]
 #: them (javac's own error lines say more than its summary); a JSON or logfmt line before
 #: the one-line parsers (its message field is the message, not the whole line); a sanitizer's
 #: report and a Swift runtime crash before the diagnostics too (``x.swift:54: Fatal error:``
-#: reads like a compiler's line, and a sanitizer's frames like a compiler's locations)
+#: reads like a compiler's line, and a sanitizer's frames like a compiler's locations), and
+#: Elixir's exceptions and ExUnit's failures (Elixir's frames read like severity-less
+#: diagnostics)
 PARSERS: tuple[Parser, ...] = (
     parse_pytest,
     parse_python,
@@ -59,6 +62,7 @@ PARSERS: tuple[Parser, ...] = (
     parse_sanitizer,
     parse_swift_crash,
     parse_structured,
+    parse_elixir,
     parse_diagnostic,
     parse_shell,
     parse_gradle,
