@@ -218,7 +218,7 @@ RULES: tuple[Rule, ...] = (
         \b(?=[\w-]*\d[\w-]*\d             # two digits,
            |[\w-]*\d[\w-]*[A-Za-z_]         # or a digit before a letter,
            |[\w-]{6}                         # or six characters: names like ssh2, en0 stay,
-           |[A-Za-z]{1,40}(?:-[A-Za-z]{1,40}){0,4}-\d(?![\w-]))  # or a fleet's web-3
+           |[A-Za-z]{1,40}(?:-[A-Za-z]{1,40}){0,4}-\d(?![\w-]|\.\d))  # or a fleet's web-3
         (?!(?i:utf|ucs|sha|latin)-\d(?![\w-]))    # (utf-8, sha-1: a standard's own number)
         (?=[\w-]*\d)(?=[\w-]*[A-Za-z_])[A-Za-z_\d][\w-]*\b""",
          "identifiers mixing letters and digits (blk_123, job_42_x, R02-M1) are per-object ids;"
