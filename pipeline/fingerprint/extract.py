@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from pipeline.ansi import strip_ansi
 from pipeline.fingerprint.model import Extraction
+from pipeline.fingerprint.parsers_beam import parse_elixir
 from pipeline.fingerprint.parsers_haskell import parse_haskell
 from pipeline.fingerprint.parsers_lines import (
     parse_diagnostic,
@@ -45,7 +46,9 @@ Parser = Callable[[str, str], Extraction | None]
 #: report and a Swift runtime crash before the diagnostics too (``x.swift:54: Fatal error:``
 #: reads like a compiler's line, and a sanitizer's frames like a compiler's locations; so do
 #: UBSan's ``x.c:12:5: runtime error:`` and XCTest's ``x.swift:42: error: -[C test] :``); a
-#: GHC call stack before the one-line parsers too (its message is the line above it)
+#: GHC call stack before the one-line parsers too (its message is the line above it); and
+#: Elixir's exceptions and ExUnit's failures (Elixir's frames read like severity-less
+#: diagnostics)
 PARSERS: tuple[Parser, ...] = (
     parse_pytest,
     parse_python,
@@ -65,6 +68,7 @@ PARSERS: tuple[Parser, ...] = (
     parse_swift_crash,
     parse_haskell,
     parse_structured,
+    parse_elixir,
     parse_diagnostic,
     parse_shell,
     parse_gradle,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from pipeline.fingerprint.model import Extraction, Frame
+from pipeline.fingerprint.parsers_beam import is_beam_frame
 from pipeline.fingerprint.parsers_python import PYTEST_FRAME
 from pipeline.fingerprint.paths import is_library, normalize_path
 from pipeline.runnerlines import is_runner_line
@@ -93,9 +94,10 @@ def _kotlin_lines(lines: list[str]) -> list[str]:
 
 
 def parse_diagnostic(text: str, repo: str = "") -> Extraction | None:
-    """The first error-severity diagnostic line (else the first diagnostic at all). A
-    kotlinc ``e:`` error is one too, outside a failed Gradle build (whose parser reads it
-    with its task)."""
+    """The first error-severity diagnostic line (else the first diagnostic at all); an
+    Elixir/Erlang stack frame (``lib/x.ex:12: X.run/1``, a severity-less ``file:line: text``
+    too) is none. A kotlinc ``e:`` error is one too, outside a failed Gradle build (whose
+    parser reads it with its task)."""
     kotlin = ("e: " in text and _KOTLIN_HINT.search(text) is not None
               and not _GRADLE_FAILED.search(text))
     if not (_HAS_LOCATION.search(text) or kotlin):
@@ -107,7 +109,8 @@ def parse_diagnostic(text: str, repo: str = "") -> Extraction | None:
     for index, line in enumerate(lines):
         line = line.strip()
         match = _DIAGNOSTIC.match(line) or _TSC.match(line)
-        if match and match.group("msg") and not PYTEST_FRAME.match(line):
+        if (match and match.group("msg") and not PYTEST_FRAME.match(line)
+                and not (match.group("sev") is None and is_beam_frame(line))):
             matches.append((match, index))
     if not matches:
         return None

@@ -90,6 +90,25 @@ _WORKSPACES = frozenset({
 #: named: see :func:`key_path`)
 KEY_COMPONENTS = 3
 
+#: folders a deploy tool keeps one folder per release in (Capistrano's ``releases/<stamp>``,
+#: ``/opt/app/releases/v1.4.2``, ``deploys/<sha>``): what follows is a release's id
+_RELEASES = frozenset({
+    "releases", "release", "deploys", "deploy", "deployments", "deployment", "builds",
+    "versions", "revisions", "snapshots"})
+#: a release's id judged by its shape: a version (``v1.4.2``), a stamp (``20261130-1412``,
+#: ``20261130T020001``) or a hash (``3fa9c1d2``); after a releases folder any name with a
+#: digit is one
+_RELEASE_ID = re.compile(r"^(?=[\w.+-]{0,80}\d)[\w.+-]{1,80}$")
+#: a generated folder name anywhere in an absolute path: a name ending in a commit hash or a
+#: stamp (``/var/www/app-3fa9c1d2``, ``/srv/app_20261130T0200``), or such an id alone; the
+#: hash has a digit and a letter (``deadbeef``, ``backend`` are words), the stamp 8+ digits
+_GENERATED = re.compile(
+    r"^(?:[A-Za-z][\w.]{0,60}[-_.])?"
+    r"(?:(?=[0-9a-f]{0,40}\d)(?=[0-9a-f]{0,40}[a-f])[0-9a-f]{7,40}"
+    r"|\d{8}(?:[T_-]?\d{4,6})?)$")
+#: a deploy's symlink to its live release (Capistrano's ``current``): the release itself
+_CURRENT = frozenset({"current"})
+
 
 #: an installed entry-point script (a virtualenv's or a prefix's ``bin``, Windows'
 #: ``Scripts``: ``mytool.exe``'s ``__main__.py``, ``mytool-script.py``): identified by its name,
@@ -130,6 +149,9 @@ def normalize_path(path: str, repo: str = "") -> str:
     script = _SCRIPT.match(path)
     if script:
         return f"<bin>/{script.group('name')}"
+    release = _release_end(path)
+    if release:  # the path in one release of a deployed project
+        return "/".join(_parts(path[release:])[-KEY_COMPONENTS:])
     project = _CHECKOUT.match(path) or _ROOT.match(path)
     if project:  # the path in the project
         return "/".join(_parts(path[project.end():])[-KEY_COMPONENTS:])
@@ -150,6 +172,27 @@ def key_path(file: str, repo: str = "") -> str:
     if repo or file.count("/") < KEY_COMPONENTS:
         return file
     return "/".join(file.split("/")[-KEY_COMPONENTS:])
+
+
+def _release_end(path: str) -> int:
+    """Where the path inside a deployed release starts in the absolute ``path``, past its
+    last release folder (a releases folder's id, a generated name, ``current``), 0 when
+    there is none (the file's own name is never one): one file in every release of a
+    deploy is one frame, so an error keeps its key across deploys."""
+    if not path.startswith(("/", "~")) and path[1:3] not in (":\\", ":/"):
+        return 0
+    end = at = 0
+    parts = re.split(r"([/\\])", path)
+    names = [parts[i] for i in range(0, len(parts), 2)]
+    for index, name in enumerate(names[:-1]):
+        at += len(name) + (1 if index else 0)
+        if not name:
+            continue
+        after_releases = index > 0 and names[index - 1].lower() in _RELEASES
+        if ((after_releases and _RELEASE_ID.match(name)) or _GENERATED.match(name)
+                or name.lower() in _CURRENT):
+            end = at + 1
+    return end
 
 
 def _parts(path: str) -> list[str]:

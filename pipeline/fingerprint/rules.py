@@ -41,9 +41,22 @@ RULES: tuple[Rule, ...] = (
     Rule("id", r"""
         (?:(?<=ID:\ )|(?<=Id:\ )|(?<=ID=)|(?<=Id=)|(?<=\ id:\ )|(?<=\ id=))  # RequestID: X
         (?=[\w+/-]*\d)(?=[\w+/-]*[A-Za-z])[\w+/-]+={0,2}(?![\w+/=-]|\.\w)  # base64, its padding
-        |(?<=ref\ )[\w-]+(?:::[\w-]+)+(?![\w-])     # buildkit's ref moby::ID, UUID::ID""",
+        |(?<=ref\ )[\w-]+(?:::[\w-]+)+(?![\w-])     # buildkit's ref moby::ID, UUID::ID
+        # a random id without a digit (12 random letters and digits hold none about one time
+        # in eight): after an id key (request_id=, webhook_id=, traceId=, id:) 8+ characters
+        # of mixed case; or a short lowercase kind then mixed case (org-jGKpJhUVGcmX,
+        # wh_jHrklOycHlqC), as API ids are written, where a capital stands before another or
+        # last. Mixed case keeps words and snake_case out, that capital CamelCase names
+        |(?:(?<=_id=)|(?<=_id:\ )|(?<=_ID=)|(?<=Id=)|(?<=Id:\ )|(?<=ID=)|(?<=ID:\ )
+           |(?<=\ id=)|(?<=\ id:\ ))
+         (?=[\w-]{0,80}[A-Z])(?=[\w-]{0,80}[a-z])[\w-]{8,80}(?![\w=-]|\.\w)
+        |(?<![\w-])[a-z]{2,6}[-_]           # (not CamelCase: a capital capitalises no word)
+         (?=[A-Za-z\d]{0,80}[A-Z](?:[A-Z\d]|(?![\w-])))
+         (?=[A-Za-z\d]{0,80}[a-z][A-Za-z\d]{0,80}[a-z])[A-Za-z\d]{10,80}(?![\w-]|\.\w)""",
          "a value after an id key (S3's 'RequestID: ..., HostID: ...=') is an id whatever its"
-         " characters (hex, base64 with its = padding); so is buildkit's 'ref BUILDER::ID'"),
+         " characters (hex, base64 with its = padding); so is buildkit's 'ref BUILDER::ID';"
+         " a digit-less random id is one by its shape: 8+ characters of mixed case after an"
+         " id key (webhook_id=, traceId=), or 10+ after a short lowercase kind (org-, wh_)"),
     Rule("uuid", r"""\b[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\b""",
          "UUIDs are per-object identifiers"),
     Rule("timestamp", r"""
@@ -228,18 +241,24 @@ RULES: tuple[Rule, ...] = (
     Rule("idtoken", r"""
         \b(?=[\w-]*\d[\w-]*\d             # two digits,
            |[\w-]*\d[\w-]*[A-Za-z_]         # or a digit before a letter,
-           |[\w-]{6})                        # or six characters: names like ssh2, en0 stay
+           |[\w-]{6}                         # or six characters: names like ssh2, en0 stay,
+           |[A-Za-z]{1,40}(?:-[A-Za-z]{1,40}){0,4}-\d(?![\w-]|\.\d))  # or a fleet's web-3
+        (?!(?i:utf|ucs|sha|latin)-\d(?![\w-]))    # (utf-8, sha-1: a standard's own number)
         (?=[\w-]*\d)(?=[\w-]*[A-Za-z_])[A-Za-z_\d][\w-]*\b""",
          "identifiers mixing letters and digits (blk_123, job_42_x, R02-M1) are per-object ids;"
-         " short names with one trailing digit (ssh2, utf8, IPv6, eth0) are kept"),
+         " short names with one trailing digit (ssh2, utf8, IPv6, eth0) are kept, but a name,"
+         " '-' and one digit is a host of a fleet like web-12 (web-3; not utf-8, sha-1)"),
     Rule("num", r"""
         (?<![\w.])[-+]?(?:v(?=\d+\.\d))?\d+
         (?:(?:\.\d+)+                                  # a dotted version, with its
            (?:-(?:alpha|beta|rc|RC|pre|preview|dev|canary|nightly|snapshot|SNAPSHOT|M)
               (?:\.?\d+)?)?                             # pre-release tag (-rc.1, -beta2)
-        )?(?![\w])""",
+        )?(?![\w])
+        |(?<=[a-z_][a-z_][a-z_]\.)\d{1,9}(?![\w]|\.\d)  # an index in a field path""",
          "numbers: counts, sizes, ids, ports, pids, line numbers, and dotted versions whole"
-         " (1.2.3, v1.2.3, 2.0.0-rc.1: another release is the same error)"),
+         " (1.2.3, v1.2.3, 2.0.0-rc.1: another release is the same error); an index in a"
+         " validation error's field path (messages.93, items.3.name) after a lowercase field"
+         " of 3+ letters (a soname's libssl.so.3 is kept)"),
 )
 
 #: A pre-filter in front of the alternation, exact for this table: every rule starts at
@@ -262,6 +281,8 @@ _GUARD = r"""(?<![A-Za-z0-9_])
                             |(?<=host:\ )|(?<=hostname:\ ))
       |(?=localhost)
       |(?<=n\ )(?<=token\ )(?=\S{1,4}\ in\ JSON)   # older Node's unquoted token (``input``)
+      # a digit-less random id: after an id key, or a short lowercase kind (org-, wh_)
+      |(?<=[dD]=)|(?<=[dD]:\ )|(?=[a-z]{2,6}[-_][A-Za-z]{10})
       |(?<=pod[\ =/"])|(?<=pods[/"])    # a pod's name (``pod``), whatever its characters
       # a syslog line's host after its stamp (or at the start), before its unit's ``[pid]``
       # or RFC 5424's procid (checked here: after a digit or "Z" most words are no host)
