@@ -224,10 +224,14 @@ def coarse_head(kind: str, error_type: str, masked: str, tokens: Tokens | None =
         # kind of failure it is: a class alone said nothing for Node's ``Error``, a Rust
         # ``panic`` or ``OutOfMemoryError``, so ENOENT and EACCES, heap space and Metaspace,
         # every frame-less panic, were one; a message without such a word adds nothing)
-        words = kind_words(tokens if tokens is not None else tokenize(masked), limit=CLASS_WORDS)
+        words = kind_words(tokens if tokens is not None else tokenize(masked), limit=CLASS_WORDS,
+                           known=class_words(error_type))
         return " ".join([error_type, *words]).strip()
     own = tokens if tokens is not None else tokenize(masked)
-    words = kind_words(own) or kind_words(own, names=True)
+    # (a log line keyed on the exception it is, ``openai.RateLimitError: Error code: 429``,
+    # has that class for its level: its words say nothing more; a level word is no class)
+    known = frozenset() if error_type.isupper() else class_words(error_type)
+    words = kind_words(own, known=known) or kind_words(own, names=True)
     if not words:
         # nothing but masked values, quotes and marks (``==<num>==ABORTING``, ``+++ b/x.py``):
         # the masked message, as the fine key holds it, never one constant shared by all
@@ -246,7 +250,9 @@ CLASS_WORDS = 3
 #: words that say nothing of the failure's kind (left out of the coarse key's words)
 _FUNCTION_WORDS = frozenset((
     "a", "an", "the", "to", "of", "in", "on", "at", "for", "from", "with", "by", "as", "is",
-    "are", "was", "be", "and", "or", "it", "this", "that", "line", "did", "you", "mean"))
+    "are", "was", "be", "and", "or", "it", "this", "that", "line", "did", "you", "mean",
+    # (a null or boolean value of a JSON or dict body, and a request's courtesy)
+    "none", "null", "true", "false", "please"))
 _QUOTES = {"'": "'", '"': '"', "`": "`", "\u2018": "\u2019", "\u201c": "\u201d"}
 #: what ends a quoted span's last token after its closing quote
 _AFTER_QUOTE = ".,:;!?()[]{}"
@@ -255,7 +261,8 @@ _TRIM = _AFTER_QUOTE + "<>=*#'\"`\u2018\u2019\u201c\u201d"
 _NAME = re.compile(r"[A-Za-z_][\w$]{0,100}(?:(?:\.|::)[A-Za-z_][\w$]{0,100}){0,20}")
 
 
-def kind_words(tokens: Tokens, names: bool = False, limit: int = KIND_WORDS) -> list[str]:
+def kind_words(tokens: Tokens, names: bool = False, limit: int = KIND_WORDS,
+               known: frozenset[str] = frozenset()) -> list[str]:
     """The first KIND_WORDS words of a message's tokens that say what kind of failure it is:
     plain words (letters and inner hyphens, lowercased: ``heap-use-after-free``), never a
     masked value or a token holding one (``redis:<*>``, ``web-<*>``: part of a value), a
@@ -265,33 +272,154 @@ def kind_words(tokens: Tokens, names: bool = False, limit: int = KIND_WORDS) -> 
     alike ("Failed to query..." and "Failed to build...", "connection to server ... failed:
     Connection refused" and "... password authentication failed") do not. ``names``: take
     identifiers too, as written (for a message with no plain word, such as a lone
-    ``KeyError: 'DATABASE_URL'``: its class is its kind)."""
-    words: list[str] = []
-    closing = ""
-    for token in tokens:
-        if closing:  # inside a quoted span: names, not the kind of failure
-            if token.rstrip(_AFTER_QUOTE).endswith(closing):
-                closing = ""
-            continue
-        opener = token[:1]
-        if opener in _QUOTES:
-            rest = token[1:].rstrip(_AFTER_QUOTE)
-            if not rest.endswith(_QUOTES[opener]):
-                closing = _QUOTES[opener]  # (the span goes on over the next tokens)
-            continue
-        word = token.strip(_TRIM)
-        if (names and WILDCARD not in token and word.lower() not in _FUNCTION_WORDS
-                and _NAME.fullmatch(word)):
-            words.append(word)
-        elif (WILDCARD in token or not word.replace("-", "").isalpha() or not word.isascii()
-                or word.lower() in _FUNCTION_WORDS
-                or (any(c.isupper() for c in word[1:]) and any(c.islower() for c in word))):
-            continue
-        else:
-            words.append(word.lower())
-        if len(words) == limit:
+    ``KeyError: 'DATABASE_URL'``: its class is its kind).
+
+    Structure is not kind either (fp-v7): a key of a JSON or dict body (``{'error':``,
+    ``"message":``) and a null or boolean value are left out, and so are the words in
+    ``known`` (the error class's own words: ``Error`` in ``openai.RateLimitError: Error
+    code: 429`` says nothing the class did not). Two things a message names *are* its kind:
+    the value a kind label introduces (``'code': 'insufficient_quota'``, ``Failed with result
+    'oom-kill'``, ``reason=Evicted``: :data:`_KIND_LABELS`; the label itself then gives way
+    to it), and the class of an exception it reports (``... failed
+    openai.InternalServerError: ...``)."""
+    reader = _KindReader(names, limit, known)
+    for token in tokens[:_KIND_TOKENS]:
+        if reader.read(token):
             break
-    return words
+    return reader.result()
+
+
+class _KindReader:
+    """:func:`kind_words`' walk over a message's tokens, one token at a time."""
+
+    __slots__ = ("names", "limit", "known", "words", "kinds", "closing", "message", "label")
+
+    def __init__(self, names: bool, limit: int, known: frozenset[str]) -> None:
+        self.names, self.limit, self.known = names, limit, known
+        self.words: list[str] = []
+        self.kinds: list[str] = []  # (label values and reported classes: they go first)
+        self.closing = ""  # (the quote that ends the quoted span being skipped)
+        self.message = ""  # (the quote that ends a body's message being read as words)
+        self.label = ""  # (a label just read: ":" a kind label, "msg" a message key)
+
+    def result(self) -> list[str]:
+        if self.label not in ("", ":", "msg"):
+            self.words.append(self.label)
+        return (self.kinds + self.words)[:self.limit]
+
+    def read(self, token: str) -> bool:
+        """Take in one token; True once enough kinds are known (nothing after counts)."""
+        after_label, self.label = self.label, ""
+        if self.closing:  # inside a quoted span: names, not the kind of failure
+            if token.rstrip(_AFTER_QUOTE).endswith(self.closing):
+                self.closing = ""
+            return False
+        if self.message:  # inside a body's message: its words are the message's
+            if token.rstrip(_AFTER_QUOTE).endswith(self.message):
+                token, self.message = token.rstrip(_AFTER_QUOTE)[:-1], ""
+            quoted, inner = _quoted(token)
+        else:
+            quoted, inner = _quoted(token)
+            if after_label == "msg" and quoted in ("span", "value"):
+                # (``'message': 'Rate limit reached ...'``: the words of the message)
+                self.message = _QUOTES[token[0]] if quoted == "span" else ""
+                token, quoted = token[1:].rstrip(_AFTER_QUOTE).rstrip(_QUOTES[token[0]]), ""
+        if after_label not in ("", ":", "msg") and quoted != "value":
+            self.words.append(after_label)  # (a plain word that was no label after all)
+        if quoted == "span":
+            self.closing = _QUOTES[token[0]]  # (the span goes on over the next tokens)
+        elif quoted == "key":  # ``'code':``, ``{"message":``: structure, or a label
+            lowered = inner.lower()
+            self.label = (":" if lowered in _KIND_LABELS
+                          else "msg" if lowered in _MESSAGE_KEYS else "")
+        elif quoted == "value":  # a quoted name, or a kind label's value (``'oom-kill'``)
+            if after_label:
+                _take_value(inner, self.kinds, self.known)
+        else:
+            self._plain(token)
+        return len(self.kinds) >= self.limit
+
+    def _plain(self, token: str) -> None:
+        """Take in a token that is not quoted."""
+        word = token.strip(_TRIM)
+        lowered = word.lower()
+        if WILDCARD not in token and _REPORTED_CLASS.fullmatch(token):
+            if token[:-1] not in self.kinds:
+                self.kinds.append(token[:-1])  # (an exception the message reports, as written)
+            self.known = self.known | class_words(token[:-1])  # (its message's ``Error code``)
+        elif lowered in _KIND_LABELS and token.rstrip(":=") == word:
+            # (``code:``, ``code=`` announce a value; a plain ``result`` may: see the next)
+            self.label = ":" if token.endswith((":", "=")) else lowered
+        elif "=" in word and word.split("=", 1)[0].lower() in _KIND_LABELS:
+            _take_value(word.split("=", 1)[1].strip(_TRIM), self.kinds, self.known)
+        elif (self.names and WILDCARD not in token and lowered not in _FUNCTION_WORDS
+                and lowered not in self.known and _NAME.fullmatch(word)):
+            self.words.append(word)
+        elif not (WILDCARD in token or not word.replace("-", "").isalpha() or not word.isascii()
+                  or lowered in _FUNCTION_WORDS or lowered in self.known
+                  or (any(c.isupper() for c in word[1:]) and any(c.islower() for c in word))):
+            self.words.append(lowered)
+
+
+def _quoted(token: str) -> tuple[str, str]:
+    """What a quoted ``token`` is to :func:`kind_words`, and what it quotes: ``span`` (it
+    opens a span over the next tokens), ``key`` (a body's key: ``'code':``, ``{"error":``),
+    ``value`` (one quoted token: ``'oom-kill'``,), or ``""`` (not quoted)."""
+    opener = token[:1]
+    if opener in _QUOTES:
+        rest = token[1:].rstrip(_AFTER_QUOTE)
+        if not rest.endswith(_QUOTES[opener]):
+            return "span", ""
+        if token.rstrip(_AFTER_KEY).endswith(":"):
+            return "key", rest[:-1]
+        return "value", rest[:-1]
+    if opener in _OPENERS:
+        key = _BODY_KEY.fullmatch(token)
+        if key is not None:
+            return "key", key.group("key")
+    return "", ""
+
+
+#: words that name the kind of the value after them (``'type': 'rate_limit_error'``,
+#: ``'code': 'insufficient_quota'``, ``Failed with result 'oom-kill'``, ``reason=Evicted``,
+#: ``status: UNAVAILABLE``): the value is the failure's kind, the label only announces it
+_KIND_LABELS = frozenset(("type", "code", "reason", "result", "status", "kind", "errno",
+                          "error_type", "error_code"))
+#: what may follow a body's key after its colon (``{'error': {'code': ...``: none; kept for
+#: a key the tokenizer joined to its bracket)
+_AFTER_KEY = ",;!?()[]{}"
+#: brackets before a body's first key (``{'error':``, ``[{"type":``)
+_OPENERS = "{[("
+_BODY_KEY = re.compile(r"""[{\[(]{1,8}(?P<q>['"])(?P<key>[\w-]{1,64})(?P=q):""")
+#: a body's keys whose value is its message, read as the message's words
+#: (``{"msg": "No package matching ..."}``, ``'message': 'prompt is too long'``)
+_MESSAGE_KEYS = frozenset(("msg", "message", "detail", "error_message", "description"))
+#: the tokens of a message kind_words reads (a long body's label values come late; bounded)
+_KIND_TOKENS = 400
+#: a label's value as the coarse key takes it (``insufficient_quota``, ``oom-kill``,
+#: ``UNAVAILABLE``): one identifier-like token with a letter, lowercased
+_VALUE = re.compile(r"[A-Za-z][\w.-]{0,63}")
+#: an exception class a message reports, with its colon (``openai.InternalServerError:``,
+#: ``Stripe::CardError:``, ``TimeoutException:``): its name ends like an exception class's
+_REPORTED_CLASS = re.compile(
+    r"(?:[A-Za-z_][\w$]{0,100}(?:\.|::)){0,20}[A-Z][\w$]{0,100}"
+    r"(?:Error|Exception|Failure|Fault):")
+
+
+def _take_value(value: str, words: list[str], known: frozenset[str]) -> None:
+    """Append a kind label's ``value`` to ``words`` when it is a kind (see :data:`_VALUE`),
+    not a masked value, not one of ``known`` nor already taken."""
+    lowered = value.lower()
+    if (WILDCARD not in value and _VALUE.fullmatch(value) and lowered not in words
+            and lowered not in known and lowered not in _FUNCTION_WORDS):
+        words.append(lowered)
+
+
+def class_words(error_type: str) -> frozenset[str]:
+    """The lowercased words of an error class's last name (``openai.RateLimitError``:
+    rate, limit, error): a message's words that repeat them say nothing more."""
+    last = re.split(r"\.|::", error_type)[-1]
+    return frozenset(w.lower() for w in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", last[:200]))
 
 
 def coarse_where(kind: str, frames: Sequence[Frame]) -> str:

@@ -42,8 +42,10 @@ _LOG_HEADER_TAIL = re.compile(
         \d{4}-\d\d-\d\d(?:[T\s][\d:.,]+)?(?:Z|[+-]\d\d:?\d\d)?\s*   # ISO timestamp
         |\d\d:\d\d:\d\d[.,\d]*\s*                                  # clock time
         |\[[^\]]*\]\s*|\(\w+\)\s*|\d+\s+                          # [thread] (pid) 123
-        |(?=[\w.$-]*[A-Za-z_$])[\w.$-]+(?:\[\d+\])?:\s+|-\s+     # logger: / sshd[12]:
-                                          # (a bare number is a status code, not a logger)
+        |(?=[\w.$-]*[A-Za-z_$])(?![\w.$-]*(?:Error|Exception|Failure|Fault):)  # logger: /
+         [\w.$-]+(?:\[\d+\])?:\s+|-\s+                                       # sshd[12]:
+                                          # (a bare number is a status code, not a logger;
+                                          # ``openai.RateLimitError:`` is an exception's class)
     )*""",
     re.VERBOSE,
 )
@@ -189,6 +191,28 @@ _SHELL_HINT = re.compile(
 )
 
 
+#: an exception's class as a line names it before its message (``openai.RateLimitError``,
+#: ``ValueError``, ``Mistral::APIError``): dotted or ``::`` names whose last part is
+#: CamelCase, or one name ending like an exception class's
+_CLASS_NAME = re.compile(
+    r"(?:[A-Za-z_][\w$]{0,100}(?:\.|::)){1,20}[A-Z][\w$]{0,100}"
+    r"|[A-Z][\w$]{0,100}(?:Error|Exception|Failure|Fault)")
+#: the characters of a line read before its level word for the exception class it follows
+_CLASS_CHARS = 400
+
+
+def exception_class_before(line: str, at: int) -> str:
+    """The exception class ``line`` names just before position ``at`` (``openai.RateLimitError:
+    Error code: 429``: the word ``Error`` at ``at`` is its message's, not a log level), or
+    ``""``. Reads the one token before ``at``: linear, whatever the line."""
+    before = line[max(0, at - _CLASS_CHARS):at].rstrip()
+    if not before.endswith(":"):
+        return ""
+    parts = before[:-1].rsplit(None, 1)
+    name = parts[-1].lstrip("[(") if parts else ""
+    return name if _CLASS_NAME.fullmatch(name) else ""
+
+
 def strip_log_header(line: str) -> str:
     """The message of a log line without timestamp, level, pid and logger prefixes."""
     level = _LEVEL.search(line)
@@ -264,6 +288,12 @@ def parse_log(text: str, repo: str = "") -> Extraction | None:
     for index, line in enumerate(lines):
         level = _LEVEL.search(line)
         if level and level.group("level").upper() not in ("FAILED",):
+            name = exception_class_before(line, level.start("level"))
+            if name:
+                # an exception's own line whose message holds a level word (every OpenAI
+                # and Anthropic SDK error: ``openai.RateLimitError: Error code: 429 - {...}``):
+                # keyed on its class and message, never on ``Error`` as a log level
+                return Extraction("log", name, line[level.start("level"):].strip())
             if _TRAILER.search(line, level.end()):
                 cause = next((above.strip() for above in reversed(
                     lines[max(0, index - _TRAILER_LOOKBACK):index]) if above.strip()), "")
@@ -303,10 +333,12 @@ def _with_detail(message: str, below: list[str]) -> str:
     open_block = message.endswith(":")  # (closed by the block's end: a blank line)
     for line in below:
         stripped = line.strip()
-        if _LEVEL.search(line) and not line[:1].isspace():
-            break
+        # (the exception's line first: its message may hold a level word of its own, as
+        # ``openai.InternalServerError: Error code: 500`` does)
         if _EXCEPTION_SHAPE.match(stripped):
             return f"{message} {stripped}"
+        if _LEVEL.search(line) and not line[:1].isspace():
+            break
         if not stripped:
             open_block = open_block and not block
         elif open_block and line[:1].isspace() and len(block) < _DETAIL_LINES:
