@@ -11,8 +11,10 @@ for ``heal status --jsn``: :class:`CommandParser` makes the command refuse them 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
-from typing import Any
+import contextlib
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 from pipeline.spelling import spelled
 
@@ -23,13 +25,31 @@ class CommandParser(argparse.ArgumentParser):
     (``usage: heal status [-h] [--json]``), exit 2, instead of passing it up to the top
     parser, whose usage names no option of that command."""
 
+    #: called as ``on_usage_error(args, message)`` with the arguments this parser was given
+    #: when it refuses them (an unknown choice, an option given twice, an unknown option),
+    #: before it exits 2: ``heal run`` writes the refusal as its decision JSON. Never raises.
+    on_usage_error: Callable[[list[str], str], None] | None = None
+
     def parse_known_args(  # type: ignore[override]
             self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None,
     ) -> tuple[argparse.Namespace, list[str]]:
+        self._given = list(args) if args is not None else []
         parsed, extras = super().parse_known_args(args, namespace)
         if extras:  # (a verb's own are refused by the verb first: what is left is ours)
             self.error(f"unrecognized arguments: {' '.join(extras)}")
         return parsed, extras
+
+    def error(self, message: str) -> NoReturn:
+        """argparse's: the usage and ``PROG: error: MESSAGE`` on stderr, exit 2; then
+        :attr:`on_usage_error`, when set, is told."""
+        hook = self.on_usage_error
+        if hook is None:
+            super().error(message)
+        self.print_usage(sys.stderr)
+        self._print_message(f"{self.prog}: error: {message}\n", sys.stderr)
+        with contextlib.suppress(Exception):  # (the refusal itself is said above)
+            hook(getattr(self, "_given", []), message)
+        self.exit(2)
 
 
 class Once(argparse.Action):

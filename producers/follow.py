@@ -176,6 +176,9 @@ class FileFollower:
         self._first_open = True
         self._refused = ""  # why the path was last refused (said once, not at every poll)
         self._closed: FileState | None = None  # the resume state at close()
+        #: what the first open did that the user may not expect (started at the end of a
+        #: new file, or --from-start re-reading one from its start): said by heal watch
+        self.start_note = ""
 
     # -- public ------------------------------------------------------------------------------
 
@@ -272,12 +275,25 @@ class FileFollower:
         self._first_open = False
         if saved is not None:
             if self._still_saved_file(fd, st, head, saved):
+                if first and self.from_start and saved.offset > 0:
+                    # asked for in so many words: the whole file again, whatever was read
+                    self.start_note = (
+                        f"{self.path}: --from-start: read from its start, not from the saved "
+                        f"offset (byte {saved.offset}); records published before get the "
+                        "same event ids, which the pipeline skips when it handled them "
+                        "within its dedupe window (heal up --dedupe-ttl, 6 h by default)")
+                    return 0, 0
                 return saved.offset, saved.line
             # rotated, or replaced by a file that got the inode back, or truncated: the old
             # file's rest is in a sibling (a .gz, a copytruncate copy) or reported
             self._finish_rotated(saved, events)
             return 0, 0
         if first and not self.from_start:
+            if st.st_size:
+                self.start_note = (
+                    f"{self.path}: started at its end, as tail -f does: the {st.st_size} "
+                    "byte(s) already there were not read (a new file is followed from its "
+                    "end); --from-start reads them, as heal backfill does")
             return st.st_size, 0  # tail -f: history is what `heal backfill` is for
         return 0, 0
 

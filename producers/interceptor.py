@@ -13,6 +13,7 @@ it ignores the signal) or EPIPE: a process meant to outlive the step should writ
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import select
@@ -52,8 +53,52 @@ class RunResult:
     stdout_bytes: int
     stderr_bytes: int
     truncated: bool
-    #: Ctrl-C (SIGINT) reached heal while the command ran: a person stopped it
+    #: Ctrl-C (SIGINT), or a SIGTERM/SIGHUP heal forwarded, reached heal while the command
+    #: ran: a person (or a runner cancelling the job) stopped it
     interrupted: bool = False
+    #: the signal that stopped it ("SIGINT", "SIGTERM", "SIGHUP"), "" when none did
+    stopped_by: str = ""
+
+    def stop_said(self) -> str:
+        """How the stop reads in heal's messages: "Ctrl-C" for SIGINT, else the signal."""
+        return "Ctrl-C" if self.stopped_by in ("", "SIGINT") else self.stopped_by
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP reached heal outside the command's run (see :func:`stop_signals`):
+    a stop, handled where Ctrl-C's KeyboardInterrupt is."""
+
+    def __init__(self, signame: str) -> None:
+        super().__init__(signame)
+        self.signame = signame
+
+
+def stop_signals() -> contextlib.AbstractContextManager[None]:
+    """While active (main thread only), SIGTERM and SIGHUP raise :class:`Stopped` in the main
+    thread as Ctrl-C raises KeyboardInterrupt, once: a later one is ignored while heal writes
+    what it knows and exits (the caller stops on the first). :func:`run_command` forwards
+    them to the command instead while it runs."""
+    return _StopSignals()
+
+
+class _StopSignals(contextlib.AbstractContextManager[None]):
+    def __init__(self) -> None:
+        self._previous: dict[int, Any] = {}
+        self._raised = False
+
+    def _raise(self, signum: int, _frame: Any) -> None:
+        if self._raised:
+            return
+        self._raised = True
+        raise Stopped(signal.Signals(signum).name)
+
+    def __enter__(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for sig in _FORWARDED:
+                self._previous[sig] = signal.signal(sig, self._raise)
+
+    def __exit__(self, *_exc: object) -> None:
+        _restore(self._previous)
 
 
 class TailBuffer:
@@ -198,9 +243,10 @@ def run_command(
     pipes close or ``grace_s`` after the command exited (see the module's note).
 
     SIGTERM/SIGHUP received meanwhile are forwarded to the child (when called from the main
-    thread), so the child decides how to stop and its status is kept. SIGINT is ignored here:
+    thread), so the child decides how to stop and its status is kept. SIGINT is not forwarded:
     Ctrl-C already reaches the child (same process group), and a second one would make tools
-    such as pytest abort without their report.
+    such as pytest abort without their report. Each is noted: the result is ``interrupted``
+    (a stop, not an error), ``stopped_by`` naming the first signal.
 
     Raises:
         UsageError: the command does not exist or cannot be executed.
@@ -231,7 +277,7 @@ def run_command(
     ]
     for pump in pumps:
         pump.start()
-    interrupted: list[bool] = []
+    interrupted: list[str] = []
     previous = _forward_signals(proc, interrupted)
     try:
         code = proc.wait()
@@ -252,7 +298,7 @@ def run_command(
         code = 128 - code
     return RunResult(
         code, sig, tail.text(), time.monotonic() - started, counts[0][0], counts[1][0],
-        tail.truncated, bool(interrupted),
+        tail.truncated, bool(interrupted), interrupted[0] if interrupted else "",
     )
 
 
@@ -309,19 +355,20 @@ def _interpreter(path: str) -> str:
     return _BY_EXTENSION.get(os.path.splitext(path)[1].lower(), "")
 
 
-def _forward_signals(proc: subprocess.Popen[bytes], interrupted: list[bool]
+def _forward_signals(proc: subprocess.Popen[bytes], interrupted: list[str]
                      ) -> dict[int, Any]:
-    """SIGTERM/SIGHUP forwarded to ``proc``; SIGINT only noted in ``interrupted`` (Ctrl-C
-    reaches the command itself, through the terminal's process group)."""
+    """SIGTERM/SIGHUP forwarded to ``proc``; SIGINT not (Ctrl-C reaches the command itself,
+    through the terminal's process group); each noted in ``interrupted`` by name."""
     if threading.current_thread() is not threading.main_thread():
         return {}
 
     def forward(signum: int, _frame: Any) -> None:
+        interrupted.append(signal.Signals(signum).name)
         if proc.poll() is None:
             proc.send_signal(signum)
 
-    def note(_signum: int, _frame: Any) -> None:
-        interrupted.append(True)
+    def note(signum: int, _frame: Any) -> None:
+        interrupted.append(signal.Signals(signum).name)
 
     previous: dict[int, Any] = {}
     for sig in _FORWARDED:

@@ -47,7 +47,7 @@ from producers.context import (
     workflow_from_env,
 )
 from producers.decision import Decision, DecisionWaiter
-from producers.interceptor import RunResult, run_command
+from producers.interceptor import RunResult, Stopped, run_command, stop_signals
 from producers.learning import StepLearning
 from producers.progress import Progress
 from producers.publisher import Publisher, connect, partition_of
@@ -214,6 +214,8 @@ class RunSession:
         self._published = False
         #: why the wait ended without a decision, when the pipeline failed while deciding
         self._why_undecided = ""
+        #: what stopped the wait ("Ctrl-C", "SIGTERM", "SIGHUP"), once one did
+        self._stopped_by = ""
 
     @property
     def client(self) -> Any:
@@ -229,8 +231,29 @@ class RunSession:
         print(f"heal: {message}", file=self.out, flush=True)
 
     def execute(self) -> int:
-        """Raises: UsageError (no command / command not found)."""
-        result = self._run()
+        """Raises: UsageError (no command / command not found).
+
+        SIGTERM/SIGHUP are a stop as Ctrl-C is, in every phase (:func:`stop_signals`): while
+        the command runs they are forwarded to it and the run is ``interrupted``; afterwards
+        (publishing, waiting, the inline stages) heal stops at once, writes what it knows
+        (the decision JSON, the CI report) and exits with the command's status."""
+        with stop_signals():
+            result = self._run()
+            try:
+                return self._after(result)
+            except KeyboardInterrupt as exc:  # Ctrl-C, or Stopped by SIGTERM/SIGHUP
+                how = exc.signame if isinstance(exc, Stopped) else "Ctrl-C"
+                if result.status == 0:
+                    return 0
+                where = f"; the error stays queued as {self._event.id}" if (
+                    self._published and self._event is not None) else ""
+                self.say(f"stopped ({how}) before a decision{where}; exit status kept")
+                self._report_plain(result, "none" if self._published else "not reported",
+                                   f"stopped waiting ({_stop_note(how)})")
+                return result.status
+
+    def _after(self, result: RunResult) -> int:
+        """What follows the command's run: its success recorded, or its failure reported."""
         if result.status == 0:
             self._record_success()
             from pipeline.ci.github import report_passed
@@ -239,9 +262,12 @@ class RunSession:
             self._unpublished_json(0)
             return 0
         if result.interrupted:
-            # a person pressed Ctrl-C (or a CI run was cancelled): a stop, not an error
-            self.say(f"interrupted (status {result.status}): not reported as an error")
-            self._report_plain(result, "interrupted", "interrupted (Ctrl-C): not reported")
+            # a person pressed Ctrl-C, or a runner sent SIGTERM (a cancelled CI job, docker
+            # stop, systemd): a stop, not an error
+            how = result.stop_said()
+            by = "" if how == "Ctrl-C" else f" by {how}"
+            self.say(f"interrupted{by} (status {result.status}): not reported as an error")
+            self._report_plain(result, "interrupted", f"interrupted ({how}): not reported")
             return result.status
         try:
             return self._handle_failure(result)
@@ -358,7 +384,7 @@ class RunSession:
             self.progress.phase("waiting for the pipeline's decision…")
         decision, interrupted = self._await(waiter, event.id) if self.opts.wait else (None, False)
         if interrupted:  # leave at once, with what is known without reading the engines
-            self._report_plain(result, "none", "stopped waiting (interrupted)")
+            self._report_plain(result, "none", f"stopped waiting ({_stop_note(self._stopped_by)})")
             return result.status
         # after the decision: an inline drain has started the engines the learner needs
         for line in self._learning().failed(event, key):
@@ -479,8 +505,11 @@ class RunSession:
         """(the decision, printed, or None when there is none; whether Ctrl-C interrupted)."""
         try:
             decision = waiter.wait(error_id, self.opts.timeout_s)
-        except KeyboardInterrupt:
-            self.say(f"stopped waiting; the error stays queued as {error_id}")
+        except KeyboardInterrupt as exc:  # Ctrl-C, or Stopped by SIGTERM/SIGHUP
+            how = exc.signame if isinstance(exc, Stopped) else "Ctrl-C"
+            self._stopped_by = how
+            by = "" if how == "Ctrl-C" else f" ({how})"
+            self.say(f"stopped waiting{by}; the error stays queued as {error_id}")
             return None, True
         except Exception as exc:  # noqa: BLE001 - a failing stage must not change CMD's status
             if os.environ.get("HEAL_DEBUG"):
@@ -547,6 +576,12 @@ class RunSession:
         short = outcome.fine.split(":", 1)[-1][:FINGERPRINT_SHOWN]
         named = f" [fingerprint {short}: `heal explain {short}`]" if short else ""
         self.say(messages.get(outcome.status, f"{outcome.status}{fix}{detail}") + named)
+
+
+def _stop_note(how: str) -> str:
+    """The decision JSON's ``detail`` word for a stop: "interrupted" for Ctrl-C (as before),
+    else the signal's name."""
+    return "interrupted" if how in ("", "Ctrl-C") else how
 
 
 #: hex digits of the fingerprint named on the decision line (heal explain takes a prefix)

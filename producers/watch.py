@@ -2,7 +2,8 @@
 
 Each path gets a :class:`producers.follow.FileFollower` (rotation/truncation safe, resume from
 the offset saved under ``$HEAL_HOME/watch/``). A new file is followed from its end (history is
-for ``heal backfill``) unless ``from_start``; a file that appears later is read from its start.
+for ``heal backfill``; the follower's ``start_note`` says so) unless ``from_start``, which also
+re-reads a file whose offset was saved; a file that appears later is read from its start.
 Events are published before the offset is saved, so a crash repeats (same ids, deduped by the
 runtime) rather than loses. On stop (SIGTERM/SIGINT) the record still being assembled is not
 published; its offset is saved so the next start reads it whole.
@@ -85,6 +86,9 @@ class Watcher:
                 self.publish(events)
                 count += len(events)
             follower.checkpoint()
+            if follower.start_note and self.report is not None:
+                self.report(follower.start_note)  # (said once: the first open sets it)
+            follower.start_note = ""
         self.published += count
         self.report_transcripts()
         return count

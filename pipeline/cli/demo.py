@@ -109,10 +109,12 @@ _MADE = ("shop", "shop-guardrails")
 
 
 def _check_dir(where: Path | None) -> None:
-    """``--dir`` must be a folder (made if missing) not already holding a demo's repositories.
+    """``--dir`` must be a folder (made here if missing) heal may write, not already holding a
+    demo's repositories.
 
     Raises:
-        UsageError: it is a file, or holds ``shop``/``shop-guardrails`` (an earlier demo's)."""
+        UsageError: it is a file, holds ``shop``/``shop-guardrails`` (an earlier demo's),
+            cannot be made or is not writable."""
     from pipeline.errors import UsageError
 
     if where is None:
@@ -123,6 +125,16 @@ def _check_dir(where: Path | None) -> None:
     if taken:
         raise UsageError(f"--dir {where}: already holds {', '.join(taken)} (an earlier demo's "
                          "sample repositories); choose another folder or remove them")
+    # made (or found writable) now, before any engine starts: a folder that cannot be made
+    # (/proc/x, under a file, no permission) was an internal error once the demo ran
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--dir {where}: cannot create it ({exc.strerror or exc}); give a "
+                         "folder you may write (made if missing)") from exc
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise UsageError(f"--dir {where}: not writable; give a folder you may write "
+                         "(made if missing)")
 
 
 def _say(to_stderr: bool) -> Any:

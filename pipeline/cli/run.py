@@ -50,6 +50,7 @@ def register(subparsers: Any) -> None:
                     help="write the decision JSON to PATH (its folder must exist)")
     parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...")
     parser.set_defaults(func=_run, on_error=_refused)
+    parser.on_usage_error = _refused_arguments
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -88,6 +89,31 @@ def _check_json_file(path: str) -> None:
         problem = "is not writable"
     if problem:
         raise UsageError(f"--json-file {path}: {problem}; name a file heal may write")
+
+
+def _refused_arguments(given: list[str], message: str) -> None:
+    """argparse refused ``heal run``'s arguments (``--mode yolo``, ``--timeout`` given twice,
+    an unknown option): the refusal is the decision JSON too, when ``--json`` or
+    ``--json-file PATH`` was among them (not both: that pair is what was refused). The
+    options are read as argparse reads them, up to ``--``, including unique abbreviations
+    (``--json-f PATH``). Never raises."""
+    cmd = given[given.index("--") + 1:] if "--" in given else []
+    options = given[:given.index("--")] if "--" in given else given
+    json = False
+    json_file = ""
+    for at, word in enumerate(options):
+        name, eq, value = word.partition("=")
+        if name == "--json" and not eq:
+            json = True
+        elif len(name) > len("--json") and "--json-file".startswith(name):
+            if eq:
+                json_file = value
+            elif at + 1 < len(options):
+                json_file = options[at + 1]
+    if json and json_file:
+        return
+    args = argparse.Namespace(cmd=cmd, json=json, json_file=json_file)
+    _refused(args, UsageError(message))
 
 
 def _refused(args: argparse.Namespace, exc: Exception) -> None:

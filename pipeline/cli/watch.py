@@ -34,7 +34,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--transcript", action="store_true",
                         help="the files are JSONL agent transcripts")
     parser.add_argument("--from-start", action="store_true",
-                        help="read files seen for the first time from the start (default: end)")
+                        help="read the files from their start, even one whose offset was "
+                             "saved by an earlier watch (default: a new file from its end, "
+                             "a known one from its saved offset)")
     parser.add_argument("--once", action="store_true",
                         help="publish what the files hold now, save offsets, and exit")
     parser.add_argument("--interval", type=float, default=0.5, metavar="S",

@@ -222,3 +222,38 @@ def test_a_followed_path_that_becomes_a_fifo_is_reported_once_with_one_prefix(
     said = [line for line in err.splitlines() if "FIFO" in line]
     assert said == [f"heal: {log} is a FIFO, not a regular file; waiting for a regular file "
                     "there"]
+
+
+def test_watch_once_says_it_started_at_the_end_and_from_start_then_reads_the_file(
+    env: dict[str, str], client: redis.Redis, tmp_path: Path
+) -> None:
+    """A first `heal watch --once FILE` follows the new file from its end, as tail -f, and says
+    so with the bytes it did not read and what reads them; `--from-start` afterwards reads the
+    file from its start although an offset was saved (before: both published 0 events without
+    a word). Re-published records keep their ids (the runtime's dedupe)."""
+    log = tmp_path / "cron.log"
+    log.write_text("2026-12-02 03:00:02 ERROR nightly export failed\n"
+                   "Traceback (most recent call last):\n"
+                   '  File "/srv/export.py", line 4, in <module>\n'
+                   "    import lxml\n"
+                   "ModuleNotFoundError: No module named 'lxml'\n")
+    size = log.stat().st_size
+    first = heal(env, "watch", "--once", str(log))
+    assert first.returncode == 0, first.stderr
+    assert (f"{log}: started at its end, as tail -f does: the {size} byte(s) already there "
+            "were not read") in first.stderr and "--from-start reads them" in first.stderr
+    assert published(client, env) == []
+    again = heal(env, "watch", "--once", "--from-start", str(log))
+    assert again.returncode == 0, again.stderr
+    assert f"not from the saved offset (byte {size})" in again.stderr, again.stderr
+    assert "heal watch: published 1 event(s)" in again.stderr
+    (text,) = published(client, env)
+    assert "No module named 'lxml'" in text
+    # a third read from the start publishes the same id: the pipeline handles it once
+    heal(env, "watch", "--once", "--from-start", str(log))
+    stream = f"{env['HEAL_STREAM_PREFIX']}:errors"
+    ids = {ErrorEvent.decode(f[b"event"]).id for _, f in client.xrange(stream)}
+    assert len(ids) == 1
+    # and a plain watch afterwards resumes at the saved offset, saying nothing of a start
+    last = heal(env, "watch", "--once", str(log))
+    assert "started at its end" not in last.stderr and "published 0 event(s)" in last.stderr

@@ -23,3 +23,26 @@ def test_a_file_or_an_earlier_demo_s_folder_is_refused_before_any_work(
     assert main(["demo", "--dir", str(tmp_path / "earlier")]) == 2
     assert "already holds shop" in capsys.readouterr().err
     assert not (tmp_path / "home" / "redis").exists()  # no engine was started
+
+
+def test_a_folder_that_cannot_be_made_is_refused_before_any_work(tmp_path: Path) -> None:
+    """`heal demo --dir /proc/x` (or a folder under a file): exit 2 saying what to change,
+    checked before the engines start (before: an internal error, exit 1, after they had)."""
+    import os
+    import subprocess
+    import sys
+
+    heal = str(Path(sys.executable).parent / "heal")
+    env = {**os.environ, "HEAL_HOME": str(tmp_path / "home")}
+    env.pop("HEAL_REDIS_URL", None)
+    env.pop("HEAL_DATABASE_URL", None)
+    a_file = tmp_path / "afile"
+    a_file.write_text("")
+    for where in ("/proc/heal-demo-x", str(a_file / "sub")):
+        done = subprocess.run([heal, "demo", "--dir", where], env=env, capture_output=True,
+                              text=True, timeout=120, check=False)
+        assert done.returncode == 2, done.stderr
+        assert f"--dir {where}: cannot create it" in done.stderr, done.stderr
+        assert "internal error" not in done.stderr and "starting the engines" not in (
+            done.stderr + done.stdout)
+        assert not (tmp_path / "home" / "redis").exists()  # no engine was started
