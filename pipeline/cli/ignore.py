@@ -50,15 +50,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-#: the hash part of a fingerprint (``fp-v6:<this>``)
+#: the hash part of a fingerprint (``fp-v7:<this>``)
 _HASH = re.compile(r"[0-9a-f]{16}")
 
 
 def resolve_fingerprint(db: Any, text: str) -> str:
     """The fingerprint ``text`` names, as ``heal explain`` reads it: a known one it equals or
-    is the unique prefix of (``fp-v6:`` may be left out); else, to ignore one in advance,
+    is the unique prefix of (``fp-v7:`` may be left out); else, to ignore one in advance,
     ``text`` itself when it has a fingerprint's form (``fp-...``, or a bare 16-digit hash,
-    which gets the current ``fp-v6:``).
+    which gets the current ``fp-v7:``).
 
     Raises:
         UsageError: several known fingerprints start with ``text``, or none does and it has

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 
-ALGORITHM_VERSION = "fp-v6"
+ALGORITHM_VERSION = "fp-v7"
 
 #: changelog of the fingerprint algorithm versions
 VERSIONS: dict[str, str] = {
@@ -95,6 +95,18 @@ VERSIONS: dict[str, str] = {
     "message (which continues only where its first line left something open), advice and "
     "GHC call-stack lines lose to the line naming the failure; syslog hosts whatever "
     "precedes them, pod names and quoted user names are masked; kubectl ages are durations",
+    "fp-v7": "a value the message says is the input being parsed or converted is masked "
+    "(int() literals, For input string, JSON.parse's token and snippet; the target type "
+    "kept); UBSan runtime errors (the UB kind, the program's frames), XCTest failures (the "
+    "test, the assertion), GHC call stacks (the program's frames), Elixir/Erlang frames and "
+    "ExUnit failures are parsed, and a frame line is never a severity-less diagnostic; a "
+    "line that only reports a failure (outcome words, no cause) never heads over a line "
+    "naming the cause, of reports the first, a warning before a wrapper's plain trailer; an "
+    "exception line under a log line is attached whatever words it holds, an SDK error "
+    "line keeps its class; the coarse key's kind words take the values of kind labels "
+    "(code, type, result, reason) and skip boilerplate and the class's own words; a deploy's "
+    "release folder is no part of a frame's path; ids without a digit after an id key or a "
+    "short kind prefix, short fleet hosts (web-3) and field-path indexes are masked",
 }
 
 
