@@ -48,6 +48,9 @@ class RunReport:
     params: dict[str, Any] = field(default_factory=dict)
     #: the error in one line, when the fingerprint's extraction found a type and a message
     summary_line: str = ""
+    #: the fine fingerprint computed here (the stage's own, ``fingerprint_event``): the
+    #: error's grouping identity when no outcome names one (a run not reported or undecided)
+    local_fine: str = ""
     #: the decision when there is no outcome: "none" (not decided, see ``note``),
     #: "not reported" (heal could not publish the error; ``note`` says why) or "interrupted"
     #: (Ctrl-C or a cancelled job stopped the command; nothing was published)
@@ -214,6 +217,7 @@ def describe(report: RunReport) -> None:
         fp = None
     if fp is not None:
         _take_location(report, fp)
+        report.local_fine = fp.fine
         report.summary_line = summary_line(event.text, fp.extraction)
     if not report.params.get("file"):
         try:

@@ -103,3 +103,18 @@ def test_through_the_pipeline_the_program_is_no_file_either(
     assert decision["error"]["file"] is None, decision
     assert decision["error"]["headline"] == "exit 6: sweep ab12cd34ef56 ended"
     assert errors and "file=" not in errors[-1], errors
+
+
+def test_the_code_quality_entry_of_one_error_stays_one_across_runs(tmp_path: Path) -> None:
+    """The headline now keeps a run's numbers; the Code Quality fingerprint is the error's
+    fine fingerprint, so two runs of one error (not reported) still replace one entry."""
+    project = tmp_path / "project"
+    project.mkdir()
+    env = _env(tmp_path / "home", tmp_path, HEAL_REDIS_URL=UNREACHABLE, GITLAB_CI="true",
+               CI_PROJECT_DIR=str(project))
+    for shard in (17, 18):
+        decision, _ = _run(tmp_path, env, f"echo 'reindexed shard {shard} of 250' >&2; exit 4")
+        assert decision["error"]["headline"] == f"exit 4: reindexed shard {shard} of 250"
+    issues = json.loads((project / "gl-code-quality-report.json").read_text())
+    assert len(issues) == 1, issues
+    assert "reindexed shard 18 of 250" in issues[0]["description"]
