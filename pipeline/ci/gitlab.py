@@ -47,8 +47,11 @@ def artifacts_dir(env: Mapping[str, str]) -> Path:
 
 
 def issue_fingerprint(report: RunReport) -> str:
-    """Stable across runs of the same error: heal's own fine fingerprint when known."""
-    base = report.outcome.fine if report.outcome is not None and report.outcome.fine else (
+    """Stable across runs of the same error: heal's own fine fingerprint when known (the
+    outcome's, else the one computed for the report: the headline is the error's own line,
+    with the numbers and ids that differ from run to run)."""
+    fine = report.outcome.fine if report.outcome is not None else ""
+    base = fine or report.local_fine or (
         report.headline + "\0" + " ".join(report.event.command))
     return hashlib.sha256(base.encode("utf-8", "replace")).hexdigest()[:32]
 

@@ -12,7 +12,7 @@ import os
 import re
 import subprocess
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.config import STREAM_CANDIDATES, STREAM_VERDICTS, Settings
 from pipeline.errors import HealError
@@ -20,6 +20,9 @@ from pipeline.events import CandidateEvent, ErrorEvent, OutcomeEvent, VerdictEve
 from pipeline.gitops import run_git
 from pipeline.headline import headline, locate
 from pipeline.operator.streams import newest_first_everywhere
+
+if TYPE_CHECKING:
+    from pipeline.fingerprint.model import Extraction, Fingerprint
 
 #: stream entries read back (newest first) to find this error's candidate and verdict
 SCAN_LIMIT = 5_000
@@ -45,6 +48,9 @@ class RunReport:
     params: dict[str, Any] = field(default_factory=dict)
     #: the error in one line, when the fingerprint's extraction found a type and a message
     summary_line: str = ""
+    #: the fine fingerprint computed here (the stage's own, ``fingerprint_event``): the
+    #: error's grouping identity when no outcome names one (a run not reported or undecided)
+    local_fine: str = ""
     #: the decision when there is no outcome: "none" (not decided, see ``note``),
     #: "not reported" (heal could not publish the error; ``note`` says why) or "interrupted"
     #: (Ctrl-C or a cancelled job stopped the command; nothing was published)
@@ -203,7 +209,6 @@ def describe(report: RunReport) -> None:
     local (the fingerprint's extraction of the text), so a report built without the engines
     (not reported, interrupted) has them too. Never raises."""
     from pipeline.fingerprint import fingerprint_event
-    from pipeline.fingerprint.status import EXIT_KIND
 
     event = report.event
     try:
@@ -211,15 +216,9 @@ def describe(report: RunReport) -> None:
     except Exception:  # noqa: BLE001 - a report never fails the run
         fp = None
     if fp is not None:
-        for key in ("file", "line"):
-            if key in fp.params and key not in report.params:
-                report.params[key] = fp.params[key]
-        ex = fp.extraction
-        if ex is not None and ex.kind == EXIT_KIND:
-            # no line said what failed: how the command ended does (``killed by SIGSEGV``)
-            report.summary_line = fp.normalized[:300]
-        elif ex is not None and ex.error_type:
-            report.summary_line = f"{ex.error_type}: {ex.message}".strip()[:300]
+        _take_location(report, fp)
+        report.local_fine = fp.fine
+        report.summary_line = summary_line(event.text, fp.extraction)
     if not report.params.get("file"):
         try:
             found = locate(event.text, event.repo.path)
@@ -227,6 +226,70 @@ def describe(report: RunReport) -> None:
             found = None
         if found is not None:
             report.params["file"], report.params["line"] = found
+
+
+def _take_location(report: RunReport, fp: Fingerprint) -> None:
+    """The extraction's file and line into ``report.params`` (when the lookup's gave none);
+    for an error keyed on how its command ended, none: the key's "frame" is the program that
+    ended (``sh -c``, ``sleep``), no file of the checkout, so never the annotation's
+    ``file=`` nor the JSON's ``file`` (the lookup's params carry it too: dropped)."""
+    from pipeline.fingerprint.status import EXIT_KIND
+
+    ex = fp.extraction
+    if ex is not None and ex.kind == EXIT_KIND:
+        if report.params.get("file") in {f.file for f in ex.frames}:
+            report.params.pop("file", None)
+            report.params.pop("line", None)
+        return
+    for key in ("file", "line"):
+        if key in fp.params and key not in report.params:
+            report.params[key] = fp.params[key]
+
+
+def summary_line(text: str, ex: Extraction | None) -> str:
+    """The error in one line as the command wrote it, from the fingerprint's extraction
+    ``ex``; "" when it found no type (the headline of the text is then the report's)."""
+    from pipeline.fingerprint.status import EXIT_KIND
+
+    if ex is None:
+        return ""
+    if ex.kind == EXIT_KIND:
+        # no line said what failed: how the command ended does (``killed by SIGSEGV``), with
+        # the last line as the command wrote it (``exit 3: start``), never the grouping
+        # key's masked text (``exit 3: <idtoken>``)
+        if ex.error_type.startswith("SIG"):
+            return ex.message.strip()[:300]
+        message = ex.message.strip()
+        return f"{ex.error_type}: {message}"[:300] if message else ""
+    if not ex.error_type:
+        return ""
+    return (own_line(text, ex.error_type, ex.message)
+            or f"{ex.error_type}: {ex.message}".strip())[:300]
+
+
+def own_line(text: str, error_type: str, message: str) -> str:
+    """The line of ``text`` that says ``error_type: message`` as the program wrote it, from
+    the word holding the type on (``Error: database connection failed``, ``error[E0425]:
+    cannot find value``, ``ERROR [db] connection failed``: a timestamp before it dropped),
+    never the extraction's respelling (``ERROR: ...``); "" when no line holds the message
+    (a message of several lines, or a type that is no word of the line). Linear: plain
+    substring searches over at most the last 2,000 lines / 64 KiB."""
+    lines = message.strip().splitlines()
+    if len(lines) != 1 or not error_type:
+        return ""
+    wanted, kind = lines[0].strip(), error_type.lower()
+    for line in reversed(text[-65536:].splitlines()[-2000:]):
+        at = line.find(wanted)
+        if at < 0:
+            continue
+        start = line.lower().rfind(kind, 0, at)
+        if start < 0:
+            continue
+        # (from the start of the word holding the type: ``error[E0425]``, ``java.lang.X``)
+        while start > 0 and not line[start - 1].isspace():
+            start -= 1
+        return line[start:].strip()
+    return ""
 
 
 def git_show(repo: str, commit: str) -> str:

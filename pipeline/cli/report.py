@@ -8,6 +8,7 @@ unmatched groups). The HTML is one self-contained file; ``heal serve`` shows it 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import orjson
 from pipeline.config import Settings
 from pipeline.console import visible
 from pipeline.errors import AccessRefused, UsageError
+from pipeline.events import ErrorEvent
 
 FORMATS = ("text", "md", "html", "json")
 
@@ -41,15 +43,27 @@ def collect(settings: Settings, db: Any, since_text: str) -> dict[str, Any]:
     from storage.reports import ReportStore
 
     since = dt.datetime.now(dt.UTC) - parse_age(since_text)
+    read = functools.cache(lambda: stream_facts(settings))
+
+    def headlines(ids: list[str]) -> dict[str, str]:
+        events = read()[1]
+        return {i: own_headline(events[i]) for i in ids if i in events}
 
     return build_report(HealingReports(db), ReportStore(db), LearnedRepository(db), since,
-                        since_text.strip(), lambda: escalation_details(settings))
+                        since_text.strip(), lambda: read()[0], headlines)
 
 
 def escalation_details(settings: Settings, limit: int = 20_000) -> dict[str, str]:
-    """error id -> why it escalated, from the outcome events still in the streams: every
-    partition's (HEAL_PARTITIONS), newest first across them, so an error escalated twice
-    shows its newest reason. Empty when Redis cannot be reached (the report goes on)."""
+    """error id -> why it escalated (:func:`stream_facts`)."""
+    return stream_facts(settings, limit)[0]
+
+
+def stream_facts(settings: Settings, limit: int = 20_000
+                 ) -> tuple[dict[str, str], dict[str, ErrorEvent]]:
+    """(error id -> why it escalated, error id -> the error event), from the outcome events
+    still in the streams: every partition's (HEAL_PARTITIONS), newest first across them, so an
+    error escalated twice shows its newest reason. Empty when Redis cannot be reached (the
+    report goes on)."""
     from pipeline.errors import StreamUnavailable
     from pipeline.events import OutcomeEvent
     from pipeline.operator.streams import newest_first_everywhere
@@ -58,18 +72,30 @@ def escalation_details(settings: Settings, limit: int = 20_000) -> dict[str, str
     try:
         client = connect_redis(settings)
     except StreamUnavailable:
-        return {}
+        return {}, {}
     found: dict[str, str] = {}
+    events: dict[str, ErrorEvent] = {}
     try:
         for o in newest_first_everywhere(client, settings, "outcomes", OutcomeEvent.decode,
                                          limit):
+            events.setdefault(o.error_id, o.error)
             if o.status == "escalated":
                 found.setdefault(o.error_id, o.detail)
     except (StreamUnavailable, AccessRefused):  # the details are a bonus: what was read
-        return found
+        return found, events
     finally:
         client.close()
-    return found
+    return found, events
+
+
+def own_headline(event: ErrorEvent) -> str:
+    """The error's own headline, as ``heal run`` and the CI reports give it (its own line,
+    ``killed by SIGTERM``), never its group's sample's."""
+    from pipeline.ci.report import RunReport, describe
+
+    report = RunReport(event, event.exit_code if event.exit_code is not None else 1)
+    describe(report)
+    return report.headline
 
 
 def render(data: dict[str, Any], fmt: str) -> str:

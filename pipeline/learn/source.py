@@ -95,8 +95,9 @@ def find_last(client: redis.Redis, settings: Settings, root: Path) -> TaughtErro
         if why is not None:
             return TaughtError.of_candidate(ev, why)
     raise UsageError(f"heal learn --last: no unmatched or escalated error of {root} in the "
-                     "pipeline's streams; name the error by id or fingerprint "
-                     "(heal issues list shows them)")
+                     "pipeline's streams; name the error by the id heal run printed "
+                     "(published ID) or by a fingerprint: heal issues list --by-fingerprint "
+                     "shows each group's")
 
 
 def _hash_of(fingerprint: str) -> str:
@@ -150,4 +151,5 @@ def find(client: redis.Redis, settings: Settings, db: Any, ident: str) -> Taught
                 return TaughtError.of_issue(issue[0])
     raise UsageError(f"heal learn: no error {ident!r} is known (neither an error id in the "
                      "streams nor a fingerprint of an error there or of a queued group); "
-                     "heal issues list shows the unmatched groups")
+                     "heal issues list --by-fingerprint shows the unmatched groups' "
+                     "fingerprints")

@@ -40,9 +40,16 @@ def _rate(num: int, den: int) -> float | None:
     return None if den == 0 else round(num / den, 4)
 
 
-def _healing(row: dict[str, Any]) -> dict[str, Any]:
+def _error(row: dict[str, Any], own: dict[str, str]) -> str:
+    """The row's error: its own headline (read back from the streams), else its own text's
+    (the attempt's verdict), else, only when neither is known any more, its group's sample."""
+    return (own.get(row["error_id"]) or "")[:160] or headline(
+        row.get("text") or row.get("sample"))
+
+
+def _healing(row: dict[str, Any], own: dict[str, str]) -> dict[str, Any]:
     seconds = row.get("seconds")
-    return {"error_id": row["error_id"], "error": headline(row.get("text") or row.get("sample")),
+    return {"error_id": row["error_id"], "error": _error(row, own),
             "fingerprint": row["fingerprint"], "fix_id": row["fix_id"],
             "pattern_id": row.get("pattern_id"), "tier": row.get("tier"),
             "time_to_fix_s": None if seconds is None else round(float(seconds), 3),
@@ -51,30 +58,37 @@ def _healing(row: dict[str, Any]) -> dict[str, Any]:
             "branch": row.get("branch") or "", "ts": row["ts"]}
 
 
-def _escalation(row: dict[str, Any], details: dict[str, str]) -> dict[str, Any]:
+def _escalation(row: dict[str, Any], details: dict[str, str], own: dict[str, str]
+                ) -> dict[str, Any]:
     reason = row.get("reason") or details.get(row["error_id"]) or NO_FIX
-    return {"error_id": row["error_id"], "error": headline(row.get("text") or row.get("sample")),
+    return {"error_id": row["error_id"], "error": _error(row, own),
             "fingerprint": row["fingerprint"], "fix_id": row["fix_id"] or None,
             "reason": reason, "ts": row["ts"]}
 
 
 def build_report(healing: Any, reports: Any, learned: Any, since: dt.datetime,
                  label: str, details: Callable[[], dict[str, str]] | None = None,
+                 headlines: Callable[[list[str]], dict[str, str]] | None = None,
                  ) -> dict[str, Any]:
     """The report as JSON-ready data (``heal report --format json``).
 
     ``healing`` is a :class:`storage.healing.HealingReports`, ``reports`` a
     :class:`storage.reports.ReportStore`, ``learned`` a
     :class:`storage.learned.LearnedRepository`; ``details`` returns error id -> outcome
-    detail from the outcomes stream (may be None: reasons then come from PostgreSQL only).
+    detail from the outcomes stream (may be None: reasons then come from PostgreSQL only);
+    ``headlines`` error ids -> each error's own headline from the streams (may be None: a
+    row's error is then its attempt's text, else its group's sample).
     A record that could not be read (changed by hand) is named in ``problems``.
     """
     problems: list[str] = []
     counts = reports.outcome_counts(since)
-    healed = [_healing(r) for r in healing.outcomes(since, ("applied",), problems=problems)]
+    applied_rows = healing.outcomes(since, ("applied",), problems=problems)
     rows = healing.outcomes(since, ("escalated",), problems=problems)
     stream = details() if details is not None and rows else {}
-    escalations = [_escalation(r, stream) for r in rows]
+    ids = [r["error_id"] for r in (*applied_rows, *rows)]
+    own = headlines(ids) if headlines is not None and ids else {}
+    healed = [_healing(r, own) for r in applied_rows]
+    escalations = [_escalation(r, stream, own) for r in rows]
     by = counts["by_status"]
     applied, reverted = int(by.get("applied", 0)), int(by.get("rolled_back", 0))
     auto = sum(1 for h in healed if h["auto"])
