@@ -220,10 +220,11 @@ def _not_found(text: str, dead_unread: bool = False) -> NotFound:
         return NotFound(f"no record of fingerprint or error id {shown(text)} in PostgreSQL, "
                         "and the dead letters could not be read (Redis: see the warning), so "
                         "it may be a dead letter: run heal explain again once they can be read "
-                        "(heal issues list shows the known fingerprints)")
+                        "(heal issues list --by-fingerprint shows the known fingerprints)")
     return NotFound(f"no record of fingerprint or error id {shown(text)}: no fingerprint, "
                     "recorded error id or dead letter of that name (see heal issues list "
-                    "for known fingerprints, heal explain --dead for dead letters)")
+                    "--by-fingerprint for known fingerprints, heal explain --dead for dead "
+                    "letters)")
 
 
 def resolve(store: ReportStore, text: str) -> tuple[str, str]:
