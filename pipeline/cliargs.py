@@ -46,13 +46,36 @@ class Once(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: Any, option_string: str | None = None) -> None:
         seen: set[str] = namespace.__dict__.setdefault("_given_once", set())
+        written: dict[str, str] = namespace.__dict__.setdefault("_written_once", {})
+        # the value as the user typed it ("5", not 5.0), when one word gave it
+        typed = getattr(self, "_typed", None)
+        self._typed = None
+        now = spelled(typed) if typed is not None and not isinstance(values, list) \
+            else spelled(values)
         if self.dest in seen:
-            first = getattr(namespace, self.dest)
-            parser.error(f"{option_string} given twice ({spelled(first)}, then "
-                         f"{spelled(values)}); it takes one value"
-                         + (f": {self.hint}" if self.hint else ""))
+            first = written.get(self.dest) or spelled(getattr(namespace, self.dest))
+            parser.error(f"{option_string} given twice ({first}, then {now}); it takes one "
+                         "value" + (f": {self.hint}" if self.hint else ""))
         seen.add(self.dest)
+        written[self.dest] = now
         setattr(namespace, self.dest, values)
+
+
+def _record_typed(action: argparse.Action) -> None:
+    """Make ``action``'s type conversion keep the word it converts (argparse converts just
+    before it calls the action), so a message quotes the user's own text."""
+    convert = action.type
+
+    def typed(text: str) -> Any:
+        action._typed = text  # type: ignore[attr-defined]
+        if convert is None:
+            return text
+        return convert(text)  # type: ignore[operator]
+
+    # argparse names the type in its own message ("invalid float value: 'x'")
+    typed.__name__ = getattr(convert, "__name__", "str")
+    action.type = typed
+    action._recording = True  # type: ignore[attr-defined]
 
 
 class _StoreOnce(argparse._StoreAction):
@@ -70,6 +93,8 @@ def once_everywhere(parser: argparse.ArgumentParser) -> None:
     for action in parser._actions:
         if type(action) is argparse._StoreAction and action.option_strings:
             action.__class__ = _StoreOnce
+        if isinstance(action, Once | _StoreOnce) and not getattr(action, "_recording", False):
+            _record_typed(action)
         if isinstance(action, argparse._SubParsersAction):
             for sub in set(action.choices.values()):
                 once_everywhere(sub)
