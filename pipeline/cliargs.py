@@ -11,6 +11,7 @@ for ``heal status --jsn``: :class:`CommandParser` makes the command refuse them 
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,18 @@ class CommandParser(argparse.ArgumentParser):
         if extras:  # (a verb's own are refused by the verb first: what is left is ours)
             self.error(f"unrecognized arguments: {' '.join(extras)}")
         return parsed, extras
+
+
+#: reST roles of the docstrings some descriptions are (``:func:`x```, ``:mod:`~a.b```)
+_ROLE = re.compile(r":(?:func|mod|class|meth|data|attr|exc|obj):`~?([^`\n]{1,200})`")
+#: reST inline literals (````heal run````)
+_LITERAL = re.compile(r"``([^`\n]{1,200})``")
+
+
+def plain(text: str) -> str:
+    """``text`` without reST markup, as a terminal shows help: ``:func:`a.b``` -> ``a.b``,
+    double backquotes -> none (the docstrings double as the commands' descriptions)."""
+    return _LITERAL.sub(r"\1", _ROLE.sub(r"\1", text))
 
 
 class Once(argparse.Action):
@@ -89,12 +102,25 @@ def once_everywhere(parser: argparse.ArgumentParser) -> None:
     """Every plain ``store`` option of ``parser`` and its subcommands refuses a second
     occurrence, as :class:`Once` does: ``heal report --since 7d --since 1d`` is bad usage
     (exit 2), not the last value silently. (Flags, counts and ``append`` options keep their
-    meaning.)"""
+    meaning.) Also the one place help texts are readied for a terminal: reST markup removed
+    (:func:`plain`), and a command without a description gets its one-line help as one."""
+    # (help is text for a terminal: the reST of the docstrings it reuses is removed here,
+    # before argparse wraps it)
+    if parser.description:
+        parser.description = plain(parser.description)
     for action in parser._actions:
+        if isinstance(action.help, str):
+            action.help = plain(action.help)
         if type(action) is argparse._StoreAction and action.option_strings:
             action.__class__ = _StoreOnce
         if isinstance(action, Once | _StoreOnce) and not getattr(action, "_recording", False):
             _record_typed(action)
         if isinstance(action, argparse._SubParsersAction):
+            # a command without a description of its own is described by its one-line help
+            helps = {choice.dest: choice.help for choice in action._choices_actions}
+            for name, sub in action.choices.items():
+                if not sub.description and helps.get(name):
+                    text = plain(str(helps[name]))
+                    sub.description = text[:1].upper() + text[1:] + "."
             for sub in set(action.choices.values()):
                 once_everywhere(sub)
