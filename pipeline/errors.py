@@ -104,6 +104,13 @@ def toml_value(value: object, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
+def bound(number: float) -> str:
+    """A limit of a rule as the README writes it: ``1000000``, ``0.5``, never ``1e+06``."""
+    if float(number).is_integer() and abs(number) < 1e16:
+        return str(int(number))
+    return repr(float(number)).replace("e+", "e")
+
+
 def _toml_key(key: str) -> str:
     bare = key and all(c.isascii() and (c.isalnum() or c in "-_") for c in key)
     return key if bare else json.dumps(key, ensure_ascii=False)
@@ -119,7 +126,8 @@ def _toml_scalar(value: object) -> str:
             return "nan"
         if math.isinf(value):
             return "inf" if value > 0 else "-inf"
-        return repr(value)
+        # (1e308 as written, not Python's 1e+308; both are TOML)
+        return repr(value).replace("e+", "e")
     if isinstance(value, int):
         return str(value)
     if isinstance(value, str):

@@ -65,7 +65,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import PolicyError
+from pipeline.errors import PolicyError, bound
 from pipeline.guardrails.escalation_policy import EscalationPolicy, parse_escalation
 from pipeline.model import Mode
 from pipeline.policy_limits import SECTIONS, Limits, parse_limits
@@ -190,13 +190,14 @@ def _positive(key: str, value: Any, *, high: float, integer: bool = False) -> An
     ok_type = int if integer else (int, float)
     if not _finite(value, ok_type) or not 0 < value <= high:
         kind = "a positive integer" if integer else "a positive number"
-        raise PolicyError(key, value, f"must be {kind} <= {high:g}")
+        raise PolicyError(key, value, f"must be {kind} <= {bound(high)}")
     return value
 
 
 def _non_negative(key: str, value: Any, *, high: float) -> float:
     if not _finite(value, (int, float)) or not 0 <= value <= high:
-        raise PolicyError(key, value, f"must be a number >= 0 and <= {high:g} (0 turns it off)")
+        raise PolicyError(key, value,
+                          f"must be a number >= 0 and <= {bound(high)} (0 turns it off)")
     return float(value)
 
 

@@ -61,7 +61,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.errors import PolicyError
+from pipeline.errors import PolicyError, bound
 
 
 @dataclass(frozen=True)
@@ -86,8 +86,8 @@ class Key:
 
     def rule(self) -> str:
         kind = "an integer" if self.integer else "a number"
-        low = f"> {self.low:g}" if self.low_open else f">= {self.low:g}"
-        return f"must be {kind} {low} and <= {self.high:g}"
+        low = f"> {bound(self.low)}" if self.low_open else f">= {bound(self.low)}"
+        return f"must be {kind} {low} and <= {bound(self.high)}"
 
     def parse(self, value: Any) -> float:
         ok_type = int if self.integer else (int, float)

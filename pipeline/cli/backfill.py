@@ -29,7 +29,8 @@ def register(subparsers: Any) -> None:
             "error stream's history (copies get new ids tagged replay_of)."
         ),
     )
-    parser.add_argument("paths", nargs="*", metavar="PATH")
+    parser.add_argument("paths", nargs="*", metavar="PATH",
+                        help="a log file or folder of old logs to read (gzip too)")
     parser.add_argument("--transcript", action="append", default=[], metavar="FILE",
                         help="a JSONL agent transcript (repeatable)")
     parser.add_argument("--replay", action="store_true",

@@ -90,6 +90,10 @@ def run(args: argparse.Namespace) -> int:
     if args.fingerprint is None:
         raise UsageError("heal explain: give a fingerprint (fp-v7:...), a unique prefix of one "
                          "or an error id; or --dead to list dead letters")
+    from pipeline.cli.fpargs import read
+
+    # fp-... must be a fingerprint (or a prefix of one): a typo exits 2, not "no record"
+    args.fingerprint = read(args.fingerprint, "heal explain", or_id=True) or args.fingerprint
     problems: list[str] = []
     db = open_database(settings)
     try:

@@ -23,7 +23,8 @@ from pipeline.errors import DatabaseUnavailable, UsageError
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "export", help="dump patterns, fixes and their statistics", description=__doc__)
-    parser.add_argument("--format", choices=("yaml", "json"), default="yaml", action=Once)
+    parser.add_argument("--format", choices=("yaml", "json"), default="yaml", action=Once,
+                        help="yaml (default, what heal import reads) or json")
     parser.add_argument("--json", action="store_true", help="same as --format json")
     parser.add_argument("--offline", action="store_true",
                         help="export the seeded catalog without contacting PostgreSQL")

@@ -5,9 +5,9 @@ issues review``'s ``n`` does."""
 from __future__ import annotations
 
 import argparse
-import re
 from typing import Any
 
+from pipeline.cli.fpargs import in_advance, read
 from pipeline.config import Settings
 from pipeline.errors import UsageError
 from pipeline.guardrails._connect import open_database
@@ -16,7 +16,8 @@ from pipeline.guardrails.audit import AuditLog
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("ignore", help="permanently ignore a fingerprint")
-    parser.add_argument("fingerprint", metavar="FP")
+    parser.add_argument("fingerprint", metavar="FP",
+                        help="fp-v6:<16 hex digits>, a unique prefix, or the hex digits alone")
     parser.add_argument("--undo", action="store_true", help="stop ignoring it")
     parser.add_argument("--reason", default="", help="recorded with it and in the audit log")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -28,10 +29,11 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.fingerprint.strip():
         raise UsageError("heal ignore: give the fingerprint to ignore (see heal fingerprint)")
+    given = read(args.fingerprint, "heal ignore")  # a typo exits 2 before anything opens
     settings = Settings.from_env()
     db = open_database(settings)
     try:
-        fingerprint = resolve_fingerprint(db, args.fingerprint)
+        fingerprint = resolve_fingerprint(db, given)
         reason = args.reason or ("heal ignore --undo" if args.undo else "heal ignore")
         # audited first: when the record cannot be written (a full HEAL_HOME) nothing changes,
         # as the AuditError says
@@ -45,29 +47,24 @@ def run(args: argparse.Namespace) -> int:
 
         dump_json({"fingerprint": fingerprint, "ignored": not args.undo, "reason": reason})
     else:
-        given = "" if fingerprint == args.fingerprint.strip() else f" (from {args.fingerprint!r})"
-        print(f"{fingerprint}: {'no longer ignored' if args.undo else 'ignored'}{given}")
+        told = "" if fingerprint == args.fingerprint.strip() else f" (from {given!r})"
+        print(f"{fingerprint}: {'no longer ignored' if args.undo else 'ignored'}{told}")
     return 0
 
 
-#: the hash part of a fingerprint (``fp-v7:<this>``)
-_HASH = re.compile(r"[0-9a-f]{16}")
-
-
-def resolve_fingerprint(db: Any, text: str) -> str:
+def resolve_fingerprint(db: Any, text: str, command: str = "heal ignore") -> str:
     """The fingerprint ``text`` names, as ``heal explain`` reads it: a known one it equals or
     is the unique prefix of (``fp-v7:`` may be left out); else, to ignore one in advance,
-    ``text`` itself when it has a fingerprint's form (``fp-...``, or a bare 16-digit hash,
-    which gets the current ``fp-v7:``).
+    ``text`` itself when it is a whole fingerprint of the current version (a bare 16-digit
+    hash gets its ``fp-vN:``): :func:`pipeline.cli.fpargs.in_advance`.
 
     Raises:
         UsageError: several known fingerprints start with ``text``, or none does and it has
             no fingerprint's form (before: stored as given, "ignored", and nothing was).
     """
-    from pipeline.fingerprint.hashing import ALGORITHM_VERSION
     from storage.reports import ReportStore
 
-    text = text.strip()
+    text = read(text, command)
     found = ReportStore(db).resolve(text)
     if len(found) == 1:
         return found[0][0]
@@ -75,10 +72,4 @@ def resolve_fingerprint(db: Any, text: str) -> str:
         names = "\n  ".join(f"{fp} ({level})" for fp, level in found)
         raise UsageError(f"{text!r} matches {len(found)} fingerprints; give more characters:"
                          f"\n  {names}")
-    if text.startswith("fp-"):
-        return text
-    if _HASH.fullmatch(text):
-        return f"{ALGORITHM_VERSION}:{text}"
-    raise UsageError(f"{text!r} is no fingerprint heal has seen, nor has a fingerprint's form "
-                     f"({ALGORITHM_VERSION}:<16 hex digits>); find it with heal issues list, "
-                     "heal explain or heal fingerprint FILE")
+    return in_advance(text, command)

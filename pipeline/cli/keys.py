@@ -19,8 +19,9 @@ def register(subparsers: Any) -> None:
         "keys", help="the signing key that seals stage events and heal run's attestations",
         description="show: where the key comes from and its id; rotate: new current key, the "
                     "old one still accepted (no downtime); retire: stop accepting the old key.")
-    parser.add_argument("action", choices=("show", "rotate", "retire"))
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("action", choices=("show", "rotate", "retire"),
+                        help="show, rotate or retire (see above)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(func=run)
 
 

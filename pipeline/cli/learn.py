@@ -109,6 +109,10 @@ def run(args: argparse.Namespace) -> int:
         return learn_history(args)
     if bool(args.last) == bool(args.error):
         raise UsageError("heal learn: name one error: ERROR_ID, FINGERPRINT or --last")
+    if args.error:  # fp-... must be a fingerprint (or a prefix of one): a typo exits 2
+        from pipeline.cli.fpargs import read
+
+        args.error = read(args.error, "heal learn", or_id=True) or args.error
     root = _root(args.repo)
     draft = fix_of(args, root)  # checked before any engine is touched
     settings = Settings.from_env()

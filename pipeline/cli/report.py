@@ -27,7 +27,10 @@ def register(sub: Any) -> None:
     p = sub.add_parser("report", help="what was healed and learned (text, md, html, json)",
                        description=__doc__)
     p.add_argument("--since", default="7d", help="the window: 30m, 24h, 7d, 2w (default 7d)")
-    p.add_argument("--format", choices=FORMATS, default="text")
+    p.add_argument("--format", choices=FORMATS, default="text",
+                   help="text (default), md, html or json")
+    p.add_argument("--json", action="store_true",
+                   help="same as --format json (as every other reporting command takes it)")
     p.add_argument("--output", metavar="FILE", help="write it to FILE instead of stdout")
     p.set_defaults(func=run)
 
@@ -111,6 +114,11 @@ def render(data: dict[str, Any], fmt: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "json", False):
+        if args.format not in ("text", "json"):
+            raise UsageError(f"heal report: --json and --format {args.format} ask for two "
+                             "formats; give one")
+        args.format = "json"
     from storage.engines import open_database
 
     settings = Settings.from_env()

@@ -48,7 +48,8 @@ def register(subparsers: Any) -> None:
                          "command's own)")
     to.add_argument("--json-file", default="", metavar="PATH",
                     help="write the decision JSON to PATH (its folder must exist)")
-    parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...")
+    parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...",
+                        help="the command to run, after --, with its arguments (no shell)")
     parser.set_defaults(func=_run, on_error=_refused)
     parser.on_usage_error = _refused_arguments
 

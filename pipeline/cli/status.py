@@ -12,7 +12,13 @@ JSON shape (DESIGN.md, fields may be added)::
      "outbox": {"waiting": int, "parked": [{"op_id", "kind", "reason"}]},
      "stranded": {"streams": [{"stream", "partition", "length", "unread", "unread_exact",
      "pending"}], "complete": bool},
-     "ok": bool, "problems": [str, ...]}
+     "ok": bool, "problems": [str, ...], "warnings": [str, ...]}
+
+Each stage's group (``fingerprint``, ``lookup``, ...) also has ``"live_consumers"`` (workers
+with a fresh heartbeat, :mod:`pipeline.runtime.heartbeat`; ``"consumers"`` counts every name
+registered, stopped ones too) and each member ``"alive"``. Events waiting for a stage no
+running worker serves are a warning (``ok`` unchanged: nothing is broken, the work waits)
+naming the stage and the command to start it.
 
 ``collect_status(settings)`` builds the same dict for ``heal serve``'s ``/api/status``. When an
 engine cannot be reached, everything that can still be gathered is shown and the command exits
@@ -34,6 +40,7 @@ from pipeline.config import PIPELINE_STREAMS, STREAM_DEAD, Settings
 from pipeline.console import clip, colour_enabled, dump_json, visible
 from pipeline.errors import HealError
 from pipeline.runtime.connection import probe_scripts
+from pipeline.runtime.heartbeat import live_workers
 from pipeline.runtime.layout import text_of, xinfo_fields
 from storage.engines import (
     check_cluster_layout,
@@ -73,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
                             *outbox_lines(status["outbox"])])
     else:
         print(render(status))
+    for warning in status.get("warnings") or []:
+        print(f"heal: warning: {warning}", file=sys.stderr)
     for problem in status["problems"]:
         print(f"heal: error: {problem}", file=sys.stderr)
     if any(info.get("config_error") for info in status["engines"].values()):
@@ -104,6 +113,7 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         "outbox": _outbox(settings, problems),
         # streams of another partition layout holding work (see pipeline.runtime.layout)
         "stranded": {"streams": [], "complete": True},
+        "warnings": [],
     }
     if engines["redis"].get("reachable"):
         try:
@@ -128,6 +138,7 @@ def _collect_redis(
                 client, settings, suffix)
         status["dead_letters"] = status["streams"][settings.stream(STREAM_DEAD)]["length"]
         _collect_stranded(client, settings, status, problems)
+        status["warnings"] += _unserved(status, settings, live_workers(client, settings))
         # the scripts every stage runs (a user refused them passed as ok, its workers idle)
         probe_scripts(client, settings.stream(PIPELINE_STREAMS[0]))
     except redis.RedisError as exc:
@@ -150,6 +161,44 @@ def _collect_redis(
     status["execution"] = _optional_section(
         "pipeline.guardrails.execution", "execution_status", client, settings, problems
     )
+
+
+def _unserved(status: dict[str, Any], settings: Settings,
+              live: dict[str, set[str]]) -> list[str]:
+    """Mark each stage group's live consumers; a warning per stage whose input holds events
+    (undelivered or pending) while no running worker serves it."""
+    from pipeline.config import STAGES
+    from pipeline.runtime.heartbeat import TTL_S
+
+    warnings = []
+    for stage, (source, _) in STAGES.items():
+        stream = settings.stream(source)
+        info = status["streams"].get(stream) or {"length": 0, "groups": {}}
+        alive = live.get(stage, set())
+        group = info["groups"].get(stage)
+        if group is not None:
+            group["live_consumers"] = len(alive)
+            for member in group["members"]:
+                member["alive"] = member["name"] in alive
+            waiting = (group["lag"] or 0) + group["pending"]
+            registered = group["consumers"]
+        else:  # no worker of this stage ever read the stream
+            waiting, registered = info["length"], 0
+        if waiting and not alive:
+            stopped = (f"; its {registered} registered consumer(s) are stopped"
+                       if registered else "")
+            warnings.append(
+                f"{waiting} event(s) wait on {stream} and no worker serves stage {stage} (none "
+                f"sent a heartbeat in the last {TTL_S} s{stopped}): start one with "
+                f"`heal worker {stage}` or `heal up`")
+    return warnings
+
+
+def consumers_cell(group: dict[str, Any]) -> str:
+    """The table's consumers cell: registered, and how many of them run (``2 (0 live)``)."""
+    if "live_consumers" not in group:
+        return str(group["consumers"])
+    return f"{group['consumers']} ({group['live_consumers']} live)"
 
 
 def _collect_stranded(
@@ -332,7 +381,7 @@ def render(status: dict[str, Any]) -> str:
                 lines.append(f"{head}  {'-':<12}")
                 continue
             lag = f"{g['lag']}{'' if g['lag_exact'] else '+'}"
-            lines.append(f"{head}  {group:<12} {g['pending']:>8} {lag:>8} {g['consumers']:>9}")
+            lines.append(f"{head}  {group:<12} {g['pending']:>8} {lag:>8} {consumers_cell(g):>9}")
     stranded = (status.get("stranded") or {}).get("streams") or []
     for item in stranded:
         lag = f"{item['unread']}{'' if item['unread_exact'] else '+'}"

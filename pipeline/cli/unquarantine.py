@@ -5,12 +5,16 @@ QUARANTINED (or DEGRADED) workflow back to RUNNING."""
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
 
 from pipeline.config import Settings
 from pipeline.errors import UsageError
 from pipeline.guardrails._connect import connect_redis, open_database
 from pipeline.guardrails.audit import AuditLog
+
+#: a fingerprint's hex digits alone (``fp-vN:`` left out), or a prefix of them
+_HEX = re.compile(r"[0-9a-fA-F]{1,16}")
 
 
 def register(sub: Any) -> None:
@@ -156,15 +160,22 @@ def _lift(db: Any, store: Any, target: str) -> tuple[str, list[Any], str]:
 
     Raises: UsageError (an ambiguous prefix; no fingerprint or fix of that name).
     """
+    from pipeline.cli.fpargs import read
     from pipeline.cli.ignore import resolve_fingerprint
+    from pipeline.console import visible
     from storage.reports import ReportStore
 
-    transitions = list(store.unquarantine(target))
+    transitions = list(store.unquarantine(target))  # a name recorded as it is
     if transitions:
         return target, transitions, ""
+    target = read(target, "heal unquarantine", or_id=True)  # fp-... must be one: exit 2
     if not target.startswith("fp-") and store.knows_fix(target):
         return target, [], f"no pair of fix {target} is QUARANTINED"
-    fingerprint = resolve_fingerprint(db, target)
+    if not target.startswith("fp-") and not _HEX.fullmatch(target):
+        raise UsageError(f"heal unquarantine: {visible(target)!r} is no fingerprint heal has "
+                         "seen (fp-vN:<hex digits>, or the hex digits alone) nor a fix id heal "
+                         "knows; heal explain FP shows a fingerprint's fixes and their ids")
+    fingerprint = resolve_fingerprint(db, target, "heal unquarantine")
     reports = ReportStore(db)
     fines = [fingerprint]
     if dict(reports.resolve(fingerprint)).get(fingerprint) == "coarse":

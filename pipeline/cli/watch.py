@@ -30,7 +30,8 @@ def register(subparsers: Any) -> None:
             "agent-session JSONL transcripts and failed tool calls are published."
         ),
     )
-    parser.add_argument("paths", nargs="+", metavar="PATH")
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="a log file to follow (new lines are published as errors)")
     parser.add_argument("--transcript", action="store_true",
                         help="the files are JSONL agent transcripts")
     parser.add_argument("--from-start", action="store_true",

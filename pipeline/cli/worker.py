@@ -35,7 +35,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("stage", metavar="STAGE", help=f"one of: {', '.join(STAGES)}")
     parser.add_argument("--concurrency", type=int, default=1, metavar="N",
                         help="worker processes for this stage (default 1; at most 4 per "
-                        "core, 8 to 64)")
+                        "core, and that cap is never below 8 nor above 64)")
     add_worker_options(parser)
     parser.set_defaults(func=run)
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.errors import PolicyError
+from pipeline.errors import PolicyError, bound
 from pipeline.guardrails.escalation import DEFAULT_RULES, EscalationRule, Severity, Trigger
 
 KEYS = {"defaults", "dedupe_hours", "rules"}
@@ -67,7 +67,7 @@ def _number(key: str, value: Any, low: float, high: float, *, integer: bool = Fa
     ok = int if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, ok) or not low <= value <= high:
         kind = "an integer" if integer else "a number"
-        raise PolicyError(key, value, f"must be {kind} from {low:g} to {high:g}")
+        raise PolicyError(key, value, f"must be {kind} from {bound(low)} to {bound(high)}")
     return float(value)
 
 

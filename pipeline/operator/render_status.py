@@ -7,6 +7,7 @@ from typing import IO, Any
 
 from rich.markup import escape
 
+from pipeline.cli.status import consumers_cell
 from pipeline.console import print_table, rich_console
 from storage.engines import engine_label
 
@@ -41,7 +42,7 @@ def _stream_rows(streams: dict[str, Any]) -> list[list[str]]:
                 continue
             lag = f"{g['lag']}{'' if g['lag_exact'] else '+'}"
             pending = f"[yellow]{g['pending']}[/]" if g["pending"] else "0"
-            rows.append([*head, escape(group), pending, lag, str(g["consumers"])])
+            rows.append([*head, escape(group), pending, lag, consumers_cell(g)])
     return rows
 
 

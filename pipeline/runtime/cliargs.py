@@ -47,7 +47,8 @@ def add_worker_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retention", metavar="SPEC", default=None,
                         help="trim outputs on write: none | maxlen:N | age:7d (default age:7d)")
     parser.add_argument("--log-level", default="INFO",
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="the least severe log lines shown (default INFO)")
     parser.add_argument("--verbose", action="store_true",
                         help="show the embedded engines' own log lines (default: they go to "
                              "$HEAL_HOME/logs/engines.log)")

@@ -105,11 +105,23 @@ def live_stages(client: Any, settings: Settings) -> set[str]:
     Raises:
         StreamUnavailable: Redis unreachable.
     """
+    return set(live_workers(client, settings))
+
+
+def live_workers(client: Any, settings: Settings) -> dict[str, set[str]]:
+    """stage -> the consumer names of its running workers: those whose alive key was
+    refreshed in the last ``TTL_S`` seconds (a stopped or killed worker stays registered in
+    its consumer group, and its idle time there is reset when Redis restarts).
+
+    Raises:
+        StreamUnavailable: Redis unreachable.
+    """
     prefix = settings.key("alive", "")
     with stream_errors("looking for running workers", settings.prefix):
         keys = list(client.scan_iter(match=f"{glob_escape(prefix)}*", count=1000))
-    stages = set()
+    stages: dict[str, set[str]] = {}
     for key in keys:
-        text = key.decode() if isinstance(key, bytes) else str(key)
-        stages.add(text[len(prefix):].split(":", 1)[0])
+        text = key.decode(errors="replace") if isinstance(key, bytes) else str(key)
+        stage, _, consumer = text[len(prefix):].partition(":")
+        stages.setdefault(stage, set()).add(consumer)
     return stages

@@ -95,7 +95,7 @@ def test_revert_quarantines_trips_breaker_and_unquarantine_resets(
     service: LifecycleService, db: Database, heal_env: dict[str, str],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    fp = f"fp-{uuid.uuid4().hex[:8]}"
+    fp = f"{ALGORITHM_VERSION}:{uuid.uuid4().hex[:16]}"
     service.handle(outcome(fp, "fix-b", "applied", 1))
     t = service.handle(outcome(fp, "fix-b", "rolled_back", 2))
     assert t is not None and t.dst is S.QUARANTINED
@@ -156,7 +156,7 @@ def test_fixes_state_is_mirrored(service: LifecycleService, db: Database) -> Non
 
 
 def test_ignore_command(db: Database, heal_env: dict[str, str]) -> None:
-    fp = f"fp-{uuid.uuid4().hex[:8]}"
+    fp = f"{ALGORITHM_VERSION}:{uuid.uuid4().hex[:16]}"  # a fingerprint's form: ignored in advance
     assert main(["ignore", fp, "--reason", "noise"]) == 0
     # read as the lookup stage reads it (it then neither fixes nor queues the fingerprint)
     assert fp in PatternRepository(db).ignored_fingerprints()

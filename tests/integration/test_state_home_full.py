@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from pipeline.fingerprint.hashing import ALGORITHM_VERSION
 from storage.db import Database
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -220,7 +221,7 @@ def test_operator_commands_on_a_full_heal_home_change_nothing_without_an_audit_r
     fix_id = str(db.fetchval("SELECT id FROM fixes ORDER BY id LIMIT 1"))
     quarantined = f"fp-v4:{word}"
     LifecycleStore(db).quarantine(quarantined, fix_id, "test")
-    ignored = f"fp-v4:{word[::-1]}"
+    ignored = f"{ALGORITHM_VERSION}:{word[::-1]}"  # ignored in advance: the current version
     reviewed = f"fp-v4:{word[8:]}{word[:8]}"  # an issue last seen long ago: review selects it
     db.execute("INSERT INTO issue_queue (fine, coarse, count, first_seen, last_seen, sample)"
                " VALUES ($1, '', 1, '1901-01-01', '1901-01-01', 'old error')", reviewed)

@@ -246,3 +246,43 @@ def test_status_shows_the_rate_limit_of_the_policy_in_force(
     outside = subprocess.run([*HEAL, "status", "--json"], cwd=tmp_path, env=env,
                              capture_output=True, text=True, timeout=120, check=False)
     assert json.loads(outside.stdout)["budget"]["policy"] == "defaults"
+
+
+def test_a_backlog_with_only_stopped_consumers_is_a_warning_naming_the_stage(
+        heal_env: dict[str, str], redis_url: str, prefix: str) -> None:
+    """QA s18b #10: a killed worker stayed a "consumer" and events waiting for it were ok."""
+    # Given a fingerprint worker that ran (registered in its group), then was killed
+    worker = subprocess.Popen([*HEAL, "worker", "fingerprint"], cwd=ROOT,
+                              env={**os.environ, **heal_env, "PYTHONPATH": str(ROOT)},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        deadline = time.monotonic() + 90
+        while not list(client.scan_iter(match=f"{prefix}:alive:fingerprint:*")):
+            assert time.monotonic() < deadline and worker.poll() is None, "worker never beat"
+            time.sleep(0.3)
+        running = json.loads(_run(heal_env, "--json").stdout)
+        group = running["streams"][f"{prefix}:errors"]["groups"]["fingerprint"]
+        assert group["live_consumers"] == 1 and group["members"][0]["alive"] is True
+    finally:
+        worker.kill()
+        worker.wait(30)
+    # When an event is published and nothing reads it
+    client.xadd(f"{prefix}:errors", {"event": json.dumps({"v": 1, "id": f"e-{uuid.uuid4().hex}",
+                                                          "text": "boom"})})
+    # Then (once its heartbeat expired) status says who should read it and how to start one
+    deadline = time.monotonic() + 60
+    while True:
+        done = _run(heal_env, "--json")
+        status = json.loads(done.stdout)
+        if status["warnings"] or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    group = status["streams"][f"{prefix}:errors"]["groups"]["fingerprint"]
+    assert group["consumers"] == 1 and group["live_consumers"] == 0  # added, not renamed
+    assert group["members"][0]["alive"] is False
+    warning = next(w for w in status["warnings"] if "stage fingerprint" in w)
+    assert "heal worker fingerprint" in warning and "heal up" in warning
+    assert f"heal: warning: {warning}" in done.stderr
+    table = _run(heal_env)
+    assert "1 (0 live)" in table.stdout
