@@ -17,7 +17,7 @@ from pipeline.guardrails.audit import AuditLog
 def register(sub: Any) -> None:
     parser = sub.add_parser("ignore", help="permanently ignore a fingerprint")
     parser.add_argument("fingerprint", metavar="FP",
-                        help="fp-v6:<16 hex digits>, a unique prefix, or the hex digits alone")
+                        help="fp-v7:<16 hex digits>, a unique prefix, or the hex digits alone")
     parser.add_argument("--undo", action="store_true", help="stop ignoring it")
     parser.add_argument("--reason", default="", help="recorded with it and in the audit log")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
