@@ -183,3 +183,16 @@ def test_a_byte_order_mark_does_not_hide_the_package_manager(
     applied = _apply(env, repo / "packages" / "web", stderr)
     assert _calls(tmp_path) == ["pnpm install"], applied
 
+
+def test_heal_explain_text_shows_the_package_manager_row(
+        heal_env: dict[str, str], own_database: str, tmp_path: Path) -> None:
+    """QA s18c D9: only ``heal explain --json`` had the verdict's package manager row."""
+    env = _env(heal_env, own_database, tmp_path, "npm", "pnpm")
+    repo = _repo(tmp_path / "app", {"pnpm-lock.yaml": "lockfileVersion: '9.0'\n"})
+    stderr, _ = _run(env, repo)
+    run_id = stderr.split("published ", 1)[1].split(None, 1)[0].rstrip(";")
+    text = subprocess.run([HEAL, "explain", run_id], env=env, cwd=repo, capture_output=True,
+                          text=True, timeout=120, check=False).stdout
+    assert ("package manager: pnpm install --frozen-lockfile (chosen by pnpm-lock.yaml)"
+            in text), text
+    assert "pre-flight passed: " in text, text
