@@ -150,11 +150,32 @@ def _fixes(s: dict[str, Any]) -> list[str]:
     return out
 
 
+#: pre-flight rows that are notes rather than checks: shown with their text
+_NOTES = ("package manager", "trust", "policy")
+
+
+def _preflight(checks: Any) -> list[str]:
+    """The verdict's pre-flight: the checks that passed on one line, each refusal and each
+    note (the package manager chosen, a trust or policy warning) on its own."""
+    if not isinstance(checks, list):
+        return []
+    rows = [c for c in checks if isinstance(c, dict) and c.get("name")]
+    passed = [str(c["name"]) for c in rows if c.get("ok") and c["name"] not in _NOTES]
+    out = [f"    pre-flight passed: {', '.join(passed)}"] if passed else []
+    for c in rows:
+        if not c.get("ok"):
+            out.append(f"    pre-flight refused {c['name']}: {c.get('reason') or '-'}")
+        elif c["name"] in _NOTES:
+            out.append(f"    {c['name']}: {c.get('reason') or '-'}")
+    return out
+
+
 def _attempt(a: dict[str, Any]) -> list[str]:
     repo = f"  repo {a['repo']}" if a.get("repo") else ""
     copy = f"  (replay of {a['replay_of']})" if a.get("replay_of") else ""
     out = [f"  {a['created_at']}  error {a['error_id']}{copy}{repo}  fix {a['fix_id'] or '-'}  "
            f"mode {a['mode']}  decision {a['decision']}", f"    reason: {a['reason']}"]
+    out += _preflight(a.get("preflight"))
     for v in a["votes"]:
         out.append(f"    judge {v['judge']}: {'approve' if v['approve'] else 'reject'}"
                    f" ({v['reason']})")

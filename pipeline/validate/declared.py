@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import glob
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -95,15 +96,82 @@ def _read(path: Path, limit: int) -> str | None:
         return None
 
 
+def read_head(path: Path, size: int) -> str:
+    """The first ``size`` bytes of a regular file as text ('' when missing, a symlink or
+    unreadable): a header, whatever the file's length."""
+    try:
+        if path.is_symlink() or not path.is_file():
+            return ""
+        with path.open("rb") as fh:
+            return fh.read(size).decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _parse(text: str) -> dict[str, Any] | str:
+    """The JSON object, or why it is not one. A UTF-8 byte-order mark is skipped (npm,
+    Node and editors on Windows accept or write one)."""
+    try:
+        data = orjson.loads(text.removeprefix("\ufeff"))
+    except orjson.JSONDecodeError as exc:
+        return f"it is not valid JSON ({str(exc)[:160]})"
+    return data if isinstance(data, dict) else "it is not a JSON object"
+
+
 def _manifest(path: Path) -> dict[str, Any] | None:
     text = _read(path, MAX_MANIFEST_BYTES)
     if text is None:
         return None
-    try:
-        data = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return None
+    data = _parse(text)
     return data if isinstance(data, dict) else None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A ``package.json`` as a check that must not guess reads it: its object, or why heal
+    could not read it and what a person does about it (both '' when there is none)."""
+
+    data: dict[str, Any] | None
+    why: str = ""
+    todo: str = ""
+
+
+def read_manifest_or_why(path: Path, root: Path) -> Manifest:
+    """``path`` read bounded like :func:`_manifest`, but a file that exists and cannot be read
+    says why: too large, not JSON, a symlink leaving ``root`` or dangling, not a regular file.
+    A symlink to a file inside the repository is read (the repository's own file)."""
+    try:
+        if not path.is_symlink() and not path.exists():
+            return Manifest(None)
+        target = path
+        if path.is_symlink():
+            try:
+                target = path.resolve(strict=True)
+            except (OSError, RuntimeError):
+                return Manifest(None, "it is a symlink to a file that does not exist",
+                                "point it at the project's package.json or replace it with "
+                                "the file")
+            try:
+                target.relative_to(root.resolve())
+            except ValueError:
+                return Manifest(None, "it is a symlink that leaves the repository, which "
+                                "heal does not read", "replace the symlink with the file")
+        if not target.is_file():
+            return Manifest(None, "it is not a regular file", "make it the project's manifest")
+        size = target.stat().st_size
+    except OSError as exc:
+        return Manifest(None, f"it cannot be read ({exc.strerror or exc})",
+                        "make it readable by the user heal runs as")
+    if size > MAX_MANIFEST_BYTES:
+        return Manifest(None, f"it is {size} bytes, over the {MAX_MANIFEST_BYTES}-byte "
+                        "limit heal reads a manifest up to", "")
+    text = _read(target, MAX_MANIFEST_BYTES)
+    if text is None:
+        return Manifest(None, "it cannot be read", "make it readable by the user heal runs as")
+    data = _parse(text)
+    if isinstance(data, str):
+        return Manifest(None, data, "fix its JSON")
+    return Manifest(data)
 
 
 def _declared(data: dict[str, Any]) -> set[str]:

@@ -10,7 +10,10 @@ with its own lockfile decides for itself):
 
 1. ``package.json``'s ``packageManager`` field (``pnpm@9.1.0``): the project's explicit
    choice, which corepack enforces; it wins over a lockfile in the same directory (a stale
-   lockfile of another manager is left over, the field is what the project runs);
+   lockfile of another manager is left over, the field is what the project runs). A
+   ``package.json`` heal cannot read (over 1 MB, not JSON, a symlink leaving the repository
+   or dangling) hides that field: the fix escalates naming the file and why, never guessing
+   npm (a UTF-8 byte-order mark is skipped; a symlink inside the repository is followed);
 2. else the lockfile: ``pnpm-lock.yaml``, ``yarn.lock``, ``bun.lock`` / ``bun.lockb``,
    ``package-lock.json`` / ``npm-shrinkwrap.json``. Lockfiles of two managers in one directory
    (and no ``packageManager``) are a conflict heal does not settle: the fix escalates naming
@@ -37,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.fixes.render import PACKAGE_MANAGER_ECOSYSTEMS as ECOSYSTEMS
-from pipeline.validate.declared import MAX_MANIFEST_BYTES, dirs_up, read_bounded, read_manifest
+from pipeline.validate.declared import dirs_up, read_head, read_manifest_or_why
 
 #: manager -> (argv without a lockfile, argv restoring the lockfile as it is)
 _INSTALL: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -98,14 +101,22 @@ def _yarn_flavour(here: Path, version: str = "") -> str:
         return "yarn" if version.split(".", 1)[0] in ("0", "1") else "yarn-berry"
     if (here / ".yarnrc.yml").is_file():
         return "yarn-berry"
-    head = read_bounded(here / "yarn.lock", MAX_MANIFEST_BYTES) or ""
-    return "yarn-berry" if "\n__metadata:" in head[:4000] else "yarn"
+    # the header is at the top: a lockfile of any size is read that far only
+    return "yarn-berry" if "\n__metadata:" in read_head(here / "yarn.lock", 4000) else "yarn"
 
 
 def choose(root: Path, cwd: Path) -> tuple[Choice | None, str]:
     """(the manager, '') or (None, why heal will not choose one)."""
     for here in dirs_up(root, cwd):
-        data = read_manifest(here / "package.json") if (here / "package.json").exists() else None
+        manifest = read_manifest_or_why(here / "package.json", root)
+        if manifest.why:  # its packageManager, which would decide, is unknown: never guess
+            where = _rel(here / "package.json", root)
+            todo = f"{manifest.todo}, or " if manifest.todo else ""
+            return None, (f"heal could not read {where}: {manifest.why}, so it cannot tell "
+                          "which package manager its packageManager field names (heal does "
+                          f"not fall back to npm install); {todo}run the project's own "
+                          "install yourself")
+        data = manifest.data
         locks = [(name, m) for name, m in _LOCKFILES if (here / name).is_file()]
         declared = data.get("packageManager") if data else None
         if isinstance(declared, str) and declared.strip():

@@ -46,7 +46,7 @@ def _env(heal_env: dict[str, str], database: str, tmp: Path, *managers: str) -> 
 
 
 def _repo(root: Path, files: dict[str, str], manifest: dict[str, object] | None = None,
-          where: str = "package.json") -> Path:
+          where: str = "package.json", links: dict[str, str] | None = None) -> Path:
     manifest = {"name": "app", "version": "1.0.0",
                 "dependencies": {"left-pad": "^1.3.0"}, **(manifest or {})}
     app = str(Path(where).parent / "app.js")
@@ -54,6 +54,9 @@ def _repo(root: Path, files: dict[str, str], manifest: dict[str, object] | None 
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
+    for name, target in (links or {}).items():  # committed as symlinks
+        (root / name).unlink(missing_ok=True)
+        (root / name).symlink_to(target)
     git(root, "init", "-q")
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "init")
@@ -138,3 +141,58 @@ def test_a_manager_heal_cannot_run_escalates_saying_what_to_do(
     assert "Traceback" not in stderr, stderr
     assert _calls(tmp_path) == []  # nothing ran: not npm install either
     assert not (repo / "node_modules").exists()
+
+
+#: a workspace whose root package.json names pnpm, and no lockfile: the failing command runs
+#: in packages/web (node reads that package.json only), the root's field decides
+_PNPM_ROOT = json.dumps({"name": "root", "private": True, "packageManager": "pnpm@9.1.0"})
+
+
+@pytest.mark.parametrize(("root_manifest", "links", "said"), [
+    (_PNPM_ROOT.replace('"}', '",}'), {}, "package.json: it is not valid JSON"),
+    (_PNPM_ROOT[:-1] + ', "description": "' + "x" * 1_100_000 + '"}', {},
+     "package.json: it is 1100"),
+    (None, {"package.json": "../outside/package.json"},
+     "package.json: it is a symlink that leaves the repository"),
+], ids=["invalid-json", "over-1-MB", "symlink-outside"])
+def test_a_package_json_heal_cannot_read_escalates_instead_of_npm_install(
+        heal_env: dict[str, str], own_database: str, tmp_path: Path,
+        root_manifest: str | None, links: dict[str, str], said: str) -> None:
+    """QA s18c D4: an unreadable package.json hid its packageManager and heal ran
+    ``npm install`` "(no packageManager nor lockfile)" in a pnpm project."""
+    env = _env(heal_env, own_database, tmp_path, "npm", "pnpm")
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "package.json").write_text(_PNPM_ROOT)
+    files = {"package.json": root_manifest} if root_manifest is not None else {}
+    repo = _repo(tmp_path / "app", files, where="packages/web/package.json", links=links)
+    stderr, explained = _run(env, repo / "packages" / "web")
+    assert "heal could not read " + said in explained, explained
+    assert "does not fall back to npm install" in explained, explained
+    assert "Traceback" not in stderr, stderr
+    assert _calls(tmp_path) == []  # nothing ran: not npm install either
+
+
+def test_a_byte_order_mark_does_not_hide_the_package_manager(
+        heal_env: dict[str, str], own_database: str, tmp_path: Path) -> None:
+    """QA s18c D4: a package.json starting with a UTF-8 BOM (npm accepts it) was unread."""
+    env = _env(heal_env, own_database, tmp_path, "npm", "pnpm")
+    repo = _repo(tmp_path / "app", {"package.json": "\ufeff" + _PNPM_ROOT},
+                 where="packages/web/package.json")
+    stderr, explained = _run(env, repo / "packages" / "web")
+    assert "packageManager 'pnpm@9.1.0'" in explained, explained
+    applied = _apply(env, repo / "packages" / "web", stderr)
+    assert _calls(tmp_path) == ["pnpm install"], applied
+
+
+def test_heal_explain_text_shows_the_package_manager_row(
+        heal_env: dict[str, str], own_database: str, tmp_path: Path) -> None:
+    """QA s18c D9: only ``heal explain --json`` had the verdict's package manager row."""
+    env = _env(heal_env, own_database, tmp_path, "npm", "pnpm")
+    repo = _repo(tmp_path / "app", {"pnpm-lock.yaml": "lockfileVersion: '9.0'\n"})
+    stderr, _ = _run(env, repo)
+    run_id = stderr.split("published ", 1)[1].split(None, 1)[0].rstrip(";")
+    text = subprocess.run([HEAL, "explain", run_id], env=env, cwd=repo, capture_output=True,
+                          text=True, timeout=120, check=False).stdout
+    assert ("package manager: pnpm install --frozen-lockfile (chosen by pnpm-lock.yaml)"
+            in text), text
+    assert "pre-flight passed: " in text, text

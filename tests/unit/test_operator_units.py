@@ -102,3 +102,21 @@ def test_explain_render_of_an_unmatched_story() -> None:
     text = render(story)
     assert "no pattern matched" in text and "issue queue: open, seen 3x" in text
     assert "hint      nothing masked" in text and "no transitions" in text
+
+
+def test_explain_text_shows_the_verdict_s_pre_flight_rows() -> None:
+    """QA s18c D9: the package manager row was only in ``heal explain --json``."""
+    from pipeline.operator.render_explain import _attempt
+
+    attempt = {"created_at": "t", "error_id": "e1", "fix_id": "f", "mode": "suggest",
+               "decision": "suggest", "reason": "verified", "votes": [], "runs": [],
+               "apply": None, "preflight": [
+                   {"name": "applies", "ok": True, "reason": "argv ok"},
+                   {"name": "secrets", "ok": False, "reason": "a key in the diff"},
+                   {"name": "package manager", "ok": True,
+                    "reason": "npm ci (chosen by package-lock.json)"}]}
+    lines = _attempt(attempt)
+    assert "    pre-flight passed: applies" in lines
+    assert "    pre-flight refused secrets: a key in the diff" in lines
+    assert "    package manager: npm ci (chosen by package-lock.json)" in lines
+    assert _attempt({**attempt, "preflight": None})[-1] == "    reason: verified"

@@ -77,3 +77,42 @@ def test_only_a_fix_declaring_package_manager_is_changed(
     monkeypatch.setattr(manager, "installed", lambda program: False)
     _, escalate, _ = managed_fix(fix, tmp_path, tmp_path)
     assert "pnpm" in escalate and "not installed" in escalate and "corepack" in escalate
+
+
+_PNPM = json.dumps({"packageManager": "pnpm@9.1.0"})
+
+
+def test_a_byte_order_mark_or_a_symlink_inside_the_repository_is_read(tmp_path: Path) -> None:
+    (tmp_path / "repo" / "config").mkdir(parents=True)
+    (tmp_path / "repo" / "package.json").write_bytes(b"\xef\xbb\xbf" + _PNPM.encode())
+    choice, why = choose(tmp_path / "repo", tmp_path / "repo")
+    assert why == "" and choice is not None and choice.argv == ["pnpm", "install"]
+    (tmp_path / "repo" / "config" / "package.json").write_text(_PNPM)
+    (tmp_path / "repo" / "package.json").unlink()
+    (tmp_path / "repo" / "package.json").symlink_to("config/package.json")
+    choice, why = choose(tmp_path / "repo", tmp_path / "repo")
+    assert why == "" and choice is not None and choice.argv == ["pnpm", "install"]
+
+
+@pytest.mark.parametrize(("text", "link", "said"), [
+    (_PNPM[:-1] + ',}', "", "it is not valid JSON"),
+    ('["pnpm@9"]', "", "it is not a JSON object"),
+    (_PNPM[:-1] + ', "d": "' + "x" * 1_000_001 + '"}', "", "over the 1000000-byte limit"),
+    ("", "../outside.json", "a symlink that leaves the repository"),
+    ("", "missing.json", "a symlink to a file that does not exist"),
+], ids=["invalid", "not-an-object", "too-big", "symlink-outside", "dangling"])
+def test_a_package_json_heal_cannot_read_is_not_npm(tmp_path: Path, text: str, link: str,
+                                                    said: str) -> None:
+    """QA s18c D4: it hid packageManager, and heal chose npm install ("no packageManager")."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (tmp_path / "outside.json").write_text(_PNPM)
+    if link:
+        (repo / "package.json").symlink_to(link)
+    else:
+        (repo / "package.json").write_text(text)
+    (repo / "package-lock.json").write_text("{}")  # a lockfile does not outrank the field
+    choice, why = choose(repo, repo)
+    assert choice is None
+    assert why.startswith("heal could not read package.json: ") and said in why
+    assert "run the project's own install yourself" in why
