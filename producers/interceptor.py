@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
+from pipeline import stopsignals
 from pipeline.ansi import ANSI
 from pipeline.console import shell_quote
 from pipeline.errors import UsageError
@@ -58,6 +59,8 @@ class RunResult:
     interrupted: bool = False
     #: the signal that stopped it ("SIGINT", "SIGTERM", "SIGHUP"), "" when none did
     stopped_by: str = ""
+    #: False when a stop signal came before the command was started: it was not run
+    started: bool = True
 
     def stop_said(self) -> str:
         """How the stop reads in heal's messages: "Ctrl-C" for SIGINT, else the signal."""
@@ -256,6 +259,10 @@ def run_command(
     if not argv[0]:  # (exec of '' looks for the PATH's folders: "Permission denied")
         raise UsageError(f"command is empty: {argv[0]!r}; name the program to run "
                          "(heal run -- CMD [ARGS...])")
+    early = stopsignals.take()  # a stop noted before (see pipeline.stopsignals)
+    if early:  # asked to stop before it started: not started at all
+        return RunResult(128 + signal.Signals[early].value, "", "", 0.0, 0, 0, False, True,
+                         early, started=False)
     started = time.monotonic()
     try:
         proc = subprocess.Popen(
@@ -279,6 +286,10 @@ def run_command(
         pump.start()
     interrupted: list[str] = []
     previous = _forward_signals(proc, interrupted)
+    late = stopsignals.take()  # noted between the check above and the forwarding
+    if late and previous:
+        interrupted.append(late)
+        proc.send_signal(signal.Signals[late])
     try:
         code = proc.wait()
         # end of file on both pipes, unless a background child of the command holds them

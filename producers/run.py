@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from pipeline import stopsignals
 from pipeline.config import Settings
 from pipeline.errors import AccessRefused, ConfigError, EngineError, HealError, StateHomeFull
 from pipeline.events import ErrorEvent, Repo, Source, Workflow, carried_fields, redacted_fields
@@ -237,9 +238,23 @@ class RunSession:
         the command runs they are forwarded to it and the run is ``interrupted``; afterwards
         (publishing, waiting, the inline stages) heal stops at once, writes what it knows
         (the decision JSON, the CI report) and exits with the command's status."""
+        # until the command runs, and once heal has stopped, a SIGTERM/SIGHUP is noted, not
+        # a death (pipeline.stopsignals; `heal run`'s entry point defers them already): one
+        # before the command started means it is not started; one while heal releases its
+        # engines changes nothing the decision JSON says
+        deferred = stopsignals.defer()
+        try:
+            return self._execute()
+        finally:
+            stopsignals.restore(deferred)
+
+    def _execute(self) -> int:
+        result = self._run()
         with stop_signals():
-            result = self._run()
             try:
+                late = stopsignals.take()  # noted between the command's end and now
+                if late and not result.interrupted:
+                    raise Stopped(late)
                 return self._after(result)
             except KeyboardInterrupt as exc:  # Ctrl-C, or Stopped by SIGTERM/SIGHUP
                 how = exc.signame if isinstance(exc, Stopped) else "Ctrl-C"
@@ -266,6 +281,12 @@ class RunSession:
             # stop, systemd): a stop, not an error
             how = result.stop_said()
             by = "" if how == "Ctrl-C" else f" by {how}"
+            if not result.started:  # the stop came before heal started the command
+                self.say(f"interrupted{by} before the command started (status "
+                         f"{result.status}): not run, nothing reported")
+                self._report_plain(result, "interrupted",
+                                   f"interrupted ({how}) before the command started: not run")
+                return result.status
             self.say(f"interrupted{by} (status {result.status}): not reported as an error")
             self._report_plain(result, "interrupted", f"interrupted ({how}): not reported")
             return result.status

@@ -13,7 +13,21 @@ message on stderr; anything else is reported as an internal error with a hint to
 
 from __future__ import annotations
 
-import argparse
+import sys
+
+from pipeline import stopsignals
+
+# `heal run`: a runner's SIGTERM/SIGHUP from here on is noted and handled as a stop (the
+# decision JSON written, the exit status it says), not a death with 143 and nothing written;
+# before the imports below, which take most of heal's start. Only for the `heal` program's
+# own `run` command: importing this package elsewhere changes no signal handling.
+if sys.argv[1:2] == ["run"] and sys.argv[0].rsplit("/", 1)[-1] == "heal":
+    import atexit
+
+    stopsignals.defer()
+    atexit.register(stopsignals.ignore)  # the first registered: it runs last
+
+import argparse  # noqa: E402 - after the signals are deferred (see above)
 import errno
 import importlib
 import logging

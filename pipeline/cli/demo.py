@@ -28,7 +28,7 @@ def register(subparsers: Any) -> None:
             "notified with its reason. Exits 0 when every result is as expected."
         ),
     )
-    parser.add_argument("--dir", type=Path, default=None,
+    parser.add_argument("--dir", type=_folder, default=None,
                         help="where to create the sample repository (default: a temp dir)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the sample repository (always kept with --dir)")
@@ -102,6 +102,16 @@ def run(args: argparse.Namespace) -> int:
     if not keep:
         print("(the sample repositories were removed; --keep or --dir DIR keeps them)")
     return 0 if all_as_expected(rows) and scene_as_expected(scene) else 1
+
+
+def _folder(text: str) -> Path:
+    """``--dir``'s value: a folder's path, never empty (``Path("")`` is the current folder:
+    ``--dir ''``, an unset variable in a script, would have built the demo there)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "empty; give a folder for the sample repositories (made if missing), e.g. "
+            "--dir /tmp/heal-demo, or leave --dir out for a temporary one")
+    return Path(text)
 
 
 #: what the demo creates in --dir (its sample repositories)

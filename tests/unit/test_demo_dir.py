@@ -46,3 +46,29 @@ def test_a_folder_that_cannot_be_made_is_refused_before_any_work(tmp_path: Path)
         assert "internal error" not in done.stderr and "starting the engines" not in (
             done.stderr + done.stdout)
         assert not (tmp_path / "home" / "redis").exists()  # no engine was started
+
+
+def test_an_empty_dir_is_refused_not_read_as_the_current_folder(tmp_path: Path) -> None:
+    """`heal demo --dir ''` (an unset variable in a script): exit 2 saying what to give, and
+    nothing made in the current folder (before: the sample repository was built there)."""
+    import os
+    import subprocess
+    import sys
+
+    heal = str(Path(sys.executable).parent / "heal")
+    env = {**os.environ, "HEAL_HOME": str(tmp_path / "home")}
+    env.pop("HEAL_REDIS_URL", None)
+    env.pop("HEAL_DATABASE_URL", None)
+    here = tmp_path / "here"
+    here.mkdir()
+    for empty in ("", " "):
+        try:
+            done = subprocess.run([heal, "demo", "--dir", empty], env=env, cwd=here,
+                                  capture_output=True, text=True, timeout=60, check=False)
+        except subprocess.TimeoutExpired as exc:  # the demo ran instead of being refused
+            raise AssertionError("heal demo --dir '' was not refused") from exc
+        assert done.returncode == 2, done.stderr
+        assert "--dir: empty; give a folder" in done.stderr, done.stderr
+        assert "starting the engines" not in done.stderr + done.stdout
+        assert list(here.iterdir()) == []
+        assert not (tmp_path / "home" / "redis").exists()  # no engine was started
