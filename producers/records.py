@@ -173,9 +173,13 @@ TRAILER = re.compile(r"^[\w.+-]{1,40}(?:\[\d{1,6}\])?:\x20(?:\*\*\*\x20|build\x2
 
 
 def is_summary(text: str) -> bool:
-    """A line that only sums up the errors before it (:data:`TALLY`, :data:`BACK_REFERENCE`)."""
-    return _may_sum_up(text) and bool(TALLY.match(text) or (
-        ("rror" in text or "RROR" in text) and BACK_REFERENCE.search(text)))
+    """A line that only sums up the errors before it (:data:`TALLY`, :data:`BACK_REFERENCE`).
+    A count that ends in ``:`` introduces the errors listed after it (HashiCorp multierror's
+    ``2 errors occurred:`` + ``\t* ...`` lines, ``Found 2 errors:``): a heading that starts a
+    record of its own (:data:`ERROR_MARKERS` reads it as an error), no tally."""
+    return _may_sum_up(text) and not text.rstrip().endswith(":") and bool(
+        TALLY.match(text) or (("rror" in text or "RROR" in text)
+                              and BACK_REFERENCE.search(text)))
 
 
 def _may_sum_up(text: str) -> bool:
@@ -240,6 +244,8 @@ ERROR_MARKERS = re.compile(
     | \b(level|severity|lvl)"?\s*[=:]\s*"?(error|fatal|critical|panic)\b  # logfmt / JSON logs
     | \bpanicked\ at\b                                                     # Rust
     | Segmentation\ fault|core\ dumped|Killed$|OOMKilled|Out\ of\ memory
+    | ^(?:found\ )?(?:[1-9]\d{0,8}|one|two|three|four|five|six|seven|eight|nine|ten)
+      \ errors?\b[^\n:]{0,100}:[\x20\t]*$                                  # a list's heading
     """,
     re.VERBOSE | re.MULTILINE | re.IGNORECASE,
 )

@@ -239,3 +239,38 @@ def test_a_flood_of_tallies_after_an_error_is_bounded_like_any_record() -> None:
     records = assemble(text)
     assert max(len(r.text.splitlines()) for r in records) <= MAX_RECORD_LINES + 1
     assert sum(len(r.text.splitlines()) for r in records) == MAX_RECORD_LINES + 11
+
+
+#: a Go service's errors joined by hashicorp/go-multierror (its ``N errors occurred:`` heading
+#: and one tab-indented bullet per cause) after an unrelated error of another task
+MULTIERROR = """\
+time=2026-03-01T08:00:00Z level=error msg="metrics push failed" err="i/o timeout"
+3 errors occurred:
+\t* read /srv/conf/limits.toml: permission denied
+\t* lookup queue.internal on 10.1.0.2:53: no such host
+\t* bucket "assets" not found
+
+time=2026-03-01T08:00:01Z level=info msg="retrying in 5s"
+"""
+
+
+def test_a_count_that_heads_a_list_starts_a_record_and_is_no_tally() -> None:
+    """A count ending in ``:`` introduces the errors listed under it: it starts a record
+    with its list (an error) instead of joining the error before it as a tally."""
+    first, listed = errors(MULTIERROR)
+    assert first.startswith("time=") and len(first.splitlines()) == 1
+    assert listed.splitlines()[0] == "3 errors occurred:"
+    assert listed.endswith('\t* bucket "assets" not found')
+    # relayed by docker compose, after another error of the same service
+    relayed = "".join(f"sync-1  | {line}\n" for line in MULTIERROR.splitlines())
+    first, listed = errors(relayed)
+    assert len(first.splitlines()) == 1 and listed.startswith("sync-1  | 3 errors occurred:")
+    assert len(listed.splitlines()) == 4
+    # another wording and an indented list: the heading is the record's first line too
+    text = "ERROR: lint failed\nFound 2 errors:\n  src/a.py:3: unused import\n  src/b.py:9: bad\n"
+    assert [e.splitlines()[0] for e in errors(text)] == ["ERROR: lint failed", "Found 2 errors:"]
+    # real tallies still join the error they count, and a tally alone is still none
+    assert errors("x.c:1:1: error: y\n2 errors generated.\n") == [
+        "x.c:1:1: error: y\n2 errors generated."]
+    assert errors("Found 2 errors in 2 files.\n") == []
+    assert errors("0 errors:\n") == []
