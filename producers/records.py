@@ -19,6 +19,7 @@ re-reads no record it returned.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, insort
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -768,6 +769,9 @@ class RecordAssembler:
         self._done: list[Record] = []  # finished records held for an earlier open one
         self._done_bytes = 0
         self._frontier: tuple[int, int] | None = None  # (offset, line) of pending
+        #: what was held when last summed, and the characters fed since (see :meth:`_bound`)
+        self._held_at = 0
+        self._fed = 0
 
     @property
     def pending_offset(self) -> int | None:
@@ -787,6 +791,7 @@ class RecordAssembler:
         raw = clean(line)
         prefix, body = split_prefix(raw)
         key = self._source(raw, prefix)
+        self._fed += len(raw) + 1
         if not key and not self._done and len(self._streams) == 1:
             # one source (most logs): its records come out in order, nothing to hold back
             plain = self._streams[""]
@@ -819,13 +824,29 @@ class RecordAssembler:
         return self._last if self._last in self._streams else ""
 
     def _keep(self, records: list[Record]) -> None:
+        """Hold finished records, kept in the order of their first line (they come nearly in
+        that order: a record is inserted, never the list sorted again per line)."""
+        done = self._done
         for record in records:
-            self._done.append(record)
+            if done and record.offset < done[-1].offset:
+                insort(done, record, key=_first_offset)
+            else:
+                done.append(record)
             self._done_bytes += len(record.text)
 
     def _bound(self) -> None:
         """Close the oldest open records while too many sources are open or too much held."""
         while True:
+            if (len(self._streams) <= MAX_SOURCES and len(self._done) <= MAX_HELD_RECORDS
+                    and self._held_at + self._fed <= MAX_HELD_BYTES):
+                # (what is held grew by at most the lines fed since it was last summed: no
+                # sum over the sources, nor a list of them, per line)
+                return
+            held = self._done_bytes + sum(s.held_bytes for s in self._streams.values())
+            self._held_at, self._fed = held, 0
+            if (len(self._streams) <= MAX_SOURCES and len(self._done) <= MAX_HELD_RECORDS
+                    and held <= MAX_HELD_BYTES):
+                return
             opened = [(s.pending_offset, k) for k, s in self._streams.items()
                       if s.pending_offset is not None]
             held = self._done_bytes + sum(s.held_bytes for s in self._streams.values())
@@ -840,28 +861,33 @@ class RecordAssembler:
     def _release(self) -> list[Record]:
         """The finished records wholly before every record still open, or overlapping one
         that overlaps it, by their first line; :attr:`pending_offset` becomes the first line
-        of what is held."""
+        of what is held. ``_done`` is in the order of first lines, so only the records
+        before the frontier are looked at (each once: they are returned)."""
         opened = [p for s in self._streams.values() if (p := s.pending) is not None]
+        done = self._done
         if not opened:
-            out = sorted(self._done, key=lambda r: r.offset)
             self._done, self._done_bytes, self._frontier = [], 0, None
-            return out
+            return done
         frontier = min(opened)
-        if not self._done:
-            self._frontier = frontier
-            return []
         # intervals merged backwards: a finished record that ends after the frontier holds
         # it back to its own first line (resuming there re-reads it, never a part of it)
-        for record in sorted(self._done, key=lambda r: r.offset, reverse=True):
+        cut = bisect_left(done, frontier[0], key=_first_offset)
+        for index in range(cut - 1, -1, -1):
+            record = done[index]
             if record.offset < frontier[0] < record.end:
                 frontier = (record.offset, record.line)
-        out = sorted((r for r in self._done if r.offset < frontier[0]),
-                     key=lambda r: r.offset)
-        if out:
-            self._done = [r for r in self._done if r.offset >= frontier[0]]
-            self._done_bytes = sum(len(r.text) for r in self._done)
+                cut = bisect_left(done, frontier[0], 0, index, key=_first_offset)
         self._frontier = frontier
+        if not cut:
+            return []
+        out = done[:cut]
+        self._done = done[cut:]
+        self._done_bytes -= sum(len(r.text) for r in out)
         return out
+
+
+def _first_offset(record: Record) -> int:
+    return record.offset
 
 
 class LineSplitter:

@@ -274,3 +274,29 @@ def test_a_count_that_heads_a_list_starts_a_record_and_is_no_tally() -> None:
         "x.c:1:1: error: y\n2 errors generated."]
     assert errors("Found 2 errors in 2 files.\n") == []
     assert errors("0 errors:\n") == []
+
+
+def test_open_sources_holding_too_much_close_the_oldest_record_and_lose_no_line() -> None:
+    """Six services each with an open traceback of ~900 KB (long frame lines), interleaved:
+    past MAX_HELD_BYTES the record that began first is closed where it is; every line still
+    comes out once, in records in the order of their first line."""
+    from producers.records import MAX_HELD_BYTES
+
+    frame = "  File \"/app/x.py\", line 1, in f " + "y" * 100_000
+    lines = [f"s{i}-1  | Traceback (most recent call last):" for i in range(6)]
+    for _ in range(9):
+        lines += [f"s{i}-1  | {frame}" for i in range(6)]
+    lines += [f"s{i}-1  | ValueError: {i}" for i in range(6)]
+    assembler = RecordAssembler()
+    out: list[Record] = []
+    offset = 0
+    for number, line in enumerate(lines, 1):
+        out += assembler.feed(line, offset, offset + len(line) + 1, number)
+        offset += len(line) + 1
+        held = sum(len(r.text) for r in assembler._done) + sum(
+            s.held_bytes for s in assembler._streams.values())
+        assert held <= MAX_HELD_BYTES + len(line) + 1
+    out += assembler.flush()
+    assert sum(len(r.text.splitlines()) for r in out) == len(lines)
+    assert [r.offset for r in out] == sorted(r.offset for r in out)
+    assert len(out) > 6  # some services' tracebacks were closed early
