@@ -363,6 +363,11 @@ class StreamAssembler:
         return (self._offset, self._line) if self._lines else None
 
     @property
+    def idle(self) -> bool:
+        """Nothing held: no record, no line waiting for the next (see :meth:`flush`)."""
+        return not self._lines and self._held is None
+
+    @property
     def held_bytes(self) -> int:
         """Characters of the record being assembled."""
         return self._size if self._lines else 0
@@ -802,6 +807,14 @@ class RecordAssembler:
         if stream is None:
             stream = self._streams[key] = StreamAssembler()
         self._keep(stream.feed_read(raw, prefix, body, offset, end, number, cut))
+        if key and not prefix and stream.pending == (offset, number) and (
+                self._streams[""].pending is None and self._streams[""].idle):
+            # a line with no prefix that starts a record starts it in the plain assembler,
+            # wherever the line before went: a restart at this line (with no line before it)
+            # assembles the lines after it the same way
+            self._streams[""] = stream
+            del self._streams[key]
+            key = ""
         if key and stream.pending_offset is None:
             del self._streams[key]  # (nothing open: the source takes no memory)
         self._last = key

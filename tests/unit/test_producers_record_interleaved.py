@@ -300,3 +300,40 @@ def test_open_sources_holding_too_much_close_the_oldest_record_and_lose_no_line(
     assert sum(len(r.text.splitlines()) for r in out) == len(lines)
     assert [r.offset for r in out] == sorted(r.offset for r in out)
     assert len(out) > 6  # some services' tracebacks were closed early
+
+
+#: a build step's lines, a bare traceback and an app's log lines without a prefix, mixed
+MIXED = """\
+#9 2.1 error: linking with `cc` failed due to 1 previous error
+Traceback (most recent call last):
+  File "/srv/job.py", line 8, in main
+    run()
+KeyError: 'token'
+DEBUG retry scheduled
+web-2  | error: could not bind due to 1 previous error
+#9 2.1 ERROR: process "cc -o app main.o" did not complete successfully: exit code: 1
+"""
+
+
+def _one_pass_and_resumed(text: str, stop: int) -> tuple[list[tuple[int, str]],
+                                                         list[tuple[int, str]]]:
+    whole = [(r.offset, r.text) for r in assemble(text)]
+    lines = text.splitlines(keepends=True)
+    first = RecordAssembler()
+    out = _feed(first, "".join(lines[:stop]), 0, 0)
+    offset = first.pending_offset
+    if offset is None:
+        offset = len("".join(lines[:stop]).encode())
+    head = text.encode()[:offset].decode()
+    second = RecordAssembler()
+    out += _feed(second, text.encode()[offset:].decode(), offset, head.count("\n"))
+    out += second.flush()
+    return whole, sorted((r.offset, r.text) for r in out)
+
+
+def test_a_restart_groups_a_log_of_prefixed_and_unprefixed_lines_as_one_pass_does() -> None:
+    """A line without a prefix that starts a record starts it in the plain assembler, not in
+    the assembler of the prefixed line before it (which a restart at it never saw)."""
+    for stop in range(1, len(MIXED.splitlines())):
+        whole, resumed = _one_pass_and_resumed(MIXED, stop)
+        assert resumed == whole, stop
