@@ -19,6 +19,7 @@ re-reads no record it returned.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, insort
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -173,9 +174,13 @@ TRAILER = re.compile(r"^[\w.+-]{1,40}(?:\[\d{1,6}\])?:\x20(?:\*\*\*\x20|build\x2
 
 
 def is_summary(text: str) -> bool:
-    """A line that only sums up the errors before it (:data:`TALLY`, :data:`BACK_REFERENCE`)."""
-    return _may_sum_up(text) and bool(TALLY.match(text) or (
-        ("rror" in text or "RROR" in text) and BACK_REFERENCE.search(text)))
+    """A line that only sums up the errors before it (:data:`TALLY`, :data:`BACK_REFERENCE`).
+    A count that ends in ``:`` introduces the errors listed after it (HashiCorp multierror's
+    ``2 errors occurred:`` + ``\t* ...`` lines, ``Found 2 errors:``): a heading that starts a
+    record of its own (:data:`ERROR_MARKERS` reads it as an error), no tally."""
+    return _may_sum_up(text) and not text.rstrip().endswith(":") and bool(
+        TALLY.match(text) or (("rror" in text or "RROR" in text)
+                              and BACK_REFERENCE.search(text)))
 
 
 def _may_sum_up(text: str) -> bool:
@@ -240,6 +245,8 @@ ERROR_MARKERS = re.compile(
     | \b(level|severity|lvl)"?\s*[=:]\s*"?(error|fatal|critical|panic)\b  # logfmt / JSON logs
     | \bpanicked\ at\b                                                     # Rust
     | Segmentation\ fault|core\ dumped|Killed$|OOMKilled|Out\ of\ memory
+    | ^(?:found\ )?(?:[1-9]\d{0,8}|one|two|three|four|five|six|seven|eight|nine|ten)
+      \ errors?\b[^\n:]{0,100}:[\x20\t]*$                                  # a list's heading
     """,
     re.VERBOSE | re.MULTILINE | re.IGNORECASE,
 )
@@ -354,6 +361,11 @@ class StreamAssembler:
     def pending(self) -> tuple[int, int] | None:
         """Offset and number of the first line not yet returned (None when nothing is held)."""
         return (self._offset, self._line) if self._lines else None
+
+    @property
+    def idle(self) -> bool:
+        """Nothing held: no record, no line waiting for the next (see :meth:`flush`)."""
+        return not self._lines and self._held is None
 
     @property
     def held_bytes(self) -> int:
@@ -762,6 +774,9 @@ class RecordAssembler:
         self._done: list[Record] = []  # finished records held for an earlier open one
         self._done_bytes = 0
         self._frontier: tuple[int, int] | None = None  # (offset, line) of pending
+        #: what was held when last summed, and the characters fed since (see :meth:`_bound`)
+        self._held_at = 0
+        self._fed = 0
 
     @property
     def pending_offset(self) -> int | None:
@@ -781,6 +796,7 @@ class RecordAssembler:
         raw = clean(line)
         prefix, body = split_prefix(raw)
         key = self._source(raw, prefix)
+        self._fed += len(raw) + 1
         if not key and not self._done and len(self._streams) == 1:
             # one source (most logs): its records come out in order, nothing to hold back
             plain = self._streams[""]
@@ -791,6 +807,14 @@ class RecordAssembler:
         if stream is None:
             stream = self._streams[key] = StreamAssembler()
         self._keep(stream.feed_read(raw, prefix, body, offset, end, number, cut))
+        if key and not prefix and stream.pending == (offset, number) and (
+                self._streams[""].pending is None and self._streams[""].idle):
+            # a line with no prefix that starts a record starts it in the plain assembler,
+            # wherever the line before went: a restart at this line (with no line before it)
+            # assembles the lines after it the same way
+            self._streams[""] = stream
+            del self._streams[key]
+            key = ""
         if key and stream.pending_offset is None:
             del self._streams[key]  # (nothing open: the source takes no memory)
         self._last = key
@@ -813,13 +837,29 @@ class RecordAssembler:
         return self._last if self._last in self._streams else ""
 
     def _keep(self, records: list[Record]) -> None:
+        """Hold finished records, kept in the order of their first line (they come nearly in
+        that order: a record is inserted, never the list sorted again per line)."""
+        done = self._done
         for record in records:
-            self._done.append(record)
+            if done and record.offset < done[-1].offset:
+                insort(done, record, key=_first_offset)
+            else:
+                done.append(record)
             self._done_bytes += len(record.text)
 
     def _bound(self) -> None:
         """Close the oldest open records while too many sources are open or too much held."""
         while True:
+            if (len(self._streams) <= MAX_SOURCES and len(self._done) <= MAX_HELD_RECORDS
+                    and self._held_at + self._fed <= MAX_HELD_BYTES):
+                # (what is held grew by at most the lines fed since it was last summed: no
+                # sum over the sources, nor a list of them, per line)
+                return
+            held = self._done_bytes + sum(s.held_bytes for s in self._streams.values())
+            self._held_at, self._fed = held, 0
+            if (len(self._streams) <= MAX_SOURCES and len(self._done) <= MAX_HELD_RECORDS
+                    and held <= MAX_HELD_BYTES):
+                return
             opened = [(s.pending_offset, k) for k, s in self._streams.items()
                       if s.pending_offset is not None]
             held = self._done_bytes + sum(s.held_bytes for s in self._streams.values())
@@ -834,28 +874,33 @@ class RecordAssembler:
     def _release(self) -> list[Record]:
         """The finished records wholly before every record still open, or overlapping one
         that overlaps it, by their first line; :attr:`pending_offset` becomes the first line
-        of what is held."""
+        of what is held. ``_done`` is in the order of first lines, so only the records
+        before the frontier are looked at (each once: they are returned)."""
         opened = [p for s in self._streams.values() if (p := s.pending) is not None]
+        done = self._done
         if not opened:
-            out = sorted(self._done, key=lambda r: r.offset)
             self._done, self._done_bytes, self._frontier = [], 0, None
-            return out
+            return done
         frontier = min(opened)
-        if not self._done:
-            self._frontier = frontier
-            return []
         # intervals merged backwards: a finished record that ends after the frontier holds
         # it back to its own first line (resuming there re-reads it, never a part of it)
-        for record in sorted(self._done, key=lambda r: r.offset, reverse=True):
+        cut = bisect_left(done, frontier[0], key=_first_offset)
+        for index in range(cut - 1, -1, -1):
+            record = done[index]
             if record.offset < frontier[0] < record.end:
                 frontier = (record.offset, record.line)
-        out = sorted((r for r in self._done if r.offset < frontier[0]),
-                     key=lambda r: r.offset)
-        if out:
-            self._done = [r for r in self._done if r.offset >= frontier[0]]
-            self._done_bytes = sum(len(r.text) for r in self._done)
+                cut = bisect_left(done, frontier[0], 0, index, key=_first_offset)
         self._frontier = frontier
+        if not cut:
+            return []
+        out = done[:cut]
+        self._done = done[cut:]
+        self._done_bytes -= sum(len(r.text) for r in out)
         return out
+
+
+def _first_offset(record: Record) -> int:
+    return record.offset
 
 
 class LineSplitter:

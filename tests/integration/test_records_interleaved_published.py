@@ -18,7 +18,14 @@ import redis
 from pipeline.events import ErrorEvent
 from producers.follow import FileFollower, OffsetStore
 from producers.logs import LineSink, LogRecords
-from tests.unit.test_producers_record_interleaved import CARGO, CLANG, COMPOSE
+from tests.unit.test_producers_record_interleaved import (
+    CARGO,
+    CLANG,
+    COMPOSE,
+    MIXED,
+    MULTIERROR,
+    errors,
+)
 
 HEAL = str(Path(sys.executable).parent / "heal")
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,3 +105,44 @@ def test_watch_resumes_inside_interleaved_records_without_repeating_or_cutting_o
         ("worker-1  | IndexError: pop from empty list", 3)]
     assert [len(e.text.splitlines()) for e in tracebacks] == [6, 6]
     assert len(after) == 2
+
+
+def test_backfill_publishes_a_listed_error_heading_with_its_list_not_under_another_error(
+    env: dict[str, str], client: redis.Redis, tmp_path: Path
+) -> None:
+    """``3 errors occurred:`` and its bulleted causes are published as an error of their own;
+    before, the heading was read as a tally and the causes joined the unrelated error above."""
+    (tmp_path / "sync.log").write_text(MULTIERROR)
+    done = subprocess.run([HEAL, "backfill", str(tmp_path / "sync.log")], env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    texts = [e.text for e in published(client, env)]
+    assert len(texts) == 2, texts
+    assert texts[0].startswith("time=") and len(texts[0].splitlines()) == 1
+    assert texts[1].startswith("3 errors occurred:\n\t* read /srv/conf/limits.toml")
+    assert len(texts[1].splitlines()) == 4
+
+
+def test_watch_restarted_inside_a_mixed_log_publishes_what_one_pass_does(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """A log mixing a build step's prefixed lines and unprefixed ones, the follower stopped
+    after the traceback's first line and restarted: the same records, under the same ids, as
+    one pass (before, the line after the traceback joined a record only when the first pass
+    had seen the step line before it)."""
+    log = tmp_path / "mixed.log"
+    lines = MIXED.splitlines(keepends=True)
+    log.write_text("".join(lines[:2]))
+    store = OffsetStore(tmp_path / "home")
+
+    def sink(identity: Callable[[], str]) -> LineSink:
+        return LogRecords(str(log), identity)
+
+    first = FileFollower(str(log), store, sink, from_start=True, idle_flush_s=3600)
+    before = first.poll()
+    first.checkpoint()
+    with log.open("a") as fh:
+        fh.write("".join(lines[2:]))
+    second = FileFollower(str(log), store, sink, idle_flush_s=3600)
+    after = second.poll() + second.close()
+    assert [e.text for e in before + after] == errors(MIXED)

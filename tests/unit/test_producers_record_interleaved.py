@@ -239,3 +239,101 @@ def test_a_flood_of_tallies_after_an_error_is_bounded_like_any_record() -> None:
     records = assemble(text)
     assert max(len(r.text.splitlines()) for r in records) <= MAX_RECORD_LINES + 1
     assert sum(len(r.text.splitlines()) for r in records) == MAX_RECORD_LINES + 11
+
+
+#: a Go service's errors joined by hashicorp/go-multierror (its ``N errors occurred:`` heading
+#: and one tab-indented bullet per cause) after an unrelated error of another task
+MULTIERROR = """\
+time=2026-03-01T08:00:00Z level=error msg="metrics push failed" err="i/o timeout"
+3 errors occurred:
+\t* read /srv/conf/limits.toml: permission denied
+\t* lookup queue.internal on 10.1.0.2:53: no such host
+\t* bucket "assets" not found
+
+time=2026-03-01T08:00:01Z level=info msg="retrying in 5s"
+"""
+
+
+def test_a_count_that_heads_a_list_starts_a_record_and_is_no_tally() -> None:
+    """A count ending in ``:`` introduces the errors listed under it: it starts a record
+    with its list (an error) instead of joining the error before it as a tally."""
+    first, listed = errors(MULTIERROR)
+    assert first.startswith("time=") and len(first.splitlines()) == 1
+    assert listed.splitlines()[0] == "3 errors occurred:"
+    assert listed.endswith('\t* bucket "assets" not found')
+    # relayed by docker compose, after another error of the same service
+    relayed = "".join(f"sync-1  | {line}\n" for line in MULTIERROR.splitlines())
+    first, listed = errors(relayed)
+    assert len(first.splitlines()) == 1 and listed.startswith("sync-1  | 3 errors occurred:")
+    assert len(listed.splitlines()) == 4
+    # another wording and an indented list: the heading is the record's first line too
+    text = "ERROR: lint failed\nFound 2 errors:\n  src/a.py:3: unused import\n  src/b.py:9: bad\n"
+    assert [e.splitlines()[0] for e in errors(text)] == ["ERROR: lint failed", "Found 2 errors:"]
+    # real tallies still join the error they count, and a tally alone is still none
+    assert errors("x.c:1:1: error: y\n2 errors generated.\n") == [
+        "x.c:1:1: error: y\n2 errors generated."]
+    assert errors("Found 2 errors in 2 files.\n") == []
+    assert errors("0 errors:\n") == []
+
+
+def test_open_sources_holding_too_much_close_the_oldest_record_and_lose_no_line() -> None:
+    """Six services each with an open traceback of ~900 KB (long frame lines), interleaved:
+    past MAX_HELD_BYTES the record that began first is closed where it is; every line still
+    comes out once, in records in the order of their first line."""
+    from producers.records import MAX_HELD_BYTES
+
+    frame = "  File \"/app/x.py\", line 1, in f " + "y" * 100_000
+    lines = [f"s{i}-1  | Traceback (most recent call last):" for i in range(6)]
+    for _ in range(9):
+        lines += [f"s{i}-1  | {frame}" for i in range(6)]
+    lines += [f"s{i}-1  | ValueError: {i}" for i in range(6)]
+    assembler = RecordAssembler()
+    out: list[Record] = []
+    offset = 0
+    for number, line in enumerate(lines, 1):
+        out += assembler.feed(line, offset, offset + len(line) + 1, number)
+        offset += len(line) + 1
+        held = sum(len(r.text) for r in assembler._done) + sum(
+            s.held_bytes for s in assembler._streams.values())
+        assert held <= MAX_HELD_BYTES + len(line) + 1
+    out += assembler.flush()
+    assert sum(len(r.text.splitlines()) for r in out) == len(lines)
+    assert [r.offset for r in out] == sorted(r.offset for r in out)
+    assert len(out) > 6  # some services' tracebacks were closed early
+
+
+#: a build step's lines, a bare traceback and an app's log lines without a prefix, mixed
+MIXED = """\
+#9 2.1 error: linking with `cc` failed due to 1 previous error
+Traceback (most recent call last):
+  File "/srv/job.py", line 8, in main
+    run()
+KeyError: 'token'
+DEBUG retry scheduled
+web-2  | error: could not bind due to 1 previous error
+#9 2.1 ERROR: process "cc -o app main.o" did not complete successfully: exit code: 1
+"""
+
+
+def _one_pass_and_resumed(text: str, stop: int) -> tuple[list[tuple[int, str]],
+                                                         list[tuple[int, str]]]:
+    whole = [(r.offset, r.text) for r in assemble(text)]
+    lines = text.splitlines(keepends=True)
+    first = RecordAssembler()
+    out = _feed(first, "".join(lines[:stop]), 0, 0)
+    offset = first.pending_offset
+    if offset is None:
+        offset = len("".join(lines[:stop]).encode())
+    head = text.encode()[:offset].decode()
+    second = RecordAssembler()
+    out += _feed(second, text.encode()[offset:].decode(), offset, head.count("\n"))
+    out += second.flush()
+    return whole, sorted((r.offset, r.text) for r in out)
+
+
+def test_a_restart_groups_a_log_of_prefixed_and_unprefixed_lines_as_one_pass_does() -> None:
+    """A line without a prefix that starts a record starts it in the plain assembler, not in
+    the assembler of the prefixed line before it (which a restart at it never saw)."""
+    for stop in range(1, len(MIXED.splitlines())):
+        whole, resumed = _one_pass_and_resumed(MIXED, stop)
+        assert resumed == whole, stop
