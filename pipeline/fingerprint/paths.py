@@ -91,22 +91,28 @@ _WORKSPACES = frozenset({
 KEY_COMPONENTS = 3
 
 #: folders a deploy tool keeps one folder per release in (Capistrano's ``releases/<stamp>``,
-#: ``/opt/app/releases/v1.4.2``, ``deploys/<sha>``): what follows is a release's id
-_RELEASES = frozenset({
-    "releases", "release", "deploys", "deploy", "deployments", "deployment", "builds",
-    "versions", "revisions", "snapshots"})
-#: a release's id judged by its shape: a version (``v1.4.2``), a stamp (``20261130-1412``,
-#: ``20261130T020001``) or a hash (``3fa9c1d2``); after a releases folder any name with a
-#: digit is one
-_RELEASE_ID = re.compile(r"^(?=[\w.+-]{0,80}\d)[\w.+-]{1,80}$")
-#: a generated folder name anywhere in an absolute path: a name ending in a commit hash or a
-#: stamp (``/var/www/app-3fa9c1d2``, ``/srv/app_20261130T0200``), or such an id alone; the
+#: ``/opt/app/releases/v1.4.2``, ``deploys/<sha>``): what follows may be a release's id. Not
+#: ``builds``, ``versions``, ``snapshots``: projects name their own folders so
+#: (``api/versions/v2``, ``tests/snapshots/case1``, ``builds/win32`` are files of their own)
+_RELEASES = frozenset({"releases", "deploys", "deployments"})
+#: a release's id, only a shape no project folder has: a stamp of 8+ digits (``20261130``,
+#: ``20261130-1412``, ``20261130T020001``, Capistrano's ``20261130020001``, ``2026-11-30_0200``),
+#: a full version (``v1.4.2``, ``2.0.1-rc.1``) or a commit hash with a digit and a letter
+#: (``3fa9c1d2``); a bare ``v2``, ``case1`` or ``linux2`` is no release
+_RELEASE_ID = re.compile(
+    r"^(?:\d{4}-?\d{2}-?\d{2}(?:[T_-]?\d{2}[:.-]?\d{2}(?:[:.-]?\d{2})?)?|\d{8,14}"
+    r"|v?\d{1,6}\.\d{1,6}\.\d{1,6}(?:[-+][\w.+-]{1,40})?"
+    r"|(?=[0-9a-f]{0,40}\d)(?=[0-9a-f]{0,40}[a-f])[0-9a-f]{7,40})$")
+#: a generated folder name where a deploy keeps its app (the first two folders under /srv,
+#: /opt, /var/www, a home folder: ``/var/www/app-3fa9c1d2``, ``/srv/app/3fa9c1d2``,
+#: ``/srv/app_20261130T0200``), never deeper in a project (``lib/deadbee1``, ``jobs/20240101``
+#: are a project's own): a name ending in a commit hash or a stamp, or such an id alone; the
 #: hash has a digit and a letter (``deadbeef``, ``backend`` are words), the stamp 8+ digits
 _GENERATED = re.compile(
     r"^(?:[A-Za-z][\w.]{0,60}[-_.])?"
     r"(?:(?=[0-9a-f]{0,40}\d)(?=[0-9a-f]{0,40}[a-f])[0-9a-f]{7,40}"
     r"|\d{8}(?:[T_-]?\d{4,6})?)$")
-#: a deploy's symlink to its live release (Capistrano's ``current``): the release itself
+#: a deploy's symlink to its live release (Capistrano's ``current``), in the same place
 _CURRENT = frozenset({"current"})
 
 
@@ -176,23 +182,39 @@ def key_path(file: str, repo: str = "") -> str:
 
 def _release_end(path: str) -> int:
     """Where the path inside a deployed release starts in the absolute ``path``, past its
-    last release folder (a releases folder's id, a generated name, ``current``), 0 when
-    there is none (the file's own name is never one): one file in every release of a
-    deploy is one frame, so an error keeps its key across deploys."""
+    last release folder (a release id after a releases folder; a generated name or
+    ``current`` as one of the first two folders under a deploy's holder), 0 when there is
+    none (the file's own name is never one): one file in every release of a deploy is one
+    frame, so an error keeps its key across deploys."""
     if not path.startswith(("/", "~")) and path[1:3] not in (":\\", ":/"):
         return 0
     end = at = 0
     parts = re.split(r"([/\\])", path)
     names = [parts[i] for i in range(0, len(parts), 2)]
+    slot = _deploy_slot(names)
     for index, name in enumerate(names[:-1]):
         at += len(name) + (1 if index else 0)
         if not name:
             continue
         after_releases = index > 0 and names[index - 1].lower() in _RELEASES
-        if ((after_releases and _RELEASE_ID.match(name)) or _GENERATED.match(name)
-                or name.lower() in _CURRENT):
+        in_slot = slot <= index <= slot + 1
+        if ((after_releases and _RELEASE_ID.match(name))
+                or (in_slot and (_GENERATED.match(name) or name.lower() in _CURRENT))):
             end = at + 1
     return end
+
+
+def _deploy_slot(names: list[str]) -> int:
+    """The index in ``names`` of the first folder under a deploy's holder (/srv, /opt,
+    /root, /var/www, /home/USER, /Users/USER, ~, C:\\Users\\USER), -9 when none."""
+    low = [n.lower() for n in names[:3]] + ["", "", ""]
+    if low[0] == "~":
+        return 1
+    if low[0] == "" and low[1] in ("srv", "opt", "root"):
+        return 2
+    if (low[0] == "" and (low[1], low[2]) == ("var", "www")) or low[1] in ("home", "users"):
+        return 3
+    return -9
 
 
 def _parts(path: str) -> list[str]:

@@ -43,16 +43,19 @@ RULES: tuple[Rule, ...] = (
         (?=[\w+/-]*\d)(?=[\w+/-]*[A-Za-z])[\w+/-]+={0,2}(?![\w+/=-]|\.\w)  # base64, its padding
         |(?<=ref\ )[\w-]+(?:::[\w-]+)+(?![\w-])     # buildkit's ref moby::ID, UUID::ID
         # a random id without a digit (12 random letters and digits hold none about one time
-        # in eight): after an id key (request_id=, webhook_id=, traceId=, id:) 8+ characters
-        # of mixed case; or a short lowercase kind then mixed case (org-jGKpJhUVGcmX,
-        # wh_jHrklOycHlqC), as API ids are written, where a capital stands before another or
-        # last. Mixed case keeps words and snake_case out, that capital CamelCase names
+        # in eight): after an id key (request_id=, webhook_id=, traceId=, id:) 8+ characters,
+        # or after a short lowercase kind 10+ (org-jGKpJhUVGcmX, wh_jHrklOycHlqC), that look
+        # random: twice a run of one or two lowercase letters between capitals (or first),
+        # which no CamelCase word makes (PaymentHandler, getUserProfile, AcmeReportsEU,
+        # XMLParser are names and stay; jG-Kp-Jh, jH-Oyc-Hl are not words)
         |(?:(?<=_id=)|(?<=_id:\ )|(?<=_ID=)|(?<=Id=)|(?<=Id:\ )|(?<=ID=)|(?<=ID:\ )
            |(?<=\ id=)|(?<=\ id:\ ))
-         (?=[\w-]{0,80}[A-Z])(?=[\w-]{0,80}[a-z])[\w-]{8,80}(?![\w=-]|\.\w)
-        |(?<![\w-])[a-z]{2,6}[-_]           # (not CamelCase: a capital capitalises no word)
-         (?=[A-Za-z\d]{0,80}[A-Z](?:[A-Z\d]|(?![\w-])))
-         (?=[A-Za-z\d]{0,80}[a-z][A-Za-z\d]{0,80}[a-z])[A-Za-z\d]{10,80}(?![\w-]|\.\w)""",
+         (?=[\w-]{0,80}?(?<![a-z])[a-z]{1,2}[A-Z][\w-]{0,80}?(?<![a-z])[a-z]{1,2}[A-Z])
+         [\w-]{8,80}(?![\w=-]|\.\w)
+        |(?<![\w-])[a-z]{2,6}[-_]           # (one with a digit too: both are <id>)
+         (?=[A-Za-z\d]{0,80}?\d
+            |[A-Za-z\d]{0,80}?(?<![a-z])[a-z]{1,2}[A-Z][A-Za-z\d]{0,80}?(?<![a-z])[a-z]{1,2}[A-Z])
+         (?=[A-Za-z\d]{0,80}?[A-Z])[A-Za-z\d]{10,80}(?![\w-]|\.\w)""",
          "a value after an id key (S3's 'RequestID: ..., HostID: ...=') is an id whatever its"
          " characters (hex, base64 with its = padding); so is buildkit's 'ref BUILDER::ID';"
          " a digit-less random id is one by its shape: 8+ characters of mixed case after an"
@@ -242,12 +245,20 @@ RULES: tuple[Rule, ...] = (
         \b(?=[\w-]*\d[\w-]*\d             # two digits,
            |[\w-]*\d[\w-]*[A-Za-z_]         # or a digit before a letter,
            |[\w-]{6}                         # or six characters: names like ssh2, en0 stay,
-           |[A-Za-z]{1,40}(?:-[A-Za-z]{1,40}){0,4}-\d(?![\w-]|\.\d))  # or a fleet's web-3
+           |(?:(?<=@)|(?<=\ on\ )|(?<=:\d\d\ ))  # or a fleet's host web-3 where a host stands
+            [A-Za-z]{1,40}(?:-[A-Za-z]{1,40}){0,4}-\d(?![\w-]|\.\d))
         (?!(?i:utf|ucs|sha|latin)-\d(?![\w-]))    # (utf-8, sha-1: a standard's own number)
+        # but a name, '-' and a number only (a fleet's web-3, web-12, api-2, gpt-4) keeps
+        # its name: ``num`` masks the number alone, web-3 and web-12 are web-<num>, db-<num>
+        # another name
+        # -- except where a host stands (after '@', ' on ', a syslog stamp's seconds): there
+        # the fleet's names are one (web-3 and etl-40 on a WorkerID 4242@web-3@)
+        (?:(?<=@)|(?<=\ on\ )|(?<=:\d\d\ )
+           |(?![A-Za-z]{1,40}(?:-[A-Za-z]{1,40}){0,4}-\d{1,9}(?![\w-]|\.\d)))
         (?=[\w-]*\d)(?=[\w-]*[A-Za-z_])[A-Za-z_\d][\w-]*\b""",
          "identifiers mixing letters and digits (blk_123, job_42_x, R02-M1) are per-object ids;"
-         " short names with one trailing digit (ssh2, utf8, IPv6, eth0) are kept, but a name,"
-         " '-' and one digit is a host of a fleet like web-12 (web-3; not utf-8, sha-1)"),
+         " short names with one trailing digit (ssh2, utf8, IPv6, eth0) are kept; a name, '-'"
+         " and a number (a fleet's web-3, web-12) is no id: its number alone is masked"),
     Rule("num", r"""
         (?<![\w.])[-+]?(?:v(?=\d+\.\d))?\d+
         (?:(?:\.\d+)+                                  # a dotted version, with its
