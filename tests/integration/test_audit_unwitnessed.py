@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.fingerprint.hashing import ALGORITHM_VERSION as V
+
 ROOT = Path(__file__).resolve().parents[2]
 CLI = "import sys; from pipeline.cli import main; sys.exit(main())"
 #: what the apply stage's audit() did during a PostgreSQL outage before QA s15a #3, and what
@@ -74,7 +76,7 @@ def test_audit_verify_names_file_records_the_table_is_short_of(home: Path) -> No
         if step == "outage":
             done = _run(home, FILE_ONLY)
         else:
-            done = _run(home, CLI, "ignore", f"fp-unwitnessed-{step}", "--reason", "noise")
+            done = _run(home, CLI, "ignore", f"{V}:{ord(step[0]):016x}", "--reason", "noise")
         assert done.returncode == 0, done.stdout + done.stderr
     # When the operator verifies the log, Then both chains are intact, and verify says the
     # table is short of that record (kind and file seq), instead of a bare "ok"

@@ -24,6 +24,7 @@ import asyncpg
 import pytest
 import redis
 
+from pipeline.fingerprint.hashing import ALGORITHM_VERSION as V
 from pipeline.guardrails.audit import canonical
 from storage.embedded import EmbeddedPostgres, EmbeddedRedis
 from tests.security._support import reseal
@@ -58,7 +59,7 @@ def home() -> Iterator[Path]:
     assert started.returncode == 0, started.stdout + started.stderr
     try:
         for i in range(3):  # `heal ignore` audits to the file and the table
-            done = _heal(path, "ignore", f"fp-anchor-{i}", "--reason", "noise")
+            done = _heal(path, "ignore", f"{V}:{i:016x}", "--reason", "noise")
             assert done.returncode == 0, done.stdout + done.stderr
         yield path
     finally:

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from pipeline.config import Settings
+from pipeline.fingerprint.hashing import ALGORITHM_VERSION as V
 from pipeline.guardrails._connect import open_database
 from pipeline.guardrails.audit import DOWNGRADE, canonical
 
@@ -64,7 +65,7 @@ def _unkeyed(prev: dict[str, Any], subject: str) -> dict[str, Any]:
 
 
 def _ignore(env: dict[str, str], n: int, key: str | None = KEY) -> subprocess.CompletedProcess[str]:
-    return _heal(env, "ignore", f"fp-v4:{n:016x}", "--reason", "x", key=key)
+    return _heal(env, "ignore", f"{V}:{n:016x}", "--reason", "x", key=key)
 
 
 def test_a_forged_unkeyed_record_after_keyed_ones_in_the_file_is_a_downgrade(

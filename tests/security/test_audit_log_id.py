@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.fingerprint.hashing import ALGORITHM_VERSION as V
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -207,7 +209,7 @@ def test_a_truncated_log_whose_id_file_was_deleted_is_caught_and_not_appended_to
     assert code == 1, out
     assert "NOT ANCHORED" in out and ident in out and "ok, 0 record(s)" not in out, out
     # heal takes no new id for it (which would leave the old anchors unchecked)
-    done = _heal(home.path, "ignore", "fp-del-3", "--reason", "noise")
+    done = _heal(home.path, "ignore", f"{V}:35c7f04a565cadb3", "--reason", "noise")
     assert done.returncode == 2, done.stdout + done.stderr
     assert "no id file" in done.stdout + done.stderr and ident in done.stdout + done.stderr
     assert not (home.path / "audit.id").exists()
@@ -235,7 +237,7 @@ def test_a_deleted_log_and_id_file_start_no_silent_new_chain(home: Home) -> None
     (home.path / "audit.jsonl").unlink()
     (home.path / "audit.id").unlink()
     # the next command appends nothing under a new id (which hid the deletion)
-    done = _heal(home.path, "ignore", "fp-loc-3", "--reason", "noise")
+    done = _heal(home.path, "ignore", f"{V}:fdb2875a13ef4a10", "--reason", "noise")
     out = done.stdout + done.stderr
     assert done.returncode == 2, out
     assert ident in out and "heal audit restart" in out, out
@@ -252,7 +254,7 @@ def test_a_truncated_log_with_a_fresh_id_file_is_caught_and_not_appended_to(
     # Given an attacker who truncates the log and writes a fresh id beside it
     _truncate(home.path, 2)
     (home.path / "audit.id").write_text("0123456789abcdef0123456789abcdef\n")
-    done = _heal(home.path, "ignore", "fp-fresh-4", "--reason", "noise")
+    done = _heal(home.path, "ignore", f"{V}:2b2c7ad6aa0a280c", "--reason", "noise")
     out = done.stdout + done.stderr
     assert done.returncode == 2, out
     assert ident in out and "up to record 4" in out, out
@@ -279,12 +281,12 @@ def test_with_external_engines_a_deleted_log_and_id_file_fail_verify(
     out = done.stdout + done.stderr
     assert done.returncode == 1, out
     assert "no audit log yet" not in out and "TAMPERED" in out and ident in out, out
-    done = _heal(home, "ignore", "fp-ext-2", "--reason", "noise", extra=extra)
+    done = _heal(home, "ignore", f"{V}:03a1f1787b2c10c4", "--reason", "noise", extra=extra)
     assert done.returncode == 2, done.stdout + done.stderr
     # a deliberate fresh start is recorded where a file writer cannot, and verify says so
     done = _heal(home, "audit", "restart", "--reason", "disk lost", extra=extra)
     assert done.returncode == 0, done.stdout + done.stderr
-    done = _heal(home, "ignore", "fp-ext-3", "--reason", "noise", extra=extra)
+    done = _heal(home, "ignore", f"{V}:1cde2f56f07e2451", "--reason", "noise", extra=extra)
     assert done.returncode == 0, done.stdout + done.stderr
     done = _heal(home, "audit", "verify", extra=extra)
     out = done.stdout + done.stderr
@@ -342,7 +344,7 @@ def test_a_restart_whose_new_log_was_never_anchored_is_not_blamed_for_the_retire
     assert done.returncode == 0, out
     assert f"retired the log {ident} (head 2)" in out, out
     assert "audit head not anchored in Redis" in out, out
-    done = _heal(home.path, "ignore", "fp-rn-2", "--reason", "noise")
+    done = _heal(home.path, "ignore", f"{V}:a42be461cb52dd42", "--reason", "noise")
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
     assert len((home.path / "audit.jsonl").read_text().splitlines()) == 2
@@ -366,7 +368,7 @@ def test_verify_with_no_witness_reachable_says_the_head_was_not_checked(home: Ho
 def test_the_table_anchor_name_is_refused_as_a_log_id(home: Home) -> None:
     _ignore(home.path, "fp-res-0")
     (home.path / "audit.id").write_text("postgres:audit_log\n")
-    done = _heal(home.path, "ignore", "fp-res-1", "--reason", "noise")
+    done = _heal(home.path, "ignore", f"{V}:9a096f3d68aa60f1", "--reason", "noise")
     out = done.stdout + done.stderr
     assert done.returncode == 2, out
     assert "'postgres:audit_log'" in out and "not an id heal gives a log" in out, out
@@ -384,7 +386,7 @@ def test_an_id_file_holding_more_than_one_printable_line_is_refused(
     character: not one id; refused (exit 2) saying what to change, nothing appended."""
     _ignore(home.path, "fp-line-0")
     (home.path / "audit.id").write_text(edited)
-    done = _heal(home.path, "ignore", "fp-line-1", "--reason", "noise")
+    done = _heal(home.path, "ignore", f"{V}:a76a2d5508bdd0d1", "--reason", "noise")
     out = done.stdout + done.stderr
     assert done.returncode == 2, out
     assert "does not hold one id (one printable line" in out and "put back the id" in out, out
@@ -404,9 +406,9 @@ def test_a_new_home_where_a_moved_one_lived_is_not_blamed(
     moved = base / "elsewhere" / "home"
     moved.parent.mkdir()
     shutil.move(old, moved)
-    done = _heal(moved, "ignore", "fp-mv-2", "--reason", "n", extra=extra)
+    done = _heal(moved, "ignore", f"{V}:5f3fddeb0c446c51", "--reason", "n", extra=extra)
     assert done.returncode == 0, done.stdout + done.stderr
-    done = _heal(old, "ignore", "fp-mv-3", "--reason", "n", extra=extra)
+    done = _heal(old, "ignore", f"{V}:129bda216062c2bf", "--reason", "n", extra=extra)
     assert done.returncode == 0, done.stdout + done.stderr
     for where in (moved, old):
         done = _heal(where, "audit", "verify", extra=extra)

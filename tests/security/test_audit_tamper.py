@@ -21,6 +21,7 @@ from pipeline.apply.applier import Applier
 from pipeline.cli import main
 from pipeline.config import Settings
 from pipeline.demo.sample import break_formatting, git
+from pipeline.fingerprint.hashing import ALGORITHM_VERSION as V
 from pipeline.guardrails.audit import canonical
 from pipeline.validate.validator import Validator
 from storage.attempts import AttemptStore
@@ -34,7 +35,7 @@ from tests.security._support import reseal
 def _audited(heal_env: dict[str, str], db: Database, n: int = 3) -> Path:
     migrate(db)
     for i in range(n):  # `heal ignore` audits to the file and the table
-        assert main(["ignore", f"fp-tamper-{i}", "--reason", "noise"]) == 0
+        assert main(["ignore", f"{V}:{i:016x}", "--reason", "noise"]) == 0
     return Path(heal_env["HEAL_HOME"]) / "audit.jsonl"
 
 

@@ -22,6 +22,7 @@ import redis
 from pipeline.cli import main
 from pipeline.config import Settings
 from pipeline.events import ErrorEvent
+from pipeline.fingerprint.hashing import ALGORITHM_VERSION as V
 from pipeline.redact import REDACTION_RULES, redact
 from pipeline.runtime.drain import drain_inline
 from pipeline.validate import rqjobs
@@ -195,7 +196,8 @@ def test_heal_home_stays_0700_with_the_embedded_engines_running_even_as_root() -
     try:
         # When heal starts its own Redis and PostgreSQL there (as root: PostgreSQL runs as
         # the pgserver user) and records a decision
-        for argv in (["engines", "start"], ["ignore", "fp-mode", "--reason", "noise"]):
+        for argv in (["engines", "start"],
+                     ["ignore", f"{V}:e642b12901a6ee51", "--reason", "noise"]):
             done = subprocess.run([heal, *argv], env=env, capture_output=True, text=True,
                                   timeout=300, check=False)
             assert done.returncode == 0, done.stdout + done.stderr

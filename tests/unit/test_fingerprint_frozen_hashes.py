@@ -125,7 +125,7 @@ FROZEN: dict[str, dict[str, tuple[str, str]]] = {
         "gcc": ("fp-v7:1d569bcde20c9e7e", "fp-v7:f593189f8ecdc198"),
         "git_lock": ("fp-v7:86164196d03acc47", "fp-v7:73c05ad02b29144f"),
         "java": ("fp-v7:536be298793c8881", "fp-v7:6fe4273223d6f2d2"),
-        "log_line": ("fp-v7:c2201bb201027411", "fp-v7:626b230aa2740d6e"),
+        "log_line": ("fp-v7:ffb6231729f463b4", "fp-v7:626b230aa2740d6e"),
         "npm_code": ("fp-v7:934e3e87465ebc6d", "fp-v7:96c2e9628e3b760b"),
         "python": ("fp-v7:bedef367fdd7fe96", "fp-v7:f7343e0e9034e9e7"),
         "shell": ("fp-v7:2b48388cd63bce30", "fp-v7:40d5200b162ed7b6"),
