@@ -136,7 +136,7 @@ def test_heal_apply_is_visible_in_explain_metrics_and_export(
     before = _json(capsys, "metrics", "--json")["windows"]["24h"]["outcomes"].get("applied", 0)
     root = sample_repo(tmp_path)
     break_formatting(root)
-    fine = f"fp-v1:applycli{uuid.uuid4().hex[:8]}"
+    fine = f"fp-v1:ac{uuid.uuid4().hex[:14]}"
     cand = candidate(root, ("ruff", "format", "--check", "."), {**FORMAT_FIX, "id": fix_id},
                      mode="suggest", fine=fine)
     verdict = Validator(settings, client, store).validate(cand)

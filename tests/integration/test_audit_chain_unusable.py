@@ -16,6 +16,7 @@ import redis
 
 from pipeline.cli import main
 from pipeline.config import Settings
+from pipeline.fingerprint.hashing import ALGORITHM_VERSION as V
 from pipeline.guardrails._connect import open_database
 from pipeline.guardrails.audit import AuditChainUnusable
 from pipeline.runtime.drain import drain_inline
@@ -51,11 +52,11 @@ def test_a_command_refuses_an_audit_log_table_whose_last_row_was_edited(
         heal_env: dict[str, str], db: Any, edit: str,
         capsys: pytest.CaptureFixture[str]) -> None:
     # Given an audit_log table whose last row was edited by hand
-    assert main(["ignore", "fp-v4:0123456789abcdef", "--reason", "first"]) == 0
+    assert main(["ignore", f"{V}:0123456789abcdef", "--reason", "first"]) == 0
     seq = _edit_last_row(db, edit)
     capsys.readouterr()
     # When a command appends to it
-    code = main(["ignore", "fp-v4:fedcba9876543210"])
+    code = main(["ignore", f"{V}:fedcba9876543210"])
     err = capsys.readouterr().err
     # Then it refuses with what to do (exit 2), never an internal KeyError, and changes nothing
     assert code == 2, err
@@ -63,13 +64,13 @@ def test_a_command_refuses_an_audit_log_table_whose_last_row_was_edited(
     assert "heal audit verify" in err and "KeyError" not in err
     assert db.fetchval("SELECT count(*) FROM audit_log") == seq
     assert db.fetchval("SELECT count(*) FROM fingerprint_controls WHERE fingerprint = $1",
-                       "fp-v4:fedcba9876543210") == 0
+                       f"{V}:fedcba9876543210") == 0
 
 
 def test_the_validate_stage_records_its_verdict_when_the_table_refuses(
         heal_env: dict[str, str], db: Any, caplog: pytest.LogCaptureFixture) -> None:
     # Given an audit_log table whose last row has no seq
-    assert main(["ignore", "fp-v4:0123456789abcdef"]) == 0
+    assert main(["ignore", f"{V}:0123456789abcdef"]) == 0
     seq = _edit_last_row(db, "no-seq")
     settings = Settings.from_env()
 
@@ -270,7 +271,7 @@ def test_an_apply_record_refused_after_the_stage_acted_is_written_by_the_redeliv
     from pipeline.guardrails.audit import AuditLog
 
     # Given an audit_log table, and a row edited after the stage checked the chain
-    assert main(["ignore", "fp-v4:0123456789abcdef"]) == 0
+    assert main(["ignore", f"{V}:0123456789abcdef"]) == 0
     seq = int(db.fetchval("SELECT max(seq) FROM audit_log"))
     body = db.fetchval("SELECT body FROM audit_log WHERE seq = $1", seq)
     _edit_last_row(db, "no-seq")

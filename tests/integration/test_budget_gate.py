@@ -19,7 +19,7 @@ from pipeline.apply.applier import Applier
 from pipeline.config import Settings
 from pipeline.demo.sample import break_formatting, create_repo, git
 from pipeline.events import VerdictEvent
-from pipeline.guardrails.budget import Budget, budget_status, repository_scope
+from pipeline.guardrails.budget import Budget, budget_status, repository_scope, shared_rate
 from pipeline.validate.validator import Validator
 from storage.attempts import AttemptStore
 from tests.integration._heal_validate_support import FORMAT_FIX, candidate
@@ -65,7 +65,7 @@ def test_the_automatic_fix_past_the_rate_is_deferred_and_applied_later(
             f"operator's [budget] in {operator})") in outcomes[2].detail
     assert outcomes[2].id != f"{verdicts[2].error_id}:apply"  # the final outcome keeps that id
     assert git(roots[2], "rev-parse", "HEAD") == heads[2]
-    assert Budget(client, stage_settings).status()["deferred"] == 1
+    assert Budget(client, stage_settings).status((shared_rate(stage_settings),))["deferred"] == 1
 
     # When it is due (0.5 s; sleeping longer is harmless), the apply worker's tick puts it
     # back on the verdicts stream
@@ -75,7 +75,7 @@ def test_the_automatic_fix_past_the_rate_is_deferred_and_applied_later(
     assert again.error_id == verdicts[2].error_id and again.id != verdicts[2].id
     # still no token: deferred again, never dropped
     assert applier.handle(again).status == "deferred"
-    assert Budget(client, stage_settings).status()["deferred"] == 1
+    assert Budget(client, stage_settings).status((shared_rate(stage_settings),))["deferred"] == 1
 
     # Once the bucket has refilled (its clock moved back 2 minutes: the time a refill takes,
     # without sleeping it), the released verdict is applied
@@ -86,7 +86,7 @@ def test_the_automatic_fix_past_the_rate_is_deferred_and_applied_later(
     assert final.status == "applied", final.detail
     assert final.id == f"{verdicts[2].error_id}:apply"
     assert git(roots[2], "rev-parse", "HEAD") != heads[2]
-    assert Budget(client, stage_settings).status()["deferred"] == 0
+    assert Budget(client, stage_settings).status((shared_rate(stage_settings),))["deferred"] == 0
 
 
 def test_a_repository_that_tightens_its_rate_does_not_stop_another_repositorys_fixes(

@@ -89,7 +89,7 @@ def test_explain_shows_attempts_whose_verdict_error_is_no_object(
     # Given attempts of one fingerprint whose verdicts are JSON with an ``error`` of every
     # shape but an object (changed by hand), and one good attempt (five: explain shows five)
     tag = uuid.uuid4().hex[:12]
-    fp = f"fp-v4:odd{tag}"
+    fp = f"fp-v4:0dd{tag}"
     shapes = {"list": ["x"], "text": "boom", "null": None,
               "text-list": {"text": ["not", "text"]}}
     db = open_database(Settings.from_env())

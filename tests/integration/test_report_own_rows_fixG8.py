@@ -16,6 +16,7 @@ from pathlib import Path
 import redis
 
 from pipeline.config import Settings
+from pipeline.fingerprint.hashing import ALGORITHM_VERSION as V
 from pipeline.runtime import drain_inline
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,5 +87,5 @@ def test_learns_hint_names_the_list_that_shows_fingerprints(
     listed = _heal(["issues", "list", "--by-fingerprint"], root)
     assert listed.returncode == 0 and fine in listed.stdout, listed.stdout
     # and so does an unknown name's hint
-    done = _heal(["learn", f"fp-none-{uuid.uuid4().hex[:6]}", "--command", "true"], root)
+    done = _heal(["learn", f"{V}:{uuid.uuid4().hex[:16]}", "--command", "true"], root)
     assert done.returncode == 2 and "heal issues list --by-fingerprint" in done.stderr

@@ -9,6 +9,7 @@ and the embedded engines, as a user would.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import socket
@@ -50,7 +51,8 @@ def _heal(home: Path, *args: str, argv: list[str] = HEAL,
 
 def _ignore(home: Path, *names: str) -> None:
     for name in names:  # `heal ignore` audits to the file and the table
-        done = _heal(home, "ignore", name, "--reason", "noise")
+        fingerprint = f"{V}:{hashlib.sha256(name.encode()).hexdigest()[:16]}"  # one per name
+        done = _heal(home, "ignore", fingerprint, "--reason", "noise")
         assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -271,7 +273,7 @@ def test_with_external_engines_a_deleted_log_and_id_file_fail_verify(
     home = base / "home"
     extra = {"HEAL_REDIS_URL": redis_url, "HEAL_DATABASE_URL": database_url,
              "HEAL_STREAM_PREFIX": f"loc{uuid.uuid4().hex[:8]}"}
-    for name in ("fp-ext-0", "fp-ext-1"):
+    for name in (f"{V}:{0:016x}", f"{V}:{1:016x}"):
         done = _heal(home, "ignore", name, "--reason", "noise", extra=extra)
         assert done.returncode == 0, done.stdout + done.stderr
     ident = (home / "audit.id").read_text().strip()
@@ -401,7 +403,7 @@ def test_a_new_home_where_a_moved_one_lived_is_not_blamed(
     old = base / "home"
     extra = {"HEAL_REDIS_URL": redis_url, "HEAL_DATABASE_URL": database_url,
              "HEAL_STREAM_PREFIX": f"loc{uuid.uuid4().hex[:8]}"}
-    for name in ("fp-mv-0", "fp-mv-1"):
+    for name in (f"{V}:{0:016x}", f"{V}:{1:016x}"):
         assert _heal(old, "ignore", name, "--reason", "n", extra=extra).returncode == 0
     moved = base / "elsewhere" / "home"
     moved.parent.mkdir()

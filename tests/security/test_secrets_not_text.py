@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import Settings
+from pipeline.fingerprint.hashing import ALGORITHM_VERSION as V
 from pipeline.guardrails.audit import AuditLog
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +61,7 @@ def test_a_heal_audit_key_that_is_not_text_is_refused_at_start_up(
         sealed: Path, tmp_path: Path) -> None:
     # When HEAL_AUDIT_KEY holds bytes that are not UTF-8, each command refuses it (exit 2),
     # naming the variable and what to do: no internal error
-    for args in (("audit", "verify", "--file-only"), ("ignore", "fp-v4:0123456789abcdef")):
+    for args in (("audit", "verify", "--file-only"), ("ignore", f"{V}:0123456789abcdef")):
         done = _heal(sealed, *args, HEAL_AUDIT_KEY=NOT_TEXT)
         _refused(done, "HEAL_AUDIT_KEY is not valid text (character 37",
                  "unset it to key the log with $HEAL_HOME/audit.key")
@@ -111,14 +112,14 @@ def test_an_audit_key_file_that_is_no_key_is_refused_and_nothing_is_sealed_with_
     home = Path(heal_env["HEAL_HOME"])
     engines = {k: v for k, v in heal_env.items() if k != "HEAL_HOME"}
     # Given a log heal wrote (and anchored) with its own audit.key
-    for fingerprint in ("fp-v4:0123456789abcdef", "fp-v4:fedcba9876543210"):
+    for fingerprint in (f"{V}:0123456789abcdef", f"{V}:fedcba9876543210"):
         assert _heal(home, "ignore", fingerprint, **engines).returncode == 0
     key, log = home / "audit.key", home / "audit.jsonl"
     good, before = key.read_bytes(), log.read_bytes()
     # and then the key emptied, cut short, left as the placeholder or damaged
     key.write_bytes(content)
     # When a command would append a record, and when the log is verified
-    ignore = _heal(home, "ignore", "fp-v4:00112233445566ff", **engines)
+    ignore = _heal(home, "ignore", f"{V}:00112233445566ff", **engines)
     verify = _heal(home, "audit", "verify", **engines)
     # Then both refuse it (exit 2), saying to restore it rather than delete it, and nothing
     # was sealed with it
