@@ -56,11 +56,6 @@ def collect(settings: Settings, db: Any, since_text: str) -> dict[str, Any]:
                         since_text.strip(), lambda: read()[0], headlines)
 
 
-def escalation_details(settings: Settings, limit: int = 20_000) -> dict[str, str]:
-    """error id -> why it escalated (:func:`stream_facts`)."""
-    return stream_facts(settings, limit)[0]
-
-
 def stream_facts(settings: Settings, limit: int = 20_000
                  ) -> tuple[dict[str, str], dict[str, ErrorEvent]]:
     """(error id -> why it escalated, error id -> the error event), from the outcome events

@@ -276,7 +276,7 @@ def test_explain_shows_the_newest_outcome_across_partitions(
 def test_report_reads_escalation_reasons_from_every_partition(
     client: redis.Redis, redis_url: str, prefix: str, tmp_path: Path
 ) -> None:
-    from pipeline.cli.report import escalation_details
+    from pipeline.cli.report import stream_facts
 
     settings = partitioned(redis_url, prefix, tmp_path)
     # Given escalations in partitions 1 and 2 (none in the plain outcomes stream), one error
@@ -290,7 +290,7 @@ def test_report_reads_escalation_reasons_from_every_partition(
     client.xadd(f"{prefix}:outcomes:{{0}}", {"event": _outcome("e3", "fp-v4:c", "applied",
                                                                "not an escalation")})
     # Then heal report's reasons come from every partition, the newest per error
-    assert escalation_details(settings) == {"e1": "no fix known", "e2": "second reason"}
+    assert stream_facts(settings)[0] == {"e1": "no fix known", "e2": "second reason"}
 
 
 def test_an_idle_partitioned_worker_waits_on_every_partition_with_one_read(
