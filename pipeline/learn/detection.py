@@ -126,15 +126,6 @@ def class_prefix(error_type: str) -> str:
     return rf"(?<![\w])(?i:{re.escape(error_type)})(?::[ \t]*+|[ \t]++)"
 
 
-def derive_regex(headline: str) -> str:
-    """The detection regex (one line) of a normalized headline.
-
-    Raises:
-        UsageError: the headline is empty or only placeholders (nothing would be specific).
-    """
-    return "".join(regex for regex, _ in _parts(headline))
-
-
 #: a masked value kept literal when the fix names it: long enough not to be a coincidence
 _MIN_KEPT = 3
 #: what separates the parts of a module, package or path (``react-dom/client``,
@@ -225,7 +216,7 @@ def derive_keeping(headline: str, text: str, fix_text: str,
     Returns the rule and the values kept (none when ``text`` does not match the rule).
 
     Raises:
-        UsageError: as :func:`derive_regex`.
+        UsageError: the headline is empty or only placeholders (nothing would be specific).
     """
     parts = _parts(headline)
     plain = "".join(regex for regex, _ in parts)

@@ -13,7 +13,7 @@ import pytest
 from pipeline.errors import UsageError
 from pipeline.fingerprint import fingerprint_text
 from pipeline.fingerprint.rules import RULES
-from pipeline.learn.detection import check_regex, compact, compile_rule, derive_regex
+from pipeline.learn.detection import check_regex, compact, compile_rule, derive_keeping
 
 TEXT = ("Traceback (most recent call last):\n  File \"/srv/app/app.py\", line 3, in <module>\n"
         "    load()\nSettingsDriftError: answer must be 42 in /srv/app/conf/x.yaml, settings "
@@ -21,7 +21,7 @@ TEXT = ("Traceback (most recent call last):\n  File \"/srv/app/app.py\", line 3,
 
 
 def rule_for(text: str) -> re.Pattern[str]:
-    return compile_rule(derive_regex(fingerprint_text(text).normalized))
+    return compile_rule(derive_keeping(fingerprint_text(text).normalized, text, "")[0])
 
 
 def test_a_derived_rule_matches_variants_and_not_other_errors() -> None:
@@ -58,7 +58,7 @@ def test_derived_rules_stay_linear_on_hostile_text() -> None:
 
 def test_a_headline_of_only_placeholders_derives_no_rule() -> None:
     with pytest.raises(UsageError, match="too little constant text"):
-        derive_regex("<num> <path>")
+        derive_keeping("<num> <path>", "1 /a", "")
 
 
 @pytest.mark.parametrize("regex", [r"(a+)+b", r"(?:a++)+b", r"(?>\S+)x", r".*a.*b",
