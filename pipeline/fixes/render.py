@@ -36,7 +36,7 @@ BUILTIN_ACTIONS = ("rerun", "sleep", "remove_stale_lock", "chmod_exec", "file_ex
 
 #: ``package_manager:`` of a command fix: the ecosystems whose install the repository's own
 #: manager runs (pipeline.validate.manager, which keeps the fixed set of managers)
-PACKAGE_MANAGER_ECOSYSTEMS = ("node",)
+PACKAGE_MANAGER_ECOSYSTEMS = ("node", "bun", "python")
 
 Values = Mapping[str, str | int | float]
 

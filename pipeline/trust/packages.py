@@ -91,12 +91,25 @@ def _pyproject(text: str) -> set[str]:
     return names
 
 
+def requirements_files(folder: Path) -> list[Path]:
+    """``folder``'s requirements files (``requirements*.txt``, ``requirements/*.txt``), in
+    name order, ``requirements.txt`` first."""
+    return sorted(folder.glob("requirements*.txt"),
+                  key=lambda p: (p.name != "requirements.txt", p.name))[:20] + \
+        sorted(folder.glob("requirements/*.txt"))[:20]
+
+
+def required_by(path: Path) -> set[str]:
+    """The distributions one requirements file names (normalized; a file heal does
+    not read: missing, a symlink, over the size limit, gives none)."""
+    return _requirements(_read(path))
+
+
 def declared_packages(root: Path) -> set[str]:
     """Every distribution the repository at ``root`` declares (normalized names)."""
     names: set[str] = set()
-    for path in sorted(root.glob("requirements*.txt"))[:20] + \
-            sorted(root.glob("requirements/*.txt"))[:20]:
-        names |= _requirements(_read(path))
+    for path in requirements_files(root):
+        names |= required_by(path)
     names |= _pyproject(_read(root / "pyproject.toml"))
     for lock in ("poetry.lock", "uv.lock", "pdm.lock"):
         names |= {normalize(n) for n in _LOCK_NAME.findall(_read(root / lock))}

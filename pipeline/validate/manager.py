@@ -1,6 +1,9 @@
-"""The project's own Node package manager, for a fix that installs its declared dependencies.
+"""The project's own package manager, for a fix that installs its declared dependencies.
 
-A seed fix declares ``package_manager: node`` (``node.modules_missing``): its argv
+A seed fix declares ``package_manager: node`` (``node.modules_missing``), ``bun``
+(``bun.modules_missing``: ``bun install``, with ``--frozen-lockfile`` when the nearest
+``bun.lock`` / ``bun.lockb`` exists) or ``python`` (``python.module_not_found``: see
+pipeline.validate.pymanager). For Node, its argv
 (``npm install``) is what ``heal diagnose`` shows, with no repository to read; when the
 validate stage has the repository (the operator's side), the command becomes the install of
 the manager the repository uses, read from the failing command's directory up to the
@@ -24,7 +27,7 @@ The repository only chooses among :data:`_INSTALL` (npm, pnpm, yarn classic and 
 a manager heal does not know (``packageManager: "deno@2"``) escalates, it is never run. With a
 lockfile, the install restores it and never rewrites it (``npm ci``, ``--frozen-lockfile``,
 yarn berry's ``--immutable``): the error says packages are missing, not that the lockfile is
-out of date (that is ``deps.lockfile_out_of_date``), and a fix that rewrote it would commit a
+out of date (that is ``deps.lockfile_outdated``), and a fix that rewrote it would commit a
 dependency change nothing asked for. A manager not installed on this machine escalates naming
 it and how to install it (never a silent ``npm install``, which ignores the lockfile and
 writes a ``package-lock.json`` the project does not want).
@@ -35,11 +38,13 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.fixes.alternatives import with_alternatives
 from pipeline.fixes.render import PACKAGE_MANAGER_ECOSYSTEMS as ECOSYSTEMS
+from pipeline.validate import pymanager
+from pipeline.validate.choice import Choice, rel
 from pipeline.validate.declared import dirs_up, read_head, read_manifest_or_why
 
 #: manager -> (argv without a lockfile, argv restoring the lockfile as it is)
@@ -56,42 +61,20 @@ _LOCKFILES = (("pnpm-lock.yaml", "pnpm"), ("yarn.lock", "yarn"), ("bun.lock", "b
               ("npm-shrinkwrap.json", "npm"))
 #: how the note on the verdict's pre-flight begins (its own row, "package manager")
 MANAGER_NOTE = "package manager: "
+#: what heal does not run instead of a manager that is missing
+_FALLBACK = {m: "pip install" for m in pymanager.HOW}
 #: how a person installs a manager that is missing
-_HOW = {"npm": "Node.js with npm (https://nodejs.org)",
+_HOW = {**pymanager.HOW, "npm": "Node.js with npm (https://nodejs.org)",
         "pnpm": "pnpm (`corepack enable pnpm`, or `npm install -g pnpm`)",
         "yarn": "Yarn (`corepack enable yarn`, or `npm install -g yarn`)",
         "bun": "Bun (https://bun.sh)"}
 
 
-@dataclass(frozen=True)
-class Choice:
-    """The manager the repository names, the file that named it (relative to the root, ''
-    for npm's default), and the lockfile the install restores ('' without one)."""
-
-    manager: str
-    source: str
-    lockfile: str
-
-    @property
-    def argv(self) -> list[str]:
-        plain, frozen = _INSTALL[self.manager]
-        return list(frozen if self.lockfile else plain)
-
-    @property
-    def program(self) -> str:
-        return self.argv[0]
-
-    def said(self) -> str:
-        """``pnpm install --frozen-lockfile (chosen by pnpm-lock.yaml)``."""
-        why = f"chosen by {self.source}" if self.source else "no packageManager nor lockfile"
-        return f"{' '.join(self.argv)} ({why})"
-
-
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()
+def _node(manager: str, source: str, lockfile: str) -> Choice:
+    plain, frozen = _INSTALL[manager]
+    return Choice(manager, source, lockfile, frozen if lockfile else plain,
+                  "node_modules from package.json",
+                  "no packageManager field nor lockfile names another")
 
 
 def _yarn_flavour(here: Path, version: str = "") -> str:
@@ -110,7 +93,7 @@ def choose(root: Path, cwd: Path) -> tuple[Choice | None, str]:
     for here in dirs_up(root, cwd):
         manifest = read_manifest_or_why(here / "package.json", root)
         if manifest.why:  # its packageManager, which would decide, is unknown: never guess
-            where = _rel(here / "package.json", root)
+            where = rel(here / "package.json", root)
             todo = f"{manifest.todo}, or " if manifest.todo else ""
             return None, (f"heal could not read {where}: {manifest.why}, so it cannot tell "
                           "which package manager its packageManager field names (heal does "
@@ -121,17 +104,17 @@ def choose(root: Path, cwd: Path) -> tuple[Choice | None, str]:
         declared = data.get("packageManager") if data else None
         if isinstance(declared, str) and declared.strip():
             name, _, version = declared.strip().partition("@")
-            where = _rel(here / "package.json", root)
+            where = rel(here / "package.json", root)
             if name not in ("npm", "pnpm", "yarn", "bun"):
                 return None, (f"{where} names packageManager {declared[:100]!r}, which heal "
                               "does not know (it installs with npm, pnpm, yarn or bun only)")
             manager = _yarn_flavour(here, version) if name == "yarn" else name
             own = [lock for lock, m in locks if m == name]
-            lockfile = _rel(here / own[0], root) if own else ""
-            return Choice(manager, f"{where} packageManager {declared[:100]!r}", lockfile), ""
+            lockfile = rel(here / own[0], root) if own else ""
+            return _node(manager, f"{where} packageManager {declared[:100]!r}", lockfile), ""
         managers = sorted({m for _, m in locks})
         if len(managers) > 1:
-            files = " and ".join(_rel(here / n, root) for n, _ in locks)
+            files = " and ".join(rel(here / n, root) for n, _ in locks)
             return None, (f"the repository has lockfiles of {' and '.join(managers)} ({files}) "
                           "and no packageManager field, so heal cannot tell which one the "
                           "project installs with; delete the stale lockfile or set "
@@ -139,9 +122,31 @@ def choose(root: Path, cwd: Path) -> tuple[Choice | None, str]:
         if locks:
             lock, manager = locks[0]
             manager = _yarn_flavour(here) if manager == "yarn" else manager
-            path = _rel(here / lock, root)
-            return Choice(manager, path, path), ""
-    return Choice("npm", "", ""), ""
+            path = rel(here / lock, root)
+            return _node(manager, path, path), ""
+    return _node("npm", "", ""), ""
+
+
+def choose_bun(root: Path, cwd: Path) -> Choice:
+    """``bun.modules_missing``: Bun ran the failing command, so Bun installs; the nearest
+    ``bun.lock`` / ``bun.lockb`` is restored as it is (``--frozen-lockfile``)."""
+    for here in dirs_up(root, cwd):
+        for lock in ("bun.lock", "bun.lockb"):
+            if (here / lock).is_file():
+                path = rel(here / lock, root)
+                return Choice("bun", path, path, _INSTALL["bun"][1],
+                              "node_modules from package.json")
+    return Choice("bun", "", "", _INSTALL["bun"][0], "node_modules from package.json",
+                  "no bun.lock nor bun.lockb")
+
+
+def _choose(rendered: dict[str, Any], root: Path, cwd: Path) -> tuple[Choice | None, str]:
+    ecosystem = rendered.get("package_manager")
+    if ecosystem == "python":
+        return pymanager.choose(rendered, root, cwd)
+    if ecosystem == "bun":
+        return choose_bun(root, cwd), ""
+    return choose(root, cwd)
 
 
 def installed(program: str) -> bool:
@@ -157,16 +162,20 @@ def _resolved(rendered: dict[str, Any], root: Path, cwd: Path
     """(the rendered fix, why it escalates or '', the manager chosen or None)."""
     if rendered.get("package_manager") not in ECOSYSTEMS:
         return rendered, "", None
-    choice, why = choose(root, cwd)
+    choice, why = _choose(rendered, root, cwd)
     if choice is None:
         return rendered, why, None
-    if not installed(choice.program):
+    if choice.program in _HOW and not installed(choice.program):
         return rendered, (
-            f"this project installs with {choice.program} ({choice.source}), which is not "
+            f"this project installs with {choice.program} "
+            f"({choice.source or choice.default_why}), which is not "
             f"installed on this machine: install {_HOW[choice.program]} where heal runs, "
-            f"then run `{' '.join(choice.argv)}` (heal does not fall back to npm install, "
-            "which would not read the project's lockfile)"), None
-    return {**rendered, "argv": choice.argv}, "", choice
+            f"then run `{' '.join(choice.argv)}` (heal does not fall back to "
+            f"{_FALLBACK.get(choice.program, 'npm install')}, which would not read the "
+            "project's lockfile)"), None
+    out = {**rendered, "argv": choice.argv}
+    out.pop("manifest_diff", None)  # the project's own install: nothing to declare
+    return out, "", choice
 
 
 def managed_fix(fix: dict[str, Any], root: Path, cwd: Path
@@ -180,22 +189,13 @@ def managed_fix(fix: dict[str, Any], root: Path, cwd: Path
     resolved, escalate, choice = _resolved(rendered, root, cwd)
     if escalate or choice is None:
         return fix, escalate, ""
-    why = f"chosen by {choice.source}" if choice.source else (
-        "npm: no packageManager field nor lockfile names another")
+    lockfile = f" and {choice.lockfile}" if choice.lockfile else ""
     out = {**fix, "rendered": resolved,
-           "explanation": (f"{' '.join(choice.argv)} restores node_modules from package.json"
-                           f"{' and ' + choice.lockfile if choice.lockfile else ''} with the "
-                           f"project's own package manager ({why})")}
-    alternatives = fix.get("alternatives")
-    if isinstance(alternatives, list):
-        kept = []
-        for alt in alternatives:
-            alt_rendered = alt.get("rendered") if isinstance(alt, dict) else None
-            if not isinstance(alt_rendered, dict):
-                kept.append(alt)
-                continue
-            alt_resolved, alt_escalate, _ = _resolved(alt_rendered, root, cwd)
-            if not alt_escalate:
-                kept.append({**alt, "rendered": alt_resolved})
-        out["alternatives"] = kept
-    return out, "", f"{MANAGER_NOTE}{choice.said()}"
+           "explanation": (f"{' '.join(choice.argv)} restores {choice.restores}{lockfile} "
+                           f"with the project's own package manager ({choice.why()})")}
+
+    def resolve(alt: dict[str, Any]) -> dict[str, Any] | None:
+        alt_resolved, alt_escalate, _ = _resolved(alt, root, cwd)
+        return None if alt_escalate else alt_resolved
+
+    return with_alternatives(fix, out, resolve), "", f"{MANAGER_NOTE}{choice.said()}"

@@ -20,6 +20,7 @@ import redis
 from pipeline.config import Settings
 from pipeline.errors import AccessRefused, DecodeError, GitError, HealError, StreamUnavailable
 from pipeline.events import CandidateEvent, ErrorEvent, VerdictEvent
+from pipeline.fixes.alternatives import with_alternatives
 from pipeline.fixes.scope import scoped
 from pipeline.gitops import GitRepo
 from pipeline.guardrails.budget import Budget
@@ -480,16 +481,10 @@ def scoped_fix(fix: dict[str, Any], command: tuple[str, ...], root: Path,
             for a in alternatives or [])):
         return fix, ""
     narrowed, held = scoped(rendered, command, root, cwd)
-    out = {**fix, "rendered": narrowed}
-    if isinstance(alternatives, list):
-        kept = []
-        for alt in alternatives:
-            alt_rendered = alt.get("rendered") if isinstance(alt, dict) else None
-            if not isinstance(alt_rendered, dict):
-                kept.append(alt)
-                continue
-            alt_narrowed, alt_held = scoped(alt_rendered, command, root, cwd)
-            if not alt_held:
-                kept.append({**alt, "rendered": alt_narrowed})
-        out["alternatives"] = kept
+
+    def narrow(alt: dict[str, Any]) -> dict[str, Any] | None:
+        alt_narrowed, alt_held = scoped(alt, command, root, cwd)
+        return None if alt_held else alt_narrowed
+
+    out = with_alternatives(fix, {**fix, "rendered": narrowed}, narrow)
     return out, held

@@ -10,18 +10,16 @@ that record their argv and install the package)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.integration._heal_install import HEAL, run_and_explain, shim_env
+from tests.integration._heal_install import apply as _apply
+from tests.integration._heal_install import calls as _calls
 from tests.integration._repos import git
-
-ROOT = Path(__file__).resolve().parents[2]
-HEAL = str(Path(sys.executable).with_name("heal"))
 
 pytestmark = pytest.mark.skipif(not shutil.which("node"), reason="needs node")
 
@@ -32,17 +30,7 @@ SHIM = ("#!/bin/sh\nprintf '%s %s\\n' \"$(basename \"$0\")\" \"$*\" >> {log}\n"
 
 
 def _env(heal_env: dict[str, str], database: str, tmp: Path, *managers: str) -> dict[str, str]:
-    shims = tmp / "shims"
-    shims.mkdir(exist_ok=True)
-    for name in managers:
-        (shims / name).write_text(SHIM.format(log=tmp / "calls.log"))
-        (shims / name).chmod(0o755)
-    # only the shims, node, git and heal: no other package manager on PATH
-    path = os.pathsep.join([str(shims), str(Path(sys.executable).parent),
-                            *{str(Path(p).parent) for p in (shutil.which("node"),
-                                                            shutil.which("git")) if p}])
-    return {**os.environ, **heal_env, "HEAL_DATABASE_URL": database, "PATH": path,
-            "PYTHONPATH": str(ROOT), "HEAL_PROGRESS": "0"}
+    return shim_env(heal_env, database, tmp, SHIM, managers, "node")
 
 
 def _repo(root: Path, files: dict[str, str], manifest: dict[str, object] | None = None,
@@ -65,26 +53,7 @@ def _repo(root: Path, files: dict[str, str], manifest: dict[str, object] | None 
 
 def _run(env: dict[str, str], cwd: Path) -> tuple[str, str]:
     """heal run's stderr and ``heal explain --json`` of it."""
-    done = subprocess.run([HEAL, "run", "--timeout", "120", "--", "node", "app.js"], env=env,
-                          cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 1, done.stderr
-    run_id = done.stderr.split("published ", 1)[1].split(None, 1)[0].rstrip(";")
-    explained = subprocess.run([HEAL, "explain", "--json", run_id], env=env, cwd=cwd,
-                               capture_output=True, text=True, timeout=120, check=False)
-    return done.stderr, explained.stdout
-
-
-def _apply(env: dict[str, str], cwd: Path, stderr: str) -> str:
-    """``heal apply`` of the suggested fix (a MODERATE command runs when applied)."""
-    run_id = stderr.split("published ", 1)[1].split(None, 1)[0].rstrip(";")
-    done = subprocess.run([HEAL, "apply", run_id], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=300, check=False)
-    return done.stdout + done.stderr
-
-
-def _calls(tmp: Path) -> list[str]:
-    log = tmp / "calls.log"
-    return log.read_text().splitlines() if log.exists() else []
+    return run_and_explain(env, cwd, "node", "app.js")
 
 
 @pytest.mark.parametrize(("files", "manifest", "call", "chosen"), [
@@ -196,3 +165,34 @@ def test_heal_explain_text_shows_the_package_manager_row(
     assert ("package manager: pnpm install --frozen-lockfile (chosen by pnpm-lock.yaml)"
             in text), text
     assert "pre-flight passed: " in text, text
+
+
+#: Bun as the failing runtime and its installer: ``bun app.js`` fails until left-pad is
+#: installed; ``bun install ...`` records its argv and installs it
+BUN = ("#!/bin/sh\nif [ \"$1\" = install ]; then\n"
+       "  printf '%s %s\\n' \"$(basename \"$0\")\" \"$*\" >> {log}\n"
+       "  mkdir -p node_modules/left-pad; exit 0\nfi\n"
+       "[ -d node_modules/left-pad ] && exit 0\n"
+       "echo \"error: Cannot find package 'left-pad' from '$PWD/app.js'\" >&2\n"
+       "echo 'Bun v1.1.30 (Linux x64)' >&2\nexit 1\n")
+
+
+@pytest.mark.parametrize(("files", "call", "chosen"), [
+    ({"bun.lock": "{}\n"}, "bun install --frozen-lockfile", "chosen by bun.lock"),
+    ({"bun.lockb": "\x00"}, "bun install --frozen-lockfile", "chosen by bun.lockb"),
+    ({}, "bun install", "no bun.lock nor bun.lockb"),
+], ids=["bun.lock", "bun.lockb", "no-lockfile"])
+def test_bun_installs_frozen_when_the_project_has_a_bun_lockfile(
+        heal_env: dict[str, str], own_database: str, tmp_path: Path,
+        files: dict[str, str], call: str, chosen: str) -> None:
+    """QA: ``bun.modules_missing`` always ran ``bun install``, which may rewrite bun.lock;
+    the other managers restore their lockfile as it is."""
+    env = _env(heal_env, own_database, tmp_path, "npm")
+    (tmp_path / "shims" / "bun").write_text(BUN.format(log=tmp_path / "calls.log"))
+    (tmp_path / "shims" / "bun").chmod(0o755)
+    repo = _repo(tmp_path / "app", files)
+    stderr, explained = run_and_explain(env, repo, "bun", "app.js")
+    assert "bun.modules_missing/fix" in stderr, stderr
+    assert chosen in explained, explained
+    applied = _apply(env, repo, stderr)
+    assert _calls(tmp_path) == [call], applied

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.validate import manager
+from pipeline.validate import manager, pymanager
 from pipeline.validate.manager import choose, managed_fix
 
 
@@ -116,3 +116,78 @@ def test_a_package_json_heal_cannot_read_is_not_npm(tmp_path: Path, text: str, l
     assert choice is None
     assert why.startswith("heal could not read package.json: ") and said in why
     assert "run the project's own install yourself" in why
+
+
+def _pip(package: str = "heal-fixture-mod") -> dict[str, object]:
+    return {"argv": ["/venv/bin/python", "-m", "pip", "install", package],
+            "package_manager": "python"}
+
+
+_DECLARES = '[project]\nname = "app"\ndependencies = ["heal-fixture-mod"]\n'
+
+
+@pytest.mark.parametrize(("files", "argv", "source"), [
+    ({"pyproject.toml": _DECLARES, "poetry.lock": ""}, ["poetry", "install"], "poetry.lock"),
+    ({"pyproject.toml": _DECLARES, "uv.lock": ""}, ["uv", "sync", "--locked"], "uv.lock"),
+    ({"pyproject.toml": _DECLARES, "pdm.lock": ""}, ["pdm", "install", "--check"], "pdm.lock"),
+    ({"Pipfile": '[packages]\nheal-fixture-mod = "*"\n', "Pipfile.lock": "{}"},
+     ["pipenv", "install", "--deploy"], "Pipfile.lock"),
+    ({"Pipfile": '[packages]\nheal-fixture-mod = "*"\n'}, ["pipenv", "install"], "Pipfile"),
+    ({"pyproject.toml": _DECLARES + "[tool.uv]\ndev-dependencies = []\n"}, ["uv", "sync"],
+     "pyproject.toml [tool.uv]"),
+    # requirements.txt does not declare it: the file that does is installed with -r
+    ({"requirements.txt": "requests\n", "requirements-dev.txt": "heal_fixture.mod==1.0\n"},
+     ["/venv/bin/python", "-m", "pip", "install", "-r", "requirements-dev.txt"],
+     "requirements-dev.txt"),
+])
+def test_the_python_manager_is_read_from_the_repository(
+        tmp_path: Path, files: dict[str, str], argv: list[str], source: str) -> None:
+    _write(tmp_path, files)
+    choice, why = pymanager.choose(_pip(), tmp_path, tmp_path)
+    assert why == "" and choice is not None
+    assert (choice.argv, choice.source) == (argv, source)
+
+
+@pytest.mark.parametrize(("files", "said"), [
+    # a table only configuring pdm-backend's build or uv pip names no manager
+    ({"pyproject.toml": _DECLARES + "[tool.pdm.build]\nincludes = []\n[tool.uv.pip]\n"}, ""),
+    ({"requirements.txt": "requests\n"}, ""),  # undeclared: the bounded pip install NAME
+    ({}, ""),
+    ({"pyproject.toml": _DECLARES, "uv.lock": "", "pdm.lock": ""}, "lockfiles of pdm and uv"),
+    ({"pyproject.toml": '[project]\nname = "app"\n', "uv.lock": ""},
+     "add it with `uv add heal-fixture-mod`"),
+    ({"pyproject.toml": "[project\n"}, "heal could not read pyproject.toml: it is not valid"),
+])
+def test_no_python_manager_or_an_escalation(tmp_path: Path, files: dict[str, str],
+                                            said: str) -> None:
+    _write(tmp_path, files)
+    choice, why = pymanager.choose(_pip(), tmp_path, tmp_path)
+    assert choice is None
+    assert (said in why) if said else why == ""
+
+
+def test_a_python_manager_not_installed_escalates_and_never_falls_back_to_pip(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _write(tmp_path, {"pyproject.toml": _DECLARES, "poetry.lock": ""})
+    fix = {"rendered": _pip(), "explanation": "x"}
+    monkeypatch.setattr(manager, "installed", lambda program: False)
+    out, escalate, note = managed_fix(fix, tmp_path, tmp_path)
+    assert out is fix and note == ""
+    assert "installs with poetry (poetry.lock), which is not installed" in escalate
+    assert "pipx install poetry" in escalate and "does not fall back to pip install" in escalate
+    monkeypatch.setattr(manager, "installed", lambda program: True)
+    out, escalate, note = managed_fix(fix, tmp_path, tmp_path)
+    assert out["rendered"]["argv"] == ["poetry", "install"] and escalate == ""
+    assert note == "package manager: poetry install (chosen by poetry.lock)"
+
+
+@pytest.mark.parametrize(("files", "argv", "source"), [
+    ({"bun.lock": ""}, ["bun", "install", "--frozen-lockfile"], "bun.lock"),
+    ({"bun.lockb": ""}, ["bun", "install", "--frozen-lockfile"], "bun.lockb"),
+    ({}, ["bun", "install"], ""),
+])
+def test_bun_restores_its_lockfile(tmp_path: Path, files: dict[str, str], argv: list[str],
+                                   source: str) -> None:
+    _write(tmp_path, {"packages/web/package.json": "{}", **files})
+    choice = manager.choose_bun(tmp_path, tmp_path / "packages" / "web")
+    assert (choice.argv, choice.source) == (argv, source)
