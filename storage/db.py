@@ -228,6 +228,8 @@ class Database:
         #: a pooled connection was set up before the vector type existed (see
         #: ``_init_connection``): its codec is missing until ``reload_types``
         self.untyped = False
+        #: connections of :meth:`listen` (closed with the pool)
+        self._listeners: set[asyncpg.Connection] = set()
 
         async def _create() -> asyncpg.Pool:
             return await asyncpg.create_pool(
@@ -352,6 +354,34 @@ class Database:
 
         return self._submit(_with_connection(), timeout)
 
+    def listen(self, channel: str, on_notice: Callable[[], None],
+               on_lost: Callable[[], None]) -> Callable[[], None]:
+        """LISTEN on ``channel`` on a connection of its own (outside the pool): ``on_notice``
+        is called, on this Database's loop thread, for every NOTIFY delivered (at the commit
+        of the transaction that sent it), ``on_lost`` once if the connection drops (notices
+        are missed from then on: listen again). Returns what stops listening (idempotent).
+
+        Raises: DatabaseUnavailable (the connection cannot be made), ConfigError."""
+        self._check_open()
+
+        async def _open() -> asyncpg.Connection:
+            conn = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT_S)
+            await conn.add_listener(channel, lambda *_: on_notice())
+            conn.add_termination_listener(lambda *_: on_lost())
+            return conn
+
+        conn = self._submit(_open(), CONNECT_TIMEOUT_S + 5)
+        self._listeners.add(conn)
+
+        def stop() -> None:
+            if conn not in self._listeners or self._closed:
+                return
+            self._listeners.discard(conn)
+            with contextlib.suppress(Exception):
+                self._submit(conn.close(timeout=5), timeout=10)
+
+        return stop
+
     def _mark_untyped(self) -> None:
         self.untyped = True
 
@@ -371,6 +401,9 @@ class Database:
         _OPEN.discard(self)
 
         async def _close() -> None:
+            for conn in list(self._listeners):
+                conn.terminate()
+            self._listeners.clear()
             try:
                 await asyncio.wait_for(self._pool.close(), 10)
             except Exception:  # closing is best effort: cut what did not close in time

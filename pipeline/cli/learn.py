@@ -153,6 +153,8 @@ def print_taught(taught: Any, text: str) -> None:
         print(f"  edit it    heal learn {shlex.quote(p['error_id'])} ... --regex 'REGEX'")
     for note in taught.notes:
         print(f"  note       {note}")
+    print("  in effect  now, for new runs and running workers (PostgreSQL tells them at once; a "
+          "worker that cannot hear it re-reads lessons within 30 s)")
     print("  next       verified before it is offered; starts DRAFT and graduates only through "
           "verified successes (heal explain shows its lifecycle)")
 

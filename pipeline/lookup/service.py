@@ -21,7 +21,13 @@ from typing import Any
 import numpy as np
 import orjson
 
-from pipeline.errors import DatabaseUnavailable, EngineError, ParameterError, QueryError
+from pipeline.errors import (
+    ConfigError,
+    DatabaseUnavailable,
+    EngineError,
+    ParameterError,
+    QueryError,
+)
 from pipeline.fixes.render import FixSpec
 from pipeline.lifecycle.ranking import rank_and_record, thompson_rank
 from pipeline.lookup.catalog import Catalog, Pattern
@@ -70,6 +76,11 @@ FLUSH_EVERY = 256
 STATES_REFRESH_S = 30.0
 #: learned fixes are re-read this long after a read (a new precedent shows up within it)
 LEARNED_TTL_S = 30.0
+#: PostgreSQL's channel for "a lesson or a state the lookup reads changed" (sent by the
+#: triggers of storage/migrations/0640_lookup_notice.sql when the change commits): a worker
+#: that hears it drops its caches before its next batch; the TTLs above are the fallback for
+#: a worker that cannot listen (PostgreSQL down, the connection lost until the next retry)
+CHANGES_CHANNEL = "heal_lookup"
 
 log = logging.getLogger("heal.lookup")
 
@@ -131,6 +142,11 @@ class Lookup:
         #: stores missing reference vectors; called once, before the first tier-2 search
         self.prepare_vectors: Callable[[], None] | None = None
         self._vectors_ready = False
+        #: notices of changes heard (see hear_changes), and how many the caches reflect
+        self._notices = 0
+        self._notices_seen = 0
+        self._listening = False
+        self._stop_listening: Callable[[], None] | None = None
 
     # -- engines -----------------------------------------------------------------------------
 
@@ -261,6 +277,7 @@ class Lookup:
         when the read fails, the ranking that meets the failure reports it as before and the
         next events read their own (and whatever else ``prepare`` meets, the runtime logs and
         the events are handled one by one, as without it)."""
+        self.reload_if_changed()
         self._posteriors.clear()
         # each text's digest, computed once for the batch (the lookup finds it by identity)
         digests = self._digests = {id(text): (text, _digest(text)) for text, _, _ in items}
@@ -931,6 +948,55 @@ class Lookup:
         except (DatabaseUnavailable, EngineError):
             return  # the next refresh tries again; tier 1 already serves them
 
+    # -- hearing what changed ---------------------------------------------------------------
+
+    @property
+    def listening(self) -> bool:
+        """Whether PostgreSQL tells this lookup at once when a lesson or a state changes."""
+        return self._listening
+
+    def hear_changes(self) -> bool:
+        """Listen for PostgreSQL's notice that a lesson or a state changed (``heal learn``,
+        ``heal ignore``, a quarantine...): the next batch then re-reads them (see
+        :meth:`reload_if_changed`). Listening again after a lost connection counts as a
+        change (notices were missed meanwhile). Returns whether it listens; never raises."""
+        if self._listening:
+            return True
+        if self.db is None or not self.online:
+            return False
+        try:
+            stop = self.db.listen(CHANGES_CHANNEL, self._heard, self._lost)
+        except (DatabaseUnavailable, QueryError, ConfigError) as exc:
+            log.info("lookup cannot listen for changes (caches re-read every %.0f s): %s",
+                     STATES_REFRESH_S, exc)
+            return False
+        if self._stop_listening is not None:
+            self._notices += 1  # heard nothing while the connection was gone
+        self._stop_listening = stop
+        self._listening = True
+        return True
+
+    def _heard(self) -> None:
+        self._notices += 1  # (the database's loop thread; read by the batch's thread)
+
+    def _lost(self) -> None:
+        self._listening = False
+
+    def reload_if_changed(self) -> bool:
+        """A notice was heard since the last call: forget what was read about lessons and
+        states (missed fingerprints, learned fixes, causal walks, taught patterns, fix states,
+        ignored and flaky fingerprints) and re-read them now. Called once per batch; costs
+        one integer comparison when nothing changed. Returns whether it reloaded."""
+        notices = self._notices
+        if notices == self._notices_seen:
+            return False
+        self._notices_seen = notices
+        self._misses.clear()
+        self._learned.clear()
+        self._cause_cache.clear()
+        self.refresh_states()  # (re-reads the taught catalog, which drops the mappings)
+        return True
+
     def sync(self, batch: int = 500) -> int:
         """Flush, then apply the outbox to PostgreSQL (idempotent). Returns ops applied;
         stops quietly, keeping the rest queued, when PostgreSQL is unreachable."""
@@ -986,10 +1052,14 @@ class Lookup:
         if self._syncer is not None:
             return
 
+        self.hear_changes()
+
         def loop() -> None:
             last_refresh = time.monotonic()
             while not self._stop.wait(interval_s):
                 try:
+                    if not self._listening:
+                        self.hear_changes()  # (retried every interval: the TTLs meanwhile)
                     self.flush()
                     self.sync_outbox()
                     if time.monotonic() - last_refresh >= STATES_REFRESH_S:
@@ -1006,6 +1076,9 @@ class Lookup:
         self._stop.set()
         if self._syncer is not None:
             self._syncer.join(timeout=10)
+        if self._stop_listening is not None:
+            self._stop_listening()
+            self._listening = False
         self.sync()
 
 
