@@ -16,7 +16,10 @@
                      process's CPU per event; baseline: decode + encode of the same bytes
                      with no lookup; and the same with the runtime's per-batch
                      ``before_handoff`` (the outbox written to SQLite once per batch, before
-                     the hand-off) against the writes flushed every 256 ops, interleaved
+                     the hand-off) against the writes flushed every 256 ops, interleaved;
+                     then the stage listening for PostgreSQL's change notices (the per-batch
+                     check) against the same with the check replaced by nothing, interleaved,
+                     and what the batch after a notice costs (its caches re-read)
 
 Runs against HEAL_DATABASE_URL when set, else the embedded PostgreSQL; the cache lives in
 a temporary HEAL_HOME. Usage: python bench/lookup.py [--n N] [--n2 N2] [--only PART,...]
@@ -29,6 +32,7 @@ import atexit
 import os
 import shutil
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -45,6 +49,7 @@ from pipeline.events import ErrorEvent, FingerprintEvent  # noqa: E402
 from pipeline.lookup.service import Lookup  # noqa: E402
 from pipeline.lookup.setup import build_lookup  # noqa: E402
 from storage.cache import LocalCache  # noqa: E402
+from storage.db import Database  # noqa: E402
 from storage.engines import open_database  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "errors"
@@ -241,6 +246,61 @@ def bench_stage(lookup: Lookup, n: int) -> None:
               f"256 ops, as the runtime drove it before)")
 
 
+def bench_changes(lookup: Lookup, db: Database, n: int) -> None:
+    """What hearing changes costs the stage (issue: a lesson was invisible to a running worker
+    for up to 30 s): the stage on known fingerprints listening for PostgreSQL's notices (one
+    integer comparison per batch) vs the same with the per-batch check replaced by nothing,
+    interleaved; then the batch that follows a notice (its caches re-read) vs one without."""
+    texts = known_texts()
+    raws = stage_events(texts, n, "c")
+    handler = LookupHandler(lookup)
+    listening = lookup.hear_changes()
+    for raw in raws[:500]:
+        handler.handle(handler.decode(raw))
+    spent = {True: [0.0, 0.0], False: [0.0, 0.0]}  # checked? -> [wall s, CPU s]
+    rounds = 10
+    for r in range(rounds):
+        chunk = range(r * n // rounds, (r + 1) * n // rounds)
+        for checked in ((True, False) if r % 2 else (False, True)):  # alternate who is first
+            lookup.flush()
+            if not checked:
+                lookup.reload_if_changed = lambda: False  # type: ignore[method-assign]
+            try:
+                start, cpu = time.perf_counter(), time.process_time()
+                run_stage(handler, chunk, raws, None)
+                spent[checked][0] += time.perf_counter() - start
+                spent[checked][1] += time.process_time() - cpu
+            finally:
+                if not checked:
+                    del lookup.reload_if_changed
+    (checked_s, checked_cpu), (unchecked_s, unchecked_cpu) = spent[True], spent[False]
+    lookup.flush()
+    print(f"{'stage listening for changes':<34} {n / checked_s:10.0f} events/s  "
+          f"CPU {checked_cpu / n * 1e6:6.1f} us/event  ({checked_s / unchecked_s:.3f}x the time, "
+          f"{checked_cpu / unchecked_cpu:.3f}x the CPU of the stage without the per-batch "
+          f"check; listening: {listening})")
+    if not listening:
+        return
+    batch = [handler.decode(raw) for raw in raws[:BATCH]]
+    quiet: list[float] = []
+    after_notice: list[float] = []
+    for _ in range(5):
+        start = time.perf_counter()
+        handler.prepare(batch)
+        quiet.append(time.perf_counter() - start)
+        heard = lookup._notices
+        db.execute("NOTIFY heal_lookup, 'bench'")
+        deadline = time.monotonic() + 5
+        while lookup._notices == heard and time.monotonic() < deadline:
+            time.sleep(0.001)
+        start = time.perf_counter()
+        handler.prepare(batch)
+        after_notice.append(time.perf_counter() - start)
+    print(f"{'prepare after a notice (reload)':<34} {statistics.median(after_notice) * 1e3:8.2f}"
+          f" ms per change (median of 5; a batch's prepare without one "
+          f"{statistics.median(quiet) * 1e3:.3f} ms)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=5000, help="samples for tier 1 and the stage")
@@ -266,6 +326,7 @@ def main() -> None:
             bench_tier2(lookup, args.n2)
         if "stage" in parts:
             bench_stage(lookup, args.n * 4)
+            bench_changes(lookup, db, args.n * 4)
         if "threads" in parts:
             bench_threads(lookup, args.n2)
     finally:
