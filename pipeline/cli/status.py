@@ -12,13 +12,16 @@ JSON shape (DESIGN.md, fields may be added)::
      "outbox": {"waiting": int, "parked": [{"op_id", "kind", "reason"}]},
      "stranded": {"streams": [{"stream", "partition", "length", "unread", "unread_exact",
      "pending"}], "complete": bool},
+     "unserved": [{"stage", "stream", "waiting", "registered"}],
      "ok": bool, "problems": [str, ...], "warnings": [str, ...]}
 
 Each stage's group (``fingerprint``, ``lookup``, ...) also has ``"live_consumers"`` (workers
 with a fresh heartbeat, :mod:`pipeline.runtime.heartbeat`; ``"consumers"`` counts every name
 registered, stopped ones too) and each member ``"alive"``. Events waiting for a stage no
-running worker serves are a warning (``ok`` unchanged: nothing is broken, the work waits)
-naming the stage and the command to start it.
+running worker serves are a problem (``ok`` false, exit 1: the work is not being done; the
+same rule as events stranded in another partition layout) naming the stage and the command
+to start it, and an entry of ``"unserved"``: ``{"stage", "stream", "waiting",
+"registered"}``.
 
 ``collect_status(settings)`` builds the same dict for ``heal serve``'s ``/api/status``. When an
 engine cannot be reached, everything that can still be gathered is shown and the command exits
@@ -114,6 +117,7 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         # streams of another partition layout holding work (see pipeline.runtime.layout)
         "stranded": {"streams": [], "complete": True},
         "warnings": [],
+        "unserved": [],
     }
     if engines["redis"].get("reachable"):
         try:
@@ -138,7 +142,11 @@ def _collect_redis(
                 client, settings, suffix)
         status["dead_letters"] = status["streams"][settings.stream(STREAM_DEAD)]["length"]
         _collect_stranded(client, settings, status, problems)
-        status["warnings"] += _unserved(status, settings, live_workers(client, settings))
+        # work waiting for a stage no running worker serves: a problem (exit 1), listed for
+        # scripts in ``unserved`` too
+        unserved = _unserved(status, settings, live_workers(client, settings))
+        status["unserved"] = [{k: v for k, v in u.items() if k != "message"} for u in unserved]
+        problems.extend(u["message"] for u in unserved)
         # the scripts every stage runs (a user refused them passed as ok, its workers idle)
         probe_scripts(client, settings.stream(PIPELINE_STREAMS[0]))
     except redis.RedisError as exc:
@@ -164,13 +172,14 @@ def _collect_redis(
 
 
 def _unserved(status: dict[str, Any], settings: Settings,
-              live: dict[str, set[str]]) -> list[str]:
-    """Mark each stage group's live consumers; a warning per stage whose input holds events
-    (undelivered or pending) while no running worker serves it."""
+              live: dict[str, set[str]]) -> list[dict[str, Any]]:
+    """Mark each stage group's live consumers; for each stage whose input holds events
+    (undelivered or pending) while no running worker serves it: ``stage``, ``stream``,
+    ``waiting``, ``registered`` (its consumers, all stopped) and ``message``."""
     from pipeline.config import STAGES
     from pipeline.runtime.heartbeat import TTL_S
 
-    warnings = []
+    found = []
     for stage, (source, _) in STAGES.items():
         stream = settings.stream(source)
         info = status["streams"].get(stream) or {"length": 0, "groups": {}}
@@ -187,11 +196,13 @@ def _unserved(status: dict[str, Any], settings: Settings,
         if waiting and not alive:
             stopped = (f"; its {registered} registered consumer(s) are stopped"
                        if registered else "")
-            warnings.append(
-                f"{waiting} event(s) wait on {stream} and no worker serves stage {stage} (none "
-                f"sent a heartbeat in the last {TTL_S} s{stopped}): start one with "
-                f"`heal worker {stage}` or `heal up`")
-    return warnings
+            found.append({
+                "stage": stage, "stream": stream, "waiting": waiting, "registered": registered,
+                "message": (
+                    f"{waiting} event(s) wait on {stream} and no worker serves stage {stage} "
+                    f"(none sent a heartbeat in the last {TTL_S} s{stopped}): start one with "
+                    f"`heal worker {stage}` or `heal up`")})
+    return found
 
 
 def consumers_cell(group: dict[str, Any]) -> str:

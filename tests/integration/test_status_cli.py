@@ -42,7 +42,8 @@ def busy_streams(heal_env: dict[str, str], redis_url: str, prefix: str) -> redis
 def test_json_has_the_contract_shape_and_figures(
     busy_streams: redis.Redis, prefix: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["status", "--json"]) == 0
+    # (5 events wait for the fingerprint stage and no worker runs: a problem, exit 1)
+    assert main(["status", "--json"]) == 1
     status = json.loads(capsys.readouterr().out)
     # the fields DESIGN.md promises
     assert set(status) >= {"engines", "streams", "dead_letters", "breaker", "budget"}
@@ -63,7 +64,10 @@ def test_json_has_the_contract_shape_and_figures(
     assert group["members"][0]["name"] == "worker-1" and group["members"][0]["pending"] == 2
     assert status["streams"][f"{prefix}:fingerprints"] == {"length": 0, "groups": {}}
     assert status["dead_letters"] == 1
-    assert status["ok"] is True and status["problems"] == []
+    assert status["ok"] is False and status["unserved"] == [{
+        "stage": "fingerprint", "stream": f"{prefix}:errors", "waiting": 5, "registered": 1}]
+    assert len(status["problems"]) == 1 and "no worker serves stage fingerprint" in (
+        status["problems"][0])
 
 
 def test_lag_counts_only_undelivered_entries(busy_streams: redis.Redis, prefix: str) -> None:
@@ -93,7 +97,7 @@ def test_lag_beyond_the_cap_is_a_lower_bound(
 def test_table_is_readable(
     busy_streams: redis.Redis, prefix: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["status"]) == 0
+    assert main(["status"]) == 1  # (the backlog no worker serves)
     out = capsys.readouterr().out
     assert "redis" in out and "postgres" in out and "external" in out
     assert f"{prefix}:errors" in out and "fingerprint" in out
@@ -248,7 +252,7 @@ def test_status_shows_the_rate_limit_of_the_policy_in_force(
     assert json.loads(outside.stdout)["budget"]["policy"] == "defaults"
 
 
-def test_a_backlog_with_only_stopped_consumers_is_a_warning_naming_the_stage(
+def test_a_backlog_with_only_stopped_consumers_is_a_problem_naming_the_stage(
         heal_env: dict[str, str], redis_url: str, prefix: str) -> None:
     """QA s18b #10: a killed worker stayed a "consumer" and events waiting for it were ok."""
     # Given a fingerprint worker that ran (registered in its group), then was killed
@@ -275,14 +279,19 @@ def test_a_backlog_with_only_stopped_consumers_is_a_warning_naming_the_stage(
     while True:
         done = _run(heal_env, "--json")
         status = json.loads(done.stdout)
-        if status["warnings"] or time.monotonic() > deadline:
+        if status["problems"] or time.monotonic() > deadline:
             break
         time.sleep(1)
     group = status["streams"][f"{prefix}:errors"]["groups"]["fingerprint"]
     assert group["consumers"] == 1 and group["live_consumers"] == 0  # added, not renamed
     assert group["members"][0]["alive"] is False
-    warning = next(w for w in status["warnings"] if "stage fingerprint" in w)
-    assert "heal worker fingerprint" in warning and "heal up" in warning
-    assert f"heal: warning: {warning}" in done.stderr
+    problem = next(p for p in status["problems"] if "stage fingerprint" in p)
+    assert "heal worker fingerprint" in problem and "heal up" in problem
+    assert f"heal: error: {problem}" in done.stderr
+    # a problem a script can act on: ok false, exit 1, and which stage in ``unserved``
+    assert status["ok"] is False and done.returncode == 1
+    assert {"stage": "fingerprint", "stream": f"{prefix}:errors", "waiting": 1,
+            "registered": 1} in status["unserved"]
     table = _run(heal_env)
+    assert table.returncode == 1
     assert "1 (0 live)" in table.stdout
