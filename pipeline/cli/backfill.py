@@ -112,7 +112,12 @@ def _backfill(args: argparse.Namespace) -> int:
         backfiller.run_file(path, emit=emit)
     for path in transcripts:
         backfiller.run_file(path, transcript=True, emit=emit)
-    return _summarize(args, backfiller.stats)
+    status = _summarize(args, backfiller.stats)
+    if publish is not None:
+        from pipeline.cli.unserved import say_unserved
+
+        say_unserved("backfill", client, settings, backfiller.stats.events)
+    return status
 
 
 def _summarize(args: argparse.Namespace, stats: BackfillStats) -> int:

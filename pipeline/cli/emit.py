@@ -30,7 +30,8 @@ def _emit(args: argparse.Namespace) -> int:
     from producers.publisher import Publisher, connect
 
     settings = Settings.from_env()
-    publisher = Publisher(connect(settings), settings)
+    client = connect(settings)
+    publisher = Publisher(client, settings)
     report = EmitReport()
     try:
         try:
@@ -62,4 +63,7 @@ def _emit(args: argparse.Namespace) -> int:
         + (f", {len(report.bad)} bad line(s) skipped" if report.bad else ""),
         file=sys.stderr,
     )
+    from pipeline.cli.unserved import say_unserved
+
+    say_unserved("emit", client, settings, report.published)
     return 1 if report.bad else 0

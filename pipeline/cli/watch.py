@@ -58,19 +58,25 @@ def _watch(args: argparse.Namespace) -> int:
     check_seconds(args.interval, args.idle_flush)
     for path in args.paths:
         check_path(path, args.once)
+    from pipeline.cli.unserved import hint_once
+
     settings = Settings.from_env()
-    publisher = Publisher(connect(settings), settings)
+    client = connect(settings)
+    publisher = Publisher(client, settings)
+    # --once says it with its total, at the end; a long watch when it first publishes
+    publish = (publisher.publish_many if args.once
+               else hint_once("watch", client, settings, publisher.publish_many))
     teacher = None
     if args.transcript and not args.no_learn:
         from producers.transcript_learning import WatchTeacher
 
         teacher = WatchTeacher(settings, lambda m: print(f"heal watch: {m}", file=sys.stderr))
-    watcher = Watcher(args.paths, settings.home, publisher.publish_many,
+    watcher = Watcher(args.paths, settings.home, publish,
                       from_start=args.from_start, transcript=args.transcript,
                       idle_flush_s=args.idle_flush, learn=teacher,
                       report=lambda m: print(f"heal watch: {m}", file=sys.stderr))
     try:
-        return _follow(args, watcher)
+        return _follow(args, watcher, lambda count: _say_unserved(client, settings, count))
     finally:
         if teacher is not None:
             teacher.close()
@@ -114,10 +120,17 @@ def check_seconds(interval: float, idle_flush: float) -> None:
                          f"{MAX_SECONDS:g} (e.g. --idle-flush 2)")
 
 
-def _follow(args: argparse.Namespace, watcher: Any) -> int:
+def _say_unserved(client: Any, settings: Settings, count: int) -> None:
+    from pipeline.cli.unserved import say_unserved
+
+    say_unserved("watch", client, settings, count)
+
+
+def _follow(args: argparse.Namespace, watcher: Any, unserved: Any) -> int:
     if args.once:
         count = watcher.drain()
         print(f"heal watch: published {count} event(s)", file=sys.stderr)
+        unserved(count)
         unread = [f for f in watcher.followers if f.refused]
         for follower in unread:  # (it became unreadable after the check at start)
             print(f"heal watch: {follower.path} was not read: it {follower.refused}",
