@@ -88,6 +88,8 @@ class Api:
     def __init__(self, settings: Settings, engines: Engines | None = None) -> None:
         self.settings = settings
         self.engines = engines or Engines(settings)
+        #: (connections served now, most served at once), told by the server (/metrics)
+        self.connections: Callable[[], tuple[int, int]] | None = None
         self._get: dict[str, Callable[[dict[str, list[str]]], Response]] = {
             "/api/status": self.status,
             "/api/patterns": self.patterns,
@@ -314,7 +316,8 @@ class Api:
     def metrics(self, _query: dict[str, list[str]]) -> Response:
         from pipeline.serve.collect import collect_metrics
 
-        text = collect_metrics(self.settings, self.engines)
+        text = collect_metrics(self.settings, self.engines,
+                               self.connections() if self.connections else None)
         return Response(200, text.encode(), prometheus.CONTENT_TYPE)
 
     def dashboard(self, _query: dict[str, list[str]]) -> Response:

@@ -74,8 +74,10 @@ def top_errors(q: ServeQueries, limit: int) -> tuple[int, list[dict[str, Any]]]:
     return groups, rows[:limit]
 
 
-def collect_metrics(settings: Settings, engines: Engines) -> str:
-    """The exposition text. Raises StreamUnavailable when Redis cannot be reached."""
+def collect_metrics(settings: Settings, engines: Engines,
+                    connections: tuple[int, int] | None = None) -> str:
+    """The exposition text (``connections``: the server's served and most connections).
+    Raises StreamUnavailable when Redis cannot be reached."""
     from pipeline.runtime.metrics import LATENCY_BUCKETS, snapshot
 
     streams, breaker, execution = engines.with_redis(
@@ -98,5 +100,7 @@ def collect_metrics(settings: Settings, engines: Engines) -> str:
     except (DatabaseUnavailable, QueryError) as exc:
         log.warning("metrics without storage figures: %s", exc)
         prometheus.add_up(out, "postgres", False)
+    if connections is not None:
+        prometheus.add_connections(out, *connections)
     prometheus.add_runtime(out, snapshot(), LATENCY_BUCKETS)
     return out.render()

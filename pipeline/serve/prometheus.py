@@ -153,6 +153,15 @@ def add_storage(out: Exposition, apply_counts: Mapping[str, int],
                 "error groups waiting for review.", open_fingerprints)
 
 
+def add_connections(out: Exposition, served: int, limit: int) -> None:
+    """``heal_serve_connections`` (this scrape's own included) and ``_max``: a server near its
+    limit answers new connections 503 (``heal serve --max-connections``)."""
+    out.add("heal_serve_connections", "gauge",
+            "Connections heal serve is serving now (this scrape's included).", served)
+    out.add("heal_serve_connections_max", "gauge",
+            "Connections heal serve serves at once; more are answered 503.", limit)
+
+
 def add_up(out: Exposition, engine: str, up: bool) -> None:
     out.add("heal_engine_up", "gauge", "1 when heal serve reached the engine for this scrape.",
             1 if up else 0, {"engine": engine})

@@ -209,8 +209,9 @@ class HealServer(ThreadingHTTPServer):
         self.api = api  # before binding: a failed bind calls server_close()
         self.tokens = tokens
         self.request_timeout = request_timeout
-        self.max_connections = max_connections
+        self.max_connections: int = max_connections
         self.max_per_client = max_per_client
+        api.connections = lambda: (self.open_connections, self.max_connections)
         self._lock = threading.Lock()
         #: the connections being served, each with its client's address
         self._connections: dict[socket.socket, str] = {}
@@ -247,6 +248,7 @@ class HealServer(ThreadingHTTPServer):
 
     @property
     def open_connections(self) -> int:
+        """Connections being served now (``heal_serve_connections`` of ``/metrics``)."""
         with self._lock:
             return len(self._connections)
 

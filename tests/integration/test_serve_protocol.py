@@ -183,6 +183,21 @@ def _wait(condition: Callable[[], bool], seconds: float) -> bool:
     return condition()
 
 
+def served_connections(port: int, source: str = "127.0.0.1") -> tuple[int, int]:
+    """(``heal_serve_connections``, ``heal_serve_connections_max``) of a ``/metrics`` scrape
+    (the scrape's own connection is one of them), from the address ``source``."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30, source_address=(source, 0))
+    sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    raw = b""
+    while chunk := sock.recv(65536):
+        raw += chunk
+    sock.close()
+    text = raw.decode()
+    assert text.startswith("HTTP/1.1 200"), text[:300]
+    found = dict(re.findall(r"^(heal_serve_connections(?:_max)?) (\d+)$", text, re.M))
+    return int(found["heal_serve_connections"]), int(found["heal_serve_connections_max"])
+
+
 def test_slow_clients_are_cut_off_and_connections_are_capped(heal_env: dict[str, str]) -> None:
     """A slowloris: connections that never finish their headers (silent, or one byte at a
     time) once held a thread each forever. Each now has a deadline for its whole request
@@ -223,6 +238,8 @@ def test_slow_clients_are_cut_off_and_connections_are_capped(heal_env: dict[str,
         waited = time.monotonic() - started
         assert waited < 15, waited  # 1.5 s plus a loaded machine's slack; never forever
         assert _wait(lambda: server.open_connections == 0, 20), server.open_connections
+        # what an operator sees: only the scrape's own connection, of at most 4
+        assert served_connections(port) == (1, 4)
         # and the server answers again
         answers = responses(exchange(port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                                      b"Connection: close\r\n\r\n"))
@@ -259,6 +276,8 @@ def test_one_client_cannot_hold_every_connection(heal_env: dict[str, str]) -> No
         body = one_json_error(exchange(port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1"
                                        b"\r\n\r\n"), 503)
         assert "3 connections from your address" in body["error"], body
+        # /metrics, scraped from another address, shows them (and the scrape itself)
+        assert served_connections(port, "127.0.0.2") == (4, 8)
         # another address (127.0.0.2 is loopback too) is served meanwhile
         other = socket.create_connection(("127.0.0.1", port), timeout=30,
                                          source_address=("127.0.0.2", 0))
