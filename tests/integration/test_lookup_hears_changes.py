@@ -24,6 +24,7 @@ import pytest
 import redis
 
 from pipeline.config import Settings
+from storage.db import Database
 
 ROOT = Path(__file__).resolve().parents[2]
 #: how soon the lesson must be served (the caches' fallback is 30 s)
@@ -123,3 +124,23 @@ def test_a_running_worker_serves_a_lesson_and_an_ignore_at_once(
     emit(env, f"third-{token}", text)
     third = candidate(env, f"third-{token}", AT_ONCE_S)
     assert third["fix"] is None and "heal ignore" in third["match"]["reason"], third["match"]
+    # and the lookup's own busy writes (an occurrence, a fingerprint mapped by a seed's rule,
+    # an unmatched error queued) send no notice: no reload on every sync of every worker
+    heard: list[int] = []
+    db = Database(env["HEAL_DATABASE_URL"])
+    try:
+        stop = db.listen("heal_lookup", lambda: heard.append(1), lambda: None)
+        emit(env, f"seed-{token}", f"ModuleNotFoundError: No module named 'quarry{token}'")
+        assert candidate(env, f"seed-{token}", 60)["fix"] is not None
+        emit(env, f"new-{token}", f"fatal: ledger {token} refused the handshake twice")
+        candidate(env, f"new-{token}", 60)
+        deadline = time.monotonic() + 30  # (the worker's outbox reaches PostgreSQL every 2 s)
+        while not db.fetchval("SELECT count(*) FROM occurrences WHERE error_id = $1",
+                              f"seed-{token}"):
+            assert time.monotonic() < deadline, "the occurrence never reached PostgreSQL"
+            time.sleep(0.2)
+        time.sleep(1)  # (a notice is delivered at once; leave it time anyway)
+        stop()
+    finally:
+        db.close()
+    assert heard == []
