@@ -967,6 +967,8 @@ class Lookup:
         try:
             stop = self.db.listen(CHANGES_CHANNEL, self._heard, self._lost)
         except (DatabaseUnavailable, QueryError, ConfigError) as exc:
+            if isinstance(exc, DatabaseUnavailable):
+                self._went_offline()  # (tried again once the retry interval passed)
             log.info("lookup cannot listen for changes (caches re-read every %.0f s): %s",
                      STATES_REFRESH_S, exc)
             return False

@@ -144,3 +144,38 @@ def test_a_running_worker_serves_a_lesson_and_an_ignore_at_once(
     finally:
         db.close()
     assert heard == []
+
+
+def test_a_lookup_that_lost_its_listening_connection_listens_again_and_reloads_once(
+        heal_env: dict[str, str], own_database: str, tmp_path: Path) -> None:
+    from pipeline.lookup.setup import build_lookup
+    from storage.engines import open_database
+
+    settings = Settings.from_env({**heal_env, "HEAL_HOME": str(tmp_path / "home")})
+    db = open_database(settings)
+    lookup = build_lookup(settings, db)
+    try:
+        assert lookup.hear_changes() and lookup.listening
+        assert not lookup.reload_if_changed()  # nothing changed yet
+        # a change committed elsewhere is heard, and reloads once
+        db.execute("INSERT INTO fingerprint_controls (fingerprint, ignored) VALUES ($1, true)",
+                   "fp-v7:00000000deadbeef")
+        deadline = time.monotonic() + 10
+        while not lookup.reload_if_changed():
+            assert time.monotonic() < deadline, "the notice never arrived"
+            time.sleep(0.02)
+        assert not lookup.reload_if_changed()
+        # When its connection is cut (a PostgreSQL restart, a proxy's idle timeout)
+        db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname ="
+                   " current_database() AND query ILIKE 'LISTEN%'")
+        deadline = time.monotonic() + 10
+        while lookup.listening:
+            assert time.monotonic() < deadline, "the lost connection went unnoticed"
+            time.sleep(0.02)
+        # Then it listens again and re-reads once: what changed meanwhile was not heard
+        assert lookup.hear_changes() and lookup.listening
+        assert lookup.reload_if_changed() and not lookup.reload_if_changed()
+    finally:
+        lookup.close()
+        lookup.cache.close()
+        db.close()
