@@ -95,7 +95,11 @@ def test_a_fix_learned_from_precedent_is_offered_and_only_suggested(
     candidates = [CandidateEvent.decode(f[b"event"])
                   for _, f in client.xrange(f"{prefix}:candidates")]
     assert len(candidates) == 2
-    assert candidates[0].fix is None  # the first failure: nothing known yet
+    # the first failure: no precedent known yet (the test database is shared: another test's
+    # lesson for a similar error may come back from tier 2, never a precedent of this step)
+    first = candidates[0]
+    assert first.fix is None or (first.match["tier"] != 1
+                                 and not str(first.fix["id"]).startswith("precedent-")), first
     learned = candidates[1]
     assert learned.fix is not None
     assert learned.match["tier"] == 1 and learned.match["pattern_id"] is None
