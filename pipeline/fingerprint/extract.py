@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from pipeline.ansi import strip_ansi
 from pipeline.fingerprint.model import Extraction
+from pipeline.fingerprint.parsers_android import parse_anr
 from pipeline.fingerprint.parsers_beam import parse_elixir
 from pipeline.fingerprint.parsers_haskell import parse_haskell
 from pipeline.fingerprint.parsers_lines import (
@@ -48,10 +49,11 @@ Parser = Callable[[str, str], Extraction | None]
 #: UBSan's ``x.c:12:5: runtime error:`` and XCTest's ``x.swift:42: error: -[C test] :``); a
 #: GHC call stack before the one-line parsers too (its message is the line above it); and
 #: Elixir's exceptions and ExUnit's failures (Elixir's frames read like severity-less
-#: diagnostics)
+#: diagnostics); an Android ANR before the JVM's traces (its report may hold a thread's)
 PARSERS: tuple[Parser, ...] = (
     parse_pytest,
     parse_python,
+    parse_anr,
     parse_java,
     parse_go_test,
     parse_go,

@@ -34,7 +34,8 @@ _SHELL = re.compile(
 _LEVEL = re.compile(
     r"(?:^|[\s\[<|:])(?P<level>FATAL|CRITICAL|CRIT|ERROR|ERR|SEVERE|PANIC|EMERG|ALERT|FAILED|"
     r"Error|Fatal|error|fatal"
-    r"|(?<![\[<|:])E(?=: ))"   # (apt's and dpkg's "E: Unable to locate package x")
+    r"|(?<![\[<|:])E(?=: )"   # (apt's and dpkg's "E: Unable to locate package x")
+    r"|(?:fail|crit)(?=: [\w.]{1,300}\[\d{1,9}\]))"  # (.NET ILogger: "fail: Category[id]")
     r"(?:[\]>|:]|\s|!(?=\s))"   # (npm 8's "npm ERR! code E404")
 )
 _LOG_HEADER_TAIL = re.compile(
@@ -42,10 +43,13 @@ _LOG_HEADER_TAIL = re.compile(
         \d{4}-\d\d-\d\d(?:[T\s][\d:.,]+)?(?:Z|[+-]\d\d:?\d\d)?\s*   # ISO timestamp
         |\d\d:\d\d:\d\d[.,\d]*\s*                                  # clock time
         |\[[^\]]*\]\s*|\(\w+\)\s*|\d+\s+                          # [thread] (pid) 123
-        |(?=[\w.$-]*[A-Za-z_$])(?![\w.$-]*(?:Error|Exception|Failure|Fault):)  # logger: /
-         [\w.$-]+(?:\[\d+\])?:\s+|-\s+                                       # sshd[12]:
+        |(?=[\w.$-]*[A-Za-z_$])(?![\w.$-]*(?:Error|Exception|Failure|Fault)\ ?:)  # logger: /
+         [\w.$-]+(?:\[\d+\])?(?:\ {1,80}(?=:))?:\s+|-{1,3}\s+               # sshd[12]:
                                           # (a bare number is a status code, not a logger;
-                                          # ``openai.RateLimitError:`` is an exception's class)
+                                          # ``openai.RateLimitError:`` is an exception's class;
+                                          # Spring Boot pads its logger to 40 columns and
+                                          # puts ``---`` before its ``[app] [thread]``)
+        |[\w.$-]+\[\d+\]\s*$             # .NET ILogger's ``fail: Category[EventId]``
     )*""",
     re.VERBOSE,
 )
@@ -306,15 +310,66 @@ def parse_log(text: str, repo: str = "") -> Extraction | None:
                     continue
             if level.group("level") in _PROSE_LEVELS and _outranked(line, lines, ranks):
                 continue
-            message = strip_log_header(line)
-            if message[:1].isdigit():
-                # "HTTP Error 429: ...", "returned error: 401": the number after the level
-                # word is a status, and the word is the context that keeps it (rules "code")
-                message = line[level.start("level"):].strip()
+            message = _level_message(line, level, lines[index + 1:])
             if message:
-                return Extraction("log", level.group("level").upper(),
-                                  _with_detail(message, lines[index + 1:index + 1 + _BELOW]))
+                return Extraction("log", level.group("level").upper(), message)
     return None
+
+
+def _level_message(line: str, level: re.Match[str], below: list[str]) -> str:
+    """The message of a level line (header stripped) with the detail it announces
+    (:func:`_with_detail`); for a line that is only a header, the report printed under it
+    (:func:`_announced`); "" when neither says anything."""
+    message = strip_log_header(line)
+    if message[:1].isdigit():
+        # "HTTP Error 429: ...", "returned error: 401": the number after the level
+        # word is a status, and the word is the context that keeps it (rules "code")
+        message = line[level.start("level"):].strip()
+    if message:
+        return _with_detail(message, below[:_BELOW])
+    return _announced(below[:_ANNOUNCED])
+
+
+#: lines under a level line without a message of its own read for the report it announces
+_ANNOUNCED = 16
+#: a new record of a log: a line led by a time or date, or by .NET ILogger's level
+_NEW_RECORD = re.compile(r"^(?:\d|(?:trce|dbug|info|warn|fail|crit): )")
+#: a banner's rule (``***************************``, ``======``)
+_RULE = re.compile(r"^[-=_*#~\u2500-\u257f]{3,}$")
+
+
+def _announced(below: list[str]) -> str:
+    """The report a level line with no message of its own (only its header: Spring Boot's
+    ``ERROR ... LoggingFailureAnalysisReporter   :``, .NET ILogger's ``fail:
+    Category[id]``) prints on the lines below it, up to the log's next record: the
+    paragraph under its first heading (``Description:``; a later heading, ``Action:``,
+    ends it), else its first line; a banner (a title between rules, ``APPLICATION FAILED TO
+    START``) says only that it failed, so it is the message only when nothing else is."""
+    filled = [(i, line.strip()) for i, line in enumerate(below) if line.strip()]
+    banner = ""
+    for at, (index, stripped) in enumerate(filled):
+        line = below[index]
+        if not line[:1].isspace() and _NEW_RECORD.match(line):
+            break
+        if _RULE.match(stripped):
+            continue
+        if stripped.endswith(":") and _HEADING.match(stripped):
+            section = []
+            for follow in below[index + 1:]:
+                plain = follow.strip()
+                if plain.endswith(":") and _HEADING.match(plain) and not follow[:1].isspace():
+                    break
+                section.append(follow)
+            lead = next((k for k, follow in enumerate(section) if follow.strip()), None)
+            if lead is not None:
+                return _with_detail(section[lead].strip(), section[lead + 1:])
+            continue
+        near = [filled[k][1] for k in (at - 1, at + 1) if 0 <= k < len(filled)]
+        if any(_RULE.match(n) for n in near):
+            banner = banner or stripped
+            continue
+        return _with_detail(stripped, below[index + 1:])
+    return banner
 
 
 #: lines under a level line read for the detail it introduces or the exception it reports

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from pipeline.fingerprint.line_columns import strip_columns
 from pipeline.fingerprint.model import Extraction, Frame
 from pipeline.fingerprint.paths import is_library, normalize_path
 
@@ -19,8 +20,11 @@ _JAVA_FRAME = re.compile(
     r"^\s+at (?:[\w$.@-]{0,200}/){0,2}(?P<cls>[\w$.]+)\.(?P<func>[\w$<>]+)"
     r"\((?P<file>[^:)]*)(?::(?P<line>\d+))?\)"
 )
+#: (Android's own packages too: ``android.os.Handler``, ``androidx.fragment``, ``dalvik``,
+#: ``com.android.internal`` are the platform's, not the app's)
 _JVM_LIBRARY = re.compile(r"^(?:java|javax|jdk|sun|com\.sun|kotlin|kotlinx|scala|org\.junit"
-                          r"|org\.gradle|org\.apache\.maven|org\.springframework)\.")
+                          r"|org\.gradle|org\.apache\.maven|org\.springframework"
+                          r"|android|androidx|dalvik|com\.android)\.")
 _NODE_HEAD = re.compile(r"^(?:Uncaught )?(?P<type>[A-Z]\w*(?:Error|Exception)|Error)"
                         r"(?: \[(?P<code>[A-Z_]+)\])?: (?P<msg>.*)$")
 _NODE_FRAME = re.compile(r"^\s+at (?:(?P<func>.+?) \()?(?P<file>[^()\s]+?):(?P<line>\d+):\d+\)?$")
@@ -44,9 +48,20 @@ _GO_LOC = re.compile(r"^\s+(?P<file>\S+\.go):(?P<line>\d+)")
 
 
 def parse_java(text: str, repo: str = "") -> Extraction | None:
-    """The root cause (last ``Caused by``) with the frames printed under it."""
-    if "at " not in text:
-        return None  # no frames, no JVM stack trace
+    """The root cause (last ``Caused by``) with the frames printed under it; in a trace
+    whose lines carry a log's columns (Android's logcat: ``11-12 19:56:48.313 37053 37053 E
+    AndroidRuntime: java.lang.NullPointerException: ...``) the trace under them
+    (:func:`pipeline.fingerprint.line_columns.strip_columns`). There an exception's line
+    is one without frames too (a coroutine's ``JobCancellationException``): the log's
+    columns already say it is a record of its own, not a stray line that looked like one."""
+    found = _parse_java(text) if "at " in text else None  # (no frames, no JVM stack trace)
+    if found is None and ("Exception" in text or "Error" in text):
+        bare = strip_columns(text)
+        found = _parse_java(bare, frameless=True) if bare is not None else None
+    return found
+
+
+def _parse_java(text: str, frameless: bool = False) -> Extraction | None:
     heads: list[tuple[str, str, list[Frame]]] = []
     causes: set[int] = set()  # the heads printed as "Caused by:"
     for line in text.splitlines():
@@ -68,11 +83,11 @@ def parse_java(text: str, repo: str = "") -> Extraction | None:
     # cause printed with only "... N more" shares its wrapper's frames (and is often the
     # root cause)
     heads = [h for i, h in enumerate(heads) if h[2] or i in causes or len(heads) == 1]
-    if not heads or not any(h[2] for h in heads):
+    if not heads or not (frameless or any(h[2] for h in heads)):
         return None
     error_type, message, frames = heads[-1]
     if not frames:  # "... N more": the root cause shares the frames of its wrapper
-        frames = next(h[2] for h in reversed(heads) if h[2])
+        frames = next((h[2] for h in reversed(heads) if h[2]), [])
     chain = tuple((t, m) for t, m, _ in heads[:-1])
     # printed innermost first; an Extraction's frames run outermost to innermost (as a
     # Python traceback's), so the key's frames and its top function are the failing ones
@@ -148,9 +163,18 @@ def parse_go(text: str, repo: str = "") -> Extraction | None:
 
 #: .NET's report of an exception nobody caught: ``Unhandled exception. System.X: message``
 #: (.NET 5+; ``Unhandled Exception: System.X: message`` before), and an inner exception
-#: printed in it: `` ---> System.IO.IOException: message``
+#: printed in it: `` ---> System.IO.IOException: message``; a native error code after the
+#: class (``SqlException (0x80131904):``, ``SocketException (98):``) is not its type
 _DOTNET_HEAD = re.compile(
-    r"^(?:Unhandled [Ee]xception[.:] |\s{0,8}---> )(?P<type>[A-Za-z_][\w.`]{0,300}): ?(?P<msg>.*)$")
+    r"^(?:Unhandled [Ee]xception[.:] |\s{0,8}---> )(?P<type>[A-Za-z_][\w.`]{0,300})"
+    r"(?: \((?:0x)?[0-9A-Fa-f]{1,16}\))?: ?(?P<msg>.*)$")
+#: .NET's ILogger (ASP.NET Core's console log): ``fail: Category[EventId]`` (or ``crit:``),
+#: its message and the exception it logs indented under it
+_ILOGGER = re.compile(r"^(?:fail|crit): [\w.]{1,300}\[\d{1,9}\]\s*$", re.MULTILINE)
+#: the exception an ILogger record logs: an indented ``Namespace.TypeException: message``
+_ILOGGER_HEAD = re.compile(
+    r"^\s{1,16}(?P<type>(?:[A-Za-z_]\w{0,100}\.){1,20}[A-Za-z_]\w{0,100}(?:Exception|Error))"
+    r"(?: \((?:0x)?[0-9A-Fa-f]{1,16}\))?: ?(?P<msg>.*)$")
 #: ``   at Billing.TaxTable.RateFor(String region) in /src/TaxTable.cs:line 22`` (the
 #: location only with debug symbols)
 _DOTNET_FRAME = re.compile(
@@ -158,29 +182,51 @@ _DOTNET_FRAME = re.compile(
     r"(?: in (?P<file>[^:\n]{0,1000}(?::[\\/][^:\n]{0,1000})?):line (?P<line>\d{1,9}))?\s*$")
 _DOTNET_LIBRARY = ("System.", "Microsoft.")
 
+#: one exception report: its exceptions (outermost first) and the frames printed under it
+_Report = tuple[list[tuple[str, str]], list[Frame]]
+
 
 def parse_dotnet(text: str, repo: str = "") -> Extraction | None:
-    """An unhandled .NET exception: the innermost exception (the last ``--->``, the root
-    cause) with its type and message, its wrappers as the chain, and the frames printed
-    under the report (innermost first, so reversed: outermost to innermost)."""
-    if "nhandled " not in text or "   at " not in text:
+    """An unhandled .NET exception, or one an ILogger record logs (``fail:``/``crit:``
+    then the exception indented under the record's message): the innermost exception (the
+    last ``--->``, the root cause: a ``DbUpdateException`` says only to see its inner
+    exception) with its type and message, its wrappers as the chain, and the frames printed
+    under the report (innermost first, so reversed: outermost to innermost). Of several
+    reports (a logged exception, then the process's own report of it) the one with the
+    longest chain: it holds the root cause the others may leave out."""
+    ilogger = "fail: " in text or "crit: " in text
+    if not ("nhandled " in text and "   at " in text) and not (
+            ilogger and _ILOGGER.search(text)):
         return None
-    heads: list[tuple[str, str]] = []
-    frames: list[Frame] = []
+    reports: list[_Report] = []
+    in_record = False  # (inside an ILogger record: its first indented exception line heads)
     for line in text.splitlines():
+        if ilogger and line[:1] not in (" ", "\t", ""):
+            in_record = _ILOGGER.match(line) is not None
         head = _DOTNET_HEAD.match(line)
-        if head and (heads or not line.startswith(" ")):
-            heads.append((head.group("type"), head.group("msg").strip()))
+        if head and line.startswith(" ") and not (reports and reports[-1][0]):
+            head = None  # an inner exception's line needs its report
+        if head and not line.startswith(" "):
+            reports.append(([], []))
+        elif head is None and in_record:
+            head = _ILOGGER_HEAD.match(line)
+            if head:
+                in_record = False  # (the record's exception; its inner ones are ``--->``)
+                reports.append(([], []))
+        if head:
+            reports[-1][0].append((head.group("type"), head.group("msg").strip()))
             continue
-        frame = _DOTNET_FRAME.match(line) if heads else None
+        frame = _DOTNET_FRAME.match(line) if reports else None
         if frame:
             func, raw = frame.group("func"), frame.group("file") or ""
-            frames.append(Frame(
+            reports[-1][1].append(Frame(
                 normalize_path(raw, repo) if raw else "", func,
                 int(frame.group("line")) if frame.group("line") else None,
-                not func.startswith(_DOTNET_LIBRARY) and not (raw and is_library(raw))))
-    if not heads:
+                not func.startswith(_DOTNET_LIBRARY) and not (raw and is_library(raw))
+                and "." in func))  # (``lambda_method45``: a method compiled at run time)
+    if not reports:
         return None
+    heads, frames = max(reports, key=lambda report: len(report[0]))
     error_type, message = heads[-1]
     return Extraction("dotnet", error_type, message, tuple(reversed(frames)),
                       tuple(heads[:-1]), tool="dotnet")
