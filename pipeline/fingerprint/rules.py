@@ -222,6 +222,10 @@ RULES: tuple[Rule, ...] = (
          " E401 after 'code') is part of the error's identity (401 is not 429, exit code 1. is"
          " not exit code 137.); ports and request ids are longer",
          keep=True),
+    Rule("errcode", r"""(?<=\[)MY-\d{6}(?=\])""",
+         "kept, not masked: a MySQL 8 error log's error code ([MY-010926] Access denied,"
+         " [MY-012345] [InnoDB]) names the message, as an errno does: no id",
+         keep=True),
     Rule("duration", r"""
         \b\d+(?:(?:\.\d+)?\s?(?:ms|us|µs|ns|sec|secs|seconds?|mins?|minutes?|hours?|[smh])
                  |[dy])                                   # kubectl's ages: 33d, 2y
