@@ -24,8 +24,12 @@ _STAMP = r"\ufeff?(?:\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z )?\ufeff?"
 #: the runner's timestamp and byte order mark at the start of one line: the runner's, not
 #: the step's output, so it is removed before matching and publishing, as ANSI codes are
 RUNNER_STAMP = re.compile(r"\A" + _STAMP)
-#: the same at the start of every line of a text
-_LINE_STAMPS = re.compile(r"^" + _STAMP, re.MULTILINE)
+#: the same at the start of every line of a text, with a program's own stamp of that shape
+#: right after it: a MySQL 8 error log's ``2024-05-01T10:00:00.123456Z 12 [ERROR] ...`` reads
+#: the same under a runner's stamp as without one (where its own is the first)
+_LINE_STAMPS = re.compile(
+    r"^" + _STAMP + r"(?:(?<=Z )\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z )?",
+    re.MULTILINE)
 
 #: a section fold or a runner's own bookkeeping line (never part of an explanation)
 FOLD = re.compile(

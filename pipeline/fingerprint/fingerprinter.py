@@ -231,7 +231,11 @@ def coarse_head(kind: str, error_type: str, masked: str, tokens: Tokens | None =
     # (a log line keyed on the exception it is, ``openai.RateLimitError: Error code: 429``,
     # has that class for its level: its words say nothing more; a level word is no class)
     known = frozenset() if error_type.isupper() else class_words(error_type)
-    words = kind_words(own, known=known) or kind_words(own, names=True)
+    words = kind_words(own, known=known)
+    if not words or _OUTCOMES.issuperset(words):
+        # (no word, or only that something failed, ``Failed OrderFlow_Completes [2 s]``:
+        # what failed is in its names; ``Status: Failed`` has none and keeps its word)
+        words = kind_words(own, names=True) or words
     if not words:
         # nothing but masked values, quotes and marks (``==<num>==ABORTING``, ``+++ b/x.py``):
         # the masked message, as the fine key holds it, never one constant shared by all
@@ -240,6 +244,11 @@ def coarse_head(kind: str, error_type: str, masked: str, tokens: Tokens | None =
     return " ".join([error_type, *words]).strip()
 
 
+#: words that only say that something failed, not what kind of failure it was: a free text
+#: whose kind words are all these is keyed on its names too (a test runner's ``Failed
+#: TestName``, ``FAILED TestName``, ``Error in TestName``)
+_OUTCOMES = frozenset(("failed", "failure", "fail", "failing", "error", "errored", "errors",
+                       "fatal", "crashed", "aborted"))
 #: the classes of a diagnostic that printed no code (its severity only)
 _SEVERITIES = frozenset(("error", "fatal error", "warning", "note"))
 #: words of the coarse key that say what kind of failure a free text is
@@ -292,7 +301,8 @@ def kind_words(tokens: Tokens, names: bool = False, limit: int = KIND_WORDS,
 class _KindReader:
     """:func:`kind_words`' walk over a message's tokens, one token at a time."""
 
-    __slots__ = ("names", "limit", "known", "words", "kinds", "closing", "message", "label")
+    __slots__ = ("names", "limit", "known", "words", "kinds", "closing", "message", "label",
+                 "reported")
 
     def __init__(self, names: bool, limit: int, known: frozenset[str]) -> None:
         self.names, self.limit, self.known = names, limit, known
@@ -300,10 +310,14 @@ class _KindReader:
         self.kinds: list[str] = []  # (label values and reported classes: they go first)
         self.closing = ""  # (the quote that ends the quoted span being skipped)
         self.message = ""  # (the quote that ends a body's message being read as words)
-        self.label = ""  # (a label just read: ":" a kind label, "msg" a message key)
+        self.label = ""  # (a label just read: ":" a kind label, "msg" a message key,
+        #                  "said" a reported message's ``message:``)
+        self.reported = False  # (reading a reported message: its words are kinds)
 
     def result(self) -> list[str]:
-        if self.label not in ("", ":", "msg"):
+        if self.label == "said":
+            self.words.append("message")
+        elif self.label not in ("", ":", "msg"):
             self.words.append(self.label)
         return (self.kinds + self.words)[:self.limit]
 
@@ -319,12 +333,18 @@ class _KindReader:
                 token, self.message = token.rstrip(_AFTER_QUOTE)[:-1], ""
             quoted, inner = _quoted(token)
         else:
+            self.reported = False
             quoted, inner = _quoted(token)
-            if after_label == "msg" and quoted in ("span", "value"):
-                # (``'message': 'Rate limit reached ...'``: the words of the message)
+            if after_label in ("msg", "said") and quoted in ("span", "value"):
+                # (``'message': 'Rate limit reached ...'``: the words of the message; a
+                # message a wrapper reports, ``returned message: "..."``, is the cause: its
+                # words go first, as a reported exception class does)
                 self.message = _QUOTES[token[0]] if quoted == "span" else ""
+                self.reported = after_label == "said"
                 token, quoted = token[1:].rstrip(_AFTER_QUOTE).rstrip(_QUOTES[token[0]]), ""
-        if after_label not in ("", ":", "msg") and quoted != "value":
+            elif after_label == "said":
+                self.words.append("message")  # (a plain word after all)
+        if after_label not in ("", ":", "msg", "said") and quoted != "value":
             self.words.append(after_label)  # (a plain word that was no label after all)
         if quoted == "span":
             self.closing = _QUOTES[token[0]]  # (the span goes on over the next tokens)
@@ -347,6 +367,8 @@ class _KindReader:
             if token[:-1] not in self.kinds:
                 self.kinds.append(token[:-1])  # (an exception the message reports, as written)
             self.known = self.known | class_words(token[:-1])  # (its message's ``Error code``)
+        elif lowered == "message" and token == "message:" and not self.message:
+            self.label = "said"  # (a quoted message may follow: see read)
         elif lowered in _KIND_LABELS and token.rstrip(":=") == word:
             # (``code:``, ``code=`` announce a value; a plain ``result`` may: see the next)
             self.label = ":" if token.endswith((":", "=")) else lowered
@@ -358,7 +380,7 @@ class _KindReader:
         elif not (WILDCARD in token or not word.replace("-", "").isalpha() or not word.isascii()
                   or lowered in _FUNCTION_WORDS or lowered in self.known
                   or (any(c.isupper() for c in word[1:]) and any(c.islower() for c in word))):
-            self.words.append(lowered)
+            (self.kinds if self.reported else self.words).append(lowered)
 
 
 def _quoted(token: str) -> tuple[str, str]:

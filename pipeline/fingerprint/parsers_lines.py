@@ -42,7 +42,9 @@ _LOG_HEADER_TAIL = re.compile(
     r"""^[\s\]>|:-]*(?:
         \d{4}-\d\d-\d\d(?:[T\s][\d:.,]+)?(?:Z|[+-]\d\d:?\d\d)?\s*   # ISO timestamp
         |\d\d:\d\d:\d\d[.,\d]*\s*                                  # clock time
-        |\[[^\]]*\]\s*|\(\w+\)\s*|\d+\s+                          # [thread] (pid) 123
+        |\[(?!MY-\d{6}\])[^\]]*\]\s*|\(\w+\)\s*|\d+\s+               # [thread] (pid) 123
+                                          # (a MySQL 8 error code [MY-012592], and the
+                                          # [subsystem] after it, are the message's own)
         |(?=[\w.$-]*[A-Za-z_$])(?![\w.$-]*(?:Error|Exception|Failure|Fault)\ ?:)  # logger: /
          [\w.$-]+(?:\[\d+\])?(?:\ {1,80}(?=:))?:\s+|-{1,3}\s+               # sshd[12]:
                                           # (a bare number is a status code, not a logger;

@@ -135,6 +135,11 @@ def is_library(path: str) -> bool:
 def normalize_path(path: str, repo: str = "") -> str:
     """The stable form of ``path`` (see the module docstring); never raises."""
     path = path.strip().strip("\"'")
+    if "://" in path:
+        path = _without_origin(path)
+    bundle = bundle_name(path)
+    if bundle:  # a deploy's content-hashed asset: its name without the hash
+        return bundle
     if "/." in path and path.startswith("/"):
         # ``/repo/sub/../app.py`` (a script run as ``python ../app.py`` from ``sub``) is
         # ``/repo/app.py``: one file, one frame, wherever it was run from
@@ -165,6 +170,73 @@ def normalize_path(path: str, repo: str = "") -> str:
     if holder:  # a project's folder, then the path in it
         return "/".join(_in_project(_parts(path[holder.end():]))[-KEY_COMPONENTS:])
     return path
+
+
+#: a URL's origin (scheme, user, host, port), then its path; its query and fragment
+#: (``?v=3``, ``#L2``) are left out
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]{0,30}://[^/?#\s]{0,300}(?P<path>[^?#]*)")
+#: a built web asset's file name whose name holds a content hash: webpack's and CRA's
+#: ``main.3f9a1c2b.js`` / ``main.3f9a1c2b.chunk.js``, Next.js' ``framework-2c79e2a64abdb08b.js``,
+#: Angular's ``main.8f3b1c2d4e5f6a7b.js``, Vite/Rollup's ``index-BxT3k9aZ.js`` (base64url,
+#: 8 characters) and esbuild's ``chunk-5QGT3BNO.js`` (base32). ``hash``: the part between
+#: the name (``main``, ``vendors~chunk``) and the extension, judged by :func:`_is_hash`
+_BUNDLE = re.compile(
+    r"^(?P<dir>.*[/\\])?(?P<stem>[^/\\]{1,200}?)[.-](?P<hash>[\w-]{7,64})"
+    r"(?P<ext>(?:\.(?:chunk|bundle|min|module|esm|entry))?\.(?:m?js|cjs|css|wasm))$")
+_HEX = re.compile(r"(?=[0-9a-f]{0,63}\d)[0-9a-f]{7,64}")
+#: a word as a file name writes one: lowercase, capitalized or CamelCase parts (an acronym
+#: too: ``XMLParser``), maybe a number at its end (``es2017``, ``ecmascript2020``)
+_WORDY = re.compile(r"(?:[A-Z]{2,}(?![a-z])|[A-Z]?[a-z]{2,})+\d{0,4}")
+
+
+def _without_origin(path: str) -> str:
+    """A URL's path: a ``file://`` URL's local path, else the path on the server whatever
+    host served it (a browser's frame), relative to the site (a dev server's ``/src/App.tsx``
+    is the project's file; webpack's ``webpack:///./src/App.tsx`` too)."""
+    if path.startswith("file://"):
+        return path[7:]  # (a local file, as Node prints an ES module's)
+    url = _URL.match(path)
+    if url is None:
+        return path
+    path = url.group("path").lstrip("/")
+    return path[2:] if path.startswith("./") else path
+
+
+def bundle_name(path: str) -> str:
+    """The file name of a content-hashed web asset without its hash (``main.js`` for
+    ``/static/js/main.3f9a1c2b.js``), "" for any other path. Each deploy renames its bundles
+    and serves them from its own public path (a CDN's ``/assets/``, ``/_next/static/chunks/``):
+    the name the build gave the chunk is what stays, as Sentry groups a minified frame by its
+    file's stem and function. The line and column of such a frame (``:1:48213``) are never
+    in a key."""
+    if not path.endswith(("js", "css", "wasm")):  # (cheap: most frames are other files)
+        return ""
+    bundle = _BUNDLE.match(path)
+    if bundle is None or not _is_hash(bundle.group("hash")):
+        return ""
+    return bundle.group("stem") + bundle.group("ext")
+
+
+def _is_hash(part: str) -> bool:
+    """True when ``part`` of an asset's name is a content hash: 7+ hex characters with a
+    digit; 8 to 32 letters and digits, both, that are no word with a number
+    (``HXQ2T4LK``, not ``es2017``); 8 to 32 letters of both cases that are no CamelCase word
+    (``BxTkqaZw``, not ``ProductList``); Rollup's 8 base64url characters, ``-`` and ``_``
+    among them, not all words (``Ab-3xYz_``, not ``dom_index``); esbuild's 8 capitals."""
+    if _HEX.fullmatch(part):
+        return True
+    if "-" in part or "_" in part:
+        return len(part) == 8 and not all(_WORDY.fullmatch(p) or p.islower()
+                                          for p in re.split(r"[-_]", part) if p)
+    if not 8 <= len(part) <= 32:
+        return False
+    if len(part) == 8 and part.isupper():
+        return True
+    letters = any(c.isalpha() for c in part)
+    digits = any(c.isdigit() for c in part)
+    if letters and digits:
+        return not _WORDY.fullmatch(part)
+    return letters and not part.islower() and not part.isupper() and not _WORDY.fullmatch(part)
 
 
 def key_path(file: str, repo: str = "") -> str:

@@ -222,6 +222,10 @@ RULES: tuple[Rule, ...] = (
          " E401 after 'code') is part of the error's identity (401 is not 429, exit code 1. is"
          " not exit code 137.); ports and request ids are longer",
          keep=True),
+    Rule("errcode", r"""(?<=\[)MY-\d{6}(?=\])""",
+         "kept, not masked: a MySQL 8 error log's error code ([MY-010926] Access denied,"
+         " [MY-012345] [InnoDB]) names the message, as an errno does: no id",
+         keep=True),
     Rule("duration", r"""
         \b\d+(?:(?:\.\d+)?\s?(?:ms|us|µs|ns|sec|secs|seconds?|mins?|minutes?|hours?|[smh])
                  |[dy])                                   # kubectl's ages: 33d, 2y
@@ -242,7 +246,21 @@ RULES: tuple[Rule, ...] = (
          " id per day",
          keep=True),
     Rule("idtoken", r"""
-        \b(?=[\w-]*\d[\w-]*\d             # two digits,
+        # a digit-less random id by a shape no word has (with a digit, the branches below
+        # take the same tokens whole): Dart's identity hash after a name's '#'
+        # (_CartPageState#edefe), a Kubernetes generated name's 5-character suffix (its
+        # alphabet has no vowel: kube-api-access-lfqfh, default-token-zqqkd) after two or
+        # more name parts, and 16+ letters of random case (three runs of one or two
+        # lowercase letters before a capital, which CamelCase names do not make)
+        (?<=[A-Za-z_]\#)[0-9a-f]{5}(?![\w-])
+        |\b[a-z][a-z\d]{0,30}(?:-[a-z\d]{1,30}){1,4}-(?=\d{0,4}[a-z])
+         (?!(?:https|xmlns|html\d)(?![\w-]))   # (the vowel-less words of that shape)
+         [b-df-hj-np-tv-xz\d]{5}(?![\w-])
+        |\b(?=[A-Za-z]{16,64}(?![\w-]))
+         (?=[A-Za-z]{0,64}?(?<![a-z])[a-z]{1,2}[A-Z][A-Za-z]{0,64}?(?<![a-z])[a-z]{1,2}[A-Z]
+            [A-Za-z]{0,64}?(?<![a-z])[a-z]{1,2}[A-Z])
+         [A-Za-z]{16,64}(?![\w-])
+        |\b(?=[\w-]*\d[\w-]*\d             # two digits,
            |[\w-]*\d[\w-]*[A-Za-z_]         # or a digit before a letter,
            |[\w-]{6}                         # or six characters: names like ssh2, en0 stay,
            |(?:(?<=@)|(?<=\ on\ )|(?<=:\d\d\ ))  # or a fleet's host web-3 where a host stands
@@ -257,6 +275,8 @@ RULES: tuple[Rule, ...] = (
            |(?![A-Za-z]{1,40}(?:-[A-Za-z]{1,40}){0,4}-\d{1,9}(?![\w-]|\.\d)))
         (?=[\w-]*\d)(?=[\w-]*[A-Za-z_])[A-Za-z_\d][\w-]*\b""",
          "identifiers mixing letters and digits (blk_123, job_42_x, R02-M1) are per-object ids;"
+         " so are random ids without a digit by a shape no word has (Dart's Name#edefe, a"
+         " Kubernetes name's suffix kube-api-access-lfqfh, 16+ letters of random case);"
          " short names with one trailing digit (ssh2, utf8, IPv6, eth0) are kept; a name, '-'"
          " and a number (a fleet's web-3, web-12) is no id: its number alone is masked"),
     Rule("num", r"""
@@ -294,6 +314,10 @@ _GUARD = r"""(?<![A-Za-z0-9_])
       |(?<=n\ )(?<=token\ )(?=\S{1,4}\ in\ JSON)   # older Node's unquoted token (``input``)
       # a digit-less random id: after an id key, or a short lowercase kind (org-, wh_)
       |(?<=[dD]=)|(?<=[dD]:\ )|(?=[a-z]{2,6}[-_][A-Za-z]{10})
+      # one by its shape alone (``idtoken``): Dart's Name#edefe, a Kubernetes name's suffix,
+      # 16+ letters
+      |(?<=\w\#)(?=[0-9a-f]{5}(?![\w-]))|(?=[A-Za-z]{16})
+      |(?=[a-z][\w-]{0,120}?-[b-df-hj-np-tv-xz\d]{5}(?![\w-]))
       |(?<=pod[\ =/"])|(?<=pods[/"])    # a pod's name (``pod``), whatever its characters
       # a syslog line's host after its stamp (or at the start), before its unit's ``[pid]``
       # or RFC 5424's procid (checked here: after a digit or "Z" most words are no host)

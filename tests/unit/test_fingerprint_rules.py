@@ -34,7 +34,8 @@ EXAMPLES = {
 #: rules that keep what they match (a later rule must not mask it)
 KEPT = {"code": "exit 137 seen",
         "classname": "psycopg2.errors.UndefinedColumn: column does not exist",
-        "datedname": "index logs-"}
+        "datedname": "index logs-",
+        "errcode": "[ERROR] [MY-012592] [InnoDB] Operating system error"}
 
 
 def test_every_rule_has_an_example_and_a_reason() -> None:
