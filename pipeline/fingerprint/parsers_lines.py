@@ -248,10 +248,22 @@ _NPM_REPORT = re.compile(
     r"|signal ))|^> \S")
 
 
+#: docker build's report that a ``RUN`` step failed (the classic builder's ``The command
+#: '/bin/sh -c make' returned a non-zero code: 2``, BuildKit's ``ERROR: failed to solve:
+#: process "/bin/sh -c make" did not complete successfully: exit code: 2``): like npm's, it
+#: says *that* the step's command failed; what failed is what the command printed
+_BUILD_STEP_REPORT = re.compile(
+    r"^The command '[^'\n]{0,1000}' returned a non-zero code: -?\d{1,4}\s*$"
+    r"|^(?:ERROR: )?failed to solve: process \"[^\"\n]{0,1000}\" did not complete successfully:"
+    r" exit code: -?\d{1,4}\s*$")
+
+
 def is_tool_report(line: str) -> bool:
     """Whether ``line`` (stripped) is a runner's or a build tool's own line
-    (:func:`pipeline.runnerlines.is_runner_line`) or npm's report of a failed script."""
-    return is_runner_line(line) or _NPM_REPORT.match(line) is not None
+    (:func:`pipeline.runnerlines.is_runner_line`), npm's report of a failed script or docker
+    build's of a failed step."""
+    return (is_runner_line(line) or _NPM_REPORT.match(line) is not None
+            or _BUILD_STEP_REPORT.match(line) is not None)
 
 
 def _has_own_output(lines: list[str]) -> bool:
@@ -310,7 +322,7 @@ def parse_log(text: str, repo: str = "") -> Extraction | None:
                     skip_runner = _has_own_output(lines)
                 if skip_runner:
                     continue
-            if level.group("level") in _PROSE_LEVELS and _outranked(line, lines, ranks):
+            if _gives_way(line, level.group("level"), lines, index, ranks):
                 continue
             message = _level_message(line, level, lines[index + 1:])
             if message:
@@ -322,7 +334,7 @@ def _level_message(line: str, level: re.Match[str], below: list[str]) -> str:
     """The message of a level line (header stripped) with the detail it announces
     (:func:`_with_detail`); for a line that is only a header, the report printed under it
     (:func:`_announced`); "" when neither says anything."""
-    message = strip_log_header(line)
+    message = _with_place(strip_log_header(line), below[:_BELOW])
     if message[:1].isdigit():
         # "HTTP Error 429: ...", "returned error: 401": the number after the level
         # word is a status, and the word is the context that keeps it (rules "code")
@@ -376,6 +388,54 @@ def _announced(below: list[str]) -> str:
 
 #: lines under a level line read for the detail it introduces or the exception it reports
 _BELOW = 8
+#: lines after a level line that only reports a failure searched for one naming its cause
+_AHEAD = 12
+#: a log line's message that only names a place (webpack's ``in ./src/x.tsx 12:0-52``)
+_PLACE_ONLY = re.compile(r"^(?:in|at) \S{1,1000}(?: \d[\d:,()-]{0,40})?$")
+
+
+def _with_place(message: str, below: list[str]) -> str:
+    """``message``, and when it only names a place (webpack's ``ERROR in ./src/x.tsx
+    12:0-52``: a heading), the first line under it that is not blank: the error itself."""
+    if not _PLACE_ONLY.match(message):
+        return message
+    return " ".join([message, *next(([s] for s in map(str.strip, below) if s), [])])
+
+
+def _gives_way(line: str, level: str, lines: list[str], index: int,
+               ranks: list[tuple[int, bool, bool]]) -> bool:
+    """Whether the level line ``line`` (``lines[index]``) only reports a failure that another
+    line says more about: :func:`_outranked` for a level word that reads as prose,
+    :func:`_cause_follows` for any."""
+    return ((level in _PROSE_LEVELS and _outranked(line, lines, ranks))
+            or _cause_follows(line, level, lines[index + 1:index + 1 + _AHEAD]))
+
+
+def _cause_follows(line: str, level: str, ahead: list[str]) -> bool:
+    """Whether ``line``, a log line at ``level``, only reports a failure (:func:`is_report`:
+    Maven's ``[ERROR] Failed to execute goal ...: Compilation failure``) and a line of the
+    same level within ``ahead`` names its cause (``[ERROR] /p/A.java:[5,9] cannot find
+    symbol``) or says where it is (a source location): the report never heads over it. A
+    line of another level, or one without a level, does not count (a log's own lines are
+    events of their own)."""
+    if not is_report(strip_log_header(line)):
+        return False
+    for later in ahead:
+        found = _LEVEL.search(later)
+        if found is None or found.group("level").upper() != level.upper():
+            continue
+        if is_tool_report(later.strip()):
+            continue
+        rank = _rank(strip_log_header(later))
+        if (rank[0] >= 2 and rank[1]) or _LOCATED.search(later):
+            return True
+    return False
+
+
+#: a source location in a log line (javac's under Maven ``A.java:[5,9]``, ``a.ts:3:4``,
+#: ``A.cs(5,9)``): the line says where, and so what, the reported failure is
+_LOCATED = re.compile(
+    r"\.[A-Za-z]{1,10}(?::\[\d{1,9},\d{1,9}\]|:\d{1,9}:\d{1,9}|\(\d{1,9},\d{1,9}\))")
 #: lines of an introduced message block taken in
 _DETAIL_LINES = 2
 
@@ -415,6 +475,7 @@ _FRAME_LINE = re.compile(
         |(?:from|\#|\u276f|-->)\ [^\s:]{1,500}:\d  # Ruby, rspec, vitest, rustc
         |[^\s,]{1,200},\ called\ at\ [^\s:]{1,500}:\d  # Haskell (HasCallStack)
         |\d{0,9}\ {0,4}\|                        # a source excerpt's margin
+        |At\ .{1,500}?:\d{1,9}\ char:\d          # PowerShell 5 (``At x.ps1:16 char:3``)
     )""",
     re.VERBOSE,
 )
@@ -470,6 +531,48 @@ _PROGRAM_SAYS = re.compile(r"^(?P<prog>[\w.+/-]{1,64}): (?P<code>\(\d{1,4}\) )?"
 _ADVICE = frozenset({"hint", "note", "help", "tip", "info", "warning", "warn", "notice",
                      "debug", "see", "suggestion", "usage"})
 _ERROR_CODE = re.compile(r"^\[?[A-Z][A-Z0-9]{0,30}(?:_[A-Z0-9]{1,30}){1,8}\]?:?\s")
+#: the error code's own evidence that it is one: an ``ERR`` prefix (``ERR_PNPM_...``); else
+#: the line needs a failure word (``[ERR_INVALID_ARG_TYPE]``, ``E_TIMEOUT: ... timed out``)
+_ERR_PREFIX = re.compile(r"^\[?ERR")
+#: a variable's setting, ``NAME: value`` or ``NAME=value`` (GitHub Actions' ``env:`` block
+#: under a step's ``##[group]Run``, a script's echo of its environment): with no failure word
+#: it is configuration, not an error code, and never heads a text holding anything else
+_SETTING = re.compile(r"^[A-Z][A-Z0-9]{0,30}(?:_[A-Z0-9]{1,30}){1,8}(?::\s|=)")
+#: a record's field, ``Label: value`` (Windows Event Viewer's ``Level: Error``, ``kubectl
+#: describe``'s ``Status: Failed``): when its value is a bare verdict (:func:`is_verdict`)
+#: it says *that* the record is a failure, and the record's other fields say what
+_FIELD = re.compile(r"^(?P<label>[A-Z][A-Za-z]{0,30}(?: [A-Za-z]{1,30}){0,3}):\s+(?P<value>\S.*)$")
+#: a box's side before a line (Terraform's ``│ Error: ...``, ``┃``, ``║``): the line is what
+#: it frames
+_BOX_SIDE = re.compile("^[\u2502\u2503\u2551]\\s{0,4}")
+#: PowerShell 7's ConciseView prints the error's message in the excerpt's gutter, unnumbered,
+#: under the carets (``     | Response status code does not indicate success: 401``): a
+#: gutter without a number that holds prose (a letter first, no further ``|``: no table row)
+_GUTTER_PROSE = re.compile(r"^\|\s{1,20}(?=[A-Za-z])(?![^|]{0,2000}\|)")
+
+
+def own_text(line: str) -> str:
+    """``line`` (stripped) without the box side or the message gutter that frames it."""
+    if line[:1] in "\u2502\u2503\u2551":
+        return _BOX_SIDE.sub("", line, count=1)
+    if line[:1] == "|":
+        return _GUTTER_PROSE.sub("", line, count=1)
+    return line
+
+
+def _is_error_code_line(line: str) -> bool:
+    """Whether ``line`` is led by an error code (:data:`_ERROR_CODE`) with the evidence
+    that it is one: an ``ERR`` prefix or a failure word."""
+    return _ERROR_CODE.match(line) is not None and (
+        _ERR_PREFIX.match(line) is not None or _FAILURE_WORD.search(line) is not None)
+
+
+def _is_status_field(line: str) -> bool:
+    """Whether ``line`` is a record's field whose value is a bare verdict (``Level: Error``,
+    ``Status: Failed``) under a label that is no failure word itself."""
+    field = _FIELD.match(line)
+    return (field is not None and is_verdict(field.group("value"))
+            and _FAILURE_WORD.search(field.group("label")) is None)
 
 
 #: the words of a verdict: a banner or summary that says *that* something failed, never
@@ -504,13 +607,14 @@ def _headline_score(line: str) -> int:
     text holding anything else (a runner's line, a stack frame or source excerpt, a tally,
     a note about the run, a heading, a verdict banner, a diff or shell trace line, a line
     without letters)."""
-    line = line[:_SCORED_CHARS]
+    line = own_text(line[:_SCORED_CHARS])
     if (not any(c.isalpha() for c in line) or is_tool_report(line) or _FRAME_LINE.match(line)
             or _RUN_NOTE.match(line) or _HEADING.match(line)):
         return 0
-    if _EXCEPTION_SHAPE.match(line) or _ERROR_CODE.match(line):
+    if _EXCEPTION_SHAPE.match(line) or _is_error_code_line(line):
         return 3  # (never a tally, whatever its numbers: ``... port 5432 failed: ...``)
-    if _TALLY.search(line) or is_verdict(line):
+    if (_TALLY.search(line) or is_verdict(line) or _is_status_field(line)
+            or (_SETTING.match(line) and not _FAILURE_WORD.search(line))):
         return 0
     if _DIFF_LINE.match(line):
         return 0
@@ -571,6 +675,7 @@ def _rank(line: str) -> tuple[int, bool, bool]:
     (:func:`is_report`), a warning before any other line without failure words (a tool's
     ``x warning: some files vanished`` before a wrapper's ``sending alert``); then the one
     that is not advice."""
+    line = own_text(line)
     score = _headline_score(line)
     if _ADVICE_LINE.match(line):
         return min(score, 1), False, False
@@ -589,14 +694,20 @@ def headline(lines: list[str]) -> str:
     lines the last, as tools print their conclusion last -- except reports: of those the
     first, as each later one restates it more generally (``x.service: Failed with result
     'exit-code'`` then ``Failed to start x.service``)."""
-    filled = [stripped for stripped in map(str.strip, lines) if stripped]
+    filled = [own_text(stripped) for stripped in map(str.strip, lines) if stripped]
     if len(filled) == 1:  # one line (most log lines): it heads the text whatever its score
         return filled[0]
-    best, best_rank = "", (-1, False, False)
-    for stripped in filled:
+    best, best_rank, at = "", (-1, False, False), 0
+    for index, stripped in enumerate(filled):
         rank = _rank(stripped)
         if rank > best_rank or (rank == best_rank and not _is_report_rank(rank)):
-            best, best_rank = stripped, rank
+            best, best_rank, at = stripped, rank, index
+    if _is_report_rank(best_rank) and best.endswith(":") and at + 1 < len(filled):
+        # a report that introduces its cause (Windows' ``The X service failed to start due
+        # to the following error:`` then ``The service did not respond ...``): both
+        following = filled[at + 1]
+        if _headline_score(following) >= 1:
+            return f"{best} {following}"
     return best
 
 
