@@ -189,8 +189,17 @@ class Validator:
                             error=cand.error, fine=cand.fine, fix=cand.fix, params=cand.params)
         trust = assess(cand.error, self.settings)
         root = trust.root
+        loader = policy_for(root) if root else None
         policy, warnings, ceiling = restrict(
-            policy_for(root).current() if root else Policy(), trust.operator)
+            loader.current() if loader else Policy(), trust.operator)
+        verdict = self._decide_mode(base, cand, root, policy, trust, warnings, ceiling)
+        if loader is not None and loader.warning:  # the file is invalid: say what is in force
+            verdict = replace(verdict, reason=f"{verdict.reason}; {loader.warning}")
+        return verdict
+
+    def _decide_mode(self, base: VerdictEvent, cand: CandidateEvent, root: Path | None,
+                     policy: Policy, trust: Trust, warnings: list[str],
+                     ceiling: Mode | None) -> VerdictEvent:
         mode = effective_mode(policy, cand, trust, ceiling)
         if mode == Mode.OBSERVE:
             note = f"; {refusal_note(trust.operator)}" if trust.operator.refused else ""
