@@ -24,6 +24,7 @@ from pipeline.fixes.scope import scoped
 from pipeline.gitops import GitRepo
 from pipeline.guardrails.budget import Budget
 from pipeline.guardrails.gate import WorkflowGate, gate_for
+from pipeline.lifecycle.graduation import DRAFT_NOTE
 from pipeline.model import Category, FixKind, Mode
 from pipeline.policy import Policy, policy_for
 from pipeline.runtime.connection import redis_failure
@@ -422,8 +423,24 @@ def decide(req: FixRequest, mode: Mode, ver: Verification, votes: list[Vote],
         return "apply", f"mode {mode.value}: {approvals}"
     # the error id, as heal run's decision line: `heal apply FIX_ID` is refused once several
     # suggestions of that fix wait (they may run different argv)
-    return "suggest", (f"mode {mode.value}: run `heal apply {req.candidate.error_id}` to "
-                       f"apply; {approvals}")
+    why = not_automatic(mode, str(req.category), state)
+    return "suggest", (f"mode {mode.value}: {why}run `heal apply {req.candidate.error_id}` "
+                       f"to apply; {approvals}")
+
+
+def not_automatic(mode: Mode, category: str, state: str) -> str:
+    """Why a verified fix that ``mode`` could apply automatically was only suggested (ending
+    in "; "), or '' when ``mode`` applies nothing automatically."""
+    if mode not in (Mode.AUTO_SAFE, Mode.AUTO):
+        return ""
+    if category == Category.SAFE and state == "DRAFT":
+        return f"not applied automatically: {DRAFT_NOTE}; "
+    if mode == Mode.AUTO_SAFE:
+        return (f"not applied automatically: the fix is {category}, and mode auto-safe "
+                "applies SAFE fixes only; ")
+    return (f"not applied automatically: the fix is {category} and {state}, and mode auto "
+            "applies a fix that is not SAFE only once it is AUTOMATED (`heal explain` shows "
+            "how far it is); ")
 
 
 def with_note(verdict: VerdictEvent, gate: WorkflowGate) -> VerdictEvent:
