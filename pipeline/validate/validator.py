@@ -28,7 +28,7 @@ from pipeline.lifecycle.graduation import DRAFT_NOTE
 from pipeline.model import Category, FixKind, Mode
 from pipeline.policy import Policy, policy_for
 from pipeline.runtime.connection import redis_failure
-from pipeline.trust.boundary import Trust, assess, event_root
+from pipeline.trust.boundary import Trust, assess, event_root, no_root_reason
 from pipeline.trust.operator import lower_mode, refusal_note, restrict
 from pipeline.trust.packages import review_install
 from pipeline.trust.seal import seal, unseal
@@ -221,8 +221,8 @@ class Validator:
             msg = (fix.get("rendered") or {}).get("message") or fix.get("explanation") or ""
             return replace(base, decision="escalate", reason=f"needs a human: {msg}".strip())
         if root is None:
-            return replace(base, decision="escalate", reason="the error names no git "
-                           "repository (repo.path / tags.cwd), so no fix can be verified")
+            return replace(base, decision="escalate",
+                           reason=f"{no_root_reason(cand.error)}, so no fix can be verified")
         if not trust.repo_trusted:
             log.warning("trust: refused to act on error %s: %s", cand.error_id[:80],
                         trust.reason)
