@@ -51,7 +51,9 @@ The guardrail thresholds (``[limits]``, ``[budget]``, ``execution.min_auto_confi
 
 Invalid values raise :class:`PolicyError` naming the key, the value and the rule.
 :class:`PolicyLoader` hot-reloads on mtime and keeps the last valid policy in force when the
-file turns invalid (its ``warning`` says so).
+file turns invalid (its ``warning`` says so): the last valid text is kept in the state home
+(:mod:`storage.policies`), so every worker and a restarted one agree; with none ever seen the
+safest mode (observe) is in force, not the defaults.
 """
 
 from __future__ import annotations
@@ -60,10 +62,11 @@ import datetime as dt
 import fnmatch
 import logging
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pipeline.errors import PolicyError, bound
 from pipeline.guardrails.escalation_policy import EscalationPolicy, parse_escalation
@@ -395,22 +398,43 @@ def parse_policy(data: dict[str, Any], source: str = "heal.toml") -> Policy:
     )
 
 
+def read_policy_text(path: Path) -> str | None:
+    """``heal.toml``'s text, read safely (:mod:`pipeline.safefile`: no symbolic link, no FIFO
+    or device, at most :data:`MAX_POLICY_BYTES`, strict UTF-8), or None when there is no file.
+
+    Raises:
+        PolicyError: the file cannot be read safely.
+    """
+    try:
+        return read_config_text(path, limit=MAX_POLICY_BYTES)
+    except FileRefused as exc:
+        raise PolicyError.whole_file(str(path), str(exc)) from exc
+
+
+def policy_from_text(text: str, path: Path, source: str = "") -> tuple[Policy, dict[str, Any]]:
+    """The policy ``text`` (the content of ``path``) says, and its parsed table.
+
+    Raises:
+        PolicyError: not valid TOML, or a rule is broken.
+    """
+    try:
+        data = parse_toml(text)
+    except FileRefused as exc:
+        raise PolicyError.whole_file(str(path), str(exc)) from exc
+    return parse_policy(data, source=source or str(path)), data
+
+
 def read_policy(path: Path) -> tuple[Policy, dict[str, Any]]:
-    """``heal.toml`` read safely (:mod:`pipeline.safefile`: no symbolic link, no FIFO or
-    device, at most :data:`MAX_POLICY_BYTES`, strict UTF-8) and validated: (the policy, the
-    parsed table), or the defaults and ``{}`` when there is no file.
+    """``heal.toml`` read safely and validated: (the policy, the parsed table), or the
+    defaults and ``{}`` when there is no file.
 
     Raises:
         PolicyError: the file cannot be read safely, is not valid TOML or breaks a rule.
     """
-    try:
-        text = read_config_text(path, limit=MAX_POLICY_BYTES)
-        if text is None:
-            return Policy(), {}
-        data = parse_toml(text)
-    except FileRefused as exc:
-        raise PolicyError.whole_file(str(path), str(exc)) from exc
-    return parse_policy(data, source=str(path)), data
+    text = read_policy_text(path)
+    if text is None:
+        return Policy(), {}
+    return policy_from_text(text, path)
 
 
 def load_policy(path: Path) -> Policy:
@@ -422,18 +446,58 @@ def load_policy(path: Path) -> Policy:
     return read_policy(path)[0]
 
 
+#: the policy in force when the file is invalid and no valid one was ever seen: the safest
+#: mode (observe: heal decides nothing that runs a command or writes to the repository)
+FAIL_SAFE_SOURCE = "observe only (fail-safe: no valid heal.toml of this repository was seen)"
+
+
+class LastValid(Protocol):
+    """Where the last valid policy text of each repository is kept (storage.policies)."""
+
+    def remember(self, repo: str, text: str, present: bool) -> None: ...
+
+    def last(self, repo: str) -> Any: ...
+
+
+def _state_store() -> LastValid | None:
+    """The state home's store of last valid policies (every worker and command that uses
+    this state home shares it), or None when the state home cannot be found."""
+    from pipeline import statehome
+    from storage.policies import LastValidPolicies
+
+    try:
+        return LastValidPolicies.at_home(statehome.resolve(os.environ).path)
+    except Exception as exc:  # noqa: BLE001 - the policy must still be decided
+        log.warning("heal.toml: the state home cannot be found to keep the last valid "
+                    "policy (%s); only this process remembers it", exc)
+        return None
+
+
+def _stamp_text(moment: float) -> str:
+    return dt.datetime.fromtimestamp(moment, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class PolicyLoader:
     """Hot-reloading policy of one repository.
 
-    ``current()`` re-reads the file when its mtime changed. An invalid file leaves the last
-    valid policy in force; ``warning`` then says why (and it is logged once per change).
+    ``current()`` re-reads the file when its mtime changed. Each valid file (or its absence:
+    the defaults) is recorded in the shared, durable store (:mod:`storage.policies`); an
+    invalid file puts the last valid policy recorded there in force, so every worker and a
+    restarted one agree, and when none was ever recorded the safest mode (observe) rather than
+    the defaults. ``warning`` then says why and which policy is in force (logged once per
+    change); ``Policy.source`` names where the policy in force came from.
     """
 
-    def __init__(self, repo: Path) -> None:
+    def __init__(self, repo: Path,
+                 store: Callable[[], LastValid | None] = _state_store) -> None:
         self.path = Path(repo) / POLICY_FILE
+        self.repo = str(Path(repo))
+        self._store = store
         self._stamp: tuple[int, int, int] | None = None
         self._loaded = False
         self._policy = Policy()
+        #: the policy of a file this process saw valid (used when the store cannot be read)
+        self._seen_valid = False
         self.warning = ""
 
     def _read_stamp(self) -> tuple[int, int, int] | None:
@@ -453,19 +517,66 @@ class PolicyLoader:
         if self._loaded and stamp == self._stamp:
             return self._policy
         try:
-            policy = load_policy(self.path)
+            text = read_policy_text(self.path)
+            policy = Policy() if text is None else policy_from_text(text, self.path)[0]
         except PolicyError as exc:
             self._keep(str(exc))
         except Exception as exc:  # noqa: BLE001 - a file's bytes must never break a stage
             self._keep(f"heal.toml: {self.path} cannot be loaded ({type(exc).__name__}: "
                        f"{str(exc)[:200]})")
         else:
-            self._policy, self.warning = policy, ""
+            self._policy, self.warning, self._seen_valid = policy, "", True
+            self._remember(text)
         self._loaded, self._stamp = True, stamp
         return self._policy
 
+    def _shared(self) -> LastValid | None:
+        return self._store()
+
+    def _remember(self, text: str | None) -> None:
+        try:
+            store = self._shared()
+            if store is not None:
+                store.remember(self.repo, text or "", text is not None)
+        except Exception as exc:  # noqa: BLE001 - the policy in force is decided already
+            log.warning("heal.toml: could not record the valid policy of %s for other "
+                        "workers (%s)", self.repo, exc)
+
+    def _stored(self) -> Policy | None:
+        """The last valid policy the shared store holds for this repository, or None."""
+        try:
+            store = self._shared()
+            stored = None if store is None else store.last(self.repo)
+        except Exception as exc:  # noqa: BLE001 - fall back to what this process knows
+            log.warning("heal.toml: the last valid policy of %s cannot be read (%s)",
+                        self.repo, exc)
+            return None
+        if stored is None:
+            return None
+        when = _stamp_text(stored.saved_at)
+        if not stored.present:
+            return Policy(source=f"defaults (no heal.toml, the last valid state, from {when})")
+        try:
+            return policy_from_text(stored.text, self.path, source=(
+                f"the last valid copy of {self.path} from {when}"))[0]
+        except Exception as exc:  # noqa: BLE001 - a copy that no longer validates
+            log.warning("heal.toml: the recorded copy of %s no longer validates (%s)",
+                        self.path, exc)
+            return None
+
     def _keep(self, why: str) -> None:
-        self.warning = f"{why}; keeping the last valid policy ({self._policy.source})"
+        stored = self._stored()
+        if stored is not None:
+            self._policy = stored
+        elif not self._seen_valid:
+            self._policy = Policy(mode=Mode.OBSERVE, source=FAIL_SAFE_SOURCE)
+        if self._policy.source == FAIL_SAFE_SOURCE:
+            self.warning = (f"{why}; no valid policy of this repository was ever seen, so the "
+                            "safest mode is in force: observe (heal runs and changes nothing "
+                            "here until heal.toml is fixed)")
+        else:
+            self.warning = (f"{why}; keeping the last valid policy: mode "
+                            f"{self._policy.mode.value} from {self._policy.source}")
         log.warning("%s", self.warning)
 
 

@@ -79,7 +79,7 @@ def _dead(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.operator.explain import NotFound, explain
+    from pipeline.operator.explain import NotFound, explain, lifecycle_in_force
     from pipeline.operator.render_explain import render
     from storage.engines import open_database
     from storage.reports import ReportStore
@@ -98,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
     db = open_database(settings)
     try:
         story = explain(ReportStore(db), args.fingerprint,
-                        streams=_readers(settings, problems), problems=problems)
+                        streams=_readers(settings, problems), problems=problems,
+                        lifecycle=lifecycle_in_force(settings))
     except NotFound:
         # (an error id may be in a stream that could not be read: say so first)
         _warn(problems)

@@ -77,7 +77,7 @@ def after_outcome(
                         else "verified success after deprecation")
     lower = stats.lower(policy.confidence)
     enough = stats.attempts >= policy.min_attempts
-    if state is S.ACTIVE and enough and lower >= policy.automate_threshold:
+    if state is S.ACTIVE and automates(stats, policy):
         return Decision(S.AUTOMATED, f"lower {level}% bound {lower:.3f} >= "
                         f"{policy.automate_threshold} over {stats.attempts} attempts")
     upper = stats.upper(policy.confidence)
@@ -88,6 +88,66 @@ def after_outcome(
         return Decision(S.ACTIVE, f"lower {level}% bound {lower:.3f} fell below "
                         f"{policy.automate_threshold}")
     return None
+
+
+def automates(stats: Posterior, policy: LifecyclePolicy) -> bool:
+    """Whether an ACTIVE pair with ``stats`` graduates to AUTOMATED under ``policy``."""
+    return (stats.attempts >= policy.min_attempts
+            and stats.lower(policy.confidence) >= policy.automate_threshold)
+
+
+#: straight successes looked ahead for AUTOMATED at most
+LOOKAHEAD = 100_000
+
+#: why a DRAFT fix is never applied automatically (the decision and ``heal explain`` say it)
+DRAFT_NOTE = ("the fix is DRAFT: its first verified success (an application that holds, "
+              "e.g. by `heal apply`) makes it ACTIVE")
+
+
+def successes_to_automate(stats: Posterior, policy: LifecyclePolicy) -> int | None:
+    """The fewest further straight successes that make an ACTIVE pair AUTOMATED (0: it
+    qualifies now), or None when not even :data:`LOOKAHEAD` would (:func:`automates` grows
+    with successes, so a binary search)."""
+    def enough(k: int) -> bool:
+        return automates(Posterior(stats.successes + k, stats.failures), policy)
+
+    if not enough(LOOKAHEAD):
+        return None
+    low, high = 0, LOOKAHEAD
+    while low < high:
+        mid = (low + high) // 2
+        if enough(mid):
+            high = mid
+        else:
+            low = mid + 1
+    return low
+
+
+def progress(state: LifecycleState, stats: Posterior, policy: LifecyclePolicy) -> str:
+    """What the pair needs for its next automatic step, from ``policy``'s thresholds:
+    e.g. ``AUTOMATED when the lower 95% bound reaches 0.9 over at least 10 attempts (now
+    0.891 over 25): 3 more straight successes (25 of 28)``."""
+    level = int(policy.confidence * 100)
+    lower = stats.lower(policy.confidence)
+    if state is S.DRAFT:
+        return f"not applied automatically: {DRAFT_NOTE}"
+    if state is S.ACTIVE:
+        rule = (f"AUTOMATED when the lower {level}% bound reaches {policy.automate_threshold:g} "
+                f"over at least {policy.min_attempts} attempts (now {lower:.3f} over "
+                f"{stats.attempts})")
+        more = successes_to_automate(stats, policy)
+        if more is None:
+            return f"{rule}: not within {LOOKAHEAD} more straight successes"
+        total = stats.successes + more
+        return f"{rule}: {more} more straight successes ({stats.successes} of {total} successes)"
+    if state is S.AUTOMATED:
+        return (f"stays AUTOMATED while the lower {level}% bound stays >= "
+                f"{policy.automate_threshold:g} (now {lower:.3f})")
+    if state is S.DEPRECATED:
+        return "a verified success makes it ACTIVE again"
+    if state is S.QUARANTINED:
+        return "only `heal unquarantine` lifts it (back to DRAFT)"
+    return ""
 
 
 def when_unused(

@@ -25,8 +25,10 @@ from pipeline.events import MAX_ID_LENGTH, CandidateEvent, FingerprintEvent, Out
 from pipeline.fingerprint import fingerprint_text
 from pipeline.fingerprint.explain import explain_grouping
 from pipeline.lifecycle.flakiness import is_flaky
+from pipeline.lifecycle.graduation import LifecyclePolicy, progress
 from pipeline.lifecycle.posterior import Posterior
 from pipeline.lookup.service import CAUSAL_MIN_CONFIDENCE
+from pipeline.model import LifecycleState
 from pipeline.operator.deadletters import ADVICE, read_dead, summary
 from pipeline.operator.streams import newest_first_everywhere
 from pipeline.replayid import replay_of
@@ -262,10 +264,35 @@ def _dead_story(error_id: str, dead: list[dict[str, Any]]) -> dict[str, Any]:
             "why": summary(dead[0]), "advice": ADVICE, "dead_letters": dead}
 
 
+def _stat_posterior(stat: dict[str, Any]) -> Posterior:
+    return Posterior(int(stat["successes"]), int(stat["failures"]) + int(stat["reverts"]))
+
+
 def _posterior(stat: dict[str, Any]) -> dict[str, Any]:
-    p = Posterior(int(stat["successes"]), int(stat["failures"]) + int(stat["reverts"]))
+    p = _stat_posterior(stat)
     return {"mean": round(p.mean, 3), "lower95": round(p.lower(), 3),
             "upper95": round(p.upper(), 3), "attempts": p.attempts}
+
+
+def lifecycle_in_force(settings: Settings) -> LifecyclePolicy:
+    """The lifecycle thresholds the lifecycle stage uses: the operator configuration's
+    ``[lifecycle]`` (consumers/lifecycle.py), or the defaults when it cannot be read."""
+    from pipeline.trust.operator import operator_config
+
+    try:
+        policy: LifecyclePolicy = operator_config(settings).limits.lifecycle()
+    except HealError:
+        return LifecyclePolicy()
+    return policy
+
+
+def _graduation(stat: dict[str, Any], policy: LifecyclePolicy) -> str:
+    """What the pair needs for its next lifecycle step (pipeline.lifecycle.graduation)."""
+    try:
+        state = LifecycleState(str(stat.get("state") or ""))
+    except ValueError:  # a state written by hand: nothing to say
+        return ""
+    return progress(state, _stat_posterior(stat), policy)
 
 
 def _sample(issues: list[dict[str, Any]], attempts: list[dict[str, Any]],
@@ -364,7 +391,8 @@ def _why(story: dict[str, Any]) -> str:
 
 def explain(store: ReportStore, text: str, read_outcome: OutcomeReader | None = None,
             streams: StreamReaders | None = None,
-            problems: list[str] | None = None) -> dict[str, Any]:
+            problems: list[str] | None = None,
+            lifecycle: LifecyclePolicy | None = None) -> dict[str, Any]:
     """Everything recorded about the fingerprint ``text`` names, or about the fingerprint of
     the error id ``text`` names (with the newest outcome event still in the outcomes stream
     when ``read_outcome`` is given). An error id known only as a dead letter gets the story
@@ -389,6 +417,7 @@ def explain(store: ReportStore, text: str, read_outcome: OutcomeReader | None = 
     stats = store.fix_stats(fines)
     for s in stats:
         s["posterior"] = _posterior(s)
+        s["graduation"] = _graduation(s, lifecycle or LifecyclePolicy())
     attempts = _mark_copies(store.attempts(fines))
     issues = store.issues_for(fines)
     last = read_outcome(fines) if read_outcome else None

@@ -137,10 +137,14 @@ def _fixes(s: dict[str, Any]) -> list[str]:
                      f"r={st['reverts']} posterior {post['mean']} "
                      f"[{post['lower95']}, {post['upper95']}]")
         out.append(line)
+        if st and st.get("graduation"):
+            out.append(f"    next: {st['graduation']}")
     for fix_id, st in stats.items():
         post = st["posterior"]
         out.append(f"  {fix_id}  pair {st['state']} posterior {post['mean']} "
                    f"[{post['lower95']}, {post['upper95']}]")
+        if st.get("graduation"):
+            out.append(f"    next: {st['graduation']}")
     for r in s["rankings"][:1]:
         draws = ", ".join(f"{d['fix_id']} {float(d['draw']):.2f} (Beta({d['alpha']:g}, "
                           f"{d['beta']:g}))" for d in r.get("draws") or [])

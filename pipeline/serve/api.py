@@ -280,7 +280,13 @@ class Api:
         """``heal explain FP --json`` (a fingerprint, a unique prefix or an error id, a
         dead-lettered one included); 404 for what nobody recorded. What the streams add is
         left out, and named in ``problems``, when Redis cannot be read."""
-        from pipeline.operator.explain import NotFound, explain, guarded, stream_readers
+        from pipeline.operator.explain import (
+            NotFound,
+            explain,
+            guarded,
+            lifecycle_in_force,
+            stream_readers,
+        )
         from storage.reports import ReportStore
 
         problems: list[str] = []
@@ -289,7 +295,8 @@ class Api:
         try:
             story = self.engines.with_db(
                 lambda db: explain(ReportStore(db), fingerprint, streams=readers,
-                                   problems=problems))
+                                   problems=problems,
+                                   lifecycle=lifecycle_in_force(self.settings)))
         except NotFound as exc:
             raise HttpError(404, str(exc)) from exc
         story["problems"] = problems

@@ -66,6 +66,48 @@ def event_root(error: ErrorEvent) -> Path | None:
         return None
 
 
+def _named_place(error: ErrorEvent) -> tuple[str, str]:
+    """(the field that names where the error happened, its value): ``tags.cwd`` before
+    ``repo.path``, as :func:`event_root` reads them; ("", "") when neither is set."""
+    cwd = error.tags.get("cwd") if isinstance(error.tags, dict) else None
+    if isinstance(cwd, str) and cwd:
+        return "tags.cwd", cwd
+    return ("repo.path", error.repo.path) if error.repo.path else ("", "")
+
+
+def no_root_reason(error: ErrorEvent) -> str:
+    """Why :func:`event_root` found no git work tree for ``error``: which field named what,
+    what is wrong with it, and what to change."""
+    field, value = _named_place(error)
+    if not field:
+        return ("the error names no git repository: neither repo.path nor tags.cwd is set "
+                "(publish it with repo.path = the folder of the checkout; heal run sets it)")
+    if "\0" in value:
+        return f"{field} {value!r} holds a NUL byte, which no folder name has"
+    shown = repr(value) if not value.isprintable() else value
+    where = Path(value)
+    try:
+        exists, is_dir = where.exists(), where.is_dir()
+    except OSError as exc:
+        return (f"{field} {shown} cannot be read on this machine ({exc.strerror or exc}); "
+                f"set {field} to a git checkout the worker can read")
+    if not exists:
+        return (f"{field} {shown} does not exist on this machine (where the worker runs); set "
+                f"{field} to the folder of a git checkout as the worker sees it")
+    if not is_dir:
+        return f"{field} {shown} is not a folder; set {field} to the folder of a git checkout"
+    try:
+        find_root(value)
+    except GitError as exc:
+        detail = str(exc)
+        if detail.endswith("is not inside a git repository"):
+            return (f"{field} {shown} is not inside a git repository (no .git in it or in a "
+                    f"folder above it); set {field} to a git checkout (with heal run: run it "
+                    "inside one), or run `git init` there")
+        return f"{field} {shown}: {detail}"
+    return f"{field} {shown} names a git repository heal could not open"
+
+
 def assess(error: ErrorEvent, settings: Settings) -> Trust:
     """Decide what the event may make heal do (never raises for the event's sake)."""
     operator = operator_config(settings)

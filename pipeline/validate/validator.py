@@ -25,10 +25,11 @@ from pipeline.fixes.scope import scoped
 from pipeline.gitops import GitRepo
 from pipeline.guardrails.budget import Budget
 from pipeline.guardrails.gate import WorkflowGate, gate_for
+from pipeline.lifecycle.graduation import DRAFT_NOTE
 from pipeline.model import Category, FixKind, Mode
 from pipeline.policy import Policy, policy_for
 from pipeline.runtime.connection import redis_failure
-from pipeline.trust.boundary import Trust, assess, event_root
+from pipeline.trust.boundary import Trust, assess, event_root, no_root_reason
 from pipeline.trust.operator import lower_mode, refusal_note, restrict
 from pipeline.trust.packages import review_install
 from pipeline.trust.seal import seal, unseal
@@ -190,8 +191,17 @@ class Validator:
                             error=cand.error, fine=cand.fine, fix=cand.fix, params=cand.params)
         trust = assess(cand.error, self.settings)
         root = trust.root
+        loader = policy_for(root) if root else None
         policy, warnings, ceiling = restrict(
-            policy_for(root).current() if root else Policy(), trust.operator)
+            loader.current() if loader else Policy(), trust.operator)
+        verdict = self._decide_mode(base, cand, root, policy, trust, warnings, ceiling)
+        if loader is not None and loader.warning:  # the file is invalid: say what is in force
+            verdict = replace(verdict, reason=f"{verdict.reason}; {loader.warning}")
+        return verdict
+
+    def _decide_mode(self, base: VerdictEvent, cand: CandidateEvent, root: Path | None,
+                     policy: Policy, trust: Trust, warnings: list[str],
+                     ceiling: Mode | None) -> VerdictEvent:
         mode = effective_mode(policy, cand, trust, ceiling)
         if mode == Mode.OBSERVE:
             note = f"; {refusal_note(trust.operator)}" if trust.operator.refused else ""
@@ -212,8 +222,8 @@ class Validator:
             msg = (fix.get("rendered") or {}).get("message") or fix.get("explanation") or ""
             return replace(base, decision="escalate", reason=f"needs a human: {msg}".strip())
         if root is None:
-            return replace(base, decision="escalate", reason="the error names no git "
-                           "repository (repo.path / tags.cwd), so no fix can be verified")
+            return replace(base, decision="escalate",
+                           reason=f"{no_root_reason(cand.error)}, so no fix can be verified")
         if not trust.repo_trusted:
             log.warning("trust: refused to act on error %s: %s", cand.error_id[:80],
                         trust.reason)
@@ -414,8 +424,24 @@ def decide(req: FixRequest, mode: Mode, ver: Verification, votes: list[Vote],
         return "apply", f"mode {mode.value}: {approvals}"
     # the error id, as heal run's decision line: `heal apply FIX_ID` is refused once several
     # suggestions of that fix wait (they may run different argv)
-    return "suggest", (f"mode {mode.value}: run `heal apply {req.candidate.error_id}` to "
-                       f"apply; {approvals}")
+    why = not_automatic(mode, str(req.category), state)
+    return "suggest", (f"mode {mode.value}: {why}run `heal apply {req.candidate.error_id}` "
+                       f"to apply; {approvals}")
+
+
+def not_automatic(mode: Mode, category: str, state: str) -> str:
+    """Why a verified fix that ``mode`` could apply automatically was only suggested (ending
+    in "; "), or '' when ``mode`` applies nothing automatically."""
+    if mode not in (Mode.AUTO_SAFE, Mode.AUTO):
+        return ""
+    if category == Category.SAFE and state == "DRAFT":
+        return f"not applied automatically: {DRAFT_NOTE}; "
+    if mode == Mode.AUTO_SAFE:
+        return (f"not applied automatically: the fix is {category}, and mode auto-safe "
+                "applies SAFE fixes only; ")
+    return (f"not applied automatically: the fix is {category} and {state}, and mode auto "
+            "applies a fix that is not SAFE only once it is AUTOMATED (`heal explain` shows "
+            "how far it is); ")
 
 
 def with_note(verdict: VerdictEvent, gate: WorkflowGate) -> VerdictEvent:

@@ -253,8 +253,9 @@ def test_verdicts_before_any_verification(repo: Path, settings: Settings,
         ("observe", "heal ignore")
     nowhere = validator.validate(candidate(None, error_id="n6"))
     assert (nowhere.decision, nowhere.reason) == (
-        "escalate", "the error names no git repository (repo.path / tags.cwd), so no fix can "
-        "be verified")
+        "escalate", "the error names no git repository: neither repo.path nor tags.cwd is "
+        "set (publish it with repo.path = the folder of the checkout; heal run sets it), so no "
+        "fix can be verified")
     with caplog.at_level(logging.WARNING, logger="pipeline.validate.validator"):
         untrusted = validator.validate(candidate(repo, error_id="n7", signed=False))
     assert any(r.getMessage().startswith(f"trust: refused to act on error n7: repository {repo}")

@@ -1,0 +1,109 @@
+"""The last valid heal.toml is shared and durable: a restarted (or newly added) validate worker
+that finds the file invalid uses the last valid policy another process recorded, and with none
+ever recorded the safest mode (observe), never the permissive defaults. Real validate stage on
+the embedded engines; a restart is a process without loaders (pipeline.policy._LOADERS)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pipeline import policy as policy_module
+from pipeline.demo.sample import break_formatting, git
+from pipeline.validate.validator import Validator
+from tests.integration._heal_validate_support import FORMAT_FIX, candidate, sample_repo
+
+
+def _write_later(path: Path, text: str) -> None:
+    path.write_text(text)
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+
+
+def _restart() -> None:
+    """What a new worker process knows of policies: nothing in memory."""
+    policy_module._LOADERS.clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_loaders() -> None:
+    _restart()
+
+
+def test_a_restarted_worker_keeps_the_last_valid_observe_policy(
+        tmp_path: Path, validator: Validator) -> None:
+    # Given a repository whose heal.toml asks for observe, seen valid by a worker
+    root = sample_repo(tmp_path)
+    break_formatting(root)
+    _write_later(root / "heal.toml", 'mode = "observe"\n')
+    git(root, "commit", "-qam", "observe")
+    first = validator.validate(candidate(root, ("ruff", "format", "--check", "."),
+                                         FORMAT_FIX, mode=""))
+    assert first.decision == "observe", first.reason
+    # When the file turns invalid and the worker restarts
+    _write_later(root / "heal.toml", 'mode = "observe"\n[limits]\nmax_files = 0\n')
+    git(root, "commit", "-qam", "bad")
+    _restart()
+    second = validator.validate(candidate(root, ("ruff", "format", "--check", "."),
+                                          FORMAT_FIX, mode=""))
+    # Then it still only observes, and the decision names the policy in force and its origin
+    assert second.decision == "observe", second.reason
+    assert "limits.max_files" in second.reason
+    assert "keeping the last valid policy: mode observe from the last valid copy of" \
+        in second.reason
+    assert "heal/" not in git(root, "branch", "--list")
+
+
+def test_an_invalid_policy_never_seen_valid_fails_safe_to_observe(
+        tmp_path: Path, validator: Validator) -> None:
+    # Given a repository whose heal.toml was invalid before any worker saw a valid one
+    root = sample_repo(tmp_path)
+    break_formatting(root)
+    _write_later(root / "heal.toml", 'mode = "whenever"\n')
+    git(root, "commit", "-qam", "bad from the start")
+    # When a worker decides an error of it
+    verdict = validator.validate(candidate(root, ("ruff", "format", "--check", "."),
+                                           FORMAT_FIX, mode=""))
+    # Then the safest mode decides (nothing run, no branch), and the reason says so
+    assert verdict.decision == "observe", verdict.reason
+    assert 'mode = "whenever"' in verdict.reason
+    assert "no valid policy of this repository was ever seen" in verdict.reason
+    assert verdict.verification == []
+    assert "heal/" not in git(root, "branch", "--list")
+
+
+def test_heal_run_in_a_new_process_keeps_the_last_valid_policy(
+        heal_env: dict[str, str], tmp_path: Path) -> None:
+    # Given a repository in observe, seen valid by one heal run process
+    repo = tmp_path / "observed"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "heal.toml").write_text('mode = "observe"\n')
+    git(repo, "add", ".")
+    git(repo, "-c", "user.email=t@x", "-c", "user.name=t", "commit", "-qm", "init")
+    heal = str(Path(sys.executable).parent / "heal")
+    # (letters only: digits would be masked, and the error must be new to the test database)
+    word = uuid.uuid4().hex[:8].translate(str.maketrans("0123456789", "ghijklmnop"))
+    module = f"heal_missing_{word}"
+
+    def run() -> str:
+        done = subprocess.run([heal, "run", "--timeout", "60", "--", sys.executable, "-c",
+                               f"import {module}"], cwd=repo, capture_output=True, text=True,
+                              timeout=300, env={**os.environ, **heal_env}, check=False)
+        assert done.returncode == 1, done.stderr
+        return done.stdout + done.stderr
+
+    assert "observed only" in run()
+    # When the file turns invalid and another process (a restart) decides
+    _write_later(repo / "heal.toml", 'mode = "observe"\n[limits]\nmax_files = 0\n')
+    said = run()
+    # Then it still only observes, and says which policy it used and from where
+    assert "observed only" in said, said
+    assert "keeping the last valid policy: mode observe from the last valid copy of" in said
+    assert "(defaults)" not in said
+    assert "heal/" not in git(repo, "branch", "--list")
