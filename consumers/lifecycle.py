@@ -5,7 +5,6 @@ lease) sweeps the time-based rules."""
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +21,7 @@ from pipeline.learn.references import ResolutionReferences
 from pipeline.lifecycle.causes import CauseLearner
 from pipeline.lifecycle.escalate import EscalationHook, repo_escalation
 from pipeline.lifecycle.service import LifecycleService
-from pipeline.lifecycle.sweeper import DEFAULT_INTERVAL_S, Sweeper
+from pipeline.lifecycle.sweeper import Sweeper
 from pipeline.lookup.catalog import load_catalog
 from pipeline.runtime.connection import redis_failure
 from pipeline.stage import Encodable, StageContext
@@ -99,14 +98,6 @@ class LifecycleHandler:
             db.close()
 
 
-def _interval() -> float:
-    # HEAL_SWEEP_INTERVAL_S: tests and small installations sweep more often
-    try:
-        return max(1.0, float(os.environ.get("HEAL_SWEEP_INTERVAL_S", DEFAULT_INTERVAL_S)))
-    except ValueError:
-        return DEFAULT_INTERVAL_S
-
-
 def _count(client: redis.Redis, settings: Settings, fingerprint: str, fix_id: str) -> int:
     """One more "could not run" for the pair (kept 30 days).
 
@@ -156,7 +147,7 @@ def build(ctx: StageContext) -> LifecycleHandler:
     # this build's own timer, over this build's store and notifier: ``tick`` starts it (the
     # worker's first round, after its start-up checks), ``finish`` stops it
     sweeper = Sweeper(client, settings.key("lifecycle", "sweep"),
-                      [deprecate_unused, escalation.sweep], interval_s=_interval(),
+                      [deprecate_unused, escalation.sweep], interval_s=settings.sweep_interval_s,
                       prefix=settings.prefix)
     handler = LifecycleHandler(service, sweeper, owned_db=None if given else db,
                                settings=settings)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from pipeline import statehome
+from pipeline import envnumbers, statehome
 from pipeline.errors import ConfigError
 
 #: Stream suffixes in pipeline order; the full key is ``f"{prefix}:{suffix}"``.
@@ -86,6 +86,8 @@ class Settings:
     partitions: int = 1
     #: the partition this view addresses (None: not bound to one; see ``in_partition``)
     partition: int | None = None
+    #: HEAL_SWEEP_INTERVAL_S: seconds between two lifecycle sweeps (``envnumbers``)
+    sweep_interval_s: float = envnumbers.SWEEP_INTERVAL_S.default
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None,
@@ -95,8 +97,9 @@ class Settings:
         own environment) or the XDG state directory outside a repository.
 
         Raises:
-            ConfigError: HEAL_PARTITIONS is not a whole number from 1 to 1024 in plain ASCII
-                digits; HEAL_STREAM_PREFIX holds whitespace or a control character or is
+            ConfigError: a numeric variable (HEAL_PARTITIONS, HEAL_SWEEP_INTERVAL_S: see
+                :mod:`pipeline.envnumbers`) is not a finite number in its range written in
+                plain ASCII digits; HEAL_STREAM_PREFIX holds whitespace or a control character or is
                 longer than 64 characters (:func:`_prefix`); HEAL_REDIS_URL
                 or HEAL_DATABASE_URL is malformed (see :func:`check_url`); HEAL_EMBEDDER or
                 HEAL_PROGRESS is none of its values (``_CHOICES``); HEAL_AUDIT_KEY is too
@@ -118,7 +121,8 @@ class Settings:
             home=found.path,
             prefix=_prefix(env.get("HEAL_STREAM_PREFIX", "")),
             home_source=found.source,
-            partitions=_partitions(env.get("HEAL_PARTITIONS", "")),
+            partitions=int(envnumbers.PARTITIONS.read(env)),
+            sweep_interval_s=envnumbers.SWEEP_INTERVAL_S.read(env),
         )
 
     def describe_home(self) -> str:
@@ -159,24 +163,6 @@ class Settings:
     def key(self, *parts: str) -> str:
         """Any other Redis key under the prefix, e.g. ``heal:done:fingerprint:<id>``."""
         return ":".join((self.prefix, *parts))
-
-
-#: a partition count as written: ASCII digits without a leading zero (``int()`` alone would
-#: also take ``3_0``, ``+3``, ``03`` and other scripts' digits such as ``٣``)
-_COUNT = re.compile(r"[1-9][0-9]*")
-
-
-def _partitions(value: str) -> int:
-    """Raises: ConfigError (surrounding whitespace too: `` 3``, ``3\n`` are no plain digits,
-    as the README promises, and were taken as 3)."""
-    if not value:
-        return 1
-    count = int(value) if _COUNT.fullmatch(value) and len(value) <= 4 else 0
-    if not 1 <= count <= 1024:
-        raise ConfigError(f"HEAL_PARTITIONS={value!r}: must be a whole number from 1 to 1024 "
-                          "in plain ASCII digits, with no space or newline around it (1 = one "
-                          "unpartitioned stream per stage)")
-    return count
 
 
 #: the longest HEAL_STREAM_PREFIX taken: it starts every Redis key heal writes

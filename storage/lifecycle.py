@@ -240,15 +240,16 @@ class LifecycleStore:
         return RecordResult(True, kind, state, stats, transition)
 
     # --- manual transitions -----------------------------------------------------------
-    def unquarantine(self, target: str) -> list[Transition]:
+    def unquarantine(self, target: str, reason: str = "heal unquarantine") -> list[Transition]:
         """QUARANTINED -> DRAFT for every pair of fingerprint (or fix id) ``target``; the
-        fix must pass validation again before it is applied."""
+        fix must pass validation again before it is applied. ``reason`` (with who lifted it)
+        is the transition's."""
         async def go(conn: Conn) -> list[Transition]:
             async with conn.transaction():
                 rows = await conn.fetch(
                     "SELECT fingerprint, fix_id FROM fix_stats WHERE (fingerprint = $1 OR"
                     " fix_id = $1) AND state = 'QUARANTINED' ORDER BY 1, 2 FOR UPDATE", target)
-                decision = Decision(LifecycleState.DRAFT, "heal unquarantine")
+                decision = Decision(LifecycleState.DRAFT, reason)
                 return [await _apply(conn, r["fingerprint"], r["fix_id"],
                                      LifecycleState.QUARANTINED, decision) for r in rows]
         result: list[Transition] = self.db.run(go)

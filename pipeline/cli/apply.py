@@ -152,10 +152,15 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("heal apply: name what to apply: an error id, or a fix id or pattern "
                          "id when one suggestion of it waits (heal apply with an unknown id "
                          "lists what is waiting)")
+    from pipeline.guardrails.actor import acting
+
     settings = Settings.from_env()
     db = open_database(settings)
     try:
-        return _apply(args, settings, AttemptStore(db))
+        # a person's apply: its audit records (apply.intent, apply, the lifecycle transitions
+        # it makes) say who, and that --force overrode the breaker and the change windows
+        with acting("heal apply", force=bool(args.force)):
+            return _apply(args, settings, AttemptStore(db))
     finally:
         db.close()
 

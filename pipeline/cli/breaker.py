@@ -9,6 +9,7 @@ from pipeline.config import Settings
 from pipeline.console import dump_json
 from pipeline.errors import HealError
 from pipeline.guardrails._connect import connect_redis
+from pipeline.guardrails.actor import acting
 from pipeline.guardrails.audit import AuditLog
 from pipeline.guardrails.breaker import GLOBAL, CircuitBreaker, check_scope
 
@@ -51,7 +52,8 @@ def run_status(args: argparse.Namespace) -> int:
         if "cooldown_remaining_s" in scope:
             line += f" cooldown {scope['cooldown_remaining_s']:.0f}s"
         if scope["reason"] and scope["state"] != "CLOSED":
-            line += f"  ({scope['reason']})"
+            by = f"; by {scope['by']}" if scope.get("by") else ""
+            line += f"  ({scope['reason']}{by})"
         print(line)
     return 0
 
@@ -65,13 +67,15 @@ def run_reset(args: argparse.Namespace) -> int:
         hint = f"known scopes: {', '.join(known[:20])}" if known else "no scope but global"
         raise HealError(f"breaker scope {args.scope!r} is unknown ({hint}); "
                         "see `heal breaker status`")
-    t = breaker.reset(args.scope, args.reason)
+    with acting("heal breaker reset"):
+        t = breaker.reset(args.scope, args.reason)
     print(f"breaker {t.scope}: {t.src} -> {t.dst}")
     return 0
 
 
 def run_open(args: argparse.Namespace) -> int:
     check_scope(args.scope)
-    t = _breaker().force_open(args.scope, args.reason)
+    with acting("heal breaker open"):
+        t = _breaker().force_open(args.scope, args.reason)
     print(f"breaker {t.scope}: {t.src} -> {t.dst} ({t.reason})")
     return 0

@@ -61,8 +61,8 @@ def export_patterns(settings: Settings, offline: bool = False) -> dict[str, Any]
 def export_pack(settings: Settings, path: str) -> int:
     from pathlib import Path
 
+    from pipeline.guardrails.actor import who_am_i
     from pipeline.learn.packs import build_pack, fix_count, write_pack
-    from pipeline.learn.teach import who_am_i
     from storage.engines import open_database
     from storage.learned import LearnedRepository
     from storage.reports import REVIEW

@@ -11,6 +11,7 @@ from pipeline.cli.fpargs import in_advance, read
 from pipeline.config import Settings
 from pipeline.errors import UsageError
 from pipeline.guardrails._connect import open_database
+from pipeline.guardrails.actor import acting
 from pipeline.guardrails.audit import AuditLog
 
 
@@ -37,8 +38,9 @@ def run(args: argparse.Namespace) -> int:
         reason = args.reason or ("heal ignore --undo" if args.undo else "heal ignore")
         # audited first: when the record cannot be written (a full HEAL_HOME) nothing changes,
         # as the AuditError says
-        AuditLog(settings, db=db).append(
-            "fingerprint.ignore", fingerprint, {"ignored": not args.undo, "reason": reason})
+        with acting("heal ignore --undo" if args.undo else "heal ignore"):
+            AuditLog(settings, db=db).append(
+                "fingerprint.ignore", fingerprint, {"ignored": not args.undo, "reason": reason})
         LifecycleStore(db).set_ignored(fingerprint, not args.undo, reason)
     finally:
         db.close()

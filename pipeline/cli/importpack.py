@@ -26,9 +26,9 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pipeline.guardrails.actor import who_am_i
     from pipeline.guardrails.audit import AuditLog
     from pipeline.learn.packs import PackImporter, read_pack
-    from pipeline.learn.teach import who_am_i
     from storage.engines import open_database
 
     path = Path(args.file)

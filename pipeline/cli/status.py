@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     elif colour_enabled(sys.stdout):
         from pipeline.operator.render_status import print_rich
 
-        print_rich(status, [*_budget_lines(status["budget"]),
+        print_rich(status, [*stopped_consumer_lines(status["streams"]),
+                            *_budget_lines(status["budget"]),
                             *_execution_lines(status.get("execution") or {}),
                             *outbox_lines(status["outbox"])])
     else:
@@ -398,6 +399,7 @@ def render(status: dict[str, Any]) -> str:
         lag = f"{item['unread']}{'' if item['unread_exact'] else '+'}"
         lines.append(f"{item['stream']:<28} {item['length']:>8}  {'(no reader)':<12} "
                      f"{item['pending']:>8} {lag:>8}  another partition layout")
+    lines += stopped_consumer_lines(status["streams"])
     lines.append("")
     dead = status["dead_letters"]
     lines.append(f"dead letters: {dead if dead is not None else 'unknown'}")
@@ -406,6 +408,24 @@ def render(status: dict[str, Any]) -> str:
     lines += _execution_lines(status.get("execution") or {})
     lines += outbox_lines(status.get("outbox") or {})
     return "\n".join(line.rstrip() for line in lines)
+
+
+def stopped_consumer_lines(streams: dict[str, Any]) -> list[str]:
+    """How the consumers listed without a running worker ("3 (2 live)") go away."""
+    from pipeline.runtime.heartbeat import DEAD_IDLE_MS
+
+    # (a live worker not registered in the group yet would count below zero)
+    stopped = sum(max(0, g["consumers"] - g["live_consumers"]) for info in streams.values()
+                  for g in (info["groups"] or {}).values()
+                  if g is not None and "live_consumers" in g)
+    if not stopped:
+        return []
+    return [f"stopped consumers: {stopped} (no heartbeat): a running worker of their stage "
+            f"removes each one that holds no entries once it has been idle "
+            f"{DEAD_IDLE_MS // 1000} s (checked every minute); the entries one holds are "
+            "first claimed by that worker after its claim timeout (--claim-idle-ms), so "
+            "nothing is dropped. With no worker of the stage running they stay listed until "
+            "one starts (`heal worker STAGE` or `heal up`)"]
 
 
 def outbox_lines(outbox: dict[str, Any]) -> list[str]:

@@ -11,6 +11,7 @@ from typing import Any
 from pipeline.config import Settings
 from pipeline.errors import UsageError
 from pipeline.guardrails._connect import connect_redis, open_database
+from pipeline.guardrails.actor import acting, by_whom
 from pipeline.guardrails.audit import AuditLog
 
 #: a fingerprint's hex digits alone (``fp-vN:`` left out), or a prefix of them
@@ -33,9 +34,10 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.target) == bool(args.workflow):
         raise UsageError("heal unquarantine: give either a fingerprint (FP) or --workflow NAME")
     settings = Settings.from_env()
-    if args.workflow:
-        return _workflow(settings, args.workflow, args.reason, args.json)
-    return _fixes(settings, args.target, args.reason, args.json)
+    with acting("heal unquarantine"):  # its audit records say who lifted it
+        if args.workflow:
+            return _workflow(settings, args.workflow, args.reason, args.json)
+        return _fixes(settings, args.target, args.reason, args.json)
 
 
 def _workflow(settings: Settings, given: str, reason: str, as_json: bool = False) -> int:
@@ -108,7 +110,8 @@ def _fixes(settings: Settings, target: str, reason: str, as_json: bool = False) 
     db = open_database(settings)
     try:
         store = LifecycleStore(db)
-        named, transitions, held = _lift(db, store, target)
+        # the transitions' own reason (heal explain's lifecycle section) says who, too
+        named, transitions, held = _lift(db, store, target, by_whom(reason))
         _audit_or_undo(AuditLog(settings, db=db), store, transitions, reason)
     finally:
         db.close()
@@ -149,7 +152,8 @@ def _audit_or_undo(audit: Any, store: Any, transitions: list[Any], reason: str) 
         raise
 
 
-def _lift(db: Any, store: Any, target: str) -> tuple[str, list[Any], str]:
+def _lift(db: Any, store: Any, target: str,
+          reason: str = "heal unquarantine") -> tuple[str, list[Any], str]:
     """(what ``target`` names, the transitions made, why nothing was when none was).
 
     ``target`` is a fix id (every quarantined pair of it), or a fingerprint read as ``heal
@@ -165,7 +169,7 @@ def _lift(db: Any, store: Any, target: str) -> tuple[str, list[Any], str]:
     from pipeline.console import visible
     from storage.reports import ReportStore
 
-    transitions = list(store.unquarantine(target))  # a name recorded as it is
+    transitions = list(store.unquarantine(target, reason))  # a name recorded as it is
     if transitions:
         return target, transitions, ""
     target = read(target, "heal unquarantine", or_id=True)  # fp-... must be one: exit 2
@@ -182,9 +186,9 @@ def _lift(db: Any, store: Any, target: str) -> tuple[str, list[Any], str]:
         fines += reports.fines_of_coarse(fingerprint)
     for fine in dict.fromkeys(fines):
         if fine != target:  # (tried above)
-            transitions += store.unquarantine(fine)
+            transitions += store.unquarantine(fine, reason)
     if transitions:
         return fingerprint, transitions, ""
     for fix_id in {f for fine in fines for f in store.quarantined_offers(fine)}:
-        transitions += store.unquarantine(fix_id)
+        transitions += store.unquarantine(fix_id, reason)
     return fingerprint, transitions, "no fix of it is QUARANTINED"

@@ -53,6 +53,7 @@ from typing import Any
 
 from pipeline.config import Settings, audit_key_from_file, check_audit_key
 from pipeline.errors import ConfigError, HealError, StateHomeFull
+from pipeline.guardrails.actor import stamped
 from pipeline.homedir import create_private_file, dir_mode, found_writable, home_write_error
 from pipeline.trust.private import check_private
 
@@ -755,7 +756,8 @@ class AuditLog:
         after Redis failed in between finds the file record past that point and the table
         record naming it (:meth:`witness`) instead of writing them again. A Redis that
         refuses the intent raises its error with nothing written."""
-        data = json.loads(canonical(data or {}))  # fail early on what cannot be hashed
+        # a person's override says who did it (pipeline.guardrails.actor)
+        data = json.loads(canonical(stamped(data or {})))  # fails early on what cannot hash
         if once:
             return self._append_once(kind, subject, data, once)
         return self._append(kind, subject, data)

@@ -36,6 +36,7 @@ import redis
 from pipeline.config import Settings
 from pipeline.errors import HealError, UsageError
 from pipeline.guardrails import _breaker_lua as lua
+from pipeline.guardrails.actor import current
 from pipeline.guardrails.audit import AuditLog
 from pipeline.runtime.connection import redis_failure
 
@@ -290,8 +291,11 @@ class CircuitBreaker:
         try:
             if clear:
                 self.client.delete(*clear)
+            # who set it by hand (shown for FORCED_OPEN, which only a person sets and only
+            # a reset, by hand too, ends)
             self.client.hset(key, mapping={"state": state.value, "opened_at": self.clock(),
-                                           "reason": reason})
+                                           "reason": reason,
+                                           "by": (current() or {}).get("who", "")})
             self.client.sadd(self._index, scope)
         except redis.RedisError as exc:
             raise redis_failure(exc, "circuit breaker", self.settings.prefix) from exc
@@ -319,6 +323,8 @@ class CircuitBreaker:
             "threshold": self.config.threshold(scope),
             "probes_in_flight": int(probes),
         }
+        if state is BreakerState.FORCED_OPEN and fields.get("by"):
+            out["by"] = fields["by"]
         if state is BreakerState.OPEN:
             opened = float(fields.get("opened_at", now))
             remaining = self.config.cooldown_s - (now - opened)

@@ -10,9 +10,7 @@ before it is offered, and only the lifecycle (verified successes) graduates it.
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ import orjson
 from pipeline.console import visible
 from pipeline.errors import ConfigError, UsageError
 from pipeline.fingerprint.model import Fingerprint
+from pipeline.guardrails.actor import who_am_i
 from pipeline.learn.detection import (
     Kept,
     bounded,
@@ -79,13 +78,6 @@ class Taught:
                 "pattern_state": self.pattern_state, "regex": self.regex,
                 "fingerprints": list(self.fingerprints), "new_fix": self.new_fix,
                 "provenance": self.provenance, "notes": list(self.notes)}
-
-
-def who_am_i() -> str:
-    try:
-        return os.environ.get("HEAL_USER") or getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 def _hash(value: Any, n: int) -> str:

@@ -73,7 +73,11 @@ class Sweeper:
 
         def loop() -> None:
             while True:
-                self.run_once()
+                try:
+                    self.run_once()
+                except Exception:  # noqa: BLE001 - one bad tick must not end the timer
+                    log.exception("lifecycle sweep tick failed; tried again in %ss",
+                                  self.interval_s)
                 if self._stop.wait(self.interval_s):
                     return
 

@@ -24,6 +24,10 @@ log = logging.getLogger("heal.runtime.heartbeat")
 
 INTERVAL_S = 5.0
 TTL_S = 15
+#: a consumer without a heartbeat (its alive key expired: the worker is gone) and idle this
+#: long is removed from its group by a running peer, when it holds no entries (twice the TTL:
+#: a worker that just started reads before its first beat is seen)
+DEAD_IDLE_MS = 2 * TTL_S * 1000
 
 #: reset the idle time of every entry ``consumer`` holds (a worker in a read-ahead burst: the
 #: ids of the batch Redis is delivering are not known to it until it reads the reply)

@@ -206,18 +206,26 @@ class Reclaimer:
         """Delete ``consumer`` from the group if (and only if) it holds no entries."""
         return bool(self._forget(keys=[self.stream], args=[self.group, consumer]))
 
-    def forget_idle_consumers(self, max_idle_ms: int) -> list[str]:
+    def forget_idle_consumers(self, max_idle_ms: int, live: set[str] | None = None,
+                              dead_idle_ms: int = 0) -> list[str]:
         """Remove consumers of departed workers (idle that long, nothing pending), so the
         group's consumer list (``heal status``) shows the live ones. A live worker reads
-        every ``block_ms``, which refreshes its idle time, and would simply reappear."""
+        every ``block_ms``, which refreshes its idle time, and would simply reappear.
+
+        ``live``: the consumers that sent a heartbeat lately (``heartbeat.live_workers``);
+        one not among them, holding nothing and idle longer than ``dead_idle_ms`` is gone
+        too (a killed worker: listed "3 (2 live)" until then). Never one that holds
+        entries: XGROUP DELCONSUMER would drop them (:data:`FORGET_LUA` checks at once);
+        peers claim those first after the claim timeout, and it goes at a later pass."""
         gone: list[str] = []
         for info in self.client.xinfo_consumers(self.stream, self.group):
             name = _text(info["name"])
             # "idle" counts from the last *attempted* read, so a worker blocked on an empty
             # stream stays young ("inactive", Redis 7.2+, would not)
             idle = int(info.get("idle") or 0)
-            if name != self.consumer and info["pending"] == 0 and idle > max_idle_ms \
-                    and self.forget(name):
+            dead = live is not None and name not in live and idle > dead_idle_ms
+            if name != self.consumer and info["pending"] == 0 \
+                    and (idle > max_idle_ms or dead) and self.forget(name):
                 gone.append(name)
         if gone:
             log.info("%s/%s: removed %d departed consumers", self.stream, self.group, len(gone))

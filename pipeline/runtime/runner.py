@@ -106,6 +106,8 @@ def run_threads(workers: Sequence[StageWorker | PartitionedWorker]) -> int:
             stop_all()
 
     install_stop_signals(stop_all)
+    previous_hook = threading.excepthook
+    threading.excepthook = _stop_on_thread_death(failures, stop_all)
     _warn_other_layouts(workers)
     heartbeat = Heartbeat(workers[0].client, workers[0].settings, flatten(workers)).start() \
         if workers else None
@@ -128,11 +130,33 @@ def run_threads(workers: Sequence[StageWorker | PartitionedWorker]) -> int:
         # worker started outlives it (in-process callers, a slow interpreter exit)
         for worker in workers:
             worker.finish()
+        threading.excepthook = previous_hook
     for exc in failures:
         if isinstance(exc, HealError):
             raise exc
         raise HealError(f"worker failed: {type(exc).__name__}: {exc}") from exc
     return 0
+
+
+def _stop_on_thread_death(failures: list[BaseException], stop_all: Callable[[], None]
+                          ) -> Callable[[threading.ExceptHookArgs], None]:
+    """A ``threading.excepthook`` for a worker process: a background thread (the lifecycle
+    sweep timer, the lookup's sync, the heartbeat) that dies of an uncaught exception is
+    logged, with its traceback, and stops the workers, so the process exits 1 (a supervisor
+    restarts it) instead of running on without that thread's work and saying nothing."""
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit:
+            return
+        name = args.thread.name if args.thread is not None else "a thread"
+        log.error("background thread %s died: %s: %s; stopping this worker", name,
+                  args.exc_type.__name__, args.exc_value,
+                  exc_info=args.exc_value)
+        failures.append(HealError(f"background thread {name} died: {args.exc_type.__name__}: "
+                                  f"{args.exc_value}; the worker stopped (see its log)"))
+        stop_all()
+
+    return hook
 
 
 #: a worker process that crashes is restarted, but not more often than this

@@ -250,7 +250,7 @@ class StageWorker:
                     log.warning("stage %s: periodic work failed: %s", self.stage, exc)
             if now >= self._next_forget:
                 self._next_forget = now + 60.0
-                self.reclaimer.forget_idle_consumers(self.options.forget_idle_ms)
+                self._forget_departed()
             claimed = self.reclaimer.claim_abandoned(self.options.batch_size)
             if claimed:
                 return self.process(claimed)
@@ -532,6 +532,25 @@ class StageWorker:
             count=self.options.batch_size, block=block_ms,
         )
         return list(reply[0][1]) if reply else []
+
+    def _forget_departed(self) -> None:
+        """Remove the group's consumers of departed workers that hold nothing: idle past
+        ``forget_idle_ms``, or without a heartbeat and idle past
+        :data:`~pipeline.runtime.heartbeat.DEAD_IDLE_MS` (a killed worker; its entries are
+        claimed by peers first, and it goes once it holds none).
+
+        Raises:
+            redis.exceptions.RedisError: Redis failed.
+        """
+        from pipeline.errors import HealError
+        from pipeline.runtime.heartbeat import DEAD_IDLE_MS, live_workers
+
+        try:
+            live: set[str] | None = live_workers(self.client, self.settings).get(self.stage,
+                                                                                  set())
+        except HealError:  # no heartbeats readable: only the long idle rule
+            live = None
+        self.reclaimer.forget_idle_consumers(self.options.forget_idle_ms, live, DEAD_IDLE_MS)
 
     def _read_own_pending(self) -> int:
         """Entries delivered to this consumer but not acked (after a reconnect, say)."""
