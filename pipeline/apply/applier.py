@@ -622,6 +622,13 @@ class Applier:
 
     def _apply_commit(self, verdict: VerdictEvent, repo: GitRepo,
                       trust: Trust) -> tuple[OutcomeEvent, dict[str, Any]]:
+        if repo.run("cat-file", "-e", f"{verdict.commit}^{{commit}}", check=False).returncode:
+            # its branch went (the [branches] retention, or by hand) and git pruned the commit
+            return self._base(verdict, "escalated", (
+                f"could not apply: the verified commit {verdict.commit[:10]} is no longer in "
+                f"the repository (its heal branch {verdict.branch or '(none)'} was removed, by "
+                "the [branches] retention or by hand, and git pruned the commit); nothing was "
+                "changed: run the failing step again for a new verification")), {}
         changed = repo.changed_files(verdict.commit)
         if repo.is_dirty(changed):
             return self._base(verdict, "suggested", "uncommitted changes in "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from pipeline.apply.applier import Applier
@@ -148,3 +149,22 @@ def test_branch_holding_a_commit_found_nowhere_else_is_never_pruned(tmp_path: Pa
     [branch] = list_branches(repo)
     assert branch.name == name and "1 commit(s)" in branch.kept_because, branch
     assert plan([branch], Retention(keep=0, max_age_days=0.000001), now=1e12) == []
+
+
+def test_heal_apply_of_a_suggestion_whose_commit_git_pruned_says_what_to_do(
+        tmp_path: Path, validator: Validator, applier: Applier) -> None:
+    """The retention removed a suggestion's branch and git's gc pruned its commit: `heal apply`
+    says so and what to do (no git error, no traceback), and changes nothing."""
+    root = sample_repo(tmp_path)
+    break_formatting(root)
+    verdict = validator.validate(candidate(root, CHECK, FORMAT_FIX, mode="suggest"))
+    assert verdict.decision == "suggest" and verdict.branch, verdict.reason
+    head = git(root, "rev-parse", "HEAD")
+    git(root, "branch", "-D", verdict.branch)
+    git(root, "reflog", "expire", "--expire=now", "--all")
+    git(root, "gc", "-q", "--prune=now")
+    outcome = applier.apply_suggested(replace(verdict, decision="apply"))
+    assert outcome.status == "escalated", outcome.detail
+    assert "no longer in the repository" in outcome.detail, outcome.detail
+    assert "run the failing step again" in outcome.detail, outcome.detail
+    assert git(root, "rev-parse", "HEAD") == head
