@@ -7,7 +7,8 @@ applied (its change is on the working branch), rolled back or found already ther
 suggestion's branch is kept for ``heal apply``, bounded by the retention of ``[branches]``
 in heal.toml (or operator configuration): ``keep`` (default 20) newest heal branches per
 repository, none older than ``max_age_days`` (default 14), and a branch whose change is
-already on another branch (merged or cherry-picked) goes at once.
+already on another branch (merged or cherry-picked) goes too: after each verification and
+apply once the repository is over either bound, by ``heal branches prune`` at any time.
 
 heal deletes a branch only when all of this holds, whatever the retention says:
 
@@ -122,19 +123,32 @@ def plan(branches: list[HealBranch], retention: Retention, now: float | None = N
 
 
 def prune(repo: GitRepo, retention: Retention, *, dry_run: bool = False,
-          spare: str = "") -> list[tuple[HealBranch, str]]:
-    """Apply the retention to ``repo``; the branches removed (would be, with ``dry_run``)."""
+          spare: str = "", always: bool = True) -> list[tuple[HealBranch, str]]:
+    """Apply the retention to ``repo``; the branches removed (would be, with ``dry_run``).
+    Without ``always`` (the stages, after each verification and apply) the branches are
+    inspected only when there are more than ``keep`` or one is older than ``max_age_days``
+    (one git command otherwise)."""
+    if not always and not _over(repo, retention):
+        return []
     doomed = plan(list_branches(repo), retention, spare=spare)
     if dry_run:
         return doomed
     return [(b, why) for b, why in doomed if _delete(repo, b.name, b.commit)]
 
 
+def _over(repo: GitRepo, retention: Retention) -> bool:
+    """More heal branches than ``keep``, or one older than ``max_age_days``."""
+    times = repo.run("for-each-ref", "--format=%(committerdate:unix)",
+                     f"refs/heads/{BRANCH_PREFIX}").stdout.split()
+    oldest = time.time() - retention.max_age_days * 86_400
+    return len(times) > retention.keep or any(float(t or 0) < oldest for t in times)
+
+
 def prune_quietly(root: str | Path, retention: Retention, spare: str = "") -> None:
     """:func:`prune` in the repository at ``root``; a problem is logged, never raised (the
     stage's work is done)."""
     try:
-        for b, why in prune(GitRepo(root), retention, spare=spare):
+        for b, why in prune(GitRepo(root), retention, spare=spare, always=False):
             log.info("branches: removed %s (%s)", b.name, why)
     except (GitError, OSError) as exc:
         log.warning("branches: retention in %s: %s", root, exc)
