@@ -378,16 +378,17 @@ class Applier:
         (:mod:`pipeline.branches`). Never raises: the outcome stands."""
         if not verdict.branch:
             return
-        trust = assess(verdict.error, self.settings)
-        if trust.root is None or not trust.repo_trusted:
-            return
         try:
+            trust = assess(verdict.error, self.settings)
+            if trust.root is None or not trust.repo_trusted:
+                return
             if (outcome.status in BRANCH_DONE and verdict.commit
                     and discard(GitRepo(trust.root), verdict.branch, verdict.commit)):
                 log.info("apply: heal branch %s removed (%s)", verdict.branch, outcome.status)
-        except GitError as exc:
+            policy = governed(self.settings, policy_for(trust.root).current())
+        except (HealError, OSError) as exc:
             log.warning("apply: heal branch %s: %s", verdict.branch, exc)
-        policy = governed(self.settings, policy_for(trust.root).current())
+            return
         prune_quietly(trust.root, retention_of(policy.limits))
 
     # -- automatic applications: execution state and rate ------------------------------------
