@@ -36,9 +36,15 @@ default), validated with a message naming the key and the allowed range.
     confidence = 0.95
     unrunnable_quarantine_after = 3 # a fix whose command cannot run, this many times
 
+    [branches]                      # heal's heal/ branches per repository (pipeline/branches.py)
+    keep = 20                       # the newest this many are kept (0: none beyond need)
+    max_age_days = 14               # an older one is removed
+
 The same tables may appear in operator configuration (``pipeline.trust.operator``), which
 decides what a repository's ``heal.toml`` may do with each key (:attr:`Key.tighter`):
 
+- ``[branches]`` the repository decides (they are its own branches); the operator's value is
+  the default where the file says nothing;
 - ``[breaker]`` and ``[lifecycle]`` are the operator's only: the breaker's state and a fix's
   lifecycle state are shared by every repository, so one repository's file must not decide
   them; a repository's value is ignored with a warning naming the key;
@@ -133,6 +139,9 @@ KEYS: tuple[Key, ...] = (
     Key("lifecycle", "unused_days", False, 0, 36_500, 90, low_open=True),
     Key("lifecycle", "confidence", False, 0.5, 0.999, 0.95),
     Key("lifecycle", "unrunnable_quarantine_after", True, 1, 1000, 3),
+    # heal's own heal/ branches in each repository (pipeline/branches.py): the repository's
+    Key("branches", "keep", True, 0, 100_000, 20, tighter=""),
+    Key("branches", "max_age_days", False, 0, 36_500, 14, low_open=True, tighter=""),
 )
 SECTIONS = tuple(dict.fromkeys(k.section for k in KEYS))
 _BY_PATH = {k.path: k for k in KEYS}
@@ -206,7 +215,8 @@ class Limits:
 
 
 def parse_limits(data: dict[str, Any]) -> Limits:
-    """The ``[execution]``, ``[budget]``, ``[breaker]`` and ``[lifecycle]`` tables.
+    """The ``[execution]``, ``[budget]``, ``[breaker]``, ``[lifecycle]`` and ``[branches]``
+    tables.
 
     Raises:
         PolicyError: an unknown key, or a value outside its range (the message names both).

@@ -45,6 +45,7 @@ import orjson
 import redis
 
 from pipeline.apply.playbook import PlaybookRunner, StepContext
+from pipeline.branches import discard, prune_quietly, retention_of
 from pipeline.config import STREAM_OUTCOMES, STREAM_VERDICTS, Settings
 from pipeline.errors import DecodeError, GitError, HealError, Retry
 from pipeline.events import OutcomeEvent, VerdictEvent
@@ -91,6 +92,9 @@ LEASE_TTL_S = 30.0
 #: how long what an apply did to the repository is kept for a takeover (see _Progress)
 PROGRESS_TTL_S = 7 * 24 * 3600
 RERUN_TIMEOUT_S = 300.0
+#: outcomes after which nobody needs the verified fix's heal branch (its change is on the
+#: working branch, was reverted there, was there already, or is not wanted)
+BRANCH_DONE = frozenset({"applied", "rolled_back", "skipped", "flaky", "failed"})
 
 #: extend the marker only while it is still this holder's
 _REFRESH_LUA = """
@@ -363,7 +367,29 @@ class Applier:
             claim.stop()
             self._taking_over, self._lease = None, None
         outcome = replace(outcome, duration_s=round(time.monotonic() - started, 3))
-        return self._finish(outcome, extra, stage=True)
+        outcome = self._finish(outcome, extra, stage=True)
+        self._tidy_branches(verdict, outcome)
+        return outcome
+
+    def _tidy_branches(self, verdict: VerdictEvent, outcome: OutcomeEvent) -> None:
+        """Once recorded: the verified fix's heal branch goes when the fix is done with
+        (applied, rolled back, already there, flaky, failed; a suggestion's and an
+        escalation's stay for a person), then the repository's ``[branches]`` retention
+        (:mod:`pipeline.branches`). Never raises: the outcome stands."""
+        if not verdict.branch:
+            return
+        try:
+            trust = assess(verdict.error, self.settings)
+            if trust.root is None or not trust.repo_trusted:
+                return
+            if (outcome.status in BRANCH_DONE and verdict.commit
+                    and discard(GitRepo(trust.root), verdict.branch, verdict.commit)):
+                log.info("apply: heal branch %s removed (%s)", verdict.branch, outcome.status)
+            policy = governed(self.settings, policy_for(trust.root).current())
+        except (HealError, OSError) as exc:
+            log.warning("apply: heal branch %s: %s", verdict.branch, exc)
+            return
+        prune_quietly(trust.root, retention_of(policy.limits))
 
     # -- automatic applications: execution state and rate ------------------------------------
     def _automatic_hold(self, verdict: VerdictEvent) -> OutcomeEvent | None:
@@ -496,6 +522,7 @@ class Applier:
             outcome, extra = self._apply(verdict)
             outcome = replace(outcome, duration_s=round(time.monotonic() - started, 3))
             outcome = self._finish(outcome, extra, replace_suggested=True)
+            self._tidy_branches(verdict, outcome)
         published = replace(outcome, id=f"{verdict.error_id}:apply:manual-{uuid.uuid4().hex[:8]}")
         try:
             self.client.xadd(self._stream(published, STREAM_OUTCOMES), {
@@ -596,6 +623,13 @@ class Applier:
 
     def _apply_commit(self, verdict: VerdictEvent, repo: GitRepo,
                       trust: Trust) -> tuple[OutcomeEvent, dict[str, Any]]:
+        if repo.run("cat-file", "-e", f"{verdict.commit}^{{commit}}", check=False).returncode:
+            # its branch went (the [branches] retention, or by hand) and git pruned the commit
+            return self._base(verdict, "escalated", (
+                f"could not apply: the verified commit {verdict.commit[:10]} is no longer in "
+                f"the repository (its heal branch {verdict.branch or '(none)'} was removed, by "
+                "the [branches] retention or by hand, and git pruned the commit); nothing was "
+                "changed: run the failing step again for a new verification")), {}
         changed = repo.changed_files(verdict.commit)
         if repo.is_dirty(changed):
             return self._base(verdict, "suggested", "uncommitted changes in "

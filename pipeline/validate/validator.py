@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 import redis
 
+from pipeline.branches import prune_quietly, retention_of
 from pipeline.config import Settings
 from pipeline.errors import AccessRefused, DecodeError, GitError, HealError, StreamUnavailable
 from pipeline.events import CandidateEvent, ErrorEvent, VerdictEvent
@@ -329,6 +330,8 @@ class Validator:
                           verification=ver.runs, votes=[v.to_dict() for v in votes],
                           branch=ver.branch, commit=ver.commit if ver.passed else "")
         recorded = self._record(with_note(verdict, gate), req, mode, attempt)
+        # the repository's [branches] retention, the branch just made spared
+        prune_quietly(req.root, retention_of(req.policy.limits), spare=ver.branch)
         if ver.inconclusive and not ver.passed:
             # nothing was decided about the fix ("a re-run may verify it"): the next identical
             # request is not refused as a duplicate of this one

@@ -33,6 +33,13 @@ def _repo(tmp_path: Path, text: str) -> Path:
     ({"lifecycle": {"unrunnable_quarantine_after": 1.5}},
      "lifecycle.unrunnable_quarantine_after = 1.5: must be an integer"),
     ({"breaker": {"cooldown": 5}}, "breaker.cooldown = 5: unknown key; allowed: window_minutes"),
+    ({"branches": {"keep": -1}}, "branches.keep = -1: must be an integer >= 0 and <= 100000"),
+    ({"branches": {"keep": 2.5}}, "branches.keep = 2.5: must be an integer"),
+    ({"branches": {"max_age_days": 0}},
+     "branches.max_age_days = 0: must be a number > 0 and <= 36500"),
+    ({"branches": {"max_age_days": float("inf")}}, "branches.max_age_days = inf: must be a number"),
+    ({"branches": {"prune": True}},
+     "branches.prune = true: unknown key; allowed: keep, max_age_days"),
     ({"limits": {"dedupe_minutes": -1}}, "limits.dedupe_minutes = -1: must be a number >= 0"),
     # NaN compares False with everything and infinity is no limit: both are refused
     ({"lifecycle": {"confidence": float("nan")}},
