@@ -100,7 +100,7 @@ class ReportStore:
     # -- fingerprints ------------------------------------------------------------------
     def resolve(self, text: str, limit: int = 20) -> list[tuple[str, str]]:
         """(fingerprint, level) pairs known anywhere that equal ``text`` or start with it
-        (``fp-v7:`` may be left out). An exact match wins over prefixes."""
+        (``fp-v8:`` may be left out). An exact match wins over prefixes."""
         prefixes = [text] if text.startswith("fp-") else [text, f"{ALGORITHM_VERSION}:{text}"]
         found: dict[str, str] = {}
         for table, column, level in _FP_SOURCES:

@@ -24,7 +24,7 @@ from pipeline.errors import UsageError
 def register(sub: Any) -> None:
     parser = sub.add_parser("explain", help="every decision heal made about a fingerprint")
     parser.add_argument("fingerprint", metavar="FP", nargs="?", default=None,
-                        help="fp-v7:... (fine or coarse), a unique prefix, or an error id")
+                        help="fp-v8:... (fine or coarse), a unique prefix, or an error id")
     parser.add_argument("--dead", action="store_true",
                         help="list the newest dead letters (events the pipeline could not "
                         "process) with their reasons")
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dead:
         return _dead(args, settings)
     if args.fingerprint is None:
-        raise UsageError("heal explain: give a fingerprint (fp-v7:...), a unique prefix of one "
+        raise UsageError("heal explain: give a fingerprint (fp-v8:...), a unique prefix of one "
                          "or an error id; or --dead to list dead letters")
     from pipeline.cli.fpargs import read
 

@@ -18,7 +18,7 @@ from pipeline.guardrails.audit import AuditLog
 def register(sub: Any) -> None:
     parser = sub.add_parser("ignore", help="permanently ignore a fingerprint")
     parser.add_argument("fingerprint", metavar="FP",
-                        help="fp-v7:<16 hex digits>, a unique prefix, or the hex digits alone")
+                        help="fp-v8:<16 hex digits>, a unique prefix, or the hex digits alone")
     parser.add_argument("--undo", action="store_true", help="stop ignoring it")
     parser.add_argument("--reason", default="", help="recorded with it and in the audit log")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
 def resolve_fingerprint(db: Any, text: str, command: str = "heal ignore") -> str:
     """The fingerprint ``text`` names, as ``heal explain`` reads it: a known one it equals or
-    is the unique prefix of (``fp-v7:`` may be left out); else, to ignore one in advance,
+    is the unique prefix of (``fp-v8:`` may be left out); else, to ignore one in advance,
     ``text`` itself when it is a whole fingerprint of the current version (a bare 16-digit
     hash gets its ``fp-vN:``): :func:`pipeline.cli.fpargs.in_advance`.
 

@@ -157,7 +157,7 @@ def _lift(db: Any, store: Any, target: str,
     """(what ``target`` names, the transitions made, why nothing was when none was).
 
     ``target`` is a fix id (every quarantined pair of it), or a fingerprint read as ``heal
-    explain`` and ``heal ignore`` read it (a unique prefix, ``fp-v7:`` optional; a coarse one
+    explain`` and ``heal ignore`` read it (a unique prefix, ``fp-v8:`` optional; a coarse one
     stands for its fine ones). A fingerprint with no quarantined pair of its own gets back the
     fixes withheld from it by their QUARANTINED state (quarantined through another
     fingerprint): every pair of those is reset, since that state is what blocks it.

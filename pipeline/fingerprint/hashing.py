@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 
-ALGORITHM_VERSION = "fp-v7"
+ALGORITHM_VERSION = "fp-v8"
 
 #: changelog of the fingerprint algorithm versions
 VERSIONS: dict[str, str] = {
@@ -107,6 +107,18 @@ VERSIONS: dict[str, str] = {
     "(code, type, result, reason) and skip boilerplate and the class's own words; a deploy's "
     "release folder is no part of a frame's path; ids without a digit after an id key or a "
     "short kind prefix, short fleet hosts (web-3) and field-path indexes are masked",
+    "fp-v8": "a constant per-line log prefix (logcat's columns, a compose service tag) is "
+    "read past before the Java trace parser, Android's ANR reports key on their reason and "
+    "android/dalvik frames are platform frames; Spring Boot's log header and its 'APPLICATION "
+    "FAILED TO START' description, .NET ILogger records (fail:/crit:, the innermost "
+    "exception) are parsed; a 'Label: value' verdict line and an UPPER_SNAKE setting without "
+    "error evidence never head, PowerShell's gutter message and 'At path:N char:M' lines are "
+    "read, docker/buildkit trailers are reports, a report line gives way to a later cause "
+    "line of its level, box sides are read past and a place-only line takes the line under "
+    "it; a browser frame's URL origin and an asset's content hash are cut; the coarse key "
+    "takes a quoted message and the names of a text whose key words only say it failed; "
+    "Dart identity hashes, generated k8s suffixes and mixed-case random ids are masked; "
+    "MySQL's [MY-NNNNNN] code is kept",
 }
 
 

@@ -233,7 +233,7 @@ def resolve(store: ReportStore, text: str) -> tuple[str, str]:
     """The one (fingerprint, level) that ``text`` names (whole or a unique prefix)."""
     text = text.strip()
     if not text:
-        raise UsageError("heal explain: give a fingerprint (fp-v7:...), a unique prefix of one "
+        raise UsageError("heal explain: give a fingerprint (fp-v8:...), a unique prefix of one "
                          "or an error id")
     found = store.resolve(text)
     if not found:

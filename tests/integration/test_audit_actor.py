@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from pipeline.fingerprint.hashing import ALGORITHM_VERSION
 from storage.engines import open_database
 from storage.lifecycle import LifecycleStore
 from tests.integration._repos import git
@@ -47,7 +48,7 @@ def test_breaker_and_ignore_overrides_record_who(tmp_path: Path,
     status = _heal(env, tmp_path, "breaker", "status")
     assert "(maint; by alice)" in status.stdout, status.stdout
     assert _heal(env, tmp_path, "breaker", "reset", "workflow:nightly").returncode == 0
-    fp = "fp-v7:" + uuid.uuid4().hex[:16]
+    fp = f"{ALGORITHM_VERSION}:" + uuid.uuid4().hex[:16]
     assert _heal(env, tmp_path, "ignore", fp, "--reason", "noise").returncode == 0
     # Then each audit record says who did it and with which command
     records = [r for r in _records(env) if r["kind"] in ("breaker.transition",

@@ -17,6 +17,7 @@ from pathlib import Path
 from pipeline.apply.applier import Applier
 from pipeline.branches import Retention, list_branches, plan
 from pipeline.demo.sample import break_formatting, git
+from pipeline.fingerprint.hashing import ALGORITHM_VERSION
 from pipeline.gitops import GitRepo, Trailers
 from pipeline.validate.validator import Validator
 from tests.integration._heal_validate_support import FORMAT_FIX, candidate, sample_repo
@@ -141,7 +142,7 @@ def test_branch_holding_a_commit_found_nowhere_else_is_never_pruned(tmp_path: Pa
     tree = tmp_path / "tree"
     repo.add_worktree(tree, "HEAD")
     (tree / "fixed.txt").write_text("fixed\n")
-    fp = "fp-v7:00112233aabbccdd"
+    fp = f"{ALGORITHM_VERSION}:00112233aabbccdd"
     commit = repo.commit_all(tree, "heal: fix", "body", Trailers("heal", fp, "f"))
     repo.remove_worktree(tree)
     name = repo.create_free_branch(fp, 1, commit)

@@ -24,6 +24,7 @@ import pytest
 import redis
 
 from pipeline.config import Settings
+from pipeline.fingerprint.hashing import ALGORITHM_VERSION
 from storage.db import Database
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -159,7 +160,7 @@ def test_a_lookup_that_lost_its_listening_connection_listens_again_and_reloads_o
         assert not lookup.reload_if_changed()  # nothing changed yet
         # a change committed elsewhere is heard, and reloads once
         db.execute("INSERT INTO fingerprint_controls (fingerprint, ignored) VALUES ($1, true)",
-                   "fp-v7:00000000deadbeef")
+                   f"{ALGORITHM_VERSION}:00000000deadbeef")
         deadline = time.monotonic() + 10
         while not lookup.reload_if_changed():
             assert time.monotonic() < deadline, "the notice never arrived"

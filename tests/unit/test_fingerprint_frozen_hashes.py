@@ -130,6 +130,19 @@ FROZEN: dict[str, dict[str, tuple[str, str]]] = {
         "python": ("fp-v7:bedef367fdd7fe96", "fp-v7:f7343e0e9034e9e7"),
         "shell": ("fp-v7:2b48388cd63bce30", "fp-v7:40d5200b162ed7b6"),
     },
+    # fp-v8: per-line log prefixes read past, Spring Boot/.NET ILogger/ANR parsed, verdict
+    # and setting lines never head, bundle hashes cut, coarse names of bare failures
+    "fp-v8": {
+        "cargo": ("fp-v8:797f81e04a5c710d", "fp-v8:ac1d72535b611158"),
+        "coloured": ("fp-v8:0e37a4933d1a8338", "fp-v8:9a23514deee147ad"),
+        "gcc": ("fp-v8:4e1a3ae0dd910891", "fp-v8:11138dc83047f085"),
+        "git_lock": ("fp-v8:0fbd0f97b7abcc42", "fp-v8:368e9813ae186024"),
+        "java": ("fp-v8:44331fac4ba1f6af", "fp-v8:abb7d97e3ad1285d"),
+        "log_line": ("fp-v8:63b340f5e505e97c", "fp-v8:74039f76586c1f94"),
+        "npm_code": ("fp-v8:13cd1a992e821eec", "fp-v8:ee30f4ecf136e063"),
+        "python": ("fp-v8:ae1da473f7dd9a78", "fp-v8:dc208312a7582c46"),
+        "shell": ("fp-v8:84e6d1051c01474b", "fp-v8:82ff404f45e6eac3"),
+    },
 }
 
 
