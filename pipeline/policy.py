@@ -51,9 +51,11 @@ The guardrail thresholds (``[limits]``, ``[budget]``, ``execution.min_auto_confi
 
 Invalid values raise :class:`PolicyError` naming the key, the value and the rule.
 :class:`PolicyLoader` hot-reloads on mtime and keeps the last valid policy in force when the
-file turns invalid (its ``warning`` says so): the last valid text is kept in the state home
-(:mod:`storage.policies`), so every worker and a restarted one agree; with none ever seen the
-safest mode (observe) is in force, not the defaults.
+file turns invalid (its ``warning`` says so): a trusted repository's last valid text is kept in
+the state home (:mod:`storage.policies`) with when it was seen valid, so every worker and a
+restarted one agree; the newest valid policy known (the stored one or the worker's own) wins,
+the lower mode when that is in doubt; with none ever seen the safest mode (observe) is in
+force, not the defaults.
 """
 
 from __future__ import annotations
@@ -63,8 +65,9 @@ import fnmatch
 import logging
 import math
 import os
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -454,9 +457,16 @@ FAIL_SAFE_SOURCE = "observe only (fail-safe: no valid heal.toml of this reposito
 class LastValid(Protocol):
     """Where the last valid policy text of each repository is kept (storage.policies)."""
 
-    def remember(self, repo: str, text: str, present: bool) -> None: ...
+    def remember(self, repo: str, text: str, present: bool,
+                 seen_at: float | None = None) -> bool: ...
 
     def last(self, repo: str) -> Any: ...
+
+
+#: two valid policies seen valid closer together than this (seconds) are in doubt (two
+#: workers reading while the file changed, clocks a little apart): the lower mode wins
+DOUBT_S = 1.0
+_MODE_ORDER = tuple(Mode)
 
 
 def _state_store() -> LastValid | None:
@@ -477,28 +487,63 @@ def _stamp_text(moment: float) -> str:
     return dt.datetime.fromtimestamp(moment, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@dataclass(frozen=True)
+class _Seen:
+    """A valid policy and when it was seen valid (seconds since the epoch)."""
+
+    policy: Policy
+    at: float
+
+
+def newest(a: _Seen | None, b: _Seen | None) -> _Seen | None:
+    """Of two valid policies, the one seen valid later; when they were seen within
+    :data:`DOUBT_S` of each other the order is in doubt and the lower mode wins (the safe
+    choice: it runs and changes less)."""
+    if a is None or b is None:
+        return a or b
+    if abs(a.at - b.at) <= DOUBT_S and a.policy.mode != b.policy.mode:
+        lower = min(a, b, key=lambda s: _MODE_ORDER.index(s.policy.mode))
+        return lower
+    return a if a.at >= b.at else b
+
+
 class PolicyLoader:
     """Hot-reloading policy of one repository.
 
     ``current()`` re-reads the file when its mtime changed. Each valid file (or its absence:
-    the defaults) is recorded in the shared, durable store (:mod:`storage.policies`); an
-    invalid file puts the last valid policy recorded there in force, so every worker and a
-    restarted one agree, and when none was ever recorded the safest mode (observe) rather than
-    the defaults. ``warning`` then says why and which policy is in force (logged once per
-    change); ``Policy.source`` names where the policy in force came from.
+    the defaults) of a trusted repository (``trusted``: the validate stage's trust check) is
+    recorded in the shared, durable store (:mod:`storage.policies`) with when it was seen
+    valid. An invalid file puts in force the newest valid policy known: this process's own
+    copy or the one recorded there, whichever was seen valid later (the lower mode when that
+    is in doubt), so every worker and a restarted one agree, and an older copy never replaces
+    a newer one this process holds (a store that could not be written, two workers racing).
+    With none ever seen the safest mode (observe) is in force, not the defaults. ``warning``
+    then says why and which policy is in force (logged once per change); ``Policy.source``
+    names where the policy in force came from.
     """
 
     def __init__(self, repo: Path,
-                 store: Callable[[], LastValid | None] = _state_store) -> None:
+                 store: Callable[[], LastValid | None] = _state_store,
+                 trusted: bool | None = None) -> None:
         self.path = Path(repo) / POLICY_FILE
         self.repo = str(Path(repo))
         self._store = store
+        #: True: the repository passed the trust check (its policy is recorded and read
+        #: back); False: it did not (neither); None: not told (recorded and read back)
+        self.trusted = trusted
         self._stamp: tuple[int, int, int] | None = None
         self._loaded = False
         self._policy = Policy()
-        #: the policy of a file this process saw valid (used when the store cannot be read)
-        self._seen_valid = False
+        #: the last valid policy this process saw, and when
+        self._valid: _Seen | None = None
         self.warning = ""
+
+    def trust(self, trusted: bool | None) -> PolicyLoader:
+        """Say whether the repository passed the trust check; a change re-reads the file on
+        the next ``current()`` (a newly trusted repository's valid policy is then recorded)."""
+        if trusted is not None and trusted != self.trusted:
+            self.trusted, self._loaded = trusted, False
+        return self
 
     def _read_stamp(self) -> tuple[int, int, int] | None:
         try:
@@ -511,8 +556,9 @@ class PolicyLoader:
 
     def current(self) -> Policy:
         """The policy in force; never raises for the file's sake (a stage must not fail
-        because a repository's heal.toml is hostile): an invalid file keeps the last valid
-        policy and ``warning`` says so."""
+        because a repository's heal.toml is hostile): an invalid file keeps the newest valid
+        policy known and ``warning`` says so."""
+        seen_at = time.time()  # before the read: a later read never looks older than this one
         stamp = self._read_stamp()
         if self._loaded and stamp == self._stamp:
             return self._policy
@@ -525,51 +571,67 @@ class PolicyLoader:
             self._keep(f"heal.toml: {self.path} cannot be loaded ({type(exc).__name__}: "
                        f"{str(exc)[:200]})")
         else:
-            self._policy, self.warning, self._seen_valid = policy, "", True
-            self._remember(text)
+            self._policy, self.warning = policy, ""
+            self._valid = _Seen(policy, seen_at)
+            self._remember(text, seen_at)
         self._loaded, self._stamp = True, stamp
         return self._policy
 
     def _shared(self) -> LastValid | None:
         return self._store()
 
-    def _remember(self, text: str | None) -> None:
+    def _remember(self, text: str | None, seen_at: float) -> None:
+        if self.trusted is False:  # an untrusted event never makes heal keep a file
+            return
         try:
             store = self._shared()
             if store is not None:
-                store.remember(self.repo, text or "", text is not None)
+                store.remember(self.repo, text or "", text is not None, seen_at)
         except Exception as exc:  # noqa: BLE001 - the policy in force is decided already
             log.warning("heal.toml: could not record the valid policy of %s for other "
-                        "workers (%s)", self.repo, exc)
+                        "workers (%s); this worker keeps its own copy (mode %s, seen valid "
+                        "at %s) and prefers it to any older recorded one", self.repo, exc,
+                        self._policy.mode.value, _stamp_text(seen_at))
 
-    def _stored(self) -> Policy | None:
+    def _stored(self) -> _Seen | None:
         """The last valid policy the shared store holds for this repository, or None."""
+        if self.trusted is False:
+            return None
         try:
             store = self._shared()
             stored = None if store is None else store.last(self.repo)
         except Exception as exc:  # noqa: BLE001 - fall back to what this process knows
-            log.warning("heal.toml: the last valid policy of %s cannot be read (%s)",
-                        self.repo, exc)
+            log.warning("heal.toml: the last valid policy of %s cannot be read (%s); this "
+                        "worker uses its own copy, if it saw one", self.repo, exc)
             return None
         if stored is None:
             return None
         when = _stamp_text(stored.saved_at)
         if not stored.present:
-            return Policy(source=f"defaults (no heal.toml, the last valid state, from {when})")
+            return _Seen(Policy(source=(
+                f"defaults (no heal.toml, the last valid state, from {when})")), stored.saved_at)
         try:
-            return policy_from_text(stored.text, self.path, source=(
-                f"the last valid copy of {self.path} from {when}"))[0]
+            return _Seen(policy_from_text(stored.text, self.path, source=(
+                f"the last valid copy of {self.path} from {when}"))[0], stored.saved_at)
         except Exception as exc:  # noqa: BLE001 - a copy that no longer validates
             log.warning("heal.toml: the recorded copy of %s no longer validates (%s)",
                         self.path, exc)
             return None
 
+    def _own(self) -> _Seen | None:
+        """This process's last valid policy, named as its own copy."""
+        if self._valid is None:
+            return None
+        mine, when = self._valid.policy, _stamp_text(self._valid.at)
+        source = (f"this worker's copy of {self.path} seen valid at {when}"
+                  if mine.source == str(self.path) else
+                  f"{mine.source}, seen valid by this worker at {when}")
+        return _Seen(replace(mine, source=source), self._valid.at)
+
     def _keep(self, why: str) -> None:
-        stored = self._stored()
-        if stored is not None:
-            self._policy = stored
-        elif not self._seen_valid:
-            self._policy = Policy(mode=Mode.OBSERVE, source=FAIL_SAFE_SOURCE)
+        chosen = newest(self._own(), self._stored())
+        self._policy = chosen.policy if chosen is not None else \
+            Policy(mode=Mode.OBSERVE, source=FAIL_SAFE_SOURCE)
         if self._policy.source == FAIL_SAFE_SOURCE:
             self.warning = (f"{why}; no valid policy of this repository was ever seen, so the "
                             "safest mode is in force: observe (heal runs and changes nothing "
@@ -583,10 +645,12 @@ class PolicyLoader:
 _LOADERS: dict[Path, PolicyLoader] = {}
 
 
-def policy_for(repo: str | Path) -> PolicyLoader:
-    """The shared hot-reloading loader of one repository (one per process)."""
+def policy_for(repo: str | Path, trusted: bool | None = None) -> PolicyLoader:
+    """The shared hot-reloading loader of one repository (one per process). ``trusted``: the
+    trust check's answer for it (pipeline.trust.boundary.assess ``repo_trusted``), when the
+    caller has one: only a trusted repository's policy is recorded in the state home."""
     key = Path(repo).resolve()
     loader = _LOADERS.get(key)
     if loader is None:
-        loader = _LOADERS[key] = PolicyLoader(key)
-    return loader
+        loader = _LOADERS[key] = PolicyLoader(key, trusted=trusted)
+    return loader.trust(trusted)

@@ -9,6 +9,8 @@ invalid. One SQLite file in the state home (``policies.sqlite3``), shared by eve
 ``heal`` command that uses that state home, and kept across restarts.
 
 An empty text with ``present = 0`` records "no heal.toml: the defaults were in force".
+``saved_at`` is when a loader saw the policy valid (taken before it read the file); a write
+never replaces a row seen valid later, so the row is the newest valid policy any loader saw.
 Errors: ``sqlite3.Error`` / ``OSError`` are raised to the caller, which then keeps what it
 has in memory (or fails safe); nothing here decides a policy.
 """
@@ -37,7 +39,8 @@ class StoredPolicy:
     text: str
     #: False: there was no heal.toml (the defaults were in force)
     present: bool
-    #: seconds since the epoch
+    #: when a loader last saw it valid (seconds since the epoch): of two valid policies the
+    #: one seen later is the newer (pipeline.policy.PolicyLoader)
     saved_at: float
 
 
@@ -67,18 +70,22 @@ class LastValidPolicies:
             raise
         return conn
 
-    def remember(self, repo: str, text: str, present: bool) -> None:
-        """Record ``text`` as the last valid policy of ``repo`` (the time only moves when the
-        text changed: the time says since when this policy has been the valid one)."""
+    def remember(self, repo: str, text: str, present: bool,
+                 seen_at: float | None = None) -> bool:
+        """Record ``text`` as the last valid policy of ``repo``, seen valid at ``seen_at``
+        (seconds since the epoch; now when None). A row seen valid later is never replaced
+        (two workers racing, or one slow to write, cannot put an older policy back): the
+        upsert only takes a strictly newer ``seen_at``. True when this row is now stored."""
+        moment = time.time() if seen_at is None else float(seen_at)
         conn = self._connect()
         try:
-            conn.execute(
+            cur = conn.execute(
                 "INSERT INTO last_valid_policy (repo, text, present, saved_at) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT (repo) DO UPDATE SET text = excluded.text, "
                 "present = excluded.present, saved_at = excluded.saved_at "
-                "WHERE last_valid_policy.text IS NOT excluded.text "
-                "OR last_valid_policy.present IS NOT excluded.present",
-                (repo, text, int(present), time.time()))
+                "WHERE excluded.saved_at > last_valid_policy.saved_at",
+                (repo, text, int(present), moment))
+            return cur.rowcount > 0
         finally:
             conn.close()
 

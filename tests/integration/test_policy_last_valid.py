@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -107,3 +108,83 @@ def test_heal_run_in_a_new_process_keeps_the_last_valid_policy(
     assert "keeping the last valid policy: mode observe from the last valid copy of" in said
     assert "(defaults)" not in said
     assert "heal/" not in git(repo, "branch", "--list")
+
+
+def _home() -> Path:
+    from pipeline import statehome
+
+    return statehome.resolve(os.environ).path
+
+
+def test_an_older_recorded_policy_never_replaces_a_newer_one_this_worker_holds(
+        tmp_path: Path, validator: Validator, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    from storage.policies import LastValidPolicies
+
+    # Given a repository in suggest, seen valid and recorded in the state home
+    root = sample_repo(tmp_path)
+    break_formatting(root)
+    _write_later(root / "heal.toml", 'mode = "suggest"\n')
+    git(root, "commit", "-qam", "suggest")
+    validator.validate(candidate(root, ("ruff", "format", "--check", "."), FORMAT_FIX, mode=""))
+    time.sleep(1.2)  # more than policy.DOUBT_S: the two are not in doubt
+    # and the store then stops taking writes (full disk, a lock held too long, read-only home)
+    # while the operator lowers the mode to observe, which this worker puts in force
+
+    def refuse(*args: object, **kwargs: object) -> bool:
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    monkeypatch.setattr(LastValidPolicies, "remember", refuse)
+    _write_later(root / "heal.toml", 'mode = "observe"\n')
+    git(root, "commit", "-qam", "observe")
+    lowered = validator.validate(candidate(root, ("ruff", "format", "--check", "."),
+                                           FORMAT_FIX, mode=""))
+    assert lowered.decision == "observe", lowered.reason
+    # When a typo makes the file invalid
+    _write_later(root / "heal.toml", 'mode = "observe"\n[[[typo\n')
+    git(root, "commit", "-qam", "typo")
+    kept = validator.validate(candidate(root, ("ruff", "format", "--check", "."),
+                                        FORMAT_FIX, mode=""))
+    # Then this worker's newer observe stays in force, not the older recorded suggest
+    assert kept.decision == "observe", kept.reason
+    assert "keeping the last valid policy: mode observe from this worker's copy" in kept.reason
+
+
+def test_heal_run_keeps_the_newest_policy_when_a_slow_worker_records_an_older_one(
+        heal_env: dict[str, str], tmp_path: Path) -> None:
+    from storage.policies import LastValidPolicies
+
+    # Given a repository in observe, seen valid (and recorded) by one heal run process
+    repo = tmp_path / "raced"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "heal.toml").write_text('mode = "observe"\n')
+    git(repo, "add", ".")
+    git(repo, "-c", "user.email=t@x", "-c", "user.name=t", "commit", "-qm", "init")
+    heal = str(Path(sys.executable).parent / "heal")
+    word = uuid.uuid4().hex[:8].translate(str.maketrans("0123456789", "ghijklmnop"))
+
+    def run() -> str:
+        done = subprocess.run([heal, "run", "--timeout", "60", "--", sys.executable, "-c",
+                               f"import heal_raced_{word}"], cwd=repo, capture_output=True,
+                              text=True, timeout=300, env={**os.environ, **heal_env},
+                              check=False)
+        assert done.returncode == 1, done.stderr
+        return done.stdout + done.stderr
+
+    assert "observed only" in run()
+    # When a slower worker that read the older file (auto) records it late
+    store = LastValidPolicies.at_home(Path(heal_env["HEAL_HOME"]))
+    key = str(repo.resolve())
+    recorded = store.last(key)
+    assert recorded is not None and 'mode = "observe"' in recorded.text
+    store.remember(key, 'mode = "auto"\n', True, recorded.saved_at - 60)
+    # and the file then turns invalid
+    _write_later(repo / "heal.toml", 'mode = "observe"\n[limits]\nmax_files = 0\n')
+    said = run()
+    # Then the newer observe stays recorded and in force: the late, older write did not win
+    last = store.last(key)
+    assert last is not None and 'mode = "observe"' in last.text
+    assert "observed only" in said, said
+    assert "keeping the last valid policy: mode observe from the last valid copy of" in said

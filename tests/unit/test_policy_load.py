@@ -114,3 +114,19 @@ def test_hot_reload_and_last_valid_policy_kept(tmp_path: Path) -> None:
     _touch_later(tmp_path / "heal.toml", 'mode = "observe"\n')
     assert loader.current().mode == Mode.OBSERVE
     assert loader.warning == ""
+
+
+def test_of_two_valid_policies_the_newer_wins_and_in_doubt_the_lower_mode() -> None:
+    from pipeline.model import Mode
+    from pipeline.policy import DOUBT_S, Policy, _Seen, newest
+
+    auto, observe = Policy(mode=Mode.AUTO), Policy(mode=Mode.OBSERVE)
+    older_auto, newer_observe = _Seen(auto, 100.0), _Seen(observe, 100.0 + DOUBT_S + 5)
+    assert newest(older_auto, newer_observe) is newer_observe
+    assert newest(newer_observe, older_auto) is newer_observe
+    newer_auto = _Seen(auto, 100.0 + DOUBT_S + 5)
+    assert newest(_Seen(observe, 100.0), newer_auto) is newer_auto
+    # seen within DOUBT_S of each other: the order is in doubt, the lower mode wins
+    close_auto = _Seen(auto, 100.0 + DOUBT_S / 2)
+    assert newest(_Seen(observe, 100.0), close_auto).policy.mode == Mode.OBSERVE
+    assert newest(None, older_auto) is older_auto and newest(None, None) is None
