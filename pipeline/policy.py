@@ -529,7 +529,8 @@ class PolicyLoader:
         self.repo = str(Path(repo))
         self._store = store
         #: True: the repository passed the trust check (its policy is recorded and read
-        #: back); False: it did not (neither); None: not told (recorded and read back)
+        #: back); False: it did not (neither); None: not told (read back only: a row exists
+        #: only for a repository that was trusted when it was written)
         self.trusted = trusted
         self._stamp: tuple[int, int, int] | None = None
         self._loaded = False
@@ -581,7 +582,7 @@ class PolicyLoader:
         return self._store()
 
     def _remember(self, text: str | None, seen_at: float) -> None:
-        if self.trusted is False:  # an untrusted event never makes heal keep a file
+        if self.trusted is not True:  # an untrusted event never makes heal keep a file
             return
         try:
             store = self._shared()

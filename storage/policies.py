@@ -11,6 +11,7 @@ invalid. One SQLite file in the state home (``policies.sqlite3``), shared by eve
 An empty text with ``present = 0`` records "no heal.toml: the defaults were in force".
 ``saved_at`` is when a loader saw the policy valid (taken before it read the file); a write
 never replaces a row seen valid later, so the row is the newest valid policy any loader saw.
+Only repositories that pass the trust check are recorded (pipeline.policy.policy_for).
 Errors: ``sqlite3.Error`` / ``OSError`` are raised to the caller, which then keeps what it
 has in memory (or fails safe); nothing here decides a policy.
 """

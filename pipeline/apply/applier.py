@@ -385,7 +385,7 @@ class Applier:
             if (outcome.status in BRANCH_DONE and verdict.commit
                     and discard(GitRepo(trust.root), verdict.branch, verdict.commit)):
                 log.info("apply: heal branch %s removed (%s)", verdict.branch, outcome.status)
-            policy = governed(self.settings, policy_for(trust.root).current())
+            policy = governed(self.settings, policy_for(trust.root, trusted=True).current())
         except (HealError, OSError) as exc:
             log.warning("apply: heal branch %s: %s", verdict.branch, exc)
             return

@@ -192,7 +192,10 @@ class Validator:
                             error=cand.error, fine=cand.fine, fix=cand.fix, params=cand.params)
         trust = assess(cand.error, self.settings)
         root = trust.root
-        loader = policy_for(root) if root else None
+        # only a repository that passes the trust check has its policy recorded in (and read
+        # back from) the state home: an event naming any repository must not make heal keep
+        # that repository's file
+        loader = policy_for(root, trusted=trust.repo_trusted) if root else None
         policy, warnings, ceiling = restrict(
             loader.current() if loader else Policy(), trust.operator)
         verdict = self._decide_mode(base, cand, root, policy, trust, warnings, ceiling)

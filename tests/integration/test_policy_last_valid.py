@@ -10,12 +10,15 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from pipeline import policy as policy_module
 from pipeline.demo.sample import break_formatting, git
+from pipeline.events import CandidateEvent
+from pipeline.trust.attest import ATTEST_TAG
 from pipeline.validate.validator import Validator
 from tests.integration._heal_validate_support import FORMAT_FIX, candidate, sample_repo
 
@@ -188,3 +191,34 @@ def test_heal_run_keeps_the_newest_policy_when_a_slow_worker_records_an_older_on
     assert last is not None and 'mode = "observe"' in last.text
     assert "observed only" in said, said
     assert "keeping the last valid policy: mode observe from the last valid copy of" in said
+
+
+def _unsigned(root: Path) -> CandidateEvent:
+    """An error event of ``root`` that nobody attested (a producer's, not heal run's)."""
+    cand = candidate(root, ("ruff", "format", "--check", "."), FORMAT_FIX, mode="")
+    tags = {k: v for k, v in cand.error.tags.items() if k != ATTEST_TAG}
+    return replace(cand, error=replace(cand.error, tags=tags))
+
+
+def test_an_untrusted_repository_policy_is_never_recorded(
+        tmp_path: Path, validator: Validator) -> None:
+    from pipeline.trust.boundary import assess
+    from storage.policies import LastValidPolicies
+
+    # Given a git repository nobody registered with heal, with a heal.toml of its own
+    root = sample_repo(tmp_path)
+    break_formatting(root)
+    _write_later(root / "heal.toml", 'mode = "suggest"\n' + "# padding\n" * 100)
+    git(root, "commit", "-qam", "policy")
+    cand = _unsigned(root)
+    assert not assess(cand.error, validator.settings).repo_trusted
+    # When an event naming it is validated
+    verdict = validator.validate(cand)
+    # Then heal only observes it and keeps nothing of its file in the state home
+    assert verdict.decision == "observe", verdict.reason
+    assert "not registered with heal" in verdict.reason
+    assert LastValidPolicies.at_home(_home()).last(str(root.resolve())) is None
+    # and a trusted (heal run) event of it is recorded as before
+    validator.validate(candidate(root, ("ruff", "format", "--check", "."), FORMAT_FIX,
+                                 mode=""))
+    assert LastValidPolicies.at_home(_home()).last(str(root.resolve())) is not None
