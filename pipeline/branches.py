@@ -15,6 +15,12 @@ heal deletes a branch only when all of this holds, whatever the retention says:
 - its name is one heal gives (``heal/<fingerprint>-<n>`` for the fingerprint of its commit);
 - its tip is heal's own commit (``Healed-by: heal`` and ``Heal-Fingerprint`` trailers) and,
   where git keeps a reflog, the branch was never moved or renamed since heal created it;
+- its tip is exactly the commit heal made for it: the one heal recorded when it created the
+  branch (:mod:`pipeline.branch_record`), or the verdict's commit (:func:`discard`). Trailers
+  survive ``git commit --amend`` and reflogs may be off or expired, so neither is evidence
+  enough alone. A branch with no record (made by a heal before records) goes only when its
+  tip was committed under heal's own identity (``heal <heal@localhost>``, the one heal uses
+  where git has none) and never re-committed (committer time = author time);
 - no worktree has it checked out;
 - every commit on it that no other ref (heal's branches aside) holds is heal's: the fix
   commit, and the snapshot of the working tree heal verified it on (``git stash create``).
@@ -31,6 +37,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.branch_record import forget, made
 from pipeline.config import Settings
 from pipeline.errors import GitError
 from pipeline.gitops import BRANCH_PREFIX, GitRepo, branch_name
@@ -161,7 +168,9 @@ def discard(repo: GitRepo, name: str, commit: str) -> bool:
     if not name.startswith(BRANCH_PREFIX) or not commit:
         return False
     try:
-        if _kept_because(repo, name, commit, _checked_out(repo)):
+        # ``commit`` is the one heal recorded in the verdict: evidence enough that the tip,
+        # if still there (``_delete`` checks), is heal's
+        if _kept_because(repo, name, commit, _checked_out(repo), recorded=True):
             return False
         return _delete(repo, name, commit)
     except GitError:
@@ -169,8 +178,11 @@ def discard(repo: GitRepo, name: str, commit: str) -> bool:
 
 
 def _delete(repo: GitRepo, name: str, commit: str) -> bool:
-    return repo.run("update-ref", "-d", f"refs/heads/{name}", commit,
+    gone = repo.run("update-ref", "-d", f"refs/heads/{name}", commit,
                     check=False).returncode == 0
+    if gone:
+        forget(repo, commit)
+    return gone
 
 
 def _checked_out(repo: GitRepo) -> set[str]:
@@ -179,7 +191,8 @@ def _checked_out(repo: GitRepo) -> set[str]:
             if line.startswith("branch ")}
 
 
-def _kept_because(repo: GitRepo, name: str, commit: str, checked_out: set[str]) -> str:
+def _kept_because(repo: GitRepo, name: str, commit: str, checked_out: set[str],
+                  recorded: bool = False) -> str:
     if name in checked_out:
         return "checked out in a worktree"
     message = repo.run("log", "-1", "--format=%B", commit, check=False).stdout
@@ -190,6 +203,13 @@ def _kept_because(repo: GitRepo, name: str, commit: str, checked_out: set[str]) 
     number = name.rpartition("-")[2]
     if not number.isdigit() or branch_name(fingerprint, int(number)) != name:
         return "renamed: not the name heal gave it"
+    if not recorded:
+        owner = made(repo, commit)
+        if owner and owner != name:
+            return f"renamed: heal made this commit for {owner}"
+        if not owner and not _heal_identity(repo, commit):
+            return ("its tip is not the commit heal made for it (no record of it: amended, "
+                    "rebased or reset since, or made by a heal before records)")
     moves = repo.run("reflog", "show", "--format=%H", f"refs/heads/{name}", "--",
                      check=False)
     if moves.returncode == 0 and len(moves.stdout.split()) > 1:
@@ -198,6 +218,22 @@ def _kept_because(repo: GitRepo, name: str, commit: str, checked_out: set[str]) 
     if extra:
         return f"holds {extra} commit(s) on no other branch that heal did not make"
     return ""
+
+
+#: the identity heal commits under where git has none (pipeline.gitops GitRepo._identity)
+_HEAL_IDENTITY = ("heal", "heal@localhost")
+
+
+def _heal_identity(repo: GitRepo, commit: str) -> bool:
+    """``commit`` was made by heal under its own identity and never re-committed: author and
+    committer are ``heal <heal@localhost>`` and both times are the same (an amend or a rebase
+    keeps the author time but sets the committer's, and the person's identity)."""
+    out = repo.run("log", "-1", "--format=%an%x00%ae%x00%at%x00%cn%x00%ce%x00%ct", commit,
+                   check=False).stdout.strip().split("\0")
+    if len(out) != 6:
+        return False
+    an, ae, at, cn, ce, ct = out
+    return (an, ae) == _HEAL_IDENTITY == (cn, ce) and at == ct
 
 
 def _foreign_commits(repo: GitRepo, name: str, commit: str) -> int:

@@ -8,6 +8,7 @@ user already has: fixes land as new commits (fast-forward or cherry-pick), and r
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -19,6 +20,7 @@ from typing import Any
 
 from pipeline.errors import GitError
 
+log = logging.getLogger(__name__)
 GIT_TIMEOUT_S = 60.0
 BRANCH_PREFIX = "heal/"
 #: how many attempt numbers past the counter :meth:`GitRepo.create_free_branch` tries
@@ -380,9 +382,21 @@ class GitRepo:
                 if self.branch_exists(name):  # taken (before, or meanwhile): next number
                     continue
                 raise
+            self._record_branch(name, commit)
             return name
         raise GitError(f"no free branch name {branch_name(fingerprint, attempt)} .. "
                        f"-{attempt + MAX_BRANCH_TRIES - 1}: delete old heal/ branches")
+
+    def _record_branch(self, name: str, commit: str) -> None:
+        # the evidence retention needs before it may delete the branch (see branch_record);
+        # not recorded, the branch is only kept
+        from pipeline.branch_record import record
+
+        try:
+            record(self, name, commit)
+        except (OSError, GitError) as exc:
+            log.warning("could not record heal's branch %s (%s): it will not be pruned",
+                        name, exc)
 
     def bring_onto_current(self, commit: str) -> str:
         """Put ``commit`` on the checked-out branch as a new commit (fast-forward when the

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from pipeline.config import Settings
-from pipeline.console import dump_json
+from pipeline.console import clip, dump_json, visible
 from pipeline.errors import HealError
 from pipeline.guardrails._connect import connect_redis
 from pipeline.guardrails.actor import acting
@@ -47,13 +47,15 @@ def run_status(args: argparse.Namespace) -> int:
         return 0
     print(f"breaker: {status['state']}")
     for name, scope in status["scopes"].items():
-        line = (f"  {name:<40} {scope['state']:<11} reverts {scope['reverts_in_window']}"
+        line = (f"  {visible(name):<40} {scope['state']:<11} reverts {scope['reverts_in_window']}"
                 f"/{scope['threshold']} calls {scope['calls_in_window']}")
         if "cooldown_remaining_s" in scope:
             line += f" cooldown {scope['cooldown_remaining_s']:.0f}s"
         if scope["reason"] and scope["state"] != "CLOSED":
-            by = f"; by {scope['by']}" if scope.get("by") else ""
-            line += f"  ({scope['reason']}{by})"
+            # the reason and who are what a person typed (--reason, HEAL_USER) or an older
+            # heal recorded: shown visible, so no escape sequence or newline reaches the terminal
+            by = f"; by {clip(visible(str(scope['by'])), 64)}" if scope.get("by") else ""
+            line += f"  ({clip(visible(str(scope['reason'])), 200)}{by})"
         print(line)
     return 0
 
@@ -69,7 +71,7 @@ def run_reset(args: argparse.Namespace) -> int:
                         "see `heal breaker status`")
     with acting("heal breaker reset"):
         t = breaker.reset(args.scope, args.reason)
-    print(f"breaker {t.scope}: {t.src} -> {t.dst}")
+    print(f"breaker {visible(t.scope)}: {t.src} -> {t.dst}")
     return 0
 
 
@@ -77,5 +79,5 @@ def run_open(args: argparse.Namespace) -> int:
     check_scope(args.scope)
     with acting("heal breaker open"):
         t = _breaker().force_open(args.scope, args.reason)
-    print(f"breaker {t.scope}: {t.src} -> {t.dst} ({t.reason})")
+    print(f"breaker {visible(t.scope)}: {t.src} -> {t.dst} ({visible(t.reason)})")
     return 0

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from pipeline.config import Settings
-from pipeline.console import dump_json
+from pipeline.console import dump_json, visible
 from pipeline.errors import DatabaseUnavailable, UsageError
 from pipeline.lookup.result import LookupResult
 from pipeline.model import Category, FixKind, LifecycleState, Mode
@@ -250,7 +250,7 @@ def _print_human(data: dict[str, Any]) -> None:
               f"{fix['title']}")
         print(f"rendered     {orjson.dumps(fix['rendered']).decode()}")
     print(f"would apply  {'yes' if data['would_apply'] else 'no'} (mode {data['mode']})")
-    print(f"reason       {data['reason']}")
+    print(f"reason       {visible(str(data['reason']))}")
 
 
 def run(args: argparse.Namespace) -> int:

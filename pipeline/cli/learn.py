@@ -115,6 +115,9 @@ def run(args: argparse.Namespace) -> int:
         args.error = read(args.error, "heal learn", or_id=True) or args.error
     root = _root(args.repo)
     draft = fix_of(args, root)  # checked before any engine is touched
+    from pipeline.guardrails.actor import who_am_i
+
+    who = who_am_i()  # a HEAL_USER unfit to record exits 2 here, before anything is written
     settings = Settings.from_env()
     client = connect_redis(settings)
     db = open_database(settings)
@@ -128,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
             error = find(client, settings, db, args.error)
         lesson = Lesson(error, draft, category=args.category or "MODERATE", name=args.name,
                         regex=args.regex, reason=args.reason, confirmed=args.yes,
-                        category_given=args.category is not None)
+                        category_given=args.category is not None, who=who)
         teacher = Teacher(db, AuditLog(settings, db=db), LocalCache.at_home(settings.home))
         taught = teacher.teach(lesson)
     finally:
@@ -145,8 +148,8 @@ def print_taught(taught: Any, text: str) -> None:
     verb = "learned" if taught.new_fix else "already knew"
     print(f"{verb} {taught.pattern_state} pattern {taught.pattern_id}")
     print(f"  fix        {taught.fix_id} ({taught.kind}, {taught.category}, {taught.state})")
-    print(f"  from       error {p['error_id']} ({p['error_was']}), taught by {p['who']} "
-          f"at {p['when']}")
+    print(f"  from       error {p['error_id']} ({p['error_was']}), taught by "
+          f"{visible(str(p['who']))} at {p['when']}")
     print(f"  detection  fine fingerprint {', '.join(taught.fingerprints)}")
     if taught.regex:
         print(f"             rule {taught.regex}")
@@ -242,12 +245,15 @@ def learn_history(args: argparse.Namespace) -> int:
             say(f"  {p.source:<9} {p.ref[:12]}  {visible(p.fine)}  {visible(p.why)}")
             say(f"            {visible(p.as_dict()['headline'])}")
         if not args.dry_run and found:
+            from pipeline.guardrails.actor import who_am_i
+
+            who = who_am_i()  # a HEAL_USER unfit to record exits 2 before any is taught
             teacher = Teacher(db, AuditLog(settings, db=db))
             for p in found:
                 try:
                     error, draft = lesson_parts(p, root)
                     taught = teacher.teach(Lesson(error, draft, category="RISKY",
-                                                  source="heal learn --history"))
+                                                  source="heal learn --history", who=who))
                 except UsageError as exc:
                     result["skipped"].append({"ref": p.ref, "why": str(exc)})
                     say(f"skipped {p.ref[:12]}: {exc}")

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.console import dump_json
+from pipeline.console import dump_json, visible
 from pipeline.errors import ConfigError, GitError, UsageError
 from pipeline.policy import (
     MAX_DEDUPE_MINUTES,
@@ -216,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
     for row in report["keys"]:
         value = json.dumps(row["value"])
         allowed = f"  ({row['allowed']})" if "allowed" in row else ""
-        capped = (f"  (heal.toml asks {json.dumps(row['requested'])}; {row['reason']})"
-                  if "requested" in row else "")
+        capped = (f"  (heal.toml asks {json.dumps(row['requested'])}; "
+                  f"{visible(str(row['reason']))})" if "requested" in row else "")
         print(f"  {row['key']:<{width}}  {value:<12} {row['source']:<7}{allowed}{capped}")
     return 0

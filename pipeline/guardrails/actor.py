@@ -13,20 +13,60 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
+import unicodedata
 from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
 
+from pipeline.console import clip, visible
+from pipeline.errors import UsageError
+
 _ACTOR: ContextVar[dict[str, Any] | None] = ContextVar("heal_actor", default=None)
+
+#: the longest name recorded as ``who``: a person's name or login, not a paragraph (the audit
+#: log, ``heal breaker status`` and ``heal explain`` print it on one line)
+MAX_WHO = 64
+
+
+def _unsafe(name: str) -> str | None:
+    """What makes ``name`` unfit to record and print as a person's name, or None: a control
+    character (an escape sequence, a newline forging a line), a format character (a
+    bidirectional override, a zero-width one) or a length over :data:`MAX_WHO`."""
+    for ch in name:
+        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
+            return f"it holds the control or format character U+{ord(ch):04X}"
+    if len(name) > MAX_WHO:
+        return f"it is {len(name)} characters long (at most {MAX_WHO})"
+    return None
 
 
 def who_am_i() -> str:
     """The person running this command: ``HEAL_USER`` when set (a shared service account
-    names the person behind it), else the login name; ``unknown`` when neither is known."""
+    names the person behind it), else the login name; ``unknown`` when neither is known.
+
+    ``HEAL_USER`` is recorded in the audit log and printed by ``heal breaker status`` and
+    ``heal explain``, so one holding a control or format character, or over :data:`MAX_WHO`
+    characters, is refused (UsageError, exit 2) rather than recorded. A login name the OS
+    gives is never refused: any such character in it is written visible and it is clipped.
+    """
+    given = os.environ.get("HEAL_USER")
+    if given:
+        why = _unsafe(given)
+        if why:
+            raise UsageError(f"HEAL_USER {visible(clip(given, 40))!r} cannot name the person "
+                             f"acting: {why}; set HEAL_USER to a plain name (letters, digits, "
+                             f"spaces, '.', '-', '@'; at most {MAX_WHO} characters), or unset "
+                             "it to use the login name")
+        return given
     try:
-        return os.environ.get("HEAL_USER") or getpass.getuser()
+        login = getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+    if not login:
+        return "unknown"
+    safe = "".join(f"\\u{ord(ch):04x}" if unicodedata.category(ch) in ("Cf", "Zl", "Zp")
+                   else ch for ch in visible(login))
+    return clip(safe, MAX_WHO)
 
 
 @contextlib.contextmanager
