@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 import redis
 
+from pipeline.branch_record import forget
 from pipeline.branches import prune_quietly, retention_of
 from pipeline.config import Settings
 from pipeline.errors import AccessRefused, DecodeError, GitError, HealError, StreamUnavailable
@@ -323,7 +324,9 @@ class Validator:
             # verified, then refused (judges, the fix's state): never to be applied, so heal's
             # branch goes as a failed verification's does (it held the fix's whole change:
             # a refused install committed node_modules there)
-            GitRepo(req.root).run("branch", "-D", ver.branch, check=False)
+            repo = GitRepo(req.root)
+            repo.run("branch", "-D", ver.branch, check=False)
+            forget(repo, ver.commit)
             reason = f"{reason}; heal branch {ver.branch} discarded"
             ver = replace(ver, branch="", commit="")
         capped = [w for w in trust_warnings or [] if "capped at suggest" in w]

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.branch_record import forget
 from pipeline.console import visible
 from pipeline.errors import GitError
 from pipeline.events import ErrorEvent
@@ -93,6 +94,7 @@ def prune_abandoned(work_dir: Path) -> list[str]:
             if branch.startswith("heal/") and commit:
                 # only while it is still the dead attempt's commit: never move another ref
                 repo.run("update-ref", "-d", f"refs/heads/{branch}", commit, check=False)
+                forget(repo, commit)
         except GitError as exc:  # the repository is gone: the folders are all that is left
             log.info("verify: pruning abandoned verification %s: %s", tag, exc)
             for tree in trees:
@@ -244,6 +246,7 @@ class Verifier:
                       "[[verify.checks]]")
         if not passed:
             repo.run("branch", "-D", branch, check=False)  # the fix did not survive: discard
+            forget(repo, commit)
         return Verification(passed, reason, runs, branch if passed else "", commit, changed,
                             lines, inconclusive=bool(unverified))
 

@@ -169,3 +169,19 @@ def test_heal_apply_of_a_suggestion_whose_commit_git_pruned_says_what_to_do(
     assert "no longer in the repository" in outcome.detail, outcome.detail
     assert "run the failing step again" in outcome.detail, outcome.detail
     assert git(root, "rev-parse", "HEAD") == head
+
+
+def test_a_fix_that_fails_verification_leaves_no_branch_and_no_record(
+        tmp_path: Path, validator: Validator) -> None:
+    """The branch of a fix that did not survive its checks goes at once, and so does heal's
+    record of the commit it made (``<git-common-dir>/heal/made/``): records do not pile up."""
+    root = sample_repo(tmp_path)
+    break_formatting(root)
+    touch = {**FORMAT_FIX, "id": "touch.file", "pattern_id": "touch.file",
+             "title": "Touch a file", "rendered": {"argv": ["touch", "touched.txt"],
+                                                   "timeout_s": 60}}
+    verdict = validator.validate(candidate(root, CHECK, touch))
+    assert verdict.decision != "apply", verdict.reason
+    assert heal_branches(root) == []
+    made = Path(git(root, "rev-parse", "--path-format=absolute", "--git-common-dir")) / "heal/made"
+    assert not made.exists() or list(made.iterdir()) == []
