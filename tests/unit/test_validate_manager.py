@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,12 @@ from pipeline.validate.manager import choose, managed_fix
 
 
 def _write(root: Path, files: dict[str, str]) -> None:
+    """The files, tracked by git (an untracked file never chooses a Python install)."""
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    subprocess.run(["git", "-C", str(root), "add", "-A"], check=True)
 
 
 @pytest.mark.parametrize(("files", "argv", "source"), [
