@@ -5,7 +5,8 @@ pipeline.trust.packages (NAME declared by the repository or allowed by the opera
 person approves it; the interpreter is the failing command's). When the validate stage has the
 repository, the repository chooses how its environment is restored, read from the failing
 command's directory up to the repository root (the nearest directory with a signal wins, as
-for Node):
+for Node; only files git tracks count, so an ignored or untracked folder such as ``.venv``'s
+site-packages never chooses, see pipeline.validate.reqfile):
 
 1. a lockfile: ``poetry.lock`` -> ``poetry install``, ``uv.lock`` -> ``uv sync --locked``,
    ``pdm.lock`` -> ``pdm install --check``, ``Pipfile.lock`` -> ``pipenv install --deploy``:
@@ -21,6 +22,9 @@ for Node):
 3. else a requirements file of that directory that declares the package
    (``requirements.txt`` first, then ``requirements*.txt`` and ``requirements/*.txt`` in name
    order): ``<the failing interpreter> -m pip install -r FILE``, so the project's pins hold;
+   a file with a line that may fetch from elsewhere than pip's configured index (index or
+   find-links options, ``-e``, VCS/URL/path requirements, includes not checked the same way)
+   escalates naming the file and line (:func:`pipeline.validate.reqfile.review`);
 4. else nothing changes: the bounded ``pip install NAME``.
 
 The package name from the error only ever selects among the repository's own files (which
