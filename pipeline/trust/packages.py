@@ -17,10 +17,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pipeline.safefile import FileRefused, parse_toml
 
 _PYTHON = re.compile(r"^python(?:\d+(?:\.\d+)*)?$")
 _REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
@@ -56,6 +58,10 @@ def _read(path: Path) -> str:
         return ""
 
 
+#: the bounded reader of a repository file (for pipeline.validate.reqfile)
+read_text = _read
+
+
 def _requirements(text: str) -> set[str]:
     names = set()
     for line in text.splitlines():
@@ -68,10 +74,22 @@ def _requirements(text: str) -> set[str]:
     return names
 
 
-def _pyproject(text: str) -> set[str]:
+def read_toml(text: str) -> tuple[dict[str, Any] | None, str]:
+    """(its tables, '') or (None, why heal cannot read it): not TOML, nested deeper than the
+    parser goes (a 200 KB ``a = [[[...]]]`` is under the size limit and would raise
+    RecursionError), or a value Python refuses (an integer of thousands of digits). Every
+    repository TOML file heal reads for package installs is parsed here."""
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
+        return parse_toml(text.removeprefix("\ufeff")), ""
+    except FileRefused as exc:
+        return None, f"it is {str(exc)[:200]}"
+    except ValueError as exc:  # int() over Python's digit limit, and the like
+        return None, f"it holds a value heal cannot read ({str(exc)[:160]})"
+
+
+def _pyproject(text: str) -> set[str]:
+    data, _ = read_toml(text)
+    if data is None:  # unreadable: it declares nothing (the install is then held)
         return set()
     specs: list[str] = []
     raw_project = data.get("project")
@@ -105,20 +123,26 @@ def required_by(path: Path) -> set[str]:
     return _requirements(_read(path))
 
 
-def declared_packages(root: Path) -> set[str]:
-    """Every distribution the repository at ``root`` declares (normalized names)."""
+#: the files :func:`declared_packages` reads in a folder, besides its requirements files
+MANIFESTS = ("pyproject.toml", "poetry.lock", "uv.lock", "pdm.lock", "Pipfile")
+
+
+def declared_packages(root: Path, keep: Callable[[Path], bool] | None = None) -> set[str]:
+    """Every distribution the repository at ``root`` declares (normalized names); with
+    ``keep``, only the files it keeps are read (the files git tracks, for the validate
+    stage's choice of an install)."""
+    def read(path: Path) -> str:
+        return _read(path) if keep is None or keep(path) else ""
+
     names: set[str] = set()
     for path in requirements_files(root):
-        names |= required_by(path)
-    names |= _pyproject(_read(root / "pyproject.toml"))
+        names |= _requirements(read(path))
+    names |= _pyproject(read(root / "pyproject.toml"))
     for lock in ("poetry.lock", "uv.lock", "pdm.lock"):
-        names |= {normalize(n) for n in _LOCK_NAME.findall(_read(root / lock))}
-    pipfile = _read(root / "Pipfile")
+        names |= {normalize(n) for n in _LOCK_NAME.findall(read(root / lock))}
+    pipfile = read(root / "Pipfile")
     if pipfile:
-        try:
-            data = tomllib.loads(pipfile)
-        except tomllib.TOMLDecodeError:
-            data = {}
+        data = read_toml(pipfile)[0] or {}
         for table in ("packages", "dev-packages"):
             names |= {normalize(k) for k in (data.get(table) or {})}
     return names

@@ -5,7 +5,8 @@ pipeline.trust.packages (NAME declared by the repository or allowed by the opera
 person approves it; the interpreter is the failing command's). When the validate stage has the
 repository, the repository chooses how its environment is restored, read from the failing
 command's directory up to the repository root (the nearest directory with a signal wins, as
-for Node):
+for Node; only files git tracks count, so an ignored or untracked folder such as ``.venv``'s
+site-packages never chooses, see pipeline.validate.reqfile):
 
 1. a lockfile: ``poetry.lock`` -> ``poetry install``, ``uv.lock`` -> ``uv sync --locked``,
    ``pdm.lock`` -> ``pdm install --check``, ``Pipfile.lock`` -> ``pipenv install --deploy``:
@@ -21,6 +22,9 @@ for Node):
 3. else a requirements file of that directory that declares the package
    (``requirements.txt`` first, then ``requirements*.txt`` and ``requirements/*.txt`` in name
    order): ``<the failing interpreter> -m pip install -r FILE``, so the project's pins hold;
+   a file with a line that may fetch from elsewhere than pip's configured index (index or
+   find-links options, ``-e``, VCS/URL/path requirements, includes not checked the same way)
+   escalates naming the file and line (:func:`pipeline.validate.reqfile.review`);
 4. else nothing changes: the bounded ``pip install NAME``.
 
 The package name from the error only ever selects among the repository's own files (which
@@ -34,18 +38,20 @@ A manager not installed where heal runs escalates naming it and how to install i
 from __future__ import annotations
 
 import os
-import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pipeline.trust.packages import (
+    MANIFESTS,
     MAX_MANIFEST_BYTES,
     declared_packages,
     install_target,
     normalize,
-    required_by,
+    read_toml,
     requirements_files,
 )
+from pipeline.validate import reqfile
 from pipeline.validate.choice import Choice, rel
 from pipeline.validate.declared import dirs_up
 
@@ -83,13 +89,11 @@ def _pyproject(path: Path, root: Path) -> tuple[dict[str, Any] | None, str]:
         text = path.read_bytes().decode("utf-8", "replace")
     except OSError as exc:
         return None, f"it cannot be read ({exc.strerror or exc})"
-    try:
-        return tomllib.loads(text.removeprefix("\ufeff")), ""
-    except tomllib.TOMLDecodeError as exc:
-        return None, f"it is not valid TOML ({str(exc)[:160]})"
+    return read_toml(text)
 
 
-def _declared_managers(here: Path, data: dict[str, Any] | None) -> list[tuple[str, str]]:
+def _declared_managers(here: Path, data: dict[str, Any] | None,
+                       ok: Callable[[Path], bool]) -> list[tuple[str, str]]:
     """(manager, the file naming it) for each manager the folder declares without a lock."""
     tool = (data or {}).get("tool")
     tool = tool if isinstance(tool, dict) else {}
@@ -98,18 +102,35 @@ def _declared_managers(here: Path, data: dict[str, Any] | None) -> list[tuple[st
         table = tool.get(name)
         if isinstance(table, dict) and (set(table) - not_alone):
             out.append((name, f"[tool.{name}]"))
-    if (here / "Pipfile").is_file():
+    if (here / "Pipfile").is_file() and ok(here / "Pipfile"):
         out.append(("pipenv", "Pipfile"))
     return out
 
 
-def _undeclared(manager: str, package: str, here: Path, root: Path, source: str) -> str:
-    if normalize(package) in declared_packages(here) | declared_packages(root):
+def _undeclared(manager: str, package: str, here: Path, source: str,
+                ok: Callable[[Path], bool]) -> str:
+    """'' when the project the install restores (``here``'s tracked files) declares it."""
+    if normalize(package) in declared_packages(here, ok):
         return ""
     return (f"the package {package!r} is not declared by the project ({source} names "
             f"{manager}, whose install restores only what the project declares), so no "
             f"install of the project provides it; if the project needs it, add it with "
             f"`{_ADD[manager]} {package}` and commit the change")
+
+
+def _tracked_only(root: Path, dirs: list[Path]) -> Callable[[Path], bool]:
+    """Whether git tracks a file: the files of ``dirs`` heal may read are asked at once,
+    any other (a ``-r`` include) when it comes up. An ignored or untracked folder (a
+    virtualenv's site-packages) never chooses an install."""
+    candidates = [p for here in dirs for p in (
+        *requirements_files(here), *(here / n for n in (*MANIFESTS, "Pipfile.lock")))]
+    asked = {rel(p, root) for p in candidates}
+    known = reqfile.tracked(root, candidates)
+
+    def ok(path: Path) -> bool:
+        key = rel(path, root)
+        return key in known or (key not in asked and bool(reqfile.tracked(root, [path])))
+    return ok
 
 
 def choose(rendered: dict[str, Any], root: Path, cwd: Path) -> tuple[Choice | None, str]:
@@ -119,8 +140,11 @@ def choose(rendered: dict[str, Any], root: Path, cwd: Path) -> tuple[Choice | No
     if package is None:  # not the seed's shape (a taught or edited command): left as it is
         return None, ""
     python = str((rendered.get("argv") or ["python"])[0])
-    for here in dirs_up(root, cwd):
-        locks = [(name, m) for name, m in _LOCKFILES if (here / name).is_file()]
+    dirs = dirs_up(root, cwd)
+    ok = _tracked_only(root, dirs)
+    for here in dirs:
+        locks = [(name, m) for name, m in _LOCKFILES
+                 if (here / name).is_file() and ok(here / name)]
         managers = sorted({m for _, m in locks})
         if len(managers) > 1:
             files = " and ".join(rel(here / n, root) for n, _ in locks)
@@ -130,17 +154,18 @@ def choose(rendered: dict[str, Any], root: Path, cwd: Path) -> tuple[Choice | No
         if locks:
             lock, manager = locks[0]
             path = rel(here / lock, root)
-            why = _undeclared(manager, package, here, root, path)
+            why = _undeclared(manager, package, here, path, ok)
             return (None, why) if why else (Choice(
                 manager, path, path, INSTALL[manager][1],
                 "the project's environment from pyproject.toml"), "")
         where = rel(here / "pyproject.toml", root)
-        data, unread = _pyproject(here / "pyproject.toml", root)
+        data, unread = _pyproject(here / "pyproject.toml", root) \
+            if ok(here / "pyproject.toml") else (None, "")
         if unread:
             return None, (f"heal could not read {where}: {unread}, so it cannot tell which "
                           "package manager the project uses (heal does not fall back to pip "
                           "install); fix the file, or run the project's own install yourself")
-        declared = _declared_managers(here, data)
+        declared = _declared_managers(here, data, ok)
         if len({m for m, _ in declared}) > 1:
             said = " and ".join(f"{m} ({w if w == 'Pipfile' else where + ' ' + w})"
                                 for m, w in declared)
@@ -150,15 +175,22 @@ def choose(rendered: dict[str, Any], root: Path, cwd: Path) -> tuple[Choice | No
         if declared:
             manager, what = declared[0]
             source = rel(here / "Pipfile", root) if what == "Pipfile" else f"{where} {what}"
-            why = _undeclared(manager, package, here, root, source)
+            why = _undeclared(manager, package, here, source, ok)
             return (None, why) if why else (Choice(
                 manager, source, "", INSTALL[manager][0],
                 "the project's environment from its declared dependencies"), "")
         for req in requirements_files(here):
-            if normalize(package) in required_by(req):
-                path = rel(req, root)
-                argv = (python, "-m", "pip", "install", "-r", os.path.relpath(req, cwd))
-                return Choice("pip", path, "", argv,
-                              f"{package} with the pins of {path} into the failing "
-                              "interpreter"), ""
+            if not ok(req):
+                continue
+            review = reqfile.review(req, root, ok)
+            if normalize(package) not in review.names:
+                continue
+            path = rel(req, root)
+            if review.problem:
+                return None, (f"heal will not run `pip install -r {path}` unattended: "
+                              f"{review.problem}; install it yourself if you trust the file, "
+                              "or remove that line and commit the change")
+            argv = (python, "-m", "pip", "install", "-r", os.path.relpath(req, cwd))
+            return Choice("pip", path, "", argv,
+                          f"{package} with the pins of {path} into the failing interpreter"), ""
     return None, ""

@@ -107,10 +107,14 @@ def test_a_uv_workspace_members_install_is_chosen_by_the_workspace_root(
      "poetry"),
     ({"pyproject.toml": '[project\nname = "app"\n'},
      "heal could not read pyproject.toml: it is not valid TOML"),
+    # 200 KB, under the size limit, deeper than the TOML parser goes (was a RecursionError)
+    ({"pyproject.toml": "a = " + "[" * 100_000 + "]" * 100_000 + "\n"},
+     "heal could not read pyproject.toml: it is nested too deeply"),
     ({"pyproject.toml": PYPROJECT + "[tool.poetry]\nname = \"app\"\n[tool.pdm]\n"
       "distribution = true\n"}, "the project declares poetry (pyproject.toml [tool.poetry]) "
      "and pdm (pyproject.toml [tool.pdm]) and no lockfile"),
-], ids=["two-lockfiles", "uv-missing", "undeclared", "bad-toml", "two-tool-tables"])
+], ids=["two-lockfiles", "uv-missing", "undeclared", "bad-toml", "deep-toml",
+        "two-tool-tables"])
 def test_a_python_manager_heal_cannot_run_escalates_saying_what_to_do(
         heal_env: dict[str, str], own_database: str, tmp_path: Path,
         files: dict[str, str], said: str) -> None:
@@ -159,9 +163,11 @@ def test_a_requirements_file_declaring_the_package_is_installed_with_its_pins(
     wheel = _wheel(tmp_path)
     env = _env(heal_env, own_database, tmp_path)
     env["PIP_NO_INDEX"] = "1"  # nothing from an index: only the pinned wheel can install it
+    env["PIP_FIND_LINKS"] = str(wheel.parent)  # pip's own configuration (the operator's)
     repo = _repo(tmp_path / "app", {
         "requirements.txt": "# runtime: nothing\n",
-        "requirements-dev.txt": f"heal-fixture-mod @ {wheel.as_uri()}\n"})
+        "requirements-dev.txt": "-r requirements.txt\n--prefer-binary\n"
+                                "heal-fixture-mod==1.0  # the pin\n"})
     stderr, explained = _run(env, repo, python)
     assert "chosen by requirements-dev.txt" in explained, explained
     applied = _apply(env, repo, stderr)
@@ -169,3 +175,55 @@ def test_a_requirements_file_declaring_the_package_is_installed_with_its_pins(
                           capture_output=True, text=True)
     assert done.returncode == 0, applied + done.stderr
     assert "-r requirements-dev.txt" in applied or "-r requirements-dev.txt" in explained
+
+
+@pytest.mark.parametrize(("line", "said"), [
+    ("--index-url http://pkgs.invalid/simple", "line 1 ('--index-url http://pkgs.invalid/simple')"
+     " is the pip option '--index-url'"),
+    ("--extra-index-url=http://pkgs.invalid/simple", "is the pip option '--extra-index-url'"),
+    ("--find-links ./wheels", "is the pip option '--find-links'"),
+    ("-e git+https://git.invalid/x.git#egg=x", "is the pip option '-e'"),
+    ("x @ https://files.invalid/x-1.0-py3-none-any.whl", "is a URL, VCS or path requirement"),
+    ("./vendored/x", "is a path or URL requirement"),
+    ("-r ../../../untracked.txt", "includes a file heal does not check"),
+], ids=["index-url", "extra-index-url", "find-links", "editable-vcs", "url", "path",
+        "untracked-include"])
+def test_a_requirements_file_fetching_from_elsewhere_escalates_naming_the_line(
+        heal_env: dict[str, str], own_database: str, tmp_path: Path, line: str,
+        said: str) -> None:
+    """The failing command ran in a tracked test fixture whose requirements file declares
+    the package but names another index, a VCS checkout, a URL, a path or an include heal
+    does not check: the event's cwd chose it, so a person decides (the root's
+    requirements.txt declares the package too, which once let it run unattended)."""
+    env = _env(heal_env, own_database, tmp_path)
+    env["PIP_NO_INDEX"] = "1"
+    where = "tests/fixtures/bad"
+    repo = _repo(tmp_path / "app", {"requirements.txt": "heal-fixture-mod==1.0\n",
+                                    f"{where}/requirements.txt":
+                                        f"{line}\nheal-fixture-mod\n"}, where=where)
+    (repo / "untracked.txt").write_text("heal-fixture-mod\n")  # not committed
+    stderr, explained = _run(env, repo / where)
+    assert (f"heal will not run `pip install -r {where}/requirements.txt` unattended: "
+            f"{where}/requirements.txt line 1") in explained, explained
+    assert said in explained, explained
+    assert '"decision": "escalate"' in explained or "escalate" in explained, explained
+    assert "-r requirements.txt" not in explained, explained
+
+
+def test_an_ignored_folders_lockfile_never_chooses_the_install(
+        heal_env: dict[str, str], own_database: str, tmp_path: Path) -> None:
+    """A third-party package's pyproject.toml and poetry.lock inside the git-ignored .venv
+    (the event's cwd pointing there) are not the project's: poetry never runs."""
+    env = _env(heal_env, own_database, tmp_path, "poetry")
+    env["PIP_NO_INDEX"] = "1"
+    where = ".venv/lib/python3.11/site-packages/somepkg"
+    repo = _repo(tmp_path / "app", {".gitignore": ".venv/\n", "requirements.txt": "rich\n"})
+    for name, text in {"app.py": f"import {MODULE}\n",
+                       "pyproject.toml": PYPROJECT + '[tool.poetry]\nname = "somepkg"\n',
+                       "poetry.lock": LOCK}.items():
+        (repo / where).mkdir(parents=True, exist_ok=True)
+        (repo / where / name).write_text(text)
+    assert git(repo, "status", "--porcelain") == ""  # ignored: nothing untracked to show
+    stderr, explained = _run(env, repo / where)
+    assert "poetry" not in explained, explained
+    assert _calls(tmp_path) == [], _calls(tmp_path)

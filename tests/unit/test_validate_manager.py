@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from pipeline.validate import manager, pymanager
+from pipeline.validate import manager, pymanager, reqfile
 from pipeline.validate.manager import choose, managed_fix
 
 
 def _write(root: Path, files: dict[str, str]) -> None:
+    """The files, tracked by git (an untracked file never chooses a Python install)."""
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    subprocess.run(["git", "-C", str(root), "add", "-A"], check=True)
 
 
 @pytest.mark.parametrize(("files", "argv", "source"), [
@@ -191,3 +195,41 @@ def test_bun_restores_its_lockfile(tmp_path: Path, files: dict[str, str], argv: 
     _write(tmp_path, {"packages/web/package.json": "{}", **files})
     choice = manager.choose_bun(tmp_path, tmp_path / "packages" / "web")
     assert (choice.argv, choice.source) == (argv, source)
+
+
+@pytest.mark.parametrize(("text", "names", "said"), [
+    ("requests==2.31 ; python_version > '3.8'  # ok\n--pre\n", {"requests"}, ""),
+    ("requests[socks]>=2 --hash=sha256:aa \\\n  --hash=sha256:bb\n", {"requests"}, ""),
+    ("-r base.txt\nflask\n", {"flask", "requests"}, ""),  # a tracked, clean include
+    ("--index-url https://pkgs.invalid/simple\nflask\n", {"flask"},
+     "requirements.txt line 1 ('--index-url https://pkgs.invalid/simple') is the pip option"),
+    ("flask\n-i https://pkgs.invalid\n", {"flask"}, "line 2"),
+    ("-e .\n", set(), "the pip option '-e'"),
+    ("x @ git+https://git.invalid/x\n", set(), "a URL, VCS or path requirement"),
+    ("x-1.0.tar.gz\n", set(), "an archive file requirement"),
+    ("${PKG}\n", set(), "names an environment variable"),
+    ("-r /etc/hosts\n", set(), "includes a file heal does not check"),
+    ("-r bad.txt\n", set(), "bad.txt line 1 ('--find-links ./w')"),  # checked the same way
+    ("-r requirements.txt\nflask\n", {"flask"}, "includes a file heal does not check"),  # loop
+    ("flask --global-option=x\n", set(), "the option '--global-option=x' after a requirement"),
+])
+def test_a_requirements_line_fetching_from_elsewhere_is_named(
+        tmp_path: Path, text: str, names: set[str], said: str) -> None:
+    _write(tmp_path, {"requirements.txt": text, "base.txt": "requests\n",
+                      "bad.txt": "--find-links ./w\n"})
+    review = reqfile.review(tmp_path / "requirements.txt", tmp_path,
+                            lambda p: bool(reqfile.tracked(tmp_path, [p])))
+    assert review.names == names
+    assert (said in review.problem) if said else review.problem == ""
+
+
+def test_untracked_files_never_choose_a_python_install(tmp_path: Path) -> None:
+    _write(tmp_path, {".gitignore": "venv/\n", "requirements.txt": "rich\n"})
+    _write(tmp_path, {})  # git add: nothing below is tracked
+    for name, text in {"venv/pkg/poetry.lock": 'name = "heal-fixture-mod"\n',
+                       "venv/pkg/pyproject.toml": "[tool.poetry]\n",
+                       "other/requirements.txt": "heal-fixture-mod\n"}.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    for cwd in ("venv/pkg", "other"):  # ignored, untracked: the bounded pip install NAME
+        assert pymanager.choose(_pip(), tmp_path, tmp_path / cwd) == (None, "")
