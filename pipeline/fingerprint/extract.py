@@ -49,12 +49,14 @@ Parser = Callable[[str, str], Extraction | None]
 #: UBSan's ``x.c:12:5: runtime error:`` and XCTest's ``x.swift:42: error: -[C test] :``); a
 #: GHC call stack before the one-line parsers too (its message is the line above it); and
 #: Elixir's exceptions and ExUnit's failures (Elixir's frames read like severity-less
-#: diagnostics); an Android ANR before the JVM's traces (its report may hold a thread's)
+#: diagnostics); an Android ANR after the JVM's traces (a crash's trace says more than another
+#: process's ANR in the same logcat dump, and an exception's message may name an ANR) and
+#: before the rest (its thread dump reads like Go's or a log's lines)
 PARSERS: tuple[Parser, ...] = (
     parse_pytest,
     parse_python,
-    parse_anr,
     parse_java,
+    parse_anr,
     parse_go_test,
     parse_go,
     parse_rust,
