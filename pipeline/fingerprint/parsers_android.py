@@ -7,9 +7,9 @@ dispatching, a broadcast, a service), the rest is the moment's figures. Keyed on
 never on the CPU table's last line (which heads the text otherwise, and is every ANR's).
 
 Only a report is one: ``ANR in`` opening its line (after the log's columns, which end in
-``: `` or ``| ``) with a ``Reason:`` line right under it. An exception whose message names an
-ANR (``IllegalStateException: watchdog saw ANR in ...``) is that exception, and a crash's
-trace in the same dump wins (the JVM parser runs first).
+``: `` or ``| ``) with a ``Reason:`` (or at least a ``PID:``) line right under it. An
+exception whose message names an ANR (``IllegalStateException: watchdog saw ANR in ...``)
+is that exception, and a crash's trace in the same dump wins (the JVM parser runs first).
 """
 
 from __future__ import annotations
@@ -22,13 +22,16 @@ from pipeline.fingerprint.model import Extraction
 #: ``am_anr`` aside): what precedes it ends in ``: `` or ``| `` (no prose word before it)
 _ANR = re.compile(r"(?:^|[:|]\s)\s*ANR in (?P<app>[\w.:]{1,300})")
 _REASON = "Reason: "
+#: the report's field under its ANR line when the Reason is missing (a cut report)
+_PID = "PID: "
 #: lines under the ANR line read for its Reason (PID, Parent, Reason come first)
 _BELOW = 8
 
 
 def parse_anr(text: str, repo: str = "") -> Extraction | None:
-    """An ANR report: error type ``ANR``, the Reason for message (None without a Reason: a
-    line that only names an ANR is no report)."""
+    """An ANR report: error type ``ANR``, the Reason for message (``ANR in <process>`` for a
+    report cut before its Reason; None without the report's fields under the line: a line
+    that only names an ANR is no report)."""
     if "ANR in " not in text:
         return None
     lines = text.splitlines()
@@ -36,11 +39,15 @@ def parse_anr(text: str, repo: str = "") -> Extraction | None:
         found = _ANR.search(line) if "ANR in " in line else None
         if found is None or not _opens(line, found.start()):
             continue
+        fields = False
         for below in lines[index + 1:index + 1 + _BELOW]:
             at = below.find(_REASON)
             if at >= 0 and below[at + len(_REASON):].strip():
                 return Extraction("log", "ANR", below[at + len(_REASON):].strip(),
                                   tool="android")
+            fields = fields or _PID in below
+        if fields:  # a report without its Reason line: its process is all it says
+            return Extraction("log", "ANR", f"ANR in {found.group('app')}", tool="android")
     return None
 
 

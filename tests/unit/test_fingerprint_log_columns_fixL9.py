@@ -127,3 +127,14 @@ def test_compose_services_interleaved_and_every_parser_under_the_prefix(
     assert fines["whole"] == fines["cut_1"] == fines["cut_2"] == fines["cut_4"] == fines["plain"]
     assert fines["py_compose"] == fines["py_plain"]
     assert fines["boot_compose"] == fines["boot_plain"]
+
+
+def test_parse_anr_needs_the_report_under_its_line() -> None:
+    # (fast unit check) a report cut before its Reason keeps its process; a line that only
+    # names an ANR, or an ANR in a message's middle, is no report
+    from pipeline.fingerprint.parsers_android import parse_anr
+
+    cut = parse_anr("I ActivityManager: ANR in org.example.gallery\nPID: 6120\nLoad: 2.0\n")
+    assert cut is not None and cut.message == "ANR in org.example.gallery"
+    assert parse_anr("ANR in org.example.gallery\nretrying\n") is None
+    assert parse_anr("E Watch: main thread: saw ANR in org.example.gallery\nReason: x\n") is None
