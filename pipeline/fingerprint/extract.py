@@ -34,6 +34,7 @@ from pipeline.fingerprint.parsers_runners import (
 from pipeline.fingerprint.parsers_stacks import parse_dotnet, parse_go, parse_java, parse_node
 from pipeline.fingerprint.parsers_structured import parse_structured
 from pipeline.fingerprint.parsers_xctest import parse_xctest
+from pipeline.fingerprint.service_lines import by_service
 from pipeline.runnerlines import strip_stamps
 
 Parser = Callable[[str, str], Extraction | None]
@@ -49,12 +50,14 @@ Parser = Callable[[str, str], Extraction | None]
 #: UBSan's ``x.c:12:5: runtime error:`` and XCTest's ``x.swift:42: error: -[C test] :``); a
 #: GHC call stack before the one-line parsers too (its message is the line above it); and
 #: Elixir's exceptions and ExUnit's failures (Elixir's frames read like severity-less
-#: diagnostics); an Android ANR before the JVM's traces (its report may hold a thread's)
+#: diagnostics); an Android ANR after the JVM's traces (a crash's trace says more than another
+#: process's ANR in the same logcat dump, and an exception's message may name an ANR) and
+#: before the rest (its thread dump reads like Go's or a log's lines)
 PARSERS: tuple[Parser, ...] = (
     parse_pytest,
     parse_python,
-    parse_anr,
     parse_java,
+    parse_anr,
     parse_go_test,
     parse_go,
     parse_rust,
@@ -82,8 +85,14 @@ def readable(text: str) -> str:
     """``text`` as the program that wrote it printed it: without terminal escapes (a coloured
     and a plain copy of one error are one error) and without the CI runner's per-line
     timestamp and byte order mark (a GitHub Actions job log excerpt and the step's own output
-    are one error too; see :mod:`pipeline.runnerlines`). Linear in the text."""
-    return strip_ansi(strip_stamps(text))
+    are one error too; see :mod:`pipeline.runnerlines`), and a multi-service log's lines
+    by service without the service's prefix (:mod:`pipeline.fingerprint.service_lines`: an
+    error reads the same whether or not another service's line cut it, and whether or not
+    ``docker compose logs`` printed it; ``-t``'s timestamps go as a runner's do). Linear in
+    the text."""
+    plain = strip_ansi(strip_stamps(text))
+    grouped = by_service(plain)
+    return plain if grouped is None else strip_stamps(grouped)
 
 
 def extract(text: str, repo: str = "") -> Extraction:

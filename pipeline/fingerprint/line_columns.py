@@ -8,7 +8,8 @@ logs --timestamps``. A parser that reads a stack trace line by line sees no trac
 
 The columns are found by shape, not by a list of formats: a run of consecutive lines whose
 beginnings agree token by token (digit runs agree with digit runs, blank runs with blank
-runs, any other text only with the same text) up to a blank, with at least one number among
+runs, a log's level letter or tag with another level letter or tag, any other text only with
+the same text) up to a blank, with at least one number among
 the tokens (a time, a pid: a bare ``at `` shared by frame lines is the trace's own text).
 The longest token run shared by the whole line run is its prefix. Linear in the text.
 """
@@ -21,6 +22,11 @@ import re
 _TOKEN = re.compile(r"\d+|[ \t]+|[^\d \t]+")
 #: the characters of a line read for its columns
 _PREFIX_CHARS = 200
+#: a column that names a line's source or level, not its text: logcat's level letter (``E``,
+#: ``W``), its tag (``AndroidRuntime:``, ``ActivityManager:``) or brief format's
+#: ``E/AndroidRuntime(``. A dump holds other tags' lines before, inside and after a crash's:
+#: they are of the log, and the crash's lines keep their columns with them around
+_LABEL = re.compile(r"[A-Z]|[A-Za-z][\w.$-]{0,99}:|[A-Z]/[^\s(]{1,100}\(")
 #: lines a run needs for its common beginning to be a log's columns (one line has no peer)
 _MIN_RUN = 3
 
@@ -34,7 +40,7 @@ def _same(a: str, b: str) -> bool:
         return b[0].isdigit()
     if a[0] in " \t":
         return b[0] in " \t"
-    return a == b
+    return a == b or (_LABEL.fullmatch(a) is not None and _LABEL.fullmatch(b) is not None)
 
 
 def _common(prefix: list[str], tokens: list[str]) -> int:
