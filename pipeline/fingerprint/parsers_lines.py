@@ -417,12 +417,18 @@ def _with_place(message: str, below: list[str]) -> str:
 #: a log record's own timestamp at a line's start (``2024-05-02 10:00:00``, ``10:00:00``,
 #: ``[2024-05-02T10:00:00Z]``)
 _STAMPED = re.compile(r"^\[?(?:\d{4}-\d\d-\d\d[T ]\d\d:\d\d|\d\d:\d\d:\d\d)")
+#: a log record's level as its header, after at most two bracketed tags (``INFO ...``,
+#: ``[WARN] ...``, ts-loader's ``[tsl] ERROR in ...``); a level word inside the message
+#: (``Module not found: Error: ...``) is no header
+_LEVEL_HEADER = re.compile(
+    r"^(?:\[[^\]\s]{1,20}\]\s{0,4}){0,2}\[?(?:TRACE|DEBUG|INFO|NOTICE|WARN(?:ING)?|ERROR|ERR"
+    r"|FATAL|CRITICAL|SEVERE)\b")
 
 
 def _starts_record(line: str) -> bool:
-    """Whether ``line`` is a log record of its own: led by a timestamp, or holding a level
-    word (:data:`_LEVEL`)."""
-    return _STAMPED.match(line.strip()) is not None or _LEVEL.search(line) is not None
+    """Whether ``line`` is a log record of its own: led by a timestamp or a level header."""
+    stripped = line.strip()
+    return _STAMPED.match(stripped) is not None or _LEVEL_HEADER.match(stripped) is not None
 
 
 def _gives_way(line: str, level: str, lines: list[str], index: int,
