@@ -61,6 +61,15 @@ def test_a_place_only_line_never_takes_another_record(tmp_path: Path) -> None:
     assert found["a"]["fine"] == found["b"]["fine"] == found["plain"]["fine"]
 
 
+def test_a_place_only_line_takes_its_error_whose_message_holds_a_level_word(
+        tmp_path: Path) -> None:
+    text = ("ERROR in ./src/widgets/Chart.vue?vue&type=script 7:0-41\n"
+            "Module not found: Error: Can't resolve '{name}' in '/home/ci/web/src/widgets'\n")
+    found = diagnose_fingerprints(tmp_path, {"a": text.format(name="./Legend"),
+                                             "b": text.format(name="d3-scale")})
+    assert found["a"]["fine"] != found["b"]["fine"]
+
+
 def test_a_report_gives_way_only_to_a_line_of_its_own_block(tmp_path: Path) -> None:
     text = ("09:14:02.118 ERROR Failed to initialise cache warmer\n"
             "09:14:02.119 INFO scheduling retry in 30s\n"
