@@ -396,10 +396,39 @@ _PLACE_ONLY = re.compile(r"^(?:in|at) \S{1,1000}(?: \d[\d:,()-]{0,40})?$")
 
 def _with_place(message: str, below: list[str]) -> str:
     """``message``, and when it only names a place (webpack's ``ERROR in ./src/x.tsx
-    12:0-52``: a heading), the first line under it that is not blank: the error itself."""
+    12:0-52``: a heading), the first line under it that is not blank, the error itself,
+    unless that line is a record of its own (:func:`_starts_record`: another event); a
+    record that only names a place again (ts-loader's ``[tsl] ERROR in /p/x.ts(7,3)``)
+    is passed over."""
     if not _PLACE_ONLY.match(message):
         return message
-    return " ".join([message, *next(([s] for s in map(str.strip, below) if s), [])])
+    for line in below:
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if _starts_record(line):
+            if _PLACE_ONLY.match(strip_log_header(stripped)):
+                continue
+            break
+        return f"{message} {stripped}"
+    return message
+
+
+#: a log record's own timestamp at a line's start (``2024-05-02 10:00:00``, ``10:00:00``,
+#: ``[2024-05-02T10:00:00Z]``)
+_STAMPED = re.compile(r"^\[?(?:\d{4}-\d\d-\d\d[T ]\d\d:\d\d|\d\d:\d\d:\d\d)")
+#: a log record's level as its header, after at most two bracketed tags (``INFO ...``,
+#: ``[WARN] ...``, ts-loader's ``[tsl] ERROR in ...``); a level word inside the message
+#: (``Module not found: Error: ...``) is no header
+_LEVEL_HEADER = re.compile(
+    r"^(?:\[[^\]\s]{1,20}\]\s{0,4}){0,2}\[?(?:TRACE|DEBUG|INFO|NOTICE|WARN(?:ING)?|ERROR|ERR"
+    r"|FATAL|CRITICAL|SEVERE)\b")
+
+
+def _starts_record(line: str) -> bool:
+    """Whether ``line`` is a log record of its own: led by a timestamp or a level header."""
+    stripped = line.strip()
+    return _STAMPED.match(stripped) is not None or _LEVEL_HEADER.match(stripped) is not None
 
 
 def _gives_way(line: str, level: str, lines: list[str], index: int,
@@ -422,13 +451,16 @@ def _cause_follows(line: str, level: str, ahead: list[str]) -> bool:
         return False
     for later in ahead:
         found = _LEVEL.search(later)
-        if found is None or found.group("level").upper() != level.upper():
+        if found is None:
             continue
+        if found.group("level").upper() != level.upper():
+            break  # (a record of another level: the report's block has ended)
         if is_tool_report(later.strip()):
             continue
         rank = _rank(strip_log_header(later))
-        if (rank[0] >= 2 and rank[1]) or _LOCATED.search(later):
-            return True
+        if (rank[0] >= 2 and rank[1]) or (_LOCATED.search(later)
+                                            and not _STAMPED.match(later.strip())):
+            return True  # (a stamped line is an event of its own, not the report's place)
     return False
 
 
@@ -533,11 +565,18 @@ _ADVICE = frozenset({"hint", "note", "help", "tip", "info", "warning", "warn", "
 _ERROR_CODE = re.compile(r"^\[?[A-Z][A-Z0-9]{0,30}(?:_[A-Z0-9]{1,30}){1,8}\]?:?\s")
 #: the error code's own evidence that it is one: an ``ERR`` prefix (``ERR_PNPM_...``); else
 #: the line needs a failure word (``[ERR_INVALID_ARG_TYPE]``, ``E_TIMEOUT: ... timed out``)
+#: or a message after the code (:data:`_PROSE`: gRPC's ``RESOURCE_EXHAUSTED: Quota
+#: exceeded ...``, OpenSSL's ``DEPTH_ZERO_SELF_SIGNED_CERT: self signed certificate``)
 _ERR_PREFIX = re.compile(r"^\[?ERR")
 #: a variable's setting, ``NAME: value`` or ``NAME=value`` (GitHub Actions' ``env:`` block
-#: under a step's ``##[group]Run``, a script's echo of its environment): with no failure word
-#: it is configuration, not an error code, and never heads a text holding anything else
+#: under a step's ``##[group]Run``, a script's echo of its environment): a value, not a
+#: message (one token: ``production``, a URL, a number, a path), without a failure word, it
+#: is configuration, not an error code, and never heads a text holding anything else
 _SETTING = re.compile(r"^[A-Z][A-Z0-9]{0,30}(?:_[A-Z0-9]{1,30}){1,8}(?::\s|=)")
+#: a value that is a message, not a setting's or a field's value: two words of letters
+#: (``Quota exceeded``, ``self signed``, ``The node was low``); a token, a number, a date,
+#: a path or a URL is none
+_PROSE = re.compile(r"[A-Za-z][a-z']{1,40}[,;]?\s{1,4}[A-Za-z][a-z']{1,40}(?![\w./:-])")
 #: a record's field, ``Label: value`` (Windows Event Viewer's ``Level: Error``, ``kubectl
 #: describe``'s ``Status: Failed``): when its value is a bare verdict (:func:`is_verdict`)
 #: it says *that* the record is a failure, and the record's other fields say what
@@ -562,9 +601,29 @@ def own_text(line: str) -> str:
 
 def _is_error_code_line(line: str) -> bool:
     """Whether ``line`` is led by an error code (:data:`_ERROR_CODE`) with the evidence
-    that it is one: an ``ERR`` prefix or a failure word."""
-    return _ERROR_CODE.match(line) is not None and (
-        _ERR_PREFIX.match(line) is not None or _FAILURE_WORD.search(line) is not None)
+    that it is one: an ``ERR`` prefix, a failure word, or a message after it (prose:
+    :data:`_PROSE`), where a setting has a value."""
+    code = _ERROR_CODE.match(line)
+    return code is not None and (
+        _ERR_PREFIX.match(line) is not None or _FAILURE_WORD.search(line) is not None
+        or _PROSE.match(line, code.end()) is not None)
+
+
+def _is_neutral_field(line: str) -> bool:
+    """Whether ``line`` is a record's field whose value is a value, not a message
+    (``Exit Code: 1``, ``Retries: 3``, ``Namespace: prod``: no prose, :data:`_PROSE`) and
+    which holds no failure word: it describes the record, and a field whose value is prose
+    (``Message: The node was low on resource``) says what happened."""
+    field = _FIELD.match(line)
+    return (field is not None and _PROSE.search(field.group("value")) is None
+            and _FAILURE_WORD.search(line) is None)
+
+
+def _is_exception_field(line: str) -> bool:
+    """Whether ``line`` is a record's field whose value is an exception's own line (Event
+    Viewer's ``Exception Info: System.IO.IOException: The process cannot ...``)."""
+    field = _FIELD.match(line)
+    return field is not None and _EXCEPTION_SHAPE.match(field.group("value")) is not None
 
 
 def _is_status_field(line: str) -> bool:
@@ -611,11 +670,11 @@ def _headline_score(line: str) -> int:
     if (not any(c.isalpha() for c in line) or is_tool_report(line) or _FRAME_LINE.match(line)
             or _RUN_NOTE.match(line) or _HEADING.match(line)):
         return 0
-    if _EXCEPTION_SHAPE.match(line) or _is_error_code_line(line):
+    if _EXCEPTION_SHAPE.match(line) or _is_error_code_line(line) or _is_exception_field(line):
         return 3  # (never a tally, whatever its numbers: ``... port 5432 failed: ...``)
     if (_TALLY.search(line) or is_verdict(line) or _is_status_field(line)
-            or (_SETTING.match(line) and not _FAILURE_WORD.search(line))):
-        return 0
+            or _SETTING.match(line) or _is_neutral_field(line)):
+        return 0  # (a setting with a message or a failure word is an error code's: 3 above)
     if _DIFF_LINE.match(line):
         return 0
     failure = _FAILURE_WORD.search(line) is not None
@@ -650,8 +709,9 @@ _ADVICE_LINE = re.compile(
 
 def is_report(line: str) -> bool:
     """Whether ``line`` only reports that something failed: it has failure words, all of
-    them outcome words (:data:`_OUTCOME_WORD`), and it is not an exception's own line or a
-    line led by an error code. A verdict with a subject (``Failed to start x.service``,
+    them outcome words (:data:`_OUTCOME_WORD`), and it is not an exception's own line, a
+    line led by an error code or a field holding an exception's line. A verdict with a
+    subject (``Failed to start x.service``,
     ``BEGIN failed--compilation aborted at x.pl line 8``), a wrapper's exit report
     (``terminating with error status, rc 2``, ``Exiting with failure status due to previous
     errors``) and a pointer elsewhere (``see previous errors``, ``Background on this error
@@ -660,7 +720,7 @@ def is_report(line: str) -> bool:
     return (_FAILURE_WORD.search(line) is not None
             and _FAILURE_WORD.search(_OUTCOME_WORD.sub(" ", line)) is None
             and not (_EXCEPTION_SHAPE.match(line) or _ERROR_CODE.match(line)
-                     or _CODE_TOKEN.search(line)))
+                     or _CODE_TOKEN.search(line) or _is_exception_field(line)))
 
 
 #: an error code anywhere in a line (``npm error code E401``, ``ORA00942``,
@@ -677,6 +737,8 @@ def _rank(line: str) -> tuple[int, bool, bool]:
     that is not advice."""
     line = own_text(line)
     score = _headline_score(line)
+    if score == 0:  # (a record's verdict field before the fields that only describe it)
+        return score, _is_status_field(line[:_SCORED_CHARS]), True
     if _ADVICE_LINE.match(line):
         return min(score, 1), False, False
     if score == 1:
@@ -694,12 +756,14 @@ def headline(lines: list[str]) -> str:
     lines the last, as tools print their conclusion last -- except reports: of those the
     first, as each later one restates it more generally (``x.service: Failed with result
     'exit-code'`` then ``Failed to start x.service``)."""
-    filled = [own_text(stripped) for stripped in map(str.strip, lines) if stripped]
+    settings = _env_block_lines(lines)
+    filled = [own_text(line.strip()) for line in lines if line.strip()]
+    in_env = [number in settings for number, line in enumerate(lines) if line.strip()]
     if len(filled) == 1:  # one line (most log lines): it heads the text whatever its score
         return filled[0]
     best, best_rank, at = "", (-1, False, False), 0
     for index, stripped in enumerate(filled):
-        rank = _rank(stripped)
+        rank = (0, False, True) if in_env[index] else _rank(stripped)
         if rank > best_rank or (rank == best_rank and not _is_report_rank(rank)):
             best, best_rank, at = stripped, rank, index
     if _is_report_rank(best_rank) and best.endswith(":") and at + 1 < len(filled):
@@ -709,6 +773,29 @@ def headline(lines: list[str]) -> str:
         if _headline_score(following) >= 1:
             return f"{best} {following}"
     return best
+
+
+#: the heading of an environment block (GitHub Actions' ``env:`` under a step's ``Run``,
+#: docker compose's ``environment:``): the indented lines under it are settings, whatever
+#: their values say
+_ENV_HEADING = re.compile(r"^\s{0,20}(?:env|environment|Environment(?: variables)?):\s*$")
+
+
+def _env_block_lines(lines: list[str]) -> set[int]:
+    """The indexes of the lines of ``lines`` inside an environment block
+    (:data:`_ENV_HEADING`): indented deeper than its heading, up to the first line that
+    is not."""
+    inside: set[int] = set()
+    depth = -1  # (the heading's indent while in a block)
+    for number, line in enumerate(lines):
+        if not line.strip():
+            continue
+        indent = len(line) - len(line.lstrip())
+        if depth >= 0 and indent > depth:
+            inside.add(number)
+            continue
+        depth = indent if _ENV_HEADING.match(line) else -1
+    return inside
 
 
 def _best_rank(lines: list[str]) -> tuple[int, bool, bool]:

@@ -250,15 +250,18 @@ RULES: tuple[Rule, ...] = (
         # take the same tokens whole): Dart's identity hash after a name's '#'
         # (_CartPageState#edefe), a Kubernetes generated name's 5-character suffix (its
         # alphabet has no vowel: kube-api-access-lfqfh, default-token-zqqkd) after two or
-        # more name parts, and 16+ letters of random case (three runs of one or two
-        # lowercase letters before a capital, which CamelCase names do not make)
+        # more name parts, and 16+ letters of random case: two separate runs of two or more
+        # capitals, and twice a lone lowercase letter between capitals (names made of words,
+        # findByIdAndUpdate, XMLHttpRequest, make at most one of the two), or five capitals
+        # each one letter apart (KqPzLmWn: four two-letter words in a row no name has)
         (?<=[A-Za-z_]\#)[0-9a-f]{5}(?![\w-])
         |\b[a-z][a-z\d]{0,30}(?:-[a-z\d]{1,30}){1,4}-(?=\d{0,4}[a-z])
          (?!(?:https|xmlns|html\d)(?![\w-]))   # (the vowel-less words of that shape)
          [b-df-hj-np-tv-xz\d]{5}(?![\w-])
         |\b(?=[A-Za-z]{16,64}(?![\w-]))
-         (?=[A-Za-z]{0,64}?(?<![a-z])[a-z]{1,2}[A-Z][A-Za-z]{0,64}?(?<![a-z])[a-z]{1,2}[A-Z]
-            [A-Za-z]{0,64}?(?<![a-z])[a-z]{1,2}[A-Z])
+         (?:(?=[A-Za-z]{0,64}?[A-Z]{2}[a-z]{1,64}[A-Z]{2})
+            (?=[A-Za-z]{0,64}?[A-Z][a-z][A-Z][A-Za-z]{0,64}?[A-Z][a-z][A-Z])
+          |(?=[A-Za-z]{0,64}?(?:[A-Z][a-z]){4}[A-Z]))   # (or capitals one letter apart 5 times)
          [A-Za-z]{16,64}(?![\w-])
         |\b(?=[\w-]*\d[\w-]*\d             # two digits,
            |[\w-]*\d[\w-]*[A-Za-z_]         # or a digit before a letter,
