@@ -118,7 +118,11 @@ VERSIONS: dict[str, str] = {
     "it; a browser frame's URL origin and an asset's content hash are cut; the coarse key "
     "takes a quoted message and the names of a text whose key words only say it failed; "
     "Dart identity hashes, generated k8s suffixes and mixed-case random ids are masked; "
-    "MySQL's [MY-NNNNNN] code is kept",
+    "MySQL's [MY-NNNNNN] code is kept; a compose service's prefix is cut from every line "
+    "and each service's lines are read together, so interleaving never changes a key; an "
+    "ANR report needs its own line and a Reason, and a crash trace wins over it; an "
+    "UPPER_SNAKE code followed by a message is an error code, a one-token field value never "
+    "heads, and a mixed-case id is masked only in a case pattern names never make",
 }
 
 
