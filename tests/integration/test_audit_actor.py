@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 HEAL = [sys.executable, "-c", "import sys; from pipeline.cli import main; sys.exit(main())"]
 
 APP = """import os
-if not os.path.exists("ready.flag"):
-    raise SystemExit("ERROR: workspace {token} is not ready: ready.flag is missing")
+if not os.path.exists("audit.ok"):
+    raise SystemExit("ERROR: ledger {token} refuses to open without its audit.ok marker")
 """
 
 
@@ -70,14 +70,18 @@ def test_a_manual_forced_apply_and_an_unquarantine_record_who(
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
     (repo / "app.py").write_text(APP.format(token=token))
-    (repo / ".gitignore").write_text("ready.flag\n")
+    (repo / ".gitignore").write_text("audit.ok\n")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "app")
     env = {**heal_env, "HEAL_WORKFLOW": f"wf-{token}", "HEAL_USER": "bob"}
     argv = ["run", "--timeout", "120", "--mode", "suggest", "--", sys.executable, "-c",
             "import app"]
-    assert _heal(env, repo, *argv).returncode == 1
-    taught = _heal(env, repo, "learn", "--last", "--command", "touch ready.flag")
+    # (its own wording and marker: the engines are shared, and another file's lesson for a
+    # similar error must not answer it; the error is named by its id, not --last)
+    first_out = repo.parent / "first.json"
+    assert _heal(env, repo, *argv[:1], "--json-file", str(first_out), *argv[1:]).returncode == 1
+    first = json.loads(first_out.read_text())
+    taught = _heal(env, repo, "learn", first["error_id"], "--command", "touch audit.ok")
     assert taught.returncode == 0, taught.stdout + taught.stderr
     out = repo.parent / "decision.json"
     suggested = _heal(env, repo, *argv[:1], "--json-file", str(out), *argv[1:])
